@@ -1,0 +1,308 @@
+"""ONNX frontend: ModelProto (or a path, or ``zoo:NAME``) -> onnxcc IR.
+
+- default-domain opsets 7 to 21; any other domain is unsupported;
+- initializers and ``Constant`` nodes become constant values; nodes whose inputs are all
+  constant (``ConstantOfShape``, shape subgraphs ``Shape -> Gather -> Concat -> Reshape``) are
+  folded while importing, and ``Shape``/``Size`` always fold because shapes are static;
+- symbolic input dims are bound from ``input_shapes``; an unbound leading (batch) dim becomes 1
+  with a warning; any other unbound dim is a :class:`ShapeError`;
+- models with external data load from beside the model file.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from .errors import AttributeValueError, ModelLoadError, OnnxccError, ShapeError, UnsupportedOpError
+from .ir import Graph, Node, TensorType, Value
+from .ops import REQUIRED, all_ops, get_op, infer_node, run_node
+
+log = logging.getLogger("onnxcc.frontend")
+
+MIN_OPSET, MAX_OPSET = 7, 21
+ALWAYS_FOLD = {"Shape", "Size"}   # depend on static shapes only
+# Folding a node whose output is bigger than this (elements) is left to canonicalize's judgement;
+# splat outputs (0-stride views) are always kept.
+MAX_FOLD_ELEMENTS = 1 << 26
+
+
+def load_model(model: str | Path | onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
+    """Load a model; returns ``(proto, name)``.
+
+    ``model`` is a ModelProto, a path to a ``.onnx`` file, or ``zoo:NAME`` for a light model
+    shipped in the onnx wheel. Raises :class:`ModelLoadError` on a missing, truncated or non-ONNX
+    file.
+    """
+    if isinstance(model, onnx.ModelProto):
+        return model, (model.graph.name or "model")
+    text = str(model)
+    if text.startswith("zoo:"):
+        from .zoo import zoo_path
+
+        path = zoo_path(text[4:])
+    else:
+        path = Path(text)
+    if not path.is_file():
+        raise ModelLoadError(f"no such model file: {path}",
+                             hint="give the path of an .onnx file, or zoo:NAME (see `onnxcc compile --help`)")
+    try:
+        proto = onnx.load(str(path), load_external_data=True)
+    except Exception as e:  # protobuf DecodeError, missing external data, ...
+        raise ModelLoadError(f"{path} is not a readable ONNX model ({type(e).__name__}: {e})",
+                             hint="check the file is complete (not truncated) and is an ONNX "
+                             "ModelProto; external data files must sit beside the model") from e
+    if not proto.graph.node and not proto.graph.output:
+        raise ModelLoadError(f"{path} holds no graph (empty or not an ONNX model)",
+                             hint="export the model again with torch.onnx.export or tf2onnx")
+    name = path.stem if not text.startswith("zoo:") else text[4:]
+    return proto, name
+
+
+def _attr_value(a: onnx.AttributeProto) -> Any:
+    v = onnx.helper.get_attribute_value(a)
+    if isinstance(v, bytes):
+        return v.decode("utf-8", errors="replace")
+    if isinstance(v, onnx.TensorProto):
+        return numpy_helper.to_array(v)
+    if isinstance(v, list):
+        if v and isinstance(v[0], bytes):
+            return tuple(x.decode("utf-8", errors="replace") for x in v)
+        if v and isinstance(v[0], onnx.TensorProto):
+            return tuple(numpy_helper.to_array(x) for x in v)
+        return tuple(v)
+    if isinstance(v, (onnx.GraphProto,)):
+        return v
+    return v
+
+
+def _opset(proto: onnx.ModelProto) -> int:
+    version = None
+    for imp in proto.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            version = imp.version
+    if version is None:
+        raise ModelLoadError("the model imports no default-domain (ai.onnx) opset",
+                             hint="onnxcc compiles models of the default ONNX domain")
+    if not MIN_OPSET <= version <= MAX_OPSET:
+        raise ModelLoadError(f"opset {version} is outside the supported range {MIN_OPSET}..{MAX_OPSET}",
+                             hint="convert with onnx.version_converter.convert_version(model, 17)")
+    return version
+
+
+def _bind_shape(vi: onnx.ValueInfoProto, given: Sequence[int] | None) -> tuple[int, ...]:
+    tt = vi.type.tensor_type
+    if not vi.type.HasField("tensor_type"):
+        raise UnsupportedOpError([(vi.name, "input", "only tensor inputs are supported")])
+    dims = list(tt.shape.dim) if tt.HasField("shape") else None
+    if given is not None:
+        given = tuple(int(d) for d in given)
+        if dims is not None and len(dims) != len(given):
+            raise ShapeError(f"input {vi.name!r} has rank {len(dims)} but input_shapes gives {given}",
+                             hint="give one size per dimension")
+        for d, g in zip(dims or [], given):
+            if d.HasField("dim_value") and d.dim_value != g:
+                raise ShapeError(f"input {vi.name!r}: fixed dim {d.dim_value} cannot be bound to {g}",
+                                 hint="only symbolic dims can be bound")
+        if any(g <= 0 for g in given):
+            raise ShapeError(f"input {vi.name!r}: sizes must be positive, got {given}")
+        return given
+    if dims is None:
+        raise ShapeError(f"input {vi.name!r} has no shape",
+                         hint=f"pass input_shapes={{{vi.name!r}: (...)}} (CLI: --input-shape)")
+    shape = []
+    for k, d in enumerate(dims):
+        if d.HasField("dim_value") and d.dim_value > 0:
+            shape.append(d.dim_value)
+        elif k == 0 and len(dims) > 1:
+            warnings.warn(f"input {vi.name!r}: symbolic batch dim {d.dim_param or '?'} bound to 1; "
+                          f"pass input_shapes to choose another size", stacklevel=3)
+            shape.append(1)
+        else:
+            raise ShapeError(f"input {vi.name!r}: dim {k} ({d.dim_param or 'unknown'}) is symbolic",
+                             hint=f"pass input_shapes={{{vi.name!r}: (...)}} (CLI: --input-shape "
+                             f"{vi.name}=1,3,224,224)")
+    return tuple(shape)
+
+
+def _np_dtype(elem_type: int) -> np.dtype:
+    try:
+        return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
+    except Exception as e:
+        raise UnsupportedOpError([("input", "dtype", f"ONNX element type {elem_type} is not supported")]) from e
+
+
+def _constant_value(node: onnx.NodeProto) -> np.ndarray:
+    attrs = {a.name: _attr_value(a) for a in node.attribute}
+    if "value" in attrs:
+        return np.asarray(attrs["value"])
+    for key, dt in (("value_float", np.float32), ("value_int", np.int64)):
+        if key in attrs:
+            return np.array(attrs[key], dt)
+    for key, dt in (("value_floats", np.float32), ("value_ints", np.int64)):
+        if key in attrs:
+            return np.array(attrs[key], dt)
+    raise AttributeValueError("Constant without a supported value attribute", node=node.name,
+                              op="Constant", hint="sparse and string constants are not supported")
+
+
+def import_onnx(model: str | Path | onnx.ModelProto,
+                input_shapes: Mapping[str, Sequence[int]] | None = None,
+                fold: bool = True) -> Graph:
+    """Import an ONNX model into the IR.
+
+    Args:
+        model: path, ``zoo:NAME`` or ModelProto.
+        input_shapes: binds symbolic input dims, e.g. ``{"input": (1, 3, 224, 224)}``.
+        fold: fold nodes with constant inputs while importing (shape subgraphs need it).
+    Returns:
+        the Graph, nodes in topological order, named after the model file (or graph name).
+    Raises:
+        ModelLoadError, UnsupportedOpError (every unsupported node at once), ShapeError,
+        AttributeValueError.
+    """
+    proto, name = load_model(model)
+    version = _opset(proto)
+    graph = proto.graph
+    input_shapes = dict(input_shapes or {})
+    registry = all_ops()
+
+    # Every unsupported node at once, before any work.
+    problems = []
+    for k, n in enumerate(graph.node):
+        if n.domain not in ("", "ai.onnx"):
+            problems.append((n.name or f"{n.op_type}_{k}", f"{n.domain}.{n.op_type}",
+                             "only the default ONNX domain is supported"))
+        elif n.op_type != "Constant" and n.op_type not in registry:
+            problems.append((n.name or f"{n.op_type}_{k}", n.op_type, "op not implemented"))
+    if problems:
+        raise UnsupportedOpError(problems)
+
+    values: dict[str, Value] = {}
+    inits = {t.name for t in graph.initializer}
+    for t in graph.initializer:
+        try:
+            arr = numpy_helper.to_array(t, base_dir="")
+        except Exception as e:
+            raise ModelLoadError(f"initializer {t.name!r} cannot be read: {e}",
+                                 hint="check its external data file sits beside the model") from e
+        values[t.name] = Value(t.name, TensorType(arr.shape, arr.dtype), const=arr)
+
+    inputs = []
+    for vi in graph.input:
+        if vi.name in inits:
+            continue
+        shape = _bind_shape(vi, input_shapes.pop(vi.name, None))
+        v = Value(vi.name, TensorType(shape, _np_dtype(vi.type.tensor_type.elem_type)))
+        values[vi.name] = v
+        inputs.append(v)
+    if input_shapes:
+        raise ShapeError(f"input_shapes names unknown inputs {sorted(input_shapes)}",
+                         hint=f"the model's inputs are {[v.name for v in inputs]}")
+
+    g = Graph([], inputs, [], name=name)
+    used_names: set[str] = set()
+    for k, np_ in enumerate(graph.node):
+        nname = np_.name or f"{np_.op_type}_{k}"
+        while nname in used_names:
+            nname += "_"
+        used_names.add(nname)
+        if np_.op_type == "Constant":
+            arr = _constant_value(np_)
+            values[np_.output[0]] = Value(np_.output[0], TensorType(arr.shape, arr.dtype), const=arr)
+            continue
+        ins: list[Value | None] = []
+        for i in np_.input:
+            if i == "":
+                ins.append(None)
+            elif i not in values:
+                raise ModelLoadError(f"input {i!r} is not produced by any earlier node",
+                                     node=nname, op=np_.op_type,
+                                     hint="the graph must be topologically sorted and complete")
+            else:
+                ins.append(values[i])
+        while ins and ins[-1] is None:
+            ins.pop()
+        opdef = get_op(np_.op_type)
+        attrs: dict[str, Any] = {}
+        for a in np_.attribute:
+            if a.name not in opdef.attrs:
+                raise AttributeValueError(f"unknown attribute {a.name!r}", node=nname, op=np_.op_type,
+                                          hint=f"known attributes: {sorted(opdef.attrs)}")
+            attrs[a.name] = _attr_value(a)
+        for key, default in opdef.attrs.items():
+            if key not in attrs:
+                if default is REQUIRED:
+                    raise AttributeValueError(f"required attribute {key!r} is missing", node=nname,
+                                              op=np_.op_type, hint="re-export the model")
+                attrs[key] = default
+        outs = [Value(o or f"{nname}_unused{j}", TensorType((), np.float32))
+                for j, o in enumerate(np_.output)]
+        node = Node(np_.op_type, ins, outs, attrs, nname, version)
+        for o in outs:
+            o.producer = node
+        n_in = len(ins)
+        if n_in < opdef.min_inputs or (opdef.max_inputs >= 0 and n_in > opdef.max_inputs):
+            raise AttributeValueError(f"takes {opdef.min_inputs}..{opdef.max_inputs} inputs, got {n_in}",
+                                      node=nname, op=np_.op_type, hint="the model is malformed")
+        opdef.check(node)
+        try:
+            types = infer_node(node)
+        except OnnxccError:
+            raise
+        except Exception as e:
+            raise ShapeError(f"cannot infer output shapes: {e}", node=nname, op=np_.op_type) from e
+        for o, t in zip(outs, types):
+            o.type = t
+        folded = False
+        if fold and (np_.op_type in ALWAYS_FOLD or all(i is None or i.is_const for i in ins)):
+            folded = _try_fold(node)
+        for o in outs:
+            values[o.name] = o
+        if not folded:
+            g.nodes.append(node)
+
+    outputs = []
+    for vi in graph.output:
+        if vi.name not in values:
+            raise ModelLoadError(f"graph output {vi.name!r} is never produced",
+                                 hint="the model is malformed")
+        outputs.append(values[vi.name])
+    g.outputs = outputs
+    g.remove_dead()
+    log.info("imported %s: opset %d, %d nodes", name, version, len(g.nodes))
+    return g
+
+
+def _try_fold(node: Node) -> bool:
+    """Evaluate a node with constant inputs; turn its outputs into constants. True if folded."""
+    if sum(o.type.size for o in node.outputs) > MAX_FOLD_ELEMENTS:
+        return False
+    ins = [None if i is None else (i.const if i.is_const else np.zeros(i.shape, i.dtype))
+           for i in node.inputs]
+    with np.errstate(all="ignore"):
+        outs = run_node(node, *ins)
+    for o, a in zip(node.outputs, outs):
+        o.const = a
+        o.producer = None
+        o.type = TensorType(a.shape, a.dtype)
+    return True
+
+
+_IDENT = re.compile(r"[^0-9A-Za-z_]")
+
+
+def c_identifier(text: str, prefix: str = "t") -> str:
+    """A C identifier made from untrusted ``text``: ASCII alnum and underscore only, never
+    starting with a digit (a stable prefix is added). Uniqueness is the caller's job."""
+    s = _IDENT.sub("_", text.encode("ascii", "replace").decode()).strip("_") or prefix
+    if s[0].isdigit():
+        s = f"{prefix}_{s}"
+    return s

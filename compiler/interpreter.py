@@ -1,0 +1,38 @@
+"""Reference interpreter: runs a Graph with each op's numpy reference.
+
+Used for constant folding, calibration and as the second test oracle beside onnxruntime.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from .errors import ShapeError
+from .ir import Graph
+from .ops import run_node
+
+
+def interpret(g: Graph, feeds: Mapping[str, np.ndarray] | None = None, /, **kw: np.ndarray
+              ) -> dict[str, np.ndarray]:
+    """Evaluate ``g`` on ``feeds`` (input name -> array, shapes as the graph declares).
+
+    Returns output name -> array. Raises :class:`ShapeError` when a feed is missing or its shape
+    or dtype differs from the graph's input.
+    """
+    feeds = {**(feeds or {}), **kw}
+    env: dict[int, np.ndarray] = {}
+    for v in g.inputs:
+        if v.name not in feeds:
+            raise ShapeError(f"missing input {v.name!r}", hint=f"feed all of {[x.name for x in g.inputs]}")
+        a = np.asarray(feeds[v.name])
+        if a.shape != v.shape:
+            raise ShapeError(f"input {v.name!r} has shape {a.shape}, the graph wants {v.shape}")
+        env[id(v)] = a.astype(v.dtype, copy=False)
+    with np.errstate(all="ignore"):
+        for n in g.nodes:
+            args = [None if i is None else (i.const if i.is_const else env[id(i)]) for i in n.inputs]
+            for o, a in zip(n.outputs, run_node(n, *args)):
+                env[id(o)] = a
+    return {v.name: (v.const if v.is_const else env[id(v)]) for v in g.outputs}

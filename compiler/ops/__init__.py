@@ -1,0 +1,152 @@
+"""The op registry: every op is declared once, here, with its attributes, inference and reference.
+
+An :class:`OpDef` states the ONNX attribute schema with spec defaults, shape/dtype inference and a
+numpy reference implementation (the semantics of the ONNX spec for opsets 7 to 21). The reference
+interpreter, constant folding and the test oracle all use it. Code generators lower ops in their
+own registries (``onnxcc.codegen.<target>.lower``).
+
+To add an op, copy ``TEMPLATE.py`` into the family file and register it with :func:`register_op`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import AttributeValueError, ShapeError, UnsupportedOpError
+from ..ir import Node, TensorType
+
+REQUIRED = object()  # marks an attribute without a default
+
+
+class OpDef:
+    """Base of an op declaration.
+
+    Class attributes:
+        name: ONNX op type (default domain) or ``onnxcc.<Name>`` for onnxcc's own ops.
+        attrs: attribute name -> spec default (``REQUIRED`` when the spec gives none).
+        traits: ``elementwise`` (output is the broadcast of the inputs, one scalar function),
+            ``view`` (output has the input's bytes: Reshape, Flatten...), ``fusable_epilogue``
+            (an activation that can follow Conv/Gemm), ``quantizable``.
+        min_inputs / max_inputs: arity, for the frontend's checks (max -1 = variadic).
+    """
+
+    name: str = ""
+    attrs: dict[str, Any] = {}
+    traits: frozenset[str] = frozenset()
+    min_inputs: int = 1
+    max_inputs: int = 1
+
+    def check(self, node: Node) -> None:
+        """Raise :class:`AttributeValueError` when an attribute value is outside the spec."""
+
+    def infer(self, node: Node) -> list[TensorType]:
+        """Output types of ``node``. Default: run :meth:`reference` on zeros of the input shapes
+        (constant inputs keep their data). Ops with heavy references override this."""
+        args = []
+        for v in node.inputs:
+            if v is None:
+                args.append(None)
+            elif v.const is not None:
+                args.append(v.const)
+            else:
+                args.append(np.zeros(v.shape, v.dtype))
+        with np.errstate(all="ignore"):
+            outs = self.reference(node, *args)
+        return [TensorType(np.shape(o), np.asarray(o).dtype) for o in outs]
+
+    def reference(self, node: Node, *inputs: np.ndarray | None) -> list[np.ndarray]:
+        """The numpy implementation: arrays in, arrays out (one per node output)."""
+        raise NotImplementedError(self.name)
+
+
+REGISTRY: dict[str, OpDef] = {}
+
+
+def register_op(name: str, traits: set[str] | frozenset[str] = frozenset()) -> Callable[[type], type]:
+    """Class decorator: register an :class:`OpDef` subclass under the ONNX op ``name``."""
+
+    def deco(cls: type) -> type:
+        inst = cls()
+        inst.name = name
+        inst.traits = frozenset(traits) | frozenset(getattr(cls, "traits", frozenset()))
+        REGISTRY[name] = inst
+        return cls
+
+    return deco
+
+
+def get_op(node_or_op: Node | str) -> OpDef:
+    """The declaration of an op. Raises :class:`UnsupportedOpError` when there is none."""
+    _load_families()
+    if isinstance(node_or_op, Node):
+        op = REGISTRY.get(node_or_op.op)
+        if op is None:
+            raise UnsupportedOpError([(node_or_op.name, node_or_op.op, "op not implemented")])
+        return op
+    op = REGISTRY.get(node_or_op)
+    if op is None:
+        raise UnsupportedOpError([("?", node_or_op, "op not implemented")])
+    return op
+
+
+def infer_node(node: Node) -> list[TensorType]:
+    """Output types of ``node`` from its op's declaration."""
+    try:
+        return get_op(node).infer(node)
+    except (ShapeError, AttributeValueError, UnsupportedOpError):
+        raise
+    except Exception as e:  # a reference that cannot run on these shapes
+        raise ShapeError(f"cannot infer output shapes: {e}", node=node.name, op=node.op,
+                         hint="check the input shapes given to this node") from e
+
+
+def run_node(node: Node, *inputs: np.ndarray | None) -> list[np.ndarray]:
+    """Evaluate ``node`` on numpy arrays with its reference implementation."""
+    outs = get_op(node).reference(node, *inputs)
+    res = []
+    for o, v in zip(outs, node.outputs):
+        a = np.asarray(o)
+        if a.dtype != v.dtype:
+            a = a.astype(v.dtype)
+        res.append(a)
+    return res
+
+
+def attr(node: Node, name: str) -> Any:
+    """Attribute value of ``node`` (frontend fills spec defaults, so a missing one is an error)."""
+    try:
+        return node.attrs[name]
+    except KeyError:
+        raise AttributeValueError(f"attribute {name!r} is required", node=node.name, op=node.op,
+                                  hint="the ONNX spec requires this attribute; re-export the model")
+
+
+def bad_attr(node: Node, message: str) -> AttributeValueError:
+    """An :class:`AttributeValueError` naming the node, with a standard remedy."""
+    return AttributeValueError(message, node=node.name, op=node.op,
+                               hint="fix the attribute to a value the ONNX spec allows")
+
+
+FAMILIES = ("elementwise", "nn", "matmul", "norm", "shape", "reduce", "fused")
+_loaded = False
+
+
+def _load_families() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for fam in FAMILIES:
+            try:
+                importlib.import_module(f"{__name__}.{fam}")
+            except ModuleNotFoundError as e:
+                if e.name != f"{__name__}.{fam}":
+                    raise
+
+
+def all_ops() -> dict[str, OpDef]:
+    """Every registered op, by name."""
+    _load_families()
+    return dict(sorted(REGISTRY.items()))
