@@ -1,0 +1,290 @@
+"""The C emitter: a planned Graph -> the files of a C library.
+
+Files: ``<m>.h``, ``<m>.c``, ``<m>_weights.c`` (typed const arrays, or an ``.incbin`` of
+``<m>_weights.bin`` for hosts), ``onnxcc_rt.h``, ``<m>.json`` (memory map), ``CMakeLists.txt``
+and ``<m>.mk``. Output is byte-deterministic for the same graph and options. Every name taken from
+the model reaches the C text only as a sanitized identifier, an escaped string literal or a
+sanitized comment.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+
+from onnxcc.errors import UnsupportedOpError
+from onnxcc.frontend import c_identifier
+from onnxcc.ir import Graph, Value
+
+from .lower import (CTYPES, KernelDesc, LowerCtx, c_literal, ctype, is_splat, registry,
+                    unsupported_reason)
+
+TEMPLATES = Path(__file__).parent / "templates"
+RT_HEADER = Path(__file__).resolve().parents[2] / "runtime" / "include" / "onnxcc_rt.h"
+DTYPE_ENUM = {"float32": "ONNXCC_FLOAT32", "uint8": "ONNXCC_UINT8", "int8": "ONNXCC_INT8",
+              "uint16": "ONNXCC_UINT16", "int16": "ONNXCC_INT16", "int32": "ONNXCC_INT32",
+              "int64": "ONNXCC_INT64", "bool": "ONNXCC_BOOL", "float64": "ONNXCC_FLOAT64",
+              "uint32": "ONNXCC_UINT32", "uint64": "ONNXCC_UINT64"}
+C_KEYWORDS = {"auto", "break", "case", "char", "const", "continue", "default", "do", "double",
+              "else", "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long",
+              "register", "restrict", "return", "short", "signed", "sizeof", "static", "struct",
+              "switch", "typedef", "union", "unsigned", "void", "volatile", "while", "_Bool",
+              "_Complex", "_Imaginary", "main", "arena", "arena_size", "a"}
+BLOB_ALIGN = 64
+
+
+def comment_text(text: str, limit: int = 80) -> str:
+    """``text`` made safe inside a C block comment: printable ASCII, no ``*/``, ``/*``, trigraph
+    ``??`` or backslash-newline; cut to ``limit`` characters."""
+    s = "".join(c if 32 <= ord(c) < 127 else "?" for c in text)
+    s = s.replace("\\", "/").replace("*/", "* /").replace("/*", "/ *").replace("??", "?_")
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+def c_string(text: str) -> str:
+    """``text`` as a C string literal: UTF-8 bytes, anything but plain ASCII as octal escapes
+    (quotes, backslashes, ``?`` against trigraphs, newlines and non-ASCII included)."""
+    out = []
+    for b in text.encode("utf-8"):
+        ch = chr(b)
+        out.append(ch if (ch.isalnum() and b < 128) or ch in " _-.:/,;()[]+=<>#%&|~^!@{}'" else f"\\{b:03o}")
+    return '"' + "".join(out) + '"'
+
+
+def env() -> jinja2.Environment:
+    """The jinja environment for C templates (strict, deterministic whitespace)."""
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+                              undefined=jinja2.StrictUndefined, trim_blocks=True,
+                              lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
+
+
+def check_legal(g: Graph, target: str = "c") -> None:
+    """Raise :class:`UnsupportedOpError` listing every node the C target cannot lower."""
+    problems = []
+    for n in g.nodes:
+        why = unsupported_reason(n)
+        if why:
+            problems.append((n.name, n.op, why))
+    for v in g.values():
+        if v.type.size >= 2**31:
+            problems.append((v.name, "tensor", "tensors of 2^31 or more elements are not supported"))
+    if problems:
+        raise UnsupportedOpError(problems, target)
+
+
+@dataclass
+class _Weight:
+    value: Value
+    symbol: str
+    ctype: str
+    count: int
+    offset: int  # in the blob
+
+
+def _format_array(a: np.ndarray, ct: str) -> str:
+    flat = np.ascontiguousarray(a).reshape(-1)
+    if ct == "float":
+        items = [np.format_float_scientific(x, unique=True, trim="0", exp_digits=1).replace("e+", "e") + "f"
+                 if np.isfinite(x) else c_literal(float(x), ct) for x in flat.astype(np.float32)]
+    elif ct == "double":
+        items = [c_literal(float(x), ct) for x in flat]
+    else:
+        items = [c_literal(int(x), ct) for x in flat]
+    lines = [", ".join(items[i:i + 8]) for i in range(0, len(items), 8)]
+    return ",\n".join("    " + ln for ln in lines)
+
+
+def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: str,
+           sha256: str, options: dict[str, Any], source: str) -> dict[str, Any]:
+    """Write the C library for the planned graph ``g`` into ``out_dir`` (which must exist).
+
+    Returns the memory map (also written as ``<m>.json``). ``g.meta["memory_plan"]`` must be set
+    by the plan_memory pass. Raises :class:`UnsupportedOpError` for nodes the C target cannot lower.
+    """
+    check_legal(g)
+    plan = g.meta["memory_plan"]
+    m = c_identifier(name, "model").lower()
+    M = m.upper()
+    reg = registry()
+    j = env()
+
+    # -- constants: splats stay one element; everything else is a weight array -------------
+    weights: dict[int, _Weight] = {}
+    splats: dict[int, dict[str, Any]] = {}
+    blob_off = 0
+    for n in g.nodes:
+        for v in n.inputs:
+            if v is None or v.const is None or id(v) in weights or id(v) in splats:
+                continue
+            ct = ctype(v.dtype)
+            if v.const.size > 1 and is_splat(v.const):
+                splats[id(v)] = {"symbol": f"{m}_s{len(splats)}", "ctype": ct, "count": v.const.size,
+                                 "literal": c_literal(v.const.reshape(-1)[0].item(), ct)}
+            elif v.const.size == 1:
+                splats[id(v)] = {"symbol": f"{m}_s{len(splats)}", "ctype": ct, "count": 1,
+                                 "literal": c_literal(v.const.reshape(-1)[0].item(), ct)}
+            else:
+                w = _Weight(v, f"{m}_w{len(weights)}", ct, v.const.size, blob_off)
+                weights[id(v)] = w
+                blob_off += (v.const.nbytes + BLOB_ALIGN - 1) // BLOB_ALIGN * BLOB_ALIGN
+    weights_size = sum(w.value.const.nbytes for w in weights.values())
+
+    # -- public tensors --------------------------------------------------------------------
+    used_params: set[str] = set()
+
+    def tensor_info(v: Value, kind: str, k: int) -> dict[str, Any]:
+        base = c_identifier(v.name, "t").lower()
+        param = f"{'in' if kind == 'input' else 'out'}_{base}"[:60]
+        while param in used_params or param in C_KEYWORDS:
+            param += "_"
+        used_params.add(param)
+        rank = len(v.shape)
+        layout = {4: "NCHW", 3: "NCW", 2: "NC", 5: "NCDHW"}.get(rank, "")
+        return {"kind": kind, "index": k, "macro": f"{M}_{kind.upper()}_{k}",
+                "c_name": c_string(v.name), "comment": comment_text(f"{v.name}: {v.type}"),
+                "dtype_enum": DTYPE_ENUM[v.dtype.name], "rank": rank,
+                "shape_list": ", ".join(str(d) for d in v.shape), "size": v.type.size,
+                "bytes": v.type.nbytes, "layout": layout, "ctype": ctype(v.dtype), "param": param,
+                "value": v}
+
+    ins = [tensor_info(v, "input", k) for k, v in enumerate(g.inputs)]
+    outs = [tensor_info(v, "output", k) for k, v in enumerate(g.outputs)]
+
+    def ptr(v: Value, const: bool) -> str:
+        ct = ctype(v.dtype)
+        q = "const " if const else ""
+        if id(v) in splats:
+            return splats[id(v)]["symbol"]
+        if id(v) in weights:
+            w = weights[id(v)]
+            if weights_in_c:
+                return w.symbol
+            return f"(const {ct} *)(const void *)({m}_weights_blob + {w.offset})"
+        b = plan.buffers[v.name]
+        item = v.dtype.itemsize
+        if b.space == "arena":
+            return f"({q}{ct} *)(void *)(a + {b.offset})"
+        base = (ins if b.space == "input" else outs)[b.index]
+        if b.offset % item:
+            raise AssertionError(f"misaligned view of {v.name}")
+        off = b.offset // item
+        if base["ctype"] != ct:
+            return f"({q}{ct} *)({'const ' if b.space == 'input' else ''}void *)({base['param']}" + \
+                (f" + {off}" if off else "") + ")"
+        return base["param"] + (f" + {off}" if off else "")
+
+    # -- kernels and calls -----------------------------------------------------------------
+    kernels, calls = [], []
+    for idx, n in enumerate(g.nodes):
+        ctx = LowerCtx(n, plan.buffers)
+        desc: KernelDesc | None = reg[n.op](n, ctx)
+        if desc is None:
+            calls.append(f"/* {comment_text(n.name)} ({n.op}): aliased by the memory plan, no code */")
+            continue
+        fn = f"{m}_k{idx}_{c_identifier(n.op.split('.')[-1], 'op').lower()}"
+        params, args = [], []
+        for o in desc.outputs:
+            params.append(f"{o.ctype} *{o.ptr}")
+            args.append(ptr(n.outputs[int(o.ptr[1:])], False))
+        for i in desc.inputs:
+            if i is None:
+                continue
+            params.append(f"const {i.ctype} *{i.ptr}")
+            args.append(ptr(n.inputs[int(i.ptr[1:])], True))
+        if desc.scratch_bytes:
+            params.append("unsigned char *scratch")
+            args.append(f"a + {plan.scratch[n.name]}")
+        macro = getattr(j.get_template(f"ops/{desc.family}.c.j2").module, desc.macro)
+        body = str(macro(desc)).rstrip("\n")
+        shapes = ", ".join(f"{comment_text(v.name, 32)} {v.type}" for v in n.inputs if v is not None)
+        kernels.append({"fn": fn, "signature": ", ".join(params), "body": body,
+                        "comment": comment_text(f"node {n.name} ({n.op}): "
+                                                f"{', '.join(str(o.type) for o in n.outputs)} <- {shapes}", 200)})
+        calls.append(f"{fn}({', '.join(args)});")
+
+    # Graph outputs the plan could not place in their output buffer: copy at the end.
+    for k, v in enumerate(g.outputs):
+        b = plan.buffers.get(v.name)
+        if b is not None and b.space == "output" and b.index == k and b.offset == 0:
+            continue
+        dst = outs[k]["param"]
+        if v.const is not None and id(v) not in weights and id(v) not in splats:
+            ct = ctype(v.dtype)
+            lit = c_literal(v.const.reshape(-1)[0].item(), ct) if v.const.size else "0"
+            if v.const.size and is_splat(v.const):
+                calls.append(f"for (size_t i = 0; i < {v.type.size}u; ++i) {dst}[i] = {lit};")
+                continue
+            w = _Weight(v, f"{m}_w{len(weights)}", ct, v.const.size, blob_off)
+            weights[id(v)] = w
+            blob_off += (v.const.nbytes + BLOB_ALIGN - 1) // BLOB_ALIGN * BLOB_ALIGN
+            weights_size += v.const.nbytes
+        if id(v) in splats:
+            calls.append(f"for (size_t i = 0; i < {v.type.size}u; ++i) {dst}[i] = {splats[id(v)]['symbol']}[0];")
+        elif v.type.nbytes:
+            calls.append(f"memcpy({dst}, {ptr(v, True)}, {v.type.nbytes}u);")
+
+    wlist = []
+    for w in weights.values():
+        decl = (f"extern const {w.ctype} {w.symbol}[{w.count}];" if weights_in_c else "")
+        wlist.append({"symbol": w.symbol, "ctype": w.ctype, "count": w.count, "decl": decl,
+                      "comment": comment_text(f"{w.value.name}: {w.value.type}"),
+                      "body": _format_array(w.value.const, w.ctype) if weights_in_c else ""})
+    if not weights_in_c and weights:
+        wlist[0]["decl"] = f"extern const unsigned char {m}_weights_blob[];"
+        for w in wlist[1:]:
+            w["decl"] = ""
+        wlist = [w for w in wlist if w["decl"]] + [w for w in wlist if not w["decl"]]
+    decls = [w for w in wlist if w["decl"]]
+
+    ctx_vars = dict(m=m, M=M, version=version, sha256=sha256, source_comment=comment_text(source),
+                    options_comment=comment_text(json.dumps(options, sort_keys=True), 400),
+                    arena_size=plan.arena_size, arena_align=max(plan.alignment, 8),
+                    weights_size=weights_size, inputs=ins, outputs=outs, nodes=kernels,
+                    calls=calls, weights=decls, splats=list(splats.values()),
+                    blob=not weights_in_c and bool(weights))
+    files = {
+        f"{m}.h": j.get_template("model.h.j2").render(ctx_vars),
+        f"{m}.c": j.get_template("model.c.j2").render(ctx_vars),
+        f"{m}_weights.c": j.get_template("weights.c.j2").render({**ctx_vars, "weights": wlist}),
+        "CMakeLists.txt": j.get_template("CMakeLists.txt.j2").render(ctx_vars),
+        f"{m}.mk": j.get_template("model.mk.j2").render(ctx_vars),
+        "onnxcc_rt.h": RT_HEADER.read_text(),
+    }
+    for fname, text in files.items():
+        (out_dir / fname).write_text(text)
+    if not weights_in_c and weights:
+        with open(out_dir / f"{m}_weights.bin", "wb") as f:
+            for w in weights.values():
+                data = np.ascontiguousarray(w.value.const).tobytes()
+                f.seek(w.offset)
+                f.write(data)
+            f.truncate(blob_off)
+
+    mmap = {
+        "model": name, "c_prefix": m, "onnxcc_version": version, "model_sha256": sha256,
+        "options": options, "passes": list(g.meta.get("passes", [])),
+        "arena": {"size": plan.arena_size, "alignment": plan.alignment,
+                  "lower_bound": plan.lower_bound, "naive": plan.naive},
+        "weights": {"size": weights_size, "format": "c_arrays" if weights_in_c else "incbin",
+                    "tensors": [{"name": w.value.name, "symbol": w.symbol, "bytes": w.value.const.nbytes,
+                                 **({} if weights_in_c else {"offset": w.offset})}
+                                for w in weights.values()]},
+        "tensors": [{"name": v.name, "dtype": v.dtype.name, "shape": list(v.shape),
+                     "space": b.space, "index": b.index, "offset": b.offset, "size": b.size}
+                    for v in g.values() if (b := plan.buffers.get(v.name)) is not None],
+        "ops": [{"name": n.name, "op": n.op} for n in g.nodes],
+        "inputs": [{"name": t["value"].name, "param": t["param"], "dtype": t["value"].dtype.name,
+                    "shape": list(t["value"].shape)} for t in ins],
+        "outputs": [{"name": t["value"].name, "param": t["param"], "dtype": t["value"].dtype.name,
+                     "shape": list(t["value"].shape)} for t in outs],
+    }
+    (out_dir / f"{m}.json").write_text(json.dumps(mmap, indent=1, sort_keys=False) + "\n")
+    return mmap
+
+
+SUPPORTED_DTYPES = sorted(CTYPES)

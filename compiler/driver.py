@@ -1,0 +1,173 @@
+"""The driver: ``compile()`` runs import -> target pipeline -> legality -> C codegen.
+
+Output is written to a temporary folder and moved into place only when complete, so a failed
+compile never leaves a half-written output folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import onnx
+
+from . import __version__
+from .errors import OutputError
+from .frontend import import_onnx, load_model
+from .ir import Graph
+
+
+class CompiledModel:
+    """A compiled model: the optimized graph, the generated C library, and ways to run it.
+
+    ``run`` builds the library for this machine with the system C compiler (once) and runs it;
+    it behaves the same for every target (a cortex-m4 library runs as host code here).
+    """
+
+    def __init__(self, graph: Graph, target: Any, name: str, lib_dir: Path, mmap: dict,
+                 options: dict[str, Any]) -> None:
+        self.graph, self.target, self.name = graph, target, name
+        self.lib_dir, self.mmap, self.options = lib_dir, mmap, options
+        self._exe: dict[tuple, Path] = {}
+
+    @property
+    def files(self) -> list[str]:
+        """Names of the generated files."""
+        return sorted(p.name for p in self.lib_dir.iterdir() if p.is_file()
+                      and not p.name.endswith(("_main.c", "_run", "_run_asan")))
+
+    @property
+    def arena_size(self) -> int:
+        """Bytes of arena the generated ``<m>_run`` needs."""
+        return int(self.mmap["arena"]["size"])
+
+    @property
+    def weights_size(self) -> int:
+        """Bytes of constant weights."""
+        return int(self.mmap["weights"]["size"])
+
+    def build(self, *, cc: str | None = None, sanitize: bool = False, opt: str = "-O2") -> Path:
+        """Build the host executable harness; returns its path (cached per options)."""
+        from onnxcc.runtime.build import build_executable
+
+        key = (cc, sanitize, opt)
+        if key not in self._exe:
+            self._exe[key] = build_executable(self.lib_dir, self.mmap, cc=cc, sanitize=sanitize, opt=opt)
+        return self._exe[key]
+
+    def run(self, inputs: Mapping[str, np.ndarray], *, cc: str | None = None,
+            sanitize: bool = False) -> dict[str, np.ndarray]:
+        """Run the generated C code on ``inputs`` (name -> array); returns name -> array."""
+        from onnxcc.runtime.build import run_executable
+
+        exe = self.build(cc=cc, sanitize=sanitize, opt="-O1" if sanitize else "-O2")
+        return run_executable(exe, self.mmap, inputs)
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Copy the library into ``out_dir`` atomically (written beside it, then renamed).
+
+        Raises OutputError when the folder cannot be written.
+        """
+        dest = Path(out_dir).resolve()
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+        except OSError as e:
+            raise OutputError(f"cannot write the output folder {dest}: {e.strerror}",
+                              hint="choose a writable folder with -o") from e
+        try:
+            for name in self.files:
+                shutil.copy2(self.lib_dir / name, tmp / name)
+            if dest.exists():
+                if not dest.is_dir():
+                    raise OutputError(f"{dest} exists and is not a folder", hint="choose another -o")
+                old = dest.with_name(f".{dest.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                dest.rename(old)
+                tmp.rename(dest)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                tmp.rename(dest)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise OutputError(f"cannot write the output folder {dest}: {e}",
+                              hint="choose a writable folder with -o") from e
+        except Exception:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return dest
+
+    def cross_sizes(self) -> dict[str, int] | None:
+        """For MCU targets: text/data/bss bytes of the library cross-compiled for the target
+        (None when the target has no cross compiler or it is not installed)."""
+        from onnxcc.runtime.build import compile_object
+
+        cc = getattr(self.target, "cc", None)
+        if not cc or not shutil.which(cc):
+            return None
+        return compile_object(self.lib_dir, self.mmap, cc=cc, flags=self.target.c_flags)
+
+    def report(self) -> str:
+        """Per-node table (op, output shape, MACs, parameter bytes, arena offset/size) + totals."""
+        from .report import format_report
+
+        return format_report(self)
+
+    def __del__(self) -> None:
+        shutil.rmtree(getattr(self, "_tmp", ""), ignore_errors=True)
+
+
+def model_sha256(proto: onnx.ModelProto) -> str:
+    """sha256 of the model's serialized bytes (deterministic serialization)."""
+    return hashlib.sha256(proto.SerializeToString(deterministic=True)).hexdigest()
+
+
+def compile(model: str | Path | onnx.ModelProto, target: str = "host", *,
+            input_shapes: Mapping[str, Sequence[int]] | None = None, name: str | None = None,
+            verify: bool | None = None, dump_dir: str | Path | None = None,
+            disable_passes: Sequence[str] = ()) -> CompiledModel:
+    """Compile an ONNX model for ``target`` (``onnxcc targets`` lists them).
+
+    Args:
+        model: path to an .onnx file, ``zoo:NAME``, or a ModelProto.
+        target: ``host`` (C for this machine) or ``cortex-m4`` (C for an M4).
+        input_shapes: binds symbolic input dims, e.g. ``{"input": (1, 3, 224, 224)}``.
+        name: C prefix of every symbol and file (default: the model's file or graph name).
+        verify: verify the IR after every pass (default: on when ONNXCC_VERIFY=1 or in tests).
+        dump_dir: write the IR text after every pass into this folder.
+        disable_passes: names of pipeline passes to skip.
+    Returns:
+        a CompiledModel whose library sits in a private temporary folder until ``save``.
+    Raises:
+        ModelLoadError, UnsupportedOpError, ShapeError, AttributeValueError, OutputError.
+    """
+    from onnxcc.codegen.c.emit import emit_c
+    from onnxcc.passes import run_pipeline
+    from onnxcc.targets import get_target
+
+    tgt = get_target(target)
+    proto, default_name = load_model(model)
+    g = import_onnx(proto, input_shapes)
+    g.name = name or default_name
+    if verify is None:
+        verify = os.environ.get("ONNXCC_VERIFY", "") == "1"
+    g = run_pipeline(g, tgt.pipeline, verify=verify, dump_dir=dump_dir, disable=disable_passes)
+    g.verify()
+    options = {"target": tgt.name, "input_shapes": {k: list(v) for k, v in (input_shapes or {}).items()},
+               "name": g.name, "disabled_passes": list(disable_passes)}
+    tmp = Path(tempfile.mkdtemp(prefix="onnxcc_"))
+    try:
+        mmap = emit_c(g, tmp, name=g.name, weights_in_c=tgt.weights_in_c, version=__version__,
+                      sha256=model_sha256(proto), options=options,
+                      source=str(model) if not isinstance(model, onnx.ModelProto) else f"<ModelProto {g.name}>")
+    except Exception:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    cm = CompiledModel(g, tgt, g.name, tmp, mmap, options)
+    cm._tmp = str(tmp)  # type: ignore[attr-defined]
+    return cm

@@ -1,0 +1,67 @@
+"""The compile report: per node op, output shape, MACs, parameter bytes, arena offset and size;
+totals of weights, arena beside its lower bound and the naive sum of intermediates."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .ir import Node
+
+if TYPE_CHECKING:
+    from .driver import CompiledModel
+
+
+def macs(n: Node) -> int:
+    """Multiply-accumulates of a node (Conv/ConvTranspose/Gemm/MatMul and their fused forms);
+    0 for everything else."""
+    op = n.op.split(".")[-1]
+    y = n.outputs[0]
+    if op in ("Conv", "FusedConv"):
+        w = n.inputs[1].shape
+        return y.type.size * int(np.prod(w[1:]))
+    if op == "ConvTranspose":
+        w = n.inputs[1].shape
+        return n.inputs[0].type.size * int(np.prod(w[1:]))
+    if op in ("Gemm", "FusedGemm", "MatMul"):
+        a = n.inputs[0].shape
+        k = a[-1] if not (op != "MatMul" and n.attrs.get("transA", 0)) else a[0]
+        return y.type.size * int(k)
+    return 0
+
+
+def param_bytes(n: Node) -> int:
+    """Bytes of constant inputs as stored (a splat constant stores one element)."""
+    from onnxcc.codegen.c.lower import is_splat
+
+    total = 0
+    for v in n.inputs:
+        if v is not None and v.const is not None:
+            total += v.dtype.itemsize if is_splat(v.const) else v.const.nbytes
+    return total
+
+
+def format_report(cm: CompiledModel) -> str:
+    """A plain-text table for ``CompiledModel.report()`` (bytes, MACs)."""
+    g = cm.graph
+    plan = g.meta["memory_plan"]
+    rows = [("node", "op", "output", "MACs", "param B", "space", "offset", "bytes")]
+    for n in g.nodes:
+        b = plan.buffers.get(n.outputs[0].name)
+        rows.append((n.name[:32], n.op.replace("onnxcc.", ""), str(n.outputs[0].type), f"{macs(n):,}",
+                     f"{param_bytes(n):,}", b.space if b else "-", str(b.offset) if b else "-",
+                     f"{b.size:,}" if b else "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    total_macs = sum(macs(n) for n in g.nodes)
+    ratio = plan.arena_size / plan.lower_bound if plan.lower_bound else 1.0
+    lines += ["",
+              f"model {cm.name}  target {cm.target.name}  nodes {len(g.nodes)}  MACs {total_macs:,}",
+              f"weights      {cm.weights_size:>14,} bytes",
+              f"arena        {plan.arena_size:>14,} bytes  (lower bound {plan.lower_bound:,}; "
+              f"ratio {ratio:.3f}; naive sum of intermediates {plan.naive:,})",
+              f"in place     {len(plan.inplace)} nodes"]
+    return "\n".join(lines)

@@ -1,0 +1,190 @@
+"""Build a generated C library with the system compiler and run it.
+
+The host build links the library with a small test harness (``<m>_main.c``, written here, not
+part of the library) into an executable that reads raw input files and writes raw output files,
+so the same path works under ``-fsanitize=address,undefined`` and, later, under an emulator.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from onnxcc.errors import BuildError, ShapeError
+
+WARN_FLAGS = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic")
+SANITIZE_FLAGS = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+                  "-fno-omit-frame-pointer", "-g")
+CORTEX_M4_FLAGS = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16")
+
+HARNESS = r"""/* Test harness for {m}: reads raw inputs, runs, writes raw outputs. Not part of the library. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "{m}.h"
+
+static int read_file(const char *path, void *dst, size_t n)
+{{
+    FILE *f = fopen(path, "rb");
+    size_t got;
+    if (!f) return 1;
+    got = n ? fread(dst, 1, n, f) : 0;
+    fclose(f);
+    return got != n;
+}}
+
+static int write_file(const char *path, const void *src, size_t n)
+{{
+    FILE *f = fopen(path, "wb");
+    size_t put;
+    if (!f) return 1;
+    put = n ? fwrite(src, 1, n, f) : 0;
+    fclose(f);
+    return put != n;
+}}
+
+int main(int argc, char **argv)
+{{
+    void *bufs[{n_io}];
+    const size_t bytes[{n_io}] = {{ {io_bytes} }};
+    unsigned char *raw = (unsigned char *)malloc({M}_ARENA_SIZE + {M}_ARENA_ALIGN);
+    unsigned char *arena = raw + ({M}_ARENA_ALIGN - ((size_t)raw % {M}_ARENA_ALIGN)) % {M}_ARENA_ALIGN;
+    int k, status, repeat = 1;
+    if (argc < {n_io} + 1) return 90;
+    if (argc > {n_io} + 1) repeat = atoi(argv[{n_io} + 1]);
+    for (k = 0; k < {n_io}; ++k) {{
+        bufs[k] = malloc(bytes[k] ? bytes[k] : 1);
+        if (!bufs[k]) return 91;
+    }}
+    for (k = 0; k < {n_in}; ++k)
+        if (read_file(argv[1 + k], bufs[k], bytes[k])) return 92;
+    for (k = 0; k < repeat; ++k)
+        status = (int){m}_run(arena, {M}_ARENA_SIZE{args});
+    if (status != 0) return 100 + status;
+    for (k = {n_in}; k < {n_io}; ++k)
+        if (write_file(argv[1 + k], bufs[k], bytes[k])) return 93;
+    for (k = 0; k < {n_io}; ++k) free(bufs[k]);
+    free(raw);
+    return 0;
+}}
+"""
+
+
+def find_cc(prefer: Sequence[str] = ("cc", "gcc", "clang")) -> str:
+    """The first C compiler found on PATH. Raises BuildError when there is none."""
+    for c in prefer:
+        if shutil.which(c):
+            return c
+    raise BuildError("no C compiler found (cc, gcc or clang)",
+                     hint="install one: apt-get install gcc")
+
+
+def write_harness(lib_dir: Path, mmap: dict) -> Path:
+    """Write ``<m>_main.c`` for the library in ``lib_dir`` described by its memory map."""
+    m = mmap["c_prefix"]
+    n_in, n_out = len(mmap["inputs"]), len(mmap["outputs"])
+    sizes = [int(np.prod(t["shape"], dtype=np.int64)) * np.dtype(t["dtype"]).itemsize
+             for t in mmap["inputs"] + mmap["outputs"]]
+    from onnxcc.codegen.c.lower import CTYPES
+
+    args = "".join(f", ({'const ' if k < n_in else ''}{CTYPES[t['dtype']]} *)bufs[{k}]"
+                   for k, t in enumerate(mmap["inputs"] + mmap["outputs"]))
+    text = HARNESS.format(m=m, M=m.upper(), n_io=n_in + n_out, n_in=n_in,
+                          io_bytes=", ".join(f"{s}u" for s in sizes) or "0", args=args)
+    path = lib_dir / f"{m}_main.c"
+    path.write_text(text)
+    return path
+
+
+def build_executable(lib_dir: Path, mmap: dict, *, cc: str | None = None, opt: str = "-O2",
+                     sanitize: bool = False, extra_flags: Sequence[str] = ()) -> Path:
+    """Compile the library in ``lib_dir`` and its harness into an executable; returns its path.
+
+    Raises BuildError with the compiler's messages when compilation fails.
+    """
+    cc = cc or find_cc()
+    m = mmap["c_prefix"]
+    harness = write_harness(lib_dir, mmap)
+    exe = lib_dir / (f"{m}_run_asan" if sanitize else f"{m}_run")
+    flags = [*WARN_FLAGS, opt, f"-I{lib_dir}", f"-Wa,-I{lib_dir}", *extra_flags]
+    if sanitize:
+        flags += SANITIZE_FLAGS
+    cmd = [cc, *flags, str(lib_dir / f"{m}.c"), str(lib_dir / f"{m}_weights.c"), str(harness),
+           "-o", str(exe), "-lm"]
+    run_checked(cmd, "build")
+    return exe
+
+
+def compile_object(lib_dir: Path, mmap: dict, *, cc: str, flags: Sequence[str]) -> dict[str, int]:
+    """Cross-compile the library to objects (no link); returns section sizes in bytes
+    (``text``, ``data``, ``bss``) summed over the library's objects."""
+    m = mmap["c_prefix"]
+    sizes = {"text": 0, "data": 0, "bss": 0}
+    size_tool = cc.replace("gcc", "size") if cc.endswith("gcc") else "size"
+    for src in (f"{m}.c", f"{m}_weights.c"):
+        obj = lib_dir / (src[:-2] + ".o")
+        run_checked([cc, *WARN_FLAGS, "-Os", *flags, f"-I{lib_dir}", f"-Wa,-I{lib_dir}", "-c",
+                     str(lib_dir / src), "-o", str(obj)], "cross-compile")
+        out = run_checked([size_tool, str(obj)], "size").splitlines()
+        vals = out[-1].split()
+        sizes["text"] += int(vals[0])
+        sizes["data"] += int(vals[1])
+        sizes["bss"] += int(vals[2])
+        obj.unlink()
+    return sizes
+
+
+def run_checked(cmd: Sequence[str], what: str, timeout: float = 1800) -> str:
+    """Run ``cmd``; raise BuildError with its output when it fails."""
+    try:
+        p = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError as e:
+        raise BuildError(f"{what}: {cmd[0]} not found", hint="install the toolchain") from e
+    if p.returncode != 0:
+        raise BuildError(f"{what} failed ({p.returncode}): {' '.join(cmd)}\n{p.stdout}{p.stderr}"[-6000:],
+                         hint="this is a bug in onnxcc's generated code; please report it with the model")
+    return p.stdout
+
+
+def run_executable(exe: Path, mmap: dict, feeds: Mapping[str, np.ndarray], repeat: int = 1,
+                   env: Mapping[str, str] | None = None) -> dict[str, np.ndarray]:
+    """Run a harness executable on ``feeds`` (input name -> array); returns name -> array.
+
+    Raises ShapeError for a missing or mis-shaped input, BuildError when the run fails.
+    """
+    with tempfile.TemporaryDirectory(prefix="onnxcc_run_") as td:
+        paths = []
+        for k, t in enumerate(mmap["inputs"]):
+            if t["name"] not in feeds:
+                raise ShapeError(f"missing input {t['name']!r}",
+                                 hint=f"feed all of {[i['name'] for i in mmap['inputs']]}")
+            a = np.asarray(feeds[t["name"]])
+            if tuple(a.shape) != tuple(t["shape"]):
+                raise ShapeError(f"input {t['name']!r} has shape {a.shape}, the model wants {tuple(t['shape'])}")
+            p = Path(td) / f"in{k}.bin"
+            p.write_bytes(np.ascontiguousarray(a.astype(t["dtype"], copy=False)).tobytes())
+            paths.append(str(p))
+        outs = [str(Path(td) / f"out{k}.bin") for k in range(len(mmap["outputs"]))]
+        e = dict(os.environ, **(env or {}))
+        p = subprocess.run([str(exe), *paths, *outs, str(repeat)], capture_output=True, text=True,
+                           env=e, timeout=3600)
+        if p.returncode != 0:
+            raise BuildError(f"generated code exited with {p.returncode}\n{p.stdout}{p.stderr}"[-6000:],
+                             hint="a status >= 100 is the model's status enum + 100")
+        res = {}
+        for t, path in zip(mmap["outputs"], outs):
+            res[t["name"]] = np.fromfile(path, dtype=t["dtype"]).reshape(t["shape"])
+        return res
+
+
+def load_mmap(lib_dir: Path) -> dict:
+    """The memory map ``<m>.json`` of a generated library folder."""
+    found = sorted(Path(lib_dir).glob("*.json"))
+    return json.loads(found[0].read_text())

@@ -1,0 +1,54 @@
+/* onnxcc runtime: the only header a generated library needs besides libc's <math.h>,
+ * <stdint.h>, <stddef.h> and <string.h>. C99, no malloc, no stdio. */
+#ifndef ONNXCC_RT_H
+#define ONNXCC_RT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ONNXCC_RT_VERSION 1
+
+/* Element types, numbered as ONNX TensorProto.DataType. */
+enum {
+    ONNXCC_FLOAT32 = 1, ONNXCC_UINT8 = 2, ONNXCC_INT8 = 3, ONNXCC_UINT16 = 4, ONNXCC_INT16 = 5,
+    ONNXCC_INT32 = 6, ONNXCC_INT64 = 7, ONNXCC_BOOL = 9, ONNXCC_FLOAT64 = 11,
+    ONNXCC_UINT32 = 12, ONNXCC_UINT64 = 13
+};
+
+/* Static description of one model input or output. Shapes are in elements, row-major. */
+typedef struct {
+    const char *name;       /* the ONNX tensor name, escaped */
+    int32_t dtype;          /* ONNXCC_FLOAT32, ... */
+    int32_t rank;
+    const int32_t *shape;   /* rank entries */
+    size_t bytes;           /* size of the whole tensor in bytes */
+    const char *layout;     /* "NCHW", "NC", ... or "" when the rank has no usual layout */
+} onnxcc_tensor_info;
+
+/* True when pointer p is aligned to a (a power of two) bytes. */
+#define ONNXCC_IS_ALIGNED(p, a) ((((uintptr_t)(const void *)(p)) & ((uintptr_t)(a) - 1u)) == 0u)
+
+/* Fixed-point requantization: round(x * multiplier / 2^31 / 2^shift), as in gemmlowp
+ * (SaturatingRoundingDoublingHighMul followed by a rounding right shift). */
+static inline int32_t onnxcc_requantize(int32_t x, int32_t multiplier, int32_t shift)
+{
+    int64_t prod = (int64_t)x * (int64_t)multiplier;
+    int64_t nudge = prod >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
+    int32_t high = (int32_t)((prod + nudge) / ((int64_t)1 << 31));
+    if (shift > 0) {
+        int32_t mask = (int32_t)(((int64_t)1 << shift) - 1);
+        int32_t rem = high & mask;
+        int32_t threshold = (mask >> 1) + (high < 0 ? 1 : 0);
+        high = (high >> shift) + (rem > threshold ? 1 : 0);
+    }
+    return high;
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ONNXCC_RT_H */
