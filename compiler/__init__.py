@@ -1,7 +1,24 @@
-"""onnxcc: compile ONNX models to C libraries (and, later, HLS C++ and LLVM code)."""
+"""onnxcc: compile ONNX models to C libraries for microcontrollers and hosts.
 
-from .errors import OnnxccError
+    import onnxcc
+    m = onnxcc.compile("model.onnx", target="host")
+    y = m.run({"input": x})
+    m.save("build/model")
+    print(m.report())
+"""
+
+from .errors import (AttributeValueError, BuildError, ModelLoadError, OnnxccError, OutputError,
+                     ShapeError, UnsupportedOpError, VerifyError)
 
 __version__ = "0.1.0"
 
-__all__ = ["OnnxccError", "__version__"]
+
+def compile(model, target: str = "host", **kwargs):  # noqa: A001 - the public name is compile
+    """Compile an ONNX model; see :func:`onnxcc.driver.compile` for arguments and errors."""
+    from .driver import compile as _compile
+
+    return _compile(model, target, **kwargs)
+
+
+__all__ = ["AttributeValueError", "BuildError", "ModelLoadError", "OnnxccError", "OutputError",
+           "ShapeError", "UnsupportedOpError", "VerifyError", "__version__", "compile"]

@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 
 from . import __version__
-from .errors import OutputError
+from .errors import MemoryBudgetError, OutputError
 from .frontend import import_onnx, load_model
 from .ir import Graph
 
@@ -122,6 +122,30 @@ class CompiledModel:
         shutil.rmtree(getattr(self, "_tmp", ""), ignore_errors=True)
 
 
+def check_memory_budget(g: Graph, tgt: Any) -> None:
+    """Raise MemoryBudgetError when the planned arena exceeds the target's SRAM or the weights its
+    flash (bytes); the message names the largest tensors and what to do."""
+    from onnxcc.codegen.c.lower import is_splat
+
+    plan = g.meta["memory_plan"]
+    weights = sum(v.dtype.itemsize if is_splat(v.const) else v.const.nbytes
+                  for v in {id(v): v for n in g.nodes for v in n.inputs
+                            if v is not None and v.const is not None}.values())
+    if tgt.sram_bytes is not None and plan.arena_size > tgt.sram_bytes:
+        big = sorted(((b.size, name) for name, b in plan.buffers.items() if b.space == "arena"),
+                     reverse=True)[:3]
+        names = ", ".join(f"{n!r} ({s:,} B)" for s, n in big)
+        raise MemoryBudgetError(
+            f"the arena needs {plan.arena_size:,} bytes but {tgt.name} has {tgt.sram_bytes:,} bytes "
+            f"of SRAM; largest tensors: {names}",
+            hint="use a smaller input (input_shapes / --input-shape, e.g. batch 1), a smaller model, "
+            "or a target with more SRAM")
+    if tgt.flash_bytes is not None and weights > tgt.flash_bytes:
+        raise MemoryBudgetError(
+            f"the weights need {weights:,} bytes but {tgt.name} has {tgt.flash_bytes:,} bytes of flash",
+            hint="use a smaller model, or quantize it (int8 weights are 4x smaller)")
+
+
 def model_sha256(proto: onnx.ModelProto) -> str:
     """sha256 of the model's serialized bytes (deterministic serialization)."""
     return hashlib.sha256(proto.SerializeToString(deterministic=True)).hexdigest()
@@ -130,7 +154,7 @@ def model_sha256(proto: onnx.ModelProto) -> str:
 def compile(model: str | Path | onnx.ModelProto, target: str = "host", *,
             input_shapes: Mapping[str, Sequence[int]] | None = None, name: str | None = None,
             verify: bool | None = None, dump_dir: str | Path | None = None,
-            disable_passes: Sequence[str] = ()) -> CompiledModel:
+            dump_after: str | None = None, disable_passes: Sequence[str] = ()) -> CompiledModel:
     """Compile an ONNX model for ``target`` (``onnxcc targets`` lists them).
 
     Args:
@@ -140,6 +164,7 @@ def compile(model: str | Path | onnx.ModelProto, target: str = "host", *,
         name: C prefix of every symbol and file (default: the model's file or graph name).
         verify: verify the IR after every pass (default: on when ONNXCC_VERIFY=1 or in tests).
         dump_dir: write the IR text after every pass into this folder.
+        dump_after: keep the IR text after this pass in ``graph.meta["dumps"]``.
         disable_passes: names of pipeline passes to skip.
     Returns:
         a CompiledModel whose library sits in a private temporary folder until ``save``.
@@ -156,8 +181,10 @@ def compile(model: str | Path | onnx.ModelProto, target: str = "host", *,
     g.name = name or default_name
     if verify is None:
         verify = os.environ.get("ONNXCC_VERIFY", "") == "1"
-    g = run_pipeline(g, tgt.pipeline, verify=verify, dump_dir=dump_dir, disable=disable_passes)
+    g = run_pipeline(g, tgt.pipeline, verify=verify, dump_dir=dump_dir,
+                     dump_after=dump_after, disable=disable_passes)
     g.verify()
+    check_memory_budget(g, tgt)
     options = {"target": tgt.name, "input_shapes": {k: list(v) for k, v in (input_shapes or {}).items()},
                "name": g.name, "disabled_passes": list(disable_passes)}
     tmp = Path(tempfile.mkdtemp(prefix="onnxcc_"))

@@ -111,15 +111,15 @@ def _bind_shape(vi: onnx.ValueInfoProto, given: Sequence[int] | None) -> tuple[i
             if d.HasField("dim_value") and d.dim_value != g:
                 raise ShapeError(f"input {vi.name!r}: fixed dim {d.dim_value} cannot be bound to {g}",
                                  hint="only symbolic dims can be bound")
-        if any(g <= 0 for g in given):
-            raise ShapeError(f"input {vi.name!r}: sizes must be positive, got {given}")
+        if any(g < 0 for g in given):
+            raise ShapeError(f"input {vi.name!r}: sizes must not be negative, got {given}")
         return given
     if dims is None:
         raise ShapeError(f"input {vi.name!r} has no shape",
                          hint=f"pass input_shapes={{{vi.name!r}: (...)}} (CLI: --input-shape)")
     shape = []
     for k, d in enumerate(dims):
-        if d.HasField("dim_value") and d.dim_value > 0:
+        if d.HasField("dim_value") and d.dim_value >= 0:
             shape.append(d.dim_value)
         elif k == 0 and len(dims) > 1:
             warnings.warn(f"input {vi.name!r}: symbolic batch dim {d.dim_param or '?'} bound to 1; "
@@ -132,11 +132,16 @@ def _bind_shape(vi: onnx.ValueInfoProto, given: Sequence[int] | None) -> tuple[i
     return tuple(shape)
 
 
-def _np_dtype(elem_type: int) -> np.dtype:
+def _np_dtype(elem_type: int, name: str) -> np.dtype:
     try:
-        return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
+        dt = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
     except Exception as e:
-        raise UnsupportedOpError([("input", "dtype", f"ONNX element type {elem_type} is not supported")]) from e
+        dt = None
+        err = e
+    if dt is None or dt.kind not in "biuf":
+        why = f"element type {onnx.TensorProto.DataType.Name(elem_type) if elem_type in onnx.TensorProto.DataType.values() else elem_type} is not supported"
+        raise UnsupportedOpError([(name, "graph input", why)]) from (err if dt is None else None)
+    return dt
 
 
 def _constant_value(node: onnx.NodeProto) -> np.ndarray:
@@ -195,17 +200,19 @@ def import_onnx(model: str | Path | onnx.ModelProto,
                                  hint="check its external data file sits beside the model") from e
         values[t.name] = Value(t.name, TensorType(arr.shape, arr.dtype), const=arr)
 
+    graph_inputs = [vi.name for vi in graph.input if vi.name not in inits]
+    unknown = sorted(set(input_shapes) - set(graph_inputs))
+    if unknown:
+        raise ShapeError(f"input_shapes names unknown inputs {unknown}",
+                         hint=f"the model's inputs are {graph_inputs}")
     inputs = []
     for vi in graph.input:
         if vi.name in inits:
             continue
         shape = _bind_shape(vi, input_shapes.pop(vi.name, None))
-        v = Value(vi.name, TensorType(shape, _np_dtype(vi.type.tensor_type.elem_type)))
+        v = Value(vi.name, TensorType(shape, _np_dtype(vi.type.tensor_type.elem_type, vi.name)))
         values[vi.name] = v
         inputs.append(v)
-    if input_shapes:
-        raise ShapeError(f"input_shapes names unknown inputs {sorted(input_shapes)}",
-                         hint=f"the model's inputs are {[v.name for v in inputs]}")
 
     g = Graph([], inputs, [], name=name)
     used_names: set[str] = set()
@@ -262,7 +269,7 @@ def import_onnx(model: str | Path | onnx.ModelProto,
         for o, t in zip(outs, types):
             o.type = t
         folded = False
-        if fold and (np_.op_type in ALWAYS_FOLD or all(i is None or i.is_const for i in ins)):
+        if np_.op_type in ALWAYS_FOLD or (fold and all(i is None or i.is_const for i in ins)):
             folded = _try_fold(node)
         for o in outs:
             values[o.name] = o
@@ -282,13 +289,18 @@ def import_onnx(model: str | Path | onnx.ModelProto,
 
 
 def _try_fold(node: Node) -> bool:
-    """Evaluate a node with constant inputs; turn its outputs into constants. True if folded."""
-    if sum(o.type.size for o in node.outputs) > MAX_FOLD_ELEMENTS:
-        return False
+    """Evaluate a node with constant inputs; turn its outputs into constants. True if folded.
+
+    Results over MAX_FOLD_ELEMENTS are kept only when they are splats (0-stride views)."""
     ins = [None if i is None else (i.const if i.is_const else np.zeros(i.shape, i.dtype))
            for i in node.inputs]
+    big = sum(o.type.size for o in node.outputs) > MAX_FOLD_ELEMENTS
+    if big and node.op not in ("ConstantOfShape", "Expand"):
+        return False
     with np.errstate(all="ignore"):
         outs = run_node(node, *ins)
+    if big and not all(a.size <= 1 or all(st == 0 for st in a.strides) for a in outs):
+        return False
     for o, a in zip(node.outputs, outs):
         o.const = a
         o.producer = None

@@ -263,7 +263,8 @@ class Graph:
         """
         from .ops import infer_node  # local: ops import ir
 
-        defined: set[int] = {id(v) for v in self.inputs}
+        input_ids = {id(v) for v in self.inputs}
+        defined: set[int] = set(input_ids)
         produced: set[int] = set()
         for n in self.nodes:
             for i in n.inputs:
@@ -272,7 +273,7 @@ class Graph:
                 if id(i) not in defined and not i.is_const:
                     raise VerifyError(f"reads {i.name!r} before it is produced", node=n.name, op=n.op)
             for o in n.outputs:
-                if id(o) in produced or id(o) in {id(v) for v in self.inputs} or o.is_const:
+                if id(o) in produced or id(o) in input_ids or o.is_const:
                     raise VerifyError(f"output {o.name!r} is produced twice", node=n.name, op=n.op)
                 if o.producer is not n:
                     raise VerifyError(f"output {o.name!r} has a stale producer", node=n.name, op=n.op)

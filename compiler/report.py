@@ -35,6 +35,10 @@ def param_bytes(n: Node) -> int:
     """Bytes of constant inputs as stored (a splat constant stores one element)."""
     from onnxcc.codegen.c.lower import is_splat
 
+    from onnxcc.ops import get_op
+
+    if "view" in get_op(n).traits:  # a Reshape's shape input is not stored
+        return 0
     total = 0
     for v in n.inputs:
         if v is not None and v.const is not None:
@@ -64,4 +68,14 @@ def format_report(cm: CompiledModel) -> str:
               f"arena        {plan.arena_size:>14,} bytes  (lower bound {plan.lower_bound:,}; "
               f"ratio {ratio:.3f}; naive sum of intermediates {plan.naive:,})",
               f"in place     {len(plan.inplace)} nodes"]
+    if getattr(cm.target, "sram_bytes", None):
+        lines.append(f"{cm.target.name}: arena uses {plan.arena_size / cm.target.sram_bytes:.1%} of "
+                     f"{cm.target.sram_bytes:,} B SRAM; weights {cm.weights_size / cm.target.flash_bytes:.1%} "
+                     f"of {cm.target.flash_bytes:,} B flash")
+        sizes = cm.cross_sizes()
+        if sizes is not None:
+            lines.append(f"{cm.target.name} object ({cm.target.cc} -Os): text {sizes['text']:,} B, "
+                         f"data {sizes['data']:,} B, bss {sizes['bss']:,} B")
+        else:
+            lines.append(f"{cm.target.name} object: {cm.target.cc} not installed, sizes not measured")
     return "\n".join(lines)

@@ -1,5 +1,22 @@
-"""Graph passes: each is ``Graph -> Graph`` with a registered name (see ``manager``)."""
+"""Graph passes: each is ``Graph -> Graph`` with a registered name (see ``manager``).
 
+Importing this package imports every pass module, which registers its passes (``PASSES``,
+``get_pass``). A pass function lives in the module of its name:
+``from onnxcc.passes.canonicalize import canonicalize``.
+"""
+
+from . import (
+    canonicalize,
+    fold_batchnorm,
+    fuse_conv_activation,
+    fuse_elementwise,
+    plan_memory,
+    schedule,
+)
+from .liveness import liveness, peak_live_bytes
 from .manager import PASSES, GraphPass, get_pass, graph_pass, run_pipeline
+from .plan_memory import Buffer, MemoryPlan, check_plan
 
-__all__ = ["PASSES", "GraphPass", "get_pass", "graph_pass", "run_pipeline"]
+__all__ = ["PASSES", "Buffer", "GraphPass", "MemoryPlan", "canonicalize", "check_plan",
+           "fold_batchnorm", "fuse_conv_activation", "fuse_elementwise", "get_pass", "graph_pass",
+           "liveness", "peak_live_bytes", "plan_memory", "run_pipeline", "schedule"]

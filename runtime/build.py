@@ -56,7 +56,7 @@ int main(int argc, char **argv)
     const size_t bytes[{n_io}] = {{ {io_bytes} }};
     unsigned char *raw = (unsigned char *)malloc({M}_ARENA_SIZE + {M}_ARENA_ALIGN);
     unsigned char *arena = raw + ({M}_ARENA_ALIGN - ((size_t)raw % {M}_ARENA_ALIGN)) % {M}_ARENA_ALIGN;
-    int k, status, repeat = 1;
+    int k, status = 0, repeat = 1;
     if (argc < {n_io} + 1) return 90;
     if (argc > {n_io} + 1) repeat = atoi(argv[{n_io} + 1]);
     for (k = 0; k < {n_io}; ++k) {{

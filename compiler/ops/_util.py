@@ -6,7 +6,8 @@ onnxcc errors that name the node.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -29,8 +30,8 @@ def onnx_dtype(node: Node, code: int) -> np.dtype:
     try:
         return ONNX_DTYPES[int(code)]
     except KeyError:
-        raise UnsupportedOpError([(node.name, node.op, f"ONNX element type {code} is not supported "
-                                   "(numpy cannot hold it)")]) from None
+        why = f"ONNX element type {code} is not supported (numpy cannot hold it)"
+        raise UnsupportedOpError([(node.name, node.op, why)]) from None
 
 
 def has_input(node: Node, k: int) -> bool:

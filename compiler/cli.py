@@ -1,0 +1,246 @@
+"""The ``onnxcc`` command line.
+
+    onnxcc compile [MODEL] --target T -o DIR     compile (no MODEL: the bundled digits CNN, built,
+                                                 run on its test split and scored)
+    onnxcc run MODEL --inputs x.npz [-o y.npz]   compile for the host, run, save/print outputs
+    onnxcc report MODEL                          per-layer MACs, parameters and arena placement
+    onnxcc check MODEL                           every unsupported op / unbound dim, no code written
+    onnxcc targets | onnxcc ops                  what onnxcc knows
+
+MODEL is a path to an .onnx file or ``zoo:NAME`` (a light model inside the onnx wheel).
+Errors a user can cause print one message naming the node, the op and the remedy, and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from . import __version__
+from .errors import OnnxccError, ShapeError
+
+MODELS_DIR = Path(__file__).parent / "models"
+DEFAULT_MODEL = MODELS_DIR / "digits.onnx"
+
+
+def _input_shapes(items: Sequence[str] | None) -> dict[str, tuple[int, ...]]:
+    shapes = {}
+    for it in items or ():
+        name, _, dims = it.rpartition("=")
+        try:
+            shapes[name] = tuple(int(d) for d in dims.split(","))
+        except ValueError:
+            raise ShapeError(f"cannot parse --input-shape {it!r}", hint="write NAME=1,3,224,224")
+        if not name:
+            raise ShapeError(f"cannot parse --input-shape {it!r}", hint="write NAME=1,3,224,224")
+    return shapes
+
+
+def _add_model_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
+    p.add_argument("model", nargs="?" if optional else None,
+                   help="path to an .onnx model or zoo:NAME" + (" (default: the bundled digits CNN)" if optional else ""))
+    p.add_argument("--target", "-t", default="host", help="target name (see `onnxcc targets`)")
+    p.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
+                   help="bind a symbolic input shape (repeatable)")
+    p.add_argument("--name", help="C prefix of every symbol and file (default: the model's name)")
+
+
+def _compile(args: argparse.Namespace, model: str):
+    from .driver import compile as cc
+
+    return cc(model, args.target, input_shapes=_input_shapes(args.input_shape), name=args.name,
+              dump_dir=getattr(args, "dump_dir", None), dump_after=getattr(args, "dump_ir", None))
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    if args.model is None:
+        return _main_job(args)
+    t0 = time.perf_counter()
+    cm = _compile(args, args.model)
+    if args.dump_ir:
+        dumps = cm.graph.meta.get("dumps", {})
+        if args.dump_ir not in dumps:
+            raise OnnxccError(f"no pass named {args.dump_ir!r} ran",
+                              hint=f"passes that ran: {', '.join(cm.graph.meta.get('passes', []))}")
+        print(dumps[args.dump_ir])
+    out = Path(args.output or f"build/{cm.mmap['c_prefix']}")
+    cm.save(out)
+    print(f"compiled {args.model} for {cm.target.name} in {time.perf_counter() - t0:.2f} s -> {out}/")
+    print(f"  files:   {', '.join(cm.files)}")
+    print(f"  arena:   {cm.arena_size:,} bytes (lower bound {cm.mmap['arena']['lower_bound']:,}, "
+          f"naive {cm.mmap['arena']['naive']:,})")
+    print(f"  weights: {cm.weights_size:,} bytes")
+    sizes = cm.cross_sizes()
+    if sizes:
+        print(f"  {cm.target.name} object: text {sizes['text']:,} B, data {sizes['data']:,} B, "
+              f"bss {sizes['bss']:,} B")
+    return 0
+
+
+def _main_job(args: argparse.Namespace) -> int:
+    """Compile the bundled digits CNN, build it, run the test split, score beside onnxruntime."""
+    from .driver import compile as cc
+
+    data = np.load(MODELS_DIR / "digits_test.npz")
+    x, y = data["x"], data["y"]
+    t0 = time.perf_counter()
+    cm = cc(str(DEFAULT_MODEL), args.target, input_shapes={"input": x.shape}, name=args.name or "digits")
+    t_compile = time.perf_counter() - t0
+    out = Path(args.output or "build/digits")
+    cm.save(out)
+    t0 = time.perf_counter()
+    probs = cm.run({"input": x})["probabilities"]
+    t_run = time.perf_counter() - t0
+    acc_c = float((probs.argmax(1) == y).mean())
+    print(f"onnxcc {__version__}: compiled the bundled digits CNN ({DEFAULT_MODEL.name}) for "
+          f"{cm.target.name} in {t_compile:.2f} s -> {out}/")
+    try:
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(str(DEFAULT_MODEL), providers=["CPUExecutionProvider"])
+        ref = sess.run(None, {"input": x})[0]
+        ref_name = "onnxruntime"
+    except ImportError:
+        from .frontend import import_onnx
+        from .interpreter import interpret
+
+        ref = interpret(import_onnx(str(DEFAULT_MODEL), {"input": x.shape}), {"input": x})["probabilities"]
+        ref_name = "onnxcc reference interpreter (onnxruntime not installed)"
+    acc_ref = float((ref.argmax(1) == y).mean())
+    print(f"  test split:          {len(y)} images of 8x8 digits")
+    print(f"  accuracy, C library: {acc_c:.4f}  (built with the system C compiler, ran in {t_run:.2f} s)")
+    print(f"  accuracy, {ref_name}: {acc_ref:.4f}")
+    print(f"  max |C - {ref_name.split()[0]}| probability difference: {np.abs(probs - ref).max():.2e}")
+    print(f"  arena:   {cm.arena_size:,} bytes (lower bound {cm.mmap['arena']['lower_bound']:,}, "
+          f"naive sum of intermediates {cm.mmap['arena']['naive']:,})")
+    print(f"  weights: {cm.weights_size:,} bytes")
+    code = sum((out / f).stat().st_size for f in cm.files if f.endswith((".c", ".h")))
+    print(f"  C source: {code:,} bytes in {len([f for f in cm.files if f.endswith(('.c', '.h'))])} files")
+    mcu = cc(str(DEFAULT_MODEL), "cortex-m4", input_shapes={"input": (1, 1, 8, 8)}, name="digits")
+    sizes = mcu.cross_sizes()
+    line = (f"text {sizes['text']:,} B, data {sizes['data']:,} B, bss {sizes['bss']:,} B"
+            if sizes else "arm-none-eabi-gcc not installed: object sizes not measured")
+    print(f"  cortex-m4, one image: arena {mcu.arena_size:,} B, weights {mcu.weights_size:,} B "
+          f"in flash; object {line}")
+    if acc_c + 1e-9 < acc_ref:
+        print("error: the C library scored below the reference", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cm = _compile(args, args.model)
+    feeds = dict(np.load(args.inputs)) if args.inputs else {}
+    if not args.inputs:
+        from .zoo import zoo_input
+
+        feeds = {v.name: zoo_input(v.shape).astype(v.dtype) for v in cm.graph.inputs}
+        print("no --inputs given: feeding arange(n)/n to every input")
+    outs = cm.run(feeds)
+    if args.output:
+        np.savez(args.output, **outs)
+        print(f"wrote {args.output}")
+    for k, v in outs.items():
+        print(f"{k}: {v.dtype}{list(v.shape)} min {v.min():.6g} max {v.max():.6g} "
+              f"argmax {int(np.argmax(v.reshape(v.shape[0], -1)[0])) if v.size else '-'}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    print(_compile(args, args.model).report())
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from onnxcc.codegen.c.emit import check_legal
+    from onnxcc.passes import run_pipeline
+    from onnxcc.targets import get_target
+
+    from .frontend import import_onnx
+
+    tgt = get_target(args.target)
+    g = import_onnx(args.model, _input_shapes(args.input_shape))
+    g = run_pipeline(g, tgt.pipeline, verify=True)
+    check_legal(g)
+    print(f"{args.model}: every node can be compiled for {tgt.name} ({len(g.nodes)} nodes after passes)")
+    return 0
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    from onnxcc.targets import TARGETS
+
+    for name, t in TARGETS.items():
+        print(f"{name:12s} {t.describe() if hasattr(t, 'describe') else t}")
+    return 0
+
+
+def cmd_ops(args: argparse.Namespace) -> int:
+    print(ops_table())
+    return 0
+
+
+def ops_table() -> str:
+    """Markdown table: every registered op and whether each target lowers it."""
+    from onnxcc.codegen.c.lower import registry
+
+    from .ops import all_ops
+
+    c = registry()
+    rows = ["| op | host (C) | cortex-m4 (C) |", "|---|---|---|"]
+    for name in all_ops():
+        mark = "yes" if name in c else "no"
+        rows.append(f"| {name} | {mark} | {mark} |")
+    return "\n".join(rows)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="onnxcc", description="Compile ONNX models to C libraries.")
+    p.add_argument("--version", action="version", version=f"onnxcc {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log each pass")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("compile", help="compile a model into a C library folder")
+    _add_model_args(c, optional=True)
+    c.add_argument("-o", "--output", help="output folder (default build/<name>)")
+    c.add_argument("--dump-ir", metavar="PASS", help="print the IR after PASS")
+    c.add_argument("--dump-dir", help="write the IR after every pass into this folder")
+    c.set_defaults(fn=cmd_compile)
+    r = sub.add_parser("run", help="compile for the host, run on inputs")
+    _add_model_args(r)
+    r.add_argument("--inputs", help=".npz of input name -> array")
+    r.add_argument("-o", "--output", help=".npz to write the outputs to")
+    r.set_defaults(fn=cmd_run)
+    rp = sub.add_parser("report", help="per-layer report")
+    _add_model_args(rp)
+    rp.set_defaults(fn=cmd_report)
+    ck = sub.add_parser("check", help="list every unsupported op and unbound dim")
+    _add_model_args(ck)
+    ck.set_defaults(fn=cmd_check)
+    sub.add_parser("targets", help="list targets").set_defaults(fn=cmd_targets)
+    sub.add_parser("ops", help="supported-op table per target").set_defaults(fn=cmd_ops)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(name)s: %(message)s")
+    warnings.simplefilter("default")
+    warnings.formatwarning = lambda msg, *a, **k: f"warning: {msg}\n"
+    try:
+        return int(args.fn(args) or 0)
+    except OnnxccError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+import subprocess
+import sys
+
+import numpy as np
+
+from builders import make_model
+from onnxcc.cli import main
+
+
+def test_main_job_compiles_runs_and_scores_digits(tmp_path, capsys):
+    assert main(["compile", "-o", str(tmp_path / "digits")]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy, C library" in out and "accuracy, onnxruntime" in out
+    assert (tmp_path / "digits" / "digits.c").exists()
+
+
+def test_compile_report_check_targets_ops(tmp_path, capsys):
+    m = make_model([("Relu", ["x"], ["y"])], {"x": (1, 4)}, {"y": (1, 4)})
+    path = tmp_path / "r.onnx"
+    path.write_bytes(m.SerializeToString())
+    assert main(["compile", str(path), "-o", str(tmp_path / "lib")]) == 0
+    assert (tmp_path / "lib" / "r.h").exists()
+    assert main(["report", str(path)]) == 0
+    assert "arena" in capsys.readouterr().out
+    assert main(["check", str(path)]) == 0
+    assert main(["targets"]) == 0
+    assert "cortex-m4" in capsys.readouterr().out
+    assert main(["ops"]) == 0
+    assert "| Conv | yes | yes |" in capsys.readouterr().out
+    np.savez(tmp_path / "x.npz", x=np.array([[-1, 2, -3, 4]], np.float32))
+    assert main(["run", str(path), "--inputs", str(tmp_path / "x.npz"), "-o", str(tmp_path / "y.npz")]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npz")["y"], [[0, 2, 0, 4]])
+
+
+def test_user_errors_exit_2_with_one_message(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07garbage")
+    p = subprocess.run([sys.executable, "-m", "onnxcc.cli", "check", str(bad)], capture_output=True, text=True)
+    assert p.returncode == 2 and p.stderr.startswith("error:") and "Traceback" not in p.stderr
+    m = make_model([("Det", ["x"], ["y"])], {"x": (2, 2)}, {"y": ()})
+    (tmp_path / "det.onnx").write_bytes(m.SerializeToString())
+    p = subprocess.run([sys.executable, "-m", "onnxcc.cli", "check", str(tmp_path / "det.onnx")],
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and "'n0' (Det)" in p.stderr
+    p = subprocess.run([sys.executable, "-m", "onnxcc.cli", "compile", str(tmp_path / "det.onnx"),
+                        "--target", "nope"], capture_output=True, text=True)
+    assert p.returncode == 2
