@@ -84,3 +84,12 @@ def test_external_data_loads_from_beside_the_model(tmp_path):
     assert (tmp_path / "m.data").exists()
     g = import_onnx(tmp_path / "m.onnx")
     np.testing.assert_array_equal(g.nodes[0].inputs[1].const, w)
+
+
+def test_attribute_value_outside_spec_names_node_and_op():
+    w = np.ones((2, 1, 3, 3), np.float32)
+    m = make_model([("Conv", ["x", "w"], ["y"], {"auto_pad": "BOGUS"})], {"x": (1, 1, 5, 5)},
+                   {"y": None}, {"w": w})
+    with pytest.raises(AttributeValueError) as e:
+        import_onnx(m)
+    assert e.value.node == "n0" and e.value.op == "Conv" and "BOGUS" in str(e.value)

@@ -1,6 +1,8 @@
 """End to end on real models: the nine light zoo models inside the onnx wheel and the bundled
 digits CNN, compiled to C for the host, built, run, compared with onnxruntime."""
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +11,7 @@ import pytest
 
 from builders import ort_run
 import onnxcc
+from onnxcc.runtime.build import CORTEX_M4_FLAGS, WARN_FLAGS
 from onnxcc.zoo import ZOO, zoo_expected_output, zoo_input, zoo_path
 
 MODELS = Path(onnxcc.__file__).parent / "models"
@@ -72,3 +75,16 @@ def test_squeezenet_under_sanitizers():
     x = zoo_input(cm.graph.inputs[0].shape)
     got = cm.run({cm.graph.inputs[0].name: x}, sanitize=True)[cm.graph.outputs[0].name]
     np.testing.assert_allclose(got, zoo_expected_output("squeezenet"), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cc,flags", [("clang", ()), ("arm-none-eabi-gcc", CORTEX_M4_FLAGS)])
+@pytest.mark.parametrize("name", ["inception_v2", "shufflenet"])
+def test_zoo_c_compiles_warning_free_with_other_compilers(name, cc, flags):
+    if not shutil.which(cc):
+        pytest.skip(f"{cc} not installed")
+    cm = onnxcc.compile(f"zoo:{name}", "host")
+    m = cm.mmap["c_prefix"]
+    for src in (f"{m}.c", f"{m}_weights.c"):
+        subprocess.run([cc, *WARN_FLAGS, *flags, "-O1", f"-I{cm.lib_dir}", f"-Wa,-I{cm.lib_dir}", "-c",
+                        str(cm.lib_dir / src), "-o", "/dev/null"], check=True)

@@ -113,26 +113,23 @@ def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: s
     reg = registry()
     j = env()
 
-    # -- constants: splats stay one element; everything else is a weight array -------------
+    # -- constants: registered when a kernel first reads them, so a constant no code reads
+    # (a Reshape's shape) is never emitted; splats stay one element ----------------------
     weights: dict[int, _Weight] = {}
     splats: dict[int, dict[str, Any]] = {}
-    blob_off = 0
-    for n in g.nodes:
-        for v in n.inputs:
-            if v is None or v.const is None or id(v) in weights or id(v) in splats:
-                continue
-            ct = ctype(v.dtype)
-            if v.const.size > 1 and is_splat(v.const):
-                splats[id(v)] = {"symbol": f"{m}_s{len(splats)}", "ctype": ct, "count": v.const.size,
-                                 "literal": c_literal(v.const.reshape(-1)[0].item(), ct)}
-            elif v.const.size == 1:
-                splats[id(v)] = {"symbol": f"{m}_s{len(splats)}", "ctype": ct, "count": 1,
-                                 "literal": c_literal(v.const.reshape(-1)[0].item(), ct)}
-            else:
-                w = _Weight(v, f"{m}_w{len(weights)}", ct, v.const.size, blob_off)
-                weights[id(v)] = w
-                blob_off += (v.const.nbytes + BLOB_ALIGN - 1) // BLOB_ALIGN * BLOB_ALIGN
-    weights_size = sum(w.value.const.nbytes for w in weights.values())
+    blob = {"off": 0}
+
+    def register_const(v: Value) -> None:
+        if id(v) in weights or id(v) in splats:
+            return
+        ct = ctype(v.dtype)
+        if v.const.size <= 1 or is_splat(v.const):
+            lit = c_literal(v.const.reshape(-1)[0].item(), ct) if v.const.size else c_literal(0, ct)
+            splats[id(v)] = {"symbol": f"{m}_s{len(splats)}", "ctype": ct, "count": v.const.size,
+                             "literal": lit}
+        else:
+            weights[id(v)] = _Weight(v, f"{m}_w{len(weights)}", ct, v.const.size, blob["off"])
+            blob["off"] += (v.const.nbytes + BLOB_ALIGN - 1) // BLOB_ALIGN * BLOB_ALIGN
 
     # -- public tensors --------------------------------------------------------------------
     used_params: set[str] = set()
@@ -158,6 +155,8 @@ def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: s
     def ptr(v: Value, const: bool) -> str:
         ct = ctype(v.dtype)
         q = "const " if const else ""
+        if v.const is not None:
+            register_const(v)
         if id(v) in splats:
             return splats[id(v)]["symbol"]
         if id(v) in weights:
@@ -216,20 +215,16 @@ def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: s
         if b is not None and b.space == "output" and b.index == k and b.offset == 0:
             continue
         dst = outs[k]["param"]
-        if v.const is not None and id(v) not in weights and id(v) not in splats:
-            ct = ctype(v.dtype)
-            lit = c_literal(v.const.reshape(-1)[0].item(), ct) if v.const.size else "0"
-            if v.const.size and is_splat(v.const):
-                calls.append(f"for (size_t i = 0; i < {v.type.size}u; ++i) {dst}[i] = {lit};")
-                continue
-            w = _Weight(v, f"{m}_w{len(weights)}", ct, v.const.size, blob_off)
-            weights[id(v)] = w
-            blob_off += (v.const.nbytes + BLOB_ALIGN - 1) // BLOB_ALIGN * BLOB_ALIGN
-            weights_size += v.const.nbytes
+        if v.type.size == 0:
+            continue
+        if v.const is not None:
+            register_const(v)
         if id(v) in splats:
-            calls.append(f"for (size_t i = 0; i < {v.type.size}u; ++i) {dst}[i] = {splats[id(v)]['symbol']}[0];")
+            calls.append(f"for (size_t i = 0; i < {v.type.size}u; ++i) {dst}[i] = {ptr(v, True)}[0];")
         elif v.type.nbytes:
             calls.append(f"memcpy({dst}, {ptr(v, True)}, {v.type.nbytes}u);")
+    weights_size = sum(w.value.const.nbytes for w in weights.values())
+    blob_off = blob["off"]
 
     wlist = []
     for w in weights.values():

@@ -180,6 +180,19 @@ class Dropout(_View):
         x = node.inputs[0]
         return [x.type, TensorType(x.shape, self._mask_dtype(node))][:len(node.outputs)]
 
+    def check(self, node):
+        ins = list(node.inputs) + [None, None]
+        ratio, training = ins[1], ins[2]
+        if training is None:
+            return
+        if training.const is None:
+            why = "training_mode must be a constant (onnxcc compiles inference graphs)"
+            raise UnsupportedOpError([(node.name, node.op, why)])
+        if ratio is not None and ratio.const is None:
+            return  # known only at run time: the reference checks it; code generators refuse it
+        self.reference(node, np.zeros((0,), node.inputs[0].dtype),
+                       None if ratio is None else ratio.const, training.const)
+
     def reference(self, node, x, ratio=None, training=None):
         if training is not None and bool(np.asarray(training).reshape(-1)[0]) and \
                 (ratio is None or float(np.asarray(ratio).reshape(-1)[0]) != 0):

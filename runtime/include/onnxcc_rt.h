@@ -29,6 +29,14 @@ typedef struct {
     const char *layout;     /* "NCHW", "NC", ... or "" when the rank has no usual layout */
 } onnxcc_tensor_info;
 
+/* Kernels are kept out of line: inlining hundreds of layer loops into one run function makes
+ * compile time explode (clang) and the run function's stack frame the sum of all layers'. */
+#if defined(__GNUC__) || defined(__clang__)
+#define ONNXCC_NOINLINE __attribute__((noinline))
+#else
+#define ONNXCC_NOINLINE
+#endif
+
 /* True when pointer p is aligned to a (a power of two) bytes. */
 #define ONNXCC_IS_ALIGNED(p, a) ((((uintptr_t)(const void *)(p)) & ((uintptr_t)(a) - 1u)) == 0u)
 

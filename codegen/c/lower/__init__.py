@@ -14,7 +14,7 @@ Families live in sibling modules (``elementwise``, ``nn``, ``tensor``), imported
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -82,6 +82,27 @@ def broadcast_strides(shape: Sequence[int], strides: Sequence[int], out_shape: S
     for d, s in zip(shape, strides):
         res.append(0 if d == 1 else s)
     return tuple(res)
+
+
+def merge_dims(shape: Sequence[int], stride_sets: Sequence[Sequence[int]]
+               ) -> tuple[list[int], list[list[int]]]:
+    """Drop unit dims and merge adjacent dims that every stride set walks contiguously
+    (0-stride dims merge with 0-stride dims). Returns ``([1], [[0], ...])`` for no dims."""
+    keep = [k for k, d in enumerate(shape) if d != 1]
+    shp = [int(shape[k]) for k in keep]
+    sts = [[int(s[k]) for k in keep] for s in stride_sets]
+    k = len(shp) - 2
+    while k >= 0:
+        if all(s[k] == s[k + 1] * shp[k + 1] for s in sts):
+            shp[k] *= shp[k + 1]
+            for s in sts:
+                s[k] = s[k + 1]
+                del s[k + 1]
+            del shp[k + 1]
+        k -= 1
+    if not shp:
+        return [1], [[0] for _ in sts]
+    return shp, sts
 
 
 def index_expr(idx: Sequence[str | int], strides: Sequence[int]) -> str:

@@ -13,10 +13,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from onnxcc.ir import Node
-from onnxcc.ops import attr, get_op
-
-from . import (KernelDesc, LowerCtx, Operand, broadcast_strides, c_float, c_literal, ctype,
-               index_expr, lower)
+from . import (KernelDesc, LowerCtx, Operand, broadcast_strides, c_literal, ctype, index_expr,
+               lower, merge_dims)
 
 ScalarFn = Callable[[Sequence[str], dict[str, Any], str], str]
 
@@ -146,26 +144,6 @@ VARIADIC = {"Sum": "Add", "Max": "Max", "Min": "Min", "Mean": "Add"}
 NEEDS_ATTRS = {"Clip", "Cast", "CastLike"}
 
 
-def _merge_dims(shape: Sequence[int], stride_sets: Sequence[Sequence[int]]
-                ) -> tuple[list[int], list[list[int]]]:
-    """Drop unit dims and merge adjacent dims every operand walks contiguously."""
-    dims = [k for k, d in enumerate(shape) if d != 1]
-    shp = [shape[k] for k in dims]
-    sts = [[s[k] for k in dims] for s in stride_sets]
-    k = len(shp) - 2
-    while k >= 0:
-        if all(s[k] == s[k + 1] * shp[k + 1] for s in sts):
-            shp[k] *= shp[k + 1]
-            for s in sts:
-                s[k] = s[k + 1]
-                del s[k + 1]
-            del shp[k + 1]
-        k -= 1
-    if not shp:
-        shp, sts = [1], [[0] for _ in sts]
-    return shp, sts
-
-
 def scalar_statement(op: str, attrs: dict[str, Any], args: Sequence[str], arg_cts: Sequence[str],
                      out_ct: str, node: Node) -> str:
     """The C expression computing one output element of ``op`` from scalar ``args``."""
@@ -201,12 +179,11 @@ def elementwise_desc(ctx: LowerCtx, lines_fn: Callable[[list[str]], tuple[list[s
                      ) -> KernelDesc:
     """A KernelDesc for a loop nest over the node's output; ``lines_fn(loaded)`` maps the
     names of the loaded scalars to (statements, result expression)."""
-    node = ctx.node
     out = ctx.outs()[0]
     ins = [i for i in (ctx.ins() if inputs is None else inputs)]
     present = [i for i in ins if i is not None]
     bstrides = [broadcast_strides(i.shape, i.strides, out.shape) for i in present]
-    shp, sts = _merge_dims(out.shape, [out.strides] + bstrides)
+    shp, sts = merge_dims(out.shape, [out.strides] + bstrides)
     loops = [(f"i{k}", n) for k, n in enumerate(shp)]
     ivars = [v for v, _ in loops]
     loads, names = [], []
@@ -256,18 +233,42 @@ def _lower_elementwise(node: Node, ctx: LowerCtx) -> KernelDesc:
 lower(*SCALAR, *VARIADIC, *NEEDS_ATTRS, supports=_supports_elementwise)(_lower_elementwise)
 
 
-@lower("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Dropout")
+def _supports_view(node: Node) -> str | None:
+    if node.op == "Dropout" and len(node.inputs) > 2 and node.inputs[2] is not None:
+        ratio, training = node.inputs[1], node.inputs[2]
+        if training.const is None or (bool(training.const.reshape(-1)[0])
+                                      and (ratio is None or ratio.const is None)):
+            return "training_mode with a ratio known only at run time: inference graphs only"
+    return None
+
+
+@lower("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Dropout", "Identity", supports=_supports_view)
 def _lower_view(node: Node, ctx: LowerCtx) -> KernelDesc | None:
-    """A view op: nothing to do when the plan aliased it, else a strided copy."""
+    """A view op: nothing to do when the plan aliased it, else a strided copy. Dropout's
+    optional mask output (inference: all true) is filled in the same loop."""
     x, y = node.inputs[0], node.outputs[0]
-    if ctx.same_storage(x, y):
+    mask = node.outputs[1] if len(node.outputs) > 1 else None
+    aliased = ctx.same_storage(x, y)
+    if aliased and mask is None:
         return None
-    src = ctx.operand(x, "x0")
-    src = Operand(src.ptr, src.ctype, y.shape, src.strides if all(s == 0 for s in src.strides)
-                  else tuple(ctx.strides(y)))
-    if all(s == 0 for s in ctx.strides(x)):
-        src = Operand("x0", src.ctype, y.shape, (0,) * len(y.shape))
-    return elementwise_desc(ctx, lambda n: ([], n[0]), (src,))
+    xs = ctx.strides(x)
+    src = Operand("x0", ctype(x.dtype), y.shape,
+                  (0,) * len(y.shape) if all(s == 0 for s in xs) else ctx.strides(y))
+    if mask is None:
+        return elementwise_desc(ctx, lambda n: ([], n[0]), (src,))
+    outs = ctx.outs()
+
+    def lines(names: list[str]) -> tuple[list[str], str]:
+        # y1 has y0's shape and contiguous strides, so y0's index expression serves both.
+        return [], names[0]
+
+    d = elementwise_desc(ctx, lines, (src,), inplace=aliased)
+    p = dict(d.params)
+    store = p["lines"][-1]
+    p["lines"] = p["lines"] + (store.replace(f"{outs[0].ptr}[", f"{outs[1].ptr}[", 1)
+                               .split(" = ")[0] + " = 1;",)
+    return KernelDesc(d.family, d.macro, d.op, d.node, d.outputs, d.inputs,
+                      tuple(sorted(p.items())), d.inplace, d.scratch_bytes)
 
 
 @lower("onnxcc.FusedElementwise")
@@ -323,7 +324,3 @@ def _sub_node(op: str, attrs: dict[str, Any], node: Node, args: tuple[int, ...])
 def elementwise_ops() -> list[str]:
     """Ops this module lowers as a scalar expression (for FusedElementwise legality)."""
     return sorted(set(SCALAR) | set(VARIADIC) | NEEDS_ATTRS)
-
-
-def _unused(_: Any) -> None:  # keep linters quiet about get_op/attr re-exports used by families
-    return None if (get_op, attr, c_float) else None

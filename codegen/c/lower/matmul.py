@@ -40,7 +40,7 @@ from . import (
     lower,
 )
 from .elementwise import elementwise_ops, scalar_statement
-from .tensor import at, level, void_unused
+from .tensor import at, empty_desc, level, void_unused
 
 FLOATS = ("float32", "float64")
 TILE_BYTES = 256 * 1024   # B' larger than this is walked in column tiles of half this size
@@ -249,7 +249,7 @@ def _lower_gemm(node: Node, ctx: LowerCtx) -> KernelDesc | None:
     """Y (M, N) = act(alpha * A' B' + beta * C); A' = A or A^T, B' = B or B^T (swapped strides);
     C broadcasts to (M, N) through its strides."""
     if node.outputs[0].type.size == 0:
-        return None
+        return empty_desc(ctx)
     pr = _gemm_product(node, ctx)
     c = node.inputs[2] if len(node.inputs) > 2 else None
     cs = None
@@ -264,5 +264,5 @@ def _lower_matmul(node: Node, ctx: LowerCtx) -> KernelDesc | None:
     """Y (batch..., M, N) = A (batch..., M, K) @ B (batch..., K, N), numpy rules: batch dims
     broadcast (stride 0), a 1-D A is (1, K) and a 1-D B is (K, 1) with that dim dropped from Y."""
     if node.outputs[0].type.size == 0:
-        return None
+        return empty_desc(ctx)
     return product_desc(ctx, _matmul_product(node, ctx))

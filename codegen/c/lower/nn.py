@@ -31,7 +31,7 @@ from onnxcc.ir import Node
 from onnxcc.ops import REQUIRED, get_op
 from onnxcc.ops.nn import conv_geometry, conv_transpose_geometry, pool_counts, pool_geometry
 
-from . import KernelDesc, LowerCtx, c_literal, contiguous_strides, lower
+from . import KernelDesc, LowerCtx, c_literal, contiguous_strides, lower, merge_dims
 
 UNROLL = (8, 4)               # innermost conv loop unroll: rows of >= 112 positions, shorter rows
 TILE_X_BYTES = 512 * 1024     # input rows one output tile reads, kept in L2 over all out channels
@@ -128,27 +128,6 @@ class Nest:
 
     def c(self, a: Aff) -> str:
         return a.c(self.zero)
-
-
-def merge_dims(shape: Sequence[int], stride_sets: Sequence[Sequence[int]]
-               ) -> tuple[list[int], list[list[int]]]:
-    """Drop unit dims and merge adjacent dims that every stride set walks contiguously
-    (0-stride dims merge with 0-stride dims). Returns ``([1], [[0], ...])`` for no dims."""
-    keep = [k for k, d in enumerate(shape) if d != 1]
-    shp = [int(shape[k]) for k in keep]
-    sts = [[int(s[k]) for k in keep] for s in stride_sets]
-    k = len(shp) - 2
-    while k >= 0:
-        if all(s[k] == s[k + 1] * shp[k + 1] for s in sts):
-            shp[k] *= shp[k + 1]
-            for s in sts:
-                s[k] = s[k + 1]
-                del s[k + 1]
-            del shp[k + 1]
-        k -= 1
-    if not shp:
-        return [1], [[0] for _ in sts]
-    return shp, sts
 
 
 def libm(ct: str, name: str) -> str:

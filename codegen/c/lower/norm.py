@@ -19,7 +19,8 @@ from onnxcc.ir import Node
 from onnxcc.ops.norm import softmax_axes
 
 from . import KernelDesc, LowerCtx, Operand, broadcast_strides, c_literal, lower
-from .nn import Aff, Nest, dot, float_only, for_loop, libm, merge_dims, shape_text
+from . import merge_dims
+from .nn import Aff, Nest, dot, float_only, for_loop, libm, shape_text
 
 Loops = list[tuple[str, tuple[str, ...]]]
 Section = tuple[tuple[str, ...], tuple[tuple[str, tuple[str, ...]], ...], tuple[str, ...],

@@ -21,8 +21,8 @@ from onnxcc.ops._util import norm_axis
 from onnxcc.ops.reduce import reduce_axes
 
 from . import KernelDesc, LowerCtx, c_literal, contiguous_strides, ctype, lower
-from .elementwise import _merge_dims
-from .tensor import at, level
+from . import merge_dims
+from .tensor import at, empty_desc, level
 
 FLOAT_CT = ("float", "double")
 INT_OPS = {"ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd"}
@@ -104,7 +104,7 @@ def _merged(x_shape: tuple[int, ...], x_strides: tuple[int, ...], axes: tuple[in
     """Merged (extents, x strides, y strides) with y stride 0 on reduced dims."""
     keep_shape = tuple(1 if d in axes else n for d, n in enumerate(x_shape))
     ys = [0 if d in axes else s for d, s in enumerate(contiguous_strides(keep_shape))]
-    shp, (xs, ys2) = _merge_dims(x_shape, [list(x_strides), ys])
+    shp, (xs, ys2) = merge_dims(x_shape, [list(x_strides), ys])
     return shp, xs, ys2
 
 
@@ -114,7 +114,7 @@ def _lower_reduce(node: Node, ctx: LowerCtx) -> KernelDesc | None:
     memory layout of y, only its shape)."""
     x, y = node.inputs[0], node.outputs[0]
     if y.type.size == 0:
-        return None
+        return empty_desc(ctx)
     ct = ctype(x.dtype)
     axes = reduce_axes(node)
     count = math.prod(x.shape[a] for a in axes)
@@ -124,7 +124,7 @@ def _lower_reduce(node: Node, ctx: LowerCtx) -> KernelDesc | None:
     kept = [k for k in range(len(shp)) if ys[k] != 0 or (shp[k] == 1 and not axes)]
     red = [k for k in range(len(shp)) if k not in kept]
     ins = ctx.ins()
-    void = [f"(void){o.ptr};" for o in ins[1:] if o is not None]
+    void = [f"(void){o.ptr};" for o in ins[0 if x.type.size == 0 else 1:] if o is not None]
     v = [f"i{k}" for k in range(len(shp))]
     x_at = at("x0", v, xs) if x.type.size else None
     y_at = at("y0", v, ys)
@@ -187,7 +187,7 @@ def _lower_arg(node: Node, ctx: LowerCtx) -> KernelDesc | None:
     counts as the extreme, as numpy's argmax does."""
     x, y = node.inputs[0], node.outputs[0]
     if y.type.size == 0:
-        return None
+        return empty_desc(ctx)
     ct = ctype(x.dtype)
     a = norm_axis(node, attr(node, "axis"), len(x.shape))
     shp, xs, ys = _merged(x.shape, ctx.strides(x), (a,))

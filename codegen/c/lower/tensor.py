@@ -1,5 +1,5 @@
 """C lowering of data movement: Transpose, Concat, Split, Slice, Gather, Pad, Resize, Upsample,
-Expand, Tile, DepthToSpace, SpaceToDepth, Identity, Range.
+Expand, Tile, DepthToSpace, SpaceToDepth, Range.
 
 Every kernel is a set of strided copy nests ``y[...] = x[...]`` (template ``tensor.c.j2``):
 Python computes each dim's extent and element strides (a transpose permutes the source strides,
@@ -43,7 +43,7 @@ from . import (
     is_splat,
     lower,
 )
-from .elementwise import _lower_view, _merge_dims
+from . import merge_dims
 
 Level = tuple  # (var, start, stop, step, pre lines, post lines)
 Nest = tuple   # (levels, body lines)
@@ -91,19 +91,26 @@ def void_unused(inputs: Sequence[Operand | None], used: set[str]) -> list[str]:
 def copy_nest(shape: Sequence[int], dst: str, dst_strides: Sequence[int], dst_off: int,
               src: str, src_strides: Sequence[int], src_off: int, var: str = "i") -> Nest:
     """A nest copying ``src`` to ``dst`` over ``shape`` (dims merged where both are contiguous)."""
-    shp, (ds, ss) = _merge_dims(shape, [list(dst_strides), list(src_strides)])
+    shp, (ds, ss) = merge_dims(shape, [list(dst_strides), list(src_strides)])
     vs = [f"{var}{k}" for k in range(len(shp))]
     body = f"{at(dst, vs, ds, dst_off)} = {at(src, vs, ss, src_off)};"
     return tuple(level(v, n) for v, n in zip(vs, shp)), (body,)
 
 
+def empty_desc(ctx: LowerCtx) -> KernelDesc:
+    """A kernel with nothing to do (an empty output) that still takes, and casts to void, every
+    parameter, so each constant the emitter declares for the node stays referenced."""
+    params = [o for o in ctx.outs() + ctx.ins() if o is not None]
+    return ctx.desc("tensor", "copy", pre=tuple(f"(void){o.ptr};" for o in params), nests=())
+
+
 def _copy_desc(ctx: LowerCtx, nests: Sequence[Nest], used: set[str], pre: Sequence[str] = (),
                macro: str = "copy", skip: frozenset[str] | set[str] = frozenset()
-               ) -> KernelDesc | None:
+               ) -> KernelDesc:
     """The kernel of ``nests``; parameters named in ``skip`` (buffers the memory plan placed
     where the kernel would write them) are not passed at all, since they alias an output."""
     if not nests:
-        return None
+        return empty_desc(ctx)
     ins = tuple(None if o is None or o.ptr in skip else o for o in ctx.ins())
     outs = tuple(o for o in ctx.outs() if o.ptr not in skip)
     return ctx.desc("tensor", macro, inputs=ins, outputs=outs,
@@ -121,7 +128,6 @@ def _table(name: str, ct: str, values: Sequence[Any], per_line: int = 12) -> str
 
 
 # ---- views and plain strided copies ----------------------------------------------------------
-lower("Identity")(_lower_view)
 
 
 @lower("Transpose")
@@ -212,6 +218,8 @@ def _lower_concat(node: Node, ctx: LowerCtx) -> KernelDesc | None:
         elif v.type.size:
             used.add(f"x{k}")
             nests.append(copy_nest(v.shape, "y0", ys, off, f"x{k}", ctx.strides(v), 0))
+    if len(in_place) == len(node.inputs):
+        return None     # every input was written in place by its producer: nothing to do
     return _copy_desc(ctx, nests, used, skip=in_place)
 
 
@@ -257,7 +265,7 @@ def _lower_gather(node: Node, ctx: LowerCtx) -> KernelDesc | None:
     outer, nidx, inner = (math.prod(data.shape[:axis]), ind.type.size,
                           math.prod(data.shape[axis + 1:]))
     if y.type.size == 0:
-        return None
+        return empty_desc(ctx)
     ds = ctx.strides(data)
     splat = all(s == 0 for s in ds)
     s_outer, s_axis = (0, 0) if splat else (d * inner, inner)
@@ -313,7 +321,7 @@ def _lower_pad(node: Node, ctx: LowerCtx) -> KernelDesc | None:
     x, y = node.inputs[0], node.outputs[0]
     pb, pe, mode, value = pad_params(node)
     if y.type.size == 0:
-        return None
+        return empty_desc(ctx)
     xs, ys = ctx.strides(x), contiguous_strides(y.shape)
     ct = ctype(y.dtype)
     crop = [(max(-b, 0), d - max(-e, 0)) for d, b, e in zip(x.shape, pb, pe)]
@@ -388,7 +396,7 @@ def _lower_resize(node: Node, ctx: LowerCtx) -> KernelDesc | None:
     and the innermost statement sums the taps (nearest: one tap)."""
     x, y = node.inputs[0], node.outputs[0]
     if y.type.size == 0:
-        return None
+        return empty_desc(ctx)
     p, axes = _resize_axes(node)
     ct = ctype(y.dtype)
     xs, ys = ctx.strides(x), contiguous_strides(y.shape)
@@ -465,7 +473,7 @@ def _lower_range(node: Node, ctx: LowerCtx) -> KernelDesc | None:
     """y[i] = start + i * delta (constants baked in)."""
     y = node.outputs[0]
     if y.type.size == 0:
-        return None
+        return empty_desc(ctx)
     ct = ctype(y.dtype)
     start = np.asarray(node.inputs[0].const).reshape(-1)[0].item()
     delta = np.asarray(node.inputs[2].const).reshape(-1)[0].item()
@@ -489,7 +497,7 @@ def _lower_known(node: Node, ctx: LowerCtx) -> KernelDesc | None:
     values are baked in, as a fill loop for a splat or a table copy."""
     y = node.outputs[0]
     if y.type.size == 0:
-        return None
+        return empty_desc(ctx)
     ct = ctype(y.dtype)
     args = [None if v is None else v.const if v.const is not None
             else np.broadcast_to(np.zeros((), v.dtype), v.shape) for v in node.inputs]
