@@ -168,7 +168,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     tgt = get_target(args.target)
     g = import_onnx(args.model, _input_shapes(args.input_shape))
     g = run_pipeline(g, tgt.pipeline, verify=True)
-    check_legal(g)
+    check_legal(g, tgt.name)
     print(f"{args.model}: every node can be compiled for {tgt.name} ({len(g.nodes)} nodes after passes)")
     return 0
 

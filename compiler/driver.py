@@ -184,6 +184,9 @@ def compile(model: str | Path | onnx.ModelProto, target: str = "host", *,
     g = run_pipeline(g, tgt.pipeline, verify=verify, dump_dir=dump_dir,
                      dump_after=dump_after, disable=disable_passes)
     g.verify()
+    from onnxcc.codegen.c.emit import check_legal
+
+    check_legal(g, tgt.name)   # every node the target cannot lower, by name, before any code
     check_memory_budget(g, tgt)
     options = {"target": tgt.name, "input_shapes": {k: list(v) for k, v in (input_shapes or {}).items()},
                "name": g.name, "disabled_passes": list(disable_passes)}

@@ -63,7 +63,7 @@ def env() -> jinja2.Environment:
                               lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
 
 
-def check_legal(g: Graph, target: str = "c") -> None:
+def check_legal(g: Graph, target: str | None = None) -> None:
     """Raise :class:`UnsupportedOpError` listing every node the C target cannot lower."""
     problems = []
     for n in g.nodes:

@@ -185,10 +185,7 @@ class Dropout(_View):
         ratio, training = ins[1], ins[2]
         if training is None:
             return
-        if training.const is None:
-            why = "training_mode must be a constant (onnxcc compiles inference graphs)"
-            raise UnsupportedOpError([(node.name, node.op, why)])
-        if ratio is not None and ratio.const is None:
+        if training.const is None or (ratio is not None and ratio.const is None):
             return  # known only at run time: the reference checks it; code generators refuse it
         self.reference(node, np.zeros((0,), node.inputs[0].dtype),
                        None if ratio is None else ratio.const, training.const)
