@@ -33,13 +33,13 @@ class CompiledModel:
                  options: dict[str, Any]) -> None:
         self.graph, self.target, self.name = graph, target, name
         self.lib_dir, self.mmap, self.options = lib_dir, mmap, options
-        self._exe: dict[tuple, Path] = {}
+        self._exe: dict[tuple, Any] = {}
 
     @property
     def files(self) -> list[str]:
         """Names of the generated files."""
         return sorted(p.name for p in self.lib_dir.iterdir() if p.is_file()
-                      and not p.name.endswith(("_main.c", "_run", "_run_asan")))
+                      and not p.name.endswith(("_main.c", "_run", "_run_asan", ".so")))
 
     @property
     def arena_size(self) -> int:
@@ -62,11 +62,21 @@ class CompiledModel:
 
     def run(self, inputs: Mapping[str, np.ndarray], *, cc: str | None = None,
             sanitize: bool = False) -> dict[str, np.ndarray]:
-        """Run the generated C code on ``inputs`` (name -> array); returns name -> array."""
-        from onnxcc.runtime.build import run_executable
+        """Run the generated C code on ``inputs`` (name -> array); returns name -> array.
 
-        exe = self.build(cc=cc, sanitize=sanitize, opt="-O1" if sanitize else "-O2")
-        return run_executable(exe, self.mmap, inputs)
+        By default the library is built as a shared object and called in-process through ctypes;
+        ``sanitize=True`` builds an executable harness under -fsanitize=address,undefined instead
+        (a sanitizer runtime cannot be loaded into a running Python).
+        Raises ShapeError for bad inputs, BuildError when the C build or run fails.
+        """
+        from onnxcc.runtime.build import SharedLibrary, build_shared, run_executable
+
+        if sanitize:
+            return run_executable(self.build(cc=cc, sanitize=True, opt="-O1"), self.mmap, inputs)
+        key = ("so", cc)
+        if key not in self._exe:
+            self._exe[key] = SharedLibrary(build_shared(self.lib_dir, self.mmap, cc=cc), self.mmap)
+        return self._exe[key].run(inputs)  # type: ignore[union-attr]
 
     def save(self, out_dir: str | Path) -> Path:
         """Copy the library into ``out_dir`` atomically (written beside it, then renamed).

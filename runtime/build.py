@@ -188,3 +188,58 @@ def load_mmap(lib_dir: Path) -> dict:
     """The memory map ``<m>.json`` of a generated library folder."""
     found = sorted(Path(lib_dir).glob("*.json"))
     return json.loads(found[0].read_text())
+
+
+def build_shared(lib_dir: Path, mmap: dict, *, cc: str | None = None, opt: str = "-O2") -> Path:
+    """Compile the library in ``lib_dir`` into a shared object for ctypes; returns its path.
+
+    Raises BuildError with the compiler's messages when compilation fails.
+    """
+    cc = cc or find_cc()
+    m = mmap["c_prefix"]
+    so = lib_dir / f"lib{m}.so"
+    run_checked([cc, *WARN_FLAGS, opt, "-shared", "-fPIC", f"-I{lib_dir}", f"-Wa,-I{lib_dir}",
+                 str(lib_dir / f"{m}.c"), str(lib_dir / f"{m}_weights.c"), "-o", str(so), "-lm"],
+                "build")
+    return so
+
+
+class SharedLibrary:
+    """A generated library loaded with ctypes: ``run(feeds)`` calls ``<m>_run`` in-process with a
+    fresh arena (numpy bytes aligned to ``<M>_ARENA_ALIGN``) and numpy-owned inputs/outputs."""
+
+    def __init__(self, so: Path, mmap: dict) -> None:
+        import ctypes
+
+        self.mmap = mmap
+        self.lib = ctypes.CDLL(str(so))
+        self.fn = getattr(self.lib, f"{mmap['c_prefix']}_run")
+        n = len(mmap["inputs"]) + len(mmap["outputs"])
+        self.fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t] + [ctypes.c_void_p] * n
+        self.fn.restype = ctypes.c_int
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run on ``feeds`` (input name -> array); returns output name -> array.
+
+        Raises ShapeError for a missing or mis-shaped input, BuildError for a non-OK status.
+        """
+        ins = []
+        for t in self.mmap["inputs"]:
+            if t["name"] not in feeds:
+                raise ShapeError(f"missing input {t['name']!r}",
+                                 hint=f"feed all of {[i['name'] for i in self.mmap['inputs']]}")
+            a = np.ascontiguousarray(np.asarray(feeds[t["name"]]).astype(t["dtype"], copy=False))
+            if tuple(a.shape) != tuple(t["shape"]):
+                raise ShapeError(f"input {t['name']!r} has shape {a.shape}, the model wants {tuple(t['shape'])}")
+            ins.append(a)
+        outs = [np.empty(t["shape"], t["dtype"]) for t in self.mmap["outputs"]]
+        size, align = self.mmap["arena"]["size"], max(self.mmap["arena"]["alignment"], 8)
+        raw = np.zeros(size + align, np.uint8)
+        start = (-raw.ctypes.data) % align
+        arena = raw[start:start + size]
+        status = self.fn(arena.ctypes.data if size else None, size,
+                         *[a.ctypes.data if a.size else None for a in ins + outs])
+        if status != 0:
+            raise BuildError(f"generated code returned status {status}",
+                             hint="1 = NULL argument, 2 = arena too small, 3 = arena misaligned")
+        return {t["name"]: o for t, o in zip(self.mmap["outputs"], outs)}
