@@ -88,10 +88,7 @@ class _Weight:
 
 def _format_array(a: np.ndarray, ct: str) -> str:
     flat = np.ascontiguousarray(a).reshape(-1)
-    if ct == "float":
-        items = [np.format_float_scientific(x, unique=True, trim="0", exp_digits=1).replace("e+", "e") + "f"
-                 if np.isfinite(x) else c_literal(float(x), ct) for x in flat.astype(np.float32)]
-    elif ct == "double":
+    if ct in ("float", "double"):
         items = [c_literal(float(x), ct) for x in flat]
     else:
         items = [c_literal(int(x), ct) for x in flat]

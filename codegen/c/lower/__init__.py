@@ -129,11 +129,12 @@ def c_float(v: float, ct: str = "float") -> str:
     if np.isinf(v):
         return ("INFINITY" if v > 0 else "-INFINITY") if ct == "float" else \
             ("(double)INFINITY" if v > 0 else "(double)-INFINITY")
-    if ct == "float":
-        s = np.format_float_scientific(np.float32(v), unique=True, trim="0", exp_digits=1)
-        return s.replace("e+", "e") + "f"
-    if ct == "double":
-        return np.format_float_scientific(np.float64(v), unique=True, trim="0", exp_digits=1).replace("e+", "e")
+    if ct in ("float", "double"):
+        x = np.float32(v) if ct == "float" else np.float64(v)
+        s = np.format_float_positional(x, unique=True, trim="0")
+        if len(s) > 12:  # 1e-30 reads better than thirty zeros
+            s = np.format_float_scientific(x, unique=True, trim="0", exp_digits=1).replace("e+", "e")
+        return s + ("f" if ct == "float" else "")
     return c_int(v, ct)
 
 
