@@ -169,7 +169,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     g = import_onnx(args.model, _input_shapes(args.input_shape))
     g = run_pipeline(g, tgt.pipeline, verify=True)
     check_legal(g, tgt.name)
-    print(f"{args.model}: every node can be compiled for {tgt.name} ({len(g.nodes)} nodes after passes)")
+    from .driver import check_memory_budget
+
+    check_memory_budget(g, tgt)
+    plan = g.meta["memory_plan"]
+    print(f"{args.model}: every node can be compiled for {tgt.name} ({len(g.nodes)} nodes after "
+          f"passes; arena {plan.arena_size:,} bytes)")
     return 0
 
 

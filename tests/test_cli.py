@@ -45,3 +45,15 @@ def test_user_errors_exit_2_with_one_message(tmp_path):
     p = subprocess.run([sys.executable, "-m", "onnxcc.cli", "compile", str(tmp_path / "det.onnx"),
                         "--target", "nope"], capture_output=True, text=True)
     assert p.returncode == 2
+
+
+def test_model_that_does_not_fit_the_mcu_is_refused_by_name(tmp_path, capsys):
+    import pytest
+
+    import onnxcc
+    from onnxcc.errors import MemoryBudgetError
+
+    with pytest.raises(MemoryBudgetError, match="196,608 bytes of SRAM"):
+        onnxcc.compile("zoo:squeezenet", "cortex-m4")
+    assert main(["check", "zoo:squeezenet", "--target", "cortex-m4"]) == 2
+    assert "largest tensors" in capsys.readouterr().err
