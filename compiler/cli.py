@@ -206,6 +206,7 @@ def ops_table() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of the ``onnxcc`` command (sub-commands as in the module docstring)."""
     p = argparse.ArgumentParser(prog="onnxcc", description="Compile ONNX models to C libraries.")
     p.add_argument("--version", action="version", version=f"onnxcc {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log each pass")
@@ -233,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``onnxcc``: returns the exit status (0 ok, 2 user error, 1 failed check)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(name)s: %(message)s")

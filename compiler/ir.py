@@ -71,14 +71,17 @@ class Value:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """Shape in elements (row-major)."""
         return self.type.shape
 
     @property
     def dtype(self) -> np.dtype:
+        """numpy element type."""
         return self.type.dtype
 
     @property
     def is_const(self) -> bool:
+        """True for initializers and folded constants."""
         return self.const is not None
 
     def __repr__(self) -> str:

@@ -62,6 +62,7 @@ class KernelDesc:
 
     @property
     def p(self) -> dict[str, Any]:
+        """The params as a dict (what templates read as ``k.p.name``)."""
         return dict(self.params)
 
 
@@ -172,13 +173,16 @@ class LowerCtx:
         return contiguous_strides(v.shape)
 
     def operand(self, v: Value, ptr: str) -> Operand:
+        """``v`` as the kernel parameter ``ptr``, with its read strides."""
         return Operand(ptr, ctype(v.dtype), v.shape, self.strides(v))
 
     def ins(self) -> tuple[Operand | None, ...]:
+        """The node's inputs as parameters ``x0, x1, ...`` (None for omitted ones)."""
         return tuple(None if v is None else self.operand(v, f"x{k}")
                      for k, v in enumerate(self.node.inputs))
 
     def outs(self) -> tuple[Operand, ...]:
+        """The node's outputs as parameters ``y0, y1, ...``."""
         return tuple(self.operand(v, f"y{k}") for k, v in enumerate(self.node.outputs))
 
     def same_storage(self, a: Value, b: Value, byte_offset: int = 0) -> bool:
