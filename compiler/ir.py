@@ -131,14 +131,20 @@ class Graph:
     name: str = "model"
     meta: dict[str, Any] = field(default_factory=dict)
     _counter: itertools.count = field(default_factory=itertools.count, repr=False)
+    _used: set[str] | None = field(default=None, repr=False)
 
     # ---- structural primitives -------------------------------------------------------------
     def fresh_name(self, hint: str) -> str:
-        """A value/node name not used yet in this graph (deterministic per-graph counter)."""
-        used = {v.name for v in self.values()} | {n.name for n in self.nodes}
+        """A value/node name not used yet in this graph (deterministic per-graph counter).
+
+        The set of used names is collected once per graph and then grows with every name this
+        method returns; passes name new values and nodes only through it."""
+        if self._used is None:
+            self._used = {v.name for v in self.values()} | {n.name for n in self.nodes}
         while True:
             name = f"{hint}_{next(self._counter)}"
-            if name not in used:
+            if name not in self._used:
+                self._used.add(name)
                 return name
 
     def values(self) -> list[Value]:
@@ -196,7 +202,19 @@ class Graph:
             for o in n.outputs:
                 o.producer = n
         self.nodes = rest[:kept_before] + list(new_nodes) + rest[kept_before:]
-        self.toposort()
+        if not self._in_order():
+            self.toposort()
+
+    def _in_order(self) -> bool:
+        """True when every node reads only values produced before it (one linear scan)."""
+        produced = {id(o) for n in self.nodes for o in n.outputs}
+        seen: set[int] = set()
+        for n in self.nodes:
+            for i in n.inputs:
+                if i is not None and id(i) in produced and id(i) not in seen:
+                    return False
+            seen.update(id(o) for o in n.outputs)
+        return True
 
     def remove_dead(self) -> int:
         """Drop nodes none of whose outputs reach a graph output. Returns how many were dropped."""

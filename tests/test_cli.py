@@ -57,3 +57,15 @@ def test_model_that_does_not_fit_the_mcu_is_refused_by_name(tmp_path, capsys):
         onnxcc.compile("zoo:squeezenet", "cortex-m4")
     assert main(["check", "zoo:squeezenet", "--target", "cortex-m4"]) == 2
     assert "largest tensors" in capsys.readouterr().err
+
+
+def test_input_shape_option_binds_the_batch(tmp_path, capsys):
+    from onnxcc.cli import MODELS_DIR
+
+    x = np.load(MODELS_DIR / "digits_test.npz")["x"][:3]
+    np.savez(tmp_path / "x.npz", input=x)
+    assert main(["run", str(MODELS_DIR / "digits.onnx"), "--input-shape", "input=3,1,8,8",
+                 "--inputs", str(tmp_path / "x.npz"), "-o", str(tmp_path / "y.npz")]) == 0
+    assert np.load(tmp_path / "y.npz")["probabilities"].shape == (3, 10)
+    assert main(["check", str(MODELS_DIR / "digits.onnx"), "--input-shape", "input=3,1,x"]) == 2
+    assert "NAME=1,3,224,224" in capsys.readouterr().err
