@@ -129,10 +129,31 @@ def _main_job(args: argparse.Namespace) -> int:
             if sizes else "arm-none-eabi-gcc not installed: object sizes not measured")
     print(f"  cortex-m4, one image: arena {mcu.arena_size:,} B, weights {mcu.weights_size:,} B "
           f"in flash; object {line}")
+    _qemu_check(mcu, x[:QEMU_IMAGES], ref[:QEMU_IMAGES])
     if acc_c + 1e-9 < acc_ref:
         print("error: the C library scored below the reference", file=sys.stderr)
         return 1
     return 0
+
+
+QEMU_IMAGES = 10
+
+
+def _qemu_check(mcu, xs: np.ndarray, ref: np.ndarray) -> None:
+    """Run a few images on an emulated Cortex-M4 (QEMU) and print the agreement with ``ref``."""
+    from onnxcc.errors import BuildError
+    from onnxcc.runtime.qemu import run_on_qemu
+
+    try:
+        t0 = time.perf_counter()
+        got = np.concatenate([run_on_qemu(mcu, {"input": xs[k:k + 1]})["probabilities"]
+                              for k in range(len(xs))])
+    except BuildError as e:
+        print(f"  cortex-m4 on QEMU: not run ({str(e).splitlines()[0]})")
+        return
+    same = int((got.argmax(1) == ref.argmax(1)).sum())
+    print(f"  cortex-m4 on QEMU (mps2-an386): {same}/{len(xs)} images classified as onnxruntime does, "
+          f"max |diff| {np.abs(got - ref).max():.2e} ({time.perf_counter() - t0:.1f} s)")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ def test_main_job_compiles_runs_and_scores_digits(tmp_path, capsys):
     assert main(["compile", "-o", str(tmp_path / "digits")]) == 0
     out = capsys.readouterr().out
     assert "accuracy, C library" in out and "accuracy, onnxruntime" in out
+    assert "cortex-m4 on QEMU" in out
     assert (tmp_path / "digits" / "digits.c").exists()
 
 
