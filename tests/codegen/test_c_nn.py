@@ -117,6 +117,77 @@ def test_conv_splat_weights_read_through_zero_strides(rng):
     assert cm.weights_size < 64          # 2.4 MB of weights if materialized
 
 
+
+# Blocks of 4 output channels per pass (M per group >= 8 and divisible by 4); 10 per group stays
+# one channel per pass.
+CONV_BLOCKED = {
+    "pad1": ((1, 5, 9, 8), (8, 5, 3, 3), {"pads": [1, 1, 1, 1]}),
+    "stride2_asym": ((2, 6, 11, 10), (12, 6, 3, 3), {"strides": [2, 2], "pads": [1, 0, 0, 2]}),
+    "group2_dil": ((1, 6, 9, 9), (16, 3, 3, 3), {"group": 2, "dilations": [2, 1],
+                                                  "pads": [2, 1, 1, 0]}),
+    "pointwise": ((1, 7, 5, 6), (12, 7, 1, 1), {}),
+    "pointwise_stride2": ((1, 8, 9, 7), (8, 8, 1, 1), {"strides": [2, 2]}),
+    "1d": ((1, 3, 30), (8, 3, 5), {"pads": [2, 1], "strides": [2]}),
+    "3d": ((1, 2, 4, 5, 6), (8, 2, 3, 2, 3), {"pads": [1, 0, 1, 1, 1, 0]}),
+    "tiled_rows": ((1, 64, 70, 64), (8, 64, 3, 3), {"pads": [1, 1, 1, 1]}),
+    "m10_unblocked": ((1, 4, 7, 6), (10, 4, 3, 3), {"pads": [1, 1, 1, 1]}),
+}
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("case", list(CONV_BLOCKED))
+def test_conv_output_channel_blocks(rng, case, bias):
+    xs, ws, attrs = CONV_BLOCKED[case]
+    model, feeds = conv_model(rng, xs, ws, bias=bias, **attrs)
+    cm = check(model, feeds, rtol=1e-4, atol=1e-4, ops=["Conv"])
+    src = (cm.lib_dir / f"{cm.mmap['c_prefix']}.c").read_text()
+    assert ("blocks of 4 output channels" in src) == (case != "m10_unblocked")
+
+
+def test_conv_blocks_splat_weight_times_batchnorm(rng):
+    """A splat weight times a per-channel BatchNorm scale: each channel of a block reads its own
+    (folded) weight."""
+    def fill(name, v):
+        return helper.make_tensor(name, TensorProto.FLOAT, [1], [v])
+
+    m = 16
+    model = make_model(
+        [("ConstantOfShape", ["ws"], ["w"], {"value": fill("a", 0.01)}),
+         ("Conv", ["x", "w"], ["t"], {"pads": [1, 1, 1, 1]}),
+         ("BatchNormalization", ["t", "s", "b", "mu", "var"], ["y"])],
+        {"x": (1, 8, 6, 7)}, {"y": None},
+        {"ws": np.array([m, 8, 3, 3], np.int64), "s": _f32(rng, m), "b": _f32(rng, m),
+         "mu": _f32(rng, m), "var": np.abs(_f32(rng, m)) + 0.5})
+    cm = check(model, {"x": _f32(rng, 1, 8, 6, 7)}, rtol=1e-4, atol=1e-5)
+    assert "blocks of 4 output channels" in (cm.lib_dir / f"{cm.mmap['c_prefix']}.c").read_text()
+
+
+@pytest.mark.parametrize("act", ["relu", "sigmoid", "prelu_scalar"])
+def test_fused_conv_activation_blocked(rng, act):
+    inits = {"w": _f32(rng, 8, 4, 3, 3), "b": _f32(rng, 8), "slope": np.array([0.25], np.float32)}
+    nodes = [("Conv", ["x", "w", "b"], ["t"], {"pads": [1, 2, 1, 0]}), *ACTIVATIONS[act]]
+    used = {i for n in nodes for i in n[1]}
+    model = make_model(nodes, {"x": (1, 4, 8, 7)}, {"y": None},
+                       {k: v for k, v in inits.items() if k in used})
+    cm = check(model, {"x": _f32(rng, 1, 4, 8, 7)}, rtol=1e-4, atol=1e-5,
+               ops=["onnxcc.FusedConv"])
+    assert "blocks of 4 output channels" in (cm.lib_dir / f"{cm.mmap['c_prefix']}.c").read_text()
+
+
+
+def test_conv_blocks_float64_and_sanitizers(rng):
+    """The blocked path on doubles (oracle: the reference interpreter), under ASan/UBSan."""
+    model = make_model([("Conv", ["x", "w", "b"], ["y"], {"pads": [1, 0, 2, 1], "strides": [1, 2]})],
+                       {"x": (1, 3, 9, 10)}, {"y": None},
+                       {"w": rng.standard_normal((8, 3, 3, 2)), "b": rng.standard_normal(8)},
+                       dtype=TensorProto.DOUBLE)
+    x = rng.standard_normal((1, 3, 9, 10))
+    cm = onnxcc.compile(model, "host", verify=True)
+    assert "blocks of 4 output channels" in (cm.lib_dir / f"{cm.mmap['c_prefix']}.c").read_text()
+    want = interpret(import_onnx(model), {"x": x})["y"]
+    np.testing.assert_allclose(cm.run({"x": x}, sanitize=True)["y"], want, rtol=1e-10, atol=1e-12)
+
+
 # ---- FusedConv -------------------------------------------------------------------------------
 ACTIVATIONS = {
     "relu": [("Relu", ["t"], ["y"])],

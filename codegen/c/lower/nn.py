@@ -12,7 +12,10 @@ kernel tap ``y[o] += w * x[o*stride + tap*dilation - pad]`` over the range of ou
 whose input position is inside x. Those ranges are per-tap tables computed here, so the innermost
 loop runs over contiguous output width without bounds checks; it sums a block of up to 4 input
 channels per output element (one load and store of y per 4 taps) and is unrolled by
-:data:`UNROLL` with the loads first, so that gcc -O2 vectorizes it without alias checks. Output
+:data:`UNROLL` with the loads first, so that gcc -O2 vectorizes it without alias checks. With at
+least :data:`OUT_BLOCK_MIN` output channels per group (a multiple of :data:`OUT_BLOCK`), a conv
+computes :data:`OUT_BLOCK` output channels per pass, so each x load feeds OUT_BLOCK x 4
+multiply-adds (register blocking; all channels of a block share the tap ranges). Output
 rows are tiled (:func:`_tile_rows`) so the tile of y stays in L1 and the input rows it reads stay
 in L2 while all output channels sweep over them. A 1x1 stride-1 unpadded conv merges its spatial
 axes into one: the loop nest becomes a small GEMM over contiguous pixels. ConvTranspose is the
@@ -37,6 +40,8 @@ UNROLL = (8, 4)               # innermost conv loop unroll: rows of >= 112 posit
 TILE_X_BYTES = 512 * 1024     # input rows one output tile reads, kept in L2 over all out channels
 TILE_Y_BYTES = 16 * 1024      # one output tile, kept in L1 over the reduction
 MIN_TILE_PIXELS = 64          # a merged (1-D) tile never goes below this many pixels
+OUT_BLOCK = 4                 # output channels per pass of the conv loop nest (register blocking)
+OUT_BLOCK_MIN = 8             # ... when there are at least this many per group
 LABELS = {1: ("w",), 2: ("h", "w"), 3: ("d", "h", "w")}
 
 
@@ -248,11 +253,13 @@ def _conv(node: Node, ctx: LowerCtx, transpose: bool) -> KernelDesc:
     kv = ["k" + lb for lb in labels]
     yv = ["o" + lb for lb in labels]                    # output positions of the init/epilogue
 
+    CB = next(b for b in (4, 3, 2, 1) if CG % b == 0)   # input channels per inner pass
+    # Output channels per pass: each x load feeds MB*CB multiply-adds (conv only; MB | MG).
+    MB = OUT_BLOCK if not transpose and MG >= OUT_BLOCK_MIN and MG % OUT_BLOCK == 0 else 1
     rows = pos_n[0]
-    R = rows if transpose else _tile_rows(CG, s[0], math.prod(I[1:]), math.prod(O[1:]),
+    R = rows if transpose else _tile_rows(CG, s[0], math.prod(I[1:]), math.prod(O[1:]) * MB,
                                           _itemsize(ct), nd == 1)
     tiled = R < rows
-    CB = next(b for b in (4, 3, 2, 1) if CG % b == 0)   # input channels per inner pass
     extents = {"n": N, "g": group, "mm": MG, "c": CG // CB, **dict(zip(kv, K)),
                **{v: o for v, o in zip(yv, O) if not (tiled and v == yv[0])}}
     nest = Nest(**extents)
@@ -287,17 +294,28 @@ def _conv(node: Node, ctx: LowerCtx, transpose: bool) -> KernelDesc:
         empty_inner = empty_inner or nd == 1
     m_aff, c_aff = Aff.of(("g", MG), "mm"), Aff.of(("g", CG), "c")
     bias = c_literal(0, ct) if B is None else f"{B.ptr}[{nest.c(m_aff * B.strides[0])}]"
-    outer += nest.loop("mm", MG)
+    outer += nest.loop("mm", MG) if MB == 1 else [(for_loop("mm", 0, MG, MB), ())]
 
     # -- y = bias over the tile before the reduction, the activation over it after ----------
     region: list[tuple[str, tuple[str, ...]]] = []
     for a in range(nd):
         region += ([(for_loop(yv[0], "t", "t_end"), ())] if a == 0 and tiled
                    else nest.loop(yv[a], O[a]))
-    y_at = nest.c(dot([Aff.of("n"), m_aff] + [Aff.of(v) for v in yv], list(Y.strides[:2]) + ys))
+    y_aff = dot([Aff.of("n"), m_aff] + [Aff.of(v) for v in yv], list(Y.strides[:2]) + ys)
+    y_at = nest.c(y_aff)
     act = activation_expr(node, "v", ct)
-    epilogue = () if act is None else (f"const {ct} v = {Y.ptr}[{y_at}];",
-                                       f"{Y.ptr}[{y_at}] = {act};")
+    epilogue: tuple[str, ...] = () if act is None else (f"const {ct} v = {Y.ptr}[{y_at}];",
+                                                        f"{Y.ptr}[{y_at}] = {act};")
+    init = f"{Y.ptr}[{y_at}] = {bias};"
+    ysm = Y.strides[1]   # y rows of a block's output channels are ysm apart
+    if MB > 1:   # the MB output channels of the block, one statement each
+        bias_i = [c_literal(0, ct) if B is None else
+                  f"{B.ptr}[{nest.c((m_aff + i) * B.strides[0])}]" for i in range(MB)]
+        init = " ".join(f"{Y.ptr}[{nest.c(y_aff + i * ysm)}] = {bias_i[i]};" for i in range(MB))
+        if act is not None:
+            epilogue = tuple(f"{{ const {ct} v = {Y.ptr}[{nest.c(y_aff + i * ysm)}]; "
+                             f"{Y.ptr}[{nest.c(y_aff + i * ysm)}] = {act}; }}"
+                             for i in range(MB))
 
     # -- reduction over input channels and taps; positions in the tap's valid range ----------
     reduce: Loops = [] if "c" in nest.zero else [(for_loop("c", 0, CG, CB), ())]
@@ -314,8 +332,11 @@ def _conv(node: Node, ctx: LowerCtx, transpose: bool) -> KernelDesc:
             tap_lines.append(f"const int32_t {pv[a]}0 = {lo}, {pv[a]}1 = {hi};")
             bounds.append((f"{pv[a]}0", f"{pv[a]}1"))
     ws_c = Wt.strides[0] if transpose else Wt.strides[1]
-    tap_lines.append(f"const {ct} " + ", ".join(f"w{q} = {Wt.ptr}[{nest.c(w_at + q * ws_c)}]"
-                                                for q in range(CB)) + ";")
+    wn = [[f"w{q}" if MB == 1 else f"w{i}_{q}" for q in range(CB)] for i in range(MB)]
+    for i in range(MB):
+        tap_lines.append(f"const {ct} " + ", ".join(
+            f"{wn[i][q]} = {Wt.ptr}[{nest.c(w_at + i * Wt.strides[0] + q * ws_c)}]"
+            for q in range(CB)) + ";")
     pos: list[tuple[str, tuple[str, ...]]] = []
     if empty_inner:
         pos.append((f"if ({bounds[-1][0]} < {bounds[-1][1]})", ()))
@@ -340,15 +361,23 @@ def _conv(node: Node, ctx: LowerCtx, transpose: bool) -> KernelDesc:
                  f"const int32_t cnt = {cnt};")
     xc = X.strides[1]
     inner_len = min(R, rows) if nd == 1 else pos_n[-1]
-    unroll = UNROLL[0] if inner_len >= 112 else UNROLL[1]
+    unroll = UNROLL[0] if inner_len >= 112 and MB == 1 else UNROLL[1]
 
-    def taps_sum(u: int | str) -> str:   # sum over the CB channels of w * x at position j + u
+    def taps_sum(u: int | str, i: int = 0) -> str:   # sum over the CB channels of w * x at j + u
         at = Aff.of(("j", xj)) if u == "" else Aff.of(("j", xj), int(u) * xj)
-        return " + ".join(f"w{q} * xr[{(at + q * xc).c()}]" for q in range(CB))
+        return " + ".join(f"{wn[i][q]} * xr[{(at + q * xc).c()}]" for q in range(CB))
 
-    loads = tuple(f"const {ct} a{u} = {taps_sum(u)};" for u in range(unroll))
-    updates = tuple(f"yr[{Aff.of(('j', yj), u * yj).c()}] += a{u};" for u in range(unroll))
-    tail = f"yr[{Aff.of(('j', yj)).c()}] += {taps_sum('')};"
+    if MB == 1:
+        loads = tuple(f"const {ct} a{u} = {taps_sum(u)};" for u in range(unroll))
+        updates = tuple(f"yr[{Aff.of(('j', yj), u * yj).c()}] += a{u};" for u in range(unroll))
+        tail = f"yr[{Aff.of(('j', yj)).c()}] += {taps_sum('')};"
+    else:        # each x load feeds the MB channels of the block
+        loads = tuple(f"const {ct} a{i}_{u} = {taps_sum(u, i)};"
+                      for i in range(MB) for u in range(unroll))
+        updates = tuple(f"yr[{Aff.of(('j', yj), u * yj + i * ysm).c()}] += a{i}_{u};"
+                        for i in range(MB) for u in range(unroll))
+        tail = "{ " + " ".join(f"yr[{Aff.of(('j', yj), i * ysm).c()}] += {taps_sum('', i)};"
+                               for i in range(MB)) + " }"
 
     kind = "ConvTranspose" if transpose else "Conv"
     wl = "(C,M/group,k...)" if transpose else "(M,C/group,k...)"
@@ -356,9 +385,10 @@ def _conv(node: Node, ctx: LowerCtx, transpose: bool) -> KernelDesc:
                f"is {wl}, y {shape_text(Y.shape)}; group {group}, strides {_lst(s_)}, dilations "
                f"{_lst(d_)}, pads_begin {_lst(pb_)}"
                + (f"; tiles of {R} output rows" if tiled else "")
+               + (f"; blocks of {MB} output channels" if MB > 1 else "")
                + ("; 1x1: pixels as one axis" if merged else ""))
     return ctx.desc("nn", "conv", comment=comment, tables=tuple(tables), outer=tuple(outer),
-                    region=tuple(region), init=f"{Y.ptr}[{y_at}] = {bias};",
+                    region=tuple(region), init=init,
                     reduce=tuple(reduce), tap_lines=tuple(tap_lines), pos=tuple(pos),
                     row_lines=row_lines, unroll=unroll, loads=loads, updates=updates,
                     tail=tail, epilogue=epilogue)
