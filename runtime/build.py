@@ -153,6 +153,24 @@ def run_checked(cmd: Sequence[str], what: str, timeout: float = 1800) -> str:
     return p.stdout
 
 
+def check_feeds(mmap: dict, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    """The model's inputs from ``feeds``, in order, as C-contiguous arrays of the model's dtypes.
+
+    Raises ShapeError naming a missing input or one whose shape differs from the model's.
+    """
+    arrays = []
+    for t in mmap["inputs"]:
+        if t["name"] not in feeds:
+            raise ShapeError(f"missing input {t['name']!r}",
+                             hint=f"feed all of {[i['name'] for i in mmap['inputs']]}")
+        a = np.asarray(feeds[t["name"]])
+        if tuple(a.shape) != tuple(t["shape"]):
+            raise ShapeError(f"input {t['name']!r} has shape {a.shape}, the model wants "
+                             f"{tuple(t['shape'])}", hint="compile with input_shapes for another shape")
+        arrays.append(np.ascontiguousarray(a.astype(t["dtype"], copy=False)))
+    return arrays
+
+
 def run_executable(exe: Path, mmap: dict, feeds: Mapping[str, np.ndarray], repeat: int = 1,
                    env: Mapping[str, str] | None = None) -> dict[str, np.ndarray]:
     """Run a harness executable on ``feeds`` (input name -> array); returns name -> array.
@@ -161,15 +179,9 @@ def run_executable(exe: Path, mmap: dict, feeds: Mapping[str, np.ndarray], repea
     """
     with tempfile.TemporaryDirectory(prefix="onnxcc_run_") as td:
         paths = []
-        for k, t in enumerate(mmap["inputs"]):
-            if t["name"] not in feeds:
-                raise ShapeError(f"missing input {t['name']!r}",
-                                 hint=f"feed all of {[i['name'] for i in mmap['inputs']]}")
-            a = np.asarray(feeds[t["name"]])
-            if tuple(a.shape) != tuple(t["shape"]):
-                raise ShapeError(f"input {t['name']!r} has shape {a.shape}, the model wants {tuple(t['shape'])}")
+        for k, a in enumerate(check_feeds(mmap, feeds)):
             p = Path(td) / f"in{k}.bin"
-            p.write_bytes(np.ascontiguousarray(a.astype(t["dtype"], copy=False)).tobytes())
+            p.write_bytes(a.tobytes())
             paths.append(str(p))
         outs = [str(Path(td) / f"out{k}.bin") for k in range(len(mmap["outputs"]))]
         e = dict(os.environ, **(env or {}))
@@ -223,15 +235,7 @@ class SharedLibrary:
 
         Raises ShapeError for a missing or mis-shaped input, BuildError for a non-OK status.
         """
-        ins = []
-        for t in self.mmap["inputs"]:
-            if t["name"] not in feeds:
-                raise ShapeError(f"missing input {t['name']!r}",
-                                 hint=f"feed all of {[i['name'] for i in self.mmap['inputs']]}")
-            a = np.ascontiguousarray(np.asarray(feeds[t["name"]]).astype(t["dtype"], copy=False))
-            if tuple(a.shape) != tuple(t["shape"]):
-                raise ShapeError(f"input {t['name']!r} has shape {a.shape}, the model wants {tuple(t['shape'])}")
-            ins.append(a)
+        ins = check_feeds(self.mmap, feeds)
         outs = [np.empty(t["shape"], t["dtype"]) for t in self.mmap["outputs"]]
         size, align = self.mmap["arena"]["size"], max(self.mmap["arena"]["alignment"], 8)
         raw = np.zeros(size + align, np.uint8)

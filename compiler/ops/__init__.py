@@ -139,11 +139,7 @@ def _load_families() -> None:
     if not _loaded:
         _loaded = True
         for fam in FAMILIES:
-            try:
-                importlib.import_module(f"{__name__}.{fam}")
-            except ModuleNotFoundError as e:
-                if e.name != f"{__name__}.{fam}":
-                    raise
+            importlib.import_module(f"{__name__}.{fam}")
 
 
 def all_ops() -> dict[str, OpDef]:

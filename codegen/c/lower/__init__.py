@@ -239,11 +239,7 @@ def registry() -> dict[str, Lowering]:
     if not _loaded:
         _loaded = True
         for fam in FAMILIES:
-            try:
-                importlib.import_module(f"{__name__}.{fam}")
-            except ModuleNotFoundError as e:
-                if e.name != f"{__name__}.{fam}":
-                    raise
+            importlib.import_module(f"{__name__}.{fam}")
     return LOWERINGS
 
 
