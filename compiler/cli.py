@@ -47,15 +47,23 @@ def _add_model_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
     p.add_argument("model", nargs="?" if optional else None,
                    help="path to an .onnx model or zoo:NAME" + (" (default: the bundled digits CNN)" if optional else ""))
     p.add_argument("--target", "-t", default="host", help="target name (see `onnxcc targets`)")
+    p.add_argument("--target-file", metavar="TOML",
+                   help="describe another board in TOML (overrides --target; see README)")
     p.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
                    help="bind a symbolic input shape (repeatable)")
     p.add_argument("--name", help="C prefix of every symbol and file (default: the model's name)")
 
 
+def _target(args: argparse.Namespace):
+    from onnxcc.targets import get_target, load_target_file
+
+    return load_target_file(args.target_file) if args.target_file else get_target(args.target)
+
+
 def _compile(args: argparse.Namespace, model: str):
     from .driver import compile as cc
 
-    return cc(model, args.target, input_shapes=_input_shapes(args.input_shape), name=args.name,
+    return cc(model, _target(args), input_shapes=_input_shapes(args.input_shape), name=args.name,
               dump_dir=getattr(args, "dump_dir", None), dump_after=getattr(args, "dump_ir", None))
 
 
@@ -91,7 +99,7 @@ def _main_job(args: argparse.Namespace) -> int:
     data = np.load(MODELS_DIR / "digits_test.npz")
     x, y = data["x"], data["y"]
     t0 = time.perf_counter()
-    cm = cc(str(DEFAULT_MODEL), args.target, input_shapes={"input": x.shape}, name=args.name or "digits")
+    cm = cc(str(DEFAULT_MODEL), _target(args), input_shapes={"input": x.shape}, name=args.name or "digits")
     t_compile = time.perf_counter() - t0
     out = Path(args.output or "build/digits")
     cm.save(out)
@@ -182,11 +190,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from onnxcc.codegen.c.emit import check_legal
     from onnxcc.passes import run_pipeline
-    from onnxcc.targets import get_target
 
     from .frontend import import_onnx
 
-    tgt = get_target(args.target)
+    tgt = _target(args)
     g = import_onnx(args.model, _input_shapes(args.input_shape))
     g = run_pipeline(g, tgt.pipeline, verify=True)
     check_legal(g, tgt.name)

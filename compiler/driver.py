@@ -161,7 +161,7 @@ def model_sha256(proto: onnx.ModelProto) -> str:
     return hashlib.sha256(proto.SerializeToString(deterministic=True)).hexdigest()
 
 
-def compile(model: str | Path | onnx.ModelProto, target: str = "host", *,
+def compile(model: str | Path | onnx.ModelProto, target: Any = "host", *,
             input_shapes: Mapping[str, Sequence[int]] | None = None, name: str | None = None,
             verify: bool | None = None, dump_dir: str | Path | None = None,
             dump_after: str | None = None, disable_passes: Sequence[str] = ()) -> CompiledModel:
@@ -169,7 +169,8 @@ def compile(model: str | Path | onnx.ModelProto, target: str = "host", *,
 
     Args:
         model: path to an .onnx file, ``zoo:NAME``, or a ModelProto.
-        target: ``host`` (C for this machine) or ``cortex-m4`` (C for an M4).
+        target: ``host`` (C for this machine), ``cortex-m4`` (C for an M4), or a Target
+            (``onnxcc.targets.load_target_file("board.toml")`` describes another board).
         input_shapes: binds symbolic input dims, e.g. ``{"input": (1, 3, 224, 224)}``.
         name: C prefix of every symbol and file (default: the model's file or graph name).
         verify: verify the IR after every pass (default: on when ONNXCC_VERIFY=1 or in tests).

@@ -1,0 +1,45 @@
+import pytest
+
+from builders import make_model
+import onnxcc
+from onnxcc.cli import main
+from onnxcc.errors import MemoryBudgetError, OnnxccError
+from onnxcc.targets import load_target_file
+
+
+def _board(tmp_path, text):
+    p = tmp_path / "board.toml"
+    p.write_text(text)
+    return p
+
+
+def test_board_from_base_overrides_memory(tmp_path):
+    t = load_target_file(_board(tmp_path, 'base = "cortex-m4"\nname = "tiny-m4"\nsram_bytes = 64\n'))
+    assert (t.name, t.family, t.sram_bytes, t.cc) == ("tiny-m4", "mcu", 64, "arm-none-eabi-gcc")
+    m = make_model([("Softmax", ["x"], ["t"]), ("Softmax", ["t"], ["y"])], {"x": (4, 8)}, {"y": (4, 8)})
+    with pytest.raises(MemoryBudgetError, match="tiny-m4 has 64 bytes of SRAM"):
+        onnxcc.compile(m, t)
+
+
+def test_full_board_and_cli(tmp_path, capsys):
+    p = _board(tmp_path, 'name = "big"\nfamily = "mcu"\ntriple = "thumbv7em-none-eabihf"\ncpu = "cortex-m7"\n'
+                         'c_flags = ["-mcpu=cortex-m7", "-mthumb"]\nsram_bytes = 1048576\nflash_bytes = 2097152\n'
+                         'weights_in_c = true\n')
+    m = make_model([("Relu", ["x"], ["y"])], {"x": (1, 4)}, {"y": (1, 4)})
+    (tmp_path / "r.onnx").write_bytes(m.SerializeToString())
+    assert main(["check", str(tmp_path / "r.onnx"), "--target-file", str(p)]) == 0
+    assert "compiled for big" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("text,msg", [
+    ('name = "x"\nsram = 5\n', "unknown key 'sram'"),
+    ('base = "cortex-m4"\nsram_bytes = "lots"\n', "sram_bytes must be a int"),
+    ('base = "cortex-m4"\nsram_bytes = -1\n', "must be positive"),
+    ('name = "x"\n', "missing family, triple, cpu"),
+    ('base = "nope"\n', "unknown target 'nope'"),
+    ('base = "cortex-m4"\nfamily = "gpu"\n', "family must be"),
+    ("this is [not toml", "cannot read target file"),
+])
+def test_bad_board_files_name_the_key(tmp_path, text, msg):
+    with pytest.raises(OnnxccError, match=msg):
+        load_target_file(_board(tmp_path, text))
