@@ -205,7 +205,8 @@ def compile(model: str | Path | onnx.ModelProto, target: Any = "host", *,
     try:
         mmap = emit_c(g, tmp, name=g.name, weights_in_c=tgt.weights_in_c, version=__version__,
                       sha256=model_sha256(proto), options=options,
-                      source=str(model) if not isinstance(model, onnx.ModelProto) else f"<ModelProto {g.name}>")
+                      source=Path(str(model)).name if not isinstance(model, onnx.ModelProto)
+                      else f"<ModelProto {g.name}>")
     except Exception:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
