@@ -15,7 +15,7 @@ OPS = """Conv ConvTranspose MaxPool AveragePool GlobalAveragePool GlobalMaxPool 
 InstanceNormalization LayerNormalization Gemm MatMul Add Sub Mul Div Pow Sum Mean Max Min Relu
 LeakyRelu PRelu Clip Sigmoid HardSigmoid HardSwish Tanh Elu Selu Softplus Gelu Erf Exp Log Sqrt
 Reciprocal Neg Abs Softmax LogSoftmax Reshape Flatten Squeeze Unsqueeze Transpose Concat Split Slice
-Gather Pad Resize Upsample ReduceMean ReduceSum ReduceMax Cast Identity Dropout Shape Constant
+Gather Pad Resize Upsample ReduceMean ReduceSum ReduceMax Cast Identity Dropout Shape Constant Hardmax
 ConstantOfShape Expand""".split()
 MAX_OPSET = 21
 EXPECTED_FILE = Path(__file__).with_name("expected_failures.toml")

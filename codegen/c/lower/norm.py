@@ -18,7 +18,7 @@ import numpy as np
 from onnxcc.ir import Node
 from onnxcc.ops.norm import softmax_axes
 
-from . import KernelDesc, LowerCtx, Operand, broadcast_strides, c_literal, lower
+from . import KernelDesc, LowerCtx, Operand, broadcast_strides, c_literal, ctype, lower
 from . import merge_dims
 from .nn import Aff, Nest, dot, float_only, for_loop, libm, shape_text
 
@@ -249,3 +249,38 @@ def _lower_softmax(node: Node, ctx: LowerCtx) -> KernelDesc:
                 ((), red, (f"sum += {exp}({xa} - mx);",), (f"const {ct} ls = {log}(sum);",)),
                 ((), red, (f"{ya} = ({xa} - mx) - ls;",), ())]
     return _desc(ctx, f"{node.op}: x {shape_text(x.shape)} along axes {list(axes)}", outer, secs)
+
+
+def _supports_hardmax(node: Node) -> str | None:
+    x = node.inputs[0]
+    if x.const is not None:
+        return "a constant Hardmax should have been folded"
+    return None if x.dtype.kind == "f" else f"Hardmax on {x.dtype.name} is not supported"
+
+
+@lower("Hardmax", supports=_supports_hardmax)
+def _lower_hardmax(node: Node, ctx: LowerCtx) -> KernelDesc:
+    """y = one-hot of the first maximum (NaN counts as the maximum, like numpy.argmax).
+
+    x is contiguous; the axes of softmax_axes are one contiguous block, so x is viewed as
+    (outer, n, inner) and each (outer, inner) column is scanned along n."""
+    x = node.inputs[0]
+    axes = softmax_axes(node)
+    shape = x.shape
+    a, b = (axes[0], axes[-1] + 1) if axes else (len(shape), len(shape))
+    outer, n, inner = math.prod(shape[:a]), math.prod(shape[a:b]), math.prod(shape[b:])
+    ct = ctype(x.dtype)
+    one, zero = c_literal(1, ct), c_literal(0, ct)
+    base = f"o*{n * inner} + i"
+    lines = ("int32_t best = 0;",
+             f"{ct} bv = x0[{base}];",
+             f"for (int32_t k = 1; k < {n}; ++k) {{",
+             f"    const {ct} v = x0[{base} + k*{inner}];",
+             "    if (v > bv || (v != v && bv == bv)) { bv = v; best = k; }",
+             "}",
+             f"for (int32_t k = 0; k < {n}; ++k) y0[{base} + k*{inner}] = (k == best) ? {one} : {zero};")
+    if n == 0 or outer * inner == 0:
+        lines = ("(void)x0; (void)y0;",)
+        return ctx.desc("elementwise", "loop_nest", loops=(), lines=lines, shape=tuple(shape))
+    return ctx.desc("elementwise", "loop_nest", loops=(("o", outer), ("i", inner)), lines=lines,
+                    shape=tuple(shape))
