@@ -1,0 +1,222 @@
+"""Lowering: a graph node -> a loop-IR :class:`~onnxcc.codegen.loops.Kernel`, once per op family,
+for every target (no strings of any language here).
+
+A lowering is registered per op with :func:`lower` and receives the node and a
+:class:`LowerCtx`, which hands out the node's tensors as placed buffers (``ctx.input(k)``,
+``ctx.output(k)``): arena offset, graph input/output or weight from the memory plan, constants as
+weight buffers (a splat as one element read through strides of 0). It returns a Kernel, or None
+when the memory plan made the node free (a view aliased onto its input). ``supports(node)``
+returns the reason a node's attributes or dtypes are outside what the lowering handles.
+
+Families live in sibling modules, imported by :func:`registry`; ``lower_program`` turns a
+planned graph into a :class:`~onnxcc.codegen.loops.Program`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from onnxcc.codegen.loops import (Buffer, DType, Expr, Kernel, Loop, Program, Stmt, Store, Var,
+                                  contiguous_strides)
+from onnxcc.ir import Graph, Node, Value
+
+DTYPES = ("float32", "float64", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64",
+          "uint64", "bool")
+Lowering = Callable[[Node, "LowerCtx"], "Kernel | None"]
+Supports = Callable[[Node], "str | None"]
+LOWERINGS: dict[str, Lowering] = {}
+SUPPORTS: dict[str, Supports] = {}
+FAMILIES = ("elementwise",)
+_loaded = False
+
+
+def lower(*ops: str, supports: Supports | None = None) -> Callable[[Lowering], Lowering]:
+    """Register a loop-IR lowering for ``ops`` (with an optional ``supports`` check)."""
+
+    def deco(fn: Lowering) -> Lowering:
+        for op in ops:
+            LOWERINGS[op] = fn
+            if supports is not None:
+                SUPPORTS[op] = supports
+        return fn
+
+    return deco
+
+
+def registry() -> dict[str, Lowering]:
+    """Every loop-IR lowering by op name (imports the family modules on first use)."""
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for fam in FAMILIES:
+            importlib.import_module(f"{__name__}.{fam}")
+    return LOWERINGS
+
+
+def unsupported_reason(node: Node) -> str | None:
+    """Why ``node`` has no loop-IR lowering, or None when it has one."""
+    reg = registry()
+    if node.op not in reg:
+        return "no loop-IR lowering for this op yet"
+    for v in list(node.inputs) + list(node.outputs):
+        if v is not None and v.dtype.name not in DTYPES:
+            return f"dtype {v.dtype.name} of {v.name!r} is not supported"
+    check = SUPPORTS.get(node.op)
+    return check(node) if check else None
+
+
+def is_splat(a: np.ndarray) -> bool:
+    """True when every element of ``a`` is equal (cheap for 0-stride views); NaN is not a splat."""
+    if a.size <= 1:
+        return True
+    if all(s == 0 for s in a.strides):
+        return True
+    flat = a.reshape(-1)
+    return bool(np.all(flat == flat[0])) and not np.isnan(flat[0])
+
+
+class LowerCtx:
+    """What a lowering may ask about the graph: the node's tensors as placed buffers.
+
+    ``storage`` maps a value name to its planned place (``onnxcc.passes.plan_memory.Buffer``:
+    space, index, offset bytes); ``weights`` caches one weight Buffer per constant value so that
+    kernels sharing a constant share its storage.
+    """
+
+    def __init__(self, node: Node, storage: dict[str, Any] | None = None,
+                 weights: dict[int, Buffer] | None = None) -> None:
+        self.node = node
+        self.storage = storage or {}
+        self.weights = {} if weights is None else weights
+        self._names = 0
+
+    def buffer(self, v: Value, name: str) -> Buffer:
+        """``v`` as the buffer ``name``: a weight for a constant (one element for a splat), else
+        where the memory plan put it (the arena when the plan does not know it)."""
+        dt = DType.of(v.dtype)
+        if v.const is not None:
+            key = id(v)
+            if key not in self.weights:
+                if v.const.size > 1 and is_splat(v.const):
+                    data = np.ascontiguousarray(v.const.reshape(-1)[:1])
+                    self.weights[key] = Buffer(name, dt, v.shape, (0,) * len(v.shape), "weight",
+                                               data=data, value=v.name)
+                else:
+                    data = np.ascontiguousarray(v.const).reshape(-1)
+                    self.weights[key] = Buffer(name, dt, v.shape, None, "weight", data=data,
+                                               value=v.name)
+            w = self.weights[key]
+            return Buffer(name, dt, w.shape, w.strides, "weight", data=w.data, value=v.name)
+        b = self.storage.get(v.name)
+        if b is None:
+            return Buffer(name, dt, v.shape, value=v.name)
+        return Buffer(name, dt, v.shape, None, b.space, b.offset, b.index, value=v.name)
+
+    def input(self, k: int, name: str | None = None) -> Buffer:
+        """Input ``k`` of the node as buffer ``x{k}``."""
+        return self.buffer(self.node.inputs[k], name or f"x{k}")
+
+    def output(self, k: int, name: str | None = None) -> Buffer:
+        """Output ``k`` of the node as buffer ``y{k}``."""
+        return self.buffer(self.node.outputs[k], name or f"y{k}")
+
+    def var(self, prefix: str = "i") -> Var:
+        """A fresh loop variable ``{prefix}{n}``."""
+        self._names += 1
+        return Var(f"{prefix}{self._names - 1}")
+
+    def same_storage(self, a: Value, b: Value, byte_offset: int = 0) -> bool:
+        """True when the plan put ``a`` at ``byte_offset`` inside ``b``'s storage."""
+        ba, bb = self.storage.get(a.name), self.storage.get(b.name)
+        return (ba is not None and bb is not None and ba.space == bb.space
+                and ba.index == bb.index and ba.offset == bb.offset + byte_offset)
+
+    def kernel(self, name: str, outputs: list[Buffer], inputs: list[Buffer], body: list[Stmt],
+               **kw: Any) -> Kernel:
+        """A Kernel for this node (op and node name filled in)."""
+        return Kernel(name, outputs, inputs, body, op=self.node.op, node=self.node.name, **kw)
+
+
+# ---- loop-nest helpers shared by families ------------------------------------------------------
+def broadcast_view(b: Buffer, out_shape: Sequence[int]) -> Buffer:
+    """``b`` read broadcast (numpy rules) to ``out_shape``: a view with 0 strides on broadcast
+    dims and leading dims."""
+    pad = len(out_shape) - len(b.shape)
+    st = [0] * pad + [0 if d == 1 else s for d, s in zip(b.shape, b.strides)]
+    return Buffer(b.name, b.dtype, tuple(out_shape), tuple(st), b.space, b.offset, b.index,
+                  b.data, b.value)
+
+
+def merged_views(bufs: Sequence[Buffer]) -> list[Buffer]:
+    """Views of same-shaped buffers with unit dims dropped and adjacent dims merged where every
+    buffer walks them contiguously (0-stride dims merge with 0-stride dims), so an elementwise
+    op over equal shapes is one loop."""
+    shape = bufs[0].shape
+    keep = [k for k, d in enumerate(shape) if d != 1]
+    shp = [shape[k] for k in keep]
+    sts = [[b.strides[k] for k in keep] for b in bufs]
+    k = len(shp) - 2
+    while k >= 0:
+        if all(s[k] == s[k + 1] * shp[k + 1] for s in sts):
+            shp[k] *= shp[k + 1]
+            for s in sts:
+                s[k] = s[k + 1]
+                del s[k + 1]
+            del shp[k + 1]
+        k -= 1
+    if not shp:
+        shp, sts = [1], [[0] for _ in bufs]
+    return [Buffer(b.name, b.dtype, tuple(shp), tuple(s), b.space, b.offset, b.index, b.data,
+                   b.value) for b, s in zip(bufs, sts)]
+
+
+def nest(ctx: LowerCtx, shape: Sequence[int], body: Callable[[list[Var]], list[Stmt]],
+         prefix: str = "i") -> list[Stmt]:
+    """Serial loops over ``shape`` (outermost first) around ``body(index_vars)``."""
+    vs = [ctx.var(prefix) for _ in shape]
+    stmts = body(vs)
+    for v, n in reversed(list(zip(vs, shape))):
+        stmts = [Loop(v, 0, int(n), stmts)]
+    return stmts
+
+
+def lower_program(g: Graph, name: str | None = None) -> Program:
+    """The planned graph ``g`` (after plan_memory) as a Program: one kernel per node that needs
+    code, in schedule order, and a copy kernel for each graph output the plan could not place in
+    its output buffer. Raises UnsupportedOpError listing every node without a lowering."""
+    from onnxcc.errors import UnsupportedOpError
+
+    plan = g.meta["memory_plan"]
+    reg = registry()
+    problems = [(n.name, n.op, why) for n in g.nodes if (why := unsupported_reason(n))]
+    if problems:
+        raise UnsupportedOpError(problems)
+    weights: dict[int, Buffer] = {}
+    kernels: list[Kernel] = []
+    for idx, n in enumerate(g.nodes):
+        ctx = LowerCtx(n, plan.buffers, weights)
+        k = reg[n.op](n, ctx)
+        if k is not None:
+            k.name = f"k{idx}"
+            kernels.append(k)
+    ins = [Buffer(f"input{k}", DType.of(v.dtype), v.shape, space="input", index=k, value=v.name)
+           for k, v in enumerate(g.inputs)]
+    outs = [Buffer(f"output{k}", DType.of(v.dtype), v.shape, space="output", index=k,
+                   value=v.name) for k, v in enumerate(g.outputs)]
+    for k, v in enumerate(g.outputs):
+        b = plan.buffers.get(v.name)
+        if b is not None and b.space == "output" and b.index == k and b.offset == 0:
+            continue
+        if v.type.size == 0:
+            continue
+        ctx = LowerCtx(Node("Identity", [v], [v], {}, f"copy_output{k}"), plan.buffers, weights)
+        src = ctx.buffer(v, "x0")
+        dst = Buffer("y0", src.dtype, v.shape, None, "output", 0, k, value=v.name)
+        views = merged_views([dst, src])
+        body = nest(ctx, views[0].shape, lambda i: [Store(views[0], tuple(i), views[1][tuple(i)])])
+        kernels.append(Kernel(f"k_out{k}", [views[0]], [views[1]], body, op="copy",
+                              node=f"graph output {v.name}"))
+    return Program(name or g.name, kernels, ins, outs, plan.arena_size, max(plan.alignment, 8))

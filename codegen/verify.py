@@ -1,0 +1,282 @@
+"""verify: the loop IR's checker. It proves every load and store inside its buffer and checks
+types, so a lowering or loop pass cannot generate an out-of-bounds access or an arena overflow.
+
+Bounds are proved by interval arithmetic over the loop ranges (Cousot & Cousot's interval
+domain): a loop ``for v in a..b`` gives ``v`` the interval ``[min a, max b - 1]``; every index
+expression's interval must lie inside ``[0, shape[d])``. Guards refine intervals: inside
+``if c``, the true arm of ``select(c, …)`` and a load's ``mask``, each conjunct of ``c`` of the
+form ``e < k``, ``e <= k``, ``e >= k``, ``e > k`` (``k`` any expression with a known interval)
+bounds every occurrence of the *same* expression ``e``. So a padded convolution written as
+``x[iy] if 0 <= iy && iy < H`` proves, and a lowering that forgets the guard does not. Index
+arithmetic is checked to stay inside :data:`INDEX`'s range, and every buffer's span inside its
+storage (the arena, its weight data, its graph input/output).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from onnxcc.errors import VerifyError
+
+from .loops import (BOOL, COMPARE, INDEX, Assign, Binary, Buffer, Call, Cast, Comment, Const,
+                    Decl, Expr, If, Kernel, Load, Loop, MulAdd, Program, Select, Stmt, Store,
+                    Unary, Var, expr_text, children)
+
+Interval = tuple[float, float]
+KNOWN_CALLS: set[str] = set()   # intrinsic names that renderers and the interpreter implement
+INDEX_MIN, INDEX_MAX = -(2**31), 2**31 - 1
+
+
+class _Scope:
+    def __init__(self, vars: dict[Var, Interval], facts: dict[Expr, Interval],
+                 locals_: set[Var]) -> None:
+        self.vars, self.facts, self.locals = vars, facts, locals_
+
+    def child(self) -> _Scope:
+        return _Scope(dict(self.vars), dict(self.facts), set(self.locals))
+
+
+def _interval(e: Expr, sc: _Scope, where: str) -> Interval:
+    """Interval of an integer expression (floats and unknowns give (-inf, inf))."""
+    if e in sc.facts and not isinstance(e, Const):
+        lo, hi = sc.facts[e]
+        blo, bhi = _interval_raw(e, sc, where)
+        return max(lo, blo), min(hi, bhi)
+    return _interval_raw(e, sc, where)
+
+
+def _interval_raw(e: Expr, sc: _Scope, where: str) -> Interval:
+    inf = math.inf
+    if isinstance(e, Const):
+        v = e.value
+        return (v, v) if isinstance(v, (int, bool)) else (-inf, inf)
+    if isinstance(e, Var):
+        if e in sc.vars:
+            return sc.vars[e]
+        if e in sc.locals:
+            return (-inf, inf)
+        raise VerifyError(f"{where}: variable {e.name!r} used outside its loop or before its Decl")
+    if isinstance(e, Binary):
+        a, b = _interval(e.a, sc, where), _interval(e.b, sc, where)
+        if e.op == "add":
+            return a[0] + b[0], a[1] + b[1]
+        if e.op == "sub":
+            return a[0] - b[1], a[1] - b[0]
+        if e.op == "mul":
+            ps = [x * y for x in a for y in b if not (math.isinf(x) or math.isinf(y))]
+            if len(ps) < 4:
+                return (-inf, inf)
+            return min(ps), max(ps)
+        if e.op == "div" and b[0] == b[1] and b[0] > 0 and e.dtype.is_int:
+            k = b[0]
+            return (math.trunc(a[0] / k) if not math.isinf(a[0]) else a[0],
+                    math.trunc(a[1] / k) if not math.isinf(a[1]) else a[1])
+        if e.op == "mod" and b[0] == b[1] and b[0] > 0 and e.dtype.is_int:
+            k = b[0]
+            return (0 if a[0] >= 0 else -(k - 1), k - 1 if a[1] >= 0 else 0)
+        if e.op == "max":
+            return max(a[0], b[0]), max(a[1], b[1])
+        if e.op == "min":
+            return min(a[0], b[0]), min(a[1], b[1])
+        if e.op in COMPARE or e.op in ("and", "or"):
+            return (0, 1)
+        return (-inf, inf)
+    if isinstance(e, Select):
+        t = sc.child()
+        _refine(e.cond, t)
+        a, b = _interval(e.a, t, where), _interval(e.b, sc, where)
+        return min(a[0], b[0]), max(a[1], b[1])
+    if isinstance(e, Cast) and e.dtype.is_int and e.a.dtype.is_int:
+        return _interval(e.a, sc, where)
+    return (-inf, inf)
+
+
+def _conjuncts(c: Expr) -> list[Expr]:
+    if isinstance(c, Binary) and c.op == "and":
+        return _conjuncts(c.a) + _conjuncts(c.b)
+    return [c]
+
+
+def _refine(cond: Expr, sc: _Scope) -> None:
+    """Record the bounds that ``cond`` (a conjunction) puts on sub-expressions."""
+    for c in _conjuncts(cond):
+        if not (isinstance(c, Binary) and c.op in ("lt", "le", "gt", "ge")):
+            continue
+        try:
+            ka = _interval(c.b, sc, "")
+            kb = _interval(c.a, sc, "")
+        except VerifyError:
+            continue
+        # e < k  =>  e <= max(k) - 1 ;  e >= k  =>  e >= min(k)
+        if c.op in ("lt", "le"):
+            e, hi = c.a, ka[1] - (1 if c.op == "lt" else 0)
+            lo0, hi0 = sc.facts.get(e, (-math.inf, math.inf))
+            sc.facts[e] = (lo0, min(hi0, hi))
+            e2, lo = c.b, kb[0] + (1 if c.op == "lt" else 0)      # k > e  => k >= min(e)+1
+            lo1, hi1 = sc.facts.get(e2, (-math.inf, math.inf))
+            sc.facts[e2] = (max(lo1, lo), hi1)
+        else:
+            e, lo = c.a, ka[0] + (1 if c.op == "gt" else 0)
+            lo0, hi0 = sc.facts.get(e, (-math.inf, math.inf))
+            sc.facts[e] = (max(lo0, lo), hi0)
+            e2, hi = c.b, kb[1] - (1 if c.op == "gt" else 0)
+            lo1, hi1 = sc.facts.get(e2, (-math.inf, math.inf))
+            sc.facts[e2] = (lo1, min(hi1, hi))
+
+
+def _check_access(buf: Buffer, index: Sequence[Expr], sc: _Scope, where: str) -> None:
+    if len(index) != len(buf.shape):
+        raise VerifyError(f"{where}: {buf.name} has {len(buf.shape)} dims, indexed with {len(index)}")
+    for d, (i, n) in enumerate(zip(index, buf.shape)):
+        if not i.dtype.is_int:
+            raise VerifyError(f"{where}: index {d} of {buf.name} is {i.dtype}, not an integer")
+        lo, hi = _interval(i, sc, where)
+        if lo < 0 or hi > n - 1:
+            raise VerifyError(
+                f"{where}: cannot prove {buf.name}[..{expr_text(i)}..] inside dim {d} of extent {n}"
+                f" (index range [{lo}, {hi}])")
+
+
+def _check_expr(e: Expr, sc: _Scope, where: str) -> None:
+    if isinstance(e, Load):
+        inner = sc
+        if e.mask is not None:
+            _check_expr(e.mask, sc, where)
+            if e.mask.dtype.scalar != BOOL:
+                raise VerifyError(f"{where}: mask of a load of {e.buf.name} is not bool")
+            if e.other is not None:
+                _check_expr(e.other, sc, where)
+                if e.other.dtype != e.buf.dtype:
+                    raise VerifyError(f"{where}: masked load of {e.buf.name}: other is {e.other.dtype}")
+            inner = sc.child()
+            _refine(e.mask, inner)
+        for i in e.index:
+            _check_expr(i, inner, where)
+        _check_access(e.buf, e.index, inner, where)
+        return
+    if isinstance(e, Select):
+        _check_expr(e.cond, sc, where)
+        if e.cond.dtype.scalar != BOOL:
+            raise VerifyError(f"{where}: select condition is {e.cond.dtype}, not bool")
+        t = sc.child()
+        _refine(e.cond, t)
+        _check_expr(e.a, t, where)
+        _check_expr(e.b, sc, where)
+        if e.a.dtype != e.b.dtype:
+            raise VerifyError(f"{where}: select arms differ: {e.a.dtype} vs {e.b.dtype} in {expr_text(e)}")
+        return
+    for c in children(e):
+        _check_expr(c, sc, where)
+    if isinstance(e, Var):
+        _interval(e, sc, where)
+    elif isinstance(e, Binary):
+        if e.a.dtype != e.b.dtype:
+            raise VerifyError(f"{where}: {e.op} of {e.a.dtype} and {e.b.dtype} in {expr_text(e)}")
+        if e.op in ("and", "or") and e.a.dtype.scalar != BOOL and not e.a.dtype.is_int:
+            raise VerifyError(f"{where}: {e.op} of {e.a.dtype}")
+        if e.dtype == INDEX and e.op in ("add", "sub", "mul"):
+            lo, hi = _interval(e, sc, where)
+            if lo < INDEX_MIN or hi > INDEX_MAX:
+                if not (math.isinf(lo) or math.isinf(hi)):
+                    raise VerifyError(f"{where}: index arithmetic {expr_text(e)} may overflow int32")
+    elif isinstance(e, MulAdd):
+        if not (e.a.dtype == e.b.dtype == e.c.dtype):
+            raise VerifyError(f"{where}: muladd of {e.a.dtype}, {e.b.dtype}, {e.c.dtype}")
+    elif isinstance(e, Unary):
+        if e.op not in ("neg", "not", "abs", "isnan", "isinf") and not e.a.dtype.is_float:
+            raise VerifyError(f"{where}: {e.op} of {e.a.dtype} (floats only)")
+    elif isinstance(e, Call) and e.fn not in KNOWN_CALLS:
+        raise VerifyError(f"{where}: unknown intrinsic {e.fn!r}")
+
+
+def _check_body(body: Sequence[Stmt], sc: _Scope, where: str) -> None:
+    for s in body:
+        if isinstance(s, Store):
+            for i in s.index:
+                _check_expr(i, sc, where)
+            _check_expr(s.value, sc, where)
+            _check_access(s.buf, s.index, sc, where)
+            if s.value.dtype != s.buf.dtype:
+                raise VerifyError(f"{where}: storing {s.value.dtype} into {s.buf.name}:{s.buf.dtype}")
+            if s.buf.space in ("weight", "input"):
+                raise VerifyError(f"{where}: store into read-only {s.buf.space} buffer {s.buf.name}")
+        elif isinstance(s, Decl):
+            _check_expr(s.init, sc, where)
+            if s.init.dtype != s.var.dtype:
+                raise VerifyError(f"{where}: {s.var.name}:{s.var.dtype} initialised with {s.init.dtype}")
+            if s.var in sc.vars:
+                raise VerifyError(f"{where}: {s.var.name} declared twice")
+            sc.locals.add(s.var)
+        elif isinstance(s, Assign):
+            if s.var not in sc.locals:
+                raise VerifyError(f"{where}: assignment to undeclared {s.var.name}")
+            _check_expr(s.value, sc, where)
+            if s.value.dtype != s.var.dtype:
+                raise VerifyError(f"{where}: {s.var.name}:{s.var.dtype} assigned {s.value.dtype}")
+        elif isinstance(s, Loop):
+            _check_expr(s.start, sc, where)
+            _check_expr(s.stop, sc, where)
+            if s.var in sc.vars or s.var in sc.locals:
+                raise VerifyError(f"{where}: loop variable {s.var.name} shadows another")
+            if s.step < 1:
+                raise VerifyError(f"{where}: loop {s.var.name} has step {s.step}")
+            lo, _ = _interval(s.start, sc, where)
+            _, hi = _interval(s.stop, sc, where)
+            if math.isinf(lo) or math.isinf(hi):
+                raise VerifyError(f"{where}: loop {s.var.name} has no bounded range")
+            inner = sc.child()
+            inner.vars[s.var] = (lo, hi - 1)
+            _check_body(s.body, inner, where)
+        elif isinstance(s, If):
+            _check_expr(s.cond, sc, where)
+            t = sc.child()
+            _refine(s.cond, t)
+            _check_body(s.then, t, where)
+            _check_body(s.orelse, sc.child(), where)
+        elif not isinstance(s, Comment):
+            raise VerifyError(f"{where}: unknown statement {type(s).__name__}")
+
+
+def storage_bytes(b: Buffer, program: Program | None) -> int | None:
+    """Bytes available from ``b``'s start to the end of its storage, or None when unknown."""
+    if program is None or b.space == "weight":
+        return None
+    if b.space == "arena":
+        return program.arena_size - b.offset
+    if b.space in ("input", "output"):
+        io = (program.inputs if b.space == "input" else program.outputs)
+        if b.index >= len(io):
+            raise VerifyError(f"buffer {b.name}: no graph {b.space} {b.index}")
+        return io[b.index].nbytes - b.offset
+    return None
+
+
+def verify_kernel(k: Kernel, program: Program | None = None) -> None:
+    """Raise :class:`VerifyError` unless every access of ``k`` is proved in bounds, types agree,
+    variables are in scope, and each buffer's span fits its storage (arena size, input/output
+    bytes, weight data)."""
+    where = f"kernel {k.name}"
+    for b in k.params + k.locals:
+        if b.space == "weight" and b.data is not None:
+            if b.data.dtype != b.dtype.np:
+                raise VerifyError(f"{where}: weight {b.name} holds {b.data.dtype}, declared {b.dtype}")
+            if b.extent > b.data.size and b.data.size > 0:
+                raise VerifyError(f"{where}: weight {b.name} spans {b.extent} elements, has {b.data.size}")
+        avail = storage_bytes(b, program)
+        if avail is not None and b.space != "weight" and (b.offset < 0 or b.nbytes > avail):
+            raise VerifyError(f"{where}: buffer {b.name} ({b.nbytes} bytes at {b.place()}) "
+                              f"overruns its storage ({avail} bytes left)")
+    for b in k.outputs:
+        if b.space in ("weight", "input"):
+            raise VerifyError(f"{where}: output {b.name} lives in read-only {b.space}")
+    _check_body(k.body, _Scope({}, {}, set()), where)
+
+
+def verify(p: Program) -> None:
+    """Verify every kernel of ``p`` against its placement (see :func:`verify_kernel`)."""
+    for b in p.inputs + p.outputs:
+        if b.offset:
+            raise VerifyError(f"program {p.name}: I/O buffer {b.name} must start at offset 0")
+    for k in p.kernels:
+        verify_kernel(k, p)
