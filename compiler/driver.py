@@ -164,7 +164,8 @@ def model_sha256(proto: onnx.ModelProto) -> str:
 def compile(model: str | Path | onnx.ModelProto, target: Any = "host", *,
             input_shapes: Mapping[str, Sequence[int]] | None = None, name: str | None = None,
             verify: bool | None = None, dump_dir: str | Path | None = None,
-            dump_after: str | None = None, disable_passes: Sequence[str] = ()) -> CompiledModel:
+            dump_after: str | None = None, disable_passes: Sequence[str] = (),
+            external_data_dir: str | Path | None = None) -> CompiledModel:
     """Compile an ONNX model for ``target`` (``onnxcc targets`` lists them).
 
     Args:
@@ -177,6 +178,9 @@ def compile(model: str | Path | onnx.ModelProto, target: Any = "host", *,
         dump_dir: write the IR text after every pass into this folder.
         dump_after: keep the IR text after this pass in ``graph.meta["dumps"]``.
         disable_passes: names of pipeline passes to skip.
+        external_data_dir: for a ModelProto whose tensors keep their data in external files, the
+            folder holding those files (a model file's external data is read from beside it;
+            the current folder is never searched).
     Returns:
         a CompiledModel whose library sits in a private temporary folder until ``save``.
     Raises:
@@ -187,7 +191,7 @@ def compile(model: str | Path | onnx.ModelProto, target: Any = "host", *,
     from onnxcc.targets import get_target
 
     tgt = get_target(target)
-    proto, default_name = load_model(model)
+    proto, default_name = load_model(model, external_data_dir=external_data_dir)
     g = import_onnx(proto, input_shapes)
     g.name = name or default_name
     if verify is None:

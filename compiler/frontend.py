@@ -6,7 +6,10 @@
   folded while importing, and ``Shape``/``Size`` always fold because shapes are static;
 - symbolic input dims are bound from ``input_shapes``; an unbound leading (batch) dim becomes 1
   with a warning; any other unbound dim is a :class:`ShapeError`;
-- models with external data load from beside the model file.
+- models with external data load from beside the model file; a ModelProto's external data only
+  from a folder the caller names (``external_data_dir``);
+- the graph must be in SSA form (one producer per tensor, no node output named like a graph input
+  or an initializer), as onnx's checker and onnxruntime require.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import onnx
 from onnx import numpy_helper
+from onnx.external_data_helper import load_external_data_for_tensor, uses_external_data
 
 from .errors import AttributeValueError, ModelLoadError, OnnxccError, ShapeError, UnsupportedOpError
 from .ir import Graph, Node, TensorType, Value
@@ -34,15 +38,26 @@ ALWAYS_FOLD = {"Shape", "Size"}   # depend on static shapes only
 MAX_FOLD_ELEMENTS = 1 << 26
 
 
-def load_model(model: str | Path | onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
-    """Load a model; returns ``(proto, name)``.
+def load_model(model: str | Path | onnx.ModelProto, *,
+               external_data_dir: str | Path | None = None) -> tuple[onnx.ModelProto, str]:
+    """Load a model; returns ``(proto, name)`` with every external tensor's data loaded.
 
     ``model`` is a ModelProto, a path to a ``.onnx`` file, or ``zoo:NAME`` for a light model
-    shipped in the onnx wheel. Raises :class:`ModelLoadError` on a missing, truncated or non-ONNX
-    file.
+    shipped in the onnx wheel. A file's external data is read from beside the file. A ModelProto
+    has no folder of its own: its external data is read only from ``external_data_dir``, never
+    from the process's current folder, and the caller's proto is left untouched (a loaded copy is
+    returned). In both cases onnx refuses an external data location outside that folder.
+
+    Raises :class:`ModelLoadError` on a missing, truncated or non-ONNX file, on external data that
+    cannot be read (or lies outside its folder), on a ModelProto with external data but no
+    ``external_data_dir``, and on ``external_data_dir`` given with a file (whose folder is used).
     """
     if isinstance(model, onnx.ModelProto):
-        return model, (model.graph.name or "model")
+        return _load_external(model, external_data_dir), (model.graph.name or "model")
+    if external_data_dir is not None:
+        raise ModelLoadError("external_data_dir is only for a ModelProto given in memory",
+                             hint="a model file's external data is read from beside the file; "
+                             "drop external_data_dir, or load the file and pass the ModelProto")
     text = str(model)
     if text.startswith("zoo:"):
         from .zoo import zoo_path
@@ -64,6 +79,54 @@ def load_model(model: str | Path | onnx.ModelProto) -> tuple[onnx.ModelProto, st
                              hint="export the model again with torch.onnx.export or tf2onnx")
     name = path.stem if not text.startswith("zoo:") else text[4:]
     return proto, name
+
+
+def _external_tensors(proto: onnx.ModelProto) -> list[onnx.TensorProto]:
+    """The tensors of ``proto`` (initializers, attribute tensors, also in subgraphs) whose data is
+    still in an external file."""
+    found: list[onnx.TensorProto] = []
+
+    def visit(g: onnx.GraphProto) -> None:
+        found.extend(g.initializer)
+        for n in g.node:
+            for a in n.attribute:
+                found.extend([a.t] if a.HasField("t") else [])
+                found.extend(a.tensors)
+                for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                    visit(sub)
+
+    visit(proto.graph)
+    return [t for t in found if uses_external_data(t)]
+
+
+def _load_external(proto: onnx.ModelProto, folder: str | Path | None) -> onnx.ModelProto:
+    """``proto`` itself when it has no external data; else a copy with the data read from
+    ``folder`` (see :func:`load_model`). Raises ModelLoadError."""
+    pending = _external_tensors(proto)
+    if not pending:
+        return proto
+    t = pending[0]
+    where = {e.key: e.value for e in t.external_data}.get("location", "?")
+    if folder is None:
+        raise ModelLoadError(
+            f"tensor {t.name!r} keeps its data in the external file {where!r}, but the model "
+            "was given in memory without external_data_dir (the current folder is never searched)",
+            hint="pass external_data_dir=<the folder of the external data files> (for example "
+            "onnxcc.compile(model, external_data_dir='models/')), or pass the model's path")
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ModelLoadError(f"external_data_dir {str(folder)!r} is not a folder",
+                             hint="give the folder that holds the model's external data files")
+    loaded = onnx.ModelProto()
+    loaded.CopyFrom(proto)
+    for t in _external_tensors(loaded):
+        try:
+            load_external_data_for_tensor(t, str(folder))
+        except Exception as e:  # missing file, short file, location outside the folder, ...
+            raise ModelLoadError(f"external data of tensor {t.name!r} cannot be read from "
+                                 f"{str(folder)!r} ({type(e).__name__}: {e})",
+                                 hint="external data files must sit inside external_data_dir") from e
+    return loaded
 
 
 def _attr_value(a: onnx.AttributeProto) -> Any:
@@ -108,7 +171,7 @@ def _bind_shape(vi: onnx.ValueInfoProto, given: Sequence[int] | None) -> tuple[i
             raise ShapeError(f"input {vi.name!r} has rank {len(dims)} but input_shapes gives {given}",
                              hint="give one size per dimension")
         for d, g in zip(dims or [], given):
-            if d.HasField("dim_value") and d.dim_value != g:
+            if d.HasField("dim_value") and d.dim_value >= 0 and d.dim_value != g:
                 raise ShapeError(f"input {vi.name!r}: fixed dim {d.dim_value} cannot be bound to {g}",
                                  hint="only symbolic dims can be bound")
         if any(g < 0 for g in given):
@@ -121,6 +184,11 @@ def _bind_shape(vi: onnx.ValueInfoProto, given: Sequence[int] | None) -> tuple[i
     for k, d in enumerate(dims):
         if d.HasField("dim_value") and d.dim_value >= 0:
             shape.append(d.dim_value)
+        elif d.HasField("dim_value"):
+            raise ShapeError(f"input {vi.name!r}: dim {k} is negative ({d.dim_value}); a size "
+                             "must be 0 or more",
+                             hint=f"fix the model's input shape, or give the size with "
+                             f"input_shapes={{{vi.name!r}: (...)}} (CLI: --input-shape)")
         elif k == 0 and len(dims) > 1:
             warnings.warn(f"input {vi.name!r}: symbolic batch dim {d.dim_param or '?'} bound to 1; "
                           f"pass input_shapes to choose another size", stacklevel=3)
@@ -160,22 +228,25 @@ def _constant_value(node: onnx.NodeProto) -> np.ndarray:
 
 def import_onnx(model: str | Path | onnx.ModelProto,
                 input_shapes: Mapping[str, Sequence[int]] | None = None,
-                fold: bool = True) -> Graph:
+                fold: bool = True, *, external_data_dir: str | Path | None = None) -> Graph:
     """Import an ONNX model into the IR.
 
     Args:
         model: path, ``zoo:NAME`` or ModelProto.
         input_shapes: binds symbolic input dims, e.g. ``{"input": (1, 3, 224, 224)}``.
         fold: fold nodes with constant inputs while importing (shape subgraphs need it).
+        external_data_dir: for a ModelProto with external data, the folder holding its files
+            (see :func:`load_model`).
     Returns:
         the Graph, nodes in topological order, named after the model file (or graph name).
     Raises:
-        ModelLoadError, UnsupportedOpError (every unsupported node at once), ShapeError,
-        AttributeValueError.
+        ModelLoadError (also for a graph that is not in SSA form: see :func:`check_ssa`),
+        UnsupportedOpError (every unsupported node at once), ShapeError, AttributeValueError.
     """
-    proto, name = load_model(model)
+    proto, name = load_model(model, external_data_dir=external_data_dir)
     version = _opset(proto)
     graph = proto.graph
+    check_ssa(graph)
     input_shapes = dict(input_shapes or {})
     registry = all_ops()
 
@@ -286,6 +357,34 @@ def import_onnx(model: str | Path | onnx.ModelProto,
     g.remove_dead()
     log.info("imported %s: opset %d, %d nodes", name, version, len(g.nodes))
     return g
+
+
+def check_ssa(graph: onnx.GraphProto) -> None:
+    """Refuse a graph where a tensor has two producers, as onnx's checker ("Graph must be in
+    single static assignment (SSA) form") and onnxruntime ("Duplicate definition of name") do:
+    two nodes with the same output, or a node output named like a graph input or an initializer.
+    A graph output that *is* a graph input or an initializer is fine (it is passed through).
+
+    Raises ModelLoadError naming the tensor and both producers.
+    """
+    producer: dict[str, str] = {t.name: "initializer" for t in graph.initializer}
+    for vi in graph.input:
+        producer.setdefault(vi.name, "graph input")
+    for k, n in enumerate(graph.node):
+        nname = n.name or f"{n.op_type}_{k}"
+        for o in n.output:
+            if not o:
+                continue
+            if o in producer:
+                first = producer[o]
+                first = first if first in ("initializer", "graph input") else f"node {first!r}"
+                raise ModelLoadError(
+                    f"tensor {o!r} is produced twice: by {first} and by node {nname!r} "
+                    f"({n.op_type}); a tensor must have exactly one producer (SSA form)",
+                    node=nname, op=n.op_type,
+                    hint="the model is invalid (onnx.checker and onnxruntime reject it too); "
+                    "rename one of the two outputs and its users")
+            producer[o] = nname
 
 
 def _try_fold(node: Node) -> bool:

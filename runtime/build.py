@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -99,8 +100,31 @@ def write_harness(lib_dir: Path, mmap: dict) -> Path:
     text = HARNESS.format(m=m, M=m.upper(), n_io=n_in + n_out, n_in=n_in,
                           io_bytes=", ".join(f"{s}u" for s in sizes) or "0", args=args)
     path = lib_dir / f"{m}_main.c"
-    path.write_text(text)
+    tmp = _temp_beside(path)
+    tmp.write_text(text)
+    os.replace(tmp, path)   # atomic: a compiler in another thread never reads a half-written file
     return path
+
+
+def _temp_beside(path: Path) -> Path:
+    """A fresh file name in ``path``'s folder, to write and then ``os.replace`` onto ``path``.
+
+    Several threads may build the same library at once (``CompiledModel.run`` builds lazily);
+    each writes its own file and the rename is atomic, so a file another thread has open or
+    mapped (a loaded ``.so``, a running harness) is never truncated under it.
+    """
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+
+
+def _build_into(cmd: list[str], out: Path, what: str) -> None:
+    """Run the compiler ``cmd`` (without ``-o``) writing a temporary file, then rename it to
+    ``out`` atomically. Raises BuildError when compilation fails."""
+    tmp = _temp_beside(out)
+    try:
+        run_checked([*cmd, "-o", str(tmp)], what)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def build_executable(lib_dir: Path, mmap: dict, *, cc: str | None = None, opt: str = "-O2",
@@ -117,8 +141,8 @@ def build_executable(lib_dir: Path, mmap: dict, *, cc: str | None = None, opt: s
     if sanitize:
         flags += SANITIZE_FLAGS
     cmd = [cc, *flags, str(lib_dir / f"{m}.c"), str(lib_dir / f"{m}_weights.c"), str(harness),
-           "-o", str(exe), "-lm"]
-    run_checked(cmd, "build")
+           "-lm"]
+    _build_into(cmd, exe, "build")
     return exe
 
 
@@ -210,15 +234,18 @@ def build_shared(lib_dir: Path, mmap: dict, *, cc: str | None = None, opt: str =
     cc = cc or find_cc()
     m = mmap["c_prefix"]
     so = lib_dir / f"lib{m}.so"
-    run_checked([cc, *WARN_FLAGS, opt, "-shared", "-fPIC", f"-I{lib_dir}", f"-Wa,-I{lib_dir}",
-                 str(lib_dir / f"{m}.c"), str(lib_dir / f"{m}_weights.c"), "-o", str(so), "-lm"],
-                "build")
+    _build_into([cc, *WARN_FLAGS, opt, "-shared", "-fPIC", f"-I{lib_dir}", f"-Wa,-I{lib_dir}",
+                 str(lib_dir / f"{m}.c"), str(lib_dir / f"{m}_weights.c"), "-lm"], so, "build")
     return so
 
 
 class SharedLibrary:
     """A generated library loaded with ctypes: ``run(feeds)`` calls ``<m>_run`` in-process with a
-    fresh arena (numpy bytes aligned to ``<M>_ARENA_ALIGN``) and numpy-owned inputs/outputs."""
+    fresh arena (numpy bytes aligned to ``<M>_ARENA_ALIGN``) and numpy-owned inputs/outputs.
+
+    Thread-safe: every call allocates its own arena and outputs, the generated ``<m>_run`` keeps
+    no state outside them (only ``<m>_run_static`` does, and it is not called here), and ctypes
+    releases the GIL during the call, so several threads run the model at once."""
 
     def __init__(self, so: Path, mmap: dict) -> None:
         import ctypes

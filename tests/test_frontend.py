@@ -93,3 +93,104 @@ def test_attribute_value_outside_spec_names_node_and_op():
     with pytest.raises(AttributeValueError) as e:
         import_onnx(m)
     assert e.value.node == "n0" and e.value.op == "Conv" and "BOGUS" in str(e.value)
+
+
+# ---- SSA: one producer per tensor, as onnx.checker and onnxruntime require -------------------
+def test_two_nodes_producing_one_tensor_are_refused_naming_both():
+    m = make_model([("Relu", ["x"], ["y"]), ("Neg", ["x"], ["y"])], {"x": (2,)}, {"y": (2,)})
+    with pytest.raises(ModelLoadError) as e:
+        import_onnx(m)
+    msg = str(e.value)
+    assert "'y'" in msg and "'n0'" in msg and "'n1'" in msg and e.value.node == "n1"
+
+
+def test_constant_node_producing_an_existing_tensor_is_refused():
+    c = helper.make_tensor("v", TensorProto.FLOAT, [2], [1.0, 2.0])
+    m = make_model([("Relu", ["x"], ["y"]), ("Constant", [], ["y"], {"value": c})],
+                   {"x": (2,)}, {"y": (2,)})
+    with pytest.raises(ModelLoadError, match="'y' is produced twice"):
+        import_onnx(m)
+
+
+def test_node_output_shadowing_a_graph_input_or_an_initializer_is_refused():
+    m = make_model([("Relu", ["x"], ["x"]), ("Neg", ["x"], ["y"])], {"x": (2,)}, {"y": (2,)})
+    with pytest.raises(ModelLoadError, match="'x' is produced twice: by graph input and by node 'n0'"):
+        import_onnx(m)
+    m = make_model([("Relu", ["x"], ["w"]), ("Add", ["x", "w"], ["y"])], {"x": (2,)}, {"y": (2,)},
+                   {"w": np.ones(2, np.float32)})
+    with pytest.raises(ModelLoadError, match="'w' is produced twice: by initializer"):
+        import_onnx(m)
+
+
+def test_graph_output_that_is_an_input_or_initializer_is_a_valid_passthrough():
+    # onnxruntime accepts these (the output is the input / the weight), so onnxcc imports them
+    m = make_model([("Relu", ["x"], ["y"])], {"x": (2,)}, {"y": (2,), "x": (2,)})
+    assert [v.name for v in import_onnx(m).outputs] == ["y", "x"]
+    m = make_model([("Add", ["x", "w"], ["y"])], {"x": (2,)}, {"y": (2,), "w": (2,)},
+                   {"w": np.ones(2, np.float32)})
+    assert [v.name for v in import_onnx(m).outputs] == ["y", "w"]
+
+
+# ---- external data of an in-memory model ---------------------------------------------------
+def _external_model(tmp_path):
+    """(in-memory ModelProto whose weight is external, the weight, the data folder)."""
+    w = np.arange(64, dtype=np.float32).reshape(8, 8)
+    m = make_model([("MatMul", ["x", "w"], ["y"])], {"x": (1, 8)}, {"y": (1, 8)}, {"w": w})
+    onnx.save_model(m, tmp_path / "m.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="m.data", size_threshold=0)
+    return onnx.load(str(tmp_path / "m.onnx"), load_external_data=False), w, tmp_path
+
+
+def test_in_memory_model_with_external_data_needs_external_data_dir(tmp_path, monkeypatch):
+    proto, w, folder = _external_model(tmp_path)
+    monkeypatch.chdir(folder)   # the data sits in the current folder: it must not be read from there
+    with pytest.raises(ModelLoadError, match="'w'.*external_data_dir") as e:
+        import_onnx(proto)
+    assert "external_data_dir" in e.value.hint
+
+
+def test_in_memory_model_reads_external_data_from_the_named_folder_only(tmp_path, monkeypatch):
+    import onnxcc
+
+    proto, w, folder = _external_model(tmp_path)
+    before = proto.SerializeToString()
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    monkeypatch.chdir(other)
+    g = import_onnx(proto, external_data_dir=folder)
+    np.testing.assert_array_equal(g.nodes[0].inputs[1].const, w)
+    assert proto.SerializeToString() == before   # the caller's proto is not modified
+    with pytest.raises(ModelLoadError, match="cannot be read"):
+        import_onnx(proto, external_data_dir=other)   # no m.data there
+    x = np.ones((1, 8), np.float32)
+    y = onnxcc.compile(proto, external_data_dir=folder).run({"x": x})["y"]
+    np.testing.assert_allclose(y, x @ w)
+
+
+def test_external_data_outside_the_named_folder_is_refused(tmp_path):
+    proto, w, folder = _external_model(tmp_path)
+    inner = folder / "inner"
+    inner.mkdir()
+    for t in proto.graph.initializer:
+        for e in t.external_data:
+            if e.key == "location":
+                e.value = "../m.data"
+    with pytest.raises(ModelLoadError, match="'w'"):
+        import_onnx(proto, external_data_dir=inner)
+
+
+def test_external_data_dir_with_a_model_file_is_an_error(tmp_path):
+    _external_model(tmp_path)
+    with pytest.raises(ModelLoadError, match="only for a ModelProto"):
+        import_onnx(tmp_path / "m.onnx", external_data_dir=tmp_path)
+
+
+def test_negative_dim_is_reported_as_negative_not_symbolic():
+    m = make_model([("Relu", ["x"], ["y"])], {"x": (1, -3)}, {"y": None})
+    with pytest.raises(ShapeError, match="negative") as e:
+        import_onnx(m)
+    assert "symbolic" not in str(e.value)
+    m = make_model([("Relu", ["x"], ["y"])], {"x": (-1, 3)}, {"y": None})
+    with pytest.raises(ShapeError, match="dim 0 is negative"):
+        import_onnx(m)
+    assert import_onnx(m, {"x": (2, 3)}).inputs[0].shape == (2, 3)

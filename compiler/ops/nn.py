@@ -403,12 +403,12 @@ class AveragePool(_Pool):
         ct = np.float32 if x.dtype == np.float16 else x.dtype
         xp = _pad_spatial(x.astype(ct, copy=False), pb,
                           _ceil_pad_end(x.shape[2:], pb, strides, dil, kernel, out))
-        acc = None
+        acc = None   # float64 accumulator: a large window's sum stays accurate in float32
         for _, v in _taps(xp, kernel, strides, dil, out):
-            acc = v.copy() if acc is None else np.add(acc, v, out=acc)
+            acc = v.astype(np.float64) if acc is None else np.add(acc, v, out=acc)
         count = pool_counts(x.shape[2:], pb, pe, strides, dil, kernel, out,
                             bool(attr(node, "count_include_pad")))
-        return [(acc / count.astype(ct)).astype(x.dtype, copy=False)]
+        return [(acc / count).astype(x.dtype, copy=False)]
 
 
 def pool_counts(in_sp, pb, pe, strides, dil, kernel, out, include_pad: bool) -> np.ndarray:
@@ -442,9 +442,11 @@ class GlobalAveragePool(_Global):
     """ONNX GlobalAveragePool: y (N, C, 1, ...) = mean of x (N, C, *S) over S."""
 
     def reference(self, node, x):
+        from .reduce import accurate_sum   # pairwise / float64 accumulation (Higham 1993)
+
         axes = tuple(range(2, x.ndim))
-        return [x.mean(axis=axes, keepdims=True, dtype=np.float64 if x.dtype == np.float64
-                       else np.float32).astype(x.dtype)]
+        count = int(np.prod(x.shape[2:], dtype=np.int64))
+        return [(accurate_sum(x, axes, keepdims=True) / count).astype(x.dtype)]
 
 
 @register_op("GlobalMaxPool")

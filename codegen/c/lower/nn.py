@@ -35,6 +35,9 @@ from onnxcc.ops import REQUIRED, get_op
 from onnxcc.ops.nn import conv_geometry, conv_transpose_geometry, pool_counts, pool_geometry
 
 from . import KernelDesc, LowerCtx, c_literal, contiguous_strides, lower, merge_dims
+from .reduce import SUM_BLOCK, pairwise_sum, reduce_levels, uses_pairwise
+from .tensor import at
+from .tensor import level as tlevel
 
 UNROLL = (8, 4)               # innermost conv loop unroll: rows of >= 112 positions, shorter rows
 TILE_X_BYTES = 512 * 1024     # input rows one output tile reads, kept in L2 over all out channels
@@ -451,7 +454,9 @@ def _window_table(name: str, var: str, vals: Sequence[int]) -> tuple[str | None,
 @lower("MaxPool", "AveragePool", supports=_supports_pool)
 def _lower_pool(node: Node, ctx: LowerCtx) -> KernelDesc:
     """Each output is the max/mean of its window's taps; each window's valid taps come from
-    per-position tables (padding is never read), the AveragePool divisor from pool_counts."""
+    per-position tables (padding is never read), the AveragePool divisor from pool_counts.
+    An AveragePool window of more than ``SUM_BLOCK`` taps sums each step of its outermost tap
+    loop into a partial first (blocked summation)."""
     x = node.inputs[0]
     X, Y = ctx.ins()[0], ctx.outs()[0]
     assert X is not None
@@ -505,6 +510,14 @@ def _lower_pool(node: Node, ctx: LowerCtx) -> KernelDesc:
         pre: tuple[str, ...] = (f"{ct} acc = {c_literal(0, ct)};",)
         step: tuple[str, ...] = (f"acc += {x_v};",)
         store: tuple[str, ...] = (f"{y_v} = acc / {div};",)
+        if math.prod(kernel) > SUM_BLOCK and len(taps) > 1:
+            # a large window: blocked sum, one partial per step of the outermost tap loop
+            # (error ~ (rows + row length) eps rather than window size eps; Higham 1993)
+            zero = c_literal(0, ct)
+            pre = (f"{ct} acc = {zero};", f"{ct} row = {zero};")
+            taps[0] = (taps[0][0], taps[0][1] + ("acc += row;", f"row = {zero};"))
+            step = (f"row += {x_v};",)
+            store = ("acc += row;", f"{y_v} = acc / {div};")
     elif len(node.outputs) > 1:   # Indices: the first maximum in window order, flat into x
         sp = list(contiguous_strides(I))
         if node.attrs.get("storage_order"):
@@ -530,7 +543,10 @@ def _lower_pool(node: Node, ctx: LowerCtx) -> KernelDesc:
 
 @lower("GlobalAveragePool", "GlobalMaxPool", supports=_supports_pool)
 def _lower_global_pool(node: Node, ctx: LowerCtx) -> KernelDesc:
-    """y[n, c] = mean/max of x[n, c, ...] over all spatial positions (merged into few loops)."""
+    """y[n, c] = mean/max of x[n, c, ...] over all spatial positions (merged into few loops).
+
+    A mean over more than ``SUM_BLOCK`` positions sums blocked and pairwise (Higham 1993; see
+    :func:`onnxcc.codegen.c.lower.reduce.pairwise_sum`), as ReduceMean does."""
     x = node.inputs[0]
     X, Y = ctx.ins()[0], ctx.outs()[0]
     assert X is not None
@@ -542,6 +558,14 @@ def _lower_global_pool(node: Node, ctx: LowerCtx) -> KernelDesc:
     taps = [t for v, n in zip(pv, shp) for t in nest.loop(v, n)]
     x_at = dot([Aff.of("n"), Aff.of("c")] + [Aff.of(v) for v in pv], list(X.strides[:2]) + xs)
     y_at = dot([Aff.of("n"), Aff.of("c")], Y.strides[:2])
+    count = math.prod(x.shape[2:])
+    if node.op == "GlobalAveragePool" and uses_pairwise("ReduceMean", ct, count):
+        # a long mean: blocked pairwise sum per (n, c), in the reduce family's nest form
+        body = (*pairwise_sum(ct, "acc", reduce_levels(pv, shp, list(range(len(shp)))),
+                              at(X.ptr, ["n", "c", *pv], [*X.strides[:2], *xs])),
+                f"{at(Y.ptr, ['n', 'c'], Y.strides[:2])} = acc / {c_literal(count, ct)};")
+        return ctx.desc("reduce", "reduce", pre=(),
+                        nests=(((tlevel("n", x.shape[0]), tlevel("c", x.shape[1])), body),))
     if node.op == "GlobalAveragePool":
         init = c_literal(0, ct)
         step: tuple[str, ...] = (f"acc += {X.ptr}[{nest.c(x_at)}];",)

@@ -7,12 +7,23 @@ in a register over contiguous inputs (``inner`` form; global average pooling); w
 y itself is the accumulator and x is read once in memory order (``outer`` form; a reduction over
 channels of NCHW), so no scratch memory is needed either way. Integer sums and products wrap
 (computed in the unsigned type of the same width: no signed overflow).
+
+Float sums over more than ``SUM_BLOCK`` elements (Sum, Mean, L1, L2, LogSum, SumSquare, the exp
+sum of LogSumExp; GlobalAveragePool in nn.py) are blocked and pairwise, as numpy's own sum: each
+block of up to ``SUM_BLOCK`` contiguous elements is summed into a register, and the block sums
+are added pairwise through a binary counter and a stack of partial sums (``pairwise_sum``). One
+running float accumulator has an error bound growing with n (40 million float32 ones sum to
+16,777,216); pairwise summation's grows with log2(n) (Higham, "The accuracy of floating point
+summation", SIAM J. Sci. Comput. 14(4), 1993). In the outer form the same is done for a tile
+of ``OUTER_TILE`` outputs side by side (``_outer_pairwise``). The stacks live on the C stack,
+sized by the number of blocks (at most 32 partials). Smaller sums keep the single accumulator:
+same code, same speed.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from onnxcc.ir import Node
@@ -22,10 +33,14 @@ from onnxcc.ops.reduce import reduce_axes
 
 from . import KernelDesc, LowerCtx, c_literal, contiguous_strides, ctype, lower
 from . import merge_dims
-from .tensor import at, empty_desc, level
+from .tensor import Level, at, empty_desc, level
 
 FLOAT_CT = ("float", "double")
 INT_OPS = {"ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd"}
+SUM_BLOCK = 128        # elements summed in one register before entering the pairwise stack
+OUTER_TILE = 32        # outputs summed side by side when the innermost dim is kept
+SUM_OPS = {"ReduceSum", "ReduceMean", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceSumSquare",
+           "ReduceLogSumExp"}
 REDUCE_OPS = ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
               "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare")
 
@@ -88,6 +103,44 @@ def _spec(op: str, ct: str, count: int, bool_: bool = False
     raise KeyError(op)
 
 
+def pairwise_sum(ct: str, acc: str, reds: Sequence[Level], term: str,
+                 update: Callable[[str, str], str] | None = None) -> tuple:
+    """Statements (a nest body, see ``tensor.c.j2``) declaring ``ct acc`` = the sum of ``term``
+    over the loops ``reds`` (outermost first), blocked and pairwise.
+
+    The innermost loop runs in blocks of ``SUM_BLOCK``; each block is summed into ``part``
+    (``part = update(part, xv)``, default ``part + xv``, with ``xv`` = ``term``), a loop the
+    compiler keeps tight. Block k (counted from 1) is then merged with the stack's top partial
+    sums once per trailing zero bit of k, so that only sums of equal numbers of blocks are added:
+    pairwise summation over blocks (Higham 1993, cited above), error O((SUM_BLOCK + log2 n) eps)
+    rather than O(n eps), at the cost of a few operations per block. The stack holds at most
+    :func:`_depth` partials, on the C stack.
+    """
+    update = update or (lambda a, x: f"{a} + {x}")
+    zero = c_literal(0, ct)
+    *outer, last = reds
+    var, start, stop, step, pre, post = last
+    assert start == 0 and step == 1 and not pre and not post, last
+    blocked = (level(f"{var}b", stop, step=SUM_BLOCK,
+                     pre=(f"const int32_t {var}e = {var}b + {SUM_BLOCK} < {stop} ? "
+                          f"{var}b + {SUM_BLOCK} : {stop};", f"{ct} part = {zero};"),
+                     post=("for (uint32_t bits = ++nb; (bits & 1u) == 0u; bits >>= 1) {",
+                           "    part += stk[--sp];",
+                           "}",
+                           "stk[sp++] = part;"),
+                     ),
+               level(var, f"{var}e", start=f"{var}b"))
+    blocks = math.prod(lv[2] for lv in outer) * -(-stop // SUM_BLOCK)
+    return (f"{ct} stk[{_depth(blocks)}]; /* pairwise partial sums (Higham 1993) */",
+            "int32_t sp = 0;",
+            "uint32_t nb = 0;",
+            (tuple(outer) + blocked, (f"const {ct} xv = {term};", f"part = {update('part', 'xv')};")),
+            f"{ct} {acc} = {zero};",
+            "while (sp > 0) {",
+            f"    {acc} += stk[--sp];",
+            "}")
+
+
 def _supports(node: Node) -> str | None:
     x = node.inputs[0]
     if x.dtype.kind == "f" and x.dtype.itemsize >= 4:
@@ -135,13 +188,21 @@ def _lower_reduce(node: Node, ctx: LowerCtx) -> KernelDesc | None:
         body = (f"{y_at} = {final(init) if final else init};",)
         return ctx.desc("reduce", "reduce", inputs=ins, pre=tuple(void),
                         nests=(((level(v[0], shp[0]),), body),))
+    pairwise = uses_pairwise(node.op, ct, count)
     inner = not kept or (red and red[-1] == len(shp) - 1)
     if inner:
-        reds = tuple(level(v[k], shp[k]) for k in red)
-        acc_body: tuple = (f"{ct} acc = {init};",
-                           (reds, (f"const {ct} xv = {x_at};", f"acc = {update('acc', 'xv')};")),
-                           f"{y_at} = {final('acc') if final else 'acc'};")
+        reds = reduce_levels(v, shp, red)
+        if pairwise:
+            acc_body: tuple = (*pairwise_sum(ct, "acc", reds, x_at, update),
+                               f"{y_at} = {final('acc') if final else 'acc'};")
+        else:
+            acc_body = (f"{ct} acc = {init};",
+                        (reds, (f"const {ct} xv = {x_at};", f"acc = {update('acc', 'xv')};")),
+                        f"{y_at} = {final('acc') if final else 'acc'};")
         nest = (tuple(level(v[k], shp[k]) for k in kept), acc_body)
+        return ctx.desc("reduce", "reduce", inputs=ins, pre=tuple(void), nests=(nest,))
+    if pairwise:
+        nest = _outer_pairwise(ct, shp, v, kept, red, x_at, y_at, update, final)
         return ctx.desc("reduce", "reduce", inputs=ins, pre=tuple(void), nests=(nest,))
     # outer form: y is the accumulator, x read in memory order
     n_y = y.type.size
@@ -153,21 +214,95 @@ def _lower_reduce(node: Node, ctx: LowerCtx) -> KernelDesc | None:
     return ctx.desc("reduce", "reduce", inputs=ins, pre=tuple(void), nests=tuple(nests))
 
 
+def _depth(blocks: int) -> int:
+    """The most partial sums the binary-counter stack holds over ``blocks`` blocks: the largest
+    number of one bits of a count in 1..blocks."""
+    return max(1, (blocks + 1).bit_length() - 1)
+
+
+def uses_pairwise(op: str, ct: str, count: int) -> bool:
+    """Whether ``op`` over ``count`` elements of ``ct`` sums blocked and pairwise
+    (:func:`pairwise_sum`): float sums longer than one block."""
+    return op in SUM_OPS and ct in FLOAT_CT and count > SUM_BLOCK
+
+
+def reduce_levels(v: list[str], shp: list[int], red: list[int]) -> tuple[Level, ...]:
+    """The loops over the reduced dims, outermost first; loops of extent 1 go outside, so the
+    innermost loop (the one :func:`pairwise_sum` blocks) is a real one."""
+    order = [k for k in red if shp[k] == 1] + [k for k in red if shp[k] != 1]
+    return tuple(level(v[k], shp[k]) for k in order)
+
+
+def _outer_pairwise(ct: str, shp: list[int], v: list[str], kept: list[int], red: list[int],
+                    x_at: str, y_at: str, update: Callable[[str, str], str],
+                    final: Callable[[str], str] | None) -> tuple:
+    """The outer form (innermost dim kept) of a long float sum, blocked and pairwise.
+
+    The innermost (kept, contiguous) dim is cut into tiles of ``OUTER_TILE`` outputs; per tile,
+    each block of up to ``SUM_BLOCK`` steps of the innermost reduced dim is summed into y itself
+    (the innermost loop runs over the tile: independent sums the compiler vectorizes), then
+    merged into a stack of partial tiles by the binary counter of :func:`pairwise_sum`, and the
+    final y is the stack summed from its top. The stack, ``depth x OUTER_TILE`` elements with
+    ``depth`` the most partials ever held (the bit length of the block count), is on the C stack.
+    """
+    inner = len(shp) - 1
+    j, jt, je = v[inner], f"{v[inner]}t", f"{v[inner]}te"
+    n_j = shp[inner]
+    tile = min(OUTER_TILE, n_j)
+    reds = reduce_levels(v, shp, red)
+    *outer_reds, (r, _, n_r, _, _, _) = reds
+    depth = _depth(math.prod(lv[2] for lv in outer_reds) * -(-n_r // SUM_BLOCK))
+    tile_loop = (level(j, je, start=jt),)
+    block_body = (
+        (tile_loop, (f"{y_at} = {c_literal(0, ct)};",)),
+        ((level(r, f"{r}e", start=f"{r}b"),) + tile_loop,
+         (f"const {ct} xv = {x_at};", f"{y_at} = {update(y_at, 'xv')};")),
+        "for (uint32_t bits = ++nb; (bits & 1u) == 0u; bits >>= 1) {",
+        "    --sp;",
+        f"    for (int32_t {j} = {jt}; {j} < {je}; ++{j}) {{",
+        f"        {y_at} += stk[sp][{j} - {jt}];",
+        "    }",
+        "}",
+        (tile_loop, (f"stk[sp][{j} - {jt}] = {y_at};",)),
+        "++sp;")
+    block = level(f"{r}b", n_r, step=SUM_BLOCK,
+                  pre=(f"const int32_t {r}e = {r}b + {SUM_BLOCK} < {n_r} ? {r}b + {SUM_BLOCK} : {n_r};",))
+    final_body = (f"{ct} acc = {c_literal(0, ct)};",
+                  "for (int32_t s = sp - 1; s >= 0; --s) {",
+                  f"    acc += stk[s][{j} - {jt}];",
+                  "}",
+                  f"{y_at} = {final('acc') if final else 'acc'};")
+    tile_body = (f"{ct} stk[{depth}][{tile}]; /* pairwise partial sums (Higham 1993) */",
+                 "int32_t sp = 0;",
+                 "uint32_t nb = 0;",
+                 (tuple(outer_reds) + (block,), block_body),
+                 (tile_loop, final_body))
+    levels = tuple(level(v[k], shp[k]) for k in kept if k != inner)
+    levels += (level(jt, n_j, step=tile,
+                     pre=(f"const int32_t {je} = {jt} + {tile} < {n_j} ? {jt} + {tile} : {n_j};",)),)
+    return levels, tile_body
+
+
 def _logsumexp(ctx: LowerCtx, ct: str, shp: list[int], v: list[str], kept: list[int],
                red: list[int], x_at: str | None, y_at: str, void: list[str]) -> KernelDesc:
-    """log(sum(exp(x - m))) + m with m the max (0 when not finite), per output: two passes."""
+    """log(sum(exp(x - m))) + m with m the max (0 when not finite), per output: two passes (the
+    second a blocked pairwise sum when long)."""
     ins = ctx.ins()
     zero = c_literal(0, ct)
     if x_at is None:
         body: tuple = (f"{y_at} = {c_literal(-np.inf, ct)};",)
         return ctx.desc("reduce", "reduce", inputs=ins, pre=tuple(void),
                         nests=(((level(v[0], shp[0]),), body),))
-    reds = tuple(level(v[k], shp[k]) for k in red)
+    reds = reduce_levels(v, shp, red)
+    count = math.prod(shp[k] for k in red)
+    if uses_pairwise("ReduceLogSumExp", ct, count):
+        sum_exp: tuple = pairwise_sum(ct, "acc", reds, f"{_fn(ct, 'exp')}({x_at} - mf)")
+    else:
+        sum_exp = (f"{ct} acc = {zero};", (reds, (f"acc += {_fn(ct, 'exp')}({x_at} - mf);",)))
     body = (f"{ct} m = {c_literal(-np.inf, ct)};",
             (reds, (f"const {ct} xv = {x_at};", f"m = {_pick(ct, True)('m', 'xv')};")),
             f"const {ct} mf = (m - m == {zero}) ? m : {zero};",
-            f"{ct} acc = {zero};",
-            (reds, (f"acc += {_fn(ct, 'exp')}({x_at} - mf);",)),
+            *sum_exp,
             f"{y_at} = {_fn(ct, 'log')}(acc) + mf;")
     nest = (tuple(level(v[k], shp[k]) for k in kept), body)
     return ctx.desc("reduce", "reduce", inputs=ins, pre=tuple(void), nests=(nest,))
