@@ -1,0 +1,62 @@
+"""ONNX node conformance through the loop IR: every node case whose compiled graph the loop-IR
+lowering covers (``unsupported_reason`` None for each node) is compiled for host through the public
+API, lowered, verified, rendered to C (gcc), run, and compared with the case's expected outputs at
+the case's tolerance (as ``tests/conformance``). The numpy interpreter runs it too when the outputs
+are small. Cases whose nodes are not lowered yet are skipped with the reason, so the run grows as
+families land; cases the C target lists in expected_failures.toml are skipped here as well.
+"""
+
+import numpy as np
+import pytest
+
+import loopir
+import onnxcc
+from conformance.cases import (MAX_OPSET, bind_parameters, compare, expected_failures,
+                               model_at_supported_opset, node_cases, opset_of)
+from loopir import run_c, run_interp
+from onnxcc.codegen.lower import lower_program, unsupported_reason
+from onnxcc.codegen.verify import verify
+
+pytestmark = pytest.mark.slow   # ~500 cases, each built with gcc
+EXPECTED = expected_failures()
+CASES = node_cases()
+INTERP_MAX = 5000       # the interpreter (pure Python) runs cases with fewer output elements
+
+
+def _unused_io(p) -> bool:
+    """True when some graph input or output is touched by no kernel (all folded to constants, or
+    empty): render_program's ``run`` then has a parameter it never reads."""
+    used = {(b.space, b.index) for k in p.kernels for b in k.params
+            if b.space in ("input", "output")}
+    return len(used) < len(p.inputs) + len(p.outputs)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_node_case_through_loop_ir(case, monkeypatch):
+    model = model_at_supported_opset(case)
+    if model is None:
+        pytest.skip(f"uses an op version newer than opset {MAX_OPSET} "
+                    f"(case opset {opset_of(case)})")
+    if case.name in EXPECTED:
+        pytest.skip(f"expected to fail on the C target: {EXPECTED[case.name]}")
+    inits = {t.name for t in case.model.graph.initializer}
+    in_names = [i.name for i in case.model.graph.input if i.name not in inits]
+    out_names = [o.name for o in case.model.graph.output]
+    for inputs, outputs in case.data_sets:
+        bound, feeds = bind_parameters(model, dict(zip(in_names, inputs)))
+        g = onnxcc.compile(bound, "host").graph
+        missing = sorted({f"{n.op}: {why}" for n in g.nodes if (why := unsupported_reason(n))})
+        if missing:
+            pytest.skip("not lowered to the loop IR yet: " + "; ".join(missing))
+        p = lower_program(g)
+        verify(p)
+        if _unused_io(p):   # the test harness's run() would not compile with -Werror
+            monkeypatch.setattr(loopir, "C_FLAGS", loopir.C_FLAGS + ["-Wno-unused-parameter"])
+        xs = [np.asarray(feeds[b.value]) for b in p.inputs]
+        runs = [run_c(p, xs)]
+        if sum(int(np.prod(np.shape(o))) for o in outputs) < INTERP_MAX:
+            runs.append(run_interp(p, xs))
+        for got in runs:
+            assert [b.value for b in p.outputs] == out_names
+            for name, y, want in zip(out_names, got, outputs):
+                compare(y, np.asarray(want), case.rtol, case.atol, name)
