@@ -1,0 +1,279 @@
+"""Normalizations (inference form) and the softmax family as loop IR: BatchNormalization,
+InstanceNormalization, LayerNormalization, LRN, Softmax, LogSoftmax, Hardmax.
+
+Each kernel is a loop nest over the independent positions holding a few passes over the
+normalized axes (a max or mean, a sum, the write), each its own loop nest. x and y are read
+through flat views with their strides (a splat reads at stride 0); parameters (scale, bias, mean,
+var) through their own strides, so splat or broadcast parameters are never expanded. Sums over
+more than ``SUM_BLOCK`` elements (means, variances, softmax denominators) are blocked, as the
+reductions are (:func:`onnxcc.codegen.lower.reduce.blocked_sum`, Higham 1993). Arithmetic is in
+x's dtype (float32 or float64), as the op references compute.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from onnxcc.codegen.loops import (Assign, Binary, Buffer, Cast, Const, Decl, DType, Expr, Loop,
+                                  Select, Stmt, Store, Unary, Var, affine, const, maximum,
+                                  minimum)
+from onnxcc.ir import Node
+from onnxcc.ops._util import norm_axis
+from onnxcc.ops.norm import softmax_axes
+
+from . import LowerCtx, broadcast_view, lower, nest
+from .reduce import SUM_BLOCK, Acc, blocked_sum, scalar_accs
+from .tensor import flat, merge_dims, offset
+
+
+def float_only(node: Node) -> str | None:
+    """Why ``node`` is refused unless x is float32/float64."""
+    x = node.inputs[0]
+    if x.dtype.name not in ("float32", "float64"):
+        return f"{node.op} on {x.dtype.name} is not supported (float32/64 only)"
+    return None
+
+
+def _strides3(b: Buffer, shape3: Sequence[int]) -> list[int]:
+    """Element strides of ``b`` (contiguous or a splat) viewed as ``shape3``."""
+    if all(s == 0 for s in b.strides):
+        return [0] * len(shape3)
+    return [math.prod(shape3[k + 1:]) for k in range(len(shape3))]
+
+
+def _eps(node: Node, dt: DType) -> Expr:
+    return const(float(dt.np.type(node.attrs.get("epsilon", 1e-5))), dt)
+
+
+def _sum(ctx: LowerCtx, dims: Sequence[int], name: str, dt: DType, term) -> tuple[list[Stmt], Var]:
+    """``name`` = the sum over the box ``dims`` of ``term(index)``: statements and the local.
+    Blocked when longer than ``SUM_BLOCK``."""
+    acc = Acc(Var(name, dt))
+    n = math.prod(dims)
+    leaf = lambda idx, a: [Assign(a.var, a.var + term(idx))]  # noqa: E731
+    body = acc.init(const(0, dt)) + blocked_sum(ctx, list(dims), acc, scalar_accs(ctx, dt),
+                                                leaf, const(0, dt),
+                                                SUM_BLOCK if n > SUM_BLOCK else max(n, 1))
+    return body, acc.var
+
+
+def _supports_norm(node: Node) -> str | None:
+    why = float_only(node)
+    if why:
+        return why
+    x = node.inputs[0]
+    if any(v is not None and v.dtype != x.dtype for v in node.inputs[1:]):
+        return f"{node.op} with parameters of another dtype than x is not supported"
+    if node.op == "BatchNormalization":
+        if len(x.shape) < 2:
+            return "BatchNormalization needs an (N, C, ...) input"
+        if any(v.shape != (x.shape[1],) for v in node.inputs[1:]):
+            return "BatchNormalization with per-position parameters (spatial=0) is not supported"
+    if node.op == "InstanceNormalization" and len(x.shape) < 3:
+        return "InstanceNormalization needs an (N, C, spatial...) input"
+    return None
+
+
+def _nc_s(node: Node, ctx: LowerCtx):
+    """x, y as flat views over (N, C, S) (S = the spatial dims merged) with their strides."""
+    x = node.inputs[0]
+    shape3 = (x.shape[0], x.shape[1], math.prod(x.shape[2:]))
+    xb, yb = ctx.input(0), ctx.output(0)
+    return shape3, flat(xb), _strides3(xb, shape3), flat(yb), _strides3(yb, shape3)
+
+
+# ---- BatchNormalization / InstanceNormalization ------------------------------------------------
+@lower("BatchNormalization", supports=_supports_norm)
+def _lower_batchnorm(node: Node, ctx: LowerCtx):
+    """x, y (N, C, *S); scale, B, mean, var (C,): y = (x - mean[c]) * (scale[c] /
+    sqrt(var[c] + eps)) + B[c], the per-channel factors computed once per (n, c)."""
+    if node.outputs[0].type.size == 0:
+        return None
+    (N, C, S), xf, xs, yf, ys = _nc_s(node, ctx)
+    sc, bb, mn, vr = (ctx.input(k) for k in range(1, 5))
+    dt = xf.dtype
+    n, c, s = ctx.var("n"), ctx.var("c"), ctx.var("s")
+    a, m, b = Var("a", dt), Var("m", dt), Var("b", dt)
+    write = Store(yf, (offset([n, c, s], ys),), (xf[offset([n, c, s], xs)] - m) * a + b)
+    per_c = [Decl(a, sc[c] / Unary("sqrt", vr[c] + _eps(node, dt))), Decl(m, mn[c]),
+             Decl(b, bb[c]), Loop(s, 0, S, [write])]
+    return ctx.kernel("batchnorm", [yf], [xf, sc, bb, mn, vr],
+                      [Loop(n, 0, N, [Loop(c, 0, C, per_c)])])
+
+
+@lower("InstanceNormalization", supports=_supports_norm)
+def _lower_instancenorm(node: Node, ctx: LowerCtx):
+    """x, y (N, C, *S); scale, B (C,). Per (n, c): mean and variance over S (two passes), then
+    y = (x - mean) * (scale[c] / sqrt(var + eps)) + B[c]."""
+    if node.outputs[0].type.size == 0:
+        return None
+    (N, C, S), xf, xs, yf, ys = _nc_s(node, ctx)
+    sc, bb = ctx.input(1), ctx.input(2)
+    dt = xf.dtype
+    n, c = ctx.var("n"), ctx.var("c")
+    mean, a, b = Var("mean", dt), Var("a", dt), Var("b", dt)
+    xat = lambda i: xf[offset([n, c, i[0]], xs)]  # noqa: E731
+    sum_x, total = _sum(ctx, [S], "sum", dt, xat)
+    sum_sq, sq = _sum(ctx, [S], "sq", dt, lambda i: (xat(i) - mean) * (xat(i) - mean))
+    cnt = const(S, dt)
+    per_c = sum_x + [Decl(mean, total / cnt)] + sum_sq + [
+        Decl(a, sc[c] / Unary("sqrt", sq / cnt + _eps(node, dt))), Decl(b, bb[c])]
+    per_c += nest(ctx, [S], lambda i: [Store(yf, (offset([n, c, i[0]], ys),),
+                                             (xat(i) - mean) * a + b)], "s")
+    return ctx.kernel("instancenorm", [yf], [xf, sc, bb],
+                      [Loop(n, 0, N, [Loop(c, 0, C, per_c)])])
+
+
+# ---- LayerNormalization ------------------------------------------------------------------------
+def _supports_layernorm(node: Node) -> str | None:
+    why = float_only(node)
+    if why:
+        return why
+    if any(v is not None and v.dtype != node.inputs[0].dtype for v in node.inputs[1:]):
+        return "LayerNormalization with Scale/B of another dtype than x is not supported"
+    return None
+
+
+@lower("LayerNormalization", supports=_supports_layernorm)
+def _lower_layernorm(node: Node, ctx: LowerCtx):
+    """x, y viewed as (outer, inner) at ``axis``; Scale, B broadcast to x.shape[axis:]. Per outer
+    position: mean and variance over inner, then y = (x - mean) * inv_std * Scale + B; the
+    optional Mean and InvStdDev outputs (outer,) in their stash dtype."""
+    x = node.inputs[0]
+    if x.type.size == 0:
+        return None
+    axis = norm_axis(node, node.attrs.get("axis", -1), len(x.shape))
+    outer, inner = math.prod(x.shape[:axis]), tuple(x.shape[axis:])
+    xb, yb = ctx.input(0), ctx.output(0)
+    xf, yf = flat(xb), flat(yb)
+    params = [ctx.input(k) for k in (1, 2) if k < len(node.inputs) and node.inputs[k] is not None]
+    pviews = [broadcast_view(p, inner) for p in params]
+    n_in = math.prod(inner)
+    x_in = [0] * len(inner) if all(s == 0 for s in xb.strides) else \
+        [math.prod(inner[k + 1:]) for k in range(len(inner))]
+    y_in = [math.prod(inner[k + 1:]) for k in range(len(inner))]
+    shp, sts = merge_dims(inner, [x_in, y_in] + [list(p.strides) for p in pviews])
+    x_o = 0 if all(s == 0 for s in xb.strides) else n_in
+    dt = xf.dtype
+    o = ctx.var("o")
+    mean, inv = Var("mean", dt), Var("inv", dt)
+    xat = lambda i: xf[affine((o, x_o), offset(i, sts[0]))]  # noqa: E731
+    sum_x, total = _sum(ctx, shp, "sum", dt, xat)
+    sum_sq, sq = _sum(ctx, shp, "sq", dt, lambda i: (xat(i) - mean) * (xat(i) - mean))
+    cnt = const(n_in, dt)
+    body = sum_x + [Decl(mean, total / cnt)] + sum_sq + [
+        Decl(inv, const(1, dt) / Unary("sqrt", sq / cnt + _eps(node, dt)))]
+    pf = [flat(p) for p in params]
+
+    def write(i: list[Var]) -> list[Stmt]:
+        v = (xat(i) - mean) * inv * pf[0][offset(i, sts[2])]
+        if len(pf) > 1:
+            v = v + pf[1][offset(i, sts[3])]
+        return [Store(yf, (affine((o, n_in), offset(i, sts[1])),), v)]
+
+    body += nest(ctx, shp, write, "j")
+    stats = [flat(ctx.output(k)) for k in range(1, len(node.outputs))
+             if node.outputs[k] is not None]
+    for st, val in zip(stats, (mean, inv)):
+        body.append(Store(st, (o,), val if st.dtype == dt else Cast(val, st.dtype)))
+    return ctx.kernel("layernorm", [yf] + stats, [xf] + pf, [Loop(o, 0, outer, body)])
+
+
+# ---- LRN ---------------------------------------------------------------------------------------
+@lower("LRN", supports=lambda n: float_only(n) or (
+        None if len(n.inputs[0].shape) >= 3 else "LRN needs an (N, C, spatial...) input"))
+def _lower_lrn(node: Node, ctx: LowerCtx):
+    """x, y (N, C, *S): y = x / (bias + alpha/size * sum of x^2 over the channel window)^beta;
+    the window of channel c is [c - (size-1)//2, c + size-1 - (size-1)//2], cut to [0, C)."""
+    if node.outputs[0].type.size == 0:
+        return None
+    (N, C, S), xf, xs, yf, ys = _nc_s(node, ctx)
+    dt = xf.dtype
+    size = int(node.attrs["size"])
+    lo, hi = (size - 1) // 2, size - 1 - (size - 1) // 2
+    n, c, s, q = ctx.var("n"), ctx.var("c"), ctx.var("s"), ctx.var("q")
+    acc, v = Var("acc", dt), Var("v", dt)
+    k = const(float(dt.np.type(node.attrs.get("alpha", 1e-4)) / dt.np.type(size)), dt)
+    bias = const(float(node.attrs.get("bias", 1.0)), dt)
+    beta = const(float(node.attrs.get("beta", 0.75)), dt)
+    window = Loop(q, maximum(affine(c, -lo), Const(0)), minimum(affine(c, hi + 1), Const(C)),
+                  [Decl(v, xf[offset([n, q, s], xs)]), Assign(acc, acc + v * v)])
+    y = xf[offset([n, c, s], xs)] / Binary("pow", bias + k * acc, beta)
+    body = [Decl(acc, const(0, dt)), window, Store(yf, (offset([n, c, s], ys),), y)]
+    return ctx.kernel("lrn", [yf], [xf],
+                      [Loop(n, 0, N, [Loop(c, 0, C, [Loop(s, 0, S, body)])])])
+
+
+# ---- Softmax / LogSoftmax / Hardmax ------------------------------------------------------------
+def _oki(node: Node, ctx: LowerCtx):
+    """x, y as flat views over (outer, K, inner), K the axes of :func:`softmax_axes` merged."""
+    x = node.inputs[0]
+    axes = softmax_axes(node)
+    a0, a1 = (axes[0], axes[-1] + 1) if axes else (len(x.shape), len(x.shape))
+    shape3 = (math.prod(x.shape[:a0]), math.prod(x.shape[a0:a1]), math.prod(x.shape[a1:]))
+    xb, yb = ctx.input(0), ctx.output(0)
+    return shape3, flat(xb), _strides3(xb, shape3), flat(yb), _strides3(yb, shape3)
+
+
+@lower("Softmax", "LogSoftmax", supports=float_only)
+def _lower_softmax(node: Node, ctx: LowerCtx):
+    """Along :func:`softmax_axes` (opset < 13: every axis from ``axis``, x coerced to 2-D; 13+:
+    one axis), per (outer, inner) position: m = max (0 when not finite, as the reference),
+    s = sum exp(x - m); Softmax y = exp(x - m) / s, LogSoftmax y = (x - m) - log(s)."""
+    if node.outputs[0].type.size == 0:
+        return None
+    (O, K, I), xf, xs, yf, ys = _oki(node, ctx)
+    dt = xf.dtype
+    o, i = ctx.var("o"), ctx.var("i")
+    mx, ls = Var("mx", dt), Var("ls", dt)
+    xat = lambda k: xf[offset([o, k, i], xs)]  # noqa: E731
+    yoff = lambda k: offset([o, k, i], ys)  # noqa: E731
+    body: list[Stmt] = [Decl(mx, const(-np.inf, dt))]
+    body += nest(ctx, [K], lambda k: [Assign(mx, Binary("max", mx, xat(k[0])))], "k")
+    # as the reference: an infinite (or NaN) max shifts by 0
+    body.append(Assign(mx, Select(Binary("eq", mx - mx, const(0, dt)), mx, const(0, dt))))
+    if node.op == "Softmax":
+        e = Var("e", dt)
+        acc = Acc(Var("sum", dt))
+        leaf = lambda k, a: [Decl(e, Unary("exp", xat(k[0]) - mx)),  # noqa: E731
+                             Store(yf, (yoff(k[0]),), e), Assign(a.var, a.var + e)]
+        body += acc.init(const(0, dt)) + blocked_sum(
+            ctx, [K], acc, scalar_accs(ctx, dt), leaf, const(0, dt),
+            SUM_BLOCK if K > SUM_BLOCK else max(K, 1))
+        body += nest(ctx, [K], lambda k: [Store(yf, (yoff(k[0]),),
+                                                yf[yoff(k[0])] / acc.var)], "k")
+    else:
+        sums, total = _sum(ctx, [K], "sum", dt, lambda k: Unary("exp", xat(k[0]) - mx))
+        body += sums + [Decl(ls, Unary("log", total))]
+        body += nest(ctx, [K], lambda k: [Store(yf, (yoff(k[0]),), (xat(k[0]) - mx) - ls)], "k")
+    return ctx.kernel(node.op.lower(), [yf], [xf], [Loop(o, 0, O, [Loop(i, 0, I, body)])])
+
+
+def _supports_hardmax(node: Node) -> str | None:
+    x = node.inputs[0]
+    if x.const is not None:
+        return "a constant Hardmax should have been folded"
+    return None if x.dtype.kind == "f" else f"Hardmax on {x.dtype.name} is not supported"
+
+
+@lower("Hardmax", supports=_supports_hardmax)
+def _lower_hardmax(node: Node, ctx: LowerCtx):
+    """y = one-hot of the first maximum along :func:`softmax_axes` (NaN counts as the maximum,
+    like numpy.argmax), per (outer, inner) position of x viewed as (outer, K, inner)."""
+    if node.outputs[0].type.size == 0:
+        return None
+    (O, K, I), xf, xs, yf, ys = _oki(node, ctx)
+    dt = xf.dtype
+    o, i, k = ctx.var("o"), ctx.var("i"), ctx.var("k")
+    bv, best, v, take = Var("bv", dt), Var("best"), Var("v", dt), Var("take", DType("bool"))
+    cond = Binary("or", Binary("gt", v, bv), Binary("and", Binary("ne", v, v),
+                                                     Binary("eq", bv, bv)))
+    scan = Loop(k, 1, K, [Decl(v, xf[offset([o, k, i], xs)]), Decl(take, cond),
+                          Assign(bv, Select(take, v, bv)), Assign(best, Select(take, k, best))])
+    body = [Decl(bv, xf[offset([o, i], [xs[0], xs[2]])]), Decl(best, Const(0)), scan]
+    body += nest(ctx, [K], lambda kk: [Store(yf, (offset([o, kk[0], i], ys),), Select(
+        Binary("eq", kk[0], best), const(1, dt), const(0, dt)))], "k")
+    return ctx.kernel("hardmax", [yf], [xf], [Loop(o, 0, O, [Loop(i, 0, I, body)])])
