@@ -8,15 +8,20 @@
     onnxcc targets | onnxcc ops                  what onnxcc knows
 
 MODEL is a path to an .onnx file or ``zoo:NAME`` (a light model inside the onnx wheel).
-Errors a user can cause print one message naming the node, the op and the remedy, and exit 2.
+Every error a user can cause (a bad model, option, input file or output folder) prints one
+message naming what is wrong and what to do, and exits 2, never with a traceback. Exit status:
+0 ok, 1 a failed check (the digits score), 2 a user error, 70 a bug in onnxcc (``-v`` prints its
+traceback), 130 interrupted, 141 stdout closed early (``onnxcc ops | head``).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
+import traceback
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -24,22 +29,27 @@ from typing import Sequence
 import numpy as np
 
 from . import __version__
-from .errors import OnnxccError, ShapeError
+from .errors import InputError, OnnxccError, OutputError, ShapeError
 
 MODELS_DIR = Path(__file__).parent / "models"
 DEFAULT_MODEL = MODELS_DIR / "digits.onnx"
 
 
 def _input_shapes(items: Sequence[str] | None) -> dict[str, tuple[int, ...]]:
+    """``--input-shape NAME=D0,D1,...`` options as name -> dims. Raises ShapeError for a value
+    that is not ``NAME=`` and comma-separated integers, or a negative dim."""
     shapes = {}
     for it in items or ():
         name, _, dims = it.rpartition("=")
         try:
             shapes[name] = tuple(int(d) for d in dims.split(","))
         except ValueError:
-            raise ShapeError(f"cannot parse --input-shape {it!r}", hint="write NAME=1,3,224,224")
+            raise ShapeError(f"cannot parse --input-shape {it!r}", hint="write NAME=1,3,224,224") from None
         if not name:
             raise ShapeError(f"cannot parse --input-shape {it!r}", hint="write NAME=1,3,224,224")
+        if any(d < 0 for d in shapes[name]):
+            raise ShapeError(f"--input-shape {it!r}: a dim cannot be negative",
+                             hint="dims are sizes >= 0, e.g. NAME=1,3,224,224")
     return shapes
 
 
@@ -79,9 +89,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
                               hint=f"passes that ran: {', '.join(cm.graph.meta.get('passes', []))}")
         print(dumps[args.dump_ir])
     out = Path(args.output or f"build/{cm.mmap['c_prefix']}")
-    cm.save(out)
+    cm.save(out, force=args.force)
     print(f"compiled {args.model} for {cm.target.name} in {time.perf_counter() - t0:.2f} s -> {out}/")
-    print(f"  files:   {', '.join(cm.files)}")
+    print(f"  files:   {', '.join(cm.saved_files)}")
+    if "CMakeLists.txt" not in cm.saved_files:
+        print(f"  note:    {out / 'CMakeLists.txt'} is not onnxcc's and was left as is: "
+              f"include({cm.mmap['c_prefix']}.cmake) from it for the CMake target")
     print(f"  arena:   {cm.arena_size:,} bytes (lower bound {cm.mmap['arena']['lower_bound']:,}, "
           f"naive {cm.mmap['arena']['naive']:,})")
     print(f"  weights: {cm.weights_size:,} bytes")
@@ -102,7 +115,7 @@ def _main_job(args: argparse.Namespace) -> int:
     cm = cc(str(DEFAULT_MODEL), _target(args), input_shapes={"input": x.shape}, name=args.name or "digits")
     t_compile = time.perf_counter() - t0
     out = Path(args.output or "build/digits")
-    cm.save(out)
+    cm.save(out, force=args.force)
     t0 = time.perf_counter()
     probs = cm.run({"input": x})["probabilities"]
     t_run = time.perf_counter() - t0
@@ -129,7 +142,7 @@ def _main_job(args: argparse.Namespace) -> int:
     print(f"  arena:   {cm.arena_size:,} bytes (lower bound {cm.mmap['arena']['lower_bound']:,}, "
           f"naive sum of intermediates {cm.mmap['arena']['naive']:,})")
     print(f"  weights: {cm.weights_size:,} bytes")
-    code = sum((out / f).stat().st_size for f in cm.files if f.endswith((".c", ".h")))
+    code = sum((cm.lib_dir / f).stat().st_size for f in cm.files if f.endswith((".c", ".h")))
     print(f"  C source: {code:,} bytes in {len([f for f in cm.files if f.endswith(('.c', '.h'))])} files")
     mcu = cc(str(DEFAULT_MODEL), "cortex-m4", input_shapes={"input": (1, 1, 8, 8)}, name="digits")
     sizes = mcu.cross_sizes()
@@ -165,21 +178,78 @@ def _qemu_check(mcu, xs: np.ndarray, ref: np.ndarray) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    out = _output_npz(args.output) if args.output else None
+    feeds = load_inputs(args.inputs) if args.inputs else None
     cm = _compile(args, args.model)
-    feeds = dict(np.load(args.inputs)) if args.inputs else {}
-    if not args.inputs:
+    if feeds is None:
         from .zoo import zoo_input
 
         feeds = {v.name: zoo_input(v.shape).astype(v.dtype) for v in cm.graph.inputs}
         print("no --inputs given: feeding arange(n)/n to every input")
     outs = cm.run(feeds)
-    if args.output:
-        np.savez(args.output, **outs)
-        print(f"wrote {args.output}")
+    if out is not None:
+        try:
+            np.savez(out, **outs)
+        except OSError as e:
+            raise OutputError(f"cannot write -o {out}: {e.strerror}",
+                              hint="choose a writable .npz path with -o") from e
+        print(f"wrote {out}")
     for k, v in outs.items():
         print(f"{k}: {v.dtype}{list(v.shape)} min {v.min():.6g} max {v.max():.6g} "
               f"argmax {int(np.argmax(v.reshape(v.shape[0], -1)[0])) if v.size else '-'}")
     return 0
+
+
+def load_inputs(path: str | Path) -> dict[str, np.ndarray]:
+    """The arrays of the ``.npz`` file ``path`` (written by ``numpy.savez``), name -> array.
+
+    Raises InputError naming the file (and array) when it is missing, a folder, not an .npz
+    (a lone .npy array, text, a damaged zip), or holds Python objects (never unpickled).
+    """
+    p = Path(path)
+    hint = "write it with numpy.savez(path, input_name=array, ...)"
+    if not p.exists():
+        raise InputError(f"--inputs {p}: no such file", hint=hint)
+    if p.is_dir():
+        raise InputError(f"--inputs {p} is a folder, not an .npz file", hint=hint)
+    try:
+        f = open(p, "rb")
+    except OSError as e:
+        raise InputError(f"cannot read --inputs {p}: {e.strerror or e}", hint=hint) from None
+    with f:
+        try:
+            z = np.load(f, allow_pickle=False)
+        except Exception:   # ValueError, EOFError, zipfile.BadZipFile: not a readable .npz
+            raise InputError(f"--inputs {p} is not an .npz file (a zip of .npy arrays)",
+                             hint=hint) from None
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise InputError(f"--inputs {p} is a single .npy array, not an .npz of named inputs",
+                             hint=hint)
+        feeds = {}
+        with z:
+            for k in z.files:
+                try:
+                    feeds[k] = z[k]
+                except ValueError as e:
+                    raise InputError(f"--inputs {p}: array {k!r} cannot be read without unpickling "
+                                     f"Python objects ({e})", hint="save numeric arrays") from None
+                except Exception as e:   # a damaged member: zipfile.BadZipFile, zlib.error, ...
+                    raise InputError(f"--inputs {p}: array {k!r} cannot be read "
+                                     f"({type(e).__name__}: {e})", hint=hint) from None
+    return feeds
+
+
+def _output_npz(path: str) -> Path:
+    """The .npz file ``-o`` names (numpy adds the suffix), checked before any work is done.
+    Raises OutputError when its folder does not exist or it is a folder."""
+    out = Path(path if path.endswith(".npz") else path + ".npz")
+    if out.is_dir():
+        raise OutputError(f"-o {out} is a folder", hint="give the path of an .npz file to write")
+    if not out.parent.is_dir():
+        what = "is not a folder" if out.parent.exists() else "does not exist"
+        raise OutputError(f"-o {out}: {out.parent} {what}",
+                          hint="create the folder first, or choose another -o")
+    return out
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -241,7 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("compile", help="compile a model into a C library folder")
     _add_model_args(c, optional=True)
-    c.add_argument("-o", "--output", help="output folder (default build/<name>)")
+    c.add_argument("-o", "--output", help="output folder (default build/<name>); onnxcc writes only "
+                   "its own files there and never removes or overwrites yours")
+    c.add_argument("--force", action="store_true",
+                   help="overwrite files in -o that have a generated name but onnxcc did not write")
     c.add_argument("--dump-ir", metavar="PASS", help="print the IR after PASS")
     c.add_argument("--dump-dir", help="write the IR after every pass into this folder")
     c.set_defaults(fn=cmd_compile)
@@ -262,19 +335,53 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``onnxcc``: returns the exit status (0 ok, 2 user error, 1 failed check)."""
-    args = build_parser().parse_args(argv)
+    """Entry point of ``onnxcc``: returns the exit status (0 ok, 1 a failed check, 2 a user
+    error, 70 a bug in onnxcc, 130 interrupted, 141 stdout closed early)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:   # argparse printed the usage error (2), or --help / --version (0)
+        return e.code if isinstance(e.code, int) else 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(name)s: %(message)s")
     warnings.simplefilter("default")
     warnings.formatwarning = lambda msg, *a, **k: f"warning: {msg}\n"
     try:
-        return int(args.fn(args) or 0)
+        status = int(args.fn(args) or 0)
+        sys.stdout.flush()   # a closed pipe shows here, not in the interpreter's exit
+        return status
     except OnnxccError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return _error(str(e))
+    except BrokenPipeError:   # `onnxcc ops | head`: the reader left; stop quietly
+        _detach_stdout()
+        return 141
+    except OSError as e:      # a file or folder named on the command line
+        where = f"{e.filename}: " if e.filename else ""
+        return _error(f"{where}{e.strerror or e}", "check the path and its permissions")
+    except MemoryError:
+        return _error("out of memory", "use a smaller input (--input-shape) or model")
     except KeyboardInterrupt:
         return 130
+    except Exception as e:   # a bug: one line, the traceback with -v
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: internal error in onnxcc ({type(e).__name__}: {e})\n  hint: this is a bug; "
+              f"please report it with the model and the command (-v prints the traceback)",
+              file=sys.stderr)
+        return 70
+
+
+def _error(message: str, hint: str | None = None) -> int:
+    print(f"error: {message}" + (f"\n  hint: {hint}" if hint else ""), file=sys.stderr)
+    return 2
+
+
+def _detach_stdout() -> None:
+    """Point stdout at /dev/null so Python's final flush does not fail on the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

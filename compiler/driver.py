@@ -1,12 +1,13 @@
-"""The driver: ``compile()`` runs import -> target pipeline -> legality -> C codegen.
+"""The driver: ``compile()`` runs import -> target pipeline -> legality -> fit -> C codegen.
 
-Output is written to a temporary folder and moved into place only when complete, so a failed
-compile never leaves a half-written output folder.
+The library is generated into a private temporary folder; ``CompiledModel.save`` then writes it
+into the user's folder (see :mod:`onnxcc.outdir`), so a failed compile never touches that folder.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import shutil
 import tempfile
@@ -17,7 +18,7 @@ import numpy as np
 import onnx
 
 from . import __version__
-from .errors import MemoryBudgetError, OutputError
+from .errors import MemoryBudgetError
 from .frontend import import_onnx, load_model
 from .ir import Graph
 
@@ -34,12 +35,14 @@ class CompiledModel:
         self.graph, self.target, self.name = graph, target, name
         self.lib_dir, self.mmap, self.options = lib_dir, mmap, options
         self._exe: dict[tuple, Any] = {}
+        self.saved_files: list[str] = []   # what the last ``save`` wrote
 
     @property
     def files(self) -> list[str]:
-        """Names of the generated files."""
-        return sorted(p.name for p in self.lib_dir.iterdir() if p.is_file()
-                      and not p.name.endswith(("_main.c", "_run", "_run_asan", ".so")))
+        """Names of the generated files (the memory map's ``"files"``), sorted."""
+        from .outdir import generated_files
+
+        return generated_files(self.lib_dir, self.mmap)
 
     @property
     def arena_size(self) -> int:
@@ -78,39 +81,23 @@ class CompiledModel:
             self._exe[key] = SharedLibrary(build_shared(self.lib_dir, self.mmap, cc=cc), self.mmap)
         return self._exe[key].run(inputs)  # type: ignore[union-attr]
 
-    def save(self, out_dir: str | Path) -> Path:
-        """Copy the library into ``out_dir`` atomically (written beside it, then renamed).
+    def save(self, out_dir: str | Path, *, force: bool = False) -> Path:
+        """Write the library into the folder ``out_dir`` (created, with the umask, if missing).
 
-        Raises OutputError when the folder cannot be written.
+        Writes only the files onnxcc generates and never removes or overwrites a file it did not
+        write: a recompile of the same model replaces the files its memory map ``<m>.json``
+        lists, each atomically, and removes those no longer generated; other models' files and
+        the user's files stay. ``CMakeLists.txt`` (an index including every model's
+        ``<m>.cmake``) is written only when absent or onnxcc's. See :mod:`onnxcc.outdir`.
+        ``self.saved_files`` lists the files written. Returns the folder.
+
+        Raises OutputError, leaving the folder as it was, when a file of a generated name was
+        not written by onnxcc (``force=True`` overwrites it), or when the folder cannot be written.
         """
-        dest = Path(out_dir).resolve()
-        try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-        except OSError as e:
-            raise OutputError(f"cannot write the output folder {dest}: {e.strerror}",
-                              hint="choose a writable folder with -o") from e
-        try:
-            for name in self.files:
-                shutil.copy2(self.lib_dir / name, tmp / name)
-            if dest.exists():
-                if not dest.is_dir():
-                    raise OutputError(f"{dest} exists and is not a folder", hint="choose another -o")
-                old = dest.with_name(f".{dest.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                dest.rename(old)
-                tmp.rename(dest)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                tmp.rename(dest)
-        except OSError as e:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise OutputError(f"cannot write the output folder {dest}: {e}",
-                              hint="choose a writable folder with -o") from e
-        except Exception:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return dest
+        from .outdir import write_library
+
+        self.saved_files = write_library(self.lib_dir, self.mmap, out_dir, force=force)
+        return Path(out_dir).absolute()
 
     def cross_sizes(self) -> dict[str, int] | None:
         """For MCU targets: text/data/bss bytes of the library cross-compiled for the target
@@ -133,14 +120,43 @@ class CompiledModel:
 
 
 def check_memory_budget(g: Graph, tgt: Any) -> None:
-    """Raise MemoryBudgetError when the planned arena exceeds the target's SRAM or the weights its
-    flash (bytes); the message names the largest tensors and what to do."""
+    """Check that the planned graph ``g`` fits ``tgt`` before any file is written.
+
+    Sizes are in bytes. Raises MemoryBudgetError, naming the largest tensors and what to do, when
+    a tensor (input, output, intermediate or constant), the arena or the weights exceed the
+    largest object the target's pointer width can address (``tgt.max_object_bytes``, C's
+    PTRDIFF_MAX: 2**31 - 1 on a Cortex-M), when the arena, weights and graph inputs/outputs
+    together exceed its address space, when the arena exceeds its SRAM, or the weights its flash.
+    """
     from onnxcc.codegen.c.lower import is_splat
 
     plan = g.meta["memory_plan"]
-    weights = sum(v.dtype.itemsize if is_splat(v.const) else v.const.nbytes
-                  for v in {id(v): v for n in g.nodes for v in n.inputs
-                            if v is not None and v.const is not None}.values())
+    consts = {id(v): v for n in g.nodes for v in n.inputs if v is not None and v.const is not None}
+    weights = sum(v.dtype.itemsize if is_splat(v.const) else v.const.nbytes for v in consts.values())
+    bits = int(getattr(tgt, "pointer_bits", None) or 64)
+    limit = (1 << (bits - 1)) - 1
+    nbytes = {v.name: math.prod(v.shape) * v.dtype.itemsize for v in g.values()}
+    too_big = sorted(((b, n) for n, b in nbytes.items() if b > limit), reverse=True)
+    if too_big:
+        names = ", ".join(f"{n!r} ({b:,} B)" for b, n in too_big[:3])
+        raise MemoryBudgetError(
+            f"{len(too_big)} tensor(s) exceed the largest object a {bits}-bit {tgt.name} can "
+            f"address ({limit:,} bytes): {names}",
+            hint="use a smaller input (input_shapes / --input-shape), a smaller model, "
+            "or a target with a wider address space")
+    io = sum(nbytes[v.name] for v in {id(v): v for v in [*g.inputs, *g.outputs]}.values())
+    for what, size in (("arena", plan.arena_size + plan.alignment), ("weights", weights)):
+        if size > limit:
+            raise MemoryBudgetError(
+                f"the {what} needs {size:,} bytes, more than the largest object a {bits}-bit "
+                f"{tgt.name} can address ({limit:,} bytes)",
+                hint="use a smaller input (input_shapes / --input-shape), a smaller model, "
+                "or a target with a wider address space")
+    if plan.arena_size + weights + io > 1 << bits:
+        raise MemoryBudgetError(
+            f"the arena ({plan.arena_size:,} B), weights ({weights:,} B) and inputs/outputs "
+            f"({io:,} B) together exceed the {bits}-bit address space of {tgt.name}",
+            hint="use a smaller input (input_shapes / --input-shape) or a smaller model")
     if tgt.sram_bytes is not None and plan.arena_size > tgt.sram_bytes:
         big = sorted(((b.size, name) for name, b in plan.buffers.items() if b.space == "arena"),
                      reverse=True)[:3]
@@ -188,6 +204,8 @@ def compile(model: str | Path | onnx.ModelProto, target: Any = "host", *,
     """
     from onnxcc.codegen.c.emit import emit_c
     from onnxcc.passes import run_pipeline
+
+    from .outdir import finish_library
     from onnxcc.targets import get_target
 
     tgt = get_target(target)
@@ -211,6 +229,7 @@ def compile(model: str | Path | onnx.ModelProto, target: Any = "host", *,
                       sha256=model_sha256(proto), options=options,
                       source=Path(str(model)).name if not isinstance(model, onnx.ModelProto)
                       else f"<ModelProto {g.name}>")
+        mmap = finish_library(tmp, mmap)   # <m>.cmake, CMakeLists.txt, the "files" list
     except Exception:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

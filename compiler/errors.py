@@ -62,7 +62,12 @@ class MemoryBudgetError(OnnxccError):
 
 
 class OutputError(OnnxccError):
-    """The output folder cannot be written."""
+    """The output folder or file cannot be written, or holds files onnxcc did not write under a
+    name it would generate (``force=True`` / ``--force`` overwrites those)."""
+
+
+class InputError(OnnxccError):
+    """A file of inputs (``onnxcc run --inputs``) is missing, unreadable or not an .npz."""
 
 
 class BuildError(OnnxccError):

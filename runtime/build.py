@@ -180,19 +180,76 @@ def run_checked(cmd: Sequence[str], what: str, timeout: float = 1800) -> str:
 def check_feeds(mmap: dict, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
     """The model's inputs from ``feeds``, in order, as C-contiguous arrays of the model's dtypes.
 
-    Raises ShapeError naming a missing input or one whose shape differs from the model's.
+    Inputs are checked by name, shape and dtype against the model, as onnxruntime does, except
+    that a dtype conversion that loses nothing is made for the caller. The rule ("same kind with
+    a value check"): an integer or bool input accepts any bool/int/uint/float array whose every
+    value it holds exactly (``3.0`` feeds an int64 input; ``3.5``, NaN or ``300`` for uint8 do
+    not); a float input accepts bool and integer arrays whose values it holds exactly (``2**24 + 1``
+    does not fit float32's 24-bit significand), and a float array of another width, rounded to the
+    input's precision when no finite value overflows. Strings, objects and complex numbers are
+    never converted.
+
+    Raises ShapeError naming a missing input, a name the model has no input for, an input whose
+    shape differs from the model's, or one whose dtype cannot be converted without loss.
     """
+    names = [t["name"] for t in mmap["inputs"]]
+    extra = [k for k in feeds if k not in names]
+    if extra:
+        raise ShapeError(f"the model has no input named {', '.join(repr(k) for k in extra)}; "
+                         f"its inputs are {names}",
+                         hint="feed exactly the model's inputs (onnxruntime refuses others too)")
     arrays = []
     for t in mmap["inputs"]:
         if t["name"] not in feeds:
-            raise ShapeError(f"missing input {t['name']!r}",
-                             hint=f"feed all of {[i['name'] for i in mmap['inputs']]}")
+            raise ShapeError(f"missing input {t['name']!r}", hint=f"feed all of {names}")
         a = np.asarray(feeds[t["name"]])
+        want = np.dtype(t["dtype"])
         if tuple(a.shape) != tuple(t["shape"]):
             raise ShapeError(f"input {t['name']!r} has shape {a.shape}, the model wants "
                              f"{tuple(t['shape'])}", hint="compile with input_shapes for another shape")
-        arrays.append(np.ascontiguousarray(a.astype(t["dtype"], copy=False)))
+        if a.dtype != want:
+            if a.dtype.kind not in "biuf":
+                kind = _KINDS.get(a.dtype.kind, "not numbers")
+                raise ShapeError(f"input {t['name']!r} is an array of {a.dtype} ({kind}); "
+                                 f"the model wants {want}", hint=f"feed a numeric array of {want}")
+            if not _lossless(a, want):
+                raise ShapeError(f"input {t['name']!r} is {a.dtype} with values {want} cannot "
+                                 f"hold exactly; the model wants {want}",
+                                 hint=f"convert it yourself (a.astype(np.{want})) if the loss "
+                                 "is intended")
+            with np.errstate(all="ignore"):
+                a = a.astype(want)
+        arrays.append(np.ascontiguousarray(a))
     return arrays
+
+
+_KINDS = {"U": "strings", "S": "byte strings", "O": "Python objects", "c": "complex numbers",
+          "M": "dates", "m": "time deltas", "V": "raw records"}
+
+
+def _lossless(a: np.ndarray, want: np.dtype) -> bool:
+    """Whether every value of the bool/int/uint/float array ``a`` converts to ``want`` exactly
+    (for a float to a float of another width: whether no finite value overflows)."""
+    if a.size == 0 or np.can_cast(a.dtype, want, "safe") and not (a.dtype.kind in "iu" and want.kind == "f"):
+        return True
+    if want.kind == "b":
+        return bool(np.isin(a, (0, 1)).all())
+    if want.kind in "iu":
+        info = np.iinfo(want)
+        if a.dtype.kind == "f":
+            if not np.isfinite(a).all() or (a != np.trunc(a)).any():
+                return False
+            return float(a.min()) >= info.min and float(a.max()) < float(info.max) + 1
+        return int(a.min()) >= info.min and int(a.max()) <= info.max
+    with np.errstate(all="ignore"):
+        b = a.astype(want)
+    if a.dtype.kind == "f":
+        return bool((np.isfinite(b) == np.isfinite(a)).all())
+    if a.dtype.kind == "b":
+        return True
+    exact = 2 ** (np.finfo(want).nmant + 1)   # every integer up to this is a float of ``want``
+    big = (a < -exact) | (a > exact)
+    return all(np.isfinite(y) and int(x) == int(y) for x, y in zip(a[big].tolist(), b[big].tolist()))
 
 
 def run_executable(exe: Path, mmap: dict, feeds: Mapping[str, np.ndarray], repeat: int = 1,

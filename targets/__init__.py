@@ -29,7 +29,8 @@ def get_target(name: str | Target) -> Target:
 
 
 _FIELDS = {"name": str, "family": str, "triple": str, "cpu": str, "c_flags": list, "cc": str,
-           "sram_bytes": int, "flash_bytes": int, "clock_hz": int, "weights_in_c": bool}
+           "sram_bytes": int, "flash_bytes": int, "clock_hz": int, "weights_in_c": bool,
+           "pointer_bits": int}
 
 
 def load_target_file(path: str | Path) -> Target:
@@ -40,6 +41,7 @@ def load_target_file(path: str | Path) -> Target:
         sram_bytes = 131072         # bytes
         flash_bytes = 524288        # bytes
         clock_hz = 100000000
+        pointer_bits = 32           # optional: 32 for family "mcu", 64 for "cpu" by default
 
     Keys are the :class:`Target` fields (``c_flags`` a list of strings). Raises
     :class:`OnnxccError` naming the file and key for unreadable TOML, unknown keys, wrong types
@@ -60,9 +62,13 @@ def load_target_file(path: str | Path) -> Target:
             raise OnnxccError(f"{path}: {key} must be a {want.__name__}, got {value!r}")
         if want is int and value <= 0:
             raise OnnxccError(f"{path}: {key} must be positive, got {value}")
+        if key == "pointer_bits" and value not in (16, 32, 64):
+            raise OnnxccError(f"{path}: pointer_bits must be 16, 32 or 64, got {value}")
     if "c_flags" in data:
         data["c_flags"] = tuple(str(f) for f in data["c_flags"])
     fields = dict(base.__dict__) if base is not None else {}
+    if base is not None and "family" in data and "pointer_bits" not in data:
+        fields.pop("pointer_bits")   # the new family's default
     fields.update(data)
     missing = [k for k in ("name", "family", "triple", "cpu") if k not in fields]
     if missing:

@@ -22,6 +22,10 @@ class Target:
         sram_bytes, flash_bytes: memory budget in bytes (None: no fixed limit, e.g. the host).
         clock_hz: core clock in Hz (None: unknown).
         weights_in_c: emit weights as C arrays (flash) rather than a binary blob.
+        pointer_bits: width of a pointer and of ``size_t`` on the target, in bits (32 for a
+            Cortex-M, 64 for a 64-bit host; None: 32 for the ``mcu`` family, 64 otherwise). No
+            tensor, arena or weight blob may exceed the largest object such a target can address
+            (``2**(pointer_bits - 1) - 1`` bytes, C's PTRDIFF_MAX).
     """
 
     name: str
@@ -34,6 +38,16 @@ class Target:
     flash_bytes: int | None = None
     clock_hz: int | None = None
     weights_in_c: bool = False
+    pointer_bits: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.pointer_bits is None:
+            object.__setattr__(self, "pointer_bits", 32 if self.family == "mcu" else 64)
+
+    @property
+    def max_object_bytes(self) -> int:
+        """The largest object, in bytes, the target's C can address (PTRDIFF_MAX)."""
+        return (1 << (int(self.pointer_bits or 64) - 1)) - 1
 
     @property
     def pipeline(self) -> list[GraphPass]:
@@ -42,7 +56,7 @@ class Target:
 
     def describe(self) -> str:
         """One line for ``onnxcc targets``."""
-        parts = [self.triple, self.cpu]
+        parts = [self.triple, self.cpu, f"{self.pointer_bits}-bit"]
         if self.sram_bytes is not None:
             parts.append(f"{self.sram_bytes // 1024} KiB SRAM")
         if self.flash_bytes is not None:

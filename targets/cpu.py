@@ -6,6 +6,7 @@ The pipeline is the ordered list of passes every CPU target runs.
 from __future__ import annotations
 
 import platform
+import struct
 
 from onnxcc.passes.canonicalize import canonicalize
 from onnxcc.passes.fold_batchnorm import fold_batchnorm
@@ -39,6 +40,7 @@ HOST = Target(
     c_flags=(),
     cc="cc",
     weights_in_c=False,
+    pointer_bits=8 * struct.calcsize("P"),   # the machine onnxcc runs on
 )
 
 TARGETS = [HOST]

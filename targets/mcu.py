@@ -35,6 +35,7 @@ CORTEX_M4 = Target(  # an STM32F4-class part (STM32F407: 192 KiB SRAM, 1 MiB fla
     flash_bytes=1024 * 1024,
     clock_hz=168_000_000,
     weights_in_c=True,
+    pointer_bits=32,
 )
 
 TARGETS = [CORTEX_M4]
