@@ -3,8 +3,9 @@
 Files: ``<m>.h``, ``<m>.c``, ``<m>_weights.c`` (typed const arrays, or an ``.incbin`` of
 ``<m>_weights.bin`` for hosts), ``onnxcc_rt.h``, ``<m>.json`` (memory map), ``CMakeLists.txt``
 and ``<m>.mk``. Output is byte-deterministic for the same graph and options. Every name taken from
-the model reaches the C text only as a sanitized identifier, an escaped string literal or a
-sanitized comment.
+the model reaches the C text only as an identifier made by :class:`onnxcc.codegen.names.Namer`
+(which keeps user-derived names and onnxcc's own symbols in disjoint spaces), an escaped string
+literal or a sanitized comment; templates print only identifiers computed here.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from typing import Any
 import jinja2
 import numpy as np
 
+from onnxcc.codegen.names import Namer, stable_hash
 from onnxcc.errors import UnsupportedOpError
-from onnxcc.frontend import c_identifier
 from onnxcc.ir import Graph, Value
 
 from .lower import (CTYPES, KernelDesc, LowerCtx, c_literal, ctype, is_splat, registry,
@@ -30,11 +31,6 @@ DTYPE_ENUM = {"float32": "ONNXCC_FLOAT32", "uint8": "ONNXCC_UINT8", "int8": "ONN
               "uint16": "ONNXCC_UINT16", "int16": "ONNXCC_INT16", "int32": "ONNXCC_INT32",
               "int64": "ONNXCC_INT64", "bool": "ONNXCC_BOOL", "float64": "ONNXCC_FLOAT64",
               "uint32": "ONNXCC_UINT32", "uint64": "ONNXCC_UINT64"}
-C_KEYWORDS = {"auto", "break", "case", "char", "const", "continue", "default", "do", "double",
-              "else", "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long",
-              "register", "restrict", "return", "short", "signed", "sizeof", "static", "struct",
-              "switch", "typedef", "union", "unsigned", "void", "volatile", "while", "_Bool",
-              "_Complex", "_Imaginary", "main", "arena", "arena_size", "a"}
 BLOB_ALIGN = 64
 
 
@@ -46,11 +42,21 @@ def comment_text(text: str, limit: int = 80) -> str:
     return s if len(s) <= limit else s[: limit - 3] + "..."
 
 
-def c_string(text: str) -> str:
+#: longest string literal written: C99 5.2.4.1 guarantees 4095 characters
+STRING_LIMIT = 4000
+
+
+def c_string(text: str, limit: int = STRING_LIMIT) -> str:
     """``text`` as a C string literal: UTF-8 bytes, anything but plain ASCII as octal escapes
-    (quotes, backslashes, ``?`` against trigraphs, newlines and non-ASCII included)."""
+    (quotes, backslashes, ``?`` against trigraphs, newlines and non-ASCII included). A text of
+    more than ``limit`` bytes is cut to its head and ``...#`` plus a stable hash of the whole (so
+    two long names stay distinct); the memory map keeps the full name."""
+    data = text.encode("utf-8")
+    if len(data) > limit:
+        data = data[:limit - 12].decode("utf-8", "ignore").encode("utf-8") + \
+            f"...#{stable_hash(text)}".encode()
     out = []
-    for b in text.encode("utf-8"):
+    for b in data:
         ch = chr(b)
         out.append(ch if (ch.isalnum() and b < 128) or ch in " _-.:/,;()[]+=<>#%&|~^!@{}'" else f"\\{b:03o}")
     return '"' + "".join(out) + '"'
@@ -105,8 +111,16 @@ def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: s
     """
     check_legal(g)
     plan = g.meta["memory_plan"]
-    m = c_identifier(name, "model").lower()
-    M = m.upper()
+    names = Namer(name)
+    m, M = names.prefix, names.macro_prefix
+    # Every identifier and macro the templates print (locals such as ``a`` excepted).
+    sym = {k: names.own(k, external=True)
+           for k in ("run", "run_static", "inputs", "outputs", "weights_blob")}
+    sym.update({k: names.own(k) for k in ("status", "static_arena", "no_weights")})
+    mac = {k: names.macro(k) for k in (
+        "H", "ONNXCC_VERSION", "MODEL_SHA256", "ARENA_SIZE", "ARENA_ALIGN", "WEIGHTS_SIZE",
+        "WEIGHTS_ATTR", "ARENA_ATTR", "NUM_INPUTS", "NUM_OUTPUTS", "OK", "NULL_ARG",
+        "ARENA_TOO_SMALL", "ARENA_MISALIGNED", "STATIC_ARENA", "DIR", "SRCS", "CFLAGS", "LDLIBS")}
     reg = registry()
     j = env()
 
@@ -122,24 +136,20 @@ def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: s
         ct = ctype(v.dtype)
         if v.const.size <= 1 or is_splat(v.const):
             lit = c_literal(v.const.reshape(-1)[0].item(), ct) if v.const.size else c_literal(0, ct)
-            splats[id(v)] = {"symbol": f"{m}_s{len(splats)}", "ctype": ct, "count": v.const.size,
-                             "literal": lit}
+            splats[id(v)] = {"symbol": names.own(f"s{len(splats)}"), "ctype": ct,
+                             "count": v.const.size, "literal": lit}
         else:
-            weights[id(v)] = _Weight(v, f"{m}_w{len(weights)}", ct, v.const.size, blob["off"])
+            sym_w = names.own(f"w{len(weights)}", external=True)
+            weights[id(v)] = _Weight(v, sym_w, ct, v.const.size, blob["off"])
             blob["off"] += (v.const.nbytes + BLOB_ALIGN - 1) // BLOB_ALIGN * BLOB_ALIGN
 
-    # -- public tensors --------------------------------------------------------------------
-    used_params: set[str] = set()
-
+    # -- public tensors: parameters in the user space (``in_<name>``, see Namer.user) -------
     def tensor_info(v: Value, kind: str, k: int) -> dict[str, Any]:
-        base = c_identifier(v.name, "t").lower()
-        param = f"{'in' if kind == 'input' else 'out'}_{base}"[:60]
-        while param in used_params or param in C_KEYWORDS:
-            param += "_"
-        used_params.add(param)
+        param = names.user(v.name, "in" if kind == "input" else "out")
         rank = len(v.shape)
         layout = {4: "NCHW", 3: "NCW", 2: "NC", 5: "NCDHW"}.get(rank, "")
-        return {"kind": kind, "index": k, "macro": f"{M}_{kind.upper()}_{k}",
+        return {"kind": kind, "index": k, "macro": names.macro(kind, k),
+                "shape_sym": names.own(kind, k, "shape"),
                 "c_name": c_string(v.name), "comment": comment_text(f"{v.name}: {v.type}"),
                 "dtype_enum": DTYPE_ENUM[v.dtype.name], "rank": rank,
                 "shape_list": ", ".join(str(d) for d in v.shape), "size": v.type.size,
@@ -160,7 +170,7 @@ def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: s
             w = weights[id(v)]
             if weights_in_c:
                 return w.symbol
-            return f"(const {ct} *)(const void *)({m}_weights_blob + {w.offset})"
+            return f"(const {ct} *)(const void *)({sym['weights_blob']} + {w.offset})"
         b = plan.buffers[v.name]
         item = v.dtype.itemsize
         if b.space == "arena":
@@ -182,7 +192,7 @@ def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: s
         if desc is None:
             calls.append(f"/* {comment_text(n.name)} ({n.op}): aliased by the memory plan, no code */")
             continue
-        fn = f"{m}_k{idx}_{c_identifier(n.op.split('.')[-1], 'op').lower()}"
+        fn = names.own(f"k{idx}", n.op.split(".")[-1])
         params, args = [], []
         # Outputs of a kernel that is not in place never overlap its inputs (the planner's
         # rule), so the pointers are restrict and the compiler may vectorize freely.
@@ -230,13 +240,14 @@ def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: s
                       "comment": comment_text(f"{w.value.name}: {w.value.type}"),
                       "body": _format_array(w.value.const, w.ctype) if weights_in_c else ""})
     if not weights_in_c and weights:
-        wlist[0]["decl"] = f"extern const unsigned char {m}_weights_blob[];"
+        wlist[0]["decl"] = f"extern const unsigned char {sym['weights_blob']}[];"
         for w in wlist[1:]:
             w["decl"] = ""
         wlist = [w for w in wlist if w["decl"]] + [w for w in wlist if not w["decl"]]
     decls = [w for w in wlist if w["decl"]]
 
-    ctx_vars = dict(m=m, M=M, version=version, sha256=sha256, source_comment=comment_text(source),
+    ctx_vars = dict(m=m, M=M, sym=sym, mac=mac, version=version, sha256=sha256,
+                    source_comment=comment_text(source),
                     options_comment=comment_text(json.dumps(options, sort_keys=True), 400),
                     arena_size=plan.arena_size, arena_align=max(plan.alignment, 8),
                     weights_size=weights_size, inputs=ins, outputs=outs, nodes=kernels,
@@ -261,7 +272,9 @@ def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: s
             f.truncate(blob_off)
 
     mmap = {
-        "model": name, "c_prefix": m, "onnxcc_version": version, "model_sha256": sha256,
+        "model": name, "c_prefix": m,
+        **({"c_prefix_renamed": names.renamed} if names.renamed else {}),
+        "onnxcc_version": version, "model_sha256": sha256,
         "options": options, "passes": list(g.meta.get("passes", [])),
         "arena": {"size": plan.arena_size, "alignment": plan.alignment,
                   "lower_bound": plan.lower_bound, "naive": plan.naive},

@@ -23,7 +23,7 @@ def _evil_model(rng):
 
 def test_library_files_and_header_api(rng):
     cm = onnxcc.compile(_evil_model(rng), "host", name="net")
-    assert cm.files == ["CMakeLists.txt", "net.c", "net.h", "net.json", "net.mk", "net_weights.bin", "net_weights.c",
+    assert cm.files == ["CMakeLists.txt", "net.c", "net.cmake", "net.h", "net.json", "net.mk", "net_weights.bin", "net_weights.c",
                         "onnxcc_rt.h"]
     h = (cm.lib_dir / "net.h").read_text()
     for macro in ("NET_ARENA_SIZE", "NET_ARENA_ALIGN", "NET_WEIGHTS_SIZE", "NET_ONNXCC_VERSION",
@@ -93,7 +93,7 @@ def test_status_codes(tmp_path):
     assert cm.arena_size > 0
     (cm.lib_dir / "status_main.c").write_text(STATUS_C.format(m="st", M="ST", n=cm.arena_size))
     exe = tmp_path / "status"
-    subprocess.run(["cc", *WARN_FLAGS, f"-I{cm.lib_dir}", str(cm.lib_dir / "st.c"),
+    subprocess.run(["cc", *WARN_FLAGS, "-DST_STATIC_ARENA", f"-I{cm.lib_dir}", str(cm.lib_dir / "st.c"),
                     str(cm.lib_dir / "st_weights.c"), str(cm.lib_dir / "status_main.c"), "-o", str(exe),
                     "-lm"], check=True)
     out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()

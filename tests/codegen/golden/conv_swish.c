@@ -89,11 +89,22 @@ conv_swish_status conv_swish_run(void *arena, size_t arena_size, const float *in
     return CONV_SWISH_OK;
 }
 
-#ifndef CONV_SWISH_NO_STATIC_ARENA
-static CONV_SWISH_ARENA_ATTR union { unsigned char bytes[1]; double align_; } conv_swish_static_arena_;
+#ifdef CONV_SWISH_STATIC_ARENA
+/* The static arena, aligned to CONV_SWISH_ARENA_ALIGN: with C11's _Alignas, else GCC/clang's aligned
+ * attribute, else (any other C99 compiler) CONV_SWISH_ARENA_ALIGN - 1 spare bytes and a pointer
+ * rounded up at run time. */
+#if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
+static CONV_SWISH_ARENA_ATTR _Alignas(16) unsigned char conv_swish_static_arena[1];
+#elif defined(__GNUC__) || defined(__clang__)
+static CONV_SWISH_ARENA_ATTR unsigned char conv_swish_static_arena[1] __attribute__((aligned(16)));
+#else
+static CONV_SWISH_ARENA_ATTR unsigned char conv_swish_static_arena[1 + 16 - 1];
+#endif
 
 conv_swish_status conv_swish_run_static(const float *in_x, float *out_y)
 {
-    return conv_swish_run(conv_swish_static_arena_.bytes, sizeof conv_swish_static_arena_.bytes, in_x, out_y);
+    unsigned char *a = conv_swish_static_arena;
+    a += (16u - (uintptr_t)(void *)a % 16u) % 16u; /* 0 unless the last branch above */
+    return conv_swish_run(a, CONV_SWISH_ARENA_SIZE, in_x, out_y);
 }
 #endif

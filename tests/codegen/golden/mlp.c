@@ -61,11 +61,22 @@ mlp_status mlp_run(void *arena, size_t arena_size, const float *in_x, float *out
     return MLP_OK;
 }
 
-#ifndef MLP_NO_STATIC_ARENA
-static MLP_ARENA_ATTR union { unsigned char bytes[1]; double align_; } mlp_static_arena_;
+#ifdef MLP_STATIC_ARENA
+/* The static arena, aligned to MLP_ARENA_ALIGN: with C11's _Alignas, else GCC/clang's aligned
+ * attribute, else (any other C99 compiler) MLP_ARENA_ALIGN - 1 spare bytes and a pointer
+ * rounded up at run time. */
+#if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
+static MLP_ARENA_ATTR _Alignas(16) unsigned char mlp_static_arena[1];
+#elif defined(__GNUC__) || defined(__clang__)
+static MLP_ARENA_ATTR unsigned char mlp_static_arena[1] __attribute__((aligned(16)));
+#else
+static MLP_ARENA_ATTR unsigned char mlp_static_arena[1 + 16 - 1];
+#endif
 
 mlp_status mlp_run_static(const float *in_x, float *out_y)
 {
-    return mlp_run(mlp_static_arena_.bytes, sizeof mlp_static_arena_.bytes, in_x, out_y);
+    unsigned char *a = mlp_static_arena;
+    a += (16u - (uintptr_t)(void *)a % 16u) % 16u; /* 0 unless the last branch above */
+    return mlp_run(a, MLP_ARENA_SIZE, in_x, out_y);
 }
 #endif
