@@ -14,8 +14,8 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-import re
 import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -146,6 +146,72 @@ def _attr_value(a: onnx.AttributeProto) -> Any:
     return v
 
 
+def _not_utf8(graph: onnx.GraphProto) -> bytes | None:
+    """The first name of ``graph`` that is not valid UTF-8 (protobuf then hands out bytes)."""
+    texts: list[str | bytes] = [graph.name]
+    for n in graph.node:
+        texts += [n.name, n.op_type, n.domain, *n.input, *n.output, *(a.name for a in n.attribute)]
+    texts += [v.name for v in (*graph.input, *graph.output, *graph.value_info, *graph.initializer)]
+    return next((t for t in texts if isinstance(t, bytes)), None)
+
+
+@functools.lru_cache(maxsize=None)
+def _spec_attr_type(op: str, version: int, name: str) -> int | None:
+    """The AttributeProto type the ONNX spec gives attribute ``name`` of ``op`` at opset
+    ``version`` (None when onnx has no schema for it, e.g. onnxcc's own ops)."""
+    try:
+        a = onnx.defs.get_schema(op, version, "").attributes.get(name)
+    except Exception:   # onnx.defs.SchemaError: no such op at this version
+        return None
+    return None if a is None else int(a.type.value)
+
+
+def _elem_type_name(elem_type: int) -> str:
+    """``float``, ``int64``... for an ONNX element type (its number when onnx has no name)."""
+    kinds = onnx.TensorProto.DataType
+    return kinds.Name(elem_type).lower() if elem_type in kinds.values() else str(elem_type)
+
+
+def _tensor_type_name(dtype: np.dtype) -> str:
+    """The ONNX name (``float``, ``bool``...) of a numpy dtype."""
+    return _elem_type_name(onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype)))
+
+
+@functools.lru_cache(maxsize=None)
+def _spec_inputs(op: str, version: int) -> tuple[list[tuple[str, bool]], dict[str, set[str]]] | None:
+    """(formal inputs as (type variable, variadic), type variable -> allowed ``tensor(T)``) of
+    ``op`` at opset ``version``; None when onnx has no schema for it."""
+    try:
+        schema = onnx.defs.get_schema(op, version, "")
+    except Exception:   # onnx.defs.SchemaError: no such op at this version
+        return None
+    variadic = onnx.defs.OpSchema.FormalParameterOption.Variadic
+    formals = [(f.type_str, f.option == variadic) for f in schema.inputs]
+    return formals, {c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints}
+
+
+def _spec_type_error(op: str, version: int, ins: Sequence[Value | None]) -> str | None:
+    """Why the input dtypes break the ONNX schema's type constraints of ``op`` (an input type
+    not allowed, or one type variable bound to two types), or None when they do not."""
+    spec = _spec_inputs(op, version)
+    if spec is None or not spec[0]:
+        return None
+    formals, allowed = spec
+    bound: dict[str, str] = {}
+    for j, v in enumerate(ins):
+        if v is None:
+            continue
+        if j >= len(formals) and not formals[-1][1]:
+            break
+        tvar = formals[min(j, len(formals) - 1)][0]
+        t = f"tensor({_tensor_type_name(v.dtype)})"
+        if tvar in allowed and t not in allowed[tvar]:
+            return f"input {j} ({v.name!r}) is a {t}, which {op}-{version} does not accept"
+        if tvar in allowed and bound.setdefault(tvar, t) != t:
+            return f"input {j} ({v.name!r}) is a {t} but an earlier input of type {tvar} is a {bound[tvar]}"
+    return None
+
+
 def _opset(proto: onnx.ModelProto) -> int:
     version = None
     for imp in proto.opset_import:
@@ -249,6 +315,10 @@ def import_onnx(model: str | Path | onnx.ModelProto,
     check_ssa(graph)
     input_shapes = dict(input_shapes or {})
     registry = all_ops()
+    bad_text = _not_utf8(graph)
+    if bad_text is not None:
+        raise ModelLoadError(f"the name {bad_text!r} is not valid UTF-8",
+                             hint="the file is corrupt, or was not written by an ONNX exporter")
 
     # Every unsupported node at once, before any work.
     problems = []
@@ -314,6 +384,13 @@ def import_onnx(model: str | Path | onnx.ModelProto,
             if a.name not in opdef.attrs:
                 raise AttributeValueError(f"unknown attribute {a.name!r}", node=nname, op=np_.op_type,
                                           hint=f"known attributes: {sorted(opdef.attrs)}")
+            want = _spec_attr_type(np_.op_type, version, a.name)
+            if want is not None and a.type != want:   # a mistyped value would reach check()/infer()
+                kinds = onnx.AttributeProto.AttributeType
+                got = kinds.Name(a.type) if a.type in kinds.values() else str(a.type)
+                raise AttributeValueError(
+                    f"attribute {a.name!r} is {got}, the ONNX spec wants {kinds.Name(want)}",
+                    node=nname, op=np_.op_type, hint="the model is malformed; re-export it")
             attrs[a.name] = _attr_value(a)
         for key, default in opdef.attrs.items():
             if key not in attrs:
@@ -330,6 +407,16 @@ def import_onnx(model: str | Path | onnx.ModelProto,
         if n_in < opdef.min_inputs or (opdef.max_inputs >= 0 and n_in > opdef.max_inputs):
             raise AttributeValueError(f"takes {opdef.min_inputs}..{opdef.max_inputs} inputs, got {n_in}",
                                       node=nname, op=np_.op_type, hint="the model is malformed")
+        # An empty name marks an omitted optional input; required ones (and a variadic op's) can't be.
+        blank = [j for j, i in enumerate(np_.input)
+                 if i == "" and (j < opdef.min_inputs or opdef.max_inputs < 0)]
+        if blank:
+            raise AttributeValueError(f"required input {blank[0]} is empty", node=nname,
+                                      op=np_.op_type, hint="the model is malformed")
+        bad_type = _spec_type_error(np_.op_type, version, ins)
+        if bad_type:   # e.g. Cosh of int32: onnx's checker and onnxruntime refuse it too
+            raise ModelLoadError(bad_type, node=nname, op=np_.op_type,
+                                 hint="the model is malformed; re-export it")
         opdef.check(node)
         try:
             types = infer_node(node)
@@ -348,10 +435,17 @@ def import_onnx(model: str | Path | onnx.ModelProto,
             g.nodes.append(node)
 
     outputs = []
+    if not graph.output:
+        raise ModelLoadError("the graph has no outputs", hint="the model is malformed")
     for vi in graph.output:
         if vi.name not in values:
             raise ModelLoadError(f"graph output {vi.name!r} is never produced",
                                  hint="the model is malformed")
+        declared = vi.type.tensor_type.elem_type if vi.type.HasField("tensor_type") else 0
+        got = _tensor_type_name(values[vi.name].dtype)
+        if declared and _elem_type_name(declared) != got:   # 0: the model leaves it open
+            raise ShapeError(f"graph output {vi.name!r} is declared {_elem_type_name(declared)} "
+                             f"but computes {got}", hint="the model is malformed; re-export it")
         outputs.append(values[vi.name])
     g.outputs = outputs
     g.remove_dead()
@@ -407,13 +501,11 @@ def _try_fold(node: Node) -> bool:
     return True
 
 
-_IDENT = re.compile(r"[^0-9A-Za-z_]")
-
-
 def c_identifier(text: str, prefix: str = "t") -> str:
-    """A C identifier made from untrusted ``text``: ASCII alnum and underscore only, never
-    starting with a digit (a stable prefix is added). Uniqueness is the caller's job."""
-    s = _IDENT.sub("_", text.encode("ascii", "replace").decode()).strip("_") or prefix
-    if s[0].isdigit():
-        s = f"{prefix}_{s}"
-    return s
+    """An identifier fragment made from untrusted ``text``: :func:`onnxcc.codegen.names.sanitize`
+    (ASCII letters, digits and single inner underscores, never starting with a digit). Code
+    generators name things through :class:`onnxcc.codegen.names.Namer`, which also keeps names
+    unique, disjoint from onnxcc's own symbols, and clear of keywords and libc names."""
+    from onnxcc.codegen.names import sanitize
+
+    return sanitize(text, prefix)

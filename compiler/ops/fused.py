@@ -140,4 +140,4 @@ class FusedElementwise(OpDef):
         xs = [np.asarray(x) for x in inputs]
         shape = np.broadcast_shapes(*(x.shape for x in xs))
         y = run_body(node, attr(node, "body"), xs)
-        return [np.ascontiguousarray(np.broadcast_to(y, shape))]
+        return [np.array(np.broadcast_to(y, shape), order="C")]  # ascontiguousarray makes 0-d 1-d

@@ -1,0 +1,109 @@
+"""Regressions found by the fuzzers (``benchmarks/fuzz.py``), each minimized to a few nodes.
+
+Each was an uncaught exception or a wrong answer; each is now a clean OnnxccError or the right
+result.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+import onnxcc
+from builders import make_model, ort_run
+from onnxcc.errors import AttributeValueError, ModelLoadError
+from onnxcc.interpreter import interpret
+
+
+def f32(v) -> np.ndarray:
+    return np.array(v, np.float32)
+
+
+def test_attribute_of_the_wrong_type_is_an_attribute_error():
+    """LRN size given as a STRING reached check() and raised TypeError ('<' str and int)."""
+    model = make_model([("LRN", ["x"], ["y"], {"size": "wrap"})], {"x": (1, 2, 3, 3)},
+                       {"y": (1, 2, 3, 3)})
+    with pytest.raises(AttributeValueError, match="'size' is STRING, the ONNX spec wants INT"):
+        onnxcc.compile(model, target="host")
+
+
+def test_fused_elementwise_keeps_a_scalar_output_rank_0():
+    """Floor -> Clip on a rank-0 input: the reference of the fused node returned shape (1,)
+    (np.ascontiguousarray makes 0-d arrays 1-d); onnxruntime and the C give ()."""
+    model = make_model([("Floor", ["x"], ["t"]), ("Clip", ["t", "lo", "hi"], ["y"])], {"x": ()},
+                       {"y": ()}, {"lo": f32(-1), "hi": f32(0.5)})
+    x = f32(-2.5)
+    cm = onnxcc.compile(model, target="host")
+    assert [n.op for n in cm.graph.nodes] == ["onnxcc.FusedElementwise"]
+    got = interpret(cm.graph, {"x": x})["y"]
+    want = ort_run(model, {"x": x})["y"]
+    assert got.shape == want.shape == ()
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("op,attrs", [("ArgMax", {"keepdims": 2}),
+                                      ("ArgMin", {"keepdims": -2147483648}),
+                                      ("ArgMax", {"select_last_index": 5}),
+                                      ("ReduceMean", {"noop_with_empty_axes": -7})])
+def test_boolean_attributes_outside_0_1_are_refused(op, attrs):
+    """keepdims=2 kept the axis in onnxcc and dropped it in onnxruntime (which keeps only for 1):
+    a value the spec does not define is an error, not a guess."""
+    out = (2, 3) if op == "ReduceMean" else None
+    model = make_model([(op, ["x"], ["y"], attrs)], {"x": (2, 3)}, {"y": out})
+    with pytest.raises(AttributeValueError, match="must be 0 or 1"):
+        onnxcc.compile(model, target="host")
+
+
+def test_an_empty_required_input_is_an_error():
+    """Conv(x, "", b): the empty weight reached check() as None (AttributeError)."""
+    model = make_model([("Conv", ["x", "", "b"], ["y"])], {"x": (1, 1, 3, 3)}, {"y": None},
+                       {"b": f32([0.5])})
+    with pytest.raises(AttributeValueError, match="required input 1 is empty"):
+        onnxcc.compile(model, target="host")
+    model = make_model([("MatMul", ["", "x"], ["y"])], {"x": (2, 2)}, {"y": None})
+    with pytest.raises(AttributeValueError, match="required input 0 is empty"):
+        onnxcc.compile(model, target="host")
+
+
+def test_an_empty_input_of_a_variadic_op_is_an_error():
+    """Min(x, ""): every input of a variadic op is required (onnxruntime 1.31 segfaults on it)."""
+    model = make_model([("Min", ["x", ""], ["y"])], {"x": (2, 3)}, {"y": (2, 3)})
+    with pytest.raises(AttributeValueError, match="required input 1 is empty"):
+        onnxcc.compile(model, target="host")
+
+
+def test_a_name_that_is_not_utf8_is_a_load_error(tmp_path):
+    """A corrupt byte in a node name: protobuf hands out bytes, which reached the memory map's
+    JSON (TypeError: bytes is not JSON serializable)."""
+    model = make_model([("Relu", ["x"], ["y"])], {"x": (2,)}, {"y": (2,)})
+    model.graph.node[0].name = "nZZ"
+    data = model.SerializeToString().replace(b"nZZ", b"n\xff1")
+    path = tmp_path / "m.onnx"
+    path.write_bytes(data)
+    assert isinstance(onnx.load(str(path)).graph.node[0].name, bytes)
+    with pytest.raises(ModelLoadError, match="not valid UTF-8"):
+        onnxcc.compile(str(path), target="host")
+
+
+def test_valid_models_still_compile_after_the_checks():
+    """The new checks leave valid models alone: optional inputs omitted in the middle (Clip
+    without min, Resize without roi/scales) and spec-typed attributes."""
+    model = make_model([("Clip", ["x", "", "hi"], ["t"]),
+                        ("Resize", ["t", "", "", "sizes"], ["y"], {"mode": "nearest"})],
+                       {"x": (1, 1, 2, 2)}, {"y": (1, 1, 4, 4)},
+                       {"hi": f32(0.5), "sizes": np.array([1, 1, 4, 4], np.int64)})
+    x = f32(np.arange(4).reshape(1, 1, 2, 2))
+    got = onnxcc.compile(model, target="host").run({"x": x})["y"]
+    np.testing.assert_allclose(got, ort_run(model, {"x": x})["y"], rtol=0, atol=0)
+
+
+def test_attribute_check_ignores_ops_without_an_onnx_schema():
+    """An attribute type check must not break when onnx has no schema for an op/version."""
+    node = helper.make_node("Relu", ["x"], ["y"])
+    assert node.op_type == "Relu"
+    from onnxcc.frontend import _spec_attr_type
+
+    assert _spec_attr_type("onnxcc.FusedConv", 17, "activation") is None
+    assert _spec_attr_type("LRN", 17, "size") == onnx.AttributeProto.INT
