@@ -1,5 +1,6 @@
 """Helpers for loop-IR tests: a planned graph from the public API, its Program, and the Program
-run three ways (the numpy interpreter, C built with a host compiler, and onnxruntime's oracle)."""
+run four ways (the numpy interpreter, C built with a host compiler, LLVM's JIT, and onnxruntime's
+oracle)."""
 
 from __future__ import annotations
 
@@ -55,3 +56,10 @@ def run_c(p: Program, inputs: Sequence[np.ndarray], cc: str = "gcc") -> list[np.
 def run_interp(p: Program, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Run ``p`` in the numpy interpreter."""
     return run_program(p, inputs)
+
+
+def run_llvm(p: Program, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Render ``p`` through llvmlite, optimize it at O3 for this CPU, JIT it and run it."""
+    from onnxcc.codegen.llvm.jit import JITProgram
+
+    return JITProgram(p).run(inputs)

@@ -1,0 +1,198 @@
+"""LLVM back end, second half: optimize a rendered Program at O3 for a CPU, then JIT-run it in
+process (:class:`JITProgram`) or write an object file for any triple (:func:`emit_object`).
+
+The pipeline is LLVM's default ``O3`` through the new pass manager with the loop and SLP
+vectorizers and loop unrolling on, for the target machine's CPU and features (the host's from
+LLVM's detection unless given). Math functions LLVM lowers to libm calls (``tanhf``, ``erff``,
+``expf``…) resolve against the process's libm, loaded here once.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import itertools
+import re
+import threading
+import time
+from typing import Sequence
+
+import llvmlite.binding as llvm
+import numpy as np
+
+from onnxcc.codegen.loops import Program
+from onnxcc.errors import OnnxccError, ShapeError
+
+from .render import STATUS, WEIGHT_ALIGN, render_program, symbol, weight_data
+
+_init_lock = threading.Lock()
+_compile_lock = threading.Lock()   # llvmlite's parse and JIT share one global LLVM context
+_serial = itertools.count()
+_initialized: set[str] = set()
+CROSS = {   # name -> (triple, cpu, features): the cross targets tests and the CLI know
+    "x86-64-v3": ("x86_64-unknown-linux-gnu", "x86-64-v3", ""),
+    "aarch64": ("aarch64-unknown-linux-gnu", "generic", "+neon"),
+    "thumbv7em": ("thumbv7em-none-eabihf", "cortex-m4", ""),
+}
+
+
+def _init(kind: str) -> None:
+    """Initialize LLVM's native target (``kind='native'``) or every target, once per process."""
+    with _init_lock:
+        if kind in _initialized:
+            return
+        if kind == "native":
+            llvm.initialize_native_target()
+            llvm.initialize_native_asmprinter()
+            libm = ctypes.util.find_library("m")
+            if libm:
+                llvm.load_library_permanently(libm)
+        else:
+            llvm.initialize_all_targets()
+            llvm.initialize_all_asmprinters()
+        _initialized.add(kind)
+
+
+def host_target_machine(opt: int = 3) -> llvm.TargetMachine:
+    """A TargetMachine for this process's triple, CPU (``llvm.get_host_cpu_name()``) and
+    features (``llvm.get_host_cpu_features()``), for the JIT."""
+    _init("native")
+    target = llvm.Target.from_triple(llvm.get_process_triple())
+    return target.create_target_machine(cpu=llvm.get_host_cpu_name(),
+                                        features=llvm.get_host_cpu_features().flatten(),
+                                        opt=opt, codemodel="jitdefault", jit=True)
+
+
+def pointer_bits(tm: llvm.TargetMachine) -> int:
+    """The target's pointer width in bits (64 unless its data layout says ``p:32``)."""
+    m = re.search(r"(?:^|-)p:(\d+)", str(tm.target_data))
+    return int(m.group(1)) if m else 64
+
+
+def optimize(mod: llvm.ModuleRef, tm: llvm.TargetMachine, speed_level: int = 3) -> None:
+    """Run LLVM's ``O<speed_level>`` module pipeline on ``mod`` (in place) for ``tm``, with loop
+    and SLP vectorization and loop unrolling enabled."""
+    pto = llvm.create_pipeline_tuning_options(speed_level=speed_level)
+    pto.loop_vectorization = True
+    pto.slp_vectorization = True
+    pto.loop_unrolling = True
+    pb = llvm.create_pass_builder(tm, pto)
+    pb.getModulePassManager().run(mod, pb)
+
+
+def build_module(p: Program, tm: llvm.TargetMachine, *, run_symbol: str | None = None,
+                 speed_level: int = 3, extern_weights: str | None = None) -> llvm.ModuleRef:
+    """``p`` rendered for ``tm`` (its triple, data layout and pointer width), verified by LLVM
+    and optimized (``extern_weights``: see ``render_program``). Raises OnnxccError when the
+    rendered IR does not verify (a renderer bug)."""
+    ir_module = render_program(p, run_symbol=run_symbol, index_bits=pointer_bits(tm),
+                               extern_weights=extern_weights)
+    text = str(ir_module)
+    try:
+        mod = llvm.parse_assembly(text)
+        mod.verify()
+    except RuntimeError as e:
+        raise OnnxccError(f"LLVM rejected the IR rendered for {p.name!r}: {e}",
+                          hint="a bug in onnxcc's LLVM renderer: please report it") from None
+    mod.triple = tm.triple
+    mod.data_layout = str(tm.target_data)
+    if speed_level:
+        optimize(mod, tm, speed_level)
+    return mod
+
+
+class JITProgram:
+    """A Program compiled in process: ``run(inputs) -> outputs``, reentrant (each call has its
+    own arena, so several threads may call ``run`` at once; ctypes releases the GIL).
+
+    Weights stay out of the IR: the module names them as external constants that the JIT binds
+    to 64-byte-aligned copies held by this object (megabytes of weights would otherwise go
+    through IR text); ``emit_object`` embeds them.
+
+    Attributes: ``ir`` (the optimized module's text, made on first use), ``compile_seconds``
+    (render + O3 + machine code, wall clock), ``symbol`` (the entry's name) and ``entry``, the
+    raw ctypes function ``int32 (void *arena, size_t arena_size, void *input0, …, void *output0,
+    …)`` returning :data:`~onnxcc.codegen.llvm.render.STATUS` codes.
+    """
+
+    def __init__(self, program: Program, *, run_symbol: str | None = None,
+                 speed_level: int = 3) -> None:
+        t0 = time.perf_counter()
+        self.program = program
+        self.symbol = run_symbol or f"{symbol(program.name)}_run"
+        prefix = f"onnxcc_jit{next(_serial)}_"
+        self._weights = [_aligned_copy(w) for w in weight_data(program)]
+        with _compile_lock:
+            self._tm = host_target_machine()
+            for k, w in enumerate(self._weights):
+                llvm.add_symbol(f"{prefix}w{k}", w.ctypes.data)
+            self._mod = build_module(program, self._tm, run_symbol=self.symbol,
+                                     speed_level=speed_level, extern_weights=prefix)
+            self._engine = llvm.create_mcjit_compiler(self._mod, self._tm)
+            self._engine.finalize_object()
+            addr = self._engine.get_function_address(self.symbol)
+        nio = len(program.inputs) + len(program.outputs)
+        proto = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_size_t,
+                                 *([ctypes.c_void_p] * nio))
+        self.entry = proto(addr)
+        self.compile_seconds = time.perf_counter() - t0
+
+    @property
+    def ir(self) -> str:
+        """The optimized LLVM IR (text) of the program."""
+        return str(self._mod)
+
+    def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Run on the graph inputs (in order; converted to each input's dtype, any shape with
+        the right element count) and return the outputs as new arrays of their shapes and
+        dtypes. Raises ShapeError for a wrong count or size, OnnxccError for a non-zero status."""
+        p = self.program
+        if len(inputs) != len(p.inputs):
+            raise ShapeError(f"{p.name}: {len(p.inputs)} input(s) expected, got {len(inputs)}")
+        ins = []
+        for x, b in zip(inputs, p.inputs):
+            a = np.ascontiguousarray(np.asarray(x, b.dtype.np))
+            if a.size != int(np.prod(b.shape)):
+                raise ShapeError(f"{p.name}: input {b.value or b.name} has {a.size} elements, "
+                                 f"expected shape {b.shape}")
+            ins.append(a)
+        outs = [np.empty(b.shape, b.dtype.np) for b in p.outputs]
+        align = p.arena_align
+        raw = np.empty(max(p.arena_size, 1) + align, np.uint8)
+        base = raw.ctypes.data + (-raw.ctypes.data) % align
+        ptrs = [a.ctypes.data if a.size else raw.ctypes.data for a in ins + outs]
+        status = self.entry(base, p.arena_size, *ptrs)
+        if status != STATUS["OK"]:
+            name = {v: k for k, v in STATUS.items()}.get(status, str(status))
+            raise OnnxccError(f"{self.symbol} returned {name}")
+        return outs
+
+
+def _aligned_copy(a: np.ndarray, align: int = WEIGHT_ALIGN) -> np.ndarray:
+    """A copy of the bytes of ``a`` starting at an ``align``-byte boundary (at least 1 byte)."""
+    raw = a.reshape(-1).view(np.uint8)
+    out = np.zeros(max(raw.size, 1) + align, np.uint8)
+    off = (-out.ctypes.data) % align
+    view = out[off: off + max(raw.size, 1)]
+    view[: raw.size] = raw
+    return view
+
+
+def emit_object(program: Program, triple: str, cpu: str = "", features: str = "", *,
+                run_symbol: str | None = None, speed_level: int = 3) -> bytes:
+    """``program`` compiled to a relocatable object file (ELF for the Linux and bare-metal
+    triples) for ``triple``/``cpu``/``features`` (e.g. ``("aarch64-unknown-linux-gnu",
+    "generic", "+neon")``, ``("thumbv7em-none-eabihf", "cortex-m4", "")``; :data:`CROSS`), with
+    the entry ``<name>_run`` exported. Position-independent except on bare-metal triples
+    (``-none-``). Raises OnnxccError for a triple LLVM does not know."""
+    _init("all")
+    try:
+        target = llvm.Target.from_triple(triple)
+    except RuntimeError as e:
+        raise OnnxccError(f"LLVM has no target for triple {triple!r}: {e}") from None
+    reloc = "static" if "-none-" in triple else "pic"
+    tm = target.create_target_machine(cpu=cpu, features=features, opt=3, reloc=reloc,
+                                      codemodel="default")
+    with _compile_lock:
+        mod = build_module(program, tm, run_symbol=run_symbol, speed_level=speed_level)
+        return tm.emit_object(mod)
