@@ -8,6 +8,8 @@ could not alias their output onto their input.
 
 from __future__ import annotations
 
+import re
+
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -192,6 +194,12 @@ def elementwise_desc(ctx: LowerCtx, lines_fn: Callable[[list[str]], tuple[list[s
         names.append(f"a{k}")
     body, result = lines_fn(names)
     store = f"{out.ptr}[{index_expr(ivars, sts[0])}] = {result};"
+    # A scalar the expression never reads (a fused Clip's bound folded to a literal) is not
+    # loaded: an unread load is dead code and fails -Werror=unused-variable.
+    used = "\n".join(body + [store])
+    unread = {id(op_) for op_, n in zip(present, names) if not re.search(rf"\b{n}\b", used)}
+    loads = [ld for ld, op_ in zip(loads, present) if id(op_) not in unread]
+    ins = [None if i is not None and id(i) in unread else i for i in ins]
     return ctx.desc("elementwise", "loop_nest", inputs=tuple(ins), inplace=inplace,
                     loops=tuple(loops), lines=tuple(loads + body + [store]),
                     shape=tuple(out.shape))
