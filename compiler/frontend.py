@@ -158,12 +158,14 @@ def _not_utf8(graph: onnx.GraphProto) -> bytes | None:
 @functools.lru_cache(maxsize=None)
 def _spec_attr_type(op: str, version: int, name: str) -> int | None:
     """The AttributeProto type the ONNX spec gives attribute ``name`` of ``op`` at opset
-    ``version`` (None when onnx has no schema for it, e.g. onnxcc's own ops)."""
+    ``version``; None when onnx has no schema for the op (e.g. onnxcc's own ops), and
+    ``-1`` when the schema exists but has no such attribute at this version (Clip's ``max``
+    attribute at opset 11, Cast's ``saturate`` before 19)."""
     try:
         a = onnx.defs.get_schema(op, version, "").attributes.get(name)
     except Exception:   # onnx.defs.SchemaError: no such op at this version
         return None
-    return None if a is None else int(a.type.value)
+    return -1 if a is None else int(a.type.value)
 
 
 def _elem_type_name(elem_type: int) -> str:
@@ -205,6 +207,8 @@ def _spec_type_error(op: str, version: int, ins: Sequence[Value | None]) -> str 
             break
         tvar = formals[min(j, len(formals) - 1)][0]
         t = f"tensor({_tensor_type_name(v.dtype)})"
+        if tvar.startswith("tensor(") and t != tvar:   # a fixed type (Tile's repeats: int64)
+            return f"input {j} ({v.name!r}) is a {t}, {op}-{version} wants a {tvar}"
         if tvar in allowed and t not in allowed[tvar]:
             return f"input {j} ({v.name!r}) is a {t}, which {op}-{version} does not accept"
         if tvar in allowed and bound.setdefault(tvar, t) != t:
@@ -334,6 +338,9 @@ def import_onnx(model: str | Path | onnx.ModelProto,
     values: dict[str, Value] = {}
     inits = {t.name for t in graph.initializer}
     for t in graph.initializer:
+        if any(d < 0 for d in t.dims):
+            raise ModelLoadError(f"initializer {t.name!r} has a negative dim {list(t.dims)}",
+                                 hint="the model is malformed; re-export it")
         try:
             arr = numpy_helper.to_array(t, base_dir="")
         except Exception as e:
@@ -385,6 +392,12 @@ def import_onnx(model: str | Path | onnx.ModelProto,
                 raise AttributeValueError(f"unknown attribute {a.name!r}", node=nname, op=np_.op_type,
                                           hint=f"known attributes: {sorted(opdef.attrs)}")
             want = _spec_attr_type(np_.op_type, version, a.name)
+            if want == -1:   # ignoring it could silently drop what the user meant (a Clip bound)
+                raise AttributeValueError(
+                    f"attribute {a.name!r} is not part of {np_.op_type} at opset {version}",
+                    node=nname, op=np_.op_type,
+                    hint="the model is malformed (onnx.checker and onnxruntime reject it too); "
+                    "re-export it, or set the opset version the attribute belongs to")
             if want is not None and a.type != want:   # a mistyped value would reach check()/infer()
                 kinds = onnx.AttributeProto.AttributeType
                 got = kinds.Name(a.type) if a.type in kinds.values() else str(a.type)
@@ -462,7 +475,15 @@ def check_ssa(graph: onnx.GraphProto) -> None:
     Raises ModelLoadError naming the tensor and both producers.
     """
     producer: dict[str, str] = {t.name: "initializer" for t in graph.initializer}
+    inputs: set[str] = set()
     for vi in graph.input:
+        if vi.name in inputs:
+            raise ModelLoadError(
+                f"graph input {vi.name!r} is declared twice; a tensor must have exactly one "
+                "producer (SSA form)",
+                hint="the model is invalid (onnx.checker and onnxruntime reject it too); "
+                "rename or remove one of the two inputs")
+        inputs.add(vi.name)
         producer.setdefault(vi.name, "graph input")
     for k, n in enumerate(graph.node):
         nname = n.name or f"{n.op_type}_{k}"

@@ -46,11 +46,11 @@ def test_fused_elementwise_keeps_a_scalar_output_rank_0():
 @pytest.mark.parametrize("op,attrs", [("ArgMax", {"keepdims": 2}),
                                       ("ArgMin", {"keepdims": -2147483648}),
                                       ("ArgMax", {"select_last_index": 5}),
-                                      ("ReduceMean", {"noop_with_empty_axes": -7})])
+                                      ("ReduceSum", {"noop_with_empty_axes": -7})])
 def test_boolean_attributes_outside_0_1_are_refused(op, attrs):
     """keepdims=2 kept the axis in onnxcc and dropped it in onnxruntime (which keeps only for 1):
     a value the spec does not define is an error, not a guess."""
-    out = (2, 3) if op == "ReduceMean" else None
+    out = (2, 3) if op == "ReduceSum" else None
     model = make_model([(op, ["x"], ["y"], attrs)], {"x": (2, 3)}, {"y": out})
     with pytest.raises(AttributeValueError, match="must be 0 or 1"):
         onnxcc.compile(model, target="host")
@@ -107,3 +107,70 @@ def test_attribute_check_ignores_ops_without_an_onnx_schema():
 
     assert _spec_attr_type("onnxcc.FusedConv", 17, "activation") is None
     assert _spec_attr_type("LRN", 17, "size") == onnx.AttributeProto.INT
+
+
+def _ort_refuses(model: onnx.ModelProto) -> bool:
+    try:
+        ort_run(model, {})
+    except Exception:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("op,ins,attrs,opset", [
+    ("Clip", ["x"], {"max": 1.0}, 18),         # min/max became inputs at opset 11
+    ("Cast", ["x"], {"to": 1, "saturate": 1}, 11),   # saturate arrived at opset 19
+])
+def test_an_attribute_the_op_does_not_have_at_its_opset_is_refused(op, ins, attrs, opset):
+    """Clip(x) with a ``max`` attribute at opset 18 compiled as a plain copy: the bound the user
+    meant was dropped in silence. onnx's checker and onnxruntime refuse it; so does onnxcc."""
+    model = make_model([(op, ins, ["y"], attrs)], {"x": (3,)}, {"y": (3,)}, opset=opset)
+    assert _ort_refuses(model)
+    bad = [a for a in attrs if a not in ("to",)][0]
+    with pytest.raises(AttributeValueError, match=f"'{bad}' is not part of {op} at opset {opset}"):
+        onnxcc.compile(model, target="host")
+
+
+def test_a_graph_input_declared_twice_is_refused():
+    """Two graph inputs named x (found by the mutation fuzzer): onnxruntime reports a duplicate
+    definition; onnxcc compiled it."""
+    model = make_model([("Relu", ["x"], ["y"])], {"x": (2,)}, {"y": (2,)})
+    model.graph.input.append(model.graph.input[0])
+    assert _ort_refuses(model)
+    with pytest.raises(ModelLoadError, match="graph input 'x' is declared twice"):
+        onnxcc.compile(model, target="host")
+
+
+def test_an_initializer_with_a_negative_dim_is_refused():
+    """dims [-2, 1] on an initializer was read by numpy as an inferred size."""
+    model = make_model([("MatMul", ["x", "w"], ["y"])], {"x": (1, 2)}, {"y": (1, 1)},
+                       {"w": f32([[1], [2]])})
+    model.graph.initializer[0].dims[0] = -2
+    with pytest.raises(ModelLoadError, match="'w' has a negative dim"):
+        onnxcc.compile(model, target="host")
+
+
+def test_tile_repeats_of_rank_2_is_refused():
+    """Tile's repeats must be 1-D int64 (onnxruntime refuses a [4, 1] tensor); onnxcc flattened it."""
+    model = make_model([("Tile", ["x", "r"], ["y"])], {"x": (1, 2, 3, 4)}, {"y": None},
+                       {"r": np.ones((4, 1), np.int64)})
+    with pytest.raises(onnxcc.errors.ShapeError, match="repeats must be a 1-D tensor"):
+        onnxcc.compile(model, target="host")
+
+
+def test_an_input_type_the_spec_does_not_allow_is_refused():
+    """Tile's repeats is int64 only in the spec: int32 is refused by name."""
+    model = make_model([("Tile", ["x", "r"], ["y"])], {"x": (2,)}, {"y": None},
+                       {"r": np.array([2], np.int32)})
+    with pytest.raises(ModelLoadError, match="tensor\\(int32\\), which Tile-17 does not accept"):
+        onnxcc.compile(model, target="host")
+
+
+def test_a_fixed_input_type_of_the_spec_is_checked():
+    """Reshape's shape is a fixed ``tensor(int64)`` in the schema, not a type variable: an int32
+    shape was read as if it were int64."""
+    model = make_model([("Reshape", ["x", "s"], ["y"])], {"x": (2, 3)}, {"y": None},
+                       {"s": np.array([3, 2], np.int32)})
+    assert _ort_refuses(model)
+    with pytest.raises(ModelLoadError, match="Reshape-17 wants a tensor\\(int64\\)"):
+        onnxcc.compile(model, target="host")

@@ -476,6 +476,10 @@ class Size(OpDef):
 
 
 def _const_shape(node: Node, k: int, what: str) -> tuple[int, ...]:
+    """Input ``k`` of ``node``, a constant 1-D int64 tensor of sizes (Expand's shape, Tile's
+    repeats...); ShapeError naming ``what`` when it has another rank or a negative size."""
+    if len(node.inputs[k].shape) != 1:   # the spec says 1-D; flattening would guess the meaning
+        raise _shape_error(node, f"{what} must be a 1-D tensor, got shape {list(node.inputs[k].shape)}")
     s = ints(const_input(node, k, what))
     if any(d < 0 for d in s):
         raise _shape_error(node, f"{what} {list(s)} has a negative size")
