@@ -405,6 +405,11 @@ def import_onnx(model: str | Path | onnx.ModelProto,
                     f"attribute {a.name!r} is {got}, the ONNX spec wants {kinds.Name(want)}",
                     node=nname, op=np_.op_type, hint="the model is malformed; re-export it")
             attrs[a.name] = _attr_value(a)
+            if a.type == onnx.AttributeProto.FLOAT and not np.isfinite(a.f) \
+                    and np_.op_type != "Constant":   # Elu alpha=-inf: no defined result
+                raise AttributeValueError(f"attribute {a.name!r} is {a.f}, not a finite number",
+                                          node=nname, op=np_.op_type,
+                                          hint="the model is malformed; re-export it")
         for key, default in opdef.attrs.items():
             if key not in attrs:
                 if default is REQUIRED:
@@ -438,6 +443,15 @@ def import_onnx(model: str | Path | onnx.ModelProto,
         except Exception as e:
             raise ShapeError(f"cannot infer output shapes: {e}", node=nname, op=np_.op_type) from e
         for o, t in zip(outs, types):
+            if any(d < 0 for d in t.shape):   # an op's shape rule fed corrupt values
+                raise ShapeError(f"output {o.name!r} would have shape {list(t.shape)} "
+                                 "with a negative dim", node=nname, op=np_.op_type,
+                                 hint="the model's shapes or shape constants are inconsistent")
+            if t.size * t.dtype.itemsize >= 2**62:   # beyond any address space (and numpy's)
+                raise ShapeError(f"output {o.name!r} would have shape {list(t.shape)}, "
+                                 f"{t.size * t.dtype.itemsize:.3g} bytes", node=nname,
+                                 op=np_.op_type, hint="the model's shapes or shape constants "
+                                 "are inconsistent, or input_shapes binds a dim far too large")
             o.type = t
         folded = False
         if np_.op_type in ALWAYS_FOLD or (fold and all(i is None or i.is_const for i in ins)):

@@ -7,6 +7,8 @@ everything else is a pass (``onnxcc.passes``) or an analysis.
 
 from __future__ import annotations
 
+import math
+
 import itertools
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -43,7 +45,7 @@ class TensorType:
     @property
     def size(self) -> int:
         """Number of elements."""
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)   # a Python int: a corrupt dim cannot overflow it
 
     @property
     def nbytes(self) -> int:

@@ -174,3 +174,70 @@ def test_a_fixed_input_type_of_the_spec_is_checked():
     assert _ort_refuses(model)
     with pytest.raises(ModelLoadError, match="Reshape-17 wants a tensor\\(int64\\)"):
         onnxcc.compile(model, target="host")
+
+
+def test_split_num_outputs_must_match_the_node():
+    """num_outputs = 2**31 on a 2-output Split built a 2**31-entry tuple (a hang)."""
+    model = make_model([("Split", ["x"], ["a", "b"], {"axis": 0, "num_outputs": 2**31})],
+                       {"x": (4,)}, {"a": None, "b": None}, opset=18)
+    with pytest.raises(onnxcc.errors.ShapeError, match="num_outputs is 2147483648 but the node has 2"):
+        onnxcc.compile(model, target="host")
+
+
+def test_pool_kernel_far_larger_than_the_input_compiles_at_once():
+    """MaxPool SAME_UPPER with kernel_shape [1, 2**31]: the C lowering enumerated every tap of
+    the window (a hang). With stride 1 every window covers the whole row, as a kernel of 50 does;
+    the 50-tap model is checked against onnxruntime."""
+    x = f32(np.random.default_rng(3).standard_normal((1, 2, 3, 5)))
+    outs = []
+    for k in (50, 2**31):
+        model = make_model([("MaxPool", ["x"], ["y"], {"kernel_shape": [1, k],
+                                                       "auto_pad": "SAME_UPPER"})],
+                           {"x": (1, 2, 3, 5)}, {"y": (1, 2, 3, 5)})
+        outs.append(onnxcc.compile(model, target="host").run({"x": x})["y"])
+        if k == 50:
+            np.testing.assert_array_equal(outs[0], ort_run(model, {"x": x})["y"])
+    np.testing.assert_array_equal(outs[1], outs[0])
+
+
+def test_log_reductions_of_integers_are_refused():
+    """ReduceLogSumExp of int64 crashed in the reference (float infinity to integer)."""
+    model = make_model([("ReduceLogSumExp", ["x"], ["y"])], {"x": (2, 3)}, {"y": None},
+                       dtype=onnx.TensorProto.INT64)
+    with pytest.raises(onnxcc.errors.UnsupportedOpError, match="cast to float first"):
+        onnxcc.compile(model, target="host")
+
+
+@pytest.mark.parametrize("op,shapes", [
+    ("BatchNormalization", {"s": (3,), "b": (3,), "m": (4,), "v": (3,)}),
+    ("InstanceNormalization", {"s": (), "b": (3,)}),
+])
+def test_normalization_parameters_must_match_the_channels(op, shapes):
+    """A BatchNormalization mean of 4 values on 3 channels reached a numpy broadcast in a pass;
+    an InstanceNormalization scalar scale an IndexError in the C lowering."""
+    inits = {k: f32(np.ones(s)) for k, s in shapes.items()}
+    model = make_model([(op, ["x", *inits], ["y"])], {"x": (1, 3, 4, 4)}, {"y": (1, 3, 4, 4)},
+                       inits)
+    with pytest.raises(AttributeValueError, match="the input's channels need \\[3\\]"):
+        onnxcc.compile(model, target="host")
+
+
+def test_a_non_finite_float_attribute_is_refused():
+    """Elu alpha=-inf: onnxruntime and onnxcc disagree on where NaNs appear; no result is defined."""
+    model = make_model([("Elu", ["x"], ["y"], {"alpha": float("-inf")})], {"x": (3,)}, {"y": (3,)})
+    with pytest.raises(AttributeValueError, match="'alpha' is -inf, not a finite number"):
+        onnxcc.compile(model, target="host")
+
+
+def test_an_output_beyond_any_address_space_is_a_shape_error():
+    """Resize to sizes [1, 3, 5e11, 6e13] reached numpy's broadcast (ValueError) in a pass."""
+    model = make_model([("Resize", ["x", "", "", "sz"], ["y"])], {"x": (1, 3, 6, 6)}, {"y": None},
+                       {"sz": np.array([1, 3, 545460861706, 63771674411017], np.int64)})
+    with pytest.raises(onnxcc.errors.ShapeError, match="bytes"):
+        onnxcc.compile(model, target="host")
+
+
+def test_tensor_size_never_overflows():
+    from onnxcc.ir import TensorType
+
+    assert TensorType((2**40, 2**40), np.float32).size == 2**80

@@ -46,6 +46,12 @@ class BatchNormalization(OpDef):
             raise bad_attr(node, "input must be (N, C, ...)")
         if node.attrs.get("spatial") not in (None, 0, 1):
             raise bad_attr(node, "spatial must be 0 or 1")
+        x = node.inputs[0].shape
+        want = [(x[1],)] if node.attrs.get("spatial", 1) in (None, 1) else [(x[1],), tuple(x[1:])]
+        for k, what in ((1, "scale"), (2, "B"), (3, "mean"), (4, "var")):
+            if node.inputs[k].shape not in want:
+                raise bad_attr(node, f"{what} has shape {list(node.inputs[k].shape)}, "
+                               f"the input's channels need {list(want[0])}")
 
     def infer(self, node):
         return [node.inputs[0].type]
@@ -69,6 +75,11 @@ class InstanceNormalization(OpDef):
     def check(self, node):
         if len(node.inputs[0].shape) < 3:
             raise bad_attr(node, "input must be (N, C, spatial...)")
+        c = node.inputs[0].shape[1]
+        for k, what in ((1, "scale"), (2, "B")):
+            if node.inputs[k].shape != (c,):
+                raise bad_attr(node, f"{what} has shape {list(node.inputs[k].shape)}, "
+                               f"the input's channels need [{c}]")
 
     def infer(self, node):
         return [node.inputs[0].type]

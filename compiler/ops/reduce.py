@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Node, TensorType
+from onnxcc.errors import UnsupportedOpError
+
 from . import OpDef, attr, bad_attr, register_op
 from ._util import const_input, ints, norm_axes, norm_axis
 
@@ -117,6 +119,10 @@ class Reduce(OpDef):
             raise bad_attr(node, "keepdims must be 0 or 1")
         if node.attrs.get("noop_with_empty_axes") not in (None, 0, 1):
             raise bad_attr(node, "noop_with_empty_axes must be 0 or 1")
+        if node.op in ("ReduceLogSumExp", "ReduceLogSum") and node.inputs[0].dtype.kind != "f":
+            raise UnsupportedOpError([(node.name, node.op, f"{node.op} of "
+                                       f"{node.inputs[0].dtype} (the spec leaves the rounding "
+                                       "of an integer logarithm open): cast to float first")])
 
     def infer(self, node):
         x = node.inputs[0]

@@ -257,6 +257,9 @@ def split_sizes(node: Node) -> tuple[int, tuple[int, ...]]:
         sizes = ints(split)
     else:
         k = node.attrs.get("num_outputs") or len(node.outputs)
+        if k != len(node.outputs):
+            raise _shape_error(node, f"num_outputs is {k} but the node has "
+                               f"{len(node.outputs)} outputs")
         chunk = -(-d // k)
         sizes = tuple(min(chunk, max(0, d - chunk * i)) for i in range(k))
     if sum(sizes) != d or len(sizes) != len(node.outputs) or any(s < 0 for s in sizes):

@@ -474,9 +474,12 @@ def _lower_pool(node: Node, ctx: LowerCtx) -> KernelDesc:
     for a in range(nd):
         t0, t1 = [], []
         for o in range(out[a]):
-            ok = [t for t in range(kernel[a]) if 0 <= o * s[a] - pb[a] + t * d[a] < I[a]]
-            t0.append(ok[0] if ok else 0)
-            t1.append(ok[-1] + 1 if ok else 0)
+            # taps t in [0, kernel) with 0 <= o*s - pb + t*d < I, in closed form (a kernel of
+            # 2**31 taps must not be enumerated)
+            first = max(0, -((o * s[a] - pb[a]) // d[a]))
+            last = min(kernel[a] - 1, (I[a] - 1 - o * s[a] + pb[a]) // d[a])
+            t0.append(first if first <= last else 0)
+            t1.append(last + 1 if first <= last else 0)
         lo = _window_table(f"{labels[a]}_t0", ov[a], t0)
         hi = _window_table(f"{labels[a]}_t1", ov[a], t1)
         tables += [t for t in (lo[0], hi[0]) if t]
