@@ -13,10 +13,8 @@ independent ``<N x float>`` fmuladd accumulators JIT-compiled through llvmlite f
 "compile s" is compile() plus the first run (for ``host`` that includes the C build, for ``cpu``
 the JIT).
 
-Runners: ``cpu`` is ``onnxcc.compile(model, "cpu")`` when that target exists; until then the
-script lowers the host pipeline's graph to a loop-IR Program itself and runs it through
-``onnxcc.codegen.llvm.jit.JITProgram``, and prints ``n/a (reason)`` when the LLVM back end or a
-lowering is missing. ``host`` is ``onnxcc.compile(model, "host").run``; ``ort`` is onnxruntime
+Runners: ``cpu`` is ``onnxcc.compile(model, "cpu").run`` (the LLVM back end, JIT);
+``host`` is ``onnxcc.compile(model, "host").run`` (C, cc -O2); ``ort`` is onnxruntime
 with intra/inter-op threads 1 and ORT_ENABLE_ALL.
 
 Models (``benchmarks/models.py``): ``mlp``, ``mobilenet_v1_025`` (96x96), ``mobilenet_v2_blocks``,
@@ -205,29 +203,13 @@ def setup_host(model, feeds) -> tuple[Callable[[], Any], float | None]:
 
 
 def setup_cpu(model, feeds) -> tuple[Callable[[], Any], float | None]:
-    """onnxcc ``cpu``: the LLVM JIT; the ``cpu`` target when it exists, else Program -> JIT."""
+    """onnxcc ``cpu``: the LLVM back end for this machine, run through its JIT."""
     import onnxcc
-    from onnxcc.targets import TARGETS
 
     t0 = time.perf_counter()
-    if "cpu" in TARGETS:
-        cm = onnxcc.compile(model, "cpu")
-        cm.run(feeds)
-        return (lambda: cm.run(feeds)), time.perf_counter() - t0
-    try:
-        from onnxcc.codegen.llvm.jit import JITProgram
-    except ImportError as e:
-        raise NotAvailable(f"no LLVM back end yet ({_short(e, 50)})") from None
-    from onnxcc.codegen.lower import lower_program
-
-    cm = onnxcc.compile(model, "host")
-    prog = lower_program(cm.graph)
-    jit = JITProgram(prog)
-    names = list(feeds)
-    args = [feeds[b.value] if b.value in feeds else feeds[names[k]]
-            for k, b in enumerate(prog.inputs)]
-    jit.run(args)
-    return (lambda: jit.run(args)), time.perf_counter() - t0
+    cm = onnxcc.compile(model, "cpu")
+    cm.run(feeds)
+    return (lambda: cm.run(feeds)), time.perf_counter() - t0
 
 
 RUNNERS: dict[str, Callable] = {"cpu": setup_cpu, "host": setup_host, "ort": setup_ort}

@@ -258,7 +258,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from onnxcc.codegen.c.emit import check_legal
+    from onnxcc.codegen.c.emit import check_legal as check_c
+    from onnxcc.codegen.llvm.emit import check_legal_llvm
     from onnxcc.passes import run_pipeline
 
     from .frontend import import_onnx
@@ -266,7 +267,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     tgt = _target(args)
     g = import_onnx(args.model, _input_shapes(args.input_shape))
     g = run_pipeline(g, tgt.pipeline, verify=True)
-    check_legal(g, tgt.name)
+    (check_legal_llvm if tgt.backend == "llvm" else check_c)(g, tgt.name)
     from .driver import check_memory_budget
 
     check_memory_budget(g, tgt)
@@ -290,16 +291,18 @@ def cmd_ops(args: argparse.Namespace) -> int:
 
 
 def ops_table() -> str:
-    """Markdown table: every registered op and whether each target lowers it."""
-    from onnxcc.codegen.c.lower import registry
+    """Markdown table: every registered op and whether each back end lowers it (the C back end:
+    targets host and cortex-m4; the LLVM back end, through the loop IR: cpu, x86-64-v2/v3/v4
+    and aarch64)."""
+    from onnxcc.codegen.c.lower import registry as c_registry
+    from onnxcc.codegen.lower import registry as loop_registry
 
     from .ops import all_ops
 
-    c = registry()
-    rows = ["| op | host (C) | cortex-m4 (C) |", "|---|---|---|"]
+    c, loops = c_registry(), loop_registry()
+    rows = ["| op | C: host, cortex-m4 | LLVM: cpu, x86-64-v2/v3/v4, aarch64 |", "|---|---|---|"]
     for name in all_ops():
-        mark = "yes" if name in c else "no"
-        rows.append(f"| {name} | {mark} | {mark} |")
+        rows.append(f"| {name} | {'yes' if name in c else 'no'} | {'yes' if name in loops else 'no'} |")
     return "\n".join(rows)
 
 

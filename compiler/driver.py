@@ -34,8 +34,10 @@ class CompiledModel:
                  options: dict[str, Any]) -> None:
         self.graph, self.target, self.name = graph, target, name
         self.lib_dir, self.mmap, self.options = lib_dir, mmap, options
-        self._exe: dict[tuple, Any] = {}
+        self._exe: dict[Any, Any] = {}
         self.saved_files: list[str] = []   # what the last ``save`` wrote
+        self.program: Any = None           # the loop-IR Program (LLVM targets)
+        self._object: bytes | None = None  # the object LLVM wrote (LLVM targets)
 
     @property
     def files(self) -> list[str]:
@@ -65,9 +67,12 @@ class CompiledModel:
 
     def run(self, inputs: Mapping[str, np.ndarray], *, cc: str | None = None,
             sanitize: bool = False) -> dict[str, np.ndarray]:
-        """Run the generated C code on ``inputs`` (name -> array); returns name -> array.
+        """Run the generated code on ``inputs`` (name -> array); returns name -> array.
 
-        By default the library is built as a shared object and called in-process through ctypes;
+        On an LLVM target (``cpu``...) the Program runs through LLVM's JIT in process (for
+        ``cpu``: the very object ``save()`` writes); with ``cc`` given, the saved library (header
+        glue + object) is linked into a shared object by that compiler instead.
+        On a C target the library is built as a shared object and called in-process through ctypes;
         ``sanitize=True`` builds an executable harness under -fsanitize=address,undefined instead
         (a sanitizer runtime cannot be loaded into a running Python).
         Raises ShapeError for bad inputs, BuildError when the C build or run fails.
@@ -76,6 +81,14 @@ class CompiledModel:
 
         if sanitize:
             return run_executable(self.build(cc=cc, sanitize=True, opt="-O1"), self.mmap, inputs)
+        if self.target.backend == "llvm" and cc is None:
+            if "jit" not in self._exe:
+                from onnxcc.codegen.llvm.emit import JITLibrary
+
+                native = self.target.cpu == "native"
+                self._exe["jit"] = JITLibrary(self.program, self.mmap,
+                                              self._object if native else None)
+            return self._exe["jit"].run(inputs)
         key = ("so", cc)
         if key not in self._exe:
             self._exe[key] = SharedLibrary(build_shared(self.lib_dir, self.mmap, cc=cc), self.mmap)
@@ -100,10 +113,14 @@ class CompiledModel:
         return Path(out_dir).absolute()
 
     def cross_sizes(self) -> dict[str, int] | None:
-        """For MCU targets: text/data/bss bytes of the library cross-compiled for the target
-        (None when the target has no cross compiler or it is not installed)."""
-        from onnxcc.runtime.build import compile_object
+        """text/data/bss bytes of the library compiled for the target (None when the target
+        has no cross compiler or it is not installed). On an LLVM target: of the object
+        ``<m>.o`` (kernels and weights), measured with ``size``; the small ``<m>.c`` of tensor
+        tables is left out, as it would be compiled by the user's compiler for that machine."""
+        from onnxcc.runtime.build import compile_object, object_sizes
 
+        if self.target.backend == "llvm":
+            return object_sizes(self.lib_dir / f"{self.mmap['c_prefix']}.o")
         cc = getattr(self.target, "cc", None)
         if not cc or not shutil.which(cc):
             return None
@@ -186,7 +203,8 @@ def compile(model: str | Path | onnx.ModelProto, target: Any = "host", *,
 
     Args:
         model: path to an .onnx file, ``zoo:NAME``, or a ModelProto.
-        target: ``host`` (C for this machine), ``cortex-m4`` (C for an M4), or a Target
+        target: ``host`` (C for this machine), ``cpu`` (LLVM for this machine's CPU),
+            ``x86-64-v2/v3/v4``/``aarch64`` (LLVM objects), ``cortex-m4`` (C for an M4), or a Target
             (``onnxcc.targets.load_target_file("board.toml")`` describes another board).
         input_shapes: binds symbolic input dims, e.g. ``{"input": (1, 3, 224, 224)}``.
         name: C prefix of every symbol and file (default: the model's file or graph name).
@@ -200,8 +218,27 @@ def compile(model: str | Path | onnx.ModelProto, target: Any = "host", *,
     Returns:
         a CompiledModel whose library sits in a private temporary folder until ``save``.
     Raises:
-        ModelLoadError, UnsupportedOpError, ShapeError, AttributeValueError, OutputError.
+        ModelLoadError, UnsupportedOpError, ShapeError, AttributeValueError, OutputError;
+        MemoryBudgetError when the model does not fit the target, or compiling it runs out of
+        this machine's memory.
     """
+    try:
+        return _compile(model, target, input_shapes=input_shapes, name=name, verify=verify,
+                        dump_dir=dump_dir, dump_after=dump_after, disable_passes=disable_passes,
+                        external_data_dir=external_data_dir)
+    except MemoryError:
+        raise MemoryBudgetError(
+            "compiling the model ran out of memory on this machine",
+            hint="a tensor or constant is probably far larger than intended: check the "
+            "model's dims and input_shapes (`onnxcc check` lists them)") from None
+
+
+def _compile(model: str | Path | onnx.ModelProto, target: Any, *,
+             input_shapes: Mapping[str, Sequence[int]] | None, name: str | None,
+             verify: bool | None, dump_dir: str | Path | None, dump_after: str | None,
+             disable_passes: Sequence[str], external_data_dir: str | Path | None
+             ) -> CompiledModel:
+    """:func:`compile` without its MemoryError guard."""
     from onnxcc.codegen.c.emit import emit_c
     from onnxcc.passes import run_pipeline
 
@@ -217,22 +254,35 @@ def compile(model: str | Path | onnx.ModelProto, target: Any = "host", *,
     g = run_pipeline(g, tgt.pipeline, verify=verify, dump_dir=dump_dir,
                      dump_after=dump_after, disable=disable_passes)
     g.verify()
-    from onnxcc.codegen.c.emit import check_legal
+    if tgt.backend == "llvm":
+        from onnxcc.codegen.llvm.emit import check_legal_llvm as check_legal
+    else:
+        from onnxcc.codegen.c.emit import check_legal
 
     check_legal(g, tgt.name)   # every node the target cannot lower, by name, before any code
     check_memory_budget(g, tgt)
     options = {"target": tgt.name, "input_shapes": {k: list(v) for k, v in (input_shapes or {}).items()},
                "name": g.name, "disabled_passes": list(disable_passes)}
     tmp = Path(tempfile.mkdtemp(prefix="onnxcc_"))
+    source = (Path(str(model)).name if not isinstance(model, onnx.ModelProto)
+              else f"<ModelProto {g.name}>")
+    program = obj = None
     try:
-        mmap = emit_c(g, tmp, name=g.name, weights_in_c=tgt.weights_in_c, version=__version__,
-                      sha256=model_sha256(proto), options=options,
-                      source=Path(str(model)).name if not isinstance(model, onnx.ModelProto)
-                      else f"<ModelProto {g.name}>")
+        if tgt.backend == "llvm":
+            from onnxcc.codegen.llvm.emit import emit_llvm
+
+            mmap, program, obj = emit_llvm(g, tmp, target=tgt, name=g.name, version=__version__,
+                                           sha256=model_sha256(proto), options=options,
+                                           source=source)
+        else:
+            mmap = emit_c(g, tmp, name=g.name, weights_in_c=tgt.weights_in_c,
+                          version=__version__, sha256=model_sha256(proto), options=options,
+                          source=source)
         mmap = finish_library(tmp, mmap)   # <m>.cmake, CMakeLists.txt, the "files" list
     except Exception:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     cm = CompiledModel(g, tgt, g.name, tmp, mmap, options)
+    cm.program, cm._object = program, obj
     cm._tmp = str(tmp)  # type: ignore[attr-defined]
     return cm

@@ -127,6 +127,14 @@ def _build_into(cmd: list[str], out: Path, what: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def library_sources(lib_dir: Path, mmap: dict) -> list[Path]:
+    """What to compile and link for the library in ``lib_dir``: ``<m>.c`` and ``<m>_weights.c``
+    (C back end), or ``<m>.c`` and the object ``<m>.o`` (LLVM back end: ``<m>_run`` inside)."""
+    m = mmap["c_prefix"]
+    rest = f"{m}.o" if mmap.get("backend") == "llvm" else f"{m}_weights.c"
+    return [Path(lib_dir) / f"{m}.c", Path(lib_dir) / rest]
+
+
 def build_executable(lib_dir: Path, mmap: dict, *, cc: str | None = None, opt: str = "-O2",
                      sanitize: bool = False, extra_flags: Sequence[str] = ()) -> Path:
     """Compile the library in ``lib_dir`` and its harness into an executable; returns its path.
@@ -140,8 +148,7 @@ def build_executable(lib_dir: Path, mmap: dict, *, cc: str | None = None, opt: s
     flags = [*WARN_FLAGS, opt, f"-I{lib_dir}", f"-Wa,-I{lib_dir}", *extra_flags]
     if sanitize:
         flags += SANITIZE_FLAGS
-    cmd = [cc, *flags, str(lib_dir / f"{m}.c"), str(lib_dir / f"{m}_weights.c"), str(harness),
-           "-lm"]
+    cmd = [cc, *flags, *map(str, library_sources(lib_dir, mmap)), str(harness), "-lm"]
     _build_into(cmd, exe, "build")
     return exe
 
@@ -149,20 +156,30 @@ def build_executable(lib_dir: Path, mmap: dict, *, cc: str | None = None, opt: s
 def compile_object(lib_dir: Path, mmap: dict, *, cc: str, flags: Sequence[str]) -> dict[str, int]:
     """Cross-compile the library to objects (no link); returns section sizes in bytes
     (``text``, ``data``, ``bss``) summed over the library's objects."""
-    m = mmap["c_prefix"]
     sizes = {"text": 0, "data": 0, "bss": 0}
     size_tool = cc.replace("gcc", "size") if cc.endswith("gcc") else "size"
-    for src in (f"{m}.c", f"{m}_weights.c"):
-        obj = lib_dir / (src[:-2] + ".o")
-        run_checked([cc, *WARN_FLAGS, "-Os", *flags, f"-I{lib_dir}", f"-Wa,-I{lib_dir}", "-c",
-                     str(lib_dir / src), "-o", str(obj)], "cross-compile")
-        out = run_checked([size_tool, str(obj)], "size").splitlines()
-        vals = out[-1].split()
-        sizes["text"] += int(vals[0])
-        sizes["data"] += int(vals[1])
-        sizes["bss"] += int(vals[2])
-        obj.unlink()
+    with tempfile.TemporaryDirectory(prefix="onnxcc_size_") as tmp:
+        for src in library_sources(lib_dir, mmap):
+            obj = src
+            if src.suffix == ".c":   # the LLVM back end's object is measured as it is
+                obj = Path(tmp) / (src.stem + ".o")
+                run_checked([cc, *WARN_FLAGS, "-Os", *flags, f"-I{lib_dir}", f"-Wa,-I{lib_dir}",
+                             "-c", str(src), "-o", str(obj)], "cross-compile")
+            out = run_checked([size_tool, str(obj)], "size").splitlines()
+            vals = out[-1].split()
+            sizes["text"] += int(vals[0])
+            sizes["data"] += int(vals[1])
+            sizes["bss"] += int(vals[2])
     return sizes
+
+
+def object_sizes(obj: Path, size_tool: str = "size") -> dict[str, int] | None:
+    """``text``, ``data`` and ``bss`` bytes of the object file ``obj`` as binutils' ``size``
+    reports them (None when ``size`` is not installed)."""
+    if not shutil.which(size_tool):
+        return None
+    vals = run_checked([size_tool, str(obj)], "size").splitlines()[-1].split()
+    return {"text": int(vals[0]), "data": int(vals[1]), "bss": int(vals[2])}
 
 
 def run_checked(cmd: Sequence[str], what: str, timeout: float = 1800) -> str:
@@ -292,7 +309,7 @@ def build_shared(lib_dir: Path, mmap: dict, *, cc: str | None = None, opt: str =
     m = mmap["c_prefix"]
     so = lib_dir / f"lib{m}.so"
     _build_into([cc, *WARN_FLAGS, opt, "-shared", "-fPIC", f"-I{lib_dir}", f"-Wa,-I{lib_dir}",
-                 str(lib_dir / f"{m}.c"), str(lib_dir / f"{m}_weights.c"), "-lm"], so, "build")
+                 *map(str, library_sources(lib_dir, mmap)), "-lm"], so, "build")
     return so
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 from onnxcc.errors import BuildError
-from onnxcc.runtime.build import CORTEX_M4_FLAGS, WARN_FLAGS, check_feeds
+from onnxcc.runtime.build import CORTEX_M4_FLAGS, WARN_FLAGS, check_feeds, library_sources
 
 BOARD = "mps2-an386"
 QEMU = "qemu-system-arm"
@@ -234,9 +234,9 @@ class Firmware:
     def _compile_library(self) -> list[Path]:
         m, b = self.mmap["c_prefix"], self.build_dir
         harness = write_harness(b / f"{m}_qemu_main.c", self.mmap)
-        srcs = [self.lib_dir / f"{m}.c", self.lib_dir / f"{m}_weights.c", harness,
-                mcu_dir() / STARTUP]
-        return [self._compile(s, b / (s.stem + ".o")) for s in srcs]
+        srcs = [*library_sources(self.lib_dir, self.mmap), harness, mcu_dir() / STARTUP]
+        # The LLVM back end's object is linked as it is.
+        return [s if s.suffix == ".o" else self._compile(s, b / (s.stem + ".o")) for s in srcs]
 
     def link(self, feeds: Mapping[str, np.ndarray], out_dir: Path) -> Path:
         """Link firmware with ``feeds`` embedded; returns the ELF path."""

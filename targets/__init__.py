@@ -30,7 +30,7 @@ def get_target(name: str | Target) -> Target:
 
 _FIELDS = {"name": str, "family": str, "triple": str, "cpu": str, "c_flags": list, "cc": str,
            "sram_bytes": int, "flash_bytes": int, "clock_hz": int, "weights_in_c": bool,
-           "pointer_bits": int}
+           "pointer_bits": int, "backend": str, "features": str}
 
 
 def load_target_file(path: str | Path) -> Target:
@@ -74,6 +74,8 @@ def load_target_file(path: str | Path) -> Target:
     if missing:
         raise OnnxccError(f"{path}: missing {', '.join(missing)}",
                           hint='add them, or start from a known target with base = "cortex-m4"')
+    if fields.get("backend", "c") not in ("c", "llvm"):
+        raise OnnxccError(f"{path}: backend must be 'c' or 'llvm', got {fields['backend']!r}")
     if fields["family"] not in ("cpu", "mcu"):
         raise OnnxccError(f"{path}: family must be 'cpu' or 'mcu', got {fields['family']!r}")
     return Target(**fields)

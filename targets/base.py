@@ -26,6 +26,11 @@ class Target:
             Cortex-M, 64 for a 64-bit host; None: 32 for the ``mcu`` family, 64 otherwise). No
             tensor, arena or weight blob may exceed the largest object such a target can address
             (``2**(pointer_bits - 1) - 1`` bytes, C's PTRDIFF_MAX).
+        backend: the code generator: ``c`` (portable C99, built by ``cc``) or ``llvm`` (the
+            loop IR rendered through llvmlite, optimized at O3 for ``cpu`` and ``features`` and
+            written as an object file beside the same C header).
+        features: LLVM target features for the ``llvm`` back end (``+neon``...); with
+            ``cpu="native"`` the CPU name and features come from LLVM's host detection.
     """
 
     name: str
@@ -39,6 +44,8 @@ class Target:
     clock_hz: int | None = None
     weights_in_c: bool = False
     pointer_bits: int | None = None
+    backend: str = "c"
+    features: str = ""
 
     def __post_init__(self) -> None:
         if self.pointer_bits is None:
@@ -56,12 +63,15 @@ class Target:
 
     def describe(self) -> str:
         """One line for ``onnxcc targets``."""
-        parts = [self.triple, self.cpu, f"{self.pointer_bits}-bit"]
+        parts = [f"{self.backend.upper()} back end", self.triple, self.cpu, f"{self.pointer_bits}-bit"]
         if self.sram_bytes is not None:
             parts.append(f"{self.sram_bytes // 1024} KiB SRAM")
         if self.flash_bytes is not None:
             parts.append(f"{self.flash_bytes // 1024} KiB flash")
         if self.clock_hz is not None:
             parts.append(f"{self.clock_hz / 1e6:g} MHz")
-        parts.append("weights in C arrays" if self.weights_in_c else "weights in a blob")
+        if self.backend == "llvm":
+            parts.append("weights in the object file")
+        else:
+            parts.append("weights in C arrays" if self.weights_in_c else "weights in a blob")
         return ", ".join(parts)

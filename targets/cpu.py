@@ -1,4 +1,5 @@
-"""CPU targets: C for the machine onnxcc runs on (LLVM later).
+"""CPU targets: portable C for the machine onnxcc runs on (``host``), and the LLVM back end
+for this machine (``cpu``) and for named x86-64 levels and AArch64 (objects only).
 
 The pipeline is the ordered list of passes every CPU target runs.
 """
@@ -43,4 +44,28 @@ HOST = Target(
     pointer_bits=8 * struct.calcsize("P"),   # the machine onnxcc runs on
 )
 
-TARGETS = [HOST]
+CPU = Target(   # this machine through LLVM: CPU name and features from LLVM's host detection
+    name="cpu",
+    family="cpu",
+    triple=f"{_MACHINE}-{_OS}",
+    cpu="native",
+    backend="llvm",
+    pointer_bits=8 * struct.calcsize("P"),
+)
+
+
+def _llvm_cpu(name: str, triple: str, cpu: str, features: str = "") -> Target:
+    """A 64-bit CPU target of the LLVM back end (``save()`` writes an object for it; ``run()``
+    JIT-compiles the same loop IR for this machine)."""
+    return Target(name=name, family="cpu", triple=triple, cpu=cpu, features=features,
+                  backend="llvm", pointer_bits=64)
+
+
+TARGETS = [
+    HOST,
+    CPU,
+    _llvm_cpu("x86-64-v2", "x86_64-unknown-linux-gnu", "x86-64-v2"),   # SSE4.2, POPCNT
+    _llvm_cpu("x86-64-v3", "x86_64-unknown-linux-gnu", "x86-64-v3"),   # AVX2, FMA
+    _llvm_cpu("x86-64-v4", "x86_64-unknown-linux-gnu", "x86-64-v4"),   # AVX-512
+    _llvm_cpu("aarch64", "aarch64-unknown-linux-gnu", "generic", "+neon"),
+]

@@ -27,11 +27,13 @@ def _with_logits_output(proto: onnx.ModelProto) -> onnx.ModelProto:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("target", ["host", "cpu"])
 @pytest.mark.parametrize("name", list(ZOO))
-def test_zoo_model_matches_onnxruntime_and_stored_output(name):
+def test_zoo_model_matches_onnxruntime_and_stored_output(name, target):
+    """host: the C back end built with cc; cpu: the LLVM back end through its JIT."""
     proto = _with_logits_output(onnx.load(zoo_path(name)))
     proto.ir_version = min(proto.ir_version, 10)
-    cm = onnxcc.compile(proto, "host")
+    cm = onnxcc.compile(proto, target)
     x = zoo_input(cm.graph.inputs[0].shape)
     got = cm.run({cm.graph.inputs[0].name: x})
     want = ort_run(proto, {cm.graph.inputs[0].name: x})
@@ -49,9 +51,10 @@ def _digits():
     return data["x"], data["y"]
 
 
-def test_digits_c_build_matches_onnxruntime_accuracy():
+@pytest.mark.parametrize("target", ["host", "cpu"])
+def test_digits_build_matches_onnxruntime_accuracy(target):
     x, y = _digits()
-    cm = onnxcc.compile(MODELS / "digits.onnx", "host", input_shapes={"input": x.shape})
+    cm = onnxcc.compile(MODELS / "digits.onnx", target, input_shapes={"input": x.shape})
     assert "onnxcc.FusedConv" in [n.op for n in cm.graph.nodes]          # BN folded, Relu fused
     assert "BatchNormalization" not in [n.op for n in cm.graph.nodes]
     got = cm.run({"input": x})["probabilities"]

@@ -71,14 +71,15 @@ def env() -> jinja2.Environment:
 
 def check_legal(g: Graph, target: str | None = None) -> None:
     """Raise :class:`UnsupportedOpError` listing every node the C target cannot lower."""
-    problems = []
+    # Tensor sizes first: a node's legality check may build tables as large as its output.
+    problems = [(v.name, "tensor", "tensors of 2^31 or more elements are not supported")
+                for v in g.values() if v.type.size >= 2**31]
+    if problems:
+        raise UnsupportedOpError(problems, target)
     for n in g.nodes:
         why = unsupported_reason(n)
         if why:
             problems.append((n.name, n.op, why))
-    for v in g.values():
-        if v.type.size >= 2**31:
-            problems.append((v.name, "tensor", "tensors of 2^31 or more elements are not supported"))
     if problems:
         raise UnsupportedOpError(problems, target)
 
@@ -102,14 +103,32 @@ def _format_array(a: np.ndarray, ct: str) -> str:
     return ",\n".join("    " + ln for ln in lines)
 
 
+@dataclass
+class RunObject:
+    """For the LLVM back end: ``<m>_run`` (its kernels and weights inside) comes from an object
+    file instead of C. ``compile(run_symbol) -> bytes`` returns the object defining
+    ``run_symbol``; ``weights_size`` is its bytes of constant weights; ``info`` (triple, cpu,
+    features...) goes into the memory map under ``"object"``."""
+
+    compile: Any
+    weights_size: int
+    info: dict[str, Any]
+
+
 def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: str,
-           sha256: str, options: dict[str, Any], source: str) -> dict[str, Any]:
+           sha256: str, options: dict[str, Any], source: str,
+           run_object: RunObject | None = None) -> dict[str, Any]:
     """Write the C library for the planned graph ``g`` into ``out_dir`` (which must exist).
 
-    Returns the memory map (also written as ``<m>.json``). ``g.meta["memory_plan"]`` must be set
-    by the plan_memory pass. Raises :class:`UnsupportedOpError` for nodes the C target cannot lower.
+    With ``run_object`` (the LLVM back end) the files are the same header ``<m>.h``, an
+    ``<m>.c`` holding only the tensor-info tables and the opt-in ``<m>_run_static``, and the
+    object ``<m>.o`` that defines ``<m>_run`` with its kernels and weights; no C kernel is
+    generated. Returns the memory map (also written as ``<m>.json``).
+    ``g.meta["memory_plan"]`` must be set by the plan_memory pass. Raises
+    :class:`UnsupportedOpError` for nodes the C target cannot lower.
     """
-    check_legal(g)
+    if run_object is None:
+        check_legal(g)
     plan = g.meta["memory_plan"]
     names = Namer(name)
     m, M = names.prefix, names.macro_prefix
@@ -120,7 +139,7 @@ def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: s
     mac = {k: names.macro(k) for k in (
         "H", "ONNXCC_VERSION", "MODEL_SHA256", "ARENA_SIZE", "ARENA_ALIGN", "WEIGHTS_SIZE",
         "WEIGHTS_ATTR", "ARENA_ATTR", "NUM_INPUTS", "NUM_OUTPUTS", "OK", "NULL_ARG",
-        "ARENA_TOO_SMALL", "ARENA_MISALIGNED", "STATIC_ARENA", "DIR", "SRCS", "CFLAGS", "LDLIBS")}
+        "ARENA_TOO_SMALL", "ARENA_MISALIGNED", "STATIC_ARENA", "DIR", "SRCS", "OBJS", "CFLAGS", "LDLIBS")}
     reg = registry()
     j = env()
 
@@ -186,7 +205,7 @@ def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: s
 
     # -- kernels and calls -----------------------------------------------------------------
     kernels, calls = [], []
-    for idx, n in enumerate(g.nodes):
+    for idx, n in enumerate(g.nodes if run_object is None else []):
         ctx = LowerCtx(n, plan.buffers)
         desc: KernelDesc | None = reg[n.op](n, ctx)
         if desc is None:
@@ -217,7 +236,7 @@ def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: s
         calls.append(f"{fn}({', '.join(args)});")
 
     # Graph outputs the plan could not place in their output buffer: copy at the end.
-    for k, v in enumerate(g.outputs):
+    for k, v in enumerate(g.outputs if run_object is None else []):
         b = plan.buffers.get(v.name)
         if b is not None and b.space == "output" and b.index == k and b.offset == 0:
             continue
@@ -231,6 +250,8 @@ def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: s
         elif v.type.nbytes:
             calls.append(f"memcpy({dst}, {ptr(v, True)}, {v.type.nbytes}u);")
     weights_size = sum(w.value.const.nbytes for w in weights.values())
+    if run_object is not None:
+        weights_size = run_object.weights_size
     blob_off = blob["off"]
 
     wlist = []
@@ -252,7 +273,7 @@ def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: s
                     arena_size=plan.arena_size, arena_align=max(plan.alignment, 8),
                     weights_size=weights_size, inputs=ins, outputs=outs, nodes=kernels,
                     calls=calls, weights=decls, splats=list(splats.values()),
-                    blob=not weights_in_c and bool(weights))
+                    blob=not weights_in_c and bool(weights), run_object=run_object is not None)
     files = {
         f"{m}.h": j.get_template("model.h.j2").render(ctx_vars),
         f"{m}.c": j.get_template("model.c.j2").render(ctx_vars),
@@ -261,6 +282,9 @@ def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: s
         f"{m}.mk": j.get_template("model.mk.j2").render(ctx_vars),
         "onnxcc_rt.h": RT_HEADER.read_text(),
     }
+    if run_object is not None:
+        del files[f"{m}_weights.c"]
+        (out_dir / f"{m}.o").write_bytes(run_object.compile(sym["run"]))
     for fname, text in files.items():
         (out_dir / fname).write_text(text)
     if not weights_in_c and weights:
@@ -272,13 +296,15 @@ def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: s
             f.truncate(blob_off)
 
     mmap = {
-        "model": name, "c_prefix": m,
+        "model": name, "c_prefix": m, "backend": "c" if run_object is None else "llvm",
+        **({} if run_object is None else {"object": {"file": f"{m}.o", **run_object.info}}),
         **({"c_prefix_renamed": names.renamed} if names.renamed else {}),
         "onnxcc_version": version, "model_sha256": sha256,
         "options": options, "passes": list(g.meta.get("passes", [])),
         "arena": {"size": plan.arena_size, "alignment": plan.alignment,
                   "lower_bound": plan.lower_bound, "naive": plan.naive},
-        "weights": {"size": weights_size, "format": "c_arrays" if weights_in_c else "incbin",
+        "weights": {"size": weights_size, "format": "object" if run_object is not None
+                    else "c_arrays" if weights_in_c else "incbin",
                     "tensors": [{"name": w.value.name, "symbol": w.symbol, "bytes": w.value.const.nbytes,
                                  **({} if weights_in_c else {"offset": w.offset})}
                                 for w in weights.values()]},

@@ -116,21 +116,32 @@ class JITProgram:
     """
 
     def __init__(self, program: Program, *, run_symbol: str | None = None,
-                 speed_level: int = 3) -> None:
+                 speed_level: int = 3, obj: bytes | None = None) -> None:
         t0 = time.perf_counter()
         self.program = program
         self.symbol = run_symbol or f"{symbol(program.name)}_run"
         prefix = f"onnxcc_jit{next(_serial)}_"
-        self._weights = [_aligned_copy(w) for w in weight_data(program)]
+        self._weights = [] if obj is not None else [_aligned_copy(w) for w in weight_data(program)]
         with _compile_lock:
             self._tm = host_target_machine()
-            for k, w in enumerate(self._weights):
-                llvm.add_symbol(f"{prefix}w{k}", w.ctypes.data)
-            self._mod = build_module(program, self._tm, run_symbol=self.symbol,
-                                     speed_level=speed_level, extern_weights=prefix)
-            self._engine = llvm.create_mcjit_compiler(self._mod, self._tm)
+            if obj is not None:
+                # The object :func:`emit_object` wrote for this machine, weights inside: the
+                # code that runs here is byte for byte the code ``save()`` ships.
+                self._mod = llvm.parse_assembly("")
+                self._mod.triple = self._tm.triple
+                self._engine = llvm.create_mcjit_compiler(self._mod, self._tm)
+                self._engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+            else:
+                for k, w in enumerate(self._weights):
+                    llvm.add_symbol(f"{prefix}w{k}", w.ctypes.data)
+                self._mod = build_module(program, self._tm, run_symbol=self.symbol,
+                                         speed_level=speed_level, extern_weights=prefix)
+                self._engine = llvm.create_mcjit_compiler(self._mod, self._tm)
             self._engine.finalize_object()
             addr = self._engine.get_function_address(self.symbol)
+        if not addr:
+            raise OnnxccError(f"the JIT found no symbol {self.symbol!r}",
+                              hint="a bug in onnxcc's LLVM back end: please report it")
         nio = len(program.inputs) + len(program.outputs)
         proto = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_size_t,
                                  *([ctypes.c_void_p] * nio))
@@ -178,6 +189,13 @@ def _aligned_copy(a: np.ndarray, align: int = WEIGHT_ALIGN) -> np.ndarray:
     return view
 
 
+def host_cpu() -> tuple[str, str, str]:
+    """(triple, cpu, features) of the machine onnxcc runs on, from LLVM's host detection."""
+    _init("native")
+    return (llvm.get_process_triple(), llvm.get_host_cpu_name(),
+            llvm.get_host_cpu_features().flatten())
+
+
 def emit_object(program: Program, triple: str, cpu: str = "", features: str = "", *,
                 run_symbol: str | None = None, speed_level: int = 3) -> bytes:
     """``program`` compiled to a relocatable object file (ELF for the Linux and bare-metal
@@ -186,6 +204,8 @@ def emit_object(program: Program, triple: str, cpu: str = "", features: str = ""
     the entry ``<name>_run`` exported. Position-independent except on bare-metal triples
     (``-none-``). Raises OnnxccError for a triple LLVM does not know."""
     _init("all")
+    if cpu == "native":
+        triple, cpu, features = host_cpu()
     try:
         target = llvm.Target.from_triple(triple)
     except RuntimeError as e:

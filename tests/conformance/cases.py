@@ -97,8 +97,10 @@ def bind_parameters(model, feeds: dict[str, np.ndarray]):
     return m, {k: v for k, v in feeds.items() if k not in params}
 
 
-def run_case(case) -> None:
-    """Compile the case's model for host, run every data set, compare like onnx's runner."""
+def run_case(case, target: str = "host") -> None:
+    """Compile the case's model for ``target`` through the public API, run every data set,
+    compare like onnx's runner (host: the executable harness at -O0; other targets: ``run()``,
+    the LLVM JIT for ``cpu``)."""
     from onnxcc.driver import compile as cc
     from onnxcc.runtime.build import run_executable
 
@@ -111,10 +113,10 @@ def run_case(case) -> None:
         bound, feeds = bind_parameters(model, dict(zip(in_names, inputs)))
         key = bound.SerializeToString()
         if key not in compiled:
-            cm = cc(bound, "host")
-            compiled[key] = (cm, cm.build(opt="-O0"))
+            cm = cc(bound, target)
+            compiled[key] = (cm, cm.build(opt="-O0") if target == "host" else None)
         cm, exe = compiled[key]
-        got = run_executable(exe, cm.mmap, feeds)
+        got = run_executable(exe, cm.mmap, feeds) if exe is not None else cm.run(feeds)
         for name, want in zip(out_names, outputs):
             compare(got[name], np.asarray(want), case.rtol, case.atol, name)
 

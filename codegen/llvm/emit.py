@@ -1,0 +1,97 @@
+"""The LLVM back end's library: a planned Graph -> Program -> object file beside the C header.
+
+:func:`emit_llvm` lowers the graph once into the loop IR (:func:`onnxcc.codegen.lower.
+lower_program`), proves every access in bounds (:func:`onnxcc.codegen.verify.verify`), compiles
+the Program at O3 for the target's triple, CPU and features into ``<m>.o`` (``<m>_run``, its
+kernels and its weights), and lets the C emitter write the same ``<m>.h`` as the C back end, an
+``<m>.c`` with the tensor-info tables and ``<m>_run_static``, the memory map and the build files.
+So a user switches ``--target host`` to ``--target cpu`` without touching the calling code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from onnxcc.codegen.loops import Program
+from onnxcc.errors import UnsupportedOpError
+from onnxcc.ir import Graph
+
+
+def check_legal_llvm(g: Graph, target: str | None = None) -> None:
+    """Raise :class:`UnsupportedOpError` listing every node the loop IR cannot lower (the LLVM
+    back end renders every kernel the loop IR holds), and tensors of 2**31 or more elements."""
+    from onnxcc.codegen.lower import unsupported_reason
+
+    # Tensor sizes first: a node's legality check may build tables as large as its output.
+    problems = [(v.name, "tensor", "tensors of 2^31 or more elements are not supported")
+                for v in g.values() if v.type.size >= 2**31]
+    if problems:
+        raise UnsupportedOpError(problems, target)
+    problems = [(n.name, n.op, why) for n in g.nodes if (why := unsupported_reason(n))]
+    if problems:
+        raise UnsupportedOpError(problems, target)
+
+
+def emit_llvm(g: Graph, out_dir: Path, *, target: Any, name: str, version: str, sha256: str,
+              options: dict[str, Any], source: str) -> tuple[dict[str, Any], Program, bytes]:
+    """Write the library of the planned graph ``g`` for the LLVM ``target`` into ``out_dir``.
+
+    Returns (memory map, the verified Program, the object's bytes). The object is for
+    ``target.triple``/``cpu``/``features`` (``cpu="native"``: this machine, from LLVM's host
+    detection), position-independent except on bare-metal triples. Raises UnsupportedOpError
+    for nodes without a loop-IR lowering, OnnxccError when LLVM rejects the rendered IR.
+    """
+    from onnxcc.codegen.c.emit import RunObject, emit_c
+    from onnxcc.codegen.lower import lower_program
+    from onnxcc.codegen.verify import verify
+
+    from .jit import emit_object, host_cpu
+
+    check_legal_llvm(g, target.name)
+    program = lower_program(g, name)
+    verify(program)
+    triple, cpu, features = target.triple, target.cpu, target.features
+    if cpu == "native":
+        triple, cpu, features = host_cpu()
+    weights_size = sum(w.nbytes for w in _weights(program))
+    obj: dict[str, bytes] = {}
+
+    def compile_object(run_symbol: str) -> bytes:
+        obj["data"] = emit_object(program, triple, cpu, features, run_symbol=run_symbol)
+        return obj["data"]
+
+    info = {"triple": triple, "cpu": cpu, "features": features}
+    mmap = emit_c(g, out_dir, name=name, weights_in_c=False, version=version, sha256=sha256,
+                  options=options, source=source,
+                  run_object=RunObject(compile_object, weights_size, info))
+    return mmap, program, obj["data"]
+
+
+def _weights(p: Program) -> list[Any]:
+    from .render import weight_data
+
+    return weight_data(p)
+
+
+class JITLibrary:
+    """The LLVM back end's library run in process: ``run(feeds)`` as the C back end's
+    ``SharedLibrary.run`` (inputs checked by name, shape and dtype; output name -> array).
+
+    With ``obj`` (an object emitted for this machine, ``cpu="native"``) the JIT loads those
+    very bytes, so ``run()`` executes the code ``save()`` ships; otherwise (a cross target) the
+    Program is compiled again for this machine. Thread-safe: each call has its own arena."""
+
+    def __init__(self, program: Program, mmap: dict[str, Any], obj: bytes | None) -> None:
+        from .jit import JITProgram
+
+        self.mmap = mmap
+        self.jit = JITProgram(program, run_symbol=f"{mmap['c_prefix']}_run", obj=obj)
+
+    def run(self, feeds: Any) -> dict[str, Any]:
+        """Run on ``feeds`` (input name -> array). Raises ShapeError for a missing, extra or
+        mis-shaped input or a lossy dtype conversion; OnnxccError for a non-OK status."""
+        from onnxcc.runtime.build import check_feeds
+
+        outs = self.jit.run(check_feeds(self.mmap, feeds))
+        return {t["name"]: o for t, o in zip(self.mmap["outputs"], outs)}
