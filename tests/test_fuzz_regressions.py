@@ -241,3 +241,12 @@ def test_tensor_size_never_overflows():
     from onnxcc.ir import TensorType
 
     assert TensorType((2**40, 2**40), np.float32).size == 2**80
+
+
+def test_resize_scales_of_rank_2_are_refused():
+    """Resize scales of shape [4, 1] were flattened; onnxruntime reads them otherwise (all 30
+    outputs differed). The spec says 1-D."""
+    model = make_model([("Resize", ["x", "", "s"], ["y"], {"mode": "nearest"})],
+                       {"x": (1, 1, 2, 2)}, {"y": None}, {"s": f32([[1], [1], [2], [2]])}, opset=18)
+    with pytest.raises(AttributeValueError, match="scales must be a 1-D tensor, got shape \\[4, 1\\]"):
+        onnxcc.compile(model, target="host")

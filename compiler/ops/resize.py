@@ -79,6 +79,9 @@ def resize_params(node: Node) -> ResizeParams:
         sizes = const_input(node, 3, "sizes")
         coord = _get(node, "coordinate_transformation_mode", "half_pixel")
         nearest = _get(node, "nearest_mode", "round_prefer_floor")
+    for what, v in (("roi", roi_in), ("scales", scales), ("sizes", sizes)):
+        if isinstance(v, np.ndarray) and v.ndim != 1:   # flattening would guess the meaning
+            raise bad_attr(node, f"{what} must be a 1-D tensor, got shape {list(v.shape)}")
     axes = node.attrs.get("axes")
     axes = tuple(range(r)) if axes is None else norm_axes(node, ints(axes), r)
     out = list(in_shape)
