@@ -61,6 +61,13 @@ class Target:
         """The pass pipeline of the target's family (``targets/<family>.py``'s ``PIPELINE``)."""
         return list(importlib.import_module(f"onnxcc.targets.{self.family}").PIPELINE)
 
+    @property
+    def loop_passes(self) -> list:
+        """The loop passes the LLVM back end runs on every kernel of the Program (the family
+        module's ``LOOP_PASSES``; none when it has no such list)."""
+        return list(getattr(importlib.import_module(f"onnxcc.targets.{self.family}"),
+                            "LOOP_PASSES", []))
+
     def describe(self) -> str:
         """One line for ``onnxcc targets``."""
         parts = [f"{self.backend.upper()} back end", self.triple, self.cpu, f"{self.pointer_bits}-bit"]

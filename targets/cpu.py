@@ -14,6 +14,7 @@ from onnxcc.passes.fold_batchnorm import fold_batchnorm
 from onnxcc.passes.fuse_conv_activation import fuse_conv_activation
 from onnxcc.passes.fuse_elementwise import fuse_elementwise
 from onnxcc.passes.plan_memory import plan_memory
+from onnxcc.codegen.schedule import register_block
 from onnxcc.passes.schedule import schedule
 
 from .base import Target
@@ -26,6 +27,11 @@ PIPELINE = [
     fuse_elementwise,
     schedule,
     plan_memory(alignment=16),
+]
+
+# Loop passes of the LLVM back end (the C back end leaves scheduling to the C compiler).
+LOOP_PASSES = [
+    register_block([("ow", 8), ("m", 8)], ops=("Conv", "onnxcc.FusedConv")),
 ]
 
 _MACHINE = {"amd64": "x86_64", "arm64": "aarch64"}.get(platform.machine().lower(),

@@ -10,6 +10,7 @@ So a user switches ``--target host`` to ``--target cpu`` without touching the ca
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +50,14 @@ def emit_llvm(g: Graph, out_dir: Path, *, target: Any, name: str, version: str, 
     from .jit import emit_object, host_cpu
 
     check_legal_llvm(g, target.name)
+    from onnxcc.codegen.schedule import apply_passes
+
     program = lower_program(g, name)
-    verify(program)
+    passes = target.loop_passes
+    if passes:
+        program = dataclasses.replace(program, kernels=[apply_passes(k, passes)
+                                                        for k in program.kernels])
+    verify(program)   # after the loop passes: every access still provably in bounds
     triple, cpu, features = target.triple, target.cpu, target.features
     if cpu == "native":
         triple, cpu, features = host_cpu()
