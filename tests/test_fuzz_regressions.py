@@ -250,3 +250,29 @@ def test_resize_scales_of_rank_2_are_refused():
                        {"x": (1, 1, 2, 2)}, {"y": None}, {"s": f32([[1], [1], [2], [2]])}, opset=18)
     with pytest.raises(AttributeValueError, match="scales must be a 1-D tensor, got shape \\[4, 1\\]"):
         onnxcc.compile(model, target="host")
+
+
+@pytest.mark.parametrize("op,outs", [("MaxPool", 1), ("MaxPool", 2), ("GlobalMaxPool", 1)])
+def test_max_pooling_propagates_nan_on_every_back_end(op, outs):
+    """The generated-graph fuzzer found three answers for a window holding a NaN: the C back end
+    skipped it (and gave -inf for an all-NaN window), the loop IR and the reference propagated
+    it, and the LLVM back end's Indices skipped it. All now follow numpy, onnx's reference and
+    ReduceMax: a NaN in the window gives NaN, and Indices points at the first NaN. (onnxruntime
+    1.31's MaxPool is not a reference here: it keeps a NaN only when it comes first.)"""
+    from onnxcc.interpreter import interpret
+
+    nan = np.nan
+    x = f32([[[[nan, nan, 1.0, nan], [nan, nan, 2.0, -np.inf]]]])
+    attrs = {"kernel_shape": [2, 2], "strides": [2, 2]} if op == "MaxPool" else {}
+    shape = (1, 1, 1, 2) if op == "MaxPool" else (1, 1, 1, 1)
+    names = ["y", "i"][:outs]
+    model = make_model([(op, ["x"], names, attrs)], {"x": (1, 1, 2, 4)},
+                       {k: shape for k in names})
+    if outs == 2:
+        model.graph.output[1].type.tensor_type.elem_type = onnx.TensorProto.INT64
+    results = [onnxcc.compile(model, target=t).run({"x": x}) for t in ("host", "cpu")]
+    results.append(interpret(onnxcc.compile(model, target="host").graph, {"x": x}))
+    for r in results:
+        assert np.isnan(r["y"]).all()
+        if outs == 2:
+            np.testing.assert_array_equal(r["i"].ravel(), [0, 3])   # the first NaN of each window

@@ -29,7 +29,7 @@ import numpy as np
 
 from onnxcc.codegen.loops import (I64, Assign, Binary, Buffer, Comment, Const, Decl, DType, Expr,
                                   If, Load, Loop, MulAdd, Stmt, Store, Var, affine, all_of, const,
-                                  contiguous_strides, maximum)
+                                  Unary, contiguous_strides, maximum)
 from onnxcc.ir import Node
 from onnxcc.ops import REQUIRED, get_op
 from onnxcc.ops.nn import conv_geometry, conv_transpose_geometry, pool_counts, pool_geometry
@@ -383,9 +383,12 @@ def _lower_pool(node: Node, ctx: LowerCtx) -> Any:
             return [Decl(acc, _lowest(dt)), *red, Store(Y, (n, c, *o), acc)]
         # Indices: the first maximum in window order; taps in the padding are never candidates
         v = Var("v", dt)
+        better = Binary("or", v > acc, idx < 0)
+        if dt.is_float:   # a NaN propagates; the first NaN of the window wins
+            better = Binary("or", better, Binary("and", Unary("isnan", v),
+                                                 Unary("not", Unary("isnan", acc))))
         take: list[Stmt] = [Decl(v, X[(n, c, *iv)]),
-                            If(Binary("or", v > acc, idx < 0),
-                               [Assign(acc, v), Assign(idx, _cast64(flat))])]
+                            If(better, [Assign(acc, v), Assign(idx, _cast64(flat))])]
         if possible:
             red = loops(taps, [If(mask, take)] if conds else take)
         return [Decl(acc, _lowest(dt)), Decl(idx, const(-1, I64)), *red,

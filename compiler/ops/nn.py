@@ -352,8 +352,11 @@ class MaxPool(_Pool):
                     idx = np.array(np.broadcast_to(
                         _flat_index(node, x.shape, taps, pb, strides, dil, out), v.shape))
                 continue
-            if want_idx:  # strict: the first maximum in window order wins
-                idx = np.where(v > y, _flat_index(node, x.shape, taps, pb, strides, dil, out), idx)
+            if want_idx:  # strict: the first maximum in window order wins (a NaN: the first NaN)
+                take = v > y
+                if np.issubdtype(v.dtype, np.floating):
+                    take |= np.isnan(v) & ~np.isnan(y)
+                idx = np.where(take, _flat_index(node, x.shape, taps, pb, strides, dil, out), idx)
             np.maximum(y, v, out=y)
         return [y, idx] if want_idx else [y]
 

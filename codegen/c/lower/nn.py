@@ -437,6 +437,14 @@ def _supports_pool(node: Node) -> str | None:
     return float_only(node)
 
 
+def _max_step(ct: str) -> str:
+    """``acc = max(acc, v)`` for element type ``ct``; for floats a NaN in the window makes the
+    result NaN (as numpy, onnx's reference, ReduceMax and the loop IR back ends do)."""
+    if ct in ("float", "double"):
+        return "acc = (v > acc || v != v) ? v : acc;"
+    return "acc = v > acc ? v : acc;"
+
+
 def _lowest(ct: str) -> str:
     """The identity of max for element type ``ct``."""
     return {"float": "-INFINITY", "double": "-(double)INFINITY", "int8_t": "INT8_MIN",
@@ -529,13 +537,15 @@ def _lower_pool(node: Node, ctx: LowerCtx) -> KernelDesc:
             [Aff.of((ov[a], s[a]), (kv[a], d[a]), -pb[a]) for a in range(nd)], sp)
         Yi = ctx.outs()[1]
         pre = (f"{ct} acc = {_lowest(ct)};", "int64_t idx = -1;")
+        # floats: the first NaN of the window wins (value and index), as for the values alone
+        nan_first = " || (v != v && acc == acc)" if ct in ("float", "double") else ""
         step = (f"const {ct} v = {x_v};",
-                f"if (v > acc || idx < 0) {{ acc = v; idx = (int64_t)({nest.c(flat)}); }}")
+                f"if (v > acc || idx < 0{nan_first}) {{ acc = v; idx = (int64_t)({nest.c(flat)}); }}")
         yi_at = dot([Aff.of(v) for v in ["n", "c", *ov]], Yi.strides)
         store = (f"{y_v} = acc;", f"{Yi.ptr}[{nest.c(yi_at)}] = idx;")
     else:
         pre = (f"{ct} acc = {_lowest(ct)};",)
-        step = (f"const {ct} v = {x_v};", "acc = v > acc ? v : acc;")
+        step = (f"const {ct} v = {x_v};", _max_step(ct))
         store = (f"{y_v} = acc;",)
     comment = (f"{node.op}: x {shape_text(x.shape)} is (N,C,spatial...), y {shape_text(Y.shape)}; "
                f"kernel {_lst(kernel)}, strides {_lst(s)}, dilations {_lst(d)}, "
@@ -575,7 +585,7 @@ def _lower_global_pool(node: Node, ctx: LowerCtx) -> KernelDesc:
         result = f"acc / {c_literal(math.prod(x.shape[2:]), ct)}"
     else:
         init, result = _lowest(ct), "acc"
-        step = (f"const {ct} v = {X.ptr}[{nest.c(x_at)}];", "acc = v > acc ? v : acc;")
+        step = (f"const {ct} v = {X.ptr}[{nest.c(x_at)}];", _max_step(ct))
     comment = f"{node.op}: x {shape_text(x.shape)} is (N,C,spatial...), y {shape_text(Y.shape)}"
     return ctx.desc("nn", "pool", comment=comment, tables=(), outer=tuple(outer), taps=tuple(taps),
                     pre=(f"{ct} acc = {init};",), step=step,
