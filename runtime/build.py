@@ -342,8 +342,10 @@ class SharedLibrary:
         raw = np.zeros(size + align, np.uint8)
         start = (-raw.ctypes.data) % align
         arena = raw[start:start + size]
+        # A zero-size input or output still gets a valid pointer: <m>_run refuses NULL.
+        spare = np.zeros(1, np.uint64)
         status = self.fn(arena.ctypes.data if size else None, size,
-                         *[a.ctypes.data if a.size else None for a in ins + outs])
+                         *[a.ctypes.data if a.size else spare.ctypes.data for a in ins + outs])
         if status != 0:
             raise BuildError(f"generated code returned status {status}",
                              hint="1 = NULL argument, 2 = arena too small, 3 = arena misaligned")

@@ -276,3 +276,52 @@ def test_max_pooling_propagates_nan_on_every_back_end(op, outs):
         assert np.isnan(r["y"]).all()
         if outs == 2:
             np.testing.assert_array_equal(r["i"].ravel(), [0, 3])   # the first NaN of each window
+
+
+def test_conv_transpose_bias_shape_is_checked():
+    """A scalar ConvTranspose bias reached the C lowering (IndexError)."""
+    model = make_model([("ConvTranspose", ["x", "w", "b"], ["y"])], {"x": (1, 1, 3, 3)},
+                       {"y": None}, {"w": f32(np.ones((1, 1, 2, 2))), "b": f32(0.5)})
+    with pytest.raises(AttributeValueError, match=r"bias shape \(\) is not \(1,\)"):
+        onnxcc.compile(model, target="host")
+
+
+def test_gather_of_constant_indices_out_of_range_is_a_shape_error():
+    """Gather folded at compile time with index 1 on an axis of 1 (IndexError from numpy)."""
+    model = make_model([("Gather", ["x", "i"], ["y"])], {"x": (1, 3)}, {"y": None},
+                       {"i": np.array([-2, 1], np.int64)})
+    with pytest.raises(onnxcc.errors.ShapeError, match=r"indices \[-2, 1\] are outside \[-1, 0\]"):
+        onnxcc.compile(model, target="host")
+
+
+def test_pool_pads_must_be_smaller_than_the_kernel():
+    """AveragePool pads [0, 2**31, 0, 0] hung the C lowering on 2**30 output positions;
+    onnxruntime refuses pads >= kernel_shape, and so does onnxcc."""
+    model = make_model([("AveragePool", ["x"], ["y"], {"kernel_shape": [1, 1],
+                                                       "pads": [0, 2**31, 0, 0]})],
+                       {"x": (1, 1, 2, 2)}, {"y": None})
+    with pytest.raises(AttributeValueError, match="must be smaller than kernel_shape"):
+        onnxcc.compile(model, target="host")
+
+
+def test_clip_bound_of_shape_1():
+    """A [1]-shaped Clip bound on a scalar x made the fused kernel's type [1] (VerifyError); it is
+    refused there, and accepted (as onnxruntime does) on a tensor of rank >= 1."""
+    bad = make_model([("Relu", ["x"], ["t"]), ("Clip", ["t", "lo"], ["y"])], {"x": ()}, {"y": ()},
+                     {"lo": f32([0.5])})
+    with pytest.raises(AttributeValueError, match=r"min must be a scalar, got shape \[1\]"):
+        onnxcc.compile(bad, target="host")
+    ok = make_model([("Relu", ["x"], ["t"]), ("Clip", ["t", "lo"], ["y"])], {"x": (3,)},
+                    {"y": (3,)}, {"lo": f32([0.5])})
+    x = f32([-1, 0.25, 2])
+    np.testing.assert_array_equal(onnxcc.compile(ok, target="host").run({"x": x})["y"],
+                                  ort_run(ok, {"x": x})["y"])
+
+
+@pytest.mark.parametrize("target", ["host", "cpu"])
+def test_zero_size_tensors_run_through_the_public_api(target):
+    """A zero-size input made CompiledModel.run pass NULL (status 1: NULL argument); Softmax's
+    reference failed on a zero-size axis (no identity for max)."""
+    model = make_model([("Softmax", ["x"], ["y"], {"axis": 1})], {"x": (0, 4)}, {"y": (0, 4)})
+    y = onnxcc.compile(model, target=target).run({"x": np.zeros((0, 4), np.float32)})["y"]
+    assert y.shape == (0, 4)

@@ -406,6 +406,15 @@ class Clip(Unary):
     attrs = {"min": None, "max": None}
     max_inputs = 3
 
+    def check(self, node):
+        super().check(node)
+        for k, what in ((1, "min"), (2, "max")):
+            v = node.inputs[k] if len(node.inputs) > k else None
+            # one value, as a scalar (the spec) or a 1-element tensor of no higher rank than x
+            # (onnxruntime accepts [1]); a [1] bound must not turn a scalar x into a [1] result
+            if v is not None and (v.type.size != 1 or len(v.shape) > len(node.inputs[0].shape)):
+                raise bad_attr(node, f"{what} must be a scalar, got shape {list(v.shape)}")
+
     def reference(self, node, x, lo=None, hi=None):
         if node.version < 11:
             lo, hi = node.attrs.get("min"), node.attrs.get("max")

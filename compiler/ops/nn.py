@@ -249,6 +249,9 @@ class ConvTranspose(OpDef):
         if g < 1 or x.shape[1] != w.shape[0] or w.shape[0] % g:
             raise bad_attr(node, f"group={g} does not fit input channels {x.shape[1]}, weights "
                            f"{w.shape}: need C == W.shape[0] and C % group == 0")
+        m = w.shape[1] * g
+        if len(node.inputs) > 2 and node.inputs[2] is not None and node.inputs[2].shape != (m,):
+            raise bad_attr(node, f"bias shape {node.inputs[2].shape} is not ({m},)")
         n = len(x.shape) - 2
         for op, s, d in zip(spatial_attr(node, "output_padding", n, 0),
                             spatial_attr(node, "strides", n, 1), spatial_attr(node, "dilations", n, 1)):
@@ -317,6 +320,10 @@ class _Pool(OpDef):
             raise bad_attr(node, f"kernel_shape must hold {len(x.shape) - 2} positive sizes, got {ks}")
         if (node.attrs.get("ceil_mode") or 0) not in (0, 1):
             raise bad_attr(node, f"ceil_mode must be 0 or 1, got {node.attrs['ceil_mode']}")
+        n = len(x.shape) - 2
+        pads = spatial_attr(node, "pads", 2 * n, 0)
+        if any(p >= ks[a % n] for a, p in enumerate(pads)):   # as onnxruntime requires
+            raise bad_attr(node, f"pads {list(pads)} must be smaller than kernel_shape {list(ks)}")
 
     def infer(self, node):
         x = node.inputs[0]

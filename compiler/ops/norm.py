@@ -163,6 +163,8 @@ class _SoftmaxFamily(OpDef):
 
 def _softmax(x: np.ndarray, axes: tuple[int, ...], log: bool) -> np.ndarray:
     ct = _ct(x)
+    if x.size == 0:   # nothing to normalize (a zero-size axis has no max)
+        return x.copy()
     xc = x.astype(ct)
     m = xc.max(axis=axes, keepdims=True)
     m = np.where(np.isfinite(m), m, 0)

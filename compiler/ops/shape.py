@@ -363,6 +363,11 @@ class Gather(OpDef):
     def infer(self, node):
         d, i = node.inputs
         a = norm_axis(node, attr(node, "axis"), len(d.shape))
+        if i.const is not None and i.const.size:
+            lo, hi = int(i.const.min()), int(i.const.max())
+            if lo < -d.shape[a] or hi >= d.shape[a]:
+                raise _shape_error(node, f"indices [{lo}, {hi}] are outside [-{d.shape[a]}, "
+                                   f"{d.shape[a] - 1}] on axis {a}")
         return [TensorType(d.shape[:a] + i.shape + d.shape[a + 1:], d.dtype)]
 
     def reference(self, node, data, idx):
