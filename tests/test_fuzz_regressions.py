@@ -325,3 +325,14 @@ def test_zero_size_tensors_run_through_the_public_api(target):
     model = make_model([("Softmax", ["x"], ["y"], {"axis": 1})], {"x": (0, 4)}, {"y": (0, 4)})
     y = onnxcc.compile(model, target=target).run({"x": np.zeros((0, 4), np.float32)})["y"]
     assert y.shape == (0, 4)
+
+
+@pytest.mark.parametrize("target", ["host", "cpu"])
+def test_celu_keeps_nan(target):
+    """Celu was max(0, x) + min(0, ...) through fmax/fmin, which turned a NaN into 0 (onnxruntime
+    and the reference give NaN); found by the generated-graph fuzzer."""
+    model = make_model([("Celu", ["x"], ["y"], {"alpha": 0.7})], {"x": (4,)}, {"y": (4,)})
+    x = f32([np.nan, -1.5, 0.0, 2.0])
+    got = onnxcc.compile(model, target=target).run({"x": x})["y"]
+    np.testing.assert_allclose(got, ort_run(model, {"x": x})["y"], rtol=1e-6, equal_nan=True)
+    assert np.isnan(got[0])

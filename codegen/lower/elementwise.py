@@ -118,8 +118,10 @@ SCALAR: dict[str, Scalar] = {
     "Selu": lambda a, at: _c(a[0], at["gamma"]) * Select(
         Binary("le", a[0], _c(a[0], 0)),
         _c(a[0], at["alpha"]) * Unary("exp", a[0]) - _c(a[0], at["alpha"]), a[0]),
-    "Celu": lambda a, at: Binary("fmax", _c(a[0], 0), a[0]) + Binary(
-        "fmin", _c(a[0], 0), _c(a[0], at["alpha"]) * (Unary("exp", a[0] / _c(a[0], at["alpha"])) - _c(a[0], 1))),
+    # max(0, x) + min(0, alpha * (exp(x / alpha) - 1)) as a select, so a NaN stays NaN (fmax
+    # and fmin would drop it)
+    "Celu": lambda a, at: Select(Binary("ge", a[0], _c(a[0], 0)), a[0], _c(a[0], at["alpha"]) * (
+        Unary("exp", a[0] / _c(a[0], at["alpha"])) - _c(a[0], 1))),
     "ThresholdedRelu": lambda a, at: Select(Binary("gt", a[0], _c(a[0], at["alpha"])), a[0], _c(a[0], 0)),
     "Softplus": lambda a, at: Unary("log", Unary("exp", a[0]) + _c(a[0], 1)),
     "Softsign": lambda a, at: a[0] / (_c(a[0], 1) + Unary("abs", a[0])),

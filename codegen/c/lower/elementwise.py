@@ -113,7 +113,8 @@ SCALAR: dict[str, ScalarFn] = {
     "Tanh": _unary_libm("tanh"),
     "Elu": lambda a, at, ct: f"({a[0]} < {_lit(ct, 0)} ? {_lit(ct, at['alpha'])} * ({_f(ct, 'exp')}({a[0]}) - {_lit(ct, 1)}) : {a[0]})",
     "Selu": lambda a, at, ct: f"({_lit(ct, at['gamma'])} * ({a[0]} <= {_lit(ct, 0)} ? {_lit(ct, at['alpha'])} * {_f(ct, 'exp')}({a[0]}) - {_lit(ct, at['alpha'])} : {a[0]}))",
-    "Celu": lambda a, at, ct: f"({_f(ct, 'fmax')}({_lit(ct, 0)}, {a[0]}) + {_f(ct, 'fmin')}({_lit(ct, 0)}, {_lit(ct, at['alpha'])} * ({_f(ct, 'exp')}({a[0]} / {_lit(ct, at['alpha'])}) - {_lit(ct, 1)})))",
+    # max(0, x) + min(0, ...) as a select: fmax/fmin would turn a NaN into 0
+    "Celu": lambda a, at, ct: f"({a[0]} >= {_lit(ct, 0)} ? {a[0]} : {_lit(ct, at['alpha'])} * ({_f(ct, 'exp')}({a[0]} / {_lit(ct, at['alpha'])}) - {_lit(ct, 1)}))",
     "ThresholdedRelu": lambda a, at, ct: f"({a[0]} > {_lit(ct, at['alpha'])} ? {a[0]} : {_lit(ct, 0)})",
     "Softplus": lambda a, at, ct: f"{_f(ct, 'log')}({_f(ct, 'exp')}({a[0]}) + {_lit(ct, 1)})",
     "Softsign": lambda a, at, ct: f"({a[0]} / ({_lit(ct, 1)} + {_f(ct, 'fabs')}({a[0]})))",
