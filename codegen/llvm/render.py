@@ -69,7 +69,7 @@ def render_program(p: Program, *, run_symbol: str | None = None, index_bits: int
     ARENA_MISALIGNED when the arena is not aligned to ``p.arena_align`` bytes; else it runs every
     kernel in order and returns OK. Raises OnnxccError for what it cannot render (vector dtypes,
     unknown intrinsics, a kernel parameter living in a register or stream)."""
-    module = ir.Module(name=p.name)
+    module = ir.Module(name=symbol(p.name))   # the model's name is untrusted: never raw in IR
     it = ir.IntType(index_bits)
     weights: dict[int, ir.GlobalVariable] = {}
     for b in p.weights():

@@ -151,3 +151,17 @@ def test_hostile_names_run_on_the_emulated_m4(hostile, m4_lib):
 
     model, feeds = hostile
     check(qemu.run_on_qemu(m4_lib, feeds), ort_run(model, feeds))
+
+
+@pytest.mark.parametrize("target", ["cpu", "aarch64"])
+@pytest.mark.parametrize("model_name", MODEL_NAMES, ids=lambda s: repr(s[:12]))
+def test_hostile_names_on_the_llvm_back_end(model_name, target):
+    """The LLVM targets: hostile model and tensor names reach neither the IR text unescaped nor
+    the object's symbols (only ``<m>_run`` is exported); ``run()`` agrees with onnxruntime."""
+    model = hostile_model(["w0", "s0", "a_b", "a-b", "X", "x", 'q"uote', "new\nline"], model_name)
+    feeds = feeds_for(model, 2)
+    cm = onnxcc.compile(model, target, name=model_name)
+    check(cm.run(feeds), ort_run(model, feeds))
+    obj = (cm.lib_dir / f"{cm.mmap['c_prefix']}.o").read_bytes()
+    assert f"{cm.mmap['c_prefix']}_run".encode() in obj
+    assert b"new\nline" not in obj and b'q"uote' not in obj
