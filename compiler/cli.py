@@ -82,7 +82,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
         return _main_job(args)
     t0 = time.perf_counter()
     cm = _compile(args, args.model)
-    if args.dump_ir:
+    if args.dump_ir == "loops":   # the loop-IR Program (after the target's loop passes)
+        from onnxcc.codegen.loops import program_text
+        from onnxcc.codegen.lower import lower_program
+
+        print(program_text(cm.program if cm.program is not None else lower_program(cm.graph)))
+    elif args.dump_ir:
         dumps = cm.graph.meta.get("dumps", {})
         if args.dump_ir not in dumps:
             raise OnnxccError(f"no pass named {args.dump_ir!r} ran",
@@ -318,7 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "its own files there and never removes or overwrites yours")
     c.add_argument("--force", action="store_true",
                    help="overwrite files in -o that have a generated name but onnxcc did not write")
-    c.add_argument("--dump-ir", metavar="PASS", help="print the IR after PASS")
+    c.add_argument("--dump-ir", metavar="PASS", help="print the graph IR after PASS, or with "
+                   "'loops' the loop-IR program the back end renders")
     c.add_argument("--dump-dir", help="write the IR after every pass into this folder")
     c.set_defaults(fn=cmd_compile)
     r = sub.add_parser("run", help="compile for the host, run on inputs")

@@ -70,3 +70,21 @@ def test_input_shape_option_binds_the_batch(tmp_path, capsys):
     assert np.load(tmp_path / "y.npz")["probabilities"].shape == (3, 10)
     assert main(["check", str(MODELS_DIR / "digits.onnx"), "--input-shape", "input=3,1,x"]) == 2
     assert "NAME=1,3,224,224" in capsys.readouterr().err
+
+
+def test_cpu_target_from_the_cli_and_loop_ir_dump(tmp_path, capsys):
+    """--target cpu writes the object beside the header; --dump-ir loops prints the loop-IR
+    program after the target's loop passes; check and targets know the LLVM targets."""
+    m = make_model([("Relu", ["x"], ["y"])], {"x": (1, 4)}, {"y": (1, 4)})
+    path = tmp_path / "r.onnx"
+    path.write_bytes(m.SerializeToString())
+    assert main(["compile", str(path), "--target", "cpu", "-o", str(tmp_path / "lib"),
+                 "--dump-ir", "loops"]) == 0
+    out = capsys.readouterr().out
+    assert "program r arena=" in out and "kernel k0(out y:f32[1,4] @output0" in out
+    assert (tmp_path / "lib" / "r.o").exists() and (tmp_path / "lib" / "r.h").exists()
+    assert not (tmp_path / "lib" / "r_weights.c").exists()
+    assert main(["check", str(path), "--target", "aarch64"]) == 0
+    assert "every node can be compiled for aarch64" in capsys.readouterr().out
+    assert main(["targets"]) == 0
+    assert "cpu          LLVM back end" in capsys.readouterr().out
