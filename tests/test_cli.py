@@ -81,7 +81,7 @@ def test_cpu_target_from_the_cli_and_loop_ir_dump(tmp_path, capsys):
     assert main(["compile", str(path), "--target", "cpu", "-o", str(tmp_path / "lib"),
                  "--dump-ir", "loops"]) == 0
     out = capsys.readouterr().out
-    assert "program r arena=" in out and "kernel k0(out y0:f32[1,4] @output0" in out
+    assert "program r arena=" in out and "kernel k0(out y0:f32[4] @output0, in x0:f32[4] @input0)" in out
     assert (tmp_path / "lib" / "r.o").exists() and (tmp_path / "lib" / "r.h").exists()
     assert not (tmp_path / "lib" / "r_weights.c").exists()
     assert main(["check", str(path), "--target", "aarch64"]) == 0
