@@ -58,7 +58,8 @@ class AttributeValueError(OnnxccError):
 
 
 class MemoryBudgetError(OnnxccError):
-    """The planned arena or the weights do not fit the target's SRAM or flash."""
+    """The planned arena or the weights do not fit the target's SRAM or flash (or its address
+    space), or compiling or interpreting the model ran out of this machine's memory."""
 
 
 class OutputError(OnnxccError):

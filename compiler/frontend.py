@@ -447,7 +447,9 @@ def import_onnx(model: str | Path | onnx.ModelProto,
                 raise ShapeError(f"output {o.name!r} would have shape {list(t.shape)} "
                                  "with a negative dim", node=nname, op=np_.op_type,
                                  hint="the model's shapes or shape constants are inconsistent")
-            if t.size * t.dtype.itemsize >= 2**62:   # beyond any address space (and numpy's)
+            # beyond any machine's memory (and numpy's, for its tables), even when another dim
+            # is 0: no axis may have 2**40 or more positions
+            if t.size >= 2**40 or any(d >= 2**40 for d in t.shape):
                 raise ShapeError(f"output {o.name!r} would have shape {list(t.shape)}, "
                                  f"{t.size * t.dtype.itemsize:.3g} bytes", node=nname,
                                  op=np_.op_type, hint="the model's shapes or shape constants "

@@ -9,7 +9,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .errors import ShapeError
+from .errors import MemoryBudgetError, ShapeError
 from .ir import Graph
 from .ops import run_node
 
@@ -33,6 +33,14 @@ def interpret(g: Graph, feeds: Mapping[str, np.ndarray] | None = None, /, **kw: 
     with np.errstate(all="ignore"):
         for n in g.nodes:
             args = [None if i is None else (i.const if i.is_const else env[id(i)]) for i in n.inputs]
-            for o, a in zip(n.outputs, run_node(n, *args)):
+            try:
+                outs = run_node(n, *args)
+            except MemoryError:
+                raise MemoryBudgetError(
+                    "the reference interpreter ran out of memory on this machine",
+                    node=n.name, op=n.op, hint="the reference materializes every window of a "
+                    "pool or convolution: run the compiled code (CompiledModel.run) instead"
+                    ) from None
+            for o, a in zip(n.outputs, outs):
                 env[id(o)] = a
     return {v.name: (v.const if v.is_const else env[id(v)]) for v in g.outputs}
