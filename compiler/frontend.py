@@ -155,6 +155,11 @@ def _not_utf8(graph: onnx.GraphProto) -> bytes | None:
     return next((t for t in texts if isinstance(t, bytes)), None)
 
 
+_NOT_VALUES = {onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS,
+               onnx.AttributeProto.TYPE_PROTO, onnx.AttributeProto.TYPE_PROTOS,
+               onnx.AttributeProto.SPARSE_TENSOR, onnx.AttributeProto.SPARSE_TENSORS}
+
+
 @functools.lru_cache(maxsize=None)
 def _spec_attr_type(op: str, version: int, name: str) -> int | None:
     """The AttributeProto type the ONNX spec gives attribute ``name`` of ``op`` at opset
@@ -392,6 +397,11 @@ def import_onnx(model: str | Path | onnx.ModelProto,
                 raise AttributeValueError(f"unknown attribute {a.name!r}", node=nname, op=np_.op_type,
                                           hint=f"known attributes: {sorted(opdef.attrs)}")
             want = _spec_attr_type(np_.op_type, version, a.name)
+            if want is None and a.type in _NOT_VALUES:   # no schema to check against: no
+                kinds = onnx.AttributeProto.AttributeType   # onnxcc op takes a graph or a type
+                raise AttributeValueError(
+                    f"attribute {a.name!r} is {kinds.Name(a.type)}, which {np_.op_type} does not "
+                    "take", node=nname, op=np_.op_type, hint="the model is malformed; re-export it")
             if want == -1:   # ignoring it could silently drop what the user meant (a Clip bound)
                 raise AttributeValueError(
                     f"attribute {a.name!r} is not part of {np_.op_type} at opset {version}",

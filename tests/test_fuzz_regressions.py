@@ -359,3 +359,30 @@ def test_a_pool_window_of_2_31_taps_compiles_and_runs():
     cm = onnxcc.compile(model, target="host")
     x = f32(np.arange(6).reshape(1, 1, 2, 3))
     np.testing.assert_array_equal(cm.run({"x": x})["y"], f32([[[[2, 2, 2], [5, 5, 5]]]]))
+
+
+def test_reshape_shape_must_be_1d():
+    """A 0-d Reshape shape passed import and crashed canonicalize (TypeError: int not iterable)."""
+    model = make_model([("Reshape", ["x", "s"], ["y"])], {"x": (6,)}, {"y": None},
+                       {"s": np.array(6, np.int64)})
+    with pytest.raises(onnxcc.errors.ShapeError, match=r"shape must be a 1-D tensor, got shape \[\]"):
+        onnxcc.compile(model, target="host")
+
+
+def test_a_graph_valued_attribute_on_an_op_without_schema_is_refused():
+    """LayerNormalization at opset 12 (no onnx schema there) with a GRAPH-typed axis reached
+    int() (TypeError)."""
+    model = make_model([("LayerNormalization", ["x", "s"], ["y"])], {"x": (2, 3)}, {"y": (2, 3)},
+                       {"s": f32(np.ones(3))}, opset=12)
+    sub = helper.make_graph([], "g", [], [])
+    model.graph.node[0].attribute.append(helper.make_attribute("axis", sub))
+    with pytest.raises(AttributeValueError, match="'axis' is GRAPH, which LayerNormalization"):
+        onnxcc.compile(model, target="host")
+
+
+def test_strides_beyond_int32_are_refused():
+    """ConvTranspose stride 2**63 - 1 generated C whose constants overflowed (-Werror)."""
+    model = make_model([("ConvTranspose", ["x", "w"], ["y"], {"strides": [2**63 - 1]})],
+                       {"x": (1, 1, 1)}, {"y": None}, {"w": f32(np.ones((1, 1, 1)))})
+    with pytest.raises(AttributeValueError, match="values of 2\\*\\*31 or more are not supported"):
+        onnxcc.compile(model, target="host")

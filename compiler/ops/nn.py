@@ -107,6 +107,9 @@ def _check_window(node: Node, rank: int, kernel=None) -> None:
     for name in ("strides", "dilations"):
         if any(v < 1 for v in spatial_attr(node, name, n, 1)):
             raise bad_attr(node, f"{name} must be >= 1, got {list(node.attrs[name])}")
+        if any(v >= 2**31 for v in spatial_attr(node, name, n, 1)):   # generated index math is 32-bit
+            raise bad_attr(node, f"{name} {list(node.attrs[name])}: values of 2**31 or more are "
+                           "not supported")
     if kernel is not None and node.attrs.get("kernel_shape") is not None:
         ks = ints(node.attrs["kernel_shape"])
         if ks != tuple(kernel):

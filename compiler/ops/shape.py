@@ -29,6 +29,8 @@ def reshape_shape(node: Node) -> tuple[int, ...]:
     """Output shape of a Reshape node: 0 copies the input dim (unless allowzero=1), -1 is
     inferred. Raises ShapeError when the shape input is not constant or sizes disagree."""
     x_shape = node.inputs[0].shape
+    if len(node.inputs[1].shape) != 1:   # the spec: a 1-D int64 tensor
+        raise _shape_error(node, f"shape must be a 1-D tensor, got shape {list(node.inputs[1].shape)}")
     spec = ints(const_input(node, 1, "shape"))
     allowzero = node.attrs.get("allowzero") or 0
     out = []
