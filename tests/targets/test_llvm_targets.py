@@ -147,3 +147,24 @@ def test_targets_name_their_back_end():
     for name in ("cpu", "x86-64-v2", "x86-64-v3", "x86-64-v4", "aarch64"):
         t = get_target(name)
         assert t.backend == "llvm" and "LLVM back end" in t.describe()
+
+
+def test_saving_an_object_never_overwrites_a_users_file(tmp_path, rng):
+    """A user's own ``convnet.o`` in the output folder stops the save (folder unchanged);
+    switching a folder from cpu to host removes onnxcc's own object and nothing else."""
+    from onnxcc.errors import OutputError
+
+    m = _conv_model(rng)
+    out = tmp_path / "fw"
+    out.mkdir()
+    (out / "convnet.o").write_bytes(b"mine")
+    (out / "main.c").write_text("int main(void) { return 0; }\n")
+    with pytest.raises(OutputError, match="convnet.o"):
+        onnxcc.compile(m, target="cpu").save(out)
+    assert sorted(p.name for p in out.iterdir()) == ["convnet.o", "main.c"]
+    (out / "convnet.o").unlink()
+    onnxcc.compile(m, target="cpu").save(out)
+    assert (out / "convnet.o").exists()
+    onnxcc.compile(m, target="host").save(out)
+    names = sorted(p.name for p in out.iterdir())
+    assert "convnet.o" not in names and "convnet_weights.c" in names and "main.c" in names
