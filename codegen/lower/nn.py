@@ -22,6 +22,7 @@ writes guarded stores, so ``verify`` proves every access and the hot interior ha
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Callable, Sequence
 
@@ -266,8 +267,27 @@ def _conv(node: Node, ctx: LowerCtx) -> Any:
         init = B[(co,)] if B is not None else const(0, dt)
         return [Decl(acc, init), *red, Store(Y, (n, co, *o), activation_expr(node, acc))]
 
-    segs = [segments(O[a], K[a], d[a], s[a], pb[a], I[a]) for a in range(nd)]
-    nest = loops([(n, 0, N), (g, 0, group), (m, 0, MG)], split_positions(o, segs, body))
+    P = math.prod(I)
+    pointwise = (all(kk == 1 for kk in K) and all(v == 1 for v in s) and not any(pb)
+                 and list(O) == I and group == 1 and P > 1 and I[-1] < 8
+                 and X.strides == contiguous_strides(X.shape)
+                 and Y.strides == contiguous_strides(Y.shape))
+    if pointwise:
+        # 1x1, stride 1, no padding, rows narrower than a register tile (8): the spatial axes
+        # are one axis of P positions (a matrix product y[n] (M, P) = w (M, C) @ x[n] (C, P)),
+        # so register_block can tile it (measured here: 256 channels at 3x3, 0.141 -> 0.103 ms;
+        # at 24x24 the row-wise nest stays 2x faster). The loop keeps the name "ow".
+        X = dataclasses.replace(X, shape=(N, C, P), strides=(C * P, P, 1))
+        Y = dataclasses.replace(Y, shape=(N, M, P), strides=(M * P, P, 1))
+        q = Var("ow")
+        zeros = tuple(Const(0) for _ in range(nd))
+        red = loops([(c, 0, C)], [Assign(acc, MulAdd(X[(n, c, q)], Wt[(m, c, *zeros)], acc))])
+        init = B[(m,)] if B is not None else const(0, dt)
+        inner = [Decl(acc, init), *red, Store(Y, (n, m, q), activation_expr(node, acc))]
+        nest = loops([(n, 0, N), (m, 0, MG), (q, 0, P)], inner)
+    else:
+        segs = [segments(O[a], K[a], d[a], s[a], pb[a], I[a]) for a in range(nd)]
+        nest = loops([(n, 0, N), (g, 0, group), (m, 0, MG)], split_positions(o, segs, body))
     act = node.attrs.get("activation") or ""
     text = (f"{node.op}: x {shape_text(X.shape)} is (N,C,spatial...), w {shape_text(Wt.shape)} is "
             f"(M,C/group,k...), y {shape_text(Y.shape)}; group {group}, strides {_lst(s)}, "

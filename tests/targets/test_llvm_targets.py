@@ -168,3 +168,23 @@ def test_saving_an_object_never_overwrites_a_users_file(tmp_path, rng):
     onnxcc.compile(m, target="host").save(out)
     names = sorted(p.name for p in out.iterdir())
     assert "convnet.o" not in names and "convnet_weights.c" in names and "main.c" in names
+
+
+def test_pointwise_conv_on_a_small_plane_is_one_spatial_loop_and_is_tiled(rng):
+    """A 1x1 convolution over a 3x3 plane (rows narrower than the 8-wide register tile) is
+    lowered as a matrix product over the 9 positions, so register_block tiles 8 of them x 8
+    output channels; the result agrees with onnxruntime on cpu and host."""
+    from onnxcc.codegen.loops import program_text
+
+    w = rng.standard_normal((16, 32, 1, 1)).astype(np.float32)
+    b = rng.standard_normal(16).astype(np.float32)
+    m = make_model([("Conv", ["x", "w", "b"], ["c"]), ("Relu", ["c"], ["y"])],
+                   {"x": (1, 32, 3, 3)}, {"y": (1, 16, 3, 3)}, {"w": w, "b": b})
+    x = rng.standard_normal((1, 32, 3, 3)).astype(np.float32)
+    cm = onnxcc.compile(m, target="cpu")
+    text = program_text(cm.program)
+    assert "x:f32[1,32,9]" in text and "for ow_o in 0..1:" in text and "for m_o in 0..2:" in text
+    want = ort_run(m, {"x": x})["y"]
+    np.testing.assert_allclose(cm.run({"x": x})["y"], want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(onnxcc.compile(m, target="host").run({"x": x})["y"], want,
+                               rtol=1e-5, atol=1e-5)
