@@ -11,6 +11,7 @@ import math
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -21,6 +22,9 @@ from . import __version__
 from .errors import MemoryBudgetError
 from .frontend import import_onnx, load_model
 from .ir import Graph
+
+
+_JIT_LOCK = threading.Lock()
 
 
 class CompiledModel:
@@ -82,12 +86,13 @@ class CompiledModel:
         if sanitize:
             return run_executable(self.build(cc=cc, sanitize=True, opt="-O1"), self.mmap, inputs)
         if self.target.backend == "llvm" and cc is None:
-            if "jit" not in self._exe:
-                from onnxcc.codegen.llvm.emit import JITLibrary
+            with _JIT_LOCK:   # threads racing to the first run share one JIT
+                if "jit" not in self._exe:
+                    from onnxcc.codegen.llvm.emit import JITLibrary
 
-                native = self.target.cpu == "native"
-                self._exe["jit"] = JITLibrary(self.program, self.mmap,
-                                              self._object if native else None)
+                    native = self.target.cpu == "native"
+                    self._exe["jit"] = JITLibrary(self.program, self.mmap,
+                                                  self._object if native else None)
             return self._exe["jit"].run(inputs)
         key = ("so", cc)
         if key not in self._exe:

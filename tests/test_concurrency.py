@@ -10,6 +10,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pytest
 
 import onnxcc
 from builders import make_model
@@ -33,11 +34,13 @@ def _feeds(k: int) -> dict[str, np.ndarray]:
     return {"x": np.random.default_rng(100 + k).standard_normal((1, 3, 8, 8)).astype(np.float32)}
 
 
-def test_run_from_many_threads_matches_single_threaded_results():
+@pytest.mark.parametrize("target", ["host", "cpu"])
+def test_run_from_many_threads_matches_single_threaded_results(target):
+    """host: the C library through ctypes; cpu: the LLVM back end's object through the JIT."""
     model = _model()
     n = THREADS * RUNS
-    expected = [onnxcc.compile(model).run(_feeds(k))["y"] for k in range(0, n, 7)]
-    cm = onnxcc.compile(model)   # fresh: the threads also race to its first (lazy) build
+    expected = [onnxcc.compile(model, target).run(_feeds(k))["y"] for k in range(0, n, 7)]
+    cm = onnxcc.compile(model, target)   # fresh: the threads also race to its first (lazy) build
     start = threading.Barrier(THREADS)
 
     def worker(t: int) -> list[tuple[int, np.ndarray]]:
