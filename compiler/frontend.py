@@ -420,6 +420,10 @@ def import_onnx(model: str | Path | onnx.ModelProto,
                 raise AttributeValueError(f"attribute {a.name!r} is {a.f}, not a finite number",
                                           node=nname, op=np_.op_type,
                                           hint="the model is malformed; re-export it")
+        eps = attrs.get("epsilon")
+        if isinstance(eps, float) and eps < 0:   # a normalization's sqrt(var + epsilon)
+            raise AttributeValueError(f"epsilon is {eps}; it must be >= 0", node=nname,
+                                      op=np_.op_type, hint="the model is malformed; re-export it")
         for key, default in opdef.attrs.items():
             if key not in attrs:
                 if default is REQUIRED:

@@ -386,3 +386,12 @@ def test_strides_beyond_int32_are_refused():
                        {"x": (1, 1, 1)}, {"y": None}, {"w": f32(np.ones((1, 1, 1)))})
     with pytest.raises(AttributeValueError, match="values of 2\\*\\*31 or more are not supported"):
         onnxcc.compile(model, target="host")
+
+
+def test_a_negative_epsilon_is_refused():
+    """InstanceNormalization epsilon = -1e-30: sqrt of a negative variance sum; onnxruntime and
+    onnxcc disagreed on where the infinities land (final 100,000-model fuzz run)."""
+    model = make_model([("InstanceNormalization", ["x", "s", "b"], ["y"], {"epsilon": -1e-30})],
+                       {"x": (1, 2, 3)}, {"y": (1, 2, 3)}, {"s": f32([1, 1]), "b": f32([0, 0])})
+    with pytest.raises(AttributeValueError, match="epsilon is -1.0*\\d*e-30; it must be >= 0"):
+        onnxcc.compile(model, target="host")
