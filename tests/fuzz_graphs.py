@@ -414,6 +414,7 @@ def b_pool(b: Builder) -> None:
                              "dilations": dil if dil and d.bool(0.5) else None}
     if d.bool(0.2):
         attrs["auto_pad"] = d.choice(["SAME_UPPER", "SAME_LOWER", "VALID"])
+        attrs["ceil_mode"] = None   # undefined with auto_pad: onnx's reference and onnxcc refuse it
         if attrs["auto_pad"] != "VALID":
             attrs["dilations"] = None
             _same_pads_ok(spatial, ks, attrs["strides"])

@@ -395,3 +395,14 @@ def test_a_negative_epsilon_is_refused():
                        {"x": (1, 2, 3)}, {"y": (1, 2, 3)}, {"s": f32([1, 1]), "b": f32([0, 0])})
     with pytest.raises(AttributeValueError, match="epsilon is -1.0*\\d*e-30; it must be >= 0"):
         onnxcc.compile(model, target="host")
+
+
+def test_ceil_mode_with_auto_pad_is_refused():
+    """AveragePool VALID + ceil_mode=1 on width 7, kernel 2, stride 2: the spec's VALID formula
+    gives 3 columns, its ceil_mode formula 4 (onnxruntime's choice); onnx's reference refuses the
+    pair. Found by the generated-graph fuzzer as a shape mismatch."""
+    model = make_model([("AveragePool", ["x"], ["y"], {"auto_pad": "VALID", "ceil_mode": 1,
+                                                       "kernel_shape": [2, 2], "strides": [1, 2]})],
+                       {"x": (1, 1, 4, 7)}, {"y": None}, opset=18)
+    with pytest.raises(AttributeValueError, match="ceil_mode=1 with auto_pad=VALID"):
+        onnxcc.compile(model, target="host")

@@ -323,6 +323,11 @@ class _Pool(OpDef):
             raise bad_attr(node, f"kernel_shape must hold {len(x.shape) - 2} positive sizes, got {ks}")
         if (node.attrs.get("ceil_mode") or 0) not in (0, 1):
             raise bad_attr(node, f"ceil_mode must be 0 or 1, got {node.attrs['ceil_mode']}")
+        if node.attrs.get("ceil_mode") and (node.attrs.get("auto_pad") or "NOTSET") != "NOTSET":
+            # the spec's two output-size formulas disagree; onnx's reference refuses the pair
+            # and onnxruntime picks one: an error, not a guess
+            raise bad_attr(node, f"ceil_mode=1 with auto_pad={node.attrs['auto_pad']} has no "
+                           "defined output size; use explicit pads")
         n = len(x.shape) - 2
         pads = spatial_attr(node, "pads", 2 * n, 0)
         if any(p >= ks[a % n] for a, p in enumerate(pads)):   # as onnxruntime requires
