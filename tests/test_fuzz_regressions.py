@@ -406,3 +406,13 @@ def test_ceil_mode_with_auto_pad_is_refused():
                        {"x": (1, 1, 4, 7)}, {"y": None}, opset=18)
     with pytest.raises(AttributeValueError, match="ceil_mode=1 with auto_pad=VALID"):
         onnxcc.compile(model, target="host")
+
+
+@pytest.mark.parametrize("target", ["host", "cpu"])
+def test_an_unused_input_of_an_unsupported_dtype_is_reported(target):
+    """An unused float8 graph input reached the header's dtype table (KeyError)."""
+    model = make_model([("Relu", ["x"], ["y"])], {"x": (2,)}, {"y": (2,)})
+    model.graph.input.append(helper.make_tensor_value_info("f8", onnx.TensorProto.FLOAT8E5M2, [2]))
+    with pytest.raises(onnxcc.errors.UnsupportedOpError,
+                       match=r"'f8' \(graph input\): dtype float8_e5m2 is not supported"):
+        onnxcc.compile(model, target=target)

@@ -80,8 +80,21 @@ def check_legal(g: Graph, target: str | None = None) -> None:
         why = unsupported_reason(n)
         if why:
             problems.append((n.name, n.op, why))
+    problems += io_dtype_problems(g)
     if problems:
         raise UnsupportedOpError(problems, target)
+
+
+def io_dtype_problems(g: Graph) -> list[tuple[str, str, str]]:
+    """(name, "graph input"/"graph output", why) for each graph input or output whose dtype the
+    generated API cannot carry (the header's ONNXCC_* dtypes), e.g. an unused float8 input."""
+    out = []
+    for kind, vals in (("graph input", g.inputs), ("graph output", g.outputs)):
+        for v in vals:
+            if v.dtype.name not in DTYPE_ENUM:
+                out.append((v.name, kind, f"dtype {v.dtype.name} is not supported "
+                            f"(supported: {', '.join(sorted(DTYPE_ENUM))})"))
+    return out
 
 
 @dataclass

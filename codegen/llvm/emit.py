@@ -25,11 +25,14 @@ def check_legal_llvm(g: Graph, target: str | None = None) -> None:
     from onnxcc.codegen.lower import unsupported_reason
 
     # Tensor sizes first: a node's legality check may build tables as large as its output.
+    from onnxcc.codegen.c.emit import io_dtype_problems
+
     problems = [(v.name, "tensor", "tensors of 2^31 or more elements are not supported")
                 for v in g.values() if v.type.size >= 2**31]
     if problems:
         raise UnsupportedOpError(problems, target)
     problems = [(n.name, n.op, why) for n in g.nodes if (why := unsupported_reason(n))]
+    problems += io_dtype_problems(g)
     if problems:
         raise UnsupportedOpError(problems, target)
 
