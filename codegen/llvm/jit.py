@@ -202,7 +202,12 @@ def emit_object(program: Program, triple: str, cpu: str = "", features: str = ""
     triples) for ``triple``/``cpu``/``features`` (e.g. ``("aarch64-unknown-linux-gnu",
     "generic", "+neon")``, ``("thumbv7em-none-eabihf", "cortex-m4", "")``; :data:`CROSS`), with
     the entry ``<name>_run`` exported. Position-independent except on bare-metal triples
-    (``-none-``). Raises OnnxccError for a triple LLVM does not know."""
+    (``-none-``). Raises OnnxccError for a triple LLVM does not know.
+
+    On 32-bit ARM hard-float triples (``thumbv7em-none-eabihf``) llvmlite leaves LLVM's float ABI
+    at its default, so floats passed to libm go in core registers: such an object must not be
+    linked with hard-float C code (GNU ld refuses it: no Tag_ABI_VFP_args). No onnxcc target uses
+    it until the renderer calls libm with ``arm_aapcs_vfpcc`` itself."""
     _init("all")
     if cpu == "native":
         triple, cpu, features = host_cpu()
