@@ -416,3 +416,26 @@ def test_an_unused_input_of_an_unsupported_dtype_is_reported(target):
     with pytest.raises(onnxcc.errors.UnsupportedOpError,
                        match=r"'f8' \(graph input\): dtype float8_e5m2 is not supported"):
         onnxcc.compile(model, target=target)
+
+
+@pytest.mark.parametrize("target", ["host", "cpu"])
+def test_resize_keeps_a_nan_neighbour_of_weight_0(target):
+    """Linear Resize dropped taps whose weight is 0 for every output, so a NaN there vanished;
+    onnx's reference (0 * NaN = NaN) kept it. Found by the generated-graph fuzzer."""
+    from onnxcc.interpreter import interpret
+
+    # cubic, align_corners, 3 rows -> 1: the one output reads row 0 with weight 1 and rows 0, 0
+    # and 1 with weight 0, so the row-1 tap was dropped from the tables
+    model = make_model([("Resize", ["x", "", "s"], ["y"], {"mode": "cubic",
+                                                         "coordinate_transformation_mode":
+                                                         "align_corners"})],
+                       {"x": (1, 1, 3, 1)}, {"y": (1, 1, 1, 1)}, {"s": f32([1, 1, 0.5, 1])},
+                       opset=18)
+    x = f32([[[[1.0], [np.nan], [3.0]]]])
+    cm = onnxcc.compile(model, target=target)
+    got = cm.run({"x": x})["y"]
+    from onnx.reference import ReferenceEvaluator
+    want = ReferenceEvaluator(model).run(None, {"x": x})[0]
+    assert np.isnan(want).all()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(interpret(cm.graph, {"x": x})["y"]))

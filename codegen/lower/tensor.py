@@ -357,8 +357,8 @@ def _supports_resize(node: Node) -> str | None:
 def _lower_resize(node: Node, ctx: LowerCtx):
     """y = resize(x), separable: per resized axis ``d`` a weight table of source indices
     ``rz_idx{d}`` (out_len, taps) and, for linear/cubic, of tap weights ``rz_w{d}`` (in y's
-    dtype), from :func:`onnxcc.ops.resize.resize_taps` (taps zero for every output dropped;
-    nearest keeps its one tap). The loop over y reads a row of each table at that axis' level
+    dtype), from :func:`onnxcc.ops.resize.resize_taps` (every tap kept, so a NaN neighbour of
+    weight 0 gives NaN as in IEEE arithmetic; nearest keeps its one tap). The loop over y reads a row of each table at that axis' level
     (indices clamped, so verify proves the reads) and the innermost statement sums the products
     of the taps. tf_crop_and_resize marks outputs outside the crop in ``rz_out{d}``; those get
     extrapolation_value."""
@@ -375,9 +375,8 @@ def _lower_resize(node: Node, ctx: LowerCtx):
         idx, w, out = resize_taps(p, d, x.shape[d])
         if p.mode == "nearest":
             idx, w = idx[np.arange(len(idx)), w.argmax(axis=1)][:, None], None
-        else:
-            keep = np.any(w != 0, axis=0)
-            idx, w = idx[:, keep], w[:, keep]
+        # linear/cubic keep every tap, even one of weight 0 for every output: 0 * NaN is NaN,
+        # as in the reference and onnxruntime
         ib = Buffer(f"rz_idx{d}", DType("int32"), idx.shape, space="weight",
                     data=np.ascontiguousarray(idx, np.int32).reshape(-1))
         wb = None if w is None else Buffer(f"rz_w{d}", dt, w.shape, space="weight",

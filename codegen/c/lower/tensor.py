@@ -417,8 +417,8 @@ def _lower_resize(node: Node, ctx: LowerCtx) -> KernelDesc | None:
             idx, w, out = resize_taps(p, d, x.shape[d])
             if p.mode == "nearest":
                 idx, w = idx[np.arange(len(idx)), w.argmax(axis=1)][:, None], np.ones((len(idx), 1))
-            keep = np.any(w != 0, axis=0)       # drop taps that are zero for every output
-            idx, w = idx[:, keep], w[:, keep]
+            # every tap is kept, even one of weight 0 for every output: 0 * NaN is NaN, as in
+            # the reference and onnxruntime (dropping it hid a NaN neighbour)
             nt = idx.shape[1]
             pre.append(_table(f"rz_off{d}", "int32_t", [int(v) * xs[d] for v in idx.reshape(-1)]))
             row = f"{var}*{nt}" if (nt > 1 and iv != 0) else iv
