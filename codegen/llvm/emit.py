@@ -51,6 +51,7 @@ def emit_llvm(g: Graph, out_dir: Path, *, target: Any, name: str, version: str, 
     from onnxcc.codegen.verify import verify
 
     from .jit import emit_object, host_cpu
+    from .render import weight_data
 
     check_legal_llvm(g, target.name)
     from onnxcc.codegen.schedule import apply_passes
@@ -64,7 +65,7 @@ def emit_llvm(g: Graph, out_dir: Path, *, target: Any, name: str, version: str, 
     triple, cpu, features = target.triple, target.cpu, target.features
     if cpu == "native":
         triple, cpu, features = host_cpu()
-    weights_size = sum(w.nbytes for w in _weights(program))
+    weights_size = sum(w.nbytes for w in weight_data(program))
     obj: dict[str, bytes] = {}
 
     def compile_object(run_symbol: str) -> bytes:
@@ -76,12 +77,6 @@ def emit_llvm(g: Graph, out_dir: Path, *, target: Any, name: str, version: str, 
                   options=options, source=source,
                   run_object=RunObject(compile_object, weights_size, info))
     return mmap, program, obj["data"]
-
-
-def _weights(p: Program) -> list[Any]:
-    from .render import weight_data
-
-    return weight_data(p)
 
 
 class JITLibrary:
