@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .loops import (Assign, Binary, Buffer, Call, Cast, Comment, Const, Decl, DType, Expr, If,
+from .loops import (Assign, Binary, Buffer, Call, Cast, Comment, Const, Decl, Expr, If,
                     Kernel, Load, Loop, MulAdd, Program, Select, Stmt, Store, Unary, Var)
 
 INTRINSICS: dict[str, Callable[..., Any]] = {}   # Call names -> numpy implementation

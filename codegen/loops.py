@@ -518,6 +518,61 @@ def walk_stmts(body: Sequence[Stmt]) -> Iterator[Stmt]:
             yield from walk_stmts(s.orelse)
 
 
+def _stmt_exprs(s: Stmt) -> tuple[Expr, ...]:
+    if isinstance(s, Store):
+        return s.index + (s.value,)
+    if isinstance(s, Decl):
+        return (s.init,)
+    if isinstance(s, Assign):
+        return (s.value,)
+    if isinstance(s, Loop):
+        return (s.start, s.stop)
+    if isinstance(s, If):
+        return (s.cond,)
+    return ()
+
+
+def _walk_exprs(e: Expr) -> Iterator[Expr]:
+    yield e
+    for c in children(e):
+        yield from _walk_exprs(c)
+
+
+def prune_kernel(k: Kernel) -> Kernel:
+    """``k`` without dead code: a local whose value is never read loses its declaration and
+    assignments (expressions have no side effects, so nothing else changes), repeated until
+    none is left; then an input no load reads is dropped from ``k.inputs`` (so no renderer
+    declares a parameter it never reads: C's -Wunused-variable and -Wunused-parameter)."""
+    body = k.body
+    while True:
+        read = {e.name for st in walk_stmts(body) for top in _stmt_exprs(st)
+                for e in _walk_exprs(top) if isinstance(e, Var)}
+        dead = {st.var.name for st in walk_stmts(body)
+                if isinstance(st, Decl) and st.var.name not in read}
+        if not dead:
+            break
+        body = _without(body, dead)
+    loaded = {e.buf.name for st in walk_stmts(body) for top in _stmt_exprs(st)
+              for e in _walk_exprs(top) if isinstance(e, Load)}
+    inputs = [b for b in k.inputs if b.name in loaded]
+    if body is k.body and len(inputs) == len(k.inputs):
+        return k
+    return replace(k, body=body, inputs=inputs)
+
+
+def _without(body: Sequence[Stmt], dead: set[str]) -> list[Stmt]:
+    out: list[Stmt] = []
+    for s in body:
+        if isinstance(s, (Decl, Assign)) and s.var.name in dead:
+            continue
+        if isinstance(s, Loop):
+            s = replace(s, body=_without(s.body, dead))
+        elif isinstance(s, If):
+            s = If(s.cond, _without(s.then, dead), _without(s.orelse, dead))
+        out.append(s)
+    return out
+
+
 def substitute(e: Expr, env: dict[Var, Expr]) -> Expr:
     """``e`` with each variable in ``env`` replaced (constants folded where both sides are)."""
     if isinstance(e, Var):

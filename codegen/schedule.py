@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 from .loops import (Assign, Const, Decl, Expr, If, Kernel, Load, Loop, Stmt, Store, Var, affine,
-                    children, substitute, substitute_stmts, walk_stmts)
+                    children, substitute_stmts, walk_stmts)
 
 
 class ScheduleError(ValueError):

@@ -7,7 +7,9 @@ expression's interval must lie inside ``[0, shape[d])``. Guards refine intervals
 ``if c``, the true arm of ``select(c, …)`` and a load's ``mask``, each conjunct of ``c`` of the
 form ``e < k``, ``e <= k``, ``e >= k``, ``e > k`` (``k`` any expression with a known interval)
 bounds every occurrence of the *same* expression ``e``. So a padded convolution written as
-``x[iy] if 0 <= iy && iy < H`` proves, and a lowering that forgets the guard does not. Index
+``x[iy] if 0 <= iy && iy < H`` proves, and a lowering that forgets the guard does not. A short
+loop (at most :data:`SPLIT_MAX` iterations) whose variable bounds an inner loop (a convolution's
+per-tap position ranges) is proved once per value, so those ranges need no guard. Index
 arithmetic is checked to stay inside :data:`INDEX`'s range, and every buffer's span inside its
 storage (the arena, its weight data, its graph input/output).
 """
@@ -26,6 +28,7 @@ from .loops import (BOOL, COMPARE, INDEX, Assign, Binary, Buffer, Call, Cast, Co
 Interval = tuple[float, float]
 KNOWN_CALLS: set[str] = set()   # intrinsic names that renderers and the interpreter implement
 INDEX_MIN, INDEX_MAX = -(2**31), 2**31 - 1
+SPLIT_MAX = 16    # loops of at most this many iterations are proved value by value when needed
 
 
 class _Scope:
@@ -225,6 +228,15 @@ def _check_body(body: Sequence[Stmt], sc: _Scope, where: str) -> None:
             _, hi = _interval(s.stop, sc, where)
             if math.isinf(lo) or math.isinf(hi):
                 raise VerifyError(f"{where}: loop {s.var.name} has no bounded range")
+            if (isinstance(s.start, Const) and isinstance(s.stop, Const)
+                    and hi - lo <= SPLIT_MAX and _bounds_use(s.body, s.var)):
+                # case split: inner loop bounds depend on this short loop's variable (a
+                # convolution's per-tap ranges), so prove the body once per value
+                for v in range(int(lo), int(hi), s.step):
+                    inner = sc.child()
+                    inner.vars[s.var] = (v, v)
+                    _check_body(s.body, inner, where)
+                continue
             inner = sc.child()
             inner.vars[s.var] = (lo, hi - 1)
             _check_body(s.body, inner, where)
@@ -236,6 +248,21 @@ def _check_body(body: Sequence[Stmt], sc: _Scope, where: str) -> None:
             _check_body(s.orelse, sc.child(), where)
         elif not isinstance(s, Comment):
             raise VerifyError(f"{where}: unknown statement {type(s).__name__}")
+
+
+def _uses_var(e: Expr, v: Var) -> bool:
+    return e == v or any(_uses_var(c, v) for c in children(e))
+
+
+def _bounds_use(body: Sequence[Stmt], v: Var) -> bool:
+    """True when some loop nested in ``body`` has a bound that reads ``v``."""
+    for s in body:
+        if isinstance(s, Loop):
+            if _uses_var(s.start, v) or _uses_var(s.stop, v) or _bounds_use(s.body, v):
+                return True
+        elif isinstance(s, If) and (_bounds_use(s.then, v) or _bounds_use(s.orelse, v)):
+            return True
+    return False
 
 
 def storage_bytes(b: Buffer, program: Program | None) -> int | None:

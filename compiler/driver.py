@@ -150,7 +150,7 @@ def check_memory_budget(g: Graph, tgt: Any) -> None:
     PTRDIFF_MAX: 2**31 - 1 on a Cortex-M), when the arena, weights and graph inputs/outputs
     together exceed its address space, when the arena exceeds its SRAM, or the weights its flash.
     """
-    from onnxcc.codegen.c.lower import is_splat
+    from onnxcc.codegen.lower import is_splat
 
     plan = g.meta["memory_plan"]
     consts = {id(v): v for n in g.nodes for v in n.inputs if v is not None and v.const is not None}
@@ -259,10 +259,7 @@ def _compile(model: str | Path | onnx.ModelProto, target: Any, *,
     g = run_pipeline(g, tgt.pipeline, verify=verify, dump_dir=dump_dir,
                      dump_after=dump_after, disable=disable_passes)
     g.verify()
-    if tgt.backend == "llvm":
-        from onnxcc.codegen.llvm.emit import check_legal_llvm as check_legal
-    else:
-        from onnxcc.codegen.c.emit import check_legal
+    from onnxcc.codegen.c.emit import check_legal
 
     check_legal(g, tgt.name)   # every node the target cannot lower, by name, before any code
     check_memory_budget(g, tgt)
@@ -271,18 +268,20 @@ def _compile(model: str | Path | onnx.ModelProto, target: Any, *,
     tmp = Path(tempfile.mkdtemp(prefix="onnxcc_"))
     source = (Path(str(model)).name if not isinstance(model, onnx.ModelProto)
               else f"<ModelProto {g.name}>")
-    program = obj = None
+    obj = None
     try:
+        from onnxcc.codegen.lower import lower_for_target
+
+        program = lower_for_target(g, tgt, g.name)
         if tgt.backend == "llvm":
             from onnxcc.codegen.llvm.emit import emit_llvm
 
-            mmap, program, obj = emit_llvm(g, tmp, target=tgt, name=g.name, version=__version__,
-                                           sha256=model_sha256(proto), options=options,
-                                           source=source)
+            mmap, obj = emit_llvm(g, program, tmp, target=tgt, name=g.name, version=__version__,
+                                  sha256=model_sha256(proto), options=options, source=source)
         else:
             mmap = emit_c(g, tmp, name=g.name, weights_in_c=tgt.weights_in_c,
                           version=__version__, sha256=model_sha256(proto), options=options,
-                          source=source)
+                          source=source, program=program)
         mmap = finish_library(tmp, mmap)   # <m>.cmake, CMakeLists.txt, the "files" list
     except Exception:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -33,7 +33,7 @@ def macs(n: Node) -> int:
 
 def param_bytes(n: Node) -> int:
     """Bytes of constant inputs as stored (a splat constant stores one element)."""
-    from onnxcc.codegen.c.lower import is_splat
+    from onnxcc.codegen.lower import is_splat
 
     from onnxcc.ops import get_op
 

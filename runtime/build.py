@@ -93,7 +93,7 @@ def write_harness(lib_dir: Path, mmap: dict) -> Path:
     n_in, n_out = len(mmap["inputs"]), len(mmap["outputs"])
     sizes = [int(np.prod(t["shape"], dtype=np.int64)) * np.dtype(t["dtype"]).itemsize
              for t in mmap["inputs"] + mmap["outputs"]]
-    from onnxcc.codegen.c.lower import CTYPES
+    from onnxcc.codegen.c.render import CTYPE as CTYPES
 
     args = "".join(f", ({'const ' if k < n_in else ''}{CTYPES[t['dtype']]} *)bufs[{k}]"
                    for k, t in enumerate(mmap["inputs"] + mmap["outputs"]))

@@ -18,12 +18,12 @@ from typing import Any
 import jinja2
 import numpy as np
 
+from onnxcc.codegen.loops import Buffer, Program
 from onnxcc.codegen.names import Namer, stable_hash
 from onnxcc.errors import UnsupportedOpError
 from onnxcc.ir import Graph, Value
 
-from .lower import (CTYPES, KernelDesc, LowerCtx, c_literal, ctype, is_splat, registry,
-                    unsupported_reason)
+from .render import CTYPE, CContext, c_value, render_kernel
 
 TEMPLATES = Path(__file__).parent / "templates"
 RT_HEADER = Path(__file__).resolve().parents[2] / "runtime" / "include" / "onnxcc_rt.h"
@@ -70,16 +70,17 @@ def env() -> jinja2.Environment:
 
 
 def check_legal(g: Graph, target: str | None = None) -> None:
-    """Raise :class:`UnsupportedOpError` listing every node the C target cannot lower."""
+    """Raise :class:`UnsupportedOpError` listing every node the loop IR cannot lower (both back
+    ends render every kernel the loop IR holds), every graph input or output of a dtype the API
+    cannot carry, and tensors of 2**31 or more elements."""
+    from onnxcc.codegen.lower import unsupported_reason
+
     # Tensor sizes first: a node's legality check may build tables as large as its output.
     problems = [(v.name, "tensor", "tensors of 2^31 or more elements are not supported")
                 for v in g.values() if v.type.size >= 2**31]
     if problems:
         raise UnsupportedOpError(problems, target)
-    for n in g.nodes:
-        why = unsupported_reason(n)
-        if why:
-            problems.append((n.name, n.op, why))
+    problems = [(n.name, n.op, why) for n in g.nodes if (why := unsupported_reason(n))]
     problems += io_dtype_problems(g)
     if problems:
         raise UnsupportedOpError(problems, target)
@@ -99,19 +100,23 @@ def io_dtype_problems(g: Graph) -> list[tuple[str, str, str]]:
 
 @dataclass
 class _Weight:
-    value: Value
+    """One stored constant: a weight array (in ``<m>_weights.c`` or the blob) or a splat."""
+
+    name: str          # the graph value it holds
+    data: np.ndarray   # flat, of its dtype
     symbol: str
     ctype: str
-    count: int
-    offset: int  # in the blob
+    offset: int        # in the blob (weight arrays only)
+    splat: bool        # one element, a ``static const`` in ``<m>.c``
+    comment: str       # "<value>: <dtype>[<shape>]"
 
 
 def _format_array(a: np.ndarray, ct: str) -> str:
     flat = np.ascontiguousarray(a).reshape(-1)
     if ct in ("float", "double"):
-        items = [c_literal(float(x), ct) for x in flat]
+        items = [c_value(float(x), ct) for x in flat]
     else:
-        items = [c_literal(int(x), ct) for x in flat]
+        items = [c_value(int(x), ct) for x in flat]
     lines = [", ".join(items[i:i + 8]) for i in range(0, len(items), 8)]
     return ",\n".join("    " + ln for ln in lines)
 
@@ -130,8 +135,15 @@ class RunObject:
 
 def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: str,
            sha256: str, options: dict[str, Any], source: str,
-           run_object: RunObject | None = None) -> dict[str, Any]:
+           run_object: RunObject | None = None, program: Program | None = None
+           ) -> dict[str, Any]:
     """Write the C library for the planned graph ``g`` into ``out_dir`` (which must exist).
+
+    The kernels are the loop-IR ``program`` (lowered, loop passes applied and verified by the
+    caller; :func:`onnxcc.codegen.lower.lower_program` of ``g`` when None), each rendered by
+    :func:`onnxcc.codegen.c.render.render_kernel` into one ``static`` function of ``<m>.c``,
+    called in order by ``<m>_run`` with pointers into the arena, the weights and the graph's
+    inputs and outputs.
 
     With ``run_object`` (the LLVM back end) the files are the same header ``<m>.h``, an
     ``<m>.c`` holding only the tensor-info tables and the opt-in ``<m>_run_static``, and the
@@ -153,27 +165,34 @@ def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: s
         "H", "ONNXCC_VERSION", "MODEL_SHA256", "ARENA_SIZE", "ARENA_ALIGN", "WEIGHTS_SIZE",
         "WEIGHTS_ATTR", "ARENA_ATTR", "NUM_INPUTS", "NUM_OUTPUTS", "OK", "NULL_ARG",
         "ARENA_TOO_SMALL", "ARENA_MISALIGNED", "STATIC_ARENA", "DIR", "SRCS", "OBJS", "CFLAGS", "LDLIBS")}
-    reg = registry()
     j = env()
+    if program is None and run_object is None:
+        from onnxcc.codegen.lower import lower_program
 
-    # -- constants: registered when a kernel first reads them, so a constant no code reads
-    # (a Reshape's shape) is never emitted; splats stay one element ----------------------
+        program = lower_program(g, name)
+
+    # -- constants: one stored array per distinct weight buffer of the Program, in the order
+    # kernels first read them (a constant no kernel reads, a Reshape's shape, is never
+    # emitted); a splat or one-element constant is one ``static const`` element --------------
     weights: dict[int, _Weight] = {}
-    splats: dict[int, dict[str, Any]] = {}
-    blob = {"off": 0}
-
-    def register_const(v: Value) -> None:
-        if id(v) in weights or id(v) in splats:
-            return
-        ct = ctype(v.dtype)
-        if v.const.size <= 1 or is_splat(v.const):
-            lit = c_literal(v.const.reshape(-1)[0].item(), ct) if v.const.size else c_literal(0, ct)
-            splats[id(v)] = {"symbol": names.own(f"s{len(splats)}"), "ctype": ct,
-                             "count": v.const.size, "literal": lit}
-        else:
-            sym_w = names.own(f"w{len(weights)}", external=True)
-            weights[id(v)] = _Weight(v, sym_w, ct, v.const.size, blob["off"])
-            blob["off"] += (v.const.nbytes + BLOB_ALIGN - 1) // BLOB_ALIGN * BLOB_ALIGN
+    blob_off = 0
+    for wb in program.weights() if program is not None and run_object is None else []:
+        if id(wb.data) in weights:
+            continue
+        data = np.ascontiguousarray(wb.data, wb.dtype.np).reshape(-1)
+        splat = data.size <= 1
+        k = sum(w.splat == splat for w in weights.values())
+        symbol = names.own(f"s{k}") if splat else names.own(f"w{k}", external=True)
+        shape = ",".join(str(d) for d in wb.shape)
+        weights[id(wb.data)] = _Weight(wb.value or wb.name, data, symbol, CTYPE[wb.dtype.name],
+                                       0 if splat else blob_off, splat,
+                                       f"{wb.value or wb.name}: {wb.dtype.name}[{shape}]")
+        if not splat:
+            blob_off += (data.nbytes + BLOB_ALIGN - 1) // BLOB_ALIGN * BLOB_ALIGN
+    splats = [{"symbol": w.symbol, "ctype": w.ctype, "count": 1,
+               "literal": c_value(w.data[0].item() if w.data.size else 0, w.ctype)}
+              for w in weights.values() if w.splat]
+    stored = [w for w in weights.values() if not w.splat]
 
     # -- public tensors: parameters in the user space (``in_<name>``, see Namer.user) -------
     def tensor_info(v: Value, kind: str, k: int) -> dict[str, Any]:
@@ -185,99 +204,63 @@ def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: s
                 "c_name": c_string(v.name), "comment": comment_text(f"{v.name}: {v.type}"),
                 "dtype_enum": DTYPE_ENUM[v.dtype.name], "rank": rank,
                 "shape_list": ", ".join(str(d) for d in v.shape), "size": v.type.size,
-                "bytes": v.type.nbytes, "layout": layout, "ctype": ctype(v.dtype), "param": param,
-                "value": v}
+                "bytes": v.type.nbytes, "layout": layout, "ctype": CTYPE[v.dtype.name],
+                "param": param, "value": v}
 
     ins = [tensor_info(v, "input", k) for k, v in enumerate(g.inputs)]
     outs = [tensor_info(v, "output", k) for k, v in enumerate(g.outputs)]
 
-    def ptr(v: Value, const: bool) -> str:
-        ct = ctype(v.dtype)
-        q = "const " if const else ""
-        if v.const is not None:
-            register_const(v)
-        if id(v) in splats:
-            return splats[id(v)]["symbol"]
-        if id(v) in weights:
-            w = weights[id(v)]
-            if weights_in_c:
+    def arg(b: Buffer) -> str:
+        """Where kernel parameter ``b`` starts, as a C expression of ``b``'s element type."""
+        ct = CTYPE[b.dtype.name]
+        if b.space == "weight":
+            w = weights[id(b.data)]
+            if w.splat or weights_in_c:
                 return w.symbol
             return f"(const {ct} *)(const void *)({sym['weights_blob']} + {w.offset})"
-        b = plan.buffers[v.name]
-        item = v.dtype.itemsize
         if b.space == "arena":
-            return f"({q}{ct} *)(void *)(a + {b.offset})"
+            return f"({ct} *)(void *)(a + {b.offset})"
+        if b.space not in ("input", "output"):
+            raise AssertionError(f"C emitter: kernel parameter {b.name} lives in {b.space}")
         base = (ins if b.space == "input" else outs)[b.index]
-        if b.offset % item:
-            raise AssertionError(f"misaligned view of {v.name}")
-        off = b.offset // item
-        if base["ctype"] != ct:
-            return f"({q}{ct} *)({'const ' if b.space == 'input' else ''}void *)({base['param']}" + \
-                (f" + {off}" if off else "") + ")"
-        return base["param"] + (f" + {off}" if off else "")
+        q = "const " if b.space == "input" else ""
+        item = b.dtype.np.itemsize
+        if base["ctype"] == ct and b.offset % item == 0:
+            off = b.offset // item
+            return base["param"] + (f" + {off}" if off else "")
+        return f"({q}{ct} *)({q}void *)(({q}unsigned char *){base['param']} + {b.offset})"
 
-    # -- kernels and calls -----------------------------------------------------------------
+    # -- kernels (rendered from the loop IR) and calls ---------------------------------------
+    nodes = {n.name: n for n in g.nodes}
+    cctx = CContext()
     kernels, calls = [], []
-    for idx, n in enumerate(g.nodes if run_object is None else []):
-        ctx = LowerCtx(n, plan.buffers)
-        desc: KernelDesc | None = reg[n.op](n, ctx)
-        if desc is None:
-            calls.append(f"/* {comment_text(n.name)} ({n.op}): aliased by the memory plan, no code */")
-            continue
-        fn = names.own(f"k{idx}", n.op.split(".")[-1])
-        params, args = [], []
-        # Outputs of a kernel that is not in place never overlap its inputs (the planner's
-        # rule), so the pointers are restrict and the compiler may vectorize freely.
-        r = "" if desc.inplace else "restrict "
-        for o in desc.outputs:
-            params.append(f"{o.ctype} *{r}{o.ptr}")
-            args.append(ptr(n.outputs[int(o.ptr[1:])], False))
-        for i in desc.inputs:
-            if i is None:
-                continue
-            params.append(f"const {i.ctype} *{r}{i.ptr}")
-            args.append(ptr(n.inputs[int(i.ptr[1:])], True))
-        if desc.scratch_bytes:
-            params.append("unsigned char *scratch")
-            args.append(f"a + {plan.scratch[n.name]}")
-        macro = getattr(j.get_template(f"ops/{desc.family}.c.j2").module, desc.macro)
-        body = str(macro(desc)).rstrip("\n")
-        shapes = ", ".join(f"{comment_text(v.name, 32)} {v.type}" for v in n.inputs if v is not None)
-        kernels.append({"fn": fn, "signature": ", ".join(params), "body": body,
-                        "comment": comment_text(f"node {n.name} ({n.op}): "
-                                                f"{', '.join(str(o.type) for o in n.outputs)} <- {shapes}", 200)})
-        calls.append(f"{fn}({', '.join(args)});")
-
-    # Graph outputs the plan could not place in their output buffer: copy at the end.
-    for k, v in enumerate(g.outputs if run_object is None else []):
-        b = plan.buffers.get(v.name)
-        if b is not None and b.space == "output" and b.index == k and b.offset == 0:
-            continue
-        dst = outs[k]["param"]
-        if v.type.size == 0:
-            continue
-        if v.const is not None:
-            register_const(v)
-        if id(v) in splats:
-            calls.append(f"for (size_t i = 0; i < {v.type.size}u; ++i) {dst}[i] = {ptr(v, True)}[0];")
-        elif v.type.nbytes:
-            calls.append(f"memcpy({dst}, {ptr(v, True)}, {v.type.nbytes}u);")
-    weights_size = sum(w.value.const.nbytes for w in weights.values())
+    for k in program.kernels if program is not None and run_object is None else []:
+        fn = names.own(k.name, k.op.split(".")[-1])
+        signature, body = render_kernel(k, cctx, fn)
+        n = nodes.get(k.node)
+        if n is not None:
+            shapes = ", ".join(f"{comment_text(v.name, 32)} {v.type}" for v in n.inputs if v is not None)
+            what = f"node {n.name} ({n.op}): {', '.join(str(o.type) for o in n.outputs)} <- {shapes}"
+        else:
+            what = f"{k.node} ({k.op})"
+        kernels.append({"fn": fn, "signature": signature, "body": body,
+                        "comment": comment_text(what, 200)})
+        calls.append(f"{fn}({', '.join(arg(b) for b in k.params)});")
+    weights_size = sum(w.data.nbytes for w in stored)
     if run_object is not None:
         weights_size = run_object.weights_size
-    blob_off = blob["off"]
 
     wlist = []
-    for w in weights.values():
-        decl = (f"extern const {w.ctype} {w.symbol}[{w.count}];" if weights_in_c else "")
-        wlist.append({"symbol": w.symbol, "ctype": w.ctype, "count": w.count, "decl": decl,
-                      "comment": comment_text(f"{w.value.name}: {w.value.type}"),
-                      "body": _format_array(w.value.const, w.ctype) if weights_in_c else ""})
-    if not weights_in_c and weights:
+    for w in stored:
+        decl = (f"extern const {w.ctype} {w.symbol}[{w.data.size}];" if weights_in_c else "")
+        wlist.append({"symbol": w.symbol, "ctype": w.ctype, "count": w.data.size, "decl": decl,
+                      "comment": comment_text(w.comment),
+                      "body": _format_array(w.data, w.ctype) if weights_in_c else ""})
+    if not weights_in_c and stored:
         wlist[0]["decl"] = f"extern const unsigned char {sym['weights_blob']}[];"
-        for w in wlist[1:]:
-            w["decl"] = ""
-        wlist = [w for w in wlist if w["decl"]] + [w for w in wlist if not w["decl"]]
+        for wd in wlist[1:]:
+            wd["decl"] = ""
+        wlist = [wd for wd in wlist if wd["decl"]] + [wd for wd in wlist if not wd["decl"]]
     decls = [w for w in wlist if w["decl"]]
 
     ctx_vars = dict(m=m, M=M, sym=sym, mac=mac, version=version, sha256=sha256,
@@ -285,8 +268,8 @@ def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: s
                     options_comment=comment_text(json.dumps(options, sort_keys=True), 400),
                     arena_size=plan.arena_size, arena_align=max(plan.alignment, 8),
                     weights_size=weights_size, inputs=ins, outputs=outs, nodes=kernels,
-                    calls=calls, weights=decls, splats=list(splats.values()),
-                    blob=not weights_in_c and bool(weights), run_object=run_object is not None)
+                    calls=calls, weights=decls, splats=splats, helpers=cctx.text(),
+                    blob=not weights_in_c and bool(stored), run_object=run_object is not None)
     files = {
         f"{m}.h": j.get_template("model.h.j2").render(ctx_vars),
         f"{m}.c": j.get_template("model.c.j2").render(ctx_vars),
@@ -300,12 +283,11 @@ def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: s
         (out_dir / f"{m}.o").write_bytes(run_object.compile(sym["run"]))
     for fname, text in files.items():
         (out_dir / fname).write_text(text)
-    if not weights_in_c and weights:
+    if not weights_in_c and stored:
         with open(out_dir / f"{m}_weights.bin", "wb") as f:
-            for w in weights.values():
-                data = np.ascontiguousarray(w.value.const).tobytes()
+            for w in stored:
                 f.seek(w.offset)
-                f.write(data)
+                f.write(w.data.tobytes())
             f.truncate(blob_off)
 
     mmap = {
@@ -318,9 +300,9 @@ def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: s
                   "lower_bound": plan.lower_bound, "naive": plan.naive},
         "weights": {"size": weights_size, "format": "object" if run_object is not None
                     else "c_arrays" if weights_in_c else "incbin",
-                    "tensors": [{"name": w.value.name, "symbol": w.symbol, "bytes": w.value.const.nbytes,
+                    "tensors": [{"name": w.name, "symbol": w.symbol, "bytes": w.data.nbytes,
                                  **({} if weights_in_c else {"offset": w.offset})}
-                                for w in weights.values()]},
+                                for w in stored]},
         "tensors": [{"name": v.name, "dtype": v.dtype.name, "shape": list(v.shape),
                      "space": b.space, "index": b.index, "offset": b.offset, "size": b.size}
                     for v in g.values() if (b := plan.buffers.get(v.name)) is not None],
@@ -334,4 +316,4 @@ def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: s
     return mmap
 
 
-SUPPORTED_DTYPES = sorted(CTYPES)
+SUPPORTED_DTYPES = sorted(CTYPE)

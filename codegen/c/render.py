@@ -11,11 +11,14 @@ kernel needs (``onnxcc_maxf``…) are collected in :class:`CContext` and emitted
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
+
+import numpy as np
 
 from onnxcc.codegen.loops import (Assign, Binary, Buffer, Call, Cast, Comment, Const, Decl,
                                   DType, Expr, If, INDEX, Kernel, Load, Loop, MulAdd, Select,
-                                  Stmt, Store, Unary, Var, children, substitute_stmts)
+                                  Stmt, Store, Unary, Var, children, substitute_stmts,
+                                  walk_stmts)
 
 CTYPE = {"float32": "float", "float64": "double", "int8": "int8_t", "uint8": "uint8_t",
          "int16": "int16_t", "uint16": "uint16_t", "int32": "int32_t", "uint32": "uint32_t",
@@ -34,13 +37,43 @@ def ctype(d: DType) -> str:
     return CTYPE[d.name]
 
 
+def c_float(v: float, ct: str = "float") -> str:
+    """A C literal for ``v`` that round-trips exactly in ``ct`` (``float`` or ``double``)."""
+    v = float(v)
+    if np.isnan(v):
+        return "NAN" if ct == "float" else "(double)NAN"
+    if np.isinf(v):
+        return ("INFINITY" if v > 0 else "-INFINITY") if ct == "float" else \
+            ("(double)INFINITY" if v > 0 else "(double)-INFINITY")
+    x = np.float32(v) if ct == "float" else np.float64(v)
+    s = np.format_float_positional(x, unique=True, trim="0")
+    if len(s) > 12:  # 1e-30 reads better than thirty zeros
+        s = np.format_float_scientific(x, unique=True, trim="0", exp_digits=1).replace("e+", "e")
+    return s + ("f" if ct == "float" else "")
+
+
+def c_int(v: int | float, ct: str = "int64_t") -> str:
+    """A C literal for the integer ``v`` of C type ``ct`` (INT64_MIN and INT32_MIN safe)."""
+    v = int(v)
+    if ct in ("int64_t", "uint64_t"):
+        if v == -(1 << 63):
+            return "INT64_MIN"
+        return f"INT64_C({v})" if ct == "int64_t" else f"UINT64_C({v})"
+    if ct == "int32_t" and v == -(1 << 31):
+        return "INT32_MIN"
+    return str(v)
+
+
+def c_value(v: Any, ct: str) -> str:
+    """A C literal of the C element type ``ct`` (a value of :data:`CTYPE`)."""
+    return c_float(v, ct) if ct in ("float", "double") else c_int(v, ct)
+
+
 def c_literal(value: object, d: DType) -> str:
     """A C literal of ``d`` that round-trips exactly (NaN, infinities, INT64_MIN included)."""
-    from onnxcc.codegen.c.lower import c_literal as lit
-
     if d.name == "bool":
         return "1" if value else "0"
-    return lit(value, ctype(d))
+    return c_value(value, ctype(d))
 
 
 def _helper_max(ct: str, name: str, cmp: str) -> str:
@@ -66,8 +99,9 @@ def _has_load(e: Expr) -> bool:
 
 
 class _Renderer:
-    def __init__(self, ctx: CContext) -> None:
+    def __init__(self, ctx: CContext, outputs: Sequence[Buffer] = ()) -> None:
         self.ctx = ctx
+        self.outputs = list(outputs)
 
     # -- expressions --------------------------------------------------------------------------
     def e(self, x: Expr) -> str:
@@ -216,7 +250,7 @@ class _Renderer:
             elif isinstance(s, Comment):
                 from onnxcc.codegen.c.emit import comment_text
 
-                out.append(f"{pad}/* {comment_text(s.text, 120)} */")
+                out.append(f"{pad}/* {comment_text(s.text, 400)} */")
 
     def loop(self, s: Loop, d: int, out: list[str]) -> None:
         pad = "    " * d
@@ -228,11 +262,208 @@ class _Renderer:
                 out.append(f"{pad}}}")
             return
         v = s.var.name
+        if s.kind == "unrolled" and s.factor > 1 and s.step == 1:
+            self.unrolled(s, d, out)
+            return
         inc = f"++{v}" if s.step == 1 else f"{v} += {s.step}"
         out.append(f"{pad}for ({ctype(s.var.dtype)} {v} = {self.e(s.start)}; {v} < "
                    f"{self.e(s.stop)}; {inc}) {{")
         self.stmts(s.body, d + 1, out)
         out.append(f"{pad}}}")
+
+
+    def unrolled(self, s: Loop, d: int, out: list[str]) -> None:
+        """A loop of kind ``unrolled`` (factor F) in the row-pointer form a C compiler
+        vectorizes: every access whose flat offset is affine in the loop variable goes through
+        a pointer set before the loop to its buffer at the first iteration (one per buffer and
+        loop-invariant part), indexed by ``j*stride + constant`` with ``j`` counting from 0;
+        then F copies of the body per step of ``j`` (gcc -O2's vectorizer packs them; with
+        absolute indices it does not) and the remaining iterations one by one. A body that
+        still reads the variable gets it as ``start + j``."""
+        pad = "    " * d
+        v, F = s.var, s.factor
+        j = Var(f"{v.name}_j", v.dtype)
+        inner = _declared(s.body)
+        ptrs: dict[tuple[str, tuple], tuple[str, Buffer, str]] = {}
+
+        def hoist(buf: Buffer, index: Sequence[Expr]) -> tuple[Buffer, tuple[Expr, ...]] | None:
+            terms: dict[str, int] = {}
+            vs: dict[str, Var] = {}
+            k0, kv = 0, 0
+            for i, st in zip(index, buf.strides):
+                lin = _linear(i)
+                if lin is None:
+                    return None
+                for name, (var, c) in lin.items():
+                    if name == "":
+                        k0 += c * st
+                    elif name == v.name:
+                        kv += c * st
+                    elif name in inner:
+                        return None
+                    else:
+                        terms[name] = terms.get(name, 0) + c * st
+                        vs[name] = var
+            if kv == 0:
+                return None
+            key = (buf.name, tuple(sorted((n, c) for n, c in terms.items() if c)))
+            if key not in ptrs:
+                base = [f"{c}*{n}" if c != 1 else n for n, c in key[1]]
+                start = self.e(s.start)
+                base.append(f"({start})*{kv}" if kv != 1 else f"({start})")
+                q = "" if any(o.name == buf.name for o in self.outputs) else "const "
+                name = f"{buf.name}_r{len(ptrs)}"
+                ptrs[key] = (name, buf, f"{q}{ctype(buf.dtype)} *{name} = {buf.name} + "
+                                         f"{' + '.join(base)};")
+            name = ptrs[key][0]
+            view = Buffer(name, buf.dtype, (1,), (1,), "local")
+            step = j if kv == 1 else Binary("mul", j, Const(kv, j.dtype))
+            return view, (_plus(step, k0),)
+
+        def rw_expr(e: Expr) -> Expr:
+            if isinstance(e, Load):
+                mask = None if e.mask is None else rw_expr(e.mask)
+                other = None if e.other is None else rw_expr(e.other)
+                h = hoist(e.buf, e.index)
+                if h is not None:
+                    return Load(h[0], h[1], mask, other)
+                return Load(e.buf, tuple(rw_expr(i) for i in e.index), mask, other)
+            if isinstance(e, (Var, Const)):
+                return e
+            return _rebuild(e, [rw_expr(c) for c in children(e)])
+
+        def rw(body: Sequence[Stmt]) -> list[Stmt]:
+            res: list[Stmt] = []
+            for st in body:
+                if isinstance(st, Store):
+                    h = hoist(st.buf, st.index)
+                    val = rw_expr(st.value)
+                    res.append(Store(h[0], h[1], val) if h is not None else
+                               Store(st.buf, tuple(rw_expr(i) for i in st.index), val))
+                elif isinstance(st, Decl):
+                    res.append(Decl(st.var, rw_expr(st.init)))
+                elif isinstance(st, Assign):
+                    res.append(Assign(st.var, rw_expr(st.value)))
+                elif isinstance(st, Loop):
+                    res.append(Loop(st.var, rw_expr(st.start), rw_expr(st.stop), rw(st.body),
+                                    st.step, st.kind, st.factor))
+                elif isinstance(st, If):
+                    res.append(If(rw_expr(st.cond), rw(st.then), rw(st.orelse)))
+                else:
+                    res.append(st)
+            return res
+
+        body = rw(s.body)
+        n = f"{v.name}_n"
+        needs_v = _reads_var(body, v)
+        out.append(f"{pad}{{")
+        out.append(f"{pad}    const {ctype(v.dtype)} {n} = ({self.e(s.stop)}) - ({self.e(s.start)});")
+        for _name, _buf, decl in ptrs.values():
+            out.append(f"{pad}    {decl}")
+        out.append(f"{pad}    {ctype(v.dtype)} {j.name} = 0;")
+
+        def copy(u: int, depth: int) -> None:
+            b = body if u == 0 else substitute_stmts(body, {j: Binary("add", j, Const(u, j.dtype))})
+            lines: list[str] = []
+            if needs_v:
+                jj = j.name if u == 0 else f"{j.name} + {u}"
+                lines.append(f"{'    ' * depth}const {ctype(v.dtype)} {v.name} = "
+                             f"({self.e(s.start)}) + {jj};")
+            out.extend(lines)
+            self.stmts(b, depth, out)
+
+        out.append(f"{pad}    for (; {j.name} + {F} <= {n}; {j.name} += {F}) {{")
+        for u in range(F):
+            out.append(f"{pad}        {{")
+            copy(u, d + 3)
+            out.append(f"{pad}        }}")
+        out.append(f"{pad}    }}")
+        out.append(f"{pad}    for (; {j.name} < {n}; ++{j.name}) {{")
+        copy(0, d + 2)
+        out.append(f"{pad}    }}")
+        out.append(f"{pad}}}")
+
+
+def _linear(e: Expr) -> dict[str, tuple[Var | None, int]] | None:
+    """``e`` as ``{var name: (var, coefficient)}`` plus ``""`` for the constant, or None when
+    it is not an integer affine form of variables (a load, min/max, division...)."""
+    if isinstance(e, Const) and isinstance(e.value, (int, np.integer)) and not isinstance(e.value, bool):
+        return {"": (None, int(e.value))}
+    if isinstance(e, Var):
+        return {e.name: (e, 1)}
+    if isinstance(e, Binary) and e.op in ("add", "sub"):
+        a, b = _linear(e.a), _linear(e.b)
+        if a is None or b is None:
+            return None
+        sign = 1 if e.op == "add" else -1
+        res = dict(a)
+        for k, (var, c) in b.items():
+            res[k] = (var, res.get(k, (var, 0))[1] + sign * c)
+        return res
+    if isinstance(e, Binary) and e.op == "mul":
+        a, b = _linear(e.a), _linear(e.b)
+        if a is None or b is None:
+            return None
+        for x, y in ((a, b), (b, a)):
+            if set(y) == {""}:
+                k = y[""][1]
+                return {n: (var, c * k) for n, (var, c) in x.items()}
+        return None
+    return None
+
+
+def _plus(e: Expr, k: int) -> Expr:
+    if k == 0:
+        return e
+    return Binary("add", e, Const(k, e.dtype)) if k > 0 else Binary("sub", e, Const(-k, e.dtype))
+
+
+def _declared(body: Sequence[Stmt]) -> set[str]:
+    """Names of the loop variables and locals declared inside ``body``."""
+    out: set[str] = set()
+    for st in walk_stmts(body):
+        if isinstance(st, Loop):
+            out.add(st.var.name)
+        elif isinstance(st, Decl):
+            out.add(st.var.name)
+    return out
+
+
+def _reads_var(body: Sequence[Stmt], v: Var) -> bool:
+    def uses(e: Expr) -> bool:
+        return e == v or any(uses(c) for c in children(e))
+    for st in walk_stmts(body):
+        exprs: list[Expr] = []
+        if isinstance(st, Store):
+            exprs = [*st.index, st.value]
+        elif isinstance(st, Decl):
+            exprs = [st.init]
+        elif isinstance(st, Assign):
+            exprs = [st.value]
+        elif isinstance(st, Loop):
+            exprs = [st.start, st.stop]
+        elif isinstance(st, If):
+            exprs = [st.cond]
+        if any(uses(e) for e in exprs):
+            return True
+    return False
+
+
+def _rebuild(e: Expr, kids: list[Expr]) -> Expr:
+    """``e`` with its children replaced by ``kids`` (in :func:`children` order)."""
+    if isinstance(e, Binary):
+        return Binary(e.op, kids[0], kids[1])
+    if isinstance(e, Unary):
+        return Unary(e.op, kids[0])
+    if isinstance(e, Cast):
+        return Cast(kids[0], e.dtype)
+    if isinstance(e, Select):
+        return Select(kids[0], kids[1], kids[2])
+    if isinstance(e, MulAdd):
+        return MulAdd(kids[0], kids[1], kids[2])
+    if isinstance(e, Call):
+        return Call(e.fn, tuple(kids), e.dtype)
+    raise TypeError(e)
 
 
 def render_kernel(k: Kernel, ctx: CContext, fn: str | None = None) -> tuple[str, str]:
@@ -243,7 +474,7 @@ def render_kernel(k: Kernel, ctx: CContext, fn: str | None = None) -> tuple[str,
     params = [f"{ctype(b.dtype)} *{r}{b.name}" for b in k.outputs]
     params += [f"const {ctype(b.dtype)} *{r}{b.name}" for b in k.inputs]
     lines = [f"{ctype(b.dtype)} {b.name}[{max(b.extent, 1)}];" for b in k.locals]
-    _Renderer(ctx).stmts(k.body, 0, lines)
+    _Renderer(ctx, k.outputs + k.locals).stmts(k.body, 0, lines)
     return f"void {fn or k.name}({', '.join(params) or 'void'})", "\n".join(lines)
 
 
@@ -307,5 +538,6 @@ def render_program(p, fn: str = "run") -> str:
     params += [f"{ctype(b.dtype)} *output{k}" for k, b in enumerate(p.outputs)]
     head = ctx.text()
     return "\n".join(lines + decls + ([head] if head else []) + [""] + funcs
-                     + [f"int {fn}({', '.join(params)})", "{", "    (void)arena;"] + calls
+                     + [f"int {fn}({', '.join(params)})", "{", "    (void)arena;"]
+                     + [f"    (void){p.split('*')[-1]};" for p in params[1:]] + calls
                      + ["    return 0;", "}", ""])

@@ -1,8 +1,7 @@
-"""The LLVM back end's library: a planned Graph -> Program -> object file beside the C header.
+"""The LLVM back end's library: a verified Program -> object file beside the C header.
 
-:func:`emit_llvm` lowers the graph once into the loop IR (:func:`onnxcc.codegen.lower.
-lower_program`), proves every access in bounds (:func:`onnxcc.codegen.verify.verify`), compiles
-the Program at O3 for the target's triple, CPU and features into ``<m>.o`` (``<m>_run``, its
+:func:`emit_llvm` takes the graph's Program (lowered, scheduled and verified by
+:func:`onnxcc.codegen.lower.lower_for_target`, as for the C back end), compiles it at O3 for the target's triple, CPU and features into ``<m>.o`` (``<m>_run``, its
 kernels and its weights), and lets the C emitter write the same ``<m>.h`` as the C back end, an
 ``<m>.c`` with the tensor-info tables and ``<m>_run_static``, the memory map and the build files.
 So a user switches ``--target host`` to ``--target cpu`` without touching the calling code.
@@ -10,58 +9,28 @@ So a user switches ``--target host`` to ``--target cpu`` without touching the ca
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
 from onnxcc.codegen.loops import Program
-from onnxcc.errors import UnsupportedOpError
 from onnxcc.ir import Graph
 
 
-def check_legal_llvm(g: Graph, target: str | None = None) -> None:
-    """Raise :class:`UnsupportedOpError` listing every node the loop IR cannot lower (the LLVM
-    back end renders every kernel the loop IR holds), and tensors of 2**31 or more elements."""
-    from onnxcc.codegen.lower import unsupported_reason
-
-    # Tensor sizes first: a node's legality check may build tables as large as its output.
-    from onnxcc.codegen.c.emit import io_dtype_problems
-
-    problems = [(v.name, "tensor", "tensors of 2^31 or more elements are not supported")
-                for v in g.values() if v.type.size >= 2**31]
-    if problems:
-        raise UnsupportedOpError(problems, target)
-    problems = [(n.name, n.op, why) for n in g.nodes if (why := unsupported_reason(n))]
-    problems += io_dtype_problems(g)
-    if problems:
-        raise UnsupportedOpError(problems, target)
-
-
-def emit_llvm(g: Graph, out_dir: Path, *, target: Any, name: str, version: str, sha256: str,
-              options: dict[str, Any], source: str) -> tuple[dict[str, Any], Program, bytes]:
+def emit_llvm(g: Graph, program: Program, out_dir: Path, *, target: Any, name: str,
+              version: str, sha256: str, options: dict[str, Any], source: str
+              ) -> tuple[dict[str, Any], bytes]:
     """Write the library of the planned graph ``g`` for the LLVM ``target`` into ``out_dir``.
 
-    Returns (memory map, the verified Program, the object's bytes). The object is for
-    ``target.triple``/``cpu``/``features`` (``cpu="native"``: this machine, from LLVM's host
-    detection), position-independent except on bare-metal triples. Raises UnsupportedOpError
-    for nodes without a loop-IR lowering, OnnxccError when LLVM rejects the rendered IR.
+    Returns (memory map, the object's bytes). The object is for ``target.triple``/``cpu``/
+    ``features`` (``cpu="native"``: this machine, from LLVM's host detection),
+    position-independent except on bare-metal triples. Raises OnnxccError when LLVM rejects
+    the rendered IR.
     """
     from onnxcc.codegen.c.emit import RunObject, emit_c
-    from onnxcc.codegen.lower import lower_program
-    from onnxcc.codegen.verify import verify
 
     from .jit import emit_object, host_cpu
     from .render import weight_data
 
-    check_legal_llvm(g, target.name)
-    from onnxcc.codegen.schedule import apply_passes
-
-    program = lower_program(g, name)
-    passes = target.loop_passes
-    if passes:
-        program = dataclasses.replace(program, kernels=[apply_passes(k, passes)
-                                                        for k in program.kernels])
-    verify(program)   # after the loop passes: every access still provably in bounds
     triple, cpu, features = target.triple, target.cpu, target.features
     if cpu == "native":
         triple, cpu, features = host_cpu()
@@ -76,7 +45,7 @@ def emit_llvm(g: Graph, out_dir: Path, *, target: Any, name: str, version: str, 
     mmap = emit_c(g, out_dir, name=name, weights_in_c=False, version=version, sha256=sha256,
                   options=options, source=source,
                   run_object=RunObject(compile_object, weights_size, info))
-    return mmap, program, obj["data"]
+    return mmap, obj["data"]
 
 
 class JITLibrary:

@@ -7,8 +7,9 @@ buffer (``noalias`` unless the kernel is in place, ``captures(none)``, ``readonl
 Semantics are ``onnxcc.codegen.loops``'s, made exact in LLVM terms:
 - locals (``Decl``) and loop variables are allocas in the entry block (SROA/mem2reg turn them into
   SSA values at any optimization level above 0); loops are header/body/latch blocks; a loop's
-  kind becomes ``llvm.loop`` metadata (``vectorized``: vectorize.width; ``unrolled``:
-  unroll.count or unroll.full). A vectorize hint lets LLVM reassociate float reductions, so it
+  kind becomes ``llvm.loop`` metadata (``vectorized``: vectorize.width; ``unrolled`` with factor
+  0: unroll.full; a partial unroll is the C renderer's hint and gets none here, as LLVM's loop
+  vectorizer interleaves by itself and an unroll count doubled O3's time). A vectorize hint lets LLVM reassociate float reductions, so it
   is not attached to a loop that carries a float accumulator declared outside it (the loop is
   left to LLVM's cost model, which keeps the serial rounding).
 - integer ``add``/``sub``/``mul`` wrap (no ``nsw``), except index arithmetic made of loop
@@ -454,9 +455,8 @@ class _KernelRenderer:
             if s.factor > 1:
                 hints.append(m.add_metadata(["llvm.loop.vectorize.width",
                                              ir.Constant(I32, s.factor)]))
-        elif s.kind == "unrolled":
-            hints = [m.add_metadata(["llvm.loop.unroll.full"])] if s.factor == 0 else \
-                [m.add_metadata(["llvm.loop.unroll.count", ir.Constant(I32, s.factor)])]
+        elif s.kind == "unrolled" and s.factor == 0:
+            hints = [m.add_metadata(["llvm.loop.unroll.full"])]
         else:
             return None
         return _LoopID(m, hints)

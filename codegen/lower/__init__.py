@@ -19,8 +19,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from onnxcc.codegen.loops import (Buffer, DType, Expr, Kernel, Loop, Program, Stmt, Store, Var,
-                                  contiguous_strides)
+from onnxcc.codegen.loops import (Buffer, DType, Kernel, Loop, Program, Stmt, Store, Var,
+                                  prune_kernel)
 from onnxcc.ir import Graph, Node, Value
 
 DTYPES = ("float32", "float64", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64",
@@ -185,7 +185,7 @@ def nest(ctx: LowerCtx, shape: Sequence[int], body: Callable[[list[Var]], list[S
 
 def lower_program(g: Graph, name: str | None = None) -> Program:
     """The planned graph ``g`` (after plan_memory) as a Program: one kernel per node that needs
-    code, in schedule order, and a copy kernel for each graph output the plan could not place in
+    code (dead locals and unread inputs pruned), in schedule order, and a copy kernel for each graph output the plan could not place in
     its output buffer. Raises UnsupportedOpError listing every node without a lowering."""
     from onnxcc.errors import UnsupportedOpError
 
@@ -201,7 +201,7 @@ def lower_program(g: Graph, name: str | None = None) -> Program:
         k = reg[n.op](n, ctx)
         if k is not None:
             k.name = f"k{idx}"
-            kernels.append(k)
+            kernels.append(prune_kernel(k))
     ins = [Buffer(f"input{k}", DType.of(v.dtype), v.shape, space="input", index=k, value=v.name)
            for k, v in enumerate(g.inputs)]
     outs = [Buffer(f"output{k}", DType.of(v.dtype), v.shape, space="output", index=k,
@@ -220,3 +220,23 @@ def lower_program(g: Graph, name: str | None = None) -> Program:
         kernels.append(Kernel(f"k_out{k}", [views[0]], [views[1]], body, op="copy",
                               node=f"graph output {v.name}"))
     return Program(name or g.name, kernels, ins, outs, plan.arena_size, max(plan.alignment, 8))
+
+
+def lower_for_target(g: Graph, target: Any, name: str | None = None) -> Program:
+    """The Program every back end renders for the planned graph ``g``: :func:`lower_program`,
+    then ``target.loop_passes`` on every kernel, then :func:`onnxcc.codegen.verify.verify`
+    (every access provably inside its buffer after the passes). Raises UnsupportedOpError
+    listing every node without a lowering; VerifyError (a compiler bug) when a pass broke a
+    kernel."""
+    import dataclasses
+
+    from onnxcc.codegen.schedule import apply_passes
+    from onnxcc.codegen.verify import verify
+
+    program = lower_program(g, name)
+    passes = list(getattr(target, "loop_passes", []) or [])
+    if passes:
+        program = dataclasses.replace(program, kernels=[prune_kernel(apply_passes(k, passes))
+                                                        for k in program.kernels])
+    verify(program)
+    return program

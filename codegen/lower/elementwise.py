@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from onnxcc.codegen.loops import (BOOL, Binary, Cast, Const, Decl, DType, Expr, Select, Stmt,
-                                  Store, Unary, Var, as_expr, const, maximum, minimum)
+                                  Store, Unary, Var, const, maximum, minimum)
 from onnxcc.ir import Node
 
 from . import LowerCtx, broadcast_view, lower, merged_views, nest

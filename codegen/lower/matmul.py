@@ -11,9 +11,11 @@ The loop order is picked from B's strides, so that the innermost loop walks memo
 and the C compiler vectorizes it without reassociating float sums (no -ffast-math):
 
 - ``ikj`` when B' is contiguous along j (MatMul, Gemm transB=0): Y's row i is the row of
-  accumulators: zeroed, then for each k updated with ``muladd(A'[i, k], B'[k, j], Y[i, j])`` over
-  j (independent iterations: gcc and clang vectorize it at -O2/-O3), then the epilogue over the
-  row. Each Y[i, j] still sums over k in order, exactly as the i-j-k loop would.
+  accumulators: zeroed, then for each block of K_BLOCK values of k updated with
+  ``muladd(A'[i, k], B'[k, j], ...)`` for the block's k in order over j (one load and store of
+  Y per K_BLOCK products; independent iterations, unrolled so that gcc and clang vectorize it at
+  -O2), then the epilogue over the row. Each Y[i, j] still sums over k in order, exactly as the
+  i-j-k loop would.
 - ``ijk`` when B' is contiguous along k (Gemm transB=1, PyTorch's Linear): a dot product of
   two contiguous rows per output, in DOT_LANES partial sums (``_dot``) so that it vectorizes
   without -ffast-math (the fixed reassociation every BLAS makes); short sums keep one scalar
@@ -42,6 +44,8 @@ from .nn import (activation_expr, activation_reason, axis_var, lin, loops, read_
 
 FLOATS = ("float32", "float64")
 DOT_LANES = 16    # partial sums of the ijk form (see _dot)
+ROW_UNROLL = 4    # the ikj form's row update, copies per step (see codegen/c/render.py)
+K_BLOCK = 4       # the ikj form: rows of B added into y's row per pass
 
 
 def _view(b: Buffer, name: str, shape: Sequence[int], strides: Sequence[int]) -> Buffer:
@@ -93,11 +97,27 @@ def product(ctx: LowerCtx, A: Buffer, B: Buffer, Y: Buffer, batch: Sequence[int]
             *loops([(j, 0, N)], [Store(Y, (*bv, i, j),
                                        epilogue(acc * B[(*bv, Const(0), Const(0))]))])]
     elif N > 1 and (b_n == 1 or b_k != 1):   # ikj: Y's row holds the accumulators
-        av = Var("av", dt)
-        body = [*loops([(j, 0, N)], [Store(Y, (*bv, i, j), const(0, dt))]),
-                *loops([(k, 0, K)], [Decl(av, A[(*bv, i, k)]),
-                                     *loops([(j, 0, N)], [Store(Y, (*bv, i, j), MulAdd(
-                                         av, B[(*bv, k, j)], y_ij))])])]
+        def row_update(ks: list[Expr]) -> list[Stmt]:
+            """y[i, :] += sum over ks of a[i, k] * b[k, :] (one pass over y's row)."""
+            avs = [Var(f"a{q}", dt) for q in range(len(ks))]
+            val: Expr = y_ij
+            for q, kq in enumerate(ks):   # in order of k, as multiply-adds
+                val = MulAdd(avs[q], B[(*bv, kq, j)], val)
+            upd: list[Stmt] = [Store(Y, (*bv, i, j), val)]
+            if isinstance(j, Var):   # unrolled: the C renderer's row-pointer form vectorizes
+                upd = [Loop(j, 0, N, upd, kind="unrolled", factor=ROW_UNROLL)]
+            return [Decl(a, A[(*bv, i, kq)]) for a, kq in zip(avs, ks)] + upd
+
+        # K_BLOCK rows of B per pass over y's row: one load and store of y per K_BLOCK products
+        kb = Var("kb")
+        full = K // K_BLOCK if isinstance(k, Var) else 0
+        red: list[Stmt] = []
+        if full:
+            red.append(Loop(kb, 0, full, row_update([lin((kb, K_BLOCK), q)
+                                                     for q in range(K_BLOCK)])))
+        if full * K_BLOCK < K:
+            red += loops([(k, full * K_BLOCK, K)], row_update([k]))
+        body = [*loops([(j, 0, N)], [Store(Y, (*bv, i, j), const(0, dt))]), *red]
         epi = epilogue(y_ij)
         if epi is not y_ij:
             body += loops([(j, 0, N)], [Store(Y, (*bv, i, j), epi)])

@@ -2,7 +2,7 @@
 
 Checklist: attrs with spec defaults; infer (override when reference is heavy or data dependent);
 reference (the ONNX spec semantics for every opset we accept: read ``node.version``); a lowering
-in ``codegen/c/lower.py``; a test in ``tests/ops`` and its node cases in the conformance run.
+into the loop IR in ``codegen/lower/<family>.py``; a test in ``tests/ops`` and its node cases in the conformance run.
 """
 
 from __future__ import annotations

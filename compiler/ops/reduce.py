@@ -86,8 +86,8 @@ def _count(x: np.ndarray, axis: tuple[int, ...]) -> int:
     return int(np.prod([x.shape[d] for d in axis], dtype=np.int64))
 
 
-# Float sums go through accurate_sum (pairwise / wide accumulation), like the C kernels
-# (codegen/c/lower/reduce.py): the reference is the oracle of tests at scale.
+# Float sums go through accurate_sum (pairwise / wide accumulation), like the kernels
+# (codegen/lower/reduce.py): the reference is the oracle of tests at scale.
 _FNS = {
     "ReduceSum": lambda x, a, k: accurate_sum(x, a, k),
     "ReduceMean": lambda x, a, k: accurate_sum(x, a, k) / _count(x, a),

@@ -66,12 +66,17 @@ def test_gemm(rng, trans_a, trans_b, alpha, beta, c_shape):
     _check(m, {"a": a}, rtol=1e-5, atol=1e-5)
 
 
-def test_gemm_column_tiles(rng):
+def test_gemm_transb_sums_each_dot_product_in_16_partials(rng):
+    """Gemm transB=1 (PyTorch's Linear): a dot product of two contiguous rows per output, in 16
+    partial sums (a fixed reassociation that the C compiler vectorizes without -ffast-math)."""
+    from onnxcc.codegen.loops import program_text
+
     a, b, c = _f32(rng, 30, 300), _f32(rng, 250, 300), _f32(rng, 250)
     m = make_model([("Gemm", ["a", "b", "c"], ["y"], dict(transB=1, alpha=0.5))], {"a": a.shape},
                    {"y": (30, 250)}, {"b": b, "c": c})
     cm = _check(m, {"a": a}, rtol=1e-4, atol=1e-4)
-    assert "jb < 250; jb += 104" in _c_text(cm)
+    text = program_text(cm.program)
+    assert "s15:f32 = 0.0:f32" in text and "for kb in 0..18:" in text
 
 
 def test_gemm_runtime_b_and_c(rng):
@@ -167,7 +172,7 @@ def test_concat_inputs_planned_in_place_are_not_copied(rng):
                     ("Concat", ["a", "b"], ["t"], dict(axis=1)), ("Transpose", ["t"], ["y"])],
                    {"x": x.shape}, {"y": (4, 4, 6, 1)})
     cm = _check(m, {"x": x}, rtol=1e-6, atol=1e-6)
-    assert "(Concat): aliased by the memory plan, no code" in _c_text(cm)
+    assert [k.op for k in cm.program.kernels] == ["Relu", "Sigmoid", "Transpose"]
 
 
 def test_concat_copies_only_inputs_not_in_place(rng):

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from onnx import TensorProto
 
 from builders import make_model, ort_run
 from loopir import program_of, run_c, run_interp

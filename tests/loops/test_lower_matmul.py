@@ -51,7 +51,7 @@ def test_gemm_matches_onnxruntime(rng, ta, tb, alpha, beta, cs, b_const):
     p = _check(m, feeds)
     text = program_text(p)
     # the loop order follows B's strides: ikj when B' walks j contiguously, else a dot product
-    assert ("av:f32 = a[" in text) == (not tb)
+    assert ("a0:f32 = a[" in text) == (not tb)
 
 
 ACTIVATIONS = [
@@ -127,17 +127,26 @@ def test_matmul_by_splat_weight_sums_rows(rng):
 
 
 def test_ikj_text_form(rng):
-    """The ikj nest: Y's row zeroed, rank-1 updates over contiguous j, no epilogue (plain MatMul)."""
-    m = make_model([("MatMul", ["a", "b"], ["y"])], inputs={"a": (3, 4), "b": (4, 5)},
+    """The ikj nest: Y's row zeroed, then per block of 4 values of k one pass over contiguous j
+    adding the 4 products in order of k (multiply-adds), no epilogue (plain MatMul); a K that is
+    not a multiple of 4 ends with single rows."""
+    m = make_model([("MatMul", ["a", "b"], ["y"])], inputs={"a": (3, 6), "b": (6, 5)},
                    outputs={"y": None})
     text = program_text(program_of(m))
     assert """  for i in 0..3:
     for j in 0..5:
       y[i, j] = 0.0:f32
-    for k in 0..4:
-      av:f32 = a[i, k]
-      for j in 0..5:
-        y[i, j] = muladd(av, b[k, j], y[i, j])
+    for kb in 0..1:
+      a0:f32 = a[i, (kb * 4)]
+      a1:f32 = a[i, ((kb * 4) + 1)]
+      a2:f32 = a[i, ((kb * 4) + 2)]
+      a3:f32 = a[i, ((kb * 4) + 3)]
+      for j in 0..5 unrolled(4):
+        y[i, j] = muladd(a3, b[((kb * 4) + 3), j], muladd(a2, b[((kb * 4) + 2), j], muladd(a1, b[((kb * 4) + 1), j], muladd(a0, b[(kb * 4), j], y[i, j]))))
+    for k in 4..6:
+      a0:f32 = a[i, k]
+      for j in 0..5 unrolled(4):
+        y[i, j] = muladd(a0, b[k, j], y[i, j])
 """ in text
 
 

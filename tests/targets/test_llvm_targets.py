@@ -171,10 +171,9 @@ def test_saving_an_object_never_overwrites_a_users_file(tmp_path, rng):
     assert "convnet.o" not in names and "convnet_weights.c" in names and "main.c" in names
 
 
-def test_pointwise_conv_on_a_small_plane_is_one_spatial_loop_and_is_tiled(rng):
-    """A 1x1 convolution over a 3x3 plane (rows narrower than the 8-wide register tile) is
-    lowered as a matrix product over the 9 positions, so register_block tiles 8 of them x 8
-    output channels; the result agrees with onnxruntime on cpu and host."""
+def test_pointwise_conv_on_a_small_plane_is_one_spatial_loop_and_blocked(rng):
+    """A 1x1 convolution over a 3x3 plane is lowered as a matrix product over the 9 positions,
+    4 output channels per pass; the result agrees with onnxruntime on cpu and host."""
     from onnxcc.codegen.loops import program_text
 
     w = rng.standard_normal((16, 32, 1, 1)).astype(np.float32)
@@ -184,7 +183,8 @@ def test_pointwise_conv_on_a_small_plane_is_one_spatial_loop_and_is_tiled(rng):
     x = rng.standard_normal((1, 32, 3, 3)).astype(np.float32)
     cm = onnxcc.compile(m, target="cpu")
     text = program_text(cm.program)
-    assert "x:f32[1,32,9]" in text and "for ow_o in 0..1:" in text and "for m_o in 0..2:" in text
+    assert "x:f32[1,32,9]" in text and "1x1: pixels as one axis" in text
+    assert "blocks of 4 output channels" in text and "for mm in 0..4:" in text
     want = ort_run(m, {"x": x})["y"]
     np.testing.assert_allclose(cm.run({"x": x})["y"], want, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(onnxcc.compile(m, target="host").run({"x": x})["y"], want,

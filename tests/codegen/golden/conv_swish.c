@@ -19,41 +19,55 @@ const onnxcc_tensor_info conv_swish_outputs[1] = {
     { "y", ONNXCC_FLOAT32, 4, conv_swish_output_0_shape, 128u, "NCHW" },
 };
 
+static inline int32_t onnxcc_max_int32(int32_t a, int32_t b) { return a > b ? a : b; }
+static inline int32_t onnxcc_min_int32(int32_t a, int32_t b) { return a < b ? a : b; }
+
 /* node n0 (Conv): f32[1,2,4,4] <- x f32[1,1,4,4], w f32[2,1,3,3] */
-static ONNXCC_NOINLINE void conv_swish_k0_conv(float *restrict y0, const float *restrict x0, const float *restrict x1)
+static ONNXCC_NOINLINE void conv_swish_k0_conv(float *restrict y, const float *restrict x, const float *restrict w)
 {
     /* Conv: x (1,1,4,4) is (N,C,spatial...), w (2,1,3,3) is (M,C/group,k...), y (1,2,4,4); group 1, strides [1,1], dilations [1,1], pads_begin [1,1] */
-    static const int32_t h_lo[3] = { 1, 0, 0 };
-    static const int32_t h_hi[3] = { 4, 4, 3 };
-    static const int32_t w_lo[3] = { 1, 0, 0 };
-    static const int32_t w_hi[3] = { 4, 4, 3 };
     for (int32_t mm = 0; mm < 2; ++mm) {
         for (int32_t oh = 0; oh < 4; ++oh) {
-            for (int32_t ow = 0; ow < 4; ++ow) {
-                y0[mm*16 + oh*4 + ow] = 0.0f;
+            { /* ow = 0 */
+                y[mm*16 + oh*4] = 0.0f;
+            }
+            { /* ow = 1 */
+                y[mm*16 + oh*4 + 1] = 0.0f;
+            }
+            { /* ow = 2 */
+                y[mm*16 + oh*4 + 2] = 0.0f;
+            }
+            { /* ow = 3 */
+                y[mm*16 + oh*4 + 3] = 0.0f;
             }
         }
         for (int32_t kh = 0; kh < 3; ++kh) {
             for (int32_t kw = 0; kw < 3; ++kw) {
-                const int32_t oh0 = h_lo[kh], oh1 = h_hi[kh];
-                const int32_t ow0 = w_lo[kw], ow1 = w_hi[kw];
-                const float w0 = x1[mm*9 + kh*3 + kw];
-                for (int32_t oh = oh0; oh < oh1; ++oh) {
-                    float *yr = y0 + (mm*16 + oh*4 + ow0);
-                    const float *xr = x0 + (oh*4 + kh*4 + kw + ow0 - 5);
-                    const int32_t cnt = ow1 - ow0;
-                    int32_t j = 0;
-                    for (; j + 4 <= cnt; j += 4) {
-                        const float a0 = w0 * xr[j];
-                        const float a1 = w0 * xr[j + 1];
-                        const float a2 = w0 * xr[j + 2];
-                        const float a3 = w0 * xr[j + 3];
-                        yr[j] += a0;
-                        yr[j + 1] += a1;
-                        yr[j + 2] += a2;
-                        yr[j + 3] += a3;
+                float w0_0 = w[mm*9 + kh*3 + kw];
+                for (int32_t oh = onnxcc_max_int32(((kh * -1) + 1), 0); oh < onnxcc_min_int32(((kh * -1) + 5), 4); ++oh) {
+                    {
+                        const int32_t ow_n = (onnxcc_min_int32(((kw * -1) + 5), 4)) - (onnxcc_max_int32(((kw * -1) + 1), 0));
+                        float *y_r0 = y + 16*mm + 4*oh + (onnxcc_max_int32(((kw * -1) + 1), 0));
+                        const float *x_r1 = x + 4*kh + kw + 4*oh + (onnxcc_max_int32(((kw * -1) + 1), 0));
+                        int32_t ow_j = 0;
+                        for (; ow_j + 4 <= ow_n; ow_j += 4) {
+                            {
+                                y_r0[ow_j] = (y_r0[ow_j] + (w0_0 * x_r1[(ow_j - 5)]));
+                            }
+                            {
+                                y_r0[(ow_j + 1)] = (y_r0[(ow_j + 1)] + (w0_0 * x_r1[((ow_j + 1) - 5)]));
+                            }
+                            {
+                                y_r0[(ow_j + 2)] = (y_r0[(ow_j + 2)] + (w0_0 * x_r1[((ow_j + 2) - 5)]));
+                            }
+                            {
+                                y_r0[(ow_j + 3)] = (y_r0[(ow_j + 3)] + (w0_0 * x_r1[((ow_j + 3) - 5)]));
+                            }
+                        }
+                        for (; ow_j < ow_n; ++ow_j) {
+                            y_r0[ow_j] = (y_r0[ow_j] + (w0_0 * x_r1[(ow_j - 5)]));
+                        }
                     }
-                    for (; j < cnt; ++j) yr[j] += w0 * xr[j];
                 }
             }
         }
@@ -64,10 +78,9 @@ static ONNXCC_NOINLINE void conv_swish_k0_conv(float *restrict y0, const float *
 static ONNXCC_NOINLINE void conv_swish_k1_fusedelementwise(float *y0, const float *x0)
 {
     for (int32_t i0 = 0; i0 < 32; ++i0) {
-        const float a0 = x0[i0];
-        const float t0 = (1.0f / (1.0f + expf(-a0)));
-        const float t1 = (a0 * t0);
-        y0[i0] = t1;
+        float a0 = x0[i0];
+        float t0 = (1.0f / (1.0f + expf((-a0))));
+        y0[i0] = (a0 * t0);
     }
 }
 

@@ -21,25 +21,30 @@ const onnxcc_tensor_info mlp_outputs[1] = {
 };
 
 /* node n0 (onnxcc.FusedGemm): f32[2,3] <- x f32[2,4], w f32[4,3], n0_c_0 f32[3] */
-static ONNXCC_NOINLINE void mlp_k0_fusedgemm(float *restrict y0, const float *restrict x0, const float *restrict x1, const float *restrict x2)
+static ONNXCC_NOINLINE void mlp_k0_fusedgemm(float *restrict y, const float *restrict a, const float *restrict b, const float *restrict c)
 {
+    /* onnxcc.FusedGemm: y (2,3) = a (2,4) @ b (4,3) + c (2,3), then Relu */
     for (int32_t i = 0; i < 2; ++i) {
         for (int32_t j = 0; j < 3; ++j) {
-            y0[i*3 + j] = x2[j];
+            y[i*3 + j] = 0.0f;
         }
-        for (int32_t k = 0; k < 4; k += 4) {
-            const float a0 = x0[i*4 + k];
-            const float a1 = x0[i*4 + k + 1];
-            const float a2 = x0[i*4 + k + 2];
-            const float a3 = x0[i*4 + k + 3];
-            for (int32_t j = 0; j < 3; ++j) {
-                y0[i*3 + j] += a0 * x1[k*3 + j] + a1 * x1[(k + 1)*3 + j] + a2 * x1[(k + 2)*3 + j] + a3 * x1[(k + 3)*3 + j];
+        for (int32_t kb = 0; kb < 1; ++kb) {
+            float a0 = a[i*4 + (kb * 4)];
+            float a1 = a[i*4 + ((kb * 4) + 1)];
+            float a2 = a[i*4 + ((kb * 4) + 2)];
+            float a3 = a[i*4 + ((kb * 4) + 3)];
+            { /* j = 0 */
+                y[i*3] = (a3 * b[(((kb * 4) + 3))*3] + (a2 * b[(((kb * 4) + 2))*3] + (a1 * b[(((kb * 4) + 1))*3] + (a0 * b[((kb * 4))*3] + y[i*3]))));
+            }
+            { /* j = 1 */
+                y[i*3 + 1] = (a3 * b[(((kb * 4) + 3))*3 + 1] + (a2 * b[(((kb * 4) + 2))*3 + 1] + (a1 * b[(((kb * 4) + 1))*3 + 1] + (a0 * b[((kb * 4))*3 + 1] + y[i*3 + 1]))));
+            }
+            { /* j = 2 */
+                y[i*3 + 2] = (a3 * b[(((kb * 4) + 3))*3 + 2] + (a2 * b[(((kb * 4) + 2))*3 + 2] + (a1 * b[(((kb * 4) + 1))*3 + 2] + (a0 * b[((kb * 4))*3 + 2] + y[i*3 + 2]))));
             }
         }
         for (int32_t j = 0; j < 3; ++j) {
-            const float acc = y0[i*3 + j];
-            const float v = acc;
-            y0[i*3 + j] = (v < 0.0f ? 0.0f : v);
+            y[i*3 + j] = (((y[i*3 + j] + c[j]) < 0.0f) ? 0.0f : (y[i*3 + j] + c[j]));
         }
     }
 }
