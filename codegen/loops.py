@@ -539,11 +539,12 @@ def _walk_exprs(e: Expr) -> Iterator[Expr]:
 
 
 def prune_kernel(k: Kernel) -> Kernel:
-    """``k`` without dead code: a local whose value is never read loses its declaration and
-    assignments (expressions have no side effects, so nothing else changes), repeated until
-    none is left; then an input no load reads is dropped from ``k.inputs`` (so no renderer
-    declares a parameter it never reads: C's -Wunused-variable and -Wunused-parameter)."""
-    body = k.body
+    """``k`` without dead code: loops of constant bounds that never run go; a local whose value
+    is never read loses its declaration and assignments (expressions have no side effects, so
+    nothing else changes), repeated until none is left; then an input no load reads is dropped
+    from ``k.inputs`` (so no renderer declares a parameter it never reads: C's
+    -Wunused-variable and -Wunused-parameter)."""
+    body = _without_empty_loops(k.body)
     while True:
         read = {e.name for st in walk_stmts(body) for top in _stmt_exprs(st)
                 for e in _walk_exprs(top) if isinstance(e, Var)}
@@ -558,6 +559,28 @@ def prune_kernel(k: Kernel) -> Kernel:
     if body is k.body and len(inputs) == len(k.inputs):
         return k
     return replace(k, body=body, inputs=inputs)
+
+
+def _without_empty_loops(body: list[Stmt]) -> list[Stmt]:
+    """``body`` without loops of constant bounds that never run (a 1-tap axis's other taps);
+    ``body`` itself when there is none."""
+    out: list[Stmt] = []
+    changed = False
+    for s in body:
+        t = s
+        if isinstance(s, Loop):
+            if isinstance(s.start, Const) and isinstance(s.stop, Const) and \
+                    s.stop.value <= s.start.value:
+                changed = True
+                continue
+            inner = _without_empty_loops(s.body)
+            t = s if inner is s.body else replace(s, body=inner)
+        elif isinstance(s, If):
+            a, b = _without_empty_loops(s.then), _without_empty_loops(s.orelse)
+            t = s if (a is s.then and b is s.orelse) else If(s.cond, a, b)
+        changed = changed or t is not s
+        out.append(t)
+    return out if changed else body
 
 
 def _without(body: Sequence[Stmt], dead: set[str]) -> list[Stmt]:

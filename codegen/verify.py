@@ -228,6 +228,8 @@ def _check_body(body: Sequence[Stmt], sc: _Scope, where: str) -> None:
             _, hi = _interval(s.stop, sc, where)
             if math.isinf(lo) or math.isinf(hi):
                 raise VerifyError(f"{where}: loop {s.var.name} has no bounded range")
+            if hi <= lo:      # the loop never runs (e.g. over the other taps of a 1-tap axis)
+                continue
             if (isinstance(s.start, Const) and isinstance(s.stop, Const)
                     and hi - lo <= SPLIT_MAX and _bounds_use(s.body, s.var)):
                 # case split: inner loop bounds depend on this short loop's variable (a

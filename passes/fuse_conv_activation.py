@@ -67,7 +67,10 @@ def _gemm_c(m: Match, lin: Node) -> np.ndarray | None:
     """The new C (beta folded in) of ``lin`` + Add(constant k), or None."""
     k, out = m["k"].const, m.root.outputs[0]
     c = _bias(lin)
-    if out.dtype.kind != "f" or np.broadcast_shapes(k.shape, out.shape) != out.shape:
+    # k must broadcast to the product's (M, N): an Add whose k has more dims (or larger ones)
+    # makes a bigger tensor than the Gemm can produce
+    if (out.dtype.kind != "f" or out.shape != lin.outputs[0].shape
+            or np.broadcast_shapes(k.shape, out.shape) != out.shape):
         return None
     if c is None:
         return np.asarray(k).astype(out.dtype)

@@ -439,3 +439,86 @@ def test_resize_keeps_a_nan_neighbour_of_weight_0(target):
     assert np.isnan(want).all()
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     np.testing.assert_array_equal(np.isnan(got), np.isnan(interpret(cm.graph, {"x": x})["y"]))
+
+
+@pytest.mark.parametrize("target", ["host", "cpu"])
+def test_a_nan_weight_meets_the_zero_padding(target):
+    """Zero padding contributes w * 0, NaN for a NaN weight (onnxruntime's im2col); the
+    tap-stationary convolution skipped padded taps and gave a number. A non-finite constant
+    weight now makes every padded read a masked load of 0. Found by the mutation fuzzer."""
+    w = f32(np.arange(6).reshape(1, 2, 3)) - 2
+    w[0, 1, 0] = np.nan
+    model = make_model([("Conv", ["x", "w"], ["y"], {"pads": [1, 1]})], {"x": (1, 2, 4)},
+                       {"y": (1, 1, 4)}, {"w": w})
+    x = f32(np.arange(8).reshape(1, 2, 4)) / 4
+    want = ort_run(model, {"x": x})["y"]
+    assert np.isnan(want).all()     # every output reads the NaN tap (padding included)
+    cm = onnxcc.compile(model, target=target)
+    np.testing.assert_array_equal(np.isnan(cm.run({"x": x})["y"]), np.isnan(want))
+
+
+@pytest.mark.parametrize("target", ["host", "cpu"])
+def test_a_loop_that_never_runs_is_not_verified(target):
+    """Hardmax along an axis of 1 lowers to an empty loop over the other taps
+    (``for k in 1..1``); verify took its range [1, 0] as an interval and refused a kernel that
+    never reads (VerifyError on every such model, found by the fuzzer once C rendered the loop
+    IR)."""
+    model = make_model([("Hardmax", ["x"], ["y"], {"axis": 1})], {"x": (2, 1, 4)},
+                       {"y": (2, 1, 4)})
+    x = f32(np.arange(8).reshape(2, 1, 4))
+    np.testing.assert_array_equal(onnxcc.compile(model, target=target).run({"x": x})["y"],
+                                  ort_run(model, {"x": x})["y"])
+
+
+@pytest.mark.parametrize("target", ["host", "cpu"])
+def test_a_conv_tap_whose_positions_are_all_padding(target):
+    """Kernel column 1 of a (3, 2) kernel with stride 3 over a 1-wide input never lands inside
+    x, so its position loop is empty; the C renderer unrolled it to nothing and left the
+    weights it had loaded unused (-Werror=unused-variable). Found by the generated-graph
+    fuzzer."""
+    rng = np.random.default_rng(2)
+    w = f32(rng.standard_normal((3, 2, 3, 2)))
+    model = make_model([("Conv", ["x", "w"], ["y"], {"pads": [2, 2, 2, 0], "strides": [1, 3]})],
+                       {"x": (2, 2, 3, 1)}, {"y": (2, 3, 5, 1)}, {"w": w})
+    x = f32(rng.standard_normal((2, 2, 3, 1)))
+    np.testing.assert_allclose(onnxcc.compile(model, target=target).run({"x": x})["y"],
+                               ort_run(model, {"x": x})["y"], rtol=1e-5, atol=1e-5)
+
+
+def test_gemm_does_not_take_a_bias_that_grows_its_output():
+    """Gemm (5, 2) + Add of a (3, 5, 2) constant was fused into the Gemm's C, whose output
+    cannot be (3, 5, 2) (the graph verify refused it). The Add stays. Found by the
+    generated-graph fuzzer."""
+    rng = np.random.default_rng(3)
+    w, k = f32(rng.standard_normal((4, 2))), f32(rng.standard_normal((3, 5, 2)))
+    model = make_model([("Gemm", ["x", "w"], ["t"]), ("Add", ["t", "k"], ["y"])], {"x": (5, 4)},
+                       {"y": (3, 5, 2)}, {"w": w, "k": k})
+    x = f32(rng.standard_normal((5, 4)))
+    cm = onnxcc.compile(model, target="host", verify=True)
+    np.testing.assert_allclose(cm.run({"x": x})["y"], ort_run(model, {"x": x})["y"], rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_layer_normalization_scale_must_broadcast_to_the_normalized_shape():
+    """A (6, 1) Scale over a normalized shape (6,) reached the lowering (ValueError: 1 dims,
+    2 strides); it is refused by name. Found by the mutation fuzzer."""
+    model = make_model([("LayerNormalization", ["x", "s"], ["y"])], {"x": (6,)}, {"y": (6,)},
+                       {"s": f32(np.ones((6, 1)))}, opset=17)
+    with pytest.raises(AttributeValueError, match=r"Scale has shape \[6, 1\], which does not "
+                       r"broadcast to the normalized shape \[6\]"):
+        onnxcc.compile(model, target="host")
+
+
+def test_an_array_too_big_for_numpy_is_a_memory_error_in_the_reference():
+    """numpy refuses an array past the address space with a ValueError, not a MemoryError; the
+    reference interpreter (constant folding, the tests' oracle) now reports both alike."""
+    from onnxcc.ops import run_node
+
+    model = make_model([("MaxPool", ["x"], ["y"], {"kernel_shape": [1, 2**63 - 1],
+                                                   "auto_pad": "SAME_LOWER", "strides": [2, 2]})],
+                       {"x": (1, 1, 1, 1)}, {"y": (1, 1, 1, 1)})
+    from onnxcc.frontend import import_onnx
+
+    node = import_onnx(model).nodes[0]
+    with pytest.raises(MemoryError, match="MaxPool"):
+        run_node(node, f32(np.ones((1, 1, 1, 1))))

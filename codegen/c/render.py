@@ -11,6 +11,7 @@ kernel needs (``onnxcc_maxf``…) are collected in :class:`CContext` and emitted
 
 from __future__ import annotations
 
+import re
 from typing import Any, Sequence
 
 import numpy as np
@@ -262,9 +263,10 @@ class _Renderer:
                 out.append(f"{pad}}}")
             return
         v = s.var.name
-        if s.kind == "unrolled" and s.factor > 1 and s.step == 1:
-            self.unrolled(s, d, out)
-            return
+        if s.step == 1 and ((s.kind == "unrolled" and s.factor > 1)
+                            or not any(isinstance(t, Loop) for t in walk_stmts(s.body))):
+            if self.row_pointers(s, d, out):
+                return
         inc = f"++{v}" if s.step == 1 else f"{v} += {s.step}"
         out.append(f"{pad}for ({ctype(s.var.dtype)} {v} = {self.e(s.start)}; {v} < "
                    f"{self.e(s.stop)}; {inc}) {{")
@@ -272,16 +274,18 @@ class _Renderer:
         out.append(f"{pad}}}")
 
 
-    def unrolled(self, s: Loop, d: int, out: list[str]) -> None:
-        """A loop of kind ``unrolled`` (factor F) in the row-pointer form a C compiler
-        vectorizes: every access whose flat offset is affine in the loop variable goes through
-        a pointer set before the loop to its buffer at the first iteration (one per buffer and
-        loop-invariant part), indexed by ``j*stride + constant`` with ``j`` counting from 0;
-        then F copies of the body per step of ``j`` (gcc -O2's vectorizer packs them; with
-        absolute indices it does not) and the remaining iterations one by one. A body that
-        still reads the variable gets it as ``start + j``."""
+    def row_pointers(self, s: Loop, d: int, out: list[str]) -> bool:
+        """An innermost loop, or one of kind ``unrolled`` (factor F), in the row-pointer form a
+        C compiler vectorizes: every access whose flat offset is affine in the loop variable
+        goes through a pointer set before the loop to its buffer at the first iteration (one per
+        buffer and loop-invariant part), indexed by ``j*stride + constant`` with ``j`` counting
+        from 0 (gcc -O2 vectorizes neither form with absolute int32 indices); unrolled: F copies
+        of the body per step of ``j``, then the remaining iterations one by one. A body that
+        still reads the variable gets it as ``start + j``. Returns False, writing nothing, when
+        no access can use a pointer and there is nothing to unroll."""
         pad = "    " * d
-        v, F = s.var, s.factor
+        v = s.var
+        F = s.factor if s.kind == "unrolled" and s.factor > 1 else 1
         j = Var(f"{v.name}_j", v.dtype)
         inner = _declared(s.body)
         ptrs: dict[tuple[str, tuple], tuple[str, Buffer, str]] = {}
@@ -354,8 +358,12 @@ class _Renderer:
             return res
 
         body = rw(s.body)
+        if not ptrs and F == 1:
+            return False
         n = f"{v.name}_n"
-        needs_v = _reads_var(body, v)
+        probe: list[str] = []     # does the rendered body read the variable (a 0-stride index
+        self.stmts(body, 0, probe)  # reads nothing)?
+        needs_v = re.search(rf"\b{re.escape(v.name)}\b", "\n".join(probe)) is not None
         out.append(f"{pad}{{")
         out.append(f"{pad}    const {ctype(v.dtype)} {n} = ({self.e(s.stop)}) - ({self.e(s.start)});")
         for _name, _buf, decl in ptrs.values():
@@ -372,16 +380,18 @@ class _Renderer:
             out.extend(lines)
             self.stmts(b, depth, out)
 
-        out.append(f"{pad}    for (; {j.name} + {F} <= {n}; {j.name} += {F}) {{")
-        for u in range(F):
-            out.append(f"{pad}        {{")
-            copy(u, d + 3)
-            out.append(f"{pad}        }}")
-        out.append(f"{pad}    }}")
+        if F > 1:
+            out.append(f"{pad}    for (; {j.name} + {F} <= {n}; {j.name} += {F}) {{")
+            for u in range(F):
+                out.append(f"{pad}        {{")
+                copy(u, d + 3)
+                out.append(f"{pad}        }}")
+            out.append(f"{pad}    }}")
         out.append(f"{pad}    for (; {j.name} < {n}; ++{j.name}) {{")
         copy(0, d + 2)
         out.append(f"{pad}    }}")
         out.append(f"{pad}}}")
+        return True
 
 
 def _linear(e: Expr) -> dict[str, tuple[Var | None, int]] | None:
@@ -429,26 +439,6 @@ def _declared(body: Sequence[Stmt]) -> set[str]:
     return out
 
 
-def _reads_var(body: Sequence[Stmt], v: Var) -> bool:
-    def uses(e: Expr) -> bool:
-        return e == v or any(uses(c) for c in children(e))
-    for st in walk_stmts(body):
-        exprs: list[Expr] = []
-        if isinstance(st, Store):
-            exprs = [*st.index, st.value]
-        elif isinstance(st, Decl):
-            exprs = [st.init]
-        elif isinstance(st, Assign):
-            exprs = [st.value]
-        elif isinstance(st, Loop):
-            exprs = [st.start, st.stop]
-        elif isinstance(st, If):
-            exprs = [st.cond]
-        if any(uses(e) for e in exprs):
-            return True
-    return False
-
-
 def _rebuild(e: Expr, kids: list[Expr]) -> Expr:
     """``e`` with its children replaced by ``kids`` (in :func:`children` order)."""
     if isinstance(e, Binary):
@@ -489,7 +479,7 @@ def render_kernel_text(k: Kernel, fn: str | None = None, *, static: bool = True)
 
 
 def weight_symbol(k: int) -> str:
-    return f"w{k}"
+    return f"weight{k}"
 
 
 def render_program(p, fn: str = "run") -> str:

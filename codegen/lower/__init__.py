@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from onnxcc.codegen.loops import (Buffer, DType, Kernel, Loop, Program, Stmt, Store, Var,
-                                  prune_kernel)
+                                  prune_kernel, walk_stmts)
 from onnxcc.ir import Graph, Node, Value
 
 DTYPES = ("float32", "float64", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64",
@@ -185,7 +185,8 @@ def nest(ctx: LowerCtx, shape: Sequence[int], body: Callable[[list[Var]], list[S
 
 def lower_program(g: Graph, name: str | None = None) -> Program:
     """The planned graph ``g`` (after plan_memory) as a Program: one kernel per node that needs
-    code (dead locals and unread inputs pruned), in schedule order, and a copy kernel for each graph output the plan could not place in
+    code (dead code and unread inputs pruned; a kernel left without a store, as over zero-size
+    tensors, is dropped), in schedule order, and a copy kernel for each graph output the plan could not place in
     its output buffer. Raises UnsupportedOpError listing every node without a lowering."""
     from onnxcc.errors import UnsupportedOpError
 
@@ -201,7 +202,9 @@ def lower_program(g: Graph, name: str | None = None) -> Program:
         k = reg[n.op](n, ctx)
         if k is not None:
             k.name = f"k{idx}"
-            kernels.append(prune_kernel(k))
+            k = prune_kernel(k)
+            if any(isinstance(s, Store) for s in walk_stmts(k.body)):   # else all zero-size
+                kernels.append(k)
     ins = [Buffer(f"input{k}", DType.of(v.dtype), v.shape, space="input", index=k, value=v.name)
            for k, v in enumerate(g.inputs)]
     outs = [Buffer(f"output{k}", DType.of(v.dtype), v.shape, space="output", index=k,

@@ -370,18 +370,28 @@ def _conv_taps(node: Node, ctx: LowerCtx) -> Any:
     decls: list[Stmt] = [Decl(wv[i][q], Wt[(co[i], lin((cb, CB), q), *k)])
                          for i in range(MB) for q in range(CB)]
     iv = [lin((o[a], s[a]), (k[a], d[a]), -pb[a]) for a in range(nd)]
+    # Zero padding contributes w * 0, which is 0 unless w is infinite or NaN (onnxruntime's
+    # im2col then gives NaN). With finite constant weights the per-tap ranges skip the padding;
+    # else every position runs and a padded read is a masked load of 0.
+    exact = w.const is None or not bool(np.isfinite(w.const).all())
+    mask = all_of(*in_range([(iv[a], I[a]) for a in range(nd)])[0]) if exact else None
+
+    def xat(q: int) -> Expr:
+        return Load(X, (n, ci[q], *iv), mask, const(0, dt) if mask is not None else None)
+
     upd: list[Stmt] = []
     for i in range(MB):
         # y + (w0*x0 + w1*x1 + ...): the block's sum as multiply-adds, then one add into y
-        acc: Expr = wv[i][0] * X[(n, ci[0], *iv)]
+        acc: Expr = wv[i][0] * xat(0)
         for q in range(1, CB):
-            acc = MulAdd(wv[i][q], X[(n, ci[q], *iv)], acc)
+            acc = MulAdd(wv[i][q], xat(q), acc)
         upd.append(Store(Y, (n, co[i], *o), Y[(n, co[i], *o)] + acc))
     inner_len = min(R, rows) if nd == 1 else O[-1]
     unroll = UNROLL[0] if inner_len >= 112 and MB == 1 else UNROLL[1]
     body: list[Stmt] = upd
     for a in reversed(range(nd)):
-        lo, hi = _tap_bounds(k[a], K[a], d[a], s[a], pb[a], O[a], I[a])
+        lo, hi = (Const(0), Const(O[a])) if exact else \
+            _tap_bounds(k[a], K[a], d[a], s[a], pb[a], O[a], I[a])
         if a == 0 and tiled:
             lo = t0 if lo == Const(0) else maximum(lo, t0)
             hi = t1 if hi == Const(rows) else minimum(hi, t1)
@@ -424,27 +434,34 @@ def _lower_conv_transpose(node: Node, ctx: LowerCtx) -> Any:
     K, I = list(w.shape[2:]), list(x.shape[2:])
     pb, _, s, d, _, O = conv_transpose_geometry(node, x.shape, w.shape)
     nd, lb = len(K), LABELS[len(K)]
-    n, g, m, c = axis_var("n", N), axis_var("g", group), axis_var("m", MG), axis_var("c", CG)
+    n, g, m = axis_var("n", N), axis_var("g", group), axis_var("m", MG)
     o = [axis_var("o" + lb[a], O[a]) for a in range(nd)]
-    i = [axis_var("i" + lb[a], I[a]) for a in range(nd)]
     k = [axis_var("k" + lb[a], K[a]) for a in range(nd)]
-    co, ci = lin((g, MG), m), lin((g, CG), c)
+    co = lin((g, MG), m)
     dt = Y.dtype
     init = loops([(n, 0, N), (g, 0, group), (m, 0, MG)] + [(o[a], 0, O[a]) for a in range(nd)],
                  [Store(Y, (n, co, *o), B[(co,)] if B is not None else const(0, dt))])
+    i = [Var("i" + lb[a]) for a in range(nd)]
     ov = [lin((i[a], s[a]), (k[a], d[a]), -pb[a]) for a in range(nd)]
-
-    def body(border: frozenset[int]) -> list[Stmt]:
-        conds, possible = in_range([(ov[a], O[a]) for a in sorted(border)])
-        if not possible:
-            return []
-        st: Stmt = Store(Y, (n, co, *ov), MulAdd(X[(n, ci, *i)], Wt[(ci, m, *k)], Y[(n, co, *ov)]))
-        return [If(all_of(*conds), [st])] if conds else [st]
-
-    # taps outside, input positions innermost (x read contiguously), split per axis
-    segs = [segments(I[a], K[a], d[a], s[a], pb[a], O[a]) for a in range(nd)]
-    scatter = loops([(n, 0, N), (g, 0, group), (m, 0, MG), (c, 0, CG)]
-                    + [(k[a], 0, K[a]) for a in range(nd)], split_positions(i, segs, body))
+    # taps outside, input positions inside over the tap's range (those whose output lands in
+    # y: per-tap bounds, no guard), x read contiguously by the innermost (unrolled) loop
+    # up to 4 input channels per pass: one load and store of y per block
+    CB = next(b for b in (4, 3, 2, 1) if CG % b == 0)
+    cb = axis_var("cb", CG // CB)
+    cq = [lin((cb, CB), q) for q in range(CB)]
+    wv = [Var(f"w{q}", dt) for q in range(CB)]
+    acc: Expr = X[(n, lin((g, CG), cq[0]), *i)] * wv[0]
+    for q in range(1, CB):
+        acc = MulAdd(X[(n, lin((g, CG), cq[q]), *i)], wv[q], acc)
+    body: list[Stmt] = [Store(Y, (n, co, *ov), Y[(n, co, *ov)] + acc)]
+    for a in reversed(range(nd)):
+        lo, hi = _tap_bounds(k[a], K[a], d[a], s[a], pb[a], I[a], O[a])
+        last = a == nd - 1
+        body = [Loop(i[a], lo, hi, body, kind="unrolled" if last else "serial",
+                     factor=UNROLL[1] if last else 0)]
+    scatter = loops([(n, 0, N), (g, 0, group), (m, 0, MG), (cb, 0, CG // CB)]
+                    + [(k[a], 0, K[a]) for a in range(nd)],
+                    [Decl(wv[q], Wt[(lin((g, CG), cq[q]), m, *k)]) for q in range(CB)] + body)
     text = (f"ConvTranspose: x {shape_text(X.shape)} is (N,C,spatial...), w "
             f"{shape_text(Wt.shape)} is (C,M/group,k...), y {shape_text(Y.shape)}; group {group}, "
             f"strides {_lst(s)}, dilations {_lst(d)}, pads_begin {_lst(pb)}")

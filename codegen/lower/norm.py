@@ -232,7 +232,10 @@ def _lower_softmax(node: Node, ctx: LowerCtx):
     xat = lambda k: xf[offset([o, k, i], xs)]  # noqa: E731
     yoff = lambda k: offset([o, k, i], ys)  # noqa: E731
     body: list[Stmt] = [Decl(mx, const(-np.inf, dt))]
-    body += nest(ctx, [K], lambda k: [Assign(mx, Binary("max", mx, xat(k[0])))], "k")
+    # a max that skips NaN (x > mx ? x : mx: the form compilers turn into max instructions): a
+    # NaN anywhere makes the sum of exponentials NaN, so every output is NaN either way
+    body += nest(ctx, [K], lambda k: [Assign(mx, Select(Binary("gt", xat(k[0]), mx), xat(k[0]),
+                                                        mx))], "k")
     # as the reference: an infinite (or NaN) max shifts by 0
     body.append(Assign(mx, Select(Binary("eq", mx - mx, const(0, dt)), mx, const(0, dt))))
     if node.op == "Softmax":

@@ -104,8 +104,15 @@ def infer_node(node: Node) -> list[TensorType]:
 
 
 def run_node(node: Node, *inputs: np.ndarray | None) -> list[np.ndarray]:
-    """Evaluate ``node`` on numpy arrays with its reference implementation."""
-    outs = get_op(node).reference(node, *inputs)
+    """Evaluate ``node`` on numpy arrays with its reference implementation. Raises
+    MemoryError when an array it needs cannot exist (numpy says so with a ValueError for
+    sizes past the address space)."""
+    try:
+        outs = get_op(node).reference(node, *inputs)
+    except ValueError as e:
+        if "array is too big" in str(e) or "maximum supported dimension" in str(e):
+            raise MemoryError(f"node {node.name!r} ({node.op}): {e}") from e
+        raise
     res = []
     for o, v in zip(outs, node.outputs):
         a = np.asarray(o)

@@ -105,7 +105,18 @@ class LayerNormalization(OpDef):
     min_inputs, max_inputs = 2, 3
 
     def check(self, node):
-        norm_axis(node, attr(node, "axis"), len(node.inputs[0].shape))
+        x = node.inputs[0].shape
+        axis = norm_axis(node, attr(node, "axis"), len(x))
+        inner = tuple(x[axis:])
+        for k, what in ((1, "Scale"), (2, "B")):
+            v = node.inputs[k] if k < len(node.inputs) else None
+            if v is None:
+                continue
+            shp = tuple(v.shape)
+            if len(shp) > len(inner) or any(d not in (1, e) for d, e in
+                                            zip(reversed(shp), reversed(inner))):
+                raise bad_attr(node, f"{what} has shape {list(shp)}, which does not broadcast "
+                               f"to the normalized shape {list(inner)}")
 
     def _stats_dtype(self, node):
         return np.dtype(np.float32) if attr(node, "stash_type") == 1 else node.inputs[0].dtype

@@ -77,10 +77,16 @@ static ONNXCC_NOINLINE void conv_swish_k0_conv(float *restrict y, const float *r
 /* node n2 (onnxcc.FusedElementwise): f32[1,2,4,4] <- t f32[1,2,4,4] */
 static ONNXCC_NOINLINE void conv_swish_k1_fusedelementwise(float *y0, const float *x0)
 {
-    for (int32_t i0 = 0; i0 < 32; ++i0) {
-        float a0 = x0[i0];
-        float t0 = (1.0f / (1.0f + expf((-a0))));
-        y0[i0] = (a0 * t0);
+    {
+        const int32_t i0_n = (32) - (0);
+        const float *x0_r0 = x0 + (0);
+        float *y0_r1 = y0 + (0);
+        int32_t i0_j = 0;
+        for (; i0_j < i0_n; ++i0_j) {
+            float a0 = x0_r0[i0_j];
+            float t0 = (1.0f / (1.0f + expf((-a0))));
+            y0_r1[i0_j] = (a0 * t0);
+        }
     }
 }
 

@@ -25,8 +25,13 @@ static ONNXCC_NOINLINE void mlp_k0_fusedgemm(float *restrict y, const float *res
 {
     /* onnxcc.FusedGemm: y (2,3) = a (2,4) @ b (4,3) + c (2,3), then Relu */
     for (int32_t i = 0; i < 2; ++i) {
-        for (int32_t j = 0; j < 3; ++j) {
-            y[i*3 + j] = 0.0f;
+        {
+            const int32_t j_n = (3) - (0);
+            float *y_r0 = y + 3*i + (0);
+            int32_t j_j = 0;
+            for (; j_j < j_n; ++j_j) {
+                y_r0[j_j] = 0.0f;
+            }
         }
         for (int32_t kb = 0; kb < 1; ++kb) {
             float a0 = a[i*4 + (kb * 4)];
@@ -43,8 +48,14 @@ static ONNXCC_NOINLINE void mlp_k0_fusedgemm(float *restrict y, const float *res
                 y[i*3 + 2] = (a3 * b[(((kb * 4) + 3))*3 + 2] + (a2 * b[(((kb * 4) + 2))*3 + 2] + (a1 * b[(((kb * 4) + 1))*3 + 2] + (a0 * b[((kb * 4))*3 + 2] + y[i*3 + 2]))));
             }
         }
-        for (int32_t j = 0; j < 3; ++j) {
-            y[i*3 + j] = (((y[i*3 + j] + c[j]) < 0.0f) ? 0.0f : (y[i*3 + j] + c[j]));
+        {
+            const int32_t j_n = (3) - (0);
+            float *y_r0 = y + 3*i + (0);
+            const float *c_r1 = c + (0);
+            int32_t j_j = 0;
+            for (; j_j < j_n; ++j_j) {
+                y_r0[j_j] = (((y_r0[j_j] + c_r1[j_j]) < 0.0f) ? 0.0f : (y_r0[j_j] + c_r1[j_j]));
+            }
         }
     }
 }
