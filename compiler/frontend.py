@@ -199,8 +199,10 @@ def _spec_inputs(op: str, version: int) -> tuple[list[tuple[str, bool]], dict[st
 
 def _spec_type_error(op: str, version: int, ins: Sequence[Value | None]) -> str | None:
     """Why the input dtypes break the ONNX schema's type constraints of ``op`` (an input type
-    not allowed, or one type variable bound to two types), or None when they do not."""
-    spec = _spec_inputs(op, version)
+    not allowed, or one type variable bound to two types), or None when they do not. An op
+    used at an opset older than its first schema (LayerNormalization at 13, which onnxruntime
+    runs) is checked against its newest schema."""
+    spec = _spec_inputs(op, version) or _spec_inputs(op, MAX_OPSET)
     if spec is None or not spec[0]:
         return None
     formals, allowed = spec

@@ -522,3 +522,16 @@ def test_an_array_too_big_for_numpy_is_a_memory_error_in_the_reference():
     node = import_onnx(model).nodes[0]
     with pytest.raises(MemoryError, match="MaxPool"):
         run_node(node, f32(np.ones((1, 1, 1, 1))))
+
+
+def test_type_constraints_are_checked_for_an_op_older_than_its_opset():
+    """Where at opset 7 (Where's first schema is opset 9) with X float32 and Y int16 skipped the
+    schema's type check (no schema at 7) and reached the lowering (VerifyError: select arms
+    differ). The newest schema's constraints apply. Found by the mutation fuzzer."""
+    model = make_model([("Where", ["c", "x", "y"], ["z"])], {"c": (2,), "x": (2,), "y": (2,)},
+                       {"z": (2,)}, opset=7)
+    model.graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.BOOL
+    model.graph.input[2].type.tensor_type.elem_type = onnx.TensorProto.INT16
+    with pytest.raises(ModelLoadError, match=r"input 2 \('y'\) is a tensor\(int16\) but an "
+                       r"earlier input of type T is a tensor\(float\)"):
+        onnxcc.compile(model, target="host")
