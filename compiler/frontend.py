@@ -423,6 +423,9 @@ def import_onnx(model: str | Path | onnx.ModelProto,
                                           node=nname, op=np_.op_type,
                                           hint="the model is malformed; re-export it")
         eps = attrs.get("epsilon")
+        if "epsilon" in attrs and not isinstance(eps, (int, float)):   # no schema checked it
+            raise AttributeValueError(f"epsilon is {eps!r}, not a number", node=nname,
+                                      op=np_.op_type, hint="the model is malformed; re-export it")
         if isinstance(eps, float) and eps < 0:   # a normalization's sqrt(var + epsilon)
             raise AttributeValueError(f"epsilon is {eps}; it must be >= 0", node=nname,
                                       op=np_.op_type, hint="the model is malformed; re-export it")

@@ -535,3 +535,32 @@ def test_type_constraints_are_checked_for_an_op_older_than_its_opset():
     with pytest.raises(ModelLoadError, match=r"input 2 \('y'\) is a tensor\(int16\) but an "
                        r"earlier input of type T is a tensor\(float\)"):
         onnxcc.compile(model, target="host")
+
+
+def test_conv_transpose_weights_of_the_wrong_rank_are_refused():
+    """A scalar ConvTranspose weight raised IndexError in the check. Found by the fuzzer."""
+    model = make_model([("ConvTranspose", ["x", "w"], ["y"])], {"x": (2, 1, 3)}, {"y": None},
+                       {"w": f32(-0.5)})
+    with pytest.raises(AttributeValueError, match=r"w \[\] \(C, M/group, kernel\.\.\.\) of the "
+                       r"same rank"):
+        onnxcc.compile(model, target="host")
+
+
+def test_a_negative_pad_may_remove_padding():
+    """Pad of a 0-wide axis by 2 before and -1 after keeps one (padded) element; the reference
+    cropped x first and kept 2 (a reshape after it failed). Found by the mutation fuzzer."""
+    model = make_model([("Pad", ["x", "p"], ["y"])], {"x": (1, 0)}, {"y": (2, 1)},
+                       {"p": np.array([1, 2, 0, -1], np.int64)}, opset=19)
+    x = np.zeros((1, 0), np.float32)
+    got = onnxcc.compile(model, target="host").run({"x": x})["y"]
+    np.testing.assert_array_equal(got, ort_run(model, {"x": x})["y"])
+    assert got.shape == (2, 1)
+
+
+def test_a_string_epsilon_is_refused():
+    """LayerNormalization at opset 12 (no schema to type its attributes) with epsilon = '' reached
+    the lowering (ValueError: could not convert string to float)."""
+    model = make_model([("LayerNormalization", ["x", "s"], ["y"], {"epsilon": ""})], {"x": (2, 2)},
+                       {"y": (2, 2)}, {"s": f32([1, 1])}, opset=12)
+    with pytest.raises(AttributeValueError, match="epsilon is '', not a number"):
+        onnxcc.compile(model, target="host")

@@ -247,6 +247,9 @@ class ConvTranspose(OpDef):
 
     def check(self, node):
         x, w = node.inputs[0], node.inputs[1]
+        if len(x.shape) < 3 or len(w.shape) != len(x.shape):
+            raise bad_attr(node, f"x {list(x.shape)} must be (N, C, spatial...) and w "
+                           f"{list(w.shape)} (C, M/group, kernel...) of the same rank")
         _check_window(node, len(x.shape), w.shape[2:])
         g = attr(node, "group")
         if g < 1 or x.shape[1] != w.shape[0] or w.shape[0] % g:

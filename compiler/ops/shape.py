@@ -443,10 +443,14 @@ class Pad(OpDef):
         pb, pe = _pad_widths(node)
         value = node.attrs.get("value") if node.version < 11 else value
         value = 0 if value is None or np.size(value) == 0 else np.asarray(value).reshape(-1)[0]
-        x = x[tuple(slice(max(-b, 0), d - max(-e, 0)) for d, b, e in zip(x.shape, pb, pe))]
         width = [(max(b, 0), max(e, 0)) for b, e in zip(pb, pe)]
         if attr(node, "mode") == "constant":
-            return [np.pad(x, width, constant_values=np.asarray(value).astype(x.dtype))]
+            # pad, then remove (a negative pad may remove padding: a 0-wide axis padded by 2
+            # before and -1 after keeps 1 element)
+            y = np.pad(x, width, constant_values=np.asarray(value).astype(x.dtype))
+            return [y[tuple(slice(max(-b, 0), d - max(-e, 0))
+                            for d, b, e in zip(y.shape, pb, pe))]]
+        x = x[tuple(slice(max(-b, 0), d - max(-e, 0)) for d, b, e in zip(x.shape, pb, pe))]
         return [np.pad(x, width, mode=attr(node, "mode"))]
 
 
