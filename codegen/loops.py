@@ -507,6 +507,11 @@ def children(e: Expr) -> tuple[Expr, ...]:
     return ()
 
 
+def uses_var(e: Expr, v: Var) -> bool:
+    """True when expression ``e`` reads variable ``v``."""
+    return e == v or any(uses_var(c, v) for c in children(e))
+
+
 def walk_stmts(body: Sequence[Stmt]) -> Iterator[Stmt]:
     """Every statement of ``body``, depth first."""
     for s in body:

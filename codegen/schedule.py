@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 from .loops import (Assign, Const, Decl, Expr, If, Kernel, Load, Loop, Stmt, Store, Var, affine,
-                    children, substitute_stmts, walk_stmts)
+                    children, substitute_stmts, uses_var, walk_stmts)
 
 
 class ScheduleError(ValueError):
@@ -187,7 +187,7 @@ def _independent(lp: Loop) -> bool:
     """True when iterations of ``lp`` may be reordered: each store indexes ``lp.var`` and the
     loop reads no buffer it writes (by identity or by storage)."""
     stores = [s for s in walk_stmts(lp.body) if isinstance(s, Store)]
-    if not stores or any(not any(_uses(i, lp.var) for i in s.index) for s in stores):
+    if not stores or any(not any(uses_var(i, lp.var) for i in s.index) for s in stores):
         return False
     written = {(s.buf.space, s.buf.index, s.buf.offset) for s in stores}
     for s in walk_stmts(lp.body):
@@ -203,10 +203,6 @@ def _loads(e: Expr) -> list[Load]:
     for c in children(e):
         out.extend(_loads(c))
     return out
-
-
-def _uses(e: Expr, v: Var) -> bool:
-    return e == v or any(_uses(c, v) for c in children(e))
 
 
 def unroll_and_jam(k: Kernel, var: str, factor: int) -> Kernel:
@@ -292,9 +288,9 @@ def _contiguous_store(lp: Loop) -> bool:
         if not s.index or s.buf.strides[-1] != 1:
             return False
         last = s.index[-1]
-        if not (last == lp.var or (_uses(last, lp.var) and _affine_unit(last, lp.var))):
+        if not (last == lp.var or (uses_var(last, lp.var) and _affine_unit(last, lp.var))):
             return False
-        if any(_uses(i, lp.var) for i in s.index[:-1]):
+        if any(uses_var(i, lp.var) for i in s.index[:-1]):
             return False
     return True
 
@@ -305,7 +301,7 @@ def _affine_unit(e: Expr, v: Var) -> bool:
     if e == v:
         return True
     if isinstance(e, Binary) and e.op in ("add", "sub"):
-        a, b = _uses(e.a, v), _uses(e.b, v)
+        a, b = uses_var(e.a, v), uses_var(e.b, v)
         if a and not b:
             return _affine_unit(e.a, v)
         if b and not a and e.op == "add":

@@ -23,7 +23,7 @@ from onnxcc.errors import VerifyError
 
 from .loops import (BOOL, COMPARE, INDEX, Assign, Binary, Buffer, Call, Cast, Comment, Const,
                     Decl, Expr, If, Kernel, Load, Loop, MulAdd, Program, Select, Stmt, Store,
-                    Unary, Var, expr_text, children)
+                    Unary, Var, expr_text, children, uses_var)
 
 Interval = tuple[float, float]
 KNOWN_CALLS: set[str] = set()   # intrinsic names that renderers and the interpreter implement
@@ -252,15 +252,11 @@ def _check_body(body: Sequence[Stmt], sc: _Scope, where: str) -> None:
             raise VerifyError(f"{where}: unknown statement {type(s).__name__}")
 
 
-def _uses_var(e: Expr, v: Var) -> bool:
-    return e == v or any(_uses_var(c, v) for c in children(e))
-
-
 def _bounds_use(body: Sequence[Stmt], v: Var) -> bool:
     """True when some loop nested in ``body`` has a bound that reads ``v``."""
     for s in body:
         if isinstance(s, Loop):
-            if _uses_var(s.start, v) or _uses_var(s.stop, v) or _bounds_use(s.body, v):
+            if uses_var(s.start, v) or uses_var(s.stop, v) or _bounds_use(s.body, v):
                 return True
         elif isinstance(s, If) and (_bounds_use(s.then, v) or _bounds_use(s.orelse, v)):
             return True

@@ -113,10 +113,7 @@ class _Weight:
 
 def _format_array(a: np.ndarray, ct: str) -> str:
     flat = np.ascontiguousarray(a).reshape(-1)
-    if ct in ("float", "double"):
-        items = [c_value(float(x), ct) for x in flat]
-    else:
-        items = [c_value(int(x), ct) for x in flat]
+    items = [c_value(x, ct) for x in flat.tolist()]
     lines = [", ".join(items[i:i + 8]) for i in range(0, len(items), 8)]
     return ",\n".join("    " + ln for ln in lines)
 
@@ -139,8 +136,8 @@ def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: s
            ) -> dict[str, Any]:
     """Write the C library for the planned graph ``g`` into ``out_dir`` (which must exist).
 
-    The kernels are the loop-IR ``program`` (lowered, loop passes applied and verified by the
-    caller; :func:`onnxcc.codegen.lower.lower_program` of ``g`` when None), each rendered by
+    The kernels are the loop-IR ``program`` (required without ``run_object``; lowered, loop
+    passes applied and verified by :func:`onnxcc.codegen.lower.lower_for_target`), each rendered by
     :func:`onnxcc.codegen.c.render.render_kernel` into one ``static`` function of ``<m>.c``,
     called in order by ``<m>_run`` with pointers into the arena, the weights and the graph's
     inputs and outputs.
@@ -150,7 +147,8 @@ def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: s
     object ``<m>.o`` that defines ``<m>_run`` with its kernels and weights; no C kernel is
     generated. Returns the memory map (also written as ``<m>.json``).
     ``g.meta["memory_plan"]`` must be set by the plan_memory pass. Raises
-    :class:`UnsupportedOpError` for nodes the C target cannot lower.
+    :class:`UnsupportedOpError` for nodes the C target cannot lower, ValueError without
+    ``program`` or ``run_object``.
     """
     if run_object is None:
         check_legal(g)
@@ -167,9 +165,7 @@ def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: s
         "ARENA_TOO_SMALL", "ARENA_MISALIGNED", "STATIC_ARENA", "DIR", "SRCS", "OBJS", "CFLAGS", "LDLIBS")}
     j = env()
     if program is None and run_object is None:
-        from onnxcc.codegen.lower import lower_program
-
-        program = lower_program(g, name)
+        raise ValueError("emit_c renders a Program: pass program= (see lower_for_target)")
 
     # -- constants: one stored array per distinct weight buffer of the Program, in the order
     # kernels first read them (a constant no kernel reads, a Reshape's shape, is never

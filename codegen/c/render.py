@@ -288,17 +288,18 @@ class _Renderer:
         F = s.factor if s.kind == "unrolled" and s.factor > 1 else 1
         j = Var(f"{v.name}_j", v.dtype)
         inner = _declared(s.body)
-        ptrs: dict[tuple[str, tuple], tuple[str, Buffer, str]] = {}
+        ptrs: dict[tuple[str, tuple], tuple[str, str]] = {}   # key -> (name, declaration)
 
         def hoist(buf: Buffer, index: Sequence[Expr]) -> tuple[Buffer, tuple[Expr, ...]] | None:
+            """``buf[index]`` as ``pointer[j*stride + k]`` (the pointer declared once), or None
+            when the offset is not affine in the loop variable with a loop-invariant rest."""
             terms: dict[str, int] = {}
-            vs: dict[str, Var] = {}
             k0, kv = 0, 0
             for i, st in zip(index, buf.strides):
                 lin = _linear(i)
                 if lin is None:
                     return None
-                for name, (var, c) in lin.items():
+                for name, c in lin.items():
                     if name == "":
                         k0 += c * st
                     elif name == v.name:
@@ -307,7 +308,6 @@ class _Renderer:
                         return None
                     else:
                         terms[name] = terms.get(name, 0) + c * st
-                        vs[name] = var
             if kv == 0:
                 return None
             key = (buf.name, tuple(sorted((n, c) for n, c in terms.items() if c)))
@@ -317,10 +317,9 @@ class _Renderer:
                 base.append(f"({start})*{kv}" if kv != 1 else f"({start})")
                 q = "" if any(o.name == buf.name for o in self.outputs) else "const "
                 name = f"{buf.name}_r{len(ptrs)}"
-                ptrs[key] = (name, buf, f"{q}{ctype(buf.dtype)} *{name} = {buf.name} + "
-                                         f"{' + '.join(base)};")
-            name = ptrs[key][0]
-            view = Buffer(name, buf.dtype, (1,), (1,), "local")
+                ptrs[key] = (name, f"{q}{ctype(buf.dtype)} *{name} = {buf.name} + "
+                                   f"{' + '.join(base)};")
+            view = Buffer(ptrs[key][0], buf.dtype, (1,), (1,), "local")
             step = j if kv == 1 else Binary("mul", j, Const(kv, j.dtype))
             return view, (_plus(step, k0),)
 
@@ -366,18 +365,16 @@ class _Renderer:
         needs_v = re.search(rf"\b{re.escape(v.name)}\b", "\n".join(probe)) is not None
         out.append(f"{pad}{{")
         out.append(f"{pad}    const {ctype(v.dtype)} {n} = ({self.e(s.stop)}) - ({self.e(s.start)});")
-        for _name, _buf, decl in ptrs.values():
+        for _name, decl in ptrs.values():
             out.append(f"{pad}    {decl}")
         out.append(f"{pad}    {ctype(v.dtype)} {j.name} = 0;")
 
         def copy(u: int, depth: int) -> None:
             b = body if u == 0 else substitute_stmts(body, {j: Binary("add", j, Const(u, j.dtype))})
-            lines: list[str] = []
             if needs_v:
                 jj = j.name if u == 0 else f"{j.name} + {u}"
-                lines.append(f"{'    ' * depth}const {ctype(v.dtype)} {v.name} = "
-                             f"({self.e(s.start)}) + {jj};")
-            out.extend(lines)
+                out.append(f"{'    ' * depth}const {ctype(v.dtype)} {v.name} = "
+                           f"({self.e(s.start)}) + {jj};")
             self.stmts(b, depth, out)
 
         if F > 1:
@@ -394,21 +391,21 @@ class _Renderer:
         return True
 
 
-def _linear(e: Expr) -> dict[str, tuple[Var | None, int]] | None:
-    """``e`` as ``{var name: (var, coefficient)}`` plus ``""`` for the constant, or None when
-    it is not an integer affine form of variables (a load, min/max, division...)."""
+def _linear(e: Expr) -> dict[str, int] | None:
+    """``e`` as ``{variable name: coefficient}`` plus ``""`` for the constant, or None when it
+    is not an integer affine form of variables (a load, min/max, division...)."""
     if isinstance(e, Const) and isinstance(e.value, (int, np.integer)) and not isinstance(e.value, bool):
-        return {"": (None, int(e.value))}
+        return {"": int(e.value)}
     if isinstance(e, Var):
-        return {e.name: (e, 1)}
+        return {e.name: 1}
     if isinstance(e, Binary) and e.op in ("add", "sub"):
         a, b = _linear(e.a), _linear(e.b)
         if a is None or b is None:
             return None
         sign = 1 if e.op == "add" else -1
         res = dict(a)
-        for k, (var, c) in b.items():
-            res[k] = (var, res.get(k, (var, 0))[1] + sign * c)
+        for k, c in b.items():
+            res[k] = res.get(k, 0) + sign * c
         return res
     if isinstance(e, Binary) and e.op == "mul":
         a, b = _linear(e.a), _linear(e.b)
@@ -416,8 +413,7 @@ def _linear(e: Expr) -> dict[str, tuple[Var | None, int]] | None:
             return None
         for x, y in ((a, b), (b, a)):
             if set(y) == {""}:
-                k = y[""][1]
-                return {n: (var, c * k) for n, (var, c) in x.items()}
+                return {n: c * y[""] for n, c in x.items()}
         return None
     return None
 
@@ -429,14 +425,9 @@ def _plus(e: Expr, k: int) -> Expr:
 
 
 def _declared(body: Sequence[Stmt]) -> set[str]:
-    """Names of the loop variables and locals declared inside ``body``."""
-    out: set[str] = set()
-    for st in walk_stmts(body):
-        if isinstance(st, Loop):
-            out.add(st.var.name)
-        elif isinstance(st, Decl):
-            out.add(st.var.name)
-    return out
+    """Names of the variables whose value changes inside ``body``: its loop variables, its
+    locals and any local assigned there (an index using one cannot be hoisted out)."""
+    return {st.var.name for st in walk_stmts(body) if isinstance(st, (Loop, Decl, Assign))}
 
 
 def _rebuild(e: Expr, kids: list[Expr]) -> Expr:

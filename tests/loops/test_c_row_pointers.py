@@ -11,8 +11,8 @@ import onnxcc
 from builders import make_model, ort_run
 from onnxcc.codegen.c.render import render_kernel_text
 from onnxcc.codegen.interpret import run_kernel
-from onnxcc.codegen.loops import (F32, Binary, Buffer, Const, Decl, Kernel, Loop, Store, Var,
-                                  kernel_text, maximum, minimum, prune_kernel)
+from onnxcc.codegen.loops import (F32, Assign, Binary, Buffer, Const, Decl, Kernel, Loop, Store,
+                                  Var, kernel_text, maximum, minimum, prune_kernel)
 from onnxcc.codegen.verify import verify_kernel
 from onnxcc.errors import VerifyError
 
@@ -79,3 +79,17 @@ def test_prune_kernel_drops_dead_locals_and_unread_inputs():
     assert [b.name for b in pruned.inputs] == ["x"]
     assert "b:f32" not in kernel_text(pruned) and "a:f32 = x[i]" in kernel_text(pruned)
     assert prune_kernel(pruned) is pruned
+
+
+def test_an_index_through_a_local_assigned_in_the_loop_is_not_hoisted():
+    """y[i + p] with p changed inside the loop: a pointer set once before the loop would keep
+    p's first value, so the access keeps its absolute index (x[i] still gets a pointer)."""
+    x = Buffer("x", F32, (4,), space="input", index=0)
+    y = Buffer("y", F32, (8,), space="output")
+    i, p = Var("i"), Var("p")
+    body = [Decl(p, Const(0)),
+            Loop(i, 0, 4, [Store(y, (Binary("add", i, p),), x[i]),
+                           Assign(p, Binary("add", p, Const(1)))])]
+    src = render_kernel_text(Kernel("k", [y], [x], body), static=False)
+    assert "const float *x_r0 = x + " in src and "y_r" not in src
+    assert "y[(i + p)] = x_r0[i_j];" in src
