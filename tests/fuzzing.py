@@ -163,13 +163,38 @@ def _mismatch(data: bytes, feeds: dict[str, np.ndarray], got: dict[str, np.ndarr
 
         model = onnx.ModelProto.FromString(data)
         with np.errstate(all="ignore"):
-            outs = ReferenceEvaluator(model).run(None, feeds)
+            outs = ReferenceEvaluator(model, new_ops=[_nan_max_pool()]).run(None, feeds)
         third = dict(zip([o.name for o in model.graph.output], outs))
     except Exception:   # noqa: BLE001 - no third opinion
         return "mismatch", bad
     if fg.compare(got, third) is None:
         return "oracle:wrong", f"{bad} (onnx.reference agrees with onnxcc)"
     return "mismatch", bad
+
+
+def _nan_max_pool() -> type:
+    """onnx.reference's MaxPool with onnxcc's NaN rule: a window holding a NaN gives NaN, as
+    ``numpy.max``, ReduceMax and Max do (onnxruntime 1.31's MaxPool keeps a NaN only when it comes
+    first in the window, and onnx.reference's depends on the window too; the spec says nothing);
+    Indices then points at the window's first NaN. Both come from the reference's own pooling (of
+    x with NaN as -inf, and of the NaN mask), so pads, strides, dilations and ceil_mode stay its."""
+    from onnx.reference.ops.op_max_pool import MaxPool
+
+    class NanMaxPool(MaxPool):
+        op_domain = ""
+
+        def _run(self, x, **kw):  # noqa: ANN001, ANN003, ANN202 - the reference's signature
+            nan = np.isnan(x)
+            if not nan.any():
+                return super()._run(x, **kw)
+            res = super()._run(np.where(nan, -np.inf, x).astype(x.dtype), **kw)
+            first = super()._run(nan.astype(x.dtype), **kw)   # max 1 at the window's first NaN
+            hit = first[0] > 0
+            y = (np.where(hit, np.nan, res[0]).astype(res[0].dtype),)
+            return y + tuple(np.where(hit, a, b) for a, b in zip(first[1:], res[1:]))
+
+    NanMaxPool.__name__ = "MaxPool"
+    return NanMaxPool
 
 
 def _check_cli_failure(path: Path, work: Path) -> str | None:

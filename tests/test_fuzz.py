@@ -125,3 +125,17 @@ def test_relu_then_clip_builds():
                        {"x": (3,)}, {"y": (3,)}, {"lo": f32(-1), "hi": f32(6)})
     y = onnxcc.compile(model, target="host").run({"x": f32([-2, 3, 9])})["y"]
     np.testing.assert_array_equal(y, f32([0, 3, 6]))
+
+
+def test_oracle_counts_a_nan_max_pool_window_as_onnxruntime_wrong():
+    """onnxruntime's MaxPool keeps a NaN only when it comes first in its window; onnxcc gives NaN
+    for any window holding one (numpy, ReduceMax). The fuzzer's third opinion (onnx.reference with
+    that rule) must call this ``oracle:wrong``, and a real disagreement still ``mismatch``."""
+    nan = np.nan
+    model = make_model([("MaxPool", ["x"], ["y"], {"kernel_shape": [2, 2], "strides": [2, 2]})],
+                       {"x": (1, 1, 2, 4)}, {"y": (1, 1, 1, 2)})
+    x = np.array([[[[1.0, nan, 3.0, 4.0], [2.0, 0.0, nan, 5.0]]]], np.float32)
+    data = model.SerializeToString()
+    assert fuzzing.run_generated(data, {"x": x}, True)[0] == "oracle:wrong"
+    wrong = {"y": np.array([[[[nan, 5.0]]]], np.float32)}   # the second window's NaN dropped
+    assert fuzzing._mismatch(data, {"x": x}, wrong, "y differs")[0] == "mismatch"
