@@ -68,6 +68,43 @@ class Target:
         return list(getattr(importlib.import_module(f"onnxcc.targets.{self.family}"),
                             "LOOP_PASSES", []))
 
+    def vector_registers(self) -> tuple[int, int] | None:
+        """(float32 lanes per vector register, number of vector registers) the LLVM back end
+        may use on this target, or None (the C back end, or an ISA without a known vector
+        unit). x86-64: AVX-512VL gives 32 registers of 8 lanes (256-bit operations, as
+        compilers prefer on x86), AVX2 16 of 8, SSE 16 of 4; AArch64 NEON 32 of 4. A ``native``
+        CPU is described by LLVM's host detection."""
+        if self.backend != "llvm":
+            return None
+        feats, cpu = self.features, self.cpu
+        if cpu == "native":
+            from onnxcc.codegen.llvm.jit import host_cpu
+
+            _, cpu, feats = host_cpu()
+        have = {f[1:] for f in feats.split(",") if f.startswith("+")}
+        if self.triple.startswith(("x86_64", "i686")):
+            if "avx512vl" in have or cpu == "x86-64-v4":
+                return 8, 32
+            if "avx2" in have or cpu == "x86-64-v3":
+                return 8, 16
+            return 4, 16
+        if self.triple.startswith(("aarch64", "arm64")):
+            return 4, 32
+        return None
+
+    @property
+    def register_tile(self) -> tuple[int, int] | None:
+        """(output positions, output channels) of the register tile a float32 convolution
+        accumulates in vector registers on this target (``codegen/lower/nn.py``), or None to
+        keep the portable tap-stationary lowering: 6 positions by 2 vectors of channels with
+        16 registers, by 4 vectors with 32 (accumulators, weight vectors and one broadcast
+        fill the register file)."""
+        vr = self.vector_registers()
+        if vr is None:
+            return None
+        lanes, regs = vr
+        return 6, lanes * (4 if regs >= 32 else 2)
+
     def describe(self) -> str:
         """One line for ``onnxcc targets``."""
         parts = [f"{self.backend.upper()} back end", self.triple, self.cpu, f"{self.pointer_bits}-bit"]

@@ -458,10 +458,14 @@ class _KernelRenderer:
         elif s.kind == "unrolled" and s.factor == 0:
             hints = [m.add_metadata(["llvm.loop.unroll.full"])]
         elif (any(isinstance(t, Loop) for t in walk_stmts(s.body))
-              and not (isinstance(s.start, Const) and isinstance(s.stop, Const)
-                       and s.stop.value - s.start.value <= OUTER_UNROLL_MAX)):
+              and (not (isinstance(s.start, Const) and isinstance(s.stop, Const)
+                        and s.stop.value - s.start.value <= OUTER_UNROLL_MAX)
+                   or any(isinstance(t, Loop) and _trip(t) >= LONG_INNER
+                          for t in walk_stmts(s.body)))):
             # an outer loop of more than a kernel's few taps: LLVM fully unrolled such loops
-            # around vectorized inner loops (0.6-2.3 s of O3 per 1x1 group conv of ShuffleNet)
+            # around vectorized inner loops (0.6-2.3 s of O3 per 1x1 group conv of ShuffleNet);
+            # nor a few taps around a long loop (a register-tiled conv's channel loop), where
+            # unrolling gains nothing and cost resnet50 compile time (18 -> 46 s)
             hints = [m.add_metadata(["llvm.loop.unroll.disable"])]
         else:
             return None
@@ -469,6 +473,14 @@ class _KernelRenderer:
 
 
 OUTER_UNROLL_MAX = 4    # outer loops of more iterations are never unrolled by LLVM
+LONG_INNER = 64         # ... nor outer loops around a loop of at least this many iterations
+
+
+def _trip(s: Loop) -> int:
+    """Iterations of ``s`` when its bounds are constants, else 0."""
+    if isinstance(s.start, Const) and isinstance(s.stop, Const):
+        return max(0, -(-(int(s.stop.value) - int(s.start.value)) // s.step))
+    return 0
 
 
 def render_kernel(module: ir.Module, k: Kernel, name: str | None = None,

@@ -83,12 +83,14 @@ class LowerCtx:
 
     ``storage`` maps a value name to its planned place (``onnxcc.passes.plan_memory.Buffer``:
     space, index, offset bytes); ``weights`` caches one weight Buffer per constant value so that
-    kernels sharing a constant share its storage.
+    kernels sharing a constant share its storage; ``target`` (a Target or None) may choose
+    between equivalent nests (``Target.register_tile``), never change what is computed.
     """
 
     def __init__(self, node: Node, storage: dict[str, Any] | None = None,
-                 weights: dict[int, Buffer] | None = None) -> None:
+                 weights: dict[int, Buffer] | None = None, target: Any = None) -> None:
         self.node = node
+        self.target = target
         self.storage = storage or {}
         self.weights = {} if weights is None else weights
         self._names = 0
@@ -183,11 +185,12 @@ def nest(ctx: LowerCtx, shape: Sequence[int], body: Callable[[list[Var]], list[S
     return stmts
 
 
-def lower_program(g: Graph, name: str | None = None) -> Program:
+def lower_program(g: Graph, name: str | None = None, target: Any = None) -> Program:
     """The planned graph ``g`` (after plan_memory) as a Program: one kernel per node that needs
     code (dead code and unread inputs pruned; a kernel left without a store, as over zero-size
     tensors, is dropped), in schedule order, and a copy kernel for each graph output the plan could not place in
-    its output buffer. Raises UnsupportedOpError listing every node without a lowering."""
+    its output buffer. ``target`` may pick faster equivalent nests (see LowerCtx). Raises
+    UnsupportedOpError listing every node without a lowering."""
     from onnxcc.errors import UnsupportedOpError
 
     plan = g.meta["memory_plan"]
@@ -198,7 +201,7 @@ def lower_program(g: Graph, name: str | None = None) -> Program:
     weights: dict[int, Buffer] = {}
     kernels: list[Kernel] = []
     for idx, n in enumerate(g.nodes):
-        ctx = LowerCtx(n, plan.buffers, weights)
+        ctx = LowerCtx(n, plan.buffers, weights, target)
         k = reg[n.op](n, ctx)
         if k is not None:
             k.name = f"k{idx}"
@@ -236,7 +239,7 @@ def lower_for_target(g: Graph, target: Any, name: str | None = None) -> Program:
     from onnxcc.codegen.schedule import apply_passes
     from onnxcc.codegen.verify import verify
 
-    program = lower_program(g, name)
+    program = lower_program(g, name, target)
     passes = list(getattr(target, "loop_passes", []) or [])
     if passes:
         program = dataclasses.replace(program, kernels=[prune_kernel(apply_passes(k, passes))

@@ -172,8 +172,9 @@ def test_saving_an_object_never_overwrites_a_users_file(tmp_path, rng):
 
 
 def test_pointwise_conv_on_a_small_plane_is_one_spatial_loop_and_blocked(rng):
-    """A 1x1 convolution over a 3x3 plane is lowered as a matrix product over the 9 positions,
-    4 output channels per pass; the result agrees with onnxruntime on cpu and host."""
+    """A 1x1 convolution over a 3x3 plane: on host (no register tile) a matrix product over the
+    9 positions, 4 output channels per pass; on cpu, with a vector register file, register
+    tiles over the 9 positions as one axis. Both agree with onnxruntime."""
     from onnxcc.codegen.loops import program_text
 
     w = rng.standard_normal((16, 32, 1, 1)).astype(np.float32)
@@ -181,11 +182,14 @@ def test_pointwise_conv_on_a_small_plane_is_one_spatial_loop_and_blocked(rng):
     m = make_model([("Conv", ["x", "w", "b"], ["c"]), ("Relu", ["c"], ["y"])],
                    {"x": (1, 32, 3, 3)}, {"y": (1, 16, 3, 3)}, {"w": w, "b": b})
     x = rng.standard_normal((1, 32, 3, 3)).astype(np.float32)
-    cm = onnxcc.compile(m, target="cpu")
-    text = program_text(cm.program)
+    want = ort_run(m, {"x": x})["y"]
+    host = onnxcc.compile(m, target="host")
+    text = program_text(host.program)
     assert "x:f32[1,32,9]" in text and "1x1: pixels as one axis" in text
     assert "blocks of 4 output channels" in text and "for mm in 0..4:" in text
-    want = ort_run(m, {"x": x})["y"]
+    np.testing.assert_allclose(host.run({"x": x})["y"], want, rtol=1e-5, atol=1e-5)
+    cm = onnxcc.compile(m, target="cpu")
+    if cm.target.register_tile:
+        assert "register tiles of 6 positions x 16 output channels" in program_text(cm.program)
+        assert "for pt in 0..2:" in program_text(cm.program)      # 9 positions, 2 tiles
     np.testing.assert_allclose(cm.run({"x": x})["y"], want, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(onnxcc.compile(m, target="host").run({"x": x})["y"], want,
-                               rtol=1e-5, atol=1e-5)
