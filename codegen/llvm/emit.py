@@ -54,7 +54,7 @@ class JITLibrary:
 
     With ``obj`` (an object emitted for this machine, ``cpu="native"``) the JIT loads those
     very bytes, so ``run()`` executes the code ``save()`` ships; otherwise (a cross target) the
-    Program is compiled again for this machine. Thread-safe: each call has its own arena."""
+    Program is compiled again for this machine. Thread-safe: each thread has its own arena."""
 
     def __init__(self, program: Program, mmap: dict[str, Any], obj: bytes | None) -> None:
         from .jit import JITProgram

@@ -103,8 +103,9 @@ def build_module(p: Program, tm: llvm.TargetMachine, *, run_symbol: str | None =
 
 
 class JITProgram:
-    """A Program compiled in process: ``run(inputs) -> outputs``, reentrant (each call has its
-    own arena, so several threads may call ``run`` at once; ctypes releases the GIL).
+    """A Program compiled in process: ``run(inputs) -> outputs``, reentrant (each thread has
+    its own arena, kept between its calls, so several threads may call ``run`` at once; ctypes
+    releases the GIL).
 
     Weights stay out of the IR: the module names them as external constants that the JIT binds
     to 64-byte-aligned copies held by this object (megabytes of weights would otherwise go
@@ -147,6 +148,9 @@ class JITProgram:
         proto = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_size_t,
                                  *([ctypes.c_void_p] * nio))
         self.entry = proto(addr)
+        from onnxcc.runtime.build import ThreadArenas
+
+        self._arenas = ThreadArenas(program.arena_size, program.arena_align)
         self.compile_seconds = time.perf_counter() - t0
 
     @property
@@ -169,9 +173,7 @@ class JITProgram:
                                  f"expected shape {b.shape}")
             ins.append(a)
         outs = [np.empty(b.shape, b.dtype.np) for b in p.outputs]
-        align = p.arena_align
-        raw = np.empty(max(p.arena_size, 1) + align, np.uint8)
-        base = raw.ctypes.data + (-raw.ctypes.data) % align
+        raw, base = self._arenas.get()
         ptrs = [a.ctypes.data if a.size else raw.ctypes.data for a in ins + outs]
         status = self.entry(base, p.arena_size, *ptrs)
         if status != STATUS["OK"]:
