@@ -139,3 +139,46 @@ def test_oracle_counts_a_nan_max_pool_window_as_onnxruntime_wrong():
     assert fuzzing.run_generated(data, {"x": x}, True)[0] == "oracle:wrong"
     wrong = {"y": np.array([[[[nan, 5.0]]]], np.float32)}   # the second window's NaN dropped
     assert fuzzing._mismatch(data, {"x": x}, wrong, "y differs")[0] == "mismatch"
+
+
+def test_oracle_third_opinion_handles_onnx_reference_gaps():
+    """onnxruntime 1.31's GlobalMaxPool gives -FLT_MAX for a window of NaNs (onnxcc: NaN, as
+    numpy and ReduceMax). The third opinion must say ``oracle:wrong`` although onnx.reference
+    refuses the domain ``ai.onnx`` (an alias of ``""``), reduces the wrong axes of a rank-3
+    GlobalMaxPool, refuses negative Pad pads and runs BatchNormalization-9..13 in training
+    mode; and it judges only the outputs onnxcc and onnxruntime disagree on (its LRN is wrong
+    for channels past the batch size)."""
+    import onnxcc
+    from onnxcc.interpreter import interpret
+
+    nan = np.nan
+    x = np.array([[[nan, nan], [1.0, 2.0]], [[3.0, nan], [nan, nan]]], np.float32)   # (2, 2, 2)
+    onnxcc_y = np.array([[[nan], [2.0]], [[nan], [nan]]], np.float32)
+    ort_y = np.where(np.isnan(onnxcc_y), np.float32(-3.4028235e38), onnxcc_y)
+    ones = np.ones(2, np.float32)
+    cases = {
+        "domain": make_model([("GlobalMaxPool", ["x"], ["y"])], {"x": (2, 2, 2)}, {"y": None}),
+        "pad, batchnorm": make_model(
+            [("Pad", ["x", "p"], ["t"]), ("BatchNormalization", ["t", "s", "b", "m", "v"], ["u"]),
+             ("GlobalMaxPool", ["u"], ["y"])], {"x": (2, 2, 2)}, {"y": None},
+            {"p": np.array([0, 0, -1, 0, 0, 1], np.int64), "s": ones, "b": 0 * ones,
+             "m": 0 * ones, "v": ones - 1e-5}, opset=13),
+    }
+    cases["domain"].graph.node[0].domain = "ai.onnx"
+    for why, model in cases.items():
+        # the Pad crops the first column and appends a 0 column; the BatchNormalization is 1:1
+        y = interpret(onnxcc.compile(model, target="host").graph, {"x": x})["y"]
+        np.testing.assert_array_equal(y, onnxcc_y)
+        data = model.SerializeToString()
+        ort = {"y": ort_y}
+        assert fuzzing._mismatch(data, {"x": x}, {"y": y}, why, ort)[0] == "oracle:wrong", why
+        assert fuzzing._mismatch(data, {"x": x}, {"y": ort_y + 1}, why, ort)[0] == "mismatch"
+    # an output both agree on is not judged by the reference (its LRN sums the wrong channels)
+    model = make_model([("LRN", ["x4"], ["z"], {"size": 3}), ("GlobalMaxPool", ["x"], ["y"])],
+                       {"x": (2, 2, 2), "x4": (1, 3, 1, 1)}, {"y": None, "z": None})
+    x4 = np.ones((1, 3, 1, 1), np.float32)
+    z = x4 / (1 + 1e-4 / 3 * np.float32([2, 3, 2]).reshape(1, 3, 1, 1)) ** 0.75
+    data = model.SerializeToString()
+    feeds = {"x": x, "x4": x4}
+    got = {"y": onnxcc_y, "z": z}
+    assert fuzzing._mismatch(data, feeds, got, "y", {"y": ort_y, "z": z})[0] == "oracle:wrong"

@@ -564,3 +564,100 @@ def test_a_string_epsilon_is_refused():
                        {"y": (2, 2)}, {"s": f32([1, 1])}, opset=12)
     with pytest.raises(AttributeValueError, match="epsilon is '', not a number"):
         onnxcc.compile(model, target="host")
+
+
+@pytest.mark.parametrize("target", ["host", "cpu"])
+@pytest.mark.parametrize("op,attrs,x_shape,w_shape", [
+    ("Conv", {"pads": [3, 1], "dilations": [2], "strides": [2**31 - 1]}, (2, 2, 3), (3, 2, 3)),
+    ("Conv", {"pads": [4, 1, 4, 1], "dilations": [2, 2], "strides": [2**31 - 1, 1]},
+     (1, 1, 2, 2), (1, 1, 3, 2)),
+    ("ConvTranspose", {"strides": [2**31 - 1, 2]}, (1, 2, 1, 3), (2, 3, 2, 2)),
+])
+def test_a_stride_near_2_31_over_a_single_position(target, op, attrs, x_shape, w_shape):
+    """Conv stride 2**31 - 1 where the axis has one output position: onnxruntime runs it, but
+    the per-tap loop bounds (``(n - 1 + pad + stride - k*d) / stride``) overflowed int32
+    (VerifyError). A stride over a single position (one Conv output, one ConvTranspose input)
+    adds nothing, so the geometry makes it 1. Found by the mutation fuzzer."""
+    rng = np.random.default_rng(5)
+    w = f32(rng.standard_normal(w_shape))
+    model = make_model([(op, ["x", "w"], ["y"], attrs)], {"x": x_shape}, {"y": None}, {"w": w})
+    x = f32(rng.standard_normal(x_shape))
+    want = ort_run(model, {"x": x})["y"]
+    cm = onnxcc.compile(model, target=target)
+    np.testing.assert_allclose(cm.run({"x": x})["y"], want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(interpret(cm.graph, {"x": x})["y"], want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("op,attrs,x_shape,w_shape", [
+    ("Conv", {"pads": [2**31 - 1, 0, 3, 0], "strides": [3, 3], "dilations": [2, 1]},
+     (1, 3, 7, 1), (1, 3, 2, 1)),
+    ("Conv", {"pads": [0, 2**30], "strides": [3]}, (1, 3, 7), (1, 3, 2)),
+    ("ConvTranspose", {"output_shape": [2**31 - 5]}, (1, 3, 7), (3, 1, 2)),
+])
+def test_positions_past_int32_are_refused(op, attrs, x_shape, w_shape):
+    """Conv pads [2**31 - 1, 0, 3, 0] with stride 3: a valid ONNX model of 715,827,885 output
+    rows (onnxruntime fails to allocate them), whose ``o*stride - pad`` the generated int32
+    arithmetic cannot hold (VerifyError). It is refused by name before lowering. Found by the
+    mutation fuzzer."""
+    model = make_model([(op, ["x", "w"], ["y"], attrs)], {"x": x_shape}, {"y": None},
+                       {"w": f32(np.ones(w_shape))})
+    with pytest.raises(AttributeValueError, match=r"reach positions past 2\*\*31 - 1, which "
+                       r"the generated code cannot index \(32-bit\)") as e:
+        onnxcc.compile(model, target="host")
+    assert (e.value.node, e.value.op) == ("n0", op)
+
+
+def test_conv_transpose_output_shape_of_the_wrong_length_is_refused():
+    """ConvTranspose output_shape [32768] on 2 spatial axes raised IndexError in the lowering;
+    onnx's shape inference and onnxruntime refuse it. Found by the mutation fuzzer."""
+    model = make_model([("ConvTranspose", ["x", "w"], ["y"], {"output_shape": [32768]})],
+                       {"x": (1, 1, 3, 5)}, {"y": None}, {"w": f32(np.ones((1, 2, 1, 1)))})
+    assert _ort_refuses(model)
+    with pytest.raises(AttributeValueError, match=r"output_shape \[32768\] has 1 values, "
+                       r"expected 2 \(one per spatial axis\)"):
+        onnxcc.compile(model, target="host")
+
+
+@pytest.mark.parametrize("target", ["host", "cpu"])
+def test_lrn_size_far_past_the_channels(target):
+    """LRN size 2**63 - 1: the lowered window ``[c - (size-1)//2, ...]`` overflowed int32
+    (VerifyError) and the reference would pad by 2**62 channels. The window is cut to the C
+    channels, so every channel's window holds them all (onnxruntime overflows on it)."""
+    size = 2**63 - 1
+    model = make_model([("LRN", ["x"], ["y"], {"size": size, "alpha": 0.5, "bias": 2.0,
+                                               "beta": 0.5})],
+                       {"x": (2, 3, 2, 2)}, {"y": (2, 3, 2, 2)})
+    x = f32(np.random.default_rng(4).standard_normal((2, 3, 2, 2)))
+    want = x / (2.0 + np.float32(0.5 / size) * (x * x).sum(axis=1, keepdims=True)) ** 0.5
+    cm = onnxcc.compile(model, target=target)
+    np.testing.assert_allclose(cm.run({"x": x})["y"], want, rtol=1e-6)
+    np.testing.assert_allclose(interpret(cm.graph, {"x": x})["y"], want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("target", ["host", "cpu"])
+def test_softplus_of_a_large_input_is_the_input(target):
+    """Softplus was log(exp(x) + 1) in the generated code: inf from x = 89 (float32), where
+    onnxruntime and the reference give x. Found by the mutation fuzzer (Softplus of 2.76e38)."""
+    model = make_model([("Softplus", ["x"], ["y"])], {"x": (9,)}, {"y": (9,)})
+    x = f32([2.76e38, 100, 89, 20, 0, -20, -100, np.inf, -np.inf])
+    want = ort_run(model, {"x": x})["y"]
+    got = onnxcc.compile(model, target=target).run({"x": x})["y"]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    nan = onnxcc.compile(model, target=target).run({"x": f32([np.nan] * 9)})["y"]
+    assert np.isnan(nan).all()
+
+
+def test_a_nan_clip_bound_is_refused():
+    """Clip with a constant max of NaN: the C dropped the bound (as onnxruntime does), the
+    reference interpreter gave NaN everywhere (as numpy and onnx's reference do); the spec defines
+    neither. It is refused, as a NaN min/max attribute before opset 11 already was."""
+    model = make_model([("Clip", ["x", "lo", "hi"], ["y"])], {"x": (3,)}, {"y": (3,)},
+                       {"lo": f32(-1), "hi": f32(np.nan)})
+    with pytest.raises(AttributeValueError, match="max is NaN: Clip with a NaN bound has no "
+                       "defined result"):
+        onnxcc.compile(model, target="host")
+    ok = make_model([("Clip", ["x", "lo", "hi"], ["y"])], {"x": (3,)}, {"y": (3,)},
+                    {"lo": f32(-1), "hi": f32(np.inf)})
+    x = f32([-2, 0.5, 1e30])
+    np.testing.assert_array_equal(onnxcc.compile(ok, target="host").run({"x": x})["y"],
+                                  ort_run(ok, {"x": x})["y"])

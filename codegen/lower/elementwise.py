@@ -123,7 +123,11 @@ SCALAR: dict[str, Scalar] = {
     "Celu": lambda a, at: Select(Binary("ge", a[0], _c(a[0], 0)), a[0], _c(a[0], at["alpha"]) * (
         Unary("exp", a[0] / _c(a[0], at["alpha"])) - _c(a[0], 1))),
     "ThresholdedRelu": lambda a, at: Select(Binary("gt", a[0], _c(a[0], at["alpha"])), a[0], _c(a[0], 0)),
-    "Softplus": lambda a, at: Unary("log", Unary("exp", a[0]) + _c(a[0], 1)),
+    # log(1 + exp(x)) as x + log1p(exp(-x)) for x > 0: exp(x) overflows to inf from x = 89
+    # (float32) where the result is still x; a NaN takes the other arm and stays NaN
+    "Softplus": lambda a, at: Select(Binary("gt", a[0], _c(a[0], 0)),
+                                     a[0] + Unary("log1p", Unary("exp", -a[0])),
+                                     Unary("log1p", Unary("exp", a[0]))),
     "Softsign": lambda a, at: a[0] / (_c(a[0], 1) + Unary("abs", a[0])),
     "Mish": lambda a, at: a[0] * Unary("tanh", Unary("log1p", Unary("exp", a[0]))),
     "Gelu": _gelu,

@@ -193,7 +193,8 @@ def _lower_lrn(node: Node, ctx: LowerCtx):
     (N, C, S), xf, xs, yf, ys = _nc_s(node, ctx)
     dt = xf.dtype
     size = int(node.attrs["size"])
-    lo, hi = (size - 1) // 2, size - 1 - (size - 1) // 2
+    # the window is cut to [0, C) anyway: offsets past C (size 2**63 - 1) would only overflow
+    lo, hi = min((size - 1) // 2, C), min(size - 1 - (size - 1) // 2, C)
     n, c, s, q = ctx.var("n"), ctx.var("c"), ctx.var("s"), ctx.var("q")
     acc, v = Var("acc", dt), Var("v", dt)
     k = const(float(dt.np.type(node.attrs.get("alpha", 1e-4)) / dt.np.type(size)), dt)

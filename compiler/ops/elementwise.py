@@ -12,6 +12,7 @@ from functools import reduce
 
 import numpy as np
 
+from ..errors import AttributeValueError
 from ..ir import Node, TensorType
 from . import REQUIRED, OpDef, attr, bad_attr, register_op
 from ._util import const_input, onnx_dtype
@@ -414,6 +415,14 @@ class Clip(Unary):
             # (onnxruntime accepts [1]); a [1] bound must not turn a scalar x into a [1] result
             if v is not None and (v.type.size != 1 or len(v.shape) > len(node.inputs[0].shape)):
                 raise bad_attr(node, f"{what} must be a scalar, got shape {list(v.shape)}")
+            # no defined result: onnxruntime ignores a NaN bound, numpy and onnx's reference
+            # give NaN everywhere (and a NaN min/max attribute before opset 11 is refused too)
+            if v is not None and v.const is not None and np.asarray(v.const).dtype.kind == "f" \
+                    and np.isnan(v.const).any():
+                raise AttributeValueError(
+                    f"{what} is NaN: Clip with a NaN bound has no defined result",
+                    node=node.name, op=node.op,
+                    hint=f"omit the bound (an empty input name) or give {what} a number")
 
     def reference(self, node, x, lo=None, hi=None):
         if node.version < 11:

@@ -18,7 +18,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..errors import ShapeError
+from ..errors import AttributeValueError, ShapeError
 from ..ir import Node, TensorType
 from . import REQUIRED, OpDef, attr, bad_attr, register_op
 from ._util import ints, spatial_attr
@@ -64,15 +64,48 @@ def conv_geometry(node: Node, x_shape: tuple[int, ...], w_shape: tuple[int, ...]
     """Geometry of a Conv: ``(pads_begin, pads_end, strides, dilations, out_spatial)``.
 
     x is (N, C, *S), w is (M, C/group, *K); kernel sizes come from w. ``auto_pad`` is resolved
-    (SAME_UPPER puts the odd pad at the end, SAME_LOWER at the beginning). Raises ShapeError when
-    the output would be empty, AttributeValueError on attribute lengths that do not match.
+    (SAME_UPPER puts the odd pad at the end, SAME_LOWER at the beginning); the stride of an axis
+    with one output position is cut to the padded input. Raises ShapeError when the output would
+    be empty, AttributeValueError on attribute lengths that do not match or positions past int32.
     """
     n = len(x_shape) - 2
     strides = spatial_attr(node, "strides", n, 1)
     dil = spatial_attr(node, "dilations", n, 1)
     k_eff = [(k - 1) * d + 1 for k, d in zip(w_shape[2:], dil)]
     pb, pe, out = _resolve_pads(node, x_shape[2:], k_eff, strides)
+    strides = _clamp_strides(strides, out, [i + b + e for i, b, e in zip(x_shape[2:], pb, pe)])
+    _check_index_range(node, x_shape[2:], out, pb, pe, strides, k_eff)
     return pb, pe, strides, dil, out
+
+
+INDEX_MAX = 2**31 - 1   # the generated code computes positions in 32-bit integers
+
+
+def _clamp_strides(strides, positions, extents) -> tuple[int, ...]:
+    """``strides`` cut to ``extents`` (at least 1) along each axis that has a single position,
+    where ``p * stride`` is 0 whatever the stride: a stride of 2**31 - 1 over one output
+    position then adds nothing to the generated index arithmetic (the per-tap loop bounds add a
+    stride), and a stride within the extent is left as it is."""
+    return tuple(min(s, max(1, e)) if p == 1 else s
+                 for s, p, e in zip(strides, positions, extents))
+
+
+def _check_index_range(node: Node, in_sp, out, pb, pe, strides, k_eff) -> None:
+    """Raise AttributeValueError when the positions a Conv or ConvTranspose computes along a
+    spatial axis may leave int32, the index type of the generated code.
+
+    Every index expression of the lowering (``o*stride + k*dilation - pads_begin`` and the
+    per-tap loop bounds) stays within ``in + out + stride + dilated kernel + 2*(|pads_begin| +
+    |pads_end|)``, so that sum must not pass 2**31 - 1. Only pads or strides near 2**31 reach it:
+    onnxruntime then fails to allocate the output, or overflows."""
+    for a, (i, o, b, e, s, k) in enumerate(zip(in_sp, out, pb, pe, strides, k_eff)):
+        if i + o + s + k + 2 * (abs(b) + abs(e)) > INDEX_MAX:
+            raise AttributeValueError(
+                f"spatial axis {a}: input {i}, output {o}, pads ({b}, {e}), stride {s} and "
+                f"dilated kernel {k} reach positions past 2**31 - 1, which the generated code "
+                "cannot index (32-bit)", node=node.name, op=node.op,
+                hint="use pads, strides, dilations (and output_shape) that keep every position "
+                "of the padded input and of the output below 2**31")
 
 
 def pool_geometry(node: Node, x_shape: tuple[int, ...]) -> tuple[
@@ -202,7 +235,10 @@ def conv_transpose_geometry(node: Node, x_shape: tuple[int, ...], w_shape: tuple
     Output position ``o`` reads the full (uncropped) transposed-conv result at ``o + pads_begin``
     (full length ``(in-1)*stride + (k-1)*dilation + 1``; outside it the value is 0 plus bias).
     ``output_shape`` (pads auto-generated) and SAME_* (output = in * stride) resolve as the ONNX
-    reference: SAME_UPPER puts the odd pad at the end. pads_begin may be negative.
+    reference: SAME_UPPER puts the odd pad at the end. pads_begin may be negative. The stride of
+    an axis with one input position is cut to the output size. Raises ShapeError when the output
+    would be empty, AttributeValueError on an output_shape not of one value per spatial axis or
+    positions past int32.
     """
     n = len(x_shape) - 2
     strides = spatial_attr(node, "strides", n, 1)
@@ -215,7 +251,10 @@ def conv_transpose_geometry(node: Node, x_shape: tuple[int, ...], w_shape: tuple
     out_shape = node.attrs.get("output_shape")
     if out_shape is not None and len(out_shape) or auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         if out_shape is not None and len(out_shape):
-            out = ints(out_shape)[-n:]
+            out = ints(out_shape)
+            if len(out) != n:   # as onnx's shape inference and onnxruntime require
+                raise bad_attr(node, f"output_shape {list(out)} has {len(out)} values, expected "
+                               f"{n} (one per spatial axis)")
         else:
             out = tuple(i * s for i, s in zip(in_sp, strides))
         total = [f - o for f, o in zip(full, out)]
@@ -233,6 +272,9 @@ def conv_transpose_geometry(node: Node, x_shape: tuple[int, ...], w_shape: tuple
         out = tuple(f - b - e for f, b, e in zip(full, pb, pe))
     if any(o <= 0 for o in out):
         raise ShapeError(f"output spatial size {out} is empty", node=node.name, op=node.op)
+    strides = _clamp_strides(strides, in_sp, out)
+    _check_index_range(node, in_sp, out, pb, pe, strides,
+                       [(k - 1) * d + 1 for k, d in zip(kernel, dil)])
     return tuple(pb), tuple(pe), strides, dil, opad, tuple(out)
 
 
@@ -499,11 +541,12 @@ class LRN(OpDef):
         size = attr(node, "size")
         ct = np.float32 if x.dtype == np.float16 else x.dtype
         sq = np.square(x.astype(ct, copy=False))
-        lo, hi = (size - 1) // 2, size - 1 - (size - 1) // 2
         c = x.shape[1]
+        # the window cut to the C channels: a size far past C (2**63 - 1) pads by C at most
+        lo, hi = min((size - 1) // 2, c), min(size - 1 - (size - 1) // 2, c)
         sqp = np.pad(sq, [(0, 0), (lo, hi)] + [(0, 0)] * (x.ndim - 2))
         acc = np.zeros_like(sq)
-        for t in range(size):
+        for t in range(lo + hi + 1):
             acc += sqp[:, t:t + c]
         t = np.dtype(ct).type
         base = t(attr(node, "bias")) + t(attr(node, "alpha")) / t(size) * acc
