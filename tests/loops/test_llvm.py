@@ -388,7 +388,8 @@ def test_weights_are_patched_into_their_own_sections(name, rng):
     """Weights reach an object without going through IR text: zero constants in sections
     ``.rodata.onnxcc_w<k>`` that LLVM may not fold (externally_initialized), overwritten in the
     ELF (64-bit x86-64/AArch64, 32-bit Thumb). The bytes are there, once each, and the JIT
-    running this machine's object gives the numbers."""
+    running this machine's object gives the numbers. A weight no code reads after O3 has no
+    section (a ConvTranspose whose taps all miss y)."""
     from onnxcc.codegen.llvm.jit import patch_sections
 
     w = rng.standard_normal((3, 5), dtype=np.float32)
@@ -400,8 +401,9 @@ def test_weights_are_patched_into_their_own_sections(name, rng):
     for data in (w, b):
         assert obj.count(data.tobytes()) == 1
     assert b".rodata.onnxcc_w0" in obj and b".rodata.onnxcc_w1" in obj
-    with pytest.raises(OnnxccError, match="no section .rodata.onnxcc_w9"):
-        patch_sections(obj, {".rodata.onnxcc_w9": b"1234"})
+    assert patch_sections(obj, {".rodata.onnxcc_w9": b"1234"}) == obj   # dropped by O3: skipped
+    with pytest.raises(OnnxccError, match="has type 1 and 60 bytes, not 4"):
+        patch_sections(obj, {".rodata.onnxcc_w0": b"1234"})
     with pytest.raises(OnnxccError, match="not a little-endian ELF"):
         patch_sections(b"MZ" + obj[2:], {})
     x = rng.standard_normal((2, 3), dtype=np.float32)
@@ -463,3 +465,16 @@ def test_outer_loops_past_a_few_iterations_are_not_unrolled(rng):
     assert OUTER_UNROLL_MAX < 8 and "llvm.loop.unroll.disable" in text
     assert text.count("!llvm.loop !") == 1
     _compare(p, [rng.standard_normal((8, 3, 16)).astype(np.float32)])
+
+
+def test_a_weight_no_code_reads_is_dropped_not_an_error():
+    """ConvTranspose whose every tap misses y (dilation 100): O3 deletes the unread weight and
+    its section; the object is still written and runs (found by a fuzz fix's test)."""
+    import onnxcc
+
+    m = make_model([("ConvTranspose", ["x", "w"], ["y"], dict(dilations=[100], output_shape=[5]))],
+                   inputs={"x": (1, 1, 1)}, outputs={"y": None},
+                   inits={"w": np.ones((1, 1, 2), np.float32)})
+    x = np.array([[[2.0]]], np.float32)
+    got = onnxcc.compile(m, target="cpu").run({"x": x})["y"]
+    np.testing.assert_allclose(got, ort_run(m, {"x": x})["y"])
