@@ -23,7 +23,8 @@ and the C compiler vectorizes it without reassociating float sums (no -ffast-mat
 - ``rowsum`` when B' is a splat b: sum_k A'[i, k] * b = b * rowsum(A'[i, :]), once per row
   (what the reference computes too), O(MK + MN) instead of O(MKN).
 
-Blocked, packed versions (tiling, register blocking, weight packing) are loop passes.
+On targets with a vector register file (``Target.register_tile``) a product whose B is constant
+or contiguous along j is register-tiled instead (``_product_tiled``: B packed at compile time).
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from onnxcc.codegen.loops import (Assign, Buffer, Comment, Const, Decl, Expr, Loop, MulAdd, Stmt,
-                                  Store, Var, const, contiguous_strides, substitute)
+from onnxcc.codegen.loops import (Assign, Binary, Buffer, Comment, Const, Decl, Expr, If, Loop,
+                                  MulAdd, Stmt, Store, Var, const, contiguous_strides, minimum,
+                                  substitute)
 from onnxcc.ir import Node
 from onnxcc.ops import attr
 from onnxcc.ops.matmul import gemm_dims
@@ -66,29 +68,41 @@ def _supports(node: Node) -> str | None:
     return activation_reason(node)
 
 
+class Product:
+    """What :func:`product` built: the loops, the weight buffers it made (a packed B), the
+    kernel's locals (a register tile) and a note for the kernel's comment."""
+
+    def __init__(self, body: list[Stmt], weights: Sequence[Buffer] = (),
+                 locals_: Sequence[Buffer] = (), note: str = "") -> None:
+        self.body, self.weights, self.locals, self.note = body, list(weights), list(locals_), note
+
+
 def product(ctx: LowerCtx, A: Buffer, B: Buffer, Y: Buffer, batch: Sequence[int], M: int,
             K: int, N: int, c: Buffer | None = None, alpha: float = 1.0, beta: float = 1.0
-            ) -> list[Stmt]:
+            ) -> Product:
     """Loops computing ``Y = act(alpha * A' B' + beta * C)`` for views A (batch..., M, K),
     B (batch..., K, N), Y (batch..., M, N) and C (M, N) or None (see the module docstring for
-    the loop order)."""
+    the loop order; register tiles on targets with a vector register file)."""
     node = ctx.node
     dt = Y.dtype
     bv = [axis_var(f"b{t}", n) for t, n in enumerate(batch)]
     i, j, k = axis_var("i", M), axis_var("j", N), axis_var("k", K)
     bl = [(v, 0, n) for v, n in zip(bv, batch)]
 
-    def epilogue(v: Expr) -> Expr:
+    def epilogue(v: Expr, ii: Expr = i, jj: Expr = j) -> Expr:
         if alpha != 1.0:
             v = const(alpha, dt) * v
         if c is not None and beta != 0.0:
-            cv = c[(i, j)]
+            cv = c[(ii, jj)]
             v = v + (cv if beta == 1.0 else const(beta, dt) * cv)
         return activation_expr(node, v)
 
     y_ij = Y[(*bv, i, j)]
     b_splat = B.space == "weight" and all(s == 0 for s in B.strides) and K * N > 1
     b_k, b_n = B.strides[-2], B.strides[-1]
+    tile = _product_tile(ctx, B, Y, M, N)
+    if tile is not None and not b_splat:
+        return _product_tiled(ctx, A, B, Y, batch, M, K, N, tile, epilogue)
     acc = Var("acc", dt)
     if b_splat:     # B' = b everywhere: Y[i, j] = epilogue(rowsum(A'[i, :]) * b)
         body: list[Stmt] = [
@@ -124,7 +138,87 @@ def product(ctx: LowerCtx, A: Buffer, B: Buffer, Y: Buffer, batch: Sequence[int]
     else:           # ijk: a dot product of contiguous rows per output
         body = loops([(j, 0, N)], [*_dot(A[(*bv, i, k)], B[(*bv, k, j)], k, K, acc),
                                    Store(Y, (*bv, i, j), epilogue(acc))])
-    return loops(bl + [(i, 0, M)], body)
+    return Product(loops(bl + [(i, 0, M)], body))
+
+
+def _product_tile(ctx: LowerCtx, B: Buffer, Y: Buffer, M: int, N: int
+                  ) -> tuple[int, int, int] | None:
+    """(rows, columns, lanes) of :func:`_product_tiled`'s register tile on the context's
+    target (``Target.register_tile``), or None: no register tile (C targets), float64, fewer
+    than a vector of columns, or a runtime B not contiguous along its columns."""
+    target = ctx.target
+    tile = getattr(target, "register_tile", None) if target is not None else None
+    if not tile or Y.dtype.name != "float32":
+        return None
+    lanes = target.vector_registers()[0]
+    if N < lanes or (B.space != "weight" and B.strides[-1] != 1):
+        return None
+    tp, tn = tile
+    while tn > lanes and N <= tn // 2:
+        tn //= 2
+    return tp, tn, lanes
+
+
+def _product_tiled(ctx: LowerCtx, A: Buffer, B: Buffer, Y: Buffer, batch: Sequence[int],
+                   M: int, K: int, N: int, tile: tuple[int, int, int], epilogue: Any
+                   ) -> Product:
+    """``Y = epilogue(A' B')`` as register tiles of TP rows x TN columns (the microkernel of
+    Goto and van de Geijn, "Anatomy of high-performance matrix multiplication", TOMS 2008):
+    the tile accumulates in a local over k in order (each y[i, j] sums its k in order, as the
+    ikj form does), one broadcast of A[i, k] per row feeding TN/lanes vector multiply-adds with
+    a contiguous row of B; then the epilogue and one store per element, contiguous along j.
+    A constant B is packed at compile time as (N/TN, K, TN) (zero columns past N); a runtime B
+    is read in place (contiguous along j), its last partial tile through clamped column indices.
+    The last tile of rows repeats the last row instead of a tail."""
+    TP, TN, lanes = tile
+    dt = Y.dtype
+    node = ctx.node
+    bv = [axis_var(f"b{t}", n) for t, n in enumerate(batch)]
+    NT, MT = -(-N // TN), -(-M // TP)
+    nt, mt, k, j, q = axis_var("nt", NT), axis_var("mt", MT), Var("k"), Var("j"), Var("q")
+    col = lin((nt, TN), j)
+    packed = B.space == "weight" and B.data is not None and B.data.size > 1 and not batch
+    if packed:
+        full = np.lib.stride_tricks.as_strided(
+            np.asarray(B.data, dt.np), (K, N), [st * dt.np.itemsize for st in B.strides])
+        pk = np.zeros((K, NT * TN), dt.np)
+        pk[:, :N] = full
+        pk = np.ascontiguousarray(pk.reshape(K, NT, TN).transpose(1, 0, 2))   # (NT, K, TN)
+        Bp = Buffer("bp", dt, pk.shape, None, "weight", data=pk.reshape(-1),
+                    value=f"{node.inputs[1].name} packed")
+    rows = [minimum(lin((mt, TP), r), Const(M - 1)) for r in range(TP)]
+    acc = Buffer("acc", dt, (TP, TN), space="local")
+    init = [Loop(j, 0, TN, [Loop(q, 0, TP, [Store(acc, (q, j), const(0, dt))], kind="unrolled")],
+                 kind="vectorized", factor=lanes)]
+
+    def reduction(clamped: bool) -> list[Stmt]:
+        av = [Var(f"a{r}", dt) for r in range(TP)]
+        bj = Var("bj", dt)
+        if packed:
+            b_load: Expr = Bp[(nt, k, j)]
+        else:
+            b_load = B[(*bv, k, minimum(col, Const(N - 1)) if clamped else col)]
+        upd: list[Stmt] = [Decl(bj, b_load)]
+        upd += [Store(acc, (Const(r), j), MulAdd(av[r], bj, acc[(Const(r), j)]))
+                for r in range(TP)]
+        return [Loop(k, 0, K, [Decl(av[r], A[(*bv, rows[r], k)]) for r in range(TP)]
+                     + [Loop(j, 0, TN, upd, kind="vectorized", factor=lanes)])]
+
+    partial = NT * TN != N
+    if partial and not packed:   # only the last tile of columns reads clamped
+        red: list[Stmt] = reduction(True) if NT == 1 else \
+            [If(Binary("lt", nt, Const(NT - 1)), reduction(False), reduction(True))]
+    else:
+        red = reduction(False)
+    stores: list[Stmt] = []
+    for r in range(TP):
+        stores.append(Store(Y, (*bv, rows[r], col), epilogue(acc[(Const(r), j)], rows[r], col)))
+    guard = [If(Binary("lt", col, Const(N)), stores)] if partial else stores
+    body = init + red + [Loop(j, 0, TN, guard)]
+    nest = loops([(v, 0, n) for v, n in zip(bv, batch)] + [(nt, 0, NT), (mt, 0, MT)], body)
+    note = f"; register tiles of {TP} rows x {TN} columns" + \
+        (f", b packed as ({NT},{K},{TN})" if packed else "")
+    return Product(nest, [Bp] if packed else [], [acc], note)
 
 
 def _dot(a: Expr, b: Expr, k: Expr, K: int, acc: Var) -> list[Stmt]:
@@ -175,9 +269,11 @@ def _lower_gemm(node: Node, ctx: LowerCtx) -> Any:
             + (f" + {'' if beta == 1 else f'{beta!r} * '}c {shape_text(C.shape)}"
                if C is not None else "")
             + (f", then {act}" if act else ""))
-    body = product(ctx, A, B, Y, (), M, K, N, C, alpha, beta)
-    ins = read_buffers(body, [A, B] + ([C] if C is not None else []))
-    return ctx.kernel("gemm", [Y], ins, [Comment(text)] + body, comment=text)
+    pr = product(ctx, A, B, Y, (), M, K, N, C, alpha, beta)
+    text += pr.note
+    ins = read_buffers(pr.body, [A, B] + pr.weights + ([C] if C is not None else []))
+    return ctx.kernel("gemm", [Y], ins, [Comment(text)] + pr.body, comment=text,
+                      locals=pr.locals)
 
 
 @lower("MatMul", supports=_supports)
@@ -203,6 +299,7 @@ def _lower_matmul(node: Node, ctx: LowerCtx) -> Any:
     Y = _view(Y0, "y", batch + (M, N), contiguous_strides(batch + (M, N)))
     text = (f"MatMul: y {shape_text(Y0.shape)} = a {shape_text(A0.shape)} @ "
             f"b {shape_text(B0.shape)}")
-    body = product(ctx, A, B, Y, batch, M, K, N)
-    return ctx.kernel("matmul", [Y], read_buffers(body, [A, B]), [Comment(text)] + body,
-                      comment=text)
+    pr = product(ctx, A, B, Y, batch, M, K, N)
+    text += pr.note
+    return ctx.kernel("matmul", [Y], read_buffers(pr.body, [A, B] + pr.weights),
+                      [Comment(text)] + pr.body, comment=text, locals=pr.locals)
