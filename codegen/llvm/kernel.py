@@ -21,7 +21,9 @@ Semantics are ``onnxcc.codegen.loops``'s, made exact in LLVM terms:
 - float ``max``/``min`` propagate NaN: ``(a != a || a > b) ? a : b`` as the C helper;
   ``fmax``/``fmin`` are ``llvm.maxnum``/``llvm.minnum``; ``MulAdd`` on floats is
   ``llvm.fmuladd`` (contraction allowed); math functions are LLVM intrinsics where LLVM has a
-  well-supported one (:data:`INTRINSIC`) and libm calls otherwise (:data:`LIBM`).
+  well-supported one (:data:`INTRINSIC`) and libm calls otherwise (:data:`LIBM`), except float32
+  ``exp``, ``erf`` and ``tanh``: inline polynomials within 3 ulp that vectorize
+  (``onnxcc.codegen.llvm.vmath``).
 - casts float -> integer truncate (``fptosi``/``fptoui``; types narrower than 32 bits convert
   through i32 then truncate, as numpy does on x86 for in-range values of the wider type),
   integer -> float round to nearest, to ``bool`` is ``!= 0`` (``une`` on floats, so NaN is true).
@@ -44,6 +46,8 @@ from onnxcc.codegen.loops import (Assign, Binary, Buffer, Call, Cast, Comment, C
                                   DType, Expr, If, Kernel, Load, Loop, MulAdd, Select, Stmt,
                                   Store, Unary, Var, children, walk_stmts)
 from onnxcc.errors import OnnxccError
+
+from .vmath import inline_math
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 INTRINSIC = {"exp": "llvm.exp", "log": "llvm.log", "sqrt": "llvm.sqrt", "floor": "llvm.floor",
@@ -353,6 +357,9 @@ class _KernelRenderer:
         if op == "isinf":
             f = _declare(self.module, f"llvm.fabs.{_suffix(a.type)}", a.type, [a.type])
             return b.fcmp_ordered("==", b.call(f, [a]), ir.Constant(a.type, float("inf")))
+        inline = inline_math(b, self.module, op, a)   # float32 exp/erf/tanh: vectorizable
+        if inline is not None:
+            return inline
         if op in INTRINSIC:
             f = _declare(self.module, f"{INTRINSIC[op]}.{_suffix(a.type)}", a.type, [a.type])
             return b.call(f, [a])
@@ -483,27 +490,56 @@ def _trip(s: Loop) -> int:
     return 0
 
 
+def _place(b: Buffer) -> tuple:
+    return (b.space, b.index, b.offset, b.dtype) if b.space != "weight" else ("weight", id(b))
+
+
+def kernel_params(k: Kernel) -> tuple[list[Buffer], bool]:
+    """The buffers that become ``k``'s pointer parameters, in order, and whether they may all
+    be ``noalias``. An input placed exactly where an output is (an in-place kernel: Relu over
+    its input) shares the output's parameter: two pointers to the same bytes made LLVM guard
+    the vectorized loop with an overlap check that always failed, so it ran the scalar loop
+    (the transformer's fused GELU: 330 us instead of 30). The parameters left may be noalias
+    unless two of them overlap in the arena (or in one graph input or output)."""
+    params: list[Buffer] = []
+    seen: set[tuple] = set()
+    for b in k.outputs + k.inputs:
+        key = _place(b) if k.inplace else ("buffer", id(b))
+        if key not in seen:
+            seen.add(key)
+            params.append(b)
+    if not k.inplace:
+        return params, True
+    spans = sorted((b.space, b.index, b.offset, b.offset + b.nbytes) for b in params
+                   if b.space != "weight" and b.nbytes)
+    overlap = any(a[:2] == c[:2] and c[2] < a[3] for a, c in zip(spans, spans[1:]))
+    return params, not overlap
+
+
 def render_kernel(module: ir.Module, k: Kernel, name: str | None = None,
                   index_bits: int = 64) -> ir.Function:
-    """Add ``k`` to ``module`` as ``void name(T* out..., T* in...)`` with internal linkage
-    (``name`` defaults to ``k.name``; ``index_bits`` is the width of address arithmetic, the
-    target's pointer width)."""
-    params = k.outputs + k.inputs
+    """Add ``k`` to ``module`` as ``void name(T* p...)`` with internal linkage, one pointer per
+    buffer of :func:`kernel_params` (``name`` defaults to ``k.name``; ``index_bits`` is the
+    width of address arithmetic, the target's pointer width)."""
+    params, noalias = kernel_params(k)
     ft = ir.FunctionType(ir.VoidType(), [mem_type(b.dtype).as_pointer() for b in params])
     fn = ir.Function(module, ft, name or k.name)
     fn.linkage = "internal"
     fn.attributes.add("nounwind")
     ptrs: dict[int, ir.Value] = {}
-    written = {id(b) for b in k.outputs}
+    written = {_place(b) for b in k.outputs}
+    by_place = {_place(b): arg for arg, b in zip(fn.args, params)}
     for arg, buf in zip(fn.args, params):
         arg.name = buf.name
         arg.attributes = _ParamAttrs()
         arg.attributes.add("captures(none)")
-        if not k.inplace:
+        if noalias:
             arg.attributes.add("noalias")
-        if id(buf) not in written:
+        if _place(buf) not in written:
             arg.attributes.add("readonly")
-        ptrs.setdefault(id(buf), arg)
+    for buf in k.outputs + k.inputs:
+        ptrs.setdefault(id(buf), by_place[_place(buf)] if k.inplace else
+                        fn.args[[id(p) for p in params].index(id(buf))])
     r = _KernelRenderer(module, fn, k, ptrs, ir.IntType(index_bits))
     r.stmts(k.body)
     r.finish()

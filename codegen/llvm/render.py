@@ -23,7 +23,7 @@ import numpy as np
 from onnxcc.codegen.loops import Buffer, Program
 from onnxcc.errors import OnnxccError
 
-from .kernel import I8, I32, mem_type, render_kernel
+from .kernel import I8, I32, kernel_params, mem_type, render_kernel
 
 STATUS = {"OK": 0, "NULL_ARG": 1, "ARENA_TOO_SMALL": 2, "ARENA_MISALIGNED": 3}  # as model.h.j2
 WEIGHT_ALIGN = 64
@@ -136,7 +136,7 @@ def render_program(p: Program, *, run_symbol: str | None = None, index_bits: int
         ir.IRBuilder(fail).ret(status)
         b.position_at_end(go)
     for k, fn in zip(p.kernels, fns):
-        b.call(fn, [_pointer(b, buf, arena, io, p, weights, it) for buf in k.params])
+        b.call(fn, [_pointer(b, buf, arena, io, p, weights, it) for buf in kernel_params(k)[0]])
     b.ret(ir.Constant(I32, STATUS["OK"]))
     return module
 

@@ -239,19 +239,16 @@ def _lower_softmax(node: Node, ctx: LowerCtx):
                                                         mx))], "k")
     # as the reference: an infinite (or NaN) max shifts by 0
     body.append(Assign(mx, Select(Binary("eq", mx - mx, const(0, dt)), mx, const(0, dt))))
+    # y = exp(x - m) in a loop of its own (it vectorizes: a sum in the same loop kept the
+    # exponentials scalar), then s = the sum of y, in the same order as before
+    body += nest(ctx, [K], lambda k: [Store(yf, (yoff(k[0]),), Unary("exp", xat(k[0]) - mx))],
+                 "k")
+    sums, total = _sum(ctx, [K], "sum", dt, lambda k: yf[yoff(k[0])])
+    body += sums
     if node.op == "Softmax":
-        e = Var("e", dt)
-        acc = Acc(Var("sum", dt))
-        leaf = lambda k, a: [Decl(e, Unary("exp", xat(k[0]) - mx)),  # noqa: E731
-                             Store(yf, (yoff(k[0]),), e), Assign(a.var, a.var + e)]
-        body += acc.init(const(0, dt)) + blocked_sum(
-            ctx, [K], acc, scalar_accs(ctx, dt), leaf, const(0, dt),
-            SUM_BLOCK if K > SUM_BLOCK else max(K, 1))
-        body += nest(ctx, [K], lambda k: [Store(yf, (yoff(k[0]),),
-                                                yf[yoff(k[0])] / acc.var)], "k")
+        body += nest(ctx, [K], lambda k: [Store(yf, (yoff(k[0]),), yf[yoff(k[0])] / total)], "k")
     else:
-        sums, total = _sum(ctx, [K], "sum", dt, lambda k: Unary("exp", xat(k[0]) - mx))
-        body += sums + [Decl(ls, Unary("log", total))]
+        body += [Decl(ls, Unary("log", total))]
         body += nest(ctx, [K], lambda k: [Store(yf, (yoff(k[0]),), (xat(k[0]) - mx) - ls)], "k")
     return ctx.kernel(node.op.lower(), [yf], [xf], [Loop(o, 0, O, [Loop(i, 0, I, body)])])
 
