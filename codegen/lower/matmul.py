@@ -169,7 +169,8 @@ def _product_tiled(ctx: LowerCtx, A: Buffer, B: Buffer, Y: Buffer, batch: Sequen
     a contiguous row of B; then the epilogue and one store per element, contiguous along j.
     A constant B is packed at compile time as (N/TN, K, TN) (zero columns past N); a runtime B
     is read in place (contiguous along j), its last partial tile through clamped column indices.
-    The last tile of rows repeats the last row instead of a tail."""
+    The last tile of rows repeats the last row instead of a tail. ``epilogue(v, row, column)``
+    gives what is stored for the tile's value ``v``."""
     TP, TN, lanes = tile
     dt = Y.dtype
     node = ctx.node

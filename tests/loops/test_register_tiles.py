@@ -31,6 +31,9 @@ CASES = [   # x shape, w shape, attrs
     ((1, 1, 3, 1), (8, 1, 1, 1), dict(pads=[1, 0, 1, 0], strides=[2, 3])),
     ((2, 3, 11), (9, 3, 3), dict(pads=[1, 2], strides=[2])),                       # 1-D
     ((1, 2, 4, 5, 4), (8, 2, 3, 2, 3), dict(pads=[1, 0, 1, 1, 1, 0])),             # 3-D
+    ((1, 8, 7, 6), (24, 4, 3, 3), dict(group=2, pads=[1, 1, 1, 1])),               # groups
+    ((1, 24, 9, 9), (48, 6, 1, 1), dict(group=4)),                        # ShuffleNet's 1x1
+    ((1, 6, 5, 5), (20, 3, 3, 3), dict(group=2, strides=[2, 1], pads=[0, 1, 1, 0])),  # partial
 ]
 
 
@@ -208,3 +211,51 @@ def test_products_the_tile_does_not_take(rng):
     ]
     for m in cases:
         assert "register tiles" not in program_text(_program(m, "x86-64-v4"))
+
+
+DEPTHWISE_CASES = [   # x shape, w shape, attrs
+    ((1, 8, 9, 9), (8, 1, 3, 3), dict(pads=[1, 1, 1, 1])),
+    ((2, 6, 10, 7), (6, 1, 3, 3), dict(pads=[1, 0, 2, 1], strides=[2, 2])),
+    ((1, 4, 11, 11), (4, 1, 3, 3), dict(dilations=[2, 2], pads=[2, 2, 2, 2])),
+    ((1, 4, 8, 8), (8, 1, 5, 5), dict(auto_pad="SAME_UPPER")),                 # multiplier 2
+    ((1, 3, 6, 6), (3, 1, 3, 3), {}),                                          # no padding
+    ((1, 5, 4, 4), (5, 1, 7, 7), dict(pads=[3, 3, 3, 3], strides=[1, 2])),     # kernel > x
+]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("xs,ws,attrs", DEPTHWISE_CASES,
+                         ids=[f"dw{k}" for k in range(len(DEPTHWISE_CASES))])
+def test_depthwise_conv_on_a_padded_plane_matches_onnxruntime(rng, target, xs, ws, attrs):
+    w = rng.standard_normal(ws, dtype=np.float32)
+    b = rng.standard_normal(ws[0], dtype=np.float32)
+    m = make_model([("Conv", ["x", "w", "b"], ["t"], dict(attrs, group=xs[1])),
+                    ("Clip", ["t", "lo", "hi"], ["y"])], inputs={"x": xs},
+                   outputs={"y": None}, inits={"w": w, "b": b, "lo": np.float32(-1.0),
+                                               "hi": np.float32(1.5)})
+    ways = ("interp", "llvm", "c") if target == "x86-64-v3" else ("llvm",)
+    p = _check(m, {"x": rng.standard_normal(xs, dtype=np.float32)}, target, ways=ways)
+    (k,) = p.kernels
+    assert "depthwise" in k.comment and [b.name for b in k.locals] == ["plane"]
+
+
+def test_depthwise_plane_too_big_for_the_stack_keeps_the_tap_nest(rng):
+    """A padded plane over PLANE_BYTES (302 x 302 floats) is not copied to the stack."""
+    m = make_model([("Conv", ["x", "w"], ["y"], dict(group=2, pads=[1, 1, 1, 1]))],
+                   inputs={"x": (1, 2, 300, 300)}, outputs={"y": None},
+                   inits={"w": rng.standard_normal((2, 1, 3, 3), dtype=np.float32)})
+    (k,) = _program(m, "x86-64-v3").kernels
+    assert "depthwise" not in k.comment and not k.locals
+
+
+def test_grouped_conv_with_a_partial_tile_per_group_and_a_runtime_bias(rng):
+    """34 output channels per group (a tile of 32 and a partial one), bias a graph input."""
+    w = rng.standard_normal((136, 34, 1, 1), dtype=np.float32)
+    m = make_model([("Conv", ["x", "w", "b"], ["y"], dict(group=4))],
+                   inputs={"x": (1, 136, 5, 5), "b": (136,)}, outputs={"y": None},
+                   inits={"w": w})
+    feeds = {"x": rng.standard_normal((1, 136, 5, 5), dtype=np.float32),
+             "b": rng.standard_normal(136, dtype=np.float32)}
+    p = _check(m, feeds, "x86-64-v4", ways=("interp", "llvm"))
+    assert "group 4" in program_text(p) and "register tiles of 6 positions x 32" in program_text(p)
+
