@@ -37,12 +37,14 @@ def save_case(out: Path, tag: str, data: bytes, info: dict, feeds: dict | None =
 
 
 def fuzz(budget: int, kind: str, seed: int, out: Path, build_every: int = 20,
-         cli_every: int = 10, timeout: float = 30.0, progress: int = 0) -> collections.Counter:
+         cli_every: int = 10, timeout: float = 30.0, progress: int = 0,
+         targets: tuple[str, ...] = ("host", "cpu")) -> collections.Counter:
     """Run ``budget`` cases of ``kind``; returns outcome -> count, saving failures under ``out``.
 
     Mutate cases build and run the C library for one case in ``build_every`` that compiles
     (the rest compare the reference interpreter on the compiled graph), and check the CLI's
-    folder rules for one in ``cli_every``. Generated cases always build and run the C.
+    folder rules for one in ``cli_every``. Generated cases are compiled and run for every
+    target of ``targets`` (the C back end and the LLVM one by default).
     """
     counts: collections.Counter = collections.Counter()
     examples: dict[str, str] = {}
@@ -66,7 +68,8 @@ def fuzz(budget: int, kind: str, seed: int, out: Path, build_every: int = 20,
                 except fg.Reject:
                     continue
                 data, desc, feeds = case.model.SerializeToString(), case.steps, case.feeds
-                outcome, detail = box.run("generated", (data, feeds, True), timeout * 4)
+                outcome, detail = box.run("generated", (data, feeds, True, targets),
+                                          timeout * 4 * len(targets))
             done += 1
             counts[outcome] += 1
             examples.setdefault(outcome, f"{tag}: {desc}: {detail.splitlines()[0] if detail else ''}"[:300])
@@ -89,7 +92,7 @@ def replay(path: Path) -> None:
     feeds_path = path.with_suffix(".npz")
     if feeds_path.exists():
         feeds = dict(np.load(feeds_path))
-        print(fuzzing.run_generated(data, feeds, True))
+        print(fuzzing.run_generated(data, feeds, True, ("host", "cpu")))
     else:
         print(fuzzing.run_mutated(data, build=True, check_cli=True))
 
@@ -105,12 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--build-every", type=int, default=20, help="mutate: build+run C every N-th case")
     p.add_argument("--progress", type=int, default=0, help="print counts every N cases")
     p.add_argument("--replay", type=Path, help="run one saved .onnx case again, in-process")
+    p.add_argument("--targets", default="host,cpu",
+                   help="generate: comma-separated targets to compile each graph for")
     a = p.parse_args(argv)
     if a.replay:
         replay(a.replay)
         return 0
     counts = fuzz(a.budget, a.kind, a.seed, a.out, build_every=a.build_every, timeout=a.timeout,
-                  progress=a.progress)
+                  progress=a.progress, targets=tuple(t for t in a.targets.split(",") if t))
     return 1 if any(fuzzing.is_failure(k) for k in counts) else 0
 
 

@@ -1,7 +1,7 @@
 """Differential and mutation fuzzing of onnxcc: case runners, the mutator, and a sandbox.
 
-- :func:`run_generated` compiles a generated graph (``fuzz_graphs.generate``) for ``host``, runs
-  the C library and compares it with onnxruntime.
+- :func:`run_generated` compiles a generated graph (``fuzz_graphs.generate``) for ``host`` (and
+  ``cpu``, the LLVM back end, when asked), runs the library and compares it with onnxruntime.
 - :func:`mutate` corrupts a serialized model (bytes flipped, fields removed, dims, attributes,
   initializers, names and types changed); :func:`run_mutated` then checks the outcome is a
   correct result or an :class:`onnxcc.OnnxccError`, and that no folder is left half-written.
@@ -70,10 +70,10 @@ def feeds_for(mmap: dict, seed: int) -> dict[str, np.ndarray]:
 
 
 # ---- running one case (inside the worker) ---------------------------------------------------
-def _compile(model: Any) -> Any:
+def _compile(model: Any, target: str = "host") -> Any:
     import onnxcc
 
-    return onnxcc.compile(model, target="host")
+    return onnxcc.compile(model, target=target)
 
 
 def _leftovers(tmp: Path, before: set[str]) -> list[str]:
@@ -82,10 +82,12 @@ def _leftovers(tmp: Path, before: set[str]) -> list[str]:
     return sorted(set(os.listdir(tmp)) - before)
 
 
-def run_generated(model_bytes: bytes, feeds: dict[str, np.ndarray], build: bool = True
-                  ) -> tuple[str, str]:
-    """Compile a valid generated model for ``host``, run it (C when ``build``, else the reference
-    interpreter on the compiled graph) and compare with onnxruntime. Returns (outcome, detail)."""
+def run_generated(model_bytes: bytes, feeds: dict[str, np.ndarray], build: bool = True,
+                  targets: tuple[str, ...] = ("host",)) -> tuple[str, str]:
+    """Compile a valid generated model for each of ``targets`` (``host``: C; ``cpu``: the LLVM
+    back end, whose convolutions and products are lowered differently), run it (the library
+    when ``build``, else the reference interpreter on the compiled graph) and compare with
+    onnxruntime. Returns (outcome, detail); a mismatch's detail names the target."""
     from onnxcc.errors import OnnxccError
     from onnxcc.interpreter import interpret
 
@@ -96,14 +98,15 @@ def run_generated(model_bytes: bytes, feeds: dict[str, np.ndarray], build: bool 
     except Exception as e:   # the generator made a model onnxruntime refuses: not onnxcc's fault
         return "invalid", f"onnxruntime: {str(e)[:300]}"
     _set_phase("onnxcc")
-    try:
-        m = _compile(model)
-        got = m.run(feeds) if build else interpret(m.graph, feeds)
-    except OnnxccError as e:
-        return f"error:{type(e).__name__}", str(e)[:2000]
-    bad = fg.compare(got, want)
-    if bad:
-        return _mismatch(model_bytes, feeds, got, bad, want)
+    for target in targets:
+        try:
+            m = _compile(model, target)
+            got = m.run(feeds) if build else interpret(m.graph, feeds)
+        except OnnxccError as e:
+            return f"error:{type(e).__name__}", f"{target}: {str(e)[:2000]}"
+        bad = fg.compare(got, want)
+        if bad:
+            return _mismatch(model_bytes, feeds, got, f"{target}: {bad}", want)
     return "ok", ""
 
 

@@ -50,12 +50,13 @@ def sandbox():
 @given(data=st.data())
 def test_generated_graphs_agree_with_onnxruntime(sandbox, data):
     """A random valid graph (1-6 registry ops, random legal shapes and attributes) compiled for
-    host gives onnxruntime's outputs within rtol=1e-4, atol=1e-5."""
+    host (C) and cpu (LLVM) gives onnxruntime's outputs within rtol=1e-4, atol=1e-5."""
     try:
         case = fg.generate(fg.HypothesisDraw(data))
     except fg.Reject:
         assume(False)
-    kind, detail = sandbox.run("generated", (case.model.SerializeToString(), case.feeds, True), 120)
+    kind, detail = sandbox.run("generated", (case.model.SerializeToString(), case.feeds, True,
+                                             ("host", "cpu")), 240)
     assert kind != "invalid", f"the generator made a model onnxruntime refuses: {detail}"
     if fuzzing.is_failure(kind) and known_issue(kind, detail):
         return
