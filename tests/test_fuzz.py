@@ -183,3 +183,17 @@ def test_oracle_third_opinion_handles_onnx_reference_gaps():
     feeds = {"x": x, "x4": x4}
     got = {"y": onnxcc_y, "z": z}
     assert fuzzing._mismatch(data, feeds, got, "y", {"y": ort_y, "z": z})[0] == "oracle:wrong"
+
+
+def test_third_opinion_runs_only_what_the_disputed_output_needs():
+    """InstanceNormalization over one spatial element with epsilon 1e-38 is its bias (x - mean
+    is 0); onnxruntime 1.31 gives 0. A grouped ConvTranspose elsewhere in the graph, which
+    onnx.reference cannot run, must not take the third opinion away (found by the fuzzer)."""
+    m = make_model([("GlobalAveragePool", ["x"], ["t"]),
+                    ("InstanceNormalization", ["t", "s", "b"], ["y"], {"epsilon": 1e-38}),
+                    ("ConvTranspose", ["t", "w"], ["z"], {"group": 2})],
+                   {"x": (1, 2, 3, 3)}, {"y": (1, 2, 1, 1), "z": (1, 4, 1, 1)},
+                   {"s": np.array([2.0, -2.0], np.float32), "b": np.array([-0.8, 0.8], np.float32),
+                    "w": np.ones((2, 2, 1, 1), np.float32)}, opset=13)
+    x = np.random.default_rng(3).standard_normal((1, 2, 3, 3)).astype(np.float32)
+    assert fuzzing.run_generated(m.SerializeToString(), {"x": x}, True)[0] == "oracle:wrong"
