@@ -105,6 +105,17 @@ class Target:
         lanes, regs = vr
         return 6, lanes * (4 if regs >= 32 else 2)
 
+    @staticmethod
+    def tile_rows(tile: int, n: int) -> int:
+        """Rows (positions) per register tile for ``n`` of them: the tile's own count, or fewer
+        when that wastes less (rows past ``n`` are recomputed copies of the last one): ``n``
+        itself when smaller (a batch-1 Gemm has one row), else the count in [tile/2, tile]
+        with the fewest rows in all, the larger on a tie (49 positions: 5 x 10 = 50 rather
+        than 6 x 9 = 54)."""
+        if n <= tile:
+            return max(n, 1)
+        return min(range(max(1, tile // 2), tile + 1), key=lambda t: (-(-n // t) * t, -t))
+
     def describe(self) -> str:
         """One line for ``onnxcc targets``."""
         parts = [f"{self.backend.upper()} back end", self.triple, self.cpu, f"{self.pointer_bits}-bit"]

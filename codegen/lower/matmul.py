@@ -156,7 +156,7 @@ def _product_tile(ctx: LowerCtx, B: Buffer, Y: Buffer, M: int, N: int
     tp, tn = tile
     while tn > lanes and N <= tn // 2:
         tn //= 2
-    return tp, tn, lanes
+    return target.tile_rows(tp, M), tn, lanes
 
 
 def _product_tiled(ctx: LowerCtx, A: Buffer, B: Buffer, Y: Buffer, batch: Sequence[int],

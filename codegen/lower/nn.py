@@ -432,6 +432,7 @@ def _register_tile(node: Node, ctx: LowerCtx) -> tuple[int, int, int] | None:
     m = node.outputs[0].shape[1] // int(node.attrs.get("group") or 1)
     while tm > lanes and m <= tm // 2:     # few output channels: fewer vectors per tile
         tm //= 2
+    tp = ctx.target.tile_rows(tp, math.prod(node.outputs[0].shape[2:]))
     return (tp, tm, lanes) if m >= lanes else None
 
 

@@ -64,12 +64,13 @@ def test_register_tiled_conv_matches_onnxruntime(rng, target, xs, ws, attrs):
                    outputs={"y": None}, inits={"w": w, "b": b})
     ways = ("interp", "llvm", "c") if target == "x86-64-v3" else ("llvm",)
     p = _check(m, {"x": rng.standard_normal(xs, dtype=np.float32)}, target, ways=ways)
-    assert "register tiles of 6 positions" in program_text(p)
+    assert re.search(r"register tiles of [1-6] positions", program_text(p))
 
 
 def test_tile_shape_follows_the_register_file():
     """6 positions by 4 vectors with 32 registers, by 2 with 16; fewer output channels take
-    fewer vectors; fewer than one vector (or the C back end) keeps the tap-stationary nest."""
+    fewer vectors; fewer than one vector (or the C back end) keeps the tap-stationary nest.
+    The 25 positions of a 5x5 plane go in tiles of 5 (25, not 6 x 5 = 30), one row in one."""
     assert get_target("x86-64-v4").register_tile == (6, 32)
     assert get_target("x86-64-v3").register_tile == (6, 16)
     assert get_target("x86-64-v2").register_tile == (6, 8)
@@ -77,8 +78,8 @@ def test_tile_shape_follows_the_register_file():
     assert get_target("host").register_tile is None
     assert get_target("cortex-m4").register_tile is None
     rng = np.random.default_rng(0)
-    for m_out, want in [(64, "6 positions x 32"), (12, "6 positions x 16"),
-                        (8, "6 positions x 8"), (5, None)]:
+    for m_out, want in [(64, "5 positions x 32"), (12, "5 positions x 16"),
+                        (8, "5 positions x 8"), (5, None)]:
         model = make_model([("Conv", ["x", "w"], ["y"], dict(pads=[1, 1, 1, 1]))],
                            inputs={"x": (1, 2, 5, 5)}, outputs={"y": None},
                            inits={"w": rng.standard_normal((m_out, 2, 3, 3), dtype=np.float32)})
@@ -92,7 +93,7 @@ def test_tile_shape_follows_the_register_file():
 def test_weights_are_packed_and_the_tile_stays_in_registers(rng):
     """w (M,C,kh,kw) is packed as (M/TM, kh, kw, C, TM); the interior tiles read x unguarded and
     the border tiles through a select (no masked load: no branch in the channel loop); after O3
-    the local tile is gone (no alloca: 12 accumulators in vector registers, on AVX2)."""
+    the tile stays in vector registers (4 positions, as 196 = 49 x 4)."""
     w = rng.standard_normal((32, 16, 3, 3), dtype=np.float32)
     m = make_model([("Conv", ["x", "w"], ["t"], dict(pads=[1, 1, 1, 1])), ("Relu", ["t"], ["y"])],
                    inputs={"x": (1, 16, 14, 14)}, outputs={"y": None}, inits={"w": w})
@@ -102,18 +103,19 @@ def test_weights_are_packed_and_the_tile_stays_in_registers(rng):
     wp = next(b for b in k.inputs if b.space == "weight")
     assert wp.shape == (2, 3, 3, 16, 16)
     np.testing.assert_array_equal(wp.data.reshape(wp.shape)[1, 2, 0, 5], w[16:32, 5, 2, 0])
-    assert [(b.name, b.shape) for b in k.locals] == [("acc", (6, 16))]
+    assert [(b.name, b.shape) for b in k.locals] == [("acc", (4, 16))]   # 196 = 49 x 4
     text = program_text(p)
     assert text.count("xl0:f32 = x[0, c, min(max(") == 1          # border tiles: clamped load
     assert "x0:f32 = (xl0 if " in text and "else 0.0:f32)" in text  # ... then a select
     assert "x0:f32 = x[0, c, " in text                                # interior tiles
-    # after O3, each channel loop's block holds the whole tile as 12 vector multiply-adds on
-    # registers: 6 x loads and 2 weight loads, no store (the tile is never spilled there)
+    # after O3 (for this machine: 8 or 16 lanes), each channel loop's block holds the whole
+    # tile as vector multiply-adds on registers: 4 x loads and the weight loads, no store (the
+    # tile is never spilled there)
     blocks = re.split(r"\n(?=[\w.]+:)", JITProgram(p).ir)
-    hot = [b for b in blocks if b.count("@llvm.fmuladd.v8f32(") >= 12]
+    hot = [b for b in blocks if len(re.findall(r"@llvm\.fmuladd\.v(?:8|16)f32\(", b)) >= 4]
     assert hot
     for b in hot:
-        assert "store " not in b and b.count(" = load ") <= 8
+        assert "store " not in b and b.count(" = load ") <= 6
 
 
 def test_nonfinite_weights_meet_padding_as_the_reference(rng):
@@ -176,13 +178,13 @@ def test_register_tiled_matrix_product_matches_onnxruntime(rng, target, nodes, i
     feeds = {k: rng.standard_normal(s, dtype=np.float32) for k, s in ins.items()}
     ways = ("interp", "llvm", "c") if target == "x86-64-v3" else ("llvm",)
     p = _check(m, feeds, target, ways=ways)
-    assert "register tiles of 6 rows" in program_text(p)
+    assert re.search(r"register tiles of [1-6] rows", program_text(p))
 
 
 def test_matrix_product_tile_packs_b_and_stays_in_registers(rng):
     """A constant B (K, N) is packed as (N/TN, K, TN); each y element sums its k in order (so
     the result equals a serial FMA loop's: onnxruntime's here, bit for bit); after O3 the hot
-    block holds 6 x 2 vector multiply-adds and no store."""
+    block holds a vector multiply-add per row of the tile and no store."""
     b = rng.standard_normal((48, 40), dtype=np.float32)
     m = make_model([("MatMul", ["a", "b"], ["y"])], inputs={"a": (30, 48)}, outputs={"y": None},
                    inits={"b": b})
@@ -195,7 +197,7 @@ def test_matrix_product_tile_packs_b_and_stays_in_registers(rng):
     assert not bp.data.reshape(bp.shape)[2, :, 8:].any()          # columns past N are zeros
     assert "b packed as (3,48,16)" in program_text(p)
     blocks = re.split(r"\n(?=[\w.]+:)", JITProgram(p).ir)
-    hot = [x for x in blocks if x.count("@llvm.fmuladd.v8f32(") >= 12]
+    hot = [x for x in blocks if len(re.findall(r"@llvm\.fmuladd\.v(?:8|16)f32\(", x)) >= 6]
     assert hot and all("store " not in x for x in hot)
     np.testing.assert_allclose(run_llvm(p, [a])[0], a @ b, rtol=1e-5, atol=1e-5)
 
@@ -257,5 +259,5 @@ def test_grouped_conv_with_a_partial_tile_per_group_and_a_runtime_bias(rng):
     feeds = {"x": rng.standard_normal((1, 136, 5, 5), dtype=np.float32),
              "b": rng.standard_normal(136, dtype=np.float32)}
     p = _check(m, feeds, "x86-64-v4", ways=("interp", "llvm"))
-    assert "group 4" in program_text(p) and "register tiles of 6 positions x 32" in program_text(p)
+    assert "group 4" in program_text(p) and "register tiles of 5 positions x 32" in program_text(p)
 
