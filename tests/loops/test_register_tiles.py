@@ -261,3 +261,16 @@ def test_grouped_conv_with_a_partial_tile_per_group_and_a_runtime_bias(rng):
     p = _check(m, feeds, "x86-64-v4", ways=("interp", "llvm"))
     assert "group 4" in program_text(p) and "register tiles of 5 positions x 32" in program_text(p)
 
+
+
+def test_depthwise_rows_shorter_than_a_vector_are_one_loop(rng):
+    """On a 5x5 plane (rows shorter than a vector) the positions q = oh*Wp + ow of the padded
+    plane are one vectorized loop, the columns past each row not stored; results as
+    onnxruntime's, and the padded plane's margins never leak into y."""
+    w = rng.standard_normal((16, 1, 3, 3), dtype=np.float32)
+    m = make_model([("Conv", ["x", "w"], ["y"], dict(group=16, pads=[1, 1, 1, 1]))],
+                   inputs={"x": (1, 16, 5, 5)}, outputs={"y": None}, inits={"w": w})
+    p = _check(m, {"x": rng.standard_normal((1, 16, 5, 5), dtype=np.float32)}, "x86-64-v3",
+               ways=("interp", "llvm", "c"))
+    assert "its positions one vectorized loop" in p.kernels[0].comment
+    assert "for fq in 0..33 vectorized(8):" in program_text(p)       # 4 rows of 7, then 5
