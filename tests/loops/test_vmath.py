@@ -49,7 +49,7 @@ def test_inline_math_is_within_a_few_ulp(op):
     got = JITProgram(_program(op, x.size)).run([x])[0]
     with np.errstate(over="ignore"):
         want = REF[op](x.astype(np.float64))
-    finite = np.isfinite(want.astype(np.float32))
+        finite = np.isfinite(want.astype(np.float32))
     err = _ulp_error(got[finite], want[finite])
     assert err.max() <= ULP[op], (op, x[finite][err.argmax()], got[finite][err.argmax()])
     if op == "exp":   # where float32 overflows, inf (as libm)
