@@ -226,20 +226,25 @@ def emit_object(program: Program, triple: str, cpu: str = "", features: str = ""
         mod = build_module(program, tm, run_symbol=run_symbol, speed_level=speed_level,
                            patched_weights=elf)
         obj = tm.emit_object(mod)
+        # the weights O3 kept (it deletes one that no code reads; get_global_variable does
+        # not see internal globals)
+        names = {g.name for g in mod.global_variables}
+        kept = {k for k in range(len(weight_data(program))) if f"w{k}" in names}
     if not elf:
         return obj
     return patch_sections(obj, {weight_section(k): w.tobytes() or b"\0"
-                                for k, w in enumerate(weight_data(program))})
+                                for k, w in enumerate(weight_data(program)) if k in kept})
 
 
 def patch_sections(obj: bytes, contents: dict[str, bytes]) -> bytes:
     """``obj`` (a little-endian ELF32 or ELF64 relocatable) with the bytes of each named
     section replaced by ``contents[name]`` (same size). This is how weights reach an object
-    without going through LLVM IR text (309 MB of it for resnet50: 8 s of the compile). A
-    section the object lacks is skipped: O3 deleted a weight no code reads. Raises OnnxccError
-    when the object is not such an ELF file or a section has another type or size (a bug in
-    onnxcc's LLVM back end). Format: the System V ABI's ELF header and section header table
-    (``e_shoff``, ``e_shentsize``, ``e_shnum``, ``e_shstrndx``)."""
+    without going through LLVM IR text (309 MB of it for resnet50: 8 s of the compile); the
+    caller leaves out the weights O3 deleted. Raises OnnxccError when the object is not such an
+    ELF file or a section is missing or has another type or size (a bug in onnxcc's LLVM back
+    end). Format: the System V ABI's ELF header and section header table (``e_shoff``,
+    ``e_shentsize``, ``e_shnum``, ``e_shstrndx``, with the extended numbering of objects of
+    0xff00 sections or more: counts in section 0's ``sh_size`` and ``sh_link``)."""
     import struct
 
     def bug(why: str) -> OnnxccError:
@@ -256,26 +261,31 @@ def patch_sections(obj: bytes, contents: dict[str, bytes]) -> bytes:
         shoff, = struct.unpack_from("<I", obj, 0x20)
         shentsize, shnum, shstrndx = struct.unpack_from("<HHH", obj, 0x2E)
 
-    def header(i: int) -> tuple[int, int, int, int]:
-        """(name offset, type, file offset, size) of section ``i``."""
+    def header(i: int) -> tuple[int, int, int, int, int]:
+        """(name offset, type, file offset, size, link) of section ``i``."""
         at = shoff + i * shentsize
         if wide:
-            name, typ, _, _, off, size = struct.unpack_from("<IIQQQQ", obj, at)
+            name, typ, _, _, off, size, link = struct.unpack_from("<IIQQQQI", obj, at)
         else:
-            name, typ, _, _, off, size = struct.unpack_from("<IIIIII", obj, at)
-        return name, typ, off, size
+            name, typ, _, _, off, size, link = struct.unpack_from("<IIIIIII", obj, at)
+        return name, typ, off, size, link
 
-    _, _, stroff, strsize = header(shstrndx)
+    if shnum == 0 or shstrndx == 0xFFFF:   # extended numbering (SHN_LORESERVE and above)
+        _, _, _, size0, link0 = header(0)
+        shnum = shnum or size0
+        shstrndx = link0 if shstrndx == 0xFFFF else shstrndx
+    _, _, stroff, strsize, _ = header(shstrndx)
     names = obj[stroff: stroff + strsize]
     out = bytearray(obj)
     todo = dict(contents)
     for i in range(shnum):
-        name_at, typ, off, size = header(i)
+        name_at, typ, off, size, _ = header(i)
         name = names[name_at: names.index(b"\0", name_at)].decode("ascii", "replace")
         if name in todo:
             data = todo.pop(name)
             if typ != 1 or size != len(data):     # SHT_PROGBITS of the weight's size
                 raise bug(f"section {name} has type {typ} and {size} bytes, not {len(data)}")
             out[off: off + size] = data
-    # a section left in ``todo`` held a weight no code reads after O3: LLVM dropped it
+    if todo:
+        raise bug(f"no section {sorted(todo)[0]}")
     return bytes(out)

@@ -388,8 +388,9 @@ def test_weights_are_patched_into_their_own_sections(name, rng):
     """Weights reach an object without going through IR text: zero constants in sections
     ``.rodata.onnxcc_w<k>`` that LLVM may not fold (externally_initialized), overwritten in the
     ELF (64-bit x86-64/AArch64, 32-bit Thumb). The bytes are there, once each, and the JIT
-    running this machine's object gives the numbers. A weight no code reads after O3 has no
-    section (a ConvTranspose whose taps all miss y)."""
+    running this machine's object gives the numbers. A weight O3 deleted (no code reads it: a
+    ConvTranspose whose taps all miss y) is not patched; any other missing section is an
+    error, never zeros in place of weights."""
     from onnxcc.codegen.llvm.jit import patch_sections
 
     w = rng.standard_normal((3, 5), dtype=np.float32)
@@ -401,11 +402,23 @@ def test_weights_are_patched_into_their_own_sections(name, rng):
     for data in (w, b):
         assert obj.count(data.tobytes()) == 1
     assert b".rodata.onnxcc_w0" in obj and b".rodata.onnxcc_w1" in obj
-    assert patch_sections(obj, {".rodata.onnxcc_w9": b"1234"}) == obj   # dropped by O3: skipped
+    with pytest.raises(OnnxccError, match="no section .rodata.onnxcc_w9"):
+        patch_sections(obj, {".rodata.onnxcc_w9": b"1234"})
     with pytest.raises(OnnxccError, match="has type 1 and 60 bytes, not 4"):
         patch_sections(obj, {".rodata.onnxcc_w0": b"1234"})
     with pytest.raises(OnnxccError, match="not a little-endian ELF"):
         patch_sections(b"MZ" + obj[2:], {})
+    if name != "thumbv7em":   # ELF64: the same object in extended section numbering
+        import struct
+
+        ext = bytearray(obj)
+        shoff, = struct.unpack_from("<Q", ext, 0x28)
+        shnum, shstrndx = struct.unpack_from("<HH", ext, 0x3C)
+        struct.pack_into("<HH", ext, 0x3C, 0, 0xFFFF)                 # e_shnum, e_shstrndx
+        struct.pack_into("<Q", ext, shoff + 0x20, shnum)              # section 0's sh_size
+        struct.pack_into("<I", ext, shoff + 0x28, shstrndx)           # section 0's sh_link
+        patched = patch_sections(bytes(ext), {".rodata.onnxcc_w0": b"\x01" * w.nbytes})
+        assert patched.count(b"\x01" * w.nbytes) == 1 and w.tobytes() not in patched
     x = rng.standard_normal((2, 3), dtype=np.float32)
     got = JITProgram(p, obj=emit_object(p, "", "native")).run([x])[0]   # this machine's object
     np.testing.assert_allclose(got, x @ w + b, rtol=1e-5, atol=1e-6)
