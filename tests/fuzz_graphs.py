@@ -349,7 +349,9 @@ def b_conv(b: Builder) -> None:
     c, spatial = x.shape[1], x.shape[2:]
     groups = [g for g in range(1, c + 1) if c % g == 0]
     g = d.choice(groups)
-    m = g * d.int(1, 3)
+    # output channels per group: a few, or past a vector (8 lanes) so that the LLVM targets'
+    # register tiles (full and partial) are exercised too
+    m = g * (d.int(1, 3) if d.bool(0.6) else d.choice([8, 9, 17, 33]))
     ks = [d.int(1, min(3, s + 2)) for s in spatial]
     dil = [d.choice([1, 1, 2]) for _ in spatial]
     strides = [d.choice([1, 1, 2, 3]) for _ in spatial]
@@ -447,7 +449,7 @@ def b_gemm(b: Builder) -> None:
         x = b.pick(rank_between(2, 2))
         ta, tb = d.choice([0, 1]), d.choice([0, 1])
         mm, k = (x.shape[1], x.shape[0]) if ta else x.shape
-        n = d.int(1, 5)
+        n = d.int(1, 5) if d.bool(0.6) else d.choice([8, 11, 17, 33])   # a register tile's width
         w = b.const(d.array((n, k) if tb else (k, n)), "w")
         ins = [x.name, w]
         if d.bool(0.7):
@@ -457,7 +459,7 @@ def b_gemm(b: Builder) -> None:
                beta=d.float([1.0, 0.25, 3.0]) if d.bool(0.3) and len(ins) > 2 else None)
     else:
         x = b.pick(rank_between(1, 4))
-        k, n = x.shape[-1], d.int(1, 5)
+        k, n = x.shape[-1], d.int(1, 5) if d.bool(0.6) else d.choice([8, 11, 17, 33])
         wshape = (k, n) if d.bool(0.7) or len(x.shape) < 3 else (x.shape[-3], k, n)
         if d.bool(0.15):
             wshape = (k,)
