@@ -705,6 +705,26 @@ def _lower_conv_transpose(node: Node, ctx: LowerCtx) -> Any:
 
 
 # ---- MaxPool / AveragePool --------------------------------------------------------------------
+def _pool_lanes(ctx: LowerCtx) -> int:
+    """Lanes to vectorize AveragePool's interior rows with on this target (0: leave it to the
+    back end). On LLVM targets the loop vectorizer left those rows scalar (each output's window
+    is a short loop of its own); with the hint it widens them, strided loads included: 3x3/2
+    over 24 channels of 56x56, 29.5 -> 18 us. MaxPool measured no faster (its NaN-propagating
+    max costs a compare and a blend per tap either way), so it keeps LLVM's choice."""
+    if ctx.target is None or not getattr(ctx.target, "register_tile", None):
+        return 0
+    return ctx.target.vector_registers()[0]
+
+
+def _vectorize_innermost(s: Stmt, v: Var, lanes: int) -> Stmt:
+    """``s`` with the loop over ``v`` (the interior's last position axis) marked vectorized."""
+    if isinstance(s, Loop):
+        if s.var == v:
+            return dataclasses.replace(s, kind="vectorized", factor=lanes)
+        return dataclasses.replace(s, body=[_vectorize_innermost(b, v, lanes) for b in s.body])
+    return s
+
+
 @lower("MaxPool", "AveragePool", supports=_supports_pool)
 def _lower_pool(node: Node, ctx: LowerCtx) -> Any:
     """y[n, c, o...] = max / mean of x[n, c, o*s + k*d - pb] over the window's taps inside x;
@@ -789,7 +809,11 @@ def _lower_pool(node: Node, ctx: LowerCtx) -> Any:
                 Store(Y, (n, c, *o), acc), Store(yi, (n, c, *o), idx)]
 
     segs = [segments(O[a], KT[a], d[a], s[a], pb[a] - k0[a] * d[a], I[a]) for a in range(nd)]
-    nest = loops([(n, 0, N), (c, 0, C)], split_positions(o, segs, body))
+    positions = split_positions(o, segs, body)
+    lanes = _pool_lanes(ctx) if node.op == "AveragePool" else 0
+    if lanes and positions and isinstance(o[-1], Var):
+        positions[0] = _vectorize_innermost(positions[0], o[-1], lanes)
+    nest = loops([(n, 0, N), (c, 0, C)], positions)
     text = (f"{node.op}: x {shape_text(X.shape)} is (N,C,spatial...), y {shape_text(Y.shape)}; "
             f"kernel {_lst(K)}, strides {_lst(s)}, dilations {_lst(d)}, pads_begin {_lst(pb)}")
     return ctx.kernel(node.op.lower(), outs, read_buffers(nest, ins), [Comment(text)] + nest,
