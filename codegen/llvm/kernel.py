@@ -490,8 +490,12 @@ def _trip(s: Loop) -> int:
     return 0
 
 
-def _place(b: Buffer) -> tuple:
-    return (b.space, b.index, b.offset, b.dtype) if b.space != "weight" else ("weight", id(b))
+def _param_key(k: Kernel, b: Buffer) -> tuple:
+    """What makes two of ``k``'s buffers one parameter: the same Buffer, or in an in-place
+    kernel the same start (space, index, byte offset) and dtype."""
+    if k.inplace and b.space != "weight":
+        return (b.space, b.index, b.offset, b.dtype)
+    return ("buffer", id(b))
 
 
 def kernel_params(k: Kernel) -> tuple[list[Buffer], bool]:
@@ -504,7 +508,7 @@ def kernel_params(k: Kernel) -> tuple[list[Buffer], bool]:
     params: list[Buffer] = []
     seen: set[tuple] = set()
     for b in k.outputs + k.inputs:
-        key = _place(b) if k.inplace else ("buffer", id(b))
+        key = _param_key(k, b)
         if key not in seen:
             seen.add(key)
             params.append(b)
@@ -526,20 +530,17 @@ def render_kernel(module: ir.Module, k: Kernel, name: str | None = None,
     fn = ir.Function(module, ft, name or k.name)
     fn.linkage = "internal"
     fn.attributes.add("nounwind")
-    ptrs: dict[int, ir.Value] = {}
-    written = {_place(b) for b in k.outputs}
-    by_place = {_place(b): arg for arg, b in zip(fn.args, params)}
+    written = {_param_key(k, b) for b in k.outputs}
+    by_key = {_param_key(k, b): arg for arg, b in zip(fn.args, params)}
     for arg, buf in zip(fn.args, params):
         arg.name = buf.name
         arg.attributes = _ParamAttrs()
         arg.attributes.add("captures(none)")
         if noalias:
             arg.attributes.add("noalias")
-        if _place(buf) not in written:
+        if _param_key(k, buf) not in written:
             arg.attributes.add("readonly")
-    for buf in k.outputs + k.inputs:
-        ptrs.setdefault(id(buf), by_place[_place(buf)] if k.inplace else
-                        fn.args[[id(p) for p in params].index(id(buf))])
+    ptrs = {id(b): by_key[_param_key(k, b)] for b in k.outputs + k.inputs}
     r = _KernelRenderer(module, fn, k, ptrs, ir.IntType(index_bits))
     r.stmts(k.body)
     r.finish()

@@ -117,6 +117,26 @@ class LowerCtx:
             return Buffer(name, dt, v.shape, value=v.name)
         return Buffer(name, dt, v.shape, None, b.space, b.offset, b.index, value=v.name)
 
+    def vector_lanes(self) -> int:
+        """float32 lanes of the target's vector registers when it register-tiles (its
+        ``register_tile`` is set: LLVM targets), else 0 (C targets, no target)."""
+        if self.target is None or not getattr(self.target, "register_tile", None):
+            return 0
+        return self.target.vector_registers()[0]
+
+    def register_tile(self, rows: int, cols: int) -> tuple[int, int, int] | None:
+        """(tile rows, tile columns, lanes) for an output of ``rows`` x ``cols`` accumulated in
+        vector registers along the columns (``Target.register_tile``), or None when the target
+        has no register tile or ``cols`` is under one vector. Fewer column vectors when ``cols``
+        fills half the tile or less; rows from ``Target.tile_rows`` (the least waste)."""
+        lanes = self.vector_lanes()
+        if not lanes or cols < lanes:
+            return None
+        tp, tn = self.target.register_tile
+        while tn > lanes and cols <= tn // 2:
+            tn //= 2
+        return self.target.tile_rows(tp, rows), tn, lanes
+
     def input(self, k: int, name: str | None = None) -> Buffer:
         """Input ``k`` of the node as buffer ``x{k}``."""
         return self.buffer(self.node.inputs[k], name or f"x{k}")

@@ -146,17 +146,9 @@ def _product_tile(ctx: LowerCtx, B: Buffer, Y: Buffer, M: int, N: int
     """(rows, columns, lanes) of :func:`_product_tiled`'s register tile on the context's
     target (``Target.register_tile``), or None: no register tile (C targets), float64, fewer
     than a vector of columns, or a runtime B not contiguous along its columns."""
-    target = ctx.target
-    tile = getattr(target, "register_tile", None) if target is not None else None
-    if not tile or Y.dtype.name != "float32":
+    if Y.dtype.name != "float32" or (B.space != "weight" and B.strides[-1] != 1):
         return None
-    lanes = target.vector_registers()[0]
-    if N < lanes or (B.space != "weight" and B.strides[-1] != 1):
-        return None
-    tp, tn = tile
-    while tn > lanes and N <= tn // 2:
-        tn //= 2
-    return target.tile_rows(tp, M), tn, lanes
+    return ctx.register_tile(M, N)
 
 
 def _product_tiled(ctx: LowerCtx, A: Buffer, B: Buffer, Y: Buffer, batch: Sequence[int],

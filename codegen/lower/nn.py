@@ -95,6 +95,13 @@ def in_range(pairs: Sequence[tuple[Expr, int]]) -> tuple[list[Expr], bool]:
     return conds, True
 
 
+def _clamped(e: Expr, n: int) -> Expr:
+    """``e`` clamped into ``[0, n)``: an index that is always inside an axis of ``n``, for a
+    load whose value a select then replaces where ``e`` was outside (zero padding without a
+    branch)."""
+    return minimum(maximum(e, Const(0)), Const(n - 1))
+
+
 def activation_expr(node: Node, v: Expr) -> Expr:
     """FusedConv/FusedGemm's epilogue applied to ``v``: the node's ``activation`` (an ONNX
     elementwise op name, ``""`` for none) with its defaults overridden by ``activation_attrs``
@@ -421,19 +428,11 @@ def _register_tile(node: Node, ctx: LowerCtx) -> tuple[int, int, int] | None:
     node on the context's target, or None for the tap-stationary nest: the target has no
     register tile (the C back end), or the conv is float64, has runtime weights, or fewer
     output channels per group than one vector (a depthwise conv has its own nest)."""
-    tile = getattr(ctx.target, "register_tile", None) if ctx.target is not None else None
-    if not tile:
-        return None
-    x, w = node.inputs[0], node.inputs[1]
+    x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
     if w.const is None or x.dtype.name != "float32":
         return None
-    tp, tm = tile
-    lanes = ctx.target.vector_registers()[0]
-    m = node.outputs[0].shape[1] // int(node.attrs.get("group") or 1)
-    while tm > lanes and m <= tm // 2:     # few output channels: fewer vectors per tile
-        tm //= 2
-    tp = ctx.target.tile_rows(tp, math.prod(node.outputs[0].shape[2:]))
-    return (tp, tm, lanes) if m >= lanes else None
+    return ctx.register_tile(math.prod(y.shape[2:]),
+                             y.shape[1] // int(node.attrs.get("group") or 1))
 
 
 def _conv_tiled(node: Node, ctx: LowerCtx, tile: tuple[int, int, int]) -> Any:
@@ -449,7 +448,8 @@ def _conv_tiled(node: Node, ctx: LowerCtx, tile: tuple[int, int, int]) -> Any:
     Taps run outside the channel loop, so position arithmetic stays out of the hot loop.
     A tile whose positions all read inside x for every tap runs unguarded; the other tiles
     load x at the index clamped into x and select 0 outside (zero padding without a branch;
-    an infinite weight times padding gives NaN, as onnxruntime's im2col does). The last tile
+    an infinite weight times padding gives NaN, IEEE's inf * 0, as onnx's reference and the
+    C back end give; onnxruntime 1.31 does or not depending on its kernel). The last tile
     repeats the last position (recomputed and rewritten) instead of a tail; output channels
     past M are packed as zero weights and not stored. LLVM keeps the tile in registers
     (measured on Zen 4: the loop body is 2-4 vector loads, TP broadcasts and TP*TM/lanes FMAs).
@@ -523,7 +523,7 @@ def _conv_tiled(node: Node, ctx: LowerCtx, tile: tuple[int, int, int]) -> Any:
             # load at the index clamped into x, select 0 outside: the select's arms are
             # locals, so no renderer branches around the load
             ok = all_of(*[cnd for a in range(nd) for cnd in (iv[q][a] >= 0, iv[q][a] < I[a])])
-            cl = [minimum(maximum(iv[q][a], Const(0)), Const(I[a] - 1)) for a in range(nd)]
+            cl = [_clamped(iv[q][a], I[a]) for a in range(nd)]
             xl = Var(f"xl{q}", dt)
             xs += [Decl(xl, Load(X, (n, cx, *cl))), Decl(xv[q], Select(ok, xl, const(0, dt)))]
         wj = Var("wj", dt)
@@ -562,7 +562,7 @@ def _depthwise_applies(node: Node, ctx: LowerCtx) -> bool:
     """True when :func:`_conv_depthwise` lowers ``node``: a target with a vector register file,
     one input channel per group (depthwise, any depth multiplier), float32, a padded plane of at
     most PLANE_BYTES and a 2-D kernel."""
-    if ctx.target is None or not getattr(ctx.target, "register_tile", None):
+    if not ctx.vector_lanes():
         return False
     x, w = node.inputs[0], node.inputs[1]
     group = int(node.attrs.get("group") or 1)
@@ -593,7 +593,7 @@ def _conv_depthwise(node: Node, ctx: LowerCtx) -> Any:
     pb, s, d, O = list(pb_), list(s_), list(d_), list(O_)
     Hp, Wp = I[0] + pb[0] + max(pe_[0], 0), I[1] + pb[1] + max(pe_[1], 0)
     dt = Y.dtype
-    lanes = ctx.target.vector_registers()[0]
+    lanes = ctx.vector_lanes()
     xp = Buffer("plane", dt, (Hp * Wp,), space="local")    # row-major (Hp, Wp)
     n, g, m = axis_var("n", N), Var("g"), axis_var("m", MG)
     r, q, oh, ow = Var("r"), Var("q"), Var("oh"), Var("ow")
@@ -603,8 +603,7 @@ def _conv_depthwise(node: Node, ctx: LowerCtx) -> Any:
     ok = all_of(ri >= 0, ri < I[0], qi >= 0, qi < I[1])
     xl = Var("xl", dt)
     copy = [Loop(r, 0, Hp, [Loop(q, 0, Wp, [
-        Decl(xl, X[(n, g, minimum(maximum(ri, Const(0)), Const(I[0] - 1)),
-                    minimum(maximum(qi, Const(0)), Const(I[1] - 1)))]),
+        Decl(xl, X[(n, g, _clamped(ri, I[0]), _clamped(qi, I[1]))]),
         Store(xp, (lin((r, Wp), q),), Select(ok, xl, const(0, dt)))],
         kind="vectorized", factor=lanes)])]
     wv = [[Var(f"w{a}_{b}", dt) for b in range(K[1])] for a in range(K[0])]
@@ -705,17 +704,6 @@ def _lower_conv_transpose(node: Node, ctx: LowerCtx) -> Any:
 
 
 # ---- MaxPool / AveragePool --------------------------------------------------------------------
-def _pool_lanes(ctx: LowerCtx) -> int:
-    """Lanes to vectorize AveragePool's interior rows with on this target (0: leave it to the
-    back end). On LLVM targets the loop vectorizer left those rows scalar (each output's window
-    is a short loop of its own); with the hint it widens them, strided loads included: 3x3/2
-    over 24 channels of 56x56, 29.5 -> 18 us. MaxPool measured no faster (its NaN-propagating
-    max costs a compare and a blend per tap either way), so it keeps LLVM's choice."""
-    if ctx.target is None or not getattr(ctx.target, "register_tile", None):
-        return 0
-    return ctx.target.vector_registers()[0]
-
-
 def _vectorize_innermost(s: Stmt, v: Var, lanes: int) -> Stmt:
     """``s`` with the loop over ``v`` (the interior's last position axis) marked vectorized."""
     if isinstance(s, Loop):
@@ -810,7 +798,11 @@ def _lower_pool(node: Node, ctx: LowerCtx) -> Any:
 
     segs = [segments(O[a], KT[a], d[a], s[a], pb[a] - k0[a] * d[a], I[a]) for a in range(nd)]
     positions = split_positions(o, segs, body)
-    lanes = _pool_lanes(ctx) if node.op == "AveragePool" else 0
+    # On LLVM targets the loop vectorizer left AveragePool's interior rows scalar (each
+    # output's window is a short loop of its own); with the hint it widens them, strided loads
+    # included (3x3/2 over 24 channels of 56x56: 29.5 -> 18 us). MaxPool measured no faster
+    # (its NaN-propagating max costs a compare and a blend per tap either way).
+    lanes = ctx.vector_lanes() if node.op == "AveragePool" else 0
     if lanes and positions and isinstance(o[-1], Var):
         positions[0] = _vectorize_innermost(positions[0], o[-1], lanes)
     nest = loops([(n, 0, N), (c, 0, C)], positions)
