@@ -15,8 +15,9 @@ import numpy as np
 
 from .loops import (Assign, Binary, Buffer, Call, Cast, Comment, Const, Decl, Expr, If,
                     Kernel, Load, Loop, MulAdd, Program, Select, Stmt, Store, Unary, Var)
+from .requantize import requantize
 
-INTRINSICS: dict[str, Callable[..., Any]] = {}   # Call names -> numpy implementation
+INTRINSICS: dict[str, Callable[..., Any]] = {"requantize": requantize}   # Call name -> numpy
 
 
 def _tdiv(a: Any, b: Any) -> Any:

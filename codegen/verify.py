@@ -21,12 +21,12 @@ from typing import Sequence
 
 from onnxcc.errors import VerifyError
 
-from .loops import (BOOL, COMPARE, INDEX, Assign, Binary, Buffer, Call, Cast, Comment, Const,
+from .loops import (BOOL, COMPARE, I32, INDEX, Assign, Binary, Buffer, Call, Cast, Comment, Const,
                     Decl, Expr, If, Kernel, Load, Loop, MulAdd, Program, Select, Stmt, Store,
                     Unary, Var, expr_text, children, uses_var)
 
 Interval = tuple[float, float]
-KNOWN_CALLS: set[str] = set()   # intrinsic names that renderers and the interpreter implement
+KNOWN_CALLS: set[str] = {"requantize"}   # intrinsic names the renderers and the interpreter implement
 INDEX_MIN, INDEX_MAX = -(2**31), 2**31 - 1
 SPLIT_MAX = 16    # loops of at most this many iterations are proved value by value when needed
 
@@ -189,8 +189,12 @@ def _check_expr(e: Expr, sc: _Scope, where: str) -> None:
     elif isinstance(e, Unary):
         if e.op not in ("neg", "not", "abs", "isnan", "isinf") and not e.a.dtype.is_float:
             raise VerifyError(f"{where}: {e.op} of {e.a.dtype} (floats only)")
-    elif isinstance(e, Call) and e.fn not in KNOWN_CALLS:
-        raise VerifyError(f"{where}: unknown intrinsic {e.fn!r}")
+    elif isinstance(e, Call):
+        if e.fn not in KNOWN_CALLS:
+            raise VerifyError(f"{where}: unknown intrinsic {e.fn!r}")
+        if e.fn == "requantize" and (len(e.args) != 3 or e.dtype != I32
+                                     or any(a.dtype != I32 for a in e.args)):
+            raise VerifyError(f"{where}: requantize takes and returns int32")
 
 
 def _check_body(body: Sequence[Stmt], sc: _Scope, where: str) -> None:

@@ -20,6 +20,7 @@ from onnxcc.codegen.loops import (Assign, Binary, Buffer, Call, Cast, Comment, C
                                   DType, Expr, If, INDEX, Kernel, Load, Loop, MulAdd, Select,
                                   Stmt, Store, Unary, Var, children, substitute_stmts,
                                   walk_stmts)
+from onnxcc.codegen.requantize import C_HELPER as REQUANTIZE_C
 
 CTYPE = {"float32": "float", "float64": "double", "int8": "int8_t", "uint8": "uint8_t",
          "int16": "int16_t", "uint16": "uint16_t", "int32": "int32_t", "uint32": "uint32_t",
@@ -30,6 +31,8 @@ MATH = {"exp", "log", "sqrt", "tanh", "erf", "sin", "cos", "tan", "asin", "acos"
         "cosh", "asinh", "acosh", "atanh", "floor", "ceil", "log1p", "expm1"}
 _SYM = {"add": "+", "sub": "-", "mul": "*", "lt": "<", "le": "<=", "gt": ">", "ge": ">=",
         "eq": "==", "ne": "!=", "xor": "^", "shl": "<<", "shr": ">>"}
+CALLS = {"requantize": "onnxcc_requantize"}   # loop-IR intrinsic -> C function
+C_HELPERS = {"onnxcc_requantize": REQUANTIZE_C}
 FULL_UNROLL_MAX = 16     # constant-trip loops marked unrolled are copied out up to this count
 
 
@@ -127,7 +130,10 @@ class _Renderer:
         if isinstance(x, MulAdd):
             return f"({self.e(x.a)} * {self.e(x.b)} + {self.e(x.c)})"
         if isinstance(x, Call):
-            return f"{x.fn}({', '.join(self.e(a) for a in x.args)})"
+            fn = CALLS[x.fn]
+            if fn in C_HELPERS:
+                self.ctx.need(fn, C_HELPERS[fn])
+            return f"{fn}({', '.join(self.e(a) for a in x.args)})"
         raise TypeError(x)
 
     def offset(self, b: Buffer, index: Sequence[Expr]) -> str:

@@ -61,6 +61,25 @@ _FCMP = {"lt": "olt", "le": "ole", "gt": "ogt", "ge": "oge", "eq": "oeq", "ne": 
 CALLS: dict[str, Callable[["_KernelRenderer", list[ir.Value], DType], ir.Value]] = {}
 
 
+def _requantize(r: "_KernelRenderer", args: list[ir.Value], d: DType) -> ir.Value:
+    """``onnxcc.codegen.requantize``: round_half_to_even(acc * m / 2**shift) in i64, saturated
+    to i32 (the module docstring there gives the formula)."""
+    b = r.b
+    acc, m, shift = (b.sext(a, I64) for a in args)
+    p = b.mul(acc, m)
+    one = ir.Constant(I64, 1)
+    half_m1 = b.sub(b.shl(one, b.sub(shift, one)), one)
+    odd = b.and_(b.ashr(p, shift), one)
+    q = b.ashr(b.add(b.add(p, half_m1), odd), shift)
+    hi, lo = ir.Constant(I64, (1 << 31) - 1), ir.Constant(I64, -(1 << 31))
+    q = b.select(b.icmp_signed(">", q, hi), hi, q)
+    q = b.select(b.icmp_signed("<", q, lo), lo, q)
+    return b.trunc(q, I32)
+
+
+CALLS["requantize"] = _requantize
+
+
 def value_type(d: DType) -> ir.Type:
     """The LLVM type of a value of ``d`` in registers (``bool`` is ``i1``)."""
     if d.lanes != 1:

@@ -269,11 +269,12 @@ def _lower_gemm(node: Node, ctx: LowerCtx) -> Any:
                       locals=pr.locals)
 
 
-@lower("MatMul", supports=_supports)
-def _lower_matmul(node: Node, ctx: LowerCtx) -> Any:
-    """Y (batch..., M, N) = A (batch..., M, K) @ B (batch..., K, N), numpy rules: batch dims
-    broadcast (stride 0), a 1-D A is (1, K) and a 1-D B is (K, 1), that dim dropped from Y."""
-    A0, B0, Y0 = ctx.input(0, "a"), ctx.input(1, "b"), ctx.output(0, "y")
+def matmul_views(ctx: LowerCtx, ia: int = 0, ib: int = 1
+                 ) -> tuple[Buffer, Buffer, Buffer, tuple[int, ...], int, int, int]:
+    """Views for numpy matmul of the node's inputs ``ia`` (batch..., M, K) and ``ib``
+    (batch..., K, N) into output 0: ``(A, B, Y, batch, M, K, N)`` with broadcast batch dims as
+    stride 0, a 1-D A read as (1, K) and a 1-D B as (K, 1) (that dim dropped from Y)."""
+    A0, B0 = ctx.input(ia, "a"), ctx.input(ib, "b")
     ash, bsh, sa, sb = A0.shape, B0.shape, A0.strides, B0.strides
     if len(ash) == 1:
         ash, sa = (1,) + ash, (0,) + sa
@@ -289,7 +290,16 @@ def _lower_matmul(node: Node, ctx: LowerCtx) -> Any:
 
     A = _view(A0, "a", batch + (M, K), batched(ash, sa, (sa[-2], sa[-1])))
     B = _view(B0, "b", batch + (K, N), batched(bsh, sb, (sb[-2], sb[-1])))
-    Y = _view(Y0, "y", batch + (M, N), contiguous_strides(batch + (M, N)))
+    Y = _view(ctx.output(0, "y"), "y", batch + (M, N), contiguous_strides(batch + (M, N)))
+    return A, B, Y, batch, M, K, N
+
+
+@lower("MatMul", supports=_supports)
+def _lower_matmul(node: Node, ctx: LowerCtx) -> Any:
+    """Y (batch..., M, N) = A (batch..., M, K) @ B (batch..., K, N), numpy rules (see
+    :func:`matmul_views`)."""
+    A, B, Y, batch, M, K, N = matmul_views(ctx)
+    A0, B0, Y0 = ctx.input(0, "a"), ctx.input(1, "b"), ctx.output(0, "y")
     text = (f"MatMul: y {shape_text(Y0.shape)} = a {shape_text(A0.shape)} @ "
             f"b {shape_text(B0.shape)}")
     pr = product(ctx, A, B, Y, batch, M, K, N)

@@ -325,26 +325,11 @@ def test_static_arena_is_aligned_in_cortex_m4_firmware(tmp_path):
     assert _arena_address(elf, "arm-none-eabi-nm") % cm.mmap["arena"]["alignment"] == 0
 
 
-# -- onnxcc_requantize: bit-exact with gemmlowp, without shifting a negative int32_t --------------
+# -- onnxcc_requantize: the C helper the renderer emits, bit-exact with its numpy reference ---------
 
-def _gemmlowp_requantize(x: np.ndarray, mult: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """gemmlowp's SaturatingRoundingDoublingHighMul then RoundingDivideByPOT, as written in
-    fixedpoint.h (numpy's >> on int64 is an arithmetic shift)."""
-    x, mult, shift = (np.asarray(a, np.int64) for a in (x, mult, shift))
-    ab = x * mult
-    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-    s = ab + nudge
-    high = np.where(s >= 0, s // (1 << 31), -((-s) // (1 << 31)))    # C division: toward zero
-    high = np.where((x == -2**31) & (mult == -2**31), 2**31 - 1, high)
-    shift = np.clip(shift, 0, 31)
-    mask = (np.int64(1) << shift) - 1
-    rem = high & mask
-    threshold = (mask >> 1) + (high < 0)
-    return ((high >> shift) + (rem > threshold)).astype(np.int32)
-
-
-REQ_MAIN = r"""#include <stdio.h>
-#include "onnxcc_rt.h"
+REQ_MAIN = r"""#include <stdint.h>
+#include <stdio.h>
+%s
 static const int32_t xs[] = {%s};
 static const int32_t ms[] = {%s};
 static const int32_t ss[] = {%s};
@@ -359,7 +344,9 @@ int main(void)
 
 
 @pytest.mark.parametrize("cc", ["gcc", "clang"])
-def test_requantize_is_bit_exact_with_gemmlowp(tmp_path, cc):
+def test_requantize_helper_is_bit_exact_and_ub_free(tmp_path, cc):
+    from onnxcc.codegen.requantize import C_HELPER, requantize
+
     if not shutil.which(cc):
         pytest.skip(f"{cc} not installed")
     rng = np.random.default_rng(9)
@@ -367,23 +354,19 @@ def test_requantize_is_bit_exact_with_gemmlowp(tmp_path, cc):
     n = 4000
     xs = np.concatenate([np.repeat(edge, len(edge)), rng.integers(-2**31, 2**31, n),
                          rng.integers(-300, 300, n)])
-    ms = np.concatenate([np.tile(edge, len(edge)), rng.integers(-2**31, 2**31, n),
-                         rng.integers(2**30, 2**31, n)])
-    ss = np.concatenate([rng.integers(0, 32, len(edge) ** 2), rng.integers(0, 32, n),
-                         rng.integers(0, 12, n)])
-    ss[:40] = [-3, 40] * 20                                     # out of range: clamped to 0..31
+    ms = np.concatenate([np.tile(np.abs(edge).clip(0, 2**31 - 1), len(edge)),
+                         rng.integers(0, 2**31, n), rng.integers(2**30, 2**31, n)])
+    ss = np.concatenate([rng.integers(1, 63, len(edge) ** 2), rng.integers(1, 63, n),
+                         rng.integers(1, 40, n)])
+    ss[:30] = [1, 62] * 15
 
     def lst(a):
         return ", ".join(f"{int(v)}" if v != -2**31 else "INT32_MIN" for v in a)
 
-    (tmp_path / "req.c").write_text(REQ_MAIN % (lst(xs), lst(ms), lst(ss)))
+    (tmp_path / "req.c").write_text(REQ_MAIN % (C_HELPER, lst(xs), lst(ms), lst(ss)))
     exe = tmp_path / "req"
     subprocess.run([cc, *WARN_FLAGS, "-Wshadow", "-fsanitize=undefined", "-fno-sanitize-recover=all",
-                    f"-I{RT_HEADER.parent}", str(tmp_path / "req.c"), "-o", str(exe)], check=True)
+                    str(tmp_path / "req.c"), "-o", str(exe)], check=True)
     got = np.array(subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split(),
                    np.int64)
-    want = _gemmlowp_requantize(xs, ms, ss)
-    np.testing.assert_array_equal(got, want)
-    # the rounding stated in the header: a tie of the doubling high mul goes toward +infinity
-    # (-1.5 -> -1, 2.5 -> 3), a tie of the shift away from zero (-0.5 -> -1, 1.5 -> 2)
-    assert list(_gemmlowp_requantize([-3, 5, -2, 6], [2**30] * 4, [0, 0, 1, 1])) == [-1, 3, -1, 2]
+    np.testing.assert_array_equal(got, requantize(xs, ms, ss))

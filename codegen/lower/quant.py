@@ -1,0 +1,314 @@
+"""Quantization ops as loop IR: QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear,
+MatMulInteger, ConvInteger, QLinearMatMul and QLinearConv (semantics: ``onnxcc.ops.quant``).
+
+- Quantize and dequantize are one nest over x reading the scale and zero point per tensor, per
+  axis or per block (``x[i] -> scale[i_axis // block_size]``), in float32 as the spec says.
+- Integer products are output-stationary: an int32 accumulator per output element sums
+  ``(x - x_zero_point) * (w - w_zero_point)`` (operands widened to int32; a zero point that is
+  a constant 0 costs nothing), starting at the int32 bias. Conv padding contributes 0: the
+  product at a padded tap is selected away, never read.
+- Requantization (QLinear*): with constant scales, the float32 multiplier of the spec becomes an
+  exact fixed-point ``(m, shift)`` per tensor or per output channel at compile time and the
+  kernel calls the ``requantize`` intrinsic (``onnxcc.codegen.requantize``: integer only, round
+  half to even), then adds the output zero point and saturates. With scales that are runtime
+  inputs, the kernel computes the same float32 multiplier and rounds ``acc * m`` in float64,
+  which is what the spec's reference computes. Both give ``round_half_even(acc * m)`` exactly
+  (float64 holds ``acc * m`` exactly while ``|acc| < 2**29``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from onnxcc.codegen.loops import (F32, F64, I32, Assign, Binary, Buffer, Call, Cast, Comment,
+                                  Const, Decl, DType, Expr, Load, Select, Stmt, Store, Unary, Var,
+                                  all_of, const, contiguous_strides, maximum, minimum)
+from onnxcc.codegen.requantize import quantize_multiplier
+from onnxcc.ir import Node
+from onnxcc.ops import attr, get_op
+from onnxcc.ops.nn import conv_geometry
+from onnxcc.ops.quant import QTYPES, param_layout, qrange, real_multiplier
+
+from . import LowerCtx, lower, nest
+from .matmul import matmul_views
+from .nn import LABELS, axis_var, in_range, lin, loops, read_buffers, shape_text
+
+
+def _has(node: Node, k: int) -> bool:
+    return k < len(node.inputs) and node.inputs[k] is not None
+
+
+def _param_index(b: Buffer, layout: str, idx: Sequence[Expr], axis: int, block: int
+                 ) -> tuple[Expr, ...]:
+    """The index into a scale/zero-point buffer ``b`` for x's element ``idx``."""
+    if layout == "tensor":
+        return (Const(0),) * len(b.shape)
+    if layout == "axis":
+        return (idx[axis],)
+    # the loop IR's division truncates, which is floor for these non-negative indices
+    return tuple((i // Const(block) if block > 1 else i) if a == axis else i
+                 for a, i in enumerate(idx))
+
+
+def _fmin_fmax(v: Expr, lo: float, hi: float) -> Expr:
+    """``v`` clamped to [lo, hi] with NaN going to ``lo`` (fmax returns the number)."""
+    return Binary("fmin", Binary("fmax", v, const(lo, v.dtype)), const(hi, v.dtype))
+
+
+# ---- QuantizeLinear / DequantizeLinear ------------------------------------------------------------
+def _supports_qdq(node: Node) -> str | None:
+    x = node.inputs[0]
+    if node.op == "QuantizeLinear" and x.dtype != np.float32:
+        return f"QuantizeLinear of {x.dtype} is not supported (float32)"
+    return None
+
+
+@lower("QuantizeLinear", "DequantizeLinear", supports=_supports_qdq)
+def _lower_qdq(node: Node, ctx: LowerCtx) -> Any:
+    """QuantizeLinear: y = saturate(round(x / scale) + zp) (float32 division, round half to
+    even, NaN to the type's minimum); DequantizeLinear: y = (float(x) - float(zp)) * scale.
+    One loop nest over x (any rank, any layout the plan gave it)."""
+    x = node.inputs[0]
+    X, S, Y = ctx.input(0, "x"), ctx.input(1, "scale"), ctx.output(0, "y")
+    Z = ctx.input(2, "zp") if _has(node, 2) else None
+    rank = len(x.shape)
+    axis = get_op(node).axis(node) if rank else 0
+    block = int(node.attrs.get("block_size") or 0)
+    s_lay = param_layout(node, 1, x.shape, axis, block, "scale") if rank else "tensor"
+    z_lay = param_layout(node, 2, x.shape, axis, block, "zero point") if Z is not None and rank \
+        else "tensor"
+    shape = x.shape if rank else (1,)
+    if not rank:
+        X = dataclasses.replace(X, shape=(1,), strides=(0,))
+        Y = dataclasses.replace(Y, shape=(1,), strides=(0,))
+
+    def body(i: list[Var]) -> list[Stmt]:
+        idx = tuple(i) if rank else ()
+        s = S[_param_index(S, s_lay, idx, axis, block)]
+        z: Expr = Cast(Z[_param_index(Z, z_lay, idx, axis, block)], F32) if Z is not None \
+            else const(0, F32)
+        xv = X[tuple(i)]
+        if node.op == "DequantizeLinear":
+            return [Store(Y, tuple(i), (Cast(xv, F32) - z) * s)]
+        lo, hi = qrange(Y.dtype.np)
+        q = Unary("round", xv / s) + z
+        return [Store(Y, tuple(i), Cast(_fmin_fmax(q, lo, hi), Y.dtype))]
+
+    how = {"tensor": "per tensor", "axis": f"per axis {axis}",
+           "block": f"per block of {block} along axis {axis}"}[s_lay]
+    text = (f"{node.op}: y {shape_text(Y.shape)} {Y.dtype} from x {shape_text(X.shape)} "
+            f"{X.dtype}, scale {how}" + (", zero point" if Z is not None else ""))
+    st = nest(ctx, shape, body)
+    ins = read_buffers(st, [X, S] + ([Z] if Z is not None else []))
+    return ctx.kernel(node.op.lower(), [Y], ins, [Comment(text)] + st, comment=text)
+
+
+@lower("DynamicQuantizeLinear")
+def _lower_dynamic_quantize(node: Node, ctx: LowerCtx) -> Any:
+    """DynamicQuantizeLinear: one pass for min(x, 0) and max(x, 0) (NaN propagates), then the
+    scale ((max - min) / 255, 1/255 when both are 0) and zero point (round(saturate(-min /
+    scale))), then y = saturate(round(x / scale) + zero point) over x; all in float32 as the
+    spec's reference computes them."""
+    X, Y = ctx.input(0, "x"), ctx.output(0, "y")
+    YS, YZ = ctx.output(1, "y_scale"), ctx.output(2, "y_zero_point")
+    n = math.prod(X.shape)
+    flat = X.strides == contiguous_strides(X.shape) and Y.strides == contiguous_strides(Y.shape)
+    if flat:
+        X = dataclasses.replace(X, shape=(n,), strides=(1,))
+        Y = dataclasses.replace(Y, shape=(n,), strides=(1,))
+
+    hi, lo = Var("hi", F32), Var("lo", F32)
+    scale, zp = Var("scale", F32), Var("zp", F32)
+    stats = nest(ctx, X.shape, lambda i: [
+        Assign(hi, Binary("max", hi, X[tuple(i)])),
+        Assign(lo, Binary("min", lo, X[tuple(i)]))])
+    quant = nest(ctx, X.shape, lambda i: [
+        Store(Y, tuple(i), Cast(_fmin_fmax(Unary("round", X[tuple(i)] / scale) + zp, 0, 255),
+                                Y.dtype))])
+    rng = Select(Binary("eq", hi, lo), const(1.0, F32), hi - lo)
+    sc = (YS.shape and (Const(0),) * len(YS.shape)) or ()
+    zc = (YZ.shape and (Const(0),) * len(YZ.shape)) or ()
+    body: list[Stmt] = [
+        Decl(hi, const(0.0, F32)), Decl(lo, const(0.0, F32)), *stats,
+        Decl(scale, rng / const(255.0, F32)),
+        Decl(zp, Unary("round", _fmin_fmax(const(0.0, F32) - lo / scale, 0, 255))),
+        *quant,
+        Store(YS, sc, scale), Store(YZ, zc, Cast(zp, YZ.dtype))]
+    text = f"DynamicQuantizeLinear: x {shape_text(X.shape)} float32 -> uint8, scale, zero point"
+    return ctx.kernel("dynamicquantizelinear", [Y, YS, YZ], [X], [Comment(text)] + body,
+                      comment=text)
+
+
+# ---- integer products -----------------------------------------------------------------------------
+def _zero_point_expr(ctx: LowerCtx, k: int, name: str, ch: Expr) -> tuple[Expr, Buffer | None]:
+    """The int32 zero point of input ``k`` at channel ``ch`` (one value, or one per channel):
+    ``(expr, buffer read)``; a constant folds into a literal (0 when absent)."""
+    node = ctx.node
+    if not _has(node, k):
+        return const(0, I32), None
+    v = node.inputs[k]
+    if v.const is not None:
+        c = np.asarray(v.const).reshape(-1).astype(np.int64)
+        if c.size == 1 or (c == c[0]).all():
+            return const(int(c[0]), I32), None
+    b = ctx.input(k, name)
+    idx = (ch,) if math.prod(v.shape) > 1 else (Const(0),) * len(v.shape)
+    return Cast(b[idx], I32), b
+
+
+def _centered(v: Expr, zp: Expr) -> Expr:
+    """``int32(v) - zp`` (no subtraction for a literal zero point of 0)."""
+    w = Cast(v, I32)
+    return w if isinstance(zp, Const) and zp.value == 0 else w - zp
+
+
+class _Requant:
+    """The QLinear epilogue: int32 accumulator -> y's quantized type (see the module docstring).
+    ``scales`` are the node's (a_scale, b_scale, y_scale) input positions; b's scale and the
+    result may be per output channel."""
+
+    def __init__(self, ctx: LowerCtx, scales: tuple[int, int, int], y_zp: int, channels: int
+                 ) -> None:
+        node = ctx.node
+        self.out = DType.of(node.outputs[0].dtype)
+        self.lo, self.hi = qrange(self.out.np)
+        self.reads: list[Buffer] = []
+        self.weights: list[Buffer] = []
+        self.yz, b = _zero_point_expr(ctx, y_zp, "y_zp", Const(0))
+        self.reads += [b] if b is not None else []
+        vals = [node.inputs[k] for k in scales]
+        self.const = all(v.const is not None for v in vals)
+        if self.const:
+            m = real_multiplier(*(np.asarray(v.const) for v in vals))
+            pairs = [quantize_multiplier(float(r)) for r in m]
+            self.note = (f"requantize by fixed-point multiplier {pairs[0][0]} >> {pairs[0][1]}"
+                         if len(pairs) == 1 else f"requantize per channel ({len(pairs)} "
+                         "fixed-point multipliers)")
+            if len(set(pairs)) == 1:
+                self.m: Any = const(pairs[0][0], I32)
+                self.s: Any = const(pairs[0][1], I32)
+            else:
+                self.m = Buffer("rq_m", I32, (channels,), space="weight",
+                                data=np.array([p[0] for p in pairs], np.int32), value="")
+                self.s = Buffer("rq_shift", I32, (channels,), space="weight",
+                                data=np.array([p[1] for p in pairs], np.int32), value="")
+                self.weights += [self.m, self.s]
+        else:
+            self.note = "requantize by the float32 multiplier of runtime scales"
+            self.bufs = [ctx.input(k, nm) for k, nm in zip(scales, ("a_scale", "b_scale",
+                                                                     "y_scale"))]
+            self.reads += self.bufs
+            self.per_channel = math.prod(vals[1].shape) > 1
+
+    def __call__(self, acc: Expr, ch: Expr) -> Expr:
+        if self.const:
+            m = self.m if isinstance(self.m, Const) else self.m[(ch,)]
+            s = self.s if isinstance(self.s, Const) else self.s[(ch,)]
+            r: Expr = Call("requantize", (acc, m, s), I32)
+            # saturate before adding the zero point, so the sum cannot wrap
+            if isinstance(self.yz, Const):
+                z = int(self.yz.value)
+                r = maximum(minimum(r, const(self.hi - z, I32)), const(self.lo - z, I32))
+                r = r + self.yz if z else r
+            else:
+                r = maximum(minimum(r, const(self.hi - self.lo, I32)),
+                            const(self.lo - self.hi, I32)) + self.yz
+                r = maximum(minimum(r, const(self.hi, I32)), const(self.lo, I32))
+            return Cast(r, self.out)
+        a_s, b_s, y_s = self.bufs
+        zero = lambda b: (Const(0),) * len(b.shape)   # noqa: E731
+        bsc = b_s[(ch,)] if self.per_channel else b_s[zero(b_s)]
+        mult = (a_s[zero(a_s)] * bsc) / y_s[zero(y_s)]
+        v = Unary("round", Cast(acc, F64) * Cast(mult, F64)) + Cast(self.yz, F64)
+        return Cast(_fmin_fmax(v, self.lo, self.hi), self.out)
+
+
+def _supports_int(node: Node) -> str | None:
+    for k in (0, 3 if node.op.startswith("QLinear") else 1):
+        v = node.inputs[k]
+        if v.dtype not in (np.int8, np.uint8):
+            return f"{node.op} on {v.dtype} is not supported (int8, uint8)"
+    if node.op.startswith("QLinear") and node.outputs[0].dtype not in QTYPES:
+        return f"{node.op} to {node.outputs[0].dtype} is not supported"
+    return None
+
+
+@lower("MatMulInteger", "QLinearMatMul", supports=_supports_int)
+def _lower_matmul_integer(node: Node, ctx: LowerCtx) -> Any:
+    """y[b, i, j] = fin(sum over k of (a[b, i, k] - a_zp[i]) * (b[b, k, j] - b_zp[j])) with an
+    int32 accumulator; fin is the identity (MatMulInteger, int32 y) or the requantization
+    (QLinearMatMul). Batch dims broadcast as numpy's matmul."""
+    q = node.op == "QLinearMatMul"
+    ia, ib = (0, 3) if q else (0, 1)
+    A, B, Y, batch, M, K, N = matmul_views(ctx, ia, ib)
+    bv = [axis_var(f"b{t}", n) for t, n in enumerate(batch)]
+    i, j, k = axis_var("i", M), axis_var("j", N), axis_var("k", K)
+    az, azb = _zero_point_expr(ctx, 2, "a_zp", i)
+    bz, bzb = _zero_point_expr(ctx, 5 if q else 3, "b_zp", j)
+    fin = _Requant(ctx, (1, 4, 6), 7, N) if q else None
+    acc = Var("acc", I32)
+    prod = _centered(A[(*bv, i, k)], az) * _centered(B[(*bv, k, j)], bz)
+    out: Expr = fin(acc, j) if fin is not None else acc
+    body = loops([(v, 0, n) for v, n in zip(bv, batch)] + [(i, 0, M), (j, 0, N)],
+                 [Decl(acc, const(0, I32)), *loops([(k, 0, K)], [Assign(acc, acc + prod)]),
+                  Store(Y, (*bv, i, j), out)])
+    text = (f"{node.op}: y {shape_text(Y.shape)} {Y.dtype} = (a {shape_text(A.shape)} - zp) @ "
+            f"(b {shape_text(B.shape)} - zp), int32 accumulator"
+            + (f"; {fin.note}" if fin is not None else ""))
+    extra = [b for b in (azb, bzb) if b is not None] + (fin.reads + fin.weights if fin else [])
+    ins = read_buffers(body, [A, B] + extra)
+    return ctx.kernel(node.op.lower(), [Y], ins, [Comment(text)] + body, comment=text)
+
+
+@lower("ConvInteger", "QLinearConv", supports=_supports_int)
+def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
+    """Output-stationary integer Conv, x (N, C, *S), w (M, C/group, *K), y (N, M, *O): per
+    output element an int32 accumulator starts at the bias (QLinearConv's B) and sums
+    ``(x - x_zp) * (w - w_zp[m])`` over the group's channels and the taps; a tap in the padding
+    adds 0 (its load is guarded and selected away). fin as in the integer MatMul."""
+    q = node.op == "QLinearConv"
+    iw = 3 if q else 1
+    x, w = node.inputs[0], node.inputs[iw]
+    X, Wt, Y = ctx.input(0, "x"), ctx.input(iw, "w"), ctx.output(0, "y")
+    B = ctx.input(8, "b") if q and _has(node, 8) else None
+    group = int(attr(node, "group"))
+    (N, C), M = x.shape[:2], w.shape[0]
+    CG, MG = C // group, M // group
+    K, I = list(w.shape[2:]), list(x.shape[2:])
+    pb, _, s, d, O = conv_geometry(node, x.shape, w.shape)
+    nd = len(K)
+    lb = LABELS[nd]
+    n, g, mg = axis_var("n", N), axis_var("g", group), axis_var("mg", MG)
+    c = axis_var("c", CG)
+    o = [axis_var("o" + lb[a], O[a]) for a in range(nd)]
+    kk = [axis_var("k" + lb[a], K[a]) for a in range(nd)]
+    m = lin((g, MG), mg)
+    xz, xzb = _zero_point_expr(ctx, 2, "x_zp", Const(0))
+    wz, wzb = _zero_point_expr(ctx, 5 if q else 3, "w_zp", m)
+    fin = _Requant(ctx, (1, 4, 6), 7, M) if q else None
+    iv = [lin((o[a], s[a]), (kk[a], d[a]), -pb[a]) for a in range(nd)]
+    conds, possible = in_range([(iv[a], I[a]) for a in range(nd)])
+    mask = all_of(*conds)
+    ci = lin((g, CG), c)
+    xv = Load(X, (n, ci, *iv), mask, const(0, X.dtype) if mask is not None else None)
+    prod: Expr = _centered(xv, xz) * _centered(Wt[(m, c, *kk)], wz)
+    if mask is not None:
+        prod = Select(mask, prod, const(0, I32))
+    acc = Var("acc", I32)
+    red = loops([(c, 0, CG)] + [(kk[a], 0, K[a]) for a in range(nd)], [Assign(acc, acc + prod)])
+    init = Cast(B[(m,)], I32) if B is not None else const(0, I32)
+    out: Expr = fin(acc, m) if fin is not None else acc
+    body = loops([(n, 0, N), (g, 0, group), (mg, 0, MG)] + [(o[a], 0, O[a]) for a in range(nd)],
+                 [Decl(acc, init), *(red if possible else []), Store(Y, (n, m, *o), out)])
+    text = (f"{node.op}: x {shape_text(X.shape)} {X.dtype} is (N,C,spatial...), w "
+            f"{shape_text(Wt.shape)} {Wt.dtype} is (M,C/group,k...), y {shape_text(Y.shape)} "
+            f"{Y.dtype}; group {group}, strides {list(s)}, dilations {list(d)}, pads_begin "
+            f"{list(pb)}; int32 accumulator" + (f"; {fin.note}" if fin is not None else ""))
+    extra = [b for b in (xzb, wzb, B) if b is not None] + (fin.reads + fin.weights if fin else [])
+    ins = read_buffers(body, [X, Wt] + extra)
+    return ctx.kernel(node.op.lower(), [Y], ins, [Comment(text)] + body, comment=text)
+

@@ -1,0 +1,72 @@
+"""The ``requantize`` intrinsic of the loop IR: an int32 accumulator scaled by a real multiplier
+given as an int32 fixed-point multiplier and a right shift, in integer arithmetic only.
+
+``requantize(acc, m, shift)`` (int32, int32, int32 -> int32) is
+``round_half_to_even(acc * m / 2**shift)``, computed exactly in 64 bits and saturated to int32,
+for ``1 <= shift <= 62``:
+
+    p = int64(acc) * m
+    r = (p + (2**(shift-1) - 1) + ((p >> shift) & 1)) >> shift     (>> arithmetic: floor)
+
+Adding ``2**(shift-1) - 1`` plus the parity of ``floor(p / 2**shift)`` carries into the quotient
+exactly when the remainder is above one half, or equal to one half with an odd quotient: round
+half to even, the rounding of the ONNX spec (QuantizeLinear, QLinearConv) and of onnxruntime's
+``nearbyint``. The form is the single-rounding requantization of TFLite
+(``MultiplyByQuantizedMultiplier`` under ``TFLITE_SINGLE_ROUNDING``) and CMSIS-NN
+(``arm_nn_requantize`` under ``CMSIS_NN_USE_SINGLE_ROUNDING``), which round half up; onnxcc rounds
+half to even so that it equals the spec's float formula.
+
+:func:`quantize_multiplier` turns the float32 multiplier of the spec
+(``float32(x_scale * w_scale) / y_scale``) into ``(m, shift)`` with no error at all: a float32
+has a 24-bit significand, so ``m * 2**-shift`` is the float32 value exactly and ``requantize``
+equals the spec's ``round(acc * multiplier)`` evaluated in exact arithmetic.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+C_HELPER = """\
+/* round_half_to_even(acc * m / 2^shift) saturated to int32, 1 <= shift <= 62 (onnxcc's
+   requantize intrinsic: single rounding, exact in 64 bits; >> of a negative value is an
+   arithmetic shift on gcc, clang and arm-none-eabi-gcc). */
+static inline int32_t onnxcc_requantize(int32_t acc, int32_t m, int32_t shift) {
+    int64_t p = (int64_t)acc * (int64_t)m;
+    int64_t r = (p + ((INT64_C(1) << (shift - 1)) - 1) + ((p >> shift) & 1)) >> shift;
+    return r > INT32_MAX ? INT32_MAX : (r < INT32_MIN ? INT32_MIN : (int32_t)r);
+}"""
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """``(m, shift)`` with ``m * 2**-shift == real`` for a float32 ``real`` >= 0, m an int32 in
+    [2**30, 2**31) and 1 <= shift <= 62. A multiplier under 2**-32 maps to (0, 1): every int32
+    accumulator then rounds to 0 whatever the shift. One of 2**30 or more maps to
+    (2**31 - 1, 1), which saturates every non-zero accumulator as the exact product would.
+    Raises ValueError for a negative, NaN or infinite ``real``."""
+    real = float(np.float32(real))
+    if not math.isfinite(real) or real < 0:
+        raise ValueError(f"requantization multiplier {real!r} must be finite and >= 0")
+    if real == 0.0:
+        return 0, 1
+    mant, exp = math.frexp(real)             # real = mant * 2**exp, mant in [0.5, 1)
+    m = int(mant * (1 << 31))                # exact: 24 significant bits
+    shift = 31 - exp
+    if shift > 62:
+        # |acc * m| < 2**62, so |acc * real| < 2**(62 - shift) <= 1/2 and rounds to 0
+        return 0, 1
+    if shift < 1:
+        return INT32_MAX, 1
+    return m, shift
+
+
+def requantize(acc, m, shift):
+    """numpy reference of the intrinsic (scalars or broadcastable int arrays); int32 result."""
+    p = np.asarray(acc, np.int64) * np.asarray(m, np.int64)
+    s = np.asarray(shift, np.int64)
+    r = (p + ((np.int64(1) << (s - 1)) - 1) + ((p >> s) & 1)) >> s
+    out = np.clip(r, INT32_MIN, INT32_MAX).astype(np.int32)
+    return out[()] if out.ndim == 0 else out

@@ -1,0 +1,442 @@
+"""Quantization ops of the ONNX spec: QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear,
+MatMulInteger, ConvInteger, QLinearMatMul and QLinearConv.
+
+Integer semantics (ONNX operator spec, opsets 10 to 28; the references match
+``onnx.reference`` bit for bit):
+
+- quantize: ``y = saturate(round(x / scale) + zero_point)``, division in float32, rounding half
+  to even, saturation to the output type's range (int8, uint8, int16, uint16). A NaN quotient
+  saturates to the type's minimum (onnxcc's rule; the spec leaves it open).
+- dequantize: ``y = (float(x) - float(zero_point)) * scale`` in float32.
+- scales and zero points are per tensor (a scalar or one element), per axis (1-D along
+  ``axis``) or blocked (``block_size`` > 0: same rank as x, ``ceil(x.shape[axis]/block_size)``
+  along ``axis``). Zero points have the quantized type; a missing one is 0.
+- integer products accumulate ``(x - x_zero_point) * (w - w_zero_point)`` in int32 (wrapping),
+  as ``ConvInteger``/``MatMulInteger`` return it; ``QLinearConv``/``QLinearMatMul`` then
+  requantize: ``y = saturate(round(acc * m) + y_zero_point)`` with the float32 multiplier
+  ``m = float32(x_scale * w_scale) / y_scale`` (per output channel when w_scale is), rounded half
+  to even. The compiled kernels do the same arithmetic in integers (``onnxcc.codegen.requantize``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import ShapeError, UnsupportedOpError
+from ..ir import Node, TensorType
+from . import OpDef, attr, bad_attr, register_op
+from ._util import has_input, norm_axis, onnx_dtype
+from .matmul import matmul_shape
+from .nn import Conv, conv_geometry, conv_nd
+
+QTYPES = {np.dtype(t): (int(np.iinfo(t).min), int(np.iinfo(t).max))
+          for t in (np.int8, np.uint8, np.int16, np.uint16)}
+ACC_TYPES = (np.dtype(np.int8), np.dtype(np.uint8))    # operands of the integer products
+
+
+def unsupported(node: Node, why: str) -> UnsupportedOpError:
+    """An UnsupportedOpError for ``node`` (a dtype or layout onnxcc does not compile)."""
+    return UnsupportedOpError([(node.name, node.op, why)])
+
+
+def qrange(dt: np.dtype) -> tuple[int, int]:
+    """(min, max) of the quantized type ``dt``."""
+    return QTYPES[np.dtype(dt)]
+
+
+def param_layout(node: Node, k: int, x_shape: tuple[int, ...], axis: int, block: int,
+                 what: str) -> str:
+    """How input ``k`` (a scale or zero point) maps onto x: ``tensor`` (one value), ``axis``
+    (1-D along ``axis``) or ``block`` (blocked along ``axis``). Raises ShapeError naming the
+    node when its shape fits none of them."""
+    shape = node.inputs[k].shape
+    n = math.prod(shape)
+    if n == 1 and len(shape) <= 1 and not block:
+        return "tensor"
+    if block:
+        want = tuple(-(-d // block) if a == axis else d for a, d in enumerate(x_shape))
+        if tuple(shape) == want:
+            return "block"
+        raise ShapeError(f"{what} shape {list(shape)} does not fit blocked quantization of "
+                         f"{list(x_shape)} along axis {axis} by {block} (expected {list(want)})",
+                         node=node.name, op=node.op,
+                         hint="give one value per block along the axis, other dims as x")
+    if len(shape) == 1 and shape[0] == x_shape[axis]:
+        return "axis"
+    raise ShapeError(f"{what} shape {list(shape)} fits neither per-tensor (one value) nor "
+                     f"per-axis ({x_shape[axis]} values along axis {axis}) quantization of "
+                     f"{list(x_shape)}", node=node.name, op=node.op,
+                     hint="set the node's axis attribute, or give one value per channel")
+
+
+def broadcast_param(p: np.ndarray, x_shape: tuple[int, ...], axis: int, block: int) -> np.ndarray:
+    """A scale or zero point broadcastable to ``x_shape`` (per tensor, axis or block)."""
+    p = np.asarray(p)
+    if p.size == 1 and not block:
+        return p.reshape(())
+    if block:
+        return np.repeat(p, block, axis=axis).take(range(x_shape[axis]), axis=axis)
+    dims = [1] * len(x_shape)
+    dims[axis] = p.size
+    return p.reshape(dims)
+
+
+class _Linear(OpDef):
+    """What QuantizeLinear and DequantizeLinear share: axis, block_size and their checks."""
+
+    min_inputs, max_inputs = 2, 3
+
+    def axis(self, node: Node) -> int:
+        """The quantization axis, made non-negative; 0 for per-tensor parameters (whose axis
+        the spec ignores, so it need not fit x's rank)."""
+        if self.per_tensor(node):
+            return 0
+        return norm_axis(node, attr(node, "axis"), max(len(node.inputs[0].shape), 1))
+
+    def per_tensor(self, node: Node) -> bool:
+        s = node.inputs[1].shape
+        return not self.block(node) and len(s) <= 1 and math.prod(s) == 1
+
+    def block(self, node: Node) -> int:
+        return int(node.attrs.get("block_size") or 0)
+
+    def check(self, node: Node) -> None:
+        x = node.inputs[0]
+        if self.block(node) < 0:
+            raise bad_attr(node, f"block_size {self.block(node)} is negative")
+        if not x.shape and (self.block(node) or node.inputs[1].shape not in ((), (1,))):
+            raise bad_attr(node, "a scalar x takes a scalar scale")
+        axis = self.axis(node) if x.shape else 0
+        for k, what in ((1, "scale"), (2, "zero point")):
+            if has_input(node, k) and x.shape:
+                param_layout(node, k, x.shape, axis, self.block(node), what)
+        if has_input(node, 2) and has_input(node, 1) and \
+                node.inputs[2].shape != node.inputs[1].shape and \
+                math.prod(node.inputs[2].shape) != math.prod(node.inputs[1].shape):
+            raise bad_attr(node, f"zero point shape {list(node.inputs[2].shape)} differs from "
+                           f"scale shape {list(node.inputs[1].shape)}")
+
+    def params(self, node: Node, x: np.ndarray, scale: np.ndarray, zp: np.ndarray | None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        axis = self.axis(node) if x.ndim else 0
+        block = self.block(node)
+        s = broadcast_param(scale, x.shape, axis, block)
+        z = broadcast_param(zp, x.shape, axis, block) if zp is not None else np.zeros((), np.int32)
+        return s, z
+
+
+@register_op("QuantizeLinear")
+class QuantizeLinear(_Linear):
+    """ONNX QuantizeLinear: y = saturate(round(x / y_scale) + y_zero_point). x float32 (any
+    shape); y_scale float32 per tensor, per axis or blocked; y_zero_point and y int8, uint8,
+    int16 or uint16 (uint8 when neither the zero point nor ``output_dtype`` says)."""
+
+    attrs = {"axis": 1, "block_size": 0, "output_dtype": 0, "precision": 0, "saturate": 1}
+
+    def out_dtype(self, node: Node) -> np.dtype:
+        code = int(node.attrs.get("output_dtype") or 0)
+        if has_input(node, 2):
+            dt = node.inputs[2].dtype
+            if code and onnx_dtype(node, code) != dt:
+                raise bad_attr(node, f"output_dtype {onnx_dtype(node, code)} differs from the "
+                               f"zero point's type {dt}")
+        else:
+            dt = onnx_dtype(node, code) if code else np.dtype(np.uint8)
+        if dt not in QTYPES:
+            raise unsupported(node, f"quantized type {dt} is not supported (int8, uint8, "
+                              "int16, uint16)")
+        return dt
+
+    def check(self, node: Node) -> None:
+        super().check(node)
+        self.out_dtype(node)
+        p = int(node.attrs.get("precision") or 0)
+        if p and onnx_dtype(node, p) != np.float32:
+            raise unsupported(node, f"precision {onnx_dtype(node, p)} is not supported (float32)")
+
+    def infer(self, node: Node) -> list[TensorType]:
+        return [TensorType(node.inputs[0].shape, self.out_dtype(node))]
+
+    def reference(self, node, x, scale, zp=None):
+        dt = self.out_dtype(node)
+        s, z = self.params(node, x, scale, zp)
+        lo, hi = qrange(dt)
+        with np.errstate(all="ignore"):
+            q = np.rint(x.astype(np.float32) / s.astype(np.float32)) + z.astype(np.float32)
+            q = np.where(np.isnan(q), lo, np.clip(q, lo, hi))
+        return [q.astype(dt)]
+
+
+@register_op("DequantizeLinear")
+class DequantizeLinear(_Linear):
+    """ONNX DequantizeLinear: y = (x - x_zero_point) * x_scale. x int8, uint8, int16, uint16 or
+    int32 (whose zero point must be 0); x_scale float32 per tensor, per axis or blocked; y
+    float32 of x's shape."""
+
+    attrs = {"axis": 1, "block_size": 0, "output_dtype": 0}
+
+    def check(self, node: Node) -> None:
+        super().check(node)
+        x, s = node.inputs[0], node.inputs[1]
+        if x.dtype not in QTYPES and x.dtype != np.int32:
+            raise unsupported(node, f"x of type {x.dtype} is not supported (int8, uint8, "
+                              "int16, uint16, int32)")
+        if has_input(node, 2) and node.inputs[2].dtype != x.dtype:
+            raise bad_attr(node, f"zero point type {node.inputs[2].dtype} differs from x's "
+                           f"{x.dtype}")
+        code = int(node.attrs.get("output_dtype") or 0)
+        out = onnx_dtype(node, code) if code else s.dtype
+        if out != np.float32 or s.dtype != np.float32:
+            raise unsupported(node, f"scale {s.dtype} / output {out} is not supported (float32)")
+
+    def infer(self, node: Node) -> list[TensorType]:
+        return [TensorType(node.inputs[0].shape, np.dtype(np.float32))]
+
+    def reference(self, node, x, scale, zp=None):
+        s, z = self.params(node, x, scale, zp)
+        with np.errstate(all="ignore"):
+            y = (x.astype(np.float32) - z.astype(np.float32)) * s.astype(np.float32)
+        return [y.astype(np.float32)]
+
+
+@register_op("DynamicQuantizeLinear")
+class DynamicQuantizeLinear(OpDef):
+    """ONNX DynamicQuantizeLinear (opset 11): uint8 quantization of float32 x with a scale and
+    zero point computed from x's range: scale = (max(x, 0) - min(x, 0)) / 255 (1/255 when x is
+    all zeros), zero_point = round(saturate(-min(x, 0) / scale)), y = saturate(round(x / scale)
+    + zero_point). Outputs y (uint8, x's shape), y_scale (float32 scalar), y_zero_point (uint8
+    scalar). A NaN in x propagates into the scale (as onnxruntime); x must not be empty."""
+
+    attrs: dict = {}
+    min_inputs, max_inputs = 1, 1
+
+    def check(self, node: Node) -> None:
+        x = node.inputs[0]
+        if x.dtype != np.float32:
+            raise unsupported(node, f"x of type {x.dtype} is not supported (float32)")
+        if math.prod(x.shape) == 0:
+            raise ShapeError("x is empty: its range, and so the scale, is undefined",
+                             node=node.name, op=node.op, hint="give a non-empty input")
+
+    def infer(self, node: Node) -> list[TensorType]:
+        return [TensorType(node.inputs[0].shape, np.dtype(np.uint8)),
+                TensorType((), np.dtype(np.float32)), TensorType((), np.dtype(np.uint8))]
+
+    def reference(self, node, x):
+        x = x.astype(np.float32)
+        with np.errstate(all="ignore"):
+            hi = np.float32(max(np.float32(0), np.max(x))) if not np.isnan(x).any() else np.nan
+            lo = np.float32(min(np.float32(0), np.min(x))) if not np.isnan(x).any() else np.nan
+            rng = np.float32(1.0) if hi == lo else np.float32(hi - lo)
+            scale = np.float32(rng / np.float32(255))
+            zp = np.float32(np.clip(np.float32(0) - lo / scale, 0, 255))
+            zpi = np.rint(zp)
+            q = np.rint(x / scale) + zpi
+            q = np.where(np.isnan(q), 0, np.clip(q, 0, 255))
+            zpi = 0 if np.isnan(zpi) else zpi
+        return [q.astype(np.uint8), np.array(scale, np.float32), np.array(zpi, np.uint8)]
+
+
+def _operand_dtype(node: Node, k: int, what: str) -> None:
+    v = node.inputs[k]
+    if v.dtype not in ACC_TYPES:
+        raise unsupported(node, f"{what} of type {v.dtype} is not supported (int8 or uint8)")
+
+
+def _zero_point(node: Node, k: int, of: int, what: str, sizes: tuple[int, ...]) -> None:
+    """Zero point input ``k`` of operand ``of``: its type, and one value or one per ``sizes``."""
+    if not has_input(node, k):
+        return
+    v = node.inputs[k]
+    if v.dtype != node.inputs[of].dtype:
+        raise bad_attr(node, f"{what} of type {v.dtype} differs from its operand's "
+                       f"{node.inputs[of].dtype}")
+    n = math.prod(v.shape)
+    if not (n == 1 and len(v.shape) <= 1) and not (len(v.shape) == 1 and n in sizes):
+        raise ShapeError(f"{what} shape {list(v.shape)} is neither one value nor one per "
+                         f"{'/'.join(map(str, sizes))}", node=node.name, op=node.op,
+                         hint="per-tensor or per-channel zero points only")
+
+
+def _scale(node: Node, k: int, what: str, sizes: tuple[int, ...] = ()) -> None:
+    v = node.inputs[k]
+    if v.dtype != np.float32:
+        raise unsupported(node, f"{what} of type {v.dtype} is not supported (float32)")
+    n = math.prod(v.shape)
+    if not (n == 1 and len(v.shape) <= 1) and not (len(v.shape) == 1 and n in sizes):
+        raise ShapeError(f"{what} shape {list(v.shape)} is neither one value nor one per "
+                         f"{'/'.join(map(str, sizes)) or 'tensor'}", node=node.name,
+                         op=node.op, hint="per-tensor or per-channel scales only")
+    if v.const is not None:
+        c = np.asarray(v.const, np.float32)
+        if not (np.isfinite(c).all() and (c > 0).all()):
+            raise bad_attr(node, f"{what} {c.reshape(-1)[:4].tolist()} must be positive and "
+                           "finite")
+
+
+def _centered(a: np.ndarray, zp: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    """``a - zp`` in int64, zp broadcast as ``shape`` (zp one value or a vector)."""
+    out = a.astype(np.int64)
+    if zp is not None:
+        out = out - np.asarray(zp, np.int64).reshape(shape if np.size(zp) > 1 else ())
+    return out
+
+
+def requantize_float(acc: np.ndarray, multiplier: np.ndarray, zp: np.ndarray | None,
+                     dt: np.dtype) -> np.ndarray:
+    """The spec's requantization: saturate(round_half_even(acc * multiplier) + zp), computed in
+    float64 from the float32 multiplier (as onnx.reference does)."""
+    lo, hi = qrange(dt)
+    r = np.rint(acc.astype(np.float64) * np.asarray(multiplier, np.float64))
+    if zp is not None:
+        r = r + np.asarray(zp, np.float64)
+    return np.clip(r, lo, hi).astype(dt)
+
+
+def real_multiplier(a_scale: np.ndarray, b_scale: np.ndarray, y_scale: np.ndarray) -> np.ndarray:
+    """float32(a_scale * b_scale) / y_scale in float32, as the spec's references compute it."""
+    with np.errstate(all="ignore"):
+        return (np.asarray(a_scale, np.float32).reshape(-1) * np.asarray(b_scale, np.float32)
+                .reshape(-1)).astype(np.float32) / np.float32(np.asarray(y_scale).reshape(-1)[0])
+
+
+@register_op("MatMulInteger")
+class MatMulInteger(OpDef):
+    """ONNX MatMulInteger: y (int32) = (a - a_zero_point) @ (b - b_zero_point), numpy matmul
+    shapes. a, b int8/uint8; a_zero_point one value or one per row of a (M); b_zero_point one
+    value or one per column of b (N). Accumulates in int32, wrapping."""
+
+    attrs: dict = {}
+    min_inputs, max_inputs = 2, 4
+
+    def check(self, node: Node) -> None:
+        a, b = node.inputs[0], node.inputs[1]
+        _operand_dtype(node, 0, "a")
+        _operand_dtype(node, 1, "b")
+        _zero_point(node, 2, 0, "a_zero_point", (a.shape[-2] if len(a.shape) > 1 else 1,))
+        _zero_point(node, 3, 1, "b_zero_point", (b.shape[-1] if len(b.shape) > 1 else 1,))
+
+    def infer(self, node: Node) -> list[TensorType]:
+        return [TensorType(matmul_shape(node, node.inputs[0].shape, node.inputs[1].shape),
+                           np.dtype(np.int32))]
+
+    def reference(self, node, a, b, az=None, bz=None):
+        A = _centered(a, az, (-1, 1))
+        B = _centered(b, bz, (-1,))
+        return [np.matmul(A, B).astype(np.int32)]
+
+
+@register_op("QLinearMatMul")
+class QLinearMatMul(OpDef):
+    """ONNX QLinearMatMul: y = requantize((a - a_zp) @ (b - b_zp)) with multiplier
+    a_scale * b_scale / y_scale. a, b, y int8/uint8 (y takes y_zero_point's type); scales
+    float32, one value (b's scale and zero point may be one per column N)."""
+
+    attrs: dict = {}
+    min_inputs, max_inputs = 8, 8
+
+    def check(self, node: Node) -> None:
+        b = node.inputs[3]
+        n = b.shape[-1] if len(b.shape) > 1 else 1
+        _operand_dtype(node, 0, "a")
+        _operand_dtype(node, 3, "b")
+        _operand_dtype(node, 7, "y_zero_point")
+        _zero_point(node, 2, 0, "a_zero_point", ())
+        _zero_point(node, 5, 3, "b_zero_point", (n,))
+        _scale(node, 1, "a_scale")
+        _scale(node, 4, "b_scale", (n,))
+        _scale(node, 6, "y_scale")
+
+    def infer(self, node: Node) -> list[TensorType]:
+        return [TensorType(matmul_shape(node, node.inputs[0].shape, node.inputs[3].shape),
+                           node.inputs[7].dtype)]
+
+    def reference(self, node, a, a_s, az, b, b_s, bz, y_s, yz):
+        acc = np.matmul(_centered(a, az, ()), _centered(b, bz, (-1,))).astype(np.int32)
+        m = real_multiplier(a_s, b_s, y_s)
+        return [requantize_float(acc, m if m.size > 1 else m[0], np.asarray(yz).reshape(-1)[0],
+                                 node.inputs[7].dtype)]
+
+
+class _ConvQ(OpDef):
+    """What ConvInteger and QLinearConv share with Conv: attributes, geometry and checks."""
+
+    attrs = dict(Conv.attrs)
+    W = 1    # index of the weights input
+
+    def check_conv(self, node: Node) -> None:
+        x, w = node.inputs[0], node.inputs[self.W]
+        fake = Node("Conv", [x, w], node.outputs, node.attrs, node.name, node.version)
+        Conv().check(fake)
+
+    def acc(self, node: Node, x, w, xz, wz) -> np.ndarray:
+        pb, pe, s, d, out = conv_geometry(node, x.shape, w.shape)
+        X = _centered(x, xz, ())
+        W = _centered(w, wz, (-1,) + (1,) * (w.ndim - 1))
+        return conv_nd(X, W, pb, pe, s, d, out, attr(node, "group")).astype(np.int64)
+
+    def out_shape(self, node: Node) -> tuple[int, ...]:
+        x, w = node.inputs[0], node.inputs[self.W]
+        return (x.shape[0], w.shape[0]) + conv_geometry(node, x.shape, w.shape)[4]
+
+
+@register_op("ConvInteger")
+class ConvInteger(_ConvQ):
+    """ONNX ConvInteger: y (int32) = conv(x - x_zero_point, w - w_zero_point), Conv's
+    attributes and layouts (x NCHW, w (M, C/group, *K)); padding adds 0 to the centered input.
+    x, w int8/uint8; x_zero_point one value; w_zero_point one value or one per output channel."""
+
+    min_inputs, max_inputs = 2, 4
+
+    def check(self, node: Node) -> None:
+        self.check_conv(node)
+        _operand_dtype(node, 0, "x")
+        _operand_dtype(node, 1, "w")
+        _zero_point(node, 2, 0, "x_zero_point", ())
+        _zero_point(node, 3, 1, "w_zero_point", (node.inputs[1].shape[0],))
+
+    def infer(self, node: Node) -> list[TensorType]:
+        return [TensorType(self.out_shape(node), np.dtype(np.int32))]
+
+    def reference(self, node, x, w, xz=None, wz=None):
+        return [self.acc(node, x, w, xz, wz).astype(np.int32)]
+
+
+@register_op("QLinearConv")
+class QLinearConv(_ConvQ):
+    """ONNX QLinearConv: y = requantize(conv(x - x_zp, w - w_zp) + B) with multiplier
+    x_scale * w_scale / y_scale (per output channel when w_scale is). x, w, y int8/uint8 (y takes
+    y_zero_point's type), B int32 (M,); Conv's attributes and layouts (x NCHW)."""
+
+    min_inputs, max_inputs = 8, 9
+    W = 3
+
+    def check(self, node: Node) -> None:
+        self.check_conv(node)
+        m = node.inputs[3].shape[0]
+        _operand_dtype(node, 0, "x")
+        _operand_dtype(node, 3, "w")
+        _operand_dtype(node, 7, "y_zero_point")
+        _zero_point(node, 2, 0, "x_zero_point", ())
+        _zero_point(node, 5, 3, "w_zero_point", (m,))
+        _scale(node, 1, "x_scale")
+        _scale(node, 4, "w_scale", (m,))
+        _scale(node, 6, "y_scale")
+        if has_input(node, 8):
+            b = node.inputs[8]
+            if b.dtype != np.int32 or b.shape != (m,):
+                raise bad_attr(node, f"bias {b.dtype} {list(b.shape)} must be int32 ({m},)")
+
+    def infer(self, node: Node) -> list[TensorType]:
+        return [TensorType(self.out_shape(node), node.inputs[7].dtype)]
+
+    def reference(self, node, x, x_s, xz, w, w_s, wz, y_s, yz, b=None):
+        acc = self.acc(node, x, w, xz, wz)
+        if b is not None:
+            acc = acc + b.astype(np.int64).reshape((1, -1) + (1,) * (acc.ndim - 2))
+        acc = acc.astype(np.int32)
+        m = real_multiplier(x_s, w_s, y_s)
+        mb = m.reshape((1, -1) + (1,) * (acc.ndim - 2)) if m.size > 1 else m[0]
+        return [requantize_float(acc, mb, np.asarray(yz).reshape(-1)[0], node.inputs[7].dtype)]
