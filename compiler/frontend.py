@@ -33,6 +33,8 @@ log = logging.getLogger("onnxcc.frontend")
 
 MIN_OPSET, MAX_OPSET = 7, 21
 ALWAYS_FOLD = {"Shape", "Size"}   # depend on static shapes only
+# kept as nodes so that fuse_qdq sees the integer weights (canonicalize folds what it leaves)
+NEVER_FOLD = {"DequantizeLinear"}
 # Folding a node whose output is bigger than this (elements) is left to canonicalize's judgement;
 # splat outputs (0-stride views) are always kept.
 MAX_FOLD_ELEMENTS = 1 << 26
@@ -475,7 +477,8 @@ def import_onnx(model: str | Path | onnx.ModelProto,
                                  "are inconsistent, or input_shapes binds a dim far too large")
             o.type = t
         folded = False
-        if np_.op_type in ALWAYS_FOLD or (fold and all(i is None or i.is_const for i in ins)):
+        if np_.op_type in ALWAYS_FOLD or (fold and np_.op_type not in NEVER_FOLD
+                                          and all(i is None or i.is_const for i in ins)):
             folded = _try_fold(node)
         for o in outs:
             values[o.name] = o

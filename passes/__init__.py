@@ -10,6 +10,7 @@ from . import (
     fold_batchnorm,
     fuse_conv_activation,
     fuse_elementwise,
+    fuse_qdq,
     plan_memory,
     schedule,
 )
@@ -18,5 +19,5 @@ from .manager import PASSES, GraphPass, get_pass, graph_pass, run_pipeline
 from .plan_memory import Buffer, MemoryPlan, check_plan
 
 __all__ = ["PASSES", "Buffer", "GraphPass", "MemoryPlan", "canonicalize", "check_plan",
-           "fold_batchnorm", "fuse_conv_activation", "fuse_elementwise", "get_pass", "graph_pass",
+           "fold_batchnorm", "fuse_conv_activation", "fuse_elementwise", "fuse_qdq", "get_pass", "graph_pass",
            "liveness", "peak_live_bytes", "plan_memory", "run_pipeline", "schedule"]

@@ -9,12 +9,14 @@ from onnxcc.passes.canonicalize import canonicalize
 from onnxcc.passes.fold_batchnorm import fold_batchnorm
 from onnxcc.passes.fuse_conv_activation import fuse_conv_activation
 from onnxcc.passes.fuse_elementwise import fuse_elementwise
+from onnxcc.passes.fuse_qdq import fuse_qdq
 from onnxcc.passes.plan_memory import plan_memory
 from onnxcc.passes.schedule import schedule
 
 from .base import Target
 
 PIPELINE = [
+    fuse_qdq,
     canonicalize,
     fold_batchnorm,
     canonicalize,

@@ -33,7 +33,7 @@ from onnxcc.ops import attr, get_op
 from onnxcc.ops.nn import conv_geometry
 from onnxcc.ops.quant import QTYPES, param_layout, qrange, real_multiplier
 
-from . import LowerCtx, lower, nest
+from . import LowerCtx, broadcast_view, lower, nest
 from .matmul import matmul_views
 from .nn import LABELS, axis_var, in_range, lin, loops, read_buffers, shape_text
 
@@ -171,8 +171,8 @@ class _Requant:
     ``scales`` are the node's (a_scale, b_scale, y_scale) input positions; b's scale and the
     result may be per output channel."""
 
-    def __init__(self, ctx: LowerCtx, scales: tuple[int, int, int], y_zp: int, channels: int
-                 ) -> None:
+    def __init__(self, ctx: LowerCtx, scales: tuple[int, int, int], y_zp: int, channels: int,
+                 alpha: float = 1.0) -> None:
         node = ctx.node
         self.out = DType.of(node.outputs[0].dtype)
         self.lo, self.hi = qrange(self.out.np)
@@ -183,7 +183,10 @@ class _Requant:
         vals = [node.inputs[k] for k in scales]
         self.const = all(v.const is not None for v in vals)
         if self.const:
-            m = real_multiplier(*(np.asarray(v.const) for v in vals))
+            a_s, b_s, y_s = (np.asarray(v.const, np.float32) for v in vals)
+            if alpha != 1.0:    # onnxruntime's QGemm: ((alpha * a_scale) * b_scale) / y_scale
+                a_s = (np.float32(alpha) * a_s).astype(np.float32)
+            m = real_multiplier(a_s, b_s, y_s)
             pairs = [quantize_multiplier(float(r)) for r in m]
             self.note = (f"requantize by fixed-point multiplier {pairs[0][0]} >> {pairs[0][1]}"
                          if len(pairs) == 1 else f"requantize per channel ({len(pairs)} "
@@ -203,6 +206,7 @@ class _Requant:
                                                                      "y_scale"))]
             self.reads += self.bufs
             self.per_channel = math.prod(vals[1].shape) > 1
+            self.alpha = alpha
 
     def __call__(self, acc: Expr, ch: Expr) -> Expr:
         if self.const:
@@ -222,46 +226,79 @@ class _Requant:
         a_s, b_s, y_s = self.bufs
         zero = lambda b: (Const(0),) * len(b.shape)   # noqa: E731
         bsc = b_s[(ch,)] if self.per_channel else b_s[zero(b_s)]
-        mult = (a_s[zero(a_s)] * bsc) / y_s[zero(y_s)]
+        asc: Expr = a_s[zero(a_s)]
+        if self.alpha != 1.0:
+            asc = const(self.alpha, F32) * asc
+        mult = (asc * bsc) / y_s[zero(y_s)]
         v = Unary("round", Cast(acc, F64) * Cast(mult, F64)) + Cast(self.yz, F64)
         return Cast(_fmin_fmax(v, self.lo, self.hi), self.out)
 
 
 def _supports_int(node: Node) -> str | None:
-    for k in (0, 3 if node.op.startswith("QLinear") else 1):
+    requant = node.op.startswith("QLinear") or node.op.endswith("QGemm")
+    for k in (0, 3 if requant else 1):
         v = node.inputs[k]
         if v.dtype not in (np.int8, np.uint8):
             return f"{node.op} on {v.dtype} is not supported (int8, uint8)"
-    if node.op.startswith("QLinear") and node.outputs[0].dtype not in QTYPES:
+    if requant and node.outputs[0].dtype not in QTYPES:
         return f"{node.op} to {node.outputs[0].dtype} is not supported"
     return None
 
 
-@lower("MatMulInteger", "QLinearMatMul", supports=_supports_int)
-def _lower_matmul_integer(node: Node, ctx: LowerCtx) -> Any:
-    """y[b, i, j] = fin(sum over k of (a[b, i, k] - a_zp[i]) * (b[b, k, j] - b_zp[j])) with an
-    int32 accumulator; fin is the identity (MatMulInteger, int32 y) or the requantization
-    (QLinearMatMul). Batch dims broadcast as numpy's matmul."""
-    q = node.op == "QLinearMatMul"
-    ia, ib = (0, 3) if q else (0, 1)
-    A, B, Y, batch, M, K, N = matmul_views(ctx, ia, ib)
+def _integer_product(ctx: LowerCtx, A: Buffer, B: Buffer, Y: Buffer, batch: Sequence[int],
+                     M: int, K: int, N: int, zps: tuple[int, int], fin: _Requant | None,
+                     bias: Buffer | None, what: str) -> Any:
+    """y[b, i, j] = fin(bias[i, j] + sum over k of (a[b, i, k] - a_zp[i]) * (b[b, k, j] -
+    b_zp[j])) with an int32 accumulator; fin is the identity (int32 y) or the requantization.
+    ``zps`` are the node's input positions of a's and b's zero points."""
+    node = ctx.node
     bv = [axis_var(f"b{t}", n) for t, n in enumerate(batch)]
     i, j, k = axis_var("i", M), axis_var("j", N), axis_var("k", K)
-    az, azb = _zero_point_expr(ctx, 2, "a_zp", i)
-    bz, bzb = _zero_point_expr(ctx, 5 if q else 3, "b_zp", j)
-    fin = _Requant(ctx, (1, 4, 6), 7, N) if q else None
+    az, azb = _zero_point_expr(ctx, zps[0], "a_zp", i)
+    bz, bzb = _zero_point_expr(ctx, zps[1], "b_zp", j)
     acc = Var("acc", I32)
     prod = _centered(A[(*bv, i, k)], az) * _centered(B[(*bv, k, j)], bz)
     out: Expr = fin(acc, j) if fin is not None else acc
+    init: Expr = bias[(i, j)] if bias is not None else const(0, I32)
     body = loops([(v, 0, n) for v, n in zip(bv, batch)] + [(i, 0, M), (j, 0, N)],
-                 [Decl(acc, const(0, I32)), *loops([(k, 0, K)], [Assign(acc, acc + prod)]),
+                 [Decl(acc, init), *loops([(k, 0, K)], [Assign(acc, acc + prod)]),
                   Store(Y, (*bv, i, j), out)])
-    text = (f"{node.op}: y {shape_text(Y.shape)} {Y.dtype} = (a {shape_text(A.shape)} - zp) @ "
-            f"(b {shape_text(B.shape)} - zp), int32 accumulator"
+    text = (f"{node.op}: y {shape_text(Y.shape)} {Y.dtype} = {what}, int32 accumulator"
             + (f"; {fin.note}" if fin is not None else ""))
-    extra = [b for b in (azb, bzb) if b is not None] + (fin.reads + fin.weights if fin else [])
+    extra = [b for b in (azb, bzb, bias) if b is not None] + \
+        (fin.reads + fin.weights if fin else [])
     ins = read_buffers(body, [A, B] + extra)
-    return ctx.kernel(node.op.lower(), [Y], ins, [Comment(text)] + body, comment=text)
+    return ctx.kernel(node.op.split(".")[-1].lower(), [Y], ins, [Comment(text)] + body,
+                      comment=text)
+
+
+@lower("MatMulInteger", "QLinearMatMul", supports=_supports_int)
+def _lower_matmul_integer(node: Node, ctx: LowerCtx) -> Any:
+    """MatMulInteger (int32 y) and QLinearMatMul (requantized y): numpy matmul shapes, batch
+    dims broadcast (see :func:`_integer_product`)."""
+    q = node.op == "QLinearMatMul"
+    A, B, Y, batch, M, K, N = matmul_views(ctx, 0, 3 if q else 1)
+    fin = _Requant(ctx, (1, 4, 6), 7, N) if q else None
+    return _integer_product(ctx, A, B, Y, batch, M, K, N, (2, 5) if q else (2, 3), fin, None,
+                            f"(a {shape_text(A.shape)} - zp) @ (b {shape_text(B.shape)} - zp)")
+
+
+@lower("com.microsoft.QGemm", supports=_supports_int)
+def _lower_qgemm(node: Node, ctx: LowerCtx) -> Any:
+    """onnxruntime's QGemm: y (M, N) = requantize(A' @ B' + C) (see ``onnxcc.ops.quant.QGemm``);
+    A' and B' are transposed views, C an int32 view broadcast to (M, N)."""
+    M, K, N = get_op(node).dims(node)
+    A0, B0, Y = ctx.input(0, "a"), ctx.input(3, "b"), ctx.output(0, "y")
+    A = Buffer("a", A0.dtype, (M, K), A0.strides[::-1] if attr(node, "transA") else A0.strides,
+               A0.space, A0.offset, A0.index, A0.data, A0.value)
+    B = Buffer("b", B0.dtype, (K, N), B0.strides[::-1] if attr(node, "transB") else B0.strides,
+               B0.space, B0.offset, B0.index, B0.data, B0.value)
+    C = broadcast_view(ctx.input(6, "c"), (M, N)) if _has(node, 6) else None
+    fin = _Requant(ctx, (1, 4, 7), 8, N, alpha=float(attr(node, "alpha")))
+    what = (f"a{'^T' if attr(node, 'transA') else ''} {shape_text(A0.shape)} @ "
+            f"b{'^T' if attr(node, 'transB') else ''} {shape_text(B0.shape)}"
+            + (f" + c {shape_text(C.shape)}" if C is not None else ""))
+    return _integer_product(ctx, A, B, Y, (), M, K, N, (2, 5), fin, C, what)
 
 
 @lower("ConvInteger", "QLinearConv", supports=_supports_int)

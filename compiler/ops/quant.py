@@ -440,3 +440,70 @@ class QLinearConv(_ConvQ):
         m = real_multiplier(x_s, w_s, y_s)
         mb = m.reshape((1, -1) + (1,) * (acc.ndim - 2)) if m.size > 1 else m[0]
         return [requantize_float(acc, mb, np.asarray(yz).reshape(-1)[0], node.inputs[7].dtype)]
+
+
+@register_op("com.microsoft.QGemm")
+class QGemm(OpDef):
+    """onnxruntime's contrib op QGemm (domain com.microsoft): y = requantize(A' @ B' + C) with
+    multiplier alpha * a_scale * b_scale / y_scale, where A' = A (M, K) or A^T (transA), B' =
+    (B - b_zp) (K, N) or its transpose (transB), A' centered by a_zp. A, B int8/uint8; a_scale
+    and a_zp one value; b_scale and b_zp one value or one per column N; C int32 broadcasting to
+    (M, N), in the accumulator's scale (a_scale * b_scale); y takes y_zero_point's type.
+    The float-output form (no y_scale) is not supported."""
+
+    attrs = {"alpha": 1.0, "transA": 0, "transB": 0}
+    min_inputs, max_inputs = 6, 9
+
+    def dims(self, node: Node) -> tuple[int, int, int]:
+        a, b = node.inputs[0].shape, node.inputs[3].shape
+        if len(a) != 2 or len(b) != 2:
+            raise bad_attr(node, f"A and B must be 2-D, got {list(a)} and {list(b)}")
+        m, k = a[::-1] if attr(node, "transA") else a
+        k2, n = b[::-1] if attr(node, "transB") else b
+        if k != k2:
+            raise bad_attr(node, f"inner sizes differ: A' is ({m}, {k}), B' is ({k2}, {n})")
+        return m, k, n
+
+    def check(self, node: Node) -> None:
+        m, _, n = self.dims(node)
+        if not (has_input(node, 7) and has_input(node, 8)):
+            raise unsupported(node, "QGemm without y_scale and y_zero_point (float output) is "
+                              "not supported")
+        _operand_dtype(node, 0, "A")
+        _operand_dtype(node, 3, "B")
+        _operand_dtype(node, 8, "y_zero_point")
+        _zero_point(node, 2, 0, "a_zero_point", ())
+        _zero_point(node, 5, 3, "b_zero_point", (n,))
+        _scale(node, 1, "a_scale")
+        _scale(node, 4, "b_scale", (n,))
+        _scale(node, 7, "y_scale")
+        if has_input(node, 6):
+            c = node.inputs[6]
+            if c.dtype != np.int32 or len(c.shape) > 2 or \
+                    any(d not in (1, t) for d, t in zip(c.shape[::-1], (n, m))):
+                raise bad_attr(node, f"C {c.dtype} {list(c.shape)} must be int32 broadcasting "
+                               f"to ({m}, {n})")
+
+    def infer(self, node: Node) -> list[TensorType]:
+        m, _, n = self.dims(node)
+        return [TensorType((m, n), node.inputs[8].dtype)]
+
+    def multiplier(self, node: Node, a_s, b_s, y_s) -> np.ndarray:
+        """float32: ((alpha * a_scale) * b_scale) / y_scale, per column when b_scale is."""
+        alpha = np.float32(attr(node, "alpha"))
+        with np.errstate(all="ignore"):
+            ab = (alpha * np.asarray(a_s, np.float32).reshape(-1)).astype(np.float32)
+            return real_multiplier(ab, b_s, y_s)
+
+    def reference(self, node, a, a_s, az, b, b_s, bz, c=None, y_s=None, yz=None):
+        A = _centered(a, az, ())
+        B = _centered(b, bz, (-1, 1) if attr(node, "transB") else (-1,))
+        A = A.T if attr(node, "transA") else A
+        B = B.T if attr(node, "transB") else B
+        acc = (A @ B)
+        if c is not None:
+            acc = acc + np.asarray(c, np.int64)
+        acc = acc.astype(np.int32)
+        m = self.multiplier(node, a_s, b_s, y_s)
+        return [requantize_float(acc, m if m.size > 1 else m[0], np.asarray(yz).reshape(-1)[0],
+                                 node.inputs[8].dtype)]

@@ -7,8 +7,8 @@ from onnxcc.errors import OnnxccError
 from onnxcc.passes import GraphPass
 from onnxcc.targets import TARGETS, Target, get_target, mcu
 
-ORDER = ["canonicalize", "fold_batchnorm", "canonicalize", "fuse_conv_activation",
-         "fuse_elementwise", "schedule", "plan_memory"]
+ORDER = ["fuse_qdq", "canonicalize", "fold_batchnorm", "canonicalize",
+         "fuse_conv_activation", "fuse_elementwise", "schedule", "plan_memory"]
 
 
 def test_known_targets_and_their_facts():

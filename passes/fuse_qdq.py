@@ -1,0 +1,260 @@
+"""fuse_qdq: QDQ patterns (QuantizeLinear/DequantizeLinear around float ops) -> integer ops.
+
+The QDQ format (onnxruntime's ``quantize_static``, PyTorch, Brevitas) writes a quantized model
+as float ops whose inputs are dequantized and whose outputs are quantized again. onnxruntime
+executes such models by fusing these patterns into integer kernels; so does this pass:
+
+    %xf = DQ(%xq, %xs*, %xz*); %wf = DQ(%wq*, %ws*, %wz*); %bf = DQ(%bq*, %bs*)
+    %yf = Conv(%xf, %wf, %bf); [%yf = Relu(%yf)]; %yq = Q(%yf, %ys*, %yz*)
+        ==>  %yq = QLinearConv(%xq, %xs, %xz, %wq, %ws, %wz, %ys, %yz, %bq)
+             [%yq = Max(%yq, %yz)]                               (Relu: clamp at the zero point)
+    Gemm (alpha 1, B constant) and 2-D MatMul likewise ==> com.microsoft.QGemm
+    %yq = Q(MaxPool | Reshape | Flatten | Squeeze | Unsqueeze | Transpose (DQ(%xq)))
+        with the same scale and zero point on both sides   ==>  the op on %xq (int8 values:
+                                                               max and moves commute with
+                                                               the monotonic dequantization)
+    %yq = Q(DQ(%xq)) with the same scale, zero point and type  ==>  %xq
+
+Conditions: activations per tensor; weights per tensor or per output channel (Conv axis 0,
+Gemm's N axis); scales and zero points constant; a bias either quantized int32 with scale
+x_scale * w_scale (zero point 0) or float (then quantized here, round half to even, as
+onnxruntime's quantizer does). Anything else stays float: the DQ -> op -> Q chain computes the
+same numbers in float, and a warning names each float op left between them.
+Preconditions: none (runs first; the frontend leaves DequantizeLinear unfolded for it, and
+canonicalize folds the DequantizeLinear nodes on constants that no pattern took).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from onnxcc.ir import Graph, Node, TensorType, Value
+from onnxcc.ops import attr
+
+from .manager import graph_pass
+from .pattern import Match, Op, rewrite
+
+log = logging.getLogger("onnxcc.passes")
+INT8 = (np.dtype(np.int8), np.dtype(np.uint8))
+MOVES = ("MaxPool", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose")
+
+
+class _Dq:
+    """A DequantizeLinear feeding a matched op: its quantized value, scale and zero point
+    (constants; zp None when absent) and the axis along which they vary (None: per tensor)."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.q = node.inputs[0]
+        self.scale = node.inputs[1]
+        self.zp = node.inputs[2] if len(node.inputs) > 2 else None
+        n = self.scale.const.size if self.scale.const is not None else 0
+        self.axis: int | None = None
+        if n > 1:
+            self.axis = int(attr(node, "axis")) % max(len(self.q.shape), 1)
+
+
+def _dq(v: Value | None) -> _Dq | None:
+    """The DequantizeLinear producing ``v`` when its scale and zero point are constants, its
+    input int8/uint8 (int32 for a bias) and it is not blocked; else None."""
+    n = v.producer if v is not None else None
+    if n is None or n.op != "DequantizeLinear" or (n.attrs.get("block_size") or 0):
+        return None
+    d = _Dq(n)
+    if d.scale.const is None or (d.zp is not None and d.zp.const is None):
+        return None
+    return d
+
+
+def _q_params(q: Node) -> tuple[Value, Value | None] | None:
+    """Scale and zero point of the QuantizeLinear ``q`` when constant, per tensor, and the
+    output int8/uint8; else None."""
+    s = q.inputs[1]
+    z = q.inputs[2] if len(q.inputs) > 2 else None
+    if s.const is None or s.const.size != 1 or (z is not None and z.const is None):
+        return None
+    if q.outputs[0].dtype not in INT8 or (q.attrs.get("block_size") or 0):
+        return None
+    return s, z
+
+
+def _const(g: Graph, hint: str, a: np.ndarray) -> Value:
+    return Value(g.fresh_name(hint), TensorType(a.shape, a.dtype), const=a)
+
+
+def _zp(g: Graph, z: Value | None, dtype: np.dtype, hint: str) -> Value:
+    """``z``, or a zero point of 0 in ``dtype`` where the model omitted it."""
+    return z if z is not None else _const(g, hint, np.zeros((), dtype))
+
+
+def _scalar(v: Value | None) -> float | int | None:
+    return None if v is None else np.asarray(v.const).reshape(-1)[0].item()
+
+
+def _same_params(d: _Dq, s: Value, z: Value | None, out_dtype: np.dtype) -> bool:
+    return (d.axis is None and d.q.dtype == out_dtype
+            and np.float32(_scalar(d.scale)) == np.float32(_scalar(s))
+            and int(_scalar(d.zp) or 0) == int(_scalar(z) or 0))
+
+
+def _bias(g: Graph, b: Value | None, x: _Dq, w: _Dq, name: str) -> Value | None | bool:
+    """The int32 bias for an integer conv/gemm from the float op's bias ``b``: a DQ of int32
+    with scale x_scale * w_scale is taken as is; a float constant is quantized with that scale.
+    None when there is no bias; False when it cannot be an integer bias."""
+    if b is None:
+        return None
+    acc_scale = (np.asarray(x.scale.const, np.float32).reshape(-1)
+                 * np.asarray(w.scale.const, np.float32).reshape(-1)).astype(np.float32)
+    d = _dq(b)
+    if d is not None:
+        if d.q.dtype != np.int32 or d.q.const is None or int(_scalar(d.zp) or 0) != 0 \
+                or (d.zp is not None and np.any(d.zp.const)):
+            return False
+        bs = np.asarray(d.scale.const, np.float32).reshape(-1)
+        if not np.allclose(bs, acc_scale, rtol=1e-5, atol=0):
+            return False
+        q = np.broadcast_to(np.asarray(d.q.const, np.int32).reshape(-1), (max(bs.size,
+                                                                             acc_scale.size,
+                                                                             d.q.const.size),))
+        return _const(g, f"{name}_bias_q", np.ascontiguousarray(q))
+    if b.const is None or b.dtype != np.float32:
+        return False
+    with np.errstate(all="ignore"):
+        q = np.rint(np.asarray(b.const, np.float64).reshape(-1) / acc_scale.astype(np.float64))
+    if not np.isfinite(q).all() or np.abs(q).max(initial=0) >= 2 ** 31:
+        return False
+    return _const(g, f"{name}_bias_q", q.astype(np.int32))
+
+
+def _operands(lin: Node, w_axis: int) -> tuple[_Dq, _Dq] | None:
+    """(x, w) DequantizeLinear sources of a conv/gemm: x per tensor int8/uint8, w a constant
+    int8/uint8 per tensor or along ``w_axis``."""
+    x, w = _dq(lin.inputs[0]), _dq(lin.inputs[1])
+    if x is None or w is None or x.axis is not None or x.q.dtype not in INT8:
+        return None
+    if w.q.const is None or w.q.dtype not in INT8 or w.axis not in (None, w_axis):
+        return None
+    return x, w
+
+
+def _finish(m: Match, node: Node, yz: Value) -> list[Node]:
+    """``node`` writing the Q's output, followed by the Relu clamp when one was matched."""
+    out = m.root.outputs[0]
+    if "act" not in m:
+        node.outputs = [out]
+        return [node]
+    mid = Value(m.graph.fresh_name(f"{node.name}_q"), out.type)
+    node.outputs = [mid]
+    return [node, Node("Max", [mid, yz], [out], {}, f"{node.name}_relu", 13)]
+
+
+def conv_to_qlinear(m: Match) -> list[Node] | None:
+    """Q(Conv(DQ(x), DQ(w), DQ(b)?)) -> QLinearConv (module docstring)."""
+    conv, q, g = m["lin"], m.root, m.graph
+    qp = _q_params(q)
+    ops = _operands(conv, 0)
+    if qp is None or ops is None:
+        return None
+    x, w = ops
+    ys, yz = qp
+    b = _bias(g, conv.inputs[2] if len(conv.inputs) > 2 else None, x, w, conv.name)
+    if b is False:
+        return None
+    yzv = _zp(g, yz, q.outputs[0].dtype, f"{conv.name}_yz")
+    ins = [x.q, x.scale, _zp(g, x.zp, x.q.dtype, f"{conv.name}_xz"), w.q, w.scale,
+           _zp(g, w.zp, w.q.dtype, f"{conv.name}_wz"), ys, yzv] + ([b] if b is not None else [])
+    node = Node("QLinearConv", ins, [], dict(conv.attrs), conv.name, 10)
+    return _finish(m, node, yzv)
+
+
+def gemm_to_qgemm(m: Match) -> list[Node] | None:
+    """Q(Gemm(DQ(a), DQ(B*), C?) | MatMul(DQ(a) 2-D, DQ(B*) 2-D)) -> com.microsoft.QGemm."""
+    lin, q, g = m["lin"], m.root, m.graph
+    if len(lin.inputs[0].shape) != 2 or len(lin.inputs[1].shape) != 2:
+        return None
+    gemm = lin.op == "Gemm"
+    trans_b = int(attr(lin, "transB")) if gemm else 0
+    if gemm and float(attr(lin, "alpha")) != 1.0:
+        return None
+    qp = _q_params(q)
+    ops = _operands(lin, 0 if trans_b else 1)
+    if qp is None or ops is None:
+        return None
+    a, b = ops
+    ys, yz = qp
+    c_in = lin.inputs[2] if gemm and len(lin.inputs) > 2 else None
+    if c_in is not None and float(attr(lin, "beta")) != 1.0:
+        return None
+    if c_in is not None and len(c_in.shape) > 1 and c_in.shape[0] != 1:
+        return None       # per-row C: not a bias
+    c = _bias(g, c_in, a, b, lin.name)
+    if c is False:
+        return None
+    yzv = _zp(g, yz, q.outputs[0].dtype, f"{lin.name}_yz")
+    ins = [a.q, a.scale, _zp(g, a.zp, a.q.dtype, f"{lin.name}_az"), b.q, b.scale,
+           _zp(g, b.zp, b.q.dtype, f"{lin.name}_bz"), c, ys, yzv]
+    attrs = {"alpha": 1.0, "transA": int(attr(lin, "transA")) if gemm else 0, "transB": trans_b}
+    node = Node("com.microsoft.QGemm", ins, [], attrs, lin.name, 1)
+    return _finish(m, node, yzv)
+
+
+def move_quantized(m: Match) -> list[Node] | None:
+    """Q(op(DQ(x), ...)) with equal parameters on both sides -> op(x, ...) for max and data
+    movement ops, which commute with the (monotonic, per-tensor) dequantization."""
+    op, q = m["lin"], m.root
+    qp = _q_params(q)
+    d = _dq(op.inputs[0])
+    if qp is None or d is None or not _same_params(d, *qp, q.outputs[0].dtype):
+        return None
+    if op.op == "MaxPool" and len(op.outputs) > 1:
+        return None
+    return [Node(op.op, [d.q] + list(op.inputs[1:]), [q.outputs[0]], dict(op.attrs), op.name,
+                 op.version)]
+
+
+def requantize_identity(m: Match) -> list[Value] | None:
+    """Q(DQ(x)) with the same parameters and type -> x."""
+    q = m.root
+    qp = _q_params(q)
+    d = _dq(q.inputs[0])
+    if qp is None or d is None or not _same_params(d, *qp, q.outputs[0].dtype):
+        return None
+    if any(o is q.outputs[0] for o in m.graph.outputs) and d.q.producer is None:
+        return None       # a graph output stays produced by a node
+    return [d.q]
+
+
+def _lin(ops: tuple[str, ...]) -> Op:
+    return Op(ops, name="lin")
+
+
+Q = "QuantizeLinear"
+FUSE_QDQ_PATTERNS = [
+    (Op(Q, _lin(("Conv",)), ...), conv_to_qlinear),
+    (Op(Q, Op("Relu", _lin(("Conv",)), name="act"), ...), conv_to_qlinear),
+    (Op(Q, _lin(("Gemm", "MatMul")), ...), gemm_to_qgemm),
+    (Op(Q, Op("Relu", _lin(("Gemm", "MatMul")), name="act"), ...), gemm_to_qgemm),
+    (Op(Q, _lin(MOVES), ...), move_quantized),
+    (Op(Q, Op("DequantizeLinear", one_use=False), ...), requantize_identity),
+]
+
+
+@graph_pass("fuse_qdq")
+def fuse_qdq(g: Graph) -> Graph:
+    """QDQ patterns -> QLinearConv, com.microsoft.QGemm and int8 data movement (module
+    docstring); warns, naming each float op still between DequantizeLinear and QuantizeLinear.
+
+    Preconditions: none; runs first in the pipelines."""
+    g = rewrite(g, FUSE_QDQ_PATTERNS)
+    for n in g.nodes:
+        if n.op in ("QuantizeLinear", "DequantizeLinear") or not n.outputs:
+            continue
+        fed = any(v is not None and v.producer is not None and v.producer.op == "DequantizeLinear"
+                  for v in n.inputs)
+        feeds = any(u.op == "QuantizeLinear" for o in n.outputs for u in g.users(o))
+        if fed and feeds:
+            log.warning("node %r (%s) stays float between DequantizeLinear and QuantizeLinear: "
+                        "onnxcc has no integer kernel for this pattern", n.name, n.op)
+    return g
+

@@ -1,0 +1,215 @@
+"""fuse_qdq: QDQ models become integer kernels (QLinearConv, QGemm, int8 MaxPool and moves),
+checked for structure and against onnxruntime, which runs the same QDQ models with its own
+integer kernels; the digits CNN quantized by onnxruntime's quantize_static end to end."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import onnxcc
+
+from builders import IR_VERSION, ort_run
+
+TARGETS = ("host", "cpu")
+rng = np.random.default_rng(3)
+
+
+def _init(name, a):
+    return numpy_helper.from_array(np.asarray(a), name)
+
+
+def qdq_conv_model(relu: bool, float_bias: bool, per_channel: bool, act=np.uint8):
+    """x -> Q -> DQ -> Conv(DQ(w), bias) [-> Relu] -> Q -> DQ -> y, as onnxruntime writes it."""
+    w = rng.integers(-127, 127, (8, 4, 3, 3)).astype(np.int8)
+    ws = (rng.random(8) * 0.02 + 0.005).astype(np.float32) if per_channel else \
+        np.array(0.01, np.float32)
+    xs, xz = np.array(0.03, np.float32), np.array(128 if act == np.uint8 else 0, act)
+    ys, yz = np.array(0.05, np.float32), np.array(20 if act == np.uint8 else -100, act)
+    bq = rng.integers(-3000, 3000, 8).astype(np.int32)
+    inits = [_init("xs", xs), _init("xz", xz), _init("w", w), _init("ws", ws),
+             _init("wz", np.zeros(ws.shape, np.int8)), _init("ys", ys), _init("yz", yz)]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"], name="qx"),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xf"], name="dqx"),
+             helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wf"], name="dqw", axis=0)]
+    if float_bias:
+        inits.append(_init("b", (bq * (xs * ws)).astype(np.float32)))
+        bias = "b"
+    else:
+        inits += [_init("bq", bq), _init("bs", (xs * ws).astype(np.float32)),
+                  _init("bz", np.zeros(ws.shape, np.int32))]
+        nodes.append(helper.make_node("DequantizeLinear", ["bq", "bs", "bz"], ["bf"], name="dqb",
+                                      axis=0))
+        bias = "bf"
+    nodes.append(helper.make_node("Conv", ["xf", "wf", bias], ["c"], name="conv",
+                                  pads=[1, 1, 1, 1]))
+    last = "c"
+    if relu:
+        nodes.append(helper.make_node("Relu", ["c"], ["r"], name="relu"))
+        last = "r"
+    nodes += [helper.make_node("QuantizeLinear", [last, "ys", "yz"], ["yq"], name="qy"),
+              helper.make_node("DequantizeLinear", ["yq", "ys", "yz"], ["y"], name="dqy")]
+    g = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                        [1, 4, 9, 9])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 9, 9])],
+                          inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = IR_VERSION
+    return m
+
+
+def _compare(model, feeds, out_scale, min_equal=0.99):
+    want = ort_run(model, feeds)
+    res = {}
+    for t in TARGETS:
+        cm = onnxcc.compile(model, t)
+        got = cm.run(feeds)
+        for k, w in want.items():
+            d = np.abs(got[k].astype(np.float64) - w) / out_scale
+            assert d.max() <= 1.0001, (t, k, d.max())
+            assert (d < 1e-3).mean() >= min_equal, (t, k, (d < 1e-3).mean())
+        res[t] = (cm, got)
+    return res
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("float_bias", [False, True])
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_conv_becomes_qlinearconv(relu, float_bias, per_channel):
+    m = qdq_conv_model(relu, float_bias, per_channel)
+    x = (rng.standard_normal((1, 4, 9, 9)) * 2).astype(np.float32)
+    res = _compare(m, {"x": x}, 0.05)
+    ops = [n.op for n in res["host"][0].graph.nodes]
+    assert "QLinearConv" in ops and "Conv" not in ops and "Relu" not in ops
+    assert ops.count("DequantizeLinear") == 1          # only the output's
+    if relu:
+        assert "Max" in ops      # Relu as a clamp at the output zero point
+        assert res["host"][1]["y"].min() >= 0
+
+
+def test_int8_activations_and_moves():
+    """int8 activations; MaxPool and Flatten between quantized ops run on int8 values."""
+    m = qdq_conv_model(True, False, True, act=np.int8)
+    g = m.graph
+    ys, yz = "ys", "yz"
+    g.output[0].CopyFrom(helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 128]))
+    last = g.node[-1]
+    last.output[0] = "yd"
+    g.node.extend([
+        helper.make_node("MaxPool", ["yd"], ["p"], name="pool", kernel_shape=[2, 2],
+                         strides=[2, 2]),
+        helper.make_node("QuantizeLinear", ["p", ys, yz], ["pq"], name="qp"),
+        helper.make_node("DequantizeLinear", ["pq", ys, yz], ["pd"], name="dqp"),
+        helper.make_node("Flatten", ["pd"], ["f"], name="flat"),
+        helper.make_node("QuantizeLinear", ["f", ys, yz], ["fq"], name="qf"),
+        helper.make_node("DequantizeLinear", ["fq", ys, yz], ["y"], name="dqf")])
+    x = (rng.standard_normal((1, 4, 9, 9)) * 2).astype(np.float32)
+    res = _compare(m, {"x": x}, 0.05)
+    nodes = res["host"][0].graph.nodes
+    ops = [n.op for n in nodes]
+    assert "MaxPool" in ops and "QLinearConv" in ops and ops.count("QuantizeLinear") == 1
+    pool = next(n for n in nodes if n.op == "MaxPool")
+    assert pool.inputs[0].dtype == np.int8 and pool.outputs[0].dtype == np.int8
+
+
+@pytest.mark.parametrize("kind", ["gemm", "gemm_transB", "matmul"])
+def test_gemm_and_matmul_become_qgemm(kind):
+    k, n = 24, 10
+    trans_b = kind == "gemm_transB"
+    w = rng.integers(-127, 127, (n, k) if trans_b else (k, n)).astype(np.int8)
+    ws = (rng.random(n) * 0.02 + 0.005).astype(np.float32)
+    xs, xz = np.array(0.03, np.float32), np.array(128, np.uint8)
+    ys, yz = np.array(0.1, np.float32), np.array(100, np.uint8)
+    inits = [_init("xs", xs), _init("xz", xz), _init("w", w), _init("ws", ws),
+             _init("wz", np.zeros(n, np.int8)), _init("ys", ys), _init("yz", yz),
+             _init("b", (rng.standard_normal(n) * 0.3).astype(np.float32))]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xf"]),
+             helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wf"],
+                              axis=0 if trans_b else 1)]
+    if kind == "matmul":
+        nodes.append(helper.make_node("MatMul", ["xf", "wf"], ["c"], name="lin"))
+    else:
+        nodes.append(helper.make_node("Gemm", ["xf", "wf", "b"], ["c"], name="lin",
+                                      transB=int(trans_b)))
+    nodes += [helper.make_node("QuantizeLinear", ["c", "ys", "yz"], ["yq"]),
+              helper.make_node("DequantizeLinear", ["yq", "ys", "yz"], ["y"])]
+    g = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                        [3, k])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, n])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = IR_VERSION
+    x = (rng.standard_normal((3, k)) * 2).astype(np.float32)
+    res = _compare(m, {"x": x}, 0.1, min_equal=0.9)
+    ops = [n.op for n in res["host"][0].graph.nodes]
+    assert "com.microsoft.QGemm" in ops and "Gemm" not in ops and "MatMul" not in ops
+
+
+def test_float_op_between_qdq_stays_float_with_a_warning(caplog):
+    xs, xz = np.array(0.03, np.float32), np.array(128, np.uint8)
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xf"]),
+             helper.make_node("Sigmoid", ["xf"], ["s"], name="my_sigmoid"),
+             helper.make_node("QuantizeLinear", ["s", "ys", "yz"], ["yq"]),
+             helper.make_node("DequantizeLinear", ["yq", "ys", "yz"], ["y"])]
+    g = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                        [2, 5])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5])],
+                          [_init("xs", xs), _init("xz", xz),
+                           _init("ys", np.array(1 / 255, np.float32)),
+                           _init("yz", np.array(0, np.uint8))])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = IR_VERSION
+    with caplog.at_level(logging.WARNING, logger="onnxcc.passes"):
+        _compare(m, {"x": (rng.standard_normal((2, 5)) * 3).astype(np.float32)}, 1 / 255)
+    assert any("my_sigmoid" in r.message and "stays float" in r.message for r in caplog.records)
+
+
+# ---- the digits CNN, quantized by onnxruntime ----------------------------------------------------
+def test_digits_quantized_by_onnxruntime_qdq_per_channel(tmp_path):
+    """onnxruntime's quantize_static (QDQ, int8 weights per channel, int8 activations) on the
+    shipped digits CNN: onnxcc turns every conv and dense layer into an integer kernel and
+    agrees with onnxruntime within 1 LSB on >= 99% of outputs and in argmax on >= 99.5%."""
+    from importlib.resources import files
+
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+
+    models = files("onnxcc") / "models"
+    data = np.load(str(models / "digits_test.npz"))
+    x = data["x"].astype(np.float32)
+    m = onnx.load(str(models / "digits.onnx"))
+    m.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+    src, dst = tmp_path / "digits_b1.onnx", tmp_path / "digits_qdq.onnx"
+    onnx.save(m, str(src))
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{"input": x[i:i + 1]} for i in range(0, 200)])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    q = onnx.load(str(dst))
+    want = np.concatenate([ort_run(q, {"input": x[i:i + 1]})[q.graph.output[0].name]
+                           for i in range(len(x))])
+    outs = {}
+    for t in TARGETS:
+        cm = onnxcc.compile(q, t)
+        ops = [n.op for n in cm.graph.nodes]
+        assert ops.count("QLinearConv") == 2 and ops.count("com.microsoft.QGemm") == 2, ops
+        assert not {"Conv", "Gemm", "MatMul"} & set(ops)
+        got = np.concatenate([cm.run({"input": x[i:i + 1]})[q.graph.output[0].name]
+                              for i in range(len(x))])
+        lsb = np.abs(got.astype(np.float64) - want) * 255      # the output's scale is 1/255
+        assert lsb.max() <= 1.001
+        assert (lsb < 1e-3).mean() >= 0.85
+        assert (got.argmax(1) == want.argmax(1)).mean() >= 0.995
+        outs[t] = got
+    assert np.abs(outs["host"] - outs["cpu"]).max() * 255 <= 1.001
