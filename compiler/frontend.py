@@ -1,6 +1,8 @@
 """ONNX frontend: ModelProto (or a path, or ``zoo:NAME``) -> onnxcc IR.
 
-- default-domain opsets 7 to 21; any other domain is unsupported;
+- default-domain opsets 1 to the newest the installed onnx knows (see :mod:`onnxcc.opsets`:
+  an op whose signature did not change after opset 21 is accepted at any newer opset; forms
+  older than opset 7 are upgraded by :mod:`onnxcc.legacy`); any other domain is unsupported;
 - initializers and ``Constant`` nodes become constant values; nodes whose inputs are all
   constant (``ConstantOfShape``, shape subgraphs ``Shape -> Gather -> Concat -> Reshape``) are
   folded while importing, and ``Shape``/``Size`` always fold because shapes are static;
@@ -27,11 +29,13 @@ from onnx.external_data_helper import load_external_data_for_tensor, uses_extern
 
 from .errors import AttributeValueError, ModelLoadError, OnnxccError, ShapeError, UnsupportedOpError
 from .ir import Graph, Node, TensorType, Value
+from .legacy import CONVERT, upgrade
 from .ops import REQUIRED, all_ops, get_op, infer_node, run_node
+from .opsets import IMPLEMENTED_OPSET, MAX_OPSET, MIN_OPSET, newer_form_problem
 
 log = logging.getLogger("onnxcc.frontend")
 
-MIN_OPSET, MAX_OPSET = 7, 21
+LEGACY_BELOW = 7   # nodes of older opsets are upgraded by onnxcc.legacy
 ALWAYS_FOLD = {"Shape", "Size"}   # depend on static shapes only
 # kept as nodes so that fuse_qdq sees the integer weights (canonicalize folds what it leaves)
 NEVER_FOLD = {"DequantizeLinear"}
@@ -175,6 +179,27 @@ def _spec_attr_type(op: str, version: int, name: str) -> int | None:
     return -1 if a is None else int(a.type.value)
 
 
+def _check_attribute(a: onnx.AttributeProto, op: str, version: int, nname: str) -> None:
+    """Raise AttributeValueError when attribute ``a`` of node ``nname`` (``op``) is not part of
+    the op's schema at opset ``version`` or has another type than the schema gives it."""
+    want = _spec_attr_type(op, version, a.name)
+    kinds = onnx.AttributeProto.AttributeType
+    if want is None and a.type in _NOT_VALUES:   # no schema to check against: no
+        raise AttributeValueError(   # onnxcc op takes a graph or a type
+            f"attribute {a.name!r} is {kinds.Name(a.type)}, which {op} does not take",
+            node=nname, op=op, hint="the model is malformed; re-export it")
+    if want == -1:   # ignoring it could silently drop what the user meant (a Clip bound)
+        raise AttributeValueError(
+            f"attribute {a.name!r} is not part of {op} at opset {version}", node=nname, op=op,
+            hint="the model is malformed (onnx.checker and onnxruntime reject it too); "
+            "re-export it, or set the opset version the attribute belongs to")
+    if want is not None and a.type != want:   # a mistyped value would reach check()/infer()
+        got = kinds.Name(a.type) if a.type in kinds.values() else str(a.type)
+        raise AttributeValueError(f"attribute {a.name!r} is {got}, the ONNX spec wants "
+                                  f"{kinds.Name(want)}", node=nname, op=op,
+                                  hint="the model is malformed; re-export it")
+
+
 def _elem_type_name(elem_type: int) -> str:
     """``float``, ``int64``... for an ONNX element type (its number when onnx has no name)."""
     kinds = onnx.TensorProto.DataType
@@ -204,7 +229,7 @@ def _spec_type_error(op: str, version: int, ins: Sequence[Value | None]) -> str 
     not allowed, or one type variable bound to two types), or None when they do not. An op
     used at an opset older than its first schema (LayerNormalization at 13, which onnxruntime
     runs) is checked against its newest schema."""
-    spec = _spec_inputs(op, version) or _spec_inputs(op, MAX_OPSET)
+    spec = _spec_inputs(op, version) or _spec_inputs(op, IMPLEMENTED_OPSET)
     if spec is None or not spec[0]:
         return None
     formals, allowed = spec
@@ -234,8 +259,10 @@ def _opset(proto: onnx.ModelProto) -> int:
         raise ModelLoadError("the model imports no default-domain (ai.onnx) opset",
                              hint="onnxcc compiles models of the default ONNX domain")
     if not MIN_OPSET <= version <= MAX_OPSET:
-        raise ModelLoadError(f"opset {version} is outside the supported range {MIN_OPSET}..{MAX_OPSET}",
-                             hint="convert with onnx.version_converter.convert_version(model, 17)")
+        raise ModelLoadError(f"opset {version} is outside the range {MIN_OPSET}..{MAX_OPSET} "
+                             f"the installed onnx {onnx.__version__} knows",
+                             hint="upgrade the onnx package, or convert the model with "
+                             "onnx.version_converter.convert_version(model, 21)")
     return version
 
 
@@ -341,6 +368,11 @@ def import_onnx(model: str | Path | onnx.ModelProto,
                              "only the default ONNX domain is supported"))
         elif n.op_type != "Constant" and n.op_type not in registry:
             problems.append((n.name or f"{n.op_type}_{k}", n.op_type, "op not implemented"))
+        elif newer_form_problem(n.op_type, version):
+            problems.append((n.name or f"{n.op_type}_{k}", n.op_type,
+                             f"{newer_form_problem(n.op_type, version)} (model opset {version}); "
+                             f"convert the model with onnx.version_converter.convert_version("
+                             f"model, {IMPLEMENTED_OPSET})"))
     if problems:
         raise UnsupportedOpError(problems)
 
@@ -373,117 +405,113 @@ def import_onnx(model: str | Path | onnx.ModelProto,
 
     g = Graph([], inputs, [], name=name)
     used_names: set[str] = set()
-    for k, np_ in enumerate(graph.node):
-        nname = np_.name or f"{np_.op_type}_{k}"
-        while nname in used_names:
-            nname += "_"
-        used_names.add(nname)
-        if np_.op_type == "Constant":
-            arr = _constant_value(np_)
-            values[np_.output[0]] = Value(np_.output[0], TensorType(arr.shape, arr.dtype), const=arr)
-            continue
-        ins: list[Value | None] = []
-        for i in np_.input:
-            if i == "":
-                ins.append(None)
-            elif i not in values:
-                raise ModelLoadError(f"input {i!r} is not produced by any earlier node",
-                                     node=nname, op=np_.op_type,
-                                     hint="the graph must be topologically sorted and complete")
-            else:
-                ins.append(values[i])
-        while ins and ins[-1] is None:
-            ins.pop()
-        opdef = get_op(np_.op_type)
-        attrs: dict[str, Any] = {}
-        for a in np_.attribute:
-            if a.name not in opdef.attrs:
-                raise AttributeValueError(f"unknown attribute {a.name!r}", node=nname, op=np_.op_type,
-                                          hint=f"known attributes: {sorted(opdef.attrs)}")
-            want = _spec_attr_type(np_.op_type, version, a.name)
-            if want is None and a.type in _NOT_VALUES:   # no schema to check against: no
-                kinds = onnx.AttributeProto.AttributeType   # onnxcc op takes a graph or a type
-                raise AttributeValueError(
-                    f"attribute {a.name!r} is {kinds.Name(a.type)}, which {np_.op_type} does not "
-                    "take", node=nname, op=np_.op_type, hint="the model is malformed; re-export it")
-            if want == -1:   # ignoring it could silently drop what the user meant (a Clip bound)
-                raise AttributeValueError(
-                    f"attribute {a.name!r} is not part of {np_.op_type} at opset {version}",
-                    node=nname, op=np_.op_type,
-                    hint="the model is malformed (onnx.checker and onnxruntime reject it too); "
-                    "re-export it, or set the opset version the attribute belongs to")
-            if want is not None and a.type != want:   # a mistyped value would reach check()/infer()
-                kinds = onnx.AttributeProto.AttributeType
-                got = kinds.Name(a.type) if a.type in kinds.values() else str(a.type)
-                raise AttributeValueError(
-                    f"attribute {a.name!r} is {got}, the ONNX spec wants {kinds.Name(want)}",
-                    node=nname, op=np_.op_type, hint="the model is malformed; re-export it")
-            attrs[a.name] = _attr_value(a)
-            if a.type == onnx.AttributeProto.FLOAT and not np.isfinite(a.f) \
-                    and np_.op_type != "Constant":   # Elu alpha=-inf: no defined result
-                raise AttributeValueError(f"attribute {a.name!r} is {a.f}, not a finite number",
-                                          node=nname, op=np_.op_type,
-                                          hint="the model is malformed; re-export it")
-        eps = attrs.get("epsilon")
-        if "epsilon" in attrs and not isinstance(eps, (int, float)):   # no schema checked it
-            raise AttributeValueError(f"epsilon is {eps!r}, not a number", node=nname,
-                                      op=np_.op_type, hint="the model is malformed; re-export it")
-        if isinstance(eps, float) and eps < 0:   # a normalization's sqrt(var + epsilon)
-            raise AttributeValueError(f"epsilon is {eps}; it must be >= 0", node=nname,
-                                      op=np_.op_type, hint="the model is malformed; re-export it")
-        for key, default in opdef.attrs.items():
-            if key not in attrs:
-                if default is REQUIRED:
-                    raise AttributeValueError(f"required attribute {key!r} is missing", node=nname,
-                                              op=np_.op_type, hint="re-export the model")
-                attrs[key] = default
-        outs = [Value(o or f"{nname}_unused{j}", TensorType((), np.float32))
-                for j, o in enumerate(np_.output)]
-        node = Node(np_.op_type, ins, outs, attrs, nname, version)
-        for o in outs:
-            o.producer = node
-        n_in = len(ins)
-        if n_in < opdef.min_inputs or (opdef.max_inputs >= 0 and n_in > opdef.max_inputs):
-            raise AttributeValueError(f"takes {opdef.min_inputs}..{opdef.max_inputs} inputs, got {n_in}",
-                                      node=nname, op=np_.op_type, hint="the model is malformed")
-        # An empty name marks an omitted optional input; required ones (and a variadic op's) can't be.
-        blank = [j for j, i in enumerate(np_.input)
-                 if i == "" and (j < opdef.min_inputs or opdef.max_inputs < 0)]
-        if blank:
-            raise AttributeValueError(f"required input {blank[0]} is empty", node=nname,
-                                      op=np_.op_type, hint="the model is malformed")
-        bad_type = _spec_type_error(np_.op_type, version, ins)
-        if bad_type:   # e.g. Cosh of int32: onnx's checker and onnxruntime refuse it too
-            raise ModelLoadError(bad_type, node=nname, op=np_.op_type,
-                                 hint="the model is malformed; re-export it")
-        opdef.check(node)
-        try:
-            types = infer_node(node)
-        except OnnxccError:
-            raise
-        except Exception as e:
-            raise ShapeError(f"cannot infer output shapes: {e}", node=nname, op=np_.op_type) from e
-        for o, t in zip(outs, types):
-            if any(d < 0 for d in t.shape):   # an op's shape rule fed corrupt values
-                raise ShapeError(f"output {o.name!r} would have shape {list(t.shape)} "
-                                 "with a negative dim", node=nname, op=np_.op_type,
-                                 hint="the model's shapes or shape constants are inconsistent")
-            # beyond any machine's memory (and numpy's, for its tables), even when another dim
-            # is 0: no axis may have 2**40 or more positions
-            if t.size >= 2**40 or any(d >= 2**40 for d in t.shape):
-                raise ShapeError(f"output {o.name!r} would have shape {list(t.shape)}, "
-                                 f"{t.size * t.dtype.itemsize:.3g} bytes", node=nname,
-                                 op=np_.op_type, hint="the model's shapes or shape constants "
-                                 "are inconsistent, or input_shapes binds a dim far too large")
-            o.type = t
-        folded = False
-        if np_.op_type in ALWAYS_FOLD or (fold and np_.op_type not in NEVER_FOLD
-                                          and all(i is None or i.is_const for i in ins)):
-            folded = _try_fold(node)
-        for o in outs:
-            values[o.name] = o
-        if not folded:
-            g.nodes.append(node)
+    for k, orig in enumerate(graph.node):
+        if version < LEGACY_BELOW:   # an old form (see onnxcc.legacy): check it as written,
+            oname = orig.name or f"{orig.op_type}_{k}"   # then import its newer form
+            for a in orig.attribute:
+                _check_attribute(a, orig.op_type, version, oname)
+            upgraded = upgrade(orig, version, lambda t: values[t].shape if t in values else None,
+                               oname)
+        else:
+            upgraded = [orig]
+        for np_ in upgraded:
+            nname = np_.name or f"{np_.op_type}_{k}"
+            while nname in used_names:
+                nname += "_"
+            used_names.add(nname)
+            if np_.op_type == "Constant":
+                arr = _constant_value(np_)
+                values[np_.output[0]] = Value(np_.output[0], TensorType(arr.shape, arr.dtype), const=arr)
+                continue
+            ins: list[Value | None] = []
+            for i in np_.input:
+                if i == "":
+                    ins.append(None)
+                elif i not in values:
+                    raise ModelLoadError(f"input {i!r} is not produced by any earlier node",
+                                         node=nname, op=np_.op_type,
+                                         hint="the graph must be topologically sorted and complete")
+                else:
+                    ins.append(values[i])
+            while ins and ins[-1] is None:
+                ins.pop()
+            opdef = get_op(np_.op_type)
+            attrs: dict[str, Any] = {}
+            for a in np_.attribute:
+                if a.name not in opdef.attrs:
+                    raise AttributeValueError(
+                        f"unknown attribute {a.name!r}", node=nname, op=np_.op_type,
+                        hint=f"known attributes: {sorted(opdef.attrs)}" + (
+                            "" if version >= LEGACY_BELOW else f"; the opset-{version} form of "
+                            f"{np_.op_type} is not supported: {CONVERT}"))
+                _check_attribute(a, np_.op_type, max(version, LEGACY_BELOW) if version < LEGACY_BELOW
+                                 else version, nname)
+                attrs[a.name] = _attr_value(a)
+                if a.type == onnx.AttributeProto.FLOAT and not np.isfinite(a.f) \
+                        and np_.op_type != "Constant":   # Elu alpha=-inf: no defined result
+                    raise AttributeValueError(f"attribute {a.name!r} is {a.f}, not a finite number",
+                                              node=nname, op=np_.op_type,
+                                              hint="the model is malformed; re-export it")
+            eps = attrs.get("epsilon")
+            if "epsilon" in attrs and not isinstance(eps, (int, float)):   # no schema checked it
+                raise AttributeValueError(f"epsilon is {eps!r}, not a number", node=nname,
+                                          op=np_.op_type, hint="the model is malformed; re-export it")
+            if isinstance(eps, float) and eps < 0:   # a normalization's sqrt(var + epsilon)
+                raise AttributeValueError(f"epsilon is {eps}; it must be >= 0", node=nname,
+                                          op=np_.op_type, hint="the model is malformed; re-export it")
+            for key, default in opdef.attrs.items():
+                if key not in attrs:
+                    if default is REQUIRED:
+                        raise AttributeValueError(f"required attribute {key!r} is missing", node=nname,
+                                                  op=np_.op_type, hint="re-export the model")
+                    attrs[key] = default
+            outs = [Value(o or f"{nname}_unused{j}", TensorType((), np.float32))
+                    for j, o in enumerate(np_.output)]
+            node = Node(np_.op_type, ins, outs, attrs, nname, version)
+            for o in outs:
+                o.producer = node
+            n_in = len(ins)
+            if n_in < opdef.min_inputs or (opdef.max_inputs >= 0 and n_in > opdef.max_inputs):
+                raise AttributeValueError(f"takes {opdef.min_inputs}..{opdef.max_inputs} inputs, got {n_in}",
+                                          node=nname, op=np_.op_type, hint="the model is malformed")
+            # An empty name marks an omitted optional input; required ones (and a variadic op's) can't be.
+            blank = [j for j, i in enumerate(np_.input)
+                     if i == "" and (j < opdef.min_inputs or opdef.max_inputs < 0)]
+            if blank:
+                raise AttributeValueError(f"required input {blank[0]} is empty", node=nname,
+                                          op=np_.op_type, hint="the model is malformed")
+            bad_type = _spec_type_error(np_.op_type, version, ins)
+            if bad_type:   # e.g. Cosh of int32: onnx's checker and onnxruntime refuse it too
+                raise ModelLoadError(bad_type, node=nname, op=np_.op_type,
+                                     hint="the model is malformed; re-export it")
+            opdef.check(node)
+            try:
+                types = infer_node(node)
+            except OnnxccError:
+                raise
+            except Exception as e:
+                raise ShapeError(f"cannot infer output shapes: {e}", node=nname, op=np_.op_type) from e
+            for o, t in zip(outs, types):
+                if any(d < 0 for d in t.shape):   # an op's shape rule fed corrupt values
+                    raise ShapeError(f"output {o.name!r} would have shape {list(t.shape)} "
+                                     "with a negative dim", node=nname, op=np_.op_type,
+                                     hint="the model's shapes or shape constants are inconsistent")
+                # beyond any machine's memory (and numpy's, for its tables), even when another dim
+                # is 0: no axis may have 2**40 or more positions
+                if t.size >= 2**40 or any(d >= 2**40 for d in t.shape):
+                    raise ShapeError(f"output {o.name!r} would have shape {list(t.shape)}, "
+                                     f"{t.size * t.dtype.itemsize:.3g} bytes", node=nname,
+                                     op=np_.op_type, hint="the model's shapes or shape constants "
+                                     "are inconsistent, or input_shapes binds a dim far too large")
+                o.type = t
+            folded = False
+            if np_.op_type in ALWAYS_FOLD or (fold and np_.op_type not in NEVER_FOLD
+                                              and all(i is None or i.is_const for i in ins)):
+                folded = _try_fold(node)
+            for o in outs:
+                values[o.name] = o
+            if not folded:
+                g.nodes.append(node)
 
     outputs = []
     if not graph.output:

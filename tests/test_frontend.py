@@ -70,8 +70,9 @@ def test_attribute_outside_spec_and_unknown_attribute():
         import_onnx(m)
 
 
-def test_opset_out_of_range():
-    m = make_model([("Relu", ["x"], ["y"])], {"x": (2,)}, {"y": (2,)}, opset=6)
+@pytest.mark.parametrize("opset", [0, onnx.defs.onnx_opset_version() + 1])
+def test_opset_out_of_range(opset):
+    m = make_model([("Relu", ["x"], ["y"])], {"x": (2,)}, {"y": (2,)}, opset=opset)
     with pytest.raises(ModelLoadError, match="convert_version"):
         import_onnx(m)
 

@@ -151,7 +151,8 @@ def _lower_depth_space(node: Node, ctx: LowerCtx):
     b = attr(node, "blocksize")
     n, c, h, w = node.inputs[0].shape
     if node.op == "SpaceToDepth":
-        view, perm = (n, c, h // b, b, w // b, b), (0, 3, 5, 1, 2, 4)
+        crd = (node.attrs.get("mode") or "DCR") == "CRD"
+        view, perm = (n, c, h // b, b, w // b, b), ((0, 1, 3, 5, 2, 4) if crd else (0, 3, 5, 1, 2, 4))
     elif (node.attrs.get("mode") or "DCR") == "DCR":
         view, perm = (n, b, b, c // (b * b), h, w), (0, 3, 4, 1, 5, 2)
     else:

@@ -140,16 +140,19 @@ class Pow(Binary):
 
 @register_op("Mod")
 class Mod(Binary):
-    """ONNX Mod: remainder of a / b. fmod=0 (integers only): sign of the divisor (Python %);
-    fmod=1: sign of the dividend (C fmod). Raises AttributeValueError for floats with fmod=0."""
+    """ONNX Mod: remainder of a / b. fmod=0: sign of the divisor (Python %; floats only from
+    opset 28 on, ``a - floor(a / b) * b``); fmod=1: sign of the dividend (C fmod). Raises
+    AttributeValueError for floats with fmod=0 before opset 28."""
 
     attrs = {"fmod": 0}
 
     def check(self, node):
         if attr(node, "fmod") not in (0, 1):
             raise bad_attr(node, f"fmod must be 0 or 1, got {attr(node, 'fmod')}")
-        if attr(node, "fmod") == 0 and np.issubdtype(node.inputs[0].dtype, np.floating):
-            raise bad_attr(node, "fmod must be 1 for floating-point inputs")
+        if attr(node, "fmod") == 0 and np.issubdtype(node.inputs[0].dtype, np.floating) \
+                and node.version < 28:
+            raise bad_attr(node, f"fmod must be 1 for floating-point inputs at opset "
+                           f"{node.version} (fmod=0 on floats is defined from opset 28 on)")
 
     def fn(self, node, a, b):
         return np.fmod(a, b) if attr(node, "fmod") else np.mod(a, b)
@@ -440,11 +443,12 @@ class Clip(Unary):
 class Cast(OpDef):
     """ONNX Cast: y = x converted to ONNX type ``to`` (numpy astype: floats to ints truncate).
 
-    ``saturate`` (opset 19+) only concerns float8 types, which are unsupported. Raises
-    UnsupportedOpError for string, complex, bfloat16, float8 and 4-bit target types.
+    ``saturate`` (opset 19+) only concerns float8 types and ``round_mode`` (opset 24+) only
+    float8e8m0, which are unsupported. Raises UnsupportedOpError for string, complex, bfloat16,
+    float8 and 4-bit target types.
     """
 
-    attrs = {"to": REQUIRED, "saturate": None}
+    attrs = {"to": REQUIRED, "saturate": None, "round_mode": None}
 
     def check(self, node):
         onnx_dtype(node, attr(node, "to"))
@@ -458,9 +462,10 @@ class Cast(OpDef):
 
 @register_op("CastLike", traits={"elementwise"})
 class CastLike(OpDef):
-    """ONNX CastLike (opset 15): y = x converted to the dtype of ``target_type``."""
+    """ONNX CastLike (opset 15): y = x converted to the dtype of ``target_type`` (``saturate``
+    and ``round_mode`` only concern float8 types, which are unsupported)."""
 
-    attrs = {"saturate": None}
+    attrs = {"saturate": None, "round_mode": None}
     min_inputs = max_inputs = 2
 
     def infer(self, node):

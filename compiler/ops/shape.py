@@ -558,8 +558,10 @@ class Tile(OpDef):
 @register_op("Range")
 class Range(OpDef):
     """ONNX Range: [start, start + delta, ...) below limit (above it for delta < 0); scalars of
-    one numeric type, all constant."""
+    one numeric type, all constant. ``stash_type`` (opset 27+, default 1) only concerns float16:
+    with 1 the values are computed in float32 and rounded once."""
 
+    attrs = {"stash_type": None}
     min_inputs = max_inputs = 3
 
     def _values(self, node, start, limit, delta):
@@ -570,7 +572,11 @@ class Range(OpDef):
             n = max(0, -((int(start) - int(limit)) // int(delta)))
         else:
             n = max(0, math.ceil((float(limit) - float(start)) / float(delta)))
-        return (start + np.arange(n, dtype=start.dtype) * delta).astype(start.dtype)
+        stash = start.dtype
+        if stash == np.float16 and node.version >= 27 and node.attrs.get("stash_type", 1) != 0:
+            stash = np.dtype(np.float32)
+        step = np.asarray(delta, stash)
+        return (np.asarray(start, stash) + np.arange(n, dtype=stash) * step).astype(start.dtype)
 
     def infer(self, node):
         args = [const_input(node, k, n) for k, n in enumerate(("start", "limit", "delta"))]
@@ -610,12 +616,15 @@ class DepthToSpace(OpDef):
 
 @register_op("SpaceToDepth")
 class SpaceToDepth(OpDef):
-    """ONNX SpaceToDepth: x (N, C, H, W) -> (N, C*b^2, H/b, W/b), blocks moved to depth."""
+    """ONNX SpaceToDepth: x (N, C, H, W) -> (N, C*b^2, H/b, W/b), blocks moved to depth in
+    mode DCR (depth-column-row, the default) or CRD (opset 28+)."""
 
-    attrs = {"blocksize": REQUIRED}
+    attrs = {"blocksize": REQUIRED, "mode": None}
 
     def check(self, node):
         b, s = attr(node, "blocksize"), node.inputs[0].shape
+        if (node.attrs.get("mode") or "DCR") not in ("DCR", "CRD"):
+            raise bad_attr(node, f"mode must be DCR or CRD, got {node.attrs['mode']!r}")
         if b < 1 or len(s) != 4 or s[2] % b or s[3] % b:
             raise bad_attr(node, f"blocksize {b} does not fit input {s} (N, C, H, W)")
 
@@ -625,5 +634,6 @@ class SpaceToDepth(OpDef):
 
     def reference(self, node, x):
         b, (n, c, h, w) = attr(node, "blocksize"), x.shape
-        t = x.reshape(n, c, h // b, b, w // b, b).transpose(0, 3, 5, 1, 2, 4)
+        perm = (0, 3, 5, 1, 2, 4) if (node.attrs.get("mode") or "DCR") == "DCR" else (0, 1, 3, 5, 2, 4)
+        t = x.reshape(n, c, h // b, b, w // b, b).transpose(perm)
         return [t.reshape(n, c * b * b, h // b, w // b)]

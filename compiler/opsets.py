@@ -1,0 +1,80 @@
+"""Which default-domain opsets onnxcc accepts, and which op versions within them.
+
+onnxcc implements each op's semantics up to opset ``IMPLEMENTED_OPSET`` (21), plus the newer forms
+listed in ``NEWER_FORMS``. A model of any opset from 1 to the newest the installed onnx knows is
+accepted; per node, the op's schema in effect at the model's opset
+(``onnx.defs.get_schema(op, opset).since_version``) decides:
+
+- a schema no newer than 21, or a newer one whose signature (attributes, inputs, outputs) is that
+  of opset 21 (later versions only added element types such as bfloat16, float8 or int4, which the
+  frontend refuses by dtype), is accepted;
+- a newer schema whose signature changed is accepted when ``NEWER_FORMS`` says onnxcc implements
+  it, and refused by name otherwise (:func:`newer_form_problem`).
+
+Forms older than opset 7 are upgraded node by node in :mod:`onnxcc.legacy`.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import onnx
+
+IMPLEMENTED_OPSET = 21
+MIN_OPSET = 1
+MAX_OPSET = onnx.defs.onnx_opset_version()
+
+# op -> newest schema version past IMPLEMENTED_OPSET whose semantics onnxcc implements, with why.
+NEWER_FORMS = {
+    # round_mode only concerns float8e8m0, an element type onnxcc refuses by dtype
+    "Cast": 25, "CastLike": 25,
+    # stash_type only concerns float16/bfloat16 accumulation: the reference computes in float32
+    "Range": 27,
+    # mode DCR (the old order) or CRD
+    "SpaceToDepth": 28,
+    # fmod=0 now also defined for floats: A - floor(A / B) * B, numpy's mod
+    "Mod": 28,
+}
+
+
+@functools.lru_cache(maxsize=None)
+def schema_version(op: str, opset: int) -> int | None:
+    """The ``since_version`` of ``op``'s schema in effect at ``opset`` (default domain); None when
+    onnx has no schema for it (onnxcc's own ops)."""
+    try:
+        return int(onnx.defs.get_schema(op, opset, "").since_version)
+    except onnx.defs.SchemaError:
+        return None
+
+
+def _signature(op: str, opset: int) -> tuple:
+    s = onnx.defs.get_schema(op, opset, "")
+    return (sorted(s.attributes), [i.name for i in s.inputs], [o.name for o in s.outputs])
+
+
+@functools.lru_cache(maxsize=None)
+def newer_form_problem(op: str, opset: int) -> str | None:
+    """Why onnxcc cannot compile ``op`` at a model opset ``opset``, or None when it can: the
+    op's schema at ``opset`` is newer than the version onnxcc implements (21, or its
+    ``NEWER_FORMS`` entry) and its signature changed since. The text names the version and what
+    changed."""
+    since = schema_version(op, opset)
+    base = NEWER_FORMS.get(op, IMPLEMENTED_OPSET)
+    if since is None or since <= base:
+        return None
+    if schema_version(op, base) is None:   # an op new after 21: no implementation of it
+        return f"{op} first appeared in opset {since}, which onnxcc does not implement"
+    old, new = _signature(op, base), _signature(op, opset)
+    if old == new:   # only element types were added; unsupported ones are refused by dtype
+        return None
+    what = []
+    added = sorted(set(new[0]) - set(old[0]))
+    removed = sorted(set(old[0]) - set(new[0]))
+    if added:
+        what.append(f"added attribute(s) {', '.join(added)}")
+    if removed:
+        what.append(f"removed attribute(s) {', '.join(removed)}")
+    if old[1:] != new[1:]:
+        what.append("changed its inputs or outputs")
+    return (f"ONNX changed {op} in opset {since} ({'; '.join(what)}); onnxcc implements "
+            f"{op} up to version {schema_version(op, base)}")
