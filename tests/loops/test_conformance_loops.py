@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 import onnxcc
-from conformance.cases import (MAX_OPSET, bind_parameters, compare, expected_failures,
-                               model_at_supported_opset, node_cases, opset_of)
+from conformance.cases import as_array, bind_parameters, compare, expected_failures, node_cases
 from loopir import run_c, run_interp
 from onnxcc.codegen.lower import lower_program, unsupported_reason
 from onnxcc.codegen.verify import verify
@@ -24,16 +23,14 @@ INTERP_MAX = 5000       # the interpreter (pure Python) runs cases with fewer ou
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_node_case_through_loop_ir(case):
-    model = model_at_supported_opset(case)
-    if model is None:
-        pytest.skip(f"uses an op version newer than opset {MAX_OPSET} "
-                    f"(case opset {opset_of(case)})")
+    model = case.model
     if case.name in EXPECTED:
         pytest.skip(f"expected to fail on the C target: {EXPECTED[case.name]}")
     inits = {t.name for t in case.model.graph.initializer}
     in_names = [i.name for i in case.model.graph.input if i.name not in inits]
     out_names = [o.name for o in case.model.graph.output]
     for inputs, outputs in case.data_sets:
+        inputs, outputs = [as_array(x) for x in inputs], [as_array(y) for y in outputs]
         bound, feeds = bind_parameters(model, dict(zip(in_names, inputs)))
         g = onnxcc.compile(bound, "host").graph
         missing = sorted({f"{n.op}: {why}" for n in g.nodes if (why := unsupported_reason(n))})
