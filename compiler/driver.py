@@ -211,7 +211,8 @@ def compile(model: str | Path | onnx.ModelProto, target: Any = "host", *,
         target: ``host`` (C for this machine), ``cpu`` (LLVM for this machine's CPU),
             ``x86-64-v2/v3/v4``/``aarch64`` (LLVM objects), ``cortex-m4`` (C for an M4), or a Target
             (``onnxcc.targets.load_target_file("board.toml")`` describes another board).
-        input_shapes: binds symbolic input dims, e.g. ``{"input": (1, 3, 224, 224)}``.
+        input_shapes: binds unknown input dims (named, -1, or a declared 0), e.g.
+            ``{"input": (1, 3, 224, 224)}``; a named dim bound for one input binds it in all.
         name: C prefix of every symbol and file (default: the model's file or graph name).
         verify: verify the IR after every pass (default: on when ONNXCC_VERIFY=1 or in tests).
         dump_dir: write the IR text after every pass into this folder.

@@ -6,8 +6,10 @@
 - initializers and ``Constant`` nodes become constant values; nodes whose inputs are all
   constant (``ConstantOfShape``, shape subgraphs ``Shape -> Gather -> Concat -> Reshape``) are
   folded while importing, and ``Shape``/``Size`` always fold because shapes are static;
-- symbolic input dims are bound from ``input_shapes``; an unbound leading (batch) dim becomes 1
-  with a warning; any other unbound dim is a :class:`ShapeError`;
+- unknown input dims (named, without a value, or -1 as paddle2onnx writes) are bound from
+  ``input_shapes`` (a named dim bound for one input binds the same name in the others); a
+  declared 0 is a size (the spec's) that ``input_shapes`` may rebind; an unbound leading (batch)
+  dim becomes 1 with a warning; any other unbound dim is a :class:`ShapeError`;
 - models with external data load from beside the model file; a ModelProto's external data only
   from a folder the caller names (``external_data_dir``);
 - the graph must be in SSA form (one producer per tensor, no node output named like a graph input
@@ -266,7 +268,40 @@ def _opset(proto: onnx.ModelProto) -> int:
     return version
 
 
-def _bind_shape(vi: onnx.ValueInfoProto, given: Sequence[int] | None) -> tuple[int, ...]:
+def _unknown(d: onnx.TensorShapeProto.Dimension) -> bool:
+    """Whether a declared dim is unknown: a name (``dim_param``), no value at all, or ``-1``
+    (paddle2onnx and some converters write -1 for "any size")."""
+    return not d.HasField("dim_value") or d.dim_value == -1
+
+
+def _bind_symbols(graph: onnx.GraphProto, input_shapes: Mapping[str, Sequence[int]]) -> dict[str, int]:
+    """Named dims (``dim_param``) bound by ``input_shapes``: a name bound for one input binds the
+    same name in every other input. Raises ShapeError when two bindings of a name disagree."""
+    symbols: dict[str, int] = {}
+    where: dict[str, str] = {}
+    for vi in graph.input:
+        given = input_shapes.get(vi.name)
+        if given is None or not vi.type.tensor_type.HasField("shape"):
+            continue
+        for d, g in zip(vi.type.tensor_type.shape.dim, given):
+            if d.dim_param and not d.HasField("dim_value"):
+                if symbols.setdefault(d.dim_param, int(g)) != int(g):
+                    raise ShapeError(
+                        f"dim {d.dim_param!r} is bound to {symbols[d.dim_param]} by input "
+                        f"{where[d.dim_param]!r} and to {int(g)} by input {vi.name!r}",
+                        hint="inputs sharing a named dim must be given the same size")
+                where.setdefault(d.dim_param, vi.name)
+    return symbols
+
+
+def _bind_shape(vi: onnx.ValueInfoProto, given: Sequence[int] | None,
+                symbols: Mapping[str, int] | None = None) -> tuple[int, ...]:
+    """The static shape of graph input ``vi``: ``given`` (from input_shapes) where the model
+    leaves dims unknown (a name, no value or -1) or declares 0 (a valid size, which some
+    exporters write for "unknown": input_shapes may rebind it); else the declared dims, named
+    dims bound by another input's binding (``symbols``), and an unknown leading (batch) dim as 1
+    with a warning. Raises ShapeError for any other unknown dim, naming the remedy."""
+    symbols = symbols or {}
     tt = vi.type.tensor_type
     if not vi.type.HasField("tensor_type"):
         raise UnsupportedOpError([(vi.name, "input", "only tensor inputs are supported")])
@@ -277,9 +312,9 @@ def _bind_shape(vi: onnx.ValueInfoProto, given: Sequence[int] | None) -> tuple[i
             raise ShapeError(f"input {vi.name!r} has rank {len(dims)} but input_shapes gives {given}",
                              hint="give one size per dimension")
         for d, g in zip(dims or [], given):
-            if d.HasField("dim_value") and d.dim_value >= 0 and d.dim_value != g:
+            if not _unknown(d) and d.dim_value > 0 and d.dim_value != g:
                 raise ShapeError(f"input {vi.name!r}: fixed dim {d.dim_value} cannot be bound to {g}",
-                                 hint="only symbolic dims can be bound")
+                                 hint="only unknown dims (named, -1 or 0) can be bound")
         if any(g < 0 for g in given):
             raise ShapeError(f"input {vi.name!r}: sizes must not be negative, got {given}")
         return given
@@ -288,19 +323,22 @@ def _bind_shape(vi: onnx.ValueInfoProto, given: Sequence[int] | None) -> tuple[i
                          hint=f"pass input_shapes={{{vi.name!r}: (...)}} (CLI: --input-shape)")
     shape = []
     for k, d in enumerate(dims):
-        if d.HasField("dim_value") and d.dim_value >= 0:
+        if not _unknown(d) and d.dim_value >= 0:
             shape.append(d.dim_value)
-        elif d.HasField("dim_value"):
+        elif not _unknown(d):
             raise ShapeError(f"input {vi.name!r}: dim {k} is negative ({d.dim_value}); a size "
-                             "must be 0 or more",
+                             "must be 0 or more (-1 for unknown)",
                              hint=f"fix the model's input shape, or give the size with "
                              f"input_shapes={{{vi.name!r}: (...)}} (CLI: --input-shape)")
+        elif d.dim_param and d.dim_param in symbols:
+            shape.append(symbols[d.dim_param])
         elif k == 0 and len(dims) > 1:
-            warnings.warn(f"input {vi.name!r}: symbolic batch dim {d.dim_param or '?'} bound to 1; "
+            warnings.warn(f"input {vi.name!r}: unknown batch dim {d.dim_param or '?'} bound to 1; "
                           f"pass input_shapes to choose another size", stacklevel=3)
             shape.append(1)
         else:
-            raise ShapeError(f"input {vi.name!r}: dim {k} ({d.dim_param or 'unknown'}) is symbolic",
+            what = d.dim_param or ("-1" if d.HasField("dim_value") else "unknown")
+            raise ShapeError(f"input {vi.name!r}: dim {k} ({what}) is unknown (symbolic)",
                              hint=f"pass input_shapes={{{vi.name!r}: (...)}} (CLI: --input-shape "
                              f"{vi.name}=1,3,224,224)")
     return tuple(shape)
@@ -339,7 +377,8 @@ def import_onnx(model: str | Path | onnx.ModelProto,
 
     Args:
         model: path, ``zoo:NAME`` or ModelProto.
-        input_shapes: binds symbolic input dims, e.g. ``{"input": (1, 3, 224, 224)}``.
+        input_shapes: binds unknown input dims (named, -1, or a declared 0), e.g.
+            ``{"input": (1, 3, 224, 224)}``; a named dim bound for one input binds it in all.
         fold: fold nodes with constant inputs while importing (shape subgraphs need it).
         external_data_dir: for a ModelProto with external data, the folder holding its files
             (see :func:`load_model`).
@@ -395,10 +434,11 @@ def import_onnx(model: str | Path | onnx.ModelProto,
         raise ShapeError(f"input_shapes names unknown inputs {unknown}",
                          hint=f"the model's inputs are {graph_inputs}")
     inputs = []
+    symbols = _bind_symbols(graph, input_shapes)
     for vi in graph.input:
         if vi.name in inits:
             continue
-        shape = _bind_shape(vi, input_shapes.pop(vi.name, None))
+        shape = _bind_shape(vi, input_shapes.pop(vi.name, None), symbols)
         v = Value(vi.name, TensorType(shape, _np_dtype(vi.type.tensor_type.elem_type, vi.name)))
         values[vi.name] = v
         inputs.append(v)

@@ -5,7 +5,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from builders import make_model
+from builders import make_model, ort_run
 from onnxcc.errors import AttributeValueError, ModelLoadError, ShapeError, UnsupportedOpError
 from onnxcc.frontend import import_onnx
 
@@ -191,7 +191,34 @@ def test_negative_dim_is_reported_as_negative_not_symbolic():
     with pytest.raises(ShapeError, match="negative") as e:
         import_onnx(m)
     assert "symbolic" not in str(e.value)
-    m = make_model([("Relu", ["x"], ["y"])], {"x": (-1, 3)}, {"y": None})
-    with pytest.raises(ShapeError, match="dim 0 is negative"):
-        import_onnx(m)
+
+
+
+def test_minus_one_and_zero_dims_are_unknown_and_bindable():
+    m = make_model([("Relu", ["x"], ["y"])], {"x": (-1, 3)}, {"y": None})   # paddle2onnx
+    with pytest.warns(UserWarning, match="bound to 1"):
+        assert import_onnx(m).inputs[0].shape == (1, 3)
     assert import_onnx(m, {"x": (2, 3)}).inputs[0].shape == (2, 3)
+    m = make_model([("Relu", ["x"], ["y"])], {"x": (2, -1)}, {"y": None})
+    with pytest.raises(ShapeError, match=r"dim 1 \(-1\) is unknown") as e:
+        import_onnx(m)
+    assert "input_shapes" in str(e.value)
+    m = make_model([("Relu", ["x"], ["y"])], {"x": (0, 3)}, {"y": None})
+    assert import_onnx(m).inputs[0].shape == (0, 3)   # the spec's zero size, unless rebound
+    assert import_onnx(m, {"x": (4, 3)}).inputs[0].shape == (4, 3)
+    with pytest.raises(ShapeError, match="fixed dim 3"):
+        import_onnx(m, {"x": (4, 5)})
+
+
+@pytest.mark.parametrize("target", ["host", "cpu"])
+def test_named_dim_binds_every_input_sharing_it(rng, target):
+    import onnxcc
+
+    m = make_model([("Add", ["a", "b"], ["y"])], {"a": ("N", "C"), "b": ("N", "C")}, {"y": None})
+    cm = onnxcc.compile(m, target, input_shapes={"a": (2, 5)})
+    assert [v.shape for v in cm.graph.inputs] == [(2, 5), (2, 5)]
+    a, b = rng.standard_normal((2, 5), "f4"), rng.standard_normal((2, 5), "f4")
+    np.testing.assert_allclose(cm.run({"a": a, "b": b})["y"], ort_run(m, {"a": a, "b": b})["y"],
+                               rtol=1e-6)
+    with pytest.raises(ShapeError, match="'N' is bound to 2"):
+        import_onnx(m, {"a": (2, 5), "b": (3, 5)})
