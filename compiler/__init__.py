@@ -10,6 +10,8 @@
 from .errors import (AttributeValueError, BuildError, ModelLoadError, OnnxccError, OutputError,
                      ShapeError, UnsupportedOpError, VerifyError)
 
+from .quantize import CalibrationError, Int8
+
 __version__ = "0.1.0"
 
 
@@ -20,5 +22,6 @@ def compile(model, target: str = "host", **kwargs):  # noqa: A001 - the public n
     return _compile(model, target, **kwargs)
 
 
-__all__ = ["AttributeValueError", "BuildError", "ModelLoadError", "OnnxccError", "OutputError",
-           "ShapeError", "UnsupportedOpError", "VerifyError", "__version__", "compile"]
+__all__ = ["AttributeValueError", "BuildError", "CalibrationError", "Int8", "ModelLoadError",
+           "OnnxccError", "OutputError", "ShapeError", "UnsupportedOpError", "VerifyError",
+           "__version__", "compile"]

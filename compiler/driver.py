@@ -203,7 +203,8 @@ def compile(model: str | Path | onnx.ModelProto, target: Any = "host", *,
             input_shapes: Mapping[str, Sequence[int]] | None = None, name: str | None = None,
             verify: bool | None = None, dump_dir: str | Path | None = None,
             dump_after: str | None = None, disable_passes: Sequence[str] = (),
-            external_data_dir: str | Path | None = None) -> CompiledModel:
+            external_data_dir: str | Path | None = None,
+            quantize: Any = None) -> CompiledModel:
     """Compile an ONNX model for ``target`` (``onnxcc targets`` lists them).
 
     Args:
@@ -221,6 +222,9 @@ def compile(model: str | Path | onnx.ModelProto, target: Any = "host", *,
         external_data_dir: for a ModelProto whose tensors keep their data in external files, the
             folder holding those files (a model file's external data is read from beside it;
             the current folder is never searched).
+        quantize: ``onnxcc.Int8(calibration=samples, method=..., per_channel=...)`` quantizes
+            a float model to int8 after calibrating it on ``samples`` (``onnxcc.quantize``);
+            ``report()`` then lists each quantized tensor's scale, zero point and SQNR.
     Returns:
         a CompiledModel whose library sits in a private temporary folder until ``save``.
     Raises:
@@ -231,7 +235,7 @@ def compile(model: str | Path | onnx.ModelProto, target: Any = "host", *,
     try:
         return _compile(model, target, input_shapes=input_shapes, name=name, verify=verify,
                         dump_dir=dump_dir, dump_after=dump_after, disable_passes=disable_passes,
-                        external_data_dir=external_data_dir)
+                        external_data_dir=external_data_dir, quantize=quantize)
     except MemoryError:
         raise MemoryBudgetError(
             "compiling the model ran out of memory on this machine",
@@ -242,8 +246,8 @@ def compile(model: str | Path | onnx.ModelProto, target: Any = "host", *,
 def _compile(model: str | Path | onnx.ModelProto, target: Any, *,
              input_shapes: Mapping[str, Sequence[int]] | None, name: str | None,
              verify: bool | None, dump_dir: str | Path | None, dump_after: str | None,
-             disable_passes: Sequence[str], external_data_dir: str | Path | None
-             ) -> CompiledModel:
+             disable_passes: Sequence[str], external_data_dir: str | Path | None,
+             quantize: Any = None) -> CompiledModel:
     """:func:`compile` without its MemoryError guard."""
     from onnxcc.codegen.c.emit import emit_c
     from onnxcc.passes import run_pipeline
@@ -257,7 +261,9 @@ def _compile(model: str | Path | onnx.ModelProto, target: Any, *,
     g.name = name or default_name
     if verify is None:
         verify = os.environ.get("ONNXCC_VERIFY", "") == "1"
-    g = run_pipeline(g, tgt.pipeline, verify=verify, dump_dir=dump_dir,
+    from onnxcc.passes.quantize import with_quantization
+
+    g = run_pipeline(g, with_quantization(tgt.pipeline, quantize), verify=verify, dump_dir=dump_dir,
                      dump_after=dump_after, disable=disable_passes)
     g.verify()
     from onnxcc.codegen.c.emit import check_legal

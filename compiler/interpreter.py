@@ -5,7 +5,7 @@ Used for constant folding, calibration and as the second test oracle beside onnx
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import numpy as np
 
@@ -22,6 +22,21 @@ def interpret(g: Graph, feeds: Mapping[str, np.ndarray] | None = None, /, **kw: 
     or dtype differs from the graph's input.
     """
     feeds = {**(feeds or {}), **kw}
+    env = _run(g, feeds)
+    return {v.name: (v.const if v.is_const else env[id(v)]) for v in g.outputs}
+
+
+def interpret_values(g: Graph, feeds: Mapping[str, np.ndarray], names: Iterable[str]
+                     ) -> dict[str, np.ndarray]:
+    """Like :func:`interpret`, but returns the values named ``names`` (any node output or graph
+    input) instead of the graph outputs; for calibration and per-layer error reports."""
+    env = _run(g, feeds)
+    want = set(names)
+    return {v.name: env[id(v)] for v in g.values() if v.name in want and id(v) in env}
+
+
+def _run(g: Graph, feeds: Mapping[str, np.ndarray]) -> dict[int, np.ndarray]:
+    """Every non-constant value of ``g`` by id, evaluated on ``feeds``."""
     env: dict[int, np.ndarray] = {}
     for v in g.inputs:
         if v.name not in feeds:
@@ -43,4 +58,4 @@ def interpret(g: Graph, feeds: Mapping[str, np.ndarray] | None = None, /, **kw: 
                     ) from None
             for o, a in zip(n.outputs, outs):
                 env[id(o)] = a
-    return {v.name: (v.const if v.is_const else env[id(v)]) for v in g.outputs}
+    return env

@@ -18,9 +18,13 @@ def macs(n: Node) -> int:
     0 for everything else."""
     op = n.op.split(".")[-1]
     y = n.outputs[0]
-    if op in ("Conv", "FusedConv"):
-        w = n.inputs[1].shape
+    if op in ("Conv", "FusedConv", "ConvInteger", "QLinearConv"):
+        w = n.inputs[3 if op == "QLinearConv" else 1].shape
         return y.type.size * int(np.prod(w[1:]))
+    if op in ("QGemm", "QLinearMatMul", "MatMulInteger"):
+        a = n.inputs[0].shape
+        k = a[0] if op == "QGemm" and n.attrs.get("transA", 0) else a[-1]
+        return y.type.size * int(k)
     if op == "ConvTranspose":
         w = n.inputs[1].shape
         return n.inputs[0].type.size * int(np.prod(w[1:]))
@@ -78,4 +82,7 @@ def format_report(cm: CompiledModel) -> str:
                          f"data {sizes['data']:,} B, bss {sizes['bss']:,} B")
         else:
             lines.append(f"{cm.target.name} object: {cm.target.cc} not installed, sizes not measured")
+    q = g.meta.get("quantization")
+    if q is not None:
+        lines += ["", q.table()]
     return "\n".join(lines)

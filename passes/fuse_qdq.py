@@ -141,7 +141,8 @@ def _operands(lin: Node, w_axis: int) -> tuple[_Dq, _Dq] | None:
 def _finish(m: Match, node: Node, yz: Value) -> list[Node]:
     """``node`` writing the Q's output, followed by the Relu clamp when one was matched."""
     out = m.root.outputs[0]
-    if "act" not in m:
+    lowest = np.iinfo(out.dtype).min
+    if "act" not in m or int(_scalar(yz) or 0) == lowest:   # max(y, type minimum) is y
         node.outputs = [out]
         return [node]
     mid = Value(m.graph.fresh_name(f"{node.name}_q"), out.type)

@@ -197,8 +197,8 @@ class _Requant:
             else:
                 self.m = Buffer("rq_m", I32, (channels,), space="weight",
                                 data=np.array([p[0] for p in pairs], np.int32), value="")
-                self.s = Buffer("rq_shift", I32, (channels,), space="weight",
-                                data=np.array([p[1] for p in pairs], np.int32), value="")
+                self.s = Buffer("rq_shift", DType("int8"), (channels,), space="weight",
+                                data=np.array([p[1] for p in pairs], np.int8), value="")
                 self.weights += [self.m, self.s]
         else:
             self.note = "requantize by the float32 multiplier of runtime scales"
@@ -211,7 +211,7 @@ class _Requant:
     def __call__(self, acc: Expr, ch: Expr) -> Expr:
         if self.const:
             m = self.m if isinstance(self.m, Const) else self.m[(ch,)]
-            s = self.s if isinstance(self.s, Const) else self.s[(ch,)]
+            s = self.s if isinstance(self.s, Const) else Cast(self.s[(ch,)], I32)
             r: Expr = Call("requantize", (acc, m, s), I32)
             # saturate before adding the zero point, so the sum cannot wrap
             if isinstance(self.yz, Const):
