@@ -53,6 +53,29 @@ def _input_shapes(items: Sequence[str] | None) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def _constant_inputs(items: Sequence[str] | None) -> dict[str, "np.ndarray"]:
+    """``--constant-input NAME=V0,V1,...`` options as name -> 1-D array (integers when every
+    value is one, else floats); the compiler converts it to the input's declared dtype and
+    shape. Raises ShapeError for a value that is not ``NAME=`` and comma-separated numbers."""
+    import numpy as np
+
+    values = {}
+    for it in items or ():
+        name, _, text = it.partition("=")
+        hint = "write NAME=V0,V1,... (e.g. --constant-input axes=0,2)"
+        if not name or not text:
+            raise ShapeError(f"cannot parse --constant-input {it!r}", hint=hint)
+        parts = [t.strip() for t in text.split(",")]
+        try:
+            values[name] = np.array([int(t) for t in parts], np.int64)
+        except ValueError:
+            try:
+                values[name] = np.array([float(t) for t in parts], np.float64)
+            except ValueError:
+                raise ShapeError(f"cannot parse --constant-input {it!r}", hint=hint) from None
+    return values
+
+
 def _add_model_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
     p.add_argument("model", nargs="?" if optional else None,
                    help="path to an .onnx model or zoo:NAME" + (" (default: the bundled digits CNN)" if optional else ""))
@@ -61,6 +84,9 @@ def _add_model_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
                    help="describe another board in TOML (overrides --target; see README)")
     p.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
                    help="bind a symbolic input shape (repeatable)")
+    p.add_argument("--constant-input", action="append", metavar="NAME=V0,V1,...",
+                   help="bind a graph input to constant values (repeatable), e.g. axes=1; "
+                   "the values take the input's declared type and shape")
     p.add_argument("--name", help="C prefix of every symbol and file (default: the model's name)")
 
 
@@ -74,7 +100,8 @@ def _compile(args: argparse.Namespace, model: str):
     from .driver import compile as cc
 
     return cc(model, _target(args), input_shapes=_input_shapes(args.input_shape), name=args.name,
-              dump_dir=getattr(args, "dump_dir", None), dump_after=getattr(args, "dump_ir", None))
+              dump_dir=getattr(args, "dump_dir", None), dump_after=getattr(args, "dump_ir", None),
+              constant_inputs=_constant_inputs(args.constant_input))
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -268,7 +295,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .frontend import import_onnx
 
     tgt = _target(args)
-    g = import_onnx(args.model, _input_shapes(args.input_shape))
+    g = import_onnx(args.model, _input_shapes(args.input_shape),
+                    constant_inputs=_constant_inputs(args.constant_input))
     g = run_pipeline(g, tgt.pipeline, verify=True)
     check_legal(g, tgt.name)
     from .driver import check_memory_budget

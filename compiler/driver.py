@@ -204,6 +204,7 @@ def compile(model: str | Path | onnx.ModelProto, target: Any = "host", *,
             verify: bool | None = None, dump_dir: str | Path | None = None,
             dump_after: str | None = None, disable_passes: Sequence[str] = (),
             external_data_dir: str | Path | None = None,
+            constant_inputs: Mapping[str, Any] | None = None,
             quantize: Any = None) -> CompiledModel:
     """Compile an ONNX model for ``target`` (``onnxcc targets`` lists them).
 
@@ -222,6 +223,11 @@ def compile(model: str | Path | onnx.ModelProto, target: Any = "host", *,
         external_data_dir: for a ModelProto whose tensors keep their data in external files, the
             folder holding those files (a model file's external data is read from beside it;
             the current folder is never searched).
+        constant_inputs: graph inputs bound to constant values at compile time (name ->
+            array-like, e.g. ``{"axes": np.array([1])}``; CLI ``--constant-input axes=1``): needed
+            for inputs that decide an output's shape (axes, sizes, starts, shape...); they leave
+            the inputs of ``run`` and of the generated ``<m>_run``. Values take the input's
+            declared dtype and shape.
         quantize: ``onnxcc.Int8(calibration=samples, method=..., per_channel=...)`` quantizes
             a float model to int8 after calibrating it on ``samples`` (``onnxcc.quantize``);
             ``report()`` then lists each quantized tensor's scale, zero point and SQNR.
@@ -235,7 +241,8 @@ def compile(model: str | Path | onnx.ModelProto, target: Any = "host", *,
     try:
         return _compile(model, target, input_shapes=input_shapes, name=name, verify=verify,
                         dump_dir=dump_dir, dump_after=dump_after, disable_passes=disable_passes,
-                        external_data_dir=external_data_dir, quantize=quantize)
+                        external_data_dir=external_data_dir, constant_inputs=constant_inputs,
+                        quantize=quantize)
     except MemoryError:
         raise MemoryBudgetError(
             "compiling the model ran out of memory on this machine",
@@ -247,6 +254,7 @@ def _compile(model: str | Path | onnx.ModelProto, target: Any, *,
              input_shapes: Mapping[str, Sequence[int]] | None, name: str | None,
              verify: bool | None, dump_dir: str | Path | None, dump_after: str | None,
              disable_passes: Sequence[str], external_data_dir: str | Path | None,
+             constant_inputs: Mapping[str, Any] | None = None,
              quantize: Any = None) -> CompiledModel:
     """:func:`compile` without its MemoryError guard."""
     from onnxcc.codegen.c.emit import emit_c
@@ -257,7 +265,7 @@ def _compile(model: str | Path | onnx.ModelProto, target: Any, *,
 
     tgt = get_target(target)
     proto, default_name = load_model(model, external_data_dir=external_data_dir)
-    g = import_onnx(proto, input_shapes)
+    g = import_onnx(proto, input_shapes, constant_inputs=constant_inputs)
     g.name = name or default_name
     if verify is None:
         verify = os.environ.get("ONNXCC_VERIFY", "") == "1"
@@ -271,7 +279,8 @@ def _compile(model: str | Path | onnx.ModelProto, target: Any, *,
     check_legal(g, tgt.name)   # every node the target cannot lower, by name, before any code
     check_memory_budget(g, tgt)
     options = {"target": tgt.name, "input_shapes": {k: list(v) for k, v in (input_shapes or {}).items()},
-               "name": g.name, "disabled_passes": list(disable_passes)}
+               "name": g.name, "disabled_passes": list(disable_passes),
+               "constant_inputs": sorted(constant_inputs or {})}
     tmp = Path(tempfile.mkdtemp(prefix="onnxcc_"))
     source = (Path(str(model)).name if not isinstance(model, onnx.ModelProto)
               else f"<ModelProto {g.name}>")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -344,6 +345,37 @@ def _bind_shape(vi: onnx.ValueInfoProto, given: Sequence[int] | None,
     return tuple(shape)
 
 
+def _bind_constant(vi: onnx.ValueInfoProto, value: Any) -> np.ndarray:
+    """``value`` for graph input ``vi`` bound as a constant (``constant_inputs``): in the
+    input's declared dtype (refused when converting loses values) and shape (a flat list whose
+    size matches a fully declared shape takes that shape; declared known dims must match).
+    Raises ShapeError naming the input."""
+    if not vi.type.HasField("tensor_type"):
+        raise UnsupportedOpError([(vi.name, "input", "only tensor inputs are supported")])
+    dt = _np_dtype(vi.type.tensor_type.elem_type, vi.name)
+    given = np.asarray(value)
+    if given.dtype.kind not in "biuf":
+        raise ShapeError(f"constant_inputs[{vi.name!r}] is not numeric ({given.dtype})",
+                         hint="give numbers, e.g. constant_inputs={'axes': [1]}")
+    with np.errstate(all="ignore"):
+        arr = given.astype(dt)
+        same = np.array_equal(arr.astype(np.float64), given.astype(np.float64), equal_nan=True)
+    if not same and not (dt.kind == "f" and given.dtype.kind == "f"):   # float64 -> float32 rounds
+        raise ShapeError(f"constant_inputs[{vi.name!r}] = {given.tolist()} cannot be held by the "
+                         f"input's type {dt} without changing values",
+                         hint=f"give values of type {dt}")
+    tt = vi.type.tensor_type
+    if tt.HasField("shape"):
+        dims = [None if _unknown(d) else d.dim_value for d in tt.shape.dim]
+        if len(dims) != arr.ndim and None not in dims and math.prod(dims) == arr.size:
+            arr = arr.reshape(dims)
+        if len(dims) != arr.ndim or any(d is not None and d != n for d, n in zip(dims, arr.shape)):
+            raise ShapeError(f"constant_inputs[{vi.name!r}] has shape {list(arr.shape)}, the model "
+                             f"declares {['?' if d is None else d for d in dims]}",
+                             hint="give a value of the declared shape")
+    return np.ascontiguousarray(arr)
+
+
 def _np_dtype(elem_type: int, name: str) -> np.dtype:
     try:
         dt = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
@@ -372,7 +404,8 @@ def _constant_value(node: onnx.NodeProto) -> np.ndarray:
 
 def import_onnx(model: str | Path | onnx.ModelProto,
                 input_shapes: Mapping[str, Sequence[int]] | None = None,
-                fold: bool = True, *, external_data_dir: str | Path | None = None) -> Graph:
+                fold: bool = True, *, external_data_dir: str | Path | None = None,
+                constant_inputs: Mapping[str, Any] | None = None) -> Graph:
     """Import an ONNX model into the IR.
 
     Args:
@@ -382,6 +415,10 @@ def import_onnx(model: str | Path | onnx.ModelProto,
         fold: fold nodes with constant inputs while importing (shape subgraphs need it).
         external_data_dir: for a ModelProto with external data, the folder holding its files
             (see :func:`load_model`).
+        constant_inputs: graph inputs bound to constant values (name -> array-like), e.g.
+            ``{"axes": [1]}``: they leave the inputs and fold like initializers. Values take the
+            input's declared dtype (converted without loss) and shape (a flat list of as many
+            values as a fully declared shape is reshaped to it).
     Returns:
         the Graph, nodes in topological order, named after the model file (or graph name).
     Raises:
@@ -433,10 +470,23 @@ def import_onnx(model: str | Path | onnx.ModelProto,
     if unknown:
         raise ShapeError(f"input_shapes names unknown inputs {unknown}",
                          hint=f"the model's inputs are {graph_inputs}")
+    constant_inputs = dict(constant_inputs or {})
+    unknown = sorted(set(constant_inputs) - set(graph_inputs))
+    if unknown:
+        raise ShapeError(f"constant_inputs names unknown inputs {unknown}",
+                         hint=f"the model's inputs are {graph_inputs}")
+    both = sorted(set(constant_inputs) & set(input_shapes))
+    if both:
+        raise ShapeError(f"inputs {both} are given both input_shapes and constant_inputs",
+                         hint="a constant input's shape is its value's: drop its input_shapes")
     inputs = []
     symbols = _bind_symbols(graph, input_shapes)
     for vi in graph.input:
         if vi.name in inits:
+            continue
+        if vi.name in constant_inputs:
+            arr = _bind_constant(vi, constant_inputs[vi.name])
+            values[vi.name] = Value(vi.name, TensorType(arr.shape, arr.dtype), const=arr)
             continue
         shape = _bind_shape(vi, input_shapes.pop(vi.name, None), symbols)
         v = Value(vi.name, TensorType(shape, _np_dtype(vi.type.tensor_type.elem_type, vi.name)))

@@ -170,18 +170,47 @@ def scalar_expr(op: str, attrs: dict[str, Any], args: Sequence[Expr], out: DType
             e = e / const(len(args), e.dtype)
         return e
     if op == "Clip":
-        from onnxcc.ops.elementwise import clip_bounds
-
-        lo, hi = clip_bounds(node)
         e = args[0]
-        if lo is not None and not (isinstance(lo, float) and np.isnan(lo)):
-            e = maximum(e, const(lo, e.dtype))
-        if hi is not None and not (isinstance(hi, float) and np.isnan(hi)):
-            e = minimum(e, const(hi, e.dtype))
+        for bound, pick in zip(_clip_limits(node, args), (maximum, minimum)):
+            if bound is not None:
+                e = pick(e, bound)
         return e
     if op in ("Cast", "CastLike"):
         return args[0] if args[0].dtype == out else Cast(args[0], out)
     return SCALAR[op](list(args), attrs)
+
+
+def _clip_runtime_bounds(node: Node) -> list[int]:
+    """Positions of Clip's bound inputs (opset 11+) known only at run time: the kernel loads
+    them (a scalar, broadcast) after x."""
+    if node.version < 11:
+        return []
+    return [k for k in (1, 2) if len(node.inputs) > k and node.inputs[k] is not None
+            and node.inputs[k].const is None]
+
+
+def _clip_limits(node: Node, args: Sequence[Expr]) -> list[Expr | None]:
+    """Clip's (lo, hi) as expressions: constants (attributes before opset 11, constant inputs
+    after; a NaN bound is left out), or the loaded runtime bounds ``args[1:]``; None when
+    absent."""
+    from onnxcc.ops.elementwise import clip_bounds
+
+    dt = args[0].dtype
+    runtime = _clip_runtime_bounds(node)
+    if not runtime:
+        return [None if b is None or (isinstance(b, float) and np.isnan(b)) else const(b, dt)
+                for b in clip_bounds(node)]
+    loaded = dict(zip(runtime, args[1:]))
+    out: list[Expr | None] = []
+    for k in (1, 2):
+        v = node.inputs[k] if len(node.inputs) > k else None
+        if k in loaded:
+            out.append(loaded[k])
+        elif v is None or np.isnan(np.asarray(v.const, np.float64)).any():
+            out.append(None)
+        else:
+            out.append(const(np.asarray(v.const).reshape(-1)[0].item(), dt))
+    return out
 
 
 def _supports(node: Node) -> str | None:
@@ -192,14 +221,6 @@ def _supports(node: Node) -> str | None:
         return "logical ops take bool inputs"
     if dt is not None and dt.kind in "iub" and node.op in FLOAT_ONLY:
         return f"integer {node.op} is not supported"
-    if node.op == "Clip":
-        from onnxcc.errors import OnnxccError
-        from onnxcc.ops.elementwise import clip_bounds
-
-        try:
-            clip_bounds(node)
-        except OnnxccError as e:
-            return str(e).splitlines()[0]
     return None
 
 
@@ -236,8 +257,8 @@ def elementwise_kernel(ctx: LowerCtx, inputs: Sequence[int],
 @lower(*SCALAR, *VARIADIC, *NEEDS_ATTRS, supports=_supports)
 def _lower_elementwise(node: Node, ctx: LowerCtx):
     present = [k for k, v in enumerate(node.inputs) if v is not None]
-    if node.op in ("Clip", "CastLike"):
-        present = present[:1]
+    if node.op in ("Clip", "CastLike"):   # Clip's constant bounds are literals in the code
+        present = present[:1] + (_clip_runtime_bounds(node) if node.op == "Clip" else [])
     out = DType.of(node.outputs[0].dtype)
     return elementwise_kernel(ctx, present,
                               lambda vals: scalar_expr(node.op, node.attrs, vals, out, node))
@@ -290,7 +311,9 @@ def _supports_view(node: Node) -> str | None:
         ratio, training = node.inputs[1], node.inputs[2]
         if training.const is None or (bool(training.const.reshape(-1)[0])
                                       and (ratio is None or ratio.const is None)):
-            return "training_mode with a ratio known only at run time: inference graphs only"
+            return (f"training_mode (and ratio) known only at run time: onnxcc compiles inference "
+                    f"graphs; bind them with constant_inputs={{{training.name!r}: False}} "
+                    f"(CLI: --constant-input {training.name}=0)")
     return None
 
 

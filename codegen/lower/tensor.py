@@ -299,11 +299,17 @@ def _lower_pad(node: Node, ctx: LowerCtx):
     x, y = node.inputs[0], node.outputs[0]
     if y.type.size == 0:
         return None
-    pb, pe, mode, value = pad_params(node)
+    pb, pe, mode, value = pad_params(node, runtime_value=True)
     xb, yb = ctx.input(0), ctx.output(0)
     crop = [(max(-b, 0), d - max(-e, 0)) for d, b, e in zip(x.shape, pb, pe)]
     interior = all(hi > lo for lo, hi in crop)
-    fill = const(value, yb.dtype)
+    extra = []
+    if value is None:   # constant_value known at run time: one load of the scalar input
+        vb = ctx.input(2)
+        fill = vb[tuple(Const(0) for _ in node.inputs[2].shape)]
+        extra = [vb] if mode == "constant" or not interior else []
+    else:
+        fill = const(value, yb.dtype)
 
     def body(v: list[Var]) -> list[Stmt]:
         if not interior:
@@ -322,7 +328,7 @@ def _lower_pad(node: Node, ctx: LowerCtx):
                for i, b, e, (lo, hi) in zip(v, pb, pe, crop)]
         return [Store(yb, tuple(v), xb[tuple(idx)])]
 
-    ins = [xb] if interior else []
+    ins = ([xb] if interior else []) + extra
     return ctx.kernel("pad", [yb], ins, nest(ctx, y.shape, body))
 
 

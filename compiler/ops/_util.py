@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ShapeError, UnsupportedOpError
-from ..ir import Node
+from ..ir import Node, Value
 from . import bad_attr
 
 # ONNX TensorProto.DataType -> numpy dtype, for the types numpy holds natively.
@@ -47,12 +47,44 @@ def const_input(node: Node, k: int, what: str) -> np.ndarray | None:
     if not has_input(node, k):
         return None
     v = node.inputs[k]
+    if v.const is None and v.producer is None:   # a graph input: the user can bind it
+        raise ShapeError(f"input {k} ({what}) is the graph input {v.name!r}; it must be a "
+                         "constant: onnxcc needs its value at compile time (it sets shapes or "
+                         "parameters built into the code)",
+                         node=node.name, op=node.op,
+                         hint=f"bind its value when compiling: onnxcc.compile(..., "
+                         f"constant_inputs={{{v.name!r}: ...}}) (CLI: --constant-input "
+                         f"{v.name}=V0,V1,...), or make it an initializer")
     if v.const is None:
+        sources = graph_inputs_upstream(v)
+        hint = ("fold the subgraph that computes it (import with fold=True) or export the "
+                "model with static shapes")
+        if sources:
+            names = ", ".join(repr(s) for s in sources)
+            hint = (f"it is computed from the graph input(s) {names}: bind them when compiling "
+                    f"with onnxcc.compile(..., constant_inputs={{{sources[0]!r}: ...}}) (CLI: "
+                    f"--constant-input {sources[0]}=V0,V1,...), or {hint}")
         raise ShapeError(f"input {k} ({what}, value {v.name!r}) must be a constant to compile "
-                         "statically", node=node.name, op=node.op,
-                         hint="fold the subgraph that computes it (import with fold=True) or "
-                         "export the model with static shapes")
+                         "statically", node=node.name, op=node.op, hint=hint)
     return np.asarray(v.const)
+
+
+def graph_inputs_upstream(v: Value) -> list[str]:
+    """Names of the graph inputs ``v`` is computed from (walking producers), in first-seen
+    order; empty when it depends on none."""
+    seen: set[int] = set()
+    found: list[str] = []
+    todo = [v]
+    while todo:
+        u = todo.pop()
+        if u is None or id(u) in seen or u.const is not None:
+            continue
+        seen.add(id(u))
+        if u.producer is None:
+            found.append(u.name)
+        else:
+            todo.extend(reversed(u.producer.inputs))
+    return found
 
 
 def norm_axis(node: Node, axis: int, rank: int, what: str = "axis") -> int:

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import ShapeError, UnsupportedOpError
 from ..ir import Node, TensorType
 from . import REQUIRED, OpDef, attr, bad_attr, register_op
-from ._util import const_input, ints, norm_axes, norm_axis
+from ._util import const_input, has_input, ints, norm_axes, norm_axis
 from .resize import Resize, Upsample, resize_params, resize_taps  # noqa: F401  (registers them)
 
 
@@ -400,17 +400,21 @@ def _pad_widths(node: Node) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return tuple(pb), tuple(pe)
 
 
-def pad_params(node: Node) -> tuple[tuple[int, ...], tuple[int, ...], str, float | int | bool]:
+def pad_params(node: Node, runtime_value: bool = False
+               ) -> tuple[tuple[int, ...], tuple[int, ...], str, float | int | bool | None]:
     """``(pads_begin, pads_end, mode, value)`` of a Pad node over every input axis.
 
     Opset < 11: attributes ``pads``/``value``; 11+: constant inputs pads, constant_value
     (default 0) and, from 18, axes. Pads may be negative (cropping). ``value`` is a Python scalar
-    of the input's kind. Raises ShapeError for non-constant parameters.
+    of the input's kind; with ``runtime_value`` it is None when constant_value is a runtime
+    input (the kernel loads it). Raises ShapeError for other non-constant parameters.
     """
     pb, pe = _pad_widths(node)
     if node.version < 11:
         value = node.attrs.get("value")
         value = 0.0 if value is None else value
+    elif runtime_value and has_input(node, 2) and node.inputs[2].const is None:
+        return pb, pe, attr(node, "mode"), None
     else:
         v = const_input(node, 2, "constant_value")
         value = 0 if v is None or v.size == 0 else v.reshape(-1)[0].item()

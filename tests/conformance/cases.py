@@ -101,30 +101,34 @@ def expected_failures() -> dict[str, str]:
     return dict(tomllib.loads(EXPECTED_FILE.read_text()).get("cases", {}))
 
 
-# Inputs that set an op's parameters (axes, sizes, bounds...) rather than carry data: onnxcc
-# compiles shapes and loops statically, so like a user it binds them as constants.
-PARAM_OPS = {"Slice", "Resize", "Upsample", "Split", "ReduceMean", "ReduceSum", "ReduceMax",
-             "Squeeze", "Unsqueeze", "Reshape", "Expand", "Pad", "ConstantOfShape", "Clip",
-             "Dropout"}
+# Inputs whose values decide an output's shape (axes, sizes, starts, pads...): onnxcc compiles
+# shapes statically, so like a user it binds the graph inputs they are computed from with the
+# public option ``constant_inputs``. Other parameters (Clip's bounds, Dropout's ratio, Pad's
+# constant value...) stay runtime inputs.
+SHAPE_INPUTS = {"Slice": (1, 2, 3, 4), "Resize": (2, 3), "Upsample": (1,), "Split": (1,),
+                "ReduceMean": (1,), "ReduceSum": (1,), "ReduceMax": (1,), "Squeeze": (1,),
+                "Unsqueeze": (1,), "Reshape": (1,), "Expand": (1,), "Pad": (1, 3),
+                "ConstantOfShape": (0,)}
 
 
-def bind_parameters(model, feeds: dict[str, np.ndarray]):
-    """Move the parameter inputs of ``feeds`` into the model as initializers."""
-    import copy
-
-    from onnx import numpy_helper
-
-    params = {i for n in model.graph.node if n.op_type in PARAM_OPS
-              for i in list(n.input)[0 if n.op_type == "ConstantOfShape" else 1:]}
-    params &= set(feeds)
-    if not params:
-        return model, feeds
-    m = copy.deepcopy(model)
-    keep = [i for i in m.graph.input if i.name not in params]
-    del m.graph.input[:]
-    m.graph.input.extend(keep)
-    m.graph.initializer.extend(numpy_helper.from_array(np.asarray(feeds[k]), k) for k in sorted(params))
-    return m, {k: v for k, v in feeds.items() if k not in params}
+def shape_inputs(model) -> list[str]:
+    """The graph inputs of ``model`` that SHAPE_INPUTS positions are computed from."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    graph_inputs = {i.name for i in model.graph.input}
+    found: list[str] = []
+    todo = [n.input[k] for n in model.graph.node for k in SHAPE_INPUTS.get(n.op_type, ())
+            if k < len(n.input) and n.input[k]]
+    seen: set[str] = set()
+    while todo:
+        t = todo.pop()
+        if t in seen:
+            continue
+        seen.add(t)
+        if t in graph_inputs:
+            found.append(t)
+        elif t in producer:
+            todo.extend(i for i in producer[t].input if i)
+    return sorted(found)
 
 
 def run_case(case, target: str = "host") -> None:
@@ -136,13 +140,15 @@ def run_case(case, target: str = "host") -> None:
     inits = {t.name for t in case.model.graph.initializer}
     in_names = [i.name for i in case.model.graph.input if i.name not in inits]
     out_names = [o.name for o in case.model.graph.output]
+    params = shape_inputs(case.model)
     compiled: dict = {}
     for inputs, outputs in case.data_sets:
         inputs, outputs = [as_array(x) for x in inputs], [as_array(y) for y in outputs]
-        bound, feeds = bind_parameters(case.model, dict(zip(in_names, inputs)))
-        key = bound.SerializeToString()
+        feeds = dict(zip(in_names, inputs))
+        consts = {k: feeds.pop(k) for k in params if k in feeds}
+        key = tuple((k, v.dtype.str, v.shape, v.tobytes()) for k, v in consts.items())
         if key not in compiled:
-            compiled[key] = onnxcc.compile(bound, target=target)
+            compiled[key] = onnxcc.compile(case.model, target=target, constant_inputs=consts)
         got = compiled[key].run(feeds)
         for name, want in zip(out_names, outputs):
             compare(got[name], np.asarray(want), case.rtol, case.atol, name)
