@@ -8,7 +8,9 @@
 
 A producer joins its reader when both have the ``elementwise`` trait and one output, the
 producer's output has exactly one use (the reader; not a graph output), both outputs have the same
-shape (the fused loop runs over it) and a float dtype, and no input is omitted. Each body step is
+shape (the fused loop runs over it) and a float dtype, no input is omitted, and each op's output
+shape is the broadcast of its inputs' (CastLike's second input only lends its dtype: a larger one
+would grow the fused loop). Each body step is
 ``(op, attrs, args)``: ``attrs`` a tuple of (name, value) pairs sorted by name, ``args`` input
 indices (k >= 0) or step results (k < 0 is step -k-1). Inputs are deduplicated and keep the
 reader's order, the producer's inputs taking the place of its output. A lone elementwise op
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any as AnyT
 
+import numpy as np
 from onnxcc.ir import Graph, Node, Value
 from onnxcc.ops import get_op
 
@@ -36,7 +39,17 @@ def _freeze(v: AnyT) -> AnyT:
 
 def _candidate(n: Node) -> bool:
     return (len(n.outputs) == 1 and n.outputs[0].dtype.kind == "f"
-            and all(i is not None for i in n.inputs) and "elementwise" in get_op(n).traits)
+            and all(i is not None for i in n.inputs) and "elementwise" in get_op(n).traits
+            and _output_is_broadcast(n))
+
+
+def _output_is_broadcast(n: Node) -> bool:
+    """Whether ``n``'s output shape is the broadcast of its inputs' shapes (the fused loop
+    runs over the broadcast of every input)."""
+    try:
+        return np.broadcast_shapes(*(i.shape for i in n.inputs)) == n.outputs[0].shape
+    except ValueError:
+        return False
 
 
 def _as_body(n: Node) -> tuple[list[Value], tuple]:

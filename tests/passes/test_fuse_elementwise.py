@@ -62,6 +62,17 @@ def test_not_fused_when_shape_grows_or_two_users_or_int(rng):
     _check(model, g, rng, {"v": (4,), "x": (2, 4)})
 
 
+def test_castlike_with_a_larger_dtype_source_not_fused(rng):
+    # y = Sqrt(CastLike(c, x)) with c a scalar and x (3, 4): y stays a scalar
+    model = make_model([("CastLike", ["c", "x"], ["t"]), ("Sqrt", ["t"], ["s"]),
+                        ("Mul", ["x", "s"], ["y"])], {"x": (3, 4)}, {"y": (3, 4)},
+                       {"c": np.array(2.0, np.float32)})
+    g = run_pipeline(import_onnx(model, fold=False), [fuse_elementwise])
+    assert ops(g) == ["CastLike", "Sqrt", "Mul"]
+    assert g.nodes[0].outputs[0].shape == ()
+    _check(model, g, rng, {"x": (3, 4)})
+
+
 def test_graph_output_producer_not_absorbed(rng):
     model = make_model([("Relu", ["x"], ["a"]), ("Neg", ["a"], ["y"])],
                        {"x": (3,)}, {"a": (3,), "y": (3,)})
