@@ -284,7 +284,7 @@ def test_requantize_is_integer_only_with_constant_scales():
     m, _ = _qlinear_conv(x, w, None, scales, zps, True, True)
     cm = onnxcc.compile(m, "host")
     text = "\n".join(kernel_text(k) for k in cm.program.kernels)
-    assert "requantize(" in text and "rq_m:i32[4]" in text and "rq_shift:i32[4]" in text
+    assert "requantize(" in text and "rq_m:i32[4]" in text and "rq_shift:i8[4]" in text
     assert "f32" not in text and "f64" not in text
 
 
