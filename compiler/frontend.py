@@ -2,7 +2,8 @@
 
 - default-domain opsets 1 to the newest the installed onnx knows (see :mod:`onnxcc.opsets`:
   an op whose signature did not change after opset 21 is accepted at any newer opset; forms
-  older than opset 7 are upgraded by :mod:`onnxcc.legacy`); any other domain is unsupported;
+  older than opset 7 are upgraded by :mod:`onnxcc.legacy`); onnxruntime's quantized ops of domain
+  com.microsoft are imported by :mod:`onnxcc.contrib`; any other domain is unsupported;
 - initializers and ``Constant`` nodes become constant values; nodes whose inputs are all
   constant (``ConstantOfShape``, shape subgraphs ``Shape -> Gather -> Concat -> Reshape``) are
   folded while importing, and ``Shape``/``Size`` always fold because shapes are static;
@@ -30,6 +31,7 @@ import onnx
 from onnx import numpy_helper
 from onnx.external_data_helper import load_external_data_for_tensor, uses_external_data
 
+from . import contrib
 from .errors import AttributeValueError, ModelLoadError, OnnxccError, ShapeError, UnsupportedOpError
 from .ir import Graph, Node, TensorType, Value
 from .legacy import CONVERT, upgrade
@@ -440,8 +442,9 @@ def import_onnx(model: str | Path | onnx.ModelProto,
     problems = []
     for k, n in enumerate(graph.node):
         if n.domain not in ("", "ai.onnx"):
-            problems.append((n.name or f"{n.op_type}_{k}", f"{n.domain}.{n.op_type}",
-                             "only the default ONNX domain is supported"))
+            why = contrib.problem(n)
+            if why:
+                problems.append((n.name or f"{n.op_type}_{k}", f"{n.domain}.{n.op_type}", why))
         elif n.op_type != "Constant" and n.op_type not in registry:
             problems.append((n.name or f"{n.op_type}_{k}", n.op_type, "op not implemented"))
         elif newer_form_problem(n.op_type, version):
@@ -502,9 +505,12 @@ def import_onnx(model: str | Path | onnx.ModelProto,
                 _check_attribute(a, orig.op_type, version, oname)
             upgraded = upgrade(orig, version, lambda t: values[t].shape if t in values else None,
                                oname)
+        elif orig.domain not in ("", "ai.onnx"):   # onnxruntime's quantized ops
+            upgraded = contrib.expand(orig, orig.name or f"{orig.op_type}_{k}")
         else:
             upgraded = [orig]
         for np_ in upgraded:
+            op = contrib.registry_name(np_)
             nname = np_.name or f"{np_.op_type}_{k}"
             while nname in used_names:
                 nname += "_"
@@ -525,7 +531,7 @@ def import_onnx(model: str | Path | onnx.ModelProto,
                     ins.append(values[i])
             while ins and ins[-1] is None:
                 ins.pop()
-            opdef = get_op(np_.op_type)
+            opdef = get_op(op)
             attrs: dict[str, Any] = {}
             for a in np_.attribute:
                 if a.name not in opdef.attrs:
@@ -534,7 +540,7 @@ def import_onnx(model: str | Path | onnx.ModelProto,
                         hint=f"known attributes: {sorted(opdef.attrs)}" + (
                             "" if version >= LEGACY_BELOW else f"; the opset-{version} form of "
                             f"{np_.op_type} is not supported: {CONVERT}"))
-                _check_attribute(a, np_.op_type, max(version, LEGACY_BELOW) if version < LEGACY_BELOW
+                _check_attribute(a, op, max(version, LEGACY_BELOW) if version < LEGACY_BELOW
                                  else version, nname)
                 attrs[a.name] = _attr_value(a)
                 if a.type == onnx.AttributeProto.FLOAT and not np.isfinite(a.f) \
@@ -557,7 +563,7 @@ def import_onnx(model: str | Path | onnx.ModelProto,
                     attrs[key] = default
             outs = [Value(o or f"{nname}_unused{j}", TensorType((), np.float32))
                     for j, o in enumerate(np_.output)]
-            node = Node(np_.op_type, ins, outs, attrs, nname, version)
+            node = Node(op, ins, outs, attrs, nname, version)
             for o in outs:
                 o.producer = node
             n_in = len(ins)
@@ -570,7 +576,7 @@ def import_onnx(model: str | Path | onnx.ModelProto,
             if blank:
                 raise AttributeValueError(f"required input {blank[0]} is empty", node=nname,
                                           op=np_.op_type, hint="the model is malformed")
-            bad_type = _spec_type_error(np_.op_type, version, ins)
+            bad_type = _spec_type_error(op, version, ins)
             if bad_type:   # e.g. Cosh of int32: onnx's checker and onnxruntime refuse it too
                 raise ModelLoadError(bad_type, node=nname, op=np_.op_type,
                                      hint="the model is malformed; re-export it")

@@ -34,6 +34,9 @@ NEWER_FORMS = {
     "SpaceToDepth": 28,
     # fmod=0 now also defined for floats: A - floor(A / B) * B, numpy's mod
     "Mod": 28,
+    # precision (QuantizeLinear 25) and output_dtype (DequantizeLinear 23) are implemented for
+    # float32; the other additions are element types (int4, float8...) refused by dtype
+    "QuantizeLinear": 28, "DequantizeLinear": 28,
 }
 
 
