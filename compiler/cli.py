@@ -88,6 +88,32 @@ def _add_model_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
                    help="bind a graph input to constant values (repeatable), e.g. axes=1; "
                    "the values take the input's declared type and shape")
     p.add_argument("--name", help="C prefix of every symbol and file (default: the model's name)")
+    p.add_argument("--quantize", choices=["int8"],
+                   help="post-training int8 quantization, calibrated on --calibration")
+    p.add_argument("--calibration", metavar="NPZ|DIR",
+                   help="calibration inputs: an .npz of input name -> samples stacked on axis 0, "
+                   "or a folder of <input name>.npy")
+    p.add_argument("--calibration-method", choices=["minmax", "percentile", "entropy"],
+                   default="minmax", help="how ranges are chosen (default minmax)")
+    p.add_argument("--per-tensor", action="store_true",
+                   help="one weight scale per tensor instead of per output channel")
+
+
+def _quantize(args: argparse.Namespace):
+    """The Int8 settings of --quantize/--calibration, or None."""
+    if getattr(args, "quantize", None) is None:
+        if getattr(args, "calibration", None):
+            raise InputError("--calibration is given without --quantize",
+                             hint="add --quantize int8")
+        return None
+    if not args.calibration:
+        raise InputError("--quantize int8 needs calibration inputs",
+                         hint="add --calibration data.npz (input name -> samples on axis 0) or "
+                         "a folder of <input name>.npy")
+    from .quantize import Int8
+
+    return Int8(calibration=args.calibration, method=args.calibration_method,
+                per_channel=not args.per_tensor)
 
 
 def _target(args: argparse.Namespace):
@@ -101,7 +127,7 @@ def _compile(args: argparse.Namespace, model: str):
 
     return cc(model, _target(args), input_shapes=_input_shapes(args.input_shape), name=args.name,
               dump_dir=getattr(args, "dump_dir", None), dump_after=getattr(args, "dump_ir", None),
-              constant_inputs=_constant_inputs(args.constant_input))
+              constant_inputs=_constant_inputs(args.constant_input), quantize=_quantize(args))
 
 
 def cmd_compile(args: argparse.Namespace) -> int:

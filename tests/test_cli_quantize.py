@@ -1,0 +1,43 @@
+"""`onnxcc compile/report --quantize int8 --calibration ...` on the shipped digits CNN."""
+
+from pathlib import Path
+
+import numpy as np
+
+from onnxcc.cli import main
+
+DIGITS = Path(__file__).resolve().parents[1] / "compiler" / "models" / "digits.onnx"
+SHAPE = ["--input-shape", "input=1,1,8,8"]
+
+
+def _calibration(tmp_path: Path) -> Path:
+    with np.load(DIGITS.with_name("digits_test.npz")) as z:
+        x = z["x"][:60].astype(np.float32)
+    np.savez(tmp_path / "cal.npz", input=x)
+    return tmp_path / "cal.npz"
+
+
+def test_compile_and_report_int8(tmp_path, capsys):
+    cal = str(_calibration(tmp_path))
+    assert main(["compile", str(DIGITS), *SHAPE, "--quantize", "int8", "--calibration", cal,
+                 "-o", str(tmp_path / "q")]) == 0
+    out = capsys.readouterr().out
+    assert "arena:   640 bytes" in out
+    assert (tmp_path / "q" / "digits.c").read_text().count("onnxcc_requantize(") >= 4
+    assert main(["report", str(DIGITS), *SHAPE, "--quantize", "int8", "--calibration", cal,
+                 "--calibration-method", "entropy", "--per-tensor"]) == 0
+    out = capsys.readouterr().out
+    assert "int8 quantization: entropy, 60 calibration samples" in out and "SQNR dB" in out
+    assert "QLinearConv" in out
+
+
+def test_quantize_flags_need_each_other(tmp_path, capsys):
+    assert main(["compile", str(DIGITS), "--quantize", "int8", "-o", str(tmp_path / "a")]) == 2
+    assert "needs calibration inputs" in capsys.readouterr().err
+    cal = str(_calibration(tmp_path))
+    assert main(["compile", str(DIGITS), "--calibration", cal, "-o", str(tmp_path / "b")]) == 2
+    assert "--calibration is given without --quantize" in capsys.readouterr().err
+    assert main(["compile", str(DIGITS), *SHAPE, "--quantize", "int8", "--calibration",
+                 str(tmp_path / "none.npz"), "-o", str(tmp_path / "c")]) == 2
+    assert "no calibration file or folder" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
