@@ -67,9 +67,10 @@ def upgrade(node: onnx.NodeProto, opset: int, shape_of: Callable[[str], tuple[in
         return f"{name}/legacy_{what}"
 
     drop("consumed_inputs")
-    if op in BROADCAST_OPS and ("broadcast" in attrs or "axis" in attrs):
+    if op in BROADCAST_OPS:   # broadcast=0 (the default) before opset 7: equal shapes only
         drop("broadcast", "axis")
-        a, b = (shape_of(i) for i in node.input[:2])
+        two = len(node.input) == 2   # another arity is refused when the node is imported
+        a, b = (shape_of(node.input[0]), shape_of(node.input[1])) if two else (None, None)
         if not value("broadcast", 0):
             if a is not None and b is not None and a != b:
                 raise AttributeValueError(
@@ -107,6 +108,10 @@ def upgrade(node: onnx.NodeProto, opset: int, shape_of: Callable[[str], tuple[in
                                         axes=list(range(1, len(x) - 1))))
             new.input[1] = out
     elif op == "Reshape" and "shape" in attrs:
+        if len(node.input) != 1:
+            raise AttributeValueError(f"Reshape with a shape attribute takes one input, got "
+                                      f"{len(node.input)}", node=name, op=op,
+                                      hint="the model is malformed; re-export it")
         drop("shape")
         out = helper_name("shape")
         pre.append(helper.make_node("Constant", [], [out], name=helper_name("const"),

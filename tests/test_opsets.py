@@ -112,3 +112,13 @@ def test_old_training_forms_refused():
                     {"x": (1, 1, 2, 2)}, {"y": None}, opset=1)
     with pytest.raises(UnsupportedOpError, match=r"'n0' \(Upsample\).*opset 1 form"):
         onnxcc.compile(up, "host")
+
+
+def test_old_forms_that_break_their_spec_are_refused_by_name():
+    m = make_model([("Add", ["a", "b"], ["y"])], {"a": (2, 3), "b": (3,)}, {"y": None}, opset=6)
+    with pytest.raises(AttributeValueError, match=r"'n0' \(Add\): broadcast=0 needs equal"):
+        onnxcc.compile(m, "host")   # before opset 7, broadcasting needs broadcast=1
+    m = make_model([("Reshape", ["a", "b"], ["y"], {"shape": [3, 2]})], {"a": (2, 3), "b": (2,)},
+                   {"y": None}, opset=4)
+    with pytest.raises(AttributeValueError, match=r"'n0' \(Reshape\).*takes one input"):
+        onnxcc.compile(m, "host")
