@@ -107,9 +107,11 @@ def expected_failures() -> dict[str, str]:
 # public option ``constant_inputs``. Other parameters (Clip's bounds, Dropout's ratio, Pad's
 # constant value...) stay runtime inputs.
 SHAPE_INPUTS = {"Slice": (1, 2, 3, 4), "Resize": (2, 3), "Upsample": (1,), "Split": (1,),
-                "ReduceMean": (1,), "ReduceSum": (1,), "ReduceMax": (1,), "Squeeze": (1,),
-                "Unsqueeze": (1,), "Reshape": (1,), "Expand": (1,), "Pad": (1, 3),
-                "ConstantOfShape": (0,)}
+                "Squeeze": (1,), "Unsqueeze": (1,), "Reshape": (1,), "Expand": (1,),
+                "Pad": (1, 3), "ConstantOfShape": (0,), "Tile": (1,), "Range": (0, 1, 2),
+                "TopK": (1,), "OneHot": (1,), "CenterCropPad": (1,),
+                **{f"Reduce{r}": (1,) for r in ("Mean", "Sum", "Max", "Min", "Prod", "L1", "L2",
+                                                "LogSum", "LogSumExp", "SumSquare")}}
 
 
 def shape_inputs(model) -> list[str]:
