@@ -57,8 +57,8 @@ def _interval_raw(e: Expr, sc: _Scope, where: str) -> Interval:
     if isinstance(e, Var):
         if e in sc.vars:
             return sc.vars[e]
-        if e in sc.locals:
-            return (-inf, inf)
+        if e in sc.locals:   # a local holds a value of its type
+            return _type_range(e.dtype)
         raise VerifyError(f"{where}: variable {e.name!r} used outside its loop or before its Decl")
     if isinstance(e, Binary):
         a, b = _interval(e.a, sc, where), _interval(e.b, sc, where)
@@ -92,7 +92,23 @@ def _interval_raw(e: Expr, sc: _Scope, where: str) -> Interval:
         return min(a[0], b[0]), max(a[1], b[1])
     if isinstance(e, Cast) and e.dtype.is_int and e.a.dtype.is_int:
         return _interval(e.a, sc, where)
+    if isinstance(e, Load):   # data read from memory: anything its type holds
+        return _type_range(e.dtype)
     return (-inf, inf)
+
+
+def _type_range(d) -> Interval:
+    """The values a scalar of dtype ``d`` can hold, for types narrower than 32 bits (wider
+    integers, floats and vectors: unbounded, so that int32 data arithmetic, which wraps by the
+    loop IR's semantics, is never taken for index arithmetic that might overflow)."""
+    if d.lanes == 1 and d.name == "bool":
+        return (0, 1)
+    if d.lanes == 1 and d.is_int and d.bits < 32:
+        import numpy as np
+
+        info = np.iinfo(d.np)
+        return (int(info.min), int(info.max))
+    return (-math.inf, math.inf)
 
 
 def _conjuncts(c: Expr) -> list[Expr]:

@@ -13,6 +13,9 @@ executes such models by fusing these patterns into integer kernels; so does this
         with the same scale and zero point on both sides   ==>  the op on %xq (int8 values:
                                                                max and moves commute with
                                                                the monotonic dequantization)
+    %yq = Q(f(DQ(%xq))) for an elementwise f (Sigmoid, Tanh, HardSwish, Gelu, LeakyRelu, an Add
+        or Mul of a scalar...)  ==>  %yq = onnxcc.LookupTable(%xq, table*)   (256 entries:
+                                     the float chain evaluated at compile time on every int8)
     %yq = Q(DQ(%xq)) with the same scale, zero point and type  ==>  %xq
 
 Conditions: activations per tensor; weights per tensor or per output channel (Conv axis 0,
@@ -30,7 +33,7 @@ import logging
 
 import numpy as np
 from onnxcc.ir import Graph, Node, TensorType, Value
-from onnxcc.ops import attr
+from onnxcc.ops import attr, get_op, run_node
 
 from .manager import graph_pass
 from .pattern import Match, Op, rewrite
@@ -214,6 +217,40 @@ def move_quantized(m: Match) -> list[Node] | None:
                  op.version)]
 
 
+def _unary_elementwise(n: Node) -> bool:
+    """An elementwise op of one runtime input whose other inputs are scalar constants."""
+    if n.op in ("QuantizeLinear", "DequantizeLinear") or len(n.outputs) != 1 or \
+            "elementwise" not in get_op(n).traits:
+        return False
+    rest = [v for v in n.inputs[1:] if v is not None]
+    return (n.inputs[0] is not None and not n.inputs[0].is_const
+            and all(v.is_const and v.const.size == 1 for v in rest))
+
+
+def lookup_table(m: Match) -> list[Node] | None:
+    """Q(f(DQ(x))) for an elementwise f of int8/uint8 x -> onnxcc.LookupTable(x, table) with
+    table = Q(f(DQ(every value of x's type))), computed by the references of the nodes it
+    replaces (so the table holds exactly what the float chain computes)."""
+    f, q, g = m["lin"], m.root, m.graph
+    qp = _q_params(q)
+    d = _dq(f.inputs[0])
+    if qp is None or d is None or d.axis is not None or d.q.dtype not in INT8:
+        return None
+    info = np.iinfo(d.q.dtype)
+    xs = np.arange(info.min, info.max + 1).astype(d.q.dtype)
+    with np.errstate(all="ignore"):
+        (fx,) = run_node(d.node, xs, d.scale.const, None if d.zp is None else d.zp.const)
+        rest = [None if v is None else v.const for v in f.inputs[1:]]
+        (fy,) = run_node(f, fx, *rest)
+        (table,) = run_node(q, np.asarray(fy, np.float32).reshape(-1), *[
+            None if v is None else v.const for v in q.inputs[1:]])
+    table = np.asarray(table).reshape(-1)
+    if table.shape != (256,):
+        return None
+    tv = _const(g, f"{f.name}_table", table.astype(q.outputs[0].dtype))
+    return [Node("onnxcc.LookupTable", [d.q, tv], [q.outputs[0]], {}, f.name, 1)]
+
+
 def requantize_identity(m: Match) -> list[Value] | None:
     """Q(DQ(x)) with the same parameters and type -> x."""
     q = m.root
@@ -237,6 +274,7 @@ FUSE_QDQ_PATTERNS = [
     (Op(Q, _lin(("Gemm", "MatMul")), ...), gemm_to_qgemm),
     (Op(Q, Op("Relu", _lin(("Gemm", "MatMul")), name="act"), ...), gemm_to_qgemm),
     (Op(Q, _lin(MOVES), ...), move_quantized),
+    (Op(Q, Op(None, name="lin", where=_unary_elementwise), ...), lookup_table),
     (Op(Q, Op("DequantizeLinear", one_use=False), ...), requantize_identity),
 ]
 

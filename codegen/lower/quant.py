@@ -349,3 +349,16 @@ def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
     ins = read_buffers(body, [X, Wt] + extra)
     return ctx.kernel(node.op.lower(), [Y], ins, [Comment(text)] + body, comment=text)
 
+
+
+@lower("onnxcc.LookupTable")
+def _lower_lookup_table(node: Node, ctx: LowerCtx) -> Any:
+    """y[i] = table[int32(x[i]) - min(x's type)]: one load from a 256-entry weight per element."""
+    from .elementwise import elementwise_kernel
+
+    lo = int(np.iinfo(node.inputs[0].dtype).min)
+    T = ctx.input(1, "table")
+    k = elementwise_kernel(ctx, [0], lambda v: T[(Cast(v[0], I32) - const(lo, I32),)])
+    k.inputs = k.inputs + [T]
+    k.comment = f"lookup table: y = table[x - ({lo})], 256 entries of {T.dtype}"
+    return k

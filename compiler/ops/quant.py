@@ -112,6 +112,15 @@ class _Linear(OpDef):
         for k, what in ((1, "scale"), (2, "zero point")):
             if has_input(node, k) and x.shape:
                 param_layout(node, k, x.shape, axis, self.block(node), what)
+        sc = node.inputs[1].const
+        if sc is not None:
+            c = np.asarray(sc, np.float64)
+            bad = ~np.isfinite(c) | ((c <= 0) if node.op == "QuantizeLinear" else False)
+            if bad.any():
+                raise bad_attr(node, f"scale {c.reshape(-1)[np.argmax(bad.reshape(-1))]} of "
+                               f"{node.inputs[1].name!r} must be "
+                               + ("positive and finite" if node.op == "QuantizeLinear"
+                                  else "finite"))
         if has_input(node, 2) and has_input(node, 1) and \
                 node.inputs[2].shape != node.inputs[1].shape and \
                 math.prod(node.inputs[2].shape) != math.prod(node.inputs[1].shape):
@@ -507,3 +516,27 @@ class QGemm(OpDef):
         m = self.multiplier(node, a_s, b_s, y_s)
         return [requantize_float(acc, m if m.size > 1 else m[0], np.asarray(yz).reshape(-1)[0],
                                  node.inputs[8].dtype)]
+
+
+@register_op("onnxcc.LookupTable")
+class LookupTable(OpDef):
+    """onnxcc's 256-entry lookup table, made by fuse_qdq from QuantizeLinear(f(DequantizeLinear
+    (x))) for an elementwise f (Sigmoid, Tanh, HardSwish, Gelu, LeakyRelu...):
+    ``y[i] = table[x[i] - min(x's type)]``. x int8/uint8 of any shape; table (256,) constant of
+    y's type (int8/uint8), computed at compile time with the very ops it replaces."""
+
+    attrs: dict = {}
+    min_inputs, max_inputs = 2, 2
+
+    def check(self, node: Node) -> None:
+        x, t = node.inputs
+        if x.dtype not in ACC_TYPES or t.shape != (256,) or t.dtype not in ACC_TYPES:
+            raise bad_attr(node, f"needs int8/uint8 x and a (256,) int8/uint8 table, got "
+                           f"{x.dtype} and {t.dtype} {list(t.shape)}")
+
+    def infer(self, node: Node) -> list[TensorType]:
+        return [TensorType(node.inputs[0].shape, node.inputs[1].dtype)]
+
+    def reference(self, node, x, table):
+        lo = np.iinfo(x.dtype).min
+        return [np.asarray(table)[x.astype(np.int32) - lo]]

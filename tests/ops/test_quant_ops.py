@@ -310,3 +310,14 @@ def test_scale_of_wrong_length_is_refused_by_name():
     m = single("QuantizeLinear", {"x": x, "s": s}, {"y": (np.uint8, x.shape)}, {"s": s}, axis=1)
     with pytest.raises(OnnxccError, match="q0.*scale shape \\[5\\]"):
         onnxcc.compile(m, "host")
+
+
+@pytest.mark.parametrize("op,s", [("QuantizeLinear", 0.0), ("QuantizeLinear", -0.5),
+                                  ("QuantizeLinear", np.inf), ("DequantizeLinear", np.nan)])
+def test_constant_scale_out_of_range_is_refused_by_name(op, s):
+    x = np.zeros((2, 3), np.float32 if op == "QuantizeLinear" else np.uint8)
+    sc_ = np.array(s, np.float32)
+    m = single(op, {"x": x, "s": sc_}, {"y": (np.uint8 if op == "QuantizeLinear" else np.float32,
+                                              x.shape)}, {"s": sc_})
+    with pytest.raises(OnnxccError, match="q0.*scale .* of 's' must be"):
+        onnxcc.compile(m, "host")
