@@ -9,7 +9,8 @@ accepted; per node, the op's schema in effect at the model's opset
   of opset 21 (later versions only added element types such as bfloat16, float8 or int4, which the
   frontend refuses by dtype), is accepted;
 - a newer schema whose signature changed is accepted when ``NEWER_FORMS`` says onnxcc implements
-  it, and refused by name otherwise (:func:`newer_form_problem`).
+  it, and refused by name otherwise (:func:`newer_form_problem`); an op that first appeared after
+  opset 21 is implemented in its first form unless ``NEWER_FORMS`` says otherwise.
 
 Forms older than opset 7 are upgraded node by node in :mod:`onnxcc.legacy`.
 """
@@ -63,10 +64,11 @@ def newer_form_problem(op: str, opset: int) -> str | None:
     changed."""
     since = schema_version(op, opset)
     base = NEWER_FORMS.get(op, IMPLEMENTED_OPSET)
+    if schema_version(op, base) is None:   # an op new after 21: onnxcc implements its first form
+        base = next((v for v in range(base, MAX_OPSET + 1) if schema_version(op, v) is not None),
+                    base)
     if since is None or since <= base:
         return None
-    if schema_version(op, base) is None:   # an op new after 21: no implementation of it
-        return f"{op} first appeared in opset {since}, which onnxcc does not implement"
     old, new = _signature(op, base), _signature(op, opset)
     if old == new:   # only element types were added; unsupported ones are refused by dtype
         return None

@@ -122,3 +122,10 @@ def test_old_forms_that_break_their_spec_are_refused_by_name():
                    {"y": None}, opset=4)
     with pytest.raises(AttributeValueError, match=r"'n0' \(Reshape\).*takes one input"):
         onnxcc.compile(m, "host")
+
+
+def test_an_op_new_after_21_is_implemented_in_its_first_form():
+    opsets.newer_form_problem.cache_clear()
+    assert opsets.newer_form_problem("Attention", 23) is None   # its first version (23)
+    why = opsets.newer_form_problem("Attention", 24)
+    assert "Attention in opset 24" in why and "up to version 23" in why
