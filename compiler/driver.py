@@ -79,10 +79,19 @@ class CompiledModel:
         On a C target the library is built as a shared object and called in-process through ctypes;
         ``sanitize=True`` builds an executable harness under -fsanitize=address,undefined instead
         (a sanitizer runtime cannot be loaded into a running Python).
-        Raises ShapeError for bad inputs, BuildError when the C build or run fails.
+        Raises ShapeError for bad inputs (also for one bound by ``constant_inputs``), BuildError
+        when the C build or run fails.
         """
         from onnxcc.runtime.build import SharedLibrary, build_shared, run_executable
 
+        bound = sorted(set(inputs) & set(self.options.get("constant_inputs", ())))
+        if bound:
+            from .errors import ShapeError
+
+            raise ShapeError(f"inputs {bound} were bound at compile time (constant_inputs): their "
+                             "values are built into the code",
+                             hint="feed only the other inputs, or compile again without binding "
+                             "them")
         if sanitize:
             return run_executable(self.build(cc=cc, sanitize=True, opt="-O1"), self.mmap, inputs)
         if self.target.backend == "llvm" and cc is None:

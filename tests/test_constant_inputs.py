@@ -97,3 +97,9 @@ def test_cli_constant_input(tmp_path, rng, capsys):
     assert "--constant-input axes=" in capsys.readouterr().err
     assert main(["check", str(path), "--constant-input", "axes=one"]) == 2
     assert "NAME=V0,V1" in capsys.readouterr().err
+
+
+def test_feeding_a_bound_input_is_refused_by_name(rng):
+    cm = onnxcc.compile(_unsqueeze(), "host", constant_inputs={"axes": [1]})
+    with pytest.raises(ShapeError, match=r"\['axes'\] were bound at compile time"):
+        cm.run({"x": rng.standard_normal((2, 3), "f4"), "axes": np.array([1])})
