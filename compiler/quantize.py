@@ -8,7 +8,8 @@ model with the scheme of ONNX QDQ models as onnxruntime's ``quantize_static`` wr
 - activations: asymmetric int8 per tensor, scale ``(max - min) / 255`` over a range stretched to
   include 0, zero point ``round(-128 - min / scale)``;
 - biases: int32 with scale ``x_scale * w_scale`` and zero point 0;
-- a Relu after a Conv/Gemm is folded into that layer's output range (as TFLite does);
+- a Relu or a Clip of constant bounds (ReLU6) after a Conv/Gemm is folded into that layer's
+  output range (as TFLite does);
   MaxPool, Reshape, Flatten, Transpose, Squeeze and Unsqueeze keep their input's parameters.
 
 Ranges come from running the reference interpreter over the calibration samples:

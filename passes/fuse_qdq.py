@@ -7,7 +7,8 @@ executes such models by fusing these patterns into integer kernels; so does this
     %xf = DQ(%xq, %xs*, %xz*); %wf = DQ(%wq*, %ws*, %wz*); %bf = DQ(%bq*, %bs*)
     %yf = Conv(%xf, %wf, %bf); [%yf = Relu(%yf)]; %yq = Q(%yf, %ys*, %yz*)
         ==>  %yq = QLinearConv(%xq, %xs, %xz, %wq, %ws, %wz, %ys, %yz, %bq)
-             [%yq = Max(%yq, %yz)]                               (Relu: clamp at the zero point)
+             [%yq = Max(%yq, Q(lo)); Min(%yq, Q(hi))]      (Relu or constant Clip: a clamp in the
+                                                           quantized domain, Q being monotonic)
     Gemm (alpha 1, B constant) and 2-D MatMul likewise ==> com.microsoft.QGemm
     %yq = Q(MaxPool | Reshape | Flatten | Squeeze | Unsqueeze | Transpose (DQ(%xq)))
         with the same scale and zero point on both sides   ==>  the op on %xq (int8 values:
@@ -141,16 +142,55 @@ def _operands(lin: Node, w_axis: int) -> tuple[_Dq, _Dq] | None:
     return x, w
 
 
-def _finish(m: Match, node: Node, yz: Value) -> list[Node]:
-    """``node`` writing the Q's output, followed by the Relu clamp when one was matched."""
+def _act_bounds(m: Match) -> tuple[float, float] | None:
+    """(lo, hi) of the matched Relu or Clip between the float op and Q ((-inf, inf) when none
+    matched); None for a Clip whose bounds are not constants."""
+    if "act" not in m:
+        return -np.inf, np.inf
+    act = m["act"]
+    if act.op == "Relu":
+        return 0.0, np.inf
+    b = []
+    for k, default in ((1, -np.inf), (2, np.inf)):
+        v = act.inputs[k] if len(act.inputs) > k else None
+        if v is not None and (v.const is None or v.const.size != 1):
+            return None
+        b.append(default if v is None else float(np.asarray(v.const).reshape(-1)[0]))
+    return b[0], b[1]
+
+
+def _finish(m: Match, node: Node, ys: Value, yz: Value) -> list[Node] | None:
+    """``node`` writing the Q's output, followed by the clamp of a matched Relu/Clip in the
+    quantized domain: Q(clip(x, lo, hi)) = clip(Q(x), Q(lo), Q(hi)) as Q is monotonic; a bound
+    at or past the type's limit needs no clamp. None when the Clip's bounds are not constant."""
+    bounds = _act_bounds(m)
+    if bounds is None:
+        return None
     out = m.root.outputs[0]
-    lowest = np.iinfo(out.dtype).min
-    if "act" not in m or int(_scalar(yz) or 0) == lowest:   # max(y, type minimum) is y
-        node.outputs = [out]
-        return [node]
-    mid = Value(m.graph.fresh_name(f"{node.name}_q"), out.type)
-    node.outputs = [mid]
-    return [node, Node("Max", [mid, yz], [out], {}, f"{node.name}_relu", 13)]
+    info = np.iinfo(out.dtype)
+    s, z = np.float32(_scalar(ys)), int(_scalar(yz) or 0)
+
+    def q(v: float) -> int:
+        if np.isinf(v):
+            return info.min if v < 0 else info.max
+        with np.errstate(all="ignore"):
+            return int(np.clip(np.rint(np.float32(v) / s) + z, info.min, info.max))
+
+    lo, hi = q(bounds[0]), q(bounds[1])
+    nodes, cur = [node], None
+    for op, bound, limit in (("Max", lo, info.min), ("Min", hi, info.max)):
+        if bound == limit:
+            continue
+        mid = Value(m.graph.fresh_name(f"{node.name}_q"), out.type)
+        if cur is None:
+            node.outputs = [mid]
+        else:
+            nodes[-1].outputs = [mid]
+        cur = mid
+        c = _const(m.graph, f"{node.name}_{op.lower()}", np.array(bound, out.dtype))
+        nodes.append(Node(op, [mid, c], [], {}, f"{node.name}_{op.lower()}", 13))
+    nodes[-1].outputs = [out]
+    return nodes
 
 
 def conv_to_qlinear(m: Match) -> list[Node] | None:
@@ -169,7 +209,7 @@ def conv_to_qlinear(m: Match) -> list[Node] | None:
     ins = [x.q, x.scale, _zp(g, x.zp, x.q.dtype, f"{conv.name}_xz"), w.q, w.scale,
            _zp(g, w.zp, w.q.dtype, f"{conv.name}_wz"), ys, yzv] + ([b] if b is not None else [])
     node = Node("QLinearConv", ins, [], dict(conv.attrs), conv.name, 10)
-    return _finish(m, node, yzv)
+    return _finish(m, node, ys, yzv)
 
 
 def gemm_to_qgemm(m: Match) -> list[Node] | None:
@@ -200,7 +240,7 @@ def gemm_to_qgemm(m: Match) -> list[Node] | None:
            _zp(g, b.zp, b.q.dtype, f"{lin.name}_bz"), c, ys, yzv]
     attrs = {"alpha": 1.0, "transA": int(attr(lin, "transA")) if gemm else 0, "transB": trans_b}
     node = Node("com.microsoft.QGemm", ins, [], attrs, lin.name, 1)
-    return _finish(m, node, yzv)
+    return _finish(m, node, ys, yzv)
 
 
 def move_quantized(m: Match) -> list[Node] | None:
@@ -270,9 +310,10 @@ def _lin(ops: tuple[str, ...]) -> Op:
 Q = "QuantizeLinear"
 FUSE_QDQ_PATTERNS = [
     (Op(Q, _lin(("Conv",)), ...), conv_to_qlinear),
-    (Op(Q, Op("Relu", _lin(("Conv",)), name="act"), ...), conv_to_qlinear),
+    (Op(Q, Op(("Relu", "Clip"), _lin(("Conv",)), ..., name="act"), ...), conv_to_qlinear),
     (Op(Q, _lin(("Gemm", "MatMul")), ...), gemm_to_qgemm),
-    (Op(Q, Op("Relu", _lin(("Gemm", "MatMul")), name="act"), ...), gemm_to_qgemm),
+    (Op(Q, Op(("Relu", "Clip"), _lin(("Gemm", "MatMul")), ..., name="act"), ...),
+     gemm_to_qgemm),
     (Op(Q, _lin(MOVES), ...), move_quantized),
     (Op(Q, Op(None, name="lin", where=_unary_elementwise), ...), lookup_table),
     (Op(Q, Op("DequantizeLinear", one_use=False), ...), requantize_identity),

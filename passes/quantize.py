@@ -8,7 +8,7 @@
 
 Every Conv (1 to 3 spatial axes), Gemm (2-D, constant B, alpha 1, beta 1) and 2-D MatMul with a
 constant B is quantized: its float input and its output (a single following Relu folded in:
-the Relu's output range is quantized) get a QuantizeLinear/DequantizeLinear pair with parameters
+the Relu's or constant Clip's output range is quantized) get a QuantizeLinear/DequantizeLinear pair with parameters
 from the calibrated range, its weights become int8 behind a DequantizeLinear, its bias stays
 float (fuse_qdq quantizes it to int32 with scale x_scale * w_scale). MaxPool, Reshape, Flatten,
 Transpose, Squeeze and Unsqueeze of a quantized tensor pass its parameters to their output.
@@ -89,7 +89,10 @@ def _plan(g: Graph) -> tuple[list[Node], dict[str, Value], dict[str, str]]:
             tensors[n.inputs[0].name] = n.inputs[0]
             out = n.outputs[0]
             users = g.users(out)
-            if len(users) == 1 and users[0].op == "Relu" and id(out) not in outputs:
+            if len(users) == 1 and id(out) not in outputs and (
+                    users[0].op == "Relu" or (users[0].op == "Clip" and all(
+                        v is None or (v.is_const and v.const.size == 1)
+                        for v in users[0].inputs[1:]))):
                 out = users[0].outputs[0]
             tensors[out.name] = out
     for n in g.nodes:

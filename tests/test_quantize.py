@@ -184,3 +184,26 @@ def test_quantized_model_file_is_not_required(digits):
     onnxcc.compile(proto, "host", input_shapes=SHAPES,
                    quantize=onnxcc.Int8(calibration={"input": x[:10]}))
     assert Path(path).read_bytes() == before and proto.SerializeToString() == ser
+
+
+def test_mobilenet_v1_relu6_folds_into_the_ranges():
+    """MobileNetV1-0.25 at 96x96 (benchmarks/models.py; depthwise and pointwise convs, BN,
+    ReLU6 as Clip(0, 6)): every conv becomes QLinearConv with its ReLU6 folded into the output
+    range (no Clip, clamp or float op left between them), the arena shrinks to under a third,
+    and the int8 output stays close to the float one on a held-out input."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import models
+
+    m = models.mobilenet_v1(0.25, 96)
+    feeds = [models.random_feeds(m, seed=s) for s in range(5)]
+    q = onnxcc.compile(m, "cpu", quantize=onnxcc.Int8(calibration=feeds[:4]))
+    fp = onnxcc.compile(m, "cpu")
+    ops = [n.op for n in q.graph.nodes]
+    assert ops.count("QLinearConv") == 28
+    assert not {"Clip", "Max", "Min", "onnxcc.LookupTable", "Conv", "onnxcc.FusedConv"} & set(ops)
+    assert q.arena_size * 3 < fp.arena_size
+    a = list(q.run(feeds[4]).values())[0].astype(np.float64)
+    b = list(fp.run(feeds[4]).values())[0].astype(np.float64)
+    assert 10 * np.log10(np.sum(b * b) / np.sum((a - b) ** 2)) > 25

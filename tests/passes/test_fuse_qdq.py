@@ -242,3 +242,21 @@ def test_digits_quantized_by_onnxruntime_qdq_per_channel(tmp_path):
         assert (got.argmax(1) == want.argmax(1)).mean() >= 0.995
         outs[t] = got
     assert np.abs(outs["host"] - outs["cpu"]).max() * 255 <= 1.001
+
+
+@pytest.mark.parametrize("lo,hi", [(0.0, 6.0), (-1.0, 2.0)])
+def test_clip_between_conv_and_q_is_a_clamp(lo, hi):
+    """Q(Clip(Conv(...), lo, hi)) -> QLinearConv then Max/Min at Q(lo), Q(hi) where they cut."""
+    m = qdq_conv_model(True, False, True)
+    g = m.graph
+    relu = next(n for n in g.node if n.op_type == "Relu")
+    relu.op_type = "Clip"
+    relu.input.extend(["lo", "hi"])
+    g.initializer.extend([_init("lo", np.array(lo, np.float32)),
+                          _init("hi", np.array(hi, np.float32))])
+    x = (rng.standard_normal((1, 4, 9, 9)) * 2).astype(np.float32)
+    res = _compare(m, {"x": x}, 0.05)
+    ops = [n.op for n in res["host"][0].graph.nodes]
+    assert "QLinearConv" in ops and "Clip" not in ops and "Conv" not in ops
+    y = res["host"][1]["y"]
+    assert y.min() >= lo - 1e-6 and y.max() <= hi + 1e-6
