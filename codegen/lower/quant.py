@@ -35,7 +35,8 @@ from onnxcc.ops.quant import QTYPES, param_layout, qrange, real_multiplier
 
 from . import LowerCtx, broadcast_view, lower, nest
 from .matmul import matmul_views
-from .nn import LABELS, axis_var, in_range, lin, loops, read_buffers, shape_text
+from .nn import (LABELS, axis_var, in_range, lin, loops, read_buffers, segments,
+                 shape_text, split_positions)
 
 
 def _has(node: Node, k: int) -> bool:
@@ -327,25 +328,59 @@ def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
     xz, xzb = _zero_point_expr(ctx, 2, "x_zp", Const(0))
     wz, wzb = _zero_point_expr(ctx, 5 if q else 3, "w_zp", m)
     fin = _Requant(ctx, (1, 4, 6), 7, M) if q else None
-    iv = [lin((o[a], s[a]), (kk[a], d[a]), -pb[a]) for a in range(nd)]
-    conds, possible = in_range([(iv[a], I[a]) for a in range(nd)])
-    mask = all_of(*conds)
-    ci = lin((g, CG), c)
-    xv = Load(X, (n, ci, *iv), mask, const(0, X.dtype) if mask is not None else None)
-    prod: Expr = _centered(xv, xz) * _centered(Wt[(m, c, *kk)], wz)
-    if mask is not None:
-        prod = Select(mask, prod, const(0, I32))
     acc = Var("acc", I32)
-    red = loops([(c, 0, CG)] + [(kk[a], 0, K[a]) for a in range(nd)], [Assign(acc, acc + prod)])
-    init = Cast(B[(m,)], I32) if B is not None else const(0, I32)
-    out: Expr = fin(acc, m) if fin is not None else acc
-    body = loops([(n, 0, N), (g, 0, group), (mg, 0, MG)] + [(o[a], 0, O[a]) for a in range(nd)],
-                 [Decl(acc, init), *(red if possible else []), Store(Y, (n, m, *o), out)])
+    init: Expr = Cast(B[(m,)], I32) if B is not None else const(0, I32)
+    folded = False
+    wz_node = node.inputs[5 if q else 3] if _has(node, 5 if q else 3) else None
+    const_bias = B is None or node.inputs[8].const is not None
+    if w.const is not None and isinstance(xz, Const) and const_bias and (
+            wz_node is None or wz_node.const is not None):
+        # constant weights: centered at compile time (int16 when the zero point is not 0), and
+        # the x zero point folded into the start value: sum (x - xz) w' = sum x w' - xz sum w'
+        wc = np.asarray(w.const, np.int64)
+        if wz_node is not None:
+            wc = wc - np.asarray(wz_node.const, np.int64).reshape((-1,) + (1,) * (wc.ndim - 1))
+        wdt = np.int8 if wc.min() >= -128 and wc.max() <= 127 else np.int16
+        Wt = Buffer("wc", DType(np.dtype(wdt).name), Wt.shape, space="weight",
+                    data=np.ascontiguousarray(wc.astype(wdt)).reshape(-1), value=w.name)
+        start = -int(xz.value) * wc.reshape(M, -1).sum(axis=1)
+        if B is not None:
+            start = start + np.asarray(node.inputs[8].const, np.int64)
+        # int32 wrap-around, as the accumulator itself would wrap
+        start = ((start + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
+        init = Buffer("acc0", I32, (M,), space="weight", data=start, value="")[(m,)] \
+            if np.any(start) else const(0, I32)
+        B, folded = None, True
+    iv = [lin((o[a], s[a]), (kk[a], d[a]), -pb[a]) for a in range(nd)]
+    ci = lin((g, CG), c)
+
+    def make(border: frozenset[int]) -> list[Stmt]:
+        """The output element's reduction; loads guarded on the ``border`` axes only."""
+        conds, possible = in_range([(iv[a], I[a]) for a in sorted(border)])
+        mask = all_of(*conds)
+        if folded:   # a padded tap reads the zero point: x w' with x = xz cancels in the start
+            xv = Load(X, (n, ci, *iv), mask, Const(int(xz.value), X.dtype)
+                      if mask is not None else None)
+            prod: Expr = Cast(xv, I32) * Cast(Wt[(m, c, *kk)], I32)
+        else:
+            xv = Load(X, (n, ci, *iv), mask, const(0, X.dtype) if mask is not None else None)
+            prod = _centered(xv, xz) * _centered(Wt[(m, c, *kk)], wz)
+            if mask is not None:
+                prod = Select(mask, prod, const(0, I32))
+        red = loops([(c, 0, CG)] + [(kk[a], 0, K[a]) for a in range(nd)],
+                    [Assign(acc, acc + prod)])
+        out: Expr = fin(acc, m) if fin is not None else acc
+        return [Decl(acc, init), *(red if possible else []), Store(Y, (n, m, *o), out)]
+
+    segs = [segments(O[a], K[a], d[a], s[a], pb[a], I[a]) for a in range(nd)]
+    body = loops([(n, 0, N), (g, 0, group), (mg, 0, MG)], split_positions(o, segs, make))
     text = (f"{node.op}: x {shape_text(X.shape)} {X.dtype} is (N,C,spatial...), w "
             f"{shape_text(Wt.shape)} {Wt.dtype} is (M,C/group,k...), y {shape_text(Y.shape)} "
             f"{Y.dtype}; group {group}, strides {list(s)}, dilations {list(d)}, pads_begin "
             f"{list(pb)}; int32 accumulator" + (f"; {fin.note}" if fin is not None else ""))
     extra = [b for b in (xzb, wzb, B) if b is not None] + (fin.reads + fin.weights if fin else [])
+    if folded and not isinstance(init, Const) and isinstance(init, Load):
+        extra.append(init.buf)
     ins = read_buffers(body, [X, Wt] + extra)
     return ctx.kernel(node.op.lower(), [Y], ins, [Comment(text)] + body, comment=text)
 
