@@ -2,8 +2,9 @@
 
 onnxruntime's quantizer writes QOperator models with ops of its own domain. onnxcc imports:
 
-- ``QGemm`` as an integer op of the registry (``com.microsoft.QGemm``, ``onnxcc.ops.quant``);
-- ``QLinearAdd``, ``QLinearMul``, ``QLinearSigmoid``, ``QLinearLeakyRelu``, ``QLinearSoftmax``,
+- ``QGemm``, ``QLinearAdd`` and ``QLinearMul`` as ops of the registry (``com.microsoft.QGemm``...,
+  ``onnxcc.ops.quant``): integer tensors in and out;
+- ``QLinearSigmoid``, ``QLinearLeakyRelu``, ``QLinearSoftmax``,
   ``QLinearGlobalAveragePool``, ``QLinearAveragePool`` and ``QLinearConcat`` as their float
   op between DequantizeLinear and QuantizeLinear (:func:`expand`): the same numbers within the
   rounding of the float op, with integer tensors on both sides; ``fuse_qdq`` warns that the float
@@ -23,11 +24,9 @@ from onnx import helper
 from .errors import UnsupportedOpError
 
 DOMAIN = "com.microsoft"
-NATIVE = {"QGemm"}      # registry ops of this domain
+NATIVE = {"QGemm", "QLinearAdd", "QLinearMul"}      # registry ops of this domain
 # op -> (float op, number of quantized inputs, attributes the float op keeps)
 EXPANDED = {
-    "QLinearAdd": ("Add", 2, ()),
-    "QLinearMul": ("Mul", 2, ()),
     "QLinearSigmoid": ("Sigmoid", 1, ()),
     "QLinearLeakyRelu": ("LeakyRelu", 1, ("alpha",)),
     "QLinearSoftmax": ("Softmax", 1, ("axis",)),

@@ -10,6 +10,7 @@ executes such models by fusing these patterns into integer kernels; so does this
              [%yq = Max(%yq, Q(lo)); Min(%yq, Q(hi))]      (Relu or constant Clip: a clamp in the
                                                            quantized domain, Q being monotonic)
     Gemm (alpha 1, B constant) and 2-D MatMul likewise ==> com.microsoft.QGemm
+    %yq = Q(Add|Mul(DQ(%aq), DQ(%bq))) [Relu/Clip]  ==>  com.microsoft.QLinearAdd|Mul [clamp]
     %yq = Q(MaxPool | Reshape | Flatten | Squeeze | Unsqueeze | Transpose (DQ(%xq)))
         with the same scale and zero point on both sides   ==>  the op on %xq (int8 values:
                                                                max and moves commute with
@@ -243,6 +244,26 @@ def gemm_to_qgemm(m: Match) -> list[Node] | None:
     return _finish(m, node, ys, yzv)
 
 
+def binary_to_qlinear(m: Match) -> list[Node] | None:
+    """Q(Add|Mul(DQ(a), DQ(b))) with per-tensor parameters and one int8/uint8 type ->
+    com.microsoft.QLinearAdd|QLinearMul (int8 in and out; the rescale is float32)."""
+    op, q, g = m["lin"], m.root, m.graph
+    qp = _q_params(q)
+    if qp is None or len(op.inputs) != 2:
+        return None
+    da, db = _dq(op.inputs[0]), _dq(op.inputs[1])
+    out_t = q.outputs[0].dtype
+    if da is None or db is None or da.axis is not None or db.axis is not None or \
+            not (da.q.dtype == db.q.dtype == out_t) or da.q.is_const or db.q.is_const:
+        return None
+    ys, yz = qp
+    yzv = _zp(g, yz, out_t, f"{op.name}_yz")
+    ins = [da.q, da.scale, _zp(g, da.zp, out_t, f"{op.name}_az"), db.q, db.scale,
+           _zp(g, db.zp, out_t, f"{op.name}_bz"), ys, yzv]
+    node = Node(f"com.microsoft.QLinear{op.op}", ins, [], {}, op.name, 1)
+    return _finish(m, node, ys, yzv)
+
+
 def move_quantized(m: Match) -> list[Node] | None:
     """Q(op(DQ(x), ...)) with equal parameters on both sides -> op(x, ...) for max and data
     movement ops, which commute with the (monotonic, per-tensor) dequantization."""
@@ -314,6 +335,8 @@ FUSE_QDQ_PATTERNS = [
     (Op(Q, _lin(("Gemm", "MatMul")), ...), gemm_to_qgemm),
     (Op(Q, Op(("Relu", "Clip"), _lin(("Gemm", "MatMul")), ..., name="act"), ...),
      gemm_to_qgemm),
+    (Op(Q, _lin(("Add", "Mul")), ...), binary_to_qlinear),
+    (Op(Q, Op(("Relu", "Clip"), _lin(("Add",)), ..., name="act"), ...), binary_to_qlinear),
     (Op(Q, _lin(MOVES), ...), move_quantized),
     (Op(Q, Op(None, name="lin", where=_unary_elementwise), ...), lookup_table),
     (Op(Q, Op("DequantizeLinear", one_use=False), ...), requantize_identity),

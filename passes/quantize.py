@@ -10,8 +10,10 @@ Every Conv (1 to 3 spatial axes), Gemm (2-D, constant B, alpha 1, beta 1) and 2-
 constant B is quantized: its float input and its output (a single following Relu folded in:
 the Relu's or constant Clip's output range is quantized) get a QuantizeLinear/DequantizeLinear pair with parameters
 from the calibrated range, its weights become int8 behind a DequantizeLinear, its bias stays
-float (fuse_qdq quantizes it to int32 with scale x_scale * w_scale). MaxPool, Reshape, Flatten,
-Transpose, Squeeze and Unsqueeze of a quantized tensor pass its parameters to their output.
+float (fuse_qdq quantizes it to int32 with scale x_scale * w_scale). An Add or Mul of two quantized
+tensors of the output's shape (a residual connection) is quantized too, a following Relu folded
+in. MaxPool, Reshape, Flatten, Transpose, Squeeze and Unsqueeze of a quantized tensor pass its
+parameters to their output.
 Then ``fuse_qdq`` and ``canonicalize`` run, so the graph leaves with integer ops and the float
 ops without an integer kernel between DequantizeLinear and QuantizeLinear. Graph inputs and
 outputs keep their float types (a QuantizeLinear kernel enters the int8 domain).
@@ -95,6 +97,15 @@ def _plan(g: Graph) -> tuple[list[Node], dict[str, Value], dict[str, str]]:
                         for v in users[0].inputs[1:]))):
                 out = users[0].outputs[0]
             tensors[out.name] = out
+    for n in g.nodes:   # residual Add (and Mul) of two quantized tensors: int8 in and out
+        if n.op in ("Add", "Mul") and len(n.inputs) == 2 and all(
+                v is not None and not v.is_const and v.dtype == np.float32
+                and v.shape == n.outputs[0].shape and v.name in tensors for v in n.inputs):
+            out = n.outputs[0]
+            users = g.users(out)
+            if len(users) == 1 and users[0].op == "Relu" and id(out) not in outputs:
+                out = users[0].outputs[0]
+            tensors.setdefault(out.name, out)
     for n in g.nodes:
         if n.op in MOVES and n.inputs[0] is not None and len(n.outputs) == 1 and \
                 (n.inputs[0].name in tensors or n.inputs[0].name in same) and \

@@ -207,3 +207,52 @@ def test_mobilenet_v1_relu6_folds_into_the_ranges():
     a = list(q.run(feeds[4]).values())[0].astype(np.float64)
     b = list(fp.run(feeds[4]).values())[0].astype(np.float64)
     assert 10 * np.log10(np.sum(b * b) / np.sum((a - b) ** 2)) > 25
+
+
+def test_residual_block_add_is_integer():
+    """Conv-BN-Relu-Conv-BN plus the shortcut, Add, Relu (a ResNet basic block) then pooling and
+    a dense layer: the Add of two quantized tensors becomes com.microsoft.QLinearAdd with the
+    Relu folded, so the block is int8 end to end; the output stays within 25 dB SQNR of float."""
+    rng = np.random.default_rng(4)
+    c = 8
+
+    def conv(name, x, y):
+        w = (rng.standard_normal((c, c, 3, 3)) * (2 / (9 * c)) ** 0.5).astype(np.float32)
+        inits.append(numpy_helper.from_array(w, f"{name}_w"))
+        bn = [rng.uniform(0.8, 1.2, c), rng.standard_normal(c) * 0.1,
+              rng.standard_normal(c) * 0.1, rng.uniform(0.8, 1.2, c)]
+        for k, v in zip(("s", "b", "m", "v"), bn):
+            inits.append(numpy_helper.from_array(v.astype(np.float32), f"{name}_{k}"))
+        return [helper.make_node("Conv", [x, f"{name}_w"], [f"{name}_c"], pads=[1, 1, 1, 1]),
+                helper.make_node("BatchNormalization", [f"{name}_c", f"{name}_s", f"{name}_b",
+                                                        f"{name}_m", f"{name}_v"], [y])]
+
+    inits: list = []
+    nodes = [helper.make_node("Relu", ["x"], ["r0"])]
+    nodes += conv("a", "r0", "a") + [helper.make_node("Relu", ["a"], ["ar"])]
+    nodes += conv("b", "ar", "bb")
+    nodes += [helper.make_node("Add", ["bb", "r0"], ["s"]), helper.make_node("Relu", ["s"], ["sr"]),
+              helper.make_node("GlobalAveragePool", ["sr"], ["p"]),
+              helper.make_node("Flatten", ["p"], ["f"]),
+              helper.make_node("Gemm", ["f", "fc"], ["y"], transB=1)]
+    inits.append(numpy_helper.from_array((rng.standard_normal((4, c)) * 0.5).astype(np.float32),
+                                         "fc"))
+    g = helper.make_graph(nodes, "res", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                        [1, c, 10, 10])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = IR_VERSION
+    xs = rng.standard_normal((40, 1, c, 10, 10)).astype(np.float32)
+    for t in ("host", "cpu"):
+        cal = {"x": xs[:30].reshape(-1, c, 10, 10)}
+        q = onnxcc.compile(m, t, quantize=onnxcc.Int8(calibration=cal))
+        fp = onnxcc.compile(m, t)
+        ops = [n.op for n in q.graph.nodes]
+        assert "com.microsoft.QLinearAdd" in ops and ops.count("QLinearConv") == 2
+        assert "Add" not in ops and "onnxcc.FusedElementwise" not in ops, ops
+        err = ref = 0.0
+        for i in range(30, 40):
+            a, b = q.run({"x": xs[i]})["y"], fp.run({"x": xs[i]})["y"]
+            err += float(np.sum((a - b) ** 2))
+            ref += float(np.sum(b ** 2))
+        assert 10 * np.log10(ref / err) > 25, (t, 10 * np.log10(ref / err))

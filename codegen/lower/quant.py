@@ -236,6 +236,9 @@ class _Requant:
 
 
 def _supports_int(node: Node) -> str | None:
+    if node.op.endswith(("QLinearAdd", "QLinearMul")):
+        return None if node.inputs[0].dtype in (np.int8, np.uint8) else \
+            f"{node.op} on {node.inputs[0].dtype} is not supported (int8, uint8)"
     requant = node.op.startswith("QLinear") or node.op.endswith("QGemm")
     for k in (0, 3 if requant else 1):
         v = node.inputs[k]
@@ -396,4 +399,29 @@ def _lower_lookup_table(node: Node, ctx: LowerCtx) -> Any:
     k = elementwise_kernel(ctx, [0], lambda v: T[(Cast(v[0], I32) - const(lo, I32),)])
     k.inputs = k.inputs + [T]
     k.comment = f"lookup table: y = table[x - ({lo})], 256 entries of {T.dtype}"
+    return k
+
+
+@lower("com.microsoft.QLinearAdd", "com.microsoft.QLinearMul", supports=_supports_int)
+def _lower_qlinear_binary(node: Node, ctx: LowerCtx) -> Any:
+    """One loop over the broadcast output: dequantize a and b in float32, add or multiply,
+    quantize with C's scale and zero point (``onnxcc.ops.quant._QLinearBinary``)."""
+    from onnxcc.codegen.loops import Binary
+
+    from .elementwise import elementwise_kernel
+
+    present = [k for k in range(8) if _has(node, k)]
+    lo, hi = qrange(node.outputs[0].dtype)
+    op = "add" if node.op.endswith("Add") else "mul"
+
+    def fn(v: list[Expr]) -> Expr:
+        val = dict(zip(present, v))
+        z = lambda k: Cast(val[k], F32) if k in val else const(0, F32)   # noqa: E731
+        va = (Cast(val[0], F32) - z(2)) * val[1]
+        vb = (Cast(val[3], F32) - z(5)) * val[4]
+        r = Unary("round", Binary(op, va, vb) / val[6]) + z(7)
+        return Cast(_fmin_fmax(r, lo, hi), DType.of(node.outputs[0].dtype))
+
+    k = elementwise_kernel(ctx, present, fn)
+    k.comment = f"{node.op}: int8 in and out, float32 rescale"
     return k

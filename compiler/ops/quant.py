@@ -540,3 +540,56 @@ class LookupTable(OpDef):
     def reference(self, node, x, table):
         lo = np.iinfo(x.dtype).min
         return [np.asarray(table)[x.astype(np.int32) - lo]]
+
+
+class _QLinearBinary(OpDef):
+    """onnxruntime's QLinearAdd / QLinearMul (domain com.microsoft): A, B and C (the output)
+    quantized per tensor, numpy broadcasting: c = saturate(round(f(a', b') / C_scale) + C_zp)
+    with a' = (float(A) - A_zp) * A_scale, b' likewise, f = + or *, all in float32 (the
+    numbers of DequantizeLinear -> Add/Mul -> QuantizeLinear, in one integer-to-integer
+    kernel). A, B and C int8/uint8 of one type."""
+
+    attrs: dict = {}
+    min_inputs, max_inputs = 7, 8
+    fn = staticmethod(np.add)
+
+    def check(self, node: Node) -> None:
+        _operand_dtype(node, 0, "A")
+        _operand_dtype(node, 3, "B")
+        if node.inputs[3].dtype != node.inputs[0].dtype:
+            raise bad_attr(node, "A and B must have one type")
+        _zero_point(node, 2, 0, "A_zero_point", ())
+        _zero_point(node, 5, 3, "B_zero_point", ())
+        _scale(node, 1, "A_scale")
+        _scale(node, 4, "B_scale")
+        _scale(node, 6, "C_scale")
+        if has_input(node, 7) and node.inputs[7].dtype != node.inputs[0].dtype:
+            raise bad_attr(node, "C_zero_point must have A's type")
+        np.broadcast_shapes(node.inputs[0].shape, node.inputs[3].shape)
+
+    def infer(self, node: Node) -> list[TensorType]:
+        shape = np.broadcast_shapes(node.inputs[0].shape, node.inputs[3].shape)
+        return [TensorType(tuple(shape), node.inputs[0].dtype)]
+
+    def reference(self, node, a, a_s, az, b, b_s, bz, c_s, cz=None):
+        f32 = np.float32
+        z = lambda v: f32(0) if v is None else f32(np.asarray(v).reshape(-1)[0])   # noqa: E731
+        s = lambda v: f32(np.asarray(v).reshape(-1)[0])   # noqa: E731
+        with np.errstate(all="ignore"):
+            va = (a.astype(f32) - z(az)) * s(a_s)
+            vb = (b.astype(f32) - z(bz)) * s(b_s)
+            r = np.rint(self.fn(va, vb).astype(f32) / s(c_s)) + z(cz)
+        lo, hi = qrange(node.inputs[0].dtype)
+        return [np.clip(r, lo, hi).astype(node.inputs[0].dtype)]
+
+
+@register_op("com.microsoft.QLinearAdd")
+class QLinearAdd(_QLinearBinary):
+    __doc__ = _QLinearBinary.__doc__
+    fn = staticmethod(np.add)
+
+
+@register_op("com.microsoft.QLinearMul")
+class QLinearMul(_QLinearBinary):
+    __doc__ = _QLinearBinary.__doc__
+    fn = staticmethod(np.multiply)

@@ -76,7 +76,9 @@ def test_qlinear_binary_broadcast(op, dt):
            "bz": zp(lo + 130, dt), "ys": sc(0.08 if op == "QLinearAdd" else 2.0),
            "yz": zp(lo + 120, dt)}
     inits = {k: v for k, v in ins.items() if k not in ("a", "b")}
-    check(contrib_model(op, ins, (dt, a.shape), inits), {"a": a, "b": b})
+    m = contrib_model(op, ins, (dt, a.shape), inits)
+    check(m, {"a": a, "b": b})
+    assert [n.op for n in onnxcc.compile(m, "host").graph.nodes] == [f"com.microsoft.{op}"]
 
 
 @pytest.mark.parametrize("op,attrs", [("QLinearSigmoid", {}),

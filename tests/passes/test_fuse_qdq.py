@@ -260,3 +260,36 @@ def test_clip_between_conv_and_q_is_a_clamp(lo, hi):
     assert "QLinearConv" in ops and "Clip" not in ops and "Conv" not in ops
     y = res["host"][1]["y"]
     assert y.min() >= lo - 1e-6 and y.max() <= hi + 1e-6
+
+
+@pytest.mark.parametrize("op,relu", [("Add", False), ("Add", True), ("Mul", False)])
+def test_add_and_mul_between_qdq_become_qlinear(op, relu):
+    sa, za = np.array(0.05, np.float32), np.array(3, np.int8)
+    sb, zb = np.array(0.03, np.float32), np.array(-7, np.int8)
+    sy, zy = np.array(0.07 if op == "Add" else 0.2, np.float32), np.array(-10, np.int8)
+    nodes = [helper.make_node("DequantizeLinear", ["a", "sa", "za"], ["af"]),
+             helper.make_node("DequantizeLinear", ["b", "sb", "zb"], ["bf"]),
+             helper.make_node(op, ["af", "bf"], ["s"], name="bin")]
+    last = "s"
+    if relu:
+        nodes.append(helper.make_node("Relu", ["s"], ["r"]))
+        last = "r"
+    nodes.append(helper.make_node("QuantizeLinear", [last, "sy", "zy"], ["y"]))
+    i8 = TensorProto.INT8
+    g = helper.make_graph(nodes, "bin", [helper.make_tensor_value_info("a", i8, [2, 3, 8]),
+                                         helper.make_tensor_value_info("b", i8, [3, 1])],
+                          [helper.make_tensor_value_info("y", i8, [2, 3, 8])],
+                          [_init(k, v) for k, v in (("sa", sa), ("za", za), ("sb", sb),
+                                                    ("zb", zb), ("sy", sy), ("zy", zy))])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = IR_VERSION
+    a = rng.integers(-128, 127, (2, 3, 8), endpoint=True).astype(np.int8)
+    b = rng.integers(-128, 127, (3, 1), endpoint=True).astype(np.int8)
+    want = ort_run(m, {"a": a, "b": b})["y"]
+    for t in TARGETS:
+        cm = onnxcc.compile(m, t)
+        ops = [n.op for n in cm.graph.nodes]
+        assert ops[0] == f"com.microsoft.QLinear{op}" and op not in ops
+        got = cm.run({"a": a, "b": b})["y"]
+        d = np.abs(got.astype(np.int64) - want.astype(np.int64))
+        assert d.max() <= 1 and (d == 0).mean() >= 0.9, (t, d.max())
