@@ -2,18 +2,17 @@
 
 onnxruntime's quantizer writes QOperator models with ops of its own domain. onnxcc imports:
 
-- ``QGemm``, ``QLinearAdd`` and ``QLinearMul`` as ops of the registry (``com.microsoft.QGemm``...,
+- ``QGemm``, ``QLinearAdd``, ``QLinearMul`` and ``QLinearConcat`` as ops of the registry (``com.microsoft.QGemm``...,
   ``onnxcc.ops.quant``): integer tensors in and out;
 - ``QLinearSigmoid``, ``QLinearLeakyRelu``, ``QLinearSoftmax``,
-  ``QLinearGlobalAveragePool``, ``QLinearAveragePool`` and ``QLinearConcat`` as their float
+  ``QLinearGlobalAveragePool`` and ``QLinearAveragePool`` as their float
   op between DequantizeLinear and QuantizeLinear (:func:`expand`): the same numbers within the
   rounding of the float op, with integer tensors on both sides; ``fuse_qdq`` warns that the float
   op stays float.
 
 Semantics follow onnxruntime's contrib op documentation (docs/ContribOperators.md): every
 QLinear op's inputs are ``(X, X_scale, X_zero_point)`` triples and its output is quantized with
-``(Y_scale, Y_zero_point)``; QLinearConcat takes ``Y_scale, Y_zero_point`` first, then one
-triple per input. Only NCHW layouts are accepted (``channels_last=0``).
+``(Y_scale, Y_zero_point)``. Only NCHW layouts are accepted (``channels_last=0``).
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from onnx import helper
 from .errors import UnsupportedOpError
 
 DOMAIN = "com.microsoft"
-NATIVE = {"QGemm", "QLinearAdd", "QLinearMul"}      # registry ops of this domain
+NATIVE = {"QGemm", "QLinearAdd", "QLinearMul", "QLinearConcat"}      # registry ops
 # op -> (float op, number of quantized inputs, attributes the float op keeps)
 EXPANDED = {
     "QLinearSigmoid": ("Sigmoid", 1, ()),
@@ -34,7 +33,7 @@ EXPANDED = {
     "QLinearAveragePool": ("AveragePool", 1, ("auto_pad", "ceil_mode", "count_include_pad",
                                               "kernel_shape", "pads", "strides")),
 }
-SUPPORTED = NATIVE | set(EXPANDED) | {"QLinearConcat"}
+SUPPORTED = NATIVE | set(EXPANDED)
 
 
 def registry_name(n: onnx.NodeProto) -> str:
@@ -66,42 +65,27 @@ def expand(n: onnx.NodeProto, name: str) -> list[onnx.NodeProto]:
     ins = list(n.input)
     tmp = lambda s: f"{name}__{s}"   # noqa: E731 - names private to this expansion
     nodes: list[onnx.NodeProto] = []
-    if n.op_type == "QLinearConcat":
-        if len(ins) < 5 or (len(ins) - 2) % 3:
-            raise UnsupportedOpError([(name, f"{DOMAIN}.{n.op_type}",
-                                       f"takes Y_scale, Y_zero_point and (X, scale, zero "
-                                       f"point) triples, got {len(ins)} inputs")])
-        y_scale, y_zp, triples = ins[0], ins[1], ins[2:]
-        floats = []
-        for k in range(0, len(triples), 3):
-            f = tmp(f"x{k // 3}")
-            nodes.append(helper.make_node("DequantizeLinear", triples[k:k + 3], [f],
-                                          name=tmp(f"dq{k // 3}")))
-            floats.append(f)
-        nodes.append(helper.make_node("Concat", floats, [tmp("y")], name=tmp("op"),
-                                      axis=attrs.get("axis", 0)))
-    else:
-        op, n_in, keep = EXPANDED[n.op_type]
-        need = 3 * n_in + 2
-        if len(ins) < need - 1 or len(ins) > need:
-            raise UnsupportedOpError([(name, f"{DOMAIN}.{n.op_type}",
-                                       f"takes {need} inputs, got {len(ins)}")])
-        ins += [""] * (need - len(ins))
-        floats = []
-        for k in range(n_in):
-            f = tmp(f"x{k}")
-            trip = [i for i in ins[3 * k: 3 * k + 3]]
-            while trip and trip[-1] == "":
-                trip.pop()
-            nodes.append(helper.make_node("DequantizeLinear", trip, [f], name=tmp(f"dq{k}")))
-            floats.append(f)
-        y_scale, y_zp = ins[3 * n_in], ins[3 * n_in + 1]
-        kept = {k: v for k, v in attrs.items() if k in keep}
-        if n.op_type == "QLinearSoftmax" and int(attrs.get("opset", 13)) < 13:
-            raise UnsupportedOpError([(name, f"{DOMAIN}.{n.op_type}",
-                                       "the opset<13 (2-D coerced) Softmax form is not "
-                                       "supported; re-quantize the model at opset 13 or newer")])
-        nodes.append(helper.make_node(op, floats, [tmp("y")], name=tmp("op"), **kept))
+    op, n_in, keep = EXPANDED[n.op_type]
+    need = 3 * n_in + 2
+    if len(ins) < need - 1 or len(ins) > need:
+        raise UnsupportedOpError([(name, f"{DOMAIN}.{n.op_type}",
+                                   f"takes {need} inputs, got {len(ins)}")])
+    ins += [""] * (need - len(ins))
+    floats = []
+    for k in range(n_in):
+        f = tmp(f"x{k}")
+        trip = [i for i in ins[3 * k: 3 * k + 3]]
+        while trip and trip[-1] == "":
+            trip.pop()
+        nodes.append(helper.make_node("DequantizeLinear", trip, [f], name=tmp(f"dq{k}")))
+        floats.append(f)
+    y_scale, y_zp = ins[3 * n_in], ins[3 * n_in + 1]
+    kept = {k: v for k, v in attrs.items() if k in keep}
+    if n.op_type == "QLinearSoftmax" and int(attrs.get("opset", 13)) < 13:
+        raise UnsupportedOpError([(name, f"{DOMAIN}.{n.op_type}",
+                                   "the opset<13 (2-D coerced) Softmax form is not "
+                                   "supported; re-quantize the model at opset 13 or newer")])
+    nodes.append(helper.make_node(op, floats, [tmp("y")], name=tmp("op"), **kept))
     q_in = [tmp("y"), y_scale] + ([y_zp] if y_zp else [])
     nodes.append(helper.make_node("QuantizeLinear", q_in, [n.output[0]], name=name))
     return nodes

@@ -11,6 +11,7 @@ executes such models by fusing these patterns into integer kernels; so does this
                                                            quantized domain, Q being monotonic)
     Gemm (alpha 1, B constant) and 2-D MatMul likewise ==> com.microsoft.QGemm
     %yq = Q(Add|Mul(DQ(%aq), DQ(%bq))) [Relu/Clip]  ==>  com.microsoft.QLinearAdd|Mul [clamp]
+    %yq = Q(Concat(DQ(%x0q), DQ(%x1q), ...))  ==>  com.microsoft.QLinearConcat (requantizing)
     %yq = Q(MaxPool | Reshape | Flatten | Squeeze | Unsqueeze | Transpose (DQ(%xq)))
         with the same scale and zero point on both sides   ==>  the op on %xq (int8 values:
                                                                max and moves commute with
@@ -264,6 +265,25 @@ def binary_to_qlinear(m: Match) -> list[Node] | None:
     return _finish(m, node, ys, yzv)
 
 
+def concat_to_qlinear(m: Match) -> list[Node] | None:
+    """Q(Concat(DQ(x0), DQ(x1), ...)) with per-tensor parameters of one int8/uint8 type ->
+    com.microsoft.QLinearConcat (each input requantized to the output's parameters)."""
+    op, q, g = m["lin"], m.root, m.graph
+    qp = _q_params(q)
+    if qp is None:
+        return None
+    out_t = q.outputs[0].dtype
+    ds = [_dq(v) for v in op.inputs]
+    if any(d is None or d.axis is not None or d.q.dtype != out_t or d.q.is_const for d in ds):
+        return None
+    ys, yz = qp
+    ins = [ys, _zp(g, yz, out_t, f"{op.name}_yz")]
+    for k, d in enumerate(ds):
+        ins += [d.q, d.scale, _zp(g, d.zp, out_t, f"{op.name}_z{k}")]
+    return [Node("com.microsoft.QLinearConcat", ins, [q.outputs[0]],
+                 {"axis": int(attr(op, "axis"))}, op.name, 1)]
+
+
 def move_quantized(m: Match) -> list[Node] | None:
     """Q(op(DQ(x), ...)) with equal parameters on both sides -> op(x, ...) for max and data
     movement ops, which commute with the (monotonic, per-tensor) dequantization."""
@@ -337,6 +357,7 @@ FUSE_QDQ_PATTERNS = [
      gemm_to_qgemm),
     (Op(Q, _lin(("Add", "Mul")), ...), binary_to_qlinear),
     (Op(Q, Op(("Relu", "Clip"), _lin(("Add",)), ..., name="act"), ...), binary_to_qlinear),
+    (Op(Q, _lin(("Concat",)), ...), concat_to_qlinear),
     (Op(Q, _lin(MOVES), ...), move_quantized),
     (Op(Q, Op(None, name="lin", where=_unary_elementwise), ...), lookup_table),
     (Op(Q, Op("DequantizeLinear", one_use=False), ...), requantize_identity),

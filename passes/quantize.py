@@ -12,7 +12,7 @@ the Relu's or constant Clip's output range is quantized) get a QuantizeLinear/De
 from the calibrated range, its weights become int8 behind a DequantizeLinear, its bias stays
 float (fuse_qdq quantizes it to int32 with scale x_scale * w_scale). An Add or Mul of two quantized
 tensors of the output's shape (a residual connection) is quantized too, a following Relu folded
-in. MaxPool, Reshape, Flatten, Transpose, Squeeze and Unsqueeze of a quantized tensor pass its
+in; so is a Concat of quantized tensors (each requantized to the output's parameters). MaxPool, Reshape, Flatten, Transpose, Squeeze and Unsqueeze of a quantized tensor pass its
 parameters to their output.
 Then ``fuse_qdq`` and ``canonicalize`` run, so the graph leaves with integer ops and the float
 ops without an integer kernel between DequantizeLinear and QuantizeLinear. Graph inputs and
@@ -106,6 +106,9 @@ def _plan(g: Graph) -> tuple[list[Node], dict[str, Value], dict[str, str]]:
             if len(users) == 1 and users[0].op == "Relu" and id(out) not in outputs:
                 out = users[0].outputs[0]
             tensors.setdefault(out.name, out)
+        elif n.op == "Concat" and n.outputs[0].dtype == np.float32 and all(
+                v is not None and not v.is_const and v.name in tensors for v in n.inputs):
+            tensors.setdefault(n.outputs[0].name, n.outputs[0])
     for n in g.nodes:
         if n.op in MOVES and n.inputs[0] is not None and len(n.outputs) == 1 and \
                 (n.inputs[0].name in tensors or n.inputs[0].name in same) and \

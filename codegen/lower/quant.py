@@ -425,3 +425,52 @@ def _lower_qlinear_binary(node: Node, ctx: LowerCtx) -> Any:
     k = elementwise_kernel(ctx, present, fn)
     k.comment = f"{node.op}: int8 in and out, float32 rescale"
     return k
+
+
+@lower("com.microsoft.QLinearConcat")
+def _lower_qlinear_concat(node: Node, ctx: LowerCtx) -> Any:
+    """y = the inputs along axis, each requantized to y's scale and zero point in float32 (a
+    plain copy where an input's constant parameters equal y's)."""
+    from .tensor import copy_nest, flat
+
+    op = get_op(node)
+    y = node.outputs[0]
+    axis = op.axis(node)
+    ys = contiguous_strides(y.shape)
+    inner = math.prod(y.shape[axis + 1:])
+    yf = flat(ctx.output(0))
+    lo, hi = qrange(y.dtype)
+    S, Z = ctx.input(0, "y_scale"), ctx.input(1, "y_zp")
+    zero = lambda b: (Const(0),) * len(b.shape)   # noqa: E731
+
+    def scalar(v) -> float | None:
+        return None if v.const is None else float(np.asarray(v.const).reshape(-1)[0])
+
+    body: list[Stmt] = []
+    ins: list[Buffer] = [S, Z]
+    pos = 0
+    for j, (x, s, z) in enumerate(op.triples(node)):
+        v = node.inputs[x]
+        off = pos * inner
+        pos += v.shape[axis]
+        if v.type.size == 0:
+            continue
+        xb = ctx.input(x, f"x{j}")
+        xs, xz = ctx.input(s, f"x{j}_scale"), ctx.input(z, f"x{j}_zp")
+        same = (scalar(node.inputs[s]) is not None and scalar(node.inputs[s]) ==
+                scalar(node.inputs[0]) and scalar(node.inputs[z]) == scalar(node.inputs[1]))
+
+        def rescale(e: Expr, xs=xs, xz=xz) -> Expr:
+            val = (Cast(e, F32) - Cast(xz[zero(xz)], F32)) * xs[zero(xs)]
+            r = Unary("round", val / S[zero(S)]) + Cast(Z[zero(Z)], F32)
+            return Cast(_fmin_fmax(r, lo, hi), DType.of(y.dtype))
+
+        xf = flat(xb)
+        ins += [xf] + ([] if same else [xs, xz])
+        body += copy_nest(ctx, v.shape, yf, ys, off, xf, tuple(xb.strides), 0,
+                          None if same else rescale)
+    if not body:
+        return None
+    text = f"QLinearConcat on axis {axis}: each input requantized to y's parameters"
+    return ctx.kernel("qlinearconcat", [yf], read_buffers(body, ins), [Comment(text)] + body,
+                      comment=text)

@@ -15,7 +15,7 @@ table (Gather: the indices, clamped to the axis; Resize: per-axis tap tables fro
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -75,13 +75,15 @@ def clamp(e: Expr, lo: int, hi: int) -> Expr:
 
 
 def copy_nest(ctx: LowerCtx, shape: Sequence[int], dst: Buffer, dst_strides: Sequence[int],
-              dst_off: int, src: Buffer, src_strides: Sequence[int], src_off: int
-              ) -> list[Stmt]:
+              dst_off: int, src: Buffer, src_strides: Sequence[int], src_off: int,
+              value: Callable[[Expr], Expr] | None = None) -> list[Stmt]:
     """Loops copying ``src`` (flat view, element strides ``src_strides`` from ``src_off``) to
-    ``dst`` (likewise) over ``shape``; dims both sides walk contiguously are merged."""
+    ``dst`` (likewise) over ``shape``, each element through ``value`` when given (a rescale);
+    dims both sides walk contiguously are merged."""
     shp, (ds, ss) = merge_dims(shape, [list(dst_strides), list(src_strides)])
+    f = value or (lambda e: e)
     return nest(ctx, shp, lambda v: [Store(dst, (offset(v, ds, dst_off),),
-                                           src[offset(v, ss, src_off)])])
+                                           f(src[offset(v, ss, src_off)]))])
 
 
 def _strides(b: Buffer) -> tuple[int, ...]:

@@ -593,3 +593,63 @@ class QLinearAdd(_QLinearBinary):
 class QLinearMul(_QLinearBinary):
     __doc__ = _QLinearBinary.__doc__
     fn = staticmethod(np.multiply)
+
+
+@register_op("com.microsoft.QLinearConcat")
+class QLinearConcat(OpDef):
+    """onnxruntime's QLinearConcat (domain com.microsoft): inputs Y_scale, Y_zero_point, then
+    (X, X_scale, X_zero_point) per input; attribute axis. y = Concat of each input requantized
+    to Y's parameters: saturate(round((float(x) - X_zp) * X_scale / Y_scale) + Y_zp) in float32
+    (DequantizeLinear then QuantizeLinear), a plain copy where the parameters are equal. All
+    int8 or all uint8, per-tensor parameters."""
+
+    attrs = {"axis": 0}
+    min_inputs, max_inputs = 5, -1
+
+    def triples(self, node: Node) -> list[tuple[int, int, int]]:
+        n = len(node.inputs) - 2
+        if n < 3 or n % 3:
+            raise bad_attr(node, f"takes Y_scale, Y_zero_point and (X, scale, zero point) "
+                           f"triples, got {len(node.inputs)} inputs")
+        return [(k, k + 1, k + 2) for k in range(2, len(node.inputs), 3)]
+
+    def axis(self, node: Node) -> int:
+        return norm_axis(node, attr(node, "axis"), len(node.inputs[2].shape))
+
+    def check(self, node: Node) -> None:
+        t = node.inputs[1].dtype
+        _scale(node, 0, "Y_scale")
+        for x, s, z in self.triples(node):
+            if node.inputs[x].dtype != t or t not in ACC_TYPES:
+                raise unsupported(node, f"input {node.inputs[x].name!r} of type "
+                                  f"{node.inputs[x].dtype} differs from Y_zero_point's {t} "
+                                  "(int8 or uint8, one type)")
+            _scale(node, s, "X_scale")
+            _zero_point(node, z, x, "X_zero_point", ())
+        self.infer(node)
+
+    def infer(self, node: Node) -> list[TensorType]:
+        shapes = [node.inputs[x].shape for x, _, _ in self.triples(node)]
+        a = self.axis(node)
+        first = list(shapes[0])
+        for sh in shapes[1:]:
+            if len(sh) != len(first) or any(d != e for i, (d, e) in enumerate(zip(sh, first))
+                                            if i != a):
+                raise ShapeError(f"inputs {shapes} cannot be concatenated on axis {a}",
+                                 node=node.name, op=node.op)
+        first[a] = sum(sh[a] for sh in shapes)
+        return [TensorType(tuple(first), node.inputs[1].dtype)]
+
+    def reference(self, node, y_s, y_z, *rest):
+        f32 = np.float32
+        lo, hi = qrange(node.inputs[1].dtype)
+        parts = []
+        for k in range(0, len(rest), 3):
+            x, s, z = rest[k:k + 3]
+            with np.errstate(all="ignore"):
+                v = (x.astype(f32) - f32(np.asarray(z).reshape(-1)[0])) * \
+                    f32(np.asarray(s).reshape(-1)[0])
+                r = np.rint(v / f32(np.asarray(y_s).reshape(-1)[0])) + \
+                    f32(np.asarray(y_z).reshape(-1)[0])
+            parts.append(np.clip(r, lo, hi).astype(node.inputs[1].dtype))
+        return [np.concatenate(parts, axis=self.axis(node))]

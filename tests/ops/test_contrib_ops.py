@@ -104,8 +104,9 @@ def test_qlinear_concat():
     ins = {"ys": sc(0.1), "yz": zp(-5, np.int8), "a": a, "as": sc(0.07), "az": zp(3, np.int8),
            "b": b, "bs": sc(0.12), "bz": zp(-9, np.int8)}
     inits = {k: v for k, v in ins.items() if k not in ("a", "b")}
-    check(contrib_model("QLinearConcat", ins, (np.int8, (1, 6, 3)), inits, axis=1),
-          {"a": a, "b": b})
+    m = contrib_model("QLinearConcat", ins, (np.int8, (1, 6, 3)), inits, axis=1)
+    check(m, {"a": a, "b": b})
+    assert [n.op for n in onnxcc.compile(m, "host").graph.nodes] == ["com.microsoft.QLinearConcat"]
 
 
 @pytest.mark.parametrize("trans_a,trans_b,per_col,bias,alpha", [

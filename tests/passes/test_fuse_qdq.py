@@ -293,3 +293,32 @@ def test_add_and_mul_between_qdq_become_qlinear(op, relu):
         got = cm.run({"a": a, "b": b})["y"]
         d = np.abs(got.astype(np.int64) - want.astype(np.int64))
         assert d.max() <= 1 and (d == 0).mean() >= 0.9, (t, d.max())
+
+
+@pytest.mark.parametrize("same", [False, True])
+def test_concat_between_qdq_becomes_qlinearconcat(same):
+    """Inputs with their own parameters are requantized to the output's; equal ones copied."""
+    p = {"a": (0.05, 3), "b": (0.05, 3) if same else (0.02, -9), "y": (0.05, 3)}
+    inits = []
+    for k, (sc_, z) in p.items():
+        inits += [_init(f"s{k}", np.array(sc_, np.float32)), _init(f"z{k}", np.array(z, np.int8))]
+    nodes = [helper.make_node("DequantizeLinear", ["a", "sa", "za"], ["af"]),
+             helper.make_node("DequantizeLinear", ["b", "sb", "zb"], ["bf"]),
+             helper.make_node("Concat", ["af", "bf"], ["c"], axis=1, name="cat"),
+             helper.make_node("QuantizeLinear", ["c", "sy", "zy"], ["y"])]
+    i8 = TensorProto.INT8
+    g = helper.make_graph(nodes, "cat", [helper.make_tensor_value_info("a", i8, [1, 2, 5]),
+                                         helper.make_tensor_value_info("b", i8, [1, 3, 5])],
+                          [helper.make_tensor_value_info("y", i8, [1, 5, 5])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = IR_VERSION
+    a = rng.integers(-128, 127, (1, 2, 5), endpoint=True).astype(np.int8)
+    b = rng.integers(-128, 127, (1, 3, 5), endpoint=True).astype(np.int8)
+    want = ort_run(m, {"a": a, "b": b})["y"]
+    for t in TARGETS:
+        cm = onnxcc.compile(m, t)
+        assert [n.op for n in cm.graph.nodes] == ["com.microsoft.QLinearConcat"]
+        got = cm.run({"a": a, "b": b})["y"]
+        assert np.abs(got.astype(np.int64) - want.astype(np.int64)).max() <= 1
+        if same:
+            np.testing.assert_array_equal(got, np.concatenate([a, b], axis=1))
