@@ -256,3 +256,25 @@ def test_residual_block_add_is_integer():
             err += float(np.sum((a - b) ** 2))
             ref += float(np.sum(b ** 2))
         assert 10 * np.log10(ref / err) > 25, (t, 10 * np.log10(ref / err))
+
+
+@pytest.mark.slow
+def test_int8_under_sanitizers_and_warning_free_with_every_compiler(digits, quantized):
+    """The int8 library (integer kernels, requantize helper, lookup-free path) runs clean under
+    -fsanitize=address,undefined with the outputs of the plain build, and compiles with
+    -Werror under clang and arm-none-eabi-gcc as well as gcc."""
+    import subprocess
+
+    from onnxcc.runtime.build import CORTEX_M4_FLAGS, WARN_FLAGS
+
+    _, x, _ = digits
+    san = quantized.run({"input": x[:1]}, sanitize=True)["probabilities"]
+    np.testing.assert_array_equal(san, quantized.run({"input": x[:1]})["probabilities"])
+    m = quantized.mmap["c_prefix"]
+    for cc, flags in (("gcc", ()), ("clang", ()), ("arm-none-eabi-gcc", CORTEX_M4_FLAGS)):
+        if not shutil.which(cc):
+            continue
+        for src in (f"{m}.c", f"{m}_weights.c"):
+            subprocess.run([cc, *WARN_FLAGS, *flags, "-O1", f"-I{quantized.lib_dir}",
+                            f"-Wa,-I{quantized.lib_dir}", "-c", str(quantized.lib_dir / src),
+                            "-o", "/dev/null"], check=True)
