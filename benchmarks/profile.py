@@ -1,6 +1,6 @@
 """Per-kernel time of a model on an LLVM target, beside onnxruntime's per-node profile.
 
-    python benchmarks/profile.py MODEL [--target cpu] [--repeat 200] [--top 25]
+    python benchmarks/profile.py MODEL [--target cpu] [--repeat 200] [--top 25] [--int8]
 
 MODEL is a name from ``benchmarks/models.py`` (``transformer``, ``mobilenet_v1_025``, the zoo
 models with seeded random weights...) or a path to an ``.onnx`` file. Each kernel of the compiled
@@ -118,9 +118,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target", default="cpu", help="an LLVM target (default cpu)")
     ap.add_argument("--repeat", type=int, default=200, help="calls per timing batch")
     ap.add_argument("--top", type=int, default=25, help="rows to print (slowest first)")
+    ap.add_argument("--int8", action="store_true",
+                    help="quantize to int8 first (calibrated on 4 seeded random inputs); the "
+                    "onnxruntime column stays the float model's")
     a = ap.parse_args(argv)
     model = _model(a.model)
-    cm = onnxcc.compile(model, target=a.target)
+    quantize = None
+    if a.int8:
+        import models
+
+        quantize = onnxcc.Int8(calibration=[models.random_feeds(model, seed=s)
+                                            for s in range(4)])
+    cm = onnxcc.compile(model, target=a.target, quantize=quantize)
     if cm.target.backend != "llvm":
         ap.error(f"{a.target} is not an LLVM target")
     rng = np.random.default_rng(0)

@@ -331,6 +331,9 @@ def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
     xz, xzb = _zero_point_expr(ctx, 2, "x_zp", Const(0))
     wz, wzb = _zero_point_expr(ctx, 5 if q else 3, "w_zp", m)
     fin = _Requant(ctx, (1, 4, 6), 7, M) if q else None
+    rows = _conv_integer_rows(node, ctx, X, Y, B, xz, xzb, fin)
+    if rows is not None:
+        return rows
     acc = Var("acc", I32)
     init: Expr = Cast(B[(m,)], I32) if B is not None else const(0, I32)
     folded = False
@@ -387,6 +390,84 @@ def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
     ins = read_buffers(body, [X, Wt] + extra)
     return ctx.kernel(node.op.lower(), [Y], ins, [Comment(text)] + body, comment=text)
 
+
+
+ROW_UNROLL = 4     # the innermost loop's copies (the C renderer's vectorizable row form)
+ROW_MIN = 8        # shortest output row (pixels) for the row-stationary integer Conv
+
+
+def _conv_integer_rows(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | None,
+                       xz: Expr, xzb: Buffer | None, fin: "_Requant | None") -> Any:
+    """Integer Conv with 2 spatial axes and constant weights as row-stationary loops, or None
+    when it does not apply: per output row an int32 row of accumulators (a local) starts at the
+    bias; for each input channel and tap whose input row exists, a scalar weight (centered at
+    compile time) multiplies a contiguous run of the input row, ``acc[ow] += (x - x_zp) * w``,
+    over the output columns whose input column lies inside x (per-tap bounds, so no guard in
+    the loop); then the row is requantized into y. Padding contributes 0 exactly. The inner
+    loop walks contiguous outputs, which both back ends vectorize (int8 widened to int32)."""
+    from onnxcc.codegen.loops import If, Loop
+
+    from .nn import _tap_bounds
+
+    q = node.op == "QLinearConv"
+    x, w = node.inputs[0], node.inputs[3 if q else 1]
+    wz_node = node.inputs[5 if q else 3] if _has(node, 5 if q else 3) else None
+    if len(x.shape) != 4 or w.const is None or (wz_node is not None and wz_node.const is None):
+        return None
+    group = int(attr(node, "group"))
+    (N, C), M = x.shape[:2], w.shape[0]
+    CG, MG = C // group, M // group
+    (KH, KW), (IH, IW) = w.shape[2:], x.shape[2:]
+    pb, _, st, dl, (OH, OW) = conv_geometry(node, x.shape, w.shape)
+    if (KH, KW) == (1, 1) and tuple(st) == (1, 1) and not any(pb) and (OH, OW) == (IH, IW) \
+            and X.strides == contiguous_strides(X.shape) \
+            and Y.strides == contiguous_strides(Y.shape):
+        # 1x1: the pixels as one row, so the inner loop is long enough to vectorize
+        P = IH * IW
+        X = dataclasses.replace(X, shape=(N, C, 1, P), strides=(C * P, P, P, 1))
+        Y = dataclasses.replace(Y, shape=(N, M, 1, P), strides=(M * P, P, P, 1))
+        IH, IW, OH, OW = 1, P, 1, P
+    if OW < ROW_MIN:   # rows this short pay their setup: the output-stationary nest is faster
+        return None
+    wc = np.asarray(w.const, np.int64)
+    if wz_node is not None:
+        wc = wc - np.asarray(wz_node.const, np.int64).reshape((-1, 1, 1, 1))
+    wdt = np.int8 if wc.min() >= -128 and wc.max() <= 127 else np.int16
+    Wt = Buffer("wc", DType(np.dtype(wdt).name), tuple(w.shape), space="weight",
+                data=np.ascontiguousarray(wc.astype(wdt)).reshape(-1), value=w.name)
+    A = Buffer("acc", I32, (OW,), space="local")
+    n, g, mg, oh = (axis_var("n", N), axis_var("g", group), axis_var("mg", MG),
+                    axis_var("oh", OH))
+    c, kh, kw = axis_var("c", CG), axis_var("kh", KH), axis_var("kw", KW)
+    ow = Var("ow")
+    m = lin((g, MG), mg)
+    ci = lin((g, CG), c)
+    ih = lin((oh, st[0]), (kh, dl[0]), -pb[0])
+    iw = lin((ow, st[1]), (kw, dl[1]), -pb[1])
+    wv = Var("wv", I32)
+    lo, hi = _tap_bounds(kw, KW, dl[1], st[1], pb[1], OW, IW)
+    xv = Cast(X[(n, ci, ih, iw)], I32)
+    if not (isinstance(xz, Const) and xz.value == 0):
+        xv = xv - xz
+    upd = Loop(ow, lo, hi, [Store(A, (ow,), A[(ow,)] + xv * wv)], kind="unrolled",
+               factor=ROW_UNROLL)
+    tap = loops([(kw, 0, KW)], [Decl(wv, Cast(Wt[(m, c, kh, kw)], I32)), upd])
+    conds, possible = in_range([(ih, IH)])
+    guarded = [If(all_of(*conds), tap)] if conds else tap
+    red = loops([(c, 0, CG), (kh, 0, KH)], guarded) if possible or conds else []
+    init: Expr = Cast(B[(m,)], I32) if B is not None else const(0, I32)
+    start = [Loop(ow, 0, OW, [Store(A, (ow,), init)], kind="unrolled", factor=ROW_UNROLL)]
+    out: Expr = fin(A[(ow,)], m) if fin is not None else A[(ow,)]
+    finish = [Loop(ow, 0, OW, [Store(Y, (n, m, oh, ow), out)])]
+    body = loops([(n, 0, N), (g, 0, group), (mg, 0, MG), (oh, 0, OH)], start + red + finish)
+    text = (f"{node.op}: x {shape_text(X.shape)} {X.dtype} is NCHW, w {shape_text(Wt.shape)} "
+            f"(centered at compile time), y {shape_text(Y.shape)} {Y.dtype}; group {group}, "
+            f"strides {list(st)}, dilations {list(dl)}, pads_begin {list(pb)}; a row of int32 "
+            "accumulators per output row" + (f"; {fin.note}" if fin is not None else ""))
+    extra = [b for b in (xzb, B) if b is not None] + (fin.reads + fin.weights if fin else [])
+    ins = read_buffers(body, [X, Wt] + extra)
+    return ctx.kernel(node.op.lower(), [Y], ins, [Comment(text)] + body, comment=text,
+                      locals=[A])
 
 
 @lower("onnxcc.LookupTable")

@@ -321,3 +321,21 @@ def test_constant_scale_out_of_range_is_refused_by_name(op, s):
                                               x.shape)}, {"s": sc_})
     with pytest.raises(OnnxccError, match="q0.*scale .* of 's' must be"):
         onnxcc.compile(m, "host")
+
+
+@pytest.mark.parametrize("shape,kw,rows", [((1, 8, 10, 10), dict(pads=[1, 1, 1, 1]), True),
+                                           ((1, 8, 1, 1), {}, False)])
+def test_integer_conv_nest_choice(shape, kw, rows):
+    """Constant weights and output rows of 8 or more: a row of int32 accumulators per output
+    row (the inner loop over contiguous outputs vectorizes); a 1x1 map: one accumulator per
+    output. Both equal onnx.reference (checked by the other tests); here the structure."""
+    k = 3 if kw else 1
+    x = rng.integers(0, 255, shape, endpoint=True).astype(np.uint8)
+    w = rng.integers(-100, 100, (4, shape[1], k, k)).astype(np.int8)
+    scales = (np.array(0.02, np.float32), np.array(0.01, np.float32), np.array(0.1, np.float32))
+    zps = (np.array(128, np.uint8), np.array(0, np.int8), np.array(0, np.uint8))
+    m, feeds = _qlinear_conv(x, w, None, scales, zps, True, False, **kw)
+    check(m, feeds, ort_lsb=1, min_equal=0.95)
+    cm = onnxcc.compile(m, "host")
+    text = kernel_text(next(k for k in cm.program.kernels if k.op == "QLinearConv"))
+    assert ("local acc:i32[10]" in text) == rows, text
