@@ -3,10 +3,13 @@ MatMulInteger, ConvInteger, QLinearMatMul and QLinearConv (semantics: ``onnxcc.o
 
 - Quantize and dequantize are one nest over x reading the scale and zero point per tensor, per
   axis or per block (``x[i] -> scale[i_axis // block_size]``), in float32 as the spec says.
-- Integer products are output-stationary: an int32 accumulator per output element sums
-  ``(x - x_zero_point) * (w - w_zero_point)`` (operands widened to int32; a zero point that is
-  a constant 0 costs nothing), starting at the int32 bias. Conv padding contributes 0: the
-  product at a padded tap is selected away, never read.
+- Integer products accumulate ``(x - x_zero_point) * (w - w_zero_point)`` in int32 (operands
+  widened; a zero point that is a constant 0 costs nothing), starting at the int32 bias.
+  MatMul/Gemm and Conv in general are output-stationary (one accumulator per output element;
+  Conv's interior positions unguarded, a padded tap selected away, never read). A 2-D Conv
+  with constant weights and output rows of ``ROW_MIN`` or more is row-stationary: a row of
+  accumulators, one scalar weight per tap over a contiguous run of the input row, which both
+  back ends vectorize. Constant weights are centered at compile time.
 - Requantization (QLinear*): with constant scales, the float32 multiplier of the spec becomes an
   exact fixed-point ``(m, shift)`` per tensor or per output channel at compile time and the
   kernel calls the ``requantize`` intrinsic (``onnxcc.codegen.requantize``: integer only, round
@@ -25,22 +28,19 @@ from typing import Any, Sequence
 import numpy as np
 
 from onnxcc.codegen.loops import (F32, F64, I32, Assign, Binary, Buffer, Call, Cast, Comment,
-                                  Const, Decl, DType, Expr, Load, Select, Stmt, Store, Unary, Var,
-                                  all_of, const, contiguous_strides, maximum, minimum)
+                                  Const, Decl, DType, Expr, If, Load, Loop, Select, Stmt, Store,
+                                  Unary, Var, all_of, const, contiguous_strides, maximum, minimum)
 from onnxcc.codegen.requantize import quantize_multiplier
-from onnxcc.ir import Node
+from onnxcc.ir import Node, Value
 from onnxcc.ops import attr, get_op
+from onnxcc.ops._util import has_input
 from onnxcc.ops.nn import conv_geometry
 from onnxcc.ops.quant import QTYPES, param_layout, qrange, real_multiplier
 
 from . import LowerCtx, broadcast_view, lower, nest
 from .matmul import matmul_views
-from .nn import (LABELS, axis_var, in_range, lin, loops, read_buffers, segments,
+from .nn import (LABELS, _tap_bounds, axis_var, in_range, lin, loops, read_buffers, segments,
                  shape_text, split_positions)
-
-
-def _has(node: Node, k: int) -> bool:
-    return k < len(node.inputs) and node.inputs[k] is not None
 
 
 def _param_index(b: Buffer, layout: str, idx: Sequence[Expr], axis: int, block: int
@@ -75,7 +75,7 @@ def _lower_qdq(node: Node, ctx: LowerCtx) -> Any:
     One loop nest over x (any rank, any layout the plan gave it)."""
     x = node.inputs[0]
     X, S, Y = ctx.input(0, "x"), ctx.input(1, "scale"), ctx.output(0, "y")
-    Z = ctx.input(2, "zp") if _has(node, 2) else None
+    Z = ctx.input(2, "zp") if has_input(node, 2) else None
     rank = len(x.shape)
     axis = get_op(node).axis(node) if rank else 0
     block = int(node.attrs.get("block_size") or 0)
@@ -131,8 +131,7 @@ def _lower_dynamic_quantize(node: Node, ctx: LowerCtx) -> Any:
         Store(Y, tuple(i), Cast(_fmin_fmax(Unary("round", X[tuple(i)] / scale) + zp, 0, 255),
                                 Y.dtype))])
     rng = Select(Binary("eq", hi, lo), const(1.0, F32), hi - lo)
-    sc = (YS.shape and (Const(0),) * len(YS.shape)) or ()
-    zc = (YZ.shape and (Const(0),) * len(YZ.shape)) or ()
+    sc, zc = (Const(0),) * len(YS.shape), (Const(0),) * len(YZ.shape)
     body: list[Stmt] = [
         Decl(hi, const(0.0, F32)), Decl(lo, const(0.0, F32)), *stats,
         Decl(scale, rng / const(255.0, F32)),
@@ -149,7 +148,7 @@ def _zero_point_expr(ctx: LowerCtx, k: int, name: str, ch: Expr) -> tuple[Expr, 
     """The int32 zero point of input ``k`` at channel ``ch`` (one value, or one per channel):
     ``(expr, buffer read)``; a constant folds into a literal (0 when absent)."""
     node = ctx.node
-    if not _has(node, k):
+    if not has_input(node, k):
         return const(0, I32), None
     v = node.inputs[k]
     if v.const is not None:
@@ -235,6 +234,20 @@ class _Requant:
         return Cast(_fmin_fmax(v, self.lo, self.hi), self.out)
 
 
+def _centered_weights(w: Value, wz: Value | None) -> Buffer | None:
+    """``w - w_zero_point`` of constant conv weights (M, C/group, *K; the zero point one value
+    or one per output channel M) as a weight buffer computed at compile time: int8 when every
+    value fits, else int16. None when the weights or the zero point are runtime inputs."""
+    if w.const is None or (wz is not None and wz.const is None):
+        return None
+    wc = np.asarray(w.const, np.int64)
+    if wz is not None:
+        wc = wc - np.asarray(wz.const, np.int64).reshape((-1,) + (1,) * (wc.ndim - 1))
+    wdt = np.dtype(np.int8 if wc.min() >= -128 and wc.max() <= 127 else np.int16)
+    return Buffer("wc", DType(wdt.name), tuple(w.shape), space="weight",
+                  data=np.ascontiguousarray(wc.astype(wdt)).reshape(-1), value=w.name)
+
+
 def _supports_int(node: Node) -> str | None:
     if node.op.endswith(("QLinearAdd", "QLinearMul")):
         return None if node.inputs[0].dtype in (np.int8, np.uint8) else \
@@ -297,7 +310,7 @@ def _lower_qgemm(node: Node, ctx: LowerCtx) -> Any:
                A0.space, A0.offset, A0.index, A0.data, A0.value)
     B = Buffer("b", B0.dtype, (K, N), B0.strides[::-1] if attr(node, "transB") else B0.strides,
                B0.space, B0.offset, B0.index, B0.data, B0.value)
-    C = broadcast_view(ctx.input(6, "c"), (M, N)) if _has(node, 6) else None
+    C = broadcast_view(ctx.input(6, "c"), (M, N)) if has_input(node, 6) else None
     fin = _Requant(ctx, (1, 4, 7), 8, N, alpha=float(attr(node, "alpha")))
     what = (f"a{'^T' if attr(node, 'transA') else ''} {shape_text(A0.shape)} @ "
             f"b{'^T' if attr(node, 'transB') else ''} {shape_text(B0.shape)}"
@@ -307,15 +320,17 @@ def _lower_qgemm(node: Node, ctx: LowerCtx) -> Any:
 
 @lower("ConvInteger", "QLinearConv", supports=_supports_int)
 def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
-    """Output-stationary integer Conv, x (N, C, *S), w (M, C/group, *K), y (N, M, *O): per
-    output element an int32 accumulator starts at the bias (QLinearConv's B) and sums
-    ``(x - x_zp) * (w - w_zp[m])`` over the group's channels and the taps; a tap in the padding
-    adds 0 (its load is guarded and selected away). fin as in the integer MatMul."""
+    """Integer Conv, x (N, C, *S), w (M, C/group, *K), y (N, M, *O): row-stationary when
+    :func:`_conv_integer_rows` applies; else per output element an int32 accumulator starts at
+    the bias (QLinearConv's B) and sums ``(x - x_zp) * (w - w_zp[m])`` over the group's
+    channels and the taps (interior positions unguarded; a padded tap adds 0: its load is
+    guarded and selected away, or with constant weights reads the x zero point, whose products
+    the start value cancels). fin as in the integer MatMul."""
     q = node.op == "QLinearConv"
     iw = 3 if q else 1
     x, w = node.inputs[0], node.inputs[iw]
     X, Wt, Y = ctx.input(0, "x"), ctx.input(iw, "w"), ctx.output(0, "y")
-    B = ctx.input(8, "b") if q and _has(node, 8) else None
+    B = ctx.input(8, "b") if q and has_input(node, 8) else None
     group = int(attr(node, "group"))
     (N, C), M = x.shape[:2], w.shape[0]
     CG, MG = C // group, M // group
@@ -337,19 +352,13 @@ def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
     acc = Var("acc", I32)
     init: Expr = Cast(B[(m,)], I32) if B is not None else const(0, I32)
     folded = False
-    wz_node = node.inputs[5 if q else 3] if _has(node, 5 if q else 3) else None
-    const_bias = B is None or node.inputs[8].const is not None
-    if w.const is not None and isinstance(xz, Const) and const_bias and (
-            wz_node is None or wz_node.const is not None):
-        # constant weights: centered at compile time (int16 when the zero point is not 0), and
+    wc = _centered_weights(w, node.inputs[5 if q else 3] if has_input(node, 5 if q else 3)
+                           else None)
+    if wc is not None and isinstance(xz, Const) and (B is None
+                                                     or node.inputs[8].const is not None):
         # the x zero point folded into the start value: sum (x - xz) w' = sum x w' - xz sum w'
-        wc = np.asarray(w.const, np.int64)
-        if wz_node is not None:
-            wc = wc - np.asarray(wz_node.const, np.int64).reshape((-1,) + (1,) * (wc.ndim - 1))
-        wdt = np.int8 if wc.min() >= -128 and wc.max() <= 127 else np.int16
-        Wt = Buffer("wc", DType(np.dtype(wdt).name), Wt.shape, space="weight",
-                    data=np.ascontiguousarray(wc.astype(wdt)).reshape(-1), value=w.name)
-        start = -int(xz.value) * wc.reshape(M, -1).sum(axis=1)
+        Wt = wc
+        start = -int(xz.value) * wc.data.astype(np.int64).reshape(M, -1).sum(axis=1)
         if B is not None:
             start = start + np.asarray(node.inputs[8].const, np.int64)
         # int32 wrap-around, as the accumulator itself would wrap
@@ -391,7 +400,6 @@ def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
     return ctx.kernel(node.op.lower(), [Y], ins, [Comment(text)] + body, comment=text)
 
 
-
 ROW_UNROLL = 4     # the innermost loop's copies (the C renderer's vectorizable row form)
 ROW_MIN = 8        # shortest output row (pixels) for the row-stationary integer Conv
 
@@ -405,14 +413,11 @@ def _conv_integer_rows(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffe
     over the output columns whose input column lies inside x (per-tap bounds, so no guard in
     the loop); then the row is requantized into y. Padding contributes 0 exactly. The inner
     loop walks contiguous outputs, which both back ends vectorize (int8 widened to int32)."""
-    from onnxcc.codegen.loops import If, Loop
-
-    from .nn import _tap_bounds
-
     q = node.op == "QLinearConv"
     x, w = node.inputs[0], node.inputs[3 if q else 1]
-    wz_node = node.inputs[5 if q else 3] if _has(node, 5 if q else 3) else None
-    if len(x.shape) != 4 or w.const is None or (wz_node is not None and wz_node.const is None):
+    Wt = _centered_weights(w, node.inputs[5 if q else 3] if has_input(node, 5 if q else 3)
+                           else None)
+    if len(x.shape) != 4 or Wt is None:
         return None
     group = int(attr(node, "group"))
     (N, C), M = x.shape[:2], w.shape[0]
@@ -429,12 +434,6 @@ def _conv_integer_rows(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffe
         IH, IW, OH, OW = 1, P, 1, P
     if OW < ROW_MIN:   # rows this short pay their setup: the output-stationary nest is faster
         return None
-    wc = np.asarray(w.const, np.int64)
-    if wz_node is not None:
-        wc = wc - np.asarray(wz_node.const, np.int64).reshape((-1, 1, 1, 1))
-    wdt = np.int8 if wc.min() >= -128 and wc.max() <= 127 else np.int16
-    Wt = Buffer("wc", DType(np.dtype(wdt).name), tuple(w.shape), space="weight",
-                data=np.ascontiguousarray(wc.astype(wdt)).reshape(-1), value=w.name)
     A = Buffer("acc", I32, (OW,), space="local")
     n, g, mg, oh = (axis_var("n", N), axis_var("g", group), axis_var("mg", MG),
                     axis_var("oh", OH))
@@ -491,7 +490,7 @@ def _lower_qlinear_binary(node: Node, ctx: LowerCtx) -> Any:
 
     from .elementwise import elementwise_kernel
 
-    present = [k for k in range(8) if _has(node, k)]
+    present = [k for k in range(8) if has_input(node, k)]
     lo, hi = qrange(node.outputs[0].dtype)
     op = "add" if node.op.endswith("Add") else "mul"
 

@@ -32,12 +32,13 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.matmul(a, b)
 
 
-def gemm_dims(node: Node) -> tuple[int, int, int]:
-    """(M, K, N) of a Gemm node from its input shapes and transA/transB.
+def gemm_dims(node: Node, b_input: int = 1) -> tuple[int, int, int]:
+    """(M, K, N) of a Gemm node from its input shapes and transA/transB; B is input
+    ``b_input`` (3 for onnxruntime's QGemm, whose A and B carry scales and zero points).
 
     Raises AttributeValueError when A or B is not 2-D or their inner sizes differ.
     """
-    a, b = node.inputs[0].shape, node.inputs[1].shape
+    a, b = node.inputs[0].shape, node.inputs[b_input].shape
     if len(a) != 2 or len(b) != 2:
         raise bad_attr(node, f"A and B must be 2-D, got {a} and {b}")
     m, k = a[::-1] if attr(node, "transA") else a

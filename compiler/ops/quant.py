@@ -28,7 +28,7 @@ from ..errors import ShapeError, UnsupportedOpError
 from ..ir import Node, TensorType
 from . import OpDef, attr, bad_attr, register_op
 from ._util import has_input, norm_axis, onnx_dtype
-from .matmul import matmul_shape
+from .matmul import gemm_dims, matmul_shape
 from .nn import Conv, conv_geometry, conv_nd
 
 QTYPES = {np.dtype(t): (int(np.iinfo(t).min), int(np.iinfo(t).max))
@@ -285,6 +285,24 @@ def _scale(node: Node, k: int, what: str, sizes: tuple[int, ...] = ()) -> None:
                            "finite")
 
 
+def _check_requantized(node: Node, names: tuple[str, str], channels: int, y: tuple[int, int],
+                       y_zp_typed: bool = True) -> None:
+    """The checks every requantized product shares: operands ``names`` at inputs 0 and 3 (int8/
+    uint8, zero points at 2 and 5, scales at 1 and 4; the second operand's scale and zero point
+    may be one per ``channels``) and the output's scale and zero point at inputs ``y``. Raises
+    UnsupportedOpError or AttributeValueError/ShapeError naming the node and the tensor."""
+    a, b = names
+    _operand_dtype(node, 0, a)
+    _operand_dtype(node, 3, b)
+    if y_zp_typed:
+        _operand_dtype(node, y[1], "y_zero_point")
+    _zero_point(node, 2, 0, f"{a}_zero_point", ())
+    _zero_point(node, 5, 3, f"{b}_zero_point", (channels,) if channels > 1 else ())
+    _scale(node, 1, f"{a}_scale")
+    _scale(node, 4, f"{b}_scale", (channels,) if channels > 1 else ())
+    _scale(node, y[0], "y_scale")
+
+
 def _centered(a: np.ndarray, zp: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
     """``a - zp`` in int64, zp broadcast as ``shape`` (zp one value or a vector)."""
     out = a.astype(np.int64)
@@ -349,14 +367,7 @@ class QLinearMatMul(OpDef):
     def check(self, node: Node) -> None:
         b = node.inputs[3]
         n = b.shape[-1] if len(b.shape) > 1 else 1
-        _operand_dtype(node, 0, "a")
-        _operand_dtype(node, 3, "b")
-        _operand_dtype(node, 7, "y_zero_point")
-        _zero_point(node, 2, 0, "a_zero_point", ())
-        _zero_point(node, 5, 3, "b_zero_point", (n,))
-        _scale(node, 1, "a_scale")
-        _scale(node, 4, "b_scale", (n,))
-        _scale(node, 6, "y_scale")
+        _check_requantized(node, ("a", "b"), n, (6, 7))
 
     def infer(self, node: Node) -> list[TensorType]:
         return [TensorType(matmul_shape(node, node.inputs[0].shape, node.inputs[3].shape),
@@ -425,14 +436,7 @@ class QLinearConv(_ConvQ):
     def check(self, node: Node) -> None:
         self.check_conv(node)
         m = node.inputs[3].shape[0]
-        _operand_dtype(node, 0, "x")
-        _operand_dtype(node, 3, "w")
-        _operand_dtype(node, 7, "y_zero_point")
-        _zero_point(node, 2, 0, "x_zero_point", ())
-        _zero_point(node, 5, 3, "w_zero_point", (m,))
-        _scale(node, 1, "x_scale")
-        _scale(node, 4, "w_scale", (m,))
-        _scale(node, 6, "y_scale")
+        _check_requantized(node, ("x", "w"), m, (6, 7))
         if has_input(node, 8):
             b = node.inputs[8]
             if b.dtype != np.int32 or b.shape != (m,):
@@ -464,28 +468,15 @@ class QGemm(OpDef):
     min_inputs, max_inputs = 6, 9
 
     def dims(self, node: Node) -> tuple[int, int, int]:
-        a, b = node.inputs[0].shape, node.inputs[3].shape
-        if len(a) != 2 or len(b) != 2:
-            raise bad_attr(node, f"A and B must be 2-D, got {list(a)} and {list(b)}")
-        m, k = a[::-1] if attr(node, "transA") else a
-        k2, n = b[::-1] if attr(node, "transB") else b
-        if k != k2:
-            raise bad_attr(node, f"inner sizes differ: A' is ({m}, {k}), B' is ({k2}, {n})")
-        return m, k, n
+        """(M, K, N) from A (input 0), B (input 3), transA and transB."""
+        return gemm_dims(node, 3)
 
     def check(self, node: Node) -> None:
         m, _, n = self.dims(node)
         if not (has_input(node, 7) and has_input(node, 8)):
             raise unsupported(node, "QGemm without y_scale and y_zero_point (float output) is "
                               "not supported")
-        _operand_dtype(node, 0, "A")
-        _operand_dtype(node, 3, "B")
-        _operand_dtype(node, 8, "y_zero_point")
-        _zero_point(node, 2, 0, "a_zero_point", ())
-        _zero_point(node, 5, 3, "b_zero_point", (n,))
-        _scale(node, 1, "a_scale")
-        _scale(node, 4, "b_scale", (n,))
-        _scale(node, 7, "y_scale")
+        _check_requantized(node, ("a", "b"), n, (7, 8))
         if has_input(node, 6):
             c = node.inputs[6]
             if c.dtype != np.int32 or len(c.shape) > 2 or \
@@ -554,18 +545,17 @@ class _QLinearBinary(OpDef):
     fn = staticmethod(np.add)
 
     def check(self, node: Node) -> None:
-        _operand_dtype(node, 0, "A")
-        _operand_dtype(node, 3, "B")
+        _check_requantized(node, ("A", "B"), 1, (6, 7), y_zp_typed=False)
         if node.inputs[3].dtype != node.inputs[0].dtype:
             raise bad_attr(node, "A and B must have one type")
-        _zero_point(node, 2, 0, "A_zero_point", ())
-        _zero_point(node, 5, 3, "B_zero_point", ())
-        _scale(node, 1, "A_scale")
-        _scale(node, 4, "B_scale")
-        _scale(node, 6, "C_scale")
         if has_input(node, 7) and node.inputs[7].dtype != node.inputs[0].dtype:
             raise bad_attr(node, "C_zero_point must have A's type")
-        np.broadcast_shapes(node.inputs[0].shape, node.inputs[3].shape)
+        try:
+            np.broadcast_shapes(node.inputs[0].shape, node.inputs[3].shape)
+        except ValueError:
+            raise ShapeError(f"A {list(node.inputs[0].shape)} and B "
+                             f"{list(node.inputs[3].shape)} do not broadcast", node=node.name,
+                             op=node.op, hint="the model is malformed; re-export it") from None
 
     def infer(self, node: Node) -> list[TensorType]:
         shape = np.broadcast_shapes(node.inputs[0].shape, node.inputs[3].shape)
