@@ -149,6 +149,11 @@ class Graph:
                 self._used.add(name)
                 return name
 
+    def constant(self, hint: str, a: np.ndarray) -> Value:
+        """A new constant value holding ``a`` (any shape and dtype), named from ``hint`` by
+        :meth:`fresh_name`; not yet read by any node."""
+        return Value(self.fresh_name(hint), TensorType(a.shape, a.dtype), const=a)
+
     def values(self) -> list[Value]:
         """All values (inputs, constants and node outputs), first-seen order, no duplicates."""
         seen: dict[int, Value] = {}

@@ -39,10 +39,6 @@ def channel_vector(c: np.ndarray, out_shape: tuple[int, ...], axis: int) -> np.n
         if c.size > 1 else np.full(out_shape[axis], float(np.asarray(c).reshape(-1)[0]))
 
 
-def _const(g: Graph, hint: str, a: np.ndarray) -> Value:
-    return Value(g.fresh_name(hint), TensorType(a.shape, a.dtype), const=a)
-
-
 def _scaled(g: Graph, hint: str, w: Value, k: np.ndarray) -> Value:
     """``w * k`` as a new constant (``w`` itself when k is all ones: an Add folds no scale). A
     splat ``w`` stays a broadcast view (stride 0 except along k's axis)."""
@@ -50,8 +46,8 @@ def _scaled(g: Graph, hint: str, w: Value, k: np.ndarray) -> Value:
         return w
     if is_splat(w.const):
         one = float(w.const[(0,) * w.const.ndim]) if w.const.size else 0.0
-        return _const(g, hint, np.broadcast_to((one * k).astype(w.dtype), w.shape))
-    return _const(g, hint, (np.asarray(w.const, np.float64) * k).astype(w.dtype))
+        return g.constant(hint, np.broadcast_to((one * k).astype(w.dtype), w.shape))
+    return g.constant(hint, (np.asarray(w.const, np.float64) * k).astype(w.dtype))
 
 
 def _float(v: Value) -> bool:
@@ -84,7 +80,7 @@ def _conv(g: Graph, conv: Node, out: Value, k: np.ndarray, t: np.ndarray) -> Nod
     b2 = b0 * k + t
     k_w = k.reshape((-1,) + (1,) * (w.const.ndim - 1))  # along W's output channels (dim 0)
     ins = [conv.inputs[0], _scaled(g, f"{conv.name}_w", w, k_w),
-           _const(g, f"{conv.name}_b", b2.astype(w.dtype))]
+           g.constant(f"{conv.name}_b", b2.astype(w.dtype))]
     return Node(conv.op, ins, [out], dict(conv.attrs), conv.name, conv.version)
 
 
@@ -96,7 +92,7 @@ def _gemm(g: Graph, gemm: Node, out: Value, k: np.ndarray, t: np.ndarray) -> Nod
     attrs = dict(gemm.attrs, beta=1.0)
     ins = [gemm.inputs[0],
            _scaled(g, f"{gemm.name}_w", w, k[:, None] if attr(gemm, "transB") else k[None, :]),
-           _const(g, f"{gemm.name}_c", c2.astype(w.dtype))]
+           g.constant(f"{gemm.name}_c", c2.astype(w.dtype))]
     return Node(gemm.op, ins, [out], attrs, gemm.name, gemm.version)
 
 
@@ -158,8 +154,8 @@ def bn_to_mul_add(m: Match) -> list[Node] | None:
     k = s / np.sqrt(v + float(attr(bn, "epsilon")))
     shift = t - mean * k
     trail = (1,) * (len(x.shape) - 1 - k.ndim)  # (C,) -> (C,1,1); (C,*S) stays
-    k_v = _const(g, f"{bn.name}_scale", k.reshape(k.shape + trail).astype(x.dtype))
-    t_v = _const(g, f"{bn.name}_shift", shift.reshape(shift.shape + trail).astype(x.dtype))
+    k_v = g.constant(f"{bn.name}_scale", k.reshape(k.shape + trail).astype(x.dtype))
+    t_v = g.constant(f"{bn.name}_shift", shift.reshape(shift.shape + trail).astype(x.dtype))
     mid = Value(g.fresh_name(f"{bn.name}_mul"), TensorType(np.broadcast_shapes(x.shape, k_v.shape),
                                                             x.dtype))
     return [Node("Mul", [x, k_v], [mid], {}, g.fresh_name(f"{bn.name}_mul"), bn.version),
@@ -176,10 +172,10 @@ def _affine(m: Match, inner_op: str, outer_op: str) -> Node | list[Node] | None:
     dt = root.outputs[0].dtype
     if inner_op == outer_op:
         merged = a64 * b64 if inner_op == "Mul" else a64 + b64
-        return Node(inner_op, [x, _const(g, f"{root.name}_c", merged.astype(dt))], root.outputs,
+        return Node(inner_op, [x, g.constant(f"{root.name}_c", merged.astype(dt))], root.outputs,
                     {}, root.name, root.version)
-    bv = _const(g, f"{root.name}_k", b64.astype(dt))
-    ab = _const(g, f"{root.name}_t", (a64 * b64).astype(dt))
+    bv = g.constant(f"{root.name}_k", b64.astype(dt))
+    ab = g.constant(f"{root.name}_t", (a64 * b64).astype(dt))
     mid = Value(g.fresh_name(f"{root.name}_mul"), TensorType(np.broadcast_shapes(x.shape, bv.shape),
                                                               dt))
     return [Node("Mul", [x, bv], [mid], {}, g.fresh_name(f"{root.name}_mul"), root.version),

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any as AnyT
 
 import numpy as np
-from onnxcc.ir import Graph, Node, TensorType, Value
+from onnxcc.ir import Graph, Node, Value
 from onnxcc.ops import attr, get_op
 from onnxcc.ops.fused import EPILOGUE_INPUTS
 
@@ -43,10 +43,6 @@ def _is_epilogue(n: Node) -> bool:
     return len(n.outputs) == 1 and "fusable_epilogue" in get_op(n).traits
 
 
-def _const(g: Graph, hint: str, a: np.ndarray) -> Value:
-    return Value(g.fresh_name(hint), TensorType(a.shape, a.dtype), const=a)
-
-
 def _bias(n: Node) -> Value | None:
     return n.inputs[2] if len(n.inputs) > 2 else None
 
@@ -59,7 +55,7 @@ def conv_bias(m: Match) -> Node | None:
     if v is None or out.dtype.kind != "f" or (b is not None and not b.is_const):
         return None
     b2 = (v if b is None else np.asarray(b.const, np.float64) + v).astype(out.dtype)
-    ins = [conv.inputs[0], conv.inputs[1], _const(m.graph, f"{conv.name}_b", b2)]
+    ins = [conv.inputs[0], conv.inputs[1], m.graph.constant(f"{conv.name}_b", b2)]
     return Node(conv.op, ins, [out], dict(conv.attrs), conv.name, conv.version)
 
 
@@ -86,7 +82,7 @@ def gemm_bias(m: Match) -> Node | None:
     c2 = _gemm_c(m, gemm)
     if c2 is None:
         return None
-    ins = [gemm.inputs[0], gemm.inputs[1], _const(m.graph, f"{gemm.name}_c", c2)]
+    ins = [gemm.inputs[0], gemm.inputs[1], m.graph.constant(f"{gemm.name}_c", c2)]
     return Node(gemm.op, ins, m.root.outputs, dict(gemm.attrs, beta=1.0), gemm.name, gemm.version)
 
 
@@ -99,7 +95,7 @@ def matmul_bias(m: Match) -> Node | None:
     c2 = _gemm_c(m, mm)
     if c2 is None:
         return None
-    ins = [mm.inputs[0], mm.inputs[1], _const(m.graph, f"{mm.name}_c", c2)]
+    ins = [mm.inputs[0], mm.inputs[1], m.graph.constant(f"{mm.name}_c", c2)]
     attrs = dict(GEMM_DEFAULTS, activation="", activation_attrs=())
     return Node("onnxcc.FusedGemm", ins, m.root.outputs, attrs, mm.name, mm.version)
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from onnxcc.ir import Graph, Node, TensorType, Value
+from onnxcc.ir import Graph, Node, Value
 from onnxcc.ops import attr, get_op, run_node
 
 from .manager import graph_pass
@@ -85,13 +85,9 @@ def _q_params(q: Node) -> tuple[Value, Value | None] | None:
     return s, z
 
 
-def _const(g: Graph, hint: str, a: np.ndarray) -> Value:
-    return Value(g.fresh_name(hint), TensorType(a.shape, a.dtype), const=a)
-
-
 def _zp(g: Graph, z: Value | None, dtype: np.dtype, hint: str) -> Value:
     """``z``, or a zero point of 0 in ``dtype`` where the model omitted it."""
-    return z if z is not None else _const(g, hint, np.zeros((), dtype))
+    return z if z is not None else g.constant(hint, np.zeros((), dtype))
 
 
 def _scalar(v: Value | None) -> float | int | None:
@@ -114,8 +110,8 @@ def _bias(g: Graph, b: Value | None, x: _Dq, w: _Dq, name: str) -> Value | None 
                  * np.asarray(w.scale.const, np.float32).reshape(-1)).astype(np.float32)
     d = _dq(b)
     if d is not None:
-        if d.q.dtype != np.int32 or d.q.const is None or int(_scalar(d.zp) or 0) != 0 \
-                or (d.zp is not None and np.any(d.zp.const)):
+        if d.q.dtype != np.int32 or d.q.const is None or (d.zp is not None
+                                                           and np.any(d.zp.const)):
             return False
         bs = np.asarray(d.scale.const, np.float32).reshape(-1)
         if not np.allclose(bs, acc_scale, rtol=1e-5, atol=0):
@@ -123,14 +119,14 @@ def _bias(g: Graph, b: Value | None, x: _Dq, w: _Dq, name: str) -> Value | None 
         q = np.broadcast_to(np.asarray(d.q.const, np.int32).reshape(-1), (max(bs.size,
                                                                              acc_scale.size,
                                                                              d.q.const.size),))
-        return _const(g, f"{name}_bias_q", np.ascontiguousarray(q))
+        return g.constant(f"{name}_bias_q", np.ascontiguousarray(q))
     if b.const is None or b.dtype != np.float32:
         return False
     with np.errstate(all="ignore"):
         q = np.rint(np.asarray(b.const, np.float64).reshape(-1) / acc_scale.astype(np.float64))
     if not np.isfinite(q).all() or np.abs(q).max(initial=0) >= 2 ** 31:
         return False
-    return _const(g, f"{name}_bias_q", q.astype(np.int32))
+    return g.constant(f"{name}_bias_q", q.astype(np.int32))
 
 
 def _operands(lin: Node, w_axis: int) -> tuple[_Dq, _Dq] | None:
@@ -189,7 +185,7 @@ def _finish(m: Match, node: Node, ys: Value, yz: Value) -> list[Node] | None:
         else:
             nodes[-1].outputs = [mid]
         cur = mid
-        c = _const(m.graph, f"{node.name}_{op.lower()}", np.array(bound, out.dtype))
+        c = m.graph.constant(f"{node.name}_{op.lower()}", np.array(bound, out.dtype))
         nodes.append(Node(op, [mid, c], [], {}, f"{node.name}_{op.lower()}", 13))
     nodes[-1].outputs = [out]
     return nodes
@@ -328,7 +324,7 @@ def lookup_table(m: Match) -> list[Node] | None:
     table = np.asarray(table).reshape(-1)
     if table.shape != (256,):
         return None
-    tv = _const(g, f"{f.name}_table", table.astype(q.outputs[0].dtype))
+    tv = g.constant(f"{f.name}_table", table.astype(q.outputs[0].dtype))
     return [Node("onnxcc.LookupTable", [d.q, tv], [q.outputs[0]], {}, f.name, 1)]
 
 

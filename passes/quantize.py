@@ -174,13 +174,9 @@ def _matmul_add_to_gemm(m: Match) -> Node | None:
     n = b.shape[1]
     if math.prod(c.shape) != n or (len(c.shape) == 2 and c.shape[0] != 1) or len(c.shape) > 2:
         return None
-    cv = _const(m.graph, f"{mm.name}_c", np.asarray(c.const, np.float32).reshape(n))
+    cv = m.graph.constant(f"{mm.name}_c", np.asarray(c.const, np.float32).reshape(n))
     return Node("Gemm", [a, b, cv], [out], {"alpha": 1.0, "beta": 1.0, "transA": 0,
                                             "transB": 0}, mm.name, 13)
-
-
-def _const(g: Graph, hint: str, a: np.ndarray) -> Value:
-    return Value(g.fresh_name(hint), TensorType(a.shape, a.dtype), const=a)
 
 
 def quantize_int8(cfg: Int8) -> GraphPass:
@@ -212,8 +208,8 @@ def quantize_int8(cfg: Int8) -> GraphPass:
             wq, ws = weight_params(w.const, cfg.per_channel, axis)
             wd = Value(g.fresh_name(f"{n.name}_w"), w.type)
             dq = Node("DequantizeLinear",
-                      [_const(g, f"{n.name}_wq", wq), _const(g, f"{n.name}_ws", ws),
-                       _const(g, f"{n.name}_wz", np.zeros(ws.shape, np.int8))],
+                      [g.constant(f"{n.name}_wq", wq), g.constant(f"{n.name}_ws", ws),
+                       g.constant(f"{n.name}_wz", np.zeros(ws.shape, np.int8))],
                       [wd], {"axis": axis, "block_size": 0, "output_dtype": 0},
                       g.fresh_name(f"{n.name}_dqw"), 21)
             wd.producer = dq
@@ -228,7 +224,7 @@ def quantize_int8(cfg: Int8) -> GraphPass:
         outputs = {id(v) for v in g.outputs}
         for name, (s, z) in params.items():
             v = by_name[name]
-            sv, zv = _const(g, f"{name}_scale", np.array(s)), _const(g, f"{name}_zp",
+            sv, zv = g.constant(f"{name}_scale", np.array(s)), g.constant(f"{name}_zp",
                                                                       np.array(z))
             prod = producers.get(name)
             vq = Value(g.fresh_name(f"{name}_q"), TensorType(v.shape, np.dtype(np.int8)))
