@@ -43,6 +43,7 @@ from .pattern import Match, Op, rewrite
 
 log = logging.getLogger("onnxcc.passes")
 INT8 = (np.dtype(np.int8), np.dtype(np.uint8))
+GEMMS = ("Gemm", "onnxcc.FusedGemm", "MatMul")   # FusedGemm without an activation
 MOVES = ("MaxPool", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose")
 
 
@@ -215,7 +216,9 @@ def gemm_to_qgemm(m: Match) -> list[Node] | None:
     lin, q, g = m["lin"], m.root, m.graph
     if len(lin.inputs[0].shape) != 2 or len(lin.inputs[1].shape) != 2:
         return None
-    gemm = lin.op == "Gemm"
+    gemm = lin.op != "MatMul"
+    if lin.attrs.get("activation"):
+        return None
     trans_b = int(attr(lin, "transB")) if gemm else 0
     if gemm and float(attr(lin, "alpha")) != 1.0:
         return None
@@ -348,8 +351,8 @@ Q = "QuantizeLinear"
 FUSE_QDQ_PATTERNS = [
     (Op(Q, _lin(("Conv",)), ...), conv_to_qlinear),
     (Op(Q, Op(("Relu", "Clip"), _lin(("Conv",)), ..., name="act"), ...), conv_to_qlinear),
-    (Op(Q, _lin(("Gemm", "MatMul")), ...), gemm_to_qgemm),
-    (Op(Q, Op(("Relu", "Clip"), _lin(("Gemm", "MatMul")), ..., name="act"), ...),
+    (Op(Q, _lin(GEMMS), ...), gemm_to_qgemm),
+    (Op(Q, Op(("Relu", "Clip"), _lin(GEMMS), ..., name="act"), ...),
      gemm_to_qgemm),
     (Op(Q, _lin(("Add", "Mul")), ...), binary_to_qlinear),
     (Op(Q, Op(("Relu", "Clip"), _lin(("Add",)), ..., name="act"), ...), binary_to_qlinear),

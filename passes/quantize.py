@@ -28,7 +28,6 @@ weights, views canonical). Ordering: before fuse_conv_activation and fuse_elemen
 from __future__ import annotations
 
 import logging
-import math
 import sys
 
 import numpy as np
@@ -39,9 +38,10 @@ from onnxcc.quantize import (Int8, LayerReport, QuantReport, Range, activation_p
                              graph_inputs_check, load_calibration, sqnr_db, weight_params)
 
 from .canonicalize import canonicalize
-from .fuse_qdq import MOVES, fuse_qdq
+from .fuse_qdq import GEMMS, MOVES, fuse_qdq
 from .manager import GraphPass
-from .pattern import Any, Const, Match, Op, rewrite
+from .fuse_conv_activation import MATMUL, K, matmul_bias
+from .pattern import Op, rewrite
 
 log = logging.getLogger("onnxcc.passes")
 REPORT_SAMPLES = 32
@@ -61,6 +61,8 @@ def _gemm_ok(n: Node) -> bool:
         return False
     if n.op == "MatMul":
         return True
+    if n.attrs.get("activation"):
+        return False
     c = n.inputs[2] if len(n.inputs) > 2 else None
     if float(attr(n, "alpha")) != 1.0:
         return False
@@ -73,7 +75,7 @@ def _gemm_ok(n: Node) -> bool:
 def _weight_axis(n: Node) -> int:
     if n.op == "Conv":
         return 0
-    if n.op == "Gemm" and int(attr(n, "transB")):
+    if n.op != "MatMul" and int(attr(n, "transB")):
         return 0
     return 1
 
@@ -86,7 +88,7 @@ def _plan(g: Graph) -> tuple[list[Node], dict[str, Value], dict[str, str]]:
     same: dict[str, str] = {}
     outputs = {id(v) for v in g.outputs}
     for n in g.nodes:
-        if (n.op == "Conv" and _conv_ok(n)) or (n.op in ("Gemm", "MatMul") and _gemm_ok(n)):
+        if (n.op == "Conv" and _conv_ok(n)) or (n.op in GEMMS and _gemm_ok(n)):
             layers.append(n)
             tensors[n.inputs[0].name] = n.inputs[0]
             out = n.outputs[0]
@@ -162,23 +164,6 @@ def _calibrate(g: Graph, samples: list[dict], names: list[str], cfg: Int8
     return ranges, keep
 
 
-def _matmul_add_to_gemm(m: Match) -> Node | None:
-    """MatMul(A 2-D, B constant 2-D) + Add(constant of N values) -> Gemm(A, B, C), so that the
-    bias joins the quantized dense layer (its int32 bias)."""
-    mm, add = m["mm"], m.root
-    a, b, c = mm.inputs[0], mm.inputs[1], m["c"]
-    out = add.outputs[0]
-    if len(a.shape) != 2 or len(b.shape) != 2 or out.dtype != np.float32 or \
-            out.shape != mm.outputs[0].shape or c.dtype != np.float32:
-        return None
-    n = b.shape[1]
-    if math.prod(c.shape) != n or (len(c.shape) == 2 and c.shape[0] != 1) or len(c.shape) > 2:
-        return None
-    cv = m.graph.constant(f"{mm.name}_c", np.asarray(c.const, np.float32).reshape(n))
-    return Node("Gemm", [a, b, cv], [out], {"alpha": 1.0, "beta": 1.0, "transA": 0,
-                                            "transB": 0}, mm.name, 13)
-
-
 def quantize_int8(cfg: Int8) -> GraphPass:
     """The pass quantizing a float graph with ``cfg`` (module docstring). Raises
     CalibrationError for calibration data that does not fit the model or a tensor whose range
@@ -187,8 +172,9 @@ def quantize_int8(cfg: Int8) -> GraphPass:
     def run(g: Graph) -> Graph:
         graph_inputs_check(g)
         samples = load_calibration(cfg.calibration, g.inputs)
-        g = rewrite(g, [(Op("Add", Op("MatMul", Any("a"), Const("b"), name="mm"), Const("c"),
-                            commute=True), _matmul_add_to_gemm)])
+        # MatMul + bias Add -> FusedGemm (fuse_conv_activation's rewrite), so the bias joins the
+        # dense layer as its int32 bias
+        g = rewrite(g, [(Op("Add", MATMUL, K, commute=True), matmul_bias)])
         layers, tensors, same = _plan(g)
         if not layers:
             log.warning("quantize: no Conv, Gemm or MatMul with constant weights to quantize")
