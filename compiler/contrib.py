@@ -74,7 +74,7 @@ def expand(n: onnx.NodeProto, name: str) -> list[onnx.NodeProto]:
     floats = []
     for k in range(n_in):
         f = tmp(f"x{k}")
-        trip = [i for i in ins[3 * k: 3 * k + 3]]
+        trip = ins[3 * k: 3 * k + 3]
         while trip and trip[-1] == "":
             trip.pop()
         nodes.append(helper.make_node("DequantizeLinear", trip, [f], name=tmp(f"dq{k}")))

@@ -175,7 +175,7 @@ def test_digits_int8_on_emulated_cortex_m4(digits, quantized):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
-def test_quantized_model_file_is_not_required(digits):
+def test_compile_never_modifies_the_users_model(digits):
     """The user's model is never modified on disk or in memory."""
     path, x, _ = digits
     before = Path(path).read_bytes()
@@ -260,7 +260,7 @@ def test_residual_block_add_is_integer():
 
 @pytest.mark.slow
 def test_int8_under_sanitizers_and_warning_free_with_every_compiler(digits, quantized):
-    """The int8 library (integer kernels, requantize helper, lookup-free path) runs clean under
+    """The int8 library (integer kernels and the requantize helper) runs clean under
     -fsanitize=address,undefined with the outputs of the plain build, and compiles with
     -Werror under clang and arm-none-eabi-gcc as well as gcc."""
     import subprocess
