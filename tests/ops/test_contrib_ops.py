@@ -13,7 +13,7 @@ from onnx import helper, numpy_helper
 import onnxcc
 from onnxcc.errors import UnsupportedOpError
 
-from builders import IR_VERSION, ort_run
+from builders import IR_VERSION, W7, ort_run
 
 TARGETS = ("host", "cpu")
 rng = np.random.default_rng(21)
@@ -115,7 +115,7 @@ def test_qlinear_concat():
 def test_qgemm(trans_a, trans_b, per_col, bias, alpha):
     m_, k_, n_ = 5, 37, 11
     a = q((k_, m_) if trans_a else (m_, k_))
-    b = q((n_, k_) if trans_b else (k_, n_), np.int8)
+    b = rng.integers(*W7, (n_, k_) if trans_b else (k_, n_)).astype(np.int8)
     bs = (rng.random(n_) * 0.01 + 0.002).astype(np.float32) if per_col else sc(0.004)
     bz = np.zeros(n_, np.int8) if per_col else zp(0, np.int8)
     c = rng.integers(-5000, 5000, n_).astype(np.int32) if bias else None
@@ -167,7 +167,7 @@ def test_digits_quantized_by_onnxruntime_qoperator(tmp_path):
 
     quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QOperator,
                     per_channel=False, activation_type=QuantType.QUInt8,
-                    weight_type=QuantType.QInt8)
+                    weight_type=QuantType.QInt8, reduce_range=True)   # 7-bit weights (W7)
     qm = onnx.load(str(dst))
     assert {n.op_type for n in qm.graph.node} >= {"QLinearConv", "QGemm", "QLinearSoftmax"}
     out = qm.graph.output[0].name

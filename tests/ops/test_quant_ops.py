@@ -17,7 +17,7 @@ import onnxcc
 from onnxcc.codegen.loops import kernel_text
 from onnxcc.errors import OnnxccError
 
-from builders import IR_VERSION, ort_run
+from builders import IR_VERSION, W7, ort_run
 
 TARGETS = ("host", "cpu")
 rng = np.random.default_rng(11)
@@ -173,6 +173,8 @@ def test_dynamic_quantize(kind):
 def test_matmul_integer(at, bt, const_b):
     a = rng.integers(np.iinfo(at).min, np.iinfo(at).max, (2, 5, 33), endpoint=True).astype(at)
     b = rng.integers(np.iinfo(bt).min, np.iinfo(bt).max, (33, 7), endpoint=True).astype(bt)
+    if at != bt:
+        b = rng.integers(*W7, (33, 7)).astype(bt)   # mixed signs: onnxruntime's range (W7)
     az = np.array(rng.integers(0, 20), at)
     bz = rng.integers(0, 20, 7).astype(bt)          # per column of b
     if at == np.int8 and bt == np.int8:
@@ -231,7 +233,7 @@ def _qlinear_conv(x, w, b, scales, zps, const: bool, per_channel: bool, **kw):
 def test_qlinear_conv(const, per_channel, qt):
     lo, hi = np.iinfo(qt).min, np.iinfo(qt).max
     x = rng.integers(lo, hi, (1, 8, 10, 10), endpoint=True).astype(qt)
-    w = rng.integers(-127, 127, (16, 8, 3, 3), endpoint=True).astype(np.int8)
+    w = rng.integers(*W7, (16, 8, 3, 3)).astype(np.int8)
     b = rng.integers(-2000, 2000, 16).astype(np.int32)
     nch = 16 if per_channel else 1
     xs, ys = np.array(0.02, np.float32), np.array(0.15, np.float32)
@@ -331,7 +333,7 @@ def test_integer_conv_nest_choice(shape, kw, rows):
     output. Both equal onnx.reference (checked by the other tests); here the structure."""
     k = 3 if kw else 1
     x = rng.integers(0, 255, shape, endpoint=True).astype(np.uint8)
-    w = rng.integers(-100, 100, (4, shape[1], k, k)).astype(np.int8)
+    w = rng.integers(*W7, (4, shape[1], k, k)).astype(np.int8)
     scales = (np.array(0.02, np.float32), np.array(0.01, np.float32), np.array(0.1, np.float32))
     zps = (np.array(128, np.uint8), np.array(0, np.int8), np.array(0, np.uint8))
     m, feeds = _qlinear_conv(x, w, None, scales, zps, True, False, **kw)
