@@ -111,22 +111,32 @@ class _Builder:
         return m
 
 
-def mlp(seed: int = 0) -> onnx.ModelProto:
-    """MLP 784-128-64-10: Gemm(transB=1)+Relu, Gemm+Relu, Gemm, Softmax.
+def mlp(seed: int = 0, sizes: tuple[int, ...] = (784, 128, 64, 10),
+        name: str = "mlp") -> onnx.ModelProto:
+    """MLP 784-128-64-10 (``sizes``): Gemm(transB=1)+Relu per hidden layer, a last Gemm, Softmax.
 
-    Input ``input`` float32 [1, 784]; output ``output`` [1, 10] (class probabilities).
+    Input ``input`` float32 [1, sizes[0]]; output ``output`` [1, sizes[-1]] (class
+    probabilities).
     """
     b = _Builder(seed)
-    x, fin = "input", 784
-    for k, fout in enumerate((128, 64, 10)):
-        w = b.normal((fout, fin), math.sqrt((2.0 if fout != 10 else 1.0) / fin))
+    x, fin = "input", sizes[0]
+    for k, fout in enumerate(sizes[1:]):
+        last = k == len(sizes) - 2
+        w = b.normal((fout, fin), math.sqrt((1.0 if last else 2.0) / fin))
         bias = b.normal((fout,), 0.01, "b")
         x = b.op("Gemm", [x, w, bias], transB=1)
-        if fout != 10:
+        if not last:
             x = b.op("Relu", [x])
         fin = fout
     y = b.op("Softmax", [x], axis=-1)
-    return b.model("mlp", [("input", (1, 784))], [(y, "output", (1, 10))], mlp.__doc__ or "")
+    return b.model(name, [("input", (1, sizes[0]))], [(y, "output", (1, sizes[-1]))],
+                   mlp.__doc__ or "")
+
+
+def jet_mlp(seed: int = 0) -> onnx.ModelProto:
+    """The jet-tagging MLP 16-64-32-32-5 of hls4ml's papers (Duarte et al., JINST 13 (2018)
+    P07027): ReLU hidden layers, Softmax over 5 classes. Input [1, 16], output [1, 5]."""
+    return mlp(seed, (16, 64, 32, 32, 5), "jet_mlp")
 
 
 # MobileNetV1's depthwise-separable blocks: (pointwise output channels, depthwise stride)
@@ -349,6 +359,7 @@ def zoo_random(name: str, seed: int = 0) -> onnx.ModelProto:
 # ---- registry ----------------------------------------------------------------------------------
 BENCH_MODELS: dict[str, Callable[[], onnx.ModelProto]] = {
     "mlp": mlp,
+    "jet_mlp": jet_mlp,
     "mobilenet_v1_025": lambda: mobilenet_v1(0.25, 96),
     "mobilenet_v2_blocks": mobilenet_v2_blocks,
     "transformer": transformer_layer,

@@ -11,6 +11,7 @@ from .errors import (AttributeValueError, BuildError, ModelLoadError, OnnxccErro
                      ShapeError, UnsupportedOpError, VerifyError)
 
 from .quantize import CalibrationError, Int8
+from onnxcc.codegen.hls.fixed import FixedPoint, PrecisionError
 
 __version__ = "0.1.0"
 
@@ -22,6 +23,6 @@ def compile(model, target: str = "host", **kwargs):  # noqa: A001 - the public n
     return _compile(model, target, **kwargs)
 
 
-__all__ = ["AttributeValueError", "BuildError", "CalibrationError", "Int8", "ModelLoadError",
-           "OnnxccError", "OutputError", "ShapeError", "UnsupportedOpError", "VerifyError",
+__all__ = ["AttributeValueError", "BuildError", "CalibrationError", "FixedPoint", "Int8", "ModelLoadError",
+           "OnnxccError", "OutputError", "PrecisionError", "ShapeError", "UnsupportedOpError", "VerifyError",
            "__version__", "compile"]

@@ -97,10 +97,39 @@ def _add_model_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
                    default="minmax", help="how ranges are chosen (default minmax)")
     p.add_argument("--per-tensor", action="store_true",
                    help="one weight scale per tensor instead of per output channel")
+    p.add_argument("--precision", metavar="TYPE",
+                   help="FPGA targets: the fixed-point type of every tensor (default ap_fixed<16,6>)")
+    p.add_argument("--precision-layer", action="append", metavar="NAME=TYPE",
+                   help="FPGA targets: the type of one node's output or tensor, e.g. "
+                   "conv1=ap_fixed<18,8> (repeatable)")
+
+
+def _fixed_point(args: argparse.Namespace):
+    """The FixedPoint settings of --precision/--precision-layer, or None when neither is given."""
+    default = getattr(args, "precision", None)
+    layers = {}
+    for item in getattr(args, "precision_layer", None) or []:
+        name, sep, t = item.rpartition("=")
+        if not sep or not name:
+            raise InputError(f"--precision-layer {item!r} is not NAME=TYPE",
+                             hint="e.g. --precision-layer conv1=ap_fixed<18,8>")
+        layers[name] = t
+    if default is None and not layers:
+        return None
+    from onnxcc.codegen.hls.fixed import FixedPoint
+
+    return FixedPoint(default=default or "ap_fixed<16,6>", layers=layers)
 
 
 def _quantize(args: argparse.Namespace):
-    """The Int8 settings of --quantize/--calibration, or None."""
+    """The Int8 settings of --quantize/--calibration, the FixedPoint settings of --precision
+    (FPGA targets), or None."""
+    fixed = _fixed_point(args)
+    if fixed is not None:
+        if getattr(args, "quantize", None) is not None:
+            raise InputError("--precision (FPGA fixed point) and --quantize int8 exclude each other",
+                             hint="drop one of them")
+        return fixed
     if getattr(args, "quantize", None) is None:
         if getattr(args, "calibration", None):
             raise InputError("--calibration is given without --quantize",
@@ -149,6 +178,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
     cm.save(out, force=args.force)
     print(f"compiled {args.model} for {cm.target.name} in {time.perf_counter() - t0:.2f} s -> {out}/")
     print(f"  files:   {', '.join(cm.saved_files)}")
+    if cm.target.backend == "hls":
+        print(f"  project: Vitis HLS, part {cm.mmap['part']}, clock {cm.mmap['clock_ns']:g} ns; "
+              f"`onnxcc hls build {out}` runs C-simulation (and vitis_hls when installed)")
+        return 0
     if "CMakeLists.txt" not in cm.saved_files:
         print(f"  note:    {out / 'CMakeLists.txt'} is not onnxcc's and was left as is: "
               f"include({cm.mmap['c_prefix']}.cmake) from it for the CMake target")
@@ -334,6 +367,29 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hls_build(args: argparse.Namespace) -> int:
+    """C-simulation with g++ (and the Vitis flow when vitis_hls is installed) of a project."""
+    import shutil as _sh
+
+    from onnxcc.runtime.hls import find_project, run_testbench, vitis_build
+
+    folder = Path(args.folder)
+    man = find_project(folder)
+    steps = {s: getattr(args, s) for s in ("csim", "synth", "cosim", "export")}
+    if not any(steps.values()):
+        steps["csim"] = True
+        steps["synth"] = _sh.which("vitis_hls") is not None
+    if _sh.which("vitis_hls"):
+        return vitis_build(folder, **steps)
+    if any(steps[s] for s in ("synth", "cosim", "export")):
+        print("vitis_hls is not on the PATH: running C-simulation only (g++); synthesis, "
+              "co-simulation and export need Vitis HLS")
+    ok, text = run_testbench(folder)
+    print(text.strip())
+    print(f"C-simulation of {man['c_prefix']} with g++: {'passed' if ok else 'FAILED'}")
+    return 0 if ok else 1
+
+
 def cmd_targets(args: argparse.Namespace) -> int:
     from onnxcc.targets import TARGETS
 
@@ -348,24 +404,27 @@ def cmd_ops(args: argparse.Namespace) -> int:
 
 
 def ops_table() -> str:
-    """Markdown table: every registered op and whether each back end renders it. Both back
-    ends render the loop IR, so an op lowered into it is in both columns (the C back end:
-    targets host and cortex-m4; the LLVM back end: cpu, x86-64-v2/v3/v4 and aarch64)."""
+    """Markdown table: every registered op and whether each back end renders it. The C and
+    LLVM back ends render the loop IR, so an op lowered into it is in both columns; the HLS
+    back end renders the ops that have a fixed-point form (``onnxcc.codegen.hls.reference``)."""
     from onnxcc.codegen.lower import registry as loop_registry
     from onnxcc.targets import TARGETS
 
     from .ops import all_ops
 
+    from onnxcc.codegen.hls.reference import SUPPORTED as HLS_OPS
+
     loops = loop_registry()
-    cols = {}
+    cols: dict[str, list[str]] = {}
     for t in TARGETS.values():
         cols.setdefault(getattr(t, "backend", "c"), []).append(t.name)
     head = " | ".join(f"{b.upper()}: {', '.join(ts)}"
                       for b, ts in cols.items())
     rows = [f"| op | {head} |", "|---|" + "---|" * len(cols)]
     for name in all_ops():
-        yes = "yes" if name in loops else "no"
-        rows.append(f"| {name} | " + " | ".join(yes for _ in cols) + " |")
+        yes = ["yes" if (name in HLS_OPS if b == "hls" else name in loops) else "no"
+               for b in cols]
+        rows.append(f"| {name} | " + " | ".join(yes) + " |")
     return "\n".join(rows)
 
 
@@ -396,6 +455,15 @@ def build_parser() -> argparse.ArgumentParser:
     ck = sub.add_parser("check", help="list every unsupported op and unbound dim")
     _add_model_args(ck)
     ck.set_defaults(fn=cmd_check)
+    h = sub.add_parser("hls", help="FPGA projects: `onnxcc hls build DIR`")
+    hsub = h.add_subparsers(dest="hls_cmd", required=True)
+    hb = hsub.add_parser("build", help="C-simulate (g++), and with vitis_hls on the PATH "
+                         "synthesize, an HLS project folder")
+    hb.add_argument("folder", help="the folder `onnxcc compile --target <fpga>` wrote")
+    for step in ("csim", "synth", "cosim", "export"):
+        hb.add_argument(f"--{step}", action="store_true",
+                        help=f"run {step} (default: csim, plus synth when vitis_hls is installed)")
+    hb.set_defaults(fn=cmd_hls_build)
     sub.add_parser("targets", help="list targets").set_defaults(fn=cmd_targets)
     sub.add_parser("ops", help="supported-op table per target").set_defaults(fn=cmd_ops)
     return p

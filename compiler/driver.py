@@ -40,7 +40,9 @@ class CompiledModel:
         self.lib_dir, self.mmap, self.options = lib_dir, mmap, options
         self._exe: dict[Any, Any] = {}
         self.saved_files: list[str] = []   # what the last ``save`` wrote
-        self.program: Any = None           # the loop-IR Program (LLVM targets)
+        self.program: Any = None           # the loop-IR Program
+        self.precision: Any = None         # the fixed-point types (FPGA targets)
+        self.csim_warnings = ""            # g++'s warnings on the C-simulation build (FPGA)
         self._object: bytes | None = None  # the object LLVM wrote (LLVM targets)
 
     @property
@@ -92,6 +94,15 @@ class CompiledModel:
                              "values are built into the code",
                              hint="feed only the other inputs, or compile again without binding "
                              "them")
+        if self.target.backend == "hls":
+            with _JIT_LOCK:
+                if "csim" not in self._exe:
+                    from onnxcc.runtime.hls import CSimLibrary, build_csim
+
+                    lib, self.csim_warnings = build_csim(self.lib_dir, self.mmap, cxx=cc,
+                                                         out_dir=Path(self._tmp))
+                    self._exe["csim"] = CSimLibrary(lib, self.mmap)
+            return self._exe["csim"].run(inputs)
         if sanitize:
             return run_executable(self.build(cc=cc, sanitize=True, opt="-O1"), self.mmap, inputs)
         if self.target.backend == "llvm" and cc is None:
@@ -203,6 +214,20 @@ def check_memory_budget(g: Graph, tgt: Any) -> None:
             hint="use a smaller model, or quantize it (int8 weights are 4x smaller)")
 
 
+def _fixed_point_config(quantize: Any, tgt: Any) -> Any:
+    """The FixedPoint configuration of an FPGA compile: ``quantize`` when it is one, the
+    default ``ap_fixed<16,6>`` when None. Raises PrecisionError for anything else."""
+    from onnxcc.codegen.hls.fixed import FixedPoint, PrecisionError
+
+    if quantize is None:
+        return FixedPoint()
+    if isinstance(quantize, FixedPoint):
+        return quantize
+    raise PrecisionError(f"{tgt.name} is an FPGA target: quantize={quantize!r} does not apply",
+                         hint="give its fixed-point types with quantize=onnxcc.FixedPoint("
+                         "default='ap_fixed<16,6>', layers={...})")
+
+
 def model_sha256(proto: onnx.ModelProto) -> str:
     """sha256 of the model's serialized bytes (deterministic serialization)."""
     return hashlib.sha256(proto.SerializeToString(deterministic=True)).hexdigest()
@@ -280,12 +305,24 @@ def _compile(model: str | Path | onnx.ModelProto, target: Any, *,
         verify = os.environ.get("ONNXCC_VERIFY", "") == "1"
     from onnxcc.passes.quantize import with_quantization
 
+    hls = tgt.backend == "hls"
+    fixed = None
+    if hls:
+        fixed = _fixed_point_config(quantize, tgt)
+        quantize = None
     g = run_pipeline(g, with_quantization(tgt.pipeline, quantize), verify=verify, dump_dir=dump_dir,
                      dump_after=dump_after, disable=disable_passes)
     g.verify()
     from onnxcc.codegen.c.emit import check_legal
 
     check_legal(g, tgt.name)   # every node the target cannot lower, by name, before any code
+    precision = None
+    if hls:
+        from onnxcc.codegen.hls.emit import check_hls
+        from onnxcc.codegen.hls.fixed import assign_types
+
+        check_hls(g)           # every node without a fixed-point kernel, before any code
+        precision = assign_types(g, fixed)
     check_memory_budget(g, tgt)
     options = {"target": tgt.name, "input_shapes": {k: list(v) for k, v in (input_shapes or {}).items()},
                "name": g.name, "disabled_passes": list(disable_passes),
@@ -298,7 +335,13 @@ def _compile(model: str | Path | onnx.ModelProto, target: Any, *,
         from onnxcc.codegen.lower import lower_for_target
 
         program = lower_for_target(g, tgt, g.name)
-        if tgt.backend == "llvm":
+        if hls:
+            from onnxcc.codegen.hls.emit import emit_hls
+
+            mmap = emit_hls(g, program, precision, tmp, target=tgt, name=g.name,
+                            version=__version__, sha256=model_sha256(proto), options=options,
+                            source=source)
+        elif tgt.backend == "llvm":
             from onnxcc.codegen.llvm.emit import emit_llvm
 
             mmap, obj = emit_llvm(g, program, tmp, target=tgt, name=g.name, version=__version__,
@@ -307,11 +350,13 @@ def _compile(model: str | Path | onnx.ModelProto, target: Any, *,
             mmap = emit_c(g, tmp, name=g.name, weights_in_c=tgt.weights_in_c,
                           version=__version__, sha256=model_sha256(proto), options=options,
                           source=source, program=program)
-        mmap = finish_library(tmp, mmap)   # <m>.cmake, CMakeLists.txt, the "files" list
+        if not hls:
+            mmap = finish_library(tmp, mmap)   # <m>.cmake, CMakeLists.txt, the "files" list
     except Exception:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     cm = CompiledModel(g, tgt, g.name, tmp, mmap, options)
     cm.program, cm._object = program, obj
+    cm.precision = precision
     cm._tmp = str(tmp)  # type: ignore[attr-defined]
     return cm

@@ -97,8 +97,12 @@ def generated_files(lib_dir: Path, mmap: dict[str, Any]) -> list[str]:
 
 
 def _plain_name(name: Any) -> bool:
-    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name \
-        and "\\" not in name and "\0" not in name
+    """True for a file name or a relative path of file names separated by ``/`` (an HLS
+    project's ``firmware/weights/w0.h``): no empty, ``.`` or ``..`` part, no backslash or NUL,
+    not absolute."""
+    if not isinstance(name, str) or not name or "\\" in name or "\0" in name:
+        return False
+    return all(part not in ("", ".", "..") for part in name.split("/"))
 
 
 def read_owner(path: Path) -> tuple[str, set[str]] | None:
@@ -152,7 +156,10 @@ def _same_content(path: Path, src: Path) -> bool:
 
 
 def _tmp_name(dest: Path, name: str, kind: str) -> Path:
-    return dest / f".{name}.onnxcc-{kind}-{secrets.token_hex(4)}"
+    """A temporary beside ``dest / name`` (in the same folder, so that ``os.replace`` is
+    atomic)."""
+    path = dest / name
+    return path.parent / f".{path.name}.onnxcc-{kind}-{secrets.token_hex(4)}"
 
 
 def _write_new(path: Path, data: bytes | Path) -> None:
@@ -203,6 +210,13 @@ def write_library(lib_dir: Path, mmap: dict[str, Any], out_dir: str | Path, *,
     conflicts, replace = [], []
     for name in written:
         path = dest / name
+        parents = [dest / "/".join(name.split("/")[:k]) for k in range(1, name.count("/") + 1)]
+        blocked = [p for p in parents if os.path.lexists(p) and (p.is_symlink() or not p.is_dir())]
+        if blocked:
+            what = f"{blocked[0].relative_to(dest).as_posix()} (a file where onnxcc writes a folder)"
+            if what not in conflicts:
+                conflicts.append(what)
+            continue
         if not os.path.lexists(path):
             continue
         if path.is_dir() and not path.is_symlink():
@@ -219,7 +233,7 @@ def write_library(lib_dir: Path, mmap: dict[str, Any], out_dir: str | Path, *,
         conflicts.append(f"{name} (belongs to model {owner!r} in this folder)" if owner
                          else f"{name} (not written by onnxcc)")
     if conflicts:
-        folders = any(c.endswith("(a folder)") for c in conflicts)
+        folders = any(c.endswith("(a folder)") or "(a file where" in c for c in conflicts)
         raise OutputError(
             f"{dest}: will not overwrite {len(conflicts)} file(s) onnxcc did not write for "
             f"model {m!r}: {', '.join(conflicts)}",
@@ -241,6 +255,11 @@ def write_library(lib_dir: Path, mmap: dict[str, Any], out_dir: str | Path, *,
                 p.mkdir()
                 created_dirs.append(p)
             for name in written:
+                for k in range(1, name.count("/") + 1):   # an HLS project's subfolders
+                    sub = dest / "/".join(name.split("/")[:k])
+                    if not sub.exists():
+                        sub.mkdir()
+                        created_dirs.append(sub)
                 temps[name] = _tmp_name(dest, name, "new")
                 _write_new(temps[name], sources[name])
             for name in written:

@@ -193,20 +193,26 @@ def _place(sizes: list[tuple[Value, int, tuple[int, int]]], alignment: int) -> d
     return where
 
 
-def plan(g: Graph, alignment: int = 16) -> MemoryPlan:
-    """The memory plan of ``g`` in its current node order (see the module docstring)."""
+def plan(g: Graph, alignment: int = 16, share: bool = True) -> MemoryPlan:
+    """The memory plan of ``g`` in its current node order (see the module docstring). With
+    ``share=False`` (HLS, where each tensor is an array of its own type) only views alias their
+    input: no in-place writes, no Concat placement, and no two arena groups overlap even when
+    their lifetimes do not."""
     iv = value_intervals(g)
     vals = list(iv)
     step = {id(n): k for k, n in enumerate(g.nodes)}
     gr = _Groups(g, vals, iv)
     _alias_views(g, gr)
-    inplace = _alias_inplace(g, gr, step)
-    _alias_concat(g, gr, step)
+    inplace = _alias_inplace(g, gr, step) if share else []
+    if share:
+        _alias_concat(g, gr, step)
 
     roots = [v for v in vals if gr.parent[v] is v]
     arena = [r for r in roots if not gr.has_io(r)]
     ext = {r: gr.extent(r) for r in roots}
-    base = _place([(r, ext[r][1] - ext[r][0], gr.interval(r)) for r in arena], alignment)
+    whole = (0, max(len(g.nodes), 1))
+    base = _place([(r, ext[r][1] - ext[r][0], gr.interval(r) if share else whole)
+                   for r in arena], alignment)
     buffers: dict[str, Buffer] = {}
     for v in vals:
         root, off = gr.find(v)
@@ -267,17 +273,19 @@ def check_plan(g: Graph) -> None:
                 raise AssertionError(f"{a.name!r} and {b.name!r} overlap while both live")
 
 
-def plan_memory(alignment: int = 16) -> GraphPass:
-    """The plan_memory pass for ``alignment`` (bytes, a power of two): named "plan_memory" for the
-    default, "plan_memory[alignment=N]" otherwise."""
+def plan_memory(alignment: int = 16, share: bool = True) -> GraphPass:
+    """The plan_memory pass for ``alignment`` (bytes, a power of two) and ``share`` (see
+    :func:`plan`): named "plan_memory" for the defaults, "plan_memory[alignment=N]" or
+    "plan_memory[alignment=N,share=False]" otherwise."""
     if alignment <= 0 or alignment & (alignment - 1):
         raise ValueError(f"alignment must be a power of two, got {alignment}")
 
     def run(g: Graph) -> Graph:
-        g.meta["memory_plan"] = plan(g, alignment)
+        g.meta["memory_plan"] = plan(g, alignment, share)
         return g
 
-    name = "plan_memory" if alignment == 16 else f"plan_memory[alignment={alignment}]"
+    name = "plan_memory" if alignment == 16 and share else \
+        f"plan_memory[alignment={alignment}" + ("" if share else ",share=False") + "]"
     return GraphPass(name, run, plan_memory.__doc__)
 
 

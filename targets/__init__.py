@@ -10,10 +10,10 @@ from pathlib import Path
 
 from onnxcc.errors import OnnxccError
 
-from . import cpu, mcu
+from . import cpu, fpga, mcu
 from .base import Target
 
-TARGETS: dict[str, Target] = {t.name: t for t in cpu.TARGETS + mcu.TARGETS}
+TARGETS: dict[str, Target] = {t.name: t for t in cpu.TARGETS + mcu.TARGETS + fpga.TARGETS}
 
 
 def get_target(name: str | Target) -> Target:

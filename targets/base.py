@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from typing import Any
 
 from onnxcc.passes import GraphPass
 
@@ -31,6 +32,9 @@ class Target:
             written as an object file beside the same C header).
         features: LLVM target features for the ``llvm`` back end (``+neon``...); with
             ``cpu="native"`` the CPU name and features come from LLVM's host detection.
+        fpga: the FPGA part of an ``hls`` target (``onnxcc.targets.fpga.FpgaPart``: part
+            string, DSP slices, BRAM18 blocks, LUTs, flip-flops); None for processors. Its
+            clock is ``clock_hz`` (the HLS clock period is ``1e9 / clock_hz`` ns).
     """
 
     name: str
@@ -46,6 +50,7 @@ class Target:
     pointer_bits: int | None = None
     backend: str = "c"
     features: str = ""
+    fpga: Any = None
 
     def __post_init__(self) -> None:
         if self.pointer_bits is None:
@@ -74,6 +79,8 @@ class Target:
         unit). x86-64: AVX-512VL gives 32 registers of 8 lanes (256-bit operations, as
         compilers prefer on x86), AVX2 16 of 8, SSE 16 of 4; AArch64 NEON 32 of 4. A ``native``
         CPU is described by LLVM's host detection."""
+        if self.backend == "hls":
+            return 1, 1   # one scalar accumulator: the output-stationary nest HLS pipelines
         if self.backend != "llvm":
             return None
         feats, cpu = self.features, self.cpu
@@ -102,6 +109,8 @@ class Target:
         vr = self.vector_registers()
         if vr is None:
             return None
+        if self.backend == "hls":
+            return 1, 1   # one output position by one channel per pipelined iteration
         lanes, regs = vr
         return 6, lanes * (4 if regs >= 32 else 2)
 
@@ -125,7 +134,11 @@ class Target:
             parts.append(f"{self.flash_bytes // 1024} KiB flash")
         if self.clock_hz is not None:
             parts.append(f"{self.clock_hz / 1e6:g} MHz")
-        if self.backend == "llvm":
+        if self.fpga is not None:
+            parts.append(self.fpga.describe())
+        if self.backend == "hls":
+            parts.append("weights in C++ headers")
+        elif self.backend == "llvm":
             parts.append("weights in the object file")
         else:
             parts.append("weights in C arrays" if self.weights_in_c else "weights in a blob")

@@ -29,10 +29,10 @@ M = _load("onnxcc_bench_models", "models.py")
 # (rtol, atol) of onnxcc host against onnxruntime. Probability outputs (Softmax over 10 or 1000
 # classes, values ~1e-3) get a small atol; O(1) activations 1e-4 (the transformer's Softmax and
 # LayerNorms, and the MobileNetV2 stack's long reductions, measured at ~2e-6 abs).
-TOL = {"mlp": (1e-3, 1e-6), "mobilenet_v1_025": (1e-3, 1e-6),
+TOL = {"mlp": (1e-3, 1e-6), "jet_mlp": (1e-3, 1e-6), "mobilenet_v1_025": (1e-3, 1e-6),
        "mobilenet_v2_blocks": (1e-3, 1e-4), "transformer": (1e-3, 1e-4),
        "squeezenet": (1e-3, 1e-6)}
-SHAPES = {"mlp": ((1, 784), (1, 10)), "mobilenet_v1_025": ((1, 3, 96, 96), (1, 1000)),
+SHAPES = {"mlp": ((1, 784), (1, 10)), "jet_mlp": ((1, 16), (1, 5)), "mobilenet_v1_025": ((1, 3, 96, 96), (1, 1000)),
           "mobilenet_v2_blocks": ((1, 24, 56, 56), (1, 32, 28, 28)),
           "transformer": ((1, 64, 128), (1, 64, 128))}
 

@@ -137,7 +137,8 @@ def bad_attr(node: Node, message: str) -> AttributeValueError:
                                hint="fix the attribute to a value the ONNX spec allows")
 
 
-FAMILIES = ("elementwise", "nn", "matmul", "norm", "shape", "reduce", "fused", "quant")
+FAMILIES = ("elementwise", "nn", "matmul", "norm", "shape", "reduce", "fused", "quant",
+            "table")
 _loaded = False
 
 

@@ -13,7 +13,11 @@ ORDER = ["fuse_qdq", "canonicalize", "fold_batchnorm", "canonicalize",
 
 def test_known_targets_and_their_facts():
     assert list(TARGETS) == ["host", "cpu", "x86-64-v2", "x86-64-v3", "x86-64-v4", "aarch64",
-                             "cortex-m4"]
+                             "cortex-m4", "xczu7ev", "xc7z020", "xcvu9p", "xcu250"]
+    zu7 = get_target("xczu7ev")
+    assert zu7.family == "fpga" and zu7.backend == "hls" and zu7.clock_hz == 200_000_000
+    assert (zu7.fpga.dsp, zu7.fpga.bram18, zu7.fpga.lut, zu7.fpga.ff) == \
+        (1728, 624, 230_400, 460_800)
     m4 = get_target("cortex-m4")
     assert isinstance(m4, Target) and m4.family == "mcu" and m4.weights_in_c
     assert m4.c_flags == ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16")

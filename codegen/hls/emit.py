@@ -1,0 +1,256 @@
+"""The HLS emitter: a planned Graph and its Program -> a Vitis HLS project folder.
+
+Files (io_parallel):
+
+- ``firmware/<m>.cpp``: one ``static`` function per kernel (rendered from the loop IR by
+  :mod:`onnxcc.codegen.hls.render`) and the top function ``<m>`` over arrays, with
+  ``#pragma HLS INTERFACE`` on its ports; every tensor is an array of its own type (views share
+  their input's);
+- ``firmware/<m>.h`` (the top's prototype and sizes), ``firmware/defines.h`` (the typedefs),
+  ``firmware/weights/w<k>.h`` (each constant as a ``static const`` array of its type, values
+  written exactly);
+- ``<m>_bridge.cpp``: the float C-simulation entry ``<m>_csim`` that ``CompiledModel.run()``
+  builds with g++ (not synthesized);
+- ``<m>_test.cpp`` and ``tb_data/``: a test bench comparing the design with onnxcc's
+  fixed-point reference on seeded random inputs, so ``csim_design`` checks itself;
+- ``build_prj.tcl``: csim, csynth, cosim and IP export for the target's part and clock;
+- ``<m>.json``: the manifest (target, types, files) by which a later save knows its files.
+
+Every name from the model reaches the C++ only through :class:`onnxcc.codegen.names.Namer`
+(C++ rules) or a sanitized comment; the TCL holds only the sanitized prefix and the part.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+
+from onnxcc.codegen.c.emit import comment_text
+from onnxcc.codegen.loops import Buffer, Kernel, Program
+from onnxcc.codegen.names import CXX_RULES, Namer
+from onnxcc.errors import UnsupportedOpError
+from onnxcc.ir import Graph
+
+from .fixed import FixedType, Precision
+from .reference import reference, unsupported_reason
+from .render import ArrayRef, KernelRenderer, unsupported
+
+TEMPLATES = Path(__file__).parent / "templates"
+TB_SAMPLES = 4   # test-bench samples written to tb_data
+
+
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+                              undefined=jinja2.StrictUndefined, trim_blocks=True,
+                              lstrip_blocks=True, keep_trailing_newline=True)
+
+
+def check_hls(g: Graph, program: Program | None = None) -> None:
+    """Raise UnsupportedOpError listing every node of ``g`` (and kernel of ``program``) without
+    a fixed-point HLS form, before any file is written."""
+    problems = [(n.name, n.op, why) for n in g.nodes if (why := unsupported_reason(n))]
+    if program is not None and not problems:
+        problems = [(k.node, k.op, why) for k in program.kernels if (why := unsupported(k))]
+    if problems:
+        raise UnsupportedOpError(problems)
+
+
+class _Layout:
+    """Where every buffer of the Program lives in the C++: arrays and their types."""
+
+    def __init__(self, g: Graph, program: Program, prec: Precision, namer: Namer) -> None:
+        plan = g.meta["memory_plan"]
+        self.prec, self.namer = prec, namer
+        self.typedefs: list[str] = []
+        self.type_names: dict[FixedType | str, str] = {}
+        self.ports: list[tuple[str, str, int, bool, str]] = []   # name, type, size, out, value
+        self.io: dict[tuple[str, int], ArrayRef] = {}
+        for role, vals in (("in", g.inputs), ("out", g.outputs)):
+            for k, v in enumerate(vals):
+                tname = ("input" if role == "in" else "result") + (f"{k}" if len(vals) > 1 else "")
+                t = self._typedef(f"{tname}_t", prec.values[v.name], f"graph {role}put {v.name}")
+                name = namer.user(v.name, role)
+                self.io[(role + "put", k)] = ArrayRef(name, t, 0)
+                self.ports.append((name, t, max(math.prod(v.shape), 1), role == "out", v.name))
+        # arena groups: one array each, typed by the group's root value
+        base: dict[str, int] = {}
+        end: dict[str, int] = {}
+        for vname, b in plan.buffers.items():
+            if b.space != "arena":
+                continue
+            root = plan.groups[vname]
+            base[root] = min(base.get(root, b.offset), b.offset)
+            end[root] = max(end.get(root, 0), b.offset + b.size)
+        self.groups: dict[str, tuple[ArrayRef, int]] = {}   # root -> (array, elements)
+        for k, root in enumerate(sorted(base, key=lambda r: (base[r], r))):
+            t = self._typedef(f"layer{k}_t", prec.values[root], f"tensor {root}")
+            n = max((end[root] - base[root]) // 4, 1)
+            self.groups[root] = (ArrayRef(f"buf{k}", t, 0), n)
+        self.base, self.plan = base, plan
+        self.weights: dict[int, ArrayRef] = {}
+        self.weight_files: list[tuple[str, str]] = []
+        for k, w in enumerate(program.weights()):
+            if w.dtype.is_float:
+                ft = prec.weight(w.data)
+                t = self._typedef(f"weight{k}_t", ft, f"constant {w.value}")
+                self.weights[id(w)] = ArrayRef(f"wgt{k}", t, 0, raw=True)
+                self.weight_files.append((f"w{k}.h", self._weight_text(k, w, t, ft)))
+            else:
+                t = {"int32": "int", "int64": "long long"}.get(w.dtype.name, "int")
+                self.weights[id(w)] = ArrayRef(f"wgt{k}", t, 0)
+                self.weight_files.append((f"w{k}.h", self._weight_text(k, w, t, None)))
+
+    def _typedef(self, name: str, t: FixedType, what: str) -> str:
+        self.typedefs.append(f"typedef {t.cpp()} {name};   // {comment_text(what, 100)}")
+        return name
+
+    @staticmethod
+    def _weight_text(k: int, w: Buffer, t: str, ft: FixedType | None) -> str:
+        """A weight header: a float constant as the raw integers of its type ``ft`` (``value *
+        2**F``, exact; a kernel reads ``onnxcc_raw<T>(w[i])``): integer initializers compile
+        in a fraction of the time thousands of ap_fixed constructors take, and synthesize to
+        the same ROM."""
+        data = np.asarray(w.data).reshape(-1)
+        if ft is not None:
+            vals = ft.raw(data.astype(np.float64))
+            store = "short" if ft.width <= 16 else ("int" if ft.width <= 32 else "long long")
+            what = f"raw {t} values (value * 2^{ft.frac})"
+        else:
+            vals, store, what = data, t, f"{t} values"
+        text = [str(int(v)) for v in vals]
+        rows = [", ".join(text[i:i + 16]) for i in range(0, len(text), 16)]
+        body = ",\n    ".join(rows)
+        return (f"// Generated by onnxcc: {comment_text(str(w.value), 100)}, {len(text)} {what}\n"
+                f"#ifndef WGT{k}_H\n#define WGT{k}_H\n\nstatic const {store} wgt{k}"
+                f"[{max(len(text), 1)}] = {{\n    {body}\n}};\n\n#endif\n")
+
+    def array(self, b: Buffer, kernel_acc: str, k: Kernel) -> ArrayRef:
+        if b.space in ("input", "output"):
+            ref = self.io[(b.space, b.index)]
+            return ArrayRef(ref.name, ref.ctype, b.offset // max(b.dtype.np.itemsize, 1))
+        if b.space == "arena":
+            root = self.plan.groups[b.value]
+            ref, _ = self.groups[root]
+            return ArrayRef(ref.name, ref.ctype, (b.offset - self.base[root]) // 4)
+        if b.space == "weight":
+            return self.weights[id(b)]
+        return ArrayRef(f"loc_{b.name}", kernel_acc, 0)
+
+    def size(self, ref: ArrayRef) -> int:
+        for r, n in self.groups.values():
+            if r.name == ref.name:
+                return n
+        for name, _, n, _, _ in self.ports:
+            if name == ref.name:
+                return n
+        return 1
+
+
+def emit_hls(g: Graph, program: Program, prec: Precision, out: Path, *, target: Any, name: str,
+             version: str, sha256: str, options: dict, source: str,
+             tb_inputs: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """Write the HLS project of ``program`` into the empty folder ``out``; returns the
+    manifest (also written as ``<m>.json``). Raises UnsupportedOpError, naming every node,
+    before writing anything when a node or kernel has no fixed-point form."""
+    check_hls(g, program)
+    namer = Namer(name, CXX_RULES)
+    m = namer.prefix
+    lay = _Layout(g, program, prec, namer)
+    kernels, calls = [], []
+    for k in program.kernels:
+        acc_t = prec.accum.get(k.node) or prec.values.get(program.outputs[0].value) \
+            or next(iter(prec.values.values()))
+        acc = lay._typedef(f"{k.name}_acc_t", acc_t, f"accumulator of {k.node or k.name}")
+        refs = {id(b): lay.array(b, acc, k) for b in k.params + k.locals}
+        r = KernelRenderer(k, lambda b, refs=refs: refs[id(b)], acc, acc_t)
+        params, seen = [], set()
+        for b in k.params:
+            ref = refs[id(b)]
+            if b.space in ("weight", "local") or ref.name in seen:
+                continue
+            seen.add(ref.name)
+            params.append((ref.name, ref.ctype, lay.size(ref), any(b is o for o in k.outputs)))
+        fn = namer.own(k.name)
+        head = f"// {k.name}: {comment_text(k.op or 'copy', 60)} node " \
+               f"{comment_text(k.node or '', 100)}"
+        kernels.append(head + "\n" + r.function(fn, params))
+        calls.append(f"{fn}({', '.join(p[0] for p in params)});")
+    ports = ", ".join(f"{'' if out_ else 'const '}{t} {n}[{size}]" for n, t, size, out_, _ in lay.ports)
+    arrays = [f"{ref.ctype} {ref.name}[{n}];" for ref, n in lay.groups.values()]
+    env = _env()
+    target_name = getattr(target, "name", str(target))
+    part = target.fpga.part if getattr(target, "fpga", None) else ""
+    clock_ns = f"{1e9 / target.clock_hz:g}" if getattr(target, "clock_hz", None) else "5"
+    common = dict(version=version, m=m, source=comment_text(source, 100), sha256=sha256,
+                  target=target_name, part=part, clock_ns=clock_ns)
+    files: dict[str, str] = {}
+    files["firmware/defines.h"] = env.get_template("defines.h.j2").render(
+        guard=f"{m.upper()}_DEFINES_H", typedefs=lay.typedefs, **common)
+    sizes = [f"{m.upper()}_N_{'INPUT' if not o else 'OUTPUT'}_{k} {n}"
+             for k, (_, _, n, o, _) in enumerate(lay.ports)]
+    files[f"firmware/{m}.h"] = env.get_template("top.h.j2").render(
+        guard=f"{m.upper()}_H", sizes=sizes, ports=ports, **common)
+    for fname, text in lay.weight_files:
+        files[f"firmware/weights/{fname}"] = text
+    files[f"firmware/{m}.cpp"] = env.get_template("top.cpp.j2").render(
+        weight_headers=[f for f, _ in lay.weight_files], kernels=kernels, ports=ports,
+        port_names=[p[0] for p in lay.ports], arrays=arrays, calls=calls, **common)
+    ins = [p for p in lay.ports if not p[3]]
+    outs = [p for p in lay.ports if p[3]]
+    decls = [f"{t} {n}[{size}];" for n, t, size, _, _ in lay.ports]
+    files[f"{m}_bridge.cpp"] = env.get_template("bridge.cpp.j2").render(
+        params=", ".join([f"const float *f_{n}" for n, *_ in ins] +
+                         [f"float *f_{n}" for n, *_ in outs]),
+        decls=decls,
+        convert_in=[f"for (int i = 0; i < {size}; i++) {n}[i] = {t}((double)f_{n}[i]);"
+                    for n, t, size, _, _ in ins],
+        convert_out=[f"for (int i = 0; i < {size}; i++) f_{n}[i] = (float){n}[i].to_double();"
+                     for n, _, size, _, _ in outs],
+        args=", ".join(p[0] for p in lay.ports), **common)
+    n_in = sum(p[2] for p in ins)
+    n_out = sum(p[2] for p in outs)
+    files[f"{m}_test.cpp"] = env.get_template("test.cpp.j2").render(
+        decls=decls, n_in=n_in, n_out=n_out,
+        convert_in=[f"for (int i = 0; i < {size}; i++) {n}[i] = {t}(in[at++]);"
+                    for n, t, size, _, _ in ins],
+        compare=[f"for (int i = 0; i < {size}; i++) if ({n}[i].to_double() != expect[at++]) "
+                 "wrong++;" for n, _, size, _, _ in outs],
+        args=", ".join(p[0] for p in lay.ports), **common)
+    files["build_prj.tcl"] = env.get_template("build_prj.tcl.j2").render(**common)
+    # test-bench data: seeded inputs and the fixed-point reference's outputs
+    rng = np.random.default_rng(0)
+    in_rows, out_rows = [], []
+    for _ in range(TB_SAMPLES):
+        feed = {}
+        for v in g.inputs:
+            t = prec.values[v.name]
+            span = min(max(abs(t.lowest), t.highest), 4.0)
+            feed[v.name] = rng.uniform(-span, span, v.shape).astype(np.float32)
+        res = reference(g, prec, feed)
+        in_rows.append(" ".join(repr(float(x)) for v in g.inputs for x in feed[v.name].reshape(-1)))
+        out_rows.append(" ".join(repr(float(x)) for v in g.outputs for x in res[v.name].reshape(-1)))
+    files["tb_data/tb_input_features.dat"] = "\n".join(in_rows) + "\n"
+    files["tb_data/tb_output_predictions.dat"] = "\n".join(out_rows) + "\n"
+    for rel, text in files.items():
+        path = out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    manifest = {
+        "onnxcc_version": version, "c_prefix": m, "backend": "hls", "io": "io_parallel",
+        "target": target_name, "part": part, "clock_ns": float(clock_ns), "model_sha256": sha256,
+        "source": source, "options": options,
+        "inputs": [{"name": v.name, "port": p[0], "shape": list(v.shape), "type": str(prec.values[v.name])}
+                   for v, p in zip(g.inputs, ins)],
+        "outputs": [{"name": v.name, "port": p[0], "shape": list(v.shape), "type": str(prec.values[v.name])}
+                    for v, p in zip(g.outputs, outs)],
+        "types": {k: str(t) for k, t in prec.values.items()},
+        "accumulators": {k: str(t) for k, t in prec.accum.items()},
+        "files": sorted(files) + [f"{m}.json"],
+    }
+    (out / f"{m}.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return manifest

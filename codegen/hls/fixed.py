@@ -1,0 +1,340 @@
+"""Fixed-point types for the HLS back end: ``ap_fixed<W,I,Q,O>`` with exact numpy quantization.
+
+A :class:`FixedType` is Vitis HLS's arbitrary-precision fixed-point type (UG1399, "Arbitrary
+Precision Fixed-Point Data Types"): ``W`` bits in all, ``I`` of them integer bits (sign
+included when signed), so ``F = W - I`` fraction bits and a step of ``2**-F``. A value is held
+as the integer ``raw = value * 2**F``. Converting a wider value to the type applies its
+quantization mode ``Q`` to the dropped fraction bits, then its overflow mode ``O``:
+
+- ``AP_RND_CONV``: round to nearest, ties to even (convergent rounding; no bias). The default
+  here, as the ONNX spec's QuantizeLinear rounds.
+- ``AP_RND``: round to nearest, ties toward plus infinity. ``AP_TRN`` (the type's default in
+  Vitis): toward minus infinity. ``AP_TRN_ZERO``: toward zero.
+- ``AP_SAT``: saturate to the type's minimum/maximum (the default here). ``AP_WRAP``: keep the
+  low ``W`` bits (two's complement wrap; Vitis's own default).
+
+:func:`assign_types` gives every tensor of a planned graph its type (the user's default and
+per-layer overrides; views keep their input's type) and every node an accumulator wide enough
+that its sums and products are exact: for a product-sum over ``K`` terms of ``x`` (``Ix.Fx``)
+and ``w`` (``Iw.Fw``), ``F = Fx + Fw`` and ``I = Ix + Iw + ceil(log2 K)``, one bit more for
+the bias (hls4ml's ``accum_t`` rule, without its truncation). So the only roundings of a layer
+are its output's quantization and those its op states (the table indices of TableSoftmax, the
+truncating division of average pooling); :mod:`onnxcc.codegen.hls.reference` computes the
+same numbers in numpy, bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from onnxcc.errors import OnnxccError
+
+QUANT_MODES = ("AP_RND_CONV", "AP_RND", "AP_TRN", "AP_TRN_ZERO")
+OVERFLOW_MODES = ("AP_SAT", "AP_WRAP")
+MAX_WIDTH = 1024     # AP_INT_MAX_W's default in the ap_int headers
+
+
+class PrecisionError(OnnxccError):
+    """A fixed-point configuration that cannot be used: an unparsable or impossible type, an
+    override naming no layer of the model."""
+
+
+@dataclass(frozen=True)
+class FixedType:
+    """``ap_fixed<width, integer, rounding, overflow>`` (``signed=False``: ``ap_ufixed``).
+    ``integer`` may be negative or exceed ``width`` (the type's range then has no integer or no
+    fraction bits), as the ap_fixed headers allow."""
+
+    width: int
+    integer: int
+    signed: bool = True
+    rounding: str = "AP_RND_CONV"
+    overflow: str = "AP_SAT"
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.width <= MAX_WIDTH:
+            raise PrecisionError(f"fixed-point width {self.width} is outside 1..{MAX_WIDTH}",
+                                 hint="use a width of 1 to 1024 bits, e.g. ap_fixed<16,6>")
+        if self.rounding not in QUANT_MODES or self.overflow not in OVERFLOW_MODES:
+            raise PrecisionError(f"unknown mode {self.rounding}/{self.overflow}",
+                                 hint=f"rounding: {', '.join(QUANT_MODES)}; overflow: "
+                                 f"{', '.join(OVERFLOW_MODES)}")
+
+    @property
+    def frac(self) -> int:
+        """Fraction bits ``F = width - integer``."""
+        return self.width - self.integer
+
+    @property
+    def raw_min(self) -> int:
+        return -(1 << (self.width - 1)) if self.signed else 0
+
+    @property
+    def raw_max(self) -> int:
+        return (1 << (self.width - 1)) - 1 if self.signed else (1 << self.width) - 1
+
+    @property
+    def lowest(self) -> float:
+        return math.ldexp(self.raw_min, -self.frac)
+
+    @property
+    def highest(self) -> float:
+        return math.ldexp(self.raw_max, -self.frac)
+
+    def cpp(self) -> str:
+        """The C++ type: ``ap_fixed<16,6,AP_RND_CONV,AP_SAT>``."""
+        base = "ap_fixed" if self.signed else "ap_ufixed"
+        return f"{base}<{self.width},{self.integer},{self.rounding},{self.overflow}>"
+
+    def __str__(self) -> str:
+        base = "ap_fixed" if self.signed else "ap_ufixed"
+        return f"{base}<{self.width},{self.integer}>"
+
+    def raw(self, values: Any, frac: int | None = None) -> np.ndarray:
+        """The raw integers (int64, or Python ints in an object array past 62 bits) of
+        ``values`` converted to this type. ``values`` are float64 numbers (exact inputs), or,
+        with ``frac`` given, raw integers at ``frac`` fraction bits (an exact wider value)."""
+        if frac is None:
+            v = np.asarray(values, np.float64)
+            if not np.all(np.isfinite(v)):
+                v = np.nan_to_num(v, nan=0.0, posinf=self.highest * 2, neginf=self.lowest * 2)
+            # the value times 2**F then the rounding, in float64: exact while |raw| < 2**52
+            scaled = np.ldexp(v, self.frac)
+            q = self._round_float(scaled)
+            big = np.abs(q) >= 2.0 ** 62
+            q = np.where(big, np.sign(q) * 2.0 ** 62, q).astype(np.int64)
+            return self._overflow(q)
+        r = np.asarray(values)
+        shift = frac - self.frac
+        if shift <= 0:
+            return self._overflow(_shl(r, -shift))
+        return self._overflow(_round_shift(r, shift, self.rounding))
+
+    def quantize(self, values: Any, frac: int | None = None) -> np.ndarray:
+        """``values`` converted to this type, as float64 numbers (exact: at most 53 bits)."""
+        return np.ldexp(self.raw(values, frac).astype(np.float64), -self.frac)
+
+    def _round_float(self, s: np.ndarray) -> np.ndarray:
+        if self.rounding == "AP_RND_CONV":
+            return np.rint(s)
+        if self.rounding == "AP_RND":
+            return np.floor(s + 0.5)
+        if self.rounding == "AP_TRN":
+            return np.floor(s)
+        return np.trunc(s)
+
+    def _overflow(self, q: np.ndarray) -> np.ndarray:
+        if self.overflow == "AP_SAT":
+            return np.clip(q, self.raw_min, self.raw_max)
+        m = 1 << self.width
+        w = np.mod(q, m)
+        return np.where(w > self.raw_max, w - m, w) if self.signed else w
+
+
+def _shl(r: np.ndarray, k: int) -> np.ndarray:
+    return r * (1 << k) if k else r
+
+
+def _round_shift(r: np.ndarray, k: int, mode: str) -> np.ndarray:
+    """``r / 2**k`` rounded by ``mode`` (integers in, integers out; exact)."""
+    r = np.asarray(r, np.int64)
+    fl = r >> k                       # floor
+    rem = r - (fl << k)               # in [0, 2**k)
+    half = 1 << (k - 1)
+    if mode == "AP_TRN":
+        return fl
+    if mode == "AP_TRN_ZERO":
+        return np.where((r < 0) & (rem != 0), fl + 1, fl)
+    if mode == "AP_RND":
+        return np.where(rem >= half, fl + 1, fl)
+    up = (rem > half) | ((rem == half) & (fl % 2 == 1))
+    return np.where(up, fl + 1, fl)
+
+
+_TYPE_RE = re.compile(r"^\s*(ap_fixed|ap_ufixed|fixed|ufixed)\s*<\s*(\d+)\s*,\s*(-?\d+)\s*"
+                      r"(?:,\s*(AP_\w+)\s*)?(?:,\s*(AP_\w+)\s*)?>\s*$")
+
+
+def parse_type(text: str | FixedType, *, rounding: str = "AP_RND_CONV",
+               overflow: str = "AP_SAT") -> FixedType:
+    """``"ap_fixed<16,6>"`` (or ``ap_ufixed``, with optional rounding and overflow modes) as a
+    FixedType; a FixedType passes through. Raises PrecisionError for anything else."""
+    if isinstance(text, FixedType):
+        return text
+    m = _TYPE_RE.match(str(text))
+    if not m:
+        raise PrecisionError(f"cannot read the fixed-point type {text!r}",
+                             hint="write it as ap_fixed<W,I> (W total bits, I integer bits), "
+                             "e.g. ap_fixed<16,6> or ap_fixed<18,8,AP_RND_CONV,AP_SAT>")
+    return FixedType(int(m.group(2)), int(m.group(3)), not m.group(1).endswith("ufixed") and
+                     m.group(1) != "ufixed", m.group(4) or rounding, m.group(5) or overflow)
+
+
+def integer_bits(max_abs: float, signed: bool = True) -> int:
+    """The fewest integer bits (sign included) whose range holds ``max_abs``: the smallest
+    ``I`` with ``max_abs < 2**(I-1)`` (signed); at least 1."""
+    if not max_abs > 0 or not math.isfinite(max_abs):
+        return 1
+    i = math.floor(math.log2(max_abs)) + 1
+    if signed:
+        i += 1
+    return max(i, 1)
+
+
+def weight_type(data: np.ndarray, width: int, rounding: str = "AP_RND_CONV",
+                overflow: str = "AP_SAT") -> FixedType:
+    """The type of a constant tensor: ``width`` bits with the integer bits its largest
+    magnitude needs (hls4ml's ``weight_t`` chosen per tensor rather than one for all)."""
+    a = np.asarray(data, np.float64)
+    m = float(np.max(np.abs(a[np.isfinite(a)]))) if a.size and np.isfinite(a).any() else 0.0
+    return FixedType(width, integer_bits(m), True, rounding, overflow)
+
+
+@dataclass
+class FixedPoint:
+    """The fixed-point configuration of an FPGA compile (``onnxcc.compile(...,
+    quantize=onnxcc.FixedPoint(...))``).
+
+    Args:
+        default: the type of every tensor (activations and graph inputs/outputs) not named in
+            ``layers``; hls4ml's default is ``ap_fixed<16,6>``.
+        layers: node or tensor name -> type of that node's output (or of that tensor, a graph
+            input included), e.g. ``{"conv1": "ap_fixed<18,8>"}``. A name of no node or tensor
+            of the model raises PrecisionError.
+        weight_width: bits of each constant (weights, biases, tables); the integer bits come
+            from the tensor's largest magnitude.
+        rounding, overflow: the modes of every type that does not state its own (see the
+            module docstring).
+    """
+
+    default: str | FixedType = "ap_fixed<16,6>"
+    layers: Mapping[str, str | FixedType] = field(default_factory=dict)
+    weight_width: int = 16
+    rounding: str = "AP_RND_CONV"
+    overflow: str = "AP_SAT"
+
+    def type_of(self, text: str | FixedType) -> FixedType:
+        return parse_type(text, rounding=self.rounding, overflow=self.overflow)
+
+    def weight(self, data: np.ndarray) -> FixedType:
+        """The type of the constant ``data``."""
+        return weight_type(data, self.weight_width, self.rounding, self.overflow)
+
+
+@dataclass
+class Precision:
+    """The types of one compiled graph: ``values`` (tensor name -> type), ``accum`` (node name
+    -> the accumulator/internal type of its kernel) and the configuration (for constants)."""
+
+    values: dict[str, FixedType]
+    accum: dict[str, FixedType]
+    config: FixedPoint
+
+    def weight(self, data: np.ndarray) -> FixedType:
+        return self.config.weight(data)
+
+
+def _fx(t: FixedType) -> tuple[int, int]:
+    return t.integer, t.frac
+
+
+def _acc(cfg: FixedPoint, i: int, f: int) -> FixedType:
+    f = max(f, 0)
+    i = max(i, 1)
+    return FixedType(i + f, i, True, cfg.rounding, cfg.overflow)
+
+
+def assign_types(g: Any, cfg: FixedPoint) -> Precision:
+    """Every tensor's and every node's type for the planned graph ``g`` (see the module
+    docstring). Views (Reshape, Flatten...) keep their input's type. Raises PrecisionError when
+    ``cfg.layers`` names no node or tensor of ``g``."""
+    from onnxcc.passes.liveness import is_view
+
+    default = cfg.type_of(cfg.default)
+    layers = {k: cfg.type_of(v) for k, v in cfg.layers.items()}
+    names = {n.name for n in g.nodes} | {v.name for v in g.values()}
+    unknown = sorted(set(layers) - names)
+    if unknown:
+        raise PrecisionError(f"precision overrides name no node or tensor of the model: "
+                             f"{', '.join(repr(u) for u in unknown)}",
+                             hint="use the node or tensor names `onnxcc check MODEL` lists")
+    values: dict[str, FixedType] = {}
+    for v in g.inputs:
+        values[v.name] = layers.get(v.name, default)
+    for n in g.nodes:
+        for o in n.outputs:
+            if o is None:
+                continue
+            if is_view(n) and n.inputs[0].name in values:
+                values[o.name] = values[n.inputs[0].name]
+            else:
+                values[o.name] = layers.get(o.name, layers.get(n.name, default))
+    accum = {n.name: _node_accum(n, values, cfg) for n in g.nodes}
+    return Precision(values, accum, cfg)
+
+
+def _activation_bits(n: Any) -> tuple[int, int]:
+    """(integer bits, fraction bits) the activation constants of ``n`` need."""
+    consts: list[float] = []
+    act = n.attrs.get("activation") if n.op.startswith("onnxcc.Fused") else n.op
+    aattrs = dict(n.attrs.get("activation_attrs") or ()) if n.op.startswith("onnxcc.Fused") \
+        else dict(n.attrs)
+    if act == "Clip":
+        consts += [float(aattrs[k]) for k in ("min", "max") if aattrs.get(k) is not None]
+        consts += [float(np.asarray(v.const).reshape(-1)[0]) for v in n.inputs[1:]
+                   if v is not None and v.const is not None and v.const.size == 1]
+    if act == "LeakyRelu":
+        return 2, 16
+    big = max((abs(c) for c in consts if math.isfinite(c)), default=0.0)
+    return integer_bits(big), 0
+
+
+def _node_accum(n: Any, values: dict[str, FixedType], cfg: FixedPoint) -> FixedType:
+    ins = [values.get(v.name) if v is not None and v.const is None else
+           (cfg.weight(v.const) if v is not None else None) for v in n.inputs]
+    x = ins[0] if ins else None
+    ix, fx = _fx(x) if x is not None else (1, 0)
+    ai, af = _activation_bits(n)
+    op = n.op
+    if op in ("Conv", "onnxcc.FusedConv", "Gemm", "onnxcc.FusedGemm", "MatMul"):
+        w = ins[1]
+        iw, fw = _fx(w)
+        if op in ("Conv", "onnxcc.FusedConv"):
+            k = math.prod(n.inputs[1].shape[1:])
+        elif op == "MatMul":
+            k = n.inputs[0].shape[-1]
+        else:
+            k = n.inputs[0].shape[0 if n.attrs.get("transA") else -1]
+        i, f = ix + iw + max(0, math.ceil(math.log2(max(k, 1)))), fx + fw
+        if len(ins) > 2 and ins[2] is not None:
+            ib, fb = _fx(ins[2])
+            i, f = max(i, ib) + 1, max(f, fb)
+        alpha = float(n.attrs.get("alpha", 1.0)) if "Gemm" in op else 1.0
+        beta = float(n.attrs.get("beta", 1.0)) if "Gemm" in op else 1.0
+        if alpha != 1.0 or beta != 1.0:
+            raise PrecisionError(f"node {n.name!r} ({op}): alpha/beta other than 1 are not "
+                                 "supported on FPGA targets",
+                                 hint="fold alpha and beta into the weights before export")
+        return _acc(cfg, max(i, ai) + 1, max(f, af))
+    if op in ("MaxPool", "GlobalMaxPool"):
+        return _acc(cfg, ix + 1, fx)
+    if op in ("AveragePool", "GlobalAveragePool"):
+        k = math.prod(n.inputs[0].shape[2:]) if op == "GlobalAveragePool" else \
+            math.prod(n.attrs.get("kernel_shape") or [1])
+        return _acc(cfg, ix + max(0, math.ceil(math.log2(max(k, 1)))) + 1, fx + 8)
+    if op in ("Add", "Sub"):
+        a, b = ins[0], ins[1]
+        return _acc(cfg, max(a.integer, b.integer) + 1, max(a.frac, b.frac))
+    if op == "Mul":
+        a, b = ins[0], ins[1]
+        return _acc(cfg, a.integer + b.integer, a.frac + b.frac)
+    if op == "onnxcc.TableSoftmax":
+        f = max([fx] + [t.frac for t in ins[1:] if t is not None])
+        return _acc(cfg, max(ix + 9, 12), f)
+    # copies and elementwise activations: the input's bits and the constants'
+    return _acc(cfg, max(ix, ai) + 1, max(fx, af))

@@ -1,0 +1,168 @@
+"""The fixed-point reference: the planned graph evaluated in numpy with the HLS types, bit for bit.
+
+Each node computes in exact arithmetic what its HLS kernel computes, then quantizes its output
+to the output's type (rounding and saturation as the type states). Exact arithmetic is float64:
+values of a fixed-point type with at most 53 significant bits are float64 numbers, and the
+accumulators of ``onnxcc.codegen.hls.fixed`` are sized so that every product and sum of a layer
+is exact (checked here: a type over 53 bits raises). What the kernels round besides the output
+is reproduced as they do it:
+
+- constants (Clip bounds) are converted to the node's accumulator type;
+- average pooling divides the exact window sum by the count with the quotient truncated toward
+  zero at the accumulator's fraction bits (ap_fixed division);
+- TableSoftmax looks up its tables (converted to their weight types) at truncated indices.
+
+C-simulation of the generated project equals this reference exactly (tests), and the project's
+own test bench compares against outputs written by it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import numpy as np
+
+from onnxcc.ir import Graph, Node
+from onnxcc.ops import get_op
+
+from .fixed import FixedType, Precision, PrecisionError
+
+SUPPORTED = frozenset({
+    "Conv", "onnxcc.FusedConv", "Gemm", "onnxcc.FusedGemm", "MatMul", "MaxPool",
+    "GlobalMaxPool", "AveragePool", "GlobalAveragePool", "Add", "Sub", "Mul", "Relu", "Clip",
+    "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Concat", "Transpose",
+    "onnxcc.TableSoftmax", "Softmax"})
+ACTIVATIONS = ("", "Relu", "Clip")
+
+
+def unsupported_reason(n: Node) -> str | None:
+    """Why node ``n`` has no FPGA kernel, or None."""
+    if n.op not in SUPPORTED:
+        return "no HLS kernel for this op yet"
+    if n.op == "Softmax":   # left by table_softmax
+        return "only a float32 Softmax over the last axis has an FPGA kernel (a lookup table)"
+    if any(v is not None and v.dtype.kind != "f" and v.const is None for v in n.inputs):
+        return "integer tensors are not supported on FPGA targets yet"
+    if n.op.startswith("onnxcc.Fused") and (n.attrs.get("activation") or "") not in ACTIVATIONS:
+        return f"fused activation {n.attrs.get('activation')} is not supported on FPGA targets yet"
+    if n.op == "AveragePool" and int(n.attrs.get("ceil_mode") or 0):
+        return "AveragePool with ceil_mode=1 is not supported on FPGA targets yet"
+    if n.op == "MatMul" and (len(n.inputs[0].shape) != 2 or n.inputs[1].const is None):
+        return "only a 2-D MatMul with constant weights has an FPGA kernel"
+    return None
+
+
+def _exact(t: FixedType, what: str) -> None:
+    if t.width > 53:
+        raise PrecisionError(f"{what}: the {t} accumulator is wider than the float64 reference "
+                             "computes exactly", hint="use narrower types")
+
+
+def _const_in(t: FixedType, v: float) -> float:
+    return float(t.quantize(np.float64(v)))
+
+
+def _activation(n: Node, y: np.ndarray, acc: FixedType) -> np.ndarray:
+    act = n.attrs.get("activation") or ""
+    if act == "Relu":
+        return np.maximum(y, 0.0)
+    if act == "Clip":
+        a = dict(n.attrs.get("activation_attrs") or ())
+        lo = _const_in(acc, a["min"]) if a.get("min") is not None else -np.inf
+        hi = _const_in(acc, a["max"]) if a.get("max") is not None else np.inf
+        return np.minimum(np.maximum(y, lo), hi)
+    return y
+
+
+def _base(n: Node) -> Node:
+    """The ONNX node a fused node extends (same inputs and attributes, no activation)."""
+    attrs = {k: v for k, v in n.attrs.items() if k not in ("activation", "activation_attrs")}
+    return Node(n.op.split(".")[-1].replace("Fused", ""), n.inputs, n.outputs, attrs, n.name)
+
+
+def _window_sum(n: Node, x: np.ndarray) -> np.ndarray:
+    """The exact sum over each pooling window (padding adds nothing): a depthwise Conv with a
+    kernel of ones, in float64."""
+    C = x.shape[1]
+    if n.op == "GlobalAveragePool":
+        return x.sum(axis=tuple(range(2, x.ndim)), keepdims=True)
+    k = list(n.attrs["kernel_shape"])
+    w = np.ones([C, 1] + k, np.float64)
+    attrs = {a: n.attrs[a] for a in ("pads", "strides", "dilations", "auto_pad")
+             if n.attrs.get(a) is not None}
+    attrs["group"] = C
+    conv = Node("Conv", list(n.inputs), list(n.outputs), attrs, n.name)
+    return np.asarray(get_op("Conv").reference(conv, x, w, None)[0], np.float64)
+
+
+def _counts(n: Node, x_shape: tuple[int, ...]) -> np.ndarray:
+    from onnxcc.ops.nn import pool_counts
+
+    if n.op == "GlobalAveragePool":
+        return np.full((1,) * (len(x_shape) - 2), math.prod(x_shape[2:]), np.int64)
+    from onnxcc.ops.nn import conv_geometry
+
+    k = list(n.attrs["kernel_shape"])
+    pb, pe, s, d, out = conv_geometry(n, x_shape, (1, 1, *k))
+    return pool_counts(x_shape[2:], pb, pe, s, d, k, out,
+                       bool(n.attrs.get("count_include_pad") or 0))
+
+
+def _node(n: Node, args: list[np.ndarray | None], prec: Precision) -> np.ndarray:
+    acc = prec.accum[n.name]
+    op = n.op
+    if op in ("Conv", "onnxcc.FusedConv", "Gemm", "onnxcc.FusedGemm", "MatMul"):
+        _exact(acc, f"node {n.name!r}")
+        base = _base(n)
+        y = np.asarray(get_op(base).reference(base, *args)[0], np.float64)
+        return _activation(n, y, acc)
+    if op in ("AveragePool", "GlobalAveragePool"):
+        _exact(acc, f"node {n.name!r}")
+        s = _window_sum(n, args[0])
+        cnt = _counts(n, args[0].shape).astype(np.float64)
+        raw = acc.raw(s)   # exact: the sum has at most the input's fraction bits
+        q = np.trunc(raw.astype(np.float64) / cnt)   # ap_fixed division: toward zero
+        return np.ldexp(q, -acc.frac)
+    if op == "Relu":
+        return np.maximum(args[0], 0.0)
+    if op == "Clip":
+        lo = _const_in(acc, float(np.asarray(args[1]).reshape(-1)[0])) \
+            if len(args) > 1 and args[1] is not None else -np.inf
+        hi = _const_in(acc, float(np.asarray(args[2]).reshape(-1)[0])) \
+            if len(args) > 2 and args[2] is not None else np.inf
+        return np.minimum(np.maximum(args[0], lo), hi)
+    if op == "onnxcc.TableSoftmax":
+        x, et, it = args
+        es, ins = float(n.attrs["exp_scale"]), float(n.attrs["inv_scale"])
+        m = x.max(axis=-1, keepdims=True)
+        idx = np.clip(np.trunc(np.minimum((m - x) * es, len(et) - 1)), 0, len(et) - 1)
+        e = et[idx.astype(np.int64)]
+        s = e.sum(axis=-1, keepdims=True)
+        k = np.clip(np.trunc(np.minimum(s * ins, len(it) - 1)), 0, len(it) - 1)
+        return e * it[k.astype(np.int64)]
+    with np.errstate(all="ignore"):
+        return np.asarray(get_op(n).reference(n, *args)[0], np.float64)
+
+
+def reference(g: Graph, prec: Precision, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run the planned graph ``g`` with the fixed-point types ``prec`` on ``inputs`` (name ->
+    float array; converted to the inputs' types as the C-sim bridge converts them). Returns
+    each graph output (name -> float64 array of exact fixed-point values)."""
+    env: dict[str, np.ndarray] = {}
+    for v in g.inputs:
+        env[v.name] = prec.values[v.name].quantize(np.asarray(inputs[v.name], np.float64))
+    for n in g.nodes:
+        args: list[np.ndarray | None] = []
+        for v in n.inputs:
+            if v is None:
+                args.append(None)
+            elif v.const is not None:
+                c = np.asarray(v.const)
+                args.append(prec.weight(c).quantize(c) if c.dtype.kind == "f" else c)
+            else:
+                args.append(env[v.name])
+        y = _node(n, args, prec)
+        o = n.outputs[0]
+        env[o.name] = prec.values[o.name].quantize(np.asarray(y, np.float64).reshape(o.shape))
+    return {v.name: env[v.name] for v in g.outputs}

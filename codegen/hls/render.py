@@ -1,0 +1,266 @@
+"""HLS C++ renderer of the loop IR: a :class:`Kernel` -> one C++ function over ``ap_fixed`` arrays.
+
+No lowering happens here; the float loop IR is printed with fixed-point types:
+
+- a tensor's buffer (graph input/output, arena) is an array of the tensor's type (views share
+  their input's array); a weight is a ``const`` array of its own type; a local array, and a
+  float local scalar, is the kernel's accumulator type ``acc_t`` -- except a local that only
+  ever holds one load, which takes the loaded buffer's type (so a product of two loads is a
+  narrow multiply, one DSP, not a multiply of two accumulators);
+- ``add``/``sub``/``mul``/``muladd`` are ap_fixed's full-precision operators (exact); a value is
+  quantized only where it is assigned (to a local: ``acc_t``; stored: the buffer's type) with
+  the type's rounding and overflow modes; the arms of a select, min or max are converted to
+  ``acc_t`` (exact, as the accumulator is chosen wide enough: ``onnxcc.codegen.hls.fixed``);
+- a float constant is ``acc_t(value)`` (infinities: the type's lowest/highest value);
+- float ``div`` is ap_fixed division (the quotient truncated toward zero at the dividend's
+  fraction bits, UG1399); a float -> int cast is ``to_int()`` (truncation toward zero);
+- loops keep their kind as pragmas: ``pipelined`` -> ``HLS PIPELINE II=n``, ``unrolled`` ->
+  ``HLS UNROLL``; ``vectorized`` is a CPU kind and renders serial. Pragmas are written as
+  ``ONNXCC_HLS(HLS ...)``, which is ``_Pragma("HLS ...")`` under Vitis HLS (``__SYNTHESIS__``)
+  and nothing in C-simulation, so g++ -Wall sees no unknown pragma.
+Math functions (exp, tanh...) have no fixed-point rendering: :func:`unsupported` names them, and
+the compile refuses the node before anything is written.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from onnxcc.codegen.c.emit import comment_text
+from onnxcc.codegen.loops import (Assign, Binary, Buffer, Call, Cast, Comment, Const, Decl,
+                                  Expr, If, Kernel, Load, Loop, MulAdd, Select, Stmt, Store,
+                                  Unary, Var, children, walk_stmts)
+
+from .fixed import FixedType
+
+INT_CTYPE = {"int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t", "uint16": "uint16_t",
+             "int32": "int", "uint32": "unsigned", "int64": "long long",
+             "uint64": "unsigned long long", "bool": "bool"}
+_SYM = {"add": "+", "sub": "-", "mul": "*", "div": "/", "mod": "%", "lt": "<", "le": "<=",
+        "gt": ">", "ge": ">=", "eq": "==", "ne": "!=", "and": "&&", "or": "||", "xor": "^",
+        "shl": "<<", "shr": ">>"}
+FIXED_UNARY = ("neg", "abs", "not")
+
+
+@dataclass
+class ArrayRef:
+    """Where a buffer's elements live in C++: the array ``name`` (of C++ type ``ctype``) and the
+    element ``offset`` of the buffer's first element in it."""
+
+    name: str
+    ctype: str
+    offset: int
+    raw: bool = False   # elements stored as raw integers (weights): loads use onnxcc_raw<T>
+
+
+def unsupported(k: Kernel) -> str | None:
+    """Why kernel ``k`` has no fixed-point rendering (a float math function, an intrinsic), or
+    None."""
+    for s in walk_stmts(k.body):
+        for e in _stmt_exprs(s):
+            for x in _walk(e):
+                if isinstance(x, Unary) and x.a.dtype.is_float and x.op not in FIXED_UNARY:
+                    return f"float {x.op} has no fixed-point form on FPGA targets"
+                if isinstance(x, Binary) and x.a.dtype.is_float and x.op in ("pow", "mod"):
+                    return f"float {x.op} has no fixed-point form on FPGA targets"
+                if isinstance(x, Call):
+                    return f"the intrinsic {x.fn} has no HLS form"
+                if isinstance(x, (Load, Const, Var)) and x.dtype.lanes > 1:
+                    return "vector types have no HLS form"
+    return None
+
+
+def _stmt_exprs(s: Stmt) -> tuple[Expr, ...]:
+    if isinstance(s, Store):
+        return s.index + (s.value,)
+    if isinstance(s, (Decl, Assign)):
+        return (s.init if isinstance(s, Decl) else s.value,)
+    if isinstance(s, Loop):
+        return (s.start, s.stop)
+    if isinstance(s, If):
+        return (s.cond,)
+    return ()
+
+
+def _walk(e: Expr):
+    yield e
+    for c in children(e):
+        yield from _walk(c)
+
+
+def cpp_double(v: float) -> str:
+    """A C++ double literal equal to ``v`` (finite)."""
+    r = repr(float(v))
+    return r if any(c in r for c in ".en") else r + ".0"
+
+
+class KernelRenderer:
+    """Renders one kernel. ``arrays(buf)`` says where a buffer lives; ``acc`` is the kernel's
+    accumulator type name and ``acc_type`` its FixedType; ``weight_type(buf)`` the C++ type
+    name of a weight buffer."""
+
+    def __init__(self, k: Kernel, arrays: Callable[[Buffer], ArrayRef], acc: str,
+                 acc_type: FixedType) -> None:
+        self.k, self.arrays, self.acc, self.acc_type = k, arrays, acc, acc_type
+        self.assigned = {s.var.name for s in walk_stmts(k.body) if isinstance(s, Assign)}
+        self.decl_type: dict[int, str] = {}   # id(Decl) -> C++ type
+        self.narrow: dict[str, str] = {}      # a local holding one load -> the load's type
+        for s in walk_stmts(k.body):
+            if isinstance(s, Decl):
+                v = s.var
+                if not v.dtype.is_float:
+                    t = INT_CTYPE[v.dtype.name]
+                else:
+                    t = self._narrow_type(s.init) if v.name not in self.assigned else None
+                    t = t or acc
+                self.decl_type[id(s)] = t
+
+    def _narrow_type(self, e: Expr) -> str | None:
+        """The array type of ``e`` when it is one unmasked load, or a select between such a
+        load (or a local holding one) and the constant 0 (zero padding), else None."""
+        if isinstance(e, Load) and e.mask is None:
+            return self.arrays(e.buf).ctype
+        if isinstance(e, Var) and e.name not in self.assigned:
+            return self.narrow.get(e.name)
+        if isinstance(e, Select):
+            arms = [a for a in (e.a, e.b) if not (isinstance(a, Const) and a.value == 0)]
+            if len(arms) == 1:
+                return self._narrow_type(arms[0])
+        return None
+
+    # -- expressions ---------------------------------------------------------------------------
+    def index(self, b: Buffer, idx: Sequence[Expr]) -> str:
+        ref = self.arrays(b)
+        terms = [] if not ref.offset else [str(ref.offset)]
+        for i, st in zip(idx, b.strides):
+            if st == 0:
+                continue
+            t = self.expr(i)
+            terms.append(t if st == 1 else f"{t} * {st}")
+        return f"{ref.name}[{' + '.join(terms) or '0'}]"
+
+    def load(self, b: Buffer, idx: Sequence[Expr]) -> str:
+        ref = self.arrays(b)
+        val = self.index(b, idx)
+        return f"onnxcc_raw<{ref.ctype}>({val})" if ref.raw else val
+
+    def const(self, c: Const) -> str:
+        if c.dtype.is_float:
+            v = float(c.value)
+            if math.isnan(v):
+                v = 0.0
+            if math.isinf(v):
+                v = self.acc_type.lowest if v < 0 else self.acc_type.highest
+            return f"{self.acc}({cpp_double(v)})"
+        if c.dtype.name == "bool":
+            return "true" if c.value else "false"
+        return str(int(c.value))
+
+    def to_acc(self, e: Expr) -> str:
+        return f"{self.acc}({self.expr(e)})"
+
+    def expr(self, e: Expr) -> str:
+        if isinstance(e, Var):
+            return e.name
+        if isinstance(e, Const):
+            return self.const(e)
+        if isinstance(e, Load):
+            val = self.load(e.buf, e.index)
+            if e.mask is None:
+                return val
+            t = self.arrays(e.buf).ctype
+            other = self.expr(e.other) if e.other is not None else "0"
+            return f"({self.expr(e.mask)} ? {t}({val}) : {t}({other}))"
+        if isinstance(e, Binary):
+            fl = e.a.dtype.is_float
+            if e.op in ("max", "min", "fmax", "fmin"):
+                cmp = ">" if e.op in ("max", "fmax") else "<"
+                a, b = self.expr(e.a), self.expr(e.b)
+                if fl:
+                    return f"({a} {cmp} {b} ? {self.acc}({a}) : {self.acc}({b}))"
+                return f"({a} {cmp} {b} ? {a} : {b})"
+            if e.op in _SYM:
+                return f"({self.expr(e.a)} {_SYM[e.op]} {self.expr(e.b)})"
+            raise ValueError(f"no HLS rendering of {e.op}")
+        if isinstance(e, Unary):
+            a = self.expr(e.a)
+            if e.op == "neg":
+                return f"(-{a})"
+            if e.op == "not":
+                return f"(!{a})"
+            if e.op == "abs" and e.a.dtype.is_float:
+                return f"({a} < 0 ? {self.acc}(-{a}) : {self.acc}({a}))"
+            if e.op == "abs":
+                return f"({a} < 0 ? -{a} : {a})"
+            raise ValueError(f"no HLS rendering of {e.op}")
+        if isinstance(e, Cast):
+            src, dst = e.a.dtype, e.dtype
+            if src.is_float and dst.is_float:
+                return self.expr(e.a)
+            if src.is_float:
+                if dst.name == "bool":
+                    return f"({self.expr(e.a)} != 0)"
+                return f"(({INT_CTYPE[dst.name]})({self.to_acc(e.a)}).to_int())"
+            if dst.is_float:
+                return self.to_acc(e.a)
+            return f"(({INT_CTYPE[dst.name]})({self.expr(e.a)}))"
+        if isinstance(e, Select):
+            c = self.expr(e.cond)
+            if e.dtype.is_float:
+                return f"({c} ? {self.to_acc(e.a)} : {self.to_acc(e.b)})"
+            return f"({c} ? {self.expr(e.a)} : {self.expr(e.b)})"
+        if isinstance(e, MulAdd):
+            return f"({self.expr(e.a)} * {self.expr(e.b)} + {self.expr(e.c)})"
+        raise ValueError(f"no HLS rendering of {type(e).__name__}")
+
+    # -- statements ----------------------------------------------------------------------------
+    def stmts(self, body: Sequence[Stmt], depth: int) -> list[str]:
+        pad = "    " * depth
+        out: list[str] = []
+        for s in body:
+            if isinstance(s, Store):
+                out.append(f"{pad}{self.index(s.buf, s.index)} = {self.expr(s.value)};")
+            elif isinstance(s, Decl):
+                t = self.decl_type[id(s)]
+                if t != self.acc and s.var.dtype.is_float:
+                    self.narrow[s.var.name] = t
+                out.append(f"{pad}{t} {s.var.name} = {self.expr(s.init)};")
+            elif isinstance(s, Assign):
+                out.append(f"{pad}{s.var.name} = {self.expr(s.value)};")
+            elif isinstance(s, Loop):
+                v = s.var.name
+                step = f"{v}++" if s.step == 1 else f"{v} += {s.step}"
+                out.append(f"{pad}for (int {v} = {self.expr(s.start)}; {v} < {self.expr(s.stop)}; "
+                           f"{step}) {{")
+                if s.kind == "pipelined":
+                    out.append(f"{pad}    ONNXCC_HLS(HLS PIPELINE II={max(s.factor, 1)})")
+                elif s.kind == "unrolled":
+                    out.append(f"{pad}    ONNXCC_HLS(HLS UNROLL" +
+                               (f" factor={s.factor})" if s.factor > 1 else ")"))
+                out += self.stmts(s.body, depth + 1)
+                out.append(f"{pad}}}")
+            elif isinstance(s, If):
+                out.append(f"{pad}if ({self.expr(s.cond)}) {{")
+                out += self.stmts(s.then, depth + 1)
+                if s.orelse:
+                    out.append(f"{pad}}} else {{")
+                    out += self.stmts(s.orelse, depth + 1)
+                out.append(f"{pad}}}")
+            elif isinstance(s, Comment):
+                out.append(f"{pad}// {comment_text(s.text, 200)}")
+        return out
+
+    def function(self, fn: str, params: list[tuple[str, str, int, bool]]) -> str:
+        """The C++ function ``fn`` taking ``params`` (array name, C++ type, elements, is output)
+        with the kernel's local arrays declared first."""
+        sig = ", ".join(f"{'' if out else 'const '}{t} {n}[{max(size, 1)}]"
+                        for n, t, size, out in params)
+        lines = [f"static void {fn}({sig}) {{"]
+        for b in self.k.locals:
+            ref = self.arrays(b)
+            lines.append(f"    {ref.ctype} {ref.name}[{max(b.extent, 1)}];")
+        lines += self.stmts(self.k.body, 1)
+        lines.append("}")
+        return "\n".join(lines)

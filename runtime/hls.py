@@ -1,0 +1,143 @@
+"""C-simulation of an HLS project without a vendor tool: g++ builds the design and its bridge
+into a shared library, loaded with ctypes.
+
+The ``ap_fixed``/``ap_int`` headers come from ``$XILINX_HLS/include`` when Vitis HLS is
+installed, else from the ``hls4ml`` package (``pip install onnxcc[hls]``), whose wheel ships
+Xilinx's Apache-2.0 arbitrary-precision headers. No vendor header is copied into onnxcc.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from onnxcc.errors import BuildError, ShapeError
+
+CXX_FLAGS = ("-std=c++14", "-O0", "-Wall", "-Wextra", "-fPIC", "-shared")
+
+
+def ap_include_dir() -> Path:
+    """The folder holding ``ap_fixed.h``: ``$XILINX_HLS/include``, else hls4ml's bundled copy.
+    Raises BuildError saying how to get them when neither exists."""
+    xil = os.environ.get("XILINX_HLS")
+    if xil and (Path(xil) / "include" / "ap_fixed.h").is_file():
+        return Path(xil) / "include"
+    spec = importlib.util.find_spec("hls4ml")
+    if spec is not None and spec.origin:
+        d = Path(spec.origin).parent / "templates" / "vivado" / "ap_types"
+        if (d / "ap_fixed.h").is_file():
+            return d
+    raise BuildError("C-simulation needs the ap_fixed headers, and none were found",
+                     hint="install them with `pip install onnxcc[hls]` (the hls4ml package "
+                     "ships Xilinx's Apache-2.0 headers), or set XILINX_HLS to a Vitis HLS "
+                     "installation")
+
+
+def build_csim(project: Path, manifest: dict, *, cxx: str | None = None,
+               out_dir: Path | None = None) -> tuple[Path, str]:
+    """Build ``<m>_bridge.cpp`` and ``firmware/<m>.cpp`` of ``project`` into a shared library;
+    returns (its path, the compiler's warnings text). The ap headers are included as system
+    headers, so the warnings are the generated code's own. Raises BuildError with the
+    compiler's message when the build fails."""
+    cxx = cxx or os.environ.get("CXX") or "g++"
+    if not shutil.which(cxx):
+        raise BuildError(f"C-simulation needs a C++ compiler and {cxx!r} was not found",
+                         hint="install g++ (Debian: apt-get install g++) or set CXX")
+    m = manifest["c_prefix"]
+    out_dir = out_dir or Path(tempfile.mkdtemp(prefix="onnxcc_csim_"))
+    lib = out_dir / f"lib{m}_csim.so"
+    cmd = [cxx, *CXX_FLAGS, "-isystem", str(ap_include_dir()), "-I", str(project),
+           str(project / "firmware" / f"{m}.cpp"), str(project / f"{m}_bridge.cpp"), "-o", str(lib)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise BuildError(f"C-simulation build of {m} failed:\n{r.stderr[-4000:]}",
+                         hint="this is an onnxcc bug: please report it with the model")
+    return lib, r.stderr
+
+
+class CSimLibrary:
+    """A built C-simulation library: ``run(inputs)`` converts float inputs to the design's
+    types, runs the top function and returns its outputs as float32 arrays."""
+
+    def __init__(self, lib: Path, manifest: dict) -> None:
+        self.manifest = manifest
+        self._lib = ctypes.CDLL(str(lib))
+        self._fn = getattr(self._lib, f"{manifest['c_prefix']}_csim")
+        self._fn.restype = None
+
+    def run(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        args, keep = [], []
+        for spec in self.manifest["inputs"]:
+            if spec["name"] not in inputs:
+                raise ShapeError(f"missing input {spec['name']!r}",
+                                 hint=f"feed every input: {[s['name'] for s in self.manifest['inputs']]}")
+            a = np.ascontiguousarray(np.asarray(inputs[spec["name"]], np.float32))
+            if list(a.shape) != spec["shape"]:
+                raise ShapeError(f"input {spec['name']!r} has shape {list(a.shape)}, the model was "
+                                 f"compiled for {spec['shape']}", hint="compile with input_shapes")
+            keep.append(a)
+            args.append(a.ctypes.data_as(ctypes.c_void_p))
+        outs = {}
+        for spec in self.manifest["outputs"]:
+            o = np.zeros(spec["shape"], np.float32)
+            outs[spec["name"]] = o
+            args.append(o.ctypes.data_as(ctypes.c_void_p))
+        self._fn(*args)
+        return outs
+
+
+def find_project(folder: Path) -> dict:
+    """The manifest of the HLS project in ``folder`` (the ``<m>.json`` onnxcc wrote with
+    ``"backend": "hls"``). Raises BuildError when there is none or more than one."""
+    import json
+
+    found = []
+    for p in sorted(Path(folder).glob("*.json")):
+        try:
+            data = json.loads(p.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("backend") == "hls" and \
+                p.name == f"{data.get('c_prefix')}.json":
+            found.append(data)
+    if len(found) != 1:
+        raise BuildError(f"{folder} holds {len(found)} onnxcc HLS projects, not one",
+                         hint="give the folder that `onnxcc compile --target <fpga part>` wrote")
+    return found[0]
+
+
+def run_testbench(folder: Path, *, cxx: str | None = None) -> tuple[bool, str]:
+    """C-simulation of the project in ``folder`` with g++: builds ``<m>_test.cpp`` with the
+    design and runs it in the folder (it compares the design with ``tb_data``). Returns
+    (passed, its output). Raises BuildError when the build fails."""
+    m = find_project(folder)["c_prefix"]
+    cxx = cxx or os.environ.get("CXX") or "g++"
+    with tempfile.TemporaryDirectory(prefix="onnxcc_tb_") as tmp:
+        exe = Path(tmp) / f"{m}_tb"
+        cmd = [cxx, "-std=c++14", "-O0", "-Wall", "-Wextra", "-isystem", str(ap_include_dir()),
+               "-I", str(folder), str(Path(folder) / "firmware" / f"{m}.cpp"),
+               str(Path(folder) / f"{m}_test.cpp"), "-o", str(exe)]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise BuildError(f"the test bench of {m} did not build:\n{r.stderr[-4000:]}")
+        run = subprocess.run([str(exe)], cwd=folder, capture_output=True, text=True, timeout=3600)
+        return run.returncode == 0, r.stderr + run.stdout + run.stderr
+
+
+def vitis_build(folder: Path, *, csim: bool, synth: bool, cosim: bool, export: bool) -> int:
+    """Run ``vitis_hls -f build_prj.tcl`` in ``folder`` with the chosen steps; returns its exit
+    status. Raises BuildError when vitis_hls is not on the PATH."""
+    exe = shutil.which("vitis_hls")
+    if exe is None:
+        raise BuildError("vitis_hls is not on the PATH", hint="source Vitis HLS's settings64.sh")
+    args = [f"csim={int(csim)}", f"synth={int(synth)}", f"cosim={int(cosim)}",
+            f"export={int(export)}"]
+    return subprocess.run([exe, "-f", "build_prj.tcl", "-tclargs", *args], cwd=folder).returncode

@@ -1,0 +1,145 @@
+"""FPGA targets end to end: models compile to Vitis HLS projects whose C-simulation (g++ and the
+ap_fixed headers) equals onnxcc's numpy fixed-point reference exactly and agrees with
+onnxruntime's float result."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxcc
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from onnxcc.codegen.hls.reference import reference
+
+ROOT = Path(__file__).resolve().parents[2]
+DIGITS = ROOT / "compiler" / "models" / "digits.onnx"
+
+
+def _bench_models():
+    spec = importlib.util.spec_from_file_location("onnxcc_bench_models_hls",
+                                                  ROOT / "benchmarks" / "models.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _exact(m, feeds):
+    """C-sim outputs, after asserting they equal the fixed-point reference bit for bit."""
+    got = m.run(feeds)
+    want = reference(m.graph, m.precision, feeds)
+    for k, w in want.items():
+        assert np.array_equal(got[k].astype(np.float64), w), k
+    return got
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return onnxcc.compile(DIGITS, "xczu7ev", input_shapes={"input": (1, 1, 8, 8)})
+
+
+def test_digits_csim_exact_and_agrees_with_onnxruntime(digits):
+    data = np.load(ROOT / "compiler" / "models" / "digits_test.npz")
+    x, labels = data["x"], data["y"]
+    sess = ort.InferenceSession(str(DIGITS))
+    for i in range(0, len(x), 90):                     # bit-exact on a sample
+        _exact(digits, {"input": x[i:i + 1]})
+    agree = correct = 0
+    for i in range(len(x)):                             # argmax over the whole test split
+        y = digits.run({"input": x[i:i + 1]})["probabilities"]
+        agree += int(y.argmax() == sess.run(None, {"input": x[i:i + 1]})[0].argmax())
+        correct += int(y.argmax() == labels[i])
+    assert agree >= 0.995 * len(x), (agree, len(x))
+    assert correct >= 0.97 * len(x)
+    assert digits.csim_warnings == ""                   # -Wall -Wextra, no warning
+
+
+def test_digits_structure(digits):
+    ops = [n.op for n in digits.graph.nodes]
+    assert "onnxcc.TableSoftmax" in ops and "Softmax" not in ops
+    assert "onnxcc.FusedConv" in ops                    # Conv + BN + Relu in one kernel
+    text = (digits.lib_dir / "firmware" / "digits.cpp").read_text()
+    assert "HLS PIPELINE II=1" in text and "HLS INTERFACE" in text
+    assert digits.mmap["part"] == "xczu7ev-ffvc1156-2-e"
+    defines = (digits.lib_dir / "firmware" / "defines.h").read_text()
+    assert "typedef ap_fixed<16,6,AP_RND_CONV,AP_SAT> input_t;" in defines
+
+
+@pytest.mark.parametrize("cfg", [
+    onnxcc.FixedPoint(),
+    onnxcc.FixedPoint(default="ap_fixed<12,5>", rounding="AP_TRN", overflow="AP_WRAP",
+                      weight_width=10),
+], ids=["16_6_conv_sat", "12_5_trn_wrap"])
+def test_jet_mlp_exact_in_every_mode(cfg):
+    model = _bench_models().jet_mlp()
+    m = onnxcc.compile(model, "xc7z020", quantize=cfg)
+    rng = np.random.default_rng(3)
+    sess = ort.InferenceSession(model.SerializeToString())
+    agree = 0
+    for _ in range(20):
+        x = rng.normal(0, 1, (1, 16)).astype(np.float32)
+        y = _exact(m, {"input": x})["output"]
+        agree += int(y.argmax() == sess.run(None, {"input": x})[0].argmax())
+    assert agree >= (19 if cfg.rounding == "AP_RND_CONV" else 12)
+
+
+def _init(name, a):
+    return numpy_helper.from_array(np.asarray(a, np.float32), name)
+
+
+def _cnn():
+    """Conv (pads), depthwise Conv (stride 2) + Clip, AveragePool (count_include_pad 0) and
+    MaxPool with pads, Add/Mul/Sub with broadcast, Concat, a dilated Conv, GlobalAveragePool,
+    Flatten, MatMul + Add, Softmax; two outputs."""
+    r = np.random.default_rng(7)
+    w = lambda *s: _init(f"w{len(s)}_{r.integers(1 << 30)}", r.normal(0, 0.4, s))  # noqa: E731
+    inits = [w(6, 3, 3, 3), w(6), w(6, 1, 3, 3), w(6), w(1, 6, 1, 1), w(8, 12, 3, 3), w(8),
+             w(8, 5), w(5), _init("lo", 0.0), _init("hi", 6.0)]
+    n = [i.name for i in inits]
+    nodes = [
+        helper.make_node("Conv", ["x", n[0], n[1]], ["c1p"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1p"], ["c1"]),
+        helper.make_node("Conv", ["c1", n[2], n[3]], ["c2p"], group=6, strides=[2, 2],
+                         pads=[1, 1, 1, 1]),
+        helper.make_node("Clip", ["c2p", "lo", "hi"], ["c2"]),
+        helper.make_node("AveragePool", ["c2"], ["p1"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("MaxPool", ["c2"], ["p2"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["p1", "p2"], ["a"]),
+        helper.make_node("Mul", ["a", n[4]], ["mu"]),
+        helper.make_node("Sub", ["mu", "p1"], ["s"]),
+        helper.make_node("Concat", ["s", "c2"], ["cat"], axis=1),
+        helper.make_node("Conv", ["cat", n[5], n[6]], ["c3"], dilations=[2, 2], pads=[2, 2, 2, 2]),
+        helper.make_node("GlobalAveragePool", ["c3"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("MatMul", ["f", n[7]], ["mm"]),
+        helper.make_node("Add", ["mm", n[8]], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["y"], axis=-1),
+    ]
+    g = helper.make_graph(nodes, "cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                       [1, 3, 12, 12])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5]),
+                           helper.make_tensor_value_info("s", TensorProto.FLOAT, [1, 6, 6, 6])],
+                          inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 10
+    return m
+
+
+def test_cnn_ops_exact_and_close_to_onnxruntime():
+    model = _cnn()
+    m = onnxcc.compile(model, "xcvu9p", quantize=onnxcc.FixedPoint(layers={"c3": "ap_fixed<18,8>"}))
+    assert "typedef ap_fixed<18,8,AP_RND_CONV,AP_SAT>" in \
+        (m.lib_dir / "firmware" / "defines.h").read_text()
+    sess = ort.InferenceSession(model.SerializeToString())
+    rng = np.random.default_rng(5)
+    for _ in range(3):
+        x = rng.uniform(-2, 2, (1, 3, 12, 12)).astype(np.float32)
+        got = _exact(m, {"x": x})
+        ref = dict(zip(["y", "s"], sess.run(None, {"x": x})))
+        np.testing.assert_allclose(got["s"], ref["s"], atol=0.02)
+        np.testing.assert_allclose(got["y"], ref["y"], atol=0.03)

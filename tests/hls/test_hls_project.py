@@ -1,0 +1,135 @@
+"""FPGA projects: the saved folder (files, build_prj.tcl, test bench), the CLI, hostile names,
+and the errors a user can cause (unsupported ops, precision configs, a wrong quantize)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxcc
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from onnxcc.codegen.hls.reference import reference
+
+ROOT = Path(__file__).resolve().parents[2]
+DIGITS = ROOT / "compiler" / "models" / "digits.onnx"
+
+
+def _model(names: dict[str, str], ops=("Relu",), name="g") -> onnx.ModelProto:
+    """x -> Gemm(w, b) -> ops... -> y, every tensor and node named from ``names``."""
+    rng = np.random.default_rng(2)
+    inits = [numpy_helper.from_array(rng.normal(0, 0.5, (4, 6)).astype(np.float32), names["w"]),
+             numpy_helper.from_array(rng.normal(0, 0.1, (6,)).astype(np.float32), names["b"])]
+    nodes = [helper.make_node("Gemm", [names["x"], names["w"], names["b"]], [names["h"]],
+                              name=names["gemm"])]
+    cur = names["h"]
+    for k, op in enumerate(ops):
+        out = names["y"] if k == len(ops) - 1 else f"{cur}_{k}"
+        nodes.append(helper.make_node(op, [cur], [out], name=f"{names['node']}{k}"))
+        cur = out
+    g = helper.make_graph(nodes, name,
+                          [helper.make_tensor_value_info(names["x"], TensorProto.FLOAT, [1, 4])],
+                          [helper.make_tensor_value_info(names["y"], TensorProto.FLOAT, [1, 6])],
+                          inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 10
+    return m
+
+
+PLAIN = {"x": "x", "w": "w", "b": "b", "h": "h", "y": "y", "gemm": "gemm", "node": "act"}
+HOSTILE = {"x": 'in"put\n*/ [exec rm -rf ~]', "w": "int", "b": "#define b 1", "h": "??=h\\",
+           "y": "out_y}; system(\"x\"); //", "gemm": "gemm */ { puts", "node": "$::env(HOME) ["}
+
+
+def test_hostile_names_compile_run_and_stay_out_of_the_code(tmp_path):
+    model = _model(HOSTILE, ops=("Relu", "Clip"), name='we"ird\n*/ [exec ls]')
+    m = onnxcc.compile(model, "xczu7ev")
+    x = np.random.default_rng(0).normal(0, 1, (1, 4)).astype(np.float32)
+    got = m.run({HOSTILE["x"]: x})
+    want = reference(m.graph, m.precision, {HOSTILE["x"]: x})
+    assert np.array_equal(got[HOSTILE["y"]].astype(np.float64), want[HOSTILE["y"]])
+    assert m.csim_warnings == ""
+    m.save(tmp_path / "p")
+    tcl = (tmp_path / "p" / "build_prj.tcl").read_text()
+    code = "\n".join(l for l in tcl.splitlines() if not l.startswith("#"))
+    assert "[exec" not in code and "$::env" not in code and "rm -rf" not in code
+    assert re.fullmatch(r"[a-z][a-z0-9_]*", m.mmap["c_prefix"])
+    assert f"set_top {m.mmap['c_prefix']}\n" in code
+    for f in (tmp_path / "p").rglob("*.cpp"):
+        for line in f.read_text().splitlines():
+            body = line.split("//", 1)[0]
+            assert not re.search(r"\bsystem\b|\bputs\b|\"x\"|#define b", body), line
+
+
+def test_project_files_tcl_and_testbench(tmp_path):
+    out = tmp_path / "prj"
+    r = subprocess.run([sys.executable, "-m", "onnxcc.cli", "compile", str(DIGITS), "--target",
+                        "xc7z020", "--input-shape", "input=1,1,8,8", "--precision",
+                        "ap_fixed<16,6>", "--precision-layer", "fc1=ap_fixed<18,8>", "-o", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "project: Vitis HLS, part xc7z020clg400-1, clock 10 ns" in r.stdout
+    for rel in ("firmware/digits.cpp", "firmware/digits.h", "firmware/defines.h",
+                "firmware/weights/w0.h", "digits_test.cpp", "digits_bridge.cpp", "build_prj.tcl",
+                "tb_data/tb_input_features.dat", "tb_data/tb_output_predictions.dat",
+                "digits.json"):
+        assert (out / rel).is_file(), rel
+    assert "ap_fixed<18,8,AP_RND_CONV,AP_SAT>" in (out / "firmware" / "defines.h").read_text()
+    tcl = (out / "build_prj.tcl").read_text()
+    named = re.findall(r"add_files(?: -tb)? (\S+)", tcl)
+    assert named and all((out / n).exists() for n in named), named
+    assert "set_part {xc7z020clg400-1}" in tcl and "create_clock -period 10" in tcl
+    for step in ("csim_design", "csynth_design", "cosim_design", "export_design -format ip_catalog"):
+        assert step in tcl
+    r = subprocess.run([sys.executable, "-m", "onnxcc.cli", "hls", "build", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "0 output values differ" in r.stdout and "passed" in r.stdout
+    # a second save keeps the user's files and refuses a file where a folder goes
+    (out / "firmware" / "notes.txt").write_text("mine")
+    m = onnxcc.compile(DIGITS, "xc7z020", input_shapes={"input": (1, 1, 8, 8)})
+    m.save(out)
+    assert (out / "firmware" / "notes.txt").read_text() == "mine"
+    (out / "tb_data" / "tb_input_features.dat").unlink()
+    (out / "tb_data" / "tb_output_predictions.dat").unlink()
+    (out / "tb_data").rmdir()
+    (out / "tb_data").write_text("mine too")
+    before = sorted(p.name for p in out.rglob("*"))
+    with pytest.raises(onnxcc.OutputError, match="tb_data"):
+        m.save(out)
+    assert sorted(p.name for p in out.rglob("*")) == before
+
+
+def test_targets_listed():
+    r = subprocess.run([sys.executable, "-m", "onnxcc.cli", "targets"], capture_output=True,
+                       text=True)
+    assert r.returncode == 0
+    for part in ("xczu7ev-ffvc1156-2-e", "xc7z020clg400-1", "xcvu9p", "xcu250"):
+        assert part in r.stdout
+
+
+def test_unsupported_ops_listed_before_anything_is_written(tmp_path):
+    model = _model(PLAIN, ops=("Relu", "Sigmoid", "Exp"))
+    with pytest.raises(onnxcc.UnsupportedOpError) as e:
+        onnxcc.compile(model, "xczu7ev")
+    text = str(e.value)
+    assert "act1" in text and "Sigmoid" in text and "act2" in text and "Exp" in text
+    assert "'gemm'" not in text
+
+
+def test_precision_errors():
+    model = _model(PLAIN)
+    with pytest.raises(onnxcc.PrecisionError, match="nosuchlayer"):
+        onnxcc.compile(model, "xczu7ev", quantize=onnxcc.FixedPoint(layers={"nosuchlayer": "ap_fixed<8,3>"}))
+    with pytest.raises(onnxcc.PrecisionError, match="ap_fixed<8>"):
+        onnxcc.compile(model, "xczu7ev", quantize=onnxcc.FixedPoint(default="ap_fixed<8>"))
+    with pytest.raises(onnxcc.PrecisionError, match="FPGA target"):
+        onnxcc.compile(model, "xczu7ev", quantize=onnxcc.Int8(calibration={"x": np.zeros((2, 1, 4))}))
+    r = subprocess.run([sys.executable, "-m", "onnxcc.cli", "compile", str(DIGITS), "-t", "xczu7ev",
+                        "--precision-layer", "nonsense"], capture_output=True, text=True)
+    assert r.returncode != 0 and "NAME=TYPE" in r.stderr
