@@ -359,28 +359,29 @@ def apply_passes(k: Kernel, passes: Sequence[LoopPass], *, check: bool = False) 
     return k
 
 
-def pipeline(ii: int = 1) -> LoopPass:
+def pipeline(ii: int | dict[str, int] = 1) -> LoopPass:
     """HLS: in each loop nest of the kernel, mark the loop over outputs -- the deepest loop of
     the nest's perfect prefix, the first whose body is more than one loop -- as
     ``pipelined(ii)``. Vitis HLS then unrolls every loop inside it (the reduction over taps and
     channels: one multiplier per product) and starts one output every ``ii`` cycles; ``ii`` is
     the reuse factor, the number of products each multiplier computes per output (hls4ml's
-    ``ReuseFactor``). Kinds and iterations are otherwise unchanged, so any back end computes
-    the same values."""
+    ``ReuseFactor``); a dict gives it per node name (others: 1). Kinds and iterations are
+    otherwise unchanged, so any back end computes the same values."""
 
-    def visit(body: list[Stmt]) -> list[Stmt]:
+    def visit(body: list[Stmt], ii: int) -> list[Stmt]:
         out: list[Stmt] = []
         for s in body:
             if isinstance(s, Loop):
                 inner = [t for t in s.body if not isinstance(t, Comment)]
                 if len(inner) == 1 and isinstance(inner[0], Loop):
-                    s = replace(s, body=visit(s.body))
+                    s = replace(s, body=visit(s.body, ii))
                 else:
                     s = replace(s, kind="pipelined", factor=ii)
             out.append(s)
         return out
 
     def fn(k: Kernel) -> Kernel:
-        return replace(k, body=visit(k.body))
+        n = ii.get(k.node, 1) if isinstance(ii, dict) else ii
+        return replace(k, body=visit(k.body, n))
 
     return LoopPass(f"pipeline[ii={ii}]", fn)

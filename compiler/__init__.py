@@ -1,4 +1,5 @@
-"""onnxcc: compile ONNX models to C libraries for microcontrollers and hosts.
+"""onnxcc: compile ONNX models to C libraries for microcontrollers and hosts, LLVM objects for
+CPUs and Vitis HLS projects for FPGAs.
 
     import onnxcc
     m = onnxcc.compile("model.onnx", target="host")
@@ -7,10 +8,11 @@
     print(m.report())
 """
 
-from .errors import (AttributeValueError, BuildError, ModelLoadError, OnnxccError, OutputError,
-                     ShapeError, UnsupportedOpError, VerifyError)
+from .errors import (AttributeValueError, BuildError, DesignFitError, ModelLoadError,
+                     OnnxccError, OutputError, ShapeError, UnsupportedOpError, VerifyError)
 
 from .quantize import CalibrationError, Int8
+from onnxcc.codegen.hls.config import HLSConfig
 from onnxcc.codegen.hls.fixed import FixedPoint, PrecisionError
 
 __version__ = "0.1.0"
@@ -23,6 +25,6 @@ def compile(model, target: str = "host", **kwargs):  # noqa: A001 - the public n
     return _compile(model, target, **kwargs)
 
 
-__all__ = ["AttributeValueError", "BuildError", "CalibrationError", "FixedPoint", "Int8", "ModelLoadError",
+__all__ = ["AttributeValueError", "BuildError", "DesignFitError", "HLSConfig", "CalibrationError", "FixedPoint", "Int8", "ModelLoadError",
            "OnnxccError", "OutputError", "PrecisionError", "ShapeError", "UnsupportedOpError", "VerifyError",
            "__version__", "compile"]

@@ -99,6 +99,9 @@ def _add_model_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
                    help="one weight scale per tensor instead of per output channel")
     p.add_argument("--precision", metavar="TYPE",
                    help="FPGA targets: the fixed-point type of every tensor (default ap_fixed<16,6>)")
+    p.add_argument("--reuse-factor", action="append", metavar="N|NAME=N",
+                   help="FPGA targets: products per multiplier (the initiation interval) for "
+                   "every layer, or for one node (repeatable)")
     p.add_argument("--precision-layer", action="append", metavar="NAME=TYPE",
                    help="FPGA targets: the type of one node's output or tensor, e.g. "
                    "conv1=ap_fixed<18,8> (repeatable)")
@@ -151,12 +154,38 @@ def _target(args: argparse.Namespace):
     return load_target_file(args.target_file) if args.target_file else get_target(args.target)
 
 
+def _hls_config(args: argparse.Namespace):
+    """The HLSConfig of --reuse-factor, or None."""
+    items = getattr(args, "reuse_factor", None) or []
+    if not items:
+        return None
+    from onnxcc.codegen.hls.config import HLSConfig
+
+    every, per = None, {}
+    for item in items:
+        name, sep, v = item.rpartition("=")
+        try:
+            n = int(v)
+        except ValueError:
+            raise InputError(f"--reuse-factor {item!r} is not N or NAME=N",
+                             hint="e.g. --reuse-factor 4 or --reuse-factor conv2=8") from None
+        if sep:
+            per[name] = n
+        else:
+            every = n
+    if every is not None and per:
+        raise InputError("--reuse-factor N and NAME=N exclude each other",
+                         hint="give one factor for all layers, or one per node")
+    return HLSConfig(reuse_factor=every if every is not None else per)
+
+
 def _compile(args: argparse.Namespace, model: str):
     from .driver import compile as cc
 
     return cc(model, _target(args), input_shapes=_input_shapes(args.input_shape), name=args.name,
               dump_dir=getattr(args, "dump_dir", None), dump_after=getattr(args, "dump_ir", None),
-              constant_inputs=_constant_inputs(args.constant_input), quantize=_quantize(args))
+              constant_inputs=_constant_inputs(args.constant_input), quantize=_quantize(args),
+              hls=_hls_config(args))
 
 
 def cmd_compile(args: argparse.Namespace) -> int:

@@ -239,7 +239,7 @@ def compile(model: str | Path | onnx.ModelProto, target: Any = "host", *,
             dump_after: str | None = None, disable_passes: Sequence[str] = (),
             external_data_dir: str | Path | None = None,
             constant_inputs: Mapping[str, Any] | None = None,
-            quantize: Any = None) -> CompiledModel:
+            quantize: Any = None, hls: Any = None) -> CompiledModel:
     """Compile an ONNX model for ``target`` (``onnxcc targets`` lists them).
 
     Args:
@@ -264,19 +264,24 @@ def compile(model: str | Path | onnx.ModelProto, target: Any = "host", *,
             declared dtype and shape.
         quantize: ``onnxcc.Int8(calibration=samples, method=..., per_channel=...)`` quantizes
             a float model to int8 after calibrating it on ``samples`` (``onnxcc.quantize``);
-            ``report()`` then lists each quantized tensor's scale, zero point and SQNR.
+            ``report()`` then lists each quantized tensor's scale, zero point and SQNR. On an
+            FPGA target, ``onnxcc.FixedPoint(default="ap_fixed<16,6>", layers={...})`` gives
+            the fixed-point types (that default when None).
+        hls: FPGA targets: ``onnxcc.HLSConfig(reuse_factor=...)``, the design's area/speed
+            trade (default reuse factor 1).
     Returns:
         a CompiledModel whose library sits in a private temporary folder until ``save``.
     Raises:
         ModelLoadError, UnsupportedOpError, ShapeError, AttributeValueError, OutputError;
         MemoryBudgetError when the model does not fit the target, or compiling it runs out of
-        this machine's memory.
+        this machine's memory; PrecisionError and DesignFitError (the estimated design exceeds
+        the FPGA part) on FPGA targets.
     """
     try:
         return _compile(model, target, input_shapes=input_shapes, name=name, verify=verify,
                         dump_dir=dump_dir, dump_after=dump_after, disable_passes=disable_passes,
                         external_data_dir=external_data_dir, constant_inputs=constant_inputs,
-                        quantize=quantize)
+                        quantize=quantize, hls=hls)
     except MemoryError:
         raise MemoryBudgetError(
             "compiling the model ran out of memory on this machine",
@@ -289,7 +294,7 @@ def _compile(model: str | Path | onnx.ModelProto, target: Any, *,
              verify: bool | None, dump_dir: str | Path | None, dump_after: str | None,
              disable_passes: Sequence[str], external_data_dir: str | Path | None,
              constant_inputs: Mapping[str, Any] | None = None,
-             quantize: Any = None) -> CompiledModel:
+             quantize: Any = None, hls: Any = None) -> CompiledModel:
     """:func:`compile` without its MemoryError guard."""
     from onnxcc.codegen.c.emit import emit_c
     from onnxcc.passes import run_pipeline
@@ -305,7 +310,12 @@ def _compile(model: str | Path | onnx.ModelProto, target: Any, *,
         verify = os.environ.get("ONNXCC_VERIFY", "") == "1"
     from onnxcc.passes.quantize import with_quantization
 
-    hls = tgt.backend == "hls"
+    hls_cfg, hls = hls, tgt.backend == "hls"
+    if hls_cfg is not None and not hls:
+        from .errors import OnnxccError
+
+        raise OnnxccError(f"hls= applies to FPGA targets, not {tgt.name}",
+                          hint="drop hls=, or compile for an FPGA part (`onnxcc targets`)")
     fixed = None
     if hls:
         fixed = _fixed_point_config(quantize, tgt)
@@ -334,7 +344,13 @@ def _compile(model: str | Path | onnx.ModelProto, target: Any, *,
     try:
         from onnxcc.codegen.lower import lower_for_target
 
-        program = lower_for_target(g, tgt, g.name)
+        passes = None
+        if hls:
+            from onnxcc.codegen.hls.config import HLSConfig
+            from onnxcc.codegen.schedule import pipeline
+
+            passes = [pipeline((hls_cfg or HLSConfig()).factors({n.name for n in g.nodes}))]
+        program = lower_for_target(g, tgt, g.name, passes)
         if hls:
             from onnxcc.codegen.hls.emit import emit_hls
 

@@ -62,6 +62,10 @@ class MemoryBudgetError(OnnxccError):
     space), or compiling or interpreting the model ran out of this machine's memory."""
 
 
+class DesignFitError(OnnxccError):
+    """An FPGA design whose estimated DSP, BRAM, LUT or FF needs exceed the part."""
+
+
 class OutputError(OnnxccError):
     """The output folder or file cannot be written, or holds files onnxcc did not write under a
     name it would generate (``force=True`` / ``--force`` overwrites those)."""

@@ -50,8 +50,43 @@ def param_bytes(n: Node) -> int:
     return total
 
 
+def format_hls_report(cm: CompiledModel) -> str:
+    """The FPGA report: per kernel its node, op, output type, accumulator, and the estimates
+    of ``onnxcc.codegen.hls.estimate`` (II and latency in cycles, multipliers, DSP, BRAM18,
+    LUT, FF); then the totals against the part."""
+    man = cm.mmap
+    est = man["estimates"]
+    outs = {n.name: n.outputs[0].name for n in cm.graph.nodes}
+    rows = [("node", "op", "output type", "accumulator", "II", "latency", "mult", "DSP",
+             "BRAM18", "LUT", "FF")]
+    for e in est["layers"]:
+        node = e["node"]
+        rows.append((node[:32], e["op"].replace("onnxcc.", "") or "copy",
+                     man["types"].get(outs.get(node, ""), "-"), man["accumulators"].get(node, "-"),
+                     str(e["ii"]), f"{e['latency']:,}", str(e["multipliers"]), f"{e['dsp']:,}",
+                     f"{e['bram18']:,}", f"{e['lut']:,}", f"{e['ff']:,}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    t, part = est["total"], est["part"] or {}
+    clock = man["clock_ns"]
+    lines += ["",
+              f"model {cm.name}  target {cm.target.name} ({man['part']}, {clock:g} ns)  "
+              f"io_parallel  estimated, not synthesized",
+              f"latency      {t['latency']:>12,} cycles  ({t['latency'] * clock / 1000:,.2f} us)"]
+    for key in ("dsp", "bram18", "lut", "ff"):
+        have = part.get(key)
+        share = f"  ({t[key] / have:.1%} of {have:,})" if have else ""
+        lines.append(f"{key.upper():12s} {t[key]:>12,}{share}")
+    return "\n".join(lines)
+
+
 def format_report(cm: CompiledModel) -> str:
-    """A plain-text table for ``CompiledModel.report()`` (bytes, MACs)."""
+    """A plain-text table for ``CompiledModel.report()`` (bytes, MACs); the FPGA report for an
+    HLS target."""
+    if cm.target.backend == "hls":
+        return format_hls_report(cm)
     g = cm.graph
     plan = g.meta["memory_plan"]
     rows = [("node", "op", "output", "MACs", "param B", "space", "offset", "bytes")]

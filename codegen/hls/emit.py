@@ -38,6 +38,7 @@ from onnxcc.ir import Graph
 
 from .fixed import FixedType, Precision
 from .reference import reference, unsupported_reason
+from .estimate import (PARTITION_LIMIT, LayerEstimate, bram18, estimate_kernel, totals)
 from .render import ArrayRef, KernelRenderer, unsupported
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -67,7 +68,7 @@ class _Layout:
         plan = g.meta["memory_plan"]
         self.prec, self.namer = prec, namer
         self.typedefs: list[str] = []
-        self.type_names: dict[FixedType | str, str] = {}
+        self.types: dict[str, FixedType] = {}   # typedef name -> its type
         self.ports: list[tuple[str, str, int, bool, str]] = []   # name, type, size, out, value
         self.io: dict[tuple[str, int], ArrayRef] = {}
         for role, vals in (("in", g.inputs), ("out", g.outputs)):
@@ -94,7 +95,9 @@ class _Layout:
         self.base, self.plan = base, plan
         self.weights: dict[int, ArrayRef] = {}
         self.weight_files: list[tuple[str, str]] = []
+        self.weight_sizes: dict[str, int] = {}
         for k, w in enumerate(program.weights()):
+            self.weight_sizes[f"wgt{k}"] = max(int(np.asarray(w.data).size), 1)
             if w.dtype.is_float:
                 ft = prec.weight(w.data)
                 t = self._typedef(f"weight{k}_t", ft, f"constant {w.value}")
@@ -107,7 +110,21 @@ class _Layout:
 
     def _typedef(self, name: str, t: FixedType, what: str) -> str:
         self.typedefs.append(f"typedef {t.cpp()} {name};   // {comment_text(what, 100)}")
+        self.types[name] = t
         return name
+
+    def arrays(self) -> list[tuple[str, str, int, str]]:
+        """Every array of the design: (name, type name, elements, kind) with kind ``port``,
+        ``tensor`` or ``weight``."""
+        out = [(n, t, size, "port") for n, t, size, _, _ in self.ports]
+        out += [(ref.name, ref.ctype, n, "tensor") for ref, n in self.groups.values()]
+        out += [(ref.name, ref.ctype, self.weight_sizes[ref.name], "weight")
+                for ref in self.weights.values()]
+        return out
+
+    def width(self, type_name: str) -> int:
+        t = self.types.get(type_name)
+        return t.width if t is not None else 32
 
     @staticmethod
     def _weight_text(k: int, w: Buffer, t: str, ft: FixedType | None) -> str:
@@ -151,6 +168,59 @@ class _Layout:
         return 1
 
 
+def _reuse(k: Kernel) -> int:
+    """The largest initiation interval of ``k``'s pipelined loops (its reuse factor)."""
+    from onnxcc.codegen.loops import Loop, walk_stmts
+
+    return max([s.factor for s in walk_stmts(k.body) if isinstance(s, Loop) and
+                s.kind == "pipelined"], default=1)
+
+
+def _estimate(k: Kernel, r: KernelRenderer, refs: dict, lay: _Layout, acc_t: FixedType,
+              dsp_a: int) -> LayerEstimate:
+    from onnxcc.codegen.loops import Const, Load, Var
+
+    var_types = r.var_types()
+
+    def width(e) -> int | None:
+        if isinstance(e, Const):
+            return None
+        if isinstance(e, Load):
+            return lay.width(refs[id(e.buf)].ctype)
+        if isinstance(e, Var) and e.name in var_types:
+            return lay.width(var_types[e.name])
+        return acc_t.width
+
+    sizes = {n: size for n, _, size, _ in lay.arrays()}
+    return estimate_kernel(k, width, lambda ld: refs[id(ld.buf)].name,
+                           lambda a: sizes.get(a, 0) > PARTITION_LIMIT, acc_t.width, dsp_a)
+
+
+def check_fit(layers: list[LayerEstimate], total: dict[str, int], target: Any) -> None:
+    """Raise DesignFitError, naming the largest layers, when the estimated design needs more
+    DSP slices, BRAM18, LUTs or flip-flops than the part has."""
+    from onnxcc.errors import DesignFitError
+
+    part = getattr(target, "fpga", None)
+    if part is None:
+        return
+    over = [(what, total[what], have) for what, have in
+            (("dsp", part.dsp), ("bram18", part.bram18), ("lut", part.lut), ("ff", part.ff))
+            if total[what] > have]
+    if not over:
+        return
+    key = over[0][0]
+    top = sorted(layers, key=lambda e: -getattr(e, key, 0))[:3]
+    names = ", ".join(f"{e.node or e.kernel} ({getattr(e, key, 0):,} {key.upper()})" for e in top)
+    need = "; ".join(f"{w.upper()} {n:,} of {h:,}" for w, n, h in over)
+    raise DesignFitError(
+        f"the design does not fit {target.name} ({part.part}): estimated {need}; largest: "
+        f"{names}",
+        hint="raise the reuse factor (onnxcc.HLSConfig(reuse_factor=...), --reuse-factor) so "
+        "each multiplier serves more products, narrow the types (--precision), or choose a "
+        "larger part")
+
+
 def emit_hls(g: Graph, program: Program, prec: Precision, out: Path, *, target: Any, name: str,
              version: str, sha256: str, options: dict, source: str,
              tb_inputs: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
@@ -162,6 +232,9 @@ def emit_hls(g: Graph, program: Program, prec: Precision, out: Path, *, target: 
     m = namer.prefix
     lay = _Layout(g, program, prec, namer)
     kernels, calls = [], []
+    estimates: list[LayerEstimate] = []
+    part_name = target.fpga.part if getattr(target, "fpga", None) else ""
+    dsp_a = 25 if part_name.startswith("xc7") else 27   # DSP48E1 (7-series) or DSP48E2
     for k in program.kernels:
         acc_t = prec.accum.get(k.node) or prec.values.get(program.outputs[0].value) \
             or next(iter(prec.values.values()))
@@ -176,12 +249,27 @@ def emit_hls(g: Graph, program: Program, prec: Precision, out: Path, *, target: 
             seen.add(ref.name)
             params.append((ref.name, ref.ctype, lay.size(ref), any(b is o for o in k.outputs)))
         fn = namer.own(k.name)
+        est = _estimate(k, r, refs, lay, acc_t, dsp_a)
+        estimates.append(est)
+        pragmas = [f"HLS ALLOCATION operation instances=mul limit={max(est.multipliers, 1)}"] \
+            if _reuse(k) > 1 and est.multipliers else []
         head = f"// {k.name}: {comment_text(k.op or 'copy', 60)} node " \
-               f"{comment_text(k.node or '', 100)}"
-        kernels.append(head + "\n" + r.function(fn, params))
+               f"{comment_text(k.node or '', 100)}; estimated II {est.ii}, latency " \
+               f"{est.latency} cycles, {est.multipliers} multipliers ({est.dsp} DSP)"
+        kernels.append(head + "\n" + r.function(fn, params, pragmas))
         calls.append(f"{fn}({', '.join(p[0] for p in params)});")
+    bram = sum(bram18(n, lay.width(t)) for _, t, n, _ in lay.arrays() if n > PARTITION_LIMIT)
+    regs = sum(n * lay.width(t) for _, t, n, kind in lay.arrays()
+               if n <= PARTITION_LIMIT and kind != "weight")
+    total = totals(estimates, bram, regs)
+    check_fit(estimates, total, target)
     ports = ", ".join(f"{'' if out_ else 'const '}{t} {n}[{size}]" for n, t, size, out_, _ in lay.ports)
     arrays = [f"{ref.ctype} {ref.name}[{n}];" for ref, n in lay.groups.values()]
+    for name_, _, n, kind in lay.arrays():   # small arrays in registers (hls4ml's io_parallel)
+        if n <= PARTITION_LIMIT:
+            arrays.append(f"ONNXCC_HLS(HLS ARRAY_PARTITION variable={name_} complete)")
+    port_modes = {n: ("ap_vld" if size <= PARTITION_LIMIT else "ap_memory")
+                  for n, _, size, _, _ in lay.ports}
     env = _env()
     target_name = getattr(target, "name", str(target))
     part = target.fpga.part if getattr(target, "fpga", None) else ""
@@ -199,7 +287,8 @@ def emit_hls(g: Graph, program: Program, prec: Precision, out: Path, *, target: 
         files[f"firmware/weights/{fname}"] = text
     files[f"firmware/{m}.cpp"] = env.get_template("top.cpp.j2").render(
         weight_headers=[f for f, _ in lay.weight_files], kernels=kernels, ports=ports,
-        port_names=[p[0] for p in lay.ports], arrays=arrays, calls=calls, **common)
+        ports_modes=sorted(port_modes.items(), key=lambda kv: [p[0] for p in lay.ports].index(kv[0])),
+        arrays=arrays, calls=calls, **common)
     ins = [p for p in lay.ports if not p[3]]
     outs = [p for p in lay.ports if p[3]]
     decls = [f"{t} {n}[{size}];" for n, t, size, _, _ in lay.ports]
@@ -250,6 +339,10 @@ def emit_hls(g: Graph, program: Program, prec: Precision, out: Path, *, target: 
                     for v, p in zip(g.outputs, outs)],
         "types": {k: str(t) for k, t in prec.values.items()},
         "accumulators": {k: str(t) for k, t in prec.accum.items()},
+        "estimates": {"layers": [e.row() for e in estimates], "total": total,
+                      "part": {"dsp": target.fpga.dsp, "bram18": target.fpga.bram18,
+                               "lut": target.fpga.lut, "ff": target.fpga.ff}
+                      if getattr(target, "fpga", None) else None},
         "files": sorted(files) + [f"{m}.json"],
     }
     (out / f"{m}.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")

@@ -114,6 +114,8 @@ class KernelRenderer:
                     t = INT_CTYPE[v.dtype.name]
                 else:
                     t = self._narrow_type(s.init) if v.name not in self.assigned else None
+                    if t is not None:
+                        self.narrow[v.name] = t
                     t = t or acc
                 self.decl_type[id(s)] = t
 
@@ -224,8 +226,6 @@ class KernelRenderer:
                 out.append(f"{pad}{self.index(s.buf, s.index)} = {self.expr(s.value)};")
             elif isinstance(s, Decl):
                 t = self.decl_type[id(s)]
-                if t != self.acc and s.var.dtype.is_float:
-                    self.narrow[s.var.name] = t
                 out.append(f"{pad}{t} {s.var.name} = {self.expr(s.init)};")
             elif isinstance(s, Assign):
                 out.append(f"{pad}{s.var.name} = {self.expr(s.value)};")
@@ -252,12 +252,18 @@ class KernelRenderer:
                 out.append(f"{pad}// {comment_text(s.text, 200)}")
         return out
 
-    def function(self, fn: str, params: list[tuple[str, str, int, bool]]) -> str:
+    def var_types(self) -> dict[str, str]:
+        """Local scalar name -> its C++ type (the last declaration's, for a reused name)."""
+        return {s.var.name: self.decl_type[id(s)] for s in walk_stmts(self.k.body)
+                if isinstance(s, Decl)}
+
+    def function(self, fn: str, params: list[tuple[str, str, int, bool]],
+                 pragmas: Sequence[str] = ()) -> str:
         """The C++ function ``fn`` taking ``params`` (array name, C++ type, elements, is output)
-        with the kernel's local arrays declared first."""
+        with ``pragmas`` (``HLS ...`` texts) first, then the kernel's local arrays."""
         sig = ", ".join(f"{'' if out else 'const '}{t} {n}[{max(size, 1)}]"
                         for n, t, size, out in params)
-        lines = [f"static void {fn}({sig}) {{"]
+        lines = [f"static void {fn}({sig}) {{"] + [f"    ONNXCC_HLS({p})" for p in pragmas]
         for b in self.k.locals:
             ref = self.arrays(b)
             lines.append(f"    {ref.ctype} {ref.name}[{max(b.extent, 1)}];")

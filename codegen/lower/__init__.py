@@ -248,9 +248,10 @@ def lower_program(g: Graph, name: str | None = None, target: Any = None) -> Prog
     return Program(name or g.name, kernels, ins, outs, plan.arena_size, max(plan.alignment, 8))
 
 
-def lower_for_target(g: Graph, target: Any, name: str | None = None) -> Program:
+def lower_for_target(g: Graph, target: Any, name: str | None = None,
+                     loop_passes: Sequence[Any] | None = None) -> Program:
     """The Program every back end renders for the planned graph ``g``: :func:`lower_program`,
-    then ``target.loop_passes`` on every kernel, then :func:`onnxcc.codegen.verify.verify`
+    then ``target.loop_passes`` (or ``loop_passes`` when given) on every kernel, then :func:`onnxcc.codegen.verify.verify`
     (every access provably inside its buffer after the passes). Raises UnsupportedOpError
     listing every node without a lowering; VerifyError (a compiler bug) when a pass broke a
     kernel."""
@@ -260,7 +261,8 @@ def lower_for_target(g: Graph, target: Any, name: str | None = None) -> Program:
     from onnxcc.codegen.verify import verify
 
     program = lower_program(g, name, target)
-    passes = list(getattr(target, "loop_passes", []) or [])
+    passes = list(loop_passes if loop_passes is not None else
+                  (getattr(target, "loop_passes", []) or []))
     if passes:
         program = dataclasses.replace(program, kernels=[prune_kernel(apply_passes(k, passes))
                                                         for k in program.kernels])

@@ -133,3 +133,57 @@ def test_precision_errors():
     r = subprocess.run([sys.executable, "-m", "onnxcc.cli", "compile", str(DIGITS), "-t", "xczu7ev",
                         "--precision-layer", "nonsense"], capture_output=True, text=True)
     assert r.returncode != 0 and "NAME=TYPE" in r.stderr
+
+
+def _dense(n_in: int, n_out: int) -> onnx.ModelProto:
+    rng = np.random.default_rng(4)
+    inits = [numpy_helper.from_array(rng.normal(0, 0.2, (n_in, n_out)).astype(np.float32), "w")]
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="fc")], "dense",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n_in])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n_out])],
+                          inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 10
+    return m
+
+
+def test_reuse_factor_divides_multipliers_and_keeps_the_numbers():
+    model = _dense(64, 8)
+    one = onnxcc.compile(model, "xczu7ev")
+    four = onnxcc.compile(model, "xczu7ev", hls=onnxcc.HLSConfig(reuse_factor={"fc": 4}))
+    e1, e4 = (m.mmap["estimates"]["layers"][0] for m in (one, four))
+    assert (e1["ii"], e1["multipliers"], e1["dsp"]) == (1, 64, 64)
+    assert (e4["ii"], e4["multipliers"], e4["dsp"]) == (4, 16, 16)
+    assert e4["latency"] - e1["latency"] == (8 - 1) * 3     # 8 outputs, 3 more cycles apart
+    text = (four.lib_dir / "firmware" / "dense.cpp").read_text()
+    assert "HLS PIPELINE II=4" in text and "HLS ALLOCATION operation instances=mul limit=16" in text
+    x = np.random.default_rng(1).normal(0, 1, (1, 64)).astype(np.float32)
+    assert np.array_equal(one.run({"x": x})["y"], four.run({"x": x})["y"])
+    report = four.report()
+    assert "estimated, not synthesized" in report and "DSP" in report and "fc" in report
+    with pytest.raises(onnxcc.OnnxccError, match="nosuch"):
+        onnxcc.compile(model, "xczu7ev", hls=onnxcc.HLSConfig(reuse_factor={"nosuch": 2}))
+    with pytest.raises(onnxcc.OnnxccError, match="at least 1"):
+        onnxcc.compile(model, "xczu7ev", hls=onnxcc.HLSConfig(reuse_factor=0))
+    with pytest.raises(onnxcc.OnnxccError, match="FPGA"):
+        onnxcc.compile(model, "host", hls=onnxcc.HLSConfig(reuse_factor=2))
+
+
+def test_design_that_does_not_fit_is_refused_before_any_file(tmp_path):
+    model = _dense(256, 16)                    # 256 products per output: 256 DSP at II=1
+    out, src = tmp_path / "never", tmp_path / "dense.onnx"
+    onnx.save(model, str(src))
+    r = subprocess.run([sys.executable, "-m", "onnxcc.cli", "compile", str(src), "--target",
+                        "xc7z020", "-o", str(out)], capture_output=True, text=True)
+    assert r.returncode != 0 and "does not fit xc7z020" in r.stderr
+    with pytest.raises(onnxcc.DesignFitError) as e:
+        onnxcc.compile(model, "xc7z020")
+    assert "DSP 256 of 220" in str(e.value) and "fc" in str(e.value) and "reuse" in e.value.hint
+    assert not out.exists()
+    m = onnxcc.compile(model, "xc7z020", hls=onnxcc.HLSConfig(reuse_factor=2))
+    assert m.mmap["estimates"]["total"]["dsp"] == 128
+    r = subprocess.run([sys.executable, "-m", "onnxcc.cli", "report", str(DIGITS), "-t", "xczu7ev",
+                        "--input-shape", "input=1,1,8,8", "--reuse-factor", "conv2=4"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"conv2 .* 4 ", r.stdout) and "xczu7ev-ffvc1156-2-e" in r.stdout
