@@ -338,7 +338,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
     from onnxcc.targets import TARGETS
 
     for name, t in TARGETS.items():
-        print(f"{name:12s} {t.describe() if hasattr(t, 'describe') else t}")
+        print(f"{name:14s} {t.describe() if hasattr(t, 'describe') else t}")
     return 0
 
 

@@ -30,7 +30,7 @@ def get_target(name: str | Target) -> Target:
 
 _FIELDS = {"name": str, "family": str, "triple": str, "cpu": str, "c_flags": list, "cc": str,
            "sram_bytes": int, "flash_bytes": int, "clock_hz": int, "weights_in_c": bool,
-           "pointer_bits": int, "backend": str, "features": str}
+           "pointer_bits": int, "backend": str, "features": str, "dsp": bool, "board": str}
 
 
 def load_target_file(path: str | Path) -> Target:
@@ -42,6 +42,7 @@ def load_target_file(path: str | Path) -> Target:
         flash_bytes = 524288        # bytes
         clock_hz = 100000000
         pointer_bits = 32           # optional: 32 for family "mcu", 64 for "cpu" by default
+        dsp = true                  # optional: the core has Arm's DSP extension (SMLAD)
 
     Keys are the :class:`Target` fields (``c_flags`` a list of strings). Raises
     :class:`OnnxccError` naming the file and key for unreadable TOML, unknown keys, wrong types

@@ -31,6 +31,10 @@ class Target:
             written as an object file beside the same C header).
         features: LLVM target features for the ``llvm`` back end (``+neon``...); with
             ``cpu="native"`` the CPU name and features come from LLVM's host detection.
+        dsp: the core has Arm's DSP extension (the dual 16-bit multiply-accumulate ``SMLAD``
+            and the other SIMD-in-a-register instructions of ARMv7E-M/ARMv8-M Mainline: Cortex-M4,
+            M7, M33, M55); False for Cortex-M0+/M3, RISC-V without the P extension and hosts.
+        board: the part whose SRAM, flash and clock these are (``STM32F407``), for people.
     """
 
     name: str
@@ -46,6 +50,8 @@ class Target:
     pointer_bits: int | None = None
     backend: str = "c"
     features: str = ""
+    dsp: bool = False
+    board: str = ""
 
     def __post_init__(self) -> None:
         if self.pointer_bits is None:
@@ -119,12 +125,16 @@ class Target:
     def describe(self) -> str:
         """One line for ``onnxcc targets``."""
         parts = [f"{self.backend.upper()} back end", self.triple, self.cpu, f"{self.pointer_bits}-bit"]
+        if self.board:
+            parts.append(self.board)
         if self.sram_bytes is not None:
             parts.append(f"{self.sram_bytes // 1024} KiB SRAM")
         if self.flash_bytes is not None:
             parts.append(f"{self.flash_bytes // 1024} KiB flash")
         if self.clock_hz is not None:
             parts.append(f"{self.clock_hz / 1e6:g} MHz")
+        if self.family == "mcu":
+            parts.append("DSP extension" if self.dsp else "no DSP extension")
         if self.backend == "llvm":
             parts.append("weights in the object file")
         else:
