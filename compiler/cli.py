@@ -350,7 +350,7 @@ def cmd_ops(args: argparse.Namespace) -> int:
 def ops_table() -> str:
     """Markdown table: every registered op and whether each back end renders it. Both back
     ends render the loop IR, so an op lowered into it is in both columns (the C back end:
-    targets host and cortex-m4; the LLVM back end: cpu, x86-64-v2/v3/v4 and aarch64)."""
+    targets host and the MCU targets; the LLVM back end: cpu, x86-64-v2/v3/v4 and aarch64)."""
     from onnxcc.codegen.lower import registry as loop_registry
     from onnxcc.targets import TARGETS
 

@@ -214,7 +214,8 @@ def find_tools(cc: str | None = None, qemu: str | None = None, *,
     return cc_path, qemu_path
 
 
-def _run_tool(cmd: Sequence[str], what: str, timeout: float = 600, *, arch: str = "cortex-m") -> str:
+def _run_tool(cmd: Sequence[str], what: str, timeout: float = 600, *,
+              arch: str = "cortex-m") -> str:
     a = ARCHES[arch]
     try:
         p = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout,
@@ -319,8 +320,8 @@ class Firmware:
         (self.build_dir / MEMORY_SCRIPT).write_text(self.machine.memory_script())
         self.timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        self.runtime_objects = [self._compile(mcu_dir() / src, self.build_dir / (Path(src).stem + ".o"))
-                                for src in (self.arch.startup, "onnxcc_semihost.c")]
+        self.runtime_objects = [self._compile(mcu_dir() / s, self.build_dir / (Path(s).stem + ".o"))
+                                for s in (self.arch.startup, "onnxcc_semihost.c")]
         self.objects = [*self._compile_library(), *self.runtime_objects]
         self.timings["build_s"] = time.perf_counter() - t0
 
@@ -343,7 +344,8 @@ class Firmware:
         _run_tool([self.cc, *self.flags, "-nostartfiles", "-L", str(self.build_dir),
                    "-T", str(mcu_dir() / LINKER_SCRIPT),
                    *(f for f in self.arch.link_flags if f not in self.flags), "-Wl,--gc-sections",
-                   *map(str, objects), "-lm", "-o", str(elf)], "link firmware", arch=self.machine.arch)
+                   *map(str, objects), "-lm", "-o", str(elf)], "link firmware",
+                  arch=self.machine.arch)
         return elf
 
     def link(self, feeds: Mapping[str, np.ndarray], out_dir: Path) -> Path:

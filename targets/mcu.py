@@ -47,7 +47,8 @@ CORTEX_M3 = _cortex_m("cortex-m3", "thumbv7m-none-eabi", SOFT_FLOAT,
                       board="STM32F103ZE", sram_kib=64, flash_kib=512, mhz=72, dsp=False)
 #: ARMv7E-M with the DSP extension and a single-precision FPU (FPv4-SP). STM32F407: 192 KiB SRAM,
 #: 1 MiB flash, 168 MHz.
-CORTEX_M4 = _cortex_m("cortex-m4", "thumbv7em-none-eabihf", ("-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"),
+CORTEX_M4 = _cortex_m("cortex-m4", "thumbv7em-none-eabihf",
+                      ("-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"),
                       board="STM32F407", sram_kib=192, flash_kib=1024, mhz=168, dsp=True)
 #: ARMv7E-M with the DSP extension and a double-precision FPU (FPv5-D16). STM32F767ZI
 #: (Nucleo-F767ZI): 512 KiB SRAM, 2 MiB flash, 216 MHz.
@@ -63,7 +64,8 @@ CORTEX_M33 = _cortex_m("cortex-m33", "thumbv8m.main-none-eabihf",
 #: from it. Arm's Corstone-300 reference design on the MPS3 FPGA board (AN547, what QEMU's
 #: ``mps3-an547`` emulates; it has no on-chip flash): 512 KiB DTCM for data, 512 KiB ITCM for code
 #: and constants, 32 MHz.
-CORTEX_M55 = _cortex_m("cortex-m55", "thumbv8.1m.main-none-eabihf", ("-mfloat-abi=hard", "-mfpu=auto"),
+CORTEX_M55 = _cortex_m("cortex-m55", "thumbv8.1m.main-none-eabihf",
+                       ("-mfloat-abi=hard", "-mfpu=auto"),
                        board="MPS3 AN547", sram_kib=512, flash_kib=512, mhz=32, dsp=True)
 
 #: RV32IMAC (integer, multiply/divide, atomics, compressed; no FPU, no DSP/P extension), built by

@@ -12,7 +12,7 @@
 static uint32_t semihost_call(uint32_t op, const void *arg)
 {
 #if defined(__riscv)
-    /* The RISC-V semihosting trap: ebreak between two marker no-ops, uncompressed and in one page. */
+    /* RISC-V: ebreak between two marker no-ops, uncompressed and within one page. */
     register uint32_t a0 __asm__("a0") = op;
     register const void *a1 __asm__("a1") = arg;
     __asm__ volatile(".option push\n\t.option norvc\n\t.balign 16\n\t"

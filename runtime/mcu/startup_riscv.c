@@ -1,8 +1,8 @@
 /* Minimal RV32 startup for firmware run under QEMU's `virt` board with `-bios none`
- * (onnxcc.runtime.qemu): Reset_Handler (placed first, where the board's reset code jumps) sets the stack
- * and global pointers, copies .data, zeroes .bss and calls main in machine mode; every trap
- * (there should be none) reports over semihosting (onnxcc_semihost.c). Not part of a generated
- * library. Linker symbols come from firmware.ld. */
+ * (onnxcc.runtime.qemu): Reset_Handler (placed first, where the board's reset code jumps) sets
+ * the stack and global pointers and the trap vector, copies .data, zeroes .bss and calls main in
+ * machine mode; every trap (there should be none) reports over semihosting (onnxcc_semihost.c).
+ * Not part of a generated library. Linker symbols come from firmware.ld. */
 #include <stdint.h>
 #include <stddef.h>
 

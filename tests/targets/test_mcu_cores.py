@@ -93,7 +93,8 @@ def test_float_cnn_on_core(cnn, target, tmp_path):
     elf = fw.link({"x": xs[:1]}, tmp_path)
     nm = subprocess.run([fw.cc.replace("gcc", "nm"), str(elf)], capture_output=True, text=True,
                         check=True)
-    syms = {p[2]: int(p[0], 16) for p in (ln.split() for ln in nm.stdout.splitlines()) if len(p) == 3}
+    syms = {p[2]: int(p[0], 16) for p in (ln.split() for ln in nm.stdout.splitlines())
+            if len(p) == 3}
     (fo, _), (ro, rl) = mc.flash, mc.ram
     first = "onnxcc_vectors" if mc.arch == "cortex-m" else "Reset_Handler"
     assert syms[first] == fo and ro <= syms["arena"] < ro + rl
@@ -160,3 +161,18 @@ def test_unknown_cpu_and_board_are_refused():
         qemu.machine_for(t)
     with pytest.raises(BuildError, match="known: microbit"):
         qemu.get_machine("stm32")
+
+
+@pytest.mark.parametrize("target", ["cortex-m0plus", "cortex-m33", "cortex-m55", "rv32imac"])
+def test_a_trap_on_the_core_is_reported_as_a_fault(mlp, target, tmp_path):
+    """__builtin_trap (UDF on Arm, ebreak on RISC-V) reaches the startup's fault handler, which
+    exits QEMU with 0xFE; run_elf names it."""
+    _tools_or_skip(target)
+    cm = onnxcc.compile(mlp[0], target)   # keeps its folder, where the firmware is built
+    fw = qemu.firmware(cm)
+    main = tmp_path / "bad_main.c"
+    main.write_text("int main(void);\nint main(void)\n{\n    __builtin_trap();\n    return 0;\n}\n")
+    elf = fw.link_objects([fw._compile(main, tmp_path / "bad_main.o"), *fw.runtime_objects],
+                          tmp_path / "bad.elf")
+    with pytest.raises(BuildError, match="exited with 254: the core took a fault"):
+        fw.run_elf(elf, timeout=20)
