@@ -189,7 +189,7 @@ _STATUS_RE = re.compile(r"^onnxcc-status (\d+)$", re.MULTILINE)
 
 
 def mcu_dir() -> Path:
-    """The folder holding ``startup.c``, ``onnxcc_semihost.h`` and the linker script."""
+    """The folder holding the startup files, ``onnxcc_semihost.c``/``.h`` and ``firmware.ld``."""
     return Path(str(resources.files("onnxcc.runtime") / "mcu"))
 
 
