@@ -13,7 +13,7 @@ import pytest
 from builders import make_model, ort_run
 from onnxcc.errors import BuildError
 from onnxcc.runtime import qemu
-from onnxcc.targets import get_target
+from onnxcc.targets import get_target, load_target_file
 
 CORES = ["cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55",
          "rv32imac"]
@@ -176,3 +176,15 @@ def test_a_trap_on_the_core_is_reported_as_a_fault(mlp, target, tmp_path):
                           tmp_path / "bad.elf")
     with pytest.raises(BuildError, match="exited with 254: the core took a fault"):
         fw.run_elf(elf, timeout=20)
+
+
+def test_a_board_file_runs_on_its_bases_core(mlp, tmp_path):
+    """A --target-file board keeps its base's cpu, so it runs on that core's emulated board."""
+    _tools_or_skip("cortex-m0plus")
+    board = tmp_path / "samd21.toml"
+    board.write_text('base = "cortex-m0plus"\nname = "samd21"\nboard = "ATSAMD21G18"\n'
+                     'sram_bytes = 32768\nflash_bytes = 262144\nclock_hz = 48000000\n')
+    model, xs = mlp
+    cm = onnxcc.compile(model, load_target_file(board))
+    assert qemu.firmware(cm).machine.name == "microbit"
+    _close(qemu.run_on_qemu(cm, {"x": xs[0]})["y"], ort_run(model, {"x": xs[0]})["y"])
