@@ -4,10 +4,13 @@ by onnxcc.Int8."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxcc
 import pytest
 from builders import make_model, ort_run
@@ -15,6 +18,7 @@ from onnxcc.errors import BuildError
 from onnxcc.runtime import qemu
 from onnxcc.targets import get_target, load_target_file
 
+MODELS = Path(__file__).resolve().parents[2] / "compiler" / "models"
 CORES = ["cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55",
          "rv32imac"]
 
@@ -188,3 +192,23 @@ def test_a_board_file_runs_on_its_bases_core(mlp, tmp_path):
     cm = onnxcc.compile(model, load_target_file(board))
     assert qemu.firmware(cm).machine.name == "microbit"
     _close(qemu.run_on_qemu(cm, {"x": xs[0]})["y"], ort_run(model, {"x": xs[0]})["y"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", CORES)
+def test_digits_on_core(target):
+    """The bundled digits CNN (two Conv+Relu+MaxPool, two Gemm) on every core, within 1e-5 of
+    onnxruntime; the cortex-m55 build runs Helium (MVE) vector code on its emulated core."""
+    _tools_or_skip(target)
+    model = onnx.load(str(MODELS / "digits.onnx"))
+    cm = onnxcc.compile(model, target, input_shapes={"input": (1, 1, 8, 8)}, name="digits")
+    with np.load(MODELS / "digits_test.npz", allow_pickle=False) as z:
+        x = z["x"][:2]
+    for xi in (x[:1], x[1:2]):
+        _close(qemu.run_on_qemu(cm, {"input": xi})["probabilities"],
+               ort_run(model, {"input": xi})["probabilities"])
+    if target == "cortex-m55":
+        fw = qemu.firmware(cm)
+        dis = subprocess.run([fw.cc.replace("gcc", "objdump"), "-d", str(fw.objects[0])],
+                             capture_output=True, text=True, check=True).stdout
+        assert re.search(r"\tv(mul|add|fma)\.f32\tq[0-7], q[0-7]", dis)   # MVE float on q registers
