@@ -95,8 +95,8 @@ class Machine:
 
 
 KIB, MIB = 1024, 1024 * 1024
-#: The boards, from QEMU 7.2's hw/arm/mps2.c, mps2-tz.c, nrf51_soc.c and hw/riscv/virt.c and the
-#: boards' application notes. The MPS2 AN385/AN386/AN500 images: 4 MiB ZBT SSRAM1 at 0 (where the
+#: The boards, as QEMU's hw/arm/mps2.c, mps2-tz.c and nrf51_soc.c and hw/riscv/virt.c model them
+#: (tests/targets/test_mcu_cores.py links and runs firmware on each). The MPS2 AN385/AN386/AN500 images: 4 MiB ZBT SSRAM1 at 0 (where the
 #: core starts, so it plays the flash), 4 MiB SSRAM2/3 at 0x20000000. The AN505 (IoT Kit, the
 #: core starts secure with its vector table at 0x10000000): SSRAM1 through its secure alias at
 #: 0x10000000, SSRAM2 and SSRAM3 (2 MiB each, contiguous) through theirs at 0x38000000. The AN547
