@@ -43,6 +43,7 @@ def load_target_file(path: str | Path) -> Target:
         clock_hz = 100000000
         pointer_bits = 32           # optional: 32 for family "mcu", 64 for "cpu" by default
         dsp = true                  # optional: the core has Arm's DSP extension (SMLAD)
+        board = "STM32F411CE"       # optional: the part, for people (not inherited from base)
 
     Keys are the :class:`Target` fields (``c_flags`` a list of strings). Raises
     :class:`OnnxccError` naming the file and key for unreadable TOML, unknown keys, wrong types
@@ -70,6 +71,8 @@ def load_target_file(path: str | Path) -> Target:
     fields = dict(base.__dict__) if base is not None else {}
     if base is not None and "family" in data and "pointer_bits" not in data:
         fields.pop("pointer_bits")   # the new family's default
+    if base is not None and "board" not in data:
+        fields.pop("board")   # a board file describes another part than its base's
     fields.update(data)
     missing = [k for k in ("name", "family", "triple", "cpu") if k not in fields]
     if missing:
