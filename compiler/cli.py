@@ -423,7 +423,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
     from onnxcc.targets import TARGETS
 
     for name, t in TARGETS.items():
-        print(f"{name:12s} {t.describe() if hasattr(t, 'describe') else t}")
+        print(f"{name:14s} {t.describe() if hasattr(t, 'describe') else t}")
     return 0
 
 
@@ -434,7 +434,8 @@ def cmd_ops(args: argparse.Namespace) -> int:
 
 def ops_table() -> str:
     """Markdown table: every registered op and whether each back end renders it. The C and
-    LLVM back ends render the loop IR, so an op lowered into it is in both columns; the HLS
+    LLVM back ends render the loop IR, so an op lowered into it is in both columns (the C back
+    end: host and the MCU targets; the LLVM back end: cpu, x86-64-v2/v3/v4 and aarch64); the HLS
     back end renders the ops that have a fixed-point form (``onnxcc.codegen.hls.reference``)."""
     from onnxcc.codegen.lower import registry as loop_registry
     from onnxcc.targets import TARGETS

@@ -245,7 +245,8 @@ def compile(model: str | Path | onnx.ModelProto, target: Any = "host", *,
     Args:
         model: path to an .onnx file, ``zoo:NAME``, or a ModelProto.
         target: ``host`` (C for this machine), ``cpu`` (LLVM for this machine's CPU),
-            ``x86-64-v2/v3/v4``/``aarch64`` (LLVM objects), ``cortex-m4`` (C for an M4), or a Target
+            ``x86-64-v2/v3/v4``/``aarch64`` (LLVM objects), ``cortex-m4`` (C for an M4; likewise
+            ``cortex-m0plus/m3/m7/m33/m55`` and ``rv32imac``), or a Target
             (``onnxcc.targets.load_target_file("board.toml")`` describes another board).
         input_shapes: binds unknown input dims (named, -1, or a declared 0), e.g.
             ``{"input": (1, 3, 224, 224)}``; a named dim bound for one input binds it in all.

@@ -1,9 +1,14 @@
-"""Build a generated cortex-m4 library into firmware and run it on an emulated Cortex-M4 (QEMU).
+"""Build a generated MCU library into firmware and run it on an emulated core (QEMU).
 
-The board is QEMU's ``mps2-an386`` (ARM MPS2 with the AN386 image: a Cortex-M4 with the
-single-precision FPU, so the hard-float ``-mfpu=fpv4-sp-d16`` code of the cortex-m4 target runs
-as is). The firmware is the library, a harness ``main`` (written here, not part of the library),
-``mcu/startup.c`` (vector table, reset handler, semihosting) and ``mcu/mps2_an386.ld``:
+Every MCU target runs on one of QEMU's boards (:data:`MACHINES`, chosen by the target's ``cpu``
+through :data:`MACHINE_OF_CPU`): Cortex-M3 on ``mps2-an385``, M4 on ``mps2-an386``, M7 on
+``mps2-an500``, M33 on ``mps2-an505``, M55 on ``mps3-an547``, M0+ on ``microbit`` (QEMU has no
+M0+; the micro:bit's nRF51 is a Cortex-M0, the same ARMv6-M instruction set, so the code built for
+``-mcpu=cortex-m0plus`` runs unchanged), rv32imac on ``qemu-system-riscv32 -M virt -bios none``.
+The firmware is the library, a harness ``main`` (written here, not part of the library), the
+core family's startup (``mcu/startup_cortex_m.c`` or ``mcu/startup_riscv.c``),
+``mcu/onnxcc_semihost.c`` and ``mcu/firmware.ld`` with the board's memory map
+(``onnxcc_memory.ld``, written from :data:`MACHINES`):
 
 * the inputs are embedded in the firmware as typed ``const`` arrays generated for each run (only
   that small file is recompiled; the library and harness objects are built once per library);
@@ -22,6 +27,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -30,11 +36,97 @@ import numpy as np
 from onnxcc.errors import BuildError
 from onnxcc.runtime.build import CORTEX_M4_FLAGS, WARN_FLAGS, check_feeds, library_sources
 
-BOARD = "mps2-an386"
-QEMU = "qemu-system-arm"
-CROSS_CC = "arm-none-eabi-gcc"
-LINKER_SCRIPT = "mps2_an386.ld"
-STARTUP = "startup.c"
+
+@dataclass(frozen=True)
+class Arch:
+    """What firmware for one family of cores needs: the cross compiler and its C library, the
+    startup file, how to link, and the QEMU binary (each with the Debian package to install)."""
+
+    cc: str
+    cc_packages: str
+    qemu: str
+    qemu_package: str
+    startup: str
+    link_flags: tuple[str, ...]
+    default_flags: tuple[str, ...]
+
+
+ARCHES = {
+    "cortex-m": Arch("arm-none-eabi-gcc", "gcc-arm-none-eabi libnewlib-arm-none-eabi",
+                     "qemu-system-arm", "qemu-system-arm", "startup_cortex_m.c",
+                     ("--specs=nano.specs", "--specs=nosys.specs"), CORTEX_M4_FLAGS),
+    "riscv": Arch("riscv64-unknown-elf-gcc", "gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf",
+                  "qemu-system-riscv32", "qemu-system-misc", "startup_riscv.c",
+                  ("--specs=picolibc.specs",),
+                  ("-march=rv32imac", "-mabi=ilp32", "--specs=picolibc.specs")),
+}
+
+
+@dataclass(frozen=True)
+class Machine:
+    """One emulated board: QEMU's ``-M`` name, its options, and where firmware goes.
+
+    Attributes:
+        name: QEMU's machine (``-M``).
+        core: the core it emulates, for messages.
+        arch: the key of its :class:`Arch` in :data:`ARCHES`.
+        args: QEMU options besides ``-M`` (the ``-cpu``, or ``-bios none``).
+        flash: (origin, bytes) of the memory for code and constants, starting where the core
+            fetches its vector table (Cortex-M) or first instruction (RISC-V) at reset.
+        ram: (origin, bytes) of the memory for .data, .bss (the arena) and the stack.
+        stack_bytes: the stack reserved at the top of ``ram``, in bytes.
+    """
+
+    name: str
+    core: str
+    arch: str
+    args: tuple[str, ...]
+    flash: tuple[int, int]
+    ram: tuple[int, int]
+    stack_bytes: int = 0x10000
+
+    def memory_script(self) -> str:
+        """The ``onnxcc_memory.ld`` that ``mcu/firmware.ld`` includes for this board."""
+        (fo, fl), (ro, rl) = self.flash, self.ram
+        return (f"/* {self.name} ({self.core}): written by onnxcc.runtime.qemu */\n"
+                f"MEMORY\n{{\n    FLASH (rx)  : ORIGIN = {fo:#010x}, LENGTH = {fl:#x}\n"
+                f"    RAM   (rwx) : ORIGIN = {ro:#010x}, LENGTH = {rl:#x}\n}}\n"
+                f"_stack_size = {self.stack_bytes:#x};\n")
+
+
+KIB, MIB = 1024, 1024 * 1024
+#: The boards, as QEMU's hw/arm/mps2.c, mps2-tz.c and nrf51_soc.c and hw/riscv/virt.c model them
+#: (tests/targets/test_mcu_cores.py links and runs firmware on each). The MPS2 AN385/AN386/AN500 images: 4 MiB ZBT SSRAM1 at 0 (where the
+#: core starts, so it plays the flash), 4 MiB SSRAM2/3 at 0x20000000. The AN505 (IoT Kit, the
+#: core starts secure with its vector table at 0x10000000): SSRAM1 through its secure alias at
+#: 0x10000000, SSRAM2 and SSRAM3 (2 MiB each, contiguous) through theirs at 0x38000000. The AN547
+#: (Corstone-300, vector table at 0): the 512 KiB ITCM at 0 and the 512 KiB DTCM at 0x20000000.
+#: The micro:bit (nRF51822): 256 KiB flash at 0, 16 KiB SRAM at 0x20000000. RISC-V ``virt``:
+#: DRAM at 0x80000000, where the board's reset code jumps with ``-bios none``.
+MACHINES: dict[str, Machine] = {m.name: m for m in [
+    Machine("microbit", "Cortex-M0", "cortex-m", ("-cpu", "cortex-m0"),
+            (0x00000000, 256 * KIB), (0x20000000, 16 * KIB), stack_bytes=4 * KIB),
+    Machine("mps2-an385", "Cortex-M3", "cortex-m", ("-cpu", "cortex-m3"),
+            (0x00000000, 4 * MIB), (0x20000000, 4 * MIB)),
+    Machine("mps2-an386", "Cortex-M4", "cortex-m", ("-cpu", "cortex-m4"),
+            (0x00000000, 4 * MIB), (0x20000000, 4 * MIB)),
+    Machine("mps2-an500", "Cortex-M7", "cortex-m", ("-cpu", "cortex-m7"),
+            (0x00000000, 4 * MIB), (0x20000000, 4 * MIB)),
+    Machine("mps2-an505", "Cortex-M33", "cortex-m", ("-cpu", "cortex-m33"),
+            (0x10000000, 4 * MIB), (0x38000000, 4 * MIB)),
+    Machine("mps3-an547", "Cortex-M55", "cortex-m", ("-cpu", "cortex-m55"),
+            (0x00000000, 512 * KIB), (0x20000000, 512 * KIB)),
+    Machine("virt", "RV32IMAC", "riscv", ("-bios", "none"),
+            (0x80000000, 4 * MIB), (0x80400000, 4 * MIB)),
+]}
+#: The board each target's ``cpu`` runs on.
+MACHINE_OF_CPU = {"cortex-m0plus": "microbit", "cortex-m0": "microbit", "cortex-m3": "mps2-an385",
+                  "cortex-m4": "mps2-an386", "cortex-m7": "mps2-an500",
+                  "cortex-m33": "mps2-an505", "cortex-m55": "mps3-an547", "rv32imac": "virt"}
+
+BOARD = "mps2-an386"   # the board of a library built for a target that is not an MCU
+LINKER_SCRIPT = "firmware.ld"
+MEMORY_SCRIPT = "onnxcc_memory.ld"
 #: exit codes the startup file uses for a fault and for an unexpected interrupt
 FAULT_EXIT, UNEXPECTED_IRQ_EXIT = 0xFE, 0xFD
 #: the harness exits with 100 + status when ``<m>_run`` returns a non-OK status
@@ -97,7 +189,7 @@ _STATUS_RE = re.compile(r"^onnxcc-status (\d+)$", re.MULTILINE)
 
 
 def mcu_dir() -> Path:
-    """The folder holding ``startup.c``, ``onnxcc_semihost.h`` and the linker script."""
+    """The folder holding the startup files, ``onnxcc_semihost.c``/``.h`` and ``firmware.ld``."""
     return Path(str(resources.files("onnxcc.runtime") / "mcu"))
 
 
@@ -105,34 +197,42 @@ def include_dir() -> Path:
     return Path(str(resources.files("onnxcc.runtime") / "include"))
 
 
-def find_tools(cc: str = CROSS_CC, qemu: str = QEMU) -> tuple[str, str]:
-    """The cross compiler and QEMU, as paths. Raises BuildError naming the Debian package when
-    either is missing."""
+def find_tools(cc: str | None = None, qemu: str | None = None, *,
+               arch: str = "cortex-m") -> tuple[str, str]:
+    """The cross compiler and QEMU for ``arch`` (a key of :data:`ARCHES`; ``cc``/``qemu``
+    override its commands), as paths. Raises BuildError naming the Debian package when either
+    is missing."""
+    a = ARCHES[arch]
+    cc, qemu = cc or a.cc, qemu or a.qemu
     cc_path, qemu_path = shutil.which(cc), shutil.which(qemu)
     if not cc_path:
-        raise BuildError(f"{cc} not found: cannot build cortex-m4 firmware",
-                         hint="install it: apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi")
+        raise BuildError(f"{cc} not found: cannot build {arch} firmware",
+                         hint=f"install it: apt-get install {a.cc_packages}")
     if not qemu_path:
-        raise BuildError(f"{qemu} not found: cannot run cortex-m4 firmware",
-                         hint="install it: apt-get install qemu-system-arm")
+        raise BuildError(f"{qemu} not found: cannot run {arch} firmware",
+                         hint=f"install it: apt-get install {a.qemu_package}")
     return cc_path, qemu_path
 
 
-def _run_tool(cmd: Sequence[str], what: str, timeout: float = 600) -> str:
+def _run_tool(cmd: Sequence[str], what: str, timeout: float = 600, *,
+              arch: str = "cortex-m") -> str:
+    a = ARCHES[arch]
     try:
         p = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout,
                            stdin=subprocess.DEVNULL, check=False)
     except FileNotFoundError as e:
         raise BuildError(f"{what}: {cmd[0]} not found",
-                         hint="apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm") from e
+                         hint=f"apt-get install {a.cc_packages} {a.qemu_package}") from e
     except subprocess.TimeoutExpired as e:
         raise BuildError(f"{what} timed out after {timeout:g} s: {' '.join(cmd)}") from e
     if p.returncode != 0:
         hint = "this is a bug in onnxcc's generated code; please report it with the model"
         text = p.stdout + p.stderr
-        if "cannot find -lc" in text or "cannot find -lm" in text or "nano.specs" in text \
-                or "stdint.h: No such file" in text:
-            hint = "the C library for arm-none-eabi is missing: apt-get install libnewlib-arm-none-eabi"
+        if any(k in text for k in ("cannot find -lc", "cannot find -lm", "cannot read spec file",
+                                   "stdint.h: No such file", "math.h: No such file")):
+            hint = f"the C library for {a.cc} is missing: apt-get install {a.cc_packages}"
+        elif "region `FLASH' overflowed" in text or "region `RAM' overflowed" in text:
+            hint = "the firmware does not fit the emulated board's memory (qemu.MACHINES)"
         raise BuildError(f"{what} failed ({p.returncode}): {' '.join(cmd)}\n{text}"[-6000:], hint=hint)
     return p.stdout
 
@@ -202,76 +302,85 @@ def write_harness(path: Path, mmap: dict) -> Path:
     return path
 
 
-def _target_flags(cm: Any) -> tuple[str, ...]:
-    tgt = getattr(cm, "target", None)
-    if getattr(tgt, "cpu", None) == "cortex-m4" and getattr(tgt, "c_flags", None):
-        return tuple(tgt.c_flags)
-    return CORTEX_M4_FLAGS
-
-
 class Firmware:
-    """The library of one CompiledModel built for the board: objects compiled once, then linked
-    with a fresh inputs file for each ``run``."""
+    """The library of one CompiledModel built for an emulated board (a :class:`Machine`):
+    objects compiled once, then linked with a fresh inputs file for each ``run``."""
 
-    def __init__(self, lib_dir: Path, mmap: dict, *, flags: Sequence[str] = CORTEX_M4_FLAGS,
-                 opt: str = "-O2", cc: str = CROSS_CC, qemu: str = QEMU) -> None:
+    def __init__(self, lib_dir: Path, mmap: dict, *, flags: Sequence[str] | None = None,
+                 opt: str = "-O2", cc: str | None = None, qemu: str | None = None,
+                 machine: str | Machine = BOARD) -> None:
+        self.machine = machine if isinstance(machine, Machine) else get_machine(machine)
+        self.arch = ARCHES[self.machine.arch]
         self.lib_dir, self.mmap = Path(lib_dir), mmap
-        self.cc, self.qemu = find_tools(cc, qemu)
+        self.cc, self.qemu = find_tools(cc, qemu, arch=self.machine.arch)
+        flags = self.arch.default_flags if flags is None else flags
         self.flags = [*flags, opt, "-ffunction-sections", "-fdata-sections"]
-        self.build_dir = self.lib_dir / "qemu"
+        self.build_dir = self.lib_dir / f"qemu-{self.machine.name}"
         self.build_dir.mkdir(exist_ok=True)
+        (self.build_dir / MEMORY_SCRIPT).write_text(self.machine.memory_script())
         self.timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        self.objects = self._compile_library()
+        self.runtime_objects = [self._compile(mcu_dir() / s, self.build_dir / (Path(s).stem + ".o"))
+                                for s in (self.arch.startup, "onnxcc_semihost.c")]
+        self.objects = [*self._compile_library(), *self.runtime_objects]
         self.timings["build_s"] = time.perf_counter() - t0
 
     def _compile(self, src: Path, obj: Path, warn: Sequence[str] = WARN_FLAGS) -> Path:
         inc = [f"-I{self.lib_dir}", f"-I{mcu_dir()}", f"-I{include_dir()}", f"-Wa,-I{self.lib_dir}"]
         _run_tool([self.cc, *warn, *self.flags, *inc, "-c", str(src), "-o", str(obj)],
-                  f"cross-compile {src.name}")
+                  f"cross-compile {src.name}", arch=self.machine.arch)
         return obj
 
     def _compile_library(self) -> list[Path]:
         m, b = self.mmap["c_prefix"], self.build_dir
         harness = write_harness(b / f"{m}_qemu_main.c", self.mmap)
-        srcs = [*library_sources(self.lib_dir, self.mmap), harness, mcu_dir() / STARTUP]
+        srcs = [*library_sources(self.lib_dir, self.mmap), harness]
         # The LLVM back end's object is linked as it is.
         return [s if s.suffix == ".o" else self._compile(s, b / (s.stem + ".o")) for s in srcs]
+
+    def link_objects(self, objects: Sequence[Path], elf: Path) -> Path:
+        """Link ``objects`` (which hold ``main``, the startup and semihosting objects among
+        them) into ``elf`` for the board; returns ``elf``."""
+        _run_tool([self.cc, *self.flags, "-nostartfiles", "-L", str(self.build_dir),
+                   "-T", str(mcu_dir() / LINKER_SCRIPT),
+                   *(f for f in self.arch.link_flags if f not in self.flags), "-Wl,--gc-sections",
+                   *map(str, objects), "-lm", "-o", str(elf)], "link firmware",
+                  arch=self.machine.arch)
+        return elf
 
     def link(self, feeds: Mapping[str, np.ndarray], out_dir: Path) -> Path:
         """Link firmware with ``feeds`` embedded; returns the ELF path."""
         m = self.mmap["c_prefix"]
         src = write_inputs(out_dir / f"{m}_qemu_inputs.c", self.mmap, feeds)
         obj = self._compile(src, out_dir / f"{m}_qemu_inputs.o")
-        elf = out_dir / f"{m}_qemu.elf"
-        _run_tool([self.cc, *self.flags, "-nostartfiles", "-T", str(mcu_dir() / LINKER_SCRIPT),
-                   "--specs=nano.specs", "--specs=nosys.specs", "-Wl,--gc-sections",
-                   *map(str, self.objects), str(obj),
-                   "-lm", "-o", str(elf)], "link firmware")
-        return elf
+        return self.link_objects([*self.objects, obj], out_dir / f"{m}_qemu.elf")
 
     def run_elf(self, elf: Path, timeout: float = 60) -> str:
         """Run ``elf`` on the board; returns its semihosting stdout. Raises BuildError when QEMU
-        fails, times out, or the firmware exits with a non-zero status."""
-        cmd = [self.qemu, "-M", BOARD, "-cpu", "cortex-m4", "-nographic", "-monitor", "none",
+        fails, times out (``timeout`` in seconds), or the firmware exits with a non-zero status."""
+        mc = self.machine
+        cmd = [self.qemu, "-M", mc.name, *mc.args, "-nographic", "-monitor", "none",
                "-serial", "null", "-semihosting-config", "enable=on,target=native",
                "-kernel", str(elf)]
+        where = f"{Path(self.qemu).name} -M {mc.name} ({mc.core})"
         try:
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                                stdin=subprocess.DEVNULL, check=False)
         except subprocess.TimeoutExpired as e:
             out = (e.stdout or b"")[-2000:]
-            raise BuildError(f"{QEMU} timed out after {timeout:g} s on {BOARD}: {' '.join(cmd)}\n{out!r}",
+            raise BuildError(f"{where} timed out after {timeout:g} s: {' '.join(cmd)}\n{out!r}",
                              hint="the firmware hangs or is very slow; raise timeout= for big models") from e
         except FileNotFoundError as e:
-            raise BuildError(f"{QEMU} not found", hint="install it: apt-get install qemu-system-arm") from e
+            raise BuildError(f"{self.qemu} not found",
+                             hint=f"install it: apt-get install {self.arch.qemu_package}") from e
         text = p.stdout + p.stderr
         if p.returncode != 0:
-            why = {FAULT_EXIT: "the core took a fault (HardFault/MemManage/BusFault/UsageFault)",
+            why = {FAULT_EXIT: "the core took a fault (HardFault/MemManage/BusFault/UsageFault, "
+                               "or a RISC-V trap)",
                    UNEXPECTED_IRQ_EXIT: "an unexpected interrupt"}.get(p.returncode, "")
             if p.returncode > STATUS_BASE and p.returncode < FAULT_EXIT - 1:
                 why = f"{self.mmap['c_prefix']}_run returned status {p.returncode - STATUS_BASE}"
-            raise BuildError(f"firmware on {QEMU} -M {BOARD} exited with {p.returncode}"
+            raise BuildError(f"firmware on {where} exited with {p.returncode}"
                              f"{': ' + why if why else ''}\n{' '.join(cmd)}\n{text}"[-6000:],
                              hint="1 = NULL argument, 2 = arena too small, 3 = arena misaligned; "
                              "otherwise a bug in onnxcc's generated code, please report it")
@@ -282,7 +391,7 @@ class Firmware:
         st = _STATUS_RE.search(text)
         found = {int(k): h for k, h in _OUT_RE.findall(text)}
         if st is None or int(st.group(1)) != 0 or len(found) != len(self.mmap["outputs"]):
-            raise BuildError(f"unexpected firmware output on {BOARD}:\n{text[-4000:]}",
+            raise BuildError(f"unexpected firmware output on {self.machine.name}:\n{text[-4000:]}",
                              hint="this is a bug in onnxcc's QEMU harness; please report it")
         res = {}
         for k, t in enumerate(self.mmap["outputs"]):
@@ -292,7 +401,8 @@ class Firmware:
         return res
 
     def run(self, feeds: Mapping[str, np.ndarray], timeout: float = 60) -> dict[str, np.ndarray]:
-        """Link firmware with ``feeds`` and run it on the board; returns output name -> array."""
+        """Link firmware with ``feeds`` and run it on the board (``timeout`` in seconds);
+        returns output name -> array."""
         with tempfile.TemporaryDirectory(prefix="onnxcc_qemu_", dir=self.build_dir) as td:
             t0 = time.perf_counter()
             elf = self.link(feeds, Path(td))
@@ -303,27 +413,50 @@ class Firmware:
         return self.parse(text)
 
 
-def _target_cc(cm: Any) -> str:
-    cc = getattr(getattr(cm, "target", None), "cc", None)
-    return cc if cc and cc.endswith("arm-none-eabi-gcc") else CROSS_CC
+def get_machine(name: str) -> Machine:
+    """The board called ``name`` in :data:`MACHINES`. Raises BuildError listing them."""
+    try:
+        return MACHINES[name]
+    except KeyError:
+        raise BuildError(f"unknown emulated board {name!r}; known: {', '.join(MACHINES)}") from None
 
 
-def firmware(cm: Any, *, opt: str = "-O2") -> Firmware:
-    """The (cached) Firmware of a CompiledModel ``cm``."""
+def machine_for(target: Any) -> Machine:
+    """The board a library compiled for ``target`` runs on: by the target's ``cpu``
+    (:data:`MACHINE_OF_CPU`), ``mps2-an386`` for a target outside the ``mcu`` family. Raises
+    BuildError naming the CPUs that have a board."""
+    if getattr(target, "family", None) != "mcu":
+        return MACHINES[BOARD]
+    name = MACHINE_OF_CPU.get(target.cpu)
+    if name is None:
+        raise BuildError(f"no emulated board for cpu {target.cpu!r} of target {target.name}",
+                         hint=f"cpus with a board: {', '.join(MACHINE_OF_CPU)}; or pass "
+                         f"machine= one of {', '.join(MACHINES)}")
+    return MACHINES[name]
+
+
+def firmware(cm: Any, *, opt: str = "-O2", machine: str | None = None) -> Firmware:
+    """The (cached) Firmware of a CompiledModel ``cm`` for ``machine`` (a key of
+    :data:`MACHINES`; by default the board of ``cm``'s target, :func:`machine_for`)."""
+    tgt = getattr(cm, "target", None)
+    mc = get_machine(machine) if machine else machine_for(tgt)
     cache = cm.__dict__.setdefault("_qemu_fw", {})
-    if opt not in cache:
-        cache[opt] = Firmware(cm.lib_dir, cm.mmap, flags=_target_flags(cm), opt=opt,
-                              cc=_target_cc(cm))
-    return cache[opt]
+    key = (opt, mc.name)
+    if key not in cache:
+        mcu = getattr(tgt, "family", None) == "mcu"
+        cache[key] = Firmware(cm.lib_dir, cm.mmap, flags=tgt.c_flags if mcu else None, opt=opt,
+                              cc=tgt.cc if mcu else None, machine=mc)
+    return cache[key]
 
 
 def run_on_qemu(cm: Any, feeds: Mapping[str, np.ndarray], *, timeout: float = 60,
-                opt: str = "-O2") -> dict[str, np.ndarray]:
-    """Build ``cm`` (a CompiledModel, normally for ``cortex-m4``) into firmware for QEMU's
-    ``mps2-an386`` Cortex-M4 board and run it on ``feeds`` (input name -> array).
+                opt: str = "-O2", machine: str | None = None) -> dict[str, np.ndarray]:
+    """Build ``cm`` (a CompiledModel for an MCU target) into firmware for the emulated board of
+    its target (:func:`machine_for`, or ``machine``) and run it on ``feeds`` (input name ->
+    array); ``timeout`` in seconds.
 
     Returns output name -> array. Raises ShapeError for a missing or mis-shaped input, BuildError
-    with the tool's output when arm-none-eabi-gcc or qemu-system-arm is missing (the hint names
-    the Debian package), when a build fails, or when the run fails or times out.
+    with the tool's output when the cross compiler or QEMU is missing (the hint names the Debian
+    package), when a build fails, or when the run fails or times out.
     """
-    return firmware(cm, opt=opt).run(feeds, timeout=timeout)
+    return firmware(cm, opt=opt, machine=machine).run(feeds, timeout=timeout)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need: the Python test extras and, when missing and run as root, the
-# Debian packages for the second host compiler (clang), the Cortex-M cross compiler and QEMU.
+# Debian packages for the second host compiler (clang), the Cortex-M and RV32 cross compilers with
+# their C libraries, and QEMU for both (qemu-system-riscv32 is in qemu-system-misc).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pip install -q -e ".[test]"
@@ -9,6 +10,9 @@ command -v clang >/dev/null || missing+=(clang)
 command -v arm-none-eabi-gcc >/dev/null || missing+=(gcc-arm-none-eabi)
 [ -e /usr/lib/arm-none-eabi/newlib ] || [ -e /usr/lib/arm-none-eabi/include/stdlib.h ] || missing+=(libnewlib-arm-none-eabi)
 command -v qemu-system-arm >/dev/null || missing+=(qemu-system-arm)
+command -v riscv64-unknown-elf-gcc >/dev/null || missing+=(gcc-riscv64-unknown-elf)
+[ -e /usr/lib/picolibc/riscv64-unknown-elf/picolibc.specs ] || missing+=(picolibc-riscv64-unknown-elf)
+command -v qemu-system-riscv32 >/dev/null || missing+=(qemu-system-misc)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq

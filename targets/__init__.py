@@ -30,7 +30,7 @@ def get_target(name: str | Target) -> Target:
 
 _FIELDS = {"name": str, "family": str, "triple": str, "cpu": str, "c_flags": list, "cc": str,
            "sram_bytes": int, "flash_bytes": int, "clock_hz": int, "weights_in_c": bool,
-           "pointer_bits": int, "backend": str, "features": str}
+           "pointer_bits": int, "backend": str, "features": str, "dsp": bool, "board": str}
 
 
 def load_target_file(path: str | Path) -> Target:
@@ -42,6 +42,8 @@ def load_target_file(path: str | Path) -> Target:
         flash_bytes = 524288        # bytes
         clock_hz = 100000000
         pointer_bits = 32           # optional: 32 for family "mcu", 64 for "cpu" by default
+        dsp = true                  # optional: the core has Arm's DSP extension (SMLAD)
+        board = "STM32F411CE"       # optional: the part, for people (not inherited from base)
 
     Keys are the :class:`Target` fields (``c_flags`` a list of strings). Raises
     :class:`OnnxccError` naming the file and key for unreadable TOML, unknown keys, wrong types
@@ -69,6 +71,8 @@ def load_target_file(path: str | Path) -> Target:
     fields = dict(base.__dict__) if base is not None else {}
     if base is not None and "family" in data and "pointer_bits" not in data:
         fields.pop("pointer_bits")   # the new family's default
+    if base is not None and "board" not in data:
+        fields.pop("board")   # a board file describes another part than its base's
     fields.update(data)
     missing = [k for k in ("name", "family", "triple", "cpu") if k not in fields]
     if missing:

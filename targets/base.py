@@ -32,6 +32,10 @@ class Target:
             written as an object file beside the same C header).
         features: LLVM target features for the ``llvm`` back end (``+neon``...); with
             ``cpu="native"`` the CPU name and features come from LLVM's host detection.
+        dsp: the core has Arm's DSP extension (the dual 16-bit multiply-accumulate ``SMLAD``
+            and the other SIMD-in-a-register instructions of ARMv7E-M/ARMv8-M Mainline: Cortex-M4,
+            M7, M33, M55); False for Cortex-M0+/M3, RISC-V without the P extension and hosts.
+        board: the part whose SRAM, flash and clock these are (``STM32F407``), for people.
         fpga: the FPGA part of an ``hls`` target (``onnxcc.targets.fpga.FpgaPart``: part
             string, DSP slices, BRAM18 blocks, LUTs, flip-flops); None for processors. Its
             clock is ``clock_hz`` (the HLS clock period is ``1e9 / clock_hz`` ns).
@@ -50,6 +54,8 @@ class Target:
     pointer_bits: int | None = None
     backend: str = "c"
     features: str = ""
+    dsp: bool = False
+    board: str = ""
     fpga: Any = None
 
     def __post_init__(self) -> None:
@@ -128,12 +134,16 @@ class Target:
     def describe(self) -> str:
         """One line for ``onnxcc targets``."""
         parts = [f"{self.backend.upper()} back end", self.triple, self.cpu, f"{self.pointer_bits}-bit"]
+        if self.board:
+            parts.append(self.board)
         if self.sram_bytes is not None:
             parts.append(f"{self.sram_bytes // 1024} KiB SRAM")
         if self.flash_bytes is not None:
             parts.append(f"{self.flash_bytes // 1024} KiB flash")
         if self.clock_hz is not None:
             parts.append(f"{self.clock_hz / 1e6:g} MHz")
+        if self.family == "mcu":
+            parts.append("DSP extension" if self.dsp else "no DSP extension")
         if self.fpga is not None:
             parts.append(self.fpga.describe())
         if self.backend == "hls":

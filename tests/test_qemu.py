@@ -125,11 +125,7 @@ def test_failed_runs_raise_build_error(digits, tmp_path, body, timeout, match):
     fw = qemu.firmware(cm)
     main = tmp_path / "bad_main.c"
     main.write_text("int main(void);\nint main(void)\n{\n    " + body + "\n    return 0;\n}\n")
-    objs = [fw._compile(main, tmp_path / "bad_main.o"),
-            fw._compile(qemu.mcu_dir() / qemu.STARTUP, tmp_path / "startup.o")]
-    elf = tmp_path / "bad.elf"
-    qemu._run_tool([fw.cc, *fw.flags, "-nostartfiles", "-T", str(qemu.mcu_dir() / qemu.LINKER_SCRIPT),
-                    "--specs=nano.specs", "--specs=nosys.specs", *map(str, objs), "-o", str(elf)],
-                   "link")
+    objs = [fw._compile(main, tmp_path / "bad_main.o"), *fw.runtime_objects]
+    elf = fw.link_objects(objs, tmp_path / "bad.elf")
     with pytest.raises(BuildError, match=match):
         fw.run_elf(elf, timeout=timeout)

@@ -18,3 +18,16 @@ def test_ci_runs_the_readme_commands():
     for cmd in ('pip install -e ".[test]" && onnxcc compile',
                 "bash scripts/install-test-deps.sh && python -m pytest -n 2 -q"):
         assert f"\n{cmd}\n" in readme and f"\n{cmd}\n" in ci
+
+
+def test_mcu_table_matches_the_targets():
+    from onnxcc.targets import TARGETS
+
+    text = (ROOT / "README.md").read_text()
+    mcus = [t for t in TARGETS.values() if t.family == "mcu"]
+    assert len(mcus) == 7
+    for t in mcus:
+        row = f"| `{t.name}` | `{' '.join(t.c_flags)}`"
+        assert row in text, row
+        assert text.split(row, 1)[1].split("|")[1].strip() == ("yes" if t.dsp else "no")
+        assert t.board in text.split(row, 1)[1].splitlines()[0]

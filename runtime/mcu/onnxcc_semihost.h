@@ -1,4 +1,4 @@
-/* Semihosting calls provided by startup.c (onnxcc.runtime.qemu). Not part of a generated library. */
+/* Semihosting calls provided by onnxcc_semihost.c (onnxcc.runtime.qemu). Not part of a generated library. */
 #ifndef ONNXCC_SEMIHOST_H
 #define ONNXCC_SEMIHOST_H
 

@@ -31,7 +31,17 @@ def test_full_board_and_cli(tmp_path, capsys):
     assert "compiled for big" in capsys.readouterr().out
 
 
+def test_dsp_and_board_keys(tmp_path):
+    t = load_target_file(_board(tmp_path, 'base = "cortex-m3"\nname = "m3x"\ndsp = true\n'
+                                          'board = "STM32F205"\n'))
+    assert (t.dsp, t.board, t.cpu) == (True, "STM32F205", "cortex-m3")
+    assert "STM32F205" in t.describe() and "DSP extension" in t.describe()
+    t = load_target_file(_board(tmp_path, 'base = "cortex-m4"\nname = "stm32f411"\n'))
+    assert t.dsp and t.board == ""   # dsp comes from the base's core, the board is another part
+
+
 @pytest.mark.parametrize("text,msg", [
+    ('base = "cortex-m4"\ndsp = "yes"\n', "dsp must be a bool"),
     ('name = "x"\nsram = 5\n', "unknown key 'sram'"),
     ('base = "cortex-m4"\nsram_bytes = "lots"\n', "sram_bytes must be a int"),
     ('base = "cortex-m4"\nsram_bytes = -1\n', "must be positive"),

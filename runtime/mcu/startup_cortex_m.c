@@ -1,7 +1,9 @@
-/* Minimal Cortex-M4F startup for firmware run under QEMU (onnxcc.runtime.qemu): the vector table,
- * a reset handler that enables the FPU, copies .data from flash, zeroes .bss and calls main, fault
- * handlers that report over semihosting, and the two semihosting calls the harness uses.
- * Not part of a generated library. Linker symbols come from mps2_an386.ld. */
+/* Minimal Cortex-M startup for firmware run under QEMU (onnxcc.runtime.qemu): the vector table,
+ * a reset handler that enables the FPU (on cores built with one), copies .data from flash, zeroes
+ * .bss and calls main, and fault handlers that report over semihosting (onnxcc_semihost.c).
+ * Builds for ARMv6-M (M0/M0+), ARMv7-M (M3, M4, M7) and ARMv8-M (M33, M55: they start in the
+ * secure state, which runs this as is). Not part of a generated library. Linker symbols come from
+ * firmware.ld. */
 #include <stdint.h>
 #include <stddef.h>
 
@@ -16,40 +18,14 @@ void Reset_Handler(void);
 void Fault_Handler(void);
 void Default_Handler(void);
 
-#define SEMIHOST_SYS_WRITE0 0x04
-#define SEMIHOST_SYS_EXIT_EXTENDED 0x20
-#define ADP_STOPPED_APPLICATION_EXIT 0x20026u
-
-static uint32_t semihost_call(uint32_t op, const void *arg)
-{
-    register uint32_t r0 __asm__("r0") = op;
-    register const void *r1 __asm__("r1") = arg;
-    __asm__ volatile("bkpt #0xAB" : "+r"(r0) : "r"(r1) : "memory");
-    return r0;
-}
-
-void onnxcc_semihost_write0(const char *s)
-{
-    semihost_call(SEMIHOST_SYS_WRITE0, s);
-}
-
-void onnxcc_semihost_exit(int status)
-{
-    /* SYS_EXIT_EXTENDED: QEMU exits with `status` as its own exit code. */
-    uint32_t block[2];
-    block[0] = ADP_STOPPED_APPLICATION_EXIT;
-    block[1] = (uint32_t)status;
-    semihost_call(SEMIHOST_SYS_EXIT_EXTENDED, block);
-    for (;;) {
-    }
-}
-
 void Reset_Handler(void)
 {
-    volatile uint32_t *const cpacr = (volatile uint32_t *)0xE000ED88u;
     uint32_t *src, *dst;
-    *cpacr |= 0xFu << 20;                      /* CP10 and CP11 full access: the FPU */
+#if defined(__ARM_FP) || defined(__ARM_FEATURE_MVE)
+    volatile uint32_t *const cpacr = (volatile uint32_t *)0xE000ED88u;
+    *cpacr |= 0xFu << 20;                      /* CP10 and CP11 full access: the FPU (and MVE) */
     __asm__ volatile("dsb\n\tisb" ::: "memory");
+#endif
     for (src = _sidata, dst = _sdata; dst < _edata;)
         *dst++ = *src++;
     for (dst = _sbss; dst < _ebss;)
@@ -78,7 +54,8 @@ void (*const onnxcc_vectors[16])(void) = {
     Fault_Handler,    /* MemManage */
     Fault_Handler,    /* BusFault */
     Fault_Handler,    /* UsageFault */
-    0, 0, 0, 0,
+    Fault_Handler,    /* SecureFault (ARMv8-M) */
+    0, 0, 0,
     Default_Handler,  /* SVCall */
     Default_Handler,  /* DebugMonitor */
     0,
