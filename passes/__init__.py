@@ -13,6 +13,7 @@ from . import (
     fuse_qdq,
     plan_memory,
     schedule,
+    table_activation,
     table_softmax,
 )
 from .liveness import liveness, peak_live_bytes
@@ -22,4 +23,4 @@ from .plan_memory import Buffer, MemoryPlan, check_plan
 __all__ = ["PASSES", "Buffer", "GraphPass", "MemoryPlan", "canonicalize", "check_plan",
            "fold_batchnorm", "fuse_conv_activation", "fuse_elementwise", "fuse_qdq", "get_pass", "graph_pass",
            "liveness", "peak_live_bytes", "plan_memory", "run_pipeline", "schedule",
-           "table_softmax"]
+           "table_activation", "table_softmax"]

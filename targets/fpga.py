@@ -13,7 +13,8 @@ numbers are the device data sheets' totals:
   LUTs, 3,456,000 flip-flops; 300 MHz (3.33 ns), the card's default kernel clock.
 
 The pipeline keeps each layer a node of its own (no elementwise fusion: every tensor gets its
-own fixed-point type), turns Softmax into the table-driven ``onnxcc.TableSoftmax``, and plans
+own fixed-point type), turns Sigmoid and Tanh into ``onnxcc.TableActivation`` and Softmax into
+``onnxcc.TableSoftmax`` (lookup tables, as hls4ml computes them), and plans
 memory without sharing (HLS gives every tensor its own array; only views share their input's).
 """
 
@@ -27,6 +28,7 @@ from onnxcc.passes.fold_batchnorm import fold_batchnorm
 from onnxcc.passes.fuse_conv_activation import fuse_conv_activation
 from onnxcc.passes.plan_memory import plan_memory
 from onnxcc.passes.schedule import schedule
+from onnxcc.passes.table_activation import table_activation
 from onnxcc.passes.table_softmax import table_softmax
 
 from .base import Target
@@ -53,6 +55,7 @@ PIPELINE = [
     canonicalize,
     fold_batchnorm,
     canonicalize,
+    table_activation,
     fuse_conv_activation,
     table_softmax,
     schedule,

@@ -36,10 +36,10 @@ from onnxcc.codegen.names import CXX_RULES, Namer
 from onnxcc.errors import UnsupportedOpError
 from onnxcc.ir import Graph
 
-from .fixed import FixedType, Precision
+from .fixed import FixedType, Precision, const_type
 from .reference import reference, unsupported_reason
 from .estimate import (PARTITION_LIMIT, LayerEstimate, bram18, estimate_kernel, totals)
-from .render import ArrayRef, KernelRenderer, unsupported
+from .render import ArrayRef, KernelRenderer, float_literals, unsupported
 
 TEMPLATES = Path(__file__).parent / "templates"
 TB_SAMPLES = 4   # test-bench samples written to tb_data
@@ -239,8 +239,11 @@ def emit_hls(g: Graph, program: Program, prec: Precision, out: Path, *, target: 
         acc_t = prec.accum.get(k.node) or prec.values.get(program.outputs[0].value) \
             or next(iter(prec.values.values()))
         acc = lay._typedef(f"{k.name}_acc_t", acc_t, f"accumulator of {k.node or k.name}")
+        lits = float_literals(k)
+        const_t = lay._typedef(f"{k.name}_const_t", const_type(lits),
+                               f"literals of {k.node or k.name}") if lits else ""
         refs = {id(b): lay.array(b, acc, k) for b in k.params + k.locals}
-        r = KernelRenderer(k, lambda b, refs=refs: refs[id(b)], acc, acc_t)
+        r = KernelRenderer(k, lambda b, refs=refs: refs[id(b)], acc, acc_t, const_t)
         params, seen = [], set()
         for b in k.params:
             ref = refs[id(b)]

@@ -141,8 +141,11 @@ def _shl(r: np.ndarray, k: int) -> np.ndarray:
 
 
 def _round_shift(r: np.ndarray, k: int, mode: str) -> np.ndarray:
-    """``r / 2**k`` rounded by ``mode`` (integers in, integers out; exact)."""
-    r = np.asarray(r, np.int64)
+    """``r / 2**k`` rounded by ``mode`` (integers in, integers out; exact; an object array of
+    Python ints stays one, for products past 63 bits)."""
+    r = np.asarray(r)
+    if r.dtype != object:
+        r = r.astype(np.int64)
     fl = r >> k                       # floor
     rem = r - (fl << k)               # in [0, 2**k)
     half = 1 << (k - 1)
@@ -186,6 +189,18 @@ def integer_bits(max_abs: float, signed: bool = True) -> int:
     return max(i, 1)
 
 
+CONST_FRAC = 16   # fraction bits of a kernel's float literals (Clip bounds, LeakyRelu's alpha)
+
+
+def const_type(values: Any) -> FixedType:
+    """The type of a kernel's float literals: :data:`CONST_FRAC` fraction bits and the integer
+    bits its largest literal needs (dyadic literals such as 0, 6 or 128 are exact)."""
+    a = np.asarray(values, np.float64).reshape(-1)
+    a = a[np.isfinite(a)]
+    i = integer_bits(float(np.max(np.abs(a)))) if a.size else 1
+    return FixedType(i + CONST_FRAC, i)
+
+
 def weight_type(data: np.ndarray, width: int, rounding: str = "AP_RND_CONV",
                 overflow: str = "AP_SAT") -> FixedType:
     """The type of a constant tensor: ``width`` bits with the integer bits its largest
@@ -210,6 +225,13 @@ class FixedPoint:
             from the tensor's largest magnitude.
         rounding, overflow: the modes of every type that does not state its own (see the
             module docstring).
+        calibration: representative inputs (as for ``onnxcc.Int8``: a mapping of input name
+            -> samples on axis 0, a list of such mappings, an .npz or a folder of .npy). When
+            given, each tensor not named in ``layers`` gets ``width`` bits with the integer
+            bits its largest magnitude over the samples needs plus ``margin`` (hls4ml's
+            profiling rule), the rest fraction bits; ``default`` then only types what the
+            samples never reached.
+        width, margin: the bits of a calibrated type and the extra integer bits of headroom.
     """
 
     default: str | FixedType = "ap_fixed<16,6>"
@@ -217,6 +239,17 @@ class FixedPoint:
     weight_width: int = 16
     rounding: str = "AP_RND_CONV"
     overflow: str = "AP_SAT"
+    calibration: Any = None
+    width: int = 16
+    margin: int = 1
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.weight_width <= 64:
+            raise PrecisionError(f"weight_width {self.weight_width} is outside 2..64",
+                                 hint="weights are stored as raw integers of up to 64 bits")
+        if not 2 <= self.width <= MAX_WIDTH or self.margin < 0:
+            raise PrecisionError(f"width {self.width} / margin {self.margin} cannot be used",
+                                 hint="width 2..1024 bits, margin >= 0")
 
     def type_of(self, text: str | FixedType) -> FixedType:
         return parse_type(text, rounding=self.rounding, overflow=self.overflow)
@@ -263,9 +296,19 @@ def assign_types(g: Any, cfg: FixedPoint) -> Precision:
         raise PrecisionError(f"precision overrides name no node or tensor of the model: "
                              f"{', '.join(repr(u) for u in unknown)}",
                              hint="use the node or tensor names `onnxcc check MODEL` lists")
+    seen = _calibrate(g, cfg) if cfg.calibration is not None else {}
+
+    def chosen(name: str, node: str | None = None) -> FixedType:
+        if name in layers or (node is not None and node in layers):
+            return layers.get(name) or layers[node]
+        if name in seen:
+            return FixedType(cfg.width, integer_bits(seen[name]) + cfg.margin, True,
+                             cfg.rounding, cfg.overflow)
+        return default
+
     values: dict[str, FixedType] = {}
     for v in g.inputs:
-        values[v.name] = layers.get(v.name, default)
+        values[v.name] = chosen(v.name)
     for n in g.nodes:
         for o in n.outputs:
             if o is None:
@@ -273,9 +316,27 @@ def assign_types(g: Any, cfg: FixedPoint) -> Precision:
             if is_view(n) and n.inputs[0].name in values:
                 values[o.name] = values[n.inputs[0].name]
             else:
-                values[o.name] = layers.get(o.name, layers.get(n.name, default))
+                values[o.name] = chosen(o.name, n.name)
     accum = {n.name: _node_accum(n, values, cfg) for n in g.nodes}
     return Precision(values, accum, cfg)
+
+
+def _calibrate(g: Any, cfg: FixedPoint) -> dict[str, float]:
+    """The largest magnitude of every tensor of ``g`` over the calibration samples (the float
+    graph run by onnxcc's reference interpreter). Raises CalibrationError for samples that do
+    not match the inputs."""
+    from onnxcc.interpreter import interpret_values
+    from onnxcc.quantize import load_calibration
+
+    names = [v.name for v in g.inputs] + [o.name for n in g.nodes for o in n.outputs
+                                          if o is not None]
+    peak: dict[str, float] = {}
+    for feeds in load_calibration(cfg.calibration, g.inputs):
+        for name, a in interpret_values(g, feeds, names).items():
+            a = np.asarray(a, np.float64)
+            if a.size and np.isfinite(a).any():
+                peak[name] = max(peak.get(name, 0.0), float(np.max(np.abs(a[np.isfinite(a)]))))
+    return peak
 
 
 def _activation_bits(n: Any) -> tuple[int, int]:
@@ -289,9 +350,9 @@ def _activation_bits(n: Any) -> tuple[int, int]:
         consts += [float(np.asarray(v.const).reshape(-1)[0]) for v in n.inputs[1:]
                    if v is not None and v.const is not None and v.const.size == 1]
     if act == "LeakyRelu":
-        return 2, 16
+        return 2, CONST_FRAC
     big = max((abs(c) for c in consts if math.isfinite(c)), default=0.0)
-    return integer_bits(big), 0
+    return integer_bits(big), (CONST_FRAC if consts else 0)
 
 
 def _node_accum(n: Any, values: dict[str, FixedType], cfg: FixedPoint) -> FixedType:
@@ -333,6 +394,13 @@ def _node_accum(n: Any, values: dict[str, FixedType], cfg: FixedPoint) -> FixedT
     if op == "Mul":
         a, b = ins[0], ins[1]
         return _acc(cfg, a.integer + b.integer, a.frac + b.frac)
+    if op == "onnxcc.TableActivation":
+        t = ins[1]
+        span = abs(float(n.attrs.get("lo", -8.0)))
+        shift = max(0, int(math.log2(float(n.attrs.get("scale", 64.0)))))
+        i = max(ix, integer_bits(span)) + 1 + shift + 1
+        return _acc(cfg, max(i, integer_bits(len(n.inputs[1].const)) + 1),
+                    max(fx, t.frac if t is not None else 0, CONST_FRAC))
     if op == "onnxcc.TableSoftmax":
         f = max([fx] + [t.frac for t in ins[1:] if t is not None])
         return _acc(cfg, max(ix + 9, 12), f)

@@ -7,7 +7,8 @@ accumulators of ``onnxcc.codegen.hls.fixed`` are sized so that every product and
 is exact (checked here: a type over 53 bits raises). What the kernels round besides the output
 is reproduced as they do it:
 
-- constants (Clip bounds) are converted to the node's accumulator type;
+- float literals (Clip bounds, LeakyRelu's alpha) have 16 fraction bits (``const_type``), and
+  LeakyRelu's product is converted to the accumulator before the output (as rendered);
 - average pooling divides the exact window sum by the count with the quotient truncated toward
   zero at the accumulator's fraction bits (ap_fixed division);
 - TableSoftmax looks up its tables (converted to their weight types) at truncated indices.
@@ -26,20 +27,23 @@ import numpy as np
 from onnxcc.ir import Graph, Node
 from onnxcc.ops import get_op
 
-from .fixed import FixedType, Precision, PrecisionError
+from .fixed import FixedType, Precision, PrecisionError, const_type
 
 SUPPORTED = frozenset({
     "Conv", "onnxcc.FusedConv", "Gemm", "onnxcc.FusedGemm", "MatMul", "MaxPool",
     "GlobalMaxPool", "AveragePool", "GlobalAveragePool", "Add", "Sub", "Mul", "Relu", "Clip",
+    "LeakyRelu",
     "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Concat", "Transpose",
-    "onnxcc.TableSoftmax", "Softmax"})
-ACTIVATIONS = ("", "Relu", "Clip")
+    "onnxcc.TableSoftmax", "Softmax", "onnxcc.TableActivation", "Sigmoid", "Tanh"})
+ACTIVATIONS = ("", "Relu", "Clip", "LeakyRelu")
 
 
 def unsupported_reason(n: Node) -> str | None:
     """Why node ``n`` has no FPGA kernel, or None."""
     if n.op not in SUPPORTED:
         return "no HLS kernel for this op yet"
+    if n.op in ("Sigmoid", "Tanh"):   # left by table_activation
+        return f"only a float32 {n.op} has an FPGA kernel (a lookup table)"
     if n.op == "Softmax":   # left by table_softmax
         return "only a float32 Softmax over the last axis has an FPGA kernel (a lookup table)"
     if any(v is not None and v.dtype.kind != "f" and v.const is None for v in n.inputs):
@@ -59,19 +63,32 @@ def _exact(t: FixedType, what: str) -> None:
                              "computes exactly", hint="use narrower types")
 
 
-def _const_in(t: FixedType, v: float) -> float:
-    return float(t.quantize(np.float64(v)))
+def _literal(v: float) -> float:
+    """A float literal as the kernel holds it (``const_type``: 16 fraction bits)."""
+    return float(const_type([v]).quantize(np.float64(v)))
+
+
+def _leaky(y: np.ndarray, alpha: float, acc: FixedType) -> np.ndarray:
+    """LeakyRelu as rendered: ``x < 0 ? acc_t(x * alpha) : x`` with the literal alpha, the
+    product exact in integers (it may pass float64's 53 bits) and converted to ``acc``."""
+    a = const_type([alpha])
+    a_raw = int(a.raw(np.float64(alpha)))
+    x_raw = acc.raw(y)                                 # exact: y is a value of acc's grid
+    prod = acc.quantize(x_raw.astype(object) * a_raw, frac=acc.frac + a.frac)
+    return np.where(y < 0, prod, y)
 
 
 def _activation(n: Node, y: np.ndarray, acc: FixedType) -> np.ndarray:
     act = n.attrs.get("activation") or ""
+    a = dict(n.attrs.get("activation_attrs") or ())
     if act == "Relu":
         return np.maximum(y, 0.0)
     if act == "Clip":
-        a = dict(n.attrs.get("activation_attrs") or ())
-        lo = _const_in(acc, a["min"]) if a.get("min") is not None else -np.inf
-        hi = _const_in(acc, a["max"]) if a.get("max") is not None else np.inf
+        lo = _literal(a["min"]) if a.get("min") is not None else -np.inf
+        hi = _literal(a["max"]) if a.get("max") is not None else np.inf
         return np.minimum(np.maximum(y, lo), hi)
+    if act == "LeakyRelu":
+        return _leaky(y, float(a.get("alpha", 0.01)), acc)
     return y
 
 
@@ -127,11 +144,13 @@ def _node(n: Node, args: list[np.ndarray | None], prec: Precision) -> np.ndarray
     if op == "Relu":
         return np.maximum(args[0], 0.0)
     if op == "Clip":
-        lo = _const_in(acc, float(np.asarray(args[1]).reshape(-1)[0])) \
+        lo = _literal(float(np.asarray(args[1]).reshape(-1)[0])) \
             if len(args) > 1 and args[1] is not None else -np.inf
-        hi = _const_in(acc, float(np.asarray(args[2]).reshape(-1)[0])) \
+        hi = _literal(float(np.asarray(args[2]).reshape(-1)[0])) \
             if len(args) > 2 and args[2] is not None else np.inf
         return np.minimum(np.maximum(args[0], lo), hi)
+    if op == "LeakyRelu":
+        return _leaky(args[0], float(n.attrs.get("alpha", 0.01)), acc)
     if op == "onnxcc.TableSoftmax":
         x, et, it = args
         es, ins = float(n.attrs["exp_scale"]), float(n.attrs["inv_scale"])
@@ -141,6 +160,11 @@ def _node(n: Node, args: list[np.ndarray | None], prec: Precision) -> np.ndarray
         s = e.sum(axis=-1, keepdims=True)
         k = np.clip(np.trunc(np.minimum(s * ins, len(it) - 1)), 0, len(it) - 1)
         return e * it[k.astype(np.int64)]
+    if op == "onnxcc.TableActivation":
+        lo, sc = float(n.attrs["lo"]), float(n.attrs["scale"])
+        pos = np.maximum((args[0] - lo) * sc, 0.0)          # exact: dyadic literals
+        idx = np.clip(np.trunc(np.minimum(pos, len(args[1]) - 1)), 0, len(args[1]) - 1)
+        return args[1][idx.astype(np.int64)]
     with np.errstate(all="ignore"):
         return np.asarray(get_op(n).reference(n, *args)[0], np.float64)
 

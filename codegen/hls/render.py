@@ -11,7 +11,8 @@ No lowering happens here; the float loop IR is printed with fixed-point types:
   quantized only where it is assigned (to a local: ``acc_t``; stored: the buffer's type) with
   the type's rounding and overflow modes; the arms of a select, min or max are converted to
   ``acc_t`` (exact, as the accumulator is chosen wide enough: ``onnxcc.codegen.hls.fixed``);
-- a float constant is ``acc_t(value)`` (infinities: the type's lowest/highest value);
+- a float constant is ``const_t(value)``, the kernel's literal type with 16 fraction bits
+  (``onnxcc.codegen.hls.fixed.const_type``); infinities are ``acc_t``'s lowest/highest value;
 - float ``div`` is ap_fixed division (the quotient truncated toward zero at the dividend's
   fraction bits, UG1399); a float -> int cast is ``to_int()`` (truncation toward zero);
 - loops keep their kind as pragmas: ``pipelined`` -> ``HLS PIPELINE II=n``, ``unrolled`` ->
@@ -53,6 +54,17 @@ class ArrayRef:
     ctype: str
     offset: int
     raw: bool = False   # elements stored as raw integers (weights): loads use onnxcc_raw<T>
+
+
+def float_literals(k: Kernel) -> list[float]:
+    """Every finite float literal of kernel ``k``."""
+    out = []
+    for s in walk_stmts(k.body):
+        for e in _stmt_exprs(s):
+            for x in _walk(e):
+                if isinstance(x, Const) and x.dtype.is_float and math.isfinite(float(x.value)):
+                    out.append(float(x.value))
+    return out
 
 
 def unsupported(k: Kernel) -> str | None:
@@ -102,8 +114,9 @@ class KernelRenderer:
     name of a weight buffer."""
 
     def __init__(self, k: Kernel, arrays: Callable[[Buffer], ArrayRef], acc: str,
-                 acc_type: FixedType) -> None:
+                 acc_type: FixedType, const_t: str = "") -> None:
         self.k, self.arrays, self.acc, self.acc_type = k, arrays, acc, acc_type
+        self.const_t = const_t or acc
         self.assigned = {s.var.name for s in walk_stmts(k.body) if isinstance(s, Assign)}
         self.decl_type: dict[int, str] = {}   # id(Decl) -> C++ type
         self.narrow: dict[str, str] = {}      # a local holding one load -> the load's type
@@ -155,7 +168,8 @@ class KernelRenderer:
                 v = 0.0
             if math.isinf(v):
                 v = self.acc_type.lowest if v < 0 else self.acc_type.highest
-            return f"{self.acc}({cpp_double(v)})"
+                return f"{self.acc}({cpp_double(v)})"
+            return f"{self.const_t}({cpp_double(v)})"
         if c.dtype.name == "bool":
             return "true" if c.value else "false"
         return str(int(c.value))

@@ -50,3 +50,26 @@ def _lower_table_softmax(node: Node, ctx: LowerCtx) -> Any:
             f"reciprocal table of {N2} entries, {ins:g} per unit of the sum")
     return ctx.kernel("table_softmax", [Y], [X, ET, IT],
                       [Comment(text), Loop(r, 0, R, body)], comment=text, locals=[E])
+
+
+@lower("onnxcc.TableActivation")
+def _lower_table_activation(node: Node, ctx: LowerCtx) -> Any:
+    """y[i] = table[clamp(trunc((x[i] - lo) * scale), 0, N - 1)] (onnxcc.ops.table), the float
+    index clamped before the cast (no out-of-range conversion) and into [0, N) after it."""
+    from .elementwise import elementwise_kernel
+
+    T = ctx.input(1, "table")
+    N = T.shape[0]
+    lo, sc = float(node.attrs.get("lo", -8.0)), float(node.attrs.get("scale", 64.0))
+
+    def fn(v):
+        dt = v[0].dtype
+        pos = Binary("fmax", (v[0] - const(lo, dt)) * const(sc, dt), const(0, dt))
+        i = minimum(maximum(Cast(Binary("fmin", pos, const(N - 1, dt)), I32), Const(0)),
+                    Const(N - 1))
+        return T[(i,)]
+
+    k = elementwise_kernel(ctx, [0], fn)
+    k.inputs = k.inputs + [T]
+    k.comment = f"lookup table of {N} entries over [{lo:g}, {lo + N / sc:g})"
+    return k

@@ -70,3 +70,41 @@ def softmax_tables(length: int, exp_entries: int = 1024, exp_range: float = 8.0,
     mid = (np.arange(inv_entries, dtype=np.float64) + 0.5) / ins
     it = (1.0 / np.maximum(mid, 1.0)).astype(np.float32)
     return et, it, float(es), float(ins)
+
+
+@register_op("onnxcc.TableActivation")
+class TableActivation(OpDef):
+    """See the module docstring. x float32 of any shape; table (N,) float32 constant;
+    attributes ``lo`` (the range's start) and ``scale`` (entries per unit of x, a power of
+    two); ``function`` names what the table holds (Sigmoid, Tanh), for reports."""
+
+    attrs = {"lo": -8.0, "scale": 64.0, "function": ""}
+    min_inputs, max_inputs = 2, 2
+
+    def check(self, node: Node) -> None:
+        x, t = node.inputs
+        if x.dtype != np.float32 or t.const is None or len(t.shape) != 1 or t.shape[0] < 1:
+            raise bad_attr(node, "needs a float32 x and a 1-D constant table")
+        if not _pow2(float(node.attrs.get("scale", 64.0))):
+            raise bad_attr(node, f"scale must be a power of two, got {node.attrs.get('scale')}")
+
+    def infer(self, node: Node) -> list[TensorType]:
+        return [TensorType(node.inputs[0].shape, np.dtype(np.float32))]
+
+    def reference(self, node, x, table):
+        lo, sc = float(node.attrs.get("lo", -8.0)), float(node.attrs.get("scale", 64.0))
+        idx = np.clip(np.trunc((np.asarray(x, np.float32) - np.float32(lo)) * np.float32(sc)),
+                      0, len(table) - 1).astype(np.int64)
+        return [np.asarray(table, np.float32)[idx]]
+
+
+ACTIVATION_TABLES = {"Sigmoid": lambda v: 1.0 / (1.0 + np.exp(-v)), "Tanh": np.tanh}
+
+
+def activation_table(fn: str, entries: int = 1024, span: float = 8.0
+                     ) -> tuple[np.ndarray, float, float]:
+    """(table, lo, scale) of ``fn`` (a key of :data:`ACTIVATION_TABLES`) over [-span, span) in
+    ``entries`` steps (hls4ml's default: 1024 entries over [-8, 8))."""
+    scale = entries / (2 * span)
+    mid = -span + (np.arange(entries, dtype=np.float64) + 0.5) / scale
+    return ACTIVATION_TABLES[fn](mid).astype(np.float32), -span, float(scale)

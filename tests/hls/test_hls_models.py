@@ -143,3 +143,45 @@ def test_cnn_ops_exact_and_close_to_onnxruntime():
         ref = dict(zip(["y", "s"], sess.run(None, {"x": x})))
         np.testing.assert_allclose(got["s"], ref["s"], atol=0.02)
         np.testing.assert_allclose(got["y"], ref["y"], atol=0.03)
+
+
+def test_table_activations_leaky_relu_and_calibrated_types():
+    """Sigmoid and Tanh become lookup tables (onnxcc.TableActivation) fed by a stored tensor,
+    LeakyRelu runs standalone and fused into a Conv, Clip has non-dyadic bounds; types come
+    from calibration. C-sim equals the reference exactly and stays near onnxruntime."""
+    r = np.random.default_rng(11)
+    inits = [_init("cw", r.normal(0, 0.4, (4, 2, 3, 3))), _init("cb", r.normal(0, 0.1, 4)),
+             _init("w", r.normal(0, 0.3, (64, 8))), _init("w2", r.normal(0, 0.5, (8, 4))),
+             _init("lo", -0.3), _init("hi", 0.7)]
+    nodes = [helper.make_node("Conv", ["x", "cw", "cb"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("LeakyRelu", ["c"], ["cl"], alpha=0.2, name="conv_leaky"),
+             helper.make_node("Flatten", ["cl"], ["f"], name="flat"),
+             helper.make_node("MatMul", ["f", "w"], ["h"], name="fc1"),
+             helper.make_node("Tanh", ["h"], ["t"], name="tanh"),
+             helper.make_node("LeakyRelu", ["t"], ["l"], alpha=0.1, name="leaky"),
+             helper.make_node("MatMul", ["l", "w2"], ["h2"], name="fc2"),
+             helper.make_node("Sigmoid", ["h2"], ["y"], name="sig"),
+             helper.make_node("Clip", ["h2", "lo", "hi"], ["clipped"], name="clip")]
+    g = helper.make_graph(nodes, "acts", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                        [1, 2, 4, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4]),
+                           helper.make_tensor_value_info("clipped", TensorProto.FLOAT, [1, 4])],
+                          inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    cal = {"x": r.normal(0, 1.5, (32, 1, 2, 4, 4)).astype(np.float32)}
+    m = onnxcc.compile(model, "xczu7ev", quantize=onnxcc.FixedPoint(calibration=cal))
+    ops = [n.op for n in m.graph.nodes]
+    assert ops.count("onnxcc.TableActivation") == 2 and "onnxcc.FusedConv" in ops
+    fused = next(n for n in m.graph.nodes if n.op == "onnxcc.FusedConv")
+    assert fused.attrs["activation"] == "LeakyRelu"
+    table_in = next(n for n in m.graph.nodes if n.op == "onnxcc.TableActivation").inputs[0]
+    assert m.mmap["types"][table_in.name].startswith("ap_fixed<16,")   # a stored tensor's type
+    assert m.mmap["types"]["x"] != "ap_fixed<16,6>"                     # calibrated
+    sess = ort.InferenceSession(model.SerializeToString())
+    for _ in range(4):
+        x = r.normal(0, 1.5, (1, 2, 4, 4)).astype(np.float32)
+        got = _exact(m, {"x": x})
+        want = dict(zip(["y", "clipped"], sess.run(None, {"x": x})))
+        for k in want:
+            np.testing.assert_allclose(got[k], want[k], atol=0.01)
