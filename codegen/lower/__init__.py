@@ -29,7 +29,7 @@ Lowering = Callable[[Node, "LowerCtx"], "Kernel | None"]
 Supports = Callable[[Node], "str | None"]
 LOWERINGS: dict[str, Lowering] = {}
 SUPPORTS: dict[str, Supports] = {}
-FAMILIES = ("elementwise", "matmul", "nn", "tensor", "reduce", "norm", "quant")
+FAMILIES = ("elementwise", "matmul", "nn", "tensor", "reduce", "norm", "quant", "rnn")
 _loaded = False
 
 

@@ -137,7 +137,7 @@ def bad_attr(node: Node, message: str) -> AttributeValueError:
                                hint="fix the attribute to a value the ONNX spec allows")
 
 
-FAMILIES = ("elementwise", "nn", "matmul", "norm", "shape", "reduce", "fused", "quant")
+FAMILIES = ("elementwise", "nn", "matmul", "norm", "shape", "reduce", "fused", "quant", "rnn")
 _loaded = False
 
 
