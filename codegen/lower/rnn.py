@@ -119,7 +119,7 @@ class _Nest:
         f, g, h = self.s.acts[d]
         j = self.ctx.var("j")
         P = self.b.get("P")
-        peep = lambda e, k, c: e + P[d, affine(j, k * H)] * c if P is not None else e  # noqa: E731
+        peep = lambda e, k, c: e + P[d, affine(j, k * H)] * c if P is not None else e
         cp, cn, hn = Var(f"cp{d}", self.dt), Var(f"cn{d}", self.dt), Var(f"hn{d}", self.dt)
         body: list[Stmt] = [Decl(cp, self.c[j])]
         iv = self.act(body, f, peep(self.gates[j], 0, cp), f"ig{d}")

@@ -66,7 +66,7 @@ class RNNSpec:
     op: str
     T: int
     N: int
-    I: int  # noqa: E741
+    I: int
     H: int
     D: int
     G: int
@@ -157,7 +157,7 @@ def rnn_spec(node: Node) -> RNNSpec:
         raise _bad(node, f"hidden_size is {H} but R {list(r)} has hidden size {r[2]}",
                    "set hidden_size to R's last dim or fix R's shape")
     T, N = (x[0], x[1]) if layout == 0 else (x[1], x[0])
-    I = x[2]  # noqa: E741
+    I = x[2]
     if tuple(w) != (D, G * H, I):
         raise shape_error("W", w, (D, G * H, I))
     if tuple(r) != (D, G * H, H):
