@@ -33,6 +33,7 @@ from .elementwise import SCALAR
 
 
 def _supports(node: Node) -> str | None:
+    """Why ``node`` is refused: X not float32/float64, or a float input of another dtype."""
     dt = node.inputs[0].dtype
     if dt.name not in ("float32", "float64"):
         return f"{node.op} on {dt.name} is not supported (float32/float64 only)"
@@ -81,15 +82,17 @@ class _Nest:
         return const(v, self.dt)
 
     def clip(self, e: Expr) -> Expr:
+        """``e`` bounded to [-clip, clip] (unchanged without ``clip``)."""
         if self.s.clip is None:
             return e
         return minimum(maximum(e, self.c0(-self.s.clip)), self.c0(self.s.clip))
 
-    def act(self, out: list[Stmt], a: Activation, pre: Expr, name: str, clip: bool = True) -> Var:
-        """Bind ``a(clip(pre))`` to the local ``name`` (the clipped input first: activations
-        read it more than once)."""
+    def act(self, out: list[Stmt], a: Activation, pre: Expr, name: str,
+            clipped: bool = True) -> Var:
+        """Append to ``out`` the local ``name`` = ``a(clip(pre))`` (``a(pre)`` when not
+        ``clipped``); its input is a local of its own, as activations read it more than once."""
         v, y = Var(name + "_in", self.dt), Var(name, self.dt)
-        out += [Decl(v, self.clip(pre) if clip else pre), Decl(y, activation(a, v))]
+        out += [Decl(v, self.clip(pre) if clipped else pre), Decl(y, activation(a, v))]
         return y
 
     def matvec(self, d: int, t: Expr, b: Expr, rows: int, first: int = 0) -> list[Stmt]:
@@ -130,7 +133,7 @@ class _Nest:
         gv = self.act(body, g, self.gates[affine(j, 3 * H)], f"cg{d}")
         body += [Decl(cn, fv * cp + iv * gv), Store(self.c, (j,), cn)]
         ov = self.act(body, f, peep(self.gates[affine(j, H)], 1, cn), f"og{d}")
-        hv = self.act(body, h, cn, f"hc{d}", clip=False)   # onnxruntime: h(Ct) unclipped
+        hv = self.act(body, h, cn, f"hc{d}", clipped=False)   # onnxruntime: h(Ct) unclipped
         body.append(Decl(hn, ov * hv))
         self.emit_h(body, d, t, b, j, hn)
         return self.matvec(d, t, b, 4 * H) + [Loop(j, 0, H, body)]

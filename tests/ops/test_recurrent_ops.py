@@ -318,3 +318,23 @@ def test_torch_exported_gru_with_squeeze():
     want = {"output": y, "hn": y[-1:]}
     np.testing.assert_allclose(ort_run(m, feeds)["output"], y, rtol=1e-5, atol=1e-5)
     check(m, feeds, want)
+
+
+def test_report_counts_gate_macs():
+    from onnxcc.report import macs
+
+    m, _ = rnn_model("LSTM", T=3, N=2, I=4, H=5, direction="bidirectional")
+    cm = onnxcc.compile(m, "host")
+    # T * N steps, each W (2, 20, 4) and R (2, 20, 5) once
+    assert macs(cm.graph.nodes[0]) == 3 * 2 * (2 * 20 * 4 + 2 * 20 * 5)
+    assert "LSTM" in cm.report()
+
+
+@pytest.mark.parametrize("op", ["LSTM", "GRU", "RNN"])
+def test_opset_6_output_sequence(op):
+    # opsets 1-6 carry output_sequence (whether Y may be left out): dropped on import
+    m, feeds = rnn_model(op, direction="bidirectional")
+    want = ort_run(m, feeds)
+    m.graph.node[0].attribute.append(helper.make_attribute("output_sequence", 1))
+    m.opset_import[0].version = 6
+    check(m, feeds, want, targets=("host",))
