@@ -138,7 +138,8 @@ def rnn_spec(node: Node) -> RNNSpec:
     x, w, r = node.inputs[0].shape, node.inputs[1].shape, node.inputs[2].shape
 
     def shape_error(what: str, got, want) -> ShapeError:
-        return ShapeError(f"{what} has shape {list(got)}, expected {list(want)}", node=node.name,
+        want = "[" + ", ".join(map(str, want)) + "]"
+        return ShapeError(f"{what} has shape {list(got)}, expected {want}", node=node.name,
                           op=op, hint=f"{op} takes X (seq, batch, input) (layout 0) or (batch, "
                           "seq, input) (layout 1), W (directions, gates*hidden, input), R "
                           "(directions, gates*hidden, hidden); check the exported weights")
@@ -146,6 +147,10 @@ def rnn_spec(node: Node) -> RNNSpec:
     if len(x) != 3:
         raise shape_error("X", x, ("seq_length", "batch_size", "input_size"))
     if len(r) != 3:
+        if a.get("hidden_size") is None:
+            raise _bad(node, f"hidden_size is missing and R {list(r)} does not state it (R is "
+                       f"(directions, {G}*hidden_size, hidden_size))",
+                       "set hidden_size, or export R with its three axes")
         raise shape_error("R", r, (D, f"{G}*hidden_size", "hidden_size"))
     H = a.get("hidden_size")
     if H is None:

@@ -338,3 +338,14 @@ def test_opset_6_output_sequence(op):
     m.graph.node[0].attribute.append(helper.make_attribute("output_sequence", 1))
     m.opset_import[0].version = 6
     check(m, feeds, want, targets=("host",))
+
+
+def test_hidden_size_missing_and_not_inferable():
+    m, _ = rnn_model("RNN")
+    m.graph.node[0].ClearField("attribute")
+    r = next(i for i in m.graph.initializer if i.name == "R")
+    r.CopyFrom(numpy_helper.from_array(np.zeros((5, 5), np.float32), "R"))
+    with pytest.raises(AttributeValueError, match=r"'rnn0' \(RNN\): hidden_size is missing and "
+                                                  r"R \[5, 5\] does not state it") as e:
+        onnxcc.compile(m, "host")
+    assert "hint: set hidden_size" in str(e.value)
