@@ -188,7 +188,8 @@ def rnn_spec(node: Node) -> RNNSpec:
 
 
 def activate(act: Activation, x: np.ndarray) -> np.ndarray:
-    """numpy of one activation (the spec's formulas), in x's dtype."""
+    """numpy of one activation at ``x`` (any shape, float32/float64; the formulas of the
+    spec's "Activation functions" list), in x's dtype."""
     t = x.dtype.type
     al, be = t(act.alpha), t(act.beta)
     one, zero = t(1), t(0)
@@ -282,9 +283,12 @@ class _Recurrent(OpDef):
 
 @register_op("LSTM")
 class LSTM(_Recurrent):
-    """ONNX LSTM: gates i, o, f, c; i = f(Xt Wi + Ht-1 Ri + Wbi + Rbi + Pi (.) Ct-1),
+    """ONNX LSTM (Operators.md#LSTM, opsets 7, 14, 22; default activations f=Sigmoid,
+    g=Tanh, h=Tanh): gates i, o, f, c; i = f(Xt Wi + Ht-1 Ri + Wbi + Rbi + Pi (.) Ct-1),
     f likewise (or 1 - i with ``input_forget``), c~ = g(...), Ct = f (.) Ct-1 + i (.) c~,
-    o = f(... + Po (.) Ct), Ht = o (.) h(Ct). Outputs Y, Y_h, Y_c."""
+    o = f(... + Po (.) Ct), Ht = o (.) h(Ct). Inputs X, W (D, 4H, I), R (D, 4H, H), B (D, 8H),
+    sequence_lens, initial_h, initial_c, P (D, 3H); outputs Y, Y_h, Y_c (shapes in the module
+    docstring)."""
 
     attrs = {**_Recurrent.attrs, "input_forget": 0}
     max_inputs = 8
@@ -292,13 +296,17 @@ class LSTM(_Recurrent):
 
 @register_op("GRU")
 class GRU(_Recurrent):
-    """ONNX GRU: gates z, r, h; z = f(Xt Wz + Ht-1 Rz + Wbz + Rbz), r likewise,
+    """ONNX GRU (Operators.md#GRU, opsets 7, 14, 22; default activations f=Sigmoid, g=Tanh):
+    gates z, r, h; z = f(Xt Wz + Ht-1 Rz + Wbz + Rbz), r likewise,
     h~ = g(Xt Wh + (r (.) Ht-1) Rh + Rbh + Wbh) (``linear_before_reset`` 1:
-    g(Xt Wh + r (.) (Ht-1 Rh + Rbh) + Wbh)), Ht = (1 - z) (.) h~ + z (.) Ht-1. Outputs Y, Y_h."""
+    g(Xt Wh + r (.) (Ht-1 Rh + Rbh) + Wbh)), Ht = (1 - z) (.) h~ + z (.) Ht-1. Inputs X,
+    W (D, 3H, I), R (D, 3H, H), B (D, 6H), sequence_lens, initial_h; outputs Y, Y_h."""
 
     attrs = {**_Recurrent.attrs, "linear_before_reset": 0}
 
 
 @register_op("RNN")
 class RNN(_Recurrent):
-    """ONNX RNN: Ht = f(Xt Wi + Ht-1 Ri + Wbi + Rbi). Outputs Y, Y_h."""
+    """ONNX RNN (Operators.md#RNN, opsets 7, 14, 22; default activation f=Tanh):
+    Ht = f(Xt Wi + Ht-1 Ri + Wbi + Rbi). Inputs X, W (D, H, I), R (D, H, H), B (D, 2H),
+    sequence_lens, initial_h; outputs Y, Y_h."""
