@@ -23,8 +23,8 @@ affine function, so verify proves each access without guards.
 
 from __future__ import annotations
 
-from onnxcc.codegen.loops import (Assign, Buffer, Decl, Expr, If, Loop, MulAdd, Stmt, Store,
-                                  Unary, Var, affine, as_expr, const, maximum, minimum)
+from onnxcc.codegen.loops import (Assign, Buffer, Decl, Expr, If, Loop, MulAdd, Select, Stmt,
+                                  Store, Unary, Var, affine, as_expr, const, maximum, minimum)
 from onnxcc.ir import Node
 from onnxcc.ops.rnn import Activation, RNNSpec, rnn_spec
 
@@ -191,8 +191,8 @@ class _Nest:
         per_b: list[Stmt] = [Loop(j, 0, s.H, init)]
         t = affine((st, -1), s.T - 1) if s.reverse[d] else st
         step = {"LSTM": self.lstm_step, "GRU": self.gru_step, "RNN": self.rnn_step}[s.op](d, t, b)
+        length = Var(f"len{d}")
         if "lens" in self.b:
-            length = Var(f"len{d}")
             per_b.append(Decl(length, self.b["lens"][b]))
             skip: list[Stmt] = []
             if "Y" in self.out:
@@ -202,10 +202,15 @@ class _Nest:
             step = [If(t < length, step, skip)]
         per_b.append(Loop(st, 0, s.T, step))
         jo = ctx.var("j")
-        fin = [Store(self.out["Y_h"], self.state_index(d, b, jo), self.h[jo])] \
+
+        def final(state: Buffer) -> Expr:   # onnxruntime: a zero-length entry's state is 0
+            v = state[jo]
+            return Select(length > 0, v, self.c0(0)) if "lens" in self.b else v
+
+        fin = [Store(self.out["Y_h"], self.state_index(d, b, jo), final(self.h))] \
             if "Y_h" in self.out else []
         if "Y_c" in self.out:
-            fin.append(Store(self.out["Y_c"], self.state_index(d, b, jo), self.c[jo]))
+            fin.append(Store(self.out["Y_c"], self.state_index(d, b, jo), final(self.c)))
         if fin:
             per_b.append(Loop(jo, 0, s.H, fin))
         return [Loop(b, 0, s.N, per_b)]

@@ -12,7 +12,8 @@ onnxruntime computes it.
 
 Sequence lengths: a batch entry with length L is run over its first L steps (the reverse direction
 from step L-1 down to 0); Y is zero at steps L and later, and Y_h/Y_c hold the last state computed,
-as the spec and onnxruntime do. :func:`rnn_spec` reads and checks a node once, for the reference
+as the spec and onnxruntime do (an entry of length 0 gets zeros in Y_h/Y_c too, not its initial
+state, as onnxruntime computes it). :func:`rnn_spec` reads and checks a node once, for the reference
 here and the loop-IR lowering (``onnxcc.codegen.lower.rnn``).
 """
 
@@ -275,7 +276,8 @@ class _Recurrent(OpDef):
                     hn = f[0](xw + h @ r[d].T + rb)
                 h = np.where(valid, hn, h).astype(dt)
                 Y[t, d] = np.where(valid, hn, dt.type(0))
-            Yh[d], Yc[d] = h, c
+            empty = (lens <= 0)[:, None]   # onnxruntime: a zero-length entry's state is 0
+            Yh[d], Yc[d] = np.where(empty, dt.type(0), h), np.where(empty, dt.type(0), c)
         if s.layout == 1:
             Y, Yh, Yc = Y.transpose(2, 0, 1, 3), Yh.transpose(1, 0, 2), Yc.transpose(1, 0, 2)
         return [Y, Yh, Yc][:len(node.outputs)]

@@ -7,7 +7,8 @@ from builders import ort_run, rnn_model
 from loopir import program_of, run_c, run_interp
 from onnxcc.codegen.loops import kernel_text
 
-# a reverse RNN with sequence_lens: step s reads t = 1 - s, skipped (Y zeroed) past the length
+# a reverse RNN with sequence_lens: step s reads t = 1 - s, skipped (Y zeroed) past the
+# length; a zero-length entry's Y_h is 0
 EXPECTED_REVERSE_RNN = """\
 kernel k0(out Y:f32[2,1,1,2] @output0, out Y_h:f32[1,1,2] @output1, in X:f32[2,1,2] @input0, in W:f32[1,2,2] @weight, in R:f32[1,2,2] @weight, in B:f32[1,4] @weight, in lens:i32[1] @input1)
   local h:f32[2] @local
@@ -34,7 +35,7 @@ kernel k0(out Y:f32[2,1,1,2] @output0, out Y_h:f32[1,1,2] @output1, in X:f32[2,1
         for j7 in 0..2:
           Y[((s1 * -1) + 1), 0, b0, j7] = 0.0:f32
     for j8 in 0..2:
-      Y_h[0, b0, j8] = h[j8]"""
+      Y_h[0, b0, j8] = (h[j8] if (len0 > 0) else 0.0:f32)"""
 
 
 def test_reverse_rnn_kernel_text():

@@ -59,6 +59,15 @@ def test_sequence_lens_and_initial_state(op, direction):
 
 
 @pytest.mark.parametrize("op", ["LSTM", "GRU", "RNN"])
+def test_zero_length_entry(op):
+    # onnxruntime: zeros in Y and in Y_h / Y_c (not the initial state) for a length of 0
+    m, feeds = rnn_model(op, direction="bidirectional", lens=[0, 3], h0=True, c0=op == "LSTM")
+    want = ort_run(m, feeds)
+    assert not want["Y_h"][:, 0].any()
+    check(m, feeds, want)
+
+
+@pytest.mark.parametrize("op", ["LSTM", "GRU", "RNN"])
 def test_clip_without_bias(op):
     check(*rnn_model(op, T=6, bias=False, clip=0.6, direction="bidirectional"))
 
