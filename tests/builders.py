@@ -47,7 +47,7 @@ def rnn_model(op: str, T: int = 3, N: int = 2, I: int = 4, H: int = 5,  # noqa: 
               direction: str = "forward", layout: int = 0, bias: bool = True,
               lens: list[int] | None = None, h0: bool = False, c0: bool = False,
               peep: bool = False, outputs: tuple[str, ...] | None = None, dtype=np.float32,
-              runtime_weights: bool = False, seed: int = 0, **attrs):
+              runtime_weights: bool = False, seed: int = 0, opset: int = 14, **attrs):
     """One recurrent node ``rnn0`` with seeded weights (initializers, or graph inputs with
     ``runtime_weights``) and its feeds: X, and sequence_lens when given."""
     rng = np.random.default_rng(seed)
@@ -88,6 +88,6 @@ def rnn_model(op: str, T: int = 3, N: int = 2, I: int = 4, H: int = 5,  # noqa: 
          for k, v in feeds.items()],
         [helper.make_tensor_value_info(o, tt, None) for o in outs if o],
         [numpy_helper.from_array(v, k) for k, v in arrs.items() if k not in feeds])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
     m.ir_version = IR_VERSION
     return m, feeds

@@ -58,6 +58,12 @@ def test_sequence_lens_and_initial_state(op, direction):
     check(m, feeds, want)
 
 
+@pytest.mark.parametrize("opset", [7, 22])
+@pytest.mark.parametrize("op", ["LSTM", "GRU", "RNN"])
+def test_opsets_7_and_22(op, opset):
+    check(*rnn_model(op, direction="bidirectional", lens=[3, 2], opset=opset), targets=("host",))
+
+
 @pytest.mark.parametrize("op", ["LSTM", "GRU", "RNN"])
 def test_zero_length_entry(op):
     # onnxruntime: zeros in Y and in Y_h / Y_c (not the initial state) for a length of 0
