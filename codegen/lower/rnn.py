@@ -54,8 +54,8 @@ def activation(a: Activation, x: Expr) -> Expr:
 
 
 class _Nest:
-    """What one direction's statements need: the spec, buffers by input name, the index
-    helpers for the layout, and fresh names."""
+    """Builds a node's statements: the spec, its buffers by input/output name (``b``, ``out``),
+    the kernel locals h, c and gates, and the index helpers of the layout."""
 
     def __init__(self, node: Node, ctx: LowerCtx, s: RNNSpec) -> None:
         self.s, self.ctx = s, ctx
@@ -95,13 +95,13 @@ class _Nest:
         out += [Decl(v, self.clip(pre) if clipped else pre), Decl(y, activation(a, v))]
         return y
 
-    def matvec(self, d: int, t: Expr, b: Expr, rows: int, first: int = 0) -> list[Stmt]:
-        """gates[g] = Wb + Rb + X[t, b, :] . W[d, g] + h . R[d, g] for g in first..first+rows
-        (stored at gates[g])."""
+    def matvec(self, d: int, t: Expr, b: Expr, rows: int) -> list[Stmt]:
+        """gates[g] = Wb[d, g] + Rb[d, g] + X[t, b, :] . W[d, g] + h . R[d, g] for g in
+        0..rows (the first ``rows`` gate rows; h is the previous step's state)."""
         s, ctx = self.s, self.ctx
         g, i, k = ctx.var("g"), ctx.var("i"), ctx.var("k")
         acc = Var(f"acc{d}", self.dt)
-        row = affine(g, first) if first else g
+        row = g
         bias: Expr = self.c0(0)
         if "B" in self.b:
             bias = self.b["B"][d, row] + self.b["B"][d, affine(row, s.G * s.H)]
@@ -112,6 +112,7 @@ class _Nest:
         return [Loop(g, 0, rows, body)]
 
     def emit_h(self, out: list[Stmt], d: int, t: Expr, b: Expr, j: Expr, hn: Expr) -> None:
+        """Append the stores of the new state ``hn`` at j: h[j] and Y[t, d, b, j]."""
         out.append(Store(self.h, (j,), hn))
         if "Y" in self.out:
             out.append(Store(self.out["Y"], self.y_index(t, d, b, j), hn))
