@@ -16,7 +16,9 @@ node of such a model goes through :func:`upgrade`, which returns the node in its
 - Reshape's ``shape`` attribute (before 5): becomes a constant second input;
 - Pad's ``paddings`` (opset 1): renamed ``pads``;
 - Concat without ``axis`` (before 4): axis 1;
-- Cast's ``to`` as a type name string (before 6): the type's number.
+- Cast's ``to`` as a type name string (before 6): the type's number;
+- LSTM, GRU and RNN ``output_sequence`` (before 7): it only said whether Y may be left out:
+  dropped.
 
 Refused by name: Upsample-1 (experimental ``height_scale``/``width_scale``), Tile-1 (``tiles`` and
 ``axis`` inputs), Split-1 with a ``split`` input.
@@ -133,6 +135,8 @@ def upgrade(node: onnx.NodeProto, opset: int, shape_of: Callable[[str], tuple[in
                                       hint="the model is malformed; re-export it")
         drop("to")
         new.attribute.append(helper.make_attribute("to", kinds.Value(text)))
+    elif op in ("LSTM", "GRU", "RNN"):
+        drop("output_sequence")
     elif op == "Upsample" and ("height_scale" in attrs or "width_scale" in attrs):
         raise _refuse(node, name, opset, "the experimental Upsample-1 (height_scale, "
                       "width_scale) is not supported")

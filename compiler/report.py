@@ -14,8 +14,8 @@ if TYPE_CHECKING:
 
 
 def macs(n: Node) -> int:
-    """Multiply-accumulates of a node (Conv/ConvTranspose/Gemm/MatMul and their fused forms);
-    0 for everything else."""
+    """Multiply-accumulates of a node (Conv/ConvTranspose/Gemm/MatMul and their fused forms, the
+    recurrent layers' gate products); 0 for everything else."""
     op = n.op.split(".")[-1]
     y = n.outputs[0]
     if op in ("Conv", "FusedConv", "ConvInteger", "QLinearConv"):
@@ -32,6 +32,10 @@ def macs(n: Node) -> int:
         a = n.inputs[0].shape
         k = a[-1] if not (op != "MatMul" and n.attrs.get("transA", 0)) else a[0]
         return y.type.size * int(k)
+    if op in ("LSTM", "GRU", "RNN"):   # per step and batch entry: W (D, G*H, I), R (D, G*H, H)
+        x = n.inputs[0].shape
+        steps = int(np.prod(x[:2]))
+        return steps * (n.inputs[1].type.size + n.inputs[2].type.size)
     return 0
 
 

@@ -43,3 +43,57 @@ def ort_run(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> dict[str
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
     return dict(zip(names, sess.run(None, dict(feeds))))
+
+
+RNN_GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+RNN_OUTPUTS = {"LSTM": ("Y", "Y_h", "Y_c"), "GRU": ("Y", "Y_h"), "RNN": ("Y", "Y_h")}
+
+
+def rnn_model(op: str, T: int = 3, N: int = 2, I: int = 4, H: int = 5,  # noqa: E741
+              direction: str = "forward", layout: int = 0, bias: bool = True,
+              lens: list[int] | None = None, h0: bool = False, c0: bool = False,
+              peep: bool = False, outputs: tuple[str, ...] | None = None, dtype=np.float32,
+              runtime_weights: bool = False, seed: int = 0, opset: int = 14, **attrs):
+    """One recurrent node ``rnn0`` with seeded weights (initializers, or graph inputs with
+    ``runtime_weights``) and its feeds: X, and sequence_lens when given."""
+    rng = np.random.default_rng(seed)
+    G, D = RNN_GATES[op], 2 if direction == "bidirectional" else 1
+    arrs = {"X": rng.standard_normal((T, N, I) if layout == 0 else (N, T, I)),
+            "W": rng.standard_normal((D, G * H, I)) * 0.5,
+            "R": rng.standard_normal((D, G * H, H)) * 0.5}
+    if bias:
+        arrs["B"] = rng.standard_normal((D, 2 * G * H))
+    state = (D, N, H) if layout == 0 else (N, D, H)
+    for flag, name, shape in ((h0, "initial_h", state), (c0, "initial_c", state),
+                              (peep, "P", (D, 3 * H))):
+        if flag:
+            arrs[name] = rng.standard_normal(shape)
+    arrs = {k: v.astype(dtype) for k, v in arrs.items()}
+    if lens is not None:
+        arrs["sequence_lens"] = np.array(lens, np.int32)
+    order = ["X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P"]
+    names = [k if k in arrs else "" for k in order[:8 if op == "LSTM" else 6]]
+    while names[-1] == "":
+        names.pop()
+    want = outputs or RNN_OUTPUTS[op]
+    outs = [o if o in want else "" for o in RNN_OUTPUTS[op]]
+    while outs[-1] == "":
+        outs.pop()
+    if direction != "forward":
+        attrs["direction"] = direction
+    if layout:
+        attrs["layout"] = layout
+    node = helper.make_node(op, names, outs, name="rnn0", hidden_size=H, **attrs)
+    feed_names = {"X", "sequence_lens"} | ({"W", "R", "B", "initial_h", "initial_c", "P"}
+                                          if runtime_weights else set())
+    feeds = {k: v for k, v in arrs.items() if k in feed_names}
+    tt = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    g = helper.make_graph(
+        [node], "rnn",
+        [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+         for k, v in feeds.items()],
+        [helper.make_tensor_value_info(o, tt, None) for o in outs if o],
+        [numpy_helper.from_array(v, k) for k, v in arrs.items() if k not in feeds])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = IR_VERSION
+    return m, feeds

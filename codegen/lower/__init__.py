@@ -29,7 +29,8 @@ Lowering = Callable[[Node, "LowerCtx"], "Kernel | None"]
 Supports = Callable[[Node], "str | None"]
 LOWERINGS: dict[str, Lowering] = {}
 SUPPORTS: dict[str, Supports] = {}
-FAMILIES = ("elementwise", "matmul", "nn", "tensor", "reduce", "norm", "quant", "table")
+FAMILIES = ("elementwise", "matmul", "nn", "tensor", "reduce", "norm", "quant", "table",
+            "rnn")
 _loaded = False
 
 

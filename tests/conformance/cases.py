@@ -18,7 +18,7 @@ LeakyRelu PRelu Clip Sigmoid HardSigmoid HardSwish Tanh Elu Selu Softplus Gelu E
 Reciprocal Neg Abs Softmax LogSoftmax Reshape Flatten Squeeze Unsqueeze Transpose Concat Split Slice
 Gather Pad Resize Upsample ReduceMean ReduceSum ReduceMax Cast Identity Dropout Shape Constant Hardmax
 ConstantOfShape Expand QuantizeLinear DequantizeLinear DynamicQuantizeLinear MatMulInteger ConvInteger
-QLinearMatMul QLinearConv""".split()
+QLinearMatMul QLinearConv LSTM GRU RNN""".split()
 EXPECTED_FILE = Path(__file__).with_name("expected_failures.toml")
 # The onnx wheel's on-disk model cases (model.onnx + test_data_set_*/ .pb files) also run.
 FILE_KINDS = ("pytorch-converted", "pytorch-operator", "simple")

@@ -33,7 +33,7 @@ BatchNormalization InstanceNormalization LayerNormalization Softmax LogSoftmax H
 Reshape Flatten Squeeze Unsqueeze Transpose Concat Split Slice Gather Pad Resize Upsample Identity
 Dropout Shape Size ConstantOfShape Expand Tile Range DepthToSpace SpaceToDepth
 ReduceMean ReduceSum ReduceMax ReduceMin ReduceProd ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp
-ReduceSumSquare ArgMax ArgMin
+ReduceSumSquare ArgMax ArgMin LSTM GRU RNN
 """.split())
 
 _REDUCE = {op for op in OPS if op.startswith("Reduce")}
