@@ -231,12 +231,19 @@ def _main_job(args: argparse.Namespace) -> int:
     data = np.load(MODELS_DIR / "digits_test.npz")
     x, y = data["x"], data["y"]
     t0 = time.perf_counter()
-    cm = cc(str(DEFAULT_MODEL), _target(args), input_shapes={"input": x.shape}, name=args.name or "digits")
+    tgt = _target(args)
+    hls = tgt.backend == "hls"   # an FPGA design takes one image at a time
+    cm = cc(str(DEFAULT_MODEL), tgt, input_shapes={"input": (1,) + x.shape[1:] if hls else x.shape},
+            name=args.name or "digits", quantize=_quantize(args), hls=_hls_config(args))
     t_compile = time.perf_counter() - t0
     out = Path(args.output or "build/digits")
     cm.save(out, force=args.force)
     t0 = time.perf_counter()
-    probs = cm.run({"input": x})["probabilities"]
+    if hls:
+        probs = np.concatenate([cm.run({"input": x[i:i + 1]})["probabilities"]
+                                for i in range(len(x))])
+    else:
+        probs = cm.run({"input": x})["probabilities"]
     t_run = time.perf_counter() - t0
     acc_c = float((probs.argmax(1) == y).mean())
     print(f"onnxcc {__version__}: compiled the bundled digits CNN ({DEFAULT_MODEL.name}) for "
@@ -255,9 +262,19 @@ def _main_job(args: argparse.Namespace) -> int:
         ref_name = "onnxcc reference interpreter (onnxruntime not installed)"
     acc_ref = float((ref.argmax(1) == y).mean())
     print(f"  test split:          {len(y)} images of 8x8 digits")
-    print(f"  accuracy, C library: {acc_c:.4f}  (built with the system C compiler, ran in {t_run:.2f} s)")
+    what = ("C-simulation (g++, ap_fixed)" if hls else "C library")
+    how = "one image at a time" if hls else "built with the system C compiler"
+    print(f"  accuracy, {what}: {acc_c:.4f}  ({how}, ran in {t_run:.2f} s)")
     print(f"  accuracy, {ref_name}: {acc_ref:.4f}")
     print(f"  max |C - {ref_name.split()[0]}| probability difference: {np.abs(probs - ref).max():.2e}")
+    if hls:
+        t = cm.mmap["estimates"]["total"]
+        print(f"  design (estimated): latency {t['latency']:,} cycles at {cm.mmap['clock_ns']:g} ns, "
+              f"{t['dsp']:,} DSP, {t['bram18']:,} BRAM18, {t['lut']:,} LUT, {t['ff']:,} FF "
+              f"({cm.mmap['part']}); `onnxcc report` itemizes them")
+        print(f"  argmax agreement with {ref_name.split()[0]}: "
+              f"{float((probs.argmax(1) == ref.argmax(1)).mean()):.4f}")
+        return 0 if acc_c + 0.01 >= acc_ref else 1
     print(f"  arena:   {cm.arena_size:,} bytes (lower bound {cm.mmap['arena']['lower_bound']:,}, "
           f"naive sum of intermediates {cm.mmap['arena']['naive']:,})")
     print(f"  weights: {cm.weights_size:,} bytes")
