@@ -150,7 +150,7 @@ class KernelRenderer:
         ref = self.arrays(b)
         terms = [] if not ref.offset else [str(ref.offset)]
         for i, st in zip(idx, b.strides):
-            if st == 0:
+            if st == 0 or (isinstance(i, Const) and i.value == 0):
                 continue
             t = self.expr(i)
             terms.append(t if st == 1 else f"{t} * {st}")

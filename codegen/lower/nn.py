@@ -646,8 +646,50 @@ def _conv_depthwise(node: Node, ctx: LowerCtx) -> Any:
     return ctx.kernel("conv", [Y], ins, [Comment(text)] + nest, comment=text, locals=[xp])
 
 
+def _conv_direct(node: Node, ctx: LowerCtx) -> Any:
+    """Conv as an output-stationary nest for targets that pipeline each layer's loop over
+    outputs (HLS): per output position (n, group, channel, o...) ``acc = bias``, then ``acc +=
+    w * x`` over the group's input channels and the kernel taps (a masked load reads 0 in the
+    padding), then ``y = activation(acc)``. Every index is affine in the loop variables: no
+    division or modulo, which would become dividers in logic. x (N,C,*S), w (M,C/group,*K),
+    b (M,), y (N,M,*O)."""
+    x, w = node.inputs[0], node.inputs[1]
+    X, Wt, Y = ctx.input(0, "x"), ctx.input(1, "w"), ctx.output(0, "y")
+    has_b = len(node.inputs) > 2 and node.inputs[2] is not None
+    B = ctx.input(2, "b") if has_b else None
+    G = int(node.attrs.get("group") or 1)
+    (N, C), M = x.shape[:2], Y.shape[1]
+    CG, MG = C // G, M // G
+    K, I = list(w.shape[2:]), list(x.shape[2:])
+    pb_, _, s_, d_, O_ = conv_geometry(node, x.shape, w.shape)
+    nd, dt, lb = len(K), Y.dtype, LABELS[len(K)]
+    n, g, mg, c = axis_var("n", N), axis_var("g", G), axis_var("mg", MG), axis_var("c", CG)
+    o = [axis_var("o" + lb[a], O_[a]) for a in range(nd)]
+    k = [axis_var("k" + lb[a], K[a]) for a in range(nd)]
+    m, ci = lin((g, MG), mg), lin((g, CG), c)
+    iv = [lin((o[a], s_[a]), (k[a], d_[a]), -pb_[a]) for a in range(nd)]
+    ok = all_of(*in_range([(iv[a], I[a]) for a in range(nd)])[0])
+    xl = Load(X, (n, ci, *iv), ok, const(0, dt)) if ok is not None else X[(n, ci, *iv)]
+    acc = Var("acc", dt)
+    body: list[Stmt] = [
+        Decl(acc, B[(m,)] if B is not None else const(0, dt)),
+        *loops([(c, 0, CG)] + [(k[a], 0, K[a]) for a in range(nd)],
+               [Assign(acc, MulAdd(Wt[(m, c, *k)], xl, acc))]),
+        Store(Y, (n, m, *o), activation_expr(node, acc))]
+    nest = loops([(n, 0, N), (g, 0, G), (mg, 0, MG)] + [(o[a], 0, O_[a]) for a in range(nd)], body)
+    act = node.attrs.get("activation") or ""
+    text = (f"{node.op}: x {shape_text(X.shape)} is (N,C,spatial...), w {shape_text(Wt.shape)} is "
+            f"(M,C/group,k...), y {shape_text(Y.shape)}; group {G}, strides {_lst(s_)}, "
+            f"dilations {_lst(d_)}, pads_begin {_lst(pb_)}" + (f"; activation {act}" if act else "")
+            + "; one accumulator per output")
+    ins = read_buffers(nest, [X, Wt] + ([B] if B is not None else []))
+    return ctx.kernel("conv", [Y], ins, [Comment(text)] + nest, comment=text)
+
+
 @lower("Conv", "onnxcc.FusedConv", supports=_supports_conv)
 def _lower_conv(node: Node, ctx: LowerCtx) -> Any:
+    if getattr(ctx.target, "backend", "") == "hls":
+        return _conv_direct(node, ctx)
     if _depthwise_applies(node, ctx):
         return _conv_depthwise(node, ctx)
     tile = _register_tile(node, ctx)
