@@ -99,6 +99,9 @@ def _add_model_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
                    help="one weight scale per tensor instead of per output channel")
     p.add_argument("--precision", metavar="TYPE",
                    help="FPGA targets: the fixed-point type of every tensor (default ap_fixed<16,6>)")
+    p.add_argument("--precision-file", metavar="TOML",
+                   help="FPGA targets: the types from a TOML file (default = \"ap_fixed<16,6>\" "
+                   "and a [layers] table); --precision/--precision-layer override it")
     p.add_argument("--reuse-factor", action="append", metavar="N|NAME=N",
                    help="FPGA targets: products per multiplier (the initiation interval) for "
                    "every layer, or for one node (repeatable)")
@@ -117,11 +120,16 @@ def _fixed_point(args: argparse.Namespace):
             raise InputError(f"--precision-layer {item!r} is not NAME=TYPE",
                              hint="e.g. --precision-layer conv1=ap_fixed<18,8>")
         layers[name] = t
-    if default is None and not layers:
+    path = getattr(args, "precision_file", None)
+    if default is None and not layers and not path:
         return None
-    from onnxcc.codegen.hls.fixed import FixedPoint
+    from onnxcc.codegen.hls.fixed import FixedPoint, load_precision_file
 
-    return FixedPoint(default=default or "ap_fixed<16,6>", layers=layers)
+    base = load_precision_file(path) if path else FixedPoint()
+    base.layers = {**base.layers, **layers}
+    if default is not None:
+        base.default = default
+    return base
 
 
 def _quantize(args: argparse.Namespace):

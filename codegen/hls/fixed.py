@@ -259,6 +259,35 @@ class FixedPoint:
         return weight_type(data, self.weight_width, self.rounding, self.overflow)
 
 
+def load_precision_file(path: Any) -> FixedPoint:
+    """A FixedPoint from a TOML file::
+
+        default = "ap_fixed<16,6>"
+        weight_width = 16            # optional; also rounding, overflow, width, margin
+        [layers]
+        conv1 = "ap_fixed<18,8>"     # node or tensor name = type
+
+    Raises PrecisionError naming the file and key for unreadable TOML or unknown keys."""
+    import tomllib
+    from pathlib import Path
+
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise PrecisionError(f"cannot read precision file {path}: {e}",
+                             hint='write TOML: default = "ap_fixed<16,6>" and a [layers] table') from e
+    known = {"default", "layers", "weight_width", "rounding", "overflow", "width", "margin"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise PrecisionError(f"{path}: unknown key(s) {', '.join(unknown)}",
+                             hint=f"known keys: {', '.join(sorted(known))}")
+    layers = data.get("layers", {})
+    if not isinstance(layers, dict) or not all(isinstance(v, str) for v in layers.values()):
+        raise PrecisionError(f"{path}: [layers] must map names to type strings",
+                             hint='e.g. conv1 = "ap_fixed<18,8>"')
+    return FixedPoint(**{k: v for k, v in data.items() if k != "layers"}, layers=layers)
+
+
 @dataclass
 class Precision:
     """The types of one compiled graph: ``values`` (tensor name -> type), ``accum`` (node name

@@ -90,6 +90,7 @@ def test_project_files_tcl_and_testbench(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "0 output values differ" in r.stdout and "passed" in r.stdout
+    assert "warning" not in r.stdout.lower()       # the test bench builds with -Wall -Wextra
     # a second save keeps the user's files and refuses a file where a folder goes
     (out / "firmware" / "notes.txt").write_text("mine")
     m = onnxcc.compile(DIGITS, "xc7z020", input_shapes={"input": (1, 1, 8, 8)})
@@ -187,3 +188,24 @@ def test_design_that_does_not_fit_is_refused_before_any_file(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert re.search(r"conv2 .* 4 ", r.stdout) and "xczu7ev-ffvc1156-2-e" in r.stdout
+
+
+def test_precision_file(tmp_path):
+    from onnxcc.codegen.hls.fixed import load_precision_file
+
+    f = tmp_path / "prec.toml"
+    f.write_text('default = "ap_fixed<14,5>"\nweight_width = 12\n[layers]\ngemm = "ap_fixed<20,8>"\n')
+    cfg = load_precision_file(f)
+    assert cfg.weight_width == 12 and cfg.layers == {"gemm": "ap_fixed<20,8>"}
+    m = onnxcc.compile(_model(PLAIN), "xczu7ev", quantize=cfg)
+    assert m.mmap["types"]["y"] == "ap_fixed<20,8>" and m.mmap["types"]["x"] == "ap_fixed<14,5>"
+    (tmp_path / "bad.toml").write_text('defualt = "ap_fixed<8,3>"\n')
+    with pytest.raises(onnxcc.PrecisionError, match="defualt"):
+        load_precision_file(tmp_path / "bad.toml")
+    src = tmp_path / "m.onnx"
+    onnx.save(_model(PLAIN), str(src))
+    r = subprocess.run([sys.executable, "-m", "onnxcc.cli", "report", str(src), "-t", "xc7z020",
+                        "--precision-file", str(f), "--precision-layer", "x=ap_fixed<10,4>"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "ap_fixed<20,8>" in r.stdout
