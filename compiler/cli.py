@@ -102,6 +102,9 @@ def _add_model_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
     p.add_argument("--precision-file", metavar="TOML",
                    help="FPGA targets: the types from a TOML file (default = \"ap_fixed<16,6>\" "
                    "and a [layers] table); --precision/--precision-layer override it")
+    p.add_argument("--io", choices=["io_parallel", "io_stream"],
+                   help="FPGA targets: arrays between layers (default) or hls::stream FIFOs "
+                   "under DATAFLOW")
     p.add_argument("--reuse-factor", action="append", metavar="N|NAME=N",
                    help="FPGA targets: products per multiplier (the initiation interval) for "
                    "every layer, or for one node (repeatable)")
@@ -163,9 +166,10 @@ def _target(args: argparse.Namespace):
 
 
 def _hls_config(args: argparse.Namespace):
-    """The HLSConfig of --reuse-factor, or None."""
+    """The HLSConfig of --reuse-factor and --io, or None."""
     items = getattr(args, "reuse_factor", None) or []
-    if not items:
+    io = getattr(args, "io", None)
+    if not items and io is None:
         return None
     from onnxcc.codegen.hls.config import HLSConfig
 
@@ -184,7 +188,8 @@ def _hls_config(args: argparse.Namespace):
     if every is not None and per:
         raise InputError("--reuse-factor N and NAME=N exclude each other",
                          hint="give one factor for all layers, or one per node")
-    return HLSConfig(reuse_factor=every if every is not None else per)
+    return HLSConfig(reuse_factor=every if every is not None else (per or 1),
+                     io=io or "io_parallel")
 
 
 def _compile(args: argparse.Namespace, model: str):

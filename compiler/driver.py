@@ -357,7 +357,7 @@ def _compile(model: str | Path | onnx.ModelProto, target: Any, *,
 
             mmap = emit_hls(g, program, precision, tmp, target=tgt, name=g.name,
                             version=__version__, sha256=model_sha256(proto), options=options,
-                            source=source)
+                            source=source, io=(hls_cfg or HLSConfig()).io)
         elif tgt.backend == "llvm":
             from onnxcc.codegen.llvm.emit import emit_llvm
 

@@ -18,9 +18,17 @@ class HLSConfig:
             divides its multipliers (and DSP slices) by the same factor. An int for every layer,
             or node name -> factor (layers not named: 1). Raises OnnxccError for a factor under
             1 or a name of no node.
+        io: ``io_parallel`` (arrays between layers, which run one after another; hls4ml's
+            io_parallel) or ``io_stream`` (``hls::stream`` FIFOs between layers under
+            ``DATAFLOW``, so consecutive inputs overlap; AXI-Stream ports).
     """
 
     reuse_factor: int | Mapping[str, int] = 1
+    io: str = "io_parallel"
+
+    def __post_init__(self) -> None:
+        if self.io not in ("io_parallel", "io_stream"):
+            raise OnnxccError(f"io must be 'io_parallel' or 'io_stream', got {self.io!r}")
 
     def factors(self, nodes: set[str]) -> dict[str, int] | int:
         """The validated reuse factor(s) for a graph with node names ``nodes``."""

@@ -168,6 +168,116 @@ class _Layout:
         return 1
 
 
+def ins_ports(lay: _Layout) -> list:
+    return [p for p in lay.ports if not p[3]]
+
+
+def outs_ports(lay: _Layout) -> list:
+    return [p for p in lay.ports if p[3]]
+
+
+SHALLOW_FIFO = 2   # a stream between one writer and one reader that reads nothing else
+
+
+def _stream_design(pieces: list[tuple], lay: _Layout, m: str) -> dict[str, Any]:
+    """The io_stream form: layers connected by ``hls::stream`` FIFOs under ``DATAFLOW``, so
+    consecutive inputs overlap in the layers (throughput: one input per slowest layer).
+
+    Each layer reads its input tensors from streams into local arrays (element order: the
+    tensor's row-major NCHW order), runs its loop nest on them, and writes its output to one
+    stream per reader (a tensor read by two layers, as in a residual block, is written to two
+    FIFOs). A graph input read by several layers goes through a splitter. FIFO depths: a
+    stream whose writer writes only it and whose reader reads only it is :data:`SHALLOW_FIFO`
+    deep (the two run in lockstep); any other holds the whole tensor, so no writer ever waits
+    on a reader that waits on another stream (no deadlock, whatever the order of writes).
+    Line buffers (streaming a convolution row by row without holding the tensor) are not done
+    yet: each layer buffers its input.
+    Returns the kernels' C++ texts, the top's declarations and calls, the FIFOs' BRAM18 and the
+    cycles each layer spends moving its tensors."""
+    readers: dict[str, list[int]] = {}
+    for idx, (_, params, _, _, _) in enumerate(pieces):
+        for name, _, _, is_out in params:
+            if not is_out:
+                readers.setdefault(name, []).append(idx)
+    types = {n: t for n, t, _, _ in lay.arrays()}
+    sizes = {n: size for n, _, size, _ in lay.arrays()}
+    port_in = {p[0] for p in ins_ports(lay)}
+    port_out = {p[0] for p in outs_ports(lay)}
+    decls, calls, funcs, bram = [], [], [], 0
+    stream_of: dict[tuple[str, int], str] = {}   # (array, reader) -> stream variable
+    writes_of: dict[str, list[str]] = {}          # array -> the streams its writer fills
+    for name, rs in readers.items():
+        if name in port_in and len(rs) == 1:
+            stream_of[(name, rs[0])] = name        # the top's own input stream
+            continue
+        for r in rs:
+            stream_of[(name, r)] = f"st_{name}_{pieces[r][0].rsplit('_', 1)[-1]}"
+        writes_of[name] = [stream_of[(name, r)] for r in rs]
+    n_reads = {idx: sum(1 for (_, _, _, o) in params if not o)
+               for idx, (_, params, _, _, _) in enumerate(pieces)}
+
+    def depth(name: str, reader: int) -> int:
+        chain = len(writes_of.get(name, [])) == 1 and n_reads[reader] == 1
+        return SHALLOW_FIFO if chain else max(sizes[name], SHALLOW_FIFO)
+
+    for name, streams in writes_of.items():
+        for st in streams:
+            r = next(r for (a, r), s_ in stream_of.items() if s_ == st)
+            d = depth(name, r)
+            decls.append(f"hls::stream<{types[name]}> {st}(\"{st}\");")
+            decls.append(f"ONNXCC_HLS(HLS STREAM variable={st} depth={d})")
+            if d > 64:
+                bram += bram18(d, lay.width(types[name]))
+        if name in port_in:   # a graph input read by several layers: split it
+            fn = f"{m}_split_{name}"
+            outs_ = ", ".join(f"hls::stream<{types[name]}> &o{j}" for j in range(len(streams)))
+            body = " ".join(f"o{j}.write(v);" for j in range(len(streams)))
+            funcs.append(f"static void {fn}(hls::stream<{types[name]}> &in, {outs_}) {{\n"
+                         f"    for (int i = 0; i < {sizes[name]}; i++) {{\n"
+                         f"        ONNXCC_HLS(HLS PIPELINE II=1)\n"
+                         f"        {types[name]} v = in.read();\n        {body}\n    }}\n}}")
+            calls.append(f"{fn}({name}, {', '.join(streams)});")
+    io_cycles = []
+    for idx, (fn, params, pragmas, head, r) in enumerate(pieces):
+        sig, pre, post, cycles = [], [], [], 0
+        for name, t, size, is_out in params:
+            if is_out:
+                targets = ([name] if name in port_out else []) + writes_of.get(name, [])
+                for j, st in enumerate(targets):
+                    sig.append(f"hls::stream<{t}> &w_{name}_{j}")
+                pre.append(f"{t} {name}[{size}];")
+                if size <= PARTITION_LIMIT:
+                    pre.append(f"ONNXCC_HLS(HLS ARRAY_PARTITION variable={name} complete)")
+                writes = " ".join(f"w_{name}_{j}.write({name}[i]);" for j in range(len(targets)))
+                post.append(f"for (int i = 0; i < {size}; i++) {{\n        "
+                            f"ONNXCC_HLS(HLS PIPELINE II=1)\n        {writes}\n    }}")
+            else:
+                sig.append(f"hls::stream<{t}> &r_{name}")
+                pre.append(f"{t} {name}[{size}];")
+                if size <= PARTITION_LIMIT:
+                    pre.append(f"ONNXCC_HLS(HLS ARRAY_PARTITION variable={name} complete)")
+                pre.append(f"for (int i = 0; i < {size}; i++) {{\n        "
+                           f"ONNXCC_HLS(HLS PIPELINE II=1)\n        {name}[i] = r_{name}.read();"
+                           f"\n    }}")
+            cycles += size
+        io_cycles.append(cycles)
+        args = []
+        for name, _, _, is_out in params:
+            if is_out:
+                args += ([name] if name in port_out else []) + writes_of.get(name, [])
+            else:
+                args.append(stream_of[(name, idx)])
+        inner = r.function(fn + "_body", [(n, t, size, o) for n, t, size, o in params], pragmas)
+        inner = inner.replace("static void", "static inline void", 1)
+        body_call = f"{fn}_body({', '.join(p[0] for p in params)});"
+        text = (f"{head}\n{inner}\n\nstatic void {fn}({', '.join(sig)}) {{\n    "
+                + "\n    ".join(pre) + f"\n    {body_call}\n    " + "\n    ".join(post) + "\n}")
+        funcs.append(text)
+        calls.append(f"{fn}({', '.join(args)});")
+    return {"kernels": funcs, "calls": calls, "decls": ["ONNXCC_HLS(HLS DATAFLOW)"] + decls,
+            "bram": bram, "io_cycles": io_cycles}
+
+
 def _reuse(k: Kernel) -> int:
     """The largest initiation interval of ``k``'s pipelined loops (its reuse factor)."""
     from onnxcc.codegen.loops import Loop, walk_stmts
@@ -223,15 +333,18 @@ def check_fit(layers: list[LayerEstimate], total: dict[str, int], target: Any) -
 
 def emit_hls(g: Graph, program: Program, prec: Precision, out: Path, *, target: Any, name: str,
              version: str, sha256: str, options: dict, source: str,
-             tb_inputs: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+             io: str = "io_parallel") -> dict[str, Any]:
     """Write the HLS project of ``program`` into the empty folder ``out``; returns the
-    manifest (also written as ``<m>.json``). Raises UnsupportedOpError, naming every node,
-    before writing anything when a node or kernel has no fixed-point form."""
+    manifest (also written as ``<m>.json``). ``io`` is ``io_parallel`` (arrays between layers,
+    run one after another) or ``io_stream`` (see :func:`_stream_design`). Raises
+    UnsupportedOpError, naming every node, before writing anything when a node or kernel has
+    no fixed-point form; DesignFitError when the estimate exceeds the part."""
     check_hls(g, program)
     namer = Namer(name, CXX_RULES)
     m = namer.prefix
     lay = _Layout(g, program, prec, namer)
     kernels, calls = [], []
+    pieces: list[tuple] = []
     estimates: list[LayerEstimate] = []
     part_name = target.fpga.part if getattr(target, "fpga", None) else ""
     dsp_a = 25 if part_name.startswith("xc7") else 27   # DSP48E1 (7-series) or DSP48E2
@@ -259,20 +372,37 @@ def emit_hls(g: Graph, program: Program, prec: Precision, out: Path, *, target: 
         head = f"// {k.name}: {comment_text(k.op or 'copy', 60)} node " \
                f"{comment_text(k.node or '', 100)}; estimated II {est.ii}, latency " \
                f"{est.latency} cycles, {est.multipliers} multipliers ({est.dsp} DSP)"
-        kernels.append(head + "\n" + r.function(fn, params, pragmas))
-        calls.append(f"{fn}({', '.join(p[0] for p in params)});")
+        pieces.append((fn, params, pragmas, head, r))
+        if io == "io_parallel":
+            kernels.append(head + "\n" + r.function(fn, params, pragmas))
+            calls.append(f"{fn}({', '.join(p[0] for p in params)});")
     bram = sum(bram18(n, lay.width(t)) for _, t, n, _ in lay.arrays() if n > PARTITION_LIMIT)
     regs = sum(n * lay.width(t) for _, t, n, kind in lay.arrays()
                if n <= PARTITION_LIMIT and kind != "weight")
-    total = totals(estimates, bram, regs)
+    stream = None
+    if io == "io_stream":
+        stream = _stream_design(pieces, lay, m)
+        kernels, calls, arrays, fifo_bram = stream["kernels"], stream["calls"], stream["decls"], \
+            stream["bram"]
+        for e, extra in zip(estimates, stream["io_cycles"]):
+            e.latency += extra   # reading the inputs in and writing the outputs out
+        total = totals(estimates, bram + fifo_bram, regs)
+        total["ii"] = max((e.latency for e in estimates), default=0)   # DATAFLOW: layers overlap
+    else:
+        total = totals(estimates, bram, regs)
     check_fit(estimates, total, target)
-    ports = ", ".join(f"{'' if out_ else 'const '}{t} {n}[{size}]" for n, t, size, out_, _ in lay.ports)
-    arrays = [f"{ref.ctype} {ref.name}[{n}];" for ref, n in lay.groups.values()]
-    for name_, _, n, kind in lay.arrays():   # small arrays in registers (hls4ml's io_parallel)
-        if n <= PARTITION_LIMIT:
-            arrays.append(f"ONNXCC_HLS(HLS ARRAY_PARTITION variable={name_} complete)")
-    port_modes = {n: ("ap_vld" if size <= PARTITION_LIMIT else "ap_memory")
-                  for n, _, size, _, _ in lay.ports}
+    if stream is not None:
+        ports = ", ".join(f"hls::stream<{t}> &{n}" for n, t, _, _, _ in lay.ports)
+        port_modes = {n: "axis" for n, *_ in lay.ports}
+    else:
+        ports = ", ".join(f"{'' if out_ else 'const '}{t} {n}[{size}]"
+                          for n, t, size, out_, _ in lay.ports)
+        arrays = [f"{ref.ctype} {ref.name}[{n}];" for ref, n in lay.groups.values()]
+        for name_, _, n, kind in lay.arrays():   # small arrays in registers (hls4ml's io_parallel)
+            if n <= PARTITION_LIMIT:
+                arrays.append(f"ONNXCC_HLS(HLS ARRAY_PARTITION variable={name_} complete)")
+        port_modes = {n: ("ap_vld" if size <= PARTITION_LIMIT else "ap_memory")
+                      for n, _, size, _, _ in lay.ports}
     env = _env()
     target_name = getattr(target, "name", str(target))
     part = target.fpga.part if getattr(target, "fpga", None) else ""
@@ -280,8 +410,11 @@ def emit_hls(g: Graph, program: Program, prec: Precision, out: Path, *, target: 
     common = dict(version=version, m=m, source=comment_text(source, 100), sha256=sha256,
                   target=target_name, part=part, clock_ns=clock_ns)
     files: dict[str, str] = {}
+    common["stream"] = stream is not None
     files["firmware/defines.h"] = env.get_template("defines.h.j2").render(
         guard=f"{m.upper()}_DEFINES_H", typedefs=lay.typedefs, **common)
+    if stream is not None:
+        files["firmware/onnxcc_stream.h"] = (TEMPLATES / "onnxcc_stream.h").read_text()
     sizes = [f"{m.upper()}_N_{'INPUT' if not o else 'OUTPUT'}_{k} {n}"
              for k, (_, _, n, o, _) in enumerate(lay.ports)]
     files[f"firmware/{m}.h"] = env.get_template("top.h.j2").render(
@@ -292,26 +425,34 @@ def emit_hls(g: Graph, program: Program, prec: Precision, out: Path, *, target: 
         weight_headers=[f for f, _ in lay.weight_files], kernels=kernels, ports=ports,
         ports_modes=sorted(port_modes.items(), key=lambda kv: [p[0] for p in lay.ports].index(kv[0])),
         arrays=arrays, calls=calls, **common)
-    ins = [p for p in lay.ports if not p[3]]
-    outs = [p for p in lay.ports if p[3]]
-    decls = [f"{t} {n}[{size}];" for n, t, size, _, _ in lay.ports]
+    if stream is not None:   # C-simulation moves data through streams
+        conv_in = [f"for (int i = 0; i < {size}; i++) {n}.write({t}(SRC));"
+                   for n, t, size, _, _ in ins_ports(lay)]
+        conv_out = [f"for (int i = 0; i < {size}; i++) {{ {t} v = {n}.read(); DST }}"
+                    for n, t, size, _, _ in outs_ports(lay)]
+        decls = [f"hls::stream<{t}> {n}(\"{n}\");" for n, t, _, _, _ in lay.ports]
+    else:
+        conv_in = [f"for (int i = 0; i < {size}; i++) {n}[i] = {t}(SRC);"
+                   for n, t, size, _, _ in ins_ports(lay)]
+        conv_out = [f"for (int i = 0; i < {size}; i++) {{ {t} v = {n}[i]; DST }}"
+                    for n, t, size, _, _ in outs_ports(lay)]
+        decls = [f"{t} {n}[{size}];" for n, t, size, _, _ in lay.ports]
+    ins, outs = ins_ports(lay), outs_ports(lay)
     files[f"{m}_bridge.cpp"] = env.get_template("bridge.cpp.j2").render(
         params=", ".join([f"const float *f_{n}" for n, *_ in ins] +
                          [f"float *f_{n}" for n, *_ in outs]),
         decls=decls,
-        convert_in=[f"for (int i = 0; i < {size}; i++) {n}[i] = {t}((double)f_{n}[i]);"
-                    for n, t, size, _, _ in ins],
-        convert_out=[f"for (int i = 0; i < {size}; i++) f_{n}[i] = (float){n}[i].to_double();"
-                     for n, _, size, _, _ in outs],
+        convert_in=[c.replace("SRC", f"(double)f_{p[0]}[i]") for c, p in zip(conv_in, ins)],
+        convert_out=[c.replace("DST", f"f_{p[0]}[i] = (float)v.to_double();")
+                     for c, p in zip(conv_out, outs)],
         args=", ".join(p[0] for p in lay.ports), **common)
     n_in = sum(p[2] for p in ins)
     n_out = sum(p[2] for p in outs)
     files[f"{m}_test.cpp"] = env.get_template("test.cpp.j2").render(
         decls=decls, n_in=n_in, n_out=n_out,
-        convert_in=[f"for (int i = 0; i < {size}; i++) {n}[i] = {t}(in[at++]);"
-                    for n, t, size, _, _ in ins],
-        compare=[f"for (int i = 0; i < {size}; i++) if ({n}[i].to_double() != expect[at++]) "
-                 "wrong++;" for n, _, size, _, _ in outs],
+        convert_in=[c.replace("SRC", "in[at++]") for c in conv_in],
+        compare=[c.replace("DST", "if (v.to_double() != expect[at++]) wrong++;")
+                 for c in conv_out],
         args=", ".join(p[0] for p in lay.ports), **common)
     files["build_prj.tcl"] = env.get_template("build_prj.tcl.j2").render(**common)
     # test-bench data: seeded inputs and the fixed-point reference's outputs
@@ -333,7 +474,7 @@ def emit_hls(g: Graph, program: Program, prec: Precision, out: Path, *, target: 
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     manifest = {
-        "onnxcc_version": version, "c_prefix": m, "backend": "hls", "io": "io_parallel",
+        "onnxcc_version": version, "c_prefix": m, "backend": "hls", "io": io,
         "target": target_name, "part": part, "clock_ns": float(clock_ns), "model_sha256": sha256,
         "source": source, "options": options,
         "inputs": [{"name": v.name, "port": p[0], "shape": list(v.shape), "type": str(prec.values[v.name])}

@@ -5,6 +5,7 @@ onnxruntime's float result."""
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -139,9 +140,19 @@ def _cnn():
     return m
 
 
-def test_cnn_ops_exact_and_close_to_onnxruntime():
+@pytest.mark.parametrize("io", ["io_parallel", "io_stream"])
+def test_cnn_ops_exact_and_close_to_onnxruntime(io):
     model = _cnn()
-    m = onnxcc.compile(model, "xcvu9p", quantize=onnxcc.FixedPoint(layers={"c3": "ap_fixed<18,8>"}))
+    m = onnxcc.compile(model, "xcvu9p", quantize=onnxcc.FixedPoint(layers={"c3": "ap_fixed<18,8>"}),
+                       hls=onnxcc.HLSConfig(io=io))
+    text = (m.lib_dir / "firmware" / "cnn.cpp").read_text()
+    if io == "io_stream":   # tensors read by several layers go to one FIFO per reader, deep
+        assert "HLS DATAFLOW" in text and "mode=axis" in text
+        assert re.search(r"STREAM variable=st_\w+ depth=2\b", text)        # a chain link
+        assert re.search(r"STREAM variable=st_\w+ depth=216\b", text)      # c2: 6x6x6, fan-out
+        assert m.mmap["estimates"]["total"]["ii"] < m.mmap["estimates"]["total"]["latency"]
+    else:
+        assert "hls::stream" not in text and "ARRAY_PARTITION" in text
     assert "typedef ap_fixed<18,8,AP_RND_CONV,AP_SAT>" in \
         (m.lib_dir / "firmware" / "defines.h").read_text()
     sess = ort.InferenceSession(model.SerializeToString())

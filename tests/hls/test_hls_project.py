@@ -69,7 +69,7 @@ def test_hostile_names_compile_run_and_stay_out_of_the_code(tmp_path):
 def test_project_files_tcl_and_testbench(tmp_path):
     out = tmp_path / "prj"
     r = subprocess.run([sys.executable, "-m", "onnxcc.cli", "compile", str(DIGITS), "--target",
-                        "xc7z020", "--input-shape", "input=1,1,8,8", "--precision",
+                        "xc7z020", "--input-shape", "input=1,1,8,8", "--io", "io_stream", "--precision",
                         "ap_fixed<16,6>", "--precision-layer", "fc1=ap_fixed<18,8>", "-o", str(out)],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -80,6 +80,7 @@ def test_project_files_tcl_and_testbench(tmp_path):
                 "digits.json"):
         assert (out / rel).is_file(), rel
     assert "ap_fixed<18,8,AP_RND_CONV,AP_SAT>" in (out / "firmware" / "defines.h").read_text()
+    assert (out / "firmware" / "onnxcc_stream.h").is_file()             # --io io_stream
     tcl = (out / "build_prj.tcl").read_text()
     named = re.findall(r"add_files(?: -tb)? (\S+)", tcl)
     assert named and all((out / n).exists() for n in named), named
