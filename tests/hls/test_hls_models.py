@@ -80,14 +80,15 @@ def test_digits_structure(digits):
     assert "typedef ap_fixed<16,6,AP_RND_CONV,AP_SAT> input_t;" in defines
 
 
-@pytest.mark.parametrize("cfg", [
-    onnxcc.FixedPoint(),
-    onnxcc.FixedPoint(default="ap_fixed<12,5>", rounding="AP_TRN", overflow="AP_WRAP",
-                      weight_width=10),
-], ids=["16_6_conv_sat", "12_5_trn_wrap"])
-def test_jet_mlp_exact_in_every_mode(cfg):
+@pytest.mark.parametrize("cfg,io", [
+    (onnxcc.FixedPoint(), "io_parallel"),
+    (onnxcc.FixedPoint(), "io_stream"),
+    (onnxcc.FixedPoint(default="ap_fixed<12,5>", rounding="AP_TRN", overflow="AP_WRAP",
+                       weight_width=10), "io_parallel"),
+], ids=["16_6_conv_sat", "16_6_stream", "12_5_trn_wrap"])
+def test_jet_mlp_exact_in_every_mode(cfg, io):
     model = _bench_models().jet_mlp()
-    m = onnxcc.compile(model, "xc7z020", quantize=cfg)
+    m = onnxcc.compile(model, "xc7z020", quantize=cfg, hls=onnxcc.HLSConfig(io=io))
     rng = np.random.default_rng(3)
     sess = ort.InferenceSession(model.SerializeToString())
     agree = 0
