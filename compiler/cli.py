@@ -439,7 +439,14 @@ def cmd_hls_build(args: argparse.Namespace) -> int:
         steps["csim"] = True
         steps["synth"] = _sh.which("vitis_hls") is not None
     if _sh.which("vitis_hls"):
-        return vitis_build(folder, **steps)
+        rc = vitis_build(folder, **steps)
+        report = folder / f"{man['c_prefix']}_prj" / "solution1" / "syn" / "report" / \
+            f"{man['c_prefix']}_csynth.xml"
+        if rc == 0 and steps["synth"] and report.is_file():
+            from onnxcc.runtime.hls import parse_csynth, synthesis_table
+
+            print(synthesis_table(man, parse_csynth(report)))
+        return rc
     if any(steps[s] for s in ("synth", "cosim", "export")):
         print("vitis_hls is not on the PATH: running C-simulation only (g++); synthesis, "
               "co-simulation and export need Vitis HLS")

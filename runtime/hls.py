@@ -141,3 +141,50 @@ def vitis_build(folder: Path, *, csim: bool, synth: bool, cosim: bool, export: b
     args = [f"csim={int(csim)}", f"synth={int(synth)}", f"cosim={int(cosim)}",
             f"export={int(export)}"]
     return subprocess.run([exe, "-f", "build_prj.tcl", "-tclargs", *args], cwd=folder).returncode
+
+
+def parse_csynth(path: Path) -> dict[str, float]:
+    """The totals of a Vitis HLS synthesis report ``<m>_csynth.xml`` (in
+    ``<m>_prj/solution1/syn/report/``): ``latency`` and ``interval`` in cycles (best case),
+    ``clock_ns`` (estimated period), ``dsp`` (``DSP`` or ``DSP48E``), ``bram18``, ``lut``,
+    ``ff``. Raises BuildError when the file is missing or not such a report."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError) as e:
+        raise BuildError(f"cannot read the synthesis report {path}: {e}",
+                         hint="run `onnxcc hls build DIR --synth` with vitis_hls on the PATH") from e
+
+    def num(xpath: str) -> float:
+        node = root.find(xpath)
+        if node is None or node.text is None:
+            raise BuildError(f"{path} has no {xpath}", hint="is it a Vitis HLS csynth.xml?")
+        try:
+            return float(node.text)
+        except ValueError:
+            return float("nan")   # "undef" for a latency Vitis could not bound
+
+    res = root.find("./AreaEstimates/Resources")
+    if res is None:
+        raise BuildError(f"{path} has no AreaEstimates/Resources", hint="is it a csynth.xml?")
+    dsp_tag = "DSP" if res.find("DSP") is not None else "DSP48E"
+    return {"latency": num("./PerformanceEstimates/SummaryOfOverallLatency/Best-caseLatency"),
+            "interval": num("./PerformanceEstimates/SummaryOfOverallLatency/Interval-min"),
+            "clock_ns": num("./PerformanceEstimates/SummaryOfTimingAnalysis/EstimatedClockPeriod"),
+            "dsp": num(f"./AreaEstimates/Resources/{dsp_tag}"),
+            "bram18": num("./AreaEstimates/Resources/BRAM_18K"),
+            "lut": num("./AreaEstimates/Resources/LUT"),
+            "ff": num("./AreaEstimates/Resources/FF")}
+
+
+def synthesis_table(manifest: dict, synth: dict[str, float]) -> str:
+    """onnxcc's estimates beside the synthesis report's numbers, one row per quantity."""
+    est = manifest["estimates"]["total"]
+    rows = [("", "onnxcc estimate", "Vitis HLS csynth")]
+    for key, label in (("latency", "latency (cycles)"), ("ii", "interval (cycles)"),
+                       ("dsp", "DSP"), ("bram18", "BRAM18"), ("lut", "LUT"), ("ff", "FF")):
+        got = synth["interval" if key == "ii" else key]
+        rows.append((label, f"{est[key]:,}", "undef" if got != got else f"{int(got):,}"))
+    w = [max(len(r[i]) for r in rows) for i in range(3)]
+    return "\n".join(f"{a.ljust(w[0])}  {b.rjust(w[1])}  {c.rjust(w[2])}" for a, b, c in rows)

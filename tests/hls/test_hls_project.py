@@ -210,3 +210,41 @@ def test_precision_file(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "ap_fixed<20,8>" in r.stdout
+
+
+CSYNTH = """<?xml version="1.0" encoding="UTF-8"?>
+<profile>
+  <UserAssignments><TargetClockPeriod>5.00</TargetClockPeriod></UserAssignments>
+  <PerformanceEstimates>
+    <SummaryOfTimingAnalysis><EstimatedClockPeriod>3.650</EstimatedClockPeriod></SummaryOfTimingAnalysis>
+    <SummaryOfOverallLatency>
+      <Best-caseLatency>1120</Best-caseLatency><Worst-caseLatency>1120</Worst-caseLatency>
+      <Interval-min>1121</Interval-min><Interval-max>1121</Interval-max>
+    </SummaryOfOverallLatency>
+  </PerformanceEstimates>
+  <AreaEstimates>
+    <Resources><BRAM_18K>2</BRAM_18K><DSP>{dsp}</DSP><FF>21034</FF><LUT>15022</LUT><URAM>0</URAM></Resources>
+    <AvailableResources><BRAM_18K>624</BRAM_18K><DSP>1728</DSP><FF>460800</FF><LUT>230400</LUT></AvailableResources>
+  </AreaEstimates>
+</profile>
+"""
+
+
+def test_synthesis_report_parsed_beside_the_estimates(tmp_path):
+    """`onnxcc hls build --synth` (with Vitis HLS) prints the csynth report's totals beside the
+    estimates; the parser reads Vitis's csynth.xml (DSP, or DSP48E from Vivado HLS)."""
+    from onnxcc.runtime.hls import parse_csynth, synthesis_table
+
+    f = tmp_path / "digits_csynth.xml"
+    f.write_text(CSYNTH.format(dsp=181))
+    got = parse_csynth(f)
+    assert got == {"latency": 1120, "interval": 1121, "clock_ns": 3.65, "dsp": 181, "bram18": 2,
+                   "lut": 15022, "ff": 21034}
+    f.write_text(CSYNTH.format(dsp=181).replace("<DSP>", "<DSP48E>").replace("</DSP>", "</DSP48E>"))
+    assert parse_csynth(f)["dsp"] == 181
+    m = onnxcc.compile(DIGITS, "xczu7ev", input_shapes={"input": (1, 1, 8, 8)})
+    table = synthesis_table(m.mmap, got)
+    assert "Vitis HLS csynth" in table and "1,120" in table and "181" in table
+    (tmp_path / "bad.xml").write_text("<profile/>")
+    with pytest.raises(onnxcc.BuildError):
+        parse_csynth(tmp_path / "bad.xml")
