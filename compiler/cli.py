@@ -4,7 +4,8 @@
                                                  run on its test split and scored)
     onnxcc run MODEL --inputs x.npz [-o y.npz]   compile for the host, run, save/print outputs
     onnxcc report MODEL                          per-layer MACs, parameters and arena placement
-    onnxcc check MODEL                           every unsupported op / unbound dim, no code written
+    onnxcc check MODEL                           every unsupported op / unbound dim, and whether
+                                                 it fits the target's SRAM and flash; no code
     onnxcc targets | onnxcc ops                  what onnxcc knows
 
 MODEL is a path to an .onnx file or ``zoo:NAME`` (a light model inside the onnx wheel).
@@ -214,9 +215,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if "CMakeLists.txt" not in cm.saved_files:
         print(f"  note:    {out / 'CMakeLists.txt'} is not onnxcc's and was left as is: "
               f"include({cm.mmap['c_prefix']}.cmake) from it for the CMake target")
+    sram, flash = getattr(cm.target, "sram_bytes", None), getattr(cm.target, "flash_bytes", None)
     print(f"  arena:   {cm.arena_size:,} bytes (lower bound {cm.mmap['arena']['lower_bound']:,}, "
-          f"naive {cm.mmap['arena']['naive']:,})")
-    print(f"  weights: {cm.weights_size:,} bytes")
+          f"naive {cm.mmap['arena']['naive']:,})"
+          + (f"; fits: {cm.arena_size / sram:.1%} of {sram:,} bytes of SRAM" if sram else ""))
+    print(f"  weights: {cm.weights_size:,} bytes"
+          + (f"; fits: {cm.weights_size / flash:.1%} of {flash:,} bytes of flash" if flash else ""))
     sizes = cm.cross_sizes()
     if sizes:
         print(f"  {cm.target.name} object: text {sizes['text']:,} B, data {sizes['data']:,} B, "
@@ -390,9 +394,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .driver import check_memory_budget
 
     check_memory_budget(g, tgt)
+    from .fit import fit_report, format_fit
+
     plan = g.meta["memory_plan"]
     print(f"{args.model}: every node can be compiled for {tgt.name} ({len(g.nodes)} nodes after "
           f"passes; arena {plan.arena_size:,} bytes)")
+    print(f"it fits {tgt.name}" + (f" ({tgt.board})" if getattr(tgt, "board", None) else "") + ":")
+    print(format_fit(fit_report(g, tgt)))
     return 0
 
 
@@ -482,7 +490,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="per-layer report")
     _add_model_args(rp)
     rp.set_defaults(fn=cmd_report)
-    ck = sub.add_parser("check", help="list every unsupported op and unbound dim")
+    ck = sub.add_parser("check", help="list every unsupported op and unbound dim; say whether "
+                        "the model fits the target's SRAM and flash")
     _add_model_args(ck)
     ck.set_defaults(fn=cmd_check)
     h = sub.add_parser("hls", help="FPGA projects: `onnxcc hls build DIR`")
