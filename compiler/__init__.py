@@ -25,6 +25,14 @@ def compile(model, target: str = "host", **kwargs):  # noqa: A001 - the public n
     return _compile(model, target, **kwargs)
 
 
+def plot_memory_plan(compiled_model, path):
+    """Draw ``compiled_model``'s arena over the schedule steps into the image ``path`` (bytes on
+    the y axis); returns the rectangles drawn. See :func:`onnxcc.report.plot_memory_plan`."""
+    from .report import plot_memory_plan as _plot
+
+    return _plot(compiled_model, path)
+
+
 __all__ = ["AttributeValueError", "BuildError", "DesignFitError", "HLSConfig", "CalibrationError", "FixedPoint", "Int8", "ModelLoadError",
            "OnnxccError", "OutputError", "PrecisionError", "ShapeError", "UnsupportedOpError", "VerifyError",
-           "__version__", "compile"]
+           "__version__", "compile", "plot_memory_plan"]

@@ -3,8 +3,10 @@
     onnxcc compile [MODEL] --target T -o DIR     compile (no MODEL: the bundled digits CNN, built,
                                                  run on its test split and scored)
     onnxcc run MODEL --inputs x.npz [-o y.npz]   compile for the host, run, save/print outputs
-    onnxcc report MODEL                          per-layer MACs, parameters and arena placement
-    onnxcc check MODEL                           every unsupported op / unbound dim, no code written
+    onnxcc report MODEL [--plot plan.png]        per-layer MACs, parameters and arena placement
+                                                 (and a picture of the memory plan)
+    onnxcc check MODEL                           every unsupported op / unbound dim, and whether
+                                                 it fits the target's SRAM and flash; no code
     onnxcc targets | onnxcc ops                  what onnxcc knows
 
 MODEL is a path to an .onnx file or ``zoo:NAME`` (a light model inside the onnx wheel).
@@ -227,9 +229,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if "CMakeLists.txt" not in cm.saved_files:
         print(f"  note:    {out / 'CMakeLists.txt'} is not onnxcc's and was left as is: "
               f"include({cm.mmap['c_prefix']}.cmake) from it for the CMake target")
+    sram, flash = getattr(cm.target, "sram_bytes", None), getattr(cm.target, "flash_bytes", None)
     print(f"  arena:   {cm.arena_size:,} bytes (lower bound {cm.mmap['arena']['lower_bound']:,}, "
-          f"naive {cm.mmap['arena']['naive']:,})")
-    print(f"  weights: {cm.weights_size:,} bytes")
+          f"naive {cm.mmap['arena']['naive']:,})"
+          + (f"; fits: {cm.arena_size / sram:.1%} of {sram:,} bytes of SRAM" if sram else ""))
+    print(f"  weights: {cm.weights_size:,} bytes"
+          + (f"; fits: {cm.weights_size / flash:.1%} of {flash:,} bytes of flash" if flash else ""))
     sizes = cm.cross_sizes()
     if sizes:
         print(f"  {cm.target.name} object: text {sizes['text']:,} B, data {sizes['data']:,} B, "
@@ -402,8 +407,33 @@ def _output_npz(path: str) -> Path:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    print(_compile(args, args.model).report())
+    if args.plot:
+        _check_plot_path(args.plot)
+    cm = _compile(args, args.model)
+    print(cm.report())
+    if args.plot:
+        from .report import plot_memory_plan
+
+        rects = plot_memory_plan(cm, args.plot)
+        print(f"memory plan: {len(rects)} arena tensors drawn -> {args.plot}")
     return 0
+
+
+def _check_plot_path(path: str) -> None:
+    """Raise OutputError before compiling when ``--plot`` cannot be written: its folder is
+    missing, it names a folder, or its suffix is no image format matplotlib writes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    out = Path(path)
+    kinds = FigureCanvasAgg.get_supported_filetypes()
+    if out.suffix and out.suffix[1:].lower() not in kinds:
+        raise OutputError(f"--plot {out}: matplotlib cannot write {out.suffix!r} images",
+                          hint=f"use one of {', '.join('.' + k for k in sorted(kinds))}")
+    if out.is_dir():
+        raise OutputError(f"--plot {out} is a folder", hint="give the path of a .png file to write")
+    if not out.parent.is_dir():
+        raise OutputError(f"--plot {out}: {out.parent} does not exist",
+                          hint="create the folder first, or choose another --plot")
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -420,9 +450,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .driver import check_memory_budget
 
     check_memory_budget(g, tgt)
+    from .fit import fit_report, format_fit
+
     plan = g.meta["memory_plan"]
     print(f"{args.model}: every node can be compiled for {tgt.name} ({len(g.nodes)} nodes after "
           f"passes; arena {plan.arena_size:,} bytes)")
+    print(f"it fits {tgt.name}" + (f" ({tgt.board})" if getattr(tgt, "board", None) else "") + ":")
+    print(format_fit(fit_report(g, tgt)))
     return 0
 
 
@@ -518,8 +552,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(fn=cmd_run)
     rp = sub.add_parser("report", help="per-layer report")
     _add_model_args(rp)
+    rp.add_argument("--plot", metavar="PNG", help="draw the memory plan (arena tensors over the "
+                    "schedule steps, the peak marked) into this image with matplotlib")
     rp.set_defaults(fn=cmd_report)
-    ck = sub.add_parser("check", help="list every unsupported op and unbound dim")
+    ck = sub.add_parser("check", help="list every unsupported op and unbound dim; say whether "
+                        "the model fits the target's SRAM and flash")
     _add_model_args(ck)
     ck.set_defaults(fn=cmd_check)
     h = sub.add_parser("hls", help="FPGA projects: `onnxcc hls build DIR`")

@@ -169,6 +169,10 @@ def check_memory_budget(g: Graph, tgt: Any) -> None:
     largest object the target's pointer width can address (``tgt.max_object_bytes``, C's
     PTRDIFF_MAX: 2**31 - 1 on a Cortex-M), when the arena, weights and graph inputs/outputs
     together exceed its address space, when the arena exceeds its SRAM, or the weights its flash.
+    In the last two cases the message names the tensors live at the step where the arena peaks
+    (bytes, producing node), the largest weights (bytes), and the hint what would help with
+    estimated sizes: int8, the smallest onnxcc MCU target that fits, a smaller input
+    (:mod:`onnxcc.fit`).
     """
     from onnxcc.codegen.lower import is_splat
 
@@ -199,19 +203,12 @@ def check_memory_budget(g: Graph, tgt: Any) -> None:
             f"the arena ({plan.arena_size:,} B), weights ({weights:,} B) and inputs/outputs "
             f"({io:,} B) together exceed the {bits}-bit address space of {tgt.name}",
             hint="use a smaller input (input_shapes / --input-shape) or a smaller model")
-    if tgt.sram_bytes is not None and plan.arena_size > tgt.sram_bytes:
-        big = sorted(((b.size, name) for name, b in plan.buffers.items() if b.space == "arena"),
-                     reverse=True)[:3]
-        names = ", ".join(f"{n!r} ({s:,} B)" for s, n in big)
-        raise MemoryBudgetError(
-            f"the arena needs {plan.arena_size:,} bytes but {tgt.name} has {tgt.sram_bytes:,} bytes "
-            f"of SRAM; largest tensors: {names}",
-            hint="use a smaller input (input_shapes / --input-shape, e.g. batch 1), a smaller model, "
-            "or a target with more SRAM")
-    if tgt.flash_bytes is not None and weights > tgt.flash_bytes:
-        raise MemoryBudgetError(
-            f"the weights need {weights:,} bytes but {tgt.name} has {tgt.flash_bytes:,} bytes of flash",
-            hint="use a smaller model, or quantize it (int8 weights are 4x smaller)")
+    from .fit import budget_message, fit_report
+
+    fit = fit_report(g, tgt)
+    if not fit.fits:
+        hint = "what would help:\n" + "\n".join(f"    - {h}" for h in fit.helps)
+        raise MemoryBudgetError(budget_message(fit), hint=hint)
 
 
 def _fixed_point_config(quantize: Any, tgt: Any) -> Any:

@@ -1,13 +1,15 @@
 """The compile report: per node op, output shape, MACs, parameter bytes, arena offset and size;
-totals of weights, arena beside its lower bound and the naive sum of intermediates."""
+totals of weights, arena beside its lower bound and the naive sum of intermediates; and the
+memory-plan picture (:func:`plot_memory_plan`, matplotlib)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from .ir import Node
+from .ir import Graph, Node
 
 if TYPE_CHECKING:
     from .driver import CompiledModel
@@ -125,3 +127,94 @@ def format_report(cm: CompiledModel) -> str:
     if q is not None:
         lines += ["", q.table()]
     return "\n".join(lines)
+
+
+class PlanRect(NamedTuple):
+    """One arena tensor of the memory-plan picture: ``name``, live from schedule step ``first``
+    to ``last`` (inclusive; steps index the graph's nodes), at byte ``offset`` for ``size``
+    bytes; ``group`` is its storage group (values of one group share bytes on purpose)."""
+
+    name: str
+    first: int
+    last: int
+    offset: int
+    size: int
+    group: str
+
+
+def plan_rects(graph: Graph) -> list[PlanRect]:
+    """The arena tensors of ``graph``'s memory plan as :class:`PlanRect` (bytes, steps), in
+    order of offset, then first step, then name."""
+    from onnxcc.passes.liveness import value_intervals
+
+    plan = graph.meta["memory_plan"]
+    rects = []
+    for v, (first, last) in value_intervals(graph).items():
+        b = plan.buffers.get(v.name)
+        if b is not None and b.space == "arena" and b.size:
+            rects.append(PlanRect(v.name, first, last, b.offset, b.size,
+                                  plan.groups.get(v.name, v.name)))
+    return sorted(rects, key=lambda r: (r.offset, r.first, r.name))
+
+
+def _label(s: str) -> str:
+    """``s`` with each non-printable character written as its escape (``\\x1b``)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in s)
+
+
+def plot_memory_plan(cm: CompiledModel, path: str | Path, *, dpi: int = 120) -> list[PlanRect]:
+    """Draw the arena of ``cm`` over time into the image ``path`` (PNG, or any format
+    matplotlib's Agg canvas writes by suffix) and return the rectangles drawn.
+
+    x: schedule steps (a tensor live from step f to step l spans [f, l + 1)); y: byte offset in
+    the arena. Each arena tensor is a rectangle (labeled when large enough), the step where the
+    live bytes peak is a vertical line with its bytes, and the arena size and the lower bound
+    (peak live bytes) are horizontal lines; the title names the model, target and arena bytes.
+    Names from the model are text labels only. Uses matplotlib's Agg canvas directly, so the
+    global pyplot backend is left alone. Raises OSError when ``path`` cannot be written.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    from .fit import fit_report, live_bytes
+
+    g = cm.graph
+    plan = g.meta["memory_plan"]
+    rects = plan_rects(g)
+    live = live_bytes(g)
+    steps = max(len(g.nodes), 1)
+    arena = plan.arena_size
+    top = max(arena, 1)
+    fig = Figure(figsize=(10, 6), dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    colors = {}
+    palette = [f"C{k}" for k in range(10)]
+    for r in rects:
+        color = colors.setdefault(r.group, palette[len(colors) % len(palette)])
+        width = r.last + 1 - r.first
+        ax.add_patch(Rectangle((r.first, r.offset), width, r.size, facecolor=color, alpha=0.55,
+                               edgecolor="black", linewidth=0.6))
+        if r.size >= 0.06 * top and width >= 0.08 * steps:
+            ax.text(r.first + width / 2, r.offset + r.size / 2, f"{_label(r.name)}\n{r.size:,} B",
+                    ha="center", va="center", fontsize=7, clip_on=True, parse_math=False)
+    ax.axhline(arena, color="black", linewidth=1.2)
+    ax.text(0, arena, f" arena {arena:,} B", va="bottom", fontsize=8, parse_math=False)
+    ax.axhline(plan.lower_bound, color="tab:red", linestyle="--", linewidth=1)
+    ax.text(steps, plan.lower_bound, f"lower bound {plan.lower_bound:,} B ", ha="right",
+            va="top", fontsize=8, color="tab:red", parse_math=False)
+    peak = fit_report(g, cm.target).peak_step
+    if peak is not None:
+        ax.axvline(peak + 0.5, color="tab:red", linewidth=1)
+        ax.text(peak + 0.5, top * 1.02, f"peak: step {peak}, {live[peak]:,} B", ha="center",
+                va="bottom", fontsize=8, color="tab:red", parse_math=False)
+    ax.set_xlim(0, steps)
+    ax.set_ylim(0, top * 1.1)
+    ax.set_xlabel("schedule step (node)")
+    ax.set_ylabel("arena offset (bytes)")
+    ax.set_title(f"{_label(cm.name)} on {_label(cm.target.name)}: arena {arena:,} bytes",
+                 parse_math=False)
+    fig.tight_layout()
+    fig.savefig(str(path))
+    return rects
