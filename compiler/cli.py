@@ -447,6 +447,10 @@ def cmd_check(args: argparse.Namespace) -> int:
                     constant_inputs=_constant_inputs(args.constant_input))
     g = run_pipeline(g, tgt.pipeline, verify=True)
     check_legal(g, tgt.name)
+    if tgt.backend == "hls":   # every node without a fixed-point kernel
+        from onnxcc.codegen.hls.emit import check_hls
+
+        check_hls(g)
     from .driver import check_memory_budget
 
     check_memory_budget(g, tgt)

@@ -248,3 +248,11 @@ def test_synthesis_report_parsed_beside_the_estimates(tmp_path):
     (tmp_path / "bad.xml").write_text("<profile/>")
     with pytest.raises(onnxcc.BuildError):
         parse_csynth(tmp_path / "bad.xml")
+
+
+def test_check_names_nodes_without_an_fpga_kernel(tmp_path):
+    src = tmp_path / "m.onnx"
+    onnx.save(_model(PLAIN, ops=("Relu", "Erf")), str(src))
+    r = subprocess.run([sys.executable, "-m", "onnxcc.cli", "check", str(src), "-t", "xczu7ev"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "act1" in r.stderr and "Erf" in r.stderr
