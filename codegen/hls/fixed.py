@@ -423,6 +423,16 @@ def _node_accum(n: Any, values: dict[str, FixedType], cfg: FixedPoint) -> FixedT
     if op == "Mul":
         a, b = ins[0], ins[1]
         return _acc(cfg, a.integer + b.integer, a.frac + b.frac)
+    if op == "Pad":
+        v = n.inputs[2].const if len(n.inputs) > 2 and n.inputs[2] is not None else None
+        big = abs(float(np.asarray(v).reshape(-1)[0])) if v is not None else 0.0
+        return _acc(cfg, max(ix, integer_bits(big)) + 1, max(fx, CONST_FRAC))
+    if op == "HardSigmoid":
+        alpha = abs(float(n.attrs.get("alpha", 0.2)))
+        return _acc(cfg, ix + integer_bits(alpha) + 2, fx + CONST_FRAC)
+    if op == "PRelu":
+        w = ins[1]
+        return _acc(cfg, ix + w.integer + 1, fx + w.frac)
     if op == "onnxcc.TableActivation":
         t = ins[1]
         span = abs(float(n.attrs.get("lo", -8.0)))

@@ -34,7 +34,8 @@ SUPPORTED = frozenset({
     "GlobalMaxPool", "AveragePool", "GlobalAveragePool", "Add", "Sub", "Mul", "Relu", "Clip",
     "LeakyRelu",
     "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Concat", "Transpose",
-    "onnxcc.TableSoftmax", "Softmax", "onnxcc.TableActivation", "Sigmoid", "Tanh"})
+    "onnxcc.TableSoftmax", "Softmax", "onnxcc.TableActivation", "Sigmoid", "Tanh", "Pad",
+    "Resize", "HardSigmoid", "PRelu", "Div"})
 ACTIVATIONS = ("", "Relu", "Clip", "LeakyRelu")
 
 
@@ -52,6 +53,13 @@ def unsupported_reason(n: Node) -> str | None:
         return f"fused activation {n.attrs.get('activation')} is not supported on FPGA targets yet"
     if n.op == "AveragePool" and int(n.attrs.get("ceil_mode") or 0):
         return "AveragePool with ceil_mode=1 is not supported on FPGA targets yet"
+    if n.op == "Resize" and (n.attrs.get("mode") or "nearest") != "nearest":
+        return "only nearest Resize has an FPGA kernel (linear interpolation is not exact yet)"
+    if n.op == "Div" and (n.inputs[1].const is None or not np.all(np.asarray(n.inputs[1].const))
+                          or n.inputs[0].const is not None):
+        return "Div on FPGA targets needs a constant divisor without zeros"
+    if n.op == "Pad" and len(n.inputs) > 3 and n.inputs[3] is not None:
+        return "Pad with axes is not supported on FPGA targets yet"
     if n.op == "MatMul" and (len(n.inputs[0].shape) != 2 or n.inputs[1].const is None):
         return "only a 2-D MatMul with constant weights has an FPGA kernel"
     return None
@@ -160,6 +168,22 @@ def _node(n: Node, args: list[np.ndarray | None], prec: Precision) -> np.ndarray
         s = e.sum(axis=-1, keepdims=True)
         k = np.clip(np.trunc(np.minimum(s * ins, len(it) - 1)), 0, len(it) - 1)
         return e * it[k.astype(np.int64)]
+    if op == "Pad":
+        vals = list(args)
+        if len(vals) > 2 and vals[2] is not None:   # the pad value, a literal in the kernel
+            vals[2] = np.asarray(_literal(float(np.asarray(vals[2]).reshape(-1)[0])))
+        return np.asarray(get_op(n).reference(n, *vals)[0], np.float64)
+    if op == "HardSigmoid":
+        alpha, beta = float(n.attrs.get("alpha", 0.2)), float(n.attrs.get("beta", 0.5))
+        return np.clip(args[0] * _literal(alpha) + _literal(beta), 0.0, 1.0)
+    if op == "Div":   # ap_fixed division: the quotient truncated at the dividend's fraction bits
+        xt = prec.values[n.inputs[0].name]
+        wt = prec.weight(np.asarray(n.inputs[1].const))
+        a = np.broadcast_to(xt.raw(args[0]), np.broadcast_shapes(args[0].shape, args[1].shape))
+        b = np.broadcast_to(wt.raw(args[1]), a.shape).astype(np.int64)
+        num = a.astype(np.int64) * (1 << wt.frac)
+        q = np.sign(num) * np.sign(b) * (np.abs(num) // np.abs(b))
+        return np.ldexp(q.astype(np.float64), -xt.frac)
     if op == "onnxcc.TableActivation":
         lo, sc = float(n.attrs["lo"]), float(n.attrs["scale"])
         pos = np.maximum((args[0] - lo) * sc, 0.0)          # exact: dyadic literals

@@ -206,3 +206,33 @@ def test_table_activations_leaky_relu_and_calibrated_types():
         want = dict(zip(["y", "clipped"], sess.run(None, {"x": x})))
         for k in want:
             np.testing.assert_allclose(got[k], want[k], atol=0.01)
+
+
+def test_pad_resize_hard_sigmoid_prelu_div():
+    """Pad (a non-dyadic value and reflect), nearest Resize, HardSigmoid, PRelu and Div by a
+    constant: C-sim equals the reference exactly; close to onnxruntime."""
+    r = np.random.default_rng(12)
+    inits = [numpy_helper.from_array(np.array([0, 0, 1, 2, 0, 0, 1, 0], np.int64), "pads"),
+             _init("pv", 0.3), numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1],
+                                                                np.int64), "pads2"),
+             _init("sc", [1, 1, 2, 2]), _init("slope", r.uniform(0.05, 0.5, (3, 1, 1))),
+             _init("d", [3.0])]
+    nodes = [helper.make_node("Pad", ["x", "pads", "pv"], ["p"]),
+             helper.make_node("Pad", ["p", "pads2"], ["p2"], mode="reflect"),
+             helper.make_node("Resize", ["p2", "", "sc"], ["rz"], mode="nearest"),
+             helper.make_node("HardSigmoid", ["rz"], ["hs"], alpha=0.3, beta=0.45),
+             helper.make_node("PRelu", ["rz", "slope"], ["pr"]),
+             helper.make_node("Div", ["pr", "d"], ["dv"]),
+             helper.make_node("Add", ["hs", "dv"], ["y"])]
+    g = helper.make_graph(nodes, "misc", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                        [1, 3, 4, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 16, 18])],
+                          inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    m = onnxcc.compile(model, "xczu7ev")
+    sess = ort.InferenceSession(model.SerializeToString())
+    for _ in range(3):
+        x = r.normal(0, 2, (1, 3, 4, 4)).astype(np.float32)
+        got = _exact(m, {"x": x})["y"]
+        np.testing.assert_allclose(got, sess.run(None, {"x": x})[0], atol=0.01)
