@@ -6,8 +6,10 @@ onnxcc's latency/resource estimates, for the digits CNN (its test split) and the
 
 hls4ml is run through its ONNX front end (``hls4ml.converters.convert_from_onnx_model`` after
 qonnx's cleanup, channels-last conversion and Gemm -> MatMul, with the attributes its parsers
-require filled in with their ONNX defaults) when both ``hls4ml`` and ``qonnx`` import; otherwise
-its rows say why. hls4ml gives no estimates without Vivado/Vitis, so its resource columns stay
+require filled in with their ONNX defaults) when both ``hls4ml`` and ``qonnx`` import
+(``pip install qonnx``; not a test dependency); otherwise its rows say why. It runs twice: with
+``granularity="model"`` (fixed<16,6> everywhere, as onnxcc) and ``granularity="name"`` (a type
+per layer from its 'auto' precision inference). hls4ml gives no estimates without Vivado/Vitis, so its resource columns stay
 empty. Timings are of one run on a shared machine: compare them within the run.
 """
 
@@ -78,8 +80,10 @@ def run_onnxcc(model: onnx.ModelProto, name: str, xs: np.ndarray, target: str) -
             "lut": est["lut"], "ff": est["ff"], "bram18": est["bram18"]}
 
 
-def run_hls4ml(model: onnx.ModelProto, xs: np.ndarray) -> dict | str:
-    """hls4ml's C-simulation of ``model`` (or why it could not run)."""
+def run_hls4ml(model: onnx.ModelProto, xs: np.ndarray, granularity: str) -> dict | str:
+    """hls4ml's C-simulation of ``model`` (or why it could not run) with its configuration at
+    ``granularity``: ``model`` (fixed<16,6> everywhere) or ``name`` (a type per layer, which
+    hls4ml's ONNX front end sets to its 'auto' precision inference)."""
     try:
         import hls4ml
         from onnx import helper
@@ -102,7 +106,7 @@ def run_hls4ml(model: onnx.ModelProto, xs: np.ndarray) -> dict | str:
         t0 = time.perf_counter()
         mw = cleanup_model(ModelWrapper(m))
         mw = cleanup_model(mw.transform(ConvertToChannelsLastAndClean()).transform(GemmToMatMul()))
-        cfg = hls4ml.utils.config.config_from_onnx_model(mw, granularity="name", backend="Vitis",
+        cfg = hls4ml.utils.config.config_from_onnx_model(mw, granularity=granularity, backend="Vitis",
                                                          default_precision="fixed<16,6>")
         with tempfile.TemporaryDirectory() as tmp:
             hm = hls4ml.converters.convert_from_onnx_model(mw, output_dir=tmp, io_type="io_parallel",
@@ -131,12 +135,14 @@ def main(argv: list[str] | None = None) -> int:
                      f"{(o['preds'] == ref).mean():.2%}", o["exact"],
                      f"{o['latency']:,} ({o['latency_us']:.2f} us)", f"{o['dsp']:,}",
                      f"{o['lut']:,}", f"{o['ff']:,}"))
-        h = run_hls4ml(model, xs)
-        if isinstance(h, str):
-            rows.append((label, "hls4ml", h, "", "", "", "", "", ""))
-        else:
+        for gran in ("model", "name"):
+            h = run_hls4ml(model, xs, gran)
+            tool = f"hls4ml ({gran})"
+            if isinstance(h, str):
+                rows.append((label, tool, h, "", "", "", "", "", ""))
+                break
             note = " (outputs constant)" if h["constant"] else ""
-            rows.append((label, "hls4ml", f"{h['build_s']:.1f}",
+            rows.append((label, tool, f"{h['build_s']:.1f}",
                          f"{(h['preds'] == ref).mean():.2%}{note}", "-", "needs Vitis", "-", "-",
                          "-"))
     head = ("model", "tool", "compile + C-sim build s", "argmax = float", "C-sim = reference",
