@@ -79,8 +79,10 @@ def format_hls_report(cm: CompiledModel) -> str:
     clock = man["clock_ns"]
     lines += ["",
               f"model {cm.name}  target {cm.target.name} ({man['part']}, {clock:g} ns)  "
-              f"io_parallel  estimated, not synthesized",
-              f"latency      {t['latency']:>12,} cycles  ({t['latency'] * clock / 1000:,.2f} us)"]
+              f"{man['io']}  estimated, not synthesized",
+              f"latency      {t['latency']:>12,} cycles  ({t['latency'] * clock / 1000:,.2f} us)",
+              f"interval     {t['ii']:>12,} cycles  (a new input every "
+              f"{t['ii'] * clock / 1000:,.2f} us{', layers overlap' if man['io'] == 'io_stream' else ''})"]
     for key in ("dsp", "bram18", "lut", "ff"):
         have = part.get(key)
         share = f"  ({t[key] / have:.1%} of {have:,})" if have else ""
