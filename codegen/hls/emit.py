@@ -69,6 +69,7 @@ class _Layout:
         self.prec, self.namer = prec, namer
         self.typedefs: list[str] = []
         self.types: dict[str, FixedType] = {}   # typedef name -> its type
+        self.what = {}
         self.ports: list[tuple[str, str, int, bool, str]] = []   # name, type, size, out, value
         self.io: dict[tuple[str, int], ArrayRef] = {}
         for role, vals in (("in", g.inputs), ("out", g.outputs)):
@@ -78,6 +79,7 @@ class _Layout:
                 name = namer.user(v.name, role)
                 self.io[(role + "put", k)] = ArrayRef(name, t, 0)
                 self.ports.append((name, t, max(math.prod(v.shape), 1), role == "out", v.name))
+                self.what[name] = repr(v.name)
         # arena groups: one array each, typed by the group's root value
         base: dict[str, int] = {}
         end: dict[str, int] = {}
@@ -92,12 +94,14 @@ class _Layout:
             t = self._typedef(f"layer{k}_t", prec.values[root], f"tensor {root}")
             n = max((end[root] - base[root]) // 4, 1)
             self.groups[root] = (ArrayRef(f"buf{k}", t, 0), n)
+            self.what[f"buf{k}"] = repr(root)
         self.base, self.plan = base, plan
         self.weights: dict[int, ArrayRef] = {}
         self.weight_files: list[tuple[str, str]] = []
         self.weight_sizes: dict[str, int] = {}
         for k, w in enumerate(program.weights()):
             self.weight_sizes[f"wgt{k}"] = max(int(np.asarray(w.data).size), 1)
+            self.what[f"wgt{k}"] = repr(w.value)
             if w.dtype.is_float:
                 ft = prec.weight(w.data)
                 t = self._typedef(f"weight{k}_t", ft, f"constant {w.value}")
@@ -107,6 +111,8 @@ class _Layout:
                 t = {"int32": "int", "int64": "long long"}.get(w.dtype.name, "int")
                 self.weights[id(w)] = ArrayRef(f"wgt{k}", t, 0)
                 self.weight_files.append((f"w{k}.h", self._weight_text(k, w, t, None)))
+
+    what: dict[str, str]   # array name -> the tensor or constant it holds (for messages)
 
     def _typedef(self, name: str, t: FixedType, what: str) -> str:
         self.typedefs.append(f"typedef {t.cpp()} {name};   // {comment_text(what, 100)}")
@@ -306,9 +312,11 @@ def _estimate(k: Kernel, r: KernelRenderer, refs: dict, lay: _Layout, acc_t: Fix
                            lambda a: sizes.get(a, 0) > PARTITION_LIMIT, acc_t.width, dsp_a)
 
 
-def check_fit(layers: list[LayerEstimate], total: dict[str, int], target: Any) -> None:
-    """Raise DesignFitError, naming the largest layers, when the estimated design needs more
-    DSP slices, BRAM18, LUTs or flip-flops than the part has."""
+def check_fit(layers: list[LayerEstimate], total: dict[str, int], target: Any,
+              arrays: list[tuple[str, int]] = ()) -> None:
+    """Raise DesignFitError, naming the largest layers (for block RAM: the largest arrays,
+    ``arrays`` as (what, BRAM18)), when the estimated design needs more DSP slices, BRAM18,
+    LUTs or flip-flops than the part has."""
     from onnxcc.errors import DesignFitError
 
     part = getattr(target, "fpga", None)
@@ -320,15 +328,23 @@ def check_fit(layers: list[LayerEstimate], total: dict[str, int], target: Any) -
     if not over:
         return
     key = over[0][0]
-    top = sorted(layers, key=lambda e: -getattr(e, key, 0))[:3]
-    names = ", ".join(f"{e.node or e.kernel} ({getattr(e, key, 0):,} {key.upper()})" for e in top)
+    if key == "bram18" and arrays:
+        names = ", ".join(f"{what} ({n:,} BRAM18)" for what, n in
+                          sorted(arrays, key=lambda a: -a[1])[:3])
+    else:
+        top = sorted(layers, key=lambda e: -getattr(e, key, 0))[:3]
+        names = ", ".join(f"{e.node or e.kernel} ({getattr(e, key, 0):,} {key.upper()})"
+                          for e in top)
     need = "; ".join(f"{w.upper()} {n:,} of {h:,}" for w, n, h in over)
     raise DesignFitError(
         f"the design does not fit {target.name} ({part.part}): estimated {need}; largest: "
         f"{names}",
-        hint="raise the reuse factor (onnxcc.HLSConfig(reuse_factor=...), --reuse-factor) so "
-        "each multiplier serves more products, narrow the types (--precision), or choose a "
-        "larger part")
+        hint=("narrow the types (--precision, fewer bits per stored value) or choose a larger "
+              "part; line-buffered streaming, which would not hold whole tensors, is not done yet"
+              if key == "bram18" else
+              "raise the reuse factor (onnxcc.HLSConfig(reuse_factor=...), --reuse-factor) so "
+              "each multiplier serves more products, narrow the types (--precision), or choose a "
+              "larger part"))
 
 
 def emit_hls(g: Graph, program: Program, prec: Precision, out: Path, *, target: Any, name: str,
@@ -376,7 +392,9 @@ def emit_hls(g: Graph, program: Program, prec: Precision, out: Path, *, target: 
         if io == "io_parallel":
             kernels.append(head + "\n" + r.function(fn, params, pragmas))
             calls.append(f"{fn}({', '.join(p[0] for p in params)});")
-    bram = sum(bram18(n, lay.width(t)) for _, t, n, _ in lay.arrays() if n > PARTITION_LIMIT)
+    in_bram = [(f"{kind} {lay.what.get(a, a)}", bram18(n, lay.width(t)))
+               for a, t, n, kind in lay.arrays() if n > PARTITION_LIMIT]
+    bram = sum(b for _, b in in_bram)
     regs = sum(n * lay.width(t) for _, t, n, kind in lay.arrays()
                if n <= PARTITION_LIMIT and kind != "weight")
     stream = None
@@ -390,7 +408,7 @@ def emit_hls(g: Graph, program: Program, prec: Precision, out: Path, *, target: 
         total["ii"] = max((e.latency for e in estimates), default=0)   # DATAFLOW: layers overlap
     else:
         total = totals(estimates, bram, regs)
-    check_fit(estimates, total, target)
+    check_fit(estimates, total, target, in_bram)
     if stream is not None:
         ports = ", ".join(f"hls::stream<{t}> &{n}" for n, t, _, _, _ in lay.ports)
         port_modes = {n: "axis" for n, *_ in lay.ports}

@@ -161,13 +161,16 @@ def _node(n: Node, args: list[np.ndarray | None], prec: Precision) -> np.ndarray
         return _leaky(args[0], float(n.attrs.get("alpha", 0.01)), acc)
     if op == "onnxcc.TableSoftmax":
         x, et, it = args
+        shape = x.shape
+        axis = int(n.attrs.get("axis", -1)) % x.ndim
+        x = x.reshape(int(np.prod(shape[:axis], dtype=np.int64)), shape[axis])
         es, ins = float(n.attrs["exp_scale"]), float(n.attrs["inv_scale"])
         m = x.max(axis=-1, keepdims=True)
         idx = np.clip(np.trunc(np.minimum((m - x) * es, len(et) - 1)), 0, len(et) - 1)
         e = et[idx.astype(np.int64)]
         s = e.sum(axis=-1, keepdims=True)
         k = np.clip(np.trunc(np.minimum(s * ins, len(it) - 1)), 0, len(it) - 1)
-        return e * it[k.astype(np.int64)]
+        return (e * it[k.astype(np.int64)]).reshape(shape)
     if op == "Pad":
         vals = list(args)
         if len(vals) > 2 and vals[2] is not None:   # the pad value, a literal in the kernel

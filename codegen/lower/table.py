@@ -21,8 +21,9 @@ def _lower_table_softmax(node: Node, ctx: LowerCtx) -> Any:
     into [0, N) after it."""
     x, y = ctx.input(0, "x"), ctx.output(0, "y")
     ET, IT = ctx.input(1, "exp_table"), ctx.input(2, "inv_table")
-    L = x.shape[-1]
-    R = math.prod(x.shape[:-1])
+    axis = int(node.attrs.get("axis", -1)) % len(x.shape)   # followed only by dims of 1
+    L = x.shape[axis]
+    R = math.prod(x.shape[:axis])
     X = Buffer(x.name, x.dtype, (R, L), None, x.space, x.offset, x.index, x.data, x.value)
     Y = Buffer(y.name, y.dtype, (R, L), None, y.space, y.offset, y.index, y.data, y.value)
     dt = X.dtype

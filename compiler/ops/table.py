@@ -1,6 +1,7 @@
 """Table-driven ops for fixed-point hardware (made by passes, never read from an ONNX file).
 
-- ``onnxcc.TableSoftmax(x, exp_table, inv_table)``: Softmax over the last axis of float32 ``x``
+- ``onnxcc.TableSoftmax(x, exp_table, inv_table)``: Softmax over ``axis`` of float32 ``x`` (the
+  last axis, or one followed only by dims of 1)
   computed the way FPGA designs do it (hls4ml's "stable" softmax): per row of L values,
   ``m = max(x)``; ``e[j] = exp_table[min(trunc((m - x[j]) * exp_scale), N - 1)]``;
   ``s = sum(e)``; ``y[j] = e[j] * inv_table[min(trunc(s * inv_scale), N2 - 1)]``, where
@@ -8,7 +9,8 @@
   inv_scale, 1)`` (N2 entries, the reciprocal at each bin's middle; s >= 1 always, as the
   row's maximum contributes exp(0) = 1). ``exp_scale`` and
   ``inv_scale`` are powers of two (so the scaling is exact in fixed point); ``inv_scale`` is
-  N2 / S with S the smallest power of two >= L (s lies in [1, L]).
+  N2 / S with S the smallest power of two >= L, at most 16 (s lies in [1, L]; a larger sum takes
+  the last entry).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ class TableSoftmax(OpDef):
     constants; attributes ``exp_scale`` and ``inv_scale`` (powers of two, table entries per
     unit of x and of the sum)."""
 
-    attrs = {"exp_scale": 128.0, "inv_scale": 64.0}
+    attrs = {"exp_scale": 128.0, "inv_scale": 64.0, "axis": -1}
     min_inputs, max_inputs = 3, 3
 
     def check(self, node: Node) -> None:
@@ -42,6 +44,9 @@ class TableSoftmax(OpDef):
         for a in ("exp_scale", "inv_scale"):
             if not _pow2(float(node.attrs.get(a, self.attrs[a]))):
                 raise bad_attr(node, f"{a} must be a power of two, got {node.attrs.get(a)}")
+        axis = int(node.attrs.get("axis", -1)) % len(x.shape)
+        if any(d != 1 for d in x.shape[axis + 1:]):
+            raise bad_attr(node, f"axis {axis} must be the last one not of size 1")
 
     def infer(self, node: Node) -> list[TensorType]:
         return [TensorType(node.inputs[0].shape, np.dtype(np.float32))]
@@ -50,21 +55,26 @@ class TableSoftmax(OpDef):
         es = float(node.attrs.get("exp_scale", self.attrs["exp_scale"]))
         ins = float(node.attrs.get("inv_scale", self.attrs["inv_scale"]))
         x = np.asarray(x, np.float32)
+        axis = int(node.attrs.get("axis", -1)) % x.ndim
+        shape = x.shape
+        x = x.reshape(int(np.prod(shape[:axis], dtype=np.int64)), shape[axis])
         m = x.max(axis=-1, keepdims=True)
         idx = np.minimum(np.trunc((m - x) * np.float32(es)), len(et) - 1).astype(np.int64)
         e = np.asarray(et, np.float32)[idx]
         s = e.sum(axis=-1, keepdims=True, dtype=np.float32)
         k = np.minimum(np.trunc(s * np.float32(ins)), len(it) - 1).astype(np.int64)
-        return [(e * np.asarray(it, np.float32)[k]).astype(np.float32)]
+        return [(e * np.asarray(it, np.float32)[k]).astype(np.float32).reshape(shape)]
 
 
 def softmax_tables(length: int, exp_entries: int = 1024, exp_range: float = 8.0,
                    inv_entries: int = 1024) -> tuple[np.ndarray, np.ndarray, float, float]:
     """(exp_table, inv_table, exp_scale, inv_scale) for rows of ``length`` values: exp over
-    [-exp_range, 0] in ``exp_entries`` steps, the reciprocal over [0, S) with S the smallest
-    power of two >= ``length`` in ``inv_entries`` steps (float32 tables)."""
+    [-exp_range, 0] in ``exp_entries`` steps, the reciprocal over [0, S) in ``inv_entries``
+    steps with S the smallest power of two >= ``length``, at most 16 (float32 tables). A sum
+    past 16 (a flat distribution over many classes) takes the last entry: every output of the
+    row is then too large by the same factor, so the order of the classes is kept."""
     es = exp_entries / exp_range
-    s_max = 1 << max(0, int(np.ceil(np.log2(max(length, 1)))))
+    s_max = min(1 << max(0, int(np.ceil(np.log2(max(length, 1))))), 16)
     ins = inv_entries / s_max
     et = np.exp(-np.arange(exp_entries, dtype=np.float64) / es).astype(np.float32)
     mid = (np.arange(inv_entries, dtype=np.float64) + 0.5) / ins

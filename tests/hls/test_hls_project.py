@@ -256,3 +256,15 @@ def test_check_names_nodes_without_an_fpga_kernel(tmp_path):
     r = subprocess.run([sys.executable, "-m", "onnxcc.cli", "check", str(src), "-t", "xczu7ev"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "act1" in r.stderr and "Erf" in r.stderr
+
+
+def test_zoo_squeezenet_becomes_a_project_and_shufflenet_is_refused_by_name():
+    """squeezenet (Softmax over axis 1 of (1, 1000, 1, 1)) compiles for the xcu250; shufflenet
+    needs more block RAM than the part has, and the error names the largest tensors."""
+    m = onnxcc.compile("zoo:squeezenet", "xcu250")
+    sm = [n for n in m.graph.nodes if n.op == "onnxcc.TableSoftmax"]
+    assert len(sm) == 1 and sm[0].attrs["axis"] == 1
+    assert (m.lib_dir / "firmware" / "squeezenet.cpp").is_file()
+    with pytest.raises(onnxcc.DesignFitError, match=r"BRAM18 .* of 5,376; largest: tensor") as e:
+        onnxcc.compile("zoo:shufflenet", "xcu250")
+    assert "narrow the types" in e.value.hint
