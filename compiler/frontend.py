@@ -375,7 +375,8 @@ def _bind_constant(vi: onnx.ValueInfoProto, value: Any) -> np.ndarray:
             raise ShapeError(f"constant_inputs[{vi.name!r}] has shape {list(arr.shape)}, the model "
                              f"declares {['?' if d is None else d for d in dims]}",
                              hint="give a value of the declared shape")
-    return np.ascontiguousarray(arr)
+    # np.ascontiguousarray would turn a scalar (shape ()) into shape (1,)
+    return arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
 
 
 def _np_dtype(elem_type: int, name: str) -> np.dtype:
