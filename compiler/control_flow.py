@@ -1,5 +1,10 @@
 """Control flow at import time: ``If``, ``Loop`` and ``Scan`` are inlined into the main graph.
 
+Spec: ONNX Operators.md, sections "If" (If-1/11/13/16/19/21), "Loop" (Loop-1/11/13/16/19/21) and
+"Scan" (Scan-8, and Scan-9/11/16/19/21 with axes and directions); subgraph scoping rules in
+IR.md, "Graphs" / "Names Within a Graph" (a subgraph may read any name visible in an enclosing
+graph; its own names shadow them).
+
 onnxcc compiles static graphs, so its frontend removes control flow while importing (the ops never
 reach the graph IR, the passes or the back ends):
 
@@ -97,7 +102,13 @@ def all_names(graph: onnx.GraphProto) -> set[str]:
 
 def expand(node: onnx.NodeProto, nname: str, scope: Scope | None, ctx: Context) -> None:
     """Import control-flow ``node`` (named ``nname``) by inlining its subgraphs; ``scope`` maps
-    the names of the graph it belongs to (None: the main graph)."""
+    the names of the graph it belongs to (None: the main graph).
+
+    Spec: Operators.md "If", "Loop", "Scan". ``If`` with a runtime condition computes **both**
+    branches and selects each output with ``Where``. Raises ShapeError (a runtime If's branch
+    outputs differ; a trip count or condition not known at compile time, naming
+    ``constant_inputs``; more than MAX_ITERATIONS iterations or MAX_INLINED_NODES nodes) and
+    ModelLoadError (a malformed node or body), each naming the node and the op."""
     {"If": _if, "Loop": _loop, "Scan": _scan}[node.op_type](node, nname, scope, ctx)
 
 
@@ -133,7 +144,10 @@ def _outputs(node: onnx.NodeProto, nname: str, scope: Scope | None, ctx: Context
 def inline(graph: onnx.GraphProto, bindings: dict[str, str], scope: Scope | None, prefix: str,
            ctx: Context, nname: str, op: str) -> list[str]:
     """Import the nodes of subgraph ``graph`` into the main graph, its inputs bound to the
-    tensors ``bindings`` names; returns the main-graph names of its outputs."""
+    tensors ``bindings`` names; returns the main-graph names of its outputs.
+
+    Spec: IR.md "Names Within a Graph": names of ``graph`` (its inputs, initializers and node
+    outputs) shadow those of the enclosing scopes; other names resolve outward."""
     ctx.inlined += len(graph.node)
     if ctx.inlined > MAX_INLINED_NODES:
         raise ShapeError(f"inlining control flow exceeds {MAX_INLINED_NODES} nodes", node=nname,

@@ -11,6 +11,9 @@
   ``input_shapes`` (a named dim bound for one input binds the same name in the others); a
   declared 0 is a size (the spec's) that ``input_shapes`` may rebind; an unbound leading (batch)
   dim becomes 1 with a warning; any other unbound dim is a :class:`ShapeError`;
+- control flow (``If``, ``Loop``, ``Scan``) is inlined while importing (see
+  :mod:`onnxcc.control_flow`): a constant condition picks one branch, a runtime one computes both
+  and selects with ``Where``; loops with a trip count known at compile time are unrolled;
 - models with external data load from beside the model file; a ModelProto's external data only
   from a folder the caller names (``external_data_dir``);
 - the graph must be in SSA form (one producer per tensor, no node output named like a graph input
@@ -422,6 +425,9 @@ def import_onnx(model: str | Path | onnx.ModelProto,
             ``{"axes": [1]}``: they leave the inputs and fold like initializers. Values take the
             input's declared dtype (converted without loss) and shape (a flat list of as many
             values as a fully declared shape is reshaped to it).
+    If, Loop and Scan nodes are inlined (:func:`onnxcc.control_flow.expand`): an If with a
+    runtime condition computes both branches; loops must have a trip count known at compile time.
+
     Returns:
         the Graph, nodes in topological order, named after the model file (or graph name).
     Raises:

@@ -200,3 +200,31 @@ def test_if_nested_in_loop_with_shadowed_name(target):
     feeds = {"x": np.array([1, -2, 3], np.float32), "b": np.array([0.5, 1, 2], np.float32)}
     for c in (True, False):
         check(m, {**feeds, "c": np.array(c)}, target)
+
+
+def test_loop_zero_trips_passes_the_state_through():
+    body = h.make_graph([h.make_node("Identity", ["c"], ["c_out"]),
+                         h.make_node("Neg", ["s"], ["s_out"])], "body",
+                        [typed("i", T.INT64, []), typed("c", T.BOOL, []), f32("s", [2])],
+                        [typed("c_out", T.BOOL, []), f32("s_out", [2])])
+    m = model([h.make_node("Loop", ["M", "", "s0"], ["s"], name="loop0", body=body)],
+              [f32("s0", [2])], [f32("s", [2])],
+              [numpy_helper.from_array(np.array(0, np.int64), "M")])
+    check(m, {"s0": np.array([1, -1], np.float32)}, "host")
+
+
+def test_loop_condition_computed_at_run_time_is_refused():
+    # the body's condition reads a runtime input: the trip count is not known at compile time
+    body = h.make_graph([h.make_node("Less", ["s", "lim"], ["c_out"]),
+                         h.make_node("Add", ["s", "s"], ["s_out"])], "body",
+                        [typed("i", T.INT64, []), typed("c", T.BOOL, []), f32("s", [])],
+                        [typed("c_out", T.BOOL, []), f32("s_out", [])])
+    m = model([h.make_node("Loop", ["", "c0", "s0"], ["s"], name="loop0", body=body)],
+              [f32("s0", []), f32("lim", [])], [f32("s", [])],
+              [numpy_helper.from_array(np.array(True), "c0")])
+    with pytest.raises(ShapeError) as e:
+        onnxcc.compile(m, "host")
+    text = str(e.value)
+    assert "'loop0' (Loop)" in text and "after iteration 0" in text and "constant_inputs" in text
+    check(m, {"s0": np.array(1, np.float32), "lim": np.array(5, np.float32)}, "host",
+          constant_inputs={"s0": np.array(1, np.float32), "lim": np.array(5, np.float32)})
