@@ -511,10 +511,13 @@ def ops_table() -> str:
     """Markdown table: every registered op and whether each back end renders it. The C and
     LLVM back ends render the loop IR, so an op lowered into it is in both columns (the C back
     end: host and the MCU targets; the LLVM back end: cpu, x86-64-v2/v3/v4 and aarch64); the HLS
-    back end renders the ops that have a fixed-point form (``onnxcc.codegen.hls.reference``)."""
+    back end renders the ops that have a fixed-point form (``onnxcc.codegen.hls.reference``).
+    A line under the table names the control-flow ops the frontend inlines (``onnxcc.control_flow``),
+    which never reach a back end."""
     from onnxcc.codegen.lower import registry as loop_registry
     from onnxcc.targets import TARGETS
 
+    from . import control_flow
     from .ops import all_ops
 
     from onnxcc.codegen.hls.reference import SUPPORTED as HLS_OPS
@@ -530,6 +533,12 @@ def ops_table() -> str:
         yes = ["yes" if (name in HLS_OPS if b == "hls" else name in loops) else "no"
                for b in cols]
         rows.append(f"| {name} | " + " | ".join(yes) + " |")
+    rows += ["", "If, Loop and Scan are inlined by the frontend, never rendered by a back end: "
+             "an If with a constant condition compiles its branch, with a runtime condition both "
+             "branches (selected by Where); Loop and Scan are unrolled when their trip count is "
+             "known at compile time (bind it with constant_inputs / --constant-input), up to "
+             f"{control_flow.MAX_ITERATIONS} iterations; the ops they inline need the support "
+             "above."]
     return "\n".join(rows)
 
 

@@ -11,6 +11,9 @@
   ``input_shapes`` (a named dim bound for one input binds the same name in the others); a
   declared 0 is a size (the spec's) that ``input_shapes`` may rebind; an unbound leading (batch)
   dim becomes 1 with a warning; any other unbound dim is a :class:`ShapeError`;
+- control flow (``If``, ``Loop``, ``Scan``) is inlined while importing (see
+  :mod:`onnxcc.control_flow`): a constant condition picks one branch, a runtime one computes both
+  and selects with ``Where``; loops with a trip count known at compile time are unrolled;
 - models with external data load from beside the model file; a ModelProto's external data only
   from a folder the caller names (``external_data_dir``);
 - the graph must be in SSA form (one producer per tensor, no node output named like a graph input
@@ -31,7 +34,7 @@ import onnx
 from onnx import numpy_helper
 from onnx.external_data_helper import load_external_data_for_tensor, uses_external_data
 
-from . import contrib
+from . import contrib, control_flow
 from .errors import AttributeValueError, ModelLoadError, OnnxccError, ShapeError, UnsupportedOpError
 from .ir import Graph, Node, TensorType, Value
 from .legacy import CONVERT, upgrade
@@ -375,7 +378,8 @@ def _bind_constant(vi: onnx.ValueInfoProto, value: Any) -> np.ndarray:
             raise ShapeError(f"constant_inputs[{vi.name!r}] has shape {list(arr.shape)}, the model "
                              f"declares {['?' if d is None else d for d in dims]}",
                              hint="give a value of the declared shape")
-    return np.ascontiguousarray(arr)
+    # np.ascontiguousarray would turn a scalar (shape ()) into shape (1,)
+    return arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
 
 
 def _np_dtype(elem_type: int, name: str) -> np.dtype:
@@ -421,6 +425,9 @@ def import_onnx(model: str | Path | onnx.ModelProto,
             ``{"axes": [1]}``: they leave the inputs and fold like initializers. Values take the
             input's declared dtype (converted without loss) and shape (a flat list of as many
             values as a fully declared shape is reshaped to it).
+    If, Loop and Scan nodes are inlined (:func:`onnxcc.control_flow.expand`): an If with a
+    runtime condition computes both branches; loops must have a trip count known at compile time.
+
     Returns:
         the Graph, nodes in topological order, named after the model file (or graph name).
     Raises:
@@ -440,12 +447,12 @@ def import_onnx(model: str | Path | onnx.ModelProto,
 
     # Every unsupported node at once, before any work.
     problems = []
-    for k, n in enumerate(graph.node):
+    for k, n in enumerate(control_flow.subgraph_nodes(graph)):
         if n.domain not in ("", "ai.onnx"):
             why = contrib.problem(n)
             if why:
                 problems.append((n.name or f"{n.op_type}_{k}", f"{n.domain}.{n.op_type}", why))
-        elif n.op_type != "Constant" and n.op_type not in registry:
+        elif n.op_type not in ("Constant", *control_flow.OPS) and n.op_type not in registry:
             problems.append((n.name or f"{n.op_type}_{k}", n.op_type, "op not implemented"))
         elif newer_form_problem(n.op_type, version):
             problems.append((n.name or f"{n.op_type}_{k}", n.op_type,
@@ -498,7 +505,29 @@ def import_onnx(model: str | Path | onnx.ModelProto,
 
     g = Graph([], inputs, [], name=name)
     used_names: set[str] = set()
-    for k, orig in enumerate(graph.node):
+    taken = control_flow.all_names(graph)
+
+    def fresh(base: str) -> str:
+        """A tensor name no other tensor of the model has (for inlined subgraphs)."""
+        cand, n = base, 0
+        while cand in taken:
+            n += 1
+            cand = f"{base}_{n}"
+        taken.add(cand)
+        return cand
+
+    def emit(orig: onnx.NodeProto, k: int, scope: control_flow.Scope | None, prefix: str) -> None:
+        """Import node ``orig`` (``k``-th of its graph); in a subgraph (``scope`` not None) its
+        names are resolved through ``scope`` and its outputs renamed fresh under ``prefix``."""
+        if orig.op_type in control_flow.OPS and orig.domain in ("", "ai.onnx"):
+            nname = prefix + (orig.name or f"{orig.op_type}_{k}")
+            while nname in used_names:
+                nname += "_"
+            used_names.add(nname)
+            control_flow.expand(orig, nname, scope, cf)
+            return
+        if scope is not None:
+            orig = _renamed(orig, k, scope, prefix, fresh)
         if version < LEGACY_BELOW:   # an old form (see onnxcc.legacy): check it as written,
             oname = orig.name or f"{orig.op_type}_{k}"   # then import its newer form
             for a in orig.attribute:
@@ -510,104 +539,113 @@ def import_onnx(model: str | Path | onnx.ModelProto,
         else:
             upgraded = [orig]
         for np_ in upgraded:
-            op = contrib.registry_name(np_)
-            nname = np_.name or f"{np_.op_type}_{k}"
-            while nname in used_names:
-                nname += "_"
-            used_names.add(nname)
-            if np_.op_type == "Constant":
-                arr = _constant_value(np_)
-                values[np_.output[0]] = Value(np_.output[0], TensorType(arr.shape, arr.dtype), const=arr)
-                continue
-            ins: list[Value | None] = []
-            for i in np_.input:
-                if i == "":
-                    ins.append(None)
-                elif i not in values:
-                    raise ModelLoadError(f"input {i!r} is not produced by any earlier node",
-                                         node=nname, op=np_.op_type,
-                                         hint="the graph must be topologically sorted and complete")
-                else:
-                    ins.append(values[i])
-            while ins and ins[-1] is None:
-                ins.pop()
-            opdef = get_op(op)
-            attrs: dict[str, Any] = {}
-            for a in np_.attribute:
-                if a.name not in opdef.attrs:
-                    raise AttributeValueError(
-                        f"unknown attribute {a.name!r}", node=nname, op=np_.op_type,
-                        hint=f"known attributes: {sorted(opdef.attrs)}" + (
-                            "" if version >= LEGACY_BELOW else f"; the opset-{version} form of "
-                            f"{np_.op_type} is not supported: {CONVERT}"))
-                _check_attribute(a, op, max(version, LEGACY_BELOW) if version < LEGACY_BELOW
-                                 else version, nname)
-                attrs[a.name] = _attr_value(a)
-                if a.type == onnx.AttributeProto.FLOAT and not np.isfinite(a.f) \
-                        and np_.op_type != "Constant":   # Elu alpha=-inf: no defined result
-                    raise AttributeValueError(f"attribute {a.name!r} is {a.f}, not a finite number",
-                                              node=nname, op=np_.op_type,
-                                              hint="the model is malformed; re-export it")
-            eps = attrs.get("epsilon")
-            if "epsilon" in attrs and not isinstance(eps, (int, float)):   # no schema checked it
-                raise AttributeValueError(f"epsilon is {eps!r}, not a number", node=nname,
-                                          op=np_.op_type, hint="the model is malformed; re-export it")
-            if isinstance(eps, float) and eps < 0:   # a normalization's sqrt(var + epsilon)
-                raise AttributeValueError(f"epsilon is {eps}; it must be >= 0", node=nname,
-                                          op=np_.op_type, hint="the model is malformed; re-export it")
-            for key, default in opdef.attrs.items():
-                if key not in attrs:
-                    if default is REQUIRED:
-                        raise AttributeValueError(f"required attribute {key!r} is missing", node=nname,
-                                                  op=np_.op_type, hint="re-export the model")
-                    attrs[key] = default
-            outs = [Value(o or f"{nname}_unused{j}", TensorType((), np.float32))
-                    for j, o in enumerate(np_.output)]
-            node = Node(op, ins, outs, attrs, nname, version)
-            for o in outs:
-                o.producer = node
-            n_in = len(ins)
-            if n_in < opdef.min_inputs or (opdef.max_inputs >= 0 and n_in > opdef.max_inputs):
-                raise AttributeValueError(f"takes {opdef.min_inputs}..{opdef.max_inputs} inputs, got {n_in}",
-                                          node=nname, op=np_.op_type, hint="the model is malformed")
-            # An empty name marks an omitted optional input; required ones (and a variadic op's) can't be.
-            blank = [j for j, i in enumerate(np_.input)
-                     if i == "" and (j < opdef.min_inputs or opdef.max_inputs < 0)]
-            if blank:
-                raise AttributeValueError(f"required input {blank[0]} is empty", node=nname,
-                                          op=np_.op_type, hint="the model is malformed")
-            bad_type = _spec_type_error(op, version, ins)
-            if bad_type:   # e.g. Cosh of int32: onnx's checker and onnxruntime refuse it too
-                raise ModelLoadError(bad_type, node=nname, op=np_.op_type,
-                                     hint="the model is malformed; re-export it")
-            opdef.check(node)
-            try:
-                types = infer_node(node)
-            except OnnxccError:
-                raise
-            except Exception as e:
-                raise ShapeError(f"cannot infer output shapes: {e}", node=nname, op=np_.op_type) from e
-            for o, t in zip(outs, types):
-                if any(d < 0 for d in t.shape):   # an op's shape rule fed corrupt values
-                    raise ShapeError(f"output {o.name!r} would have shape {list(t.shape)} "
-                                     "with a negative dim", node=nname, op=np_.op_type,
-                                     hint="the model's shapes or shape constants are inconsistent")
-                # beyond any machine's memory (and numpy's, for its tables), even when another dim
-                # is 0: no axis may have 2**40 or more positions
-                if t.size >= 2**40 or any(d >= 2**40 for d in t.shape):
-                    raise ShapeError(f"output {o.name!r} would have shape {list(t.shape)}, "
-                                     f"{t.size * t.dtype.itemsize:.3g} bytes", node=nname,
-                                     op=np_.op_type, hint="the model's shapes or shape constants "
-                                     "are inconsistent, or input_shapes binds a dim far too large")
-                o.type = t
-            folded = False
-            if np_.op_type in ALWAYS_FOLD or (fold and np_.op_type not in NEVER_FOLD
-                                              and all(i is None or i.is_const for i in ins)):
-                folded = _try_fold(node)
-            for o in outs:
-                values[o.name] = o
-            if not folded:
-                g.nodes.append(node)
+            add(np_, k)
+
+    def add(np_: onnx.NodeProto, k: int) -> None:
+        """Import one node of the current opset whose tensor names are final."""
+        op = contrib.registry_name(np_)
+        nname = np_.name or f"{np_.op_type}_{k}"
+        while nname in used_names:
+            nname += "_"
+        used_names.add(nname)
+        if np_.op_type == "Constant":
+            arr = _constant_value(np_)
+            values[np_.output[0]] = Value(np_.output[0], TensorType(arr.shape, arr.dtype), const=arr)
+            return
+        ins: list[Value | None] = []
+        for i in np_.input:
+            if i == "":
+                ins.append(None)
+            elif i not in values:
+                raise ModelLoadError(f"input {i!r} is not produced by any earlier node",
+                                     node=nname, op=np_.op_type,
+                                     hint="the graph must be topologically sorted and complete")
+            else:
+                ins.append(values[i])
+        while ins and ins[-1] is None:
+            ins.pop()
+        opdef = get_op(op)
+        attrs: dict[str, Any] = {}
+        for a in np_.attribute:
+            if a.name not in opdef.attrs:
+                raise AttributeValueError(
+                    f"unknown attribute {a.name!r}", node=nname, op=np_.op_type,
+                    hint=f"known attributes: {sorted(opdef.attrs)}" + (
+                        "" if version >= LEGACY_BELOW else f"; the opset-{version} form of "
+                        f"{np_.op_type} is not supported: {CONVERT}"))
+            _check_attribute(a, op, max(version, LEGACY_BELOW) if version < LEGACY_BELOW
+                             else version, nname)
+            attrs[a.name] = _attr_value(a)
+            if a.type == onnx.AttributeProto.FLOAT and not np.isfinite(a.f) \
+                    and np_.op_type != "Constant":   # Elu alpha=-inf: no defined result
+                raise AttributeValueError(f"attribute {a.name!r} is {a.f}, not a finite number",
+                                          node=nname, op=np_.op_type,
+                                          hint="the model is malformed; re-export it")
+        eps = attrs.get("epsilon")
+        if "epsilon" in attrs and not isinstance(eps, (int, float)):   # no schema checked it
+            raise AttributeValueError(f"epsilon is {eps!r}, not a number", node=nname,
+                                      op=np_.op_type, hint="the model is malformed; re-export it")
+        if isinstance(eps, float) and eps < 0:   # a normalization's sqrt(var + epsilon)
+            raise AttributeValueError(f"epsilon is {eps}; it must be >= 0", node=nname,
+                                      op=np_.op_type, hint="the model is malformed; re-export it")
+        for key, default in opdef.attrs.items():
+            if key not in attrs:
+                if default is REQUIRED:
+                    raise AttributeValueError(f"required attribute {key!r} is missing", node=nname,
+                                              op=np_.op_type, hint="re-export the model")
+                attrs[key] = default
+        outs = [Value(o or f"{nname}_unused{j}", TensorType((), np.float32))
+                for j, o in enumerate(np_.output)]
+        node = Node(op, ins, outs, attrs, nname, version)
+        for o in outs:
+            o.producer = node
+        n_in = len(ins)
+        if n_in < opdef.min_inputs or (opdef.max_inputs >= 0 and n_in > opdef.max_inputs):
+            raise AttributeValueError(f"takes {opdef.min_inputs}..{opdef.max_inputs} inputs, got {n_in}",
+                                      node=nname, op=np_.op_type, hint="the model is malformed")
+        # An empty name marks an omitted optional input; required ones (and a variadic op's) can't be.
+        blank = [j for j, i in enumerate(np_.input)
+                 if i == "" and (j < opdef.min_inputs or opdef.max_inputs < 0)]
+        if blank:
+            raise AttributeValueError(f"required input {blank[0]} is empty", node=nname,
+                                      op=np_.op_type, hint="the model is malformed")
+        bad_type = _spec_type_error(op, version, ins)
+        if bad_type:   # e.g. Cosh of int32: onnx's checker and onnxruntime refuse it too
+            raise ModelLoadError(bad_type, node=nname, op=np_.op_type,
+                                 hint="the model is malformed; re-export it")
+        opdef.check(node)
+        try:
+            types = infer_node(node)
+        except OnnxccError:
+            raise
+        except Exception as e:
+            raise ShapeError(f"cannot infer output shapes: {e}", node=nname, op=np_.op_type) from e
+        for o, t in zip(outs, types):
+            if any(d < 0 for d in t.shape):   # an op's shape rule fed corrupt values
+                raise ShapeError(f"output {o.name!r} would have shape {list(t.shape)} "
+                                 "with a negative dim", node=nname, op=np_.op_type,
+                                 hint="the model's shapes or shape constants are inconsistent")
+            # beyond any machine's memory (and numpy's, for its tables), even when another dim
+            # is 0: no axis may have 2**40 or more positions
+            if t.size >= 2**40 or any(d >= 2**40 for d in t.shape):
+                raise ShapeError(f"output {o.name!r} would have shape {list(t.shape)}, "
+                                 f"{t.size * t.dtype.itemsize:.3g} bytes", node=nname,
+                                 op=np_.op_type, hint="the model's shapes or shape constants "
+                                 "are inconsistent, or input_shapes binds a dim far too large")
+            o.type = t
+        folded = False
+        if np_.op_type in ALWAYS_FOLD or (fold and np_.op_type not in NEVER_FOLD
+                                          and all(i is None or i.is_const for i in ins)):
+            folded = _try_fold(node)
+        for o in outs:
+            values[o.name] = o
+        if not folded:
+            g.nodes.append(node)
+
+
+    cf = control_flow.Context(values, version, emit, add, fresh)
+    for k, orig in enumerate(graph.node):
+        emit(orig, k, None, "")
 
     outputs = []
     if not graph.output:
@@ -626,6 +664,24 @@ def import_onnx(model: str | Path | onnx.ModelProto,
     g.remove_dead()
     log.info("imported %s: opset %d, %d nodes", name, version, len(g.nodes))
     return g
+
+
+def _renamed(node: onnx.NodeProto, k: int, scope: control_flow.Scope, prefix: str,
+             fresh) -> onnx.NodeProto:
+    """A copy of subgraph node ``node``: inputs resolved through ``scope`` (inner names shadow
+    outer ones; names found nowhere are the main graph's), outputs given fresh names under
+    ``prefix`` and registered in ``scope``, and the node named ``prefix`` + its name."""
+    out = onnx.NodeProto()
+    out.CopyFrom(node)
+    out.name = prefix + (node.name or f"{node.op_type}_{k}")
+    del out.input[:]
+    out.input.extend(scope.get(i, i) if i else "" for i in node.input)
+    del out.output[:]
+    for o in node.output:
+        if o:
+            scope[o] = fresh(prefix + o)
+        out.output.append(scope[o] if o else "")
+    return out
 
 
 def check_ssa(graph: onnx.GraphProto) -> None:

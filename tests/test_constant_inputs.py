@@ -103,3 +103,11 @@ def test_feeding_a_bound_input_is_refused_by_name(rng):
     cm = onnxcc.compile(_unsqueeze(), "host", constant_inputs={"axes": [1]})
     with pytest.raises(ShapeError, match=r"\['axes'\] were bound at compile time"):
         cm.run({"x": rng.standard_normal((2, 3), "f4"), "axes": np.array([1])})
+
+
+def test_scalar_binding_keeps_rank_0():
+    # a rank-0 input bound with constant_inputs stays rank 0 (np.ascontiguousarray made it [1])
+    m = make_model([("Add", ["x", "s"], ["y"])], {"x": (), "s": ()}, {"y": ()})
+    cm = onnxcc.compile(m, "host", constant_inputs={"s": np.float32(2.0)})
+    got = cm.run({"x": np.array(1.0, np.float32)})["y"]
+    assert got.shape == () and got == 3.0

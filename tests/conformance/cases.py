@@ -18,7 +18,7 @@ LeakyRelu PRelu Clip Sigmoid HardSigmoid HardSwish Tanh Elu Selu Softplus Gelu E
 Reciprocal Neg Abs Softmax LogSoftmax Reshape Flatten Squeeze Unsqueeze Transpose Concat Split Slice
 Gather Pad Resize Upsample ReduceMean ReduceSum ReduceMax Cast Identity Dropout Shape Constant Hardmax
 ConstantOfShape Expand QuantizeLinear DequantizeLinear DynamicQuantizeLinear MatMulInteger ConvInteger
-QLinearMatMul QLinearConv LSTM GRU RNN""".split()
+QLinearMatMul QLinearConv LSTM GRU RNN If Loop Scan""".split()
 EXPECTED_FILE = Path(__file__).with_name("expected_failures.toml")
 # The onnx wheel's on-disk model cases (model.onnx + test_data_set_*/ .pb files) also run.
 FILE_KINDS = ("pytorch-converted", "pytorch-operator", "simple")
@@ -102,14 +102,15 @@ def expected_failures() -> dict[str, str]:
     return dict(tomllib.loads(EXPECTED_FILE.read_text()).get("cases", {}))
 
 
-# Inputs whose values decide an output's shape (axes, sizes, starts, pads...): onnxcc compiles
+# Inputs whose values decide an output's shape (axes, sizes, starts, pads, a Loop's trip count
+# and condition...): onnxcc compiles
 # shapes statically, so like a user it binds the graph inputs they are computed from with the
 # public option ``constant_inputs``. Other parameters (Clip's bounds, Dropout's ratio, Pad's
 # constant value...) stay runtime inputs.
 SHAPE_INPUTS = {"Slice": (1, 2, 3, 4), "Resize": (2, 3), "Upsample": (1,), "Split": (1,),
                 "Squeeze": (1,), "Unsqueeze": (1,), "Reshape": (1,), "Expand": (1,),
                 "Pad": (1, 3), "ConstantOfShape": (0,), "Tile": (1,), "Range": (0, 1, 2),
-                "TopK": (1,), "OneHot": (1,), "CenterCropPad": (1,),
+                "TopK": (1,), "OneHot": (1,), "CenterCropPad": (1,), "Loop": (0, 1),
                 **{f"Reduce{r}": (1,) for r in ("Mean", "Sum", "Max", "Min", "Prod", "L1", "L2",
                                                 "LogSum", "LogSumExp", "SumSquare")}}
 
