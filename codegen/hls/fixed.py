@@ -137,7 +137,14 @@ class FixedType:
 
 
 def _shl(r: np.ndarray, k: int) -> np.ndarray:
-    return r * (1 << k) if k else r
+    """``r * 2**k`` exactly: in Python ints (an object array) when int64 could overflow."""
+    if not k:
+        return r
+    r = np.asarray(r)
+    if r.dtype != object and r.size and \
+            float(np.max(np.abs(r.astype(np.float64)))) * 2.0 ** k >= 2.0 ** 62:
+        r = r.astype(object)
+    return r * (1 << k)
 
 
 def _round_shift(r: np.ndarray, k: int, mode: str) -> np.ndarray:

@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from onnxcc.codegen.hls.fixed import (FixedPoint, FixedType, PrecisionError, integer_bits,
@@ -55,6 +55,7 @@ def test_quantize_matches_exact_rationals(t, xs):
 @settings(max_examples=200, deadline=None)
 @given(t=types, raws=st.lists(st.integers(-(1 << 40), 1 << 40), min_size=1, max_size=8),
        frac=st.integers(0, 30))
+@example(t=FixedType(22, -2, False), raws=[1 << 39], frac=0)   # 2**39 << 24 passes int64
 def test_requantize_from_raw_matches_exact_rationals(t, raws, frac):
     got = t.quantize(np.array(raws, np.int64), frac=frac)
     want = [float(_exact(Fraction(r, 1 << frac), t)) for r in raws]
