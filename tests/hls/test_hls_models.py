@@ -236,3 +236,22 @@ def test_pad_resize_hard_sigmoid_prelu_div():
         x = r.normal(0, 2, (1, 3, 4, 4)).astype(np.float32)
         got = _exact(m, {"x": x})["y"]
         np.testing.assert_allclose(got, sess.run(None, {"x": x})[0], atol=0.01)
+
+
+def test_conv1d_with_stride_dilation_and_pads():
+    r = np.random.default_rng(3)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[2, 1], strides=[2],
+                              dilations=[2]),
+             helper.make_node("Relu", ["c"], ["rl"]),
+             helper.make_node("MaxPool", ["rl"], ["p"], kernel_shape=[2], strides=[2]),
+             helper.make_node("GlobalAveragePool", ["p"], ["y"])]
+    g = helper.make_graph(nodes, "c1d", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                       [1, 3, 20])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5, 1])],
+                          [_init("w", r.normal(0, 0.5, (5, 3, 3))), _init("b", r.normal(0, 0.1, 5))])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    m = onnxcc.compile(model, "xczu7ev")
+    sess = ort.InferenceSession(model.SerializeToString())
+    x = r.normal(0, 1, (1, 3, 20)).astype(np.float32)
+    np.testing.assert_allclose(_exact(m, {"x": x})["y"], sess.run(None, {"x": x})[0], atol=2e-3)
