@@ -107,6 +107,9 @@ def _add_model_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
     p.add_argument("--io", choices=["io_parallel", "io_stream"],
                    help="FPGA targets: arrays between layers (default) or hls::stream FIFOs "
                    "under DATAFLOW")
+    p.add_argument("--input-layout", choices=["NCHW", "NHWC"],
+                   help="FPGA targets: the element order of 4-D inputs at the ports (NHWC: "
+                   "pixels with their channels together; no transpose runs in the design)")
     p.add_argument("--reuse-factor", action="append", metavar="N|NAME=N",
                    help="FPGA targets: products per multiplier (the initiation interval) for "
                    "every layer, or for one node (repeatable)")
@@ -168,10 +171,11 @@ def _target(args: argparse.Namespace):
 
 
 def _hls_config(args: argparse.Namespace):
-    """The HLSConfig of --reuse-factor and --io, or None."""
+    """The HLSConfig of --reuse-factor, --io and --input-layout, or None."""
     items = getattr(args, "reuse_factor", None) or []
     io = getattr(args, "io", None)
-    if not items and io is None:
+    layout = getattr(args, "input_layout", None)
+    if not items and io is None and layout is None:
         return None
     from onnxcc.codegen.hls.config import HLSConfig
 
@@ -191,7 +195,7 @@ def _hls_config(args: argparse.Namespace):
         raise InputError("--reuse-factor N and NAME=N exclude each other",
                          hint="give one factor for all layers, or one per node")
     return HLSConfig(reuse_factor=every if every is not None else (per or 1),
-                     io=io or "io_parallel")
+                     io=io or "io_parallel", input_layout=layout or "NCHW")
 
 
 def _compile(args: argparse.Namespace, model: str):

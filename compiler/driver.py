@@ -350,11 +350,17 @@ def _compile(model: str | Path | onnx.ModelProto, target: Any, *,
             passes = [pipeline((hls_cfg or HLSConfig()).factors({n.name for n in g.nodes}))]
         program = lower_for_target(g, tgt, g.name, passes)
         if hls:
+            from onnxcc.codegen.hls.config import apply_input_layout
             from onnxcc.codegen.hls.emit import emit_hls
+            from onnxcc.codegen.verify import verify as verify_program
 
+            cfg = hls_cfg or HLSConfig()
+            nhwc = apply_input_layout(program, g, cfg.input_layout)
+            if nhwc:
+                verify_program(program)   # the reordered reads stay inside the inputs
             mmap = emit_hls(g, program, precision, tmp, target=tgt, name=g.name,
                             version=__version__, sha256=model_sha256(proto), options=options,
-                            source=source, io=(hls_cfg or HLSConfig()).io)
+                            source=source, io=cfg.io, nhwc_inputs=nhwc)
         elif tgt.backend == "llvm":
             from onnxcc.codegen.llvm.emit import emit_llvm
 

@@ -83,6 +83,8 @@ class CSimLibrary:
             if list(a.shape) != spec["shape"]:
                 raise ShapeError(f"input {spec['name']!r} has shape {list(a.shape)}, the model was "
                                  f"compiled for {spec['shape']}", hint="compile with input_shapes")
+            if spec.get("layout") == "NHWC":   # the port takes pixels with their channels
+                a = np.ascontiguousarray(a.transpose(0, 2, 3, 1))
             keep.append(a)
             args.append(a.ctypes.data_as(ctypes.c_void_p))
         outs = {}

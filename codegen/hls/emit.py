@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import jinja2
 import numpy as np
@@ -349,7 +349,7 @@ def check_fit(layers: list[LayerEstimate], total: dict[str, int], target: Any,
 
 def emit_hls(g: Graph, program: Program, prec: Precision, out: Path, *, target: Any, name: str,
              version: str, sha256: str, options: dict, source: str,
-             io: str = "io_parallel") -> dict[str, Any]:
+             io: str = "io_parallel", nhwc_inputs: Sequence[str] = ()) -> dict[str, Any]:
     """Write the HLS project of ``program`` into the empty folder ``out``; returns the
     manifest (also written as ``<m>.json``). ``io`` is ``io_parallel`` (arrays between layers,
     run one after another) or ``io_stream`` (see :func:`_stream_design`). Raises
@@ -483,7 +483,8 @@ def emit_hls(g: Graph, program: Program, prec: Precision, out: Path, *, target: 
             span = min(max(abs(t.lowest), t.highest), 4.0)
             feed[v.name] = rng.uniform(-span, span, v.shape).astype(np.float32)
         res = reference(g, prec, feed)
-        in_rows.append(" ".join(repr(float(x)) for v in g.inputs for x in feed[v.name].reshape(-1)))
+        port = {k: (a.transpose(0, 2, 3, 1) if k in nhwc_inputs else a) for k, a in feed.items()}
+        in_rows.append(" ".join(repr(float(x)) for v in g.inputs for x in port[v.name].reshape(-1)))
         out_rows.append(" ".join(repr(float(x)) for v in g.outputs for x in res[v.name].reshape(-1)))
     files["tb_data/tb_input_features.dat"] = "\n".join(in_rows) + "\n"
     files["tb_data/tb_output_predictions.dat"] = "\n".join(out_rows) + "\n"
@@ -495,7 +496,8 @@ def emit_hls(g: Graph, program: Program, prec: Precision, out: Path, *, target: 
         "onnxcc_version": version, "c_prefix": m, "backend": "hls", "io": io,
         "target": target_name, "part": part, "clock_ns": float(clock_ns), "model_sha256": sha256,
         "source": source, "options": options,
-        "inputs": [{"name": v.name, "port": p[0], "shape": list(v.shape), "type": str(prec.values[v.name])}
+        "inputs": [{"name": v.name, "port": p[0], "shape": list(v.shape), "type": str(prec.values[v.name]),
+                    "layout": "NHWC" if v.name in nhwc_inputs else "model"}
                    for v, p in zip(g.inputs, ins)],
         "outputs": [{"name": v.name, "port": p[0], "shape": list(v.shape), "type": str(prec.values[v.name])}
                     for v, p in zip(g.outputs, outs)],

@@ -255,3 +255,24 @@ def test_conv1d_with_stride_dilation_and_pads():
     sess = ort.InferenceSession(model.SerializeToString())
     x = r.normal(0, 1, (1, 3, 20)).astype(np.float32)
     np.testing.assert_allclose(_exact(m, {"x": x})["y"], sess.run(None, {"x": x})[0], atol=2e-3)
+
+
+@pytest.mark.parametrize("io", ["io_parallel", "io_stream"])
+def test_nhwc_input_port_without_a_transpose(io):
+    """input_layout NHWC: the layers reading the input index it pixel by pixel (channel stride
+    1), no transpose runs in the design, run() still takes NCHW, and C-sim equals the
+    reference; a model whose first reader is elementwise over the flat input is refused."""
+    model = _cnn()
+    m = onnxcc.compile(model, "xcvu9p", hls=onnxcc.HLSConfig(io=io, input_layout="NHWC"))
+    assert m.mmap["inputs"][0]["layout"] == "NHWC"
+    text = (m.lib_dir / "firmware" / "cnn.cpp").read_text()
+    assert "in_x[c + ((oh + kh) - 1) * 36 + ((ow + kw) - 1) * 3]" in text   # h*W*C + w*C + c
+    x = np.random.default_rng(2).uniform(-2, 2, (1, 3, 12, 12)).astype(np.float32)
+    _exact(m, {"x": x})
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="first_relu")], "ew",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4])])
+    ew = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    ew.ir_version = 10
+    with pytest.raises(onnxcc.OnnxccError, match="first_relu"):
+        onnxcc.compile(ew, "xczu7ev", hls=onnxcc.HLSConfig(io=io, input_layout="NHWC"))
