@@ -318,6 +318,7 @@ def _compile(model: str | Path | onnx.ModelProto, target: Any, *,
     if hls:
         fixed = _fixed_point_config(quantize, tgt)
         quantize = None
+    imported = {v.name for v in g.values()} | {n.name for n in g.nodes} if hls else set()
     g = run_pipeline(g, with_quantization(tgt.pipeline, quantize), verify=verify, dump_dir=dump_dir,
                      dump_after=dump_after, disable=disable_passes)
     g.verify()
@@ -330,7 +331,7 @@ def _compile(model: str | Path | onnx.ModelProto, target: Any, *,
         from onnxcc.codegen.hls.fixed import assign_types
 
         check_hls(g)           # every node without a fixed-point kernel, before any code
-        precision = assign_types(g, fixed)
+        precision = assign_types(g, fixed, imported)
     check_memory_budget(g, tgt)
     options = {"target": tgt.name, "input_shapes": {k: list(v) for k, v in (input_shapes or {}).items()},
                "name": g.name, "disabled_passes": list(disable_passes),

@@ -318,10 +318,12 @@ def _acc(cfg: FixedPoint, i: int, f: int) -> FixedType:
     return FixedType(i + f, i, True, cfg.rounding, cfg.overflow)
 
 
-def assign_types(g: Any, cfg: FixedPoint) -> Precision:
+def assign_types(g: Any, cfg: FixedPoint, imported: set[str] | frozenset[str] = frozenset()
+                 ) -> Precision:
     """Every tensor's and every node's type for the planned graph ``g`` (see the module
     docstring). Views (Reshape, Flatten...) keep their input's type. Raises PrecisionError when
-    ``cfg.layers`` names no node or tensor of ``g``."""
+    ``cfg.layers`` names no node or tensor of ``g`` (saying so when the name was in the
+    imported model, ``imported``, and a pass fused or folded it away)."""
     from onnxcc.passes.liveness import is_view
 
     default = cfg.type_of(cfg.default)
@@ -329,9 +331,13 @@ def assign_types(g: Any, cfg: FixedPoint) -> Precision:
     names = {n.name for n in g.nodes} | {v.name for v in g.values()}
     unknown = sorted(set(layers) - names)
     if unknown:
+        gone = [u for u in unknown if u in imported]
         raise PrecisionError(f"precision overrides name no node or tensor of the model: "
-                             f"{', '.join(repr(u) for u in unknown)}",
-                             hint="use the node or tensor names `onnxcc check MODEL` lists")
+                             f"{', '.join(repr(u) for u in unknown)}"
+                             + (f" ({', '.join(repr(u) for u in gone)} fused or folded away by "
+                                "the passes)" if gone else ""),
+                             hint="name the layers `onnxcc report -t <fpga part>` lists (a fused "
+                             "Conv/Gemm + activation is one node, named after the Conv/Gemm)")
     seen = _calibrate(g, cfg) if cfg.calibration is not None else {}
 
     def chosen(name: str, node: str | None = None) -> FixedType:

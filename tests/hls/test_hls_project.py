@@ -128,6 +128,8 @@ def test_precision_errors():
     model = _model(PLAIN)
     with pytest.raises(onnxcc.PrecisionError, match="nosuchlayer"):
         onnxcc.compile(model, "xczu7ev", quantize=onnxcc.FixedPoint(layers={"nosuchlayer": "ap_fixed<8,3>"}))
+    with pytest.raises(onnxcc.PrecisionError, match="'h' fused or folded away"):   # Gemm+Relu
+        onnxcc.compile(model, "xczu7ev", quantize=onnxcc.FixedPoint(layers={"h": "ap_fixed<8,3>"}))
     with pytest.raises(onnxcc.PrecisionError, match="ap_fixed<8>"):
         onnxcc.compile(model, "xczu7ev", quantize=onnxcc.FixedPoint(default="ap_fixed<8>"))
     with pytest.raises(onnxcc.PrecisionError, match="FPGA target"):
