@@ -79,12 +79,13 @@ class CSimLibrary:
             if spec["name"] not in inputs:
                 raise ShapeError(f"missing input {spec['name']!r}",
                                  hint=f"feed every input: {[s['name'] for s in self.manifest['inputs']]}")
-            a = np.ascontiguousarray(np.asarray(inputs[spec["name"]], np.float32))
+            a = np.asarray(inputs[spec["name"]], np.float32)   # a 0-d array stays 0-d
             if list(a.shape) != spec["shape"]:
                 raise ShapeError(f"input {spec['name']!r} has shape {list(a.shape)}, the model was "
                                  f"compiled for {spec['shape']}", hint="compile with input_shapes")
             if spec.get("layout") == "NHWC":   # the port takes pixels with their channels
-                a = np.ascontiguousarray(a.transpose(0, 2, 3, 1))
+                a = a.transpose(0, 2, 3, 1)
+            a = np.ascontiguousarray(a.reshape(-1))
             keep.append(a)
             args.append(a.ctypes.data_as(ctypes.c_void_p))
         outs = {}

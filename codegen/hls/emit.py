@@ -36,7 +36,7 @@ from onnxcc.codegen.names import CXX_RULES, Namer
 from onnxcc.errors import UnsupportedOpError
 from onnxcc.ir import Graph
 
-from .fixed import FixedType, Precision, const_type
+from .fixed import BOOL_TYPE, FixedType, Precision, const_type
 from .reference import reference, unsupported_reason
 from .estimate import (PARTITION_LIMIT, LayerEstimate, bram18, estimate_kernel, totals)
 from .render import ArrayRef, KernelRenderer, float_literals, unsupported
@@ -53,8 +53,11 @@ def _env() -> jinja2.Environment:
 
 def check_hls(g: Graph, program: Program | None = None) -> None:
     """Raise UnsupportedOpError listing every node of ``g`` (and kernel of ``program``) without
-    a fixed-point HLS form, before any file is written."""
+    a fixed-point HLS form, and every graph output that is not a float tensor, before any file
+    is written."""
     problems = [(n.name, n.op, why) for n in g.nodes if (why := unsupported_reason(n))]
+    problems += [(v.name, "graph output", "FPGA designs output fixed-point (float) tensors")
+                 for v in g.outputs if v.dtype.kind != "f"]
     if program is not None and not problems:
         problems = [(k.node, k.op, why) for k in program.kernels if (why := unsupported(k))]
     if problems:
@@ -115,7 +118,8 @@ class _Layout:
     what: dict[str, str]   # array name -> the tensor or constant it holds (for messages)
 
     def _typedef(self, name: str, t: FixedType, what: str) -> str:
-        self.typedefs.append(f"typedef {t.cpp()} {name};   // {comment_text(what, 100)}")
+        cpp = "bool" if t is BOOL_TYPE else t.cpp()
+        self.typedefs.append(f"typedef {cpp} {name};   // {comment_text(what, 100)}")
         self.types[name] = t
         return name
 
@@ -481,7 +485,8 @@ def emit_hls(g: Graph, program: Program, prec: Precision, out: Path, *, target: 
         for v in g.inputs:
             t = prec.values[v.name]
             span = min(max(abs(t.lowest), t.highest), 4.0)
-            feed[v.name] = rng.uniform(-span, span, v.shape).astype(np.float32)
+            feed[v.name] = (rng.integers(0, 2, v.shape).astype(np.float32) if t is BOOL_TYPE
+                            else rng.uniform(-span, span, v.shape).astype(np.float32))
         res = reference(g, prec, feed)
         port = {k: (a.transpose(0, 2, 3, 1) if k in nhwc_inputs else a) for k, a in feed.items()}
         in_rows.append(" ".join(repr(float(x)) for v in g.inputs for x in port[v.name].reshape(-1)))

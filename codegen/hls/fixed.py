@@ -197,6 +197,8 @@ def integer_bits(max_abs: float, signed: bool = True) -> int:
 
 
 CONST_FRAC = 16   # fraction bits of a kernel's float literals (Clip bounds, LeakyRelu's alpha)
+#: a bool tensor (Where's condition): one unsigned bit, rendered as C++ ``bool``
+BOOL_TYPE = FixedType(1, 1, False, "AP_RND_CONV", "AP_SAT")
 
 
 def const_type(values: Any) -> FixedType:
@@ -350,13 +352,15 @@ def assign_types(g: Any, cfg: FixedPoint, imported: set[str] | frozenset[str] = 
 
     values: dict[str, FixedType] = {}
     for v in g.inputs:
-        values[v.name] = chosen(v.name)
+        values[v.name] = BOOL_TYPE if v.dtype == np.bool_ else chosen(v.name)
     for n in g.nodes:
         for o in n.outputs:
             if o is None:
                 continue
             if is_view(n) and n.inputs[0].name in values:
                 values[o.name] = values[n.inputs[0].name]
+            elif o.dtype == np.bool_:
+                values[o.name] = BOOL_TYPE
             else:
                 values[o.name] = chosen(o.name, n.name)
     accum = {n.name: _node_accum(n, values, cfg) for n in g.nodes}
@@ -430,6 +434,9 @@ def _node_accum(n: Any, values: dict[str, FixedType], cfg: FixedPoint) -> FixedT
         k = math.prod(n.inputs[0].shape[2:]) if op == "GlobalAveragePool" else \
             math.prod(n.attrs.get("kernel_shape") or [1])
         return _acc(cfg, ix + max(0, math.ceil(math.log2(max(k, 1)))) + 1, fx + 8)
+    if op == "Where":
+        a, b = ins[1], ins[2]
+        return _acc(cfg, max(a.integer, b.integer) + 1, max(a.frac, b.frac))
     if op in ("Add", "Sub"):
         a, b = ins[0], ins[1]
         return _acc(cfg, max(a.integer, b.integer) + 1, max(a.frac, b.frac))

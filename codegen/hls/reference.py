@@ -27,7 +27,7 @@ import numpy as np
 from onnxcc.ir import Graph, Node
 from onnxcc.ops import get_op
 
-from .fixed import FixedType, Precision, PrecisionError, const_type
+from .fixed import BOOL_TYPE, FixedType, Precision, PrecisionError, const_type
 
 SUPPORTED = frozenset({
     "Conv", "onnxcc.FusedConv", "Gemm", "onnxcc.FusedGemm", "MatMul", "MaxPool",
@@ -35,8 +35,9 @@ SUPPORTED = frozenset({
     "LeakyRelu",
     "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Concat", "Transpose",
     "onnxcc.TableSoftmax", "Softmax", "onnxcc.TableActivation", "Sigmoid", "Tanh", "Pad",
-    "Resize", "HardSigmoid", "PRelu", "Div"})
+    "Resize", "HardSigmoid", "PRelu", "Div", "Where"})
 ACTIVATIONS = ("", "Relu", "Clip", "LeakyRelu")
+VIEWS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
 
 
 def unsupported_reason(n: Node) -> str | None:
@@ -47,7 +48,9 @@ def unsupported_reason(n: Node) -> str | None:
         return f"only a float32 {n.op} has an FPGA kernel (a lookup table)"
     if n.op == "Softmax":   # left by table_softmax
         return "only a float32 Softmax over the last axis has an FPGA kernel (a lookup table)"
-    if any(v is not None and v.dtype.kind != "f" and v.const is None for v in n.inputs):
+    bool_ok = n.op == "Where" or (n.op in VIEWS and n.inputs[0].dtype.kind == "b")
+    if any(v is not None and v.dtype.kind != "f" and v.const is None and
+           not (v.dtype.kind == "b" and bool_ok) for v in n.inputs):
         return "integer tensors are not supported on FPGA targets yet"
     if n.op.startswith("onnxcc.Fused") and (n.attrs.get("activation") or "") not in ACTIVATIONS:
         return f"fused activation {n.attrs.get('activation')} is not supported on FPGA targets yet"
@@ -202,7 +205,9 @@ def reference(g: Graph, prec: Precision, inputs: Mapping[str, np.ndarray]) -> di
     each graph output (name -> float64 array of exact fixed-point values)."""
     env: dict[str, np.ndarray] = {}
     for v in g.inputs:
-        env[v.name] = prec.values[v.name].quantize(np.asarray(inputs[v.name], np.float64))
+        a = np.asarray(inputs[v.name], np.float64)
+        t = prec.values[v.name]
+        env[v.name] = (a != 0).astype(np.float64) if t is BOOL_TYPE else t.quantize(a)
     for n in g.nodes:
         args: list[np.ndarray | None] = []
         for v in n.inputs:

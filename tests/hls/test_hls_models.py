@@ -276,3 +276,36 @@ def test_nhwc_input_port_without_a_transpose(io):
     ew.ir_version = 10
     with pytest.raises(onnxcc.OnnxccError, match="first_relu"):
         onnxcc.compile(ew, "xczu7ev", hls=onnxcc.HLSConfig(io=io, input_layout="NHWC"))
+
+
+@pytest.mark.parametrize("io", ["io_parallel", "io_stream"])
+def test_if_on_a_runtime_condition(io, tmp_path):
+    """An If whose condition is a bool graph input: the frontend computes both branches and
+    selects with Where, which runs on the FPGA target with a bool port."""
+    r = np.random.default_rng(0)
+    then_g = helper.make_graph([helper.make_node("Mul", ["x", "two"], ["t"])], "then", [],
+                               [helper.make_tensor_value_info("t", TensorProto.FLOAT, [1, 4])],
+                               [_init("two", [2.0])])
+    else_g = helper.make_graph([helper.make_node("Relu", ["x"], ["e"])], "else", [],
+                               [helper.make_tensor_value_info("e", TensorProto.FLOAT, [1, 4])])
+    nodes = [helper.make_node("If", ["c"], ["y0"], then_branch=then_g, else_branch=else_g),
+             helper.make_node("MatMul", ["y0", "w"], ["y"])]
+    g = helper.make_graph(nodes, "ifm",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4]),
+                           helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+                          [_init("w", r.normal(0, 1, (4, 3)))])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    m = onnxcc.compile(model, "xczu7ev", hls=onnxcc.HLSConfig(io=io))
+    assert "Where" in [n.op for n in m.graph.nodes]
+    assert "typedef bool input1_t;" in (m.lib_dir / "firmware" / "defines.h").read_text()
+    sess = ort.InferenceSession(model.SerializeToString())
+    for c in (True, False):
+        feeds = {"x": r.normal(0, 1, (1, 4)).astype(np.float32), "c": np.array(c)}
+        np.testing.assert_allclose(_exact(m, feeds)["y"], sess.run(None, feeds)[0], atol=2e-3)
+    from onnxcc.runtime.hls import run_testbench
+
+    m.save(tmp_path / "p")
+    ok, out = run_testbench(tmp_path / "p")
+    assert ok, out
