@@ -523,7 +523,8 @@ def walk_stmts(body: Sequence[Stmt]) -> Iterator[Stmt]:
             yield from walk_stmts(s.orelse)
 
 
-def _stmt_exprs(s: Stmt) -> tuple[Expr, ...]:
+def stmt_exprs(s: Stmt) -> tuple[Expr, ...]:
+    """The expressions statement ``s`` evaluates itself (not those of nested statements)."""
     if isinstance(s, Store):
         return s.index + (s.value,)
     if isinstance(s, Decl):
@@ -537,10 +538,11 @@ def _stmt_exprs(s: Stmt) -> tuple[Expr, ...]:
     return ()
 
 
-def _walk_exprs(e: Expr) -> Iterator[Expr]:
+def walk_exprs(e: Expr) -> Iterator[Expr]:
+    """``e`` and every sub-expression, depth first."""
     yield e
     for c in children(e):
-        yield from _walk_exprs(c)
+        yield from walk_exprs(c)
 
 
 def prune_kernel(k: Kernel) -> Kernel:
@@ -551,15 +553,15 @@ def prune_kernel(k: Kernel) -> Kernel:
     -Wunused-variable and -Wunused-parameter)."""
     body = _without_empty_loops(k.body)
     while True:
-        read = {e.name for st in walk_stmts(body) for top in _stmt_exprs(st)
-                for e in _walk_exprs(top) if isinstance(e, Var)}
+        read = {e.name for st in walk_stmts(body) for top in stmt_exprs(st)
+                for e in walk_exprs(top) if isinstance(e, Var)}
         dead = {st.var.name for st in walk_stmts(body)
                 if isinstance(st, Decl) and st.var.name not in read}
         if not dead:
             break
         body = _without(body, dead)
-    loaded = {e.buf.name for st in walk_stmts(body) for top in _stmt_exprs(st)
-              for e in _walk_exprs(top) if isinstance(e, Load)}
+    loaded = {e.buf.name for st in walk_stmts(body) for top in stmt_exprs(st)
+              for e in walk_exprs(top) if isinstance(e, Load)}
     inputs = [b for b in k.inputs if b.name in loaded]
     if body is k.body and len(inputs) == len(k.inputs):
         return k

@@ -130,7 +130,9 @@ def run_testbench(folder: Path, *, cxx: str | None = None) -> tuple[bool, str]:
                str(Path(folder) / f"{m}_test.cpp"), "-o", str(exe)]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
-            raise BuildError(f"the test bench of {m} did not build:\n{r.stderr[-4000:]}")
+            raise BuildError(f"the test bench of {m} did not build:\n{r.stderr[-4000:]}",
+                             hint="recompile the project with onnxcc (a hand-edited file?); if "
+                             "it persists, report it with the model")
         run = subprocess.run([str(exe)], cwd=folder, capture_output=True, text=True, timeout=3600)
         return run.returncode == 0, r.stderr + run.stdout + run.stderr
 

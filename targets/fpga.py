@@ -47,6 +47,7 @@ class FpgaPart:
     ff: int
 
     def describe(self) -> str:
+        """One line of facts for ``onnxcc targets``."""
         return (f"part {self.part}: {self.dsp:,} DSP, {self.bram18:,} BRAM18, {self.lut:,} LUT, "
                 f"{self.ff:,} FF")
 

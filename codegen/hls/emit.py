@@ -78,7 +78,7 @@ class _Layout:
         for role, vals in (("in", g.inputs), ("out", g.outputs)):
             for k, v in enumerate(vals):
                 tname = ("input" if role == "in" else "result") + (f"{k}" if len(vals) > 1 else "")
-                t = self._typedef(f"{tname}_t", prec.values[v.name], f"graph {role}put {v.name}")
+                t = self.typedef(f"{tname}_t", prec.values[v.name], f"graph {role}put {v.name}")
                 name = namer.user(v.name, role)
                 self.io[(role + "put", k)] = ArrayRef(name, t, 0)
                 self.ports.append((name, t, max(math.prod(v.shape), 1), role == "out", v.name))
@@ -94,7 +94,7 @@ class _Layout:
             end[root] = max(end.get(root, 0), b.offset + b.size)
         self.groups: dict[str, tuple[ArrayRef, int]] = {}   # root -> (array, elements)
         for k, root in enumerate(sorted(base, key=lambda r: (base[r], r))):
-            t = self._typedef(f"layer{k}_t", prec.values[root], f"tensor {root}")
+            t = self.typedef(f"layer{k}_t", prec.values[root], f"tensor {root}")
             n = max((end[root] - base[root]) // 4, 1)
             self.groups[root] = (ArrayRef(f"buf{k}", t, 0), n)
             self.what[f"buf{k}"] = repr(root)
@@ -107,7 +107,7 @@ class _Layout:
             self.what[f"wgt{k}"] = repr(w.value)
             if w.dtype.is_float:
                 ft = prec.weight(w.data)
-                t = self._typedef(f"weight{k}_t", ft, f"constant {w.value}")
+                t = self.typedef(f"weight{k}_t", ft, f"constant {w.value}")
                 self.weights[id(w)] = ArrayRef(f"wgt{k}", t, 0, raw=True)
                 self.weight_files.append((f"w{k}.h", self._weight_text(k, w, t, ft)))
             else:
@@ -117,7 +117,9 @@ class _Layout:
 
     what: dict[str, str]   # array name -> the tensor or constant it holds (for messages)
 
-    def _typedef(self, name: str, t: FixedType, what: str) -> str:
+    def typedef(self, name: str, t: FixedType, what: str) -> str:
+        """Declare the C++ type ``name`` for ``t`` in defines.h (``what`` it types, as a
+        sanitized comment); returns ``name``."""
         cpp = "bool" if t is BOOL_TYPE else t.cpp()
         self.typedefs.append(f"typedef {cpp} {name};   // {comment_text(what, 100)}")
         self.types[name] = t
@@ -178,11 +180,13 @@ class _Layout:
         return 1
 
 
-def ins_ports(lay: _Layout) -> list:
+def _in_ports(lay: _Layout) -> list:
+    """The top's input ports: (name, type, elements, False, tensor)."""
     return [p for p in lay.ports if not p[3]]
 
 
-def outs_ports(lay: _Layout) -> list:
+def _out_ports(lay: _Layout) -> list:
+    """The top's output ports: (name, type, elements, True, tensor)."""
     return [p for p in lay.ports if p[3]]
 
 
@@ -211,8 +215,8 @@ def _stream_design(pieces: list[tuple], lay: _Layout, m: str) -> dict[str, Any]:
                 readers.setdefault(name, []).append(idx)
     types = {n: t for n, t, _, _ in lay.arrays()}
     sizes = {n: size for n, _, size, _ in lay.arrays()}
-    port_in = {p[0] for p in ins_ports(lay)}
-    port_out = {p[0] for p in outs_ports(lay)}
+    port_in = {p[0] for p in _in_ports(lay)}
+    port_out = {p[0] for p in _out_ports(lay)}
     decls, calls, funcs, bram = [], [], [], 0
     stream_of: dict[tuple[str, int], str] = {}   # (array, reader) -> stream variable
     writes_of: dict[str, list[str]] = {}          # array -> the streams its writer fills
@@ -371,9 +375,9 @@ def emit_hls(g: Graph, program: Program, prec: Precision, out: Path, *, target: 
     for k in program.kernels:
         acc_t = prec.accum.get(k.node) or prec.values.get(program.outputs[0].value) \
             or next(iter(prec.values.values()))
-        acc = lay._typedef(f"{k.name}_acc_t", acc_t, f"accumulator of {k.node or k.name}")
+        acc = lay.typedef(f"{k.name}_acc_t", acc_t, f"accumulator of {k.node or k.name}")
         lits = float_literals(k)
-        const_t = lay._typedef(f"{k.name}_const_t", const_type(lits),
+        const_t = lay.typedef(f"{k.name}_const_t", const_type(lits),
                                f"literals of {k.node or k.name}") if lits else ""
         refs = {id(b): lay.array(b, acc, k) for b in k.params + k.locals}
         r = KernelRenderer(k, lambda b, refs=refs: refs[id(b)], acc, acc_t, const_t)
@@ -449,17 +453,17 @@ def emit_hls(g: Graph, program: Program, prec: Precision, out: Path, *, target: 
         arrays=arrays, calls=calls, **common)
     if stream is not None:   # C-simulation moves data through streams
         conv_in = [f"for (int i = 0; i < {size}; i++) {n}.write({t}(SRC));"
-                   for n, t, size, _, _ in ins_ports(lay)]
+                   for n, t, size, _, _ in _in_ports(lay)]
         conv_out = [f"for (int i = 0; i < {size}; i++) {{ {t} v = {n}.read(); DST }}"
-                    for n, t, size, _, _ in outs_ports(lay)]
+                    for n, t, size, _, _ in _out_ports(lay)]
         decls = [f"hls::stream<{t}> {n}(\"{n}\");" for n, t, _, _, _ in lay.ports]
     else:
         conv_in = [f"for (int i = 0; i < {size}; i++) {n}[i] = {t}(SRC);"
-                   for n, t, size, _, _ in ins_ports(lay)]
+                   for n, t, size, _, _ in _in_ports(lay)]
         conv_out = [f"for (int i = 0; i < {size}; i++) {{ {t} v = {n}[i]; DST }}"
-                    for n, t, size, _, _ in outs_ports(lay)]
+                    for n, t, size, _, _ in _out_ports(lay)]
         decls = [f"{t} {n}[{size}];" for n, t, size, _, _ in lay.ports]
-    ins, outs = ins_ports(lay), outs_ports(lay)
+    ins, outs = _in_ports(lay), _out_ports(lay)
     files[f"{m}_bridge.cpp"] = env.get_template("bridge.cpp.j2").render(
         params=", ".join([f"const float *f_{n}" for n, *_ in ins] +
                          [f"float *f_{n}" for n, *_ in outs]),

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
 
 from onnxcc.codegen.loops import (Binary, Const, Expr, If, Kernel, Load, Loop, MulAdd, Stmt,
-                                  children)
+                                  children, stmt_exprs)
 
 PARTITION_LIMIT = 4096   # arrays up to this many elements are partitioned into registers
 LUT_MUL_BITS = 10        # products whose narrower operand is this wide or less use LUTs
@@ -72,12 +72,6 @@ def _trip(lp: Loop) -> int:
     if isinstance(lp.start, Const) and isinstance(lp.stop, Const):
         return max(0, math.ceil((lp.stop.value - lp.start.value) / lp.step))
     return 1
-
-
-def _exprs(s: Stmt) -> list[Expr]:
-    from .render import _stmt_exprs
-
-    return list(_stmt_exprs(s))
 
 
 class _Count:
@@ -127,10 +121,10 @@ def _count(body: Sequence[Stmt], width: Callable[[Expr], int | None],
         elif isinstance(s, If):
             a, b = _count(s.then, width, array), _count(s.orelse, width, array)
             c.add(a if a.total >= b.total else b)
-            for e in _exprs(s):
+            for e in stmt_exprs(s):
                 visit(e)
         else:
-            for e in _exprs(s):
+            for e in stmt_exprs(s):
                 visit(e)
     return c
 

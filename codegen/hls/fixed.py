@@ -72,18 +72,22 @@ class FixedType:
 
     @property
     def raw_min(self) -> int:
+        """The smallest raw integer (value * 2**F) the type holds."""
         return -(1 << (self.width - 1)) if self.signed else 0
 
     @property
     def raw_max(self) -> int:
+        """The largest raw integer the type holds."""
         return (1 << (self.width - 1)) - 1 if self.signed else (1 << self.width) - 1
 
     @property
     def lowest(self) -> float:
+        """The smallest value the type holds."""
         return math.ldexp(self.raw_min, -self.frac)
 
     @property
     def highest(self) -> float:
+        """The largest value the type holds."""
         return math.ldexp(self.raw_max, -self.frac)
 
     def cpp(self) -> str:
@@ -261,6 +265,7 @@ class FixedPoint:
                                  hint="width 2..1024 bits, margin >= 0")
 
     def type_of(self, text: str | FixedType) -> FixedType:
+        """``text`` parsed with this configuration's default modes (PrecisionError if bad)."""
         return parse_type(text, rounding=self.rounding, overflow=self.overflow)
 
     def weight(self, data: np.ndarray) -> FixedType:
@@ -307,6 +312,7 @@ class Precision:
     config: FixedPoint
 
     def weight(self, data: np.ndarray) -> FixedType:
+        """The type of the constant ``data`` (``FixedPoint.weight``)."""
         return self.config.weight(data)
 
 

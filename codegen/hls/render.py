@@ -32,7 +32,7 @@ from typing import Callable, Sequence
 from onnxcc.codegen.c.emit import comment_text
 from onnxcc.codegen.loops import (Assign, Binary, Buffer, Call, Cast, Comment, Const, Decl,
                                   Expr, If, Kernel, Load, Loop, MulAdd, Select, Stmt, Store,
-                                  Unary, Var, children, walk_stmts)
+                                  Unary, Var, stmt_exprs, walk_exprs, walk_stmts)
 
 from .fixed import FixedType
 
@@ -60,8 +60,8 @@ def float_literals(k: Kernel) -> list[float]:
     """Every finite float literal of kernel ``k``."""
     out = []
     for s in walk_stmts(k.body):
-        for e in _stmt_exprs(s):
-            for x in _walk(e):
+        for e in stmt_exprs(s):
+            for x in walk_exprs(e):
                 if isinstance(x, Const) and x.dtype.is_float and math.isfinite(float(x.value)):
                     out.append(float(x.value))
     return out
@@ -71,8 +71,8 @@ def unsupported(k: Kernel) -> str | None:
     """Why kernel ``k`` has no fixed-point rendering (a float math function, an intrinsic), or
     None."""
     for s in walk_stmts(k.body):
-        for e in _stmt_exprs(s):
-            for x in _walk(e):
+        for e in stmt_exprs(s):
+            for x in walk_exprs(e):
                 if isinstance(x, Unary) and x.a.dtype.is_float and x.op not in FIXED_UNARY:
                     return f"float {x.op} has no fixed-point form on FPGA targets"
                 if isinstance(x, Binary) and x.a.dtype.is_float and x.op in ("pow", "mod"):
@@ -82,24 +82,6 @@ def unsupported(k: Kernel) -> str | None:
                 if isinstance(x, (Load, Const, Var)) and x.dtype.lanes > 1:
                     return "vector types have no HLS form"
     return None
-
-
-def _stmt_exprs(s: Stmt) -> tuple[Expr, ...]:
-    if isinstance(s, Store):
-        return s.index + (s.value,)
-    if isinstance(s, (Decl, Assign)):
-        return (s.init if isinstance(s, Decl) else s.value,)
-    if isinstance(s, Loop):
-        return (s.start, s.stop)
-    if isinstance(s, If):
-        return (s.cond,)
-    return ()
-
-
-def _walk(e: Expr):
-    yield e
-    for c in children(e):
-        yield from _walk(c)
 
 
 def cpp_double(v: float) -> str:
@@ -147,6 +129,7 @@ class KernelRenderer:
 
     # -- expressions ---------------------------------------------------------------------------
     def index(self, b: Buffer, idx: Sequence[Expr]) -> str:
+        """``b[idx]`` as a C++ element of its array (strides applied, zero terms dropped)."""
         ref = self.arrays(b)
         terms = [] if not ref.offset else [str(ref.offset)]
         for i, st in zip(idx, b.strides):
@@ -157,11 +140,13 @@ class KernelRenderer:
         return f"{ref.name}[{' + '.join(terms) or '0'}]"
 
     def load(self, b: Buffer, idx: Sequence[Expr]) -> str:
+        """A load of ``b[idx]``; a raw-integer weight is converted with ``onnxcc_raw``."""
         ref = self.arrays(b)
         val = self.index(b, idx)
         return f"onnxcc_raw<{ref.ctype}>({val})" if ref.raw else val
 
     def const(self, c: Const) -> str:
+        """A literal: float as ``const_t``, infinity as ``acc_t``'s extreme, bool, int."""
         if c.dtype.is_float:
             v = float(c.value)
             if math.isnan(v):
@@ -175,9 +160,11 @@ class KernelRenderer:
         return str(int(c.value))
 
     def to_acc(self, e: Expr) -> str:
+        """``e`` converted to the accumulator type."""
         return f"{self.acc}({self.expr(e)})"
 
     def expr(self, e: Expr) -> str:
+        """``e`` as C++ (semantics in the module docstring)."""
         if isinstance(e, Var):
             return e.name
         if isinstance(e, Const):
@@ -233,6 +220,7 @@ class KernelRenderer:
 
     # -- statements ----------------------------------------------------------------------------
     def stmts(self, body: Sequence[Stmt], depth: int) -> list[str]:
+        """``body`` as C++ lines indented ``depth`` levels."""
         pad = "    " * depth
         out: list[str] = []
         for s in body:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -310,6 +310,36 @@ def _tap_bounds(k: Expr, taps: int, dil: int, stride: int, pad: int, n_pos: int,
     return lo_e, hi_e
 
 
+class _ConvParts(NamedTuple):
+    """A Conv node's buffers and geometry: x (N,C,*I), w (M,C/G,*K), y (N,M,*O), optional
+    bias B (M,); pads_begin, strides, dilations and O as lists per spatial axis."""
+
+    X: Buffer
+    Wt: Buffer
+    Y: Buffer
+    B: Buffer | None
+    G: int
+    N: int
+    C: int
+    M: int
+    K: list[int]
+    I: list[int]
+    pb: list[int]
+    s: list[int]
+    d: list[int]
+    O: list[int]
+
+
+def _conv_parts(node: Node, ctx: LowerCtx) -> _ConvParts:
+    x, w = node.inputs[0], node.inputs[1]
+    Y = ctx.output(0, "y")
+    has_b = len(node.inputs) > 2 and node.inputs[2] is not None
+    pb, _, s, d, O = conv_geometry(node, x.shape, w.shape)
+    return _ConvParts(ctx.input(0, "x"), ctx.input(1, "w"), Y, ctx.input(2, "b") if has_b else None,
+                      int(node.attrs.get("group") or 1), x.shape[0], x.shape[1], Y.shape[1],
+                      list(w.shape[2:]), list(x.shape[2:]), list(pb), list(s), list(d), list(O))
+
+
 def _conv_taps(node: Node, ctx: LowerCtx) -> Any:
     """Conv as a tap-stationary nest: y = bias over a tile of output rows, then for each block of
     CB input channels and each kernel tap, ``y[o] += sum over the block of w * x[o*s + k*d - pb]``
@@ -321,16 +351,10 @@ def _conv_taps(node: Node, ctx: LowerCtx) -> Any:
     (contiguous output positions) is unrolled by UNROLL so that a C compiler's SLP vectorizer
     packs it. A 1x1, stride-1, unpadded conv walks its pixels as one axis (a small matrix
     product per output channel). x (N,C,*S), w (M,C/group,*K), b (M,), y (N,M,*O)."""
-    x, w = node.inputs[0], node.inputs[1]
-    X, Wt, Y = ctx.input(0, "x"), ctx.input(1, "w"), ctx.output(0, "y")
-    has_b = len(node.inputs) > 2 and node.inputs[2] is not None
-    B = ctx.input(2, "b") if has_b else None
-    group = int(node.attrs.get("group") or 1)
-    (N, C), M = x.shape[:2], Y.shape[1]
+    w = node.inputs[1]
+    X, Wt, Y, B, group, N, C, M, K, I, pb, s, d, O = _conv_parts(node, ctx)
+    pb_, s_, d_ = list(pb), list(s), list(d)
     CG, MG = C // group, M // group
-    K, I = list(w.shape[2:]), list(x.shape[2:])
-    pb_, _, s_, d_, O_ = conv_geometry(node, x.shape, w.shape)
-    pb, s, d, O = list(pb_), list(s_), list(d_), list(O_)
     nd = len(K)
     merged = (nd > 1 and all(kk == 1 for kk in K) and all(v == 1 for v in s) and not any(pb)
               and O == I and X.strides == contiguous_strides(X.shape)
@@ -653,15 +677,8 @@ def _conv_direct(node: Node, ctx: LowerCtx) -> Any:
     padding), then ``y = activation(acc)``. Every index is affine in the loop variables: no
     division or modulo, which would become dividers in logic. x (N,C,*S), w (M,C/group,*K),
     b (M,), y (N,M,*O)."""
-    x, w = node.inputs[0], node.inputs[1]
-    X, Wt, Y = ctx.input(0, "x"), ctx.input(1, "w"), ctx.output(0, "y")
-    has_b = len(node.inputs) > 2 and node.inputs[2] is not None
-    B = ctx.input(2, "b") if has_b else None
-    G = int(node.attrs.get("group") or 1)
-    (N, C), M = x.shape[:2], Y.shape[1]
+    X, Wt, Y, B, G, N, C, M, K, I, pb_, s_, d_, O_ = _conv_parts(node, ctx)
     CG, MG = C // G, M // G
-    K, I = list(w.shape[2:]), list(x.shape[2:])
-    pb_, _, s_, d_, O_ = conv_geometry(node, x.shape, w.shape)
     nd, dt, lb = len(K), Y.dtype, LABELS[len(K)]
     n, g, mg, c = axis_var("n", N), axis_var("g", G), axis_var("mg", MG), axis_var("c", CG)
     o = [axis_var("o" + lb[a], O_[a]) for a in range(nd)]

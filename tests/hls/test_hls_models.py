@@ -67,15 +67,14 @@ def test_digits_structure(digits):
     text = (digits.lib_dir / "firmware" / "digits.cpp").read_text()
     assert "HLS PIPELINE II=1" in text and "HLS INTERFACE" in text
     assert digits.mmap["part"] == "xczu7ev-ffvc1156-2-e"
-    from onnxcc.codegen.loops import Binary, children, walk_stmts
-    from onnxcc.codegen.hls.render import _stmt_exprs
+    from onnxcc.codegen.loops import Binary, children, stmt_exprs, walk_stmts
 
     def divides(e):   # index division or modulo would be a divider in logic
         return (isinstance(e, Binary) and e.op in ("div", "mod")) or any(map(divides, children(e)))
 
     convs = [k for k in digits.program.kernels if k.op == "onnxcc.FusedConv"]
     assert len(convs) == 2
-    assert not any(divides(e) for k in convs for st in walk_stmts(k.body) for e in _stmt_exprs(st))
+    assert not any(divides(e) for k in convs for st in walk_stmts(k.body) for e in stmt_exprs(st))
     defines = (digits.lib_dir / "firmware" / "defines.h").read_text()
     assert "typedef ap_fixed<16,6,AP_RND_CONV,AP_SAT> input_t;" in defines
 
