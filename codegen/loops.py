@@ -29,7 +29,7 @@ Semantics (what every renderer must reproduce):
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator, Sequence, Union
+from typing import Any, Callable, Iterator, Sequence, Union
 
 import numpy as np
 
@@ -603,48 +603,63 @@ def _without(body: Sequence[Stmt], dead: set[str]) -> list[Stmt]:
     return out
 
 
-def substitute(e: Expr, env: dict[Var, Expr]) -> Expr:
-    """``e`` with each variable in ``env`` replaced (constants folded where both sides are)."""
+Access = Callable[[Buffer, tuple], tuple[Buffer, tuple]]
+
+
+def substitute(e: Expr, env: dict[Var, Expr], access: Access | None = None) -> Expr:
+    """``e`` with each variable in ``env`` replaced (constants folded where both sides are);
+    ``access(buf, index) -> (buf, index)``, when given, then moves each load to another buffer
+    or index (a line buffer in place of a whole tensor, for instance)."""
+    def sub(x: Expr) -> Expr:
+        return substitute(x, env, access)
+
     if isinstance(e, Var):
         return env.get(e, e)
     if isinstance(e, Const):
         return e
     if isinstance(e, Load):
-        return Load(e.buf, tuple(substitute(i, env) for i in e.index),
-                    None if e.mask is None else substitute(e.mask, env),
-                    None if e.other is None else substitute(e.other, env))
+        idx = tuple(sub(i) for i in e.index)
+        buf, idx = access(e.buf, idx) if access is not None else (e.buf, idx)
+        return Load(buf, idx, None if e.mask is None else sub(e.mask),
+                    None if e.other is None else sub(e.other))
     if isinstance(e, Binary):
-        return fold(Binary(e.op, substitute(e.a, env), substitute(e.b, env)))
+        return fold(Binary(e.op, sub(e.a), sub(e.b)))
     if isinstance(e, Unary):
-        return Unary(e.op, substitute(e.a, env))
+        return Unary(e.op, sub(e.a))
     if isinstance(e, Cast):
-        return Cast(substitute(e.a, env), e.dtype)
+        return Cast(sub(e.a), e.dtype)
     if isinstance(e, Select):
-        return Select(substitute(e.cond, env), substitute(e.a, env), substitute(e.b, env))
+        return Select(sub(e.cond), sub(e.a), sub(e.b))
     if isinstance(e, MulAdd):
-        return MulAdd(substitute(e.a, env), substitute(e.b, env), substitute(e.c, env))
+        return MulAdd(sub(e.a), sub(e.b), sub(e.c))
     if isinstance(e, Call):
-        return Call(e.fn, tuple(substitute(a, env) for a in e.args), e.dtype)
+        return Call(e.fn, tuple(sub(a) for a in e.args), e.dtype)
     raise TypeError(e)
 
 
-def substitute_stmts(body: Sequence[Stmt], env: dict[Var, Expr]) -> list[Stmt]:
-    """Statements with variables replaced (loop bodies copied, not shared)."""
+def substitute_stmts(body: Sequence[Stmt], env: dict[Var, Expr],
+                     access: Access | None = None) -> list[Stmt]:
+    """Statements with variables replaced (loop bodies copied, not shared); ``access`` moves
+    loads and stores as in :func:`substitute`."""
+    def sub(x: Expr) -> Expr:
+        return substitute(x, env, access)
+
     out: list[Stmt] = []
     for s in body:
         if isinstance(s, Store):
-            out.append(Store(s.buf, tuple(substitute(i, env) for i in s.index),
-                             substitute(s.value, env)))
+            idx = tuple(sub(i) for i in s.index)
+            buf, idx = access(s.buf, idx) if access is not None else (s.buf, idx)
+            out.append(Store(buf, idx, sub(s.value)))
         elif isinstance(s, Decl):
-            out.append(Decl(s.var, substitute(s.init, env)))
+            out.append(Decl(s.var, sub(s.init)))
         elif isinstance(s, Assign):
-            out.append(Assign(s.var, substitute(s.value, env)))
+            out.append(Assign(s.var, sub(s.value)))
         elif isinstance(s, Loop):
-            out.append(replace(s, start=substitute(s.start, env), stop=substitute(s.stop, env),
-                               body=substitute_stmts(s.body, env)))
+            out.append(replace(s, start=sub(s.start), stop=sub(s.stop),
+                               body=substitute_stmts(s.body, env, access)))
         elif isinstance(s, If):
-            out.append(If(substitute(s.cond, env), substitute_stmts(s.then, env),
-                          substitute_stmts(s.orelse, env)))
+            out.append(If(sub(s.cond), substitute_stmts(s.then, env, access),
+                          substitute_stmts(s.orelse, env, access)))
         else:
             out.append(s)
     return out

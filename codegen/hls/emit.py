@@ -22,6 +22,7 @@ Every name from the model reaches the C++ only through :class:`onnxcc.codegen.na
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -93,11 +94,15 @@ class _Layout:
             base[root] = min(base.get(root, b.offset), b.offset)
             end[root] = max(end.get(root, 0), b.offset + b.size)
         self.groups: dict[str, tuple[ArrayRef, int]] = {}   # root -> (array, elements)
+        shapes = {v.name: tuple(v.shape) for v in g.values()}
+        self.shapes: dict[str, tuple[int, ...]] = {}   # array -> the shape of the tensor it holds
         for k, root in enumerate(sorted(base, key=lambda r: (base[r], r))):
             t = self.typedef(f"layer{k}_t", prec.values[root], f"tensor {root}")
             n = max((end[root] - base[root]) // 4, 1)
             self.groups[root] = (ArrayRef(f"buf{k}", t, 0), n)
             self.what[f"buf{k}"] = repr(root)
+            if math.prod(shapes.get(root, ())) == n:
+                self.shapes[f"buf{k}"] = shapes[root]
         self.base, self.plan = base, plan
         self.weights: dict[int, ArrayRef] = {}
         self.weight_files: list[tuple[str, str]] = []
@@ -193,21 +198,126 @@ def _out_ports(lay: _Layout) -> list:
 SHALLOW_FIFO = 2   # a stream between one writer and one reader that reads nothing else
 
 
-def _stream_design(pieces: list[tuple], lay: _Layout, m: str) -> dict[str, Any]:
+def _pixel_loops(name: str, shape: tuple[int, ...], stmt: str, pad: str = "    ") -> str:
+    """``stmt`` (with ``@`` for the element of array ``name``, stored NCHW) over a 4-D tensor
+    of ``shape`` in pixel order (n, h, w, then c innermost): the order a 4-D tensor moves in
+    between streaming layers."""
+    N, C, H, W = shape
+    el = f"{name}[((n * {C} + c) * {H} + h) * {W} + w]"
+    return (f"for (int n = 0; n < {N}; n++) for (int h = 0; h < {H}; h++) "
+            f"for (int w = 0; w < {W}; w++) {{\n{pad}    for (int c = 0; c < {C}; c++) {{\n"
+            f"{pad}        ONNXCC_HLS(HLS PIPELINE II=1)\n{pad}        {stmt.replace('@', el)}\n"
+            f"{pad}    }}\n{pad}}}")
+
+
+def _line_plan(r: KernelRenderer, params: list, lay: _Layout, pixel_ports: set[str],
+               port_out: set[str]):
+    """The kernel's :class:`~onnxcc.codegen.hls.linebuffer.RowPlan` when the layer can run on a
+    line buffer: one streamed input and one output, both 4-D tensors held whole by their arrays
+    (offset 0, canonical strides), the input arriving in pixel order and the output feeding
+    other layers only (a graph output port keeps the model's NCHW order)."""
+    from .linebuffer import row_plan
+    from onnxcc.codegen.loops import contiguous_strides
+
+    ins = [p for p in params if not p[3]]
+    outs = [p for p in params if p[3]]
+    if len(ins) != 1 or len(outs) != 1 or outs[0][0] in port_out:
+        return None
+    x = y = None
+    for b in r.k.params:
+        ref = r.arrays(b)
+        if b.space in ("weight", "local") or ref.offset:
+            continue
+        if ref.name == ins[0][0]:
+            x = b
+        elif ref.name == outs[0][0]:
+            y = b
+    if x is None or y is None or lay.shapes.get(outs[0][0]) != tuple(y.shape) \
+            or y.strides != contiguous_strides(y.shape):
+        return None
+    if ins[0][0] in pixel_ports:   # an NHWC input port: already pixel order
+        if len(x.shape) != 4 or x.strides != (x.shape[1] * x.shape[2] * x.shape[3], 1,
+                                              x.shape[3] * x.shape[1], x.shape[1]):
+            return None
+    elif lay.shapes.get(ins[0][0]) != tuple(x.shape) or x.strides != contiguous_strides(x.shape):
+        return None
+    return row_plan(r.k, x, y)
+
+
+def _line_layer(fn: str, plan, r: KernelRenderer, x_name: str, x_t: str, y_name: str, y_t: str,
+                targets: list[str], pragmas: list[str], head: str, x_first: bool) -> str:
+    """The C++ of a line-buffered streaming layer (the loop of
+    :mod:`onnxcc.codegen.hls.linebuffer`): a row function rendered from the plan's loop IR, and
+    the layer reading ``r_<x>`` into the line buffer and writing each output row to the
+    ``targets`` streams."""
+    C, H, W = plan.in_shape
+    M, OH, OW = plan.out_shape
+    R, S, F = plan.rows, plan.stride, plan.first
+    row_fn = f"{fn}_row"
+    lines = [f"static inline void {row_fn}(const {x_t} lb[{R * W * C}], {y_t} yrow[{OW * M}], "
+             f"int {plan.oh.name}) {{"]
+    lines += [f"    ONNXCC_HLS({p})" for p in pragmas]
+    # the row body renders like the kernel (same types), its buffers named lb and yrow
+    row = KernelRenderer(dataclasses.replace(r.k, body=plan.body),
+                         lambda b: (ArrayRef("lb", x_t, 0) if b is plan.lb else
+                                    ArrayRef("yrow", y_t, 0) if b is plan.yrow else r.arrays(b)),
+                         r.acc, r.acc_type, r.const_t)
+    lines += row.stmts(plan.body, 1)
+    lines.append("}")
+    outs = [f"hls::stream<{y_t}> &w_{y_name}_{j}" for j in range(len(targets))]
+    sig = [f"hls::stream<{x_t}> &r_{x_name}"] + outs if x_first else \
+        outs + [f"hls::stream<{x_t}> &r_{x_name}"]   # the order of the kernel's parameters
+    writes = " ".join(f"w_{y_name}_{j}.write(yrow[i]);" for j in range(len(targets)))
+    keep = (f"        if (oh > 0) {{   // the rows this window shares with the last one\n"
+            f"            for (int i = 0; i < {(R - S) * W * C}; i++) {{\n"
+            f"                ONNXCC_HLS(HLS PIPELINE II=1)\n"
+            f"                lb[i] = lb[i + {S * W * C}];\n            }}\n        }}\n"
+            if R > S else "")
+    body = (f"static void {fn}({', '.join(sig)}) {{\n"
+            f"    // line buffer: {R} of {H} input rows ({R * W * C} of {H * W * C} elements), "
+            f"advancing {S} row(s) per output row\n"
+            f"    {x_t} lb[{R * W * C}];\n"
+            f"    {y_t} yrow[{OW * M}];\n"
+            f"    int next = 0;   // the next input row the stream delivers\n"
+            f"    for (int oh = 0; oh < {OH}; oh++) {{\n{keep}"
+            f"        const int ws = oh * {S} + ({F});   // the window's first input row\n"
+            f"        const int hi = ws + {R} < {H} ? ws + {R} : {H};\n"
+            f"        for (; next < hi; next++) {{   // new rows; rows before ws are no window's\n"
+            f"            for (int i = 0; i < {W * C}; i++) {{\n"
+            f"                ONNXCC_HLS(HLS PIPELINE II=1)\n"
+            f"                {x_t} v = r_{x_name}.read();\n"
+            f"                if (next >= ws) lb[(next - ws) * {W * C} + i] = v;\n"
+            f"            }}\n        }}\n"
+            f"        {row_fn}(lb, yrow, oh);\n"
+            f"        for (int i = 0; i < {OW * M}; i++) {{\n"
+            f"            ONNXCC_HLS(HLS PIPELINE II=1)\n            {writes}\n        }}\n"
+            f"    }}\n"
+            f"    for (; next < {H}; next++) {{   // rows after the last window\n"
+            f"        for (int i = 0; i < {W * C}; i++) {{\n"
+            f"            ONNXCC_HLS(HLS PIPELINE II=1)\n            (void)r_{x_name}.read();\n"
+            f"        }}\n    }}\n}}")
+    return f"{head}\n" + "\n".join(lines) + "\n\n" + body
+
+
+def _stream_design(pieces: list[tuple], lay: _Layout, m: str,
+                   nhwc_inputs: Sequence[str] = ()) -> dict[str, Any]:
     """The io_stream form: layers connected by ``hls::stream`` FIFOs under ``DATAFLOW``, so
     consecutive inputs overlap in the layers (throughput: one input per slowest layer).
 
-    Each layer reads its input tensors from streams into local arrays (element order: the
-    tensor's row-major NCHW order), runs its loop nest on them, and writes its output to one
-    stream per reader (a tensor read by two layers, as in a residual block, is written to two
-    FIFOs). A graph input read by several layers goes through a splitter. FIFO depths: a
-    stream whose writer writes only it and whose reader reads only it is :data:`SHALLOW_FIFO`
-    deep (the two run in lockstep); any other holds the whole tensor, so no writer ever waits
-    on a reader that waits on another stream (no deadlock, whatever the order of writes).
-    Line buffers (streaming a convolution row by row without holding the tensor) are not done
-    yet: each layer buffers its input.
-    Returns the kernels' C++ texts, the top's declarations and calls, the FIFOs' BRAM18 and the
-    cycles each layer spends moving its tensors."""
+    A 4-D tensor moves between layers in pixel order (row by row, each pixel's channels
+    together, as in hls4ml's io_stream); other tensors, and the top's ports, in row-major order
+    (an input port declared NHWC is pixel order). A layer whose kernel reads a fixed window of
+    input rows per output row (convolutions, pools: :mod:`onnxcc.codegen.hls.linebuffer`) holds
+    only a line buffer of those rows and one output row; any other layer reads its input
+    tensors from streams into local arrays, runs its loop nest on them, and writes its output
+    out. A tensor read by two layers (a residual block) is written to one FIFO per reader; a
+    graph input read by several layers goes through a splitter. FIFO depths: a stream whose
+    writer writes only it and whose reader reads only it is :data:`SHALLOW_FIFO` deep (the two
+    run in lockstep); any other holds the whole tensor, so no writer ever waits on a reader
+    that waits on another stream (no deadlock, whatever the order of writes).
+    Returns the kernels' C++ texts, the top's declarations and calls, the FIFOs' BRAM18, the
+    cycles each layer spends moving its tensors, the arrays each layer holds (what, elements,
+    type) and the names of the line-buffered layers."""
     readers: dict[str, list[int]] = {}
     for idx, (_, params, _, _, _) in enumerate(pieces):
         for name, _, _, is_out in params:
@@ -217,6 +327,8 @@ def _stream_design(pieces: list[tuple], lay: _Layout, m: str) -> dict[str, Any]:
     sizes = {n: size for n, _, size, _ in lay.arrays()}
     port_in = {p[0] for p in _in_ports(lay)}
     port_out = {p[0] for p in _out_ports(lay)}
+    pixel_ports = {p[0] for p in _in_ports(lay) if p[4] in set(nhwc_inputs)}
+    pixel = {a: sh for a, sh in lay.shapes.items() if len(sh) == 4}   # internal, stored NCHW
     decls, calls, funcs, bram = [], [], [], 0
     stream_of: dict[tuple[str, int], str] = {}   # (array, reader) -> stream variable
     writes_of: dict[str, list[str]] = {}          # array -> the streams its writer fills
@@ -251,10 +363,32 @@ def _stream_design(pieces: list[tuple], lay: _Layout, m: str) -> dict[str, Any]:
                          f"        ONNXCC_HLS(HLS PIPELINE II=1)\n"
                          f"        {types[name]} v = in.read();\n        {body}\n    }}\n}}")
             calls.append(f"{fn}({name}, {', '.join(streams)});")
-    io_cycles = []
+    io_cycles, held, lined = [], [], []
     for idx, (fn, params, pragmas, head, r) in enumerate(pieces):
+        args = []
+        for name, _, _, is_out in params:
+            if is_out:
+                args += ([name] if name in port_out else []) + writes_of.get(name, [])
+            else:
+                args.append(stream_of[(name, idx)])
+        plan = _line_plan(r, params, lay, pixel_ports, port_out)
+        if plan is not None:
+            (xn, xt, xs, _), (yn, yt, ys, _) = [p for p in params if not p[3]][0], \
+                [p for p in params if p[3]][0]
+            funcs.append(_line_layer(fn, plan, r, xn, xt, yn, yt, writes_of.get(yn, []),
+                                     pragmas, head, not params[0][3]))
+            calls.append(f"{fn}({', '.join(args)});")
+            C, _, W = plan.in_shape
+            M, _, OW = plan.out_shape
+            held += [(f"line buffer of {lay.what.get(xn, xn)} ({plan.rows} rows)",
+                      plan.rows * W * C, xt), (f"output row of {lay.what.get(yn, yn)}", OW * M, yt)]
+            io_cycles.append(xs + ys)
+            lined.append(fn)
+            continue
         sig, pre, post, cycles = [], [], [], 0
         for name, t, size, is_out in params:
+            held.append((f"{'output' if is_out else 'input'} {lay.what.get(name, name)} of {fn}",
+                         size, t))
             if is_out:
                 targets = ([name] if name in port_out else []) + writes_of.get(name, [])
                 for j, st in enumerate(targets):
@@ -262,25 +396,32 @@ def _stream_design(pieces: list[tuple], lay: _Layout, m: str) -> dict[str, Any]:
                 pre.append(f"{t} {name}[{size}];")
                 if size <= PARTITION_LIMIT:
                     pre.append(f"ONNXCC_HLS(HLS ARRAY_PARTITION variable={name} complete)")
-                writes = " ".join(f"w_{name}_{j}.write({name}[i]);" for j in range(len(targets)))
-                post.append(f"for (int i = 0; i < {size}; i++) {{\n        "
-                            f"ONNXCC_HLS(HLS PIPELINE II=1)\n        {writes}\n    }}")
+                if name in port_out:   # the top's port: the model's (row-major) order
+                    post.append(f"for (int i = 0; i < {size}; i++) {{\n        "
+                                f"ONNXCC_HLS(HLS PIPELINE II=1)\n        w_{name}_0.write({name}[i]);"
+                                f"\n    }}")
+                inner = writes_of.get(name, [])
+                first = 1 if name in port_out else 0
+                writes = " ".join(f"w_{name}_{first + j}.write(@);" for j in range(len(inner)))
+                if inner and name in pixel:
+                    post.append(_pixel_loops(name, pixel[name], writes))
+                elif inner:
+                    post.append(f"for (int i = 0; i < {size}; i++) {{\n        "
+                                f"ONNXCC_HLS(HLS PIPELINE II=1)\n        "
+                                f"{writes.replace('@', f'{name}[i]')}\n    }}")
             else:
                 sig.append(f"hls::stream<{t}> &r_{name}")
                 pre.append(f"{t} {name}[{size}];")
                 if size <= PARTITION_LIMIT:
                     pre.append(f"ONNXCC_HLS(HLS ARRAY_PARTITION variable={name} complete)")
-                pre.append(f"for (int i = 0; i < {size}; i++) {{\n        "
-                           f"ONNXCC_HLS(HLS PIPELINE II=1)\n        {name}[i] = r_{name}.read();"
-                           f"\n    }}")
+                if name in pixel:
+                    pre.append(_pixel_loops(name, pixel[name], f"@ = r_{name}.read();"))
+                else:
+                    pre.append(f"for (int i = 0; i < {size}; i++) {{\n        "
+                               f"ONNXCC_HLS(HLS PIPELINE II=1)\n        {name}[i] = r_{name}.read();"
+                               f"\n    }}")
             cycles += size
         io_cycles.append(cycles)
-        args = []
-        for name, _, _, is_out in params:
-            if is_out:
-                args += ([name] if name in port_out else []) + writes_of.get(name, [])
-            else:
-                args.append(stream_of[(name, idx)])
         inner = r.function(fn + "_body", [(n, t, size, o) for n, t, size, o in params], pragmas)
         inner = inner.replace("static void", "static inline void", 1)
         body_call = f"{fn}_body({', '.join(p[0] for p in params)});"
@@ -289,7 +430,7 @@ def _stream_design(pieces: list[tuple], lay: _Layout, m: str) -> dict[str, Any]:
         funcs.append(text)
         calls.append(f"{fn}({', '.join(args)});")
     return {"kernels": funcs, "calls": calls, "decls": ["ONNXCC_HLS(HLS DATAFLOW)"] + decls,
-            "bram": bram, "io_cycles": io_cycles}
+            "bram": bram, "io_cycles": io_cycles, "held": held, "line_buffered": lined}
 
 
 def _reuse(k: Kernel) -> int:
@@ -347,8 +488,9 @@ def check_fit(layers: list[LayerEstimate], total: dict[str, int], target: Any,
     raise DesignFitError(
         f"the design does not fit {target.name} ({part.part}): estimated {need}; largest: "
         f"{names}",
-        hint=("narrow the types (--precision, fewer bits per stored value) or choose a larger "
-              "part; line-buffered streaming, which would not hold whole tensors, is not done yet"
+        hint=("narrow the types (--precision, fewer bits per stored value), stream the layers "
+              "(HLSConfig(io='io_stream'), --io io_stream: convolutions and pools then hold line "
+              "buffers, not whole tensors) or choose a larger part"
               if key == "bram18" else
               "raise the reuse factor (onnxcc.HLSConfig(reuse_factor=...), --reuse-factor) so "
               "each multiplier serves more products, narrow the types (--precision), or choose a "
@@ -407,9 +549,16 @@ def emit_hls(g: Graph, program: Program, prec: Precision, out: Path, *, target: 
                if n <= PARTITION_LIMIT and kind != "weight")
     stream = None
     if io == "io_stream":
-        stream = _stream_design(pieces, lay, m)
+        stream = _stream_design(pieces, lay, m, nhwc_inputs)
         kernels, calls, arrays, fifo_bram = stream["kernels"], stream["calls"], stream["decls"], \
             stream["bram"]
+        # what the layers hold (whole tensors, or line buffers and rows) and the weights
+        in_bram = [(what, bram18(n, lay.width(t))) for what, n, t in stream["held"]
+                   if n > PARTITION_LIMIT]
+        in_bram += [(f"weight {lay.what.get(a, a)}", bram18(n, lay.width(t)))
+                    for a, t, n, kind in lay.arrays() if kind == "weight" and n > PARTITION_LIMIT]
+        bram = sum(b for _, b in in_bram)
+        regs = sum(n * lay.width(t) for _, n, t in stream["held"] if n <= PARTITION_LIMIT)
         for e, extra in zip(estimates, stream["io_cycles"]):
             e.latency += extra   # reading the inputs in and writing the outputs out
         total = totals(estimates, bram + fifo_bram, regs)
@@ -510,6 +659,7 @@ def emit_hls(g: Graph, program: Program, prec: Precision, out: Path, *, target: 
                    for v, p in zip(g.inputs, ins)],
         "outputs": [{"name": v.name, "port": p[0], "shape": list(v.shape), "type": str(prec.values[v.name])}
                     for v, p in zip(g.outputs, outs)],
+        "line_buffered": stream["line_buffered"] if stream is not None else [],
         "types": {k: str(t) for k, t in prec.values.items()},
         "accumulators": {k: str(t) for k, t in prec.accum.items()},
         "estimates": {"layers": [e.row() for e in estimates], "total": total,

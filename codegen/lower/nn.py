@@ -672,7 +672,7 @@ def _conv_depthwise(node: Node, ctx: LowerCtx) -> Any:
 
 def _conv_direct(node: Node, ctx: LowerCtx) -> Any:
     """Conv as an output-stationary nest for targets that pipeline each layer's loop over
-    outputs (HLS): per output position (n, group, channel, o...) ``acc = bias``, then ``acc +=
+    outputs (HLS): per output position (n, o..., group, channel) ``acc = bias``, then ``acc +=
     w * x`` over the group's input channels and the kernel taps (a masked load reads 0 in the
     padding), then ``y = activation(acc)``. Every index is affine in the loop variables: no
     division or modulo, which would become dividers in logic. x (N,C,*S), w (M,C/group,*K),
@@ -693,12 +693,15 @@ def _conv_direct(node: Node, ctx: LowerCtx) -> Any:
         *loops([(c, 0, CG)] + [(k[a], 0, K[a]) for a in range(nd)],
                [Assign(acc, MulAdd(Wt[(m, c, *k)], xl, acc))]),
         Store(Y, (n, m, *o), activation_expr(node, acc))]
-    nest = loops([(n, 0, N), (g, 0, G), (mg, 0, MG)] + [(o[a], 0, O_[a]) for a in range(nd)], body)
+    # output positions outermost, channels inside: the outputs come out pixel by pixel, and an
+    # output row reads only a window of input rows (what a streaming layer's line buffer holds)
+    nest = loops([(n, 0, N)] + [(o[a], 0, O_[a]) for a in range(nd)] + [(g, 0, G), (mg, 0, MG)],
+                 body)
     act = node.attrs.get("activation") or ""
     text = (f"{node.op}: x {shape_text(X.shape)} is (N,C,spatial...), w {shape_text(Wt.shape)} is "
             f"(M,C/group,k...), y {shape_text(Y.shape)}; group {G}, strides {_lst(s_)}, "
             f"dilations {_lst(d_)}, pads_begin {_lst(pb_)}" + (f"; activation {act}" if act else "")
-            + "; one accumulator per output")
+            + "; one accumulator per output, outputs in pixel order")
     ins = read_buffers(nest, [X, Wt] + ([B] if B is not None else []))
     return ctx.kernel("conv", [Y], ins, [Comment(text)] + nest, comment=text)
 
@@ -785,12 +788,7 @@ def _lower_pool(node: Node, ctx: LowerCtx) -> Any:
     nd, lb = len(K), LABELS[len(K)]
     n, c = axis_var("n", N), axis_var("c", C)
     o = [axis_var("o" + lb[a], O[a]) for a in range(nd)]
-    # Only taps [k0, k0 + KT) can land inside x for some output; the others read padding for
-    # every output, which adds nothing (max: -inf; average: 0, the divisor counts it apart).
-    # So a window of 2**31 taps over a row of 5 loops over at most 5 taps, and its index
-    # arithmetic stays small: iv = o*s + kk*d + (k0*d - pb) with kk = k - k0.
-    k0 = [min(max(0, -(-(pb[a] - (O[a] - 1) * s[a]) // d[a])), K[a]) for a in range(nd)]
-    KT = [max(0, min(K[a], (I[a] - 1 + pb[a]) // d[a] + 1) - k0[a]) for a in range(nd)]
+    k0, KT = _pool_taps(pb, s, d, K, O, I)
     k = [axis_var("k" + lb[a], KT[a]) for a in range(nd)]
     dt = Y.dtype
     acc = Var("acc", dt)
@@ -798,20 +796,10 @@ def _lower_pool(node: Node, ctx: LowerCtx) -> Any:
     taps = [(k[a], 0, KT[a]) for a in range(nd)]
     avg = node.op == "AveragePool"
     ins, outs = [X], [Y]
-    div: Expr | None = None
-    if avg:   # per-axis divisors (pool_counts): a literal, or a table indexed by the position
-        include = bool(node.attrs.get("count_include_pad") or 0)
-        for a in range(nd):
-            cnt = pool_counts((I[a],), (pb[a],), (pe[a],), (s[a],), (d[a],), (K[a],), (O[a],),
-                              include).astype(dt.np)
-            if len(set(cnt.tolist())) == 1:
-                f: Expr = const(float(cnt[0]), dt)
-            else:
-                tab = Buffer(f"cnt{a}", dt, (O[a],), space="weight", data=cnt, value="")
-                ins.append(tab)
-                f = tab[(o[a],)]
-            div = f if div is None else div * f
+    div = _pool_divisor(node, ins, o, dt) if avg else None
     yi = ctx.output(1, "yi") if len(node.outputs) > 1 else None
+    if yi is None and getattr(ctx.target, "backend", "") == "hls":
+        return _pool_direct(node, ctx, X, Y, o, iv, taps, div, ins)
     if yi is not None:
         outs.append(yi)
         sp = list(contiguous_strides(I))
@@ -868,6 +856,68 @@ def _lower_pool(node: Node, ctx: LowerCtx) -> Any:
     text = (f"{node.op}: x {shape_text(X.shape)} is (N,C,spatial...), y {shape_text(Y.shape)}; "
             f"kernel {_lst(K)}, strides {_lst(s)}, dilations {_lst(d)}, pads_begin {_lst(pb)}")
     return ctx.kernel(node.op.lower(), outs, read_buffers(nest, ins), [Comment(text)] + nest,
+                      comment=text)
+
+
+def _pool_taps(pb, s, d, K, O, I) -> tuple[list[int], list[int]]:
+    """(k0, KT) per spatial axis: only taps ``[k0, k0 + KT)`` can land inside x for some
+    output; the others read padding for every output, which adds nothing (max: -inf; average:
+    0, the divisor counts it apart). So a window of 2**31 taps over a row of 5 loops over at
+    most 5 taps, and its index arithmetic stays small: iv = o*s + kk*d + (k0*d - pb) with
+    kk = k - k0."""
+    k0 = [min(max(0, -(-(pb[a] - (O[a] - 1) * s[a]) // d[a])), K[a]) for a in range(len(K))]
+    KT = [max(0, min(K[a], (I[a] - 1 + pb[a]) // d[a] + 1) - k0[a]) for a in range(len(K))]
+    return k0, KT
+
+
+def _pool_divisor(node: Node, ins: list[Buffer], o: list[Expr], dt: DType) -> Expr:
+    """AveragePool's divisor at output position ``o``: the product of per-axis counts
+    (pool_counts), each a literal or a table indexed by the position (appended to ``ins``)."""
+    x = node.inputs[0]
+    pb, pe, s, d, K, O = pool_geometry(node, x.shape)
+    I = list(x.shape[2:])
+    include = bool(node.attrs.get("count_include_pad") or 0)
+    div: Expr | None = None
+    for a in range(len(K)):
+        cnt = pool_counts((I[a],), (pb[a],), (pe[a],), (s[a],), (d[a],), (K[a],), (O[a],),
+                          include).astype(dt.np)
+        if len(set(cnt.tolist())) == 1:
+            f: Expr = const(float(cnt[0]), dt)
+        else:
+            tab = Buffer(f"cnt{a}", dt, (O[a],), space="weight", data=cnt, value="")
+            ins.append(tab)
+            f = tab[(o[a],)]
+        div = f if div is None else div * f
+    assert div is not None
+    return div
+
+
+def _pool_direct(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, o: list[Expr],
+                 iv: list[Expr], taps: list, div: Expr | None, ins: list[Buffer]) -> Any:
+    """MaxPool/AveragePool for targets that pipeline each layer's loop over outputs (HLS): one
+    nest, output positions outermost and channels inside (pixel order, as :func:`_conv_direct`),
+    ``acc`` over the window's taps with a masked load in the padding (max: the lowest value;
+    average: 0, the divisor counts the taps apart). Every index is affine: no division, no
+    modulo, no border/interior split (each split would be hardware of its own)."""
+    N, C = X.shape[:2]
+    O = list(Y.shape[2:])
+    nd, dt = len(O), Y.dtype
+    n, c = axis_var("n", N), axis_var("c", C)
+    conds, possible = in_range([(iv[a], X.shape[2 + a]) for a in range(nd)])
+    mask = all_of(*conds)
+    acc = Var("acc", dt)
+    avg = node.op == "AveragePool"
+    red: list[Stmt] = []
+    if possible:
+        xv = Load(X, (n, c, *iv), mask, (const(0, dt) if avg else _lowest(dt))
+                  if mask is not None else None)
+        red = loops(taps, [Assign(acc, acc + xv if avg else maximum(acc, xv))])
+    body = [Decl(acc, const(0, dt) if avg else _lowest(dt)), *red,
+            Store(Y, (n, c, *o), acc / div if avg else acc)]
+    nest = loops([(n, 0, N)] + [(o[a], 0, O[a]) for a in range(nd)] + [(c, 0, C)], body)
+    text = (f"{node.op}: x {shape_text(X.shape)} is (N,C,spatial...), y {shape_text(Y.shape)}; "
+            f"one accumulator per output, outputs in pixel order")
+    return ctx.kernel(node.op.lower(), [Y], read_buffers(nest, ins), [Comment(text)] + nest,
                       comment=text)
 
 
