@@ -52,7 +52,8 @@ def conv_bias(m: Match) -> Node | None:
     conv, k, out = m["conv"], m["k"], m.root.outputs[0]
     b = _bias(conv)
     v = channel_vector(k.const, out.shape, 1)
-    if v is None or out.dtype.kind != "f" or (b is not None and not b.is_const):
+    if v is None or out.dtype.kind != "f" or (b is not None and not b.is_const) \
+            or typed_apart(m, conv, m.root):
         return None
     b2 = (v if b is None else np.asarray(b.const, np.float64) + v).astype(out.dtype)
     ins = [conv.inputs[0], conv.inputs[1], m.graph.constant(f"{conv.name}_b", b2)]
@@ -80,7 +81,7 @@ def gemm_bias(m: Match) -> Node | None:
     """Gemm + Add(constant broadcasting to (M, N)) -> Gemm with beta 1 and the sum as C."""
     gemm = m["gemm"]
     c2 = _gemm_c(m, gemm)
-    if c2 is None:
+    if c2 is None or typed_apart(m, gemm, m.root):
         return None
     ins = [gemm.inputs[0], gemm.inputs[1], m.graph.constant(f"{gemm.name}_c", c2)]
     return Node(gemm.op, ins, m.root.outputs, dict(gemm.attrs, beta=1.0), gemm.name, gemm.version)
@@ -93,7 +94,7 @@ def matmul_bias(m: Match) -> Node | None:
     """MatMul(2-D A, constant 2-D B) + Add(bias) -> FusedGemm(A, B, bias), no activation."""
     mm = m["mm"]
     c2 = _gemm_c(m, mm)
-    if c2 is None:
+    if c2 is None or typed_apart(m, mm, m.root):
         return None
     ins = [mm.inputs[0], mm.inputs[1], m.graph.constant(f"{mm.name}_c", c2)]
     attrs = dict(GEMM_DEFAULTS, activation="", activation_attrs=())
@@ -117,10 +118,21 @@ def activation_attrs(act: Node) -> tuple[tuple[str, AnyT], ...] | None:
     return tuple(sorted(attrs.items()))
 
 
+def typed_apart(m: Match, inner: Node, outer: Node) -> bool:
+    """Whether a quantized model gave ``inner``'s output a fixed-point type of its own
+    (``Graph.meta["fixed_types"]``, from qdq_fixed on FPGA targets) that fusing ``outer`` into
+    it would skip: the tensor's rounding and saturation happen before ``outer`` (a Conv
+    saturated at 15.875 before a Relu whose output type reaches 31.875; a bias added after the
+    rounding). Only a Relu into the same type commutes with rounding, so only it still fuses."""
+    types = m.graph.meta.get("fixed_types") or {}
+    a, b = inner.outputs[0].name, outer.outputs[0].name
+    return a in types and not (outer.op == "Relu" and types.get(a) == types.get(b))
+
+
 def _fuse(m: Match, key: str, fused_op: str, defaults: dict[str, AnyT]) -> Node | None:
     lin, act = m[key], m.root
     pairs = activation_attrs(act)
-    if pairs is None or act.outputs[0].dtype != lin.outputs[0].dtype:
+    if pairs is None or act.outputs[0].dtype != lin.outputs[0].dtype or typed_apart(m, lin, act):
         return None
     attrs = {**defaults, **lin.attrs, "activation": act.op, "activation_attrs": pairs}
     return Node(fused_op, list(lin.inputs), act.outputs, attrs, lin.name, lin.version)

@@ -27,6 +27,7 @@ from onnxcc.passes.canonicalize import canonicalize
 from onnxcc.passes.fold_batchnorm import fold_batchnorm
 from onnxcc.passes.fuse_conv_activation import fuse_conv_activation
 from onnxcc.passes.plan_memory import plan_memory
+from onnxcc.passes.qdq_fixed import qdq_fixed
 from onnxcc.passes.schedule import schedule
 from onnxcc.passes.table_activation import table_activation
 from onnxcc.passes.table_softmax import table_softmax
@@ -53,6 +54,7 @@ class FpgaPart:
 
 
 PIPELINE = [
+    qdq_fixed,
     canonicalize,
     fold_batchnorm,
     canonicalize,

@@ -347,10 +347,13 @@ def assign_types(g: Any, cfg: FixedPoint, imported: set[str] | frozenset[str] = 
                              hint="name the layers `onnxcc report -t <fpga part>` lists (a fused "
                              "Conv/Gemm + activation is one node, named after the Conv/Gemm)")
     seen = _calibrate(g, cfg) if cfg.calibration is not None else {}
+    grids = g.meta.get("fixed_types", {})   # from a quantized model's Q/DQ pairs (qdq_fixed)
 
     def chosen(name: str, node: str | None = None) -> FixedType:
         if name in layers or (node is not None and node in layers):
             return layers.get(name) or layers[node]
+        if name in grids:
+            return grids[name]
         if name in seen:
             return FixedType(cfg.width, integer_bits(seen[name]) + cfg.margin, True,
                              cfg.rounding, cfg.overflow)

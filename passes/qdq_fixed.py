@@ -1,0 +1,149 @@
+"""qdq_fixed: QuantizeLinear -> DequantizeLinear pairs on activations become fixed-point types
+(FPGA targets).
+
+    %q = QuantizeLinear(%x, s, zp)  %y = DequantizeLinear(%q, s, zp)
+        ==>  %x, typed ap_fixed<B, B + log2(s)> (zp = 0, or the zero point that centers the
+             integer range) or ap_ufixed<B, B + log2(s)> (zp = qmin), AP_RND_CONV, AP_SAT
+
+DequantizeLinear(QuantizeLinear(x)) = s * (saturate(round_half_even(x / s) + zp) - zp). With a
+power-of-two scale s = 2**-F and a zero point that puts the B-bit integer range at
+[-2**(B-1), 2**(B-1) - 1] (signed) or [0, 2**B - 1] (unsigned), that is exactly the value of
+``ap_fixed<B, B-F, AP_RND_CONV, AP_SAT>`` (or ``ap_ufixed``) assigned from x: the same grid, the
+same round-half-to-even (ONNX QuantizeLinear, opset 10+), the same saturation. So the pair is
+removed and the tensor ``x`` is stored in that type (``Graph.meta["fixed_types"]``, which
+``onnxcc.codegen.hls.fixed.assign_types`` takes after the user's per-layer overrides): the layer
+producing x rounds its exact sum once to the grid, as a Brevitas or QONNX model trained with
+power-of-two scales means (hls4ml and FINN read such models the same way).
+
+A scale that is not a power of two, or a zero point that shifts the range, has no ap_fixed type
+of the same grid: the pair is removed and x gets ``ap_fixed<16, I>`` with I from the pair's
+range, with a warning naming the QuantizeLinear node (results are then close to the QDQ model's,
+not bit-equal). Per-axis scales on activations are treated the same way from the largest range.
+An op that only moves or selects values (MaxPool, Transpose, Concat of equal types, nearest
+Resize, Relu...) without a pair of its own keeps its input's type.
+
+Preconditions: the graph as imported (DequantizeLinear on constants is left to canonicalize,
+which folds it into float weights). Ordering: first in the FPGA pipeline, before canonicalize and
+the fusions.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+
+from onnxcc.ir import Graph, Node
+
+from .manager import graph_pass
+
+log = logging.getLogger("onnxcc.passes")
+APPROX_WIDTH = 16   # the width given to a pair whose grid no ap_fixed type matches
+# ops whose outputs are values of their (first) input: they keep its type
+PRESERVING = {"MaxPool", "GlobalMaxPool", "Transpose", "Concat", "Slice", "Gather", "Split",
+              "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Resize", "Upsample",
+              "SpaceToDepth", "DepthToSpace", "Max", "Min", "Relu"}
+SELECT_FIRST = {"Slice", "Gather", "Reshape", "Resize", "Upsample", "Squeeze", "Unsqueeze"}
+
+
+def _params(n: Node) -> tuple[np.ndarray, np.ndarray, np.dtype, int] | None:
+    """(scale, zero point, integer dtype, axis) of a Q or DQ node with constant parameters."""
+    s = n.inputs[1].const if len(n.inputs) > 1 and n.inputs[1] is not None else None
+    if s is None:
+        return None
+    z = n.inputs[2] if len(n.inputs) > 2 else None
+    if z is not None and z.const is None:
+        return None
+    if n.op == "QuantizeLinear":
+        qt = z.dtype if z is not None else np.dtype(np.uint8)
+        to = n.attrs.get("output_dtype")
+        if z is None and to:
+            import onnx
+            qt = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(int(to)))
+    else:
+        qt = n.inputs[0].dtype
+    zp = z.const if z is not None else np.zeros((), qt)
+    return (np.asarray(s, np.float64), np.asarray(zp, np.int64), np.dtype(qt),
+            int(n.attrs.get("axis", 1) or 1))
+
+
+def grid_type(scale: np.ndarray, zero_point: np.ndarray, qtype: np.dtype):
+    """The FixedType whose values are exactly DequantizeLinear(QuantizeLinear(x)) for per-tensor
+    ``scale`` (a power of two), ``zero_point`` and integer type ``qtype`` (int8, uint8, int16,
+    uint16), or None when no ap_fixed type has that grid and range."""
+    from onnxcc.codegen.hls.fixed import FixedType
+
+    if scale.size != 1 or zero_point.size > 1 or qtype.kind not in "iu":
+        return None
+    s = float(scale.reshape(-1)[0])
+    m, e = math.frexp(s)
+    if not (s > 0 and math.isfinite(s) and m == 0.5):
+        return None
+    frac = 1 - e                                  # s = 2**-frac
+    info = np.iinfo(qtype)
+    bits = info.bits
+    lo = int(info.min) - int(zero_point.reshape(-1)[0] if zero_point.size else 0)
+    if lo == -(1 << (bits - 1)):
+        return FixedType(bits, bits - frac, True, "AP_RND_CONV", "AP_SAT")
+    if lo == 0:
+        return FixedType(bits, bits - frac, False, "AP_RND_CONV", "AP_SAT")
+    return None
+
+
+def _approx_type(scale: np.ndarray, zero_point: np.ndarray, qtype: np.dtype):
+    """ap_fixed<16, I> covering the pair's range (largest per-axis range)."""
+    from onnxcc.codegen.hls.fixed import FixedType, integer_bits
+
+    info = np.iinfo(qtype)
+    zp = zero_point.astype(np.float64)
+    span = np.maximum(np.abs((info.min - zp) * scale), np.abs((info.max - zp) * scale))
+    return FixedType(APPROX_WIDTH, integer_bits(float(np.max(span))), True, "AP_RND_CONV",
+                     "AP_SAT")
+
+
+@graph_pass("qdq_fixed")
+def qdq_fixed(g: Graph) -> Graph:
+    """Remove each QuantizeLinear -> DequantizeLinear pair on a non-constant tensor, typing the
+    tensor with the pair's grid (module docstring). A QuantizeLinear whose readers are not all
+    DequantizeLinear nodes of the same parameters is left in place (the FPGA check then names
+    it)."""
+    types = g.meta.setdefault("fixed_types", {})
+    for q in list(g.nodes):
+        if q.op != "QuantizeLinear" or q.inputs[0].is_const or q not in g.nodes:
+            continue
+        pq = _params(q)
+        readers = g.users(q.outputs[0])
+        if pq is None or not readers or any(o is q.outputs[0] for o in g.outputs):
+            continue
+        same = all(d.op == "DequantizeLinear" and (pd := _params(d)) is not None
+                   and np.array_equal(pd[0], pq[0]) and np.array_equal(pd[1], pq[1])
+                   and (pq[0].size == 1 or pd[3] == pq[3]) for d in readers)
+        if not same:
+            continue
+        x = q.inputs[0]
+        t = grid_type(pq[0], pq[1], pq[2])
+        if t is None:
+            t = _approx_type(pq[0], pq[1], pq[2])
+            log.warning("node %r (QuantizeLinear): scale %s, zero point %s of %s have no "
+                        "ap_fixed type of the same grid (exact for a power-of-two scale and a "
+                        "zero point at the middle or the bottom of the integer range): %r is "
+                        "stored as %s, close to but not bit-equal with the QDQ model", q.name,
+                        np.array2string(pq[0].reshape(-1)[:4]), pq[1].reshape(-1)[:4].tolist(),
+                        pq[2].name, x.name, t.cpp())
+        for d in readers:
+            g.replace_all_uses(d.outputs[0], x)
+        g.nodes = [n for n in g.nodes if n is not q and n not in readers]
+        types[x.name] = t
+    # ops that only move or select values keep their input's grid (a QDQ model leaves MaxPool
+    # between two quantized tensors unpaired, its output on its input's grid)
+    for n in g.nodes:
+        ins = [v for v in n.inputs[:1 if n.op in SELECT_FIRST else None]
+               if v is not None and not v.is_const]
+        got = {types.get(v.name) for v in ins}
+        nearest = (n.attrs.get("mode") or "nearest") in ("nearest", b"nearest")
+        if n.op in PRESERVING and ins and len(got) == 1 and None not in got and nearest:
+            for o in n.outputs[:1]:
+                if o is not None and o.name not in types and o.dtype == np.float32:
+                    types[o.name] = got.pop()
+    return g

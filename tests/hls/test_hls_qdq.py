@@ -1,0 +1,100 @@
+"""Quantized (QDQ) models on FPGA targets: a QuantizeLinear -> DequantizeLinear pair with a
+power-of-two scale becomes the tensor's ap_fixed type (passes/qdq_fixed.py), so the C-simulation
+reproduces the QDQ model's grid exactly."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import onnxcc
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from onnxcc.codegen.hls.reference import reference
+
+
+def _qdq_model(x_scale=2.0 ** -4, relu_scale=2.0 ** -3):
+    """x -> Q/DQ (int8) -> Conv 3x3 (int8 weights, per-channel power-of-two scales, int32 bias)
+    -> Q/DQ (int8) -> Relu -> Q/DQ (uint8, zero point 0) -> MaxPool -> Flatten -> Gemm (int8
+    weights) -> Q/DQ (int8) -> y, as a Brevitas-style export with power-of-two scales."""
+    r = np.random.default_rng(4)
+    wq = r.integers(-127, 128, (4, 2, 3, 3)).astype(np.int8)
+    ws = (2.0 ** -r.integers(5, 8, 4)).astype(np.float32)
+    bq = r.integers(-300, 300, 4).astype(np.int32)
+    fq = r.integers(-127, 128, (3, 4 * 3 * 3)).astype(np.int8)
+    init = [numpy_helper.from_array(a, n) for a, n in [
+        (wq, "wq"), (ws, "ws"), (np.zeros(4, np.int8), "wz"), (bq, "bq"),
+        ((ws * x_scale).astype(np.float32), "bs"), (np.zeros(4, np.int32), "bz"),
+        (fq, "fq"), (np.float32(2.0 ** -6), "fs"), (np.int8(0), "fz"),
+        (np.float32(x_scale), "xs"), (np.int8(0), "z8"), (np.float32(2.0 ** -3), "cs"),
+        (np.float32(relu_scale), "rs"), (np.uint8(0), "zu"), (np.float32(2.0 ** -2), "ys")]]
+    qdq = lambda a, s, z, o: [helper.make_node("QuantizeLinear", [a, s, z], [o + "_q"],  # noqa: E731
+                                               name=o + "_quant"),
+                              helper.make_node("DequantizeLinear", [o + "_q", s, z], [o])]
+    nodes = [*qdq("x", "xs", "z8", "xd"),
+             helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["w"], axis=0),
+             helper.make_node("DequantizeLinear", ["bq", "bs", "bz"], ["b"], axis=0),
+             helper.make_node("Conv", ["xd", "w", "b"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             *qdq("c", "cs", "z8", "cd"),
+             helper.make_node("Relu", ["cd"], ["r"]),
+             *qdq("r", "rs", "zu", "rd"),
+             helper.make_node("MaxPool", ["rd"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Flatten", ["p"], ["f"]),
+             helper.make_node("DequantizeLinear", ["fq", "fs", "fz"], ["fw"]),
+             helper.make_node("Gemm", ["f", "fw"], ["g"], transB=1, name="dense"),
+             *qdq("g", "ys", "z8", "y")]
+    graph = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, 2, 6, 6])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, [1, 3])], init)
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    return m
+
+
+def _spec_session(model):
+    """onnxruntime running the QDQ model as the spec defines it (DequantizeLinear, the float op,
+    QuantizeLinear): without graph optimizations, which would fuse the pairs into its integer
+    kernels (on CPUs without VNNI those saturate uint8 x int8 pair sums at int16)."""
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(model.SerializeToString(), so)
+
+
+@pytest.mark.parametrize("io", ["io_parallel", "io_stream"])
+def test_power_of_two_qdq_becomes_exact_fixed_types(io):
+    model = _qdq_model()
+    m = onnxcc.compile(model, "xczu7ev", hls=onnxcc.HLSConfig(io=io))
+    defines = (m.lib_dir / "firmware" / "defines.h").read_text()
+    assert "typedef ap_fixed<8,4,AP_RND_CONV,AP_SAT> input_t" in defines      # x: 2^-4, int8
+    assert "ap_ufixed<8,5,AP_RND_CONV,AP_SAT>" in defines                       # relu: 2^-3, uint8
+    assert "typedef ap_fixed<8,6,AP_RND_CONV,AP_SAT> result_t" in defines      # y: 2^-2, int8
+    assert not any(n.op in ("QuantizeLinear", "DequantizeLinear") for n in m.graph.nodes)
+    assert str(m.precision.values["p"]) == str(m.precision.values["r"])   # MaxPool keeps it
+    sess = _spec_session(model)
+    rng = np.random.default_rng(8)
+    equal = total = 0
+    for _ in range(12):
+        x = rng.uniform(-8, 8, (1, 2, 6, 6)).astype(np.float32)
+        got = m.run({"x": x})["y"]
+        np.testing.assert_array_equal(got.astype(np.float64),
+                                      reference(m.graph, m.precision, {"x": x})["y"])
+        want = sess.run(None, {"x": x})[0]
+        # onnxruntime sums in float32 before rounding to the grid; onnxcc sums exactly
+        assert np.max(np.abs(got - want)) <= 2.0 ** -2 + 1e-6
+        equal += int(np.sum(got == want))
+        total += want.size
+    assert equal >= 0.9 * total, (equal, total)
+
+
+def test_other_scales_get_a_covering_type_with_a_warning(caplog):
+    model = _qdq_model(x_scale=0.05)
+    with caplog.at_level(logging.WARNING, logger="onnxcc.passes"):
+        m = onnxcc.compile(model, "xczu7ev")
+    assert "'xd_quant' (QuantizeLinear)" in caplog.text and "not bit-equal" in caplog.text
+    assert "typedef ap_fixed<16,4,AP_RND_CONV,AP_SAT> input_t" in \
+        (m.lib_dir / "firmware" / "defines.h").read_text()          # 0.05 * 128 = 6.4 < 8
+    x = np.random.default_rng(1).uniform(-6, 6, (1, 2, 6, 6)).astype(np.float32)
+    want = _spec_session(model).run(None, {"x": x})[0]
+    np.testing.assert_allclose(m.run({"x": x})["y"], want, atol=0.5)
