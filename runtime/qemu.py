@@ -20,7 +20,9 @@ core family's startup (``mcu/startup_cortex_m.c`` or ``mcu/startup_riscv.c``),
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -34,7 +36,8 @@ from typing import Any
 
 import numpy as np
 from onnxcc.errors import BuildError
-from onnxcc.runtime.build import CORTEX_M4_FLAGS, WARN_FLAGS, check_feeds, library_sources
+from onnxcc.runtime.build import (CORTEX_M4_FLAGS, WARN_FLAGS, build_into, check_feeds, find_cc,
+                                  library_sources, run_checked)
 
 
 @dataclass(frozen=True)
@@ -355,13 +358,14 @@ class Firmware:
         obj = self._compile(src, out_dir / f"{m}_qemu_inputs.o")
         return self.link_objects([*self.objects, obj], out_dir / f"{m}_qemu.elf")
 
-    def run_elf(self, elf: Path, timeout: float = 60) -> str:
-        """Run ``elf`` on the board; returns its semihosting stdout. Raises BuildError when QEMU
-        fails, times out (``timeout`` in seconds), or the firmware exits with a non-zero status."""
+    def run_elf(self, elf: Path, timeout: float = 60, extra_args: Sequence[str] = ()) -> str:
+        """Run ``elf`` on the board (``extra_args`` appended to QEMU's command line); returns
+        its semihosting stdout. Raises BuildError when QEMU fails, times out (``timeout`` in
+        seconds), or the firmware exits with a non-zero status."""
         mc = self.machine
         cmd = [self.qemu, "-M", mc.name, *mc.args, "-nographic", "-monitor", "none",
                "-serial", "null", "-semihosting-config", "enable=on,target=native",
-               "-kernel", str(elf)]
+               "-kernel", str(elf), *extra_args]
         where = f"{Path(self.qemu).name} -M {mc.name} ({mc.core})"
         try:
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
@@ -374,6 +378,12 @@ class Firmware:
             raise BuildError(f"{self.qemu} not found",
                              hint=f"install it: apt-get install {self.arch.qemu_package}") from e
         text = p.stdout + p.stderr
+        if p.returncode != 0 and "Could not load plugin" in text:
+            raise BuildError(f"{where} could not load onnxcc's instruction-count plugin:\n"
+                             f"{text[-2000:]}",
+                             hint="this QEMU needs plugin support (--enable-plugins) and plugin "
+                             f"API version {PLUGIN_API_VERSION} (QEMU 5.2 to 8.1; Debian 12's "
+                             "7.2 qualifies)")
         if p.returncode != 0:
             why = {FAULT_EXIT: "the core took a fault (HardFault/MemManage/BusFault/UsageFault, "
                                "or a RISC-V trap)",
@@ -412,6 +422,179 @@ class Firmware:
         self.timings.update(link_s=t1 - t0, qemu_s=t2 - t1)
         return self.parse(text)
 
+    def count_elf(self, elf: Path, function: str, timeout: float = 120) -> InstructionCount:
+        """Run ``elf`` under onnxcc's TCG plugin, counting the guest instructions of the one
+        call ``main`` makes to ``function`` (see :func:`call_window`); ``timeout`` in seconds.
+        Raises BuildError as :meth:`run_elf` does, and when the plugin cannot be built or
+        loaded or the call never returned."""
+        start, stop = call_window(elf, function, self.cc)
+        so = plugin_path()
+        with tempfile.TemporaryDirectory(prefix="onnxcc_count_", dir=self.build_dir) as td:
+            out = Path(td) / "counts.txt"
+            text = self.run_elf(elf, timeout=timeout, extra_args=[
+                "-plugin", f"{so},out={out},start={start:#x},stop={stop:#x}"])
+            line = out.read_text() if out.exists() else ""
+        found = _COUNT_RE.search(line)
+        if not found:
+            raise BuildError(f"onnxcc's instruction-count plugin wrote nothing on "
+                             f"{self.machine.name}:\n{text[-2000:]}",
+                             hint="QEMU did not exit normally; please report it")
+        c = InstructionCount(*map(int, found.groups()))
+        if c.windows != 1:
+            raise BuildError(f"{function} was entered and returned {c.windows} times on "
+                             f"{self.machine.name}, expected once",
+                             hint="the firmware must call it exactly once from main")
+        return c
+
+    def count(self, feeds: Mapping[str, np.ndarray], timeout: float = 120) -> int:
+        """Guest instructions executed by one ``<m>_run`` on ``feeds`` on the board (the model's
+        call from the harness's ``main``, everything it calls included; :func:`call_window`).
+        The outputs are checked to be printed with status OK, as in :meth:`run`."""
+        m = self.mmap["c_prefix"]
+        with tempfile.TemporaryDirectory(prefix="onnxcc_qemu_", dir=self.build_dir) as td:
+            elf = self.link(feeds, Path(td))
+            return self.count_elf(elf, f"{m}_run", timeout=timeout).region
+
+
+#: the QEMU plugin API version (``qemu_plugin_version``) onnxcc's plugin is written against
+PLUGIN_API_VERSION = 1
+PLUGIN_SOURCE = "insn_count.c"
+_COUNT_RE = re.compile(r"onnxcc-insns total=(\d+) region=(\d+) windows=(\d+)")
+
+
+@dataclass(frozen=True)
+class InstructionCount:
+    """What the instruction-count plugin reports for one QEMU run.
+
+    Attributes:
+        total: guest instructions executed from reset to exit.
+        region: those executed inside the counted windows (each from the first instruction of
+            the counted function to the instruction after its call site, excluded).
+        windows: how many such windows were closed.
+    """
+
+    total: int
+    region: int
+    windows: int
+
+
+def plugin_dir() -> Path:
+    """The folder holding the plugin's C source (``qemu_plugin/insn_count.c``)."""
+    return Path(str(resources.files("onnxcc.runtime") / "qemu_plugin"))
+
+
+def cache_dir() -> Path:
+    """Where onnxcc keeps what it builds for the host once: ``$ONNXCC_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/onnxcc``, else ``~/.cache/onnxcc``."""
+    env = os.environ.get("ONNXCC_CACHE_DIR")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "onnxcc"
+
+
+def plugin_path(cc: str | None = None) -> Path:
+    """The instruction-count TCG plugin (``insn_count.c`` shipped with onnxcc) built for the
+    host as a shared object, compiled at first use into :func:`cache_dir` ``/qemu-plugin`` under
+    a name that hashes the source and the compiler, so an edit or another compiler rebuilds it.
+
+    Raises BuildError when no host C compiler is found or the build fails.
+    """
+    src = plugin_dir() / PLUGIN_SOURCE
+    cc = cc or find_cc()
+    key = hashlib.sha256(src.read_bytes() + b"\0" + cc.encode()).hexdigest()[:16]
+    so = cache_dir() / "qemu-plugin" / f"insn_count-{key}.so"
+    if so.exists():
+        return so
+    try:
+        so.parent.mkdir(parents=True, exist_ok=True)
+        build_into([cc, *WARN_FLAGS, "-O2", "-shared", "-fPIC", "-fvisibility=hidden", str(src)],
+                   so, "build the QEMU instruction-count plugin")
+    except (BuildError, OSError) as e:
+        raise BuildError(f"cannot build onnxcc's QEMU instruction-count plugin {src} into {so}: {e}",
+                         hint="it needs a host C compiler (apt-get install gcc) and a writable "
+                         "cache folder (set ONNXCC_CACHE_DIR)") from e
+    return so
+
+
+#: a direct call in objdump's disassembly: Thumb ``bl``/``blx``, RISC-V ``jal [ra,]``
+_CALL_RE = re.compile(r"^\s*([0-9a-f]+):\s+(bl|blx|jal)\s+(?:ra,\s*)?[0-9a-f]+ <([^>+]+)>$")
+_INSN_RE = re.compile(r"^\s*([0-9a-f]+):\s")
+_FUNC_RE = re.compile(r"^([0-9a-f]+) <(\S+)>:$")
+
+
+def call_window(elf: Path, function: str, cc: str, caller: str = "main") -> tuple[int, int]:
+    """(start, stop) guest addresses delimiting one call of ``function`` in ``elf``: start is
+    ``function``'s first instruction, stop the instruction after ``caller``'s single call to it,
+    found in the disassembly by binutils' objdump of the cross toolchain ``cc`` (``...-gcc`` ->
+    ``...-objdump``). Counting from start (included) to stop (excluded) gives exactly the
+    instructions of the call: the callee's, those of everything it calls, its return.
+
+    Raises BuildError when ``function`` is missing or ``caller`` does not call it exactly once.
+    """
+    objdump = cc[:-3] + "objdump" if cc.endswith("gcc") else "objdump"
+    text = run_checked([objdump, "-d", "--no-show-raw-insn", str(elf)], "disassemble firmware")
+    start, calls, current, prev_call = None, [], None, None
+    for line in text.splitlines():
+        f = _FUNC_RE.match(line)
+        if f:
+            current = f.group(2)
+            if current == function:
+                start = int(f.group(1), 16)
+            continue
+        i = _INSN_RE.match(line)
+        if not i or current != caller:
+            continue
+        if prev_call is not None:
+            calls.append(int(i.group(1), 16))
+            prev_call = None
+        c = _CALL_RE.match(line)
+        if c and c.group(3) == function:
+            prev_call = c
+    if start is None:
+        raise BuildError(f"no function {function!r} in {elf}",
+                         hint="link the library into the firmware")
+    if len(calls) != 1:
+        raise BuildError(f"{caller} in {elf} calls {function} {len(calls)} times (or last), "
+                         "expected exactly once followed by another instruction",
+                         hint="count one call at a time")
+    return start, calls[0]
+
+
+def count_instructions(model: Any, inputs: Mapping[str, np.ndarray], *, target: Any = None,
+                       machine: str | None = None, opt: str = "-O2",
+                       timeout: float = 120) -> int:
+    """Guest instructions one inference executes on an emulated core, counted by onnxcc's TCG
+    plugin (``runtime/qemu_plugin/insn_count.c``): from the first instruction of ``<m>_run`` to
+    its return into the harness, every kernel and library call (``memcpy``, ``expf``) in
+    between included. Exact and deterministic for given inputs (QEMU's translation does not
+    change what the guest executes).
+
+    Args:
+        model: a CompiledModel for an MCU target, or the folder of a saved C library (then
+            ``target`` names its target, a name or a Target).
+        inputs: input name -> array, as for ``run``.
+        target: only with a folder.
+        machine: the board (a key of :data:`MACHINES`); by default the target's.
+        opt: the optimization flag the firmware is built with (``-O2``; ``-Os`` for size).
+        timeout: seconds for the QEMU run.
+
+    Raises ShapeError for bad inputs, BuildError when a tool is missing, the build fails, the
+    run fails, or the plugin cannot be built or loaded (the message says what QEMU needs).
+    """
+    if isinstance(model, (str, Path)):
+        from onnxcc.runtime.build import load_mmap
+        from onnxcc.targets import get_target
+
+        if target is None:
+            raise BuildError(f"count_instructions on the folder {model} needs target=",
+                             hint="pass the target the library was compiled for")
+        tgt = get_target(target) if isinstance(target, str) else target
+        fw = _new_firmware(Path(model), load_mmap(Path(model)), tgt, opt, machine)
+    else:
+        fw = firmware(model, opt=opt, machine=machine)
+    return fw.count(inputs, timeout=timeout)
+
 
 def get_machine(name: str) -> Machine:
     """The board called ``name`` in :data:`MACHINES`. Raises BuildError listing them."""
@@ -443,10 +626,17 @@ def firmware(cm: Any, *, opt: str = "-O2", machine: str | None = None) -> Firmwa
     cache = cm.__dict__.setdefault("_qemu_fw", {})
     key = (opt, mc.name)
     if key not in cache:
-        mcu = getattr(tgt, "family", None) == "mcu"
-        cache[key] = Firmware(cm.lib_dir, cm.mmap, flags=tgt.c_flags if mcu else None, opt=opt,
-                              cc=tgt.cc if mcu else None, machine=mc)
+        cache[key] = _new_firmware(cm.lib_dir, cm.mmap, tgt, opt, mc.name)
     return cache[key]
+
+
+def _new_firmware(lib_dir: Path, mmap: dict, tgt: Any, opt: str, machine: str | None) -> Firmware:
+    """A Firmware for the library in ``lib_dir`` compiled for ``tgt``, with the target's flags
+    and cross compiler when it is an MCU target."""
+    mc = get_machine(machine) if machine else machine_for(tgt)
+    mcu = getattr(tgt, "family", None) == "mcu"
+    return Firmware(lib_dir, mmap, flags=tgt.c_flags if mcu else None, opt=opt,
+                    cc=tgt.cc if mcu else None, machine=mc)
 
 
 def run_on_qemu(cm: Any, feeds: Mapping[str, np.ndarray], *, timeout: float = 60,
