@@ -427,6 +427,10 @@ class Firmware:
         call ``main`` makes to ``function`` (see :func:`call_window`); ``timeout`` in seconds.
         Raises BuildError as :meth:`run_elf` does, and when the plugin cannot be built or
         loaded or the call never returned."""
+        return self._count_run(elf, function, timeout)[0]
+
+    def _count_run(self, elf: Path, function: str, timeout: float) -> tuple[InstructionCount, str]:
+        """:meth:`count_elf`, and the firmware's semihosting output."""
         start, stop = call_window(elf, function, self.cc)
         so = plugin_path()
         with tempfile.TemporaryDirectory(prefix="onnxcc_count_", dir=self.build_dir) as td:
@@ -444,16 +448,23 @@ class Firmware:
             raise BuildError(f"{function} was entered and returned {c.windows} times on "
                              f"{self.machine.name}, expected once",
                              hint="the firmware must call it exactly once from main")
-        return c
+        return c, text
 
-    def count(self, feeds: Mapping[str, np.ndarray], timeout: float = 120) -> int:
-        """Guest instructions executed by one ``<m>_run`` on ``feeds`` on the board (the model's
-        call from the harness's ``main``, everything it calls included; :func:`call_window`).
-        The outputs are checked to be printed with status OK, as in :meth:`run`."""
+    def run_counted(self, feeds: Mapping[str, np.ndarray],
+                    timeout: float = 120) -> tuple[dict[str, np.ndarray], int]:
+        """:meth:`run` under the instruction-count plugin: (output name -> array, the guest
+        instructions of the one ``<m>_run`` on ``feeds``, everything it calls included; see
+        :func:`call_window`). Raises as :meth:`run` and :meth:`count_elf` do."""
         m = self.mmap["c_prefix"]
         with tempfile.TemporaryDirectory(prefix="onnxcc_qemu_", dir=self.build_dir) as td:
             elf = self.link(feeds, Path(td))
-            return self.count_elf(elf, f"{m}_run", timeout=timeout).region
+            c, text = self._count_run(elf, f"{m}_run", timeout)
+        return self.parse(text), c.region
+
+    def count(self, feeds: Mapping[str, np.ndarray], timeout: float = 120) -> int:
+        """Guest instructions executed by one ``<m>_run`` on ``feeds`` on the board (the
+        second item of :meth:`run_counted`)."""
+        return self.run_counted(feeds, timeout)[1]
 
 
 #: the QEMU plugin API version (``qemu_plugin_version``) onnxcc's plugin is written against
