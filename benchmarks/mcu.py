@@ -24,7 +24,10 @@ input. One table per model, a column per precision; rows (bytes unless said):
 - instructions / inference: guest instructions from the first instruction of ``<m>_run`` to its
   return, counted exactly by onnxcc's TCG plugin (``onnxcc.runtime.qemu.count_instructions``);
   instructions / MAC: that over the MACs of the float graph's Conv, Gemm and MatMul
-  (``onnxcc.report.macs``; the same MACs for int8);
+  (``onnxcc.report.macs``; the same MACs for int8); then per kind of kernel (depthwise conv,
+  other conv, dense) its instructions over its MACs, each kernel's instructions counted from its
+  call in ``<m>_run`` to its return (``onnxcc.runtime.qemu.count_kernels``), and the share of
+  the instructions outside kernels with MACs (pooling, softmax, ``<m>_run`` itself);
 - max |error|: float against onnxruntime, int8 against the same library built for the host.
 """
 
@@ -87,6 +90,51 @@ def graph_macs(cm) -> int:
     return sum(macs(n) for n in cm.graph.nodes)
 
 
+KINDS = ("depthwise conv", "other conv", "dense")
+_CONV = {"Conv", "FusedConv", "ConvInteger", "QLinearConv"}
+_DENSE = {"Gemm", "FusedGemm", "MatMul", "QGemm", "QLinearMatMul", "MatMulInteger"}
+
+
+def kernel_kind(node) -> str | None:
+    """``depthwise conv`` (a Conv with one input channel per group and more than one group),
+    ``other conv``, ``dense`` (Gemm/MatMul) for a node with MACs, else None."""
+    from onnxcc.report import macs
+
+    op = node.op.split(".")[-1]
+    if not macs(node):
+        return None
+    if op in _CONV:
+        w = node.inputs[3 if op == "QLinearConv" else 1].shape
+        return "depthwise conv" if node.attrs.get("group", 1) > 1 and w[1] == 1 else "other conv"
+    return "dense" if op in _DENSE else None
+
+
+def kind_rows(cm, per_kernel: dict[str, int] | None, total: int) -> dict[str, object]:
+    """Instructions per MAC of each kind of kernel (:func:`kernel_kind`) and the share of the
+    instructions outside kernels with MACs, from the per-kernel counts; "n/a" cells when the
+    kernels' calls could not be matched or the model has no kernel of a kind."""
+    from onnxcc.report import macs
+
+    rows: dict[str, object] = {f"instr / MAC, {k}": "n/a" for k in KINDS}
+    rows["share outside MAC kernels"] = "n/a (kernels not matched)"
+    if per_kernel is None:
+        return rows
+    nodes = {n.name: n for n in cm.graph.nodes}
+    insns = dict.fromkeys(KINDS, 0)
+    mac = dict.fromkeys(KINDS, 0)
+    for k in cm.program.kernels:
+        node = nodes.get(k.node)
+        kind = kernel_kind(node) if node is not None else None
+        if kind is not None and k.name in per_kernel:
+            insns[kind] += per_kernel[k.name]
+            mac[kind] += macs(node)
+    for kind in KINDS:
+        if mac[kind]:
+            rows[f"instr / MAC, {kind}"] = insns[kind] / mac[kind]
+    rows["share outside MAC kernels"] = f"{1 - sum(insns.values()) / total:.1%}"
+    return rows
+
+
 def measure(name: str, model, *, target: str, opt: str, samples: int, timeout: float) -> dict:
     """Every row of ``name``'s table, per precision (``float``, ``int8``)."""
     import onnxcc
@@ -113,7 +161,7 @@ def measure(name: str, model, *, target: str, opt: str, samples: int, timeout: f
         if macs is None:
             macs = graph_macs(cm)
         sizes = library_bytes(cm)
-        outs, n = qemu.firmware(cm, opt=opt).run_counted(feeds, timeout=timeout)
+        outs, n, per_kernel = qemu.count_kernels(cm, feeds, opt=opt, timeout=timeout)
         want = dict(zip([o.name for o in model.graph.output], ref)) if prec == "float" else cm.run(feeds)
         err = max(float(np.abs(outs[k].astype(np.float64) - want[k]).max()) for k in want)
         cols[prec] = {
@@ -126,6 +174,7 @@ def measure(name: str, model, *, target: str, opt: str, samples: int, timeout: f
             "weights": sizes["weights"],
             "instructions / inference": n,
             "instructions / MAC": n / macs if macs else float("nan"),
+            **kind_rows(cm, per_kernel, n),
             "size mode": NOT_BUILT,
             "max |error|": err,
             "seconds (compile+run)": time.perf_counter() - t0,

@@ -429,37 +429,58 @@ class Firmware:
         loaded or the call never returned."""
         return self._count_run(elf, function, timeout)[0]
 
-    def _count_run(self, elf: Path, function: str, timeout: float) -> tuple[InstructionCount, str]:
-        """:meth:`count_elf`, and the firmware's semihosting output."""
+    def _count_run(self, elf: Path, function: str, timeout: float, *,
+                   calls: bool = False) -> tuple[InstructionCount, list[tuple[str, int]], str]:
+        """:meth:`count_elf`; with ``calls``, (callee, instructions) of each direct call
+        ``function`` makes, in the order of the call instructions in it (each call from its call
+        instruction, not counted, to its return; summed over the times it runs); and the
+        firmware's semihosting output."""
         start, stop = call_window(elf, function, self.cc)
+        sites = disassemble_calls(elf, self.cc)[1].get(function, []) if calls else []
         so = plugin_path()
         with tempfile.TemporaryDirectory(prefix="onnxcc_count_", dir=self.build_dir) as td:
-            out = Path(td) / "counts.txt"
-            text = self.run_elf(elf, timeout=timeout, extra_args=[
-                "-plugin", f"{so},out={out},start={start:#x},stop={stop:#x}"])
-            line = out.read_text() if out.exists() else ""
-        found = _COUNT_RE.search(line)
-        if not found:
+            out, marks = Path(td) / "counts.txt", Path(td) / "marks.txt"
+            arg = f"{so},out={out},start={start:#x},stop={stop:#x}"
+            if sites:
+                marks.write_text("".join(f"{c.call:#x} {c.ret:#x}\n" for c in sites))
+                arg += f",marks={marks}"
+            text = self.run_elf(elf, timeout=timeout, extra_args=["-plugin", arg])
+            counts = out.read_text() if out.exists() else ""
+        total = _TOTAL_RE.search(counts)
+        wins = {int(k): (int(r), int(w)) for k, r, w in _WINDOW_RE.findall(counts)}
+        if not total or len(wins) != 1 + len(sites):
             raise BuildError(f"onnxcc's instruction-count plugin wrote nothing on "
                              f"{self.machine.name}:\n{text[-2000:]}",
                              hint="QEMU did not exit normally; please report it")
-        c = InstructionCount(*map(int, found.groups()))
+        c = InstructionCount(int(total.group(1)), *wins[0])
         if c.windows != 1:
             raise BuildError(f"{function} was entered and returned {c.windows} times on "
                              f"{self.machine.name}, expected once",
                              hint="the firmware must call it exactly once from main")
-        return c, text
+        per_site = [(site.callee.split(".")[0], wins[k][0] - wins[k][1])   # foo.constprop.0: foo
+                    for k, site in enumerate(sites, start=1)]
+        return c, per_site, text
 
     def run_counted(self, feeds: Mapping[str, np.ndarray],
                     timeout: float = 120) -> tuple[dict[str, np.ndarray], int]:
         """:meth:`run` under the instruction-count plugin: (output name -> array, the guest
         instructions of the one ``<m>_run`` on ``feeds``, everything it calls included; see
         :func:`call_window`). Raises as :meth:`run` and :meth:`count_elf` do."""
+        outs, n, _ = self.run_profiled(feeds, timeout, calls=False)
+        return outs, n
+
+    def run_profiled(self, feeds: Mapping[str, np.ndarray], timeout: float = 120, *,
+                     calls: bool = True) -> tuple[dict[str, np.ndarray], int, list[tuple[str, int]]]:
+        """:meth:`run_counted`, and (callee, instructions) of each direct call in ``<m>_run``
+        (its kernels, ``memcpy``...) in the order of the call instructions, each call from the
+        callee's first instruction to its return; what remains of the total is ``<m>_run``'s
+        own. A callee may stand for several kernels: the compiler merges identical functions
+        (``-fipa-icf``), see :func:`count_kernels`."""
         m = self.mmap["c_prefix"]
         with tempfile.TemporaryDirectory(prefix="onnxcc_qemu_", dir=self.build_dir) as td:
             elf = self.link(feeds, Path(td))
-            c, text = self._count_run(elf, f"{m}_run", timeout)
-        return self.parse(text), c.region
+            c, per_site, text = self._count_run(elf, f"{m}_run", timeout, calls=calls)
+        return self.parse(text), c.region, per_site
 
     def count(self, feeds: Mapping[str, np.ndarray], timeout: float = 120) -> int:
         """Guest instructions executed by one ``<m>_run`` on ``feeds`` on the board (the
@@ -470,7 +491,8 @@ class Firmware:
 #: the QEMU plugin API version (``qemu_plugin_version``) onnxcc's plugin is written against
 PLUGIN_API_VERSION = 1
 PLUGIN_SOURCE = "insn_count.c"
-_COUNT_RE = re.compile(r"onnxcc-insns total=(\d+) region=(\d+) windows=(\d+)")
+_TOTAL_RE = re.compile(r"^onnxcc-insns total=(\d+)$", re.MULTILINE)
+_WINDOW_RE = re.compile(r"^onnxcc-window (\d+) region=(\d+) windows=(\d+)$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -534,42 +556,64 @@ _INSN_RE = re.compile(r"^\s*([0-9a-f]+):\s")
 _FUNC_RE = re.compile(r"^([0-9a-f]+) <(\S+)>:$")
 
 
-def call_window(elf: Path, function: str, cc: str, caller: str = "main") -> tuple[int, int]:
-    """(start, stop) guest addresses delimiting one call of ``function`` in ``elf``: start is
-    ``function``'s first instruction, stop the instruction after ``caller``'s single call to it,
-    found in the disassembly by binutils' objdump of the cross toolchain ``cc`` (``...-gcc`` ->
-    ``...-objdump``). Counting from start (included) to stop (excluded) gives exactly the
-    instructions of the call: the callee's, those of everything it calls, its return.
+@dataclass(frozen=True)
+class CallSite:
+    """A direct call in the firmware: the call instruction's address, the next instruction's
+    (where the callee returns), the callee's symbol."""
 
-    Raises BuildError when ``function`` is missing or ``caller`` does not call it exactly once.
-    """
+    call: int
+    ret: int
+    callee: str
+
+
+def disassemble_calls(elf: Path, cc: str) -> tuple[dict[str, int], dict[str, list[CallSite]]]:
+    """(function name -> address, function name -> its direct calls in address order) of
+    ``elf``, from binutils' objdump of the cross toolchain ``cc`` (``...-gcc`` -> ``...-objdump``).
+    A call that is its function's last instruction (no return address inside it) is left out.
+    Raises BuildError when objdump fails."""
     objdump = cc[:-3] + "objdump" if cc.endswith("gcc") else "objdump"
     text = run_checked([objdump, "-d", "--no-show-raw-insn", str(elf)], "disassemble firmware")
-    start, calls, current, prev_call = None, [], None, None
+    funcs: dict[str, int] = {}
+    calls: dict[str, list[CallSite]] = {}
+    current, pending = "", None
     for line in text.splitlines():
         f = _FUNC_RE.match(line)
         if f:
-            current = f.group(2)
-            if current == function:
-                start = int(f.group(1), 16)
+            current, pending = f.group(2), None
+            funcs[current] = int(f.group(1), 16)
             continue
         i = _INSN_RE.match(line)
-        if not i or current != caller:
+        if not i:
             continue
-        if prev_call is not None:
-            calls.append(int(i.group(1), 16))
-            prev_call = None
+        if pending is not None:
+            calls.setdefault(current, []).append(CallSite(pending[0], int(i.group(1), 16),
+                                                          pending[1]))
+            pending = None
         c = _CALL_RE.match(line)
-        if c and c.group(3) == function:
-            prev_call = c
-    if start is None:
+        if c:
+            pending = (int(c.group(1), 16), c.group(3))
+    return funcs, calls
+
+
+def call_window(elf: Path, function: str, cc: str, caller: str = "main") -> tuple[int, int]:
+    """(start, stop) guest addresses delimiting one call of ``function`` in ``elf``: start is
+    ``function``'s first instruction, stop the instruction after ``caller``'s single call to it
+    (:func:`disassemble_calls`). Counting from start (included) to stop (excluded) gives
+    exactly the instructions of the call: the callee's, those of everything it calls, its
+    return.
+
+    Raises BuildError when ``function`` is missing or ``caller`` does not call it exactly once.
+    """
+    funcs, calls = disassemble_calls(elf, cc)
+    if function not in funcs:
         raise BuildError(f"no function {function!r} in {elf}",
                          hint="link the library into the firmware")
-    if len(calls) != 1:
-        raise BuildError(f"{caller} in {elf} calls {function} {len(calls)} times (or last), "
+    sites = [c for c in calls.get(caller, []) if c.callee == function]
+    if len(sites) != 1:
+        raise BuildError(f"{caller} in {elf} calls {function} {len(sites)} times (or last), "
                          "expected exactly once followed by another instruction",
                          hint="count one call at a time")
-    return start, calls[0]
+    return funcs[function], sites[0].ret
 
 
 def count_instructions(model: Any, inputs: Mapping[str, np.ndarray], *, target: Any = None,
@@ -605,6 +649,36 @@ def count_instructions(model: Any, inputs: Mapping[str, np.ndarray], *, target: 
     else:
         fw = firmware(model, opt=opt, machine=machine)
     return fw.count(inputs, timeout=timeout)
+
+
+_KERNEL_FN_RE = re.compile(r"(k\d+)(?:_|$)")
+
+
+def count_kernels(cm: Any, inputs: Mapping[str, np.ndarray], *, machine: str | None = None,
+                  opt: str = "-O2", timeout: float = 120
+                  ) -> tuple[dict[str, np.ndarray], int, dict[str, int] | None]:
+    """One inference of the CompiledModel ``cm`` on its board under the instruction-count
+    plugin: (outputs, instructions of ``<m>_run``, kernel name (``cm.program.kernels[i].name``,
+    e.g. ``k3``) -> the instructions of its call). The kernels' calls are matched in order to
+    ``<m>_run``'s call instructions to kernel functions; a call may go to another kernel's
+    function when the compiler merged identical ones (then always an earlier kernel's). When
+    they cannot be matched (a kernel inlined, calls reordered) the mapping is None.
+    Raises as :func:`count_instructions` does."""
+    outs, total, sites = firmware(cm, opt=opt, machine=machine).run_profiled(inputs, timeout)
+    m = cm.mmap["c_prefix"]
+    kernels = [k.name for k in getattr(cm.program, "kernels", [])]
+    calls = [(f[len(m) + 1:], n) for f, n in sites
+             if f.startswith(m + "_") and _KERNEL_FN_RE.match(f[len(m) + 1:])]
+    if len(calls) != len(kernels):
+        return outs, total, None
+    order = {k: i for i, k in enumerate(kernels)}
+    per: dict[str, int] = {}
+    for i, (k, (f, n)) in enumerate(zip(kernels, calls)):
+        j = order.get(_KERNEL_FN_RE.match(f).group(1))
+        if j is None or j > i:
+            return outs, total, None
+        per[k] = n
+    return outs, total, per
 
 
 def get_machine(name: str) -> Machine:

@@ -77,6 +77,12 @@ def test_mcu_benchmark_mlp_table():
     # int8 against the same C on the host: the integer layers agree bit for bit; the float
     # Softmax after the last dequantize may differ by libm rounding
     assert float_err <= 1e-5 and int8_err <= 1e-6
+    # the MLP is all dense: its kernels' share of the MACs is all, of the instructions nearly all
+    dense = [float(v) for v in row["instr / MAC, dense"]]
+    assert all(d <= p for d, p in zip(dense, per_mac))
+    assert row["instr / MAC, depthwise conv"] == ["n/a", "n/a"]
+    outside = [float(v.rstrip("%")) for v in row["share outside MAC kernels"]]
+    assert all(0 < o < 10 for o in outside)
     arena = [int(v.replace(",", "")) for v in row["arena"]]
     floor = [int(v.replace(",", "")) for v in row["tensor floor"]]
     assert all(a >= f > 0 for a, f in zip(arena, floor))

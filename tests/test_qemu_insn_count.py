@@ -103,8 +103,38 @@ def test_model_count_is_deterministic(models, target):
     # The M4 has one float multiply-accumulate per instruction at best; rv32imac has no FPU
     # (each float MAC is two soft-float calls).
     assert counts[0] > (32 if target == "cortex-m4" else 32 * 20)
+    outs, n, per_site = fw.run_profiled({"x": x})
+    assert n == counts[0] and outs["y"].shape == (1, 4)
+    kernels = tuple(f"tiny_{k.name}_" for k in cm.program.kernels)
+    assert any(f.startswith(kernels) for f, _ in per_site)
+    assert 0 < sum(c for _, c in per_site) < n
     # A saved library folder counts the same.
     assert qemu.count_instructions(cm.lib_dir, {"x": x}, target=target) == counts[0]
+
+
+@pytest.mark.parametrize("target", ["cortex-m4", "rv32imac"])
+def test_count_kernels_splits_the_inference(models, target):
+    """Two MatMuls of the same shape run the same instructions on the M4 (the compiler may merge
+    their functions into one; the calls still map to their kernels); the kernels and <m>_run's
+    own instructions add up to the inference."""
+    _firmware_or_skip(models, target)
+    rng = np.random.default_rng(5)
+    model = make_model([("MatMul", ["x", "w1"], ["h"]), ("MatMul", ["h", "w2"], ["y"])],
+                       {"x": (1, 8)}, {"y": (1, 8)},
+                       {"w1": rng.standard_normal((8, 8)).astype(np.float32),
+                        "w2": rng.standard_normal((8, 8)).astype(np.float32)}, name="two")
+    cm = onnxcc.compile(model, target)
+    x = rng.standard_normal((1, 8)).astype(np.float32)
+    outs, total, per = qemu.count_kernels(cm, {"x": x})
+    np.testing.assert_allclose(outs["y"], cm.run({"x": x})["y"], rtol=1e-5, atol=1e-6)
+    assert total == qemu.count_instructions(cm, {"x": x})
+    names = [k.name for k in cm.program.kernels]
+    assert per is not None and list(per) == names and len(names) == 2
+    assert per[names[0]] > 64 and per[names[1]] > 64   # 64 MACs each
+    if target == "cortex-m4":
+        # with the FPU no instruction depends on the data; rv32imac's soft float does
+        assert per[names[0]] == per[names[1]]
+    assert sum(per.values()) < total
 
 
 def test_plugin_build_failure_is_a_build_error(tmp_path, monkeypatch):
@@ -122,6 +152,41 @@ def test_plugin_load_failure_is_a_build_error(models, tmp_path, monkeypatch):
     with pytest.raises(BuildError, match="could not load onnxcc's instruction-count plugin") as e:
         fw.count({"x": np.zeros((1, 8), np.float32)})
     assert "API version 1" in str(e.value)
+
+
+DRIVER = """unsigned onnxcc_test_loop(unsigned n);
+__asm__({asm});
+unsigned onnxcc_test_driver(unsigned n) __attribute__((noinline));
+unsigned onnxcc_test_driver(unsigned n)
+{{
+    onnxcc_test_loop(n);
+    onnxcc_test_loop(n + 1u);
+    return 0;
+}}
+volatile unsigned onnxcc_test_n = {n}u;
+int main(void);
+int main(void)
+{{
+    onnxcc_test_driver(onnxcc_test_n);
+    return 0;
+}}
+"""
+
+
+@pytest.mark.parametrize("target", ["cortex-m4", "rv32imac"])
+def test_calls_are_counted_per_callee(models, target, tmp_path):
+    """The windows of the calls a function makes (the plugin's marks= file): two calls of the
+    loop, n and n + 1 iterations, are 2 n + 1 and 2 n + 3 instructions."""
+    fw = _firmware_or_skip(models, target)
+    n = 300
+    src = tmp_path / "driver.c"
+    src.write_text(DRIVER.format(asm='"' + LOOP[target].replace("\n", '\\n"\n"') + '"', n=n))
+    elf = fw.link_objects([fw._compile(src, tmp_path / "driver.o"), *fw.runtime_objects],
+                          tmp_path / "driver.elf")
+    c, per_site, _ = fw._count_run(elf, "onnxcc_test_driver", 60, calls=True)
+    assert per_site == [("onnxcc_test_loop", 2 * n + 1), ("onnxcc_test_loop", 2 * n + 3)]
+    assert c.windows == 1 and c.region > 4 * n + 4 + 2   # + the driver's calls and return
+    assert fw.count_elf(elf, "onnxcc_test_driver") == c
 
 
 def test_call_window_needs_one_call(models, tmp_path):
