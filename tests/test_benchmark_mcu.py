@@ -77,12 +77,15 @@ def test_mcu_benchmark_mlp_table():
     # int8 against the same C on the host: the integer layers agree bit for bit; the float
     # Softmax after the last dequantize may differ by libm rounding
     assert float_err <= 1e-5 and int8_err <= 1e-6
-    # the MLP is all dense: its kernels' share of the MACs is all, of the instructions nearly all
+    # the MLP's MACs are all dense; its other kernels (Softmax; in int8 also quantizing the
+    # input and dequantizing the logits: 12% measured) take a small share of the instructions
     dense = [float(v) for v in row["instr / MAC, dense"]]
     assert all(d <= p for d, p in zip(dense, per_mac))
     assert row["instr / MAC, depthwise conv"] == ["n/a", "n/a"]
     outside = [float(v.rstrip("%")) for v in row["share outside MAC kernels"]]
-    assert all(0 < o < 10 for o in outside)
+    assert 0 < outside[0] < 5 and 0 < outside[1] < 25
+    for d, pm, o in zip(dense, per_mac, outside):   # every MAC is dense
+        assert d == pytest.approx(pm * (1 - o / 100), rel=0.01)
     arena = [int(v.replace(",", "")) for v in row["arena"]]
     floor = [int(v.replace(",", "")) for v in row["tensor floor"]]
     assert all(a >= f > 0 for a, f in zip(arena, floor))
