@@ -16,9 +16,10 @@ input. One table per model, a column per precision; rows (bytes unless said):
   ``--optimize size`` exist;
 - arena: ``<M>_ARENA_SIZE``;
 - RAM beyond the arena: the library objects' .data + .bss (what the library keeps in RAM outside
-  the caller's arena); stack frames: the largest frame ``-fstack-usage`` reports for
-  ``<m>_run`` plus the largest of the other library functions (the library's own stack use;
-  libm's frames are not included);
+  the caller's arena); stack used by the run: measured on the board (the harness paints the free
+  stack before the call and finds the lowest word changed after it; the C library's functions
+  included); stack frames: ``-fstack-usage``'s frame of ``<m>_run`` plus the largest of the
+  other library functions (a static estimate, libm not included);
 - code: .text (with .rodata, as binutils' ``size`` counts it) of ``<m>.o`` compiled at ``-Os``,
   the weights excluded; weights: .text + .data of ``<m>_weights.o``;
 - instructions / inference: guest instructions from the first instruction of ``<m>_run`` to its
@@ -161,7 +162,8 @@ def measure(name: str, model, *, target: str, opt: str, samples: int, timeout: f
         if macs is None:
             macs = graph_macs(cm)
         sizes = library_bytes(cm)
-        outs, n, per_kernel = qemu.count_kernels(cm, feeds, opt=opt, timeout=timeout)
+        prof = qemu.count_kernels(cm, feeds, opt=opt, timeout=timeout)
+        outs, n = prof.outputs, prof.instructions
         want = dict(zip([o.name for o in model.graph.output], ref)) if prec == "float" else cm.run(feeds)
         err = max(float(np.abs(outs[k].astype(np.float64) - want[k]).max()) for k in want)
         cols[prec] = {
@@ -169,12 +171,13 @@ def measure(name: str, model, *, target: str, opt: str, samples: int, timeout: f
             "patched floor": NOT_BUILT,
             "arena": cm.arena_size,
             "RAM beyond arena (.data+.bss)": sizes["ram"],
+            "stack used by the run": prof.stack_bytes,
             "stack frames (run + largest)": sizes["stack"],
             "code": sizes["code"],
             "weights": sizes["weights"],
             "instructions / inference": n,
             "instructions / MAC": n / macs if macs else float("nan"),
-            **kind_rows(cm, per_kernel, n),
+            **kind_rows(cm, prof.kernels, n),
             "size mode": NOT_BUILT,
             "max |error|": err,
             "seconds (compile+run)": time.perf_counter() - t0,

@@ -176,9 +176,45 @@ static void put_uint(unsigned v)
     onnxcc_semihost_write0(buf + k);
 }}
 
+/* The stack's free part, from the end of .bss up to the stack pointer, is filled with a pattern
+ * before the run; the lowest word changed after it gives the stack the run used. */
+#define ONNXCC_STACK_PAINT 0x5AC3E17Du
+extern uint32_t _end[];
+static uintptr_t sp_at_call;
+
+static inline __attribute__((always_inline)) uintptr_t stack_pointer(void)
+{{
+    uintptr_t sp;
+#if defined(__riscv)
+    __asm__ __volatile__("mv %0, sp" : "=r"(sp));
+#else
+    __asm__ __volatile__("mov %0, sp" : "=r"(sp));
+#endif
+    return sp;
+}}
+
+/* The one call of {m}_run (onnxcc.runtime.qemu.call_window counts from it): sp_at_call is the
+ * stack pointer {m}_run starts with (the outgoing arguments are part of this frame). */
+static __attribute__((noinline, noclone)) int onnxcc_qemu_call(void)
+{{
+    int status;
+    sp_at_call = stack_pointer();
+    status = (int){m}_run(arena, sizeof arena{args});
+    __asm__ __volatile__("" : : "r"(status));   /* a call, not a tail call: it returns here */
+    return status;
+}}
+
 int main(void)
 {{
-    int status = (int){m}_run(arena, sizeof arena{args});
+    uintptr_t sp = stack_pointer();
+    volatile uint32_t *w;
+    int status;
+    for (w = _end; (uintptr_t)w < sp; ++w) *w = ONNXCC_STACK_PAINT;
+    status = onnxcc_qemu_call();
+    for (w = _end; (uintptr_t)w < sp && *w == ONNXCC_STACK_PAINT; ++w) {{ }}
+    onnxcc_semihost_write0("onnxcc-stack ");
+    put_uint((unsigned)(sp_at_call - (uintptr_t)w));
+    onnxcc_semihost_write0("\n");
     onnxcc_semihost_write0("onnxcc-status ");
     put_uint((unsigned)status);
     onnxcc_semihost_write0("\n");
@@ -187,7 +223,10 @@ int main(void)
 }}
 """
 
+#: the harness function that makes the one call of ``<m>_run``
+HARNESS_CALLER = "onnxcc_qemu_call"
 _OUT_RE = re.compile(r"^onnxcc-out (\d+) ([0-9a-f]*)$", re.MULTILINE)
+_STACK_RE = re.compile(r"^onnxcc-stack (\d+)$", re.MULTILINE)
 _STATUS_RE = re.compile(r"^onnxcc-status (\d+)$", re.MULTILINE)
 
 
@@ -429,13 +468,13 @@ class Firmware:
         loaded or the call never returned."""
         return self._count_run(elf, function, timeout)[0]
 
-    def _count_run(self, elf: Path, function: str, timeout: float, *,
-                   calls: bool = False) -> tuple[InstructionCount, list[tuple[str, int]], str]:
+    def _count_run(self, elf: Path, function: str, timeout: float, *, calls: bool = False,
+                   caller: str = "main") -> tuple[InstructionCount, list[tuple[str, int]], str]:
         """:meth:`count_elf`; with ``calls``, (callee, instructions) of each direct call
         ``function`` makes, in the order of the call instructions in it (each call from its call
         instruction, not counted, to its return; summed over the times it runs); and the
         firmware's semihosting output."""
-        start, stop = call_window(elf, function, self.cc)
+        start, stop = call_window(elf, function, self.cc, caller)
         sites = disassemble_calls(elf, self.cc)[1].get(function, []) if calls else []
         so = plugin_path()
         with tempfile.TemporaryDirectory(prefix="onnxcc_count_", dir=self.build_dir) as td:
@@ -466,21 +505,23 @@ class Firmware:
         """:meth:`run` under the instruction-count plugin: (output name -> array, the guest
         instructions of the one ``<m>_run`` on ``feeds``, everything it calls included; see
         :func:`call_window`). Raises as :meth:`run` and :meth:`count_elf` do."""
-        outs, n, _ = self.run_profiled(feeds, timeout, calls=False)
-        return outs, n
+        p = self.run_profiled(feeds, timeout, calls=False)
+        return p.outputs, p.instructions
 
     def run_profiled(self, feeds: Mapping[str, np.ndarray], timeout: float = 120, *,
-                     calls: bool = True) -> tuple[dict[str, np.ndarray], int, list[tuple[str, int]]]:
-        """:meth:`run_counted`, and (callee, instructions) of each direct call in ``<m>_run``
+                     calls: bool = True) -> Profile:
+        """:meth:`run` under the instruction-count plugin: the outputs, the instructions of
+        ``<m>_run``, with ``calls`` (callee, instructions) of each direct call in ``<m>_run``
         (its kernels, ``memcpy``...) in the order of the call instructions, each call from the
-        callee's first instruction to its return; what remains of the total is ``<m>_run``'s
-        own. A callee may stand for several kernels: the compiler merges identical functions
-        (``-fipa-icf``), see :func:`count_kernels`."""
+        callee's first instruction to its return (what remains of the total is ``<m>_run``'s
+        own; a callee may stand for several kernels: the compiler merges identical functions,
+        ``-fipa-icf``, see :func:`count_kernels`), and the stack bytes the run used."""
         m = self.mmap["c_prefix"]
         with tempfile.TemporaryDirectory(prefix="onnxcc_qemu_", dir=self.build_dir) as td:
             elf = self.link(feeds, Path(td))
-            c, per_site, text = self._count_run(elf, f"{m}_run", timeout, calls=calls)
-        return self.parse(text), c.region, per_site
+            c, per_site, text = self._count_run(elf, f"{m}_run", timeout, calls=calls,
+                                                caller=HARNESS_CALLER)
+        return Profile(self.parse(text), c.region, per_site, stack_bytes(text))
 
     def count(self, feeds: Mapping[str, np.ndarray], timeout: float = 120) -> int:
         """Guest instructions executed by one ``<m>_run`` on ``feeds`` on the board (the
@@ -493,6 +534,36 @@ PLUGIN_API_VERSION = 1
 PLUGIN_SOURCE = "insn_count.c"
 _TOTAL_RE = re.compile(r"^onnxcc-insns total=(\d+)$", re.MULTILINE)
 _WINDOW_RE = re.compile(r"^onnxcc-window (\d+) region=(\d+) windows=(\d+)$", re.MULTILINE)
+
+
+def stack_bytes(text: str) -> int:
+    """The stack bytes one ``<m>_run`` used, from the harness's output ``text``: the distance
+    from the stack pointer at the call to the lowest word of the painted free stack that the run
+    changed (exact to the word, counting what the kernels and the C library's functions push)."""
+    found = _STACK_RE.search(text)
+    if not found:
+        raise BuildError(f"the firmware printed no stack use:\n{text[-2000:]}",
+                         hint="this is a bug in onnxcc's QEMU harness; please report it")
+    return int(found.group(1))
+
+
+@dataclass
+class Profile:
+    """One inference on an emulated board (:meth:`Firmware.run_profiled`).
+
+    Attributes:
+        outputs: output name -> array.
+        instructions: guest instructions of ``<m>_run``, everything it calls included.
+        calls: (callee, instructions) per direct call in ``<m>_run``, in address order.
+        stack_bytes: the stack the run used (:func:`stack_bytes`).
+        kernels: kernel name -> instructions of its call (:func:`count_kernels`), or None.
+    """
+
+    outputs: dict[str, np.ndarray]
+    instructions: int
+    calls: list[tuple[str, int]]
+    stack_bytes: int
+    kernels: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -655,30 +726,30 @@ _KERNEL_FN_RE = re.compile(r"(k\d+)(?:_|$)")
 
 
 def count_kernels(cm: Any, inputs: Mapping[str, np.ndarray], *, machine: str | None = None,
-                  opt: str = "-O2", timeout: float = 120
-                  ) -> tuple[dict[str, np.ndarray], int, dict[str, int] | None]:
+                  opt: str = "-O2", timeout: float = 120) -> Profile:
     """One inference of the CompiledModel ``cm`` on its board under the instruction-count
-    plugin: (outputs, instructions of ``<m>_run``, kernel name (``cm.program.kernels[i].name``,
-    e.g. ``k3``) -> the instructions of its call). The kernels' calls are matched in order to
-    ``<m>_run``'s call instructions to kernel functions; a call may go to another kernel's
-    function when the compiler merged identical ones (then always an earlier kernel's). When
-    they cannot be matched (a kernel inlined, calls reordered) the mapping is None.
-    Raises as :func:`count_instructions` does."""
-    outs, total, sites = firmware(cm, opt=opt, machine=machine).run_profiled(inputs, timeout)
+    plugin (:meth:`Firmware.run_profiled`), with ``kernels``: kernel name
+    (``cm.program.kernels[i].name``, e.g. ``k3``) -> the instructions of its call. The kernels
+    are matched in order to ``<m>_run``'s calls of kernel functions; a call may go to another
+    kernel's function when the compiler merged identical ones (then always an earlier
+    kernel's). When they cannot be matched (a kernel inlined, calls reordered) ``kernels`` is
+    None. Raises as :func:`count_instructions` does."""
+    prof = firmware(cm, opt=opt, machine=machine).run_profiled(inputs, timeout)
     m = cm.mmap["c_prefix"]
     kernels = [k.name for k in getattr(cm.program, "kernels", [])]
-    calls = [(f[len(m) + 1:], n) for f, n in sites
+    calls = [(f[len(m) + 1:], n) for f, n in prof.calls
              if f.startswith(m + "_") and _KERNEL_FN_RE.match(f[len(m) + 1:])]
     if len(calls) != len(kernels):
-        return outs, total, None
+        return prof
     order = {k: i for i, k in enumerate(kernels)}
     per: dict[str, int] = {}
     for i, (k, (f, n)) in enumerate(zip(kernels, calls)):
         j = order.get(_KERNEL_FN_RE.match(f).group(1))
         if j is None or j > i:
-            return outs, total, None
+            return prof
         per[k] = n
-    return outs, total, per
+    prof.kernels = per
+    return prof
 
 
 def get_machine(name: str) -> Machine:

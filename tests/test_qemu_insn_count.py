@@ -4,6 +4,7 @@ exactly: a hand-written loop of known length on the Cortex-M4 (mps2-an386) and o
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -103,11 +104,11 @@ def test_model_count_is_deterministic(models, target):
     # The M4 has one float multiply-accumulate per instruction at best; rv32imac has no FPU
     # (each float MAC is two soft-float calls).
     assert counts[0] > (32 if target == "cortex-m4" else 32 * 20)
-    outs, n, per_site = fw.run_profiled({"x": x})
-    assert n == counts[0] and outs["y"].shape == (1, 4)
+    prof = fw.run_profiled({"x": x})
+    assert prof.instructions == counts[0] and prof.outputs["y"].shape == (1, 4)
     kernels = tuple(f"tiny_{k.name}_" for k in cm.program.kernels)
-    assert any(f.startswith(kernels) for f, _ in per_site)
-    assert 0 < sum(c for _, c in per_site) < n
+    assert any(f.startswith(kernels) for f, _ in prof.calls)
+    assert 0 < sum(c for _, c in prof.calls) < prof.instructions
     # A saved library folder counts the same.
     assert qemu.count_instructions(cm.lib_dir, {"x": x}, target=target) == counts[0]
 
@@ -125,8 +126,9 @@ def test_count_kernels_splits_the_inference(models, target):
                         "w2": rng.standard_normal((8, 8)).astype(np.float32)}, name="two")
     cm = onnxcc.compile(model, target)
     x = rng.standard_normal((1, 8)).astype(np.float32)
-    outs, total, per = qemu.count_kernels(cm, {"x": x})
-    np.testing.assert_allclose(outs["y"], cm.run({"x": x})["y"], rtol=1e-5, atol=1e-6)
+    prof = qemu.count_kernels(cm, {"x": x})
+    per, total = prof.kernels, prof.instructions
+    np.testing.assert_allclose(prof.outputs["y"], cm.run({"x": x})["y"], rtol=1e-5, atol=1e-6)
     assert total == qemu.count_instructions(cm, {"x": x})
     names = [k.name for k in cm.program.kernels]
     assert per is not None and list(per) == names and len(names) == 2
@@ -135,6 +137,29 @@ def test_count_kernels_splits_the_inference(models, target):
         # with the FPU no instruction depends on the data; rv32imac's soft float does
         assert per[names[0]] == per[names[1]]
     assert sum(per.values()) < total
+
+
+@pytest.mark.parametrize("target", ["cortex-m4", "rv32imac"])
+def test_stack_use_is_measured(models, target, tmp_path):
+    """The harness paints the free stack: a kernel with a local array of n floats (the int8
+    Conv's row of accumulators is one) uses at least 4 n bytes more than one without."""
+    _firmware_or_skip(models, target)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((1, 4, 1, 64)).astype(np.float32)
+    w = rng.standard_normal((8, 4, 1, 1)).astype(np.float32)
+    model = make_model([("Conv", ["x", "w"], ["y"])], {"x": (1, 4, 1, 64)}, {"y": (1, 8, 1, 64)},
+                       {"w": w}, name="pw")
+    cal = {"x": rng.standard_normal((4, 4, 1, 64)).astype(np.float32)}
+    cf = onnxcc.compile(model, target)
+    small = qemu.firmware(cf).run_profiled({"x": x}, calls=False)
+    cq = onnxcc.compile(model, target, quantize=onnxcc.Int8(calibration=cal))
+    big = qemu.firmware(cq).run_profiled({"x": x}, calls=False)
+    src = (cq.lib_dir / "pw.c").read_text()
+    local = [int(n) for n in re.findall(r"int32_t acc\[(\d+)\];", src)]
+    assert 0 < small.stack_bytes < 256
+    if local:   # the int8 Conv keeps a row of accumulators on the stack
+        assert big.stack_bytes >= 4 * max(local)
+    assert big.stack_bytes > 0
 
 
 def test_plugin_build_failure_is_a_build_error(tmp_path, monkeypatch):
