@@ -15,7 +15,13 @@ core family's startup (``mcu/startup_cortex_m.c`` or ``mcu/startup_riscv.c``),
 * the harness runs ``<m>_run`` on a static arena of ``<M>_ARENA_SIZE`` bytes aligned to
   ``<M>_ARENA_ALIGN`` in the board's RAM, prints each output's bytes as hex over semihosting
   stdout and exits through ``SYS_EXIT_EXTENDED`` with the status (QEMU's exit code);
-* QEMU runs with ``-nographic -monitor none``, semihosting on and a timeout.
+* QEMU runs with ``-nographic -monitor none``, semihosting on and a timeout;
+* the harness makes its one call of ``<m>_run`` in ``onnxcc_qemu_call``, after filling the free
+  stack with a pattern, and prints the stack bytes the call used (``onnxcc-stack``);
+* :func:`count_instructions` and :func:`count_kernels` run it under onnxcc's own TCG plugin
+  (``qemu_plugin/insn_count.c``, built for the host at first use, :func:`plugin_path`), which
+  counts the guest instructions between addresses found in the firmware's disassembly
+  (:func:`call_window`): exactly those of one inference, and of each kernel's call.
 """
 
 from __future__ import annotations
@@ -495,7 +501,7 @@ class Firmware:
         if c.windows != 1:
             raise BuildError(f"{function} was entered and returned {c.windows} times on "
                              f"{self.machine.name}, expected once",
-                             hint="the firmware must call it exactly once from main")
+                             hint=f"the firmware must call it exactly once from {caller}")
         per_site = [(site.callee.split(".")[0], wins[k][0] - wins[k][1])   # foo.constprop.0: foo
                     for k, site in enumerate(sites, start=1)]
         return c, per_site, text
