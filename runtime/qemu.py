@@ -423,7 +423,8 @@ class Firmware:
             raise BuildError(f"{self.qemu} not found",
                              hint=f"install it: apt-get install {self.arch.qemu_package}") from e
         text = p.stdout + p.stderr
-        if p.returncode != 0 and "Could not load plugin" in text:
+        if p.returncode != 0 and ("Could not load plugin" in text
+                                  or "-plugin: invalid option" in text):
             raise BuildError(f"{where} could not load onnxcc's instruction-count plugin:\n"
                              f"{text[-2000:]}",
                              hint="this QEMU needs plugin support (--enable-plugins) and plugin "

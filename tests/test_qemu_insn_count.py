@@ -214,6 +214,18 @@ def test_calls_are_counted_per_callee(models, target, tmp_path):
     assert fw.count_elf(elf, "onnxcc_test_driver") == c
 
 
+def test_qemu_without_plugins_is_a_build_error(models, tmp_path, monkeypatch):
+    """A QEMU built without --enable-plugins refuses the option (as QEMU's own message says)."""
+    fw = _firmware_or_skip(models, "cortex-m4")
+    fake = tmp_path / "qemu-system-arm"
+    fake.write_text("#!/bin/sh\necho \"qemu-system-arm: -plugin: invalid option\" >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(fw, "qemu", str(fake))
+    with pytest.raises(BuildError, match="could not load onnxcc's instruction-count plugin") as e:
+        fw.count({"x": np.zeros((1, 8), np.float32)})
+    assert "--enable-plugins" in str(e.value)
+
+
 def test_call_window_needs_one_call(models, tmp_path):
     fw = _firmware_or_skip(models, "cortex-m4")
     src = tmp_path / "twice.c"
