@@ -29,7 +29,9 @@ input. One table per model, a column per precision; rows (bytes unless said):
   other conv, dense) its instructions over its MACs, each kernel's instructions counted from its
   call in ``<m>_run`` to its return (``onnxcc.runtime.qemu.count_kernels``), and the share of
   the instructions outside kernels with MACs (pooling, softmax, ``<m>_run`` itself);
-- max |error|: float against onnxruntime, int8 against the same library built for the host.
+- max |error|: float against onnxruntime; int8 against onnxcc's numpy reference of the quantized
+  graph (``onnxcc.interpreter.interpret``: its integer layers are exact, so what differs is the
+  float after the last dequantize, e.g. Softmax, by libm's rounding).
 """
 
 from __future__ import annotations
@@ -140,6 +142,7 @@ def measure(name: str, model, *, target: str, opt: str, samples: int, timeout: f
     """Every row of ``name``'s table, per precision (``float``, ``int8``)."""
     import onnxcc
     from onnxcc.errors import MemoryBudgetError
+    from onnxcc.interpreter import interpret
     from onnxcc.runtime import qemu
 
     M = _models()
@@ -164,7 +167,8 @@ def measure(name: str, model, *, target: str, opt: str, samples: int, timeout: f
         sizes = library_bytes(cm)
         prof = qemu.count_kernels(cm, feeds, opt=opt, timeout=timeout)
         outs, n = prof.outputs, prof.instructions
-        want = dict(zip([o.name for o in model.graph.output], ref)) if prec == "float" else cm.run(feeds)
+        want = (dict(zip([o.name for o in model.graph.output], ref)) if prec == "float"
+                else interpret(cm.graph, feeds))
         err = max(float(np.abs(outs[k].astype(np.float64) - want[k]).max()) for k in want)
         cols[prec] = {
             "tensor floor": cm.graph.meta["memory_plan"].lower_bound,

@@ -74,7 +74,7 @@ def test_mcu_benchmark_mlp_table():
     per_mac = [float(v) for v in row["instructions / MAC"]]
     assert per_mac == pytest.approx([n_float / 109_184, n_int8 / 109_184], abs=0.01)
     float_err, int8_err = (float(v) for v in row["max |error|"])
-    # int8 against the same C on the host: the integer layers agree bit for bit; the float
+    # int8 against onnxcc's numpy reference: the integer layers agree bit for bit; the float
     # Softmax after the last dequantize may differ by libm rounding
     assert float_err <= 1e-5 and int8_err <= 1e-6
     # the MLP's MACs are all dense; its other kernels (Softmax; in int8 also quantizing the
