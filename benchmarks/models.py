@@ -5,10 +5,14 @@ ones) so that activations stay O(1) on a unit-variance input.
     mlp()                    MLP 784-128-64-10 (Gemm + Relu, Softmax)
     mobilenet_v1()           MobileNetV1 (alpha 0.25, 96x96 by default)
     mobilenet_v2_blocks()    five MobileNetV2 inverted-residual blocks, 56x56x24 -> 28x28x32
+    ds_cnn()                 DS-CNN keyword spotting on 49x10 (MLPerf Tiny KWS)
+    resnet8()                ResNet-8 on 32x32x3 (MLPerf Tiny IC)
+    autoencoder()            FC autoencoder 640-128x4-8-128x4-640 (MLPerf Tiny AD)
     transformer_layer()      one transformer encoder layer from primitive ops
     zoo_random(name)         a light zoo model with random weights in place of its fills
 
-``BENCH_MODELS`` maps the benchmark's names to builders, ``build(name)`` builds any of them (a zoo
+``BENCH_MODELS`` maps the benchmark's names to builders (``TINY_MODELS`` those of
+benchmarks/mcu.py), ``build(name)`` builds any of them (a zoo
 name included) and ``random_feeds(model)`` gives a seeded input for a model. onnxruntime 1.31 reads
 IR versions up to 13 while onnx 1.23 writes 14 by default, hence the explicit IR version 10.
 """
@@ -84,6 +88,14 @@ class _Builder:
         hi = self.const(np.array(6.0, np.float32), "six")
         return self.op("Clip", [x, lo, hi])
 
+    def classifier(self, x: str, c: int, classes: int) -> str:
+        """GlobalAveragePool, Flatten, Gemm(transB=1) from ``c`` to ``classes`` (weights
+        N(0, 1/c), small bias), Softmax: the head of a CNN with ``c`` channels in ``x``."""
+        x = self.op("Flatten", [self.op("GlobalAveragePool", [x])], axis=1)
+        x = self.op("Gemm", [x, self.normal((classes, c), math.sqrt(1.0 / c)),
+                             self.normal((classes,), 0.01, "b")], transB=1)
+        return self.op("Softmax", [x], axis=-1)
+
     def linear(self, x: str, fin: int, fout: int, gain: float = 1.0) -> str:
         """MatMul by a (fin, fout) weight N(0, gain / fin) plus a bias (for [.., fin] inputs)."""
         w = self.normal((fin, fout), math.sqrt(gain / fin))
@@ -144,15 +156,17 @@ _MNV1_BLOCKS = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
                 (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1)]
 
 
-def mobilenet_v1(alpha: float = 0.25, size: int = 96, seed: int = 0) -> onnx.ModelProto:
+def mobilenet_v1(alpha: float = 0.25, size: int = 96, seed: int = 0,
+                 classes: int = 1000) -> onnx.ModelProto:
     """MobileNetV1 (Howard et al. 2017) with width multiplier ``alpha`` at ``size`` x ``size``.
 
     Conv 3x3 stride 2 (32*alpha channels) + BN + ReLU6, then 13 depthwise-separable blocks
     (depthwise 3x3 + BN + ReLU6, pointwise 1x1 + BN + ReLU6; channels 64..1024 times alpha),
-    GlobalAveragePool, a 1x1 Conv to 1000 classes with bias, Flatten, Softmax. BatchNormalization
-    nodes are kept (onnxcc folds them); ReLU6 is Clip(0, 6).
+    GlobalAveragePool, a 1x1 Conv to ``classes`` classes with bias, Flatten, Softmax.
+    BatchNormalization nodes are kept (onnxcc folds them); ReLU6 is Clip(0, 6). MLPerf Tiny's
+    visual wake words model is ``mobilenet_v1(0.25, 96, classes=2)``.
 
-    Input ``input`` float32 [1, 3, size, size] (NCHW); output ``output`` [1, 1000].
+    Input ``input`` float32 [1, 3, size, size] (NCHW); output ``output`` [1, classes].
     """
     b = _Builder(seed)
 
@@ -166,11 +180,13 @@ def mobilenet_v1(alpha: float = 0.25, size: int = 96, seed: int = 0) -> onnx.Mod
         x = b.relu6(b.bn(b.conv(x, c, ch(cout), 1), ch(cout)))
         c = ch(cout)
     x = b.op("GlobalAveragePool", [x])
-    x = b.conv(x, c, 1000, 1, bias=True, gain=1.0)
+    x = b.conv(x, c, classes, 1, bias=True, gain=1.0)
     x = b.op("Flatten", [x], axis=1)
     y = b.op("Softmax", [x], axis=-1)
     name = f"mobilenet_v1_{alpha:g}_{size}".replace(".", "")
-    return b.model(name, [("input", (1, 3, size, size))], [(y, "output", (1, 1000))],
+    if classes != 1000:
+        name += f"_c{classes}"
+    return b.model(name, [("input", (1, 3, size, size))], [(y, "output", (1, classes))],
                    mobilenet_v1.__doc__ or "")
 
 
@@ -198,6 +214,76 @@ def mobilenet_v2_blocks(seed: int = 0, expansion: int = 6) -> onnx.ModelProto:
         c, hw = cout, hw // stride
     return b.model("mobilenet_v2_blocks", [("input", (1, 24, 56, 56))],
                    [(x, "output", (1, c, hw, hw))], mobilenet_v2_blocks.__doc__ or "")
+
+
+def ds_cnn(seed: int = 0, blocks: int = 4, channels: int = 64,
+           classes: int = 12) -> onnx.ModelProto:
+    """DS-CNN for keyword spotting on 49 frames x 10 MFCCs, as MLPerf Tiny's KWS model (Zhang
+    et al. 2017, "Hello Edge"): Conv 10x4 stride 2 ('same' padding, TF's split: 4/5 rows, 1/1
+    columns) to ``channels`` channels + BN + ReLU, ``blocks`` depthwise-separable blocks
+    (depthwise 3x3 + BN + ReLU, pointwise 1x1 + BN + ReLU) at 25x5, then
+    :meth:`_Builder.classifier` (GlobalAveragePool, Flatten, Gemm to ``classes``, Softmax).
+
+    Input ``input`` float32 [1, 1, 49, 10] (NCHW: one channel of 49x10); output ``output``
+    [1, classes].
+    """
+    b = _Builder(seed)
+    c = channels
+    w = b.normal((c, 1, 10, 4), math.sqrt(2.0 / 40))
+    x = b.op("Conv", ["input", w], kernel_shape=[10, 4], strides=[2, 2], pads=[4, 1, 5, 1])
+    x = b.op("Relu", [b.bn(x, c)])
+    for _ in range(blocks):
+        x = b.op("Relu", [b.bn(b.conv(x, c, c, 3, group=c), c)])
+        x = b.op("Relu", [b.bn(b.conv(x, c, c, 1), c)])
+    y = b.classifier(x, c, classes)
+    return b.model("ds_cnn", [("input", (1, 1, 49, 10))], [(y, "output", (1, classes))],
+                   ds_cnn.__doc__ or "")
+
+
+def resnet8(seed: int = 0, classes: int = 10) -> onnx.ModelProto:
+    """ResNet-8 on 32x32x3, MLPerf Tiny's image classification model (a CIFAR-10 ResNet with
+    three stacks of one basic block): Conv 3x3 16 + BN + ReLU; per stack (16, 32, 64 channels,
+    strides 1, 2, 2) Conv 3x3 + BN + ReLU, Conv 3x3 + BN, a shortcut (identity, or Conv 1x1 with
+    the stride + BN when the shape changes), Add, ReLU; GlobalAveragePool, Flatten, Gemm to
+    ``classes``, Softmax.
+
+    Input ``input`` float32 [1, 3, 32, 32] (NCHW); output ``output`` [1, classes].
+    """
+    b = _Builder(seed)
+    x = b.op("Relu", [b.bn(b.conv("input", 3, 16, 3), 16)])
+    c = 16
+    for cout, stride in ((16, 1), (32, 2), (64, 2)):
+        h = b.op("Relu", [b.bn(b.conv(x, c, cout, 3, stride=stride), cout)])
+        h = b.bn(b.conv(h, cout, cout, 3), cout, gamma=0.5)
+        sc = x if stride == 1 and cout == c else b.bn(b.conv(x, c, cout, 1, stride=stride,
+                                                             gain=1.0), cout)
+        x = b.op("Relu", [b.op("Add", [h, sc])])
+        c = cout
+    y = b.classifier(x, c, classes)
+    return b.model("resnet8", [("input", (1, 3, 32, 32))], [(y, "output", (1, classes))],
+                   resnet8.__doc__ or "")
+
+
+def autoencoder(seed: int = 0, sizes: tuple[int, ...] = (640, 128, 128, 128, 128, 8, 128, 128,
+                                                          128, 128, 640)) -> onnx.ModelProto:
+    """The fully connected autoencoder of MLPerf Tiny's anomaly detection (DCASE 2020 task 2
+    baseline): 640-128x4-8-128x4-640 (``sizes``); every layer but the last is Gemm(transB=1) +
+    BatchNormalization + ReLU, the last a plain Gemm (the reconstruction).
+
+    Input ``input`` float32 [1, 640] (5 frames x 128 mel bins, flattened); output ``output``
+    [1, 640].
+    """
+    b = _Builder(seed)
+    x, fin = "input", sizes[0]
+    for k, fout in enumerate(sizes[1:]):
+        last = k == len(sizes) - 2
+        w = b.normal((fout, fin), math.sqrt((1.0 if last else 2.0) / fin))
+        x = b.op("Gemm", [x, w, b.normal((fout,), 0.01, "b")], transB=1)
+        if not last:
+            x = b.op("Relu", [b.bn(x, fout)])
+        fin = fout
+    return b.model("autoencoder", [("input", (1, sizes[0]))], [(x, "output", (1, sizes[-1]))],
+                   autoencoder.__doc__ or "")
 
 
 def transformer_layer(seq: int = 64, d_model: int = 128, heads: int = 4, ff: int = 512,
@@ -366,10 +452,24 @@ BENCH_MODELS: dict[str, Callable[[], onnx.ModelProto]] = {
 }
 
 
+#: MLPerf-Tiny-shaped models (benchmarks/mcu.py): anomaly detection, keyword spotting, image
+#: classification, visual wake words, and the MLP.
+TINY_MODELS: dict[str, Callable[[], onnx.ModelProto]] = {
+    "mlp": mlp,
+    "ds_cnn": ds_cnn,
+    "resnet8": resnet8,
+    "mobilenet_v1_025_vww": lambda: mobilenet_v1(0.25, 96, classes=2),
+    "autoencoder": autoencoder,
+}
+
+
 def build(name: str) -> onnx.ModelProto:
-    """The benchmark model ``name``: a key of :data:`BENCH_MODELS` or a zoo model name."""
+    """The benchmark model ``name``: a key of :data:`BENCH_MODELS` or :data:`TINY_MODELS`, or a
+    zoo model name."""
     if name in BENCH_MODELS:
         return BENCH_MODELS[name]()
+    if name in TINY_MODELS:
+        return TINY_MODELS[name]()
     return zoo_random(name)
 
 

@@ -116,7 +116,7 @@ def _temp_beside(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
 
 
-def _build_into(cmd: list[str], out: Path, what: str) -> None:
+def build_into(cmd: list[str], out: Path, what: str) -> None:
     """Run the compiler ``cmd`` (without ``-o``) writing a temporary file, then rename it to
     ``out`` atomically. Raises BuildError when compilation fails."""
     tmp = _temp_beside(out)
@@ -149,7 +149,7 @@ def build_executable(lib_dir: Path, mmap: dict, *, cc: str | None = None, opt: s
     if sanitize:
         flags += SANITIZE_FLAGS
     cmd = [cc, *flags, *map(str, library_sources(lib_dir, mmap)), str(harness), "-lm"]
-    _build_into(cmd, exe, "build")
+    build_into(cmd, exe, "build")
     return exe
 
 
@@ -308,7 +308,7 @@ def build_shared(lib_dir: Path, mmap: dict, *, cc: str | None = None, opt: str =
     cc = cc or find_cc()
     m = mmap["c_prefix"]
     so = lib_dir / f"lib{m}.so"
-    _build_into([cc, *WARN_FLAGS, opt, "-shared", "-fPIC", f"-I{lib_dir}", f"-Wa,-I{lib_dir}",
+    build_into([cc, *WARN_FLAGS, opt, "-shared", "-fPIC", f"-I{lib_dir}", f"-Wa,-I{lib_dir}",
                  *map(str, library_sources(lib_dir, mmap)), "-lm"], so, "build")
     return so
 

@@ -15,12 +15,20 @@ core family's startup (``mcu/startup_cortex_m.c`` or ``mcu/startup_riscv.c``),
 * the harness runs ``<m>_run`` on a static arena of ``<M>_ARENA_SIZE`` bytes aligned to
   ``<M>_ARENA_ALIGN`` in the board's RAM, prints each output's bytes as hex over semihosting
   stdout and exits through ``SYS_EXIT_EXTENDED`` with the status (QEMU's exit code);
-* QEMU runs with ``-nographic -monitor none``, semihosting on and a timeout.
+* QEMU runs with ``-nographic -monitor none``, semihosting on and a timeout;
+* the harness makes its one call of ``<m>_run`` in ``onnxcc_qemu_call``, after filling the free
+  stack with a pattern, and prints the stack bytes the call used (``onnxcc-stack``);
+* :func:`count_instructions` and :func:`count_kernels` run it under onnxcc's own TCG plugin
+  (``qemu_plugin/insn_count.c``, built for the host at first use, :func:`plugin_path`), which
+  counts the guest instructions between addresses found in the firmware's disassembly
+  (:func:`call_window`): exactly those of one inference, and of each kernel's call.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -34,7 +42,8 @@ from typing import Any
 
 import numpy as np
 from onnxcc.errors import BuildError
-from onnxcc.runtime.build import CORTEX_M4_FLAGS, WARN_FLAGS, check_feeds, library_sources
+from onnxcc.runtime.build import (CORTEX_M4_FLAGS, WARN_FLAGS, build_into, check_feeds, find_cc,
+                                  library_sources, run_checked)
 
 
 @dataclass(frozen=True)
@@ -173,9 +182,45 @@ static void put_uint(unsigned v)
     onnxcc_semihost_write0(buf + k);
 }}
 
+/* The stack's free part, from the end of .bss up to the stack pointer, is filled with a pattern
+ * before the run; the lowest word changed after it gives the stack the run used. */
+#define ONNXCC_STACK_PAINT 0x5AC3E17Du
+extern uint32_t _end[];
+static uintptr_t sp_at_call;
+
+static inline __attribute__((always_inline)) uintptr_t stack_pointer(void)
+{{
+    uintptr_t sp;
+#if defined(__riscv)
+    __asm__ __volatile__("mv %0, sp" : "=r"(sp));
+#else
+    __asm__ __volatile__("mov %0, sp" : "=r"(sp));
+#endif
+    return sp;
+}}
+
+/* The one call of {m}_run (onnxcc.runtime.qemu.call_window counts from it): sp_at_call is the
+ * stack pointer {m}_run starts with (the outgoing arguments are part of this frame). */
+static __attribute__((noinline, noclone)) int onnxcc_qemu_call(void)
+{{
+    int status;
+    sp_at_call = stack_pointer();
+    status = (int){m}_run(arena, sizeof arena{args});
+    __asm__ __volatile__("" : : "r"(status));   /* a call, not a tail call: it returns here */
+    return status;
+}}
+
 int main(void)
 {{
-    int status = (int){m}_run(arena, sizeof arena{args});
+    uintptr_t sp = stack_pointer();
+    volatile uint32_t *w;
+    int status;
+    for (w = _end; (uintptr_t)w < sp; ++w) *w = ONNXCC_STACK_PAINT;
+    status = onnxcc_qemu_call();
+    for (w = _end; (uintptr_t)w < sp && *w == ONNXCC_STACK_PAINT; ++w) {{ }}
+    onnxcc_semihost_write0("onnxcc-stack ");
+    put_uint((unsigned)(sp_at_call - (uintptr_t)w));
+    onnxcc_semihost_write0("\n");
     onnxcc_semihost_write0("onnxcc-status ");
     put_uint((unsigned)status);
     onnxcc_semihost_write0("\n");
@@ -184,7 +229,10 @@ int main(void)
 }}
 """
 
+#: the harness function that makes the one call of ``<m>_run``
+HARNESS_CALLER = "onnxcc_qemu_call"
 _OUT_RE = re.compile(r"^onnxcc-out (\d+) ([0-9a-f]*)$", re.MULTILINE)
+_STACK_RE = re.compile(r"^onnxcc-stack (\d+)$", re.MULTILINE)
 _STATUS_RE = re.compile(r"^onnxcc-status (\d+)$", re.MULTILINE)
 
 
@@ -355,13 +403,14 @@ class Firmware:
         obj = self._compile(src, out_dir / f"{m}_qemu_inputs.o")
         return self.link_objects([*self.objects, obj], out_dir / f"{m}_qemu.elf")
 
-    def run_elf(self, elf: Path, timeout: float = 60) -> str:
-        """Run ``elf`` on the board; returns its semihosting stdout. Raises BuildError when QEMU
-        fails, times out (``timeout`` in seconds), or the firmware exits with a non-zero status."""
+    def run_elf(self, elf: Path, timeout: float = 60, extra_args: Sequence[str] = ()) -> str:
+        """Run ``elf`` on the board (``extra_args`` appended to QEMU's command line); returns
+        its semihosting stdout. Raises BuildError when QEMU fails, times out (``timeout`` in
+        seconds), or the firmware exits with a non-zero status."""
         mc = self.machine
         cmd = [self.qemu, "-M", mc.name, *mc.args, "-nographic", "-monitor", "none",
                "-serial", "null", "-semihosting-config", "enable=on,target=native",
-               "-kernel", str(elf)]
+               "-kernel", str(elf), *extra_args]
         where = f"{Path(self.qemu).name} -M {mc.name} ({mc.core})"
         try:
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
@@ -374,6 +423,13 @@ class Firmware:
             raise BuildError(f"{self.qemu} not found",
                              hint=f"install it: apt-get install {self.arch.qemu_package}") from e
         text = p.stdout + p.stderr
+        if p.returncode != 0 and ("Could not load plugin" in text
+                                  or "-plugin: invalid option" in text):
+            raise BuildError(f"{where} could not load onnxcc's instruction-count plugin:\n"
+                             f"{text[-2000:]}",
+                             hint="this QEMU needs plugin support (--enable-plugins) and plugin "
+                             f"API version {PLUGIN_API_VERSION} (QEMU 5.2 to 8.1; Debian 12's "
+                             "7.2 qualifies)")
         if p.returncode != 0:
             why = {FAULT_EXIT: "the core took a fault (HardFault/MemManage/BusFault/UsageFault, "
                                "or a RISC-V trap)",
@@ -412,6 +468,296 @@ class Firmware:
         self.timings.update(link_s=t1 - t0, qemu_s=t2 - t1)
         return self.parse(text)
 
+    def count_elf(self, elf: Path, function: str, timeout: float = 120) -> InstructionCount:
+        """Run ``elf`` under onnxcc's TCG plugin, counting the guest instructions of the one
+        call ``main`` makes to ``function`` (see :func:`call_window`); ``timeout`` in seconds.
+        Raises BuildError as :meth:`run_elf` does, and when the plugin cannot be built or
+        loaded or the call never returned."""
+        return self._count_run(elf, function, timeout)[0]
+
+    def _count_run(self, elf: Path, function: str, timeout: float, *, calls: bool = False,
+                   caller: str = "main") -> tuple[InstructionCount, list[tuple[str, int]], str]:
+        """:meth:`count_elf`; with ``calls``, (callee, instructions) of each direct call
+        ``function`` makes, in the order of the call instructions in it (each call from its call
+        instruction, not counted, to its return; summed over the times it runs); and the
+        firmware's semihosting output."""
+        start, stop = call_window(elf, function, self.cc, caller)
+        sites = disassemble_calls(elf, self.cc)[1].get(function, []) if calls else []
+        so = plugin_path()
+        with tempfile.TemporaryDirectory(prefix="onnxcc_count_", dir=self.build_dir) as td:
+            out, marks = Path(td) / "counts.txt", Path(td) / "marks.txt"
+            arg = f"{so},out={out},start={start:#x},stop={stop:#x}"
+            if sites:
+                marks.write_text("".join(f"{c.call:#x} {c.ret:#x}\n" for c in sites))
+                arg += f",marks={marks}"
+            text = self.run_elf(elf, timeout=timeout, extra_args=["-plugin", arg])
+            counts = out.read_text() if out.exists() else ""
+        total = _TOTAL_RE.search(counts)
+        wins = {int(k): (int(r), int(w)) for k, r, w in _WINDOW_RE.findall(counts)}
+        if not total or len(wins) != 1 + len(sites):
+            raise BuildError(f"onnxcc's instruction-count plugin wrote nothing on "
+                             f"{self.machine.name}:\n{text[-2000:]}",
+                             hint="QEMU did not exit normally; please report it")
+        c = InstructionCount(int(total.group(1)), *wins[0])
+        if c.windows != 1:
+            raise BuildError(f"{function} was entered and returned {c.windows} times on "
+                             f"{self.machine.name}, expected once",
+                             hint=f"the firmware must call it exactly once from {caller}")
+        per_site = [(site.callee.split(".")[0], wins[k][0] - wins[k][1])   # foo.constprop.0: foo
+                    for k, site in enumerate(sites, start=1)]
+        return c, per_site, text
+
+    def run_counted(self, feeds: Mapping[str, np.ndarray],
+                    timeout: float = 120) -> tuple[dict[str, np.ndarray], int]:
+        """:meth:`run` under the instruction-count plugin: (output name -> array, the guest
+        instructions of the one ``<m>_run`` on ``feeds``, everything it calls included; see
+        :func:`call_window`). Raises as :meth:`run` and :meth:`count_elf` do."""
+        p = self.run_profiled(feeds, timeout, calls=False)
+        return p.outputs, p.instructions
+
+    def run_profiled(self, feeds: Mapping[str, np.ndarray], timeout: float = 120, *,
+                     calls: bool = True) -> Profile:
+        """:meth:`run` under the instruction-count plugin: the outputs, the instructions of
+        ``<m>_run``, with ``calls`` (callee, instructions) of each direct call in ``<m>_run``
+        (its kernels, ``memcpy``...) in the order of the call instructions, each call from the
+        callee's first instruction to its return (what remains of the total is ``<m>_run``'s
+        own; a callee may stand for several kernels: the compiler merges identical functions,
+        ``-fipa-icf``, see :func:`count_kernels`), and the stack bytes the run used."""
+        m = self.mmap["c_prefix"]
+        with tempfile.TemporaryDirectory(prefix="onnxcc_qemu_", dir=self.build_dir) as td:
+            elf = self.link(feeds, Path(td))
+            c, per_site, text = self._count_run(elf, f"{m}_run", timeout, calls=calls,
+                                                caller=HARNESS_CALLER)
+        return Profile(self.parse(text), c.region, per_site, stack_bytes(text))
+
+    def count(self, feeds: Mapping[str, np.ndarray], timeout: float = 120) -> int:
+        """Guest instructions executed by one ``<m>_run`` on ``feeds`` on the board (the
+        second item of :meth:`run_counted`)."""
+        return self.run_counted(feeds, timeout)[1]
+
+
+#: the QEMU plugin API version (``qemu_plugin_version``) onnxcc's plugin is written against
+PLUGIN_API_VERSION = 1
+PLUGIN_SOURCE = "insn_count.c"
+_TOTAL_RE = re.compile(r"^onnxcc-insns total=(\d+)$", re.MULTILINE)
+_WINDOW_RE = re.compile(r"^onnxcc-window (\d+) region=(\d+) windows=(\d+)$", re.MULTILINE)
+
+
+def stack_bytes(text: str) -> int:
+    """The stack bytes one ``<m>_run`` used, from the harness's output ``text``: the distance
+    from the stack pointer at the call to the lowest word of the painted free stack that the run
+    changed (exact to the word, counting what the kernels and the C library's functions push)."""
+    found = _STACK_RE.search(text)
+    if not found:
+        raise BuildError(f"the firmware printed no stack use:\n{text[-2000:]}",
+                         hint="this is a bug in onnxcc's QEMU harness; please report it")
+    return int(found.group(1))
+
+
+@dataclass
+class Profile:
+    """One inference on an emulated board (:meth:`Firmware.run_profiled`).
+
+    Attributes:
+        outputs: output name -> array.
+        instructions: guest instructions of ``<m>_run``, everything it calls included.
+        calls: (callee, instructions) per direct call in ``<m>_run``, in address order.
+        stack_bytes: the stack the run used (:func:`stack_bytes`).
+        kernels: kernel name -> instructions of its call (:func:`count_kernels`), or None.
+    """
+
+    outputs: dict[str, np.ndarray]
+    instructions: int
+    calls: list[tuple[str, int]]
+    stack_bytes: int
+    kernels: dict[str, int] | None = None
+
+
+@dataclass(frozen=True)
+class InstructionCount:
+    """What the instruction-count plugin reports for one QEMU run.
+
+    Attributes:
+        total: guest instructions executed from reset to exit.
+        region: those executed inside the counted windows (each from the first instruction of
+            the counted function to the instruction after its call site, excluded).
+        windows: how many such windows were closed.
+    """
+
+    total: int
+    region: int
+    windows: int
+
+
+def plugin_dir() -> Path:
+    """The folder holding the plugin's C source (``qemu_plugin/insn_count.c``)."""
+    return Path(str(resources.files("onnxcc.runtime") / "qemu_plugin"))
+
+
+def cache_dir() -> Path:
+    """Where onnxcc keeps what it builds for the host once: ``$ONNXCC_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/onnxcc``, else ``~/.cache/onnxcc``."""
+    env = os.environ.get("ONNXCC_CACHE_DIR")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "onnxcc"
+
+
+def plugin_path(cc: str | None = None) -> Path:
+    """The instruction-count TCG plugin (``insn_count.c`` shipped with onnxcc) built for the
+    host as a shared object, compiled at first use into :func:`cache_dir` ``/qemu-plugin`` under
+    a name that hashes the source and the compiler, so an edit or another compiler rebuilds it.
+
+    Raises BuildError when no host C compiler is found or the build fails.
+    """
+    src = plugin_dir() / PLUGIN_SOURCE
+    cc = cc or find_cc()
+    key = hashlib.sha256(src.read_bytes() + b"\0" + cc.encode()).hexdigest()[:16]
+    so = cache_dir() / "qemu-plugin" / f"insn_count-{key}.so"
+    if so.exists():
+        return so
+    try:
+        so.parent.mkdir(parents=True, exist_ok=True)
+        build_into([cc, *WARN_FLAGS, "-O2", "-shared", "-fPIC", "-fvisibility=hidden", str(src)],
+                   so, "build the QEMU instruction-count plugin")
+    except (BuildError, OSError) as e:
+        raise BuildError(f"cannot build onnxcc's QEMU instruction-count plugin {src} into {so}: {e}",
+                         hint="it needs a host C compiler (apt-get install gcc) and a writable "
+                         "cache folder (set ONNXCC_CACHE_DIR)") from e
+    return so
+
+
+#: a direct call in objdump's disassembly: Thumb ``bl``/``blx``, RISC-V ``jal [ra,]``
+_CALL_RE = re.compile(r"^\s*([0-9a-f]+):\s+(bl|blx|jal)\s+(?:ra,\s*)?[0-9a-f]+ <([^>+]+)>$")
+_INSN_RE = re.compile(r"^\s*([0-9a-f]+):\s")
+_FUNC_RE = re.compile(r"^([0-9a-f]+) <(\S+)>:$")
+
+
+@dataclass(frozen=True)
+class CallSite:
+    """A direct call in the firmware: the call instruction's address, the next instruction's
+    (where the callee returns), the callee's symbol."""
+
+    call: int
+    ret: int
+    callee: str
+
+
+def disassemble_calls(elf: Path, cc: str) -> tuple[dict[str, int], dict[str, list[CallSite]]]:
+    """(function name -> address, function name -> its direct calls in address order) of
+    ``elf``, from binutils' objdump of the cross toolchain ``cc`` (``...-gcc`` -> ``...-objdump``).
+    A call that is its function's last instruction (no return address inside it) is left out.
+    Raises BuildError when objdump fails."""
+    objdump = cc[:-3] + "objdump" if cc.endswith("gcc") else "objdump"
+    text = run_checked([objdump, "-d", "--no-show-raw-insn", str(elf)], "disassemble firmware")
+    funcs: dict[str, int] = {}
+    calls: dict[str, list[CallSite]] = {}
+    current, pending = "", None
+    for line in text.splitlines():
+        f = _FUNC_RE.match(line)
+        if f:
+            current, pending = f.group(2), None
+            funcs[current] = int(f.group(1), 16)
+            continue
+        i = _INSN_RE.match(line)
+        if not i:
+            continue
+        if pending is not None:
+            calls.setdefault(current, []).append(CallSite(pending[0], int(i.group(1), 16),
+                                                          pending[1]))
+            pending = None
+        c = _CALL_RE.match(line)
+        if c:
+            pending = (int(c.group(1), 16), c.group(3))
+    return funcs, calls
+
+
+def call_window(elf: Path, function: str, cc: str, caller: str = "main") -> tuple[int, int]:
+    """(start, stop) guest addresses delimiting one call of ``function`` in ``elf``: start is
+    ``function``'s first instruction, stop the instruction after ``caller``'s single call to it
+    (:func:`disassemble_calls`). Counting from start (included) to stop (excluded) gives
+    exactly the instructions of the call: the callee's, those of everything it calls, its
+    return.
+
+    Raises BuildError when ``function`` is missing or ``caller`` does not call it exactly once.
+    """
+    funcs, calls = disassemble_calls(elf, cc)
+    if function not in funcs:
+        raise BuildError(f"no function {function!r} in {elf}",
+                         hint="link the library into the firmware")
+    sites = [c for c in calls.get(caller, []) if c.callee == function]
+    if len(sites) != 1:
+        raise BuildError(f"{caller} in {elf} calls {function} {len(sites)} times (or last), "
+                         "expected exactly once followed by another instruction",
+                         hint="count one call at a time")
+    return funcs[function], sites[0].ret
+
+
+def count_instructions(model: Any, inputs: Mapping[str, np.ndarray], *, target: Any = None,
+                       machine: str | None = None, opt: str = "-O2",
+                       timeout: float = 120) -> int:
+    """Guest instructions one inference executes on an emulated core, counted by onnxcc's TCG
+    plugin (``runtime/qemu_plugin/insn_count.c``): from the first instruction of ``<m>_run`` to
+    its return into the harness, every kernel and library call (``memcpy``, ``expf``) in
+    between included. Exact and deterministic for given inputs (QEMU's translation does not
+    change what the guest executes).
+
+    Args:
+        model: a CompiledModel for an MCU target, or the folder of a saved C library (then
+            ``target`` names its target, a name or a Target).
+        inputs: input name -> array, as for ``run``.
+        target: only with a folder.
+        machine: the board (a key of :data:`MACHINES`); by default the target's.
+        opt: the optimization flag the firmware is built with (``-O2``; ``-Os`` for size).
+        timeout: seconds for the QEMU run.
+
+    Raises ShapeError for bad inputs, BuildError when a tool is missing, the build fails, the
+    run fails, or the plugin cannot be built or loaded (the message says what QEMU needs).
+    """
+    if isinstance(model, (str, Path)):
+        from onnxcc.runtime.build import load_mmap
+        from onnxcc.targets import get_target
+
+        if target is None:
+            raise BuildError(f"count_instructions on the folder {model} needs target=",
+                             hint="pass the target the library was compiled for")
+        tgt = get_target(target) if isinstance(target, str) else target
+        fw = _new_firmware(Path(model), load_mmap(Path(model)), tgt, opt, machine)
+    else:
+        fw = firmware(model, opt=opt, machine=machine)
+    return fw.count(inputs, timeout=timeout)
+
+
+_KERNEL_FN_RE = re.compile(r"(k\d+)(?:_|$)")
+
+
+def count_kernels(cm: Any, inputs: Mapping[str, np.ndarray], *, machine: str | None = None,
+                  opt: str = "-O2", timeout: float = 120) -> Profile:
+    """One inference of the CompiledModel ``cm`` on its board under the instruction-count
+    plugin (:meth:`Firmware.run_profiled`), with ``kernels``: kernel name
+    (``cm.program.kernels[i].name``, e.g. ``k3``) -> the instructions of its call. The kernels
+    are matched in order to ``<m>_run``'s calls of kernel functions; a call may go to another
+    kernel's function when the compiler merged identical ones (then always an earlier
+    kernel's). When they cannot be matched (a kernel inlined, calls reordered) ``kernels`` is
+    None. Raises as :func:`count_instructions` does."""
+    prof = firmware(cm, opt=opt, machine=machine).run_profiled(inputs, timeout)
+    m = cm.mmap["c_prefix"]
+    kernels = [k.name for k in getattr(cm.program, "kernels", [])]
+    calls = [(f[len(m) + 1:], n) for f, n in prof.calls
+             if f.startswith(m + "_") and _KERNEL_FN_RE.match(f[len(m) + 1:])]
+    if len(calls) != len(kernels):
+        return prof
+    order = {k: i for i, k in enumerate(kernels)}
+    per: dict[str, int] = {}
+    for i, (k, (f, n)) in enumerate(zip(kernels, calls)):
+        j = order.get(_KERNEL_FN_RE.match(f).group(1))
+        if j is None or j > i:
+            return prof
+        per[k] = n
+    prof.kernels = per
+    return prof
+
 
 def get_machine(name: str) -> Machine:
     """The board called ``name`` in :data:`MACHINES`. Raises BuildError listing them."""
@@ -443,10 +789,17 @@ def firmware(cm: Any, *, opt: str = "-O2", machine: str | None = None) -> Firmwa
     cache = cm.__dict__.setdefault("_qemu_fw", {})
     key = (opt, mc.name)
     if key not in cache:
-        mcu = getattr(tgt, "family", None) == "mcu"
-        cache[key] = Firmware(cm.lib_dir, cm.mmap, flags=tgt.c_flags if mcu else None, opt=opt,
-                              cc=tgt.cc if mcu else None, machine=mc)
+        cache[key] = _new_firmware(cm.lib_dir, cm.mmap, tgt, opt, mc.name)
     return cache[key]
+
+
+def _new_firmware(lib_dir: Path, mmap: dict, tgt: Any, opt: str, machine: str | None) -> Firmware:
+    """A Firmware for the library in ``lib_dir`` compiled for ``tgt``, with the target's flags
+    and cross compiler when it is an MCU target."""
+    mc = get_machine(machine) if machine else machine_for(tgt)
+    mcu = getattr(tgt, "family", None) == "mcu"
+    return Firmware(lib_dir, mmap, flags=tgt.c_flags if mcu else None, opt=opt,
+                    cc=tgt.cc if mcu else None, machine=mc)
 
 
 def run_on_qemu(cm: Any, feeds: Mapping[str, np.ndarray], *, timeout: float = 60,

@@ -97,3 +97,18 @@ def rnn_model(op: str, T: int = 3, N: int = 2, I: int = 4, H: int = 5,  # noqa: 
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
     m.ir_version = IR_VERSION
     return m, feeds
+
+
+def load_benchmark(module: str, file: str):
+    """The script ``benchmarks/<file>`` imported as the module ``module`` (a name unique across
+    the tests, so two test files importing one script do not share it by accident)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / file
+    spec = importlib.util.spec_from_file_location(module, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[module] = mod
+    spec.loader.exec_module(mod)
+    return mod

@@ -3,7 +3,6 @@ and compile with onnxcc ``host`` to the same outputs; benchmarks/cpu.py runs to 
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -12,19 +11,11 @@ import numpy as np
 import onnx
 import onnxcc
 import pytest
+from builders import load_benchmark
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
-
-def _load(name: str, file: str):
-    spec = importlib.util.spec_from_file_location(name, BENCH / file)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-M = _load("onnxcc_bench_models", "models.py")
+M = load_benchmark("onnxcc_bench_models", "models.py")
 
 # (rtol, atol) of onnxcc host against onnxruntime. Probability outputs (Softmax over 10 or 1000
 # classes, values ~1e-3) get a small atol; O(1) activations 1e-4 (the transformer's Softmax and

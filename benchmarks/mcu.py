@@ -1,0 +1,258 @@
+"""Microcontroller table: the MLPerf-Tiny-shaped models on an emulated Cortex-M4, float and int8.
+
+    python benchmarks/mcu.py [--models mlp ds_cnn ...] [--target cortex-m4] [--opt -Os]
+
+The models (benchmarks/models.py ``TINY_MODELS``, seeded random weights): the MLP 784-128-64-10,
+DS-CNN keyword spotting on 49x10, ResNet-8 on 32x32x3, MobileNetV1-0.25 on 96x96x3 with 2
+classes (visual wake words) and the fully connected autoencoder 640-128x4-8-128x4-640. Each is
+compiled for ``--target`` as float and as int8 (``onnxcc.Int8``, minmax, calibrated on
+``--samples`` seeded N(0, 1) inputs) and run once as firmware on the target's QEMU board
+(cortex-m4: mps2-an386), built with the target's cross compiler at ``--opt``, on a seeded N(0, 1)
+input. One table per model, a column per precision; rows (bytes unless said):
+
+- tensor floor: the memory plan's lower bound (the report's "lower bound": the largest set of
+  arena tensors live at once in the chosen schedule);
+- patched floor, size mode: "n/a (not built yet)" until patch-based inference and
+  ``--optimize size`` exist;
+- arena: ``<M>_ARENA_SIZE``;
+- RAM beyond the arena: the library objects' .data + .bss (what the library keeps in RAM outside
+  the caller's arena); stack used by the run: measured on the board (the harness paints the free
+  stack before the call and finds the lowest word changed after it; the C library's functions
+  included); stack frames: ``-fstack-usage``'s frame of ``<m>_run`` plus the largest of the
+  other library functions (a static estimate, libm not included);
+- code: .text (with .rodata, as binutils' ``size`` counts it) of ``<m>.o`` compiled at ``-Os``,
+  the weights excluded; weights: .text + .data of ``<m>_weights.o``;
+- instructions / inference: guest instructions from the first instruction of ``<m>_run`` to its
+  return, counted exactly by onnxcc's TCG plugin (``onnxcc.runtime.qemu.count_instructions``);
+  instructions / MAC: that over the MACs of the float graph's Conv, Gemm and MatMul
+  (``onnxcc.report.macs``; the same MACs for int8); then per kind of kernel (depthwise conv,
+  other conv, dense) its instructions over its MACs, each kernel's instructions counted from its
+  call in ``<m>_run`` to its return (``onnxcc.runtime.qemu.count_kernels``), and the share of
+  the instructions outside kernels with MACs (pooling, softmax, ``<m>_run`` itself);
+- max |error|: float against onnxruntime; int8 against onnxcc's numpy reference of the quantized
+  graph (``onnxcc.interpreter.interpret``: its integer layers are exact, so what differs is the
+  float after the last dequantize, e.g. Softmax, by libm's rounding).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+_HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(_HERE))
+
+NOT_BUILT = "n/a (not built yet)"
+
+
+def _models():
+    import models as M
+
+    return M
+
+
+def library_bytes(cm, opt: str = "-Os") -> dict[str, int]:
+    """Bytes of ``cm``'s library cross-compiled for its target at ``opt``: ``code`` (.text of
+    ``<m>.o``), ``weights`` (.text + .data of ``<m>_weights.o``), ``ram`` (.data + .bss of both)
+    and ``stack`` (``<m>_run``'s frame plus the largest other frame, from ``-fstack-usage``)."""
+    from onnxcc.runtime.build import WARN_FLAGS, library_sources, object_sizes, run_checked
+
+    tgt, m = cm.target, cm.mmap["c_prefix"]
+    size_tool = tgt.cc[:-3] + "size"
+    out = {"code": 0, "weights": 0, "ram": 0, "stack": 0}
+    with tempfile.TemporaryDirectory(prefix="onnxcc_mcu_bench_") as td:
+        for src in library_sources(cm.lib_dir, cm.mmap):
+            obj = Path(td) / (src.stem + ".o")
+            run_checked([tgt.cc, *WARN_FLAGS, opt, *tgt.c_flags, "-fstack-usage",
+                         f"-I{cm.lib_dir}", f"-Wa,-I{cm.lib_dir}", "-c", str(src), "-o", str(obj)],
+                        f"cross-compile {src.name}")
+            s = object_sizes(obj, size_tool)
+            if src.stem.endswith("_weights"):
+                out["weights"] += s["text"] + s["data"]
+            else:
+                out["code"] += s["text"]
+                frames = {}
+                for line in obj.with_suffix(".su").read_text().splitlines():
+                    where, nbytes, _kind = line.split("\t")
+                    frames[where.rsplit(":", 1)[-1]] = int(nbytes)
+                run = frames.pop(f"{m}_run", 0)
+                out["stack"] = run + max(frames.values(), default=0)
+            out["ram"] += s["data"] + s["bss"]
+    return out
+
+
+def graph_macs(cm) -> int:
+    """MACs of the Conv/Gemm/MatMul nodes (and their fused forms) of ``cm``'s graph."""
+    from onnxcc.report import macs
+
+    return sum(macs(n) for n in cm.graph.nodes)
+
+
+KINDS = ("depthwise conv", "other conv", "dense")
+_CONV = {"Conv", "FusedConv", "ConvInteger", "QLinearConv"}
+_DENSE = {"Gemm", "FusedGemm", "MatMul", "QGemm", "QLinearMatMul", "MatMulInteger"}
+
+
+def kernel_kind(node) -> str | None:
+    """``depthwise conv`` (a Conv with one input channel per group and more than one group),
+    ``other conv``, ``dense`` (Gemm/MatMul) for a node with MACs, else None."""
+    from onnxcc.report import macs
+
+    op = node.op.split(".")[-1]
+    if not macs(node):
+        return None
+    if op in _CONV:
+        w = node.inputs[3 if op == "QLinearConv" else 1].shape
+        return "depthwise conv" if node.attrs.get("group", 1) > 1 and w[1] == 1 else "other conv"
+    return "dense" if op in _DENSE else None
+
+
+def kind_rows(cm, per_kernel: dict[str, int] | None, total: int) -> dict[str, object]:
+    """Instructions per MAC of each kind of kernel (:func:`kernel_kind`) and the share of the
+    instructions outside kernels with MACs, from the per-kernel counts; "n/a" cells when the
+    kernels' calls could not be matched or the model has no kernel of a kind."""
+    from onnxcc.report import macs
+
+    rows: dict[str, object] = {f"instr / MAC, {k}": "n/a" for k in KINDS}
+    rows["share outside MAC kernels"] = "n/a (kernels not matched)"
+    if per_kernel is None:
+        return rows
+    nodes = {n.name: n for n in cm.graph.nodes}
+    insns = dict.fromkeys(KINDS, 0)
+    mac = dict.fromkeys(KINDS, 0)
+    for k in cm.program.kernels:
+        node = nodes.get(k.node)
+        kind = kernel_kind(node) if node is not None else None
+        if kind is not None and k.name in per_kernel:
+            insns[kind] += per_kernel[k.name]
+            mac[kind] += macs(node)
+    for kind in KINDS:
+        if mac[kind]:
+            rows[f"instr / MAC, {kind}"] = insns[kind] / mac[kind]
+    rows["share outside MAC kernels"] = f"{1 - sum(insns.values()) / total:.1%}"
+    return rows
+
+
+def measure(name: str, model, *, target: str, opt: str, samples: int, timeout: float) -> dict:
+    """Every row of ``name``'s table, per precision (``float``, ``int8``)."""
+    import onnxcc
+    from onnxcc.errors import MemoryBudgetError
+    from onnxcc.interpreter import interpret
+    from onnxcc.runtime import qemu
+
+    M = _models()
+    feeds = M.random_feeds(model)
+    ref = M.ort_session(model).run(None, feeds)
+    (in_name, shape), = M.input_specs(model)
+    rng = np.random.default_rng(7)
+    calib = {in_name: rng.standard_normal((samples, *shape[1:])).astype(np.float32)}
+    cols, macs, notes = {}, None, []
+    for prec in ("float", "int8"):
+        t0 = time.perf_counter()
+        quant = onnxcc.Int8(calibration=calib) if prec == "int8" else None
+        try:
+            cm = onnxcc.compile(model, target, name=f"{name}_{prec}", quantize=quant)
+        except MemoryBudgetError as e:
+            cm = onnxcc.compile(model, board_target(target), name=f"{name}_{prec}",
+                                quantize=quant)
+            notes.append(f"{prec} does not fit {target}'s part ({e.args[0].splitlines()[0]}); "
+                         "measured with the emulated board's memory")
+        if macs is None:
+            macs = graph_macs(cm)
+        sizes = library_bytes(cm)
+        prof = qemu.count_kernels(cm, feeds, opt=opt, timeout=timeout)
+        outs, n = prof.outputs, prof.instructions
+        want = (dict(zip([o.name for o in model.graph.output], ref)) if prec == "float"
+                else interpret(cm.graph, feeds))
+        err = max(float(np.abs(outs[k].astype(np.float64) - want[k]).max()) for k in want)
+        cols[prec] = {
+            "tensor floor": cm.graph.meta["memory_plan"].lower_bound,
+            "patched floor": NOT_BUILT,
+            "arena": cm.arena_size,
+            "RAM beyond arena (.data+.bss)": sizes["ram"],
+            "stack used by the run": prof.stack_bytes,
+            "stack frames (run + largest)": sizes["stack"],
+            "code": sizes["code"],
+            "weights": sizes["weights"],
+            "instructions / inference": n,
+            "instructions / MAC": n / macs if macs else float("nan"),
+            **kind_rows(cm, prof.kernels, n),
+            "size mode": NOT_BUILT,
+            "max |error|": err,
+            "seconds (compile+run)": time.perf_counter() - t0,
+        }
+    return {"macs": macs, "shape": shape, "cols": cols, "notes": notes}
+
+
+def board_target(target: str):
+    """``target`` with the SRAM and flash of its QEMU board (mps2-an386: 4 MiB each) instead of
+    its part's, for a model that does not fit the part but runs on the emulated board."""
+    import dataclasses
+
+    from onnxcc.runtime import qemu
+    from onnxcc.targets import get_target
+
+    tgt = get_target(target)
+    mc = qemu.machine_for(tgt)
+    return dataclasses.replace(tgt, sram_bytes=mc.ram[1] - mc.stack_bytes, flash_bytes=mc.flash[1])
+
+
+def _cell(v) -> str:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1e-2 or abs(v) >= 1e4 else f"{v:.2f}"
+    return f"{v:,}"
+
+
+def format_table(name: str, res: dict, target: str, board: str, opt: str) -> str:
+    """One model's table: a row per quantity, a column per precision."""
+    cols = res["cols"]
+    rows = list(next(iter(cols.values())))
+    w0 = max(len(r) for r in rows)
+    w = max(12, *(len(_cell(c[r])) for c in cols.values() for r in rows))
+    head = (f"== {name}: input {'x'.join(map(str, res['shape']))}, {res['macs']:,} MACs; "
+            f"{target} on QEMU {board}, {opt}")
+    lines = [head, f"{'':{w0}}  " + "  ".join(f"{p:>{w}}" for p in cols)]
+    lines += [f"{r:{w0}}  " + "  ".join(f"{_cell(c[r]):>{w}}" for c in cols.values())
+              for r in rows]
+    lines += [f"note: {n}" for n in res["notes"]]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    M = _models()
+    ap.add_argument("--models", nargs="*", default=list(M.TINY_MODELS),
+                    help=f"from {', '.join(M.TINY_MODELS)}")
+    ap.add_argument("--target", default="cortex-m4")
+    ap.add_argument("--opt", default="-Os", help="the firmware's optimization flag")
+    ap.add_argument("--samples", type=int, default=8, help="int8 calibration inputs")
+    ap.add_argument("--timeout", type=float, default=600, help="seconds per QEMU run")
+    args = ap.parse_args(argv)
+    from onnxcc.runtime import qemu
+    from onnxcc.targets import get_target
+
+    unknown = [n for n in args.models if n not in M.TINY_MODELS]
+    if unknown:
+        ap.error(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(M.TINY_MODELS)}")
+    board = qemu.machine_for(get_target(args.target)).name
+    summary = []
+    for name in args.models:
+        res = measure(name, M.build(name), target=args.target, opt=args.opt,
+                      samples=args.samples, timeout=args.timeout)
+        print(format_table(name, res, args.target, board, args.opt), flush=True)
+        print()
+        summary.append((name, *(res["cols"][p]["instructions / MAC"] for p in ("float", "int8"))))
+    print("instructions per MAC  " + "  ".join(f"{n} {f:.2f} / {q:.2f}" for n, f, q in summary)
+          + "  (float / int8)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

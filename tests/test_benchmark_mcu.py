@@ -1,0 +1,91 @@
+"""The MLPerf-Tiny-shaped models of benchmarks/models.py (``TINY_MODELS``) are valid ONNX of the
+published shapes that onnxcc compiles to onnxruntime's outputs, and benchmarks/mcu.py prints its
+table for one small model on the emulated Cortex-M4."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxcc
+import pytest
+from builders import load_benchmark
+from onnx import numpy_helper
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+M = load_benchmark("onnxcc_bench_models_tiny", "models.py")
+
+# (input shape, output shape, {op: count}) from the MLPerf Tiny reference models
+SHAPES = {
+    "ds_cnn": ((1, 1, 49, 10), (1, 12), {"Conv": 1 + 2 * 4, "BatchNormalization": 9,
+                                         "GlobalAveragePool": 1, "Gemm": 1}),
+    "resnet8": ((1, 3, 32, 32), (1, 10), {"Conv": 1 + 2 * 3 + 2, "Add": 3, "Gemm": 1}),
+    "mobilenet_v1_025_vww": ((1, 3, 96, 96), (1, 2), {"Conv": 1 + 2 * 13 + 1}),
+    "autoencoder": ((1, 640), (1, 640), {"Gemm": 10, "BatchNormalization": 9, "Relu": 9}),
+}
+
+
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_tiny_model_shapes_and_agreement(name):
+    model = M.build(name)
+    (in_name, in_shape), = M.input_specs(model)
+    out = model.graph.output[0]
+    want_in, want_out, ops = SHAPES[name]
+    assert (in_name, in_shape) == ("input", want_in)
+    assert tuple(d.dim_value for d in out.type.tensor_type.shape.dim) == want_out
+    types = [n.op_type for n in model.graph.node]
+    assert {op: types.count(op) for op in ops} == ops
+    # seeded random weights, not constants
+    ws = [numpy_helper.to_array(t) for t in model.graph.initializer]
+    assert all(w.size <= 1 or np.unique(w).size > 1 for w in ws)
+    ref = M.check(model)
+    got = onnxcc.compile(model, "host").run(M.random_feeds(model))
+    np.testing.assert_allclose(got["output"], ref["output"], rtol=1e-3, atol=1e-5)
+
+
+def test_ds_cnn_macs_from_the_graph():
+    """Conv 10x4 (40 taps) to 64 channels at 25x5, four blocks of depthwise 3x3 and pointwise
+    64x64 at 25x5, the 64x12 classifier."""
+    mcu = load_benchmark("onnxcc_bench_mcu", "mcu.py")
+    cm = onnxcc.compile(M.build("ds_cnn"), "host")
+    px = 25 * 5
+    assert mcu.graph_macs(cm) == px * 64 * 40 + 4 * (px * 64 * 9 + px * 64 * 64) + 64 * 12
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc")
+                    is None, reason="needs qemu-system-arm and gcc-arm-none-eabi")
+def test_mcu_benchmark_mlp_table():
+    proc = subprocess.run([sys.executable, str(BENCH / "mcu.py"), "--models", "mlp"],
+                          check=False, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "== mlp: input 1x784, 109,184 MACs; cortex-m4 on QEMU mps2-an386, -Os" in out
+    assert out.count("n/a (not built yet)") == 4   # patched floor and size mode, both columns
+    row = {m.group(1).strip(): m.group(2).split() for m in
+           re.finditer(r"^([A-Za-z][^\n]*?)\s{2,}(\S.*)$", out, re.MULTILINE)}
+    n_float, n_int8 = (int(v.replace(",", "")) for v in row["instructions / inference"])
+    assert n_float > 109_184 and n_int8 > 109_184 / 2   # >= 1 float MAC, <= 2 int8 MACs per insn
+    per_mac = [float(v) for v in row["instructions / MAC"]]
+    assert per_mac == pytest.approx([n_float / 109_184, n_int8 / 109_184], abs=0.01)
+    float_err, int8_err = (float(v) for v in row["max |error|"])
+    # int8 against onnxcc's numpy reference: the integer layers agree bit for bit; the float
+    # Softmax after the last dequantize may differ by libm rounding
+    assert float_err <= 1e-5 and int8_err <= 1e-6
+    # the MLP's MACs are all dense; its other kernels (Softmax; in int8 also quantizing the
+    # input and dequantizing the logits: 12% measured) take a small share of the instructions
+    dense = [float(v) for v in row["instr / MAC, dense"]]
+    assert all(d <= p for d, p in zip(dense, per_mac))
+    assert row["instr / MAC, depthwise conv"] == ["n/a", "n/a"]
+    outside = [float(v.rstrip("%")) for v in row["share outside MAC kernels"]]
+    assert 0 < outside[0] < 5 and 0 < outside[1] < 25
+    for d, pm, o in zip(dense, per_mac, outside):   # every MAC is dense
+        assert d == pytest.approx(pm * (1 - o / 100), rel=0.01)
+    arena = [int(v.replace(",", "")) for v in row["arena"]]
+    floor = [int(v.replace(",", "")) for v in row["tensor floor"]]
+    assert all(a >= f > 0 for a, f in zip(arena, floor))
