@@ -36,6 +36,12 @@ EXPANDED = {
 SUPPORTED = NATIVE | set(EXPANDED)
 
 
+# QONNX (github.com/fastmachinelearning/qonnx): the domains its exporters (Brevitas, QKeras via
+# qonnx, FINN) write its Quant op under
+QONNX_DOMAINS = ("qonnx.custom_op.general", "finn.custom_op.general", "onnx.brevitas")
+QONNX_ROUNDING = {"ROUND": "Round", "FLOOR": "Floor", "CEIL": "Ceil"}
+
+
 def registry_name(n: onnx.NodeProto) -> str:
     """The op registry's name of a node: its op type in the default domain, else
     ``<domain>.<op type>``."""
@@ -44,9 +50,19 @@ def registry_name(n: onnx.NodeProto) -> str:
 
 def problem(n: onnx.NodeProto) -> str | None:
     """Why a node of another domain than the default cannot be imported, or None."""
+    if n.domain in QONNX_DOMAINS:
+        if n.op_type != "Quant":
+            return f"QONNX op {n.op_type} is not implemented (Quant is)"
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        mode = attrs.get("rounding_mode", b"ROUND")
+        mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+        if mode.upper() not in QONNX_ROUNDING:
+            return (f"rounding_mode {mode!r} is not supported "
+                    f"({', '.join(QONNX_ROUNDING)} are)")
+        return None
     if n.domain != DOMAIN:
-        return (f"domain {n.domain!r} is not supported (the default ONNX domain and "
-                f"{DOMAIN}'s quantized ops are)")
+        return (f"domain {n.domain!r} is not supported (the default ONNX domain, "
+                f"{DOMAIN}'s quantized ops and QONNX's Quant are)")
     if n.op_type not in SUPPORTED:
         return f"{DOMAIN} op {n.op_type} is not implemented (supported: {sorted(SUPPORTED)})"
     return None
@@ -56,6 +72,8 @@ def expand(n: onnx.NodeProto, name: str) -> list[onnx.NodeProto]:
     """A contrib node as default-domain nodes (DequantizeLinear -> float op -> QuantizeLinear),
     or ``[n]`` for a native one. Raises UnsupportedOpError naming the node for a layout or an
     input arity onnxcc does not take."""
+    if n.domain in QONNX_DOMAINS:
+        return expand_quant(n, name)
     if n.op_type in NATIVE:
         return [n]
     attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
@@ -88,4 +106,56 @@ def expand(n: onnx.NodeProto, name: str) -> list[onnx.NodeProto]:
     nodes.append(helper.make_node(op, floats, [tmp("y")], name=tmp("op"), **kept))
     q_in = [tmp("y"), y_scale] + ([y_zp] if y_zp else [])
     nodes.append(helper.make_node("QuantizeLinear", q_in, [n.output[0]], name=name))
+    return nodes
+
+
+def expand_quant(n: onnx.NodeProto, name: str) -> list[onnx.NodeProto]:
+    """QONNX ``Quant(x, scale, zeropt, bitwidth)`` as default-domain float ops, exactly its
+    definition (QONNX docs/qonnx-custom-ops/quant_op.md):
+
+        q = clip(round(x / scale + zeropt), qmin, qmax);  y = (q - zeropt) * scale
+
+    with ``qmin, qmax`` = ``-2**(b-1) + narrow, 2**(b-1) - 1`` (signed) or ``0, 2**b - 1 -
+    narrow`` (unsigned), computed from ``bitwidth`` by nodes that fold at import; ``round`` is
+    the rounding mode (ROUND: half to even, as ONNX Round; FLOOR; CEIL). Scale and zero point
+    broadcast (per-channel scales are ``(C, 1, 1)``-shaped). On FPGA targets ``qdq_fixed``
+    turns the chain into the tensor's ap_fixed type; elsewhere it runs as float ops (the same
+    numbers). Raises UnsupportedOpError naming the node for a malformed arity."""
+    if len(n.input) != 4 or "" in n.input:
+        raise UnsupportedOpError([(name, f"{n.domain}.Quant",
+                                   f"takes 4 inputs (x, scale, zeropt, bitwidth), got "
+                                   f"{len(n.input)}")])
+    attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+    signed, narrow = int(attrs.get("signed", 1)), int(attrs.get("narrow", 0))
+    mode = attrs.get("rounding_mode", b"ROUND")
+    mode = (mode.decode() if isinstance(mode, bytes) else str(mode)).upper()
+    x, scale, zp, bits = n.input
+    tmp = lambda s: f"{name}__{s}"   # noqa: E731 - names private to this expansion
+    F = onnx.TensorProto.FLOAT
+    c = lambda nm, v: helper.make_node("Constant", [], [tmp(nm)], name=tmp(nm),  # noqa: E731
+                                       value=helper.make_tensor(tmp(nm), F, [], [float(v)]))
+    nodes = [c("one", 1.0), c("two", 2.0), c("narrow", float(narrow)),
+             helper.make_node("Cast", [bits], [tmp("b")], to=F, name=tmp("b")),
+             helper.make_node("Sub" if signed else "Identity",
+                              [tmp("b"), tmp("one")] if signed else [tmp("b")], [tmp("e")],
+                              name=tmp("e")),
+             helper.make_node("Pow", [tmp("two"), tmp("e")], [tmp("half")], name=tmp("half"))]
+    if signed:   # [-2**(b-1) + narrow, 2**(b-1) - 1]
+        nodes += [helper.make_node("Neg", [tmp("half")], [tmp("nh")], name=tmp("nh")),
+                  helper.make_node("Add", [tmp("nh"), tmp("narrow")], [tmp("qmin")],
+                                   name=tmp("qmin")),
+                  helper.make_node("Sub", [tmp("half"), tmp("one")], [tmp("qmax")],
+                                   name=tmp("qmax"))]
+    else:        # [0, 2**b - 1 - narrow]
+        nodes += [c("qmin", 0.0),
+                  helper.make_node("Sub", [tmp("half"), tmp("one")], [tmp("m1")], name=tmp("m1")),
+                  helper.make_node("Sub", [tmp("m1"), tmp("narrow")], [tmp("qmax")],
+                                   name=tmp("qmax"))]
+    nodes += [helper.make_node("Div", [x, scale], [tmp("xs")], name=tmp("div")),
+              helper.make_node("Add", [tmp("xs"), zp], [tmp("xz")], name=tmp("add")),
+              helper.make_node(QONNX_ROUNDING[mode], [tmp("xz")], [tmp("r")], name=tmp("round")),
+              helper.make_node("Clip", [tmp("r"), tmp("qmin"), tmp("qmax")], [tmp("q")],
+                               name=tmp("clip")),
+              helper.make_node("Sub", [tmp("q"), zp], [tmp("qz")], name=tmp("sub")),
+              helper.make_node("Mul", [tmp("qz"), scale], [n.output[0]], name=name)]
     return nodes

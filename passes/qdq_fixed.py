@@ -22,6 +22,12 @@ not bit-equal). Per-axis scales on activations are treated the same way from the
 An op that only moves or selects values (MaxPool, Transpose, Concat of equal types, nearest
 Resize, Relu...) without a pair of its own keeps its input's type.
 
+QONNX's Quant (imported as Div -> Add -> Round -> Clip -> Sub -> Mul by
+``onnxcc.contrib.expand_quant``) is read the same way: ``ap_fixed<B, B-F>`` for a power-of-two
+scale, zero point 0 and a B-bit range (``ap_ufixed`` when unsigned), AP_RND_CONV for ROUND and
+AP_TRN for FLOOR. A tensor also read by another node than the pair keeps its float form (the
+FPGA check then names the QuantizeLinear or Round node).
+
 Preconditions: the graph as imported (DequantizeLinear on constants is left to canonicalize,
 which folds it into float weights). Ordering: first in the FPGA pipeline, before canonicalize and
 the fusions.
@@ -102,6 +108,72 @@ def _approx_type(scale: np.ndarray, zero_point: np.ndarray, qtype: np.dtype):
                      "AP_SAT")
 
 
+def _shared(g: Graph, x, reader: Node) -> bool:
+    """Whether ``x`` is read by another node than ``reader`` or is a graph output: typing it
+    with ``reader``'s grid would round what the others read."""
+    return any(o is x for o in g.outputs) or any(n is not reader for n in g.users(x))
+
+
+def _only_reader(g: Graph, v, op: str | tuple[str, ...]) -> Node | None:
+    users = g.users(v)
+    if len(users) != 1 or any(o is v for o in g.outputs):
+        return None
+    n = users[0]
+    return n if n.op in ((op,) if isinstance(op, str) else op) and n.inputs[0] is v else None
+
+
+def _const(v) -> np.ndarray | None:
+    return None if v is None or v.const is None else np.asarray(v.const, np.float64)
+
+
+def _quant_chain(g: Graph, div: Node, types: dict) -> None:
+    """QONNX Quant as imported (``onnxcc.contrib.expand_quant``): Div(x, s) -> Add(zp) ->
+    Round|Floor|Ceil -> Clip(qmin, qmax) -> Sub(zp) -> Mul(s) becomes x's type: with a
+    power-of-two scalar s, zp 0 and [qmin, qmax] a B-bit range (signed or unsigned), exactly
+    ``ap_fixed<B, B-F>`` (Round: AP_RND_CONV; Floor: AP_TRN); otherwise a covering
+    ``ap_fixed<16, I>`` with a warning naming the node."""
+    from onnxcc.codegen.hls.fixed import FixedType, integer_bits
+
+    chain = [div]
+    for op in ("Add", ("Round", "Floor", "Ceil"), "Clip", "Sub", "Mul"):
+        nxt = _only_reader(g, chain[-1].outputs[0], op)
+        if nxt is None:
+            return
+        chain.append(nxt)
+    _, add, rnd, clip, sub, mul = chain
+    s, zp = _const(div.inputs[1]), _const(add.inputs[1])
+    lo, hi = _const(clip.inputs[1]), _const(clip.inputs[2] if len(clip.inputs) > 2 else None)
+    x = div.inputs[0]
+    if (s is None or zp is None or lo is None or hi is None or x.is_const or _shared(g, x, div)
+            or not np.array_equal(_const(sub.inputs[1]), zp) or lo.size != 1 or hi.size != 1
+            or not np.array_equal(_const(mul.inputs[1]), s)):
+        return
+    qmin, qmax = float(lo.reshape(-1)[0]), float(hi.reshape(-1)[0])
+    t = None
+    if s.size == 1 and zp.size == 1 and float(zp.reshape(-1)[0]) == 0 and rnd.op != "Ceil":
+        sv = float(s.reshape(-1)[0])
+        m, e = math.frexp(sv)
+        span = qmax - qmin + 1
+        bits = int(round(math.log2(span))) if span >= 2 else 0
+        if sv > 0 and m == 0.5 and bits >= 1 and 2.0 ** bits == span:
+            signed = qmin == -(2.0 ** (bits - 1))
+            if signed or qmin == 0:
+                t = FixedType(bits, bits - (1 - e), signed,
+                              "AP_RND_CONV" if rnd.op == "Round" else "AP_TRN", "AP_SAT")
+    if t is None:
+        big = float(np.max(np.maximum(np.abs((qmin - zp) * s), np.abs((qmax - zp) * s))))
+        t = FixedType(APPROX_WIDTH, integer_bits(big), True, "AP_RND_CONV", "AP_SAT")
+        log.warning("node %r (QONNX Quant): scale %s, zero point %s, range [%g, %g], %s have "
+                    "no ap_fixed type of the same grid (exact for a power-of-two scalar scale, "
+                    "zero point 0, a full or unsigned range, ROUND or FLOOR): %r is stored as "
+                    "%s, close to but not bit-equal with the model", mul.name,
+                    np.array2string(s.reshape(-1)[:4]), zp.reshape(-1)[:4].tolist(), qmin, qmax,
+                    rnd.op, x.name, t.cpp())
+    g.replace_all_uses(mul.outputs[0], x)
+    g.nodes = [n for n in g.nodes if not any(n is c for c in chain)]
+    types[x.name] = t
+
+
 @graph_pass("qdq_fixed")
 def qdq_fixed(g: Graph) -> Graph:
     """Remove each QuantizeLinear -> DequantizeLinear pair on a non-constant tensor, typing the
@@ -122,6 +194,8 @@ def qdq_fixed(g: Graph) -> Graph:
         if not same:
             continue
         x = q.inputs[0]
+        if _shared(g, x, q):
+            continue
         t = grid_type(pq[0], pq[1], pq[2])
         if t is None:
             t = _approx_type(pq[0], pq[1], pq[2])
@@ -135,6 +209,9 @@ def qdq_fixed(g: Graph) -> Graph:
             g.replace_all_uses(d.outputs[0], x)
         g.nodes = [n for n in g.nodes if n is not q and n not in readers]
         types[x.name] = t
+    for div in list(g.nodes):
+        if div.op == "Div" and div in g.nodes:
+            _quant_chain(g, div, types)
     # ops that only move or select values keep their input's grid (a QDQ model leaves MaxPool
     # between two quantized tensors unpaired, its output on its input's grid)
     for n in g.nodes:

@@ -98,3 +98,103 @@ def test_other_scales_get_a_covering_type_with_a_warning(caplog):
     x = np.random.default_rng(1).uniform(-6, 6, (1, 2, 6, 6)).astype(np.float32)
     want = _spec_session(model).run(None, {"x": x})[0]
     np.testing.assert_allclose(m.run({"x": x})["y"], want, atol=0.5)
+
+
+QONNX = "qonnx.custom_op.general"
+
+
+def _quant(x, y, scale, bits, signed=1, narrow=0, mode="ROUND", zp=0.0):
+    """A QONNX Quant node and its constant inputs."""
+    inits = [numpy_helper.from_array(np.asarray(scale, np.float32), f"{y}_s"),
+             numpy_helper.from_array(np.asarray(zp, np.float32), f"{y}_z"),
+             numpy_helper.from_array(np.asarray(bits, np.float32), f"{y}_b")]
+    return helper.make_node("Quant", [x, f"{y}_s", f"{y}_z", f"{y}_b"], [y], domain=QONNX,
+                            name=f"{y}_quant", signed=signed, narrow=narrow,
+                            rounding_mode=mode), inits
+
+
+def _spec_quant(x, scale, bits, signed=1, narrow=0, mode="ROUND", zp=0.0):
+    """QONNX's Quant as its documentation defines it (numpy, float64)."""
+    qmin, qmax = (-2 ** (bits - 1) + narrow, 2 ** (bits - 1) - 1) if signed else \
+        (0, 2 ** bits - 1 - narrow)
+    r = {"ROUND": np.round, "FLOOR": np.floor, "CEIL": np.ceil}[mode]
+    return (np.clip(r(x / scale + zp), qmin, qmax) - zp) * scale
+
+
+def _model(nodes, inits, shape_in, shape_out, name):
+    g = helper.make_graph(nodes, name, [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, shape_in)], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, shape_out)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13),
+                                            helper.make_opsetid(QONNX, 1)])
+    m.ir_version = 8
+    return m
+
+
+@pytest.mark.parametrize("args", [(0.25, 4), (0.5, 3, 0, 0, "FLOOR"), (0.1, 5, 1, 1, "CEIL", 1.0),
+                                  (np.array([[0.5], [0.125]]), 6)])
+def test_qonnx_quant_imports_as_its_definition(args):
+    """Quant (signed/unsigned, narrow, ROUND/FLOOR/CEIL, a zero point, per-channel scales) runs
+    on the host target as QONNX defines it."""
+    node, inits = _quant("x", "y", *args)
+    m = onnxcc.compile(_model([node], inits, [2, 32], [2, 32], "quant"), "host")
+    x = np.random.default_rng(0).uniform(-4, 4, (2, 32)).astype(np.float32)
+    # equal up to the float32 rounding of (q - zp) * scale (exact for power-of-two scales)
+    np.testing.assert_allclose(m.run({"x": x})["y"], _spec_quant(x.astype(np.float64), *args),
+                               rtol=1e-6, atol=0)
+
+
+def _qonnx_mlp():
+    """The jet-tagging MLP 16-64-32-32-5 as a QONNX export: 6-bit signed input (2^-3), 4-bit
+    weights (2^-3), 6-bit unsigned ReLU outputs (2^-2), 8-bit logits (2^-3)."""
+    r = np.random.default_rng(5)
+    nodes, inits = [], []
+    n, i = _quant("x", "xq", 2.0 ** -3, 6)
+    nodes.append(n)
+    inits += i
+    prev, sizes = "xq", [16, 64, 32, 32, 5]
+    for k in range(4):
+        w = r.normal(0, 0.5, (sizes[k], sizes[k + 1])).astype(np.float32)
+        inits += [numpy_helper.from_array(w, f"w{k}"),
+                  numpy_helper.from_array(r.normal(0, 0.2, sizes[k + 1]).astype(np.float32),
+                                          f"b{k}")]
+        n, i = _quant(f"w{k}", f"w{k}q", 2.0 ** -3, 4)
+        nodes.append(n)
+        inits += i
+        nodes += [helper.make_node("MatMul", [prev, f"w{k}q"], [f"m{k}"], name=f"dense{k}"),
+                  helper.make_node("Add", [f"m{k}", f"b{k}"], [f"a{k}"])]
+        if k < 3:
+            nodes.append(helper.make_node("Relu", [f"a{k}"], [f"r{k}"]))
+            n, i = _quant(f"r{k}", f"h{k}", 2.0 ** -2, 6, signed=0)
+            prev = f"h{k}"
+        else:
+            n, i = _quant(f"a{k}", "y", 2.0 ** -3, 8)
+        nodes.append(n)
+        inits += i
+    return _model(nodes, inits, [1, 16], [1, 5], "jet_qonnx")
+
+
+def test_qonnx_mlp_on_fpga_is_exact_on_its_grids():
+    """A QONNX jet MLP compiles for an FPGA with every Quant as the tensor's exact type
+    (ap_fixed<6,3>, ap_ufixed<6,4>, ap_fixed<8,5>); C-sim equals the reference bit for bit
+    and the float graph (host) on the grid of the logits."""
+    model = _qonnx_mlp()
+    m = onnxcc.compile(model, "xczu7ev")
+    defines = (m.lib_dir / "firmware" / "defines.h").read_text()
+    assert "typedef ap_fixed<6,3,AP_RND_CONV,AP_SAT> input_t" in defines
+    assert "ap_ufixed<6,4,AP_RND_CONV,AP_SAT>" in defines
+    assert "typedef ap_fixed<8,5,AP_RND_CONV,AP_SAT> result_t" in defines
+    assert {n.op for n in m.graph.nodes} <= {"Gemm", "onnxcc.FusedGemm", "Relu", "Add", "MatMul"}
+    host = onnxcc.compile(model, "host")
+    rng = np.random.default_rng(2)
+    equal = total = 0
+    for _ in range(20):
+        x = rng.uniform(-4, 4, (1, 16)).astype(np.float32)
+        got = m.run({"x": x})["y"]
+        np.testing.assert_array_equal(got.astype(np.float64),
+                                      reference(m.graph, m.precision, {"x": x})["y"])
+        want = host.run({"x": x})["y"]
+        assert np.max(np.abs(got - want)) <= 2.0 ** -3 + 1e-6
+        equal += int(np.sum(got == want))
+        total += want.size
+    assert equal >= 0.95 * total, (equal, total)
