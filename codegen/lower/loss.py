@@ -43,7 +43,7 @@ def _strides(b: Buffer, shape: tuple[int, ...]) -> list[int]:
 def _lower_loss(node: Node, ctx: LowerCtx):
     """loss (target's shape for reduction none, else a scalar) and, for SoftmaxCrossEntropyLoss,
     the optional log_prob (x's shape); see the module docstring."""
-    x, t, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    x, y = node.inputs[0], node.outputs[0]
     red, ii = loss_params(node)
     N, C = x.shape[:2]
     D = math.prod(x.shape[2:])
