@@ -20,7 +20,7 @@ from onnxcc.codegen.loops import (INDEX, Binary, Buffer, Cast, Decl, Expr, Loop,
 from onnxcc.ir import Node
 from onnxcc.ops.indexing import elements_axis, gather_nd_shape, scatter_nd_depth, scatter_reduction
 
-from . import LowerCtx, lower, merged_views, nest
+from . import LowerCtx, lower, nest
 from .tensor import clamp
 
 
@@ -46,13 +46,13 @@ def reshaped(b: Buffer, shape: Sequence[int]) -> Buffer:
     return Buffer(b.name, b.dtype, tuple(shape), st, b.space, b.offset, b.index, b.data, b.value)
 
 
-def _copy_data(ctx: LowerCtx, yb: Buffer) -> list[Stmt]:
-    """``y = data`` in row-major order, or nothing when the plan put y on data."""
+def _copy_data(ctx: LowerCtx, yb: Buffer, xb: Buffer) -> list[Stmt]:
+    """``yb = xb`` (one shape) in row-major order, or nothing when the plan put y on data. The
+    stores use ``yb`` itself: a kernel names each of its buffers by one object."""
     node = ctx.node
     if ctx.same_storage(node.inputs[0], node.outputs[0]):
         return []
-    yv, xv = merged_views([yb, ctx.input(0)])
-    return nest(ctx, yv.shape, lambda i: [Store(yv, tuple(i), xv[tuple(i)])], "c")
+    return nest(ctx, yb.shape, lambda i: [Store(yb, tuple(i), xb[tuple(i)])], "c")
 
 
 def _combine(red: str, old: Expr, new: Expr) -> Expr:
@@ -101,8 +101,9 @@ def _lower_scatter_elements(node: Node, ctx: LowerCtx):
     red = scatter_reduction(node)
     yb, ib, ub = ctx.output(0), ctx.input(1), ctx.input(2)
     d = y.shape[a]
-    body = _copy_data(ctx, yb)
-    ins = [] if not body else [merged_views([yb, ctx.input(0)])[1]]
+    xb = ctx.input(0)
+    body = _copy_data(ctx, yb, xb)
+    ins = [xb] if body else []
 
     def step(v: list) -> list[Stmt]:
         j = Var("j", ib.dtype)
@@ -154,10 +155,10 @@ def _lower_scatter_nd(node: Node, ctx: LowerCtx):
     data = y.shape
     K, S = math.prod(node.inputs[1].shape[:-1]), math.prod(data[m:])
     dims = tuple(data[:m])
-    yfull = ctx.output(0)
-    body = _copy_data(ctx, yfull)
-    ins = [] if not body else [merged_views([yfull, ctx.input(0)])[1]]
-    yb = reshaped(yfull, dims + (S,))
+    yb = reshaped(ctx.output(0), dims + (S,))
+    xb = reshaped(ctx.input(0), dims + (S,))
+    body = _copy_data(ctx, yb, xb)
+    ins = [xb] if body else []
     ib = reshaped(ctx.input(1), (K, m))
     ub = reshaped(ctx.input(2), (K, S))
     k, s = ctx.var("k"), ctx.var("s")

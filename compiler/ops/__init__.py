@@ -138,7 +138,7 @@ def bad_attr(node: Node, message: str) -> AttributeValueError:
 
 
 FAMILIES = ("elementwise", "nn", "matmul", "norm", "shape", "reduce", "fused", "quant",
-            "table", "rnn", "loss", "indexing")
+            "table", "rnn", "loss", "indexing", "bitwise")
 _loaded = False
 
 
