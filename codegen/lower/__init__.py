@@ -31,7 +31,7 @@ LOWERINGS: dict[str, Lowering] = {}
 SUPPORTS: dict[str, Supports] = {}
 FAMILIES = ("elementwise", "matmul", "nn", "tensor", "reduce", "norm", "quant", "table",
             "rnn", "loss", "indexing", "bitwise", "matrix",
-            "cumulative", "activation", "selection", "signal")
+            "cumulative", "activation", "selection", "signal", "linalg")
 _loaded = False
 
 

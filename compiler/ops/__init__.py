@@ -139,7 +139,7 @@ def bad_attr(node: Node, message: str) -> AttributeValueError:
 
 FAMILIES = ("elementwise", "nn", "matmul", "norm", "shape", "reduce", "fused", "quant",
             "table", "rnn", "loss", "indexing", "bitwise", "matrix",
-            "cumulative", "activation", "selection", "signal")
+            "cumulative", "activation", "selection", "signal", "linalg")
 _loaded = False
 
 
