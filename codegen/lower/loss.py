@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import math
 
-from onnxcc.codegen.loops import (BOOL, F64, INDEX, Assign, Binary, Buffer, Cast, Const, Decl, Expr, Loop,
+from onnxcc.codegen.loops import (BOOL, F64, INDEX, Assign, Binary, Cast, Const, Decl, Expr, Loop,
                                   Select, Stmt, Store, Unary, Var, const)
 from onnxcc.ir import Node
 from onnxcc.ops.loss import loss_params
 
 from . import LowerCtx, lower
-from .norm import _sum, float_only
+from .norm import _strides3, _sum, float_only
 from .tensor import clamp, flat, offset
 
 
@@ -30,13 +30,6 @@ def _supports(node: Node) -> str | None:
     if node.inputs[1].dtype.kind not in "iu":
         return f"target of dtype {node.inputs[1].dtype.name} is not supported"
     return float_only(node)
-
-
-def _strides(b: Buffer, shape: tuple[int, ...]) -> list[int]:
-    """Element strides of ``b`` (contiguous, or a splat read at stride 0) viewed as ``shape``."""
-    if all(s == 0 for s in b.strides):
-        return [0] * len(shape)
-    return [math.prod(shape[k + 1:]) for k in range(len(shape))]
 
 
 @lower("NegativeLogLikelihoodLoss", "SoftmaxCrossEntropyLoss", supports=_supports)
@@ -51,7 +44,7 @@ def _lower_loss(node: Node, ctx: LowerCtx):
     want_lp = sce and len(node.outputs) > 1 and node.outputs[1] is not None
     xb, tb = ctx.input(0), ctx.input(1)
     xf, tf = flat(xb), flat(tb)
-    xs, ts = _strides(xb, (N, C, D)), _strides(tb, (N, D))
+    xs, ts = _strides3(xb, (N, C, D)), _strides3(tb, (N, D))
     has_w = len(node.inputs) > 2 and node.inputs[2] is not None
     wf = flat(ctx.input(2)) if has_w else None
     ws = 0 if wf is None or all(s == 0 for s in ctx.input(2).strides) else 1

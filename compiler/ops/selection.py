@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..ir import Node, TensorType
-from . import OpDef, attr, register_op
+from . import OpDef, attr, bad_attr, register_op
 from ._util import const_input, ints, norm_axes, norm_axis
 
 
@@ -153,8 +153,6 @@ class Compress(OpDef):
 def reverse_sequence_axes(node: Node) -> tuple[int, int]:
     """(time_axis, batch_axis) of a ReverseSequence node (each 0 or 1, different). Raises
     AttributeValueError otherwise and ShapeError for sequence_lens not of shape [batch]."""
-    from . import bad_attr
-
     t, b = int(attr(node, "time_axis")), int(attr(node, "batch_axis"))
     if {t, b} != {0, 1}:
         raise bad_attr(node, f"time_axis {t} and batch_axis {b} must be 0 and 1 in some order")
