@@ -112,3 +112,57 @@ def load_benchmark(module: str, file: str):
     sys.modules[module] = mod
     spec.loader.exec_module(mod)
     return mod
+
+
+def node_model(op: str, inputs: Mapping[str, np.ndarray], outputs: Sequence[str],
+               inits: Mapping[str, np.ndarray] | None = None, opset: int = 18,
+               **attrs) -> onnx.ModelProto:
+    """One node ``op`` (named n0) reading ``inputs`` (graph inputs typed by the arrays' shapes
+    and dtypes; an empty name in the list is an omitted optional input) and ``inits``
+    (initializers), in that order of ``inputs`` then ``inits``, writing ``outputs``, whose types
+    onnx shape inference fills in."""
+    inits = dict(inits or {})
+    names = list(inputs) + list(inits)
+    node = helper.make_node(op, names, list(outputs), name="n0", **attrs)
+
+    def info(k: str, a: np.ndarray):
+        return helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
+
+    g = helper.make_graph([node], "g", [info(k, np.asarray(a)) for k, a in inputs.items()],
+                          [helper.make_tensor_value_info(k, TensorProto.UNDEFINED, None)
+                           for k in outputs],
+                          [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = IR_VERSION
+    inferred = onnx.shape_inference.infer_shapes(m)   # not strict: tests build bad models too
+    known = {v.name: v for v in inferred.graph.value_info} | {
+        v.name: v for v in inferred.graph.output}
+    for o in m.graph.output:
+        if o.name in known and known[o.name].type.tensor_type.elem_type:
+            o.type.CopyFrom(known[o.name].type)
+    return m
+
+
+def check_against_ort(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray],
+                      targets: Sequence[str] = ("host", "cpu"),
+                      constant_inputs: Mapping[str, np.ndarray] | None = None,
+                      rtol: float = 1e-5, atol: float = 1e-6) -> dict[str, np.ndarray]:
+    """Compile ``model`` for each target through the public API and compare every output
+    (dtype, shape, values; NaN equal to NaN) with onnxruntime's on ``feeds`` plus the bound
+    ``constant_inputs``. Returns onnxruntime's outputs."""
+    import onnxcc
+
+    consts = dict(constant_inputs or {})
+    want = ort_run(model, {**feeds, **consts})
+    for t in targets:
+        got = onnxcc.compile(model, t, constant_inputs=consts or None).run(dict(feeds))
+        assert sorted(got) == sorted(want), t
+        for k, w in want.items():
+            assert got[k].dtype == w.dtype and got[k].shape == w.shape, (t, k, got[k].dtype,
+                                                                         got[k].shape)
+            if w.dtype.kind == "f":
+                np.testing.assert_allclose(got[k], w, rtol=rtol, atol=atol, equal_nan=True,
+                                           err_msg=f"{t} {k}")
+            else:
+                np.testing.assert_array_equal(got[k], w, err_msg=f"{t} {k}")
+    return want

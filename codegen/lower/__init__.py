@@ -30,7 +30,8 @@ Supports = Callable[[Node], "str | None"]
 LOWERINGS: dict[str, Lowering] = {}
 SUPPORTS: dict[str, Supports] = {}
 FAMILIES = ("elementwise", "matmul", "nn", "tensor", "reduce", "norm", "quant", "table",
-            "rnn")
+            "rnn", "loss", "indexing", "bitwise", "matrix",
+            "cumulative", "activation", "selection", "signal", "linalg")
 _loaded = False
 
 

@@ -138,7 +138,8 @@ def bad_attr(node: Node, message: str) -> AttributeValueError:
 
 
 FAMILIES = ("elementwise", "nn", "matmul", "norm", "shape", "reduce", "fused", "quant",
-            "table", "rnn")
+            "table", "rnn", "loss", "indexing", "bitwise", "matrix",
+            "cumulative", "activation", "selection", "signal", "linalg")
 _loaded = False
 
 
