@@ -244,6 +244,58 @@ def _line_plan(r: KernelRenderer, params: list, lay: _Layout, pixel_ports: set[s
     return row_plan(r.k, x, y)
 
 
+def _point_layer(fn: str, plan, r: KernelRenderer, params: list, lay: _Layout,
+                 writes_of: dict, pixel_ports: set[str], port_out: set[str], pixel: dict,
+                 head: str) -> str | None:
+    """The C++ of an elementwise layer that streams element by element (see
+    :class:`~onnxcc.codegen.hls.linebuffer.PointPlan`), holding no array: its inputs and output
+    must be whole arrays moving in one order (all pixel order with one shape, or all row-major),
+    else None."""
+    names = {}
+    for b in [*plan.reads, plan.write]:
+        ref = r.arrays(b)
+        if ref.offset or b.space in ("weight", "local"):
+            return None
+        names[id(b)] = ref
+    if any(lay.size(names[id(b)]) != plan.n for b in [*plan.reads, plan.write]):
+        return None
+    out = names[id(plan.write)].name
+    orders = set()
+    for b in plan.reads:
+        a = names[id(b)].name
+        orders.add(("pixel", lay.shapes.get(a)) if a in pixel else
+                   ("pixel-port", None) if a in pixel_ports else ("row", None))
+    targets = ([out] if out in port_out else []) + writes_of.get(out, [])
+    if out in port_out:
+        orders.add(("row", None))
+    if writes_of.get(out):
+        orders.add(("pixel", lay.shapes.get(out)) if out in pixel else ("row", None))
+    if len(orders) != 1 or ("pixel-port", None) in orders:
+        return None
+    # each buffer's one-element stand-in is the local v_<array>[1] the layer reads into
+    stand = {id(sc): names[orig] for orig, sc in plan.scalars.items()}
+    row = KernelRenderer(dataclasses.replace(r.k, body=plan.body),
+                         lambda b: (ArrayRef(f"v_{stand[id(b)].name}", stand[id(b)].ctype, 0)
+                                    if id(b) in stand else r.arrays(b)),
+                         r.acc, r.acc_type, r.const_t)
+    sig, reads = [], []
+    for name, t, _, is_out in params:
+        if is_out:
+            sig += [f"hls::stream<{t}> &w_{name}_{j}" for j in range(len(targets))]
+        else:
+            sig.append(f"hls::stream<{t}> &r_{name}")
+            reads.append(f"{t} v_{name}[1] = {{r_{name}.read()}};")
+    t_out = names[id(plan.write)].ctype
+    writes = " ".join(f"w_{out}_{j}.write(v_{out}[0]);" for j in range(len(targets)))
+    lines = [f"{head}", f"static void {fn}({', '.join(sig)}) {{",
+             "    // elementwise: one element of each input in, one out (no array held)",
+             f"    for (int i = 0; i < {plan.n}; i++) {{", "        ONNXCC_HLS(HLS PIPELINE II=1)"]
+    lines += [f"        {x}" for x in reads] + [f"        {t_out} v_{out}[1];"]
+    lines += row.stmts(plan.body, 2)
+    lines += [f"        {writes}", "    }", "}"]
+    return "\n".join(lines)
+
+
 def _line_layer(fn: str, plan, r: KernelRenderer, x_name: str, x_t: str, y_name: str, y_t: str,
                 targets: list[str], pragmas: list[str], head: str, x_first: bool) -> str:
     """The C++ of a line-buffered streaming layer (the loop of
@@ -308,7 +360,9 @@ def _stream_design(pieces: list[tuple], lay: _Layout, m: str,
     together, as in hls4ml's io_stream); other tensors, and the top's ports, in row-major order
     (an input port declared NHWC is pixel order). A layer whose kernel reads a fixed window of
     input rows per output row (convolutions, pools: :mod:`onnxcc.codegen.hls.linebuffer`) holds
-    only a line buffer of those rows and one output row; any other layer reads its input
+    only a line buffer of those rows and one output row; an elementwise layer whose inputs and
+    output move in one order reads an element of each input and writes one, holding nothing
+    (:class:`~onnxcc.codegen.hls.linebuffer.PointPlan`); any other layer reads its input
     tensors from streams into local arrays, runs its loop nest on them, and writes its output
     out. A tensor read by two layers (a residual block) is written to one FIFO per reader; a
     graph input read by several layers goes through a splitter. FIFO depths: a stream whose
@@ -371,6 +425,16 @@ def _stream_design(pieces: list[tuple], lay: _Layout, m: str,
                 args += ([name] if name in port_out else []) + writes_of.get(name, [])
             else:
                 args.append(stream_of[(name, idx)])
+        from .linebuffer import point_plan
+        pplan = point_plan(r.k)
+        text = _point_layer(fn, pplan, r, params, lay, writes_of, pixel_ports, port_out, pixel,
+                            head) if pplan else None
+        if text is not None:
+            funcs.append(text)
+            calls.append(f"{fn}({', '.join(args)});")
+            io_cycles.append(sum(p[2] for p in params))
+            lined.append(fn)
+            continue
         plan = _line_plan(r, params, lay, pixel_ports, port_out)
         if plan is not None:
             (xn, xt, xs, _), (yn, yt, ys, _) = [p for p in params if not p[3]][0], \

@@ -188,3 +188,64 @@ def row_plan(k: Kernel, x: Buffer, y: Buffer) -> RowPlan | None:
 
     return RowPlan(x, y, oh, rows, stride, first, lb, yrow,
                    substitute_stmts(top.body, {}, access))
+
+
+@dataclass
+class PointPlan:
+    """How an elementwise kernel streams: element ``i`` of every input in ``reads`` (buffers of
+    ``n`` elements, all read at ``i``) gives element ``i`` of ``write``, in any order, so the
+    layer reads one element from each input stream and writes one, holding nothing. ``body``
+    is the loop body for one element over one-element buffers (``scalars``: original buffer ->
+    its one-element stand-in)."""
+
+    n: int
+    reads: list[Buffer]
+    write: Buffer
+    scalars: dict[int, Buffer]
+    body: list[Stmt]
+
+
+def point_plan(k: Kernel) -> PointPlan | None:
+    """The streaming form of an elementwise kernel: one loop ``i`` over ``[0, n)`` with no loop
+    inside, every non-weight buffer accessed only at ``[i]`` (1-D, contiguous, n elements),
+    exactly one written; else None (a broadcast, a reduction, a weight indexed by ``i``)."""
+    body = [s for s in k.body if not isinstance(s, Comment)]
+    if len(body) != 1 or not isinstance(body[0], Loop):
+        return None
+    top = body[0]
+    if not (top.start == Const(0) and isinstance(top.stop, Const) and top.step == 1):
+        return None
+    n = int(top.stop.value)
+    reads: list[Buffer] = []
+    writes: list[Buffer] = []
+
+    def ok(b: Buffer, idx: tuple) -> bool:
+        return b.shape == (n,) and b.strides == (1,) and tuple(idx) == (top.var,)
+
+    for s in walk_stmts(top.body):
+        if isinstance(s, Loop):
+            return None
+        if isinstance(s, Store):
+            if s.buf.space == "weight" or not ok(s.buf, s.index):
+                return None
+            if all(w is not s.buf for w in writes):
+                writes.append(s.buf)
+        for e in stmt_exprs(s):
+            for ld in walk_exprs(e):
+                if isinstance(ld, Load) and ld.buf.space != "weight":
+                    if not ok(ld.buf, ld.index) or ld.mask is not None:
+                        return None
+                    if all(r is not ld.buf for r in reads):
+                        reads.append(ld.buf)
+                elif isinstance(ld, Load) and _vars(ld.index[0] if ld.index else Const(0)) \
+                        & {top.var.name}:
+                    return None   # a weight read per element: not a stream of its own
+    if len(writes) != 1 or any(r is writes[0] for r in reads) or not reads:
+        return None
+    scalars = {id(b): Buffer(f"{b.name}_s", b.dtype, (1,), space="local", value=b.value)
+               for b in [*reads, writes[0]]}
+
+    def access(buf: Buffer, idx: tuple) -> tuple[Buffer, tuple]:
+        return (scalars[id(buf)], (Const(0),)) if id(buf) in scalars else (buf, idx)
+
+    return PointPlan(n, reads, writes[0], scalars, substitute_stmts(top.body, {}, access))

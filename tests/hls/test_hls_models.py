@@ -367,3 +367,28 @@ def test_stream_layers_hold_line_buffers_not_tensors():
         np.testing.assert_allclose(got["y"], sess.run(None, {"x": x})[0], atol=0.02)
     # the same values as the io_parallel build (both equal the same reference)
     np.testing.assert_array_equal(parallel.run({"x": x})["y"], got["y"])
+
+
+def test_stream_elementwise_layers_hold_nothing():
+    """io_stream: a Relu and a residual Add between two convolutions stream element by element
+    (no array in the layer), the convolutions on line buffers; C-sim equals the reference."""
+    r = np.random.default_rng(0)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("Add", ["r", "c"], ["a"]),
+             helper.make_node("Conv", ["a", "w"], ["y"], pads=[1, 1, 1, 1])]
+    g = helper.make_graph(nodes, "res", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, 4, 8, 8])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, [1, 4, 8, 8])], [_init("w", r.normal(0, 0.5, (4, 4, 3, 3)))])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    m = onnxcc.compile(model, "xczu7ev", quantize=onnxcc.FixedPoint(default="ap_fixed<20,8>"),
+                       hls=onnxcc.HLSConfig(io="io_stream", input_layout="NHWC"))
+    text = (m.lib_dir / "firmware" / "res.cpp").read_text()
+    assert text.count("elementwise: one element of each input in") == 2
+    assert text.count("line buffer:") == 1    # the last conv writes the output port (NCHW)
+    assert m.mmap["line_buffered"] == ["res_k0", "res_k1", "res_k2"]
+    x = r.uniform(-2, 2, (1, 4, 8, 8)).astype(np.float32)
+    got = _exact(m, {"x": x})
+    want = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got["y"], want, atol=0.02)
