@@ -21,6 +21,7 @@ import onnx
 from onnx import helper
 
 from .errors import UnsupportedOpError
+from .ops import registry_key
 
 DOMAIN = "com.microsoft"
 NATIVE = {"QGemm", "QLinearAdd", "QLinearMul", "QLinearConcat"}      # registry ops
@@ -37,16 +38,13 @@ SUPPORTED = NATIVE | set(EXPANDED)
 
 
 def registry_name(n: onnx.NodeProto) -> str:
-    """The op registry's name of a node: its op type in the default domain, else
-    ``<domain>.<op type>``."""
-    return n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
+    """The op registry's key of a node (:func:`onnxcc.ops.registry_key`): its op type in the
+    default domain, else ``<domain>.<op type>``."""
+    return registry_key(n.domain, n.op_type)
 
 
 def problem(n: onnx.NodeProto) -> str | None:
-    """Why a node of another domain than the default cannot be imported, or None."""
-    if n.domain != DOMAIN:
-        return (f"domain {n.domain!r} is not supported (the default ONNX domain and "
-                f"{DOMAIN}'s quantized ops are)")
+    """Why a node of domain com.microsoft cannot be imported, or None."""
     if n.op_type not in SUPPORTED:
         return f"{DOMAIN} op {n.op_type} is not implemented (supported: {sorted(SUPPORTED)})"
     return None
