@@ -601,7 +601,9 @@ def import_onnx(model: str | Path | onnx.ModelProto,
                              and np_.domain in DEFAULT_DOMAINS else nver, nname)
             attrs[a.name] = _attr_value(a)
             if a.type == onnx.AttributeProto.FLOAT and not np.isfinite(a.f) \
-                    and np_.op_type != "Constant":   # Elu alpha=-inf: no defined result
+                    and np_.op_type != "Constant" and np_.domain in DEFAULT_DOMAINS:
+                # Elu alpha=-inf: no defined result (ai.onnx.ml's NaN values are data:
+                # Imputer's replaced_value_float=NaN imputes missing values)
                 raise AttributeValueError(f"attribute {a.name!r} is {a.f}, not a finite number",
                                           node=nname, op=np_.op_type,
                                           hint="the model is malformed; re-export it")
