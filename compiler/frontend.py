@@ -473,7 +473,8 @@ def import_onnx(model: str | Path | onnx.ModelProto,
                                  registry_key(n.domain, n.op_type) in registry)
             if why:
                 problems.append((n.name or f"{n.op_type}_{k}", f"{n.domain}.{n.op_type}", why))
-        elif n.op_type not in ("Constant", *control_flow.OPS) and n.op_type not in registry:
+        elif n.op_type not in ("Constant", *control_flow.OPS) and (
+                n.op_type not in registry or "." in n.op_type):   # a key of another domain
             problems.append((n.name or f"{n.op_type}_{k}", n.op_type, "op not implemented"))
         elif newer_form_problem(n.op_type, version):
             problems.append((n.name or f"{n.op_type}_{k}", n.op_type,
