@@ -30,7 +30,7 @@ Supports = Callable[[Node], "str | None"]
 LOWERINGS: dict[str, Lowering] = {}
 SUPPORTS: dict[str, Supports] = {}
 FAMILIES = ("elementwise", "matmul", "nn", "tensor", "reduce", "norm", "quant", "table",
-            "rnn", "ml", "ml_trees")
+            "rnn", "ml", "ml_svm", "ml_trees")
 _loaded = False
 
 

@@ -1,4 +1,4 @@
-"""ONNX-ML linear models, SVM regression and preprocessing (``onnxcc.ops.ml``) as loops, for
+"""ONNX-ML linear models and preprocessing (``onnxcc.ops.ml``) as loops, for
 every target. Parameters from the node's attributes become weight tables; each kernel is a
 loop over the rows (samples) of x, with the arithmetic of the numpy reference (float32, and
 onnxruntime's post transforms from :mod:`onnxcc.codegen.lower.ml_trees`)."""
@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from onnxcc.codegen.loops import (BOOL, F32, I32, Assign, Binary, Buffer, Cast, Comment, Const,
+from onnxcc.codegen.loops import (BOOL, F32, I32, Assign, Binary, Buffer, Cast, Const,
                                   Decl, DType, Expr, Loop, MulAdd, Select, Store, Unary, Var,
-                                  const)
+                                  const, maximum, minimum)
 from onnxcc.ir import Node
-from onnxcc.ops.ml import NORMS, Imputer, label_table, svm_parts
+from onnxcc.ops.ml import NORMS, Imputer, label_table
 
 from . import LowerCtx, lower, nest
 from .ml_trees import I64, clamp, logistic, probit, rows, table, transform_row
@@ -105,42 +105,6 @@ def _lower_linear_classifier(node: Node, ctx: LowerCtx) -> Any:
                       comment=f"LinearClassifier: x {N}x{C}, {E} scores, {post}")
 
 
-@lower("ai.onnx.ml.SVMRegressor")
-def _lower_svm_regressor(node: Node, ctx: LowerCtx) -> Any:
-    """y[b] = sum_j coef[j] * K(x[b], sv[j]) + rho (onnxcc.ops.ml.kernel), one_class sign,
-    PROBIT."""
-    kname, params, sv, coef, rho = svm_parts(node)
-    gamma, coef0, degree = (list(params) + [0.0, 0.0, 0.0])[:3]
-    X, N, C = _x_rows(ctx)
-    y = ctx.output(0, "y")
-    SV, CO = table("support_vectors", sv, F32), table("sv_coefficients", coef, F32)
-    b, j, c = ctx.var("b"), ctx.var("j"), ctx.var("c")
-    acc, kv, dot = Var("acc", F32), Var("kv", F32), Var("dot", F32)
-    xv = _f32(X[(b, c)])
-    if kname == "RBF":
-        diff = xv - SV[(j, c)]
-        inner = [Decl(dot, const(0, F32)), Loop(c, 0, C, [Assign(dot, MulAdd(diff, diff, dot))]),
-                 Decl(kv, Unary("exp", const(-gamma, F32) * dot))]
-    else:
-        inner = [Decl(dot, const(0, F32)),
-                 Loop(c, 0, C, [Assign(dot, MulAdd(xv, SV[(j, c)], dot))])]
-        g = const(gamma, F32) * dot + const(coef0, F32)
-        kval = {"LINEAR": dot, "POLY": Binary("pow", g, const(degree, F32)),
-                "SIGMOID": Unary("tanh", g)}[kname]
-        inner.append(Decl(kv, kval))
-    inner.append(Assign(acc, MulAdd(CO[(j,)], kv, acc)))
-    out: Expr = acc + const(rho, F32)
-    if node.attrs["one_class"]:
-        out = Select(out > const(0, F32), const(1, F32), const(-1, F32))
-    if node.attrs["post_transform"] == "PROBIT":
-        out = probit(out)
-    body = [Decl(acc, const(0, F32)), Loop(j, 0, sv.shape[0], inner),
-            Store(y, (b, Const(0)), out)]
-    text = f"SVMRegressor: x {N}x{C}, {sv.shape[0]} support vectors, {kname} kernel"
-    return ctx.kernel("svm_regressor", [y], [X, SV, CO], [Comment(text), Loop(b, 0, N, body)],
-                      comment=text)
-
-
 def _columnwise(ctx: LowerCtx, name: str, fn, tables: list[Buffer]) -> Any:
     """A kernel y[..., c] = fn(x[..., c], c) over x's shape (output 0, input 0)."""
     x, y = ctx.input(0, "x"), ctx.output(0, "y")
@@ -213,15 +177,16 @@ def _lower_normalizer(node: Node, ctx: LowerCtx) -> Any:
 
 @lower("ai.onnx.ml.ArrayFeatureExtractor")
 def _lower_array_feature_extractor(node: Node, ctx: LowerCtx) -> Any:
-    """y[..., j] = x[..., indices[j]] (constant indices, a table)."""
-    x, y = ctx.input(0, "x"), ctx.output(0, "y")
-    idx = np.asarray(node.inputs[1].const, np.int64).reshape(-1)
-    C, K = x.shape[-1], idx.size
+    """y[r, j] = x[r, clamp(indices[j], 0, C - 1)] over the rows r of x's leading dims."""
+    x, y, i = ctx.input(0, "x"), ctx.output(0, "y"), ctx.input(1, "indices")
+    C = x.shape[-1]
+    K = max(int(np.prod(i.shape)), 1)
     R = int(np.prod(x.shape[:-1])) if len(x.shape) > 1 else 1
-    X, Y = rows(x, R, C), rows(y, R, K)
-    IDX = table("indices", idx, I32)
+    X, Y, IDX = rows(x, R, C), rows(y, R, K), rows(i, 1, K)
     r, j = ctx.var("r"), ctx.var("j")
-    body = [Loop(r, 0, R, [Loop(j, 0, K, [Store(Y, (r, j), X[(r, clamp(IDX[(j,)], C))])])])]
+    at = clamp(Cast(maximum(minimum(IDX[(Const(0), j)], const(C - 1, I64)), const(0, I64)),
+                    I32), C)
+    body = [Loop(r, 0, R, [Loop(j, 0, K, [Store(Y, (r, j), X[(r, at)])])])]
     return ctx.kernel("array_feature_extractor", [Y], [X, IDX], body)
 
 

@@ -160,7 +160,7 @@ def bad_attr(node: Node, message: str) -> AttributeValueError:
 
 
 FAMILIES = ("elementwise", "nn", "matmul", "norm", "shape", "reduce", "fused", "quant",
-            "table", "rnn", "ml", "ml_trees")
+            "table", "rnn", "ml", "ml_svm", "ml_trees")
 _loaded = False
 
 

@@ -1,4 +1,4 @@
-"""Linear models, SVM regression and the preprocessing ops of the ONNX-ML domain (``ai.onnx.ml``).
+"""Linear models and the preprocessing ops of the ONNX-ML domain (``ai.onnx.ml``).
 
 Semantics follow the ONNX-ML spec and, where the spec leaves a case open, onnxruntime (the
 numeric oracle; ``onnxruntime/core/providers/cpu/ml``). Inputs are (N, C) or (C,) (one sample);
@@ -11,15 +11,13 @@ float outputs are float32 unless said otherwise. Registered under ``ai.onnx.ml.<
   E == 1: class_labels[1] if score > 0 else class_labels[0] (1/0 without two labels); else the
   first class of greatest score; post transform of each row (E == 1 with two labels: Z = (1 -
   s, s), s after LOGISTIC when asked, PROBIT refused; E == 1 without: PROBIT only). ``classlabels_strings``: the label output is the int64 index.
-- SVMRegressor: y = sum_j coefficients[j] * K(x, sv_j) + rho[0] (no support vectors: x .
-  coefficients + rho[0], onnxruntime's linear mode, whatever the kernel); kernels LINEAR x.s, POLY (gamma x.s + coef0)^degree, RBF
-  exp(-gamma |x - s|^2), SIGMOID tanh(gamma x.s + coef0) (kernel_params = gamma, coef0,
-  degree); one_class: y = 1 if y > 0 else -1; PROBIT when post_transform says so.
+- SVMRegressor and SVMClassifier: :mod:`onnxcc.ops.ml_svm`.
 - Scaler: y = (x - offset) * scale (one value or one per column). Normalizer: rows divided by
   their MAX (the largest value), L1 or L2 norm (a zero norm leaves the row). Binarizer: y = 1 if
   x > threshold else 0 (x's type). Imputer: x == replaced value (or NaN when that is NaN) ->
   imputed value of the column.
-- ArrayFeatureExtractor: y = x[..., indices] (constant int64 indices; a 1-D x gives (1, k)).
+- ArrayFeatureExtractor: y = x[..., indices] (int64 indices, constant or computed; a 1-D x
+  gives (1, k)).
   FeatureVectorizer: the inputs' rows side by side, each cut or zero-padded to
   ``inputdimensions``.
 - OneHotEncoder (int64 categories; ``zeros=1``): y[..., j] = (x == cats[j]). LabelEncoder (numeric
@@ -35,11 +33,7 @@ import numpy as np
 
 from ..ir import Node, TensorType
 from . import REQUIRED, OpDef, bad_attr, register_op
-from ._util import const_input
 from .ml_trees import ML, TRANSFORMS, logistic, probit, transform
-
-KERNELS = ("LINEAR", "POLY", "RBF", "SIGMOID")
-
 
 def rows(x: np.ndarray) -> np.ndarray:
     """x as (N, C): a 1-D x is one sample."""
@@ -167,69 +161,6 @@ class LinearClassifier(OpDef):
         return [y.astype(np.int64), transform(post, s).astype(np.float32)]
 
 
-def kernel(name: str, params, x: np.ndarray, sv: np.ndarray) -> np.ndarray:
-    """K(x_i, sv_j) (N, S) for x (N, C), sv (S, C), in float32 (onnxruntime's kernel_dot)."""
-    gamma, coef0, degree = (list(params) + [0.0, 0.0, 0.0])[:3]
-    x, sv = x.astype(np.float32), sv.astype(np.float32)
-    if name == "RBF":
-        d = ((x[:, None, :] - sv[None, :, :]) ** 2).sum(axis=2, dtype=np.float32)
-        return np.exp(np.float32(-gamma) * d).astype(np.float32)
-    dot = (x @ sv.T).astype(np.float32)
-    if name == "POLY":
-        return np.power(np.float32(gamma) * dot + np.float32(coef0), np.float32(degree))
-    if name == "SIGMOID":
-        return np.tanh(np.float32(gamma) * dot + np.float32(coef0))
-    return dot
-
-
-def svm_parts(node: Node) -> tuple[str, list, np.ndarray, np.ndarray, float]:
-    """(kernel, kernel_params, support vectors (S, C) or the coefficients as one (1, C) vector,
-    their weights (S,), rho) of an SVMRegressor."""
-    a = node.attrs
-    C = _c(node)
-    k = a["kernel_type"]
-    if k not in KERNELS:
-        raise bad_attr(node, f"kernel_type {k!r} is not one of {KERNELS}")
-    S = int(a["n_supports"])
-    coef = np.asarray(a["coefficients"], np.float32)
-    rho = list(a["rho"]) or [0.0]
-    if S > 0:
-        sv = np.asarray(a["support_vectors"], np.float32)
-        if sv.size != S * C or coef.size != S:
-            raise bad_attr(node, f"needs n_supports x C = {S * C} support vector values and "
-                           f"{S} coefficients")
-        return k, list(a["kernel_params"]), sv.reshape(S, C), coef, float(rho[0])
-    if coef.size != C:
-        raise bad_attr(node, f"a linear SVM (n_supports = 0) needs C = {C} coefficients")
-    # onnxruntime's linear mode: x . coefficients + rho, whatever kernel_type says
-    return "LINEAR", [], coef.reshape(1, C), np.ones(1, np.float32), float(rho[0])
-
-
-@register_op("SVMRegressor", domain=ML)
-class SVMRegressor(OpDef):
-    """ai.onnx.ml SVMRegressor: X (N, C) or (C,) -> Y (N, 1) float32 (module docstring)."""
-
-    attrs = {"coefficients": (), "kernel_params": (), "kernel_type": "LINEAR", "n_supports": 0,
-             "one_class": 0, "post_transform": "NONE", "rho": (), "support_vectors": ()}
-
-    def check(self, node: Node) -> None:
-        _need_rank(node)
-        _post(node)
-        svm_parts(node)
-
-    def infer(self, node: Node) -> list[TensorType]:
-        return [TensorType((_n(node), 1), np.float32)]
-
-    def reference(self, node: Node, x: np.ndarray) -> list[np.ndarray]:
-        k, params, sv, coef, rho = svm_parts(node)
-        y = (kernel(k, params, rows(x), sv) @ coef + np.float32(rho)).astype(np.float32)
-        if node.attrs["one_class"]:
-            y = np.where(y > 0, 1, -1).astype(np.float32)
-        if _post(node) == "PROBIT":
-            y = probit(y)
-        return [y.reshape(-1, 1)]
-
-
 @register_op("Scaler", domain=ML)
 class Scaler(OpDef):
     """ai.onnx.ml Scaler: y = (x - offset) * scale, float32, x's shape (rank 1 or 2)."""
@@ -333,26 +264,33 @@ class Imputer(OpDef):
 
 @register_op("ArrayFeatureExtractor", domain=ML)
 class ArrayFeatureExtractor(OpDef):
-    """ai.onnx.ml ArrayFeatureExtractor: y = x[..., indices]; indices a constant int64 tensor
-    (values in 0..C-1); a 1-D x gives (1, len(indices))."""
+    """ai.onnx.ml ArrayFeatureExtractor: y = x[..., indices] (int64 indices of any shape, taken
+    flat; a 1-D x gives (1, k)). Constant indices are checked against 0..C-1 at compile time;
+    runtime ones (skl2onnx's label lookup after ArgMax) are clamped into it by the generated
+    code (onnxruntime raises an error for an index outside)."""
 
     attrs: dict = {}
     min_inputs, max_inputs = 2, 2
 
     def check(self, node: Node) -> None:
-        idx = const_input(node, 1, "indices")
-        C = node.inputs[0].shape[-1] if node.inputs[0].shape else 0
-        if idx.size and (idx.min() < 0 or idx.max() >= C):
-            raise bad_attr(node, f"indices {idx.reshape(-1).tolist()} are outside 0..{C - 1}")
+        x, i = node.inputs
+        C = x.shape[-1] if x.shape else 0
+        if i.dtype != np.int64 or C == 0:
+            raise bad_attr(node, f"needs int64 indices into a non-empty last axis, got "
+                           f"{i.dtype} indices, x {list(x.shape)}")
+        if i.const is not None and i.const.size and (i.const.min() < 0 or i.const.max() >= C):
+            raise bad_attr(node, f"indices {i.const.reshape(-1).tolist()} are outside "
+                           f"0..{C - 1}")
 
     def infer(self, node: Node) -> list[TensorType]:
-        x = node.inputs[0]
-        k = int(np.asarray(const_input(node, 1, "indices")).size)
+        x, i = node.inputs
+        k = int(np.prod(i.shape)) if i.shape else 1
         shape = (1, k) if len(x.shape) == 1 else (*x.shape[:-1], k)
         return [TensorType(shape, x.dtype)]
 
     def reference(self, node: Node, x: np.ndarray, idx: np.ndarray) -> list[np.ndarray]:
-        y = x[..., np.asarray(idx, np.int64).reshape(-1)]
+        i = np.clip(np.asarray(idx, np.int64).reshape(-1), 0, x.shape[-1] - 1)
+        y = x[..., i]
         return [y.reshape(1, -1) if x.ndim == 1 else y]
 
 

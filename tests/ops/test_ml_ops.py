@@ -249,6 +249,39 @@ def test_svm_regressor(kernel, S, one_class):
     check(m, {"x": features(14, nan=False)[:, :C].copy()})
 
 
+@pytest.mark.parametrize("K,kernel,prob,post,linear", [
+    (2, "RBF", 0, "NONE", 0), (2, "POLY", 0, "LOGISTIC", 0), (3, "RBF", 0, "SOFTMAX", 0),
+    (3, "SIGMOID", 1, "NONE", 0), (4, "RBF", 1, "NONE", 0), (2, "LINEAR", 1, "NONE", 0),
+    (3, "LINEAR", 0, "NONE", 1), (2, "LINEAR", 0, "LOGISTIC", 1), (3, "LINEAR", 1, "NONE", 1)])
+def test_svm_classifier(K, kernel, prob, post, linear):
+    """One-vs-one votes and pair scores, prob_a/prob_b with libsvm's pairwise coupling, and the
+    linear (no support vector) mode."""
+    rng = np.random.default_rng(K * 100 + prob * 10 + linear)
+    P = K * (K - 1) // 2
+    a = dict(classlabels_ints=list(range(3, 3 + K)), kernel_type=kernel,
+             kernel_params=[0.4, 0.3, 2.0], post_transform=post)
+    if linear:
+        a.update(coefficients=rnd(K, C), rho=[0.2])
+    else:
+        vpc = [int(v) for v in rng.integers(1, 4, K)]
+        a.update(vectors_per_class=vpc, support_vectors=rnd(sum(vpc), C),
+                 coefficients=rnd(K - 1, sum(vpc)), rho=rnd(P, scale=0.1))
+    if prob:
+        n = K if linear else P
+        a.update(prob_a=list(-np.abs(rnd(n))), prob_b=rnd(n, scale=0.1))
+    W = K if (linear or prob) else (P if K > 2 else 2)
+    m = ml_model("SVMClassifier", [N, C], [("y", TP.INT64, [N]), ("z", TP.FLOAT, [N, W])], a)
+    check(m, {"x": features(22, nan=False)[:, :C].copy()})
+
+
+def test_array_feature_extractor_with_computed_indices():
+    """skl2onnx's label lookup: the indices are a graph input (an ArgMax in a pipeline)."""
+    x = features(23, nan=False)[:, :C].copy()
+    m = ml_model("ArrayFeatureExtractor", None, [("y", TP.FLOAT, [N, 3])], {},
+                 inputs={"x": (TP.FLOAT, [N, C]), "i": (TP.INT64, [3])})
+    check(m, {"x": x, "i": np.array([2, 0, 3], np.int64)})
+
+
 def test_preprocessing_ops():
     x = features(15, nan=False)[:, :C].copy()
     xn = x.copy()
