@@ -118,7 +118,7 @@ def run(rows: int) -> list[dict]:
                 continue
             errs, agree = [], []
             for k, w in want.items():
-                g = np.asarray(got[k])
+                g = as_array(got[k])
                 if w.dtype.kind in "iu":
                     agree.append(float(np.mean(g.reshape(w.shape) == w)))
                 else:

@@ -65,6 +65,12 @@ class OpDef:
         """The numpy implementation: arrays in, arrays out (one per node output)."""
         raise NotImplementedError(self.name)
 
+    def to_python(self, node: Node, value: np.ndarray) -> Any:
+        """What ``CompiledModel.run`` returns for a graph output this node produces, given the
+        array the generated code wrote (default: the array; ai.onnx.ml ZipMap: onnxruntime's
+        list of dicts)."""
+        return value
+
 
 REGISTRY: dict[str, OpDef] = {}
 DEFAULT_DOMAINS = ("", "ai.onnx")

@@ -23,8 +23,9 @@ float outputs are float32 unless said otherwise. Registered under ``ai.onnx.ml.<
 - OneHotEncoder (int64 categories; ``zeros=1``): y[..., j] = (x == cats[j]). LabelEncoder (numeric
   keys and values, ml opsets 2 and 4): y = values[j] where x == keys[j] (NaN matches NaN), else the
   default.
-- ZipMap: the probability tensor itself (N, C) float32; the class labels stay in the node's
-  attributes (in C the label table is the classifier's; a Python run() returns the tensor).
+- ZipMap: the probability tensor itself (N, C) float32 in the generated code (the class labels
+  stay in the node's attributes); ``CompiledModel.run`` returns onnxruntime's list of
+  {label: probability} dicts (``ZipMap.to_python``).
 """
 
 from __future__ import annotations
@@ -398,8 +399,9 @@ class LabelEncoder(OpDef):
 
 @register_op("ZipMap", domain=ML)
 class ZipMap(OpDef):
-    """ai.onnx.ml ZipMap: onnxcc keeps the probability tensor X (N, C) float32 as the output
-    (the labels are the node's classlabels_int64s / classlabels_strings)."""
+    """ai.onnx.ml ZipMap: the generated code keeps the probability tensor X (N, C) float32 as the
+    output (the labels are the node's classlabels_int64s / classlabels_strings); run() turns it
+    into onnxruntime's list of dicts (:meth:`to_python`)."""
 
     attrs = {"classlabels_int64s": (), "classlabels_strings": ()}
 
@@ -415,5 +417,10 @@ class ZipMap(OpDef):
 
     def reference(self, node: Node, x: np.ndarray) -> list[np.ndarray]:
         return [x.copy()]
+
+    def to_python(self, node: Node, value: np.ndarray) -> list[dict]:
+        """onnxruntime's form: one {label: probability} dict per row (labels int or str)."""
+        labels = list(node.attrs["classlabels_int64s"] or node.attrs["classlabels_strings"])
+        return [dict(zip(labels, (float(p) for p in row))) for row in np.asarray(value)]
 
 

@@ -302,9 +302,18 @@ def test_preprocessing_ops():
          None),
     ]
     for m, feed in cases:
-        if m.graph.node[0].op_type == "ZipMap":   # onnxruntime returns a list of dicts
-            cm = onnxcc.compile(m, "host")
-            np.testing.assert_array_equal(cm.run({"x": x})["y"], x)
+        if m.graph.node[0].op_type == "ZipMap":   # a list of {label: probability} dicts
+            seq = onnx.helper.make_value_info("y", onnx.helper.make_sequence_type_proto(
+                onnx.helper.make_map_type_proto(TP.INT64, onnx.helper.make_tensor_type_proto(
+                    TP.FLOAT, []))))
+            m.graph.output[0].CopyFrom(seq)
+            want = ort_run(m, {"x": x})["y"]
+            for t in TARGETS:
+                got = onnxcc.compile(m, t).run({"x": x})["y"]
+                assert [list(d) for d in got] == [list(d) for d in want] == [[1, 2, 3, 4]] * N
+                np.testing.assert_allclose([list(d.values()) for d in got],
+                                           [list(d.values()) for d in want], rtol=1e-6)
+            assert onnxcc.compile(m, "host").run_arrays({"x": x})["y"].shape == (N, C)
             continue
         check(m, {"x": feed})
 
@@ -337,8 +346,8 @@ def test_feature_vectorizer_and_encoders():
 
 
 def test_scaler_tree_pipeline_with_zipmap():
-    """Scaler -> TreeEnsembleClassifier -> ZipMap, as skl2onnx writes a pipeline: onnxcc's
-    output is the probability tensor that onnxruntime's list of dicts holds."""
+    """Scaler -> TreeEnsembleClassifier -> ZipMap, as skl2onnx writes a pipeline: run() returns
+    onnxruntime's list of {label: probability} dicts."""
     rng = np.random.default_rng(18)
     a = v3_attrs(random_trees(rng, 3, F, 3, 3), "class")
     a["class_weights"] = list(np.abs(a["class_weights"]))
@@ -363,8 +372,10 @@ def test_scaler_tree_pipeline_with_zipmap():
     for t in TARGETS:
         got = onnxcc.compile(m, t).run({"x": x})
         np.testing.assert_array_equal(got["label"], want["label"])
-        probs = np.array([[d[k] for k in (0, 1, 2)] for d in want["probs"]], np.float32)
-        np.testing.assert_allclose(got["probs"], probs, rtol=1e-5, atol=1e-6)
+        assert [sorted(d) for d in got["probs"]] == [[0, 1, 2]] * N
+        np.testing.assert_allclose([[d[k] for k in (0, 1, 2)] for d in got["probs"]],
+                                   [[d[k] for k in (0, 1, 2)] for d in want["probs"]],
+                                   rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.slow
