@@ -1,7 +1,8 @@
 """Tree ensembles (``onnxcc.ops.ml_trees``) as loops over compact node tables, for every target.
 
 The trees become weight tables (:class:`onnxcc.ops.ml_trees.Forest`): per node its feature
-index, threshold, true and false child (global node indices, a leaf pointing to itself), and,
+index, threshold, true and false child (global node indices, a leaf pointing to itself; index
+tables are int16 when every index fits, else int32), and,
 when needed, its mode and missing-value flag; per tree its root; per leaf its row of weights and
 vote flags (L, K). The kernel walks them with a loop rather than branch code, the same on host C,
 LLVM and MCU C (branch code would grow the code with the trees and gives the renderers nothing to
@@ -135,16 +136,22 @@ def _lower_trees(node: Node, ctx: LowerCtx) -> Any:
     X = rows(x, N, F)
     dt = DType.of(f.dtype)
     M, T, (L, K) = len(f.feature), len(f.roots), f.weights.shape
-    FEAT, THR = table("feature", f.feature, I32), table("threshold", f.threshold, dt)
-    TRUE, FALSE = table("true_child", f.true, I32), table("false_child", f.false, I32)
-    ROOT, LEAFT = table("root", f.roots, I32), table("leaf", f.leaf, I32)
+    # index tables in int16 when every index fits (half the flash of int32 on an MCU)
+    ix = DType("int16") if max(M, L, F) < 2**15 else I32
+    FEAT, THR = table("feature", f.feature, ix), table("threshold", f.threshold, dt)
+    TRUE, FALSE = table("true_child", f.true, ix), table("false_child", f.false, ix)
+    ROOT, LEAFT = table("root", f.roots, ix), table("leaf", f.leaf, ix)
+
+    def at(buf: Buffer, i: Expr) -> Expr:   # an index read from a table, as int32
+        return buf[(i,)] if buf.dtype == I32 else Cast(buf[(i,)], I32)
+
     W, HAS = table("leaf_weights", f.weights, dt), table("leaf_votes", f.has, BOOL)
     ins = [X, FEAT, THR, TRUE, FALSE, ROOT, LEAFT, W, HAS]
     S, H = Buffer("s", dt, (K,), space="local"), Buffer("h", BOOL, (K,), space="local")
     b, t, d, k = ctx.var("b"), ctx.var("t"), ctx.var("d"), ctx.var("k")
     nd, v = Var("nd", I32), Var("v", dt)
     idx = clamp(nd, M)
-    xv = X[(b, clamp(FEAT[(idx,)], F))]
+    xv = X[(b, clamp(at(FEAT, idx), F))]
     # the walk: one branch-free step per level
     modes = f.modes_used or [0]
     if len(modes) == 1:
@@ -160,7 +167,7 @@ def _lower_trees(node: Node, ctx: LowerCtx) -> Any:
         ins.append(MISS)
         cond = cond | (MISS[(idx,)] & Unary("isnan", v))
     step = [Decl(v, xv if X.dtype == dt else Cast(xv, dt)),
-            Assign(nd, Select(cond, TRUE[(idx,)], FALSE[(idx,)]))]
+            Assign(nd, Select(cond, at(TRUE, idx), at(FALSE, idx)))]
     lf = Var("lf", I32)
     w, hv = W[(clamp(lf, L), k)], HAS[(clamp(lf, L), k)]
     if f.aggregate in ("SUM", "AVERAGE"):
@@ -168,9 +175,9 @@ def _lower_trees(node: Node, ctx: LowerCtx) -> Any:
     else:
         better = (w < S[(k,)]) if f.aggregate == "MIN" else (w > S[(k,)])
         acc = Select(Unary("not", H[(k,)]) | better, w, S[(k,)])
-    tree = [Decl(nd, ROOT[(t,)]),
+    tree = [Decl(nd, at(ROOT, t)),
             Loop(d, 0, f.depth, step) if f.depth else Comment("single-leaf trees"),
-            Decl(lf, LEAFT[(idx,)]),
+            Decl(lf, at(LEAFT, idx)),
             Loop(k, 0, K, [Store(S, (k,), Select(hv, acc, S[(k,)])),
                            Store(H, (k,), H[(k,)] | hv)])]
     k0 = ctx.var("k")
