@@ -20,11 +20,12 @@ from . import LowerCtx, lower, nest
 from .ml_trees import I64, clamp, logistic, probit, rows, table, transform_row
 
 
-def _f32(e: Expr) -> Expr:
+def as_f32(e: Expr) -> Expr:
+    """``e`` as float32 (a cast unless it already is)."""
     return e if e.dtype == F32 else Cast(e, F32)
 
 
-def _x_rows(ctx: LowerCtx) -> tuple[Buffer, int, int]:
+def x_rows(ctx: LowerCtx) -> tuple[Buffer, int, int]:
     """Input 0 viewed as (N, C) (a 1-D x is one row)."""
     x = ctx.input(0, "x")
     N = 1 if len(x.shape) <= 1 else x.shape[0]
@@ -42,14 +43,14 @@ def _scores(ctx: LowerCtx, node: Node, X: Buffer, b: Var, C: int, E: int, ins: l
     e, c = ctx.var("e"), ctx.var("c")
     acc = Var("acc", F32)
     return [Loop(e, 0, E, [Decl(acc, B[(e,)]),
-                           Loop(c, 0, C, [Assign(acc, MulAdd(_f32(X[(b, c)]), W[(e, c)], acc))]),
+                           Loop(c, 0, C, [Assign(acc, MulAdd(as_f32(X[(b, c)]), W[(e, c)], acc))]),
                            Store(S, (e,), acc)])]
 
 
 @lower("ai.onnx.ml.LinearRegressor")
 def _lower_linear_regressor(node: Node, ctx: LowerCtx) -> Any:
     """y[b] = post_transform(x[b] @ W^T + intercepts) (PROBIT only when one target)."""
-    X, N, C = _x_rows(ctx)
+    X, N, C = x_rows(ctx)
     y = ctx.output(0, "y")
     T = int(node.attrs["targets"])
     S = Buffer("s", F32, (T,), space="local")
@@ -69,12 +70,12 @@ def _lower_linear_regressor(node: Node, ctx: LowerCtx) -> Any:
 @lower("ai.onnx.ml.LinearClassifier")
 def _lower_linear_classifier(node: Node, ctx: LowerCtx) -> Any:
     """Scores as LinearRegressor; labels and the one-score rules of onnxcc.ops.ml."""
-    from onnxcc.ops.ml import _labels
+    from onnxcc.ops.ml import class_labels
 
-    X, N, C = _x_rows(ctx)
+    X, N, C = x_rows(ctx)
     lab, z = ctx.output(0, "label"), ctx.output(1, "scores")
     E = len(node.attrs["intercepts"])
-    labels, _ = _labels(node)
+    labels, _ = class_labels(node)
     post = node.attrs["post_transform"]
     S = Buffer("s", F32, (E,), space="local")
     ins = [X]
@@ -122,7 +123,7 @@ def _lower_scaler(node: Node, ctx: LowerCtx) -> Any:
     off = np.broadcast_to(np.asarray(node.attrs["offset"] or [0.0], np.float32), (C,))
     sc = np.broadcast_to(np.asarray(node.attrs["scale"] or [1.0], np.float32), (C,))
     OFF, SC = table("offset", off, F32), table("scale", sc, F32)
-    return _columnwise(ctx, "scaler", lambda v, c: (_f32(v) - OFF[(c,)]) * SC[(c,)], [OFF, SC])
+    return _columnwise(ctx, "scaler", lambda v, c: (as_f32(v) - OFF[(c,)]) * SC[(c,)], [OFF, SC])
 
 
 @lower("ai.onnx.ml.Binarizer")
@@ -152,22 +153,22 @@ def _lower_imputer(node: Node, ctx: LowerCtx) -> Any:
 @lower("ai.onnx.ml.Normalizer")
 def _lower_normalizer(node: Node, ctx: LowerCtx) -> Any:
     """Per row: d = max / sum |x| / sqrt(sum x^2); y = d != 0 ? x / d : x (float32)."""
-    X, N, C = _x_rows(ctx)
+    X, N, C = x_rows(ctx)
     y = ctx.output(0, "y")
     Y = rows(y, N, C)
     norm = node.attrs["norm"]
     assert norm in NORMS
     b, c, c2 = ctx.var("b"), ctx.var("c"), ctx.var("c")
     d = Var("d", F32)
-    v = _f32(X[(b, c)])
+    v = as_f32(X[(b, c)])
     if norm == "MAX":
-        init, upd = _f32(X[(b, Const(0))]), Select(v > d, v, d)
+        init, upd = as_f32(X[(b, Const(0))]), Select(v > d, v, d)
     elif norm == "L1":
         init, upd = const(0, F32), d + Unary("abs", v)
     else:
         init, upd = const(0, F32), MulAdd(v, v, d)
     fin = [Assign(d, Unary("sqrt", d))] if norm == "L2" else []
-    v2 = _f32(X[(b, c2)])
+    v2 = as_f32(X[(b, c2)])
     body = [Decl(d, init), Loop(c, 0, C, [Assign(d, upd)]), *fin,
             Loop(c2, 0, C, [Store(Y, (b, c2), Select(Binary("ne", d, const(0, F32)), v2 / d,
                                                      v2))])]
@@ -204,7 +205,7 @@ def _lower_feature_vectorizer(node: Node, ctx: LowerCtx) -> Any:
         b, c, c2 = ctx.var("b"), ctx.var("c"), ctx.var("c")
         n = min(Ci, int(d))
         body.append(Loop(b, 0, N, [
-            Loop(c, 0, n, [Store(y, (b, c + Const(off)), _f32(X[(b, c)]))]),
+            Loop(c, 0, n, [Store(y, (b, c + Const(off)), as_f32(X[(b, c)]))]),
             Loop(c2, n, int(d), [Store(y, (b, c2 + Const(off)), const(0, F32))])]))
         off += int(d)
     return ctx.kernel("feature_vectorizer", [y], ins, body)

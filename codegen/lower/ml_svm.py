@@ -17,7 +17,7 @@ from onnxcc.ir import Node
 from onnxcc.ops.ml_svm import SVC, svm_parts
 
 from . import LowerCtx, lower
-from .ml import _f32, _x_rows
+from .ml import as_f32, x_rows
 from .ml_trees import I64, clamp, logistic, probit, table, transform_row
 
 
@@ -41,12 +41,12 @@ def _lower_svm_regressor(node: Node, ctx: LowerCtx) -> Any:
     PROBIT."""
     kname, params, sv, coef, rho = svm_parts(node)
     gamma, coef0, degree = (list(params) + [0.0, 0.0, 0.0])[:3]
-    X, N, C = _x_rows(ctx)
+    X, N, C = x_rows(ctx)
     y = ctx.output(0, "y")
     SV, CO = table("support_vectors", sv, F32), table("sv_coefficients", coef, F32)
     b, j, c = ctx.var("b"), ctx.var("j"), ctx.var("c")
     acc, kv, dot = Var("acc", F32), Var("kv", F32), Var("dot", F32)
-    inner, kval = kernel_value(kname, (gamma, coef0, degree), lambda c: _f32(X[(b, c)]),
+    inner, kval = kernel_value(kname, (gamma, coef0, degree), lambda c: as_f32(X[(b, c)]),
                                lambda c: SV[(j, c)], c, C, dot)
     inner += [Decl(kv, kval), Assign(acc, MulAdd(CO[(j,)], kv, acc))]
     out: Expr = acc + const(rho, F32)
@@ -117,7 +117,7 @@ def _lower_svm_classifier(node: Node, ctx: LowerCtx) -> Any:
     """See the module docstring and onnxcc.ops.ml_svm.SVMClassifier.reference."""
     m = SVC(node)
     post = node.attrs["post_transform"]
-    X, N, C = _x_rows(ctx)
+    X, N, C = x_rows(ctx)
     lab, z = ctx.output(0, "label"), ctx.output(1, "scores")
     CL = table("class_labels", m.labels, I64)
     K = m.K
@@ -129,7 +129,7 @@ def _lower_svm_classifier(node: Node, ctx: LowerCtx) -> Any:
         k, c = ctx.var("k"), ctx.var("c")
         acc = Var("acc", F32)
         body = [Loop(k, 0, K, [Decl(acc, const(0, F32)),
-                               Loop(c, 0, C, [Assign(acc, MulAdd(_f32(X[(b, c)]), W[(k, c)],
+                               Loop(c, 0, C, [Assign(acc, MulAdd(as_f32(X[(b, c)]), W[(k, c)],
                                                                  acc))]),
                                Store(S, (k,), acc + const(m.rho[0], F32))])]
         body += _argmax_first(ctx, S, K, best, bw)
@@ -158,7 +158,7 @@ def _lower_svm_classifier(node: Node, ctx: LowerCtx) -> Any:
     locs = [KV, PS, VOTES]
     v, c, p, v2, k0 = ctx.var("v"), ctx.var("c"), ctx.var("p"), ctx.var("v"), ctx.var("k")
     dot, tot = Var("dot", F32), Var("tot", F64)
-    pre, kval = kernel_value(m.kernel, m.params, lambda c: _f32(X[(b, c)]),
+    pre, kval = kernel_value(m.kernel, m.params, lambda c: as_f32(X[(b, c)]),
                              lambda c: SV[(v, c)], c, C, dot)
     at = clamp(Select(tot > const(0, F64), PI[(p,)], PJ[(p,)]), K)
     body = [Loop(k0, 0, K, [Store(VOTES, (k0,), Const(0))]),

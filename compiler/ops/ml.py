@@ -41,24 +41,29 @@ def rows(x: np.ndarray) -> np.ndarray:
     return x.reshape(1, -1) if x.ndim == 1 else x.reshape(x.shape[0], -1)
 
 
-def _n(node: Node) -> int:
+def n_rows(node: Node) -> int:
+    """Samples N of the node's X ((N, C), or 1 for a 1-D X)."""
     x = node.inputs[0]
     return 1 if len(x.shape) <= 1 else x.shape[0]
 
 
-def _c(node: Node) -> int:
+def n_columns(node: Node) -> int:
+    """Features C of the node's X (its last dim)."""
     x = node.inputs[0]
     return x.shape[-1] if x.shape else 1
 
 
-def _need_rank(node: Node, ranks=(1, 2)) -> None:
+def need_rank(node: Node, ranks=(1, 2)) -> None:
+    """Raise AttributeValueError naming the node unless X is a float or integer tensor of one
+    of ``ranks``."""
     x = node.inputs[0]
     if len(x.shape) not in ranks or x.dtype.kind not in "fi":
         raise bad_attr(node, f"X must be a {' or '.join(f'{r}-D' for r in ranks)} float or "
                        f"integer tensor, got {x.dtype} {list(x.shape)}")
 
 
-def _post(node: Node) -> str:
+def post_transform(node: Node) -> str:
+    """The node's post_transform, checked against the spec's names."""
     p = node.attrs["post_transform"]
     if p not in TRANSFORMS:
         raise bad_attr(node, f"post_transform {p!r} is not one of {TRANSFORMS}")
@@ -87,26 +92,26 @@ class LinearRegressor(OpDef):
     attrs = {"coefficients": (), "intercepts": (), "post_transform": "NONE", "targets": 1}
 
     def check(self, node: Node) -> None:
-        _need_rank(node)
-        _post(node)
-        T, C = int(node.attrs["targets"]), _c(node)
+        need_rank(node)
+        post_transform(node)
+        T, C = int(node.attrs["targets"]), n_columns(node)
         if len(node.attrs["coefficients"]) != T * C or len(node.attrs["intercepts"]) not in (0, T):
             raise bad_attr(node, f"coefficients must have targets x C = {T * C} values and "
                            f"intercepts 0 or {T}")
 
     def infer(self, node: Node) -> list[TensorType]:
-        return [TensorType((_n(node), int(node.attrs["targets"])), np.float32)]
+        return [TensorType((n_rows(node), int(node.attrs["targets"])), np.float32)]
 
     def reference(self, node: Node, x: np.ndarray) -> list[np.ndarray]:
         T = int(node.attrs["targets"])
         s = linear_scores(node, rows(x), T)
-        post = _post(node)
+        post = post_transform(node)
         if T == 1:
             return [probit(s) if post == "PROBIT" else s]
         return [transform(post, s).astype(np.float32)]
 
 
-def _labels(node: Node) -> tuple[np.ndarray, bool]:
+def class_labels(node: Node) -> tuple[np.ndarray, bool]:
     """(class labels as int64 (indices for strings), strings?)."""
     if node.attrs.get("classlabels_strings"):
         return np.arange(len(node.attrs["classlabels_strings"]), dtype=np.int64), True
@@ -122,31 +127,31 @@ class LinearClassifier(OpDef):
              "intercepts": (), "multi_class": 0, "post_transform": "NONE"}
 
     def check(self, node: Node) -> None:
-        _need_rank(node)
-        _post(node)
+        need_rank(node)
+        post_transform(node)
         E = len(node.attrs["intercepts"])
-        if E == 0 or len(node.attrs["coefficients"]) != E * _c(node):
+        if E == 0 or len(node.attrs["coefficients"]) != E * n_columns(node):
             raise bad_attr(node, f"needs one intercept per class and classes x C coefficients "
                            f"(got {E} intercepts, {len(node.attrs['coefficients'])} coefficients)")
-        if E == 1 and len(_labels(node)[0]) == 2 and _post(node) == "PROBIT":
+        if E == 1 and len(class_labels(node)[0]) == 2 and post_transform(node) == "PROBIT":
             raise bad_attr(node, "PROBIT with one score and two class labels is not supported "
                            "(onnxruntime leaves the second column undefined)")
-        if E > 1 and len(_labels(node)[0]) != E:
+        if E > 1 and len(class_labels(node)[0]) != E:
             raise bad_attr(node, f"{E} classes need {E} class labels")
 
     def _width(self, node: Node) -> int:
         E = len(node.attrs["intercepts"])
-        return 2 if E == 1 and len(_labels(node)[0]) == 2 else E
+        return 2 if E == 1 and len(class_labels(node)[0]) == 2 else E
 
     def infer(self, node: Node) -> list[TensorType]:
-        return [TensorType((_n(node),), np.int64),
-                TensorType((_n(node), self._width(node)), np.float32)]
+        return [TensorType((n_rows(node),), np.int64),
+                TensorType((n_rows(node), self._width(node)), np.float32)]
 
     def reference(self, node: Node, x: np.ndarray) -> list[np.ndarray]:
         E = len(node.attrs["intercepts"])
         s = linear_scores(node, rows(x), E)
-        labels, _ = _labels(node)
-        post = _post(node)
+        labels, _ = class_labels(node)
+        post = post_transform(node)
         if E == 1:
             two = len(labels) == 2
             pos, neg = (labels[1], labels[0]) if two else (1, 0)
@@ -169,7 +174,7 @@ class Scaler(OpDef):
     attrs = {"offset": (), "scale": ()}
 
     def check(self, node: Node) -> None:
-        _need_rank(node)
+        need_rank(node)
 
     def infer(self, node: Node) -> list[TensorType]:
         return [TensorType(node.inputs[0].shape, np.float32)]
@@ -191,7 +196,7 @@ class Normalizer(OpDef):
     attrs = {"norm": "MAX"}
 
     def check(self, node: Node) -> None:
-        _need_rank(node)
+        need_rank(node)
         if node.attrs["norm"] not in NORMS:
             raise bad_attr(node, f"norm {node.attrs['norm']!r} is not one of {NORMS}")
 
@@ -236,7 +241,7 @@ class Imputer(OpDef):
              "replaced_value_float": 0.0, "replaced_value_int64": 0}
 
     def check(self, node: Node) -> None:
-        _need_rank(node)
+        need_rank(node)
         self.parts(node)
 
     def parts(self, node: Node) -> tuple[np.ndarray, float | int]:
@@ -310,10 +315,10 @@ class FeatureVectorizer(OpDef):
             raise bad_attr(node, "every input must have the same number of rows")
 
     def infer(self, node: Node) -> list[TensorType]:
-        return [TensorType((_n(node), int(sum(node.attrs["inputdimensions"]))), np.float32)]
+        return [TensorType((n_rows(node), int(sum(node.attrs["inputdimensions"]))), np.float32)]
 
     def reference(self, node: Node, *xs: np.ndarray) -> list[np.ndarray]:
-        N = _n(node)
+        N = n_rows(node)
         out = []
         for x, d in zip(xs, node.attrs["inputdimensions"]):
             r = x.reshape(N, -1).astype(np.float32)[:, :d]

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..ir import Node, TensorType
 from . import OpDef, bad_attr, register_op
-from .ml import _c, _labels, _n, _need_rank, _post, rows
+from .ml import class_labels, n_columns, n_rows, need_rank, post_transform, rows
 from .ml_trees import ML, logistic, probit, transform
 
 KERNELS = ("LINEAR", "POLY", "RBF", "SIGMOID")
@@ -56,7 +56,7 @@ def svm_parts(node: Node) -> tuple[str, list, np.ndarray, np.ndarray, float]:
     """(kernel, kernel_params, support vectors (S, C) or the coefficients as one (1, C) vector,
     their weights (S,), rho) of an SVMRegressor."""
     a = node.attrs
-    C = _c(node)
+    C = n_columns(node)
     k = a["kernel_type"]
     if k not in KERNELS:
         raise bad_attr(node, f"kernel_type {k!r} is not one of {KERNELS}")
@@ -83,19 +83,19 @@ class SVMRegressor(OpDef):
              "one_class": 0, "post_transform": "NONE", "rho": (), "support_vectors": ()}
 
     def check(self, node: Node) -> None:
-        _need_rank(node)
-        _post(node)
+        need_rank(node)
+        post_transform(node)
         svm_parts(node)
 
     def infer(self, node: Node) -> list[TensorType]:
-        return [TensorType((_n(node), 1), np.float32)]
+        return [TensorType((n_rows(node), 1), np.float32)]
 
     def reference(self, node: Node, x: np.ndarray) -> list[np.ndarray]:
         k, params, sv, coef, rho = svm_parts(node)
         y = (kernel(k, params, rows(x), sv) @ coef + np.float32(rho)).astype(np.float32)
         if node.attrs["one_class"]:
             y = np.where(y > 0, 1, -1).astype(np.float32)
-        if _post(node) == "PROBIT":
+        if post_transform(node) == "PROBIT":
             y = probit(y)
         return [y.reshape(-1, 1)]
 
@@ -144,9 +144,9 @@ class SVC:
 
     def __init__(self, node: Node) -> None:
         a = node.attrs
-        self.labels, _ = _labels(node)
+        self.labels, _ = class_labels(node)
         self.K = K = len(self.labels)
-        C = _c(node)
+        C = n_columns(node)
         if K < 2:
             raise bad_attr(node, "an SVMClassifier needs 2 or more class labels")
         self.kernel = a["kernel_type"]
@@ -218,20 +218,20 @@ class SVMClassifier(OpDef):
              "vectors_per_class": ()}
 
     def check(self, node: Node) -> None:
-        _need_rank(node)
+        need_rank(node)
         m = SVC(node)
-        if m.sv is not None and not m.prob_a.size and m.K == 2 and _post(node) == "PROBIT":
+        if m.sv is not None and not m.prob_a.size and m.K == 2 and post_transform(node) == "PROBIT":
             raise bad_attr(node, "PROBIT on two classes without probabilities is not supported "
                            "(onnxruntime leaves the second score undefined)")
 
     def infer(self, node: Node) -> list[TensorType]:
-        return [TensorType((_n(node),), np.int64), TensorType((_n(node), SVC(node).width),
+        return [TensorType((n_rows(node),), np.int64), TensorType((n_rows(node), SVC(node).width),
                                                               np.float32)]
 
     def reference(self, node: Node, x: np.ndarray) -> list[np.ndarray]:
         m = SVC(node)
         x = rows(x).astype(np.float32)
-        post = _post(node)
+        post = post_transform(node)
         if m.sv is None:   # linear mode
             z = (x @ m.coef.T + m.rho[0]).astype(np.float32)
             best = np.argmax(z, axis=1)
