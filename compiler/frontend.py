@@ -272,6 +272,9 @@ def _opset(proto: onnx.ModelProto) -> int:
     for imp in proto.opset_import:
         if imp.domain in ("", "ai.onnx"):
             version = imp.version
+    if version is None and not any(n.domain in DEFAULT_DOMAINS
+                                   for n in control_flow.subgraph_nodes(proto.graph)):
+        return IMPLEMENTED_OPSET   # only other domains' ops (ai.onnx.ml): no default opset needed
     if version is None:
         raise ModelLoadError("the model imports no default-domain (ai.onnx) opset",
                              hint="onnxcc compiles models of the default ONNX domain")
