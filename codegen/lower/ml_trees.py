@@ -32,7 +32,7 @@ from onnxcc.codegen.loops import (BOOL, F32, I32, Assign, Binary, Buffer, Cast, 
                                   Decl, DType, Expr, Loop, Select, Store, Unary, Var, const,
                                   maximum, minimum)
 from onnxcc.ir import Node
-from onnxcc.ops.ml_trees import LEAF, forest
+from onnxcc.ops.ml_trees import LEAF, MEMBER, forest
 
 from . import LowerCtx, lower
 
@@ -154,19 +154,33 @@ def _lower_trees(node: Node, ctx: LowerCtx) -> Any:
     xv = X[(b, clamp(at(FEAT, idx), F))]
     # the walk: one branch-free step per level
     modes = f.modes_used or [0]
+    member: list = []
+    inset = Var("inset", BOOL)
+    if MEMBER in modes:   # v in the node's set: a scan of its NaN-padded row
+        R, Smax = f.members.shape
+        MROW, MEMB = table("member_row", f.member_row, ix), table("members", f.members, dt)
+        ins += [MROW, MEMB]
+        s_ = ctx.var("s")
+        member = [Decl(inset, const(False, BOOL)),
+                  Loop(s_, 0, Smax, [Assign(inset, inset | Binary(
+                      "eq", v, MEMB[(clamp(at(MROW, idx), R), s_)]))])]
+
+    def compare(m: int) -> Expr:
+        return inset if m == MEMBER else Binary(_CMP[m], v, THR[(idx,)])
+
     if len(modes) == 1:
-        cond: Expr = Binary(_CMP[modes[0]], v, THR[(idx,)])
+        cond: Expr = compare(modes[0])
     else:
         MODE = table("mode", np.where(f.mode == LEAF, 0, f.mode), DType("int8"))
         ins.append(MODE)
-        cond = Binary(_CMP[modes[-1]], v, THR[(idx,)])
+        cond = compare(modes[-1])
         for m in reversed(modes[:-1]):
-            cond = Select(Binary("eq", MODE[(idx,)], const(m, "int8")), Binary(_CMP[m], v, THR[(idx,)]), cond)
+            cond = Select(Binary("eq", MODE[(idx,)], const(m, "int8")), compare(m), cond)
     if f.missing.any():
         MISS = table("missing_true", f.missing, BOOL)
         ins.append(MISS)
         cond = cond | (MISS[(idx,)] & Unary("isnan", v))
-    step = [Decl(v, xv if X.dtype == dt else Cast(xv, dt)),
+    step = [Decl(v, xv if X.dtype == dt else Cast(xv, dt)), *member,
             Assign(nd, Select(cond, at(TRUE, idx), at(FALSE, idx)))]
     lf = Var("lf", I32)
     w, hv = W[(clamp(lf, L), k)], HAS[(clamp(lf, L), k)]

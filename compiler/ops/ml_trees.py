@@ -24,8 +24,9 @@ PROBIT applies, as in onnxruntime. The classifier's two-class rules are onnxrunt
 ``classlabels_strings``, its int64 index into that list (string tensors are not supported: the
 frontend refuses a string graph output by name).
 
-Not supported (refused by name): ``BRANCH_MEMBER`` nodes (TreeEnsemble's set membership), and a
-classifier of a single class.
+TreeEnsemble's BRANCH_MEMBER nodes go to the true child when ``v`` is one of the node's set of
+``membership_values`` (the sets listed in node order, separated by NaN). Not supported (refused
+by name): a classifier of a single class.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from . import REQUIRED, OpDef, bad_attr, register_op
 ML = "ai.onnx.ml"
 MODES = ("BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT", "BRANCH_EQ", "BRANCH_NEQ")
 LEAF = 6
+MEMBER = 7   # TreeEnsemble's BRANCH_MEMBER (its ONNX code is 6, onnxcc's LEAF)
 AGGREGATES = ("AVERAGE", "SUM", "MIN", "MAX")   # TreeEnsemble's integer codes, in order
 TRANSFORMS = ("NONE", "SOFTMAX", "LOGISTIC", "SOFTMAX_ZERO", "PROBIT")
 
@@ -80,6 +82,8 @@ class Forest:
     classes: np.ndarray | None = None
     binary_case: bool = False
     all_positive: bool = False
+    member_row: np.ndarray | None = None   # (M,) row of a MEMBER node's set in ``members``
+    members: np.ndarray | None = None      # (R, S) the sets, NaN-padded, ``dtype``
 
     @property
     def dtype(self) -> np.dtype:
@@ -241,10 +245,21 @@ def forest_v5(node: Node) -> Forest:
     missing = list(a["nodes_missing_value_tracks_true"]) or [0] * M
     if any(len(v) != M for v in (feat, modes, tn, fn, tl, fl, missing)):
         raise bad_attr(node, "the nodes_* attributes must all have one entry per node")
-    if any(m == 6 for m in modes):
-        raise bad_attr(node, "BRANCH_MEMBER (set membership) nodes are not supported")
-    if any(not 0 <= m < 6 for m in modes):
-        raise bad_attr(node, f"nodes_modes holds {sorted(set(modes.tolist()))}, not modes 0..5")
+    if any(not 0 <= m <= 6 for m in modes):
+        raise bad_attr(node, f"nodes_modes holds {sorted(set(modes.tolist()))}, not modes 0..6")
+    sets: list[list[float]] = [[]]
+    mv = a.get("membership_values")
+    for v in (np.asarray(mv).reshape(-1) if mv is not None else ()):
+        if np.isnan(v):
+            sets.append([])
+        else:
+            sets[-1].append(float(v))
+    if sets and not sets[-1]:
+        sets.pop()
+    n_member = int(np.sum(modes == 6))
+    if n_member and len(sets) != n_member:
+        raise bad_attr(node, f"{n_member} BRANCH_MEMBER nodes but {len(sets)} sets in "
+                       "membership_values (NaN-separated)")
     targets = list(a["leaf_targetids"])
     lw = np.asarray(a["leaf_weights"]).reshape(-1)
     if len(targets) != len(lw):
@@ -264,7 +279,7 @@ def forest_v5(node: Node) -> Forest:
     threshold = np.concatenate([splits.astype(dt), np.zeros(nL, dt)])
     true = np.array(child(tn, tl) + list(range(M, M + nL)))
     false = np.array(child(fn, fl) + list(range(M, M + nL)))
-    mode = np.array(list(modes) + [LEAF] * nL)
+    mode = np.array([MEMBER if m == 6 else m for m in modes] + [LEAF] * nL)
     votes = {M + j: [(int(targets[j]), float(lw[j]))] for j in range(nL)}
     agg, post = int(a["aggregate_function"]), int(a["post_transform"])
     if not 0 <= agg < 4 or not 0 <= post < 5:
@@ -272,9 +287,17 @@ def forest_v5(node: Node) -> Forest:
     roots = list(a["tree_roots"])
     if any(not 0 <= r < M for r in roots):
         raise bad_attr(node, "tree_roots must index nodes")
-    return _finish(node, feature, threshold, true, false, mode,
-                   [bool(m) for m in missing] + [False] * nL, roots, votes, int(a["n_targets"]),
-                   AGGREGATES[agg], TRANSFORMS[post], ())
+    f = _finish(node, feature, threshold, true, false, mode,
+                [bool(m) for m in missing] + [False] * nL, roots, votes, int(a["n_targets"]),
+                AGGREGATES[agg], TRANSFORMS[post], ())
+    if n_member:
+        S = max(len(x) for x in sets)
+        f.members = np.full((n_member, S), np.nan, f.dtype)
+        for r, x in enumerate(sets):
+            f.members[r, :len(x)] = x
+        f.member_row = np.zeros(len(mode), np.int32)
+        f.member_row[np.flatnonzero(mode == MEMBER)] = np.arange(n_member)
+    return f
 
 
 def forest(node: Node) -> Forest:
@@ -295,8 +318,10 @@ def walk(f: Forest, x: np.ndarray) -> np.ndarray:
             v = x[rows, f.feature[n]]
             t = f.threshold[n]
             m = f.mode[n]
-            c = np.select([m == 0, m == 1, m == 2, m == 3, m == 4, m == 5],
-                          [v <= t, v < t, v >= t, v > t, v == t, v != t], False)
+            inset = (f.members[f.member_row[n]] == v[..., None]).any(-1) \
+                if f.members is not None else False
+            c = np.select([m == 0, m == 1, m == 2, m == 3, m == 4, m == 5, m == MEMBER],
+                          [v <= t, v < t, v >= t, v > t, v == t, v != t, inset], False)
             c |= f.missing[n] & np.isnan(v)
             n = np.where(c, f.true[n], f.false[n])
     return f.leaf[n]

@@ -178,12 +178,12 @@ def test_tree_refusals():
     trees = random_trees(rng, 2, F, 2, 1)
     a = v5_attrs(trees)
     modes = numpy_helper.to_array(a["nodes_modes"]).copy()
-    modes[0] = 6
+    modes[0] = modes[1] = 6   # two BRANCH_MEMBER nodes, one set
     a["nodes_modes"] = numpy_helper.from_array(modes)
     m = ml_model("TreeEnsemble", [N, F], [("y", TP.FLOAT, [N, 1])],
                  dict(a, n_targets=1, membership_values=numpy_helper.from_array(
-                     np.array([1.0], np.float32))), ml_opset=5)
-    with pytest.raises(AttributeValueError, match="ml0.*BRANCH_MEMBER"):
+                     np.array([1.0, 2.0], np.float32))), ml_opset=5)
+    with pytest.raises(AttributeValueError, match="ml0.*2 BRANCH_MEMBER nodes but 1 sets"):
         onnxcc.compile(m, "host")
     m = regressor(1, "SUM", "NONE", 1)
     m.opset_import[1].version = 5   # deprecated there: onnxruntime refuses it too
@@ -396,7 +396,8 @@ def test_tree_classifier_on_qemu():
 
 def test_onnx_ml_node_cases():
     """The onnx wheel's ai.onnx.ml node cases (models that import no default-domain opset): the
-    numeric ones pass on host; string label encoders and set membership are refused by name."""
+    numeric ones (set membership included) pass on host and cpu; string label encoders are
+    refused by name."""
     import warnings
 
     from onnx.backend.test.case.node import collect_testcases
@@ -413,15 +414,13 @@ def test_onnx_ml_node_cases():
             with pytest.raises(UnsupportedOpError, match="not supported"):
                 onnxcc.compile(m, "host")
             continue
-        if "set_membership" in c.name:
-            with pytest.raises(AttributeValueError, match="BRANCH_MEMBER"):
-                onnxcc.compile(m, "host")
-            continue
-        cm = onnxcc.compile(m, "host")
-        for ins, outs in c.data_sets:
-            got = cm.run({vi.name: a for vi, a in zip(m.graph.input, ins)})
-            for vi, want in zip(m.graph.output, outs):
-                np.testing.assert_allclose(got[vi.name], want, rtol=1e-5, atol=1e-6)
+        for t in TARGETS:
+            cm = onnxcc.compile(m, t)
+            for ins, outs in c.data_sets:
+                got = cm.run({vi.name: a for vi, a in zip(m.graph.input, ins)})
+                for vi, want in zip(m.graph.output, outs):
+                    np.testing.assert_allclose(got[vi.name], want, rtol=1e-5, atol=1e-6)
         passed.append(c.name)
     assert {"test_ai_onnx_ml_array_feature_extractor", "test_ai_onnx_ml_binarizer",
-            "test_ai_onnx_ml_tree_ensemble_single_tree"} <= set(passed)
+            "test_ai_onnx_ml_tree_ensemble_single_tree",
+            "test_ai_onnx_ml_tree_ensemble_set_membership"} <= set(passed)
