@@ -158,6 +158,18 @@ def test_tree_double_thresholds():
     check(m, {"x": rng.integers(-4, 5, (N, F)) + rng.standard_normal((N, F)) * 1e-9})
 
 
+def test_tree_ensemble_opset5_double():
+    """TreeEnsemble on float64: double splits and weights, a float64 output, equal to
+    onnxruntime to 1e-12."""
+    rng = np.random.default_rng(24)
+    a = v5_attrs(random_trees(rng, 3, F, 3, 2, modes=MODES, missing=True))
+    for k in ("nodes_splits", "leaf_weights"):
+        a[k] = numpy_helper.from_array(numpy_helper.to_array(a[k]).astype(np.float64))
+    m = ml_model("TreeEnsemble", [N, F], [("y", TP.DOUBLE, [N, 2])], dict(a, n_targets=2),
+                 ml_opset=5, x_type=TP.DOUBLE)
+    check(m, {"x": features(25).astype(np.float64)}, rtol=1e-12, atol=1e-12)
+
+
 def test_tree_classifier_string_labels():
     """classlabels_strings: the scores compile; a string label output is refused by name."""
     m = classifier(8, "NONE", 3, 0, labels=None)
