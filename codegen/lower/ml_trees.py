@@ -32,7 +32,7 @@ from onnxcc.codegen.loops import (BOOL, F32, I32, Assign, Binary, Buffer, Cast, 
                                   Decl, DType, Expr, Loop, Select, Store, Unary, Var, const,
                                   maximum, minimum)
 from onnxcc.ir import Node
-from onnxcc.ops.ml_trees import LEAF, MEMBER, forest
+from onnxcc.ops.ml_forest import LEAF, MEMBER, forest
 
 from . import LowerCtx, lower
 

@@ -34,7 +34,8 @@ import numpy as np
 
 from ..ir import Node, TensorType
 from . import REQUIRED, OpDef, bad_attr, register_op
-from .ml_trees import ML, TRANSFORMS, logistic, probit, transform
+from .ml_forest import ML, TRANSFORMS
+from .ml_trees import logistic, probit, transform
 
 def rows(x: np.ndarray) -> np.ndarray:
     """x as (N, C): a 1-D x is one sample."""

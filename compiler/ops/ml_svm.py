@@ -32,7 +32,8 @@ import numpy as np
 from ..ir import Node, TensorType
 from . import OpDef, bad_attr, register_op
 from .ml import class_labels, n_columns, n_rows, need_rank, post_transform, rows
-from .ml_trees import ML, logistic, probit, transform
+from .ml_forest import ML
+from .ml_trees import logistic, probit, transform
 
 KERNELS = ("LINEAR", "POLY", "RBF", "SIGMOID")
 
