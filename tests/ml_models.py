@@ -75,7 +75,8 @@ def v3_attrs(trees: list[dict], prefix: str) -> dict:
 
 def v5_attrs(trees: list[dict]) -> dict:
     """TreeEnsemble (ml opset 5) attributes of ``trees`` (one vote per leaf)."""
-    a: dict = {k: [] for k in ("nodes_featureids", "nodes_splits", "nodes_modes", "nodes_truenodeids",
+    a: dict = {k: [] for k in ("nodes_featureids", "nodes_splits", "nodes_modes",
+                               "nodes_truenodeids",
                                "nodes_falsenodeids", "nodes_trueleafs", "nodes_falseleafs",
                                "nodes_missing_value_tracks_true", "leaf_targetids",
                                "leaf_weights", "tree_roots")}

@@ -13,7 +13,9 @@ vectorize either); each step is branch-free (a select between the two children),
       s[k] = 0, h[k] = false                    # per target: aggregate, voted
       for t in 0..T:
         n = root[t]
-        for d in 0..depth: v = x[b, feature[n]]; n = (v MODE threshold[n] | miss[n] & isnan(v)) ? true[n] : false[n]
+        for d in 0..depth:
+          v = x[b, feature[n]]
+          n = (v MODE threshold[n] | miss[n] & isnan(v)) ? true[n] : false[n]
         for k in 0..K: s[k], h[k] = aggregate(s[k], h[k], weights[leaf[n], k], has[leaf[n], k])
       y[b, :] = post_transform(finish(s, h))     # base values, labels, as the reference
 

@@ -10,7 +10,8 @@ float outputs are float32 unless said otherwise. Registered under ``ai.onnx.ml.<
 - LinearClassifier: scores = x @ coefficients(E, C)^T + intercepts (E = len(intercepts)); labels:
   E == 1: class_labels[1] if score > 0 else class_labels[0] (1/0 without two labels); else the
   first class of greatest score; post transform of each row (E == 1 with two labels: Z = (1 -
-  s, s), s after LOGISTIC when asked, PROBIT refused; E == 1 without: PROBIT only). ``classlabels_strings``: the label output is the int64 index.
+  s, s), s after LOGISTIC when asked, PROBIT refused; E == 1 without: PROBIT only).
+  ``classlabels_strings``: the label output is the int64 index.
 - SVMRegressor and SVMClassifier: :mod:`onnxcc.ops.ml_svm`.
 - Scaler: y = (x - offset) * scale (one value or one per column). Normalizer: rows divided by
   their MAX (the largest value), L1 or L2 norm (a zero norm leaves the row). Binarizer: y = 1 if

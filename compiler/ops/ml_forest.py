@@ -102,7 +102,8 @@ def _finish(node: Node, feature, threshold, true, false, mode, missing, roots, l
     for i in leaves:
         for k, w in leaf_targets.get(i, ()):
             if not 0 <= k < n_targets:
-                raise bad_attr(node, f"a leaf votes for target/class {k}, outside 0..{n_targets - 1}")
+                raise bad_attr(node, f"a leaf votes for target/class {k}, outside "
+                               f"0..{n_targets - 1}")
             r = leaf[i]
             if not has[r, k]:
                 weights[r, k] = w

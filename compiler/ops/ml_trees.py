@@ -1,11 +1,12 @@
 """Tree ensembles of the ONNX-ML domain (``ai.onnx.ml``): TreeEnsembleClassifier and
 TreeEnsembleRegressor (ml opsets 1 and 3) and TreeEnsemble (ml opset 5).
 
-Each op's attributes are read once into a :class:`onnxcc.ops.ml_forest.Forest`: compact node tables (the arrays the
-generated code walks, also what the numpy reference walks) with every tree's nodes at a global
-index, leaves pointing to themselves (so a walk of a fixed ``depth`` steps from every root ends on
-a leaf), and a dense leaf table of weights per target (``weights[leaf, k]`` with ``has[leaf, k]``
-saying whether the leaf votes for target ``k`` at all, as onnxruntime's ``has_score``).
+Each op's attributes are read once into a :class:`onnxcc.ops.ml_forest.Forest`: compact node tables
+(the arrays the generated code walks, also what the numpy reference walks) with every tree's nodes
+at a global index, leaves pointing to themselves (so a walk of a fixed ``depth`` steps from every
+root ends on a leaf), and a dense leaf table of weights per target (``weights[leaf, k]`` with
+``has[leaf, k]`` saying whether the leaf votes for target ``k`` at all, as onnxruntime's
+``has_score``).
 
 A step at node ``n`` reading ``v = x[feature[n]]`` goes to ``true[n]`` when ``v MODE
 threshold[n]`` (LEQ ``<=``, LT ``<``, GTE ``>=``, GT ``>``, EQ ``==``, NEQ ``!=``) or, for a node

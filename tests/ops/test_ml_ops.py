@@ -120,7 +120,8 @@ CLASSIFIERS = [(p, 3, nb, None, False) for p in TRANSFORMS for nb in (0, 3)] + [
 
 @pytest.mark.parametrize("post,K,nb,targets,positive", CLASSIFIERS)
 def test_tree_classifier(post, K, nb, targets, positive):
-    m = classifier(zlib.crc32(repr((post, K, nb, targets)).encode()) % 1000, post, K, nb, targets, positive)
+    seed = zlib.crc32(repr((post, K, nb, targets)).encode()) % 1000
+    m = classifier(seed, post, K, nb, targets, positive)
     check(m, {"x": features(3)}, targets=TARGETS if post in ("NONE", "LOGISTIC") else ())
 
 
