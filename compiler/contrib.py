@@ -21,6 +21,7 @@ import onnx
 from onnx import helper
 
 from .errors import UnsupportedOpError
+from .ops import registry_key
 
 DOMAIN = "com.microsoft"
 NATIVE = {"QGemm", "QLinearAdd", "QLinearMul", "QLinearConcat"}      # registry ops
@@ -40,16 +41,17 @@ SUPPORTED = NATIVE | set(EXPANDED)
 # qonnx, FINN) write its Quant op under
 QONNX_DOMAINS = ("qonnx.custom_op.general", "finn.custom_op.general", "onnx.brevitas")
 QONNX_ROUNDING = {"ROUND": "Round", "FLOOR": "Floor", "CEIL": "Ceil"}
+DOMAINS = (DOMAIN, *QONNX_DOMAINS)   # the domains this module imports
 
 
 def registry_name(n: onnx.NodeProto) -> str:
-    """The op registry's name of a node: its op type in the default domain, else
-    ``<domain>.<op type>``."""
-    return n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
+    """The op registry's key of a node (:func:`onnxcc.ops.registry_key`): its op type in the
+    default domain, else ``<domain>.<op type>``."""
+    return registry_key(n.domain, n.op_type)
 
 
 def problem(n: onnx.NodeProto) -> str | None:
-    """Why a node of another domain than the default cannot be imported, or None."""
+    """Why a node of :data:`DOMAINS` (com.microsoft, QONNX) cannot be imported, or None."""
     if n.domain in QONNX_DOMAINS:
         if n.op_type != "Quant":
             return f"QONNX op {n.op_type} is not implemented (Quant is)"

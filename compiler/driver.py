@@ -72,8 +72,22 @@ class CompiledModel:
         return self._exe[key]
 
     def run(self, inputs: Mapping[str, np.ndarray], *, cc: str | None = None,
-            sanitize: bool = False) -> dict[str, np.ndarray]:
-        """Run the generated code on ``inputs`` (name -> array); returns name -> array.
+            sanitize: bool = False) -> dict[str, Any]:
+        """Run the generated code on ``inputs`` (name -> array); returns name -> array (an
+        output of an ai.onnx.ml ZipMap: a list of {label: probability} dicts, as onnxruntime
+        returns it; see ``OpDef.to_python``). Arguments as :meth:`run_arrays`."""
+        from .ops import get_op
+
+        outs = self.run_arrays(inputs, cc=cc, sanitize=sanitize)
+        for v in self.graph.outputs:
+            if v.producer is not None and v.name in outs:
+                outs[v.name] = get_op(v.producer).to_python(v.producer, outs[v.name])
+        return outs
+
+    def run_arrays(self, inputs: Mapping[str, np.ndarray], *, cc: str | None = None,
+                   sanitize: bool = False) -> dict[str, np.ndarray]:
+        """Run the generated code on ``inputs`` (name -> array); returns name -> array, the
+        buffers as the generated code wrote them.
 
         On an LLVM target (``cpu``...) the Program runs through LLVM's JIT in process (for
         ``cpu``: the very object ``save()`` writes); with ``cc`` given, the saved library (header

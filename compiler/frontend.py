@@ -3,7 +3,10 @@
 - default-domain opsets 1 to the newest the installed onnx knows (see :mod:`onnxcc.opsets`:
   an op whose signature did not change after opset 21 is accepted at any newer opset; forms
   older than opset 7 are upgraded by :mod:`onnxcc.legacy`); onnxruntime's quantized ops of domain
-  com.microsoft are imported by :mod:`onnxcc.contrib`; any other domain is unsupported;
+  com.microsoft are imported by :mod:`onnxcc.contrib`; ops of ``ai.onnx.ml`` (opsets 1 to 5) are
+  ops of the registry (``onnxcc.ops.ml``, keyed ``ai.onnx.ml.<op>``: see
+  :func:`onnxcc.ops.registry_key`), each node carrying its own domain's opset version
+  (``Node.version``); any other domain is unsupported;
 - initializers and ``Constant`` nodes become constant values; nodes whose inputs are all
   constant (``ConstantOfShape``, shape subgraphs ``Shape -> Gather -> Concat -> Reshape``) are
   folded while importing, and ``Shape``/``Size`` always fold because shapes are static;
@@ -38,8 +41,9 @@ from . import contrib, control_flow
 from .errors import AttributeValueError, ModelLoadError, OnnxccError, ShapeError, UnsupportedOpError
 from .ir import Graph, Node, TensorType, Value
 from .legacy import CONVERT, upgrade
-from .ops import REQUIRED, all_ops, get_op, infer_node, run_node
-from .opsets import IMPLEMENTED_OPSET, MAX_OPSET, MIN_OPSET, newer_form_problem
+from .ops import (DEFAULT_DOMAINS, REQUIRED, all_ops, get_op, infer_node, registry_key, run_node,
+                  split_key)
+from .opsets import IMPLEMENTED_OPSET, MAX_OPSET, MIN_OPSET, domain_problem, newer_form_problem
 
 log = logging.getLogger("onnxcc.frontend")
 
@@ -176,12 +180,14 @@ _NOT_VALUES = {onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS,
 
 @functools.lru_cache(maxsize=None)
 def _spec_attr_type(op: str, version: int, name: str) -> int | None:
-    """The AttributeProto type the ONNX spec gives attribute ``name`` of ``op`` at opset
-    ``version``; None when onnx has no schema for the op (e.g. onnxcc's own ops), and
+    """The AttributeProto type the ONNX spec gives attribute ``name`` of ``op`` (a registry key:
+    ``ai.onnx.ml.<op>`` is looked up in that domain) at opset ``version`` of its domain; None
+    when onnx has no schema for the op (e.g. onnxcc's own ops), and
     ``-1`` when the schema exists but has no such attribute at this version (Clip's ``max``
     attribute at opset 11, Cast's ``saturate`` before 19)."""
+    domain, op_type = split_key(op)
     try:
-        a = onnx.defs.get_schema(op, version, "").attributes.get(name)
+        a = onnx.defs.get_schema(op_type, version, domain).attributes.get(name)
     except Exception:   # onnx.defs.SchemaError: no such op at this version
         return None
     return -1 if a is None else int(a.type.value)
@@ -222,9 +228,11 @@ def _tensor_type_name(dtype: np.dtype) -> str:
 @functools.lru_cache(maxsize=None)
 def _spec_inputs(op: str, version: int) -> tuple[list[tuple[str, bool]], dict[str, set[str]]] | None:
     """(formal inputs as (type variable, variadic), type variable -> allowed ``tensor(T)``) of
-    ``op`` at opset ``version``; None when onnx has no schema for it."""
+    ``op`` (a registry key) at opset ``version`` of its domain; None when onnx has no schema for
+    it."""
+    domain, op_type = split_key(op)
     try:
-        schema = onnx.defs.get_schema(op, version, "")
+        schema = onnx.defs.get_schema(op_type, version, domain)
     except Exception:   # onnx.defs.SchemaError: no such op at this version
         return None
     variadic = onnx.defs.OpSchema.FormalParameterOption.Variadic
@@ -237,7 +245,8 @@ def _spec_type_error(op: str, version: int, ins: Sequence[Value | None]) -> str 
     not allowed, or one type variable bound to two types), or None when they do not. An op
     used at an opset older than its first schema (LayerNormalization at 13, which onnxruntime
     runs) is checked against its newest schema."""
-    spec = _spec_inputs(op, version) or _spec_inputs(op, IMPLEMENTED_OPSET)
+    spec = _spec_inputs(op, version) or (_spec_inputs(op, IMPLEMENTED_OPSET)
+                                         if "." not in op else None)
     if spec is None or not spec[0]:
         return None
     formals, allowed = spec
@@ -263,6 +272,9 @@ def _opset(proto: onnx.ModelProto) -> int:
     for imp in proto.opset_import:
         if imp.domain in ("", "ai.onnx"):
             version = imp.version
+    if version is None and not any(n.domain in DEFAULT_DOMAINS
+                                   for n in control_flow.subgraph_nodes(proto.graph)):
+        return IMPLEMENTED_OPSET   # only other domains' ops (ai.onnx.ml): no default opset needed
     if version is None:
         raise ModelLoadError("the model imports no default-domain (ai.onnx) opset",
                              hint="onnxcc compiles models of the default ONNX domain")
@@ -272,6 +284,12 @@ def _opset(proto: onnx.ModelProto) -> int:
                              hint="upgrade the onnx package, or convert the model with "
                              "onnx.version_converter.convert_version(model, 21)")
     return version
+
+
+def _domain_opsets(proto: onnx.ModelProto) -> dict[str, int]:
+    """The opset version the model imports for each domain other than the default one."""
+    return {imp.domain: int(imp.version) for imp in proto.opset_import
+            if imp.domain not in DEFAULT_DOMAINS}
 
 
 def _unknown(d: onnx.TensorShapeProto.Dimension) -> bool:
@@ -436,6 +454,7 @@ def import_onnx(model: str | Path | onnx.ModelProto,
     """
     proto, name = load_model(model, external_data_dir=external_data_dir)
     version = _opset(proto)
+    domain_versions = _domain_opsets(proto)
     graph = proto.graph
     check_ssa(graph)
     input_shapes = dict(input_shapes or {})
@@ -448,11 +467,17 @@ def import_onnx(model: str | Path | onnx.ModelProto,
     # Every unsupported node at once, before any work.
     problems = []
     for k, n in enumerate(control_flow.subgraph_nodes(graph)):
-        if n.domain not in ("", "ai.onnx"):
+        if n.domain in contrib.DOMAINS:
             why = contrib.problem(n)
             if why:
                 problems.append((n.name or f"{n.op_type}_{k}", f"{n.domain}.{n.op_type}", why))
-        elif n.op_type not in ("Constant", *control_flow.OPS) and n.op_type not in registry:
+        elif n.domain not in DEFAULT_DOMAINS:
+            why = domain_problem(n.domain, n.op_type, domain_versions.get(n.domain),
+                                 registry_key(n.domain, n.op_type) in registry)
+            if why:
+                problems.append((n.name or f"{n.op_type}_{k}", f"{n.domain}.{n.op_type}", why))
+        elif n.op_type not in ("Constant", *control_flow.OPS) and (
+                n.op_type not in registry or "." in n.op_type):   # a key of another domain
             problems.append((n.name or f"{n.op_type}_{k}", n.op_type, "op not implemented"))
         elif newer_form_problem(n.op_type, version):
             problems.append((n.name or f"{n.op_type}_{k}", n.op_type,
@@ -528,13 +553,14 @@ def import_onnx(model: str | Path | onnx.ModelProto,
             return
         if scope is not None:
             orig = _renamed(orig, k, scope, prefix, fresh)
-        if version < LEGACY_BELOW:   # an old form (see onnxcc.legacy): check it as written,
-            oname = orig.name or f"{orig.op_type}_{k}"   # then import its newer form
+        if version < LEGACY_BELOW and orig.domain in DEFAULT_DOMAINS:   # an old form (see
+            # onnxcc.legacy): check it as written, then import its newer form
+            oname = orig.name or f"{orig.op_type}_{k}"
             for a in orig.attribute:
                 _check_attribute(a, orig.op_type, version, oname)
             upgraded = upgrade(orig, version, lambda t: values[t].shape if t in values else None,
                                oname)
-        elif orig.domain not in ("", "ai.onnx"):   # onnxruntime's quantized ops
+        elif orig.domain in contrib.DOMAINS:   # onnxruntime's quantized ops, QONNX's Quant
             upgraded = contrib.expand(orig, orig.name or f"{orig.op_type}_{k}")
         else:
             upgraded = [orig]
@@ -544,6 +570,8 @@ def import_onnx(model: str | Path | onnx.ModelProto,
     def add(np_: onnx.NodeProto, k: int) -> None:
         """Import one node of the current opset whose tensor names are final."""
         op = contrib.registry_name(np_)
+        # the opset of the node's own domain (ai.onnx.ml's ops read theirs)
+        nver = version if np_.domain in DEFAULT_DOMAINS else domain_versions.get(np_.domain, 1)
         nname = np_.name or f"{np_.op_type}_{k}"
         while nname in used_names:
             nname += "_"
@@ -573,11 +601,13 @@ def import_onnx(model: str | Path | onnx.ModelProto,
                     hint=f"known attributes: {sorted(opdef.attrs)}" + (
                         "" if version >= LEGACY_BELOW else f"; the opset-{version} form of "
                         f"{np_.op_type} is not supported: {CONVERT}"))
-            _check_attribute(a, op, max(version, LEGACY_BELOW) if version < LEGACY_BELOW
-                             else version, nname)
+            _check_attribute(a, op, max(nver, LEGACY_BELOW) if nver < LEGACY_BELOW
+                             and np_.domain in DEFAULT_DOMAINS else nver, nname)
             attrs[a.name] = _attr_value(a)
             if a.type == onnx.AttributeProto.FLOAT and not np.isfinite(a.f) \
-                    and np_.op_type != "Constant":   # Elu alpha=-inf: no defined result
+                    and np_.op_type != "Constant" and np_.domain in DEFAULT_DOMAINS:
+                # Elu alpha=-inf: no defined result (ai.onnx.ml's NaN values are data:
+                # Imputer's replaced_value_float=NaN imputes missing values)
                 raise AttributeValueError(f"attribute {a.name!r} is {a.f}, not a finite number",
                                           node=nname, op=np_.op_type,
                                           hint="the model is malformed; re-export it")
@@ -596,7 +626,7 @@ def import_onnx(model: str | Path | onnx.ModelProto,
                 attrs[key] = default
         outs = [Value(o or f"{nname}_unused{j}", TensorType((), np.float32))
                 for j, o in enumerate(np_.output)]
-        node = Node(op, ins, outs, attrs, nname, version)
+        node = Node(op, ins, outs, attrs, nname, nver)
         for o in outs:
             o.producer = node
         n_in = len(ins)
@@ -609,7 +639,7 @@ def import_onnx(model: str | Path | onnx.ModelProto,
         if blank:
             raise AttributeValueError(f"required input {blank[0]} is empty", node=nname,
                                       op=np_.op_type, hint="the model is malformed")
-        bad_type = _spec_type_error(op, version, ins)
+        bad_type = _spec_type_error(op, nver, ins)
         if bad_type:   # e.g. Cosh of int32: onnx's checker and onnxruntime refuse it too
             raise ModelLoadError(bad_type, node=nname, op=np_.op_type,
                                  hint="the model is malformed; re-export it")
@@ -655,6 +685,11 @@ def import_onnx(model: str | Path | onnx.ModelProto,
             raise ModelLoadError(f"graph output {vi.name!r} is never produced",
                                  hint="the model is malformed")
         declared = vi.type.tensor_type.elem_type if vi.type.HasField("tensor_type") else 0
+        if declared == onnx.TensorProto.STRING:   # class labels of an ai.onnx.ml classifier
+            raise UnsupportedOpError([(vi.name, "graph output", (
+                "string tensors are not supported; an ai.onnx.ml classifier with "
+                "classlabels_strings computes its label output as the int64 index into that "
+                "list: drop the label output from the graph outputs, or export int64 labels"))])
         got = _tensor_type_name(values[vi.name].dtype)
         if declared and _elem_type_name(declared) != got:   # 0: the model leaves it open
             raise ShapeError(f"graph output {vi.name!r} is declared {_elem_type_name(declared)} "

@@ -13,6 +13,10 @@ accepted; per node, the op's schema in effect at the model's opset
   opset 21 is implemented in its first form unless ``NEWER_FORMS`` says otherwise.
 
 Forms older than opset 7 are upgraded node by node in :mod:`onnxcc.legacy`.
+
+Other domains have opsets of their own (``DOMAINS``): a node's ``Node.version`` is the opset
+its model imports for the node's domain. ``ai.onnx.ml`` (opsets 1 to 5) is accepted op by op
+(:func:`domain_problem`); com.microsoft's quantized ops are :mod:`onnxcc.contrib`'s.
 """
 
 from __future__ import annotations
@@ -83,3 +87,35 @@ def newer_form_problem(op: str, opset: int) -> str | None:
         what.append("changed its inputs or outputs")
     return (f"ONNX changed {op} in opset {since} ({'; '.join(what)}); onnxcc implements "
             f"{op} up to version {schema_version(op, base)}")
+
+
+ML_DOMAIN = "ai.onnx.ml"
+# domain -> (oldest, newest) opset onnxcc accepts; the default domain is MIN_OPSET..MAX_OPSET
+DOMAINS = {ML_DOMAIN: (1, 5)}
+
+
+def domain_problem(domain: str, op: str, opset: int | None, implemented: bool) -> str | None:
+    """Why a node ``op`` of ``domain`` (neither the default domain nor com.microsoft) cannot be
+    imported at the model's ``opset`` for that domain (None when the model imports none), or
+    None when it can. ``implemented`` says whether the registry has the op. The ONNX schema
+    decides: an op that does not exist at that opset, or is deprecated there (ai.onnx.ml 5
+    deprecates TreeEnsembleClassifier/Regressor for TreeEnsemble), is refused, as onnx's
+    checker and onnxruntime refuse it."""
+    if domain not in DOMAINS:
+        return (f"domain {domain!r} is not supported (the default ONNX domain, "
+                f"{ML_DOMAIN}, com.microsoft's quantized ops and QONNX's Quant are)")
+    lo, hi = DOMAINS[domain]
+    if opset is None:
+        return f"the model imports no {domain} opset"
+    if not lo <= opset <= hi:
+        return f"{domain} opset {opset} is outside the range {lo}..{hi} onnxcc accepts"
+    if not implemented:
+        return f"{domain} op {op} is not implemented"
+    try:
+        schema = onnx.defs.get_schema(op, opset, domain)
+    except onnx.defs.SchemaError:
+        return f"{domain} has no op {op} at opset {opset}"
+    if schema.deprecated:
+        return (f"{op} is deprecated in {domain} opset {opset} (onnxruntime refuses it); "
+                f"import it at {domain} opset {opset - 1} or use its replacement")
+    return None

@@ -31,7 +31,8 @@ LOWERINGS: dict[str, Lowering] = {}
 SUPPORTS: dict[str, Supports] = {}
 FAMILIES = ("elementwise", "matmul", "nn", "tensor", "reduce", "norm", "quant", "table",
             "rnn", "loss", "indexing", "bitwise", "matrix",
-            "cumulative", "activation", "selection", "signal", "linalg")
+            "cumulative", "activation", "selection", "signal", "linalg", "ml", "ml_svm",
+            "ml_trees")
 _loaded = False
 
 

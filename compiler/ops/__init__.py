@@ -25,7 +25,10 @@ class OpDef:
     """Base of an op declaration.
 
     Class attributes:
-        name: ONNX op type (default domain) or ``onnxcc.<Name>`` for onnxcc's own ops.
+        name: the registry key: the ONNX op type in the default domain, ``<domain>.<op type>``
+            in another (``ai.onnx.ml.TreeEnsembleRegressor``, ``com.microsoft.QGemm``: see
+            :func:`registry_key`), or ``onnxcc.<Name>`` for onnxcc's own ops.
+        domain: the ONNX domain (``""`` for the default one and onnxcc's own ops).
         attrs: attribute name -> spec default (``REQUIRED`` when the spec gives none).
         traits: ``elementwise`` (output is the broadcast of the inputs, one scalar function),
             ``view`` (output has the input's bytes: Reshape, Flatten...), ``fusable_epilogue``
@@ -34,6 +37,7 @@ class OpDef:
     """
 
     name: str = ""
+    domain: str = ""
     attrs: dict[str, Any] = {}
     traits: frozenset[str] = frozenset()
     min_inputs: int = 1
@@ -61,18 +65,42 @@ class OpDef:
         """The numpy implementation: arrays in, arrays out (one per node output)."""
         raise NotImplementedError(self.name)
 
+    def to_python(self, node: Node, value: np.ndarray) -> Any:
+        """What ``CompiledModel.run`` returns for a graph output this node produces, given the
+        array the generated code wrote (default: the array; ai.onnx.ml ZipMap: onnxruntime's
+        list of dicts)."""
+        return value
+
 
 REGISTRY: dict[str, OpDef] = {}
+DEFAULT_DOMAINS = ("", "ai.onnx")
 
 
-def register_op(name: str, traits: set[str] | frozenset[str] = frozenset()) -> Callable[[type], type]:
-    """Class decorator: register an :class:`OpDef` subclass under the ONNX op ``name``."""
+def registry_key(domain: str, op_type: str) -> str:
+    """The registry key of ONNX op ``op_type`` of ``domain``: the op type itself in the default
+    domain (``""`` or ``ai.onnx``), else ``<domain>.<op type>``. Every op of the registry, the
+    lowerings (``onnxcc.codegen.lower``) and ``Node.op`` use this key."""
+    return op_type if domain in DEFAULT_DOMAINS else f"{domain}.{op_type}"
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """``(domain, op type)`` of a registry key (the inverse of :func:`registry_key`; onnxcc's own
+    ops give ``("onnxcc", name)``, which no ONNX schema has)."""
+    domain, _, op_type = key.rpartition(".")
+    return domain, op_type
+
+
+def register_op(name: str, traits: set[str] | frozenset[str] = frozenset(),
+                domain: str = "") -> Callable[[type], type]:
+    """Class decorator: register an :class:`OpDef` subclass for the ONNX op ``name`` of
+    ``domain`` (default: the ONNX default domain), under :func:`registry_key`."""
 
     def deco(cls: type) -> type:
         inst = cls()
-        inst.name = name
+        inst.name = registry_key(domain, name)
+        inst.domain = "" if domain in DEFAULT_DOMAINS else domain
         inst.traits = frozenset(traits) | frozenset(getattr(cls, "traits", frozenset()))
-        REGISTRY[name] = inst
+        REGISTRY[inst.name] = inst
         return cls
 
     return deco
@@ -139,7 +167,8 @@ def bad_attr(node: Node, message: str) -> AttributeValueError:
 
 FAMILIES = ("elementwise", "nn", "matmul", "norm", "shape", "reduce", "fused", "quant",
             "table", "rnn", "loss", "indexing", "bitwise", "matrix",
-            "cumulative", "activation", "selection", "signal", "linalg")
+            "cumulative", "activation", "selection", "signal", "linalg", "ml",
+            "ml_svm", "ml_trees")
 _loaded = False
 
 

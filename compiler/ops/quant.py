@@ -455,7 +455,7 @@ class QLinearConv(_ConvQ):
         return [requantize_float(acc, mb, np.asarray(yz).reshape(-1)[0], node.inputs[7].dtype)]
 
 
-@register_op("com.microsoft.QGemm")
+@register_op("QGemm", domain="com.microsoft")
 class QGemm(OpDef):
     """onnxruntime's contrib op QGemm (domain com.microsoft): y = requantize(A' @ B' + C) with
     multiplier alpha * a_scale * b_scale / y_scale, where A' = A (M, K) or A^T (transA), B' =
@@ -573,19 +573,19 @@ class _QLinearBinary(OpDef):
         return [np.clip(r, lo, hi).astype(node.inputs[0].dtype)]
 
 
-@register_op("com.microsoft.QLinearAdd")
+@register_op("QLinearAdd", domain="com.microsoft")
 class QLinearAdd(_QLinearBinary):
     __doc__ = _QLinearBinary.__doc__
     fn = staticmethod(np.add)
 
 
-@register_op("com.microsoft.QLinearMul")
+@register_op("QLinearMul", domain="com.microsoft")
 class QLinearMul(_QLinearBinary):
     __doc__ = _QLinearBinary.__doc__
     fn = staticmethod(np.multiply)
 
 
-@register_op("com.microsoft.QLinearConcat")
+@register_op("QLinearConcat", domain="com.microsoft")
 class QLinearConcat(OpDef):
     """onnxruntime's QLinearConcat (domain com.microsoft): inputs Y_scale, Y_zero_point, then
     (X, X_scale, X_zero_point) per input; attribute axis. y = Concat of each input requantized
