@@ -210,8 +210,15 @@ def _pixel_loops(name: str, shape: tuple[int, ...], stmt: str, pad: str = "    "
             f"{pad}    }}\n{pad}}}")
 
 
-def _line_plan(r: KernelRenderer, params: list, lay: _Layout, pixel_ports: set[str],
-               port_out: set[str]):
+def pixel_shape(shape: Sequence[int]) -> tuple[int, int, int, int]:
+    """The (1, C, H, W) a tensor of ``shape`` (1, ..., H, W) streams as: the last two axes are
+    the rows and columns, every axis between them and the batch one channel axis (so a channel
+    shuffle's (1, g, C/g, H, W) and its (1, C, H, W) views move in the same order)."""
+    return (1, math.prod(shape[1:-2]), shape[-2], shape[-1])
+
+
+def _line_plan(r: KernelRenderer, params: list, lay: _Layout, pixel: dict,
+               pixel_ports: set[str], port_out: set[str]):
     """The kernel's :class:`~onnxcc.codegen.hls.linebuffer.RowPlan` when the layer can run on a
     line buffer: one streamed input and one output, both 4-D tensors held whole by their arrays
     (offset 0, canonical strides), the input arriving in pixel order and the output feeding
@@ -232,14 +239,14 @@ def _line_plan(r: KernelRenderer, params: list, lay: _Layout, pixel_ports: set[s
             x = b
         elif ref.name == outs[0][0]:
             y = b
-    if x is None or y is None or lay.shapes.get(outs[0][0]) != tuple(y.shape) \
+    if x is None or y is None or pixel.get(outs[0][0]) != tuple(y.shape) \
             or y.strides != contiguous_strides(y.shape):
         return None
     if ins[0][0] in pixel_ports:   # an NHWC input port: already pixel order
         if len(x.shape) != 4 or x.strides != (x.shape[1] * x.shape[2] * x.shape[3], 1,
                                               x.shape[3] * x.shape[1], x.shape[1]):
             return None
-    elif lay.shapes.get(ins[0][0]) != tuple(x.shape) or x.strides != contiguous_strides(x.shape):
+    elif pixel.get(ins[0][0]) != tuple(x.shape) or x.strides != contiguous_strides(x.shape):
         return None
     return row_plan(r.k, x, y)
 
@@ -263,13 +270,13 @@ def _point_layer(fn: str, plan, r: KernelRenderer, params: list, lay: _Layout,
     orders = set()
     for b in plan.reads:
         a = names[id(b)].name
-        orders.add(("pixel", lay.shapes.get(a)) if a in pixel else
+        orders.add(("pixel", pixel[a]) if a in pixel else
                    ("pixel-port", None) if a in pixel_ports else ("row", None))
     targets = ([out] if out in port_out else []) + writes_of.get(out, [])
     if out in port_out:
         orders.add(("row", None))
     if writes_of.get(out):
-        orders.add(("pixel", lay.shapes.get(out)) if out in pixel else ("row", None))
+        orders.add(("pixel", pixel[out]) if out in pixel else ("row", None))
     if len(orders) != 1 or ("pixel-port", None) in orders:
         return None
     # each buffer's one-element stand-in is the local v_<array>[1] the layer reads into
@@ -356,8 +363,8 @@ def _stream_design(pieces: list[tuple], lay: _Layout, m: str,
     """The io_stream form: layers connected by ``hls::stream`` FIFOs under ``DATAFLOW``, so
     consecutive inputs overlap in the layers (throughput: one input per slowest layer).
 
-    A 4-D tensor moves between layers in pixel order (row by row, each pixel's channels
-    together, as in hls4ml's io_stream); other tensors, and the top's ports, in row-major order
+    A tensor of 4 or more axes moves between layers in pixel order (row by row, each pixel's
+    channels together, as in hls4ml's io_stream; see :func:`pixel_shape`); other tensors, and the top's ports, in row-major order
     (an input port declared NHWC is pixel order). A layer whose kernel reads a fixed window of
     input rows per output row (convolutions, pools: :mod:`onnxcc.codegen.hls.linebuffer`) holds
     only a line buffer of those rows and one output row; an elementwise layer whose inputs and
@@ -382,7 +389,8 @@ def _stream_design(pieces: list[tuple], lay: _Layout, m: str,
     port_in = {p[0] for p in _in_ports(lay)}
     port_out = {p[0] for p in _out_ports(lay)}
     pixel_ports = {p[0] for p in _in_ports(lay) if p[4] in set(nhwc_inputs)}
-    pixel = {a: sh for a, sh in lay.shapes.items() if len(sh) == 4}   # internal, stored NCHW
+    pixel = {a: pixel_shape(sh) for a, sh in lay.shapes.items()
+             if len(sh) >= 4 and sh[0] == 1}   # internal arrays, stored row-major
     decls, calls, funcs, bram = [], [], [], 0
     stream_of: dict[tuple[str, int], str] = {}   # (array, reader) -> stream variable
     writes_of: dict[str, list[str]] = {}          # array -> the streams its writer fills
@@ -435,7 +443,7 @@ def _stream_design(pieces: list[tuple], lay: _Layout, m: str,
             io_cycles.append(sum(p[2] for p in params))
             lined.append(fn)
             continue
-        plan = _line_plan(r, params, lay, pixel_ports, port_out)
+        plan = _line_plan(r, params, lay, pixel, pixel_ports, port_out)
         if plan is not None:
             (xn, xt, xs, _), (yn, yt, ys, _) = [p for p in params if not p[3]][0], \
                 [p for p in params if p[3]][0]
