@@ -303,6 +303,69 @@ def _point_layer(fn: str, plan, r: KernelRenderer, params: list, lay: _Layout,
     return "\n".join(lines)
 
 
+def _pixel_move(fn: str, node, r: KernelRenderer, params: list, pixel: dict,
+                port_out: set[str], writes_of: dict, head: str) -> tuple[str, int] | None:
+    """A Concat over the first channel axis, or a Transpose that permutes channel axes only
+    (a channel shuffle), between pixel-ordered streams: each pixel's channel vector is the
+    inputs' vectors one after another (Concat: nothing held) or a fixed permutation of the
+    input's (Transpose: one pixel held, its order a constant table). Returns (C++ text,
+    elements held) or None when the layer is not of that form."""
+    if node is None or node.op not in ("Concat", "Transpose"):
+        return None
+    ins = [p for p in params if not p[3]]
+    outs = [p for p in params if p[3]]
+    if len(outs) != 1 or outs[0][0] in port_out or outs[0][0] not in pixel \
+            or any(p[0] not in pixel for p in ins) or not writes_of.get(outs[0][0]):
+        return None
+    rank = len(node.outputs[0].shape)
+    y = outs[0][0]
+    _, C, H, W = pixel[y]
+    if rank < 4 or any(pixel[p[0]][2:] != (H, W) for p in ins):
+        return None
+    targets = writes_of[y]
+    sig = []
+    for name, t, _, is_out in params:
+        sig += [f"hls::stream<{t}> &w_{name}_{j}" for j in range(len(targets))] if is_out \
+            else [f"hls::stream<{t}> &r_{name}"]
+    t_out = outs[0][1]
+    write = " ".join(f"w_{y}_{j}.write(v);" for j in range(len(targets)))
+    if node.op == "Concat":
+        axis = int(node.attrs.get("axis", 1)) % rank
+        if axis != 1 or [p[0] for p in ins] != [r.arrays(b).name for b in r.k.params
+                                                 if b.space not in ("weight", "local")
+                                                 and not any(b is o for o in r.k.outputs)]:
+            return None
+        parts = [f"        for (int c = 0; c < {pixel[n][1]}; c++) {{\n"
+                 f"            ONNXCC_HLS(HLS PIPELINE II=1)\n"
+                 f"            {t_out} v = r_{n}.read();\n            {write}\n        }}"
+                 for n, *_ in ins]
+        text = (f"{head}\nstatic void {fn}({', '.join(sig)}) {{\n"
+                f"    // concat of pixel streams: each pixel's channels, input after input\n"
+                f"    for (int p = 0; p < {H * W}; p++) {{\n" + "\n".join(parts) + "\n    }\n}")
+        return text, 0
+    perm = [int(a) for a in node.attrs.get("perm") or []]
+    if len(ins) != 1 or perm[:1] != [0] or perm[-2:] != [rank - 2, rank - 1]:
+        return None
+    # output channel j (row-major over the output's channel axes) reads input channel src[j]
+    x_shape = node.inputs[0].shape
+    src = np.arange(math.prod(x_shape[1:-2])).reshape(x_shape[1:-2]).transpose(
+        [a - 1 for a in perm[1:-2]]).reshape(-1)
+    x, t_in = ins[0][0], ins[0][1]
+    table = ", ".join(str(int(i)) for i in src)
+    text = (f"{head}\nstatic void {fn}({', '.join(sig)}) {{\n"
+            f"    // channel permutation of a pixel stream (perm {perm}): one pixel held\n"
+            f"    static const int src[{C}] = {{{table}}};\n"
+            f"    {t_in} px[{C}];\n"
+            f"    for (int p = 0; p < {H * W}; p++) {{\n"
+            f"        for (int c = 0; c < {C}; c++) {{\n"
+            f"            ONNXCC_HLS(HLS PIPELINE II=1)\n            px[c] = r_{x}.read();\n"
+            f"        }}\n"
+            f"        for (int c = 0; c < {C}; c++) {{\n"
+            f"            ONNXCC_HLS(HLS PIPELINE II=1)\n"
+            f"            {t_out} v = px[src[c]];\n            {write}\n        }}\n    }}\n}}")
+    return text, C
+
+
 def _line_layer(fn: str, plan, r: KernelRenderer, x_name: str, x_t: str, y_name: str, y_t: str,
                 targets: list[str], pragmas: list[str], head: str, x_first: bool) -> str:
     """The C++ of a line-buffered streaming layer (the loop of
@@ -358,8 +421,8 @@ def _line_layer(fn: str, plan, r: KernelRenderer, x_name: str, x_t: str, y_name:
     return f"{head}\n" + "\n".join(lines) + "\n\n" + body
 
 
-def _stream_design(pieces: list[tuple], lay: _Layout, m: str,
-                   nhwc_inputs: Sequence[str] = ()) -> dict[str, Any]:
+def _stream_design(pieces: list[tuple], lay: _Layout, m: str, nhwc_inputs: Sequence[str] = (),
+                   nodes: dict | None = None) -> dict[str, Any]:
     """The io_stream form: layers connected by ``hls::stream`` FIFOs under ``DATAFLOW``, so
     consecutive inputs overlap in the layers (throughput: one input per slowest layer).
 
@@ -433,6 +496,17 @@ def _stream_design(pieces: list[tuple], lay: _Layout, m: str,
                 args += ([name] if name in port_out else []) + writes_of.get(name, [])
             else:
                 args.append(stream_of[(name, idx)])
+        moved = _pixel_move(fn, (nodes or {}).get(r.k.node), r, params, pixel, port_out,
+                            writes_of, head)
+        if moved is not None:
+            text, hold = moved
+            funcs.append(text)
+            calls.append(f"{fn}({', '.join(args)});")
+            io_cycles.append(sum(p[2] for p in params))
+            if hold:
+                held.append((f"one pixel of {r.k.node}", hold, params[-1][1]))
+            lined.append(fn)
+            continue
         from .linebuffer import point_plan
         pplan = point_plan(r.k)
         text = _point_layer(fn, pplan, r, params, lay, writes_of, pixel_ports, port_out, pixel,
@@ -621,7 +695,7 @@ def emit_hls(g: Graph, program: Program, prec: Precision, out: Path, *, target: 
                if n <= PARTITION_LIMIT and kind != "weight")
     stream = None
     if io == "io_stream":
-        stream = _stream_design(pieces, lay, m, nhwc_inputs)
+        stream = _stream_design(pieces, lay, m, nhwc_inputs, {n.name: n for n in g.nodes})
         kernels, calls, arrays, fifo_bram = stream["kernels"], stream["calls"], stream["decls"], \
             stream["bram"]
         # what the layers hold (whole tensors, or line buffers and rows) and the weights

@@ -392,3 +392,35 @@ def test_stream_elementwise_layers_hold_nothing():
     got = _exact(m, {"x": x})
     want = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
     np.testing.assert_allclose(got["y"], want, atol=0.02)
+
+
+def test_stream_channel_shuffle_and_concat_move_pixels():
+    """io_stream: a channel shuffle (Reshape to 5-D, Transpose of the two channel axes,
+    Reshape back) holds one pixel and a channel Concat holds nothing, between line-buffered
+    convolutions; C-sim equals the reference and onnxruntime closely."""
+    r = np.random.default_rng(0)
+    inits = [_init("w", r.normal(0, 0.5, (8, 8, 3, 3))), _init("w2", r.normal(0, 0.3, (4, 16, 3, 3))),
+             numpy_helper.from_array(np.array([1, 2, 4, 6, 6], np.int64), "s1"),
+             numpy_helper.from_array(np.array([1, 8, 6, 6], np.int64), "s2")]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Reshape", ["c", "s1"], ["r1"]),
+             helper.make_node("Transpose", ["r1"], ["t"], perm=[0, 2, 1, 3, 4]),
+             helper.make_node("Reshape", ["t", "s2"], ["r2"]),
+             helper.make_node("Conv", ["r2", "w"], ["d"], pads=[1, 1, 1, 1]),
+             helper.make_node("Concat", ["d", "c"], ["cat"], axis=1),
+             helper.make_node("Conv", ["cat", "w2"], ["y"], pads=[1, 1, 1, 1])]
+    g = helper.make_graph(nodes, "shuf", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, 8, 6, 6])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, [1, 4, 6, 6])], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    m = onnxcc.compile(model, "xczu7ev", quantize=onnxcc.FixedPoint(default="ap_fixed<24,12>"),
+                       hls=onnxcc.HLSConfig(io="io_stream", input_layout="NHWC"))
+    text = (m.lib_dir / "firmware" / "shuf.cpp").read_text()
+    assert "static const int src[8] = {0, 4, 1, 5, 2, 6, 3, 7};" in text   # (2,4) -> (4,2)
+    assert "concat of pixel streams" in text
+    assert len(m.mmap["line_buffered"]) == 4    # conv, shuffle, conv, concat (the last writes y)
+    x = r.uniform(-2, 2, (1, 8, 6, 6)).astype(np.float32)
+    got = _exact(m, {"x": x})
+    want = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got["y"], want, atol=0.02)
