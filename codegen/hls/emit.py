@@ -196,6 +196,9 @@ def _out_ports(lay: _Layout) -> list:
 
 
 SHALLOW_FIFO = 2   # a stream between one writer and one reader that reads nothing else
+# a streaming layer's line buffer, output row or pixel up to this many elements is partitioned
+# into registers; a larger one is block RAM (as a FIFO deeper than this is)
+REGISTER_LIMIT = 64
 
 
 def _pixel_loops(name: str, shape: tuple[int, ...], stmt: str, pad: str = "    ") -> str:
@@ -355,7 +358,9 @@ def _pixel_move(fn: str, node, r: KernelRenderer, params: list, pixel: dict,
     text = (f"{head}\nstatic void {fn}({', '.join(sig)}) {{\n"
             f"    // channel permutation of a pixel stream (perm {perm}): one pixel held\n"
             f"    static const int src[{C}] = {{{table}}};\n"
-            f"    {t_in} px[{C}];\n"
+            f"    {t_in} px[{C}];\n" + (
+                f"    ONNXCC_HLS(HLS ARRAY_PARTITION variable=px complete)\n"
+                if C <= REGISTER_LIMIT else "") +
             f"    for (int p = 0; p < {H * W}; p++) {{\n"
             f"        for (int c = 0; c < {C}; c++) {{\n"
             f"            ONNXCC_HLS(HLS PIPELINE II=1)\n            px[c] = r_{x}.read();\n"
@@ -399,7 +404,9 @@ def _line_layer(fn: str, plan, r: KernelRenderer, x_name: str, x_t: str, y_name:
             f"    // line buffer: {R} of {H} input rows ({R * W * C} of {H * W * C} elements), "
             f"advancing {S} row(s) per output row\n"
             f"    {x_t} lb[{R * W * C}];\n"
-            f"    {y_t} yrow[{OW * M}];\n"
+            f"    {y_t} yrow[{OW * M}];\n" + "".join(
+                f"    ONNXCC_HLS(HLS ARRAY_PARTITION variable={a} complete)\n"
+                for a, n in (("lb", R * W * C), ("yrow", OW * M)) if n <= REGISTER_LIMIT) +
             f"    int next = 0;   // the next input row the stream delivers\n"
             f"    for (int oh = 0; oh < {OH}; oh++) {{\n{keep}"
             f"        const int ws = oh * {S} + ({F});   // the window's first input row\n"
@@ -441,7 +448,7 @@ def _stream_design(pieces: list[tuple], lay: _Layout, m: str, nhwc_inputs: Seque
     that waits on another stream (no deadlock, whatever the order of writes).
     Returns the kernels' C++ texts, the top's declarations and calls, the FIFOs' BRAM18, the
     cycles each layer spends moving its tensors, the arrays each layer holds (what, elements,
-    type) and the names of the line-buffered layers."""
+    type, partitioned into registers) and the names of the streamed layers."""
     readers: dict[str, list[int]] = {}
     for idx, (_, params, _, _, _) in enumerate(pieces):
         for name, _, _, is_out in params:
@@ -504,7 +511,8 @@ def _stream_design(pieces: list[tuple], lay: _Layout, m: str, nhwc_inputs: Seque
             calls.append(f"{fn}({', '.join(args)});")
             io_cycles.append(sum(p[2] for p in params))
             if hold:
-                held.append((f"one pixel of {r.k.node}", hold, params[-1][1]))
+                held.append((f"one pixel of {r.k.node}", hold, params[-1][1],
+                             hold <= REGISTER_LIMIT))
             lined.append(fn)
             continue
         from .linebuffer import point_plan
@@ -527,14 +535,15 @@ def _stream_design(pieces: list[tuple], lay: _Layout, m: str, nhwc_inputs: Seque
             C, _, W = plan.in_shape
             M, _, OW = plan.out_shape
             held += [(f"line buffer of {lay.what.get(xn, xn)} ({plan.rows} rows)",
-                      plan.rows * W * C, xt), (f"output row of {lay.what.get(yn, yn)}", OW * M, yt)]
+                      plan.rows * W * C, xt, plan.rows * W * C <= REGISTER_LIMIT),
+                     (f"output row of {lay.what.get(yn, yn)}", OW * M, yt, OW * M <= REGISTER_LIMIT)]
             io_cycles.append(xs + ys)
             lined.append(fn)
             continue
         sig, pre, post, cycles = [], [], [], 0
         for name, t, size, is_out in params:
             held.append((f"{'output' if is_out else 'input'} {lay.what.get(name, name)} of {fn}",
-                         size, t))
+                         size, t, size <= PARTITION_LIMIT))
             if is_out:
                 targets = ([name] if name in port_out else []) + writes_of.get(name, [])
                 for j, st in enumerate(targets):
@@ -699,12 +708,13 @@ def emit_hls(g: Graph, program: Program, prec: Precision, out: Path, *, target: 
         kernels, calls, arrays, fifo_bram = stream["kernels"], stream["calls"], stream["decls"], \
             stream["bram"]
         # what the layers hold (whole tensors, or line buffers and rows) and the weights
-        in_bram = [(what, bram18(n, lay.width(t))) for what, n, t in stream["held"]
-                   if n > PARTITION_LIMIT]
+        # (arrays partitioned into registers count as flip-flops, the others as block RAM)
+        in_bram = [(what, bram18(n, lay.width(t))) for what, n, t, part in stream["held"]
+                   if not part]
         in_bram += [(f"weight {lay.what.get(a, a)}", bram18(n, lay.width(t)))
                     for a, t, n, kind in lay.arrays() if kind == "weight" and n > PARTITION_LIMIT]
         bram = sum(b for _, b in in_bram)
-        regs = sum(n * lay.width(t) for _, n, t in stream["held"] if n <= PARTITION_LIMIT)
+        regs = sum(n * lay.width(t) for _, n, t, part in stream["held"] if part)
         for e, extra in zip(estimates, stream["io_cycles"]):
             e.latency += extra   # reading the inputs in and writing the outputs out
         total = totals(estimates, bram + fifo_bram, regs)

@@ -315,14 +315,14 @@ def test_if_on_a_runtime_condition(io, tmp_path):
 
 
 def _stream_cnn():
-    """A 1x3x24x24 CNN whose layers each read a window of rows: Conv 3x3 pads 1 (+Relu), MaxPool
+    """A 1x3x48x48 CNN whose layers each read a window of rows: Conv 3x3 pads 1 (+Relu), MaxPool
     2x2 stride 2, a 1x1 Conv with stride 2 (its rows skip input rows: stride above the window),
     a dilated 3x3 Conv with asymmetric pads, AveragePool 3x3 stride 1 without pads, then Flatten
     and Gemm."""
     r = np.random.default_rng(3)
     w = lambda name, *s: _init(name, r.normal(0, 0.4, s))  # noqa: E731
     inits = [w("w1", 8, 3, 3, 3), w("b1", 8), w("w2", 8, 8, 1, 1), w("w3", 6, 8, 3, 3), w("b3", 6),
-             w("wf", 5, 6 * 2 * 2), w("bf", 5)]
+             w("wf", 5, 6 * 8 * 8), w("bf", 5)]
     nodes = [
         helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["c1"], ["r1"]),
@@ -334,7 +334,7 @@ def _stream_cnn():
         helper.make_node("Gemm", ["f", "wf", "bf"], ["y"], transB=1),
     ]
     g = helper.make_graph(nodes, "lines", [helper.make_tensor_value_info(
-        "x", TensorProto.FLOAT, [1, 3, 24, 24])], [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, 3, 48, 48])], [helper.make_tensor_value_info(
             "y", TensorProto.FLOAT, [1, 5])], inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 10
@@ -345,16 +345,16 @@ def test_stream_layers_hold_line_buffers_not_tensors():
     """io_stream with an NHWC input port: every conv and pool layer holds a line buffer of the
     rows its window reads and one output row (not its whole input and output), C-sim equals
     the reference exactly and onnxruntime closely, and the block RAM estimate falls below the
-    io_parallel design's (whose 24x24x8 tensor needs block RAM)."""
+    io_parallel design's (whose 48x48x8 tensors need block RAM)."""
     model = _stream_cnn()
-    fx = onnxcc.FixedPoint(default="ap_fixed<20,8>")   # 12 fraction bits: outputs reach 30
+    fx = onnxcc.FixedPoint(default="ap_fixed<24,10>")   # 14 fraction bits: outputs reach 190
     m = onnxcc.compile(model, "xczu7ev", quantize=fx,
                        hls=onnxcc.HLSConfig(io="io_stream", input_layout="NHWC"))
     text = (m.lib_dir / "firmware" / "lines.cpp").read_text()
     lines = re.findall(r"line buffer: (\d+) of (\d+) input rows", text)
-    # conv 3x3: 3 of 24; maxpool 2x2/2: 2 of 24; 1x1/2: 1 of 12; dilated 3x3: 5 of 6 rows
-    # (pads 2 top, 0 bottom: 4 output rows); avgpool 3x3: 3 of 4
-    assert lines == [("3", "24"), ("2", "24"), ("1", "12"), ("5", "6"), ("3", "4")], lines
+    # conv 3x3: 3 of 48; maxpool 2x2/2: 2 of 48; 1x1/2: 1 of 24; dilated 3x3: 5 of 12 rows
+    # (pads 2 top, 0 bottom: 10 output rows); avgpool 3x3: 3 of 10
+    assert lines == [("3", "48"), ("2", "48"), ("1", "24"), ("5", "12"), ("3", "10")], lines
     assert len(m.mmap["line_buffered"]) == 5
     parallel = onnxcc.compile(model, "xczu7ev", quantize=fx,
                               hls=onnxcc.HLSConfig(io="io_parallel"))
@@ -362,7 +362,7 @@ def test_stream_layers_hold_line_buffers_not_tensors():
     sess = ort.InferenceSession(model.SerializeToString())
     rng = np.random.default_rng(11)
     for _ in range(2):
-        x = rng.uniform(-2, 2, (1, 3, 24, 24)).astype(np.float32)
+        x = rng.uniform(-2, 2, (1, 3, 48, 48)).astype(np.float32)
         got = _exact(m, {"x": x})
         np.testing.assert_allclose(got["y"], sess.run(None, {"x": x})[0], atol=0.02)
     # the same values as the io_parallel build (both equal the same reference)
