@@ -30,7 +30,7 @@ Supports = Callable[[Node], "str | None"]
 LOWERINGS: dict[str, Lowering] = {}
 SUPPORTS: dict[str, Supports] = {}
 FAMILIES = ("elementwise", "matmul", "nn", "tensor", "reduce", "norm", "quant", "table",
-            "rnn")
+            "rnn", "attention")
 _loaded = False
 
 

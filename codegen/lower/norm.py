@@ -142,6 +142,14 @@ def _lower_layernorm(node: Node, ctx: LowerCtx):
     """x, y viewed as (outer, inner) at ``axis``; Scale, B broadcast to x.shape[axis:]. Per outer
     position: mean and variance over inner, then y = (x - mean) * inv_std * Scale + B; the
     optional Mean and InvStdDev outputs (outer,) in their stash dtype."""
+    return normalize_trailing(node, ctx, center=True)
+
+
+def normalize_trailing(node: Node, ctx: LowerCtx, center: bool):
+    """The kernel of LayerNormalization (``center``) and RMSNormalization (not ``center``: the
+    mean is taken as 0, so inv_std = 1 / sqrt(mean(x^2) + eps)): x, y viewed as (outer, inner)
+    at ``axis``; inputs 1 and 2 (Scale, optional B) broadcast to x.shape[axis:]; outputs 1 and 2
+    (optional Mean, InvStdDev) of shape (outer,). None for a zero-size x."""
     x = node.inputs[0]
     if x.type.size == 0:
         return None
@@ -161,15 +169,20 @@ def _lower_layernorm(node: Node, ctx: LowerCtx):
     o = ctx.var("o")
     mean, inv = Var("mean", dt), Var("inv", dt)
     xat = lambda i: xf[affine((o, x_o), offset(i, sts[0]))]  # noqa: E731
-    sum_x, total = _sum(ctx, shp, "sum", dt, xat)
-    sum_sq, sq = _sum(ctx, shp, "sq", dt, lambda i: (xat(i) - mean) * (xat(i) - mean))
     cnt = const(n_in, dt)
-    body = sum_x + [Decl(mean, total / cnt)] + sum_sq + [
-        Decl(inv, const(1, dt) / Unary("sqrt", sq / cnt + _eps(node, dt)))]
+    if center:
+        sum_x, total = _sum(ctx, shp, "sum", dt, xat)
+        sum_sq, sq = _sum(ctx, shp, "sq", dt, lambda i: (xat(i) - mean) * (xat(i) - mean))
+        body = sum_x + [Decl(mean, total / cnt)] + sum_sq
+        centered = lambda i: xat(i) - mean  # noqa: E731
+    else:
+        body, sq = _sum(ctx, shp, "sq", dt, lambda i: xat(i) * xat(i))
+        centered = xat
+    body += [Decl(inv, const(1, dt) / Unary("sqrt", sq / cnt + _eps(node, dt)))]
     pf = [flat(p) for p in params]
 
     def write(i: list[Var]) -> list[Stmt]:
-        v = (xat(i) - mean) * inv * pf[0][offset(i, sts[2])]
+        v = centered(i) * inv * pf[0][offset(i, sts[2])]
         if len(pf) > 1:
             v = v + pf[1][offset(i, sts[3])]
         return [Store(yf, (affine((o, n_in), offset(i, sts[1])),), v)]
@@ -179,7 +192,8 @@ def _lower_layernorm(node: Node, ctx: LowerCtx):
              if node.outputs[k] is not None]
     for st, val in zip(stats, (mean, inv)):
         body.append(Store(st, (o,), val if st.dtype == dt else Cast(val, st.dtype)))
-    return ctx.kernel("layernorm", [yf] + stats, [xf] + pf, [Loop(o, 0, outer, body)])
+    return ctx.kernel("layernorm" if center else "rmsnorm", [yf] + stats, [xf] + pf,
+                      [Loop(o, 0, outer, body)])
 
 
 # ---- LRN ---------------------------------------------------------------------------------------

@@ -138,7 +138,7 @@ def bad_attr(node: Node, message: str) -> AttributeValueError:
 
 
 FAMILIES = ("elementwise", "nn", "matmul", "norm", "shape", "reduce", "fused", "quant",
-            "table", "rnn")
+            "table", "rnn", "attention")
 _loaded = False
 
 
