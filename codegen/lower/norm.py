@@ -292,3 +292,64 @@ def _lower_hardmax(node: Node, ctx: LowerCtx):
     body += nest(ctx, [K], lambda kk: [Store(yf, (offset([o, kk[0], i], ys),), Select(
         Binary("eq", kk[0], best), const(1, dt), const(0, dt)))], "k")
     return ctx.kernel("hardmax", [yf], [xf], [Loop(o, 0, O, [Loop(i, 0, I, body)])])
+
+
+# ---- LpNormalization / GroupNormalization ------------------------------------------------------
+@lower("LpNormalization", supports=float_only)
+def _lower_lpnorm(node: Node, ctx: LowerCtx):
+    """x, y viewed as (outer, K, inner), K the ``axis``; per (outer, inner) position the norm
+    n = sum |x| (p 1) or sqrt(sum x^2) (p 2) over K, then y = x / n (0 where n is 0)."""
+    x = node.inputs[0]
+    if x.type.size == 0:
+        return None
+    axis = norm_axis(node, node.attrs.get("axis", -1), len(x.shape))
+    shape3 = (math.prod(x.shape[:axis]), x.shape[axis], math.prod(x.shape[axis + 1:]))
+    xb, yb = ctx.input(0), ctx.output(0)
+    xf, xs, yf, ys = flat(xb), _strides3(xb, shape3), flat(yb), _strides3(yb, shape3)
+    (O, K, I), dt = shape3, xf.dtype
+    o, i = ctx.var("o"), ctx.var("i")
+    xat = lambda k: xf[offset([o, k[0], i], xs)]  # noqa: E731
+    p1 = node.attrs.get("p", 2) == 1
+    body, total = _sum(ctx, [K], "sum", dt, (lambda k: Unary("abs", xat(k))) if p1 else
+                       (lambda k: xat(k) * xat(k)))
+    nv = Var("norm", dt)
+    body.append(Decl(nv, total if p1 else Unary("sqrt", total)))
+    zero = Binary("eq", nv, const(0, dt))
+    body += nest(ctx, [K], lambda k: [Store(yf, (offset([o, k[0], i], ys),),
+                                            Select(zero, const(0, dt), xat(k) / nv))], "k")
+    return ctx.kernel("lpnorm", [yf], [xf], [Loop(o, 0, O, [Loop(i, 0, I, body)])])
+
+
+@lower("GroupNormalization", supports=lambda n: float_only(n) or (
+        None if all(v.dtype == n.inputs[0].dtype for v in n.inputs[1:])
+        else "scale/bias of another dtype than x is not supported"))
+def _lower_groupnorm(node: Node, ctx: LowerCtx):
+    """x, y (N, C, *S) viewed as (N, G, C/G, S); per (n, g): mean and variance over (C/G, S)
+    (two passes), then y = (x - mean) * inv_std * scale[ch] + bias[ch], ch the channel (or the
+    group, for opset 18's per-group parameters)."""
+    x = node.inputs[0]
+    if x.type.size == 0:
+        return None
+    G = int(node.attrs["num_groups"])
+    N, C, S = x.shape[0], x.shape[1], math.prod(x.shape[2:])
+    Cg = C // G
+    shape4 = (N, G, Cg, S)
+    xb, yb = ctx.input(0), ctx.output(0)
+    xf, yf = flat(xb), flat(yb)
+    xs, ys = _strides3(xb, shape4), _strides3(yb, shape4)
+    sc, bb = ctx.input(1), ctx.input(2)
+    dt = xf.dtype
+    n, g = ctx.var("n"), ctx.var("g")
+    mean, inv = Var("mean", dt), Var("inv", dt)
+    xat = lambda i: xf[offset([n, g, i[0], i[1]], xs)]  # noqa: E731
+    sum_x, total = _sum(ctx, [Cg, S], "sum", dt, xat)
+    sum_sq, sq = _sum(ctx, [Cg, S], "sq", dt, lambda i: (xat(i) - mean) * (xat(i) - mean))
+    cnt = const(Cg * S, dt)
+    body = sum_x + [Decl(mean, total / cnt)] + sum_sq + [
+        Decl(inv, const(1, dt) / Unary("sqrt", sq / cnt + _eps(node, dt)))]
+    per_group = node.inputs[1].shape[0] != C
+    ch = (lambda i: g) if per_group else (lambda i: affine((g, Cg), i[0]))  # noqa: E731
+    body += nest(ctx, [Cg, S], lambda i: [Store(
+        yf, (offset([n, g, i[0], i[1]], ys),),
+        (xat(i) - mean) * inv * sc[ch(i)] + bb[ch(i)])], "c")
+    return ctx.kernel("groupnorm", [yf], [xf, sc, bb], [Loop(n, 0, N, [Loop(g, 0, G, body)])])
