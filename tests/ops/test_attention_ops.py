@@ -1,6 +1,6 @@
-"""Attention, RMSNormalization, RotaryEmbedding, Swish, LpNormalization and GroupNormalization
-through the public API on host and cortex-m4 C and cpu LLVM, against onnxruntime (onnx.reference
-where onnxruntime lacks the op or the form); the errors a user can cause."""
+"""Attention, RMSNormalization, RotaryEmbedding, Swish, LpNormalization, GroupNormalization and
+LpPool through the public API on host and cortex-m4 C and cpu LLVM, against onnxruntime
+(onnx.reference where onnxruntime lacks the op or the form); the errors a user can cause."""
 
 from __future__ import annotations
 
@@ -144,3 +144,14 @@ def test_group_normalization(rng, opset, per_group):
     # onnxruntime 1.31 has GroupNormalization 21 only; opset 18's per-group form: onnx.reference
     check(model("GroupNormalization", feeds, ["y"], opset, num_groups=3, epsilon=1e-3), feeds,
           oracle="reference" if per_group else "onnxruntime")
+
+
+@pytest.mark.parametrize("p, attrs", [
+    (2, {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "strides": [2, 2]}),
+    (3, {"kernel_shape": [2, 2], "auto_pad": "SAME_UPPER"}),
+    (1, {"kernel_shape": [2], "dilations": [2]}),
+])
+def test_lp_pool_vs_ort(rng, p, attrs):
+    shape = (1, 3, 9) if len(attrs["kernel_shape"]) == 1 else (1, 3, 7, 8)
+    x = rng.standard_normal(shape).astype(np.float32)
+    check(model("LpPool", {"x": x}, ["y"], 18, p=p, **attrs), {"x": x})
