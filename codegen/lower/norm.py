@@ -21,7 +21,7 @@ from onnxcc.codegen.loops import (Assign, Binary, Buffer, Cast, Const, Decl, DTy
                                   Select, Stmt, Store, Unary, Var, affine, const, maximum,
                                   minimum)
 from onnxcc.ir import Node
-from onnxcc.ops._util import norm_axis
+from onnxcc.ops._util import norm_axes, norm_axis
 from onnxcc.ops.norm import softmax_axes
 
 from . import LowerCtx, broadcast_view, lower, nest
@@ -353,3 +353,44 @@ def _lower_groupnorm(node: Node, ctx: LowerCtx):
         yf, (offset([n, g, i[0], i[1]], ys),),
         (xat(i) - mean) * inv * sc[ch(i)] + bb[ch(i)])], "c")
     return ctx.kernel("groupnorm", [yf], [xf, sc, bb], [Loop(n, 0, N, [Loop(g, 0, G, body)])])
+
+
+@lower("MeanVarianceNormalization", supports=float_only)
+def _lower_mvn(node: Node, ctx: LowerCtx):
+    """Per position of the axes not in ``axes`` (a nest over them, x read through its strides):
+    mean and mean of squares over ``axes`` (one pass), std = sqrt(mean(x^2) - mean^2), then
+    y = (x - mean) / (std + 1e-9)."""
+    x = node.inputs[0]
+    if x.type.size == 0:
+        return None
+    rank = len(x.shape)
+    red = sorted(norm_axes(node, node.attrs.get("axes", [0, 2, 3]), rank))
+    kept = [a for a in range(rank) if a not in red]
+    xb, yb = ctx.input(0), ctx.output(0)
+    xf, yf = flat(xb), flat(yb)
+    dt = xf.dtype
+    mean, std = Var("mean", dt), Var("std", dt)
+
+    def per_kept(kv: list[Var]) -> list[Stmt]:
+        def idx(rv: list[Var]) -> list:
+            full: list = [None] * rank
+            for a, v in zip(kept, kv):
+                full[a] = v
+            for a, v in zip(red, rv):
+                full[a] = v
+            return full
+
+        xat = lambda rv: xf[offset(idx(rv), xb.strides)]  # noqa: E731
+        rshape = [x.shape[a] for a in red]
+        sum_x, total = _sum(ctx, rshape, "sum", dt, xat)
+        sum_sq, sq = _sum(ctx, rshape, "sq", dt, lambda rv: xat(rv) * xat(rv))
+        cnt = const(math.prod(rshape), dt)
+        body = sum_x + sum_sq + [Decl(mean, total / cnt),
+                                 Decl(std, Unary("sqrt", sq / cnt - mean * mean))]
+        body += nest(ctx, rshape, lambda rv: [Store(yf, (offset(idx(rv), yb.strides),),
+                                                    (xat(rv) - mean) / (std + const(1e-9, dt)))],
+                     "r")
+        return body
+
+    return ctx.kernel("mvn", [yf], [xf], nest(ctx, [x.shape[a] for a in kept], per_kept, "o")
+                      if kept else per_kept([]))

@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import UnsupportedOpError
 from ..ir import Node, TensorType
 from . import REQUIRED, OpDef, attr, bad_attr, register_op
-from ._util import norm_axis
+from ._util import norm_axes, norm_axis
 
 
 def _ct(x: np.ndarray) -> np.dtype:
@@ -282,3 +282,25 @@ class GroupNormalization(OpDef):
             scale, bias = np.repeat(scale, c // g), np.repeat(bias, c // g)
         y = y * _per_channel(scale, x.ndim, ct) + _per_channel(bias, x.ndim, ct)
         return [y.astype(x.dtype)]
+
+
+@register_op("MeanVarianceNormalization")
+class MeanVarianceNormalization(OpDef):
+    """ONNX MeanVarianceNormalization: over ``axes`` (default [0, 2, 3]),
+    y = (x - mean) / (sqrt(mean(x^2) - mean^2) + 1e-9), as the spec's function body."""
+
+    attrs = {"axes": [0, 2, 3]}
+
+    def check(self, node):
+        norm_axes(node, attr(node, "axes"), len(node.inputs[0].shape))
+
+    def infer(self, node):
+        return [node.inputs[0].type]
+
+    def reference(self, node, x):
+        axes = norm_axes(node, attr(node, "axes"), x.ndim)
+        ct = _ct(x)
+        xc = x.astype(ct)
+        mean = xc.mean(axis=axes, keepdims=True)
+        std = np.sqrt(np.square(xc).mean(axis=axes, keepdims=True) - mean * mean)
+        return [((xc - mean) / (std + ct.type(1e-9))).astype(x.dtype)]

@@ -1,6 +1,7 @@
-"""Attention, RMSNormalization, RotaryEmbedding, Swish, LpNormalization, GroupNormalization and
-LpPool through the public API on host and cortex-m4 C and cpu LLVM, against onnxruntime
-(onnx.reference where onnxruntime lacks the op or the form); the errors a user can cause."""
+"""Attention, RMSNormalization, RotaryEmbedding, Swish, LpNormalization, GroupNormalization,
+LpPool and MeanVarianceNormalization through the public API on host and cortex-m4 C and cpu
+LLVM, against onnxruntime (onnx.reference where onnxruntime lacks the op or the form); the
+errors a user can cause."""
 
 from __future__ import annotations
 
@@ -155,3 +156,10 @@ def test_lp_pool_vs_ort(rng, p, attrs):
     shape = (1, 3, 9) if len(attrs["kernel_shape"]) == 1 else (1, 3, 7, 8)
     x = rng.standard_normal(shape).astype(np.float32)
     check(model("LpPool", {"x": x}, ["y"], 18, p=p, **attrs), {"x": x})
+
+
+@pytest.mark.parametrize("axes", [[0, 2, 3], [1], [2, 3]])
+def test_mean_variance_normalization_vs_ort(rng, axes):
+    x = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
+    check(model("MeanVarianceNormalization", {"x": x}, ["y"], 13, axes=axes), {"x": x},
+          rtol=1e-3, atol=1e-4)
