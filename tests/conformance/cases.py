@@ -20,8 +20,11 @@ EXCLUDED_OPS = {
                     "random: draws from a generator the case cannot reproduce"),
     **dict.fromkeys(("Adam", "Adagrad", "Momentum", "Gradient"),
                     "training: updates optimizer state (ai.onnx.preview.training)"),
-    **dict.fromkeys(("StringConcat", "StringNormalizer", "StringSplit", "RegexFullMatch",
-                     "TfIdfVectorizer"), "string: works on string tensors"),
+    **dict.fromkeys(("StringConcat", "StringNormalizer", "StringSplit", "RegexFullMatch"),
+                    "string: works on string tensors"),
+    # its node cases feed integer token ids, but it is a text op (n-gram counts over a pool
+    # of strings or ids); issue 8's count of 1,158 leaves it out
+    "TfIdfVectorizer": "text: n-gram counts over string or token-id pools",
     **dict.fromkeys(("SequenceAt", "SequenceConstruct", "SequenceEmpty", "SequenceErase",
                      "SequenceInsert", "SequenceLength", "SequenceMap", "SplitToSequence",
                      "ConcatFromSequence", "Optional", "OptionalGetElement",
