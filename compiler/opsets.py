@@ -42,6 +42,8 @@ NEWER_FORMS = {
     # precision (QuantizeLinear 25) and output_dtype (DequantizeLinear 23) are implemented for
     # float32; the other additions are element types (int4, float8...) refused by dtype
     "QuantizeLinear": 28, "DequantizeLinear": 28,
+    # nonpad_kv_seqlen (24) and left/right_window_size (25) are implemented
+    "Attention": 25,
 }
 
 

@@ -254,7 +254,7 @@ def _supports_conv(node: Node) -> str | None:
 def _supports_pool(node: Node) -> str | None:
     if len(node.inputs[0].shape) < 3:
         return f"{node.op} needs an (N, C, spatial...) input"
-    if node.op in ("MaxPool", "AveragePool"):
+    if node.op in ("MaxPool", "AveragePool", "LpPool"):
         why = _spatial_rank(node)
         if why:
             return why
@@ -775,9 +775,10 @@ def _vectorize_innermost(s: Stmt, v: Var, lanes: int) -> Stmt:
     return s
 
 
-@lower("MaxPool", "AveragePool", supports=_supports_pool)
+@lower("MaxPool", "AveragePool", "LpPool", supports=_supports_pool)
 def _lower_pool(node: Node, ctx: LowerCtx) -> Any:
-    """y[n, c, o...] = max / mean of x[n, c, o*s + k*d - pb] over the window's taps inside x;
+    """y[n, c, o...] = max / mean / p-norm of x[n, c, o*s + k*d - pb] over the window's taps
+    inside x (LpPool: (sum |x|^p)^(1/p), padding adding 0, as AveragePool's sum does);
     x (N,C,*S), y (N,C,*O); MaxPool's Indices (int64, same shape) is the flat index into x of the
     first maximum in window order (spatial axes column-major when storage_order=1)."""
     x = node.inputs[0]
@@ -794,11 +795,12 @@ def _lower_pool(node: Node, ctx: LowerCtx) -> Any:
     acc = Var("acc", dt)
     iv = [lin((o[a], s[a]), (k[a], d[a]), k0[a] * d[a] - pb[a]) for a in range(nd)]
     taps = [(k[a], 0, KT[a]) for a in range(nd)]
-    avg = node.op == "AveragePool"
+    avg = node.op in ("AveragePool", "LpPool")
+    lp = node.op == "LpPool"
     ins, outs = [X], [Y]
-    div = _pool_divisor(node, ins, o, dt) if avg else None
+    div = _pool_divisor(node, ins, o, dt) if avg and not lp else None
     yi = ctx.output(1, "yi") if len(node.outputs) > 1 else None
-    if yi is None and getattr(ctx.target, "backend", "") == "hls":
+    if yi is None and not lp and getattr(ctx.target, "backend", "") == "hls":
         return _pool_direct(node, ctx, X, Y, o, iv, taps, div, ins)
     if yi is not None:
         outs.append(yi)
@@ -816,6 +818,8 @@ def _lower_pool(node: Node, ctx: LowerCtx) -> Any:
         if avg:
             if possible:
                 xv = Load(X, (n, c, *iv), mask, const(0, dt) if conds else None)
+                if lp:
+                    xv = _lp_term(xv, int(node.attrs.get("p", 2)))
                 red = loops(taps, [Assign(acc, acc + xv)])
                 if math.prod(KT) > WINDOW_BLOCK and nd > 1:
                     # a large window: one partial per step of the outermost tap loop (error
@@ -824,7 +828,9 @@ def _lower_pool(node: Node, ctx: LowerCtx) -> Any:
                     red = loops(taps[:1], [Decl(row, const(0, dt)),
                                            *loops(taps[1:], [Assign(row, row + xv)]),
                                            Assign(acc, acc + row)])
-            return [Decl(acc, const(0, dt)), *red, Store(Y, (n, c, *o), acc / div)]
+            res = (Binary("pow", acc, const(1 / int(node.attrs.get("p", 2)), dt)) if lp
+                   else acc / div)
+            return [Decl(acc, const(0, dt)), *red, Store(Y, (n, c, *o), res)]
         if yi is None:
             if possible:
                 xv = Load(X, (n, c, *iv), mask, _lowest(dt) if conds else None)
@@ -919,6 +925,15 @@ def _pool_direct(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, o: list[Expr],
             f"one accumulator per output, outputs in pixel order")
     return ctx.kernel(node.op.lower(), [Y], read_buffers(nest, ins), [Comment(text)] + nest,
                       comment=text)
+
+
+def _lp_term(x: Expr, p: int) -> Expr:
+    """|x|^p, LpPool's term (x * x for p = 2, |x| for p = 1)."""
+    if p == 1:
+        return Unary("abs", x)
+    if p == 2:
+        return x * x
+    return Binary("pow", Unary("abs", x), const(p, x.dtype))
 
 
 def _blocked_sum(X: Buffer, n: Expr, c: Expr, target: Var, base: list, count: int, level: int,

@@ -21,7 +21,7 @@ from onnxcc.codegen.loops import (Assign, Binary, Buffer, Cast, Const, Decl, DTy
                                   Select, Stmt, Store, Unary, Var, affine, const, maximum,
                                   minimum)
 from onnxcc.ir import Node
-from onnxcc.ops._util import norm_axis
+from onnxcc.ops._util import norm_axes, norm_axis
 from onnxcc.ops.norm import softmax_axes
 
 from . import LowerCtx, broadcast_view, lower, nest
@@ -142,6 +142,14 @@ def _lower_layernorm(node: Node, ctx: LowerCtx):
     """x, y viewed as (outer, inner) at ``axis``; Scale, B broadcast to x.shape[axis:]. Per outer
     position: mean and variance over inner, then y = (x - mean) * inv_std * Scale + B; the
     optional Mean and InvStdDev outputs (outer,) in their stash dtype."""
+    return normalize_trailing(node, ctx, center=True)
+
+
+def normalize_trailing(node: Node, ctx: LowerCtx, center: bool):
+    """The kernel of LayerNormalization (``center``) and RMSNormalization (not ``center``: the
+    mean is taken as 0, so inv_std = 1 / sqrt(mean(x^2) + eps)): x, y viewed as (outer, inner)
+    at ``axis``; inputs 1 and 2 (Scale, optional B) broadcast to x.shape[axis:]; outputs 1 and 2
+    (optional Mean, InvStdDev) of shape (outer,). None for a zero-size x."""
     x = node.inputs[0]
     if x.type.size == 0:
         return None
@@ -161,15 +169,20 @@ def _lower_layernorm(node: Node, ctx: LowerCtx):
     o = ctx.var("o")
     mean, inv = Var("mean", dt), Var("inv", dt)
     xat = lambda i: xf[affine((o, x_o), offset(i, sts[0]))]  # noqa: E731
-    sum_x, total = _sum(ctx, shp, "sum", dt, xat)
-    sum_sq, sq = _sum(ctx, shp, "sq", dt, lambda i: (xat(i) - mean) * (xat(i) - mean))
     cnt = const(n_in, dt)
-    body = sum_x + [Decl(mean, total / cnt)] + sum_sq + [
-        Decl(inv, const(1, dt) / Unary("sqrt", sq / cnt + _eps(node, dt)))]
+    if center:
+        sum_x, total = _sum(ctx, shp, "sum", dt, xat)
+        sum_sq, sq = _sum(ctx, shp, "sq", dt, lambda i: (xat(i) - mean) * (xat(i) - mean))
+        body = sum_x + [Decl(mean, total / cnt)] + sum_sq
+        centered = lambda i: xat(i) - mean  # noqa: E731
+    else:
+        body, sq = _sum(ctx, shp, "sq", dt, lambda i: xat(i) * xat(i))
+        centered = xat
+    body += [Decl(inv, const(1, dt) / Unary("sqrt", sq / cnt + _eps(node, dt)))]
     pf = [flat(p) for p in params]
 
     def write(i: list[Var]) -> list[Stmt]:
-        v = (xat(i) - mean) * inv * pf[0][offset(i, sts[2])]
+        v = centered(i) * inv * pf[0][offset(i, sts[2])]
         if len(pf) > 1:
             v = v + pf[1][offset(i, sts[3])]
         return [Store(yf, (affine((o, n_in), offset(i, sts[1])),), v)]
@@ -179,7 +192,8 @@ def _lower_layernorm(node: Node, ctx: LowerCtx):
              if node.outputs[k] is not None]
     for st, val in zip(stats, (mean, inv)):
         body.append(Store(st, (o,), val if st.dtype == dt else Cast(val, st.dtype)))
-    return ctx.kernel("layernorm", [yf] + stats, [xf] + pf, [Loop(o, 0, outer, body)])
+    return ctx.kernel("layernorm" if center else "rmsnorm", [yf] + stats, [xf] + pf,
+                      [Loop(o, 0, outer, body)])
 
 
 # ---- LRN ---------------------------------------------------------------------------------------
@@ -278,3 +292,105 @@ def _lower_hardmax(node: Node, ctx: LowerCtx):
     body += nest(ctx, [K], lambda kk: [Store(yf, (offset([o, kk[0], i], ys),), Select(
         Binary("eq", kk[0], best), const(1, dt), const(0, dt)))], "k")
     return ctx.kernel("hardmax", [yf], [xf], [Loop(o, 0, O, [Loop(i, 0, I, body)])])
+
+
+# ---- LpNormalization / GroupNormalization ------------------------------------------------------
+@lower("LpNormalization", supports=float_only)
+def _lower_lpnorm(node: Node, ctx: LowerCtx):
+    """x, y viewed as (outer, K, inner), K the ``axis``; per (outer, inner) position the norm
+    n = sum |x| (p 1) or sqrt(sum x^2) (p 2) over K, then y = x / n (0 where n is 0)."""
+    x = node.inputs[0]
+    if x.type.size == 0:
+        return None
+    axis = norm_axis(node, node.attrs.get("axis", -1), len(x.shape))
+    shape3 = (math.prod(x.shape[:axis]), x.shape[axis], math.prod(x.shape[axis + 1:]))
+    xb, yb = ctx.input(0), ctx.output(0)
+    xf, xs, yf, ys = flat(xb), _strides3(xb, shape3), flat(yb), _strides3(yb, shape3)
+    (O, K, I), dt = shape3, xf.dtype
+    o, i = ctx.var("o"), ctx.var("i")
+    xat = lambda k: xf[offset([o, k[0], i], xs)]  # noqa: E731
+    p1 = node.attrs.get("p", 2) == 1
+    body, total = _sum(ctx, [K], "sum", dt, (lambda k: Unary("abs", xat(k))) if p1 else
+                       (lambda k: xat(k) * xat(k)))
+    nv = Var("norm", dt)
+    body.append(Decl(nv, total if p1 else Unary("sqrt", total)))
+    zero = Binary("eq", nv, const(0, dt))
+    body += nest(ctx, [K], lambda k: [Store(yf, (offset([o, k[0], i], ys),),
+                                            Select(zero, const(0, dt), xat(k) / nv))], "k")
+    return ctx.kernel("lpnorm", [yf], [xf], [Loop(o, 0, O, [Loop(i, 0, I, body)])])
+
+
+@lower("GroupNormalization", supports=lambda n: float_only(n) or (
+        None if all(v.dtype == n.inputs[0].dtype for v in n.inputs[1:])
+        else "scale/bias of another dtype than x is not supported"))
+def _lower_groupnorm(node: Node, ctx: LowerCtx):
+    """x, y (N, C, *S) viewed as (N, G, C/G, S); per (n, g): mean and variance over (C/G, S)
+    (two passes), then y = (x - mean) * inv_std * scale[ch] + bias[ch], ch the channel (or the
+    group, for opset 18's per-group parameters)."""
+    x = node.inputs[0]
+    if x.type.size == 0:
+        return None
+    G = int(node.attrs["num_groups"])
+    N, C, S = x.shape[0], x.shape[1], math.prod(x.shape[2:])
+    Cg = C // G
+    shape4 = (N, G, Cg, S)
+    xb, yb = ctx.input(0), ctx.output(0)
+    xf, yf = flat(xb), flat(yb)
+    xs, ys = _strides3(xb, shape4), _strides3(yb, shape4)
+    sc, bb = ctx.input(1), ctx.input(2)
+    dt = xf.dtype
+    n, g = ctx.var("n"), ctx.var("g")
+    mean, inv = Var("mean", dt), Var("inv", dt)
+    xat = lambda i: xf[offset([n, g, i[0], i[1]], xs)]  # noqa: E731
+    sum_x, total = _sum(ctx, [Cg, S], "sum", dt, xat)
+    sum_sq, sq = _sum(ctx, [Cg, S], "sq", dt, lambda i: (xat(i) - mean) * (xat(i) - mean))
+    cnt = const(Cg * S, dt)
+    body = sum_x + [Decl(mean, total / cnt)] + sum_sq + [
+        Decl(inv, const(1, dt) / Unary("sqrt", sq / cnt + _eps(node, dt)))]
+    per_group = node.inputs[1].shape[0] != C
+    ch = (lambda i: g) if per_group else (lambda i: affine((g, Cg), i[0]))  # noqa: E731
+    body += nest(ctx, [Cg, S], lambda i: [Store(
+        yf, (offset([n, g, i[0], i[1]], ys),),
+        (xat(i) - mean) * inv * sc[ch(i)] + bb[ch(i)])], "c")
+    return ctx.kernel("groupnorm", [yf], [xf, sc, bb], [Loop(n, 0, N, [Loop(g, 0, G, body)])])
+
+
+@lower("MeanVarianceNormalization", supports=float_only)
+def _lower_mvn(node: Node, ctx: LowerCtx):
+    """Per position of the axes not in ``axes`` (a nest over them, x read through its strides):
+    mean and mean of squares over ``axes`` (one pass), std = sqrt(mean(x^2) - mean^2), then
+    y = (x - mean) / (std + 1e-9)."""
+    x = node.inputs[0]
+    if x.type.size == 0:
+        return None
+    rank = len(x.shape)
+    red = sorted(norm_axes(node, node.attrs.get("axes", [0, 2, 3]), rank))
+    kept = [a for a in range(rank) if a not in red]
+    xb, yb = ctx.input(0), ctx.output(0)
+    xf, yf = flat(xb), flat(yb)
+    dt = xf.dtype
+    mean, std = Var("mean", dt), Var("std", dt)
+
+    def per_kept(kv: list[Var]) -> list[Stmt]:
+        def idx(rv: list[Var]) -> list:
+            full: list = [None] * rank
+            for a, v in zip(kept, kv):
+                full[a] = v
+            for a, v in zip(red, rv):
+                full[a] = v
+            return full
+
+        xat = lambda rv: xf[offset(idx(rv), xb.strides)]  # noqa: E731
+        rshape = [x.shape[a] for a in red]
+        sum_x, total = _sum(ctx, rshape, "sum", dt, xat)
+        sum_sq, sq = _sum(ctx, rshape, "sq", dt, lambda rv: xat(rv) * xat(rv))
+        cnt = const(math.prod(rshape), dt)
+        body = sum_x + sum_sq + [Decl(mean, total / cnt),
+                                 Decl(std, Unary("sqrt", sq / cnt - mean * mean))]
+        body += nest(ctx, rshape, lambda rv: [Store(yf, (offset(idx(rv), yb.strides),),
+                                                    (xat(rv) - mean) / (std + const(1e-9, dt)))],
+                     "r")
+        return body
+
+    return ctx.kernel("mvn", [yf], [xf], nest(ctx, [x.shape[a] for a in kept], per_kept, "o")
+                      if kept else per_kept([]))

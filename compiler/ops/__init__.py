@@ -168,7 +168,7 @@ def bad_attr(node: Node, message: str) -> AttributeValueError:
 FAMILIES = ("elementwise", "nn", "matmul", "norm", "shape", "reduce", "fused", "quant",
             "table", "rnn", "loss", "indexing", "bitwise", "matrix",
             "cumulative", "activation", "selection", "signal", "linalg", "ml",
-            "ml_svm", "ml_trees")
+            "ml_svm", "ml_trees", "attention")
 _loaded = False
 
 

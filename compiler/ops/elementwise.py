@@ -360,6 +360,17 @@ class Celu(Unary):
         return np.maximum(x, 0) + np.minimum(0, a * np.expm1(x / a))
 
 
+@register_op("Swish")
+class Swish(Unary):
+    """ONNX Swish (opset 24): y = x * sigmoid(alpha * x)."""
+
+    attrs = {"alpha": 1.0}
+
+    def fn(self, node, x):
+        with np.errstate(over="ignore"):
+            return x / (1 + np.exp(-x * x.dtype.type(attr(node, "alpha"))))
+
+
 @register_op("ThresholdedRelu")
 class ThresholdedRelu(Unary):
     """ONNX ThresholdedRelu: y = x if x > alpha else 0."""

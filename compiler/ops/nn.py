@@ -474,6 +474,32 @@ class AveragePool(_Pool):
         return [(acc / count).astype(x.dtype, copy=False)]
 
 
+@register_op("LpPool")
+class LpPool(_Pool):
+    """ONNX LpPool: y (N, C, *O) = (sum of |x|^p over each window of x (N, C, *S))^(1/p);
+    padding adds 0. ``p`` a positive integer (default 2)."""
+
+    attrs = {"auto_pad": "NOTSET", "ceil_mode": None, "dilations": None,
+             "kernel_shape": REQUIRED, "p": 2, "pads": None, "strides": None}
+
+    def check(self, node):
+        super().check(node)
+        if not isinstance(attr(node, "p"), int) or attr(node, "p") < 1:
+            raise bad_attr(node, f"p must be a positive integer, got {attr(node, 'p')}")
+
+    def reference(self, node, x):
+        pb, _, strides, dil, kernel, out = pool_geometry(node, x.shape)
+        p = attr(node, "p")
+        ct = np.float32 if x.dtype == np.float16 else x.dtype
+        xp = _pad_spatial(np.abs(x.astype(ct, copy=False)), pb,
+                          _ceil_pad_end(x.shape[2:], pb, strides, dil, kernel, out))
+        acc = None
+        for _, v in _taps(xp, kernel, strides, dil, out):
+            t = v.astype(np.float64) ** p
+            acc = t if acc is None else acc + t
+        return [(acc ** (1.0 / p)).astype(x.dtype, copy=False)]
+
+
 def pool_counts(in_sp, pb, pe, strides, dil, kernel, out, include_pad: bool) -> np.ndarray:
     """Divisor of AveragePool per output position, shape ``out``: the window positions inside
     the input (or inside input + explicit pads when ``include_pad``)."""

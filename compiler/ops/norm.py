@@ -12,8 +12,8 @@ import numpy as np
 
 from ..errors import UnsupportedOpError
 from ..ir import Node, TensorType
-from . import OpDef, attr, bad_attr, register_op
-from ._util import norm_axis
+from . import REQUIRED, OpDef, attr, bad_attr, register_op
+from ._util import norm_axes, norm_axis
 
 
 def _ct(x: np.ndarray) -> np.dtype:
@@ -215,3 +215,92 @@ class Hardmax(_SoftmaxFamily):
         np.put_along_axis(y, flat.argmax(axis=-1)[..., None], 1, axis=-1)
         y = y.reshape(xm.shape)
         return [np.moveaxis(y, -1, axes[0]) if len(axes) == 1 else y]
+
+
+@register_op("LpNormalization")
+class LpNormalization(OpDef):
+    """ONNX LpNormalization: y = x / ||x||_p along ``axis``, p = 1 (sum |x|) or 2
+    (sqrt(sum x^2)); 0 where the norm is 0 (as onnx's reference)."""
+
+    attrs = {"axis": -1, "p": 2}
+
+    def check(self, node):
+        norm_axis(node, attr(node, "axis"), max(len(node.inputs[0].shape), 1))
+        if attr(node, "p") not in (1, 2):
+            raise bad_attr(node, f"p must be 1 or 2, got {attr(node, 'p')}")
+
+    def infer(self, node):
+        return [node.inputs[0].type]
+
+    def reference(self, node, x):
+        axis = norm_axis(node, attr(node, "axis"), x.ndim)
+        xc = x.astype(_ct(x))
+        if attr(node, "p") == 1:
+            n = np.abs(xc).sum(axis=axis, keepdims=True)
+        else:
+            n = np.sqrt(np.square(xc).sum(axis=axis, keepdims=True))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return [np.where(n == 0, 0, xc / n).astype(x.dtype)]
+
+
+@register_op("GroupNormalization")
+class GroupNormalization(OpDef):
+    """ONNX GroupNormalization (opsets 18, 21): x (N, C, *S) split into ``num_groups`` groups of
+    C/G channels; per (n, group) mean and variance over its channels and S, then
+    y = (x - mean) / sqrt(var + epsilon) * scale + bias, scale and bias per channel (C,) (opset
+    21) or per group (G,) (opset 18). Statistics in float32 (``stash_type`` 1)."""
+
+    attrs = {"epsilon": 1e-5, "num_groups": REQUIRED, "stash_type": 1}
+    min_inputs = max_inputs = 3
+
+    def check(self, node):
+        x = node.inputs[0].shape
+        g = attr(node, "num_groups")
+        if len(x) < 2 or not isinstance(g, int) or g <= 0 or x[1] % g:
+            raise bad_attr(node, f"num_groups {g} must divide the channels of (N, C, ...) {list(x)}")
+        want = {(x[1],)} | ({(g,)} if node.version < 21 else set())
+        for k, what in ((1, "scale"), (2, "bias")):
+            if node.inputs[k].shape not in want:
+                raise bad_attr(node, f"{what} has shape {list(node.inputs[k].shape)}, expected "
+                               f"{' or '.join(str(list(w)) for w in sorted(want))}")
+        if attr(node, "stash_type") != 1:
+            why = "stash_type other than 1 (float32 statistics) is not supported"
+            raise UnsupportedOpError([(node.name, node.op, why)])
+
+    def infer(self, node):
+        return [node.inputs[0].type]
+
+    def reference(self, node, x, scale, bias):
+        g = attr(node, "num_groups")
+        ct = _ct(x)
+        n, c = x.shape[:2]
+        xg = x.astype(ct).reshape(n, g, -1)
+        mean = xg.mean(axis=2, keepdims=True)
+        var = np.square(xg - mean).mean(axis=2, keepdims=True)
+        y = ((xg - mean) / np.sqrt(var + ct.type(attr(node, "epsilon")))).reshape(x.shape)
+        if scale.shape[0] != c:     # opset 18: one value per group
+            scale, bias = np.repeat(scale, c // g), np.repeat(bias, c // g)
+        y = y * _per_channel(scale, x.ndim, ct) + _per_channel(bias, x.ndim, ct)
+        return [y.astype(x.dtype)]
+
+
+@register_op("MeanVarianceNormalization")
+class MeanVarianceNormalization(OpDef):
+    """ONNX MeanVarianceNormalization: over ``axes`` (default [0, 2, 3]),
+    y = (x - mean) / (sqrt(mean(x^2) - mean^2) + 1e-9), as the spec's function body."""
+
+    attrs = {"axes": [0, 2, 3]}
+
+    def check(self, node):
+        norm_axes(node, attr(node, "axes"), len(node.inputs[0].shape))
+
+    def infer(self, node):
+        return [node.inputs[0].type]
+
+    def reference(self, node, x):
+        axes = norm_axes(node, attr(node, "axes"), x.ndim)
+        ct = _ct(x)
+        xc = x.astype(ct)
+        mean = xc.mean(axis=axes, keepdims=True)
+        std = np.sqrt(np.square(xc).mean(axis=axes, keepdims=True) - mean * mean)
+        return [((xc - mean) / (std + ct.type(1e-9))).astype(x.dtype)]
