@@ -4,7 +4,8 @@ A non-constant value is live from the step of its producer (graph inputs: step 0
 its last reader; a graph output lives to the last step; a value nobody reads lives only at its
 producer's step. The peak functions count the storage a schedule needs for intermediates:
 views (trait ``view``: output 0 aliases input 0) share their input's storage, an elementwise node
-that is the last reader of an input of its output's size writes over it (as plan_memory does),
+that is the last reader of an input of its output's size writes over it, as does an ``inplace``
+node (InsertSlice) over its input 0 (as plan_memory does),
 and storage that holds a graph input or output is the caller's, so it is not counted.
 """
 
@@ -47,6 +48,19 @@ def is_view(n: Node) -> bool:
     """Whether ``n``'s output 0 is its input 0 reinterpreted (same bytes)."""
     return "view" in get_op(n).traits and n.inputs[0] is not None \
         and n.outputs[0].type.nbytes == n.inputs[0].type.nbytes
+
+
+def overwritable_inputs(n: Node) -> list[Value]:
+    """Inputs whose storage ``n`` may write its output into when it reads them last: every
+    non-constant input of an elementwise node (trait ``elementwise``), input 0 of an ``inplace``
+    node (InsertSlice's dest); only those of the output's shape and itemsize."""
+    if len(n.outputs) != 1:
+        return []
+    traits = get_op(n).traits
+    o = n.outputs[0]
+    cands = n.inputs if "elementwise" in traits else n.inputs[:1] if "inplace" in traits else []
+    return [i for i in cands if i is not None and not i.is_const and i.shape == o.shape
+            and i.dtype.itemsize == o.dtype.itemsize]
 
 
 def storage_owner(g: Graph) -> dict[int, Value]:
@@ -92,11 +106,8 @@ class StorageModel:
                     reads.append(id(owner[id(i)]))
             self.allocs.append(allocs)
             self.reads.append(sorted(set(reads)))
-            o = n.outputs[0]
-            ew = len(n.outputs) == 1 and "elementwise" in get_op(n).traits
-            self.reuse.append(sorted({id(owner[id(i)]) for i in n.inputs if ew and i is not None
-                                      and id(i) in owner and i.shape == o.shape
-                                      and i.dtype.itemsize == o.dtype.itemsize}))
+            self.reuse.append(sorted({id(owner[id(i)]) for i in overwritable_inputs(n)
+                                      if id(i) in owner}))
         self.counted = {s for s in self.size if s not in io}
 
     def cost(self, k: int, live: int, last: set[int]) -> tuple[int, int]:

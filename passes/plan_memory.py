@@ -8,7 +8,8 @@ Storage groups (union-find, each member at a byte offset from its group's root):
 - a view's output (trait ``view``: Reshape, Flatten, Squeeze, Unsqueeze, Identity, Dropout
   output 0) shares its input's storage;
 - an elementwise node (trait ``elementwise``, FusedElementwise too) writes in place into an input
-  with the output's shape and itemsize when nothing reads that input's storage later;
+  with the output's shape and itemsize when nothing reads that input's storage later, and so does
+  an ``inplace`` node (InsertSlice) into its input 0;
 - a Concat whose dims before the axis multiply to 1 holds its inputs at their running offsets,
   for each input produced by a node, read only by that Concat, appearing once, whose storage
   group fits inside it.
@@ -28,9 +29,9 @@ import math
 from dataclasses import dataclass, field
 
 from onnxcc.ir import Graph, Value
-from onnxcc.ops import attr, get_op
+from onnxcc.ops import attr
 
-from .liveness import is_view, value_intervals
+from .liveness import is_view, overwritable_inputs, value_intervals
 from .manager import GraphPass, graph_pass
 
 CONCAT_OPS = ("Concat",)  # ops whose inputs may be placed inside their output
@@ -133,13 +134,11 @@ def _alias_views(g: Graph, gr: _Groups) -> None:
 def _alias_inplace(g: Graph, gr: _Groups, step: dict[int, int]) -> list[str]:
     done = []
     for n in g.nodes:
-        if "elementwise" not in get_op(n).traits or len(n.outputs) != 1:
+        cands = overwritable_inputs(n)
+        if not cands:
             continue
         o = n.outputs[0]
-        for i in n.inputs:
-            if i is None or i.is_const or i.shape != o.shape \
-                    or i.dtype.itemsize != o.dtype.itemsize:
-                continue
+        for i in cands:
             root, off = gr.find(i)
             if gr.interval(root)[1] != step[id(n)] or any(
                     m in gr.outputs for m in gr.members[root]):

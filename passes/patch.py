@@ -1,0 +1,479 @@
+"""patch: patch-based execution of a CNN's first stage (MCUNetV2), chosen when it lowers the peak.
+
+    %a = FusedConv(%x) {strides=[2,2], pads=[1,1,1,1]}; %b = FusedConv(%a) {group=8}; ...; %c
+        ==>  for each patch (i, j) of a P x Q grid over %c's height and width, in turn:
+               %x_ij = Slice(%x, the window of %x that patch (i, j) of %c reads)
+               %a_ij = FusedConv(%x_ij) {pads: the original ones on the image's borders, 0 inside}
+               ...   (a Slice crops a value when a reader needs less of it than was computed)
+               %c_ij = ...
+               %t_ij = onnxcc.InsertSlice(%t_prev, %c_ij) {offsets=[0, 0, row, col]}
+             the rest of the graph reads the last %t_ij in place of %c
+
+Lin et al., "MCUNetV2: Memory-Efficient Patch-based Inference for Tiny Deep Learning" (NeurIPS
+2021): the first layers of a CNN hold the largest activations; run them one spatial patch at a
+time, so only one patch's activations are live beside the stage's output, and recompute the
+overlap of the patches' receptive fields instead of keeping it. Each patch's window is found by
+walking the receptive field back from its part of the cut tensor through every node of the
+stage (kernel, stride, dilation, pads): a node computes the bounding box its readers need;
+padding is kept only where that box meets the image's border, since the overlap inside is real
+data. The InsertSlice chain shares one buffer (trait ``inplace``: plan_memory writes each patch
+into it in place), so the cut tensor is stored once.
+
+Stage: the nodes between a 4-D graph input and a cut value, all spatially local (Conv,
+onnxcc.FusedConv, QLinearConv, ConvInteger, MaxPool, AveragePool, constant-mode Pad, elementwise
+ops whose other operands are constants without spatial extent, QuantizeLinear/DequantizeLinear,
+onnxcc.LookupTable); nothing outside the stage reads any of its values but the cut. Branches
+inside the stage (residual Adds) are fine.
+Choice: every cut and every grid of P x P patches (P from 2 to ``MAX_PATCHES``, each side at most
+the cut's size) whose extra MACs (recomputed overlap, over the whole graph's MACs) stay within
+``max_recompute`` is rewritten on a copy, scheduled and planned; the lowest arena wins (ties: fewer
+extra MACs, then fewer patches). Nothing changes unless the winner's arena is smaller than the
+unpatched graph's (also scheduled and planned). ``g.meta["patch"]`` holds a :class:`PatchChoice`
+either way (what was chosen, peak and MACs with and without it).
+Preconditions: constants folded, BatchNormalization folded, activations fused (each fused node
+is one patch node). Ordering: after quantize and the fuse passes, before schedule and
+plan_memory.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from onnxcc.ir import Graph, Node, TensorType, Value
+from onnxcc.ops import get_op, infer_node
+from onnxcc.ops.nn import conv_geometry, pool_geometry
+from onnxcc.ops.shape import pad_params
+from onnxcc.report import macs
+
+from .manager import GraphPass
+
+MAX_PATCHES = 8          # patches per side tried
+DEFAULT_MAX_RECOMPUTE = 0.15
+CONV_OPS = {"Conv": 1, "onnxcc.FusedConv": 1, "QLinearConv": 3, "ConvInteger": 1}  # op -> W input
+POOL_OPS = ("MaxPool", "AveragePool")
+QUANT_OPS = ("QuantizeLinear", "DequantizeLinear")
+
+Box = tuple[tuple[int, int], ...]   # [begin, end) per spatial axis
+
+
+@dataclass(frozen=True)
+class Window:
+    """How a node reads its spatial input(s): per spatial axis the dilated kernel extent, the
+    stride and the begin pads (all 1, 1, 0 for a pointwise node); ``spatial`` lists the input
+    positions read through the window (the others are constants)."""
+
+    kernel: tuple[int, ...]
+    strides: tuple[int, ...]
+    pads: tuple[int, ...]
+    spatial: tuple[int, ...]
+    kind: str   # "conv" (Conv-like and pools: a pads attribute), "pad" (Pad) or "pointwise"
+
+
+def _no_spatial_extent(v: Value) -> bool:
+    """A constant operand that broadcasts the same over every spatial position of a 4-D tensor."""
+    return v.is_const and (len(v.shape) < 2 or v.shape[-2:] == (1, 1))
+
+
+def window(n: Node) -> Window | None:
+    """The :class:`Window` of a spatially local node on (N, C, H, W) tensors, or None when ``n``
+    is not one the patch pass can split (not local, several outputs, ceil_mode that adds a
+    window, a non-constant Pad mode...)."""
+    if len(n.outputs) != 1 or not n.inputs or n.inputs[0] is None:
+        return None
+    x, y = n.inputs[0], n.outputs[0]
+    if len(x.shape) != 4 or len(y.shape) != 4 or x.shape[0] != y.shape[0] or x.is_const:
+        return None
+    rest = [v for k, v in enumerate(n.inputs) if k and v is not None]
+    if n.op in CONV_OPS:
+        w = n.inputs[CONV_OPS[n.op]]
+        if any(not v.is_const for v in rest):
+            return None
+        pb, _, s, d, _ = conv_geometry(n, x.shape, w.shape)
+        k = tuple((kk - 1) * dd + 1 for kk, dd in zip(w.shape[2:], d))
+        return Window(k, tuple(s), tuple(pb), (0,), "conv")
+    if n.op in POOL_OPS:
+        pb, pe, s, d, kern, out = pool_geometry(n, x.shape)
+        k = tuple((kk - 1) * dd + 1 for kk, dd in zip(kern, d))
+        floor = tuple((i + b + e - kk) // ss + 1 for i, b, e, kk, ss in zip(x.shape[2:], pb, pe, k, s))
+        if floor != tuple(out):
+            return None   # ceil_mode adds a window past the pads: not a plain window
+        return Window(k, tuple(s), tuple(pb), (0,), "conv")
+    if n.op == "Pad":
+        if any(not v.is_const for v in rest):
+            return None
+        pb, pe, mode, _ = pad_params(n)
+        if mode != "constant" or any(pb[:2]) or any(pe[:2]) or min(pb + pe) < 0:
+            return None
+        return Window((1, 1), (1, 1), tuple(pb[2:]), (0,), "pad")
+    if n.op == "onnxcc.LookupTable" or n.op in QUANT_OPS:
+        per_channel = n.op in QUANT_OPS and int(n.attrs.get("axis", 1)) in (1, -3) \
+            and not int(n.attrs.get("block_size") or 0)
+        if any(not v.is_const for v in rest) or n.op in QUANT_OPS and not per_channel and any(
+                v.const.size != 1 for v in rest):
+            return None
+        return Window((1, 1), (1, 1), (0, 0), (0,), "pointwise")
+    traits = get_op(n).traits
+    if "elementwise" in traits:
+        spatial = []
+        for k, v in enumerate(n.inputs):
+            if v is None:
+                continue
+            if v.is_const:
+                if not _no_spatial_extent(v):
+                    return None
+            elif v.shape == y.shape:
+                spatial.append(k)
+            else:
+                return None
+        return Window((1, 1), (1, 1), (0, 0), tuple(spatial), "pointwise")
+    return None
+
+
+@dataclass
+class Stage:
+    """A patchable stage: graph input ``source`` (its index in ``g.inputs``), the stage's node
+    indices into ``g.nodes`` (in order) and the cut value (output of the last of them)."""
+
+    source: int
+    nodes: list[int]
+
+    def cut(self, g: Graph) -> Value:
+        """The value the rest of the graph reads."""
+        return g.nodes[self.nodes[-1]].outputs[0]
+
+
+def find_stages(g: Graph) -> list[Stage]:
+    """Every candidate stage of ``g`` (see the module docstring), shortest first per input. The
+    scan of an input stops at the first node it reaches that is not spatially local."""
+    stages: list[Stage] = []
+    counts = g.use_counts()
+    for s, x in enumerate(g.inputs):
+        if len(x.shape) != 4:
+            continue
+        reached: dict[int, int] = {id(x): -1}   # value id -> producing node index (-1: x)
+        local: list[int] = []
+        for k, n in enumerate(g.nodes):
+            if not any(v is not None and id(v) in reached for v in n.inputs):
+                continue
+            if window(n) is None or any(v is not None and not v.is_const and id(v) not in reached
+                                        for v in n.inputs):
+                break
+            local.append(k)
+            reached[id(n.outputs[0])] = k
+            anc = _ancestors(g, k, reached)
+            if not any(window(g.nodes[j]).kind != "pointwise" for j in anc):
+                continue
+            inner = {id(g.nodes[j].outputs[0]) for j in anc if j != k}
+            readers = {id(o): 0 for o in (g.nodes[j].outputs[0] for j in anc)}
+            for j in anc:
+                for v in g.nodes[j].inputs:
+                    if v is not None and id(v) in readers:
+                        readers[id(v)] += 1
+            if all(readers[i] == counts.get(i, 0) for i in inner) and \
+                    not any(g.nodes[j].outputs[0] in g.outputs for j in anc if j != k):
+                stages.append(Stage(s, sorted(anc)))
+    return stages
+
+
+def _ancestors(g: Graph, k: int, reached: dict[int, int]) -> set[int]:
+    """Node indices among ``reached``'s producers that node ``k`` depends on, ``k`` included."""
+    out, todo = set(), [k]
+    while todo:
+        j = todo.pop()
+        if j in out:
+            continue
+        out.add(j)
+        for v in g.nodes[j].inputs:
+            if v is not None and reached.get(id(v), -1) >= 0:
+                todo.append(reached[id(v)])
+    return out
+
+
+def split(n: int, parts: int) -> list[tuple[int, int]]:
+    """``[begin, end)`` of ``parts`` near-equal ranges covering ``range(n)`` (larger ones first)."""
+    q, r = divmod(n, parts)
+    out, pos = [], 0
+    for i in range(parts):
+        size = q + (i < r)
+        out.append((pos, pos + size))
+        pos += size
+    return out
+
+
+def _need(win: Window, out: Box, in_sp: Sequence[int]) -> tuple[Box, tuple[int, ...], tuple[int, ...]]:
+    """(input box a node reads for output box ``out``, clipped to the input; the pads before and
+    after that box: where the receptive field leaves the image)."""
+    box, pb, pe = [], [], []
+    for (o0, o1), k, s, p, size in zip(out, win.kernel, win.strides, win.pads, in_sp):
+        a, b = o0 * s - p, (o1 - 1) * s - p + k
+        lo, hi = max(a, 0), min(b, size)
+        box.append((lo, hi))
+        pb.append(lo - a)
+        pe.append(b - hi)
+    return tuple(box), tuple(pb), tuple(pe)
+
+
+def _union(a: Box | None, b: Box) -> Box:
+    return b if a is None else tuple((min(x0, y0), max(x1, y1)) for (x0, x1), (y0, y1) in zip(a, b))
+
+
+def regions(g: Graph, stage: Stage, cut_box: Box) -> tuple[dict[int, Box], dict[int, tuple]]:
+    """Walk the receptive field of ``cut_box`` back through the stage: the box computed of each
+    value (id -> box; the source's too) and, per stage node index, (input boxes it reads, pads
+    before, pads after)."""
+    boxes: dict[int, Box] = {id(stage.cut(g)): cut_box}
+    reads: dict[int, tuple] = {}
+    for k in reversed(stage.nodes):
+        n = g.nodes[k]
+        win = window(n)
+        out = boxes[id(n.outputs[0])]
+        need = {}
+        pb = pe = (0, 0)
+        for j in win.spatial:
+            v = n.inputs[j]
+            if win.kind == "pointwise":
+                need[j] = out
+            else:
+                need[j], pb, pe = _need(win, out, v.shape[2:])
+            boxes[id(v)] = _union(boxes.get(id(v)), need[j])
+        reads[k] = (need, pb, pe)
+    return boxes, reads
+
+
+def _area(box: Box) -> int:
+    return math.prod(e - b for b, e in box)
+
+
+def patch_macs(g: Graph, stage: Stage, grid: tuple[int, int]) -> int:
+    """MACs of the stage run as ``grid`` patches (each node over the boxes its readers need)."""
+    cut = stage.cut(g)
+    total = 0
+    for rows in split(cut.shape[2], grid[0]):
+        for cols in split(cut.shape[3], grid[1]):
+            boxes, _ = regions(g, stage, (rows, cols))
+            for k in stage.nodes:
+                n = g.nodes[k]
+                o = n.outputs[0]
+                total += macs(n) * _area(boxes[id(o)]) // (o.shape[2] * o.shape[3])
+    return total
+
+
+def _slice(g: Graph, v: Value, box: Box, hint: str) -> tuple[Node, Value]:
+    """A Slice node taking ``box`` (spatial axes 2, 3) of ``v``."""
+    starts = g.constant(f"{hint}_starts", np.array([b for b, _ in box], np.int64))
+    ends = g.constant(f"{hint}_ends", np.array([e for _, e in box], np.int64))
+    axes = g.constant(f"{hint}_axes", np.array([2, 3], np.int64))
+    y = Value(g.fresh_name(hint), TensorType(v.shape[:2] + tuple(e - b for b, e in box), v.dtype))
+    n = Node("Slice", [v, starts, ends, axes], [y], dict(get_op("Slice").attrs),
+             g.fresh_name(f"{hint}_slice"), 13)
+    y.producer = n
+    return n, y
+
+
+def _patched_node(g: Graph, n: Node, inputs: list[Value | None], pb, pe, hint: str) -> Node:
+    """A copy of ``n`` reading ``inputs``, with spatial pads ``pb``/``pe`` (a Conv-like op or a
+    pool: the pads attribute; a Pad: its pads input over every axis)."""
+    attrs = dict(n.attrs)
+    win = window(n)
+    ins = list(inputs)
+    if win.kind == "conv":
+        attrs["pads"] = [*pb, *pe]
+        attrs["auto_pad"] = "NOTSET"
+        if n.op in POOL_OPS:
+            attrs["ceil_mode"] = 0
+    elif win.kind == "pad":
+        pads = np.array([0, 0, *pb, 0, 0, *pe], np.int64)
+        if n.version < 11:
+            attrs["pads"] = [int(p) for p in pads]
+        else:
+            ins[1] = g.constant(f"{hint}_pads", pads)
+            if len(ins) > 3:
+                ins = ins[:3]
+    y = Value(g.fresh_name(hint), n.outputs[0].type)
+    m = Node(n.op, ins, [y], attrs, g.fresh_name(f"{n.name or n.op}_patch"), n.version)
+    (t,) = infer_node(m)[:1]
+    y.type = TensorType(t.shape, n.outputs[0].dtype, n.outputs[0].type.quant)
+    y.producer = m
+    return m
+
+
+def build(g: Graph, stage: Stage, grid: tuple[int, int]) -> tuple[list[Node], Value]:
+    """The patched stage's nodes (patch after patch, row-major) and the value that replaces the
+    cut. ``g`` is only asked for fresh names and new constants."""
+    x = g.inputs[stage.source]
+    cut = stage.cut(g)
+    out: list[Node] = []
+    acc: Value | None = None
+    for pi, rows in enumerate(split(cut.shape[2], grid[0])):
+        for pj, cols in enumerate(split(cut.shape[3], grid[1])):
+            boxes, reads = regions(g, stage, (rows, cols))
+            tag = f"p{pi}_{pj}"
+            have: dict[int, tuple[Value, Box]] = {}
+            full = tuple((0, d) for d in x.shape[2:])
+            if boxes[id(x)] == full:
+                have[id(x)] = (x, full)
+            else:
+                nd, v = _slice(g, x, boxes[id(x)], f"{x.name}_{tag}")
+                out.append(nd)
+                have[id(x)] = (v, boxes[id(x)])
+            for k in stage.nodes:
+                n = g.nodes[k]
+                need, pb, pe = reads[k]
+                ins = list(n.inputs)
+                for j, box in need.items():
+                    v, got = have[id(n.inputs[j])]
+                    if got != box:   # a reader needing less than was computed: crop
+                        rel = tuple((b - g0, e - g0) for (b, e), (g0, _) in zip(box, got))
+                        nd, v = _slice(g, v, rel, f"{n.inputs[j].name}_{tag}_crop")
+                        out.append(nd)
+                    ins[j] = v
+                m = _patched_node(g, n, ins, pb, pe, f"{n.outputs[0].name}_{tag}")
+                out.append(m)
+                have[id(n.outputs[0])] = (m.outputs[0], boxes[id(n.outputs[0])])
+            piece = have[id(cut)][0]
+            y = Value(g.fresh_name(f"{cut.name}_{tag}_assembled"), cut.type)
+            ins_ = Node("onnxcc.InsertSlice", [acc, piece], [y],
+                        {"offsets": [0, 0, rows[0], cols[0]], "shape": list(cut.shape)},
+                        g.fresh_name(f"{cut.name}_insert_{tag}"), 1)
+            y.producer = ins_
+            out.append(ins_)
+            acc = y
+    assert acc is not None
+    return out, acc
+
+
+def apply(g: Graph, stage: Stage, grid: tuple[int, int]) -> Graph:
+    """Rewrite ``g`` in place: the stage runs as ``grid`` patches; returns ``g``."""
+    cut = stage.cut(g)
+    old = [g.nodes[k] for k in stage.nodes]
+    new, final = build(g, stage, grid)
+    g.replace_all_uses(cut, final)
+    g.replace(old, new)
+    return g
+
+
+def planned_arena(g: Graph) -> int:
+    """Arena bytes of ``g`` once scheduled and planned (on a copy; ``g`` is left as it is)."""
+    from .plan_memory import plan
+    from .schedule import schedule
+
+    h = schedule(g.copy())
+    return plan(h).arena_size
+
+
+@dataclass
+class PatchChoice:
+    """What the patch pass decided (``g.meta["patch"]``). Bytes and MACs; ``cut`` names the
+    stage's last value, ``grid`` the patches (rows, columns), ``stage_nodes`` the stage's node
+    count; all None when nothing was patched (``reason`` says why). ``arena_before``: the
+    unpatched graph's arena once scheduled and planned; ``arena_after``: the patched one's
+    (equal to before when nothing was patched). ``macs``: the unpatched graph's MACs;
+    ``extra_macs``: MACs added by recomputing the patches' overlap. ``tried``: (cut, grid,
+    arena, extra MACs) of every candidate planned."""
+
+    max_recompute: float
+    arena_before: int
+    arena_after: int
+    macs: int
+    extra_macs: int = 0
+    cut: str | None = None
+    grid: tuple[int, int] | None = None
+    stage_nodes: int = 0
+    reason: str = ""
+    tried: list[tuple[str, tuple[int, int], int, int]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line for the report."""
+        share = self.extra_macs / self.macs if self.macs else 0.0
+        if self.cut is None:
+            return (f"patch        not applied ({self.reason}); arena {self.arena_before:,} bytes, "
+                    f"bound {self.max_recompute:.0%} extra MACs")
+        return (f"patch        {self.grid[0]}x{self.grid[1]} patches over {self.stage_nodes} nodes "
+                f"up to {self.cut!r}: arena {self.arena_before:,} -> {self.arena_after:,} bytes; "
+                f"MACs {self.macs:,} -> {self.macs + self.extra_macs:,} (+{share:.1%}, bound "
+                f"{self.max_recompute:.0%})")
+
+
+def choose(g: Graph, max_recompute: float, max_patches: int = MAX_PATCHES) -> tuple[
+        PatchChoice, Stage | None]:
+    """Evaluate every candidate (see the module docstring) without changing ``g``."""
+    total = sum(macs(n) for n in g.nodes)
+    before = planned_arena(g)
+    choice = PatchChoice(max_recompute, before, before, total)
+    stages = find_stages(g)
+    if not stages:
+        choice.reason = "no stage of spatially local nodes from a 4-D input"
+        return choice, None
+    best: tuple | None = None
+    over = 0
+    for st in stages:
+        cut = st.cut(g)
+        stage_macs = sum(macs(g.nodes[k]) for k in st.nodes)
+        grids = sorted({(min(p, cut.shape[2]), min(p, cut.shape[3]))
+                        for p in range(2, max_patches + 1)})
+        for grid in grids:
+            if grid == (1, 1):
+                continue
+            extra = patch_macs(g, st, grid) - stage_macs
+            if extra > max_recompute * total:
+                over += 1
+                continue
+            h = g.copy()
+            apply(h, st, grid)
+            arena = planned_arena(h)
+            choice.tried.append((cut.name, grid, arena, extra))
+            key = (arena, extra, grid[0] * grid[1])
+            if best is None or key < best[0]:
+                best = (key, st, grid)
+    if best is None or best[0][0] >= before:
+        choice.reason = (f"none of {len(choice.tried)} candidates lowers the arena"
+                         + (f"; {over} over the recompute bound" if over else ""))
+        return choice, None
+    (arena, extra, _), st, grid = best
+    choice.arena_after, choice.extra_macs = arena, extra
+    choice.cut, choice.grid, choice.stage_nodes = st.cut(g).name, grid, len(st.nodes)
+    return choice, st
+
+
+def patch(max_recompute: float = DEFAULT_MAX_RECOMPUTE, max_patches: int = MAX_PATCHES) -> GraphPass:
+    """The patch pass (see the module docstring) allowing ``max_recompute`` extra MACs (a share
+    of the graph's MACs, 0.15 = 15%) and up to ``max_patches`` patches per side; named
+    ``patch[max_recompute=0.15]``. Raises ValueError for a negative bound or fewer than 2
+    patches per side."""
+    if not max_recompute >= 0:
+        raise ValueError(f"max_recompute must be >= 0, got {max_recompute}")
+    if max_patches < 2:
+        raise ValueError(f"max_patches must be at least 2, got {max_patches}")
+
+    def run(g: Graph) -> Graph:
+        choice, st = choose(g, max_recompute, max_patches)
+        if st is not None:
+            apply(g, st, choice.grid)
+        g.meta["patch"] = choice
+        return g
+
+    extra = "" if max_patches == MAX_PATCHES else f",max_patches={max_patches}"
+    return GraphPass(f"patch[max_recompute={max_recompute:g}{extra}]", run, patch.__doc__)
+
+
+def with_max_recompute(pipeline: list[GraphPass], max_recompute: float | None) -> list[GraphPass]:
+    """``pipeline`` with its patch pass set to ``max_recompute``: None keeps the pipeline as it
+    is (the target's default); 0 removes the patch pass; a positive bound replaces it, or inserts
+    it before ``schedule`` (at the end when there is none) in a pipeline without one. Raises
+    ValueError for a negative bound."""
+    if max_recompute is None:
+        return list(pipeline)
+    if max_recompute < 0:
+        raise ValueError(f"max_recompute must be >= 0, got {max_recompute}")
+    base = [p.name.split("[")[0] for p in pipeline]
+    rest = [p for p, b in zip(pipeline, base) if b != "patch"]
+    if max_recompute == 0:
+        return rest
+    names = [p.name.split("[")[0] for p in rest]
+    at = base.index("patch") if "patch" in base else (
+        names.index("schedule") if "schedule" in names else len(rest))
+    return rest[:at] + [patch(max_recompute)] + rest[at:]
