@@ -453,7 +453,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     tgt = _target(args)
     g = import_onnx(args.model, _input_shapes(args.input_shape),
                     constant_inputs=_constant_inputs(args.constant_input))
-    g = run_pipeline(g, tgt.pipeline, verify=True)
+    from onnxcc.passes.patch import with_max_recompute
+
+    g = run_pipeline(g, with_max_recompute(tgt.pipeline, getattr(args, "max_recompute", None)),
+                     verify=True)
     check_legal(g, tgt.name)
     if tgt.backend == "hls":   # every node without a fixed-point kernel
         from onnxcc.codegen.hls.emit import check_hls
