@@ -242,3 +242,35 @@ def test_patched_library_on_emulated_cortex_m4(m4_pair):
     got, want = qemu.run_on_qemu(on, {"x": x})["y"], qemu.run_on_qemu(off, {"x": x})["y"]
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
     np.testing.assert_allclose(got, ort_run(model, {"x": x})["y"], rtol=1e-5, atol=1e-5)
+
+
+def test_int8_stage_is_patched_bit_exact(rng):
+    model = _cnn(rng, FIRST["strided"], size=64)
+    q = onnxcc.Int8(calibration={"x": rng.standard_normal((4, 1, 3, 64, 64)).astype("f4")})
+    on = onnxcc.compile(model, "cortex-m4", quantize=q, max_recompute=0.3)
+    off = onnxcc.compile(model, "cortex-m4", quantize=q, max_recompute=0)
+    c = on.graph.meta["patch"]
+    assert c.grid == (4, 4) and c.arena_after < 0.4 * c.arena_before == 0.4 * off.arena_size
+    patched = [n.op for n in on.graph.nodes[:ops(on.graph).index("onnxcc.InsertSlice") + 1]]
+    assert patched == ["Slice", "QuantizeLinear", "QLinearConv", "QLinearConv", "MaxPool",
+                       "QLinearConv", "onnxcc.InsertSlice"]
+    x = rng.standard_normal((1, 3, 64, 64)).astype("f4")
+    np.testing.assert_array_equal(on.run({"x": x})["y"], off.run({"x": x})["y"])
+
+
+def test_cli_report_shows_the_arena_and_macs_with_and_without_patching(rng, tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "cnn.onnx"
+    path.write_bytes(_cnn(rng, FIRST["strided"], size=64).SerializeToString())
+
+    def report(*extra):
+        p = subprocess.run([sys.executable, "-m", "onnxcc.cli", "report", str(path), "--target",
+                            "cortex-m4", *extra], capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        return p.stdout
+
+    assert "patch        2x2 patches over 4 nodes up to 'c': arena 65,536 -> 28,048 bytes" \
+        in report()
+    assert "patch" not in report("--max-recompute", "0").split("in place")[1]
