@@ -24,11 +24,14 @@ onnxcc.FusedConv, QLinearConv, ConvInteger, MaxPool, AveragePool, constant-mode 
 ops whose other operands are constants without spatial extent, QuantizeLinear/DequantizeLinear,
 onnxcc.LookupTable); nothing outside the stage reads any of its values but the cut. Branches
 inside the stage (residual Adds) are fine.
-Choice: every cut and every grid of P x P patches (P from 2 to ``MAX_PATCHES``, each side at most
-the cut's size) whose extra MACs (recomputed overlap, over the whole graph's MACs) stay within
-``max_recompute`` is rewritten on a copy, scheduled and planned; the lowest arena wins (ties: fewer
-extra MACs, then fewer patches). Nothing changes unless the winner's arena is smaller than the
-unpatched graph's (also scheduled and planned). ``g.meta["patch"]`` holds a :class:`PatchChoice`
+Choice: for every cut, grids of P x P patches (P from 2 up to ``MAX_PATCHES``, each side at most
+the cut's size) are tried while their extra MACs (recomputed overlap, over the whole graph's MACs)
+stay within ``max_recompute`` (more patches recompute more, so the first grid over the bound ends
+the cut's search); each is rewritten on a copy and planned in the order it is emitted (patch after
+patch); the lowest arena wins (ties: fewer extra MACs, then fewer patches). A cut whose tensor
+alone fills the best arena so far is skipped. Nothing changes unless the winner, scheduled and
+planned as the pipeline will, needs a smaller arena than the unpatched graph (also scheduled and
+planned). ``g.meta["patch"]`` holds a :class:`PatchChoice`
 either way (what was chosen, peak and MACs with and without it).
 Preconditions: constants folded, BatchNormalization folded, activations fused (each fused node
 is one patch node). Ordering: after quantize and the fuse passes, before schedule and
@@ -44,7 +47,7 @@ from typing import Sequence
 import numpy as np
 
 from onnxcc.ir import Graph, Node, TensorType, Value
-from onnxcc.ops import get_op, infer_node
+from onnxcc.ops import get_op
 from onnxcc.ops.nn import conv_geometry, pool_geometry
 from onnxcc.ops.shape import pad_params
 from onnxcc.report import macs
@@ -136,10 +139,12 @@ def window(n: Node) -> Window | None:
 @dataclass
 class Stage:
     """A patchable stage: graph input ``source`` (its index in ``g.inputs``), the stage's node
-    indices into ``g.nodes`` (in order) and the cut value (output of the last of them)."""
+    indices into ``g.nodes`` (in order; the cut value is the last one's output) and their
+    windows by node index."""
 
     source: int
     nodes: list[int]
+    windows: dict[int, Window]
 
     def cut(self, g: Graph) -> Value:
         """The value the rest of the graph reads."""
@@ -155,17 +160,18 @@ def find_stages(g: Graph) -> list[Stage]:
         if len(x.shape) != 4:
             continue
         reached: dict[int, int] = {id(x): -1}   # value id -> producing node index (-1: x)
-        local: list[int] = []
+        wins: dict[int, Window] = {}
         for k, n in enumerate(g.nodes):
             if not any(v is not None and id(v) in reached for v in n.inputs):
                 continue
-            if window(n) is None or any(v is not None and not v.is_const and id(v) not in reached
-                                        for v in n.inputs):
+            win = window(n)
+            if win is None or any(v is not None and not v.is_const and id(v) not in reached
+                                  for v in n.inputs):
                 break
-            local.append(k)
+            wins[k] = win
             reached[id(n.outputs[0])] = k
             anc = _ancestors(g, k, reached)
-            if not any(window(g.nodes[j]).kind != "pointwise" for j in anc):
+            if all(wins[j].kind == "pointwise" for j in anc):
                 continue
             inner = {id(g.nodes[j].outputs[0]) for j in anc if j != k}
             readers = {id(o): 0 for o in (g.nodes[j].outputs[0] for j in anc)}
@@ -175,7 +181,7 @@ def find_stages(g: Graph) -> list[Stage]:
                         readers[id(v)] += 1
             if all(readers[i] == counts.get(i, 0) for i in inner) and \
                     not any(g.nodes[j].outputs[0] in g.outputs for j in anc if j != k):
-                stages.append(Stage(s, sorted(anc)))
+                stages.append(Stage(s, sorted(anc), {j: wins[j] for j in anc}))
     return stages
 
 
@@ -229,7 +235,7 @@ def regions(g: Graph, stage: Stage, cut_box: Box) -> tuple[dict[int, Box], dict[
     reads: dict[int, tuple] = {}
     for k in reversed(stage.nodes):
         n = g.nodes[k]
-        win = window(n)
+        win = stage.windows[k]
         out = boxes[id(n.outputs[0])]
         need = {}
         pb = pe = (0, 0)
@@ -274,11 +280,12 @@ def _slice(g: Graph, v: Value, box: Box, hint: str) -> tuple[Node, Value]:
     return n, y
 
 
-def _patched_node(g: Graph, n: Node, inputs: list[Value | None], pb, pe, hint: str) -> Node:
-    """A copy of ``n`` reading ``inputs``, with spatial pads ``pb``/``pe`` (a Conv-like op or a
-    pool: the pads attribute; a Pad: its pads input over every axis)."""
+def _patched_node(g: Graph, n: Node, win: Window, inputs: list[Value | None], pb, pe,
+                  box: Box, hint: str) -> Node:
+    """A copy of ``n`` (whose window is ``win``) computing the output ``box`` from ``inputs``,
+    with spatial pads ``pb``/``pe`` (a Conv-like op or a pool: the pads attribute; a Pad: its
+    pads input over every axis)."""
     attrs = dict(n.attrs)
-    win = window(n)
     ins = list(inputs)
     if win.kind == "conv":
         attrs["pads"] = [*pb, *pe]
@@ -293,10 +300,10 @@ def _patched_node(g: Graph, n: Node, inputs: list[Value | None], pb, pe, hint: s
             ins[1] = g.constant(f"{hint}_pads", pads)
             if len(ins) > 3:
                 ins = ins[:3]
-    y = Value(g.fresh_name(hint), n.outputs[0].type)
+    t = n.outputs[0].type
+    y = Value(g.fresh_name(hint), TensorType(t.shape[:2] + tuple(e - b for b, e in box), t.dtype,
+                                             t.quant))
     m = Node(n.op, ins, [y], attrs, g.fresh_name(f"{n.name or n.op}_patch"), n.version)
-    (t,) = infer_node(m)[:1]
-    y.type = TensorType(t.shape, n.outputs[0].dtype, n.outputs[0].type.quant)
     y.producer = m
     return m
 
@@ -331,7 +338,8 @@ def build(g: Graph, stage: Stage, grid: tuple[int, int]) -> tuple[list[Node], Va
                         nd, v = _slice(g, v, rel, f"{n.inputs[j].name}_{tag}_crop")
                         out.append(nd)
                     ins[j] = v
-                m = _patched_node(g, n, ins, pb, pe, f"{n.outputs[0].name}_{tag}")
+                m = _patched_node(g, n, stage.windows[k], ins, pb, pe, boxes[id(n.outputs[0])],
+                                  f"{n.outputs[0].name}_{tag}")
                 out.append(m)
                 have[id(n.outputs[0])] = (m.outputs[0], boxes[id(n.outputs[0])])
             piece = have[id(cut)][0]
@@ -356,13 +364,14 @@ def apply(g: Graph, stage: Stage, grid: tuple[int, int]) -> Graph:
     return g
 
 
-def planned_arena(g: Graph) -> int:
-    """Arena bytes of ``g`` once scheduled and planned (on a copy; ``g`` is left as it is)."""
+def planned_arena(g: Graph, scheduled: bool = True) -> int:
+    """Arena bytes of ``g`` planned after the schedule pass (or, with ``scheduled=False``, in
+    its node order), on a copy: ``g`` is left as it is."""
     from .plan_memory import plan
     from .schedule import schedule
 
-    h = schedule(g.copy())
-    return plan(h).arena_size
+    h = g.copy()
+    return plan(schedule(h) if scheduled else h).arena_size
 
 
 @dataclass
@@ -414,27 +423,28 @@ def choose(g: Graph, max_recompute: float, max_patches: int = MAX_PATCHES) -> tu
         cut = st.cut(g)
         stage_macs = sum(macs(g.nodes[k]) for k in st.nodes)
         grids = sorted({(min(p, cut.shape[2]), min(p, cut.shape[3]))
-                        for p in range(2, max_patches + 1)})
+                        for p in range(2, max_patches + 1)} - {(1, 1)})
         for grid in grids:
-            if grid == (1, 1):
-                continue
+            if best is not None and cut.type.nbytes >= best[0][0]:
+                break   # the cut tensor alone fills the best arena so far
             extra = patch_macs(g, st, grid) - stage_macs
             if extra > max_recompute * total:
-                over += 1
-                continue
+                over += len(grids) - grids.index(grid)
+                break   # more patches recompute more
             h = g.copy()
             apply(h, st, grid)
-            arena = planned_arena(h)
+            arena = planned_arena(h, scheduled=False)
             choice.tried.append((cut.name, grid, arena, extra))
             key = (arena, extra, grid[0] * grid[1])
             if best is None or key < best[0]:
-                best = (key, st, grid)
-    if best is None or best[0][0] >= before:
+                best = (key, st, grid, h)
+    after = planned_arena(best[3]) if best is not None else before
+    if best is None or after >= before:
         choice.reason = (f"none of {len(choice.tried)} candidates lowers the arena"
                          + (f"; {over} over the recompute bound" if over else ""))
         return choice, None
-    (arena, extra, _), st, grid = best
-    choice.arena_after, choice.extra_macs = arena, extra
+    (_, extra, _), st, grid, _ = best
+    choice.arena_after, choice.extra_macs = after, extra
     choice.cut, choice.grid, choice.stage_nodes = st.cut(g).name, grid, len(st.nodes)
     return choice, st
 
