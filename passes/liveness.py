@@ -63,13 +63,45 @@ def overwritable_inputs(n: Node) -> list[Value]:
             and i.dtype.itemsize == o.dtype.itemsize]
 
 
+# ops whose lowering reads input 0 through its buffer's strides, so it may be a window
+WINDOW_READERS = ("Conv", "onnxcc.FusedConv", "QLinearConv", "QuantizeLinear")
+
+
+def input_windows(g: Graph) -> dict[int, Node]:
+    """id(value) -> its Slice node, for each Slice that reads a window of a graph input in place:
+    steps of 1, not a graph output, read only as input 0 of ops in ``WINDOW_READERS`` (their
+    lowerings index x through strides). Such a window needs no storage of its own: it is the
+    input's bytes seen through the input's strides from the window's first element (the patch
+    pass slices the image so; MCUNetV2 reads its patches from the input buffer likewise)."""
+    from onnxcc.ops.shape import slice_params
+
+    inputs = {id(v) for v in g.inputs}
+    outputs = {id(v) for v in g.outputs}
+    readers: dict[int, list[tuple[Node, int]]] = {}
+    for n in g.nodes:
+        for k, v in enumerate(n.inputs):
+            if v is not None:
+                readers.setdefault(id(v), []).append((n, k))
+    out: dict[int, Node] = {}
+    for n in g.nodes:
+        if n.op != "Slice" or id(n.inputs[0]) not in inputs or id(n.outputs[0]) in outputs:
+            continue
+        rs = readers.get(id(n.outputs[0]), [])
+        if rs and all(r.op in WINDOW_READERS and k == 0 for r, k in rs) \
+                and all(s == 1 for s in slice_params(n)[3]):
+            out[id(n.outputs[0])] = n
+    return out
+
+
 def storage_owner(g: Graph) -> dict[int, Value]:
-    """id(value) -> the value whose storage it uses: a view's output uses its input's owner."""
+    """id(value) -> the value whose storage it uses: a view's output, or a window of a graph
+    input (:func:`input_windows`), uses its input's owner."""
     owner: dict[int, Value] = {id(v): v for v in g.inputs}
+    windows = input_windows(g)
     for n in g.nodes:
         for o in n.outputs:
             owner[id(o)] = o
-        if is_view(n) and not n.inputs[0].is_const:
+        if (is_view(n) or id(n.outputs[0]) in windows) and not n.inputs[0].is_const:
             owner[id(n.outputs[0])] = owner.get(id(n.inputs[0]), n.inputs[0])
     return owner
 

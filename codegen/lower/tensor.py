@@ -139,7 +139,10 @@ def _lower_tile(node: Node, ctx: LowerCtx):
 
 @lower("Slice")
 def _lower_slice(node: Node, ctx: LowerCtx):
-    """y = x[start:end:step] per axis: source strides times steps, from the starts."""
+    """y = x[start:end:step] per axis: source strides times steps, from the starts; no code
+    when the plan made y a window of x read in place (its buffer has x's strides)."""
+    if getattr(ctx.storage.get(node.outputs[0].name), "strides", None) is not None:
+        return None
     starts, _, _, steps = slice_params(node)
     xs = _strides(ctx.input(0))
     return _copy_kernel(ctx, node.outputs[0].shape, [s * k for s, k in zip(xs, steps)],
