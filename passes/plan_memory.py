@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from onnxcc.codegen.loops import contiguous_strides
 from onnxcc.ir import Graph, Value
 from onnxcc.ops import attr
 from onnxcc.ops.shape import slice_params
@@ -144,7 +145,7 @@ def _alias_windows(g: Graph, gr: _Groups) -> dict[str, tuple[int, ...]]:
     placed = {}
     for n in input_windows(g).values():
         x, y = n.inputs[0], n.outputs[0]
-        strides = contiguous(x.shape)
+        strides = contiguous_strides(x.shape)
         first = sum(b * s for b, s in zip(slice_params(n)[0], strides))
         gr.view_of[y] = x
         if gr.union(x, y, first * x.dtype.itemsize):
@@ -152,15 +153,6 @@ def _alias_windows(g: Graph, gr: _Groups) -> dict[str, tuple[int, ...]]:
         else:
             del gr.view_of[y]
     return placed
-
-
-def contiguous(shape: tuple[int, ...]) -> tuple[int, ...]:
-    """Row-major element strides of ``shape``."""
-    out, acc = [], 1
-    for d in reversed(shape):
-        out.append(acc)
-        acc *= d
-    return tuple(reversed(out))
 
 
 def _alias_inplace(g: Graph, gr: _Groups, step: dict[int, int]) -> list[str]:
