@@ -6,7 +6,8 @@ producer's step. The peak functions count the storage a schedule needs for inter
 views (trait ``view``: output 0 aliases input 0) share their input's storage, an elementwise node
 that is the last reader of an input of its output's size writes over it, as does an ``inplace``
 node (InsertSlice) over its input 0 (as plan_memory does),
-and storage that holds a graph input or output is the caller's, so it is not counted.
+and storage that holds a graph input or output is the caller's, so it is not counted (a window of
+a graph input read in place, :func:`input_windows`, is the input's storage).
 """
 
 from __future__ import annotations

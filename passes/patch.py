@@ -17,7 +17,9 @@ walking the receptive field back from its part of the cut tensor through every n
 stage (kernel, stride, dilation, pads): a node computes the bounding box its readers need;
 padding is kept only where that box meets the image's border, since the overlap inside is real
 data. The InsertSlice chain shares one buffer (trait ``inplace``: plan_memory writes each patch
-into it in place), so the cut tensor is stored once.
+into it in place), so the cut tensor is stored once; the first InsertSlice (no dest) zero-fills
+it. A Slice of the image read by a Conv-like op or QuantizeLinear is a window of the input read
+in place (``liveness.input_windows``), so it costs no arena either.
 
 Stage: the nodes between a 4-D graph input and a cut value, all spatially local (Conv,
 onnxcc.FusedConv, QLinearConv, ConvInteger, MaxPool, AveragePool, constant-mode Pad, elementwise
