@@ -24,12 +24,12 @@ in place (``liveness.input_windows``), so it costs no arena either.
 Stage: the nodes between a 4-D graph input and a cut value, all spatially local (Conv,
 onnxcc.FusedConv, QLinearConv, ConvInteger, MaxPool, AveragePool, constant-mode Pad, elementwise
 ops whose other operands are constants without spatial extent, QuantizeLinear/DequantizeLinear,
-onnxcc.LookupTable); nothing outside the stage reads any of its values but the cut. Branches
+onnxcc.LookupTable, com.microsoft.QLinearAdd/QLinearMul of two equal-shaped tensors); nothing outside the stage reads any of its values but the cut. Branches
 inside the stage (residual Adds) are fine.
-Choice: for every cut, grids of P x P patches (P from 2 up to ``MAX_PATCHES``, each side at most
-the cut's size) are tried while their extra MACs (recomputed overlap, over the whole graph's MACs)
-stay within ``max_recompute`` (more patches recompute more, so the first grid over the bound ends
-the cut's search); each is rewritten on a copy and planned in the order it is emitted (patch after
+Choice: for every cut, grids of P x P patches, P rows and P columns of patches (P from 2 up to
+``MAX_PATCHES``, each side at most the cut's size; :func:`grid_families`) are tried while their
+extra MACs (recomputed overlap, over the whole graph's MACs) stay within ``max_recompute`` (more
+patches recompute more, so the first grid over the bound ends the family); each is rewritten on a copy and planned in the order it is emitted (patch after
 patch); the lowest arena wins (ties: fewer extra MACs, then fewer patches). A cut whose tensor
 alone fills the best arena so far is skipped. Nothing changes unless the winner, scheduled and
 planned as the pipeline will, needs a smaller arena than the unpatched graph (also scheduled and
@@ -61,6 +61,7 @@ DEFAULT_MAX_RECOMPUTE = 0.15
 CONV_OPS = {"Conv": 1, "onnxcc.FusedConv": 1, "QLinearConv": 3, "ConvInteger": 1}  # op -> W input
 POOL_OPS = ("MaxPool", "AveragePool")
 QUANT_OPS = ("QuantizeLinear", "DequantizeLinear")
+QLINEAR_BINARY = ("com.microsoft.QLinearAdd", "com.microsoft.QLinearMul")
 
 Box = tuple[tuple[int, int], ...]   # [begin, end) per spatial axis
 
@@ -121,6 +122,11 @@ def window(n: Node) -> Window | None:
                 v.const.size != 1 for v in rest):
             return None
         return Window((1, 1), (1, 1), (0, 0), (0,), "pointwise")
+    if n.op in QLINEAR_BINARY:   # A, A_scale, A_zp, B, B_scale, B_zp, C_scale, C_zp
+        if any(not v.is_const for k, v in enumerate(n.inputs) if v is not None and k not in (0, 3)) \
+                or any(n.inputs[k].shape != y.shape for k in (0, 3)):
+            return None
+        return Window((1, 1), (1, 1), (0, 0), (0, 3), "pointwise")
     traits = get_op(n).traits
     if "elementwise" in traits:
         spatial = []
@@ -409,6 +415,16 @@ class PatchChoice:
                 f"{self.max_recompute:.0%})")
 
 
+def grid_families(rows: int, cols: int, max_patches: int) -> list[list[tuple[int, int]]]:
+    """The grids tried for a cut of ``rows`` x ``cols``, as families of growing patch counts: P x P,
+    then P rows of patches spanning the width, then P columns spanning the height (P from 2 to
+    ``max_patches``, each side at most the cut's size). Rows or columns alone suit a narrow map
+    (a keyword-spotting spectrogram 5 wide) whose receptive field spans its width."""
+    ps = range(2, max_patches + 1)
+    return [[(min(p, rows), min(p, cols)) for p in ps], [(min(p, rows), 1) for p in ps],
+            [(1, min(p, cols)) for p in ps]]
+
+
 def choose(g: Graph, max_recompute: float, max_patches: int = MAX_PATCHES) -> tuple[
         PatchChoice, Stage | None]:
     """Evaluate every candidate (see the module docstring) without changing ``g``."""
@@ -424,22 +440,25 @@ def choose(g: Graph, max_recompute: float, max_patches: int = MAX_PATCHES) -> tu
     for st in stages:
         cut = st.cut(g)
         stage_macs = sum(macs(g.nodes[k]) for k in st.nodes)
-        grids = sorted({(min(p, cut.shape[2]), min(p, cut.shape[3]))
-                        for p in range(2, max_patches + 1)} - {(1, 1)})
-        for grid in grids:
-            if best is not None and cut.type.nbytes >= best[0][0]:
-                break   # the cut tensor alone fills the best arena so far
-            extra = patch_macs(g, st, grid) - stage_macs
-            if extra > max_recompute * total:
-                over += len(grids) - grids.index(grid)
-                break   # more patches recompute more
-            h = g.copy()
-            apply(h, st, grid)
-            arena = planned_arena(h, scheduled=False)
-            choice.tried.append((cut.name, grid, arena, extra))
-            key = (arena, extra, grid[0] * grid[1])
-            if best is None or key < best[0]:
-                best = (key, st, grid, h)
+        if best is not None and cut.type.nbytes >= best[0][0]:
+            continue   # the cut tensor alone fills the best arena so far
+        seen: set[tuple[int, int]] = {(1, 1)}
+        for family in grid_families(cut.shape[2], cut.shape[3], max_patches):
+            for grid in family:
+                if grid in seen:
+                    continue
+                seen.add(grid)
+                extra = patch_macs(g, st, grid) - stage_macs
+                if extra > max_recompute * total:
+                    over += 1
+                    break   # more patches recompute more
+                h = g.copy()
+                apply(h, st, grid)
+                arena = planned_arena(h, scheduled=False)
+                choice.tried.append((cut.name, grid, arena, extra))
+                key = (arena, extra, grid[0] * grid[1])
+                if best is None or key < best[0]:
+                    best = (key, st, grid, h)
     after = planned_arena(best[3]) if best is not None else before
     if best is None or after >= before:
         choice.reason = (f"none of {len(choice.tried)} candidates lowers the arena"

@@ -281,3 +281,24 @@ def test_cli_report_shows_the_arena_and_macs_with_and_without_patching(rng, tmp_
     assert "patch        2x2 patches over 4 nodes up to 'c': arena 65,536 -> 21,536 bytes" \
         in report()
     assert "patch" not in report("--max-recompute", "0").split("in place")[1]
+
+
+def test_int8_residual_block_is_patched_bit_exact(rng):
+    # x -> Conv+Relu -> Conv -> Add (the Relu's output) -> Relu -> MaxPool -> Conv 1x1 -> pool
+    inits = {"w0": _w(rng, 8, 4, 3, 3), "w1": _w(rng, 8, 8, 3, 3), "w2": _w(rng, 8, 8, 1, 1)}
+    pads = {"pads": [1, 1, 1, 1]}
+    model = make_model([("Conv", ["x", "w0"], ["a"], pads), ("Relu", ["a"], ["r"]),
+                        ("Conv", ["r", "w1"], ["b"], pads), ("Add", ["b", "r"], ["s"]),
+                        ("Relu", ["s"], ["t"]),
+                        ("MaxPool", ["t"], ["m"], {"kernel_shape": [2, 2], "strides": [2, 2]}),
+                        ("Conv", ["m", "w2"], ["c"]), ("GlobalAveragePool", ["c"], ["y"])],
+                       {"x": (1, 4, 48, 48)}, {"y": (1, 8, 1, 1)}, inits)
+    q = onnxcc.Int8(calibration={"x": rng.standard_normal((4, 1, 4, 48, 48)).astype("f4")})
+    on = onnxcc.compile(model, "cortex-m4", quantize=q, max_recompute=0.5)
+    off = onnxcc.compile(model, "cortex-m4", quantize=q, max_recompute=0)
+    c = on.graph.meta["patch"]
+    assert c.grid is not None and on.arena_size == c.arena_after < off.arena_size
+    n_patches = c.grid[0] * c.grid[1]
+    assert ops(on.graph).count("com.microsoft.QLinearAdd") == n_patches
+    x = rng.standard_normal((1, 4, 48, 48)).astype("f4")
+    np.testing.assert_array_equal(on.run({"x": x})["y"], off.run({"x": x})["y"])
