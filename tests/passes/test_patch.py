@@ -112,6 +112,10 @@ def test_residual_branch_and_pad_inside_the_stage(rng):
     assert crops   # Add reads less of r than the 3x3 conv next to it needs: cropped
     got = run_plan(g, {"x": x})["y"]
     np.testing.assert_allclose(got, ort_run(model, {"x": x})["y"], rtol=1e-5, atol=1e-5)
+    cm = onnxcc.compile(model, "host", max_recompute=1.0)   # the generated C, patched
+    assert cm.graph.meta["patch"].cut == "y"
+    np.testing.assert_allclose(cm.run({"x": x})["y"], ort_run(model, {"x": x})["y"],
+                               rtol=1e-5, atol=1e-5)
 
 
 def _pool_head(rng):
