@@ -306,3 +306,12 @@ def test_int8_residual_block_is_patched_bit_exact(rng):
     assert ops(on.graph).count("com.microsoft.QLinearAdd") == n_patches
     x = rng.standard_normal((1, 4, 48, 48)).astype("f4")
     np.testing.assert_array_equal(on.run({"x": x})["y"], off.run({"x": x})["y"])
+
+
+def test_llvm_target_runs_the_patched_graph(rng):
+    model = _cnn(rng, FIRST["dilated"], size=32)
+    cm = onnxcc.compile(model, "cpu", max_recompute=1.0)
+    assert cm.graph.meta["patch"].grid is not None
+    x = rng.standard_normal((1, 3, 32, 32)).astype("f4")
+    np.testing.assert_allclose(cm.run({"x": x})["y"], ort_run(model, {"x": x})["y"],
+                               rtol=1e-5, atol=1e-5)
