@@ -90,6 +90,10 @@ def _add_model_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
                    help="bind a graph input to constant values (repeatable), e.g. axes=1; "
                    "the values take the input's declared type and shape")
     p.add_argument("--name", help="C prefix of every symbol and file (default: the model's name)")
+    p.add_argument("--max-recompute", type=float, metavar="SHARE",
+                   help="patch-based execution of the CNN's first stage: the most extra MACs it "
+                   "may add, as a share of the model's MACs (default 0.15 on MCU targets, off "
+                   "elsewhere; 0 disables it); applied only when it lowers the arena")
     p.add_argument("--quantize", choices=["int8"],
                    help="post-training int8 quantization, calibrated on --calibration")
     p.add_argument("--calibration", metavar="NPZ|DIR",
@@ -204,7 +208,7 @@ def _compile(args: argparse.Namespace, model: str):
     return cc(model, _target(args), input_shapes=_input_shapes(args.input_shape), name=args.name,
               dump_dir=getattr(args, "dump_dir", None), dump_after=getattr(args, "dump_ir", None),
               constant_inputs=_constant_inputs(args.constant_input), quantize=_quantize(args),
-              hls=_hls_config(args))
+              hls=_hls_config(args), max_recompute=getattr(args, "max_recompute", None))
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -449,7 +453,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     tgt = _target(args)
     g = import_onnx(args.model, _input_shapes(args.input_shape),
                     constant_inputs=_constant_inputs(args.constant_input))
-    g = run_pipeline(g, tgt.pipeline, verify=True)
+    from onnxcc.passes.patch import with_max_recompute
+
+    g = run_pipeline(g, with_max_recompute(tgt.pipeline, getattr(args, "max_recompute", None)),
+                     verify=True)
     check_legal(g, tgt.name)
     if tgt.backend == "hls":   # every node without a fixed-point kernel
         from onnxcc.codegen.hls.emit import check_hls

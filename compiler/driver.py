@@ -250,7 +250,8 @@ def compile(model: str | Path | onnx.ModelProto, target: Any = "host", *,
             dump_after: str | None = None, disable_passes: Sequence[str] = (),
             external_data_dir: str | Path | None = None,
             constant_inputs: Mapping[str, Any] | None = None,
-            quantize: Any = None, hls: Any = None) -> CompiledModel:
+            quantize: Any = None, hls: Any = None,
+            max_recompute: float | None = None) -> CompiledModel:
     """Compile an ONNX model for ``target`` (``onnxcc targets`` lists them).
 
     Args:
@@ -281,6 +282,11 @@ def compile(model: str | Path | onnx.ModelProto, target: Any = "host", *,
             the fixed-point types (that default when None).
         hls: FPGA targets: ``onnxcc.HLSConfig(reuse_factor=...)``, the design's area/speed
             trade (default reuse factor 1).
+        max_recompute: patch-based execution of the CNN's first stage (``onnxcc.passes.patch``,
+            MCUNetV2): the most extra MACs it may add, as a share of the model's MACs (0.15 =
+            15%); it is applied only when it lowers the arena. None: the target's default (on
+            at 0.15 for the MCU targets, off elsewhere); 0: off. ``report()`` shows the arena
+            and MACs with and without it.
     Returns:
         a CompiledModel whose library sits in a private temporary folder until ``save``.
     Raises:
@@ -293,7 +299,7 @@ def compile(model: str | Path | onnx.ModelProto, target: Any = "host", *,
         return _compile(model, target, input_shapes=input_shapes, name=name, verify=verify,
                         dump_dir=dump_dir, dump_after=dump_after, disable_passes=disable_passes,
                         external_data_dir=external_data_dir, constant_inputs=constant_inputs,
-                        quantize=quantize, hls=hls)
+                        quantize=quantize, hls=hls, max_recompute=max_recompute)
     except MemoryError:
         raise MemoryBudgetError(
             "compiling the model ran out of memory on this machine",
@@ -306,7 +312,8 @@ def _compile(model: str | Path | onnx.ModelProto, target: Any, *,
              verify: bool | None, dump_dir: str | Path | None, dump_after: str | None,
              disable_passes: Sequence[str], external_data_dir: str | Path | None,
              constant_inputs: Mapping[str, Any] | None = None,
-             quantize: Any = None, hls: Any = None) -> CompiledModel:
+             quantize: Any = None, hls: Any = None,
+             max_recompute: float | None = None) -> CompiledModel:
     """:func:`compile` without its MemoryError guard."""
     from onnxcc.codegen.c.emit import emit_c
     from onnxcc.passes import run_pipeline
@@ -333,7 +340,20 @@ def _compile(model: str | Path | onnx.ModelProto, target: Any, *,
         fixed = _fixed_point_config(quantize, tgt)
         quantize = None
     imported = {v.name for v in g.values()} | {n.name for n in g.nodes} if hls else set()
-    g = run_pipeline(g, with_quantization(tgt.pipeline, quantize), verify=verify, dump_dir=dump_dir,
+    from onnxcc.passes.patch import with_max_recompute
+
+    if max_recompute is not None and hls:
+        from .errors import OnnxccError
+
+        raise OnnxccError(f"max_recompute= (patch-based execution) applies to C and LLVM "
+                          f"targets, not the FPGA target {tgt.name}", hint="drop max_recompute=")
+    if max_recompute is not None and not max_recompute >= 0:
+        from .errors import OnnxccError
+
+        raise OnnxccError(f"max_recompute must be a share of the MACs >= 0, got {max_recompute!r}",
+                          hint="e.g. max_recompute=0.15 (15% extra MACs), or 0 to disable patching")
+    pipeline = with_max_recompute(with_quantization(tgt.pipeline, quantize), max_recompute)
+    g = run_pipeline(g, pipeline, verify=verify, dump_dir=dump_dir,
                      dump_after=dump_after, disable=disable_passes)
     g.verify()
     from onnxcc.codegen.c.emit import check_legal
@@ -349,7 +369,7 @@ def _compile(model: str | Path | onnx.ModelProto, target: Any, *,
     check_memory_budget(g, tgt)
     options = {"target": tgt.name, "input_shapes": {k: list(v) for k, v in (input_shapes or {}).items()},
                "name": g.name, "disabled_passes": list(disable_passes),
-               "constant_inputs": sorted(constant_inputs or {})}
+               "constant_inputs": sorted(constant_inputs or {}), "max_recompute": max_recompute}
     tmp = Path(tempfile.mkdtemp(prefix="onnxcc_"))
     source = (Path(str(model)).name if not isinstance(model, onnx.ModelProto)
               else f"<ModelProto {g.name}>")

@@ -115,6 +115,9 @@ def format_report(cm: CompiledModel) -> str:
               f"arena        {plan.arena_size:>14,} bytes  (lower bound {plan.lower_bound:,}; "
               f"ratio {ratio:.3f}; naive sum of intermediates {plan.naive:,})",
               f"in place     {len(plan.inplace)} nodes"]
+    choice = g.meta.get("patch")
+    if choice is not None:
+        lines.append(choice.summary())
     if getattr(cm.target, "sram_bytes", None):
         lines.append(f"{cm.target.name}: arena uses {plan.arena_size / cm.target.sram_bytes:.1%} of "
                      f"{cm.target.sram_bytes:,} B SRAM; weights {cm.weights_size / cm.target.flash_bytes:.1%} "

@@ -11,6 +11,7 @@ from . import (
     fuse_conv_activation,
     fuse_elementwise,
     fuse_qdq,
+    patch,
     plan_memory,
     schedule,
     table_activation,
@@ -22,5 +23,5 @@ from .plan_memory import Buffer, MemoryPlan, check_plan
 
 __all__ = ["PASSES", "Buffer", "GraphPass", "MemoryPlan", "canonicalize", "check_plan",
            "fold_batchnorm", "fuse_conv_activation", "fuse_elementwise", "fuse_qdq", "get_pass", "graph_pass",
-           "liveness", "peak_live_bytes", "plan_memory", "run_pipeline", "schedule",
+           "liveness", "patch", "peak_live_bytes", "plan_memory", "run_pipeline", "schedule",
            "table_activation", "table_softmax"]

@@ -4,8 +4,10 @@ A non-constant value is live from the step of its producer (graph inputs: step 0
 its last reader; a graph output lives to the last step; a value nobody reads lives only at its
 producer's step. The peak functions count the storage a schedule needs for intermediates:
 views (trait ``view``: output 0 aliases input 0) share their input's storage, an elementwise node
-that is the last reader of an input of its output's size writes over it (as plan_memory does),
-and storage that holds a graph input or output is the caller's, so it is not counted.
+that is the last reader of an input of its output's size writes over it, as does an ``inplace``
+node (InsertSlice) over its input 0 (as plan_memory does),
+and storage that holds a graph input or output is the caller's, so it is not counted (a window of
+a graph input read in place, :func:`input_windows`, is the input's storage).
 """
 
 from __future__ import annotations
@@ -49,13 +51,58 @@ def is_view(n: Node) -> bool:
         and n.outputs[0].type.nbytes == n.inputs[0].type.nbytes
 
 
+def overwritable_inputs(n: Node) -> list[Value]:
+    """Inputs whose storage ``n`` may write its output into when it reads them last: every
+    non-constant input of an elementwise node (trait ``elementwise``), input 0 of an ``inplace``
+    node (InsertSlice's dest); only those of the output's shape and itemsize."""
+    if len(n.outputs) != 1:
+        return []
+    traits = get_op(n).traits
+    o = n.outputs[0]
+    cands = n.inputs if "elementwise" in traits else n.inputs[:1] if "inplace" in traits else []
+    return [i for i in cands if i is not None and not i.is_const and i.shape == o.shape
+            and i.dtype.itemsize == o.dtype.itemsize]
+
+
+# ops whose lowering reads input 0 through its buffer's strides, so it may be a window
+WINDOW_READERS = ("Conv", "onnxcc.FusedConv", "QLinearConv", "QuantizeLinear")
+
+
+def input_windows(g: Graph) -> dict[int, Node]:
+    """id(value) -> its Slice node, for each Slice that reads a window of a graph input in place:
+    steps of 1, not a graph output, read only as input 0 of ops in ``WINDOW_READERS`` (their
+    lowerings index x through strides). Such a window needs no storage of its own: it is the
+    input's bytes seen through the input's strides from the window's first element (the patch
+    pass slices the image so; MCUNetV2 reads its patches from the input buffer likewise)."""
+    from onnxcc.ops.shape import slice_params
+
+    inputs = {id(v) for v in g.inputs}
+    outputs = {id(v) for v in g.outputs}
+    readers: dict[int, list[tuple[Node, int]]] = {}
+    for n in g.nodes:
+        for k, v in enumerate(n.inputs):
+            if v is not None:
+                readers.setdefault(id(v), []).append((n, k))
+    out: dict[int, Node] = {}
+    for n in g.nodes:
+        if n.op != "Slice" or id(n.inputs[0]) not in inputs or id(n.outputs[0]) in outputs:
+            continue
+        rs = readers.get(id(n.outputs[0]), [])
+        if rs and all(r.op in WINDOW_READERS and k == 0 for r, k in rs) \
+                and all(s == 1 for s in slice_params(n)[3]):
+            out[id(n.outputs[0])] = n
+    return out
+
+
 def storage_owner(g: Graph) -> dict[int, Value]:
-    """id(value) -> the value whose storage it uses: a view's output uses its input's owner."""
+    """id(value) -> the value whose storage it uses: a view's output, or a window of a graph
+    input (:func:`input_windows`), uses its input's owner."""
     owner: dict[int, Value] = {id(v): v for v in g.inputs}
+    windows = input_windows(g)
     for n in g.nodes:
         for o in n.outputs:
             owner[id(o)] = o
-        if is_view(n) and not n.inputs[0].is_const:
+        if (is_view(n) or id(n.outputs[0]) in windows) and not n.inputs[0].is_const:
             owner[id(n.outputs[0])] = owner.get(id(n.inputs[0]), n.inputs[0])
     return owner
 
@@ -92,11 +139,8 @@ class StorageModel:
                     reads.append(id(owner[id(i)]))
             self.allocs.append(allocs)
             self.reads.append(sorted(set(reads)))
-            o = n.outputs[0]
-            ew = len(n.outputs) == 1 and "elementwise" in get_op(n).traits
-            self.reuse.append(sorted({id(owner[id(i)]) for i in n.inputs if ew and i is not None
-                                      and id(i) in owner and i.shape == o.shape
-                                      and i.dtype.itemsize == o.dtype.itemsize}))
+            self.reuse.append(sorted({id(owner[id(i)]) for i in overwritable_inputs(n)
+                                      if id(i) in owner}))
         self.counted = {s for s in self.size if s not in io}
 
     def cost(self, k: int, live: int, last: set[int]) -> tuple[int, int]:

@@ -7,8 +7,12 @@
 Storage groups (union-find, each member at a byte offset from its group's root):
 - a view's output (trait ``view``: Reshape, Flatten, Squeeze, Unsqueeze, Identity, Dropout
   output 0) shares its input's storage;
+- a Slice of a graph input read only by ops that index their input through strides
+  (``liveness.input_windows``) is that input's bytes from the window's first element, with the
+  input's strides (``Buffer.strides``): no copy, no arena;
 - an elementwise node (trait ``elementwise``, FusedElementwise too) writes in place into an input
-  with the output's shape and itemsize when nothing reads that input's storage later;
+  with the output's shape and itemsize when nothing reads that input's storage later, and so does
+  an ``inplace`` node (InsertSlice) into its input 0;
 - a Concat whose dims before the axis multiply to 1 holds its inputs at their running offsets,
   for each input produced by a node, read only by that Concat, appearing once, whose storage
   group fits inside it.
@@ -27,10 +31,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from onnxcc.codegen.loops import contiguous_strides
 from onnxcc.ir import Graph, Value
-from onnxcc.ops import attr, get_op
+from onnxcc.ops import attr
+from onnxcc.ops.shape import slice_params
 
-from .liveness import is_view, value_intervals
+from .liveness import input_windows, is_view, overwritable_inputs, value_intervals
 from .manager import GraphPass, graph_pass
 
 CONCAT_OPS = ("Concat",)  # ops whose inputs may be placed inside their output
@@ -39,12 +45,15 @@ CONCAT_OPS = ("Concat",)  # ops whose inputs may be placed inside their output
 @dataclass(frozen=True)
 class Buffer:
     """Where a value lives: ``offset`` bytes into ``space`` ("arena", "input" or "output"; for the
-    last two, ``index`` is the graph input/output position), ``size`` bytes."""
+    last two, ``index`` is the graph input/output position), ``size`` bytes. ``strides`` (in
+    elements) is set for a window of a larger tensor read in place (a Slice of a graph input,
+    see ``liveness.input_windows``): its elements are not contiguous; None: contiguous."""
 
     space: str
     index: int
     offset: int
     size: int
+    strides: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -130,16 +139,30 @@ def _alias_views(g: Graph, gr: _Groups) -> None:
             gr.union(n.inputs[0], n.outputs[0], 0)
 
 
+def _alias_windows(g: Graph, gr: _Groups) -> dict[str, tuple[int, ...]]:
+    """Put each in-place window of a graph input (``liveness.input_windows``) inside the input at
+    its first element; returns value name -> element strides of the windows placed."""
+    placed = {}
+    for n in input_windows(g).values():
+        x, y = n.inputs[0], n.outputs[0]
+        strides = contiguous_strides(x.shape)
+        first = sum(b * s for b, s in zip(slice_params(n)[0], strides))
+        gr.view_of[y] = x
+        if gr.union(x, y, first * x.dtype.itemsize):
+            placed[y.name] = strides
+        else:
+            del gr.view_of[y]
+    return placed
+
+
 def _alias_inplace(g: Graph, gr: _Groups, step: dict[int, int]) -> list[str]:
     done = []
     for n in g.nodes:
-        if "elementwise" not in get_op(n).traits or len(n.outputs) != 1:
+        cands = overwritable_inputs(n)
+        if not cands:
             continue
         o = n.outputs[0]
-        for i in n.inputs:
-            if i is None or i.is_const or i.shape != o.shape \
-                    or i.dtype.itemsize != o.dtype.itemsize:
-                continue
+        for i in cands:
             root, off = gr.find(i)
             if gr.interval(root)[1] != step[id(n)] or any(
                     m in gr.outputs for m in gr.members[root]):
@@ -203,6 +226,7 @@ def plan(g: Graph, alignment: int = 16, share: bool = True) -> MemoryPlan:
     step = {id(n): k for k, n in enumerate(g.nodes)}
     gr = _Groups(g, vals, iv)
     _alias_views(g, gr)
+    windows = _alias_windows(g, gr) if share else {}
     inplace = _alias_inplace(g, gr, step) if share else []
     if share:
         _alias_concat(g, gr, step)
@@ -222,7 +246,8 @@ def plan(g: Graph, alignment: int = 16, share: bool = True) -> MemoryPlan:
         if io_in or io_out:
             space, io = ("input", io_in[0]) if io_in else ("output", io_out[0])
             index = gr.inputs[io] if io_in else gr.outputs[io]
-            buffers[v.name] = Buffer(space, index, off - gr.off(io), v.type.nbytes)
+            buffers[v.name] = Buffer(space, index, off - gr.off(io), v.type.nbytes,
+                                     windows.get(v.name))
         else:
             buffers[v.name] = Buffer("arena", 0, base[root] + off - ext[root][0], v.type.nbytes)
     end = max((base[r] + ext[r][1] - ext[r][0] for r in arena), default=0)

@@ -10,6 +10,7 @@ from onnxcc.passes.fold_batchnorm import fold_batchnorm
 from onnxcc.passes.fuse_conv_activation import fuse_conv_activation
 from onnxcc.passes.fuse_elementwise import fuse_elementwise
 from onnxcc.passes.fuse_qdq import fuse_qdq
+from onnxcc.passes.patch import patch
 from onnxcc.passes.plan_memory import plan_memory
 from onnxcc.passes.schedule import schedule
 
@@ -22,6 +23,7 @@ PIPELINE = [
     canonicalize,
     fuse_conv_activation,
     fuse_elementwise,
+    patch(max_recompute=0.15),
     schedule,
     plan_memory(alignment=16),
 ]

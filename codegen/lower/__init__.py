@@ -118,7 +118,8 @@ class LowerCtx:
         b = self.storage.get(v.name)
         if b is None:
             return Buffer(name, dt, v.shape, value=v.name)
-        return Buffer(name, dt, v.shape, None, b.space, b.offset, b.index, value=v.name)
+        return Buffer(name, dt, v.shape, getattr(b, "strides", None), b.space, b.offset, b.index,
+                      value=v.name)
 
     def vector_lanes(self) -> int:
         """float32 lanes of the target's vector registers when it register-tiles (its

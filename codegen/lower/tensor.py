@@ -1,4 +1,4 @@
-"""Data movement as loop IR: Transpose, Expand, Tile, Slice, DepthToSpace, SpaceToDepth, Concat,
+"""Data movement as loop IR: Transpose, Expand, Tile, Slice, InsertSlice, DepthToSpace, SpaceToDepth, Concat,
 Split, Gather, Pad, Resize/Upsample, Range, Shape, Size, ConstantOfShape.
 
 Most kernels are strided copies ``y[...] = x[...]``: each output dim has an extent and, per
@@ -139,11 +139,40 @@ def _lower_tile(node: Node, ctx: LowerCtx):
 
 @lower("Slice")
 def _lower_slice(node: Node, ctx: LowerCtx):
-    """y = x[start:end:step] per axis: source strides times steps, from the starts."""
+    """y = x[start:end:step] per axis: source strides times steps, from the starts; no code
+    when the plan made y a window of x read in place (its buffer has x's strides)."""
+    if getattr(ctx.storage.get(node.outputs[0].name), "strides", None) is not None:
+        return None
     starts, _, _, steps = slice_params(node)
     xs = _strides(ctx.input(0))
     return _copy_kernel(ctx, node.outputs[0].shape, [s * k for s, k in zip(xs, steps)],
                         sum(b * s for b, s in zip(starts, xs)), name="slice")
+
+
+@lower("onnxcc.InsertSlice")
+def _lower_insert_slice(node: Node, ctx: LowerCtx):
+    """y = dest with the window at ``offsets`` replaced by source: dest is copied first unless
+    the plan put y in dest's storage (then only the window is written); without dest, y is
+    zero-filled first."""
+    dest, src = node.inputs
+    y = node.outputs[0]
+    ys = contiguous_strides(y.shape)
+    yf = flat(ctx.output(0))
+    body: list[Stmt] = []
+    ins: list[Buffer] = []
+    if dest is None:
+        body += nest(ctx, [y.type.size], lambda v: [Store(yf, (offset(v, [1]),), const(0, yf.dtype))])
+    elif not ctx.same_storage(dest, y):
+        db = ctx.input(0)
+        df = flat(db)
+        ins.append(df)
+        body += copy_nest(ctx, y.shape, yf, ys, 0, df, _strides(db), 0)
+    sb = ctx.input(1)
+    sf = flat(sb)
+    ins.append(sf)
+    base = sum(o * s for o, s in zip(attr(node, "offsets"), ys))
+    body += copy_nest(ctx, src.shape, yf, ys, base, sf, _strides(sb), 0)
+    return ctx.kernel("insert_slice", [yf], ins, body)
 
 
 @lower("DepthToSpace", "SpaceToDepth")

@@ -353,6 +353,46 @@ class Slice(OpDef):
         return [x[_slices(node)]]
 
 
+@register_op("onnxcc.InsertSlice", traits={"inplace"})
+class InsertSlice(OpDef):
+    """onnxcc's InsertSlice (MLIR's ``tensor.insert_slice``), made by the patch pass:
+    y = dest with ``y[offsets[k] : offsets[k] + source.shape[k]]`` (every axis k) = source.
+
+    dest (optional) has y's shape; without it y is ``shape`` (an attribute) of source's dtype,
+    zeros outside the source's window. source has y's rank and fits inside y at ``offsets``.
+    Trait ``inplace``: y may take dest's storage when nothing reads dest afterwards, so a chain
+    of InsertSlice nodes writes its windows into one buffer.
+    """
+
+    attrs = {"offsets": REQUIRED, "shape": None}
+    min_inputs, max_inputs = 2, 2
+
+    def check(self, node):
+        d, s = node.inputs
+        shape = d.shape if d is not None else node.attrs.get("shape")
+        if shape is None:
+            raise bad_attr(node, "shape is required when dest is omitted")
+        off = ints(attr(node, "offsets"))
+        if len(off) != len(shape) or len(s.shape) != len(shape) or any(
+                o < 0 or o + n > m for o, n, m in zip(off, s.shape, shape)):
+            raise bad_attr(node, f"source {list(s.shape)} at offsets {list(off)} does not fit "
+                           f"inside {list(shape)}")
+        if d is not None and d.dtype != s.dtype:
+            raise bad_attr(node, f"dest {d.dtype} and source {s.dtype} differ in dtype")
+
+    def infer(self, node):
+        self.check(node)
+        d, s = node.inputs
+        shape = d.shape if d is not None else tuple(ints(attr(node, "shape")))
+        return [TensorType(shape, s.dtype)]
+
+    def reference(self, node, dest, source):
+        shape = dest.shape if dest is not None else tuple(ints(attr(node, "shape")))
+        y = np.zeros(shape, source.dtype) if dest is None else np.array(dest, copy=True)
+        y[tuple(slice(o, o + n) for o, n in zip(ints(attr(node, "offsets")), source.shape))] = source
+        return [y]
+
+
 @register_op("Gather")
 class Gather(OpDef):
     """ONNX Gather: y = take(data, indices, axis); negative indices count from the end.

@@ -16,8 +16,9 @@ def ops(g: Graph) -> list[str]:
 
 def run_plan(g: Graph, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Run ``g`` the way generated code does: every value read from and written to the bytes the
-    memory plan gives it (one arena, one buffer per graph input and output). A plan that lets a
-    tensor be overwritten before its last read gives wrong outputs here."""
+    memory plan gives it (one arena, one buffer per graph input and output; a window read in
+    place through its buffer's strides). A plan that lets a tensor be overwritten before its last
+    read gives wrong outputs here."""
     p = g.meta["memory_plan"]
     space = {("arena", 0): bytearray(p.arena_size)}
     for k, v in enumerate(g.inputs):
@@ -28,6 +29,12 @@ def run_plan(g: Graph, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]
     def at(v) -> np.ndarray:
         b = p.buffers[v.name]
         buf = space[(b.space, b.index)]
+        strides = getattr(b, "strides", None)
+        if strides is not None:   # a window of a larger tensor, read in place
+            flat = np.frombuffer(buf, v.dtype, len(buf) // v.dtype.itemsize - b.offset // v.dtype.itemsize,
+                                 b.offset)
+            return np.lib.stride_tricks.as_strided(
+                flat, v.shape, tuple(s * v.dtype.itemsize for s in strides))
         return np.frombuffer(buf, v.dtype, v.type.size, b.offset).reshape(v.shape)
 
     for v in g.inputs:
