@@ -27,6 +27,7 @@ guarded stores, so ``verify`` proves every access and the hot interior has no br
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -670,6 +671,122 @@ def _conv_depthwise(node: Node, ctx: LowerCtx) -> Any:
     return ctx.kernel("conv", [Y], ins, [Comment(text)] + nest, comment=text, locals=[xp])
 
 
+SCALAR_TAPS = 32     # _conv_depthwise_scalar: the most kernel taps unrolled into one body
+SCALAR_COPIES = 9    # ... and the most bodies specialized by which taps land inside x
+SCALAR_BLOCK = 2     # ... and the outputs along the last axis that share their loads
+
+
+def _tap_runs(n_pos: int, taps: int, dil: int, stride: int, pad: int, n_dst: int
+              ) -> list[tuple[int, int, tuple[int, ...]]]:
+    """Positions ``p`` in ``[0, n_pos)`` as maximal runs ``(start, stop, taps)`` of consecutive
+    positions whose taps ``t`` with ``p*stride + t*dil - pad`` in ``[0, n_dst)`` are the same
+    (the interior one run, each padded position at a border its own run)."""
+    runs: list[tuple[int, int, tuple[int, ...]]] = []
+    for p in range(n_pos):
+        ts = tuple(t for t in range(taps) if 0 <= p * stride + t * dil - pad < n_dst)
+        if runs and runs[-1][2] == ts:
+            runs[-1] = (runs[-1][0], p + 1, ts)
+        else:
+            runs.append((p, p + 1, ts))
+    return runs
+
+
+def _depthwise_scalar_applies(node: Node, ctx: LowerCtx) -> bool:
+    """True when :func:`_conv_depthwise_scalar` lowers ``node``: a target that keeps
+    accumulators in scalar registers (``Target.scalar_accumulators``), one input channel per
+    group (depthwise, any depth multiplier) and at most SCALAR_TAPS kernel taps."""
+    if not getattr(ctx.target, "scalar_accumulators", False):
+        return False
+    x, w = node.inputs[0], node.inputs[1]
+    group = int(node.attrs.get("group") or 1)
+    return (group > 1 and x.shape[1] == group and len(x.shape) >= 3
+            and math.prod(w.shape[2:]) <= SCALAR_TAPS)
+
+
+def _conv_depthwise_scalar(node: Node, ctx: LowerCtx) -> Any:
+    """A depthwise Conv (one input channel per group) as an output-stationary nest for cores
+    without a vector unit the C compiler uses (microcontrollers): per output channel its taps'
+    weights are locals (registers); then the output positions, cut per axis into runs whose
+    taps inside x are the same (:func:`_tap_runs`: the interior, and each padded border
+    position), get one nest per combination of runs with only those taps unrolled: no guard
+    anywhere and no multiply by padding. Along the last axis SCALAR_BLOCK neighbouring outputs
+    go together (their windows overlap, so a loaded x feeds several accumulators); each
+    accumulator starts at the bias, takes its taps as multiply-adds and is stored once with the
+    activation fused. With more than SCALAR_COPIES combinations (wide padding), or weights that
+    are not known finite (an infinite weight times padding is NaN in onnx's reference), the
+    positions are the interior, unguarded, and one border nest whose loads are masked to 0.
+    The tap-stationary nest loaded and stored y once per tap: about 8 Cortex-M4 instructions
+    per MAC on DS-CNN's 3x3 layers. x (N,C,*S), w (C*mult,1,*K), b (C*mult,), y (N,C*mult,*O).
+    """
+    w = node.inputs[1]
+    X, Wt, Y, B, G, N, C, M, K, I, pb, s, d, O = _conv_parts(node, ctx)
+    MG = M // G
+    nd, dt, lb = len(K), Y.dtype, LABELS[len(K)]
+    n, g, m = axis_var("n", N), axis_var("g", G), axis_var("m", MG)
+    co = lin((g, MG), m)
+    taps = list(np.ndindex(*K))
+    wv = {t: Var("w" + "_".join(str(i) for i in t), dt) for t in taps}
+    wdecl: list[Stmt] = [Decl(wv[t], Wt[(co, Const(0), *[Const(i) for i in t])]) for t in taps]
+    b0 = B[(co,)] if B is not None else const(0, dt)
+    made = itertools.count()
+
+    def outputs(points: list[list[Expr]], tapset: Sequence[tuple[int, ...]],
+                border: frozenset[int] = frozenset()) -> list[Stmt]:
+        """Accumulate the outputs at ``points`` (index lists) over ``tapset`` tap by tap, then
+        store them; loads masked on the ``border`` axes."""
+        k = next(made)
+        accs = [Var(f"acc{k}_{u}", dt) for u in range(len(points))]
+        body: list[Stmt] = [Decl(a, b0) for a in accs]
+        for t in tapset:
+            for a, o in zip(accs, points):
+                iv = [lin((o[i], s[i]), -pb[i] + t[i] * d[i]) for i in range(nd)]
+                conds, possible = in_range([(iv[i], I[i]) for i in sorted(border)])
+                if not possible:
+                    continue
+                mask = all_of(*conds)
+                xv = Load(X, (n, g, *iv), mask, const(0, dt) if mask is not None else None)
+                body.append(Assign(a, MulAdd(wv[t], xv, a)))
+        return body + [Store(Y, (n, co, *o), activation_expr(node, a))
+                       for a, o in zip(accs, points)]
+
+    runs = [_tap_runs(O[a], K[a], d[a], s[a], pb[a], I[a]) for a in range(nd)]
+    finite = w.const is not None and bool(np.isfinite(w.const).all())
+    specialized = finite and math.prod(len(r) for r in runs) <= SCALAR_COPIES
+    positions: list[Stmt] = []
+    if specialized:
+        for combo in itertools.product(*runs):
+            tapset = list(itertools.product(*[r[2] for r in combo]))
+            outer = [axis_var("o" + lb[a], O[a]) if combo[a][1] - combo[a][0] > 1
+                     else Const(combo[a][0]) for a in range(nd - 1)]
+            spec = [(outer[a], combo[a][0], combo[a][1]) for a in range(nd - 1)]
+            lo, hi = combo[-1][0], combo[-1][1]
+            pairs = (hi - lo) // SCALAR_BLOCK
+            inner: list[Stmt] = []
+            if pairs > 1 or (pairs == 1 and hi - lo > SCALAR_BLOCK):
+                j = Var("o" + lb[-1] + "_j")
+                pts = [outer + [lin((j, SCALAR_BLOCK), lo + u)] for u in range(SCALAR_BLOCK)]
+                inner = [Loop(j, 0, pairs, outputs(pts, tapset))]
+            elif pairs == 1:
+                inner = outputs([outer + [Const(lo + u)] for u in range(SCALAR_BLOCK)], tapset)
+            inner += [st for p in range(lo + pairs * SCALAR_BLOCK, hi)
+                      for st in outputs([outer + [Const(p)]], tapset)]
+            positions += loops(spec, inner)
+        how = f"{len(taps)} taps unrolled, no guards (one nest per border run)"
+    else:
+        o = [axis_var("o" + lb[a], O[a]) for a in range(nd)]
+        segs = [segments(O[a], K[a], d[a], s[a], pb[a], I[a]) for a in range(nd)]
+        positions = split_positions(o, segs, lambda border: outputs([o], taps, border))
+        how = f"{len(taps)} taps unrolled, interior unguarded"
+    nest = loops([(n, 0, N), (g, 0, G), (m, 0, MG)], wdecl + positions)
+    act = node.attrs.get("activation") or ""
+    text = (f"{node.op}: x {shape_text(X.shape)} is (N,C,spatial...), w {shape_text(Wt.shape)}, "
+            f"y {shape_text(Y.shape)}; depthwise (group {G}), strides {_lst(s)}, dilations "
+            f"{_lst(d)}, pads_begin {_lst(pb)}" + (f"; activation {act}" if act else "")
+            + f"; one accumulator per output, {how}")
+    ins = read_buffers(nest, [X, Wt] + ([B] if B is not None else []))
+    return ctx.kernel("conv", [Y], ins, [Comment(text)] + nest, comment=text)
+
+
 def _conv_direct(node: Node, ctx: LowerCtx) -> Any:
     """Conv as an output-stationary nest for targets that pipeline each layer's loop over
     outputs (HLS): per output position (n, o..., group, channel) ``acc = bias``, then ``acc +=
@@ -712,6 +829,8 @@ def _lower_conv(node: Node, ctx: LowerCtx) -> Any:
         return _conv_direct(node, ctx)
     if _depthwise_applies(node, ctx):
         return _conv_depthwise(node, ctx)
+    if _depthwise_scalar_applies(node, ctx):
+        return _conv_depthwise_scalar(node, ctx)
     tile = _register_tile(node, ctx)
     return _conv_tiled(node, ctx, tile) if tile else _conv_taps(node, ctx)
 
