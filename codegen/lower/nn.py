@@ -673,7 +673,7 @@ def _conv_depthwise(node: Node, ctx: LowerCtx) -> Any:
 
 SCALAR_TAPS = 32     # _conv_depthwise_scalar: the most kernel taps unrolled into one body
 SCALAR_COPIES = 9    # ... and the most bodies specialized by which taps land inside x
-SCALAR_BLOCK = 2     # ... and the outputs along the last axis that share their loads
+SCALAR_BLOCK = 4     # ... and the outputs along the last axis that share their loads
 
 
 def _tap_runs(n_pos: int, taps: int, dil: int, stride: int, pad: int, n_dst: int
@@ -760,16 +760,18 @@ def _conv_depthwise_scalar(node: Node, ctx: LowerCtx) -> Any:
                      else Const(combo[a][0]) for a in range(nd - 1)]
             spec = [(outer[a], combo[a][0], combo[a][1]) for a in range(nd - 1)]
             lo, hi = combo[-1][0], combo[-1][1]
-            pairs = (hi - lo) // SCALAR_BLOCK
+            blocks = (hi - lo) // SCALAR_BLOCK
             inner: list[Stmt] = []
-            if pairs > 1 or (pairs == 1 and hi - lo > SCALAR_BLOCK):
+            if blocks > 1:
                 j = Var("o" + lb[-1] + "_j")
                 pts = [outer + [lin((j, SCALAR_BLOCK), lo + u)] for u in range(SCALAR_BLOCK)]
-                inner = [Loop(j, 0, pairs, outputs(pts, tapset))]
-            elif pairs == 1:
-                inner = outputs([outer + [Const(lo + u)] for u in range(SCALAR_BLOCK)], tapset)
-            inner += [st for p in range(lo + pairs * SCALAR_BLOCK, hi)
-                      for st in outputs([outer + [Const(p)]], tapset)]
+                inner = [Loop(j, 0, blocks, outputs(pts, tapset))]
+            p = lo + max(blocks, 1) * SCALAR_BLOCK if blocks > 1 else lo
+            while p < hi:   # the rest (or a short run) in halving blocks at constant positions
+                size = next(b for b in (SCALAR_BLOCK >> i for i in range(SCALAR_BLOCK))
+                            if 0 < b <= hi - p)
+                inner += outputs([outer + [Const(p + u)] for u in range(size)], tapset)
+                p += size
             positions += loops(spec, inner)
         how = f"{len(taps)} taps unrolled, no guards (one nest per border run)"
     else:

@@ -16,6 +16,7 @@ from builders import make_model, ort_run
 from loopir import run_c, run_interp
 from onnxcc.codegen.loops import If, Load, Loop, MulAdd, stmt_exprs, walk_exprs, walk_stmts
 from onnxcc.codegen.lower import lower_program
+from onnxcc.codegen.lower.nn import SCALAR_BLOCK
 from onnxcc.codegen.verify import verify
 from onnxcc.runtime import qemu
 from onnxcc.targets import get_target
@@ -67,21 +68,23 @@ def test_scalar_depthwise_matches_onnxruntime(rng, xs, ws, attrs):
 
 def test_scalar_depthwise_has_no_guards_and_unrolled_taps(rng):
     """A 3x3, pad-1 depthwise layer: nine nests (interior, 4 edges, 4 corners), no If and no
-    masked load anywhere, the interior's loops free of tap loops: each output is 9 multiply-adds
-    (a corner 4, an edge 6) into a scalar, two outputs per iteration along the row."""
-    p = _program(_model(rng, (1, 8, 12, 10), (8, 1, 3, 3), dict(group=8, pads=[1, 1, 1, 1])))
+    masked load anywhere, the interior's loop free of tap loops: each output is 9 multiply-adds
+    (an edge 6, a corner 4) into a scalar, SCALAR_BLOCK outputs per iteration along the row."""
+    B = SCALAR_BLOCK
+    p = _program(_model(rng, (1, 8, 12, 2 * B + 2), (8, 1, 3, 3),
+                        dict(group=8, pads=[1, 1, 1, 1])))
     (k,) = p.kernels
     stmts = list(walk_stmts(k.body))
     assert not any(isinstance(s, If) for s in stmts)
     assert not any(isinstance(e, Load) and e.mask is not None for e in _exprs(k.body))
     loads = [e for e in _exprs(k.body) if isinstance(e, Load) and e.buf.name == "x"]
-    # per channel: interior 2 outputs x 9 taps, top/bottom edge 2 x 6 each, left/right edge 6
-    # each, corners 4 each
-    assert len(loads) == 18 + 2 * 12 + 2 * 6 + 4 * 4
+    # per channel: the interior's block of B outputs x 9 taps, top and bottom edges B x 6 each,
+    # left and right edges 6 each, corners 4 each
+    assert len(loads) == 9 * B + 2 * 6 * B + 2 * 6 + 4 * 4
     innermost = [s for s in stmts if isinstance(s, Loop)
                  and not any(isinstance(t, Loop) for t in walk_stmts(s.body))]
     interior = max(innermost, key=lambda s: sum(isinstance(e, MulAdd) for e in _exprs(s.body)))
-    assert sum(isinstance(e, MulAdd) for e in _exprs(interior.body)) == 18
+    assert sum(isinstance(e, MulAdd) for e in _exprs(interior.body)) == 9 * B
 
 
 def test_scalar_depthwise_nonfinite_weights_guard_the_border(rng):
@@ -121,7 +124,7 @@ def _tools_or_skip(target: str) -> None:
 def test_scalar_depthwise_instructions_per_mac_on_m4(rng):
     """A DS-CNN-shaped 3x3 depthwise layer (64 channels of 25x5, pad 1, Relu) on the emulated
     Cortex-M4 at -Os: equal to onnxruntime, and at most 3.5 instructions per MAC (measured
-    2.51; the tap-stationary nest ran 7.64)."""
+    2.35; the tap-stationary nest ran 7.64)."""
     _tools_or_skip("cortex-m4")
     m = _model(rng, (1, 64, 25, 5), (64, 1, 3, 3), dict(group=64, pads=[1, 1, 1, 1]))
     cm = onnxcc.compile(m, "cortex-m4")
