@@ -129,6 +129,15 @@ class Target:
         output-stationary nests (``codegen/lower/nn.py``: depthwise Conv)."""
         return self.family == "mcu"
 
+    @property
+    def scratch_in_arena(self) -> bool:
+        """True when a kernel's local arrays (an accumulator row, a reduction's partial sums)
+        must live in the caller's arena rather than on the stack: a microcontroller (``family``
+        ``mcu``), where every mutable byte lives in the arena (DESIGN.md) and the stack is
+        small. ``codegen/lower.lower_program`` then places each local array over
+        SCRATCH_MIN_BYTES in the arena at its kernel's step (``passes.plan_memory.place_scratch``)."""
+        return self.family == "mcu"
+
     @staticmethod
     def tile_rows(tile: int, n: int) -> int:
         """Rows (positions) per register tile for ``n`` of them: the tile's own count, or fewer

@@ -356,15 +356,8 @@ def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
                            else None)
     if wc is not None and isinstance(xz, Const) and (B is None
                                                      or node.inputs[8].const is not None):
-        # the x zero point folded into the start value: sum (x - xz) w' = sum x w' - xz sum w'
         Wt = wc
-        start = -int(xz.value) * wc.data.astype(np.int64).reshape(M, -1).sum(axis=1)
-        if B is not None:
-            start = start + np.asarray(node.inputs[8].const, np.int64)
-        # int32 wrap-around, as the accumulator itself would wrap
-        start = ((start + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
-        init = Buffer("acc0", I32, (M,), space="weight", data=start, value="")[(m,)] \
-            if np.any(start) else const(0, I32)
+        init = _folded_start(node, wc, xz, m)
         B, folded = None, True
     iv = [lin((o[a], s[a]), (kk[a], d[a]), -pb[a]) for a in range(nd)]
     ci = lin((g, CG), c)
@@ -400,8 +393,25 @@ def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
     return ctx.kernel(node.op.lower(), [Y], ins, [Comment(text)] + body, comment=text)
 
 
+def _folded_start(node: Node, wc: Buffer, xz: Const, m: Expr) -> Expr:
+    """The int32 start value of output channel ``m`` of an integer Conv whose x zero point is
+    folded out of the reduction: ``sum (x - xz) w' = sum x w' - xz sum w'``, so the start is
+    QLinearConv's bias (input 8, constant, when present) minus ``xz`` times the sum of the
+    channel's centered weights ``wc`` (M, ...), wrapped to int32 as the accumulator itself
+    wraps; a weight buffer ``acc0`` (M,), or the constant 0. Exact only when every tap is
+    accumulated (a padded tap reads the zero point, or there is no padding)."""
+    M = wc.shape[0]
+    start = -int(xz.value) * wc.data.astype(np.int64).reshape(M, -1).sum(axis=1)
+    if node.op == "QLinearConv" and has_input(node, 8):
+        start = start + np.asarray(node.inputs[8].const, np.int64)
+    start = ((start + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
+    return Buffer("acc0", I32, (M,), space="weight", data=start, value="")[(m,)] \
+        if np.any(start) else const(0, I32)
+
+
 ROW_UNROLL = 4     # the innermost loop's copies (the C renderer's vectorizable row form)
 ROW_MIN = 8        # shortest output row (pixels) for the row-stationary integer Conv
+ROW_MAX = 256      # longest row a 1x1 Conv's pixels are cut into (its int32 accumulator row)
 
 
 def _conv_integer_rows(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | None,
@@ -423,15 +433,18 @@ def _conv_integer_rows(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffe
     (N, C), M = x.shape[:2], w.shape[0]
     CG, MG = C // group, M // group
     (KH, KW), (IH, IW) = w.shape[2:], x.shape[2:]
-    pb, _, st, dl, (OH, OW) = conv_geometry(node, x.shape, w.shape)
+    pb, pe, st, dl, (OH, OW) = conv_geometry(node, x.shape, w.shape)
     if (KH, KW) == (1, 1) and tuple(st) == (1, 1) and not any(pb) and (OH, OW) == (IH, IW) \
             and X.strides == contiguous_strides(X.shape) \
             and Y.strides == contiguous_strides(Y.shape):
-        # 1x1: the pixels as one row, so the inner loop is long enough to vectorize
+        # 1x1: the pixels as rows of R (the largest divisor of H*W up to ROW_MAX), so the
+        # inner loop is long enough to vectorize and the accumulator row stays small
         P = IH * IW
-        X = dataclasses.replace(X, shape=(N, C, 1, P), strides=(C * P, P, P, 1))
-        Y = dataclasses.replace(Y, shape=(N, M, 1, P), strides=(M * P, P, P, 1))
-        IH, IW, OH, OW = 1, P, 1, P
+        R = max(r for r in range(1, min(P, ROW_MAX) + 1) if P % r == 0)
+        if R >= max(ROW_MIN, IW):
+            X = dataclasses.replace(X, shape=(N, C, P // R, R), strides=(C * P, P, R, 1))
+            Y = dataclasses.replace(Y, shape=(N, M, P // R, R), strides=(M * P, P, R, 1))
+            IH, IW, OH, OW = P // R, R, P // R, R
     if OW < ROW_MIN:   # rows this short pay their setup: the output-stationary nest is faster
         return None
     A = Buffer("acc", I32, (OW,), space="local")
@@ -446,7 +459,12 @@ def _conv_integer_rows(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffe
     wv = Var("wv", I32)
     lo, hi = _tap_bounds(kw, KW, dl[1], st[1], pb[1], OW, IW)
     xv = Cast(X[(n, ci, ih, iw)], I32)
-    if not (isinstance(xz, Const) and xz.value == 0):
+    init: Expr = Cast(B[(m,)], I32) if B is not None else const(0, I32)
+    if isinstance(xz, Const) and xz.value != 0 and not any(pb) and not any(pe) \
+            and (B is None or node.inputs[8].const is not None):
+        # no padding, so every tap accumulates: the x zero point folds into the start value
+        init, B = _folded_start(node, Wt, xz, m), None
+    elif not (isinstance(xz, Const) and xz.value == 0):
         xv = xv - xz
     upd = Loop(ow, lo, hi, [Store(A, (ow,), A[(ow,)] + xv * wv)], kind="unrolled",
                factor=ROW_UNROLL)
@@ -454,7 +472,6 @@ def _conv_integer_rows(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffe
     conds, possible = in_range([(ih, IH)])
     guarded = [If(all_of(*conds), tap)] if conds else tap
     red = loops([(c, 0, CG), (kh, 0, KH)], guarded) if possible or conds else []
-    init: Expr = Cast(B[(m,)], I32) if B is not None else const(0, I32)
     start = [Loop(ow, 0, OW, [Store(A, (ow,), init)], kind="unrolled", factor=ROW_UNROLL)]
     out: Expr = fin(A[(ow,)], m) if fin is not None else A[(ow,)]
     finish = [Loop(ow, 0, OW, [Store(Y, (n, m, oh, ow), out)])]
@@ -464,6 +481,8 @@ def _conv_integer_rows(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffe
             f"strides {list(st)}, dilations {list(dl)}, pads_begin {list(pb)}; a row of int32 "
             "accumulators per output row" + (f"; {fin.note}" if fin is not None else ""))
     extra = [b for b in (xzb, B) if b is not None] + (fin.reads + fin.weights if fin else [])
+    if isinstance(init, Load):
+        extra.append(init.buf)
     ins = read_buffers(body, [X, Wt] + extra)
     return ctx.kernel(node.op.lower(), [Y], ins, [Comment(text)] + body, comment=text,
                       locals=[A])
