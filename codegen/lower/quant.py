@@ -39,8 +39,8 @@ from onnxcc.ops.quant import QTYPES, param_layout, qrange, real_multiplier
 
 from . import LowerCtx, broadcast_view, lower, nest
 from .matmul import matmul_views
-from .nn import (LABELS, _tap_bounds, axis_var, in_range, lin, loops, read_buffers, segments,
-                 shape_text, split_positions)
+from .nn import (LABELS, SCALAR_TAPS, _tap_bounds, axis_var, in_range, lin, loops, read_buffers,
+                 scalar_depthwise_nest, segments, shape_text, split_positions)
 
 
 def _param_index(b: Buffer, layout: str, idx: Sequence[Expr], axis: int, block: int
@@ -346,6 +346,9 @@ def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
     xz, xzb = _zero_point_expr(ctx, 2, "x_zp", Const(0))
     wz, wzb = _zero_point_expr(ctx, 5 if q else 3, "w_zp", m)
     fin = _Requant(ctx, (1, 4, 6), 7, M) if q else None
+    scalar = _depthwise_integer_scalar(node, ctx, X, Y, B, xz, fin)
+    if scalar is not None:
+        return scalar
     rows = _conv_integer_rows(node, ctx, X, Y, B, xz, xzb, fin)
     if rows is not None:
         return rows
@@ -409,6 +412,60 @@ def _folded_start(node: Node, wc: Buffer, xz: Const, m: Expr) -> Expr:
         if np.any(start) else const(0, I32)
 
 
+def _depthwise_integer_scalar(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer,
+                              B: Buffer | None, xz: Expr, fin: "_Requant | None") -> Any:
+    """An integer depthwise Conv (one input channel per group) on a target that keeps
+    accumulators in scalar registers (``Target.scalar_accumulators``), as
+    ``nn.scalar_depthwise_nest`` builds it, or None when it does not apply (runtime weights or
+    x zero point, more than SCALAR_TAPS taps, too many border runs). The weights, centered at
+    compile time, are int32 locals; each run of positions starts at the bias minus the x zero
+    point times the sum of its taps' weights, so a tap is one load and one multiply-add,
+    ``acc += x * w'``: the sum of ``(x - x_zp) * w'`` over the taps inside x exactly (int32
+    wrap-around on both sides). Then the requantize epilogue. x (N,C,*S), w (C*mult,1,*K)."""
+    q = node.op == "QLinearConv"
+    x, w = node.inputs[0], node.inputs[3 if q else 1]
+    group = int(attr(node, "group"))
+    if not getattr(ctx.target, "scalar_accumulators", False) or group == 1 \
+            or x.shape[1] != group or len(x.shape) < 3 or math.prod(w.shape[2:]) > SCALAR_TAPS \
+            or not isinstance(xz, Const) or (B is not None and node.inputs[8].const is None):
+        return None
+    Wt = _centered_weights(w, node.inputs[5 if q else 3] if has_input(node, 5 if q else 3)
+                           else None)
+    if Wt is None:
+        return None
+    pb, _, s, d, O = conv_geometry(node, x.shape, w.shape)
+    xzv = int(xz.value)
+
+    def start(co: Expr, ws: Sequence[Expr]) -> Expr:
+        e: Expr = Cast(B[(co,)], I32) if B is not None else const(0, I32)
+        if xzv and ws:
+            total = ws[0]
+            for wv in ws[1:]:
+                total = total + wv
+            e = e - total * const(xzv, I32)
+        return e
+
+    built = scalar_depthwise_nest(
+        X, Y, (list(w.shape[2:]), list(x.shape[2:]), list(pb), list(s), list(d), list(O)),
+        w.shape[0] // group, I32,
+        weight=lambda co, t: Cast(Wt[(co, Const(0), *[Const(i) for i in t])], I32),
+        start=start, mac=lambda wv, xv, acc: acc + Cast(xv, I32) * wv,
+        finish=lambda acc, co: fin(acc, co) if fin is not None else acc,
+        specialize=True, guarded_ok=False, block=INT_SCALAR_BLOCK)
+    if built is None:
+        return None
+    body, how = built
+    text = (f"{node.op}: x {shape_text(X.shape)} {X.dtype} is (N,C,spatial...), w "
+            f"{shape_text(Wt.shape)} {Wt.dtype} (centered at compile time), y "
+            f"{shape_text(Y.shape)} {Y.dtype}; depthwise (group {group}), strides {list(s)}, "
+            f"dilations {list(d)}, pads_begin {list(pb)}; int32 {how}"
+            + (f"; {fin.note}" if fin is not None else ""))
+    extra = ([B] if B is not None else []) + (fin.reads + fin.weights if fin else [])
+    ins = read_buffers(body, [X, Wt] + extra)
+    return ctx.kernel(node.op.lower(), [Y], ins, [Comment(text)] + body, comment=text)
+
+
+INT_SCALAR_BLOCK = 2   # _depthwise_integer_scalar: outputs per iteration (9 weights fill the registers)
 ROW_UNROLL = 4     # the innermost loop's copies (the C renderer's vectorizable row form)
 ROW_MIN = 8        # shortest output row (pixels) for the row-stationary integer Conv
 ROW_MAX = 256      # longest row a 1x1 Conv's pixels are cut into (its int32 accumulator row)
