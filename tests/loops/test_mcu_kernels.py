@@ -185,3 +185,21 @@ def test_int8_scalar_depthwise_on_m4(rng):
     ks = {k.name: k for k in cm.program.kernels}
     (conv,) = [n for n in prof.kernels if ks[n].op == "QLinearConv"]
     assert prof.kernels[conv] / (64 * 25 * 5 * 9) <= 11
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["cortex-m0plus", "cortex-m55", "rv32imac"])
+def test_scalar_depthwise_on_other_cores(rng, target):
+    """The scalar depthwise nests on a soft-float Armv6-M core, an Armv8.1-M core with
+    Helium and RISC-V: float equals onnxruntime, int8 the host's bytes."""
+    _tools_or_skip(target)
+    xs = (1, 6, 9, 7)
+    model = _model(rng, xs, (6, 1, 3, 3), dict(group=6, pads=[1, 0, 1, 1], strides=[2, 1]))
+    x = {"x": rng.standard_normal(xs, dtype=np.float32)}
+    cm = onnxcc.compile(model, target)
+    np.testing.assert_allclose(qemu.run_on_qemu(cm, x)["y"], ort_run(model, x)["y"],
+                               rtol=1e-5, atol=1e-5)
+    quant = onnxcc.Int8(calibration=[x])
+    q = onnxcc.compile(model, target, quantize=quant)
+    host = onnxcc.compile(model, "host", quantize=quant)
+    np.testing.assert_array_equal(qemu.run_on_qemu(q, x)["y"], host.run(x)["y"])
