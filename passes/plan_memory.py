@@ -265,6 +265,27 @@ def plan(g: Graph, alignment: int = 16, share: bool = True) -> MemoryPlan:
         groups={v.name: gr.find(v)[0].name for v in vals})
 
 
+def place_scratch(g: Graph, step: int, nbytes: int) -> int:
+    """The arena offset of ``nbytes`` of scratch that node ``step`` of the planned graph ``g``
+    uses while it runs (a kernel's local array on a target whose every mutable byte lives in
+    the caller's arena, see ``Target.scratch_in_arena``): the lowest aligned offset that no value
+    live at that step occupies (the node's inputs and outputs are live there), after the plan's
+    arena when no gap fits, and then ``g.meta["memory_plan"].arena_size`` grows to hold it.
+    Scratch of different steps may share bytes (never live together); the same request on the
+    same plan gives the same offset, so lowering twice is harmless."""
+    p: MemoryPlan = g.meta["memory_plan"]
+    busy = sorted((b.offset, b.size) for v, (first, last) in value_intervals(g).items()
+                  if first <= step <= last and (b := p.buffers.get(v.name)) is not None
+                  and b.space == "arena" and b.size)
+    cand = 0
+    for o, s in busy:
+        if cand + nbytes <= o:
+            break
+        cand = max(cand, _align(o + s, p.alignment))
+    p.arena_size = max(p.arena_size, _align(cand + nbytes, p.alignment))
+    return cand
+
+
 def check_plan(g: Graph) -> None:
     """Assert that ``g.meta["memory_plan"]`` is sound for ``g``'s node order: every non-constant
     value has a buffer inside its space, arena groups start aligned, and no two values of

@@ -120,6 +120,24 @@ class Target:
         lanes, regs = vr
         return 6, lanes * (4 if regs >= 32 else 2)
 
+    @property
+    def scalar_accumulators(self) -> bool:
+        """True when kernels should keep their accumulators in scalar registers: a
+        microcontroller core (``family`` ``mcu``), whose C compiler does not vectorize the
+        long contiguous rows the portable lowering shapes for a host's vectorizer, so a
+        tap-stationary nest there loads and stores its output once per tap. Lowerings then pick
+        output-stationary nests (``codegen/lower/nn.py``: depthwise Conv)."""
+        return self.family == "mcu"
+
+    @property
+    def scratch_in_arena(self) -> bool:
+        """True when a kernel's local arrays (an accumulator row, a reduction's partial sums)
+        must live in the caller's arena rather than on the stack: a microcontroller (``family``
+        ``mcu``), where every mutable byte lives in the arena (DESIGN.md) and the stack is
+        small. ``codegen/lower.lower_program`` then places each local array over
+        SCRATCH_MIN_BYTES in the arena at its kernel's step (``passes.plan_memory.place_scratch``)."""
+        return self.family == "mcu"
+
     @staticmethod
     def tile_rows(tile: int, n: int) -> int:
         """Rows (positions) per register tile for ``n`` of them: the tile's own count, or fewer

@@ -11,6 +11,7 @@ kernel needs (``onnxcc_maxf``…) are collected in :class:`CContext` and emitted
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Sequence
 
@@ -172,6 +173,15 @@ class _Renderer:
         if x.op == "or":
             return f"({a} || {b})" if d.name == "bool" else f"({ct})({a} | {b})"
         if x.op in ("max", "min"):
+            if d.is_float and isinstance(x.b, Const) and not math.isnan(float(x.b.value)):
+                # a bound that is not NaN (Relu, Clip): one comparison, and NaN in a still
+                # comes out (the comparison is false), ties give b as the general helper does
+                sfx = "f" if d.name == "float32" else "d"
+                name = f"onnxcc_{x.op}_bound{sfx}"
+                cmp = "<=" if x.op == "max" else ">="
+                self.ctx.need(name, f"static inline {ct} {name}({ct} a, {ct} b) "
+                                    f"{{ return a {cmp} b ? b : a; }}")
+                return f"{name}({a}, {b})"
             if d.is_float:
                 sfx = "f" if d.name == "float32" else ""
                 name = f"onnxcc_{x.op}{sfx or 'd'}"

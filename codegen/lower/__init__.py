@@ -14,13 +14,14 @@ planned graph into a :class:`~onnxcc.codegen.loops.Program`.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from onnxcc.codegen.loops import (Buffer, DType, Kernel, Loop, Program, Stmt, Store, Var,
-                                  prune_kernel, walk_stmts)
+                                  prune_kernel, substitute_stmts, walk_stmts)
 from onnxcc.ir import Graph, Node, Value
 
 DTYPES = ("float32", "float64", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64",
@@ -209,6 +210,36 @@ def nest(ctx: LowerCtx, shape: Sequence[int], body: Callable[[list[Var]], list[S
     return stmts
 
 
+SCRATCH_MIN_BYTES = 64   # a local array this small stays a local (the C compiler's registers)
+
+
+def _scratch_in_arena(g: Graph, step: int, k: Kernel) -> Kernel:
+    """``k`` (the kernel of node ``step``) with each local array over SCRATCH_MIN_BYTES moved
+    into the arena (``passes.plan_memory.place_scratch``) and passed as one more output
+    parameter, so that no kernel keeps a large array on the stack."""
+    from onnxcc.passes.plan_memory import place_scratch
+
+    big = [b for b in k.locals if b.extent * b.dtype.np.itemsize > SCRATCH_MIN_BYTES]
+    if not big:
+        return k
+    # one block for all of them (each start aligned), placed in the arena at once
+    align = g.meta["memory_plan"].alignment
+    starts, total = [], 0
+    for b in big:
+        starts.append(total)
+        total += -(-b.extent * b.dtype.np.itemsize // align) * align
+    base = place_scratch(g, step, total)
+    moved = {b.name: dataclasses.replace(b, space="arena", index=0, offset=base + o)
+             for b, o in zip(big, starts)}
+
+    def access(buf: Buffer, idx: tuple) -> tuple[Buffer, tuple]:
+        return (moved[buf.name], idx) if buf.space == "local" and buf.name in moved else (buf, idx)
+
+    body = substitute_stmts(k.body, {}, access)
+    return dataclasses.replace(k, body=body, outputs=k.outputs + list(moved.values()),
+                               locals=[b for b in k.locals if b.name not in moved])
+
+
 def lower_program(g: Graph, name: str | None = None, target: Any = None) -> Program:
     """The planned graph ``g`` (after plan_memory) as a Program: one kernel per node that needs
     code (dead code and unread inputs pruned; a kernel left without a store, as over zero-size
@@ -230,6 +261,8 @@ def lower_program(g: Graph, name: str | None = None, target: Any = None) -> Prog
         if k is not None:
             k.name = f"k{idx}"
             k = prune_kernel(k)
+            if getattr(target, "scratch_in_arena", False):
+                k = _scratch_in_arena(g, idx, k)
             if any(isinstance(s, Store) for s in walk_stmts(k.body)):   # else all zero-size
                 kernels.append(k)
     ins = [Buffer(f"input{k}", DType.of(v.dtype), v.shape, space="input", index=k, value=v.name)

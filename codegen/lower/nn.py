@@ -27,6 +27,7 @@ guarded stores, so ``verify`` proves every access and the hot interior has no br
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -670,6 +671,154 @@ def _conv_depthwise(node: Node, ctx: LowerCtx) -> Any:
     return ctx.kernel("conv", [Y], ins, [Comment(text)] + nest, comment=text, locals=[xp])
 
 
+SCALAR_TAPS = 32     # _conv_depthwise_scalar: the most kernel taps unrolled into one body
+SCALAR_COPIES = 9    # ... and the most bodies specialized by which taps land inside x
+SCALAR_BLOCK = 4     # ... and the outputs along the last axis that share their loads
+
+
+def _tap_runs(n_pos: int, taps: int, dil: int, stride: int, pad: int, n_dst: int
+              ) -> list[tuple[int, int, tuple[int, ...]]]:
+    """Positions ``p`` in ``[0, n_pos)`` as maximal runs ``(start, stop, taps)`` of consecutive
+    positions whose taps ``t`` with ``p*stride + t*dil - pad`` in ``[0, n_dst)`` are the same
+    (the interior one run, each padded position at a border its own run)."""
+    runs: list[tuple[int, int, tuple[int, ...]]] = []
+    for p in range(n_pos):
+        ts = tuple(t for t in range(taps) if 0 <= p * stride + t * dil - pad < n_dst)
+        if runs and runs[-1][2] == ts:
+            runs[-1] = (runs[-1][0], p + 1, ts)
+        else:
+            runs.append((p, p + 1, ts))
+    return runs
+
+
+def _depthwise_scalar_applies(node: Node, ctx: LowerCtx) -> bool:
+    """True when :func:`_conv_depthwise_scalar` lowers ``node``: a target that keeps
+    accumulators in scalar registers (``Target.scalar_accumulators``), one input channel per
+    group (depthwise, any depth multiplier) and at most SCALAR_TAPS kernel taps."""
+    if not getattr(ctx.target, "scalar_accumulators", False):
+        return False
+    x, w = node.inputs[0], node.inputs[1]
+    group = int(node.attrs.get("group") or 1)
+    return (group > 1 and x.shape[1] == group and len(x.shape) >= 3
+            and math.prod(w.shape[2:]) <= SCALAR_TAPS)
+
+
+def scalar_depthwise_nest(X: Buffer, Y: Buffer, geometry: Sequence[Sequence[int]], mult: int,
+                          acc_dt: DType, weight: Callable[[Expr, tuple[int, ...]], Expr],
+                          start: Callable[[Expr, Sequence[Expr]], Expr],
+                          mac: Callable[[Expr, Expr, Expr], Expr],
+                          finish: Callable[[Expr, Expr], Expr], specialize: bool,
+                          guarded_ok: bool, block: int = SCALAR_BLOCK
+                          ) -> tuple[list[Stmt], str] | None:
+    """The loops of a depthwise convolution as one scalar accumulator per output, shared by the
+    float and the integer lowerings for cores that keep accumulators in scalar registers.
+
+    x (N,C,*S), y (N,C*mult,*O); ``geometry`` is (K, I, pads_begin, strides, dilations, O) per
+    spatial axis. Per output channel ``co`` the taps' weights ``weight(co, tap)`` are locals of
+    ``acc_dt``; the output positions, cut per axis into runs whose taps inside x are the same
+    (:func:`_tap_runs`), get one nest per combination of runs with only those taps unrolled (no
+    guard, no multiply by padding), ``block`` (a power of two) neighbouring outputs along the
+    last axis together (overlapping windows, so the C compiler shares their loads). Each accumulator
+    starts at ``start(co, weights of the run's taps)`` (a local per channel and run), takes
+    ``acc = mac(w, x, acc)`` per tap and is stored as ``finish(acc, co)``. Without
+    ``specialize`` (padding must still multiply) or with more than SCALAR_COPIES combinations,
+    the positions are the interior and one border nest whose loads are masked to 0 (every tap
+    multiplies) when ``guarded_ok``, else None. Returns (statements, a note for the kernel's
+    comment)."""
+    K, I, pb, s, d, O = (list(v) for v in geometry)
+    N, C = X.shape[:2]
+    nd, lb = len(K), LABELS[len(K)]
+    n, g, m = axis_var("n", N), axis_var("g", C), axis_var("m", mult)
+    co = lin((g, mult), m)
+    taps = list(np.ndindex(*K))
+    wv = {t: Var("w" + "_".join(str(i) for i in t), acc_dt) for t in taps}
+    wdecl: list[Stmt] = [Decl(wv[t], weight(co, t)) for t in taps]
+    made = itertools.count()
+
+    def outputs(points: list[list[Expr]], tapset: Sequence[tuple[int, ...]], init: Expr,
+                border: frozenset[int] = frozenset()) -> list[Stmt]:
+        """Accumulate the outputs at ``points`` (index lists) over ``tapset`` tap by tap, then
+        store them; loads masked on the ``border`` axes."""
+        k = next(made)
+        accs = [Var(f"acc{k}_{u}", acc_dt) for u in range(len(points))]
+        body: list[Stmt] = [Decl(a, init) for a in accs]
+        for t in tapset:
+            for a, o in zip(accs, points):
+                iv = [lin((o[i], s[i]), -pb[i] + t[i] * d[i]) for i in range(nd)]
+                conds, possible = in_range([(iv[i], I[i]) for i in sorted(border)])
+                if not possible:
+                    continue
+                mask = all_of(*conds)
+                xv = Load(X, (n, g, *iv), mask, const(0, X.dtype) if mask is not None else None)
+                body.append(Assign(a, mac(wv[t], xv, a)))
+        return body + [Store(Y, (n, co, *o), finish(a, co)) for a, o in zip(accs, points)]
+
+    runs = [_tap_runs(O[a], K[a], d[a], s[a], pb[a], I[a]) for a in range(nd)]
+    positions: list[Stmt] = []
+    if specialize and math.prod(len(r) for r in runs) <= SCALAR_COPIES:
+        for c, combo in enumerate(itertools.product(*runs)):
+            tapset = list(itertools.product(*[r[2] for r in combo]))
+            init = Var(f"start{c}", acc_dt)
+            outer = [axis_var("o" + lb[a], O[a]) if combo[a][1] - combo[a][0] > 1
+                     else Const(combo[a][0]) for a in range(nd - 1)]
+            spec = [(outer[a], combo[a][0], combo[a][1]) for a in range(nd - 1)]
+            lo, hi = combo[-1][0], combo[-1][1]
+            blocks = (hi - lo) // block
+            inner: list[Stmt] = []
+            if blocks > 1:
+                j = Var("o" + lb[-1] + "_j")
+                pts = [outer + [lin((j, block), lo + u)] for u in range(block)]
+                inner = [Loop(j, 0, blocks, outputs(pts, tapset, init))]
+            p = lo + blocks * block if blocks > 1 else lo
+            while p < hi:   # the rest (or a short run) in halving blocks at constant positions
+                size = next(b for b in (block >> i for i in range(block))
+                            if 0 < b <= hi - p)
+                inner += outputs([outer + [Const(p + u)] for u in range(size)], tapset, init)
+                p += size
+            positions += [Decl(init, start(co, [wv[t] for t in tapset]))] + loops(spec, inner)
+        how = f"{len(taps)} taps unrolled, no guards (one nest per border run)"
+    elif guarded_ok:
+        o = [axis_var("o" + lb[a], O[a]) for a in range(nd)]
+        segs = [segments(O[a], K[a], d[a], s[a], pb[a], I[a]) for a in range(nd)]
+        init = start(co, [wv[t] for t in taps])
+        positions = split_positions(o, segs, lambda border: outputs([o], taps, init, border))
+        how = f"{len(taps)} taps unrolled, interior unguarded"
+    else:
+        return None
+    return loops([(n, 0, N), (g, 0, C), (m, 0, mult)], wdecl + positions), \
+        f"one accumulator per output, {how}"
+
+
+def _conv_depthwise_scalar(node: Node, ctx: LowerCtx) -> Any:
+    """A depthwise Conv (one input channel per group) for cores without a vector unit the C
+    compiler uses (microcontrollers), as :func:`scalar_depthwise_nest` builds it: weights in
+    locals, guard-free nests per run of border positions with only the taps inside x, bias as
+    the start value, multiply-adds, the activation fused into the one store. Non-finite or
+    runtime weights keep every tap (an infinite weight times padding is NaN in onnx's
+    reference): an unguarded interior and a masked border. The tap-stationary nest loaded and
+    stored y once per tap: about 8 Cortex-M4 instructions per MAC on DS-CNN's 3x3 layers.
+    x (N,C,*S), w (C*mult,1,*K), b (C*mult,), y (N,C*mult,*O)."""
+    w = node.inputs[1]
+    X, Wt, Y, B, G, N, C, M, K, I, pb, s, d, O = _conv_parts(node, ctx)
+    dt = Y.dtype
+    built = scalar_depthwise_nest(
+        X, Y, (K, I, pb, s, d, O), M // G, dt,
+        weight=lambda co, t: Wt[(co, Const(0), *[Const(i) for i in t])],
+        start=lambda co, _ws: B[(co,)] if B is not None else const(0, dt),
+        mac=lambda wv, xv, acc: MulAdd(wv, xv, acc),
+        finish=lambda acc, _co: activation_expr(node, acc),
+        specialize=w.const is not None and bool(np.isfinite(w.const).all()), guarded_ok=True)
+    assert built is not None
+    nest, how = built
+    act = node.attrs.get("activation") or ""
+    text = (f"{node.op}: x {shape_text(X.shape)} is (N,C,spatial...), w {shape_text(Wt.shape)}, "
+            f"y {shape_text(Y.shape)}; depthwise (group {G}), strides {_lst(s)}, dilations "
+            f"{_lst(d)}, pads_begin {_lst(pb)}" + (f"; activation {act}" if act else "")
+            + f"; {how}")
+    ins = read_buffers(nest, [X, Wt] + ([B] if B is not None else []))
+    return ctx.kernel("conv", [Y], ins, [Comment(text)] + nest, comment=text)
+
+
 def _conv_direct(node: Node, ctx: LowerCtx) -> Any:
     """Conv as an output-stationary nest for targets that pipeline each layer's loop over
     outputs (HLS): per output position (n, o..., group, channel) ``acc = bias``, then ``acc +=
@@ -712,6 +861,8 @@ def _lower_conv(node: Node, ctx: LowerCtx) -> Any:
         return _conv_direct(node, ctx)
     if _depthwise_applies(node, ctx):
         return _conv_depthwise(node, ctx)
+    if _depthwise_scalar_applies(node, ctx):
+        return _conv_depthwise_scalar(node, ctx)
     tile = _register_tile(node, ctx)
     return _conv_tiled(node, ctx, tile) if tile else _conv_taps(node, ctx)
 

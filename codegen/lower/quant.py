@@ -39,8 +39,8 @@ from onnxcc.ops.quant import QTYPES, param_layout, qrange, real_multiplier
 
 from . import LowerCtx, broadcast_view, lower, nest
 from .matmul import matmul_views
-from .nn import (LABELS, _tap_bounds, axis_var, in_range, lin, loops, read_buffers, segments,
-                 shape_text, split_positions)
+from .nn import (LABELS, SCALAR_TAPS, _tap_bounds, axis_var, in_range, lin, loops, read_buffers,
+                 scalar_depthwise_nest, segments, shape_text, split_positions)
 
 
 def _param_index(b: Buffer, layout: str, idx: Sequence[Expr], axis: int, block: int
@@ -346,6 +346,9 @@ def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
     xz, xzb = _zero_point_expr(ctx, 2, "x_zp", Const(0))
     wz, wzb = _zero_point_expr(ctx, 5 if q else 3, "w_zp", m)
     fin = _Requant(ctx, (1, 4, 6), 7, M) if q else None
+    scalar = _depthwise_integer_scalar(node, ctx, X, Y, B, xz, fin)
+    if scalar is not None:
+        return scalar
     rows = _conv_integer_rows(node, ctx, X, Y, B, xz, xzb, fin)
     if rows is not None:
         return rows
@@ -356,15 +359,8 @@ def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
                            else None)
     if wc is not None and isinstance(xz, Const) and (B is None
                                                      or node.inputs[8].const is not None):
-        # the x zero point folded into the start value: sum (x - xz) w' = sum x w' - xz sum w'
         Wt = wc
-        start = -int(xz.value) * wc.data.astype(np.int64).reshape(M, -1).sum(axis=1)
-        if B is not None:
-            start = start + np.asarray(node.inputs[8].const, np.int64)
-        # int32 wrap-around, as the accumulator itself would wrap
-        start = ((start + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
-        init = Buffer("acc0", I32, (M,), space="weight", data=start, value="")[(m,)] \
-            if np.any(start) else const(0, I32)
+        init = _folded_start(node, wc, xz, m)
         B, folded = None, True
     iv = [lin((o[a], s[a]), (kk[a], d[a]), -pb[a]) for a in range(nd)]
     ci = lin((g, CG), c)
@@ -400,8 +396,79 @@ def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
     return ctx.kernel(node.op.lower(), [Y], ins, [Comment(text)] + body, comment=text)
 
 
+def _folded_start(node: Node, wc: Buffer, xz: Const, m: Expr) -> Expr:
+    """The int32 start value of output channel ``m`` of an integer Conv whose x zero point is
+    folded out of the reduction: ``sum (x - xz) w' = sum x w' - xz sum w'``, so the start is
+    QLinearConv's bias (input 8, constant, when present) minus ``xz`` times the sum of the
+    channel's centered weights ``wc`` (M, ...), wrapped to int32 as the accumulator itself
+    wraps; a weight buffer ``acc0`` (M,), or the constant 0. Exact only when every tap is
+    accumulated (a padded tap reads the zero point, or there is no padding)."""
+    M = wc.shape[0]
+    start = -int(xz.value) * wc.data.astype(np.int64).reshape(M, -1).sum(axis=1)
+    if node.op == "QLinearConv" and has_input(node, 8):
+        start = start + np.asarray(node.inputs[8].const, np.int64)
+    start = ((start + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
+    return Buffer("acc0", I32, (M,), space="weight", data=start, value="")[(m,)] \
+        if np.any(start) else const(0, I32)
+
+
+def _depthwise_integer_scalar(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer,
+                              B: Buffer | None, xz: Expr, fin: "_Requant | None") -> Any:
+    """An integer depthwise Conv (one input channel per group) on a target that keeps
+    accumulators in scalar registers (``Target.scalar_accumulators``), as
+    ``nn.scalar_depthwise_nest`` builds it, or None when it does not apply (runtime weights or
+    x zero point, more than SCALAR_TAPS taps, too many border runs). The weights, centered at
+    compile time, are int32 locals; each run of positions starts at the bias minus the x zero
+    point times the sum of its taps' weights, so a tap is one load and one multiply-add,
+    ``acc += x * w'``: the sum of ``(x - x_zp) * w'`` over the taps inside x exactly (int32
+    wrap-around on both sides). Then the requantize epilogue. x (N,C,*S), w (C*mult,1,*K)."""
+    q = node.op == "QLinearConv"
+    x, w = node.inputs[0], node.inputs[3 if q else 1]
+    group = int(attr(node, "group"))
+    if not getattr(ctx.target, "scalar_accumulators", False) or group == 1 \
+            or x.shape[1] != group or len(x.shape) < 3 or math.prod(w.shape[2:]) > SCALAR_TAPS \
+            or not isinstance(xz, Const) or (B is not None and node.inputs[8].const is None):
+        return None
+    Wt = _centered_weights(w, node.inputs[5 if q else 3] if has_input(node, 5 if q else 3)
+                           else None)
+    if Wt is None:
+        return None
+    pb, _, s, d, O = conv_geometry(node, x.shape, w.shape)
+    xzv = int(xz.value)
+
+    def start(co: Expr, ws: Sequence[Expr]) -> Expr:
+        e: Expr = Cast(B[(co,)], I32) if B is not None else const(0, I32)
+        if xzv and ws:
+            total = ws[0]
+            for wv in ws[1:]:
+                total = total + wv
+            e = e - total * const(xzv, I32)
+        return e
+
+    built = scalar_depthwise_nest(
+        X, Y, (list(w.shape[2:]), list(x.shape[2:]), list(pb), list(s), list(d), list(O)),
+        w.shape[0] // group, I32,
+        weight=lambda co, t: Cast(Wt[(co, Const(0), *[Const(i) for i in t])], I32),
+        start=start, mac=lambda wv, xv, acc: acc + Cast(xv, I32) * wv,
+        finish=lambda acc, co: fin(acc, co) if fin is not None else acc,
+        specialize=True, guarded_ok=False, block=INT_SCALAR_BLOCK)
+    if built is None:
+        return None
+    body, how = built
+    text = (f"{node.op}: x {shape_text(X.shape)} {X.dtype} is (N,C,spatial...), w "
+            f"{shape_text(Wt.shape)} {Wt.dtype} (centered at compile time), y "
+            f"{shape_text(Y.shape)} {Y.dtype}; depthwise (group {group}), strides {list(s)}, "
+            f"dilations {list(d)}, pads_begin {list(pb)}; int32 {how}"
+            + (f"; {fin.note}" if fin is not None else ""))
+    extra = ([B] if B is not None else []) + (fin.reads + fin.weights if fin else [])
+    ins = read_buffers(body, [X, Wt] + extra)
+    return ctx.kernel(node.op.lower(), [Y], ins, [Comment(text)] + body, comment=text)
+
+
+INT_SCALAR_BLOCK = 2   # _depthwise_integer_scalar: outputs per iteration (9 weights fill the registers)
 ROW_UNROLL = 4     # the innermost loop's copies (the C renderer's vectorizable row form)
 ROW_MIN = 8        # shortest output row (pixels) for the row-stationary integer Conv
+ROW_MAX = 256      # longest row a 1x1 Conv's pixels are cut into (its int32 accumulator row)
 
 
 def _conv_integer_rows(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | None,
@@ -423,15 +490,18 @@ def _conv_integer_rows(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffe
     (N, C), M = x.shape[:2], w.shape[0]
     CG, MG = C // group, M // group
     (KH, KW), (IH, IW) = w.shape[2:], x.shape[2:]
-    pb, _, st, dl, (OH, OW) = conv_geometry(node, x.shape, w.shape)
+    pb, pe, st, dl, (OH, OW) = conv_geometry(node, x.shape, w.shape)
     if (KH, KW) == (1, 1) and tuple(st) == (1, 1) and not any(pb) and (OH, OW) == (IH, IW) \
             and X.strides == contiguous_strides(X.shape) \
             and Y.strides == contiguous_strides(Y.shape):
-        # 1x1: the pixels as one row, so the inner loop is long enough to vectorize
+        # 1x1: the pixels as rows of R (the largest divisor of H*W up to ROW_MAX), so the
+        # inner loop is long enough to vectorize and the accumulator row stays small
         P = IH * IW
-        X = dataclasses.replace(X, shape=(N, C, 1, P), strides=(C * P, P, P, 1))
-        Y = dataclasses.replace(Y, shape=(N, M, 1, P), strides=(M * P, P, P, 1))
-        IH, IW, OH, OW = 1, P, 1, P
+        R = max(r for r in range(1, min(P, ROW_MAX) + 1) if P % r == 0)
+        if R >= max(ROW_MIN, IW):
+            X = dataclasses.replace(X, shape=(N, C, P // R, R), strides=(C * P, P, R, 1))
+            Y = dataclasses.replace(Y, shape=(N, M, P // R, R), strides=(M * P, P, R, 1))
+            IH, IW, OH, OW = P // R, R, P // R, R
     if OW < ROW_MIN:   # rows this short pay their setup: the output-stationary nest is faster
         return None
     A = Buffer("acc", I32, (OW,), space="local")
@@ -446,7 +516,12 @@ def _conv_integer_rows(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffe
     wv = Var("wv", I32)
     lo, hi = _tap_bounds(kw, KW, dl[1], st[1], pb[1], OW, IW)
     xv = Cast(X[(n, ci, ih, iw)], I32)
-    if not (isinstance(xz, Const) and xz.value == 0):
+    init: Expr = Cast(B[(m,)], I32) if B is not None else const(0, I32)
+    if isinstance(xz, Const) and xz.value != 0 and not any(pb) and not any(pe) \
+            and (B is None or node.inputs[8].const is not None):
+        # no padding, so every tap accumulates: the x zero point folds into the start value
+        init, B = _folded_start(node, Wt, xz, m), None
+    elif not (isinstance(xz, Const) and xz.value == 0):
         xv = xv - xz
     upd = Loop(ow, lo, hi, [Store(A, (ow,), A[(ow,)] + xv * wv)], kind="unrolled",
                factor=ROW_UNROLL)
@@ -454,7 +529,6 @@ def _conv_integer_rows(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffe
     conds, possible = in_range([(ih, IH)])
     guarded = [If(all_of(*conds), tap)] if conds else tap
     red = loops([(c, 0, CG), (kh, 0, KH)], guarded) if possible or conds else []
-    init: Expr = Cast(B[(m,)], I32) if B is not None else const(0, I32)
     start = [Loop(ow, 0, OW, [Store(A, (ow,), init)], kind="unrolled", factor=ROW_UNROLL)]
     out: Expr = fin(A[(ow,)], m) if fin is not None else A[(ow,)]
     finish = [Loop(ow, 0, OW, [Store(Y, (n, m, oh, ow), out)])]
@@ -464,6 +538,8 @@ def _conv_integer_rows(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffe
             f"strides {list(st)}, dilations {list(dl)}, pads_begin {list(pb)}; a row of int32 "
             "accumulators per output row" + (f"; {fin.note}" if fin is not None else ""))
     extra = [b for b in (xzb, B) if b is not None] + (fin.reads + fin.weights if fin else [])
+    if isinstance(init, Load):
+        extra.append(init.buf)
     ins = read_buffers(body, [X, Wt] + extra)
     return ctx.kernel(node.op.lower(), [Y], ins, [Comment(text)] + body, comment=text,
                       locals=[A])
