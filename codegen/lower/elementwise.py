@@ -290,6 +290,8 @@ def _lower_fused(node: Node, ctx: LowerCtx):
                 out = BOOL
             elif op == "Cast":
                 out = DType.of(onnx.helper.tensor_dtype_to_np_dtype(attrs["to"]))
+            elif op == "CastLike":   # the dtype of its second input
+                out = a[1].dtype
             else:
                 out = a[1].dtype if op == "Where" else a[0].dtype
             sub = Node(op, [node.inputs[k] if k >= 0 else None for k in args], [node.outputs[0]],

@@ -98,3 +98,23 @@ def test_fused_elementwise_broadcasts_inputs():
     g.verify()
     got = interpret(g, x=np.array([[1], [2]], "f4"))["y"]
     np.testing.assert_array_equal(got, -(np.array([[1], [2]], "f4") + np.arange(3, dtype="f4")))
+
+
+def test_fused_castlike_takes_its_targets_dtype(rng):
+    """CastLike inside a fused chain yields its second input's dtype: an int64 input cast like
+    x, then divided into x, compiles (it failed verify: f32 / i64) and matches onnxruntime."""
+    import onnxcc
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("CastLike", ["k", "x"], ["kf"]),
+             helper.make_node("Div", ["x", "kf"], ["d"]), helper.make_node("Add", ["d", "x"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3]),
+                                       helper.make_tensor_value_info("k", TensorProto.INT64, [2, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    m = onnxcc.compile(model, "host")
+    assert any(n.op == "onnxcc.FusedElementwise" for n in m.graph.nodes)
+    feeds = {"x": rng.standard_normal((2, 3)).astype(np.float32),
+             "k": rng.integers(1, 9, (2, 3)).astype(np.int64)}
+    np.testing.assert_allclose(m.run(feeds)["y"], ort_run(model, feeds)["y"], rtol=1e-6)
