@@ -359,7 +359,7 @@ def _pixel_move(fn: str, node, r: KernelRenderer, params: list, pixel: dict,
             f"    // channel permutation of a pixel stream (perm {perm}): one pixel held\n"
             f"    static const int src[{C}] = {{{table}}};\n"
             f"    {t_in} px[{C}];\n" + (
-                f"    ONNXCC_HLS(HLS ARRAY_PARTITION variable=px complete)\n"
+                "    ONNXCC_HLS(HLS ARRAY_PARTITION variable=px complete)\n"
                 if C <= REGISTER_LIMIT else "") +
             f"    for (int p = 0; p < {H * W}; p++) {{\n"
             f"        for (int c = 0; c < {C}; c++) {{\n"
