@@ -43,11 +43,11 @@ def test_user_errors_exit_2_with_one_message(tmp_path):
     bad.write_bytes(b"\x08\x07garbage")
     p = subprocess.run([sys.executable, "-m", "onnxcc.cli", "check", str(bad)], capture_output=True, text=True)
     assert p.returncode == 2 and p.stderr.startswith("error:") and "Traceback" not in p.stderr
-    m = make_model([("Det", ["x"], ["y"])], {"x": (2, 2)}, {"y": ()})
+    m = make_model([("Unique", ["x"], ["y"])], {"x": (2, 2)}, {"y": None})
     (tmp_path / "det.onnx").write_bytes(m.SerializeToString())
     p = subprocess.run([sys.executable, "-m", "onnxcc.cli", "check", str(tmp_path / "det.onnx")],
                        capture_output=True, text=True)
-    assert p.returncode == 2 and "'n0' (Det)" in p.stderr
+    assert p.returncode == 2 and "'n0' (Unique)" in p.stderr
     p = subprocess.run([sys.executable, "-m", "onnxcc.cli", "compile", str(tmp_path / "det.onnx"),
                         "--target", "nope"], capture_output=True, text=True)
     assert p.returncode == 2

@@ -69,8 +69,8 @@ def test_report_and_check_errors(tmp_path, capsys, relu):
     _user_error(capsys, ["report", relu, "--input-shape", "=1"], "cannot parse --input-shape")
     _user_error(capsys, ["check", bad], "bad.onnx")
     det = tmp_path / "det.onnx"
-    det.write_bytes(make_model([("Det", ["x"], ["y"])], {"x": (2, 2)}, {"y": ()}).SerializeToString())
-    _user_error(capsys, ["check", det], "'n0' (Det)", "hint:")
+    det.write_bytes(make_model([("Unique", ["x"], ["y"])], {"x": (2, 2)}, {"y": None}).SerializeToString())
+    _user_error(capsys, ["check", det], "'n0' (Unique)", "hint:")
     _user_error(capsys, ["check"], "the following arguments are required: model")
 
 

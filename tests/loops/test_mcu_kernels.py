@@ -2,7 +2,8 @@
 ``scalar_accumulators`` gets (codegen/lower/nn.py ``_conv_depthwise_scalar``) has the structure
 promised (taps unrolled into one accumulator per output, no guard on any position, no local
 array), equals onnxruntime in the interpreter, as host C and on the emulated Cortex-M4, and
-stays under a generous instructions-per-MAC bound counted by QEMU's TCG plugin."""
+stays under a generous instructions-per-MAC bound counted by QEMU's TCG plugin. Patching is
+off (max_recompute=0), so each layer is one kernel."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ DW_CASES = [   # x shape, w shape, attrs
 
 def _program(model, target: str = "cortex-m4"):
     """The verified Program of ``model`` lowered for ``target``."""
-    cm = onnxcc.compile(model, target)
+    cm = onnxcc.compile(model, target, max_recompute=0)
     p = lower_program(cm.graph, target=get_target(target))
     verify(p)
     return p
@@ -127,7 +128,7 @@ def test_scalar_depthwise_instructions_per_mac_on_m4(rng):
     2.35; the tap-stationary nest ran 7.64)."""
     _tools_or_skip("cortex-m4")
     m = _model(rng, (1, 64, 25, 5), (64, 1, 3, 3), dict(group=64, pads=[1, 1, 1, 1]))
-    cm = onnxcc.compile(m, "cortex-m4")
+    cm = onnxcc.compile(m, "cortex-m4", max_recompute=0)
     x = rng.standard_normal((1, 64, 25, 5), dtype=np.float32)
     np.testing.assert_allclose(qemu.run_on_qemu(cm, {"x": x})["y"], ort_run(m, {"x": x})["y"],
                                rtol=1e-5, atol=1e-5)
@@ -159,8 +160,8 @@ def test_int8_scalar_depthwise_is_bit_exact(rng, xs, mult, attrs):
     model = _model(rng, xs, w.shape, dict(group=C, **attrs), w=w)
     calib = [{"x": rng.standard_normal(xs, dtype=np.float32)} for _ in range(4)]
     quant = onnxcc.Int8(calibration=calib)
-    m4 = onnxcc.compile(model, "cortex-m4", quantize=quant)
-    host = onnxcc.compile(model, "host", quantize=quant)
+    m4 = onnxcc.compile(model, "cortex-m4", quantize=quant, max_recompute=0)
+    host = onnxcc.compile(model, "host", quantize=quant, max_recompute=0)
     p = lower_program(m4.graph, target=get_target("cortex-m4"))
     verify(p)
     (conv,) = [kk for kk in p.kernels if kk.op == "QLinearConv"]
@@ -179,7 +180,7 @@ def test_int8_scalar_depthwise_on_m4(rng):
     xs = (1, 64, 25, 5)
     model = _model(rng, xs, (64, 1, 3, 3), dict(group=64, pads=[1, 1, 1, 1]))
     calib = [{"x": rng.standard_normal(xs, dtype=np.float32)} for _ in range(4)]
-    cm = onnxcc.compile(model, "cortex-m4", quantize=onnxcc.Int8(calibration=calib))
+    cm = onnxcc.compile(model, "cortex-m4", quantize=onnxcc.Int8(calibration=calib), max_recompute=0)
     prof = qemu.count_kernels(cm, calib[0], opt="-Os")
     np.testing.assert_array_equal(prof.outputs["y"], cm.run(calib[0])["y"])
     ks = {k.name: k for k in cm.program.kernels}
@@ -196,10 +197,10 @@ def test_scalar_depthwise_on_other_cores(rng, target):
     xs = (1, 6, 9, 7)
     model = _model(rng, xs, (6, 1, 3, 3), dict(group=6, pads=[1, 0, 1, 1], strides=[2, 1]))
     x = {"x": rng.standard_normal(xs, dtype=np.float32)}
-    cm = onnxcc.compile(model, target)
+    cm = onnxcc.compile(model, target, max_recompute=0)
     np.testing.assert_allclose(qemu.run_on_qemu(cm, x)["y"], ort_run(model, x)["y"],
                                rtol=1e-5, atol=1e-5)
     quant = onnxcc.Int8(calibration=[x])
-    q = onnxcc.compile(model, target, quantize=quant)
-    host = onnxcc.compile(model, "host", quantize=quant)
+    q = onnxcc.compile(model, target, quantize=quant, max_recompute=0)
+    host = onnxcc.compile(model, "host", quantize=quant, max_recompute=0)
     np.testing.assert_array_equal(qemu.run_on_qemu(q, x)["y"], host.run(x)["y"])

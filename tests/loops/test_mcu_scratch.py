@@ -33,7 +33,7 @@ def _qconv_model(rng, C=8, M=16, H=48, W=48, k=1, pads=0):
 def _int8(model, rng, target="cortex-m4"):
     shape = tuple(d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim)
     calib = [{"x": rng.standard_normal(shape).astype(np.float32)} for _ in range(4)]
-    return onnxcc.compile(model, target, quantize=onnxcc.Int8(calibration=calib)), calib[0]
+    return onnxcc.compile(model, target, quantize=onnxcc.Int8(calibration=calib), max_recompute=0), calib[0]
 
 
 def test_place_scratch_avoids_live_values_and_is_idempotent(rng):
@@ -73,7 +73,7 @@ def test_lstm_state_in_the_arena_matches_onnxruntime():
     """The recurrent kernel's state (h, c, gates) moves to the arena on an MCU target and
     the interpreter and C still equal onnxruntime."""
     m, feeds = rnn_model("LSTM", T=4, H=24)
-    cm = onnxcc.compile(m, "cortex-m4")
+    cm = onnxcc.compile(m, "cortex-m4", max_recompute=0)
     p = lower_program(cm.graph, target=get_target("cortex-m4"))
     verify(p)
     (k,) = p.kernels

@@ -261,7 +261,10 @@ def test_int8_stage_is_patched_bit_exact(rng):
     off = onnxcc.compile(model, "cortex-m4", quantize=q, max_recompute=0)
     c = on.graph.meta["patch"]
     assert c.grid is not None and c.extra_macs <= 0.3 * c.macs
-    assert c.arena_after == on.arena_size < 0.4 * c.arena_before == 0.4 * off.arena_size
+    # the compiled arenas may exceed the pass's plans by kernel scratch (an int8 conv's
+    # accumulator row, plan_memory.place_scratch) placed while lowering when no gap fits it
+    assert c.arena_after <= on.arena_size < 0.4 * off.arena_size
+    assert c.arena_before <= off.arena_size and on.arena_size < 0.4 * c.arena_before
     patched = [n.op for n in on.graph.nodes[:ops(on.graph).index("onnxcc.InsertSlice") + 1]]
     assert patched == ["Slice", "QuantizeLinear", "QLinearConv", "QLinearConv", "MaxPool",
                        "QLinearConv", "onnxcc.InsertSlice"]
