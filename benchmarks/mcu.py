@@ -10,11 +10,14 @@ compiled for ``--target`` as float and as int8 (``onnxcc.Int8``, minmax, calibra
 (cortex-m4: mps2-an386), built with the target's cross compiler at ``--opt``, on a seeded N(0, 1)
 input. One table per model, a column per precision; rows (bytes unless said):
 
-- tensor floor: the memory plan's lower bound (the report's "lower bound": the largest set of
-  arena tensors live at once in the chosen schedule);
-- patched floor, size mode: "n/a (not built yet)" until patch-based inference and
-  ``--optimize size`` exist;
-- arena: ``<M>_ARENA_SIZE``;
+- tensor floor: the memory plan's lower bound of the unpatched graph (``max_recompute=0``; the
+  report's "lower bound": the largest set of arena tensors live at once in the chosen schedule),
+  and "arena without patching" that build's ``<M>_ARENA_SIZE``;
+- patch: what patch-based inference chose with the target's default bound (``passes/patch.py``:
+  the grid and the MACs it adds), or "none" (why: in the notes); patched floor: the lower bound of the
+  graph as compiled (patched or not);
+- size mode: "n/a (not built yet)" until ``--optimize size`` exists;
+- arena: ``<M>_ARENA_SIZE`` of the build as compiled (the target's default patching);
 - RAM beyond the arena: the library objects' .data + .bss (what the library keeps in RAM outside
   the caller's arena); stack used by the run: measured on the board (the harness paints the free
   stack before the call and finds the lowest word changed after it; the C library's functions
@@ -155,13 +158,21 @@ def measure(name: str, model, *, target: str, opt: str, samples: int, timeout: f
     for prec in ("float", "int8"):
         t0 = time.perf_counter()
         quant = onnxcc.Int8(calibration=calib) if prec == "int8" else None
-        try:
-            cm = onnxcc.compile(model, target, name=f"{name}_{prec}", quantize=quant)
-        except MemoryBudgetError as e:
-            cm = onnxcc.compile(model, board_target(target), name=f"{name}_{prec}",
-                                quantize=quant)
-            notes.append(f"{prec} does not fit {target}'s part ({e.args[0].splitlines()[0]}); "
-                         "measured with the emulated board's memory")
+        builds = []
+        for recompute in (None, 0):   # the target's default patching, then none
+            try:
+                builds.append(onnxcc.compile(model, target, name=f"{name}_{prec}",
+                                             quantize=quant, max_recompute=recompute))
+            except MemoryBudgetError as e:
+                builds.append(onnxcc.compile(model, board_target(target), name=f"{name}_{prec}",
+                                             quantize=quant, max_recompute=recompute))
+                notes.append(f"{prec}{'' if recompute is None else ' without patching'} does "
+                             f"not fit {target}'s part ({e.args[0].splitlines()[0]}); measured "
+                             "with the emulated board's memory")
+        cm, plain = builds
+        choice = cm.graph.meta.get("patch")
+        if choice is not None and choice.grid is None and choice.reason:
+            notes.append(f"{prec}: not patched ({choice.reason})")
         if macs is None:
             macs = graph_macs(cm)
         sizes = library_bytes(cm)
@@ -171,8 +182,10 @@ def measure(name: str, model, *, target: str, opt: str, samples: int, timeout: f
                 else interpret(cm.graph, feeds))
         err = max(float(np.abs(outs[k].astype(np.float64) - want[k]).max()) for k in want)
         cols[prec] = {
-            "tensor floor": cm.graph.meta["memory_plan"].lower_bound,
-            "patched floor": NOT_BUILT,
+            "tensor floor": plain.graph.meta["memory_plan"].lower_bound,
+            "arena without patching": plain.arena_size,
+            "patch": patch_text(cm.graph.meta.get("patch")),
+            "patched floor": cm.graph.meta["memory_plan"].lower_bound,
             "arena": cm.arena_size,
             "RAM beyond arena (.data+.bss)": sizes["ram"],
             "stack used by the run": prof.stack_bytes,
@@ -187,6 +200,15 @@ def measure(name: str, model, *, target: str, opt: str, samples: int, timeout: f
             "seconds (compile+run)": time.perf_counter() - t0,
         }
     return {"macs": macs, "shape": shape, "cols": cols, "notes": notes}
+
+
+def patch_text(choice) -> str:
+    """One cell for the patch pass's decision (``passes.patch.PatchChoice``): the grid and the
+    extra MACs, or "none" (the reason goes to the table's notes)."""
+    if choice is None or choice.grid is None:
+        return "none"
+    rows, cols = choice.grid
+    return f"{rows}x{cols},+{100 * choice.extra_macs / max(choice.macs, 1):.1f}%MACs"
 
 
 def board_target(target: str):

@@ -66,7 +66,8 @@ def test_mcu_benchmark_mlp_table():
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "== mlp: input 1x784, 109,184 MACs; cortex-m4 on QEMU mps2-an386, -Os" in out
-    assert out.count("n/a (not built yet)") == 4   # patched floor and size mode, both columns
+    assert out.count("n/a (not built yet)") == 2   # size mode, both columns
+    assert "float: not patched (" in out   # an MLP has no spatial stage
     row = {m.group(1).strip(): m.group(2).split() for m in
            re.finditer(r"^([A-Za-z][^\n]*?)\s{2,}(\S.*)$", out, re.MULTILINE)}
     n_float, n_int8 = (int(v.replace(",", "")) for v in row["instructions / inference"])
@@ -89,3 +90,5 @@ def test_mcu_benchmark_mlp_table():
     arena = [int(v.replace(",", "")) for v in row["arena"]]
     floor = [int(v.replace(",", "")) for v in row["tensor floor"]]
     assert all(a >= f > 0 for a, f in zip(arena, floor))
+    assert row["patch"] == ["none", "none"]
+    assert row["arena without patching"] == row["arena"]
