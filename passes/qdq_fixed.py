@@ -71,7 +71,7 @@ def _params(n: Node) -> tuple[np.ndarray, np.ndarray, np.dtype, int] | None:
         qt = n.inputs[0].dtype
     zp = z.const if z is not None else np.zeros((), qt)
     return (np.asarray(s, np.float64), np.asarray(zp, np.int64), np.dtype(qt),
-            int(n.attrs.get("axis", 1) or 1))
+            int(n.attrs["axis"]) if n.attrs.get("axis") is not None else 1)
 
 
 def grid_type(scale: np.ndarray, zero_point: np.ndarray, qtype: np.dtype):

@@ -334,9 +334,11 @@ def _pixel_move(fn: str, node, r: KernelRenderer, params: list, pixel: dict,
     write = " ".join(f"w_{y}_{j}.write(v);" for j in range(len(targets)))
     if node.op == "Concat":
         axis = int(node.attrs.get("axis", 1)) % rank
-        if axis != 1 or [p[0] for p in ins] != [r.arrays(b).name for b in r.k.params
-                                                 if b.space not in ("weight", "local")
-                                                 and not any(b is o for o in r.k.outputs)]:
+        # the streams are read in the node's input order, each input once
+        data = [b for b in r.k.params if b.space not in ("weight", "local")
+                and not any(b is o for o in r.k.outputs)]
+        if axis != 1 or [b.value for b in data] != [v.name for v in node.inputs] \
+                or [p[0] for p in ins] != [r.arrays(b).name for b in data]:
             return None
         parts = [f"        for (int c = 0; c < {pixel[n][1]}; c++) {{\n"
                  f"            ONNXCC_HLS(HLS PIPELINE II=1)\n"
@@ -354,6 +356,8 @@ def _pixel_move(fn: str, node, r: KernelRenderer, params: list, pixel: dict,
     src = np.arange(math.prod(x_shape[1:-2])).reshape(x_shape[1:-2]).transpose(
         [a - 1 for a in perm[1:-2]]).reshape(-1)
     x, t_in = ins[0][0], ins[0][1]
+    if pixel[x][1] != C or src.size != C:
+        return None
     table = ", ".join(str(int(i)) for i in src)
     text = (f"{head}\nstatic void {fn}({', '.join(sig)}) {{\n"
             f"    // channel permutation of a pixel stream (perm {perm}): one pixel held\n"
