@@ -23,6 +23,7 @@ Every name from the model reaches the C++ only through :class:`onnxcc.codegen.na
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from pathlib import Path
@@ -46,6 +47,7 @@ TEMPLATES = Path(__file__).parent / "templates"
 TB_SAMPLES = 4   # test-bench samples written to tb_data
 
 
+@functools.lru_cache(maxsize=1)
 def _env() -> jinja2.Environment:
     return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
                               undefined=jinja2.StrictUndefined, trim_blocks=True,
