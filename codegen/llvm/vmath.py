@@ -15,7 +15,8 @@ back end use libm: results may differ from them by those few ulp, as onnxruntime
 polynomial versions (MLAS) do.
 
 Sources: exp is Cephes' ``expf`` (S. L. Moshier, range reduction by ln 2 split in two
-constants, a degree-6 polynomial on [-ln2/2, ln2/2]) with 2**n built from its exponent bits in
+constants, the multiple of ln 2 rounded by adding and subtracting 1.5 * 2**23, a degree-6
+polynomial on [-ln2/2, ln2/2]) with 2**n built from its exponent bits in
 two halves so that overflow and subnormal results stay exact. erf splits at 0.921875 as
 onnxruntime's MLAS does: ``x * P(x**2)`` below (degree 5), ``1 - exp(Q(|x|))`` above with
 Q ~ log(erfc) (degree 8), both least-squares fits made for onnxcc, and 1 past 3.925 where
@@ -38,6 +39,7 @@ LN2_HI, LN2_LO = 0.693359375, -2.12194440e-4
 EXP_P = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
          1.6666665459e-1, 5.0000001201e-1)
 EXP_MIN, EXP_MAX = -104.0, 88.75      # exp underflows to 0 below, overflows to inf above
+ROUND_MAGIC = 12582912.0               # 1.5 * 2**23: (v + it) - it rounds v to an integer
 
 ERF_SPLIT, ERF_ONE = 0.921875, 3.925
 ERF_SMALL = (-0.0006024643662385643, 0.005000903271138668, -0.026772962883114815,
@@ -83,7 +85,12 @@ class _Math:
     def exp(self, x: ir.Value) -> ir.Value:
         b = self.b
         xc = self.intr("minnum", self.intr("maxnum", x, _c(EXP_MIN, F32)), _c(EXP_MAX, F32))
-        fn = self.intr("roundeven", b.fmul(xc, _c(LOG2E, F32)))
+        # round(xc / ln 2) to the nearest integer, ties to even, without a call: adding and
+        # subtracting 1.5 * 2**23 leaves an integer for |v| < 2**22 (here |v| <= 151). The
+        # same number as llvm.roundeven, which a core without a rounding instruction (a
+        # Cortex-M4's FPv4) turns into a call of C23's roundevenf, absent from newlib.
+        v = b.fmul(xc, _c(LOG2E, F32))
+        fn = b.fsub(b.fadd(v, _c(ROUND_MAGIC, F32)), _c(ROUND_MAGIC, F32))
         r = self.intr("fmuladd", fn, _c(-LN2_HI, F32), xc)
         r = self.intr("fmuladd", fn, _c(-LN2_LO, F32), r)
         p = self.horner(EXP_P, r)
