@@ -77,6 +77,14 @@ class _Math:
             r = self.intr("fmuladd", r, t, _c(c, F32))
         return r
 
+    def clamp(self, x: ir.Value, lo: float, hi: float) -> ir.Value:
+        """``x`` limited to [lo, hi] by compares and selects, any number for a NaN ``x`` (the
+        callers return NaN for it). Not llvm.minnum/maxnum: a core without VMINNM/VMAXNM (a
+        Cortex-M4's FPv4) calls fminf/fmaxf for those; x86 and AArch64 make min/max of these."""
+        b = self.b
+        x = b.select(b.fcmp_ordered(">", x, _c(lo, F32)), x, _c(lo, F32))
+        return b.select(b.fcmp_ordered("<", x, _c(hi, F32)), x, _c(hi, F32))
+
     def pow2(self, n: ir.Value) -> ir.Value:
         """2**n for an i32 n in [-126, 127], from the exponent bits."""
         bits = self.b.shl(self.b.add(n, ir.Constant(I32, 127)), ir.Constant(I32, 23))
@@ -84,7 +92,7 @@ class _Math:
 
     def exp(self, x: ir.Value) -> ir.Value:
         b = self.b
-        xc = self.intr("minnum", self.intr("maxnum", x, _c(EXP_MIN, F32)), _c(EXP_MAX, F32))
+        xc = self.clamp(x, EXP_MIN, EXP_MAX)
         # round(xc / ln 2) to the nearest integer, ties to even, without a call: adding and
         # subtracting 1.5 * 2**23 leaves an integer for |v| < 2**22 (here |v| <= 151). The
         # same number as llvm.roundeven, which a core without a rounding instruction (a
@@ -104,11 +112,11 @@ class _Math:
         b = self.b
         ax = self.intr("fabs", x)
         small = b.fmul(x, self.horner(ERF_SMALL, b.fmul(x, x)))
-        axc = self.intr("minnum", ax, _c(ERF_ONE, F32))
+        axc = self.clamp(ax, 0.0, ERF_ONE)
         big = b.fsub(_c(1.0, F32), self.exp(self.horner(ERF_BIG, axc)))
         y = b.select(b.fcmp_ordered("<", ax, _c(ERF_SPLIT, F32)), small, big)
         y = self.intr("copysign", y, x)          # erf is odd: the sign of x, -0.0 included
-        return b.select(b.fcmp_unordered("uno", x, x), x, y)   # minnum made NaN a number
+        return b.select(b.fcmp_unordered("uno", x, x), x, y)   # clamp made NaN a number
 
     def tanh(self, x: ir.Value) -> ir.Value:
         b = self.b
