@@ -179,3 +179,15 @@ def test_int8_cnn_on_the_cortex_m4_equals_the_host_bytes():
     for x in xs[32:]:
         got, want = qemu.run_on_qemu(cm, {"x": x})["y"], host.run({"x": x})["y"]
         assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+
+
+def test_round_ties_to_even_on_the_cortex_m4():
+    """Round is llvm.rint (newlib's rintf on the M4, which has no rounding instruction): halves
+    go to the even neighbour, -0.0, infinities and NaN pass, as numpy's round."""
+    _tools_or_skip()
+    m = make_model([("Round", ["x"], ["y"])], {"x": (12,)}, {"y": (12,)}, name="rnd")
+    x = np.array([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 0.49999997, 1e10, -0.0, np.inf, np.nan, 3.7],
+                 np.float32)
+    y = qemu.run_on_qemu(onnxcc.compile(m, "thumbv7em"), {"x": x})["y"]
+    np.testing.assert_array_equal(y, np.round(x))
+    assert np.signbit(y[[3, 8]]).all()
