@@ -521,7 +521,8 @@ def cmd_ops(args: argparse.Namespace) -> int:
 def ops_table() -> str:
     """Markdown table: every registered op and whether each back end renders it. The C and
     LLVM back ends render the loop IR, so an op lowered into it is in both columns (the C back
-    end: host and the MCU targets; the LLVM back end: cpu, x86-64-v2/v3/v4 and aarch64); the HLS
+    end: host and the other MCU targets; the LLVM back end: cpu, x86-64-v2/v3/v4, aarch64 and
+    thumbv7em, a Cortex-M4); the HLS
     back end renders the ops that have a fixed-point form (``onnxcc.codegen.hls.reference``).
     A line under the table names the control-flow ops the frontend inlines (``onnxcc.control_flow``),
     which never reach a back end."""

@@ -1,5 +1,6 @@
 """CPU targets: portable C for the machine onnxcc runs on (``host``), and the LLVM back end
-for this machine (``cpu``) and for named x86-64 levels and AArch64 (objects only).
+for this machine (``cpu``) and for named x86-64 levels and AArch64 (objects only). The LLVM
+back end's Cortex-M4 (``thumbv7em``) is an MCU target: ``targets/mcu.py``.
 
 The pipeline is the ordered list of passes every CPU target runs.
 """

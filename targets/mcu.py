@@ -1,9 +1,12 @@
-"""Microcontroller targets: C99 with every mutable byte in the caller's arena, weights in flash.
+"""Microcontroller targets: C99 with every mutable byte in the caller's arena, weights in flash
+(``thumbv7em``: the same Cortex-M4 through the LLVM back end, an object file with the weights).
 
 The pipeline is the ordered list of passes every MCU target runs.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from onnxcc.passes.canonicalize import canonicalize
 from onnxcc.passes.fold_batchnorm import fold_batchnorm
@@ -52,6 +55,15 @@ CORTEX_M3 = _cortex_m("cortex-m3", "thumbv7m-none-eabi", SOFT_FLOAT,
 CORTEX_M4 = _cortex_m("cortex-m4", "thumbv7em-none-eabihf",
                       ("-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"),
                       board="STM32F407", sram_kib=192, flash_kib=1024, mhz=168, dsp=True)
+#: The Cortex-M4 of ``cortex-m4`` (ARMv7E-M, DSP extension, FPv4-SP single-precision FPU;
+#: STM32F407: 192 KiB SRAM, 1 MiB flash, 168 MHz; QEMU's ``mps2-an386``) through the LLVM back end:
+#: the loop IR compiled by LLVM at O3 for ``thumbv7em-none-eabihf``/``cortex-m4`` into ``<m>.o``
+#: (``<m>_run``, its kernels and its weights in ``.rodata``), with the hard-float calling
+#: convention (floats in VFP registers, Tag_ABI_VFP_args set: it links with C built by ``c_flags``),
+#: beside the same ``<m>.h`` and a small ``<m>.c`` for ``arm-none-eabi-gcc`` with those flags.
+#: Same pipeline, arena and budget checks as the C targets; ``run()`` JIT-compiles the loop IR
+#: for this machine, ``onnxcc.runtime.qemu.run_on_qemu`` runs the object on the emulated M4.
+THUMBV7EM = replace(CORTEX_M4, name="thumbv7em", backend="llvm", weights_in_c=False)
 #: ARMv7E-M with the DSP extension and a double-precision FPU (FPv5-D16). STM32F767ZI
 #: (Nucleo-F767ZI): 512 KiB SRAM, 2 MiB flash, 216 MHz.
 CORTEX_M7 = _cortex_m("cortex-m7", "thumbv7em-none-eabihf", ("-mfloat-abi=hard", "-mfpu=fpv5-d16"),
@@ -89,4 +101,5 @@ RV32IMAC = Target(
     board="GD32VF103CB",
 )
 
-TARGETS = [CORTEX_M0PLUS, CORTEX_M3, CORTEX_M4, CORTEX_M7, CORTEX_M33, CORTEX_M55, RV32IMAC]
+TARGETS = [CORTEX_M0PLUS, CORTEX_M3, CORTEX_M4, THUMBV7EM, CORTEX_M7, CORTEX_M33, CORTEX_M55,
+           RV32IMAC]

@@ -205,15 +205,18 @@ def emit_object(program: Program, triple: str, cpu: str = "", features: str = ""
     triples) for ``triple``/``cpu``/``features`` (e.g. ``("aarch64-unknown-linux-gnu",
     "generic", "+neon")``, ``("thumbv7em-none-eabihf", "cortex-m4", "")``; :data:`CROSS`), with
     the entry ``<name>_run`` exported. Position-independent except on bare-metal triples
-    (``-none-``). Raises OnnxccError for a triple LLVM does not know.
+    (``-none-``). Raises OnnxccError for a triple LLVM does not know, or when an ARM hard-float
+    object comes out without the hard-float calling convention (:func:`check_float_abi`).
 
-    On 32-bit ARM hard-float triples (``thumbv7em-none-eabihf``) llvmlite leaves LLVM's float ABI
-    at its default, so floats passed to libm go in core registers: such an object must not be
-    linked with hard-float C code (GNU ld refuses it: no Tag_ABI_VFP_args). No onnxcc target uses
-    it until the renderer calls libm with ``arm_aapcs_vfpcc`` itself."""
+    The triple goes to LLVM in its four-part form (:func:`llvm_triple`): LLVM's TargetMachine
+    reads the GNU short form ``thumbv7em-none-eabihf`` position by position (vendor ``none``, OS
+    ``eabihf``, no environment), so it did not see ``eabihf``, took the soft-float calling
+    convention (floats to and from ``expf``/``logf`` in core registers) and left
+    Tag_ABI_VFP_args out of the object, which GNU ld then refused to link with hard-float C."""
     _init("all")
     if cpu == "native":
         triple, cpu, features = host_cpu()
+    triple = llvm_triple(triple)
     try:
         target = llvm.Target.from_triple(triple)
     except RuntimeError as e:
@@ -232,8 +235,98 @@ def emit_object(program: Program, triple: str, cpu: str = "", features: str = ""
         kept = {k for k in range(len(weight_data(program))) if f"w{k}" in names}
     if not elf:
         return obj
+    check_float_abi(obj, triple)
     return patch_sections(obj, {weight_section(k): w.tobytes() or b"\0"
                                 for k, w in enumerate(weight_data(program)) if k in kept})
+
+
+def llvm_triple(triple: str) -> str:
+    """``triple`` as LLVM's TargetMachine must be given it: a three-part GNU triple whose last
+    part is an environment (``thumbv7em-none-eabihf``, ``x86_64-linux-gnu``) gets the vendor
+    ``unknown`` in front (``thumbv7em-unknown-none-eabihf``, ``x86_64-unknown-linux-gnu``); any
+    other triple is returned as it is. LLVM's ``Triple`` constructor, which the TargetMachine
+    uses, reads the parts by position (clang normalizes first; llvmlite does not), while
+    ``get_triple_parts`` normalizes and so tells which part is the environment."""
+    parts = triple.split("-")
+    if len(parts) != 3:
+        return triple
+    env = llvm.get_triple_parts(triple).Env
+    if env in ("", "unknown") or parts[2] != env:
+        return triple
+    return f"{parts[0]}-unknown-{parts[1]}-{parts[2]}"
+
+
+TAG_ABI_VFP_ARGS = 28   # ARM EABI build attribute: 1 = arguments in VFP registers (hard float)
+
+
+def check_float_abi(obj: bytes, triple: str) -> None:
+    """Raise OnnxccError unless an object for a 32-bit ARM hard-float triple (environment
+    ``eabihf``/``gnueabihf``/``musleabihf``) says it passes floats in VFP registers
+    (Tag_ABI_VFP_args = 1 in its ``.ARM.attributes``), as the hard-float C it is linked with
+    does; other triples pass. GNU ld refuses to link objects that disagree on this tag."""
+    parts = llvm.get_triple_parts(triple)
+    if parts.Arch not in ("arm", "thumb", "armeb", "thumbeb") or not parts.Env.endswith("hf"):
+        return
+    got = arm_attributes(obj).get(TAG_ABI_VFP_ARGS)
+    if got != 1:
+        raise OnnxccError(f"the object for {triple} does not pass floats in VFP registers "
+                          f"(Tag_ABI_VFP_args = {got}): it would not link with hard-float C",
+                          hint="a bug in onnxcc's LLVM back end: please report it")
+
+
+def _uleb(data: bytes, at: int) -> tuple[int, int]:
+    """(value, next offset) of the unsigned LEB128 number at ``data[at:]``."""
+    value = shift = 0
+    while True:
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return value, at
+
+
+def arm_attributes(obj: bytes) -> dict[int, int | str]:
+    """The file-scope ``aeabi`` build attributes of a 32-bit ARM ELF object (tag -> value:
+    ULEB128 numbers, or strings for Tag_CPU_raw_name/Tag_CPU_name/Tag_conformance and the odd
+    tags above 32), read from its ``.ARM.attributes`` section; empty when it has none. Format:
+    Arm's "Addenda to, and Errata in, the ABI for the Arm Architecture" (build attributes):
+    ``'A'``, then sub-sections (uint32 length, vendor name, then Tag_File (1), uint32 size,
+    tag-value pairs). Raises OnnxccError for an object that is not a little-endian ELF file."""
+    sec = _sections(obj).get(".ARM.attributes")
+    if sec is None:
+        return {}
+    import struct
+
+    data = obj[sec[1]: sec[1] + sec[2]]
+    out: dict[int, int | str] = {}
+    if not data or data[0] != ord("A"):
+        return out
+    at = 1
+    while at + 4 <= len(data):
+        length, = struct.unpack_from("<I", data, at)
+        end = at + length
+        vendor_end = data.index(b"\0", at + 4)
+        if data[at + 4: vendor_end] == b"aeabi":
+            p = vendor_end + 1
+            while p < end:
+                tag, size = data[p], struct.unpack_from("<I", data, p + 1)[0]
+                if tag == 1:   # Tag_File: the attributes of the whole file
+                    q, stop = p + 5, p + size
+                    while q < stop:
+                        t, q = _uleb(data, q)
+                        if t in (4, 5, 67) or (t > 32 and t % 2 == 1):
+                            z = data.index(b"\0", q)
+                            out[t], q = data[q:z].decode("ascii", "replace"), z + 1
+                        else:
+                            if t == 32:   # Tag_compatibility: a number, then a string
+                                _, q = _uleb(data, q)
+                                q = data.index(b"\0", q) + 1
+                                continue
+                            out[t], q = _uleb(data, q)
+                p += max(size, 1)
+        at = max(end, at + 1)
+    return out
 
 
 def patch_sections(obj: bytes, contents: dict[str, bytes]) -> bytes:
@@ -245,14 +338,34 @@ def patch_sections(obj: bytes, contents: dict[str, bytes]) -> bytes:
     end). Format: the System V ABI's ELF header and section header table (``e_shoff``,
     ``e_shentsize``, ``e_shnum``, ``e_shstrndx``, with the extended numbering of objects of
     0xff00 sections or more: counts in section 0's ``sh_size`` and ``sh_link``)."""
-    import struct
 
     def bug(why: str) -> OnnxccError:
         return OnnxccError(f"cannot place the weights in the object: {why}",
                            hint="a bug in onnxcc's LLVM back end: please report it")
 
+    sections = _sections(obj)
+    out = bytearray(obj)
+    for name in sorted(contents):
+        if name not in sections:
+            raise bug(f"no section {name}")
+        typ, off, size = sections[name]
+        data = contents[name]
+        if typ != 1 or size != len(data):     # SHT_PROGBITS of the weight's size
+            raise bug(f"section {name} has type {typ} and {size} bytes, not {len(data)}")
+        out[off: off + size] = data
+    return bytes(out)
+
+
+def _sections(obj: bytes) -> dict[str, tuple[int, int, int]]:
+    """Section name -> (type, file offset, size) of a little-endian ELF32 or ELF64 file (the
+    last section of a name that occurs more than once). Raises OnnxccError when ``obj`` is not
+    such a file. Format: the System V ABI's ELF header and section header table, with the
+    extended numbering of files of 0xff00 sections or more (see :func:`patch_sections`)."""
+    import struct
+
     if obj[:4] != b"\x7fELF" or obj[5] != 1:
-        raise bug("not a little-endian ELF object")
+        raise OnnxccError("cannot read the object: not a little-endian ELF object",
+                          hint="a bug in onnxcc's LLVM back end: please report it")
     wide = obj[4] == 2
     if wide:
         shoff, = struct.unpack_from("<Q", obj, 0x28)
@@ -276,16 +389,9 @@ def patch_sections(obj: bytes, contents: dict[str, bytes]) -> bytes:
         shstrndx = link0 if shstrndx == 0xFFFF else shstrndx
     _, _, stroff, strsize, _ = header(shstrndx)
     names = obj[stroff: stroff + strsize]
-    out = bytearray(obj)
-    todo = dict(contents)
+    found = {}
     for i in range(shnum):
         name_at, typ, off, size, _ = header(i)
         name = names[name_at: names.index(b"\0", name_at)].decode("ascii", "replace")
-        if name in todo:
-            data = todo.pop(name)
-            if typ != 1 or size != len(data):     # SHT_PROGBITS of the weight's size
-                raise bug(f"section {name} has type {typ} and {size} bytes, not {len(data)}")
-            out[off: off + size] = data
-    if todo:
-        raise bug(f"no section {sorted(todo)[0]}")
-    return bytes(out)
+        found[name] = (typ, off, size)
+    return found

@@ -51,8 +51,11 @@ from .vmath import inline_math
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 INTRINSIC = {"exp": "llvm.exp", "log": "llvm.log", "sqrt": "llvm.sqrt", "floor": "llvm.floor",
-             "ceil": "llvm.ceil", "sin": "llvm.sin", "cos": "llvm.cos", "round": "llvm.roundeven",
+             "ceil": "llvm.ceil", "sin": "llvm.sin", "cos": "llvm.cos", "round": "llvm.rint",
              "abs": "llvm.fabs"}
+# ``round`` (ties to even) is llvm.rint: LLVM assumes the default floating-point environment,
+# round to nearest even, so it is roundeven; a core without a rounding instruction (Cortex-M4)
+# calls rintf, which newlib has, where llvm.roundeven would call C23's roundevenf, which it lacks.
 LIBM = {"tanh", "erf", "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh",
         "log1p", "expm1"}
 _ICMP_S = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}

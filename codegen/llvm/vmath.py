@@ -15,7 +15,8 @@ back end use libm: results may differ from them by those few ulp, as onnxruntime
 polynomial versions (MLAS) do.
 
 Sources: exp is Cephes' ``expf`` (S. L. Moshier, range reduction by ln 2 split in two
-constants, a degree-6 polynomial on [-ln2/2, ln2/2]) with 2**n built from its exponent bits in
+constants, the multiple of ln 2 rounded by adding and subtracting 1.5 * 2**23, a degree-6
+polynomial on [-ln2/2, ln2/2]) with 2**n built from its exponent bits in
 two halves so that overflow and subnormal results stay exact. erf splits at 0.921875 as
 onnxruntime's MLAS does: ``x * P(x**2)`` below (degree 5), ``1 - exp(Q(|x|))`` above with
 Q ~ log(erfc) (degree 8), both least-squares fits made for onnxcc, and 1 past 3.925 where
@@ -38,6 +39,7 @@ LN2_HI, LN2_LO = 0.693359375, -2.12194440e-4
 EXP_P = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
          1.6666665459e-1, 5.0000001201e-1)
 EXP_MIN, EXP_MAX = -104.0, 88.75      # exp underflows to 0 below, overflows to inf above
+ROUND_MAGIC = 12582912.0               # 1.5 * 2**23: (v + it) - it rounds v to an integer
 
 ERF_SPLIT, ERF_ONE = 0.921875, 3.925
 ERF_SMALL = (-0.0006024643662385643, 0.005000903271138668, -0.026772962883114815,
@@ -75,6 +77,14 @@ class _Math:
             r = self.intr("fmuladd", r, t, _c(c, F32))
         return r
 
+    def clamp(self, x: ir.Value, lo: float, hi: float) -> ir.Value:
+        """``x`` limited to [lo, hi] by compares and selects, any number for a NaN ``x`` (the
+        callers return NaN for it). Not llvm.minnum/maxnum: a core without VMINNM/VMAXNM (a
+        Cortex-M4's FPv4) calls fminf/fmaxf for those; x86 and AArch64 make min/max of these."""
+        b = self.b
+        x = b.select(b.fcmp_ordered(">", x, _c(lo, F32)), x, _c(lo, F32))
+        return b.select(b.fcmp_ordered("<", x, _c(hi, F32)), x, _c(hi, F32))
+
     def pow2(self, n: ir.Value) -> ir.Value:
         """2**n for an i32 n in [-126, 127], from the exponent bits."""
         bits = self.b.shl(self.b.add(n, ir.Constant(I32, 127)), ir.Constant(I32, 23))
@@ -82,8 +92,13 @@ class _Math:
 
     def exp(self, x: ir.Value) -> ir.Value:
         b = self.b
-        xc = self.intr("minnum", self.intr("maxnum", x, _c(EXP_MIN, F32)), _c(EXP_MAX, F32))
-        fn = self.intr("roundeven", b.fmul(xc, _c(LOG2E, F32)))
+        xc = self.clamp(x, EXP_MIN, EXP_MAX)
+        # round(xc / ln 2) to the nearest integer, ties to even, without a call: adding and
+        # subtracting 1.5 * 2**23 leaves an integer for |v| < 2**22 (here |v| <= 151). The
+        # same number as llvm.roundeven, which a core without a rounding instruction (a
+        # Cortex-M4's FPv4) turns into a call of C23's roundevenf, absent from newlib.
+        v = b.fmul(xc, _c(LOG2E, F32))
+        fn = b.fsub(b.fadd(v, _c(ROUND_MAGIC, F32)), _c(ROUND_MAGIC, F32))
         r = self.intr("fmuladd", fn, _c(-LN2_HI, F32), xc)
         r = self.intr("fmuladd", fn, _c(-LN2_LO, F32), r)
         p = self.horner(EXP_P, r)
@@ -97,11 +112,11 @@ class _Math:
         b = self.b
         ax = self.intr("fabs", x)
         small = b.fmul(x, self.horner(ERF_SMALL, b.fmul(x, x)))
-        axc = self.intr("minnum", ax, _c(ERF_ONE, F32))
+        axc = self.clamp(ax, 0.0, ERF_ONE)
         big = b.fsub(_c(1.0, F32), self.exp(self.horner(ERF_BIG, axc)))
         y = b.select(b.fcmp_ordered("<", ax, _c(ERF_SPLIT, F32)), small, big)
         y = self.intr("copysign", y, x)          # erf is odd: the sign of x, -0.0 included
-        return b.select(b.fcmp_unordered("uno", x, x), x, y)   # minnum made NaN a number
+        return b.select(b.fcmp_unordered("uno", x, x), x, y)   # clamp made NaN a number
 
     def tanh(self, x: ir.Value) -> ir.Value:
         b = self.b

@@ -15,8 +15,8 @@ MCU_ORDER = ORDER[:6] + ["patch[max_recompute=0.15]"] + ORDER[6:]
 
 def test_known_targets_and_their_facts():
     assert list(TARGETS) == ["host", "cpu", "x86-64-v2", "x86-64-v3", "x86-64-v4", "aarch64",
-                             "cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33",
-                             "cortex-m55", "rv32imac",
+                             "cortex-m0plus", "cortex-m3", "cortex-m4", "thumbv7em", "cortex-m7",
+                             "cortex-m33", "cortex-m55", "rv32imac",
                              "xczu7ev", "xc7z020", "xcvu9p", "xcu250"]
     zu7 = get_target("xczu7ev")
     assert zu7.family == "fpga" and zu7.backend == "hls" and zu7.clock_hz == 200_000_000
