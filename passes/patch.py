@@ -274,14 +274,16 @@ def apply(g: Graph, stage: Stage, grid: tuple[int, int]) -> Graph:
     return g
 
 
-def planned_arena(g: Graph, scheduled: bool = True) -> int:
+def planned_arena(g: Graph, scheduled: bool = True, depthwise_in_place: bool = False) -> int:
     """Arena bytes of ``g`` planned after the schedule pass (or, with ``scheduled=False``, in
-    its node order), on a copy: ``g`` is left as it is."""
+    its node order), on a copy: ``g`` is left as it is. ``depthwise_in_place`` as the target's
+    plan_memory pass (``plan_memory.plan``)."""
     from .plan_memory import plan
     from .schedule import schedule
 
     h = g.copy()
-    return plan(schedule(h) if scheduled else h).arena_size
+    return plan(schedule(h) if scheduled else h,
+                depthwise_in_place=depthwise_in_place).arena_size
 
 
 @dataclass
@@ -327,11 +329,12 @@ def grid_families(rows: int, cols: int, max_patches: int) -> list[list[tuple[int
             [(1, min(p, cols)) for p in ps]]
 
 
-def choose(g: Graph, max_recompute: float, max_patches: int = MAX_PATCHES) -> tuple[
-        PatchChoice, Stage | None]:
-    """Evaluate every candidate (see the module docstring) without changing ``g``."""
+def choose(g: Graph, max_recompute: float, max_patches: int = MAX_PATCHES,
+           depthwise_in_place: bool = False) -> tuple[PatchChoice, Stage | None]:
+    """Evaluate every candidate (see the module docstring) without changing ``g``; arenas
+    planned with ``depthwise_in_place`` as the target plans them."""
     total = sum(macs(n) for n in g.nodes)
-    before = planned_arena(g)
+    before = planned_arena(g, depthwise_in_place=depthwise_in_place)
     choice = PatchChoice(max_recompute, before, before, total)
     stages = find_stages(g)
     if not stages:
@@ -356,12 +359,13 @@ def choose(g: Graph, max_recompute: float, max_patches: int = MAX_PATCHES) -> tu
                     break   # more patches recompute more
                 h = g.copy()
                 apply(h, st, grid)
-                arena = planned_arena(h, scheduled=False)
+                arena = planned_arena(h, scheduled=False, depthwise_in_place=depthwise_in_place)
                 choice.tried.append((cut.name, grid, arena, extra))
                 key = (arena, extra, grid[0] * grid[1])
                 if best is None or key < best[0]:
                     best = (key, st, grid, h)
-    after = planned_arena(best[3]) if best is not None else before
+    after = planned_arena(best[3], depthwise_in_place=depthwise_in_place) \
+        if best is not None else before
     if best is None or after >= before:
         choice.reason = (f"none of {len(choice.tried)} candidates lowers the arena"
                          + (f"; {over} over the recompute bound" if over else ""))
@@ -372,9 +376,11 @@ def choose(g: Graph, max_recompute: float, max_patches: int = MAX_PATCHES) -> tu
     return choice, st
 
 
-def patch(max_recompute: float = DEFAULT_MAX_RECOMPUTE, max_patches: int = MAX_PATCHES) -> GraphPass:
+def patch(max_recompute: float = DEFAULT_MAX_RECOMPUTE, max_patches: int = MAX_PATCHES,
+          depthwise_in_place: bool = False) -> GraphPass:
     """The patch pass (see the module docstring) allowing ``max_recompute`` extra MACs (a share
-    of the graph's MACs, 0.15 = 15%) and up to ``max_patches`` patches per side; named
+    of the graph's MACs, 0.15 = 15%) and up to ``max_patches`` patches per side, comparing
+    arenas planned with ``depthwise_in_place`` as the target's plan_memory pass does; named
     ``patch[max_recompute=0.15]``. Raises ValueError for a negative bound or fewer than 2
     patches per side."""
     if not max_recompute >= 0:
@@ -383,7 +389,7 @@ def patch(max_recompute: float = DEFAULT_MAX_RECOMPUTE, max_patches: int = MAX_P
         raise ValueError(f"max_patches must be at least 2, got {max_patches}")
 
     def run(g: Graph) -> Graph:
-        choice, st = choose(g, max_recompute, max_patches)
+        choice, st = choose(g, max_recompute, max_patches, depthwise_in_place)
         if st is not None:
             apply(g, st, choice.grid)
         g.meta["patch"] = choice
@@ -396,7 +402,8 @@ def patch(max_recompute: float = DEFAULT_MAX_RECOMPUTE, max_patches: int = MAX_P
 def with_max_recompute(pipeline: list[GraphPass], max_recompute: float | None) -> list[GraphPass]:
     """``pipeline`` with its patch pass set to ``max_recompute``: None keeps the pipeline as it
     is (the target's default); 0 removes the patch pass; a positive bound replaces it, or inserts
-    it before ``schedule`` (at the end when there is none) in a pipeline without one. Raises
+    it before ``schedule`` (at the end when there is none) in a pipeline without one; the new
+    pass plans depthwise Convs in place when the pipeline's plan_memory pass does. Raises
     ValueError for a negative bound."""
     if max_recompute is None:
         return list(pipeline)
@@ -409,4 +416,6 @@ def with_max_recompute(pipeline: list[GraphPass], max_recompute: float | None) -
     names = [p.name.split("[")[0] for p in rest]
     at = base.index("patch") if "patch" in base else (
         names.index("schedule") if "schedule" in names else len(rest))
-    return rest[:at] + [patch(max_recompute)] + rest[at:]
+    in_place = any(b == "plan_memory" and "depthwise_in_place=True" in p.name
+                   for p, b in zip(pipeline, base))
+    return rest[:at] + [patch(max_recompute, depthwise_in_place=in_place)] + rest[at:]

@@ -155,10 +155,15 @@ def _alias_windows(g: Graph, gr: _Groups) -> dict[str, tuple[int, ...]]:
     return placed
 
 
-def _alias_inplace(g: Graph, gr: _Groups, step: dict[int, int]) -> list[str]:
+def _alias_inplace(g: Graph, gr: _Groups, step: dict[int, int], depthwise: bool = False
+                   ) -> list[str]:
     done = []
+    if depthwise:
+        from onnxcc.codegen.lower.nn import depthwise_in_place_ok
     for n in g.nodes:
         cands = overwritable_inputs(n)
+        if depthwise and not cands and depthwise_in_place_ok(n):
+            cands = [n.inputs[0]]
         if not cands:
             continue
         o = n.outputs[0]
@@ -216,18 +221,22 @@ def _place(sizes: list[tuple[Value, int, tuple[int, int]]], alignment: int) -> d
     return where
 
 
-def plan(g: Graph, alignment: int = 16, share: bool = True) -> MemoryPlan:
+def plan(g: Graph, alignment: int = 16, share: bool = True, depthwise_in_place: bool = False
+         ) -> MemoryPlan:
     """The memory plan of ``g`` in its current node order (see the module docstring). With
     ``share=False`` (HLS, where each tensor is an array of its own type) only views alias their
     input: no in-place writes, no Concat placement, and no two arena groups overlap even when
-    their lifetimes do not."""
+    their lifetimes do not. With ``depthwise_in_place`` (microcontroller targets, whose
+    depthwise lowerings compute channel by channel through a plane of scratch) a depthwise Conv
+    that reads its input last writes its output over it
+    (``codegen.lower.nn.depthwise_in_place_ok``; TinyEngine's in-place depthwise)."""
     iv = value_intervals(g)
     vals = list(iv)
     step = {id(n): k for k, n in enumerate(g.nodes)}
     gr = _Groups(g, vals, iv)
     _alias_views(g, gr)
     windows = _alias_windows(g, gr) if share else {}
-    inplace = _alias_inplace(g, gr, step) if share else []
+    inplace = _alias_inplace(g, gr, step, depthwise_in_place) if share else []
     if share:
         _alias_concat(g, gr, step)
 
@@ -319,19 +328,22 @@ def check_plan(g: Graph) -> None:
                 raise AssertionError(f"{a.name!r} and {b.name!r} overlap while both live")
 
 
-def plan_memory(alignment: int = 16, share: bool = True) -> GraphPass:
-    """The plan_memory pass for ``alignment`` (bytes, a power of two) and ``share`` (see
-    :func:`plan`): named "plan_memory" for the defaults, "plan_memory[alignment=N]" or
-    "plan_memory[alignment=N,share=False]" otherwise."""
+def plan_memory(alignment: int = 16, share: bool = True, depthwise_in_place: bool = False
+                ) -> GraphPass:
+    """The plan_memory pass for ``alignment`` (bytes, a power of two), ``share`` and
+    ``depthwise_in_place`` (see :func:`plan`): named "plan_memory" for the defaults, else
+    "plan_memory[...]" with the options that differ, e.g. "plan_memory[alignment=N]"."""
     if alignment <= 0 or alignment & (alignment - 1):
         raise ValueError(f"alignment must be a power of two, got {alignment}")
 
     def run(g: Graph) -> Graph:
-        g.meta["memory_plan"] = plan(g, alignment, share)
+        g.meta["memory_plan"] = plan(g, alignment, share, depthwise_in_place)
         return g
 
-    name = "plan_memory" if alignment == 16 and share else \
-        f"plan_memory[alignment={alignment}" + ("" if share else ",share=False") + "]"
+    opts = ([f"alignment={alignment}"] if alignment != 16 or not share or depthwise_in_place
+            else []) + ([] if share else ["share=False"]) \
+        + (["depthwise_in_place=True"] if depthwise_in_place else [])
+    name = "plan_memory" + (f"[{','.join(opts)}]" if opts else "")
     return GraphPass(name, run, plan_memory.__doc__)
 
 

@@ -26,9 +26,9 @@ PIPELINE = [
     canonicalize,
     fuse_conv_activation,
     fuse_elementwise,
-    patch(max_recompute=0.15),
+    patch(max_recompute=0.15, depthwise_in_place=True),
     schedule,
-    plan_memory(alignment=16),
+    plan_memory(alignment=16, depthwise_in_place=True),
 ]
 
 def _cortex_m(name: str, triple: str, float_flags: tuple[str, ...], *, board: str, sram_kib: int,

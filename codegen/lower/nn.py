@@ -38,6 +38,7 @@ from onnxcc.codegen.loops import (I64, Assign, Binary, Buffer, Comment, Const, D
                                   const,
                                   Unary, contiguous_strides, maximum, minimum,
                                   substitute_stmts)
+from onnxcc.errors import OnnxccError
 from onnxcc.ir import Node
 from onnxcc.ops import REQUIRED, get_op
 from onnxcc.ops.nn import conv_geometry, conv_transpose_geometry, pool_counts, pool_geometry
@@ -703,13 +704,81 @@ def _depthwise_scalar_applies(node: Node, ctx: LowerCtx) -> bool:
             and math.prod(w.shape[2:]) <= SCALAR_TAPS)
 
 
+DEPTHWISE_IN_PLACE_OPS = ("Conv", "onnxcc.FusedConv", "QLinearConv")
+
+
+def depthwise_in_place_ok(node: Node) -> bool:
+    """Whether the output of ``node`` may be planned over its input 0 on targets that keep
+    accumulators in scalar registers (``Target.scalar_accumulators``), computed channel by
+    channel (TinyEngine's in-place depthwise convolution: Lin et al., "MCUNet: Tiny Deep Learning
+    on IoT Devices", NeurIPS 2020, section 3.2). True for a depthwise Conv, FusedConv or
+    QLinearConv with one output channel per input channel (y (N,C,*O) no larger than x
+    (N,C,*S), same element size) that the scalar depthwise lowerings take: at most SCALAR_TAPS
+    taps, and for QLinearConv constant weights, weight and x zero points and bias, with at most
+    SCALAR_COPIES border runs (so :func:`scalar_depthwise_nest` specializes). Each channel's
+    outputs then go to a plane of scratch and are copied over the output's channel, which
+    only covers input channels already read: output channel k ends at (k+1)*prod(O) <=
+    (k+1)*prod(S) elements, where input channel k+1 starts."""
+    if node.op not in DEPTHWISE_IN_PLACE_OPS or len(node.outputs) != 1:
+        return False
+    q = node.op == "QLinearConv"
+    x, w, y = node.inputs[0], node.inputs[3 if q else 1], node.outputs[0]
+    group = int(node.attrs.get("group") or 1)
+    if (x is None or x.is_const or len(x.shape) < 3 or group == 1 or x.shape[1] != group
+            or y.shape[1] != group or y.dtype.itemsize != x.dtype.itemsize
+            or y.type.nbytes > x.type.nbytes or math.prod(w.shape[2:]) > SCALAR_TAPS):
+        return False
+    if not q:
+        return True
+    if w.const is None or any(k < len(node.inputs) and node.inputs[k] is not None
+                              and node.inputs[k].const is None for k in (2, 5, 8)):
+        return False
+    xz = node.inputs[2].const if len(node.inputs) > 2 and node.inputs[2] is not None else None
+    if xz is not None and not (np.asarray(xz) == np.asarray(xz).reshape(-1)[0]).all():
+        return False
+    pb, _, s, d, O = conv_geometry(node, x.shape, w.shape)
+    K, I = w.shape[2:], x.shape[2:]
+    return math.prod(len(_tap_runs(O[a], K[a], d[a], s[a], pb[a], I[a]))
+                     for a in range(len(K))) <= SCALAR_COPIES
+
+
+def in_place_plane(ctx: LowerCtx, Y: Buffer) -> Buffer | None:
+    """The scratch plane (prod(O) elements of y's dtype, a kernel local) through which a depthwise
+    Conv planned over its input (:func:`depthwise_in_place_ok`) stores each channel, or None
+    when the plan put y elsewhere. Raises OnnxccError when y overlaps x at another offset."""
+    node = ctx.node
+    if not _overlaps(ctx, node.inputs[0], node.outputs[0]):
+        return None
+    if not ctx.same_storage(node.outputs[0], node.inputs[0]):
+        raise OnnxccError(f"node {node.name!r} ({node.op}): its output overlaps its input at "
+                          f"another offset", hint="a bug in onnxcc's memory plan: please report it")
+    return Buffer("plane", Y.dtype, (math.prod(Y.shape[2:]),), space="local")
+
+
+def _overlaps(ctx: LowerCtx, a: Any, b: Any) -> bool:
+    """Whether the plan put values ``a`` and ``b`` on common bytes."""
+    ba, bb = ctx.storage.get(a.name), ctx.storage.get(b.name)
+    return ba is not None and bb is not None and ba.space == bb.space and ba.index == bb.index \
+        and ba.offset < bb.offset + bb.size and bb.offset < ba.offset + ba.size
+
+
+def refuse_in_place(node: Node, ctx: LowerCtx) -> None:
+    """Raise when the plan put ``node``'s output over its input 0 but the lowering about to run
+    computes every channel at once (it would read inputs its outputs overwrote): only the scalar
+    depthwise nests compute in place."""
+    if _overlaps(ctx, node.inputs[0], node.outputs[0]):
+        raise OnnxccError(f"node {node.name!r} ({node.op}): the memory plan put its output over "
+                          f"its input, which this target's {node.op} lowering cannot compute in "
+                          f"place", hint="a bug in onnxcc's memory plan: please report it")
+
+
 def scalar_depthwise_nest(X: Buffer, Y: Buffer, geometry: Sequence[Sequence[int]], mult: int,
                           acc_dt: DType, weight: Callable[[Expr, tuple[int, ...]], Expr],
                           start: Callable[[Expr, Sequence[Expr]], Expr],
                           mac: Callable[[Expr, Expr, Expr], Expr],
                           finish: Callable[[Expr, Expr], Expr], specialize: bool,
-                          guarded_ok: bool, block: int = SCALAR_BLOCK
-                          ) -> tuple[list[Stmt], str] | None:
+                          guarded_ok: bool, block: int = SCALAR_BLOCK,
+                          plane: Buffer | None = None) -> tuple[list[Stmt], str] | None:
     """The loops of a depthwise convolution as one scalar accumulator per output, shared by the
     float and the integer lowerings for cores that keep accumulators in scalar registers.
 
@@ -723,8 +792,10 @@ def scalar_depthwise_nest(X: Buffer, Y: Buffer, geometry: Sequence[Sequence[int]
     ``acc = mac(w, x, acc)`` per tap and is stored as ``finish(acc, co)``. Without
     ``specialize`` (padding must still multiply) or with more than SCALAR_COPIES combinations,
     the positions are the interior and one border nest whose loads are masked to 0 (every tap
-    multiplies) when ``guarded_ok``, else None. Returns (statements, a note for the kernel's
-    comment)."""
+    multiplies) when ``guarded_ok``, else None. With ``plane`` (a local of prod(O) elements, one
+    output channel per input channel) a channel's outputs are stored there, then copied to y
+    once all of them are computed, so y may be planned over x (:func:`depthwise_in_place_ok`).
+    Returns (statements, a note for the kernel's comment)."""
     K, I, pb, s, d, O = (list(v) for v in geometry)
     N, C = X.shape[:2]
     nd, lb = len(K), LABELS[len(K)]
@@ -751,7 +822,13 @@ def scalar_depthwise_nest(X: Buffer, Y: Buffer, geometry: Sequence[Sequence[int]
                 mask = all_of(*conds)
                 xv = Load(X, (n, g, *iv), mask, const(0, X.dtype) if mask is not None else None)
                 body.append(Assign(a, mac(wv[t], xv, a)))
-        return body + [Store(Y, (n, co, *o), finish(a, co)) for a, o in zip(accs, points)]
+        return body + [store(o, finish(a, co)) for a, o in zip(accs, points)]
+
+    def flat(o: Sequence[Expr]) -> Expr:
+        return lin(*[(o[a], math.prod(O[a + 1:])) for a in range(nd)])
+
+    def store(o: Sequence[Expr], v: Expr) -> Stmt:
+        return Store(plane, (flat(o),), v) if plane is not None else Store(Y, (n, co, *o), v)
 
     runs = [_tap_runs(O[a], K[a], d[a], s[a], pb[a], I[a]) for a in range(nd)]
     positions: list[Stmt] = []
@@ -785,6 +862,12 @@ def scalar_depthwise_nest(X: Buffer, Y: Buffer, geometry: Sequence[Sequence[int]
         how = f"{len(taps)} taps unrolled, interior unguarded"
     else:
         return None
+    if plane is not None:
+        assert mult == 1 and plane.shape == (math.prod(O),)
+        oc = [axis_var("c" + lb[a], O[a]) for a in range(nd)]
+        positions += loops([(oc[a], 0, O[a]) for a in range(nd)],
+                           [Store(Y, (n, co, *oc), plane[(flat(oc),)])])
+        how += "; in place: each channel through a plane of scratch"
     return loops([(n, 0, N), (g, 0, C), (m, 0, mult)], wdecl + positions), \
         f"one accumulator per output, {how}"
 
@@ -801,13 +884,15 @@ def _conv_depthwise_scalar(node: Node, ctx: LowerCtx) -> Any:
     w = node.inputs[1]
     X, Wt, Y, B, G, N, C, M, K, I, pb, s, d, O = _conv_parts(node, ctx)
     dt = Y.dtype
+    plane = in_place_plane(ctx, Y)
     built = scalar_depthwise_nest(
         X, Y, (K, I, pb, s, d, O), M // G, dt,
         weight=lambda co, t: Wt[(co, Const(0), *[Const(i) for i in t])],
         start=lambda co, _ws: B[(co,)] if B is not None else const(0, dt),
         mac=lambda wv, xv, acc: MulAdd(wv, xv, acc),
         finish=lambda acc, _co: activation_expr(node, acc),
-        specialize=w.const is not None and bool(np.isfinite(w.const).all()), guarded_ok=True)
+        specialize=w.const is not None and bool(np.isfinite(w.const).all()), guarded_ok=True,
+        plane=plane)
     assert built is not None
     nest, how = built
     act = node.attrs.get("activation") or ""
@@ -816,7 +901,8 @@ def _conv_depthwise_scalar(node: Node, ctx: LowerCtx) -> Any:
             f"{_lst(d)}, pads_begin {_lst(pb)}" + (f"; activation {act}" if act else "")
             + f"; {how}")
     ins = read_buffers(nest, [X, Wt] + ([B] if B is not None else []))
-    return ctx.kernel("conv", [Y], ins, [Comment(text)] + nest, comment=text)
+    return ctx.kernel("conv", [Y], ins, [Comment(text)] + nest, comment=text,
+                      locals=[plane] if plane is not None else [], inplace=plane is not None)
 
 
 def _conv_direct(node: Node, ctx: LowerCtx) -> Any:
@@ -863,6 +949,7 @@ def _lower_conv(node: Node, ctx: LowerCtx) -> Any:
         return _conv_depthwise(node, ctx)
     if _depthwise_scalar_applies(node, ctx):
         return _conv_depthwise_scalar(node, ctx)
+    refuse_in_place(node, ctx)
     tile = _register_tile(node, ctx)
     return _conv_tiled(node, ctx, tile) if tile else _conv_taps(node, ctx)
 

@@ -39,8 +39,9 @@ from onnxcc.ops.quant import QTYPES, param_layout, qrange, real_multiplier
 
 from . import LowerCtx, broadcast_view, lower, nest
 from .matmul import matmul_views
-from .nn import (LABELS, SCALAR_TAPS, _tap_bounds, axis_var, in_range, lin, loops, read_buffers,
-                 scalar_depthwise_nest, segments, shape_text, split_positions)
+from .nn import (LABELS, SCALAR_TAPS, _tap_bounds, axis_var, in_place_plane, in_range, lin, loops,
+                 read_buffers, refuse_in_place, scalar_depthwise_nest, segments, shape_text,
+                 split_positions)
 
 
 def _param_index(b: Buffer, layout: str, idx: Sequence[Expr], axis: int, block: int
@@ -349,6 +350,7 @@ def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
     scalar = _depthwise_integer_scalar(node, ctx, X, Y, B, xz, fin)
     if scalar is not None:
         return scalar
+    refuse_in_place(node, ctx)
     rows = _conv_integer_rows(node, ctx, X, Y, B, xz, xzb, fin)
     if rows is not None:
         return rows
@@ -445,13 +447,14 @@ def _depthwise_integer_scalar(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer,
             e = e - total * const(xzv, I32)
         return e
 
+    plane = in_place_plane(ctx, Y)
     built = scalar_depthwise_nest(
         X, Y, (list(w.shape[2:]), list(x.shape[2:]), list(pb), list(s), list(d), list(O)),
         w.shape[0] // group, I32,
         weight=lambda co, t: Cast(Wt[(co, Const(0), *[Const(i) for i in t])], I32),
         start=start, mac=lambda wv, xv, acc: acc + Cast(xv, I32) * wv,
         finish=lambda acc, co: fin(acc, co) if fin is not None else acc,
-        specialize=True, guarded_ok=False, block=INT_SCALAR_BLOCK)
+        specialize=True, guarded_ok=False, block=INT_SCALAR_BLOCK, plane=plane)
     if built is None:
         return None
     body, how = built
@@ -462,7 +465,8 @@ def _depthwise_integer_scalar(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer,
             + (f"; {fin.note}" if fin is not None else ""))
     extra = ([B] if B is not None else []) + (fin.reads + fin.weights if fin else [])
     ins = read_buffers(body, [X, Wt] + extra)
-    return ctx.kernel(node.op.lower(), [Y], ins, [Comment(text)] + body, comment=text)
+    return ctx.kernel(node.op.lower(), [Y], ins, [Comment(text)] + body, comment=text,
+                      locals=[plane] if plane is not None else [], inplace=plane is not None)
 
 
 INT_SCALAR_BLOCK = 2   # _depthwise_integer_scalar: outputs per iteration (9 weights fill the registers)

@@ -10,7 +10,9 @@ from onnxcc.targets import TARGETS, Target, get_target, mcu
 ORDER = ["fuse_qdq", "canonicalize", "fold_batchnorm", "canonicalize",
          "fuse_conv_activation", "fuse_elementwise", "schedule", "plan_memory"]
 # the MCU targets also run patch-based execution of a CNN's first stage (passes/patch.py)
-MCU_ORDER = ORDER[:6] + ["patch[max_recompute=0.15]"] + ORDER[6:]
+# and plan depthwise Convs in place (TinyEngine)
+MCU_ORDER = ORDER[:6] + ["patch[max_recompute=0.15]"] + ORDER[6:-1] + [
+    "plan_memory[alignment=16,depthwise_in_place=True]"]
 
 
 def test_known_targets_and_their_facts():
