@@ -16,8 +16,9 @@ import numpy as np
 from .loops import (Assign, Binary, Buffer, Call, Cast, Comment, Const, Decl, Expr, If,
                     Kernel, Load, Loop, MulAdd, Program, Select, Stmt, Store, Unary, Var)
 from .requantize import requantize
+from .smlad import smlad
 
-INTRINSICS: dict[str, Callable[..., Any]] = {"requantize": requantize}   # Call name -> numpy
+INTRINSICS: dict[str, Callable[..., Any]] = {"requantize": requantize, "smlad": smlad}   # Call name -> numpy
 
 
 def _tdiv(a: Any, b: Any) -> Any:

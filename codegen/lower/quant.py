@@ -29,7 +29,8 @@ import numpy as np
 
 from onnxcc.codegen.loops import (F32, F64, I32, Assign, Binary, Buffer, Call, Cast, Comment,
                                   Const, Decl, DType, Expr, If, Load, Loop, Select, Stmt, Store,
-                                  Unary, Var, all_of, const, contiguous_strides, maximum, minimum)
+                                  Unary, Var, all_of, const, contiguous_strides, maximum, minimum,
+                                  substitute)
 from onnxcc.codegen.requantize import quantize_multiplier
 from onnxcc.ir import Node, Value
 from onnxcc.ops import attr, get_op
@@ -38,6 +39,7 @@ from onnxcc.ops.nn import conv_geometry
 from onnxcc.ops.quant import QTYPES, param_layout, qrange, real_multiplier
 
 from . import LowerCtx, broadcast_view, lower, nest
+from . import int_blocked as blk
 from .matmul import matmul_views
 from .nn import (LABELS, SCALAR_TAPS, _tap_bounds, axis_var, in_range, lin, loops, read_buffers,
                  scalar_depthwise_nest, segments, shape_text, split_positions)
@@ -273,6 +275,10 @@ def _integer_product(ctx: LowerCtx, A: Buffer, B: Buffer, Y: Buffer, batch: Sequ
     i, j, k = axis_var("i", M), axis_var("j", N), axis_var("k", K)
     az, azb = _zero_point_expr(ctx, zps[0], "a_zp", i)
     bz, bzb = _zero_point_expr(ctx, zps[1], "b_zp", j)
+    blocked = _product_blocked(ctx, A, Y, bv, batch, M, K, N, i, az, azb, zps[1], fin, bias,
+                               what)
+    if blocked is not None:
+        return blocked
     acc = Var("acc", I32)
     prod = _centered(A[(*bv, i, k)], az) * _centered(B[(*bv, k, j)], bz)
     out: Expr = fin(acc, j) if fin is not None else acc
@@ -346,6 +352,9 @@ def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
     xz, xzb = _zero_point_expr(ctx, 2, "x_zp", Const(0))
     wz, wzb = _zero_point_expr(ctx, 5 if q else 3, "w_zp", m)
     fin = _Requant(ctx, (1, 4, 6), 7, M) if q else None
+    blocked = _conv_blocked(node, ctx, X, Y, B, xz, xzb, fin)
+    if blocked is not None:
+        return blocked
     scalar = _depthwise_integer_scalar(node, ctx, X, Y, B, xz, fin)
     if scalar is not None:
         return scalar
@@ -394,6 +403,173 @@ def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
         extra.append(init.buf)
     ins = read_buffers(body, [X, Wt] + extra)
     return ctx.kernel(node.op.lower(), [Y], ins, [Comment(text)] + body, comment=text)
+
+
+def _const_b(node: Node, K: int, N: int) -> np.ndarray | None:
+    """The constant b operand of an integer MatMul/Gemm as a (K, N) int64 matrix, or None when
+    it is a runtime input or has batch dims of more than one matrix."""
+    k = 1 if node.op == "MatMulInteger" else 3
+    v = node.inputs[k]
+    if v.const is None:
+        return None
+    b = np.asarray(v.const, np.int64)
+    b = b.reshape(b.shape[-2:]) if b.ndim > 2 and math.prod(b.shape[:-2]) == 1 else b
+    if b.ndim != 2:
+        return None
+    if node.op.endswith("QGemm") and attr(node, "transB"):
+        b = b.T
+    return b if b.shape == (K, N) else None
+
+
+def _product_blocked(ctx: LowerCtx, A: Buffer, Y: Buffer, bv: Sequence[Expr],
+                     batch: Sequence[int], M: int, K: int, N: int, i: Expr, az: Expr,
+                     azb: Buffer | None, bzk: int, fin: _Requant | None, bias: Buffer | None,
+                     what: str) -> Any:
+    """An integer MatMul/Gemm with constant b (and b zero point) on a microcontroller as the
+    blocked product of ``int_blocked`` (a's rows the positions, b's columns the channels), or
+    None when that does not apply (another target, runtime b, a short reduction)."""
+    node = ctx.node
+    lanes = blk.lanes_for(ctx.target)
+    if lanes is None or K < blk.BLOCK_MIN_K:
+        return None
+    b = _const_b(node, K, N)
+    if b is None:
+        return None
+    if has_input(node, bzk):
+        zv = node.inputs[bzk]
+        if zv.const is None:
+            return None
+        b = b - np.asarray(zv.const, np.int64).reshape(1, -1)
+    K2 = blk.reduction_words(K, lanes)
+    wt = np.zeros((N, K2 * lanes), np.int64)
+    wt[:, :K] = b.T
+    PB, MB = blk.block_shape(M, N)
+    packed = blk.pack_weights(wt, MB, lanes)
+    kk = Var("kw")
+
+    def fill(col: Buffer, ps: list[Expr]) -> list[Stmt]:
+        out: list[Stmt] = []
+        for t, p in enumerate(ps):
+            z = substitute(az, {i: p}) if isinstance(i, Var) else az
+            vals = []
+            for ln in range(lanes):
+                kx: Expr = lin((kk, lanes), ln)
+                if ln and K % lanes:
+                    kx = minimum(kx, Const(K - 1))
+                vals.append(blk.widened(A[(*bv, p, kx)], z))
+            out.append(Store(col, (kk, Const(t)), blk.word(lanes, vals)))
+        return [Loop(kk, 0, K2, out)]
+
+    def start(m: Expr, p: Expr) -> Expr:
+        return bias[(p, m)] if bias is not None else const(0, I32)
+
+    def store(m: Expr, p: Expr, acc: Expr) -> list[Stmt]:
+        return [Store(Y, (*bv, p, m), fin(acc, m) if fin is not None else acc)]
+
+    inner, W, col = blk.blocked_nest(lanes=lanes, P=M, PB=PB, M=N, MB=MB, K2=K2,
+                                     weights=packed, value=node.inputs[1 if node.op ==
+                                                                       "MatMulInteger" else 3].name,
+                                     fill=fill, start=start, store=store)
+    body = loops([(v, 0, n) for v, n in zip(bv, batch)], inner)
+    how = "SMLAD on int16 pairs" if lanes == 2 else "int16 multiply-adds"
+    text = (f"{node.op}: y {shape_text(Y.shape)} {Y.dtype} = {what}; blocked {PB} rows x {MB} "
+            f"columns, a widened to int16 minus its zero point, b centered and packed at "
+            f"compile time; int32 accumulators, {how}" + (f"; {fin.note}" if fin is not None
+                                                          else ""))
+    extra = [b_ for b_ in (azb, bias) if b_ is not None] + \
+        (fin.reads + fin.weights if fin else [])
+    ins = read_buffers(body, [A, W] + extra)
+    return ctx.kernel(node.op.split(".")[-1].lower(), [Y], ins, [Comment(text)] + body,
+                      comment=text, locals=[col])
+
+
+def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | None,
+                  xz: Expr, xzb: Buffer | None, fin: "_Requant | None") -> Any:
+    """An integer Conv (group 1, 2 spatial axes, constant weights) on a microcontroller as the
+    blocked product of ``int_blocked``: per pair of output pixels their im2col columns, x minus
+    its zero point in (kh, kw, c) order (0 for a padded tap), widened into arena scratch; the
+    weights centered and packed at compile time; 2 output channels x 2 pixels of int32
+    accumulators starting at the bias. None when it does not apply."""
+    q = node.op == "QLinearConv"
+    lanes = blk.lanes_for(ctx.target)
+    x, w = node.inputs[0], node.inputs[3 if q else 1]
+    if lanes is None or len(x.shape) != 4 or int(attr(node, "group")) != 1:
+        return None
+    Wt = _centered_weights(w, node.inputs[5 if q else 3] if has_input(node, 5 if q else 3)
+                           else None)
+    (N, C), M = x.shape[:2], w.shape[0]
+    (KH, KW), (IH, IW) = w.shape[2:], x.shape[2:]
+    if Wt is None or C * KH * KW < blk.BLOCK_MIN_K:
+        return None
+    pb, pe, st, dl, (OH, OW) = conv_geometry(node, x.shape, w.shape)
+    CP = blk.reduction_words(C, lanes)
+    K2 = KH * KW * CP
+    wc = Wt.data.astype(np.int64).reshape(w.shape).transpose(0, 2, 3, 1)
+    wt = np.zeros((M, KH, KW, CP * lanes), np.int64)
+    wt[..., :C] = wc
+    P = OH * OW
+    PB, MB = blk.block_shape(P, M)
+    packed = blk.pack_weights(wt.reshape(M, -1), MB, lanes)
+    flat = (KH, KW) == (1, 1) and tuple(st) == (1, 1) and not any(pb) and not any(pe) \
+        and X.strides == contiguous_strides(X.shape) and Y.strides == contiguous_strides(Y.shape)
+    if flat:
+        X = dataclasses.replace(X, shape=(N, C, P), strides=(C * P, P, 1))
+        Y = dataclasses.replace(Y, shape=(N, M, P), strides=(M * P, P, 1))
+    n = axis_var("n", N)
+    kh, kw, cp = axis_var("kh", KH), axis_var("kw", KW), axis_var("cp", CP)
+
+    def pixel(p: Expr) -> tuple[Expr, ...]:
+        if flat:
+            return (p,)
+        if OW == 1:
+            return (p, Const(0))
+        if OH == 1:
+            return (Const(0), p)
+        return (Binary("div", p, Const(OW)), Binary("mod", p, Const(OW)))
+
+    def fill(col: Buffer, ps: list[Expr]) -> list[Stmt]:
+        out: list[Stmt] = []
+        for t, p in enumerate(ps):
+            pix = pixel(p)
+            if flat:
+                sp, conds = pix, []
+            else:
+                ih = lin((pix[0], st[0]), (kh, dl[0]), -pb[0])
+                iw = lin((pix[1], st[1]), (kw, dl[1]), -pb[1])
+                sp = (ih, iw)
+                conds, _ = in_range([(ih, IH), (iw, IW)])
+            vals = []
+            for ln in range(lanes):
+                c: Expr = lin((cp, lanes), ln)
+                if ln and C % lanes:
+                    c = minimum(c, Const(C - 1))
+                ld, mask = blk.masked_load(X, (n, c, *sp), conds)
+                vals.append(blk.widened(ld, xz, mask))
+            out.append(Store(col, (lin((kh, KW * CP), (kw, CP), cp), Const(t)),
+                             blk.word(lanes, vals)))
+        return loops([(kh, 0, KH), (kw, 0, KW), (cp, 0, CP)], out)
+
+    def start(m: Expr, p: Expr) -> Expr:
+        return Cast(B[(m,)], I32) if B is not None else const(0, I32)
+
+    def store(m: Expr, p: Expr, acc: Expr) -> list[Stmt]:
+        return [Store(Y, (n, m, *pixel(p)), fin(acc, m) if fin is not None else acc)]
+
+    inner, W, col = blk.blocked_nest(lanes=lanes, P=P, PB=PB, M=M, MB=MB, K2=K2,
+                                     weights=packed, value=w.name, fill=fill, start=start,
+                                     store=store)
+    body = loops([(n, 0, N)], inner)
+    how = "SMLAD on int16 pairs" if lanes == 2 else "int16 multiply-adds"
+    text = (f"{node.op}: x {shape_text(X.shape)} {X.dtype} is NCHW, w {shape_text(w.shape)} "
+            f"(centered, packed at compile time as (channel pairs, kh, kw, c)), y "
+            f"{shape_text(Y.shape)} {Y.dtype}; strides {list(st)}, dilations {list(dl)}, "
+            f"pads_begin {list(pb)}; blocked: per {PB} pixels their im2col columns widened to int16 "
+            f"minus the x zero point, {PB} pixels x {MB} channels of int32 accumulators, {how}"
+            + (f"; {fin.note}" if fin is not None else ""))
+    extra = [b for b in (xzb, B) if b is not None] + (fin.reads + fin.weights if fin else [])
+    ins = read_buffers(body, [X, W] + extra)
+    return ctx.kernel(node.op.lower(), [Y], ins, [Comment(text)] + body, comment=text,
+                      locals=[col])
 
 
 def _folded_start(node: Node, wc: Buffer, xz: Const, m: Expr) -> Expr:

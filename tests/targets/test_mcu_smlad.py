@@ -1,0 +1,121 @@
+"""int8 Conv, MatMul and Gemm on microcontrollers as blocked products (``codegen/lower/int_blocked.py``):
+SMLAD on cores with the DSP extension, int16 multiply-adds elsewhere; bit-exact with the graph
+interpreter, the loop-IR interpreter and the host build, and under an instruction-per-MAC bound
+counted exactly by QEMU's TCG plugin."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import onnx
+import onnxcc
+import pytest
+from builders import W7
+from onnx import TensorProto, helper, numpy_helper
+from onnxcc.codegen.interpret import run_program
+from onnxcc.interpreter import interpret
+from onnxcc.runtime import qemu
+from onnxcc.targets import get_target
+
+IR_VERSION = 10
+
+
+def _model(node: onnx.NodeProto, x_shape, x_type, y_shape, inits) -> onnx.ModelProto:
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", x_type, x_shape)],
+                          [helper.make_tensor_value_info("y", x_type, y_shape)],
+                          [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = IR_VERSION
+    return m
+
+
+def qconv(C, M, H, W, k, pad, stride=1, x_type=np.uint8, seed=0):
+    """QLinearConv x (1, C, H, W) uint8/int8 -> y, int8 weights per output channel."""
+    r = np.random.default_rng(seed)
+    OH = (H + 2 * pad - k) // stride + 1
+    OW = (W + 2 * pad - k) // stride + 1
+    tp = TensorProto.UINT8 if x_type == np.uint8 else TensorProto.INT8
+    inits = {"xs": np.float32(0.02), "xz": x_type(3 if x_type == np.uint8 else -5),
+             "w": r.integers(*W7, (M, C, k, k)).astype(np.int8),
+             "ws": (r.random(M) * 0.01 + 0.002).astype(np.float32),
+             "wz": np.zeros(M, np.int8), "ys": np.float32(0.05),
+             "yz": x_type(128 if x_type == np.uint8 else 2),
+             "b": r.integers(-3000, 3000, M).astype(np.int32)}
+    node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"],
+                            ["y"], pads=[pad] * 4, strides=[stride] * 2, name="conv")
+    x = r.integers(np.iinfo(x_type).min, np.iinfo(x_type).max + 1, (1, C, H, W)).astype(x_type)
+    return _model(node, [1, C, H, W], tp, [1, M, OH, OW], inits), x
+
+
+def qmatmul(Mr, K, N, seed=1):
+    """QLinearMatMul a (Mr, K) uint8 @ b (K, N) int8 (constant)."""
+    r = np.random.default_rng(seed)
+    inits = {"as": np.float32(0.03), "az": np.uint8(7),
+             "b": r.integers(*W7, (K, N)).astype(np.int8), "bs": np.float32(0.004),
+             "bz": np.int8(0), "ys": np.float32(0.1), "yz": np.uint8(100)}
+    node = helper.make_node("QLinearMatMul", ["x", "as", "az", "b", "bs", "bz", "ys", "yz"],
+                            ["y"], name="mm")
+    x = r.integers(0, 256, (Mr, K)).astype(np.uint8)
+    return _model(node, [Mr, K], TensorProto.UINT8, [Mr, N], inits), x
+
+
+CASES = {
+    "pointwise": lambda: qconv(16, 12, 6, 5, 1, 0),
+    "conv3x3_pad_int8": lambda: qconv(5, 6, 7, 6, 3, 1, x_type=np.int8),
+    "conv3x3_stride2": lambda: qconv(4, 5, 9, 9, 3, 1, stride=2),
+    "matmul": lambda: qmatmul(3, 21, 7),
+    "matmul_batch1": lambda: qmatmul(1, 33, 10),
+}
+
+
+def _tools_or_skip(target: str) -> None:
+    """Skips the test when the target's cross compiler or its QEMU is missing."""
+    t = get_target(target)
+    arch = qemu.ARCHES[qemu.machine_for(t).arch]
+    for tool in (t.cc, arch.qemu):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} not installed (scripts/install-test-deps.sh)")
+
+
+def _c_text(cm) -> str:
+    return "\n".join(p.read_text() for p in sorted(cm.lib_dir.glob("*.c")))
+
+
+def _check(case: str, target: str) -> str:
+    model, x = CASES[case]()
+    cm = onnxcc.compile(model, target, name="t")
+    want = interpret(cm.graph, {"x": x})["y"]
+    host = onnxcc.compile(model, "host", name="t").run({"x": x})["y"]
+    assert host.dtype == want.dtype and host.tobytes() == want.tobytes()
+    assert run_program(cm.program, [x])[0].reshape(want.shape).tobytes() == want.tobytes()
+    got = qemu.run_on_qemu(cm, {"x": x})["y"]
+    assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+    k = cm.program.kernels[0]
+    assert "blocked" in k.comment and any(b.name == "wp" for b in k.inputs)
+    return _c_text(cm)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_blocked_int8_on_cortex_m4_is_bit_exact_and_uses_smlad(case):
+    _tools_or_skip("cortex-m4")
+    c = _check(case, "cortex-m4")
+    assert "__smlad(" in c and "onnxcc_smlad(wp" in c
+
+
+@pytest.mark.parametrize("case", ["conv3x3_pad_int8", "matmul_batch1"])
+def test_blocked_int8_plain_c_without_dsp(case):
+    """cortex-m3 has no DSP extension: the same blocking with int16 multiply-adds, no SMLAD."""
+    _tools_or_skip("cortex-m3")
+    c = _check(case, "cortex-m3")
+    assert "smlad" not in c.lower()
+
+
+def test_smlad_reference_wraps_like_the_instruction():
+    from onnxcc.codegen.smlad import smlad
+
+    lo_hi = lambda lo, hi: np.int32(np.uint32((lo & 0xFFFF) | ((hi & 0xFFFF) << 16)).view(np.int32))  # noqa: E731
+    assert smlad(lo_hi(-2, 3), lo_hi(5, -7), np.int32(100)) == 100 - 10 - 21
+    big = lo_hi(-32768, -32768)
+    # 2**30 + 2**30 + (2**31 - 1) wraps around int32 as SMLAD's sum does
+    assert smlad(big, big, np.int32(2**31 - 1)) == np.int32(-1 + 2**31 - 2**32 + 2**31)
