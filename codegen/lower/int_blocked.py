@@ -37,7 +37,7 @@ from onnxcc.codegen.loops import (I32, Assign, Binary, Buffer, Call, Cast, Const
 
 U32 = DType("uint32")
 I16 = DType("int16")
-UNROLL = 4          # reduction steps (words) per iteration of the inner loop
+UNROLL = 8          # reduction steps (words) per iteration of the inner loop
 BLOCK_MIN_K = 8     # fewer reduction values than this: the portable nest is as fast
 
 
@@ -108,15 +108,18 @@ def blocked_nest(*, lanes: int, P: int, PB: int, M: int, MB: int, K2: int,
     ms = [clamp(mbase, s, MB, M) for s in range(MB)]
     acc = [[Var(f"acc{s}{t}", I32) for t in range(PB)] for s in range(MB)]
 
-    def step(k: Expr) -> list[Stmt]:
-        out: list[Stmt] = []
+    def step(k: Expr, u: int) -> list[Stmt]:
+        """One reduction word: its MB weights and PB scratch values read into locals first
+        (adjacent words, which the C compiler loads in pairs: LDRD), then PB * MB steps."""
+        wv = [Var(f"w{s}_{u}", wdt) for s in range(MB)]
+        xv = [Var(f"x{t}_{u}", wdt) for t in range(PB)]
+        out: list[Stmt] = [Decl(v, W[(mp, k, Const(s))]) for s, v in enumerate(wv)]
+        out += [Decl(v, col[(k, Const(t))]) for t, v in enumerate(xv)]
         for s in range(MB):
-            wv = W[(mp, k, Const(s))]
             for t in range(PB):
-                xv = col[(k, Const(t))]
                 a = acc[s][t]
-                out.append(Assign(a, smlad(wv, xv, a) if lanes == 2 else
-                                  a + Cast(wv, I32) * Cast(xv, I32)))
+                out.append(Assign(a, smlad(wv[s], xv[t], a) if lanes == 2 else
+                                  a + Cast(wv[s], I32) * Cast(xv[t], I32)))
         return out
 
     Q = K2 // UNROLL
@@ -124,9 +127,9 @@ def blocked_nest(*, lanes: int, P: int, PB: int, M: int, MB: int, K2: int,
     if Q:
         red.append(Loop(q, 0, Q, [s for u in range(UNROLL) for s in
                                   step(Binary("add", Binary("mul", q, Const(UNROLL)), Const(u))
-                                       if u else Binary("mul", q, Const(UNROLL)))]))
+                                       if u else Binary("mul", q, Const(UNROLL)), u)]))
     if K2 % UNROLL:
-        red.append(Loop(kk, Q * UNROLL, K2, step(kk)))
+        red.append(Loop(kk, Q * UNROLL, K2, step(kk, 0)))
     decls: list[Stmt] = [Decl(acc[s][t], start(ms[s], ps[t])) for s in range(MB) for t in range(PB)]
     stores = [st for s in range(MB) for t in range(PB) for st in store(ms[s], ps[t], acc[s][t])]
     body = [Loop(pp, 0, PP, fill(col, ps) + [Loop(mp, 0, MP, decls + red + stores)])]

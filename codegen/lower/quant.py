@@ -190,6 +190,9 @@ class _Requant:
                 a_s = (np.float32(alpha) * a_s).astype(np.float32)
             m = real_multiplier(a_s, b_s, y_s)
             pairs = [quantize_multiplier(float(r)) for r in m]
+            # every shift >= 32: |requantize(acc)| < 2**30, so adding the zero point first
+            # cannot wrap and one clamp to the type's range follows (SSAT/USAT on Arm)
+            self.narrow = all(p[1] >= 32 for p in pairs)
             self.note = (f"requantize by fixed-point multiplier {pairs[0][0]} >> {pairs[0][1]}"
                          if len(pairs) == 1 else f"requantize per channel ({len(pairs)} "
                          "fixed-point multipliers)")
@@ -216,7 +219,10 @@ class _Requant:
             s = self.s if isinstance(self.s, Const) else Cast(self.s[(ch,)], I32)
             r: Expr = Call("requantize", (acc, m, s), I32)
             # saturate before adding the zero point, so the sum cannot wrap
-            if isinstance(self.yz, Const):
+            if isinstance(self.yz, Const) and self.narrow:
+                r = r + self.yz if int(self.yz.value) else r
+                r = maximum(minimum(r, const(self.hi, I32)), const(self.lo, I32))
+            elif isinstance(self.yz, Const):
                 z = int(self.yz.value)
                 r = maximum(minimum(r, const(self.hi - z, I32)), const(self.lo - z, I32))
                 r = r + self.yz if z else r
