@@ -534,26 +534,37 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
         return (Binary("div", p, Const(OW)), Binary("mod", p, Const(OW)))
 
     def fill(col: Buffer, ps: list[Expr]) -> list[Stmt]:
+        # per tap and pixel one test whether the tap lies inside x (none without padding),
+        # then a loop over the channel words without guards, or one storing zeros
         out: list[Stmt] = []
+        free: list[Stmt] = []     # the stores of pixels that need no test, in one loop
         for t, p in enumerate(ps):
             pix = pixel(p)
+            conds: list[Expr] = []
             if flat:
-                sp, conds = pix, []
+                sp: tuple[Expr, ...] = pix
             else:
                 ih = lin((pix[0], st[0]), (kh, dl[0]), -pb[0])
                 iw = lin((pix[1], st[1]), (kw, dl[1]), -pb[1])
                 sp = (ih, iw)
-                conds, _ = in_range([(ih, IH), (iw, IW)])
+                if any(pb) or any(pe):
+                    conds, _ = in_range([(ih, IH), (iw, IW)])
             vals = []
             for ln in range(lanes):
                 c: Expr = lin((cp, lanes), ln)
                 if ln and C % lanes:
                     c = minimum(c, Const(C - 1))
-                ld, mask = blk.masked_load(X, (n, c, *sp), conds)
-                vals.append(blk.widened(ld, xz, mask))
-            out.append(Store(col, (lin((kh, KW * CP), (kw, CP), cp), Const(t)),
-                             blk.word(lanes, vals)))
-        return loops([(kh, 0, KH), (kw, 0, KW), (cp, 0, CP)], out)
+                vals.append(blk.widened(X[(n, c, *sp)], xz))
+            at = (lin((kh, KW * CP), (kw, CP), cp), Const(t))
+            word = Store(col, at, blk.word(lanes, vals))
+            if conds:
+                zero = Store(col, at, const(0, col.dtype))
+                out.append(If(all_of(*conds), loops([(cp, 0, CP)], [word]),
+                              loops([(cp, 0, CP)], [zero])))
+            else:
+                free.append(word)
+        return loops([(kh, 0, KH), (kw, 0, KW)],
+                     (loops([(cp, 0, CP)], free) if free else []) + out)
 
     def start(m: Expr, p: Expr) -> Expr:
         return Cast(B[(m,)], I32) if B is not None else const(0, I32)
