@@ -509,10 +509,19 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
         return None
     pb, pe, st, dl, (OH, OW) = conv_geometry(node, x.shape, w.shape)
     CP = blk.reduction_words(C, lanes)
-    K2 = KH * KW * CP
-    wc = Wt.data.astype(np.int64).reshape(w.shape).transpose(0, 2, 3, 1)
-    wt = np.zeros((M, KH, KW, CP * lanes), np.int64)
-    wt[..., :C] = wc
+    KWP = blk.reduction_words(KW, lanes)
+    # pairs along the channels, reduction order (kh, kw, c); or along kw, order (c, kh, kw),
+    # when that pads less (a first layer of 1 channel: 50% of the lanes would multiply 0)
+    by_kw = C * KH * KWP < KH * KW * CP
+    wc = Wt.data.astype(np.int64).reshape(w.shape)
+    if by_kw:
+        K2 = C * KH * KWP
+        wt = np.zeros((M, C, KH, KWP * lanes), np.int64)
+        wt[..., :KW] = wc
+    else:
+        K2 = KH * KW * CP
+        wt = np.zeros((M, KH, KW, CP * lanes), np.int64)
+        wt[..., :C] = wc.transpose(0, 2, 3, 1)
     P = OH * OW
     PB, MB = blk.block_shape(P, M)
     packed = blk.pack_weights(wt.reshape(M, -1), MB, lanes)
@@ -532,6 +541,33 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
         if OH == 1:
             return (Const(0), p)
         return (Binary("div", p, Const(OW)), Binary("mod", p, Const(OW)))
+
+    def fill_by_kw(col: Buffer, ps: list[Expr]) -> list[Stmt]:
+        """The words of pairs along kw: a test per row of taps whether it lies inside x,
+        then per lane a guarded load (a pair may straddle the border)."""
+        c, kwp = axis_var("c", C), axis_var("kwp", KWP)
+        out: list[Stmt] = []
+        for t, p in enumerate(ps):
+            oh, ow = pixel(p)
+            ih = lin((oh, st[0]), (kh, dl[0]), -pb[0])
+            at = (lin((c, KH * KWP), (kh, KWP), kwp), Const(t))
+            vals = []
+            for ln in range(lanes):
+                kx: Expr = lin((kwp, lanes), ln)
+                if ln and KW % lanes:
+                    kx = minimum(kx, Const(KW - 1))
+                iw = lin((ow, st[1]), (kx, dl[1]), -pb[1])
+                cw, _ = in_range([(iw, IW)]) if any(pb) or any(pe) else ([], True)
+                ld, mask = blk.masked_load(X, (n, c, ih, iw), cw)
+                vals.append(blk.widened(ld, xz, mask))
+            body = loops([(c, 0, C), (kwp, 0, KWP)],
+                         [Store(col, at, blk.word(lanes, vals))])
+            ch, _ = in_range([(ih, IH)]) if any(pb) or any(pe) else ([], True)
+            if ch:
+                zero = loops([(c, 0, C), (kwp, 0, KWP)], [Store(col, at, const(0, col.dtype))])
+                body = [If(all_of(*ch), body, zero)]
+            out += body
+        return loops([(kh, 0, KH)], out)
 
     def fill(col: Buffer, ps: list[Expr]) -> list[Stmt]:
         # per tap and pixel one test whether the tap lies inside x (none without padding),
@@ -573,12 +609,14 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
         return [Store(Y, (n, m, *pixel(p)), fin(acc, m) if fin is not None else acc)]
 
     inner, W, col = blk.blocked_nest(lanes=lanes, P=P, PB=PB, M=M, MB=MB, K2=K2,
-                                     weights=packed, value=w.name, fill=fill, start=start,
+                                     weights=packed, value=w.name,
+                                     fill=fill_by_kw if by_kw else fill, start=start,
                                      store=store)
     body = loops([(n, 0, N)], inner)
     how = "SMLAD on int16 pairs" if lanes == 2 else "int16 multiply-adds"
     text = (f"{node.op}: x {shape_text(X.shape)} {X.dtype} is NCHW, w {shape_text(w.shape)} "
-            f"(centered, packed at compile time as (channel pairs, kh, kw, c)), y "
+            f"(centered, packed at compile time as (channel pairs, "
+            f"{'c, kh, kw in pairs' if by_kw else 'kh, kw, c in pairs'})), y "
             f"{shape_text(Y.shape)} {Y.dtype}; strides {list(st)}, dilations {list(dl)}, "
             f"pads_begin {list(pb)}; blocked: per {PB} pixels their im2col columns widened to int16 "
             f"minus the x zero point, {PB} pixels x {MB} channels of int32 accumulators, {how}"

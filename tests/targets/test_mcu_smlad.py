@@ -60,12 +60,50 @@ def qmatmul(Mr, K, N, seed=1):
     return _model(node, [Mr, K], TensorProto.UINT8, [Mr, N], inits), x
 
 
+def matmul_integer(Mr, K, N, seed=2):
+    """MatMulInteger a (Mr, K) int8 @ b (K, N) uint8 (constant) with a zero point per column of
+    b: int32 y."""
+    r = np.random.default_rng(seed)
+    inits = {"b": r.integers(0, 256, (K, N)).astype(np.uint8), "az": np.int8(-3),
+             "bz": r.integers(0, 256, N).astype(np.uint8)}
+    node = helper.make_node("MatMulInteger", ["x", "b", "az", "bz"], ["y"], name="mmi")
+    x = r.integers(-128, 128, (Mr, K)).astype(np.int8)
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.INT8,
+                                                                      [Mr, K])],
+                          [helper.make_tensor_value_info("y", TensorProto.INT32, [Mr, N])],
+                          [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = IR_VERSION
+    return m, x
+
+
+def conv_integer(C, M, H, W, k, pad, seed=3):
+    """ConvInteger x (1, C, H, W) uint8, uint8 weights with a zero point of 131: int32 y."""
+    r = np.random.default_rng(seed)
+    inits = {"w": r.integers(0, 256, (M, C, k, k)).astype(np.uint8), "xz": np.uint8(9),
+             "wz": np.uint8(131)}
+    node = helper.make_node("ConvInteger", ["x", "w", "xz", "wz"], ["y"], pads=[pad] * 4,
+                            name="ci")
+    x = r.integers(0, 256, (1, C, H, W)).astype(np.uint8)
+    O = H + 2 * pad - k + 1, W + 2 * pad - k + 1
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.UINT8,
+                                                                      [1, C, H, W])],
+                          [helper.make_tensor_value_info("y", TensorProto.INT32, [1, M, *O])],
+                          [numpy_helper.from_array(v, k_) for k_, v in inits.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = IR_VERSION
+    return m, x
+
+
 CASES = {
     "pointwise": lambda: qconv(16, 12, 6, 5, 1, 0),
     "conv3x3_pad_int8": lambda: qconv(5, 6, 7, 6, 3, 1, x_type=np.int8),
     "conv3x3_stride2": lambda: qconv(4, 5, 9, 9, 3, 1, stride=2),
     "matmul": lambda: qmatmul(3, 21, 7),
     "matmul_batch1": lambda: qmatmul(1, 33, 10),
+    "matmul_integer": lambda: matmul_integer(4, 19, 6),
+    "conv_integer_uint8_w": lambda: conv_integer(3, 4, 6, 5, 3, 1),
+    "conv_1ch_pairs_along_kw": lambda: qconv(1, 5, 11, 7, 5, 2, stride=2, x_type=np.int8),
 }
 
 
@@ -93,6 +131,7 @@ def _check(case: str, target: str) -> str:
     assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
     k = cm.program.kernels[0]
     assert "blocked" in k.comment and any(b.name == "wp" for b in k.inputs)
+    assert ("c, kh, kw in pairs" in k.comment) is case.startswith("conv_1ch")
     return _c_text(cm)
 
 
