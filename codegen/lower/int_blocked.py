@@ -16,13 +16,18 @@ one, so its stores write the value already written (no guard).
 
 - 2 (a core with Arm's DSP extension, ``Target.dsp``): ``col`` and the weights hold int16 pairs
   in int32 words (low half first, as a little-endian int16 array would), and a step is the loop
-  IR's ``smlad`` intrinsic, ``acc + lo(a)*lo(b) + hi(a)*hi(b)`` (``__smlad`` of ``<arm_acle.h>``),
-  so 4 instructions (2 loads of 2 words, as LDRD, and 4 SMLAD... per 8 MACs) in the inner loop;
-- 1 (other cores): int16 values, one multiply-add each.
+  IR's ``smlad`` intrinsic, ``acc + lo(a)*lo(b) + hi(a)*hi(b)`` (``__smlad`` of ``<arm_acle.h>``):
+  per word of a 2 x 2 block 2 LDRD and 4 SMLAD for 8 MACs (cortex-m4 -Os: 53 instructions per
+  iteration of 8 words, 0.83 per MAC). The weights then take 2 bytes per value in flash, twice
+  the int8 model's (int8 weights expanded in the loop with SXTB16 would keep 1 byte, at 4 more
+  instructions per 4 values and channel: gcc 12 does not fold the ROR into SXTB16);
+- 1 (other cores): int16 scratch values and int8 weights (int16 when a centered weight does
+  not fit), one multiply-add each.
 
 Both equal the portable nest bit for bit: the sum of the same int32 products, wrapping modulo
 2**32 alike. The reduction order of a Conv is (kh, kw, c) with c in pairs (a pair past an odd
-channel count has weight 0), of a MatMul k in pairs.
+channel count has weight 0), or (c, kh, kw) with kw in pairs when that pads fewer lanes (one
+input channel), of a MatMul k in pairs.
 """
 
 from __future__ import annotations
@@ -68,13 +73,14 @@ def pack_weights(wt: np.ndarray, MB: int, lanes: int) -> np.ndarray:
     """Weights ``wt`` (channels, K2 * lanes) int64, each in [-32768, 32767], in the blocked
     kernel's read order (channel blocks, K2, MB): channels padded to a multiple of MB with
     copies of the last, each ``lanes`` consecutive values one word (int32 of int16 pairs, the
-    first low) or one int16."""
+    first low) or one int8 (int16 when a value does not fit)."""
     M, KL = wt.shape
     MP = -(-M // MB)
     idx = np.minimum(np.arange(MP * MB), M - 1)
     w = wt[idx].reshape(MP, MB, KL // lanes, lanes).transpose(0, 2, 1, 3)
-    if lanes == 1:
-        return np.ascontiguousarray(w[..., 0]).astype(np.int16)
+    if lanes == 1:   # int8 when every value fits (flash as the int8 model's), else int16
+        small = w.min() >= -128 and w.max() <= 127
+        return np.ascontiguousarray(w[..., 0]).astype(np.int8 if small else np.int16)
     u = (w[..., 0] & 0xFFFF) | ((w[..., 1] & 0xFFFF) << 16)
     return np.ascontiguousarray(u.astype(np.uint32).view(np.int32))
 
@@ -93,7 +99,8 @@ def blocked_nest(*, lanes: int, P: int, PB: int, M: int, MB: int, K2: int,
     scratch buffer)``; the scratch is a local (the arena's on a microcontroller)."""
     wdt = I32 if lanes == 2 else I16
     MP, PP = -(-M // MB), -(-P // PB)
-    W = Buffer("wp", wdt, weights.shape, space="weight", data=weights.reshape(-1), value=value)
+    W = Buffer("wp", DType.of(weights.dtype), weights.shape, space="weight",
+               data=weights.reshape(-1), value=value)
     col = Buffer("col", wdt, (K2, PB), space="local")
     pp, mp, q, kk = Var("pp"), Var("mp"), Var("q"), Var("kk")
 
@@ -111,7 +118,7 @@ def blocked_nest(*, lanes: int, P: int, PB: int, M: int, MB: int, K2: int,
     def step(k: Expr, u: int) -> list[Stmt]:
         """One reduction word: its MB weights and PB scratch values read into locals first
         (adjacent words, which the C compiler loads in pairs: LDRD), then PB * MB steps."""
-        wv = [Var(f"w{s}_{u}", wdt) for s in range(MB)]
+        wv = [Var(f"w{s}_{u}", W.dtype) for s in range(MB)]
         xv = [Var(f"x{t}_{u}", wdt) for t in range(PB)]
         out: list[Stmt] = [Decl(v, W[(mp, k, Const(s))]) for s, v in enumerate(wv)]
         out += [Decl(v, col[(k, Const(t))]) for t, v in enumerate(xv)]
