@@ -411,6 +411,17 @@ def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
     return ctx.kernel(node.op.lower(), [Y], ins, [Comment(text)] + body, comment=text)
 
 
+def _packed(wt: np.ndarray, MB: int, lanes: int) -> tuple[np.ndarray, bool]:
+    """The blocked product's weights: with ``int_blocked.INT8_WEIGHTS`` int8 words widened by
+    ``sxtb16`` in the loop (lanes 2, every centered weight inside int8: the flash of the int8
+    model), else ``int_blocked.pack_weights``; and whether they are the int8 form."""
+    if lanes == 2 and blk.INT8_WEIGHTS:
+        w8 = blk.pack_weights_int8(wt, MB)
+        if w8 is not None:
+            return w8, True
+    return blk.pack_weights(wt, MB, lanes), False
+
+
 def _const_b(node: Node, K: int, N: int) -> np.ndarray | None:
     """The constant b operand of an integer MatMul/Gemm as a (K, N) int64 matrix, or None when
     it is a runtime input or has batch dims of more than one matrix."""
@@ -450,7 +461,7 @@ def _product_blocked(ctx: LowerCtx, A: Buffer, Y: Buffer, bv: Sequence[Expr],
     wt = np.zeros((N, K2 * lanes), np.int64)
     wt[:, :K] = b.T
     PB, MB = blk.block_shape(M, N)
-    packed = blk.pack_weights(wt, MB, lanes)
+    packed, i8 = _packed(wt, MB, lanes)
     kk = Var("kw")
 
     def fill(col: Buffer, ps: list[Expr]) -> list[Stmt]:
@@ -473,7 +484,8 @@ def _product_blocked(ctx: LowerCtx, A: Buffer, Y: Buffer, bv: Sequence[Expr],
         return [Store(Y, (*bv, p, m), fin(acc, m) if fin is not None else acc)]
 
     inner, W, col = blk.blocked_nest(lanes=lanes, P=M, PB=PB, M=N, MB=MB, K2=K2,
-                                     weights=packed, value=node.inputs[1 if node.op ==
+                                     weights=packed, int8_weights=i8,
+                                     value=node.inputs[1 if node.op ==
                                                                        "MatMulInteger" else 3].name,
                                      fill=fill, start=start, store=store)
     body = loops([(v, 0, n) for v, n in zip(bv, batch)], inner)
@@ -524,7 +536,7 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
         wt[..., :C] = wc.transpose(0, 2, 3, 1)
     P = OH * OW
     PB, MB = blk.block_shape(P, M)
-    packed = blk.pack_weights(wt.reshape(M, -1), MB, lanes)
+    packed, i8 = _packed(wt.reshape(M, -1), MB, lanes)
     flat = (KH, KW) == (1, 1) and tuple(st) == (1, 1) and not any(pb) and not any(pe) \
         and X.strides == contiguous_strides(X.shape) and Y.strides == contiguous_strides(Y.shape)
     if flat:
@@ -609,7 +621,7 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
         return [Store(Y, (n, m, *pixel(p)), fin(acc, m) if fin is not None else acc)]
 
     inner, W, col = blk.blocked_nest(lanes=lanes, P=P, PB=PB, M=M, MB=MB, K2=K2,
-                                     weights=packed, value=w.name,
+                                     weights=packed, int8_weights=i8, value=w.name,
                                      fill=fill_by_kw if by_kw else fill, start=start,
                                      store=store)
     body = loops([(n, 0, N)], inner)
@@ -618,7 +630,8 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
             f"(centered, packed at compile time as (channel pairs, "
             f"{'c, kh, kw in pairs' if by_kw else 'kh, kw, c in pairs'})), y "
             f"{shape_text(Y.shape)} {Y.dtype}; strides {list(st)}, dilations {list(dl)}, "
-            f"pads_begin {list(pb)}; blocked: per {PB} pixels their im2col columns widened to int16 "
+            f"pads_begin {list(pb)}; blocked: per {PB} pixels their im2col columns widened to "
+            "int16 "
             f"minus the x zero point, {PB} pixels x {MB} channels of int32 accumulators, {how}"
             + (f"; {fin.note}" if fin is not None else ""))
     extra = [b for b in (xzb, B) if b is not None] + (fin.reads + fin.weights if fin else [])

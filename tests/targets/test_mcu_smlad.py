@@ -1,7 +1,7 @@
-"""int8 Conv, MatMul and Gemm on microcontrollers as blocked products (``codegen/lower/int_blocked.py``):
-SMLAD on cores with the DSP extension, int16 multiply-adds elsewhere; bit-exact with the graph
-interpreter, the loop-IR interpreter and the host build, and under an instruction-per-MAC bound
-counted exactly by QEMU's TCG plugin."""
+"""int8 Conv, MatMul and Gemm on microcontrollers as blocked products
+(``codegen/lower/int_blocked.py``): SMLAD on cores with the DSP extension, int16 multiply-adds
+elsewhere; bit-exact with the graph interpreter, the loop-IR interpreter and the host build, and
+under an instruction-per-MAC bound counted exactly by QEMU's TCG plugin."""
 
 from __future__ import annotations
 
@@ -85,10 +85,10 @@ def conv_integer(C, M, H, W, k, pad, seed=3):
     node = helper.make_node("ConvInteger", ["x", "w", "xz", "wz"], ["y"], pads=[pad] * 4,
                             name="ci")
     x = r.integers(0, 256, (1, C, H, W)).astype(np.uint8)
-    O = H + 2 * pad - k + 1, W + 2 * pad - k + 1
+    out = H + 2 * pad - k + 1, W + 2 * pad - k + 1
     g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.UINT8,
                                                                       [1, C, H, W])],
-                          [helper.make_tensor_value_info("y", TensorProto.INT32, [1, M, *O])],
+                          [helper.make_tensor_value_info("y", TensorProto.INT32, [1, M, *out])],
                           [numpy_helper.from_array(v, k_) for k_, v in inits.items()])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = IR_VERSION
@@ -153,7 +153,9 @@ def test_blocked_int8_plain_c_without_dsp(case):
 def test_smlad_reference_wraps_like_the_instruction():
     from onnxcc.codegen.smlad import smlad
 
-    lo_hi = lambda lo, hi: np.int32(np.uint32((lo & 0xFFFF) | ((hi & 0xFFFF) << 16)).view(np.int32))  # noqa: E731
+    def lo_hi(lo: int, hi: int) -> np.int32:
+        return np.uint32((lo & 0xFFFF) | ((hi & 0xFFFF) << 16)).view(np.int32)
+
     assert smlad(lo_hi(-2, 3), lo_hi(5, -7), np.int32(100)) == 100 - 10 - 21
     big = lo_hi(-32768, -32768)
     # 2**30 + 2**30 + (2**31 - 1) wraps around int32 as SMLAD's sum does
@@ -185,3 +187,31 @@ def test_instructions_per_mac(case, target):
     assert prof.outputs["y"].tobytes() == interpret(cm.graph, {"x": x})["y"].tobytes()
     (n,) = prof.kernels.values()
     assert n / macs < BOUNDS[case, target], n / macs
+
+
+@pytest.mark.parametrize("case", ["conv3x3_pad_int8", "matmul_batch1"])
+def test_int8_weights_widened_by_sxtb16(case, monkeypatch):
+    """With ``int_blocked.INT8_WEIGHTS`` the DSP form keeps int8 weights (4 per word, widened by
+    the sxtb16 intrinsic in the loop): still bit-exact, and the weights take 1 byte each."""
+    from onnxcc.codegen.lower import int_blocked
+
+    _tools_or_skip("cortex-m4")
+    monkeypatch.setattr(int_blocked, "INT8_WEIGHTS", True)
+    c = _check(case, "cortex-m4")
+    assert "sxtb16 %0, %1, ror #8" in c and "onnxcc_sxtb16(w0_0, 8)" in c
+    model, _ = CASES[case]()
+    sizes = []
+    for int8 in (True, False):
+        monkeypatch.setattr(int_blocked, "INT8_WEIGHTS", int8)
+        k = onnxcc.compile(model, "cortex-m4", name="t").program.kernels[0]
+        sizes += [b.data.nbytes for b in k.inputs if b.name == "wp"]
+    assert sizes[0] <= 0.55 * sizes[1]   # about half (an odd count of words rounds up)
+
+
+def test_sxtb16_reference():
+    from onnxcc.codegen.smlad import sxtb16
+
+    word = np.uint32(0x80_7F_FE_01).view(np.int32)   # bytes 01, FE, 7F, 80 (low first)
+    lanes = lambda v: (np.int16(np.uint32(v.view(np.uint32)) & 0xFFFF),   # noqa: E731
+                       np.int16(np.uint32(v.view(np.uint32)) >> 16))
+    assert lanes(sxtb16(word, 0)) == (1, 127) and lanes(sxtb16(word, 8)) == (-2, -128)
