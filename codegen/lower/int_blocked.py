@@ -229,5 +229,6 @@ def block_shape(P: int, M: int) -> tuple[int, int]:
 
 
 def reduction_words(n: int, lanes: int) -> int:
+    """Words that hold ``n`` reduction values, ``lanes`` per word (the last one padded)."""
     return -(-n // lanes)
 
