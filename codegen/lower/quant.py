@@ -9,7 +9,10 @@ MatMulInteger, ConvInteger, QLinearMatMul and QLinearConv (semantics: ``onnxcc.o
   Conv's interior positions unguarded, a padded tap selected away, never read). A 2-D Conv
   with constant weights and output rows of ``ROW_MIN`` or more is row-stationary: a row of
   accumulators, one scalar weight per tap over a contiguous run of the input row, which both
-  back ends vectorize. Constant weights are centered at compile time.
+  back ends vectorize. Constant weights are centered at compile time. On a microcontroller, a
+  group-1 2-D Conv and a MatMul/Gemm with constant weights are blocked products instead
+  (``int_blocked``: im2col scratch of int16, weights packed at compile time, 2 x 2 int32
+  accumulators, the ``smlad`` intrinsic on cores with the DSP extension).
 - Requantization (QLinear*): with constant scales, the float32 multiplier of the spec becomes an
   exact fixed-point ``(m, shift)`` per tensor or per output channel at compile time and the
   kernel calls the ``requantize`` intrinsic (``onnxcc.codegen.requantize``: integer only, round
