@@ -142,7 +142,7 @@ def test_blocked_int8_on_cortex_m4_is_bit_exact_and_uses_smlad(case):
     assert "__smlad(" in c and "acc00 = onnxcc_smlad(w0_0, x0_0, acc00);" in c
 
 
-@pytest.mark.parametrize("case", ["conv3x3_pad_int8", "matmul_batch1"])
+@pytest.mark.parametrize("case", ["conv3x3_pad_int8"])
 def test_blocked_int8_plain_c_without_dsp(case):
     """cortex-m3 has no DSP extension: the same blocking with int16 multiply-adds, no SMLAD."""
     _tools_or_skip("cortex-m3")
@@ -189,7 +189,7 @@ def test_instructions_per_mac(case, target):
     assert n / macs < BOUNDS[case, target], n / macs
 
 
-@pytest.mark.parametrize("case", ["conv3x3_pad_int8", "matmul_batch1"])
+@pytest.mark.parametrize("case", ["conv3x3_pad_int8"])
 def test_int8_weights_widened_by_sxtb16(case, monkeypatch):
     """With ``int_blocked.INT8_WEIGHTS`` the DSP form keeps int8 weights (4 per word, widened by
     the sxtb16 intrinsic in the loop): still bit-exact, and the weights take 1 byte each."""
