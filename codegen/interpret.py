@@ -16,8 +16,10 @@ import numpy as np
 from .loops import (Assign, Binary, Buffer, Call, Cast, Comment, Const, Decl, Expr, If,
                     Kernel, Load, Loop, MulAdd, Program, Select, Stmt, Store, Unary, Var)
 from .requantize import requantize
+from .smlad import smlad, sxtb16
 
-INTRINSICS: dict[str, Callable[..., Any]] = {"requantize": requantize}   # Call name -> numpy
+INTRINSICS: dict[str, Callable[..., Any]] = {"requantize": requantize, "smlad": smlad,
+                                                 "sxtb16": sxtb16}   # Call name -> numpy
 
 
 def _tdiv(a: Any, b: Any) -> Any:

@@ -36,6 +36,14 @@ C_HELPER = """\
    arithmetic shift on gcc, clang and arm-none-eabi-gcc). */
 static inline int32_t onnxcc_requantize(int32_t acc, int32_t m, int32_t shift) {
     int64_t p = (int64_t)acc * (int64_t)m;
+    if (shift >= 32) {
+        /* the usual case (a multiplier below 1/2): |p| < 2^62, so the result fits in 31 bits
+           and the 64-bit shifts are of the high word by shift - 32, in 32 bits */
+        int32_t t = shift - 32;
+        int32_t odd = ((int32_t)(p >> 32) >> t) & 1;
+        int64_t s = p + (((int64_t)(1u << t) << 31) - 1 + odd);
+        return (int32_t)(s >> 32) >> t;
+    }
     int64_t r = (p + ((INT64_C(1) << (shift - 1)) - 1) + ((p >> shift) & 1)) >> shift;
     return r > INT32_MAX ? INT32_MAX : (r < INT32_MIN ? INT32_MIN : (int32_t)r);
 }"""

@@ -26,7 +26,7 @@ from .loops import (BOOL, COMPARE, I32, INDEX, Assign, Binary, Buffer, Call, Cas
                     Unary, Var, expr_text, children, uses_var)
 
 Interval = tuple[float, float]
-KNOWN_CALLS: set[str] = {"requantize"}   # intrinsic names the renderers and the interpreter implement
+KNOWN_CALLS: set[str] = {"requantize", "smlad", "sxtb16"}   # intrinsic names the renderers and the interpreter implement
 INDEX_MIN, INDEX_MAX = -(2**31), 2**31 - 1
 SPLIT_MAX = 16    # loops of at most this many iterations are proved value by value when needed
 
@@ -211,6 +211,13 @@ def _check_expr(e: Expr, sc: _Scope, where: str) -> None:
         if e.fn == "requantize" and (len(e.args) != 3 or e.dtype != I32
                                      or any(a.dtype != I32 for a in e.args)):
             raise VerifyError(f"{where}: requantize takes and returns int32")
+        if e.fn == "smlad" and (len(e.args) != 3 or e.dtype != I32
+                                or any(a.dtype != I32 for a in e.args)):
+            raise VerifyError(f"{where}: smlad takes and returns int32 (words of int16 pairs)")
+        if e.fn == "sxtb16" and (len(e.args) != 2 or e.dtype != I32 or e.args[0].dtype != I32
+                                 or not (isinstance(e.args[1], Const)
+                                         and e.args[1].value in (0, 8))):
+            raise VerifyError(f"{where}: sxtb16 takes an int32 and a constant rotation 0 or 8")
 
 
 def _check_body(body: Sequence[Stmt], sc: _Scope, where: str) -> None:

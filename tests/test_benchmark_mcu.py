@@ -79,12 +79,13 @@ def test_mcu_benchmark_mlp_table():
     # Softmax after the last dequantize may differ by libm rounding
     assert float_err <= 1e-5 and int8_err <= 1e-6
     # the MLP's MACs are all dense; its other kernels (Softmax; in int8 also quantizing the
-    # input and dequantizing the logits: 12% measured) take a small share of the instructions
+    # input and dequantizing the logits: 12% measured, 39% since the blocked int8 dense layers
+    # run 4.7x faster) take the rest of the instructions
     dense = [float(v) for v in row["instr / MAC, dense"]]
     assert all(d <= p for d, p in zip(dense, per_mac))
     assert row["instr / MAC, depthwise conv"] == ["n/a", "n/a"]
     outside = [float(v.rstrip("%")) for v in row["share outside MAC kernels"]]
-    assert 0 < outside[0] < 5 and 0 < outside[1] < 25
+    assert 0 < outside[0] < 5 and 0 < outside[1] < 50
     for d, pm, o in zip(dense, per_mac, outside):   # every MAC is dense
         assert d == pytest.approx(pm * (1 - o / 100), rel=0.01)
     arena = [int(v.replace(",", "")) for v in row["arena"]]

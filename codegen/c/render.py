@@ -22,6 +22,8 @@ from onnxcc.codegen.loops import (Assign, Binary, Buffer, Call, Cast, Comment, C
                                   Stmt, Store, Unary, Var, children, substitute_stmts,
                                   walk_stmts)
 from onnxcc.codegen.requantize import C_HELPER as REQUANTIZE_C
+from onnxcc.codegen.smlad import C_HELPER as SMLAD_C
+from onnxcc.codegen.smlad import SXTB16_C
 
 CTYPE = {"float32": "float", "float64": "double", "int8": "int8_t", "uint8": "uint8_t",
          "int16": "int16_t", "uint16": "uint16_t", "int32": "int32_t", "uint32": "uint32_t",
@@ -32,8 +34,9 @@ MATH = {"exp", "log", "sqrt", "tanh", "erf", "sin", "cos", "tan", "asin", "acos"
         "cosh", "asinh", "acosh", "atanh", "floor", "ceil", "log1p", "expm1"}
 _SYM = {"add": "+", "sub": "-", "mul": "*", "lt": "<", "le": "<=", "gt": ">", "ge": ">=",
         "eq": "==", "ne": "!=", "xor": "^", "shl": "<<", "shr": ">>"}
-CALLS = {"requantize": "onnxcc_requantize"}   # loop-IR intrinsic -> C function
-C_HELPERS = {"onnxcc_requantize": REQUANTIZE_C}
+CALLS = {"requantize": "onnxcc_requantize", "smlad": "onnxcc_smlad", "sxtb16": "onnxcc_sxtb16"}   # loop-IR intrinsic -> C function
+C_HELPERS = {"onnxcc_requantize": REQUANTIZE_C, "onnxcc_smlad": SMLAD_C,
+             "onnxcc_sxtb16": SXTB16_C}
 FULL_UNROLL_MAX = 16     # constant-trip loops marked unrolled are copied out up to this count
 
 

@@ -9,7 +9,10 @@ MatMulInteger, ConvInteger, QLinearMatMul and QLinearConv (semantics: ``onnxcc.o
   Conv's interior positions unguarded, a padded tap selected away, never read). A 2-D Conv
   with constant weights and output rows of ``ROW_MIN`` or more is row-stationary: a row of
   accumulators, one scalar weight per tap over a contiguous run of the input row, which both
-  back ends vectorize. Constant weights are centered at compile time.
+  back ends vectorize. Constant weights are centered at compile time. On a microcontroller, a
+  group-1 2-D Conv and a MatMul/Gemm with constant weights are blocked products instead
+  (``int_blocked``: im2col scratch of int16, weights packed at compile time, 2 x 2 int32
+  accumulators, the ``smlad`` intrinsic on cores with the DSP extension).
 - Requantization (QLinear*): with constant scales, the float32 multiplier of the spec becomes an
   exact fixed-point ``(m, shift)`` per tensor or per output channel at compile time and the
   kernel calls the ``requantize`` intrinsic (``onnxcc.codegen.requantize``: integer only, round
@@ -29,7 +32,8 @@ import numpy as np
 
 from onnxcc.codegen.loops import (F32, F64, I32, Assign, Binary, Buffer, Call, Cast, Comment,
                                   Const, Decl, DType, Expr, If, Load, Loop, Select, Stmt, Store,
-                                  Unary, Var, all_of, const, contiguous_strides, maximum, minimum)
+                                  Unary, Var, all_of, const, contiguous_strides, maximum, minimum,
+                                  substitute)
 from onnxcc.codegen.requantize import quantize_multiplier
 from onnxcc.ir import Node, Value
 from onnxcc.ops import attr, get_op
@@ -38,6 +42,7 @@ from onnxcc.ops.nn import conv_geometry
 from onnxcc.ops.quant import QTYPES, param_layout, qrange, real_multiplier
 
 from . import LowerCtx, broadcast_view, lower, nest
+from . import int_blocked as blk
 from .matmul import matmul_views
 from .nn import (LABELS, SCALAR_TAPS, _tap_bounds, axis_var, in_place_plane, in_range, lin, loops,
                  read_buffers, refuse_in_place, scalar_depthwise_nest, segments, shape_text,
@@ -189,6 +194,9 @@ class _Requant:
                 a_s = (np.float32(alpha) * a_s).astype(np.float32)
             m = real_multiplier(a_s, b_s, y_s)
             pairs = [quantize_multiplier(float(r)) for r in m]
+            # every shift >= 32: |requantize(acc)| < 2**30, so adding the zero point first
+            # cannot wrap and one clamp to the type's range follows (SSAT/USAT on Arm)
+            self.narrow = all(p[1] >= 32 for p in pairs)
             self.note = (f"requantize by fixed-point multiplier {pairs[0][0]} >> {pairs[0][1]}"
                          if len(pairs) == 1 else f"requantize per channel ({len(pairs)} "
                          "fixed-point multipliers)")
@@ -215,7 +223,10 @@ class _Requant:
             s = self.s if isinstance(self.s, Const) else Cast(self.s[(ch,)], I32)
             r: Expr = Call("requantize", (acc, m, s), I32)
             # saturate before adding the zero point, so the sum cannot wrap
-            if isinstance(self.yz, Const):
+            if isinstance(self.yz, Const) and self.narrow:
+                r = r + self.yz if int(self.yz.value) else r
+                r = maximum(minimum(r, const(self.hi, I32)), const(self.lo, I32))
+            elif isinstance(self.yz, Const):
                 z = int(self.yz.value)
                 r = maximum(minimum(r, const(self.hi - z, I32)), const(self.lo - z, I32))
                 r = r + self.yz if z else r
@@ -274,6 +285,10 @@ def _integer_product(ctx: LowerCtx, A: Buffer, B: Buffer, Y: Buffer, batch: Sequ
     i, j, k = axis_var("i", M), axis_var("j", N), axis_var("k", K)
     az, azb = _zero_point_expr(ctx, zps[0], "a_zp", i)
     bz, bzb = _zero_point_expr(ctx, zps[1], "b_zp", j)
+    blocked = _product_blocked(ctx, A, Y, bv, batch, M, K, N, i, az, azb, zps[1], fin, bias,
+                               what)
+    if blocked is not None:
+        return blocked
     acc = Var("acc", I32)
     prod = _centered(A[(*bv, i, k)], az) * _centered(B[(*bv, k, j)], bz)
     out: Expr = fin(acc, j) if fin is not None else acc
@@ -347,6 +362,9 @@ def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
     xz, xzb = _zero_point_expr(ctx, 2, "x_zp", Const(0))
     wz, wzb = _zero_point_expr(ctx, 5 if q else 3, "w_zp", m)
     fin = _Requant(ctx, (1, 4, 6), 7, M) if q else None
+    blocked = _conv_blocked(node, ctx, X, Y, B, xz, xzb, fin)
+    if blocked is not None:
+        return blocked
     scalar = _depthwise_integer_scalar(node, ctx, X, Y, B, xz, fin)
     if scalar is not None:
         return scalar
@@ -396,6 +414,235 @@ def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
         extra.append(init.buf)
     ins = read_buffers(body, [X, Wt] + extra)
     return ctx.kernel(node.op.lower(), [Y], ins, [Comment(text)] + body, comment=text)
+
+
+def _packed(wt: np.ndarray, MB: int, lanes: int) -> tuple[np.ndarray, bool]:
+    """The blocked product's weights: with ``int_blocked.INT8_WEIGHTS`` int8 words widened by
+    ``sxtb16`` in the loop (lanes 2, every centered weight inside int8: the flash of the int8
+    model), else ``int_blocked.pack_weights``; and whether they are the int8 form."""
+    if lanes == 2 and blk.INT8_WEIGHTS:
+        w8 = blk.pack_weights_int8(wt, MB)
+        if w8 is not None:
+            return w8, True
+    return blk.pack_weights(wt, MB, lanes), False
+
+
+def _const_b(node: Node, K: int, N: int) -> np.ndarray | None:
+    """The constant b operand of an integer MatMul/Gemm as a (K, N) int64 matrix, or None when
+    it is a runtime input or has batch dims of more than one matrix."""
+    k = 1 if node.op == "MatMulInteger" else 3
+    v = node.inputs[k]
+    if v.const is None:
+        return None
+    b = np.asarray(v.const, np.int64)
+    b = b.reshape(b.shape[-2:]) if b.ndim > 2 and math.prod(b.shape[:-2]) == 1 else b
+    if b.ndim != 2:
+        return None
+    if node.op.endswith("QGemm") and attr(node, "transB"):
+        b = b.T
+    return b if b.shape == (K, N) else None
+
+
+def _product_blocked(ctx: LowerCtx, A: Buffer, Y: Buffer, bv: Sequence[Expr],
+                     batch: Sequence[int], M: int, K: int, N: int, i: Expr, az: Expr,
+                     azb: Buffer | None, bzk: int, fin: _Requant | None, bias: Buffer | None,
+                     what: str) -> Any:
+    """An integer MatMul/Gemm with constant b (and b zero point) on a microcontroller as the
+    blocked product of ``int_blocked`` (a's rows the positions, b's columns the channels), or
+    None when that does not apply (another target, runtime b, a short reduction)."""
+    node = ctx.node
+    lanes = blk.lanes_for(ctx.target)
+    if lanes is None or K < blk.BLOCK_MIN_K:
+        return None
+    b = _const_b(node, K, N)
+    if b is None:
+        return None
+    if has_input(node, bzk):
+        zv = node.inputs[bzk]
+        if zv.const is None:
+            return None
+        b = b - np.asarray(zv.const, np.int64).reshape(1, -1)
+    K2 = blk.reduction_words(K, lanes)
+    wt = np.zeros((N, K2 * lanes), np.int64)
+    wt[:, :K] = b.T
+    PB, MB = blk.block_shape(M, N)
+    packed, i8 = _packed(wt, MB, lanes)
+    kk = Var("kw")
+
+    def fill(col: Buffer, ps: list[Expr]) -> list[Stmt]:
+        out: list[Stmt] = []
+        for t, p in enumerate(ps):
+            z = substitute(az, {i: p}) if isinstance(i, Var) else az
+            vals = []
+            for ln in range(lanes):
+                kx: Expr = lin((kk, lanes), ln)
+                if ln and K % lanes:
+                    kx = minimum(kx, Const(K - 1))
+                vals.append(blk.widened(A[(*bv, p, kx)], z))
+            out.append(Store(col, (kk, Const(t)), blk.word(lanes, vals)))
+        return [Loop(kk, 0, K2, out)]
+
+    def start(m: Expr, p: Expr) -> Expr:
+        return bias[(p, m)] if bias is not None else const(0, I32)
+
+    def store(m: Expr, p: Expr, acc: Expr) -> list[Stmt]:
+        return [Store(Y, (*bv, p, m), fin(acc, m) if fin is not None else acc)]
+
+    inner, W, col = blk.blocked_nest(lanes=lanes, P=M, PB=PB, M=N, MB=MB, K2=K2,
+                                     weights=packed, int8_weights=i8,
+                                     value=node.inputs[1 if node.op ==
+                                                                       "MatMulInteger" else 3].name,
+                                     fill=fill, start=start, store=store)
+    body = loops([(v, 0, n) for v, n in zip(bv, batch)], inner)
+    how = "SMLAD on int16 pairs" if lanes == 2 else "int16 multiply-adds"
+    text = (f"{node.op}: y {shape_text(Y.shape)} {Y.dtype} = {what}; blocked {PB} rows x {MB} "
+            f"columns, a widened to int16 minus its zero point, b centered and packed at "
+            f"compile time; int32 accumulators, {how}" + (f"; {fin.note}" if fin is not None
+                                                          else ""))
+    extra = [b_ for b_ in (azb, bias) if b_ is not None] + \
+        (fin.reads + fin.weights if fin else [])
+    ins = read_buffers(body, [A, W] + extra)
+    return ctx.kernel(node.op.split(".")[-1].lower(), [Y], ins, [Comment(text)] + body,
+                      comment=text, locals=[col])
+
+
+def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | None,
+                  xz: Expr, xzb: Buffer | None, fin: "_Requant | None") -> Any:
+    """An integer Conv (group 1, 2 spatial axes, constant weights) on a microcontroller as the
+    blocked product of ``int_blocked``: per pair of output pixels their im2col columns, x minus
+    its zero point in (kh, kw, c) order (0 for a padded tap), widened into arena scratch; the
+    weights centered and packed at compile time; 2 output channels x 2 pixels of int32
+    accumulators starting at the bias. None when it does not apply."""
+    q = node.op == "QLinearConv"
+    lanes = blk.lanes_for(ctx.target)
+    x, w = node.inputs[0], node.inputs[3 if q else 1]
+    if lanes is None or len(x.shape) != 4 or int(attr(node, "group")) != 1:
+        return None
+    Wt = _centered_weights(w, node.inputs[5 if q else 3] if has_input(node, 5 if q else 3)
+                           else None)
+    (N, C), M = x.shape[:2], w.shape[0]
+    (KH, KW), (IH, IW) = w.shape[2:], x.shape[2:]
+    if Wt is None or C * KH * KW < blk.BLOCK_MIN_K:
+        return None
+    pb, pe, st, dl, (OH, OW) = conv_geometry(node, x.shape, w.shape)
+    CP = blk.reduction_words(C, lanes)
+    KWP = blk.reduction_words(KW, lanes)
+    # pairs along the channels, reduction order (kh, kw, c); or along kw, order (c, kh, kw),
+    # when that pads less (a first layer of 1 channel: 50% of the lanes would multiply 0)
+    by_kw = C * KH * KWP < KH * KW * CP
+    wc = Wt.data.astype(np.int64).reshape(w.shape)
+    if by_kw:
+        K2 = C * KH * KWP
+        wt = np.zeros((M, C, KH, KWP * lanes), np.int64)
+        wt[..., :KW] = wc
+    else:
+        K2 = KH * KW * CP
+        wt = np.zeros((M, KH, KW, CP * lanes), np.int64)
+        wt[..., :C] = wc.transpose(0, 2, 3, 1)
+    P = OH * OW
+    PB, MB = blk.block_shape(P, M)
+    packed, i8 = _packed(wt.reshape(M, -1), MB, lanes)
+    flat = (KH, KW) == (1, 1) and tuple(st) == (1, 1) and not any(pb) and not any(pe) \
+        and X.strides == contiguous_strides(X.shape) and Y.strides == contiguous_strides(Y.shape)
+    if flat:
+        X = dataclasses.replace(X, shape=(N, C, P), strides=(C * P, P, 1))
+        Y = dataclasses.replace(Y, shape=(N, M, P), strides=(M * P, P, 1))
+    n = axis_var("n", N)
+    kh, kw, cp = axis_var("kh", KH), axis_var("kw", KW), axis_var("cp", CP)
+
+    def pixel(p: Expr) -> tuple[Expr, ...]:
+        if flat:
+            return (p,)
+        if OW == 1:
+            return (p, Const(0))
+        if OH == 1:
+            return (Const(0), p)
+        return (Binary("div", p, Const(OW)), Binary("mod", p, Const(OW)))
+
+    def fill_by_kw(col: Buffer, ps: list[Expr]) -> list[Stmt]:
+        """The words of pairs along kw: a test per row of taps whether it lies inside x,
+        then per lane a guarded load (a pair may straddle the border)."""
+        c, kwp = axis_var("c", C), axis_var("kwp", KWP)
+        out: list[Stmt] = []
+        for t, p in enumerate(ps):
+            oh, ow = pixel(p)
+            ih = lin((oh, st[0]), (kh, dl[0]), -pb[0])
+            at = (lin((c, KH * KWP), (kh, KWP), kwp), Const(t))
+            vals = []
+            for ln in range(lanes):
+                kx: Expr = lin((kwp, lanes), ln)
+                if ln and KW % lanes:
+                    kx = minimum(kx, Const(KW - 1))
+                iw = lin((ow, st[1]), (kx, dl[1]), -pb[1])
+                cw, _ = in_range([(iw, IW)]) if any(pb) or any(pe) else ([], True)
+                ld, mask = blk.masked_load(X, (n, c, ih, iw), cw)
+                vals.append(blk.widened(ld, xz, mask))
+            body = loops([(c, 0, C), (kwp, 0, KWP)],
+                         [Store(col, at, blk.word(lanes, vals))])
+            ch, _ = in_range([(ih, IH)]) if any(pb) or any(pe) else ([], True)
+            if ch:
+                zero = loops([(c, 0, C), (kwp, 0, KWP)], [Store(col, at, const(0, col.dtype))])
+                body = [If(all_of(*ch), body, zero)]
+            out += body
+        return loops([(kh, 0, KH)], out)
+
+    def fill(col: Buffer, ps: list[Expr]) -> list[Stmt]:
+        # per tap and pixel one test whether the tap lies inside x (none without padding),
+        # then a loop over the channel words without guards, or one storing zeros
+        out: list[Stmt] = []
+        free: list[Stmt] = []     # the stores of pixels that need no test, in one loop
+        for t, p in enumerate(ps):
+            pix = pixel(p)
+            conds: list[Expr] = []
+            if flat:
+                sp: tuple[Expr, ...] = pix
+            else:
+                ih = lin((pix[0], st[0]), (kh, dl[0]), -pb[0])
+                iw = lin((pix[1], st[1]), (kw, dl[1]), -pb[1])
+                sp = (ih, iw)
+                if any(pb) or any(pe):
+                    conds, _ = in_range([(ih, IH), (iw, IW)])
+            vals = []
+            for ln in range(lanes):
+                c: Expr = lin((cp, lanes), ln)
+                if ln and C % lanes:
+                    c = minimum(c, Const(C - 1))
+                vals.append(blk.widened(X[(n, c, *sp)], xz))
+            at = (lin((kh, KW * CP), (kw, CP), cp), Const(t))
+            word = Store(col, at, blk.word(lanes, vals))
+            if conds:
+                zero = Store(col, at, const(0, col.dtype))
+                out.append(If(all_of(*conds), loops([(cp, 0, CP)], [word]),
+                              loops([(cp, 0, CP)], [zero])))
+            else:
+                free.append(word)
+        return loops([(kh, 0, KH), (kw, 0, KW)],
+                     (loops([(cp, 0, CP)], free) if free else []) + out)
+
+    def start(m: Expr, p: Expr) -> Expr:
+        return Cast(B[(m,)], I32) if B is not None else const(0, I32)
+
+    def store(m: Expr, p: Expr, acc: Expr) -> list[Stmt]:
+        return [Store(Y, (n, m, *pixel(p)), fin(acc, m) if fin is not None else acc)]
+
+    inner, W, col = blk.blocked_nest(lanes=lanes, P=P, PB=PB, M=M, MB=MB, K2=K2,
+                                     weights=packed, int8_weights=i8, value=w.name,
+                                     fill=fill_by_kw if by_kw else fill, start=start,
+                                     store=store)
+    body = loops([(n, 0, N)], inner)
+    how = "SMLAD on int16 pairs" if lanes == 2 else "int16 multiply-adds"
+    text = (f"{node.op}: x {shape_text(X.shape)} {X.dtype} is NCHW, w {shape_text(w.shape)} "
+            f"(centered, packed at compile time as (channel pairs, "
+            f"{'c, kh, kw in pairs' if by_kw else 'kh, kw, c in pairs'})), y "
+            f"{shape_text(Y.shape)} {Y.dtype}; strides {list(st)}, dilations {list(dl)}, "
+            f"pads_begin {list(pb)}; blocked: per {PB} pixels their im2col columns widened to "
+            "int16 "
+            f"minus the x zero point, {PB} pixels x {MB} channels of int32 accumulators, {how}"
+            + (f"; {fin.note}" if fin is not None else ""))
+    extra = [b for b in (xzb, B) if b is not None] + (fin.reads + fin.weights if fin else [])
+    ins = read_buffers(body, [X, W] + extra)
+    return ctx.kernel(node.op.lower(), [Y], ins, [Comment(text)] + body, comment=text,
+                      locals=[col])
 
 
 def _folded_start(node: Node, wc: Buffer, xz: Const, m: Expr) -> Expr:

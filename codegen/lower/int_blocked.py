@@ -1,0 +1,234 @@
+"""Blocked int8 products for microcontrollers: Conv (group 1, 2 spatial axes), MatMul and Gemm
+with constant weights, as CMSIS-NN computes them (``arm_nn_mat_mult_kernel_s8_s16``,
+``arm_convolve_1x1_s8_fast``), written in the loop IR.
+
+For each block of ``PB`` output positions (pixels, or rows of a MatMul's a), the reduction
+operands of those positions are widened once into kernel scratch ``col`` (K2, PB): x minus its
+zero point (0 for a padded tap), so every value lies in [-255, 255]. Then for each block of
+``MB`` output channels (columns of a MatMul's b) ``PB * MB`` int32 accumulators start at the
+bias and run over the reduction, reading the weights in the order the loop reads them: packed
+at compile time as (channel blocks, K2, MB), centered (``w - w_zero_point``). The reduction
+loop holds ``UNROLL`` steps per iteration. Then each accumulator goes through the epilogue
+(requantize, zero point, clamp). A block past the last position or channel repeats the last
+one, so its stores write the value already written (no guard).
+
+``lanes`` says how many reduction values share a word:
+
+- 2 (a core with Arm's DSP extension, ``Target.dsp``): ``col`` and the weights hold int16 pairs
+  in int32 words (low half first, as a little-endian int16 array would), and a step is the loop
+  IR's ``smlad`` intrinsic, ``acc + lo(a)*lo(b) + hi(a)*hi(b)`` (``__smlad`` of ``<arm_acle.h>``):
+  per word of a 2 x 2 block 2 LDRD and 4 SMLAD for 8 MACs (cortex-m4 -Os: 53 instructions per
+  iteration of 8 words, 0.83 per MAC). The weights then take 2 bytes per value in flash, twice
+  the int8 model's; ``INT8_WEIGHTS`` keeps them int8 and widens them in the loop with the
+  loop IR's ``sxtb16`` intrinsic (1 byte per value, ~0.5 more instructions per MAC);
+- 1 (other cores): int16 scratch values and int8 weights (int16 when a centered weight does
+  not fit), one multiply-add each.
+
+Both equal the portable nest bit for bit: the sum of the same int32 products, wrapping modulo
+2**32 alike. The reduction order of a Conv is (kh, kw, c) with c in pairs (a pair past an odd
+channel count has weight 0), or (c, kh, kw) with kw in pairs when that pads fewer lanes (one
+input channel), of a MatMul k in pairs.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from onnxcc.codegen.loops import (I32, Assign, Binary, Buffer, Call, Cast, Const, Decl, DType,
+                                  Expr, Load, Loop, Select, Stmt, Store, Var, all_of, const,
+                                  minimum)
+
+U32 = DType("uint32")
+I16 = DType("int16")
+UNROLL = 8          # reduction steps (words) per iteration of the inner loop
+BLOCK_MIN_K = 8     # fewer reduction values than this: the portable nest is as fast
+#: On DSP cores, keep the weights int8 in flash and widen them in the loop with ``sxtb16``
+#: (``pack_weights_int8``) instead of int16 pairs: half the weight bytes (those of the int8
+#: model) for ~0.5 more instructions per MAC (cortex-m4 -Os: pointwise 64->32 on 10x10 2.08
+#: against 1.50, 3x3 16->16 on 8x8 2.02 against 1.43, dense 256->32 1.92 against 1.40).
+INT8_WEIGHTS = False
+
+
+def lanes_for(target: object) -> int | None:
+    """Reduction values per word of the blocked int8 products on ``target``: 2 on a
+    microcontroller with the DSP extension, 1 on another microcontroller, None elsewhere (the
+    portable nests, which host compilers vectorize)."""
+    if getattr(target, "family", None) != "mcu" or getattr(target, "backend", "c") != "c":
+        return None
+    return 2 if getattr(target, "dsp", False) else 1
+
+
+def pack(lo: Expr, hi: Expr) -> Expr:
+    """Two int32 values in [-32768, 32767] as one int32 word of two int16 lanes, ``lo`` in the
+    low half (``__PKHBT(lo, hi, 16)``), computed in uint32 so no C shift overflows."""
+    w = Binary("or", Binary("and", Cast(lo, U32), const(0xFFFF, U32)),
+               Binary("shl", Cast(hi, U32), const(16, U32)))
+    return Cast(w, I32)
+
+
+def smlad(a: Expr, b: Expr, acc: Expr) -> Expr:
+    """``acc + lo(a)*lo(b) + hi(a)*hi(b)`` of two words of int16 pairs (int32 wrap-around): the
+    loop IR's ``smlad`` intrinsic."""
+    return Call("smlad", (a, b, acc), I32)
+
+
+def pack_weights(wt: np.ndarray, MB: int, lanes: int) -> np.ndarray:
+    """Weights ``wt`` (channels, K2 * lanes) int64, each in [-32768, 32767], in the blocked
+    kernel's read order (channel blocks, K2, MB): channels padded to a multiple of MB with
+    copies of the last, each ``lanes`` consecutive values one word (int32 of int16 pairs, the
+    first low) or one int8 (int16 when a value does not fit)."""
+    M, KL = wt.shape
+    MP = -(-M // MB)
+    idx = np.minimum(np.arange(MP * MB), M - 1)
+    w = wt[idx].reshape(MP, MB, KL // lanes, lanes).transpose(0, 2, 1, 3)
+    if lanes == 1:   # int8 when every value fits (flash as the int8 model's), else int16
+        small = w.min() >= -128 and w.max() <= 127
+        return np.ascontiguousarray(w[..., 0]).astype(np.int8 if small else np.int16)
+    u = (w[..., 0] & 0xFFFF) | ((w[..., 1] & 0xFFFF) << 16)
+    return np.ascontiguousarray(u.astype(np.uint32).view(np.int32))
+
+
+def pack_weights_int8(wt: np.ndarray, MB: int) -> np.ndarray | None:
+    """Weights ``wt`` (channels, K2 * 2) int64 as int8 for the ``sxtb16`` form (lanes 2): per
+    channel block and group of 2 reduction words ``2g, 2g+1`` one int32 word per channel
+    holding bytes ``(w[2g].lo, w[2g+1].lo, w[2g].hi, w[2g+1].hi)``, so that ``sxtb16(word,
+    0)`` is word 2g's pair and ``sxtb16(word, 8)`` word 2g+1's. Shape (channel blocks, groups,
+    MB); an odd K2 gets a zero word. None when a value does not fit int8."""
+    if wt.size and (wt.min() < -128 or wt.max() > 127):
+        return None
+    M, KL = wt.shape
+    K2 = KL // 2
+    G = -(-K2 // 2)
+    wt = np.concatenate([wt, np.zeros((M, G * 4 - KL), np.int64)], axis=1)
+    MP = -(-M // MB)
+    idx = np.minimum(np.arange(MP * MB), M - 1)
+    w = wt[idx].reshape(MP, MB, G, 2, 2)               # (.., group, word, lane)
+    b = np.stack([w[..., 0, 0], w[..., 1, 0], w[..., 0, 1], w[..., 1, 1]], axis=-1)
+    u = b.astype(np.int8).view(np.uint8).astype(np.uint32)
+    words = u[..., 0] | (u[..., 1] << 8) | (u[..., 2] << 16) | (u[..., 3] << 24)
+    return np.ascontiguousarray(words.transpose(0, 2, 1).view(np.int32))
+
+
+def blocked_nest(*, lanes: int, P: int, PB: int, M: int, MB: int, K2: int,
+                 weights: np.ndarray, value: str, int8_weights: bool = False,
+                 fill: Callable[[Buffer, list[Expr]], list[Stmt]],
+                 start: Callable[[Expr, Expr], Expr],
+                 store: Callable[[Expr, Expr, Expr], list[Stmt]]) -> tuple[list[Stmt], Buffer,
+                                                                         Buffer]:
+    """The loops of one blocked product (see the module docstring): ``P`` positions in blocks
+    of ``PB``, ``M`` channels in blocks of ``MB``, ``K2`` words of reduction; ``weights`` from
+    :func:`pack_weights`, or with ``int8_weights`` from :func:`pack_weights_int8`. ``fill(col,
+    positions)`` writes the scratch words of the block's positions (``col[word, t]`` for
+    ``positions[t]``); ``start(m, p)`` is output (m, p)'s int32 start value; ``store(m, p,
+    acc)`` the statements that write output (m, p) from its accumulator. Returns ``(body,
+    weight buffer, scratch buffer)``; the scratch is a local (the arena's on a microcontroller).
+    """
+    wdt = I32 if lanes == 2 else I16
+    MP, PP = -(-M // MB), -(-P // PB)
+    bytes4 = lanes == 2 and int8_weights   # pack_weights_int8's groups of 2 words
+    W = Buffer("wp", DType.of(weights.dtype), weights.shape, space="weight",
+               data=weights.reshape(-1), value=value)
+    K2e = K2 + (K2 % 2 if bytes4 else 0)
+    col = Buffer("col", wdt, (K2e, PB), space="local")
+    pp, mp, q, kk = Var("pp"), Var("mp"), Var("q"), Var("kk")
+
+    def clamp(base: Expr, t: int, block: int, total: int) -> Expr:
+        """Position/channel ``base + t`` of a block, the last one past the end."""
+        e: Expr = base if t == 0 else Binary("add", base, Const(t))
+        return minimum(e, Const(total - 1)) if t and total % block else e
+
+    pbase = Binary("mul", pp, Const(PB)) if PB > 1 else pp
+    mbase = Binary("mul", mp, Const(MB)) if MB > 1 else mp
+    ps = [clamp(pbase, t, PB, P) for t in range(PB)]
+    ms = [clamp(mbase, s, MB, M) for s in range(MB)]
+    acc = [[Var(f"acc{s}{t}", I32) for t in range(PB)] for s in range(MB)]
+
+    def step(k: Expr, u: int) -> list[Stmt]:
+        """One reduction word: its MB weights and PB scratch values read into locals first
+        (adjacent words, which the C compiler loads in pairs: LDRD), then PB * MB steps."""
+        wv = [Var(f"w{s}_{u}", W.dtype) for s in range(MB)]
+        xv = [Var(f"x{t}_{u}", wdt) for t in range(PB)]
+        out: list[Stmt] = [Decl(v, W[(mp, k, Const(s))]) for s, v in enumerate(wv)]
+        out += [Decl(v, col[(k, Const(t))]) for t, v in enumerate(xv)]
+        for s in range(MB):
+            for t in range(PB):
+                a = acc[s][t]
+                out.append(Assign(a, smlad(wv[s], xv[t], a) if lanes == 2 else
+                                  a + Cast(wv[s], I32) * Cast(xv[t], I32)))
+        return out
+
+    def step4(g: Expr, u: int) -> list[Stmt]:
+        """One group of 2 reduction words with int8 weights: per channel one word, widened
+        by sxtb16 into the pairs of words 2g and 2g+1."""
+        out: list[Stmt] = []
+        wa = [Var(f"wa{s}_{u}", I32) for s in range(MB)]
+        wb = [Var(f"wb{s}_{u}", I32) for s in range(MB)]
+        for s in range(MB):
+            wv = Var(f"w{s}_{u}", I32)
+            out += [Decl(wv, W[(mp, g, Const(s))]),
+                    Decl(wa[s], Call("sxtb16", (wv, Const(0, I32)), I32)),
+                    Decl(wb[s], Call("sxtb16", (wv, Const(8, I32)), I32))]
+        k0 = Binary("mul", g, Const(2))
+        k1 = Binary("add", k0, Const(1))
+        xa = [Var(f"xa{t}_{u}", wdt) for t in range(PB)]
+        xb = [Var(f"xb{t}_{u}", wdt) for t in range(PB)]
+        out += [Decl(v, col[(k0, Const(t))]) for t, v in enumerate(xa)]
+        out += [Decl(v, col[(k1, Const(t))]) for t, v in enumerate(xb)]
+        for s in range(MB):
+            for t in range(PB):
+                a = acc[s][t]
+                out.append(Assign(a, smlad(wb[s], xb[t], smlad(wa[s], xa[t], a))))
+        return out
+
+    n_steps, per, fn = (K2e // 2, UNROLL // 2, step4) if bytes4 else (K2, UNROLL, step)
+    Q = n_steps // per
+    red: list[Stmt] = []
+    if Q:
+        red.append(Loop(q, 0, Q, [s for u in range(per) for s in
+                                  fn(Binary("add", Binary("mul", q, Const(per)), Const(u))
+                                     if u else Binary("mul", q, Const(per)), u)]))
+    if n_steps % per:
+        red.append(Loop(kk, Q * per, n_steps, fn(kk, 0)))
+    decls: list[Stmt] = [Decl(acc[s][t], start(ms[s], ps[t])) for s in range(MB) for t in range(PB)]
+    stores = [st for s in range(MB) for t in range(PB) for st in store(ms[s], ps[t], acc[s][t])]
+    pad = [Store(col, (Const(K2), Const(t)), const(0, wdt)) for t in range(PB)] \
+        if K2e > K2 else []
+    body = [Loop(pp, 0, PP, fill(col, ps) + pad + [Loop(mp, 0, MP, decls + red + stores)])]
+    return body, W, col
+
+
+def widened(x: Expr, zp: Expr, mask: Expr | None = None) -> Expr:
+    """``int32(x) - zp``, or 0 where ``mask`` (when given) does not hold."""
+    v = Cast(x, I32)
+    if not (isinstance(zp, Const) and zp.value == 0):
+        v = v - zp
+    return v if mask is None else Select(mask, v, const(0, I32))
+
+
+def word(lanes: int, vals: Sequence[Expr]) -> Expr:
+    """One scratch element: the pair packed (lanes 2) or the value as int16 (lanes 1)."""
+    return pack(vals[0], vals[1]) if lanes == 2 else Cast(vals[0], I16)
+
+
+def masked_load(buf: Buffer, idx: tuple[Expr, ...], conds: list[Expr]) -> tuple[Expr, Expr | None]:
+    """``buf[idx]`` read only where ``conds`` hold: (load, mask or None)."""
+    mask = all_of(*conds)
+    if mask is None:
+        return Load(buf, idx), None
+    return Load(buf, idx, mask, const(0, buf.dtype)), mask
+
+
+def block_shape(P: int, M: int) -> tuple[int, int]:
+    """(PB, MB): 2 positions by 2 channels, or 1 position by 4 channels when there is one
+    position (a batch-1 MatMul), so no accumulator repeats another."""
+    if P == 1:
+        return 1, (4 if M >= 4 else max(M, 1))
+    return 2, (2 if M >= 2 else 1)
+
+
+def reduction_words(n: int, lanes: int) -> int:
+    """Words that hold ``n`` reduction values, ``lanes`` per word (the last one padded)."""
+    return -(-n // lanes)
+

@@ -1,0 +1,82 @@
+"""The ``smlad`` and ``sxtb16`` intrinsics of the loop IR: Arm's dual 16-bit multiply-accumulate
+and its dual sign extension of bytes.
+
+``smlad(a, b, acc)`` (int32, int32, int32 -> int32) reads ``a`` and ``b`` as two signed 16-bit
+lanes each (bits 0-15 the low lane, 16-31 the high lane, as a little-endian int16 pair is laid
+out in memory) and returns ``acc + lo(a) * lo(b) + hi(a) * hi(b)`` wrapped to int32 (two's
+complement, as every int32 sum of the loop IR wraps). This is Arm's ``SMLAD`` instruction of the
+DSP extension (ARMv7E-M, ARMv8-M Mainline with DSP: Cortex-M4, M7, M33, M55; ACLE's
+``__smlad``), which also wraps and only sets the Q flag on overflow. Lowerings emit it only for
+a target with ``Target.dsp`` (``codegen/lower/int_blocked.py``); the C helper falls back to
+plain C where the compiler does not define ``__ARM_FEATURE_DSP``, so the same source also builds
+on a host.
+
+``sxtb16(x, rot)`` (int32, constant 0 or 8 -> int32) is Arm's ``SXTB16`` of ``x`` rotated right
+by ``rot`` bits: bytes 0 and 2 (``rot`` 0) or 1 and 3 (``rot`` 8) of ``x``, each sign-extended
+into a 16-bit lane (low, high), the word ``smlad`` reads. It widens four int8 weights loaded as
+one word into two words of int16 pairs. ACLE has ``__sxtb16`` but no rotate, so the rotated form
+is one ``sxtb16 ..., ror #8`` in inline assembly (gcc 12 does not fold a C rotate into it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+C_HELPER = """\
+/* acc + lo(a)*lo(b) + hi(a)*hi(b) of int16 pairs (low half first), wrapping modulo 2^32
+   (onnxcc's smlad intrinsic): Arm's SMLAD where the DSP extension is, plain C elsewhere. */
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#include <arm_acle.h>
+static inline int32_t onnxcc_smlad(int32_t a, int32_t b, int32_t acc) {
+    return __smlad(a, b, acc);
+}
+#else
+static inline int32_t onnxcc_smlad(int32_t a, int32_t b, int32_t acc) {
+    int32_t p = (int32_t)(int16_t)a * (int32_t)(int16_t)b;
+    int32_t q = (int32_t)(int16_t)((uint32_t)a >> 16) * (int32_t)(int16_t)((uint32_t)b >> 16);
+    return (int32_t)((uint32_t)acc + (uint32_t)p + (uint32_t)q);
+}
+#endif"""
+
+SXTB16_C = """\
+/* bytes 0 and 2 (rot 0) or 1 and 3 (rot 8) of x, each sign-extended to an int16 lane
+   (onnxcc's sxtb16 intrinsic): Arm's SXTB16 where the DSP extension is, plain C elsewhere. */
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#include <arm_acle.h>
+static inline int32_t onnxcc_sxtb16(int32_t x, int32_t rot) {
+    int32_t r;
+    if (rot == 8) __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    else r = __sxtb16(x);
+    return r;
+}
+#else
+static inline int32_t onnxcc_sxtb16(int32_t x, int32_t rot) {
+    uint32_t u = (uint32_t)x >> rot;
+    uint32_t lo = (uint32_t)(int32_t)(int8_t)(u & 0xFFu) & 0xFFFFu;
+    uint32_t hi = (uint32_t)(int32_t)(int8_t)((u >> 16) & 0xFFu);
+    return (int32_t)(lo | (hi << 16));
+}
+#endif"""
+
+
+def _lanes(v: int) -> tuple[int, int]:
+    lo = ((v & 0xFFFF) ^ 0x8000) - 0x8000
+    hi = (((v >> 16) & 0xFFFF) ^ 0x8000) - 0x8000
+    return lo, hi
+
+
+def smlad(a: Any, b: Any, acc: Any) -> np.int32:
+    """The numpy reference of the intrinsic (see the module docstring): int32 in, int32 out."""
+    (al, ah), (bl, bh) = _lanes(int(a)), _lanes(int(b))
+    r = int(acc) + al * bl + ah * bh
+    return np.int32(((r + (1 << 31)) % (1 << 32)) - (1 << 31))
+
+
+def sxtb16(x: Any, rot: Any) -> np.int32:
+    """The numpy reference of ``sxtb16`` (see the module docstring): int32 in, int32 out."""
+    v = (int(x) & 0xFFFFFFFF) >> int(rot)
+    lo = ((v & 0xFF) ^ 0x80) - 0x80
+    hi = (((v >> 16) & 0xFF) ^ 0x80) - 0x80
+    return np.uint32((lo & 0xFFFF) | ((hi & 0xFFFF) << 16)).view(np.int32)
