@@ -6,6 +6,7 @@ The pipeline is the ordered list of passes every MCU target runs.
 from __future__ import annotations
 
 from onnxcc.passes.canonicalize import canonicalize
+from onnxcc.passes.float16_compute import float16_compute
 from onnxcc.passes.fold_batchnorm import fold_batchnorm
 from onnxcc.passes.fuse_conv_activation import fuse_conv_activation
 from onnxcc.passes.fuse_elementwise import fuse_elementwise
@@ -21,6 +22,7 @@ PIPELINE = [
     canonicalize,
     fold_batchnorm,
     canonicalize,
+    float16_compute,
     fuse_conv_activation,
     fuse_elementwise,
     patch(max_recompute=0.15),

@@ -24,7 +24,7 @@ from onnxcc.codegen.loops import (Buffer, DType, Kernel, Loop, Program, Stmt, St
                                   prune_kernel, substitute_stmts, walk_stmts)
 from onnxcc.ir import Graph, Node, Value
 
-DTYPES = ("float32", "float64", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64",
+DTYPES = ("float16", "float32", "float64", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64",
           "uint64", "bool")
 Lowering = Callable[[Node, "LowerCtx"], "Kernel | None"]
 Supports = Callable[[Node], "str | None"]
@@ -68,8 +68,53 @@ def unsupported_reason(node: Node) -> str | None:
     for v in list(node.inputs) + list(node.outputs):
         if v is not None and v.dtype.name not in DTYPES:
             return f"dtype {v.dtype.name} of {v.name!r} is not supported"
+    if (why := _float16_reason(node)) is not None:
+        return why
     check = SUPPORTS.get(node.op)
     return check(node) if check else None
+
+
+# Ops whose kernels read or write float16 (a storage type in the loop IR: loads, stores, casts);
+# every other op computes float16 tensors in float32 (passes.float16_compute rewrites them).
+# Slice and InsertSlice only copy (the patch pass cuts float16 inputs into patches with them).
+FLOAT16_OPS = frozenset({"Cast", "CastLike", "Reshape", "Flatten", "Squeeze", "Unsqueeze",
+                         "Identity", "Dropout", "Slice", "onnxcc.InsertSlice",
+                         "onnxcc.FusedElementwise"})
+
+
+def _float16_reason(node: Node) -> str | None:
+    """Why ``node`` cannot have float16 tensors (None when it has none, or only where its kernel
+    casts or moves them): an op outside :data:`FLOAT16_OPS`, or a fused elementwise step other
+    than Cast/CastLike that reads or yields float16."""
+    f16 = [v for v in [*node.inputs, *node.outputs] if v is not None and v.dtype == np.float16]
+    if not f16:
+        return None
+    why = (f"dtype float16 of {f16[0].name!r}: {node.op} computes float16 only in float32, and "
+           f"its float32 form does not type-check here; cast to float32 before it")
+    if node.op not in FLOAT16_OPS:
+        return why
+    if node.op != "onnxcc.FusedElementwise":
+        return None
+    import onnx
+
+    dts = []
+    for s, (op, attrs, args) in enumerate(node.attrs["body"]):
+        a = [node.inputs[k].dtype if k >= 0 else dts[-k - 1] for k in args]
+        if op == "Cast":
+            out = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(dict(attrs)["to"]))
+        elif op == "CastLike":
+            out = a[1]
+        elif op in ("Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And",
+                    "Or", "Xor", "IsNaN", "IsInf"):
+            out = np.dtype(bool)
+        else:
+            out = a[1] if op == "Where" else a[0]
+        if s == len(node.attrs["body"]) - 1:
+            out = node.outputs[0].dtype
+        if op not in ("Cast", "CastLike") and (np.float16 in a or out == np.float16):
+            return why
+        dts.append(out)
+    return None
 
 
 def is_splat(a: np.ndarray) -> bool:
