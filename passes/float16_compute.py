@@ -10,9 +10,11 @@ round the result to float16 when they store it) and what onnx's reference does f
 computes in a wider type. After this pass a float16 tensor is only read or written by Cast and
 CastLike (either direction), by the view ops (Reshape, Flatten, Squeeze, Unsqueeze, Identity,
 Dropout), and by graph inputs and outputs; the loop IR and the renderers know float16 as a
-storage type only (``onnxcc.codegen.loops``). A float16 value read by several nodes is cast once;
-float16 constants read by computing nodes become float32 constants (4 bytes each; those read by
-Cast and view nodes stay 2-byte weights). Graph outputs and their names are untouched.
+storage type only (``onnxcc.codegen.loops``). A float16 value read by several nodes is cast once.
+float16 constants read by computing nodes become float32 constants here (exact), so that
+folding and the lowerings see float32 weights; their names go to ``graph.meta[FLOAT16_WEIGHTS]``
+and the lowering stores them as float16 again, widening each load (2 bytes per weight, as in
+the model). Graph outputs and their names are untouched.
 
 A node whose op cannot take float32 in place of float16 (its output types, re-inferred on float32
 inputs, are not the float16 ones made float32, e.g. an attribute fixes a float16 output) is left
@@ -34,6 +36,10 @@ F16, F32 = np.dtype(np.float16), np.dtype(np.float32)
 KEEPS_FLOAT16 = frozenset({"Cast", "CastLike", "Reshape", "Flatten", "Squeeze", "Unsqueeze",
                            "Identity", "Dropout"})
 _ONNX_FLOAT, _ONNX_FLOAT16 = 1, 10
+#: ``graph.meta`` key: names of the float32 constants made from float16 ones, which the lowering
+#: stores as float16 again (2 bytes) and widens where kernels load them
+#: (``onnxcc.codegen.lower.float16_weights``).
+FLOAT16_WEIGHTS = "float16_weights"
 _DTYPE_ATTRS = ("dtype", "output_dtype")   # EyeLike/Random*: dtype; DequantizeLinear-25
 
 
@@ -74,6 +80,7 @@ def float16_compute(g: Graph) -> Graph:
     if not any(_is_f16(v) for v in g.values()):
         return g
     up: dict[int, Value] = {}   # id(float16 value) -> its float32 version (cast or constant)
+    narrow: set[str] = g.meta.setdefault(FLOAT16_WEIGHTS, set())
     out_nodes: list[Node] = []
     for n in g.nodes:
         if n.op in KEEPS_FLOAT16 or not any(_is_f16(v) for v in [*n.inputs, *n.outputs]):
@@ -87,6 +94,7 @@ def float16_compute(g: Graph) -> Graph:
                 return up.get(id(v)) or fresh[id(v)]
             if v.const is not None:
                 fresh[id(v)] = g.constant(f"{v.name}_f32", np.asarray(v.const).astype(F32))
+                narrow.add(fresh[id(v)].name)
             else:
                 v32 = Value(g.fresh_name(f"{v.name}_f32"), _as_f32(v.type))
                 cast = Node("Cast", [v], [v32], {"to": _ONNX_FLOAT}, g.fresh_name("to_float32"))

@@ -330,6 +330,96 @@ def lower_program(g: Graph, name: str | None = None, target: Any = None) -> Prog
     return Program(name or g.name, kernels, ins, outs, plan.arena_size, max(plan.alignment, 8))
 
 
+def float16_weights(k: Kernel, names: set[str], cache: dict[int, np.ndarray]) -> Kernel:
+    """``k`` with each float32 weight buffer holding a value of ``names`` (float16 constants
+    that ``passes.float16_compute`` widened, or a lowering's packed copy of one; more than one
+    element) stored as float16 and each load of it widened, ``Cast(Load(w16), f32)``: exact, as
+    every value came from float16 (checked).
+    ``cache`` maps id(float32 data) to its float16 copy, so kernels sharing a weight share it.
+    A buffer some load reads with a non-constant ``other`` stays float32."""
+    from onnxcc.codegen.loops import (F16, F32, Assign, Binary, Call, Cast, Const, Decl, If,
+                                      Load, MulAdd, Select, Unary, walk_exprs, stmt_exprs)
+
+    def wanted(b: Buffer) -> bool:   # a lowering's packed copy is named "<value> packed"
+        return (b.space == "weight" and b.value.split(" ")[0] in names and b.dtype == F32
+                and b.data is not None and b.data.size > 1 and id(b.data) not in inexact)
+
+    inexact: set[int] = set()   # belt and braces: every value must survive float16 exactly
+    for b in k.inputs:
+        if wanted(b) and id(b.data) not in cache:
+            a = np.asarray(b.data)
+            with np.errstate(over="ignore"):
+                if not np.array_equal(a.astype(np.float16).astype(a.dtype), a, equal_nan=True):
+                    inexact.add(id(b.data))
+
+    keep: set[int] = set()
+    for s in walk_stmts(k.body):
+        for top in stmt_exprs(s):
+            for e in walk_exprs(top):
+                if isinstance(e, Load) and wanted(e.buf) and e.other is not None \
+                        and not isinstance(e.other, Const):
+                    keep.add(id(e.buf.data))
+    new: dict[int, Buffer] = {}
+
+    def narrow(b: Buffer) -> Buffer | None:
+        if not wanted(b) or id(b.data) in keep:
+            return None
+        if id(b) not in new:
+            d = cache.setdefault(id(b.data), np.asarray(b.data).astype(np.float16))
+            new[id(b)] = dataclasses.replace(b, dtype=F16, data=d)
+        return new[id(b)]
+
+    def ex(e: Any) -> Any:
+        if e is None or isinstance(e, (Var, Const)):
+            return e
+        if isinstance(e, Load):
+            idx = tuple(ex(i) for i in e.index)
+            b = narrow(e.buf)
+            if b is None:
+                return Load(e.buf, idx, ex(e.mask), ex(e.other))
+            other = None if e.other is None else Const(e.other.value, F16)
+            return Cast(Load(b, idx, ex(e.mask), other), F32)
+        if isinstance(e, Binary):
+            return Binary(e.op, ex(e.a), ex(e.b))
+        if isinstance(e, Unary):
+            return Unary(e.op, ex(e.a))
+        if isinstance(e, Cast):
+            return Cast(ex(e.a), e.dtype)
+        if isinstance(e, Select):
+            return Select(ex(e.cond), ex(e.a), ex(e.b))
+        if isinstance(e, MulAdd):
+            return MulAdd(ex(e.a), ex(e.b), ex(e.c))
+        if isinstance(e, Call):
+            return Call(e.fn, tuple(ex(a) for a in e.args), e.dtype)
+        raise TypeError(e)
+
+    def st(body: Sequence[Stmt]) -> list[Stmt]:
+        out: list[Stmt] = []
+        for s in body:
+            if isinstance(s, Store):
+                out.append(Store(s.buf, tuple(ex(i) for i in s.index), ex(s.value)))
+            elif isinstance(s, Decl):
+                out.append(Decl(s.var, ex(s.init)))
+            elif isinstance(s, Assign):
+                out.append(Assign(s.var, ex(s.value)))
+            elif isinstance(s, Loop):
+                out.append(dataclasses.replace(s, start=ex(s.start), stop=ex(s.stop),
+                                               body=st(s.body)))
+            elif isinstance(s, If):
+                out.append(If(ex(s.cond), st(s.then), st(s.orelse)))
+            else:
+                out.append(s)
+        return out
+
+    if not any(wanted(b) for b in k.inputs):
+        return k
+    body = st(k.body)
+    if not new:
+        return k
+    inputs = [new.get(id(b)) or narrow(b) or b for b in k.inputs]
+    return dataclasses.replace(k, body=body, inputs=inputs)
+
+
 def lower_for_target(g: Graph, target: Any, name: str | None = None,
                      loop_passes: Sequence[Any] | None = None) -> Program:
     """The Program every back end renders for the planned graph ``g``: :func:`lower_program`,
@@ -347,6 +437,11 @@ def lower_for_target(g: Graph, target: Any, name: str | None = None,
                   (getattr(target, "loop_passes", []) or []))
     if passes:
         program = dataclasses.replace(program, kernels=[prune_kernel(apply_passes(k, passes))
+                                                        for k in program.kernels])
+    names = g.meta.get("float16_weights")
+    if names:   # float16 constants widened by passes.float16_compute: stored as float16 again
+        cache: dict[int, np.ndarray] = {}
+        program = dataclasses.replace(program, kernels=[float16_weights(k, names, cache)
                                                         for k in program.kernels])
     verify(program)
     return program

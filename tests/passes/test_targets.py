@@ -7,10 +7,10 @@ from onnxcc.errors import OnnxccError
 from onnxcc.passes import GraphPass
 from onnxcc.targets import TARGETS, Target, get_target, mcu
 
-ORDER = ["fuse_qdq", "canonicalize", "fold_batchnorm", "canonicalize",
+ORDER = ["fuse_qdq", "canonicalize", "fold_batchnorm", "canonicalize", "float16_compute",
          "fuse_conv_activation", "fuse_elementwise", "schedule", "plan_memory"]
 # the MCU targets also run patch-based execution of a CNN's first stage (passes/patch.py)
-MCU_ORDER = ORDER[:6] + ["patch[max_recompute=0.15]"] + ORDER[6:]
+MCU_ORDER = ORDER[:7] + ["patch[max_recompute=0.15]"] + ORDER[7:]
 
 
 def test_known_targets_and_their_facts():
