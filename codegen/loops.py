@@ -38,9 +38,9 @@ from typing import Any, Callable, Iterator, Sequence, Union
 import numpy as np
 
 # ---- types ------------------------------------------------------------------------------------
-SHORT = {"float16": "f16", "float32": "f32", "float64": "f64", "int8": "i8", "int16": "i16", "int32": "i32",
-         "int64": "i64", "uint8": "u8", "uint16": "u16", "uint32": "u32", "uint64": "u64",
-         "bool": "bool"}
+SHORT = {"float16": "f16", "float32": "f32", "float64": "f64", "int8": "i8", "int16": "i16",
+         "int32": "i32", "int64": "i64", "uint8": "u8", "uint16": "u16", "uint32": "u32",
+         "uint64": "u64", "bool": "bool"}
 
 
 @dataclass(frozen=True)

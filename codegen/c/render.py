@@ -23,9 +23,9 @@ from onnxcc.codegen.loops import (Assign, Binary, Buffer, Call, Cast, Comment, C
                                   walk_stmts)
 from onnxcc.codegen.requantize import C_HELPER as REQUANTIZE_C
 
-CTYPE = {"float16": "uint16_t", "float32": "float", "float64": "double", "int8": "int8_t", "uint8": "uint8_t",
-         "int16": "int16_t", "uint16": "uint16_t", "int32": "int32_t", "uint32": "uint32_t",
-         "int64": "int64_t", "uint64": "uint64_t", "bool": "uint8_t"}
+CTYPE = {"float16": "uint16_t", "float32": "float", "float64": "double", "int8": "int8_t",
+         "uint8": "uint8_t", "int16": "int16_t", "uint16": "uint16_t", "int32": "int32_t",
+         "uint32": "uint32_t", "int64": "int64_t", "uint64": "uint64_t", "bool": "uint8_t"}
 UTYPE = {"int8": "uint8_t", "int16": "uint16_t", "int32": "uint32_t", "int64": "uint64_t",
          "uint8": "uint8_t", "uint16": "uint16_t", "uint32": "uint32_t", "uint64": "uint64_t"}
 MATH = {"exp", "log", "sqrt", "tanh", "erf", "sin", "cos", "tan", "asin", "acos", "atan", "sinh",

@@ -24,8 +24,8 @@ from onnxcc.codegen.loops import (Buffer, DType, Kernel, Loop, Program, Stmt, St
                                   prune_kernel, substitute_stmts, walk_stmts)
 from onnxcc.ir import Graph, Node, Value
 
-DTYPES = ("float16", "float32", "float64", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64",
-          "uint64", "bool")
+DTYPES = ("float16", "float32", "float64", "int8", "uint8", "int16", "uint16", "int32", "uint32",
+          "int64", "uint64", "bool")
 Lowering = Callable[[Node, "LowerCtx"], "Kernel | None"]
 Supports = Callable[[Node], "str | None"]
 LOWERINGS: dict[str, Lowering] = {}

@@ -37,7 +37,8 @@ TO_INT = np.array([-2.5, 2.5, 0.999, -0.999, 65504.0, -65504.0, 3.0e-8, 1000.5],
 
 
 def _cast_model() -> onnx.ModelProto:
-    """Six Casts side by side: float32/float64/int32 -> float16, float16 -> float32/float64/int32."""
+    """Six Casts side by side: float32, float64, int32 -> float16; float16 -> float32, float64,
+    int32."""
     casts = [("x32", T.FLOAT, "h_from32", T.FLOAT16, F32_EDGES.size),
              ("x64", T.DOUBLE, "h_from64", T.FLOAT16, F64_EDGES.size),
              ("xi", T.INT32, "h_fromint", T.FLOAT16, INTS.size),
