@@ -173,3 +173,37 @@ def test_fp16_conv_relu_matmul_on_cortex_m4_qemu(rng):
     want = ort_run(m, {"x": x})["y"]
     cm = onnxcc.compile(m, "cortex-m4")   # built with -Wall -Wextra -Werror by arm-none-eabi-gcc
     _check_fp16(qemu.run_on_qemu(cm, {"x": x})["y"], want, "cortex-m4 on QEMU")
+
+
+def _h(rng, *shape) -> np.ndarray:
+    return rng.standard_normal(shape).astype(np.float16)
+
+
+# (op, inputs, initializers, opset, attributes): float16 forms onnxruntime computes in float32
+ONE_ROUNDING = {
+    "BatchNormalization": (lambda r: ({"x": _h(r, 1, 3, 4, 4)}, {
+        "s": _h(r, 3), "b": _h(r, 3), "m": _h(r, 3), "v": np.abs(_h(r, 3)) + 0.1}), 15, {}),
+    "LayerNormalization": (lambda r: ({"x": _h(r, 2, 5, 16)}, {"s": _h(r, 16), "b": _h(r, 16)}),
+                           17, {"axis": -1}),
+    "Softmax": (lambda r: ({"x": _h(r, 3, 10)}, {}), 13, {}),
+    "Gemm": (lambda r: ({"a": _h(r, 4, 8)}, {"b": _h(r, 8, 6), "c": _h(r, 6)}), 13, {}),
+    "AveragePool": (lambda r: ({"x": _h(r, 1, 2, 6, 6)}, {}), 12, {"kernel_shape": [3, 3]}),
+}
+
+
+@pytest.mark.parametrize("target,op", [("host", op) for op in ONE_ROUNDING]
+                         + [("cpu", "BatchNormalization"), ("cpu", "LayerNormalization")])
+def test_float16_ops_round_once_like_onnxruntime(target, op, rng):
+    """Each op computes in float32 and rounds once (BatchNormalization is not rewritten into a
+    float16 Mul and Add, whose constants would round): within one float16 ulp of onnxruntime
+    (float32 summation orders differ)."""
+    from builders import node_model
+
+    make, opset, attrs = ONE_ROUNDING[op]
+    ins, inits = make(rng)
+    m = node_model(op, ins, ["y"], inits, opset=opset, **attrs)
+    want = ort_run(m, ins)["y"]
+    got = onnxcc.compile(m, target).run(ins)["y"]
+    assert got.dtype == np.float16 and got.shape == want.shape
+    diff = np.abs(got.astype(np.float32) - want.astype(np.float32))
+    assert (diff <= np.spacing(np.abs(want)).astype(np.float32)).all(), (op, diff.max())
