@@ -166,8 +166,8 @@ def compile_kernel(k: Kernel) -> Callable[..., None]:
     ns: dict[str, Any] = {"np": np, "_I": np.int32, "_tdiv": _tdiv, "_tmod": _tmod,
                           "_round": _round, "_erf": _erf, "_cast": _cast, "_castf": _castf,
                           "_INTR": INTRINSICS, **py.consts}
-    for dt in ("float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16",
-               "uint32", "uint64", "bool"):
+    for dt in ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8",
+               "uint16", "uint32", "uint64", "bool"):
         ns[f"_T_{dt}"] = np.dtype(dt).type
     exec(compile("\n".join(py.lines), f"<loop-ir {k.name}>", "exec"), ns)
     return ns[k.name]

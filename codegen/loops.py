@@ -21,6 +21,10 @@ Semantics (what every renderer must reproduce):
 - ``Cast`` float -> integer truncates toward zero (C99 6.3.1.4; out-of-range is undefined, as in
   C), integer -> float rounds to nearest, float64 -> float32 rounds to nearest, to ``bool`` is
   ``!= 0``; ``round`` is round-half-to-even (IEEE ``roundeven``, ONNX Round).
+- ``float16`` (IEEE binary16) is a storage type: a kernel only loads, stores, selects and casts
+  it (the graph pass ``float16_compute`` makes every other op compute in float32). Casts to it
+  round to nearest even once, from float32 or float64 (subnormals kept, overflow to infinity, NaN
+  stays NaN); integers convert through float32, which is exact below float16's overflow.
 - ``MulAdd(a, b, c)`` is ``a * b + c`` where a renderer may contract to one fused rounding.
 - ``Load(mask=m, other=o)`` reads only when ``m`` holds, else yields ``o``; ``Select`` evaluates
   only the chosen arm, so a guarded load inside it is never out of bounds.
@@ -34,9 +38,9 @@ from typing import Any, Callable, Iterator, Sequence, Union
 import numpy as np
 
 # ---- types ------------------------------------------------------------------------------------
-SHORT = {"float32": "f32", "float64": "f64", "int8": "i8", "int16": "i16", "int32": "i32",
-         "int64": "i64", "uint8": "u8", "uint16": "u16", "uint32": "u32", "uint64": "u64",
-         "bool": "bool"}
+SHORT = {"float16": "f16", "float32": "f32", "float64": "f64", "int8": "i8", "int16": "i16",
+         "int32": "i32", "int64": "i64", "uint8": "u8", "uint16": "u16", "uint32": "u32",
+         "uint64": "u64", "bool": "bool"}
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,7 @@ class DType:
 
     @property
     def is_float(self) -> bool:
-        return self.name in ("float32", "float64")
+        return self.name in ("float16", "float32", "float64")
 
     @property
     def is_int(self) -> bool:
@@ -87,8 +91,8 @@ class DType:
         return x if isinstance(x, DType) else DType(np.dtype(x).name)
 
 
-F32, F64, I32, I64, BOOL = DType("float32"), DType("float64"), DType("int32"), DType("int64"), \
-    DType("bool")
+F16, F32, F64, I32, I64, BOOL = DType("float16"), DType("float32"), DType("float64"), \
+    DType("int32"), DType("int64"), DType("bool")
 INDEX = I32   # loop variables and index arithmetic; verify proves every index value fits
 
 SPACES = ("arena", "weight", "input", "output", "local", "register", "stream")

@@ -192,7 +192,10 @@ def check_memory_budget(g: Graph, tgt: Any) -> None:
 
     plan = g.meta["memory_plan"]
     consts = {id(v): v for n in g.nodes for v in n.inputs if v is not None and v.const is not None}
-    weights = sum(v.dtype.itemsize if is_splat(v.const) else v.const.nbytes for v in consts.values())
+    f16 = g.meta.get("float16_weights", ())   # stored as float16 again (2 bytes each)
+    weights = sum(v.dtype.itemsize if is_splat(v.const) else
+                  v.const.size * (2 if v.name in f16 else v.dtype.itemsize)
+                  for v in consts.values())
     bits = int(getattr(tgt, "pointer_bits", None) or 64)
     limit = (1 << (bits - 1)) - 1
     nbytes = {v.name: math.prod(v.shape) * v.dtype.itemsize for v in g.values()}

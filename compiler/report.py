@@ -5,7 +5,7 @@ memory-plan picture (:func:`plot_memory_plan`, matplotlib)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Collection, NamedTuple
 
 import numpy as np
 
@@ -41,8 +41,9 @@ def macs(n: Node) -> int:
     return 0
 
 
-def param_bytes(n: Node) -> int:
-    """Bytes of constant inputs as stored (a splat constant stores one element)."""
+def param_bytes(n: Node, float16: Collection[str] = ()) -> int:
+    """Bytes of constant inputs as stored (a splat constant stores one element; a constant named
+    in ``float16``, a float16 weight that passes.float16_compute widened, stores 2 bytes each)."""
     from onnxcc.codegen.lower import is_splat
 
     from onnxcc.ops import get_op
@@ -52,7 +53,8 @@ def param_bytes(n: Node) -> int:
     total = 0
     for v in n.inputs:
         if v is not None and v.const is not None:
-            total += v.dtype.itemsize if is_splat(v.const) else v.const.nbytes
+            total += v.dtype.itemsize if is_splat(v.const) else \
+                v.const.size * (2 if v.name in float16 else v.dtype.itemsize)
     return total
 
 
@@ -101,7 +103,7 @@ def format_report(cm: CompiledModel) -> str:
     for n in g.nodes:
         b = plan.buffers.get(n.outputs[0].name)
         rows.append((n.name[:32], n.op.replace("onnxcc.", ""), str(n.outputs[0].type), f"{macs(n):,}",
-                     f"{param_bytes(n):,}", b.space if b else "-", str(b.offset) if b else "-",
+                     f"{param_bytes(n, g.meta.get('float16_weights', ())):,}", b.space if b else "-", str(b.offset) if b else "-",
                      f"{b.size:,}" if b else "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))

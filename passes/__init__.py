@@ -7,6 +7,7 @@ Importing this package imports every pass module, which registers its passes (``
 
 from . import (
     canonicalize,
+    float16_compute,
     fold_batchnorm,
     fuse_conv_activation,
     fuse_elementwise,
@@ -22,6 +23,6 @@ from .manager import PASSES, GraphPass, get_pass, graph_pass, run_pipeline
 from .plan_memory import Buffer, MemoryPlan, check_plan
 
 __all__ = ["PASSES", "Buffer", "GraphPass", "MemoryPlan", "canonicalize", "check_plan",
-           "fold_batchnorm", "fuse_conv_activation", "fuse_elementwise", "fuse_qdq", "get_pass", "graph_pass",
-           "liveness", "patch", "peak_live_bytes", "plan_memory", "run_pipeline", "schedule",
-           "table_activation", "table_softmax"]
+           "float16_compute", "fold_batchnorm", "fuse_conv_activation", "fuse_elementwise",
+           "fuse_qdq", "get_pass", "graph_pass", "liveness", "patch", "peak_live_bytes",
+           "plan_memory", "run_pipeline", "schedule", "table_activation", "table_softmax"]

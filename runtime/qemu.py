@@ -286,7 +286,9 @@ def _run_tool(cmd: Sequence[str], what: str, timeout: float = 600, *,
 
 
 def _c_literal(v: Any, dtype: np.dtype) -> str:
-    """An exact C literal for one element of ``dtype``."""
+    """An exact C literal for one element of ``dtype`` (float16: its bit pattern, as stored)."""
+    if dtype == np.float16:
+        return f"0x{int(np.float16(v).view(np.uint16)):04X}u"
     if dtype.kind == "f":
         f, x = ("f", float(v)) if dtype.itemsize == 4 else ("", float(v))
         if math.isnan(x):

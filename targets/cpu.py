@@ -11,6 +11,7 @@ import platform
 import struct
 
 from onnxcc.passes.canonicalize import canonicalize
+from onnxcc.passes.float16_compute import float16_compute
 from onnxcc.passes.fold_batchnorm import fold_batchnorm
 from onnxcc.passes.fuse_conv_activation import fuse_conv_activation
 from onnxcc.passes.fuse_elementwise import fuse_elementwise
@@ -25,6 +26,7 @@ PIPELINE = [
     canonicalize,
     fold_batchnorm,
     canonicalize,
+    float16_compute,
     fuse_conv_activation,
     fuse_elementwise,
     schedule,

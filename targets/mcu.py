@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from onnxcc.passes.canonicalize import canonicalize
+from onnxcc.passes.float16_compute import float16_compute
 from onnxcc.passes.fold_batchnorm import fold_batchnorm
 from onnxcc.passes.fuse_conv_activation import fuse_conv_activation
 from onnxcc.passes.fuse_elementwise import fuse_elementwise
@@ -24,6 +25,7 @@ PIPELINE = [
     canonicalize,
     fold_batchnorm,
     canonicalize,
+    float16_compute,
     fuse_conv_activation,
     fuse_elementwise,
     patch(max_recompute=0.15, depthwise_in_place=True),

@@ -31,7 +31,7 @@ RT_HEADER = Path(__file__).resolve().parents[2] / "runtime" / "include" / "onnxc
 DTYPE_ENUM = {"float32": "ONNXCC_FLOAT32", "uint8": "ONNXCC_UINT8", "int8": "ONNXCC_INT8",
               "uint16": "ONNXCC_UINT16", "int16": "ONNXCC_INT16", "int32": "ONNXCC_INT32",
               "int64": "ONNXCC_INT64", "bool": "ONNXCC_BOOL", "float64": "ONNXCC_FLOAT64",
-              "uint32": "ONNXCC_UINT32", "uint64": "ONNXCC_UINT64"}
+              "uint32": "ONNXCC_UINT32", "uint64": "ONNXCC_UINT64", "float16": "ONNXCC_FLOAT16"}
 BLOB_ALIGN = 64
 
 
@@ -179,6 +179,8 @@ def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: s
         if id(wb.data) in weights:
             continue
         data = np.ascontiguousarray(wb.data, wb.dtype.np).reshape(-1)
+        if wb.dtype.name == "float16":   # stored as its bit patterns (C has no float16 type)
+            data = data.view(np.uint16)
         splat = data.size <= 1
         k = sum(w.splat == splat for w in weights.values())
         symbol = names.own(f"s{k}") if splat else names.own(f"w{k}", external=True)

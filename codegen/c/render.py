@@ -25,9 +25,9 @@ from onnxcc.codegen.requantize import C_HELPER as REQUANTIZE_C
 from onnxcc.codegen.smlad import C_HELPER as SMLAD_C
 from onnxcc.codegen.smlad import SXTB16_C
 
-CTYPE = {"float32": "float", "float64": "double", "int8": "int8_t", "uint8": "uint8_t",
-         "int16": "int16_t", "uint16": "uint16_t", "int32": "int32_t", "uint32": "uint32_t",
-         "int64": "int64_t", "uint64": "uint64_t", "bool": "uint8_t"}
+CTYPE = {"float16": "uint16_t", "float32": "float", "float64": "double", "int8": "int8_t",
+         "uint8": "uint8_t", "int16": "int16_t", "uint16": "uint16_t", "int32": "int32_t",
+         "uint32": "uint32_t", "int64": "int64_t", "uint64": "uint64_t", "bool": "uint8_t"}
 UTYPE = {"int8": "uint8_t", "int16": "uint16_t", "int32": "uint32_t", "int64": "uint64_t",
          "uint8": "uint8_t", "uint16": "uint16_t", "uint32": "uint32_t", "uint64": "uint64_t"}
 MATH = {"exp", "log", "sqrt", "tanh", "erf", "sin", "cos", "tan", "asin", "acos", "atan", "sinh",
@@ -78,10 +78,102 @@ def c_value(v: Any, ct: str) -> str:
 
 
 def c_literal(value: object, d: DType) -> str:
-    """A C literal of ``d`` that round-trips exactly (NaN, infinities, INT64_MIN included)."""
+    """A C literal of ``d`` that round-trips exactly (NaN, infinities, INT64_MIN included; a
+    float16 is its IEEE binary16 bit pattern, as stored)."""
     if d.name == "bool":
         return "1" if value else "0"
+    if d.name == "float16":
+        return f"0x{int(np.array(value, np.float16).view(np.uint16)):04X}u"
     return c_value(value, ctype(d))
+
+
+# float16 <-> float32/float64 in portable C99 (float16 is stored as its uint16_t bit pattern; no
+# _Float16 or __fp16 needed): IEEE binary16, round to nearest even, subnormals, overflow to
+# infinity, NaN stays NaN (quieted, its top payload bits kept, as x86's F16C and LLVM do).
+F16_TO_F32 = """static inline float onnxcc_f16_to_f32(uint16_t h)
+{
+    union { uint32_t u; float f; } v;
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (uint32_t)(h >> 10) & 0x1Fu;
+    uint32_t m = (uint32_t)h & 0x3FFu;
+    if (e == 0x1Fu) {
+        v.u = sign | 0x7F800000u | (m << 13);           /* infinity, NaN */
+    } else if (e != 0u) {
+        v.u = sign | ((e + 112u) << 23) | (m << 13);    /* normal: rebias 15 -> 127 */
+    } else if (m == 0u) {
+        v.u = sign;                                      /* +-0 */
+    } else {                                             /* subnormal: normalize */
+        e = 113u;
+        while ((m & 0x400u) == 0u) {
+            m <<= 1;
+            e--;
+        }
+        v.u = sign | (e << 23) | ((m & 0x3FFu) << 13);
+    }
+    return v.f;
+}"""
+F32_TO_F16 = """static inline uint16_t onnxcc_f32_to_f16(float f)
+{
+    union { float f; uint32_t u; } v;
+    uint32_t ax, sign, e, m, sh, q, rem, half;
+    v.f = f;
+    ax = v.u & 0x7FFFFFFFu;
+    sign = (v.u >> 16) & 0x8000u;
+    if (ax > 0x7F800000u) {                              /* NaN: quiet, top payload bits */
+        return (uint16_t)(sign | 0x7E00u | ((ax >> 13) & 0x3FFu));
+    }
+    if (ax >= 0x477FF000u) {                             /* >= 65520 rounds to infinity */
+        return (uint16_t)(sign | 0x7C00u);
+    }
+    if (ax >= 0x38800000u) {                             /* normal: rebias, round to even */
+        ax -= 0x38000000u;
+        return (uint16_t)(sign | ((ax + 0xFFFu + ((ax >> 13) & 1u)) >> 13));
+    }
+    if (ax < 0x33000000u) {                              /* below 2^-25: +-0 */
+        return (uint16_t)sign;
+    }
+    e = ax >> 23;                                        /* subnormal: 102..112 */
+    m = (ax & 0x7FFFFFu) | 0x800000u;
+    sh = 126u - e;
+    q = m >> sh;
+    rem = m & ((1u << sh) - 1u);
+    half = 1u << (sh - 1u);
+    if (rem > half || (rem == half && (q & 1u) != 0u)) {
+        q++;
+    }
+    return (uint16_t)(sign | q);
+}"""
+F64_TO_F16 = """static inline uint16_t onnxcc_f64_to_f16(double d)
+{
+    union { double d; uint64_t u; } v;
+    uint64_t ax, m, q, rem, half;
+    uint32_t sign, sh;
+    v.d = d;
+    ax = v.u & UINT64_C(0x7FFFFFFFFFFFFFFF);
+    sign = (uint32_t)(v.u >> 48) & 0x8000u;
+    if (ax > UINT64_C(0x7FF0000000000000)) {             /* NaN: quiet, top payload bits */
+        return (uint16_t)(sign | 0x7E00u | (uint32_t)((ax >> 42) & 0x3FFu));
+    }
+    if (ax >= UINT64_C(0x40EFFE0000000000)) {            /* >= 65520 rounds to infinity */
+        return (uint16_t)(sign | 0x7C00u);
+    }
+    if (ax >= UINT64_C(0x3F10000000000000)) {            /* normal: rebias, round to even */
+        ax -= UINT64_C(0x3F00000000000000);
+        return (uint16_t)(sign | (uint32_t)((ax + UINT64_C(0x1FFFFFFFFFF)
+                                             + ((ax >> 42) & 1u)) >> 42));
+    }
+    if (ax < UINT64_C(0x3E60000000000000)) {             /* below 2^-25: +-0 */
+        return (uint16_t)sign;
+    }
+    sh = 1051u - (uint32_t)(ax >> 52);                   /* subnormal: 43..53 */
+    m = (ax & UINT64_C(0xFFFFFFFFFFFFF)) | (UINT64_C(1) << 52);
+    q = m >> sh;
+    rem = m & ((UINT64_C(1) << sh) - 1u);
+    half = UINT64_C(1) << (sh - 1u);
+    if (rem > half || (rem == half && (q & 1u) != 0u)) {
+        q++;
+    }
+    return (uint16_t)(sign | (uint32_t)q);
+}"""
 
 
 def _helper_max(ct: str, name: str, cmp: str) -> str:
@@ -100,6 +192,14 @@ class CContext:
 
     def text(self) -> str:
         return "\n".join(self.helpers[k] for k in sorted(self.helpers))
+
+
+def _no_float16_math(x: Expr) -> None:
+    """float16 is stored, never computed on (``loops``' semantics): a kernel doing arithmetic
+    on it is a lowering bug (passes.float16_compute should have made it float32)."""
+    if any(c.dtype.name == "float16" for c in children(x)):
+        raise TypeError(f"float16 arithmetic in the loop IR ({type(x).__name__} "
+                        f"{getattr(x, 'op', '')}): float16 is a storage type")
 
 
 def _has_load(e: Expr) -> bool:
@@ -159,6 +259,7 @@ class _Renderer:
 
     def binary(self, x: Binary) -> str:
         d = x.a.dtype
+        _no_float16_math(x)
         a, b = self.e(x.a), self.e(x.b)
         ct = ctype(d)
         if x.op in ("add", "sub", "mul") and d.is_int:
@@ -214,6 +315,7 @@ class _Renderer:
 
     def unary(self, x: Unary) -> str:
         d = x.a.dtype
+        _no_float16_math(x)
         a = self.e(x.a)
         sfx = "f" if d.name == "float32" else ""
         if x.op == "neg":
@@ -244,7 +346,20 @@ class _Renderer:
 
     def cast(self, x: Cast) -> str:
         a = self.e(x.a)
-        if x.dtype.name == "bool":
+        src, dst = x.a.dtype.name, x.dtype.name
+        if src == "float16" and dst != "float16":   # exact in float32, then C's conversion
+            a = f"{self.ctx.need('onnxcc_f16_to_f32', F16_TO_F32)}({a})"
+            if dst == "float32":
+                return a
+        if dst == "float16":
+            if src == "float16":
+                return a
+            if src == "float64":
+                return f"{self.ctx.need('onnxcc_f64_to_f16', F64_TO_F16)}({a})"
+            # integers go through float32: exact up to 2^24, beyond which float16 overflows
+            return (f"{self.ctx.need('onnxcc_f32_to_f16', F32_TO_F16)}"
+                    f"({a if src == 'float32' else f'(float)({a})'})")
+        if dst == "bool":
             return f"(uint8_t)({a} != 0)"
         return f"({ctype(x.dtype)})({a})"
 

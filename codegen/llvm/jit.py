@@ -4,7 +4,8 @@ process (:class:`JITProgram`) or write an object file for any triple (:func:`emi
 The pipeline is LLVM's default ``O3`` through the new pass manager with the loop and SLP
 vectorizers and loop unrolling on, for the target machine's CPU and features (the host's from
 LLVM's detection unless given). Math functions LLVM lowers to libm calls (``tanhf``, ``erff``,
-``expf``…) resolve against the process's libm, loaded here once.
+``expf``…) resolve against the process's libm, and float16 conversions on a CPU without F16C
+against libgcc_s, both loaded here once.
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ def _init(kind: str) -> None:
             libm = ctypes.util.find_library("m")
             if libm:
                 llvm.load_library_permanently(libm)
+            # float16 <-> float32 on an x86 CPU without F16C: LLVM calls __extendhfsf2 and
+            # __truncsfhf2, which libgcc_s defines (with F16C they are single instructions)
+            libgcc = ctypes.util.find_library("gcc_s")
+            if libgcc:
+                llvm.load_library_permanently(libgcc)
         else:
             llvm.initialize_all_targets()
             llvm.initialize_all_asmprinters()

@@ -91,6 +91,8 @@ def value_type(d: DType) -> ir.Type:
         return I1
     if d.name == "float32":
         return ir.FloatType()
+    if d.name == "float16":
+        return ir.HalfType()
     if d.name == "float64":
         return ir.DoubleType()
     return ir.IntType(d.bits)
@@ -106,8 +108,8 @@ def constant(value: object, d: DType) -> ir.Constant:
     t = value_type(d)
     if d.is_float:
         v = float(value)  # type: ignore[arg-type]
-        if d.name == "float32" and np.isfinite(v):
-            v = float(np.float32(v))      # LLVM refuses a float literal that is not exact
+        if d.name in ("float32", "float16") and np.isfinite(v):
+            v = float(d.np.type(v))       # LLVM refuses a float literal that is not exact
         return ir.Constant(t, v)
     if d.name == "bool":
         return ir.Constant(t, int(bool(value)))
@@ -137,6 +139,23 @@ class _LoopID(ir.values.MDValue):
 
     def __eq__(self, other: object) -> bool:
         return self is other
+
+
+def _round_to_odd_f32(b: ir.IRBuilder, d: ir.Value) -> ir.Value:
+    """float64 ``d`` as float32 rounded to odd (truncate, then set the last bit when inexact),
+    so that rounding it once more to float16 (11 bits < 24 - 1) is float64 -> float16 rounded
+    to nearest even directly, without LLVM's ``__truncdfhf2`` libcall (Boldo and Melquiond,
+    "Emulation of FMA and correctly rounded sums: proved algorithms using rounding to odd",
+    IEEE TC 2008)."""
+    f = b.fptrunc(d, ir.FloatType())
+    back = b.fpext(f, ir.DoubleType())
+    bits = b.bitcast(f, I32)
+    even = b.icmp_unsigned("==", b.and_(bits, ir.Constant(I32, 1)), ir.Constant(I32, 0))
+    fabs = _declare(b.module, "llvm.fabs.f64", ir.DoubleType(), [ir.DoubleType()])
+    away = b.fcmp_ordered(">", b.call(fabs, [back]), b.call(fabs, [d]))
+    toward = b.select(away, b.sub(bits, ir.Constant(I32, 1)), b.add(bits, ir.Constant(I32, 1)))
+    fix = b.and_(b.fcmp_ordered("!=", back, d), even)
+    return b.bitcast(b.select(fix, toward, bits), ir.FloatType())
 
 
 def _has_load(e: Expr) -> bool:
@@ -394,6 +413,15 @@ class _KernelRenderer:
         b = self.b
         if src == dst:
             return v
+        f32 = DType("float32")
+        if src.name == "float16":   # exact in float32 (F16C's vcvtph2ps), then as from float32
+            return self.cast(b.fpext(v, ir.FloatType()), f32, dst)
+        if dst.name == "float16":
+            if src.name == "float64":
+                v, src = _round_to_odd_f32(b, v), f32
+            if src.name != "float32":   # integers: exact in float32 below float16's overflow
+                v, src = self.cast(v, src, f32), f32
+            return b.fptrunc(v, ir.HalfType())
         t = value_type(dst)
         if dst.name == "bool":
             if src.is_float:

@@ -24,8 +24,8 @@ from onnxcc.codegen.loops import (Buffer, DType, Kernel, Loop, Program, Stmt, St
                                   prune_kernel, substitute_stmts, walk_stmts)
 from onnxcc.ir import Graph, Node, Value
 
-DTYPES = ("float32", "float64", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64",
-          "uint64", "bool")
+DTYPES = ("float16", "float32", "float64", "int8", "uint8", "int16", "uint16", "int32", "uint32",
+          "int64", "uint64", "bool")
 Lowering = Callable[[Node, "LowerCtx"], "Kernel | None"]
 Supports = Callable[[Node], "str | None"]
 LOWERINGS: dict[str, Lowering] = {}
@@ -68,8 +68,53 @@ def unsupported_reason(node: Node) -> str | None:
     for v in list(node.inputs) + list(node.outputs):
         if v is not None and v.dtype.name not in DTYPES:
             return f"dtype {v.dtype.name} of {v.name!r} is not supported"
+    if (why := _float16_reason(node)) is not None:
+        return why
     check = SUPPORTS.get(node.op)
     return check(node) if check else None
+
+
+# Ops whose kernels read or write float16 (a storage type in the loop IR: loads, stores, casts);
+# every other op computes float16 tensors in float32 (passes.float16_compute rewrites them).
+# Slice and InsertSlice only copy (the patch pass cuts float16 inputs into patches with them).
+FLOAT16_OPS = frozenset({"Cast", "CastLike", "Reshape", "Flatten", "Squeeze", "Unsqueeze",
+                         "Identity", "Dropout", "Slice", "onnxcc.InsertSlice",
+                         "onnxcc.FusedElementwise"})
+
+
+def _float16_reason(node: Node) -> str | None:
+    """Why ``node`` cannot have float16 tensors (None when it has none, or only where its kernel
+    casts or moves them): an op outside :data:`FLOAT16_OPS`, or a fused elementwise step other
+    than Cast/CastLike that reads or yields float16."""
+    f16 = [v for v in [*node.inputs, *node.outputs] if v is not None and v.dtype == np.float16]
+    if not f16:
+        return None
+    why = (f"dtype float16 of {f16[0].name!r}: {node.op} computes float16 only in float32, and "
+           f"its float32 form does not type-check here; cast to float32 before it")
+    if node.op not in FLOAT16_OPS:
+        return why
+    if node.op != "onnxcc.FusedElementwise":
+        return None
+    import onnx
+
+    dts = []
+    for s, (op, attrs, args) in enumerate(node.attrs["body"]):
+        a = [node.inputs[k].dtype if k >= 0 else dts[-k - 1] for k in args]
+        if op == "Cast":
+            out = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(dict(attrs)["to"]))
+        elif op == "CastLike":
+            out = a[1]
+        elif op in ("Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And",
+                    "Or", "Xor", "IsNaN", "IsInf"):
+            out = np.dtype(bool)
+        else:
+            out = a[1] if op == "Where" else a[0]
+        if s == len(node.attrs["body"]) - 1:
+            out = node.outputs[0].dtype
+        if op not in ("Cast", "CastLike") and (np.float16 in a or out == np.float16):
+            return why
+        dts.append(out)
+    return None
 
 
 def is_splat(a: np.ndarray) -> bool:
@@ -285,6 +330,96 @@ def lower_program(g: Graph, name: str | None = None, target: Any = None) -> Prog
     return Program(name or g.name, kernels, ins, outs, plan.arena_size, max(plan.alignment, 8))
 
 
+def float16_weights(k: Kernel, names: set[str], cache: dict[int, np.ndarray]) -> Kernel:
+    """``k`` with each float32 weight buffer holding a value of ``names`` (float16 constants
+    that ``passes.float16_compute`` widened, or a lowering's packed copy of one; more than one
+    element) stored as float16 and each load of it widened, ``Cast(Load(w16), f32)``: exact, as
+    every value came from float16 (checked).
+    ``cache`` maps id(float32 data) to its float16 copy, so kernels sharing a weight share it.
+    A buffer some load reads with a non-constant ``other`` stays float32."""
+    from onnxcc.codegen.loops import (F16, F32, Assign, Binary, Call, Cast, Const, Decl, If,
+                                      Load, MulAdd, Select, Unary, walk_exprs, stmt_exprs)
+
+    def wanted(b: Buffer) -> bool:   # a lowering's packed copy is named "<value> packed"
+        return (b.space == "weight" and b.value.split(" ")[0] in names and b.dtype == F32
+                and b.data is not None and b.data.size > 1 and id(b.data) not in inexact)
+
+    inexact: set[int] = set()   # belt and braces: every value must survive float16 exactly
+    for b in k.inputs:
+        if wanted(b) and id(b.data) not in cache:
+            a = np.asarray(b.data)
+            with np.errstate(over="ignore"):
+                if not np.array_equal(a.astype(np.float16).astype(a.dtype), a, equal_nan=True):
+                    inexact.add(id(b.data))
+
+    keep: set[int] = set()
+    for s in walk_stmts(k.body):
+        for top in stmt_exprs(s):
+            for e in walk_exprs(top):
+                if isinstance(e, Load) and wanted(e.buf) and e.other is not None \
+                        and not isinstance(e.other, Const):
+                    keep.add(id(e.buf.data))
+    new: dict[int, Buffer] = {}
+
+    def narrow(b: Buffer) -> Buffer | None:
+        if not wanted(b) or id(b.data) in keep:
+            return None
+        if id(b) not in new:
+            d = cache.setdefault(id(b.data), np.asarray(b.data).astype(np.float16))
+            new[id(b)] = dataclasses.replace(b, dtype=F16, data=d)
+        return new[id(b)]
+
+    def ex(e: Any) -> Any:
+        if e is None or isinstance(e, (Var, Const)):
+            return e
+        if isinstance(e, Load):
+            idx = tuple(ex(i) for i in e.index)
+            b = narrow(e.buf)
+            if b is None:
+                return Load(e.buf, idx, ex(e.mask), ex(e.other))
+            other = None if e.other is None else Const(e.other.value, F16)
+            return Cast(Load(b, idx, ex(e.mask), other), F32)
+        if isinstance(e, Binary):
+            return Binary(e.op, ex(e.a), ex(e.b))
+        if isinstance(e, Unary):
+            return Unary(e.op, ex(e.a))
+        if isinstance(e, Cast):
+            return Cast(ex(e.a), e.dtype)
+        if isinstance(e, Select):
+            return Select(ex(e.cond), ex(e.a), ex(e.b))
+        if isinstance(e, MulAdd):
+            return MulAdd(ex(e.a), ex(e.b), ex(e.c))
+        if isinstance(e, Call):
+            return Call(e.fn, tuple(ex(a) for a in e.args), e.dtype)
+        raise TypeError(e)
+
+    def st(body: Sequence[Stmt]) -> list[Stmt]:
+        out: list[Stmt] = []
+        for s in body:
+            if isinstance(s, Store):
+                out.append(Store(s.buf, tuple(ex(i) for i in s.index), ex(s.value)))
+            elif isinstance(s, Decl):
+                out.append(Decl(s.var, ex(s.init)))
+            elif isinstance(s, Assign):
+                out.append(Assign(s.var, ex(s.value)))
+            elif isinstance(s, Loop):
+                out.append(dataclasses.replace(s, start=ex(s.start), stop=ex(s.stop),
+                                               body=st(s.body)))
+            elif isinstance(s, If):
+                out.append(If(ex(s.cond), st(s.then), st(s.orelse)))
+            else:
+                out.append(s)
+        return out
+
+    if not any(wanted(b) for b in k.inputs):
+        return k
+    body = st(k.body)
+    if not new:
+        return k
+    inputs = [new.get(id(b)) or narrow(b) or b for b in k.inputs]
+    return dataclasses.replace(k, body=body, inputs=inputs)
+
+
 def lower_for_target(g: Graph, target: Any, name: str | None = None,
                      loop_passes: Sequence[Any] | None = None) -> Program:
     """The Program every back end renders for the planned graph ``g``: :func:`lower_program`,
@@ -302,6 +437,11 @@ def lower_for_target(g: Graph, target: Any, name: str | None = None,
                   (getattr(target, "loop_passes", []) or []))
     if passes:
         program = dataclasses.replace(program, kernels=[prune_kernel(apply_passes(k, passes))
+                                                        for k in program.kernels])
+    names = g.meta.get("float16_weights")
+    if names:   # float16 constants widened by passes.float16_compute: stored as float16 again
+        cache: dict[int, np.ndarray] = {}
+        program = dataclasses.replace(program, kernels=[float16_weights(k, names, cache)
                                                         for k in program.kernels])
     verify(program)
     return program

@@ -181,8 +181,8 @@ class QuantizeLinear(_Linear):
 @register_op("DequantizeLinear")
 class DequantizeLinear(_Linear):
     """ONNX DequantizeLinear: y = (x - x_zero_point) * x_scale. x int8, uint8, int16, uint16 or
-    int32 (whose zero point must be 0); x_scale float32 per tensor, per axis or blocked; y
-    float32 of x's shape."""
+    int32 (whose zero point must be 0); x_scale float32 (or float16, computed in float32 and
+    rounded) per tensor, per axis or blocked; y of x's shape and x_scale's type."""
 
     attrs = {"axis": 1, "block_size": 0, "output_dtype": 0}
 
@@ -195,19 +195,23 @@ class DequantizeLinear(_Linear):
         if has_input(node, 2) and node.inputs[2].dtype != x.dtype:
             raise bad_attr(node, f"zero point type {node.inputs[2].dtype} differs from x's "
                            f"{x.dtype}")
+        out = self.out_dtype(node)
+        if out != s.dtype or s.dtype not in (np.float32, np.float16):
+            raise unsupported(node, f"scale {s.dtype} / output {out} is not supported (float32, "
+                              "or float16 computed in float32)")
+
+    def out_dtype(self, node: Node) -> np.dtype:
         code = int(node.attrs.get("output_dtype") or 0)
-        out = onnx_dtype(node, code) if code else s.dtype
-        if out != np.float32 or s.dtype != np.float32:
-            raise unsupported(node, f"scale {s.dtype} / output {out} is not supported (float32)")
+        return onnx_dtype(node, code) if code else node.inputs[1].dtype
 
     def infer(self, node: Node) -> list[TensorType]:
-        return [TensorType(node.inputs[0].shape, np.dtype(np.float32))]
+        return [TensorType(node.inputs[0].shape, self.out_dtype(node))]
 
     def reference(self, node, x, scale, zp=None):
         s, z = self.params(node, x, scale, zp)
         with np.errstate(all="ignore"):
             y = (x.astype(np.float32) - z.astype(np.float32)) * s.astype(np.float32)
-        return [y.astype(np.float32)]
+        return [y.astype(self.out_dtype(node))]
 
 
 @register_op("DynamicQuantizeLinear")
@@ -271,8 +275,8 @@ def _zero_point(node: Node, k: int, of: int, what: str, sizes: tuple[int, ...]) 
 
 def _scale(node: Node, k: int, what: str, sizes: tuple[int, ...] = ()) -> None:
     v = node.inputs[k]
-    if v.dtype != np.float32:
-        raise unsupported(node, f"{what} of type {v.dtype} is not supported (float32)")
+    if v.dtype not in (np.float32, np.float16):   # float16: computed in float32 (float16_compute)
+        raise unsupported(node, f"{what} of type {v.dtype} is not supported (float32, float16)")
     n = math.prod(v.shape)
     if not (n == 1 and len(v.shape) <= 1) and not (len(v.shape) == 1 and n in sizes):
         raise ShapeError(f"{what} shape {list(v.shape)} is neither one value nor one per "

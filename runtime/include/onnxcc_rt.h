@@ -12,10 +12,11 @@ extern "C" {
 
 #define ONNXCC_RT_VERSION 1
 
-/* Element types, numbered as ONNX TensorProto.DataType. */
+/* Element types, numbered as ONNX TensorProto.DataType. ONNXCC_FLOAT16 (IEEE binary16) travels
+ * as uint16_t bit patterns. */
 enum {
     ONNXCC_FLOAT32 = 1, ONNXCC_UINT8 = 2, ONNXCC_INT8 = 3, ONNXCC_UINT16 = 4, ONNXCC_INT16 = 5,
-    ONNXCC_INT32 = 6, ONNXCC_INT64 = 7, ONNXCC_BOOL = 9, ONNXCC_FLOAT64 = 11,
+    ONNXCC_INT32 = 6, ONNXCC_INT64 = 7, ONNXCC_BOOL = 9, ONNXCC_FLOAT16 = 10, ONNXCC_FLOAT64 = 11,
     ONNXCC_UINT32 = 12, ONNXCC_UINT64 = 13
 };
 

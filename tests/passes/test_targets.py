@@ -7,11 +7,11 @@ from onnxcc.errors import OnnxccError
 from onnxcc.passes import GraphPass
 from onnxcc.targets import TARGETS, Target, get_target, mcu
 
-ORDER = ["fuse_qdq", "canonicalize", "fold_batchnorm", "canonicalize",
+ORDER = ["fuse_qdq", "canonicalize", "fold_batchnorm", "canonicalize", "float16_compute",
          "fuse_conv_activation", "fuse_elementwise", "schedule", "plan_memory"]
 # the MCU targets also run patch-based execution of a CNN's first stage (passes/patch.py)
 # and plan depthwise Convs in place (TinyEngine)
-MCU_ORDER = ORDER[:6] + ["patch[max_recompute=0.15]"] + ORDER[6:-1] + [
+MCU_ORDER = ORDER[:7] + ["patch[max_recompute=0.15]"] + ORDER[7:-1] + [
     "plan_memory[alignment=16,depthwise_in_place=True]"]
 
 
