@@ -140,7 +140,8 @@ def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: s
     passes applied and verified by :func:`onnxcc.codegen.lower.lower_for_target`), each rendered by
     :func:`onnxcc.codegen.c.render.render_kernel` into one ``static`` function of ``<m>.c``,
     called in order by ``<m>_run`` with pointers into the arena, the weights and the graph's
-    inputs and outputs.
+    inputs and outputs. With ``options["optimize"] == "size"`` kernels that differ only in
+    integer literals share one function (:func:`onnxcc.codegen.c.share.share_kernels`).
 
     With ``run_object`` (the LLVM back end) the files are the same header ``<m>.h``, an
     ``<m>.c`` holding only the tensor-info tables and the opt-in ``<m>_run_static``, and the
@@ -242,6 +243,11 @@ def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: s
         kernels.append({"fn": fn, "signature": signature, "body": body,
                         "comment": comment_text(what, 200)})
         calls.append(f"{fn}({', '.join(arg(b) for b in k.params)});")
+    if options.get("optimize") == "size" and len(kernels) > 1:
+        from .share import share_kernels
+
+        kname = {kd["fn"]: k.name for kd, k in zip(kernels, program.kernels)}
+        kernels, calls = share_kernels(kernels, calls, lambda fn: names.own(kname[fn], "p"))
     weights_size = sum(w.data.nbytes for w in stored)
     if run_object is not None:
         weights_size = run_object.weights_size

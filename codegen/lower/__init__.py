@@ -122,6 +122,12 @@ class LowerCtx:
         return Buffer(name, dt, v.shape, getattr(b, "strides", None), b.space, b.offset, b.index,
                       value=v.name)
 
+    @property
+    def size(self) -> bool:
+        """True when the target compiles for the smallest code (``Target.optimize`` is
+        ``size``): lowerings then take their smallest nest (see ``Target``)."""
+        return bool(getattr(self.target, "size_mode", False))
+
     def vector_lanes(self) -> int:
         """float32 lanes of the target's vector registers when it register-tiles (its
         ``register_tile`` is set: LLVM targets), else 0 (C targets, no target)."""

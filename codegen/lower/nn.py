@@ -859,6 +859,8 @@ def _conv_direct(node: Node, ctx: LowerCtx) -> Any:
 def _lower_conv(node: Node, ctx: LowerCtx) -> Any:
     if getattr(ctx.target, "backend", "") == "hls":
         return _conv_direct(node, ctx)
+    if ctx.size:   # size mode: the one plain nest (masked loads, no split, no unrolling)
+        return _conv_direct(node, ctx)
     if _depthwise_applies(node, ctx):
         return _conv_depthwise(node, ctx)
     if _depthwise_scalar_applies(node, ctx):
@@ -951,7 +953,7 @@ def _lower_pool(node: Node, ctx: LowerCtx) -> Any:
     ins, outs = [X], [Y]
     div = _pool_divisor(node, ins, o, dt) if avg and not lp else None
     yi = ctx.output(1, "yi") if len(node.outputs) > 1 else None
-    if yi is None and not lp and getattr(ctx.target, "backend", "") == "hls":
+    if yi is None and not lp and (getattr(ctx.target, "backend", "") == "hls" or ctx.size):
         return _pool_direct(node, ctx, X, Y, o, iv, taps, div, ins)
     if yi is not None:
         outs.append(yi)
