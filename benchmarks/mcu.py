@@ -16,7 +16,11 @@ input. One table per model, a column per precision; rows (bytes unless said):
 - patch: what patch-based inference chose with the target's default bound (``passes/patch.py``:
   the grid and the MACs it adds), or "none" (why: in the notes); patched floor: the lower bound of the
   graph as compiled (patched or not);
-- size mode: "n/a (not built yet)" until ``--optimize size`` exists;
+- size mode: the ``optimize="size"`` build of the same precision (``onnxcc.compile``; one plain
+  loop nest per layer, kernels that differ only in integer constants sharing one C function,
+  patching off unless the unpatched arena does not fit the part): its code (as "code" below),
+  its RAM beyond the arena and its instructions / inference (both as below), the firmware at
+  ``--opt`` as for the other rows;
 - arena: ``<M>_ARENA_SIZE`` of the build as compiled (the target's default patching);
 - RAM beyond the arena: the library objects' .data + .bss (what the library keeps in RAM outside
   the caller's arena); stack used by the run: measured on the board (the harness paints the free
@@ -49,8 +53,6 @@ import numpy as np
 
 _HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(_HERE))
-
-NOT_BUILT = "n/a (not built yet)"
 
 
 def _models():
@@ -170,6 +172,20 @@ def measure(name: str, model, *, target: str, opt: str, samples: int, timeout: f
                              f"not fit {target}'s part ({e.args[0].splitlines()[0]}); measured "
                              "with the emulated board's memory")
         cm, plain = builds
+        try:
+            small = onnxcc.compile(model, target, name=f"{name}_{prec}", quantize=quant,
+                                   optimize="size")
+        except MemoryBudgetError:
+            small = onnxcc.compile(model, board_target(target), name=f"{name}_{prec}",
+                                   quantize=quant, optimize="size")
+            notes.append(f"{prec} size mode does not fit {target}'s part; measured with the "
+                         "emulated board's memory")
+        small_choice = small.graph.meta.get("patch")
+        if small_choice is not None and small_choice.grid is not None:
+            notes.append(f"{prec} size mode: patched {patch_text(small_choice)} (the unpatched "
+                         f"arena exceeds {target}'s SRAM)")
+        small_sizes = library_bytes(small)
+        small_n = qemu.count_instructions(small, feeds, opt=opt, timeout=timeout)
         choice = cm.graph.meta.get("patch")
         if choice is not None and choice.grid is None and choice.reason:
             notes.append(f"{prec}: not patched ({choice.reason})")
@@ -195,7 +211,9 @@ def measure(name: str, model, *, target: str, opt: str, samples: int, timeout: f
             "instructions / inference": n,
             "instructions / MAC": n / macs if macs else float("nan"),
             **kind_rows(cm, prof.kernels, n),
-            "size mode": NOT_BUILT,
+            "size mode: code": small_sizes["code"],
+            "size mode: RAM beyond arena": small_sizes["ram"],
+            "size mode: instructions / inference": small_n,
             "max |error|": err,
             "seconds (compile+run)": time.perf_counter() - t0,
         }

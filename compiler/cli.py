@@ -463,9 +463,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     from onnxcc.passes.patch import with_max_recompute
 
     recompute = getattr(args, "max_recompute", None)
-    if recompute is None and tgt.size_mode and tgt.backend != "hls":
-        recompute = 0   # as compile(optimize="size"): patching off unless asked for
-    g = run_pipeline(g, with_max_recompute(tgt.pipeline, recompute), verify=True)
+    auto = recompute is None and tgt.size_mode and tgt.backend != "hls"
+    g0 = g.copy() if auto else g
+    g = run_pipeline(g, with_max_recompute(tgt.pipeline, 0 if auto else recompute), verify=True)
+    if auto and tgt.sram_bytes is not None and g.meta["memory_plan"].arena_size > tgt.sram_bytes:
+        g = run_pipeline(g0, tgt.pipeline, verify=True)   # as compile(optimize="size")
     check_legal(g, tgt.name)
     if tgt.backend == "hls":   # every node without a fixed-point kernel
         from onnxcc.codegen.hls.emit import check_hls

@@ -313,9 +313,10 @@ def compile(model: str | Path | onnx.ModelProto, target: Any = "host", *,
             trades speed for code size on every target: each op family is lowered to its
             smallest nest (one output-stationary loop nest per layer with masked loads for the
             padding; no border/interior split, unrolled taps, register tiles or blocks of
-            outputs), the C library is built at ``-Os`` (also on the host), and patching is off
-            unless ``max_recompute`` asks for it (it repeats the first stage's kernels per
-            patch). Raises OnnxccError for another value.
+            outputs), kernels that differ only in integer constants share one C function, the
+            C library is built at ``-Os`` (also on the host), and patching is off (it repeats
+            the first stage's kernels per patch) unless ``max_recompute`` asks for it or the
+            unpatched arena exceeds the target's SRAM. Raises OnnxccError for another value.
     Returns:
         a CompiledModel whose library sits in a private temporary folder until ``save``.
     Raises:
@@ -352,8 +353,11 @@ def _compile(model: str | Path | onnx.ModelProto, target: Any, *,
     from onnxcc.targets import get_target
 
     tgt = with_optimize(get_target(target), optimize)
-    if tgt.size_mode and max_recompute is None and tgt.backend != "hls":
-        max_recompute = 0   # patching repeats the first stage's kernels per patch
+    # size mode: patching repeats the first stage's kernels per patch, so it is off unless asked
+    # for, or unless the unpatched arena does not fit the target's SRAM (then the default)
+    auto_patch = tgt.size_mode and max_recompute is None and tgt.backend != "hls"
+    if auto_patch:
+        max_recompute = 0
     proto, default_name = load_model(model, external_data_dir=external_data_dir)
     g = import_onnx(proto, input_shapes, constant_inputs=constant_inputs)
     g.name = name or default_name
@@ -385,8 +389,14 @@ def _compile(model: str | Path | onnx.ModelProto, target: Any, *,
         raise OnnxccError(f"max_recompute must be a share of the MACs >= 0, got {max_recompute!r}",
                           hint="e.g. max_recompute=0.15 (15% extra MACs), or 0 to disable patching")
     pipeline = with_max_recompute(with_quantization(tgt.pipeline, quantize), max_recompute)
+    g0 = g.copy() if auto_patch else g
     g = run_pipeline(g, pipeline, verify=verify, dump_dir=dump_dir,
                      dump_after=dump_after, disable=disable_passes)
+    if auto_patch and tgt.sram_bytes is not None \
+            and g.meta["memory_plan"].arena_size > tgt.sram_bytes:
+        max_recompute = None   # the target's default patching, which may make it fit
+        g = run_pipeline(g0, with_quantization(tgt.pipeline, quantize), verify=verify,
+                         dump_dir=dump_dir, dump_after=dump_after, disable=disable_passes)
     g.verify()
     from onnxcc.codegen.c.emit import check_legal
 

@@ -248,6 +248,11 @@ def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: s
 
         kname = {kd["fn"]: k.name for kd, k in zip(kernels, program.kernels)}
         kernels, calls = share_kernels(kernels, calls, lambda fn: names.own(kname[fn], "p"))
+    helpers = cctx.text()
+    if options.get("optimize") == "size":
+        from .share import outline_helpers
+
+        helpers = outline_helpers(helpers)
     weights_size = sum(w.data.nbytes for w in stored)
     if run_object is not None:
         weights_size = run_object.weights_size
@@ -270,7 +275,7 @@ def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: s
                     options_comment=comment_text(json.dumps(options, sort_keys=True), 400),
                     arena_size=plan.arena_size, arena_align=max(plan.alignment, 8),
                     weights_size=weights_size, inputs=ins, outputs=outs, nodes=kernels,
-                    calls=calls, weights=decls, splats=splats, helpers=cctx.text(),
+                    calls=calls, weights=decls, splats=splats, helpers=helpers,
                     blob=not weights_in_c and bool(stored), run_object=run_object is not None)
     files = {
         f"{m}.h": j.get_template("model.h.j2").render(ctx_vars),

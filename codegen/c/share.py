@@ -110,3 +110,17 @@ def share_kernels(kernels: list[dict[str, Any]], calls: list[str], table_name: A
                       "comment": f"shared by {len(members)} kernels ({names}); "
                                  f"{len(varying)} of their integer literals per call in a table"})
     return out_k, out_c
+
+
+def outline_helpers(helpers: str) -> str:
+    """The C helper definitions ``helpers`` (``static inline`` functions, one per block) with
+    every helper of more than one statement line marked ``ONNXCC_NOINLINE`` instead of
+    ``inline`` (``onnxcc_requantize``: inlined into each shared kernel at -Os it cost more than
+    a call), so size mode keeps one copy; one-line helpers (min, max) stay inline."""
+    out = []
+    for block in re.split(r"(?=^static inline )", helpers, flags=re.M):
+        head, _, rest = block.partition("{")
+        if block.startswith("static inline ") and rest.count("\n") > 3:
+            block = block.replace("static inline ", "static ONNXCC_NOINLINE ", 1)
+        out.append(block)
+    return "".join(out)

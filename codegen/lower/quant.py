@@ -346,12 +346,13 @@ def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
     xz, xzb = _zero_point_expr(ctx, 2, "x_zp", Const(0))
     wz, wzb = _zero_point_expr(ctx, 5 if q else 3, "w_zp", m)
     fin = _Requant(ctx, (1, 4, 6), 7, M) if q else None
-    scalar = _depthwise_integer_scalar(node, ctx, X, Y, B, xz, fin)
-    if scalar is not None:
-        return scalar
-    rows = _conv_integer_rows(node, ctx, X, Y, B, xz, xzb, fin)
-    if rows is not None:
-        return rows
+    if not ctx.size:   # size mode: the one guarded nest below (no split, no unrolled taps)
+        scalar = _depthwise_integer_scalar(node, ctx, X, Y, B, xz, fin)
+        if scalar is not None:
+            return scalar
+        rows = _conv_integer_rows(node, ctx, X, Y, B, xz, xzb, fin)
+        if rows is not None:
+            return rows
     acc = Var("acc", I32)
     init: Expr = Cast(B[(m,)], I32) if B is not None else const(0, I32)
     folded = False
@@ -384,7 +385,9 @@ def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
         return [Decl(acc, init), *(red if possible else []), Store(Y, (n, m, *o), out)]
 
     segs = [segments(O[a], K[a], d[a], s[a], pb[a], I[a]) for a in range(nd)]
-    body = loops([(n, 0, N), (g, 0, group), (mg, 0, MG)], split_positions(o, segs, make))
+    positions = (loops([(o[a], 0, O[a]) for a in range(nd)], make(frozenset(range(nd))))
+                 if ctx.size else split_positions(o, segs, make))
+    body = loops([(n, 0, N), (g, 0, group), (mg, 0, MG)], positions)
     text = (f"{node.op}: x {shape_text(X.shape)} {X.dtype} is (N,C,spatial...), w "
             f"{shape_text(Wt.shape)} {Wt.dtype} is (M,C/group,k...), y {shape_text(Y.shape)} "
             f"{Y.dtype}; group {group}, strides {list(s)}, dilations {list(d)}, pads_begin "
