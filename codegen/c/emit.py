@@ -242,12 +242,17 @@ def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: s
             what = f"{k.node} ({k.op})"
         kernels.append({"fn": fn, "signature": signature, "body": body,
                         "comment": comment_text(what, 200)})
+        kernels[-1]["args"] = [
+            ("arena", b.offset, arg(b)) if b.space == "arena" else
+            ("const", arg(b), arg(b)) if b.space == "weight" and arg(b).isidentifier() else
+            ("other", arg(b), arg(b)) for b in k.params]
         calls.append(f"{fn}({', '.join(arg(b) for b in k.params)});")
     if options.get("optimize") == "size" and len(kernels) > 1:
         from .share import share_kernels
 
         kname = {kd["fn"]: k.name for kd, k in zip(kernels, program.kernels)}
-        kernels, calls = share_kernels(kernels, calls, lambda fn: names.own(kname[fn], "p"))
+        kernels, calls = share_kernels(kernels, lambda fn: names.own(kname[fn], "args"),
+                                       lambda fn: names.own(kname[fn], "table"))
     helpers = cctx.text()
     if options.get("optimize") == "size":
         from .share import outline_helpers

@@ -26,7 +26,9 @@ _LITERAL = re.compile(r"(?<![\w.])(\d+)(?![\w.])")
 _EXPONENT = re.compile(r"[\d.][eEpP][+-]$")   # the exponent of a float literal (1e-5)
 _ARRAY_DECL = re.compile(r"^\s*(?:static\s+)?(?:const\s+)?[A-Za-z_]\w*\s+\**\s*[A-Za-z_]\w*\s*\[")
 INT32_MAX = 2**31 - 1
-PARAM = "ksp"   # the table parameter's name (no kernel buffer or variable is named so)
+PARAM = "ksp"     # the literals' array (no kernel buffer or variable is named so)
+TABLE = "kst"     # the per-call table's parameter
+ARENA = "ka"      # the arena's parameter
 
 
 def _split(body: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
@@ -54,15 +56,31 @@ def _split(body: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
     return tuple(texts), tuple(values)
 
 
-def share_kernels(kernels: list[dict[str, Any]], calls: list[str], table_name: Any
+def _params(signature: str) -> list[tuple[str, str]]:
+    """(declaration, name) of each parameter of a rendered kernel ``signature``
+    (``void f(float *restrict y, const float *restrict x)``; none for ``(void)``)."""
+    inner = signature[signature.index("(") + 1:signature.rindex(")")].strip()
+    if inner in ("", "void"):
+        return []
+    return [(d.strip(), re.split(r"[\s*]+", d.strip())[-1]) for d in inner.split(",")]
+
+
+def share_kernels(kernels: list[dict[str, Any]], table_name: Any, struct_name: Any
                   ) -> tuple[list[dict[str, Any]], list[str]]:
-    """``kernels`` (dicts with ``fn``, ``signature``, ``body``, ``comment``) and their
-    ``calls`` (one C call statement each, in order) with every group of two or more kernels
-    differing only in integer literals merged into the group's first function, which takes one
-    more parameter, ``const int16_t/int32_t *ksp``, and reads each differing literal ``i`` as
-    ``ksp[i]``; each call passes its own table, ``table_name(fn)`` (a ``static const`` array
-    declared in front of the shared function, in the returned entry's ``tables``). Kernels
-    without a partner are returned unchanged."""
+    """The kernel functions and their calls after merging every group of two or more
+    ``kernels`` that differ only in integer literals and in where their buffers are.
+
+    ``kernels`` are dicts with ``fn``, ``signature``, ``body``, ``comment`` and ``args``: per
+    parameter ``("arena", offset, C)`` (a pointer ``a + offset`` into the caller's arena ``a``),
+    ``("const", symbol, C)`` (a constant array) or ``("other", C, C)``, C the argument's text. A group's one
+    function takes ``a`` and a pointer to a ``static const struct`` per call (named
+    ``struct_name(first fn)``, each instance ``table_name(fn)``): the arena offsets, the
+    constant arrays and the literals that differ (``ksp``: int16_t when every value fits, else
+    int32_t); the other parameters stay parameters. A kernel without a partner keeps its own
+    function and its call with the arguments. Returns (kernel dicts, one call statement each)."""
+    def call(fn: str, args: list[str]) -> str:
+        return f"{fn}({', '.join(args)});"
+
     groups: dict[tuple, list[int]] = {}
     parts = []
     for i, k in enumerate(kernels):
@@ -71,45 +89,125 @@ def share_kernels(kernels: list[dict[str, Any]], calls: list[str], table_name: A
         parts.append((texts, values))
         groups.setdefault((sig, texts), []).append(i)
     out_k: list[dict[str, Any]] = []
-    out_c = list(calls)
-    for i, k in enumerate(kernels):
-        key = (k["signature"].replace(k["fn"] + "(", "\0(", 1), parts[i][0])
-        members = groups[key]
+    out_c = [call(k["fn"], [_arg_text(a) for a in k["args"]]) for k in kernels]
+    for key, members in groups.items():
+        k = kernels[members[0]]
         if len(members) < 2:
-            out_k.append(k)
             continue
-        if members[0] != i:
-            continue          # emitted with the group's first kernel
-        texts = parts[i][0]
+        texts = parts[members[0]][0]
         vals = [parts[m][1] for m in members]
         varying = [j for j in range(len(vals[0])) if len({v[j] for v in vals}) > 1]
-        if not varying:       # identical bodies: one function, the others call it
-            for m in members[1:]:
-                out_c[m] = calls[m].replace(kernels[m]["fn"] + "(", k["fn"] + "(", 1)
-            out_k.append(k)
-            continue
         small = all(-32768 <= v[j] <= 32767 for v in vals for j in varying)
-        ct = "int16_t" if small else "int32_t"
+        pt = "int16_t" if small else "int32_t"
         slot = {j: n for n, j in enumerate(varying)}
         body = texts[0]
         for j, t in enumerate(texts[1:]):
             body += (f"{PARAM}[{slot[j]}]" if j in slot else str(vals[0][j])) + t
-        tables = []
-        for m in members:
-            tname = table_name(kernels[m]["fn"])
-            row = ", ".join(str(vals[members.index(m)][j]) for j in varying)
-            tables.append(f"static const {ct} {tname}[{len(varying)}] = {{ {row} }};")
-            out_c[m] = calls[m].replace(kernels[m]["fn"] + "(", k["fn"] + "(", 1)
-            c = out_c[m][:out_c[m].rindex(")")]
-            out_c[m] = c + ("" if c.endswith("(") else ", ") + f"{tname});"
-        sig = k["signature"].replace("(void)", "()")
-        sig = (sig[:sig.rindex(")")] + ("" if sig.endswith("()") else ", ")
-               + f"const {ct} *restrict {PARAM})")
+        params = _params(k["signature"])
+        same = len({tuple(a[0] for a in kernels[m]["args"]) for m in members}) == 1
+        if not same or not _table_pays(k["args"], len(members), bool(varying)):
+            _literal_table(kernels, members, out_c, body, varying, vals, pt, table_name)
+            continue
+        offs = [kernels[m]["args"][q][1] for m in members
+                for q, a in enumerate(k["args"]) if a[0] == "arena"]
+        ot = "uint16_t" if all(0 <= o < 65536 for o in offs) else "int32_t"
+        sname = struct_name(k["fn"])
+        fields, prelude, kept = [], [], []
+        for (decl, nm), a in zip(params, k["args"]):
+            ptr = decl[:decl.rindex(nm)].rstrip()            # "const float *restrict"
+            base = ptr.replace("restrict", "").replace("const", "").replace("*", "").strip()
+            if a[0] == "arena":
+                fields.append(f"{ot} o_{nm};")
+                prelude.append(f"{decl} = ({'const ' if ptr.startswith('const') else ''}"
+                               f"{base} *)({'const ' if ptr.startswith('const') else ''}void *)"
+                               f"({ARENA} + {TABLE}->o_{nm});")
+            elif a[0] == "const":
+                fields.append(f"const {base} *{nm};")
+                prelude.append(f"{decl} = {TABLE}->{nm};")
+            else:
+                kept.append(decl)
+        if varying:
+            fields.append(f"{pt} {PARAM}[{len(varying)}];")
+            prelude.append(f"const {pt} *restrict {PARAM} = {TABLE}->{PARAM};")
+        if not fields:
+            fields.append("char none;")
+        tables = [f"struct {sname} {{ {' '.join(fields)} }};"]
+        for r, m in enumerate(members):
+            km = kernels[m]
+            init = [str(a[1]) for a in km["args"] if a[0] in ("arena", "const")]
+            if varying:
+                init.append("{ " + ", ".join(str(vals[r][j]) for j in varying) + " }")
+            init = init or ["0"]
+            tname = table_name(km["fn"])
+            tables.append(f"static const struct {sname} {tname} = {{ {', '.join(init)} }};")
+            out_c[m] = call(k["fn"], ["a", f"&{tname}"]
+                            + [_arg_text(a) for a in km["args"] if a[0] == "other"])
+        sig = (f"void {k['fn']}(unsigned char *{ARENA}, const struct {sname} *restrict {TABLE}"
+               + "".join(f", {d}" for d in kept) + ")")
         names = ", ".join(kernels[m]["fn"] for m in members)
-        out_k.append({**k, "signature": sig, "body": body.strip("\n"), "tables": "\n".join(tables),
-                      "comment": f"shared by {len(members)} kernels ({names}); "
-                                 f"{len(varying)} of their integer literals per call in a table"})
+        grouped = {**k, "signature": sig, "tables": "\n".join(tables),
+                   "body": "\n".join(prelude + [f"(void){ARENA};", f"(void){TABLE};"]) + "\n" + body.strip("\n"),
+                   "comment": f"shared by {len(members)} kernels ({names}): their arena offsets, "
+                              f"constants and the {len(varying)} integer literals that differ "
+                              "in a table per call"}
+        kernels[members[0]] = grouped
+        for m in members[1:]:
+            kernels[m] = {**kernels[m], "merged": True}
+    out_k = [k for k in kernels if not k.get("merged")]
     return out_k, out_c
+
+
+def _table_pays(args: list[tuple], calls: int, literals: bool) -> bool:
+    """Whether the arena offsets and constant arrays of a group's ``calls`` take less Thumb-2
+    code in a table per call than as arguments, by byte counts read off arm-none-eabi-gcc -Os
+    listings: an arena pointer argument ``add.w`` 4 bytes, a constant's address a 2-byte load
+    and its 4-byte literal, 2 more from the fifth argument on (a store to the stack); the table
+    form passes two arguments (8 bytes) and stores 2 bytes per offset and 4 per address, and
+    the shared function loads each field once (6 bytes each)."""
+    n = len(args) + (1 if literals else 0)
+    old = sum(4 if a[0] == "arena" else 6 for a in args) + (6 if literals else 0) \
+        + 2 * max(0, n - 4)
+    fields = [a for a in args if a[0] in ("arena", "const")]
+    new = 8 + sum(2 if a[0] == "arena" else 4 for a in fields) \
+        + 2 * max(0, len(args) - len(fields) + 2 - 4)
+    return calls * (old - new) > 6 * len(fields)
+
+
+def _literal_table(kernels: list[dict[str, Any]], members: list[int], out_c: list[str],
+                   body: str, varying: list[int], vals: list[tuple], pt: str,
+                   table_name: Any) -> None:
+    """Merge the group ``members`` (indices into ``kernels``) into its first function with the
+    arguments kept and only the differing literals in a ``static const`` array per call (one
+    more parameter ``ksp``); updates ``kernels`` and the calls ``out_c`` in place."""
+    k = kernels[members[0]]
+    tables = []
+    for r, m in enumerate(members):
+        km = kernels[m]
+        args = [_arg_text(a) for a in km["args"]]
+        if varying:
+            tname = table_name(km["fn"])
+            row = ", ".join(str(vals[r][j]) for j in varying)
+            tables.append(f"static const {pt} {tname}[{len(varying)}] = {{ {row} }};")
+            args.append(tname)
+        out_c[m] = f"{k['fn']}({', '.join(args)});"
+    sig = k["signature"]
+    if varying:
+        sig = sig.replace("(void)", "()")
+        sig = (sig[:sig.rindex(")")] + ("" if sig.endswith("()") else ", ")
+               + f"const {pt} *restrict {PARAM})")
+    names = ", ".join(kernels[m]["fn"] for m in members)
+    kernels[members[0]] = {**k, "signature": sig, "body": body.strip("\n"),
+                           "tables": "\n".join(tables),
+                           "comment": f"shared by {len(members)} kernels ({names}); the "
+                                      f"{len(varying)} integer literals that differ in a table "
+                                      "per call"}
+    for m in members[1:]:
+        kernels[m] = {**kernels[m], "merged": True}
+
+
+def _arg_text(a: tuple) -> str:
+    """The C argument of one ``args`` entry of :func:`share_kernels`."""
+    return a[2]
 
 
 def outline_helpers(helpers: str) -> str:
