@@ -96,10 +96,20 @@ def share_kernels(kernels: list[dict[str, Any]], table_name: Any, struct_name: A
             continue
         texts = parts[members[0]][0]
         vals = [parts[m][1] for m in members]
-        varying = [j for j in range(len(vals[0])) if len({v[j] for v in vals}) > 1]
+        # literals that differ, one slot per distinct column of values (a width and a row
+        # length equal in every call share it)
+        cols: dict[tuple, int] = {}
+        slot: dict[int, int] = {}
+        varying: list[int] = []
+        for j in range(len(vals[0])):
+            col = tuple(v[j] for v in vals)
+            if len(set(col)) > 1:
+                if col not in cols:
+                    cols[col] = len(varying)
+                    varying.append(j)
+                slot[j] = cols[col]
         small = all(-32768 <= v[j] <= 32767 for v in vals for j in varying)
         pt = "int16_t" if small else "int32_t"
-        slot = {j: n for n, j in enumerate(varying)}
         body = texts[0]
         for j, t in enumerate(texts[1:]):
             body += (f"{PARAM}[{slot[j]}]" if j in slot else str(vals[0][j])) + t
