@@ -467,7 +467,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     g0 = g.copy() if auto else g
     g = run_pipeline(g, with_max_recompute(tgt.pipeline, 0 if auto else recompute), verify=True)
     if auto and tgt.sram_bytes is not None and g.meta["memory_plan"].arena_size > tgt.sram_bytes:
-        g = run_pipeline(g0, tgt.pipeline, verify=True)   # as compile(optimize="size")
+        g1 = g0.copy()   # as compile(optimize="size"): the fewest patched kernels that fit
+        g = run_pipeline(g0, with_max_recompute(tgt.pipeline, None, fit_bytes=tgt.sram_bytes),
+                         verify=True)
+        if g.meta["memory_plan"].arena_size > tgt.sram_bytes:
+            g = run_pipeline(g1, tgt.pipeline, verify=True)
     check_legal(g, tgt.name)
     if tgt.backend == "hls":   # every node without a fixed-point kernel
         from onnxcc.codegen.hls.emit import check_hls

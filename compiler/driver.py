@@ -394,9 +394,17 @@ def _compile(model: str | Path | onnx.ModelProto, target: Any, *,
                      dump_after=dump_after, disable=disable_passes)
     if auto_patch and tgt.sram_bytes is not None \
             and g.meta["memory_plan"].arena_size > tgt.sram_bytes:
-        max_recompute = None   # the target's default patching, which may make it fit
-        g = run_pipeline(g0, with_quantization(tgt.pipeline, quantize), verify=verify,
-                         dump_dir=dump_dir, dump_after=dump_after, disable=disable_passes)
+        # the target's patching, choosing the fewest repeated kernels that fit (else, as in
+        # speed mode, the smallest arena)
+        max_recompute = None
+        g1 = g0.copy()
+        g = run_pipeline(g0, with_max_recompute(with_quantization(tgt.pipeline, quantize), None,
+                                                fit_bytes=tgt.sram_bytes),
+                         verify=verify, dump_dir=dump_dir, dump_after=dump_after,
+                         disable=disable_passes)
+        if g.meta["memory_plan"].arena_size > tgt.sram_bytes:
+            g = run_pipeline(g1, with_quantization(tgt.pipeline, quantize), verify=verify,
+                             dump_dir=dump_dir, dump_after=dump_after, disable=disable_passes)
     g.verify()
     from onnxcc.codegen.c.emit import check_legal
 
