@@ -139,3 +139,34 @@ def test_cli_optimize_flag(tmp_path, cnn, capsys):
 def test_invalid_optimize_value_is_refused(cnn):
     with pytest.raises(OnnxccError, match=r"optimize='tiny' \(CLI --optimize\)"):
         onnxcc.compile(cnn[0], "cortex-m4", optimize="tiny")
+
+
+def _chain():
+    """x (1,3,10,10) -> Conv 3x3 (8) Relu -> four 1x1 Convs with Relu (8->12->16->12->8) ->
+    MaxPool 2x2: four kernels of one shape of nest reading and writing the arena."""
+    rng = np.random.default_rng(4)
+    chans = [8, 12, 16, 12, 8]
+    inits = {"w0": (rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32)}
+    nodes = [("Conv", ["x", "w0"], ["c0"], {"pads": [1, 1, 1, 1]}), ("Relu", ["c0"], ["r0"])]
+    for i in range(1, 5):
+        inits[f"w{i}"] = (rng.standard_normal((chans[i], chans[i - 1], 1, 1)) * 0.3
+                          ).astype(np.float32)
+        inits[f"b{i}"] = (rng.standard_normal(chans[i]) * 0.3).astype(np.float32)
+        nodes += [("Conv", [f"r{i - 1}", f"w{i}", f"b{i}"], [f"c{i}"]),
+                  ("Relu", [f"c{i}"], [f"r{i}"])]
+    nodes.append(("MaxPool", ["r4"], ["y"], {"kernel_shape": [2, 2], "strides": [2, 2]}))
+    return make_model(nodes, {"x": (1, 3, 10, 10)}, {"y": (1, 8, 5, 5)}, inits)
+
+
+@needs_qemu
+def test_shared_kernel_tables_on_qemu():
+    """Four calls of one pointwise nest take a table each (arena offsets, weight addresses, the
+    literals that differ); the firmware agrees with onnxruntime."""
+    model = _chain()
+    x = np.random.default_rng(6).standard_normal((1, 3, 10, 10)).astype(np.float32)
+    cm = onnxcc.compile(model, "cortex-m4", name="chain", optimize="size")
+    text = (cm.lib_dir / "chain.c").read_text()
+    assert "shared by 4 kernels" in text and "their arena offsets, constants" in text
+    assert text.count("chain_k1_fusedconv(a, &chain_k") == 4 and "struct chain_k1_table" in text
+    got = qemu.run_on_qemu(cm, {"x": x}, timeout=60)["y"]
+    np.testing.assert_allclose(got, ort_run(model, {"x": x})["y"], rtol=1e-4, atol=1e-5)
