@@ -294,7 +294,8 @@ def lower_program(g: Graph, name: str | None = None, target: Any = None) -> Prog
 def lower_for_target(g: Graph, target: Any, name: str | None = None,
                      loop_passes: Sequence[Any] | None = None) -> Program:
     """The Program every back end renders for the planned graph ``g``: :func:`lower_program`,
-    then ``target.loop_passes`` (or ``loop_passes`` when given) on every kernel, then :func:`onnxcc.codegen.verify.verify`
+    then ``target.loop_passes`` (or ``loop_passes`` when given) on every kernel (in size mode
+    then ``codegen.schedule.plain_loops``), then :func:`onnxcc.codegen.verify.verify`
     (every access provably inside its buffer after the passes). Raises UnsupportedOpError
     listing every node without a lowering; VerifyError (a compiler bug) when a pass broke a
     kernel."""
@@ -306,6 +307,10 @@ def lower_for_target(g: Graph, target: Any, name: str | None = None,
     program = lower_program(g, name, target)
     passes = list(loop_passes if loop_passes is not None else
                   (getattr(target, "loop_passes", []) or []))
+    if getattr(target, "size_mode", False) and getattr(target, "backend", "") != "hls":
+        from onnxcc.codegen.schedule import plain_loops
+
+        passes.append(plain_loops)   # size mode: no unrolled copies, no vector remainders
     if passes:
         program = dataclasses.replace(program, kernels=[prune_kernel(apply_passes(k, passes))
                                                         for k in program.kernels])
