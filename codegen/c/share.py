@@ -1,19 +1,26 @@
 """Size mode's kernel sharing for the C back end: kernels whose rendered C differs only in integer
-literals (shapes, strides, loop bounds, offsets: the layers of a CNN stage) become one C function
-reading those literals from a ``const`` table per call.
+literals (shapes, strides, loop bounds, offsets: the layers of a CNN stage) become one C function.
 
 A kernel's body is cut into its integer literals and the text around them (comments dropped).
 Kernels with the same signature and the same text between literals form a group; each literal
-position whose value differs inside the group becomes ``p[i]`` in the group's one function, and
-each call passes its own ``static const`` table of those values (``int16_t`` when every value
-fits, else ``int32_t``). An ``int`` literal and an ``int32_t`` read compute the same on every
-target onnxcc builds for (``int`` is 32 bits), so the shared function computes exactly what the
-kernels did. Literals that C needs as constants stay literals: array sizes of declarations and
-any literal outside the range of ``int32_t`` (they must then be equal within a group).
+whose value differs inside the group becomes ``ksp[i]`` in the group's one function (literals
+equal in every call of the group share a slot; ``int16_t`` when every value fits, else
+``int32_t``). Each call then passes its values in one of two forms, whichever a byte count of
+Thumb-2 calls says is smaller (:func:`_table_pays`):
 
-This is onnx2c's size lever turned around: onnx2c emits one small function per node; onnxcc in
-size mode emits one plain nest per node (``Target.optimize``) and then one function per *kind* of
-nest, so a MobileNet's thirteen pointwise convolutions cost one loop nest of code.
+- its arguments as before plus a ``static const`` array of the literals, or
+- the arena base and a ``static const struct`` per call holding the arena offsets of its
+  buffers, the addresses of its constant arrays and the literals (the function derives its
+  pointers from it): two arguments per call instead of one per buffer.
+
+An ``int`` literal and an ``int32_t`` read compute the same on every target onnxcc builds for
+(``int`` is 32 bits), so the shared function computes exactly what the kernels did. Literals that
+C needs as constants stay literals: array sizes of declarations, float exponents, octal and any
+literal outside ``int32_t`` (they must then be equal within a group).
+
+onnx2c emits one small function per node; onnxcc in size mode emits one plain nest per node
+(``Target.optimize``) and then one function per kind of nest, so a MobileNet's thirteen
+pointwise convolutions cost one loop nest of code.
 """
 
 from __future__ import annotations
