@@ -180,11 +180,14 @@ def _table_pays(args: list[tuple], calls: int, literals: bool) -> bool:
     listings: an arena pointer argument ``add.w`` 4 bytes, a constant's address a 2-byte load
     and its 4-byte literal, 2 more from the fifth argument on (a store to the stack); the table
     form passes two arguments (8 bytes) and stores 2 bytes per offset and 4 per address, and
-    the shared function loads each field once (6 bytes each)."""
-    n = len(args) + (1 if literals else 0)
-    old = sum(4 if a[0] == "arena" else 6 for a in args) + (6 if literals else 0) \
-        + 2 * max(0, n - 4)
+    the shared function loads each field once (6 bytes each). Other arguments (the graph's
+    inputs and outputs) stay arguments in both forms."""
     fields = [a for a in args if a[0] in ("arena", "const")]
+    if not fields:
+        return False     # nothing to move: the literals' array alone is the smaller form
+    n = len(args) + (1 if literals else 0)
+    old = sum(4 if a[0] == "arena" else 6 for a in fields) + (6 if literals else 0) \
+        + 2 * max(0, n - 4)
     new = 8 + sum(2 if a[0] == "arena" else 4 for a in fields) \
         + 2 * max(0, len(args) - len(fields) + 2 - 4)
     return calls * (old - new) > 6 * len(fields)

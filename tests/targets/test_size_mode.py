@@ -185,3 +185,26 @@ def test_size_mode_conv_with_infinite_weight_multiplies_the_padding():
     want = onnxcc.compile(model, "host").run({"x": x})["y"]
     assert np.isnan(got[0, 0, 0]).all()   # the top row reads the padding at the inf tap
     np.testing.assert_array_equal(got, want)
+
+
+def test_share_kernels_keeps_the_literals_c_needs():
+    """Array sizes, float exponents and octal stay literal text; a group shares the one
+    function and each call gets its own values; a kernel without a partner is unchanged."""
+    from onnxcc.codegen.c.share import share_kernels
+
+    def kernel(fn, n, scale, size):
+        body = (f"float t[{size}];\nfor (int32_t i = 0; i < {n}; ++i) {{ /* {n} */\n"
+                f"    y[i] = x[i] * 1e-5f + {scale} + 010;\n}}")
+        return {"fn": fn, "signature": f"void {fn}(float *restrict y, const float *restrict x)",
+                "body": body, "comment": fn,
+                "args": [("other", "out", "out"), ("other", "in", "in")]}
+
+    ks = [kernel("k0", 7, 2, 4), kernel("k1", 9, 2, 4), kernel("k2", 7, 3, 8)]
+    out, calls = share_kernels(ks, lambda fn: f"{fn}_args", lambda fn: f"{fn}_table")
+    assert [k["fn"] for k in out] == ["k0", "k2"]           # k1 joins k0; k2's array differs
+    body = out[0]["body"]
+    assert "float t[4];" in body and "1e-5f" in body and "010" in body
+    assert "i < ksp[0]" in body and "+ 2 +" in body        # only the differing literal moves
+    assert calls[:2] == ["k0(out, in, k0_args);", "k0(out, in, k1_args);"]
+    assert "static const int16_t k1_args[1] = { 9 };" in out[0]["tables"]
+    assert out[1] == ks[2] and calls[2] == "k2(out, in);"
