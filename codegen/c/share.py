@@ -15,8 +15,11 @@ Thumb-2 calls says is smaller (:func:`_table_pays`):
 
 An ``int`` literal and an ``int32_t`` read compute the same on every target onnxcc builds for
 (``int`` is 32 bits), so the shared function computes exactly what the kernels did. Literals that
-C needs as constants stay literals: array sizes of declarations, float exponents, octal and any
-literal outside ``int32_t`` (they must then be equal within a group).
+C needs as constants stay literals: array sizes of declarations, float exponents, octal, macro
+arguments (``INT64_C(5)``) and any literal outside ``int32_t`` (they must then be equal within a
+group). An unsigned operand compared with ``ksp[i]`` converts it as it converted the literal, but
+gcc's -Wsign-compare, quiet for a non-negative constant, warns for a variable: a shared function
+with an unsigned type in its body is compiled with that warning off (``sign_compare``).
 
 onnx2c emits one small function per node; onnxcc in size mode emits one plain nest per node
 (``Target.optimize``) and then one function per kind of nest, so a MobileNet's thirteen
@@ -31,6 +34,7 @@ from typing import Any
 _COMMENT = re.compile(r"/\*.*?\*/", re.S)
 _LITERAL = re.compile(r"(?<![\w.])(\d+)(?![\w.])")
 _EXPONENT = re.compile(r"[\d.][eEpP][+-]$")   # the exponent of a float literal (1e-5)
+_MACRO_ARG = re.compile(r"INT\d+_C\($")              # INT64_C(5): pasted into a token
 _ARRAY_DECL = re.compile(r"^\s*(?:static\s+)?(?:const\s+)?[A-Za-z_]\w*\s+\**\s*[A-Za-z_]\w*\s*\[")
 INT32_MAX = 2**31 - 1
 PARAM = "ksp"     # the literals' array (no kernel buffer or variable is named so)
@@ -53,7 +57,9 @@ def _split(body: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
         if _EXPONENT.search(text[max(0, mt.start() - 3):mt.start()]):
             cur += lit
             continue
-        if _ARRAY_DECL.match(line) or v > INT32_MAX or (lit.startswith("0") and v):
+        before = text[max(0, mt.start() - 40):mt.start()]
+        if _ARRAY_DECL.match(line) or v > INT32_MAX or (lit.startswith("0") and v) \
+                or _MACRO_ARG.search(before):
             cur += lit   # a constant C needs (an array size), too large, or octal: plain text
             continue
         texts.append(cur)
@@ -163,6 +169,7 @@ def share_kernels(kernels: list[dict[str, Any]], table_name: Any, struct_name: A
                + "".join(f", {d}" for d in kept) + ")")
         names = ", ".join(kernels[m]["fn"] for m in members)
         grouped = {**k, "signature": sig, "tables": "\n".join(tables),
+                   "sign_compare": "uint" in body,
                    "body": "\n".join(prelude + [f"(void){ARENA};", f"(void){TABLE};"]) + "\n" + body.strip("\n"),
                    "comment": f"shared by {len(members)} kernels ({names}): their arena offsets, "
                               f"constants and the {len(varying)} integer literals that differ "
@@ -217,7 +224,7 @@ def _literal_table(kernels: list[dict[str, Any]], members: list[int], out_c: lis
                + f"const {pt} *restrict {PARAM})")
     names = ", ".join(kernels[m]["fn"] for m in members)
     kernels[members[0]] = {**k, "signature": sig, "body": body.strip("\n"),
-                           "tables": "\n".join(tables),
+                           "tables": "\n".join(tables), "sign_compare": "uint" in body,
                            "comment": f"shared by {len(members)} kernels ({names}); the "
                                       f"{len(varying)} integer literals that differ in a table "
                                       "per call"}
