@@ -96,8 +96,9 @@ def _add_model_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
                    "elsewhere; 0 disables it); applied only when it lowers the arena")
     p.add_argument("--optimize", default="speed", metavar="speed|size",
                    help="speed (default), or size: the smallest code (one plain loop nest per "
-                   "layer, C built at -Os, patching off unless --max-recompute is given) at "
-                   "some speed")
+                   "layer, layers differing only in constants share one C function, C built at "
+                   "-Os, patching only with --max-recompute or when the arena would not fit "
+                   "the SRAM) for 1.3-6x the instructions")
     p.add_argument("--quantize", choices=["int8"],
                    help="post-training int8 quantization, calibrated on --calibration")
     p.add_argument("--calibration", metavar="NPZ|DIR",
