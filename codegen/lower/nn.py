@@ -856,6 +856,18 @@ def _conv_direct(node: Node, ctx: LowerCtx) -> Any:
 
 
 # ---- size mode (Target.optimize == "size") ------------------------------------------------------
+def tap_guard(iv: Sequence[Expr], geometry: Sequence[Sequence[int]]) -> Expr | None:
+    """The condition that the input position ``iv`` (per spatial axis ``o*s + k*d - pb``) of a
+    tap lies inside x, with only the bounds some output crosses (the lower one when ``pb > 0``,
+    the upper one when the last output's last tap passes ``I``); None when none is needed (an
+    unpadded 1x1). ``geometry`` is (K, I, pads_begin, strides, dilations, O) per axis."""
+    K, I, pb, s, d, O = geometry
+    return all_of(*[cond for a in range(len(K)) for cond, need in (
+        (iv[a] >= 0, pb[a] > 0),
+        (iv[a] < I[a], (O[a] - 1) * s[a] + (K[a] - 1) * d[a] - pb[a] >= I[a]))
+        if need and not isinstance(iv[a], Const)])
+
+
 def _conv_small(node: Node, ctx: LowerCtx) -> Any:
     """Size mode's Conv: one output-stationary nest, output positions outermost (as
     :func:`_conv_direct`), then per output ``acc = bias``, for each kernel tap whose input lies
@@ -875,10 +887,7 @@ def _conv_small(node: Node, ctx: LowerCtx) -> Any:
     k = [axis_var("k" + lb[a], K[a]) for a in range(nd)]
     m, ci = lin((g, MG), mg), lin((g, CG), c)
     iv = [lin((o[a], s[a]), (k[a], d[a]), -pb[a]) for a in range(nd)]
-    guard = all_of(*[cond for a in range(nd) for cond, need in (
-        (iv[a] >= 0, pb[a] > 0),
-        (iv[a] < I[a], (O[a] - 1) * s[a] + (K[a] - 1) * d[a] - pb[a] >= I[a]))
-        if need and not isinstance(iv[a], Const)])
+    guard = tap_guard(iv, (K, I, pb, s, d, O))
     acc = Var("acc", dt)
     red = loops([(c, 0, CG)], [Assign(acc, MulAdd(Wt[(m, c, *k)], X[(n, ci, *iv)], acc))])
     body: list[Stmt] = [

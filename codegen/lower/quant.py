@@ -40,7 +40,7 @@ from onnxcc.ops.quant import QTYPES, param_layout, qrange, real_multiplier
 from . import LowerCtx, broadcast_view, lower, nest
 from .matmul import matmul_views
 from .nn import (LABELS, SCALAR_TAPS, _tap_bounds, axis_var, in_range, lin, loops, read_buffers,
-                 scalar_depthwise_nest, segments, shape_text, split_positions)
+                 scalar_depthwise_nest, segments, shape_text, split_positions, tap_guard)
 
 
 def _param_index(b: Buffer, layout: str, idx: Sequence[Expr], axis: int, block: int
@@ -361,8 +361,11 @@ def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
     if wc is not None and isinstance(xz, Const) and (B is None
                                                      or node.inputs[8].const is not None):
         Wt = wc
-        init = _folded_start(node, wc, xz, m)
-        B, folded = None, True
+        if ctx.size:   # size mode skips padded taps: no folded start, (x - xz) * w' per product
+            wz = Const(0)
+        else:
+            init = _folded_start(node, wc, xz, m)
+            B, folded = None, True
     iv = [lin((o[a], s[a]), (kk[a], d[a]), -pb[a]) for a in range(nd)]
     ci = lin((g, CG), c)
 
@@ -385,7 +388,12 @@ def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
         return [Decl(acc, init), *(red if possible else []), Store(Y, (n, m, *o), out)]
 
     segs = [segments(O[a], K[a], d[a], s[a], pb[a], I[a]) for a in range(nd)]
-    positions = (loops([(o[a], 0, O[a]) for a in range(nd)], make(frozenset(range(nd))))
+    positions = (_positions_small(o, O, kk, K, c, CG, iv, (K, I, pb, s, d, O), acc, init,
+                                  Assign(acc, acc + _centered(X[(n, ci, *iv)], xz)
+                                         * _centered(Wt[(m, c, *kk)], wz)),
+                                  Store(Y, (n, m, *o), fin(acc, m) if fin is not None else acc))
+                 if ctx.size and not folded else
+                 loops([(o[a], 0, O[a]) for a in range(nd)], make(frozenset(range(nd))))
                  if ctx.size else split_positions(o, segs, make))
     body = loops([(n, 0, N), (g, 0, group), (mg, 0, MG)], positions)
     text = (f"{node.op}: x {shape_text(X.shape)} {X.dtype} is (N,C,spatial...), w "
@@ -633,3 +641,15 @@ def _lower_qlinear_concat(node: Node, ctx: LowerCtx) -> Any:
     text = f"QLinearConcat on axis {axis}: each input requantized to y's parameters"
     return ctx.kernel("qlinearconcat", [yf], read_buffers(body, ins), [Comment(text)] + body,
                       comment=text)
+
+
+def _positions_small(o: list, O: list, kk: list, K: list, c: Expr, CG: int, iv: list,
+                     geometry: tuple, acc: Var, init: Expr, mac: Stmt, store: Stmt) -> list[Stmt]:
+    """Size mode's integer Conv nest over the output positions ``o``: ``acc = init``, then for
+    each tap whose input lies inside x (``nn.tap_guard``: a padded tap adds 0, so it is
+    skipped) ``mac`` over the group's channels ``c``, then ``store``."""
+    red = loops([(c, 0, CG)], [mac])
+    guard = tap_guard(iv, geometry)
+    taps = loops([(kk[a], 0, K[a]) for a in range(len(K))],
+                 [If(guard, red)] if guard is not None else red)
+    return loops([(o[a], 0, O[a]) for a in range(len(O))], [Decl(acc, init), *taps, store])
