@@ -171,6 +171,15 @@ def test_shared_kernel_tables_on_qemu():
     assert text.count("chain_k1_fusedconv(a, &chain_k") == 4 and "struct chain_k1_table" in text
     got = qemu.run_on_qemu(cm, {"x": x}, timeout=60)["y"]
     np.testing.assert_allclose(got, ort_run(model, {"x": x})["y"], rtol=1e-4, atol=1e-5)
+    # int8: the integer kernels share their tables the same way, bit-exact with the reference
+    from onnxcc.interpreter import interpret
+
+    calib = {"x": np.random.default_rng(8).standard_normal((4, 3, 10, 10)).astype(np.float32)}
+    q = onnxcc.compile(model, "cortex-m4", name="chain8", optimize="size",
+                       quantize=onnxcc.Int8(calibration=calib))
+    assert "their arena offsets, constants" in (q.lib_dir / "chain8.c").read_text()
+    got = qemu.run_on_qemu(q, {"x": x}, timeout=60)["y"]
+    np.testing.assert_allclose(got, interpret(q.graph, {"x": x})["y"], rtol=0, atol=1e-6)
 
 
 def test_size_mode_conv_with_infinite_weight_multiplies_the_padding():
