@@ -16,7 +16,12 @@ input. One table per model, a column per precision; rows (bytes unless said):
 - patch: what patch-based inference chose with the target's default bound (``passes/patch.py``:
   the grid and the MACs it adds), or "none" (why: in the notes); patched floor: the lower bound of the
   graph as compiled (patched or not);
-- size mode: "n/a (not built yet)" until ``--optimize size`` exists;
+- size mode: the ``optimize="size"`` build of the same precision (``onnxcc.compile``; one plain
+  loop nest per layer, kernels that differ only in integer constants sharing one C function,
+  patching off unless the unpatched arena does not fit the part, then the fewest repeated
+  kernels that fit): its code (as "code" below),
+  its RAM beyond the arena, its instructions / inference and its max |error| (each as below),
+  the firmware at ``--opt`` as for the other rows;
 - arena: ``<M>_ARENA_SIZE`` of the build as compiled (the target's default patching);
 - RAM beyond the arena: the library objects' .data + .bss (what the library keeps in RAM outside
   the caller's arena); stack used by the run: measured on the board (the harness paints the free
@@ -49,8 +54,6 @@ import numpy as np
 
 _HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(_HERE))
-
-NOT_BUILT = "n/a (not built yet)"
 
 
 def _models():
@@ -145,7 +148,6 @@ def measure(name: str, model, *, target: str, opt: str, samples: int, timeout: f
     """Every row of ``name``'s table, per precision (``float``, ``int8``)."""
     import onnxcc
     from onnxcc.errors import MemoryBudgetError
-    from onnxcc.interpreter import interpret
     from onnxcc.runtime import qemu
 
     M = _models()
@@ -170,6 +172,23 @@ def measure(name: str, model, *, target: str, opt: str, samples: int, timeout: f
                              f"not fit {target}'s part ({e.args[0].splitlines()[0]}); measured "
                              "with the emulated board's memory")
         cm, plain = builds
+        try:
+            small = onnxcc.compile(model, target, name=f"{name}_{prec}", quantize=quant,
+                                   optimize="size")
+        except MemoryBudgetError:
+            small = onnxcc.compile(model, board_target(target), name=f"{name}_{prec}",
+                                   quantize=quant, optimize="size")
+            notes.append(f"{prec} size mode does not fit {target}'s part; measured with the "
+                         "emulated board's memory")
+        small_choice = small.graph.meta.get("patch")
+        if small_choice is not None and small_choice.grid is not None:
+            notes.append(f"{prec} size mode: patched {patch_text(small_choice)} (the unpatched "
+                         f"arena exceeds {target}'s SRAM)")
+        small_sizes = library_bytes(small)
+        small_prof = qemu.count_kernels(small, feeds, opt=opt, timeout=timeout)
+        small_want = want_outputs(small, prec, model, ref, feeds)
+        small_err = max(float(np.abs(small_prof.outputs[k].astype(np.float64) - small_want[k])
+                              .max()) for k in small_want)
         choice = cm.graph.meta.get("patch")
         if choice is not None and choice.grid is None and choice.reason:
             notes.append(f"{prec}: not patched ({choice.reason})")
@@ -178,8 +197,7 @@ def measure(name: str, model, *, target: str, opt: str, samples: int, timeout: f
         sizes = library_bytes(cm)
         prof = qemu.count_kernels(cm, feeds, opt=opt, timeout=timeout)
         outs, n = prof.outputs, prof.instructions
-        want = (dict(zip([o.name for o in model.graph.output], ref)) if prec == "float"
-                else interpret(cm.graph, feeds))
+        want = want_outputs(cm, prec, model, ref, feeds)
         err = max(float(np.abs(outs[k].astype(np.float64) - want[k]).max()) for k in want)
         cols[prec] = {
             "tensor floor": plain.graph.meta["memory_plan"].lower_bound,
@@ -195,11 +213,24 @@ def measure(name: str, model, *, target: str, opt: str, samples: int, timeout: f
             "instructions / inference": n,
             "instructions / MAC": n / macs if macs else float("nan"),
             **kind_rows(cm, prof.kernels, n),
-            "size mode": NOT_BUILT,
+            "size mode: code": small_sizes["code"],
+            "size mode: RAM beyond arena": small_sizes["ram"],
+            "size mode: instructions / inference": small_prof.instructions,
+            "size mode: max |error|": small_err,
             "max |error|": err,
             "seconds (compile+run)": time.perf_counter() - t0,
         }
     return {"macs": macs, "shape": shape, "cols": cols, "notes": notes}
+
+
+def want_outputs(cm, prec: str, model, ref: list, feeds: dict) -> dict:
+    """The outputs ``cm``'s run should give: onnxruntime's ``ref`` for float, onnxcc's numpy
+    reference of ``cm``'s quantized graph for int8 (see the module docstring)."""
+    from onnxcc.interpreter import interpret
+
+    if prec == "float":
+        return dict(zip([o.name for o in model.graph.output], ref))
+    return interpret(cm.graph, feeds)
 
 
 def patch_text(choice) -> str:

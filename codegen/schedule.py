@@ -150,6 +150,25 @@ def mark(k: Kernel, var: str, kind: str, factor: int = 0) -> Kernel:
     return rewrite_loop(k, var, lambda lp: [replace(lp, kind=kind, factor=factor)])
 
 
+def plain_loops(k: Kernel) -> Kernel:
+    """``k`` with every unrolled or vectorized loop made serial (size mode, ``Target.optimize``:
+    a renderer then emits each such loop once, without copies of its body or a remainder
+    loop); what the kernel computes is unchanged (a loop's kind never changes its semantics)."""
+    def walk(body: Sequence[Stmt]) -> list[Stmt]:
+        out: list[Stmt] = []
+        for s in body:
+            if isinstance(s, Loop):
+                kind = "serial" if s.kind in ("unrolled", "vectorized") else s.kind
+                s = replace(s, body=walk(s.body), kind=kind,
+                            factor=0 if kind == "serial" else s.factor)
+            elif isinstance(s, If):
+                s = If(s.cond, walk(s.then), walk(s.orelse))
+            out.append(s)
+        return out
+
+    return replace(k, body=walk(k.body))
+
+
 def _writes(body: Sequence[Stmt]) -> set[int]:
     return {id(s.buf) for s in walk_stmts(body) if isinstance(s, Store)}
 

@@ -94,6 +94,11 @@ def _add_model_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
                    help="patch-based execution of the CNN's first stage: the most extra MACs it "
                    "may add, as a share of the model's MACs (default 0.15 on MCU targets, off "
                    "elsewhere; 0 disables it); applied only when it lowers the arena")
+    p.add_argument("--optimize", default="speed", metavar="speed|size",
+                   help="speed (default), or size: the smallest code (one plain loop nest per "
+                   "layer, layers differing only in constants share one C function, C built at "
+                   "-Os, patching only with --max-recompute or when the arena would not fit "
+                   "the SRAM) for 1.3-6x the instructions")
     p.add_argument("--quantize", choices=["int8"],
                    help="post-training int8 quantization, calibrated on --calibration")
     p.add_argument("--calibration", metavar="NPZ|DIR",
@@ -208,7 +213,8 @@ def _compile(args: argparse.Namespace, model: str):
     return cc(model, _target(args), input_shapes=_input_shapes(args.input_shape), name=args.name,
               dump_dir=getattr(args, "dump_dir", None), dump_after=getattr(args, "dump_ir", None),
               constant_inputs=_constant_inputs(args.constant_input), quantize=_quantize(args),
-              hls=_hls_config(args), max_recompute=getattr(args, "max_recompute", None))
+              hls=_hls_config(args), max_recompute=getattr(args, "max_recompute", None),
+              optimize=getattr(args, "optimize", "speed"))
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -450,13 +456,23 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     from .frontend import import_onnx
 
-    tgt = _target(args)
+    from .driver import with_optimize
+
+    tgt = with_optimize(_target(args), getattr(args, "optimize", "speed"))
     g = import_onnx(args.model, _input_shapes(args.input_shape),
                     constant_inputs=_constant_inputs(args.constant_input))
     from onnxcc.passes.patch import with_max_recompute
 
-    g = run_pipeline(g, with_max_recompute(tgt.pipeline, getattr(args, "max_recompute", None)),
-                     verify=True)
+    recompute = getattr(args, "max_recompute", None)
+    auto = recompute is None and tgt.size_mode and tgt.backend != "hls"
+    g0 = g.copy() if auto else g
+    g = run_pipeline(g, with_max_recompute(tgt.pipeline, 0 if auto else recompute), verify=True)
+    if auto and tgt.sram_bytes is not None and g.meta["memory_plan"].arena_size > tgt.sram_bytes:
+        g1 = g0.copy()   # as compile(optimize="size"): the fewest patched kernels that fit
+        g = run_pipeline(g0, with_max_recompute(tgt.pipeline, None, fit_bytes=tgt.sram_bytes),
+                         verify=True)
+        if g.meta["memory_plan"].arena_size > tgt.sram_bytes:
+            g = run_pipeline(g1, tgt.pipeline, verify=True)
     check_legal(g, tgt.name)
     if tgt.backend == "hls":   # every node without a fixed-point kernel
         from onnxcc.codegen.hls.emit import check_hls

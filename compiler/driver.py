@@ -62,10 +62,13 @@ class CompiledModel:
         """Bytes of constant weights."""
         return int(self.mmap["weights"]["size"])
 
-    def build(self, *, cc: str | None = None, sanitize: bool = False, opt: str = "-O2") -> Path:
-        """Build the host executable harness; returns its path (cached per options)."""
+    def build(self, *, cc: str | None = None, sanitize: bool = False, opt: str | None = None
+              ) -> Path:
+        """Build the host executable harness at ``opt`` (default: the target's ``c_opt``,
+        ``-Os`` in size mode, else ``-O2``); returns its path (cached per options)."""
         from onnxcc.runtime.build import build_executable
 
+        opt = opt or getattr(self.target, "c_opt", "-O2")
         key = (cc, sanitize, opt)
         if key not in self._exe:
             self._exe[key] = build_executable(self.lib_dir, self.mmap, cc=cc, sanitize=sanitize, opt=opt)
@@ -130,7 +133,9 @@ class CompiledModel:
             return self._exe["jit"].run(inputs)
         key = ("so", cc)
         if key not in self._exe:
-            self._exe[key] = SharedLibrary(build_shared(self.lib_dir, self.mmap, cc=cc), self.mmap)
+            self._exe[key] = SharedLibrary(build_shared(self.lib_dir, self.mmap, cc=cc,
+                                                        opt=getattr(self.target, "c_opt", "-O2")),
+                                           self.mmap)
         return self._exe[key].run(inputs)  # type: ignore[union-attr]
 
     def save(self, out_dir: str | Path, *, force: bool = False) -> Path:
@@ -242,6 +247,23 @@ def _fixed_point_config(quantize: Any, tgt: Any) -> Any:
                          "default='ap_fixed<16,6>', layers={...})")
 
 
+OPTIMIZE_MODES = ("speed", "size")
+
+
+def with_optimize(tgt: Any, optimize: Any) -> Any:
+    """``tgt`` (a Target) compiling for ``optimize`` (``"speed"`` or ``"size"``, see
+    :func:`compile`). Raises OnnxccError naming the option for another value."""
+    import dataclasses
+
+    from .errors import OnnxccError
+
+    if optimize not in OPTIMIZE_MODES:
+        raise OnnxccError(f"optimize={optimize!r} (CLI --optimize) is neither 'speed' nor 'size'",
+                          hint="give optimize='speed' (the default) or optimize='size' "
+                          "(--optimize size)")
+    return tgt if tgt.optimize == optimize else dataclasses.replace(tgt, optimize=optimize)
+
+
 def model_sha256(proto: onnx.ModelProto) -> str:
     """sha256 of the model's serialized bytes (deterministic serialization)."""
     return hashlib.sha256(proto.SerializeToString(deterministic=True)).hexdigest()
@@ -254,7 +276,7 @@ def compile(model: str | Path | onnx.ModelProto, target: Any = "host", *,
             external_data_dir: str | Path | None = None,
             constant_inputs: Mapping[str, Any] | None = None,
             quantize: Any = None, hls: Any = None,
-            max_recompute: float | None = None) -> CompiledModel:
+            max_recompute: float | None = None, optimize: str = "speed") -> CompiledModel:
     """Compile an ONNX model for ``target`` (``onnxcc targets`` lists them).
 
     Args:
@@ -290,6 +312,14 @@ def compile(model: str | Path | onnx.ModelProto, target: Any = "host", *,
             15%); it is applied only when it lowers the arena. None: the target's default (on
             at 0.15 for the MCU targets, off elsewhere); 0: off. ``report()`` shows the arena
             and MACs with and without it.
+        optimize: ``"speed"`` (default) or ``"size"`` (CLI ``--optimize size``): size mode
+            trades speed for code size on every target: each op family is lowered to its
+            smallest nest (one output-stationary loop nest per layer with masked loads for the
+            padding; no border/interior split, unrolled taps, register tiles or blocks of
+            outputs), kernels that differ only in integer constants share one C function, the
+            C library is built at ``-Os`` (also on the host), and patching is off (it repeats
+            the first stage's kernels per patch) unless ``max_recompute`` asks for it or the
+            unpatched arena exceeds the target's SRAM. Raises OnnxccError for another value.
     Returns:
         a CompiledModel whose library sits in a private temporary folder until ``save``.
     Raises:
@@ -302,7 +332,8 @@ def compile(model: str | Path | onnx.ModelProto, target: Any = "host", *,
         return _compile(model, target, input_shapes=input_shapes, name=name, verify=verify,
                         dump_dir=dump_dir, dump_after=dump_after, disable_passes=disable_passes,
                         external_data_dir=external_data_dir, constant_inputs=constant_inputs,
-                        quantize=quantize, hls=hls, max_recompute=max_recompute)
+                        quantize=quantize, hls=hls, max_recompute=max_recompute,
+                        optimize=optimize)
     except MemoryError:
         raise MemoryBudgetError(
             "compiling the model ran out of memory on this machine",
@@ -316,7 +347,7 @@ def _compile(model: str | Path | onnx.ModelProto, target: Any, *,
              disable_passes: Sequence[str], external_data_dir: str | Path | None,
              constant_inputs: Mapping[str, Any] | None = None,
              quantize: Any = None, hls: Any = None,
-             max_recompute: float | None = None) -> CompiledModel:
+             max_recompute: float | None = None, optimize: str = "speed") -> CompiledModel:
     """:func:`compile` without its MemoryError guard."""
     from onnxcc.codegen.c.emit import emit_c
     from onnxcc.passes import run_pipeline
@@ -324,7 +355,12 @@ def _compile(model: str | Path | onnx.ModelProto, target: Any, *,
     from .outdir import finish_library
     from onnxcc.targets import get_target
 
-    tgt = get_target(target)
+    tgt = with_optimize(get_target(target), optimize)
+    # size mode: patching repeats the first stage's kernels per patch, so it is off unless asked
+    # for, or unless the unpatched arena does not fit the target's SRAM (then the default)
+    auto_patch = tgt.size_mode and max_recompute is None and tgt.backend != "hls"
+    if auto_patch:
+        max_recompute = 0
     proto, default_name = load_model(model, external_data_dir=external_data_dir)
     g = import_onnx(proto, input_shapes, constant_inputs=constant_inputs)
     g.name = name or default_name
@@ -356,8 +392,22 @@ def _compile(model: str | Path | onnx.ModelProto, target: Any, *,
         raise OnnxccError(f"max_recompute must be a share of the MACs >= 0, got {max_recompute!r}",
                           hint="e.g. max_recompute=0.15 (15% extra MACs), or 0 to disable patching")
     pipeline = with_max_recompute(with_quantization(tgt.pipeline, quantize), max_recompute)
+    g0 = g.copy() if auto_patch else g
     g = run_pipeline(g, pipeline, verify=verify, dump_dir=dump_dir,
                      dump_after=dump_after, disable=disable_passes)
+    if auto_patch and tgt.sram_bytes is not None \
+            and g.meta["memory_plan"].arena_size > tgt.sram_bytes:
+        # the target's patching, choosing the fewest repeated kernels that fit (else, as in
+        # speed mode, the smallest arena)
+        max_recompute = None
+        g1 = g0.copy()
+        g = run_pipeline(g0, with_max_recompute(with_quantization(tgt.pipeline, quantize), None,
+                                                fit_bytes=tgt.sram_bytes),
+                         verify=verify, dump_dir=dump_dir, dump_after=dump_after,
+                         disable=disable_passes)
+        if g.meta["memory_plan"].arena_size > tgt.sram_bytes:
+            g = run_pipeline(g1, with_quantization(tgt.pipeline, quantize), verify=verify,
+                             dump_dir=dump_dir, dump_after=dump_after, disable=disable_passes)
     g.verify()
     from onnxcc.codegen.c.emit import check_legal
 
@@ -372,7 +422,8 @@ def _compile(model: str | Path | onnx.ModelProto, target: Any, *,
     check_memory_budget(g, tgt)
     options = {"target": tgt.name, "input_shapes": {k: list(v) for k, v in (input_shapes or {}).items()},
                "name": g.name, "disabled_passes": list(disable_passes),
-               "constant_inputs": sorted(constant_inputs or {}), "max_recompute": max_recompute}
+               "constant_inputs": sorted(constant_inputs or {}), "max_recompute": max_recompute,
+               "optimize": tgt.optimize}
     tmp = Path(tempfile.mkdtemp(prefix="onnxcc_"))
     source = (Path(str(model)).name if not isinstance(model, onnx.ModelProto)
               else f"<ModelProto {g.name}>")

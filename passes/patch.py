@@ -330,9 +330,13 @@ def grid_families(rows: int, cols: int, max_patches: int) -> list[list[tuple[int
 
 
 def choose(g: Graph, max_recompute: float, max_patches: int = MAX_PATCHES,
-           depthwise_in_place: bool = False) -> tuple[PatchChoice, Stage | None]:
+           depthwise_in_place: bool = False, fit_bytes: int | None = None
+           ) -> tuple[PatchChoice, Stage | None]:
     """Evaluate every candidate (see the module docstring) without changing ``g``; arenas
-    planned with ``depthwise_in_place`` as the target plans them."""
+    planned with ``depthwise_in_place`` as the target plans them. With ``fit_bytes`` (size
+    mode: the target's SRAM) the candidate chosen is, among those whose arena fits
+    ``fit_bytes``, the one that repeats the fewest nodes (patches x stage nodes: each is a
+    kernel call of its own), then the smallest arena; with none fitting, the smallest arena."""
     total = sum(macs(n) for n in g.nodes)
     before = planned_arena(g, depthwise_in_place=depthwise_in_place)
     choice = PatchChoice(max_recompute, before, before, total)
@@ -345,7 +349,7 @@ def choose(g: Graph, max_recompute: float, max_patches: int = MAX_PATCHES,
     for st in stages:
         cut = st.cut(g)
         stage_macs = sum(macs(g.nodes[k]) for k in st.nodes)
-        if best is not None and cut.type.nbytes >= best[0][0]:
+        if best is not None and fit_bytes is None and cut.type.nbytes >= best[0][0]:
             continue   # the cut tensor alone fills the best arena so far
         seen: set[tuple[int, int]] = {(1, 1)}
         for family in grid_families(cut.shape[2], cut.shape[3], max_patches):
@@ -362,6 +366,8 @@ def choose(g: Graph, max_recompute: float, max_patches: int = MAX_PATCHES,
                 arena = planned_arena(h, scheduled=False, depthwise_in_place=depthwise_in_place)
                 choice.tried.append((cut.name, grid, arena, extra))
                 key = (arena, extra, grid[0] * grid[1])
+                if fit_bytes is not None:
+                    key = (arena > fit_bytes, grid[0] * grid[1] * len(st.nodes)) + key
                 if best is None or key < best[0]:
                     best = (key, st, grid, h)
     after = planned_arena(best[3], depthwise_in_place=depthwise_in_place) \
@@ -370,41 +376,51 @@ def choose(g: Graph, max_recompute: float, max_patches: int = MAX_PATCHES,
         choice.reason = (f"none of {len(choice.tried)} candidates lowers the arena"
                          + (f"; {over} over the recompute bound" if over else ""))
         return choice, None
-    (_, extra, _), st, grid, _ = best
+    *_, extra, _ = best[0]
+    st, grid = best[1], best[2]
     choice.arena_after, choice.extra_macs = after, extra
     choice.cut, choice.grid, choice.stage_nodes = st.cut(g).name, grid, len(st.nodes)
     return choice, st
 
 
 def patch(max_recompute: float = DEFAULT_MAX_RECOMPUTE, max_patches: int = MAX_PATCHES,
-          depthwise_in_place: bool = False) -> GraphPass:
+          depthwise_in_place: bool = False, fit_bytes: int | None = None) -> GraphPass:
     """The patch pass (see the module docstring) allowing ``max_recompute`` extra MACs (a share
     of the graph's MACs, 0.15 = 15%) and up to ``max_patches`` patches per side, comparing
     arenas planned with ``depthwise_in_place`` as the target's plan_memory pass does; named
-    ``patch[max_recompute=0.15]``. Raises ValueError for a negative bound or fewer than 2
-    patches per side."""
+    ``patch[max_recompute=0.15]``. With ``fit_bytes`` (size mode) it picks the fewest repeated
+    nodes whose arena fits that many bytes rather than the smallest arena (:func:`choose`).
+    Raises ValueError for a negative bound or fewer than 2 patches per side."""
     if not max_recompute >= 0:
         raise ValueError(f"max_recompute must be >= 0, got {max_recompute}")
     if max_patches < 2:
         raise ValueError(f"max_patches must be at least 2, got {max_patches}")
 
     def run(g: Graph) -> Graph:
-        choice, st = choose(g, max_recompute, max_patches, depthwise_in_place)
+        choice, st = choose(g, max_recompute, max_patches, depthwise_in_place, fit_bytes)
         if st is not None:
             apply(g, st, choice.grid)
         g.meta["patch"] = choice
         return g
 
     extra = "" if max_patches == MAX_PATCHES else f",max_patches={max_patches}"
+    extra += "" if fit_bytes is None else f",fit_bytes={fit_bytes}"
     return GraphPass(f"patch[max_recompute={max_recompute:g}{extra}]", run, patch.__doc__)
 
 
-def with_max_recompute(pipeline: list[GraphPass], max_recompute: float | None) -> list[GraphPass]:
+def with_max_recompute(pipeline: list[GraphPass], max_recompute: float | None,
+                       fit_bytes: int | None = None) -> list[GraphPass]:
     """``pipeline`` with its patch pass set to ``max_recompute``: None keeps the pipeline as it
     is (the target's default); 0 removes the patch pass; a positive bound replaces it, or inserts
     it before ``schedule`` (at the end when there is none) in a pipeline without one; the new
-    pass plans depthwise Convs in place when the pipeline's plan_memory pass does. Raises
+    pass plans depthwise Convs in place when the pipeline's plan_memory pass does. With
+    ``fit_bytes`` (size mode) the patch pass, the pipeline's own at its bound when
+    ``max_recompute`` is None, picks the fewest repeated nodes that fit (:func:`patch`). Raises
     ValueError for a negative bound."""
+    if max_recompute is None and fit_bytes is not None:
+        own = [p for p in pipeline if p.name.startswith("patch[max_recompute=")]
+        if own:
+            max_recompute = float(own[0].name.split("=")[1].split(",")[0].rstrip("]"))
     if max_recompute is None:
         return list(pipeline)
     if max_recompute < 0:
@@ -418,4 +434,5 @@ def with_max_recompute(pipeline: list[GraphPass], max_recompute: float | None) -
         names.index("schedule") if "schedule" in names else len(rest))
     in_place = any(b == "plan_memory" and "depthwise_in_place=True" in p.name
                    for p, b in zip(pipeline, base))
-    return rest[:at] + [patch(max_recompute, depthwise_in_place=in_place)] + rest[at:]
+    return rest[:at] + [patch(max_recompute, depthwise_in_place=in_place, fit_bytes=fit_bytes)] \
+        + rest[at:]

@@ -697,7 +697,7 @@ def call_window(elf: Path, function: str, cc: str, caller: str = "main") -> tupl
 
 
 def count_instructions(model: Any, inputs: Mapping[str, np.ndarray], *, target: Any = None,
-                       machine: str | None = None, opt: str = "-O2",
+                       machine: str | None = None, opt: str | None = None,
                        timeout: float = 120) -> int:
     """Guest instructions one inference executes on an emulated core, counted by onnxcc's TCG
     plugin (``runtime/qemu_plugin/insn_count.c``): from the first instruction of ``<m>_run`` to
@@ -711,7 +711,8 @@ def count_instructions(model: Any, inputs: Mapping[str, np.ndarray], *, target: 
         inputs: input name -> array, as for ``run``.
         target: only with a folder.
         machine: the board (a key of :data:`MACHINES`); by default the target's.
-        opt: the optimization flag the firmware is built with (``-O2``; ``-Os`` for size).
+        opt: the optimization flag the firmware is built with (default: the target's
+            ``c_opt``: ``-Os`` in size mode, else ``-O2``).
         timeout: seconds for the QEMU run.
 
     Raises ShapeError for bad inputs, BuildError when a tool is missing, the build fails, the
@@ -725,7 +726,8 @@ def count_instructions(model: Any, inputs: Mapping[str, np.ndarray], *, target: 
             raise BuildError(f"count_instructions on the folder {model} needs target=",
                              hint="pass the target the library was compiled for")
         tgt = get_target(target) if isinstance(target, str) else target
-        fw = _new_firmware(Path(model), load_mmap(Path(model)), tgt, opt, machine)
+        fw = _new_firmware(Path(model), load_mmap(Path(model)), tgt,
+                           opt or getattr(tgt, "c_opt", "-O2"), machine)
     else:
         fw = firmware(model, opt=opt, machine=machine)
     return fw.count(inputs, timeout=timeout)
@@ -735,7 +737,7 @@ _KERNEL_FN_RE = re.compile(r"(k\d+)(?:_|$)")
 
 
 def count_kernels(cm: Any, inputs: Mapping[str, np.ndarray], *, machine: str | None = None,
-                  opt: str = "-O2", timeout: float = 120) -> Profile:
+                  opt: str | None = None, timeout: float = 120) -> Profile:
     """One inference of the CompiledModel ``cm`` on its board under the instruction-count
     plugin (:meth:`Firmware.run_profiled`), with ``kernels``: kernel name
     (``cm.program.kernels[i].name``, e.g. ``k3``) -> the instructions of its call. The kernels
@@ -783,10 +785,12 @@ def machine_for(target: Any) -> Machine:
     return MACHINES[name]
 
 
-def firmware(cm: Any, *, opt: str = "-O2", machine: str | None = None) -> Firmware:
+def firmware(cm: Any, *, opt: str | None = None, machine: str | None = None) -> Firmware:
     """The (cached) Firmware of a CompiledModel ``cm`` for ``machine`` (a key of
-    :data:`MACHINES`; by default the board of ``cm``'s target, :func:`machine_for`)."""
+    :data:`MACHINES`; by default the board of ``cm``'s target, :func:`machine_for`), built at
+    ``opt`` (default: the target's ``c_opt``, ``-Os`` in size mode, else ``-O2``)."""
     tgt = getattr(cm, "target", None)
+    opt = opt or getattr(tgt, "c_opt", "-O2")
     mc = get_machine(machine) if machine else machine_for(tgt)
     cache = cm.__dict__.setdefault("_qemu_fw", {})
     key = (opt, mc.name)
@@ -805,7 +809,7 @@ def _new_firmware(lib_dir: Path, mmap: dict, tgt: Any, opt: str, machine: str | 
 
 
 def run_on_qemu(cm: Any, feeds: Mapping[str, np.ndarray], *, timeout: float = 60,
-                opt: str = "-O2", machine: str | None = None) -> dict[str, np.ndarray]:
+                opt: str | None = None, machine: str | None = None) -> dict[str, np.ndarray]:
     """Build ``cm`` (a CompiledModel for an MCU target) into firmware for the emulated board of
     its target (:func:`machine_for`, or ``machine``) and run it on ``feeds`` (input name ->
     array); ``timeout`` in seconds.

@@ -39,6 +39,11 @@ class Target:
         fpga: the FPGA part of an ``hls`` target (``onnxcc.targets.fpga.FpgaPart``: part
             string, DSP slices, BRAM18 blocks, LUTs, flip-flops); None for processors. Its
             clock is ``clock_hz`` (the HLS clock period is ``1e9 / clock_hz`` ns).
+        optimize: ``speed`` (default) or ``size``: what the lowerings and the C build favour
+            (``onnxcc.compile(..., optimize=)``, CLI ``--optimize``). In size mode every op
+            family takes its smallest nest (one output-stationary loop nest per layer, masked
+            loads for the padding, no border/interior split, unrolled taps, register tiles or
+            blocks of outputs), patching is off unless asked for, and C is built at ``-Os``.
     """
 
     name: str
@@ -57,10 +62,22 @@ class Target:
     dsp: bool = False
     board: str = ""
     fpga: Any = None
+    optimize: str = "speed"
 
     def __post_init__(self) -> None:
         if self.pointer_bits is None:
             object.__setattr__(self, "pointer_bits", 32 if self.family == "mcu" else 64)
+
+    @property
+    def size_mode(self) -> bool:
+        """True when compiling for the smallest code (``optimize="size"``)."""
+        return self.optimize == "size"
+
+    @property
+    def c_opt(self) -> str:
+        """The optimization flag the C library is built with: ``-Os`` in size mode, else
+        ``-O2``."""
+        return "-Os" if self.size_mode else "-O2"
 
     @property
     def max_object_bytes(self) -> int:
@@ -113,7 +130,7 @@ class Target:
         16 registers, by 4 vectors with 32 (accumulators, weight vectors and one broadcast
         fill the register file)."""
         vr = self.vector_registers()
-        if vr is None:
+        if vr is None or self.size_mode:
             return None
         if self.backend == "hls":
             return 1, 1   # one output position by one channel per pipelined iteration
@@ -126,8 +143,9 @@ class Target:
         microcontroller core (``family`` ``mcu``), whose C compiler does not vectorize the
         long contiguous rows the portable lowering shapes for a host's vectorizer, so a
         tap-stationary nest there loads and stores its output once per tap. Lowerings then pick
-        output-stationary nests (``codegen/lower/nn.py``: depthwise Conv)."""
-        return self.family == "mcu"
+        output-stationary nests (``codegen/lower/nn.py``: depthwise Conv). False in size mode
+        (whose one plain nest per layer is output-stationary anyway)."""
+        return self.family == "mcu" and not self.size_mode
 
     @property
     def scratch_in_arena(self) -> bool:

@@ -143,7 +143,8 @@ def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: s
     passes applied and verified by :func:`onnxcc.codegen.lower.lower_for_target`), each rendered by
     :func:`onnxcc.codegen.c.render.render_kernel` into one ``static`` function of ``<m>.c``,
     called in order by ``<m>_run`` with pointers into the arena, the weights and the graph's
-    inputs and outputs.
+    inputs and outputs. With ``options["optimize"] == "size"`` kernels that differ only in
+    integer literals share one function (:func:`onnxcc.codegen.c.share.share_kernels`).
 
     With ``run_object`` (the LLVM back end) the files are the same header ``<m>.h``, an
     ``<m>.c`` holding only the tensor-info tables and the opt-in ``<m>_run_static``, and the
@@ -246,7 +247,22 @@ def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: s
             what = f"{k.node} ({k.op})"
         kernels.append({"fn": fn, "signature": signature, "body": body,
                         "comment": comment_text(what, 200)})
+        kernels[-1]["args"] = [
+            ("arena", b.offset, arg(b)) if b.space == "arena" else
+            ("const", arg(b), arg(b)) if b.space == "weight" and arg(b).isidentifier() else
+            ("other", arg(b), arg(b)) for b in k.params]
         calls.append(f"{fn}({', '.join(arg(b) for b in k.params)});")
+    if options.get("optimize") == "size" and len(kernels) > 1:
+        from .share import share_kernels
+
+        kname = {kd["fn"]: k.name for kd, k in zip(kernels, program.kernels)}
+        kernels, calls = share_kernels(kernels, lambda fn: names.own(kname[fn], "args"),
+                                       lambda fn: names.own(kname[fn], "table"))
+    helpers = cctx.text()
+    if options.get("optimize") == "size":
+        from .share import outline_helpers
+
+        helpers = outline_helpers(helpers)
     weights_size = sum(w.data.nbytes for w in stored)
     if run_object is not None:
         weights_size = run_object.weights_size
@@ -269,7 +285,7 @@ def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: s
                     options_comment=comment_text(json.dumps(options, sort_keys=True), 400),
                     arena_size=plan.arena_size, arena_align=max(plan.alignment, 8),
                     weights_size=weights_size, inputs=ins, outputs=outs, nodes=kernels,
-                    calls=calls, weights=decls, splats=splats, helpers=cctx.text(),
+                    calls=calls, weights=decls, splats=splats, helpers=helpers,
                     blob=not weights_in_c and bool(stored), run_object=run_object is not None)
     files = {
         f"{m}.h": j.get_template("model.h.j2").render(ctx_vars),

@@ -167,6 +167,12 @@ class LowerCtx:
         return Buffer(name, dt, v.shape, getattr(b, "strides", None), b.space, b.offset, b.index,
                       value=v.name)
 
+    @property
+    def size(self) -> bool:
+        """True when the target compiles for the smallest code (``Target.optimize`` is
+        ``size``): lowerings then take their smallest nest (see ``Target``)."""
+        return bool(getattr(self.target, "size_mode", False))
+
     def vector_lanes(self) -> int:
         """float32 lanes of the target's vector registers when it register-tiles (its
         ``register_tile`` is set: LLVM targets), else 0 (C targets, no target)."""
@@ -423,7 +429,8 @@ def float16_weights(k: Kernel, names: set[str], cache: dict[int, np.ndarray]) ->
 def lower_for_target(g: Graph, target: Any, name: str | None = None,
                      loop_passes: Sequence[Any] | None = None) -> Program:
     """The Program every back end renders for the planned graph ``g``: :func:`lower_program`,
-    then ``target.loop_passes`` (or ``loop_passes`` when given) on every kernel, then :func:`onnxcc.codegen.verify.verify`
+    then ``target.loop_passes`` (or ``loop_passes`` when given) on every kernel (in size mode
+    then ``codegen.schedule.plain_loops``), then :func:`onnxcc.codegen.verify.verify`
     (every access provably inside its buffer after the passes). Raises UnsupportedOpError
     listing every node without a lowering; VerifyError (a compiler bug) when a pass broke a
     kernel."""
@@ -435,6 +442,10 @@ def lower_for_target(g: Graph, target: Any, name: str | None = None,
     program = lower_program(g, name, target)
     passes = list(loop_passes if loop_passes is not None else
                   (getattr(target, "loop_passes", []) or []))
+    if getattr(target, "size_mode", False) and getattr(target, "backend", "") != "hls":
+        from onnxcc.codegen.schedule import plain_loops
+
+        passes.append(plain_loops)   # size mode: no unrolled copies, no vector remainders
     if passes:
         program = dataclasses.replace(program, kernels=[prune_kernel(apply_passes(k, passes))
                                                         for k in program.kernels])

@@ -46,9 +46,10 @@ UNROLL = 8          # reduction steps (words) per iteration of the inner loop
 BLOCK_MIN_K = 8     # fewer reduction values than this: the portable nest is as fast
 #: On DSP cores, keep the weights int8 in flash and widen them in the loop with ``sxtb16``
 #: (``pack_weights_int8``) instead of int16 pairs: half the weight bytes (those of the int8
-#: model) for ~0.5 more instructions per MAC (cortex-m4 -Os: pointwise 64->32 on 10x10 2.08
-#: against 1.50, 3x3 16->16 on 8x8 2.02 against 1.43, dense 256->32 1.92 against 1.40).
-INT8_WEIGHTS = False
+#: model, which the fit check and the report count) for ~0.5 more instructions per MAC
+#: (cortex-m4 -Os: pointwise 64->32 on 10x10 2.08 against 1.50, 3x3 16->16 on 8x8 2.02 against
+#: 1.43, dense 256->32 1.92 against 1.40). On by default: flash is as scarce as cycles.
+INT8_WEIGHTS = True
 
 
 def lanes_for(target: object) -> int | None:

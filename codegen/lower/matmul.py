@@ -25,6 +25,8 @@ and the C compiler vectorizes it without reassociating float sums (no -ffast-mat
 
 On targets with a vector register file (``Target.register_tile``) a product whose B is constant
 or contiguous along j is register-tiled instead (``_product_tiled``: B packed at compile time).
+In size mode (``Target.optimize``) every product but the splat is the plain i-j-k nest with one
+scalar accumulator per output.
 """
 
 from __future__ import annotations
@@ -110,6 +112,11 @@ def product(ctx: LowerCtx, A: Buffer, B: Buffer, Y: Buffer, batch: Sequence[int]
             *loops([(k, 0, K)], [Assign(acc, acc + A[(*bv, i, k)])]),
             *loops([(j, 0, N)], [Store(Y, (*bv, i, j),
                                        epilogue(acc * B[(*bv, Const(0), Const(0))]))])]
+    elif ctx.size:  # size mode: one scalar accumulator per output, k in order
+        body = loops([(j, 0, N)], [Decl(acc, const(0, dt)),
+                                   *loops([(k, 0, K)], [Assign(acc, MulAdd(A[(*bv, i, k)],
+                                                                           B[(*bv, k, j)], acc))]),
+                                   Store(Y, (*bv, i, j), epilogue(acc))])
     elif N > 1 and (b_n == 1 or b_k != 1):   # ikj: Y's row holds the accumulators
         def row_update(ks: list[Expr]) -> list[Stmt]:
             """y[i, :] += sum over ks of a[i, k] * b[k, :] (one pass over y's row)."""

@@ -941,10 +941,65 @@ def _conv_direct(node: Node, ctx: LowerCtx) -> Any:
     return ctx.kernel("conv", [Y], ins, [Comment(text)] + nest, comment=text)
 
 
+# ---- size mode (Target.optimize == "size") ------------------------------------------------------
+def tap_guard(iv: Sequence[Expr], geometry: Sequence[Sequence[int]]) -> Expr | None:
+    """The condition that the input position ``iv`` (per spatial axis ``o*s + k*d - pb``) of a
+    tap lies inside x, with only the bounds some output crosses (the lower one when ``pb > 0``,
+    the upper one when the last output's last tap passes ``I``); None when none is needed (an
+    unpadded 1x1). ``geometry`` is (K, I, pads_begin, strides, dilations, O) per axis."""
+    K, I, pb, s, d, O = geometry
+    return all_of(*[cond for a in range(len(K)) for cond, need in (
+        (iv[a] >= 0, pb[a] > 0),
+        (iv[a] < I[a], (O[a] - 1) * s[a] + (K[a] - 1) * d[a] - pb[a] >= I[a]))
+        if need and not isinstance(iv[a], Const)])
+
+
+def _conv_small(node: Node, ctx: LowerCtx) -> Any:
+    """Size mode's Conv: one output-stationary nest, output positions outermost (as
+    :func:`_conv_direct`), then per output ``acc = bias``, for each kernel tap whose input lies
+    inside x (one guard per tap, only on the axes where some output reaches the padding) ``acc
+    += w * x`` over the group's input channels, then ``y = activation(acc)``. A padded tap is
+    skipped, which adds the 0 it would; with runtime or non-finite weights (where ``inf * 0``
+    must give NaN as onnxruntime's im2col does) every tap multiplies: :func:`_conv_direct`'s
+    masked loads. x (N,C,*S), w (M,C/group,*K), b (M,), y (N,M,*O)."""
+    w = node.inputs[1]
+    if w.const is None or not bool(np.isfinite(w.const).all()):
+        return _conv_direct(node, ctx)
+    X, Wt, Y, B, G, N, C, M, K, I, pb, s, d, O = _conv_parts(node, ctx)
+    CG, MG = C // G, M // G
+    nd, dt, lb = len(K), Y.dtype, LABELS[len(K)]
+    n, g, mg, c = axis_var("n", N), axis_var("g", G), axis_var("mg", MG), axis_var("c", CG)
+    o = [axis_var("o" + lb[a], O[a]) for a in range(nd)]
+    k = [axis_var("k" + lb[a], K[a]) for a in range(nd)]
+    m, ci = lin((g, MG), mg), lin((g, CG), c)
+    iv = [lin((o[a], s[a]), (k[a], d[a]), -pb[a]) for a in range(nd)]
+    guard = tap_guard(iv, (K, I, pb, s, d, O))
+    acc = Var("acc", dt)
+    red = loops([(c, 0, CG)], [Assign(acc, MulAdd(Wt[(m, c, *k)], X[(n, ci, *iv)], acc))])
+    body: list[Stmt] = [
+        Decl(acc, B[(m,)] if B is not None else const(0, dt)),
+        *loops([(k[a], 0, K[a]) for a in range(nd)], [If(guard, red)] if guard is not None
+               else red),
+        Store(Y, (n, m, *o), activation_expr(node, acc))]
+    nest = loops([(n, 0, N)] + [(o[a], 0, O[a]) for a in range(nd)] + [(g, 0, G), (mg, 0, MG)],
+                 body)
+    act = node.attrs.get("activation") or ""
+    text = (f"{node.op}: x {shape_text(X.shape)} is (N,C,spatial...), w {shape_text(Wt.shape)} is "
+            f"(M,C/group,k...), y {shape_text(Y.shape)}; group {G}, strides {_lst(s)}, "
+            f"dilations {_lst(d)}, pads_begin {_lst(pb)}" + (f"; activation {act}" if act else "")
+            + "; size mode: one accumulator per output, padded taps skipped")
+    ins = read_buffers(nest, [X, Wt] + ([B] if B is not None else []))
+    return ctx.kernel("conv", [Y], ins, [Comment(text)] + nest, comment=text)
+
+
 @lower("Conv", "onnxcc.FusedConv", supports=_supports_conv)
 def _lower_conv(node: Node, ctx: LowerCtx) -> Any:
     if getattr(ctx.target, "backend", "") == "hls":
         return _conv_direct(node, ctx)
+    # size mode: the one plain nest (no split, no unrolling), except for a depthwise Conv planned
+    # over its input, which only the scalar depthwise nest computes in place
+    if ctx.size and not _overlaps(ctx, node.inputs[0], node.outputs[0]):
+        return _conv_small(node, ctx)
     if _depthwise_applies(node, ctx):
         return _conv_depthwise(node, ctx)
     if _depthwise_scalar_applies(node, ctx):
@@ -1038,7 +1093,7 @@ def _lower_pool(node: Node, ctx: LowerCtx) -> Any:
     ins, outs = [X], [Y]
     div = _pool_divisor(node, ins, o, dt) if avg and not lp else None
     yi = ctx.output(1, "yi") if len(node.outputs) > 1 else None
-    if yi is None and not lp and getattr(ctx.target, "backend", "") == "hls":
+    if yi is None and not lp and (getattr(ctx.target, "backend", "") == "hls" or ctx.size):
         return _pool_direct(node, ctx, X, Y, o, iv, taps, div, ins)
     if yi is not None:
         outs.append(yi)

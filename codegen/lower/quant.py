@@ -44,9 +44,9 @@ from onnxcc.ops.quant import QTYPES, param_layout, qrange, real_multiplier
 from . import LowerCtx, broadcast_view, lower, nest
 from . import int_blocked as blk
 from .matmul import matmul_views
-from .nn import (LABELS, SCALAR_TAPS, _tap_bounds, axis_var, in_place_plane, in_range, lin, loops,
-                 read_buffers, refuse_in_place, scalar_depthwise_nest, segments, shape_text,
-                 split_positions)
+from .nn import (LABELS, SCALAR_TAPS, _overlaps, _tap_bounds, axis_var, in_place_plane,
+                 in_range, lin, loops, read_buffers, refuse_in_place, scalar_depthwise_nest,
+                 segments, shape_text, split_positions, tap_guard)
 
 
 def _param_index(b: Buffer, layout: str, idx: Sequence[Expr], axis: int, block: int
@@ -285,9 +285,9 @@ def _integer_product(ctx: LowerCtx, A: Buffer, B: Buffer, Y: Buffer, batch: Sequ
     i, j, k = axis_var("i", M), axis_var("j", N), axis_var("k", K)
     az, azb = _zero_point_expr(ctx, zps[0], "a_zp", i)
     bz, bzb = _zero_point_expr(ctx, zps[1], "b_zp", j)
-    blocked = _product_blocked(ctx, A, Y, bv, batch, M, K, N, i, az, azb, zps[1], fin, bias,
-                               what)
-    if blocked is not None:
+    blocked = None if ctx.size else _product_blocked(ctx, A, Y, bv, batch, M, K, N, i, az, azb,
+                                                     zps[1], fin, bias, what)
+    if blocked is not None:   # (size mode: the plain nest below)
         return blocked
     acc = Var("acc", I32)
     prod = _centered(A[(*bv, i, k)], az) * _centered(B[(*bv, k, j)], bz)
@@ -362,16 +362,20 @@ def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
     xz, xzb = _zero_point_expr(ctx, 2, "x_zp", Const(0))
     wz, wzb = _zero_point_expr(ctx, 5 if q else 3, "w_zp", m)
     fin = _Requant(ctx, (1, 4, 6), 7, M) if q else None
-    blocked = _conv_blocked(node, ctx, X, Y, B, xz, xzb, fin)
-    if blocked is not None:
-        return blocked
-    scalar = _depthwise_integer_scalar(node, ctx, X, Y, B, xz, fin)
-    if scalar is not None:
-        return scalar
+    if not ctx.size:   # size mode: the one guarded nest below (no split, no unrolled taps)
+        blocked = _conv_blocked(node, ctx, X, Y, B, xz, xzb, fin)
+        if blocked is not None:
+            return blocked
+    # a depthwise Conv planned over its input computes in place in the scalar nest, size mode too
+    if not ctx.size or _overlaps(ctx, x, node.outputs[0]):
+        scalar = _depthwise_integer_scalar(node, ctx, X, Y, B, xz, fin)
+        if scalar is not None:
+            return scalar
     refuse_in_place(node, ctx)
-    rows = _conv_integer_rows(node, ctx, X, Y, B, xz, xzb, fin)
-    if rows is not None:
-        return rows
+    if not ctx.size:
+        rows = _conv_integer_rows(node, ctx, X, Y, B, xz, xzb, fin)
+        if rows is not None:
+            return rows
     acc = Var("acc", I32)
     init: Expr = Cast(B[(m,)], I32) if B is not None else const(0, I32)
     folded = False
@@ -380,8 +384,11 @@ def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
     if wc is not None and isinstance(xz, Const) and (B is None
                                                      or node.inputs[8].const is not None):
         Wt = wc
-        init = _folded_start(node, wc, xz, m)
-        B, folded = None, True
+        if ctx.size:   # size mode skips padded taps: no folded start, (x - xz) * w' per product
+            wz = Const(0)
+        else:
+            init = _folded_start(node, wc, xz, m)
+            B, folded = None, True
     iv = [lin((o[a], s[a]), (kk[a], d[a]), -pb[a]) for a in range(nd)]
     ci = lin((g, CG), c)
 
@@ -404,7 +411,14 @@ def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
         return [Decl(acc, init), *(red if possible else []), Store(Y, (n, m, *o), out)]
 
     segs = [segments(O[a], K[a], d[a], s[a], pb[a], I[a]) for a in range(nd)]
-    body = loops([(n, 0, N), (g, 0, group), (mg, 0, MG)], split_positions(o, segs, make))
+    positions = (_positions_small(o, O, kk, K, c, CG, iv, (K, I, pb, s, d, O), acc, init,
+                                  Assign(acc, acc + _centered(X[(n, ci, *iv)], xz)
+                                         * _centered(Wt[(m, c, *kk)], wz)),
+                                  Store(Y, (n, m, *o), fin(acc, m) if fin is not None else acc))
+                 if ctx.size and not folded else
+                 loops([(o[a], 0, O[a]) for a in range(nd)], make(frozenset(range(nd))))
+                 if ctx.size else split_positions(o, segs, make))
+    body = loops([(n, 0, N), (g, 0, group), (mg, 0, MG)], positions)
     text = (f"{node.op}: x {shape_text(X.shape)} {X.dtype} is (N,C,spatial...), w "
             f"{shape_text(Wt.shape)} {Wt.dtype} is (M,C/group,k...), y {shape_text(Y.shape)} "
             f"{Y.dtype}; group {group}, strides {list(s)}, dilations {list(d)}, pads_begin "
@@ -881,3 +895,15 @@ def _lower_qlinear_concat(node: Node, ctx: LowerCtx) -> Any:
     text = f"QLinearConcat on axis {axis}: each input requantized to y's parameters"
     return ctx.kernel("qlinearconcat", [yf], read_buffers(body, ins), [Comment(text)] + body,
                       comment=text)
+
+
+def _positions_small(o: list, O: list, kk: list, K: list, c: Expr, CG: int, iv: list,
+                     geometry: tuple, acc: Var, init: Expr, mac: Stmt, store: Stmt) -> list[Stmt]:
+    """Size mode's integer Conv nest over the output positions ``o``: ``acc = init``, then for
+    each tap whose input lies inside x (``nn.tap_guard``: a padded tap adds 0, so it is
+    skipped) ``mac`` over the group's channels ``c``, then ``store``."""
+    red = loops([(c, 0, CG)], [mac])
+    guard = tap_guard(iv, geometry)
+    taps = loops([(kk[a], 0, K[a]) for a in range(len(K))],
+                 [If(guard, red)] if guard is not None else red)
+    return loops([(o[a], 0, O[a]) for a in range(len(O))], [Decl(acc, init), *taps, store])

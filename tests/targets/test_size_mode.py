@@ -1,0 +1,219 @@
+"""Size mode (``onnxcc.compile(..., optimize="size")``, CLI ``--optimize size``): the same outputs
+as onnxruntime on the host and on an emulated Cortex-M4, less code than speed mode, kernels that
+differ only in integer constants sharing one C function, no RAM outside the arena, and the
+option checked."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnxcc
+import pytest
+from builders import make_model, ort_run
+from onnxcc.errors import OnnxccError
+from onnxcc.runtime import qemu
+from onnxcc.runtime.build import WARN_FLAGS, object_sizes, run_checked
+
+needs_arm = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
+                               reason="needs arm-none-eabi-gcc")
+needs_qemu = pytest.mark.skipif(shutil.which("qemu-system-arm") is None
+                                or shutil.which("arm-none-eabi-gcc") is None,
+                                reason="needs qemu-system-arm and arm-none-eabi-gcc")
+
+
+def _cnn():
+    """x (1,3,12,12) -> Conv 3x3 pad 1 (8) -> depthwise 3x3 (8) -> pointwise (16) -> MaxPool 2x2
+    -> depthwise 3x3 (16) -> pointwise (16) -> MaxPool 2x2 -> GlobalAveragePool -> Flatten ->
+    Gemm (16 -> 4), each conv with a Relu: two depthwise, two pointwise and two pooling layers
+    of different shapes."""
+    rng = np.random.default_rng(3)
+
+    def w(*s):
+        return (rng.standard_normal(s) * 0.3).astype(np.float32)
+
+    inits = {"w0": w(8, 3, 3, 3), "b0": w(8), "w1": w(8, 1, 3, 3), "b1": w(8),
+             "w2": w(16, 8, 1, 1), "b2": w(16), "w3": w(16, 1, 3, 3), "b3": w(16),
+             "w4": w(16, 16, 1, 1), "b4": w(16), "wg": w(4, 16), "bg": w(4)}
+    pad = {"pads": [1, 1, 1, 1], "kernel_shape": [3, 3]}
+    nodes = [("Conv", ["x", "w0", "b0"], ["c0"], pad), ("Relu", ["c0"], ["r0"]),
+             ("Conv", ["r0", "w1", "b1"], ["c1"], {**pad, "group": 8}), ("Relu", ["c1"], ["r1"]),
+             ("Conv", ["r1", "w2", "b2"], ["c2"]), ("Relu", ["c2"], ["r2"]),
+             ("MaxPool", ["r2"], ["p0"], {"kernel_shape": [2, 2], "strides": [2, 2]}),
+             ("Conv", ["p0", "w3", "b3"], ["c3"], {**pad, "group": 16}), ("Relu", ["c3"], ["r3"]),
+             ("Conv", ["r3", "w4", "b4"], ["c4"]), ("Relu", ["c4"], ["r4"]),
+             ("MaxPool", ["r4"], ["p"], {"kernel_shape": [2, 2], "strides": [2, 2]}),
+             ("GlobalAveragePool", ["p"], ["gp"]), ("Flatten", ["gp"], ["f"]),
+             ("Gemm", ["f", "wg", "bg"], ["y"], {"transB": 1})]
+    return make_model(nodes, {"x": (1, 3, 12, 12)}, {"y": (1, 4)}, inits)
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    model = _cnn()
+    x = np.random.default_rng(5).standard_normal((1, 3, 12, 12)).astype(np.float32)
+    return model, {"x": x}, ort_run(model, {"x": x})["y"]
+
+
+def test_size_mode_host_matches_onnxruntime_and_shares_kernels(cnn):
+    model, feeds, want = cnn
+    cm = onnxcc.compile(model, "host", name="sz", optimize="size")
+    assert cm.options["optimize"] == "size" and cm.target.optimize == "size"
+    np.testing.assert_allclose(cm.run(feeds)["y"], want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(cm.run(feeds, sanitize=True)["y"], want, rtol=1e-5, atol=1e-5)
+    text = (cm.lib_dir / "sz.c").read_text()
+    # the two depthwise convs (8 at 12x12, 16 at 6x6), the pointwise ones (8->16 at 12x12,
+    # 16->16 at 6x6) and the MaxPools share a function per pair
+    assert text.count("shared by 2 kernels") == 3, text
+    # one plain nest per conv: no split into an interior and a border nest, no unrolled blocks
+    convs = [k for k in cm.program.kernels if "conv" in k.op.lower()]
+    assert all("size mode: one accumulator per output, padded taps skipped" in k.comment
+               for k in convs)
+    speed = onnxcc.compile(model, "host", name="sp")
+    assert speed.options["optimize"] == "speed" and "shared by" not in \
+        (speed.lib_dir / "sp.c").read_text()
+
+
+def test_size_mode_int8_host_matches_reference(cnn):
+    from onnxcc.interpreter import interpret
+
+    model, feeds, _ = cnn
+    calib = {"x": np.random.default_rng(9).standard_normal((4, 3, 12, 12)).astype(np.float32)}
+    cm = onnxcc.compile(model, "host", name="q", optimize="size",
+                        quantize=onnxcc.Int8(calibration=calib))
+    want = interpret(cm.graph, feeds)["y"]
+    np.testing.assert_allclose(cm.run(feeds)["y"], want, rtol=1e-5, atol=1e-6)
+
+
+def _code_bytes(cm) -> int:
+    """.text (+ .rodata) of the library's ``<m>.o`` built for cortex-m4 at -Os (weights apart)."""
+    tgt, m = cm.target, cm.mmap["c_prefix"]
+    with tempfile.TemporaryDirectory() as td:
+        obj = Path(td) / "m.o"
+        run_checked([tgt.cc, *WARN_FLAGS, "-Os", *tgt.c_flags, f"-I{cm.lib_dir}", "-c",
+                     str(cm.lib_dir / f"{m}.c"), "-o", str(obj)], "cross-compile")
+        sizes = object_sizes(obj, tgt.cc[:-3] + "size")
+    assert sizes is not None
+    assert sizes["data"] + sizes["bss"] == 0   # no RAM outside the caller's arena
+    return sizes["text"]
+
+
+@needs_arm
+def test_size_mode_code_is_smaller_than_speed_mode(cnn):
+    model = cnn[0]
+    speed = _code_bytes(onnxcc.compile(model, "cortex-m4", name="cnn", max_recompute=0))
+    size = _code_bytes(onnxcc.compile(model, "cortex-m4", name="cnn", optimize="size"))
+    # measured 8,416 -> 1,404 bytes (0.17)
+    assert size <= 0.3 * speed, (size, speed)
+
+
+@needs_qemu
+def test_size_mode_cortex_m4_on_qemu_matches_onnxruntime(cnn):
+    model, feeds, want = cnn
+    cm = onnxcc.compile(model, "cortex-m4", name="cnn", optimize="size")
+    got = qemu.run_on_qemu(cm, feeds, timeout=60)["y"]   # firmware built at -Os (size mode)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_cli_optimize_flag(tmp_path, cnn, capsys):
+    from onnxcc.cli import build_parser, main
+
+    path = tmp_path / "cnn.onnx"
+    path.write_bytes(cnn[0].SerializeToString())
+    for cmd in ("compile", "check", "report", "run"):
+        args = build_parser().parse_args([cmd, str(path), "--optimize", "size"])
+        assert args.optimize == "size"
+    assert build_parser().parse_args(["compile", str(path)]).optimize == "speed"
+    out = tmp_path / "lib"
+    assert main(["compile", str(path), "--optimize", "size", "-o", str(out), "--name", "c"]) == 0
+    assert json.loads((out / "c.json").read_text())["options"]["optimize"] == "size"
+    assert main(["check", str(path), "--optimize", "size", "--target", "cortex-m4"]) == 0
+    capsys.readouterr()
+    assert main(["compile", str(path), "--optimize", "fast", "-o", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "--optimize" in err and "'fast'" in err
+
+
+def test_invalid_optimize_value_is_refused(cnn):
+    with pytest.raises(OnnxccError, match=r"optimize='tiny' \(CLI --optimize\)"):
+        onnxcc.compile(cnn[0], "cortex-m4", optimize="tiny")
+
+
+def _chain():
+    """x (1,3,10,10) -> Conv 3x3 (8) Relu -> four 1x1 Convs with Relu (8->12->16->12->8) ->
+    MaxPool 2x2: four kernels of one shape of nest reading and writing the arena."""
+    rng = np.random.default_rng(4)
+    chans = [8, 12, 16, 12, 8]
+    inits = {"w0": (rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32)}
+    nodes = [("Conv", ["x", "w0"], ["c0"], {"pads": [1, 1, 1, 1]}), ("Relu", ["c0"], ["r0"])]
+    for i in range(1, 5):
+        inits[f"w{i}"] = (rng.standard_normal((chans[i], chans[i - 1], 1, 1)) * 0.3
+                          ).astype(np.float32)
+        inits[f"b{i}"] = (rng.standard_normal(chans[i]) * 0.3).astype(np.float32)
+        nodes += [("Conv", [f"r{i - 1}", f"w{i}", f"b{i}"], [f"c{i}"]),
+                  ("Relu", [f"c{i}"], [f"r{i}"])]
+    nodes.append(("MaxPool", ["r4"], ["y"], {"kernel_shape": [2, 2], "strides": [2, 2]}))
+    return make_model(nodes, {"x": (1, 3, 10, 10)}, {"y": (1, 8, 5, 5)}, inits)
+
+
+@needs_qemu
+def test_shared_kernel_tables_on_qemu():
+    """Four calls of one pointwise nest take a table each (arena offsets, weight addresses, the
+    literals that differ); the firmware agrees with onnxruntime."""
+    model = _chain()
+    x = np.random.default_rng(6).standard_normal((1, 3, 10, 10)).astype(np.float32)
+    cm = onnxcc.compile(model, "cortex-m4", name="chain", optimize="size")
+    text = (cm.lib_dir / "chain.c").read_text()
+    assert "shared by 4 kernels" in text and "their arena offsets, constants" in text
+    assert text.count("chain_k1_fusedconv(a, &chain_k") == 4 and "struct chain_k1_table" in text
+    got = qemu.run_on_qemu(cm, {"x": x}, timeout=60)["y"]
+    np.testing.assert_allclose(got, ort_run(model, {"x": x})["y"], rtol=1e-4, atol=1e-5)
+    # int8: the integer kernels share their tables the same way, bit-exact with the reference
+    from onnxcc.interpreter import interpret
+
+    calib = {"x": np.random.default_rng(8).standard_normal((4, 3, 10, 10)).astype(np.float32)}
+    q = onnxcc.compile(model, "cortex-m4", name="chain8", optimize="size",
+                       quantize=onnxcc.Int8(calibration=calib))
+    assert "their arena offsets, constants" in (q.lib_dir / "chain8.c").read_text()
+    got = qemu.run_on_qemu(q, {"x": x}, timeout=60)["y"]
+    np.testing.assert_allclose(got, interpret(q.graph, {"x": x})["y"], rtol=0, atol=1e-6)
+
+
+def test_size_mode_conv_with_infinite_weight_multiplies_the_padding():
+    """A padded tap is skipped only when every weight is finite: with an infinite weight the
+    padding's 0 multiplies it (NaN, onnx's reference semantics), as in speed mode."""
+    w = np.ones((2, 1, 3, 3), np.float32)
+    w[0, 0, 0, 0] = np.inf
+    model = make_model([("Conv", ["x", "w"], ["y"], {"pads": [1, 1, 1, 1]})],
+                       {"x": (1, 1, 4, 4)}, {"y": (1, 2, 4, 4)}, {"w": w})
+    x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4) - 8
+    got = onnxcc.compile(model, "host", optimize="size").run({"x": x})["y"]
+    want = onnxcc.compile(model, "host").run({"x": x})["y"]
+    assert np.isnan(got[0, 0, 0]).all()   # the top row reads the padding at the inf tap
+    np.testing.assert_array_equal(got, want)
+
+
+def test_share_kernels_keeps_the_literals_c_needs():
+    """Array sizes, float exponents and octal stay literal text; a group shares the one
+    function and each call gets its own values; a kernel without a partner is unchanged."""
+    from onnxcc.codegen.c.share import share_kernels
+
+    def kernel(fn, n, scale, size):
+        body = (f"float t[{size}];\nfor (int32_t i = 0; i < {n}; ++i) {{ /* {n} */\n"
+                f"    y[i] = x[i] * 1e-5f + {scale} + 010;\n}}")
+        return {"fn": fn, "signature": f"void {fn}(float *restrict y, const float *restrict x)",
+                "body": body, "comment": fn,
+                "args": [("other", "out", "out"), ("other", "in", "in")]}
+
+    ks = [kernel("k0", 7, 2, 4), kernel("k1", 9, 2, 4), kernel("k2", 7, 3, 8)]
+    out, calls = share_kernels(ks, lambda fn: f"{fn}_args", lambda fn: f"{fn}_table")
+    assert [k["fn"] for k in out] == ["k0", "k2"]           # k1 joins k0; k2's array differs
+    body = out[0]["body"]
+    assert "float t[4];" in body and "1e-5f" in body and "010" in body
+    assert "i < ksp[0]" in body and "+ 2 +" in body        # only the differing literal moves
+    assert calls[:2] == ["k0(out, in, k0_args);", "k0(out, in, k1_args);"]
+    assert "static const int16_t k1_args[1] = { 9 };" in out[0]["tables"]
+    assert out[1] == ks[2] and calls[2] == "k2(out, in);"
