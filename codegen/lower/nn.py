@@ -961,7 +961,9 @@ def _conv_small(node: Node, ctx: LowerCtx) -> Any:
     += w * x`` over the group's input channels, then ``y = activation(acc)``. A padded tap is
     skipped, which adds the 0 it would; with runtime or non-finite weights (where ``inf * 0``
     must give NaN as onnxruntime's im2col does) every tap multiplies: :func:`_conv_direct`'s
-    masked loads. x (N,C,*S), w (M,C/group,*K), b (M,), y (N,M,*O)."""
+    masked loads. A depthwise Conv planned over its input (:func:`depthwise_in_place_ok`) runs
+    channel by channel, storing through a plane of scratch copied over the output's channel.
+    x (N,C,*S), w (M,C/group,*K), b (M,), y (N,M,*O)."""
     w = node.inputs[1]
     if w.const is None or not bool(np.isfinite(w.const).all()):
         return _conv_direct(node, ctx)
@@ -976,35 +978,50 @@ def _conv_small(node: Node, ctx: LowerCtx) -> Any:
     guard = tap_guard(iv, (K, I, pb, s, d, O))
     acc = Var("acc", dt)
     red = loops([(c, 0, CG)], [Assign(acc, MulAdd(Wt[(m, c, *k)], X[(n, ci, *iv)], acc))])
+    plane = in_place_plane(ctx, Y)   # planned over x: channel by channel through a plane
+    flat = lin(*[(o[a], math.prod(O[a + 1:])) for a in range(nd)])
     body: list[Stmt] = [
         Decl(acc, B[(m,)] if B is not None else const(0, dt)),
         *loops([(k[a], 0, K[a]) for a in range(nd)], [If(guard, red)] if guard is not None
                else red),
-        Store(Y, (n, m, *o), activation_expr(node, acc))]
-    nest = loops([(n, 0, N)] + [(o[a], 0, O[a]) for a in range(nd)] + [(g, 0, G), (mg, 0, MG)],
-                 body)
+        Store(Y, (n, m, *o), activation_expr(node, acc)) if plane is None
+        else Store(plane, (flat,), activation_expr(node, acc))]
+    if plane is None:
+        nest = loops([(n, 0, N)] + [(o[a], 0, O[a]) for a in range(nd)]
+                     + [(g, 0, G), (mg, 0, MG)], body)
+    else:
+        assert MG == 1 and CG == 1
+        spatial = [(o[a], 0, O[a]) for a in range(nd)]
+        nest = loops([(n, 0, N), (g, 0, G), (mg, 0, MG)],
+                     loops(spatial, body) + loops(spatial, [Store(Y, (n, m, *o), plane[(flat,)])]))
     act = node.attrs.get("activation") or ""
     text = (f"{node.op}: x {shape_text(X.shape)} is (N,C,spatial...), w {shape_text(Wt.shape)} is "
             f"(M,C/group,k...), y {shape_text(Y.shape)}; group {G}, strides {_lst(s)}, "
             f"dilations {_lst(d)}, pads_begin {_lst(pb)}" + (f"; activation {act}" if act else "")
             + "; size mode: one accumulator per output, padded taps skipped")
     ins = read_buffers(nest, [X, Wt] + ([B] if B is not None else []))
-    return ctx.kernel("conv", [Y], ins, [Comment(text)] + nest, comment=text)
+    return ctx.kernel("conv", [Y], ins, [Comment(text)] + nest, comment=text,
+                      locals=[plane] if plane is not None else [], inplace=plane is not None)
 
 
 @lower("Conv", "onnxcc.FusedConv", supports=_supports_conv)
 def _lower_conv(node: Node, ctx: LowerCtx) -> Any:
     if getattr(ctx.target, "backend", "") == "hls":
         return _conv_direct(node, ctx)
-    # size mode: the one plain nest (no split, no unrolling), except for a depthwise Conv planned
-    # over its input, which only the scalar depthwise nest computes in place
-    if ctx.size and not _overlaps(ctx, node.inputs[0], node.outputs[0]):
-        return _conv_small(node, ctx)
+    in_place = _overlaps(ctx, node.inputs[0], node.outputs[0])
+    w = node.inputs[1]
+    if ctx.size and (not in_place or (w.const is not None and np.isfinite(w.const).all())):
+        return _conv_small(node, ctx)   # size mode: one plain nest (channel by channel in place)
+    if in_place:
+        # planned over its input (depthwise_in_place_ok): the scalar depthwise nest computes
+        # channel by channel
+        if depthwise_in_place_ok(node):
+            return _conv_depthwise_scalar(node, ctx)
+        refuse_in_place(node, ctx)
     if _depthwise_applies(node, ctx):
         return _conv_depthwise(node, ctx)
     if _depthwise_scalar_applies(node, ctx):
         return _conv_depthwise_scalar(node, ctx)
-    refuse_in_place(node, ctx)
     tile = _register_tile(node, ctx)
     return _conv_tiled(node, ctx, tile) if tile else _conv_taps(node, ctx)
 

@@ -688,8 +688,9 @@ def _depthwise_integer_scalar(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer,
     q = node.op == "QLinearConv"
     x, w = node.inputs[0], node.inputs[3 if q else 1]
     group = int(attr(node, "group"))
-    if not getattr(ctx.target, "scalar_accumulators", False) or group == 1 \
-            or x.shape[1] != group or len(x.shape) < 3 or math.prod(w.shape[2:]) > SCALAR_TAPS \
+    # (a Conv planned over its input takes this nest in size mode too: it computes in place)
+    scalar = getattr(ctx.target, "scalar_accumulators", False) or _overlaps(ctx, x, node.outputs[0])
+    if not scalar or group == 1 or x.shape[1] != group or len(x.shape) < 3 or math.prod(w.shape[2:]) > SCALAR_TAPS \
             or not isinstance(xz, Const) or (B is not None and node.inputs[8].const is None):
         return None
     Wt = _centered_weights(w, node.inputs[5 if q else 3] if has_input(node, 5 if q else 3)

@@ -100,3 +100,15 @@ def test_in_place_block_on_emulated_cortex_m4(rng):
     x = rng.standard_normal((1, 4, 16, 16)).astype(np.float32)
     np.testing.assert_allclose(qemu.run_on_qemu(cm, {"x": x})["y"], ort_run(model, {"x": x})["y"],
                                rtol=1e-5, atol=1e-5)
+
+
+def test_size_mode_computes_in_place_in_its_plain_nest(rng):
+    model = _block(rng, stride=2)
+    cm = onnxcc.compile(model, "cortex-m4", max_recompute=0, optimize="size")
+    dw = _dw(cm)
+    assert dw.name in cm.graph.meta["memory_plan"].inplace
+    kernel = next(k for k in cm.program.kernels if k.node == dw.name)
+    assert kernel.inplace and "size mode" in kernel.comment
+    x = rng.standard_normal((1, 4, 16, 16)).astype(np.float32)
+    np.testing.assert_allclose(cm.run({"x": x})["y"], ort_run(model, {"x": x})["y"],
+                               rtol=1e-5, atol=1e-5)

@@ -139,7 +139,7 @@ def _check(case: str, target: str) -> str:
 def test_blocked_int8_on_cortex_m4_is_bit_exact_and_uses_smlad(case):
     _tools_or_skip("cortex-m4")
     c = _check(case, "cortex-m4")
-    assert "__smlad(" in c and "acc00 = onnxcc_smlad(w0_0, x0_0, acc00);" in c
+    assert "__smlad(" in c and "acc00 = onnxcc_smlad(" in c
 
 
 @pytest.mark.parametrize("case", ["conv3x3_pad_int8"])
