@@ -1,0 +1,208 @@
+"""Sampling by coordinates as loop IR: AffineGrid, GridSample (semantics in
+:mod:`onnxcc.ops.sampling`).
+
+AffineGrid: per batch entry, position and output coordinate j, ``sum_k theta[n, j, k] *
+base[s, k]`` over a weight table of the homogeneous base grid (computed at compile time in
+float64, stored in theta's dtype), accumulated in theta's dtype.
+
+GridSample: per batch entry and output position, each spatial axis's coordinate is computed once
+into locals (denormalized, rounded for nearest, clamped or reflected off the borders by
+padding_mode), then its taps (1 nearest, 2 linear, 4 cubic) as an index and a weight each
+(zeros padding: a validity flag; reflection: the tap reflected and truncated); the channel loop
+innermost sums the product of the axes' tap weights times X at the taps (a masked load reads 0
+outside for zeros). Every tap index is clamped to ``[0, L)`` inside the access, so verify proves
+it in bounds; a coordinate is clamped to ``[-8, L + 8]`` before its cast to an integer, which
+changes no tap (all outside either way). Coordinates are computed in float64 when X or grid is
+float64, else float32.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+from onnxcc.codegen.loops import (BOOL, F32, F64, INDEX, Assign, Binary, Buffer, Cast, Decl,
+                                  Expr, Load, Loop, Select, Stmt, Store, Unary, Var, all_of,
+                                  const)
+from onnxcc.ir import Node
+from onnxcc.ops import attr
+from onnxcc.ops.sampling import (affine_grid_size, base_grid, borders, cubic_weights,
+                                 grid_sample_params)
+
+from . import LowerCtx, lower, nest
+from .tensor import clamp, flat, offset
+
+
+def _float_only(node: Node) -> str | None:
+    for v in node.inputs[:2] if node.op == "GridSample" else node.inputs[:1]:
+        if v.dtype.kind != "f":
+            return f"{node.op} on {v.dtype.name} is not supported (float32/float64)"
+    return None
+
+
+@lower("AffineGrid", supports=_float_only)
+def _lower_affine_grid(node: Node, ctx: LowerCtx):
+    """grid (N, S, r) [n, s, j] = sum_k theta[n, j, k] * base[s, k] (module docstring)."""
+    y = node.outputs[0]
+    if y.type.size == 0:
+        return None
+    sp = affine_grid_size(node)
+    r = len(sp)
+    S = math.prod(sp)
+    tb = ctx.input(0)
+    dt = tb.dtype
+    base = base_grid(sp, bool(attr(node, "align_corners"))).astype(dt.np)
+    bb = Buffer("base", dt, base.shape, space="weight", data=np.ascontiguousarray(base).reshape(-1))
+    yf = flat(ctx.output(0))
+
+    def body(v: list) -> list[Stmt]:
+        n, s, j = v
+        acc = Var("acc", dt)
+        terms = [Binary("mul", tb[(n, j, const(k, INDEX))], bb[(s, const(k, INDEX))])
+                 for k in range(r + 1)]
+        e = terms[0]
+        for t in terms[1:]:
+            e = Binary("add", e, t)
+        return [Decl(acc, e), Store(yf, (offset([n, s, j], [S * r, r, 1]),), acc)]
+
+    return ctx.kernel("affine_grid", [yf], [tb, bb], nest(ctx, [y.shape[0], S, r], body))
+
+
+def reflect_stmts(x: Var, lo: float, hi: float, tag: str) -> list[Stmt]:
+    """Statements reflecting the float local ``x`` off ``lo`` and ``hi`` until inside
+    (:func:`onnxcc.ops.sampling.reflect`)."""
+    dt = x.dtype
+    rng = hi - lo
+    if rng <= 0:
+        return [Assign(x, const(lo, dt))]
+    c = lambda v: const(v, dt)   # noqa: E731
+    below, above = Binary("lt", x, c(lo)), Binary("gt", x, c(hi))
+    dx, n, r = Var(f"dx{tag}", dt), Var(f"nr{tag}", dt), Var(f"r{tag}", dt)
+    even = Binary("eq", Binary("sub", n, Binary("mul", c(2.0), Unary("floor", Binary(
+        "mul", n, c(0.5))))), c(0.0))
+    lo_r, hi_r = Binary("add", c(lo), r), Binary("sub", c(hi), r)
+    return [Decl(dx, Select(below, Binary("sub", c(lo), x), Binary("sub", x, c(hi)))),
+            Decl(n, Unary("floor", Binary("div", dx, c(rng)))),
+            Decl(r, Binary("sub", dx, Binary("mul", n, c(rng)))),
+            Assign(x, Select(below, Select(even, lo_r, hi_r),
+                              Select(above, Select(even, hi_r, lo_r), x)))]
+
+
+def _supports_grid(node: Node) -> str | None:
+    return _float_only(node)
+
+
+@lower("GridSample", supports=_supports_grid)
+def _lower_grid_sample(node: Node, ctx: LowerCtx):
+    """Y (N, C, O...) = X sampled at grid (module docstring)."""
+    y = node.outputs[0]
+    if y.type.size == 0:
+        return None
+    mode, pad, align = grid_sample_params(node)
+    X, G = node.inputs
+    N, C, *S = X.shape
+    r = len(S)
+    out_sp = list(G.shape[1:-1])
+    xb, gb, yb = ctx.input(0), ctx.input(1), ctx.output(0)
+    ft = F64 if "float64" in (X.dtype.name, G.dtype.name) else F32
+    c = lambda v: const(v, ft)   # noqa: E731
+
+    def body(v: list) -> list[Stmt]:
+        n, o = v[0], v[1:]
+        stmts: list[Stmt] = []
+        taps: list[list[tuple[Expr, Expr | None, Expr | None]]] = []   # (index, weight, valid)
+        for a in range(r):
+            L = S[a]
+            lo, hi = borders(L, align)
+            x = Var(f"u{a}", ft)
+            g = Cast(gb[(n, *o, const(r - 1 - a, INDEX))], ft)
+            g1 = Binary("add", g, c(1.0))
+            den = Binary("mul", Binary("mul", g1, c(0.5)), c(L - 1.0)) if align else \
+                Binary("mul", Binary("sub", Binary("mul", g1, c(float(L))), c(1.0)), c(0.5))
+            stmts.append(Decl(x, den))
+            if mode == "nearest":
+                stmts.append(Assign(x, Unary("round", x)))
+            out = Binary("or", Binary("lt", x, c(lo)), Binary("gt", x, c(hi)))
+            if pad == "border":
+                stmts.append(Assign(x, Select(out, Binary("min", Binary("max", x, c(0.0)),
+                                                            c(L - 1.0)), x)))
+            elif pad == "reflection":
+                stmts += reflect_stmts(x, lo, hi, f"_{a}")
+            if mode == "nearest":
+                base, offs, weights = x, [0], [None]
+            else:
+                f, t = Var(f"f{a}", ft), Var(f"t{a}", ft)
+                stmts += [Decl(f, Unary("floor", x)), Decl(t, Binary("sub", x, f))]
+                base = f
+                if mode == "linear":
+                    offs, weights = [0, 1], [Binary("sub", c(1.0), t), t]
+                else:
+                    offs, weights = [-1, 0, 1, 2], cubic_weights(_F(t, ft))
+                    weights = [w.e for w in weights]
+            b = Var(f"b{a}", INDEX)
+            stmts.append(Decl(b, Cast(Binary("min", Binary("max", base, c(-8.0)),
+                                                 c(L + 8.0)), INDEX)))
+            axis_taps = []
+            for k, (dk, w) in enumerate(zip(offs, weights)):
+                j = Binary("add", b, const(dk, INDEX)) if dk else b
+                tag = f"{a}_{k}"
+                iv = Var(f"j{tag}", INDEX)
+                ok = None
+                if pad == "zeros":
+                    okv = Var(f"ok{tag}", BOOL)
+                    stmts.append(Decl(okv, Binary("and", Binary("ge", j, const(0, INDEX)),
+                                                  Binary("lt", j, const(L, INDEX)))))
+                    ok = okv
+                    stmts.append(Decl(iv, j))
+                elif pad == "border":
+                    stmts.append(Decl(iv, j))
+                else:
+                    jf = Var(f"jf{tag}", ft)
+                    stmts.append(Decl(jf, Cast(j, ft)))
+                    stmts += reflect_stmts(jf, lo, hi, f"_{tag}")
+                    stmts.append(Decl(iv, Cast(jf, INDEX)))
+                wv = None
+                if w is not None:
+                    wv = Var(f"w{tag}", ft)
+                    stmts.append(Decl(wv, w))
+                axis_taps.append((clamp(iv, 0, L - 1), wv, ok))
+            taps.append(axis_taps)
+        ci = ctx.var("c")
+        acc = Var("acc", ft)
+        inner: list[Stmt] = [Decl(acc, c(0.0))]
+        for combo in itertools.product(*taps):
+            idx = tuple(t[0] for t in combo)
+            oks = [t[2] for t in combo if t[2] is not None]
+            mask = all_of(*oks)
+            ld: Expr = Load(xb, (n, ci, *idx), mask, const(0, xb.dtype)) if mask is not None \
+                else xb[(n, ci, *idx)]
+            val: Expr = ld if xb.dtype == ft else Cast(ld, ft)
+            ws = [t[1] for t in combo if t[1] is not None]
+            for w in ws:
+                val = Binary("mul", val, w)
+            inner.append(Assign(acc, Binary("add", acc, val)))
+        res: Expr = acc if yb.dtype == ft else Cast(acc, yb.dtype)
+        inner.append(Store(yb, (n, ci, *o), res))
+        return stmts + [Loop(ci, 0, C, inner)]
+
+    return ctx.kernel("grid_sample", [yb], [xb, gb], nest(ctx, [N, *out_sp], body))
+
+
+class _F:
+    """A loop-IR float expression with the arithmetic :func:`cubic_weights` uses (Python numbers
+    become constants of its dtype)."""
+
+    def __init__(self, e: Expr, dt) -> None:
+        self.e, self.dt = e, dt
+
+    def _w(self, o) -> Expr:
+        return o.e if isinstance(o, _F) else const(o, self.dt)
+
+    def __add__(self, o): return _F(Binary("add", self.e, self._w(o)), self.dt)
+    def __radd__(self, o): return _F(Binary("add", self._w(o), self.e), self.dt)
+    def __sub__(self, o): return _F(Binary("sub", self.e, self._w(o)), self.dt)
+    def __rsub__(self, o): return _F(Binary("sub", self._w(o), self.e), self.dt)
+    def __mul__(self, o): return _F(Binary("mul", self.e, self._w(o)), self.dt)
+    def __rmul__(self, o): return _F(Binary("mul", self._w(o), self.e), self.dt)

@@ -1,0 +1,223 @@
+"""Spatial sampling by coordinates: AffineGrid (opset 20) and GridSample (opsets 16 and 20).
+
+AffineGrid(theta, size; align_corners): theta (N, 2, 3) for 2-D or (N, 3, 4) for 3-D, size the
+int64 constant [N, C, H, W] or [N, C, D, H, W] (it sets the output shape, so it must be known at
+compile time: a constant, or a graph input bound with ``constant_inputs``). The output grid
+(N, H, W, 2) or (N, D, H, W, 3), in theta's dtype, is ``theta[n] @ (x, y, [z], 1)`` at every
+position of the base grid, whose coordinate along an axis of length L at index i is
+``-1 + 2 i / (L - 1)`` with align_corners, else ``-1 + (2 i + 1) / L`` (onnx's reference,
+onnx/reference/ops/op_affine_grid.py). x is the last axis (W).
+
+GridSample(X, grid; mode, padding_mode, align_corners): X (N, C, D1..Dr), grid (N, O1..Or', r)
+of normalized coordinates in [-1, 1], the last entry of a grid vector indexing D1 (reversed
+order, as in PyTorch); Y (N, C, O1..Or'). Opset 16 is 4-D only and names the modes bilinear /
+bicubic, opset 20 linear / cubic (read here as the same). Per output position and spatial axis
+of length L (PyTorch's GridSampler.h, as onnx/reference/ops/op_grid_sample.py):
+
+1. x = (g + 1) / 2 (L - 1) with align_corners, else ((g + 1) L - 1) / 2;
+2. nearest: x = round half to even (x);
+3. outside the borders [lo, hi] = [0, L-1] (align_corners) or [-0.5, L-0.5]: padding border clamps
+   x to [0, L - 1], reflection reflects it off the borders until inside (:func:`reflect`);
+4. taps: nearest reads trunc(x); linear the 2 taps floor(x) + {0, 1} with weights (1 - t, t),
+   t = x - floor(x); cubic the 4 taps floor(x) + {-1, 0, 1, 2} with Keys' weights (A = -0.75,
+   :func:`cubic_weights`). A tap outside [0, L) reads 0 (zeros), the clamped index (border) or
+   the index reflected off the borders and truncated (reflection). The weights of the axes
+   multiply (separable interpolation).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..ir import Node, TensorType
+from . import OpDef, attr, bad_attr, register_op
+from ._util import const_input, ints
+
+CUBIC_A = -0.75
+
+
+def _err(node: Node, msg: str, hint: str) -> ShapeError:
+    return ShapeError(msg, node=node.name, op=node.op, hint=hint)
+
+
+# ---- AffineGrid --------------------------------------------------------------------------------
+def affine_grid_size(node: Node) -> tuple[int, ...]:
+    """The spatial sizes (H, W) or (D, H, W) from the constant size input. Raises ShapeError when
+    size is not a constant of 4 or 5 entries matching theta's (N, r, r + 1) shape."""
+    theta = node.inputs[0]
+    size = ints(const_input(node, 1, "size"))
+    if len(size) not in (4, 5):
+        raise _err(node, f"size {list(size)} must have 4 (2-D) or 5 (3-D) entries",
+                   "give size as [N, C, H, W] or [N, C, D, H, W]")
+    r = len(size) - 2
+    if tuple(theta.shape) != (size[0], r, r + 1):
+        raise _err(node, f"theta shape {list(theta.shape)} does not match size {list(size)}: "
+                   f"expected [{size[0]}, {r}, {r + 1}]", "give theta as (N, 2, 3) or (N, 3, 4)")
+    if any(d < 0 for d in size):
+        raise _err(node, f"size {list(size)} has a negative entry", "give sizes >= 0")
+    return tuple(size[2:])
+
+
+def base_grid(spatial: tuple[int, ...], align_corners: bool) -> np.ndarray:
+    """The float64 homogeneous base grid (prod(spatial), r + 1): per position (x, y, [z], 1) with
+    x along the last axis (module docstring)."""
+    axes = []
+    for L in spatial:
+        i = np.arange(L, dtype=np.float64)
+        axes.append(-1 + 2 * i / (L - 1) if align_corners and L > 1 else
+                    np.zeros(L) - 1 if align_corners else -1 + (2 * i + 1) / L)
+    mesh = np.meshgrid(*axes, indexing="ij") if spatial else []
+    cols = [m.reshape(-1) for m in reversed(mesh)]
+    n = int(np.prod(spatial)) if spatial else 1
+    return np.stack(cols + [np.ones(n)], axis=1)
+
+
+@register_op("AffineGrid")
+class AffineGrid(OpDef):
+    """ONNX AffineGrid(theta, size; align_corners) -> grid (module docstring)."""
+
+    attrs = {"align_corners": 0}
+    min_inputs = max_inputs = 2
+
+    def infer(self, node: Node) -> list[TensorType]:
+        theta = node.inputs[0]
+        if theta.dtype.kind != "f":
+            raise _err(node, f"theta of dtype {theta.dtype.name} is not a float",
+                       "give theta as float32 or float64")
+        sp = affine_grid_size(node)
+        return [TensorType((theta.shape[0], *sp, len(sp)), theta.dtype)]
+
+    def reference(self, node: Node, theta, size) -> list[np.ndarray]:
+        sp = affine_grid_size(node)
+        base = base_grid(sp, bool(attr(node, "align_corners")))           # (S, r + 1)
+        g = np.einsum("njk,sk->nsj", theta.astype(np.float64), base)
+        return [g.reshape((theta.shape[0], *sp, len(sp))).astype(theta.dtype)]
+
+
+# ---- GridSample --------------------------------------------------------------------------------
+def grid_sample_params(node: Node) -> tuple[str, str, bool]:
+    """(mode in nearest/linear/cubic, padding_mode, align_corners) of a GridSample node, the
+    opset-16 names bilinear/bicubic read as linear/cubic. Raises AttributeValueError for other
+    values, and ShapeError when X and grid do not fit (N, C, D1..Dr) / (N, O1..Or', r)."""
+    mode = str(attr(node, "mode"))
+    mode = {"bilinear": "linear", "bicubic": "cubic"}.get(mode, mode)
+    pad = str(attr(node, "padding_mode"))
+    if mode not in ("nearest", "linear", "cubic"):
+        raise bad_attr(node, f"mode {mode!r} is not nearest, linear or cubic")
+    if pad not in ("zeros", "border", "reflection"):
+        raise bad_attr(node, f"padding_mode {pad!r} is not zeros, border or reflection")
+    x, g = node.inputs
+    r = len(x.shape) - 2
+    if r < 1 or len(g.shape) < 2 or g.shape[0] != x.shape[0] or g.shape[-1] != r:
+        raise _err(node, f"X {list(x.shape)} and grid {list(g.shape)} do not fit: X is "
+                   "(N, C, D1..Dr), grid (N, O1..., r)", "give grid one r-vector per output "
+                   "position and the batch of X")
+    return mode, pad, bool(attr(node, "align_corners"))
+
+
+def borders(L: int, align: bool) -> tuple[float, float]:
+    """The reflection borders (lo, hi) of an axis of length L."""
+    return (0.0, L - 1.0) if align else (-0.5, L - 0.5)
+
+
+def reflect(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``x`` reflected off ``lo`` and ``hi`` until inside (GridSampler.h's reflect; a zero-width
+    range maps to lo)."""
+    rng = hi - lo
+    if rng <= 0:
+        return np.full_like(x, lo)
+    below, above = x < lo, x > hi
+    dx = np.where(below, lo - x, x - hi)
+    n = np.floor(dx / rng)
+    r = dx - n * rng
+    even = np.fmod(n, 2) == 0
+    return np.where(below, np.where(even, lo + r, hi - r),
+                    np.where(above, np.where(even, hi - r, lo + r), x))
+
+
+def cubic_weights(t):
+    """Keys' cubic convolution weights (A = -0.75) of the taps at -1, 0, 1, 2 for a fraction
+    ``t`` in [0, 1) (numpy arrays or loop-IR expressions)."""
+    A = CUBIC_A
+    s, u, v = t + 1, 1 - t, 2 - t
+    return [((A * s - 5 * A) * s + 8 * A) * s - 4 * A,
+            ((A + 2) * t - (A + 3)) * t * t + 1,
+            ((A + 2) * u - (A + 3)) * u * u + 1,
+            ((A * v - 5 * A) * v + 8 * A) * v - 4 * A]
+
+
+def _taps(x: np.ndarray, L: int, mode: str, pad: str, align: bool
+          ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per tap of one axis: (index in [0, L), weight, valid) for coordinates ``x`` (step 4)."""
+    lo, hi = borders(L, align)
+
+    def at(j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if pad == "zeros":
+            return np.clip(j, 0, L - 1), (j >= 0) & (j < L)
+        if pad == "border":
+            return np.clip(j, 0, L - 1), np.ones(j.shape, bool)
+        return np.clip(np.trunc(reflect(j.astype(x.dtype), lo, hi)), 0, L - 1).astype(np.int64), \
+            np.ones(j.shape, bool)
+
+    if mode == "nearest":
+        j = np.trunc(np.clip(x, -8.0, L + 8.0)).astype(np.int64)
+        i, ok = at(j)
+        return [(i, np.ones_like(x), ok)]
+    f = np.floor(x)
+    t = x - f
+    b = np.clip(f, -8.0, L + 8.0).astype(np.int64)
+    if mode == "linear":
+        (i0, ok0), (i1, ok1) = at(b), at(b + 1)
+        return [(i0, 1 - t, ok0), (i1, t, ok1)]
+    w = cubic_weights(t)
+    return [(at(b + k - 1)[0], w[k], at(b + k - 1)[1]) for k in range(4)]
+
+
+def coordinates(g: np.ndarray, L: int, mode: str, pad: str, align: bool) -> np.ndarray:
+    """Steps 1-3 of the module docstring on normalized coordinates ``g`` for an axis of L."""
+    x = (g + 1) / 2 * (L - 1) if align else ((g + 1) * L - 1) / 2
+    if mode == "nearest":
+        x = np.rint(x)
+    lo, hi = borders(L, align)
+    out = (x < lo) | (x > hi)
+    if pad == "border":
+        x = np.where(out, np.clip(x, 0, L - 1), x)
+    elif pad == "reflection":
+        x = np.where(out, reflect(x, lo, hi), x)
+    return x
+
+
+@register_op("GridSample")
+class GridSample(OpDef):
+    """ONNX GridSample(X, grid; mode, padding_mode, align_corners) -> Y (module docstring)."""
+
+    attrs = {"mode": "linear", "padding_mode": "zeros", "align_corners": 0}
+    min_inputs = max_inputs = 2
+
+    def infer(self, node: Node) -> list[TensorType]:
+        grid_sample_params(node)
+        x, g = node.inputs
+        return [TensorType((x.shape[0], x.shape[1], *g.shape[1:-1]), x.dtype)]
+
+    def reference(self, node: Node, X, grid) -> list[np.ndarray]:
+        mode, pad, align = grid_sample_params(node)
+        N, C, *S = X.shape
+        r = len(S)
+        ft = np.float64 if np.float64 in (X.dtype, grid.dtype) else np.float32
+        taps = [_taps(coordinates(grid[..., r - 1 - a].astype(ft), S[a], mode, pad, align),
+                      S[a], mode, pad, align) for a in range(r)]
+        out_sp = grid.shape[1:-1]
+        xt = np.moveaxis(X, 1, -1).astype(ft)                              # (N, *S, C)
+        nidx = np.arange(N).reshape((N,) + (1,) * len(out_sp))
+        y = np.zeros((N, *out_sp, C), ft)
+        for combo in np.ndindex(*[len(t) for t in taps]):
+            idx = [taps[a][k][0] for a, k in enumerate(combo)]
+            w = np.ones((N, *out_sp), ft)
+            ok = np.ones((N, *out_sp), bool)
+            for a, k in enumerate(combo):
+                w = w * taps[a][k][1]
+                ok &= taps[a][k][2]
+            v = xt[(nidx, *idx)]
+            y += np.where(ok[..., None], v, 0) * w[..., None]
+        return [np.moveaxis(y, -1, 1).astype(X.dtype)]
