@@ -1,11 +1,160 @@
-"""Window functions as loop IR: their values depend on the compile-time size only, so the
-kernel writes a table computed by the op's reference (the lowering of Shape/Size/
-ConstantOfShape, :func:`onnxcc.codegen.lower.tensor._lower_known`: a fill loop for a splat, else
-a copy of a weight table). Constant folding normally removes these nodes first."""
+"""Signal ops as loop IR.
+
+Window functions: their values depend on the compile-time size only, so the kernel writes a table
+computed by the op's reference (the lowering of Shape/Size/ConstantOfShape,
+:func:`onnxcc.codegen.lower.tensor._lower_known`: a fill loop for a splat, else a copy of a weight
+table). Constant folding normally removes these nodes first.
+
+DFT and STFT (semantics in :mod:`onnxcc.ops.signal`): a direct O(L^2) transform. The twiddles
+``cos`` and ``sin`` of ``2 pi ((k n) mod L) / L`` are computed at compile time in float64 into two
+weight tables (output bin x input sample) in the signal's dtype, with the sign of the direction,
+the 1/L of an inverse and the factor 2 of a one-sided inverse's mirrored bins folded in. Per
+output position and bin, two accumulators in the signal's dtype (float64 for float64) sum
+``re += xr C - xi S`` and ``im += xr S + xi C`` over the input samples (xi absent for a real
+signal; only re stored for a one-sided inverse). STFT reads each frame's samples at
+``f * frame_step + n`` times the window (a run-time input) and transforms it forward.
+"""
 
 from __future__ import annotations
 
-from . import lower
+
+import numpy as np
+
+from onnxcc.codegen.loops import (INDEX, Assign, Binary, Buffer, Decl, Expr, Loop, Stmt, Store,
+                                  Var, affine, const)
+from onnxcc.ir import Node
+from onnxcc.ops.signal import dft_params, stft_params
+
+from . import LowerCtx, lower, nest
 from .tensor import _lower_known
 
 lower("HannWindow", "HammingWindow", "BlackmanWindow")(_lower_known)
+
+
+def twiddles(n_out: int, n_in: int, L: int, sign: float, scale: np.ndarray | float, dt
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(C, S) of shape (n_out, n_in): ``scale * cos(theta)`` and ``sign * scale * sin(theta)``
+    with ``theta = 2 pi ((k n) mod L) / L``, computed in float64 and stored in ``dt``."""
+    k = np.arange(n_out)[:, None]
+    n = np.arange(n_in)[None, :]
+    theta = 2 * np.pi * ((k * n) % L) / L
+    return ((scale * np.cos(theta)).astype(dt), (sign * scale * np.sin(theta)).astype(dt))
+
+
+def _float_signal(node: Node) -> str | None:
+    if node.inputs[0].dtype.kind != "f":
+        return f"{node.op} on {node.inputs[0].dtype.name} is not supported (float32/float64)"
+    return None
+
+
+def _tables(ctx: LowerCtx, C: np.ndarray, S: np.ndarray, dt) -> tuple[Buffer, Buffer]:
+    return (Buffer("tw_cos", dt, C.shape, space="weight", data=np.ascontiguousarray(C).reshape(-1)),
+            Buffer("tw_sin", dt, S.shape, space="weight", data=np.ascontiguousarray(S).reshape(-1)))
+
+
+def _accumulate(k: Var, n_in: int, ctx: LowerCtx, sample, cb: Buffer, sb: Buffer, dt,
+                complex_in: bool, want_im: bool, store) -> list[Stmt]:
+    """Decl re/im; for n < n_in: re += xr C - xi S, im += xr S + xi C; then ``store(re, im)``."""
+    re, im = Var("re", dt), Var("im", dt)
+    n = ctx.var("n")
+    xr, xi = sample(n)
+    c, s = cb[(k, n)], sb[(k, n)]
+    upd_re: Expr = Binary("add", re, Binary("mul", xr, c))
+    upd_im: Expr = Binary("add", im, Binary("mul", xr, s))
+    if complex_in:
+        upd_re = Binary("sub", upd_re, Binary("mul", xi, s))
+        upd_im = Binary("add", upd_im, Binary("mul", xi, c))
+    body: list[Stmt] = [Assign(re, upd_re)] + ([Assign(im, upd_im)] if want_im else [])
+    return ([Decl(re, const(0, dt))] + ([Decl(im, const(0, dt))] if want_im else [])
+            + [Loop(n, 0, n_in, body)] + store(re, im))
+
+
+@lower("DFT", supports=_float_signal)
+def _lower_dft(node: Node, ctx: LowerCtx):
+    """y = the DFT of x along the axis (module docstring)."""
+    y = node.outputs[0]
+    if y.type.size == 0:
+        return None
+    axis, L, inverse, onesided = dft_params(node)
+    x = node.inputs[0]
+    xb, yb = ctx.input(0), ctx.output(0)
+    dt = xb.dtype
+    n_out = y.shape[axis]
+    if inverse and onesided:       # irfft: bins k <= L/2 of a Hermitian spectrum
+        n_in = min(x.shape[axis], L // 2 + 1)
+        kk = np.arange(n_in)
+        ck = np.where((kk == 0) | (2 * kk == L), 1.0, 2.0)[None, :]
+        C, S = twiddles(n_out, n_in, L, 1.0, ck / L, dt.np)
+    else:
+        n_in = min(x.shape[axis], L)
+        C, S = twiddles(n_out, n_in, L, 1.0 if inverse else -1.0, 1.0 / L if inverse else 1.0,
+                        dt.np)
+    cb, sb = _tables(ctx, C, S, dt)
+    complex_in, want_im = x.shape[-1] == 2, y.shape[-1] == 2
+    r = len(x.shape)
+    outer = [d for a, d in enumerate(y.shape) if a not in (axis, r - 1)]
+    if x.type.size == 0 or n_in == 0:
+        n_in = 0
+
+    def body(v: list) -> list[Stmt]:
+        k = ctx.var("k")
+
+        def at(pos: Expr, last: int) -> tuple:
+            idx = list(v)
+            idx.insert(axis, pos)
+            return (*idx, const(last, INDEX))
+
+        def sample(n: Var):
+            return xb[at(n, 0)], (xb[at(n, 1)] if complex_in else None)
+
+        def store(re: Var, im: Var) -> list[Stmt]:
+            out = [Store(yb, at(k, 0), re)]
+            return out + ([Store(yb, at(k, 1), im)] if want_im else [])
+
+        return [Loop(k, 0, n_out, _accumulate(k, n_in, ctx, sample, cb, sb, dt, complex_in,
+                                              want_im, store))]
+
+    ins = [xb, cb, sb] if n_in else []
+    return ctx.kernel("dft", [yb], ins, nest(ctx, outer or [1], body if outer else
+                                              (lambda v: body([]))))
+
+
+@lower("STFT", supports=_float_signal)
+def _lower_stft(node: Node, ctx: LowerCtx):
+    """y (B, frames, bins, 2) = the DFT of each windowed frame (module docstring)."""
+    y = node.outputs[0]
+    if y.type.size == 0:
+        return None
+    step, W, L, frames = stft_params(node)
+    x = node.inputs[0]
+    xb, yb = ctx.input(0), ctx.output(0)
+    dt = xb.dtype
+    bins = y.shape[2]
+    n_in = min(W, L)
+    C, S = twiddles(bins, n_in, L, -1.0, 1.0, dt.np)
+    cb, sb = _tables(ctx, C, S, dt)
+    wb = ctx.input(2) if len(node.inputs) > 2 and node.inputs[2] is not None else None
+    complex_in = x.shape[-1] == 2
+
+    def body(v: list) -> list[Stmt]:
+        b, f = v
+        k = ctx.var("k")
+
+        def sample(n: Var):
+            t = affine((f, step), (n, 1))
+            xr: Expr = xb[(b, t, const(0, INDEX))]
+            xi = xb[(b, t, const(1, INDEX))] if complex_in else None
+            if wb is not None:
+                xr = Binary("mul", xr, wb[(n,)])
+                xi = Binary("mul", xi, wb[(n,)]) if xi is not None else None
+            return xr, xi
+
+        def store(re: Var, im: Var) -> list[Stmt]:
+            return [Store(yb, (b, f, k, const(0, INDEX)), re),
+                    Store(yb, (b, f, k, const(1, INDEX)), im)]
+
+        return [Loop(k, 0, bins, _accumulate(k, n_in, ctx, sample, cb, sb, dt, complex_in,
+                                             True, store))]
+
+    ins = [xb, cb, sb] + ([wb] if wb is not None else [])
+    return ctx.kernel("stft", [yb], ins, nest(ctx, [x.shape[0], frames], body))
