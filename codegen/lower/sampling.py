@@ -5,6 +5,11 @@ AffineGrid: per batch entry, position and output coordinate j, ``sum_k theta[n, 
 base[s, k]`` over a weight table of the homogeneous base grid (computed at compile time in
 float64, stored in theta's dtype), accumulated in theta's dtype.
 
+DeformConv: per output element (batch, group, output channel of the group, position), input
+channel of the group and kernel tap, the sampling point per axis (the offset read from the
+tap's offset-group channel), its 2 linear taps per axis with zeros outside, then the weight and
+the mask; one accumulator per output element, started at the bias.
+
 GridSample: per batch entry and output position, each spatial axis's coordinate is computed once
 into locals (denormalized, rounded for nearest, clamped or reflected off the borders by
 padding_mode), then its taps (1 nearest, 2 linear, 4 cubic) as an index and a weight each
@@ -24,12 +29,12 @@ import math
 import numpy as np
 
 from onnxcc.codegen.loops import (BOOL, F32, F64, INDEX, Assign, Binary, Buffer, Cast, Decl,
-                                  Expr, Load, Loop, Select, Stmt, Store, Unary, Var, all_of,
-                                  const)
+                                  Expr, Load, Loop, Select, Stmt, Store, Unary, Var, affine,
+                                  all_of, const)
 from onnxcc.ir import Node
 from onnxcc.ops import attr
 from onnxcc.ops.sampling import (affine_grid_size, base_grid, borders, cubic_weights,
-                                 grid_sample_params)
+                                 deform_conv_params, grid_sample_params)
 
 from . import LowerCtx, lower, nest
 from .tensor import clamp, flat, offset
@@ -206,3 +211,94 @@ class _F:
     def __rsub__(self, o): return _F(Binary("sub", self._w(o), self.e), self.dt)
     def __mul__(self, o): return _F(Binary("mul", self.e, self._w(o)), self.dt)
     def __rmul__(self, o): return _F(Binary("mul", self._w(o), self.e), self.dt)
+
+
+def _supports_deform(node: Node) -> str | None:
+    for v in node.inputs:
+        if v is not None and v.dtype.kind != "f":
+            return f"DeformConv on {v.dtype.name} is not supported (float32/float64)"
+    return None
+
+
+@lower("DeformConv", supports=_supports_deform)
+def _lower_deform_conv(node: Node, ctx: LowerCtx):
+    """Y (N, M, O...) [n, g * M/G + q, o] = B + sum over the group's channels c and kernel taps k
+    of W[., c - g C/G, k] * mask * the bilinear sample of X[n, c] at the tap's offset point
+    (module docstring of :mod:`onnxcc.ops.sampling`). Per output element, channel and tap the
+    point's 2^r neighbours are computed as GridSample's linear zeros taps."""
+    y = node.outputs[0]
+    if y.type.size == 0:
+        return None
+    p = deform_conv_params(node)
+    r, kernel, out, og, G = p["r"], p["kernel"], p["out"], p["offset_group"], p["group"]
+    X, W = node.inputs[:2]
+    N, C, *S = X.shape
+    M, cg = W.shape[:2]
+    K = math.prod(kernel)
+    has_b = len(node.inputs) > 3 and node.inputs[3] is not None
+    has_m = len(node.inputs) > 4 and node.inputs[4] is not None
+    xb, wb, ob, yb = ctx.input(0), ctx.input(1), ctx.input(2), ctx.output(0)
+    bb = ctx.input(3) if has_b else None
+    mb = ctx.input(4) if has_m else None
+    ft = F64 if X.dtype.name == "float64" else F32
+    c = lambda v: const(v, ft)   # noqa: E731
+    cpo = C // og
+
+    def body(v: list) -> list[Stmt]:
+        n, g, q, o = v[0], v[1], v[2], v[3:]
+        oc = affine((g, M // G), (q, 1))
+        acc = Var("acc", ft)
+        init: Expr = c(0.0) if bb is None else \
+            (bb[(oc,)] if bb.dtype == ft else Cast(bb[(oc,)], ft))
+        ic, kv = ctx.var("ic"), [ctx.var("k") for _ in range(r)]
+        ch = affine((g, cg), (ic, 1))
+        ogv = Var("og", INDEX)
+        kflat = affine(*[(kv[a], math.prod(kernel[a + 1:])) for a in range(r)])
+        inner: list[Stmt] = [Decl(ogv, clamp(Binary("div", ch, const(cpo, INDEX)), 0, og - 1))]
+        taps = []
+        for a in range(r):
+            u = Var(f"p{a}", ft)
+            base = affine((o[a], p["strides"][a]), (kv[a], p["dilations"][a]), -p["pads"][a])
+            och = clamp(Binary("add", Binary("mul", ogv, const(r * K, INDEX)),
+                               affine((kflat, r), a)), 0, og * r * K - 1)
+            offv = ob[(n, och, *o)]
+            inner.append(Decl(u, Binary("add", Cast(base, ft),
+                                        offv if ob.dtype == ft else Cast(offv, ft))))
+            f, t, b = Var(f"f{a}", ft), Var(f"t{a}", ft), Var(f"b{a}", INDEX)
+            inner += [Decl(f, Unary("floor", u)), Decl(t, Binary("sub", u, f)),
+                      Decl(b, Cast(Binary("min", Binary("max", f, c(-8.0)), c(S[a] + 8.0)),
+                                   INDEX))]
+            axis_taps = []
+            for d, w in ((0, Binary("sub", c(1.0), t)), (1, t)):
+                j = Binary("add", b, const(d, INDEX)) if d else b
+                ok = Binary("and", Binary("ge", j, const(0, INDEX)),
+                            Binary("lt", j, const(S[a], INDEX)))
+                okv, wv = Var(f"ok{a}_{d}", BOOL), Var(f"w{a}_{d}", ft)
+                inner += [Decl(okv, ok), Decl(wv, w)]
+                axis_taps.append((clamp(j, 0, S[a] - 1), wv, okv))
+            taps.append(axis_taps)
+        sv = Var("s", ft)
+        inner.append(Decl(sv, c(0.0)))
+        for combo in itertools.product(*taps):
+            ld: Expr = Load(xb, (n, ch, *[t[0] for t in combo]), all_of(*[t[2] for t in combo]),
+                            const(0, xb.dtype))
+            val: Expr = ld if xb.dtype == ft else Cast(ld, ft)
+            for t in combo:
+                val = Binary("mul", val, t[1])
+            inner.append(Assign(sv, Binary("add", sv, val)))
+        wt: Expr = wb[(oc, ic, *kv)]
+        wt = wt if wb.dtype == ft else Cast(wt, ft)
+        term: Expr = Binary("mul", wt, sv)
+        if mb is not None:
+            mch = clamp(Binary("add", Binary("mul", ogv, const(K, INDEX)), kflat), 0, og * K - 1)
+            mv: Expr = mb[(n, mch, *o)]
+            term = Binary("mul", term, mv if mb.dtype == ft else Cast(mv, ft))
+        inner.append(Assign(acc, Binary("add", acc, term)))
+        loops: list[Stmt] = inner
+        for a in reversed(range(r)):
+            loops = [Loop(kv[a], 0, kernel[a], loops)]
+        res: Expr = acc if yb.dtype == ft else Cast(acc, yb.dtype)
+        return [Decl(acc, init), Loop(ic, 0, cg, loops), Store(yb, (n, oc, *o), res)]
+
+    ins = [xb, wb, ob] + ([bb] if bb is not None else []) + ([mb] if mb is not None else [])
+    return ctx.kernel("deform_conv", [yb], ins, nest(ctx, [N, G, M // G, *out], body))

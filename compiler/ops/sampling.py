@@ -1,4 +1,5 @@
-"""Spatial sampling by coordinates: AffineGrid (opset 20) and GridSample (opsets 16 and 20).
+"""Spatial sampling by coordinates: AffineGrid (opset 20), GridSample (opsets 16 and 20) and
+DeformConv (opsets 19 and 22).
 
 AffineGrid(theta, size; align_corners): theta (N, 2, 3) for 2-D or (N, 3, 4) for 3-D, size the
 int64 constant [N, C, H, W] or [N, C, D, H, W] (it sets the output shape, so it must be known at
@@ -23,6 +24,16 @@ of length L (PyTorch's GridSampler.h, as onnx/reference/ops/op_grid_sample.py):
    :func:`cubic_weights`). A tap outside [0, L) reads 0 (zeros), the clamped index (border) or
    the index reflected off the borders and truncated (reflection). The weights of the axes
    multiply (separable interpolation).
+
+DeformConv(X, W, offset, B, mask; dilations, group, kernel_shape, offset_group, pads, strides):
+X (N, C, D1..Dr), W (M, C / group, k1..kr), offset (N, offset_group * r * prod(k), O1..Or), B
+(M,), mask (N, offset_group * prod(k), O1..Or), Y (N, M, O1..Or) with O the convolution's output
+size (the offset's spatial shape must equal it). Each kernel tap k of output o reads input
+channel c at the point ``p_a = o_a stride_a - pad_begin_a + k_a dilation_a + offset[n, g, k, a,
+o]`` (g = c // (C / offset_group); offset viewed as (N, offset_group, k1..kr, r, O...)),
+interpolated linearly from its 2^r neighbours with 0 outside the input (GridSample linear, zeros
+padding, align_corners at pixel coordinates, as onnx's reference), times ``mask[n, g, k, o]``
+(1 when omitted); Y = B + the grouped convolution of these samples with W.
 """
 
 from __future__ import annotations
@@ -221,3 +232,107 @@ class GridSample(OpDef):
             v = xt[(nidx, *idx)]
             y += np.where(ok[..., None], v, 0) * w[..., None]
         return [np.moveaxis(y, -1, 1).astype(X.dtype)]
+
+
+# ---- DeformConv --------------------------------------------------------------------------------
+def deform_conv_params(node: Node) -> dict:
+    """The resolved parameters of a DeformConv node: ``r`` spatial axes, ``kernel``, ``strides``,
+    ``dilations``, ``pads`` (begins then ends), ``group``, ``offset_group``, output spatial
+    ``out``. Raises ShapeError when the shapes of X, W, offset, B and mask do not fit
+    (module docstring) and AttributeValueError for a non-positive group."""
+    X, W, off = node.inputs[:3]
+    r = len(X.shape) - 2
+    hint = "give X (N, C, D...), W (M, C/group, k...), offset (N, offset_group*r*prod(k), O...)"
+    if r < 1 or len(W.shape) != r + 2 or len(off.shape) != r + 2:
+        raise _err(node, f"X {list(X.shape)}, W {list(W.shape)} and offset {list(off.shape)} "
+                   "must all have rank >= 3 and the same rank", hint)
+    group, og = int(attr(node, "group")), int(attr(node, "offset_group"))
+    if group < 1 or og < 1:
+        raise bad_attr(node, f"group {group} and offset_group {og} must be >= 1")
+    kernel = tuple(ints(node.attrs.get("kernel_shape") or W.shape[2:]))
+    st = tuple(ints(node.attrs.get("strides") or [1] * r))
+    dil = tuple(ints(node.attrs.get("dilations") or [1] * r))
+    pads = tuple(ints(node.attrs.get("pads") or [0] * 2 * r))
+    if len(kernel) != r or len(st) != r or len(dil) != r or len(pads) != 2 * r:
+        raise bad_attr(node, "kernel_shape, strides and dilations need one value per spatial "
+                       "axis, pads two")
+    N, C = X.shape[:2]
+    M = W.shape[0]
+    if (tuple(W.shape[2:]) != kernel or C != W.shape[1] * group or M % group or C % og
+            or off.shape[0] != N):
+        raise _err(node, f"X {list(X.shape)} and W {list(W.shape)} do not fit group {group}, "
+                   f"offset_group {og} and kernel {list(kernel)}", hint)
+    out = tuple((X.shape[2 + a] + pads[a] + pads[r + a] - (kernel[a] - 1) * dil[a] - 1)
+                // st[a] + 1 for a in range(r))
+    K = int(np.prod(kernel))
+    if tuple(off.shape[1:]) != (og * r * K, *out):
+        raise _err(node, f"offset shape {list(off.shape)} should be "
+                   f"{[N, og * r * K, *out]}", hint)
+    if len(node.inputs) > 3 and node.inputs[3] is not None and tuple(node.inputs[3].shape) != (M,):
+        raise _err(node, f"B shape {list(node.inputs[3].shape)} should be [{M}]", hint)
+    if len(node.inputs) > 4 and node.inputs[4] is not None and \
+            tuple(node.inputs[4].shape) != (N, og * K, *out):
+        raise _err(node, f"mask shape {list(node.inputs[4].shape)} should be "
+                   f"{[N, og * K, *out]}", hint)
+    return {"r": r, "kernel": kernel, "strides": st, "dilations": dil, "pads": pads,
+            "group": group, "offset_group": og, "out": out}
+
+
+@register_op("DeformConv")
+class DeformConv(OpDef):
+    """ONNX DeformConv(X, W, offset, B, mask) -> Y (module docstring)."""
+
+    attrs = {"dilations": None, "group": 1, "kernel_shape": None, "offset_group": 1,
+             "pads": None, "strides": None}
+    min_inputs, max_inputs = 3, 5
+
+    def infer(self, node: Node) -> list[TensorType]:
+        X, W = node.inputs[:2]
+        if X.dtype.kind != "f":
+            raise _err(node, f"X of dtype {X.dtype.name} is not a float", "give float data")
+        p = deform_conv_params(node)
+        return [TensorType((X.shape[0], W.shape[0], *p["out"]), X.dtype)]
+
+    def reference(self, node: Node, X, W, offset, B=None, mask=None) -> list[np.ndarray]:
+        p = deform_conv_params(node)
+        r, kernel, out, og, G = p["r"], p["kernel"], p["out"], p["offset_group"], p["group"]
+        N, C, *S = X.shape
+        M, cg = W.shape[:2]
+        ft = np.float64 if X.dtype == np.float64 else np.float32
+        off = offset.astype(ft).reshape((N, og, *kernel, r, *out))
+        msk = np.ones((N, og, *kernel, *out), ft) if mask is None else \
+            mask.astype(ft).reshape((N, og, *kernel, *out))
+        y = np.zeros((N, M, *out), ft)
+        if B is not None:
+            y += B.astype(ft).reshape((1, M) + (1,) * r)
+        gof = np.arange(C) // (C // og)                                   # offset group of c
+        nidx = np.arange(N).reshape((N, 1) + (1,) * r)
+        cidx = np.arange(C).reshape((1, C) + (1,) * r)
+        for k in np.ndindex(*kernel):
+            taps = []
+            for a in range(r):
+                pos = (np.arange(out[a]) * p["strides"][a] - p["pads"][a]
+                       + k[a] * p["dilations"][a]).reshape((1,) * (a + 1) + (-1,)
+                                                            + (1,) * (r - a - 1))
+                pt = pos + off[(slice(None), slice(None), *k, a)]          # (N, og, *out)
+                f = np.floor(pt)
+                t = pt - f
+                b = np.clip(f, -8, S[a] + 8).astype(np.int64)[:, gof]      # (N, C, *out)
+                t = t[:, gof]
+                taps.append([(b + d, w) for d, w in ((0, 1 - t), (1, t))])
+            val = np.zeros((N, C, *out), ft)
+            for combo in np.ndindex(*([2] * r)):
+                w = np.ones((N, C, *out), ft)
+                ok = np.ones((N, C, *out), bool)
+                idx = []
+                for a, d in enumerate(combo):
+                    j, wa = taps[a][d]
+                    w = w * wa
+                    ok &= (j >= 0) & (j < S[a])
+                    idx.append(np.clip(j, 0, S[a] - 1))
+                val += np.where(ok, X.astype(ft)[(nidx, cidx, *idx)], 0) * w
+            val *= msk[(slice(None), gof, *k)]
+            vg = val.reshape((N, G, cg, *out))
+            wk = W.astype(ft)[(slice(None), slice(None), *k)].reshape((G, M // G, cg))
+            y += np.einsum("gpc,ngc...->ngp...", wk, vg).reshape((N, M, *out))
+        return [y.astype(X.dtype)]
