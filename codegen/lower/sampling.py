@@ -130,7 +130,7 @@ def _lower_grid_sample(node: Node, ctx: LowerCtx):
             if mode == "nearest":
                 stmts.append(Assign(x, Unary("round", x)))
             out = Binary("or", Binary("lt", x, c(lo)), Binary("gt", x, c(hi)))
-            if pad == "border":
+            if pad == "border" and mode != "cubic":
                 stmts.append(Assign(x, Select(out, Binary("min", Binary("max", x, c(0.0)),
                                                             c(L - 1.0)), x)))
             elif pad == "reflection":

@@ -7,7 +7,9 @@ compile time: a constant, or a graph input bound with ``constant_inputs``). The 
 (N, H, W, 2) or (N, D, H, W, 3), in theta's dtype, is ``theta[n] @ (x, y, [z], 1)`` at every
 position of the base grid, whose coordinate along an axis of length L at index i is
 ``-1 + 2 i / (L - 1)`` with align_corners, else ``-1 + (2 i + 1) / L`` (onnx's reference,
-onnx/reference/ops/op_affine_grid.py). x is the last axis (W).
+onnx/reference/ops/op_affine_grid.py). x is the last axis (W). An axis of length 1 with
+align_corners has the coordinate -1 as in onnx's reference (PyTorch's affine_grid gives 0,
+onnxruntime 1.31 gives 1: the spec does not say).
 
 GridSample(X, grid; mode, padding_mode, align_corners): X (N, C, D1..Dr), grid (N, O1..Or', r)
 of normalized coordinates in [-1, 1], the last entry of a grid vector indexing D1 (reversed
@@ -18,12 +20,19 @@ of length L (PyTorch's GridSampler.h, as onnx/reference/ops/op_grid_sample.py):
 1. x = (g + 1) / 2 (L - 1) with align_corners, else ((g + 1) L - 1) / 2;
 2. nearest: x = round half to even (x);
 3. outside the borders [lo, hi] = [0, L-1] (align_corners) or [-0.5, L-0.5]: padding border clamps
-   x to [0, L - 1], reflection reflects it off the borders until inside (:func:`reflect`);
+   x to [0, L - 1] (not for cubic: below), reflection reflects it off the borders until inside
+   (:func:`reflect`);
 4. taps: nearest reads trunc(x); linear the 2 taps floor(x) + {0, 1} with weights (1 - t, t),
    t = x - floor(x); cubic the 4 taps floor(x) + {-1, 0, 1, 2} with Keys' weights (A = -0.75,
    :func:`cubic_weights`). A tap outside [0, L) reads 0 (zeros), the clamped index (border) or
    the index reflected off the borders and truncated (reflection). The weights of the axes
    multiply (separable interpolation).
+
+Cubic with border padding follows PyTorch and onnxruntime (1.31), not onnx's reference: the
+point is not moved to the border, each of its 4 taps is clamped (onnx's reference clamps the
+point first, which drops interior taps near the border: onnxruntime issue 10607 reported the
+same in its kernel as a bug, since fixed there). For linear and nearest both orders give the
+same result, and the node suite's cases pass either way.
 
 DeformConv(X, W, offset, B, mask; dilations, group, kernel_shape, offset_group, pads, strides):
 X (N, C, D1..Dr), W (M, C / group, k1..kr), offset (N, offset_group * r * prod(k), O1..Or), B
@@ -192,7 +201,7 @@ def coordinates(g: np.ndarray, L: int, mode: str, pad: str, align: bool) -> np.n
         x = np.rint(x)
     lo, hi = borders(L, align)
     out = (x < lo) | (x > hi)
-    if pad == "border":
+    if pad == "border" and mode != "cubic":
         x = np.where(out, np.clip(x, 0, L - 1), x)
     elif pad == "reflection":
         x = np.where(out, reflect(x, lo, hi), x)

@@ -115,6 +115,10 @@ def dft_params(node: Node) -> tuple[int, int, bool, bool]:
                          node=node.name, op=node.op, hint="choose an axis before the last")
     axis %= r
     inverse, onesided = bool(attr(node, "inverse")), bool(attr(node, "onesided"))
+    if onesided and not inverse and x.shape[-1] != 1:
+        raise ShapeError("a one-sided forward DFT needs a real signal (last dimension 1), as "
+                         "onnx's shape inference requires", node=node.name, op=node.op,
+                         hint="give the real part only, or set onesided=0")
     n = _scalar(node, 1, "dft_length")
     if n is None:
         n = 2 * (x.shape[axis] - 1) if inverse and onesided else x.shape[axis]
