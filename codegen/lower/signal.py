@@ -5,14 +5,16 @@ computed by the op's reference (the lowering of Shape/Size/ConstantOfShape,
 :func:`onnxcc.codegen.lower.tensor._lower_known`: a fill loop for a splat, else a copy of a weight
 table). Constant folding normally removes these nodes first.
 
-DFT and STFT (semantics in :mod:`onnxcc.ops.signal`): a direct O(L^2) transform. The twiddles
-``cos`` and ``sin`` of ``2 pi ((k n) mod L) / L`` are computed at compile time in float64 into two
-weight tables (output bin x input sample) in the signal's dtype, with the sign of the direction,
-the 1/L of an inverse and the factor 2 of a one-sided inverse's mirrored bins folded in. Per
-output position and bin, two accumulators in the signal's dtype (float64 for float64) sum
-``re += xr C - xi S`` and ``im += xr S + xi C`` over the input samples (xi absent for a real
-signal; only re stored for a one-sided inverse). STFT reads each frame's samples at
-``f * frame_step + n`` times the window (a run-time input) and transforms it forward.
+DFT and STFT (semantics in :mod:`onnxcc.ops.signal`): a direct O(L^2) transform. The L
+twiddles ``cos`` and ``sin`` of ``2 pi m / L`` are computed at compile time in float64 into two
+weight tables of L entries in the signal's dtype, with the sign of the direction and the 1/L of
+an inverse folded in (a one-sided inverse also reads the factor 1 or 2 of each input bin from a
+table); output bin k reads entry ``m = (k n) mod L`` for input sample n, kept as a running index
+(``m += k``, minus L when it reaches L: no multiply or division per term). Per output position and
+bin, two accumulators in the signal's dtype (float64 for float64) sum ``re += xr C - xi S`` and
+``im += xr S + xi C`` over the input samples (xi absent for a real signal; only re stored for a
+one-sided inverse). STFT reads each frame's samples at ``f * frame_step + n`` times the window (a
+run-time input) and transforms it forward.
 """
 
 from __future__ import annotations
@@ -20,24 +22,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from onnxcc.codegen.loops import (INDEX, Assign, Binary, Buffer, Decl, Expr, Loop, Stmt, Store,
-                                  Var, affine, const)
+from onnxcc.codegen.loops import (INDEX, Assign, Binary, Buffer, Decl, Expr, Loop, Select, Stmt,
+                                  Store, Var, affine, const)
 from onnxcc.ir import Node
 from onnxcc.ops.signal import dft_params, stft_params
 
 from . import LowerCtx, lower, nest
-from .tensor import _lower_known
+from .tensor import _lower_known, clamp
 
 lower("HannWindow", "HammingWindow", "BlackmanWindow")(_lower_known)
 
 
-def twiddles(n_out: int, n_in: int, L: int, sign: float, scale: np.ndarray | float, dt
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """(C, S) of shape (n_out, n_in): ``scale * cos(theta)`` and ``sign * scale * sin(theta)``
-    with ``theta = 2 pi ((k n) mod L) / L``, computed in float64 and stored in ``dt``."""
-    k = np.arange(n_out)[:, None]
-    n = np.arange(n_in)[None, :]
-    theta = 2 * np.pi * ((k * n) % L) / L
+def twiddles(L: int, sign: float, scale: float, dt) -> tuple[np.ndarray, np.ndarray]:
+    """(C, S) of L entries: ``scale * cos(2 pi m / L)`` and ``sign * scale * sin(2 pi m / L)``,
+    computed in float64 and stored in ``dt``."""
+    theta = 2 * np.pi * np.arange(L) / L
     return ((scale * np.cos(theta)).astype(dt), (sign * scale * np.sin(theta)).astype(dt))
 
 
@@ -52,21 +51,26 @@ def _tables(ctx: LowerCtx, C: np.ndarray, S: np.ndarray, dt) -> tuple[Buffer, Bu
             Buffer("tw_sin", dt, S.shape, space="weight", data=np.ascontiguousarray(S).reshape(-1)))
 
 
-def _accumulate(k: Var, n_in: int, ctx: LowerCtx, sample, cb: Buffer, sb: Buffer, dt,
-                complex_in: bool, want_im: bool, store) -> list[Stmt]:
-    """Decl re/im; for n < n_in: re += xr C - xi S, im += xr S + xi C; then ``store(re, im)``."""
-    re, im = Var("re", dt), Var("im", dt)
+def _accumulate(k: Var, n_in: int, L: int, ctx: LowerCtx, sample, cb: Buffer, sb: Buffer,
+                dt, complex_in: bool, want_im: bool, store) -> list[Stmt]:
+    """Decl re/im; for n < n_in (m = (k n) mod L): re += xr C[m] - xi S[m], im += xr S[m] +
+    xi C[m]; then ``store(re, im)``. Needs 0 <= k < L."""
+    re, im, m = Var("re", dt), Var("im", dt), Var("m", INDEX)
     n = ctx.var("n")
     xr, xi = sample(n)
-    c, s = cb[(k, n)], sb[(k, n)]
+    mi = clamp(m, 0, L - 1)
+    c, s = cb[(mi,)], sb[(mi,)]
     upd_re: Expr = Binary("add", re, Binary("mul", xr, c))
     upd_im: Expr = Binary("add", im, Binary("mul", xr, s))
     if complex_in:
         upd_re = Binary("sub", upd_re, Binary("mul", xi, s))
         upd_im = Binary("add", upd_im, Binary("mul", xi, c))
-    body: list[Stmt] = [Assign(re, upd_re)] + ([Assign(im, upd_im)] if want_im else [])
+    step = Binary("add", m, k)
+    body: list[Stmt] = [Assign(re, upd_re)] + ([Assign(im, upd_im)] if want_im else []) + [
+        Assign(m, Select(Binary("ge", step, const(L, INDEX)),
+                         Binary("sub", step, const(L, INDEX)), step))]
     return ([Decl(re, const(0, dt))] + ([Decl(im, const(0, dt))] if want_im else [])
-            + [Loop(n, 0, n_in, body)] + store(re, im))
+            + [Decl(m, const(0, INDEX)), Loop(n, 0, n_in, body)] + store(re, im))
 
 
 @lower("DFT", supports=_float_signal)
@@ -80,15 +84,16 @@ def _lower_dft(node: Node, ctx: LowerCtx):
     xb, yb = ctx.input(0), ctx.output(0)
     dt = xb.dtype
     n_out = y.shape[axis]
+    kb = None
     if inverse and onesided:       # irfft: bins k <= L/2 of a Hermitian spectrum
         n_in = min(x.shape[axis], L // 2 + 1)
         kk = np.arange(n_in)
-        ck = np.where((kk == 0) | (2 * kk == L), 1.0, 2.0)[None, :]
-        C, S = twiddles(n_out, n_in, L, 1.0, ck / L, dt.np)
+        ck = np.where((kk == 0) | (2 * kk == L), 1.0, 2.0).astype(dt.np)
+        kb = Buffer("bin_scale", dt, (n_in,), space="weight", data=ck)
+        C, S = twiddles(L, 1.0, 1.0 / L, dt.np)
     else:
         n_in = min(x.shape[axis], L)
-        C, S = twiddles(n_out, n_in, L, 1.0 if inverse else -1.0, 1.0 / L if inverse else 1.0,
-                        dt.np)
+        C, S = twiddles(L, 1.0 if inverse else -1.0, 1.0 / L if inverse else 1.0, dt.np)
     cb, sb = _tables(ctx, C, S, dt)
     complex_in, want_im = x.shape[-1] == 2, y.shape[-1] == 2
     r = len(x.shape)
@@ -105,16 +110,20 @@ def _lower_dft(node: Node, ctx: LowerCtx):
             return (*idx, const(last, INDEX))
 
         def sample(n: Var):
-            return xb[at(n, 0)], (xb[at(n, 1)] if complex_in else None)
+            xr, xi = xb[at(n, 0)], (xb[at(n, 1)] if complex_in else None)
+            if kb is not None:
+                xr = Binary("mul", xr, kb[(n,)])
+                xi = Binary("mul", xi, kb[(n,)]) if xi is not None else None
+            return xr, xi
 
         def store(re: Var, im: Var) -> list[Stmt]:
             out = [Store(yb, at(k, 0), re)]
             return out + ([Store(yb, at(k, 1), im)] if want_im else [])
 
-        return [Loop(k, 0, n_out, _accumulate(k, n_in, ctx, sample, cb, sb, dt, complex_in,
+        return [Loop(k, 0, n_out, _accumulate(k, n_in, L, ctx, sample, cb, sb, dt, complex_in,
                                               want_im, store))]
 
-    ins = [xb, cb, sb] if n_in else []
+    ins = ([xb, cb, sb] + ([kb] if kb is not None else [])) if n_in else []
     return ctx.kernel("dft", [yb], ins, nest(ctx, outer or [1], body if outer else
                                               (lambda v: body([]))))
 
@@ -131,7 +140,7 @@ def _lower_stft(node: Node, ctx: LowerCtx):
     dt = xb.dtype
     bins = y.shape[2]
     n_in = min(W, L)
-    C, S = twiddles(bins, n_in, L, -1.0, 1.0, dt.np)
+    C, S = twiddles(L, -1.0, 1.0, dt.np)
     cb, sb = _tables(ctx, C, S, dt)
     wb = ctx.input(2) if len(node.inputs) > 2 and node.inputs[2] is not None else None
     complex_in = x.shape[-1] == 2
@@ -153,7 +162,7 @@ def _lower_stft(node: Node, ctx: LowerCtx):
             return [Store(yb, (b, f, k, const(0, INDEX)), re),
                     Store(yb, (b, f, k, const(1, INDEX)), im)]
 
-        return [Loop(k, 0, bins, _accumulate(k, n_in, ctx, sample, cb, sb, dt, complex_in,
+        return [Loop(k, 0, bins, _accumulate(k, n_in, L, ctx, sample, cb, sb, dt, complex_in,
                                              True, store))]
 
     ins = [xb, cb, sb] + ([wb] if wb is not None else [])
