@@ -1,4 +1,4 @@
-"""Sampling by coordinates as loop IR: AffineGrid, GridSample (semantics in
+"""Sampling by coordinates as loop IR: AffineGrid, GridSample, DeformConv, RoiAlign (semantics in
 :mod:`onnxcc.ops.sampling`).
 
 AffineGrid: per batch entry, position and output coordinate j, ``sum_k theta[n, j, k] *
@@ -34,7 +34,7 @@ from onnxcc.codegen.loops import (BOOL, F32, F64, INDEX, Assign, Binary, Buffer,
 from onnxcc.ir import Node
 from onnxcc.ops import attr
 from onnxcc.ops.sampling import (affine_grid_size, base_grid, borders, cubic_weights,
-                                 deform_conv_params, grid_sample_params)
+                                 deform_conv_params, grid_sample_params, roi_align_params)
 
 from . import LowerCtx, lower, nest
 from .tensor import clamp, flat, offset
@@ -302,3 +302,89 @@ def _lower_deform_conv(node: Node, ctx: LowerCtx):
 
     ins = [xb, wb, ob] + ([bb] if bb is not None else []) + ([mb] if mb is not None else [])
     return ctx.kernel("deform_conv", [yb], ins, nest(ctx, [N, G, M // G, *out], body))
+
+
+def _supports_roi_align(node: Node) -> str | None:
+    if node.inputs[0].dtype.kind != "f" or node.inputs[1].dtype.kind != "f":
+        return "RoiAlign on integer data is not supported (float32/float64)"
+    if int(attr(node, "sampling_ratio")) <= 0:
+        return ("RoiAlign with sampling_ratio 0 (an adaptive grid whose size depends on the "
+                "rois' values) is not supported: set sampling_ratio > 0")
+    return None
+
+
+@lower("RoiAlign", supports=_supports_roi_align)
+def _lower_roi_align(node: Node, ctx: LowerCtx):
+    """Y (R, C, oh, ow): per roi, channel and bin, the avg or max over its sampling_ratio^2
+    points of their bilinear reads (comment above RoiAlign in :mod:`onnxcc.ops.sampling`). The
+    roi's start and bin size per axis are computed per output element; each point's 4
+    neighbours are clamped inside the access."""
+    y = node.outputs[0]
+    if y.type.size == 0:
+        return None
+    mode, half, oh, ow, sr, scale = roi_align_params(node)
+    X = node.inputs[0]
+    N, C, H, W = X.shape
+    R = node.inputs[1].shape[0]
+    xb, rb, ib, yb = ctx.input(0), ctx.input(1), ctx.input(2), ctx.output(0)
+    ft = xb.dtype
+    c = lambda v: const(v, ft)   # noqa: E731
+    o = 0.5 if half else 0.0
+
+    def body(v: list) -> list[Stmt]:
+        r, ch, ph, pw = v
+        bv = Var("bidx", INDEX)
+        jb = ib[(r,)]
+        jc = clamp(jb, 0, N - 1)
+        stmts: list[Stmt] = [Decl(bv, Cast(jc, INDEX) if jb.dtype != INDEX else jc)]
+        starts, bins = [], []
+        for a, (lo_col, hi_col, out) in enumerate(((1, 3, oh), (0, 2, ow))):
+            st, sz = Var(f"start{a}", ft), Var(f"bin{a}", ft)
+            lo = Binary("sub", Binary("mul", rb[(r, const(lo_col, INDEX))], c(scale)), c(o))
+            hi = Binary("sub", Binary("mul", rb[(r, const(hi_col, INDEX))], c(scale)), c(o))
+            size: Expr = Binary("sub", hi, Var(f"start{a}", ft))
+            if not half:
+                size = Binary("max", size, c(1.0))
+            stmts += [Decl(st, lo), Decl(sz, Binary("div", size, c(float(out))))]
+            starts.append(st)
+            bins.append(sz)
+        acc = Var("acc", ft)
+        stmts.append(Decl(acc, c(0.0 if mode == "avg" else -np.inf)))
+        iy, ix = ctx.var("iy"), ctx.var("ix")
+        inner: list[Stmt] = []
+        axes = []
+        for a, (pv, gv, L) in enumerate(((ph, iy, H), (pw, ix, W))):
+            u = Var(f"u{a}", ft)
+            pos = Binary("add", Binary("add", starts[a], Binary("mul", Cast(pv, ft), bins[a])),
+                         Binary("div", Binary("mul", Binary("add", Cast(gv, ft), c(0.5)),
+                                              bins[a]), c(float(sr))))
+            inner.append(Decl(u, pos))
+            vc, tr = Var(f"vc{a}", ft), Var(f"tr{a}", ft)
+            lo, hi, fr = Var(f"lo{a}", INDEX), Var(f"hi{a}", INDEX), Var(f"fr{a}", ft)
+            last = Binary("ge", tr, c(L - 1.0))
+            inner += [Decl(vc, Binary("min", Binary("max", u, c(0.0)), c(float(L)))),
+                      Decl(tr, Unary("floor", vc)),
+                      Decl(lo, Cast(Binary("min", tr, c(L - 1.0)), INDEX)),
+                      Decl(hi, Select(last, lo, Binary("add", lo, const(1, INDEX)))),
+                      Decl(fr, Select(last, c(0.0), Binary("sub", vc, Cast(lo, ft))))]
+            axes.append((u, clamp(lo, 0, L - 1), clamp(hi, 0, L - 1), fr, L))
+        (uy, yl, yh, ly, _), (ux, xl, xh, lx, _) = axes
+        inside = all_of(Binary("ge", uy, c(-1.0)), Binary("le", uy, c(float(H))),
+                        Binary("ge", ux, c(-1.0)), Binary("le", ux, c(float(W))))
+        hy, hx = Binary("sub", c(1.0), ly), Binary("sub", c(1.0), lx)
+        terms = [Binary("mul", Binary("mul", wy, wx), xb[(clamp(bv, 0, N - 1), ch, yi, xi)])
+                 for wy, yi in ((hy, yl), (ly, yh)) for wx, xi in ((hx, xl), (lx, xh))]
+        if mode == "avg":
+            val: Expr = Binary("add", Binary("add", terms[0], terms[1]),
+                               Binary("add", terms[2], terms[3]))
+            new: Expr = Binary("add", acc, Select(inside, val, c(0.0)))
+        else:
+            val = Binary("max", Binary("max", terms[0], terms[1]),
+                         Binary("max", terms[2], terms[3]))
+            new = Binary("max", acc, Select(inside, val, c(0.0)))
+        inner.append(Assign(acc, new))
+        res: Expr = Binary("div", acc, c(float(sr * sr))) if mode == "avg" else acc
+        return stmts + [Loop(iy, 0, sr, [Loop(ix, 0, sr, inner)]),
+                        Store(yb, (r, ch, ph, pw), res)]
+
+    return ctx.kernel("roi_align", [yb], [xb, rb, ib], nest(ctx, [R, C, oh, ow], body))

@@ -1,5 +1,5 @@
-"""Spatial sampling by coordinates: AffineGrid (opset 20), GridSample (opsets 16 and 20) and
-DeformConv (opsets 19 and 22).
+"""Spatial sampling by coordinates: AffineGrid (opset 20), GridSample (opsets 16 and 20),
+DeformConv (opsets 19 and 22) and RoiAlign (opsets 10, 16 and 22; in the comment above it).
 
 AffineGrid(theta, size; align_corners): theta (N, 2, 3) for 2-D or (N, 3, 4) for 3-D, size the
 int64 constant [N, C, H, W] or [N, C, D, H, W] (it sets the output shape, so it must be known at
@@ -345,3 +345,102 @@ class DeformConv(OpDef):
             wk = W.astype(ft)[(slice(None), slice(None), *k)].reshape((G, M // G, cg))
             y += np.einsum("gpc,ngc...->ngp...", wk, vg).reshape((N, M, *out))
         return [y.astype(X.dtype)]
+
+
+# ---- RoiAlign ----------------------------------------------------------------------------------
+# RoiAlign(X, rois, batch_indices; coordinate_transformation_mode, mode, output_height,
+# output_width, sampling_ratio, spatial_scale) (opsets 10, 16): X (N, C, H, W), rois (R, 4) as
+# (x1, y1, x2, y2) in X's dtype, batch_indices (R,) int64; Y (R, C, output_height, output_width).
+# Per roi (onnx's reference, op_roi_align.py, as onnxruntime): start = x1 * scale - o with o = 0.5
+# for half_pixel (opset 16's default), else 0 (output_half_pixel; opset 10 has no attribute), and
+# the size x2 * scale - o - start at least 1 unless half_pixel; each output bin averages (avg) or
+# takes the max of (max) sampling_ratio^2 points (ceil(roi size / output size) per axis when 0)
+# at ``start + bin * size / out + (i + 0.5) size / out / grid``. A point outside [-1, H] x [-1, W]
+# gives 0; else it is clamped to >= 0 and read bilinearly from its 4 neighbours (the last row or
+# column when past it). max mode takes the largest of the 4 weighted neighbours (w_i X_i), as
+# onnxruntime does, and the avg the sum over the count.
+
+def roi_align_params(node: Node) -> tuple[str, bool, int, int, int, float]:
+    """(mode, half_pixel, output_height, output_width, sampling_ratio, spatial_scale) of a
+    RoiAlign node. Raises AttributeValueError for other modes and ShapeError for shapes that do
+    not fit (comment above)."""
+    mode = str(attr(node, "mode"))
+    if mode not in ("avg", "max"):
+        raise bad_attr(node, f"mode {mode!r} is not avg or max")
+    ctm = "output_half_pixel" if node.version < 16 else \
+        str(node.attrs.get("coordinate_transformation_mode") or "half_pixel")
+    if ctm not in ("half_pixel", "output_half_pixel"):
+        raise bad_attr(node, f"coordinate_transformation_mode {ctm!r} is not half_pixel or "
+                       "output_half_pixel")
+    X, rois, bi = node.inputs
+    if len(X.shape) != 4 or len(rois.shape) != 2 or rois.shape[1] != 4 or \
+            tuple(bi.shape) != (rois.shape[0],):
+        raise _err(node, f"X {list(X.shape)}, rois {list(rois.shape)} and batch_indices "
+                   f"{list(bi.shape)} do not fit (N, C, H, W), (R, 4), (R,)",
+                   "give one (x1, y1, x2, y2) row and one batch index per roi")
+    oh, ow, sr = int(attr(node, "output_height")), int(attr(node, "output_width")), \
+        int(attr(node, "sampling_ratio"))
+    if oh < 1 or ow < 1 or sr < 0:
+        raise bad_attr(node, f"output {oh}x{ow} must be positive and sampling_ratio {sr} >= 0")
+    return mode, ctm == "half_pixel", oh, ow, sr, float(attr(node, "spatial_scale"))
+
+
+def roi_axis_points(start, size, out: int, grid: int, half: bool):
+    """The sampling coordinates (out, grid) along one axis of one roi (comment above)."""
+    if not half:
+        size = max(size, 1.0)
+    b = size / out
+    return start + np.arange(out)[:, None] * b + (np.arange(grid)[None, :] + 0.5) * b / grid
+
+
+@register_op("RoiAlign")
+class RoiAlign(OpDef):
+    """ONNX RoiAlign(X, rois, batch_indices) -> Y (comment above)."""
+
+    attrs = {"coordinate_transformation_mode": "half_pixel", "mode": "avg", "output_height": 1,
+             "output_width": 1, "sampling_ratio": 0, "spatial_scale": 1.0}
+    min_inputs = max_inputs = 3
+
+    def infer(self, node: Node) -> list[TensorType]:
+        X, rois = node.inputs[:2]
+        if X.dtype.kind != "f":
+            raise _err(node, f"X of dtype {X.dtype.name} is not a float", "give float data")
+        _, _, oh, ow, _, _ = roi_align_params(node)
+        return [TensorType((rois.shape[0], X.shape[1], oh, ow), X.dtype)]
+
+    def reference(self, node: Node, X, rois, bi) -> list[np.ndarray]:
+        mode, half, oh, ow, sr, scale = roi_align_params(node)
+        N, C, H, W = X.shape
+        R = rois.shape[0]
+        y = np.zeros((R, C, oh, ow), X.dtype)
+        o = 0.5 if half else 0.0
+        for r in range(R):
+            x1, y1, x2, y2 = (float(v) * scale - o for v in rois[r])
+            gh = sr or int(np.ceil(max(y2 - y1, 0 if half else 1.0) / oh))
+            gw = sr or int(np.ceil(max(x2 - x1, 0 if half else 1.0) / ow))
+            ys = roi_axis_points(y1, y2 - y1, oh, gh, half)                  # (oh, gh)
+            xs = roi_axis_points(x1, x2 - x1, ow, gw, half)                  # (ow, gw)
+            yy = ys[:, :, None, None]
+            xx = xs[None, None, :, :]
+            yy, xx = np.broadcast_arrays(yy, xx)                              # (oh, gh, ow, gw)
+            out = (yy < -1) | (yy > H) | (xx < -1) | (xx > W)
+
+            def axis(v, L):
+                v = np.clip(v, 0, L)
+                lo = np.minimum(np.trunc(v), L - 1).astype(np.int64)
+                last = np.trunc(v) >= L - 1
+                frac = np.where(last, 0.0, v - lo)
+                return lo, np.where(last, lo, lo + 1), frac
+
+            yl, yh, ly = axis(yy, H)
+            xl, xh, lx = axis(xx, W)
+            img = X[int(np.clip(bi[r], 0, N - 1))].astype(np.float64)        # (C, H, W)
+            terms = [(1 - ly) * (1 - lx) * img[:, yl, xl], (1 - ly) * lx * img[:, yl, xh],
+                     ly * (1 - lx) * img[:, yh, xl], ly * lx * img[:, yh, xh]]
+            terms = [np.where(out, 0.0, t) for t in terms]                    # (C, oh, gh, ow, gw)
+            if mode == "avg":
+                v = sum(terms).sum(axis=(2, 4)) / max(gh * gw, 1)
+            else:
+                v = np.max(np.stack(terms), axis=0).max(axis=(2, 4))
+            y[r] = v
+        return [y]

@@ -1,8 +1,9 @@
-"""GridSample, AffineGrid, DeformConv, DFT and STFT through the public API on host C and cpu LLVM
+"""GridSample, AffineGrid, DeformConv, RoiAlign, DFT and STFT through the public API on host C and cpu LLVM
 against onnxruntime, on random shapes and values beyond the node suite: GridSample's three modes
 with each padding mode and align_corners (coordinates past the borders, opset 16 names, a 5-D
 volumetric case, a float64 grid), AffineGrid 2-D and 3-D, DeformConv with groups, offset groups,
-strides, dilations, padding, bias and mask, DFT at opsets 17 and 20 (dft_length cutting and
+strides, dilations, padding, bias and mask, RoiAlign (avg and max, both coordinate modes, rois
+past the image; an adaptive sampling grid is refused by name), DFT at opsets 17 and 20 (dft_length cutting and
 zero-padding, inverse, one-sided forward and inverse, float64) and STFT with a window on a complex
 signal; the C of a GridSample is sanitizer-clean and builds for cortex-m4;
 a shape-deciding input left unbound is a ShapeError naming constant_inputs."""
@@ -16,7 +17,7 @@ import numpy as np
 import onnxcc
 import pytest
 from builders import check_against_ort, node_model
-from onnxcc.errors import ShapeError
+from onnxcc.errors import ShapeError, UnsupportedOpError
 
 RNG = np.random.default_rng(0)
 
@@ -101,6 +102,26 @@ def test_deform_conv(variant):
     else:
         m, feeds = _deform_model()
     check_against_ort(m, feeds, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("mode,ctm", [("avg", "half_pixel"), ("max", "output_half_pixel")])
+def test_roi_align(mode, ctm):
+    x = RNG.standard_normal((2, 3, 7, 9)).astype(np.float32)
+    rois = np.array([[0.5, 1.0, 6.0, 5.5], [-2.0, -1.5, 3.0, 2.0], [4.0, 3.0, 12.0, 9.5],
+                     [2.2, 2.2, 2.4, 2.3]], np.float32)
+    bi = np.array([1, 0, 1, 0], np.int64)
+    m = node_model("RoiAlign", {"x": x, "r": rois, "b": bi}, ["y"], opset=16, mode=mode,
+                   coordinate_transformation_mode=ctm, output_height=3, output_width=4,
+                   sampling_ratio=2, spatial_scale=0.9)
+    check_against_ort(m, {"x": x, "r": rois, "b": bi}, atol=1e-5)
+
+
+def test_roi_align_adaptive_grid_is_refused():
+    x = np.zeros((1, 1, 4, 4), np.float32)
+    m = node_model("RoiAlign", {"x": x, "r": np.zeros((2, 4), np.float32),
+                                "b": np.zeros(2, np.int64)}, ["y"], opset=16)
+    with pytest.raises(UnsupportedOpError, match="sampling_ratio"):
+        onnxcc.compile(m, "host")
 
 
 @pytest.mark.parametrize("opset,inverse,onesided,last,n", [
