@@ -1,5 +1,5 @@
-"""Sampling by coordinates as loop IR: AffineGrid, GridSample, DeformConv, RoiAlign (semantics in
-:mod:`onnxcc.ops.sampling`).
+"""Sampling by coordinates as loop IR: AffineGrid, GridSample, DeformConv, RoiAlign, Col2Im
+(semantics in :mod:`onnxcc.ops.sampling`).
 
 AffineGrid: per batch entry, position and output coordinate j, ``sum_k theta[n, j, k] *
 base[s, k]`` over a weight table of the homogeneous base grid (computed at compile time in
@@ -29,12 +29,13 @@ import math
 import numpy as np
 
 from onnxcc.codegen.loops import (BOOL, F32, F64, INDEX, Assign, Binary, Buffer, Cast, Decl,
-                                  Expr, Load, Loop, Select, Stmt, Store, Unary, Var, affine,
+                                  Expr, If, Load, Loop, Select, Stmt, Store, Unary, Var, affine,
                                   all_of, const)
 from onnxcc.ir import Node
 from onnxcc.ops import attr
 from onnxcc.ops.sampling import (affine_grid_size, base_grid, borders, cubic_weights,
-                                 deform_conv_params, grid_sample_params, roi_align_params)
+                                 col2im_params, deform_conv_params, grid_sample_params,
+                                 roi_align_params)
 
 from . import LowerCtx, lower, nest
 from .tensor import clamp, flat, offset
@@ -388,3 +389,35 @@ def _lower_roi_align(node: Node, ctx: LowerCtx):
                         Store(yb, (r, ch, ph, pw), res)]
 
     return ctx.kernel("roi_align", [yb], [xb, rb, ib], nest(ctx, [R, C, oh, ow], body))
+
+
+@lower("Col2Im")
+def _lower_col2im(node: Node, ctx: LowerCtx):
+    """image (N, C, *image) = 0, then per (n, c, block offset k, position l) the column value
+    added at ``l stride - pad_begin + k dilation`` when inside the image (the comment above
+    Col2Im in :mod:`onnxcc.ops.sampling`)."""
+    y = node.outputs[0]
+    if y.type.size == 0:
+        return None
+    p = col2im_params(node)
+    image, block, n = p["image"], p["block"], p["n"]
+    r = len(image)
+    N, C = y.shape[:2]
+    B = math.prod(block)
+    xb, yb = ctx.input(0), ctx.output(0)
+    zero = nest(ctx, y.shape, lambda v: [Store(yb, tuple(v), const(0, yb.dtype))], "z")
+
+    def body(v: list) -> list[Stmt]:
+        nn, c, k, ll = v[0], v[1], v[2:2 + r], v[2 + r:]
+        pos = [affine((ll[a], p["strides"][a]), (k[a], p["dilations"][a]), -p["pads"][a])
+               for a in range(r)]
+        ch = affine((c, B), *[(k[a], math.prod(block[a + 1:])) for a in range(r)])
+        col = affine(*[(ll[a], math.prod(n[a + 1:])) for a in range(r)])
+        inside = all_of(*[Binary("and", Binary("ge", pos[a], const(0, INDEX)),
+                                 Binary("lt", pos[a], const(image[a], INDEX)))
+                          for a in range(r)])
+        idx = (nn, c, *pos)
+        add = Store(yb, idx, Binary("add", yb[idx], xb[(nn, ch, col)]))
+        return [If(inside, [add])]
+
+    return ctx.kernel("col2im", [yb], [xb], zero + nest(ctx, [N, C, *block, *n], body))

@@ -1,5 +1,6 @@
 """Spatial sampling by coordinates: AffineGrid (opset 20), GridSample (opsets 16 and 20),
-DeformConv (opsets 19 and 22) and RoiAlign (opsets 10, 16 and 22; in the comment above it).
+DeformConv (opsets 19 and 22), RoiAlign (opsets 10, 16 and 22) and Col2Im (opset 18); the last
+two in the comments above them.
 
 AffineGrid(theta, size; align_corners): theta (N, 2, 3) for 2-D or (N, 3, 4) for 3-D, size the
 int64 constant [N, C, H, W] or [N, C, D, H, W] (it sets the output shape, so it must be known at
@@ -444,3 +445,69 @@ class RoiAlign(OpDef):
                 v = np.max(np.stack(terms), axis=0).max(axis=(2, 4))
             y[r] = v
         return [y]
+
+
+# ---- Col2Im ------------------------------------------------------------------------------------
+# Col2Im(input, image_shape, block_shape; dilations, pads, strides) (opset 18): the inverse of
+# im2col, summing overlaps. input (N, C * prod(block), L) with L = prod(n_a) sliding positions,
+# n_a = (image_a + pad_begin_a + pad_end_a - dilation_a (block_a - 1) - 1) // stride_a + 1;
+# output (N, C, *image): y[n, c, p] = sum over block offsets k and positions l with p_a = l_a
+# stride_a - pad_begin_a + k_a dilation_a of input[n, c * prod(block) + flat(k), flat(l)].
+# image_shape and block_shape set shapes, so they must be known at compile time.
+
+def col2im_params(node: Node) -> dict:
+    """image, block, strides, dilations, pads and positions ``n`` of a Col2Im node. Raises
+    ShapeError when image_shape / block_shape are not constants or do not fit the input."""
+    x = node.inputs[0]
+    image = ints(const_input(node, 1, "image_shape"))
+    block = ints(const_input(node, 2, "block_shape"))
+    r = len(image)
+    st = tuple(ints(node.attrs.get("strides") or [1] * r))
+    dil = tuple(ints(node.attrs.get("dilations") or [1] * r))
+    pads = tuple(ints(node.attrs.get("pads") or [0] * 2 * r))
+    if len(block) != r or len(st) != r or len(dil) != r or len(pads) != 2 * r:
+        raise bad_attr(node, "block_shape, strides, dilations need one value per image axis, "
+                       "pads two")
+    n = tuple((image[a] + pads[a] + pads[r + a] - dil[a] * (block[a] - 1) - 1) // st[a] + 1
+              for a in range(r))
+    B = int(np.prod(block))
+    if len(x.shape) != 3 or x.shape[1] % max(B, 1) or x.shape[2] != int(np.prod(n)) or \
+            min(n, default=1) < 1:
+        raise _err(node, f"input {list(x.shape)} does not fit image {list(image)}, block "
+                   f"{list(block)}: expected (N, C * {B}, {int(np.prod(n))})",
+                   "check image_shape, block_shape, strides, pads and dilations")
+    return {"image": image, "block": block, "strides": st, "dilations": dil, "pads": pads,
+            "n": n}
+
+
+@register_op("Col2Im")
+class Col2Im(OpDef):
+    """ONNX Col2Im(input, image_shape, block_shape) -> image (comment above)."""
+
+    attrs = {"dilations": None, "pads": None, "strides": None}
+    min_inputs = max_inputs = 3
+
+    def infer(self, node: Node) -> list[TensorType]:
+        x = node.inputs[0]
+        p = col2im_params(node)
+        B = int(np.prod(p["block"]))
+        return [TensorType((x.shape[0], x.shape[1] // B, *p["image"]), x.dtype)]
+
+    def reference(self, node: Node, x, *rest) -> list[np.ndarray]:
+        p = col2im_params(node)
+        image, block, n = p["image"], p["block"], p["n"]
+        r = len(image)
+        N = x.shape[0]
+        B = int(np.prod(block))
+        C = x.shape[1] // B
+        pad_b = p["pads"][:r]
+        y = np.zeros((N, C, *[image[a] + pad_b[a] + p["pads"][r + a] for a in range(r)]),
+                     x.dtype)
+        cols = x.reshape((N, C, *block, *n))
+        for k in np.ndindex(*block):
+            sl = tuple(slice(k[a] * p["dilations"][a],
+                             k[a] * p["dilations"][a] + (n[a] - 1) * p["strides"][a] + 1,
+                             p["strides"][a]) for a in range(r))
+            y[(slice(None), slice(None), *sl)] += cols[(slice(None), slice(None), *k)]
+        crop = tuple(slice(pad_b[a], pad_b[a] + image[a]) for a in range(r))
+        return [y[(slice(None), slice(None), *crop)]]

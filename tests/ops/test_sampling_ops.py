@@ -1,9 +1,10 @@
-"""GridSample, AffineGrid, DeformConv, RoiAlign, DFT and STFT through the public API on host C and cpu LLVM
+"""GridSample, AffineGrid, DeformConv, RoiAlign, Col2Im, DFT and STFT through the public API on host C and cpu LLVM
 against onnxruntime, on random shapes and values beyond the node suite: GridSample's three modes
 with each padding mode and align_corners (coordinates past the borders, opset 16 names, a 5-D
 volumetric case, a float64 grid), AffineGrid 2-D and 3-D, DeformConv with groups, offset groups,
 strides, dilations, padding, bias and mask, RoiAlign (avg and max, both coordinate modes, rois
-past the image; an adaptive sampling grid is refused by name), DFT at opsets 17 and 20 (dft_length cutting and
+past the image; an adaptive sampling grid is refused by name), Col2Im (strides, pads, dilations,
+overlapping blocks), DFT at opsets 17 and 20 (dft_length cutting and
 zero-padding, inverse, one-sided forward and inverse, float64) and STFT with a window on a complex
 signal; the C of a GridSample is sanitizer-clean and builds for cortex-m4;
 a shape-deciding input left unbound is a ShapeError naming constant_inputs."""
@@ -122,6 +123,17 @@ def test_roi_align_adaptive_grid_is_refused():
                                 "b": np.zeros(2, np.int64)}, ["y"], opset=16)
     with pytest.raises(UnsupportedOpError, match="sampling_ratio"):
         onnxcc.compile(m, "host")
+
+
+def test_col2im():
+    image, block = np.array([6, 7]), np.array([3, 2])
+    st, dil, pads = [2, 1], [1, 2], [1, 0, 2, 1]
+    n = [(image[a] + pads[a] + pads[2 + a] - dil[a] * (block[a] - 1) - 1) // st[a] + 1
+         for a in range(2)]
+    x = RNG.standard_normal((2, 3 * 6, n[0] * n[1])).astype(np.float32)
+    m = node_model("Col2Im", {"x": x, "i": image, "b": block}, ["y"], opset=18, strides=st,
+                   dilations=dil, pads=pads)
+    check_against_ort(m, {"x": x}, constant_inputs={"i": image, "b": block})
 
 
 @pytest.mark.parametrize("opset,inverse,onesided,last,n", [
