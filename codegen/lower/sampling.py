@@ -1,5 +1,5 @@
-"""Sampling by coordinates as loop IR: AffineGrid, GridSample, DeformConv, RoiAlign, Col2Im
-(semantics in :mod:`onnxcc.ops.sampling`).
+"""Sampling by coordinates as loop IR: AffineGrid, GridSample, DeformConv, RoiAlign, Col2Im,
+MaxUnpool (semantics in :mod:`onnxcc.ops.sampling`).
 
 AffineGrid: per batch entry, position and output coordinate j, ``sum_k theta[n, j, k] *
 base[s, k]`` over a weight table of the homogeneous base grid (computed at compile time in
@@ -35,7 +35,7 @@ from onnxcc.ir import Node
 from onnxcc.ops import attr
 from onnxcc.ops.sampling import (affine_grid_size, base_grid, borders, cubic_weights,
                                  col2im_params, deform_conv_params, grid_sample_params,
-                                 roi_align_params)
+                                 max_unpool_shapes, roi_align_params)
 
 from . import LowerCtx, lower, nest
 from .tensor import clamp, flat, offset
@@ -421,3 +421,39 @@ def _lower_col2im(node: Node, ctx: LowerCtx):
         return [If(inside, [add])]
 
     return ctx.kernel("col2im", [yb], [xb], zero + nest(ctx, [N, C, *block, *n], body))
+
+
+def _supports_max_unpool(node: Node) -> str | None:
+    if node.inputs[1].dtype.kind not in "iu":
+        return f"indices of dtype {node.inputs[1].dtype.name} are not supported"
+    return None
+
+
+@lower("MaxUnpool", supports=_supports_max_unpool)
+def _lower_max_unpool(node: Node, ctx: LowerCtx):
+    """Y = 0, then per element e of X (row-major): the flat index j = I[e] (clamped into the
+    unpooled tensor) split into the unpooled shape's coordinates (``(j // stride) % dim`` per
+    axis) and X[e] stored there (the comment above MaxUnpool in :mod:`onnxcc.ops.sampling`)."""
+    y = node.outputs[0]
+    if y.type.size == 0:
+        return None
+    inferred, shape = max_unpool_shapes(node)
+    T = math.prod(inferred)
+    X = node.inputs[0]
+    xb, ib, yb = ctx.input(0), ctx.input(1), ctx.output(0)
+    body: list[Stmt] = nest(ctx, shape, lambda v: [Store(yb, tuple(v), const(0, yb.dtype))], "z")
+    if X.type.size == 0 or T == 0:
+        return ctx.kernel("max_unpool", [yb], [], body)
+
+    def scatter(v: list) -> list[Stmt]:
+        jl = ib[tuple(v)]
+        j = Var("j", INDEX)
+        jc = clamp(jl, 0, T - 1)
+        coords = [clamp(Binary("mod", Binary("div", j, const(math.prod(inferred[a + 1:]), INDEX)),
+                               const(inferred[a], INDEX)), 0, inferred[a] - 1)
+                  for a in range(len(inferred))]
+        return [Decl(j, Cast(jc, INDEX) if jl.dtype != INDEX else jc),
+                Store(yb, tuple(coords), xb[tuple(v)])]
+
+    body += nest(ctx, X.shape, scatter)
+    return ctx.kernel("max_unpool", [yb], [xb, ib], body)

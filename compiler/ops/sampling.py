@@ -1,6 +1,6 @@
 """Spatial sampling by coordinates: AffineGrid (opset 20), GridSample (opsets 16 and 20),
-DeformConv (opsets 19 and 22), RoiAlign (opsets 10, 16 and 22) and Col2Im (opset 18); the last
-two in the comments above them.
+DeformConv (opsets 19 and 22), RoiAlign (opsets 10, 16 and 22), Col2Im (opset 18) and MaxUnpool
+(opsets 9, 11 and 22); the last three in the comments above them.
 
 AffineGrid(theta, size; align_corners): theta (N, 2, 3) for 2-D or (N, 3, 4) for 3-D, size the
 int64 constant [N, C, H, W] or [N, C, D, H, W] (it sets the output shape, so it must be known at
@@ -52,7 +52,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..ir import Node, TensorType
-from . import OpDef, attr, bad_attr, register_op
+from . import REQUIRED, OpDef, attr, bad_attr, register_op
 from ._util import const_input, ints
 
 CUBIC_A = -0.75
@@ -511,3 +511,57 @@ class Col2Im(OpDef):
             y[(slice(None), slice(None), *sl)] += cols[(slice(None), slice(None), *k)]
         crop = tuple(slice(pad_b[a], pad_b[a] + image[a]) for a in range(r))
         return [y[(slice(None), slice(None), *crop)]]
+
+
+# ---- MaxUnpool ---------------------------------------------------------------------------------
+# MaxUnpool(X, I, output_shape; kernel_shape, pads, strides) (opsets 9, 11, 22): the inverse of
+# MaxPool with indices. The unpooled shape is (N, C, (in_a - 1) stride_a - pad_begin_a - pad_end_a
+# + kernel_a); every element of X is written at the flat index I holds into a zero tensor of that
+# shape (the last of repeated indices wins), which is then placed at the origin of an all-zero
+# output of output_shape when that input is given (onnx's reference; output_shape must cover the
+# unpooled shape, and sets the output shape, so it must be known at compile time; onnxruntime 1.31
+# reads the indices in output_shape's layout instead, as PyTorch's max_unpool does). An index
+# outside the unpooled tensor (an error in the spec) is clamped into it.
+
+def max_unpool_shapes(node: Node) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(unpooled shape, output shape) of a MaxUnpool node. Raises ShapeError when X and I differ
+    in shape or output_shape does not cover the unpooled shape."""
+    X, I = node.inputs[:2]
+    r = len(X.shape) - 2
+    kernel = ints(attr(node, "kernel_shape"))
+    st = tuple(ints(node.attrs.get("strides") or [1] * r))
+    pads = tuple(ints(node.attrs.get("pads") or [0] * 2 * r))
+    if r < 1 or len(kernel) != r or len(st) != r or len(pads) != 2 * r or \
+            tuple(I.shape) != tuple(X.shape):
+        raise _err(node, f"X {list(X.shape)} and I {list(I.shape)} must have one shape, "
+                   f"with kernel_shape, strides and pads per spatial axis",
+                   "give the Indices output of the MaxPool this node inverts")
+    inferred = (*X.shape[:2], *[(X.shape[2 + a] - 1) * st[a] - pads[a] - pads[r + a]
+                                + kernel[a] for a in range(r)])
+    out = const_input(node, 2, "output_shape") if len(node.inputs) > 2 else None
+    shape = inferred if out is None else ints(out)
+    if len(shape) != len(inferred) or any(s < i for s, i in zip(shape, inferred)):
+        raise _err(node, f"output_shape {list(shape)} does not cover the unpooled shape "
+                   f"{list(inferred)}", "give an output_shape at least the unpooled shape")
+    return tuple(inferred), tuple(shape)
+
+
+@register_op("MaxUnpool")
+class MaxUnpool(OpDef):
+    """ONNX MaxUnpool(X, I, output_shape) -> Y (comment above)."""
+
+    attrs = {"kernel_shape": REQUIRED, "pads": None, "strides": None}
+    min_inputs, max_inputs = 2, 3
+
+    def infer(self, node: Node) -> list[TensorType]:
+        return [TensorType(max_unpool_shapes(node)[1], node.inputs[0].dtype)]
+
+    def reference(self, node: Node, X, I, *rest) -> list[np.ndarray]:
+        inferred, shape = max_unpool_shapes(node)
+        T = int(np.prod(inferred))
+        flat = np.zeros(T, X.dtype)
+        if T:
+            flat[np.clip(I.reshape(-1), 0, T - 1)] = X.reshape(-1)
+        y = np.zeros(shape, X.dtype)
+        y[tuple(slice(0, d) for d in inferred)] = flat.reshape(inferred)
+        return [y]

@@ -1,13 +1,14 @@
-"""GridSample, AffineGrid, DeformConv, RoiAlign, Col2Im, DFT and STFT through the public API on host C and cpu LLVM
-against onnxruntime, on random shapes and values beyond the node suite: GridSample's three modes
-with each padding mode and align_corners (coordinates past the borders, opset 16 names, a 5-D
-volumetric case, a float64 grid), AffineGrid 2-D and 3-D, DeformConv with groups, offset groups,
-strides, dilations, padding, bias and mask, RoiAlign (avg and max, both coordinate modes, rois
-past the image; an adaptive sampling grid is refused by name), Col2Im (strides, pads, dilations,
-overlapping blocks), DFT at opsets 17 and 20 (dft_length cutting and
-zero-padding, inverse, one-sided forward and inverse, float64) and STFT with a window on a complex
-signal; the C of a GridSample is sanitizer-clean and builds for cortex-m4;
-a shape-deciding input left unbound is a ShapeError naming constant_inputs."""
+"""GridSample, AffineGrid, DeformConv, RoiAlign, Col2Im, MaxUnpool, DFT and STFT through the
+public API on host C and cpu LLVM against onnxruntime, on random shapes and values beyond the node
+suite: GridSample's three modes with padding modes and align_corners (coordinates past the
+borders, opset 16 names, a 5-D volumetric case, a float64 grid), AffineGrid 2-D and 3-D,
+DeformConv with groups, offset groups, strides, dilations, padding, bias and mask, RoiAlign (avg
+and max, both coordinate modes, rois past the image; an adaptive sampling grid is refused by
+name), Col2Im (strides, pads, dilations, overlapping blocks), MaxUnpool (a larger output_shape
+against onnx's reference), DFT at opsets 17 and 20 (dft_length cutting and zero-padding, inverse,
+one-sided forward and inverse, float64) and STFT with a window on a complex signal; the C of a
+GridSample is sanitizer-clean and builds for cortex-m4; a shape-deciding input left unbound is a
+ShapeError naming constant_inputs."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import numpy as np
 import onnxcc
 import pytest
 from builders import check_against_ort, node_model
+from onnx.reference import ReferenceEvaluator
 from onnxcc.errors import ShapeError, UnsupportedOpError
 
 RNG = np.random.default_rng(0)
@@ -134,6 +136,24 @@ def test_col2im():
     m = node_model("Col2Im", {"x": x, "i": image, "b": block}, ["y"], opset=18, strides=st,
                    dilations=dil, pads=pads)
     check_against_ort(m, {"x": x}, constant_inputs={"i": image, "b": block})
+
+
+def test_max_unpool():
+    x = RNG.standard_normal((2, 3, 3, 4)).astype(np.float32)
+    T = 2 * 3 * 6 * 8                                    # unpooled (2, 3, 6, 8): kernel 2, stride 2
+    idx = RNG.permutation(T)[:x.size].reshape(x.shape).astype(np.int64)
+    m = node_model("MaxUnpool", {"x": x, "i": idx}, ["y"], opset=11, kernel_shape=[2, 2],
+                   strides=[2, 2])
+    check_against_ort(m, {"x": x, "i": idx})
+    # a larger output_shape: onnx's reference (the node case's oracle) places the unpooled
+    # tensor at the origin; onnxruntime 1.31 reads the indices in the output's shape instead
+    out = np.array([2, 3, 7, 9], np.int64)
+    m = node_model("MaxUnpool", {"x": x, "i": idx, "o": out}, ["y"], opset=11,
+                   kernel_shape=[2, 2], strides=[2, 2])
+    (want,) = ReferenceEvaluator(m).run(None, {"x": x, "i": idx, "o": out})
+    for t in ("host", "cpu"):
+        got = onnxcc.compile(m, t, constant_inputs={"o": out}).run({"x": x, "i": idx})["y"]
+        np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("opset,inverse,onesided,last,n", [
