@@ -15,6 +15,10 @@ bin, two accumulators in the signal's dtype (float64 for float64) sum ``re += xr
 ``im += xr S + xi C`` over the input samples (xi absent for a real signal; only re stored for a
 one-sided inverse). STFT reads each frame's samples at ``f * frame_step + n`` times the window (a
 run-time input) and transforms it forward.
+
+CausalConvWithState: a depthwise causal FIR filter per (batch, channel, step), reading the
+state-padded signal through two masked loads (past_state before step k - 1, input after), then
+the present state copied the same way.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from onnxcc.codegen.loops import (INDEX, Assign, Binary, Buffer, Decl, Expr, Loop, Select, Stmt,
-                                  Store, Var, affine, const)
+from onnxcc.codegen.loops import (F32, INDEX, Assign, Binary, Buffer, Cast, Decl, Expr, Load,
+                                  Loop, Select, Stmt, Store, Unary, Var, affine, const)
 from onnxcc.ir import Node
-from onnxcc.ops.signal import dft_params, stft_params
+from onnxcc.ops import attr
+from onnxcc.ops.signal import causal_conv_shapes, dft_params, stft_params
 
 from . import LowerCtx, lower, nest
 from .tensor import _lower_known, clamp
@@ -167,3 +172,59 @@ def _lower_stft(node: Node, ctx: LowerCtx):
 
     ins = [xb, cb, sb] + ([wb] if wb is not None else [])
     return ctx.kernel("stft", [yb], ins, nest(ctx, [x.shape[0], frames], body))
+
+
+def _float_data(node: Node) -> str | None:
+    if node.inputs[0].dtype.kind != "f":
+        return f"{node.op} on {node.inputs[0].dtype.name} is not supported (float32/float64)"
+    return None
+
+
+@lower("CausalConvWithState", supports=_float_data)
+def _lower_causal_conv(node: Node, ctx: LowerCtx):
+    """output[b, c, t] = act(bias[c] + sum_j w[c, 0, j] padded[b, c, t + j]) and present_state
+    = the last k - 1 steps of padded, where padded step p reads past_state[p] for p < k - 1
+    (0 when omitted) and input[p - (k - 1)] after: two masked loads, one of them live."""
+    B, C, L, k = causal_conv_shapes(node)
+    xb, wb, yb = ctx.input(0), ctx.input(1), ctx.output(0)
+    dt = xb.dtype
+    has_b = len(node.inputs) > 2 and node.inputs[2] is not None
+    has_p = len(node.inputs) > 3 and node.inputs[3] is not None
+    bb = ctx.input(2) if has_b else None
+    pb = ctx.input(3) if has_p else None
+    K1 = k - 1
+
+    def padded(b: Expr, c: Expr, p: Expr) -> Expr:
+        xi = Binary("sub", p, const(K1, INDEX)) if K1 else p
+        e: Expr = Load(xb, (b, c, xi), Binary("ge", xi, const(0, INDEX)), const(0, dt)) \
+            if K1 else xb[(b, c, xi)]
+        if pb is not None and K1:
+            e = Binary("add", e, Load(pb, (b, c, p), Binary("lt", p, const(K1, INDEX)),
+                                      const(0, dt)))
+        return e
+
+    def out(v: list) -> list[Stmt]:
+        b, c, t = v
+        acc, j = Var("acc", dt), ctx.var("j")
+        init: Expr = const(0, dt) if bb is None else bb[(c,)]
+        body = [Assign(acc, Binary("add", acc, Binary("mul", wb[(c, const(0, INDEX), j)],
+                                                      padded(b, c, affine(t, j)))))]
+        res: Expr = acc
+        if attr(node, "activation") in ("silu", "swish"):
+            f = acc if dt.name == "float32" else Cast(acc, F32)
+            sil: Expr = Binary("div", f, Binary("add", const(1, F32),
+                                                Unary("exp", Unary("neg", f))))
+            res = sil if dt.name == "float32" else Cast(sil, dt)
+        return [Decl(acc, init), Loop(j, 0, k, body), Store(yb, (b, c, t), res)]
+
+    body = nest(ctx, [B, C, L], out) if L else []
+    outs, ins = [yb], [xb, wb] + ([bb] if bb is not None else []) + \
+        ([pb] if pb is not None else [])
+    if K1 and node.outputs[1] is not None:
+        sb = ctx.output(1)
+        outs.append(sb)
+        body += nest(ctx, [B, C, K1], lambda v: [Store(sb, tuple(v), padded(
+            v[0], v[1], affine(v[2], L)))], "s")
+    if not body:
+        return None
+    return ctx.kernel("causal_conv", outs, ins, body)

@@ -1,5 +1,6 @@
 """Signal ops: window functions (opset 17: HannWindow, HammingWindow, BlackmanWindow), DFT
-(opsets 17 and 20) and STFT (opset 17; their semantics in the comment above DFT).
+(opsets 17 and 20) and STFT (opset 17; their semantics in the comment above DFT), and the causal
+depthwise filter CausalConvWithState (opset 27).
 
 Windows:
 
@@ -17,7 +18,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..ir import Node, TensorType
-from . import OpDef, attr, register_op
+from . import OpDef, attr, bad_attr, register_op
 from ._util import const_input, onnx_dtype
 
 
@@ -221,3 +222,66 @@ class STFT(OpDef):
         if attr(node, "onesided"):
             y = y[..., :L // 2 + 1]
         return [np.stack([y.real, y.imag], axis=-1).astype(x.dtype)]
+
+
+# ---- CausalConvWithState -----------------------------------------------------------------------
+def causal_conv_shapes(node: Node) -> tuple[int, int, int, int]:
+    """(batch, channels, length, kernel size k) of a CausalConvWithState node. Raises ShapeError
+    when input is not (B, C, L), weight not (C, 1, k), bias not (C,) or past_state not
+    (B, C, k - 1), and AttributeValueError for another activation than none/silu/swish."""
+    x, w = node.inputs[:2]
+    if str(attr(node, "activation")) not in ("none", "silu", "swish"):
+        raise bad_attr(node, f"activation {attr(node, 'activation')!r} is not none, silu or "
+                       "swish")
+    if len(x.shape) != 3 or len(w.shape) != 3 or w.shape[0] != x.shape[1] or w.shape[1] != 1 \
+            or w.shape[2] < 1:
+        raise ShapeError(f"input {list(x.shape)} and weight {list(w.shape)} must be (B, C, L) "
+                         "and (C, 1, k)", node=node.name, op=node.op,
+                         hint="give one depthwise filter per channel")
+    B, C, L = x.shape
+    k = w.shape[2]
+    want = {2: (C,), 3: (B, C, k - 1)}
+    for i, shp in want.items():
+        if len(node.inputs) > i and node.inputs[i] is not None and \
+                tuple(node.inputs[i].shape) != shp:
+            raise ShapeError(f"input {i} shape {list(node.inputs[i].shape)} should be "
+                             f"{list(shp)}", node=node.name, op=node.op,
+                             hint="bias is (C,), past_state (B, C, k - 1)")
+    return B, C, L, k
+
+
+@register_op("CausalConvWithState")
+class CausalConvWithState(OpDef):
+    """ONNX CausalConvWithState(input, weight, bias, past_state; activation) (opset 27) ->
+    (output, present_state): a depthwise causal 1-D convolution of input (B, C, L) with weight
+    (C, 1, k) over ``padded = concat(past_state or zeros (B, C, k - 1), input)`` along time,
+    ``output[b, c, t] = bias[c] + sum_j weight[c, 0, j] padded[b, c, t + j]``, then ``x
+    sigmoid(x)`` for silu/swish (computed in float32 as onnx's reference); present_state is the
+    last k - 1 steps of padded."""
+
+    attrs = {"activation": "none"}
+    min_inputs, max_inputs = 2, 4
+
+    def infer(self, node: Node) -> list[TensorType]:
+        B, C, L, k = causal_conv_shapes(node)
+        dt = node.inputs[0].dtype
+        if dt.kind != "f":
+            raise ShapeError(f"input of dtype {dt.name} is not a float", node=node.name,
+                             op=node.op, hint="give float data")
+        return [TensorType((B, C, L), dt), TensorType((B, C, k - 1), dt)]
+
+    def reference(self, node: Node, x, w, b=None, past=None) -> list[np.ndarray]:
+        B, C, L, k = causal_conv_shapes(node)
+        pad = np.zeros((B, C, k - 1), x.dtype) if past is None else past
+        padded = np.concatenate([pad, x], axis=2)
+        y = np.zeros((B, C, L), np.float64)
+        for j in range(k):
+            y += w[None, :, 0, j, None].astype(np.float64) * padded[:, :, j:j + L]
+        if b is not None:
+            y += b[None, :, None]
+        y = y.astype(x.dtype)
+        if attr(node, "activation") in ("silu", "swish"):
+            y32 = y.astype(np.float32)
+            with np.errstate(over="ignore"):
+                y = (y32 / (1 + np.exp(-y32))).astype(x.dtype)
+        return [y, padded[:, :, padded.shape[2] - (k - 1):]]

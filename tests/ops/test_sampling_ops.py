@@ -6,7 +6,8 @@ DeformConv with groups, offset groups, strides, dilations, padding, bias and mas
 and max, both coordinate modes, rois past the image; an adaptive sampling grid is refused by
 name), Col2Im (strides, pads, dilations, overlapping blocks), MaxUnpool (a larger output_shape
 against onnx's reference), DFT at opsets 17 and 20 (dft_length cutting and zero-padding, inverse,
-one-sided forward and inverse, float64) and STFT with a window on a complex signal; the C of a
+one-sided forward and inverse, float64), STFT with a window on a complex signal and
+CausalConvWithState (state in and out, bias, silu; against onnx's reference); the C of a
 GridSample is sanitizer-clean and builds for cortex-m4; a shape-deciding input left unbound is a
 ShapeError naming constant_inputs."""
 
@@ -214,3 +215,18 @@ def plain_gs(model_feeds):
 
     m, feeds = model_feeds
     return ort_run(m, feeds)["y"]
+
+
+@pytest.mark.parametrize("k,past,act", [(4, True, "silu"), (1, False, "none"), (6, False, "none")])
+def test_causal_conv_with_state(k, past, act):
+    x = RNG.standard_normal((2, 3, 5)).astype(np.float32)
+    feeds = {"x": x, "w": RNG.standard_normal((3, 1, k)).astype(np.float32),
+             "b": RNG.standard_normal((3,)).astype(np.float32)}
+    if past:
+        feeds["p"] = RNG.standard_normal((2, 3, k - 1)).astype(np.float32)
+    m = node_model("CausalConvWithState", feeds, ["y", "s"], opset=27, activation=act)
+    want = ReferenceEvaluator(m).run(None, feeds)      # onnxruntime 1.31 refuses opset 27
+    for t in ("host", "cpu"):
+        got = onnxcc.compile(m, t).run(feeds)
+        for name, w in zip(["y", "s"], want):
+            np.testing.assert_allclose(got[name], w, rtol=1e-5, atol=1e-6, err_msg=f"{t} {name}")
