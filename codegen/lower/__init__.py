@@ -32,7 +32,7 @@ LOWERINGS: dict[str, Lowering] = {}
 SUPPORTS: dict[str, Supports] = {}
 FAMILIES = ("elementwise", "matmul", "nn", "tensor", "reduce", "norm", "quant", "table",
             "rnn", "loss", "indexing", "bitwise", "matrix",
-            "cumulative", "activation", "selection", "signal", "linalg", "ml", "ml_svm",
+            "cumulative", "activation", "selection", "signal", "linalg", "ml", "ml_svm", "sampling",
             "ml_trees", "attention")
 _loaded = False
 

@@ -130,6 +130,8 @@ SCALAR: dict[str, Scalar] = {
                                      Unary("log1p", Unary("exp", a[0]))),
     "Softsign": lambda a, at: a[0] / (_c(a[0], 1) + Unary("abs", a[0])),
     "Swish": lambda a, at: a[0] / (_c(a[0], 1) + Unary("exp", -(a[0] * _c(a[0], at["alpha"])))),
+    "SwiGLU": lambda a, at: a[0] / (_c(a[0], 1) + Unary("exp", -(a[0] * _c(a[0], at["alpha"]))))
+    * a[1],
     "Mish": lambda a, at: a[0] * Unary("tanh", Unary("log1p", Unary("exp", a[0]))),
     "Gelu": _gelu,
     "Erf": _unary("erf"), "Exp": _unary("exp"), "Log": _unary("log"), "Sqrt": _unary("sqrt"),
@@ -156,7 +158,7 @@ NEEDS_ATTRS = {"Clip", "Cast", "CastLike"}
 FLOAT_ONLY = {"Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Erf", "Softplus", "Gelu", "Elu", "Selu",
               "HardSigmoid", "HardSwish", "Sin", "Cos", "Tan", "Reciprocal", "Asin", "Acos",
               "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "Mish", "Softsign", "Celu",
-              "Floor", "Ceil", "Round", "IsNaN", "IsInf", "Swish"}
+              "Floor", "Ceil", "Round", "IsNaN", "IsInf", "Swish", "SwiGLU"}
 
 
 def scalar_expr(op: str, attrs: dict[str, Any], args: Sequence[Expr], out: DType,

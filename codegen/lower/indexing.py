@@ -1,5 +1,5 @@
 """Indexing by runtime index tensors as loop IR: GatherElements, GatherND, ScatterElements,
-Scatter, ScatterND.
+Scatter, ScatterND, TensorScatter.
 
 Each index is loaded into a local, made non-negative (``j + dim`` for ``j < 0``) and clamped to
 ``[0, dim)`` inside the access expression itself, so verify proves every read and write in
@@ -18,7 +18,9 @@ from typing import Sequence
 from onnxcc.codegen.loops import (INDEX, Binary, Buffer, Cast, Decl, Expr, Loop, Select, Stmt,
                                   Store, Var, const)
 from onnxcc.ir import Node
-from onnxcc.ops.indexing import elements_axis, gather_nd_shape, scatter_nd_depth, scatter_reduction
+from onnxcc.ops import attr
+from onnxcc.ops.indexing import (elements_axis, gather_nd_shape, scatter_nd_depth,
+                                 scatter_reduction, tensor_scatter_axis)
 
 from . import LowerCtx, lower, nest
 from .tensor import clamp
@@ -170,3 +172,44 @@ def _lower_scatter_nd(node: Node, ctx: LowerCtx):
             Store(yb, dst, _combine(red, yb[dst], ub[k, s]))])]))
         ins += [ib, ub]
     return ctx.kernel("scatter_nd", [yb], ins, body)
+
+
+@lower("TensorScatter")
+def _lower_tensor_scatter(node: Node, ctx: LowerCtx):
+    """y = past_cache; then per position before the axis (batch b first) and step i < the
+    update's length, y[..., p, ...] = update[..., i, ...] at p = write_indices[b] + i (clamped
+    into the cache; circular: modulo its length, made non-negative)."""
+    y = node.outputs[0]
+    if y.type.size == 0:
+        return None
+    axis = tensor_scatter_axis(node)
+    past, upd = node.inputs[:2]
+    L = past.shape[axis]
+    yb, xb, ub = ctx.output(0), ctx.input(0), ctx.input(1)
+    has_w = len(node.inputs) > 2 and node.inputs[2] is not None
+    wb = ctx.input(2) if has_w else None
+    body = _copy_data(ctx, yb, xb)
+    ins = [xb] if body else []
+    if upd.type.size == 0:
+        return ctx.kernel("tensor_scatter", [yb], ins, body) if body else None
+    circular = attr(node, "mode") == "circular"
+
+    def step(v: list) -> list[Stmt]:
+        pre, i, post = v[:axis], v[axis], v[axis + 1:]
+        if wb is None:
+            pos: Expr = i
+        else:
+            w = Var("w", INDEX)
+            wl = wb[(pre[0],)]
+            wc = clamp(wl, -2 * L, 2 * L)
+            pos = Binary("add", w, i)
+            decl = [Decl(w, Cast(wc, INDEX) if wl.dtype != INDEX else wc)]
+        if circular:
+            m = Binary("mod", pos, const(L, INDEX))
+            pos = Select(Binary("lt", m, const(0, INDEX)), Binary("add", m, const(L, INDEX)), m)
+        pos = clamp(pos, 0, L - 1)
+        store = Store(yb, (*pre, pos, *post), ub[tuple(v)])
+        return (decl if wb is not None else []) + [store]
+
+    body += nest(ctx, upd.shape, step)
+    return ctx.kernel("tensor_scatter", [yb], ins + [ub] + ([wb] if wb is not None else []), body)

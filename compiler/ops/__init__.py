@@ -167,7 +167,7 @@ def bad_attr(node: Node, message: str) -> AttributeValueError:
 
 FAMILIES = ("elementwise", "nn", "matmul", "norm", "shape", "reduce", "fused", "quant",
             "table", "rnn", "loss", "indexing", "bitwise", "matrix",
-            "cumulative", "activation", "selection", "signal", "linalg", "ml",
+            "cumulative", "activation", "selection", "signal", "linalg", "ml", "sampling",
             "ml_svm", "ml_trees", "attention")
 _loaded = False
 

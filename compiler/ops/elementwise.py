@@ -12,7 +12,7 @@ from functools import reduce
 
 import numpy as np
 
-from ..errors import AttributeValueError
+from ..errors import AttributeValueError, ShapeError
 from ..ir import Node, TensorType
 from . import REQUIRED, OpDef, attr, bad_attr, register_op
 from ._util import const_input, onnx_dtype
@@ -369,6 +369,27 @@ class Swish(Unary):
     def fn(self, node, x):
         with np.errstate(over="ignore"):
             return x / (1 + np.exp(-x * x.dtype.type(attr(node, "alpha"))))
+
+
+@register_op("SwiGLU")
+class SwiGLU(Binary):
+    """ONNX SwiGLU (opset 28): y = a * sigmoid(alpha * a) * b, for a and b of one shape and
+    dtype (the spec applies no broadcasting)."""
+
+    attrs = {"alpha": 1.0}
+
+    def infer(self, node: Node) -> list[TensorType]:
+        a, b = node.inputs
+        if tuple(a.shape) != tuple(b.shape) or a.dtype != b.dtype:
+            raise ShapeError(f"A {a.dtype.name}{list(a.shape)} and B {b.dtype.name}"
+                             f"{list(b.shape)} must have one shape and dtype (SwiGLU does not "
+                             "broadcast)", node=node.name, op=node.op,
+                             hint="expand or cast the inputs to match")
+        return [TensorType(a.shape, a.dtype)]
+
+    def fn(self, node, a, b):
+        with np.errstate(over="ignore"):
+            return a / (1 + np.exp(-a * a.dtype.type(attr(node, "alpha")))) * b
 
 
 @register_op("ThresholdedRelu")

@@ -1,5 +1,5 @@
 """Indexing by runtime index tensors: GatherElements, GatherND, ScatterElements, Scatter (opsets
-9 and 10: ScatterElements without reduction), ScatterND.
+9 and 10: ScatterElements without reduction), ScatterND, TensorScatter (opset 24).
 
 Index tensors are int32 or int64; a negative index counts from the end of its axis
 (``j + dim``). The spec calls an index outside ``[-dim, dim)`` an error: the references raise
@@ -225,4 +225,54 @@ class ScatterND(OpDef):
         for k in range(ix.shape[0]):
             at = tuple(ix[k])
             out[at] = u[k] if fn is None else fn(out[at], u[k])
+        return [out]
+
+
+# ---- TensorScatter -----------------------------------------------------------------------------
+def tensor_scatter_axis(node: Node) -> int:
+    """The sequence axis (>= 1) of a TensorScatter node. Raises AttributeValueError for axis 0
+    or another mode than linear/circular, and ShapeError when update does not fit past_cache
+    (equal dims, except a sequence no longer) or write_indices is not (batch,)."""
+    past, upd = node.inputs[:2]
+    r = len(past.shape)
+    axis = norm_axis(node, attr(node, "axis"), r)
+    if axis == 0:
+        raise bad_attr(node, "axis 0 is the batch axis; the sequence axis must come after it")
+    if str(attr(node, "mode")) not in ("linear", "circular"):
+        raise bad_attr(node, f"mode {attr(node, 'mode')!r} is not linear or circular")
+    if len(upd.shape) != r or any(p != u for a, (p, u) in enumerate(zip(past.shape, upd.shape))
+                                  if a != axis) or upd.shape[axis] > past.shape[axis]:
+        raise _err(node, f"update {list(upd.shape)} does not fit past_cache {list(past.shape)} "
+                   f"(axis {axis})", "give the update past_cache's shape with a shorter sequence")
+    if len(node.inputs) > 2 and node.inputs[2] is not None and \
+            tuple(node.inputs[2].shape) != (past.shape[0],):
+        raise _err(node, f"write_indices {list(node.inputs[2].shape)} should be "
+                   f"[{past.shape[0]}]", "give one write position per batch entry")
+    return axis
+
+
+@register_op("TensorScatter")
+class TensorScatter(OpDef):
+    """ONNX TensorScatter(past_cache, update, write_indices; mode, axis) (opset 24): a copy of
+    past_cache with, per batch entry b, update's sequence written along the axis from position
+    write_indices[b] (0 when omitted); circular mode wraps positions modulo the cache length. A
+    linear position past the cache (an error in the spec) is clamped to its last entry."""
+
+    attrs = {"mode": "linear", "axis": -2}
+    min_inputs, max_inputs = 2, 3
+
+    def infer(self, node: Node) -> list[TensorType]:
+        tensor_scatter_axis(node)
+        return [TensorType(node.inputs[0].shape, node.inputs[0].dtype)]
+
+    def reference(self, node: Node, past, upd, wi=None) -> list[np.ndarray]:
+        axis = tensor_scatter_axis(node)
+        L, S = past.shape[axis], upd.shape[axis]
+        out = past.copy()
+        w = np.zeros(past.shape[0], np.int64) if wi is None else wi.astype(np.int64)
+        for pre in np.ndindex(*past.shape[:axis]):
+            for i in range(S):
+                j = w[pre[0]] + i
+                j = j % L if attr(node, "mode") == "circular" else min(max(j, 0), L - 1)
+                out[(*pre, j)] = upd[(*pre, i)]
         return [out]

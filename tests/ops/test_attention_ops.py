@@ -1,7 +1,7 @@
-"""Attention, RMSNormalization, RotaryEmbedding, Swish, LpNormalization, GroupNormalization,
-LpPool and MeanVarianceNormalization through the public API on host and cortex-m4 C and cpu
-LLVM, against onnxruntime (onnx.reference where onnxruntime lacks the op or the form); the
-errors a user can cause."""
+"""Attention, RMSNormalization, RotaryEmbedding, Swish, SwiGLU, LpNormalization,
+GroupNormalization, LpPool and MeanVarianceNormalization through the public API on host and
+cortex-m4 C and cpu LLVM, against onnxruntime (onnx.reference where onnxruntime lacks the op or
+the form); the errors a user can cause."""
 
 from __future__ import annotations
 
@@ -127,6 +127,13 @@ def test_rotary_embedding_vs_ort(rng, attrs, rank3, pos):
 def test_swish_vs_reference(rng):
     x = (rng.standard_normal((3, 7)) * 20).astype(np.float32)
     check(model("Swish", {"x": x}, ["y"], 24, alpha=0.7), {"x": x}, oracle="reference")
+
+
+def test_swiglu_vs_reference(rng):
+    a = (rng.standard_normal((3, 7)) * 20).astype(np.float32)
+    b = rng.standard_normal((3, 7)).astype(np.float32)
+    check(model("SwiGLU", {"a": a, "b": b}, ["y"], 28, alpha=1.3), {"a": a, "b": b},
+          oracle="reference")
 
 
 @pytest.mark.parametrize("p, axis", [(1, 1), (2, -1), (2, 0)])

@@ -1,7 +1,8 @@
-"""GatherElements, GatherND, ScatterElements, Scatter and ScatterND through the public API on
-host C and cpu LLVM (and an MCU target), against onnxruntime: every axis, negative indices,
-int32 and int64 indices, every reduction, duplicate indices, batch_dims, integer data; an
-out-of-range index stays inside the buffers; the errors a user can cause."""
+"""GatherElements, GatherND, ScatterElements, Scatter, ScatterND and TensorScatter through the
+public API on host C and cpu LLVM (and an MCU target), against onnxruntime: every axis, negative
+indices, int32 and int64 indices, every reduction, duplicate indices, batch_dims, integer data;
+an out-of-range index stays inside the buffers; TensorScatter's linear and circular modes (a
+wrapping write, omitted write_indices); the errors a user can cause."""
 
 from __future__ import annotations
 
@@ -115,3 +116,14 @@ def test_shape_and_attribute_errors_name_the_node():
     m = node_model("GatherND", {"x": x, "i": np.zeros((2, 3), np.int64)}, ["y"], opset=13)
     with pytest.raises(ShapeError, match="does not address"):
         onnxcc.compile(m, "host")
+
+
+@pytest.mark.parametrize("mode", ["linear", "circular"])
+def test_tensor_scatter(mode):
+    past = RNG.standard_normal((3, 2, 6, 4)).astype(np.float32)
+    upd = RNG.standard_normal((3, 2, 4, 4)).astype(np.float32)
+    wi = np.array([0, 2, 5], np.int64) if mode == "circular" else np.array([0, 2, 1], np.int64)
+    m = node_model("TensorScatter", {"p": past, "u": upd, "w": wi}, ["y"], opset=24, mode=mode)
+    check_against_ort(m, {"p": past, "u": upd, "w": wi})
+    m = node_model("TensorScatter", {"p": past, "u": upd[:, :, :2]}, ["y"], opset=24, axis=2)
+    check_against_ort(m, {"p": past, "u": upd[:, :, :2]})
