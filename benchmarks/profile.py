@@ -92,7 +92,8 @@ def kernel_times(cm, feeds: dict, repeat: int) -> list[tuple]:
 
 
 def ort_times(model, feeds: dict, repeat: int) -> dict[str, float]:
-    """onnxruntime's microseconds per run by node name (its profiler, one thread)."""
+    """onnxruntime's microseconds per run by node name (its profiler, one thread): the median
+    of the node's runs (times the node's runs per model run)."""
     import onnxruntime as ort
 
     with tempfile.TemporaryDirectory() as d:
@@ -104,12 +105,12 @@ def ort_times(model, feeds: dict, repeat: int) -> dict[str, float]:
         for _ in range(repeat):
             s.run(None, feeds)
         events = json.loads(Path(s.end_profiling()).read_text())
-    per: dict[str, float] = {}
+    per: dict[str, list[float]] = {}
     for e in events:
         if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
-            node = e["name"][: -len("_kernel_time")]
-            per[node] = per.get(node, 0.0) + e["dur"] / repeat
-    return per
+            per.setdefault(e["name"][: -len("_kernel_time")], []).append(float(e["dur"]))
+    # the median run of each node (a shared machine preempts some runs for milliseconds)
+    return {node: statistics.median(d) * len(d) / repeat for node, d in per.items()}
 
 
 def ort_node_time(ort_us: dict[str, float], node: str, values: list[str]) -> float | None:

@@ -68,12 +68,18 @@ def test_register_tiled_conv_matches_onnxruntime(rng, target, xs, ws, attrs):
 
 
 def test_tile_shape_follows_the_register_file():
-    """6 positions by 4 vectors with 32 registers, by 2 with 16; fewer output channels take
-    fewer vectors; fewer than one vector (or the C back end) keeps the tap-stationary nest.
-    The 25 positions of a 5x5 plane go in tiles of 5 (25, not 6 x 5 = 30), one row in one."""
+    """6 positions by 4 vectors with 32 registers, 5 by 2 with 16 (4 over a short reduction);
+    fewer output channels take fewer vectors; fewer than one vector (or the C back end) keeps
+    the tap-stationary nest. The 25 positions of a 5x5 plane go in tiles of 5 (25, not
+    6 x 5 = 30), one row in one; 49 positions in tiles of 5 (not 6 x 9), of 4 with a tile of
+    4 (not 25 tiles of 2)."""
     assert get_target("x86-64-v4").register_tile == (6, 32)
-    assert get_target("x86-64-v3").register_tile == (6, 16)
-    assert get_target("x86-64-v2").register_tile == (6, 8)
+    assert get_target("x86-64-v3").register_tile == (5, 16)
+    assert get_target("x86-64-v2").register_tile == (5, 8)
+    assert get_target("x86-64-v3").short_reduction_rows == 4
+    assert get_target("x86-64-v4").short_reduction_rows == 6
+    assert get_target("x86-64-v3").tile_rows(4, 49) == 4
+    assert get_target("x86-64-v3").tile_rows(6, 49) == 5
     assert get_target("aarch64").register_tile == (6, 16)
     assert get_target("host").register_tile is None
     assert get_target("cortex-m4").register_tile is None
