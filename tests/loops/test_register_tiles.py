@@ -97,8 +97,10 @@ def test_tile_shape_follows_the_register_file():
 
 
 def test_weights_are_packed_and_the_tile_stays_in_registers(rng):
-    """w (M,C,kh,kw) is packed as (M/TM, kh, kw, C, TM); the interior tiles read x unguarded and
-    the border tiles through a select (no masked load: no branch in the channel loop); after O3
+    """w (M,C,kh,kw) is packed as (M/TM, kh, kw, C, TM). A padded conv with enough work per
+    input element copies x once into a zero-padded local and every tile reads it unguarded;
+    with little work (8 output channels here) the interior tiles read x unguarded and the
+    border tiles through a select (no masked load: no branch in the channel loop). After O3
     the tile stays in vector registers (4 positions, as 196 = 49 x 4)."""
     w = rng.standard_normal((32, 16, 3, 3), dtype=np.float32)
     m = make_model([("Conv", ["x", "w"], ["t"], dict(pads=[1, 1, 1, 1])), ("Relu", ["t"], ["y"])],
@@ -109,14 +111,31 @@ def test_weights_are_packed_and_the_tile_stays_in_registers(rng):
     wp = next(b for b in k.inputs if b.space == "weight")
     assert wp.shape == (2, 3, 3, 16, 16)
     np.testing.assert_array_equal(wp.data.reshape(wp.shape)[1, 2, 0, 5], w[16:32, 5, 2, 0])
-    assert [(b.name, b.shape) for b in k.locals] == [("acc", (4, 16))]   # 196 = 49 x 4
+    assert [(b.name, b.shape) for b in k.locals] == [("acc", (4, 16)), ("xpad", (16, 16, 16))]
+    text = program_text(p)
+    assert text.count("xl:f32 = x[0, cc, min(max(") == 1        # the copy: clamped load ...
+    assert "xpad[cc, rh, rw] = (xl if " in text                 # ... then a select
+    assert "x0:f32 = xpad[c, " in text and "x[0, c, " not in text   # tiles: no guard
+    _hot_blocks_keep_the_tile(p)
+
+    w8 = rng.standard_normal((8, 16, 3, 3), dtype=np.float32)
+    m = make_model([("Conv", ["x", "w"], ["t"], dict(pads=[1, 1, 1, 1])), ("Relu", ["t"], ["y"])],
+                   inputs={"x": (1, 16, 14, 14)}, outputs={"y": None}, inits={"w": w8})
+    p = _check(m, {"x": rng.standard_normal((1, 16, 14, 14), dtype=np.float32)}, "x86-64-v3",
+               ways=("llvm",))
+    (k,) = p.kernels
+    assert [(b.name, b.shape) for b in k.locals] == [("acc", (4, 8))]
     text = program_text(p)
     assert text.count("xl0:f32 = x[0, c, min(max(") == 1          # border tiles: clamped load
     assert "x0:f32 = (xl0 if " in text and "else 0.0:f32)" in text  # ... then a select
     assert "x0:f32 = x[0, c, " in text                                # interior tiles
-    # after O3 (for this machine: 8 or 16 lanes), each channel loop's block holds the whole
-    # tile as vector multiply-adds on registers: 4 x loads and the weight loads, no store (the
-    # tile is never spilled there)
+    _hot_blocks_keep_the_tile(p)
+
+
+def _hot_blocks_keep_the_tile(p) -> None:
+    """After O3 (for this machine: 8 or 16 lanes), each channel loop's block holds the whole
+    tile as vector multiply-adds on registers: 4 x loads and the weight loads, no store (the
+    tile is never spilled there)."""
     blocks = re.split(r"\n(?=[\w.]+:)", JITProgram(p).ir)
     hot = [b for b in blocks if len(re.findall(r"@llvm\.fmuladd\.v(?:8|16)f32\(", b)) >= 4]
     assert hot
