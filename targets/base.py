@@ -126,11 +126,12 @@ class Target:
 
     @property
     def short_reduction_rows(self) -> int:
-        """Positions of the register tile (at most) when its reduction is short (fewer than
-        ``codegen.lower.SHORT_REDUCTION`` multiply-adds per output): there the tile's fixed
-        costs weigh, and with 16 registers 4 positions ran faster than 5 (Zen 3, one thread:
-        MobileNetV1-0.25's 3->8 3x3/2 stem and 8->16, 16->32 and 32->32 1x1 convs 6-13%
-        faster; from 128 input channels on, 5 is as fast or up to 17% faster)."""
+        """Positions of the register tile (at most) when its reduction is short (at most
+        ``codegen.lower.SHORT_REDUCTION`` multiply-adds per output) and for matrix products:
+        there the tile's fixed costs weigh, and with 16 registers 4 positions ran faster than
+        5 (Zen 3, one thread: MobileNetV1-0.25's 3->8 3x3/2 stem and 8->16, 16->32 and
+        32->32 1x1 convs 6-13% faster; from 34 input channels per group on, 5 was as fast or
+        up to 17% faster: ShuffleNet's grouped 1x1s 7% over 7x7 and 28x28)."""
         tile = self.register_tile
         if tile is None:
             return 0
