@@ -1,7 +1,8 @@
 """CPU inference speed: onnxcc ``cpu`` (LLVM JIT), onnxcc ``host`` (C) and onnxruntime, side by
 side, with GFLOP/s and the share of this core's FMA peak that the same script measures.
 
-    python benchmarks/cpu.py [--models a,b] [--repeat 10] [--quick] [--zoo]
+    python benchmarks/cpu.py [--models a,b] [--repeat 10] [--quick] [--zoo] [--runners cpu]
+                             [--clock thread]
 
 One process, one thread, batch 1. Each runner is built once and run once (warm-up, and the
 outputs are checked against onnxruntime); then ``repeat`` interleaved rounds time one run of every
@@ -215,9 +216,16 @@ def setup_cpu(model, feeds) -> tuple[Callable[[], Any], float | None]:
 RUNNERS: dict[str, Callable] = {"cpu": setup_cpu, "host": setup_host, "ort": setup_ort}
 
 
-def bench_model(name: str, repeat: int, verbose: bool = False) -> dict[str, Any]:
-    """Build ``name``, set up every runner, check outputs against onnxruntime, time ``repeat``
-    interleaved rounds. Returns {"flops", "ms": {runner: median or None}, "compile": {...},
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "thread": time.thread_time}
+
+
+def bench_model(name: str, repeat: int, verbose: bool = False,
+                runners: tuple[str, ...] = ("ort", "host", "cpu"),
+                clock: str = "wall") -> dict[str, Any]:
+    """Build ``name``, set up the ``runners`` (onnxruntime always), check outputs against
+    onnxruntime, time ``repeat`` interleaved rounds with ``clock`` (``wall``: perf_counter;
+    ``thread``: this thread's CPU time, which leaves out the time other processes hold the core:
+    every runner computes on the calling thread). Returns {"flops", "ms": {runner: median or None}, "compile": {...},
     "na": {runner: reason}, "mismatch": {runner: max abs error}}."""
     model = M.build(name)
     feeds = M.random_feeds(model)
@@ -230,6 +238,8 @@ def bench_model(name: str, repeat: int, verbose: bool = False) -> dict[str, Any]
     fns: dict[str, Callable[[], Any]] = {}
     ref = None
     for r in ("ort", "host", "cpu"):
+        if r != "ort" and r not in runners:
+            continue
         try:
             fn, comp = RUNNERS[r](model, feeds)
             out = _first_output(fn())
@@ -253,11 +263,12 @@ def bench_model(name: str, repeat: int, verbose: bool = False) -> dict[str, Any]
         fns[r] = fn
         res["compile"][r] = comp
     times: dict[str, list[float]] = {r: [] for r in fns}
+    now = CLOCKS[clock]
     for _ in range(repeat):
         for r, fn in fns.items():
-            t0 = time.perf_counter()
+            t0 = now()
             fn()
-            times[r].append(time.perf_counter() - t0)
+            times[r].append(now() - t0)
     res["ms"] = {r: statistics.median(t) * 1e3 for r, t in times.items()}
     del fns, model
     gc.collect()
@@ -314,7 +325,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--zoo", action="store_true", help="include the nine zoo models (default "
                     "unless --quick)")
     ap.add_argument("--verbose", action="store_true", help="print tracebacks of failing runners")
+    ap.add_argument("--runners", default="cpu,host", help="onnxcc runners beside onnxruntime "
+                    "(default cpu,host)")
+    ap.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                    help="wall time (default) or this thread's CPU time (steadier on a shared "
+                    "machine: time other processes hold the core is left out)")
     args = ap.parse_args(argv)
+    runners = tuple(r.strip() for r in args.runners.split(",") if r.strip())
+    if set(runners) - {"cpu", "host"}:
+        ap.error(f"--runners takes cpu and/or host, not {args.runners}")
     repeat = args.repeat or (3 if args.quick else 10)
     if args.models:
         names = [n.strip() for n in args.models.split(",") if n.strip()]
@@ -335,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:       # noqa: BLE001 - the table is still useful without the peak
         peak = None
         print(f"FMA peak: n/a ({_short(e)})")
-    print(f"one thread, batch 1, median of {repeat} interleaved rounds; "
+    print(f"one thread, batch 1, median of {repeat} interleaved rounds ({args.clock} clock); "
           f"compare ratios within this run only")
     print(HEADER)
     print("-" * len(HEADER))
@@ -343,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     notes: list[str] = []
     for name in names:
         try:
-            res = bench_model(name, repeat, args.verbose)
+            res = bench_model(name, repeat, args.verbose, runners, args.clock)
         except Exception as e:   # noqa: BLE001 - building the model failed
             print(f"{name:20s} failed: {_short(e, 100)}", flush=True)
             continue

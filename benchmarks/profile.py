@@ -6,7 +6,8 @@ MODEL is a name from ``benchmarks/models.py`` (``transformer``, ``mobilenet_v1_0
 models with seeded random weights...) or a path to an ``.onnx`` file. Each kernel of the compiled
 Program is JIT-compiled alone (a Program of that one kernel over the same arena, inputs and
 outputs) and timed by calling its entry ``repeat`` times from a ctypes loop (median of 5 such
-batches; the arena holds what earlier kernels left, so data-dependent kernels see real-looking
+batches, in this thread's CPU time so that other processes' time on a shared core is left
+out; the arena holds what earlier kernels left, so data-dependent kernels see real-looking
 values, and an in-place kernel gets its input back before each call). onnxruntime's column comes from its own profiler (``enable_profiling``, one thread),
 summed per node name; a fused onnxcc kernel is matched to the node it is named after. Times in
 microseconds; shares are of the summed kernel time. Compare within one run only.
@@ -38,8 +39,9 @@ def _model(name: str):
     return M.build(name)
 
 
-def kernel_times(cm, feeds: dict, repeat: int) -> list[tuple[str, str, str, float]]:
-    """(kernel name, op, node, microseconds per call) for every kernel of ``cm.program``."""
+def kernel_times(cm, feeds: dict, repeat: int) -> list[tuple]:
+    """(kernel name, op, node, microseconds per call, output value names, kernel comment) for
+    every kernel of ``cm.program``."""
     from onnxcc.codegen.llvm.jit import JITProgram
     from onnxcc.codegen.loops import Program
     from onnxcc.runtime.build import check_feeds
@@ -77,19 +79,21 @@ def kernel_times(cm, feeds: dict, repeat: int) -> list[tuple[str, str, str, floa
         n = max(1, repeat)
         batches = []
         for _ in range(5):
-            t = time.perf_counter()
+            t = time.thread_time()
             for _ in range(n):
                 call()
-            t1 = time.perf_counter()
+            t1 = time.thread_time()
             for _ in range(n if saved else 0):
                 restore()
-            batches.append(((t1 - t) - (time.perf_counter() - t1)) / n)
-        rows.append((k.name, k.op, k.node, statistics.median(batches) * 1e6))
+            batches.append(((t1 - t) - (time.thread_time() - t1)) / n)
+        rows.append((k.name, k.op, k.node, statistics.median(batches) * 1e6,
+                      [b.value for b in k.outputs], k.comment or ""))
     return rows
 
 
 def ort_times(model, feeds: dict, repeat: int) -> dict[str, float]:
-    """onnxruntime's microseconds per run by node name (its profiler, one thread)."""
+    """onnxruntime's microseconds per run by node name (its profiler, one thread): the median
+    of the node's runs (times the node's runs per model run)."""
     import onnxruntime as ort
 
     with tempfile.TemporaryDirectory() as d:
@@ -101,12 +105,25 @@ def ort_times(model, feeds: dict, repeat: int) -> dict[str, float]:
         for _ in range(repeat):
             s.run(None, feeds)
         events = json.loads(Path(s.end_profiling()).read_text())
-    per: dict[str, float] = {}
+    per: dict[str, list[float]] = {}
     for e in events:
         if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
-            node = e["name"][: -len("_kernel_time")]
-            per[node] = per.get(node, 0.0) + e["dur"] / repeat
-    return per
+            per.setdefault(e["name"][: -len("_kernel_time")], []).append(float(e["dur"]))
+    # the median run of each node (a shared machine preempts some runs for milliseconds)
+    return {node: statistics.median(d) * len(d) / repeat for node, d in per.items()}
+
+
+def ort_node_time(ort_us: dict[str, float], node: str, values: list[str]) -> float | None:
+    """onnxruntime's microseconds for the node an onnxcc kernel is named after: by node name,
+    else by the names onnxruntime gives its fused and NCHWc nodes (the name of the value they
+    write, lower-cased, ``_nchwc`` appended); None when none matches."""
+    if node in ort_us:
+        return ort_us[node]
+    for v in values:
+        for cand in (v, v.lower(), f"{v.lower()}_nchwc"):
+            if cand in ort_us:
+                return ort_us[cand]
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--int8", action="store_true",
                     help="quantize to int8 first (calibrated on 4 seeded random inputs); the "
                     "onnxruntime column stays the float model's")
+    ap.add_argument("--detail", action="store_true",
+                    help="print each kernel's description (shapes, nest) under its row")
     a = ap.parse_args(argv)
     model = _model(a.model)
     quantize = None
@@ -145,10 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{a.model} on {a.target}: {len(rows)} kernels, {total:.0f} us summed; "
           f"onnxruntime {sum(ort_us.values()):.0f} us summed over {len(ort_us)} nodes")
     print(f"{'kernel':8s} {'op':24s} {'node':28s} {'us':>9s} {'share':>6s} {'ort us':>9s}")
-    for name, op, node, us in sorted(rows, key=lambda r: -r[3])[: a.top]:
-        o = ort_us.get(node)
+    for name, op, node, us, values, comment in sorted(rows, key=lambda r: -r[3])[: a.top]:
+        o = ort_node_time(ort_us, node, values)
         print(f"{name:8s} {op[:24]:24s} {node[:28]:28s} {us:9.1f} {us / total:6.1%} "
               f"{'' if o is None else f'{o:9.1f}'}")
+        if a.detail and comment:
+            print(f"         {comment[:150]}")
     return 0
 
 

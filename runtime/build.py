@@ -329,10 +329,11 @@ class ThreadArenas:
 
     def get(self) -> tuple[np.ndarray, int]:
         """(the buffer that owns the memory, the aligned address of the arena in it)."""
-        raw = getattr(self._local, "raw", None)
-        if raw is None:
-            raw = self._local.raw = np.empty(max(self.size, 1) + self.align, np.uint8)
-        return raw, raw.ctypes.data + (-raw.ctypes.data) % self.align
+        got = getattr(self._local, "arena", None)
+        if got is None:
+            raw = np.empty(max(self.size, 1) + self.align, np.uint8)
+            got = self._local.arena = (raw, raw.ctypes.data + (-raw.ctypes.data) % self.align)
+        return got
 
 
 class SharedLibrary:

@@ -126,16 +126,33 @@ class Target:
     def register_tile(self) -> tuple[int, int] | None:
         """(output positions, output channels) of the register tile a float32 convolution
         accumulates in vector registers on this target (``codegen/lower/nn.py``), or None to
-        keep the portable tap-stationary lowering: 6 positions by 2 vectors of channels with
-        16 registers, by 4 vectors with 32 (accumulators, weight vectors and one broadcast
-        fill the register file)."""
+        keep the portable tap-stationary lowering: 5 positions by 2 vectors of channels with
+        16 registers, 6 by 4 vectors with 32 (accumulators, weight vectors and the broadcasts
+        fill the register file). With 16 registers, 6 positions (12 accumulators) spilled:
+        LLVM loads the tile's broadcasts of x before its multiply-adds, 12 + 6 + 1 live
+        vectors, and the channel loop stored and reloaded four accumulators per step (Zen 3,
+        time of 6 / of 5 positions: 64->64 3x3 over 56x56 2.9, 256->256 3x3 over 14x14 2.1);
+        see :attr:`short_reduction_rows` for short reductions."""
         vr = self.vector_registers()
         if vr is None or self.size_mode:
             return None
         if self.backend == "hls":
             return 1, 1   # one output position by one channel per pipelined iteration
         lanes, regs = vr
-        return 6, lanes * (4 if regs >= 32 else 2)
+        return (6 if regs >= 32 else 5), lanes * (4 if regs >= 32 else 2)
+
+    @property
+    def short_reduction_rows(self) -> int:
+        """Positions of the register tile (at most) when its reduction is short (at most
+        ``codegen.lower.SHORT_REDUCTION`` multiply-adds per output) and for matrix products:
+        there the tile's fixed costs weigh, and with 16 registers 4 positions ran faster than
+        5 (Zen 3, one thread: MobileNetV1-0.25's 3->8 3x3/2 stem and 8->16, 16->32 and
+        32->32 1x1 convs 6-13% faster; from 34 input channels per group on, 5 was as fast or
+        up to 17% faster: ShuffleNet's grouped 1x1s 7% over 7x7 and 28x28)."""
+        tile = self.register_tile
+        if tile is None:
+            return 0
+        return tile[0] if (self.vector_registers() or (0, 0))[1] >= 32 else 4
 
     @property
     def scalar_accumulators(self) -> bool:
@@ -160,12 +177,14 @@ class Target:
     def tile_rows(tile: int, n: int) -> int:
         """Rows (positions) per register tile for ``n`` of them: the tile's own count, or fewer
         when that wastes less (rows past ``n`` are recomputed copies of the last one): ``n``
-        itself when smaller (a batch-1 Gemm has one row), else the count in [tile/2, tile]
-        with the fewest rows in all, the larger on a tie (49 positions: 5 x 10 = 50 rather
-        than 6 x 9 = 54)."""
+        itself when smaller (a batch-1 Gemm has one row), else the count t in [tile/2, tile]
+        with the least rows in all plus one per tile (each tile also loads its weights and
+        stores), the larger on a tie (49 positions: 5 x 10 rather than 6 x 9; with a tile of
+        4, 4 x 13 rather than 2 x 25, whose tiles reuse each weight load twice only)."""
         if n <= tile:
             return max(n, 1)
-        return min(range(max(1, tile // 2), tile + 1), key=lambda t: (-(-n // t) * t, -t))
+        return min(range(max(1, tile // 2), tile + 1),
+                   key=lambda t: (-(-n // t) * (t + 1), -t))
 
     def describe(self) -> str:
         """One line for ``onnxcc targets``."""

@@ -59,13 +59,14 @@ class JITLibrary:
     def __init__(self, program: Program, mmap: dict[str, Any], obj: bytes | None) -> None:
         from .jit import JITProgram
 
+        from onnxcc.runtime.build import check_feeds
+
         self.mmap = mmap
         self.jit = JITProgram(program, run_symbol=f"{mmap['c_prefix']}_run", obj=obj)
+        self._check = check_feeds
+        self._names = [t["name"] for t in mmap["outputs"]]
 
     def run(self, feeds: Any) -> dict[str, Any]:
         """Run on ``feeds`` (input name -> array). Raises ShapeError for a missing, extra or
         mis-shaped input or a lossy dtype conversion; OnnxccError for a non-OK status."""
-        from onnxcc.runtime.build import check_feeds
-
-        outs = self.jit.run(check_feeds(self.mmap, feeds))
-        return {t["name"]: o for t, o in zip(self.mmap["outputs"], outs)}
+        return dict(zip(self._names, self.jit.run(self._check(self.mmap, feeds))))

@@ -512,6 +512,15 @@ class _KernelRenderer:
             if s.factor > 1:
                 hints.append(m.add_metadata(["llvm.loop.vectorize.width",
                                              ir.Constant(I32, s.factor)]))
+            trip = _trip(s)
+            if s.factor > 1 and trip % s.factor == 0 and 0 < trip <= SHORT_VECTOR_LOOP * s.factor:
+                # a few vectors' worth (a register tile's columns): O3's full unroll ran before
+                # the loop vectorizer when the body was small, and the SLP vectorizer then made
+                # scalar and <2 x float> code of it (a runtime-B MatMul tile of 4 rows x 16
+                # columns: 5 GFLOP/s); so no unroll before vectorizing, a full one after
+                hints.append(m.add_metadata(["llvm.loop.unroll.disable"]))
+                hints.append(m.add_metadata(["llvm.loop.vectorize.followup_vectorized",
+                                             m.add_metadata(["llvm.loop.unroll.full"])]))
         elif s.kind == "unrolled" and s.factor == 0:
             hints = [m.add_metadata(["llvm.loop.unroll.full"])]
         elif (any(isinstance(t, Loop) for t in walk_stmts(s.body))
@@ -529,6 +538,7 @@ class _KernelRenderer:
         return _LoopID(m, hints)
 
 
+SHORT_VECTOR_LOOP = 4   # vectorized loops of at most this many vectors: unrolled after, not before
 OUTER_UNROLL_MAX = 4    # outer loops of more iterations are never unrolled by LLVM
 LONG_INNER = 64         # ... nor outer loops around a loop of at least this many iterations
 

@@ -127,6 +127,9 @@ def is_splat(a: np.ndarray) -> bool:
     return bool(np.all(flat == flat[0])) and not np.isnan(flat[0])
 
 
+SHORT_REDUCTION = 32    # LowerCtx.register_tile: multiply-adds per output of a short reduction
+
+
 class LowerCtx:
     """What a lowering may ask about the graph: the node's tensors as placed buffers.
 
@@ -180,15 +183,21 @@ class LowerCtx:
             return 0
         return self.target.vector_registers()[0]
 
-    def register_tile(self, rows: int, cols: int) -> tuple[int, int, int] | None:
+    def register_tile(self, rows: int, cols: int, depth: int = 0, short: bool = False
+                      ) -> tuple[int, int, int] | None:
         """(tile rows, tile columns, lanes) for an output of ``rows`` x ``cols`` accumulated in
-        vector registers along the columns (``Target.register_tile``), or None when the target
-        has no register tile or ``cols`` is under one vector. Fewer column vectors when ``cols``
-        fills half the tile or less; rows from ``Target.tile_rows`` (the least waste)."""
+        vector registers along the columns (``Target.register_tile``) over a reduction of
+        ``depth`` multiply-adds per output (0: unknown), or None when the target has no
+        register tile or ``cols`` is under one vector. Fewer column vectors when ``cols``
+        fills half the tile or less; at most ``Target.short_reduction_rows`` rows when
+        ``depth`` is at most SHORT_REDUCTION or ``short`` is set; rows from
+        ``Target.tile_rows`` (the least waste)."""
         lanes = self.vector_lanes()
         if not lanes or cols < lanes:
             return None
         tp, tn = self.target.register_tile
+        if short or 0 < depth <= SHORT_REDUCTION:
+            tp = min(tp, self.target.short_reduction_rows)
         while tn > lanes and cols <= tn // 2:
             tn //= 2
         return self.target.tile_rows(tp, rows), tn, lanes

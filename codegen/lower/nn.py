@@ -458,7 +458,8 @@ def _register_tile(node: Node, ctx: LowerCtx) -> tuple[int, int, int] | None:
     if w.const is None or x.dtype.name != "float32":
         return None
     return ctx.register_tile(math.prod(y.shape[2:]),
-                             y.shape[1] // int(node.attrs.get("group") or 1))
+                             y.shape[1] // int(node.attrs.get("group") or 1),
+                             math.prod(w.shape[1:]))
 
 
 def _conv_tiled(node: Node, ctx: LowerCtx, tile: tuple[int, int, int]) -> Any:
@@ -490,10 +491,17 @@ def _conv_tiled(node: Node, ctx: LowerCtx, tile: tuple[int, int, int]) -> Any:
     G = int(node.attrs.get("group") or 1)
     CG, MG = C // G, M // G
     K, I = list(w.shape[2:]), list(x.shape[2:])
-    pb_, _, s_, d_, O_ = conv_geometry(node, x.shape, w.shape)
+    pb_, pe_, s_, d_, O_ = conv_geometry(node, x.shape, w.shape)
     pb, s, d, O = list(pb_), list(s_), list(d_), list(O_)
     nd, dt = len(K), Y.dtype
     MT = -(-MG // TM)
+    # zero padding copied once into a local (C, I + pads): every tile then reads unguarded
+    Ip = [I[a] + pb[a] + pe_[a] for a in range(nd)]
+    copied = N * C * math.prod(Ip)
+    padded = (any(pb) or any(pe_)) and min(pb) >= 0 and min(pe_) >= 0 and \
+        C * math.prod(Ip) * dt.np.itemsize <= PAD_BYTES and \
+        N * M * CG * math.prod(K) * math.prod(O) >= PAD_MACS * copied
+    XP = Buffer("xpad", dt, (C, *Ip), space="local") if padded else None
     wc = np.asarray(w.const, dtype=dt.np).reshape((G, MG) + tuple(w.shape[1:]))
     packed = np.zeros((G, MT * TM) + wc.shape[2:], dt.np)
     packed[:, :MG] = wc
@@ -523,8 +531,9 @@ def _conv_tiled(node: Node, ctx: LowerCtx, tile: tuple[int, int, int]) -> Any:
 
     base = [[Binary("mul", coord(q, a), Const(s[a])) if s[a] > 1 else coord(q, a)
              for a in range(nd)] for q in range(TP)]
-    base = [[Binary("sub", e, Const(pb[a])) if pb[a] else e for a, e in enumerate(row)]
-            for row in base]
+    if not padded:
+        base = [[Binary("sub", e, Const(pb[a])) if pb[a] else e for a, e in enumerate(row)]
+                for row in base]
     iv = [[Binary("add", base[q][a], Binary("mul", k[a], Const(d[a])) if d[a] > 1 else k[a])
            if K[a] > 1 else base[q][a] for a in range(nd)] for q in range(TP)]
     A = Buffer("acc", dt, (TP, TM), space="local")
@@ -543,6 +552,9 @@ def _conv_tiled(node: Node, ctx: LowerCtx, tile: tuple[int, int, int]) -> Any:
         xs: list[Stmt] = []
         xv = [Var(f"x{q}", dt) for q in range(TP)]
         for q in range(TP):
+            if XP is not None:
+                xs.append(Decl(xv[q], Load(XP, (cx, *iv[q]))))
+                continue
             if not masked:
                 xs.append(Decl(xv[q], Load(X, (n, cx, *iv[q]))))
                 continue
@@ -564,24 +576,43 @@ def _conv_tiled(node: Node, ctx: LowerCtx, tile: tuple[int, int, int]) -> Any:
                           + ([Binary("lt", base[q][a], Const(I[a] - (K[a] - 1) * d[a]))]
                              if (O[a] - 1) * s[a] - pb[a] + (K[a] - 1) * d[a] >= I[a] else []))]
     inside = all_of(*guards)
-    red = reduction(False) if inside is None else [If(inside, reduction(False), reduction(True))]
+    red = reduction(False) if inside is None or padded else \
+        [If(inside, reduction(False), reduction(True))]
     sts: list[Stmt] = [Store(Y, (n, mj, *[coord(q, a) for a in range(nd)]),
                              activation_expr(node, A[(Const(q), j)])) for q in range(TP)]
     store = [Loop(j, 0, TM, sts if MT * TM == MG else [If(Binary("lt", jg, Const(MG)), sts)])]
     act = node.attrs.get("activation") or ""
-    nest = loops([(n, 0, N), (g, 0, G), (mt, 0, MT)],
-                 [Loop(pt, 0, -(-P // TP), init + red + store)])
+    tiles = loops([(g, 0, G), (mt, 0, MT)], [Loop(pt, 0, -(-P // TP), init + red + store)])
+    copy: list[Stmt] = []
+    if XP is not None:
+        # xpad[c, r...] = x[n, c, r - pb] inside x, else 0 (loads clamped into x, then a select)
+        cc, r = Var("cc"), [Var("r" + LABELS[nd][a]) for a in range(nd)]
+        ri = [Binary("sub", r[a], Const(pb[a])) if pb[a] else r[a] for a in range(nd)]
+        ok = all_of(*[cnd for a in range(nd) for cnd in (ri[a] >= 0, ri[a] < I[a])])
+        xl = Var("xl", dt)
+        body: list[Stmt] = [Decl(xl, X[(n, cc, *[_clamped(ri[a], I[a]) for a in range(nd)])]),
+                            Store(XP, (cc, *r), Select(ok, xl, const(0, dt)) if ok is not None
+                                  else xl)]
+        for a in reversed(range(nd)):
+            body = [Loop(r[a], 0, Ip[a], body, kind="vectorized" if a == nd - 1 else "serial",
+                         factor=lanes if a == nd - 1 else 0)]
+        copy = [Loop(cc, 0, C, body)]
+    nest = loops([(n, 0, N)], copy + tiles)
     text = (f"{node.op}: x {shape_text(X.shape)} is (N,C,spatial...), w {shape_text(w.shape)} "
             f"packed as {shape_text(Wp.shape)} ({'G,' if G > 1 else ''}M/{TM},k...,C,{TM}), y "
             f"{shape_text(Y.shape)}; " + (f"group {G}, " if G > 1 else "")
             + f"strides {_lst(s_)}, dilations {_lst(d_)}, pads_begin {_lst(pb_)}"
             + (f"; activation {act}" if act else "")
-            + f"; register tiles of {TP} positions x {TM} output channels")
+            + f"; register tiles of {TP} positions x {TM} output channels"
+            + (f"; x zero-padded into a local {shape_text(XP.shape)}" if XP is not None else ""))
     ins = read_buffers(nest, [X, Wp] + ([B] if B is not None else []))
-    return ctx.kernel("conv", [Y], ins, [Comment(text)] + nest, comment=text, locals=[A])
+    return ctx.kernel("conv", [Y], ins, [Comment(text)] + nest, comment=text,
+                      locals=[A] + ([XP] if XP is not None else []))
 
 
 PLANE_BYTES = 256 * 1024     # _conv_depthwise: the largest padded plane kept on the stack
+PAD_BYTES = 512 * 1024       # _conv_tiled: the largest zero-padded copy of x kept on the stack
+PAD_MACS = 64                # ... and the fewest multiply-adds per element copied
 
 
 def _depthwise_applies(node: Node, ctx: LowerCtx) -> bool:
@@ -1163,9 +1194,12 @@ def _lower_pool(node: Node, ctx: LowerCtx) -> Any:
     positions = split_positions(o, segs, body)
     # On LLVM targets the loop vectorizer left AveragePool's interior rows scalar (each
     # output's window is a short loop of its own); with the hint it widens them, strided loads
-    # included (3x3/2 over 24 channels of 56x56: 29.5 -> 18 us). MaxPool measured no faster
-    # (its NaN-propagating max costs a compare and a blend per tap either way).
-    lanes = ctx.vector_lanes() if node.op == "AveragePool" else 0
+    # included (3x3/2 over 24 channels of 56x56: 29.5 -> 18 us). MaxPool (without Indices)
+    # too: its NaN-propagating max is a compare and a blend per tap either way, bit for bit
+    # the same; short rows gain (3x3/2 over 256 channels of 27x27: 156 -> 96 us on Zen 3),
+    # rows of 55 outputs stay within 2-5% (of 276-300 us).
+    lanes = ctx.vector_lanes() if node.op == "AveragePool" or (
+        node.op == "MaxPool" and yi is None) else 0
     if lanes and positions and isinstance(o[-1], Var):
         positions[0] = _vectorize_innermost(positions[0], o[-1], lanes)
     nest = loops([(n, 0, N), (c, 0, C)], positions)
