@@ -44,7 +44,7 @@ from onnxcc.ops.quant import QTYPES, param_layout, qrange, real_multiplier
 from . import LowerCtx, broadcast_view, lower, nest
 from . import int_blocked as blk
 from .matmul import matmul_views
-from .nn import (LABELS, SCALAR_TAPS, _overlaps, _tap_bounds, axis_var, in_place_plane,
+from .nn import (LABELS, SCALAR_TAPS, _tap_bounds, axis_var, in_place_plane,
                  in_range, lin, loops, read_buffers, refuse_in_place, scalar_depthwise_nest,
                  segments, shape_text, split_positions, tap_guard)
 
@@ -366,12 +366,19 @@ def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
         blocked = _conv_blocked(node, ctx, X, Y, B, xz, xzb, fin)
         if blocked is not None:
             return blocked
-    # a depthwise Conv planned over its input computes in place in the scalar nest, size mode too
-    if not ctx.size or _overlaps(ctx, x, node.outputs[0]):
+    # a depthwise Conv planned over its input computes in place: in the scalar nest, or in size
+    # mode in the plain nest below (channel by channel through a plane of scratch)
+    if not ctx.size:
         scalar = _depthwise_integer_scalar(node, ctx, X, Y, B, xz, fin)
         if scalar is not None:
             return scalar
-    refuse_in_place(node, ctx)
+        refuse_in_place(node, ctx)
+    plane = in_place_plane(ctx, Y) if ctx.size else None
+    assert plane is None or (CG == 1 and MG == 1)
+    flat = lin(*[(o[a], math.prod(O[a + 1:])) for a in range(nd)])
+
+    def dest(v: Expr) -> Stmt:
+        return Store(Y, (n, m, *o), v) if plane is None else Store(plane, (flat,), v)
     if not ctx.size:
         rows = _conv_integer_rows(node, ctx, X, Y, B, xz, xzb, fin)
         if rows is not None:
@@ -408,16 +415,19 @@ def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
         red = loops([(c, 0, CG)] + [(kk[a], 0, K[a]) for a in range(nd)],
                     [Assign(acc, acc + prod)])
         out: Expr = fin(acc, m) if fin is not None else acc
-        return [Decl(acc, init), *(red if possible else []), Store(Y, (n, m, *o), out)]
+        return [Decl(acc, init), *(red if possible else []), dest(out)]
 
     segs = [segments(O[a], K[a], d[a], s[a], pb[a], I[a]) for a in range(nd)]
     positions = (_positions_small(o, O, kk, K, c, CG, iv, (K, I, pb, s, d, O), acc, init,
                                   Assign(acc, acc + _centered(X[(n, ci, *iv)], xz)
                                          * _centered(Wt[(m, c, *kk)], wz)),
-                                  Store(Y, (n, m, *o), fin(acc, m) if fin is not None else acc))
+                                  dest(fin(acc, m) if fin is not None else acc))
                  if ctx.size and not folded else
                  loops([(o[a], 0, O[a]) for a in range(nd)], make(frozenset(range(nd))))
                  if ctx.size else split_positions(o, segs, make))
+    if plane is not None:   # the channel's outputs over its (read) input
+        positions += loops([(o[a], 0, O[a]) for a in range(nd)],
+                           [Store(Y, (n, m, *o), plane[(flat,)])])
     body = loops([(n, 0, N), (g, 0, group), (mg, 0, MG)], positions)
     text = (f"{node.op}: x {shape_text(X.shape)} {X.dtype} is (N,C,spatial...), w "
             f"{shape_text(Wt.shape)} {Wt.dtype} is (M,C/group,k...), y {shape_text(Y.shape)} "
@@ -427,7 +437,8 @@ def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
     if folded and not isinstance(init, Const) and isinstance(init, Load):
         extra.append(init.buf)
     ins = read_buffers(body, [X, Wt] + extra)
-    return ctx.kernel(node.op.lower(), [Y], ins, [Comment(text)] + body, comment=text)
+    return ctx.kernel(node.op.lower(), [Y], ins, [Comment(text)] + body, comment=text,
+                      locals=[plane] if plane is not None else [], inplace=plane is not None)
 
 
 def _packed(wt: np.ndarray, MB: int, lanes: int) -> tuple[np.ndarray, bool]:
@@ -688,9 +699,8 @@ def _depthwise_integer_scalar(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer,
     q = node.op == "QLinearConv"
     x, w = node.inputs[0], node.inputs[3 if q else 1]
     group = int(attr(node, "group"))
-    # (a Conv planned over its input takes this nest in size mode too: it computes in place)
-    scalar = getattr(ctx.target, "scalar_accumulators", False) or _overlaps(ctx, x, node.outputs[0])
-    if not scalar or group == 1 or x.shape[1] != group or len(x.shape) < 3 or math.prod(w.shape[2:]) > SCALAR_TAPS \
+    if not getattr(ctx.target, "scalar_accumulators", False) or group == 1 \
+            or x.shape[1] != group or len(x.shape) < 3 or math.prod(w.shape[2:]) > SCALAR_TAPS \
             or not isinstance(xz, Const) or (B is not None and node.inputs[8].const is None):
         return None
     Wt = _centered_weights(w, node.inputs[5 if q else 3] if has_input(node, 5 if q else 3)

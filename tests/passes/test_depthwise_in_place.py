@@ -112,3 +112,16 @@ def test_size_mode_computes_in_place_in_its_plain_nest(rng):
     x = rng.standard_normal((1, 4, 16, 16)).astype(np.float32)
     np.testing.assert_allclose(cm.run({"x": x})["y"], ort_run(model, {"x": x})["y"],
                                rtol=1e-5, atol=1e-5)
+
+
+def test_int8_size_mode_computes_in_place_in_its_plain_nest(rng):
+    model = _block(rng)
+    q = onnxcc.Int8(calibration={"x": rng.standard_normal((4, 1, 4, 16, 16)).astype("f4")})
+    cm = onnxcc.compile(model, "cortex-m4", quantize=q, max_recompute=0, optimize="size")
+    dw = _dw(cm)
+    assert dw.name in cm.graph.meta["memory_plan"].inplace
+    kernel = next(k for k in cm.program.kernels if k.node == dw.name)
+    assert kernel.inplace and "one accumulator per output" not in kernel.comment  # not the scalar nest
+    x = rng.standard_normal((1, 4, 16, 16)).astype(np.float32)
+    host = onnxcc.compile(model, "host", quantize=q)
+    np.testing.assert_array_equal(cm.run({"x": x})["y"], host.run({"x": x})["y"])
