@@ -242,6 +242,7 @@ def mcu_dir() -> Path:
 
 
 def include_dir() -> Path:
+    """The folder of onnxcc's C headers shipped in the package (``onnxcc/runtime/include``)."""
     return Path(str(resources.files("onnxcc.runtime") / "include"))
 
 

@@ -604,6 +604,7 @@ def render_kernel_text(k: Kernel, fn: str | None = None, *, static: bool = True)
 
 
 def weight_symbol(k: int) -> str:
+    """The C identifier of the Program's ``k``-th weight buffer in :func:`render_program`."""
     return f"weight{k}"
 
 

@@ -936,6 +936,22 @@ def _conv_depthwise_scalar(node: Node, ctx: LowerCtx) -> Any:
                       locals=[plane] if plane is not None else [], inplace=plane is not None)
 
 
+def _output_stationary_axes(G: int, N: int, C: int, M: int, K: Sequence[int],
+                            pb: Sequence[int], s: Sequence[int], d: Sequence[int],
+                            O: Sequence[int]) -> tuple:
+    """The loop variables of an output-stationary Conv (x (N,C,*S), w (M,C/G,*K), y (N,M,*O)):
+    ``(n, g, mg, c, o, k, m, ci, iv)``: batch, group, output channel in the group, input channel
+    in the group, output positions and taps per spatial axis, then the output channel
+    ``m = g*M/G + mg``, input channel ``ci = g*C/G + c`` and input positions
+    ``iv = o*stride + k*dilation - pads_begin`` (affine, unguarded)."""
+    nd, lb = len(K), LABELS[len(K)]
+    n, g, mg, c = axis_var("n", N), axis_var("g", G), axis_var("mg", M // G), axis_var("c", C // G)
+    o = [axis_var("o" + lb[a], O[a]) for a in range(nd)]
+    k = [axis_var("k" + lb[a], K[a]) for a in range(nd)]
+    iv = [lin((o[a], s[a]), (k[a], d[a]), -pb[a]) for a in range(nd)]
+    return n, g, mg, c, o, k, lin((g, M // G), mg), lin((g, C // G), c), iv
+
+
 def _conv_direct(node: Node, ctx: LowerCtx) -> Any:
     """Conv as an output-stationary nest for targets that pipeline each layer's loop over
     outputs (HLS): per output position (n, o..., group, channel) ``acc = bias``, then ``acc +=
@@ -945,12 +961,8 @@ def _conv_direct(node: Node, ctx: LowerCtx) -> Any:
     b (M,), y (N,M,*O)."""
     X, Wt, Y, B, G, N, C, M, K, I, pb_, s_, d_, O_ = _conv_parts(node, ctx)
     CG, MG = C // G, M // G
-    nd, dt, lb = len(K), Y.dtype, LABELS[len(K)]
-    n, g, mg, c = axis_var("n", N), axis_var("g", G), axis_var("mg", MG), axis_var("c", CG)
-    o = [axis_var("o" + lb[a], O_[a]) for a in range(nd)]
-    k = [axis_var("k" + lb[a], K[a]) for a in range(nd)]
-    m, ci = lin((g, MG), mg), lin((g, CG), c)
-    iv = [lin((o[a], s_[a]), (k[a], d_[a]), -pb_[a]) for a in range(nd)]
+    nd, dt = len(K), Y.dtype
+    n, g, mg, c, o, k, m, ci, iv = _output_stationary_axes(G, N, C, M, K, pb_, s_, d_, O_)
     ok = all_of(*in_range([(iv[a], I[a]) for a in range(nd)])[0])
     xl = Load(X, (n, ci, *iv), ok, const(0, dt)) if ok is not None else X[(n, ci, *iv)]
     acc = Var("acc", dt)
@@ -1000,12 +1012,8 @@ def _conv_small(node: Node, ctx: LowerCtx) -> Any:
         return _conv_direct(node, ctx)
     X, Wt, Y, B, G, N, C, M, K, I, pb, s, d, O = _conv_parts(node, ctx)
     CG, MG = C // G, M // G
-    nd, dt, lb = len(K), Y.dtype, LABELS[len(K)]
-    n, g, mg, c = axis_var("n", N), axis_var("g", G), axis_var("mg", MG), axis_var("c", CG)
-    o = [axis_var("o" + lb[a], O[a]) for a in range(nd)]
-    k = [axis_var("k" + lb[a], K[a]) for a in range(nd)]
-    m, ci = lin((g, MG), mg), lin((g, CG), c)
-    iv = [lin((o[a], s[a]), (k[a], d[a]), -pb[a]) for a in range(nd)]
+    nd, dt = len(K), Y.dtype
+    n, g, mg, c, o, k, m, ci, iv = _output_stationary_axes(G, N, C, M, K, pb, s, d, O)
     guard = tap_guard(iv, (K, I, pb, s, d, O))
     acc = Var("acc", dt)
     red = loops([(c, 0, CG)], [Assign(acc, MulAdd(Wt[(m, c, *k)], X[(n, ci, *iv)], acc))])

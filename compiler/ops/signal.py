@@ -130,6 +130,10 @@ def dft_params(node: Node) -> tuple[int, int, bool, bool]:
 
 
 def dft_out_shape(node: Node) -> tuple[int, ...]:
+    """The output shape of a DFT node (ONNX DFT-17/20): x's shape with the transformed axis
+    ``n // 2 + 1`` long for a forward onesided transform (else ``n``, the dft_length) and the
+    last axis 2 (real, imaginary), or 1 for an inverse onesided one (a real signal). Raises what
+    :func:`dft_params` raises for an unbound axis or length."""
     x = node.inputs[0]
     axis, n, inverse, onesided = dft_params(node)
     shape = list(x.shape)
