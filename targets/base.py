@@ -173,6 +173,20 @@ class Target:
         SCRATCH_MIN_BYTES in the arena at its kernel's step (``passes.plan_memory.place_scratch``)."""
         return self.family == "mcu"
 
+    @property
+    def stack_array_bytes(self) -> int | None:
+        """The largest local array (bytes) a kernel may keep on the stack; larger ones move into
+        the caller's arena (``codegen/lower.lower_program``). A microcontroller keeps only
+        arrays of at most SCRATCH_MIN_BYTES (64) on its small stack (``scratch_in_arena``); a
+        host or CPU target keeps up to STACK_ARRAY_BYTES (16 KiB), so a padded-input copy of
+        hundreds of KiB never lands on a thread's stack (macOS gives secondary threads 512 KiB,
+        musl 128 KiB). None on an FPGA, whose locals are on-chip memories."""
+        from onnxcc.codegen.lower import SCRATCH_MIN_BYTES, STACK_ARRAY_BYTES
+
+        if self.family == "fpga":
+            return None
+        return SCRATCH_MIN_BYTES if self.scratch_in_arena else STACK_ARRAY_BYTES
+
     @staticmethod
     def tile_rows(tile: int, n: int) -> int:
         """Rows (positions) per register tile for ``n`` of them: the tile's own count, or fewer

@@ -271,15 +271,18 @@ def nest(ctx: LowerCtx, shape: Sequence[int], body: Callable[[list[Var]], list[S
 
 
 SCRATCH_MIN_BYTES = 64   # a local array this small stays a local (the C compiler's registers)
+STACK_ARRAY_BYTES = 16 * 1024   # host/cpu: the largest local array kept on the stack
 
 
-def _scratch_in_arena(g: Graph, step: int, k: Kernel) -> Kernel:
-    """``k`` (the kernel of node ``step``) with each local array over SCRATCH_MIN_BYTES moved
+def _scratch_in_arena(g: Graph, step: int, k: Kernel, max_bytes: int = SCRATCH_MIN_BYTES
+                      ) -> Kernel:
+    """``k`` (the kernel of node ``step``) with each local array over ``max_bytes`` moved
     into the arena (``passes.plan_memory.place_scratch``) and passed as one more output
-    parameter, so that no kernel keeps a large array on the stack."""
+    parameter, so that no kernel keeps a large array on the stack (``Target.stack_array_bytes``
+    gives the limit)."""
     from onnxcc.passes.plan_memory import place_scratch
 
-    big = [b for b in k.locals if b.extent * b.dtype.np.itemsize > SCRATCH_MIN_BYTES]
+    big = [b for b in k.locals if b.extent * b.dtype.np.itemsize > max_bytes]
     if not big:
         return k
     # one block for all of them (each start aligned), placed in the arena at once
@@ -321,8 +324,9 @@ def lower_program(g: Graph, name: str | None = None, target: Any = None) -> Prog
         if k is not None:
             k.name = f"k{idx}"
             k = prune_kernel(k)
-            if getattr(target, "scratch_in_arena", False):
-                k = _scratch_in_arena(g, idx, k)
+            limit = getattr(target, "stack_array_bytes", None)
+            if limit is not None:
+                k = _scratch_in_arena(g, idx, k, limit)
             if any(isinstance(s, Store) for s in walk_stmts(k.body)):   # else all zero-size
                 kernels.append(k)
     ins = [Buffer(f"input{k}", DType.of(v.dtype), v.shape, space="input", index=k, value=v.name)

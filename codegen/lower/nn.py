@@ -610,8 +610,8 @@ def _conv_tiled(node: Node, ctx: LowerCtx, tile: tuple[int, int, int]) -> Any:
                       locals=[A] + ([XP] if XP is not None else []))
 
 
-PLANE_BYTES = 256 * 1024     # _conv_depthwise: the largest padded plane kept on the stack
-PAD_BYTES = 512 * 1024       # _conv_tiled: the largest zero-padded copy of x kept on the stack
+PLANE_BYTES = 256 * 1024     # _conv_depthwise: the largest padded plane (kernel scratch)
+PAD_BYTES = 512 * 1024       # _conv_tiled: the largest zero-padded copy of x (kernel scratch)
 PAD_MACS = 64                # ... and the fewest multiply-adds per element copied
 
 

@@ -105,3 +105,28 @@ def test_int8_conv_stack_on_m4(rng):
     ks = {k.name: k for k in cm.program.kernels}
     (conv,) = [n for n in prof.kernels if ks[n].op == "QLinearConv"]
     assert prof.kernels[conv] / (16 * 8 * 48 * 48) <= 11
+
+
+@pytest.mark.parametrize("target", ["host", "cpu"])
+def test_padded_input_copy_leaves_the_stack_on_host_and_cpu(rng, target):
+    """A padded 3x3 Conv on 64x40x40 reads a zero-padded copy of x (64x42x42 float32, 451,584
+    B: ``codegen/lower/nn.py``'s _conv_tiled on a target with vector registers, ``cpu``). On
+    host and cpu a local
+    array over ``Target.stack_array_bytes`` (16 KiB) moves into the arena, so no kernel keeps
+    it on a thread's stack; the arena grows by it and the result still equals onnxruntime."""
+    w = (rng.standard_normal((16, 64, 3, 3)) * 0.1).astype(np.float32)
+    m = make_model([("Conv", ["x", "w"], ["y"], dict(pads=[1] * 4, kernel_shape=[3, 3]))],
+                   {"x": (1, 64, 40, 40)}, {"y": None}, {"w": w})
+    cm = onnxcc.compile(m, target)
+    limit = get_target(target).stack_array_bytes
+    assert limit == 16 * 1024
+    for k in cm.program.kernels:
+        assert all(b.extent * b.dtype.np.itemsize <= limit for b in k.locals), k.name
+    moved = [b for k in cm.program.kernels for b in k.outputs if b.space == "arena"
+             and b.extent * b.dtype.np.itemsize == 64 * 42 * 42 * 4]
+    if target == "cpu":
+        assert moved, "the padded copy was expected in the arena"
+        assert cm.arena_size >= 64 * 42 * 42 * 4
+    x = rng.standard_normal((1, 64, 40, 40)).astype(np.float32)
+    np.testing.assert_allclose(cm.run({"x": x})["y"], ort_run(m, {"x": x})["y"],
+                               rtol=1e-4, atol=1e-4)
