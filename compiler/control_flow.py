@@ -112,8 +112,30 @@ def expand(node: onnx.NodeProto, nname: str, scope: Scope | None, ctx: Context) 
     {"If": _if, "Loop": _loop, "Scan": _scan}[node.op_type](node, nname, scope, ctx)
 
 
-def _attrs(node: onnx.NodeProto) -> dict:
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+GRAPH_ATTRS = {"If": ("then_branch", "else_branch"), "Loop": ("body",), "Scan": ("body",)}
+INT_ATTRS = {"Scan": ("num_scan_inputs",)}
+
+
+def _attrs(node: onnx.NodeProto, nname: str) -> dict:
+    """The attributes of control-flow ``node`` by name. Raises ModelLoadError naming the node
+    when a required subgraph (``then_branch``/``else_branch``, ``body``) or Scan's
+    ``num_scan_inputs`` is missing or of another attribute type, or the node has no inputs
+    where the spec requires one (If's condition)."""
+    a = {x.name: helper.get_attribute_value(x) for x in node.attribute}
+    op = node.op_type
+    for key in GRAPH_ATTRS.get(op, ()):
+        if not isinstance(a.get(key), onnx.GraphProto):
+            raise ModelLoadError(f"the required graph attribute {key!r} is "
+                                 + ("missing" if key not in a else "not a graph")
+                                 + "; re-export the model", node=nname, op=op)
+    for key in INT_ATTRS.get(op, ()):
+        if not isinstance(a.get(key), int):
+            raise ModelLoadError(f"the required int attribute {key!r} is "
+                                 + ("missing" if key not in a else "not an int")
+                                 + "; re-export the model", node=nname, op=op)
+    if op == "If" and not (node.input and node.input[0]):
+        raise ModelLoadError("the condition input is missing", node=nname, op=op)
+    return a
 
 
 def _resolve(name: str, scope: Scope | None) -> str:
@@ -178,7 +200,7 @@ def _count(graph: onnx.GraphProto, n: int, what: str, nname: str, op: str) -> No
 def _if(node: onnx.NodeProto, nname: str, scope: Scope | None, ctx: Context) -> None:
     """ONNX If (opset 1+): the branch a constant condition selects, or, for a runtime condition,
     both branches computed and ``Where(cond, then, else)`` per output."""
-    a = _attrs(node)
+    a = _attrs(node, nname)
     cond = _value(node.input[0], scope, ctx, nname, "If")
     for key in ("then_branch", "else_branch"):
         _count(a[key], len(node.output), key, nname, "If")
@@ -227,7 +249,7 @@ def _scalar(v: Value) -> np.generic:
 def _loop(node: onnx.NodeProto, nname: str, scope: Scope | None, ctx: Context) -> None:
     """ONNX Loop (opset 1+), unrolled: ``M`` and ``cond`` must be known at compile time, and
     the body's condition output too when ``cond`` is given (it is read before each iteration)."""
-    body = _attrs(node)["body"]
+    body = _attrs(node, nname)["body"]
     ins = list(node.input) + [""] * (2 - len(node.input))
     init = ins[2:]
     n_carried = len(init)
@@ -317,7 +339,7 @@ def _stack(names: list[str], axis: int, dst: str, base: str, ctx: Context, nname
 def _scan(node: onnx.NodeProto, nname: str, scope: Scope | None, ctx: Context) -> None:
     """ONNX Scan, unrolled: opset 9+ (axes and directions per scan input and output), and opset
     8's form (a batch axis 0, the scan axis 1) with ``sequence_lens`` absent or all full."""
-    a = _attrs(node)
+    a = _attrs(node, nname)
     body, n_in = a["body"], a["num_scan_inputs"]
     if ctx.version < 9:
         lens, rest = (node.input[0] if node.input else ""), list(node.input[1:])

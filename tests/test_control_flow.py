@@ -228,3 +228,26 @@ def test_loop_condition_computed_at_run_time_is_refused():
     assert "'loop0' (Loop)" in text and "after iteration 0" in text and "constant_inputs" in text
     check(m, {"s0": np.array(1, np.float32), "lim": np.array(5, np.float32)}, "host",
           constant_inputs={"s0": np.array(1, np.float32), "lim": np.array(5, np.float32)})
+
+
+@pytest.mark.parametrize("op,drop", [("Loop", "body"), ("If", "then_branch"),
+                                     ("If", "else_branch"), ("If", "condition")])
+def test_malformed_control_flow_node_is_a_model_error(op, drop):
+    """A Loop without its body, an If without a branch or without its condition: a
+    ModelLoadError that names the node, the op and the missing part (a fuzzed model reached a
+    bare KeyError here)."""
+    from onnxcc.errors import ModelLoadError
+
+    m = loop_model() if op == "Loop" else if_model()
+    node = m.graph.node[0]
+    if drop == "condition":
+        node.input[0] = ""
+    else:
+        keep = [a for a in node.attribute if a.name != drop]
+        del node.attribute[:]
+        node.attribute.extend(keep)
+    with pytest.raises(ModelLoadError) as e:
+        onnxcc.compile(m, "host")
+    name = "loop0" if op == "Loop" else "if0"
+    assert f"'{name}' ({op})" in str(e.value)
+    assert (drop if drop != "condition" else "condition input") in str(e.value)
