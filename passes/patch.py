@@ -329,6 +329,20 @@ def grid_families(rows: int, cols: int, max_patches: int) -> list[list[tuple[int
             [(1, min(p, cols)) for p in ps]]
 
 
+def grid_is_feasible(g: Graph, stage: Stage, grid: tuple[int, int]) -> bool:
+    """True when every patch of ``grid`` reads a non-empty box of every value in the stage. A
+    patch whose output lies wholly in a Conv's padding (a 1-wide input under pads of 2) needs
+    no input at all, and its producers would be sliced to an empty window, which no kernel
+    computes; such grids are not candidates."""
+    cut = stage.cut(g)
+    for rows in split(cut.shape[2], grid[0]):
+        for cols in split(cut.shape[3], grid[1]):
+            boxes, _ = regions(g, stage, (rows, cols))
+            if any(e <= b for box in boxes.values() for b, e in box):
+                return False
+    return True
+
+
 def choose(g: Graph, max_recompute: float, max_patches: int = MAX_PATCHES,
            depthwise_in_place: bool = False, fit_bytes: int | None = None
            ) -> tuple[PatchChoice, Stage | None]:
@@ -357,6 +371,8 @@ def choose(g: Graph, max_recompute: float, max_patches: int = MAX_PATCHES,
                 if grid in seen:
                     continue
                 seen.add(grid)
+                if not grid_is_feasible(g, st, grid):
+                    continue
                 extra = patch_macs(g, st, grid) - stage_macs
                 if extra > max_recompute * total:
                     over += 1

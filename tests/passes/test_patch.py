@@ -339,3 +339,26 @@ def test_size_mode_patches_only_what_it_needs_to_fit(rng):
     assert speed.arena_size < size.arena_size   # speed mode keeps the smallest arena
     np.testing.assert_allclose(size.run({"x": x})["y"], ort_run(model, {"x": x})["y"],
                                rtol=1e-5, atol=1e-5)
+
+
+def test_patch_whose_input_window_is_empty_is_not_a_candidate(rng):
+    """A Conv with pads of 2 and stride 3 over a 1-wide input: its output column reads only
+    padding, so every patch would slice the AveragePool before it to an empty window (a fuzzed
+    model failed to compile for cortex-m4 with 'output spatial size (2, 0) is empty'). Such
+    grids are not candidates (``grid_is_feasible``); the model compiles and equals onnxruntime."""
+    from onnxcc.passes.patch import grid_is_feasible
+
+    nodes = [("AveragePool", ["x"], ["p"], dict(auto_pad="SAME_LOWER", kernel_shape=[2, 1],
+                                                 strides=[1, 1], count_include_pad=0)),
+             ("Conv", ["p", "w", "b"], ["c"], dict(kernel_shape=[3, 2], pads=[1, 2, 2, 1],
+                                                   strides=[1, 3])),
+             ("AveragePool", ["c"], ["y"], dict(kernel_shape=[1, 1], strides=[3, 2]))]
+    m = make_model(nodes, {"x": (1, 3, 7, 1)}, {"y": None},
+                   {"w": _w(rng, 33, 3, 3, 2), "b": _w(rng, 33)})
+    g = import_onnx(m)
+    (st,) = [s for s in find_stages(g) if s.cut(g).name == "y"] or find_stages(g)[:1]
+    assert not grid_is_feasible(g, st, (3, 1))
+    x = rng.standard_normal((1, 3, 7, 1)).astype(np.float32)
+    cm = onnxcc.compile(m, "cortex-m4")
+    np.testing.assert_allclose(cm.run({"x": x})["y"], ort_run(m, {"x": x})["y"],
+                               rtol=1e-5, atol=1e-5)
