@@ -10,6 +10,7 @@ with an independent formula here), the C and LLVM builds give identical bytes, a
 from __future__ import annotations
 
 import math
+import shutil
 
 import numpy as np
 import onnx
@@ -308,3 +309,58 @@ def test_quantizer_makes_integer_softmax_and_pools():
     err = max(np.abs(a - w).max() for a, w in zip(outs[0], want))
     assert err < 0.05, err          # int8 throughout, output steps of 1/256
     assert sum(int(a.argmax() == w.argmax()) for a, w in zip(outs[0], want)) >= 14
+
+
+# ---- the microcontroller build ------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None
+                    or shutil.which("arm-none-eabi-gcc") is None,
+                    reason="needs qemu-system-arm and arm-none-eabi-gcc")
+@pytest.mark.parametrize("op", ["Softmax", "AveragePool", "GlobalAveragePool"])
+def test_cortex_m4_firmware_gives_the_host_bytes(op):
+    """The cortex-m4 library (arm-none-eabi-gcc, run on QEMU mps2-an386) gives the host build's
+    bytes for each integer kernel."""
+    from onnxcc.runtime import qemu
+
+    if op == "Softmax":
+        shape, attrs, ps = (3, 20), {"axis": -1}, (0.15, 5, 1 / 256, -128)
+    elif op == "AveragePool":
+        shape, attrs, ps = (1, 3, 7, 7), {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1],
+                                          "strides": [2, 2]}, (0.05, 2, 0.04, -3)
+    else:
+        shape, attrs, ps = (1, 6, 5, 5), {}, (0.05, 2, 0.05, 2)
+    model = qdq_model(op, shape, *ps, **attrs)
+    x = int_input(shape)
+    cm = onnxcc.compile(model, "cortex-m4")
+    assert len(cm.graph.nodes) == 1 and cm.graph.nodes[0].op != op
+    got = np.asarray(qemu.run_on_qemu(cm, {"x": x})["y"])
+    want = np.asarray(onnxcc.compile(model, "host").run({"x": x})["y"])
+    assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("op", ["Softmax", "AveragePool"])
+def test_kernels_clean_under_sanitizers_and_warning_free(op):
+    """Host builds under -fsanitize=address,undefined give the plain build's bytes (no signed
+    overflow, no shift out of range); the library compiles with -Werror under gcc and clang."""
+    import subprocess
+
+    from onnxcc.runtime.build import WARN_FLAGS
+
+    if op == "Softmax":      # rows with diffs below diff_min, and a row of 600 equal values
+        shape, attrs, ps = (4, 600), {"axis": -1}, (0.4, 0, 0.0037, -128)
+    else:                    # requantized, pads counted
+        shape, attrs, ps = (1, 3, 9, 9), {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1],
+                                          "count_include_pad": 1}, (0.05, 2, 0.03, -3)
+    model = qdq_model(op, shape, *ps, **attrs)
+    x = int_input(shape)
+    if op == "Softmax":
+        x[3] = 7
+    cm = onnxcc.compile(model, "host")
+    plain = cm.run({"x": x})["y"]
+    assert cm.run({"x": x}, sanitize=True)["y"].tobytes() == plain.tobytes()
+    m = cm.mmap["c_prefix"]
+    for cc in ("gcc", "clang"):
+        if shutil.which(cc):
+            subprocess.run([cc, *WARN_FLAGS, "-O2", f"-I{cm.lib_dir}", "-c",
+                            str(cm.lib_dir / f"{m}.c"), "-o", "/dev/null"], check=True)
