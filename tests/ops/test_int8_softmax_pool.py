@@ -311,6 +311,54 @@ def test_quantizer_makes_integer_softmax_and_pools():
     assert sum(int(a.argmax() == w.argmax()) for a, w in zip(outs[0], want)) >= 14
 
 
+@pytest.mark.parametrize("fmt", ["QDQ", "QOperator"])
+def test_classifier_quantized_by_onnxruntime(tmp_path, fmt):
+    """The classifier quantized by onnxruntime's quantize_static (QDQ: int8, calibrated
+    Softmax output; QOperator: uint8, QLinearAveragePool, QLinearGlobalAveragePool and
+    QLinearSoftmax): every op becomes an integer kernel, and the outputs agree with
+    onnxruntime's within 1 LSB, in argmax on every sample."""
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+
+    r = np.random.default_rng(3)
+    xs = [r.standard_normal((1, 3, 12, 12)).astype(np.float32) for _ in range(40)]
+    src, dst = tmp_path / "f.onnx", tmp_path / "q.onnx"
+    onnx.save(float_classifier(), str(src))
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{"x": x} for x in xs[:20]])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    qdq = fmt == "QDQ"
+    quantize_static(str(src), str(dst), Reader(),
+                    quant_format=QuantFormat.QDQ if qdq else QuantFormat.QOperator,
+                    per_channel=qdq, activation_type=QuantType.QInt8 if qdq else QuantType.QUInt8,
+                    weight_type=QuantType.QInt8, reduce_range=True)   # 7-bit weights (W7)
+    qm = onnx.load(str(dst))
+    if not qdq:
+        assert {"QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearSoftmax"} <= {
+            n.op_type for n in qm.graph.node}
+    want = [ort_run(qm, {"x": x})["prob"] for x in xs]
+    step = float(numpy_helper.to_array(next(
+        i for i in qm.graph.initializer if i.name.startswith("prob") and "scale" in i.name)))
+    outs = []
+    for t in TARGETS:
+        cm = onnxcc.compile(qm, t)
+        ops = {n.op for n in cm.graph.nodes}
+        assert {"onnxcc.QSoftmax", "com.microsoft.QLinearAveragePool",
+                "com.microsoft.QLinearGlobalAveragePool"} <= ops, (t, ops)
+        assert not {"Softmax", "AveragePool", "GlobalAveragePool"} & ops
+        got = [cm.run({"x": x})["prob"] for x in xs]
+        for g, w in zip(got, want):
+            assert np.abs(g - w).max() <= step * 1.001, (t, np.abs(g - w).max() / step)
+            assert g.argmax() == w.argmax()
+        outs.append(got)
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(*outs))
+
+
 # ---- the microcontroller build ------------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("qemu-system-arm") is None
