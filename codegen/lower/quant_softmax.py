@@ -5,8 +5,10 @@ gemmlowp's fixed-point primitives become plain loop-IR arithmetic, with no intri
 must know, so the C, LLVM and HLS renderers (and the interpreter) all get the kernel:
 
 - ``SaturatingRoundingDoublingHighMul(a, b)``: the product in int64, the nudge ``2**30`` (or
-  ``1 - 2**30`` for a negative product), a truncating division by ``2**31`` (the loop IR's
-  integer division is C's), then ``min`` with INT32_MAX (only INT32_MIN * INT32_MIN overflows).
+  ``1 - 2**30`` for a negative product), a truncating division by ``2**31``: for p >= 0 that
+  is ``(p + 2**30) >> 31``; for p < 0 the truncation of the negative ``p + 1 - 2**30`` is the
+  floor of ``p + 1 - 2**30 + 2**31 - 1``, the same ``(p + 2**30) >> 31`` (an arithmetic shift,
+  no 64-bit division); then ``min`` with INT32_MAX (only INT32_MIN * INT32_MIN overflows).
 - ``RoundingDivideByPOT(x, e)``: ``(x >> e) + (remainder > threshold)`` (``>>`` is arithmetic).
 - left shifts of values that may be negative are multiplications (C's ``<<`` of a negative int
   is undefined); the normalizing shift of the positive sum by its leading zeros is in int64.
@@ -56,9 +58,9 @@ class _Emit:
         """SaturatingRoundingDoublingHighMul of int32 ``a`` and ``b``."""
         bb = const(b, I64) if isinstance(b, int) else Cast(b, I64)
         p = self.let(Cast(a, I64) * bb, "p")
-        nudge = Select(Binary("ge", p, const(0, I64)), const(1 << 30, I64),
-                       const(1 - (1 << 30), I64))
-        q = (p + nudge) / const(1 << 31, I64)
+        # (p + nudge) / 2**31 truncated is (p + 2**30) >> 31 for either sign of p (module
+        # docstring): no 64-bit division, which is a library call on 32-bit cores
+        q = Binary("shr", p + const(1 << 30, I64), const(31, I64))
         return self.let(Cast(minimum(q, const(Q31_MAX, I64)), I32), "h")
 
     def rdbp(self, x: Expr, e: int) -> Var:

@@ -207,7 +207,7 @@ class QSoftmax(OpDef):
             raise bad_attr(node, f"axes [{a}, {a + c}) do not fit x of rank {len(x.shape)}")
         if row_view(x.shape, a, c)[1] > SOFTMAX_MAX_ROW:
             raise unsupported(node, f"rows longer than {SOFTMAX_MAX_ROW} elements")
-        if not (1 <= int(attr(node, "left_shift")) <= 31 or int(attr(node, "left_shift")) == 0):
+        if not 0 <= int(attr(node, "left_shift")) <= 31:
             raise bad_attr(node, "left_shift must be in [0, 31]")
 
     def infer(self, node: Node) -> list[TensorType]:
