@@ -8,7 +8,10 @@ must know, so the C, LLVM and HLS renderers (and the interpreter) all get the ke
   ``1 - 2**30`` for a negative product), a truncating division by ``2**31``: for p >= 0 that
   is ``(p + 2**30) >> 31``; for p < 0 the truncation of the negative ``p + 1 - 2**30`` is the
   floor of ``p + 1 - 2**30 + 2**31 - 1``, the same ``(p + 2**30) >> 31`` (an arithmetic shift,
-  no 64-bit division); then ``min`` with INT32_MAX (only INT32_MIN * INT32_MIN overflows).
+  no 64-bit division). Its saturation (only INT32_MIN * INT32_MIN overflows) is left out: in
+  this kernel one operand is always a positive constant or a value above INT32_MIN (the exp's
+  Q0.31 argument lies in [-2**28, 2**28), its powers and results are >= 0, the Newton iterate
+  and the reciprocal are positive), so the reference's saturating form gives the same values.
 - ``RoundingDivideByPOT(x, e)``: ``(x >> e) + (remainder > threshold)`` (``>>`` is arithmetic).
 - left shifts of values that may be negative are multiplications (C's ``<<`` of a negative int
   is undefined); the normalizing shift of the positive sum by its leading zeros is in int64.
@@ -61,7 +64,7 @@ class _Emit:
         # (p + nudge) / 2**31 truncated is (p + 2**30) >> 31 for either sign of p (module
         # docstring): no 64-bit division, which is a library call on 32-bit cores
         q = Binary("shr", p + const(1 << 30, I64), const(31, I64))
-        return self.let(Cast(minimum(q, const(Q31_MAX, I64)), I32), "h")
+        return self.let(Cast(q, I32), "h")
 
     def rdbp(self, x: Expr, e: int) -> Var:
         """RoundingDivideByPOT of int32 ``x`` by ``2**e``."""
