@@ -221,6 +221,39 @@ def test_qdq_average_pool(case):
     assert np.abs(got.astype(np.int64) - ort.astype(np.int64)).max() <= 1
 
 
+@pytest.mark.parametrize("case", [
+    ((1, 2, 11), {"kernel_shape": [3], "strides": [2]}, (0.05, 2, 0.05, 2)),
+    ((1, 2, 4, 5, 6), {"kernel_shape": [2, 2, 2], "pads": [1, 0, 1, 1, 1, 0]},
+     (0.05, 2, 0.04, 9)),
+    ((1, 3, 10, 9), {"kernel_shape": [3, 3], "strides": [2, 2], "dilations": [2, 2],
+                     "ceil_mode": 1, "pads": [1, 1, 1, 1]}, (0.05, 2, 0.05, 2)),
+    ((1, 3, 10, 9), {"kernel_shape": [3, 3], "strides": [2, 2], "dilations": [2, 1],
+                     "ceil_mode": 1, "pads": [2, 1, 0, 1]}, (0.05, -2, 0.06, 3)),
+], ids=["1d", "3d", "dilated-ceil", "dilated-ceil-requantized"])
+def test_qdq_average_pool_any_rank_dilated_ceil(case):
+    """1 to 3 spatial axes, dilations and ceil_mode (AveragePool-19): the C and LLVM builds give
+    the numpy reference's values (onnxcc's interpreter on the fused graph), and onnxruntime's
+    float DequantizeLinear -> AveragePool -> QuantizeLinear within 1 LSB (graph optimizations
+    off: onnxruntime 1.31 fuses a dilated AveragePool into a QLinearAveragePool that then
+    refuses the dilations attribute)."""
+    import onnxruntime as ort
+
+    from onnxcc.interpreter import interpret
+
+    shape, attrs, ps = case
+    model = qdq_model("AveragePool", shape, *ps, opset=19, **attrs)
+    x = int_input(shape)
+    got = run_all(model, {"x": x}, "com.microsoft.QLinearAveragePool")
+    np.testing.assert_array_equal(got, interpret(onnxcc.compile(model, "host").graph,
+                                                 {"x": x})["y"])
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(model.SerializeToString(), so,
+                                providers=["CPUExecutionProvider"])
+    want = sess.run(None, {"x": x})[0]
+    assert np.abs(got.astype(np.int64) - want.astype(np.int64)).max() <= 1
+
+
 @pytest.mark.parametrize("params", [(0.05, 2, 0.05, 2, np.int8), (0.05, 2, 0.03, -5, np.int8),
                                     (0.02, 128, 0.011, 120, np.uint8)])
 def test_qdq_global_average_pool(params):
