@@ -109,6 +109,8 @@ SOFTMAX_CASES = [
     ((5, 9), 21, -1, 0.07, 128, 1 / 256, 0, np.uint8),          # TFLite's uint8 form
     ((6, 10), 21, -1, 0.12, -4, 0.0041, -120, np.int8),         # a calibrated output scale
     ((3, 7), 21, -1, 0.2, 120, 1 / 255, 0, np.uint8),
+    ((5, 1), 21, -1, 0.1, 0, 1 / 256, -128, np.int8),           # rows of one: probability 1
+    ((12,), 21, 0, 0.25, 0, 1 / 256, -128, np.int8),            # rank 1
 ]
 
 
