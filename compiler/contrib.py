@@ -6,9 +6,9 @@ onnxruntime's quantizer writes QOperator models with ops of its own domain. onnx
   ``onnxcc.ops.quant``): integer tensors in and out;
 - ``QLinearSigmoid``, ``QLinearLeakyRelu``, ``QLinearSoftmax``,
   ``QLinearGlobalAveragePool`` and ``QLinearAveragePool`` as their float
-  op between DequantizeLinear and QuantizeLinear (:func:`expand`): the same numbers within the
-  rounding of the float op, with integer tensors on both sides; ``fuse_qdq`` warns that the float
-  op stays float.
+  op between DequantizeLinear and QuantizeLinear (:func:`expand`); ``fuse_qdq`` then makes
+  Softmax and the average pools integer kernels (``onnxcc.ops.quant_int``: within 1 LSB of
+  onnxruntime) and Sigmoid and LeakyRelu 256-entry lookup tables.
 
 Semantics follow onnxruntime's contrib op documentation (docs/ContribOperators.md): every
 QLinear op's inputs are ``(X, X_scale, X_zero_point)`` triples and its output is quantized with

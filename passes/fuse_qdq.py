@@ -20,6 +20,8 @@ executes such models by fusing these patterns into integer kernels; so does this
         or Mul of a scalar...)  ==>  %yq = onnxcc.LookupTable(%xq, table*)   (256 entries:
                                      the float chain evaluated at compile time on every int8)
     %yq = Q(DQ(%xq)) with the same scale, zero point and type  ==>  %xq
+    Softmax, AveragePool, GlobalAveragePool  ==>  onnxcc.QSoftmax, com.microsoft.QLinear*Pool
+                                                  (``qdq_int``)
 
 Conditions: activations per tensor; weights per tensor or per output channel (Conv axis 0,
 Gemm's N axis); scales and zero points constant; a bias either quantized int32 with scale
@@ -40,6 +42,7 @@ from onnxcc.ops import attr, get_op, run_node
 
 from .manager import graph_pass
 from .pattern import Match, Op, rewrite
+from .qdq_int import pool_to_qlinear, softmax_to_int
 
 log = logging.getLogger("onnxcc.passes")
 INT8 = (np.dtype(np.int8), np.dtype(np.uint8))
@@ -357,6 +360,8 @@ FUSE_QDQ_PATTERNS = [
     (Op(Q, _lin(("Add", "Mul")), ...), binary_to_qlinear),
     (Op(Q, Op(("Relu", "Clip"), _lin(("Add",)), ..., name="act"), ...), binary_to_qlinear),
     (Op(Q, _lin(("Concat",)), ...), concat_to_qlinear),
+    (Op(Q, _lin(("Softmax",)), ...), softmax_to_int),
+    (Op(Q, _lin(("AveragePool", "GlobalAveragePool")), ...), pool_to_qlinear),
     (Op(Q, _lin(MOVES), ...), move_quantized),
     (Op(Q, Op(None, name="lin", where=_unary_elementwise), ...), lookup_table),
     (Op(Q, Op("DequantizeLinear", one_use=False), ...), requantize_identity),

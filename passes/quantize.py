@@ -13,7 +13,11 @@ from the calibrated range, its weights become int8 behind a DequantizeLinear, it
 float (fuse_qdq quantizes it to int32 with scale x_scale * w_scale). An Add or Mul of two quantized
 tensors of the output's shape (a residual connection) is quantized too, a following Relu folded
 in; so is a Concat of quantized tensors (each requantized to the output's parameters). MaxPool, Reshape, Flatten, Transpose, Squeeze and Unsqueeze of a quantized tensor pass its
-parameters to their output.
+parameters to their output; so do AveragePool and GlobalAveragePool (TFLite's integer average,
+``onnxcc.ops.quant_int``). A Softmax of a quantized tensor becomes TFLite's integer softmax
+with its output range calibrated by min-max whatever the method: not TFLite's fixed scale 1/256
+(over 1000 classes of probabilities near 1e-3 it rounds every one to 0; the kernel takes any
+scale), and not a clipped range (probabilities saturating together make argmax ties).
 Then ``fuse_qdq`` and ``canonicalize`` run, so the graph leaves with integer ops and the float
 ops without an integer kernel between DequantizeLinear and QuantizeLinear. Graph inputs and
 outputs keep their float types (a QuantizeLinear kernel enters the int8 domain).
@@ -45,6 +49,7 @@ from .pattern import Op, rewrite
 
 log = logging.getLogger("onnxcc.passes")
 REPORT_SAMPLES = 32
+AVG_POOLS = ("AveragePool", "GlobalAveragePool")   # int8 in and out with the input's parameters
 
 
 def _conv_ok(n: Node) -> bool:
@@ -80,12 +85,14 @@ def _weight_axis(n: Node) -> int:
     return 1
 
 
-def _plan(g: Graph) -> tuple[list[Node], dict[str, Value], dict[str, str]]:
+def _plan(g: Graph) -> tuple[list[Node], dict[str, Value], dict[str, str], set[str]]:
     """The layers to quantize, the float tensors to quantize (name -> value, with their
-    calibrated range), and the move outputs that copy an input's parameters (out -> in)."""
+    calibrated range), the move and average-pool outputs that copy an input's parameters
+    (out -> in), and the tensors calibrated by min-max whatever the method (Softmax outputs)."""
     layers: list[Node] = []
     tensors: dict[str, Value] = {}
     same: dict[str, str] = {}
+    minmax: set[str] = set()
     outputs = {id(v) for v in g.outputs}
     for n in g.nodes:
         if (n.op == "Conv" and _conv_ok(n)) or (n.op in GEMMS and _gemm_ok(n)):
@@ -112,15 +119,18 @@ def _plan(g: Graph) -> tuple[list[Node], dict[str, Value], dict[str, str]]:
                 v is not None and not v.is_const and v.name in tensors for v in n.inputs):
             tensors.setdefault(n.outputs[0].name, n.outputs[0])
     for n in g.nodes:
-        if n.op in MOVES and n.inputs[0] is not None and len(n.outputs) == 1 and \
-                (n.inputs[0].name in tensors or n.inputs[0].name in same) and \
-                n.outputs[0].dtype == np.float32:
+        if n.op in MOVES + AVG_POOLS + ("Softmax",) and n.inputs[0] is not None and \
+                len(n.outputs) == 1 and (n.inputs[0].name in tensors or n.inputs[0].name in same) \
+                and n.outputs[0].dtype == np.float32:
             src = n.inputs[0].name
-            same[n.outputs[0].name] = same.get(src, src)
+            if n.op == "Softmax":          # a Softmax's output is calibrated (min-max)
+                minmax.add(n.outputs[0].name)
+            else:
+                same[n.outputs[0].name] = same.get(src, src)
             tensors.setdefault(n.outputs[0].name, n.outputs[0])
     for k in same:
         tensors.pop(k, None)
-    return layers, tensors, same
+    return layers, tensors, same, minmax
 
 
 def _progress(total: int, what: str):
@@ -175,14 +185,15 @@ def quantize_int8(cfg: Int8) -> GraphPass:
         # MatMul + bias Add -> FusedGemm (fuse_conv_activation's rewrite), so the bias joins the
         # dense layer as its int32 bias
         g = rewrite(g, [(Op("Add", MATMUL, K, commute=True), matmul_bias)])
-        layers, tensors, same = _plan(g)
+        layers, tensors, same, minmax = _plan(g)
         if not layers:
             log.warning("quantize: no Conv, Gemm or MatMul with constant weights to quantize")
             return g
         names = list(tensors)
         ranges, floats = _calibrate(g, samples, names, cfg)
         params: dict[str, tuple[np.float32, np.int8]] = {
-            k: activation_params(k, ranges[k], cfg.method, cfg.percentile) for k in names}
+            k: activation_params(k, ranges[k], "minmax" if k in minmax else cfg.method,
+                                 cfg.percentile) for k in names}
         for out, src in same.items():
             params[out] = params[src]
         producers = {o.name: n for n in g.nodes for o in n.outputs}

@@ -33,7 +33,7 @@ SUPPORTS: dict[str, Supports] = {}
 FAMILIES = ("elementwise", "matmul", "nn", "tensor", "reduce", "norm", "quant", "table",
             "rnn", "loss", "indexing", "bitwise", "matrix",
             "cumulative", "activation", "selection", "signal", "linalg", "ml", "ml_svm", "sampling",
-            "ml_trees", "attention")
+            "ml_trees", "attention", "quant_softmax", "quant_pool")
 _loaded = False
 
 

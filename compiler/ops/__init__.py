@@ -165,7 +165,7 @@ def bad_attr(node: Node, message: str) -> AttributeValueError:
                                hint="fix the attribute to a value the ONNX spec allows")
 
 
-FAMILIES = ("elementwise", "nn", "matmul", "norm", "shape", "reduce", "fused", "quant",
+FAMILIES = ("elementwise", "nn", "matmul", "norm", "shape", "reduce", "fused", "quant", "quant_int",
             "table", "rnn", "loss", "indexing", "bitwise", "matrix",
             "cumulative", "activation", "selection", "signal", "linalg", "ml", "sampling",
             "ml_svm", "ml_trees", "attention")
