@@ -481,6 +481,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .driver import check_memory_budget
 
     check_memory_budget(g, tgt)
+    if tgt.backend != "hls":   # kernel scratch joins the arena while lowering (as compile does)
+        from onnxcc.codegen.lower import lower_for_target
+
+        lower_for_target(g, tgt, g.name)
+        check_memory_budget(g, tgt)
     from .fit import fit_report, format_fit
 
     plan = g.meta["memory_plan"]

@@ -456,6 +456,7 @@ def _compile(model: str | Path | onnx.ModelProto, target: Any, *,
 
             passes = [pipeline((hls_cfg or HLSConfig()).factors({n.name for n in g.nodes}))]
         program = lower_for_target(g, tgt, g.name, passes)
+        check_memory_budget(g, tgt)   # again: kernel scratch placed in the arena while lowering
         if hls:
             from onnxcc.codegen.hls.config import apply_input_layout
             from onnxcc.codegen.hls.emit import emit_hls

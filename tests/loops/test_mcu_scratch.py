@@ -130,3 +130,32 @@ def test_padded_input_copy_leaves_the_stack_on_host_and_cpu(rng, target):
     x = rng.standard_normal((1, 64, 40, 40)).astype(np.float32)
     np.testing.assert_allclose(cm.run({"x": x})["y"], ort_run(m, {"x": x})["y"],
                                rtol=1e-4, atol=1e-4)
+
+
+def test_scratch_that_overflows_sram_is_refused_by_compile_and_check(tmp_path):
+    """The LSTM kernel's state and gates join the arena while lowering (after the memory plan).
+    A board whose SRAM holds the planned arena but not the arena with that scratch gets a
+    MemoryBudgetError from ``compile`` and from ``onnxcc check``, not a library that overflows
+    its SRAM; with exactly the SRAM it needs it compiles."""
+    import dataclasses
+
+    from onnxcc.cli import main
+    from onnxcc.errors import MemoryBudgetError
+    from onnxcc.frontend import import_onnx
+    from onnxcc.passes import run_pipeline
+
+    m, _ = rnn_model("LSTM", T=4, H=24)
+    m4 = get_target("cortex-m4")
+    planned = run_pipeline(import_onnx(m), m4.pipeline).meta["memory_plan"].arena_size
+    need = onnxcc.compile(m, m4, max_recompute=0).arena_size
+    assert need > planned     # the scratch is what this test is about
+    small = dataclasses.replace(m4, name="board", sram_bytes=need - 1)
+    with pytest.raises(MemoryBudgetError) as e:
+        onnxcc.compile(m, small, max_recompute=0)
+    assert "arena" in str(e.value)
+    onnxcc.compile(m, dataclasses.replace(m4, name="board", sram_bytes=need), max_recompute=0)
+    path = tmp_path / "lstm.onnx"
+    path.write_bytes(m.SerializeToString())
+    toml = tmp_path / "board.toml"
+    toml.write_text(f'name = "board"\nbase = "cortex-m4"\nsram_bytes = {need - 1}\n')
+    assert main(["check", str(path), "--target-file", str(toml)]) != 0
