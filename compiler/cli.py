@@ -218,6 +218,10 @@ def _compile(args: argparse.Namespace, model: str):
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
+    """``onnxcc compile``: compile the model for ``--target`` into ``--output`` (default
+    ``build/<name>``; a folder written whole or not at all, ``--force`` to replace one), with
+    ``--dump-ir`` printing a pass's graph or the loop IR. Without a model: the main job on
+    the bundled digits CNN (:func:`_main_job`). Returns 0."""
     if args.model is None:
         return _main_job(args)
     t0 = time.perf_counter()
@@ -346,6 +350,10 @@ def _qemu_check(mcu, xs: np.ndarray, ref: np.ndarray) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """``onnxcc run``: compile the model and run it on ``--inputs`` (an .npz; without it
+    arange(n)/n for every input), printing each output's dtype, shape, min, max and argmax and,
+    with ``-o``, writing the outputs to an .npz. Returns 0; OutputError when -o cannot be
+    written."""
     out = _output_npz(args.output) if args.output else None
     feeds = load_inputs(args.inputs) if args.inputs else None
     cm = _compile(args, args.model)
@@ -421,6 +429,9 @@ def _output_npz(path: str) -> Path:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """``onnxcc report``: print the compiled model's report (``CompiledModel.report()``:
+    per node its op, shapes, MACs and arena bytes; with ``--quantize`` the scales, zero points
+    and SQNR in dB) and, with ``--plot``, draw the memory plan to an image. Returns 0."""
     if args.plot:
         _check_plot_path(args.plot)
     cm = _compile(args, args.model)
@@ -451,6 +462,9 @@ def _check_plot_path(path: str) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """``onnxcc check``: run the target's passes and lowering without writing any file and
+    tell whether every node compiles and the arena (with kernel scratch) and weights fit the
+    target's SRAM and flash; an error names what does not. Returns 0 when it fits."""
     from onnxcc.codegen.c.emit import check_legal
     from onnxcc.passes import run_pipeline
 
@@ -527,6 +541,7 @@ def cmd_hls_build(args: argparse.Namespace) -> int:
 
 
 def cmd_targets(args: argparse.Namespace) -> int:
+    """``onnxcc targets``: one line per known target (back end, triple, memory). Returns 0."""
     from onnxcc.targets import TARGETS
 
     for name, t in TARGETS.items():
@@ -535,6 +550,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
 
 
 def cmd_ops(args: argparse.Namespace) -> int:
+    """``onnxcc ops``: the table of supported ops per back end (the README's). Returns 0."""
     print(ops_table())
     return 0
 

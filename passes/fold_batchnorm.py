@@ -97,6 +97,10 @@ def _gemm(g: Graph, gemm: Node, out: Value, k: np.ndarray, t: np.ndarray) -> Nod
 
 
 def bn_into_conv(m: Match) -> Node | None:
+    """Rewrite of ``BatchNormalization(Conv(x, w, b))``: one Conv with w scaled per output
+    channel (axis 0 of w (M, C/group, k...)) by k = scale / sqrt(var + epsilon) and bias
+    b*k + (B - mean*k). None (no rewrite) when the Conv has other readers or is not float, or
+    the statistics are not per-channel constants of length M."""
     conv, bn = m["conv"], m.root
     st = _bn_scale_shift(bn) if _foldable(conv) else None
     if st is None or st[0].shape != (conv.outputs[0].shape[1],):
@@ -105,6 +109,8 @@ def bn_into_conv(m: Match) -> Node | None:
 
 
 def bn_into_gemm(m: Match) -> Node | None:
+    """Rewrite of ``BatchNormalization(Gemm(a, w, c))`` over the Gemm's N output columns:
+    w's columns (rows when transB) scaled by k, C = c*k + shift. None when not foldable."""
     gemm, bn = m["gemm"], m.root
     st = _bn_scale_shift(bn) if _foldable(gemm) else None
     if st is None or st[0].shape != (gemm.outputs[0].shape[1],):
@@ -129,18 +135,26 @@ def _scale_or_shift(m: Match, key: str, fold, shift: bool) -> Node | None:
 
 
 def mul_into_conv(m: Match) -> Node | None:
+    """Rewrite of ``Mul(Conv(...), k)`` with a constant k broadcasting per output channel
+    ((M,1,1), (1,M,1,1) or a scalar): the Conv's weights and bias scaled by k."""
     return _scale_or_shift(m, "conv", _conv, shift=False)
 
 
 def add_into_conv(m: Match) -> Node | None:
+    """Rewrite of ``Add(Conv(...), t)`` with a constant t broadcasting per output channel:
+    t added to the Conv's bias."""
     return _scale_or_shift(m, "conv", _conv, shift=True)
 
 
 def mul_into_gemm(m: Match) -> Node | None:
+    """Rewrite of ``Mul(Gemm(...), k)`` with a constant k per output column (N,) or a
+    scalar: the Gemm's B columns and C scaled by k."""
     return _scale_or_shift(m, "gemm", _gemm, shift=False)
 
 
 def add_into_gemm(m: Match) -> Node | None:
+    """Rewrite of ``Add(Gemm(...), t)`` with a constant t that broadcasts to the Gemm's
+    output (M, N): t added to C."""
     return _scale_or_shift(m, "gemm", _gemm, shift=True)
 
 

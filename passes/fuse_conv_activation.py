@@ -139,14 +139,19 @@ def _fuse(m: Match, key: str, fused_op: str, defaults: dict[str, AnyT]) -> Node 
 
 
 def conv_activation(m: Match) -> Node | None:
+    """Rewrite of ``act(Conv(...))`` (act one of ``activation_attrs``'s ops, same dtype, no
+    other reader of the Conv) into one ``onnxcc.FusedConv`` applying act to each output."""
     return _fuse(m, "conv", "onnxcc.FusedConv", {})
 
 
 def gemm_activation(m: Match) -> Node | None:
+    """Rewrite of ``act(Gemm(...))`` into one ``onnxcc.FusedGemm`` (see conv_activation)."""
     return _fuse(m, "gemm", "onnxcc.FusedGemm", {})
 
 
 def matmul_activation(m: Match) -> Node | None:
+    """Rewrite of ``act(MatMul(a, w))`` (2-D a, constant 2-D w) into one ``onnxcc.FusedGemm``
+    with Gemm's defaults (alpha 1, beta 1, no transposes, no C)."""
     return _fuse(m, "mm", "onnxcc.FusedGemm", GEMM_DEFAULTS)
 
 
