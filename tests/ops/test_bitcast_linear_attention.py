@@ -1,0 +1,123 @@
+"""BitCast and LinearAttention through the public API on host and cortex-m4 C and cpu LLVM,
+against onnxruntime (BitCast) or onnx.reference (LinearAttention, which onnxruntime lacks);
+the errors a user can cause."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxcc
+import pytest
+from builders import IR_VERSION, ort_run
+from onnx import TensorProto, helper, numpy_helper
+from onnxcc.errors import AttributeValueError
+
+TARGETS = ("host", "cortex-m4", "cpu")
+
+
+def _model(nodes, inputs: dict, outputs: dict, opset: int, inits: dict | None = None):
+    """``nodes`` of helper.make_node; inputs/outputs map names to (numpy dtype, shape)."""
+    def vi(k, dt, shape):
+        return helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(np.dtype(dt)), shape)
+
+    g = helper.make_graph(nodes, "g", [vi(k, *v) for k, v in inputs.items()],
+                          [vi(k, *v) for k, v in outputs.items()],
+                          [numpy_helper.from_array(v, k) for k, v in (inits or {}).items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = IR_VERSION
+    return m
+
+
+def _bytes(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a).reshape(-1).view(np.uint8)
+
+
+def _reference(m: onnx.ModelProto, feeds: dict) -> dict:
+    from onnx.reference import ReferenceEvaluator
+
+    names = [o.name for o in m.graph.output]
+    return dict(zip(names, ReferenceEvaluator(m).run(None, feeds)))
+
+
+def _check_exact(m: onnx.ModelProto, feeds: dict, want: dict, targets=TARGETS):
+    for t in targets:
+        got = onnxcc.compile(m, t).run(feeds)
+        for k, w in want.items():
+            assert got[k].dtype == w.dtype and got[k].shape == w.shape, (t, k)
+            # compare bits: NaN payloads and -0.0 must survive
+            np.testing.assert_array_equal(_bytes(got[k]), _bytes(w), err_msg=f"{t} {k}")
+
+
+# ---- BitCast ------------------------------------------------------------------------------------
+def _special_floats(rng, shape, dt):
+    x = rng.standard_normal(shape).astype(dt).reshape(-1)
+    x[:4] = [np.nan, -0.0, np.inf, -np.inf][:x.size]
+    return x.reshape(shape)
+
+
+@pytest.mark.parametrize("src, dst, shape", [
+    (np.float32, np.int32, (2, 3, 4)),
+    (np.int32, np.float32, (5,)),
+    (np.float64, np.int64, (3, 2)),
+    (np.uint64, np.float64, (4,)),
+    (np.int8, np.uint8, (7,)),
+    (np.uint16, np.int16, (2, 2)),
+    (np.bool_, np.uint8, (6,)),
+    (np.float32, np.uint32, ()),
+])
+def test_bitcast_graph_input_vs_ort(rng, src, dst, shape):
+    if np.dtype(src).kind == "f":
+        x = _special_floats(rng, shape, src) if shape else np.array(-1.5, src)
+    elif src is np.bool_:
+        x = rng.random(shape) > 0.5
+    else:
+        x = rng.integers(np.iinfo(src).min, np.iinfo(src).max, shape, dtype=src, endpoint=True)
+    to = helper.np_dtype_to_tensor_dtype(np.dtype(dst))
+    m = _model([helper.make_node("BitCast", ["x"], ["y"], name="n0", to=to)],
+               {"x": (src, shape)}, {"y": (dst, shape)}, 26)
+    # onnxruntime 1.31 has no bool BitCast kernel
+    want = _reference(m, {"x": x}) if src is np.bool_ else ort_run(m, {"x": x})
+    np.testing.assert_array_equal(_bytes(want["y"]), _bytes(x))
+    _check_exact(m, {"x": x}, want)
+
+
+def test_bitcast_between_kernels_vs_ort(rng):
+    """BitCast between two arena tensors: float sign bit cleared in the integer domain (|x|)."""
+    x = _special_floats(rng, (3, 8), np.float32)
+    nodes = [helper.make_node("Neg", ["x"], ["n"], name="n0"),
+             helper.make_node("BitCast", ["n"], ["b"], name="n1", to=TensorProto.INT32),
+             helper.make_node("BitwiseAnd", ["b", "mask"], ["c"], name="n2"),
+             helper.make_node("BitCast", ["c"], ["f"], name="n3", to=TensorProto.FLOAT),
+             helper.make_node("Add", ["f", "f"], ["y"], name="n4")]
+    m = _model(nodes, {"x": (np.float32, [3, 8])}, {"y": (np.float32, [3, 8])}, 26,
+               {"mask": np.array(0x7FFFFFFF, np.int32)})
+    want = ort_run(m, {"x": x})
+    _check_exact(m, {"x": x}, want)
+
+
+@pytest.mark.parametrize("splat", [False, True])
+def test_bitcast_constant_input_vs_ort(rng, splat):
+    """A constant BitCast straight into a graph output stays a kernel (a weight read as bytes)."""
+    c = np.full((4, 3), -2.75, np.float64) if splat else rng.standard_normal((4, 3))
+    nodes = [helper.make_node("BitCast", ["c"], ["y"], name="n0", to=TensorProto.UINT64),
+             helper.make_node("Identity", ["x"], ["z"], name="n1")]
+    m = _model(nodes, {"x": (np.float32, [2])}, {"y": (np.uint64, [4, 3]), "z": (np.float32, [2])},
+               26, {"c": c})
+    feeds = {"x": np.ones(2, np.float32)}
+    want = ort_run(m, feeds)
+    _check_exact(m, feeds, want)
+
+
+def test_bitcast_float16_on_host(rng):
+    x = rng.standard_normal((2, 5)).astype(np.float16)
+    m = _model([helper.make_node("BitCast", ["x"], ["y"], name="n0", to=TensorProto.INT16)],
+               {"x": (np.float16, [2, 5])}, {"y": (np.int16, [2, 5])}, 26)
+    _check_exact(m, {"x": x}, ort_run(m, {"x": x}), targets=("host",))
+
+
+def test_bitcast_width_mismatch_names_the_node():
+    m = _model([helper.make_node("BitCast", ["x"], ["y"], name="widen", to=TensorProto.INT64)],
+               {"x": (np.float32, [3])}, {"y": (np.int64, [3])}, 26)
+    with pytest.raises(AttributeValueError) as e:
+        onnxcc.compile(m, "host")
+    assert "widen" in str(e.value) and "BitCast" in str(e.value) and "bit" in str(e.value)
