@@ -121,3 +121,81 @@ def test_bitcast_width_mismatch_names_the_node():
     with pytest.raises(AttributeValueError) as e:
         onnxcc.compile(m, "host")
     assert "widen" in str(e.value) and "BitCast" in str(e.value) and "bit" in str(e.value)
+
+
+# ---- LinearAttention ----------------------------------------------------------------------------
+def _la_model(feeds: dict, outputs: list[str], **attrs) -> onnx.ModelProto:
+    """One LinearAttention node ``la`` over query, key, value, past_state, decay, beta (absent
+    ones omitted), opset 27."""
+    order = ["query", "key", "value", "past_state", "decay", "beta"]
+    names = [k if k in feeds else "" for k in order]
+    while names[-1] == "":
+        names.pop()
+    node = helper.make_node("LinearAttention", names, outputs, name="la", **attrs)
+    return _model([node], {k: (v.dtype, v.shape) for k, v in feeds.items()},
+                  {k: (np.float32, None) for k in outputs if k}, 27)
+
+
+def _la_feeds(rng, B=2, T=3, Hq=4, Hkv=2, Dk=4, Dv=5, past=False, decay=None, beta=None):
+    def t(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+
+    k = t(B, T, Hkv, Dk)
+    k /= np.linalg.norm(k, axis=-1, keepdims=True)   # unit keys, as the delta rules expect
+    f = {"query": t(B, T, Hq * Dk), "key": k.reshape(B, T, Hkv * Dk), "value": t(B, T, Hkv * Dv)}
+    if past:
+        f["past_state"] = t(B, Hkv, Dk, Dv)
+    if decay:   # log-space decay, negative
+        f["decay"] = -np.abs(t(B, T, Hkv * Dk if decay == "key" else Hkv))
+    if beta:
+        f["beta"] = 1 / (1 + np.exp(-t(B, T, Hkv if beta == "head" else 1)))
+    return f
+
+
+@pytest.mark.parametrize("rule, kw, attrs", [
+    ("linear", {}, {}),
+    ("linear", {"T": 1, "Hq": 2, "Hkv": 2}, {}),                            # decode, no GQA
+    ("gated", {"decay": "key", "past": True}, {}),
+    ("gated", {"decay": "head"}, {"scale": 0.3}),
+    ("delta", {"beta": "head", "past": True}, {}),
+    ("gated_delta", {"decay": "key", "beta": "one", "Hkv": 1}, {}),         # multi-query
+    ("gated_delta", {"decay": "head", "beta": "head", "past": True, "T": 5}, {"chunk_size": 2}),
+])
+def test_linear_attention_vs_reference(rng, rule, kw, attrs):
+    feeds = _la_feeds(rng, **kw)
+    hq, hkv = kw.get("Hq", 4), kw.get("Hkv", 2)
+    m = _la_model(feeds, ["y", "present"], q_num_heads=hq, kv_num_heads=hkv, update_rule=rule,
+                  **attrs)
+    want = _reference(m, feeds)
+    for t in TARGETS:
+        got = onnxcc.compile(m, t).run(feeds)
+        for k, w in want.items():
+            assert got[k].shape == w.shape and got[k].dtype == w.dtype, (t, k)
+            np.testing.assert_allclose(got[k], w, rtol=1e-4, atol=1e-5, err_msg=f"{t} {k}")
+
+
+def test_linear_attention_without_present_state_output(rng):
+    """present_state omitted: the state lives in the kernel's own array (the arena's on MCUs)."""
+    feeds = _la_feeds(rng, T=4, Dk=6, Dv=6, decay="key", beta="head")
+    m = _la_model(feeds, ["y"], q_num_heads=4, kv_num_heads=2)
+    full = _la_model(feeds, ["y", "present"], q_num_heads=4, kv_num_heads=2)
+    want = _reference(full, feeds)["y"]
+    for t in TARGETS:
+        got = onnxcc.compile(m, t).run(feeds)["y"]
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=t)
+
+
+@pytest.mark.parametrize("kw, attrs, words", [
+    ({}, {"update_rule": "gated"}, ["requires", "decay"]),
+    ({"decay": "key"}, {"update_rule": "linear"}, ["forbids", "decay"]),
+    ({"decay": "key", "beta": "head"}, {"q_num_heads": 3}, ["q_num_heads=3", "multiple"]),
+    ({"decay": "key", "beta": "head"}, {"update_rule": "fast"}, ["update_rule", "fast"]),
+])
+def test_linear_attention_bad_inputs_name_the_node(rng, kw, attrs, words):
+    feeds = _la_feeds(rng, **kw)
+    a = {"q_num_heads": 4, "kv_num_heads": 2, **attrs}
+    m = _la_model(feeds, ["y", "present"], **a)
+    with pytest.raises(AttributeValueError) as e:
+        onnxcc.compile(m, "host")
+    msg = str(e.value)
+    assert "la" in msg and "LinearAttention" in msg and all(w in msg for w in words), msg
