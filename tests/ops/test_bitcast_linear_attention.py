@@ -1,6 +1,7 @@
-"""BitCast and LinearAttention through the public API on host and cortex-m4 C and cpu LLVM,
-against onnxruntime (BitCast) or onnx.reference (LinearAttention, which onnxruntime lacks);
-the errors a user can cause."""
+"""BitCast, LinearAttention and Resize with a runtime roi through the public API on host and
+cortex-m4 C and cpu LLVM, against onnxruntime (BitCast, linear Resize) or onnx.reference
+(LinearAttention, which onnxruntime lacks; bool BitCast; nearest Resize, whose roi onnxruntime
+ignores on an axis of unchanged length); the errors a user can cause."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import onnxcc
 import pytest
 from builders import IR_VERSION, ort_run
 from onnx import TensorProto, helper, numpy_helper
-from onnxcc.errors import AttributeValueError
+from onnxcc.errors import AttributeValueError, UnsupportedOpError
 
 TARGETS = ("host", "cortex-m4", "cpu")
 
@@ -199,3 +200,53 @@ def test_linear_attention_bad_inputs_name_the_node(rng, kw, attrs, words):
         onnxcc.compile(m, "host")
     msg = str(e.value)
     assert "la" in msg and "LinearAttention" in msg and all(w in msg for w in words), msg
+
+
+# ---- Resize with a roi known only at run time ---------------------------------------------------
+def _resize_model(x_shape, roi_len, sizes=None, scales=None, **attrs) -> onnx.ModelProto:
+    """Resize ``rz`` of graph inputs X and roi (float32, runtime), constant scales or sizes."""
+    inits = {}
+    names = ["X", "roi", "", ""]
+    if sizes is not None:
+        inits["sizes"], names[3] = np.array(sizes, np.int64), "sizes"
+    else:
+        inits["scales"], names[2] = np.array(scales, np.float32), "scales"
+    node = helper.make_node("Resize", names[:4 if sizes is not None else 3], ["Y"], name="rz",
+                            coordinate_transformation_mode="tf_crop_and_resize", **attrs)
+    return _model([node], {"X": (np.float32, list(x_shape)), "roi": (np.float32, [roi_len])},
+                  {"Y": (np.float32, None)}, 19, inits)
+
+
+@pytest.mark.parametrize("shape, roi, kw", [
+    ((1, 1, 5, 6), [0, 0, 0.2, 0.1, 1, 1, 0.9, 0.7], {"sizes": [1, 1, 4, 5], "mode": "linear"}),
+    ((1, 1, 5, 6), [0, 0, -0.3, 0.4, 1, 1, 1.2, 0.6], {"sizes": [1, 1, 7, 3], "mode": "linear",
+                                                      "extrapolation_value": 2.5}),
+    ((2, 3, 4, 4), [0.6, 0.0, 0.8, 1.0], {"sizes": [3, 1], "mode": "linear", "axes": [3, 2]}),
+    ((1, 2, 6, 5), [0.1, 0.25, 0.9, 0.75], {"scales": [1.5, 0.8], "mode": "linear",
+                                            "axes": [2, 3]}),
+    ((1, 1, 5, 6), [0, 0, 0.1, 0.37, 1, 1, 0.8, 1.1], {"sizes": [1, 1, 4, 6], "mode": "nearest"}),
+    ((1, 1, 5, 6), [0, 0, 0.1, 0.37, 1, 1, 0.8, 1.1], {"sizes": [1, 1, 4, 6], "mode": "nearest",
+                                                       "nearest_mode": "ceil"}),
+])
+def test_resize_runtime_roi_vs_ort(rng, shape, roi, kw):
+    m = _resize_model(shape, len(roi), **kw)
+    feeds = {"X": rng.standard_normal(shape).astype(np.float32),
+             "roi": np.array(roi, np.float32)}
+    # onnxruntime 1.31 ignores roi in nearest mode on an axis whose length does not change
+    oracle = _reference if kw["mode"] == "nearest" else ort_run
+    rois = (feeds["roi"], feeds["roi"][::-1].copy())   # the same code, another roi
+    wants = [oracle(m, {"X": feeds["X"], "roi": r}) for r in rois]
+    for t in TARGETS:
+        cm = onnxcc.compile(m, t)
+        for r, w in zip(rois, wants):
+            f = {"X": feeds["X"], "roi": r}
+            np.testing.assert_allclose(cm.run(f)["Y"], w["Y"], rtol=1e-5, atol=1e-6,
+                                       err_msg=f"{t} roi={r.tolist()}")
+
+
+def test_resize_runtime_roi_cubic_is_refused_naming_the_node():
+    m = _resize_model((1, 1, 4, 4), 8, sizes=[1, 1, 3, 3], mode="cubic")
+    with pytest.raises(UnsupportedOpError) as e:
+        onnxcc.compile(m, "host")
+    msg = str(e.value)
+    assert "rz" in msg and "Resize" in msg and "constant_inputs" in msg and "'roi'" in msg, msg
