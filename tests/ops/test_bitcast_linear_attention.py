@@ -1,7 +1,8 @@
-"""BitCast, LinearAttention and Resize with a runtime roi through the public API on host and
-cortex-m4 C and cpu LLVM, against onnxruntime (BitCast, linear Resize) or onnx.reference
-(LinearAttention, which onnxruntime lacks; bool BitCast; nearest Resize, whose roi onnxruntime
-ignores on an axis of unchanged length); the errors a user can cause."""
+"""BitCast, LinearAttention, Resize with a runtime roi and FlexAttention (ai.onnx.preview)
+through the public API on host and cortex-m4 C and cpu LLVM, against onnxruntime (BitCast,
+linear Resize) or onnx.reference (LinearAttention and FlexAttention, which onnxruntime lacks;
+bool BitCast; nearest Resize, whose roi onnxruntime ignores on an axis of unchanged length);
+the errors a user can cause."""
 
 from __future__ import annotations
 
@@ -250,3 +251,72 @@ def test_resize_runtime_roi_cubic_is_refused_naming_the_node():
         onnxcc.compile(m, "host")
     msg = str(e.value)
     assert "rz" in msg and "Resize" in msg and "constant_inputs" in msg and "'roi'" in msg, msg
+
+
+# ---- FlexAttention (ai.onnx.preview 1): its ONNX function body ---------------------------------
+def _flex_model(q, k, v, score_mod=None, prob_mod=None, preview=True, **attrs):
+    """One FlexAttention node ``fa`` over graph inputs Q, K, V (default opset 26)."""
+    dt = q.dtype
+    node = helper.make_node("FlexAttention", ["Q", "K", "V"], ["Y"], name="fa",
+                            domain="ai.onnx.preview", **attrs)
+    for key, g in (("score_mod", score_mod), ("prob_mod", prob_mod)):
+        if g is not None:
+            node.attribute.append(helper.make_attribute(key, g))
+    m = _model([node], {"Q": (dt, q.shape), "K": (dt, k.shape), "V": (dt, v.shape)},
+               {"Y": (dt, None)}, 26)
+    if preview:
+        m.opset_import.append(helper.make_opsetid("ai.onnx.preview", 1))
+    return m
+
+
+def _modifier(name: str, nodes, inits=()):
+    """A score_mod/prob_mod subgraph: float32 ``s`` (B, H, S, L) -> ``t``."""
+    vi = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["B", "H", "S", "L"])
+          for n in ("s", "t")]
+    return helper.make_graph(nodes, name, [vi[0]], [vi[1]], list(inits))
+
+
+@pytest.mark.parametrize("kw", [
+    {},
+    {"gqa": True, "scale": 0.2},
+    {"score_mod": "softcap"},
+    {"score_mod": "causal", "gqa": True},
+    {"prob_mod": "scale_half"},
+    {"double": True},
+])
+def test_flex_attention_vs_reference(rng, kw):
+    B, Hq, Hkv, S, L, D, Dv = 2, 4, (2 if kw.get("gqa") else 4), 3, 5, 8, 6
+    dt = np.float64 if kw.get("double") else np.float32
+    q = rng.standard_normal((B, Hq, S, D)).astype(dt)
+    k = rng.standard_normal((B, Hkv, L, D)).astype(dt)
+    v = rng.standard_normal((B, Hkv, L, Dv)).astype(dt)
+    mods = {}
+    if kw.get("score_mod") == "softcap":   # 2 * tanh(s / 2)
+        c = numpy_helper.from_array(np.array(2.0, np.float32), "c")
+        mods["score_mod"] = _modifier("softcap", [
+            helper.make_node("Div", ["s", "c"], ["a"]), helper.make_node("Tanh", ["a"], ["b"]),
+            helper.make_node("Mul", ["b", "c"], ["t"])], [c])
+    elif kw.get("score_mod") == "causal":   # key j > query i gets -inf
+        mask = np.where(np.arange(L)[None, :] > np.arange(S)[:, None], -np.inf, 0)
+        mods["score_mod"] = _modifier("causal", [helper.make_node("Add", ["s", "m"], ["t"])],
+                                      [numpy_helper.from_array(mask.astype(np.float32), "m")])
+    if kw.get("prob_mod") == "scale_half":
+        h = numpy_helper.from_array(np.array(0.5, np.float32), "h")
+        mods["prob_mod"] = _modifier("half", [helper.make_node("Mul", ["s", "h"], ["t"])], [h])
+    attrs = {"scale": kw["scale"]} if "scale" in kw else {}
+    m = _flex_model(q, k, v, **mods, **attrs)
+    feeds = {"Q": q, "K": k, "V": v}
+    want = _reference(m, feeds)
+    for t in TARGETS:
+        got = onnxcc.compile(m, t).run(feeds)["Y"]
+        assert got.dtype == want["Y"].dtype and got.shape == want["Y"].shape, t
+        np.testing.assert_allclose(got, want["Y"], rtol=1e-4, atol=1e-5, err_msg=t)
+
+
+def test_flex_attention_without_preview_opset_names_the_node(rng):
+    q = rng.standard_normal((1, 2, 3, 4)).astype(np.float32)
+    m = _flex_model(q, q, q, preview=False)
+    with pytest.raises(UnsupportedOpError) as e:
+        onnxcc.compile(m, "host")
+    msg = str(e.value)
+    assert "fa" in msg and "FlexAttention" in msg and "ai.onnx.preview" in msg, msg
