@@ -1,6 +1,7 @@
-"""BitCast, LinearAttention, Resize with a runtime roi and FlexAttention (ai.onnx.preview)
-through the public API on host and cortex-m4 C and cpu LLVM, against onnxruntime (BitCast,
-linear Resize) or onnx.reference (LinearAttention and FlexAttention, which onnxruntime lacks;
+"""BitCast, LinearAttention, Resize with a runtime roi, FlexAttention (ai.onnx.preview) and
+MelWeightMatrix through the public API on host and cortex-m4 C and cpu LLVM, against
+onnxruntime (BitCast, linear Resize) or onnx.reference (LinearAttention and FlexAttention,
+which onnxruntime lacks; MelWeightMatrix, whose triangle corners the spec's reference defines;
 bool BitCast; nearest Resize, whose roi onnxruntime ignores on an axis of unchanged length);
 the errors a user can cause."""
 
@@ -12,7 +13,7 @@ import onnxcc
 import pytest
 from builders import IR_VERSION, ort_run
 from onnx import TensorProto, helper, numpy_helper
-from onnxcc.errors import AttributeValueError, UnsupportedOpError
+from onnxcc.errors import AttributeValueError, ShapeError, UnsupportedOpError
 
 TARGETS = ("host", "cortex-m4", "cpu")
 
@@ -320,3 +321,50 @@ def test_flex_attention_without_preview_opset_names_the_node(rng):
         onnxcc.compile(m, "host")
     msg = str(e.value)
     assert "fa" in msg and "FlexAttention" in msg and "ai.onnx.preview" in msg, msg
+
+
+# ---- MelWeightMatrix ----------------------------------------------------------------------------
+def _mel_model(M: int, n: int, edge_dt=np.float32, sr_dt=np.int64, **attrs):
+    """MelWeightMatrix ``mel``: num_mel_bins and dft_length constants, sample_rate and the two
+    edges graph inputs."""
+    node = helper.make_node("MelWeightMatrix", ["M", "n", "sr", "lo", "hi"], ["W"], name="mel",
+                            **attrs)
+    out = helper.tensor_dtype_to_np_dtype(attrs.get("output_datatype", TensorProto.FLOAT))
+    return _model([node], {"sr": (sr_dt, []), "lo": (edge_dt, []), "hi": (edge_dt, [])},
+                  {"W": (out, None)}, 17,
+                  {"M": np.array(M, sr_dt), "n": np.array(n, sr_dt)})
+
+
+@pytest.mark.parametrize("M, n, sr, lo, hi, kw", [
+    (8, 64, 16000, 20.0, 7000.0, {}),
+    (5, 31, 8000, 300.0, 3000.0, {"sr_dt": np.int32}),
+    (10, 16, 8000, 0.0, 4000.0, {"edge_dt": np.float64}),          # narrow triangles: l == c
+    (6, 40, 22050, 100.0, 9000.0, {"output_datatype": TensorProto.DOUBLE}),
+    (4, 32, 16000, 50.0, 7000.0, {"output_datatype": TensorProto.INT32}),
+])
+def test_mel_weight_matrix_vs_reference(M, n, sr, lo, hi, kw):
+    kw = dict(kw)
+    edt, sdt = kw.pop("edge_dt", np.float32), kw.pop("sr_dt", np.int64)
+    m = _mel_model(M, n, edt, sdt, **kw)
+    feeds = {"sr": np.array(sr, sdt), "lo": np.array(lo, edt), "hi": np.array(hi, edt)}
+    want = _reference(m, feeds)["W"]
+    assert want.any()
+    for t in TARGETS:
+        cm = onnxcc.compile(m, t)
+        got = cm.run(feeds)["W"]
+        assert got.dtype == want.dtype and got.shape == want.shape, t
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7, err_msg=t)
+        f2 = {"sr": np.array(sr * 2, sdt), "lo": np.array(lo * 2, edt), "hi": feeds["hi"]}
+        np.testing.assert_allclose(cm.run(f2)["W"], _reference(m, f2)["W"], rtol=1e-6,
+                                   atol=1e-7, err_msg=f"{t}: other runtime values")
+
+
+def test_mel_weight_matrix_runtime_size_names_the_node():
+    node = helper.make_node("MelWeightMatrix", ["M", "n", "sr", "lo", "hi"], ["W"], name="mel")
+    m = _model([node], {"M": (np.int64, []), "n": (np.int64, []), "sr": (np.int64, []),
+                        "lo": (np.float32, []), "hi": (np.float32, [])},
+               {"W": (np.float32, None)}, 17)
+    with pytest.raises(ShapeError) as e:
+        onnxcc.compile(m, "host")
+    msg = str(e.value)
+    assert "mel" in msg and "MelWeightMatrix" in msg and "constant_inputs" in msg, msg
