@@ -37,7 +37,7 @@ import onnx
 from onnx import numpy_helper
 from onnx.external_data_helper import load_external_data_for_tensor, uses_external_data
 
-from . import contrib, control_flow
+from . import contrib, control_flow, preview
 from .errors import AttributeValueError, ModelLoadError, OnnxccError, ShapeError, UnsupportedOpError
 from .ir import Graph, Node, TensorType, Value
 from .legacy import CONVERT, upgrade
@@ -471,6 +471,10 @@ def import_onnx(model: str | Path | onnx.ModelProto,
             why = contrib.problem(n)
             if why:
                 problems.append((n.name or f"{n.op_type}_{k}", f"{n.domain}.{n.op_type}", why))
+        elif n.domain == preview.DOMAIN:
+            why = preview.problem(n, domain_versions.get(n.domain))
+            if why:
+                problems.append((n.name or f"{n.op_type}_{k}", f"{n.domain}.{n.op_type}", why))
         elif n.domain not in DEFAULT_DOMAINS:
             why = domain_problem(n.domain, n.op_type, domain_versions.get(n.domain),
                                  registry_key(n.domain, n.op_type) in registry)
@@ -562,6 +566,12 @@ def import_onnx(model: str | Path | onnx.ModelProto,
                                oname)
         elif orig.domain in contrib.DOMAINS:   # onnxruntime's quantized ops, QONNX's Quant
             upgraded = contrib.expand(orig, orig.name or f"{orig.op_type}_{k}")
+        elif orig.domain == preview.DOMAIN:   # FlexAttention: its ONNX function body
+            types = [onnx.helper.make_tensor_type_proto(
+                onnx.helper.np_dtype_to_tensor_dtype(values[t].dtype), values[t].shape)
+                for t in orig.input if t]
+            upgraded = preview.expand(orig, orig.name or f"{orig.op_type}_{k}",
+                                      domain_versions[orig.domain], types, fresh)
         else:
             upgraded = [orig]
         for np_ in upgraded:

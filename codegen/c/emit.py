@@ -290,7 +290,9 @@ def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: s
     files = {
         f"{m}.h": j.get_template("model.h.j2").render(ctx_vars),
         f"{m}.c": j.get_template("model.c.j2").render(ctx_vars),
-        f"{m}_weights.c": j.get_template("weights.c.j2").render({**ctx_vars, "weights": wlist}),
+        f"{m}_weights.c": j.get_template("weights.c.j2").render(
+            {**ctx_vars, "weights": wlist, "math_h": weights_in_c and any(
+                w.data.dtype.kind == "f" and not np.isfinite(w.data).all() for w in stored)}),
         "CMakeLists.txt": j.get_template("CMakeLists.txt.j2").render(ctx_vars),
         f"{m}.mk": j.get_template("model.mk.j2").render(ctx_vars),
         "onnxcc_rt.h": RT_HEADER.read_text(),

@@ -77,7 +77,7 @@ def unsupported_reason(node: Node) -> str | None:
 # Ops whose kernels read or write float16 (a storage type in the loop IR: loads, stores, casts);
 # every other op computes float16 tensors in float32 (passes.float16_compute rewrites them).
 # Slice and InsertSlice only copy (the patch pass cuts float16 inputs into patches with them).
-FLOAT16_OPS = frozenset({"Cast", "CastLike", "Reshape", "Flatten", "Squeeze", "Unsqueeze",
+FLOAT16_OPS = frozenset({"Cast", "CastLike", "BitCast", "Reshape", "Flatten", "Squeeze", "Unsqueeze",
                          "Identity", "Dropout", "Slice", "onnxcc.InsertSlice",
                          "onnxcc.FusedElementwise"})
 

@@ -1,4 +1,4 @@
-"""Transformer ops as loop IR: Attention, RMSNormalization, RotaryEmbedding.
+"""Transformer ops as loop IR: Attention, LinearAttention, RMSNormalization, RotaryEmbedding.
 
 Tensors are read through flat views with element strides (a splat constant has strides 0), so
 the 3-D forms of Attention and RotaryEmbedding ((batch, seq, heads * size)) are the 4-D ones
@@ -19,7 +19,8 @@ from onnxcc.ir import Node, Value
 from onnxcc.ops import attr
 from onnxcc.ops._util import has_input
 from onnxcc.ops.attention import (attention_dims, attention_scale, attention_window,
-                                  rotary_dims)
+                                  linear_attention_dims, linear_attention_rule,
+                                  linear_attention_scale, rotary_dims)
 
 from . import LowerCtx, broadcast_view, lower
 from .norm import normalize_trailing
@@ -221,6 +222,112 @@ def _lower_attention(node: Node, ctx: LowerCtx):
     text = (f"attention: B={d.B} heads {d.Hq}/{d.Hkv} q_len {d.S} kv_len {d.P}+{d.T} "
             f"head size {d.D}/{d.Dv}")
     return ctx.kernel("attention", outs, ins, body, comment=text, locals=[sc])
+
+
+# ---- LinearAttention --------------------------------------------------------------------------
+def _supports_linear_attention(node: Node) -> str | None:
+    return _float_reason(node, [*[v for v in node.inputs if v is not None],
+                                *[o for o in node.outputs if o is not None]])
+
+
+@lower("LinearAttention", supports=_supports_linear_attention)
+def _lower_linear_attention(node: Node, ctx: LowerCtx):
+    """query (B, T, Hq*Dk), key (B, T, Hkv*Dk), value (B, T, Hkv*Dv), past_state
+    (B, Hkv, Dk, Dv), decay (B, T, Hkv*Dk or Hkv), beta (B, T, Hkv or 1), read through flat
+    views. Per batch b and key/value head g the state S (Dk, Dv) lives in present_state (a
+    local array when that output is dropped), starts as past_state (or zeros) and per token t:
+    S[d, :] *= exp(g[d]) (gated rules); u = beta * (v - S^T k) (delta rules: a local row of
+    Dv) else u = v; S += k u^T; then for each query head h = g * rep + r,
+    output[b, t, h*Dv + m] = scale * sum_d q[b, t, h*Dk + d] S[d, m]
+    (as :class:`onnxcc.ops.attention.LinearAttention`)."""
+    d = linear_attention_dims(node)
+    gating, delta = linear_attention_rule(node)
+    dt = ctx.input(0).dtype
+    qb, kb, vb = ctx.input(0), ctx.input(1), ctx.input(2)
+    qf, kf, vf = flat(qb), flat(kb), flat(vb)
+    ins = [qf, kf, vf]
+    yb = ctx.output(0)
+    yf = flat(yb)
+    outs = [yf]
+    locs: list[Buffer] = []
+    b, g, t, r = ctx.var("b"), ctx.var("g"), ctx.var("t"), ctx.var("r")
+    i, m = ctx.var("d"), ctx.var("m")
+    if len(node.outputs) > 1 and node.outputs[1] is not None:
+        sb = ctx.output(1, "state")
+        sf = flat(sb)
+        outs.append(sf)
+
+        def st(dd: Expr, mm: Expr) -> tuple[Buffer, tuple[Expr]]:
+            return sf, (offset([b, g, dd, mm], sb.strides),)
+    else:
+        sl = Buffer("state", dt, (d.Dk * d.Dv,), space="local")
+        locs.append(sl)
+
+        def st(dd: Expr, mm: Expr) -> tuple[Buffer, tuple[Expr]]:
+            return sl, (affine((dd, d.Dv), mm),)
+
+    def s_at(dd: Expr, mm: Expr) -> Expr:
+        buf, idx = st(dd, mm)
+        return buf[idx]
+
+    def s_set(dd: Expr, mm: Expr, v: Expr) -> Store:
+        buf, idx = st(dd, mm)
+        return Store(buf, idx, v)
+
+    def at(f: Buffer, src: Buffer, col: Expr) -> Expr:
+        return f[offset([b, t, col], src.strides)]
+
+    # S = past_state[b, g] or 0
+    if d.past:
+        pb = ctx.input(3)
+        pf = flat(pb)
+        ins.append(pf)
+        init: Expr = pf[offset([b, g, i, m], pb.strides)]
+    else:
+        init = const(0, dt)
+    per_bg: list[Stmt] = [Loop(i, 0, d.Dk, [Loop(m, 0, d.Dv, [s_set(i, m, init)])])]
+    tok: list[Stmt] = []
+    if gating:   # S[d, :] *= exp(decay)
+        db = ctx.input(4)
+        df = flat(db)
+        ins.append(df)
+        col = affine((g, d.Dk), i) if d.decay_per_key else g
+        e = Var("ed", dt)
+        tok.append(Loop(i, 0, d.Dk, [Decl(e, Unary("exp", at(df, db, col))),
+                                     Loop(m, 0, d.Dv, [s_set(i, m, s_at(i, m) * e)])]))
+    k_at = at(kf, kb, affine((g, d.Dk), i))
+    v_at = at(vf, vb, affine((g, d.Dv), m))
+    acc = Var("acc", dt)
+    if delta:    # u = beta * (v - S^T k); S += k u^T
+        bb = ctx.input(5)
+        bf = flat(bb)
+        ins.append(bf)
+        u = Buffer("u", dt, (d.Dv,), space="local")
+        locs.append(u)
+        bt = Var("bt", dt)
+        tok += [Decl(bt, at(bf, bb, g if d.beta_per_head else const(0, INDEX))),
+                Loop(m, 0, d.Dv, [Decl(acc, const(0, dt)),
+                                  Loop(i, 0, d.Dk, [Assign(acc, acc + s_at(i, m) * k_at)]),
+                                  Store(u, (m,), bt * (v_at - acc))])]
+        add: Expr = u[m]
+    else:        # S += k v^T
+        add = v_at
+    kd = Var("kd", dt)
+    tok.append(Loop(i, 0, d.Dk, [Decl(kd, k_at),
+                                 Loop(m, 0, d.Dv, [s_set(i, m, s_at(i, m) + kd * add)])]))
+    # output[b, t, h*Dv + m] = scale * sum_d q[b, t, h*Dk + d] S[d, m], h = g * rep + r
+    h = affine((g, d.rep), r)
+    scale = const(linear_attention_scale(node, d), dt)
+    read = [Decl(acc, const(0, dt)),
+            Loop(i, 0, d.Dk, [Assign(acc, acc + at(qf, qb, affine((h, d.Dk), i)) * s_at(i, m))]),
+            Store(yf, (offset([b, t, affine((h, d.Dv), m)], yb.strides),), scale * acc)]
+    tok.append(Loop(r, 0, d.rep, [Loop(m, 0, d.Dv, read)]))
+    per_bg.append(Loop(t, 0, d.T, tok))
+    body: list[Stmt] = [Loop(b, 0, d.B, [Loop(g, 0, d.Hkv, per_bg)])]
+    rule = node.attrs.get("update_rule") or "gated_delta"
+    text = (f"linear attention ({rule}): B={d.B} T={d.T} heads {d.Hq}/{d.Hkv} "
+            f"sizes {d.Dk}/{d.Dv}")
+    return ctx.kernel("linear_attention", outs, ins, body, comment=text, locals=locs)
 
 
 # ---- RMSNormalization -------------------------------------------------------------------------

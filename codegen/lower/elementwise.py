@@ -14,8 +14,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from onnxcc.codegen.loops import (BOOL, Binary, Cast, Const, Decl, DType, Expr, Select, Stmt,
-                                  Store, Unary, Var, const, maximum, minimum)
+from onnxcc.codegen.loops import (BOOL, Binary, Buffer, Cast, Const, Decl, DType, Expr, Select,
+                                  Stmt, Store, Unary, Var, const, maximum, minimum)
 from onnxcc.ir import Node
 
 from . import LowerCtx, broadcast_view, lower, merged_views, nest
@@ -333,8 +333,6 @@ def _lower_view(node: Node, ctx: LowerCtx):
     src = ctx.input(0)
     yb = ctx.output(0)
     # Read x in y's shape: same element order (row-major), or a splat read at stride 0.
-    from onnxcc.codegen.loops import Buffer
-
     xv = Buffer(src.name, src.dtype, yb.shape, (0,) * len(yb.shape) if all(
         s == 0 for s in src.strides) else None, src.space, src.offset, src.index, src.data,
         src.value)
@@ -351,3 +349,31 @@ def _lower_view(node: Node, ctx: LowerCtx):
     outs = [views[0]] + ([views[2]] if mask is not None else [])
     return ctx.kernel("copy", outs, [views[1]], nest(ctx, views[0].shape, body),
                       inplace=ctx.same_storage(x, y))
+
+
+def _byte_view(b: Buffer) -> Buffer:
+    """``b`` (any shape, strides and space) as its bytes: a uint8 buffer of shape
+    ``b.shape + (itemsize,)`` with byte strides, at the same place. A weight's data is
+    reinterpreted as its little-endian bytes (a splat keeps its stride-0 dims)."""
+    n = b.dtype.np.itemsize
+    data = None
+    if b.data is not None:
+        le = b.data.dtype.newbyteorder("<")
+        data = np.ascontiguousarray(b.data, le).reshape(-1).view(np.uint8)
+    return Buffer(b.name, DType("uint8"), b.shape + (n,), tuple(s * n for s in b.strides) + (1,),
+                  b.space, b.offset, b.index, data, b.value)
+
+
+@lower("BitCast")
+def _lower_bitcast(node: Node, ctx: LowerCtx):
+    """BitCast (``onnxcc.ops.elementwise.BitCast``) as a byte copy: output and input both read
+    through uint8 views of their storage (``_byte_view``), y_bytes[i, b] = x_bytes[i, b], so no
+    back end reads one type's memory through another type's pointer (C's strict aliasing: only
+    character types may) and LLVM sees plain i8 loads and stores. Little-endian targets only,
+    as every onnxcc target is."""
+    views = merged_views([_byte_view(ctx.output(0)), _byte_view(ctx.input(0))])
+
+    def body(i: list[Var]) -> list[Stmt]:
+        return [Store(views[0], tuple(i), views[1][tuple(i)])]
+
+    return ctx.kernel("bitcast", [views[0]], [views[1]], nest(ctx, views[0].shape, body))

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from onnxcc.codegen.loops import (F32, INDEX, Assign, Binary, Buffer, Cast, Decl, Expr, Load,
-                                  Loop, Select, Stmt, Store, Unary, Var, affine, const)
+from onnxcc.codegen.loops import (F32, INDEX, Assign, Binary, Buffer, Cast, Const, Decl, DType,
+                                  Expr, Load, Loop, Select, Stmt, Store, Unary, Var, affine,
+                                  const)
 from onnxcc.ir import Node
 from onnxcc.ops import attr
-from onnxcc.ops.signal import causal_conv_shapes, dft_params, stft_params
+from onnxcc.ops.signal import causal_conv_shapes, dft_params, mel_sizes, stft_params
 
 from . import LowerCtx, lower, nest
 from .tensor import _lower_known, clamp
@@ -228,3 +229,76 @@ def _lower_causal_conv(node: Node, ctx: LowerCtx):
     if not body:
         return None
     return ctx.kernel("causal_conv", outs, ins, body)
+
+
+# ---- MelWeightMatrix ----------------------------------------------------------------------------
+def _supports_mel(node: Node) -> str | None:
+    if node.inputs[3].dtype.name not in ("float32", "float64") or \
+            node.inputs[4].dtype != node.inputs[3].dtype:
+        return (f"edges of {node.inputs[3].dtype.name}/{node.inputs[4].dtype.name} are not "
+                "supported (float32 or float64, both the same)")
+    if node.outputs[0].dtype.name == "float16":
+        return "a float16 output_datatype is not supported"
+    return None
+
+
+@lower("MelWeightMatrix", supports=_supports_mel)
+def _lower_mel(node: Node, ctx: LowerCtx):
+    """MelWeightMatrix (:class:`onnxcc.ops.signal.MelWeightMatrix`) from sample_rate and the
+    edges read at run time: the num_mel_bins + 2 corners into a local float64 row ``bins``
+    (:func:`onnxcc.ops.signal.mel_bins`'s arithmetic in its dtypes: the mel of an edge in the
+    edges' type, the rest in float64, the floor division as numpy's: fmod, then a correction
+    toward floor), then every output (j, i) from corners i, i + 1, i + 2 compared as float64
+    (no conversion of an out-of-range corner to an integer)."""
+    M, n = mel_sizes(node)
+    N = n // 2 + 1
+    f64 = DType("float64")
+    et = ctx.input(3).dtype
+    srb, lob, hib = ctx.input(2), ctx.input(3), ctx.input(4)
+    yb = ctx.output(0)
+    ins = [srb, lob, hib]
+
+    def scalar(b: Buffer) -> Expr:
+        return b[tuple(Const(0) for _ in b.shape)]
+
+    def mel(edge: Expr) -> Expr:   # 2595 * log1p(edge / 700) in the edge's type, / ln 10
+        m = Binary("mul", const(2595, et), Unary("log1p", Binary("div", edge, const(700, et))))
+        return Binary("div", m if et == f64 else Cast(m, f64), const(np.log(10), f64))
+
+    lm, hm, step, sr = Var("mel_lo", f64), Var("mel_hi", f64), Var("mel_step", f64), Var("sr", f64)
+    bins = Buffer("bins", f64, (M + 2,), space="local")
+    k, i, j = ctx.var("k"), ctx.var("i"), ctx.var("j")
+    a, md, dv, fl = Var("a", f64), Var("md", f64), Var("dv", f64), Var("fl", f64)
+    zero, one = const(0, f64), const(1, f64)
+    hz = Binary("mul", const(700, f64), Unary("expm1", Binary("mul", Binary(
+        "div", Binary("add", Binary("mul", Cast(k, f64), step), lm), const(2595, f64)),
+        const(np.log(10), f64))))
+    srv = scalar(srb)
+    body: list[Stmt] = [
+        Decl(lm, mel(scalar(lob))), Decl(hm, mel(scalar(hib))),
+        Decl(step, Binary("div", Binary("sub", hm, lm), const(M + 2, f64))),
+        Decl(sr, srv if srv.dtype == f64 else Cast(srv, f64)),
+        # bins[k] = floor((dft_length + 1) * hz / sr) as numpy's float floor division
+        Loop(k, 0, M + 2, [
+            Decl(a, Binary("mul", const(n + 1, f64), hz)),
+            Decl(md, Binary("mod", a, sr)),
+            Decl(dv, Binary("div", Binary("sub", a, md), sr)),
+            Assign(dv, Select(Binary("or", Binary("and", Binary("lt", sr, zero),
+                                                  Binary("gt", md, zero)),
+                                     Binary("and", Binary("gt", sr, zero),
+                                                  Binary("lt", md, zero))), dv - one, dv)),
+            Decl(fl, Unary("floor", dv)),
+            Store(bins, (k,), Select(Binary("gt", dv - fl, const(0.5, f64)), fl + one, fl))])]
+    lo, c, h, jf = Var("lo", f64), Var("c", f64), Var("h", f64), Var("jf", f64)
+    up = Select(Binary("eq", c, lo), Select(Binary("eq", jf, c), one, zero),
+                Select(Binary("and", Binary("le", lo, jf), Binary("le", jf, c)),
+                       (jf - lo) / (c - lo), zero))
+    down = Binary("and", Binary("gt", h, c), Binary("and", Binary("le", c, jf),
+                                                    Binary("lt", jf, h)))
+    v = Select(down, (h - jf) / (h - c), up)
+    body.append(Loop(i, 0, M, [
+        Decl(lo, bins[(i,)]), Decl(c, bins[(affine(i, 1),)]), Decl(h, bins[(affine(i, 2),)]),
+        Loop(j, 0, N, [Decl(jf, Cast(j, f64)),
+                       Store(yb, (j, i), v if yb.dtype == f64 else Cast(v, yb.dtype))])]))
+    text = f"MelWeightMatrix: {M} mel bins over {N} spectrogram bins"
+    return ctx.kernel("mel_weight_matrix", [yb], ins, body, comment=text, locals=[bins])

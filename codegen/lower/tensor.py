@@ -21,7 +21,7 @@ import numpy as np
 
 from onnxcc.codegen.loops import (BOOL, INDEX, Binary, Buffer, Cast, Const, Decl, DType, Expr,
                                   Load, Loop, Select, Stmt, Store, Var, affine, all_of, const,
-                                  contiguous_strides, maximum, minimum)
+                                  Unary, contiguous_strides, maximum, minimum)
 from onnxcc.ir import Node
 from onnxcc.ops import attr, get_op
 from onnxcc.ops._util import norm_axis
@@ -364,6 +364,65 @@ def _lower_pad(node: Node, ctx: LowerCtx):
 
 
 # ---- Resize / Upsample -------------------------------------------------------------------------
+def _runtime_roi_taps(p: Any, d: int, in_len: int, roi: Buffer, o: Var, dt: DType
+                      ) -> tuple[list[Stmt], list[Expr], list[Expr | None], Expr]:
+    """Axis ``d`` of a tf_crop_and_resize whose roi (flat, starts then ends of ``p.roi_axes``)
+    is read at run time, at output index ``o``: (statements declaring its locals, tap offsets,
+    tap weights or None for nearest, the "outside the crop" flag). Computed in float64 as
+    :func:`onnxcc.ops.resize._source_coords` and :func:`~onnxcc.ops.resize.resize_taps` do:
+    x = o * (end - start) * (n - 1) / (out_f - 1) + start * (n - 1) (out_f = scale * n; when it
+    is 1, x = (end - start) * (n - 1) / 2 + start * (n - 1)), outside when x < 0 or x > n - 1;
+    lo = floor(x) and r = x - lo, with an integral x taken as lo - 1 and r = 1 (the tables'
+    taps). Linear reads lo (weight 1 - r) and lo + 1 (weight r); nearest reads lo + 1 when r
+    passes ``nearest_mode`` (or is 1), else lo. Indices are clamped in float before the cast
+    (a NaN or huge roi makes no out-of-range conversion) and into [0, n) after it."""
+    f64 = DType("float64")
+    k = p.roi_axes.index(d)
+    na = len(p.roi_axes)
+    # locals named rz_*: no clash with the buffers x0, y0
+    start, end = Var(f"rz_s{d}", f64), Var(f"rz_e{d}", f64)
+    xv, fl, lo, r = (Var(f"rz_x{d}", f64), Var(f"rz_f{d}", f64), Var(f"rz_lo{d}", f64),
+                     Var(f"rz_r{d}", f64))
+    out_f = p.scales[d] * in_len
+    n1 = const(in_len - 1, f64)
+
+    def load(i: int) -> Expr:
+        v = roi[Const(i)]
+        return v if v.dtype == f64 else Cast(v, f64)
+
+    if out_f == 1:
+        x = (end - start) * n1 / const(2, f64) + start * n1
+    else:
+        x = Cast(o, f64) * (end - start) * n1 / const(out_f - 1, f64) + start * n1
+    whole = Binary("eq", xv, fl)
+    stmts: list[Stmt] = [
+        Decl(start, load(k)), Decl(end, load(na + k)), Decl(xv, x),
+        Decl(fl, Unary("floor", xv)),
+        Decl(r, Select(whole, const(1, f64), xv - fl)),
+        Decl(lo, Select(whole, fl - const(1, f64), fl))]
+    flag = Binary("or", Binary("lt", xv, const(0, f64)), Binary("gt", xv, n1))
+
+    def index(v: Expr) -> Expr:
+        return Cast(Binary("fmin", Binary("fmax", v, const(-1, f64)), const(in_len, f64)), INDEX)
+
+    def use(v: Var) -> Expr:   # clamped where read: a no-op verify can bound
+        return clamp(v, 0, in_len - 1)
+
+    if p.mode == "nearest":
+        right = {"round_prefer_floor": Binary("gt", r, const(0.5, f64)),
+                 "round_prefer_ceil": Binary("ge", r, const(0.5, f64)),
+                 "floor": Const(False, BOOL), "ceil": Const(True, BOOL)}[p.nearest_mode]
+        right = Binary("or", right, Binary("eq", r, const(1, f64)))
+        ov = Var(f"o{d}_0")
+        stmts.append(Decl(ov, index(Select(right, lo + const(1, f64), lo))))
+        return stmts, [use(ov)], [None], flag
+    o0, o1 = Var(f"o{d}_0"), Var(f"o{d}_1")
+    w0, w1 = Var(f"w{d}_0", dt), Var(f"w{d}_1", dt)
+    stmts += [Decl(o0, index(lo)), Decl(o1, index(lo + const(1, f64))),
+              Decl(w0, Cast(const(1, f64) - r, dt)), Decl(w1, Cast(r, dt))]
+    return stmts, [use(o0), use(o1)], [w0, w1], flag
+
+
 def _resize_axes(node: Node) -> tuple[Any, list[int]]:
     from onnxcc.ops.resize import resize_params
 
@@ -371,7 +430,7 @@ def _resize_axes(node: Node) -> tuple[Any, list[int]]:
     x = node.inputs[0]
     axes = [a for a in range(len(x.shape))
             if not (math.isclose(p.scales[a], 1.0) and p.out_shape[a] == x.shape[a]
-                    and p.roi[a] == (0.0, 1.0))]
+                    and p.roi[a] == (0.0, 1.0) and a not in p.roi_axes)]
     return p, axes
 
 
@@ -380,10 +439,16 @@ def _supports_resize(node: Node) -> str | None:
     x = node.inputs[0]
     if p.mode != "nearest" and x.dtype.kind != "f":
         return f"{p.mode} resize of {x.dtype.name} is not supported (float only)"
+    if p.roi_runtime and (p.mode == "cubic" or p.antialias):
+        return (f"tf_crop_and_resize with roi {node.inputs[1].name!r} known only at run time is "
+                f"compiled for nearest and linear modes without antialias; bind roi with "
+                f"constant_inputs={{{node.inputs[1].name!r}: ...}} (CLI: --constant-input)")
+    if p.roi_runtime and node.inputs[1].dtype.kind != "f":
+        return f"a runtime roi of {node.inputs[1].dtype.name} is not supported (float only)"
     if p.mode != "nearest":
         taps = 1
         for a in axes:
-            taps *= resize_taps(p, a, x.shape[a])[0].shape[1]
+            taps *= 2 if a in p.roi_axes else resize_taps(p, a, x.shape[a])[0].shape[1]
         if taps > MAX_RESIZE_TAPS:
             return f"{taps} taps per output element (more than {MAX_RESIZE_TAPS})"
     if any(p.out_shape[a] * 4 > MAX_TABLE for a in axes):
@@ -399,7 +464,8 @@ def _lower_resize(node: Node, ctx: LowerCtx):
     weight 0 gives NaN as in IEEE arithmetic; nearest keeps its one tap). The loop over y reads a row of each table at that axis' level
     (indices clamped, so verify proves the reads) and the innermost statement sums the products
     of the taps. tf_crop_and_resize marks outputs outside the crop in ``rz_out{d}``; those get
-    extrapolation_value."""
+    extrapolation_value. A roi known only at run time (:func:`_runtime_roi_taps`) gives its
+    axes' taps and outside flags from roi at that axis' loop level instead of tables."""
     x, y = node.inputs[0], node.outputs[0]
     if y.type.size == 0:
         return None
@@ -409,7 +475,20 @@ def _lower_resize(node: Node, ctx: LowerCtx):
     tables: list[Buffer] = []
     taps: dict[int, tuple[Buffer, Buffer | None, int]] = {}
     outside: dict[int, Buffer] = {}
+    vs = [ctx.var("i") for _ in y.shape]
+    offs: dict[int, list[Expr]] = {}
+    wts: dict[int, list[Expr | None]] = {}
+    pre: dict[int, list[Stmt]] = {}
+    out_flags: dict[int, Expr] = {}
+    if p.roi_runtime:
+        rb = flat(ctx.input(1, "roi"))
+        tables.append(rb)
     for d in axes:
+        if d in p.roi_axes:
+            taps[d] = (rb, None, 0)
+            pre[d], offs[d], wts[d], out_flags[d] = _runtime_roi_taps(p, d, x.shape[d], rb,
+                                                                       vs[d], dt)
+            continue
         idx, w, out = resize_taps(p, d, x.shape[d])
         if p.mode == "nearest":
             idx, w = idx[np.arange(len(idx)), w.argmax(axis=1)][:, None], None
@@ -425,12 +504,10 @@ def _lower_resize(node: Node, ctx: LowerCtx):
             outside[d] = Buffer(f"rz_out{d}", BOOL, out.shape, space="weight",
                                 data=np.ascontiguousarray(out, np.bool_))
             tables.append(outside[d])
-    vs = [ctx.var("i") for _ in y.shape]
     # per resized axis: (offset locals, weight locals), declared at that axis' loop level
-    offs: dict[int, list[Expr]] = {}
-    wts: dict[int, list[Expr | None]] = {}
-    pre: dict[int, list[Stmt]] = {}
     for d, (ib, wb, nt) in taps.items():
+        if d in p.roi_axes:
+            continue
         pre[d], offs[d], wts[d] = [], [], []
         for t in range(nt):
             o = Var(f"o{d}_{t}")
@@ -458,10 +535,9 @@ def _lower_resize(node: Node, ctx: LowerCtx):
         return e
 
     val = combine(0, [])
-    if outside:
+    if outside or out_flags:
         cond = None
-        for d, ob in outside.items():
-            c = ob[vs[d]]
+        for c in [ob[vs[d]] for d, ob in outside.items()] + list(out_flags.values()):
             cond = c if cond is None else Binary("or", cond, c)
         val = Select(cond, const(p.extrapolation_value, dt), val)
     stmts: list[Stmt] = [Store(yb, tuple(vs), val)]

@@ -1,4 +1,5 @@
-"""Transformer ops: Attention (opsets 23-25), RMSNormalization and RotaryEmbedding (opset 23).
+"""Transformer ops: Attention (opsets 23-25), RMSNormalization and RotaryEmbedding (opset 23),
+LinearAttention (opset 27).
 
 Attention works on 4-D tensors (batch, heads, sequence, head size) or 3-D ones (batch, sequence,
 heads * head size, with ``q_num_heads``/``kv_num_heads``); :func:`attention_dims` states the
@@ -15,7 +16,7 @@ import numpy as np
 
 from ..errors import UnsupportedOpError
 from ..ir import Node, TensorType
-from . import OpDef, attr, bad_attr, register_op
+from . import REQUIRED, OpDef, attr, bad_attr, register_op
 from ._util import has_input, norm_axis
 
 
@@ -349,3 +350,158 @@ class RotaryEmbedding(OpDef):
             out[..., :half], out[..., half:d.R] = c * x1 - s * x2, s * x1 + c * x2
         out = out.reshape(x.shape) if d.rank3 else out.transpose(0, 2, 1, 3)
         return [out.astype(x.dtype)]
+
+
+# ---- LinearAttention --------------------------------------------------------------------------
+LINEAR_RULES = ("linear", "gated", "delta", "gated_delta")
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearAttentionDims:
+    """The sizes of a LinearAttention node: B batch, T tokens, Hq query heads, Hkv key/value
+    heads, Dk the query/key head size, Dv the value head size; ``decay_per_key`` when decay is
+    (B, T, Hkv * Dk) rather than (B, T, Hkv) (None: no decay); ``beta_per_head`` when beta is
+    (B, T, Hkv) rather than (B, T, 1) (None: no beta); ``past`` when past_state is given."""
+
+    B: int
+    T: int
+    Hq: int
+    Hkv: int
+    Dk: int
+    Dv: int
+    decay_per_key: bool | None
+    beta_per_head: bool | None
+    past: bool
+
+    @property
+    def rep(self) -> int:
+        return self.Hq // self.Hkv
+
+
+def linear_attention_rule(node: Node) -> tuple[bool, bool]:
+    """(gating, delta correction) of LinearAttention ``node``'s ``update_rule``. Raises
+    AttributeValueError naming the node for a rule outside the spec's four."""
+    rule = node.attrs.get("update_rule") or "gated_delta"
+    if isinstance(rule, bytes):
+        rule = rule.decode()
+    if rule not in LINEAR_RULES:
+        raise bad_attr(node, f"update_rule must be one of {', '.join(LINEAR_RULES)}, got {rule!r}")
+    return rule in ("gated", "gated_delta"), rule in ("delta", "gated_delta")
+
+
+def linear_attention_dims(node: Node) -> LinearAttentionDims:
+    """The sizes of LinearAttention ``node`` from its input shapes and head counts. Raises
+    AttributeValueError naming the node when they do not fit the spec: query/key/value
+    (B, T, H*D) of one B and T, head counts dividing the hidden sizes with q_num_heads a
+    multiple of kv_num_heads, past_state (B, Hkv, Dk, Dv), decay (B, T, Hkv) or
+    (B, T, Hkv*Dk) present exactly for the gated rules, beta (B, T, Hkv) or (B, T, 1) present
+    exactly for the delta rules."""
+    q, k, v = (node.inputs[i].shape for i in range(3))
+    if not len(q) == len(k) == len(v) == 3:
+        raise bad_attr(node, f"query, key, value must be 3-D (B, T, heads * size), got shapes "
+                       f"{list(q)}, {list(k)}, {list(v)}")
+    hq, hkv = int(attr(node, "q_num_heads")), int(attr(node, "kv_num_heads"))
+    if hq <= 0 or hkv <= 0 or hq % hkv:
+        raise bad_attr(node, f"q_num_heads={hq} must be a positive multiple of "
+                       f"kv_num_heads={hkv}")
+    B, T = q[0], q[1]
+    if k[:2] != (B, T) or v[:2] != (B, T):
+        raise bad_attr(node, f"query {list(q)}, key {list(k)}, value {list(v)} disagree on "
+                       "batch or sequence length")
+    if q[2] % hq or k[2] % hkv or v[2] % hkv or q[2] // hq != k[2] // hkv:
+        raise bad_attr(node, f"hidden sizes {q[2]}, {k[2]}, {v[2]} do not split into "
+                       f"q_num_heads={hq} / kv_num_heads={hkv} heads of one key size")
+    Dk, Dv = q[2] // hq, v[2] // hkv
+    gating, delta = linear_attention_rule(node)
+    past = has_input(node, 3)
+    if past and node.inputs[3].shape != (B, hkv, Dk, Dv):
+        raise bad_attr(node, f"past_state {list(node.inputs[3].shape)} must be "
+                       f"(B, kv_num_heads, d_k, d_v) = {[B, hkv, Dk, Dv]}")
+    per_key = per_head = None
+    for idx, name, need, lasts in ((4, "decay", gating, (hkv, hkv * Dk)),
+                                   (5, "beta", delta, (1, hkv))):
+        if has_input(node, idx) != need:
+            rule = node.attrs.get("update_rule") or "gated_delta"
+            raise bad_attr(node, f"update_rule {rule!r} {'requires' if need else 'forbids'} "
+                           f"the {name} input")
+        if need:
+            s = node.inputs[idx].shape
+            if len(s) != 3 or s[:2] != (B, T) or s[2] not in lasts:
+                raise bad_attr(node, f"{name} {list(s)} must be (B, T, {lasts[0]}) or "
+                               f"(B, T, {lasts[1]})")
+            if idx == 4:   # per head when Dk == 1 too (the same thing)
+                per_key = s[2] != hkv
+            else:
+                per_head = s[2] == hkv
+    return LinearAttentionDims(B, T, hq, hkv, Dk, Dv, per_key, per_head, past)
+
+
+def linear_attention_scale(node: Node, dims: LinearAttentionDims) -> float:
+    """The output scale: ``scale``, or 1/sqrt(d_k) when it is 0 (the default)."""
+    s = float(node.attrs.get("scale") or 0.0)
+    return s if s != 0.0 else 1.0 / float(np.sqrt(dims.Dk))
+
+
+@register_op("LinearAttention")
+class LinearAttention(OpDef):
+    """ONNX LinearAttention (opset 27, operator spec "LinearAttention"): the recurrence, token by
+    token, per batch and key/value head, of a state S (d_k, d_v):
+
+    - linear: S_t = S_{t-1} + k_t v_t^T
+    - gated: S_t = exp(g_t) * S_{t-1} + k_t v_t^T
+    - delta: S_t = S_{t-1} + beta_t k_t (v_t - S_{t-1}^T k_t)^T
+    - gated_delta: S_t = exp(g_t) * S_{t-1} + beta_t k_t (v_t - exp(g_t) * S_{t-1}^T k_t)^T
+
+    and o_t = scale * q_t^T S_t for each query head reading its key/value head's state
+    (query head h uses head h // (q_num_heads / kv_num_heads)). query (B, T, Hq*Dk), key
+    (B, T, Hkv*Dk), value (B, T, Hkv*Dv); optional past_state (B, Hkv, Dk, Dv) (zeros when
+    omitted), decay g (B, T, Hkv*Dk) per key dim (scaling row d of S) or (B, T, Hkv) per head,
+    beta (B, T, Hkv) or (B, T, 1). Outputs: output (B, T, Hq*Dv) in query's dtype,
+    present_state (B, Hkv, Dk, Dv) in past_state's dtype (query's without it). ``scale`` 0
+    means 1/sqrt(Dk); ``chunk_size`` is a tuning hint with no effect on the result. Computed in
+    float32 (float64 for float64 inputs), as onnx's reference. Raises AttributeValueError
+    naming the node for shapes or rules outside the spec (:func:`linear_attention_dims`).
+    """
+
+    attrs = {"chunk_size": 64, "kv_num_heads": REQUIRED, "q_num_heads": REQUIRED, "scale": 0.0,
+             "update_rule": "gated_delta"}
+    min_inputs, max_inputs = 3, 6
+
+    def check(self, node):
+        linear_attention_dims(node)
+        if node.inputs[0].dtype.kind != "f":
+            raise bad_attr(node, f"query must be floating point, got {node.inputs[0].dtype.name}")
+
+    def infer(self, node):
+        d = linear_attention_dims(node)
+        st = node.inputs[3].dtype if d.past else node.inputs[0].dtype
+        return [TensorType((d.B, d.T, d.Hq * d.Dv), node.inputs[0].dtype),
+                TensorType((d.B, d.Hkv, d.Dk, d.Dv), st)][:len(node.outputs)]
+
+    def reference(self, node, q, k, v, past=None, decay=None, beta=None):
+        d = linear_attention_dims(node)
+        gating, delta = linear_attention_rule(node)
+        ct = _ct(q)
+
+        def heads(x, h):   # (B, T, h * size) -> (B, h, T, size)
+            return x.reshape(d.B, d.T, h, -1).transpose(0, 2, 1, 3).astype(ct)
+
+        q4, k4, v4 = heads(q, d.Hq), heads(k, d.Hkv), heads(v, d.Hkv)
+        g4 = heads(decay, d.Hkv) if gating else None          # (B, Hkv, T, Dk or 1)
+        b4 = heads(beta, beta.shape[2]) if delta else None    # (B, Hkv or 1, T, 1)
+        state = (past.astype(ct) if past is not None
+                 else np.zeros((d.B, d.Hkv, d.Dk, d.Dv), ct))
+        scale = ct.type(linear_attention_scale(node, d))
+        out = np.zeros((d.B, d.Hq, d.T, d.Dv), ct)
+        for t in range(d.T):
+            kt, vt = k4[:, :, t], v4[:, :, t]
+            if gating:
+                state = state * np.exp(g4[:, :, t])[..., None]
+            if delta:
+                vt = b4[:, :, t] * (vt - np.einsum("bhdm,bhd->bhm", state, kt))
+            state = state + kt[..., :, None] * vt[..., None, :]
+            rs = np.repeat(state, d.rep, axis=1)
+            out[:, :, t] = scale * np.einsum("bhd,bhdm->bhm", q4[:, :, t], rs)
+        y = out.transpose(0, 2, 1, 3).reshape(d.B, d.T, d.Hq * d.Dv).astype(q.dtype)
+        st = state.astype(past.dtype if past is not None else q.dtype)
+        return [y, st][:len(node.outputs)]

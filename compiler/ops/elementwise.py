@@ -492,6 +492,42 @@ class Cast(OpDef):
         return [x.astype(onnx_dtype(node, attr(node, "to")))]
 
 
+@register_op("BitCast")
+class BitCast(OpDef):
+    """ONNX BitCast (opset 26, operator spec "BitCast"): y = the bytes of x read as ONNX type
+    ``to``, with no value conversion. x: any shape, any supported dtype; y: x's shape, dtype
+    ``to``, which must have x's bit width (the spec: "The target data type must have the same
+    bit-width as the input data type"); bytes are little endian.
+
+    Not elementwise: the kernel copies bytes (``codegen.lower.elementwise``), never an alias.
+    Raises AttributeValueError naming the node when the widths differ, UnsupportedOpError for a
+    ``to`` numpy cannot hold (string, bfloat16, float8, 4-bit types).
+    """
+
+    attrs = {"to": REQUIRED}
+
+    def _to(self, node: Node) -> np.dtype:
+        to = onnx_dtype(node, attr(node, "to"))
+        frm = node.inputs[0].dtype
+        if to.itemsize != frm.itemsize:
+            raise AttributeValueError(
+                f"to={np.dtype(to).name} is {to.itemsize * 8} bits wide but the input is "
+                f"{np.dtype(frm).name} ({frm.itemsize * 8} bits): BitCast keeps the bit width",
+                node=node.name, op=node.op,
+                hint="choose a 'to' type of the input's width, or use Cast to convert values")
+        return to
+
+    def check(self, node):
+        self._to(node)
+
+    def infer(self, node):
+        return [TensorType(node.inputs[0].shape, self._to(node))]
+
+    def reference(self, node, x):
+        le = np.ascontiguousarray(x, dtype=x.dtype.newbyteorder("<"))
+        return [le.view(self._to(node).newbyteorder("<")).astype(self._to(node)).reshape(x.shape)]
+
+
 @register_op("CastLike", traits={"elementwise"})
 class CastLike(OpDef):
     """ONNX CastLike (opset 15): y = x converted to the dtype of ``target_type`` (``saturate``

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..ir import Node, TensorType
 from . import OpDef, bad_attr, register_op
-from ._util import const_input, ints, norm_axes
+from ._util import const_input, has_input, ints, norm_axes
 
 MODES = ("nearest", "linear", "cubic")
 COORD_MODES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners",
@@ -33,7 +33,10 @@ class ResizeParams:
     (``out/in`` when sizes were given). roi: per-axis ``(start, end)`` in normalized coordinates
     (only read by tf_crop_and_resize). mode: nearest | linear | cubic. The rest mirror the ONNX
     attributes with their defaults resolved for the node's opset (nearest_mode may also be
-    ``"simple"`` for the legacy ops, see :func:`resize_params`).
+    ``"simple"`` for the legacy ops, see :func:`resize_params`). ``roi_runtime``: roi is a
+    tensor known only at run time (tf_crop_and_resize), so ``roi`` holds (0, 1) placeholders and
+    ``roi_axes`` the axes roi covers, in roi's order (the code computes their coordinates from
+    roi when it runs; :func:`resize_taps` refuses them).
     """
 
     out_shape: tuple[int, ...]
@@ -46,6 +49,8 @@ class ResizeParams:
     exclude_outside: bool
     extrapolation_value: float
     antialias: bool
+    roi_runtime: bool = False
+    roi_axes: tuple[int, ...] = ()
 
 
 def _get(node: Node, name: str, default):
@@ -53,13 +58,16 @@ def _get(node: Node, name: str, default):
     return default if v is None else v
 
 
-def resize_params(node: Node) -> ResizeParams:
+def resize_params(node: Node, roi_value: np.ndarray | None = None) -> ResizeParams:
     """The :class:`ResizeParams` of a Resize or Upsample node (input x is (N, C, ...) or any rank).
 
     Upsample (7-9) and Resize-10 use ``asymmetric`` coordinates and nearest_mode ``"simple"``
     (onnxruntime's legacy rule: floor on upsampled axes, ceil on downsampled ones); Resize
     11+ reads roi/scales/sizes inputs (13+: each optional), 18+ ``axes`` and
-    ``keep_aspect_ratio_policy``. Raises ShapeError when roi/scales/sizes are not constants,
+    ``keep_aspect_ratio_policy``. roi is read only by tf_crop_and_resize (the spec: it "only
+    takes effect when coordinate_transformation_mode is tf_crop_and_resize"): its value
+    ``roi_value`` when given (the reference at run time), else the constant, else a runtime roi
+    (``ResizeParams.roi_runtime``). Raises ShapeError when scales/sizes are not constants,
     AttributeValueError on bad values.
     """
     in_shape = node.inputs[0].shape
@@ -67,6 +75,7 @@ def resize_params(node: Node) -> ResizeParams:
     mode = _get(node, "mode", "nearest")
     mode = "linear" if mode in ("bilinear", "trilinear") else mode
     legacy = node.op == "Upsample" or node.version < 11
+    roi_runtime = False
     if legacy:
         if node.op == "Upsample" and node.version < 9:
             scales, sizes, roi_in = node.attrs.get("scales"), None, None
@@ -74,11 +83,18 @@ def resize_params(node: Node) -> ResizeParams:
             scales, sizes, roi_in = const_input(node, 1, "scales"), None, None
         coord, nearest = "asymmetric", "simple"
     else:
-        roi_in = const_input(node, 1, "roi")
         scales = const_input(node, 2, "scales")
         sizes = const_input(node, 3, "sizes")
         coord = _get(node, "coordinate_transformation_mode", "half_pixel")
         nearest = _get(node, "nearest_mode", "round_prefer_floor")
+        roi_in = None
+        if coord == "tf_crop_and_resize" and has_input(node, 1):
+            if roi_value is not None:
+                roi_in = np.asarray(roi_value)
+            elif node.inputs[1].const is not None:
+                roi_in = np.asarray(node.inputs[1].const)
+            else:
+                roi_runtime = True
     for what, v in (("roi", roi_in), ("scales", scales), ("sizes", sizes)):
         if isinstance(v, np.ndarray) and v.ndim != 1:   # flattening would guess the meaning
             raise bad_attr(node, f"{what} must be a 1-D tensor, got shape {list(v.shape)}")
@@ -114,11 +130,15 @@ def resize_params(node: Node) -> ResizeParams:
             raise bad_attr(node, f"roi has {len(rv)} values, expected {2 * len(axes)}")
         for k, a in enumerate(axes):
             roi[a] = (float(rv[k]), float(rv[len(axes) + k]))
+    if roi_runtime and node.inputs[1].shape != (2 * len(axes),):
+        raise bad_attr(node, f"roi has shape {list(node.inputs[1].shape)}, expected "
+                       f"[{2 * len(axes)}] (starts, then ends, of {len(axes)} axes)")
     return ResizeParams(tuple(out), tuple(sc), tuple(roi), mode, coord, nearest,
                         float(_get(node, "cubic_coeff_a", -0.75)),
                         bool(_get(node, "exclude_outside", 0)),
                         float(_get(node, "extrapolation_value", 0.0)),
-                        bool(_get(node, "antialias", 0)))
+                        bool(_get(node, "antialias", 0)), roi_runtime,
+                        tuple(axes) if roi_runtime else ())
 
 
 def _source_coords(p: ResizeParams, axis: int, in_len: int, out_len: int) -> np.ndarray:
@@ -189,8 +209,11 @@ def resize_taps(p: ResizeParams, axis: int, in_len: int
     idx (out_len, T) int64 input indices, already clamped to [0, in_len) (edge padding);
     w (out_len, T) float64 weights (rows sum to 1; one-hot for nearest); outside (out_len,) bool
     marks outputs replaced by extrapolation_value (tf_crop_and_resize), else None.
-    y[o] = sum_t w[o, t] * x[idx[o, t]] along the axis.
+    y[o] = sum_t w[o, t] * x[idx[o, t]] along the axis. Raises ValueError for an axis whose
+    roi is known only at run time (``p.roi_runtime``).
     """
+    if p.roi_runtime and axis in p.roi_axes:
+        raise ValueError(f"resize_taps: the roi of axis {axis} is known only at run time")
     out_len = p.out_shape[axis]
     x = _source_coords(p, axis, in_len, out_len)
     outside = None
@@ -258,7 +281,8 @@ class _ResizeBase(OpDef):
         return [TensorType(resize_params(node).out_shape, node.inputs[0].dtype)]
 
     def reference(self, node, x, *rest):
-        return [resize_nd(x, resize_params(node))]
+        roi = rest[0] if node.op == "Resize" and node.version >= 11 and rest else None
+        return [resize_nd(x, resize_params(node, roi))]
 
 
 @register_op("Resize")

@@ -289,3 +289,75 @@ class CausalConvWithState(OpDef):
             with np.errstate(over="ignore"):
                 y = (y32 / (1 + np.exp(-y32))).astype(x.dtype)
         return [y, padded[:, :, padded.shape[2] - (k - 1):]]
+
+
+# ---- MelWeightMatrix ----------------------------------------------------------------------------
+def mel_sizes(node: Node) -> tuple[int, int]:
+    """(num_mel_bins, dft_length) of MelWeightMatrix ``node``: constant inputs 0 and 1 (they
+    set the output shape). Raises ShapeError naming the node when either is not a constant or
+    is not positive."""
+    m = int(np.asarray(const_input(node, 0, "num_mel_bins")).reshape(-1)[0])
+    n = int(np.asarray(const_input(node, 1, "dft_length")).reshape(-1)[0])
+    if m <= 0 or n <= 0:
+        raise ShapeError(f"num_mel_bins={m} and dft_length={n} must be positive",
+                         node=node.name, op=node.op, hint="give positive sizes")
+    return m, n
+
+
+def mel_bins(num_mel_bins: int, dft_length: int, sample_rate, lower, upper) -> np.ndarray:
+    """The num_mel_bins + 2 triangle corners of MelWeightMatrix as spectrogram bin indices
+    (int64), computed as the spec's reference (onnx/reference/ops/op_mel_weight_matrix.py), in
+    its dtypes: mel(f) = 2595 log10(1 + f / 700) of the edges (``log1p`` in the edges' float
+    type, then float64); num_mel_bins + 2 equal mel steps (float64) mapped back to hertz;
+    bin = floor((dft_length + 1) * hertz / sample_rate)."""
+    lo, hi = np.asarray(lower), np.asarray(upper)
+    low_mel = 2595 * np.log1p(lo / 700) / np.log(10)
+    high_mel = 2595 * np.log1p(hi / 700) / np.log(10)
+    k = np.arange(0, num_mel_bins + 2)
+    step = (high_mel - low_mel) / k.shape[0]
+    hz = 700 * np.expm1((k * step + low_mel) / 2595 * np.log(10))
+    return ((dft_length + 1) * hz // np.asarray(sample_rate)).astype(np.int64)
+
+
+@register_op("MelWeightMatrix")
+class MelWeightMatrix(OpDef):
+    """ONNX MelWeightMatrix (opset 17, operator spec "MelWeightMatrix"): the (dft_length // 2 + 1,
+    num_mel_bins) matrix of triangular mel filters that right-multiplies a linear spectrogram.
+
+    Column i rises from bin l = b[i] to c = b[i + 1] ((j - l) / (c - l); a single 1 at c when
+    l == c) and falls to h = b[i + 2] ((h - j) / (h - c), j < h), b = :func:`mel_bins`; every
+    other entry is 0. num_mel_bins and dft_length (int32/int64 scalars) must be constants (they
+    set the shape); sample_rate (int), lower_edge_hertz and upper_edge_hertz (float scalars)
+    may be runtime inputs. Output in ``output_datatype`` (float32 by default). Corners outside
+    [0, dft_length // 2] write nothing (onnx's reference would index out of range or wrap).
+    Raises ShapeError naming the node for non-constant or non-positive sizes.
+    """
+
+    attrs = {"output_datatype": 1}
+    min_inputs = max_inputs = 5
+
+    def check(self, node):
+        mel_sizes(node)
+        onnx_dtype(node, attr(node, "output_datatype"))
+
+    def infer(self, node):
+        m, n = mel_sizes(node)
+        return [TensorType((n // 2 + 1, m), onnx_dtype(node, attr(node, "output_datatype")))]
+
+    def reference(self, node, num_mel_bins, dft_length, sample_rate, lower, upper):
+        m, n = mel_sizes(node)
+        b = mel_bins(m, n, sample_rate, lower, upper)
+        N = n // 2 + 1
+        out = np.zeros((N, m))
+        j = np.arange(N)
+        for i in range(m):
+            lo, c, h = b[i], b[i + 1], b[i + 2]
+            if c == lo:
+                col = (j == c).astype(np.float64)
+            else:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    col = np.where((lo <= j) & (j <= c), (j - lo) / float(c - lo), 0.0)
+            if h > c:
+                col = np.where((c <= j) & (j < h), (h - j) / float(h - c), col)
+            out[:, i] = col
+        return [out.astype(onnx_dtype(node, attr(node, "output_datatype")))]

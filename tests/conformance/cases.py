@@ -150,7 +150,7 @@ SHAPE_INPUTS = {"Slice": (1, 2, 3, 4), "Resize": (2, 3), "Upsample": (1,), "Spli
                 "TopK": (1,), "OneHot": (1,), "CenterCropPad": (1,), "Loop": (0, 1),
                 "Compress": (1,), "HannWindow": (0,), "HammingWindow": (0,),
                 "BlackmanWindow": (0,), "AffineGrid": (1,), "DFT": (1, 2), "STFT": (1, 3),
-                "Col2Im": (1, 2), "MaxUnpool": (2,),
+                "Col2Im": (1, 2), "MaxUnpool": (2,), "MelWeightMatrix": (0, 1),
                 **{f"Reduce{r}": (1,) for r in ("Mean", "Sum", "Max", "Min", "Prod", "L1", "L2",
                                                 "LogSum", "LogSumExp", "SumSquare")}}
 
