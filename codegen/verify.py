@@ -23,7 +23,7 @@ from onnxcc.errors import VerifyError
 
 from .loops import (BOOL, COMPARE, I32, INDEX, Assign, Binary, Buffer, Call, Cast, Comment, Const,
                     Decl, Expr, If, Kernel, Load, Loop, MulAdd, Program, Select, Stmt, Store,
-                    Unary, Var, expr_text, children, uses_var)
+                    Unary, Var, expr_text, children, uses_var, walk_stmts)
 
 Interval = tuple[float, float]
 KNOWN_CALLS: set[str] = {"requantize", "smlad", "sxtb16"}   # intrinsic names the renderers and the interpreter implement
@@ -322,6 +322,11 @@ def verify_kernel(k: Kernel, program: Program | None = None) -> None:
     for b in k.outputs:
         if b.space in ("weight", "input"):
             raise VerifyError(f"{where}: output {b.name} lives in read-only {b.space}")
+    names = {b.name for b in k.params + k.locals}
+    for s in walk_stmts(k.body):   # a local named like a buffer would shadow it in C and LLVM
+        if isinstance(s, (Decl, Loop)) and s.var.name in names:
+            raise VerifyError(f"{where}: {'loop variable' if isinstance(s, Loop) else 'local'} "
+                              f"{s.var.name} has the name of a buffer of the kernel")
     _check_body(k.body, _Scope({}, {}, set()), where)
 
 
