@@ -273,13 +273,16 @@ def nest(ctx: LowerCtx, shape: Sequence[int], body: Callable[[list[Var]], list[S
 SCRATCH_MIN_BYTES = 64   # a local array this small stays a local (the C compiler's registers)
 
 
-def _scratch_in_arena(g: Graph, step: int, k: Kernel) -> Kernel:
+def _scratch_in_arena(g: Graph, step: int, k: Kernel, target: Any = None) -> Kernel:
     """``k`` (the kernel of node ``step``) with each local array over SCRATCH_MIN_BYTES moved
     into the arena (``passes.plan_memory.place_scratch``) and passed as one more output
     parameter, so that no kernel keeps a large array on the stack."""
     from onnxcc.passes.plan_memory import place_scratch
 
-    big = [b for b in k.locals if b.extent * b.dtype.np.itemsize > SCRATCH_MIN_BYTES]
+    # size mode: an in-place kernel's plane goes to the arena whatever its size, so the depthwise
+    # layers' kernels differ only in integer literals (one shared function, codegen/c/share.py)
+    least = 0 if k.inplace and getattr(target, "size_mode", False) else SCRATCH_MIN_BYTES
+    big = [b for b in k.locals if b.extent * b.dtype.np.itemsize > least]
     if not big:
         return k
     # one block for all of them (each start aligned), placed in the arena at once
@@ -322,7 +325,7 @@ def lower_program(g: Graph, name: str | None = None, target: Any = None) -> Prog
             k.name = f"k{idx}"
             k = prune_kernel(k)
             if getattr(target, "scratch_in_arena", False):
-                k = _scratch_in_arena(g, idx, k)
+                k = _scratch_in_arena(g, idx, k, target)
             if any(isinstance(s, Store) for s in walk_stmts(k.body)):   # else all zero-size
                 kernels.append(k)
     ins = [Buffer(f"input{k}", DType.of(v.dtype), v.shape, space="input", index=k, value=v.name)
