@@ -41,7 +41,7 @@ from onnxcc.ops._util import has_input
 from onnxcc.ops.nn import conv_geometry
 from onnxcc.ops.quant import QTYPES, param_layout, qrange, real_multiplier
 
-from . import LowerCtx, broadcast_view, lower, nest
+from . import LowerCtx, broadcast_view, lower, merged_views, nest
 from . import int_blocked as blk
 from .matmul import matmul_views
 from .nn import (LABELS, SCALAR_TAPS, _tap_bounds, axis_var, in_place_plane,
@@ -92,6 +92,11 @@ def _lower_qdq(node: Node, ctx: LowerCtx) -> Any:
     if not rank:
         X = dataclasses.replace(X, shape=(1,), strides=(0,))
         Y = dataclasses.replace(Y, shape=(1,), strides=(0,))
+    elif ctx.size and s_lay == z_lay == "tensor":
+        # size mode: one loop over the elements when the plan lets x and y merge their dims, so
+        # every per-tensor (de)quantize of a model differs only in its count (one function)
+        X, Y = merged_views([X, Y])
+        shape, rank = X.shape, len(X.shape)
 
     def body(i: list[Var]) -> list[Stmt]:
         idx = tuple(i) if rank else ()

@@ -286,3 +286,25 @@ def test_mobilenet_v1_size_mode_code_under_onnx2c(prec):
                                          .astype(np.float32)})
     cm = onnxcc.compile(model, "cortex-m4", name="mnv1", quantize=quant, optimize="size")
     assert _code_bytes(cm) < 3_700
+
+
+def test_size_mode_per_tensor_quantize_is_one_loop():
+    """Size mode's per-tensor QuantizeLinear and DequantizeLinear run one loop over the elements
+    (x and y contiguous: their dims merge), so the (de)quantizations of a model differ only in
+    their count; outputs equal onnxruntime's (ties to even included)."""
+    from onnx import TensorProto, helper
+
+    inits = {"s": np.float32(0.05), "z": np.int8(-3)}
+    nodes = [("QuantizeLinear", ["x", "s", "z"], ["q"]),
+             ("DequantizeLinear", ["q", "s", "z"], ["y"])]
+    model = make_model(nodes, {"x": (1, 3, 5, 7)}, {"y": (1, 3, 5, 7)}, inits)
+    model.graph.value_info.append(helper.make_tensor_value_info("q", TensorProto.INT8,
+                                                                (1, 3, 5, 7)))
+    x = (np.random.default_rng(14).standard_normal((1, 3, 5, 7)) * 4).astype(np.float32)
+    x.flat[:4] = [0.025, -0.075, 0.125, 100.0]   # ties and saturation
+    cm = onnxcc.compile(model, "host", name="qdq", optimize="size")
+    text = (cm.lib_dir / "qdq.c").read_text()
+    for op in ("quantizelinear", "dequantizelinear"):
+        body = text.split(f"_{op}(", 1)[1].split("\n}\n", 1)[0]
+        assert body.count("for (") == 1, body
+    np.testing.assert_array_equal(cm.run({"x": x})["y"], ort_run(model, {"x": x})["y"])
