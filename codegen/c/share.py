@@ -1,7 +1,9 @@
 """Size mode's kernel sharing for the C back end: kernels whose rendered C differs only in integer
 literals (shapes, strides, loop bounds, offsets: the layers of a CNN stage) become one C function.
 
-A kernel's body is cut into its integer literals and the text around them (comments dropped).
+A kernel's body is cut into its integer literals and the text around them (comments dropped); a
+minus that negates a literal (``(uint32_t)-128``, ``= -1``) belongs to it, so a zero point of
+-128 and one of 14 leave the same text.
 Kernels with the same signature and the same text between literals form a group; each literal
 whose value differs inside the group becomes ``ksp[i]`` in the group's one function (literals
 equal in every call of the group share a slot; ``int16_t`` when every value fits, else
@@ -35,6 +37,10 @@ _COMMENT = re.compile(r"/\*.*?\*/", re.S)
 _LITERAL = re.compile(r"(?<![\w.])(\d+)(?![\w.])")
 _EXPONENT = re.compile(r"[\d.][eEpP][+-]$")   # the exponent of a float literal (1e-5)
 _MACRO_ARG = re.compile(r"INT\d+_C\($")              # INT64_C(5): pasted into a token
+# a minus that negates the literal after it (after an opening bracket, a comma, an assignment,
+# ?, :, return, or a cast to an integer type), not one that subtracts it
+_UNARY_MINUS = re.compile(r"(?:[(,=\[{?:]|\breturn|\((?:const\s+)?(?:u?int(?:8|16|32|64)_t|int)"
+                          r"\s*\))\s*-$")
 _ARRAY_DECL = re.compile(r"^\s*(?:static\s+)?(?:const\s+)?[A-Za-z_]\w*\s+\**\s*[A-Za-z_]\w*\s*\[")
 INT32_MAX = 2**31 - 1
 PARAM = "ksp"     # the literals' array (no kernel buffer or variable is named so)
@@ -62,6 +68,8 @@ def _split(body: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
                 or _MACRO_ARG.search(before):
             cur += lit   # a constant C needs (an array size), too large, or octal: plain text
             continue
+        if _UNARY_MINUS.search(cur):   # -128 is one literal: the same text as 14
+            cur, v = cur[:-1], -v
         texts.append(cur)
         values.append(v)
         cur = ""
