@@ -141,7 +141,7 @@ def share_kernels(kernels: list[dict[str, Any]], table_name: Any, struct_name: A
             continue
         offs = [kernels[m]["args"][q][1] for m in members
                 for q, a in enumerate(k["args"]) if a[0] == "arena"]
-        ot = "uint16_t" if all(0 <= o < 65536 for o in offs) else "int32_t"
+        ot, sh = _offset_type(offs)
         sname = struct_name(k["fn"])
         fields, prelude, kept = [], [], []
         for (decl, nm), a in zip(params, k["args"]):
@@ -149,9 +149,10 @@ def share_kernels(kernels: list[dict[str, Any]], table_name: Any, struct_name: A
             base = ptr.replace("restrict", "").replace("const", "").replace("*", "").strip()
             if a[0] == "arena":
                 fields.append(f"{ot} o_{nm};")
+                off = f"{TABLE}->o_{nm}" if not sh else f"((size_t){TABLE}->o_{nm} << {sh})"
                 prelude.append(f"{decl} = ({'const ' if ptr.startswith('const') else ''}"
                                f"{base} *)({'const ' if ptr.startswith('const') else ''}void *)"
-                               f"({ARENA} + {TABLE}->o_{nm});")
+                               f"({ARENA} + {off});")
             elif a[0] == "const":
                 fields.append(f"const {base} *{nm};")
                 prelude.append(f"{decl} = {TABLE}->{nm};")
@@ -165,7 +166,8 @@ def share_kernels(kernels: list[dict[str, Any]], table_name: Any, struct_name: A
         tables = [f"struct {sname} {{ {' '.join(fields)} }};"]
         for r, m in enumerate(members):
             km = kernels[m]
-            init = [str(a[1]) for a in km["args"] if a[0] in ("arena", "const")]
+            init = [str(a[1] >> sh if a[0] == "arena" else a[1]) for a in km["args"]
+                    if a[0] in ("arena", "const")]
             if varying:
                 init.append("{ " + ", ".join(str(vals[r][j]) for j in varying) + " }")
             init = init or ["0"]
@@ -187,6 +189,20 @@ def share_kernels(kernels: list[dict[str, Any]], table_name: Any, struct_name: A
             kernels[m] = {**kernels[m], "merged": True}
     out_k = [k for k in kernels if not k.get("merged")]
     return out_k, out_c
+
+
+def _offset_type(offs: list[int]) -> tuple[str, int]:
+    """The C type of a group's arena offsets in its tables and the left shift that restores
+    them: ``uint16_t`` when every offset fits, else ``uint16_t`` holding the offsets over the
+    largest power of two up to 16 (the arena's alignment) that divides them all when they then
+    fit (an arena over 64 KiB: ``ka + (o << 4)`` costs no instruction more on Thumb-2, the
+    shift is part of the add), else ``int32_t`` with no shift."""
+    if all(0 <= o < 65536 for o in offs):
+        return "uint16_t", 0
+    for sh in (4, 3, 2, 1):
+        if all(o >= 0 and o % (1 << sh) == 0 and o >> sh < 65536 for o in offs):
+            return "uint16_t", sh
+    return "int32_t", 0
 
 
 def _table_pays(args: list[tuple], calls: int, literals: bool) -> bool:
