@@ -10,18 +10,23 @@ compiled for ``--target`` as float and as int8 (``onnxcc.Int8``, minmax, calibra
 (cortex-m4: mps2-an386), built with the target's cross compiler at ``--opt``, on a seeded N(0, 1)
 input. One table per model, a column per precision; rows (bytes unless said):
 
-- tensor floor: the memory plan's lower bound of the unpatched graph (``max_recompute=0``; the
-  report's "lower bound": the largest set of arena tensors live at once in the chosen schedule),
+- three lower bounds of the arena (the memory plan's "lower bound": the most bytes of arena
+  tensors live at once in the chosen schedule), each row naming its floor:
+  "tensor floor (unpatched, no in-place)": the unpatched graph (``max_recompute=0``) planned
+  with every tensor in bytes of its own (``plan_memory.plan(..., depthwise_in_place=False)``);
+  "in-place floor (unpatched)": the same graph as the target plans it (on microcontrollers a
+  depthwise Conv's output over its input, TinyEngine's in-place depthwise: the two count once),
   and "arena without patching" that build's ``<M>_ARENA_SIZE``;
+  "patched floor (as compiled)": the graph as compiled with the target's default patching (the
+  in-place floor again when the patch row says none);
 - patch: what patch-based inference chose with the target's default bound (``passes/patch.py``:
-  the grid and the MACs it adds), or "none" (why: in the notes); patched floor: the lower bound of the
-  graph as compiled (patched or not);
+  the grid and the MACs it adds), or "none" (why: in the notes);
 - size mode: the ``optimize="size"`` build of the same precision (``onnxcc.compile``; one plain
   loop nest per layer, kernels that differ only in integer constants sharing one C function,
   patching off unless the unpatched arena does not fit the part, then the fewest repeated
   kernels that fit): its code (as "code" below),
-  its RAM beyond the arena, its instructions / inference and its max |error| (each as below),
-  the firmware at ``--opt`` as for the other rows;
+  its arena (``<M>_ARENA_SIZE``), its RAM beyond the arena, its instructions / inference and
+  its max |error| (each as below), the firmware at ``--opt`` as for the other rows;
 - arena: ``<M>_ARENA_SIZE`` of the build as compiled (the target's default patching);
 - RAM beyond the arena: the library objects' .data + .bss (what the library keeps in RAM outside
   the caller's arena); stack used by the run: measured on the board (the harness paints the free
@@ -200,10 +205,11 @@ def measure(name: str, model, *, target: str, opt: str, samples: int, timeout: f
         want = want_outputs(cm, prec, model, ref, feeds)
         err = max(float(np.abs(outs[k].astype(np.float64) - want[k]).max()) for k in want)
         cols[prec] = {
-            "tensor floor": plain.graph.meta["memory_plan"].lower_bound,
+            "tensor floor (unpatched, no in-place)": tensor_floor(plain),
+            "in-place floor (unpatched)": plain.graph.meta["memory_plan"].lower_bound,
             "arena without patching": plain.arena_size,
             "patch": patch_text(cm.graph.meta.get("patch")),
-            "patched floor": cm.graph.meta["memory_plan"].lower_bound,
+            "patched floor (as compiled)": cm.graph.meta["memory_plan"].lower_bound,
             "arena": cm.arena_size,
             "RAM beyond arena (.data+.bss)": sizes["ram"],
             "stack used by the run": prof.stack_bytes,
@@ -214,6 +220,7 @@ def measure(name: str, model, *, target: str, opt: str, samples: int, timeout: f
             "instructions / MAC": n / macs if macs else float("nan"),
             **kind_rows(cm, prof.kernels, n),
             "size mode: code": small_sizes["code"],
+            "size mode: arena": small.arena_size,
             "size mode: RAM beyond arena": small_sizes["ram"],
             "size mode: instructions / inference": small_prof.instructions,
             "size mode: max |error|": small_err,
@@ -221,6 +228,15 @@ def measure(name: str, model, *, target: str, opt: str, samples: int, timeout: f
             "seconds (compile+run)": time.perf_counter() - t0,
         }
     return {"macs": macs, "shape": shape, "cols": cols, "notes": notes}
+
+
+def tensor_floor(cm) -> int:
+    """The lower bound of ``cm``'s arena with no tensor written over another (the memory plan of
+    its graph, in its schedule, without the in-place depthwise Conv): bytes."""
+    from onnxcc.passes.plan_memory import plan
+
+    return plan(cm.graph, cm.graph.meta["memory_plan"].alignment,
+                depthwise_in_place=False).lower_bound
 
 
 def want_outputs(cm, prec: str, model, ref: list, feeds: dict) -> dict:

@@ -48,6 +48,19 @@ static inline int32_t onnxcc_requantize(int32_t acc, int32_t m, int32_t shift) {
     return r > INT32_MAX ? INT32_MAX : (r < INT32_MIN ? INT32_MIN : (int32_t)r);
 }"""
 
+C_HELPER_NARROW = """\
+/* onnxcc_requantize for 32 <= shift <= 62 (a multiplier below 1/2: every shift of the call sites
+   that use it is known at compile time): |acc * m| < 2^62, so the result fits in 31 bits and
+   the 64-bit shifts are of the high word by shift - 32, in 32 bits. */
+static inline int32_t onnxcc_requantize_narrow(int32_t acc, int32_t m, int32_t shift) {
+    int64_t p = (int64_t)acc * (int64_t)m;
+    int32_t t = shift - 32;
+    int32_t odd = ((int32_t)(p >> 32) >> t) & 1;
+    int64_t s = p + (((int64_t)(1u << t) << 31) - 1 + odd);
+    return (int32_t)(s >> 32) >> t;
+}"""
+NARROW_SHIFT = 32   # the least shift C_HELPER_NARROW takes
+
 
 def quantize_multiplier(real: float) -> tuple[int, int]:
     """``(m, shift)`` with ``m * 2**-shift == real`` for a float32 ``real`` >= 0, m an int32 in

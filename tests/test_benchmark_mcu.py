@@ -57,6 +57,42 @@ def test_ds_cnn_macs_from_the_graph():
     assert mcu.graph_macs(cm) == px * 64 * 40 + 4 * (px * 64 * 9 + px * 64 * 64) + 64 * 12
 
 
+def _pw_dw_pw(C: int = 8, H: int = 16):
+    """x (1,C,H,H) -> Conv 1x1 -> depthwise Conv 3x3 (pad 1) -> Conv 1x1 to 2 channels."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(3)
+    w = {"w0": (C, C, 1, 1), "w1": (C, 1, 3, 3), "w2": (2, C, 1, 1)}
+    inits = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), k)
+             for k, s in w.items()]
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["a"]),
+             helper.make_node("Conv", ["a", "w1"], ["b"], group=C, pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["b", "w2"], ["y"])]
+    g = helper.make_graph(nodes, "pdp",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, (1, C, H, H))],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, (1, 2, H, H))],
+                          inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_floors_name_what_they_count():
+    """The table's floors: a depthwise Conv between two pointwise ones peaks with its input and
+    output live (two 8x16x16 float tensors, 16,384 bytes: the tensor floor); on the Cortex-M4 it
+    writes its output over its input (the plan's in-place list names it), so its lower bound,
+    the in-place floor, is one tensor (8,192 bytes). On the host nothing is in place and the two
+    floors agree."""
+    mcu = load_benchmark("onnxcc_bench_mcu", "mcu.py")
+    one = 8 * 16 * 16 * 4
+    cm = onnxcc.compile(_pw_dw_pw(), "cortex-m4", max_recompute=0)
+    assert cm.graph.meta["memory_plan"].inplace
+    assert cm.graph.meta["memory_plan"].lower_bound == one
+    assert mcu.tensor_floor(cm) == 2 * one
+    assert cm.arena_size >= one
+    host = onnxcc.compile(_pw_dw_pw(), "host", max_recompute=0)
+    assert not host.graph.meta["memory_plan"].inplace
+    assert mcu.tensor_floor(host) == host.graph.meta["memory_plan"].lower_bound == 2 * one
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc")
                     is None, reason="needs qemu-system-arm and gcc-arm-none-eabi")
@@ -97,7 +133,12 @@ def test_mcu_benchmark_mlp_table():
     for d, pm, o in zip(dense, per_mac, outside):   # every MAC is dense
         assert d == pytest.approx(pm * (1 - o / 100), rel=0.01)
     arena = [int(v.replace(",", "")) for v in row["arena"]]
-    floor = [int(v.replace(",", "")) for v in row["tensor floor"]]
+    floor = [int(v.replace(",", "")) for v in row["tensor floor (unpatched, no in-place)"]]
     assert all(a >= f > 0 for a, f in zip(arena, floor))
+    # an MLP has no depthwise Conv and no patch: its three floors are one
+    assert row["in-place floor (unpatched)"] == row["tensor floor (unpatched, no in-place)"]
+    assert row["patched floor (as compiled)"] == row["tensor floor (unpatched, no in-place)"]
+    small_arena = [int(v.replace(",", "")) for v in row["size mode: arena"]]
+    assert all(a >= f for a, f in zip(small_arena, floor))
     assert row["patch"] == ["none", "none"]
     assert row["arena without patching"] == row["arena"]

@@ -1,7 +1,9 @@
 """Size mode's kernel sharing for the C back end: kernels whose rendered C differs only in integer
 literals (shapes, strides, loop bounds, offsets: the layers of a CNN stage) become one C function.
 
-A kernel's body is cut into its integer literals and the text around them (comments dropped).
+A kernel's body is cut into its integer literals and the text around them (comments dropped); a
+minus that negates a literal (``(uint32_t)-128``, ``= -1``) belongs to it, so a zero point of
+-128 and one of 14 leave the same text.
 Kernels with the same signature and the same text between literals form a group; each literal
 whose value differs inside the group becomes ``ksp[i]`` in the group's one function (literals
 equal in every call of the group share a slot; ``int16_t`` when every value fits, else
@@ -35,6 +37,10 @@ _COMMENT = re.compile(r"/\*.*?\*/", re.S)
 _LITERAL = re.compile(r"(?<![\w.])(\d+)(?![\w.])")
 _EXPONENT = re.compile(r"[\d.][eEpP][+-]$")   # the exponent of a float literal (1e-5)
 _MACRO_ARG = re.compile(r"INT\d+_C\($")              # INT64_C(5): pasted into a token
+# a minus that negates the literal after it (after an opening bracket, a comma, an assignment,
+# ?, :, return, or a cast to an integer type), not one that subtracts it
+_UNARY_MINUS = re.compile(r"(?:[(,=\[{?:]|\breturn|\((?:const\s+)?(?:u?int(?:8|16|32|64)_t|int)"
+                          r"\s*\))\s*-$")
 _ARRAY_DECL = re.compile(r"^\s*(?:static\s+)?(?:const\s+)?[A-Za-z_]\w*\s+\**\s*[A-Za-z_]\w*\s*\[")
 INT32_MAX = 2**31 - 1
 PARAM = "ksp"     # the literals' array (no kernel buffer or variable is named so)
@@ -62,6 +68,8 @@ def _split(body: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
                 or _MACRO_ARG.search(before):
             cur += lit   # a constant C needs (an array size), too large, or octal: plain text
             continue
+        if _UNARY_MINUS.search(cur):   # -128 is one literal: the same text as 14
+            cur, v = cur[:-1], -v
         texts.append(cur)
         values.append(v)
         cur = ""
@@ -133,7 +141,7 @@ def share_kernels(kernels: list[dict[str, Any]], table_name: Any, struct_name: A
             continue
         offs = [kernels[m]["args"][q][1] for m in members
                 for q, a in enumerate(k["args"]) if a[0] == "arena"]
-        ot = "uint16_t" if all(0 <= o < 65536 for o in offs) else "int32_t"
+        ot, sh = _offset_type(offs)
         sname = struct_name(k["fn"])
         fields, prelude, kept = [], [], []
         for (decl, nm), a in zip(params, k["args"]):
@@ -141,9 +149,10 @@ def share_kernels(kernels: list[dict[str, Any]], table_name: Any, struct_name: A
             base = ptr.replace("restrict", "").replace("const", "").replace("*", "").strip()
             if a[0] == "arena":
                 fields.append(f"{ot} o_{nm};")
+                off = f"{TABLE}->o_{nm}" if not sh else f"((size_t){TABLE}->o_{nm} << {sh})"
                 prelude.append(f"{decl} = ({'const ' if ptr.startswith('const') else ''}"
                                f"{base} *)({'const ' if ptr.startswith('const') else ''}void *)"
-                               f"({ARENA} + {TABLE}->o_{nm});")
+                               f"({ARENA} + {off});")
             elif a[0] == "const":
                 fields.append(f"const {base} *{nm};")
                 prelude.append(f"{decl} = {TABLE}->{nm};")
@@ -157,7 +166,8 @@ def share_kernels(kernels: list[dict[str, Any]], table_name: Any, struct_name: A
         tables = [f"struct {sname} {{ {' '.join(fields)} }};"]
         for r, m in enumerate(members):
             km = kernels[m]
-            init = [str(a[1]) for a in km["args"] if a[0] in ("arena", "const")]
+            init = [str(a[1] >> sh if a[0] == "arena" else a[1]) for a in km["args"]
+                    if a[0] in ("arena", "const")]
             if varying:
                 init.append("{ " + ", ".join(str(vals[r][j]) for j in varying) + " }")
             init = init or ["0"]
@@ -179,6 +189,20 @@ def share_kernels(kernels: list[dict[str, Any]], table_name: Any, struct_name: A
             kernels[m] = {**kernels[m], "merged": True}
     out_k = [k for k in kernels if not k.get("merged")]
     return out_k, out_c
+
+
+def _offset_type(offs: list[int]) -> tuple[str, int]:
+    """The C type of a group's arena offsets in its tables and the left shift that restores
+    them: ``uint16_t`` when every offset fits, else ``uint16_t`` holding the offsets over the
+    largest power of two up to 16 (the arena's alignment) that divides them all when they then
+    fit (an arena over 64 KiB: ``ka + (o << 4)`` costs no instruction more on Thumb-2, the
+    shift is part of the add), else ``int32_t`` with no shift."""
+    if all(0 <= o < 65536 for o in offs):
+        return "uint16_t", 0
+    for sh in (4, 3, 2, 1):
+        if all(o >= 0 and o % (1 << sh) == 0 and o >> sh < 65536 for o in offs):
+            return "uint16_t", sh
+    return "int32_t", 0
 
 
 def _table_pays(args: list[tuple], calls: int, literals: bool) -> bool:

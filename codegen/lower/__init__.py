@@ -274,15 +274,18 @@ SCRATCH_MIN_BYTES = 64   # a local array this small stays a local (the C compile
 STACK_ARRAY_BYTES = 16 * 1024   # host/cpu: the largest local array kept on the stack
 
 
-def _scratch_in_arena(g: Graph, step: int, k: Kernel, max_bytes: int = SCRATCH_MIN_BYTES
-                      ) -> Kernel:
+def _scratch_in_arena(g: Graph, step: int, k: Kernel, max_bytes: int = SCRATCH_MIN_BYTES,
+                      target: Any = None) -> Kernel:
     """``k`` (the kernel of node ``step``) with each local array over ``max_bytes`` moved
     into the arena (``passes.plan_memory.place_scratch``) and passed as one more output
     parameter, so that no kernel keeps a large array on the stack (``Target.stack_array_bytes``
     gives the limit)."""
     from onnxcc.passes.plan_memory import place_scratch
 
-    big = [b for b in k.locals if b.extent * b.dtype.np.itemsize > max_bytes]
+    # size mode: an in-place kernel's plane goes to the arena whatever its size, so the depthwise
+    # layers' kernels differ only in integer literals (one shared function, codegen/c/share.py)
+    least = 0 if k.inplace and getattr(target, "size_mode", False) else max_bytes
+    big = [b for b in k.locals if b.extent * b.dtype.np.itemsize > least]
     if not big:
         return k
     # one block for all of them (each start aligned), placed in the arena at once
@@ -326,7 +329,7 @@ def lower_program(g: Graph, name: str | None = None, target: Any = None) -> Prog
             k = prune_kernel(k)
             limit = getattr(target, "stack_array_bytes", None)
             if limit is not None:
-                k = _scratch_in_arena(g, idx, k, limit)
+                k = _scratch_in_arena(g, idx, k, limit, target)
             if any(isinstance(s, Store) for s in walk_stmts(k.body)):   # else all zero-size
                 kernels.append(k)
     ins = [Buffer(f"input{k}", DType.of(v.dtype), v.shape, space="input", index=k, value=v.name)

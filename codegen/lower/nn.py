@@ -997,6 +997,39 @@ def tap_guard(iv: Sequence[Expr], geometry: Sequence[Sequence[int]]) -> Expr | N
         if need and not isinstance(iv[a], Const)])
 
 
+def size_taps(o: Sequence[Expr], k: Sequence[Expr], geometry: Sequence[Sequence[int]]
+              ) -> tuple[list[Stmt], list[Expr], Expr | None]:
+    """Size mode's input positions of a Conv's taps and the guard that they lie inside x, in one
+    text for every layer: ``(declarations, iv, guard)``. On an axis with more than one tap the
+    stride and the begin pad are locals declared with their values (``int32_t stride_h = 2;``)
+    and ``iv = o*stride + k*dilation - pad`` keeps them in every layer (a stride of 1 or a pad
+    of 0 would fold away and change the text), and the guard checks both bounds. Layers then
+    differ only in integer literals, so ``codegen/c/share.py`` shares one function between a
+    stride-1 and a stride-2 depthwise layer, a padded and an unpadded one (the patches of a
+    patched layer). An axis with one tap keeps the folded ``o*s - pb`` and only the bounds some
+    output crosses (:func:`tap_guard`). ``o``, ``k``: the output position and tap per spatial
+    axis; ``geometry`` is (K, I, pads_begin, strides, dilations, O) per axis."""
+    K, I, pb, s, d, O = geometry
+    nd, lb = len(K), LABELS[len(K)]
+    decls: list[Stmt] = []
+    iv: list[Expr] = []
+    conds: list[Expr] = []
+    for a in range(nd):
+        if K[a] == 1:
+            iv.append(lin((o[a], s[a]), (k[a], d[a]), -pb[a]))
+            g1 = tap_guard(iv[a:], ([1], [I[a]], [pb[a]], [s[a]], [d[a]], [O[a]]))
+            conds += [g1] if g1 is not None else []
+            continue
+        sv, pv = Var(f"stride_{lb[a]}"), Var(f"pad_{lb[a]}")
+        decls += [Decl(sv, Const(int(s[a]))), Decl(pv, Const(int(pb[a])))]
+        pos = Binary("mul", o[a], sv) if isinstance(o[a], Var) else None
+        tap = lin((k[a], d[a]))
+        e = tap if pos is None else Binary("add", pos, tap)
+        iv.append(Binary("sub", e, pv))
+        conds += [iv[a] >= 0, iv[a] < I[a]]
+    return decls, iv, all_of(*conds)
+
+
 def _conv_small(node: Node, ctx: LowerCtx) -> Any:
     """Size mode's Conv: one output-stationary nest, output positions outermost (as
     :func:`_conv_direct`), then per output ``acc = bias``, for each kernel tap whose input lies
@@ -1013,8 +1046,8 @@ def _conv_small(node: Node, ctx: LowerCtx) -> Any:
     X, Wt, Y, B, G, N, C, M, K, I, pb, s, d, O = _conv_parts(node, ctx)
     CG, MG = C // G, M // G
     nd, dt = len(K), Y.dtype
-    n, g, mg, c, o, k, m, ci, iv = _output_stationary_axes(G, N, C, M, K, pb, s, d, O)
-    guard = tap_guard(iv, (K, I, pb, s, d, O))
+    n, g, mg, c, o, k, m, ci, _ = _output_stationary_axes(G, N, C, M, K, pb, s, d, O)
+    decls, iv, guard = size_taps(o, k, (K, I, pb, s, d, O))
     acc = Var("acc", dt)
     red = loops([(c, 0, CG)], [Assign(acc, MulAdd(Wt[(m, c, *k)], X[(n, ci, *iv)], acc))])
     plane = in_place_plane(ctx, Y)   # planned over x: channel by channel through a plane
@@ -1033,6 +1066,7 @@ def _conv_small(node: Node, ctx: LowerCtx) -> Any:
         spatial = [(o[a], 0, O[a]) for a in range(nd)]
         nest = loops([(n, 0, N), (g, 0, G), (mg, 0, MG)],
                      loops(spatial, body) + loops(spatial, [Store(Y, (n, m, *o), plane[(flat,)])]))
+    nest = decls + nest
     act = node.attrs.get("activation") or ""
     text = (f"{node.op}: x {shape_text(X.shape)} is (N,C,spatial...), w {shape_text(Wt.shape)} is "
             f"(M,C/group,k...), y {shape_text(Y.shape)}; group {G}, strides {_lst(s)}, "

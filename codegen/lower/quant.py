@@ -41,12 +41,12 @@ from onnxcc.ops._util import has_input
 from onnxcc.ops.nn import conv_geometry
 from onnxcc.ops.quant import QTYPES, param_layout, qrange, real_multiplier
 
-from . import LowerCtx, broadcast_view, lower, nest
+from . import LowerCtx, broadcast_view, lower, merged_views, nest
 from . import int_blocked as blk
 from .matmul import matmul_views
 from .nn import (LABELS, SCALAR_TAPS, _tap_bounds, axis_var, in_place_plane,
                  in_range, lin, loops, read_buffers, refuse_in_place, scalar_depthwise_nest,
-                 segments, shape_text, split_positions, tap_guard)
+                 segments, shape_text, size_taps, split_positions)
 
 
 def _param_index(b: Buffer, layout: str, idx: Sequence[Expr], axis: int, block: int
@@ -92,6 +92,11 @@ def _lower_qdq(node: Node, ctx: LowerCtx) -> Any:
     if not rank:
         X = dataclasses.replace(X, shape=(1,), strides=(0,))
         Y = dataclasses.replace(Y, shape=(1,), strides=(0,))
+    elif ctx.size and s_lay == z_lay == "tensor":
+        # size mode: one loop over the elements when the plan lets x and y merge their dims, so
+        # every per-tensor (de)quantize of a model differs only in its count (one function)
+        X, Y = merged_views([X, Y])
+        shape, rank = X.shape, len(X.shape)
 
     def body(i: list[Var]) -> list[Stmt]:
         idx = tuple(i) if rank else ()
@@ -418,8 +423,9 @@ def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
         return [Decl(acc, init), *(red if possible else []), dest(out)]
 
     segs = [segments(O[a], K[a], d[a], s[a], pb[a], I[a]) for a in range(nd)]
-    positions = (_positions_small(o, O, kk, K, c, CG, iv, (K, I, pb, s, d, O), acc, init,
-                                  Assign(acc, acc + _centered(X[(n, ci, *iv)], xz)
+    decls, siv, guard = size_taps(o, kk, (K, I, pb, s, d, O)) if ctx.size else ([], iv, None)
+    positions = (_positions_small(o, O, kk, K, c, CG, guard, acc, init,
+                                  Assign(acc, acc + _centered(X[(n, ci, *siv)], xz)
                                          * _centered(Wt[(m, c, *kk)], wz)),
                                   dest(fin(acc, m) if fin is not None else acc))
                  if ctx.size and not folded else
@@ -428,7 +434,7 @@ def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
     if plane is not None:   # the channel's outputs over its (read) input
         positions += loops([(o[a], 0, O[a]) for a in range(nd)],
                            [Store(Y, (n, m, *o), plane[(flat,)])])
-    body = loops([(n, 0, N), (g, 0, group), (mg, 0, MG)], positions)
+    body = decls + loops([(n, 0, N), (g, 0, group), (mg, 0, MG)], positions)
     text = (f"{node.op}: x {shape_text(X.shape)} {X.dtype} is (N,C,spatial...), w "
             f"{shape_text(Wt.shape)} {Wt.dtype} is (M,C/group,k...), y {shape_text(Y.shape)} "
             f"{Y.dtype}; group {group}, strides {list(s)}, dilations {list(d)}, pads_begin "
@@ -908,13 +914,12 @@ def _lower_qlinear_concat(node: Node, ctx: LowerCtx) -> Any:
                       comment=text)
 
 
-def _positions_small(o: list, O: list, kk: list, K: list, c: Expr, CG: int, iv: list,
-                     geometry: tuple, acc: Var, init: Expr, mac: Stmt, store: Stmt) -> list[Stmt]:
+def _positions_small(o: list, O: list, kk: list, K: list, c: Expr, CG: int, guard: Expr | None,
+                     acc: Var, init: Expr, mac: Stmt, store: Stmt) -> list[Stmt]:
     """Size mode's integer Conv nest over the output positions ``o``: ``acc = init``, then for
-    each tap whose input lies inside x (``nn.tap_guard``: a padded tap adds 0, so it is
-    skipped) ``mac`` over the group's channels ``c``, then ``store``."""
+    each tap whose input lies inside x (``guard``, from ``nn.size_taps``: a padded tap adds 0,
+    so it is skipped) ``mac`` over the group's channels ``c``, then ``store``."""
     red = loops([(c, 0, CG)], [mac])
-    guard = tap_guard(iv, geometry)
     taps = loops([(kk[a], 0, K[a]) for a in range(len(K))],
                  [If(guard, red)] if guard is not None else red)
     return loops([(o[a], 0, O[a]) for a in range(len(O))], [Decl(acc, init), *taps, store])

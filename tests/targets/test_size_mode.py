@@ -217,3 +217,123 @@ def test_share_kernels_keeps_the_literals_c_needs():
     assert calls[:2] == ["k0(out, in, k0_args);", "k0(out, in, k1_args);"]
     assert "static const int16_t k1_args[1] = { 9 };" in out[0]["tables"]
     assert out[1] == ks[2] and calls[2] == "k2(out, in);"
+
+
+def test_share_kernels_negated_literals_and_shifted_offsets():
+    """A minus that negates a literal belongs to it (``(uint32_t)-128`` and ``(uint32_t)14``
+    share a function; a subtraction keeps its minus), and arena offsets past 64 KiB that
+    are multiples of 16 go to the tables as uint16_t offsets over 16, shifted back."""
+    from onnxcc.codegen.c.share import share_kernels
+
+    def kernel(fn, zp, lit, off_y, off_x):
+        sign = "-" if zp < 0 else ""
+        body = (f"for (int32_t i = 0; i < {lit}; ++i) {{\n"
+                f"    y[i] = (int32_t)((uint32_t)x[i] + (uint32_t){sign}{abs(zp)}) - 3;\n}}")
+        return {"fn": fn, "signature": f"void {fn}(int32_t *restrict y, const int8_t *restrict x, "
+                "const int8_t *restrict w, const int32_t *restrict b)",
+                "body": body.replace("x[i]", "x[i] * w[i] + b[i]"), "comment": fn,
+                "args": [("arena", off_y, f"a + {off_y}"), ("arena", off_x, f"a + {off_x}"),
+                         ("const", f"w{fn}", f"w{fn}"), ("const", f"b{fn}", f"b{fn}")]}
+
+    ks = [kernel(f"k{i}", zp, 10 + i, 16 * (5000 + i), 16 * (4000 - i))
+          for i, zp in enumerate((-128, 14, -7, 5))]
+    out, calls = share_kernels(ks, lambda fn: f"{fn}_args", lambda fn: f"{fn}_table")
+    assert [k["fn"] for k in out] == ["k0"]
+    body, tables = out[0]["body"], out[0]["tables"]
+    assert "(uint32_t)ksp[" in body and ") - 3;" in body     # the subtraction keeps its minus
+    assert "uint16_t o_y; uint16_t o_x;" in tables
+    assert "(ka + ((size_t)kst->o_y << 4))" in body
+    assert "k0_args = { 5000, 4000, wk0, bk0, { 10, -128 } };" in tables
+    assert "k2_args = { 5002, 3998, wk2, bk2, { 12, -7 } };" in tables
+    assert calls == [f"k0(a, &k{i}_args);" for i in range(4)]
+
+
+def _dw_strides():
+    """x (1,8,12,12) -> pointwise (8) Relu -> depthwise 3x3 stride 1 pad 1 Relu -> pointwise
+    (16) Relu -> depthwise 3x3 stride 2 pad 1 Relu -> pointwise (8): two depthwise layers of
+    different strides and sizes, each planned over its input on the Cortex-M4."""
+    rng = np.random.default_rng(11)
+
+    def w(*s):
+        return (rng.standard_normal(s) * 0.3).astype(np.float32)
+
+    inits = {"w0": w(8, 8, 1, 1), "w1": w(8, 1, 3, 3), "b1": w(8), "w2": w(16, 8, 1, 1),
+             "w3": w(16, 1, 3, 3), "b3": w(16), "w4": w(8, 16, 1, 1)}
+    dw = {"pads": [1, 1, 1, 1], "kernel_shape": [3, 3]}
+    nodes = [("Conv", ["x", "w0"], ["c0"]), ("Relu", ["c0"], ["r0"]),
+             ("Conv", ["r0", "w1", "b1"], ["c1"], {**dw, "group": 8}), ("Relu", ["c1"], ["r1"]),
+             ("Conv", ["r1", "w2"], ["c2"]), ("Relu", ["c2"], ["r2"]),
+             ("Conv", ["r2", "w3", "b3"], ["c3"], {**dw, "group": 16, "strides": [2, 2]}),
+             ("Relu", ["c3"], ["r3"]), ("Conv", ["r3", "w4"], ["y"])]
+    return make_model(nodes, {"x": (1, 8, 12, 12)}, {"y": (1, 8, 6, 6)}, inits)
+
+
+@needs_qemu
+def test_depthwise_layers_of_both_strides_share_one_function():
+    """Size mode declares a Conv's stride and begin pad as locals and guards both bounds, and
+    puts an in-place depthwise layer's plane in the arena whatever its size: the stride-1 and
+    stride-2 depthwise layers (and, in int8, every requantizing Conv with all shifts >= 32)
+    differ only in integer literals and share one C function. On QEMU: onnxruntime's outputs
+    (float), the numpy reference's bit for bit (int8)."""
+    from onnxcc.interpreter import interpret
+
+    model = _dw_strides()
+    x = np.random.default_rng(12).standard_normal((1, 8, 12, 12)).astype(np.float32)
+    cm = onnxcc.compile(model, "cortex-m4", name="dws", optimize="size")
+    assert len(cm.graph.meta["memory_plan"].inplace) == 2   # both depthwise layers in place
+    text = (cm.lib_dir / "dws.c").read_text()
+    assert "int32_t stride_h = ksp[" in text and "float plane[" not in text
+    # kernels k1 and k3 are the depthwise layers (k0, k2, k4 the pointwise ones)
+    assert "shared by 2 kernels (dws_k1_fusedconv, dws_k3_fusedconv)" in text
+    assert "void dws_k1_fusedconv(float *y, float *plane, " in text
+    got = qemu.run_on_qemu(cm, {"x": x}, timeout=60)["y"]
+    np.testing.assert_allclose(got, ort_run(model, {"x": x})["y"], rtol=1e-4, atol=1e-5)
+    calib = {"x": np.random.default_rng(13).standard_normal((4, 8, 12, 12)).astype(np.float32)}
+    q = onnxcc.compile(model, "cortex-m4", name="dws8", optimize="size",
+                       quantize=onnxcc.Int8(calibration=calib))
+    qtext = (q.lib_dir / "dws8.c").read_text()
+    assert "int32_t stride_h = ksp[" in qtext and "int8_t plane[" not in qtext
+    got = qemu.run_on_qemu(q, {"x": x}, timeout=60)["y"]
+    np.testing.assert_array_equal(got, interpret(q.graph, {"x": x})["y"])
+
+
+@needs_arm
+@pytest.mark.parametrize("prec", ["float", "int8"])
+def test_mobilenet_v1_size_mode_code_under_onnx2c(prec):
+    """MobileNetV1-0.25 (96x96x3, benchmarks/models.py) in size mode on the Cortex-M4: library
+    code (``<m>.o`` at -Os, weights apart) under onnx2c's 3.7 KB for the same model, nothing in
+    RAM outside the arena. Measured 2,553 B float, 2,849 B int8 (4,181 and 4,377 before the
+    depthwise layers shared one function)."""
+    from builders import load_benchmark
+
+    M = load_benchmark("onnxcc_bench_models_size", "models.py")
+    model = M.build("mobilenet_v1_025_vww")
+    quant = None
+    if prec == "int8":
+        rng = np.random.default_rng(7)
+        quant = onnxcc.Int8(calibration={"input": rng.standard_normal((2, 3, 96, 96))
+                                         .astype(np.float32)})
+    cm = onnxcc.compile(model, "cortex-m4", name="mnv1", quantize=quant, optimize="size")
+    assert _code_bytes(cm) < 3_700
+
+
+def test_size_mode_per_tensor_quantize_is_one_loop():
+    """Size mode's per-tensor QuantizeLinear and DequantizeLinear run one loop over the elements
+    (x and y contiguous: their dims merge), so the (de)quantizations of a model differ only in
+    their count; outputs equal onnxruntime's (ties to even included)."""
+    from onnx import TensorProto, helper
+
+    inits = {"s": np.float32(0.05), "z": np.int8(-3)}
+    nodes = [("QuantizeLinear", ["x", "s", "z"], ["q"]),
+             ("DequantizeLinear", ["q", "s", "z"], ["y"])]
+    model = make_model(nodes, {"x": (1, 3, 5, 7)}, {"y": (1, 3, 5, 7)}, inits)
+    model.graph.value_info.append(helper.make_tensor_value_info("q", TensorProto.INT8,
+                                                                (1, 3, 5, 7)))
+    x = (np.random.default_rng(14).standard_normal((1, 3, 5, 7)) * 4).astype(np.float32)
+    x.flat[:4] = [0.025, -0.075, 0.125, 100.0]   # ties and saturation
+    cm = onnxcc.compile(model, "host", name="qdq", optimize="size")
+    text = (cm.lib_dir / "qdq.c").read_text()
+    for op in ("quantizelinear", "dequantizelinear"):
+        body = text.split(f"_{op}(", 1)[1].split("\n}\n", 1)[0]
+        assert body.count("for (") == 1, body
+    np.testing.assert_array_equal(cm.run({"x": x})["y"], ort_run(model, {"x": x})["y"])
