@@ -23,6 +23,7 @@ from onnxcc.ops.quant_int import (exp_on_negative_values, one_over_one_plus_x, s
                                   softmax_rows)
 
 from builders import IR_VERSION, ort_run
+from onnxcc.codegen.loops import Loop, walk_stmts
 
 TARGETS = ("host", "cpu")
 rng = np.random.default_rng(6)
@@ -145,6 +146,25 @@ def test_qdq_softmax(case):
     exact = np.clip(np.round(f / np.float64(np.float32(ys))) + yz, lo, hi)
     d = np.abs(softmax_rows(rows, m, ls, dmin, om, osh, yz, np.dtype(dt)) - exact)
     assert d.max() <= 1 and (d == 0).mean() >= 0.95, (d.max(), (d == 0).mean())
+
+
+@pytest.mark.parametrize("case", SOFTMAX_CASES[:3] + SOFTMAX_CASES[4:6],
+                         ids=lambda c: f"{c[0]}-{c[7].__name__}")
+def test_size_mode_softmax_gives_the_speed_mode_bytes(case):
+    """In size mode the sum and output passes are one loop run twice (the exp emitted once);
+    host and cpu size-mode builds give the speed-mode build's bytes."""
+    shape, opset, axis, xs, xz, ys, yz, dt = case
+    model = qdq_model("Softmax", shape, xs, xz, ys, yz, dt, opset, axis=axis)
+    x = int_input(shape, dt)
+    want = run_all(model, {"x": x}, "onnxcc.QSoftmax")
+    for t in TARGETS:
+        cm = onnxcc.compile(model, t, optimize="size")
+        assert [n.op for n in cm.graph.nodes] == ["onnxcc.QSoftmax"]
+        text = "\n".join(k.comment or "" for k in cm.program.kernels)
+        assert any(isinstance(s, Loop) and s.var.name == "pass"
+                   for k in cm.program.kernels for s in walk_stmts(k.body)), text
+        got = np.asarray(cm.run({"x": x})["y"])
+        assert got.dtype == want.dtype and got.tobytes() == want.tobytes(), t
 
 
 def test_qdq_softmax_long_equal_rows():
