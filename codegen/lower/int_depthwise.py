@@ -77,6 +77,21 @@ def pack_rows(wc: np.ndarray) -> np.ndarray:
     return out
 
 
+def shared(ctx: LowerCtx, b: Buffer) -> Buffer:
+    """Weight buffer ``b`` (computed at compile time) with its data the array of an equal
+    buffer an earlier kernel of the Program made, if any, so that the emitters store it once
+    (they key weights on the data array): the kernels of a patched layer repeat it. The
+    Program-wide ``ctx.weights`` holds the arrays under negative keys (Values use their
+    positive ids)."""
+    data = np.ascontiguousarray(b.data)
+    key = -1 - (hash(("onnxcc.computed", data.dtype.str, data.shape, data.tobytes())) & (2**62 - 1))
+    old = ctx.weights.get(key)
+    if old is not None and old.data.dtype == data.dtype and np.array_equal(old.data, data):
+        return dataclasses.replace(b, data=old.data)
+    ctx.weights.setdefault(key, b)
+    return b
+
+
 def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
                     fin: Callable[[Expr, Expr], Expr] | None, note: str,
                     extra_reads: list[Buffer]) -> Any:
@@ -140,10 +155,12 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
         return None
 
     wc = Wt.data.astype(np.int64).reshape(C, KH, 3)
-    W = Buffer("wdw", I32, (C, KH, 2), space="weight", data=pack_rows(wc).reshape(-1),
-               value=w.name)
+    W = shared(ctx, Buffer("wdw", I32, (C, KH, 2), space="weight",
+                           data=pack_rows(wc).reshape(-1), value=w.name))
     n, c = axis_var("n", N), axis_var("c", C)
     start = _folded_start(node, Wt, xz, c)
+    if isinstance(start, Load):
+        start = Load(shared(ctx, start.buf), start.index)
     s0 = Var("start", I32)
     plane = in_place_plane(ctx, Y)
     outside = const(_pair(xzv, xzv), I32)    # sxtb16 of a word of four zero points

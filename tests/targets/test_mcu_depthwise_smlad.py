@@ -147,3 +147,20 @@ def test_int8_depthwise_in_place_on_cortex_m4(stride):
     got = qemu.run_on_qemu(cm, {"x": x})["y"]
     np.testing.assert_array_equal(got, host.run({"x": x})["y"])
     np.testing.assert_array_equal(cm.run({"x": x})["y"], got)
+
+
+def test_computed_weights_are_stored_once():
+    """Two kernels' equal compile-time weights (a patched layer repeats its kernel) share one
+    array, which the emitters store once; different data stays apart."""
+    from onnxcc.codegen.loops import I32, Buffer
+    from onnxcc.codegen.lower import LowerCtx
+    from onnxcc.codegen.lower.int_depthwise import shared
+    from onnxcc.ir import Node
+
+    weights: dict = {}
+    ctx = [LowerCtx(Node("Identity", [], [], {}, f"n{k}"), {}, weights) for k in range(3)]
+    a = shared(ctx[0], Buffer("wdw", I32, (2, 3), space="weight", data=np.arange(6, dtype=np.int32)))
+    b = shared(ctx[1], Buffer("wdw", I32, (2, 3), space="weight", data=np.arange(6, dtype=np.int32)))
+    c = shared(ctx[2], Buffer("wdw", I32, (2, 3), space="weight", data=np.arange(1, 7, dtype=np.int32)))
+    assert b.data is a.data and c.data is not a.data
+    assert all(k < 0 for k in weights)
