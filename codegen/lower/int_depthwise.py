@@ -92,6 +92,32 @@ def shared(ctx: LowerCtx, b: Buffer) -> Buffer:
     return b
 
 
+def copy_plane(plane: Buffer, Y: Buffer, n: Expr, c: Expr) -> list[Stmt]:
+    """The statements copying ``plane`` (OH * OW bytes) over y's channel ``(n, c)`` (y
+    (N, C, OH, OW) of 1-byte elements, rows contiguous): 4 bytes per load (``pack4``), stored
+    byte by byte, then the last bytes one by one (about 3 instructions per byte on a Cortex-M4
+    against 5 for a byte loop)."""
+    N, C, OH, OW = Y.shape
+    P = OH * OW
+    if tuple(Y.strides[2:]) != (OW, 1) or Y.dtype.np.itemsize != 1:
+        oc, owc = axis_var("ch", OH), axis_var("cw", OW)
+        return loops([(oc, 0, OH), (owc, 0, OW)],
+                     [Store(Y, (n, c, oc, owc), plane[(lin((oc, OW), owc),)])])
+    Yf = dataclasses.replace(Y, shape=(N, C, P), strides=(Y.strides[0], Y.strides[1], 1))
+    out: list[Stmt] = []
+    if P // 4:
+        i, wv = Var("ci"), Var("pw", I32)
+        at = [Binary("mul", i, Const(4))]
+        at += [Binary("add", at[0], Const(u)) for u in range(1, 4)]
+        body: list[Stmt] = [Decl(wv, Call("pack4", tuple(plane[(a,)] for a in at), I32))]
+        for u, a in enumerate(at):
+            byte = Binary("shr", Cast(wv, U32), const(8 * u, U32)) if u else Cast(wv, U32)
+            body.append(Store(Yf, (n, c, a), Cast(byte, Y.dtype)))
+        out.append(Loop(i, 0, P // 4, body))
+    out += [Store(Yf, (n, c, Const(p)), plane[(Const(p),)]) for p in range(P // 4 * 4, P)]
+    return out
+
+
 def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
                     fin: Callable[[Expr, Expr], Expr] | None, note: str,
                     extra_reads: list[Buffer]) -> Any:
@@ -274,9 +300,7 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
     for r in edge_rows:
         positions += row(Const(r), row_inside(r))
     if plane is not None:
-        oc, owc = axis_var("ch", OH), axis_var("cw", OW)
-        positions += loops([(oc, 0, OH), (owc, 0, OW)],
-                           [Store(Y, (n, c, oc, owc), plane[(lin((oc, OW), owc),)])])
+        positions += copy_plane(plane, Y, n, c)
     wdecl: list[Stmt] = [Decl(s0, start)] + [Decl(v, e) for v, e in hoisted.values()]
     body = loops([(n, 0, N), (c, 0, C)], wdecl + positions)
     text = (f"{node.op}: x {shape_text(X.shape)} int8 is NCHW, w {shape_text(w.shape)} "
