@@ -162,21 +162,23 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
 
     rows_in = [oh for oh in range(OH) if all(row_inside(oh))]
     r0, r1 = (rows_in[0], rows_in[-1] + 1) if rows_in else (0, 0)
-    cols_in = [ow for ow in range(OW) if col_ok(ow)]
-    c0, c1 = (cols_in[0], cols_in[-1] + 1) if cols_in else (0, 0)
-    # the interior column loop: blocks of 2 outputs whose words lie inside x
-    if sw == 1:
-        npairs = len([o for o in range(c0, c1, 2) if o + 1 < OW])
-    else:
-        npairs = (c1 - c0) // 2
-    edge_cols = list(range(0, c0)) + list(range(c0 + 2 * npairs, OW))
+    # the columns in pairs (2 outputs of a block; at stride 1 they share a word), aligned at
+    # column 0 or 1 so that the fewest outputs are left alone, then with the most pairs inside
+    # x; the interior pairs (a contiguous run) go to the loop in blocks of B outputs
+    def pairing(a0: int) -> tuple[list[int], list[int], list[int]]:
+        starts = list(range(a0, OW - 1, 2))
+        inner = [a for a in starts if col_ok(a) and (sw == 1 or col_ok(a + 1))]
+        alone = [o for o in range(OW) if not any(a <= o <= a + 1 for a in starts)]
+        return starts, inner, alone
+
+    starts, inner, alone = min((pairing(a0) for a0 in (0, 1)),
+                               key=lambda r: (len(r[2]), -len(r[1])))
+    nb = len(inner) // (B // 2)
+    c0 = inner[0] if inner else 0
+    looped = set(range(c0, c0 + nb * B, 2)) if nb else set()
+    col_blocks: list[tuple[int, int]] = sorted(
+        [(a, 2) for a in starts if a not in looped] + [(o, 1) for o in alone])
     edge_rows = list(range(0, r0)) + list(range(r1, OH))
-    col_blocks: list[tuple[int, int]] = []     # (first column, outputs) at constant positions
-    k = 0
-    while k < len(edge_cols):
-        two = k + 1 < len(edge_cols) and edge_cols[k + 1] == edge_cols[k] + 1
-        col_blocks.append((edge_cols[k], 2 if two else 1))
-        k += 2 if two else 1
     if len(edge_rows) > MAX_BORDER or len(col_blocks) > MAX_BORDER:
         return None
 
@@ -279,15 +281,10 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
     def row(oh: Expr, inside: list[bool]) -> list[Stmt]:
         out: list[Stmt] = []
         j = Var("j")
-        nb = npairs // (B // 2)
         if nb:
             ows = [lin((j, B), c0 + t) for t in range(B)]
             cols: list[Expr | int] = [lin((j, B * sw), (c0 + t) * sw - pl) for t in range(B)]
             out.append(Loop(j, 0, nb, block(oh, inside, ows, cols)))
-        for p in range(nb * B // 2, npairs):    # the interior's last pairs
-            first = c0 + 2 * p
-            out += block(oh, inside, [Const(first), Const(first + 1)],
-                         [first * sw - pl, (first + 1) * sw - pl])
         for first, size in col_blocks:
             out += block(oh, inside, [Const(first + t) for t in range(size)],
                          [(first + t) * sw - pl for t in range(size)])
