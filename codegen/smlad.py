@@ -88,7 +88,8 @@ static inline int32_t onnxcc_smladx(int32_t a, int32_t b, int32_t acc) {
 
 PACK4_C = """\
 /* the int32 of bytes b0 (low) .. b3 (high) (onnxcc's pack4 intrinsic) */
-static inline int32_t onnxcc_pack4(int32_t b0, int32_t b1, int32_t b2, int32_t b3) {
+static inline __attribute__((always_inline)) int32_t onnxcc_pack4(int32_t b0, int32_t b1,
+                                                                  int32_t b2, int32_t b3) {
     return (int32_t)(((uint32_t)b0 & 0xFFu) | (((uint32_t)b1 & 0xFFu) << 8)
                      | (((uint32_t)b2 & 0xFFu) << 16) | ((uint32_t)b3 << 24));
 }"""
