@@ -221,15 +221,11 @@ def masked_load(buf: Buffer, idx: tuple[Expr, ...], conds: list[Expr]) -> tuple[
     return Load(buf, idx, mask, const(0, buf.dtype)), mask
 
 
-def block_shape(P: int, M: int, pointwise: bool = False) -> tuple[int, int]:
+def block_shape(P: int, M: int) -> tuple[int, int]:
     """(PB, MB): 2 positions by 2 channels, or 1 position by 4 channels when there is one
-    position (a batch-1 MatMul), so no accumulator repeats another; a pointwise Conv over 4
-    pixels or more takes 4 pixels by 2 channels (cortex-m4 -Os: 1.81 instructions per MAC
-    against 1.94 on 64->32 channels of 10x10; a 3x3 Conv is slower so: 1.86 against 1.79)."""
+    position (a batch-1 MatMul), so no accumulator repeats another."""
     if P == 1:
         return 1, (4 if M >= 4 else max(M, 1))
-    if pointwise and P >= 4:
-        return 4, (2 if M >= 2 else 1)
     return 2, (2 if M >= 2 else 1)
 
 

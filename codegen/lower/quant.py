@@ -577,10 +577,10 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
         wt = np.zeros((M, KH, KW, CP * lanes), np.int64)
         wt[..., :C] = wc.transpose(0, 2, 3, 1)
     P = OH * OW
+    PB, MB = blk.block_shape(P, M)
+    packed, i8 = _packed(wt.reshape(M, -1), MB, lanes)
     flat = (KH, KW) == (1, 1) and tuple(st) == (1, 1) and not any(pb) and not any(pe) \
         and X.strides == contiguous_strides(X.shape) and Y.strides == contiguous_strides(Y.shape)
-    PB, MB = blk.block_shape(P, M, pointwise=flat)
-    packed, i8 = _packed(wt.reshape(M, -1), MB, lanes)
     if flat:
         X = dataclasses.replace(X, shape=(N, C, P), strides=(C * P, P, 1))
         Y = dataclasses.replace(Y, shape=(N, M, P), strides=(M * P, P, 1))
