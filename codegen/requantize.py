@@ -3,7 +3,9 @@ given as an int32 fixed-point multiplier and a right shift, in integer arithmeti
 
 ``requantize(acc, m, shift)`` (int32, int32, int32 -> int32) is
 ``round_half_to_even(acc * m / 2**shift)``, computed exactly in 64 bits and saturated to int32,
-for ``1 <= shift <= 62``:
+for ``1 <= shift <= 62``
+(``requantize_hi``, the same function, for ``33 <= shift <= 62`` only: a multiplier below 1/4,
+the usual case, whose C form works in 32-bit words and is always inlined):
 
     p = int64(acc) * m
     r = (p + (2**(shift-1) - 1) + ((p >> shift) & 1)) >> shift     (>> arithmetic: floor)
@@ -62,6 +64,44 @@ static inline int32_t onnxcc_requantize_narrow(int32_t acc, int32_t m, int32_t s
 NARROW_SHIFT = 32   # the least shift C_HELPER_NARROW takes
 
 
+C_HELPER_HI = """\
+/* onnxcc_requantize for 33 <= shift <= 62 (onnxcc's requantize_hi intrinsic): with
+   p = acc * m = hi * 2^32 + lo and t = shift - 32 >= 1, the high word of p + 2^(31+t) - 1 + odd
+   is that of (hi * 2^32 + (lo | odd)) + 2^(31+t) - 1 (the low word of the addend is all ones:
+   the carry out of it is lo + odd >= 1), one 64-bit add; |p| < 2^62, so nothing overflows and
+   no saturation is needed. Inlined, so that the per-channel constants stay out of the loops. */
+static inline __attribute__((always_inline)) int32_t onnxcc_requantize_hi(int32_t acc,
+                                                                          int32_t m,
+                                                                          int32_t shift) {
+    int64_t p = (int64_t)acc * (int64_t)m;
+    int32_t t = shift - 32;
+    int32_t hi = (int32_t)((uint64_t)p >> 32);
+    uint32_t lo = (uint32_t)p | (uint32_t)((hi >> t) & 1);
+    uint64_t q = (((uint64_t)(uint32_t)hi << 32) | lo) + ((((uint64_t)1 << 31) << t) - 1u);
+    return (int32_t)(uint32_t)(q >> 32) >> t;
+}"""
+
+SAT8_C = """\
+/* x saturated to int8 (onnxcc's sat_i8 intrinsic): Arm's SSAT where the core has it */
+static inline int32_t onnxcc_sat_i8(int32_t x) {
+#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT
+    return __builtin_arm_ssat(x, 8);
+#else
+    return x > 127 ? 127 : (x < -128 ? -128 : x);
+#endif
+}"""
+
+USAT8_C = """\
+/* x saturated to uint8 (onnxcc's sat_u8 intrinsic): Arm's USAT where the core has it */
+static inline int32_t onnxcc_sat_u8(int32_t x) {
+#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT
+    return (int32_t)__builtin_arm_usat(x, 8);
+#else
+    return x > 255 ? 255 : (x < 0 ? 0 : x);
+#endif
+}"""
+
+
 def quantize_multiplier(real: float) -> tuple[int, int]:
     """``(m, shift)`` with ``m * 2**-shift == real`` for a float32 ``real`` >= 0, m an int32 in
     [2**30, 2**31) and 1 <= shift <= 62. A multiplier under 2**-32 maps to (0, 1): every int32
@@ -91,3 +131,21 @@ def requantize(acc, m, shift):
     r = (p + ((np.int64(1) << (s - 1)) - 1) + ((p >> s) & 1)) >> s
     out = np.clip(r, INT32_MIN, INT32_MAX).astype(np.int32)
     return out[()] if out.ndim == 0 else out
+
+
+def requantize_hi(acc, m, shift):
+    """numpy reference of ``requantize_hi``: :func:`requantize` for 33 <= shift <= 62 (raises
+    ValueError for another shift)."""
+    if not np.all((np.asarray(shift) >= 33) & (np.asarray(shift) <= 62)):
+        raise ValueError(f"requantize_hi needs 33 <= shift <= 62, got {shift!r}")
+    return requantize(acc, m, shift)
+
+
+def sat_i8(x):
+    """numpy reference of ``sat_i8``: int32 ``x`` clamped to [-128, 127]."""
+    return np.int32(min(max(int(x), -128), 127))
+
+
+def sat_u8(x):
+    """numpy reference of ``sat_u8``: int32 ``x`` clamped to [0, 255]."""
+    return np.int32(min(max(int(x), 0), 255))

@@ -16,6 +16,15 @@ by ``rot`` bits: bytes 0 and 2 (``rot`` 0) or 1 and 3 (``rot`` 8) of ``x``, each
 into a 16-bit lane (low, high), the word ``smlad`` reads. It widens four int8 weights loaded as
 one word into two words of int16 pairs. ACLE has ``__sxtb16`` but no rotate, so the rotated form
 is one ``sxtb16 ..., ror #8`` in inline assembly (gcc 12 does not fold a C rotate into it).
+
+``smladx(a, b, acc)`` is ``smlad`` with the halves of ``b`` exchanged: ``acc + lo(a) * hi(b) +
+hi(a) * lo(b)`` (Arm's ``SMLADX``, ACLE's ``__smladx``).
+
+``pack4(b0, b1, b2, b3)`` (four int8 -> int32) is the word whose bytes are ``b0`` (bits 0-7) to
+``b3`` (bits 24-31), as four consecutive int8 read as one little-endian int32. When its arguments
+are unmasked loads of four consecutive elements of one buffer (the last index ``i``, ``i + 1``,
+``i + 2``, ``i + 3``, stride 1) the C renderer reads them with one 4-byte ``memcpy`` (one
+``LDR`` on a Cortex-M3/M4/M7/M33, which allow unaligned words); else it shifts and ors the bytes.
 """
 
 from __future__ import annotations
@@ -61,6 +70,46 @@ static inline int32_t onnxcc_sxtb16(int32_t x, int32_t rot) {
 #endif"""
 
 
+SMLADX_C = """\
+/* acc + lo(a)*hi(b) + hi(a)*lo(b) of int16 pairs, wrapping modulo 2^32 (onnxcc's smladx
+   intrinsic): Arm's SMLADX where the DSP extension is, plain C elsewhere. */
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#include <arm_acle.h>
+static inline int32_t onnxcc_smladx(int32_t a, int32_t b, int32_t acc) {
+    return __smladx(a, b, acc);
+}
+#else
+static inline int32_t onnxcc_smladx(int32_t a, int32_t b, int32_t acc) {
+    int32_t p = (int32_t)(int16_t)a * (int32_t)(int16_t)((uint32_t)b >> 16);
+    int32_t q = (int32_t)(int16_t)((uint32_t)a >> 16) * (int32_t)(int16_t)b;
+    return (int32_t)((uint32_t)acc + (uint32_t)p + (uint32_t)q);
+}
+#endif"""
+
+PACK4_C = """\
+/* the int32 of bytes b0 (low) .. b3 (high) (onnxcc's pack4 intrinsic) */
+static inline __attribute__((always_inline)) int32_t onnxcc_pack4(int32_t b0, int32_t b1,
+                                                                  int32_t b2, int32_t b3) {
+    return (int32_t)(((uint32_t)b0 & 0xFFu) | (((uint32_t)b1 & 0xFFu) << 8)
+                     | (((uint32_t)b2 & 0xFFu) << 16) | ((uint32_t)b3 << 24));
+}"""
+
+LOAD4_C = """\
+/* four consecutive bytes at p as one little-endian int32 (onnxcc's pack4 intrinsic of four
+   adjacent loads): one unaligned word load where the core allows it */
+static inline int32_t onnxcc_load4(const void *p) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    int32_t w;
+    __builtin_memcpy(&w, p, 4);
+    return w;
+#else
+    const uint8_t *b = (const uint8_t *)p;
+    return (int32_t)((uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16)
+                     | ((uint32_t)b[3] << 24));
+#endif
+}"""
+
+
 def _lanes(v: int) -> tuple[int, int]:
     lo = ((v & 0xFFFF) ^ 0x8000) - 0x8000
     hi = (((v >> 16) & 0xFFFF) ^ 0x8000) - 0x8000
@@ -80,3 +129,15 @@ def sxtb16(x: Any, rot: Any) -> np.int32:
     lo = ((v & 0xFF) ^ 0x80) - 0x80
     hi = (((v >> 16) & 0xFF) ^ 0x80) - 0x80
     return np.uint32((lo & 0xFFFF) | ((hi & 0xFFFF) << 16)).view(np.int32)
+
+
+def smladx(a: Any, b: Any, acc: Any) -> np.int32:
+    """The numpy reference of ``smladx``: ``smlad`` with the halves of ``b`` exchanged."""
+    bv = int(b) & 0xFFFFFFFF
+    return smlad(a, ((bv >> 16) | (bv << 16)) & 0xFFFFFFFF, acc)
+
+
+def pack4(b0: Any, b1: Any, b2: Any, b3: Any) -> np.int32:
+    """The numpy reference of ``pack4``: bytes b0 (low) to b3 (high) as one int32."""
+    u = sum((int(b) & 0xFF) << (8 * k) for k, b in enumerate((b0, b1, b2, b3)))
+    return np.uint32(u).view(np.int32)

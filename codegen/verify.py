@@ -26,7 +26,8 @@ from .loops import (BOOL, COMPARE, I32, INDEX, Assign, Binary, Buffer, Call, Cas
                     Unary, Var, expr_text, children, uses_var, walk_stmts)
 
 Interval = tuple[float, float]
-KNOWN_CALLS: set[str] = {"requantize", "smlad", "sxtb16"}   # intrinsic names the renderers and the interpreter implement
+KNOWN_CALLS: set[str] = {"requantize", "smlad", "sxtb16", "smladx", "pack4",
+                         "requantize_hi", "sat_i8", "sat_u8"}   # intrinsic names the renderers and the interpreter implement
 INDEX_MIN, INDEX_MAX = -(2**31), 2**31 - 1
 SPLIT_MAX = 16    # loops of at most this many iterations are proved value by value when needed
 
@@ -208,12 +209,18 @@ def _check_expr(e: Expr, sc: _Scope, where: str) -> None:
     elif isinstance(e, Call):
         if e.fn not in KNOWN_CALLS:
             raise VerifyError(f"{where}: unknown intrinsic {e.fn!r}")
-        if e.fn == "requantize" and (len(e.args) != 3 or e.dtype != I32
+        if e.fn in ("requantize", "requantize_hi") and (len(e.args) != 3 or e.dtype != I32
                                      or any(a.dtype != I32 for a in e.args)):
             raise VerifyError(f"{where}: requantize takes and returns int32")
-        if e.fn == "smlad" and (len(e.args) != 3 or e.dtype != I32
+        if e.fn in ("sat_i8", "sat_u8") and (len(e.args) != 1 or e.dtype != I32
+                                             or e.args[0].dtype != I32):
+            raise VerifyError(f"{where}: {e.fn} takes and returns int32")
+        if e.fn == "pack4" and (len(e.args) != 4 or e.dtype != I32
+                                or any(a.dtype.name not in ("int8", "uint8") for a in e.args)):
+            raise VerifyError(f"{where}: pack4 takes four int8 or uint8 and returns int32")
+        if e.fn in ("smlad", "smladx") and (len(e.args) != 3 or e.dtype != I32
                                 or any(a.dtype != I32 for a in e.args)):
-            raise VerifyError(f"{where}: smlad takes and returns int32 (words of int16 pairs)")
+            raise VerifyError(f"{where}: {e.fn} takes and returns int32 (words of int16 pairs)")
         if e.fn == "sxtb16" and (len(e.args) != 2 or e.dtype != I32 or e.args[0].dtype != I32
                                  or not (isinstance(e.args[1], Const)
                                          and e.args[1].value in (0, 8))):

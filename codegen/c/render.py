@@ -24,8 +24,10 @@ from onnxcc.codegen.loops import (Assign, Binary, Buffer, Call, Cast, Comment, C
 from onnxcc.codegen.requantize import C_HELPER as REQUANTIZE_C
 from onnxcc.codegen.requantize import C_HELPER_NARROW as REQUANTIZE_NARROW_C
 from onnxcc.codegen.requantize import NARROW_SHIFT
+from onnxcc.codegen.requantize import C_HELPER_HI as REQUANTIZE_HI_C
+from onnxcc.codegen.requantize import SAT8_C, USAT8_C
 from onnxcc.codegen.smlad import C_HELPER as SMLAD_C
-from onnxcc.codegen.smlad import SXTB16_C
+from onnxcc.codegen.smlad import LOAD4_C, PACK4_C, SMLADX_C, SXTB16_C
 
 CTYPE = {"float16": "uint16_t", "float32": "float", "float64": "double", "int8": "int8_t",
          "uint8": "uint8_t", "int16": "int16_t", "uint16": "uint16_t", "int32": "int32_t",
@@ -36,10 +38,15 @@ MATH = {"exp", "log", "sqrt", "tanh", "erf", "sin", "cos", "tan", "asin", "acos"
         "cosh", "asinh", "acosh", "atanh", "floor", "ceil", "log1p", "expm1"}
 _SYM = {"add": "+", "sub": "-", "mul": "*", "lt": "<", "le": "<=", "gt": ">", "ge": ">=",
         "eq": "==", "ne": "!=", "xor": "^", "shl": "<<", "shr": ">>"}
-CALLS = {"requantize": "onnxcc_requantize", "smlad": "onnxcc_smlad", "sxtb16": "onnxcc_sxtb16"}   # loop-IR intrinsic -> C function
-C_HELPERS = {"onnxcc_requantize": REQUANTIZE_C, "onnxcc_requantize_narrow": REQUANTIZE_NARROW_C,
+CALLS = {"requantize": "onnxcc_requantize", "smlad": "onnxcc_smlad", "sxtb16": "onnxcc_sxtb16",
+         "smladx": "onnxcc_smladx", "pack4": "onnxcc_pack4",
+         "requantize_hi": "onnxcc_requantize_hi", "sat_i8": "onnxcc_sat_i8",
+         "sat_u8": "onnxcc_sat_u8"}   # loop-IR intrinsic -> C function
+C_HELPERS = {"onnxcc_requantize": REQUANTIZE_C, "onnxcc_requantize_hi": REQUANTIZE_HI_C,
+             "onnxcc_requantize_narrow": REQUANTIZE_NARROW_C,
              "onnxcc_smlad": SMLAD_C,
-             "onnxcc_sxtb16": SXTB16_C}
+             "onnxcc_sxtb16": SXTB16_C, "onnxcc_smladx": SMLADX_C, "onnxcc_pack4": PACK4_C,
+             "onnxcc_load4": LOAD4_C, "onnxcc_sat_i8": SAT8_C, "onnxcc_sat_u8": USAT8_C}
 FULL_UNROLL_MAX = 16     # constant-trip loops marked unrolled are copied out up to this count
 
 
@@ -220,6 +227,33 @@ def _narrow_shift(shift: Expr) -> bool:
             and shift.buf.data.size > 0 and int(np.min(shift.buf.data)) >= NARROW_SHIFT)
 
 
+def _split_const(e: Expr) -> tuple[Expr | None, int]:
+    """An index ``e`` as ``(base, k)`` with ``e == base + k`` (``base`` None for a constant)."""
+    if isinstance(e, Const):
+        return None, int(e.value)
+    if isinstance(e, Binary) and e.op in ("add", "sub") and isinstance(e.b, Const):
+        base, k = _split_const(e.a)
+        k2 = int(e.b.value) if e.op == "add" else -int(e.b.value)
+        return base, k + k2
+    return e, 0
+
+
+def _adjacent_bytes(args: Sequence[Expr]) -> bool:
+    """Whether ``args`` are unmasked loads of one buffer at last indices ``i``, ``i + 1``, ...
+    (a stride of one element along it, the other indices equal): one word in memory."""
+    a0 = args[0]
+    if not isinstance(a0, Load) or a0.mask is not None or not a0.index or a0.buf.strides[-1] != 1:
+        return False
+    base0, k0 = _split_const(a0.index[-1])
+    for u, a in enumerate(args[1:], 1):
+        if not (isinstance(a, Load) and a.buf.name == a0.buf.name and a.mask is None
+                and a.buf.strides == a0.buf.strides
+                and tuple(a.index[:-1]) == tuple(a0.index[:-1])
+                and _split_const(a.index[-1]) == (base0, k0 + u)):
+            return False
+    return True
+
+
 class _Renderer:
     def __init__(self, ctx: CContext, outputs: Sequence[Buffer] = ()) -> None:
         self.ctx = ctx
@@ -248,6 +282,10 @@ class _Renderer:
         if isinstance(x, MulAdd):
             return f"({self.e(x.a)} * {self.e(x.b)} + {self.e(x.c)})"
         if isinstance(x, Call):
+            if x.fn == "pack4" and _adjacent_bytes(x.args):
+                a = x.args[0]
+                self.ctx.need("onnxcc_load4", C_HELPERS["onnxcc_load4"])
+                return f"onnxcc_load4(&{a.buf.name}[{self.offset(a.buf, a.index)}])"
             fn = CALLS[x.fn]
             if x.fn == "requantize" and _narrow_shift(x.args[2]):
                 fn = "onnxcc_requantize_narrow"   # 48 bytes at -Os on the M4, the general form 190

@@ -81,6 +81,7 @@ def _requantize(r: "_KernelRenderer", args: list[ir.Value], d: DType) -> ir.Valu
 
 
 CALLS["requantize"] = _requantize
+CALLS["requantize_hi"] = _requantize   # the same function for 33 <= shift <= 62
 
 
 def value_type(d: DType) -> ir.Type:

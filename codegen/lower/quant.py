@@ -43,6 +43,7 @@ from onnxcc.ops.quant import QTYPES, param_layout, qrange, real_multiplier
 
 from . import LowerCtx, broadcast_view, lower, merged_views, nest
 from . import int_blocked as blk
+from .int_depthwise import depthwise_smlad
 from .matmul import matmul_views
 from .nn import (LABELS, SCALAR_TAPS, _tap_bounds, axis_var, in_place_plane,
                  in_range, lin, loops, read_buffers, refuse_in_place, scalar_depthwise_nest,
@@ -205,6 +206,11 @@ class _Requant:
             self.note = (f"requantize by fixed-point multiplier {pairs[0][0]} >> {pairs[0][1]}"
                          if len(pairs) == 1 else f"requantize per channel ({len(pairs)} "
                          "fixed-point multipliers)")
+            # on a microcontroller (not in size mode) the shorter, inlined form of the
+            # intrinsic for shifts of 32 or more
+            self.mcu = not ctx.size and blk.lanes_for(ctx.target) is not None
+            self.fn = "requantize_hi" if self.mcu and all(p[1] >= 33 for p in pairs) \
+                else "requantize"
             if len(set(pairs)) == 1:
                 self.m: Any = const(pairs[0][0], I32)
                 self.s: Any = const(pairs[0][1], I32)
@@ -226,11 +232,13 @@ class _Requant:
         if self.const:
             m = self.m if isinstance(self.m, Const) else self.m[(ch,)]
             s = self.s if isinstance(self.s, Const) else Cast(self.s[(ch,)], I32)
-            r: Expr = Call("requantize", (acc, m, s), I32)
+            r: Expr = Call(self.fn, (acc, m, s), I32)
             # saturate before adding the zero point, so the sum cannot wrap
             if isinstance(self.yz, Const) and self.narrow:
                 r = r + self.yz if int(self.yz.value) else r
-                r = maximum(minimum(r, const(self.hi, I32)), const(self.lo, I32))
+                sat = {(-128, 127): "sat_i8", (0, 255): "sat_u8"}.get((self.lo, self.hi))
+                r = Call(sat, (r,), I32) if self.mcu and sat else \
+                    maximum(minimum(r, const(self.hi, I32)), const(self.lo, I32))
             elif isinstance(self.yz, Const):
                 z = int(self.yz.value)
                 r = maximum(minimum(r, const(self.hi - z, I32)), const(self.lo - z, I32))
@@ -374,6 +382,10 @@ def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
     # a depthwise Conv planned over its input computes in place: in the scalar nest, or in size
     # mode in the plain nest below (channel by channel through a plane of scratch)
     if not ctx.size:
+        dsp = depthwise_smlad(node, ctx, X, Y, xz, fin, fin.note if fin is not None else "",
+                              fin.reads + fin.weights if fin is not None else [])
+        if dsp is not None:
+            return dsp
         scalar = _depthwise_integer_scalar(node, ctx, X, Y, B, xz, fin)
         if scalar is not None:
             return scalar

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from onnxcc.codegen.loops import F32, I32, Buffer, Call, Const, Kernel, Loop, Program, Store, Var
-from onnxcc.codegen.requantize import INT32_MAX, INT32_MIN, quantize_multiplier, requantize
+from onnxcc.codegen.requantize import (INT32_MAX, INT32_MIN, quantize_multiplier, requantize,
+                                       requantize_hi)
 from onnxcc.codegen.verify import verify
 from onnxcc.errors import VerifyError
 
@@ -68,13 +69,13 @@ def test_multiplier_edges():
             quantize_multiplier(bad)
 
 
-def _program(n: int) -> Program:
+def _program(n: int, fn: str = "requantize") -> Program:
     acc = Buffer("acc", I32, (n,), space="input", index=0)
     m = Buffer("m", I32, (n,), space="input", index=1)
     s = Buffer("s", I32, (n,), space="input", index=2)
     y = Buffer("y", I32, (n,), space="output", index=0)
     i = Var("i")
-    body = [Loop(i, 0, n, [Store(y, (i,), Call("requantize", (acc[i], m[i], s[i]), I32))])]
+    body = [Loop(i, 0, n, [Store(y, (i,), Call(fn, (acc[i], m[i], s[i]), I32))])]
     k = Kernel("k0", [y], [acc, m, s], body, op="requantize")
     return Program("rq", [k], [Buffer("input0", I32, (n,), space="input", index=0),
                               Buffer("input1", I32, (n,), space="input", index=1),
@@ -101,6 +102,33 @@ def test_renderers_agree_bit_for_bit():
     for run in (run_interp, run_c, run_llvm):
         got = run(p, [acc, m, s])[0]
         np.testing.assert_array_equal(got, want, err_msg=run.__name__)
+
+
+def test_requantize_hi_agrees_with_requantize():
+    """The 32-bit-word form for shifts 33..62 (the microcontroller kernels' epilogue) equals the
+    exact function bit for bit in every renderer: random operands, ties rounding to even (odd
+    and even quotients), the low word 0, extreme accumulators."""
+    rng = np.random.default_rng(7)
+    n = 4096
+    acc = rng.integers(INT32_MIN, INT32_MAX, n, dtype=np.int64, endpoint=True).astype(np.int32)
+    m = rng.integers(1 << 30, INT32_MAX, n, dtype=np.int64, endpoint=True).astype(np.int32)
+    s = rng.integers(33, 63, n).astype(np.int32)
+    # ties: acc * m = (2k + 1) * 2**(shift - 1) with m = 2**30, acc = (2k + 1) * 2**(shift - 31)
+    edge = [((2 * k + 1) << (sh - 31), 1 << 30, sh) for k in (0, 1, 2, -1, -2, 5)
+            for sh in (33, 34, 40)]
+    edge += [(INT32_MIN, INT32_MAX, 33), (INT32_MAX, INT32_MAX, 33), (INT32_MIN, 1 << 30, 62),
+             (0, INT32_MAX, 40), (1, 1 << 30, 33), (-1, 1 << 30, 33), (3 << 20, 1 << 30, 51)]
+    for t, (a, mm, ss) in enumerate(edge):
+        acc[t], m[t], s[t] = a, mm, ss
+    want = requantize(acc, m, s)
+    assert [int(want[t]) for t in range(len(edge))] == [exact(*e) for e in edge]
+    p = _program(n, "requantize_hi")
+    verify(p)
+    for run in (run_interp, run_c, run_llvm):
+        got = run(p, [acc, m, s])[0]
+        np.testing.assert_array_equal(got, want, err_msg=run.__name__)
+    with pytest.raises(ValueError, match="33 <= shift <= 62"):
+        requantize_hi(np.int32(1), np.int32(1 << 30), np.int32(32))
 
 
 def test_verify_checks_requantize_types():
