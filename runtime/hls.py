@@ -83,6 +83,8 @@ class CSimLibrary:
             if list(a.shape) != spec["shape"]:
                 raise ShapeError(f"input {spec['name']!r} has shape {list(a.shape)}, the model was "
                                  f"compiled for {spec['shape']}", hint="compile with input_shapes")
+            if "quantize" in spec:   # an integer port: the model's QuantizeLinear, on the host
+                a = quantize_port(a, spec["quantize"])
             if spec.get("layout") == "NHWC":   # the port takes pixels with their channels
                 a = a.transpose(0, 2, 3, 1)
             a = np.ascontiguousarray(a.reshape(-1))
@@ -94,7 +96,26 @@ class CSimLibrary:
             outs[spec["name"]] = o
             args.append(o.ctypes.data_as(ctypes.c_void_p))
         self._fn(*args)
+        for spec in self.manifest["outputs"]:
+            if "dequantize" in spec:   # an integer port: the model's DequantizeLinear
+                outs[spec["name"]] = dequantize_port(outs[spec["name"]], spec["dequantize"])
         return outs
+
+
+def quantize_port(x: np.ndarray, q: Mapping[str, Any]) -> np.ndarray:
+    """The QuantizeLinear that ``passes/qdq_integer.integer_ports`` moved out of the design,
+    as the C back end computes it: ``saturate(round_half_even(x / scale) + zp)`` in float32
+    (NaN to the type's minimum). ``x`` float32; returns the integers as float32 (exact)."""
+    info = np.iinfo(np.dtype(q["dtype"]))
+    v = np.rint(np.asarray(x, np.float32) / np.float32(q["scale"])) + np.float32(q["zero_point"])
+    return np.fmin(np.fmax(v, np.float32(info.min)), np.float32(info.max)).astype(np.float32)
+
+
+def dequantize_port(y: np.ndarray, q: Mapping[str, Any]) -> np.ndarray:
+    """The DequantizeLinear moved out of the design: ``(float(y) - float(zp)) * scale`` in
+    float32, as the C back end computes it. ``y`` holds the port's integers (float32)."""
+    return ((np.asarray(y, np.float32) - np.float32(q["zero_point"])) *
+            np.float32(q["scale"])).astype(np.float32)
 
 
 def find_project(folder: Path) -> dict:

@@ -13,6 +13,11 @@ No lowering happens here; the float loop IR is printed with fixed-point types:
   ``acc_t`` (exact, as the accumulator is chosen wide enough: ``onnxcc.codegen.hls.fixed``);
 - a float constant is ``const_t(value)``, the kernel's literal type with 16 fraction bits
   (``onnxcc.codegen.hls.fixed.const_type``); infinities are ``acc_t``'s lowest/highest value;
+- integer values (the integer path of quantized models, ``passes/qdq_integer.py``) are
+  computed in C integer types exactly as the C back end computes them: an element of an
+  ``ap_int<W>`` array is converted to its C type where it is loaded and stored back exactly;
+  the ``requantize`` intrinsic is ``onnxcc_requantize`` (``onnxcc.codegen.requantize``'s C
+  helper, in defines.h);
 - float ``div`` is ap_fixed division (the quotient truncated toward zero at the dividend's
   fraction bits, UG1399); a float -> int cast is ``to_int()`` (truncation toward zero);
 - loops keep their kind as pragmas: ``pipelined`` -> ``HLS PIPELINE II=n``, ``unrolled`` ->
@@ -43,6 +48,8 @@ _SYM = {"add": "+", "sub": "-", "mul": "*", "div": "/", "mod": "%", "lt": "<", "
         "gt": ">", "ge": ">=", "eq": "==", "ne": "!=", "and": "&&", "or": "||", "xor": "^",
         "shl": "<<", "shr": ">>"}
 FIXED_UNARY = ("neg", "abs", "not")
+#: loop-IR intrinsics with an HLS form: the function defines.h declares for each
+HLS_CALLS = {"requantize": "onnxcc_requantize"}
 
 
 @dataclass
@@ -77,7 +84,7 @@ def unsupported(k: Kernel) -> str | None:
                     return f"float {x.op} has no fixed-point form on FPGA targets"
                 if isinstance(x, Binary) and x.a.dtype.is_float and x.op in ("pow", "mod"):
                     return f"float {x.op} has no fixed-point form on FPGA targets"
-                if isinstance(x, Call):
+                if isinstance(x, Call) and x.fn not in HLS_CALLS:
                     return f"the intrinsic {x.fn} has no HLS form"
                 if isinstance(x, (Load, Const, Var)) and x.dtype.lanes > 1:
                     return "vector types have no HLS form"
@@ -140,10 +147,16 @@ class KernelRenderer:
         return f"{ref.name}[{' + '.join(terms) or '0'}]"
 
     def load(self, b: Buffer, idx: Sequence[Expr]) -> str:
-        """A load of ``b[idx]``; a raw-integer weight is converted with ``onnxcc_raw``."""
+        """A load of ``b[idx]``; a raw-integer weight is converted with ``onnxcc_raw``, an
+        element of an ``ap_int`` array to its C integer type (integer arithmetic is C's, as in
+        the C back end: the two builds compute the same bits)."""
         ref = self.arrays(b)
         val = self.index(b, idx)
-        return f"onnxcc_raw<{ref.ctype}>({val})" if ref.raw else val
+        if ref.raw:
+            return f"onnxcc_raw<{ref.ctype}>({val})"
+        if not b.dtype.is_float and ref.ctype != INT_CTYPE[b.dtype.name]:
+            return f"(({INT_CTYPE[b.dtype.name]})({val}))"
+        return val
 
     def const(self, c: Const) -> str:
         """A literal: float as ``const_t``, infinity as ``acc_t``'s extreme, bool, int."""
@@ -173,7 +186,7 @@ class KernelRenderer:
             val = self.load(e.buf, e.index)
             if e.mask is None:
                 return val
-            t = self.arrays(e.buf).ctype
+            t = self.arrays(e.buf).ctype if e.buf.dtype.is_float else INT_CTYPE[e.buf.dtype.name]
             other = self.expr(e.other) if e.other is not None else "0"
             return f"({self.expr(e.mask)} ? {t}({val}) : {t}({other}))"
         if isinstance(e, Binary):
@@ -183,7 +196,10 @@ class KernelRenderer:
                 a, b = self.expr(e.a), self.expr(e.b)
                 if fl:
                     return f"({a} {cmp} {b} ? {self.acc}({a}) : {self.acc}({b}))"
-                return f"({a} {cmp} {b} ? {a} : {b})"
+                # integers: a function call evaluates each operand once (a requantize inside a
+                # clamp is not repeated)
+                fn = "max" if e.op in ("max", "fmax") else "min"
+                return f"onnxcc_{fn}<{INT_CTYPE[e.dtype.name]}>({a}, {b})"
             if e.op in _SYM:
                 return f"({self.expr(e.a)} {_SYM[e.op]} {self.expr(e.b)})"
             raise ValueError(f"no HLS rendering of {e.op}")
@@ -214,6 +230,8 @@ class KernelRenderer:
             if e.dtype.is_float:
                 return f"({c} ? {self.to_acc(e.a)} : {self.to_acc(e.b)})"
             return f"({c} ? {self.expr(e.a)} : {self.expr(e.b)})"
+        if isinstance(e, Call) and e.fn in HLS_CALLS:
+            return f"{HLS_CALLS[e.fn]}({', '.join(self.expr(a) for a in e.args)})"
         if isinstance(e, MulAdd):
             return f"({self.expr(e.a)} * {self.expr(e.b)} + {self.expr(e.c)})"
         raise ValueError(f"no HLS rendering of {type(e).__name__}")
