@@ -66,6 +66,34 @@ def _jet_mlp():
     return m
 
 
+def _residual_cnn():
+    """Conv -> Relu -> Conv, a residual Add of the two, a depthwise Conv -> Relu, a Concat of
+    that and the sum, MaxPool, Flatten, Gemm: QLinearAdd and QLinearConcat (float32 rescaling)
+    and a tensor read by three layers (the io_stream fan-out) once quantized."""
+    r = np.random.default_rng(0)
+    a = lambda *s: r.normal(0, .3, s).astype(np.float32)   # noqa: E731
+    init = [numpy_helper.from_array(v, n) for v, n in [
+        (a(4, 2, 3, 3), "w1"), (a(4), "b1"), (a(4, 4, 3, 3), "w2"), (a(4), "b2"),
+        (a(4, 1, 3, 3), "wd"), (a(3, 72), "fw"), (a(3), "fb")]]
+    mk = helper.make_node
+    nodes = [mk("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="c1"),
+             mk("Relu", ["c1"], ["r1"]),
+             mk("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], name="c2"),
+             mk("Add", ["r1", "c2"], ["s"], name="add"),
+             mk("Conv", ["s", "wd"], ["d"], pads=[1, 1, 1, 1], group=4, name="dw"),
+             mk("Relu", ["d"], ["g"]),
+             mk("Concat", ["g", "s"], ["cc"], axis=1, name="cat"),
+             mk("MaxPool", ["cc"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+             mk("Flatten", ["p"], ["f"]),
+             mk("Gemm", ["f", "fw", "fb"], ["y"], transB=1, name="dense")]
+    g = helper.make_graph(nodes, "res", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, 2, 6, 6])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, [1, 3])], init)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    return m
+
+
 def _quantize_static(model, feeds, tmp_path: Path, per_channel: bool) -> onnx.ModelProto:
     """``model`` quantized by onnxruntime's quantize_static in the QDQ format (int8 activations
     and weights; scales from min-max calibration, so not powers of two)."""
@@ -139,6 +167,26 @@ def test_onnxcc_int8_mlp_is_bit_exact_with_the_host_int8_build():
     host = onnxcc.compile(model, "host", quantize=onnxcc.Int8(calibration=cal))
     assert [n.op for n in m.graph.nodes] == [n.op for n in host.graph.nodes[1:-1]]
     samples = [{"x": r.normal(0, 1.5, (1, 16)).astype(np.float32)} for _ in range(30)]
+    _same_as_host(m, host, samples)
+    assert m.csim_warnings == ""
+
+
+@pytest.mark.parametrize("io", ["io_parallel", "io_stream"])
+def test_residual_int8_cnn_with_float_rescaling_is_bit_exact(io):
+    """QLinearAdd and QLinearConcat rescale in float32 (onnxruntime's definition, the host
+    build's arithmetic): on the integer path those steps are C float in the design, so the
+    C-sim still equals the host int8 build bit for bit."""
+    r = np.random.default_rng(4)
+    cal = {"x": r.uniform(-2, 2, (32, 1, 2, 6, 6)).astype(np.float32)}
+    model = _residual_cnn()
+    m = onnxcc.compile(model, "xczu7ev", quantize=onnxcc.Int8(calibration=cal),
+                       hls=onnxcc.HLSConfig(io=io))
+    ops = [n.op for n in m.graph.nodes]
+    assert {"com.microsoft.QLinearAdd", "com.microsoft.QLinearConcat"} <= set(ops), ops
+    top = (m.lib_dir / "firmware" / f"{m.mmap['c_prefix']}.cpp").read_text()
+    assert "onnxcc_roundevenf(" in top and "fminf(fmaxf(" in top
+    host = onnxcc.compile(model, "host", quantize=onnxcc.Int8(calibration=cal))
+    samples = [{"x": r.uniform(-3, 3, (1, 2, 6, 6)).astype(np.float32)} for _ in range(20)]
     _same_as_host(m, host, samples)
     assert m.csim_warnings == ""
 
