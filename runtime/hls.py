@@ -138,10 +138,14 @@ def find_project(folder: Path) -> dict:
     return found[0]
 
 
-def run_testbench(folder: Path, *, cxx: str | None = None) -> tuple[bool, str]:
+def run_testbench(folder: Path, *, cxx: str | None = None, threads: bool = False,
+                  deadlock_seconds: int = 10) -> tuple[bool, str]:
     """C-simulation of the project in ``folder`` with g++: builds ``<m>_test.cpp`` with the
     design and runs it in the folder (it compares the design with ``tb_data``). Returns
-    (passed, its output). Raises BuildError when the build fails."""
+    (passed, its output). ``threads``: an io_stream design runs its DATAFLOW processes
+    concurrently on FIFOs of their pragmas' depths (``-DONNXCC_CSIM_THREADS``, see
+    ``onnxcc_stream.h``), so a FIFO too shallow for the design fails the run, naming the stream,
+    after ``deadlock_seconds`` without progress. Raises BuildError when the build fails."""
     m = find_project(folder)["c_prefix"]
     cxx = cxx or os.environ.get("CXX") or "g++"
     with tempfile.TemporaryDirectory(prefix="onnxcc_tb_") as tmp:
@@ -149,6 +153,9 @@ def run_testbench(folder: Path, *, cxx: str | None = None) -> tuple[bool, str]:
         cmd = [cxx, "-std=c++14", "-O0", "-Wall", "-Wextra", "-isystem", str(ap_include_dir()),
                "-I", str(folder), str(Path(folder) / "firmware" / f"{m}.cpp"),
                str(Path(folder) / f"{m}_test.cpp"), "-o", str(exe)]
+        if threads:
+            cmd[1:1] = ["-DONNXCC_CSIM_THREADS", f"-DONNXCC_DEADLOCK_SECONDS={int(deadlock_seconds)}",
+                        "-pthread"]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
             raise BuildError(f"the test bench of {m} did not build:\n{r.stderr[-4000:]}",

@@ -493,10 +493,13 @@ def _stream_design(pieces: list[tuple], lay: _Layout, m: str, nhwc_inputs: Seque
     (:class:`~onnxcc.codegen.hls.linebuffer.PointPlan`); any other layer reads its input
     tensors from streams into local arrays, runs its loop nest on them, and writes its output
     out. A tensor read by two layers (a residual block) is written to one FIFO per reader; a
-    graph input read by several layers goes through a splitter. FIFO depths: a stream whose
-    writer writes only it and whose reader reads only it is :data:`SHALLOW_FIFO` deep (the two
-    run in lockstep); any other holds the whole tensor, so no writer ever waits on a reader
-    that waits on another stream (no deadlock, whatever the order of writes).
+    graph input read by several layers goes through a splitter. FIFO depths: a stream into a
+    layer that reads no other stream is :data:`SHALLOW_FIFO` deep, also on a fan-out (the
+    layer consumes it as fast as its own outputs drain); a stream into a layer that reads
+    several holds the whole tensor. So a writer waits only on a shallow stream, whose reader
+    waits only on that stream or on its own outputs, and following those outputs ends at a
+    whole-tensor FIFO or a port: no cycle of waits, whatever the order of writes. Checked by
+    ``run_testbench(threads=True)``: the processes run concurrently on FIFOs of these depths.
     Returns the kernels' C++ texts, the top's declarations and calls, the FIFOs' BRAM18, the
     cycles each layer spends moving its tensors, the arrays each layer holds (what, elements,
     type, partitioned into registers) and the names of the streamed layers."""
@@ -526,8 +529,9 @@ def _stream_design(pieces: list[tuple], lay: _Layout, m: str, nhwc_inputs: Seque
                for idx, (_, params, _, _, _) in enumerate(pieces)}
 
     def depth(name: str, reader: int) -> int:
-        chain = len(writes_of.get(name, [])) == 1 and n_reads[reader] == 1
-        return SHALLOW_FIFO if chain else max(sizes[name], SHALLOW_FIFO)
+        # a reader of one stream only consumes it as fast as its own outputs drain; a reader of
+        # several may wait on one while the others fill: those hold the whole tensor
+        return SHALLOW_FIFO if n_reads[reader] == 1 else max(sizes[name], SHALLOW_FIFO)
 
     for name, streams in writes_of.items():
         for st in streams:
@@ -535,6 +539,7 @@ def _stream_design(pieces: list[tuple], lay: _Layout, m: str, nhwc_inputs: Seque
             d = depth(name, r)
             decls.append(f"hls::stream<{types[name]}> {st}(\"{st}\");")
             decls.append(f"ONNXCC_HLS(HLS STREAM variable={st} depth={d})")
+            decls.append(f"ONNXCC_STREAM_DEPTH({st}, {d});")
             if d > 64:
                 bram += bram18(d, lay.width(types[name]))
         if name in port_in:   # a graph input read by several layers: split it
@@ -635,7 +640,10 @@ def _stream_design(pieces: list[tuple], lay: _Layout, m: str, nhwc_inputs: Seque
                 + "\n    ".join(pre) + f"\n    {body_call}\n    " + "\n    ".join(post) + "\n}")
         funcs.append(text)
         calls.append(f"{fn}({', '.join(args)});")
-    return {"kernels": funcs, "calls": calls, "decls": ["ONNXCC_HLS(HLS DATAFLOW)"] + decls,
+    # each call a DATAFLOW process (concurrent threads under -DONNXCC_CSIM_THREADS)
+    calls = [f"ONNXCC_PROCESS({c[:-1]})" for c in calls] + ["ONNXCC_DATAFLOW_END"]
+    return {"kernels": funcs, "calls": calls,
+            "decls": ["ONNXCC_HLS(HLS DATAFLOW)", "ONNXCC_DATAFLOW_BEGIN"] + decls,
             "bram": bram, "io_cycles": io_cycles, "held": held, "line_buffered": lined}
 
 
