@@ -10,6 +10,9 @@ onnxruntime's quantizer writes QOperator models with ops of its own domain. onnx
   Softmax and the average pools integer kernels (``onnxcc.ops.quant_int``: within 1 LSB of
   onnxruntime) and Sigmoid and LeakyRelu 256-entry lookup tables.
 
+QONNX's ``Quant``, ``BipolarQuant`` and ``Trunc`` (v1 and v2) become the default-domain float ops
+of their definitions (:func:`expand_quant`, :func:`expand_bipolar_quant`, :func:`expand_trunc`).
+
 Semantics follow onnxruntime's contrib op documentation (docs/ContribOperators.md): every
 QLinear op's inputs are ``(X, X_scale, X_zero_point)`` triples and its output is quantized with
 ``(Y_scale, Y_zero_point)``. Only NCHW layouts are accepted (``channels_last=0``).
@@ -17,6 +20,7 @@ QLinear op's inputs are ``(X, X_scale, X_zero_point)`` triples and its output is
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 from onnx import helper
 
@@ -41,6 +45,7 @@ SUPPORTED = NATIVE | set(EXPANDED)
 # qonnx, FINN) write its Quant op under
 QONNX_DOMAINS = ("qonnx.custom_op.general", "finn.custom_op.general", "onnx.brevitas")
 QONNX_ROUNDING = {"ROUND": "Round", "FLOOR": "Floor", "CEIL": "Ceil"}
+QONNX_OPS = ("Quant", "BipolarQuant", "Trunc")
 DOMAINS = (DOMAIN, *QONNX_DOMAINS)   # the domains this module imports
 
 
@@ -53,10 +58,10 @@ def registry_name(n: onnx.NodeProto) -> str:
 def problem(n: onnx.NodeProto) -> str | None:
     """Why a node of :data:`DOMAINS` (com.microsoft, QONNX) cannot be imported, or None."""
     if n.domain in QONNX_DOMAINS:
-        if n.op_type != "Quant":
-            return f"QONNX op {n.op_type} is not implemented (Quant is)"
+        if n.op_type not in QONNX_OPS:
+            return (f"QONNX op {n.op_type} is not implemented ({', '.join(QONNX_OPS)} are)")
         attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
-        mode = attrs.get("rounding_mode", b"ROUND")
+        mode = attrs.get("rounding_mode", b"FLOOR" if n.op_type == "Trunc" else b"ROUND")
         mode = mode.decode() if isinstance(mode, bytes) else str(mode)
         if mode.upper() not in QONNX_ROUNDING:
             return (f"rounding_mode {mode!r} is not supported "
@@ -64,7 +69,7 @@ def problem(n: onnx.NodeProto) -> str | None:
         return None
     if n.domain != DOMAIN:
         return (f"domain {n.domain!r} is not supported (the default ONNX domain, "
-                f"{DOMAIN}'s quantized ops and QONNX's Quant are)")
+                f"{DOMAIN}'s quantized ops and QONNX's Quant, BipolarQuant and Trunc are)")
     if n.op_type not in SUPPORTED:
         return f"{DOMAIN} op {n.op_type} is not implemented (supported: {sorted(SUPPORTED)})"
     return None
@@ -75,6 +80,10 @@ def expand(n: onnx.NodeProto, name: str) -> list[onnx.NodeProto]:
     or ``[n]`` for a native one. Raises UnsupportedOpError naming the node for a layout or an
     input arity onnxcc does not take."""
     if n.domain in QONNX_DOMAINS:
+        if n.op_type == "BipolarQuant":
+            return expand_bipolar_quant(n, name)
+        if n.op_type == "Trunc":
+            return expand_trunc(n, name)
         return expand_quant(n, name)
     if n.op_type in NATIVE:
         return [n]
@@ -160,4 +169,90 @@ def expand_quant(n: onnx.NodeProto, name: str) -> list[onnx.NodeProto]:
                                name=tmp("clip")),
               helper.make_node("Sub", [tmp("q"), zp], [tmp("qz")], name=tmp("sub")),
               helper.make_node("Mul", [tmp("qz"), scale], [n.output[0]], name=name)]
+    return nodes
+
+
+def expand_bipolar_quant(n: onnx.NodeProto, name: str) -> list[onnx.NodeProto]:
+    """QONNX ``BipolarQuant(x, scale)`` as default-domain float ops, its definition (QONNX
+    docs/qonnx-custom-ops/bipolarquant_v1.md): ``y = where(x >= 0, 1, -1) * scale`` (a NaN is
+    not >= 0: -scale), the scale broadcast. Raises UnsupportedOpError naming the node for a
+    malformed arity."""
+    if len(n.input) != 2 or "" in n.input:
+        raise UnsupportedOpError([(name, f"{n.domain}.BipolarQuant",
+                                   f"takes 2 inputs (x, scale), got {len(n.input)}")])
+    x, scale = n.input
+    tmp = lambda s: f"{name}__{s}"   # noqa: E731 - names private to this expansion
+    F = onnx.TensorProto.FLOAT
+    c = lambda nm, v: helper.make_node("Constant", [], [tmp(nm)], name=tmp(nm),  # noqa: E731
+                                       value=helper.make_tensor(tmp(nm), F, [], [float(v)]))
+    return [c("zero", 0.0), c("one", 1.0), c("minus", -1.0),
+            helper.make_node("GreaterOrEqual", [x, tmp("zero")], [tmp("ge")], name=tmp("ge")),
+            helper.make_node("Where", [tmp("ge"), tmp("one"), tmp("minus")], [tmp("sign")],
+                             name=tmp("sign")),
+            helper.make_node("Mul", [tmp("sign"), scale], [n.output[0]], name=name)]
+
+
+def expand_trunc(n: onnx.NodeProto, name: str) -> list[onnx.NodeProto]:
+    """QONNX ``Trunc`` as default-domain float ops, its definition in either version (QONNX
+    docs/qonnx-custom-ops/trunc_v1.md and trunc_v2.md; ``rounding_mode`` FLOOR by default):
+
+    - v1, ``Trunc(x, scale, zeropt, in_bitwidth, out_bitwidth)`` (Brevitas' TruncIntQuant):
+      ``q = round(x / scale + zeropt) / 2**(in_bitwidth - out_bitwidth)``,
+      ``y = (rnd(q) - zeropt) * scale``;
+    - v2, ``Trunc(x, scale, zeropt, in_bitwidth, out_scale, out_bitwidth)`` with ``signed``
+      and ``narrow``: ``t = 2**round(log2(out_scale / scale))``, ``q = clip(round(x / scale +
+      zeropt) / t, qmin, qmax)`` (the output's ``out_bitwidth`` range, as Quant's),
+      ``y = (rnd(q) - zeropt / t) * out_scale``;
+
+    ``round`` half to even (numpy's, ONNX Round), ``rnd`` the rounding mode. The version is read
+    from the number of inputs (5 or 6). Raises UnsupportedOpError naming the node for another
+    arity."""
+    if len(n.input) not in (5, 6) or "" in n.input:
+        raise UnsupportedOpError([(name, f"{n.domain}.Trunc",
+                                   f"takes 5 inputs (x, scale, zeropt, in_bitwidth, out_bitwidth) "
+                                   f"or 6 (..., in_bitwidth, out_scale, out_bitwidth), got "
+                                   f"{len(n.input)}")])
+    attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+    mode = attrs.get("rounding_mode", b"FLOOR")
+    mode = (mode.decode() if isinstance(mode, bytes) else str(mode)).upper()
+    signed, narrow = int(attrs.get("signed", 1)), int(attrs.get("narrow", 0))
+    tmp = lambda s: f"{name}__{s}"   # noqa: E731 - names private to this expansion
+    F = onnx.TensorProto.FLOAT
+    c = lambda nm, v: helper.make_node("Constant", [], [tmp(nm)], name=tmp(nm),  # noqa: E731
+                                       value=helper.make_tensor(tmp(nm), F, [], [float(v)]))
+    mk = lambda op, ins, out, **kw: helper.make_node(op, ins, [tmp(out)], name=tmp(out),  # noqa: E731
+                                                     **kw)
+    x, scale, zp, in_bits = n.input[:4]
+    nodes = [c("one", 1.0), c("two", 2.0),
+             mk("Div", [x, scale], "xs"), mk("Add", [tmp("xs"), zp], "xz"),
+             mk("Round", [tmp("xz")], "r")]
+    if len(n.input) == 5:
+        out_bits = n.input[4]
+        nodes += [mk("Cast", [in_bits], "ib", to=F), mk("Cast", [out_bits], "ob", to=F),
+                  mk("Sub", [tmp("ib"), tmp("ob")], "tb"), mk("Pow", [tmp("two"), tmp("tb")], "t"),
+                  mk("Div", [tmp("r"), tmp("t")], "q"),
+                  mk(QONNX_ROUNDING[mode], [tmp("q")], "qi"),
+                  mk("Sub", [tmp("qi"), zp], "qz"),
+                  helper.make_node("Mul", [tmp("qz"), scale], [n.output[0]], name=name)]
+        return nodes
+    out_scale, out_bits = n.input[4], n.input[5]
+    nodes += [c("ln2", float(np.float32(np.log(2.0)))), c("narrow", float(narrow)),
+              mk("Div", [out_scale, scale], "ratio"), mk("Log", [tmp("ratio")], "lr"),
+              mk("Div", [tmp("lr"), tmp("ln2")], "l2"), mk("Round", [tmp("l2")], "e"),
+              mk("Pow", [tmp("two"), tmp("e")], "t"),
+              mk("Cast", [out_bits], "b", to=F)]
+    if signed:   # [-2**(b-1) + narrow, 2**(b-1) - 1]
+        nodes += [mk("Sub", [tmp("b"), tmp("one")], "bm"), mk("Pow", [tmp("two"), tmp("bm")], "h"),
+                  mk("Neg", [tmp("h")], "nh"), mk("Add", [tmp("nh"), tmp("narrow")], "qmin"),
+                  mk("Sub", [tmp("h"), tmp("one")], "qmax")]
+    else:        # [0, 2**b - 1 - narrow]
+        nodes += [c("qmin", 0.0), mk("Pow", [tmp("two"), tmp("b")], "h"),
+                  mk("Sub", [tmp("h"), tmp("one")], "hm"),
+                  mk("Sub", [tmp("hm"), tmp("narrow")], "qmax")]
+    nodes += [mk("Div", [tmp("r"), tmp("t")], "q"),
+              mk("Clip", [tmp("q"), tmp("qmin"), tmp("qmax")], "qc"),
+              mk(QONNX_ROUNDING[mode], [tmp("qc")], "qi"),
+              mk("Div", [zp, tmp("t")], "zt"),
+              mk("Sub", [tmp("qi"), tmp("zt")], "qz"),
+              helper.make_node("Mul", [tmp("qz"), out_scale], [n.output[0]], name=name)]
     return nodes

@@ -253,10 +253,12 @@ def check_memory_budget(g: Graph, tgt: Any) -> None:
 
 def _fixed_point_config(quantize: Any, tgt: Any) -> Any:
     """The FixedPoint configuration of an FPGA compile: ``quantize`` when it is one, the
-    default ``ap_fixed<16,6>`` when None. Raises PrecisionError for anything else."""
+    default ``ap_fixed<16,6>`` when None or an ``onnxcc.Int8`` (whose integer graph then types
+    its int8/int32 tensors as ap_int). Raises PrecisionError for anything else."""
     from onnxcc.codegen.hls.fixed import FixedPoint, PrecisionError
+    from onnxcc.quantize import Int8
 
-    if quantize is None:
+    if quantize is None or isinstance(quantize, Int8):
         return FixedPoint()
     if isinstance(quantize, FixedPoint):
         return quantize
@@ -394,8 +396,11 @@ def _compile(model: str | Path | onnx.ModelProto, target: Any, *,
                           hint="drop hls=, or compile for an FPGA part (`onnxcc targets`)")
     fixed = None
     if hls:
+        from onnxcc.quantize import Int8
+
         fixed = _fixed_point_config(quantize, tgt)
-        quantize = None
+        if not isinstance(quantize, Int8):
+            quantize = None   # an FPGA target's FixedPoint types are no graph pass
     imported = {v.name for v in g.values()} | {n.name for n in g.nodes} if hls else set()
     from onnxcc.passes.patch import with_max_recompute
 

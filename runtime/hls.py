@@ -83,6 +83,8 @@ class CSimLibrary:
             if list(a.shape) != spec["shape"]:
                 raise ShapeError(f"input {spec['name']!r} has shape {list(a.shape)}, the model was "
                                  f"compiled for {spec['shape']}", hint="compile with input_shapes")
+            if "quantize" in spec:   # an integer port: the model's QuantizeLinear, on the host
+                a = quantize_port(a, spec["quantize"])
             if spec.get("layout") == "NHWC":   # the port takes pixels with their channels
                 a = a.transpose(0, 2, 3, 1)
             a = np.ascontiguousarray(a.reshape(-1))
@@ -94,7 +96,26 @@ class CSimLibrary:
             outs[spec["name"]] = o
             args.append(o.ctypes.data_as(ctypes.c_void_p))
         self._fn(*args)
+        for spec in self.manifest["outputs"]:
+            if "dequantize" in spec:   # an integer port: the model's DequantizeLinear
+                outs[spec["name"]] = dequantize_port(outs[spec["name"]], spec["dequantize"])
         return outs
+
+
+def quantize_port(x: np.ndarray, q: Mapping[str, Any]) -> np.ndarray:
+    """The QuantizeLinear that ``passes/qdq_integer.integer_ports`` moved out of the design,
+    as the C back end computes it: ``saturate(round_half_even(x / scale) + zp)`` in float32
+    (NaN to the type's minimum). ``x`` float32; returns the integers as float32 (exact)."""
+    info = np.iinfo(np.dtype(q["dtype"]))
+    v = np.rint(np.asarray(x, np.float32) / np.float32(q["scale"])) + np.float32(q["zero_point"])
+    return np.fmin(np.fmax(v, np.float32(info.min)), np.float32(info.max)).astype(np.float32)
+
+
+def dequantize_port(y: np.ndarray, q: Mapping[str, Any]) -> np.ndarray:
+    """The DequantizeLinear moved out of the design: ``(float(y) - float(zp)) * scale`` in
+    float32, as the C back end computes it. ``y`` holds the port's integers (float32)."""
+    return ((np.asarray(y, np.float32) - np.float32(q["zero_point"])) *
+            np.float32(q["scale"])).astype(np.float32)
 
 
 def find_project(folder: Path) -> dict:
@@ -117,10 +138,14 @@ def find_project(folder: Path) -> dict:
     return found[0]
 
 
-def run_testbench(folder: Path, *, cxx: str | None = None) -> tuple[bool, str]:
+def run_testbench(folder: Path, *, cxx: str | None = None, threads: bool = False,
+                  deadlock_seconds: int = 10) -> tuple[bool, str]:
     """C-simulation of the project in ``folder`` with g++: builds ``<m>_test.cpp`` with the
     design and runs it in the folder (it compares the design with ``tb_data``). Returns
-    (passed, its output). Raises BuildError when the build fails."""
+    (passed, its output). ``threads``: an io_stream design runs its DATAFLOW processes
+    concurrently on FIFOs of their pragmas' depths (``-DONNXCC_CSIM_THREADS``, see
+    ``onnxcc_stream.h``), so a FIFO too shallow for the design fails the run, naming the stream,
+    after ``deadlock_seconds`` without progress. Raises BuildError when the build fails."""
     m = find_project(folder)["c_prefix"]
     cxx = cxx or os.environ.get("CXX") or "g++"
     with tempfile.TemporaryDirectory(prefix="onnxcc_tb_") as tmp:
@@ -128,6 +153,9 @@ def run_testbench(folder: Path, *, cxx: str | None = None) -> tuple[bool, str]:
         cmd = [cxx, "-std=c++14", "-O0", "-Wall", "-Wextra", "-isystem", str(ap_include_dir()),
                "-I", str(folder), str(Path(folder) / "firmware" / f"{m}.cpp"),
                str(Path(folder) / f"{m}_test.cpp"), "-o", str(exe)]
+        if threads:
+            cmd[1:1] = ["-DONNXCC_CSIM_THREADS", f"-DONNXCC_DEADLOCK_SECONDS={int(deadlock_seconds)}",
+                        "-pthread"]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
             raise BuildError(f"the test bench of {m} did not build:\n{r.stderr[-4000:]}",

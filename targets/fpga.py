@@ -16,6 +16,10 @@ The pipeline keeps each layer a node of its own (no elementwise fusion: every te
 own fixed-point type), turns Sigmoid and Tanh into ``onnxcc.TableActivation`` and Softmax into
 ``onnxcc.TableSoftmax`` (lookup tables, as hls4ml computes them), and plans
 memory without sharing (HLS gives every tensor its own array; only views share their input's).
+A quantized model takes ``qdq_integer`` first (QDQ pairs whose grids no ap_fixed type matches:
+the integer kernels of the host int8 build, see ``passes/qdq_integer.py``) or ``qdq_fixed``
+(power-of-two grids as ap_fixed types); ``integer_ports`` makes an integer graph's int8 tensors
+the design's ports.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from onnxcc.passes.fold_batchnorm import fold_batchnorm
 from onnxcc.passes.fuse_conv_activation import fuse_conv_activation
 from onnxcc.passes.plan_memory import plan_memory
 from onnxcc.passes.qdq_fixed import qdq_fixed
+from onnxcc.passes.qdq_integer import integer_ports, qdq_integer
 from onnxcc.passes.schedule import schedule
 from onnxcc.passes.table_activation import table_activation
 from onnxcc.passes.table_softmax import table_softmax
@@ -54,6 +59,7 @@ class FpgaPart:
 
 
 PIPELINE = [
+    qdq_integer,
     qdq_fixed,
     canonicalize,
     fold_batchnorm,
@@ -61,6 +67,7 @@ PIPELINE = [
     table_activation,
     fuse_conv_activation,
     table_softmax,
+    integer_ports,
     schedule,
     plan_memory(alignment=16, share=False),
 ]

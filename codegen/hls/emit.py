@@ -12,7 +12,8 @@ Files (io_parallel):
 - ``<m>_bridge.cpp``: the float C-simulation entry ``<m>_csim`` that ``CompiledModel.run()``
   builds with g++ (not synthesized);
 - ``<m>_test.cpp`` and ``tb_data/``: a test bench comparing the design with onnxcc's
-  fixed-point reference on seeded random inputs, so ``csim_design`` checks itself;
+  fixed-point reference on seeded random inputs (an integer design: random integers of its
+  port types and onnxcc's interpreter on the integer graph), so ``csim_design`` checks itself;
 - ``build_prj.tcl``: csim, csynth, cosim and IP export for the target's part and clock;
 - ``<m>.json``: the manifest (target, types, files) by which a later save knows its files.
 
@@ -35,16 +36,20 @@ import numpy as np
 from onnxcc.codegen.c.emit import comment_text
 from onnxcc.codegen.loops import Buffer, Kernel, Program
 from onnxcc.codegen.names import CXX_RULES, Namer
+from onnxcc.codegen.requantize import C_HELPER
 from onnxcc.errors import UnsupportedOpError
 from onnxcc.ir import Graph
 
 from .fixed import BOOL_TYPE, FixedType, Precision, const_type
 from .reference import reference, unsupported_reason
 from .estimate import (PARTITION_LIMIT, LayerEstimate, bram18, estimate_kernel, totals)
-from .render import ArrayRef, KernelRenderer, float_literals, unsupported
+from .render import (INT_CTYPE, ArrayRef, KernelRenderer, float_literal, float_literals,
+                     unsupported)
 
 TEMPLATES = Path(__file__).parent / "templates"
 TB_SAMPLES = 4   # test-bench samples written to tb_data
+C_WIDTH = {"int8_t": 8, "uint8_t": 8, "int16_t": 16, "uint16_t": 16, "int": 32, "unsigned": 32,
+           "long long": 64, "unsigned long long": 64, "bool": 1}
 
 
 @functools.lru_cache(maxsize=1)
@@ -54,15 +59,43 @@ def _env() -> jinja2.Environment:
                               lstrip_blocks=True, keep_trailing_newline=True)
 
 
+#: the requantize intrinsic in C++ (the C back end's helper: the same text, the same bits)
+REQUANTIZE_CXX = C_HELPER
+
+
+def integer_reference(g: Graph, inputs: dict) -> dict[str, np.ndarray]:
+    """The integer path's reference: onnxcc's numpy interpreter on the integer graph ``g``
+    (int8/uint8 tensors, int32 accumulators, the requantization of
+    ``onnxcc.codegen.requantize``), each output as float64."""
+    from onnxcc.interpreter import interpret
+
+    out = interpret(g, inputs)
+    return {v.name: np.asarray(out[v.name], np.float64) for v in g.outputs}
+
+
+def native_kernels(g: Graph, program: Program) -> set[str]:
+    """Names of the kernels of integer-path nodes (``reference.integer_node``): their float
+    steps (QLinearAdd's and QLinearConcat's float32 rescaling) render as C float, the C back
+    end's arithmetic, rather than as ap_fixed."""
+    from .reference import INTEGER_OPS, integer_node
+
+    nodes = {n.name: n for n in g.nodes}
+    return {k.name for k in program.kernels if k.node in nodes and
+            integer_node(nodes[k.node]) and nodes[k.node].op in INTEGER_OPS}
+
+
 def check_hls(g: Graph, program: Program | None = None) -> None:
     """Raise UnsupportedOpError listing every node of ``g`` (and kernel of ``program``) without
     a fixed-point HLS form, and every graph output that is not a float tensor, before any file
     is written."""
     problems = [(n.name, n.op, why) for n in g.nodes if (why := unsupported_reason(n))]
-    problems += [(v.name, "graph output", "FPGA designs output fixed-point (float) tensors")
-                 for v in g.outputs if v.dtype.kind != "f"]
+    problems += [(v.name, "graph output", "FPGA designs output fixed-point (float) tensors, or "
+                  "the int8/uint8 tensors of a quantized model")
+                 for v in g.outputs if v.dtype.kind != "f" and v.dtype not in (np.int8, np.uint8)]
     if program is not None and not problems:
-        problems = [(k.node, k.op, why) for k in program.kernels if (why := unsupported(k))]
+        native = native_kernels(g, program)
+        problems = [(k.node, k.op, why) for k in program.kernels
+                    if (why := unsupported(k, native=k.name in native))]
     if problems:
         raise UnsupportedOpError(problems)
 
@@ -70,7 +103,8 @@ def check_hls(g: Graph, program: Program | None = None) -> None:
 class _Layout:
     """Where every buffer of the Program lives in the C++: arrays and their types."""
 
-    def __init__(self, g: Graph, program: Program, prec: Precision, namer: Namer) -> None:
+    def __init__(self, g: Graph, program: Program, prec: Precision, namer: Namer,
+                 native_weights: frozenset[int] | set[int] = frozenset()) -> None:
         plan = g.meta["memory_plan"]
         self.prec, self.namer = prec, namer
         self.typedefs: list[str] = []
@@ -97,10 +131,15 @@ class _Layout:
             end[root] = max(end.get(root, 0), b.offset + b.size)
         self.groups: dict[str, tuple[ArrayRef, int]] = {}   # root -> (array, elements)
         shapes = {v.name: tuple(v.shape) for v in g.values()}
+        # bytes per element of each group (the plan's offsets and sizes are in bytes): 4 for the
+        # float tensors (float32 in the plan), 1 for the integer path's int8 tensors
+        dtypes = {v.name: v.dtype for v in g.values()}
+        self.item = {root: max(np.dtype(dtypes.get(root, np.float32)).itemsize, 1)
+                     for root in base}
         self.shapes: dict[str, tuple[int, ...]] = {}   # array -> the shape of the tensor it holds
         for k, root in enumerate(sorted(base, key=lambda r: (base[r], r))):
             t = self.typedef(f"layer{k}_t", prec.values[root], f"tensor {root}")
-            n = max((end[root] - base[root]) // 4, 1)
+            n = max((end[root] - base[root]) // self.item[root], 1)
             self.groups[root] = (ArrayRef(f"buf{k}", t, 0), n)
             self.what[f"buf{k}"] = repr(root)
             if math.prod(shapes.get(root, ())) == n:
@@ -112,13 +151,16 @@ class _Layout:
         for k, w in enumerate(program.weights()):
             self.weight_sizes[f"wgt{k}"] = max(int(np.asarray(w.data).size), 1)
             self.what[f"wgt{k}"] = repr(w.value)
-            if w.dtype.is_float:
+            if w.dtype.is_float and id(w) in native_weights:   # read by integer kernels
+                self.weights[id(w)] = ArrayRef(f"wgt{k}", "float", 0)
+                self.weight_files.append((f"w{k}.h", self._weight_text(k, w, "float", None)))
+            elif w.dtype.is_float:
                 ft = prec.weight(w.data)
                 t = self.typedef(f"weight{k}_t", ft, f"constant {w.value}")
                 self.weights[id(w)] = ArrayRef(f"wgt{k}", t, 0, raw=True)
                 self.weight_files.append((f"w{k}.h", self._weight_text(k, w, t, ft)))
-            else:
-                t = {"int32": "int", "int64": "long long"}.get(w.dtype.name, "int")
+            else:   # integer constants (the integer path's int8 weights, int32 biases)
+                t = INT_CTYPE.get(w.dtype.name, "int")
                 self.weights[id(w)] = ArrayRef(f"wgt{k}", t, 0)
                 self.weight_files.append((f"w{k}.h", self._weight_text(k, w, t, None)))
 
@@ -142,8 +184,9 @@ class _Layout:
         return out
 
     def width(self, type_name: str) -> int:
+        """Bits of an element of the C++ type ``type_name`` (a typedef or a C integer type)."""
         t = self.types.get(type_name)
-        return t.width if t is not None else 32
+        return t.width if t is not None else C_WIDTH.get(type_name, 32)
 
     @staticmethod
     def _weight_text(k: int, w: Buffer, t: str, ft: FixedType | None) -> str:
@@ -158,7 +201,8 @@ class _Layout:
             what = f"raw {t} values (value * 2^{ft.frac})"
         else:
             vals, store, what = data, t, f"{t} values"
-        text = [str(int(v)) for v in vals]
+        text = [float_literal(float(v)) for v in vals] if t == "float" else \
+            [str(int(v)) for v in vals]
         rows = [", ".join(text[i:i + 16]) for i in range(0, len(text), 16)]
         body = ",\n    ".join(rows)
         return (f"// Generated by onnxcc: {comment_text(str(w.value), 100)}, {len(text)} {what}\n"
@@ -172,10 +216,11 @@ class _Layout:
         if b.space == "arena":
             root = self.plan.groups[b.value]
             ref, _ = self.groups[root]
-            return ArrayRef(ref.name, ref.ctype, (b.offset - self.base[root]) // 4)
+            return ArrayRef(ref.name, ref.ctype, (b.offset - self.base[root]) // self.item[root])
         if b.space == "weight":
             return self.weights[id(b)]
-        return ArrayRef(f"loc_{b.name}", kernel_acc, 0)
+        return ArrayRef(f"loc_{b.name}", kernel_acc if b.dtype.is_float else
+                        INT_CTYPE[b.dtype.name], 0)
 
     def size(self, ref: ArrayRef) -> int:
         for r, n in self.groups.values():
@@ -289,7 +334,7 @@ def _point_layer(fn: str, plan, r: KernelRenderer, params: list, lay: _Layout,
     row = KernelRenderer(dataclasses.replace(r.k, body=plan.body),
                          lambda b: (ArrayRef(f"v_{stand[id(b)].name}", stand[id(b)].ctype, 0)
                                     if id(b) in stand else r.arrays(b)),
-                         r.acc, r.acc_type, r.const_t)
+                         r.acc, r.acc_type, r.const_t, r.native)
     sig, reads = [], []
     for name, t, _, is_out in params:
         if is_out:
@@ -394,7 +439,7 @@ def _line_layer(fn: str, plan, r: KernelRenderer, x_name: str, x_t: str, y_name:
     row = KernelRenderer(dataclasses.replace(r.k, body=plan.body),
                          lambda b: (ArrayRef("lb", x_t, 0) if b is plan.lb else
                                     ArrayRef("yrow", y_t, 0) if b is plan.yrow else r.arrays(b)),
-                         r.acc, r.acc_type, r.const_t)
+                         r.acc, r.acc_type, r.const_t, r.native)
     lines += row.stmts(plan.body, 1)
     lines.append("}")
     outs = [f"hls::stream<{y_t}> &w_{y_name}_{j}" for j in range(len(targets))]
@@ -448,10 +493,13 @@ def _stream_design(pieces: list[tuple], lay: _Layout, m: str, nhwc_inputs: Seque
     (:class:`~onnxcc.codegen.hls.linebuffer.PointPlan`); any other layer reads its input
     tensors from streams into local arrays, runs its loop nest on them, and writes its output
     out. A tensor read by two layers (a residual block) is written to one FIFO per reader; a
-    graph input read by several layers goes through a splitter. FIFO depths: a stream whose
-    writer writes only it and whose reader reads only it is :data:`SHALLOW_FIFO` deep (the two
-    run in lockstep); any other holds the whole tensor, so no writer ever waits on a reader
-    that waits on another stream (no deadlock, whatever the order of writes).
+    graph input read by several layers goes through a splitter. FIFO depths: a stream into a
+    layer that reads no other stream is :data:`SHALLOW_FIFO` deep, also on a fan-out (the
+    layer consumes it as fast as its own outputs drain); a stream into a layer that reads
+    several holds the whole tensor. So a writer waits only on a shallow stream, whose reader
+    waits only on that stream or on its own outputs, and following those outputs ends at a
+    whole-tensor FIFO or a port: no cycle of waits, whatever the order of writes. Checked by
+    ``run_testbench(threads=True)``: the processes run concurrently on FIFOs of these depths.
     Returns the kernels' C++ texts, the top's declarations and calls, the FIFOs' BRAM18, the
     cycles each layer spends moving its tensors, the arrays each layer holds (what, elements,
     type, partitioned into registers) and the names of the streamed layers."""
@@ -481,8 +529,9 @@ def _stream_design(pieces: list[tuple], lay: _Layout, m: str, nhwc_inputs: Seque
                for idx, (_, params, _, _, _) in enumerate(pieces)}
 
     def depth(name: str, reader: int) -> int:
-        chain = len(writes_of.get(name, [])) == 1 and n_reads[reader] == 1
-        return SHALLOW_FIFO if chain else max(sizes[name], SHALLOW_FIFO)
+        # a reader of one stream only consumes it as fast as its own outputs drain; a reader of
+        # several may wait on one while the others fill: those hold the whole tensor
+        return SHALLOW_FIFO if n_reads[reader] == 1 else max(sizes[name], SHALLOW_FIFO)
 
     for name, streams in writes_of.items():
         for st in streams:
@@ -490,6 +539,7 @@ def _stream_design(pieces: list[tuple], lay: _Layout, m: str, nhwc_inputs: Seque
             d = depth(name, r)
             decls.append(f"hls::stream<{types[name]}> {st}(\"{st}\");")
             decls.append(f"ONNXCC_HLS(HLS STREAM variable={st} depth={d})")
+            decls.append(f"ONNXCC_STREAM_DEPTH({st}, {d});")
             if d > 64:
                 bram += bram18(d, lay.width(types[name]))
         if name in port_in:   # a graph input read by several layers: split it
@@ -590,7 +640,10 @@ def _stream_design(pieces: list[tuple], lay: _Layout, m: str, nhwc_inputs: Seque
                 + "\n    ".join(pre) + f"\n    {body_call}\n    " + "\n    ".join(post) + "\n}")
         funcs.append(text)
         calls.append(f"{fn}({', '.join(args)});")
-    return {"kernels": funcs, "calls": calls, "decls": ["ONNXCC_HLS(HLS DATAFLOW)"] + decls,
+    # each call a DATAFLOW process (concurrent threads under -DONNXCC_CSIM_THREADS)
+    calls = [f"ONNXCC_PROCESS({c[:-1]})" for c in calls] + ["ONNXCC_DATAFLOW_END"]
+    return {"kernels": funcs, "calls": calls,
+            "decls": ["ONNXCC_HLS(HLS DATAFLOW)", "ONNXCC_DATAFLOW_BEGIN"] + decls,
             "bram": bram, "io_cycles": io_cycles, "held": held, "line_buffered": lined}
 
 
@@ -604,13 +657,18 @@ def _reuse(k: Kernel) -> int:
 
 def _estimate(k: Kernel, r: KernelRenderer, refs: dict, lay: _Layout, acc_t: FixedType,
               dsp_a: int) -> LayerEstimate:
-    from onnxcc.codegen.loops import Const, Load, Var
+    from onnxcc.codegen.loops import Binary, Cast, Const, Load, Var
 
     var_types = r.var_types()
 
     def width(e) -> int | None:
         if isinstance(e, Const):
             return None
+        if isinstance(e, Cast) and not e.dtype.is_float and not e.a.dtype.is_float:
+            return width(e.a)   # a widened integer keeps its bits
+        if isinstance(e, Binary) and e.op in ("add", "sub") and not e.dtype.is_float:
+            ws = [w for w in (width(e.a), width(e.b)) if w is not None]
+            return max(ws) + 1 if ws else None
         if isinstance(e, Load):
             return lay.width(refs[id(e.buf)].ctype)
         if isinstance(e, Var) and e.name in var_types:
@@ -669,7 +727,9 @@ def emit_hls(g: Graph, program: Program, prec: Precision, out: Path, *, target: 
     check_hls(g, program)
     namer = Namer(name, CXX_RULES)
     m = namer.prefix
-    lay = _Layout(g, program, prec, namer)
+    native = native_kernels(g, program)
+    lay = _Layout(g, program, prec, namer, {id(b) for k in program.kernels if k.name in native
+                                             for b in k.params if b.space == "weight"})
     kernels, calls = [], []
     pieces: list[tuple] = []
     estimates: list[LayerEstimate] = []
@@ -683,7 +743,8 @@ def emit_hls(g: Graph, program: Program, prec: Precision, out: Path, *, target: 
         const_t = lay.typedef(f"{k.name}_const_t", const_type(lits),
                                f"literals of {k.node or k.name}") if lits else ""
         refs = {id(b): lay.array(b, acc, k) for b in k.params + k.locals}
-        r = KernelRenderer(k, lambda b, refs=refs: refs[id(b)], acc, acc_t, const_t)
+        r = KernelRenderer(k, lambda b, refs=refs: refs[id(b)], acc, acc_t, const_t,
+                           native=k.name in native)
         params, seen = [], set()
         for b in k.params:
             ref = refs[id(b)]
@@ -749,7 +810,8 @@ def emit_hls(g: Graph, program: Program, prec: Precision, out: Path, *, target: 
     files: dict[str, str] = {}
     common["stream"] = stream is not None
     files["firmware/defines.h"] = env.get_template("defines.h.j2").render(
-        guard=f"{m.upper()}_DEFINES_H", typedefs=lay.typedefs, **common)
+        guard=f"{m.upper()}_DEFINES_H", typedefs=lay.typedefs, requantize=REQUANTIZE_CXX,
+        **common)
     if stream is not None:
         files["firmware/onnxcc_stream.h"] = (TEMPLATES / "onnxcc_stream.h").read_text()
     sizes = [f"{m.upper()}_N_{'INPUT' if not o else 'OUTPUT'}_{k} {n}"
@@ -795,14 +857,16 @@ def emit_hls(g: Graph, program: Program, prec: Precision, out: Path, *, target: 
     # test-bench data: seeded inputs and the fixed-point reference's outputs
     rng = np.random.default_rng(0)
     in_rows, out_rows = [], []
+    integer = any(t.int_only for t in prec.values.values())
     for _ in range(TB_SAMPLES):
         feed = {}
         for v in g.inputs:
             t = prec.values[v.name]
             span = min(max(abs(t.lowest), t.highest), 4.0)
             feed[v.name] = (rng.integers(0, 2, v.shape).astype(np.float32) if t is BOOL_TYPE
-                            else rng.uniform(-span, span, v.shape).astype(np.float32))
-        res = reference(g, prec, feed)
+                            else rng.integers(t.raw_min, t.raw_max + 1, v.shape).astype(v.dtype)
+                            if t.int_only else rng.uniform(-span, span, v.shape).astype(np.float32))
+        res = integer_reference(g, feed) if integer else reference(g, prec, feed)
         port = {k: (a.transpose(0, 2, 3, 1) if k in nhwc_inputs else a) for k, a in feed.items()}
         in_rows.append(" ".join(repr(float(x)) for v in g.inputs for x in port[v.name].reshape(-1)))
         out_rows.append(" ".join(repr(float(x)) for v in g.outputs for x in res[v.name].reshape(-1)))
@@ -812,14 +876,17 @@ def emit_hls(g: Graph, program: Program, prec: Precision, out: Path, *, target: 
         path = out / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
+    scales = g.meta.get("port_scales", {})
     manifest = {
         "onnxcc_version": version, "c_prefix": m, "backend": "hls", "io": io,
         "target": target_name, "part": part, "clock_ns": float(clock_ns), "model_sha256": sha256,
         "source": source, "options": options,
         "inputs": [{"name": v.name, "port": p[0], "shape": list(v.shape), "type": str(prec.values[v.name]),
-                    "layout": "NHWC" if v.name in nhwc_inputs else "model"}
+                    "layout": "NHWC" if v.name in nhwc_inputs else "model",
+                    **({"quantize": scales[v.name]} if v.name in scales else {})}
                    for v, p in zip(g.inputs, ins)],
-        "outputs": [{"name": v.name, "port": p[0], "shape": list(v.shape), "type": str(prec.values[v.name])}
+        "outputs": [{"name": v.name, "port": p[0], "shape": list(v.shape), "type": str(prec.values[v.name]),
+                     **({"dequantize": scales[v.name]} if v.name in scales else {})}
                     for v, p in zip(g.outputs, outs)],
         "line_buffered": stream["line_buffered"] if stream is not None else [],
         "types": {k: str(t) for k, t in prec.values.items()},

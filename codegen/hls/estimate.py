@@ -12,6 +12,8 @@ is unrolled by Vitis):
 - ``M``: the multiplies of two non-constant operands per iteration (inner constant-trip loops
   multiplied out; of an if/else the larger branch). With reuse factor ``R = II`` each
   multiplier serves ``R`` products: ``ceil(M / R)`` multipliers.
+  Integer products count when both operands read arrays (the integer path's int8 x int8; not
+  index arithmetic), and each ``requantize`` is one 32 x 32 product.
 - DSP per multiplier: 0 when the narrower operand has at most 10 bits (Vivado maps such
   products to LUTs), else ``ceil(wa / A) * ceil(wb / 18)`` with ``A = 27`` on UltraScale(+)
   DSP48E2 and ``25`` on 7-series DSP48E1 (``wa >= wb``).
@@ -33,7 +35,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
 
-from onnxcc.codegen.loops import (Binary, Const, Expr, If, Kernel, Load, Loop, MulAdd, Stmt,
+from onnxcc.codegen.loops import (Binary, Call, Const, Expr, If, Kernel, Load, Loop, MulAdd, Stmt,
                                   children, stmt_exprs)
 
 PARTITION_LIMIT = 4096   # arrays up to this many elements are partitioned into registers
@@ -96,6 +98,11 @@ class _Count:
         return sum(self.mults.values())
 
 
+def _reads(e: Expr) -> bool:
+    """Whether ``e`` reads an array (an integer product of data, not of loop indices)."""
+    return isinstance(e, Load) or any(_reads(x) for x in children(e))
+
+
 def _count(body: Sequence[Stmt], width: Callable[[Expr], int | None],
            array: Callable[[Load], str]) -> _Count:
     """Multiplies (by operand widths) and array reads of one execution of ``body``."""
@@ -103,12 +110,14 @@ def _count(body: Sequence[Stmt], width: Callable[[Expr], int | None],
 
     def visit(e: Expr) -> None:
         if isinstance(e, (Binary, MulAdd)) and (isinstance(e, MulAdd) or e.op == "mul") and \
-                e.dtype.is_float:
+                (e.dtype.is_float or (_reads(e.a) and _reads(e.b))):
             a, b = e.a, e.b
             wa, wb = width(a), width(b)
             if wa is not None and wb is not None:
                 key = (max(wa, wb), min(wa, wb))
                 c.mults[key] = c.mults.get(key, 0) + 1
+        if isinstance(e, Call) and e.fn == "requantize":   # int32 x int32 in 64 bits
+            c.mults[(32, 32)] = c.mults.get((32, 32), 0) + 1
         if isinstance(e, Load):
             name = array(e)
             c.reads[name] = c.reads.get(name, 0) + 1

@@ -13,6 +13,11 @@ quantization mode ``Q`` to the dropped fraction bits, then its overflow mode ``O
 - ``AP_SAT``: saturate to the type's minimum/maximum (the default here). ``AP_WRAP``: keep the
   low ``W`` bits (two's complement wrap; Vitis's own default).
 
+On the integer path of quantized models (``passes/qdq_integer.py``) an int8/uint8/int32 tensor is
+``ap_int<W>``/``ap_uint<W>`` of its own width (:func:`integer_type`), and the kernels compute
+in C integer types exactly as the C back end's int8 build does (no rounding or saturation
+mode applies: every value fits its type, the requantization clamps before it stores).
+
 :func:`assign_types` gives every tensor of a planned graph its type (the user's default and
 per-layer overrides; views keep their input's type) and every node an accumulator wide enough
 that its sums and products are exact: for a product-sum over ``K`` terms of ``x`` (``Ix.Fx``)
@@ -55,6 +60,9 @@ class FixedType:
     signed: bool = True
     rounding: str = "AP_RND_CONV"
     overflow: str = "AP_SAT"
+    #: an integer tensor of the integer path (``integer == width``): rendered ``ap_int<W>`` or
+    #: ``ap_uint<W>``; its values are computed in C integer types and stored exactly
+    int_only: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.width <= MAX_WIDTH:
@@ -91,11 +99,16 @@ class FixedType:
         return math.ldexp(self.raw_max, -self.frac)
 
     def cpp(self) -> str:
-        """The C++ type: ``ap_fixed<16,6,AP_RND_CONV,AP_SAT>``."""
+        """The C++ type: ``ap_fixed<16,6,AP_RND_CONV,AP_SAT>`` (``ap_int<8>`` for an integer
+        tensor)."""
+        if self.int_only:
+            return f"{'ap_int' if self.signed else 'ap_uint'}<{self.width}>"
         base = "ap_fixed" if self.signed else "ap_ufixed"
         return f"{base}<{self.width},{self.integer},{self.rounding},{self.overflow}>"
 
     def __str__(self) -> str:
+        if self.int_only:
+            return self.cpp()
         base = "ap_fixed" if self.signed else "ap_ufixed"
         return f"{base}<{self.width},{self.integer}>"
 
@@ -198,6 +211,14 @@ def integer_bits(max_abs: float, signed: bool = True) -> int:
     if signed:
         i += 1
     return max(i, 1)
+
+
+def integer_type(dtype: Any) -> FixedType:
+    """The ``ap_int<W>`` (``ap_uint<W>``) holding every value of the numpy integer ``dtype``
+    exactly: int8 -> ap_int<8>, uint8 -> ap_uint<8>, int32 -> ap_int<32>."""
+    dt = np.dtype(dtype)
+    bits = dt.itemsize * 8
+    return FixedType(bits, bits, dt.kind == "i", "AP_TRN", "AP_WRAP", int_only=True)
 
 
 CONST_FRAC = 16   # fraction bits of a kernel's float literals (Clip bounds, LeakyRelu's alpha)
@@ -361,7 +382,8 @@ def assign_types(g: Any, cfg: FixedPoint, imported: set[str] | frozenset[str] = 
 
     values: dict[str, FixedType] = {}
     for v in g.inputs:
-        values[v.name] = BOOL_TYPE if v.dtype == np.bool_ else chosen(v.name)
+        values[v.name] = BOOL_TYPE if v.dtype == np.bool_ else (
+            integer_type(v.dtype) if v.dtype.kind in "iu" else chosen(v.name))
     for n in g.nodes:
         for o in n.outputs:
             if o is None:
@@ -370,9 +392,13 @@ def assign_types(g: Any, cfg: FixedPoint, imported: set[str] | frozenset[str] = 
                 values[o.name] = values[n.inputs[0].name]
             elif o.dtype == np.bool_:
                 values[o.name] = BOOL_TYPE
+            elif o.dtype.kind in "iu":   # the integer path: the tensor's own integer type
+                values[o.name] = integer_type(o.dtype)
             else:
                 values[o.name] = chosen(o.name, n.name)
-    accum = {n.name: _node_accum(n, values, cfg) for n in g.nodes}
+    accum = {n.name: integer_type(np.int32) if any(
+        o is not None and o.dtype.kind in "iu" for o in n.outputs) else _node_accum(n, values, cfg)
+        for n in g.nodes}
     return Precision(values, accum, cfg)
 
 

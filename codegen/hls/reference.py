@@ -38,10 +38,28 @@ SUPPORTED = frozenset({
     "Resize", "HardSigmoid", "PRelu", "Div", "Where"})
 ACTIVATIONS = ("", "Relu", "Clip", "LeakyRelu")
 VIEWS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
+# ops of the integer path (passes/qdq_integer.py): int8/uint8 in and out, int32 inside, the
+# kernels of the C and LLVM targets' int8 builds rendered with ap_int storage
+INTEGER_OPS = frozenset({
+    "QLinearConv", "QLinearMatMul", "com.microsoft.QGemm", "com.microsoft.QLinearAdd",
+    "com.microsoft.QLinearMul", "com.microsoft.QLinearConcat", "onnxcc.LookupTable", "MaxPool",
+    "GlobalMaxPool", "Max", "Min", "Concat", "Transpose"}) | frozenset(VIEWS)
+
+
+def integer_node(n: Node) -> bool:
+    """Whether ``n`` computes on int8/uint8 tensors (the integer path)."""
+    return any(v is not None and v.const is None and v.dtype in (np.int8, np.uint8)
+               for v in list(n.inputs) + list(n.outputs))
 
 
 def unsupported_reason(n: Node) -> str | None:
     """Why node ``n`` has no FPGA kernel, or None."""
+    if n.op in ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"):
+        return ("a float <-> integer conversion inside the design: the FPGA integer path needs "
+                "every op between the model's input QuantizeLinear and output DequantizeLinear "
+                "fused into an integer kernel (QLinearConv, QGemm, QLinearAdd...)")
+    if integer_node(n):
+        return None if n.op in INTEGER_OPS else "no integer (ap_int) HLS kernel for this op yet"
     if n.op not in SUPPORTED:
         return "no HLS kernel for this op yet"
     if n.op in ("Sigmoid", "Tanh"):   # left by table_activation

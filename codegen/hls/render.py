@@ -13,6 +13,13 @@ No lowering happens here; the float loop IR is printed with fixed-point types:
   ``acc_t`` (exact, as the accumulator is chosen wide enough: ``onnxcc.codegen.hls.fixed``);
 - a float constant is ``const_t(value)``, the kernel's literal type with 16 fraction bits
   (``onnxcc.codegen.hls.fixed.const_type``); infinities are ``acc_t``'s lowest/highest value;
+- integer values (the integer path of quantized models, ``passes/qdq_integer.py``) are
+  computed in C integer types exactly as the C back end computes them: an element of an
+  ``ap_int<W>`` array is converted to its C type where it is loaded and stored back exactly;
+  the ``requantize`` intrinsic is ``onnxcc_requantize`` (``onnxcc.codegen.requantize``'s C
+  helper, in defines.h); the float steps of such a kernel (QLinearAdd's and QLinearConcat's
+  float32 rescaling, ``native=True``) are C ``float`` arithmetic with the C back end's
+  round-half-to-even helper, not ap_fixed;
 - float ``div`` is ap_fixed division (the quotient truncated toward zero at the dividend's
   fraction bits, UG1399); a float -> int cast is ``to_int()`` (truncation toward zero);
 - loops keep their kind as pragmas: ``pipelined`` -> ``HLS PIPELINE II=n``, ``unrolled`` ->
@@ -43,6 +50,10 @@ _SYM = {"add": "+", "sub": "-", "mul": "*", "div": "/", "mod": "%", "lt": "<", "
         "gt": ">", "ge": ">=", "eq": "==", "ne": "!=", "and": "&&", "or": "||", "xor": "^",
         "shl": "<<", "shr": ">>"}
 FIXED_UNARY = ("neg", "abs", "not")
+#: loop-IR intrinsics with an HLS form: the function defines.h declares for each
+HLS_CALLS = {"requantize": "onnxcc_requantize"}
+#: float unary ops of integer-path kernels (C float): the C back end's round half to even
+NATIVE_UNARY = {"round": "onnxcc_roundevenf"}
 
 
 @dataclass
@@ -67,21 +78,32 @@ def float_literals(k: Kernel) -> list[float]:
     return out
 
 
-def unsupported(k: Kernel) -> str | None:
+def unsupported(k: Kernel, native: bool = False) -> str | None:
     """Why kernel ``k`` has no fixed-point rendering (a float math function, an intrinsic), or
-    None."""
+    None. ``native``: a kernel of the integer path, whose float steps render as C float
+    (round included: :data:`NATIVE_UNARY`)."""
     for s in walk_stmts(k.body):
         for e in stmt_exprs(s):
             for x in walk_exprs(e):
-                if isinstance(x, Unary) and x.a.dtype.is_float and x.op not in FIXED_UNARY:
+                if isinstance(x, Unary) and x.a.dtype.is_float and x.op not in FIXED_UNARY and \
+                        not (native and x.op in NATIVE_UNARY):
                     return f"float {x.op} has no fixed-point form on FPGA targets"
                 if isinstance(x, Binary) and x.a.dtype.is_float and x.op in ("pow", "mod"):
                     return f"float {x.op} has no fixed-point form on FPGA targets"
-                if isinstance(x, Call):
+                if isinstance(x, Call) and x.fn not in HLS_CALLS:
                     return f"the intrinsic {x.fn} has no HLS form"
                 if isinstance(x, (Load, Const, Var)) and x.dtype.lanes > 1:
                     return "vector types have no HLS form"
     return None
+
+
+def float_literal(v: float) -> str:
+    """A C float literal equal to the float32 ``v`` (finite; the shortest decimal of its
+    double value, which rounds back to the same float)."""
+    if not math.isfinite(v):
+        return "NAN" if math.isnan(v) else ("INFINITY" if v > 0 else "(-INFINITY)")
+    r = repr(float(v))
+    return (r if any(c in r for c in ".en") else r + ".0") + "f"
 
 
 def cpp_double(v: float) -> str:
@@ -96,8 +118,9 @@ class KernelRenderer:
     name of a weight buffer."""
 
     def __init__(self, k: Kernel, arrays: Callable[[Buffer], ArrayRef], acc: str,
-                 acc_type: FixedType, const_t: str = "") -> None:
+                 acc_type: FixedType, const_t: str = "", native: bool = False) -> None:
         self.k, self.arrays, self.acc, self.acc_type = k, arrays, acc, acc_type
+        self.native = native   # integer-path kernel: float steps are C float, as in the C build
         self.const_t = const_t or acc
         self.assigned = {s.var.name for s in walk_stmts(k.body) if isinstance(s, Assign)}
         self.decl_type: dict[int, str] = {}   # id(Decl) -> C++ type
@@ -107,6 +130,8 @@ class KernelRenderer:
                 v = s.var
                 if not v.dtype.is_float:
                     t = INT_CTYPE[v.dtype.name]
+                elif native:
+                    t = "float"
                 else:
                     t = self._narrow_type(s.init) if v.name not in self.assigned else None
                     if t is not None:
@@ -140,13 +165,21 @@ class KernelRenderer:
         return f"{ref.name}[{' + '.join(terms) or '0'}]"
 
     def load(self, b: Buffer, idx: Sequence[Expr]) -> str:
-        """A load of ``b[idx]``; a raw-integer weight is converted with ``onnxcc_raw``."""
+        """A load of ``b[idx]``; a raw-integer weight is converted with ``onnxcc_raw``, an
+        element of an ``ap_int`` array to its C integer type (integer arithmetic is C's, as in
+        the C back end: the two builds compute the same bits)."""
         ref = self.arrays(b)
         val = self.index(b, idx)
-        return f"onnxcc_raw<{ref.ctype}>({val})" if ref.raw else val
+        if ref.raw:
+            return f"onnxcc_raw<{ref.ctype}>({val})"
+        if not b.dtype.is_float and ref.ctype != INT_CTYPE[b.dtype.name]:
+            return f"(({INT_CTYPE[b.dtype.name]})({val}))"
+        return val
 
     def const(self, c: Const) -> str:
         """A literal: float as ``const_t``, infinity as ``acc_t``'s extreme, bool, int."""
+        if c.dtype.is_float and self.native:
+            return float_literal(float(c.value))
         if c.dtype.is_float:
             v = float(c.value)
             if math.isnan(v):
@@ -173,9 +206,11 @@ class KernelRenderer:
             val = self.load(e.buf, e.index)
             if e.mask is None:
                 return val
-            t = self.arrays(e.buf).ctype
+            t = self.arrays(e.buf).ctype if e.buf.dtype.is_float else INT_CTYPE[e.buf.dtype.name]
             other = self.expr(e.other) if e.other is not None else "0"
             return f"({self.expr(e.mask)} ? {t}({val}) : {t}({other}))"
+        if self.native and (e.dtype.is_float or (isinstance(e, Cast) and e.a.dtype.is_float)):
+            return self._native(e)
         if isinstance(e, Binary):
             fl = e.a.dtype.is_float
             if e.op in ("max", "min", "fmax", "fmin"):
@@ -183,7 +218,10 @@ class KernelRenderer:
                 a, b = self.expr(e.a), self.expr(e.b)
                 if fl:
                     return f"({a} {cmp} {b} ? {self.acc}({a}) : {self.acc}({b}))"
-                return f"({a} {cmp} {b} ? {a} : {b})"
+                # integers: a function call evaluates each operand once (a requantize inside a
+                # clamp is not repeated)
+                fn = "max" if e.op in ("max", "fmax") else "min"
+                return f"onnxcc_{fn}<{INT_CTYPE[e.dtype.name]}>({a}, {b})"
             if e.op in _SYM:
                 return f"({self.expr(e.a)} {_SYM[e.op]} {self.expr(e.b)})"
             raise ValueError(f"no HLS rendering of {e.op}")
@@ -214,9 +252,43 @@ class KernelRenderer:
             if e.dtype.is_float:
                 return f"({c} ? {self.to_acc(e.a)} : {self.to_acc(e.b)})"
             return f"({c} ? {self.expr(e.a)} : {self.expr(e.b)})"
+        if isinstance(e, Call) and e.fn in HLS_CALLS:
+            return f"{HLS_CALLS[e.fn]}({', '.join(self.expr(a) for a in e.args)})"
         if isinstance(e, MulAdd):
             return f"({self.expr(e.a)} * {self.expr(e.b)} + {self.expr(e.c)})"
         raise ValueError(f"no HLS rendering of {type(e).__name__}")
+
+    def _native(self, e: Expr) -> str:
+        """A float expression of an integer-path kernel as C float arithmetic, the same
+        operations as the C back end's (so C-sim equals the host build bit for bit)."""
+        if isinstance(e, Binary) and e.op in ("fmax", "fmin", "max", "min"):
+            fn = "fmaxf" if e.op in ("fmax", "max") else "fminf"
+            return f"{fn}({self.expr(e.a)}, {self.expr(e.b)})"
+        if isinstance(e, Binary) and e.op in ("add", "sub", "mul", "div"):
+            return f"({self.expr(e.a)} {_SYM[e.op]} {self.expr(e.b)})"
+        if isinstance(e, Unary) and e.op in NATIVE_UNARY:
+            return f"{NATIVE_UNARY[e.op]}({self.expr(e.a)})"
+        if isinstance(e, Unary) and e.op == "neg":
+            return f"(-{self.expr(e.a)})"
+        if isinstance(e, Cast):
+            dst = "float" if e.dtype.is_float else INT_CTYPE[e.dtype.name]
+            return f"(({dst})({self.expr(e.a)}))"
+        if isinstance(e, Select):
+            return f"({self.expr(e.cond)} ? {self.expr(e.a)} : {self.expr(e.b)})"
+        if isinstance(e, Var):
+            return e.name
+        if isinstance(e, Const):
+            return self.const(e)
+        if isinstance(e, Load):
+            return self._plain_load(e)
+        raise ValueError(f"no HLS rendering of float {type(e).__name__} in an integer kernel")
+
+    def _plain_load(self, e: Load) -> str:
+        val = self.load(e.buf, e.index)
+        if e.mask is None:
+            return val
+        other = self.expr(e.other) if e.other is not None else "0.0f"
+        return f"({self.expr(e.mask)} ? (float)({val}) : (float)({other}))"
 
     # -- statements ----------------------------------------------------------------------------
     def stmts(self, body: Sequence[Stmt], depth: int) -> list[str]:

@@ -198,3 +198,76 @@ def test_qonnx_mlp_on_fpga_is_exact_on_its_grids():
         equal += int(np.sum(got == want))
         total += want.size
     assert equal >= 0.95 * total, (equal, total)
+
+
+def _qonnx_node(op, inputs, consts, **attrs):
+    """A QONNX ``op`` node on x with constant inputs ``consts`` (name suffix -> array)."""
+    inits = [numpy_helper.from_array(np.asarray(v), f"{op}_{k}") for k, v in consts.items()]
+    node = helper.make_node(op, ["x"] + [f"{op}_{k}" for k in inputs], ["y"], domain=QONNX,
+                            name=f"{op.lower()}_node", **attrs)
+    return node, inits
+
+
+def _spec_trunc(x, scale, zp, in_bits, out_bits, mode="FLOOR", out_scale=None, signed=1,
+                narrow=0):
+    """QONNX's Trunc as its documentation's sample implementations define it (v1 without
+    ``out_scale``, v2 with it), in float32 as numpy evaluates them on float32 inputs."""
+    f = np.float32
+    r = {"ROUND": np.round, "FLOOR": np.floor, "CEIL": np.ceil}[mode]
+    y = np.round(x / f(scale) + f(zp))
+    if out_scale is None:
+        y = r(y / f(2.0 ** (in_bits - out_bits)))
+        return (y - f(zp)) * f(scale)
+    t = f(2.0 ** np.round(np.log2(f(out_scale) / f(scale))))
+    lo, hi = (-2 ** (out_bits - 1) + narrow, 2 ** (out_bits - 1) - 1) if signed else \
+        (0, 2 ** out_bits - 1 - narrow)
+    y = np.clip(y / t, f(lo), f(hi))
+    return (r(y) - f(zp) / t) * f(out_scale)
+
+
+@pytest.mark.parametrize("case", [
+    dict(scale=0.125, zp=0.0, in_bits=10, out_bits=4),
+    dict(scale=0.3, zp=2.0, in_bits=8, out_bits=5, mode="ROUND"),
+    dict(scale=0.25, zp=0.0, in_bits=12, out_bits=6, mode="CEIL"),
+    dict(scale=0.0625, zp=0.0, in_bits=12, out_bits=4, out_scale=0.5),
+    dict(scale=0.1, zp=1.0, in_bits=10, out_bits=3, out_scale=0.4, signed=0, mode="ROUND"),
+    dict(scale=0.125, zp=0.0, in_bits=10, out_bits=4, out_scale=1.0, narrow=1)])
+def test_qonnx_trunc_imports_as_its_definition(case):
+    """Trunc v1 (5 inputs) and v2 (6 inputs: out_scale, with signed/narrow clamping) run on the
+    host target exactly as QONNX's documentation defines them."""
+    case = dict(case)
+    mode, signed, narrow = case.pop("mode", "FLOOR"), case.pop("signed", 1), case.pop("narrow", 0)
+    consts = {"s": np.float32(case["scale"]), "z": np.float32(case["zp"]),
+              "ib": np.int32(case["in_bits"])}
+    names = ["s", "z", "ib"]
+    attrs = {"rounding_mode": mode}
+    if "out_scale" in case:
+        consts["os"] = np.float32(case["out_scale"])
+        names.append("os")
+        attrs.update(signed=signed, narrow=narrow)
+    consts["ob"] = np.int32(case["out_bits"])
+    names.append("ob")
+    node, inits = _qonnx_node("Trunc", names, consts, **attrs)
+    m = onnxcc.compile(_model([node], inits, [4, 64], [4, 64], "trunc"), "host")
+    x = np.random.default_rng(1).uniform(-40, 40, (4, 64)).astype(np.float32)
+    want = _spec_trunc(x, mode=mode, signed=signed, narrow=narrow, **case)
+    np.testing.assert_array_equal(m.run({"x": x})["y"], want.astype(np.float32))
+    assert len(np.unique(want)) > 4     # the grid is not degenerate
+
+
+@pytest.mark.parametrize("scale", [np.float32(0.5), np.array([[1.0], [0.25]], np.float32)])
+def test_qonnx_bipolar_quant_imports_as_its_definition(scale):
+    """BipolarQuant: +scale where x >= 0 (0 included), -scale elsewhere (per-tensor or
+    broadcast scales), on the host target."""
+    node, inits = _qonnx_node("BipolarQuant", ["s"], {"s": scale})
+    m = onnxcc.compile(_model([node], inits, [2, 32], [2, 32], "bipolar"), "host")
+    x = np.random.default_rng(2).uniform(-2, 2, (2, 32)).astype(np.float32)
+    x[0, :3] = 0.0
+    want = np.where(x >= 0, np.float32(1), np.float32(-1)) * scale
+    np.testing.assert_array_equal(m.run({"x": x})["y"], want.astype(np.float32))
+
+
+def test_unknown_qonnx_op_is_named():
+    node = helper.make_node("FloatQuant", ["x"], ["y"], domain=QONNX, name="fq")
+    with pytest.raises(onnxcc.UnsupportedOpError, match="BipolarQuant, Trunc"):
+        onnxcc.compile(_model([node], [], [2, 32], [2, 32], "fq"), "host")

@@ -2,12 +2,99 @@
 // (read, write, empty, full, size), written for onnxcc (the vendor header is not copied).
 // Under synthesis (__SYNTHESIS__) Vitis HLS's own <hls_stream.h> is used instead. C-simulation
 // runs the DATAFLOW region's functions one after another, so the FIFO grows as needed; reading
-// an empty stream is a bug in the design and stops the program.
+// an empty stream is a bug in the design and stops the program. Built with
+// -DONNXCC_CSIM_THREADS, the processes run concurrently on FIFOs of their pragma's depth (a
+// deadlock check of the depths; below).
 #ifndef ONNXCC_STREAM_H
 #define ONNXCC_STREAM_H
 
 #ifdef __SYNTHESIS__
 #include <hls_stream.h>
+// Sequential form (synthesis, plain C-simulation): the DATAFLOW processes are plain calls; a
+// FIFO's depth is its STREAM pragma's.
+#define ONNXCC_STREAM_DEPTH(s, d)
+#define ONNXCC_DATAFLOW_BEGIN
+#define ONNXCC_PROCESS(call) call;
+#define ONNXCC_DATAFLOW_END
+#elif defined(ONNXCC_CSIM_THREADS)
+// Concurrent C-simulation (onnxcc's FIFO-depth check, not Vitis's): every DATAFLOW process runs
+// in a thread of its own and a stream holds at most the depth of its STREAM pragma
+// (ONNXCC_STREAM_DEPTH), so a write to a full FIFO waits for its reader as in hardware. A FIFO too
+// shallow for the design deadlocks: after ONNXCC_DEADLOCK_SECONDS without progress the program
+// says which stream and stops.
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#ifndef ONNXCC_DEADLOCK_SECONDS
+#define ONNXCC_DEADLOCK_SECONDS 10
+#endif
+
+namespace hls {
+
+template <class T> class stream {
+  public:
+    stream() : name_("stream"), depth_(0) {}
+    explicit stream(const char *name) : name_(name), depth_(0) {}
+    void set_depth(std::size_t depth) { depth_ = depth; }
+    void write(const T &v) {
+        std::unique_lock<std::mutex> lock(m_);
+        if (!cv_.wait_for(lock, std::chrono::seconds(ONNXCC_DEADLOCK_SECONDS),
+                          [this] { return depth_ == 0 || q_.size() < depth_; }))
+            stuck("write to the full");
+        q_.push_back(v);
+        cv_.notify_all();
+    }
+    T read() {
+        std::unique_lock<std::mutex> lock(m_);
+        if (!cv_.wait_for(lock, std::chrono::seconds(ONNXCC_DEADLOCK_SECONDS),
+                          [this] { return !q_.empty(); }))
+            stuck("read from the empty");
+        T v = q_.front();
+        q_.pop_front();
+        cv_.notify_all();
+        return v;
+    }
+    bool empty() {
+        std::lock_guard<std::mutex> lock(m_);
+        return q_.empty();
+    }
+    bool full() {
+        std::lock_guard<std::mutex> lock(m_);
+        return depth_ != 0 && q_.size() >= depth_;
+    }
+    std::size_t size() {
+        std::lock_guard<std::mutex> lock(m_);
+        return q_.size();
+    }
+
+  private:
+    void stuck(const char *what) {
+        std::fprintf(stderr, "onnxcc: deadlock: %s hls::stream %s (depth %zu)\n", what,
+                     name_.c_str(), depth_);
+        std::abort();
+    }
+    stream(const stream &);
+    stream &operator=(const stream &);
+    std::string name_;
+    std::size_t depth_;
+    std::deque<T> q_;
+    std::mutex m_;
+    std::condition_variable cv_;
+};
+
+}  // namespace hls
+#define ONNXCC_STREAM_DEPTH(s, d) (s).set_depth(d)
+#define ONNXCC_DATAFLOW_BEGIN std::vector<std::thread> onnxcc_procs;
+#define ONNXCC_PROCESS(call) onnxcc_procs.emplace_back([&] { call; });
+#define ONNXCC_DATAFLOW_END for (std::thread &t : onnxcc_procs) t.join();
 #else
 #include <cstddef>
 #include <cstdio>
@@ -41,6 +128,12 @@ template <class T> class stream {
 };
 
 }  // namespace hls
+// Sequential form (synthesis, plain C-simulation): the DATAFLOW processes are plain calls; a
+// FIFO's depth is its STREAM pragma's.
+#define ONNXCC_STREAM_DEPTH(s, d)
+#define ONNXCC_DATAFLOW_BEGIN
+#define ONNXCC_PROCESS(call) call;
+#define ONNXCC_DATAFLOW_END
 #endif
 
 #endif
