@@ -173,7 +173,7 @@ def test_qdq_softmax_tiny_input_scale_stays_float():
 
 # ---- average pools ------------------------------------------------------------------------------
 def pool_want(x, xs, xz, ys, yz, kernel, strides, pads, include, dt) -> np.ndarray:
-    """An independent 2-D formula: windows by index arithmetic, TFLite's rounding division for
+    """An independent 2-D formula: windows by index arithmetic, round_half_even(sum(x) / c) for
     equal parameters (padding not counted), else round_half_even(sum(x - xz) * m_c) + yz with
     m_c = float32(float32(xs / ys) / c) (float64 holds the product exactly)."""
     N, C, H, W = x.shape
@@ -192,8 +192,7 @@ def pool_want(x, xs, xz, ys, yz, kernel, strides, pads, include, dt) -> np.ndarr
             cnt = kh * kw if include else len(rs) * len(cs)
             if tfl:
                 acc = win.sum(axis=(2, 3))
-                num = np.where(acc > 0, acc + cnt // 2, acc - cnt // 2)
-                y[:, :, i, j] = np.trunc(num / cnt).astype(np.int64)
+                y[:, :, i, j] = np.rint(acc / cnt).astype(np.int64)   # float64: exact ties
             else:
                 acc = (win - xz).sum(axis=(2, 3))
                 mc = np.float32(np.float32(np.float32(xs) / np.float32(ys)) / np.float32(cnt))
