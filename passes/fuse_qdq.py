@@ -30,6 +30,21 @@ onnxruntime's quantizer does). Anything else stays float: the DQ -> op -> Q chai
 same numbers in float, and a warning names each float op left between them.
 Preconditions: none (runs first; the frontend leaves DequantizeLinear unfolded for it, and
 canonicalize folds the DequantizeLinear nodes on constants that no pattern took).
+
+Reference: a QDQ model means what its graph says (DequantizeLinear, the float op, QuantizeLinear);
+the integer kernels compute that in exact integer arithmetic (the conv/gemm requantization of
+QLinearConv's spec, round half to even), so the oracle is onnxruntime with graph optimizations
+disabled, which runs the graph as written. onnxruntime's default session instead fuses the
+patterns into its own kernels, which are not the model's arithmetic in two places: on x86-64
+without AVX-VNNI its u8 x s8 GEMM (MLAS, VPMADDUBSW) adds pairs of products in saturating int16,
+so a layer whose activations near 255 meet weights near 127 comes out wrong, by up to 84 LSB on
+the digits CNN's first conv (``quantize_static``'s docstring advises ``reduce_range``, 7-bit
+weights, on such CPUs); and its fused QLinearSoftmax rounds up to 1 LSB away from
+Q(Softmax(DQ(x))). For the QOperator ops (whose definition is the integer kernel) the oracle is
+onnxruntime on the same model with the int8 weights written as uint8 with zero point + 128: the
+same products, through its exact u8 x u8 kernels. ``benchmarks/quantization.py`` prints both;
+onnxcc equals the references on every output of the digits CNN quantized by ``quantize_static``
+in both formats.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """com.microsoft.QLinearAveragePool and QLinearGlobalAveragePool as loop IR: an int32 sum over
-the window's taps inside x, then TFLite's rounding division by the count or a fixed-point
+the window's taps inside x, then a division by the count rounding half to even or a fixed-point
 requantization (semantics and sources: ``onnxcc.ops.quant_int``; the numpy reference there is
 what this kernel reproduces bit for bit).
 
@@ -90,10 +90,16 @@ def _lower_qpool(node: Node, ctx: LowerCtx) -> Any:
         if possible else []
     body: list[Stmt] = [Decl(acc, const(0, I32)), *red, Decl(cnt, count)]
     if tflite:
-        half = cnt / const(2, I32)
-        num = Select(Binary("gt", acc, const(0, I32)), acc + half, acc - half)
-        r: Expr = num / cnt
-        how = "rounding division by the count (TFLite)"
+        # round half to even of acc / cnt: t / (2 cnt) with t = 2 (acc + 128 cnt) + cnt >= 0
+        # (every stored value is >= -128; 128 is even, so the parity is kept), less one on an
+        # exact tie with an odd quotient
+        t, q = Var("t", I32), Var("q", I32)
+        body_tie: list[Stmt] = [
+            Decl(t, (acc + cnt * const(128, I32)) * const(2, I32) + cnt),
+            Decl(q, t / (cnt * const(2, I32)))]
+        r: Expr = Select(Binary("eq", t % (cnt * const(2, I32)), const(0, I32)),
+                         q - q % const(2, I32), q) - const(128, I32)
+        how = "division by the count rounding half to even"
     else:
         mults = count_multipliers(real, counts)
         if len(mults) == 1:
@@ -114,6 +120,8 @@ def _lower_qpool(node: Node, ctx: LowerCtx) -> Any:
         r = maximum(minimum(r, const(hi - z_y, I32)), const(lo - z_y, I32)) + const(z_y, I32)
         how = (f"requantize by float32(x_scale / y_scale) / count (x zero point {z_x}, y zero "
                f"point {z_y})")
+    if tflite:
+        body += body_tie
     body.append(Store(Y, (n, c, *o), Cast(maximum(minimum(r, const(hi, I32)), const(lo, I32)),
                                          out_dt)))
     nest = loops([(n, 0, N), (c, 0, C)] + [(o[a], 0, O[a]) for a in range(nd)], body)

@@ -31,8 +31,14 @@ typedef struct {
 } onnxcc_tensor_info;
 
 /* Kernels are kept out of line: inlining hundreds of layer loops into one run function makes
- * compile time explode (clang) and the run function's stack frame the sum of all layers'. */
-#if defined(__GNUC__) || defined(__clang__)
+ * compile time explode (clang) and the run function's stack frame the sum of all layers'.
+ * On gcc also noipa (no interprocedural analysis, no constant-propagated clones): gcc 12.2 -O2 on
+ * x86-64 clones a kernel for its constant weight pointers, the vectorized loop's ivopts address a
+ * weight row from a null base, and local-pure-const takes that load for a NULL access, finds the
+ * kernel "pure" and deletes its call (seen on a QGemm whose weight and bias lie in one blob). */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 8
+#define ONNXCC_NOINLINE __attribute__((noinline, noipa))
+#elif defined(__GNUC__) || defined(__clang__)
 #define ONNXCC_NOINLINE __attribute__((noinline))
 #else
 #define ONNXCC_NOINLINE

@@ -1,6 +1,8 @@
 """fuse_qdq: QDQ models become integer kernels (QLinearConv, QGemm, int8 MaxPool and moves),
 checked for structure and against onnxruntime, which runs the same QDQ models with its own
-integer kernels; the digits CNN quantized by onnxruntime's quantize_static end to end."""
+integer kernels; the digits CNN quantized by onnxruntime's quantize_static end to end; a small
+CNN quantized by quantize_static with full 8-bit weights against onnxruntime's reference (the
+graph as written, not its fused u8 x s8 kernels: ``fuse_qdq``'s docstring says why)."""
 
 from __future__ import annotations
 
@@ -324,3 +326,106 @@ def test_concat_between_qdq_becomes_qlinearconcat(same):
         assert np.abs(got.astype(np.int64) - want.astype(np.int64)).max() <= 1
         if same:
             np.testing.assert_array_equal(got, np.concatenate([a, b], axis=1))
+
+
+# ---- a model quantized by onnxruntime with full 8-bit weights, against its reference ----------
+def _small_cnn() -> onnx.ModelProto:
+    """Conv 3x3 (1->8) + Relu, MaxPool 2, Conv 3x3 (8->8) + Relu, Flatten, Gemm (->10), Softmax
+    on a (1, 1, 8, 8) image; random float weights."""
+    r = np.random.default_rng(11)
+    inits = [_init("w1", (r.standard_normal((8, 1, 3, 3)) * 0.5).astype(np.float32)),
+             _init("b1", (r.standard_normal(8) * 0.1).astype(np.float32)),
+             _init("w2", (r.standard_normal((8, 8, 3, 3)) * 0.2).astype(np.float32)),
+             _init("b2", (r.standard_normal(8) * 0.1).astype(np.float32)),
+             _init("w3", (r.standard_normal((10, 128)) * 0.1).astype(np.float32)),
+             _init("b3", (r.standard_normal(10) * 0.1).astype(np.float32))]
+    nodes = [helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], pads=[1] * 4),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Conv", ["p1", "w2", "b2"], ["c2"], pads=[1] * 4),
+             helper.make_node("Relu", ["c2"], ["r2"]),
+             helper.make_node("Flatten", ["r2"], ["f"]),
+             helper.make_node("Gemm", ["f", "w3", "b3"], ["logits"], transB=1),
+             helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1)]
+    g = helper.make_graph(nodes, "cnn", [helper.make_tensor_value_info(
+        "input", TensorProto.FLOAT, [1, 1, 8, 8])], [helper.make_tensor_value_info(
+            "probabilities", TensorProto.FLOAT, [1, 10])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = IR_VERSION
+    return m
+
+
+def _ort_reference(path, feeds: list[dict], qoperator: bool) -> np.ndarray:
+    """onnxruntime's result for the quantized model at ``path`` as the model defines it:
+    a QDQ model with graph optimizations off (DequantizeLinear, float op, QuantizeLinear as
+    written, no fused kernels); a QOperator model with its int8 weights written as uint8 with
+    zero point + 128 (the same integer products), which onnxruntime computes with its exact
+    u8 x u8 kernels. Its default session uses fused u8 x s8 kernels that, on x86-64 without
+    AVX-VNNI, add pairs of products in saturating int16 (VPMADDUBSW) and so differ from the
+    model where two neighbouring products pass 32767."""
+    import onnxruntime as ort
+
+    m = onnx.load(str(path))
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if qoperator:
+        inits = {t.name: t for t in m.graph.initializer}
+        n_u8 = 0
+        for n in m.graph.node:
+            if n.op_type in ("QLinearConv", "QGemm") and \
+                    inits[n.input[3]].data_type == TensorProto.INT8:
+                for t in (inits[n.input[3]], inits[n.input[5]]):
+                    a = numpy_helper.to_array(t).astype(np.int16) + 128
+                    t.CopyFrom(numpy_helper.from_array(a.astype(np.uint8), t.name))
+                n_u8 += 1
+        assert n_u8 == 3
+    else:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    s = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return np.concatenate([s.run(None, f)[0] for f in feeds])
+
+
+@pytest.mark.parametrize("qoperator", [False, True], ids=["qdq_per_channel", "qoperator"])
+def test_quantize_static_8bit_weights_match_onnxruntime_reference(tmp_path, qoperator):
+    """onnxruntime's quantize_static with full 8-bit weights (no reduce_range) on a small CNN
+    whose inputs reach the top of the uint8 range, in QDQ (int8 activations, weights per
+    channel) and QOperator (uint8 activations, weights per tensor): onnxcc's C and LLVM builds
+    agree with onnxruntime's reference (``_ort_reference``) within 1 LSB on >= 99% of the
+    outputs and in argmax on >= 99.5% of the images, and with each other exactly."""
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+
+    r = np.random.default_rng(5)
+    x = np.clip(r.random((120, 1, 1, 8, 8)) * 1.3, 0, 1).astype(np.float32)  # many at 1.0
+    feeds = [{"input": xi} for xi in x]
+    src, dst = tmp_path / "cnn.onnx", tmp_path / "cnn_q.onnx"
+    onnx.save(_small_cnn(), str(src))
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(feeds[:40])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    quantize_static(str(src), str(dst), Reader(),
+                    quant_format=QuantFormat.QOperator if qoperator else QuantFormat.QDQ,
+                    per_channel=not qoperator,
+                    activation_type=QuantType.QUInt8 if qoperator else QuantType.QInt8,
+                    weight_type=QuantType.QInt8)
+    q = onnx.load(str(dst))
+    scale = float(next(numpy_helper.to_array(t) for t in q.graph.initializer
+                       if t.name == "probabilities_scale"))
+    want = _ort_reference(dst, feeds, qoperator)
+    outs = {}
+    for t in TARGETS:
+        cm = onnxcc.compile(q, t)
+        ops = [n.op for n in cm.graph.nodes]
+        assert ops.count("QLinearConv") == 2 and ops.count("com.microsoft.QGemm") == 1, ops
+        assert not {"Conv", "Gemm", "Softmax"} & set(ops), ops
+        got = np.concatenate([cm.run(f)["probabilities"] for f in feeds])
+        lsb = np.abs(got.astype(np.float64) - want) / scale
+        assert (lsb <= 1.001).mean() >= 0.99, (t, (lsb <= 1.001).mean())
+        assert (got.argmax(1) == want.argmax(1)).mean() >= 0.995, t
+        outs[t] = got
+    np.testing.assert_array_equal(outs["host"], outs["cpu"])
