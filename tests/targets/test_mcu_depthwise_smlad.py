@@ -94,8 +94,9 @@ def test_smladx_and_pack4_references():
 
 
 #: measured at -Os on the Cortex-M4 (QEMU TCG counts exactly): 3.518, 4.215, 3.719 (the scalar
-#: nest before: 7.4-7.5 on DS-CNN's and MobileNetV1's layers)
-BOUNDS = {"dw3x3_s1_32x12x12": 3.6, "dw3x3_s2_16x16x16": 4.3, "dw3x3_s1_64x25x5": 3.8}
+#: nest before: 7.4-7.5 on DS-CNN's and MobileNetV1's layers); the stride-2 layer 4.322 since
+#: kernels are noipa on gcc (runtime/include/onnxcc_rt.h: no constant-propagated clones)
+BOUNDS = {"dw3x3_s1_32x12x12": 3.6, "dw3x3_s2_16x16x16": 4.4, "dw3x3_s1_64x25x5": 3.8}
 SPEED = {"dw3x3_s1_32x12x12": (lambda: qdw(32, 12, 12), 32 * 9 * 144),
          "dw3x3_s2_16x16x16": (lambda: qdw(16, 16, 16, pads=(0, 0, 1, 1), strides=(2, 2)),
                                16 * 9 * 64),
