@@ -151,9 +151,9 @@ INT8_DW_CASES = [   # x shape, depth multiplier, attrs
                          ids=[f"qdw{k}" for k in range(len(INT8_DW_CASES))])
 def test_int8_scalar_depthwise_is_bit_exact(rng, xs, mult, attrs):
     """An int8 depthwise layer (onnxcc.Int8) lowered for the Cortex-M4 (scalar accumulators, a
-    start value per border run) gives exactly the bytes of the host's lowering, in the
-    interpreter and as C; QLinearConv kernels other than 3x3 with one padded run per side keep
-    the generic nest."""
+    start value per border run, or the SMLAD kernel for one channel per group) gives exactly the
+    bytes of the host's lowering, in the interpreter and as C; QLinearConv kernels other than
+    3x3 keep the generic nest."""
     C = xs[1]
     k = attrs.pop("kernel_shape", [3, 3])
     w = rng.standard_normal((C * mult, 1, *k), dtype=np.float32)
@@ -165,7 +165,11 @@ def test_int8_scalar_depthwise_is_bit_exact(rng, xs, mult, attrs):
     p = lower_program(m4.graph, target=get_target("cortex-m4"))
     verify(p)
     (conv,) = [kk for kk in p.kernels if kk.op == "QLinearConv"]
-    assert ("one accumulator per output" in conv.comment) == (k == [3, 3])
+    smlad = "packed at compile time" in conv.comment      # codegen/lower/int_depthwise.py
+    scalar = "one accumulator per output" in conv.comment
+    # 3x3 with one channel per group: the SMLAD kernel; 3x3 with a depth multiplier: the
+    # scalar nest; other kernels: the generic nest
+    assert (smlad, scalar) == ((k == [3, 3] and mult == 1), (k == [3, 3] and mult > 1))
     x = calib[0]
     want = host.run(x)["y"]
     np.testing.assert_array_equal(m4.run(x)["y"], want)
