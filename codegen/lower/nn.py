@@ -625,9 +625,16 @@ def _depthwise_applies(node: Node, ctx: LowerCtx) -> bool:
     group = int(node.attrs.get("group") or 1)
     if group == 1 or x.shape[1] != group or x.dtype.name != "float32" or len(x.shape) != 4:
         return False
-    pb, pe, _, _, _ = conv_geometry(node, x.shape, w.shape)
+    pb, pe, s, _, _ = conv_geometry(node, x.shape, w.shape)
     hp, wp = x.shape[2] + pb[0] + max(pe[0], 0), x.shape[3] + pb[1] + max(pe[1], 0)
-    return min(pb) >= 0 and hp * wp * 4 <= PLANE_BYTES
+    return min(pb) >= 0 and hp * _plane_row(wp, s[1]) * 4 <= PLANE_BYTES
+
+
+def _plane_row(wp: int, stride: int) -> int:
+    """Elements per row of :func:`_conv_depthwise`'s padded plane: ``wp`` columns, or with a
+    column stride above 1 the ``stride`` phases (columns ``p, p+stride, ...``) one after the
+    other, each ``ceil(wp/stride)`` long."""
+    return wp if stride == 1 else stride * -(-wp // stride)
 
 
 def _conv_depthwise(node: Node, ctx: LowerCtx) -> Any:
@@ -637,8 +644,12 @@ def _conv_depthwise(node: Node, ctx: LowerCtx) -> Any:
     padded plane and a multiply-add with the tap's weight (a register), bias and activation
     fused into the single store. No per-tap bounds and no scatter of partial sums: the tap-
     stationary nest re-read and re-wrote y nine times over rows of 6 to 24 (MobileNetV1-0.25's
-    depthwise layers ran at about 1 GMAC/s on cpu). x (N,C,H,W), w (C*mult,1,kh,kw), y (N,C*mult,
-    OH,OW)."""
+    depthwise layers ran at about 1 GMAC/s on cpu). With a column stride sw above 1 the plane is
+    stored de-interleaved: each padded row as its sw phases (columns p, p+sw, ...) one after the
+    other, so tap (a, b) of output column ow reads phase (b*dw) mod sw at ow + (b*dw) div sw,
+    unit-stride along the row (read with stride 2, LLVM refused the forced vectorization with a
+    "loop not vectorized" warning and the row ran scalar). x (N,C,H,W), w (C*mult,1,kh,kw),
+    y (N,C*mult,OH,OW)."""
     x, w = node.inputs[0], node.inputs[1]
     X, Wt, Y = ctx.input(0, "x"), ctx.input(1, "w"), ctx.output(0, "y")
     has_b = len(node.inputs) > 2 and node.inputs[2] is not None
@@ -651,18 +662,25 @@ def _conv_depthwise(node: Node, ctx: LowerCtx) -> Any:
     Hp, Wp = I[0] + pb[0] + max(pe_[0], 0), I[1] + pb[1] + max(pe_[1], 0)
     dt = Y.dtype
     lanes = ctx.vector_lanes()
-    xp = Buffer("plane", dt, (Hp * Wp,), space="local")    # row-major (Hp, Wp)
+    sw = s[1]
+    Wr = _plane_row(Wp, sw)         # row length; with sw > 1, sw phases of Wq columns each
+    Wq = Wr // sw
+    xp = Buffer("plane", dt, (Hp * Wr,), space="local")    # row-major (Hp, Wr)
     n, g, m = axis_var("n", N), Var("g"), axis_var("m", MG)
     r, q, oh, ow = Var("r"), Var("q"), Var("oh"), Var("ow")
     co = lin((g, MG), m)
-    # the padded plane: rows/columns outside x are 0 (loads clamped into x, then a select)
-    ri, qi = Binary("sub", r, Const(pb[0])), Binary("sub", q, Const(pb[1]))
-    ok = all_of(ri >= 0, ri < I[0], qi >= 0, qi < I[1])
-    xl = Var("xl", dt)
-    copy = [Loop(r, 0, Hp, [Loop(q, 0, Wp, [
-        Decl(xl, X[(n, g, _clamped(ri, I[0]), _clamped(qi, I[1]))]),
-        Store(xp, (lin((r, Wp), q),), Select(ok, xl, const(0, dt)))],
-        kind="vectorized", factor=lanes)])]
+    # the padded plane: rows/columns outside x are 0 (loads clamped into x, then a select);
+    # column q = j*sw + p of a row at p*Wq + j (sw phases, each stored unit-stride in j; the
+    # columns past Wp in the last phases are 0 and never read)
+    ri = Binary("sub", r, Const(pb[0]))
+    xl = [Var(f"xl{p}" if sw > 1 else "xl", dt) for p in range(sw)]
+    body: list[Stmt] = []
+    for p in range(sw):
+        qi = lin((q, sw), p - pb[1])
+        ok = all_of(ri >= 0, ri < I[0], qi >= 0, qi < I[1])
+        body += [Decl(xl[p], X[(n, g, _clamped(ri, I[0]), _clamped(qi, I[1]))]),
+                 Store(xp, (lin((r, Wr), q, p * Wq),), Select(ok, xl[p], const(0, dt)))]
+    copy = [Loop(r, 0, Hp, [Loop(q, 0, Wq, body, kind="vectorized", factor=lanes)])]
     wv = [[Var(f"w{a}_{b}", dt) for b in range(K[1])] for a in range(K[0])]
     acc = Var("acc", dt)
     taps: list[Stmt] = [Decl(acc, B[(co,)] if B is not None else const(0, dt))]
@@ -685,8 +703,9 @@ def _conv_depthwise(node: Node, ctx: LowerCtx) -> Any:
     else:
         for a in range(K[0]):
             for b in range(K[1]):
-                taps.append(Assign(acc, MulAdd(wv[a][b], xp[(lin((oh, s[0] * Wp), (ow, s[1]),
-                                                                 a * d[0] * Wp + b * d[1]),)],
+                cb = (b * d[1]) % sw * Wq + (b * d[1]) // sw     # phase, then column in it
+                taps.append(Assign(acc, MulAdd(wv[a][b], xp[(lin((oh, s[0] * Wr), ow,
+                                                                 a * d[0] * Wr + cb),)],
                                                acc)))
         taps.append(Store(Y, (n, co, oh, ow), activation_expr(node, acc)))
         rows = [Loop(oh, 0, O[0], [Loop(ow, 0, O[1], taps, kind="vectorized", factor=lanes)])]
@@ -698,6 +717,8 @@ def _conv_depthwise(node: Node, ctx: LowerCtx) -> Any:
             f"{shape_text(Y.shape)}; depthwise (group {C}), strides {_lst(s_)}, dilations "
             f"{_lst(d_)}, pads_begin {_lst(pb_)}" + (f"; activation {act}" if act else "")
             + f"; each channel's plane padded into a local ({Hp},{Wp}), "
+            + (f"its columns de-interleaved into {sw} phases of {Wq} per row (rows of {Wr}), "
+               if sw > 1 else "")
             + ("its positions one vectorized loop" if flat else "rows vectorized"))
     ins = read_buffers(nest, [X, Wt] + ([B] if B is not None else []))
     return ctx.kernel("conv", [Y], ins, [Comment(text)] + nest, comment=text, locals=[xp])
