@@ -168,6 +168,7 @@ def bad_attr(node: Node, message: str) -> AttributeValueError:
 FAMILIES = ("elementwise", "nn", "matmul", "norm", "shape", "reduce", "fused", "quant", "quant_int",
             "table", "rnn", "loss", "indexing", "bitwise", "matrix",
             "cumulative", "activation", "selection", "signal", "linalg", "ml", "sampling",
+            "data_dependent",
             "ml_svm", "ml_trees", "attention")
 _loaded = False
 
