@@ -22,23 +22,48 @@ def _depths(m) -> dict[str, int]:
     return {s: int(d) for s, d in re.findall(r"STREAM variable=(\w+) depth=(\d+)", text)}
 
 
+def _rejoins(depths: dict[str, int]) -> dict[str, int]:
+    """The residual CNN's rejoin FIFOs: k2 (the Add) reads the ReLU r1 (the skip, from k0) and
+    Conv c2 (k1); k4 (the Concat) reads the depthwise branch (k3) and the sum (the skip)."""
+    return {s: d for s, d in depths.items() if s.endswith(("_k2", "_k4"))}
+
+
+def _set_depth(cpp: Path, stream: str, d: int) -> None:
+    """Rewrites the C-simulation depth of ``stream`` (all streams when ``stream`` is \\w+)."""
+    cpp.write_text(re.sub(rf"ONNXCC_STREAM_DEPTH\(({stream}), \d+\)",
+                          rf"ONNXCC_STREAM_DEPTH(\1, {d})", cpp.read_text()))
+
+
 def test_fan_out_into_one_input_layers_is_shallow_and_does_not_deadlock(tmp_path):
     """The residual CNN: the sum and the first ReLU each feed a one-input Conv (shallow FIFOs)
-    and a two-input Add or Concat (whole-tensor FIFOs); the concurrent C-simulation with these
-    depths passes the test bench, and the same design with every FIFO 2 deep deadlocks."""
+    and a two-input Add or Concat (rejoin FIFOs sized from the lag of the 3x3 conv on the other
+    branch: 2 rows of 6 pixels x 4 channels plus a margin, not the 144-element tensor); the
+    concurrent C-simulation with these depths passes the test bench, the same design with the
+    skip FIFO one row shallower deadlocks, and with every FIFO 2 deep too."""
     m = onnxcc.compile(_residual_cnn(), "xczu7ev", hls=onnxcc.HLSConfig(io="io_stream"))
     depths = _depths(m)
     # k1 (Conv c2) and k3 (depthwise Conv) read one fan-out stream each; k2 (Add) and k4
     # (Concat) read two streams each
     assert sorted(d for s, d in depths.items() if s.endswith(("_k1", "_k3"))) == [2, 2], depths
-    assert sorted(d for s, d in depths.items() if s.endswith(("_k2", "_k4"))) == [144] * 4
+    rejoin = _rejoins(depths)
+    assert len(rejoin) == 4 and all(2 < d < 144 for d in rejoin.values()), depths
+    row = 6 * 4   # one row of a (1, 4, 6, 6) tensor in pixel order
+    skips = [s for s in rejoin if s.startswith("st_buf3_") or s.startswith("st_buf4_")]
+    skip_add, skip_cat = sorted(skips)   # r1 into the Add, the sum into the Concat
+    for skip, conv in ((skip_add, "st_buf1_k2"), (skip_cat, "st_buf2_k4")):
+        # the skip side runs 2 rows ahead (the conv reads rows 0-1 before its row 0), plus margin
+        assert 2 * row <= rejoin[skip] < 3 * row and row <= rejoin[conv] < rejoin[skip], depths
     out = tmp_path / "prj"
     m.save(out)
     ok, log = run_testbench(out, threads=True, deadlock_seconds=5)
     assert ok and "0 output values differ" in log, log
     cpp = out / "firmware" / f"{m.mmap['c_prefix']}.cpp"
-    cpp.write_text(re.sub(r"ONNXCC_STREAM_DEPTH\((\w+), \d+\)", r"ONNXCC_STREAM_DEPTH(\1, 2)",
-                          cpp.read_text()))
+    text = cpp.read_text()
+    _set_depth(cpp, skip_add, rejoin[skip_add] - row)
+    ok, log = run_testbench(out, threads=True, deadlock_seconds=2)
+    assert not ok and "onnxcc: deadlock:" in log, log
+    cpp.write_text(text)
+    _set_depth(cpp, r"\w+", 2)
     ok, log = run_testbench(out, threads=True, deadlock_seconds=2)
     assert not ok and "onnxcc: deadlock:" in log and "hls::stream st_" in log, log
 
@@ -50,7 +75,10 @@ def test_integer_design_streams_concurrently(tmp_path):
     cal = {"x": r.uniform(-2, 2, (32, 1, 2, 6, 6)).astype(np.float32)}
     m = onnxcc.compile(_residual_cnn(), "xczu7ev", quantize=onnxcc.Int8(calibration=cal),
                        hls=onnxcc.HLSConfig(io="io_stream"))
-    assert 2 in _depths(m).values()
+    depths = _depths(m)
+    # QLinearAdd and QLinearConcat read their inputs into whole arrays (no lockstep form), so
+    # their rejoin FIFOs hold the whole tensor
+    assert 2 in depths.values() and set(_rejoins(depths).values()) == {144}, depths
     m.save(tmp_path / "prj")
     ok, log = run_testbench(tmp_path / "prj", threads=True, deadlock_seconds=5)
     assert ok and "0 output values differ" in log and "warning" not in log.lower(), log
