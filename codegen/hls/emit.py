@@ -442,8 +442,11 @@ def _rejoin_depths(pieces: list[tuple], kinds: dict[int, tuple], port_in: set[st
     input (the other branches fill their line buffers while it keeps writing), so its FIFO is
     that many rows (``W * C`` elements in pixel order) plus :data:`SHALLOW_FIFO` per layer on
     the longest branch (the elements the shallow FIFOs and the pipelines hold), never more
-    than the tensor. Falls back to the whole tensor when the join holds whole input arrays
-    (it reads one input entirely before the next), when its inputs come through different
+    than the tensor. A join that holds whole input arrays reads one input entirely before the
+    next: the first it reads is :data:`SHALLOW_FIFO` deep (the join waits on nothing else
+    while reading it, and the others, whole tensors, never stop their writers), the others
+    hold the whole tensor (their branches may finish while the join still reads the first).
+    Falls back to the whole tensor when the inputs of a lockstep join come through different
     origins, or when a branch has a layer that changes the height or width (a stride, a
     'valid' window), holds whole tensors, or permutes channels (those start a new origin).
     Source: the stream FIFO sizing of hls4ml's io_stream (its FIFO depth optimizer measures
@@ -458,9 +461,11 @@ def _rejoin_depths(pieces: list[tuple], kinds: dict[int, tuple], port_in: set[st
         same = all(x is not None for x in ls) and len({x[0] for x in ls}) == 1 \
             and len(set(ins)) == len(ins)
         if len(ins) > 1:
-            for n, x in zip(ins, ls):
+            for j, (n, x) in enumerate(zip(ins, ls)):
                 d = sizes[n]
-                if kind[0] == "lockstep" and same and n in pixel:
+                if kind[0] == "array" and j == 0 and len(set(ins)) == len(ins):
+                    d = SHALLOW_FIFO   # read first, as fast as it arrives
+                elif kind[0] == "lockstep" and same and n in pixel:
                     _, C, _, W = pixel[n]
                     rows = max(y[1] for y in ls) - x[1] + 1
                     margin = SHALLOW_FIFO * (max(y[2] for y in ls) + 1)

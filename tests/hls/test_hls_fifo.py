@@ -70,18 +70,25 @@ def test_fan_out_into_one_input_layers_is_shallow_and_does_not_deadlock(tmp_path
 
 def test_integer_design_streams_concurrently(tmp_path):
     """The int8 residual CNN (onnxcc.Int8) in io_stream runs its processes concurrently with
-    the computed depths and matches the integer reference in the test bench."""
+    the computed depths and matches the integer reference in the test bench. Its QLinearAdd
+    and QLinearConcat read each input whole before the next: the first input read is 2 deep,
+    the other holds the tensor; the Concat's second input (the sum, whose writer also feeds the
+    depthwise branch the Concat reads first) made shallower deadlocks."""
     r = np.random.default_rng(4)
     cal = {"x": r.uniform(-2, 2, (32, 1, 2, 6, 6)).astype(np.float32)}
     m = onnxcc.compile(_residual_cnn(), "xczu7ev", quantize=onnxcc.Int8(calibration=cal),
                        hls=onnxcc.HLSConfig(io="io_stream"))
-    depths = _depths(m)
-    # QLinearAdd and QLinearConcat read their inputs into whole arrays (no lockstep form), so
-    # their rejoin FIFOs hold the whole tensor
-    assert 2 in depths.values() and set(_rejoins(depths).values()) == {144}, depths
-    m.save(tmp_path / "prj")
-    ok, log = run_testbench(tmp_path / "prj", threads=True, deadlock_seconds=5)
+    rejoin = _rejoins(_depths(m))
+    # k2 reads r1 (buf3) then c2 (buf1); k4 reads the depthwise branch (buf2) then the sum (buf4)
+    assert rejoin == {"st_buf3_k2": 2, "st_buf1_k2": 144, "st_buf2_k4": 2, "st_buf4_k4": 144}, \
+        rejoin
+    out = tmp_path / "prj"
+    m.save(out)
+    ok, log = run_testbench(out, threads=True, deadlock_seconds=5)
     assert ok and "0 output values differ" in log and "warning" not in log.lower(), log
+    _set_depth(out / "firmware" / f"{m.mmap['c_prefix']}.cpp", "st_buf4_k4", 100)
+    ok, log = run_testbench(out, threads=True, deadlock_seconds=2)
+    assert not ok and "onnxcc: deadlock:" in log, log
 
 
 def test_cnn_with_three_way_fan_out_streams_concurrently(tmp_path):
@@ -96,3 +103,52 @@ def test_cnn_with_three_way_fan_out_streams_concurrently(tmp_path):
     m.save(tmp_path / "prj")
     ok, log = run_testbench(tmp_path / "prj", threads=True, deadlock_seconds=5)
     assert ok and "0 output values differ" in log, log
+
+
+def _deep_residual():
+    """r1 = Relu(Conv 3x3(x)) on (1, 3, 6, 6); an Add of r1 and a 3x3 -> Relu -> 5x5 conv branch
+    (3 rows of line-buffer lag), then a Concat of that sum, a 1x1 conv of r1 and r1 itself."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    r = np.random.default_rng(1)
+    a = lambda *s: r.normal(0, .3, s).astype(np.float32)   # noqa: E731
+    init = [numpy_helper.from_array(v, n) for v, n in [
+        (a(3, 2, 3, 3), "w1"), (a(3, 3, 3, 3), "w2"), (a(3, 3, 5, 5), "w3"), (a(3, 3, 1, 1), "w4"),
+        (a(2, 324), "fw"), (a(2), "fb")]]
+    mk = helper.make_node
+    nodes = [mk("Conv", ["x", "w1"], ["c1"], pads=[1] * 4), mk("Relu", ["c1"], ["r1"]),
+             mk("Conv", ["r1", "w2"], ["c2"], pads=[1] * 4), mk("Relu", ["c2"], ["r2"]),
+             mk("Conv", ["r2", "w3"], ["c3"], pads=[2] * 4), mk("Conv", ["r1", "w4"], ["c4"]),
+             mk("Add", ["c3", "r1"], ["s"]), mk("Concat", ["s", "c4", "r1"], ["cc"], axis=1),
+             mk("Flatten", ["cc"], ["f"]), mk("Gemm", ["f", "fw", "fb"], ["y"], transB=1)]
+    g = helper.make_graph(nodes, "deep", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, 2, 6, 6])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, [1, 2])], init)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    return m
+
+
+def test_rejoin_depth_sums_the_lag_along_the_longer_branch(tmp_path):
+    """The skip over a 3x3 and a 5x5 conv (1 + 2 rows of lag) holds 4 rows of r1 (4 x 6 x 3)
+    plus the margin, the 1x1 conv and r1 into the Concat as much (the sum's branch lags 3
+    rows), the sum itself one row; all below the 108-element tensor. The concurrent
+    C-simulation passes; the Add's skip one row shallower deadlocks."""
+    m = onnxcc.compile(_deep_residual(), "xczu7ev", hls=onnxcc.HLSConfig(io="io_stream"))
+    text = (m.lib_dir / "firmware" / f"{m.mmap['c_prefix']}.cpp").read_text()
+    add = re.search(r"static void \w+_(k\d+)\([^)]*\) \{\n    // elementwise", text).group(1)
+    cat = re.search(r"static void \w+_(k\d+)\([^)]*\) \{\n    // concat", text).group(1)
+    depths = _depths(m)
+    into = lambda k: sorted(d for s, d in depths.items() if s.endswith("_" + k))   # noqa: E731
+    row = 6 * 3
+    assert [d // row for d in into(add)] == [1, 4], depths          # c3 (long), r1 (skip)
+    assert [d // row for d in into(cat)] == [1, 4, 4], depths       # s (long), c4, r1
+    assert max(into(add) + into(cat)) < 108
+    out = tmp_path / "prj"
+    m.save(out)
+    ok, log = run_testbench(out, threads=True, deadlock_seconds=5)
+    assert ok and "0 output values differ" in log, log
+    skip = max((s for s in depths if s.endswith("_" + add)), key=depths.get)
+    _set_depth(out / "firmware" / f"{m.mmap['c_prefix']}.cpp", skip, depths[skip] - row)
+    ok, log = run_testbench(out, threads=True, deadlock_seconds=2)
+    assert not ok and "onnxcc: deadlock:" in log, log
