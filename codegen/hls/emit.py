@@ -422,6 +422,69 @@ def _pixel_move(fn: str, node, r: KernelRenderer, params: list, pixel: dict,
     return text, C
 
 
+def _rejoin_depths(pieces: list[tuple], kinds: dict[int, tuple], port_in: set[str],
+                   sizes: dict[str, int], pixel: dict) -> dict[tuple[str, int], int]:
+    """FIFO depths (elements) of the streams into layers that read several streams, keyed by
+    (array, reader index), from the dataflow of the io_stream design.
+
+    Each tensor gets a lead ``(origin, rows, hops)``: how many rows of input a chain of
+    streaming layers since ``origin`` (a graph input, or the output of a layer that holds
+    whole tensors, where the count starts over) reads before it writes the matching output
+    row. A line-buffered layer of stride 1 that keeps the height and width (a 'same' conv or
+    pool, :class:`~onnxcc.codegen.hls.linebuffer.RowPlan` with ``rows`` R and first window
+    row ``first`` = -pad_top) writes output row ``oh`` after reading input rows up to
+    ``oh + R + first``: it adds ``R + first - 1`` rows (1 for a 3x3 conv with padding 1:
+    the ``(kernel_h - 1) * W`` line-buffer fill of hls4ml and FINN at row granularity, since
+    the layer computes a whole output row at once). A lockstep layer (an elementwise
+    :class:`~onnxcc.codegen.hls.linebuffer.PointPlan` layer, a channel Concat of pixel
+    streams) adds none. When a lockstep layer reads inputs of one origin with leads ``L_i``,
+    input ``i``'s writer runs ahead of the join by up to ``max(L) - L_i + 1`` rows of that
+    input (the other branches fill their line buffers while it keeps writing), so its FIFO is
+    that many rows (``W * C`` elements in pixel order) plus :data:`SHALLOW_FIFO` per layer on
+    the longest branch (the elements the shallow FIFOs and the pipelines hold), never more
+    than the tensor. A join that holds whole input arrays reads one input entirely before the
+    next: the first it reads is :data:`SHALLOW_FIFO` deep (the join waits on nothing else
+    while reading it, and the others, whole tensors, never stop their writers), the others
+    hold the whole tensor (their branches may finish while the join still reads the first).
+    Falls back to the whole tensor when the inputs of a lockstep join come through different
+    origins, or when a branch has a layer that changes the height or width (a stride, a
+    'valid' window), holds whole tensors, or permutes channels (those start a new origin).
+    Source: the stream FIFO sizing of hls4ml's io_stream (its FIFO depth optimizer measures
+    the same occupancy in RTL co-simulation) and FINN's ``InsertFIFO``/``SetFIFODepths``."""
+    lead: dict[str, tuple[str, int, int]] = {n: (n, 0, 0) for n in port_in}
+    depths: dict[tuple[str, int], int] = {}
+    for idx, (_, params, _, _, _) in enumerate(pieces):
+        ins = [p[0] for p in params if not p[3]]
+        outs = [p[0] for p in params if p[3]]
+        ls = [lead.get(n) for n in ins]
+        kind = kinds.get(idx, ("array",))
+        same = all(x is not None for x in ls) and len({x[0] for x in ls}) == 1 \
+            and len(set(ins)) == len(ins)
+        if len(ins) > 1:
+            for j, (n, x) in enumerate(zip(ins, ls)):
+                d = sizes[n]
+                if kind[0] == "array" and j == 0 and len(set(ins)) == len(ins):
+                    d = SHALLOW_FIFO   # read first, as fast as it arrives
+                elif kind[0] == "lockstep" and same and n in pixel:
+                    _, C, _, W = pixel[n]
+                    rows = max(y[1] for y in ls) - x[1] + 1
+                    margin = SHALLOW_FIFO * (max(y[2] for y in ls) + 1)
+                    d = min(d, rows * W * C + margin)
+                depths[(n, idx)] = max(d, SHALLOW_FIFO)
+        new = None
+        if kind[0] == "lockstep" and same:
+            new = (ls[0][0], max(y[1] for y in ls), max(y[2] for y in ls) + 1)
+        elif kind[0] == "line" and same:
+            plan = kind[1]
+            C, H, W = plan.in_shape
+            M, OH, OW = plan.out_shape
+            if plan.stride == 1 and (OH, OW) == (H, W):
+                new = (ls[0][0], ls[0][1] + max(plan.rows + plan.first - 1, 0), ls[0][2] + 1)
+        for o in outs:
+            lead[o] = new if new is not None else (o, 0, 0)
+    return depths
+
+
 def _line_layer(fn: str, plan, r: KernelRenderer, x_name: str, x_t: str, y_name: str, y_t: str,
                 targets: list[str], pragmas: list[str], head: str, x_first: bool) -> str:
     """The C++ of a line-buffered streaming layer (the loop of
@@ -496,10 +559,14 @@ def _stream_design(pieces: list[tuple], lay: _Layout, m: str, nhwc_inputs: Seque
     graph input read by several layers goes through a splitter. FIFO depths: a stream into a
     layer that reads no other stream is :data:`SHALLOW_FIFO` deep, also on a fan-out (the
     layer consumes it as fast as its own outputs drain); a stream into a layer that reads
-    several holds the whole tensor. So a writer waits only on a shallow stream, whose reader
+    several (a rejoin) is as deep as :func:`_rejoin_depths` computes from the dataflow: the
+    rows the other branches' line buffers take to fill, when the join reads its inputs in
+    lockstep, else the whole tensor. So a writer waits only on a shallow stream, whose reader
     waits only on that stream or on its own outputs, and following those outputs ends at a
-    whole-tensor FIFO or a port: no cycle of waits, whatever the order of writes. Checked by
-    ``run_testbench(threads=True)``: the processes run concurrently on FIFOs of these depths.
+    rejoin FIFO deep enough for the lag between the branches, or a port: no cycle of waits.
+    Checked by ``run_testbench(threads=True)``: the processes run concurrently on FIFOs of
+    these depths (blocking reads and writes of deterministic processes: whether a run
+    deadlocks does not depend on the threads' schedule).
     Returns the kernels' C++ texts, the top's declarations and calls, the FIFOs' BRAM18, the
     cycles each layer spends moving its tensors, the arrays each layer holds (what, elements,
     type, partitioned into registers) and the names of the streamed layers."""
@@ -528,20 +595,8 @@ def _stream_design(pieces: list[tuple], lay: _Layout, m: str, nhwc_inputs: Seque
     n_reads = {idx: sum(1 for (_, _, _, o) in params if not o)
                for idx, (_, params, _, _, _) in enumerate(pieces)}
 
-    def depth(name: str, reader: int) -> int:
-        # a reader of one stream only consumes it as fast as its own outputs drain; a reader of
-        # several may wait on one while the others fill: those hold the whole tensor
-        return SHALLOW_FIFO if n_reads[reader] == 1 else max(sizes[name], SHALLOW_FIFO)
-
+    kinds: dict[int, tuple] = {}   # layer -> how it streams, for the rejoin depths
     for name, streams in writes_of.items():
-        for st in streams:
-            r = next(r for (a, r), s_ in stream_of.items() if s_ == st)
-            d = depth(name, r)
-            decls.append(f"hls::stream<{types[name]}> {st}(\"{st}\");")
-            decls.append(f"ONNXCC_HLS(HLS STREAM variable={st} depth={d})")
-            decls.append(f"ONNXCC_STREAM_DEPTH({st}, {d});")
-            if d > 64:
-                bram += bram18(d, lay.width(types[name]))
         if name in port_in:   # a graph input read by several layers: split it
             fn = f"{m}_split_{name}"
             outs_ = ", ".join(f"hls::stream<{types[name]}> &o{j}" for j in range(len(streams)))
@@ -569,6 +624,8 @@ def _stream_design(pieces: list[tuple], lay: _Layout, m: str, nhwc_inputs: Seque
             if hold:
                 held.append((f"one pixel of {r.k.node}", hold, params[-1][1],
                              hold <= REGISTER_LIMIT))
+            else:   # a Concat: reads its inputs pixel by pixel, in lockstep
+                kinds[idx] = ("lockstep",)
             lined.append(fn)
             continue
         from .linebuffer import point_plan
@@ -580,6 +637,7 @@ def _stream_design(pieces: list[tuple], lay: _Layout, m: str, nhwc_inputs: Seque
             calls.append(f"{fn}({', '.join(args)});")
             io_cycles.append(sum(p[2] for p in params))
             lined.append(fn)
+            kinds[idx] = ("lockstep",)
             continue
         plan = _line_plan(r, params, lay, pixel, pixel_ports, port_out)
         if plan is not None:
@@ -595,6 +653,7 @@ def _stream_design(pieces: list[tuple], lay: _Layout, m: str, nhwc_inputs: Seque
                      (f"output row of {lay.what.get(yn, yn)}", OW * M, yt, OW * M <= REGISTER_LIMIT)]
             io_cycles.append(xs + ys)
             lined.append(fn)
+            kinds[idx] = ("line", plan)
             continue
         sig, pre, post, cycles = [], [], [], 0
         for name, t, size, is_out in params:
@@ -640,6 +699,18 @@ def _stream_design(pieces: list[tuple], lay: _Layout, m: str, nhwc_inputs: Seque
                 + "\n    ".join(pre) + f"\n    {body_call}\n    " + "\n    ".join(post) + "\n}")
         funcs.append(text)
         calls.append(f"{fn}({', '.join(args)});")
+    depths = _rejoin_depths(pieces, kinds, port_in, sizes, pixel)
+    fifo_decls = []
+    for name, streams in writes_of.items():
+        for st in streams:
+            r = next(r for (a, r), s_ in stream_of.items() if s_ == st)
+            d = SHALLOW_FIFO if n_reads[r] == 1 else depths[(name, r)]
+            fifo_decls.append(f"hls::stream<{types[name]}> {st}(\"{st}\");")
+            fifo_decls.append(f"ONNXCC_HLS(HLS STREAM variable={st} depth={d})")
+            fifo_decls.append(f"ONNXCC_STREAM_DEPTH({st}, {d});")
+            if d > REGISTER_LIMIT:   # a deeper FIFO is block RAM
+                bram += bram18(d, lay.width(types[name]))
+    decls = fifo_decls + decls
     # each call a DATAFLOW process (concurrent threads under -DONNXCC_CSIM_THREADS)
     calls = [f"ONNXCC_PROCESS({c[:-1]})" for c in calls] + ["ONNXCC_DATAFLOW_END"]
     return {"kernels": funcs, "calls": calls,
