@@ -449,8 +449,11 @@ def _rejoin_depths(pieces: list[tuple], kinds: dict[int, tuple], port_in: set[st
     Falls back to the whole tensor when the inputs of a lockstep join come through different
     origins, or when a branch has a layer that changes the height or width (a stride, a
     'valid' window), holds whole tensors, or permutes channels (those start a new origin).
-    Source: the stream FIFO sizing of hls4ml's io_stream (its FIFO depth optimizer measures
-    the same occupancy in RTL co-simulation) and FINN's ``InsertFIFO``/``SetFIFODepths``."""
+    Related work: hls4ml sizes io_stream FIFOs by measuring their largest occupancy in RTL
+    co-simulation (its ``fifo_depth_optimization`` pass, "FIFO Buffer Depth Optimization" in
+    the hls4ml docs) and FINN by simulation in ``SetFIFODepths``; this computes the occupancy
+    statically from the line-buffer fill, with no simulator, and the threaded C-simulation
+    (``-DONNXCC_CSIM_THREADS``) checks it for deadlock."""
     lead: dict[str, tuple[str, int, int]] = {n: (n, 0, 0) for n in port_in}
     depths: dict[tuple[str, int], int] = {}
     for idx, (_, params, _, _, _) in enumerate(pieces):
