@@ -315,15 +315,16 @@ def test_int8_residual_block_is_patched_bit_exact(rng):
                         ("Relu", ["s"], ["t"]),
                         ("MaxPool", ["t"], ["m"], {"kernel_shape": [2, 2], "strides": [2, 2]}),
                         ("Conv", ["m", "w2"], ["c"]), ("GlobalAveragePool", ["c"], ["y"])],
-                       {"x": (1, 4, 48, 48)}, {"y": (1, 8, 1, 1)}, inits)
-    q = onnxcc.Int8(calibration={"x": rng.standard_normal((4, 1, 4, 48, 48)).astype("f4")})
-    on = onnxcc.compile(model, "cortex-m4", quantize=q, max_recompute=0.5)
+                       {"x": (1, 4, 32, 32)}, {"y": (1, 8, 1, 1)}, inits)
+    q = onnxcc.Int8(calibration={"x": rng.standard_normal((4, 1, 4, 32, 32)).astype("f4")})
+    on = onnxcc.compile(model, "cortex-m4", quantize=q, max_recompute=0.2)
     off = onnxcc.compile(model, "cortex-m4", quantize=q, max_recompute=0)
     c = on.graph.meta["patch"]
-    assert c.grid is not None and on.arena_size == c.arena_after < off.arena_size
+    # the compiled arena is the planned one plus any kernel scratch placed while lowering
+    assert c.grid is not None and c.arena_after <= on.arena_size < off.arena_size
     n_patches = c.grid[0] * c.grid[1]
     assert ops(on.graph).count("com.microsoft.QLinearAdd") == n_patches
-    x = rng.standard_normal((1, 4, 48, 48)).astype("f4")
+    x = rng.standard_normal((1, 4, 32, 32)).astype("f4")
     np.testing.assert_array_equal(on.run({"x": x})["y"], off.run({"x": x})["y"])
 
 
