@@ -44,6 +44,7 @@ plan_memory.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -164,17 +165,22 @@ def _area(box: Box) -> int:
     return math.prod(e - b for b, e in box)
 
 
-def patch_macs(g: Graph, stage: Stage, grid: tuple[int, int]) -> int:
-    """MACs of the stage run as ``grid`` patches (each node over the boxes its readers need)."""
+def _patch_boxes(g: Graph, stage: Stage, grid: tuple[int, int]) -> Iterator[dict[int, Box]]:
+    """For each patch of ``grid`` (row-major), the box computed of each value (:func:`regions`)."""
     cut = stage.cut(g)
-    total = 0
     for rows in split(cut.shape[2], grid[0]):
         for cols in split(cut.shape[3], grid[1]):
-            boxes, _ = regions(g, stage, (rows, cols))
-            for k in stage.nodes:
-                n = g.nodes[k]
-                o = n.outputs[0]
-                total += macs(n) * _area(boxes[id(o)]) // (o.shape[2] * o.shape[3])
+            yield regions(g, stage, (rows, cols))[0]
+
+
+def patch_macs(g: Graph, stage: Stage, grid: tuple[int, int]) -> int:
+    """MACs of the stage run as ``grid`` patches (each node over the boxes its readers need)."""
+    total = 0
+    for boxes in _patch_boxes(g, stage, grid):
+        for k in stage.nodes:
+            n = g.nodes[k]
+            o = n.outputs[0]
+            total += macs(n) * _area(boxes[id(o)]) // (o.shape[2] * o.shape[3])
     return total
 
 
@@ -334,13 +340,8 @@ def grid_is_feasible(g: Graph, stage: Stage, grid: tuple[int, int]) -> bool:
     patch whose output lies wholly in a Conv's padding (a 1-wide input under pads of 2) needs
     no input at all, and its producers would be sliced to an empty window, which no kernel
     computes; such grids are not candidates."""
-    cut = stage.cut(g)
-    for rows in split(cut.shape[2], grid[0]):
-        for cols in split(cut.shape[3], grid[1]):
-            boxes, _ = regions(g, stage, (rows, cols))
-            if any(e <= b for box in boxes.values() for b, e in box):
-                return False
-    return True
+    return not any(e <= b for boxes in _patch_boxes(g, stage, grid)
+                   for box in boxes.values() for b, e in box)
 
 
 def choose(g: Graph, max_recompute: float, max_patches: int = MAX_PATCHES,
