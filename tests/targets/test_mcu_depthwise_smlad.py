@@ -9,10 +9,9 @@ import numpy as np
 import onnxcc
 import pytest
 from onnx import TensorProto, helper
-from onnxcc.codegen.interpret import run_program
 from onnxcc.interpreter import interpret
 from onnxcc.runtime import qemu
-from test_mcu_smlad import _model, _tools_or_skip
+from test_mcu_smlad import _model, _tools_or_skip, bit_exact_on
 
 
 def qdw(C, H, W, kh=3, pads=(1, 1, 1, 1), strides=(1, 1), dil=(1, 1), per_channel=True,
@@ -52,15 +51,7 @@ CASES = {
 
 
 def _check(case: str, target: str):
-    model, x = CASES[case]()
-    cm = onnxcc.compile(model, target, name="t")
-    want = interpret(cm.graph, {"x": x})["y"]
-    host = onnxcc.compile(model, "host", name="t").run({"x": x})["y"]
-    assert host.dtype == want.dtype and host.tobytes() == want.tobytes()
-    assert run_program(cm.program, [x])[0].reshape(want.shape).tobytes() == want.tobytes()
-    got = qemu.run_on_qemu(cm, {"x": x})["y"]
-    assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
-    return cm
+    return bit_exact_on(*CASES[case](), target)
 
 
 @pytest.mark.parametrize("case", list(CASES))
