@@ -331,6 +331,9 @@ def verify_kernel(k: Kernel, program: Program | None = None) -> None:
             raise VerifyError(f"{where}: output {b.name} lives in read-only {b.space}")
     names = {b.name for b in k.params + k.locals}
     for s in walk_stmts(k.body):   # a local named like a buffer would shadow it in C and LLVM
+        if isinstance(s, (Decl, Loop)) and not isinstance(s.var, Var):
+            raise VerifyError(f"{where}: {'loop' if isinstance(s, Loop) else 'declaration'} over "
+                              f"{s.var}, which is not a variable")
         if isinstance(s, (Decl, Loop)) and s.var.name in names:
             raise VerifyError(f"{where}: {'loop variable' if isinstance(s, Loop) else 'local'} "
                               f"{s.var.name} has the name of a buffer of the kernel")

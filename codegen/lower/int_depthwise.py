@@ -296,7 +296,7 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
     positions: list[Stmt] = []
     if r1 > r0:
         oh = axis_var("oh", OH)
-        positions.append(Loop(oh, r0, r1, row(oh, [True] * KH)))
+        positions += loops([(oh, r0, r1)], row(oh, [True] * KH))   # no loop when OH == 1
     for r in edge_rows:
         positions += row(Const(r), row_inside(r))
     if plane is not None:

@@ -47,6 +47,9 @@ CASES = {
     "s1_tiny_3x3": lambda: qdw(2, 3, 3),
     "s1_kh5_dil2_asym": lambda: qdw(4, 11, 10, kh=5, pads=(4, 2, 3, 0), dil=(2, 1), seed=4),
     "s2_w4": lambda: qdw(3, 8, 4, strides=(1, 2), pads=(1, 1, 1, 1), xz=127),
+    # one output row, kh=2 (found by fuzzing: the row loop over a single row was a loop over
+    # the constant 0, which verify could not read)
+    "one_row_kh2": lambda: qdw(6, 2, 7, kh=2, pads=(0, 0, 0, 0)),
 }
 
 
