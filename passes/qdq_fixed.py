@@ -16,9 +16,14 @@ producing x rounds its exact sum once to the grid, as a Brevitas or QONNX model 
 power-of-two scales means (hls4ml and FINN read such models the same way).
 
 A scale that is not a power of two, or a zero point that shifts the range, has no ap_fixed type
-of the same grid: the pair is removed and x gets ``ap_fixed<16, I>`` with I from the pair's
-range, with a warning naming the QuantizeLinear node (results are then close to the QDQ model's,
-not bit-equal). Per-axis scales on activations are treated the same way from the largest range.
+of the same grid: the pair becomes ``Clip(x, lo, hi)`` over the pair's range
+``[(qmin - zp) * s, (qmax - zp) * s]``, and x and the Clip's output get ``ap_fixed<W, I>`` with I
+from the larger bound's magnitude and W = max(16, B + 2) (a grid at least twice as fine as the
+pair's), with a warning naming the QuantizeLinear node: results are then close to the QDQ
+model's, not bit-equal. The Clip keeps the pair's saturation, which the symmetric type alone
+would lose: a quantizer folds a Relu into a pair whose range starts at 0 (onnxruntime's
+``quantize_static`` removes the Relu), and without the Clip the negative values would pass.
+Per-axis scales on activations clip to the union of the channels' ranges (the warning says so).
 An op that only moves or selects values (MaxPool, Transpose, Concat of equal types, nearest
 Resize, Relu...) without a pair of its own keeps its input's type.
 
@@ -97,15 +102,34 @@ def grid_type(scale: np.ndarray, zero_point: np.ndarray, qtype: np.dtype):
     return None
 
 
-def _approx_type(scale: np.ndarray, zero_point: np.ndarray, qtype: np.dtype):
-    """ap_fixed<16, I> covering the pair's range (largest per-axis range)."""
-    from onnxcc.codegen.hls.fixed import FixedType, integer_bits
-
+def _pair_range(scale: np.ndarray, zero_point: np.ndarray, qtype: np.dtype
+                ) -> tuple[float, float]:
+    """``(lo, hi)``: the smallest and largest value DequantizeLinear(QuantizeLinear(x)) can take,
+    ``(qmin - zp) * s`` and ``(qmax - zp) * s`` (per-axis: over all channels)."""
     info = np.iinfo(qtype)
     zp = zero_point.astype(np.float64)
-    span = np.maximum(np.abs((info.min - zp) * scale), np.abs((info.max - zp) * scale))
-    return FixedType(APPROX_WIDTH, integer_bits(float(np.max(span))), True, "AP_RND_CONV",
-                     "AP_SAT")
+    return (float(np.min((info.min - zp) * scale)), float(np.max((info.max - zp) * scale)))
+
+
+def _approx_type(lo: float, hi: float, bits: int):
+    """Signed ``ap_fixed<max(16, bits + 2), I>`` holding every value of ``[lo, hi]``."""
+    from onnxcc.codegen.hls.fixed import FixedType, integer_bits
+
+    return FixedType(max(APPROX_WIDTH, bits + 2), integer_bits(max(abs(lo), abs(hi))), True,
+                     "AP_RND_CONV", "AP_SAT")
+
+
+def _clip_in_place_of(g: Graph, x, old: list[Node], y, lo: float, hi: float, t, types: dict
+                      ) -> None:
+    """Replace the nodes ``old`` (a QDQ pair or a QONNX Quant chain from ``x`` to ``y``) by
+    ``y = Clip(x, lo, hi)``, x and y typed ``t``: the approximated grid keeps the range's
+    saturation."""
+    clip = Node("Clip", [x, g.constant("clip_lo", np.float32(lo)),
+                         g.constant("clip_hi", np.float32(hi))], [y],
+                name=g.fresh_name("qdq_clip"), version=13)
+    g.replace(old, [clip])
+    types[x.name] = t
+    types[y.name] = t
 
 
 def _shared(g: Graph, x, reader: Node) -> bool:
@@ -131,8 +155,8 @@ def _quant_chain(g: Graph, div: Node, types: dict) -> None:
     Round|Floor|Ceil -> Clip(qmin, qmax) -> Sub(zp) -> Mul(s) becomes x's type: with a
     power-of-two scalar s, zp 0 and [qmin, qmax] a B-bit range (signed or unsigned), exactly
     ``ap_fixed<B, B-F>`` (Round: AP_RND_CONV; Floor: AP_TRN); otherwise a covering
-    ``ap_fixed<16, I>`` with a warning naming the node."""
-    from onnxcc.codegen.hls.fixed import FixedType, integer_bits
+    ``ap_fixed<max(16, B + 2), I>`` and a Clip to the range, with a warning naming the node."""
+    from onnxcc.codegen.hls.fixed import FixedType
 
     chain = [div]
     for op in ("Add", ("Round", "Floor", "Ceil"), "Clip", "Sub", "Mul"):
@@ -161,14 +185,18 @@ def _quant_chain(g: Graph, div: Node, types: dict) -> None:
                 t = FixedType(bits, bits - (1 - e), signed,
                               "AP_RND_CONV" if rnd.op == "Round" else "AP_TRN", "AP_SAT")
     if t is None:
-        big = float(np.max(np.maximum(np.abs((qmin - zp) * s), np.abs((qmax - zp) * s))))
-        t = FixedType(APPROX_WIDTH, integer_bits(big), True, "AP_RND_CONV", "AP_SAT")
+        lo_v = float(np.min((qmin - zp) * s))
+        hi_v = float(np.max((qmax - zp) * s))
+        bits = max(1, int(math.ceil(math.log2(max(qmax - qmin + 1, 2)))))
+        t = _approx_type(lo_v, hi_v, bits)
         log.warning("node %r (QONNX Quant): scale %s, zero point %s, range [%g, %g], %s have "
                     "no ap_fixed type of the same grid (exact for a power-of-two scalar scale, "
                     "zero point 0, a full or unsigned range, ROUND or FLOOR): %r is stored as "
-                    "%s, close to but not bit-equal with the model", mul.name,
-                    np.array2string(s.reshape(-1)[:4]), zp.reshape(-1)[:4].tolist(), qmin, qmax,
-                    rnd.op, x.name, t.cpp())
+                    "%s and clipped to [%g, %g], close to but not bit-equal with the model",
+                    mul.name, np.array2string(s.reshape(-1)[:4]), zp.reshape(-1)[:4].tolist(),
+                    qmin, qmax, rnd.op, x.name, t.cpp(), lo_v, hi_v)
+        _clip_in_place_of(g, x, chain, mul.outputs[0], lo_v, hi_v, t, types)
+        return
     g.replace_all_uses(mul.outputs[0], x)
     g.nodes = [n for n in g.nodes if not any(n is c for c in chain)]
     types[x.name] = t
@@ -198,13 +226,21 @@ def qdq_fixed(g: Graph) -> Graph:
             continue
         t = grid_type(pq[0], pq[1], pq[2])
         if t is None:
-            t = _approx_type(pq[0], pq[1], pq[2])
+            lo, hi = _pair_range(pq[0], pq[1], pq[2])
+            t = _approx_type(lo, hi, np.iinfo(pq[2]).bits)
             log.warning("node %r (QuantizeLinear): scale %s, zero point %s of %s have no "
                         "ap_fixed type of the same grid (exact for a power-of-two scale and a "
                         "zero point at the middle or the bottom of the integer range): %r is "
-                        "stored as %s, close to but not bit-equal with the QDQ model", q.name,
+                        "stored as %s and clipped to the pair's range [%g, %g]%s, close to but "
+                        "not bit-equal with the QDQ model", q.name,
                         np.array2string(pq[0].reshape(-1)[:4]), pq[1].reshape(-1)[:4].tolist(),
-                        pq[2].name, x.name, t.cpp())
+                        pq[2].name, x.name, t.cpp(), lo, hi,
+                        " (the union of its channels' ranges)" if pq[0].size > 1 else "")
+            y = readers[0].outputs[0]
+            for d in readers[1:]:
+                g.replace_all_uses(d.outputs[0], y)
+            _clip_in_place_of(g, x, [q, *readers], y, lo, hi, t, types)
+            continue
         for d in readers:
             g.replace_all_uses(d.outputs[0], x)
         g.nodes = [n for n in g.nodes if n is not q and n not in readers]

@@ -100,6 +100,34 @@ def test_other_scales_get_a_covering_type_with_a_warning(caplog):
     np.testing.assert_allclose(m.run({"x": x})["y"], want, atol=0.5)
 
 
+
+@pytest.mark.parametrize("qtype,zp", [(np.int16, -32768), (np.uint8, 0), (np.int8, -128)])
+def test_a_pair_whose_range_starts_at_zero_keeps_its_clamp(qtype, zp):
+    """A quantizer folds a Relu into the pair after a Conv whose range starts at 0
+    (onnxruntime's quantize_static removes the Relu; int16 pairs always take the approximated
+    type on FPGAs). The symmetric approximated type alone let negative values through: the
+    C-simulation gave outputs off by their own magnitude. The pair now becomes a Clip."""
+    r = np.random.default_rng(3)
+    w = (r.standard_normal((3, 2, 3, 3)) * 0.5).astype(np.float32)
+    init = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.float32(3e-2), "s"),
+            numpy_helper.from_array(np.asarray(zp, qtype), "z")]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("QuantizeLinear", ["c", "s", "z"], ["q"], name="c_quant"),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])]
+    graph = helper.make_graph(nodes, "relu_folded", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, 2, 5, 5])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, [1, 3, 5, 5])], init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    model.ir_version = 10
+    m = onnxcc.compile(model, "xczu7ev")
+    clips = [n for n in m.graph.nodes if n.op == "Clip"]
+    assert len(clips) == 1 and float(clips[0].inputs[1].const) == 0.0
+    x = r.uniform(-3, 3, (1, 2, 5, 5)).astype(np.float32)
+    got, want = m.run({"x": x})["y"], _spec_session(model).run(None, {"x": x})[0]
+    assert want.min() == 0.0 and got.min() >= 0.0
+    np.testing.assert_allclose(got, want, atol=2e-2)
+
+
 QONNX = "qonnx.custom_op.general"
 
 
