@@ -54,6 +54,7 @@ import logging
 import numpy as np
 from onnxcc.ir import Graph, Node, Value
 from onnxcc.ops import attr, get_op, run_node
+from onnxcc.ops.quant import INT32_MAX, accumulator_bound
 
 from .manager import graph_pass
 from .pattern import Match, Op, rewrite
@@ -61,6 +62,7 @@ from .qdq_int import pool_to_qlinear, softmax_to_int
 
 log = logging.getLogger("onnxcc.passes")
 INT8 = (np.dtype(np.int8), np.dtype(np.uint8))
+INT16 = (np.dtype(np.int16), np.dtype(np.uint16))   # "16x8": 16-bit activations, 8-bit weights
 GEMMS = ("Gemm", "onnxcc.FusedGemm", "MatMul")   # FusedGemm without an activation
 MOVES = ("MaxPool", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose")
 
@@ -92,14 +94,16 @@ def _dq(v: Value | None) -> _Dq | None:
     return d
 
 
-def _q_params(q: Node) -> tuple[Value, Value | None] | None:
+def _q_params(q: Node, wide: bool = False) -> tuple[Value, Value | None] | None:
     """Scale and zero point of the QuantizeLinear ``q`` when constant, per tensor, and the
-    output int8/uint8; else None."""
+    output int8/uint8 (or int16/uint16 when ``wide``: a rewrite whose integer op takes 16-bit
+    activations); else None."""
     s = q.inputs[1]
     z = q.inputs[2] if len(q.inputs) > 2 else None
     if s.const is None or s.const.size != 1 or (z is not None and z.const is None):
         return None
-    if q.outputs[0].dtype not in INT8 or (q.attrs.get("block_size") or 0):
+    if q.outputs[0].dtype not in INT8 + (INT16 if wide else ()) or \
+            (q.attrs.get("block_size") or 0):
         return None
     return s, z
 
@@ -149,10 +153,10 @@ def _bias(g: Graph, b: Value | None, x: _Dq, w: _Dq, name: str) -> Value | None 
 
 
 def _operands(lin: Node, w_axis: int) -> tuple[_Dq, _Dq] | None:
-    """(x, w) DequantizeLinear sources of a conv/gemm: x per tensor int8/uint8, w a constant
-    int8/uint8 per tensor or along ``w_axis``."""
+    """(x, w) DequantizeLinear sources of a conv/gemm: x per tensor int8/uint8 or int16/uint16
+    ("16x8"), w a constant int8/uint8 per tensor or along ``w_axis``."""
     x, w = _dq(lin.inputs[0]), _dq(lin.inputs[1])
-    if x is None or w is None or x.axis is not None or x.q.dtype not in INT8:
+    if x is None or w is None or x.axis is not None or x.q.dtype not in INT8 + INT16:
         return None
     if w.q.const is None or w.q.dtype not in INT8 or w.axis not in (None, w_axis):
         return None
@@ -210,10 +214,24 @@ def _finish(m: Match, node: Node, ys: Value, yz: Value) -> list[Node] | None:
     return nodes
 
 
+def _wide_fits(lin: Node, x: _Dq, w: _Dq, w_axis: int, bias: Value | None) -> bool:
+    """False, with a warning naming ``lin``, when x is 16-bit and the int32 accumulator of the
+    integer op could overflow (``onnxcc.ops.quant.accumulator_bound``); True otherwise."""
+    if x.q.dtype not in INT16:
+        return True
+    bound = accumulator_bound(x.q, x.zp, w.q.const, None if w.zp is None else w.zp.const,
+                              w_axis, None if bias is None else bias.const)
+    if bound <= INT32_MAX:
+        return True
+    log.warning("node %r (%s): 16-bit activations %r times its weights may reach %d, over the "
+                "int32 accumulator's range: it stays float", lin.name, lin.op, x.q.name, bound)
+    return False
+
+
 def conv_to_qlinear(m: Match) -> list[Node] | None:
     """Q(Conv(DQ(x), DQ(w), DQ(b)?)) -> QLinearConv (module docstring)."""
     conv, q, g = m["lin"], m.root, m.graph
-    qp = _q_params(q)
+    qp = _q_params(q, wide=True)
     ops = _operands(conv, 0)
     if qp is None or ops is None:
         return None
@@ -221,6 +239,8 @@ def conv_to_qlinear(m: Match) -> list[Node] | None:
     ys, yz = qp
     b = _bias(g, conv.inputs[2] if len(conv.inputs) > 2 else None, x, w, conv.name)
     if b is False:
+        return None
+    if not _wide_fits(conv, x, w, 0, b):
         return None
     yzv = _zp(g, yz, q.outputs[0].dtype, f"{conv.name}_yz")
     ins = [x.q, x.scale, _zp(g, x.zp, x.q.dtype, f"{conv.name}_xz"), w.q, w.scale,
@@ -240,7 +260,7 @@ def gemm_to_qgemm(m: Match) -> list[Node] | None:
     trans_b = int(attr(lin, "transB")) if gemm else 0
     if gemm and float(attr(lin, "alpha")) != 1.0:
         return None
-    qp = _q_params(q)
+    qp = _q_params(q, wide=True)
     ops = _operands(lin, 0 if trans_b else 1)
     if qp is None or ops is None:
         return None
@@ -252,7 +272,7 @@ def gemm_to_qgemm(m: Match) -> list[Node] | None:
     if c_in is not None and len(c_in.shape) > 1 and c_in.shape[0] != 1:
         return None       # per-row C: not a bias
     c = _bias(g, c_in, a, b, lin.name)
-    if c is False:
+    if c is False or not _wide_fits(lin, a, b, 0 if trans_b else 1, c):
         return None
     yzv = _zp(g, yz, q.outputs[0].dtype, f"{lin.name}_yz")
     ins = [a.q, a.scale, _zp(g, a.zp, a.q.dtype, f"{lin.name}_az"), b.q, b.scale,
@@ -266,7 +286,7 @@ def binary_to_qlinear(m: Match) -> list[Node] | None:
     """Q(Add|Mul(DQ(a), DQ(b))) with per-tensor parameters and one int8/uint8 type ->
     com.microsoft.QLinearAdd|QLinearMul (int8 in and out; the rescale is float32)."""
     op, q, g = m["lin"], m.root, m.graph
-    qp = _q_params(q)
+    qp = _q_params(q, wide=True)
     if qp is None or len(op.inputs) != 2:
         return None
     da, db = _dq(op.inputs[0]), _dq(op.inputs[1])
@@ -286,7 +306,7 @@ def concat_to_qlinear(m: Match) -> list[Node] | None:
     """Q(Concat(DQ(x0), DQ(x1), ...)) with per-tensor parameters of one int8/uint8 type ->
     com.microsoft.QLinearConcat (each input requantized to the output's parameters)."""
     op, q, g = m["lin"], m.root, m.graph
-    qp = _q_params(q)
+    qp = _q_params(q, wide=True)
     if qp is None:
         return None
     out_t = q.outputs[0].dtype
@@ -305,7 +325,7 @@ def move_quantized(m: Match) -> list[Node] | None:
     """Q(op(DQ(x), ...)) with equal parameters on both sides -> op(x, ...) for max and data
     movement ops, which commute with the (monotonic, per-tensor) dequantization."""
     op, q = m["lin"], m.root
-    qp = _q_params(q)
+    qp = _q_params(q, wide=True)
     d = _dq(op.inputs[0])
     if qp is None or d is None or not _same_params(d, *qp, q.outputs[0].dtype):
         return None
@@ -352,7 +372,7 @@ def lookup_table(m: Match) -> list[Node] | None:
 def requantize_identity(m: Match) -> list[Value] | None:
     """Q(DQ(x)) with the same parameters and type -> x."""
     q = m.root
-    qp = _q_params(q)
+    qp = _q_params(q, wide=True)
     d = _dq(q.inputs[0])
     if qp is None or d is None or not _same_params(d, *qp, q.outputs[0].dtype):
         return None

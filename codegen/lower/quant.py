@@ -39,7 +39,7 @@ from onnxcc.ir import Node, Value
 from onnxcc.ops import attr, get_op
 from onnxcc.ops._util import has_input
 from onnxcc.ops.nn import conv_geometry
-from onnxcc.ops.quant import QTYPES, param_layout, qrange, real_multiplier
+from onnxcc.ops.quant import QTYPES, WIDE_TYPES, param_layout, qrange, real_multiplier
 
 from . import LowerCtx, broadcast_view, lower, merged_views, nest
 from . import int_blocked as blk
@@ -275,12 +275,15 @@ def _centered_weights(w: Value, wz: Value | None) -> Buffer | None:
 
 def _supports_int(node: Node) -> str | None:
     if node.op.endswith(("QLinearAdd", "QLinearMul")):
-        return None if node.inputs[0].dtype in (np.int8, np.uint8) else \
-            f"{node.op} on {node.inputs[0].dtype} is not supported (int8, uint8)"
+        return None if node.inputs[0].dtype in QTYPES else \
+            f"{node.op} on {node.inputs[0].dtype} is not supported (int8, uint8, int16, uint16)"
     requant = node.op.startswith("QLinear") or node.op.endswith("QGemm")
     for k in (0, 3 if requant else 1):
         v = node.inputs[k]
-        if v.dtype not in (np.int8, np.uint8):
+        # 16x8: a requantized product's first operand may be 16-bit (its int32 accumulator
+        # proven exact by the op's check); weights and the int32-output ops stay 8-bit
+        if v.dtype not in (np.int8, np.uint8) and not (requant and k == 0
+                                                       and v.dtype in WIDE_TYPES):
             return f"{node.op} on {v.dtype} is not supported (int8, uint8)"
     if requant and node.outputs[0].dtype not in QTYPES:
         return f"{node.op} to {node.outputs[0].dtype} is not supported"
@@ -495,8 +498,8 @@ def _product_blocked(ctx: LowerCtx, A: Buffer, Y: Buffer, bv: Sequence[Expr],
     None when that does not apply (another target, runtime b, a short reduction)."""
     node = ctx.node
     lanes = blk.lanes_for(ctx.target)
-    if lanes is None or K < blk.BLOCK_MIN_K:
-        return None
+    if lanes is None or K < blk.BLOCK_MIN_K or A.dtype.name not in blk.INT8_NAMES:
+        return None     # (16-bit a: the portable nest, whose int32 products do not overflow)
     b = _const_b(node, K, N)
     if b is None:
         return None
@@ -559,8 +562,9 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
     q = node.op == "QLinearConv"
     lanes = blk.lanes_for(ctx.target)
     x, w = node.inputs[0], node.inputs[3 if q else 1]
-    if lanes is None or len(x.shape) != 4 or int(attr(node, "group")) != 1:
-        return None
+    if lanes is None or len(x.shape) != 4 or int(attr(node, "group")) != 1 or \
+            x.dtype not in (np.int8, np.uint8):
+        return None     # (16-bit x: the portable nests, whose int32 products do not overflow)
     Wt = _centered_weights(w, node.inputs[5 if q else 3] if has_input(node, 5 if q else 3)
                            else None)
     (N, C), M = x.shape[:2], w.shape[0]

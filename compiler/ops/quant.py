@@ -16,6 +16,11 @@ Integer semantics (ONNX operator spec, opsets 10 to 28; the references match
   requantize: ``y = saturate(round(acc * m) + y_zero_point)`` with the float32 multiplier
   ``m = float32(x_scale * w_scale) / y_scale`` (per output channel when w_scale is), rounded half
   to even. The compiled kernels do the same arithmetic in integers (``onnxcc.codegen.requantize``).
+- "16x8" (TFLite's 16-bit activation mode): QLinearConv, QLinearMatMul and QGemm also take an
+  int16/uint16 first operand and output (the weights stay int8/uint8), and QLinearAdd/Mul and
+  QLinearConcat int16/uint16 throughout: onnxcc's extension of the ops fuse_qdq produces, not
+  the ONNX spec's. The products still accumulate in int32, which :func:`check_wide_accumulator`
+  proves exact at compile time from the constant weights (else the node is refused by name).
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from .nn import Conv, conv_geometry, conv_nd
 QTYPES = {np.dtype(t): (int(np.iinfo(t).min), int(np.iinfo(t).max))
           for t in (np.int8, np.uint8, np.int16, np.uint16)}
 ACC_TYPES = (np.dtype(np.int8), np.dtype(np.uint8))    # operands of the integer products
+WIDE_TYPES = (np.dtype(np.int16), np.dtype(np.uint16))  # 16x8: 16-bit activations, 8-bit weights
+INT32_MAX = (1 << 31) - 1
 
 
 def unsupported(node: Node, why: str) -> UnsupportedOpError:
@@ -252,10 +259,11 @@ class DynamicQuantizeLinear(OpDef):
         return [q.astype(np.uint8), np.array(scale, np.float32), np.array(zpi, np.uint8)]
 
 
-def _operand_dtype(node: Node, k: int, what: str) -> None:
+def _operand_dtype(node: Node, k: int, what: str, wide: bool = False) -> None:
     v = node.inputs[k]
-    if v.dtype not in ACC_TYPES:
-        raise unsupported(node, f"{what} of type {v.dtype} is not supported (int8 or uint8)")
+    if v.dtype not in ACC_TYPES + (WIDE_TYPES if wide else ()):
+        raise unsupported(node, f"{what} of type {v.dtype} is not supported (int8 or uint8"
+                          + (", int16 or uint16)" if wide else ")"))
 
 
 def _zero_point(node: Node, k: int, of: int, what: str, sizes: tuple[int, ...]) -> None:
@@ -290,21 +298,74 @@ def _scale(node: Node, k: int, what: str, sizes: tuple[int, ...] = ()) -> None:
 
 
 def _check_requantized(node: Node, names: tuple[str, str], channels: int, y: tuple[int, int],
-                       y_zp_typed: bool = True) -> None:
+                       y_zp_typed: bool = True, wide_b: bool = False) -> None:
     """The checks every requantized product shares: operands ``names`` at inputs 0 and 3 (int8/
     uint8, zero points at 2 and 5, scales at 1 and 4; the second operand's scale and zero point
     may be one per ``channels``) and the output's scale and zero point at inputs ``y``. Raises
-    UnsupportedOpError or AttributeValueError/ShapeError naming the node and the tensor."""
+    UnsupportedOpError or AttributeValueError/ShapeError naming the node and the tensor.
+    The first operand and the output may be 16-bit (int16/uint16: "16x8"), the second only
+    when ``wide_b`` (an elementwise op of two activations), never for weights."""
     a, b = names
-    _operand_dtype(node, 0, a)
-    _operand_dtype(node, 3, b)
+    _operand_dtype(node, 0, a, wide=True)
+    _operand_dtype(node, 3, b, wide=wide_b)
     if y_zp_typed:
-        _operand_dtype(node, y[1], "y_zero_point")
+        _operand_dtype(node, y[1], "y_zero_point", wide=True)
     _zero_point(node, 2, 0, f"{a}_zero_point", ())
     _zero_point(node, 5, 3, f"{b}_zero_point", (channels,) if channels > 1 else ())
     _scale(node, 1, f"{a}_scale")
     _scale(node, 4, f"{b}_scale", (channels,) if channels > 1 else ())
     _scale(node, y[0], "y_scale")
+
+
+def accumulator_bound(x, xz, w, wz, w_axis: int, bias) -> int:
+    """An upper bound of |acc| over every input, for every partial sum of an integer product
+    whose first operand ``x`` (a Value: its dtype; ``xz`` its zero point Value or None) meets the
+    constant weights ``w`` (an int array whose output channels lie along ``w_axis``; ``wz`` its
+    zero point array or None, one value or one per channel), starting at the int32 ``bias``
+    (an array or None): ``max_c |bias_c| + max|x - xz| * sum_k |w_ck - wz_c|``. Every partial
+    sum of the reduction, in any order and with the x zero point folded into the start value or
+    not, stays within it (each is a sum of a subset of the terms, ``|x * w'| <= (|x - xz| +
+    |xz|) |w'|`` bounding the folded form too), so the int32 accumulator is exact when the
+    bound is at most 2**31 - 1. A runtime ``xz`` counts as the type's whole span."""
+    lo, hi = qrange(x.dtype)
+    if xz is not None and xz.const is not None:
+        z = int(np.asarray(xz.const).reshape(-1)[0])
+        span = max(hi - z, z - lo) + abs(z)
+    else:
+        span = 2 * (hi - lo)
+    wc = np.moveaxis(np.asarray(w, np.int64), w_axis, 0)
+    wc = wc.reshape(wc.shape[0], -1)
+    if wz is not None:
+        wc = wc - np.asarray(wz, np.int64).reshape(-1, 1)
+    b = 0 if bias is None or np.size(bias) == 0 else int(np.max(np.abs(np.asarray(bias,
+                                                                                   np.int64))))
+    return b + span * int(np.abs(wc).sum(axis=1).max(initial=0))
+
+
+def check_wide_accumulator(node: Node, x: int, w: int, wz: int, w_axis: int, bias: int | None
+                           ) -> None:
+    """For a 16-bit first operand (input ``x``): the weights (input ``w``, zero point input
+    ``wz``) must be constants and :func:`accumulator_bound` at most 2**31 - 1, so the int32
+    accumulator cannot overflow (TFLite's 16x8 kernels take an int64 accumulator instead;
+    onnxcc proves the int32 one exact at compile time). Raises UnsupportedOpError naming the
+    node and the tensor otherwise; nothing for an 8-bit first operand."""
+    xv = node.inputs[x]
+    if xv.dtype not in WIDE_TYPES:
+        return
+    wv = node.inputs[w]
+    wzv = node.inputs[wz] if has_input(node, wz) else None
+    bv = node.inputs[bias] if bias is not None and has_input(node, bias) else None
+    if wv.const is None or (wzv is not None and wzv.const is None) or \
+            (bv is not None and bv.const is None):
+        raise unsupported(node, f"16-bit {xv.name!r} needs constant weights {wv.name!r} (and "
+                          "bias) to bound its int32 accumulator")
+    bound = accumulator_bound(xv, node.inputs[2] if has_input(node, 2) else None, wv.const,
+                              None if wzv is None else wzv.const, w_axis,
+                              None if bv is None else bv.const)
+    if bound > INT32_MAX:
+        raise unsupported(node, f"16-bit {xv.name!r} times weights {wv.name!r} may reach "
+                          f"{bound} in the int32 accumulator (over 2**31 - 1): quantize this "
+                          "layer's activations to int8")
 
 
 def _centered(a: np.ndarray, zp: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
@@ -372,6 +433,7 @@ class QLinearMatMul(OpDef):
         b = node.inputs[3]
         n = b.shape[-1] if len(b.shape) > 1 else 1
         _check_requantized(node, ("a", "b"), n, (6, 7))
+        check_wide_accumulator(node, 0, 3, 5, len(b.shape) - 1, None)
 
     def infer(self, node: Node) -> list[TensorType]:
         return [TensorType(matmul_shape(node, node.inputs[0].shape, node.inputs[3].shape),
@@ -441,6 +503,7 @@ class QLinearConv(_ConvQ):
         self.check_conv(node)
         m = node.inputs[3].shape[0]
         _check_requantized(node, ("x", "w"), m, (6, 7))
+        check_wide_accumulator(node, 0, 3, 5, 0, 8)
         if has_input(node, 8):
             b = node.inputs[8]
             if b.dtype != np.int32 or b.shape != (m,):
@@ -481,6 +544,7 @@ class QGemm(OpDef):
             raise unsupported(node, "QGemm without y_scale and y_zero_point (float output) is "
                               "not supported")
         _check_requantized(node, ("a", "b"), n, (7, 8))
+        check_wide_accumulator(node, 0, 3, 5, 0 if attr(node, "transB") else 1, 6)
         if has_input(node, 6):
             c = node.inputs[6]
             if c.dtype != np.int32 or len(c.shape) > 2 or \
@@ -549,7 +613,7 @@ class _QLinearBinary(OpDef):
     fn = staticmethod(np.add)
 
     def check(self, node: Node) -> None:
-        _check_requantized(node, ("A", "B"), 1, (6, 7), y_zp_typed=False)
+        _check_requantized(node, ("A", "B"), 1, (6, 7), y_zp_typed=False, wide_b=True)
         if node.inputs[3].dtype != node.inputs[0].dtype:
             raise bad_attr(node, "A and B must have one type")
         if has_input(node, 7) and node.inputs[7].dtype != node.inputs[0].dtype:
@@ -614,10 +678,10 @@ class QLinearConcat(OpDef):
         t = node.inputs[1].dtype
         _scale(node, 0, "Y_scale")
         for x, s, z in self.triples(node):
-            if node.inputs[x].dtype != t or t not in ACC_TYPES:
+            if node.inputs[x].dtype != t or t not in ACC_TYPES + WIDE_TYPES:
                 raise unsupported(node, f"input {node.inputs[x].name!r} of type "
                                   f"{node.inputs[x].dtype} differs from Y_zero_point's {t} "
-                                  "(int8 or uint8, one type)")
+                                  "(int8, uint8, int16 or uint16, one type)")
             _scale(node, s, "X_scale")
             _zero_point(node, z, x, "X_zero_point", ())
         self.infer(node)
