@@ -23,6 +23,13 @@ executes such models by fusing these patterns into integer kernels; so does this
     Softmax, AveragePool, GlobalAveragePool  ==>  onnxcc.QSoftmax, com.microsoft.QLinear*Pool
                                                   (``qdq_int``)
 
+16x8 (TFLite's 16-bit activation mode, onnxruntime's ``quantize_static(activation_type=QInt16,
+weight_type=QInt8)``): int16/uint16 activations take the Conv, Gemm/MatMul, Add/Mul, Concat,
+Relu/Clip and move patterns too (int8 weights), into the same ops on 16-bit tensors, when the
+int32 accumulator provably cannot overflow (``onnxcc.ops.quant.accumulator_bound`` from the
+constant weights and bias; else the op stays float with a warning naming it). The lookup table,
+Softmax and average-pool rewrites stay int8/uint8.
+
 Conditions: activations per tensor; weights per tensor or per output channel (Conv axis 0,
 Gemm's N axis); scales and zero points constant; a bias either quantized int32 with scale
 x_scale * w_scale (zero point 0) or float (then quantized here, round half to even, as

@@ -18,6 +18,9 @@ parameters to their output; so do AveragePool and GlobalAveragePool (TFLite's in
 with its output range calibrated by min-max whatever the method: not TFLite's fixed scale 1/256
 (over 1000 classes of probabilities near 1e-3 it rounds every one to 0; the kernel takes any
 scale), and not a clipped range (probabilities saturating together make argmax ties).
+With ``activations="int16"`` (or for the ``int16_layers``) the pairs quantize to symmetric int16
+instead ("16x8", ``onnxcc.quantize``): the same integer ops on int16 tensors, int8 weights; a
+Softmax whose input is int16 stays float (no pair after it; its integer kernel is int8).
 Then ``fuse_qdq`` and ``canonicalize`` run, so the graph leaves with integer ops and the float
 ops without an integer kernel between DequantizeLinear and QuantizeLinear. Graph inputs and
 outputs keep their float types (a QuantizeLinear kernel enters the int8 domain).
