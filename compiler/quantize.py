@@ -11,11 +11,14 @@ model with the scheme of ONNX QDQ models as onnxruntime's ``quantize_static`` wr
 - "16x8" (TFLite's 16-bit activation mode, ``activations="int16"`` for every layer or
   ``int16_layers={...}`` for the layers that need the range): those activations are int16,
   symmetric, zero point 0, scale ``max(|min|, |max|) / 32767``; the weights stay int8 as above;
-  the products accumulate in int32, which the compiler proves cannot overflow from the constant
-  weights (``onnxcc.ops.quant.accumulator_bound``) where TFLite takes int64; the requantization
-  to int16 rounds as the int8 path does (``onnxcc.codegen.requantize``). A layer whose bound
-  exceeds 2**31 - 1 stays float with a warning naming it. Softmax and the average pools keep
-  their float kernels on int16 tensors (their integer kernels are int8);
+  the products accumulate in int32 where the compiler proves from the constant weights that
+  it cannot overflow (``onnxcc.ops.quant.accumulator_bound``), else in int64 as TFLite does;
+  the requantization to int16 rounds as the int8 path does (``onnxcc.codegen.requantize``:
+  one rounding, half to even, of the exact product with the 31-bit multiplier, as the ONNX
+  QDQ graph means; TFLite's int64 ``MultiplyByQuantizedMultiplier`` of its 16x8
+  ``reference_integer_ops``, tensorflow/lite/kernels/internal/common.h, takes the same
+  |acc| < 2**47 but a multiplier cut to 16 bits and rounds half up). Softmax and the average pools keep their float kernels on int16 tensors (their
+  integer kernels are int8);
 - a Relu or a Clip of constant bounds (ReLU6) after a Conv/Gemm is folded into that layer's
   output range (as TFLite does);
   MaxPool, Reshape, Flatten, Transpose, Squeeze and Unsqueeze keep their input's parameters.

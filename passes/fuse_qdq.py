@@ -25,9 +25,10 @@ executes such models by fusing these patterns into integer kernels; so does this
 
 16x8 (TFLite's 16-bit activation mode, onnxruntime's ``quantize_static(activation_type=QInt16,
 weight_type=QInt8)``): int16/uint16 activations take the Conv, Gemm/MatMul, Add/Mul, Concat,
-Relu/Clip and move patterns too (int8 weights), into the same ops on 16-bit tensors, when the
-int32 accumulator provably cannot overflow (``onnxcc.ops.quant.accumulator_bound`` from the
-constant weights and bias; else the op stays float with a warning naming it). The lookup table,
+Relu/Clip and move patterns too (int8 weights), into the same ops on 16-bit tensors, whose
+accumulator is int32 where it provably cannot overflow, else int64
+(``onnxcc.ops.quant.check_wide_accumulator`` from the constant weights and bias; past 2**47 the
+op stays float with a warning naming it). The lookup table,
 Softmax and average-pool rewrites stay int8/uint8.
 
 Conditions: activations per tensor; weights per tensor or per output channel (Conv axis 0,
@@ -61,7 +62,7 @@ import logging
 import numpy as np
 from onnxcc.ir import Graph, Node, Value
 from onnxcc.ops import attr, get_op, run_node
-from onnxcc.ops.quant import INT32_MAX, accumulator_bound
+from onnxcc.errors import UnsupportedOpError
 
 from .manager import graph_pass
 from .pattern import Match, Op, rewrite
@@ -221,18 +222,18 @@ def _finish(m: Match, node: Node, ys: Value, yz: Value) -> list[Node] | None:
     return nodes
 
 
-def _wide_fits(lin: Node, x: _Dq, w: _Dq, w_axis: int, bias: Value | None) -> bool:
-    """False, with a warning naming ``lin``, when x is 16-bit and the int32 accumulator of the
-    integer op could overflow (``onnxcc.ops.quant.accumulator_bound``); True otherwise."""
-    if x.q.dtype not in INT16:
+def _wide_ok(node: Node, lin: Node) -> bool:
+    """Whether the integer op ``node`` made for a 16-bit x passes its check (an accumulator
+    that cannot overflow: ``onnxcc.ops.quant.check_wide_accumulator``); False, with a warning
+    naming the float node ``lin`` and why, when not. True for an 8-bit x."""
+    if node.inputs[0].dtype not in INT16:
         return True
-    bound = accumulator_bound(x.q, x.zp, w.q.const, None if w.zp is None else w.zp.const,
-                              w_axis, None if bias is None else bias.const)
-    if bound <= INT32_MAX:
-        return True
-    log.warning("node %r (%s): 16-bit activations %r times its weights may reach %d, over the "
-                "int32 accumulator's range: it stays float", lin.name, lin.op, x.q.name, bound)
-    return False
+    try:
+        get_op(node).check(node)
+    except UnsupportedOpError as e:
+        log.warning("node %r (%s) stays float: %s", lin.name, lin.op, e.problems[0][2])
+        return False
+    return True
 
 
 def conv_to_qlinear(m: Match) -> list[Node] | None:
@@ -247,12 +248,12 @@ def conv_to_qlinear(m: Match) -> list[Node] | None:
     b = _bias(g, conv.inputs[2] if len(conv.inputs) > 2 else None, x, w, conv.name)
     if b is False:
         return None
-    if not _wide_fits(conv, x, w, 0, b):
-        return None
     yzv = _zp(g, yz, q.outputs[0].dtype, f"{conv.name}_yz")
     ins = [x.q, x.scale, _zp(g, x.zp, x.q.dtype, f"{conv.name}_xz"), w.q, w.scale,
            _zp(g, w.zp, w.q.dtype, f"{conv.name}_wz"), ys, yzv] + ([b] if b is not None else [])
     node = Node("QLinearConv", ins, [], dict(conv.attrs), conv.name, 10)
+    if not _wide_ok(node, conv):
+        return None
     return _finish(m, node, ys, yzv)
 
 
@@ -279,13 +280,15 @@ def gemm_to_qgemm(m: Match) -> list[Node] | None:
     if c_in is not None and len(c_in.shape) > 1 and c_in.shape[0] != 1:
         return None       # per-row C: not a bias
     c = _bias(g, c_in, a, b, lin.name)
-    if c is False or not _wide_fits(lin, a, b, 0 if trans_b else 1, c):
+    if c is False:
         return None
     yzv = _zp(g, yz, q.outputs[0].dtype, f"{lin.name}_yz")
     ins = [a.q, a.scale, _zp(g, a.zp, a.q.dtype, f"{lin.name}_az"), b.q, b.scale,
            _zp(g, b.zp, b.q.dtype, f"{lin.name}_bz"), c, ys, yzv]
     attrs = {"alpha": 1.0, "transA": int(attr(lin, "transA")) if gemm else 0, "transB": trans_b}
     node = Node("com.microsoft.QGemm", ins, [], attrs, lin.name, 1)
+    if not _wide_ok(node, lin):
+        return None
     return _finish(m, node, ys, yzv)
 
 

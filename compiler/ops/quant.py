@@ -19,8 +19,9 @@ Integer semantics (ONNX operator spec, opsets 10 to 28; the references match
 - "16x8" (TFLite's 16-bit activation mode): QLinearConv, QLinearMatMul and QGemm also take an
   int16/uint16 first operand and output (the weights stay int8/uint8), and QLinearAdd/Mul and
   QLinearConcat int16/uint16 throughout: onnxcc's extension of the ops fuse_qdq produces, not
-  the ONNX spec's. The products still accumulate in int32, which :func:`check_wide_accumulator`
-  proves exact at compile time from the constant weights (else the node is refused by name).
+  the ONNX spec's. The products accumulate in int32 where :func:`check_wide_accumulator`
+  proves that exact from the constant weights, else in int64 (TFLite's 16x8 accumulator), and
+  requantize in exact integer arithmetic (:func:`requantize_exact`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ QTYPES = {np.dtype(t): (int(np.iinfo(t).min), int(np.iinfo(t).max))
 ACC_TYPES = (np.dtype(np.int8), np.dtype(np.uint8))    # operands of the integer products
 WIDE_TYPES = (np.dtype(np.int16), np.dtype(np.uint16))  # 16x8: 16-bit activations, 8-bit weights
 INT32_MAX = (1 << 31) - 1
+ACC64_MAX = (1 << 47) - 1      # the int64 accumulator's bound (onnxcc.codegen.requantize)
 
 
 def unsupported(node: Node, why: str) -> UnsupportedOpError:
@@ -342,30 +344,64 @@ def accumulator_bound(x, xz, w, wz, w_axis: int, bias) -> int:
     return b + span * int(np.abs(wc).sum(axis=1).max(initial=0))
 
 
-def check_wide_accumulator(node: Node, x: int, w: int, wz: int, w_axis: int, bias: int | None
-                           ) -> None:
-    """For a 16-bit first operand (input ``x``): the weights (input ``w``, zero point input
-    ``wz``) must be constants and :func:`accumulator_bound` at most 2**31 - 1, so the int32
-    accumulator cannot overflow (TFLite's 16x8 kernels take an int64 accumulator instead;
-    onnxcc proves the int32 one exact at compile time). Raises UnsupportedOpError naming the
-    node and the tensor otherwise; nothing for an 8-bit first operand."""
+def check_wide_accumulator(node: Node, x: int, w: int, wz: int, w_axis: int, bias: int | None,
+                           scales: tuple[int, int, int]) -> np.dtype:
+    """The accumulator type of an integer product whose first operand is input ``x``: int32
+    for an 8-bit one; for a 16-bit one ("16x8") int32 when :func:`accumulator_bound` (weights
+    input ``w``, zero point input ``wz``, channels along ``w_axis``, int32 bias input ``bias``)
+    is at most 2**31 - 1, else int64 (TFLite's 16x8 accumulator) when the bound is under 2**47
+    and every requantization multiplier (scale inputs ``scales``: a, b, y) is under 64
+    (``onnxcc.codegen.requantize.requantize64``'s domain). Raises UnsupportedOpError naming
+    the node and the tensors when the weights, zero points, bias or scales are not constants
+    or the bound exceeds that."""
     xv = node.inputs[x]
     if xv.dtype not in WIDE_TYPES:
-        return
+        return np.dtype(np.int32)
     wv = node.inputs[w]
     wzv = node.inputs[wz] if has_input(node, wz) else None
     bv = node.inputs[bias] if bias is not None and has_input(node, bias) else None
-    if wv.const is None or (wzv is not None and wzv.const is None) or \
-            (bv is not None and bv.const is None):
-        raise unsupported(node, f"16-bit {xv.name!r} needs constant weights {wv.name!r} (and "
-                          "bias) to bound its int32 accumulator")
-    bound = accumulator_bound(xv, node.inputs[2] if has_input(node, 2) else None, wv.const,
-                              None if wzv is None else wzv.const, w_axis,
+    xz = node.inputs[2] if has_input(node, 2) else None
+    if wv.const is None or any(v is not None and v.const is None for v in (wzv, bv, xz)):
+        raise unsupported(node, f"16-bit {xv.name!r} needs constant weights {wv.name!r}, zero "
+                          "points and bias to bound its accumulator")
+    bound = accumulator_bound(xv, xz, wv.const, None if wzv is None else wzv.const, w_axis,
                               None if bv is None else bv.const)
-    if bound > INT32_MAX:
+    if bound <= INT32_MAX:
+        return np.dtype(np.int32)
+    if bound > ACC64_MAX:
         raise unsupported(node, f"16-bit {xv.name!r} times weights {wv.name!r} may reach "
-                          f"{bound} in the int32 accumulator (over 2**31 - 1): quantize this "
-                          "layer's activations to int8")
+                          f"{bound} in the accumulator (over 2**47 - 1): quantize this layer's "
+                          "activations to int8")
+    sv = [node.inputs[k] for k in scales]
+    if any(v.const is None for v in sv):
+        raise unsupported(node, f"16-bit {xv.name!r} with an int64 accumulator needs constant "
+                          "scales")
+    m = real_multiplier(*(np.asarray(v.const, np.float32) for v in sv))
+    if not np.all(m < 64.0):
+        raise unsupported(node, f"16-bit {xv.name!r}: a requantization multiplier of "
+                          f"{float(np.max(m))} (64 or more) with an int64 accumulator")
+    return np.dtype(np.int64)
+
+
+def requantize_exact(acc: np.ndarray, multiplier: np.ndarray, zp, dt: np.dtype) -> np.ndarray:
+    """saturate(round_half_even(acc * multiplier) + zp) in exact integer arithmetic (the
+    float32 ``multiplier``, one value or broadcastable to ``acc``, is a dyadic rational:
+    ``onnxcc.codegen.requantize``) for int64 ``acc``: the compiled 16x8 kernels' numbers
+    (``requantize`` below 2**31, ``requantize64`` above), which a float64 product would round.
+    """
+    from onnxcc.codegen.requantize import quantize_multiplier, requantize, requantize64
+
+    lo, hi = qrange(dt)
+    acc = np.asarray(acc, np.int64)
+    mult = np.asarray(multiplier, np.float32)
+    pairs = [quantize_multiplier(float(r)) for r in mult.reshape(-1)]
+    m = np.array([p[0] for p in pairs], np.int64).reshape(mult.shape)
+    sh = np.array([p[1] for p in pairs], np.int64).reshape(mult.shape)
+    sh = np.where(m == 0, 62, sh)     # (a multiplier under 2**-32: 0 whatever the shift)
+    fn = requantize if np.abs(acc).max(initial=0) <= INT32_MAX else requantize64
+    r = fn(acc, m, sh).astype(np.int64)
+    z = 0 if zp is None else int(np.asarray(zp).reshape(-1)[0])
+    return np.clip(r + z, lo, hi).astype(dt)
 
 
 def _centered(a: np.ndarray, zp: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
@@ -433,17 +469,25 @@ class QLinearMatMul(OpDef):
         b = node.inputs[3]
         n = b.shape[-1] if len(b.shape) > 1 else 1
         _check_requantized(node, ("a", "b"), n, (6, 7))
-        check_wide_accumulator(node, 0, 3, 5, len(b.shape) - 1, None)
+        self.acc_dtype(node)
+
+    def acc_dtype(self, node: Node) -> np.dtype:
+        """int32, or int64 for a 16-bit a whose sums may outgrow int32
+        (:func:`check_wide_accumulator`, which raises for a product it cannot bound)."""
+        b = node.inputs[3]
+        return check_wide_accumulator(node, 0, 3, 5, len(b.shape) - 1, None, (1, 4, 6))
 
     def infer(self, node: Node) -> list[TensorType]:
         return [TensorType(matmul_shape(node, node.inputs[0].shape, node.inputs[3].shape),
                            node.inputs[7].dtype)]
 
     def reference(self, node, a, a_s, az, b, b_s, bz, y_s, yz):
-        acc = np.matmul(_centered(a, az, ()), _centered(b, bz, (-1,))).astype(np.int32)
+        acc = np.matmul(_centered(a, az, ()), _centered(b, bz, (-1,)))
         m = real_multiplier(a_s, b_s, y_s)
-        return [requantize_float(acc, m if m.size > 1 else m[0], np.asarray(yz).reshape(-1)[0],
-                                 node.inputs[7].dtype)]
+        if a.dtype in WIDE_TYPES:      # 16x8: no wrap (the bound is checked), exact rounding
+            return [requantize_exact(acc, m if m.size > 1 else m[0], yz, node.inputs[7].dtype)]
+        return [requantize_float(acc.astype(np.int32), m if m.size > 1 else m[0],
+                                 np.asarray(yz).reshape(-1)[0], node.inputs[7].dtype)]
 
 
 class _ConvQ(OpDef):
@@ -503,23 +547,30 @@ class QLinearConv(_ConvQ):
         self.check_conv(node)
         m = node.inputs[3].shape[0]
         _check_requantized(node, ("x", "w"), m, (6, 7))
-        check_wide_accumulator(node, 0, 3, 5, 0, 8)
         if has_input(node, 8):
             b = node.inputs[8]
             if b.dtype != np.int32 or b.shape != (m,):
                 raise bad_attr(node, f"bias {b.dtype} {list(b.shape)} must be int32 ({m},)")
+        self.acc_dtype(node)
 
     def infer(self, node: Node) -> list[TensorType]:
         return [TensorType(self.out_shape(node), node.inputs[7].dtype)]
+
+    def acc_dtype(self, node: Node) -> np.dtype:
+        """int32, or int64 for a 16-bit x whose sums may outgrow int32
+        (:func:`check_wide_accumulator`, which raises for a product it cannot bound)."""
+        return check_wide_accumulator(node, 0, 3, 5, 0, 8, (1, 4, 6))
 
     def reference(self, node, x, x_s, xz, w, w_s, wz, y_s, yz, b=None):
         acc = self.acc(node, x, w, xz, wz)
         if b is not None:
             acc = acc + b.astype(np.int64).reshape((1, -1) + (1,) * (acc.ndim - 2))
-        acc = acc.astype(np.int32)
         m = real_multiplier(x_s, w_s, y_s)
         mb = m.reshape((1, -1) + (1,) * (acc.ndim - 2)) if m.size > 1 else m[0]
-        return [requantize_float(acc, mb, np.asarray(yz).reshape(-1)[0], node.inputs[7].dtype)]
+        if x.dtype in WIDE_TYPES:      # 16x8: no wrap (the bound is checked), exact rounding
+            return [requantize_exact(acc, mb, yz, node.inputs[7].dtype)]
+        return [requantize_float(acc.astype(np.int32), mb, np.asarray(yz).reshape(-1)[0],
+                                 node.inputs[7].dtype)]
 
 
 @register_op("QGemm", domain="com.microsoft")
@@ -544,13 +595,19 @@ class QGemm(OpDef):
             raise unsupported(node, "QGemm without y_scale and y_zero_point (float output) is "
                               "not supported")
         _check_requantized(node, ("a", "b"), n, (7, 8))
-        check_wide_accumulator(node, 0, 3, 5, 0 if attr(node, "transB") else 1, 6)
         if has_input(node, 6):
             c = node.inputs[6]
             if c.dtype != np.int32 or len(c.shape) > 2 or \
                     any(d not in (1, t) for d, t in zip(c.shape[::-1], (n, m))):
                 raise bad_attr(node, f"C {c.dtype} {list(c.shape)} must be int32 broadcasting "
                                f"to ({m}, {n})")
+        self.acc_dtype(node)
+
+    def acc_dtype(self, node: Node) -> np.dtype:
+        """int32, or int64 for a 16-bit a whose sums may outgrow int32
+        (:func:`check_wide_accumulator`, which raises for a product it cannot bound)."""
+        return check_wide_accumulator(node, 0, 3, 5, 0 if attr(node, "transB") else 1, 6,
+                                      (1, 4, 7))
 
     def infer(self, node: Node) -> list[TensorType]:
         m, _, n = self.dims(node)
@@ -571,10 +628,11 @@ class QGemm(OpDef):
         acc = (A @ B)
         if c is not None:
             acc = acc + np.asarray(c, np.int64)
-        acc = acc.astype(np.int32)
         m = self.multiplier(node, a_s, b_s, y_s)
-        return [requantize_float(acc, m if m.size > 1 else m[0], np.asarray(yz).reshape(-1)[0],
-                                 node.inputs[8].dtype)]
+        if a.dtype in WIDE_TYPES:      # 16x8: no wrap (the bound is checked), exact rounding
+            return [requantize_exact(acc, m if m.size > 1 else m[0], yz, node.inputs[8].dtype)]
+        return [requantize_float(acc.astype(np.int32), m if m.size > 1 else m[0],
+                                 np.asarray(yz).reshape(-1)[0], node.inputs[8].dtype)]
 
 
 @register_op("onnxcc.LookupTable")
