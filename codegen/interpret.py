@@ -22,7 +22,7 @@ INTRINSICS: dict[str, Callable[..., Any]] = {"requantize": requantize, "smlad": 
                                                  "sxtb16": sxtb16, "smladx": smladx,
                                                  "pack4": pack4, "requantize_hi": requantize_hi,
                                                  "sat_i8": sat_i8, "sat_u8": sat_u8,
-                                                 "requantize64": requantize64}   # Call name -> numpy
+                                                 "requantize64": requantize64}   # name -> numpy
 
 
 def _tdiv(a: Any, b: Any) -> Any:

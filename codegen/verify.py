@@ -26,8 +26,9 @@ from .loops import (BOOL, COMPARE, I32, I64, INDEX, Assign, Binary, Buffer, Call
                     Store, Unary, Var, expr_text, children, uses_var, walk_stmts)
 
 Interval = tuple[float, float]
+# intrinsic names the renderers and the interpreter implement
 KNOWN_CALLS: set[str] = {"requantize", "smlad", "sxtb16", "smladx", "pack4",
-                         "requantize_hi", "sat_i8", "sat_u8", "requantize64"}   # intrinsic names the renderers and the interpreter implement
+                         "requantize_hi", "sat_i8", "sat_u8", "requantize64"}
 INDEX_MIN, INDEX_MAX = -(2**31), 2**31 - 1
 SPLIT_MAX = 16    # loops of at most this many iterations are proved value by value when needed
 

@@ -17,8 +17,8 @@ model with the scheme of ONNX QDQ models as onnxruntime's ``quantize_static`` wr
   one rounding, half to even, of the exact product with the 31-bit multiplier, as the ONNX
   QDQ graph means; TFLite's int64 ``MultiplyByQuantizedMultiplier`` of its 16x8
   ``reference_integer_ops``, tensorflow/lite/kernels/internal/common.h, takes the same
-  |acc| < 2**47 but a multiplier cut to 16 bits and rounds half up). Softmax and the average pools keep their float kernels on int16 tensors (their
-  integer kernels are int8);
+  |acc| < 2**47 but a multiplier cut to 16 bits and rounds half up). Softmax and the average
+  pools keep their float kernels on int16 tensors (their integer kernels are int8);
 - a Relu or a Clip of constant bounds (ReLU6) after a Conv/Gemm is folded into that layer's
   output range (as TFLite does);
   MaxPool, Reshape, Flatten, Transpose, Squeeze and Unsqueeze keep their input's parameters.

@@ -42,8 +42,8 @@ from onnxcc.interpreter import interpret_values
 from onnxcc.ir import Graph, Node, TensorType, Value
 from onnxcc.ops import attr
 from onnxcc.quantize import (CalibrationError, Int8, LayerReport, QuantReport, Range,
-                             activation_params,
-                             graph_inputs_check, load_calibration, sqnr_db, weight_params)
+                             activation_params, graph_inputs_check, load_calibration, sqnr_db,
+                             weight_params)
 
 from .canonicalize import canonicalize
 from .fuse_qdq import GEMMS, MOVES, fuse_qdq

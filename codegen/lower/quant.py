@@ -35,10 +35,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from onnxcc.codegen.loops import (F32, F64, I32, I64, Assign, Binary, Buffer, Call, Cast, Comment,
-                                  Const, Decl, DType, Expr, If, Load, Loop, Select, Stmt, Store,
-                                  Unary, Var, all_of, const, contiguous_strides, maximum, minimum,
-                                  substitute)
+from onnxcc.codegen.loops import (F32, F64, I32, I64, Assign, Binary, Buffer, Call, Cast,
+                                  Comment, Const, Decl, DType, Expr, If, Load, Loop, Select, Stmt,
+                                  Store, Unary, Var, all_of, const, contiguous_strides, maximum,
+                                  minimum, substitute)
 from onnxcc.codegen.requantize import REQUANTIZE64_MIN_SHIFT, quantize_multiplier
 from onnxcc.errors import UnsupportedOpError
 from onnxcc.ir import Node, Value
@@ -197,7 +197,8 @@ def _centered(v: Expr, zp: Expr) -> Expr:
 
 
 class _Requant:
-    """The QLinear epilogue: int32 accumulator -> y's quantized type (see the module docstring).
+    """The QLinear epilogue: int32 accumulator (int64 for the 16x8 products that need it:
+    ``requantize64``) -> y's quantized type (see the module docstring).
     ``scales`` are the node's (a_scale, b_scale, y_scale) input positions; b's scale and the
     result may be per output channel."""
 
@@ -307,8 +308,8 @@ def _supports_int(node: Node) -> str | None:
     requant = node.op.startswith("QLinear") or node.op.endswith("QGemm")
     for k in (0, 3 if requant else 1):
         v = node.inputs[k]
-        # 16x8: a requantized product's first operand may be 16-bit (its int32 accumulator
-        # proven exact by the op's check); weights and the int32-output ops stay 8-bit
+        # 16x8: a requantized product's first operand may be 16-bit (its int32 or int64
+        # accumulator chosen by the op's check); weights and the int32-output ops stay 8-bit
         if v.dtype not in (np.int8, np.uint8) and not (requant and k == 0
                                                        and v.dtype in WIDE_TYPES):
             return f"{node.op} on {v.dtype} is not supported (int8, uint8)"
