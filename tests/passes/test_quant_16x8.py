@@ -405,3 +405,25 @@ def test_int64_sums_on_emulated_cortex_m4():
     for x in (cal[:1], cal[1:2]):
         np.testing.assert_array_equal(qemu.run_on_qemu(m4, {"x": x})["y"],
                                       host.run({"x": x})["y"])
+
+
+def test_contrib_qdq_ops_are_refused_with_the_plain_form_named():
+    """onnxruntime's com.microsoft QuantizeLinear/DequantizeLinear (UseQDQContribOps) are
+    refused by name, pointing at the opset-21 form onnxcc imports."""
+    from onnxcc.errors import OnnxccError
+
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], name="qx",
+                              domain="com.microsoft"),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], name="dqx",
+                              domain="com.microsoft")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                     (1, 4))],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, (1, 4))],
+                          [numpy_helper.from_array(np.float32(0.1), "s"),
+                           numpy_helper.from_array(np.int16(0), "z")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17),
+                                            helper.make_opsetid("com.microsoft", 1)])
+    m.ir_version = IR_VERSION
+    with pytest.raises(OnnxccError, match=r"node 'qx' \(com.microsoft.QuantizeLinear\).*"
+                       r"without UseQDQContribOps"):
+        onnxcc.compile(m, "host")
