@@ -6,13 +6,19 @@ Rows (every one compiled by onnxcc for ``--target`` and run over the 450-image t
 - ``float``: the float model;
 - ``onnxcc int8 <method>``: onnxcc's post-training quantization (``quantize=onnxcc.Int8``),
   minmax, percentile (99.99) and entropy, calibrated on the first ``--samples`` test images;
+- ``onnxcc int16x8 minmax``: the same with int16 activations and int8 weights
+  (``onnxcc.Int8(..., activations="int16")``, TFLite's 16x8 mode; the Softmax stays float);
 - ``ORT QDQ per-channel``: the model quantized by ``onnxruntime.quantization.quantize_static``
   after its ``quant_pre_process`` (QDQ format, int8 weights per channel, int8 activations, the
   same calibration images), which
   onnxcc imports through ``fuse_qdq``; "vs ORT" is the share of output elements within 1 LSB
   of onnxruntime running the same quantized model, and of equal argmax;
 - ``ORT QOperator``: the same in the QOperator format (QLinearConv, com.microsoft QGemm and
-  QLinearSoftmax), when onnxcc imports it; else the row says why not.
+  QLinearSoftmax), when onnxcc imports it; else the row says why not;
+- ``ORT QDQ int16x8``: ``quantize_static`` with ``activation_type=QInt16`` (QDQ, opset 21, int8
+  weights per channel), which onnxcc imports as int16 integer kernels; its reference is the QDQ
+  graph as written, whose float32 Conv/Gemm of int16 values rounds differently from the exact
+  integer sums near a rounding boundary of the int16 output.
 
 The onnxruntime reference ("ref"): for QDQ, onnxruntime with graph optimizations disabled, which
 runs the graph as written (DequantizeLinear, the float op, QuantizeLinear: the ONNX semantics of
@@ -26,8 +32,8 @@ its u8 x u8 kernels do not saturate. onnxruntime's quantization docs name the is
 and "ref" agree but for onnxruntime's fused QLinearSoftmax, which rounds the probabilities of a
 QDQ Softmax differently from its float Softmax by up to 1 LSB.
 
-Then the per-layer table (scale, zero point, SQNR in dB of the int8 tensor against the float
-model's) of onnxcc's minmax quantization.
+Then the per-layer tables (scale, zero point, SQNR in dB of the quantized tensor against the
+float model's) of onnxcc's minmax int8 and int16x8 quantizations.
 Calibrating on test images flatters every row equally; the point is the comparison.
 """
 
@@ -82,7 +88,8 @@ def _u8_weights(src: Path, dst: Path) -> None:
     onnx.save(m, str(dst))
 
 
-def _ort_quantized(src: Path, dst: Path, x: np.ndarray, qoperator: bool) -> None:
+def _ort_quantized(src: Path, dst: Path, x: np.ndarray, qoperator: bool,
+                   int16: bool = False) -> None:
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -100,7 +107,8 @@ def _ort_quantized(src: Path, dst: Path, x: np.ndarray, qoperator: bool) -> None
     quantize_static(str(pre), str(dst), Reader(),
                     quant_format=QuantFormat.QOperator if qoperator else QuantFormat.QDQ,
                     per_channel=not qoperator,
-                    activation_type=QuantType.QUInt8 if qoperator else QuantType.QInt8,
+                    activation_type=QuantType.QUInt8 if qoperator else
+                    QuantType.QInt16 if int16 else QuantType.QInt8,
                     weight_type=QuantType.QInt8)
 
 
@@ -127,15 +135,23 @@ def main(argv: list[str] | None = None) -> int:
         reports[method] = q.graph.meta["quantization"]
         rows.append((f"onnxcc int8 {method}", (pq.argmax(1) == y).mean(), q.weights_size,
                      q.arena_size, "", ""))
+    q = onnxcc.compile(str(MODELS / "digits.onnx"), args.target, input_shapes=shapes,
+                       quantize=onnxcc.Int8(calibration={"input": cal}, activations="int16"))
+    pq = _predict(q, x)
+    reports["int16x8"] = q.graph.meta["quantization"]
+    rows.append(("onnxcc int16x8 minmax", (pq.argmax(1) == y).mean(), q.weights_size,
+                 q.arena_size, "", ""))
     with tempfile.TemporaryDirectory() as d:
         m = onnx.load(str(MODELS / "digits.onnx"))
         m.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
         src = Path(d) / "digits_b1.onnx"
         onnx.save(m, str(src))
-        for label, qop in (("ORT QDQ per-channel", False), ("ORT QOperator", True)):
-            dst = Path(d) / f"q{int(qop)}.onnx"
+        for label, qop, i16 in (("ORT QDQ per-channel", False, False),
+                                ("ORT QOperator", True, False),
+                                ("ORT QDQ int16x8", False, True)):
+            dst = Path(d) / f"q{int(qop)}{int(i16)}.onnx"
             try:
-                _ort_quantized(src, dst, cal, qop)
+                _ort_quantized(src, dst, cal, qop, i16)
                 default = _ort(dst, x)
                 if qop:
                     _u8_weights(dst, dst.with_suffix(".u8.onnx"))
@@ -165,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:24} {acc:9.4f} {wb:10,} {ab:8,}  {v1} {v2}")
     print()
     print(reports["minmax"].table())
+    print()
+    print(reports["int16x8"].table())
     return 0
 
 

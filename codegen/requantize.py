@@ -5,7 +5,11 @@ given as an int32 fixed-point multiplier and a right shift, in integer arithmeti
 ``round_half_to_even(acc * m / 2**shift)``, computed exactly in 64 bits and saturated to int32,
 for ``1 <= shift <= 62``
 (``requantize_hi``, the same function, for ``33 <= shift <= 62`` only: a multiplier below 1/4,
-the usual case, whose C form works in 32-bit words and is always inlined):
+the usual case, whose C form works in 32-bit words and is always inlined; ``requantize64``, the
+same function of an int64 accumulator below 2**47 in magnitude, ``25 <= shift <= 62``, for the
+16x8 layers whose sums outgrow int32, in 64-bit words without a 128-bit product; TFLite's int64
+``MultiplyByQuantizedMultiplier`` in tensorflow/lite/kernels/internal/common.h takes the same
+accumulator range but cuts the multiplier to 16 bits and rounds half up):
 
     p = int64(acc) * m
     r = (p + (2**(shift-1) - 1) + ((p >> shift) & 1)) >> shift     (>> arithmetic: floor)
@@ -81,6 +85,29 @@ static inline __attribute__((always_inline)) int32_t onnxcc_requantize_hi(int32_
     return (int32_t)(uint32_t)(q >> 32) >> t;
 }"""
 
+C_HELPER_64 = """\
+/* round_half_to_even(acc * m / 2^shift) saturated to int32 for an int64 acc, |acc| < 2^47,
+   0 <= m < 2^31, 25 <= shift <= 62 (onnxcc's requantize64 intrinsic: the 16x8 layers whose sums
+   outgrow int32). With acc = ah * 2^24 + al, 0 <= al < 2^24, the product acc * m (up to 2^78) is
+   q1 * 2^24 + r1 exactly, q1 = ah * m + ((al * m) >> 24) (|q1| < 2^55), r1 = (al * m) mod 2^24;
+   its quotient by 2^shift is q1's by 2^(shift - 24) with r1 as further low bits, all in 64-bit
+   words (& of a negative int64 is of its two's complement on gcc, clang, arm-none-eabi-gcc). */
+static inline int32_t onnxcc_requantize64(int64_t acc, int32_t m, int32_t shift) {
+    int64_t ah = acc >> 24;
+    int64_t lo = (acc & INT64_C(0xFFFFFF)) * (int64_t)m;
+    int64_t q1 = ah * (int64_t)m + (lo >> 24);
+    int64_t r1 = lo & INT64_C(0xFFFFFF);
+    int32_t t = shift - 24;
+    int64_t fl = q1 >> t;
+    int64_t rem = q1 & ((INT64_C(1) << t) - 1);
+    int64_t half = INT64_C(1) << (t - 1);
+    int64_t r = fl + (rem > half || (rem == half && (r1 != 0 || (fl & 1))));
+    return r > INT32_MAX ? INT32_MAX : (r < INT32_MIN ? INT32_MIN : (int32_t)r);
+}"""
+REQUANTIZE64_MIN_SHIFT = 25     # requantize64's least shift (a multiplier below 64)
+ACC64_MAX = (1 << 47) - 1       # requantize64's largest |acc|
+
+
 SAT8_C = """\
 /* x saturated to int8 (onnxcc's sat_i8 intrinsic): Arm's SSAT where the core has it */
 static inline int32_t onnxcc_sat_i8(int32_t x) {
@@ -139,6 +166,27 @@ def requantize_hi(acc, m, shift):
     if not np.all((np.asarray(shift) >= 33) & (np.asarray(shift) <= 62)):
         raise ValueError(f"requantize_hi needs 33 <= shift <= 62, got {shift!r}")
     return requantize(acc, m, shift)
+
+
+def requantize64(acc, m, shift):
+    """numpy reference of ``requantize64``: :func:`requantize` of an int64 ``acc`` (|acc| <
+    2**47; 25 <= shift <= 62), by the C helper's split into 64-bit words; int32 result. Raises
+    ValueError outside those ranges."""
+    acc, m, s = np.broadcast_arrays(np.asarray(acc, np.int64), np.asarray(m, np.int64),
+                                    np.asarray(shift, np.int64))
+    if np.any(np.abs(acc) > ACC64_MAX) or np.any((s < REQUANTIZE64_MIN_SHIFT) | (s > 62)):
+        raise ValueError("requantize64 needs |acc| < 2**47 and 25 <= shift <= 62")
+    low = np.int64(0xFFFFFF)
+    lo = (acc & low) * m
+    q1 = (acc >> 24) * m + (lo >> 24)
+    r1 = lo & low
+    t = s - 24
+    fl = q1 >> t
+    rem = q1 & ((np.int64(1) << t) - 1)
+    half = np.int64(1) << (t - 1)
+    up = (rem > half) | ((rem == half) & ((r1 != 0) | ((fl & 1) == 1)))
+    out = np.clip(fl + up.astype(np.int64), INT32_MIN, INT32_MAX).astype(np.int32)
+    return out[()] if out.ndim == 0 else out
 
 
 def sat_i8(x):

@@ -21,13 +21,14 @@ from typing import Sequence
 
 from onnxcc.errors import VerifyError
 
-from .loops import (BOOL, COMPARE, I32, INDEX, Assign, Binary, Buffer, Call, Cast, Comment, Const,
-                    Decl, Expr, If, Kernel, Load, Loop, MulAdd, Program, Select, Stmt, Store,
-                    Unary, Var, expr_text, children, uses_var, walk_stmts)
+from .loops import (BOOL, COMPARE, I32, I64, INDEX, Assign, Binary, Buffer, Call, Cast, Comment,
+                    Const, Decl, Expr, If, Kernel, Load, Loop, MulAdd, Program, Select, Stmt,
+                    Store, Unary, Var, expr_text, children, uses_var, walk_stmts)
 
 Interval = tuple[float, float]
+# intrinsic names the renderers and the interpreter implement
 KNOWN_CALLS: set[str] = {"requantize", "smlad", "sxtb16", "smladx", "pack4",
-                         "requantize_hi", "sat_i8", "sat_u8"}   # intrinsic names the renderers and the interpreter implement
+                         "requantize_hi", "sat_i8", "sat_u8", "requantize64"}
 INDEX_MIN, INDEX_MAX = -(2**31), 2**31 - 1
 SPLIT_MAX = 16    # loops of at most this many iterations are proved value by value when needed
 
@@ -212,6 +213,11 @@ def _check_expr(e: Expr, sc: _Scope, where: str) -> None:
         if e.fn in ("requantize", "requantize_hi") and (len(e.args) != 3 or e.dtype != I32
                                      or any(a.dtype != I32 for a in e.args)):
             raise VerifyError(f"{where}: requantize takes and returns int32")
+        if e.fn == "requantize64" and (len(e.args) != 3 or e.dtype != I32
+                                       or e.args[0].dtype != I64
+                                       or any(a.dtype != I32 for a in e.args[1:])):
+            raise VerifyError(f"{where}: requantize64 takes int64, int32, int32 and returns "
+                              "int32")
         if e.fn in ("sat_i8", "sat_u8") and (len(e.args) != 1 or e.dtype != I32
                                              or e.args[0].dtype != I32):
             raise VerifyError(f"{where}: {e.fn} takes and returns int32")

@@ -99,8 +99,12 @@ def _add_model_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
                    "layer, layers differing only in constants share one C function, C built at "
                    "-Os, patching only with --max-recompute or when the arena would not fit "
                    "the SRAM) for 1.3-6x the instructions")
-    p.add_argument("--quantize", choices=["int8"],
-                   help="post-training int8 quantization, calibrated on --calibration")
+    p.add_argument("--quantize", choices=["int8", "int16x8"],
+                   help="post-training quantization, calibrated on --calibration: int8, or "
+                   "int16x8 (int16 activations, int8 weights: TFLite's 16x8 mode)")
+    p.add_argument("--int16-layer", action="append", metavar="NAME",
+                   help="with --quantize int8: a Conv/Gemm/MatMul/Add node whose activations "
+                   "are int16 (a layer that needs the range; repeatable)")
     p.add_argument("--calibration", metavar="NPZ|DIR",
                    help="calibration inputs: an .npz of input name -> samples stacked on axis 0, "
                    "or a folder of <input name>.npy")
@@ -162,7 +166,13 @@ def _quantize(args: argparse.Namespace):
         if getattr(args, "calibration", None):
             raise InputError("--calibration is given without --quantize",
                              hint="add --quantize int8")
+        if getattr(args, "int16_layer", None):
+            raise InputError("--int16-layer is given without --quantize int8",
+                             hint="add --quantize int8 --calibration data.npz")
         return None
+    if args.quantize == "int16x8" and getattr(args, "int16_layer", None):
+        raise InputError("--int16-layer with --quantize int16x8: every layer is int16 already",
+                         hint="use --quantize int8 --int16-layer NAME for some layers")
     if not args.calibration:
         raise InputError("--quantize int8 needs calibration inputs",
                          hint="add --calibration data.npz (input name -> samples on axis 0) or "
@@ -170,7 +180,9 @@ def _quantize(args: argparse.Namespace):
     from .quantize import Int8
 
     return Int8(calibration=args.calibration, method=args.calibration_method,
-                per_channel=not args.per_tensor)
+                per_channel=not args.per_tensor,
+                activations="int16" if args.quantize == "int16x8" else "int8",
+                int16_layers=getattr(args, "int16_layer", None) or ())
 
 
 def _target(args: argparse.Namespace):

@@ -10,6 +10,9 @@ onnxruntime's quantizer writes QOperator models with ops of its own domain. onnx
   Softmax and the average pools integer kernels (``onnxcc.ops.quant_int``: within 1 LSB of
   onnxruntime) and Sigmoid and LeakyRelu 256-entry lookup tables.
 
+Its ``QuantizeLinear``/``DequantizeLinear`` (``UseQDQContribOps``, 16-bit QDQ below opset 21) are
+refused by name, pointing at the opset-21 default-domain form, which onnxcc imports.
+
 QONNX's ``Quant``, ``BipolarQuant`` and ``Trunc`` (v1 and v2) become the default-domain float ops
 of their definitions (:func:`expand_quant`, :func:`expand_bipolar_quant`, :func:`expand_trunc`).
 
@@ -70,6 +73,12 @@ def problem(n: onnx.NodeProto) -> str | None:
     if n.domain != DOMAIN:
         return (f"domain {n.domain!r} is not supported (the default ONNX domain, "
                 f"{DOMAIN}'s quantized ops and QONNX's Quant, BipolarQuant and Trunc are)")
+    if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+        # onnxruntime's quantize_static(extra_options={"UseQDQContribOps": True}) writes these
+        # for 16-bit activations below opset 21; without the option it writes opset-21 ones
+        return (f"{DOMAIN} op {n.op_type} is not implemented: quantize the model without "
+                "UseQDQContribOps (onnxruntime then writes the opset-21 QuantizeLinear/"
+                "DequantizeLinear, which take int16, and onnxcc imports)")
     if n.op_type not in SUPPORTED:
         return f"{DOMAIN} op {n.op_type} is not implemented (supported: {sorted(SUPPORTED)})"
     return None

@@ -8,6 +8,17 @@ model with the scheme of ONNX QDQ models as onnxruntime's ``quantize_static`` wr
 - activations: asymmetric int8 per tensor, scale ``(max - min) / 255`` over a range stretched to
   include 0, zero point ``round(-128 - min / scale)``;
 - biases: int32 with scale ``x_scale * w_scale`` and zero point 0;
+- "16x8" (TFLite's 16-bit activation mode, ``activations="int16"`` for every layer or
+  ``int16_layers={...}`` for the layers that need the range): those activations are int16,
+  symmetric, zero point 0, scale ``max(|min|, |max|) / 32767``; the weights stay int8 as above;
+  the products accumulate in int32 where the compiler proves from the constant weights that
+  it cannot overflow (``onnxcc.ops.quant.accumulator_bound``), else in int64 as TFLite does;
+  the requantization to int16 rounds as the int8 path does (``onnxcc.codegen.requantize``:
+  one rounding, half to even, of the exact product with the 31-bit multiplier, as the ONNX
+  QDQ graph means; TFLite's int64 ``MultiplyByQuantizedMultiplier`` of its 16x8
+  ``reference_integer_ops``, tensorflow/lite/kernels/internal/common.h, takes the same
+  |acc| < 2**47 but a multiplier cut to 16 bits and rounds half up). Softmax and the average
+  pools keep their float kernels on int16 tensors (their integer kernels are int8);
 - a Relu or a Clip of constant bounds (ReLU6) after a Conv/Gemm is folded into that layer's
   output range (as TFLite does);
   MaxPool, Reshape, Flatten, Transpose, Squeeze and Unsqueeze keep their input's parameters.
@@ -25,7 +36,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Collection, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -33,6 +44,7 @@ from .errors import InputError, OnnxccError
 from .ir import Graph, Value
 
 METHODS = ("minmax", "percentile", "entropy")
+ACTIVATIONS = ("int8", "int16")
 HIST_BINS = 2048
 
 
@@ -46,6 +58,12 @@ class Int8:
     """Post-training static int8 quantization settings (module docstring for the scheme).
 
     Attributes:
+        activations: ``"int8"`` (default), or ``"int16"``: every quantized activation int16
+            ("16x8": int16 activations, int8 weights; module docstring).
+        int16_layers: with ``activations="int8"``, the names of the Conv/Gemm/MatMul/Add/Mul/
+            Concat nodes whose input and output activations are int16 (the layers that need
+            the range); an Add, Mul or Concat with one int16 tensor gets int16 on every side.
+            A name that is no quantized layer raises CalibrationError.
         calibration: representative inputs: a mapping input name -> array of samples stacked on
             axis 0 (``(N, *input_shape)``, or ``(N * batch, ...)`` for a batch-``batch`` input),
             a sequence of such mappings (one sample each), or the path of an ``.npz`` file (keys
@@ -59,8 +77,17 @@ class Int8:
     method: str = "minmax"
     per_channel: bool = True
     percentile: float = 99.99
+    activations: str = "int8"
+    int16_layers: Collection[str] = ()
 
     def __post_init__(self) -> None:
+        if self.activations not in ACTIVATIONS:
+            raise CalibrationError(f"unknown activation type {self.activations!r}",
+                                   hint=f"use one of {', '.join(ACTIVATIONS)}")
+        if isinstance(self.int16_layers, str):
+            raise CalibrationError(f"int16_layers={self.int16_layers!r} is one string",
+                                   hint="give a set or list of node names")
+        self.int16_layers = frozenset(self.int16_layers)
         if self.method not in METHODS:
             raise CalibrationError(f"unknown calibration method {self.method!r}",
                                    hint=f"use one of {', '.join(METHODS)}")
@@ -232,8 +259,12 @@ def _entropy_threshold(r: Range, levels: int) -> float:
     return best_i * r.edge / HIST_BINS
 
 
-def activation_params(name: str, r: Range, method: str, pct: float) -> tuple[np.float32, np.int8]:
-    """(scale, zero point) of an asymmetric int8 activation from its calibrated range.
+def activation_params(name: str, r: Range, method: str, pct: float, bits: int = 8
+                      ) -> tuple[np.float32, np.integer]:
+    """(scale, zero point) of an activation from its calibrated range: asymmetric int8
+    (``bits`` 8), or symmetric int16 with zero point 0 (``bits`` 16, TFLite's 16x8 scheme:
+    scale ``max(|lo|, |hi|) / 32767``; the entropy method then keeps the whole range, as 2048
+    histogram bins resolve fewer levels than int16 has).
 
     Raises CalibrationError naming the tensor when the range is empty, zero or not finite."""
     lo, hi = r.lo, r.hi
@@ -243,12 +274,14 @@ def activation_params(name: str, r: Range, method: str, pct: float) -> tuple[np.
                                "inputs for NaN/inf, or the model for overflow")
     if method != "minmax" and r.hist is not None and r.hist.sum():
         t = (_percentile_threshold(r, pct) if method == "percentile"
-             else _entropy_threshold(r, 255 if lo >= 0 else 128))
+             else _entropy_threshold(r, 32767 if bits == 16 else 255 if lo >= 0 else 128))
         lo, hi = max(lo, -t), min(hi, t)
     lo, hi = min(lo, 0.0), max(hi, 0.0)
     if hi - lo <= 0:
         raise CalibrationError(f"tensor {name!r} is 0 on every calibration sample: its range is "
                                "zero", hint="calibrate with representative inputs")
+    if bits == 16:
+        return np.float32(max(-lo, hi) / 32767.0), np.int16(0)
     scale = np.float32((hi - lo) / 255.0)
     zp = int(np.clip(np.rint(-128.0 - lo / float(scale)), -128, 127))
     return scale, np.int8(zp)
@@ -286,16 +319,18 @@ class LayerReport:
 
 @dataclass
 class QuantReport:
-    """What quantization did: the method, sample count and one :class:`LayerReport` per
-    quantized activation tensor, in graph order."""
+    """What quantization did: the method, sample count, one :class:`LayerReport` per
+    quantized activation tensor in graph order, and the kind (int8, or with int16
+    activations)."""
 
     method: str
     samples: int
     layers: list[LayerReport] = field(default_factory=list)
+    kind: str = "int8"        # "int16x8" (every activation int16), "int8 + int16x8" (some)
 
     def table(self) -> str:
         """A plain-text table, worst SQNR marked."""
-        rows = [f"int8 quantization: {self.method}, {self.samples} calibration samples",
+        rows = [f"{self.kind} quantization: {self.method}, {self.samples} calibration samples",
                 f"{'tensor':24} {'op':20} {'scale':>12} {'zp':>5} {'SQNR dB':>8}"]
         worst = min((r.sqnr_db for r in self.layers if math.isfinite(r.sqnr_db)), default=None)
         for r in self.layers:

@@ -23,6 +23,14 @@ executes such models by fusing these patterns into integer kernels; so does this
     Softmax, AveragePool, GlobalAveragePool  ==>  onnxcc.QSoftmax, com.microsoft.QLinear*Pool
                                                   (``qdq_int``)
 
+16x8 (TFLite's 16-bit activation mode, onnxruntime's ``quantize_static(activation_type=QInt16,
+weight_type=QInt8)``): int16/uint16 activations take the Conv, Gemm/MatMul, Add/Mul, Concat,
+Relu/Clip and move patterns too (int8 weights), into the same ops on 16-bit tensors, whose
+accumulator is int32 where it provably cannot overflow, else int64
+(``onnxcc.ops.quant.check_wide_accumulator`` from the constant weights and bias; past 2**47 the
+op stays float with a warning naming it). The lookup table,
+Softmax and average-pool rewrites stay int8/uint8.
+
 Conditions: activations per tensor; weights per tensor or per output channel (Conv axis 0,
 Gemm's N axis); scales and zero points constant; a bias either quantized int32 with scale
 x_scale * w_scale (zero point 0) or float (then quantized here, round half to even, as
@@ -54,6 +62,7 @@ import logging
 import numpy as np
 from onnxcc.ir import Graph, Node, Value
 from onnxcc.ops import attr, get_op, run_node
+from onnxcc.errors import UnsupportedOpError
 
 from .manager import graph_pass
 from .pattern import Match, Op, rewrite
@@ -61,6 +70,7 @@ from .qdq_int import pool_to_qlinear, softmax_to_int
 
 log = logging.getLogger("onnxcc.passes")
 INT8 = (np.dtype(np.int8), np.dtype(np.uint8))
+INT16 = (np.dtype(np.int16), np.dtype(np.uint16))   # "16x8": 16-bit activations, 8-bit weights
 GEMMS = ("Gemm", "onnxcc.FusedGemm", "MatMul")   # FusedGemm without an activation
 MOVES = ("MaxPool", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose")
 
@@ -92,14 +102,16 @@ def _dq(v: Value | None) -> _Dq | None:
     return d
 
 
-def _q_params(q: Node) -> tuple[Value, Value | None] | None:
+def _q_params(q: Node, wide: bool = False) -> tuple[Value, Value | None] | None:
     """Scale and zero point of the QuantizeLinear ``q`` when constant, per tensor, and the
-    output int8/uint8; else None."""
+    output int8/uint8 (or int16/uint16 when ``wide``: a rewrite whose integer op takes 16-bit
+    activations); else None."""
     s = q.inputs[1]
     z = q.inputs[2] if len(q.inputs) > 2 else None
     if s.const is None or s.const.size != 1 or (z is not None and z.const is None):
         return None
-    if q.outputs[0].dtype not in INT8 or (q.attrs.get("block_size") or 0):
+    if q.outputs[0].dtype not in INT8 + (INT16 if wide else ()) or \
+            (q.attrs.get("block_size") or 0):
         return None
     return s, z
 
@@ -149,10 +161,10 @@ def _bias(g: Graph, b: Value | None, x: _Dq, w: _Dq, name: str) -> Value | None 
 
 
 def _operands(lin: Node, w_axis: int) -> tuple[_Dq, _Dq] | None:
-    """(x, w) DequantizeLinear sources of a conv/gemm: x per tensor int8/uint8, w a constant
-    int8/uint8 per tensor or along ``w_axis``."""
+    """(x, w) DequantizeLinear sources of a conv/gemm: x per tensor int8/uint8 or int16/uint16
+    ("16x8"), w a constant int8/uint8 per tensor or along ``w_axis``."""
     x, w = _dq(lin.inputs[0]), _dq(lin.inputs[1])
-    if x is None or w is None or x.axis is not None or x.q.dtype not in INT8:
+    if x is None or w is None or x.axis is not None or x.q.dtype not in INT8 + INT16:
         return None
     if w.q.const is None or w.q.dtype not in INT8 or w.axis not in (None, w_axis):
         return None
@@ -210,10 +222,24 @@ def _finish(m: Match, node: Node, ys: Value, yz: Value) -> list[Node] | None:
     return nodes
 
 
+def _wide_ok(node: Node, lin: Node) -> bool:
+    """Whether the integer op ``node`` made for a 16-bit x passes its check (an accumulator
+    that cannot overflow: ``onnxcc.ops.quant.check_wide_accumulator``); False, with a warning
+    naming the float node ``lin`` and why, when not. True for an 8-bit x."""
+    if node.inputs[0].dtype not in INT16:
+        return True
+    try:
+        get_op(node).check(node)
+    except UnsupportedOpError as e:
+        log.warning("node %r (%s) stays float: %s", lin.name, lin.op, e.problems[0][2])
+        return False
+    return True
+
+
 def conv_to_qlinear(m: Match) -> list[Node] | None:
     """Q(Conv(DQ(x), DQ(w), DQ(b)?)) -> QLinearConv (module docstring)."""
     conv, q, g = m["lin"], m.root, m.graph
-    qp = _q_params(q)
+    qp = _q_params(q, wide=True)
     ops = _operands(conv, 0)
     if qp is None or ops is None:
         return None
@@ -226,6 +252,8 @@ def conv_to_qlinear(m: Match) -> list[Node] | None:
     ins = [x.q, x.scale, _zp(g, x.zp, x.q.dtype, f"{conv.name}_xz"), w.q, w.scale,
            _zp(g, w.zp, w.q.dtype, f"{conv.name}_wz"), ys, yzv] + ([b] if b is not None else [])
     node = Node("QLinearConv", ins, [], dict(conv.attrs), conv.name, 10)
+    if not _wide_ok(node, conv):
+        return None
     return _finish(m, node, ys, yzv)
 
 
@@ -240,7 +268,7 @@ def gemm_to_qgemm(m: Match) -> list[Node] | None:
     trans_b = int(attr(lin, "transB")) if gemm else 0
     if gemm and float(attr(lin, "alpha")) != 1.0:
         return None
-    qp = _q_params(q)
+    qp = _q_params(q, wide=True)
     ops = _operands(lin, 0 if trans_b else 1)
     if qp is None or ops is None:
         return None
@@ -259,6 +287,8 @@ def gemm_to_qgemm(m: Match) -> list[Node] | None:
            _zp(g, b.zp, b.q.dtype, f"{lin.name}_bz"), c, ys, yzv]
     attrs = {"alpha": 1.0, "transA": int(attr(lin, "transA")) if gemm else 0, "transB": trans_b}
     node = Node("com.microsoft.QGemm", ins, [], attrs, lin.name, 1)
+    if not _wide_ok(node, lin):
+        return None
     return _finish(m, node, ys, yzv)
 
 
@@ -266,7 +296,7 @@ def binary_to_qlinear(m: Match) -> list[Node] | None:
     """Q(Add|Mul(DQ(a), DQ(b))) with per-tensor parameters and one int8/uint8 type ->
     com.microsoft.QLinearAdd|QLinearMul (int8 in and out; the rescale is float32)."""
     op, q, g = m["lin"], m.root, m.graph
-    qp = _q_params(q)
+    qp = _q_params(q, wide=True)
     if qp is None or len(op.inputs) != 2:
         return None
     da, db = _dq(op.inputs[0]), _dq(op.inputs[1])
@@ -286,7 +316,7 @@ def concat_to_qlinear(m: Match) -> list[Node] | None:
     """Q(Concat(DQ(x0), DQ(x1), ...)) with per-tensor parameters of one int8/uint8 type ->
     com.microsoft.QLinearConcat (each input requantized to the output's parameters)."""
     op, q, g = m["lin"], m.root, m.graph
-    qp = _q_params(q)
+    qp = _q_params(q, wide=True)
     if qp is None:
         return None
     out_t = q.outputs[0].dtype
@@ -305,7 +335,7 @@ def move_quantized(m: Match) -> list[Node] | None:
     """Q(op(DQ(x), ...)) with equal parameters on both sides -> op(x, ...) for max and data
     movement ops, which commute with the (monotonic, per-tensor) dequantization."""
     op, q = m["lin"], m.root
-    qp = _q_params(q)
+    qp = _q_params(q, wide=True)
     d = _dq(op.inputs[0])
     if qp is None or d is None or not _same_params(d, *qp, q.outputs[0].dtype):
         return None
@@ -352,7 +382,7 @@ def lookup_table(m: Match) -> list[Node] | None:
 def requantize_identity(m: Match) -> list[Value] | None:
     """Q(DQ(x)) with the same parameters and type -> x."""
     q = m.root
-    qp = _q_params(q)
+    qp = _q_params(q, wide=True)
     d = _dq(q.inputs[0])
     if qp is None or d is None or not _same_params(d, *qp, q.outputs[0].dtype):
         return None

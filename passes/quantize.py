@@ -18,6 +18,9 @@ parameters to their output; so do AveragePool and GlobalAveragePool (TFLite's in
 with its output range calibrated by min-max whatever the method: not TFLite's fixed scale 1/256
 (over 1000 classes of probabilities near 1e-3 it rounds every one to 0; the kernel takes any
 scale), and not a clipped range (probabilities saturating together make argmax ties).
+With ``activations="int16"`` (or for the ``int16_layers``) the pairs quantize to symmetric int16
+instead ("16x8", ``onnxcc.quantize``): the same integer ops on int16 tensors, int8 weights; a
+Softmax whose input is int16 stays float (no pair after it; its integer kernel is int8).
 Then ``fuse_qdq`` and ``canonicalize`` run, so the graph leaves with integer ops and the float
 ops without an integer kernel between DequantizeLinear and QuantizeLinear. Graph inputs and
 outputs keep their float types (a QuantizeLinear kernel enters the int8 domain).
@@ -38,8 +41,9 @@ import numpy as np
 from onnxcc.interpreter import interpret_values
 from onnxcc.ir import Graph, Node, TensorType, Value
 from onnxcc.ops import attr
-from onnxcc.quantize import (Int8, LayerReport, QuantReport, Range, activation_params,
-                             graph_inputs_check, load_calibration, sqnr_db, weight_params)
+from onnxcc.quantize import (CalibrationError, Int8, LayerReport, QuantReport, Range,
+                             activation_params, graph_inputs_check, load_calibration, sqnr_db,
+                             weight_params)
 
 from .canonicalize import canonicalize
 from .fuse_qdq import GEMMS, MOVES, fuse_qdq
@@ -85,14 +89,18 @@ def _weight_axis(n: Node) -> int:
     return 1
 
 
-def _plan(g: Graph) -> tuple[list[Node], dict[str, Value], dict[str, str], set[str]]:
+def _plan(g: Graph) -> tuple[list[Node], dict[str, Value], dict[str, str], set[str],
+                            dict[str, list[str]]]:
     """The layers to quantize, the float tensors to quantize (name -> value, with their
     calibrated range), the move and average-pool outputs that copy an input's parameters
-    (out -> in), and the tensors calibrated by min-max whatever the method (Softmax outputs)."""
+    (out -> in), the tensors calibrated by min-max whatever the method (Softmax outputs), and
+    per quantized node its quantized tensors (a layer: input, output; an Add, Mul or Concat:
+    inputs, output; a Softmax: input)."""
     layers: list[Node] = []
     tensors: dict[str, Value] = {}
     same: dict[str, str] = {}
     minmax: set[str] = set()
+    links: dict[str, list[str]] = {}
     outputs = {id(v) for v in g.outputs}
     for n in g.nodes:
         if (n.op == "Conv" and _conv_ok(n)) or (n.op in GEMMS and _gemm_ok(n)):
@@ -106,6 +114,7 @@ def _plan(g: Graph) -> tuple[list[Node], dict[str, Value], dict[str, str], set[s
                         for v in users[0].inputs[1:]))):
                 out = users[0].outputs[0]
             tensors[out.name] = out
+            links[n.name] = [n.inputs[0].name, out.name]
     for n in g.nodes:   # residual Add (and Mul) of two quantized tensors: int8 in and out
         if n.op in ("Add", "Mul") and len(n.inputs) == 2 and all(
                 v is not None and not v.is_const and v.dtype == np.float32
@@ -115,9 +124,11 @@ def _plan(g: Graph) -> tuple[list[Node], dict[str, Value], dict[str, str], set[s
             if len(users) == 1 and users[0].op == "Relu" and id(out) not in outputs:
                 out = users[0].outputs[0]
             tensors.setdefault(out.name, out)
+            links[n.name] = [v.name for v in n.inputs] + [out.name]
         elif n.op == "Concat" and n.outputs[0].dtype == np.float32 and all(
                 v is not None and not v.is_const and v.name in tensors for v in n.inputs):
             tensors.setdefault(n.outputs[0].name, n.outputs[0])
+            links[n.name] = [v.name for v in n.inputs] + [n.outputs[0].name]
     for n in g.nodes:
         if n.op in MOVES + AVG_POOLS + ("Softmax",) and n.inputs[0] is not None and \
                 len(n.outputs) == 1 and (n.inputs[0].name in tensors or n.inputs[0].name in same) \
@@ -125,12 +136,55 @@ def _plan(g: Graph) -> tuple[list[Node], dict[str, Value], dict[str, str], set[s
             src = n.inputs[0].name
             if n.op == "Softmax":          # a Softmax's output is calibrated (min-max)
                 minmax.add(n.outputs[0].name)
+                links[n.name] = [src]
             else:
                 same[n.outputs[0].name] = same.get(src, src)
             tensors.setdefault(n.outputs[0].name, n.outputs[0])
     for k in same:
         tensors.pop(k, None)
-    return layers, tensors, same, minmax
+    return layers, tensors, same, minmax, links
+
+
+def _wide(g: Graph, cfg: Int8, tensors: dict[str, Value], same: dict[str, str],
+          minmax: set[str], links: dict[str, list[str]]) -> set[str]:
+    """The tensors quantized to int16 ("16x8"): every one for ``activations="int16"``, else
+    the inputs and outputs of ``cfg.int16_layers``; then every tensor of an Add, Mul or Concat
+    that has one (their integer kernels take one type). A move's output has its source's type.
+    A Softmax output whose input is int16 is dropped from ``tensors`` (the Softmax stays float:
+    its integer kernel is int8). Raises CalibrationError naming the layers that are not
+    quantized nodes of the graph."""
+    root = lambda t: same.get(t, t)   # noqa: E731
+    ops = {n.name: n.op for n in g.nodes}
+    if cfg.activations == "int16":
+        wide = {root(t) for t in list(tensors) + list(same)}
+    else:
+        layers = {k for k in links if ops[k] != "Softmax"}
+        unknown = sorted(set(cfg.int16_layers) - layers)
+        if unknown:
+            raise CalibrationError(f"int16_layers names {unknown}, which are not quantized "
+                                   "layers of the model",
+                                   hint=f"the quantized layers are {sorted(layers)}")
+        wide = {root(t) for k in cfg.int16_layers for t in links[k]}
+    joint = [[root(t) for t in ts] for k, ts in links.items()
+             if ops[k] in ("Add", "Mul", "Concat")]
+    grown = True
+    while grown:
+        grown = False
+        for ts in joint:
+            if any(t in wide for t in ts) and not all(t in wide for t in ts):
+                wide.update(ts)
+                grown = True
+    inputs = {root(t) for k, ts in links.items() if ops[k] != "Softmax" for t in ts[:-1]}
+    for k, ts in links.items():
+        if ops[k] != "Softmax" or root(ts[0]) not in wide:
+            continue
+        out = next(o.name for n in g.nodes if n.name == k for o in n.outputs)
+        if out not in inputs:     # (a Softmax feeding a layer keeps its int8 output)
+            tensors.pop(out, None)
+            minmax.discard(out)
+            for m in [m for m, src in same.items() if src == out]:
+                del same[m]
+    return wide
 
 
 def _progress(total: int, what: str):
@@ -185,15 +239,16 @@ def quantize_int8(cfg: Int8) -> GraphPass:
         # MatMul + bias Add -> FusedGemm (fuse_conv_activation's rewrite), so the bias joins the
         # dense layer as its int32 bias
         g = rewrite(g, [(Op("Add", MATMUL, K, commute=True), matmul_bias)])
-        layers, tensors, same, minmax = _plan(g)
+        layers, tensors, same, minmax, links = _plan(g)
         if not layers:
             log.warning("quantize: no Conv, Gemm or MatMul with constant weights to quantize")
             return g
+        wide = _wide(g, cfg, tensors, same, minmax, links)
         names = list(tensors)
         ranges, floats = _calibrate(g, samples, names, cfg)
-        params: dict[str, tuple[np.float32, np.int8]] = {
+        params: dict[str, tuple[np.float32, np.integer]] = {
             k: activation_params(k, ranges[k], "minmax" if k in minmax else cfg.method,
-                                 cfg.percentile) for k in names}
+                                 cfg.percentile, 16 if k in wide else 8) for k in names}
         for out, src in same.items():
             params[out] = params[src]
         producers = {o.name: n for n in g.nodes for o in n.outputs}
@@ -216,7 +271,8 @@ def quantize_int8(cfg: Int8) -> GraphPass:
         head: list[Node] = []
         after: dict[int, list[Node]] = {}
         replace: dict[int, Value] = {}
-        report = QuantReport(cfg.method, len(samples))
+        report = QuantReport(cfg.method, len(samples), kind="int16x8" if cfg.activations == "int16"
+                             else "int8 + int16x8" if wide else "int8")
         by_name = {v.name: v for v in g.values()}
         outputs = {id(v) for v in g.outputs}
         for name, (s, z) in params.items():
@@ -224,7 +280,7 @@ def quantize_int8(cfg: Int8) -> GraphPass:
             sv, zv = g.constant(f"{name}_scale", np.array(s)), g.constant(f"{name}_zp",
                                                                       np.array(z))
             prod = producers.get(name)
-            vq = Value(g.fresh_name(f"{name}_q"), TensorType(v.shape, np.dtype(np.int8)))
+            vq = Value(g.fresh_name(f"{name}_q"), TensorType(v.shape, np.asarray(z).dtype))
             src = v
             if prod is not None and id(v) in outputs:
                 # a graph output keeps its Value (name, float type): the producer writes a
@@ -271,7 +327,7 @@ def _measure(g: Graph, report: QuantReport, samples: list[dict],
     qnames = {}
     for r in report.layers:
         for v in g.values():
-            if v.name.startswith(f"{r.tensor}_q_") and v.dtype == np.int8:
+            if v.name.startswith(f"{r.tensor}_q_") and v.dtype in (np.int8, np.int16):
                 qnames[r.tensor] = v.name
                 break
     if not samples:

@@ -43,3 +43,24 @@ def test_quantize_flags_need_each_other(tmp_path, capsys):
                  str(tmp_path / "none.npz"), "-o", str(tmp_path / "c")]) == 2
     assert "no calibration file or folder" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
+
+
+def test_compile_and_report_int16x8(tmp_path, capsys):
+    """--quantize int16x8: int16 activations (int16_t tensors in the C), int8 weights;
+    --int16-layer names the layers that get int16 under --quantize int8."""
+    with np.load(DIGITS.with_name("digits_test.npz")) as z:
+        np.savez(tmp_path / "cal.npz", input=z["x"][:10].astype(np.float32))
+    cal = str(tmp_path / "cal.npz")
+    assert main(["compile", str(DIGITS), *SHAPE, "--quantize", "int16x8", "--calibration", cal,
+                 "-o", str(tmp_path / "q")]) == 0
+    text = (tmp_path / "q" / "digits.c").read_text()
+    assert "const int16_t" in text or "int16_t *" in text
+    assert main(["report", str(DIGITS), *SHAPE, "--quantize", "int8", "--calibration", cal,
+                 "--int16-layer", "fc1"]) == 0
+    out = capsys.readouterr().out
+    assert "int8 + int16x8 quantization: minmax, 10 calibration samples" in out
+    assert main(["report", str(DIGITS), *SHAPE, "--quantize", "int8", "--calibration", cal,
+                 "--int16-layer", "fc9"]) == 2
+    assert "int16_layers names ['fc9']" in capsys.readouterr().err
+    assert main(["report", str(DIGITS), *SHAPE, "--int16-layer", "fc1"]) == 2
+    assert "--int16-layer is given without --quantize int8" in capsys.readouterr().err

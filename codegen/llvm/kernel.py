@@ -80,7 +80,25 @@ def _requantize(r: "_KernelRenderer", args: list[ir.Value], d: DType) -> ir.Valu
     return b.trunc(q, I32)
 
 
+def _requantize64(r: "_KernelRenderer", args: list[ir.Value], d: DType) -> ir.Value:
+    """``onnxcc.codegen.requantize.requantize64``: the formula of ``_requantize`` on an i64
+    accumulator, in i128 (the product of |acc| < 2**47 and m < 2**31 needs 78 bits)."""
+    b = r.b
+    i128 = ir.IntType(128)
+    acc, m, shift = (b.sext(a, i128) for a in args)
+    p = b.mul(acc, m)
+    one = ir.Constant(i128, 1)
+    half_m1 = b.sub(b.shl(one, b.sub(shift, one)), one)
+    odd = b.and_(b.ashr(p, shift), one)
+    q = b.ashr(b.add(b.add(p, half_m1), odd), shift)
+    hi, lo = ir.Constant(i128, (1 << 31) - 1), ir.Constant(i128, -(1 << 31))
+    q = b.select(b.icmp_signed(">", q, hi), hi, q)
+    q = b.select(b.icmp_signed("<", q, lo), lo, q)
+    return b.trunc(q, I32)
+
+
 CALLS["requantize"] = _requantize
+CALLS["requantize64"] = _requantize64
 CALLS["requantize_hi"] = _requantize   # the same function for 33 <= shift <= 62
 
 

@@ -35,12 +35,14 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import numpy as np
+from onnxcc.errors import UnsupportedOpError
 
 from onnxcc.codegen.loops import (I32, Assign, Binary, Buffer, Call, Cast, Const, Decl, DType,
                                   Expr, Load, Loop, Select, Stmt, Store, Var, all_of, const,
                                   minimum)
 
 U32 = DType("uint32")
+INT8_NAMES = ("int8", "uint8")   # the activations these kernels take (not "16x8"'s int16)
 I16 = DType("int16")
 UNROLL = 8          # reduction steps (words) per iteration of the inner loop
 BLOCK_MIN_K = 8     # fewer reduction values than this: the portable nest is as fast
@@ -201,7 +203,14 @@ def blocked_nest(*, lanes: int, P: int, PB: int, M: int, MB: int, K2: int,
 
 
 def widened(x: Expr, zp: Expr, mask: Expr | None = None) -> Expr:
-    """``int32(x) - zp``, or 0 where ``mask`` (when given) does not hold."""
+    """``int32(x) - zp``, or 0 where ``mask`` (when given) does not hold. Raises
+    UnsupportedOpError for a 16-bit ``x``: the scratch holds int16 values of ``x - zp`` in
+    [-255, 255], which a 16-bit activation minus its zero point overflows (the callers pick
+    the portable nest for int16 activations; this refuses instead of computing wrong)."""
+    if x.dtype.name not in INT8_NAMES:
+        name = (x.buf.value or x.buf.name) if isinstance(x, Load) else str(x)
+        raise UnsupportedOpError([(name, "blocked int8 product", f"{x.dtype.name} activations: "
+                                   "the SMLAD/blocked kernels take int8/uint8 only")])
     v = Cast(x, I32)
     if not (isinstance(zp, Const) and zp.value == 0):
         v = v - zp

@@ -4,7 +4,12 @@ MatMulInteger, ConvInteger, QLinearMatMul and QLinearConv (semantics: ``onnxcc.o
 - Quantize and dequantize are one nest over x reading the scale and zero point per tensor, per
   axis or per block (``x[i] -> scale[i_axis // block_size]``), in float32 as the spec says.
 - Integer products accumulate ``(x - x_zero_point) * (w - w_zero_point)`` in int32 (operands
-  widened; a zero point that is a constant 0 costs nothing), starting at the int32 bias.
+  widened; a zero point that is a constant 0 costs nothing), starting at the int32 bias. "16x8"
+  products (int16/uint16 x, int8 w) take the same nests, never the SMLAD/blocked ones (whose
+  int16 scratch holds int8 x minus its zero point); those whose sums may pass int32
+  (``onnxcc.ops.quant.check_wide_accumulator``) accumulate in int64 in the generic nests (no
+  row-stationary, scalar-depthwise or folded-zero-point form) and requantize with
+  ``requantize64``, as TFLite's ``reference_integer_ops`` 16x8 kernels accumulate in int64.
   MatMul/Gemm and Conv in general are output-stationary (one accumulator per output element;
   Conv's interior positions unguarded, a padded tap selected away, never read). A 2-D Conv
   with constant weights and output rows of ``ROW_MIN`` or more is row-stationary: a row of
@@ -30,16 +35,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from onnxcc.codegen.loops import (F32, F64, I32, Assign, Binary, Buffer, Call, Cast, Comment,
-                                  Const, Decl, DType, Expr, If, Load, Loop, Select, Stmt, Store,
-                                  Unary, Var, all_of, const, contiguous_strides, maximum, minimum,
-                                  substitute)
-from onnxcc.codegen.requantize import quantize_multiplier
+from onnxcc.codegen.loops import (F32, F64, I32, I64, Assign, Binary, Buffer, Call, Cast,
+                                  Comment, Const, Decl, DType, Expr, If, Load, Loop, Select, Stmt,
+                                  Store, Unary, Var, all_of, const, contiguous_strides, maximum,
+                                  minimum, substitute)
+from onnxcc.codegen.requantize import REQUANTIZE64_MIN_SHIFT, quantize_multiplier
+from onnxcc.errors import UnsupportedOpError
 from onnxcc.ir import Node, Value
 from onnxcc.ops import attr, get_op
 from onnxcc.ops._util import has_input
 from onnxcc.ops.nn import conv_geometry
-from onnxcc.ops.quant import QTYPES, param_layout, qrange, real_multiplier
+from onnxcc.ops.quant import QTYPES, WIDE_TYPES, param_layout, qrange, real_multiplier
 
 from . import LowerCtx, broadcast_view, lower, merged_views, nest
 from . import int_blocked as blk
@@ -172,6 +178,18 @@ def _zero_point_expr(ctx: LowerCtx, k: int, name: str, ch: Expr) -> tuple[Expr, 
     return Cast(b[idx], I32), b
 
 
+def acc_type(node: Node) -> DType:
+    """The accumulator type of the integer product ``node``: int64 for the 16x8 layers whose
+    sums may outgrow int32 (``onnxcc.ops.quant.check_wide_accumulator``), else int32."""
+    fn = getattr(get_op(node), "acc_dtype", None)
+    return I64 if fn is not None and fn(node) == np.int64 else I32
+
+
+def _widen(e: Expr, at: DType) -> Expr:
+    """``e`` (an int32 product or bias) as the accumulator type ``at``."""
+    return e if at == I32 else Cast(e, at)
+
+
 def _centered(v: Expr, zp: Expr) -> Expr:
     """``int32(v) - zp`` (no subtraction for a literal zero point of 0)."""
     w = Cast(v, I32)
@@ -179,13 +197,15 @@ def _centered(v: Expr, zp: Expr) -> Expr:
 
 
 class _Requant:
-    """The QLinear epilogue: int32 accumulator -> y's quantized type (see the module docstring).
+    """The QLinear epilogue: int32 accumulator (int64 for the 16x8 products that need it:
+    ``requantize64``) -> y's quantized type (see the module docstring).
     ``scales`` are the node's (a_scale, b_scale, y_scale) input positions; b's scale and the
     result may be per output channel."""
 
     def __init__(self, ctx: LowerCtx, scales: tuple[int, int, int], y_zp: int, channels: int,
                  alpha: float = 1.0) -> None:
         node = ctx.node
+        self.acc64 = acc_type(node) == I64    # a 16x8 product whose sums outgrow int32
         self.out = DType.of(node.outputs[0].dtype)
         self.lo, self.hi = qrange(self.out.np)
         self.reads: list[Buffer] = []
@@ -200,17 +220,24 @@ class _Requant:
                 a_s = (np.float32(alpha) * a_s).astype(np.float32)
             m = real_multiplier(a_s, b_s, y_s)
             pairs = [quantize_multiplier(float(r)) for r in m]
+            if self.acc64:
+                # requantize64's domain: shift >= 25 (a multiplier of 0 rounds every sum to 0
+                # whatever the shift)
+                pairs = [(p[0], 62) if p[0] == 0 else p for p in pairs]
+                if any(p[1] < REQUANTIZE64_MIN_SHIFT for p in pairs):
+                    raise UnsupportedOpError([(node.name, node.op, "a requantization multiplier "
+                                               "of 64 or more with an int64 accumulator")])
             # every shift >= 32: |requantize(acc)| < 2**30, so adding the zero point first
             # cannot wrap and one clamp to the type's range follows (SSAT/USAT on Arm)
-            self.narrow = all(p[1] >= 32 for p in pairs)
+            self.narrow = all(p[1] >= 32 for p in pairs) and not self.acc64
             self.note = (f"requantize by fixed-point multiplier {pairs[0][0]} >> {pairs[0][1]}"
                          if len(pairs) == 1 else f"requantize per channel ({len(pairs)} "
                          "fixed-point multipliers)")
             # on a microcontroller (not in size mode) the shorter, inlined form of the
             # intrinsic for shifts of 32 or more
             self.mcu = not ctx.size and blk.lanes_for(ctx.target) is not None
-            self.fn = "requantize_hi" if self.mcu and all(p[1] >= 33 for p in pairs) \
-                else "requantize"
+            self.fn = "requantize64" if self.acc64 else "requantize_hi" \
+                if self.mcu and all(p[1] >= 33 for p in pairs) else "requantize"
             if len(set(pairs)) == 1:
                 self.m: Any = const(pairs[0][0], I32)
                 self.s: Any = const(pairs[0][1], I32)
@@ -222,6 +249,7 @@ class _Requant:
                 self.weights += [self.m, self.s]
         else:
             self.note = "requantize by the float32 multiplier of runtime scales"
+            assert not self.acc64    # (the op's check wants constant scales for int64 sums)
             self.bufs = [ctx.input(k, nm) for k, nm in zip(scales, ("a_scale", "b_scale",
                                                                      "y_scale"))]
             self.reads += self.bufs
@@ -275,12 +303,15 @@ def _centered_weights(w: Value, wz: Value | None) -> Buffer | None:
 
 def _supports_int(node: Node) -> str | None:
     if node.op.endswith(("QLinearAdd", "QLinearMul")):
-        return None if node.inputs[0].dtype in (np.int8, np.uint8) else \
-            f"{node.op} on {node.inputs[0].dtype} is not supported (int8, uint8)"
+        return None if node.inputs[0].dtype in QTYPES else \
+            f"{node.op} on {node.inputs[0].dtype} is not supported (int8, uint8, int16, uint16)"
     requant = node.op.startswith("QLinear") or node.op.endswith("QGemm")
     for k in (0, 3 if requant else 1):
         v = node.inputs[k]
-        if v.dtype not in (np.int8, np.uint8):
+        # 16x8: a requantized product's first operand may be 16-bit (its int32 or int64
+        # accumulator chosen by the op's check); weights and the int32-output ops stay 8-bit
+        if v.dtype not in (np.int8, np.uint8) and not (requant and k == 0
+                                                       and v.dtype in WIDE_TYPES):
             return f"{node.op} on {v.dtype} is not supported (int8, uint8)"
     if requant and node.outputs[0].dtype not in QTYPES:
         return f"{node.op} to {node.outputs[0].dtype} is not supported"
@@ -302,14 +333,15 @@ def _integer_product(ctx: LowerCtx, A: Buffer, B: Buffer, Y: Buffer, batch: Sequ
                                                      zps[1], fin, bias, what)
     if blocked is not None:   # (size mode: the plain nest below)
         return blocked
-    acc = Var("acc", I32)
-    prod = _centered(A[(*bv, i, k)], az) * _centered(B[(*bv, k, j)], bz)
+    at = acc_type(node)
+    acc = Var("acc", at)
+    prod = _widen(_centered(A[(*bv, i, k)], az) * _centered(B[(*bv, k, j)], bz), at)
     out: Expr = fin(acc, j) if fin is not None else acc
-    init: Expr = bias[(i, j)] if bias is not None else const(0, I32)
+    init: Expr = _widen(bias[(i, j)], at) if bias is not None else const(0, at)
     body = loops([(v, 0, n) for v, n in zip(bv, batch)] + [(i, 0, M), (j, 0, N)],
                  [Decl(acc, init), *loops([(k, 0, K)], [Assign(acc, acc + prod)]),
                   Store(Y, (*bv, i, j), out)])
-    text = (f"{node.op}: y {shape_text(Y.shape)} {Y.dtype} = {what}, int32 accumulator"
+    text = (f"{node.op}: y {shape_text(Y.shape)} {Y.dtype} = {what}, {at.name} accumulator"
             + (f"; {fin.note}" if fin is not None else ""))
     extra = [b for b in (azb, bzb, bias) if b is not None] + \
         (fin.reads + fin.weights if fin else [])
@@ -400,15 +432,18 @@ def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
         rows = _conv_integer_rows(node, ctx, X, Y, B, xz, xzb, fin)
         if rows is not None:
             return rows
-    acc = Var("acc", I32)
-    init: Expr = Cast(B[(m,)], I32) if B is not None else const(0, I32)
+    at = acc_type(node)
+    acc = Var("acc", at)
+    init: Expr = Cast(B[(m,)], at) if B is not None else const(0, at)
     folded = False
     wc = _centered_weights(w, node.inputs[5 if q else 3] if has_input(node, 5 if q else 3)
                            else None)
     if wc is not None and isinstance(xz, Const) and (B is None
                                                      or node.inputs[8].const is not None):
         Wt = wc
-        if ctx.size:   # size mode skips padded taps: no folded start, (x - xz) * w' per product
+        if ctx.size or at == I64:
+            # size mode skips padded taps: no folded start, (x - xz) * w' per product; so do
+            # int64 sums (the folded start is an int32 weight)
             wz = Const(0)
         else:
             init = _folded_start(node, wc, xz, m)
@@ -430,15 +465,16 @@ def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
             if mask is not None:
                 prod = Select(mask, prod, const(0, I32))
         red = loops([(c, 0, CG)] + [(kk[a], 0, K[a]) for a in range(nd)],
-                    [Assign(acc, acc + prod)])
+                    [Assign(acc, acc + _widen(prod, at))])
         out: Expr = fin(acc, m) if fin is not None else acc
         return [Decl(acc, init), *(red if possible else []), dest(out)]
 
     segs = [segments(O[a], K[a], d[a], s[a], pb[a], I[a]) for a in range(nd)]
     decls, siv, guard = size_taps(o, kk, (K, I, pb, s, d, O)) if ctx.size else ([], iv, None)
     positions = (_positions_small(o, O, kk, K, c, CG, guard, acc, init,
-                                  Assign(acc, acc + _centered(X[(n, ci, *siv)], xz)
-                                         * _centered(Wt[(m, c, *kk)], wz)),
+                                  Assign(acc, acc + _widen(_centered(X[(n, ci, *siv)], xz)
+                                                           * _centered(Wt[(m, c, *kk)], wz),
+                                                           at)),
                                   dest(fin(acc, m) if fin is not None else acc))
                  if ctx.size and not folded else
                  loops([(o[a], 0, O[a]) for a in range(nd)], make(frozenset(range(nd))))
@@ -450,7 +486,7 @@ def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
     text = (f"{node.op}: x {shape_text(X.shape)} {X.dtype} is (N,C,spatial...), w "
             f"{shape_text(Wt.shape)} {Wt.dtype} is (M,C/group,k...), y {shape_text(Y.shape)} "
             f"{Y.dtype}; group {group}, strides {list(s)}, dilations {list(d)}, pads_begin "
-            f"{list(pb)}; int32 accumulator" + (f"; {fin.note}" if fin is not None else ""))
+            f"{list(pb)}; {at.name} accumulator" + (f"; {fin.note}" if fin is not None else ""))
     extra = [b for b in (xzb, wzb, B) if b is not None] + (fin.reads + fin.weights if fin else [])
     if folded and not isinstance(init, Const) and isinstance(init, Load):
         extra.append(init.buf)
@@ -495,8 +531,8 @@ def _product_blocked(ctx: LowerCtx, A: Buffer, Y: Buffer, bv: Sequence[Expr],
     None when that does not apply (another target, runtime b, a short reduction)."""
     node = ctx.node
     lanes = blk.lanes_for(ctx.target)
-    if lanes is None or K < blk.BLOCK_MIN_K:
-        return None
+    if lanes is None or K < blk.BLOCK_MIN_K or A.dtype.name not in blk.INT8_NAMES:
+        return None     # (16-bit a: the portable nest, whose int32 products do not overflow)
     b = _const_b(node, K, N)
     if b is None:
         return None
@@ -559,8 +595,9 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
     q = node.op == "QLinearConv"
     lanes = blk.lanes_for(ctx.target)
     x, w = node.inputs[0], node.inputs[3 if q else 1]
-    if lanes is None or len(x.shape) != 4 or int(attr(node, "group")) != 1:
-        return None
+    if lanes is None or len(x.shape) != 4 or int(attr(node, "group")) != 1 or \
+            x.dtype not in (np.int8, np.uint8):
+        return None     # (16-bit x: the portable nests, whose int32 products do not overflow)
     Wt = _centered_weights(w, node.inputs[5 if q else 3] if has_input(node, 5 if q else 3)
                            else None)
     (N, C), M = x.shape[:2], w.shape[0]
@@ -718,6 +755,7 @@ def _depthwise_integer_scalar(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer,
     x, w = node.inputs[0], node.inputs[3 if q else 1]
     group = int(attr(node, "group"))
     if not getattr(ctx.target, "scalar_accumulators", False) or group == 1 \
+            or acc_type(node) != I32 \
             or x.shape[1] != group or len(x.shape) < 3 or math.prod(w.shape[2:]) > SCALAR_TAPS \
             or not isinstance(xz, Const) or (B is not None and node.inputs[8].const is None):
         return None
@@ -778,8 +816,8 @@ def _conv_integer_rows(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffe
     x, w = node.inputs[0], node.inputs[3 if q else 1]
     Wt = _centered_weights(w, node.inputs[5 if q else 3] if has_input(node, 5 if q else 3)
                            else None)
-    if len(x.shape) != 4 or Wt is None:
-        return None
+    if len(x.shape) != 4 or Wt is None or acc_type(node) != I32:
+        return None     # (int64 sums: the generic nest)
     group = int(attr(node, "group"))
     (N, C), M = x.shape[:2], w.shape[0]
     CG, MG = C // group, M // group

@@ -16,6 +16,12 @@ Integer semantics (ONNX operator spec, opsets 10 to 28; the references match
   requantize: ``y = saturate(round(acc * m) + y_zero_point)`` with the float32 multiplier
   ``m = float32(x_scale * w_scale) / y_scale`` (per output channel when w_scale is), rounded half
   to even. The compiled kernels do the same arithmetic in integers (``onnxcc.codegen.requantize``).
+- "16x8" (TFLite's 16-bit activation mode): QLinearConv, QLinearMatMul and QGemm also take an
+  int16/uint16 first operand and output (the weights stay int8/uint8), and QLinearAdd/Mul and
+  QLinearConcat int16/uint16 throughout: onnxcc's extension of the ops fuse_qdq produces, not
+  the ONNX spec's. The products accumulate in int32 where :func:`check_wide_accumulator`
+  proves that exact from the constant weights, else in int64 (TFLite's 16x8 accumulator), and
+  requantize in exact integer arithmetic (:func:`requantize_exact`).
 """
 
 from __future__ import annotations
@@ -34,6 +40,9 @@ from .nn import Conv, conv_geometry, conv_nd
 QTYPES = {np.dtype(t): (int(np.iinfo(t).min), int(np.iinfo(t).max))
           for t in (np.int8, np.uint8, np.int16, np.uint16)}
 ACC_TYPES = (np.dtype(np.int8), np.dtype(np.uint8))    # operands of the integer products
+WIDE_TYPES = (np.dtype(np.int16), np.dtype(np.uint16))  # 16x8: 16-bit activations, 8-bit weights
+INT32_MAX = (1 << 31) - 1
+ACC64_MAX = (1 << 47) - 1      # the int64 accumulator's bound (onnxcc.codegen.requantize)
 
 
 def unsupported(node: Node, why: str) -> UnsupportedOpError:
@@ -252,10 +261,11 @@ class DynamicQuantizeLinear(OpDef):
         return [q.astype(np.uint8), np.array(scale, np.float32), np.array(zpi, np.uint8)]
 
 
-def _operand_dtype(node: Node, k: int, what: str) -> None:
+def _operand_dtype(node: Node, k: int, what: str, wide: bool = False) -> None:
     v = node.inputs[k]
-    if v.dtype not in ACC_TYPES:
-        raise unsupported(node, f"{what} of type {v.dtype} is not supported (int8 or uint8)")
+    if v.dtype not in ACC_TYPES + (WIDE_TYPES if wide else ()):
+        raise unsupported(node, f"{what} of type {v.dtype} is not supported (int8 or uint8"
+                          + (", int16 or uint16)" if wide else ")"))
 
 
 def _zero_point(node: Node, k: int, of: int, what: str, sizes: tuple[int, ...]) -> None:
@@ -290,21 +300,108 @@ def _scale(node: Node, k: int, what: str, sizes: tuple[int, ...] = ()) -> None:
 
 
 def _check_requantized(node: Node, names: tuple[str, str], channels: int, y: tuple[int, int],
-                       y_zp_typed: bool = True) -> None:
+                       y_zp_typed: bool = True, wide_b: bool = False) -> None:
     """The checks every requantized product shares: operands ``names`` at inputs 0 and 3 (int8/
     uint8, zero points at 2 and 5, scales at 1 and 4; the second operand's scale and zero point
     may be one per ``channels``) and the output's scale and zero point at inputs ``y``. Raises
-    UnsupportedOpError or AttributeValueError/ShapeError naming the node and the tensor."""
+    UnsupportedOpError or AttributeValueError/ShapeError naming the node and the tensor.
+    The first operand and the output may be 16-bit (int16/uint16: "16x8"), the second only
+    when ``wide_b`` (an elementwise op of two activations), never for weights."""
     a, b = names
-    _operand_dtype(node, 0, a)
-    _operand_dtype(node, 3, b)
+    _operand_dtype(node, 0, a, wide=True)
+    _operand_dtype(node, 3, b, wide=wide_b)
     if y_zp_typed:
-        _operand_dtype(node, y[1], "y_zero_point")
+        _operand_dtype(node, y[1], "y_zero_point", wide=True)
     _zero_point(node, 2, 0, f"{a}_zero_point", ())
     _zero_point(node, 5, 3, f"{b}_zero_point", (channels,) if channels > 1 else ())
     _scale(node, 1, f"{a}_scale")
     _scale(node, 4, f"{b}_scale", (channels,) if channels > 1 else ())
     _scale(node, y[0], "y_scale")
+
+
+def accumulator_bound(x, xz, w, wz, w_axis: int, bias) -> int:
+    """An upper bound of |acc| over every input, for every partial sum of an integer product
+    whose first operand ``x`` (a Value: its dtype; ``xz`` its zero point Value or None) meets the
+    constant weights ``w`` (an int array whose output channels lie along ``w_axis``; ``wz`` its
+    zero point array or None, one value or one per channel), starting at the int32 ``bias``
+    (an array or None): ``max_c |bias_c| + max|x - xz| * sum_k |w_ck - wz_c|``. Every partial
+    sum of the reduction, in any order and with the x zero point folded into the start value or
+    not, stays within it (each is a sum of a subset of the terms, ``|x * w'| <= (|x - xz| +
+    |xz|) |w'|`` bounding the folded form too), so the int32 accumulator is exact when the
+    bound is at most 2**31 - 1. A runtime ``xz`` counts as the type's whole span."""
+    lo, hi = qrange(x.dtype)
+    if xz is not None and xz.const is not None:
+        z = int(np.asarray(xz.const).reshape(-1)[0])
+        span = max(hi - z, z - lo) + abs(z)
+    else:
+        span = 2 * (hi - lo)
+    wc = np.moveaxis(np.asarray(w, np.int64), w_axis, 0)
+    wc = wc.reshape(wc.shape[0], -1)
+    if wz is not None:
+        wc = wc - np.asarray(wz, np.int64).reshape(-1, 1)
+    b = 0 if bias is None or np.size(bias) == 0 else int(np.max(np.abs(np.asarray(bias,
+                                                                                   np.int64))))
+    return b + span * int(np.abs(wc).sum(axis=1).max(initial=0))
+
+
+def check_wide_accumulator(node: Node, x: int, w: int, wz: int, w_axis: int, bias: int | None,
+                           scales: tuple[int, int, int]) -> np.dtype:
+    """The accumulator type of an integer product whose first operand is input ``x``: int32
+    for an 8-bit one; for a 16-bit one ("16x8") int32 when :func:`accumulator_bound` (weights
+    input ``w``, zero point input ``wz``, channels along ``w_axis``, int32 bias input ``bias``)
+    is at most 2**31 - 1, else int64 (TFLite's 16x8 accumulator) when the bound is under 2**47
+    and every requantization multiplier (scale inputs ``scales``: a, b, y) is under 64
+    (``onnxcc.codegen.requantize.requantize64``'s domain). Raises UnsupportedOpError naming
+    the node and the tensors when the weights, zero points, bias or scales are not constants
+    or the bound exceeds that."""
+    xv = node.inputs[x]
+    if xv.dtype not in WIDE_TYPES:
+        return np.dtype(np.int32)
+    wv = node.inputs[w]
+    wzv = node.inputs[wz] if has_input(node, wz) else None
+    bv = node.inputs[bias] if bias is not None and has_input(node, bias) else None
+    xz = node.inputs[2] if has_input(node, 2) else None
+    if wv.const is None or any(v is not None and v.const is None for v in (wzv, bv, xz)):
+        raise unsupported(node, f"16-bit {xv.name!r} needs constant weights {wv.name!r}, zero "
+                          "points and bias to bound its accumulator")
+    bound = accumulator_bound(xv, xz, wv.const, None if wzv is None else wzv.const, w_axis,
+                              None if bv is None else bv.const)
+    if bound <= INT32_MAX:
+        return np.dtype(np.int32)
+    if bound > ACC64_MAX:
+        raise unsupported(node, f"16-bit {xv.name!r} times weights {wv.name!r} may reach "
+                          f"{bound} in the accumulator (over 2**47 - 1): quantize this layer's "
+                          "activations to int8")
+    sv = [node.inputs[k] for k in scales]
+    if any(v.const is None for v in sv):
+        raise unsupported(node, f"16-bit {xv.name!r} with an int64 accumulator needs constant "
+                          "scales")
+    m = real_multiplier(*(np.asarray(v.const, np.float32) for v in sv))
+    if not np.all(m < 64.0):
+        raise unsupported(node, f"16-bit {xv.name!r}: a requantization multiplier of "
+                          f"{float(np.max(m))} (64 or more) with an int64 accumulator")
+    return np.dtype(np.int64)
+
+
+def requantize_exact(acc: np.ndarray, multiplier: np.ndarray, zp, dt: np.dtype) -> np.ndarray:
+    """saturate(round_half_even(acc * multiplier) + zp) in exact integer arithmetic (the
+    float32 ``multiplier``, one value or broadcastable to ``acc``, is a dyadic rational:
+    ``onnxcc.codegen.requantize``) for int64 ``acc``: the compiled 16x8 kernels' numbers
+    (``requantize`` below 2**31, ``requantize64`` above), which a float64 product would round.
+    """
+    from onnxcc.codegen.requantize import quantize_multiplier, requantize, requantize64
+
+    lo, hi = qrange(dt)
+    acc = np.asarray(acc, np.int64)
+    mult = np.asarray(multiplier, np.float32)
+    pairs = [quantize_multiplier(float(r)) for r in mult.reshape(-1)]
+    m = np.array([p[0] for p in pairs], np.int64).reshape(mult.shape)
+    sh = np.array([p[1] for p in pairs], np.int64).reshape(mult.shape)
+    sh = np.where(m == 0, 62, sh)     # (a multiplier under 2**-32: 0 whatever the shift)
+    fn = requantize if np.abs(acc).max(initial=0) <= INT32_MAX else requantize64
+    r = fn(acc, m, sh).astype(np.int64)
+    z = 0 if zp is None else int(np.asarray(zp).reshape(-1)[0])
+    return np.clip(r + z, lo, hi).astype(dt)
 
 
 def _centered(a: np.ndarray, zp: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
@@ -372,16 +469,25 @@ class QLinearMatMul(OpDef):
         b = node.inputs[3]
         n = b.shape[-1] if len(b.shape) > 1 else 1
         _check_requantized(node, ("a", "b"), n, (6, 7))
+        self.acc_dtype(node)
+
+    def acc_dtype(self, node: Node) -> np.dtype:
+        """int32, or int64 for a 16-bit a whose sums may outgrow int32
+        (:func:`check_wide_accumulator`, which raises for a product it cannot bound)."""
+        b = node.inputs[3]
+        return check_wide_accumulator(node, 0, 3, 5, len(b.shape) - 1, None, (1, 4, 6))
 
     def infer(self, node: Node) -> list[TensorType]:
         return [TensorType(matmul_shape(node, node.inputs[0].shape, node.inputs[3].shape),
                            node.inputs[7].dtype)]
 
     def reference(self, node, a, a_s, az, b, b_s, bz, y_s, yz):
-        acc = np.matmul(_centered(a, az, ()), _centered(b, bz, (-1,))).astype(np.int32)
+        acc = np.matmul(_centered(a, az, ()), _centered(b, bz, (-1,)))
         m = real_multiplier(a_s, b_s, y_s)
-        return [requantize_float(acc, m if m.size > 1 else m[0], np.asarray(yz).reshape(-1)[0],
-                                 node.inputs[7].dtype)]
+        if a.dtype in WIDE_TYPES:      # 16x8: no wrap (the bound is checked), exact rounding
+            return [requantize_exact(acc, m if m.size > 1 else m[0], yz, node.inputs[7].dtype)]
+        return [requantize_float(acc.astype(np.int32), m if m.size > 1 else m[0],
+                                 np.asarray(yz).reshape(-1)[0], node.inputs[7].dtype)]
 
 
 class _ConvQ(OpDef):
@@ -445,18 +551,26 @@ class QLinearConv(_ConvQ):
             b = node.inputs[8]
             if b.dtype != np.int32 or b.shape != (m,):
                 raise bad_attr(node, f"bias {b.dtype} {list(b.shape)} must be int32 ({m},)")
+        self.acc_dtype(node)
 
     def infer(self, node: Node) -> list[TensorType]:
         return [TensorType(self.out_shape(node), node.inputs[7].dtype)]
+
+    def acc_dtype(self, node: Node) -> np.dtype:
+        """int32, or int64 for a 16-bit x whose sums may outgrow int32
+        (:func:`check_wide_accumulator`, which raises for a product it cannot bound)."""
+        return check_wide_accumulator(node, 0, 3, 5, 0, 8, (1, 4, 6))
 
     def reference(self, node, x, x_s, xz, w, w_s, wz, y_s, yz, b=None):
         acc = self.acc(node, x, w, xz, wz)
         if b is not None:
             acc = acc + b.astype(np.int64).reshape((1, -1) + (1,) * (acc.ndim - 2))
-        acc = acc.astype(np.int32)
         m = real_multiplier(x_s, w_s, y_s)
         mb = m.reshape((1, -1) + (1,) * (acc.ndim - 2)) if m.size > 1 else m[0]
-        return [requantize_float(acc, mb, np.asarray(yz).reshape(-1)[0], node.inputs[7].dtype)]
+        if x.dtype in WIDE_TYPES:      # 16x8: no wrap (the bound is checked), exact rounding
+            return [requantize_exact(acc, mb, yz, node.inputs[7].dtype)]
+        return [requantize_float(acc.astype(np.int32), mb, np.asarray(yz).reshape(-1)[0],
+                                 node.inputs[7].dtype)]
 
 
 @register_op("QGemm", domain="com.microsoft")
@@ -487,6 +601,13 @@ class QGemm(OpDef):
                     any(d not in (1, t) for d, t in zip(c.shape[::-1], (n, m))):
                 raise bad_attr(node, f"C {c.dtype} {list(c.shape)} must be int32 broadcasting "
                                f"to ({m}, {n})")
+        self.acc_dtype(node)
+
+    def acc_dtype(self, node: Node) -> np.dtype:
+        """int32, or int64 for a 16-bit a whose sums may outgrow int32
+        (:func:`check_wide_accumulator`, which raises for a product it cannot bound)."""
+        return check_wide_accumulator(node, 0, 3, 5, 0 if attr(node, "transB") else 1, 6,
+                                      (1, 4, 7))
 
     def infer(self, node: Node) -> list[TensorType]:
         m, _, n = self.dims(node)
@@ -507,10 +628,11 @@ class QGemm(OpDef):
         acc = (A @ B)
         if c is not None:
             acc = acc + np.asarray(c, np.int64)
-        acc = acc.astype(np.int32)
         m = self.multiplier(node, a_s, b_s, y_s)
-        return [requantize_float(acc, m if m.size > 1 else m[0], np.asarray(yz).reshape(-1)[0],
-                                 node.inputs[8].dtype)]
+        if a.dtype in WIDE_TYPES:      # 16x8: no wrap (the bound is checked), exact rounding
+            return [requantize_exact(acc, m if m.size > 1 else m[0], yz, node.inputs[8].dtype)]
+        return [requantize_float(acc.astype(np.int32), m if m.size > 1 else m[0],
+                                 np.asarray(yz).reshape(-1)[0], node.inputs[8].dtype)]
 
 
 @register_op("onnxcc.LookupTable")
@@ -549,7 +671,7 @@ class _QLinearBinary(OpDef):
     fn = staticmethod(np.add)
 
     def check(self, node: Node) -> None:
-        _check_requantized(node, ("A", "B"), 1, (6, 7), y_zp_typed=False)
+        _check_requantized(node, ("A", "B"), 1, (6, 7), y_zp_typed=False, wide_b=True)
         if node.inputs[3].dtype != node.inputs[0].dtype:
             raise bad_attr(node, "A and B must have one type")
         if has_input(node, 7) and node.inputs[7].dtype != node.inputs[0].dtype:
@@ -614,10 +736,10 @@ class QLinearConcat(OpDef):
         t = node.inputs[1].dtype
         _scale(node, 0, "Y_scale")
         for x, s, z in self.triples(node):
-            if node.inputs[x].dtype != t or t not in ACC_TYPES:
+            if node.inputs[x].dtype != t or t not in ACC_TYPES + WIDE_TYPES:
                 raise unsupported(node, f"input {node.inputs[x].name!r} of type "
                                   f"{node.inputs[x].dtype} differs from Y_zero_point's {t} "
-                                  "(int8 or uint8, one type)")
+                                  "(int8, uint8, int16 or uint16, one type)")
             _scale(node, s, "X_scale")
             _zero_point(node, z, x, "X_zero_point", ())
         self.infer(node)
