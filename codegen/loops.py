@@ -452,8 +452,10 @@ Stmt = Union[Store, Decl, Assign, Loop, If, Comment]
 class Kernel:
     """One (fused) graph node as loops: ``outputs`` and ``inputs`` are the buffers it writes
     and reads (outputs first, as the renderers order parameters); ``locals`` are arrays it owns;
-    ``inplace`` says an output may alias an input (so no ``restrict``); ``op``, ``node`` and
-    ``comment`` name what it computes."""
+    ``inplace`` says an output may alias an input (so no ``restrict``), ``disjoint`` names the
+    parameters of an in-place kernel that overlap no other one all the same (``restrict`` in C:
+    a depthwise Conv's plane of scratch); ``op``, ``node`` and ``comment`` name what it
+    computes."""
 
     name: str
     outputs: list[Buffer]
@@ -464,6 +466,7 @@ class Kernel:
     comment: str = ""
     locals: list[Buffer] = field(default_factory=list)
     inplace: bool = False
+    disjoint: tuple[str, ...] = ()
 
     @property
     def params(self) -> list[Buffer]:

@@ -640,11 +640,14 @@ def _rebuild(e: Expr, kids: list[Expr]) -> Expr:
 
 def render_kernel(k: Kernel, ctx: CContext, fn: str | None = None) -> tuple[str, str]:
     """``(signature, body)`` of ``k`` as a C function named ``fn`` (default ``k.name``): outputs
-    first as ``T *restrict``, inputs as ``const T *restrict`` (no ``restrict`` for in-place
-    kernels), each pointing at the buffer's first element; locals become arrays on the stack."""
-    r = "" if k.inplace else "restrict "
-    params = [f"{ctype(b.dtype)} *{r}{b.name}" for b in k.outputs]
-    params += [f"const {ctype(b.dtype)} *{r}{b.name}" for b in k.inputs]
+    first as ``T *restrict``, inputs as ``const T *restrict`` (in in-place kernels only the
+    ``disjoint`` ones), each pointing at the buffer's first element; locals become arrays on
+    the stack."""
+    def r(b: Buffer) -> str:
+        return "restrict " if not k.inplace or b.name in k.disjoint else ""
+
+    params = [f"{ctype(b.dtype)} *{r(b)}{b.name}" for b in k.outputs]
+    params += [f"const {ctype(b.dtype)} *{r(b)}{b.name}" for b in k.inputs]
     lines = [f"{ctype(b.dtype)} {b.name}[{max(b.extent, 1)}];" for b in k.locals]
     _Renderer(ctx, k.outputs + k.locals).stmts(k.body, 0, lines)
     return f"void {fn or k.name}({', '.join(params) or 'void'})", "\n".join(lines)

@@ -19,59 +19,376 @@ const onnxcc_tensor_info conv_swish_outputs[1] = {
     { "y", ONNXCC_FLOAT32, 4, conv_swish_output_0_shape, 128u, "NCHW" },
 };
 
-static inline int32_t onnxcc_max_int32(int32_t a, int32_t b) { return a > b ? a : b; }
-static inline int32_t onnxcc_min_int32(int32_t a, int32_t b) { return a < b ? a : b; }
-
 /* node n0 (Conv): f32[1,2,4,4] <- x f32[1,1,4,4], w f32[2,1,3,3] */
-static ONNXCC_NOINLINE void conv_swish_k0_conv(float *restrict y, const float *restrict x, const float *restrict w)
+static ONNXCC_NOINLINE void conv_swish_k0_conv(float *restrict y, const float *restrict x, const float *restrict wp)
 {
-    /* Conv: x (1,1,4,4) is (N,C,spatial...), w (2,1,3,3) is (M,C/group,k...), y (1,2,4,4); group 1, strides [1,1], dilations [1,1], pads_begin [1,1] */
-    for (int32_t mm = 0; mm < 2; ++mm) {
-        for (int32_t oh = 0; oh < 4; ++oh) {
-            { /* ow = 0 */
-                y[mm*16 + oh*4] = 0.0f;
-            }
-            { /* ow = 1 */
-                y[mm*16 + oh*4 + 1] = 0.0f;
-            }
-            { /* ow = 2 */
-                y[mm*16 + oh*4 + 2] = 0.0f;
-            }
-            { /* ow = 3 */
-                y[mm*16 + oh*4 + 3] = 0.0f;
-            }
-        }
-        for (int32_t kh = 0; kh < 3; ++kh) {
-            for (int32_t kw = 0; kw < 3; ++kw) {
-                float w0_0 = w[mm*9 + kh*3 + kw];
-                for (int32_t oh = onnxcc_max_int32(((kh * -1) + 1), 0); oh < onnxcc_min_int32(((kh * -1) + 5), 4); ++oh) {
-                    {
-                        const int32_t ow_n = (onnxcc_min_int32(((kw * -1) + 5), 4)) - (onnxcc_max_int32(((kw * -1) + 1), 0));
-                        float *y_r0 = y + 16*mm + 4*oh + (onnxcc_max_int32(((kw * -1) + 1), 0));
-                        const float *x_r1 = x + 4*kh + kw + 4*oh + (onnxcc_max_int32(((kw * -1) + 1), 0));
-                        int32_t ow_j = 0;
-                        for (; ow_j + 4 <= ow_n; ow_j += 4) {
-                            {
-                                y_r0[ow_j] = (y_r0[ow_j] + (w0_0 * x_r1[(ow_j - 5)]));
-                            }
-                            {
-                                y_r0[(ow_j + 1)] = (y_r0[(ow_j + 1)] + (w0_0 * x_r1[((ow_j + 1) - 5)]));
-                            }
-                            {
-                                y_r0[(ow_j + 2)] = (y_r0[(ow_j + 2)] + (w0_0 * x_r1[((ow_j + 2) - 5)]));
-                            }
-                            {
-                                y_r0[(ow_j + 3)] = (y_r0[(ow_j + 3)] + (w0_0 * x_r1[((ow_j + 3) - 5)]));
-                            }
-                        }
-                        for (; ow_j < ow_n; ++ow_j) {
-                            y_r0[ow_j] = (y_r0[ow_j] + (w0_0 * x_r1[(ow_j - 5)]));
-                        }
-                    }
-                }
-            }
+    /* Conv: x (1,1,4,4) is (N,C,spatial...), w (2,1,3,3) packed as (1,1,3,3,2) (M/2,C,k...,2), y (1,2,4,4); group 1, strides [1,1], dilations [1,1], pads_begin [1,1]; register tiles of 4 positions x 2 output channels in scalar locals, one nest per border run, no guards */
+    float acc0_0_0 = 0.0f;
+    float acc0_1_0 = 0.0f;
+    float x0_0 = x[0];
+    float w0_1_1_0 = wp[8];
+    acc0_0_0 = (w0_1_1_0 * x0_0 + acc0_0_0);
+    float w0_1_1_1 = wp[9];
+    acc0_1_0 = (w0_1_1_1 * x0_0 + acc0_1_0);
+    float x0_1 = x[1];
+    float w0_1_2_0 = wp[10];
+    acc0_0_0 = (w0_1_2_0 * x0_1 + acc0_0_0);
+    float w0_1_2_1 = wp[11];
+    acc0_1_0 = (w0_1_2_1 * x0_1 + acc0_1_0);
+    float x0_2 = x[4];
+    float w0_2_1_0 = wp[14];
+    acc0_0_0 = (w0_2_1_0 * x0_2 + acc0_0_0);
+    float w0_2_1_1 = wp[15];
+    acc0_1_0 = (w0_2_1_1 * x0_2 + acc0_1_0);
+    float x0_3 = x[5];
+    float w0_2_2_0 = wp[16];
+    acc0_0_0 = (w0_2_2_0 * x0_3 + acc0_0_0);
+    float w0_2_2_1 = wp[17];
+    acc0_1_0 = (w0_2_2_1 * x0_3 + acc0_1_0);
+    y[0] = acc0_0_0;
+    y[16] = acc0_1_0;
+    float acc1_0_0 = 0.0f;
+    float acc1_0_1 = 0.0f;
+    float acc1_1_0 = 0.0f;
+    float acc1_1_1 = 0.0f;
+    float x1_0 = x[0];
+    float x1_1 = x[1];
+    float w1_1_0_0 = wp[6];
+    acc1_0_0 = (w1_1_0_0 * x1_0 + acc1_0_0);
+    acc1_0_1 = (w1_1_0_0 * x1_1 + acc1_0_1);
+    float w1_1_0_1 = wp[7];
+    acc1_1_0 = (w1_1_0_1 * x1_0 + acc1_1_0);
+    acc1_1_1 = (w1_1_0_1 * x1_1 + acc1_1_1);
+    float x1_2 = x[2];
+    float w1_1_1_0 = wp[8];
+    acc1_0_0 = (w1_1_1_0 * x1_1 + acc1_0_0);
+    acc1_0_1 = (w1_1_1_0 * x1_2 + acc1_0_1);
+    float w1_1_1_1 = wp[9];
+    acc1_1_0 = (w1_1_1_1 * x1_1 + acc1_1_0);
+    acc1_1_1 = (w1_1_1_1 * x1_2 + acc1_1_1);
+    float x1_3 = x[3];
+    float w1_1_2_0 = wp[10];
+    acc1_0_0 = (w1_1_2_0 * x1_2 + acc1_0_0);
+    acc1_0_1 = (w1_1_2_0 * x1_3 + acc1_0_1);
+    float w1_1_2_1 = wp[11];
+    acc1_1_0 = (w1_1_2_1 * x1_2 + acc1_1_0);
+    acc1_1_1 = (w1_1_2_1 * x1_3 + acc1_1_1);
+    float x1_4 = x[4];
+    float x1_5 = x[5];
+    float w1_2_0_0 = wp[12];
+    acc1_0_0 = (w1_2_0_0 * x1_4 + acc1_0_0);
+    acc1_0_1 = (w1_2_0_0 * x1_5 + acc1_0_1);
+    float w1_2_0_1 = wp[13];
+    acc1_1_0 = (w1_2_0_1 * x1_4 + acc1_1_0);
+    acc1_1_1 = (w1_2_0_1 * x1_5 + acc1_1_1);
+    float x1_6 = x[6];
+    float w1_2_1_0 = wp[14];
+    acc1_0_0 = (w1_2_1_0 * x1_5 + acc1_0_0);
+    acc1_0_1 = (w1_2_1_0 * x1_6 + acc1_0_1);
+    float w1_2_1_1 = wp[15];
+    acc1_1_0 = (w1_2_1_1 * x1_5 + acc1_1_0);
+    acc1_1_1 = (w1_2_1_1 * x1_6 + acc1_1_1);
+    float x1_7 = x[7];
+    float w1_2_2_0 = wp[16];
+    acc1_0_0 = (w1_2_2_0 * x1_6 + acc1_0_0);
+    acc1_0_1 = (w1_2_2_0 * x1_7 + acc1_0_1);
+    float w1_2_2_1 = wp[17];
+    acc1_1_0 = (w1_2_2_1 * x1_6 + acc1_1_0);
+    acc1_1_1 = (w1_2_2_1 * x1_7 + acc1_1_1);
+    y[1] = acc1_0_0;
+    y[2] = acc1_0_1;
+    y[17] = acc1_1_0;
+    y[18] = acc1_1_1;
+    float acc2_0_0 = 0.0f;
+    float acc2_1_0 = 0.0f;
+    float x2_0 = x[2];
+    float w2_1_0_0 = wp[6];
+    acc2_0_0 = (w2_1_0_0 * x2_0 + acc2_0_0);
+    float w2_1_0_1 = wp[7];
+    acc2_1_0 = (w2_1_0_1 * x2_0 + acc2_1_0);
+    float x2_1 = x[3];
+    float w2_1_1_0 = wp[8];
+    acc2_0_0 = (w2_1_1_0 * x2_1 + acc2_0_0);
+    float w2_1_1_1 = wp[9];
+    acc2_1_0 = (w2_1_1_1 * x2_1 + acc2_1_0);
+    float x2_2 = x[6];
+    float w2_2_0_0 = wp[12];
+    acc2_0_0 = (w2_2_0_0 * x2_2 + acc2_0_0);
+    float w2_2_0_1 = wp[13];
+    acc2_1_0 = (w2_2_0_1 * x2_2 + acc2_1_0);
+    float x2_3 = x[7];
+    float w2_2_1_0 = wp[14];
+    acc2_0_0 = (w2_2_1_0 * x2_3 + acc2_0_0);
+    float w2_2_1_1 = wp[15];
+    acc2_1_0 = (w2_2_1_1 * x2_3 + acc2_1_0);
+    y[3] = acc2_0_0;
+    y[19] = acc2_1_0;
+    {
+        const int32_t oh_n = (3) - (1);
+        const float *x_r0 = x + (1)*4;
+        float *y_r1 = y + (1)*4;
+        int32_t oh_j = 0;
+        for (; oh_j < oh_n; ++oh_j) {
+            float acc3_0_0 = 0.0f;
+            float acc3_1_0 = 0.0f;
+            float x3_0 = x_r0[((oh_j * 4) - 4)];
+            float w3_0_1_0 = wp[2];
+            acc3_0_0 = (w3_0_1_0 * x3_0 + acc3_0_0);
+            float w3_0_1_1 = wp[3];
+            acc3_1_0 = (w3_0_1_1 * x3_0 + acc3_1_0);
+            float x3_1 = x_r0[((oh_j * 4) - 3)];
+            float w3_0_2_0 = wp[4];
+            acc3_0_0 = (w3_0_2_0 * x3_1 + acc3_0_0);
+            float w3_0_2_1 = wp[5];
+            acc3_1_0 = (w3_0_2_1 * x3_1 + acc3_1_0);
+            float x3_2 = x_r0[(oh_j * 4)];
+            float w3_1_1_0 = wp[8];
+            acc3_0_0 = (w3_1_1_0 * x3_2 + acc3_0_0);
+            float w3_1_1_1 = wp[9];
+            acc3_1_0 = (w3_1_1_1 * x3_2 + acc3_1_0);
+            float x3_3 = x_r0[((oh_j * 4) + 1)];
+            float w3_1_2_0 = wp[10];
+            acc3_0_0 = (w3_1_2_0 * x3_3 + acc3_0_0);
+            float w3_1_2_1 = wp[11];
+            acc3_1_0 = (w3_1_2_1 * x3_3 + acc3_1_0);
+            float x3_4 = x_r0[((oh_j * 4) + 4)];
+            float w3_2_1_0 = wp[14];
+            acc3_0_0 = (w3_2_1_0 * x3_4 + acc3_0_0);
+            float w3_2_1_1 = wp[15];
+            acc3_1_0 = (w3_2_1_1 * x3_4 + acc3_1_0);
+            float x3_5 = x_r0[((oh_j * 4) + 5)];
+            float w3_2_2_0 = wp[16];
+            acc3_0_0 = (w3_2_2_0 * x3_5 + acc3_0_0);
+            float w3_2_2_1 = wp[17];
+            acc3_1_0 = (w3_2_2_1 * x3_5 + acc3_1_0);
+            y_r1[(oh_j * 4)] = acc3_0_0;
+            y_r1[((oh_j * 4) + 16)] = acc3_1_0;
         }
     }
+    {
+        const int32_t oh_n = (3) - (1);
+        const float *x_r0 = x + (1)*4;
+        float *y_r1 = y + (1)*4;
+        int32_t oh_j = 0;
+        for (; oh_j < oh_n; ++oh_j) {
+            float acc4_0_0 = 0.0f;
+            float acc4_0_1 = 0.0f;
+            float acc4_1_0 = 0.0f;
+            float acc4_1_1 = 0.0f;
+            float x4_0 = x_r0[((oh_j * 4) - 4)];
+            float x4_1 = x_r0[((oh_j * 4) - 3)];
+            float w4_0_0_0 = wp[0];
+            acc4_0_0 = (w4_0_0_0 * x4_0 + acc4_0_0);
+            acc4_0_1 = (w4_0_0_0 * x4_1 + acc4_0_1);
+            float w4_0_0_1 = wp[1];
+            acc4_1_0 = (w4_0_0_1 * x4_0 + acc4_1_0);
+            acc4_1_1 = (w4_0_0_1 * x4_1 + acc4_1_1);
+            float x4_2 = x_r0[((oh_j * 4) - 2)];
+            float w4_0_1_0 = wp[2];
+            acc4_0_0 = (w4_0_1_0 * x4_1 + acc4_0_0);
+            acc4_0_1 = (w4_0_1_0 * x4_2 + acc4_0_1);
+            float w4_0_1_1 = wp[3];
+            acc4_1_0 = (w4_0_1_1 * x4_1 + acc4_1_0);
+            acc4_1_1 = (w4_0_1_1 * x4_2 + acc4_1_1);
+            float x4_3 = x_r0[((oh_j * 4) - 1)];
+            float w4_0_2_0 = wp[4];
+            acc4_0_0 = (w4_0_2_0 * x4_2 + acc4_0_0);
+            acc4_0_1 = (w4_0_2_0 * x4_3 + acc4_0_1);
+            float w4_0_2_1 = wp[5];
+            acc4_1_0 = (w4_0_2_1 * x4_2 + acc4_1_0);
+            acc4_1_1 = (w4_0_2_1 * x4_3 + acc4_1_1);
+            float x4_4 = x_r0[(oh_j * 4)];
+            float x4_5 = x_r0[((oh_j * 4) + 1)];
+            float w4_1_0_0 = wp[6];
+            acc4_0_0 = (w4_1_0_0 * x4_4 + acc4_0_0);
+            acc4_0_1 = (w4_1_0_0 * x4_5 + acc4_0_1);
+            float w4_1_0_1 = wp[7];
+            acc4_1_0 = (w4_1_0_1 * x4_4 + acc4_1_0);
+            acc4_1_1 = (w4_1_0_1 * x4_5 + acc4_1_1);
+            float x4_6 = x_r0[((oh_j * 4) + 2)];
+            float w4_1_1_0 = wp[8];
+            acc4_0_0 = (w4_1_1_0 * x4_5 + acc4_0_0);
+            acc4_0_1 = (w4_1_1_0 * x4_6 + acc4_0_1);
+            float w4_1_1_1 = wp[9];
+            acc4_1_0 = (w4_1_1_1 * x4_5 + acc4_1_0);
+            acc4_1_1 = (w4_1_1_1 * x4_6 + acc4_1_1);
+            float x4_7 = x_r0[((oh_j * 4) + 3)];
+            float w4_1_2_0 = wp[10];
+            acc4_0_0 = (w4_1_2_0 * x4_6 + acc4_0_0);
+            acc4_0_1 = (w4_1_2_0 * x4_7 + acc4_0_1);
+            float w4_1_2_1 = wp[11];
+            acc4_1_0 = (w4_1_2_1 * x4_6 + acc4_1_0);
+            acc4_1_1 = (w4_1_2_1 * x4_7 + acc4_1_1);
+            float x4_8 = x_r0[((oh_j * 4) + 4)];
+            float x4_9 = x_r0[((oh_j * 4) + 5)];
+            float w4_2_0_0 = wp[12];
+            acc4_0_0 = (w4_2_0_0 * x4_8 + acc4_0_0);
+            acc4_0_1 = (w4_2_0_0 * x4_9 + acc4_0_1);
+            float w4_2_0_1 = wp[13];
+            acc4_1_0 = (w4_2_0_1 * x4_8 + acc4_1_0);
+            acc4_1_1 = (w4_2_0_1 * x4_9 + acc4_1_1);
+            float x4_10 = x_r0[((oh_j * 4) + 6)];
+            float w4_2_1_0 = wp[14];
+            acc4_0_0 = (w4_2_1_0 * x4_9 + acc4_0_0);
+            acc4_0_1 = (w4_2_1_0 * x4_10 + acc4_0_1);
+            float w4_2_1_1 = wp[15];
+            acc4_1_0 = (w4_2_1_1 * x4_9 + acc4_1_0);
+            acc4_1_1 = (w4_2_1_1 * x4_10 + acc4_1_1);
+            float x4_11 = x_r0[((oh_j * 4) + 7)];
+            float w4_2_2_0 = wp[16];
+            acc4_0_0 = (w4_2_2_0 * x4_10 + acc4_0_0);
+            acc4_0_1 = (w4_2_2_0 * x4_11 + acc4_0_1);
+            float w4_2_2_1 = wp[17];
+            acc4_1_0 = (w4_2_2_1 * x4_10 + acc4_1_0);
+            acc4_1_1 = (w4_2_2_1 * x4_11 + acc4_1_1);
+            y_r1[((oh_j * 4) + 1)] = acc4_0_0;
+            y_r1[((oh_j * 4) + 2)] = acc4_0_1;
+            y_r1[((oh_j * 4) + 17)] = acc4_1_0;
+            y_r1[((oh_j * 4) + 18)] = acc4_1_1;
+        }
+    }
+    {
+        const int32_t oh_n = (3) - (1);
+        const float *x_r0 = x + (1)*4;
+        float *y_r1 = y + (1)*4;
+        int32_t oh_j = 0;
+        for (; oh_j < oh_n; ++oh_j) {
+            float acc5_0_0 = 0.0f;
+            float acc5_1_0 = 0.0f;
+            float x5_0 = x_r0[((oh_j * 4) - 2)];
+            float w5_0_0_0 = wp[0];
+            acc5_0_0 = (w5_0_0_0 * x5_0 + acc5_0_0);
+            float w5_0_0_1 = wp[1];
+            acc5_1_0 = (w5_0_0_1 * x5_0 + acc5_1_0);
+            float x5_1 = x_r0[((oh_j * 4) - 1)];
+            float w5_0_1_0 = wp[2];
+            acc5_0_0 = (w5_0_1_0 * x5_1 + acc5_0_0);
+            float w5_0_1_1 = wp[3];
+            acc5_1_0 = (w5_0_1_1 * x5_1 + acc5_1_0);
+            float x5_2 = x_r0[((oh_j * 4) + 2)];
+            float w5_1_0_0 = wp[6];
+            acc5_0_0 = (w5_1_0_0 * x5_2 + acc5_0_0);
+            float w5_1_0_1 = wp[7];
+            acc5_1_0 = (w5_1_0_1 * x5_2 + acc5_1_0);
+            float x5_3 = x_r0[((oh_j * 4) + 3)];
+            float w5_1_1_0 = wp[8];
+            acc5_0_0 = (w5_1_1_0 * x5_3 + acc5_0_0);
+            float w5_1_1_1 = wp[9];
+            acc5_1_0 = (w5_1_1_1 * x5_3 + acc5_1_0);
+            float x5_4 = x_r0[((oh_j * 4) + 6)];
+            float w5_2_0_0 = wp[12];
+            acc5_0_0 = (w5_2_0_0 * x5_4 + acc5_0_0);
+            float w5_2_0_1 = wp[13];
+            acc5_1_0 = (w5_2_0_1 * x5_4 + acc5_1_0);
+            float x5_5 = x_r0[((oh_j * 4) + 7)];
+            float w5_2_1_0 = wp[14];
+            acc5_0_0 = (w5_2_1_0 * x5_5 + acc5_0_0);
+            float w5_2_1_1 = wp[15];
+            acc5_1_0 = (w5_2_1_1 * x5_5 + acc5_1_0);
+            y_r1[((oh_j * 4) + 3)] = acc5_0_0;
+            y_r1[((oh_j * 4) + 19)] = acc5_1_0;
+        }
+    }
+    float acc6_0_0 = 0.0f;
+    float acc6_1_0 = 0.0f;
+    float x6_0 = x[8];
+    float w6_0_1_0 = wp[2];
+    acc6_0_0 = (w6_0_1_0 * x6_0 + acc6_0_0);
+    float w6_0_1_1 = wp[3];
+    acc6_1_0 = (w6_0_1_1 * x6_0 + acc6_1_0);
+    float x6_1 = x[9];
+    float w6_0_2_0 = wp[4];
+    acc6_0_0 = (w6_0_2_0 * x6_1 + acc6_0_0);
+    float w6_0_2_1 = wp[5];
+    acc6_1_0 = (w6_0_2_1 * x6_1 + acc6_1_0);
+    float x6_2 = x[12];
+    float w6_1_1_0 = wp[8];
+    acc6_0_0 = (w6_1_1_0 * x6_2 + acc6_0_0);
+    float w6_1_1_1 = wp[9];
+    acc6_1_0 = (w6_1_1_1 * x6_2 + acc6_1_0);
+    float x6_3 = x[13];
+    float w6_1_2_0 = wp[10];
+    acc6_0_0 = (w6_1_2_0 * x6_3 + acc6_0_0);
+    float w6_1_2_1 = wp[11];
+    acc6_1_0 = (w6_1_2_1 * x6_3 + acc6_1_0);
+    y[12] = acc6_0_0;
+    y[28] = acc6_1_0;
+    float acc7_0_0 = 0.0f;
+    float acc7_0_1 = 0.0f;
+    float acc7_1_0 = 0.0f;
+    float acc7_1_1 = 0.0f;
+    float x7_0 = x[8];
+    float x7_1 = x[9];
+    float w7_0_0_0 = wp[0];
+    acc7_0_0 = (w7_0_0_0 * x7_0 + acc7_0_0);
+    acc7_0_1 = (w7_0_0_0 * x7_1 + acc7_0_1);
+    float w7_0_0_1 = wp[1];
+    acc7_1_0 = (w7_0_0_1 * x7_0 + acc7_1_0);
+    acc7_1_1 = (w7_0_0_1 * x7_1 + acc7_1_1);
+    float x7_2 = x[10];
+    float w7_0_1_0 = wp[2];
+    acc7_0_0 = (w7_0_1_0 * x7_1 + acc7_0_0);
+    acc7_0_1 = (w7_0_1_0 * x7_2 + acc7_0_1);
+    float w7_0_1_1 = wp[3];
+    acc7_1_0 = (w7_0_1_1 * x7_1 + acc7_1_0);
+    acc7_1_1 = (w7_0_1_1 * x7_2 + acc7_1_1);
+    float x7_3 = x[11];
+    float w7_0_2_0 = wp[4];
+    acc7_0_0 = (w7_0_2_0 * x7_2 + acc7_0_0);
+    acc7_0_1 = (w7_0_2_0 * x7_3 + acc7_0_1);
+    float w7_0_2_1 = wp[5];
+    acc7_1_0 = (w7_0_2_1 * x7_2 + acc7_1_0);
+    acc7_1_1 = (w7_0_2_1 * x7_3 + acc7_1_1);
+    float x7_4 = x[12];
+    float x7_5 = x[13];
+    float w7_1_0_0 = wp[6];
+    acc7_0_0 = (w7_1_0_0 * x7_4 + acc7_0_0);
+    acc7_0_1 = (w7_1_0_0 * x7_5 + acc7_0_1);
+    float w7_1_0_1 = wp[7];
+    acc7_1_0 = (w7_1_0_1 * x7_4 + acc7_1_0);
+    acc7_1_1 = (w7_1_0_1 * x7_5 + acc7_1_1);
+    float x7_6 = x[14];
+    float w7_1_1_0 = wp[8];
+    acc7_0_0 = (w7_1_1_0 * x7_5 + acc7_0_0);
+    acc7_0_1 = (w7_1_1_0 * x7_6 + acc7_0_1);
+    float w7_1_1_1 = wp[9];
+    acc7_1_0 = (w7_1_1_1 * x7_5 + acc7_1_0);
+    acc7_1_1 = (w7_1_1_1 * x7_6 + acc7_1_1);
+    float x7_7 = x[15];
+    float w7_1_2_0 = wp[10];
+    acc7_0_0 = (w7_1_2_0 * x7_6 + acc7_0_0);
+    acc7_0_1 = (w7_1_2_0 * x7_7 + acc7_0_1);
+    float w7_1_2_1 = wp[11];
+    acc7_1_0 = (w7_1_2_1 * x7_6 + acc7_1_0);
+    acc7_1_1 = (w7_1_2_1 * x7_7 + acc7_1_1);
+    y[13] = acc7_0_0;
+    y[14] = acc7_0_1;
+    y[29] = acc7_1_0;
+    y[30] = acc7_1_1;
+    float acc8_0_0 = 0.0f;
+    float acc8_1_0 = 0.0f;
+    float x8_0 = x[10];
+    float w8_0_0_0 = wp[0];
+    acc8_0_0 = (w8_0_0_0 * x8_0 + acc8_0_0);
+    float w8_0_0_1 = wp[1];
+    acc8_1_0 = (w8_0_0_1 * x8_0 + acc8_1_0);
+    float x8_1 = x[11];
+    float w8_0_1_0 = wp[2];
+    acc8_0_0 = (w8_0_1_0 * x8_1 + acc8_0_0);
+    float w8_0_1_1 = wp[3];
+    acc8_1_0 = (w8_0_1_1 * x8_1 + acc8_1_0);
+    float x8_2 = x[14];
+    float w8_1_0_0 = wp[6];
+    acc8_0_0 = (w8_1_0_0 * x8_2 + acc8_0_0);
+    float w8_1_0_1 = wp[7];
+    acc8_1_0 = (w8_1_0_1 * x8_2 + acc8_1_0);
+    float x8_3 = x[15];
+    float w8_1_1_0 = wp[8];
+    acc8_0_0 = (w8_1_1_0 * x8_3 + acc8_0_0);
+    float w8_1_1_1 = wp[9];
+    acc8_1_0 = (w8_1_1_1 * x8_3 + acc8_1_0);
+    y[15] = acc8_0_0;
+    y[31] = acc8_1_0;
 }
 
 /* node n2 (onnxcc.FusedElementwise): f32[1,2,4,4] <- t f32[1,2,4,4] */

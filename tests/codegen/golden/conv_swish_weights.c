@@ -2,9 +2,9 @@
 #include <stdint.h>
 #include "conv_swish.h"
 
-/* w: float32[2,1,3,3] */
+/* w packed: float32[1,1,3,3,2] */
 CONV_SWISH_WEIGHTS_ATTR const float conv_swish_w0[18] = {
-    0.13f, -0.13f, 0.64f, 0.1f, -0.54f, 0.36f, 1.3f, 0.95f,
-    -0.7f, -1.27f, -0.62f, 0.04f, -2.33f, -0.22f, -1.25f, -0.73f,
-    -0.54f, -0.32f
+    0.13f, -1.27f, -0.13f, -0.62f, 0.64f, 0.04f, 0.1f, -2.33f,
+    -0.54f, -0.22f, 0.36f, -1.25f, 1.3f, -0.73f, 0.95f, -0.54f,
+    -0.7f, -0.32f
 };

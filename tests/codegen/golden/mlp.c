@@ -21,42 +21,32 @@ const onnxcc_tensor_info mlp_outputs[1] = {
 };
 
 /* node n0 (onnxcc.FusedGemm): f32[2,3] <- x f32[2,4], w f32[4,3], n0_c_0 f32[3] */
-static ONNXCC_NOINLINE void mlp_k0_fusedgemm(float *restrict y, const float *restrict a, const float *restrict b, const float *restrict c)
+static ONNXCC_NOINLINE void mlp_k0_fusedgemm(float *restrict y, const float *restrict a, const float *restrict bp, const float *restrict c)
 {
-    /* onnxcc.FusedGemm: y (2,3) = a (2,4) @ b (4,3) + c (2,3), then Relu */
+    /* onnxcc.FusedGemm: y (2,3) = a (2,4) @ b (4,3) + c (2,3), then Relu; rows in blocks of 3 outputs in scalar locals, b packed as (1,4,3), 2 values of k per step */
     for (int32_t i = 0; i < 2; ++i) {
+        float acc0_0 = 0.0f;
+        float acc0_1 = 0.0f;
+        float acc0_2 = 0.0f;
         {
-            const int32_t j_n = (3) - (0);
-            float *y_r0 = y + 3*i + (0);
-            int32_t j_j = 0;
-            for (; j_j < j_n; ++j_j) {
-                y_r0[j_j] = 0.0f;
+            const int32_t kb_n = (2) - (0);
+            const float *a_r0 = a + 4*i + (0)*2;
+            const float *bp_r1 = bp + (0)*6;
+            int32_t kb_j = 0;
+            for (; kb_j < kb_n; ++kb_j) {
+                float a0_0 = a_r0[(kb_j * 2)];
+                acc0_0 = (a0_0 * bp_r1[(kb_j * 6)] + acc0_0);
+                acc0_1 = (a0_0 * bp_r1[((kb_j * 6) + 1)] + acc0_1);
+                acc0_2 = (a0_0 * bp_r1[((kb_j * 6) + 2)] + acc0_2);
+                float a0_1 = a_r0[((kb_j * 2) + 1)];
+                acc0_0 = (a0_1 * bp_r1[((kb_j * 6) + 3)] + acc0_0);
+                acc0_1 = (a0_1 * bp_r1[((kb_j * 6) + 4)] + acc0_1);
+                acc0_2 = (a0_1 * bp_r1[((kb_j * 6) + 5)] + acc0_2);
             }
         }
-        for (int32_t kb = 0; kb < 1; ++kb) {
-            float a0 = a[i*4 + (kb * 4)];
-            float a1 = a[i*4 + ((kb * 4) + 1)];
-            float a2 = a[i*4 + ((kb * 4) + 2)];
-            float a3 = a[i*4 + ((kb * 4) + 3)];
-            { /* j = 0 */
-                y[i*3] = (a3 * b[(((kb * 4) + 3))*3] + (a2 * b[(((kb * 4) + 2))*3] + (a1 * b[(((kb * 4) + 1))*3] + (a0 * b[((kb * 4))*3] + y[i*3]))));
-            }
-            { /* j = 1 */
-                y[i*3 + 1] = (a3 * b[(((kb * 4) + 3))*3 + 1] + (a2 * b[(((kb * 4) + 2))*3 + 1] + (a1 * b[(((kb * 4) + 1))*3 + 1] + (a0 * b[((kb * 4))*3 + 1] + y[i*3 + 1]))));
-            }
-            { /* j = 2 */
-                y[i*3 + 2] = (a3 * b[(((kb * 4) + 3))*3 + 2] + (a2 * b[(((kb * 4) + 2))*3 + 2] + (a1 * b[(((kb * 4) + 1))*3 + 2] + (a0 * b[((kb * 4))*3 + 2] + y[i*3 + 2]))));
-            }
-        }
-        {
-            const int32_t j_n = (3) - (0);
-            float *y_r0 = y + 3*i + (0);
-            const float *c_r1 = c + (0);
-            int32_t j_j = 0;
-            for (; j_j < j_n; ++j_j) {
-                y_r0[j_j] = (((y_r0[j_j] + c_r1[j_j]) < 0.0f) ? 0.0f : (y_r0[j_j] + c_r1[j_j]));
-            }
-        }
+        y[i*3] = (((acc0_0 + c[0]) < 0.0f) ? 0.0f : (acc0_0 + c[0]));
+        y[i*3 + 1] = (((acc0_1 + c[1]) < 0.0f) ? 0.0f : (acc0_1 + c[1]));
+        y[i*3 + 2] = (((acc0_2 + c[2]) < 0.0f) ? 0.0f : (acc0_2 + c[2]));
     }
 }
 

@@ -2,7 +2,7 @@
 #include <stdint.h>
 #include "mlp.h"
 
-/* w: float32[4,3] */
+/* w packed: float32[1,4,3] */
 MLP_WEIGHTS_ATTR const float mlp_w0[12] = {
     0.13f, -0.13f, 0.64f, 0.1f, -0.54f, 0.36f, 1.3f, 0.95f,
     -0.7f, -1.27f, -0.62f, 0.04f
