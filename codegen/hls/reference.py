@@ -43,7 +43,7 @@ VIEWS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
 INTEGER_OPS = frozenset({
     "QLinearConv", "QLinearMatMul", "com.microsoft.QGemm", "com.microsoft.QLinearAdd",
     "com.microsoft.QLinearMul", "com.microsoft.QLinearConcat", "onnxcc.LookupTable", "MaxPool",
-    "GlobalMaxPool", "Max", "Min", "Concat", "Transpose"}) | frozenset(VIEWS)
+    "GlobalMaxPool", "Max", "Min", "Concat", "Transpose", "onnxcc.QSoftmax"}) | frozenset(VIEWS)
 
 
 def integer_node(n: Node) -> bool:

@@ -192,32 +192,54 @@ def test_residual_int8_cnn_with_float_rescaling_is_bit_exact(io):
 
 
 def test_quantized_digits_cnn_csim_equals_host_on_the_test_split(tmp_path):
-    """The shipped digits CNN up to its logits, pre-processed (batch norm folded) and quantized
+    """The shipped digits CNN with its Softmax, pre-processed (batch norm folded) and quantized
     by onnxruntime (QDQ, per-channel weights), as onnxruntime's documentation recommends: the
-    C-sim equals the host int8 build on every sample of the test split. (The Softmax after the
-    logits would stay a float op between QDQ pairs, which has no integer path.)"""
+    C-sim equals the host int8 build on every sample of the test split. The Softmax between
+    its QDQ pairs is TFLite's integer softmax (onnxcc.QSoftmax) in the design too."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     data = np.load(str(MODELS / "digits_test.npz"))
     x = data["x"].astype(np.float32)
     m0 = onnx.load(str(MODELS / "digits.onnx"))
     m0.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
-    softmax = next(n for n in m0.graph.node if n.op_type == "Softmax")
-    m0.graph.node.remove(softmax)
-    m0.graph.output[0].name = softmax.input[0]
-    onnx.save(m0, str(tmp_path / "logits.onnx"))
-    quant_pre_process(str(tmp_path / "logits.onnx"), str(tmp_path / "pre.onnx"))
+    assert m0.graph.node[-1].op_type == "Softmax"
+    onnx.save(m0, str(tmp_path / "full.onnx"))
+    quant_pre_process(str(tmp_path / "full.onnx"), str(tmp_path / "pre.onnx"))
     pre = onnx.load(str(tmp_path / "pre.onnx"))
     assert not any(n.op_type == "BatchNormalization" for n in pre.graph.node)
     q = _quantize_static(pre, [{"input": x[i:i + 1]} for i in range(200)], tmp_path, True)
     m = onnxcc.compile(q, "xczu7ev")
     assert all(t.int_only for t in m.precision.values.values())
+    assert m.graph.nodes[-1].op == "onnxcc.QSoftmax"
     host = onnxcc.compile(q, "host")
     out = q.graph.output[0].name
     got = np.concatenate([m.run({"input": x[i:i + 1]})[out] for i in range(len(x))])
     want = np.concatenate([host.run({"input": x[i:i + 1]})[out] for i in range(len(x))])
     np.testing.assert_array_equal(got, want)
     assert (got.argmax(1) == data["y"]).mean() >= 0.95
+    assert m.csim_warnings == ""
+
+
+def test_int8_softmax_streams_bit_exact_with_the_host_int8_build():
+    """onnxcc.Int8 on the jet MLP ending in a Softmax, io_stream: the Softmax is TFLite's
+    integer softmax (gemmlowp fixed point, int64 products, bitwise masks) rendered from its loop
+    IR in C integer types, and the C-sim equals the host int8 build bit for bit (io_parallel:
+    the digits CNN above)."""
+    model = _jet_mlp()
+    model.graph.node[-1].output[0] = "logits"
+    model.graph.node.append(helper.make_node("Softmax", ["logits"], ["y"], axis=-1))
+    r = np.random.default_rng(2)
+    cal = {"x": r.normal(0, 1, (64, 1, 16)).astype(np.float32)}
+    m = onnxcc.compile(model, "xczu7ev", quantize=onnxcc.Int8(calibration=cal),
+                       hls=onnxcc.HLSConfig(io="io_stream"))
+    assert [n.op for n in m.graph.nodes][-1] == "onnxcc.QSoftmax"
+    top = (m.lib_dir / "firmware" / f"{m.mmap['c_prefix']}.cpp").read_text()
+    assert "& 16777215)" in top and "&& 16777215" not in top   # gemmlowp's masks: bitwise
+    host = onnxcc.compile(model, "host", quantize=onnxcc.Int8(calibration=cal))
+    samples = [{"x": r.normal(0, 1.5, (1, 16)).astype(np.float32)} for _ in range(30)]
+    _same_as_host(m, host, samples)
+    got = np.concatenate([m.run(s)["y"] for s in samples])
+    assert (got > 0).sum(1).max() > 1   # rows with several non-zero probabilities
     assert m.csim_warnings == ""
 
 
