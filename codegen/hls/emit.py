@@ -931,7 +931,9 @@ def emit_hls(g: Graph, program: Program, prec: Precision, out: Path, *, target: 
     # test-bench data: seeded inputs and the fixed-point reference's outputs
     rng = np.random.default_rng(0)
     in_rows, out_rows = [], []
-    integer = any(t.int_only for t in prec.values.values())
+    # an integer design: the interpreter on the integer graph; one with a float tail (or none
+    # integer at all): the fixed-point reference
+    integer = all(prec.values[v.name].int_only for v in g.outputs)
     for _ in range(TB_SAMPLES):
         feed = {}
         for v in g.inputs:

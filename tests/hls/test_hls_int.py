@@ -94,9 +94,11 @@ def _residual_cnn():
     return m
 
 
-def _quantize_static(model, feeds, tmp_path: Path, per_channel: bool) -> onnx.ModelProto:
+def _quantize_static(model, feeds, tmp_path: Path, per_channel: bool,
+                     exclude: tuple[str, ...] = ()) -> onnx.ModelProto:
     """``model`` quantized by onnxruntime's quantize_static in the QDQ format (int8 activations
-    and weights; scales from min-max calibration, so not powers of two)."""
+    and weights; scales from min-max calibration, so not powers of two); the nodes named in
+    ``exclude`` stay float."""
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
                                           quantize_static)
 
@@ -112,7 +114,8 @@ def _quantize_static(model, feeds, tmp_path: Path, per_channel: bool) -> onnx.Mo
 
     quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ,
                     per_channel=per_channel, activation_type=QuantType.QInt8,
-                    weight_type=QuantType.QInt8, reduce_range=True)
+                    weight_type=QuantType.QInt8, reduce_range=True,
+                    nodes_to_exclude=list(exclude))
     return onnx.load(str(dst))
 
 
@@ -240,6 +243,46 @@ def test_int8_softmax_streams_bit_exact_with_the_host_int8_build():
     _same_as_host(m, host, samples)
     got = np.concatenate([m.run(s)["y"] for s in samples])
     assert (got > 0).sum(1).max() > 1   # rows with several non-zero probabilities
+    assert m.csim_warnings == ""
+
+
+@pytest.mark.parametrize("io,tail", [("io_parallel", ("sm",)), ("io_stream", ("dense", "sm"))])
+def test_int8_model_with_a_float_tail(io, tail, tmp_path):
+    """A QDQ model whose last layers stay float (onnxruntime's quantize_static told to leave the
+    Softmax, or the Gemm and the Softmax, float): the design is the integer (ap_int) path up to
+    the DequantizeLinear, whose output is ap_fixed, then the float layers in ap_fixed (typed from
+    calibration samples when given, as the float path types them). Its C-sim equals the
+    fixed-point reference exactly and the host build within the float path's Softmax
+    tolerance; before, the whole model fell back to approximate ap_fixed types."""
+    from onnxcc.codegen.hls.reference import reference
+    from onnxcc.runtime.hls import quantize_port
+
+    model = _float_cnn()
+    model.graph.node[-1].output[0] = "logits"
+    model.graph.node.append(helper.make_node("Softmax", ["logits"], ["y"], axis=-1, name="sm"))
+    r = np.random.default_rng(1)
+    cal = [{"x": r.uniform(-2, 2, (1, 2, 6, 6)).astype(np.float32)} for _ in range(16)]
+    q = _quantize_static(model, cal, tmp_path, True, exclude=tail)
+    kw = {"quantize": onnxcc.FixedPoint(calibration=cal)} if "dense" in tail else {}
+    m = onnxcc.compile(q, "xczu7ev", hls=onnxcc.HLSConfig(io=io), **kw)
+    ops = [n.op for n in m.graph.nodes]
+    float_ops = ["Gemm"] * ("dense" in tail) + ["onnxcc.TableSoftmax"]
+    assert ops[:2] == ["QLinearConv", "MaxPool"] and "QuantizeLinear" not in ops
+    assert ops[ops.index("DequantizeLinear") + 1:] == float_ops, ops
+    dq = m.graph.nodes[ops.index("DequantizeLinear")]
+    types = m.precision.values
+    assert types["x"].int_only and types[dq.inputs[0].name].int_only
+    assert str(types[dq.outputs[0].name]) == "ap_fixed<16,4>"   # covers the int8 range
+    if "dense" in tail:   # the logits typed from the calibration samples, not the default
+        assert str(types["logits"]) != "ap_fixed<16,6>" and not types["logits"].int_only
+    host = onnxcc.compile(q, "host")
+    spec = m.mmap["inputs"][0]["quantize"]
+    for _ in range(8):
+        x = r.uniform(-3, 3, (1, 2, 6, 6)).astype(np.float32)
+        got = m.run({"x": x})["y"]
+        ref = reference(m.graph, m.precision, {"x": quantize_port(x, spec)})["y"]
+        np.testing.assert_array_equal(got.astype(np.float64), ref)
+        np.testing.assert_allclose(got, host.run({"x": x})["y"], atol=0.02)
     assert m.csim_warnings == ""
 
 
