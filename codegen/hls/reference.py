@@ -40,7 +40,7 @@ SUPPORTED = frozenset({
     "LeakyRelu",
     "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Concat", "Transpose",
     "onnxcc.TableSoftmax", "Softmax", "onnxcc.TableActivation", "Sigmoid", "Tanh", "Pad",
-    "Resize", "HardSigmoid", "PRelu", "Div", "Where"})
+    "Resize", "HardSigmoid", "PRelu", "Div", "Where", "GreaterOrEqual"})
 ACTIVATIONS = ("", "Relu", "Clip", "LeakyRelu")
 VIEWS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
 # ops of the integer path (passes/qdq_integer.py): int8/uint8 in and out, int32 inside, the
@@ -77,6 +77,11 @@ def unsupported_reason(n: Node) -> str | None:
                 "only after a per-tensor DequantizeLinear of int8/uint8 (a float tail)")
     if integer_node(n):
         return None if n.op in INTEGER_OPS else "no integer (ap_int) HLS kernel for this op yet"
+    if n.op in ("Round", "Floor", "Ceil"):
+        return (f"float {n.op} has no fixed-point form: a QONNX Quant or Trunc becomes an "
+                "ap_fixed type only with power-of-two scalar scales, zero point 0, ROUND or FLOOR "
+                "and (Trunc) an input already on its scale's grid, a full bit range (Trunc v2: "
+                "narrow=0)")
     if n.op not in SUPPORTED:
         return "no HLS kernel for this op yet"
     if n.op in ("Sigmoid", "Tanh"):   # left by table_activation
