@@ -296,8 +296,8 @@ def _bipolar_chain(g: Graph, ge: Node, types: dict) -> None:
                     np.array2string(s.reshape(-1)[:4]), mul.outputs[0].name, t.cpp())
     pos = g.constant(f"{mul.name}_pos", s.astype(np.float32))
     neg = g.constant(f"{mul.name}_neg", (-s).astype(np.float32))
-    g.replace([where, mul], [Node("Where", [ge.outputs[0], pos, neg], [mul.outputs[0]], {}, mul.name,
-                         where.version)])
+    g.replace([where, mul], [Node("Where", [ge.outputs[0], pos, neg], [mul.outputs[0]], {},
+                                  mul.name, where.version)])
     types[mul.outputs[0].name] = t
 
 
