@@ -117,9 +117,7 @@ def int_literal(v: int, dtype: str) -> str:
         return f"{v}ULL"
     if dtype == "int32" and v == -(1 << 31):
         return "(-2147483647 - 1)"
-    if dtype == "uint32":
-        return f"{v}u"
-    return str(v)
+    return str(v)   # as the C back end writes them (c_int): the same arithmetic
 
 
 def cpp_double(v: float) -> str:
