@@ -49,6 +49,7 @@ INTEGER_OPS = frozenset({
     "QLinearConv", "QLinearMatMul", "com.microsoft.QGemm", "com.microsoft.QLinearAdd",
     "com.microsoft.QLinearMul", "com.microsoft.QLinearConcat", "onnxcc.LookupTable", "MaxPool",
     "GlobalMaxPool", "Max", "Min", "Concat", "Transpose", "onnxcc.QSoftmax",
+    "com.microsoft.QLinearAveragePool", "com.microsoft.QLinearGlobalAveragePool",
     "DequantizeLinear"}) | frozenset(VIEWS)
 
 

@@ -246,6 +246,38 @@ def test_int8_softmax_streams_bit_exact_with_the_host_int8_build():
     assert m.csim_warnings == ""
 
 
+def test_int8_average_pools_are_bit_exact_with_the_host_int8_build(tmp_path):
+    """quantize_static on Conv -> Relu -> AveragePool 2x2 -> GlobalAveragePool -> Gemm: the
+    pools are onnxruntime's QLinearAveragePool and QLinearGlobalAveragePool, integer kernels
+    (an int32 window sum requantized by count) rendered from their loop IR, io_stream; the C-sim
+    equals the host int8 build bit for bit."""
+    r = np.random.default_rng(0)
+    a = lambda *s: r.normal(0, .3, s).astype(np.float32)   # noqa: E731
+    init = [numpy_helper.from_array(v, n) for v, n in [(a(4, 2, 3, 3), "w"), (a(4), "b"),
+                                                        (a(3, 4), "fw"), (a(3), "fb")]]
+    mk = helper.make_node
+    nodes = [mk("Conv", ["x", "w", "b"], ["c"], pads=[1] * 4, name="conv"),
+             mk("Relu", ["c"], ["rr"]),
+             mk("AveragePool", ["rr"], ["ap"], kernel_shape=[2, 2], strides=[2, 2], name="ap"),
+             mk("GlobalAveragePool", ["ap"], ["g"], name="gap"), mk("Flatten", ["g"], ["f"]),
+             mk("Gemm", ["f", "fw", "fb"], ["y"], transB=1, name="dense")]
+    g = helper.make_graph(nodes, "pools", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, 2, 6, 6])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, [1, 3])], init)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    cal = [{"x": r.uniform(-2, 2, (1, 2, 6, 6)).astype(np.float32)} for _ in range(16)]
+    q = _quantize_static(model, cal, tmp_path, True)
+    m = onnxcc.compile(q, "xczu7ev", hls=onnxcc.HLSConfig(io="io_stream"))
+    ops = [n.op for n in m.graph.nodes]
+    assert {"com.microsoft.QLinearAveragePool", "com.microsoft.QLinearGlobalAveragePool"} <= \
+        set(ops), ops
+    host = onnxcc.compile(q, "host")
+    _same_as_host(m, host, [{"x": r.uniform(-3, 3, (1, 2, 6, 6)).astype(np.float32)}
+                            for _ in range(20)])
+    assert m.csim_warnings == ""
+
+
 @pytest.mark.parametrize("io,tail", [("io_parallel", ("sm",)), ("io_stream", ("dense", "sm"))])
 def test_int8_model_with_a_float_tail(io, tail, tmp_path):
     """A QDQ model whose last layers stay float (onnxruntime's quantize_static told to leave the
