@@ -11,7 +11,8 @@
          merge their constants, so BN -> Mul -> Add chains end as one Mul and one Add.
 
 New constants are new values (existing arrays are never written; they may be read-only broadcast
-views). Preconditions: weights are constants (after canonicalize); the Conv/Gemm output has a
+views). Nothing folds across a tensor a quantized model typed (``meta["fixed_types"]`` on FPGA
+targets). Preconditions: weights are constants (after canonicalize); the Conv/Gemm output has a
 single user. Ordering: before the fuse passes; run canonicalize after it.
 """
 
@@ -64,6 +65,13 @@ def _foldable(n: Node) -> bool:
     return n.inputs[1].is_const and _float(n.inputs[1]) and (b is None or b.is_const)
 
 
+def _typed(g: Graph, v: Value) -> bool:
+    """Whether a quantized model gave ``v`` a fixed-point type of its own
+    (``Graph.meta["fixed_types"]``, qdq_fixed on FPGA targets): folding the step after it into
+    its producer would skip the rounding the type states, so nothing folds across it."""
+    return v.name in (g.meta.get("fixed_types") or {})
+
+
 def _bn_scale_shift(bn: Node) -> tuple[np.ndarray, np.ndarray] | None:
     s, t, m, v = (np.asarray(i.const, np.float64) for i in bn.inputs[1:5])
     if any(p.ndim != 1 for p in (s, t, m, v)):
@@ -102,7 +110,8 @@ def bn_into_conv(m: Match) -> Node | None:
     b*k + (B - mean*k). None (no rewrite) when the Conv has other readers or is not float, or
     the statistics are not per-channel constants of length M."""
     conv, bn = m["conv"], m.root
-    st = _bn_scale_shift(bn) if _foldable(conv) else None
+    st = _bn_scale_shift(bn) if _foldable(conv) and not _typed(m.graph, conv.outputs[0]) \
+        else None
     if st is None or st[0].shape != (conv.outputs[0].shape[1],):
         return None
     return _conv(m.graph, conv, bn.outputs[0], *st)
@@ -112,7 +121,8 @@ def bn_into_gemm(m: Match) -> Node | None:
     """Rewrite of ``BatchNormalization(Gemm(a, w, c))`` over the Gemm's N output columns:
     w's columns (rows when transB) scaled by k, C = c*k + shift. None when not foldable."""
     gemm, bn = m["gemm"], m.root
-    st = _bn_scale_shift(bn) if _foldable(gemm) else None
+    st = _bn_scale_shift(bn) if _foldable(gemm) and not _typed(m.graph, gemm.outputs[0]) \
+        else None
     if st is None or st[0].shape != (gemm.outputs[0].shape[1],):
         return None
     return _gemm(m.graph, gemm, bn.outputs[0], *st)
@@ -121,7 +131,7 @@ def bn_into_gemm(m: Match) -> Node | None:
 def _scale_or_shift(m: Match, key: str, fold, shift: bool) -> Node | None:
     n, c = m[key], m["c"].const
     out = n.outputs[0]
-    if not _foldable(n) or not _float(m["c"]):
+    if not _foldable(n) or not _float(m["c"]) or _typed(m.graph, out):
         return None
     if shift and key == "gemm":  # Gemm's C takes any shape broadcasting to (M, N)
         if np.broadcast_shapes(c.shape, out.shape) != out.shape:
@@ -181,6 +191,8 @@ def _affine(m: Match, inner_op: str, outer_op: str) -> Node | list[Node] | None:
     g, root, x = m.graph, m.root, m["x"]
     a, b = m["a"], m["b"]
     if x.is_const or not (_float(a) and _float(b) and _float(root.outputs[0])):
+        return None
+    if any(_typed(g, v) for v in root.inputs if v is not None and not v.is_const):
         return None
     if root.outputs[0].dtype == np.float16:   # each float16 step rounds: merging changes results
         return None

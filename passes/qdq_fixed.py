@@ -202,6 +202,147 @@ def _quant_chain(g: Graph, div: Node, types: dict) -> None:
     types[x.name] = t
 
 
+def _pow2_exponents(a: np.ndarray | None) -> np.ndarray | None:
+    """The integer exponents ``e`` with ``a == 2**e`` elementwise (``a`` positive, finite), or
+    None when some element is not such a power of two."""
+    if a is None or a.size == 0 or not np.all(np.isfinite(a)) or not np.all(a > 0):
+        return None
+    m, e = np.frexp(a)
+    return (e - 1).astype(np.int64) if np.all(m == 0.5) else None
+
+
+def _scalar_exp(v) -> int | None:
+    e = _pow2_exponents(_const(v))
+    return int(e.reshape(-1)[0]) if e is not None and e.size == 1 else None
+
+
+def _is_scalar(v, value: float) -> bool:
+    c = _const(v)
+    return c is not None and c.size >= 1 and bool(np.all(c == value))
+
+
+def _trunc_chain(g: Graph, div: Node, types: dict) -> None:
+    """QONNX Trunc as imported (``onnxcc.contrib.expand_trunc``) on an input ``x`` already
+    typed on the grid of its ``scale`` (a preceding Quant: at most ``F`` fraction bits for
+    ``scale = 2**-F``), with power-of-two scalar scales, zero point 0 and ROUND or FLOOR,
+    becomes one exact ap_fixed step:
+
+        v1  Div(x, s) -> Add(0) -> Round -> Div(2**j) -> Floor|Round -> Sub(0) -> Mul(s)
+            ==>  %y = Mul(x, 2**-j), y typed ap_fixed<I - j + 1, I - j> with F fraction bits
+                 (the raw integer shifted right by j, AP_TRN for FLOOR, AP_RND_CONV for ROUND)
+        v2  ... Div(2**j) -> Clip(qmin, qmax) -> Floor|Round -> Sub(0) -> Mul(out_scale)
+            ==>  %y = Mul(x, 1), y typed ap_fixed<B, B - G> (out_scale = 2**-G = s * 2**j,
+                 [qmin, qmax] the full B-bit range; ap_ufixed when unsigned)
+
+    Anything else (another scale or zero point, CEIL, a narrow range, an untyped input) is left
+    as float ops, which the FPGA check names."""
+    from onnxcc.codegen.hls.fixed import FixedType
+
+    chain = [div]
+    for op in ("Add", "Round", "Div"):
+        nxt = _only_reader(g, chain[-1].outputs[0], op)
+        if nxt is None:
+            return
+        chain.append(nxt)
+    clip = _only_reader(g, chain[-1].outputs[0], "Clip")
+    if clip is not None:
+        chain.append(clip)
+    for op in (("Floor", "Round"), "Sub", "Mul"):
+        nxt = _only_reader(g, chain[-1].outputs[0], op)
+        if nxt is None:
+            return
+        chain.append(nxt)
+    add, div2, rnd, sub, mul = chain[1], chain[3], chain[-3], chain[-2], chain[-1]
+    x = div.inputs[0]
+    tx = types.get(x.name)
+    fs, j = _scalar_exp(div.inputs[1]), _scalar_exp(div2.inputs[1])
+    if (tx is None or tx.int_only or x.is_const or fs is None
+            or j is None or j < 0 or tx.frac > -fs or not _is_scalar(add.inputs[1], 0.0)
+            or not _is_scalar(sub.inputs[1], 0.0)):
+        return
+    mode = "AP_TRN" if rnd.op == "Floor" else "AP_RND_CONV"
+    if clip is None:    # v1: y = rnd(raw(x) / 2**j) * s
+        if _scalar_exp(mul.inputs[1]) != fs:
+            return
+        i = tx.integer - j + (1 if rnd.op == "Round" else 0)   # ROUND may carry into a bit
+        if i - fs < 1:
+            return
+        t, factor = FixedType(i - fs, i, tx.signed, mode, "AP_SAT"), 2.0 ** -j
+    else:               # v2: y = rnd(clip(x / out_scale)) * out_scale
+        lo, hi = _const(clip.inputs[1]), _const(clip.inputs[2] if len(clip.inputs) > 2 else None)
+        fo = _scalar_exp(mul.inputs[1])
+        if lo is None or hi is None or lo.size != 1 or hi.size != 1 or fo != fs + j:
+            return
+        qmin, qmax = float(lo.reshape(-1)[0]), float(hi.reshape(-1)[0])
+        bits = int(round(math.log2(qmax - qmin + 1))) if qmax > qmin else 0
+        signed = qmin < 0
+        if bits < 1 or 2.0 ** bits != qmax - qmin + 1 or \
+                qmin != (-(2.0 ** (bits - 1)) if signed else 0.0):
+            return
+        t, factor = FixedType(bits, bits + fo, signed, mode, "AP_SAT"), 1.0
+    y = mul.outputs[0]
+    k = g.constant(f"{mul.name}_shift", np.asarray(factor, np.float32))
+    g.replace(chain, [Node("Mul", [x, k], [y], {}, mul.name, mul.version)])
+    types[y.name] = t
+
+
+def _bipolar_chain(g: Graph, ge: Node, types: dict) -> None:
+    """QONNX BipolarQuant as imported (``onnxcc.contrib.expand_bipolar_quant``):
+
+        GreaterOrEqual(x, 0) -> Where(ge, 1, -1) -> Mul(sign, s)
+            ==>  %y = Where(GreaterOrEqual(x, 0), s, -s), y typed ap_fixed<I + F, I> holding
+                 every +-s exactly (s powers of two, per tensor or broadcast per channel:
+                 F fraction bits for the smallest, I integer bits for the largest)
+
+    A scale that is not a power of two gets a covering ap_fixed<16, I> with a warning naming
+    the node."""
+    from onnxcc.codegen.hls.fixed import FixedType, integer_bits
+
+    if not _is_scalar(ge.inputs[1], 0.0) or _const(ge.inputs[1]).size != 1:
+        return
+    where = _only_reader(g, ge.outputs[0], "Where")
+    if where is None or not _is_scalar(where.inputs[1], 1.0) or \
+            not _is_scalar(where.inputs[2], -1.0):
+        return
+    users = g.users(where.outputs[0])
+    if len(users) != 1 or users[0].op != "Mul" or any(o is where.outputs[0] for o in g.outputs):
+        return
+    mul = users[0]
+    sv = mul.inputs[1] if mul.inputs[0] is where.outputs[0] else mul.inputs[0]
+    s = _const(sv)
+    if s is None or not np.all(s > 0) or mul.outputs[0].shape != \
+            np.broadcast_shapes(ge.inputs[0].shape, s.shape):
+        return
+    e = _pow2_exponents(s)
+    if e is not None:
+        i = int(e.max()) + 2                 # +-2**e_max: e_max + 1 bits and the sign
+        t = FixedType(i - int(e.min()), i, True, "AP_RND_CONV", "AP_SAT")
+    else:
+        t = FixedType(APPROX_WIDTH, integer_bits(float(s.max())), True, "AP_RND_CONV", "AP_SAT")
+        log.warning("node %r (QONNX BipolarQuant): scale %s is not a power of two: %r is "
+                    "stored as %s, close to but not bit-equal with the model", mul.name,
+                    np.array2string(s.reshape(-1)[:4]), mul.outputs[0].name, t.cpp())
+    pos = g.constant(f"{mul.name}_pos", s.astype(np.float32))
+    neg = g.constant(f"{mul.name}_neg", (-s).astype(np.float32))
+    g.replace([where, mul], [Node("Where", [ge.outputs[0], pos, neg], [mul.outputs[0]], {},
+                                  mul.name, where.version)])
+    types[mul.outputs[0].name] = t
+
+
+def _keep_types(g: Graph, types: dict) -> None:
+    """Ops that only move or select values keep their input's grid (a QDQ model leaves
+    MaxPool between two quantized tensors unpaired, its output on its input's grid)."""
+    for n in g.nodes:
+        ins = [v for v in n.inputs[:1 if n.op in SELECT_FIRST else None]
+               if v is not None and not v.is_const]
+        got = {types.get(v.name) for v in ins}
+        nearest = (n.attrs.get("mode") or "nearest") in ("nearest", b"nearest")
+        if n.op in PRESERVING and ins and len(got) == 1 and None not in got and nearest:
+            for o in n.outputs[:1]:
+                if o is not None and o.name not in types and o.dtype == np.float32:
+                    types[o.name] = got.pop()
+
+
 @graph_pass("qdq_fixed")
 def qdq_fixed(g: Graph) -> Graph:
     """Remove each QuantizeLinear -> DequantizeLinear pair on a non-constant tensor, typing the
@@ -248,15 +389,11 @@ def qdq_fixed(g: Graph) -> Graph:
     for div in list(g.nodes):
         if div.op == "Div" and div in g.nodes:
             _quant_chain(g, div, types)
-    # ops that only move or select values keep their input's grid (a QDQ model leaves MaxPool
-    # between two quantized tensors unpaired, its output on its input's grid)
-    for n in g.nodes:
-        ins = [v for v in n.inputs[:1 if n.op in SELECT_FIRST else None]
-               if v is not None and not v.is_const]
-        got = {types.get(v.name) for v in ins}
-        nearest = (n.attrs.get("mode") or "nearest") in ("nearest", b"nearest")
-        if n.op in PRESERVING and ins and len(got) == 1 and None not in got and nearest:
-            for o in n.outputs[:1]:
-                if o is not None and o.name not in types and o.dtype == np.float32:
-                    types[o.name] = got.pop()
+    _keep_types(g, types)
+    for n in list(g.nodes):   # Trunc reads a tensor typed above; BipolarQuant any tensor
+        if n.op == "Div" and n in g.nodes:
+            _trunc_chain(g, n, types)
+        elif n.op == "GreaterOrEqual" and n in g.nodes:
+            _bipolar_chain(g, n, types)
+    _keep_types(g, types)
     return g

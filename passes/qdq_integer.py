@@ -17,6 +17,10 @@ the same integer graph through ``quantize_int8``.
     %y = DequantizeLinear(%yq, s, zp)     (y a graph output)
         ==>  %y is the int8 tensor yq
 
+(a graph output made by float ops after a DequantizeLinear, a float tail, stays a fixed-point
+port: ``qdq_integer`` keeps such DequantizeLinear nodes in the design, where they compute
+``(q - zp) * scale`` in C float as the host build does and store it in their output's
+``ap_fixed<16, I>``; the float layers after them are the float path's),
 and records each moved conversion in ``Graph.meta["port_scales"]`` (tensor name ->
 ``{"scale", "zero_point", "dtype", "quantize"}``). ``CompiledModel.run()`` applies them in numpy
 with the C build's float32 arithmetic (``x / s`` rounded half to even, plus zp, saturated;
@@ -33,11 +37,11 @@ import logging
 
 import numpy as np
 
-from onnxcc.ir import Graph
+from onnxcc.ir import Graph, Node
 
 from .fuse_qdq import fuse_qdq
 from .manager import graph_pass
-from .qdq_fixed import _params, grid_type
+from .qdq_fixed import _approx_type, _params, grid_type
 
 log = logging.getLogger("onnxcc.passes")
 INT8 = (np.dtype(np.int8), np.dtype(np.uint8))
@@ -66,23 +70,57 @@ def _float_islands(g: Graph) -> list[str]:
             and not (n.op == "DequantizeLinear" and id(n.outputs[0]) in outs)]
 
 
+def float_tail(g: Graph, names: list[str]) -> list[Node] | None:
+    """The DequantizeLinear nodes named in ``names`` when they start a float tail: each
+    dequantizes a non-constant int8/uint8 tensor with constant per-tensor parameters, and no
+    QuantizeLinear reads anything computed from them (the float ops after them run to the
+    graph's outputs); else None."""
+    nodes = {n.name: n for n in g.nodes}
+    tail = [nodes[x] for x in names]
+    for d in tail:
+        p = _params(d) if d.op == "DequantizeLinear" else None
+        if p is None or d.inputs[0].dtype not in INT8 or p[0].size != 1 or p[1].size > 1:
+            return None
+    seen, todo = set(), [d.outputs[0] for d in tail]
+    while todo:
+        v = todo.pop()
+        for n in g.users(v):
+            if n.op == "QuantizeLinear":
+                return None
+            if id(n) not in seen:
+                seen.add(id(n))
+                todo += [o for o in n.outputs if o is not None]
+    return tail
+
+
 @graph_pass("qdq_integer")
 def qdq_integer(g: Graph) -> Graph:
     """Run ``fuse_qdq`` on a QDQ model that has an activation grid no ap_fixed type matches
-    (module docstring), marking it ``meta["integer_path"] = True``. When ``fuse_qdq`` cannot
-    make every op an integer kernel (a float op left between a DequantizeLinear and a
-    QuantizeLinear), the graph is left as it was, with a warning naming those nodes, and
-    ``qdq_fixed`` gives it covering ap_fixed types (close to the model, not bit-equal). Any
-    other graph is unchanged."""
+    (module docstring), marking it ``meta["integer_path"] = True``. When ``fuse_qdq`` leaves
+    DequantizeLinear nodes whose float results never reach a QuantizeLinear (a float tail:
+    the model's last layers, a Softmax or a Gemm, kept float), those stay in the design,
+    each output typed ``ap_fixed<16, I>`` covering its integer range (``meta["fixed_types"]``;
+    the tail then computes in ap_fixed as the float path does). When a float op stays between
+    a DequantizeLinear and a QuantizeLinear, the graph is left as it was, with a warning naming
+    those nodes, and ``qdq_fixed`` gives it covering ap_fixed types (close to the model, not
+    bit-equal). Any other graph is unchanged."""
     if not _needs_integers(g):
         return g
     fused = fuse_qdq(g.copy())
     left = _float_islands(fused)
-    if left:
+    tail = float_tail(fused, left) if left else []
+    if tail is None:
         log.warning("quantized model %r: no integer (ap_int) FPGA path, as float ops stay "
                     "between DequantizeLinear and QuantizeLinear (%s); its grids become "
                     "ap_fixed types instead", g.name, ", ".join(repr(x) for x in left[:6]))
         return g
+    types = fused.meta.setdefault("fixed_types", {})
+    for d in tail:
+        p = _params(d)
+        types.setdefault(d.outputs[0].name, _approx_type(p[0], p[1], p[2]))
+    if tail:
+        log.info("quantized model %r: integer (ap_int) FPGA path up to %s, then a float "
+                 "(ap_fixed) tail", g.name, ", ".join(repr(d.name) for d in tail))
     fused.meta["integer_path"] = True
     return fused
 

@@ -138,31 +138,61 @@ def find_project(folder: Path) -> dict:
     return found[0]
 
 
+_TESTBENCHES: dict[str, tuple[Path, str]] = {}   # sources' hash -> (executable, g++'s output)
+
+
+def _testbench(folder: Path, m: str, cxx: str, threads: bool) -> tuple[Path, str]:
+    """The built test bench of the project in ``folder`` and g++'s output, built once per
+    process for the same sources, compiler and mode (a kept temporary folder)."""
+    import atexit
+    import hashlib
+
+    h = hashlib.sha256(f"{cxx}\0{threads}\0{ap_include_dir()}".encode())
+    files = sorted((Path(folder) / "firmware").rglob("*")) + [Path(folder) / f"{m}_test.cpp"]
+    for f in files:
+        if f.is_file():
+            h.update(str(f.relative_to(folder)).encode() + b"\0" + f.read_bytes() + b"\0")
+    key = h.hexdigest()
+    if key in _TESTBENCHES and _TESTBENCHES[key][0].is_file():
+        return _TESTBENCHES[key]
+    tmp = tempfile.mkdtemp(prefix="onnxcc_tb_")
+    atexit.register(shutil.rmtree, tmp, True)
+    exe = Path(tmp) / f"{m}_tb"
+    cmd = [cxx, "-std=c++14", "-O0", "-Wall", "-Wextra", "-isystem", str(ap_include_dir()),
+           "-I", str(folder), str(Path(folder) / "firmware" / f"{m}.cpp"),
+           str(Path(folder) / f"{m}_test.cpp"), "-o", str(exe)]
+    if threads:
+        cmd[1:1] = ["-DONNXCC_CSIM_THREADS", "-pthread"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise BuildError(f"the test bench of {m} did not build:\n{r.stderr[-4000:]}",
+                         hint="recompile the project with onnxcc (a hand-edited file?); if "
+                         "it persists, report it with the model")
+    _TESTBENCHES[key] = (exe, r.stderr)
+    return exe, r.stderr
+
+
 def run_testbench(folder: Path, *, cxx: str | None = None, threads: bool = False,
-                  deadlock_seconds: int = 10) -> tuple[bool, str]:
+                  deadlock_seconds: int = 10,
+                  depths: Mapping[str, int] | None = None) -> tuple[bool, str]:
     """C-simulation of the project in ``folder`` with g++: builds ``<m>_test.cpp`` with the
-    design and runs it in the folder (it compares the design with ``tb_data``). Returns
-    (passed, its output). ``threads``: an io_stream design runs its DATAFLOW processes
-    concurrently on FIFOs of their pragmas' depths (``-DONNXCC_CSIM_THREADS``, see
-    ``onnxcc_stream.h``), so a FIFO too shallow for the design fails the run, naming the stream,
-    after ``deadlock_seconds`` without progress. Raises BuildError when the build fails."""
+    design (once per process for the same sources) and runs it in the folder (it compares the
+    design with ``tb_data``). Returns (passed, its output, g++'s warnings first). ``threads``:
+    an io_stream design runs its DATAFLOW processes concurrently on FIFOs of their pragmas'
+    depths (``-DONNXCC_CSIM_THREADS``, see ``onnxcc_stream.h``), so a FIFO too shallow for the
+    design fails the run, naming the stream, after ``deadlock_seconds`` without progress;
+    ``depths`` (stream name, or ``*`` for all, -> elements) replaces those depths for this run
+    without a rebuild. Raises BuildError when the build fails."""
     m = find_project(folder)["c_prefix"]
     cxx = cxx or os.environ.get("CXX") or "g++"
-    with tempfile.TemporaryDirectory(prefix="onnxcc_tb_") as tmp:
-        exe = Path(tmp) / f"{m}_tb"
-        cmd = [cxx, "-std=c++14", "-O0", "-Wall", "-Wextra", "-isystem", str(ap_include_dir()),
-               "-I", str(folder), str(Path(folder) / "firmware" / f"{m}.cpp"),
-               str(Path(folder) / f"{m}_test.cpp"), "-o", str(exe)]
-        if threads:
-            cmd[1:1] = ["-DONNXCC_CSIM_THREADS", f"-DONNXCC_DEADLOCK_SECONDS={int(deadlock_seconds)}",
-                        "-pthread"]
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        if r.returncode != 0:
-            raise BuildError(f"the test bench of {m} did not build:\n{r.stderr[-4000:]}",
-                             hint="recompile the project with onnxcc (a hand-edited file?); if "
-                             "it persists, report it with the model")
-        run = subprocess.run([str(exe)], cwd=folder, capture_output=True, text=True, timeout=3600)
-        return run.returncode == 0, r.stderr + run.stdout + run.stderr
+    exe, warnings = _testbench(Path(folder), m, cxx, threads)
+    env = dict(os.environ, ONNXCC_DEADLOCK_SECONDS=str(int(deadlock_seconds)))
+    env.pop("ONNXCC_CSIM_DEPTHS", None)
+    if depths:
+        env["ONNXCC_CSIM_DEPTHS"] = ",".join(f"{k}={int(v)}" for k, v in depths.items())
+    run = subprocess.run([str(exe)], cwd=folder, capture_output=True, text=True, timeout=3600,
+                         env=env)
+    return run.returncode == 0, warnings + run.stdout + run.stderr
 
 
 def vitis_build(folder: Path, *, csim: bool, synth: bool, cosim: bool, export: bool) -> int:

@@ -422,6 +422,37 @@ def _pixel_move(fn: str, node, r: KernelRenderer, params: list, pixel: dict,
     return text, C
 
 
+def _stalls(name: str, before: list[str], pieces: list[tuple], kinds: dict[int, tuple],
+            port_in: set[str]) -> bool:
+    """Whether a full FIFO of array ``name`` can stall a layer that the arrays ``before`` need:
+    the writer of ``name`` waits on it, a streaming writer makes its own inputs' writers wait in
+    turn (up to a graph input, whose splitter then waits), while a layer that holds whole tensors
+    has read all its inputs before it writes, so the wait goes no further up. It stalls them
+    when one of those waiting layers is upstream of an array in ``before``."""
+    writer, reads = {}, {}
+    for idx, (_, params, _, _, _) in enumerate(pieces):
+        reads[idx] = [p[0] for p in params if not p[3]]
+        for p in params:
+            if p[3]:
+                writer[p[0]] = idx
+
+    def up(names: list[str], through_all: bool) -> set:
+        seen, todo = set(), list(names)
+        while todo:
+            a = todo.pop()
+            w = ("port", a) if a in port_in or a not in writer else writer[a]
+            if w in seen:
+                continue
+            seen.add(w)
+            if isinstance(w, tuple):   # a graph input: nothing upstream
+                continue
+            if through_all or kinds.get(w, ("stream",))[0] != "array":
+                todo += reads[w]
+        return seen
+
+    return bool(up([name], False) & up(before, True))
+
+
 def _rejoin_depths(pieces: list[tuple], kinds: dict[int, tuple], port_in: set[str],
                    sizes: dict[str, int], pixel: dict) -> dict[tuple[str, int], int]:
     """FIFO depths (elements) of the streams into layers that read several streams, keyed by
@@ -444,8 +475,12 @@ def _rejoin_depths(pieces: list[tuple], kinds: dict[int, tuple], port_in: set[st
     the longest branch (the elements the shallow FIFOs and the pipelines hold), never more
     than the tensor. A join that holds whole input arrays reads one input entirely before the
     next: the first it reads is :data:`SHALLOW_FIFO` deep (the join waits on nothing else
-    while reading it, and the others, whole tensors, never stop their writers), the others
-    hold the whole tensor (their branches may finish while the join still reads the first).
+    while reading it, and the others, whole tensors, never stop their writers); a later one
+    is as shallow when its full FIFO stalls no layer the inputs read before it need
+    (:func:`_stalls`: its branch reaches them only through a layer holding whole tensors,
+    which has read its inputs before it waits on its output, as a Softmax or Gemm branch
+    does); else it holds the whole tensor (its branch shares streaming layers with the
+    earlier inputs', which cannot finish while it waits).
     Falls back to the whole tensor when the inputs of a lockstep join come through different
     origins, or when a branch has a layer that changes the height or width (a stride, a
     'valid' window), holds whole tensors, or permutes channels (those start a new origin).
@@ -460,14 +495,15 @@ def _rejoin_depths(pieces: list[tuple], kinds: dict[int, tuple], port_in: set[st
         ins = [p[0] for p in params if not p[3]]
         outs = [p[0] for p in params if p[3]]
         ls = [lead.get(n) for n in ins]
-        kind = kinds.get(idx, ("array",))
+        kind = kinds.get(idx, ("stream",))
         same = all(x is not None for x in ls) and len({x[0] for x in ls}) == 1 \
             and len(set(ins)) == len(ins)
         if len(ins) > 1:
             for j, (n, x) in enumerate(zip(ins, ls)):
                 d = sizes[n]
-                if kind[0] == "array" and j == 0 and len(set(ins)) == len(ins):
-                    d = SHALLOW_FIFO   # read first, as fast as it arrives
+                if kind[0] == "array" and len(set(ins)) == len(ins) and \
+                        not _stalls(n, ins[:j], pieces, kinds, port_in):
+                    d = SHALLOW_FIFO   # read first, or its stall never holds up the ones before
                 elif kind[0] == "lockstep" and same and n in pixel:
                     _, C, _, W = pixel[n]
                     rows = max(y[1] for y in ls) - x[1] + 1
@@ -695,6 +731,7 @@ def _stream_design(pieces: list[tuple], lay: _Layout, m: str, nhwc_inputs: Seque
                                f"\n    }}")
             cycles += size
         io_cycles.append(cycles)
+        kinds[idx] = ("array",)   # reads its inputs whole, then writes its outputs
         inner = r.function(fn + "_body", [(n, t, size, o) for n, t, size, o in params], pragmas)
         inner = inner.replace("static void", "static inline void", 1)
         body_call = f"{fn}_body({', '.join(p[0] for p in params)});"
@@ -931,7 +968,9 @@ def emit_hls(g: Graph, program: Program, prec: Precision, out: Path, *, target: 
     # test-bench data: seeded inputs and the fixed-point reference's outputs
     rng = np.random.default_rng(0)
     in_rows, out_rows = [], []
-    integer = any(t.int_only for t in prec.values.values())
+    # an integer design: the interpreter on the integer graph; one with a float tail (or none
+    # integer at all): the fixed-point reference
+    integer = all(prec.values[v.name].int_only for v in g.outputs)
     for _ in range(TB_SAMPLES):
         feed = {}
         for v in g.inputs:

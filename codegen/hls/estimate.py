@@ -13,7 +13,9 @@ is unrolled by Vitis):
   multiplied out; of an if/else the larger branch). With reuse factor ``R = II`` each
   multiplier serves ``R`` products: ``ceil(M / R)`` multipliers.
   Integer products count when both operands read arrays (the integer path's int8 x int8; not
-  index arithmetic), and each ``requantize`` is one 32 x 32 product.
+  index arithmetic) or when the product is 64-bit and neither operand is a constant (the
+  fixed-point products of the integer Softmax, ``codegen/lower/quant_softmax.py``), and each
+  ``requantize`` is one 32 x 32 product.
 - DSP per multiplier: 0 when the narrower operand has at most 10 bits (Vivado maps such
   products to LUTs), else ``ceil(wa / A) * ceil(wb / 18)`` with ``A = 27`` on UltraScale(+)
   DSP48E2 and ``25`` on 7-series DSP48E1 (``wa >= wb``).
@@ -110,7 +112,9 @@ def _count(body: Sequence[Stmt], width: Callable[[Expr], int | None],
 
     def visit(e: Expr) -> None:
         if isinstance(e, (Binary, MulAdd)) and (isinstance(e, MulAdd) or e.op == "mul") and \
-                (e.dtype.is_float or (_reads(e.a) and _reads(e.b))):
+                (e.dtype.is_float or (_reads(e.a) and _reads(e.b)) or
+                 (e.dtype.bits == 64 and not isinstance(e.a, Const)
+                  and not isinstance(e.b, Const))):
             a, b = e.a, e.b
             wa, wb = width(a), width(b)
             if wa is not None and wb is not None:

@@ -407,12 +407,21 @@ def _calibrate(g: Any, cfg: FixedPoint) -> dict[str, float]:
     graph run by onnxcc's reference interpreter). Raises CalibrationError for samples that do
     not match the inputs."""
     from onnxcc.interpreter import interpret_values
+    from onnxcc.ir import TensorType, Value
     from onnxcc.quantize import load_calibration
+    from onnxcc.runtime.hls import quantize_port
 
     names = [v.name for v in g.inputs] + [o.name for n in g.nodes for o in n.outputs
                                           if o is not None]
     peak: dict[str, float] = {}
-    for feeds in load_calibration(cfg.calibration, g.inputs):
+    # an integer port (integer_ports moved the model's QuantizeLinear out of the design) takes
+    # float samples, quantized here as CompiledModel.run() quantizes its inputs
+    ports = g.meta.get("port_scales", {})
+    want = [Value(v.name, TensorType(v.shape, np.dtype(np.float32))) if v.name in ports
+            and ports[v.name].get("quantize") else v for v in g.inputs]
+    for feeds in load_calibration(cfg.calibration, want):
+        feeds = {k: quantize_port(a, ports[k]).astype(ports[k]["dtype"])
+                 if k in ports and ports[k].get("quantize") else a for k, a in feeds.items()}
         for name, a in interpret_values(g, feeds, names).items():
             a = np.asarray(a, np.float64)
             if a.size and np.isfinite(a).any():

@@ -13,6 +13,11 @@ is reproduced as they do it:
   zero at the accumulator's fraction bits (ap_fixed division);
 - TableSoftmax looks up its tables (converted to their weight types) at truncated indices.
 
+Nodes of the integer path (int8/uint8 tensors: ``passes/qdq_integer.py``) compute with their
+op's own numpy reference on integers, as the C int8 build does; the DequantizeLinear that starts
+a float tail computes ``(x - zp) * scale`` in float32 (the design's C float) and its output is
+then converted to its ap_fixed type like any other.
+
 C-simulation of the generated project equals this reference exactly (tests), and the project's
 own test bench compares against outputs written by it.
 """
@@ -35,7 +40,7 @@ SUPPORTED = frozenset({
     "LeakyRelu",
     "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Concat", "Transpose",
     "onnxcc.TableSoftmax", "Softmax", "onnxcc.TableActivation", "Sigmoid", "Tanh", "Pad",
-    "Resize", "HardSigmoid", "PRelu", "Div", "Where"})
+    "Resize", "HardSigmoid", "PRelu", "Div", "Where", "GreaterOrEqual"})
 ACTIVATIONS = ("", "Relu", "Clip", "LeakyRelu")
 VIEWS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
 # ops of the integer path (passes/qdq_integer.py): int8/uint8 in and out, int32 inside, the
@@ -43,7 +48,9 @@ VIEWS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
 INTEGER_OPS = frozenset({
     "QLinearConv", "QLinearMatMul", "com.microsoft.QGemm", "com.microsoft.QLinearAdd",
     "com.microsoft.QLinearMul", "com.microsoft.QLinearConcat", "onnxcc.LookupTable", "MaxPool",
-    "GlobalMaxPool", "Max", "Min", "Concat", "Transpose"}) | frozenset(VIEWS)
+    "GlobalMaxPool", "Max", "Min", "Concat", "Transpose", "onnxcc.QSoftmax",
+    "com.microsoft.QLinearAveragePool", "com.microsoft.QLinearGlobalAveragePool",
+    "DequantizeLinear"}) | frozenset(VIEWS)
 
 
 def integer_node(n: Node) -> bool:
@@ -52,14 +59,30 @@ def integer_node(n: Node) -> bool:
                for v in list(n.inputs) + list(n.outputs))
 
 
+def _tail_dequantize(n: Node) -> bool:
+    """Whether DequantizeLinear ``n`` starts a float tail: a non-constant int8/uint8 tensor,
+    constant per-tensor scale and zero point, a float32 output."""
+    sz = [v for v in n.inputs[1:3] if v is not None]
+    return (n.inputs[0].const is None and n.inputs[0].dtype in (np.int8, np.uint8)
+            and n.outputs[0].dtype == np.float32
+            and all(v.const is not None and np.asarray(v.const).size == 1 for v in sz))
+
+
 def unsupported_reason(n: Node) -> str | None:
     """Why node ``n`` has no FPGA kernel, or None."""
-    if n.op in ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"):
+    if n.op in ("QuantizeLinear", "DynamicQuantizeLinear") or (
+            n.op == "DequantizeLinear" and not _tail_dequantize(n)):
         return ("a float <-> integer conversion inside the design: the FPGA integer path needs "
                 "every op between the model's input QuantizeLinear and output DequantizeLinear "
-                "fused into an integer kernel (QLinearConv, QGemm, QLinearAdd...)")
+                "fused into an integer kernel (QLinearConv, QGemm, QLinearAdd...), or float ops "
+                "only after a per-tensor DequantizeLinear of int8/uint8 (a float tail)")
     if integer_node(n):
         return None if n.op in INTEGER_OPS else "no integer (ap_int) HLS kernel for this op yet"
+    if n.op in ("Round", "Floor", "Ceil"):
+        return (f"float {n.op} has no fixed-point form: a QONNX Quant or Trunc becomes an "
+                "ap_fixed type only with power-of-two scalar scales, zero point 0, ROUND or FLOOR "
+                "and (Trunc) an input already on its scale's grid, a full bit range (Trunc v2: "
+                "narrow=0)")
     if n.op not in SUPPORTED:
         return "no HLS kernel for this op yet"
     if n.op in ("Sigmoid", "Tanh"):   # left by table_activation
@@ -228,15 +251,20 @@ def reference(g: Graph, prec: Precision, inputs: Mapping[str, np.ndarray]) -> di
         env[v.name] = (a != 0).astype(np.float64) if t is BOOL_TYPE else t.quantize(a)
     for n in g.nodes:
         args: list[np.ndarray | None] = []
+        native = integer_node(n)   # the integer path: the op's own numpy semantics
         for v in n.inputs:
             if v is None:
                 args.append(None)
             elif v.const is not None:
                 c = np.asarray(v.const)
-                args.append(prec.weight(c).quantize(c) if c.dtype.kind == "f" else c)
+                args.append(prec.weight(c).quantize(c) if c.dtype.kind == "f" and not native
+                            else c)
             else:
-                args.append(env[v.name])
-        y = _node(n, args, prec)
+                args.append(env[v.name].astype(v.dtype) if native else env[v.name])
+        if native:   # integer kernels; a tail's DequantizeLinear in float32 (C float)
+            y = np.asarray(get_op(n).reference(n, *args)[0], np.float64)
+        else:
+            y = _node(n, args, prec)
         o = n.outputs[0]
         env[o.name] = prec.values[o.name].quantize(np.asarray(y, np.float64).reshape(o.shape))
     return {v.name: env[v.name] for v in g.outputs}

@@ -106,6 +106,20 @@ def float_literal(v: float) -> str:
     return (r if any(c in r for c in ".en") else r + ".0") + "f"
 
 
+def int_literal(v: int, dtype: str) -> str:
+    """A C++ literal of the integer ``v`` with the type of loop-IR ``dtype``: a 64-bit value
+    carries ``LL``/``ULL`` (so ``1 << 40`` of an int64 constant shifts a long long, not an
+    int), and the least int32/int64 is written as a difference (its magnitude has no literal
+    of the type)."""
+    if dtype == "int64":
+        return "(-9223372036854775807LL - 1)" if v == -(1 << 63) else f"{v}LL"
+    if dtype == "uint64":
+        return f"{v}ULL"
+    if dtype == "int32" and v == -(1 << 31):
+        return "(-2147483647 - 1)"
+    return str(v)   # as the C back end writes them (c_int): the same arithmetic
+
+
 def cpp_double(v: float) -> str:
     """A C++ double literal equal to ``v`` (finite)."""
     r = repr(float(v))
@@ -190,7 +204,7 @@ class KernelRenderer:
             return f"{self.const_t}({cpp_double(v)})"
         if c.dtype.name == "bool":
             return "true" if c.value else "false"
-        return str(int(c.value))
+        return int_literal(int(c.value), c.dtype.name)
 
     def to_acc(self, e: Expr) -> str:
         """``e`` converted to the accumulator type."""
@@ -222,6 +236,8 @@ class KernelRenderer:
                 # clamp is not repeated)
                 fn = "max" if e.op in ("max", "fmax") else "min"
                 return f"onnxcc_{fn}<{INT_CTYPE[e.dtype.name]}>({a}, {b})"
+            if e.op in ("and", "or") and e.dtype.name != "bool":   # integers: bitwise
+                return f"({self.expr(e.a)} {'&' if e.op == 'and' else '|'} {self.expr(e.b)})"
             if e.op in _SYM:
                 return f"({self.expr(e.a)} {_SYM[e.op]} {self.expr(e.b)})"
             raise ValueError(f"no HLS rendering of {e.op}")

@@ -28,12 +28,6 @@ def _rejoins(depths: dict[str, int]) -> dict[str, int]:
     return {s: d for s, d in depths.items() if s.endswith(("_k2", "_k4"))}
 
 
-def _set_depth(cpp: Path, stream: str, d: int) -> None:
-    """Rewrites the C-simulation depth of ``stream`` (all streams when ``stream`` is \\w+)."""
-    cpp.write_text(re.sub(rf"ONNXCC_STREAM_DEPTH\(({stream}), \d+\)",
-                          rf"ONNXCC_STREAM_DEPTH(\1, {d})", cpp.read_text()))
-
-
 def test_fan_out_into_one_input_layers_is_shallow_and_does_not_deadlock(tmp_path):
     """The residual CNN: the sum and the first ReLU each feed a one-input Conv (shallow FIFOs)
     and a two-input Add or Concat (rejoin FIFOs sized from the lag of the 3x3 conv on the other
@@ -57,37 +51,35 @@ def test_fan_out_into_one_input_layers_is_shallow_and_does_not_deadlock(tmp_path
     m.save(out)
     ok, log = run_testbench(out, threads=True, deadlock_seconds=5)
     assert ok and "0 output values differ" in log, log
-    cpp = out / "firmware" / f"{m.mmap['c_prefix']}.cpp"
-    text = cpp.read_text()
-    _set_depth(cpp, skip_add, rejoin[skip_add] - row)
-    ok, log = run_testbench(out, threads=True, deadlock_seconds=2)
+    # the same build with other depths (ONNXCC_CSIM_DEPTHS, no rebuild)
+    ok, log = run_testbench(out, threads=True, deadlock_seconds=2,
+                            depths={skip_add: rejoin[skip_add] - row})
     assert not ok and "onnxcc: deadlock:" in log, log
-    cpp.write_text(text)
-    _set_depth(cpp, r"\w+", 2)
-    ok, log = run_testbench(out, threads=True, deadlock_seconds=2)
+    ok, log = run_testbench(out, threads=True, deadlock_seconds=2, depths={"*": 2})
     assert not ok and "onnxcc: deadlock:" in log and "hls::stream st_" in log, log
 
 
 def test_integer_design_streams_concurrently(tmp_path):
     """The int8 residual CNN (onnxcc.Int8) in io_stream runs its processes concurrently with
     the computed depths and matches the integer reference in the test bench. Its QLinearAdd
-    and QLinearConcat read each input whole before the next: the first input read is 2 deep,
-    the other holds the tensor; the Concat's second input (the sum, whose writer also feeds the
-    depthwise branch the Concat reads first) made shallower deadlocks."""
+    and QLinearConcat read each input whole before the next: the first input read is 2 deep;
+    the Add's second (Conv c2, whose int8 kernel holds whole tensors: it has read all of r1
+    before it waits on its output) is 2 deep too; the Concat's second (the sum, whose writer
+    also feeds the depthwise branch the Concat reads first) holds the tensor, and made
+    shallower deadlocks."""
     r = np.random.default_rng(4)
     cal = {"x": r.uniform(-2, 2, (32, 1, 2, 6, 6)).astype(np.float32)}
     m = onnxcc.compile(_residual_cnn(), "xczu7ev", quantize=onnxcc.Int8(calibration=cal),
                        hls=onnxcc.HLSConfig(io="io_stream"))
     rejoin = _rejoins(_depths(m))
     # k2 reads r1 (buf3) then c2 (buf1); k4 reads the depthwise branch (buf2) then the sum (buf4)
-    assert rejoin == {"st_buf3_k2": 2, "st_buf1_k2": 144, "st_buf2_k4": 2, "st_buf4_k4": 144}, \
+    assert rejoin == {"st_buf3_k2": 2, "st_buf1_k2": 2, "st_buf2_k4": 2, "st_buf4_k4": 144}, \
         rejoin
     out = tmp_path / "prj"
     m.save(out)
     ok, log = run_testbench(out, threads=True, deadlock_seconds=5)
     assert ok and "0 output values differ" in log and "warning" not in log.lower(), log
-    _set_depth(out / "firmware" / f"{m.mmap['c_prefix']}.cpp", "st_buf4_k4", 100)
-    ok, log = run_testbench(out, threads=True, deadlock_seconds=2)
+    ok, log = run_testbench(out, threads=True, deadlock_seconds=2, depths={"st_buf4_k4": 100})
     assert not ok and "onnxcc: deadlock:" in log, log
 
 
@@ -149,6 +141,6 @@ def test_rejoin_depth_sums_the_lag_along_the_longer_branch(tmp_path):
     ok, log = run_testbench(out, threads=True, deadlock_seconds=5)
     assert ok and "0 output values differ" in log, log
     skip = max((s for s in depths if s.endswith("_" + add)), key=depths.get)
-    _set_depth(out / "firmware" / f"{m.mmap['c_prefix']}.cpp", skip, depths[skip] - row)
-    ok, log = run_testbench(out, threads=True, deadlock_seconds=2)
+    ok, log = run_testbench(out, threads=True, deadlock_seconds=2,
+                            depths={skip: depths[skip] - row})
     assert not ok and "onnxcc: deadlock:" in log, log

@@ -94,9 +94,11 @@ def _residual_cnn():
     return m
 
 
-def _quantize_static(model, feeds, tmp_path: Path, per_channel: bool) -> onnx.ModelProto:
+def _quantize_static(model, feeds, tmp_path: Path, per_channel: bool,
+                     exclude: tuple[str, ...] = ()) -> onnx.ModelProto:
     """``model`` quantized by onnxruntime's quantize_static in the QDQ format (int8 activations
-    and weights; scales from min-max calibration, so not powers of two)."""
+    and weights; scales from min-max calibration, so not powers of two); the nodes named in
+    ``exclude`` stay float."""
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
                                           quantize_static)
 
@@ -112,7 +114,8 @@ def _quantize_static(model, feeds, tmp_path: Path, per_channel: bool) -> onnx.Mo
 
     quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ,
                     per_channel=per_channel, activation_type=QuantType.QInt8,
-                    weight_type=QuantType.QInt8, reduce_range=True)
+                    weight_type=QuantType.QInt8, reduce_range=True,
+                    nodes_to_exclude=list(exclude))
     return onnx.load(str(dst))
 
 
@@ -192,32 +195,126 @@ def test_residual_int8_cnn_with_float_rescaling_is_bit_exact(io):
 
 
 def test_quantized_digits_cnn_csim_equals_host_on_the_test_split(tmp_path):
-    """The shipped digits CNN up to its logits, pre-processed (batch norm folded) and quantized
+    """The shipped digits CNN with its Softmax, pre-processed (batch norm folded) and quantized
     by onnxruntime (QDQ, per-channel weights), as onnxruntime's documentation recommends: the
-    C-sim equals the host int8 build on every sample of the test split. (The Softmax after the
-    logits would stay a float op between QDQ pairs, which has no integer path.)"""
+    C-sim equals the host int8 build on every sample of the test split. The Softmax between
+    its QDQ pairs is TFLite's integer softmax (onnxcc.QSoftmax) in the design too."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     data = np.load(str(MODELS / "digits_test.npz"))
     x = data["x"].astype(np.float32)
     m0 = onnx.load(str(MODELS / "digits.onnx"))
     m0.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
-    softmax = next(n for n in m0.graph.node if n.op_type == "Softmax")
-    m0.graph.node.remove(softmax)
-    m0.graph.output[0].name = softmax.input[0]
-    onnx.save(m0, str(tmp_path / "logits.onnx"))
-    quant_pre_process(str(tmp_path / "logits.onnx"), str(tmp_path / "pre.onnx"))
+    assert m0.graph.node[-1].op_type == "Softmax"
+    onnx.save(m0, str(tmp_path / "full.onnx"))
+    quant_pre_process(str(tmp_path / "full.onnx"), str(tmp_path / "pre.onnx"))
     pre = onnx.load(str(tmp_path / "pre.onnx"))
     assert not any(n.op_type == "BatchNormalization" for n in pre.graph.node)
     q = _quantize_static(pre, [{"input": x[i:i + 1]} for i in range(200)], tmp_path, True)
     m = onnxcc.compile(q, "xczu7ev")
     assert all(t.int_only for t in m.precision.values.values())
+    assert m.graph.nodes[-1].op == "onnxcc.QSoftmax"
     host = onnxcc.compile(q, "host")
     out = q.graph.output[0].name
     got = np.concatenate([m.run({"input": x[i:i + 1]})[out] for i in range(len(x))])
     want = np.concatenate([host.run({"input": x[i:i + 1]})[out] for i in range(len(x))])
     np.testing.assert_array_equal(got, want)
     assert (got.argmax(1) == data["y"]).mean() >= 0.95
+    assert m.csim_warnings == ""
+
+
+def test_int8_softmax_streams_bit_exact_with_the_host_int8_build():
+    """onnxcc.Int8 on the jet MLP ending in a Softmax, io_stream: the Softmax is TFLite's
+    integer softmax (gemmlowp fixed point, int64 products, bitwise masks) rendered from its loop
+    IR in C integer types, and the C-sim equals the host int8 build bit for bit (io_parallel:
+    the digits CNN above)."""
+    model = _jet_mlp()
+    model.graph.node[-1].output[0] = "logits"
+    model.graph.node.append(helper.make_node("Softmax", ["logits"], ["y"], axis=-1))
+    r = np.random.default_rng(2)
+    cal = {"x": r.normal(0, 1, (64, 1, 16)).astype(np.float32)}
+    m = onnxcc.compile(model, "xczu7ev", quantize=onnxcc.Int8(calibration=cal),
+                       hls=onnxcc.HLSConfig(io="io_stream"))
+    assert [n.op for n in m.graph.nodes][-1] == "onnxcc.QSoftmax"
+    top = (m.lib_dir / "firmware" / f"{m.mmap['c_prefix']}.cpp").read_text()
+    assert "& 16777215)" in top and "&& 16777215" not in top   # gemmlowp's masks: bitwise
+    host = onnxcc.compile(model, "host", quantize=onnxcc.Int8(calibration=cal))
+    samples = [{"x": r.normal(0, 1.5, (1, 16)).astype(np.float32)} for _ in range(30)]
+    _same_as_host(m, host, samples)
+    got = np.concatenate([m.run(s)["y"] for s in samples])
+    assert (got > 0).sum(1).max() > 1   # rows with several non-zero probabilities
+    assert m.csim_warnings == ""
+
+
+def test_int8_average_pools_are_bit_exact_with_the_host_int8_build(tmp_path):
+    """quantize_static on Conv -> Relu -> AveragePool 2x2 -> GlobalAveragePool -> Gemm: the
+    pools are onnxruntime's QLinearAveragePool and QLinearGlobalAveragePool, integer kernels
+    (an int32 window sum requantized by count) rendered from their loop IR, io_stream; the C-sim
+    equals the host int8 build bit for bit."""
+    r = np.random.default_rng(0)
+    a = lambda *s: r.normal(0, .3, s).astype(np.float32)   # noqa: E731
+    init = [numpy_helper.from_array(v, n) for v, n in [(a(4, 2, 3, 3), "w"), (a(4), "b"),
+                                                        (a(3, 4), "fw"), (a(3), "fb")]]
+    mk = helper.make_node
+    nodes = [mk("Conv", ["x", "w", "b"], ["c"], pads=[1] * 4, name="conv"),
+             mk("Relu", ["c"], ["rr"]),
+             mk("AveragePool", ["rr"], ["ap"], kernel_shape=[2, 2], strides=[2, 2], name="ap"),
+             mk("GlobalAveragePool", ["ap"], ["g"], name="gap"), mk("Flatten", ["g"], ["f"]),
+             mk("Gemm", ["f", "fw", "fb"], ["y"], transB=1, name="dense")]
+    g = helper.make_graph(nodes, "pools", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, 2, 6, 6])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, [1, 3])], init)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    cal = [{"x": r.uniform(-2, 2, (1, 2, 6, 6)).astype(np.float32)} for _ in range(16)]
+    q = _quantize_static(model, cal, tmp_path, True)
+    m = onnxcc.compile(q, "xczu7ev", hls=onnxcc.HLSConfig(io="io_stream"))
+    ops = [n.op for n in m.graph.nodes]
+    assert {"com.microsoft.QLinearAveragePool", "com.microsoft.QLinearGlobalAveragePool"} <= \
+        set(ops), ops
+    host = onnxcc.compile(q, "host")
+    _same_as_host(m, host, [{"x": r.uniform(-3, 3, (1, 2, 6, 6)).astype(np.float32)}
+                            for _ in range(20)])
+    assert m.csim_warnings == ""
+
+
+@pytest.mark.parametrize("io,tail", [("io_parallel", ("sm",)), ("io_stream", ("dense", "sm"))])
+def test_int8_model_with_a_float_tail(io, tail, tmp_path):
+    """A QDQ model whose last layers stay float (onnxruntime's quantize_static told to leave the
+    Softmax, or the Gemm and the Softmax, float): the design is the integer (ap_int) path up to
+    the DequantizeLinear, whose output is ap_fixed, then the float layers in ap_fixed (typed from
+    calibration samples when given, as the float path types them). Its C-sim equals the
+    fixed-point reference exactly and the host build within the float path's Softmax
+    tolerance; before, the whole model fell back to approximate ap_fixed types."""
+    from onnxcc.codegen.hls.reference import reference
+    from onnxcc.runtime.hls import quantize_port
+
+    model = _float_cnn()
+    model.graph.node[-1].output[0] = "logits"
+    model.graph.node.append(helper.make_node("Softmax", ["logits"], ["y"], axis=-1, name="sm"))
+    r = np.random.default_rng(1)
+    cal = [{"x": r.uniform(-2, 2, (1, 2, 6, 6)).astype(np.float32)} for _ in range(16)]
+    q = _quantize_static(model, cal, tmp_path, True, exclude=tail)
+    kw = {"quantize": onnxcc.FixedPoint(calibration=cal)} if "dense" in tail else {}
+    m = onnxcc.compile(q, "xczu7ev", hls=onnxcc.HLSConfig(io=io), **kw)
+    ops = [n.op for n in m.graph.nodes]
+    float_ops = ["Gemm"] * ("dense" in tail) + ["onnxcc.TableSoftmax"]
+    assert ops[:2] == ["QLinearConv", "MaxPool"] and "QuantizeLinear" not in ops
+    assert ops[ops.index("DequantizeLinear") + 1:] == float_ops, ops
+    dq = m.graph.nodes[ops.index("DequantizeLinear")]
+    types = m.precision.values
+    assert types["x"].int_only and types[dq.inputs[0].name].int_only
+    assert str(types[dq.outputs[0].name]) == "ap_fixed<16,4>"   # covers the int8 range
+    if "dense" in tail:   # the logits typed from the calibration samples, not the default
+        assert str(types["logits"]) != "ap_fixed<16,6>" and not types["logits"].int_only
+    host = onnxcc.compile(q, "host")
+    spec = m.mmap["inputs"][0]["quantize"]
+    for _ in range(8):
+        x = r.uniform(-3, 3, (1, 2, 6, 6)).astype(np.float32)
+        got = m.run({"x": x})["y"]
+        ref = reference(m.graph, m.precision, {"x": quantize_port(x, spec)})["y"]
+        np.testing.assert_array_equal(got.astype(np.float64), ref)
+        np.testing.assert_allclose(got, host.run({"x": x})["y"], atol=0.02)
     assert m.csim_warnings == ""
 
 

@@ -270,3 +270,42 @@ def test_zoo_squeezenet_becomes_a_project_and_shufflenet_is_refused_by_name():
     with pytest.raises(onnxcc.DesignFitError, match=r"BRAM18 .* of 5,376; largest: tensor") as e:
         onnxcc.compile("zoo:shufflenet", "xcu250")
     assert "narrow the types" in e.value.hint
+
+
+def test_whole_array_join_later_input_behind_a_whole_tensor_layer_is_shallow(tmp_path):
+    """io_stream: a Concat of 2-D tensors reads each input whole, in order: Relu(dense_a(x)),
+    Softmax(dense_b(x)), Relu(x). The Softmax holds its whole input before it writes, so a
+    full FIFO after it stalls nothing the first input needs: 2 deep (was the 96-element
+    tensor). Relu(x) streams from the input the first branch also reads: whole tensor (16).
+    The concurrent C-simulation passes with these depths, and deadlocks with the last FIFO 2
+    deep."""
+    from onnxcc.runtime.hls import run_testbench
+
+    r = np.random.default_rng(0)
+    a = lambda *s: r.normal(0, .3, s).astype(np.float32)   # noqa: E731
+    init = [numpy_helper.from_array(v, n) for v, n in [(a(16, 96), "wa"), (a(16, 96), "wb"),
+                                                        (a(208, 4), "wc")]]
+    mk = helper.make_node
+    nodes = [mk("MatMul", ["x", "wa"], ["ha"]), mk("Relu", ["ha"], ["ra"]),
+             mk("MatMul", ["x", "wb"], ["hb"]), mk("Softmax", ["hb"], ["sb"], axis=-1),
+             mk("Relu", ["x"], ["rx"]), mk("Concat", ["ra", "sb", "rx"], ["cc"], axis=1),
+             mk("MatMul", ["cc", "wc"], ["y"])]
+    g = helper.make_graph(nodes, "join", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, 16])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, [1, 4])], init)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    m = onnxcc.compile(model, "xczu7ev", hls=onnxcc.HLSConfig(io="io_stream"))
+    cpp = m.lib_dir / "firmware" / f"{m.mmap['c_prefix']}.cpp"
+    text = cpp.read_text()
+    cat = re.search(r"static void \w+_(k\d+)\(hls::stream<\w+> &w_\w+, hls::stream<\w+> &r_\w+, "
+                    r"hls::stream<\w+> &r_\w+, hls::stream<\w+> &r_\w+\)", text).group(1)
+    into = [(s, int(d)) for s, d in re.findall(r"STREAM variable=(\w+) depth=(\d+)", text)
+            if s.endswith("_" + cat)]
+    assert [d for _, d in into] == [2, 2, 16], into    # ra, sb (behind the Softmax), rx
+    out = tmp_path / "prj"
+    m.save(out)
+    ok, log = run_testbench(out, threads=True, deadlock_seconds=5)
+    assert ok and "0 output values differ" in log, log
+    ok, log = run_testbench(out, threads=True, deadlock_seconds=2, depths={into[2][0]: 2})
+    assert not ok and "onnxcc: deadlock:" in log, log

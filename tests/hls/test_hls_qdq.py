@@ -299,3 +299,81 @@ def test_unknown_qonnx_op_is_named():
     node = helper.make_node("FloatQuant", ["x"], ["y"], domain=QONNX, name="fq")
     with pytest.raises(onnxcc.UnsupportedOpError, match="BipolarQuant, Trunc"):
         onnxcc.compile(_model([node], [], [2, 32], [2, 32], "fq"), "host")
+
+
+def _qonnx_trunc_bipolar(ceil=False, bipolar_scale=None):
+    """x -> Quant (2^-3, 6 bits) -> MatMul (Quant 4-bit weights) + bias -> Quant (2^-4, 10 bits)
+    = m, read by a Trunc v1 (10 -> 7 bits, FLOOR; CEIL when ``ceil``) -> y1, a Trunc v2 (to
+    5 bits at 2^-2, ROUND) -> y2 and a BipolarQuant (per-column scales 2, 1, ..., 2^-6) -> y3."""
+    r = np.random.default_rng(0)
+    nodes, inits = [], []
+
+    def add(pair):
+        nodes.append(pair[0])
+        inits.extend(pair[1])
+
+    add(_quant("x", "xq", 2.0 ** -3, 6))
+    inits += [numpy_helper.from_array(r.normal(0, .5, (16, 8)).astype(np.float32), "w"),
+              numpy_helper.from_array(r.normal(0, .5, 8).astype(np.float32), "b")]
+    add(_quant("w", "wq", 2.0 ** -3, 4))
+    nodes += [helper.make_node("MatMul", ["xq", "wq"], ["mm"], name="dense"),
+              helper.make_node("Add", ["mm", "b"], ["a"], name="bias")]
+    add(_quant("a", "m", 2.0 ** -4, 10))
+    for out, mode, consts in [("y1", "CEIL" if ceil else "FLOOR",
+                               {"s": 2.0 ** -4, "z": 0, "ib": 10, "ob": 7}),
+                              ("y2", "ROUND", {"s": 2.0 ** -4, "z": 0, "ib": 10, "os": 0.25,
+                                               "ob": 5})]:
+        inits += [numpy_helper.from_array(np.float32(v), f"{out}_{k}") for k, v in consts.items()]
+        nodes.append(helper.make_node("Trunc", ["m"] + [f"{out}_{k}" for k in consts], [out],
+                                      domain=QONNX, name=f"{out}_trunc", rounding_mode=mode))
+    scale = bipolar_scale if bipolar_scale is not None else 2.0 ** -np.arange(8) * 2
+    inits.append(numpy_helper.from_array(np.asarray(scale, np.float32), "bs"))
+    nodes.append(helper.make_node("BipolarQuant", ["m", "bs"], ["y3"], domain=QONNX, name="bq"))
+    g = helper.make_graph(nodes, "qonnx_trunc", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, 16])], [helper.make_tensor_value_info(
+            y, TensorProto.FLOAT, [1, 8]) for y in ("y1", "y2", "y3")], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13),
+                                            helper.make_opsetid(QONNX, 1)])
+    m.ir_version = 8
+    return m
+
+
+def test_qonnx_trunc_and_bipolar_quant_on_fpga_equal_the_host_build():
+    """Trunc on a tensor typed by its Quant becomes one exact ap_fixed step (v1: the raw value
+    shifted right by in - out bits, FLOOR as AP_TRN; v2: the conversion to the out_scale grid,
+    ROUND as AP_RND_CONV, saturating to 5 bits), BipolarQuant a Where between +-scale typed to
+    hold every per-column power of two; io_stream (m fans out to the three). C-sim equals the
+    fixed-point reference and the host build (QONNX's float definitions) on every value. The
+    bias Add after the MatMul stays apart from the Trunc's shift (fold_batchnorm does not fold
+    across m's type)."""
+    model = _qonnx_trunc_bipolar()
+    m = onnxcc.compile(model, "xczu7ev", hls=onnxcc.HLSConfig(io="io_stream"))
+    ops = [n.op for n in m.graph.nodes]
+    assert ops.count("Mul") == 2 and ops.count("Where") == 1, ops
+    assert not {"Round", "Floor", "Div", "Clip", "Sub"} & set(ops), ops
+    t = {k: str(m.precision.values[k]) for k in ("y1", "y2", "y3")}
+    assert t == {"y1": "ap_fixed<7,3>", "y2": "ap_fixed<5,3>", "y3": "ap_fixed<9,3>"}, t
+    host = onnxcc.compile(model, "host")
+    rng = np.random.default_rng(3)
+    seen = {k: set() for k in t}
+    for _ in range(20):
+        x = rng.uniform(-4, 4, (1, 16)).astype(np.float32)
+        got, want = m.run({"x": x}), host.run({"x": x})
+        ref = reference(m.graph, m.precision, {"x": x})
+        for k in t:
+            np.testing.assert_array_equal(got[k].astype(np.float64), ref[k])
+            np.testing.assert_array_equal(got[k], want[k])
+            seen[k] |= set(got[k].reshape(-1).tolist())
+    assert min(seen["y2"]) == -4.0 and min(len(v) for v in seen.values()) > 8   # saturation
+    assert m.csim_warnings == ""
+
+
+def test_qonnx_trunc_ceil_is_refused_and_bipolar_scale_approximated_by_name(caplog):
+    """A CEIL Trunc has no ap_fixed rounding mode: the FPGA check names its float nodes; a
+    BipolarQuant scale that is not a power of two gets a covering type with a warning."""
+    with pytest.raises(onnxcc.UnsupportedOpError, match=r"'y1_trunc__qi' \(Ceil\)"):
+        onnxcc.compile(_qonnx_trunc_bipolar(ceil=True), "xczu7ev")
+    with caplog.at_level(logging.WARNING, logger="onnxcc.passes"):
+        m = onnxcc.compile(_qonnx_trunc_bipolar(bipolar_scale=np.float32(0.3)), "xczu7ev")
+    assert "'bq' (QONNX BipolarQuant)" in caplog.text
+    assert str(m.precision.values["y3"]) == "ap_fixed<16,1>"

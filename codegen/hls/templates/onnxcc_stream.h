@@ -21,7 +21,9 @@
 // in a thread of its own and a stream holds at most the depth of its STREAM pragma
 // (ONNXCC_STREAM_DEPTH), so a write to a full FIFO waits for its reader as in hardware. A FIFO too
 // shallow for the design deadlocks: after ONNXCC_DEADLOCK_SECONDS without progress the program
-// says which stream and stops.
+// says which stream and stops. For depth experiments without a rebuild, the environment may
+// override both: ONNXCC_DEADLOCK_SECONDS=<s> and ONNXCC_CSIM_DEPTHS=<stream>=<depth>,... (the
+// name * for every stream).
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -37,16 +39,50 @@
 #define ONNXCC_DEADLOCK_SECONDS 10
 #endif
 
+namespace onnxcc_csim {
+
+// seconds without progress before a blocked read or write reports a deadlock
+inline long deadlock_seconds() {
+    const char *e = std::getenv("ONNXCC_DEADLOCK_SECONDS");
+    long s = e ? std::strtol(e, nullptr, 10) : 0;
+    return s > 0 ? s : ONNXCC_DEADLOCK_SECONDS;
+}
+
+// the depth ONNXCC_CSIM_DEPTHS gives stream `name` (its entry, else a `*` entry), else `depth`
+inline std::size_t depth_of(const std::string &name, std::size_t depth) {
+    const char *e = std::getenv("ONNXCC_CSIM_DEPTHS");
+    std::size_t found = depth, any = 0;
+    bool named = false, star = false;
+    for (std::string all = e ? e : "", item; !all.empty();) {
+        std::size_t comma = all.find(',');
+        item = all.substr(0, comma);
+        all = comma == std::string::npos ? "" : all.substr(comma + 1);
+        std::size_t eq = item.find('=');
+        if (eq == std::string::npos) continue;
+        std::size_t d = std::strtoul(item.c_str() + eq + 1, nullptr, 10);
+        if (item.compare(0, eq, name) == 0 && eq == name.size()) {
+            found = d;
+            named = true;
+        } else if (item.compare(0, eq, "*") == 0 && eq == 1) {
+            any = d;
+            star = true;
+        }
+    }
+    return named ? found : (star ? any : depth);
+}
+
+}  // namespace onnxcc_csim
+
 namespace hls {
 
 template <class T> class stream {
   public:
     stream() : name_("stream"), depth_(0) {}
     explicit stream(const char *name) : name_(name), depth_(0) {}
-    void set_depth(std::size_t depth) { depth_ = depth; }
+    void set_depth(std::size_t depth) { depth_ = onnxcc_csim::depth_of(name_, depth); }
     void write(const T &v) {
         std::unique_lock<std::mutex> lock(m_);
-        if (!cv_.wait_for(lock, std::chrono::seconds(ONNXCC_DEADLOCK_SECONDS),
+        if (!cv_.wait_for(lock, std::chrono::seconds(onnxcc_csim::deadlock_seconds()),
                           [this] { return depth_ == 0 || q_.size() < depth_; }))
             stuck("write to the full");
         q_.push_back(v);
@@ -54,7 +90,7 @@ template <class T> class stream {
     }
     T read() {
         std::unique_lock<std::mutex> lock(m_);
-        if (!cv_.wait_for(lock, std::chrono::seconds(ONNXCC_DEADLOCK_SECONDS),
+        if (!cv_.wait_for(lock, std::chrono::seconds(onnxcc_csim::deadlock_seconds()),
                           [this] { return !q_.empty(); }))
             stuck("read from the empty");
         T v = q_.front();
