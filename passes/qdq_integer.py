@@ -41,7 +41,7 @@ from onnxcc.ir import Graph, Node
 
 from .fuse_qdq import fuse_qdq
 from .manager import graph_pass
-from .qdq_fixed import _approx_type, _params, grid_type
+from .qdq_fixed import _approx_type, _pair_range, _params, grid_type
 
 log = logging.getLogger("onnxcc.passes")
 INT8 = (np.dtype(np.int8), np.dtype(np.uint8))
@@ -117,7 +117,9 @@ def qdq_integer(g: Graph) -> Graph:
     types = fused.meta.setdefault("fixed_types", {})
     for d in tail:
         p = _params(d)
-        types.setdefault(d.outputs[0].name, _approx_type(p[0], p[1], p[2]))
+        # a DequantizeLinear's values lie in its range: a covering type, no Clip needed
+        types.setdefault(d.outputs[0].name,
+                         _approx_type(*_pair_range(p[0], p[1], p[2]), np.iinfo(p[2]).bits))
     if tail:
         log.info("quantized model %r: integer (ap_int) FPGA path up to %s, then a float "
                  "(ap_fixed) tail", g.name, ", ".join(repr(d.name) for d in tail))
