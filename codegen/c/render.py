@@ -191,10 +191,13 @@ def _helper_max(ct: str, name: str, cmp: str) -> str:
 
 
 class CContext:
-    """Helper functions the rendered kernels need, by name, emitted once before them."""
+    """Helper functions the rendered kernels need, by name, emitted once before them. ``size``
+    (``optimize="size"``): prefer the smaller form of a helper where there are two (libm calls
+    over inline code)."""
 
-    def __init__(self) -> None:
+    def __init__(self, size: bool = False) -> None:
         self.helpers: dict[str, str] = {}
+        self.size = size
 
     def need(self, name: str, text: str) -> str:
         self.helpers.setdefault(name, text)
@@ -350,6 +353,17 @@ class _Renderer:
             self.ctx.need(name, f"static inline {ct} {name}({ct} a, {ct} b) {{ return a {cmp} b ? a : b; }}")
             return f"{name}({a}, {b})"
         if x.op in ("fmax", "fmin"):
+            if d.is_float and isinstance(x.b, Const) and not math.isnan(float(x.b.value)) \
+                    and not self.ctx.size:
+                # a bound that is not NaN (QuantizeLinear's clamp): one comparison inline, NaN in
+                # a gives the bound as fmax/fmin do (the comparison is false); libm's fmaxf is a
+                # call on cores without VMAXNM (Cortex-M4: ~20 instructions)
+                sfx = "f" if d.name == "float32" else "d"
+                name = f"onnxcc_{x.op}_bound{sfx}"
+                cmp = ">" if x.op == "fmax" else "<"
+                self.ctx.need(name, f"static inline {ct} {name}({ct} a, {ct} b) "
+                                    f"{{ return a {cmp} b ? a : b; }}")
+                return f"{name}({a}, {b})"
             return f"{x.op}{'f' if d.name == 'float32' else ''}({a}, {b})"
         if x.op == "pow":
             return f"pow{'f' if d.name == 'float32' else ''}({a}, {b})"
@@ -388,6 +402,19 @@ class _Renderer:
             ct = ctype(d)
             # round half to even without relying on the rounding mode: nearbyint would follow
             # fesetround, and roundeven is C23.
+            if sfx and not self.ctx.size:
+                # float (unless optimizing for size): through an int32 (a C cast truncates in every rounding mode), inline;
+                # |v| >= 2^23, inf and NaN are returned as they are (already integers), and
+                # copysignf keeps the sign of a zero result (roundf(-0.3f) is -0.0f). roundf
+                # and truncf are libm calls on a Cortex-M4 (~100 instructions a value).
+                self.ctx.need(name, f"static inline float {name}(float v) {{\n"
+                              "    if (!(fabsf(v) < 8388608.0f)) return v;\n"
+                              "    int32_t i = (int32_t)v;\n"
+                              "    float f = v - (float)i;   /* exact */\n"
+                              "    if (f > 0.5f || (f == 0.5f && (i & 1))) i += 1;\n"
+                              "    else if (f < -0.5f || (f == -0.5f && (i & 1))) i -= 1;\n"
+                              "    return copysignf((float)i, v);\n}")
+                return f"{name}({a})"
             self.ctx.need(name, f"static inline {ct} {name}({ct} v) {{ {ct} r = round{sfx}(v); "
                           f"if (fabs{sfx}(v - trunc{sfx}(v)) == ({ct})0.5) "
                           f"r = ({ct})2 * round{sfx}(v / ({ct})2); return r; }}")
