@@ -19,8 +19,9 @@ one, so its stores write the value already written (no guard).
   IR's ``smlad`` intrinsic, ``acc + lo(a)*lo(b) + hi(a)*hi(b)`` (``__smlad`` of ``<arm_acle.h>``):
   per word of a 2 x 2 block 2 LDRD and 4 SMLAD for 8 MACs (cortex-m4 -Os: 53 instructions per
   iteration of 8 words, 0.83 per MAC). The weights then take 2 bytes per value in flash, twice
-  the int8 model's; ``INT8_WEIGHTS`` keeps them int8 and widens them in the loop with the
-  loop IR's ``sxtb16`` intrinsic (1 byte per value, ~0.5 more instructions per MAC);
+  the int8 model's; when they would not fit the flash so (``int8_weights``) they stay int8 and
+  are widened in the loop with the loop IR's ``sxtb16`` intrinsic (1 byte per value, ~0.4 more
+  instructions per MAC);
 - 1 (other cores): int16 scratch values and int8 weights (int16 when a centered weight does
   not fit), one multiply-add each.
 
@@ -44,12 +45,25 @@ U32 = DType("uint32")
 I16 = DType("int16")
 UNROLL = 8          # reduction steps (words) per iteration of the inner loop
 BLOCK_MIN_K = 8     # fewer reduction values than this: the portable nest is as fast
-#: On DSP cores, keep the weights int8 in flash and widen them in the loop with ``sxtb16``
-#: (``pack_weights_int8``) instead of int16 pairs: half the weight bytes (those of the int8
-#: model, which the fit check and the report count) for ~0.5 more instructions per MAC
-#: (cortex-m4 -Os: pointwise 64->32 on 10x10 2.08 against 1.50, 3x3 16->16 on 8x8 2.02 against
-#: 1.43, dense 256->32 1.92 against 1.40). On by default: flash is as scarce as cycles.
-INT8_WEIGHTS = True
+#: On DSP cores, whether the weights stay int8 in flash, widened in the loop by ``sxtb16``
+#: (``pack_weights_int8``: the bytes of the int8 model, which the fit check counts), or are
+#: stored as int16 pairs (``pack_weights``: twice the bytes, ~0.4 fewer instructions per MAC;
+#: cortex-m4 -Os, benchmarks/mcu.py int8 "other conv": ds_cnn 1.72 -> 1.34, resnet8 1.84 ->
+#: 1.23, mobilenet_v1_025_vww 2.08 -> 1.77; dense 2.82 -> 2.00, 3.45 -> 2.53). None (the
+#: default): int16 pairs when the graph's weights counted twice still fit the target's flash
+#: (speed mode spends flash it has to spare; size mode never takes the blocked products), else
+#: int8. True / False force one form.
+INT8_WEIGHTS: bool | None = None
+
+
+def int8_weights(target: object, graph_weight_bytes: int) -> bool:
+    """Whether the blocked products of a graph whose constants take ``graph_weight_bytes``
+    keep int8 weights on ``target`` (see :data:`INT8_WEIGHTS`): forced by INT8_WEIGHTS when
+    set, else unless twice the bytes fit the target's ``flash_bytes`` (int8 when it has none)."""
+    if INT8_WEIGHTS is not None:
+        return INT8_WEIGHTS
+    flash = getattr(target, "flash_bytes", None)
+    return flash is None or 2 * graph_weight_bytes > flash
 
 
 def lanes_for(target: object) -> int | None:

@@ -459,11 +459,12 @@ def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
                       locals=[plane] if plane is not None else [], inplace=plane is not None)
 
 
-def _packed(wt: np.ndarray, MB: int, lanes: int) -> tuple[np.ndarray, bool]:
-    """The blocked product's weights: with ``int_blocked.INT8_WEIGHTS`` int8 words widened by
-    ``sxtb16`` in the loop (lanes 2, every centered weight inside int8: the flash of the int8
-    model), else ``int_blocked.pack_weights``; and whether they are the int8 form."""
-    if lanes == 2 and blk.INT8_WEIGHTS:
+def _packed(ctx: LowerCtx, wt: np.ndarray, MB: int, lanes: int) -> tuple[np.ndarray, bool]:
+    """The blocked product's weights: int8 words widened by ``sxtb16`` in the loop (lanes 2,
+    every centered weight inside int8: the flash of the int8 model) when
+    ``int_blocked.int8_weights`` says so, else ``int_blocked.pack_weights``; and whether they
+    are the int8 form."""
+    if lanes == 2 and blk.int8_weights(ctx.target, ctx.graph_weight_bytes):
         w8 = blk.pack_weights_int8(wt, MB)
         if w8 is not None:
             return w8, True
@@ -509,7 +510,7 @@ def _product_blocked(ctx: LowerCtx, A: Buffer, Y: Buffer, bv: Sequence[Expr],
     wt = np.zeros((N, K2 * lanes), np.int64)
     wt[:, :K] = b.T
     PB, MB = blk.block_shape(M, N)
-    packed, i8 = _packed(wt, MB, lanes)
+    packed, i8 = _packed(ctx, wt, MB, lanes)
     kk = Var("kw")
 
     def fill(col: Buffer, ps: list[Expr]) -> list[Stmt]:
@@ -584,7 +585,7 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
         wt[..., :C] = wc.transpose(0, 2, 3, 1)
     P = OH * OW
     PB, MB = blk.block_shape(P, M)
-    packed, i8 = _packed(wt.reshape(M, -1), MB, lanes)
+    packed, i8 = _packed(ctx, wt.reshape(M, -1), MB, lanes)
     flat = (KH, KW) == (1, 1) and tuple(st) == (1, 1) and not any(pb) and not any(pe) \
         and X.strides == contiguous_strides(X.shape) and Y.strides == contiguous_strides(Y.shape)
     if flat:
