@@ -18,7 +18,8 @@ one, so its stores write the value already written (no guard).
   in int32 words (low half first, as a little-endian int16 array would), and a step is the loop
   IR's ``smlad`` intrinsic, ``acc + lo(a)*lo(b) + hi(a)*hi(b)`` (``__smlad`` of ``<arm_acle.h>``):
   per word of a 2 x 2 block 2 LDRD and 4 SMLAD for 8 MACs (cortex-m4 -Os: 53 instructions per
-  iteration of 8 words, 0.83 per MAC). The weights then take 2 bytes per value in flash, twice
+  iteration of 8 words, 0.83 per MAC), of the 3 x 2 block (``block_shape``) 1 LDRD of weights,
+  an LDRD and an LDR of scratch and 6 SMLAD for 12 MACs. The weights then take 2 bytes per value in flash, twice
   the int8 model's; when they would not fit the flash so (``int8_weights``) they stay int8 and
   are widened in the loop with the loop IR's ``sxtb16`` intrinsic (1 byte per value, ~0.4 more
   instructions per MAC);
@@ -241,11 +242,16 @@ def masked_load(buf: Buffer, idx: tuple[Expr, ...], conds: list[Expr]) -> tuple[
 
 
 def block_shape(P: int, M: int) -> tuple[int, int]:
-    """(PB, MB): 2 positions by 2 channels, or 1 position by 4 channels when there is one
-    position (a batch-1 MatMul), so no accumulator repeats another."""
+    """(PB, MB): 3 positions by 2 channels (2 when there are 2), or 1 position by 4 channels
+    when there is one position (a batch-1 MatMul), so no accumulator repeats another. 3 x 2
+    over 2 x 2 on cortex-m4 -Os with int16 weights (benchmarks/mcu.py int8 "other conv"):
+    ds_cnn 1.34 -> 1.26, resnet8 1.23 -> 1.21, mobilenet_v1_025_vww 1.60 -> 1.54 instructions
+    per MAC (the per-channel requantize constants and the accumulator set-up shared by 3
+    pixels; the inner loop is 9 instructions per 12 MACs either way); 4 x 2 and 2 x 4 spill
+    (1.57, 1.47 on ds_cnn), 2 x 3 1.41."""
     if P == 1:
         return 1, (4 if M >= 4 else max(M, 1))
-    return 2, (2 if M >= 2 else 1)
+    return min(P, 3), (2 if M >= 2 else 1)
 
 
 def reduction_words(n: int, lanes: int) -> int:

@@ -11,8 +11,8 @@ MatMulInteger, ConvInteger, QLinearMatMul and QLinearConv (semantics: ``onnxcc.o
   accumulators, one scalar weight per tap over a contiguous run of the input row, which both
   back ends vectorize. Constant weights are centered at compile time. On a microcontroller, a
   group-1 2-D Conv and a MatMul/Gemm with constant weights are blocked products instead
-  (``int_blocked``: im2col scratch of int16, weights packed at compile time, 2 x 2 int32
-  accumulators, the ``smlad`` intrinsic on cores with the DSP extension).
+  (``int_blocked``: im2col scratch of int16, weights packed at compile time, 3 pixels x
+  2 channels of int32 accumulators, the ``smlad`` intrinsic on cores with the DSP extension).
 - Requantization (QLinear*): with constant scales, the float32 multiplier of the spec becomes an
   exact fixed-point ``(m, shift)`` per tensor or per output channel at compile time and the
   kernel calls the ``requantize`` intrinsic (``onnxcc.codegen.requantize``: integer only, round
@@ -553,10 +553,10 @@ def _product_blocked(ctx: LowerCtx, A: Buffer, Y: Buffer, bv: Sequence[Expr],
 def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | None,
                   xz: Expr, xzb: Buffer | None, fin: "_Requant | None") -> Any:
     """An integer Conv (group 1, 2 spatial axes, constant weights) on a microcontroller as the
-    blocked product of ``int_blocked``: per pair of output pixels their im2col columns, x minus
-    its zero point in (kh, kw, c) order (0 for a padded tap), widened into arena scratch; the
-    weights centered and packed at compile time; 2 output channels x 2 pixels of int32
-    accumulators starting at the bias. None when it does not apply."""
+    blocked product of ``int_blocked``: per block of output pixels their im2col columns, x
+    minus its zero point in (kh, kw, c) order (0 for a padded tap), widened into arena scratch;
+    the weights centered and packed at compile time; ``int_blocked.block_shape`` output
+    channels x pixels of int32 accumulators starting at the bias. None when it does not apply."""
     q = node.op == "QLinearConv"
     lanes = blk.lanes_for(ctx.target)
     x, w = node.inputs[0], node.inputs[3 if q else 1]
