@@ -659,8 +659,10 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
                 zero = Store(col, at, const(0, col.dtype))
                 out.append(If(all_of(*conds), _two_per_trip(cp, CP, [word]),
                               _two_per_trip(cp, CP, [zero])))
-            else:
+            elif flat:
                 free.append(word)
+            else:
+                out += _two_per_trip(cp, CP, [word])
         return loops([(kh, 0, KH), (kw, 0, KW)],
                      (loops([(cp, 0, CP)], free) if free else []) + out)
 

@@ -99,6 +99,7 @@ CASES = {
     "pointwise": lambda: qconv(16, 12, 6, 5, 1, 0),
     "conv3x3_pad_int8": lambda: qconv(5, 6, 7, 6, 3, 1, x_type=np.int8),
     "conv3x3_stride2": lambda: qconv(4, 5, 9, 9, 3, 1, stride=2),
+    "conv3x3_no_pad": lambda: qconv(6, 5, 7, 8, 3, 0),   # im2col without tests, per pixel
     "matmul": lambda: qmatmul(3, 21, 7),
     "matmul_batch1": lambda: qmatmul(1, 33, 10),
     "matmul_integer": lambda: matmul_integer(4, 19, 6),
