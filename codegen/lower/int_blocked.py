@@ -243,14 +243,15 @@ def masked_load(buf: Buffer, idx: tuple[Expr, ...], conds: list[Expr]) -> tuple[
 
 def block_shape(P: int, M: int) -> tuple[int, int]:
     """(PB, MB): 3 positions by 2 channels (2 when there are 2), or 1 position by 4 channels
-    when there is one position (a batch-1 MatMul), so no accumulator repeats another. 3 x 2
+    (5 or 3 when fewer repeat) when there is one position (a batch-1 MatMul), so no
+    accumulator repeats another. 3 x 2
     over 2 x 2 on cortex-m4 -Os with int16 weights (benchmarks/mcu.py int8 "other conv"):
     ds_cnn 1.34 -> 1.26, resnet8 1.23 -> 1.21, mobilenet_v1_025_vww 1.60 -> 1.54 instructions
     per MAC (the per-channel requantize constants and the accumulator set-up shared by 3
     pixels; the inner loop is 9 instructions per 12 MACs either way); 4 x 2 and 2 x 4 spill
     (1.57, 1.47 on ds_cnn), 2 x 3 1.41."""
-    if P == 1:
-        return 1, (4 if M >= 4 else max(M, 1))
+    if P == 1:   # 4 channels, or 5 or 3 when they repeat fewer (resnet8's dense 64 -> 10)
+        return 1, min((4, 5, 3), key=lambda mb: -(-M // mb) * mb - M) if M >= 4 else max(M, 1)
     return min(P, 3), (2 if M >= 2 else 1)
 
 
