@@ -27,7 +27,7 @@ from onnxcc.codegen.requantize import NARROW_SHIFT
 from onnxcc.codegen.requantize import C_HELPER_HI as REQUANTIZE_HI_C
 from onnxcc.codegen.requantize import SAT8_C, USAT8_C
 from onnxcc.codegen.smlad import C_HELPER as SMLAD_C
-from onnxcc.codegen.smlad import LOAD4_C, PACK4_C, SMLADX_C, SXTB16_C
+from onnxcc.codegen.smlad import LOAD4_C, PACK4_C, SMLADX_C, STORE4_C, SXTB16_C
 
 CTYPE = {"float16": "uint16_t", "float32": "float", "float64": "double", "int8": "int8_t",
          "uint8": "uint8_t", "int16": "int16_t", "uint16": "uint16_t", "int32": "int32_t",
@@ -241,6 +241,39 @@ def _split_const(e: Expr) -> tuple[Expr | None, int]:
     return e, 0
 
 
+def _word_bytes(stores: Sequence[Stmt]) -> Expr | None:
+    """The int32 word ``w`` when ``stores`` are 4 unmasked stores into one buffer of 1-byte
+    elements at last indices ``i``, ``i + 1``, ``i + 2``, ``i + 3`` (stride one, the other
+    indices equal) of ``w``'s bytes, low first (``(int8_t)(uint32_t)w``, then ``(uint32_t)w >>
+    8``, 16, 24): then one word store writes them. Else None."""
+    if len(stores) != 4 or not all(isinstance(s, Store) for s in stores):
+        return None
+    s0 = stores[0]
+    if s0.buf.dtype.np.itemsize != 1 or not s0.index or s0.buf.strides[-1] != 1:
+        return None
+    base0, k0 = _split_const(s0.index[-1])
+    word: Expr | None = None
+    for u, s in enumerate(stores):
+        if not (s.buf.name == s0.buf.name and s.buf.strides == s0.buf.strides
+                and tuple(s.index[:-1]) == tuple(s0.index[:-1])
+                and _split_const(s.index[-1]) == (base0, k0 + u)
+                and isinstance(s.value, Cast) and s.value.dtype.np.itemsize == 1):
+            return None
+        v = s.value.a
+        if u:
+            if not (isinstance(v, Binary) and v.op == "shr" and isinstance(v.b, Const)
+                    and int(v.b.value) == 8 * u):
+                return None
+            v = v.a
+        if not (isinstance(v, Cast) and v.dtype.name == "uint32" and v.a.dtype.name == "int32"):
+            return None
+        if word is None:
+            word = v.a
+        elif v.a != word:
+            return None
+    return word
+
+
 def _adjacent_bytes(args: Sequence[Expr]) -> bool:
     """Whether ``args`` are unmasked loads of one buffer at last indices ``i``, ``i + 1``, ...
     (a stride of one element along it, the other indices equal): one word in memory."""
@@ -451,8 +484,18 @@ class _Renderer:
     # -- statements ---------------------------------------------------------------------------
     def stmts(self, body: Sequence[Stmt], d: int, out: list[str]) -> None:
         pad = "    " * d
-        for s in body:
-            if isinstance(s, Store):
+        skip = 0
+        for j, s in enumerate(body):
+            if skip:
+                skip -= 1
+                continue
+            w = _word_bytes(body[j:j + 4]) if isinstance(s, Store) else None
+            if w is not None:   # a word's 4 bytes to adjacent elements: one word store
+                self.ctx.need("onnxcc_store4", STORE4_C)
+                out.append(f"{pad}onnxcc_store4(&{s.buf.name}[{self.offset(s.buf, s.index)}], "
+                           f"{self.e(w)});")
+                skip = 3
+            elif isinstance(s, Store):
                 out.append(f"{pad}{s.buf.name}[{self.offset(s.buf, s.index)}] = {self.e(s.value)};")
             elif isinstance(s, Decl):
                 out.append(f"{pad}{ctype(s.var.dtype)} {s.var.name} = {self.e(s.init)};")
