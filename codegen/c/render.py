@@ -242,7 +242,7 @@ def _split_const(e: Expr) -> tuple[Expr | None, int]:
 
 
 def _word_bytes(stores: Sequence[Stmt]) -> Expr | None:
-    """The int32 word ``w`` when ``stores`` are 4 unmasked stores into one buffer of 1-byte
+    """The int32 variable ``w`` when ``stores`` are 4 stores into one buffer of 1-byte
     elements at last indices ``i``, ``i + 1``, ``i + 2``, ``i + 3`` (stride one, the other
     indices equal) of ``w``'s bytes, low first (``(int8_t)(uint32_t)w``, then ``(uint32_t)w >>
     8``, 16, 24): then one word store writes them. Else None."""
@@ -271,7 +271,8 @@ def _word_bytes(stores: Sequence[Stmt]) -> Expr | None:
             word = v.a
         elif v.a != word:
             return None
-    return word
+    # a variable: its value cannot change with the bytes stored (a load could read them)
+    return word if isinstance(word, Var) else None
 
 
 def _adjacent_bytes(args: Sequence[Expr]) -> bool:

@@ -160,3 +160,25 @@ def test_computed_weights_are_stored_once():
     c = shared(ctx[2], Buffer("wdw", I32, (2, 3), space="weight", data=np.arange(1, 7, dtype=np.int32)))
     assert b.data is a.data and c.data is not a.data
     assert all(k < 0 for k in weights)
+
+
+def test_word_store_only_for_a_variable_words_bytes_in_order():
+    """The C renderer writes 4 byte stores as one word store only when they are a variable's
+    bytes, low first, to adjacent elements of one buffer."""
+    from onnxcc.codegen.c.render import _word_bytes
+    from onnxcc.codegen.loops import I32, Binary, Buffer, Cast, Const, DType, Load, Store, Var
+
+    u32, i8 = DType("uint32"), DType("int8")
+    y = Buffer("y", i8, (16,))
+    src = Buffer("s", I32, (4,))
+
+    def stores(w, order=(0, 1, 2, 3), base=4):
+        return [Store(y, (Const(base + u),),
+                      Cast(Binary("shr", Cast(w, u32), Const(8 * k, u32)) if k else Cast(w, u32),
+                           i8)) for u, k in enumerate(order)]
+
+    pw = Var("pw", I32)
+    assert _word_bytes(stores(pw)) == pw
+    assert _word_bytes(stores(pw, order=(0, 2, 1, 3))) is None
+    assert _word_bytes(stores(pw)[:3]) is None
+    assert _word_bytes(stores(Load(src, (Const(0),)))) is None
