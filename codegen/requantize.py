@@ -73,7 +73,9 @@ C_HELPER_HI = """\
    p = acc * m = hi * 2^32 + lo and t = shift - 32 >= 1, the high word of p + 2^(31+t) - 1 + odd
    is that of (hi * 2^32 + (lo | odd)) + 2^(31+t) - 1 (the low word of the addend is all ones:
    the carry out of it is lo + odd >= 1), one 64-bit add; |p| < 2^62, so nothing overflows and
-   no saturation is needed. Inlined, so that the per-channel constants stay out of the loops. */
+   no saturation is needed. The addend 2^(31+t) - 1 is written as its two words, the high one
+   2^(t-1) - 1 and the low one all ones, which gcc computes in 3 instructions per channel (8 for
+   the 64-bit shift). Inlined, so that the per-channel constants stay out of the loops. */
 static inline __attribute__((always_inline)) int32_t onnxcc_requantize_hi(int32_t acc,
                                                                           int32_t m,
                                                                           int32_t shift) {
@@ -81,7 +83,8 @@ static inline __attribute__((always_inline)) int32_t onnxcc_requantize_hi(int32_
     int32_t t = shift - 32;
     int32_t hi = (int32_t)((uint64_t)p >> 32);
     uint32_t lo = (uint32_t)p | (uint32_t)((hi >> t) & 1);
-    uint64_t q = (((uint64_t)(uint32_t)hi << 32) | lo) + ((((uint64_t)1 << 31) << t) - 1u);
+    uint32_t rhi = (1u << (t - 1)) - 1u;
+    uint64_t q = (((uint64_t)(uint32_t)hi << 32) | lo) + (((uint64_t)rhi << 32) | 0xFFFFFFFFu);
     return (int32_t)(uint32_t)(q >> 32) >> t;
 }"""
 

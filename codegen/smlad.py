@@ -110,6 +110,20 @@ static inline int32_t onnxcc_load4(const void *p) {
 }"""
 
 
+STORE4_C = """\
+/* the bytes of w, low first, at p..p+3 (the C renderer's form of four stores of a word's
+   bytes to adjacent elements): one unaligned word store where the core allows it */
+static inline void onnxcc_store4(void *p, int32_t w) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    __builtin_memcpy(p, &w, 4);
+#else
+    uint8_t *b = (uint8_t *)p;
+    b[0] = (uint8_t)w; b[1] = (uint8_t)((uint32_t)w >> 8);
+    b[2] = (uint8_t)((uint32_t)w >> 16); b[3] = (uint8_t)((uint32_t)w >> 24);
+#endif
+}"""
+
+
 def _lanes(v: int) -> tuple[int, int]:
     lo = ((v & 0xFFFF) ^ 0x8000) - 0x8000
     hi = (((v >> 16) & 0xFFFF) ^ 0x8000) - 0x8000

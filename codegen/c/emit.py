@@ -234,7 +234,7 @@ def emit_c(g: Graph, out_dir: Path, *, name: str, weights_in_c: bool, version: s
 
     # -- kernels (rendered from the loop IR) and calls ---------------------------------------
     nodes = {n.name: n for n in g.nodes}
-    cctx = CContext()
+    cctx = CContext(size=options.get("optimize") == "size")
     kernels, calls = [], []
     for k in program.kernels if program is not None and run_object is None else []:
         fn = names.own(k.name, k.op.split(".")[-1])

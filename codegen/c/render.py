@@ -28,7 +28,7 @@ from onnxcc.codegen.requantize import C_HELPER_HI as REQUANTIZE_HI_C
 from onnxcc.codegen.requantize import C_HELPER_64 as REQUANTIZE64_C
 from onnxcc.codegen.requantize import SAT8_C, USAT8_C
 from onnxcc.codegen.smlad import C_HELPER as SMLAD_C
-from onnxcc.codegen.smlad import LOAD4_C, PACK4_C, SMLADX_C, SXTB16_C
+from onnxcc.codegen.smlad import LOAD4_C, PACK4_C, SMLADX_C, STORE4_C, SXTB16_C
 
 CTYPE = {"float16": "uint16_t", "float32": "float", "float64": "double", "int8": "int8_t",
          "uint8": "uint8_t", "int16": "int16_t", "uint16": "uint16_t", "int32": "int32_t",
@@ -194,10 +194,13 @@ def _helper_max(ct: str, name: str, cmp: str) -> str:
 
 
 class CContext:
-    """Helper functions the rendered kernels need, by name, emitted once before them."""
+    """Helper functions the rendered kernels need, by name, emitted once before them. ``size``
+    (``optimize="size"``): prefer the smaller form of a helper where there are two (libm calls
+    over inline code)."""
 
-    def __init__(self) -> None:
+    def __init__(self, size: bool = False) -> None:
         self.helpers: dict[str, str] = {}
+        self.size = size
 
     def need(self, name: str, text: str) -> str:
         self.helpers.setdefault(name, text)
@@ -239,6 +242,40 @@ def _split_const(e: Expr) -> tuple[Expr | None, int]:
         k2 = int(e.b.value) if e.op == "add" else -int(e.b.value)
         return base, k + k2
     return e, 0
+
+
+def _word_bytes(stores: Sequence[Stmt]) -> Expr | None:
+    """The int32 variable ``w`` when ``stores`` are 4 stores into one buffer of 1-byte
+    elements at last indices ``i``, ``i + 1``, ``i + 2``, ``i + 3`` (stride one, the other
+    indices equal) of ``w``'s bytes, low first (``(int8_t)(uint32_t)w``, then ``(uint32_t)w >>
+    8``, 16, 24): then one word store writes them. Else None."""
+    if len(stores) != 4 or not all(isinstance(s, Store) for s in stores):
+        return None
+    s0 = stores[0]
+    if s0.buf.dtype.np.itemsize != 1 or not s0.index or s0.buf.strides[-1] != 1:
+        return None
+    base0, k0 = _split_const(s0.index[-1])
+    word: Expr | None = None
+    for u, s in enumerate(stores):
+        if not (s.buf.name == s0.buf.name and s.buf.strides == s0.buf.strides
+                and tuple(s.index[:-1]) == tuple(s0.index[:-1])
+                and _split_const(s.index[-1]) == (base0, k0 + u)
+                and isinstance(s.value, Cast) and s.value.dtype.np.itemsize == 1):
+            return None
+        v = s.value.a
+        if u:
+            if not (isinstance(v, Binary) and v.op == "shr" and isinstance(v.b, Const)
+                    and int(v.b.value) == 8 * u):
+                return None
+            v = v.a
+        if not (isinstance(v, Cast) and v.dtype.name == "uint32" and v.a.dtype.name == "int32"):
+            return None
+        if word is None:
+            word = v.a
+        elif v.a != word:
+            return None
+    # a variable: its value cannot change with the bytes stored (a load could read them)
+    return word if isinstance(word, Var) else None
 
 
 def _adjacent_bytes(args: Sequence[Expr]) -> bool:
@@ -353,6 +390,17 @@ class _Renderer:
             self.ctx.need(name, f"static inline {ct} {name}({ct} a, {ct} b) {{ return a {cmp} b ? a : b; }}")
             return f"{name}({a}, {b})"
         if x.op in ("fmax", "fmin"):
+            if d.is_float and isinstance(x.b, Const) and not math.isnan(float(x.b.value)) \
+                    and not self.ctx.size:
+                # a bound that is not NaN (QuantizeLinear's clamp): one comparison inline, NaN in
+                # a gives the bound as fmax/fmin do (the comparison is false); libm's fmaxf is a
+                # call on cores without VMAXNM (Cortex-M4: ~20 instructions)
+                sfx = "f" if d.name == "float32" else "d"
+                name = f"onnxcc_{x.op}_bound{sfx}"
+                cmp = ">" if x.op == "fmax" else "<"
+                self.ctx.need(name, f"static inline {ct} {name}({ct} a, {ct} b) "
+                                    f"{{ return a {cmp} b ? a : b; }}")
+                return f"{name}({a}, {b})"
             return f"{x.op}{'f' if d.name == 'float32' else ''}({a}, {b})"
         if x.op == "pow":
             return f"pow{'f' if d.name == 'float32' else ''}({a}, {b})"
@@ -391,6 +439,23 @@ class _Renderer:
             ct = ctype(d)
             # round half to even without relying on the rounding mode: nearbyint would follow
             # fesetround, and roundeven is C23.
+            if sfx and not self.ctx.size:
+                # float (unless optimizing for size): inline through int32 (a C cast truncates
+                # in every rounding mode): q = floor(2|v|) (exact below 2^24), |v| rounded half
+                # up is (q + 1) >> 1, and a tie (2|v| the odd integer q) rounded up to an odd
+                # value goes down to the even one. |v| >= 2^23, inf and NaN are returned as
+                # they are (integers already); copysignf keeps the sign of a zero result
+                # (roundf(-0.3f) is -0.0f). Checked against nearbyintf on all 2^32 floats.
+                # roundf and truncf are libm calls on a Cortex-M4 (~100 instructions a value;
+                # this ~21).
+                self.ctx.need(name, f"static inline float {name}(float v) {{\n"
+                              "    float a = fabsf(v);\n"
+                              "    if (!(a < 8388608.0f)) return v;\n"
+                              "    int32_t q = (int32_t)(a + a);\n"
+                              "    int32_t r = (q + 1) >> 1;\n"
+                              "    if ((q & r & 1) && (float)q == a + a) r -= 1;\n"
+                              "    return copysignf((float)r, v);\n}")
+                return f"{name}({a})"
             self.ctx.need(name, f"static inline {ct} {name}({ct} v) {{ {ct} r = round{sfx}(v); "
                           f"if (fabs{sfx}(v - trunc{sfx}(v)) == ({ct})0.5) "
                           f"r = ({ct})2 * round{sfx}(v / ({ct})2); return r; }}")
@@ -423,8 +488,18 @@ class _Renderer:
     # -- statements ---------------------------------------------------------------------------
     def stmts(self, body: Sequence[Stmt], d: int, out: list[str]) -> None:
         pad = "    " * d
-        for s in body:
-            if isinstance(s, Store):
+        skip = 0
+        for j, s in enumerate(body):
+            if skip:
+                skip -= 1
+                continue
+            w = _word_bytes(body[j:j + 4]) if isinstance(s, Store) else None
+            if w is not None:   # a word's 4 bytes to adjacent elements: one word store
+                self.ctx.need("onnxcc_store4", STORE4_C)
+                out.append(f"{pad}onnxcc_store4(&{s.buf.name}[{self.offset(s.buf, s.index)}], "
+                           f"{self.e(w)});")
+                skip = 3
+            elif isinstance(s, Store):
                 out.append(f"{pad}{s.buf.name}[{self.offset(s.buf, s.index)}] = {self.e(s.value)};")
             elif isinstance(s, Decl):
                 out.append(f"{pad}{ctype(s.var.dtype)} {s.var.name} = {self.e(s.init)};")

@@ -140,9 +140,13 @@ class LowerCtx:
     """
 
     def __init__(self, node: Node, storage: dict[str, Any] | None = None,
-                 weights: dict[int, Buffer] | None = None, target: Any = None) -> None:
+                 weights: dict[int, Buffer] | None = None, target: Any = None,
+                 graph_weight_bytes: int = 0) -> None:
         self.node = node
         self.target = target
+        #: bytes of all the graph's constants as the graph stores them (the fit check's count):
+        #: a lowering that may store its weights wider asks whether that still fits the flash
+        self.graph_weight_bytes = graph_weight_bytes
         self.storage = storage or {}
         self.weights = {} if weights is None else weights
         self._names = 0
@@ -321,8 +325,10 @@ def lower_program(g: Graph, name: str | None = None, target: Any = None) -> Prog
         raise UnsupportedOpError(problems)
     weights: dict[int, Buffer] = {}
     kernels: list[Kernel] = []
+    consts = {id(v): v for n in g.nodes for v in n.inputs if v is not None and v.const is not None}
+    wbytes = sum(int(np.asarray(v.const).nbytes) for v in consts.values())
     for idx, n in enumerate(g.nodes):
-        ctx = LowerCtx(n, plan.buffers, weights, target)
+        ctx = LowerCtx(n, plan.buffers, weights, target, wbytes)
         k = reg[n.op](n, ctx)
         if k is not None:
             k.name = f"k{idx}"

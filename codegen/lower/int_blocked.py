@@ -18,9 +18,11 @@ one, so its stores write the value already written (no guard).
   in int32 words (low half first, as a little-endian int16 array would), and a step is the loop
   IR's ``smlad`` intrinsic, ``acc + lo(a)*lo(b) + hi(a)*hi(b)`` (``__smlad`` of ``<arm_acle.h>``):
   per word of a 2 x 2 block 2 LDRD and 4 SMLAD for 8 MACs (cortex-m4 -Os: 53 instructions per
-  iteration of 8 words, 0.83 per MAC). The weights then take 2 bytes per value in flash, twice
-  the int8 model's; ``INT8_WEIGHTS`` keeps them int8 and widens them in the loop with the
-  loop IR's ``sxtb16`` intrinsic (1 byte per value, ~0.5 more instructions per MAC);
+  iteration of 8 words, 0.83 per MAC), of the 3 x 2 block (``block_shape``) 1 LDRD of weights,
+  an LDRD and an LDR of scratch and 6 SMLAD for 12 MACs. The weights then take 2 bytes per value in flash, twice
+  the int8 model's; when they would not fit the flash so (``int8_weights``) they stay int8 and
+  are widened in the loop with the loop IR's ``sxtb16`` intrinsic (1 byte per value, ~0.4 more
+  instructions per MAC);
 - 1 (other cores): int16 scratch values and int8 weights (int16 when a centered weight does
   not fit), one multiply-add each.
 
@@ -46,12 +48,25 @@ INT8_NAMES = ("int8", "uint8")   # the activations these kernels take (not "16x8
 I16 = DType("int16")
 UNROLL = 8          # reduction steps (words) per iteration of the inner loop
 BLOCK_MIN_K = 8     # fewer reduction values than this: the portable nest is as fast
-#: On DSP cores, keep the weights int8 in flash and widen them in the loop with ``sxtb16``
-#: (``pack_weights_int8``) instead of int16 pairs: half the weight bytes (those of the int8
-#: model, which the fit check and the report count) for ~0.5 more instructions per MAC
-#: (cortex-m4 -Os: pointwise 64->32 on 10x10 2.08 against 1.50, 3x3 16->16 on 8x8 2.02 against
-#: 1.43, dense 256->32 1.92 against 1.40). On by default: flash is as scarce as cycles.
-INT8_WEIGHTS = True
+#: On DSP cores, whether the weights stay int8 in flash, widened in the loop by ``sxtb16``
+#: (``pack_weights_int8``: the bytes of the int8 model, which the fit check counts), or are
+#: stored as int16 pairs (``pack_weights``: twice the bytes, ~0.4 fewer instructions per MAC;
+#: cortex-m4 -Os, benchmarks/mcu.py int8 "other conv": ds_cnn 1.72 -> 1.34, resnet8 1.84 ->
+#: 1.23, mobilenet_v1_025_vww 2.08 -> 1.77; dense 2.82 -> 2.00, 3.45 -> 2.53). None (the
+#: default): int16 pairs when the graph's weights counted twice still fit the target's flash
+#: (speed mode spends flash it has to spare; size mode never takes the blocked products), else
+#: int8. True / False force one form.
+INT8_WEIGHTS: bool | None = None
+
+
+def int8_weights(target: object, graph_weight_bytes: int) -> bool:
+    """Whether the blocked products of a graph whose constants take ``graph_weight_bytes``
+    keep int8 weights on ``target`` (see :data:`INT8_WEIGHTS`): forced by INT8_WEIGHTS when
+    set, else unless twice the bytes fit the target's ``flash_bytes`` (int8 when it has none)."""
+    if INT8_WEIGHTS is not None:
+        return INT8_WEIGHTS
+    flash = getattr(target, "flash_bytes", None)
+    return flash is None or 2 * graph_weight_bytes > flash
 
 
 def lanes_for(target: object) -> int | None:
@@ -188,11 +203,16 @@ def blocked_nest(*, lanes: int, P: int, PB: int, M: int, MB: int, K2: int,
     n_steps, per, fn = (K2e // 2, UNROLL // 2, step4) if bytes4 else (K2, UNROLL, step)
     Q = n_steps // per
     red: list[Stmt] = []
-    if Q:
+    if n_steps <= per:
+        # a short reduction (a pointwise layer of few channels) straight-line: as a loop of a
+        # few trips gcc -Os kept the accumulators on the stack (cortex-m4, 8 -> 16 channels:
+        # 6.1 instructions per MAC)
+        red = [s for u in range(n_steps) for s in fn(Const(u), u)]
+    elif Q:
         red.append(Loop(q, 0, Q, [s for u in range(per) for s in
                                   fn(Binary("add", Binary("mul", q, Const(per)), Const(u))
                                      if u else Binary("mul", q, Const(per)), u)]))
-    if n_steps % per:
+    if n_steps % per and n_steps > per:
         red.append(Loop(kk, Q * per, n_steps, fn(kk, 0)))
     decls: list[Stmt] = [Decl(acc[s][t], start(ms[s], ps[t])) for s in range(MB) for t in range(PB)]
     stores = [st for s in range(MB) for t in range(PB) for st in store(ms[s], ps[t], acc[s][t])]
@@ -231,11 +251,17 @@ def masked_load(buf: Buffer, idx: tuple[Expr, ...], conds: list[Expr]) -> tuple[
 
 
 def block_shape(P: int, M: int) -> tuple[int, int]:
-    """(PB, MB): 2 positions by 2 channels, or 1 position by 4 channels when there is one
-    position (a batch-1 MatMul), so no accumulator repeats another."""
-    if P == 1:
-        return 1, (4 if M >= 4 else max(M, 1))
-    return 2, (2 if M >= 2 else 1)
+    """(PB, MB): 3 positions by 2 channels (2 when there are 2), or 1 position by 4 channels
+    (5 or 3 when fewer repeat) when there is one position (a batch-1 MatMul), so no
+    accumulator repeats another. 3 x 2
+    over 2 x 2 on cortex-m4 -Os with int16 weights (benchmarks/mcu.py int8 "other conv"):
+    ds_cnn 1.34 -> 1.26, resnet8 1.23 -> 1.21, mobilenet_v1_025_vww 1.60 -> 1.54 instructions
+    per MAC (the per-channel requantize constants and the accumulator set-up shared by 3
+    pixels; the inner loop is 9 instructions per 12 MACs either way); 4 x 2 and 2 x 4 spill
+    (1.57, 1.47 on ds_cnn), 2 x 3 1.41."""
+    if P == 1:   # 4 channels, or 5 or 3 when they repeat fewer (resnet8's dense 64 -> 10)
+        return 1, min((4, 5, 3), key=lambda mb: -(-M // mb) * mb - M) if M >= 4 else max(M, 1)
+    return min(P, 3), (2 if M >= 2 else 1)
 
 
 def reduction_words(n: int, lanes: int) -> int:

@@ -56,7 +56,7 @@ def test_place_scratch_avoids_live_values_and_is_idempotent(rng):
 def test_int8_conv_scratch_lives_in_the_arena(rng):
     """A pointwise layer (32 -> 16 channels on 48x48): no kernel keeps a local array over
     SCRATCH_MIN_BYTES; the blocked product's im2col scratch (``codegen/lower/int_blocked.py``,
-    2 pixels x 16 words of int16 pairs, which replaced the row of accumulators that put 9.3 KB
+    3 pixels x 16 words of int16 pairs, which replaced the row of accumulators that put 9.3 KB
     on MobileNetV1's stack) is an arena output of the QLinearConv kernel, and the program
     equals the host build."""
     cm, x = _int8(_qconv_model(rng, C=32), rng)
@@ -66,7 +66,7 @@ def test_int8_conv_scratch_lives_in_the_arena(rng):
         assert all(b.extent * b.dtype.np.itemsize <= SCRATCH_MIN_BYTES for b in k.locals), k.name
     (conv,) = [k for k in p.kernels if k.op == "QLinearConv"]
     (col,) = [b for b in conv.outputs if b.name == "col"]
-    assert col.space == "arena" and col.shape == (16, 2) and p.arena_size == cm.arena_size
+    assert col.space == "arena" and col.shape == (16, 3) and p.arena_size == cm.arena_size
     got = run_interp(p, [x["x"]])[0]
     np.testing.assert_array_equal(got, cm.run(x)["y"])
 

@@ -99,6 +99,7 @@ CASES = {
     "pointwise": lambda: qconv(16, 12, 6, 5, 1, 0),
     "conv3x3_pad_int8": lambda: qconv(5, 6, 7, 6, 3, 1, x_type=np.int8),
     "conv3x3_stride2": lambda: qconv(4, 5, 9, 9, 3, 1, stride=2),
+    "conv3x3_no_pad": lambda: qconv(6, 5, 7, 8, 3, 0),   # im2col without tests, per pixel
     "matmul": lambda: qmatmul(3, 21, 7),
     "matmul_batch1": lambda: qmatmul(1, 33, 10),
     "matmul_integer": lambda: matmul_integer(4, 19, 6),
@@ -142,11 +143,44 @@ def _check(case: str, target: str) -> str:
     return _c_text(cm)
 
 
+@pytest.mark.parametrize("int8", [False, True], ids=["int16_weights", "int8_weights"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_blocked_int8_on_cortex_m4_is_bit_exact_and_uses_smlad(case):
+def test_blocked_int8_on_cortex_m4_is_bit_exact_and_uses_smlad(case, int8, monkeypatch):
+    """Both weight forms of the DSP kernels (int16 pairs, the default where they fit the flash;
+    int8 widened by sxtb16) are bit-exact."""
+    from onnxcc.codegen.lower import int_blocked
+
     _tools_or_skip("cortex-m4")
+    monkeypatch.setattr(int_blocked, "INT8_WEIGHTS", int8)
     c = _check(case, "cortex-m4")
     assert "__smlad(" in c and "acc00 = onnxcc_smlad(" in c
+    # int8 words where every centered weight fits int8 (not so for the uint8 weights)
+    assert ("onnxcc_sxtb16(w0_0" in c) is (int8 and "integer" not in case)
+
+
+def test_weights_int16_only_when_twice_their_bytes_fit_the_flash():
+    """By default (``INT8_WEIGHTS`` None) the blocked products store int16 pairs when the
+    graph's weights counted twice fit the target's flash, else int8 words (the int8 model's
+    bytes), bit-exact either way."""
+    import dataclasses
+
+    from onnxcc.codegen.lower import int_blocked
+
+    assert int_blocked.INT8_WEIGHTS is None
+    model, x = qconv(16, 32, 6, 6, 3, 1)
+    wbytes = 32 * 16 * 9 + 32 * 4 + 32 * 4   # int8 w, int32 b, float32 ws (+ zero points)
+    m4 = get_target("cortex-m4")
+    forms = {}
+    for flash in (m4.flash_bytes, 2 * wbytes - 64):
+        cm = onnxcc.compile(model, dataclasses.replace(m4, flash_bytes=flash), name="t")
+        (wp,) = [b for b in cm.program.kernels[0].inputs if b.name == "wp"]
+        forms[flash] = wp.data.nbytes
+        got = run_program(cm.program, [x])[0].reshape(-1)
+        assert got.tobytes() == interpret(cm.graph, {"x": x})["y"].reshape(-1).tobytes()
+    assert forms[m4.flash_bytes] == 2 * 32 * 16 * 9 and forms[2 * wbytes - 64] == 32 * 16 * 9
+    assert int_blocked.int8_weights(m4, m4.flash_bytes // 2 + 1)
+    assert not int_blocked.int8_weights(m4, m4.flash_bytes // 2)
+    assert int_blocked.int8_weights(dataclasses.replace(m4, flash_bytes=None), 10)
 
 
 @pytest.mark.parametrize("case", ["conv3x3_pad_int8"])
@@ -170,14 +204,16 @@ def test_smlad_reference_wraps_like_the_instruction():
 
 
 #: (case, target) -> instructions per MAC bound. Measured at -Os (QEMU TCG counts exactly):
-#: cortex-m4 with int8 weights (the default, int_blocked.INT8_WEIGHTS) 1.944, 1.791, 2.004 with
-#: the requantize_hi / sat_i8 epilogue (2.08, 2.02, 1.92 with the generic requantize); with
-#: int16 pairs 1.500, 1.602, 1.396 (5.80, 10.08, 8.08 before the blocked kernels); cortex-m3
-#: 2.84 for the pointwise layer (5.80 before).
+#: cortex-m4 with int16 weight pairs (the default where they fit the flash,
+#: int_blocked.int8_weights) 1.290, 1.206, 1.330 (1.348, 1.373, 1.330 with 2 x 2 blocks and
+#: the x zero point subtracted in the im2col fill); with int8 weights widened by sxtb16 1.944,
+#: 1.791, 2.004 with the requantize_hi / sat_i8 epilogue (2.08, 2.02, 1.92 with the generic
+#: requantize; 5.80, 10.08, 8.08 before the blocked kernels); cortex-m3 2.84 for the pointwise
+#: layer (5.80 before).
 BOUNDS = {
-    ("pointwise_64_32", "cortex-m4"): 2.25,
-    ("conv3x3_16_16", "cortex-m4"): 2.2,
-    ("dense_256_32", "cortex-m4"): 2.1,
+    ("pointwise_64_32", "cortex-m4"): 1.5,
+    ("conv3x3_16_16", "cortex-m4"): 1.5,
+    ("dense_256_32", "cortex-m4"): 1.5,
     ("pointwise_64_32", "cortex-m3"): 3.1,
 }
 SPEED = {"pointwise_64_32": (lambda: qconv(64, 32, 10, 10, 1, 0), 64 * 32 * 100),
