@@ -228,6 +228,16 @@ def test_matrix_product_tile_packs_b_and_stays_in_registers(rng):
     np.testing.assert_allclose(run_llvm(p, [a])[0], a @ b, rtol=1e-5, atol=1e-5)
 
 
+def test_constant_b_broadcast_over_batch_dims_is_packed(rng):
+    """A weight B (K, N) under a batched A (1, M, K) (the transformer's projections) is packed
+    once, as without the batch dim, and the product equals onnxruntime's."""
+    b = rng.standard_normal((24, 40), dtype=np.float32)
+    m = make_model([("MatMul", ["a", "b"], ["y"])], inputs={"a": (2, 9, 24)}, outputs={"y": None},
+                   inits={"b": b})
+    p = _check(m, {"a": rng.standard_normal((2, 9, 24), dtype=np.float32)}, "x86-64-v3")
+    assert "b packed as (3,24,16)" in program_text(p)
+
+
 def test_products_the_tile_does_not_take(rng):
     """float64, fewer columns than a vector, and a runtime B read along k (transB) keep the
     portable forms."""
