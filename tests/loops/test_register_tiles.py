@@ -67,6 +67,39 @@ def test_register_tiled_conv_matches_onnxruntime(rng, target, xs, ws, attrs):
     assert re.search(r"register tiles of [1-6] positions", program_text(p))
 
 
+POINTWISE_CASES = [   # x shape, w shape, bias, fused Relu, lowered as w @ x
+    ((2, 8, 9, 10), (12, 8, 1, 1), True, True, True),      # batch 2, 90 positions: partial tiles
+    ((1, 100, 20, 16), (24, 100, 1, 1), False, False, True),   # 320 >= 3 * 100 positions
+    ((1, 100, 12, 12), (24, 100, 1, 1), True, False, False),   # 144 < 3 * 100: positions tile
+    ((1, 16, 6, 6), (32, 16, 1, 1), True, True, False),        # 36 positions: positions tile
+]
+
+
+@pytest.mark.parametrize("xs,ws,bias,relu,gemm", POINTWISE_CASES,
+                         ids=[f"pw{k}" for k in range(len(POINTWISE_CASES))])
+def test_pointwise_conv_over_many_positions_is_a_matrix_product(rng, xs, ws, bias, relu, gemm):
+    """A 1x1 Conv (stride 1, no padding) over at least 64 positions with few input channels is
+    y[n] (M, P) = w (M, C) @ x[n] (C, P) in the product's register tiles (vectors along the
+    positions, bias and activation in the epilogue); others keep the positions x channels tile.
+    Both match onnxruntime (interpreter, LLVM, C)."""
+    inits = {"w": rng.standard_normal(ws, dtype=np.float32)}
+    if bias:
+        inits["b"] = rng.standard_normal(ws[0], dtype=np.float32)
+    nodes = [("Conv", ["x", "w"] + (["b"] if bias else []), ["t" if relu else "y"])]
+    nodes += [("Relu", ["t"], ["y"])] if relu else []
+    m = make_model(nodes, inputs={"x": xs}, outputs={"y": None}, inits=inits)
+    cm = onnxcc.compile(m, target="host")
+    p = lower_for_target(cm.graph, get_target("x86-64-v3"))
+    want = ort_run(m, feeds := {"x": rng.standard_normal(xs, dtype=np.float32)})["y"]
+    for run in (run_interp, run_llvm, run_c):
+        np.testing.assert_allclose(run(p, [feeds["x"]])[0], want, rtol=1e-5, atol=1e-5)
+    text = program_text(p)
+    P = xs[2] * xs[3]
+    assert (f"1x1: y[n] ({ws[0]},{P}) = w ({ws[0]},{xs[1]}) @ x[n] ({xs[1]},{P})" in text) == gemm
+    assert ("register tiles of 4 rows x 16 columns" in text) == gemm
+    assert ("register tiles of" in text and "positions x" in text) == (not gemm)
+
+
 def test_tile_shape_follows_the_register_file():
     """6 positions by 4 vectors with 32 registers, 5 by 2 with 16 (4 over a short reduction
     and in matrix products);
