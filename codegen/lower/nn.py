@@ -1161,7 +1161,7 @@ def _conv_pointwise_gemm(node: Node, ctx: LowerCtx) -> Any:
     w (M,C,1...), b (M,), y (N,M,*S)."""
     from .matmul import _view, product
 
-    x, w = node.inputs[0], node.inputs[1]
+    x = node.inputs[0]
     X, Wt, Y = ctx.input(0, "x"), ctx.input(1, "w"), ctx.output(0, "y")
     (N, C), M = x.shape[:2], Y.shape[1]
     P = math.prod(Y.shape[2:])
