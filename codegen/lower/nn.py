@@ -611,6 +611,7 @@ def _conv_tiled(node: Node, ctx: LowerCtx, tile: tuple[int, int, int]) -> Any:
 
 
 PLANE_BYTES = 256 * 1024     # _conv_depthwise: the largest padded plane (kernel scratch)
+FLAT_ROWS = 2                # ... and output rows shorter than this many vectors: one loop
 PAD_BYTES = 512 * 1024       # _conv_tiled: the largest zero-padded copy of x (kernel scratch)
 PAD_MACS = 64                # ... and the fewest multiply-adds per element copied
 
@@ -639,8 +640,10 @@ def _plane_row(wp: int, stride: int) -> int:
 
 def _conv_depthwise(node: Node, ctx: LowerCtx) -> Any:
     """A depthwise Conv (one input channel per group) for targets with a vector register file:
-    per input channel, its plane is copied once into a zero-padded local (Hp, Wp), then each
-    output row is one loop over its positions, vectorized, every tap an unguarded load of the
+    per input channel, its plane is copied once into a zero-padded local (Hp, Wp) (zeroed once
+    per kernel, each channel then writing only x's rows into its interior), then each
+    output row is one loop over its positions, vectorized (rows shorter than FLAT_ROWS
+    vectors: one loop over the plane's positions into a local, whose rows are copied to y), every tap an unguarded load of the
     padded plane and a multiply-add with the tap's weight (a register), bias and activation
     fused into the single store. No per-tap bounds and no scatter of partial sums: the tap-
     stationary nest re-read and re-wrote y nine times over rows of 6 to 24 (MobileNetV1-0.25's
@@ -665,41 +668,78 @@ def _conv_depthwise(node: Node, ctx: LowerCtx) -> Any:
     sw = s[1]
     Wr = _plane_row(Wp, sw)         # row length; with sw > 1, sw phases of Wq columns each
     Wq = Wr // sw
-    xp = Buffer("plane", dt, (Hp * Wr,), space="local")    # row-major (Hp, Wr)
+    flat = s == [1, 1] and O[1] < FLAT_ROWS * lanes
+    # short rows: one loop over the plane's positions fq = oh*Wp + ow (below), rounded up to
+    # whole vectors; the plane then holds the furthest tap of the last position, past its
+    # Hp*Wp (zeros)
+    F = (O[0] - 1) * Wp + O[1]
+    Fv = -(-F // lanes) * lanes
+    size = max(Hp * Wr, Fv + (K[0] - 1) * d[0] * Wp + (K[1] - 1) * d[1]) if flat else Hp * Wr
+    xp = Buffer("plane", dt, (size,), space="local")    # row-major (Hp, Wr)
     n, g, m = axis_var("n", N), Var("g"), axis_var("m", MG)
     r, q, oh, ow = Var("r"), Var("q"), Var("oh"), Var("ow")
     co = lin((g, MG), m)
-    # the padded plane: rows/columns outside x are 0 (loads clamped into x, then a select);
-    # column q = j*sw + p of a row at p*Wq + j (sw phases, each stored unit-stride in j; the
-    # columns past Wp in the last phases are 0 and never read)
-    ri = Binary("sub", r, Const(pb[0]))
-    xl = [Var(f"xl{p}" if sw > 1 else "xl", dt) for p in range(sw)]
-    body: list[Stmt] = []
-    for p in range(sw):
-        qi = lin((q, sw), p - pb[1])
-        ok = all_of(ri >= 0, ri < I[0], qi >= 0, qi < I[1])
-        body += [Decl(xl[p], X[(n, g, _clamped(ri, I[0]), _clamped(qi, I[1]))]),
-                 Store(xp, (lin((r, Wr), q, p * Wq),), Select(ok, xl[p], const(0, dt)))]
-    copy = [Loop(r, 0, Hp, [Loop(q, 0, Wq, body, kind="vectorized", factor=lanes)])]
+    # the padded plane: rows/columns outside x are 0. At column stride 1 without cropping
+    # (pads_end >= 0) the plane is zeroed once per kernel and each channel copies only its
+    # rows into the interior (contiguous on both sides); else each channel writes the whole
+    # plane, loads clamped into x then a select, column q = j*sw + p of a row at p*Wq + j
+    # (sw phases, each stored unit-stride in j; the columns past Wp in the last phases are 0
+    # and never read)
+    interior = min(pe_) >= 0
+    zero: list[Stmt] = []
+    if interior:
+        zq = Var("zq")
+        zero = [Loop(zq, 0, size, [Store(xp, (zq,), const(0, dt))], kind="vectorized",
+                     factor=lanes)]
+        phases: list[Stmt] = []
+        for p in range(sw):
+            # padded column j*sw + p is x's column j*sw + p - pb[1], inside x for j in [j0, j1)
+            j0 = max(0, -(-(pb[1] - p) // sw))
+            j1 = min(Wq, (I[1] - 1 + pb[1] - p) // sw + 1)
+            if j1 <= j0:
+                continue
+            row = [Store(xp, (lin((r, Wr), q, pb[0] * Wr + p * Wq),),
+                         X[(n, g, r, lin((q, sw), p - pb[1]))])]
+            # x read at stride sw: left to LLVM's cost model (forced, it printed "loop not
+            # vectorized" and ran the copy scalar)
+            vec = sw == 1 and j1 - j0 >= lanes
+            phases.append(Loop(q, j0, j1, row, kind="vectorized" if vec else "serial",
+                               factor=lanes if vec else 0))
+        copy = [Loop(r, 0, I[0], phases)]
+    else:
+        ri = Binary("sub", r, Const(pb[0]))
+        xl = [Var(f"xl{p}" if sw > 1 else "xl", dt) for p in range(sw)]
+        body: list[Stmt] = []
+        for p in range(sw):
+            qi = lin((q, sw), p - pb[1])
+            ok = all_of(ri >= 0, ri < I[0], qi >= 0, qi < I[1])
+            body += [Decl(xl[p], X[(n, g, _clamped(ri, I[0]), _clamped(qi, I[1]))]),
+                     Store(xp, (lin((r, Wr), q, p * Wq),), Select(ok, xl[p], const(0, dt)))]
+        copy = [Loop(r, 0, Hp, [Loop(q, 0, Wq, body, kind="vectorized", factor=lanes)])]
+        if size > Hp * Wr:
+            zq = Var("zq")
+            zero = [Loop(zq, Hp * Wr, size, [Store(xp, (zq,), const(0, dt))])]
     wv = [[Var(f"w{a}_{b}", dt) for b in range(K[1])] for a in range(K[0])]
     acc = Var("acc", dt)
     taps: list[Stmt] = [Decl(acc, B[(co,)] if B is not None else const(0, dt))]
-    flat = s == [1, 1] and O[1] < lanes
+    out: Buffer | None = None
     if flat:
-        # rows shorter than a vector: one loop over the plane's positions q = oh*Wp + ow, the
-        # Wp - OW columns past each row computed and not stored, so vectors fill (a 6x6 plane:
-        # 6 vectors of 8 instead of 6 rows of 6 that LLVM's vectorizer left scalar: 21 -> 13
-        # us for 128 channels; with rows of 12 the scattered stores cost more than they save)
+        # rows shorter than a vector: one loop over the plane's positions, the Wp - OW
+        # columns past each row computed into a local row-major (OH, Wp) and not copied out,
+        # so vectors fill (a 6x6 plane: 6 vectors of 8 instead of 6 rows of 6 that LLVM's
+        # vectorizer left scalar: 21 -> 13 us for 128 channels); then the OH rows of OW are
+        # copied into y (stored straight into y under a column test, LLVM made one branch
+        # per lane of each vector: 11.6 -> 7 us)
         fq = Var("fq")
-        col = Binary("mod", fq, Const(Wp))
+        out = Buffer("rows", dt, (Fv,), space="local")
         for a in range(K[0]):
             for b in range(K[1]):
                 taps.append(Assign(acc, MulAdd(wv[a][b], xp[(lin(fq, a * d[0] * Wp + b * d[1]),)],
                                                acc)))
-        taps.append(If(Binary("lt", col, Const(O[1])),
-                       [Store(Y, (n, co, Binary("div", fq, Const(Wp)), col),
-                              activation_expr(node, acc))]))
-        rows = [Loop(fq, 0, (O[0] - 1) * Wp + O[1], taps, kind="vectorized", factor=lanes)]
+        taps.append(Store(out, (fq,), activation_expr(node, acc)))
+        rows = [Loop(fq, 0, Fv, taps, kind="vectorized", factor=lanes),
+                Loop(oh, 0, O[0], [Loop(ow, 0, O[1], [Store(Y, (n, co, oh, ow),
+                                                            out[(lin((oh, Wp), ow),)])])])]
     else:
         for a in range(K[0]):
             for b in range(K[1]):
@@ -711,7 +751,7 @@ def _conv_depthwise(node: Node, ctx: LowerCtx) -> Any:
         rows = [Loop(oh, 0, O[0], [Loop(ow, 0, O[1], taps, kind="vectorized", factor=lanes)])]
     wdecl: list[Stmt] = [Decl(wv[a][b], Wt[(co, Const(0), Const(a), Const(b))])
                          for a in range(K[0]) for b in range(K[1])]
-    nest = loops([(n, 0, N)], [Loop(g, 0, C, copy + loops([(m, 0, MG)], wdecl + rows))])
+    nest = zero + loops([(n, 0, N)], [Loop(g, 0, C, copy + loops([(m, 0, MG)], wdecl + rows))])
     act = node.attrs.get("activation") or ""
     text = (f"{node.op}: x {shape_text(X.shape)} is (N,C,H,W), w {shape_text(Wt.shape)}, y "
             f"{shape_text(Y.shape)}; depthwise (group {C}), strides {_lst(s_)}, dilations "
@@ -721,7 +761,8 @@ def _conv_depthwise(node: Node, ctx: LowerCtx) -> Any:
                if sw > 1 else "")
             + ("its positions one vectorized loop" if flat else "rows vectorized"))
     ins = read_buffers(nest, [X, Wt] + ([B] if B is not None else []))
-    return ctx.kernel("conv", [Y], ins, [Comment(text)] + nest, comment=text, locals=[xp])
+    return ctx.kernel("conv", [Y], ins, [Comment(text)] + nest, comment=text,
+                      locals=[xp] + ([out] if out is not None else []))
 
 
 SCALAR_TAPS = 32     # _conv_depthwise_scalar: the most kernel taps unrolled into one body

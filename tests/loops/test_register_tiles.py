@@ -307,7 +307,9 @@ def test_depthwise_conv_on_a_padded_plane_matches_onnxruntime(rng, target, xs, w
     ways = ("interp", "llvm", "c") if target == "x86-64-v3" else ("llvm",)
     p = _check(m, {"x": rng.standard_normal(xs, dtype=np.float32)}, target, ways=ways)
     (k,) = p.kernels
-    assert "depthwise" in k.comment and [b.name for b in k.locals] == ["plane"]
+    # the padded plane, and with short rows (one loop over positions) the rows it computes
+    short = "its positions one vectorized loop" in k.comment
+    assert "depthwise" in k.comment and [b.name for b in k.locals] == ["plane"] + ["rows"] * short
 
 
 def test_depthwise_plane_too_big_for_the_stack_keeps_the_tap_nest(rng):
@@ -333,13 +335,32 @@ def test_grouped_conv_with_a_partial_tile_per_group_and_a_runtime_bias(rng):
 
 
 def test_depthwise_rows_shorter_than_a_vector_are_one_loop(rng):
-    """On a 5x5 plane (rows shorter than a vector) the positions q = oh*Wp + ow of the padded
-    plane are one vectorized loop, the columns past each row not stored; results as
-    onnxruntime's, and the padded plane's margins never leak into y."""
+    """On a 5x5 plane (rows shorter than two vectors) the positions q = oh*Wp + ow of the padded
+    plane are one vectorized loop of whole vectors into a local, whose rows are then copied into
+    y; the plane is zeroed once per kernel and each channel copies only x's rows into its
+    interior. Results as onnxruntime's, and the padded plane's margins never leak into y."""
     w = rng.standard_normal((16, 1, 3, 3), dtype=np.float32)
     m = make_model([("Conv", ["x", "w"], ["y"], dict(group=16, pads=[1, 1, 1, 1]))],
                    inputs={"x": (1, 16, 5, 5)}, outputs={"y": None}, inits={"w": w})
     p = _check(m, {"x": rng.standard_normal((1, 16, 5, 5), dtype=np.float32)}, "x86-64-v3",
                ways=("interp", "llvm", "c"))
     assert "its positions one vectorized loop" in p.kernels[0].comment
-    assert "for fq in 0..33 vectorized(8):" in program_text(p)       # 4 rows of 7, then 5
+    text = program_text(p)
+    # 4 rows of 7 then 5 (33 positions) as 5 vectors; taps reach 16 past the last: 56 zeros
+    assert "\n  for zq in 0..56 vectorized(8):\n    plane[zq] = 0.0:f32\n  for g in 0..16:" in text
+    assert "for q in 1..6:\n        plane[(((r * 7) + q) + 7)] = x[0, g, r, (q - 1)]" in text
+    assert "for fq in 0..40 vectorized(8):" in text
+    assert "y[0, g, oh, ow] = rows[((oh * 7) + ow)]" in text
+
+
+def test_depthwise_stride_2_copies_x_into_the_phases_of_a_zeroed_plane(rng):
+    """With a column stride of 2 the plane (zeroed once) gets each x row as its two column
+    phases, contiguous stores of x's odd and even columns; results as onnxruntime's."""
+    w = rng.standard_normal((4, 1, 3, 3), dtype=np.float32)
+    m = make_model([("Conv", ["x", "w"], ["y"], dict(group=4, pads=[1, 1, 1, 1], strides=[2, 2]))],
+                   inputs={"x": (1, 4, 20, 20)}, outputs={"y": None}, inits={"w": w})
+    p = _check(m, {"x": rng.standard_normal((1, 4, 20, 20), dtype=np.float32)}, "x86-64-v3",
+               ways=("interp", "llvm", "c"))
+    text = program_text(p)
+    assert "for q in 1..11:\n        plane[(((r * 22) + q) + 22)] = x[0, g, r, ((q * 2) - 1)]" in text
+    assert "for q in 0..10:\n        plane[(((r * 22) + q) + 33)] = x[0, g, r, (q * 2)]" in text
