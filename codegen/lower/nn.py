@@ -612,6 +612,7 @@ def _conv_tiled(node: Node, ctx: LowerCtx, tile: tuple[int, int, int]) -> Any:
 
 PLANE_BYTES = 256 * 1024     # _conv_depthwise: the largest padded plane (kernel scratch)
 FLAT_ROWS = 2                # ... and output rows shorter than this many vectors: one loop
+ALL_PLANES_BYTES = 64 * 1024  # ... and the most bytes of the planes of all channels at once
 PAD_BYTES = 512 * 1024       # _conv_tiled: the largest zero-padded copy of x (kernel scratch)
 PAD_MACS = 64                # ... and the fewest multiply-adds per element copied
 
@@ -675,8 +676,14 @@ def _conv_depthwise(node: Node, ctx: LowerCtx) -> Any:
     F = (O[0] - 1) * Wp + O[1]
     Fv = -(-F // lanes) * lanes
     size = max(Hp * Wr, Fv + (K[0] - 1) * d[0] * Wp + (K[1] - 1) * d[1]) if flat else Hp * Wr
-    xp = Buffer("plane", dt, (size,), space="local")    # row-major (Hp, Wr)
     n, g, m = axis_var("n", N), Var("g"), axis_var("m", MG)
+    interior = min(pe_) >= 0
+    # small planes: every channel's plane copied before any is read (C planes one after the
+    # other), so no load of a plane waits on the stores just made into it (a vector load over
+    # several narrower stores is not forwarded from them: 6x6 and 3x3 planes stalled on it)
+    every = interior and C * size * dt.np.itemsize <= ALL_PLANES_BYTES
+    gp = [(g, size)] if every else []      # the channel's plane within the local
+    xp = Buffer("plane", dt, ((C if every else 1) * size,), space="local")  # (Hp, Wr) each
     r, q, oh, ow = Var("r"), Var("q"), Var("oh"), Var("ow")
     co = lin((g, MG), m)
     # the padded plane: rows/columns outside x are 0. At column stride 1 without cropping
@@ -685,11 +692,10 @@ def _conv_depthwise(node: Node, ctx: LowerCtx) -> Any:
     # plane, loads clamped into x then a select, column q = j*sw + p of a row at p*Wq + j
     # (sw phases, each stored unit-stride in j; the columns past Wp in the last phases are 0
     # and never read)
-    interior = min(pe_) >= 0
     zero: list[Stmt] = []
     if interior:
         zq = Var("zq")
-        zero = [Loop(zq, 0, size, [Store(xp, (zq,), const(0, dt))], kind="vectorized",
+        zero = [Loop(zq, 0, xp.shape[0], [Store(xp, (zq,), const(0, dt))], kind="vectorized",
                      factor=lanes)]
         phases: list[Stmt] = []
         for p in range(sw):
@@ -698,7 +704,7 @@ def _conv_depthwise(node: Node, ctx: LowerCtx) -> Any:
             j1 = min(Wq, (I[1] - 1 + pb[1] - p) // sw + 1)
             if j1 <= j0:
                 continue
-            row = [Store(xp, (lin((r, Wr), q, pb[0] * Wr + p * Wq),),
+            row = [Store(xp, (lin((r, Wr), *gp, q, pb[0] * Wr + p * Wq),),
                          X[(n, g, r, lin((q, sw), p - pb[1]))])]
             # x read at stride sw: left to LLVM's cost model (forced, it printed "loop not
             # vectorized" and ran the copy scalar)
@@ -734,7 +740,7 @@ def _conv_depthwise(node: Node, ctx: LowerCtx) -> Any:
         out = Buffer("rows", dt, (Fv,), space="local")
         for a in range(K[0]):
             for b in range(K[1]):
-                taps.append(Assign(acc, MulAdd(wv[a][b], xp[(lin(fq, a * d[0] * Wp + b * d[1]),)],
+                taps.append(Assign(acc, MulAdd(wv[a][b], xp[(lin(fq, *gp, a * d[0] * Wp + b * d[1]),)],
                                                acc)))
         taps.append(Store(out, (fq,), activation_expr(node, acc)))
         rows = [Loop(fq, 0, Fv, taps, kind="vectorized", factor=lanes),
@@ -744,14 +750,17 @@ def _conv_depthwise(node: Node, ctx: LowerCtx) -> Any:
         for a in range(K[0]):
             for b in range(K[1]):
                 cb = (b * d[1]) % sw * Wq + (b * d[1]) // sw     # phase, then column in it
-                taps.append(Assign(acc, MulAdd(wv[a][b], xp[(lin((oh, s[0] * Wr), ow,
+                taps.append(Assign(acc, MulAdd(wv[a][b], xp[(lin((oh, s[0] * Wr), *gp, ow,
                                                                  a * d[0] * Wr + cb),)],
                                                acc)))
         taps.append(Store(Y, (n, co, oh, ow), activation_expr(node, acc)))
         rows = [Loop(oh, 0, O[0], [Loop(ow, 0, O[1], taps, kind="vectorized", factor=lanes)])]
     wdecl: list[Stmt] = [Decl(wv[a][b], Wt[(co, Const(0), Const(a), Const(b))])
                          for a in range(K[0]) for b in range(K[1])]
-    nest = zero + loops([(n, 0, N)], [Loop(g, 0, C, copy + loops([(m, 0, MG)], wdecl + rows))])
+    compute = loops([(m, 0, MG)], wdecl + rows)
+    per_n = [Loop(g, 0, C, copy), Loop(g, 0, C, compute)] if every else \
+        [Loop(g, 0, C, copy + compute)]
+    nest = zero + loops([(n, 0, N)], per_n)
     act = node.attrs.get("activation") or ""
     text = (f"{node.op}: x {shape_text(X.shape)} is (N,C,H,W), w {shape_text(Wt.shape)}, y "
             f"{shape_text(Y.shape)}; depthwise (group {C}), strides {_lst(s_)}, dilations "

@@ -337,8 +337,9 @@ def test_grouped_conv_with_a_partial_tile_per_group_and_a_runtime_bias(rng):
 def test_depthwise_rows_shorter_than_a_vector_are_one_loop(rng):
     """On a 5x5 plane (rows shorter than two vectors) the positions q = oh*Wp + ow of the padded
     plane are one vectorized loop of whole vectors into a local, whose rows are then copied into
-    y; the plane is zeroed once per kernel and each channel copies only x's rows into its
-    interior. Results as onnxruntime's, and the padded plane's margins never leak into y."""
+    y; the planes of all 16 channels (small) are zeroed once per kernel and get x's rows in
+    their interiors before any is read. Results as onnxruntime's, and the padded plane's
+    margins never leak into y."""
     w = rng.standard_normal((16, 1, 3, 3), dtype=np.float32)
     m = make_model([("Conv", ["x", "w"], ["y"], dict(group=16, pads=[1, 1, 1, 1]))],
                    inputs={"x": (1, 16, 5, 5)}, outputs={"y": None}, inits={"w": w})
@@ -346,9 +347,10 @@ def test_depthwise_rows_shorter_than_a_vector_are_one_loop(rng):
                ways=("interp", "llvm", "c"))
     assert "its positions one vectorized loop" in p.kernels[0].comment
     text = program_text(p)
-    # 4 rows of 7 then 5 (33 positions) as 5 vectors; taps reach 16 past the last: 56 zeros
-    assert "\n  for zq in 0..56 vectorized(8):\n    plane[zq] = 0.0:f32\n  for g in 0..16:" in text
-    assert "for q in 1..6:\n        plane[(((r * 7) + q) + 7)] = x[0, g, r, (q - 1)]" in text
+    # 4 rows of 7 then 5 (33 positions) as 5 vectors; taps reach 16 past the last: 56 a plane
+    assert "\n  for zq in 0..896 vectorized(8):\n    plane[zq] = 0.0:f32\n  for g in 0..16:" in text
+    assert ("for q in 1..6:\n        plane[((((r * 7) + (g * 56)) + q) + 7)] = x[0, g, r, (q - 1)]"
+            "\n  for g in 0..16:") in text
     assert "for fq in 0..40 vectorized(8):" in text
     assert "y[0, g, oh, ow] = rows[((oh * 7) + ow)]" in text
 
@@ -362,5 +364,18 @@ def test_depthwise_stride_2_copies_x_into_the_phases_of_a_zeroed_plane(rng):
     p = _check(m, {"x": rng.standard_normal((1, 4, 20, 20), dtype=np.float32)}, "x86-64-v3",
                ways=("interp", "llvm", "c"))
     text = program_text(p)
-    assert "for q in 1..11:\n        plane[(((r * 22) + q) + 22)] = x[0, g, r, ((q * 2) - 1)]" in text
-    assert "for q in 0..10:\n        plane[(((r * 22) + q) + 33)] = x[0, g, r, (q * 2)]" in text
+    assert "for q in 1..11:\n        plane[((((r * 22) + (g * 484)) + q) + 22)] = x[0, g, r, ((q * 2) - 1)]" in text
+    assert "for q in 0..10:\n        plane[((((r * 22) + (g * 484)) + q) + 33)] = x[0, g, r, (q * 2)]" in text
+
+
+def test_depthwise_planes_over_the_all_channels_bound_are_copied_per_channel(rng):
+    """Planes of all channels over ALL_PLANES_BYTES (8 x 72 x 72 floats) are one plane, zeroed
+    once, that each channel fills and reads in turn; results as onnxruntime's."""
+    w = rng.standard_normal((8, 1, 3, 3), dtype=np.float32)
+    m = make_model([("Conv", ["x", "w"], ["y"], dict(group=8, pads=[1, 1, 1, 1]))],
+                   inputs={"x": (1, 8, 70, 70)}, outputs={"y": None}, inits={"w": w})
+    p = _check(m, {"x": rng.standard_normal((1, 8, 70, 70), dtype=np.float32)}, "x86-64-v3",
+               ways=("interp", "llvm"))
+    text = program_text(p)
+    assert "for zq in 0..5184 vectorized(8):" in text and text.count("for g in 0..8:") == 1
+    assert "plane[(((r * 72) + q) + 72)] = x[0, g, r, (q - 1)]" in text
