@@ -1194,6 +1194,9 @@ def _pointwise_gemm_applies(node: Node, ctx: LowerCtx) -> bool:
         return False
     pb, pe, st, _, O = conv_geometry(node, x.shape, w.shape)
     P, C = math.prod(O), x.shape[1]
+    X, Y = ctx.input(0), ctx.output(0)
+    if any(b.strides != contiguous_strides(b.shape) for b in (X, Y)):
+        return False
     return not any(pb) and not any(pe) and all(v == 1 for v in st) and \
         P >= POINTWISE_MIN_POSITIONS and \
         (C <= POINTWISE_FEW_CHANNELS or P >= POINTWISE_POSITIONS_PER_CHANNEL * C)
@@ -1216,11 +1219,17 @@ def _conv_pointwise_gemm(node: Node, ctx: LowerCtx) -> Any:
     (N, C), M = x.shape[:2], Y.shape[1]
     P = math.prod(Y.shape[2:])
     batch = (N,) if N > 1 else ()
-    A = _view(Wt, "w", batch + (M, C), (0,) * len(batch) + (C, 1))
+    # w and b through their own strides (a splat constant is one element at stride 0); x and
+    # y are contiguous (see _pointwise_gemm_applies), their positions one axis
+    A = _view(Wt, "w", batch + (M, C), (0,) * len(batch) + tuple(Wt.strides[:2]))
     Bx = _view(X, "x", batch + (C, P), ((C * P,) if batch else ()) + (P, 1))
     Yv = _view(Y, "y", batch + (M, P), ((M * P,) if batch else ()) + (P, 1))
     has_b = len(node.inputs) > 2 and node.inputs[2] is not None
-    bias = _view(ctx.input(2, "b"), "b", (M, P), (1, 0)) if has_b else None
+    if has_b:
+        b0 = ctx.input(2, "b")
+        bias = _view(b0, "b", (M, P), (b0.strides[0], 0))
+    else:
+        bias = None
     pr = product(ctx, A, Bx, Yv, batch, M, C, P, bias)
     act = node.attrs.get("activation") or ""
     text = (f"{node.op}: x {shape_text(X.shape)} is (N,C,spatial...), w {shape_text(Wt.shape)}, "

@@ -379,3 +379,14 @@ def test_depthwise_planes_over_the_all_channels_bound_are_copied_per_channel(rng
     text = program_text(p)
     assert "for zq in 0..5184 vectorized(8):" in text and text.count("for g in 0..8:") == 1
     assert "plane[(((r * 72) + q) + 72)] = x[0, g, r, (q - 1)]" in text
+
+
+def test_pointwise_matrix_product_reads_splat_weights_at_stride_0(rng):
+    """Uniform constant weights and bias are one element each (stride 0): the 1x1 product reads
+    them through those strides (verify refused a (12, 8) view of one element)."""
+    m = make_model([("Conv", ["x", "w", "b"], ["y"])], inputs={"x": (1, 8, 9, 10)},
+                   outputs={"y": None}, inits={"w": np.full((12, 8, 1, 1), 0.25, np.float32),
+                                               "b": np.full(12, 0.5, np.float32)})
+    p = _check(m, {"x": rng.standard_normal((1, 8, 9, 10), dtype=np.float32)}, "x86-64-v3")
+    text = program_text(p)
+    assert "in w:f32[12,8]{0,0} @weight" in text and "1x1: y[n] (12,90)" in text
