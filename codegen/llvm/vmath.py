@@ -90,9 +90,12 @@ class _Math:
         bits = self.b.shl(self.b.add(n, ir.Constant(I32, 127)), ir.Constant(I32, 23))
         return self.b.bitcast(bits, F32)
 
-    def exp(self, x: ir.Value) -> ir.Value:
+    def exp(self, x: ir.Value, bounded: bool = False) -> ir.Value:
+        """exp(x); ``bounded``: the caller guarantees x is a number in [-80, 80] (erf's
+        log(erfc) fit), so the clamp, the NaN test and the second power of two, which only
+        results near overflow or in the subnormals need, are left out (the same value)."""
         b = self.b
-        xc = self.clamp(x, EXP_MIN, EXP_MAX)
+        xc = x if bounded else self.clamp(x, EXP_MIN, EXP_MAX)
         # round(xc / ln 2) to the nearest integer, ties to even, without a call: adding and
         # subtracting 1.5 * 2**23 leaves an integer for |v| < 2**22 (here |v| <= 151). The
         # same number as llvm.roundeven, which a core without a rounding instruction (a
@@ -104,6 +107,8 @@ class _Math:
         p = self.horner(EXP_P, r)
         e = self.intr("fmuladd", b.fmul(p, r), r, b.fadd(r, _c(1.0, F32)))
         n = b.fptosi(fn, I32)                    # in [-150, 128]
+        if bounded:                              # |n| <= 116: one normal power of two
+            return b.fmul(e, self.pow2(n))
         n1 = b.ashr(n, ir.Constant(I32, 1))      # two halves, each a normal power of two
         y = b.fmul(b.fmul(e, self.pow2(n1)), self.pow2(b.sub(n, n1)))
         return b.select(b.fcmp_unordered("uno", x, x), x, y)
@@ -113,7 +118,8 @@ class _Math:
         ax = self.intr("fabs", x)
         small = b.fmul(x, self.horner(ERF_SMALL, b.fmul(x, x)))
         axc = self.clamp(ax, 0.0, ERF_ONE)
-        big = b.fsub(_c(1.0, F32), self.exp(self.horner(ERF_BIG, axc)))
+        # Q(|x|) for |x| clamped into [0, 3.925] lies in [-17.5, 0.001]
+        big = b.fsub(_c(1.0, F32), self.exp(self.horner(ERF_BIG, axc), bounded=True))
         y = b.select(b.fcmp_ordered("<", ax, _c(ERF_SPLIT, F32)), small, big)
         y = self.intr("copysign", y, x)          # erf is odd: the sign of x, -0.0 included
         return b.select(b.fcmp_unordered("uno", x, x), x, y)   # clamp made NaN a number

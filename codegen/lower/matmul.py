@@ -173,7 +173,8 @@ def _product_tiled(ctx: LowerCtx, A: Buffer, B: Buffer, Y: Buffer, batch: Sequen
     the tile accumulates in a local over k in order (each y[i, j] sums its k in order, as the
     ikj form does), one broadcast of A[i, k] per row feeding TN/lanes vector multiply-adds with
     a contiguous row of B; then the epilogue and one store per element, contiguous along j.
-    A constant B is packed at compile time as (N/TN, K, TN) (zero columns past N); a runtime B
+    A constant B (broadcast over the batch dims, if any) is packed at compile time as
+    (N/TN, K, TN) (zero columns past N); a runtime B
     is read in place (contiguous along j), its last partial tile through clamped column indices.
     The last tile of rows repeats the last row instead of a tail. ``epilogue(v, row, column)``
     gives what is stored for the tile's value ``v``."""
@@ -184,10 +185,13 @@ def _product_tiled(ctx: LowerCtx, A: Buffer, B: Buffer, Y: Buffer, batch: Sequen
     NT, MT = -(-N // TN), -(-M // TP)
     nt, mt, k, j, q = axis_var("nt", NT), axis_var("mt", MT), Var("k"), Var("j"), Var("q")
     col = lin((nt, TN), j)
-    packed = B.space == "weight" and B.data is not None and B.data.size > 1 and not batch
+    # a constant B the same for every batch index (a weight broadcast over A's batch dims: the
+    # transformer's (1, 64, 128) @ (128, 512)) is packed once too
+    packed = B.space == "weight" and B.data is not None and B.data.size > 1 and \
+        all(st == 0 for st in B.strides[:-2])
     if packed:
         full = np.lib.stride_tricks.as_strided(
-            np.asarray(B.data, dt.np), (K, N), [st * dt.np.itemsize for st in B.strides])
+            np.asarray(B.data, dt.np), (K, N), [st * dt.np.itemsize for st in B.strides[-2:]])
         pk = np.zeros((K, NT * TN), dt.np)
         pk[:, :N] = full
         pk = np.ascontiguousarray(pk.reshape(K, NT, TN).transpose(1, 0, 2))   # (NT, K, TN)

@@ -123,3 +123,33 @@ def test_hardmax(rng, axis, opset):
     m = make_model([("Hardmax", ["x"], ["y"], {"axis": axis})], {"x": x.shape}, {"y": x.shape},
                    opset=opset)
     _check(m, {"x": x}, rtol=0, atol=0)
+
+
+def test_softmax_and_layernorm_reduce_in_partials_on_vector_targets(rng):
+    """On a target with vector registers (x86-64-v3: 8 lanes) the max and the sum of a Softmax
+    row of 64 and LayerNorm's two sums over 128 run in 16 partial accumulators (loops of 64/16
+    and 128/16 steps, combined pairwise); a C target keeps one accumulator. Both match
+    onnxruntime."""
+    import re
+
+    import onnxcc
+    from loopir import run_llvm
+    from onnxcc.codegen.lower import lower_for_target
+    from onnxcc.targets import get_target
+
+    x = rng.standard_normal((3, 64), dtype=np.float32) * 4
+    sm = make_model([("Softmax", ["x"], ["y"], {"axis": -1})], {"x": (3, 64)}, {"y": (3, 64)})
+    ln = make_model([("LayerNormalization", ["z", "s", "b"], ["y"], {"axis": -1})],
+                    {"z": (2, 128)}, {"y": (2, 128)},
+                    inits={"s": rng.standard_normal(128, dtype=np.float32),
+                           "b": rng.standard_normal(128, dtype=np.float32)})
+    z = rng.standard_normal((2, 128), dtype=np.float32) + 3
+    for m, feeds, trips in ((sm, {"x": x}, ["0..4", "0..4"]), (ln, {"z": z}, ["0..8", "0..8"])):
+        p = lower_for_target(onnxcc.compile(m, target="host").graph, get_target("x86-64-v3"))
+        text = program_text(p)
+        assert re.findall(r"for kb\d+ in (0\.\.\d+):", text) == trips, text
+        assert len(re.findall(r"^ +\w+\d+:f32 = (?:0\.0|-inf):f32$", text, re.M)) == 32
+        want = ort_run(m, feeds)["y"]
+        for got in (run_llvm(p, list(feeds.values()))[0], run_interp(p, list(feeds.values()))[0]):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        assert "for kb" not in program_text(program_of(m))      # C (host): one accumulator

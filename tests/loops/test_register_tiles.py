@@ -67,6 +67,39 @@ def test_register_tiled_conv_matches_onnxruntime(rng, target, xs, ws, attrs):
     assert re.search(r"register tiles of [1-6] positions", program_text(p))
 
 
+POINTWISE_CASES = [   # x shape, w shape, bias, fused Relu, lowered as w @ x
+    ((2, 8, 9, 10), (12, 8, 1, 1), True, True, True),      # batch 2, 90 positions: partial tiles
+    ((1, 100, 20, 16), (24, 100, 1, 1), False, False, True),   # 320 >= 3 * 100 positions
+    ((1, 100, 12, 12), (24, 100, 1, 1), True, False, False),   # 144 < 3 * 100: positions tile
+    ((1, 16, 6, 6), (32, 16, 1, 1), True, True, False),        # 36 positions: positions tile
+]
+
+
+@pytest.mark.parametrize("xs,ws,bias,relu,gemm", POINTWISE_CASES,
+                         ids=[f"pw{k}" for k in range(len(POINTWISE_CASES))])
+def test_pointwise_conv_over_many_positions_is_a_matrix_product(rng, xs, ws, bias, relu, gemm):
+    """A 1x1 Conv (stride 1, no padding) over at least 64 positions with few input channels is
+    y[n] (M, P) = w (M, C) @ x[n] (C, P) in the product's register tiles (vectors along the
+    positions, bias and activation in the epilogue); others keep the positions x channels tile.
+    Both match onnxruntime (interpreter, LLVM, C)."""
+    inits = {"w": rng.standard_normal(ws, dtype=np.float32)}
+    if bias:
+        inits["b"] = rng.standard_normal(ws[0], dtype=np.float32)
+    nodes = [("Conv", ["x", "w"] + (["b"] if bias else []), ["t" if relu else "y"])]
+    nodes += [("Relu", ["t"], ["y"])] if relu else []
+    m = make_model(nodes, inputs={"x": xs}, outputs={"y": None}, inits=inits)
+    cm = onnxcc.compile(m, target="host")
+    p = lower_for_target(cm.graph, get_target("x86-64-v3"))
+    want = ort_run(m, feeds := {"x": rng.standard_normal(xs, dtype=np.float32)})["y"]
+    for run in (run_interp, run_llvm, run_c):
+        np.testing.assert_allclose(run(p, [feeds["x"]])[0], want, rtol=1e-5, atol=1e-5)
+    text = program_text(p)
+    P = xs[2] * xs[3]
+    assert (f"1x1: y[n] ({ws[0]},{P}) = w ({ws[0]},{xs[1]}) @ x[n] ({xs[1]},{P})" in text) == gemm
+    assert ("register tiles of 4 rows x 16 columns" in text) == gemm
+    assert ("register tiles of" in text and "positions x" in text) == (not gemm)
+
+
 def test_tile_shape_follows_the_register_file():
     """6 positions by 4 vectors with 32 registers, 5 by 2 with 16 (4 over a short reduction
     and in matrix products);
@@ -228,6 +261,16 @@ def test_matrix_product_tile_packs_b_and_stays_in_registers(rng):
     np.testing.assert_allclose(run_llvm(p, [a])[0], a @ b, rtol=1e-5, atol=1e-5)
 
 
+def test_constant_b_broadcast_over_batch_dims_is_packed(rng):
+    """A weight B (K, N) under a batched A (1, M, K) (the transformer's projections) is packed
+    once, as without the batch dim, and the product equals onnxruntime's."""
+    b = rng.standard_normal((24, 40), dtype=np.float32)
+    m = make_model([("MatMul", ["a", "b"], ["y"])], inputs={"a": (2, 9, 24)}, outputs={"y": None},
+                   inits={"b": b})
+    p = _check(m, {"a": rng.standard_normal((2, 9, 24), dtype=np.float32)}, "x86-64-v3")
+    assert "b packed as (3,24,16)" in program_text(p)
+
+
 def test_products_the_tile_does_not_take(rng):
     """float64, fewer columns than a vector, and a runtime B read along k (transB) keep the
     portable forms."""
@@ -264,7 +307,9 @@ def test_depthwise_conv_on_a_padded_plane_matches_onnxruntime(rng, target, xs, w
     ways = ("interp", "llvm", "c") if target == "x86-64-v3" else ("llvm",)
     p = _check(m, {"x": rng.standard_normal(xs, dtype=np.float32)}, target, ways=ways)
     (k,) = p.kernels
-    assert "depthwise" in k.comment and [b.name for b in k.locals] == ["plane"]
+    # the padded plane, and with short rows (one loop over positions) the rows it computes
+    short = "its positions one vectorized loop" in k.comment
+    assert "depthwise" in k.comment and [b.name for b in k.locals] == ["plane"] + ["rows"] * short
 
 
 def test_depthwise_plane_too_big_for_the_stack_keeps_the_tap_nest(rng):
@@ -290,13 +335,58 @@ def test_grouped_conv_with_a_partial_tile_per_group_and_a_runtime_bias(rng):
 
 
 def test_depthwise_rows_shorter_than_a_vector_are_one_loop(rng):
-    """On a 5x5 plane (rows shorter than a vector) the positions q = oh*Wp + ow of the padded
-    plane are one vectorized loop, the columns past each row not stored; results as
-    onnxruntime's, and the padded plane's margins never leak into y."""
+    """On a 5x5 plane (rows shorter than two vectors) the positions q = oh*Wp + ow of the padded
+    plane are one vectorized loop of whole vectors into a local, whose rows are then copied into
+    y; the planes of all 16 channels (small) are zeroed once per kernel and get x's rows in
+    their interiors before any is read. Results as onnxruntime's, and the padded plane's
+    margins never leak into y."""
     w = rng.standard_normal((16, 1, 3, 3), dtype=np.float32)
     m = make_model([("Conv", ["x", "w"], ["y"], dict(group=16, pads=[1, 1, 1, 1]))],
                    inputs={"x": (1, 16, 5, 5)}, outputs={"y": None}, inits={"w": w})
     p = _check(m, {"x": rng.standard_normal((1, 16, 5, 5), dtype=np.float32)}, "x86-64-v3",
                ways=("interp", "llvm", "c"))
     assert "its positions one vectorized loop" in p.kernels[0].comment
-    assert "for fq in 0..33 vectorized(8):" in program_text(p)       # 4 rows of 7, then 5
+    text = program_text(p)
+    # 4 rows of 7 then 5 (33 positions) as 5 vectors; taps reach 16 past the last: 56 a plane
+    assert "\n  for zq in 0..896 vectorized(8):\n    plane[zq] = 0.0:f32\n  for g in 0..16:" in text
+    assert ("for q in 1..6:\n        plane[((((r * 7) + (g * 56)) + q) + 7)] = x[0, g, r, (q - 1)]"
+            "\n  for g in 0..16:") in text
+    assert "for fq in 0..40 vectorized(8):" in text
+    assert "y[0, g, oh, ow] = rows[((oh * 7) + ow)]" in text
+
+
+def test_depthwise_stride_2_copies_x_into_the_phases_of_a_zeroed_plane(rng):
+    """With a column stride of 2 the plane (zeroed once) gets each x row as its two column
+    phases, contiguous stores of x's odd and even columns; results as onnxruntime's."""
+    w = rng.standard_normal((4, 1, 3, 3), dtype=np.float32)
+    m = make_model([("Conv", ["x", "w"], ["y"], dict(group=4, pads=[1, 1, 1, 1], strides=[2, 2]))],
+                   inputs={"x": (1, 4, 20, 20)}, outputs={"y": None}, inits={"w": w})
+    p = _check(m, {"x": rng.standard_normal((1, 4, 20, 20), dtype=np.float32)}, "x86-64-v3",
+               ways=("interp", "llvm", "c"))
+    text = program_text(p)
+    assert "for q in 1..11:\n        plane[((((r * 22) + (g * 484)) + q) + 22)] = x[0, g, r, ((q * 2) - 1)]" in text
+    assert "for q in 0..10:\n        plane[((((r * 22) + (g * 484)) + q) + 33)] = x[0, g, r, (q * 2)]" in text
+
+
+def test_depthwise_planes_over_the_all_channels_bound_are_copied_per_channel(rng):
+    """Planes of all channels over ALL_PLANES_BYTES (8 x 72 x 72 floats) are one plane, zeroed
+    once, that each channel fills and reads in turn; results as onnxruntime's."""
+    w = rng.standard_normal((8, 1, 3, 3), dtype=np.float32)
+    m = make_model([("Conv", ["x", "w"], ["y"], dict(group=8, pads=[1, 1, 1, 1]))],
+                   inputs={"x": (1, 8, 70, 70)}, outputs={"y": None}, inits={"w": w})
+    p = _check(m, {"x": rng.standard_normal((1, 8, 70, 70), dtype=np.float32)}, "x86-64-v3",
+               ways=("interp", "llvm"))
+    text = program_text(p)
+    assert "for zq in 0..5184 vectorized(8):" in text and text.count("for g in 0..8:") == 1
+    assert "plane[(((r * 72) + q) + 72)] = x[0, g, r, (q - 1)]" in text
+
+
+def test_pointwise_matrix_product_reads_splat_weights_at_stride_0(rng):
+    """Uniform constant weights and bias are one element each (stride 0): the 1x1 product reads
+    them through those strides (verify refused a (12, 8) view of one element)."""
+    m = make_model([("Conv", ["x", "w", "b"], ["y"])], inputs={"x": (1, 8, 9, 10)},
+                   outputs={"y": None}, inits={"w": np.full((12, 8, 1, 1), 0.25, np.float32),
+                                               "b": np.full(12, 0.5, np.float32)})
+    p = _check(m, {"x": rng.standard_normal((1, 8, 9, 10), dtype=np.float32)}, "x86-64-v3")
+    text = program_text(p)
+    assert "in w:f32[12,8]{0,0} @weight" in text and "1x1: y[n] (12,90)" in text
