@@ -329,10 +329,10 @@ def test_int8_residual_block_is_patched_bit_exact(rng):
 
 
 def test_llvm_target_runs_the_patched_graph(rng):
-    model = _cnn(rng, FIRST["dilated"], size=32)
+    model = _cnn(rng, FIRST["dilated"], size=16)
     cm = onnxcc.compile(model, "cpu", max_recompute=1.0)
     assert cm.graph.meta["patch"].grid is not None
-    x = rng.standard_normal((1, 3, 32, 32)).astype("f4")
+    x = rng.standard_normal((1, 3, 16, 16)).astype("f4")
     np.testing.assert_allclose(cm.run({"x": x})["y"], ort_run(model, {"x": x})["y"],
                                rtol=1e-5, atol=1e-5)
 
