@@ -572,7 +572,8 @@ def ops_table() -> str:
     LLVM back ends render the loop IR, so an op lowered into it is in both columns (the C back
     end: host and the other MCU targets; the LLVM back end: cpu, x86-64-v2/v3/v4, aarch64 and
     thumbv7em, a Cortex-M4); the HLS
-    back end renders the ops that have a fixed-point form (``onnxcc.codegen.hls.reference``).
+    back end renders the ops that have a fixed-point form ("yes") and the integer ops of its
+    ap_int path for int8/uint8 models ("int8"; ``onnxcc.codegen.hls.reference``).
     A line under the table names the control-flow ops the frontend inlines (``onnxcc.control_flow``),
     which never reach a back end."""
     from onnxcc.codegen.lower import registry as loop_registry
@@ -581,6 +582,7 @@ def ops_table() -> str:
     from . import control_flow
     from .ops import all_ops
 
+    from onnxcc.codegen.hls.reference import INTEGER_OPS as HLS_INT_OPS
     from onnxcc.codegen.hls.reference import SUPPORTED as HLS_OPS
 
     loops = loop_registry()
@@ -591,8 +593,8 @@ def ops_table() -> str:
                       for b, ts in cols.items())
     rows = [f"| op | {head} |", "|---|" + "---|" * len(cols)]
     for name in all_ops():
-        yes = ["yes" if (name in HLS_OPS if b == "hls" else name in loops) else "no"
-               for b in cols]
+        yes = [("yes" if name in HLS_OPS else "int8" if name in HLS_INT_OPS else "no")
+               if b == "hls" else "yes" if name in loops else "no" for b in cols]
         rows.append(f"| {name} | " + " | ".join(yes) + " |")
     rows += ["", "If, Loop and Scan are inlined by the frontend, never rendered by a back end: "
              "an If with a constant condition compiles its branch, with a runtime condition both "
