@@ -374,12 +374,8 @@ class _Renderer:
             if d.is_float and isinstance(x.b, Const) and not math.isnan(float(x.b.value)):
                 # a bound that is not NaN (Relu, Clip): one comparison, and NaN in a still
                 # comes out (the comparison is false), ties give b as the general helper does
-                sfx = "f" if d.name == "float32" else "d"
-                name = f"onnxcc_{x.op}_bound{sfx}"
-                cmp = "<=" if x.op == "max" else ">="
-                self.ctx.need(name, f"static inline {ct} {name}({ct} a, {ct} b) "
-                                    f"{{ return a {cmp} b ? b : a; }}")
-                return f"{name}({a}, {b})"
+                return self._bound(x.op, "<=" if x.op == "max" else ">=", ct, d, a, b,
+                                   keep_b=True)
             if d.is_float:
                 sfx = "f" if d.name == "float32" else ""
                 name = f"onnxcc_{x.op}{sfx or 'd'}"
@@ -395,12 +391,8 @@ class _Renderer:
                 # a bound that is not NaN (QuantizeLinear's clamp): one comparison inline, NaN in
                 # a gives the bound as fmax/fmin do (the comparison is false); libm's fmaxf is a
                 # call on cores without VMAXNM (Cortex-M4: ~20 instructions)
-                sfx = "f" if d.name == "float32" else "d"
-                name = f"onnxcc_{x.op}_bound{sfx}"
-                cmp = ">" if x.op == "fmax" else "<"
-                self.ctx.need(name, f"static inline {ct} {name}({ct} a, {ct} b) "
-                                    f"{{ return a {cmp} b ? a : b; }}")
-                return f"{name}({a}, {b})"
+                return self._bound(x.op, ">" if x.op == "fmax" else "<", ct, d, a, b,
+                                   keep_b=False)
             return f"{x.op}{'f' if d.name == 'float32' else ''}({a}, {b})"
         if x.op == "pow":
             return f"pow{'f' if d.name == 'float32' else ''}({a}, {b})"
@@ -417,6 +409,16 @@ class _Renderer:
             self.ctx.need(name, f"static inline {ct} {name}({ct} a, {ct} b) {{ return b == 0 ? 0 : ({ct})(a % b); }}")
             return f"{name}({a}, {b})"
         raise ValueError(f"C renderer: no binary op {x.op}")
+
+    def _bound(self, op: str, cmp: str, ct: str, d: DType, a: str, b: str, keep_b: bool) -> str:
+        """``op(a, b)`` against a constant bound ``b`` that is not NaN as one comparison in an
+        inline helper: ``a cmp b ? b : a`` (max/min: NaN in ``a`` comes out) when ``keep_b``,
+        else ``a cmp b ? a : b`` (fmax/fmin: NaN in ``a`` gives the bound)."""
+        name = f"onnxcc_{op}_bound{'f' if d.name == 'float32' else 'd'}"
+        pick = "b : a" if keep_b else "a : b"
+        self.ctx.need(name, f"static inline {ct} {name}({ct} a, {ct} b) "
+                            f"{{ return a {cmp} b ? {pick}; }}")
+        return f"{name}({a}, {b})"
 
     def unary(self, x: Unary) -> str:
         d = x.a.dtype

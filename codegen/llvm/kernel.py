@@ -64,37 +64,31 @@ _FCMP = {"lt": "olt", "le": "ole", "gt": "ogt", "ge": "oge", "eq": "oeq", "ne": 
 CALLS: dict[str, Callable[["_KernelRenderer", list[ir.Value], DType], ir.Value]] = {}
 
 
-def _requantize(r: "_KernelRenderer", args: list[ir.Value], d: DType) -> ir.Value:
-    """``onnxcc.codegen.requantize``: round_half_to_even(acc * m / 2**shift) in i64, saturated
-    to i32 (the module docstring there gives the formula)."""
+def _requantize_wide(r: "_KernelRenderer", args: list[ir.Value], wide: ir.IntType) -> ir.Value:
+    """round_half_to_even(acc * m / 2**shift) computed in the integer type ``wide``, saturated
+    to i32 (the formula: ``onnxcc.codegen.requantize``'s module docstring)."""
     b = r.b
-    acc, m, shift = (b.sext(a, I64) for a in args)
+    acc, m, shift = (b.sext(a, wide) for a in args)
     p = b.mul(acc, m)
-    one = ir.Constant(I64, 1)
+    one = ir.Constant(wide, 1)
     half_m1 = b.sub(b.shl(one, b.sub(shift, one)), one)
     odd = b.and_(b.ashr(p, shift), one)
     q = b.ashr(b.add(b.add(p, half_m1), odd), shift)
-    hi, lo = ir.Constant(I64, (1 << 31) - 1), ir.Constant(I64, -(1 << 31))
+    hi, lo = ir.Constant(wide, (1 << 31) - 1), ir.Constant(wide, -(1 << 31))
     q = b.select(b.icmp_signed(">", q, hi), hi, q)
     q = b.select(b.icmp_signed("<", q, lo), lo, q)
     return b.trunc(q, I32)
+
+
+def _requantize(r: "_KernelRenderer", args: list[ir.Value], d: DType) -> ir.Value:
+    """``onnxcc.codegen.requantize``: an int32 accumulator, the product in i64."""
+    return _requantize_wide(r, args, I64)
 
 
 def _requantize64(r: "_KernelRenderer", args: list[ir.Value], d: DType) -> ir.Value:
-    """``onnxcc.codegen.requantize.requantize64``: the formula of ``_requantize`` on an i64
-    accumulator, in i128 (the product of |acc| < 2**47 and m < 2**31 needs 78 bits)."""
-    b = r.b
-    i128 = ir.IntType(128)
-    acc, m, shift = (b.sext(a, i128) for a in args)
-    p = b.mul(acc, m)
-    one = ir.Constant(i128, 1)
-    half_m1 = b.sub(b.shl(one, b.sub(shift, one)), one)
-    odd = b.and_(b.ashr(p, shift), one)
-    q = b.ashr(b.add(b.add(p, half_m1), odd), shift)
-    hi, lo = ir.Constant(i128, (1 << 31) - 1), ir.Constant(i128, -(1 << 31))
-    q = b.select(b.icmp_signed(">", q, hi), hi, q)
-    q = b.select(b.icmp_signed("<", q, lo), lo, q)
-    return b.trunc(q, I32)
+    """``onnxcc.codegen.requantize.requantize64``: an i64 accumulator, the product in i128
+    (|acc| < 2**47 times m < 2**31 needs 78 bits)."""
+    return _requantize_wide(r, args, ir.IntType(128))
 
 
 CALLS["requantize"] = _requantize
