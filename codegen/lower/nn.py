@@ -996,7 +996,7 @@ def copy_channel(plane: Buffer, Y: Buffer, n: Expr, c: Expr) -> list[Stmt]:
     if tuple(Y.strides[2:]) == contiguous_strides(O):
         Yf = dataclasses.replace(Y, shape=(*Y.shape[:2], P), strides=(*Y.strides[:2], 1))
         p = axis_var("cp", P)
-        return [Loop(p, 0, P, [Store(Yf, (n, c, p), plane[(p,)])])]
+        return loops([(p, 0, P)], [Store(Yf, (n, c, p), plane[(p,)])])   # no loop when P == 1
     lb = LABELS[len(O)]
     oc = [axis_var("c" + lb[a], O[a]) for a in range(len(O))]
     flat = lin(*[(oc[a], math.prod(O[a + 1:])) for a in range(len(O))])

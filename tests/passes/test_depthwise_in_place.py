@@ -61,6 +61,23 @@ def test_float_depthwise_in_place_on_cortex_m4(rng, stride):
                                rtol=1e-5, atol=1e-5)
 
 
+
+@pytest.mark.parametrize("quantized", [False, True])
+def test_in_place_depthwise_with_a_single_output_position(rng, quantized):
+    """A 2x2 map under a 3x3 stride-2 depthwise Conv: one output position, so the plane's copy
+    back is no loop (found by fuzzing: it was a loop over the constant 0, refused by verify)."""
+    model = _block(rng, C=6, size=2, stride=2)
+    x = rng.standard_normal((1, 4, 2, 2)).astype(np.float32)
+    q = onnxcc.Int8(calibration=[{"x": x}]) if quantized else None
+    cm = onnxcc.compile(model, "cortex-m4", quantize=q, max_recompute=0)
+    assert _dw(cm).name in cm.graph.meta["memory_plan"].inplace
+    if quantized:
+        host = onnxcc.compile(model, "host", quantize=q)
+        assert cm.run({"x": x})["y"].tobytes() == host.run({"x": x})["y"].tobytes()
+    else:
+        np.testing.assert_allclose(cm.run({"x": x})["y"], ort_run(model, {"x": x})["y"],
+                                   rtol=1e-5, atol=1e-5)
+
 def test_input_read_later_is_not_overwritten(rng):
     model = _block(rng, residual=True)
     cm = onnxcc.compile(model, "cortex-m4", max_recompute=0)
