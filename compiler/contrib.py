@@ -84,6 +84,13 @@ def problem(n: onnx.NodeProto) -> str | None:
     return None
 
 
+def expanded_op(op_name: str, q_name: str) -> bool:
+    """Whether a float op named ``op_name`` read by the QuantizeLinear ``q_name`` is the middle
+    of a contrib node :func:`expand` split (its names: ``<node>__op``, then ``<node>``), so that a
+    rewrite back to an integer op keeps the contrib op's own semantics."""
+    return op_name == f"{q_name}__op"
+
+
 def expand(n: onnx.NodeProto, name: str) -> list[onnx.NodeProto]:
     """A contrib node as default-domain nodes (DequantizeLinear -> float op -> QuantizeLinear),
     or ``[n]`` for a native one. Raises UnsupportedOpError naming the node for a layout or an

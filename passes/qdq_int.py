@@ -4,7 +4,8 @@
         ==>  %yq = onnxcc.QSoftmax(%xq) {TFLite's multiplier, left_shift, diff_min; the output's
                                           fixed-point multiplier and zero point}
     %yq = Q(AveragePool(DQ(%xq, %xs*, %xz*)), %ys*, %yz*)
-        ==>  %yq = com.microsoft.QLinearAveragePool(%xq, %xs, %xz, %ys, %yz) {AveragePool's}
+        ==>  %yq = com.microsoft.QLinearAveragePool(%xq, %xs, %xz, %ys, %yz) {AveragePool's,
+                   round_before_zero_point=1 unless the pattern is an imported QLinear pool}
     %yq = Q(GlobalAveragePool(DQ(%xq, ...)), ...)  ==>  com.microsoft.QLinearGlobalAveragePool
 
 Conditions: x and y int8/uint8 of one type, per-tensor constant parameters; Softmax rows of at
@@ -66,4 +67,10 @@ def pool_to_qlinear(m: Match) -> list[Node] | None:
     ins = [d.q, d.scale, _zp(g, d.zp, t, f"{op.name}_xz"), ys, _zp(g, yz, t, f"{op.name}_yz")]
     attrs = dict(op.attrs) if op.op == "AveragePool" else {}
     attrs["channels_last"] = 0
+    # QuantizeLinear rounds the mean before adding the zero point, onnxruntime's QLinear pools
+    # (imported by onnxcc.contrib.expand as this very pattern) after it: they differ on ties
+    # when the zero point is odd
+    from onnxcc.contrib import expanded_op
+    if not expanded_op(op.name, q.name):
+        attrs["round_before_zero_point"] = 1
     return [Node(f"com.microsoft.QLinear{op.op}", ins, [q.outputs[0]], attrs, op.name, 1)]

@@ -72,9 +72,10 @@ def _lower_qpool(node: Node, ctx: LowerCtx) -> Any:
     iv = [lin((o[a], s[a]), (k[a], d[a]), k0[a] * d[a] - pb[a]) for a in range(nd)]
     conds, possible = in_range([(iv[a], I[a]) for a in range(nd)])
     mask = all_of(*conds)
-    fill = 0 if tflite else z_x
+    before = tflite and bool(node.attrs.get("round_before_zero_point"))
+    fill = 0 if tflite and not before else z_x     # a padded tap adds 0 to the sum it joins
     xv: Expr = Cast(Load(X, (n, c, *iv), mask, const(fill, X.dtype) if conds else None), I32)
-    if not tflite and z_x:
+    if (before or not tflite) and z_x:
         xv = xv - const(z_x, I32)
     ins: list[Buffer] = [X]
     acc, cnt = Var("acc", I32), Var("cnt", I32)
@@ -93,13 +94,17 @@ def _lower_qpool(node: Node, ctx: LowerCtx) -> Any:
         # round half to even of acc / cnt: t / (2 cnt) with t = 2 (acc + 128 cnt) + cnt >= 0
         # (every stored value is >= -128; 128 is even, so the parity is kept), less one on an
         # exact tie with an odd quotient
+        # with round_before_zero_point: of (sum of x - zp) / cnt, then the zero point (x - zp
+        # >= -255, so 256 keeps t >= 0)
+        off = 256 if before else 128
         t, q = Var("t", I32), Var("q", I32)
         body_tie: list[Stmt] = [
-            Decl(t, (acc + cnt * const(128, I32)) * const(2, I32) + cnt),
+            Decl(t, (acc + cnt * const(off, I32)) * const(2, I32) + cnt),
             Decl(q, t / (cnt * const(2, I32)))]
         r: Expr = Select(Binary("eq", t % (cnt * const(2, I32)), const(0, I32)),
-                         q - q % const(2, I32), q) - const(128, I32)
-        how = "division by the count rounding half to even"
+                         q - q % const(2, I32), q) - const(off - (z_x if before else 0), I32)
+        how = ("division by the count rounding half to even"
+               + (", before the zero point" if before else ""))
     else:
         mults = count_multipliers(real, counts)
         if len(mults) == 1:

@@ -39,7 +39,10 @@ Average pools (the int32 sum of TFLite's int8 AveragePool, reference_integer_ops
   ``nearbyint(mean / y_scale + y_zero_point)`` on the dequantized values, computed exactly (its
   float32 sum can round an exact tie either way), and the QDQ pattern's
   ``QuantizeLinear(mean)`` (round half to even, then the zero point) whenever the zero point is
-  even (0, 128, -128: every activation onnxruntime's quantizer writes after a Relu). TFLite
+  even (0, 128, -128: every activation onnxruntime's quantizer writes after a Relu). With the
+  attribute ``round_before_zero_point`` (set by ``passes/qdq_int.py`` on the pools it makes of
+  the QDQ pattern), the zero point comes out first, as QuantizeLinear does for any zero point:
+  ``acc = sum of (x - zp)``, ``t = 2 * (acc + 256 * c) + c``, ``y = q - 256 + zp``. TFLite
   rounds half away from zero instead ((acc + c/2) / c for acc > 0, else (acc - c/2) / c): on
   2x2 windows with padding over random int8 and uint8 inputs (zero points -5 and 3) that
   equals onnxruntime's QLinearAveragePool on 86% and 82% of the outputs, this rounding on 95%
@@ -260,7 +263,8 @@ def pool_int(node: Node, x: np.ndarray, xs, xz, ys, yz, geometry) -> np.ndarray:
     tflite, real = pool_params(node, xs, xz, ys, yz)
     z_x = 0 if xz is None else int(np.asarray(xz).reshape(-1)[0])
     z_y = 0 if yz is None else int(np.asarray(yz).reshape(-1)[0])
-    xi = x.astype(np.int64) - (0 if tflite else z_x)
+    before = tflite and bool(node.attrs.get("round_before_zero_point"))
+    xi = x.astype(np.int64) - (z_x if before or not tflite else 0)
     xp = _pad_spatial(xi, pb, _ceil_pad_end(x.shape[2:], pb, strides, dil, kernel, out))
     acc = None
     for _, v in _taps(xp, kernel, strides, dil, out):
@@ -270,10 +274,11 @@ def pool_int(node: Node, x: np.ndarray, xs, xz, ys, yz, geometry) -> np.ndarray:
     lo, hi = qrange(x.dtype)
     acc = acc.astype(np.int32).astype(np.int64)        # the kernel's int32 accumulator
     if tflite:
-        t = 2 * (acc + 128 * cnt) + cnt                # >= 0: every stored value is >= -128
+        off = 256 if before else 128                   # x - zp >= -255; x >= -128
+        t = 2 * (acc + off * cnt) + cnt                # >= 0
         q = t // (2 * cnt)
         q = np.where(t % (2 * cnt) == 0, q - q % 2, q)  # an exact tie: to the even quotient
-        return np.clip(q - 128, lo, hi).astype(x.dtype)
+        return np.clip(q - off + (z_x if before else 0), lo, hi).astype(x.dtype)
     mults = count_multipliers(real, cnt)
     m = np.vectorize(lambda c: mults[int(c)][0], otypes=[np.int64])(cnt)
     s = np.vectorize(lambda c: mults[int(c)][1], otypes=[np.int64])(cnt)

@@ -242,6 +242,21 @@ def test_qdq_average_pool(case):
     assert np.abs(got.astype(np.int64) - ort.astype(np.int64)).max() <= 1
 
 
+
+@pytest.mark.parametrize("dt,zp", [(np.uint8, 133), (np.int8, -5)])
+def test_qdq_average_pool_rounds_before_the_odd_zero_point(dt, zp):
+    """Q(AveragePool(DQ(x))) with equal parameters and an odd zero point: QuantizeLinear rounds
+    the mean of (x - zp) half to even, then adds zp, so every tie lands where the spec puts it
+    (found by a QDQ fuzz: rounding after the zero point, as onnxruntime's QLinearAveragePool
+    does, moved 1 in 4 outputs of 2x2 windows by 1)."""
+    model = qdq_model("AveragePool", (1, 4, 8, 8), 0.02, zp, 0.02, zp, dt,
+                      kernel_shape=[2, 2], strides=[2, 2])
+    x = int_input((1, 4, 8, 8), dt)
+    got = run_all(model, {"x": x}, "com.microsoft.QLinearAveragePool")
+    s = (x.astype(np.int64) - zp).reshape(1, 4, 4, 2, 4, 2).sum(axis=(3, 5))
+    assert (s % 4 == 2).sum() > 0                       # ties are there to round
+    np.testing.assert_array_equal(got.astype(np.int64), np.rint(s / 4).astype(np.int64) + zp)
+
 @pytest.mark.parametrize("dt,zp", [(np.uint8, 3), (np.int8, -5), (np.int8, -128)])
 def test_average_pool_ties_round_as_onnxruntime(dt, zp):
     """com.microsoft.QLinearAveragePool with equal parameters on 2x2 windows with padding (counts
