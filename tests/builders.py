@@ -166,3 +166,44 @@ def check_against_ort(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray],
             else:
                 np.testing.assert_array_equal(got[k], w, err_msg=f"{t} {k}")
     return want
+
+
+REQUANTIZE_MAIN = r"""#include <stdint.h>
+#include <stdio.h>
+%s
+static const %s xs[] = {%s};
+static const int32_t ms[] = {%s};
+static const int32_t ss[] = {%s};
+int main(void)
+{
+    size_t i;
+    for (i = 0; i < sizeof xs / sizeof xs[0]; ++i)
+        printf("%%ld\n", (long)%s(xs[i], ms[i], ss[i]));
+    return 0;
+}
+"""
+
+
+def run_c_requantize(tmp_dir, helper_text: str, fn: str, xs, ms, ss, cc: str = "gcc",
+                     acc: str = "int32_t") -> np.ndarray:
+    """Build a C program holding the requantize helper ``helper_text`` (the text the C renderer
+    emits) with ``cc`` under the project's warning flags, -Wshadow and UBSan (any undefined
+    behaviour aborts), run ``fn(xs[i], ms[i], ss[i])`` over the arrays (accumulators of C type
+    ``acc``, int32 multipliers and shifts) and return its int32 results as int64. Raises
+    CalledProcessError when the build or the run fails."""
+    import subprocess
+    from pathlib import Path
+
+    from onnxcc.runtime.build import WARN_FLAGS
+
+    def lst(a) -> str:
+        if acc == "int64_t" and a is xs:
+            return ", ".join(f"INT64_C({int(v)})" for v in a)
+        return ", ".join(f"{int(v)}" if v != -2**31 else "INT32_MIN" for v in a)
+
+    src, exe = Path(tmp_dir) / f"{fn}.c", Path(tmp_dir) / fn
+    src.write_text(REQUANTIZE_MAIN % (helper_text, acc, lst(xs), lst(ms), lst(ss), fn))
+    subprocess.run([cc, *WARN_FLAGS, "-Wshadow", "-fsanitize=undefined",
+                    "-fno-sanitize-recover=all", str(src), "-o", str(exe)], check=True)
+    out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
+    return np.array(out.split(), np.int64)

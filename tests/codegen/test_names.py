@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from builders import make_model, ort_run
+from builders import make_model, ort_run, run_c_requantize
 import onnxcc
 from onnxcc.codegen.c.emit import RT_HEADER
 from onnxcc.codegen.names import (C_KEYWORDS, CXX_RULES, LIBC_NAMES, MAX_PREFIX, Namer, sanitize)
@@ -327,22 +327,6 @@ def test_static_arena_is_aligned_in_cortex_m4_firmware(tmp_path):
 
 # -- onnxcc_requantize: the C helper the renderer emits, bit-exact with its numpy reference ---------
 
-REQ_MAIN = r"""#include <stdint.h>
-#include <stdio.h>
-%s
-static const int32_t xs[] = {%s};
-static const int32_t ms[] = {%s};
-static const int32_t ss[] = {%s};
-int main(void)
-{
-    size_t i;
-    for (i = 0; i < sizeof xs / sizeof xs[0]; ++i)
-        printf("%%ld\n", (long)onnxcc_requantize(xs[i], ms[i], ss[i]));
-    return 0;
-}
-"""
-
-
 @pytest.mark.parametrize("cc", ["gcc", "clang"])
 def test_requantize_helper_is_bit_exact_and_ub_free(tmp_path, cc):
     from onnxcc.codegen.requantize import C_HELPER, requantize
@@ -360,13 +344,5 @@ def test_requantize_helper_is_bit_exact_and_ub_free(tmp_path, cc):
                          rng.integers(1, 40, n)])
     ss[:30] = [1, 62] * 15
 
-    def lst(a):
-        return ", ".join(f"{int(v)}" if v != -2**31 else "INT32_MIN" for v in a)
-
-    (tmp_path / "req.c").write_text(REQ_MAIN % (C_HELPER, lst(xs), lst(ms), lst(ss)))
-    exe = tmp_path / "req"
-    subprocess.run([cc, *WARN_FLAGS, "-Wshadow", "-fsanitize=undefined", "-fno-sanitize-recover=all",
-                    str(tmp_path / "req.c"), "-o", str(exe)], check=True)
-    got = np.array(subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split(),
-                   np.int64)
+    got = run_c_requantize(tmp_path, C_HELPER, "onnxcc_requantize", xs, ms, ss, cc=cc)
     np.testing.assert_array_equal(got, requantize(xs, ms, ss))

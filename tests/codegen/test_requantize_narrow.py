@@ -5,30 +5,13 @@ numpy reference for every shift from 32 to 62, ties included, and free of undefi
 from __future__ import annotations
 
 import shutil
-import subprocess
 
 import numpy as np
 import onnxcc
 import pytest
-from builders import make_model
+from builders import make_model, run_c_requantize
 from onnx import TensorProto
 from onnxcc.codegen.requantize import C_HELPER_NARROW, NARROW_SHIFT, requantize
-from onnxcc.runtime.build import WARN_FLAGS
-
-MAIN = r"""#include <stdint.h>
-#include <stdio.h>
-%s
-static const int32_t xs[] = {%s};
-static const int32_t ms[] = {%s};
-static const int32_t ss[] = {%s};
-int main(void)
-{
-    size_t i;
-    for (i = 0; i < sizeof xs / sizeof xs[0]; ++i)
-        printf("%%ld\n", (long)onnxcc_requantize_narrow(xs[i], ms[i], ss[i]));
-    return 0;
-}
-"""
 
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
@@ -50,16 +33,7 @@ def test_narrow_requantize_is_bit_exact_for_shifts_from_32(tmp_path):
     ss = np.concatenate([ss, s])
     assert ss.min() == NARROW_SHIFT and ss.max() == 62
 
-    def lst(a):
-        return ", ".join(f"{int(v)}" if v != -2**31 else "INT32_MIN" for v in a)
-
-    (tmp_path / "req.c").write_text(MAIN % (C_HELPER_NARROW, lst(xs), lst(ms), lst(ss)))
-    exe = tmp_path / "req"
-    subprocess.run(["gcc", *WARN_FLAGS, "-Wshadow", "-fsanitize=undefined",
-                    "-fno-sanitize-recover=all", str(tmp_path / "req.c"), "-o", str(exe)],
-                   check=True)
-    got = np.array(subprocess.run([str(exe)], capture_output=True, text=True,
-                                  check=True).stdout.split(), np.int64)
+    got = run_c_requantize(tmp_path, C_HELPER_NARROW, "onnxcc_requantize_narrow", xs, ms, ss)
     np.testing.assert_array_equal(got, requantize(xs, ms, ss))
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import subprocess
 from fractions import Fraction
 
 import numpy as np
@@ -28,7 +27,7 @@ import onnxcc
 from onnxcc.errors import UnsupportedOpError
 from onnxcc.quantize import CalibrationError, sqnr_db
 
-from builders import IR_VERSION, make_model, ort_run
+from builders import IR_VERSION, make_model, ort_run, run_c_requantize
 
 X_SHAPE = (1, 2, 6, 6)
 
@@ -306,29 +305,12 @@ def test_blocked_int8_kernels_refuse_int16_by_name():
         int_blocked.widened(Load(x, (const(0, DType("int32")),)), const(0, DType("int32")))
 
 
-REQ64_MAIN = r"""#include <stdint.h>
-#include <stdio.h>
-%s
-static const int64_t xs[] = {%s};
-static const int32_t ms[] = {%s};
-static const int32_t ss[] = {%s};
-int main(void)
-{
-    size_t i;
-    for (i = 0; i < sizeof xs / sizeof xs[0]; ++i)
-        printf("%%ld\n", (long)onnxcc_requantize64(xs[i], ms[i], ss[i]));
-    return 0;
-}
-"""
-
-
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
 def test_requantize64_is_round_half_even_of_the_exact_product(tmp_path):
     """The C helper (64-bit words only) and the numpy reference equal Python's exact
     round-half-to-even of acc * m / 2**shift over |acc| < 2**47, every shift 25..62, ties
     included, without undefined behaviour."""
     from onnxcc.codegen.requantize import C_HELPER_64, requantize64
-    from onnxcc.runtime.build import WARN_FLAGS
 
     rng = np.random.default_rng(7)
     n = 3000
@@ -344,14 +326,9 @@ def test_requantize64_is_round_half_even_of_the_exact_product(tmp_path):
             for a, m, t in zip(xs, ms, ss)]
     np.testing.assert_array_equal(requantize64(xs, ms, ss), want)
 
-    def lst(a, wide=False):
-        return ", ".join(f"INT64_C({int(v)})" if wide else str(int(v)) for v in a)
-
-    (tmp_path / "r.c").write_text(REQ64_MAIN % (C_HELPER_64, lst(xs, True), lst(ms), lst(ss)))
-    subprocess.run(["gcc", *WARN_FLAGS, "-fsanitize=undefined", "-fno-sanitize-recover=all",
-                    str(tmp_path / "r.c"), "-o", str(tmp_path / "r")], check=True)
-    got = subprocess.run([str(tmp_path / "r")], capture_output=True, text=True, check=True)
-    np.testing.assert_array_equal(np.array(got.stdout.split(), np.int64), want)
+    got = run_c_requantize(tmp_path, C_HELPER_64, "onnxcc_requantize64", xs, ms, ss,
+                           acc="int64_t")
+    np.testing.assert_array_equal(got, want)
 
 
 def test_int16_conv_with_int64_sums_on_every_build():
