@@ -132,6 +132,84 @@ static inline int32_t onnxcc_sat_u8(int32_t x) {
 }"""
 
 
+SMMLA_C = """\
+/* the high word of acc * 2^32 + a * b (onnxcc's smmla intrinsic: Arm's SMMLA where the DSP
+   extension is, the 64-bit product elsewhere; modulo 2^64 alike, so equal for every input). */
+static inline int32_t onnxcc_smmla(int32_t a, int32_t b, int32_t acc) {
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+    int32_t r;
+    __asm__("smmla %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    return r;
+#else
+    uint64_t s = (uint64_t)((int64_t)a * (int64_t)b) + ((uint64_t)(uint32_t)acc << 32);
+    return (int32_t)(uint32_t)(s >> 32);
+#endif
+}"""
+
+
+def smmla(a, b, acc):
+    """numpy reference of ``smmla``: the high word of ``acc * 2**32 + a * b`` (int32 operands),
+    ``acc + floor(a * b / 2**32)`` wrapped to int32, as Arm's SMMLA computes it."""
+    p = np.asarray(a, np.int64) * np.asarray(b, np.int64)
+    out = (np.asarray(acc, np.int64) + (p >> 32)).astype(np.int32)
+    return out[()] if out.ndim == 0 else out
+
+
+def mla_form(pairs: list[tuple[int, int]], bound: np.ndarray, zero_point: int, lo: int,
+             hi: int) -> tuple[list[int], int, int] | None:
+    """The requantize epilogue ``sat(requantize(acc, m_c, shift_c) + zero_point)`` of channels
+    ``c`` (``pairs``: one ``(m, shift)`` per channel, or one for all) as
+    ``sat(smmla(acc, m'_c, ra) >> t)``: Arm's SMMLA and an SSAT/USAT with a shift, 2
+    instructions where the exact form takes about 8 (cortex-m4). Returns ``(m', t, ra)`` with
+    one ``m'`` per pair, or None when the form is not exact for every accumulator with
+    ``|acc| <= bound[c]`` (``bound``: int per channel, or one value), which it is when:
+
+    - one shift ``S = 32 + t``, ``1 <= t <= 31``, serves every channel: ``m'_c = m_c >> (shift_c
+      - S)`` loses no bit (``quantize_multiplier``'s m holds a float32 significand, 24 bits, so
+      up to 7 trailing zeros of it may go), so ``m'_c / 2**S`` is channel c's multiplier;
+    - no accumulator is a tie: ``acc * m'`` is an odd multiple of ``2**(S-1)`` only when
+      ``|acc| >= 2**(S - 1 - v)``, ``v`` the trailing zeros of ``m'``, so below that bound
+      rounding half up (a floor after adding ``2**(S-1)``) equals rounding half to even;
+    - the zero point and the half fold into ``ra = 2**(t-1) + zero_point * 2**t``:
+      ``floor((acc * m' + ra * 2**32) / 2**S) = round(acc * m' / 2**S) + zero_point``, and SMMLA's
+      high word ``floor((ra * 2**32 + acc * m') / 2**32)`` fits int32 for every such acc, so the
+      arithmetic shift by t of it is that floor exactly;
+    - the clamp is the output type's range: ``(lo, hi)`` is (-128, 127) or (0, 255) (SSAT/USAT).
+    """
+    if (lo, hi) not in ((-128, 127), (0, 255)):
+        return None
+    live = [s for m, s in pairs if m]
+    if not live:
+        return None
+    S = min(live)
+    t = S - 32
+    if not 1 <= t <= 31:
+        return None
+    ra = (1 << (t - 1)) + zero_point * (1 << t)
+    if not INT32_MIN <= ra <= INT32_MAX:
+        return None
+    b = np.broadcast_to(np.asarray(bound, np.int64).reshape(-1), (len(pairs),)) \
+        if len(pairs) > 1 else [int(np.max(bound))]
+    out = []
+    for (m, s), bc in zip(pairs, b):
+        bc = int(bc)
+        if m == 0:
+            out.append(0)
+            continue
+        k = s - S
+        if m & ((1 << k) - 1):
+            return None
+        mm = m >> k
+        v = (mm & -mm).bit_length() - 1
+        if bc >= 1 << (S - 1 - v):
+            return None
+        top = (ra * (1 << 32) + bc * mm) >> 32, (ra * (1 << 32) - bc * mm) >> 32
+        if not all(INT32_MIN <= x <= INT32_MAX for x in top):
+            return None
+        out.append(mm)
+    return out, t, ra
+
+
 def quantize_multiplier(real: float) -> tuple[int, int]:
     """``(m, shift)`` with ``m * 2**-shift == real`` for a float32 ``real`` >= 0, m an int32 in
     [2**30, 2**31) and 1 <= shift <= 62. A multiplier under 2**-32 maps to (0, 1): every int32

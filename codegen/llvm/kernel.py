@@ -91,7 +91,17 @@ def _requantize64(r: "_KernelRenderer", args: list[ir.Value], d: DType) -> ir.Va
     return _requantize_wide(r, args, ir.IntType(128))
 
 
+def _smmla(r: "_KernelRenderer", args: list[ir.Value], d: DType) -> ir.Value:
+    """``onnxcc.codegen.requantize.smmla``: the high word of ``acc * 2**32 + a * b`` (i64,
+    wrapping as Arm's SMMLA)."""
+    b = r.b
+    a, m, acc = (b.sext(x, I64) for x in args)
+    p = b.add(b.mul(a, m), b.shl(acc, ir.Constant(I64, 32)))
+    return b.trunc(b.ashr(p, ir.Constant(I64, 32)), I32)
+
+
 CALLS["requantize"] = _requantize
+CALLS["smmla"] = _smmla
 CALLS["requantize64"] = _requantize64
 CALLS["requantize_hi"] = _requantize   # the same function for 33 <= shift <= 62
 

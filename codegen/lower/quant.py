@@ -24,7 +24,12 @@ MatMulInteger, ConvInteger, QLinearMatMul and QLinearConv (semantics: ``onnxcc.o
   half to even), then adds the output zero point and saturates. With scales that are runtime
   inputs, the kernel computes the same float32 multiplier and rounds ``acc * m`` in float64,
   which is what the spec's reference computes. Both give ``round_half_even(acc * m)`` exactly
-  (float64 holds ``acc * m`` exactly while ``|acc| < 2**29``).
+  (float64 holds ``acc * m`` exactly while ``|acc| < 2**29``). On a microcontroller, when the
+  constant weights, bias and zero points bound every accumulator so that none can be a tie and
+  the channels share one shift (``_acc_bound``, ``requantize.mla_form``), the epilogue is
+  ``sat(smmla(acc, m', ra) >> t)`` instead, with the half and the output zero point folded into
+  ``ra``: SMMLA and an SSAT/USAT with a shift, 2 Cortex-M4 instructions where the exact form
+  takes about 8, equal to it bit for bit on every such accumulator.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from onnxcc.codegen.loops import (F32, F64, I32, I64, Assign, Binary, Buffer, Ca
                                   Comment, Const, Decl, DType, Expr, If, Load, Loop, Select, Stmt,
                                   Store, Unary, Var, all_of, const, contiguous_strides, maximum,
                                   minimum, substitute, substitute_stmts)
-from onnxcc.codegen.requantize import REQUANTIZE64_MIN_SHIFT, quantize_multiplier
+from onnxcc.codegen.requantize import REQUANTIZE64_MIN_SHIFT, mla_form, quantize_multiplier
 from onnxcc.errors import UnsupportedOpError
 from onnxcc.ir import Node, Value
 from onnxcc.ops import attr, get_op
@@ -205,6 +210,7 @@ class _Requant:
     def __init__(self, ctx: LowerCtx, scales: tuple[int, int, int], y_zp: int, channels: int,
                  alpha: float = 1.0) -> None:
         node = ctx.node
+        self.mla: tuple[list[int], int, int] | None = None    # (see __init__ below)
         self.acc64 = acc_type(node) == I64    # a 16x8 product whose sums outgrow int32
         self.out = DType.of(node.outputs[0].dtype)
         self.lo, self.hi = qrange(self.out.np)
@@ -238,15 +244,30 @@ class _Requant:
             self.mcu = not ctx.size and blk.lanes_for(ctx.target) is not None
             self.fn = "requantize64" if self.acc64 else "requantize_hi" \
                 if self.mcu and all(p[1] >= 33 for p in pairs) else "requantize"
-            if len(set(pairs)) == 1:
+            # on a microcontroller with the output zero point a constant: the 2-instruction
+            # form of the epilogue (SMMLA, then SSAT/USAT with a shift) when it is exact for
+            # every accumulator the node can produce (``mla_form``)
+            bound = _acc_bound(node) if blk.lanes_for(ctx.target) is not None and \
+                not self.acc64 and isinstance(self.yz, Const) else None
+            self.mla = None if bound is None else \
+                mla_form(pairs, bound, int(self.yz.value), self.lo, self.hi)
+            if self.mla is not None:
+                mm, t, _ = self.mla
+                self.note = (f"requantize as smmla(acc, {mm[0]}, ra) >> {t}" if len(set(mm)) == 1
+                             else f"requantize per channel as smmla(acc, m, ra) >> {t}")
+                pairs = [(v, 32 + t) for v in mm]
+            if len({p[0] for p in pairs}) == 1:
                 self.m: Any = const(pairs[0][0], I32)
-                self.s: Any = const(pairs[0][1], I32)
             else:
                 self.m = Buffer("rq_m", I32, (channels,), space="weight",
                                 data=np.array([p[0] for p in pairs], np.int32), value="")
+                self.weights.append(self.m)
+            if len({p[1] for p in pairs}) == 1:
+                self.s: Any = const(pairs[0][1], I32)
+            else:
                 self.s = Buffer("rq_shift", DType("int8"), (channels,), space="weight",
                                 data=np.array([p[1] for p in pairs], np.int8), value="")
-                self.weights += [self.m, self.s]
+                self.weights.append(self.s)
         else:
             self.note = "requantize by the float32 multiplier of runtime scales"
             assert not self.acc64    # (the op's check wants constant scales for int64 sums)
@@ -259,6 +280,10 @@ class _Requant:
     def __call__(self, acc: Expr, ch: Expr) -> Expr:
         if self.const:
             m = self.m if isinstance(self.m, Const) else self.m[(ch,)]
+            if self.mla is not None:
+                _, t, ra = self.mla
+                r = Binary("shr", Call("smmla", (acc, m, const(ra, I32)), I32), const(t, I32))
+                return Cast(Call("sat_i8" if self.lo < 0 else "sat_u8", (r,), I32), self.out)
             s = self.s if isinstance(self.s, Const) else Cast(self.s[(ch,)], I32)
             r: Expr = Call(self.fn, (acc, m, s), I32)
             # saturate before adding the zero point, so the sum cannot wrap
@@ -285,6 +310,50 @@ class _Requant:
         mult = (asc * bsc) / y_s[zero(y_s)]
         v = Unary("round", Cast(acc, F64) * Cast(mult, F64)) + Cast(self.yz, F64)
         return Cast(_fmin_fmax(v, self.lo, self.hi), self.out)
+
+
+def _acc_bound(node: Node) -> np.ndarray | None:
+    """The largest ``|acc|`` of each output channel's final int32 sum ``bias + sum (x - x_zp) *
+    (w - w_zp)`` of a QLinearConv (weights input 3, channels M of w (M, C/group, *K)), a
+    QLinearMatMul (b input 3 (..., K, N), channels N) or a QGemm (B input 3, (K, N) or with
+    transB (N, K); c input 6): int64 array, one per channel, from the constant weights, zero
+    points and bias, with ``|x - x_zp| <= max(|qmin - x_zp|, |qmax - x_zp|)`` over x's 8-bit
+    type. None when the weights are not constants or x is not 8-bit."""
+    op = node.op.split(".")[-1]
+    x = node.inputs[0]
+    if op not in ("QLinearConv", "QLinearMatMul", "QGemm") or x.dtype not in (np.int8, np.uint8):
+        return None
+    w, wz = node.inputs[3], node.inputs[5] if has_input(node, 5) else None
+    if w.const is None or (wz is not None and wz.const is None):
+        return None
+    qlo, qhi = qrange(x.dtype)
+    if has_input(node, 2) and node.inputs[2].const is None:
+        xmax = qhi - qlo
+    else:
+        z = np.asarray(node.inputs[2].const, np.int64).reshape(-1) if has_input(node, 2) \
+            else np.zeros(1, np.int64)
+        xmax = int(max(np.abs(qlo - z).max(), np.abs(qhi - z).max()))
+    wc = np.asarray(w.const, np.int64)
+    z = np.asarray(wz.const, np.int64).reshape(-1) if wz is not None else np.zeros(1, np.int64)
+    bias_k = 8 if op == "QLinearConv" else 6 if op == "QGemm" else None
+    if op == "QLinearConv":
+        wc = wc - z.reshape((-1,) + (1,) * (wc.ndim - 1))
+        s = np.abs(wc).reshape(wc.shape[0], -1).sum(axis=1)
+    else:
+        if op == "QGemm" and attr(node, "transB"):
+            wc = wc.T
+        wc = wc - z
+        s = np.abs(wc).sum(axis=-2).reshape(-1, wc.shape[-1]).max(axis=0)
+    bound = s * xmax
+    if bias_k is not None and has_input(node, bias_k):
+        b = node.inputs[bias_k]
+        if b.const is None:
+            return None
+        bc = np.abs(np.asarray(b.const, np.int64))
+        # a Conv's bias per channel; a QGemm's c any shape that broadcasts to (M, N)
+        bound = bound + (bc.reshape(-1) if op == "QLinearConv" or bc.ndim < 2 else
+                         bc.reshape(-1, bc.shape[-1]).max(axis=0))
+    return bound
 
 
 def _centered_weights(w: Value, wz: Value | None) -> Buffer | None:

@@ -262,3 +262,20 @@ def test_sxtb16_reference():
     lanes = lambda v: (np.int16(np.uint32(v.view(np.uint32)) & 0xFFFF),   # noqa: E731
                        np.int16(np.uint32(v.view(np.uint32)) >> 16))
     assert lanes(sxtb16(word, 0)) == (1, 127) and lanes(sxtb16(word, 8)) == (-2, -128)
+
+
+def test_smmla_epilogue_only_where_it_is_exact():
+    """cortex-m4: the requantize epilogue is ``smmla`` and an SSAT with a shift
+    (``requantize.mla_form``) where no accumulator the layer can produce is a tie; with
+    power-of-two scales (multiplier 2**-9: a tie at every odd multiple of 256) it stays the exact
+    round-half-to-even form. Both bit-exact on QEMU."""
+    _tools_or_skip("cortex-m4")
+    model, x = qconv(16, 12, 6, 5, 1, 0)
+    assert "onnxcc_smmla(" in _c_text(bit_exact_on(model, x, "cortex-m4"))
+    pow2 = {"xs": np.float32(2.0 ** -6), "ws": np.full(12, 2.0 ** -7, np.float32),
+            "ys": np.float32(2.0 ** -4)}
+    for t in model.graph.initializer:
+        if t.name in pow2:
+            t.CopyFrom(numpy_helper.from_array(pow2[t.name], t.name))
+    c = _c_text(bit_exact_on(model, x, "cortex-m4"))
+    assert "onnxcc_smmla(" not in c and "onnxcc_requantize_hi(" in c
