@@ -155,6 +155,41 @@ def smmla(a, b, acc):
     return out[()] if out.ndim == 0 else out
 
 
+ROUND_I32_C = """\
+/* round_half_to_even(v) as int32, saturated, NaN -> 0 (onnxcc's round_i32 intrinsic): one
+   VCVTR (the FPSCR's rounding mode, round to nearest even from reset) on a core with a
+   single-precision FPU, plain C elsewhere. */
+static inline int32_t onnxcc_round_i32(float v) {
+#if defined(__ARM_FP) && (__ARM_FP & 4) && !defined(__ARM_ARCH_6M__)
+    float r;
+    int32_t i;
+    __asm__("vcvtr.s32.f32 %0, %1" : "=t"(r) : "t"(v));
+    memcpy(&i, &r, sizeof i);
+    return i;
+#else
+    float a = v < 0.0f ? -v : v;
+    int32_t q, r;
+    if (v != v) return 0;
+    if (v >= 2147483648.0f) return INT32_MAX;
+    if (v <= -2147483648.0f) return INT32_MIN;
+    if (!(a < 8388608.0f)) return (int32_t)v;   /* already an integer */
+    q = (int32_t)(a + a);
+    r = (q + 1) >> 1;
+    if ((q & r & 1) && (float)q == a + a) r -= 1;
+    return v < 0.0f ? -r : r;
+#endif
+}"""
+
+
+def round_i32(v):
+    """numpy reference of ``round_i32``: float32 ``v`` rounded half to even, saturated to int32,
+    NaN as 0 (Arm's VCVTR.S32.F32 in round-to-nearest mode)."""
+    x = np.asarray(v, np.float32).astype(np.float64)
+    r = np.rint(np.nan_to_num(x, nan=0.0))
+    out = np.clip(r, INT32_MIN, INT32_MAX).astype(np.int32)
+    return out[()] if out.ndim == 0 else out
+
+
 def mla_form(pairs: list[tuple[int, int]], bound: np.ndarray, zero_point: int, lo: int,
              hi: int) -> tuple[list[int], int, int] | None:
     """The requantize epilogue ``sat(requantize(acc, m_c, shift_c) + zero_point)`` of channels

@@ -28,7 +28,7 @@ from .loops import (BOOL, COMPARE, I32, I64, INDEX, Assign, Binary, Buffer, Call
 Interval = tuple[float, float]
 # intrinsic names the renderers and the interpreter implement
 KNOWN_CALLS: set[str] = {"requantize", "smlad", "sxtb16", "smladx", "pack4",
-                         "requantize_hi", "sat_i8", "sat_u8", "requantize64", "smmla"}
+                         "requantize_hi", "sat_i8", "sat_u8", "requantize64", "smmla", "round_i32"}
 INDEX_MIN, INDEX_MAX = -(2**31), 2**31 - 1
 SPLIT_MAX = 16    # loops of at most this many iterations are proved value by value when needed
 
@@ -224,6 +224,9 @@ def _check_expr(e: Expr, sc: _Scope, where: str) -> None:
         if e.fn == "pack4" and (len(e.args) != 4 or e.dtype != I32
                                 or any(a.dtype.name not in ("int8", "uint8") for a in e.args)):
             raise VerifyError(f"{where}: pack4 takes four int8 or uint8 and returns int32")
+        if e.fn == "round_i32" and (len(e.args) != 1 or e.dtype != I32
+                                    or e.args[0].dtype.name != "float32"):
+            raise VerifyError(f"{where}: round_i32 takes a float32 and returns int32")
         if e.fn == "smmla" and (len(e.args) != 3 or e.dtype != I32
                                 or any(a.dtype != I32 for a in e.args)):
             raise VerifyError(f"{where}: smmla takes and returns int32")

@@ -100,7 +100,17 @@ def _smmla(r: "_KernelRenderer", args: list[ir.Value], d: DType) -> ir.Value:
     return b.trunc(b.ashr(p, ir.Constant(I64, 32)), I32)
 
 
+def _round_i32(r: "_KernelRenderer", args: list[ir.Value], d: DType) -> ir.Value:
+    """``onnxcc.codegen.requantize.round_i32``: llvm.rint (ties to even in the default
+    environment), then the saturating llvm.fptosi.sat (NaN -> 0)."""
+    (v,) = args
+    f = _declare(r.module, "llvm.rint.f32", v.type, [v.type])
+    sat = _declare(r.module, "llvm.fptosi.sat.i32.f32", I32, [v.type])
+    return r.b.call(sat, [r.b.call(f, [v])])
+
+
 CALLS["requantize"] = _requantize
+CALLS["round_i32"] = _round_i32
 CALLS["smmla"] = _smmla
 CALLS["requantize64"] = _requantize64
 CALLS["requantize_hi"] = _requantize   # the same function for 33 <= shift <= 62

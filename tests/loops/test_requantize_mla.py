@@ -10,9 +10,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onnxcc.codegen.loops import I32, Buffer, Call, Kernel, Loop, Program, Store, Var
+from onnxcc.codegen.loops import F32, I32, Buffer, Call, Kernel, Loop, Program, Store, Var
 from onnxcc.codegen.requantize import (INT32_MAX, INT32_MIN, mla_form, quantize_multiplier,
-                                       requantize, smmla)
+                                       requantize, round_i32, smmla)
 from onnxcc.codegen.verify import verify
 
 from loopir import run_c, run_interp, run_llvm
@@ -122,3 +122,31 @@ def test_smmla_renderers_agree():
     verify(p)
     for run in (run_interp, run_c, run_llvm):
         np.testing.assert_array_equal(run(p, [a, b, c])[0], want, err_msg=run.__name__)
+
+
+def test_round_i32_renderers_agree():
+    """``round_i32`` (float32 rounded half to even to int32, saturated, NaN 0) in numpy, the
+    interpreter, C (the host's plain form) and LLVM: ties, the float32 integers past 2**23,
+    the int32 ends, infinities and NaN, and random values."""
+    rng = np.random.default_rng(9)
+    edge = [0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 126.5, -127.5, 8388607.5, 8388609.0, -8388609.0,
+            2.0 ** 31, -(2.0 ** 31), 2.0 ** 31 - 128, 3e9, -3e9, np.inf, -np.inf, np.nan, -0.0,
+            0.49999997, -0.49999997]
+    v = np.concatenate([np.array(edge, np.float32),
+                        (rng.standard_normal(2000) * 300).astype(np.float32),
+                        (rng.integers(-600, 600, 500) / 2).astype(np.float32)])
+    want = round_i32(v)
+    assert want[:6].tolist() == [0, 2, 2, 0, -2, -2]
+    assert want[11:19].tolist() == [INT32_MAX, INT32_MIN, 2 ** 31 - 128, INT32_MAX, INT32_MIN,
+                                    INT32_MAX, INT32_MIN, 0]
+    n = v.size
+    x = Buffer("v", F32, (n,), space="input", index=0)
+    y = Buffer("y", I32, (n,), space="output", index=0)
+    i = Var("i")
+    p = Program("rnd", [Kernel("k0", [y], [x], [Loop(i, 0, n, [
+        Store(y, (i,), Call("round_i32", (x[i],), I32))])], op="round")],
+        [Buffer("input0", F32, (n,), space="input", index=0)],
+        [Buffer("output0", I32, (n,), space="output", index=0)], 0, 16)
+    verify(p)
+    for run in (run_interp, run_c, run_llvm):
+        np.testing.assert_array_equal(run(p, [v])[0], want, err_msg=run.__name__)

@@ -279,3 +279,40 @@ def test_smmla_epilogue_only_where_it_is_exact():
             t.CopyFrom(numpy_helper.from_array(pow2[t.name], t.name))
     c = _c_text(bit_exact_on(model, x, "cortex-m4"))
     assert "onnxcc_smmla(" not in c and "onnxcc_requantize_hi(" in c
+
+
+def qbinary(op: str, x_type, b_shape, seed=4):
+    """com.microsoft.QLinearAdd/QLinearMul of x (1, 4, 5, 6) and a constant b of ``b_shape``
+    (broadcast), every zero point non-zero."""
+    r = np.random.default_rng(seed)
+    info = np.iinfo(x_type)
+    tp = TensorProto.UINT8 if x_type == np.uint8 else TensorProto.INT8
+    z = (lambda v: x_type(v + 128 if x_type == np.uint8 else v))
+    inits = {"as": np.float32(0.021), "az": z(3), "b": r.integers(info.min, info.max + 1,
+                                                                   b_shape).astype(x_type),
+             "bs": np.float32(0.037), "bz": z(-2), "ys": np.float32(0.05 if op == "Add" else 0.3),
+             "yz": z(-5)}
+    node = helper.make_node(f"QLinear{op}", ["x", "as", "az", "b", "bs", "bz", "ys", "yz"],
+                            ["y"], domain="com.microsoft", name="qb")
+    m = _model(node, [1, 4, 5, 6], tp, [1, 4, 5, 6], inits)
+    m.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    x = r.integers(info.min, info.max + 1, (1, 4, 5, 6)).astype(x_type)
+    return m, x
+
+
+@pytest.mark.parametrize("op,x_type,b_shape", [("Add", np.int8, (1, 4, 5, 6)),
+                                               ("Add", np.uint8, (4, 1, 1)),
+                                               ("Mul", np.int8, (1, 1, 6))])
+def test_qlinear_binary_rounds_by_vcvtr_on_cortex_m4(op, x_type, b_shape):
+    """QLinearAdd/QLinearMul with constant scales on cortex-m4: the quotient rounded by
+    ``round_i32`` (VCVTR), the zero point an int add, SSAT/USAT; bit-exact with the host build
+    and the interpreters (the spec's float formula), within 1 of onnxruntime (whose kernel
+    scales each input by its ratio to the output scale, so its ties fall elsewhere)."""
+    _tools_or_skip("cortex-m4")
+    model, x = qbinary(op, x_type, b_shape)
+    cm = bit_exact_on(model, x, "cortex-m4")
+    assert "onnxcc_round_i32(" in _c_text(cm)
+    import onnxruntime as ort
+    ref = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    got = qemu.run_on_qemu(cm, {"x": x})["y"]
+    assert np.abs(got.astype(np.int32) - ref.astype(np.int32)).max() <= 1
