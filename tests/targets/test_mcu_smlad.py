@@ -316,3 +316,31 @@ def test_qlinear_binary_rounds_by_vcvtr_on_cortex_m4(op, x_type, b_shape):
     ref = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
     got = qemu.run_on_qemu(cm, {"x": x})["y"]
     assert np.abs(got.astype(np.int32) - ref.astype(np.int32)).max() <= 1
+
+
+@pytest.mark.parametrize("y_type,zp,per_axis", [(np.int8, -3, False), (np.uint8, 131, False),
+                                                (np.int8, 7, True)])
+def test_quantize_linear_rounds_by_vcvtr_on_cortex_m4(y_type, zp, per_axis):
+    """A float32 QuantizeLinear on cortex-m4 rounds x / scale with ``round_i32`` (VCVTR) and
+    clamps in integers: ties to even, infinities and values past int32 saturate, NaN goes to
+    the type's minimum; bit-exact with the host build, the interpreters and onnxruntime."""
+    _tools_or_skip("cortex-m4")
+    r = np.random.default_rng(6)
+    x = (r.standard_normal((1, 3, 4, 5)) * 3).astype(np.float32)
+    x.flat[:12] = [np.nan, np.inf, -np.inf, 1e30, -1e30, 0.0185, -0.0185, 0.0555, 4.7, -4.7,
+                   1e10, -0.0]
+    s = np.array([0.037, 0.02, 0.05], np.float32) if per_axis else np.float32(0.037)
+    z = np.array([zp, -zp, 0], y_type) if per_axis else y_type(zp)
+    tp = TensorProto.UINT8 if y_type == np.uint8 else TensorProto.INT8
+    node = helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"], axis=1, name="q")
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                      [1, 3, 4, 5])],
+                          [helper.make_tensor_value_info("y", tp, [1, 3, 4, 5])],
+                          [numpy_helper.from_array(s, "s"), numpy_helper.from_array(z, "z")])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = IR_VERSION
+    cm = bit_exact_on(model, x, "cortex-m4")
+    assert "onnxcc_round_i32(" in _c_text(cm)
+    import onnxruntime as ort
+    ref = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(qemu.run_on_qemu(cm, {"x": x})["y"], ref)
