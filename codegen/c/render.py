@@ -654,9 +654,14 @@ class _Renderer:
                 copy(u, d + 3)
                 out.append(f"{pad}        }}")
             out.append(f"{pad}    }}")
-        out.append(f"{pad}    for (; {j.name} < {n}; ++{j.name}) {{")
-        copy(0, d + 2)
-        out.append(f"{pad}    }}")
+        # no remainder loop after an unrolled one whose constant trip count F divides: it would
+        # never run, and arm-none-eabi-gcc 12 at -O2 reported "iteration 1073741823 invokes
+        # undefined behavior" for it (a 1x1 QLinearConv of one channel over 84 positions)
+        known = isinstance(s.start, Const) and isinstance(s.stop, Const)
+        if F == 1 or not known or (int(s.stop.value) - int(s.start.value)) % F:
+            out.append(f"{pad}    for (; {j.name} < {n}; ++{j.name}) {{")
+            copy(0, d + 2)
+            out.append(f"{pad}    }}")
         out.append(f"{pad}}}")
         return True
 
