@@ -109,15 +109,6 @@ def _lower_qdq(node: Node, ctx: LowerCtx) -> Any:
         # every per-tensor (de)quantize of a model differs only in its count (one function)
         X, Y = merged_views([X, Y])
         shape, rank = X.shape, len(X.shape)
-    # on a microcontroller (not in size mode) a float32 QuantizeLinear rounds the quotient to
-    # int32 with ``round_i32`` (one VCVTR on a single-precision FPU) and clamps in integers,
-    # the zero point added after the clamp to [lo - zp, hi - zp] so nothing wraps, NaN to the
-    # type's minimum as the float form does: Cortex-M4 -Os 46 -> 17 instructions per value
-    fast = node.op == "QuantizeLinear" and blk.lanes_for(ctx.target) is not None and \
-        not ctx.size and X.dtype == F32 and S.dtype == F32
-    s_const = node.inputs[1].const if fast and s_lay == "tensor" else None
-    z_const = (node.inputs[2].const if Z is not None else 0) if fast and z_lay == "tensor" \
-        else None
 
     def body(i: list[Var]) -> list[Stmt]:
         idx = tuple(i) if rank else ()
@@ -128,17 +119,6 @@ def _lower_qdq(node: Node, ctx: LowerCtx) -> Any:
         if node.op == "DequantizeLinear":
             return [Store(Y, tuple(i), (Cast(xv, F32) - z) * s)]
         lo, hi = qrange(Y.dtype.np)
-        if fast:
-            if s_const is not None:
-                s = const(float(np.asarray(s_const, np.float32).reshape(-1)[0]), F32)
-            zi: Expr = const(int(np.asarray(z_const).reshape(-1)[0]), I32) \
-                if z_const is not None else Cast(Z[_param_index(Z, z_lay, idx, axis, block)],
-                                                 I32)
-            v = xv / s
-            q = maximum(minimum(Call("round_i32", (v,), I32), const(hi, I32) - zi),
-                        const(lo, I32) - zi) + zi
-            q = Select(Binary("ne", v, v), const(lo, I32), q)
-            return [Store(Y, tuple(i), Cast(q, Y.dtype))]
         q = Unary("round", xv / s) + z
         return [Store(Y, tuple(i), Cast(_fmin_fmax(q, lo, hi), Y.dtype))]
 
