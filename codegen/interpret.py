@@ -15,6 +15,7 @@ import numpy as np
 
 from .loops import (Assign, Binary, Buffer, Call, Cast, Comment, Const, Decl, Expr, If,
                     Kernel, Load, Loop, MulAdd, Program, Select, Stmt, Store, Unary, Var)
+from .pkhbt import pkhbt
 from .requantize import requantize, requantize64, requantize_hi, sat_i8, sat_u8
 from .smlad import pack4, smlad, smladx, sxtb16
 
@@ -22,7 +23,8 @@ INTRINSICS: dict[str, Callable[..., Any]] = {"requantize": requantize, "smlad": 
                                                  "sxtb16": sxtb16, "smladx": smladx,
                                                  "pack4": pack4, "requantize_hi": requantize_hi,
                                                  "sat_i8": sat_i8, "sat_u8": sat_u8,
-                                                 "requantize64": requantize64}   # name -> numpy
+                                                 "requantize64": requantize64,
+                                                 "pkhbt": pkhbt}   # name -> numpy
 
 
 def _tdiv(a: Any, b: Any) -> Any:

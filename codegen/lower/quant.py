@@ -559,7 +559,7 @@ def _product_blocked(ctx: LowerCtx, A: Buffer, Y: Buffer, bv: Sequence[Expr],
                 if ln and K % lanes:
                     kx = minimum(kx, Const(K - 1))
                 vals.append(blk.widened(A[(*bv, p, kx)], z))
-            out.append(Store(col, (kk, Const(t)), blk.word(lanes, vals)))
+            out.append(Store(col, (kk, Const(t)), _word(lanes, vals)))
         return [Loop(kk, 0, K2, out)]
 
     def start(m: Expr, p: Expr) -> Expr:
@@ -594,7 +594,11 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
     the weights centered and packed at compile time; ``int_blocked.block_shape`` output
     channels x pixels of int32 accumulators starting at the bias. A constant x zero point is
     folded into the start instead (``_folded_start``; x itself in the scratch, the zero point
-    for a padded tap), except for pairs along kw. None when it does not apply."""
+    for a padded tap), except for pairs along kw. A block whose pixels lie in one output row
+    with every tap's column inside x builds each distinct column's word once per row of taps
+    and channel pair and stores it to each slot that reads it (``fill_row``; the pairs packed
+    by ``pkhbt``; cortex-m4 -Os, 3x3 16 -> 16 on 32x32: 1.19 -> 1.02 instructions per MAC
+    with PKHBT); other blocks test per tap (``fill_taps``). None when it does not apply."""
     q = node.op == "QLinearConv"
     lanes = blk.lanes_for(ctx.target)
     x, w = node.inputs[0], node.inputs[3 if q else 1]
@@ -668,7 +672,7 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
                 ld, mask = blk.masked_load(X, (n, c, ih, iw), cw)
                 vals.append(blk.widened(ld, xz, mask))
             body = loops([(c, 0, C)], _two_per_trip(kwp, KWP, [Store(col, at,
-                                                                    blk.word(lanes, vals))]))
+                                                                    _word(lanes, vals))]))
             ch, _ = in_range([(ih, IH)]) if any(pb) or any(pe) else ([], True)
             if ch:
                 zero = loops([(c, 0, C)], _two_per_trip(kwp, KWP, [Store(col, at,
@@ -677,9 +681,62 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
             out += body
         return loops([(kh, 0, KH)], out)
 
+    def zero_word(col: Buffer) -> Expr:
+        """The word of a padded tap: x - xz = 0, or the folded zero point's pair."""
+        z = int(xz.value) if fold else 0
+        return blk.word(lanes, [const(z, I32)] * lanes) if z else const(0, col.dtype)
+
+    def fill_row(col: Buffer, ps: list[Expr]) -> list[Stmt]:
+        """The words of a block whose pixels lie in one output row with every tap's column
+        inside x: per row of taps (one test whether it lies inside x) and channel word, each
+        distinct column's word built once and stored to every (tap, pixel) slot that reads it
+        (stride 1, 3 x 3 taps, 3 pixels: 5 words for 9 slots)."""
+        PBk = len(ps)
+        oh0, ow0 = pixel(ps[0])
+        iw0 = lin((ow0, st[1]), -pb[1])
+        offs = {(kx, t): t * st[1] + kx * dl[1] for kx in range(KW) for t in range(PBk)}
+        cols = sorted(set(offs.values()))
+        ih = lin((oh0, st[0]), (kh, dl[0]), -pb[0])
+        wv = {j: Var(f"xw{j}", I32 if lanes == 2 else col.dtype) for j in cols}
+        body: list[Stmt] = []
+        for j in cols:
+            vals = []
+            for ln in range(lanes):
+                c: Expr = lin((cp, lanes), ln)
+                if ln and C % lanes:
+                    c = minimum(c, Const(C - 1))
+                iw = iw0 if j == 0 else Binary("add", iw0, Const(j))
+                vals.append(blk.widened(X[(n, c, ih, iw)], xzv))
+            body.append(Decl(wv[j], _word(lanes, vals)))
+        for kx in range(KW):
+            for t in range(PBk):
+                body.append(Store(col, (lin((kh, KW * CP), (Const(kx), CP), cp), Const(t)),
+                                  wv[offs[kx, t]]))
+        rows: list[Stmt] = loops([(cp, 0, CP)], body)
+        ch, _ = in_range([(ih, IH)]) if pb[0] or pe[0] else ([], True)
+        if ch:
+            zero = loops([(kw, 0, KW), (cp, 0, CP)],
+                         [Store(col, (lin((kh, KW * CP), (kw, CP), cp), Const(t)),
+                                zero_word(col)) for t in range(PBk)])
+            rows = [If(all_of(*ch), rows, zero)]
+        return loops([(kh, 0, KH)], rows)
+
     def fill(col: Buffer, ps: list[Expr]) -> list[Stmt]:
-        # per tap and pixel one test whether the tap lies inside x (none without padding),
-        # then a loop over the channel words without guards, or one storing zeros
+        """The block's words: :func:`fill_row` when its pixels lie in one output row with
+        every column inside x, else :func:`fill_taps`."""
+        if flat or len(ps) < 2 or OW < len(ps):
+            return fill_taps(col, ps)
+        _, ow0 = pixel(ps[0])
+        iw0 = lin((ow0, st[1]), -pb[1])
+        last = (len(ps) - 1) * st[1] + (KW - 1) * dl[1]
+        conds = [Binary("le", ow0, Const(OW - len(ps))), Binary("lt", iw0, Const(IW - last))]
+        if pb[1]:
+            conds.insert(1, Binary("ge", iw0, Const(0)))
+        return [If(all_of(*conds), fill_row(col, ps), fill_taps(col, ps))]
+
+    def fill_taps(col: Buffer, ps: list[Expr]) -> list[Stmt]:
+        """Per tap and pixel one test whether the tap lies inside x (none without padding),
+        then a loop over the channel words without guards, or one storing zeros."""
         out: list[Stmt] = []
         free: list[Stmt] = []     # the stores of pixels that need no test, in one loop
         for t, p in enumerate(ps):
@@ -700,11 +757,9 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
                     c = minimum(c, Const(C - 1))
                 vals.append(blk.widened(X[(n, c, *sp)], xzv))
             at = (lin((kh, KW * CP), (kw, CP), cp), Const(t))
-            word = Store(col, at, blk.word(lanes, vals))
+            word = Store(col, at, _word(lanes, vals))
             if conds:
-                z = int(xz.value) if fold else 0   # a padded tap: x - xz = 0, or xz folded
-                zero = Store(col, at, blk.word(lanes, [const(z, I32)] * lanes)
-                             if z else const(0, col.dtype))
+                zero = Store(col, at, zero_word(col))
                 out.append(If(all_of(*conds), _two_per_trip(cp, CP, [word]),
                               _two_per_trip(cp, CP, [zero])))
             elif flat:
@@ -744,6 +799,16 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
     ins = read_buffers(body, [X, W] + extra)
     return ctx.kernel(node.op.lower(), [Y], ins, [Comment(text)] + body, comment=text,
                       locals=[col])
+
+
+def _word(lanes: int, vals: Sequence[Expr]) -> Expr:
+    """One im2col scratch word of the blocked int8 Conv: with 2 lanes the int16 pair of
+    ``vals`` (int32 each, in [-32768, 32767]) by the ``pkhbt`` intrinsic (one ``PKHBT`` on a
+    DSP core, where the C form is ``UXTH`` and ``ORR``; a constant pair stays a constant), else
+    ``int_blocked.word``."""
+    if lanes != 2 or all(isinstance(v, Const) for v in vals):
+        return blk.word(lanes, vals)
+    return Call("pkhbt", (vals[0], vals[1]), I32)
 
 
 def _two_per_trip(v: Var, n: int, body: list[Stmt]) -> list[Stmt]:

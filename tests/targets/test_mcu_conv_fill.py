@@ -1,0 +1,95 @@
+"""The im2col fill of the blocked int8 Conv on a DSP core (``_conv_blocked`` in
+``codegen/lower/quant.py``): a block of pixels in one output row with every tap's column inside
+x builds each distinct column's channel-pair word once (``pkhbt``) and stores it to every
+(tap, pixel) slot that reads it; other blocks test per tap. Bit-exact with onnxruntime on
+cortex-m4 (QEMU) for strides, pads, dilations, odd channel counts and 1x1 kernels."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import onnxcc
+import pytest
+from builders import W7
+from onnx import TensorProto, helper, numpy_helper
+from onnxcc.codegen.interpret import run_program
+from onnxcc.runtime import qemu
+from onnxcc.targets import get_target
+
+
+def qconv(C, M, H, W, k, pads, stride=1, dilation=1, x_type=np.int8, xz=-5, seed=0):
+    """QLinearConv x (1, C, H, W) -> y of x's type, int8 weights per output channel (in W7:
+    onnxruntime's uint8 x int8 kernels saturate int16 pair sums on x86); ``k`` an int or
+    (kh, kw), ``pads`` ONNX's 4 (top, left, bottom, right)."""
+    r = np.random.default_rng(seed)
+    kh, kw = (k, k) if isinstance(k, int) else k
+    OH = (H + pads[0] + pads[2] - dilation * (kh - 1) - 1) // stride + 1
+    OW = (W + pads[1] + pads[3] - dilation * (kw - 1) - 1) // stride + 1
+    tp = TensorProto.UINT8 if x_type == np.uint8 else TensorProto.INT8
+    inits = {"xs": np.float32(0.02), "xz": x_type(xz),
+             "w": r.integers(*W7, (M, C, kh, kw)).astype(np.int8),
+             "ws": (r.random(M) * 0.004 + 0.001).astype(np.float32),
+             "wz": np.zeros(M, np.int8), "ys": np.float32(0.05),
+             "yz": x_type(128 if x_type == np.uint8 else 2),
+             "b": r.integers(-3000, 3000, M).astype(np.int32)}
+    node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"],
+                            ["y"], pads=list(pads), strides=[stride] * 2,
+                            dilations=[dilation] * 2, name="conv")
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", tp, [1, C, H, W])],
+                          [helper.make_tensor_value_info("y", tp, [1, M, OH, OW])],
+                          [numpy_helper.from_array(np.asarray(v), n) for n, v in inits.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 10
+    info = np.iinfo(x_type)
+    x = r.integers(info.min, info.max + 1, (1, C, H, W)).astype(x_type)
+    return m, x
+
+
+#: case -> (model builder, distinct columns of a row block's words: xw0 .. xw{n-1})
+CASES = {
+    "s1_pad1": (lambda: qconv(6, 4, 7, 10, 3, [1] * 4), 5),
+    "s1_odd_c_uint8": (lambda: qconv(5, 3, 6, 11, 3, [1] * 4, x_type=np.uint8, xz=3), 5),
+    "stem_c3_asym_pads": (lambda: qconv(3, 4, 8, 12, 3, [0, 1, 1, 0]), 5),
+    "s2": (lambda: qconv(4, 5, 9, 13, 3, [1] * 4, stride=2), 7),
+    "dilation2": (lambda: qconv(4, 3, 10, 12, 3, [2] * 4, dilation=2), 7),
+    "k1_s2": (lambda: qconv(8, 6, 9, 9, 1, [0] * 4, stride=2), 3),
+    "k5x3_no_pad_xz0": (lambda: qconv(4, 3, 9, 8, (5, 3), [0] * 4, xz=0), 5),
+}
+
+
+def _tools_or_skip() -> None:
+    t = get_target("cortex-m4")
+    for tool in (t.cc, qemu.ARCHES[qemu.machine_for(t).arch].qemu):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} not installed (scripts/install-test-deps.sh)")
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_conv_fill_bit_exact_with_onnxruntime(case):
+    """The firmware's output (QEMU) and the loop-IR interpreter's equal onnxruntime's byte for
+    byte; the kernel builds a row block's ``n`` distinct column words with ``pkhbt`` (PKHBT)."""
+    import onnxruntime as ort
+
+    _tools_or_skip()
+    make, n = CASES[case]
+    model, x = make()
+    want = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    cm = onnxcc.compile(model, "cortex-m4", name="t")
+    k = cm.program.kernels[0]
+    assert "blocked" in k.comment
+    got = run_program(cm.program, [x])[0].reshape(want.shape)
+    assert got.tobytes() == want.tobytes()
+    assert qemu.run_on_qemu(cm, {"x": x})["y"].tobytes() == want.tobytes()
+    c = "\n".join(p.read_text() for p in sorted(cm.lib_dir.glob("*.c")))
+    assert "pkhbt %0, %1, %2, lsl #16" in c
+    assert f"int32_t xw{n - 1} = onnxcc_pkhbt(" in c and f"xw{n} " not in c
+
+
+def test_pkhbt_reference():
+    """``pkhbt(lo, hi)``: lo's low half in bits 0-15, hi's low half in bits 16-31."""
+    from onnxcc.codegen.pkhbt import pkhbt
+
+    assert pkhbt(-2, 3) == np.uint32(0x0003FFFE).view(np.int32)
+    assert pkhbt(0x12345678, -1) == np.uint32(0xFFFF5678).view(np.int32)
+    assert pkhbt(-128, -128) == np.uint32(0xFF80FF80).view(np.int32)
