@@ -598,7 +598,9 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
     with every tap's column inside x builds each distinct column's word once per row of taps
     and channel pair and stores it to each slot that reads it (``fill_row``; the pairs packed
     by ``pkhbt``; cortex-m4 -Os, 3x3 16 -> 16 on 32x32: 1.19 -> 1.02 instructions per MAC
-    with PKHBT); other blocks test per tap (``fill_taps``). None when it does not apply."""
+    with PKHBT); other blocks test per tap (``fill_taps``). A first layer of few channels may
+    pair along kw (``fill_by_kw``) or along a row of taps, (kw, c) flattened
+    (``fill_by_row``), whichever pads fewest lanes. None when it does not apply."""
     q = node.op == "QLinearConv"
     lanes = blk.lanes_for(ctx.target)
     x, w = node.inputs[0], node.inputs[3 if q else 1]
@@ -616,9 +618,25 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
     KWP = blk.reduction_words(KW, lanes)
     # pairs along the channels, reduction order (kh, kw, c); or along kw, order (c, kh, kw),
     # when that pads less (a first layer of 1 channel: 50% of the lanes would multiply 0)
+    # or with 2 lanes, per row of taps (kw, c) flattened in pairs, order (kh, kw, c), when
+    # that takes an eighth fewer words or more (a first layer of 3 channels, 3x3: 15 words,
+    # not 18; its fill shares no word between pixels, so not for 5 channels: 24, not 27)
     by_kw = C * KH * KWP < KH * KW * CP
+    RW = blk.reduction_words(KW * C, lanes)
+    by_row = lanes == 2 and 8 * KH * RW <= 7 * min(C * KH * KWP, KH * KW * CP)
+    by_kw = by_kw and not by_row
     wc = Wt.data.astype(np.int64).reshape(w.shape)
-    if by_kw:
+    if by_row:
+        # rounded up to whole iterations of the reduction loop when that adds 2 words or
+        # fewer (3x3 of 3 channels: 16 words, the 16th 0, not 8 + 7 in single-word trips;
+        # cortex-m4 -Os, 3 -> 16 on 32x32: 2.04 -> 1.56 instructions per MAC)
+        K2 = KH * RW
+        K2 += (-K2 % blk.UNROLL) if -K2 % blk.UNROLL <= 2 else 0
+        wt = np.zeros((M, K2 * lanes), np.int64)
+        wt[:, :KH * RW * lanes] = np.pad(
+            wc.transpose(0, 2, 3, 1).reshape(M, KH, KW * C),
+            ((0, 0), (0, 0), (0, RW * lanes - KW * C))).reshape(M, -1)
+    elif by_kw:
         K2 = C * KH * KWP
         wt = np.zeros((M, C, KH, KWP * lanes), np.int64)
         wt[..., :KW] = wc
@@ -721,18 +739,80 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
             rows = [If(all_of(*ch), rows, zero)]
         return loops([(kh, 0, KH)], rows)
 
-    def fill(col: Buffer, ps: list[Expr]) -> list[Stmt]:
-        """The block's words: :func:`fill_row` when its pixels lie in one output row with
-        every column inside x, else :func:`fill_taps`."""
+    def row_block(ps: list[Expr]) -> list[Expr] | None:
+        """The test whether a block's pixels lie in one output row with every tap's column
+        inside x (None when no block can)."""
         if flat or len(ps) < 2 or OW < len(ps):
-            return fill_taps(col, ps)
+            return None
         _, ow0 = pixel(ps[0])
         iw0 = lin((ow0, st[1]), -pb[1])
         last = (len(ps) - 1) * st[1] + (KW - 1) * dl[1]
         conds = [Binary("le", ow0, Const(OW - len(ps))), Binary("lt", iw0, Const(IW - last))]
         if pb[1]:
             conds.insert(1, Binary("ge", iw0, Const(0)))
+        return conds
+
+    def fill(col: Buffer, ps: list[Expr]) -> list[Stmt]:
+        """The block's words: :func:`fill_row` when its pixels lie in one output row with
+        every column inside x, else :func:`fill_taps`."""
+        conds = row_block(ps)
+        if conds is None:
+            return fill_taps(col, ps)
         return [If(all_of(*conds), fill_row(col, ps), fill_taps(col, ps))]
+
+    def fill_by_row(col: Buffer, ps: list[Expr]) -> list[Stmt]:
+        """The words of pairs along a row of taps ((kw, c) flattened, a pair may join two
+        taps): per row of taps and pixel one test whether the row lies inside x, then per
+        word two loads, guarded by their columns unless the block's pixels lie in one output
+        row with every column inside x; the words past the rows (``K2`` rounded up) 0."""
+        conds = row_block(ps)
+
+        def words(t: int, oh: Expr, ow: Expr, guard: bool) -> list[Stmt]:
+            ih = lin((oh, st[0]), (kh, dl[0]), -pb[0])
+            out: list[Stmt] = []
+            zero: list[Stmt] = []
+            for j in range(RW):
+                vals: list[Expr] = []
+                for ln in range(lanes):
+                    v = j * lanes + ln
+                    if v >= KW * C:    # the pad lane (weight 0)
+                        vals.append(vals[0])
+                        continue
+                    kx, c = divmod(v, C)
+                    if guard:
+                        iw = lin((ow, st[1]), kx * dl[1] - pb[1])
+                    else:   # ow is the block's first column iw0 = ow0 * sw - pad (proved in x)
+                        off = t * st[1] + kx * dl[1]
+                        iw = ow if off == 0 else Binary("add", ow, Const(off))
+                    cw, ok = in_range([(iw, IW)]) if guard else ([], True)
+                    mask = all_of(*cw)
+                    if not ok:
+                        vals.append(const(int(xz.value) if fold else 0, I32))
+                    elif mask is None:
+                        vals.append(blk.widened(X[(n, Const(c), ih, iw)], xzv))
+                    elif fold:
+                        vals.append(Cast(Load(X, (n, Const(c), ih, iw), mask,
+                                              Const(int(xz.value), X.dtype)), I32))
+                    else:
+                        vals.append(blk.widened(Load(X, (n, Const(c), ih, iw), mask,
+                                                     const(0, X.dtype)), xz, mask))
+                at = (lin((kh, RW), j), Const(t))
+                out.append(Store(col, at, _word(lanes, vals)))
+                zero.append(Store(col, at, zero_word(col)))
+            ch, _ = in_range([(ih, IH)]) if pb[0] or pe[0] else ([], True)
+            return [If(all_of(*ch), out, zero)] if ch else out
+
+        def pixels(guard: bool) -> list[Stmt]:
+            out: list[Stmt] = []
+            for t, p in enumerate(ps):
+                oh, ow = pixel(p if guard else ps[0])
+                out += words(t, oh, ow if guard else lin((ow, st[1]), -pb[1]), guard)
+            return loops([(kh, 0, KH)], out)
+        tail = [Store(col, (Const(k), Const(t)), const(0, col.dtype))
+                for k in range(KH * RW, K2) for t in range(len(ps))]
+        if conds is None:
+            return pixels(True) + tail
+        return [If(all_of(*conds), pixels(False), pixels(True))] + tail
 
     def fill_taps(col: Buffer, ps: list[Expr]) -> list[Stmt]:
         """Per tap and pixel one test whether the tap lies inside x (none without padding),
@@ -779,13 +859,14 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
 
     inner, W, col = blk.blocked_nest(lanes=lanes, P=P, PB=PB, M=M, MB=MB, K2=K2,
                                      weights=packed, int8_weights=i8, value=w.name,
-                                     fill=fill_by_kw if by_kw else fill, start=start,
+                                     fill=fill_by_row if by_row else
+                                     fill_by_kw if by_kw else fill, start=start,
                                      store=store)
     body = loops([(n, 0, N)], inner)
     how = "SMLAD on int16 pairs" if lanes == 2 else "int16 multiply-adds"
     text = (f"{node.op}: x {shape_text(X.shape)} {X.dtype} is NCHW, w {shape_text(w.shape)} "
             f"(centered, packed at compile time as (channel pairs, "
-            f"{'c, kh, kw in pairs' if by_kw else 'kh, kw, c in pairs'})), y "
+            f"{'kh, then kw, c in pairs' if by_row else 'c, kh, kw in pairs' if by_kw else 'kh, kw, c in pairs'})), y "
             f"{shape_text(Y.shape)} {Y.dtype}; strides {list(st)}, dilations {list(dl)}, "
             f"pads_begin {list(pb)}; blocked: per {PB} pixels their im2col columns widened to "
             "int16 "

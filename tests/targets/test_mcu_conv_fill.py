@@ -46,11 +46,16 @@ def qconv(C, M, H, W, k, pads, stride=1, dilation=1, x_type=np.int8, xz=-5, seed
     return m, x
 
 
-#: case -> (model builder, distinct columns of a row block's words: xw0 .. xw{n-1})
+#: case -> (model builder, distinct columns of a row block's words: xw0 .. xw{n-1}; None: the
+#: pairs along a row of taps, (kw, c) flattened)
 CASES = {
     "s1_pad1": (lambda: qconv(6, 4, 7, 10, 3, [1] * 4), 5),
     "s1_odd_c_uint8": (lambda: qconv(5, 3, 6, 11, 3, [1] * 4, x_type=np.uint8, xz=3), 5),
-    "stem_c3_asym_pads": (lambda: qconv(3, 4, 8, 12, 3, [0, 1, 1, 0]), 5),
+    "stem_c3_asym_pads": (lambda: qconv(3, 4, 8, 12, 3, [0, 1, 1, 0]), None),
+    "stem_c3_s2_uint8": (lambda: qconv(3, 5, 11, 10, 3, [1] * 4, stride=2, x_type=np.uint8,
+                                       xz=3), None),
+    "stem_c3_xz0_dilation2": (lambda: qconv(3, 2, 9, 11, 3, [2, 1, 2, 3], dilation=2, xz=0),
+                              None),
     "s2": (lambda: qconv(4, 5, 9, 13, 3, [1] * 4, stride=2), 7),
     "dilation2": (lambda: qconv(4, 3, 10, 12, 3, [2] * 4, dilation=2), 7),
     "k1_s2": (lambda: qconv(8, 6, 9, 9, 1, [0] * 4, stride=2), 3),
@@ -68,7 +73,8 @@ def _tools_or_skip() -> None:
 @pytest.mark.parametrize("case", list(CASES))
 def test_conv_fill_bit_exact_with_onnxruntime(case):
     """The firmware's output (QEMU) and the loop-IR interpreter's equal onnxruntime's byte for
-    byte; the kernel builds a row block's ``n`` distinct column words with ``pkhbt`` (PKHBT)."""
+    byte; the kernel packs pairs with ``pkhbt`` (PKHBT), building a row block's ``n`` distinct
+    column words once, or (a first layer of 3 channels) pairs along a row of taps."""
     import onnxruntime as ort
 
     _tools_or_skip()
@@ -83,7 +89,9 @@ def test_conv_fill_bit_exact_with_onnxruntime(case):
     assert qemu.run_on_qemu(cm, {"x": x})["y"].tobytes() == want.tobytes()
     c = "\n".join(p.read_text() for p in sorted(cm.lib_dir.glob("*.c")))
     assert "pkhbt %0, %1, %2, lsl #16" in c
-    assert f"int32_t xw{n - 1} = onnxcc_pkhbt(" in c and f"xw{n} " not in c
+    assert ("kh, then kw, c in pairs" in k.comment) is (n is None)
+    if n is not None:
+        assert f"int32_t xw{n - 1} = onnxcc_pkhbt(" in c and f"xw{n} " not in c
 
 
 def test_pkhbt_reference():
