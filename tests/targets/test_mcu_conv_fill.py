@@ -101,3 +101,49 @@ def test_pkhbt_reference():
     assert pkhbt(-2, 3) == np.uint32(0x0003FFFE).view(np.int32)
     assert pkhbt(0x12345678, -1) == np.uint32(0xFFFF5678).view(np.int32)
     assert pkhbt(-128, -128) == np.uint32(0xFF80FF80).view(np.int32)
+
+
+def quantize(y_type, shape=(2, 3, 37), axis=None, zp=-3):
+    """QuantizeLinear x float32 -> y_type with a constant zero point, per tensor or per
+    ``axis``; x holds NaN, infinities, values far outside y's range and ties x = (k + 0.5) s."""
+    r = np.random.default_rng(5)
+    n = shape[axis] if axis is not None else 1
+    s = (r.random(n) * 0.05 + 0.01).astype(np.float32)
+    z = np.full(n, zp).astype(y_type)
+    x = (r.standard_normal(shape) * 4).astype(np.float32)
+    flat = x.reshape(-1)
+    flat[:7] = [np.nan, np.inf, -np.inf, 1e30, -1e30, 0.0, -0.0]
+    s0 = s[0] if axis is None else s.reshape([-1 if a == axis else 1 for a in range(len(shape))])
+    ties = ((r.integers(-200, 200, x.shape) + 0.5) * s0).astype(np.float32)
+    x = np.where(r.random(x.shape) < 0.3, ties, x).astype(np.float32)
+    x.reshape(-1)[:7] = flat[:7]
+    tp = TensorProto.UINT8 if y_type == np.uint8 else TensorProto.INT8
+    inits = [numpy_helper.from_array(s if axis is not None else s[0], "s"),
+             numpy_helper.from_array(z if axis is not None else z[0], "z")]
+    node = helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"],
+                            **({"axis": axis} if axis is not None else {}))
+    g = helper.make_graph([node], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+                          [helper.make_tensor_value_info("y", tp, list(shape))], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 10
+    return m, x
+
+
+@pytest.mark.parametrize("y_type,axis,zp", [(np.int8, None, -3), (np.uint8, None, 128),
+                                            (np.int8, 1, 0), (np.uint8, 2, 7)])
+def test_quantize_linear_on_cortex_m4_rounds_without_rintf(y_type, axis, zp):
+    """QuantizeLinear with a constant zero point on a microcontroller clamps, then rounds half
+    to even by adding and subtracting 1.5 * 2**23 (no roundeven helper in the C): the
+    firmware's and the loop-IR interpreter's y equal onnxruntime's, NaN, infinities and ties
+    included."""
+    import onnxruntime as ort
+
+    _tools_or_skip()
+    model, x = quantize(y_type, axis=axis, zp=zp)
+    want = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    cm = onnxcc.compile(model, "cortex-m4", name="t")
+    assert run_program(cm.program, [x])[0].reshape(want.shape).tobytes() == want.tobytes()
+    assert qemu.run_on_qemu(cm, {"x": x})["y"].tobytes() == want.tobytes()
+    c = "\n".join(p.read_text() for p in sorted(cm.lib_dir.glob("*.c")))
+    assert "12582912.0f" in c and "roundeven" not in c
