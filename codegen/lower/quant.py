@@ -735,22 +735,31 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
         offs = {(kx, t): t * st[1] + kx * dl[1] for kx in range(KW) for t in range(PBk)}
         cols = sorted(set(offs.values()))
         ih = lin((oh0, st[0]), (kh, dl[0]), -pb[0])
-        wv = {j: Var(f"xw{j}", I32 if lanes == 2 else col.dtype) for j in cols}
-        body: list[Stmt] = []
-        for j in cols:
-            vals = []
-            for ln in range(lanes):
-                c: Expr = lin((cp, lanes), ln)
-                if ln and C % lanes:
-                    c = minimum(c, Const(C - 1))
-                iw = iw0 if j == 0 else Binary("add", iw0, Const(j))
-                vals.append(blk.widened(X[(n, c, ih, iw)], xzv))
-            body.append(Decl(wv[j], _word(lanes, vals)))
-        for kx in range(KW):
-            for t in range(PBk):
-                body.append(Store(col, (lin((kh, KW * CP), (Const(kx), CP), cp), Const(t)),
-                                  wv[offs[kx, t]]))
-        rows: list[Stmt] = loops([(cp, 0, CP)], body)
+
+        def words(cq: Expr, sfx: str) -> list[Stmt]:
+            """Channel word ``cq``'s distinct words (locals ``xw<column><sfx>``), stored."""
+            wv = {j: Var(f"xw{j}{sfx}", I32 if lanes == 2 else col.dtype) for j in cols}
+            body: list[Stmt] = []
+            for j in cols:
+                vals = []
+                for ln in range(lanes):
+                    c: Expr = lin((cq, lanes), ln)
+                    if ln and C % lanes:
+                        c = minimum(c, Const(C - 1))
+                    iw = iw0 if j == 0 else Binary("add", iw0, Const(j))
+                    vals.append(blk.widened(X[(n, c, ih, iw)], xzv))
+                body.append(Decl(wv[j], _word(lanes, vals)))
+            for kx in range(KW):
+                for t in range(PBk):
+                    body.append(Store(col, (lin((kh, KW * CP), (Const(kx), CP), cq), Const(t)),
+                                      wv[offs[kx, t]]))
+            return body
+        # two channel words per trip (4 loop instructions per 2 x 9 slots, not per 9)
+        h = Var("cp2")
+        rows: list[Stmt] = loops([(h, 0, CP // 2)], words(lin((h, 2)), "a")
+                                 + words(lin((h, 2), 1), "b")) if CP > 1 else []
+        if CP % 2:
+            rows += words(Const(CP - 1), "")
         ch, _ = in_range([(ih, IH)]) if pb[0] or pe[0] else ([], True)
         if ch:
             zero = loops([(kw, 0, KW), (cp, 0, CP)],
