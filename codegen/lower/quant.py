@@ -804,8 +804,7 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
                 vals: list[Expr] = []
                 for ln in range(lanes):
                     v = j * lanes + ln
-                    if v >= KW * C:    # the pad lane (weight 0)
-                        vals.append(vals[0])
+                    if v >= KW * C:    # the pad lane (weight 0): any value, the word is vals[0]
                         continue
                     kx, c = divmod(v, C)
                     if guard:
@@ -826,7 +825,7 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
                         vals.append(blk.widened(Load(X, (n, Const(c), ih, iw), mask,
                                                      const(0, X.dtype)), xz, mask))
                 at = (lin((kh, RW), j), Const(t))
-                out.append(Store(col, at, _word(lanes, vals)))
+                out.append(Store(col, at, _word(lanes, vals) if len(vals) == lanes else vals[0]))
                 zero.append(Store(col, at, zero_word(col)))
             ch, _ = in_range([(ih, IH)]) if pb[0] or pe[0] else ([], True)
             return [If(all_of(*ch), out, zero)] if ch else out
