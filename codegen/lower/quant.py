@@ -88,7 +88,9 @@ def _supports_qdq(node: Node) -> str | None:
 def _lower_qdq(node: Node, ctx: LowerCtx) -> Any:
     """QuantizeLinear: y = saturate(round(x / scale) + zp) (float32 division, round half to
     even, NaN to the type's minimum); DequantizeLinear: y = (float(x) - float(zp)) * scale.
-    One loop nest over x (any rank, any layout the plan gave it)."""
+    One loop nest over x (any rank, any layout the plan gave it). On a microcontroller with a
+    constant zero point and an 8/16-bit y, x / scale is clamped first and rounded by adding
+    and subtracting 1.5 * 2**23 (the same y: see the comment in ``body``)."""
     x = node.inputs[0]
     X, S, Y = ctx.input(0, "x"), ctx.input(1, "scale"), ctx.output(0, "y")
     Z = ctx.input(2, "zp") if has_input(node, 2) else None
