@@ -738,18 +738,55 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
         cols = sorted(set(offs.values()))
         ih = lin((oh0, st[0]), (kh, dl[0]), -pb[0])
 
+        # int8 x itself in the words (the zero point folded or 0), rows contiguous: each run of
+        # 4 columns as one word per channel (pack4: one LDR), widened by sxtb16 and paired by
+        # pkhbt/pkhtb (2 LDR + 4 SXTB16 + 4 PKH for 4 words, not 8 LDRSB + 4 PKHBT)
+        quads = []
+        if lanes == 2 and X.dtype.name == "int8" and isinstance(xzv, Const) and \
+                int(xzv.value) == 0 and X.strides[-1] == 1:
+            rest = list(cols)
+            while rest:
+                if all(rest[0] + k in rest for k in range(4)):
+                    quads.append(rest[0])
+                    rest = [j for j in rest if not rest[0] <= j < rest[0] + 4]
+                else:
+                    rest = rest[1:]
+
         def words(cq: Expr, sfx: str) -> list[Stmt]:
             """Channel word ``cq``'s distinct words (locals ``xw<column><sfx>``), stored."""
             wv = {j: Var(f"xw{j}{sfx}", I32 if lanes == 2 else col.dtype) for j in cols}
+            chans: list[Expr] = []
+            for ln in range(lanes):
+                c: Expr = lin((cq, lanes), ln)
+                if ln and C % lanes:
+                    c = minimum(c, Const(C - 1))
+                chans.append(c)
+
+            def at(j: int) -> Expr:
+                return iw0 if j == 0 else Binary("add", iw0, Const(j))
             body: list[Stmt] = []
+            done: set[int] = set()
+            for j0 in quads:
+                half = []
+                for ln, c in enumerate(chans):
+                    q4 = Var(f"xq{j0}_{ln}{sfx}", I32)
+                    body.append(Decl(q4, Call("pack4", tuple(X[(n, c, ih, at(j0 + k))]
+                                                            for k in range(4)), I32)))
+                    ev, od = Var(f"xe{j0}_{ln}{sfx}", I32), Var(f"xo{j0}_{ln}{sfx}", I32)
+                    body += [Decl(ev, Call("sxtb16", (q4, Const(0, I32)), I32)),
+                             Decl(od, Call("sxtb16", (q4, Const(8, I32)), I32))]
+                    half.append((ev, od))
+                (e0, o0), (e1, o1) = half
+                for k, w in enumerate((Call("pkhbt", (e0, e1), I32),
+                                       Call("pkhbt", (o0, o1), I32),
+                                       Call("pkhtb", (e1, e0), I32),
+                                       Call("pkhtb", (o1, o0), I32))):
+                    body.append(Decl(wv[j0 + k], w))
+                    done.add(j0 + k)
             for j in cols:
-                vals = []
-                for ln in range(lanes):
-                    c: Expr = lin((cq, lanes), ln)
-                    if ln and C % lanes:
-                        c = minimum(c, Const(C - 1))
-                    iw = iw0 if j == 0 else Binary("add", iw0, Const(j))
-                    vals.append(blk.widened(X[(n, c, ih, iw)], xzv))
+                if j in done:
+                    continue
+                vals = [blk.widened(X[(n, c, ih, at(j))], xzv) for c in chans]
                 body.append(Decl(wv[j], _word(lanes, vals)))
             for kx in range(KW):
                 for t in range(PBk):

@@ -1,7 +1,8 @@
 """The im2col fill of the blocked int8 Conv on a DSP core (``_conv_blocked`` in
 ``codegen/lower/quant.py``): a block of pixels in one output row with every tap's column inside
-x builds each distinct column's channel-pair word once (``pkhbt``) and stores it to every
-(tap, pixel) slot that reads it; other blocks test per tap. Bit-exact with onnxruntime on
+x builds each distinct column's channel-pair word once (``pkhbt``; int8 x: 4 columns per word
+load, ``sxtb16`` and ``pkhtb``) and stores it to every (tap, pixel) slot that reads it; other
+blocks test per tap. QuantizeLinear's rounding on microcontrollers. Bit-exact with onnxruntime on
 cortex-m4 (QEMU) for strides, pads, dilations, odd channel counts and 1x1 kernels."""
 
 from __future__ import annotations
@@ -93,6 +94,10 @@ def test_conv_fill_bit_exact_with_onnxruntime(case):
     assert ("kh, then kw, c in pairs" in k.comment) is (n is None)
     if n is not None:
         assert f"int32_t xw{n - 1}" in c and f"xw{n}" not in c
+    # int8 x (its zero point folded or 0), 4 consecutive columns among a row block's (3 x 3
+    # taps): columns 0..3 as one word per channel, widened by sxtb16 and paired by pkhtb
+    quad = n is not None and n >= 5 and x.dtype == np.int8
+    assert ("onnxcc_pkhtb(" in c and "onnxcc_sxtb16(xq0_0" in c) is quad
 
 
 def test_pkhbt_reference():
@@ -102,6 +107,23 @@ def test_pkhbt_reference():
     assert pkhbt(-2, 3) == np.uint32(0x0003FFFE).view(np.int32)
     assert pkhbt(0x12345678, -1) == np.uint32(0xFFFF5678).view(np.int32)
     assert pkhbt(-128, -128) == np.uint32(0xFF80FF80).view(np.int32)
+
+
+def test_pkhtb_reference():
+    """``pkhtb(hi, lo)``: hi's high half in bits 16-31, lo's high half in bits 0-15; with
+    ``sxtb16`` it pairs bytes 2 of two words."""
+    from onnxcc.codegen.pkhbt import pkhbt, pkhtb
+    from onnxcc.codegen.smlad import sxtb16
+
+    assert pkhtb(np.uint32(0xFFFD0005).view(np.int32), 0x7FFF0000) == \
+        np.uint32(0xFFFD7FFF).view(np.int32)
+    a, b = np.uint32(0x84038201).view(np.int32), np.uint32(0x7F06FE05).view(np.int32)
+    ea, eb = sxtb16(a, 0), sxtb16(b, 0)           # bytes 0 and 2: (1, 3), (5, 6)
+    assert pkhbt(ea, eb) == np.uint32(0x00050001).view(np.int32)
+    assert pkhtb(eb, ea) == np.uint32(0x00060003).view(np.int32)
+    oa, ob = sxtb16(a, 8), sxtb16(b, 8)           # bytes 1 and 3: (-126, -124), (-2, 127)
+    assert pkhbt(oa, ob) == np.uint32(0xFFFEFF82).view(np.int32)
+    assert pkhtb(ob, oa) == np.uint32(0x007FFF84).view(np.int32)
 
 
 def quantize(y_type, shape=(2, 3, 37), axis=None, zp=-3):
