@@ -916,8 +916,9 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
                 free.append(word)
             else:
                 out += _two_per_trip(cp, CP, [word])
-        return loops([(kh, 0, KH), (kw, 0, KW)],
-                     (loops([(cp, 0, CP)], free) if free else []) + out)
+        if free:   # a 1x1 layer's words: 2 channel words per trip from 8 on
+            free = _two_per_trip(cp, CP, free) if CP >= 8 else loops([(cp, 0, CP)], free)
+        return loops([(kh, 0, KH), (kw, 0, KW)], free + out)
 
     def start(m: Expr, p: Expr) -> Expr:
         if fold_start is not None:
