@@ -73,7 +73,7 @@ def _fmin_fmax(v: Expr, lo: float, hi: float) -> Expr:
     return Binary("fmin", Binary("fmax", v, const(lo, v.dtype)), const(hi, v.dtype))
 
 
-_MAGIC = 12582912.0   # 1.5 * 2**23: v + _MAGIC - _MAGIC rounds a float32 |v| <= 2**22 half to even
+_MAGIC = 12582912.0   # 1.5 * 2**23: v + _MAGIC - _MAGIC rounds float32 |v| <= 2**22 half to even
 
 
 # ---- QuantizeLinear / DequantizeLinear ------------------------------------------------------------
@@ -132,7 +132,7 @@ def _lower_qdq(node: Node, ctx: LowerCtx) -> Any:
             # the same as after rounding; NaN to the minimum as fmax does), then round half
             # to even by adding and subtracting 1.5 * 2**23 in float32 (exact for |v| <=
             # 2**22): no rintf, which a core without VRINT computes in software (cortex-m4
-            # -Os: 36 -> 19 instructions per value)
+            # -Os: 36 -> 17 instructions per value)
             c = _fmin_fmax(xv / s, lo - zc, hi - zc)
             r = (c + const(_MAGIC, F32)) - const(_MAGIC, F32)
             return [Store(Y, tuple(i), Cast(r + const(float(zc), F32) if zc else r, Y.dtype))]
@@ -619,10 +619,10 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
     for a padded tap), except for pairs along kw. A block whose pixels lie in one output row
     with every tap's column inside x builds each distinct column's word once per row of taps
     and channel pair and stores it to each slot that reads it (``fill_row``; the pairs packed
-    by ``pkhbt``; cortex-m4 -Os, 3x3 16 -> 16 on 32x32: 1.19 -> 1.02 instructions per MAC
-    with PKHBT); other blocks test per tap (``fill_taps``). A first layer of few channels may
-    pair along kw (``fill_by_kw``) or along a row of taps, (kw, c) flattened
-    (``fill_by_row``), whichever pads fewest lanes. None when it does not apply."""
+    by ``pkhbt``, int8 x read 4 columns per word load; cortex-m4 -Os, 3x3 16 -> 16 on 32x32:
+    1.19 -> 1.01 instructions per MAC); other blocks test per tap (``fill_taps``). A first
+    layer of few channels may pair along kw (``fill_by_kw``) or along a row of taps, (kw, c)
+    flattened (``fill_by_row``), whichever pads fewest lanes. None when it does not apply."""
     q = node.op == "QLinearConv"
     lanes = blk.lanes_for(ctx.target)
     x, w = node.inputs[0], node.inputs[3 if q else 1]
@@ -935,9 +935,11 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
                                      store=store)
     body = loops([(n, 0, N)], inner)
     how = "SMLAD on int16 pairs" if lanes == 2 else "int16 multiply-adds"
+    order = "kh, then kw, c in pairs" if by_row else "c, kh, kw in pairs" if by_kw else \
+        "kh, kw, c in pairs"
     text = (f"{node.op}: x {shape_text(X.shape)} {X.dtype} is NCHW, w {shape_text(w.shape)} "
             f"(centered, packed at compile time as (channel pairs, "
-            f"{'kh, then kw, c in pairs' if by_row else 'c, kh, kw in pairs' if by_kw else 'kh, kw, c in pairs'})), y "
+            f"{order})), y "
             f"{shape_text(Y.shape)} {Y.dtype}; strides {list(st)}, dilations {list(dl)}, "
             f"pads_begin {list(pb)}; blocked: per {PB} pixels their im2col columns widened to "
             "int16 "
