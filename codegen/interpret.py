@@ -15,6 +15,7 @@ import numpy as np
 
 from .loops import (Assign, Binary, Buffer, Call, Cast, Comment, Const, Decl, Expr, If,
                     Kernel, Load, Loop, MulAdd, Program, Select, Stmt, Store, Unary, Var)
+from .pkhbt import pkhbt, pkhtb
 from .requantize import requantize, requantize64, requantize_hi, round_i32, sat_i8, sat_u8, smmla
 from .smlad import pack4, smlad, smladx, sxtb16
 
@@ -23,7 +24,8 @@ INTRINSICS: dict[str, Callable[..., Any]] = {"requantize": requantize, "smlad": 
                                                  "pack4": pack4, "requantize_hi": requantize_hi,
                                                  "sat_i8": sat_i8, "sat_u8": sat_u8,
                                                  "requantize64": requantize64,
-                                                 "smmla": smmla, "round_i32": round_i32}   # name -> numpy
+                                                 "smmla": smmla, "round_i32": round_i32,
+                                                 "pkhbt": pkhbt, "pkhtb": pkhtb}   # name -> numpy
 
 
 def _tdiv(a: Any, b: Any) -> Any:

@@ -28,7 +28,8 @@ from .loops import (BOOL, COMPARE, I32, I64, INDEX, Assign, Binary, Buffer, Call
 Interval = tuple[float, float]
 # intrinsic names the renderers and the interpreter implement
 KNOWN_CALLS: set[str] = {"requantize", "smlad", "sxtb16", "smladx", "pack4",
-                         "requantize_hi", "sat_i8", "sat_u8", "requantize64", "smmla", "round_i32"}
+                         "requantize_hi", "sat_i8", "sat_u8", "requantize64", "smmla",
+                         "round_i32", "pkhbt", "pkhtb"}
 INDEX_MIN, INDEX_MAX = -(2**31), 2**31 - 1
 SPLIT_MAX = 16    # loops of at most this many iterations are proved value by value when needed
 
@@ -237,6 +238,9 @@ def _check_expr(e: Expr, sc: _Scope, where: str) -> None:
                                  or not (isinstance(e.args[1], Const)
                                          and e.args[1].value in (0, 8))):
             raise VerifyError(f"{where}: sxtb16 takes an int32 and a constant rotation 0 or 8")
+        if e.fn in ("pkhbt", "pkhtb") and (len(e.args) != 2 or e.dtype != I32
+                                or any(a.dtype != I32 for a in e.args)):
+            raise VerifyError(f"{where}: {e.fn} takes and returns int32")
 
 
 def _check_body(body: Sequence[Stmt], sc: _Scope, where: str) -> None:

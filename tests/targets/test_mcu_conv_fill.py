@@ -1,0 +1,172 @@
+"""The im2col fill of the blocked int8 Conv on a DSP core (``_conv_blocked`` in
+``codegen/lower/quant.py``): a block of pixels in one output row with every tap's column inside
+x builds each distinct column's channel-pair word once (``pkhbt``; int8 x: 4 columns per word
+load, ``sxtb16`` and ``pkhtb``) and stores it to every (tap, pixel) slot that reads it; other
+blocks test per tap. QuantizeLinear's rounding on microcontrollers. Bit-exact with onnxruntime on
+cortex-m4 (QEMU) for strides, pads, dilations, odd channel counts and 1x1 kernels."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import onnxcc
+import pytest
+from builders import W7
+from onnx import TensorProto, helper, numpy_helper
+from onnxcc.codegen.interpret import run_program
+from onnxcc.runtime import qemu
+from onnxcc.targets import get_target
+
+
+def qconv(C, M, H, W, k, pads, stride=1, dilation=1, x_type=np.int8, xz=-5, seed=0):
+    """QLinearConv x (1, C, H, W) -> y of x's type, int8 weights per output channel (in W7:
+    onnxruntime's uint8 x int8 kernels saturate int16 pair sums on x86); ``k`` an int or
+    (kh, kw), ``pads`` ONNX's 4 (top, left, bottom, right)."""
+    r = np.random.default_rng(seed)
+    kh, kw = (k, k) if isinstance(k, int) else k
+    OH = (H + pads[0] + pads[2] - dilation * (kh - 1) - 1) // stride + 1
+    OW = (W + pads[1] + pads[3] - dilation * (kw - 1) - 1) // stride + 1
+    tp = TensorProto.UINT8 if x_type == np.uint8 else TensorProto.INT8
+    inits = {"xs": np.float32(0.02), "xz": x_type(xz),
+             "w": r.integers(*W7, (M, C, kh, kw)).astype(np.int8),
+             "ws": (r.random(M) * 0.004 + 0.001).astype(np.float32),
+             "wz": np.zeros(M, np.int8), "ys": np.float32(0.05),
+             "yz": x_type(128 if x_type == np.uint8 else 2),
+             "b": r.integers(-3000, 3000, M).astype(np.int32)}
+    node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"],
+                            ["y"], pads=list(pads), strides=[stride] * 2,
+                            dilations=[dilation] * 2, name="conv")
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", tp, [1, C, H, W])],
+                          [helper.make_tensor_value_info("y", tp, [1, M, OH, OW])],
+                          [numpy_helper.from_array(np.asarray(v), n) for n, v in inits.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 10
+    info = np.iinfo(x_type)
+    x = r.integers(info.min, info.max + 1, (1, C, H, W)).astype(x_type)
+    return m, x
+
+
+#: case -> (model builder, distinct columns of a row block's words: xw0 .. xw{n-1}; None: the
+#: pairs along a row of taps, (kw, c) flattened)
+CASES = {
+    "s1_pad1": (lambda: qconv(6, 4, 7, 10, 3, [1] * 4), 5),
+    "s1_odd_c_uint8": (lambda: qconv(5, 3, 6, 11, 3, [1] * 4, x_type=np.uint8, xz=3), 5),
+    "stem_c3_asym_pads": (lambda: qconv(3, 4, 8, 12, 3, [0, 1, 1, 0]), None),
+    "stem_c3_s2_uint8": (lambda: qconv(3, 5, 11, 10, 3, [1] * 4, stride=2, x_type=np.uint8,
+                                       xz=3), None),
+    "stem_c3_xz0_dilation2": (lambda: qconv(3, 2, 9, 11, 3, [2, 1, 2, 3], dilation=2, xz=0),
+                              None),
+    "s2": (lambda: qconv(4, 5, 9, 13, 3, [1] * 4, stride=2), 7),
+    "dilation2": (lambda: qconv(4, 3, 10, 12, 3, [2] * 4, dilation=2), 7),
+    "k1_s2": (lambda: qconv(8, 6, 9, 9, 1, [0] * 4, stride=2), 3),
+    "c2_one_channel_word": (lambda: qconv(2, 3, 6, 7, 3, [1] * 4), 5),
+    "k5x3_no_pad_xz0": (lambda: qconv(4, 3, 9, 8, (5, 3), [0] * 4, xz=0), 5),
+}
+
+
+def _tools_or_skip() -> None:
+    t = get_target("cortex-m4")
+    for tool in (t.cc, qemu.ARCHES[qemu.machine_for(t).arch].qemu):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} not installed (scripts/install-test-deps.sh)")
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_conv_fill_bit_exact_with_onnxruntime(case):
+    """The firmware's output (QEMU) and the loop-IR interpreter's equal onnxruntime's byte for
+    byte; the kernel packs pairs with ``pkhbt`` (PKHBT), building a row block's ``n`` distinct
+    column words once, or (a first layer of 3 channels) pairs along a row of taps."""
+    import onnxruntime as ort
+
+    _tools_or_skip()
+    make, n = CASES[case]
+    model, x = make()
+    want = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    cm = onnxcc.compile(model, "cortex-m4", name="t")
+    k = cm.program.kernels[0]
+    assert "blocked" in k.comment
+    got = run_program(cm.program, [x])[0].reshape(want.shape)
+    assert got.tobytes() == want.tobytes()
+    assert qemu.run_on_qemu(cm, {"x": x})["y"].tobytes() == want.tobytes()
+    c = "\n".join(p.read_text() for p in sorted(cm.lib_dir.glob("*.c")))
+    assert "pkhbt %0, %1, %2, lsl #16" in c
+    assert ("kh, then kw, c in pairs" in k.comment) is (n is None)
+    if n is not None:
+        assert f"int32_t xw{n - 1}" in c and f"xw{n}" not in c
+    # int8 x (its zero point folded or 0), 4 consecutive columns among a row block's (3 x 3
+    # taps): columns 0..3 as one word per channel, widened by sxtb16 and paired by pkhtb
+    quad = n is not None and n >= 5 and x.dtype == np.int8
+    assert ("onnxcc_pkhtb(" in c and "onnxcc_sxtb16(xq0_0" in c) is quad
+
+
+def test_pkhbt_reference():
+    """``pkhbt(lo, hi)``: lo's low half in bits 0-15, hi's low half in bits 16-31."""
+    from onnxcc.codegen.pkhbt import pkhbt
+
+    assert pkhbt(-2, 3) == np.uint32(0x0003FFFE).view(np.int32)
+    assert pkhbt(0x12345678, -1) == np.uint32(0xFFFF5678).view(np.int32)
+    assert pkhbt(-128, -128) == np.uint32(0xFF80FF80).view(np.int32)
+
+
+def test_pkhtb_reference():
+    """``pkhtb(hi, lo)``: hi's high half in bits 16-31, lo's high half in bits 0-15; with
+    ``sxtb16`` it pairs bytes 2 of two words."""
+    from onnxcc.codegen.pkhbt import pkhbt, pkhtb
+    from onnxcc.codegen.smlad import sxtb16
+
+    assert pkhtb(np.uint32(0xFFFD0005).view(np.int32), 0x7FFF0000) == \
+        np.uint32(0xFFFD7FFF).view(np.int32)
+    a, b = np.uint32(0x84038201).view(np.int32), np.uint32(0x7F06FE05).view(np.int32)
+    ea, eb = sxtb16(a, 0), sxtb16(b, 0)           # bytes 0 and 2: (1, 3), (5, 6)
+    assert pkhbt(ea, eb) == np.uint32(0x00050001).view(np.int32)
+    assert pkhtb(eb, ea) == np.uint32(0x00060003).view(np.int32)
+    oa, ob = sxtb16(a, 8), sxtb16(b, 8)           # bytes 1 and 3: (-126, -124), (-2, 127)
+    assert pkhbt(oa, ob) == np.uint32(0xFFFEFF82).view(np.int32)
+    assert pkhtb(ob, oa) == np.uint32(0x007FFF84).view(np.int32)
+
+
+def quantize(y_type, shape=(2, 3, 37), axis=None, zp=-3):
+    """QuantizeLinear x float32 -> y_type with a constant zero point, per tensor or per
+    ``axis``; x holds NaN, infinities, values far outside y's range and ties x = (k + 0.5) s."""
+    r = np.random.default_rng(5)
+    n = shape[axis] if axis is not None else 1
+    s = (r.random(n) * 0.05 + 0.01).astype(np.float32)
+    z = np.full(n, zp).astype(y_type)
+    x = (r.standard_normal(shape) * 4).astype(np.float32)
+    flat = x.reshape(-1)
+    flat[:7] = [np.nan, np.inf, -np.inf, 1e30, -1e30, 0.0, -0.0]
+    s0 = s[0] if axis is None else s.reshape([-1 if a == axis else 1 for a in range(len(shape))])
+    ties = ((r.integers(-200, 200, x.shape) + 0.5) * s0).astype(np.float32)
+    x = np.where(r.random(x.shape) < 0.3, ties, x).astype(np.float32)
+    x.reshape(-1)[:7] = flat[:7]
+    tp = TensorProto.UINT8 if y_type == np.uint8 else TensorProto.INT8
+    inits = [numpy_helper.from_array(s if axis is not None else s[0], "s"),
+             numpy_helper.from_array(z if axis is not None else z[0], "z")]
+    node = helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"],
+                            **({"axis": axis} if axis is not None else {}))
+    g = helper.make_graph([node], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+                          [helper.make_tensor_value_info("y", tp, list(shape))], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 10
+    return m, x
+
+
+@pytest.mark.parametrize("y_type,axis,zp", [(np.int8, None, -3), (np.uint8, None, 128),
+                                            (np.int8, 1, 0), (np.uint8, 2, 7)])
+def test_quantize_linear_on_cortex_m4_rounds_without_rintf(y_type, axis, zp):
+    """QuantizeLinear with a constant zero point on a microcontroller clamps, then rounds half
+    to even by adding and subtracting 1.5 * 2**23 (no roundeven helper in the C): the
+    firmware's and the loop-IR interpreter's y equal onnxruntime's, NaN, infinities and ties
+    included."""
+    import onnxruntime as ort
+
+    _tools_or_skip()
+    model, x = quantize(y_type, axis=axis, zp=zp)
+    want = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    cm = onnxcc.compile(model, "cortex-m4", name="t")
+    assert run_program(cm.program, [x])[0].reshape(want.shape).tobytes() == want.tobytes()
+    assert qemu.run_on_qemu(cm, {"x": x})["y"].tobytes() == want.tobytes()
+    c = "\n".join(p.read_text() for p in sorted(cm.lib_dir.glob("*.c")))
+    assert "12582912.0f" in c and "roundeven" not in c
