@@ -13,23 +13,24 @@ centered weights are packed at compile time as ``(w0, w2)`` and ``(w1, 0)``, so 
 
 with the word shared by the two outputs of a stride-1 block: 1 load, 2 ``sxtb16`` and 4
 ``smlad`` for 6 MACs (CMSIS-NN's ``arm_depthwise_conv_s8_opt`` pairs channels of NHWC data
-instead; onnxcc's activations are NCHW, so the pairs run along a row). Every tap accumulates:
-a byte outside x (padding) is the x zero point itself, and each channel's accumulators start at
-``bias - x_zp * sum(w')`` (``quant._folded_start``), so the padded taps cancel exactly. The
-output positions are cut into an interior (rows whose taps all lie inside x, columns whose 4
-bytes do: loops, plain word loads) and border rows and columns at constant positions whose
-bytes outside x are the constant zero point (the row's first or last word shifted, the zero
-point or'ed in; a row wholly outside adds constant lanes). Then the requantize epilogue per
-output (on a microcontroller ``requantize_hi`` and ``sat_i8``/``sat_u8``: about 10 Cortex-M4
-instructions).
+instead; onnxcc's activations are NCHW, so the pairs run along a row). Only the taps inside x
+accumulate: each channel starts at ``bias - x_zp * sum(w')`` over the taps a position
+accumulates (one start value per set of taps: interior, each border row and column kind). The
+output positions are cut into an interior (rows whose taps all lie inside x; a loop over blocks
+of columns whose words lie inside the row, ``plan_columns``) and border rows and column groups
+at constant positions. A border output reads the word inside the row that holds its taps inside
+it, its first tap at byte ``d`` (-2..3) of the word: the lanes of taps outside the row have
+weight 0 (more packed words, e.g. ``(w2, 0)`` for ``d = -1`` and ``(w0, 0)`` for ``d = 2``), so
+a border costs what the interior costs, and up to 4 outputs share one word (DS-CNN's 25x5 rows:
+2 words per kernel row for the 5 outputs). A row of fewer than 4 bytes is padded with zero
+bytes; a kernel row outside x is skipped. Then the requantize epilogue per output.
 
 Cortex-M4 -Os, instructions per MAC counted by QEMU (tests/targets/test_mcu_depthwise_smlad.py;
-7.4-7.5 for the scalar nest before): 3.5 for 3x3 stride 1 on 32x32 and 12x12, 3.6-3.7 on
-DS-CNN's 25x5, 4.2 for stride 2 on 16x16, 4.4 on 3x3 (every output a border) (4 outputs per
-block at stride 1, 2 at stride 2: ``BLOCK``). What is left above CMSIS-NN's ~1.5 is gcc's register allocation at
--Os (the accumulators, weights and requantize constants spill) and the exact round-half-even
-epilogue, once per 9 MACs. The sums are those of the portable nest, bit for bit: int32
-products wrapping modulo 2**32 in any order.
+7.4-7.5 for the scalar nest before): see ``BOUNDS`` there (4 outputs per block at stride 1, 2
+at stride 2: ``BLOCK``). What is left above CMSIS-NN's ~1.5 is gcc's register allocation at -Os
+(the accumulators, weights and requantize constants spill) and the exact round-half-even
+epilogue, once per 9 MACs. The sums are those of the portable nest, bit for bit: int32 products
+wrapping modulo 2**32 in any order.
 
 With the output planned over x (``nn.depthwise_in_place_ok``) each channel's outputs go to a
 plane of scratch first and are copied over y's channel once computed.
@@ -43,8 +44,8 @@ from typing import Any, Callable
 import numpy as np
 
 from onnxcc.codegen.loops import (I32, Assign, Binary, Buffer, Call, Cast, Comment, Const, Decl,
-                                  DType,
-                                  Expr, Load, Loop, Stmt, Store, Var, const)
+                                  DType, Expr, Load, Loop, Stmt, Store, Var, const,
+                                  contiguous_strides)
 from onnxcc.ir import Node
 from onnxcc.ops import attr
 from onnxcc.ops._util import has_input
@@ -58,24 +59,6 @@ I8 = DType("int8")
 U32 = DType("uint32")
 BLOCK = {1: 4, 2: 2}   # stride along W -> outputs of a row per iteration of the interior loop
 MAX_BORDER = 8     # border rows (and blocks of border columns) written out at constant positions
-
-
-def _pair(lo: int, hi: int) -> int:
-    """Two int16 lanes as the int32 word ``smlad`` reads (``lo`` in bits 0-15)."""
-    return int(np.uint32((lo & 0xFFFF) | ((hi & 0xFFFF) << 16)).view(np.int32))
-
-
-def pack_rows(wc: np.ndarray) -> np.ndarray:
-    """Centered depthwise weights ``wc`` (C, KH, 3) int64, each in [-32768, 32767], as the
-    kernel's words (C, KH, 2) int32: per kernel row ``(w0, w2)`` and ``(w1, 0)`` as int16 pairs
-    (the first value in the low half)."""
-    C, KH, _ = wc.shape
-    out = np.zeros((C, KH, 2), np.int32)
-    for c in range(C):
-        for kh in range(KH):
-            w0, w1, w2 = (int(v) for v in wc[c, kh])
-            out[c, kh] = (_pair(w0, w2), _pair(w1, 0))
-    return out
 
 
 def shared(ctx: LowerCtx, b: Buffer) -> Buffer:
@@ -121,6 +104,76 @@ def copy_plane(plane: Buffer, Y: Buffer, n: Expr, c: Expr) -> list[Stmt]:
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class Columns:
+    """How the outputs of a row are cut into blocks (:func:`plan_columns`): ``nb`` blocks of
+    ``BLOCK[sw]`` outputs from column ``c0`` on in a loop (every word inside x), and ``groups``
+    of outputs at constant columns, each ``(b, [(ow, d), ...])``: the outputs ``ow`` read the
+    one word of x's bytes ``b .. b + 3`` (None: the row has fewer than 4 bytes, its bytes padded
+    with zeros; or the output has no tap inside the row), their first tap at ``b + d``."""
+    c0: int
+    nb: int
+    groups: tuple[tuple[int | None, tuple[tuple[int, int], ...]], ...]
+
+
+def col_taps(ow: int, sw: int, pl: int, IW: int) -> tuple[int, ...]:
+    """The taps (0, 1, 2) of output column ``ow`` whose input columns lie inside the row."""
+    return tuple(k for k in range(3) if 0 <= ow * sw - pl + k < IW)
+
+
+def plan_columns(OW: int, IW: int, sw: int, pl: int) -> Columns:
+    """The blocks of a row of OW outputs (stride ``sw`` 1 or 2, ``pl`` columns of padding on the
+    left, IW input columns): the loop of blocks of ``BLOCK[sw]`` outputs starting where it
+    costs the fewest instructions (a model: 3 per word loaded and widened, 2 per block for its
+    weights, 2 per output's tap row, 1 per block of the loop), the outputs outside it in
+    groups of up to 4 sharing the word that holds all their taps inside the row (offsets
+    d = -2..3; the taps outside the row are never read: their weight lanes are 0)."""
+    B = BLOCK[sw]
+    per = 2 if sw == 1 else 1     # outputs per word in the loop
+
+    def q(o: int) -> int:
+        return o * sw - pl
+
+    def loop_ok(o: int) -> bool:
+        return all(0 <= q(o + t) and q(o + t) + 3 < IW for t in range(0, B, per))
+
+    def groups(outs: list[int]) -> list[tuple[int | None, tuple[tuple[int, int], ...]]]:
+        out: list[tuple[int | None, tuple[tuple[int, int], ...]]] = []
+        i = 0
+        while i < len(outs):
+            t = col_taps(outs[i], sw, pl, IW)
+            if not t:
+                out.append((None, ((outs[i], 0),)))
+                i += 1
+                continue
+            b = max(0, min(q(outs[i]) + t[0], IW - 4))
+            mem: list[tuple[int, int]] = []
+            while i < len(outs) and len(mem) < 4:
+                t2 = col_taps(outs[i], sw, pl, IW)
+                if not t2 or not (b <= q(outs[i]) + t2[0] and q(outs[i]) + t2[-1] <= b + 3):
+                    break
+                mem.append((outs[i], q(outs[i]) - b))
+                i += 1
+            out.append((b if IW >= 4 else None, tuple(mem)))
+        return out
+
+    def cost(c0: int, nb: int) -> tuple[int, int, int]:
+        gs = groups([o for o in range(OW) if not c0 <= o < c0 + nb * B])
+        words = sum(1 for b, _ in gs if b is not None) + sum(2 for b, _ in gs if b is None)
+        n = 3 * words + 2 * len(gs) + nb * (3 * B // per + 2 + 1)
+        return n, len(gs), c0
+
+    cands = [(0, 0)]
+    for c0 in range(0, min(OW, 2 * B + 4)):
+        nb = 0
+        while c0 + (nb + 1) * B <= OW and loop_ok(c0 + nb * B):
+            nb += 1
+        if nb:
+            cands.append((c0, nb))
+    c0, nb = min(cands, key=lambda r: cost(*r))
+    return Columns(c0, nb, tuple(groups([o for o in range(OW) if not c0 <= o < c0 + nb * B])))
+
+
 def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
                     fin: Callable[[Expr, Expr], Expr] | None, note: str,
                     extra_reads: list[Buffer]) -> Any:
@@ -128,9 +181,9 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
     or QLinearConv, one output channel per input channel) on a DSP core, or None when it does
     not apply: another target, size mode, x not int8, not 2-D, a kernel width other than 3, a
     dilation along W, a stride along W other than 1 or 2, runtime weights, zero points or bias,
-    or more than MAX_BORDER border rows or column blocks. ``fin(acc, channel)`` is the epilogue
+    or more than MAX_BORDER border rows or column groups. ``fin(acc, channel)`` is the epilogue
     (None: int32 y), ``note`` its text, ``extra_reads`` the buffers it reads."""
-    from .quant import _centered_weights, _folded_start
+    from .quant import _centered_weights
 
     q = node.op == "QLinearConv"
     x, w = node.inputs[0], node.inputs[3 if q else 1]
@@ -157,47 +210,29 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
     xzv = int(xz.value)
     B = BLOCK[sw]
 
-    def row_inside(oh: int) -> list[bool]:
-        return [0 <= oh * sh - pt + kh * dh < IH for kh in range(KH)]
-
-    def col_ok(ow: int) -> bool:
-        return 0 <= ow * sw - pl and ow * sw - pl + 3 < IW
+    def row_inside(oh: int) -> tuple[bool, ...]:
+        return tuple(0 <= oh * sh - pt + kh * dh < IH for kh in range(KH))
 
     rows_in = [oh for oh in range(OH) if all(row_inside(oh))]
     r0, r1 = (rows_in[0], rows_in[-1] + 1) if rows_in else (0, 0)
-    # the columns in pairs (2 outputs of a block; at stride 1 they share a word), aligned at
-    # column 0 or 1 so that the fewest outputs are left alone, then with the most pairs inside
-    # x; the interior pairs (a contiguous run) go to the loop in blocks of B outputs
-    def pairing(a0: int) -> tuple[list[int], list[int], list[int]]:
-        starts = list(range(a0, OW - 1, 2))
-        inner = [a for a in starts if col_ok(a) and (sw == 1 or col_ok(a + 1))]
-        alone = [o for o in range(OW) if not any(a <= o <= a + 1 for a in starts)]
-        return starts, inner, alone
-
-    # (ties go to column 1: DS-CNN's 25x5 layers 3.61 instructions per MAC against 3.91,
-    # gcc's register allocation differing; MobileNetV1-0.25 the same either way)
-    starts, inner, alone = min((pairing(a0) for a0 in (1, 0)),
-                               key=lambda r: (len(r[2]), -len(r[1])))
-    nb = len(inner) // (B // 2)
-    c0 = inner[0] if inner else 0
-    looped = set(range(c0, c0 + nb * B, 2)) if nb else set()
-    col_blocks: list[tuple[int, int]] = sorted(
-        [(a, 2) for a in starts if a not in looped] + [(o, 1) for o in alone])
     edge_rows = list(range(0, r0)) + list(range(r1, OH))
-    if len(edge_rows) > MAX_BORDER or len(col_blocks) > MAX_BORDER:
+    cols = plan_columns(OW, IW, sw, pl)
+    if len(edge_rows) > MAX_BORDER or len(cols.groups) > MAX_BORDER:
         return None
 
     wc = Wt.data.astype(np.int64).reshape(C, KH, 3)
-    W = shared(ctx, Buffer("wdw", I32, (C, KH, 2), space="weight",
-                           data=pack_rows(wc).reshape(-1), value=w.name))
+    # the weight words: int16 pairs of taps (lo, hi) of a kernel row, None a zero lane; the
+    # interior's two first, the border columns' as their offsets need them
+    kinds: list[tuple[int | None, int | None]] = [(0, 2), (1, None)]
+    # the start values: per set of taps accumulated (kernel rows inside x, taps of a row
+    # inside it), the bias minus x_zp times the sum of their centered weights
+    starts: list[tuple[tuple[bool, ...], tuple[int, ...]]] = []
     n, c = axis_var("n", N), axis_var("c", C)
-    start = _folded_start(node, Wt, xz, c)
-    if isinstance(start, Load):
-        start = Load(shared(ctx, start.buf), start.index)
-    s0 = Var("start", I32)
     plane = in_place_plane(ctx, Y)
-    outside = const(_pair(xzv, xzv), I32)    # sxtb16 of a word of four zero points
     made = iter(range(1 << 30))
+    # the tables' shapes and data are set once the kinds of words and starts are known
+    W = Buffer("wdw", I32, (C, KH, 1), space="weight", value=w.name)
+    S = Buffer("acc0", I32, (C, 1), space="weight", value="")
 
     hoisted: dict[str, tuple[Var, Expr]] = {}
 
@@ -216,104 +251,144 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
                    if isinstance(v, tuple) else v) for k, v in kids.items()}
         return dataclasses.replace(e, **new) if new != kids else e
 
-    def word(ih: Expr, col: Expr | int) -> Expr:
-        """The 4 bytes of x's row ``ih`` from column ``col`` on (an int: bytes outside x
-        are the zero point)."""
-        if isinstance(col, int) and not (0 <= col and col + 3 < IW):
-            if IW >= 4 and (col < 0) != (col + 3 >= IW):
-                # the row's first or last 4 bytes in one load, shifted, the zero point
-                # bytes or'ed in where the word leaves x
-                k = -col if col < 0 else col + 4 - IW
-                at = 0 if col < 0 else IW - 4
-                ld = Cast(word(ih, at), U32)
-                zp = sum((xzv & 0xFF) << (8 * b) for b in range(k))
-                if col < 0:
-                    v = Binary("shl", ld, const(8 * k, U32))
-                else:
-                    v = Binary("shr", ld, const(8 * k, U32))
-                    zp <<= 8 * (4 - k)
-                return Cast(Binary("or", v, const(zp, U32)), I32) if zp else Cast(v, I32)
-            bs = [X[(n, c, ih, Const(col + u))] if 0 <= col + u < IW else const(xzv, I8)
-                  for u in range(4)]
-            return Call("pack4", tuple(bs), I32)
-        base: Expr = Const(col) if isinstance(col, int) else col
-        bs = [X[(n, c, ih, base if u == 0 else Binary("add", base, Const(u)))] for u in range(4)]
-        return Call("pack4", tuple(bs), I32)
+    def kind(lo: int | None, hi: int | None) -> tuple[int, bool] | None:
+        """The weight word with lanes (lo, hi) as (index, exchanged): SMLAD reads it as is,
+        SMLADX with x's lanes exchanged; None for two zero lanes."""
+        if lo is None and hi is None:
+            return None
+        if (lo, hi) in kinds:
+            return kinds.index((lo, hi)), False
+        if (hi, lo) in kinds:
+            return kinds.index((hi, lo)), True
+        kinds.append((lo, hi))
+        return len(kinds) - 1, False
 
-    def block(oh: Expr, inside: list[bool], ows: list[Expr], cols: list[Expr | int]
+    def start_of(rows: tuple[bool, ...], taps: tuple[int, ...]) -> int:
+        key = (rows, taps)
+        if key not in starts:
+            starts.append(key)
+        return starts.index(key)
+
+    local_starts: dict[int, Var] = {}
+
+    def start_expr(k: int, looped: bool) -> Expr:
+        """Start value ``k`` of channel ``c``: in the loop over columns a local read once per
+        channel, elsewhere a load (measured: fewer spills at -Os than locals for all)."""
+        if not looped:
+            return S[(c, Const(k))]
+        if k not in local_starts:
+            local_starts[k] = Var(f"start{k}", I32)
+        return local_starts[k]
+
+    def word(ih: Expr, b: Expr | None) -> Expr:
+        """x's 4 bytes of row ``ih`` from column ``b`` on (None: the row's IW < 4 bytes, then
+        zeros)."""
+        if b is None:
+            return Call("pack4", tuple(X[(n, c, ih, Const(u))] if u < IW else const(0, I8)
+                                       for u in range(4)), I32)
+        return Call("pack4", tuple(X[(n, c, ih, lin(b, u))] for u in range(4)), I32)
+
+    def block(oh: Expr, rows: tuple[bool, ...], words: list[Expr | None],
+              outs: list[tuple[Expr, int, int, tuple[int, ...]]], looped: bool = False
               ) -> list[Stmt]:
-        """Outputs (oh, ows[t]) of one block: accumulate every kernel row, then store.
-        ``cols[t]`` is the first input column of output t's word; at stride 1 outputs 2i and
-        2i + 1 share the word of output 2i."""
+        """One block: outputs ``(oh, ow)`` for ``(ow, word, d, taps)`` in ``outs``, their
+        first tap at byte ``d`` of ``words[word]``, ``taps`` those inside the row; every kernel
+        row inside x (``rows``) accumulated, then the stores."""
         u = next(made)
-        accs = [Var(f"acc{u}_{t}", I32) for t in range(len(ows))]
-        body: list[Stmt] = [Decl(a, s0) for a in accs]
-        own = list(range(0, len(ows), 2)) if sw == 1 else list(range(len(ows)))
+        accs = [Var(f"acc{u}_{t}", I32) for t in range(len(outs))]
+        body: list[Stmt] = [Decl(a, start_expr(start_of(rows, o[3]), looped))
+                            for a, o in zip(accs, outs)]
         for kh in range(KH):
-            # the row's two weight words (adjacent: one LDRD), read per block so that the
-            # accumulators and the widened inputs keep the registers
-            wa, wb = Var(f"wa{u}_{kh}", I32), Var(f"wb{u}_{kh}", I32)
-            body += [Decl(wa, W[(c, Const(kh), Const(0))]), Decl(wb, W[(c, Const(kh), Const(1))])]
-            sx: dict[int, tuple[Expr, Expr]] = {}
-            if inside[kh]:
-                ih = lin((oh, sh), kh * dh - pt) if isinstance(oh, Var) else \
-                    Const(int(oh.value) * sh + kh * dh - pt)
-                for t in own:
-                    wv = Var(f"x{u}_{kh}_{t}", I32)
-                    a, b = Var(f"xa{u}_{kh}_{t}", I32), Var(f"xb{u}_{kh}_{t}", I32)
-                    body += [Decl(wv, word(ih, cols[t])),
-                             Decl(a, Call("sxtb16", (wv, Const(0, I32)), I32)),
-                             Decl(b, Call("sxtb16", (wv, Const(8, I32)), I32))]
-                    sx[t] = (a, b)
-            else:
-                sx = {t: (outside, outside) for t in own}
-            for t, acc in enumerate(accs):
-                if t not in sx:     # the second output of a stride-1 pair
-                    a, b = sx[t - 1]
-                    body += [Assign(acc, Call("smlad", (wa, b, acc), I32)),
-                             Assign(acc, Call("smladx", (wb, a, acc), I32))]
-                else:
-                    a, b = sx[t]
-                    body += [Assign(acc, Call("smlad", (wa, a, acc), I32)),
-                             Assign(acc, Call("smlad", (wb, b, acc), I32))]
-        for acc, ow in zip(accs, ows):
+            if not rows[kh]:
+                continue
+            ih = lin((oh, sh), kh * dh - pt) if isinstance(oh, Var) else \
+                Const(int(oh.value) * sh + kh * dh - pt)
+            # per word: (acc, weight kind, exchanged, lane 0 or 1 of the widened word)
+            macs: list[list[tuple[int, int, bool, int]]] = [[] for _ in words]
+            for t, (_, wi, d, taps) in enumerate(outs):
+                for half, (blo, bhi) in enumerate(((0, 2), (1, 3))):
+                    lo, hi = blo - d, bhi - d
+                    k = kind(lo if lo in taps else None, hi if hi in taps else None)
+                    if k is not None:
+                        macs[wi].append((t, k[0], k[1], half))
+            used = sorted({m[1] for ms in macs for m in ms})
+            wv = {k: Var(f"w{u}_{kh}_{k}", I32) for k in used}
+            body += [Decl(wv[k], W[(c, Const(kh), Const(k))]) for k in used]
+            for wi, b in enumerate(words):
+                if not macs[wi]:
+                    continue
+                xv = Var(f"x{u}_{kh}_{wi}", I32)
+                halves = [Var(f"xa{u}_{kh}_{wi}", I32), Var(f"xb{u}_{kh}_{wi}", I32)]
+                body.append(Decl(xv, word(ih, b)))
+                body += [Decl(halves[h], Call("sxtb16", (xv, Const(8 * h, I32)), I32))
+                         for h in sorted({m[3] for m in macs[wi]})]
+                for t, k, ex, h in macs[wi]:
+                    body.append(Assign(accs[t], Call("smladx" if ex else "smlad",
+                                                     (wv[k], halves[h], accs[t]), I32)))
+        for acc, (ow, *_) in zip(accs, outs):
             v = hoist(fin(acc, c)) if fin is not None else acc
             body.append(Store(plane, (lin((oh, OW), ow) if isinstance(oh, Var)
                                       else lin(ow, int(oh.value) * OW),), v)
                         if plane is not None else Store(Y, (n, c, oh, ow), v))
         return body
 
-    def row(oh: Expr, inside: list[bool]) -> list[Stmt]:
+    def row(oh: Expr, rows: tuple[bool, ...]) -> list[Stmt]:
         out: list[Stmt] = []
         j = Var("j")
-        if nb:
-            ows = [lin((j, B), c0 + t) for t in range(B)]
-            cols: list[Expr | int] = [lin((j, B * sw), (c0 + t) * sw - pl) for t in range(B)]
-            out.append(Loop(j, 0, nb, block(oh, inside, ows, cols)))
-        for first, size in col_blocks:
-            out += block(oh, inside, [Const(first + t) for t in range(size)],
-                         [(first + t) * sw - pl for t in range(size)])
-        return out
+        per = 2 if sw == 1 else 1
+        full = (0, 1, 2)
+        loop = [] if not cols.nb else [Loop(j, 0, cols.nb, block(
+            oh, rows, [lin((j, B * sw), (cols.c0 + t) * sw - pl) for t in range(0, B, per)],
+            [(lin((j, B), cols.c0 + t), t // per, (t % per) * sw, full) for t in range(B)], isinstance(oh, Var)))]
+        for b, mem in cols.groups:
+            if loop and mem[0][0] > cols.c0:
+                out += loop
+                loop = []
+            out += block(oh, rows, [b],
+                         [(Const(o), 0, d, col_taps(o, sw, pl, IW)) for o, d in mem])
+        return out + loop
 
     positions: list[Stmt] = []
+    for r in range(0, r0):
+        positions += row(Const(r), row_inside(r))
     if r1 > r0:
         oh = axis_var("oh", OH)
-        positions += loops([(oh, r0, r1)], row(oh, [True] * KH))   # no loop when OH == 1
-    for r in edge_rows:
+        positions += loops([(oh, r0, r1)], row(oh, (True,) * KH))   # no loop when OH == 1
+    for r in range(r1, OH):
         positions += row(Const(r), row_inside(r))
     if plane is not None:
         positions += copy_plane(plane, Y, n, c)
-    wdecl: list[Stmt] = [Decl(s0, start)] + [Decl(v, e) for v, e in hoisted.values()]
+
+    # the tables, now that the kinds of words and starts are known
+    wdata = np.zeros((C, KH, len(kinds)), np.int64)
+    for k, (lo, hi) in enumerate(kinds):
+        for lane, tap in ((0, lo), (1, hi)):
+            if tap is not None:
+                wdata[:, :, k] += (wc[:, :, tap] & 0xFFFF) << (16 * lane)
+    bias = np.asarray(node.inputs[8].const, np.int64) if q and has_input(node, 8) \
+        else np.zeros(C, np.int64)
+    sdata = np.zeros((C, len(starts)), np.int64)
+    for k, (rows, taps) in enumerate(starts):
+        m = np.zeros((KH, 3), np.int64)
+        m[np.ix_([kh for kh in range(KH) if rows[kh]], list(taps))] = 1
+        sdata[:, k] = bias - xzv * (wc * m).sum(axis=(1, 2))
+    for buf, data in ((W, wdata), (S, sdata)):
+        data = ((data + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
+        buf.shape, buf.strides = data.shape, contiguous_strides(data.shape)
+        buf.data = data.reshape(-1)
+        buf.data = shared(ctx, buf).data
+
+    wdecl: list[Stmt] = [Decl(v, S[(c, Const(k))]) for k, v in local_starts.items()]
+    wdecl += [Decl(v, e) for v, e in hoisted.values()]
     body = loops([(n, 0, N), (c, 0, C)], wdecl + positions)
     text = (f"{node.op}: x {shape_text(X.shape)} int8 is NCHW, w {shape_text(w.shape)} "
-            f"(centered, packed at compile time as (w0, w2), (w1, 0) int16 pairs per row), y "
+            f"(centered, packed at compile time as {len(kinds)} int16 pairs per row), y "
             f"{shape_text(Y.shape)} {Y.dtype}; depthwise, strides {list(st)}, dilations "
-            f"{list(dl)}, pads_begin {list(pb)}; 2 outputs per block, a row of taps as "
-            "4 input bytes in one word widened by SXTB16, SMLAD; padding reads the x zero "
-            "point, folded into the start value" + (f"; {note}" if note else "")
+            f"{list(dl)}, pads_begin {list(pb)}; {B} outputs per block, a row of taps as "
+            "4 input bytes in one word widened by SXTB16, SMLAD; taps outside x skipped, "
+            f"{len(starts)} start values per channel" + (f"; {note}" if note else "")
             + ("; in place: each channel through a plane of scratch" if plane is not None
                else ""))
-    extra = list(extra_reads) + ([start.buf] if isinstance(start, Load) else [])
-    ins = read_buffers(body, [X, W] + extra)
+    ins = read_buffers(body, [X, W, S] + list(extra_reads))
     return ctx.kernel(node.op.lower(), [Y], ins, [Comment(text)] + body, comment=text,
                       locals=[plane] if plane is not None else [], inplace=plane is not None)
