@@ -39,6 +39,7 @@ plane of scratch first and are copied over y's channel once computed.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Any, Callable
 
 import numpy as np
@@ -174,6 +175,40 @@ def plan_columns(OW: int, IW: int, sw: int, pl: int) -> Columns:
     return Columns(c0, nb, tuple(groups([o for o in range(OW) if not c0 <= o < c0 + nb * B])))
 
 
+def choose_halves(words: list[int], outs: list[tuple[int, tuple[int, ...]]]
+                  ) -> list[list[tuple[int, int, int | None, int | None]]]:
+    """The widened halves each output of a block multiplies: ``words`` are the first input
+    columns of the block's words (relative to any origin), half ``h`` of word ``i`` holds
+    columns ``words[i] + h`` and ``words[i] + h + 2``; output ``t`` has its first tap at column
+    ``outs[t][0]`` and the taps ``outs[t][1]`` (of 0, 1, 2) inside the row. Per output, the
+    halves ``(i, h, lo_tap, hi_tap)`` (None: a lane of weight 0) whose tap lanes cover its taps
+    exactly once; over the block the fewest ``smlad``, then the fewest halves widened (each
+    one ``sxtb16``: at stride 2 the second output of a block takes its middle tap from the
+    first's odd half, 3 for 2 outputs, not 4), then the fewest words per output (shorter
+    live ranges)."""
+    halves = [(i, h) for i in range(len(words)) for h in (0, 1)]
+    options: list[list[tuple[tuple[int, int], ...]]] = []
+    for q0, taps in outs:
+        want = {q0 + k for k in taps}
+        opts = []
+        for r in range(0 if not want else 1, 4):
+            for combo in itertools.combinations(halves, r):
+                got = [cc for i, h in combo for cc in (words[i] + h, words[i] + h + 2)
+                       if cc in want]
+                if len(got) == len(want) and set(got) == want:
+                    opts.append(combo)
+        options.append(opts)
+
+    def cost(pick: tuple[tuple[tuple[int, int], ...], ...]) -> tuple[int, int, int]:
+        return (sum(map(len, pick)), len({hv for combo in pick for hv in combo}),
+                sum(len({i for i, _ in combo}) for combo in pick))
+
+    best = min(itertools.product(*options), key=cost)
+    return [[(i, h, *(cc - q0 if cc in {q0 + k for k in taps} else None
+                      for cc in (words[i] + h, words[i] + h + 2)))
+             for i, h in combo] for combo, (q0, taps) in zip(best, outs)]
+
+
 def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
                     fin: Callable[[Expr, Expr], Expr] | None, note: str,
                     extra_reads: list[Buffer]) -> Any:
@@ -288,33 +323,33 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
                                        for u in range(4)), I32)
         return Call("pack4", tuple(X[(n, c, ih, lin(b, u))] for u in range(4)), I32)
 
-    def block(oh: Expr, rows: tuple[bool, ...], words: list[Expr | None],
-              outs: list[tuple[Expr, int, int, tuple[int, ...]]], looped: bool = False
+    def block(oh: Expr, rows: tuple[bool, ...], words: list[tuple[Expr | None, int]],
+              outs: list[tuple[Expr, int, tuple[int, ...]]], looped: bool = False
               ) -> list[Stmt]:
-        """One block: outputs ``(oh, ow)`` for ``(ow, word, d, taps)`` in ``outs``, their
-        first tap at byte ``d`` of ``words[word]``, ``taps`` those inside the row; every kernel
-        row inside x (``rows``) accumulated, then the stores."""
+        """One block: outputs ``(oh, ow)`` for ``(ow, q, taps)`` in ``outs``, their first tap
+        at column ``q`` and ``taps`` those inside the row, from the ``words`` ``(first column,
+        its column in q's terms)``; every kernel row inside x (``rows``) accumulated, then the
+        stores."""
         u = next(made)
         accs = [Var(f"acc{u}_{t}", I32) for t in range(len(outs))]
-        body: list[Stmt] = [Decl(a, start_expr(start_of(rows, o[3]), looped))
+        body: list[Stmt] = [Decl(a, start_expr(start_of(rows, o[2]), looped))
                             for a, o in zip(accs, outs)]
+        # per word: (acc, weight kind, exchanged, half 0 or 1 of the widened word)
+        macs: list[list[tuple[int, int, bool, int]]] = [[] for _ in words]
+        for t, hs in enumerate(choose_halves([r for _, r in words], [o[1:] for o in outs])):
+            for wi, h, lo, hi in hs:
+                k = kind(lo, hi)
+                if k is not None:
+                    macs[wi].append((t, k[0], k[1], h))
+        used = sorted({m[1] for ms in macs for m in ms})
         for kh in range(KH):
             if not rows[kh]:
                 continue
             ih = lin((oh, sh), kh * dh - pt) if isinstance(oh, Var) else \
                 Const(int(oh.value) * sh + kh * dh - pt)
-            # per word: (acc, weight kind, exchanged, lane 0 or 1 of the widened word)
-            macs: list[list[tuple[int, int, bool, int]]] = [[] for _ in words]
-            for t, (_, wi, d, taps) in enumerate(outs):
-                for half, (blo, bhi) in enumerate(((0, 2), (1, 3))):
-                    lo, hi = blo - d, bhi - d
-                    k = kind(lo if lo in taps else None, hi if hi in taps else None)
-                    if k is not None:
-                        macs[wi].append((t, k[0], k[1], half))
-            used = sorted({m[1] for ms in macs for m in ms})
             wv = {k: Var(f"w{u}_{kh}_{k}", I32) for k in used}
             body += [Decl(wv[k], W[(c, Const(kh), Const(k))]) for k in used]
-            for wi, b in enumerate(words):
+            for wi, (b, _) in enumerate(words):
                 if not macs[wi]:
                     continue
                 xv = Var(f"x{u}_{kh}_{wi}", I32)
@@ -336,16 +371,17 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
         out: list[Stmt] = []
         j = Var("j")
         per = 2 if sw == 1 else 1
-        full = (0, 1, 2)
         loop = [] if not cols.nb else [Loop(j, 0, cols.nb, block(
-            oh, rows, [lin((j, B * sw), (cols.c0 + t) * sw - pl) for t in range(0, B, per)],
-            [(lin((j, B), cols.c0 + t), t // per, (t % per) * sw, full) for t in range(B)], isinstance(oh, Var)))]
+            oh, rows, [(lin((j, B * sw), (cols.c0 + t) * sw - pl), t * sw)
+                       for t in range(0, B, per)],
+            [(lin((j, B), cols.c0 + t), t * sw, (0, 1, 2)) for t in range(B)],
+            isinstance(oh, Var)))]
         for b, mem in cols.groups:
             if loop and mem[0][0] > cols.c0:
                 out += loop
                 loop = []
-            out += block(oh, rows, [b],
-                         [(Const(o), 0, d, col_taps(o, sw, pl, IW)) for o, d in mem])
+            out += block(oh, rows, [(b, 0)],
+                         [(Const(o), d, col_taps(o, sw, pl, IW)) for o, d in mem])
         return out + loop
 
     positions: list[Stmt] = []

@@ -93,10 +93,11 @@ def test_smladx_and_pack4_references():
     assert np.int32(w).view(np.uint32) == 0x80_7F_FE_01
 
 
-#: measured at -Os on the Cortex-M4 (QEMU TCG counts exactly): 2.823, 3.666, 3.357 since border
+#: measured at -Os on the Cortex-M4 (QEMU TCG counts exactly): 2.823, 3.751, 3.357 since border
 #: outputs read the word inside the row with zero weight lanes for the taps outside it (3.432,
 #: 4.322, 3.641 with the zero point or'ed into shifted words; the scalar nest before: 7.4-7.5
-#: on DS-CNN's and MobileNetV1's layers)
+#: on DS-CNN's and MobileNetV1's layers). The stride-2 layer here writes y directly (3.666 when
+#: each output widened 2 halves); MobileNetV1-0.25's in-place stride-2 layers gain 0.07-0.25
 BOUNDS = {"dw3x3_s1_32x12x12": 3.0, "dw3x3_s2_16x16x16": 3.9, "dw3x3_s1_64x25x5": 3.5}
 SPEED = {"dw3x3_s1_32x12x12": (lambda: qdw(32, 12, 12), 32 * 9 * 144),
          "dw3x3_s2_16x16x16": (lambda: qdw(16, 16, 16, pads=(0, 0, 1, 1), strides=(2, 2)),
@@ -211,3 +212,17 @@ def test_border_columns_share_words():
     cm = _check("s1_narrow_25x5", "cortex-m4")
     c = "\n".join(p.read_text() for p in sorted(cm.lib_dir.glob("*.c")))
     assert "onnxcc_load4(&" in c and "(uint32_t)(onnxcc_load4(" not in c
+
+
+def test_stride2_block_widens_three_halves():
+    """choose_halves: at stride 2 the second output of a block (words at columns 0 and 2) takes
+    its middle tap from the first word's odd half: 3 SXTB16 for 2 outputs; at stride 1 the
+    pairs keep to their own word."""
+    from onnxcc.codegen.lower.int_depthwise import choose_halves
+
+    full = (0, 1, 2)
+    got = choose_halves([0, 2], [(0, full), (2, full)])
+    assert {(i, h) for hs in got for i, h, *_ in hs} == {(0, 0), (0, 1), (1, 0)}
+    assert got[1] == [(0, 1, None, 1), (1, 0, 0, 2)] or got[1] == [(1, 0, 0, 2), (0, 1, None, 1)]
+    got = choose_halves([0, 2], [(0, full), (1, full), (2, full), (3, full)])
+    assert [{i for i, *_ in hs} for hs in got] == [{0}, {0}, {1}, {1}]
