@@ -26,8 +26,8 @@ a border costs what the interior costs, and up to 4 outputs share one word (DS-C
 bytes; a kernel row outside x is skipped. Then the requantize epilogue per output.
 
 Cortex-M4 -Os, instructions per MAC counted by QEMU (tests/targets/test_mcu_depthwise_smlad.py;
-7.4-7.5 for the scalar nest before): see ``BOUNDS`` there (4 outputs per block at stride 1, 2
-at stride 2: ``BLOCK``). What is left above CMSIS-NN's ~1.5 is gcc's register allocation at -Os
+7.4-7.5 for the scalar nest before): see ``BOUNDS`` there (4 outputs per block at stride 1, 4 or
+2 at stride 2: ``BLOCK``). What is left above CMSIS-NN's ~1.5 is gcc's register allocation at -Os
 (the accumulators, weights and requantize constants spill) and the exact round-half-even
 epilogue, once per 9 MACs. The sums are those of the portable nest, bit for bit: int32 products
 wrapping modulo 2**32 in any order.
@@ -58,7 +58,10 @@ from .nn import axis_var, in_place_plane, lin, loops, read_buffers, shape_text
 
 I8 = DType("int8")
 U32 = DType("uint32")
-BLOCK = {1: 4, 2: 2}   # stride along W -> outputs of a row per iteration of the interior loop
+# stride along W -> outputs of a row per iteration of the interior loop: the first that makes
+# at least 2 iterations, else the last (MobileNetV1-0.25's stride-2 layers of 9-11 outputs a
+# row 3.55-3.81 -> 3.18-3.47 instructions per MAC with 4, those of 4-6 outputs worse)
+BLOCK = {1: (4,), 2: (4, 2)}
 COPY_WORDS = 2     # words per iteration of the in-place plane's copy
 COPY_UNROLLED = 16     # planes of at most so many words are copied without a loop
 MAX_BORDER = 8     # border rows (and blocks of border columns) written out at constant positions
@@ -127,12 +130,13 @@ def copy_plane(plane: Buffer, Y: Buffer, n: Expr, c: Expr) -> list[Stmt]:
 @dataclasses.dataclass(frozen=True)
 class Columns:
     """How the outputs of a row are cut into blocks (:func:`plan_columns`): ``nb`` blocks of
-    ``BLOCK[sw]`` outputs from column ``c0`` on in a loop (every word inside x), and ``groups``
+    ``block`` outputs from column ``c0`` on in a loop (every word inside x), and ``groups``
     of outputs at constant columns, each ``(b, [(ow, d), ...])``: the outputs ``ow`` read the
     one word of x's bytes ``b .. b + 3`` (None: the row has fewer than 4 bytes, its bytes padded
     with zeros; or the output has no tap inside the row), their first tap at ``b + d``."""
     c0: int
     nb: int
+    block: int
     groups: tuple[tuple[int | None, tuple[tuple[int, int], ...]], ...]
 
 
@@ -142,13 +146,22 @@ def col_taps(ow: int, sw: int, pl: int, IW: int) -> tuple[int, ...]:
 
 
 def plan_columns(OW: int, IW: int, sw: int, pl: int) -> Columns:
+    """The blocks of a row (:func:`plan_blocks`) with the first block size of ``BLOCK[sw]``
+    that makes at least 2 iterations of the loop, else the last."""
+    for B in BLOCK[sw]:
+        cols = plan_blocks(OW, IW, sw, pl, B)
+        if cols.nb >= 2:
+            break
+    return cols
+
+
+def plan_blocks(OW: int, IW: int, sw: int, pl: int, B: int) -> Columns:
     """The blocks of a row of OW outputs (stride ``sw`` 1 or 2, ``pl`` columns of padding on the
-    left, IW input columns): the loop of blocks of ``BLOCK[sw]`` outputs starting where it
+    left, IW input columns): the loop of blocks of ``B`` outputs starting where it
     costs the fewest instructions (a model: 3 per word loaded and widened, 2 per block for its
     weights, 2 per output's tap row, 1 per block of the loop), the outputs outside it in
     groups of up to 4 sharing the word that holds all their taps inside the row (offsets
     d = -2..3; the taps outside the row are never read: their weight lanes are 0)."""
-    B = BLOCK[sw]
     per = 2 if sw == 1 else 1     # outputs per word in the loop
 
     def q(o: int) -> int:
@@ -191,7 +204,7 @@ def plan_columns(OW: int, IW: int, sw: int, pl: int) -> Columns:
         if nb:
             cands.append((c0, nb))
     c0, nb = min(cands, key=lambda r: cost(*r))
-    return Columns(c0, nb, tuple(groups([o for o in range(OW) if not c0 <= o < c0 + nb * B])))
+    return Columns(c0, nb, B, tuple(groups([o for o in range(OW) if not c0 <= o < c0 + nb * B])))
 
 
 def choose_halves(words: list[int], outs: list[tuple[int, tuple[int, ...]]]
@@ -262,7 +275,6 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
     if dl[1] != 1 or sw not in (1, 2):
         return None
     xzv = int(xz.value)
-    B = BLOCK[sw]
 
     def row_inside(oh: int) -> tuple[bool, ...]:
         return tuple(0 <= oh * sh - pt + kh * dh < IH for kh in range(KH))
@@ -271,6 +283,7 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
     r0, r1 = (rows_in[0], rows_in[-1] + 1) if rows_in else (0, 0)
     edge_rows = list(range(0, r0)) + list(range(r1, OH))
     cols = plan_columns(OW, IW, sw, pl)
+    B = cols.block
     if len(edge_rows) > MAX_BORDER or len(cols.groups) > MAX_BORDER:
         return None
 

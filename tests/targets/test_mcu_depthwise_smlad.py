@@ -56,6 +56,8 @@ CASES = {
     "s1_pad3_w5": lambda: qdw(2, 5, 5, pads=(3, 3, 3, 3), seed=6),
     "s1_w4": lambda: qdw(3, 5, 4, seed=7),
     "s2_pad2_w7": lambda: qdw(3, 7, 7, pads=(2, 2, 2, 2), strides=(2, 2), seed=8),
+    # stride 2 with 11 outputs a row: blocks of 4 (2 iterations), the words' odd halves shared
+    "s2_w21_block4": lambda: qdw(3, 5, 21, strides=(2, 2), seed=9),
 }
 
 
@@ -73,6 +75,8 @@ def test_depthwise_smlad_on_cortex_m4_is_bit_exact(case):
     assert "onnxcc_smladx(" in c or "(1, 2)" in case or "s2" in case
     if case not in ("s1_tiny_3x3", "s2_w4"):   # an interior: a row of taps is one word load
         assert "onnxcc_load4(&" in c
+    if case.startswith("s2"):   # blocks of 4 at stride 2 where they make 2 iterations
+        assert ("4 outputs per block" in k.comment) is (case == "s2_w21_block4")
 
 
 def test_depthwise_without_dsp_is_not_smlad():
