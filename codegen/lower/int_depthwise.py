@@ -60,7 +60,7 @@ I8 = DType("int8")
 U32 = DType("uint32")
 # stride along W -> outputs of a row per iteration of the interior loop: the first that makes
 # at least 2 iterations, else the last (MobileNetV1-0.25's stride-2 layers of 9-11 outputs a
-# row 3.55-3.81 -> 3.18-3.47 instructions per MAC with 4, those of 4-6 outputs worse)
+# row 3.55-3.81 -> 3.32-3.64 instructions per MAC with 4, those of 4-6 outputs worse)
 BLOCK = {1: (4,), 2: (4, 2)}
 COPY_WORDS = 2     # words per iteration of the in-place plane's copy
 COPY_UNROLLED = 16     # planes of at most so many words are copied without a loop
