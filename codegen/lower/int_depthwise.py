@@ -62,6 +62,7 @@ U32 = DType("uint32")
 # at least 2 iterations, else the last (MobileNetV1-0.25's stride-2 layers of 9-11 outputs a
 # row 3.55-3.81 -> 3.32-3.64 instructions per MAC with 4, those of 4-6 outputs worse)
 BLOCK = {1: (4,), 2: (4, 2)}
+MERGE = 4     # outputs of a block of border groups
 COPY_WORDS = 2     # words per iteration of the in-place plane's copy
 COPY_UNROLLED = 16     # planes of at most so many words are copied without a loop
 MAX_BORDER = 8     # border rows (and blocks of border columns) written out at constant positions
@@ -408,12 +409,26 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
                        for t in range(0, B, per)],
             [(lin((j, B), cols.c0 + t), t * sw, (0, 1, 2)) for t in range(B)],
             isinstance(oh, Var)))]
-        for b, mem in cols.groups:
-            if loop and mem[0][0] > cols.c0:
+        # consecutive groups on one side of the loop in one block of up to MERGE outputs:
+        # their weight words loaded once, and at stride 2 the words' odd halves shared
+        merged: list[list[tuple[int | None, tuple[tuple[int, int], ...]]]] = []
+
+        def after(g: tuple[int | None, tuple[tuple[int, int], ...]]) -> bool:
+            return cols.nb > 0 and g[1][0][0] > cols.c0
+
+        for g in cols.groups:
+            if merged and after(merged[-1][0]) == after(g) \
+                    and sum(len(m) for _, m in merged[-1]) + len(g[1]) <= MERGE:
+                merged[-1].append(g)
+            else:
+                merged.append([g])
+        for gs in merged:
+            if loop and after(gs[0]):
                 out += loop
                 loop = []
-            out += block(oh, rows, [(b, 0)],
-                         [(Const(o), d, col_taps(o, sw, pl, IW)) for o, d in mem])
+            out += block(oh, rows, [(b, b or 0) for b, _ in gs],
+                         [(Const(o), d + (b or 0), col_taps(o, sw, pl, IW))
+                          for b, mem in gs for o, d in mem])
         return out + loop
 
     positions: list[Stmt] = []
