@@ -208,6 +208,71 @@ def plan_blocks(OW: int, IW: int, sw: int, pl: int, B: int) -> Columns:
     return Columns(c0, nb, B, tuple(groups([o for o in range(OW) if not c0 <= o < c0 + nb * B])))
 
 
+Group = tuple[int | None, tuple[tuple[int, int], ...]]
+
+
+def merge_groups(cols: Columns) -> list[list[Group]]:
+    """``cols.groups`` with consecutive groups on one side of the loop in one block of up to
+    MERGE outputs: their weight words loaded once, and at stride 2 the words' odd halves
+    shared (MobileNetV1-0.25's narrow stride-2 layers 3.3-3.7 -> 3.2-3.5 instructions per MAC)."""
+    def after(g: Group) -> bool:
+        return cols.nb > 0 and g[1][0][0] > cols.c0
+
+    merged: list[list[Group]] = []
+    for g in cols.groups:
+        if merged and after(merged[-1][0]) == after(g) \
+                and sum(len(m) for _, m in merged[-1]) + len(g[1]) <= MERGE:
+            merged[-1].append(g)
+        else:
+            merged.append([g])
+    return merged
+
+
+def direct_in_place_ok(NC: int, IH: int, IW: int, OH: int, OW: int, KH: int, sh: int, dh: int,
+                       pt: int, sw: int, pl: int, cols: Columns) -> bool:
+    """Whether the kernel may store its outputs straight over x (y planned at x's offset, both
+    contiguous, NC images of channels) in the order it computes them: rows top down, the
+    blocks of a row left to right, a block's stores after all its loads. Simulated exactly:
+    no output lands on a byte of x a later block of its channel still reads as a tap (zero
+    lanes of a word read any byte: they multiply by 0). Holds at stride 2, where y's channel
+    is smaller and trails behind the taps; never at stride 1 with padding (output (oh, ow)
+    lands on tap (oh, ow) of the next outputs), which go through the plane."""
+    P_in, P_out = IH * IW, OH * OW
+    D = P_in - P_out
+    if D < 0:
+        return False
+    per_row: list[list[int]] = []
+    for gs in merge_groups(cols):
+        per_row.append([o for _, mem in gs for o, _ in mem])
+    loop_at = sum(1 for gs in merge_groups(cols)
+                  if not (cols.nb > 0 and gs[0][1][0][0] > cols.c0))
+    loop_blocks = [list(range(cols.c0 + j * cols.block, cols.c0 + (j + 1) * cols.block))
+                   for j in range(cols.nb)]
+    per_row[loop_at:loop_at] = loop_blocks
+    last_read = np.full(P_in, -1, np.int64)
+    write_at = np.zeros(P_out, np.int64)
+    i = 0
+    for oh in range(OH):
+        for outs in per_row:
+            for o in outs:
+                for kh in range(KH):
+                    ih = oh * sh - pt + kh * dh
+                    if 0 <= ih < IH:
+                        for k in col_taps(o, sw, pl, IW):
+                            last_read[ih * IW + o * sw - pl + k] = i
+                write_at[oh * OW + o] = i
+            i += 1
+    p = np.arange(P_out)
+    for ch in range(NC if D else 1):
+        a = p - ch * D
+        if not (a >= 0).any():
+            break
+        m = a >= 0
+        if (last_read[a[m]] > write_at[m]).any():
+            return False
+    return True
+
+
 def choose_halves(words: list[int], outs: list[tuple[int, tuple[int, ...]]]
                   ) -> list[list[tuple[int, int, int | None, int | None]]]:
     """The widened halves each output of a block multiplies: ``words`` are the first input
@@ -297,6 +362,11 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
     starts: list[tuple[tuple[bool, ...], tuple[int, ...]]] = []
     n, c = axis_var("n", N), axis_var("c", C)
     plane = in_place_plane(ctx, Y)
+    direct = plane is not None and tuple(Y.strides) == contiguous_strides(Y.shape) \
+        and tuple(X.strides) == contiguous_strides(X.shape) \
+        and direct_in_place_ok(N * C, IH, IW, OH, OW, KH, sh, dh, pt, sw, pl, cols)
+    if direct:
+        plane = None
     made = iter(range(1 << 30))
     # the tables' shapes and data are set once the kinds of words and starts are known
     W = Buffer("wdw", I32, (C, KH, 1), space="weight", value=w.name)
@@ -409,19 +479,11 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
                        for t in range(0, B, per)],
             [(lin((j, B), cols.c0 + t), t * sw, (0, 1, 2)) for t in range(B)],
             isinstance(oh, Var)))]
-        # consecutive groups on one side of the loop in one block of up to MERGE outputs:
-        # their weight words loaded once, and at stride 2 the words' odd halves shared
-        merged: list[list[tuple[int | None, tuple[tuple[int, int], ...]]]] = []
+        merged = merge_groups(cols)
 
         def after(g: tuple[int | None, tuple[tuple[int, int], ...]]) -> bool:
             return cols.nb > 0 and g[1][0][0] > cols.c0
 
-        for g in cols.groups:
-            if merged and after(merged[-1][0]) == after(g) \
-                    and sum(len(m) for _, m in merged[-1]) + len(g[1]) <= MERGE:
-                merged[-1].append(g)
-            else:
-                merged.append([g])
         for gs in merged:
             if loop and after(gs[0]):
                 out += loop
@@ -471,7 +533,8 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
             "4 input bytes in one word widened by SXTB16, SMLAD; taps outside x skipped, "
             f"{len(starts)} start values per channel" + (f"; {note}" if note else "")
             + ("; in place: each channel through a plane of scratch" if plane is not None
-               else ""))
+               else "; in place: stored straight over x, behind the taps still to read"
+               if direct else ""))
     ins = read_buffers(body, [X, W, S] + list(extra_reads))
     # an in-place kernel in C (no restrict pointers) even where y does not overlap x: with
     # restrict, gcc -Os hoists the packed weight words out of the loops and spills them

@@ -122,11 +122,13 @@ def test_depthwise_instructions_per_mac(case):
     assert n / macs < BOUNDS[case], n / macs
 
 
-@pytest.mark.parametrize("stride", [1, 2])
-def test_int8_depthwise_in_place_on_cortex_m4(stride):
+@pytest.mark.parametrize("stride,pad", [(1, 1), (2, 1), (1, 0)])
+def test_int8_depthwise_in_place_on_cortex_m4(stride, pad):
     """A quantized expansion -> depthwise -> projection block whose depthwise output the plan
-    puts over its input: the SMLAD kernel computes each channel through the plane of scratch,
-    bit-exact on QEMU with the host build (which is the same C run on the host)."""
+    puts over its input: the SMLAD kernel computes each channel through the plane of scratch
+    at stride 1 with padding, straight over x at stride 2 or without padding
+    (``direct_in_place_ok``), bit-exact on QEMU with
+    the host build (which is the same C run on the host)."""
     from builders import make_model
 
     _tools_or_skip("cortex-m4")
@@ -138,7 +140,7 @@ def test_int8_depthwise_in_place_on_cortex_m4(stride):
     C = 12
     nodes = [("Conv", ["x", "we"], ["e"]), ("Relu", ["e"], ["r"]),
              ("Conv", ["r", "wd", "bd"], ["d"], {"group": C, "strides": [stride] * 2,
-                                                  "pads": [1, 1, 1, 1]}),
+                                                  "pads": [pad] * 4}),
              ("Relu", ["d"], ["c"]), ("Conv", ["c", "wp"], ["y"])]
     model = make_model(nodes, inputs={"x": (1, 4, 10, 14)}, outputs={"y": None},
                        inits={"we": w(C, 4, 1, 1), "wd": w(C, 1, 3, 3), "bd": w(C),
@@ -150,9 +152,13 @@ def test_int8_depthwise_in_place_on_cortex_m4(stride):
     assert dw.name in cm.graph.meta["memory_plan"].inplace
     (k,) = [k for k in cm.program.kernels if "depthwise" in k.comment]
     assert "SMLAD" in k.comment and "in place" in k.comment and k.inplace
-    # the plane goes over y's channel a word at a time (4 byte stores rendered as one)
     src = "\n".join(p.read_text() for p in cm.lib_dir.glob("*.c"))
-    assert "onnxcc_store4(&y" in src
+    if stride == 1 and pad:
+        # the plane goes over y's channel a word at a time (4 byte stores rendered as one)
+        assert "onnxcc_store4(&y" in src and "through a plane" in k.comment
+    else:   # y's smaller channels (or rows) trail behind the taps: stored straight over x
+        assert "stored straight over x" in k.comment
+        assert all(b.name != "plane" for b in k.locals + k.outputs + k.inputs)
     host = onnxcc.compile(model, "host", quantize=q)
     x = rng.standard_normal((1, 4, 10, 14)).astype(np.float32)
     got = qemu.run_on_qemu(cm, {"x": x})["y"]
@@ -231,3 +237,18 @@ def test_stride2_block_widens_three_halves():
     assert got[1] == [(0, 1, None, 1), (1, 0, 0, 2)] or got[1] == [(1, 0, 0, 2), (0, 1, None, 1)]
     got = choose_halves([0, 2], [(0, full), (1, full), (2, full), (3, full)])
     assert [{i for i, *_ in hs} for hs in got] == [{0}, {0}, {1}, {1}]
+
+
+def test_direct_in_place_only_behind_the_taps():
+    """direct_in_place_ok simulates the kernel's order of loads and stores: at stride 1 with
+    padding output (oh, ow) lands on a tap of (oh + 1, ow); at stride 2 and without padding
+    y's plane trails behind, in every channel."""
+    from onnxcc.codegen.lower.int_depthwise import direct_in_place_ok, plan_columns
+
+    def ok(C, H, W, s, p):
+        OH, OW = (H + 2 * p - 3) // s + 1, (W + 2 * p - 3) // s + 1
+        return direct_in_place_ok(C, H, W, OH, OW, 3, s, 1, p, s, p, plan_columns(OW, W, s, p))
+
+    assert not ok(4, 12, 12, 1, 1) and not ok(4, 6, 6, 1, 1)
+    assert ok(4, 12, 12, 1, 0) and ok(4, 12, 12, 2, 1) and ok(16, 18, 18, 2, 0)
+    assert not ok(4, 12, 12, 2, 3)    # wide top padding: row 0 lands on taps of rows 1-2
