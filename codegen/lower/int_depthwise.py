@@ -32,8 +32,11 @@ Cortex-M4 -Os, instructions per MAC counted by QEMU (tests/targets/test_mcu_dept
 epilogue, once per 9 MACs. The sums are those of the portable nest, bit for bit: int32 products
 wrapping modulo 2**32 in any order.
 
-With the output planned over x (``nn.depthwise_in_place_ok``) each channel's outputs go to a
-plane of scratch first and are copied over y's channel once computed.
+With the output planned over x (``nn.depthwise_in_place_ok``) the outputs go straight over x
+where a simulation of the kernel's order shows that no output lands on a tap still to be read
+(``direct_in_place_ok``: stride 2, or no padding), else each channel's outputs go to a plane
+of scratch first and are copied over y's channel once computed (``copy_plane``). The kernel
+has no ``restrict`` pointers in either case (see the end of ``depthwise_smlad``).
 """
 
 from __future__ import annotations
@@ -398,8 +401,20 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
             return kinds.index((lo, hi)), False
         if (hi, lo) in kinds:
             return kinds.index((hi, lo)), True
+        if lo is None:      # one tap in the high lane: its word (tap, 0) with x exchanged
+            kinds.append((hi, lo))
+            return len(kinds) - 1, True
         kinds.append((lo, hi))
         return len(kinds) - 1, False
+
+    def derived(k: tuple[int | None, int | None], a: Expr) -> Expr:
+        """The weight word ``k``, ``(w2, 0)`` or ``(w0, 0)``, from the stored ``(w0, w2)``:
+        one LSR or UXTH, no more flash than the interior's 2 words a kernel row (and the
+        same table for every kernel of a patched layer)."""
+        if k == (2, None):
+            return Cast(Binary("shr", Cast(a, U32), const(16, U32)), I32)
+        assert k == (0, None), k
+        return Binary("and", a, const(0xFFFF, I32))
 
     def start_of(rows: tuple[bool, ...], taps: tuple[int, ...]) -> int:
         key = (rows, taps)
@@ -451,7 +466,11 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
             ih = lin((oh, sh), kh * dh - pt) if isinstance(oh, Var) else \
                 Const(int(oh.value) * sh + kh * dh - pt)
             wv = {k: Var(f"w{u}_{kh}_{k}", I32) for k in used}
-            body += [Decl(wv[k], W[(c, Const(kh), Const(k))]) for k in used]
+            stored = [k for k in used if k < 2] + ([0] if any(k >= 2 for k in used)
+                                                    and 0 not in used else [])
+            wv.update({k: Var(f"w{u}_{kh}_{k}", I32) for k in stored})
+            body += [Decl(wv[k], W[(c, Const(kh), Const(k))]) for k in sorted(stored)]
+            body += [Decl(wv[k], derived(kinds[k], wv[0])) for k in used if k >= 2]
             for wi, (b, _) in enumerate(words):
                 if not macs[wi]:
                     continue
@@ -505,8 +524,9 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
         positions += copy_plane(plane, Y, n, c)
 
     # the tables, now that the kinds of words and starts are known
-    wdata = np.zeros((C, KH, len(kinds)), np.int64)
-    for k, (lo, hi) in enumerate(kinds):
+    assert set(kinds) <= {(0, 2), (1, None), (2, None), (0, None)}, kinds
+    wdata = np.zeros((C, KH, 2), np.int64)
+    for k, (lo, hi) in enumerate(kinds[:2]):
         for lane, tap in ((0, lo), (1, hi)):
             if tap is not None:
                 wdata[:, :, k] += (wc[:, :, tap] & 0xFFFF) << (16 * lane)
@@ -527,7 +547,8 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
     wdecl += [Decl(v, e) for v, e in hoisted.values()]
     body = loops([(n, 0, N), (c, 0, C)], wdecl + positions)
     text = (f"{node.op}: x {shape_text(X.shape)} int8 is NCHW, w {shape_text(w.shape)} "
-            f"(centered, packed at compile time as {len(kinds)} int16 pairs per row), y "
+            f"(centered, packed at compile time as 2 int16 pairs per row, {len(kinds) - 2} "
+            "more made from them), y "
             f"{shape_text(Y.shape)} {Y.dtype}; depthwise, strides {list(st)}, dilations "
             f"{list(dl)}, pads_begin {list(pb)}; {B} outputs per block, a row of taps as "
             "4 input bytes in one word widened by SXTB16, SMLAD; taps outside x skipped, "
