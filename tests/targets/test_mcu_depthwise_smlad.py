@@ -99,10 +99,11 @@ def test_smladx_and_pack4_references():
     assert np.int32(w).view(np.uint32) == 0x80_7F_FE_01
 
 
-#: measured at -Os on the Cortex-M4 (QEMU TCG counts exactly): 2.549, 3.301, 2.866 with no
-#: restrict pointers (2.823, 3.751, 3.357 with them: gcc hoisted the weight words out of the
-#: loops and spilled them); 3.432, 4.322, 3.641 with the zero point or'ed into shifted words
-#: at the borders; the scalar nest before: 7.4-7.5 on DS-CNN's and MobileNetV1's layers
+#: measured at -Os on the Cortex-M4 (QEMU TCG counts exactly): 2.570, 3.341, 2.994 with no
+#: restrict pointers and the border weight words made from the stored ones (2.549, 3.301, 2.866
+#: with them stored; 2.823, 3.751, 3.357 with restrict: gcc hoisted the weight words out of the
+#: loops and spilled them); 3.432, 4.322, 3.641 with the zero point or'ed into shifted words at
+#: the borders; the scalar nest before: 7.4-7.5 on DS-CNN's and MobileNetV1's layers
 BOUNDS = {"dw3x3_s1_32x12x12": 2.8, "dw3x3_s2_16x16x16": 3.5, "dw3x3_s1_64x25x5": 3.1}
 SPEED = {"dw3x3_s1_32x12x12": (lambda: qdw(32, 12, 12), 32 * 9 * 144),
          "dw3x3_s2_16x16x16": (lambda: qdw(16, 16, 16, pads=(0, 0, 1, 1), strides=(2, 2)),
