@@ -50,6 +50,14 @@ CASES = {
     # one output row, kh=2 (found by fuzzing: the row loop over a single row was a loop over
     # the constant 0, which verify could not read)
     "one_row_kh2": lambda: qdw(6, 2, 7, kh=2, pads=(0, 0, 0, 0)),
+    # border outputs with one tap inside the row (word offsets -2 and 3), outputs and rows
+    # with none (a start value alone), a row of exactly one word
+    "s1_pad2_w6": lambda: qdw(3, 6, 6, pads=(2, 2, 2, 2), seed=5),
+    "s1_pad3_w5": lambda: qdw(2, 5, 5, pads=(3, 3, 3, 3), seed=6),
+    "s1_w4": lambda: qdw(3, 5, 4, seed=7),
+    "s2_pad2_w7": lambda: qdw(3, 7, 7, pads=(2, 2, 2, 2), strides=(2, 2), seed=8),
+    # stride 2 with 11 outputs a row: blocks of 4 (2 iterations), the words' odd halves shared
+    "s2_w21_block4": lambda: qdw(3, 5, 21, strides=(2, 2), seed=9),
 }
 
 
@@ -67,6 +75,10 @@ def test_depthwise_smlad_on_cortex_m4_is_bit_exact(case):
     assert "onnxcc_smladx(" in c or "(1, 2)" in case or "s2" in case
     if case not in ("s1_tiny_3x3", "s2_w4"):   # an interior: a row of taps is one word load
         assert "onnxcc_load4(&" in c
+    # no restrict pointers (gcc -Os would hoist the weight words out of the loops and spill)
+    assert k.inplace and "restrict" not in c[c.index("void t_k0_"):].split("{")[0]
+    if case.startswith("s2"):   # blocks of 4 at stride 2 where they make 2 iterations
+        assert ("4 outputs per block" in k.comment) is (case == "s2_w21_block4")
 
 
 def test_depthwise_without_dsp_is_not_smlad():
@@ -87,11 +99,12 @@ def test_smladx_and_pack4_references():
     assert np.int32(w).view(np.uint32) == 0x80_7F_FE_01
 
 
-#: measured at -Os on the Cortex-M4 (QEMU TCG counts exactly): 3.432, 4.213, 3.641 (3.518,
-#: 4.215, 3.719 before requantize_hi's addend was computed as two words; the scalar
-#: nest before: 7.4-7.5 on DS-CNN's and MobileNetV1's layers); the stride-2 layer 4.322 since
-#: kernels are noipa on gcc (runtime/include/onnxcc_rt.h: no constant-propagated clones)
-BOUNDS = {"dw3x3_s1_32x12x12": 3.6, "dw3x3_s2_16x16x16": 4.4, "dw3x3_s1_64x25x5": 3.8}
+#: measured at -Os on the Cortex-M4 (QEMU TCG counts exactly): 2.570, 3.341, 2.994 with no
+#: restrict pointers and the border weight words made from the stored ones (2.549, 3.301, 2.866
+#: with them stored; 2.823, 3.751, 3.357 with restrict: gcc hoisted the weight words out of the
+#: loops and spilled them); 3.432, 4.322, 3.641 with the zero point or'ed into shifted words at
+#: the borders; the scalar nest before: 7.4-7.5 on DS-CNN's and MobileNetV1's layers
+BOUNDS = {"dw3x3_s1_32x12x12": 2.8, "dw3x3_s2_16x16x16": 3.5, "dw3x3_s1_64x25x5": 3.1}
 SPEED = {"dw3x3_s1_32x12x12": (lambda: qdw(32, 12, 12), 32 * 9 * 144),
          "dw3x3_s2_16x16x16": (lambda: qdw(16, 16, 16, pads=(0, 0, 1, 1), strides=(2, 2)),
                                16 * 9 * 64),
@@ -110,11 +123,13 @@ def test_depthwise_instructions_per_mac(case):
     assert n / macs < BOUNDS[case], n / macs
 
 
-@pytest.mark.parametrize("stride", [1, 2])
-def test_int8_depthwise_in_place_on_cortex_m4(stride):
+@pytest.mark.parametrize("stride,pad", [(1, 1), (2, 1), (1, 0)])
+def test_int8_depthwise_in_place_on_cortex_m4(stride, pad):
     """A quantized expansion -> depthwise -> projection block whose depthwise output the plan
-    puts over its input: the SMLAD kernel computes each channel through the plane of scratch,
-    bit-exact on QEMU with the host build (which is the same C run on the host)."""
+    puts over its input: the SMLAD kernel computes each channel through the plane of scratch
+    at stride 1 with padding, straight over x at stride 2 or without padding
+    (``direct_in_place_ok``), bit-exact on QEMU with
+    the host build (which is the same C run on the host)."""
     from builders import make_model
 
     _tools_or_skip("cortex-m4")
@@ -126,7 +141,7 @@ def test_int8_depthwise_in_place_on_cortex_m4(stride):
     C = 12
     nodes = [("Conv", ["x", "we"], ["e"]), ("Relu", ["e"], ["r"]),
              ("Conv", ["r", "wd", "bd"], ["d"], {"group": C, "strides": [stride] * 2,
-                                                  "pads": [1, 1, 1, 1]}),
+                                                  "pads": [pad] * 4}),
              ("Relu", ["d"], ["c"]), ("Conv", ["c", "wp"], ["y"])]
     model = make_model(nodes, inputs={"x": (1, 4, 10, 14)}, outputs={"y": None},
                        inits={"we": w(C, 4, 1, 1), "wd": w(C, 1, 3, 3), "bd": w(C),
@@ -138,9 +153,13 @@ def test_int8_depthwise_in_place_on_cortex_m4(stride):
     assert dw.name in cm.graph.meta["memory_plan"].inplace
     (k,) = [k for k in cm.program.kernels if "depthwise" in k.comment]
     assert "SMLAD" in k.comment and "in place" in k.comment and k.inplace
-    # the plane goes over y's channel a word at a time (4 byte stores rendered as one)
     src = "\n".join(p.read_text() for p in cm.lib_dir.glob("*.c"))
-    assert "onnxcc_store4(&y" in src
+    if stride == 1 and pad:
+        # the plane goes over y's channel a word at a time (4 byte stores rendered as one)
+        assert "onnxcc_store4(&y" in src and "through a plane" in k.comment
+    else:   # y's smaller channels (or rows) trail behind the taps: stored straight over x
+        assert "stored straight over x" in k.comment
+        assert all(b.name != "plane" for b in k.locals + k.outputs + k.inputs)
     host = onnxcc.compile(model, "host", quantize=q)
     x = rng.standard_normal((1, 4, 10, 14)).astype(np.float32)
     got = qemu.run_on_qemu(cm, {"x": x})["y"]
@@ -185,3 +204,52 @@ def test_word_store_only_for_a_variable_words_bytes_in_order():
     assert _word_bytes(stores(pw, order=(0, 2, 1, 3))) is None
     assert _word_bytes(stores(pw)[:3]) is None
     assert _word_bytes(stores(Load(src, (Const(0),)))) is None
+
+
+def test_border_columns_share_words():
+    """plan_columns: a border output reads the word inside the row that holds its taps (offset
+    d of its first tap), up to 4 outputs per word; DS-CNN's 25x5 rows are 2 words per kernel
+    row, and the kernel has no shifted word (the zero point or'ed in) left."""
+    from onnxcc.codegen.lower.int_depthwise import plan_columns
+
+    cols = plan_columns(5, 5, 1, 1)
+    assert cols.nb == 0 and cols.groups == ((0, ((0, -1), (1, 0), (2, 1))), (1, ((3, 1), (4, 2))))
+    cols = plan_columns(24, 24, 1, 1)    # 11 words a kernel row for 24 outputs (not 12)
+    assert cols.nb * 2 + len(cols.groups) == 11 and cols.groups[0][1][0] == (0, -1)
+    cols = plan_columns(8, 16, 2, 0)     # stride 2, SAME padding on the right
+    assert (cols.c0, cols.nb) == (0, 3) and cols.groups == ((12, ((6, 0), (7, 2))),)
+    cols = plan_columns(5, 3, 1, 1)      # 3 bytes a row: zero bytes after them
+    assert cols.nb == 0 and all(b is None for b, _ in cols.groups)
+    _tools_or_skip("cortex-m4")
+    cm = _check("s1_narrow_25x5", "cortex-m4")
+    c = "\n".join(p.read_text() for p in sorted(cm.lib_dir.glob("*.c")))
+    assert "onnxcc_load4(&" in c and "(uint32_t)(onnxcc_load4(" not in c
+
+
+def test_stride2_block_widens_three_halves():
+    """choose_halves: at stride 2 the second output of a block (words at columns 0 and 2) takes
+    its middle tap from the first word's odd half: 3 SXTB16 for 2 outputs; at stride 1 the
+    pairs keep to their own word."""
+    from onnxcc.codegen.lower.int_depthwise import choose_halves
+
+    full = (0, 1, 2)
+    got = choose_halves([0, 2], [(0, full), (2, full)])
+    assert {(i, h) for hs in got for i, h, *_ in hs} == {(0, 0), (0, 1), (1, 0)}
+    assert got[1] == [(0, 1, None, 1), (1, 0, 0, 2)] or got[1] == [(1, 0, 0, 2), (0, 1, None, 1)]
+    got = choose_halves([0, 2], [(0, full), (1, full), (2, full), (3, full)])
+    assert [{i for i, *_ in hs} for hs in got] == [{0}, {0}, {1}, {1}]
+
+
+def test_direct_in_place_only_behind_the_taps():
+    """direct_in_place_ok simulates the kernel's order of loads and stores: at stride 1 with
+    padding output (oh, ow) lands on a tap of (oh + 1, ow); at stride 2 and without padding
+    y's plane trails behind, in every channel."""
+    from onnxcc.codegen.lower.int_depthwise import direct_in_place_ok, plan_columns
+
+    def ok(C, H, W, s, p):
+        OH, OW = (H + 2 * p - 3) // s + 1, (W + 2 * p - 3) // s + 1
+        return direct_in_place_ok(C, H, W, OH, OW, 3, s, 1, p, s, p, plan_columns(OW, W, s, p))
+
+    assert not ok(4, 12, 12, 1, 1) and not ok(4, 6, 6, 1, 1)
+    assert ok(4, 12, 12, 1, 0) and ok(4, 12, 12, 2, 1) and ok(16, 18, 18, 2, 0)
+    assert not ok(4, 12, 12, 2, 3)    # wide top padding: row 0 lands on taps of rows 1-2
