@@ -27,7 +27,7 @@ from .loops import (BOOL, COMPARE, I32, I64, INDEX, Assign, Binary, Buffer, Call
 
 Interval = tuple[float, float]
 # intrinsic names the renderers and the interpreter implement
-KNOWN_CALLS: set[str] = {"requantize", "smlad", "sxtb16", "smladx", "pack4",
+KNOWN_CALLS: set[str] = {"requantize", "smlad", "sxtb16", "smladx", "pack4", "ldm",
                          "requantize_hi", "sat_i8", "sat_u8", "requantize64"}
 INDEX_MIN, INDEX_MAX = -(2**31), 2**31 - 1
 SPLIT_MAX = 16    # loops of at most this many iterations are proved value by value when needed
@@ -231,6 +231,10 @@ def _check_expr(e: Expr, sc: _Scope, where: str) -> None:
                                  or not (isinstance(e.args[1], Const)
                                          and e.args[1].value in (0, 8))):
             raise VerifyError(f"{where}: sxtb16 takes an int32 and a constant rotation 0 or 8")
+        if e.fn == "ldm" and (len(e.args) != 1 or e.dtype != I32
+                              or not isinstance(e.args[0], Load) or e.args[0].dtype != I32
+                              or e.args[0].mask is not None):
+            raise VerifyError(f"{where}: ldm takes one unmasked int32 load")
 
 
 def _check_body(body: Sequence[Stmt], sc: _Scope, where: str) -> None:

@@ -94,6 +94,7 @@ def _requantize64(r: "_KernelRenderer", args: list[ir.Value], d: DType) -> ir.Va
 CALLS["requantize"] = _requantize
 CALLS["requantize64"] = _requantize64
 CALLS["requantize_hi"] = _requantize   # the same function for 33 <= shift <= 62
+CALLS["ldm"] = lambda r, args, d: args[0]   # a hint (codegen/smlad.py): the loaded value
 
 
 def value_type(d: DType) -> ir.Type:

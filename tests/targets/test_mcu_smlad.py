@@ -156,6 +156,10 @@ def test_blocked_int8_on_cortex_m4_is_bit_exact_and_uses_smlad(case, int8, monke
     assert "__smlad(" in c and "acc00 = onnxcc_smlad(" in c
     # int8 words where every centered weight fits int8 (not so for the uint8 weights)
     assert ("onnxcc_sxtb16(w0_0" in c) is (int8 and "integer" not in case)
+    # the ldm groups (one LDMIA each on the M4): in a 1 x 5 block 4 of its weight words, else
+    # per word the 3 positions' scratch words
+    assert f"onnxcc_ldm{4 if case == 'matmul_batch1' else 3}a(&onnxcc_w" in c
+    assert "ldmia %[q]!" in c
 
 
 def test_weights_int16_only_when_twice_their_bytes_fit_the_flash():
@@ -209,7 +213,9 @@ def test_smlad_reference_wraps_like_the_instruction():
 #: the x zero point subtracted in the im2col fill); with int8 weights widened by sxtb16 1.944,
 #: 1.791, 2.004 with the requantize_hi / sat_i8 epilogue (2.08, 2.02, 1.92 with the generic
 #: requantize; 5.80, 10.08, 8.08 before the blocked kernels); cortex-m3 2.84 for the pointwise
-#: layer (5.80 before).
+#: layer (5.80 before). With the ldm groups (LDMIA of the 3 pixels' scratch words, of 4 weights
+#: of a batch-1 block) and straight-line reductions of <= 32 words: cortex-m4 1.211, 1.154,
+#: 0.971 (int16 weights); cortex-m3 2.493.
 BOUNDS = {
     ("pointwise_64_32", "cortex-m4"): 1.5,
     ("conv3x3_16_16", "cortex-m4"): 1.5,
