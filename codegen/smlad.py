@@ -29,12 +29,14 @@ are unmasked loads of four consecutive elements of one buffer (the last index ``
 ``ldm(load)`` (an int32 load -> int32) is the value loaded: a hint, not an operation. A run of
 2 to 4 statements ``Decl(v, ldm(buf[..]))`` that read consecutive int32 elements of one buffer
 (flat offsets ``o, o + 1, ...``, no mask) is one load of a group of words: the C renderer reads
-it with :data:`LDM_C` (``onnxcc_ldm2`` to ``onnxcc_ldm4``) through a pointer that walks the
-buffer, so that the next run starting where this one ended reads on from it. On a Thumb-2 core
-that is one ``LDMIA p!, {r4, r5, ...}`` (one instruction for up to 4 words, the address
-advanced for free; gcc 12 -Os neither pairs such loads reliably into ``LDRD`` nor forms
-``LDM``), elsewhere plain loads. The blocked int8 products (``codegen/lower/int_blocked.py``)
-read their scratch and weights so.
+it with :data:`LDM_C` (``onnxcc_ldm2a`` to ``onnxcc_ldm4b``) through a pointer that walks the
+buffer, so that the next run starting where this one ended reads on from it (set once before
+a loop whose runs tile each iteration's words). On a Thumb-2 core that is one
+``LDMIA p!, {r8, r10, ...}`` (one instruction for up to 4 words, the address advanced for
+free; gcc 12 -Os neither pairs such loads reliably into ``LDRD`` nor forms ``LDM``), with a
+"memory" clobber so that gcc -O2 does not hoist the loads around it (it spilled: a 3x3 conv
+1.45 instructions per MAC against 1.12), elsewhere plain loads. The blocked int8 products
+(``codegen/lower/int_blocked.py``) read their scratch and weights so.
 """
 
 from __future__ import annotations

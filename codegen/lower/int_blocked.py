@@ -4,7 +4,8 @@ with constant weights, as CMSIS-NN computes them (``arm_nn_mat_mult_kernel_s8_s1
 
 For each block of ``PB`` output positions (pixels, or rows of a MatMul's a), the reduction
 operands of those positions are widened once into kernel scratch ``col`` (K2, PB): x minus its
-zero point (0 for a padded tap), so every value lies in [-255, 255]. Then for each block of
+zero point (0 for a padded tap), so every value lies in [-255, 255], or x itself with the zero
+point folded into the start (the callers' ``fill`` and ``start``). Then for each block of
 ``MB`` output channels (columns of a MatMul's b) ``PB * MB`` int32 accumulators start at the
 bias and run over the reduction, reading the weights in the order the loop reads them: packed
 at compile time as (channel blocks, K2, MB), centered (``w - w_zero_point``). The reduction
@@ -64,7 +65,7 @@ BLOCK_MIN_K = 8     # fewer reduction values than this: the portable nest is as 
 #: (``pack_weights_int8``: the bytes of the int8 model, which the fit check counts), or are
 #: stored as int16 pairs (``pack_weights``: twice the bytes, 0.3-0.5 fewer instructions per
 #: MAC; cortex-m4 -Os, benchmarks/mcu.py int8 "other conv": ds_cnn 1.43 -> 1.15, resnet8 1.44
-#: -> 1.10; dense: ds_cnn 1.88 -> 1.43, resnet8 2.14 -> 1.69, mlp 1.28 -> 0.84). None (the
+#: -> 1.10; dense: ds_cnn 1.67 -> 1.22, resnet8 1.87 -> 1.44, mlp 1.25 -> 0.81). None (the
 #: default): int16 pairs when the graph's weights counted twice still fit the target's flash
 #: (speed mode spends flash it has to spare; size mode never takes the blocked products), else
 #: int8. True / False force one form.
