@@ -21,7 +21,7 @@ the value already written (no guard).
   IR's ``smlad`` intrinsic, ``acc + lo(a)*lo(b) + hi(a)*hi(b)`` (``__smlad`` of ``<arm_acle.h>``).
   Per word of the 3 x 2 block (``block_shape``) 1 LDRD of weights, the 3 scratch words as one
   group (the loop IR's ``ldm`` hint, codegen/smlad.py: one LDMIA through a pointer that walks
-  the scratch) and 6 SMLAD: 8 instructions for 12 MACs (cortex-m4 -Os: a loop iteration of 8
+  the scratch) and 6 SMLAD: 8 instructions for 12 MACs (cortex-m4 -Os, UNROLL 8: a loop iteration of 8
   words ~70 instructions, 0.73 per MAC; an LDRD and an LDR of scratch before the hint, 77). A
   batch-1 product (1 x MB, MB 4 or 5) reads 2 words per step: its 2 scratch words (LDRD), then
   per word a group of 4 weights (LDMIA) and MB SMLAD: 11 instructions per 16 MACs for MB 4
@@ -53,7 +53,10 @@ from onnxcc.codegen.loops import (I32, Assign, Binary, Buffer, Call, Cast, Const
 U32 = DType("uint32")
 INT8_NAMES = ("int8", "uint8")   # the activations these kernels take (not "16x8"'s int16)
 I16 = DType("int16")
-UNROLL = 8          # reduction steps (words) per iteration of the inner loop
+#: Reduction steps (words) per iteration of the inner loop: cortex-m4 -Os, 12 against 8 (with
+#: the ldm groups): benchmarks/mcu.py int8 "other conv" resnet8 1.10 -> 1.08 (ds_cnn 1.15 and
+#: dense unchanged), a 3x3 16 -> 16 conv on 32 x 32 1.143 -> 1.088 per MAC; 16: 1.08, 1.109.
+UNROLL = 12
 #: Reductions of at most this many words run straight-line, not as a loop of UNROLL steps:
 #: cortex-m4 -Os, benchmarks/mcu.py int8 "other conv" ds_cnn 1.37 -> 1.15 (its pointwise 64 ->
 #: 64 layers, 32 words: 1.34 -> 1.11 per MAC; in a loop of 8, gcc kept two values of the outer
@@ -64,8 +67,8 @@ BLOCK_MIN_K = 8     # fewer reduction values than this: the portable nest is as 
 #: On DSP cores, whether the weights stay int8 in flash, widened in the loop by ``sxtb16``
 #: (``pack_weights_int8``: the bytes of the int8 model, which the fit check counts), or are
 #: stored as int16 pairs (``pack_weights``: twice the bytes, 0.3-0.5 fewer instructions per
-#: MAC; cortex-m4 -Os, benchmarks/mcu.py int8 "other conv": ds_cnn 1.43 -> 1.15, resnet8 1.44
-#: -> 1.10; dense: ds_cnn 1.67 -> 1.22, resnet8 1.87 -> 1.44, mlp 1.25 -> 0.81). None (the
+#: MAC; cortex-m4 -Os, benchmarks/mcu.py int8 "other conv": ds_cnn 1.43 -> 1.15, resnet8 1.40
+#: -> 1.08; dense: ds_cnn 1.67 -> 1.22, resnet8 1.87 -> 1.44, mlp 1.27 -> 0.81). None (the
 #: default): int16 pairs when the graph's weights counted twice still fit the target's flash
 #: (speed mode spends flash it has to spare; size mode never takes the blocked products), else
 #: int8. True / False force one form.
