@@ -20,7 +20,8 @@ from .smlad import ldm, pack4, smlad, smladx, sxtb16
 
 INTRINSICS: dict[str, Callable[..., Any]] = {"requantize": requantize, "smlad": smlad,
                                                  "sxtb16": sxtb16, "smladx": smladx,
-                                                 "pack4": pack4, "ldm": ldm, "requantize_hi": requantize_hi,
+                                                 "pack4": pack4, "ldm": ldm,
+                                                 "requantize_hi": requantize_hi,
                                                  "sat_i8": sat_i8, "sat_u8": sat_u8,
                                                  "requantize64": requantize64}   # name -> numpy
 

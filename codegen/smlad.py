@@ -149,7 +149,8 @@ def _ldm_c(n: int, bank: int) -> str:
     sets = " ".join(f"*{c} = v{c};" for c in names)
     plain = " ".join(f"*{c} = q[{k}];" for k, c in enumerate(names))
     return f"""\
-static inline __attribute__((always_inline)) void onnxcc_ldm{n}{"ab"[bank]}(const int32_t **p, {outs}) {{
+static inline __attribute__((always_inline)) void
+onnxcc_ldm{n}{"ab"[bank]}(const int32_t **p, {outs}) {{
 #if defined(__GNUC__) && defined(__thumb2__)
     register int32_t {decl};
     const int32_t *q = *p;

@@ -554,7 +554,8 @@ class _Renderer:
                 ld = s.init.args[0]
                 w = walk.get((ld.buf.name, terms))
                 if w is None or w[1] != k0:
-                    w = walk[(ld.buf.name, terms)] = [self.walker(), k0, self.ldm_bank(ld.buf.name)]
+                    w = [self.walker(), k0, self.ldm_bank(ld.buf.name)]
+                    walk[(ld.buf.name, terms)] = w
                     out.append(f"{pad}const int32_t *{w[0]} = &{ld.buf.name}"
                                f"[{self.offset(ld.buf, ld.index)}];")
                 names = [st.var.name for st in body[j:j + n]]

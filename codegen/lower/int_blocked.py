@@ -21,15 +21,15 @@ the value already written (no guard).
   IR's ``smlad`` intrinsic, ``acc + lo(a)*lo(b) + hi(a)*hi(b)`` (``__smlad`` of ``<arm_acle.h>``).
   Per word of the 3 x 2 block (``block_shape``) 1 LDRD of weights, the 3 scratch words as one
   group (the loop IR's ``ldm`` hint, codegen/smlad.py: one LDMIA through a pointer that walks
-  the scratch) and 6 SMLAD: 8 instructions for 12 MACs (cortex-m4 -Os, UNROLL 8: a loop iteration of 8
-  words ~70 instructions, 0.73 per MAC; an LDRD and an LDR of scratch before the hint, 77). A
-  batch-1 product (1 x MB, MB 4 or 5) reads 2 words per step: its 2 scratch words (LDRD), then
-  per word a group of 4 weights (LDMIA) and MB SMLAD: 11 instructions per 16 MACs for MB 4
-  (one.py 784 -> 128 dense 1.18 -> 0.81 per MAC; gcc 12 -Os paired few of the plain weight
-  loads into LDRD). The weights take 2 bytes per value in flash, twice
-  the int8 model's; when they would not fit the flash so (``int8_weights``) they stay int8 and
-  are widened in the loop with the loop IR's ``sxtb16`` intrinsic (1 byte per value, ~0.2-0.8
-  more instructions per MAC, see ``INT8_WEIGHTS``);
+  the scratch) and 6 SMLAD: 8 instructions for 12 MACs (cortex-m4 -Os, UNROLL 8: a loop
+  iteration of 8 words ~70 instructions, 0.73 per MAC; an LDRD and an LDR of scratch before
+  the hint, 77). A batch-1 product (1 x MB, MB 4 or 5) reads 2 words per step: its 2 scratch
+  words (LDRD), then per word a group of 4 weights (LDMIA) and MB SMLAD: 11 instructions per
+  16 MACs for MB 4 (a 784 -> 128 QLinearMatMul 1.18 -> 0.81 per MAC; gcc 12 -Os paired few of
+  the plain weight loads into LDRD). The weights take 2 bytes per value in flash, twice the
+  int8 model's; when they would not fit the flash so (``int8_weights``) they stay int8 and are
+  widened in the loop with the loop IR's ``sxtb16`` intrinsic (1 byte per value, ~0.3-0.5 more
+  instructions per MAC, see ``INT8_WEIGHTS``);
 - 1 (other cores): int16 scratch values and int8 weights (int16 when a centered weight does
   not fit), one multiply-add each.
 
