@@ -30,7 +30,7 @@ from onnxcc.codegen.requantize import ROUND_I32_C, SAT8_C, SMMLA_C, USAT8_C
 from onnxcc.codegen.pkhbt import C_HELPER as PKHBT_C
 from onnxcc.codegen.pkhbt import PKHTB_C
 from onnxcc.codegen.smlad import C_HELPER as SMLAD_C
-from onnxcc.codegen.smlad import LOAD4_C, PACK4_C, SMLADX_C, STORE4_C, SXTB16_C
+from onnxcc.codegen.smlad import LDM_C, LOAD4_C, PACK4_C, SMLADX_C, STORE4_C, SXTB16_C
 
 CTYPE = {"float16": "uint16_t", "float32": "float", "float64": "double", "int8": "int8_t",
          "uint8": "uint8_t", "int16": "int16_t", "uint16": "uint16_t", "int32": "int32_t",
@@ -250,6 +250,42 @@ def _split_const(e: Expr) -> tuple[Expr | None, int]:
     return e, 0
 
 
+def _flat(b: Buffer, index: Sequence[Expr]) -> tuple[tuple, int] | None:
+    """The flat element offset of ``b[index]`` as (its variable terms, sorted ``(name,
+    coefficient)`` pairs, and its constant), or None when it is not affine."""
+    terms: dict[str, int] = {}
+    for i, st in zip(index, b.strides):
+        lin = _linear(i)
+        if lin is None:
+            return None
+        for name, c in lin.items():
+            terms[name] = terms.get(name, 0) + c * st
+    k = terms.pop("", 0)
+    return tuple(sorted((n, c) for n, c in terms.items() if c)), k
+
+
+def _ldm_run(decls: Sequence[Stmt]) -> tuple[int, tuple, int] | None:
+    """(n, variable terms, constant offset) when the first 2 to 4 of ``decls`` declare
+    ``ldm`` hints (codegen/smlad.py) of consecutive int32 elements of one buffer, else None."""
+    n, first = 0, None
+    for s in decls[:4]:
+        if not (isinstance(s, Decl) and isinstance(s.init, Call) and s.init.fn == "ldm"
+                and s.var.dtype.name == "int32"):
+            break
+        ld = s.init.args[0]
+        if not (isinstance(ld, Load) and ld.mask is None and ld.dtype.name == "int32"):
+            break
+        f = _flat(ld.buf, ld.index)
+        if f is None:
+            break
+        if first is None:
+            first = (ld.buf.name, f)
+        elif ld.buf.name != first[0] or f != (first[1][0], first[1][1] + n):
+            break
+        n += 1
+    return (n, first[1][0], first[1][1]) if n >= 2 and first is not None else None
+
+
 def _word_bytes(stores: Sequence[Stmt]) -> Expr | None:
     """The int32 variable ``w`` when ``stores`` are 4 stores into one buffer of 1-byte
     elements at last indices ``i``, ``i + 1``, ``i + 2``, ``i + 3`` (stride one, the other
@@ -328,6 +364,8 @@ class _Renderer:
         if isinstance(x, MulAdd):
             return f"({self.e(x.a)} * {self.e(x.b)} + {self.e(x.c)})"
         if isinstance(x, Call):
+            if x.fn == "ldm":    # a hint (a lone load, or one outside a Decl): the load
+                return self.e(x.args[0])
             if x.fn == "pack4" and _adjacent_bytes(x.args):
                 a = x.args[0]
                 self.ctx.need("onnxcc_load4", C_HELPERS["onnxcc_load4"])
@@ -494,12 +532,45 @@ class _Renderer:
         return f"({ctype(x.dtype)})({a})"
 
     # -- statements ---------------------------------------------------------------------------
-    def stmts(self, body: Sequence[Stmt], d: int, out: list[str]) -> None:
+    def walker(self) -> str:
+        """A new name for an ``ldm`` walking pointer."""
+        self.walkers = getattr(self, "walkers", 0) + 1
+        return f"onnxcc_w{self.walkers}"
+
+    def ldm_bank(self, buf: str) -> int:
+        """The register bank of buffer ``buf``'s ``ldm`` groups: the kernel's first buffer read
+        so 0, the others 1 (codegen/smlad.py LDM_C)."""
+        banks = self.__dict__.setdefault("banks", {})
+        return banks.setdefault(buf, 0 if not banks else 1)
+
+    def stmts(self, body: Sequence[Stmt], d: int, out: list[str],
+              walk: dict[tuple, list] | None = None) -> None:
+        """``body`` at depth ``d``; ``walk`` the ``ldm`` pointers set before it: (buffer name,
+        variable terms) -> [pointer name, flat offset it points at, register bank]."""
         pad = "    " * d
         skip = 0
+        walk = {} if walk is None else walk
         for j, s in enumerate(body):
             if skip:
                 skip -= 1
+                continue
+            run = _ldm_run(body[j:j + 4]) if isinstance(s, Decl) else None
+            if run is not None:   # consecutive words: one group load through a walking pointer
+                n, terms, k0 = run
+                ld = s.init.args[0]
+                w = walk.get((ld.buf.name, terms))
+                if w is None or w[1] != k0:
+                    w = [self.walker(), k0, self.ldm_bank(ld.buf.name)]
+                    walk[(ld.buf.name, terms)] = w
+                    out.append(f"{pad}const int32_t *{w[0]} = &{ld.buf.name}"
+                               f"[{self.offset(ld.buf, ld.index)}];")
+                names = [st.var.name for st in body[j:j + n]]
+                fn = f"onnxcc_ldm{n}{'ab'[w[2]]}"
+                self.ctx.need(fn, LDM_C[(n, w[2])])
+                out.append(f"{pad}int32_t {', '.join(names)};")
+                out.append(f"{pad}{fn}(&{w[0]}, {', '.join('&' + v for v in names)});")
+                w[1] = k0 + n
+                skip = n - 1
                 continue
             w = _word_bytes(body[j:j + 4]) if isinstance(s, Store) else None
             if w is not None:   # a word's 4 bytes to adjacent elements: one word store
@@ -547,6 +618,37 @@ class _Renderer:
         self.stmts(s.body, d + 1, out)
         out.append(f"{pad}}}")
 
+
+    def loop_walkers(self, body: Sequence[Stmt], j: str) -> dict[tuple, list]:
+        """The ``ldm`` pointers one loop (variable ``j`` from 0, step 1) can set once before it:
+        for each buffer whose ``ldm`` groups in ``body`` (its own statements) read
+        ``j*c + k0`` to ``j*c + k0 + c - 1`` in order, each starting where the one before
+        ended, so that the pointer after one iteration is where the next starts. (buffer name,
+        terms) -> [pointer name, k0, register bank, buffer name]."""
+        runs: dict[tuple, list] = {}
+        i = 0
+        while i < len(body):
+            run = _ldm_run(body[i:i + 4]) if isinstance(body[i], Decl) else None
+            if run is None:
+                i += 1
+                continue
+            n, terms, k0 = run
+            runs.setdefault((body[i].init.args[0].buf.name, terms), []).append((k0, n))
+            i += n
+        walk: dict[tuple, list] = {}
+        for (buf, terms), rs in runs.items():
+            if len(terms) != 1 or terms[0][0] != j:
+                continue
+            c, pos = terms[0][1], rs[0][0]
+            for k0, n in rs:
+                if k0 != pos:
+                    break
+                pos += n
+            else:
+                if pos == rs[0][0] + c:
+                    walk[(buf, terms)] = [self.walker(), rs[0][0],
+                                          self.ldm_bank(buf), buf]
+        return walk
 
     def row_pointers(self, s: Loop, d: int, out: list[str]) -> bool:
         """An innermost loop, or one of kind ``unrolled`` (factor F), in the row-pointer form a
@@ -642,6 +744,9 @@ class _Renderer:
         for _name, decl in ptrs.values():
             out.append(f"{pad}    {decl}")
         out.append(f"{pad}    {ctype(v.dtype)} {j.name} = 0;")
+        walk = self.loop_walkers(body, j.name) if F == 1 else {}
+        for name, k0, bank, buf in walk.values():
+            out.append(f"{pad}    const int32_t *{name} = &{buf}[{k0}];")
 
         def copy(u: int, depth: int) -> None:
             b = body if u == 0 else substitute_stmts(body, {j: Binary("add", j, Const(u, j.dtype))})
@@ -649,7 +754,7 @@ class _Renderer:
                 jj = j.name if u == 0 else f"{j.name} + {u}"
                 out.append(f"{'    ' * depth}const {ctype(v.dtype)} {v.name} = "
                            f"({self.e(s.start)}) + {jj};")
-            self.stmts(b, depth, out)
+            self.stmts(b, depth, out, {k: w[:3] for k, w in walk.items()})
 
         if F > 1:
             out.append(f"{pad}    for (; {j.name} + {F} <= {n}; {j.name} += {F}) {{")

@@ -114,6 +114,7 @@ CALLS["round_i32"] = _round_i32
 CALLS["smmla"] = _smmla
 CALLS["requantize64"] = _requantize64
 CALLS["requantize_hi"] = _requantize   # the same function for 33 <= shift <= 62
+CALLS["ldm"] = lambda r, args, d: args[0]   # a hint (codegen/smlad.py): the loaded value
 
 
 def value_type(d: DType) -> ir.Type:

@@ -4,25 +4,32 @@ with constant weights, as CMSIS-NN computes them (``arm_nn_mat_mult_kernel_s8_s1
 
 For each block of ``PB`` output positions (pixels, or rows of a MatMul's a), the reduction
 operands of those positions are widened once into kernel scratch ``col`` (K2, PB): x minus its
-zero point (0 for a padded tap), so every value lies in [-255, 255]. Then for each block of
+zero point (0 for a padded tap), so every value lies in [-255, 255], or x itself with the zero
+point folded into the start (the callers' ``fill`` and ``start``). Then for each block of
 ``MB`` output channels (columns of a MatMul's b) ``PB * MB`` int32 accumulators start at the
 bias and run over the reduction, reading the weights in the order the loop reads them: packed
 at compile time as (channel blocks, K2, MB), centered (``w - w_zero_point``). The reduction
-loop holds ``UNROLL`` steps per iteration. Then each accumulator goes through the epilogue
-(requantize, zero point, clamp). A block past the last position or channel repeats the last
-one, so its stores write the value already written (no guard).
+loop holds ``UNROLL`` steps per iteration (a reduction of at most ``STRAIGHT_WORDS`` words runs
+straight-line). Then each accumulator goes through the epilogue (requantize, zero point,
+clamp). A block past the last position or channel repeats the last one, so its stores write
+the value already written (no guard).
 
 ``lanes`` says how many reduction values share a word:
 
 - 2 (a core with Arm's DSP extension, ``Target.dsp``): ``col`` and the weights hold int16 pairs
   in int32 words (low half first, as a little-endian int16 array would), and a step is the loop
-  IR's ``smlad`` intrinsic, ``acc + lo(a)*lo(b) + hi(a)*hi(b)`` (``__smlad`` of ``<arm_acle.h>``):
-  per word of a 2 x 2 block 2 LDRD and 4 SMLAD for 8 MACs (cortex-m4 -Os: 53 instructions per
-  iteration of 8 words, 0.83 per MAC), of the 3 x 2 block (``block_shape``) 1 LDRD of weights,
-  an LDRD and an LDR of scratch and 6 SMLAD for 12 MACs. The weights then take 2 bytes per value in flash, twice
-  the int8 model's; when they would not fit the flash so (``int8_weights``) they stay int8 and
-  are widened in the loop with the loop IR's ``sxtb16`` intrinsic (1 byte per value, ~0.4 more
-  instructions per MAC);
+  IR's ``smlad`` intrinsic, ``acc + lo(a)*lo(b) + hi(a)*hi(b)`` (``__smlad`` of ``<arm_acle.h>``).
+  Per word of the 3 x 2 block (``block_shape``) 1 LDRD of weights, the 3 scratch words as one
+  group (the loop IR's ``ldm`` hint, codegen/smlad.py: one LDMIA through a pointer that walks
+  the scratch) and 6 SMLAD: 8 instructions for 12 MACs (cortex-m4 -Os, UNROLL 8: a loop
+  iteration of 8 words ~70 instructions, 0.73 per MAC; an LDRD and an LDR of scratch before
+  the hint, 77). A batch-1 product (1 x MB, MB 4 or 5) reads 2 words per step: its 2 scratch
+  words (LDRD), then per word a group of 4 weights (LDMIA) and MB SMLAD: 11 instructions per
+  16 MACs for MB 4 (a 784 -> 128 QLinearMatMul 1.18 -> 0.81 per MAC; gcc 12 -Os paired few of
+  the plain weight loads into LDRD). The weights take 2 bytes per value in flash, twice the
+  int8 model's; when they would not fit the flash so (``int8_weights``) they stay int8 and are
+  widened in the loop with the loop IR's ``sxtb16`` intrinsic (1 byte per value, ~0.3-0.5 more
+  instructions per MAC, see ``INT8_WEIGHTS``);
 - 1 (other cores): int16 scratch values and int8 weights (int16 when a centered weight does
   not fit), one multiply-add each.
 
@@ -46,13 +53,22 @@ from onnxcc.codegen.loops import (I32, Assign, Binary, Buffer, Call, Cast, Const
 U32 = DType("uint32")
 INT8_NAMES = ("int8", "uint8")   # the activations these kernels take (not "16x8"'s int16)
 I16 = DType("int16")
-UNROLL = 8          # reduction steps (words) per iteration of the inner loop
+#: Reduction steps (words) per iteration of the inner loop: cortex-m4 -Os, 12 against 8 (with
+#: the ldm groups): benchmarks/mcu.py int8 "other conv" resnet8 1.10 -> 1.08 (ds_cnn 1.15 and
+#: dense unchanged), a 3x3 16 -> 16 conv on 32 x 32 1.143 -> 1.088 per MAC; 16: 1.08, 1.109.
+UNROLL = 12
+#: Reductions of at most this many words run straight-line, not as a loop of UNROLL steps:
+#: cortex-m4 -Os, benchmarks/mcu.py int8 "other conv" ds_cnn 1.37 -> 1.15 (its pointwise 64 ->
+#: 64 layers, 32 words: 1.34 -> 1.11 per MAC; in a loop of 8, gcc kept two values of the outer
+#: loops in registers and spilled accumulators in the inner loop), resnet8 1.12 -> 1.10; dense
+#: ds_cnn 1.56 -> 1.43, resnet8 2.03 -> 1.69. Up to ~1 KB of code per kernel.
+STRAIGHT_WORDS = 32
 BLOCK_MIN_K = 8     # fewer reduction values than this: the portable nest is as fast
 #: On DSP cores, whether the weights stay int8 in flash, widened in the loop by ``sxtb16``
 #: (``pack_weights_int8``: the bytes of the int8 model, which the fit check counts), or are
-#: stored as int16 pairs (``pack_weights``: twice the bytes, ~0.4 fewer instructions per MAC;
-#: cortex-m4 -Os, benchmarks/mcu.py int8 "other conv": ds_cnn 1.72 -> 1.34, resnet8 1.84 ->
-#: 1.23, mobilenet_v1_025_vww 2.08 -> 1.77; dense 2.82 -> 2.00, 3.45 -> 2.53). None (the
+#: stored as int16 pairs (``pack_weights``: twice the bytes, 0.3-0.5 fewer instructions per
+#: MAC; cortex-m4 -Os, benchmarks/mcu.py int8 "other conv": ds_cnn 1.43 -> 1.15, resnet8 1.40
+#: -> 1.08; dense: ds_cnn 1.67 -> 1.22, resnet8 1.87 -> 1.44, mlp 1.27 -> 0.81). None (the
 #: default): int16 pairs when the graph's weights counted twice still fit the target's flash
 #: (speed mode spends flash it has to spare; size mode never takes the blocked products), else
 #: int8. True / False force one form.
@@ -163,13 +179,17 @@ def blocked_nest(*, lanes: int, P: int, PB: int, M: int, MB: int, K2: int,
     ms = [clamp(mbase, s, MB, M) for s in range(MB)]
     acc = [[Var(f"acc{s}{t}", I32) for t in range(PB)] for s in range(MB)]
 
+    def ld(e: Load) -> Expr:
+        return Call("ldm", (e,), I32) if lanes == 2 else e
+
     def step(k: Expr, u: int) -> list[Stmt]:
-        """One reduction word: its MB weights and PB scratch values read into locals first
-        (adjacent words, which the C compiler loads in pairs: LDRD), then PB * MB steps."""
+        """One reduction word: its MB weights (adjacent words, which the C compiler loads in
+        pairs: LDRD) and PB scratch words (one ``ldm`` group) read into locals first, then
+        PB * MB steps."""
         wv = [Var(f"w{s}_{u}", W.dtype) for s in range(MB)]
         xv = [Var(f"x{t}_{u}", wdt) for t in range(PB)]
         out: list[Stmt] = [Decl(v, W[(mp, k, Const(s))]) for s, v in enumerate(wv)]
-        out += [Decl(v, col[(k, Const(t))]) for t, v in enumerate(xv)]
+        out += [Decl(v, ld(col[(k, Const(t))])) for t, v in enumerate(xv)]
         for s in range(MB):
             for t in range(PB):
                 a = acc[s][t]
@@ -177,43 +197,73 @@ def blocked_nest(*, lanes: int, P: int, PB: int, M: int, MB: int, K2: int,
                                   a + Cast(wv[s], I32) * Cast(xv[t], I32)))
         return out
 
-    def step4(g: Expr, u: int) -> list[Stmt]:
-        """One group of 2 reduction words with int8 weights: per channel one word, widened
-        by sxtb16 into the pairs of words 2g and 2g+1."""
-        out: list[Stmt] = []
-        wa = [Var(f"wa{s}_{u}", I32) for s in range(MB)]
-        wb = [Var(f"wb{s}_{u}", I32) for s in range(MB)]
-        for s in range(MB):
-            wv = Var(f"w{s}_{u}", I32)
-            out += [Decl(wv, W[(mp, g, Const(s))]),
-                    Decl(wa[s], Call("sxtb16", (wv, Const(0, I32)), I32)),
-                    Decl(wb[s], Call("sxtb16", (wv, Const(8, I32)), I32))]
-        k0 = Binary("mul", g, Const(2))
-        k1 = Binary("add", k0, Const(1))
-        xa = [Var(f"xa{t}_{u}", wdt) for t in range(PB)]
-        xb = [Var(f"xb{t}_{u}", wdt) for t in range(PB)]
-        out += [Decl(v, col[(k0, Const(t))]) for t, v in enumerate(xa)]
-        out += [Decl(v, col[(k1, Const(t))]) for t, v in enumerate(xb)]
-        for s in range(MB):
-            for t in range(PB):
-                a = acc[s][t]
-                out.append(Assign(a, smlad(wb[s], xb[t], smlad(wa[s], xa[t], a))))
+    def step_row(g: Expr, u: int) -> list[Stmt]:
+        """Reduction words 2g and 2g + 1 of one position (PB 1): its 2 scratch words (adjacent:
+        LDRD), then per word its MB weights (``ldm`` groups), then its MB multiply-adds."""
+        k = Binary("mul", g, Const(2))
+        k1 = Binary("add", k, Const(1))
+        xv = [Var(f"x{j}_{u}", wdt) for j in range(2)]
+        out: list[Stmt] = [Decl(xv[0], col[(k, Const(0))]), Decl(xv[1], col[(k1, Const(0))])]
+        for j, kj in enumerate((k, k1)):
+            wv = [Var(f"w{s}_{j}_{u}", W.dtype) for s in range(MB)]
+            out += [Decl(wv[s], ld(W[(mp, kj, Const(s))])) for s in range(MB)]
+            out += [Assign(acc[s][0], smlad(wv[s], xv[j], acc[s][0])) for s in range(MB)]
         return out
 
-    n_steps, per, fn = (K2e // 2, UNROLL // 2, step4) if bytes4 else (K2, UNROLL, step)
+    def step4(g: Expr, u: int) -> list[Stmt]:
+        """One group of 2 reduction words with int8 weights: per channel one word, widened
+        by sxtb16 into the pairs of words 2g and 2g+1. With one position (PB 1) the MB weight
+        words are ``ldm`` groups and the 2 scratch words are read together (LDRD); with more,
+        the positions' scratch words of each word are one ``ldm`` group."""
+        wv = [Var(f"w{s}_{u}", I32) for s in range(MB)]
+        wa = [Var(f"wa{s}_{u}", I32) for s in range(MB)]
+        wb = [Var(f"wb{s}_{u}", I32) for s in range(MB)]
+        k0 = Binary("mul", g, Const(2))
+        k1 = Binary("add", k0, Const(1))
+        if PB == 1:
+            xv = [Var(f"x{j}_{u}", wdt) for j in range(2)]
+            out: list[Stmt] = [Decl(xv[0], col[(k0, Const(0))]), Decl(xv[1], col[(k1, Const(0))])]
+            out += [Decl(v, ld(W[(mp, g, Const(s))])) for s, v in enumerate(wv)]
+            for s in range(MB):
+                out += [Decl(wa[s], Call("sxtb16", (wv[s], Const(0, I32)), I32)),
+                        Decl(wb[s], Call("sxtb16", (wv[s], Const(8, I32)), I32)),
+                        Assign(acc[s][0], smlad(wb[s], xv[1], smlad(wa[s], xv[0], acc[s][0])))]
+            return out
+        out = []
+        for s in range(MB):
+            out += [Decl(wv[s], W[(mp, g, Const(s))]),
+                    Decl(wa[s], Call("sxtb16", (wv[s], Const(0, I32)), I32)),
+                    Decl(wb[s], Call("sxtb16", (wv[s], Const(8, I32)), I32))]
+        for kj, wj, x in ((k0, wa, "xa"), (k1, wb, "xb")):   # word 2g, then 2g + 1
+            xs = [Var(f"{x}{t}_{u}", wdt) for t in range(PB)]
+            out += [Decl(v, ld(col[(kj, Const(t))])) for t, v in enumerate(xs)]
+            out += [Assign(acc[s][t], smlad(wj[s], xs[t], acc[s][t]))
+                    for s in range(MB) for t in range(PB)]
+        return out
+
+    if bytes4:
+        n_steps, per, fn = K2e // 2, UNROLL // 2, step4
+    elif lanes == 2 and PB == 1:
+        n_steps, per, fn = K2 // 2, UNROLL // 2, step_row   # K2 odd: the last word below
+    else:
+        n_steps, per, fn = K2, UNROLL, step
     Q = n_steps // per
     red: list[Stmt] = []
-    if n_steps <= per:
-        # a short reduction (a pointwise layer of few channels) straight-line: as a loop of a
-        # few trips gcc -Os kept the accumulators on the stack (cortex-m4, 8 -> 16 channels:
-        # 6.1 instructions per MAC)
+    straight = K2 <= STRAIGHT_WORDS or n_steps <= per
+    if straight:
+        # a short reduction straight-line: as a loop of a few trips gcc -Os kept the
+        # accumulators on the stack (cortex-m4, 8 -> 16 channels: 6.1 instructions per MAC),
+        # and with no loop counter the inner loop's 14 registers fit beside the values gcc
+        # keeps across it (STRAIGHT_WORDS)
         red = [s for u in range(n_steps) for s in fn(Const(u), u)]
     elif Q:
         red.append(Loop(q, 0, Q, [s for u in range(per) for s in
                                   fn(Binary("add", Binary("mul", q, Const(per)), Const(u))
                                      if u else Binary("mul", q, Const(per)), u)]))
-    if n_steps % per and n_steps > per:
+    if n_steps % per and not straight:
         red.append(Loop(kk, Q * per, n_steps, fn(kk, 0)))
+    if fn is step_row and K2 % 2:
+        red += step(Const(K2 - 1), n_steps + per)   # (names apart from step_row's)
     decls: list[Stmt] = [Decl(acc[s][t], start(ms[s], ps[t])) for s in range(MB) for t in range(PB)]
     stores = [st for s in range(MB) for t in range(PB) for st in store(ms[s], ps[t], acc[s][t])]
     pad = [Store(col, (Const(K2), Const(t)), const(0, wdt)) for t in range(PB)] \
@@ -257,8 +307,12 @@ def block_shape(P: int, M: int) -> tuple[int, int]:
     over 2 x 2 on cortex-m4 -Os with int16 weights (benchmarks/mcu.py int8 "other conv"):
     ds_cnn 1.34 -> 1.26, resnet8 1.23 -> 1.21, mobilenet_v1_025_vww 1.60 -> 1.54 instructions
     per MAC (the per-channel requantize constants and the accumulator set-up shared by 3
-    pixels; the inner loop is 9 instructions per 12 MACs either way); 4 x 2 and 2 x 4 spill
-    (1.57, 1.47 on ds_cnn), 2 x 3 1.41."""
+    pixels; the inner loop was 9 instructions per 12 MACs either way); 4 x 2 and 2 x 4 spill
+    (1.57, 1.47 on ds_cnn), 2 x 3 1.41. Measured before the ``ldm`` groups (now 8 instructions
+    per 12 MACs for 3 x 2); with them, on a 3x3 16 -> 16 conv of 32 x 32 (cortex-m4 -Os,
+    without the groups of 3 scratch words, loading them in pairs), 4 x 2 1.31 and 2 x 4 1.25
+    against 3 x 2 1.19. Batch 1: 1 x 6 and 1 x 8 spill (784 -> 128 dense: 1.30, 1.60 per MAC
+    against 0.81 for 1 x 4)."""
     if P == 1:   # 4 channels, or 5 or 3 when they repeat fewer (resnet8's dense 64 -> 10)
         return 1, min((4, 5, 3), key=lambda mb: -(-M // mb) * mb - M) if M >= 4 else max(M, 1)
     return min(P, 3), (2 if M >= 2 else 1)

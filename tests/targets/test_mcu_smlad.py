@@ -48,16 +48,33 @@ def qconv(C, M, H, W, k, pad, stride=1, x_type=np.uint8, seed=0):
     return _model(node, [1, C, H, W], tp, [1, M, OH, OW], inits), x
 
 
-def qmatmul(Mr, K, N, seed=1):
-    """QLinearMatMul a (Mr, K) uint8 @ b (K, N) int8 (constant)."""
+def qmatmul(Mr, K, N, seed=1, x_type=np.uint8):
+    """QLinearMatMul a (Mr, K) uint8 (or int8) @ b (K, N) int8 (constant)."""
     r = np.random.default_rng(seed)
-    inits = {"as": np.float32(0.03), "az": np.uint8(7),
+    u8 = x_type == np.uint8
+    inits = {"as": np.float32(0.03), "az": x_type(7 if u8 else -9),
              "b": r.integers(*W7, (K, N)).astype(np.int8), "bs": np.float32(0.004),
-             "bz": np.int8(0), "ys": np.float32(0.1), "yz": np.uint8(100)}
+             "bz": np.int8(0), "ys": np.float32(0.1), "yz": x_type(100 if u8 else 3)}
     node = helper.make_node("QLinearMatMul", ["x", "as", "az", "b", "bs", "bz", "ys", "yz"],
                             ["y"], name="mm")
-    x = r.integers(0, 256, (Mr, K)).astype(np.uint8)
-    return _model(node, [Mr, K], TensorProto.UINT8, [Mr, N], inits), x
+    x = r.integers(np.iinfo(x_type).min, np.iinfo(x_type).max + 1, (Mr, K)).astype(x_type)
+    return _model(node, [Mr, K], TensorProto.UINT8 if u8 else TensorProto.INT8, [Mr, N],
+                  inits), x
+
+
+def qgemm(Mr, K, N, seed=4):
+    """com.microsoft.QGemm a (Mr, K) int8 @ b^T (N, K) int8 (constant) + c (N,) int32."""
+    r = np.random.default_rng(seed)
+    inits = {"as": np.float32(0.03), "az": np.int8(-11),
+             "b": r.integers(*W7, (N, K)).astype(np.int8), "bs": np.float32(0.004),
+             "bz": np.int8(0), "c": r.integers(-3000, 3000, N).astype(np.int32),
+             "ys": np.float32(0.1), "yz": np.int8(-4)}
+    node = helper.make_node("QGemm", ["x", "as", "az", "b", "bs", "bz", "c", "ys", "yz"], ["y"],
+                            name="qg", domain="com.microsoft", transB=1)
+    x = r.integers(-128, 128, (Mr, K)).astype(np.int8)
+    m = _model(node, [Mr, K], TensorProto.INT8, [Mr, N], inits)
+    m.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return m, x
 
 
 def matmul_integer(Mr, K, N, seed=2):
@@ -102,6 +119,10 @@ CASES = {
     "conv3x3_no_pad": lambda: qconv(6, 5, 7, 8, 3, 0),   # im2col without tests, per pixel
     "matmul": lambda: qmatmul(3, 21, 7),
     "matmul_batch1": lambda: qmatmul(1, 33, 10),
+    # int8 a, K a multiple of 4: a read 4 bytes a word, widened by sxtb16, zero point folded
+    "matmul_int8_batch1": lambda: qmatmul(1, 36, 10, x_type=np.int8),
+    "matmul_int8": lambda: qmatmul(4, 24, 7, x_type=np.int8),
+    "qgemm_int8_bias_batch1": lambda: qgemm(1, 40, 10),   # the bias folded into the start
     "matmul_integer": lambda: matmul_integer(4, 19, 6),
     "conv_integer_uint8_w": lambda: conv_integer(3, 4, 6, 5, 3, 1),
     "conv_1ch_pairs_along_kw": lambda: qconv(1, 5, 11, 7, 5, 2, stride=2, x_type=np.int8),
@@ -156,6 +177,14 @@ def test_blocked_int8_on_cortex_m4_is_bit_exact_and_uses_smlad(case, int8, monke
     assert "__smlad(" in c and "acc00 = onnxcc_smlad(" in c
     # int8 words where every centered weight fits int8 (not so for the uint8 weights)
     assert ("onnxcc_sxtb16(w0_0" in c) is (int8 and "integer" not in case)
+    # the ldm groups (one LDMIA each on the M4): in a 1 x 5 block 4 of its weight words, else
+    # per word the 3 positions' scratch words
+    batch1 = case.endswith("batch1")
+    assert f"onnxcc_ldm{4 if batch1 else 3}a(&onnxcc_w" in c
+    assert "ldmia %[q]!" in c
+    # int8 a with K % 4 == 0: one word load of 4 bytes, 2 sxtb16 (no zero point subtracted)
+    words = case in ("matmul_int8", "matmul_int8_batch1", "qgemm_int8_bias_batch1")
+    assert ("onnxcc_load4(&a" in c and "onnxcc_sxtb16(a4_0, 8)" in c) is words
 
 
 def test_weights_int16_only_when_twice_their_bytes_fit_the_flash():
@@ -209,7 +238,9 @@ def test_smlad_reference_wraps_like_the_instruction():
 #: the x zero point subtracted in the im2col fill); with int8 weights widened by sxtb16 1.944,
 #: 1.791, 2.004 with the requantize_hi / sat_i8 epilogue (2.08, 2.02, 1.92 with the generic
 #: requantize; 5.80, 10.08, 8.08 before the blocked kernels); cortex-m3 2.84 for the pointwise
-#: layer (5.80 before).
+#: layer (5.80 before). With the ldm groups (LDMIA of the 3 pixels' scratch words, of 4 weights
+#: of a batch-1 block), straight-line reductions of <= 32 words and loops of 12 words:
+#: cortex-m4 1.211, 1.140, 0.991 (int16 weights); cortex-m3 2.493.
 BOUNDS = {
     ("pointwise_64_32", "cortex-m4"): 1.5,
     ("conv3x3_16_16", "cortex-m4"): 1.5,
