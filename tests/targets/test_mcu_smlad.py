@@ -5,6 +5,7 @@ under an instruction-per-MAC bound counted exactly by QEMU's TCG plugin."""
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import numpy as np
@@ -387,3 +388,15 @@ def test_unrolled_row_with_no_remainder_builds_at_o2():
     c = _c_text(cm)
     # two passes unrolled by 4 (bias, taps) without remainders; the requantize pass is not
     assert c.count("ow_j + 4 <= ow_n") == 2 and c.count("for (; ow_j < ow_n; ++ow_j)") == 1
+
+
+def test_dense_1x5_block_walks_one_weight_pointer():
+    """A batch-1 QLinearMatMul 64 -> 10 on cortex-m4 (blocks of 5 columns): each reduction
+    word's 5 weights are a group of 4 (LDMIA) and the fifth read through the same walking
+    pointer (LDR with post-increment), so the block keeps one pointer (one ADD per group less);
+    the input fill runs 4 words a trip. Bit-exact."""
+    _tools_or_skip("cortex-m4")
+    model, x = qmatmul(1, 64, 10)
+    c = _c_text(bit_exact_on(model, x, "cortex-m4"))
+    assert len(re.findall(r"const int32_t \*onnxcc_w\d+ = ", c)) == 1
+    assert len(re.findall(r"= \*onnxcc_w\d+\+\+;", c)) == 32     # 32 words, one fifth weight each
