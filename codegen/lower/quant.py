@@ -779,7 +779,7 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
         wt = np.zeros((M, KH, KW, CP * lanes), np.int64)
         wt[..., :C] = wc.transpose(0, 2, 3, 1)
     P = OH * OW
-    PB, MB = blk.block_shape(P, M)
+    PB, MB = blk.block_shape(P, M, K2)
     packed, i8 = _packed(ctx, wt.reshape(M, -1), MB, lanes)
     # a constant x zero point folds into the start (``_folded_start``): the scratch holds x
     # itself (a padded tap the zero point), 2 instructions less per scratch word on a

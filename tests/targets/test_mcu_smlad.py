@@ -400,3 +400,14 @@ def test_dense_1x5_block_walks_one_weight_pointer():
     c = _c_text(bit_exact_on(model, x, "cortex-m4"))
     assert len(re.findall(r"const int32_t \*onnxcc_w\d+ = ", c)) == 1
     assert len(re.findall(r"= \*onnxcc_w\d+\+\+;", c)) == 32     # 32 words, one fifth weight each
+
+
+def test_short_reduction_takes_4x1_blocks():
+    """A pointwise QLinearConv of 8 input channels (4 reduction words) on cortex-m4 runs 4
+    pixels x 1 channel blocks (3 x 2 spilled there: int_blocked.block_shape); 16 channels keep
+    3 x 2. Bit-exact, with a pixel count that leaves a partial block."""
+    _tools_or_skip("cortex-m4")
+    cm = bit_exact_on(*qconv(8, 6, 5, 7, 1, 0), "cortex-m4")
+    assert "4 pixels x 1 channels" in cm.program.kernels[0].comment
+    cm = onnxcc.compile(qconv(16, 6, 5, 7, 1, 0)[0], "cortex-m4", name="t")
+    assert "3 pixels x 2 channels" in cm.program.kernels[0].comment
