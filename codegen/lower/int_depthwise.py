@@ -31,8 +31,9 @@ bytes; a kernel row outside x is skipped. Then the requantize epilogue per outpu
 Cortex-M4 -Os, instructions per MAC counted by QEMU (tests/targets/test_mcu_depthwise_smlad.py;
 7.4-7.5 for the scalar nest before): see ``BOUNDS`` there (4 outputs per block at stride 1, 4 or
 2 at stride 2: ``BLOCK``). What is left above CMSIS-NN's ~1.5 is gcc's register allocation at -Os
-(the accumulators, weights and requantize constants spill) and the exact round-half-even
-epilogue, once per 9 MACs. The sums are those of the portable nest, bit for bit: int32 products
+(the accumulators, weights and requantize constants spill) and the requantize epilogue, once
+per 9 MACs (SMMLA and SSAT, ``requantize.mla_form``, where that is exact; else the
+round-half-even form of about 8 instructions). The sums are those of the portable nest, bit for bit: int32 products
 wrapping modulo 2**32 in any order.
 
 With the output planned over x (``nn.depthwise_in_place_ok``) the outputs go straight over x
