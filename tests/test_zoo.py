@@ -26,9 +26,15 @@ def _with_logits_output(proto: onnx.ModelProto) -> onnx.ModelProto:
     return proto
 
 
+# the three heaviest models run on the C back end only (their LLVM builds took 40 s of the
+# suite's 15-minute budget; the LLVM back end runs the other six zoo models here and the real
+# models of test_real_models.py)
+ZOO_CASES = [(n, t) for n in ZOO for t in ("host", "cpu")
+             if t == "host" or n not in ("densenet121", "inception_v1", "inception_v2")]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("target", ["host", "cpu"])
-@pytest.mark.parametrize("name", list(ZOO))
+@pytest.mark.parametrize("name,target", ZOO_CASES)
 def test_zoo_model_matches_onnxruntime_and_stored_output(name, target):
     """host: the C back end built with cc; cpu: the LLVM back end through its JIT."""
     proto = _with_logits_output(onnx.load(zoo_path(name)))

@@ -232,7 +232,7 @@ class _Requant:
     def __init__(self, ctx: LowerCtx, scales: tuple[int, int, int], y_zp: int, channels: int,
                  alpha: float = 1.0) -> None:
         node = ctx.node
-        self.mla: tuple[list[int], int, int] | None = None    # (see __init__ below)
+        self.mla: tuple[list[int], int, int] | None = None    # (m' per pair, t, ra): mla_form
         self.acc64 = acc_type(node) == I64    # a 16x8 product whose sums outgrow int32
         self.out = DType.of(node.outputs[0].dtype)
         self.lo, self.hi = qrange(self.out.np)

@@ -12,39 +12,14 @@ import shutil
 import numpy as np
 import onnxcc
 import pytest
-from builders import W7
+from builders import qlinear_conv
 from onnx import TensorProto, helper, numpy_helper
 from onnxcc.codegen.interpret import run_program
 from onnxcc.runtime import qemu
 from onnxcc.targets import get_target
 
 
-def qconv(C, M, H, W, k, pads, stride=1, dilation=1, x_type=np.int8, xz=-5, seed=0):
-    """QLinearConv x (1, C, H, W) -> y of x's type, int8 weights per output channel (in W7:
-    onnxruntime's uint8 x int8 kernels saturate int16 pair sums on x86); ``k`` an int or
-    (kh, kw), ``pads`` ONNX's 4 (top, left, bottom, right)."""
-    r = np.random.default_rng(seed)
-    kh, kw = (k, k) if isinstance(k, int) else k
-    OH = (H + pads[0] + pads[2] - dilation * (kh - 1) - 1) // stride + 1
-    OW = (W + pads[1] + pads[3] - dilation * (kw - 1) - 1) // stride + 1
-    tp = TensorProto.UINT8 if x_type == np.uint8 else TensorProto.INT8
-    inits = {"xs": np.float32(0.02), "xz": x_type(xz),
-             "w": r.integers(*W7, (M, C, kh, kw)).astype(np.int8),
-             "ws": (r.random(M) * 0.004 + 0.001).astype(np.float32),
-             "wz": np.zeros(M, np.int8), "ys": np.float32(0.05),
-             "yz": x_type(128 if x_type == np.uint8 else 2),
-             "b": r.integers(-3000, 3000, M).astype(np.int32)}
-    node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"],
-                            ["y"], pads=list(pads), strides=[stride] * 2,
-                            dilations=[dilation] * 2, name="conv")
-    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", tp, [1, C, H, W])],
-                          [helper.make_tensor_value_info("y", tp, [1, M, OH, OW])],
-                          [numpy_helper.from_array(np.asarray(v), n) for n, v in inits.items()])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 10
-    info = np.iinfo(x_type)
-    x = r.integers(info.min, info.max + 1, (1, C, H, W)).astype(x_type)
-    return m, x
+qconv = qlinear_conv
 
 
 #: case -> (model builder, distinct columns of a row block's words: xw0 .. xw{n-1}; None: the

@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 import onnxcc
 import pytest
-from builders import W7
+from builders import W7, qlinear_conv
 from onnx import TensorProto, helper, numpy_helper
 from onnxcc.codegen.interpret import run_program
 from onnxcc.interpreter import interpret
@@ -33,20 +33,8 @@ def _model(node: onnx.NodeProto, x_shape, x_type, y_shape, inits) -> onnx.ModelP
 
 def qconv(C, M, H, W, k, pad, stride=1, x_type=np.uint8, seed=0):
     """QLinearConv x (1, C, H, W) uint8/int8 -> y, int8 weights per output channel."""
-    r = np.random.default_rng(seed)
-    OH = (H + 2 * pad - k) // stride + 1
-    OW = (W + 2 * pad - k) // stride + 1
-    tp = TensorProto.UINT8 if x_type == np.uint8 else TensorProto.INT8
-    inits = {"xs": np.float32(0.02), "xz": x_type(3 if x_type == np.uint8 else -5),
-             "w": r.integers(*W7, (M, C, k, k)).astype(np.int8),
-             "ws": (r.random(M) * 0.01 + 0.002).astype(np.float32),
-             "wz": np.zeros(M, np.int8), "ys": np.float32(0.05),
-             "yz": x_type(128 if x_type == np.uint8 else 2),
-             "b": r.integers(-3000, 3000, M).astype(np.int32)}
-    node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"],
-                            ["y"], pads=[pad] * 4, strides=[stride] * 2, name="conv")
-    x = r.integers(np.iinfo(x_type).min, np.iinfo(x_type).max + 1, (1, C, H, W)).astype(x_type)
-    return _model(node, [1, C, H, W], tp, [1, M, OH, OW], inits), x
+    return qlinear_conv(C, M, H, W, k, [pad] * 4, stride, x_type=x_type,
+                        xz=3 if x_type == np.uint8 else -5, seed=seed, w_scale=(0.01, 0.002))
 
 
 def qmatmul(Mr, K, N, seed=1, x_type=np.uint8):
