@@ -23,6 +23,16 @@ ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "compiler" / "models"
 
 
+def _model(nodes, init, name: str, x_shape, y_shape) -> onnx.ModelProto:
+    """A float32 graph x -> y of ``nodes`` with initializers ``init`` (opset 13, IR 8)."""
+    g = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                      x_shape)],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)], init)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    return m
+
+
 def _float_cnn():
     """x (1,2,6,6) -> Conv 3x3 (4 ch) -> Relu -> MaxPool 2x2 -> Flatten -> Gemm (3) -> y."""
     r = np.random.default_rng(0)
@@ -36,11 +46,7 @@ def _float_cnn():
              helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
              helper.make_node("Flatten", ["p"], ["f"]),
              helper.make_node("Gemm", ["f", "fw", "fb"], ["y"], transB=1, name="dense")]
-    g = helper.make_graph(nodes, "small_cnn", [helper.make_tensor_value_info(
-        "x", TensorProto.FLOAT, [1, 2, 6, 6])], [helper.make_tensor_value_info(
-            "y", TensorProto.FLOAT, [1, 3])], init)
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
+    m = _model(nodes, init, "small_cnn", [1, 2, 6, 6], [1, 3])
     return m
 
 
@@ -58,11 +64,7 @@ def _jet_mlp():
         if k < 3:
             nodes.append(helper.make_node("Relu", [f"a{k}"], [f"h{k}"]))
             prev = f"h{k}"
-    g = helper.make_graph(nodes, "jet", [helper.make_tensor_value_info(
-        "x", TensorProto.FLOAT, [1, 16])], [helper.make_tensor_value_info(
-            "y", TensorProto.FLOAT, [1, 5])], init)
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
+    m = _model(nodes, init, "jet", [1, 16], [1, 5])
     return m
 
 
@@ -86,11 +88,7 @@ def _residual_cnn():
              mk("MaxPool", ["cc"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
              mk("Flatten", ["p"], ["f"]),
              mk("Gemm", ["f", "fw", "fb"], ["y"], transB=1, name="dense")]
-    g = helper.make_graph(nodes, "res", [helper.make_tensor_value_info(
-        "x", TensorProto.FLOAT, [1, 2, 6, 6])], [helper.make_tensor_value_info(
-            "y", TensorProto.FLOAT, [1, 3])], init)
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
+    m = _model(nodes, init, "res", [1, 2, 6, 6], [1, 3])
     return m
 
 
@@ -261,11 +259,7 @@ def test_int8_average_pools_are_bit_exact_with_the_host_int8_build(tmp_path):
              mk("AveragePool", ["rr"], ["ap"], kernel_shape=[2, 2], strides=[2, 2], name="ap"),
              mk("GlobalAveragePool", ["ap"], ["g"], name="gap"), mk("Flatten", ["g"], ["f"]),
              mk("Gemm", ["f", "fw", "fb"], ["y"], transB=1, name="dense")]
-    g = helper.make_graph(nodes, "pools", [helper.make_tensor_value_info(
-        "x", TensorProto.FLOAT, [1, 2, 6, 6])], [helper.make_tensor_value_info(
-            "y", TensorProto.FLOAT, [1, 3])], init)
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
+    model = _model(nodes, init, "pools", [1, 2, 6, 6], [1, 3])
     cal = [{"x": r.uniform(-2, 2, (1, 2, 6, 6)).astype(np.float32)} for _ in range(16)]
     q = _quantize_static(model, cal, tmp_path, True)
     m = onnxcc.compile(q, "xczu7ev", hls=onnxcc.HLSConfig(io="io_stream"))
