@@ -27,12 +27,13 @@ are unmasked loads of four consecutive elements of one buffer (the last index ``
 ``LDR`` on a Cortex-M3/M4/M7/M33, which allow unaligned words); else it shifts and ors the bytes.
 
 ``ldm(load)`` (an int32 load -> int32) is the value loaded: a hint, not an operation. A run of
-2 to 4 statements ``Decl(v, ldm(buf[..]))`` that read consecutive int32 elements of one buffer
-(flat offsets ``o, o + 1, ...``, no mask) is one load of a group of words: the C renderer reads
-it with :data:`LDM_C` (``onnxcc_ldm2a`` to ``onnxcc_ldm4b``) through a pointer that walks the
+2 to 5 statements ``Decl(v, ldm(buf[..]))`` that read consecutive int32 elements of one buffer
+(flat offsets ``o, o + 1, ...``, no mask; 5 only for the register bank of 5, 4 for the other,
+see :data:`LDM_C`) is one load of a group of words: the C renderer reads
+it with :data:`LDM_C` (``onnxcc_ldm2a`` to ``onnxcc_ldm5a``) through a pointer that walks the
 buffer, so that the next run starting where this one ended reads on from it (set once before
 a loop whose runs tile each iteration's words). On a Thumb-2 core that is one
-``LDMIA p!, {r8, r10, ...}`` (one instruction for up to 4 words, the address advanced for
+``LDMIA p!, {r8, r10, ...}`` (one instruction for up to 5 words, the address advanced for
 free; gcc 12 -Os neither pairs such loads reliably into ``LDRD`` nor forms ``LDM``), with a
 "memory" clobber so that gcc -O2 does not hoist the loads around it (it spilled: a 3x3 conv
 1.45 instructions per MAC against 1.12), elsewhere plain loads. The blocked int8 products
@@ -136,12 +137,12 @@ static inline void onnxcc_store4(void *p, int32_t w) {
 }"""
 
 
-LDM_BANKS = (("r8", "r10", "r11", "r12"), ("r0", "r1", "r2", "r3"))
+LDM_BANKS = (("r8", "r10", "r11", "r12", "lr"), ("r0", "r1", "r2", "r3"))
 
 
 def _ldm_c(n: int, bank: int) -> str:
     regs = LDM_BANKS[bank][:n]
-    names = "abcd"[:n]
+    names = "abcde"[:n]
     outs = ", ".join(f"int32_t *{c}" for c in names)
     decl = ", ".join(f"v{c} __asm__(\"{r}\")" for c, r in zip(names, regs))
     lst = ", ".join(f"%[{c}]" for c in names)
@@ -166,18 +167,21 @@ onnxcc_ldm{n}{"ab"[bank]}(const int32_t **p, {outs}) {{
 }}"""
 
 
-#: The C helpers of the ``ldm`` hint by group size (2 to 4 words) and register bank (0, 1):
-#: ``onnxcc_ldmNa(&p, &a, ..)`` sets ``a, b, ..`` to ``p[0], p[1], ..`` and advances ``p`` by
-#: N. On Thumb-2 one ``LDMIA`` into fixed registers (a register list must be ascending, which
-#: gcc and clang honour for local register variables that are asm operands): bank 0 (``a``)
-#: r8, r10, r11, r12 (not r7, the Thumb frame pointer, nor r9, a platform register on some
-#: systems; r4-r6 made gcc 12 -Os spill accumulators of the blocked conv in its loop,
-#: benchmarks/mcu.py int8 "other conv" resnet8 1.26 against 1.10), bank 1 (``b``) r0 to r3,
-#: so that two groups live at once need no register moves. A build that reserves one of them
-#: (``-ffixed-r10``, a PIC base register) gets a compile error from these helpers.
+#: The C helpers of the ``ldm`` hint by group size (2 to 4 words, 5 in bank 0) and register
+#: bank (0, 1): ``onnxcc_ldmNa(&p, &a, ..)`` sets ``a, b, ..`` to ``p[0], p[1], ..`` and
+#: advances ``p`` by N. On Thumb-2 one ``LDMIA`` into fixed registers (a register list must be
+#: ascending, which gcc and clang honour for local register variables that are asm operands):
+#: bank 0 (``a``) r8, r10, r11, r12, then lr (r14) for a fifth word (not r7, the Thumb frame
+#: pointer, nor r9, a platform register on some systems; r4-r6 made gcc 12 -Os spill
+#: accumulators of the blocked conv in its loop, benchmarks/mcu.py int8 "other conv" resnet8
+#: 1.26 against 1.10; lr is free once the prologue has saved it, and the 1 x 5 dense block's
+#: 5 weights in one LDMIA, not an LDMIA and an LDR, took a QGemm 64 -> 10 from 677 to 612
+#: instructions on cortex-m4 -Os), bank 1 (``b``) r0 to r3, so that two groups live at once
+#: need no register moves. A build that reserves one of them (``-ffixed-r10``, a PIC base
+#: register) gets a compile error from these helpers.
 LDM_C = {(n, b): "/* p[0..N-1] into the outputs, p advanced by N (onnxcc's ldm hint): one "
                  "LDMIA on\n   Thumb-2, plain loads elsewhere */\n" + _ldm_c(n, b)
-         for n in (2, 3, 4) for b in (0, 1)}
+         for b in (0, 1) for n in range(2, len(LDM_BANKS[b]) + 1)}
 
 
 def ldm(x: Any) -> Any:

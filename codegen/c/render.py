@@ -30,7 +30,7 @@ from onnxcc.codegen.requantize import ROUND_I32_C, SAT8_C, SMMLA_C, USAT8_C
 from onnxcc.codegen.pkhbt import C_HELPER as PKHBT_C
 from onnxcc.codegen.pkhbt import PKHTB_C
 from onnxcc.codegen.smlad import C_HELPER as SMLAD_C
-from onnxcc.codegen.smlad import LDM_C, LOAD4_C, PACK4_C, SMLADX_C, STORE4_C, SXTB16_C
+from onnxcc.codegen.smlad import LDM_BANKS, LDM_C, LOAD4_C, PACK4_C, SMLADX_C, STORE4_C, SXTB16_C
 
 CTYPE = {"float16": "uint16_t", "float32": "float", "float64": "double", "int8": "int8_t",
          "uint8": "uint8_t", "int16": "int16_t", "uint16": "uint16_t", "int32": "int32_t",
@@ -264,11 +264,11 @@ def _flat(b: Buffer, index: Sequence[Expr]) -> tuple[tuple, int] | None:
     return tuple(sorted((n, c) for n, c in terms.items() if c)), k
 
 
-def _ldm_run(decls: Sequence[Stmt]) -> tuple[int, tuple, int] | None:
-    """(n, variable terms, constant offset) when the first 2 to 4 of ``decls`` declare
+def _ldm_run(decls: Sequence[Stmt], most: int = 4) -> tuple[int, tuple, int] | None:
+    """(n, variable terms, constant offset) when the first 2 to ``most`` of ``decls`` declare
     ``ldm`` hints (codegen/smlad.py) of consecutive int32 elements of one buffer, else None."""
     n, first = 0, None
-    for s in decls[:4]:
+    for s in decls[:most]:
         if not (isinstance(s, Decl) and isinstance(s.init, Call) and s.init.fn == "ldm"
                 and s.var.dtype.name == "int32"):
             break
@@ -288,9 +288,9 @@ def _ldm_run(decls: Sequence[Stmt]) -> tuple[int, tuple, int] | None:
 
 def _ldm_next(s: Stmt, walk: dict[tuple, list]) -> list | None:
     """The walking pointer of ``walk`` (see ``stmts``) when ``s`` declares a lone ``ldm`` hint
-    of the int32 element the pointer points at (a 1 x 5 block's fifth weight after a group of
-    4), else None: read through it, the next group needs no new pointer (cortex-m4 -Os, dense
-    64 -> 10: one ADD per group less)."""
+    of the int32 element the pointer points at (a fifth word after a group of 4 in register
+    bank 1), else None: read through it, the next group needs no new pointer (cortex-m4 -Os,
+    dense 64 -> 10 before groups of 5: one ADD per group less)."""
     if not (isinstance(s, Decl) and isinstance(s.init, Call) and s.init.fn == "ldm"
             and s.var.dtype.name == "int32"):
         return None
@@ -559,6 +559,19 @@ class _Renderer:
         banks = self.__dict__.setdefault("banks", {})
         return banks.setdefault(buf, 0 if not banks else 1)
 
+    def ldm_run(self, decls: Sequence[Stmt]) -> tuple[int, tuple, int] | None:
+        """``_ldm_run`` of ``decls`` with groups as long as the register bank their buffer
+        would get has registers (``ldm_bank``, not assigned here): 5 words in bank 0, 4 in
+        bank 1."""
+        s = decls[0] if decls else None
+        if not (isinstance(s, Decl) and isinstance(s.init, Call) and s.init.fn == "ldm"
+                and isinstance(s.init.args[0], Load)):
+            return None
+        banks = self.__dict__.get("banks", {})
+        buf = s.init.args[0].buf.name
+        bank = banks.get(buf, 0 if not banks else 1)
+        return _ldm_run(decls, len(LDM_BANKS[bank]))
+
     def stmts(self, body: Sequence[Stmt], d: int, out: list[str],
               walk: dict[tuple, list] | None = None) -> None:
         """``body`` at depth ``d``; ``walk`` the ``ldm`` pointers set before it: (buffer name,
@@ -570,7 +583,7 @@ class _Renderer:
             if skip:
                 skip -= 1
                 continue
-            run = _ldm_run(body[j:j + 4]) if isinstance(s, Decl) else None
+            run = self.ldm_run(body[j:j + 5]) if isinstance(s, Decl) else None
             if run is not None:   # consecutive words: one group load through a walking pointer
                 n, terms, k0 = run
                 ld = s.init.args[0]
@@ -649,7 +662,7 @@ class _Renderer:
         runs: dict[tuple, list] = {}
         i = 0
         while i < len(body):
-            run = _ldm_run(body[i:i + 4]) if isinstance(body[i], Decl) else None
+            run = self.ldm_run(body[i:i + 5]) if isinstance(body[i], Decl) else None
             if run is None:
                 i += 1
                 continue

@@ -24,9 +24,9 @@ the value already written (no guard).
   the scratch) and 6 SMLAD: 8 instructions for 12 MACs (cortex-m4 -Os, UNROLL 8: a loop
   iteration of 8 words ~70 instructions, 0.73 per MAC; an LDRD and an LDR of scratch before
   the hint, 77). A batch-1 product (1 x MB, MB 4 or 5) reads 2 words per step: its 2 scratch
-  words (LDRD), then per word a group of 4 weights (LDMIA) and MB SMLAD: 11 instructions per
-  16 MACs for MB 4 (a 784 -> 128 QLinearMatMul 1.18 -> 0.81 per MAC; gcc 12 -Os paired few of
-  the plain weight loads into LDRD). The weights take 2 bytes per value in flash, twice the
+  words (LDRD), then per word its MB weights as one group (LDMIA) and MB SMLAD: 11 instructions
+  per 16 MACs for MB 4 (a 784 -> 128 QLinearMatMul 1.18 -> 0.81 per MAC; gcc 12 -Os paired few
+  of the plain weight loads into LDRD), 13 per 20 for MB 5. The weights take 2 bytes per value in flash, twice the
   int8 model's; when they would not fit the flash so (``int8_weights``) they stay int8 and are
   widened in the loop with the loop IR's ``sxtb16`` intrinsic (1 byte per value, ~0.3-0.5 more
   instructions per MAC, see ``INT8_WEIGHTS``);

@@ -1,5 +1,5 @@
 """The loop IR's ``ldm`` hint (codegen/smlad.py): the loaded value everywhere, and in the C
-renderer runs of 2 to 4 Decls of consecutive int32 words read as one group through a walking
+renderer runs of 2 to 5 Decls of consecutive int32 words read as one group through a walking
 pointer (``onnxcc_ldmN``: one LDMIA on Thumb-2, plain loads elsewhere), set once before the
 loop when its groups tile one iteration's words. Bit-exact on the host (gcc, clang), the
 interpreter and LLVM; the Thumb-2 form runs on the emulated Cortex-M4 in
@@ -61,7 +61,8 @@ def _want(xs: np.ndarray, per: int, z: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("per,sizes,hoisted", [(6, (3, 3), True), (7, (4, 3), True),
-                                               (6, (4,), False), (5, (2, 3), True)])
+                                               (6, (4,), False), (5, (2, 3), True),
+                                               (10, (5, 5), True)])
 def test_ldm_groups_are_bit_exact_everywhere(per, sizes, hoisted):
     p, xs = _program(per, sizes)
     src = render_program(p)
@@ -83,6 +84,7 @@ def test_ldm_runs_only_of_consecutive_unmasked_int32_words():
     i = Var("i")
     run = [Decl(Var(f"a{t}", I32), ldm(x, i, affine(t))) for t in range(6)]
     assert _ldm_run(run) == (4, (("i", 8),), 0)         # at most 4 words a group
+    assert _ldm_run(run, 5) == (5, (("i", 8),), 0)      # or 5 (bank 0's registers)
     assert _ldm_run(run[1:3]) == (2, (("i", 8),), 1)
     gap = [run[0], run[2]]
     assert _ldm_run(gap) is None                         # not consecutive

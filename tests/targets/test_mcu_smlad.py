@@ -166,10 +166,10 @@ def test_blocked_int8_on_cortex_m4_is_bit_exact_and_uses_smlad(case, int8, monke
     assert "__smlad(" in c and "acc00 = onnxcc_smlad(" in c
     # int8 words where every centered weight fits int8 (not so for the uint8 weights)
     assert ("onnxcc_sxtb16(w0_0" in c) is (int8 and "integer" not in case)
-    # the ldm groups (one LDMIA each on the M4): in a 1 x 5 block 4 of its weight words, else
+    # the ldm groups (one LDMIA each on the M4): in a 1 x 5 block its 5 weight words, else
     # per word the 3 positions' scratch words
     batch1 = case.endswith("batch1")
-    assert f"onnxcc_ldm{4 if batch1 else 3}a(&onnxcc_w" in c
+    assert f"onnxcc_ldm{5 if batch1 else 3}a(&onnxcc_w" in c
     assert "ldmia %[q]!" in c
     # int8 a with K % 4 == 0: one word load of 4 bytes, 2 sxtb16 (no zero point subtracted)
     words = case in ("matmul_int8", "matmul_int8_batch1", "qgemm_int8_bias_batch1")
@@ -380,14 +380,15 @@ def test_unrolled_row_with_no_remainder_builds_at_o2():
 
 def test_dense_1x5_block_walks_one_weight_pointer():
     """A batch-1 QLinearMatMul 64 -> 10 on cortex-m4 (blocks of 5 columns): each reduction
-    word's 5 weights are a group of 4 (LDMIA) and the fifth read through the same walking
-    pointer (LDR with post-increment), so the block keeps one pointer (one ADD per group less);
-    the input fill runs 4 words a trip. Bit-exact."""
+    word's 5 weights are one group (LDMIA of r8, r10-r12, lr) through one walking pointer, set
+    once before the loop over the blocks; the input fill runs 4 words a trip. Bit-exact."""
     _tools_or_skip("cortex-m4")
     model, x = qmatmul(1, 64, 10)
     c = _c_text(bit_exact_on(model, x, "cortex-m4"))
     assert len(re.findall(r"const int32_t \*onnxcc_w\d+ = ", c)) == 1
-    assert len(re.findall(r"= \*onnxcc_w\d+\+\+;", c)) == 32     # 32 words, one fifth weight each
+    assert len(re.findall(r"onnxcc_ldm5a\(&onnxcc_w\d+, ", c)) == 32     # 32 words, 5 each
+    assert not re.search(r"= \*onnxcc_w\d+\+\+;", c)
+    assert '__asm__("lr")' in c
 
 
 def test_short_reduction_takes_4x1_blocks():
