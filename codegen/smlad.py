@@ -32,7 +32,10 @@ are unmasked loads of four consecutive elements of one buffer (the last index ``
 see :data:`LDM_C`) is one load of a group of words: the C renderer reads
 it with :data:`LDM_C` (``onnxcc_ldm2a`` to ``onnxcc_ldm5a``) through a pointer that walks the
 buffer, so that the next run starting where this one ended reads on from it (set once before
-a loop whose runs tile each iteration's words). On a Thumb-2 core that is one
+a loop whose runs tile each iteration's words). ``ldm(load, bank)`` (``bank`` a constant 0
+or 1) asks for that register bank for its group; by default a buffer's groups all take the
+bank of the buffer (the kernel's first buffer read so bank 0, others bank 1). On a Thumb-2
+core that is one
 ``LDMIA p!, {r8, r10, ...}`` (one instruction for up to 5 words, the address advanced for
 free; gcc 12 -Os neither pairs such loads reliably into ``LDRD`` nor forms ``LDM``), with a
 "memory" clobber so that gcc -O2 does not hoist the loads around it (it spilled: a 3x3 conv
@@ -184,8 +187,9 @@ LDM_C = {(n, b): "/* p[0..N-1] into the outputs, p advanced by N (onnxcc's ldm h
          for b in (0, 1) for n in range(2, len(LDM_BANKS[b]) + 1)}
 
 
-def ldm(x: Any) -> Any:
-    """The numpy reference of the ``ldm`` hint: its argument, the loaded value."""
+def ldm(x: Any, bank: Any = None) -> Any:
+    """The numpy reference of the ``ldm`` hint: its argument, the loaded value (``bank``, a
+    register bank for the C renderer, does not change it)."""
     return x
 
 

@@ -241,10 +241,13 @@ def _check_expr(e: Expr, sc: _Scope, where: str) -> None:
         if e.fn in ("pkhbt", "pkhtb") and (len(e.args) != 2 or e.dtype != I32
                                 or any(a.dtype != I32 for a in e.args)):
             raise VerifyError(f"{where}: {e.fn} takes and returns int32")
-        if e.fn == "ldm" and (len(e.args) != 1 or e.dtype != I32
+        if e.fn == "ldm" and (len(e.args) not in (1, 2) or e.dtype != I32
                               or not isinstance(e.args[0], Load) or e.args[0].dtype != I32
-                              or e.args[0].mask is not None):
-            raise VerifyError(f"{where}: ldm takes one unmasked int32 load")
+                              or e.args[0].mask is not None
+                              or (len(e.args) == 2 and not (isinstance(e.args[1], Const)
+                                                            and e.args[1].value in (0, 1)))):
+            raise VerifyError(f"{where}: ldm takes one unmasked int32 load (and a constant "
+                              "register bank 0 or 1)")
 
 
 def _check_body(body: Sequence[Stmt], sc: _Scope, where: str) -> None:

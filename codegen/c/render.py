@@ -264,33 +264,15 @@ def _flat(b: Buffer, index: Sequence[Expr]) -> tuple[tuple, int] | None:
     return tuple(sorted((n, c) for n, c in terms.items() if c)), k
 
 
-def _ldm_run(decls: Sequence[Stmt], most: int = 4) -> tuple[int, tuple, int] | None:
-    """(n, variable terms, constant offset) when the first 2 to ``most`` of ``decls`` declare
-    ``ldm`` hints (codegen/smlad.py) of consecutive int32 elements of one buffer, else None."""
-    n, first = 0, None
-    for s in decls[:most]:
-        if not (isinstance(s, Decl) and isinstance(s.init, Call) and s.init.fn == "ldm"
-                and s.var.dtype.name == "int32"):
-            break
-        ld = s.init.args[0]
-        if not (isinstance(ld, Load) and ld.mask is None and ld.dtype.name == "int32"):
-            break
-        f = _flat(ld.buf, ld.index)
-        if f is None:
-            break
-        if first is None:
-            first = (ld.buf.name, f)
-        elif ld.buf.name != first[0] or f != (first[1][0], first[1][1] + n):
-            break
-        n += 1
-    return (n, first[1][0], first[1][1]) if n >= 2 and first is not None else None
+def _ldm_bank(s: Stmt) -> int | None:
+    """The register bank an ``ldm`` hint Decl asks for (its second argument), else None."""
+    a = s.init.args if isinstance(s, Decl) and isinstance(s.init, Call) else ()
+    return int(a[1].value) if len(a) == 2 and isinstance(a[1], Const) else None
 
 
-def _ldm_next(s: Stmt, walk: dict[tuple, list]) -> list | None:
-    """The walking pointer of ``walk`` (see ``stmts``) when ``s`` declares a lone ``ldm`` hint
-    of the int32 element the pointer points at (a fifth word after a group of 4 in register
-    bank 1), else None: read through it, the next group needs no new pointer (cortex-m4 -Os,
-    dense 64 -> 10 before groups of 5: one ADD per group less)."""
+def _ldm_word(s: Stmt) -> tuple[str, tuple, int] | None:
+    """(buffer name, variable terms, constant offset) when ``s`` declares an ``ldm`` hint of
+    an unmasked int32 element at an affine offset, else None."""
     if not (isinstance(s, Decl) and isinstance(s.init, Call) and s.init.fn == "ldm"
             and s.var.dtype.name == "int32"):
         return None
@@ -298,8 +280,34 @@ def _ldm_next(s: Stmt, walk: dict[tuple, list]) -> list | None:
     if not (isinstance(ld, Load) and ld.mask is None and ld.dtype.name == "int32"):
         return None
     f = _flat(ld.buf, ld.index)
-    w = walk.get((ld.buf.name, f[0])) if f is not None else None
-    return w if w is not None and w[1] == f[1] else None
+    return None if f is None else (ld.buf.name, f[0], f[1])
+
+
+def _ldm_run(decls: Sequence[Stmt], most: int = 4) -> tuple[int, tuple, int] | None:
+    """(n, variable terms, constant offset) when the first 2 to ``most`` of ``decls`` declare
+    ``ldm`` hints (codegen/smlad.py) of consecutive int32 elements of one buffer, asking for
+    the same register bank, else None."""
+    n, first = 0, None
+    for s in decls[:most]:
+        w = _ldm_word(s)
+        if w is None or _ldm_bank(s) != _ldm_bank(decls[0]):
+            break
+        if first is None:
+            first = w
+        elif w != (first[0], first[1], first[2] + n):
+            break
+        n += 1
+    return (n, first[1], first[2]) if n >= 2 and first is not None else None
+
+
+def _ldm_next(s: Stmt, walk: dict[tuple, list]) -> list | None:
+    """The walking pointer of ``walk`` (see ``stmts``) when ``s`` declares a lone ``ldm`` hint
+    of the int32 element the pointer points at (a fifth word after a group of 4 in register
+    bank 1), else None: read through it, the next group needs no new pointer (cortex-m4 -Os,
+    dense 64 -> 10 before groups of 5: one ADD per group less)."""
+    f = _ldm_word(s)
+    w = walk.get(f[:2]) if f is not None else None
+    return w if w is not None and w[1] == f[2] else None
 
 
 def _word_bytes(stores: Sequence[Stmt]) -> Expr | None:
@@ -560,16 +568,17 @@ class _Renderer:
         return banks.setdefault(buf, 0 if not banks else 1)
 
     def ldm_run(self, decls: Sequence[Stmt]) -> tuple[int, tuple, int] | None:
-        """``_ldm_run`` of ``decls`` with groups as long as the register bank their buffer
-        would get has registers (``ldm_bank``, not assigned here): 5 words in bank 0, 4 in
-        bank 1."""
+        """``_ldm_run`` of ``decls`` with groups as long as their register bank has registers
+        (the bank the hint asks for, else the one their buffer would get, ``ldm_bank``, not
+        assigned here): 5 words in bank 0, 4 in bank 1."""
         s = decls[0] if decls else None
         if not (isinstance(s, Decl) and isinstance(s.init, Call) and s.init.fn == "ldm"
                 and isinstance(s.init.args[0], Load)):
             return None
         banks = self.__dict__.get("banks", {})
         buf = s.init.args[0].buf.name
-        bank = banks.get(buf, 0 if not banks else 1)
+        bank = _ldm_bank(s)
+        bank = banks.get(buf, 0 if not banks else 1) if bank is None else bank
         return _ldm_run(decls, len(LDM_BANKS[bank]))
 
     def stmts(self, body: Sequence[Stmt], d: int, out: list[str],
@@ -594,8 +603,9 @@ class _Renderer:
                     out.append(f"{pad}const int32_t *{w[0]} = &{ld.buf.name}"
                                f"[{self.offset(ld.buf, ld.index)}];")
                 names = [st.var.name for st in body[j:j + n]]
-                fn = f"onnxcc_ldm{n}{'ab'[w[2]]}"
-                self.ctx.need(fn, LDM_C[(n, w[2])])
+                bank = w[2] if _ldm_bank(s) is None else _ldm_bank(s)
+                fn = f"onnxcc_ldm{n}{'ab'[bank]}"
+                self.ctx.need(fn, LDM_C[(n, bank)])
                 out.append(f"{pad}int32_t {', '.join(names)};")
                 out.append(f"{pad}{fn}(&{w[0]}, {', '.join('&' + v for v in names)});")
                 w[1] = k0 + n
@@ -657,13 +667,18 @@ class _Renderer:
         """The ``ldm`` pointers one loop (variable ``j`` from 0, step 1) can set once before it:
         for each buffer whose ``ldm`` groups in ``body`` (its own statements) read
         ``j*c + k0`` to ``j*c + k0 + c - 1`` in order, each starting where the one before
-        ended, so that the pointer after one iteration is where the next starts. (buffer name,
-        terms) -> [pointer name, k0, register bank, buffer name]."""
+        ended, so that the pointer after one iteration is where the next starts (a lone
+        ``ldm`` word where the pointer is, read through it: ``_ldm_next``, counts as a group of
+        one; at least one group of 2 or more). (buffer name, terms) -> [pointer name, k0,
+        register bank, buffer name]."""
         runs: dict[tuple, list] = {}
         i = 0
         while i < len(body):
             run = self.ldm_run(body[i:i + 5]) if isinstance(body[i], Decl) else None
             if run is None:
+                one = _ldm_word(body[i])
+                if one is not None:
+                    runs.setdefault(one[:2], []).append((one[2], 1))
                 i += 1
                 continue
             n, terms, k0 = run
@@ -674,6 +689,8 @@ class _Renderer:
             if len(terms) != 1 or terms[0][0] != j:
                 continue
             c, pos = terms[0][1], rs[0][0]
+            if all(n == 1 for _, n in rs):
+                continue
             for k0, n in rs:
                 if k0 != pos:
                     break

@@ -302,9 +302,19 @@ class _Requant:
             self.per_channel = math.prod(vals[1].shape) > 1
             self.alpha = alpha
 
-    def __call__(self, acc: Expr, ch: Expr) -> Expr:
+    def per_channel_m(self) -> np.ndarray | None:
+        """The int32 multiplier of each output channel when the epilogue reads one per channel
+        from a weight buffer (the SMMLA form), else None."""
+        if self.mla is None or isinstance(self.m, Const):
+            return None
+        return np.asarray(self.m.data, np.int32)
+
+    def __call__(self, acc: Expr, ch: Expr, m: Expr | None = None) -> Expr:
+        """The epilogue of accumulator ``acc`` of output channel ``ch``; ``m`` the channel's
+        multiplier (int32) when the caller has read it (``per_channel_m``), else read here."""
         if self.const:
-            m = self.m if isinstance(self.m, Const) else self.m[(ch,)]
+            if m is None:
+                m = self.m if isinstance(self.m, Const) else self.m[(ch,)]
             if self.mla is not None:
                 _, t, ra = self.mla
                 r = Binary("shr", Call("smmla", (acc, m, const(ra, I32)), I32), const(t, I32))
@@ -630,7 +640,8 @@ def _product_blocked(ctx: LowerCtx, A: Buffer, Y: Buffer, bv: Sequence[Expr],
     values 0, 2, 1, 3, the weights permuted alike), the zero point folded into the start as
     ``_folded_start`` folds a Conv's, with a constant per-column bias (cortex-m4 -Os,
     benchmarks/mcu.py int8 dense: ds_cnn 1.43 -> 1.22, resnet8 1.69 -> 1.44, mlp 0.84 ->
-    0.81)."""
+    0.81). With one row of a, those constant starts and the per-column multipliers of the
+    SMMLA epilogue ride in the weight buffer (``blocked_nest``'s head and tail)."""
     node = ctx.node
     lanes = blk.lanes_for(ctx.target)
     if lanes is None or K < blk.BLOCK_MIN_K or A.dtype.name not in blk.INT8_NAMES:
@@ -697,14 +708,18 @@ def _product_blocked(ctx: LowerCtx, A: Buffer, Y: Buffer, bv: Sequence[Expr],
         f = substitute(folded, {Var("m_"): m})
         return f if b0 is None else b0 + f
 
-    def store(m: Expr, p: Expr, acc: Expr) -> list[Stmt]:
-        return [Store(Y, (*bv, p, m), fin(acc, m) if fin is not None else acc)]
+    def store(m: Expr, p: Expr, acc: Expr, mult: Expr | None = None) -> list[Stmt]:
+        return [Store(Y, (*bv, p, m), fin(acc, m, mult) if fin is not None else acc)]
 
+    # a batch-1 product's constant starts and per-channel multipliers ride in the weight
+    # buffer, around each channel block's weights (blocked_nest's head and tail)
+    head = folded.buf.data if folded is not None and bias is None else None
+    tail = fin.per_channel_m() if fin is not None else None
     inner, W, col = blk.blocked_nest(lanes=lanes, P=M, PB=PB, M=N, MB=MB, K2=K2,
                                      weights=packed, int8_weights=i8,
                                      value=node.inputs[1 if node.op ==
                                                                        "MatMulInteger" else 3].name,
-                                     fill=fill, start=start, store=store)
+                                     fill=fill, start=start, store=store, head=head, tail=tail)
     body = loops([(v, 0, n) for v, n in zip(bv, batch)], inner)
     how = "SMLAD on int16 pairs" if lanes == 2 else "int16 multiply-adds"
     widen = ("a's words of 4 int8 widened by sxtb16 (the zero point folded into the start)"

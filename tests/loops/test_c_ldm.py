@@ -7,6 +7,7 @@ tests/targets/test_mcu_smlad.py (the blocked int8 products)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import numpy as np
@@ -24,10 +25,11 @@ def ldm(b: Buffer, *idx) -> Call:
     return Call("ldm", (b[idx],), I32)
 
 
-def _program(per: int, sizes: tuple[int, ...]) -> tuple[Program, np.ndarray]:
+def _program(per: int, sizes: tuple[int, ...], bank1: int = 0) -> tuple[Program, np.ndarray]:
     """y[j] = z + sum_u 3**u * x[j * per + u] for 5 iterations, the words of an iteration
     read as ldm runs of ``sizes`` (the first followed by a Decl of z, another buffer, which
-    ends it), then the rest as plain loads."""
+    ends it; the first ``bank1`` words' hints ask for register bank 1), then the rest as plain
+    loads."""
     n = 5
     x = Buffer("x", I32, (n * per,), space="input", index=0)
     z = Buffer("z", I32, (1,), space="input", index=1)
@@ -37,7 +39,9 @@ def _program(per: int, sizes: tuple[int, ...]) -> tuple[Program, np.ndarray]:
     body: list = []
     at, zv = 0, None
     for size in sizes:
-        body += [Decl(vs[u], ldm(x, affine((j, per), u))) for u in range(at, at + size)]
+        body += [Decl(vs[u], ldm(x, affine((j, per), u)) if u >= bank1 else
+                      Call("ldm", (x[(affine((j, per), u),)], Const(1, I32)), I32))
+                 for u in range(at, at + size)]
         at += size
         if zv is None:
             zv = Var("zv", I32)
@@ -76,6 +80,29 @@ def test_ldm_groups_are_bit_exact_everywhere(per, sizes, hoisted):
         np.testing.assert_array_equal(got[0], want)
     if shutil.which("clang"):
         np.testing.assert_array_equal(run_c(p, [xs, z], cc="clang")[0], want)
+
+
+def test_ldm_group_in_the_bank_its_hints_ask_for():
+    """Hints ``ldm(load, 1)`` take register bank 1 (r0-r3: 4 words a group, a fifth read
+    through the walking pointer) whatever the buffer's bank; the next group, of plain hints,
+    keeps the buffer's bank 0 (5 words). The pointer still walks the whole iteration: set
+    once before the loop. Bit-exact."""
+    p, xs = _program(10, (5, 5), bank1=5)
+    src = render_program(p)
+    (w,) = set(re.findall(r"const int32_t \*(onnxcc_w\d+) = ", src))
+    assert f"onnxcc_ldm4b(&{w}, &v0, &v1, &v2, &v3);" in src
+    assert f"int32_t v4 = *{w}++;" in src
+    assert f"onnxcc_ldm5a(&{w}, &v5, &v6, &v7, &v8, &v9);" in src
+    assert src.index(f"const int32_t *{w}") < src.index("for (")
+    z = np.array([7], np.int32)
+    want = _want(xs, 10, 7)
+    for got in (run_interp(p, [xs, z]), run_llvm(p, [xs, z]), run_c(p, [xs, z])):
+        np.testing.assert_array_equal(got[0], want)
+    k = p.kernels[0]
+    bad = Kernel("k", k.outputs, k.inputs, [Loop(Var("i"), 0, 4, [Decl(Var("b", I32), Call(
+        "ldm", (k.inputs[0][(Var("i"),)], Const(2, I32)), I32))])])
+    with pytest.raises(VerifyError, match="register bank 0 or 1"):
+        verify(Program("p", [bad], k.inputs, k.outputs, arena_size=0))
 
 
 def test_ldm_runs_only_of_consecutive_unmasked_int32_words():

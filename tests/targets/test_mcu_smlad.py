@@ -51,12 +51,14 @@ def qmatmul(Mr, K, N, seed=1, x_type=np.uint8):
                   inits), x
 
 
-def qgemm(Mr, K, N, seed=4):
-    """com.microsoft.QGemm a (Mr, K) int8 @ b^T (N, K) int8 (constant) + c (N,) int32."""
+def qgemm(Mr, K, N, seed=4, per_channel=False):
+    """com.microsoft.QGemm a (Mr, K) int8 @ b^T (N, K) int8 (constant) + c (N,) int32; b's
+    scale per column of y with ``per_channel``."""
     r = np.random.default_rng(seed)
+    bs = r.uniform(0.002, 0.006, N).astype(np.float32) if per_channel else np.float32(0.004)
     inits = {"as": np.float32(0.03), "az": np.int8(-11),
-             "b": r.integers(*W7, (N, K)).astype(np.int8), "bs": np.float32(0.004),
-             "bz": np.int8(0), "c": r.integers(-3000, 3000, N).astype(np.int32),
+             "b": r.integers(*W7, (N, K)).astype(np.int8), "bs": bs,
+             "bz": np.zeros(np.shape(bs), np.int8), "c": r.integers(-3000, 3000, N).astype(np.int32),
              "ys": np.float32(0.1), "yz": np.int8(-4)}
     node = helper.make_node("QGemm", ["x", "as", "az", "b", "bs", "bz", "c", "ys", "yz"], ["y"],
                             name="qg", domain="com.microsoft", transB=1)
@@ -112,6 +114,8 @@ CASES = {
     "matmul_int8_batch1": lambda: qmatmul(1, 36, 10, x_type=np.int8),
     "matmul_int8": lambda: qmatmul(4, 24, 7, x_type=np.int8),
     "qgemm_int8_bias_batch1": lambda: qgemm(1, 40, 10),   # the bias folded into the start
+    # per-channel multipliers; 7 columns in blocks of 4 (the last one repeated)
+    "qgemm_per_channel_batch1": lambda: qgemm(1, 24, 7, per_channel=True),
     "matmul_integer": lambda: matmul_integer(4, 19, 6),
     "conv_integer_uint8_w": lambda: conv_integer(3, 4, 6, 5, 3, 1),
     "conv_1ch_pairs_along_kw": lambda: qconv(1, 5, 11, 7, 5, 2, stride=2, x_type=np.int8),
@@ -169,10 +173,12 @@ def test_blocked_int8_on_cortex_m4_is_bit_exact_and_uses_smlad(case, int8, monke
     # the ldm groups (one LDMIA each on the M4): in a 1 x 5 block its 5 weight words, else
     # per word the 3 positions' scratch words
     batch1 = case.endswith("batch1")
-    assert f"onnxcc_ldm{5 if batch1 else 3}a(&onnxcc_w" in c
+    assert f"onnxcc_ldm{(4 if case == 'qgemm_per_channel_batch1' else 5) if batch1 else 3}a(" \
+        "&onnxcc_w" in c
     assert "ldmia %[q]!" in c
     # int8 a with K % 4 == 0: one word load of 4 bytes, 2 sxtb16 (no zero point subtracted)
-    words = case in ("matmul_int8", "matmul_int8_batch1", "qgemm_int8_bias_batch1")
+    words = case in ("matmul_int8", "matmul_int8_batch1", "qgemm_int8_bias_batch1",
+                     "qgemm_per_channel_batch1")
     assert ("onnxcc_load4(&a" in c and "onnxcc_sxtb16(a4_0, 8)" in c) is words
 
 
@@ -389,6 +395,26 @@ def test_dense_1x5_block_walks_one_weight_pointer():
     assert len(re.findall(r"onnxcc_ldm5a\(&onnxcc_w\d+, ", c)) == 32     # 32 words, 5 each
     assert not re.search(r"= \*onnxcc_w\d+\+\+;", c)
     assert '__asm__("lr")' in c
+
+
+@pytest.mark.parametrize("N,mb", [(10, 5), (7, 4)])
+def test_dense_batch1_reads_starts_and_multipliers_with_its_weights(N, mb):
+    """A batch-1 QGemm with a bias and per-channel scales on cortex-m4 (ResNet-8's classifier
+    64 -> 10; 7 columns: blocks of 4, the last column repeated): each channel block's start
+    values (bias and folded zero point) and requantize multipliers lie before and after its
+    weights in the one weight buffer, read through the walking pointer (the starts into
+    register bank 1, the multipliers as one group of the block's size), so the kernel takes
+    no start or multiplier buffer of its own. Bit-exact."""
+    _tools_or_skip("cortex-m4")
+    cm = bit_exact_on(*qgemm(1, 64, N, per_channel=True), "cortex-m4")
+    k = cm.program.kernels[0]
+    assert {b.name for b in k.inputs} == {"a", "wp"}
+    (wp,) = [b for b in k.inputs if b.name == "wp"]
+    assert wp.shape == (-(-N // mb), 32 + 2, mb)    # (blocks, start + 32 words + multiplier, mb)
+    c = _c_text(cm)
+    assert len(re.findall(r"const int32_t \*onnxcc_w\d+ = ", c)) == 1
+    assert len(re.findall(rf"onnxcc_ldm{mb}a\(&onnxcc_w\d+, ", c)) == 33  # 32 words + the tail
+    assert len(re.findall(r"onnxcc_ldm4b\(&onnxcc_w\d+, &acc00, ", c)) == 1   # the starts
 
 
 def test_short_reduction_takes_4x1_blocks():
