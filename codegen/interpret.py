@@ -17,11 +17,12 @@ from .loops import (Assign, Binary, Buffer, Call, Cast, Comment, Const, Decl, Ex
                     Kernel, Load, Loop, MulAdd, Program, Select, Stmt, Store, Unary, Var)
 from .pkhbt import pkhbt, pkhtb
 from .requantize import requantize, requantize64, requantize_hi, round_i32, sat_i8, sat_u8, smmla
-from .smlad import ldm, pack4, smlad, smladx, sxtb16
+from .smlad import ldm, pack4, smlad, smladx, stpair, sxtb16
 
 INTRINSICS: dict[str, Callable[..., Any]] = {"requantize": requantize, "smlad": smlad,
                                                  "sxtb16": sxtb16, "smladx": smladx,
                                                  "pack4": pack4, "ldm": ldm,
+                                                 "stpair": stpair,
                                                  "requantize_hi": requantize_hi,
                                                  "sat_i8": sat_i8, "sat_u8": sat_u8,
                                                  "requantize64": requantize64,

@@ -41,6 +41,15 @@ free; gcc 12 -Os neither pairs such loads reliably into ``LDRD`` nor forms ``LDM
 "memory" clobber so that gcc -O2 does not hoist the loads around it (it spilled: a 3x3 conv
 1.45 instructions per MAC against 1.12), elsewhere plain loads. The blocked int8 products
 (``codegen/lower/int_blocked.py``) read their scratch and weights so.
+
+``stpair(v)`` (int32 -> int32) is the value stored: a hint, not an operation. Two adjacent
+statements ``Store(buf[..], stpair(a))``, ``Store(buf[..], stpair(b))`` into consecutive int32
+elements of one buffer (flat offsets ``o, o + 1``, no mask) are one store of the pair: the C
+renderer writes it with :data:`STPAIR_C`, on Thumb-2 one ``STRD`` (an asm memory operand of
+a may_alias 8-byte type at the first element, so gcc orders it with the buffer's other loads
+and stores; its addressing modes, base plus a multiple of 4, are STRD's), elsewhere plain
+stores. The batch-1 fill of the blocked int8 MatMul/Gemm (``codegen/lower/quant.py``) writes
+each 4 bytes' two widened words so.
 """
 
 from __future__ import annotations
@@ -185,6 +194,28 @@ onnxcc_ldm{n}{"ab"[bank]}(const int32_t **p, {outs}) {{
 LDM_C = {(n, b): "/* p[0..N-1] into the outputs, p advanced by N (onnxcc's ldm hint): one "
                  "LDMIA on\n   Thumb-2, plain loads elsewhere */\n" + _ldm_c(n, b)
          for b in (0, 1) for n in range(2, len(LDM_BANKS[b]) + 1)}
+
+
+STPAIR_C = """\
+/* p[0] = a, p[1] = b (onnxcc's stpair hint): one STRD on Thumb-2 (gcc 12 -Os pairs no
+   stores), plain stores elsewhere */
+#if defined(__GNUC__) && defined(__thumb2__)
+typedef int64_t __attribute__((may_alias, aligned(4))) onnxcc_i64a;
+#endif
+static inline __attribute__((always_inline)) void onnxcc_stpair(int32_t *p, int32_t a,
+                                                                int32_t b) {
+#if defined(__GNUC__) && defined(__thumb2__)
+    __asm__("strd %1, %2, %0" : "=m"(*(onnxcc_i64a *)p) : "r"(a), "r"(b));
+#else
+    p[0] = a;
+    p[1] = b;
+#endif
+}"""
+
+
+def stpair(x: Any) -> Any:
+    """The numpy reference of the ``stpair`` hint: its argument, the value stored."""
+    return x
 
 
 def ldm(x: Any, bank: Any = None) -> Any:

@@ -27,7 +27,7 @@ from .loops import (BOOL, COMPARE, I32, I64, INDEX, Assign, Binary, Buffer, Call
 
 Interval = tuple[float, float]
 # intrinsic names the renderers and the interpreter implement
-KNOWN_CALLS: set[str] = {"requantize", "smlad", "sxtb16", "smladx", "pack4", "ldm",
+KNOWN_CALLS: set[str] = {"requantize", "smlad", "sxtb16", "smladx", "pack4", "ldm", "stpair",
                          "requantize_hi", "sat_i8", "sat_u8", "requantize64", "smmla",
                          "round_i32", "pkhbt", "pkhtb"}
 INDEX_MIN, INDEX_MAX = -(2**31), 2**31 - 1
@@ -241,6 +241,8 @@ def _check_expr(e: Expr, sc: _Scope, where: str) -> None:
         if e.fn in ("pkhbt", "pkhtb") and (len(e.args) != 2 or e.dtype != I32
                                 or any(a.dtype != I32 for a in e.args)):
             raise VerifyError(f"{where}: {e.fn} takes and returns int32")
+        if e.fn == "stpair" and (len(e.args) != 1 or e.dtype != I32 or e.args[0].dtype != I32):
+            raise VerifyError(f"{where}: stpair takes and returns int32")
         if e.fn == "ldm" and (len(e.args) not in (1, 2) or e.dtype != I32
                               or not isinstance(e.args[0], Load) or e.args[0].dtype != I32
                               or e.args[0].mask is not None

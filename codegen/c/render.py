@@ -30,7 +30,8 @@ from onnxcc.codegen.requantize import ROUND_I32_C, SAT8_C, SMMLA_C, USAT8_C
 from onnxcc.codegen.pkhbt import C_HELPER as PKHBT_C
 from onnxcc.codegen.pkhbt import PKHTB_C
 from onnxcc.codegen.smlad import C_HELPER as SMLAD_C
-from onnxcc.codegen.smlad import LDM_BANKS, LDM_C, LOAD4_C, PACK4_C, SMLADX_C, STORE4_C, SXTB16_C
+from onnxcc.codegen.smlad import (LDM_BANKS, LDM_C, LOAD4_C, PACK4_C, SMLADX_C, STORE4_C,
+                                  STPAIR_C, SXTB16_C)
 
 CTYPE = {"float16": "uint16_t", "float32": "float", "float64": "double", "int8": "int8_t",
          "uint8": "uint8_t", "int16": "int16_t", "uint16": "uint16_t", "int32": "int32_t",
@@ -310,6 +311,18 @@ def _ldm_next(s: Stmt, walk: dict[tuple, list]) -> list | None:
     return w if w is not None and w[1] == f[2] else None
 
 
+def _stpair(stores: Sequence[Stmt]) -> bool:
+    """Whether ``stores`` are 2 stores of ``stpair`` hints (codegen/smlad.py) into consecutive
+    int32 elements of one buffer, unmasked."""
+    if len(stores) != 2 or not all(isinstance(s, Store) and isinstance(s.value, Call)
+                                   and s.value.fn == "stpair" and s.buf.dtype.name == "int32"
+                                   for s in stores):
+        return False
+    a, b = (_flat(s.buf, s.index) for s in stores)
+    return (stores[0].buf.name == stores[1].buf.name and a is not None and b is not None
+            and b == (a[0], a[1] + 1))
+
+
 def _word_bytes(stores: Sequence[Stmt]) -> Expr | None:
     """The int32 variable ``w`` when ``stores`` are 4 stores into one buffer of 1-byte
     elements at last indices ``i``, ``i + 1``, ``i + 2``, ``i + 3`` (stride one, the other
@@ -388,7 +401,7 @@ class _Renderer:
         if isinstance(x, MulAdd):
             return f"({self.e(x.a)} * {self.e(x.b)} + {self.e(x.c)})"
         if isinstance(x, Call):
-            if x.fn == "ldm":    # a hint (a lone load, or one outside a Decl): the load
+            if x.fn in ("ldm", "stpair"):   # a hint (alone, or outside its pattern): the value
                 return self.e(x.args[0])
             if x.fn == "pack4" and _adjacent_bytes(x.args):
                 a = x.args[0]
@@ -615,6 +628,12 @@ class _Renderer:
             if lone is not None:   # the next word of a walking pointer: LDR with post-increment
                 out.append(f"{pad}int32_t {s.var.name} = *{lone[0]}++;")
                 lone[1] += 1
+                continue
+            if isinstance(s, Store) and _stpair(body[j:j + 2]):   # one STRD
+                self.ctx.need("onnxcc_stpair", STPAIR_C)
+                out.append(f"{pad}onnxcc_stpair(&{s.buf.name}[{self.offset(s.buf, s.index)}], "
+                           f"{self.e(s.value.args[0])}, {self.e(body[j + 1].value.args[0])});")
+                skip = 1
                 continue
             w = _word_bytes(body[j:j + 4]) if isinstance(s, Store) else None
             if w is not None:   # a word's 4 bytes to adjacent elements: one word store

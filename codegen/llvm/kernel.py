@@ -115,6 +115,7 @@ CALLS["smmla"] = _smmla
 CALLS["requantize64"] = _requantize64
 CALLS["requantize_hi"] = _requantize   # the same function for 33 <= shift <= 62
 CALLS["ldm"] = lambda r, args, d: args[0]   # a hint (codegen/smlad.py): the loaded value
+CALLS["stpair"] = lambda r, args, d: args[0]   # a hint (codegen/smlad.py): the value stored
 
 
 def value_type(d: DType) -> ir.Type:

@@ -681,12 +681,13 @@ def _product_blocked(ctx: LowerCtx, A: Buffer, Y: Buffer, bv: Sequence[Expr],
         if words:
             for t, p in enumerate(ps):
                 wv = Var(f"a4_{t}", I32)
+                lo, hi = (Call("sxtb16", (wv, Const(r, I32)), I32) for r in (0, 8))
+                if len(ps) == 1:   # one position: the 2 words adjacent, one STRD (stpair)
+                    lo, hi = Call("stpair", (lo,), I32), Call("stpair", (hi,), I32)
                 out += [Decl(wv, Call("pack4", tuple(A[(*bv, p, lin((kk, 4), u))]
                                                      for u in range(4)), I32)),
-                        Store(col, (lin((kk, 2)), Const(t)), Call("sxtb16", (wv, Const(0, I32)),
-                                                                  I32)),
-                        Store(col, (lin((kk, 2), 1), Const(t)), Call("sxtb16", (wv, Const(8, I32)),
-                                                                     I32))]
+                        Store(col, (lin((kk, 2)), Const(t)), lo),
+                        Store(col, (lin((kk, 2), 1), Const(t)), hi)]
             # 4 words a trip (cortex-m4 -Os, dense 64 -> 10: the fill's 16 trips of 8
             # instructions unrolled, the layer 693 -> 643 instructions)
             return [Loop(kk, 0, K // 4, out, kind="unrolled", factor=4)]

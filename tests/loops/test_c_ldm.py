@@ -127,3 +127,29 @@ def test_ldm_runs_only_of_consecutive_unmasked_int32_words():
                                                      Call("ldm", (masked,), I32))])])
     with pytest.raises(VerifyError, match="ldm takes one unmasked int32 load"):
         verify(Program("p", [bad], [x], [], arena_size=0))
+
+
+def test_stpair_stores_two_adjacent_words_at_once():
+    """Two Stores of ``stpair`` hints into consecutive int32 elements render as one
+    ``onnxcc_stpair`` (STRD on Thumb-2); a lone hint, or a pair that is not adjacent, as plain
+    stores. Bit-exact on the interpreter, LLVM and the host C build."""
+    x = Buffer("x", I32, (6,), space="input", index=0)
+    y = Buffer("y", I32, (6, 3), space="output", index=0)
+    j = Var("j")
+    sp = lambda v: Call("stpair", (v,), I32)   # noqa: E731
+    body = [Store(y, (j, Const(0)), sp(x[(j,)] * Const(3, I32))),
+            Store(y, (j, Const(1)), sp(x[(j,)] + Const(1, I32))),
+            Store(y, (j, Const(2)), sp(x[(j,)]))]                 # alone: a plain store
+    k = Kernel("k", [y], [x], [Loop(j, 0, 6, body)])
+    p = Program("stpair", [k], [x], [y], arena_size=0)
+    verify(p)
+    src = render_program(p)
+    assert src.count("onnxcc_stpair(&") == 1 and '"strd %1, %2, %0"' in src
+    xs = np.arange(-3, 3, dtype=np.int32) * 1000
+    want = np.stack([xs * 3, xs + 1, xs], axis=1)
+    for got in (run_interp(p, [xs]), run_llvm(p, [xs]), run_c(p, [xs])):
+        np.testing.assert_array_equal(got[0].reshape(6, 3), want)
+    bad = Kernel("k", [y], [x], [Loop(j, 0, 6, [Store(y, (j, Const(0)), Call(
+        "stpair", (x[(j,)], x[(j,)]), I32))])])
+    with pytest.raises(VerifyError, match="stpair takes and returns int32"):
+        verify(Program("p", [bad], [x], [y], arena_size=0))

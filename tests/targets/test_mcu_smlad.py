@@ -180,6 +180,8 @@ def test_blocked_int8_on_cortex_m4_is_bit_exact_and_uses_smlad(case, int8, monke
     words = case in ("matmul_int8", "matmul_int8_batch1", "qgemm_int8_bias_batch1",
                      "qgemm_per_channel_batch1")
     assert ("onnxcc_load4(&a" in c and "onnxcc_sxtb16(a4_0, 8)" in c) is words
+    # one row: the 2 words of each 4 bytes adjacent in the scratch, one STRD (stpair)
+    assert ("onnxcc_stpair(&col[" in c) is (words and batch1)
 
 
 def test_weights_int16_only_when_twice_their_bytes_fit_the_flash():
