@@ -340,8 +340,8 @@ def masked_load(buf: Buffer, idx: tuple[Expr, ...], conds: list[Expr]) -> tuple[
 
 def block_shape(P: int, M: int, K2: int | None = None) -> tuple[int, int]:
     """(PB, MB): 3 positions by 2 channels (2 when there are 2), or 1 position by 4 channels
-    (5 or 3 when fewer repeat) when there is one position (a batch-1 MatMul), so no
-    accumulator repeats another. 3 x 2
+    (5 or 3 when fewer repeat; 5 first when ``K2``, given, runs straight-line) when there is
+    one position (a batch-1 MatMul), so no accumulator repeats another. 3 x 2
     over 2 x 2 on cortex-m4 -Os with int16 weights (benchmarks/mcu.py int8 "other conv"):
     ds_cnn 1.34 -> 1.26, resnet8 1.23 -> 1.21, mobilenet_v1_025_vww 1.60 -> 1.54 instructions
     per MAC (the per-channel requantize constants and the accumulator set-up shared by 3
@@ -350,7 +350,8 @@ def block_shape(P: int, M: int, K2: int | None = None) -> tuple[int, int]:
     per 12 MACs for 3 x 2); with them, on a 3x3 16 -> 16 conv of 32 x 32 (cortex-m4 -Os,
     without the groups of 3 scratch words, loading them in pairs), 4 x 2 1.31 and 2 x 4 1.25
     against 3 x 2 1.19. Batch 1: 1 x 6 and 1 x 8 spill (784 -> 128 dense: 1.30, 1.60 per MAC
-    against 0.81 for 1 x 4). A reduction of at most 4 words (``K2``, a pointwise layer of 8 input
+    against 0.81 for 1 x 4; 1 x 5 with the 5-word LDMIA 0.78 against 0.76, in its reduction
+    loop). A reduction of at most 4 words (``K2``, a pointwise layer of 8 input
     channels) takes 4 x 1: the 3 x 2 block's 6 accumulators, 3 pinned scratch registers and
     the per-channel requantize constants spill there (cortex-m4 -Os, 8 -> 16 on 18 x 18 with
     per-channel scales: 3 x 2 2.00, 2 x 2 1.90, 4 x 1 1.75, 5 x 1 2.19; on 16 -> 32 4 x 1 1.251
@@ -358,7 +359,11 @@ def block_shape(P: int, M: int, K2: int | None = None) -> tuple[int, int]:
     if P > 1 and K2 is not None and K2 <= 4:
         return min(P, 4), 1
     if P == 1:   # 4 channels, or 5 or 3 when they repeat fewer (resnet8's dense 64 -> 10)
-        return 1, min((4, 5, 3), key=lambda mb: -(-M // mb) * mb - M) if M >= 4 else max(M, 1)
+        # with a straight-line reduction (``K2`` given, at most STRAIGHT_WORDS) 5 when it
+        # repeats no more than 4 (cortex-m4 -Os: QLinearMatMul 64 -> 20 1044 -> 1009, QGemm
+        # 64 -> 40 2013 -> 1937; in a reduction loop 1 x 5 spills: 784 -> 128 0.76 -> 0.78)
+        order = (5, 4, 3) if K2 is not None and K2 <= STRAIGHT_WORDS else (4, 5, 3)
+        return 1, min(order, key=lambda mb: -(-M // mb) * mb - M) if M >= 4 else max(M, 1)
     return min(P, 3), (2 if M >= 2 else 1)
 
 

@@ -672,7 +672,7 @@ def _product_blocked(ctx: LowerCtx, A: Buffer, Y: Buffer, bv: Sequence[Expr],
         z = ((z + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
         if np.any(z):
             folded = Buffer("acc0", I32, (N,), space="weight", data=z, value="")[(Var("m_"),)]
-    PB, MB = blk.block_shape(M, N)
+    PB, MB = blk.block_shape(M, N, K2 if M == 1 else None)   # (K2: batch 1's 1 x 5 or 1 x 4)
     packed, i8 = _packed(ctx, wt, MB, lanes)
     kk = Var("kw")
 

@@ -419,6 +419,20 @@ def test_dense_batch1_reads_starts_and_multipliers_with_its_weights(N, mb):
     assert len(re.findall(r"onnxcc_ldm4b\(&onnxcc_w\d+, &acc00, ", c)) == 1   # the starts
 
 
+def test_batch1_block_of_5_columns_with_a_straight_line_reduction():
+    """A batch-1 block takes the 5 columns of one LDMIA where that repeats no more columns
+    than 4 do and the reduction runs straight-line (at most STRAIGHT_WORDS words); in a
+    reduction loop 4 (1 x 5 spilled there); else the fewest repeated columns."""
+    from onnxcc.codegen.lower.int_blocked import STRAIGHT_WORDS, block_shape
+
+    assert block_shape(1, 20, 32) == (1, 5) and block_shape(1, 20, STRAIGHT_WORDS + 1) == (1, 4)
+    assert block_shape(1, 20) == (1, 4)
+    assert block_shape(1, 10, 392) == (1, 5) and block_shape(1, 16, 4) == (1, 4)
+    _tools_or_skip("cortex-m4")
+    cm = bit_exact_on(*qgemm(1, 32, 20, per_channel=True), "cortex-m4")
+    assert "blocked 1 rows x 5 columns" in cm.program.kernels[0].comment
+
+
 def test_short_reduction_takes_4x1_blocks():
     """A pointwise QLinearConv of 8 input channels (4 reduction words) on cortex-m4 runs 4
     pixels x 1 channel blocks (3 x 2 spilled there: int_blocked.block_shape); 16 channels keep
