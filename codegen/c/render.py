@@ -611,7 +611,9 @@ class _Renderer:
                 ld = s.init.args[0]
                 w = walk.get((ld.buf.name, terms))
                 if w is None or w[1] != k0:
-                    w = [self.walker(), k0, self.ldm_bank(ld.buf.name)]
+                    # (a group asking for its own bank leaves the buffer's bank unassigned)
+                    w = [self.walker(), k0, self.ldm_bank(ld.buf.name) if _ldm_bank(s) is None
+                         else self.__dict__.get("banks", {}).get(ld.buf.name, 0)]
                     walk[(ld.buf.name, terms)] = w
                     out.append(f"{pad}const int32_t *{w[0]} = &{ld.buf.name}"
                                f"[{self.offset(ld.buf, ld.index)}];")
