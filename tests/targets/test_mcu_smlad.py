@@ -390,12 +390,48 @@ def test_dense_1x5_block_walks_one_weight_pointer():
     assert len(re.findall(r"= \*onnxcc_w\d+\+\+;", c)) == 32     # 32 words, one fifth weight each
 
 
-def test_short_reduction_takes_4x1_blocks():
-    """A pointwise QLinearConv of 8 input channels (4 reduction words) on cortex-m4 runs 4
-    pixels x 1 channel blocks (3 x 2 spilled there: int_blocked.block_shape); 16 channels keep
-    3 x 2. Bit-exact, with a pixel count that leaves a partial block."""
+@pytest.mark.parametrize("int8", [False, True], ids=["int16_weights", "int8_weights"])
+@pytest.mark.parametrize("shape", [(8, 6, 5, 7, 1, 0), (8, 5, 3, 3, 1, 0), (2, 5, 5, 6, 2, 1)],
+                         ids=["pointwise_35px", "pointwise_9px", "k2x2_2ch_pad"])
+def test_short_reduction_holds_the_weights(shape, int8, monkeypatch):
+    """A QLinearConv of 4 reduction words (8 input channels 1 x 1; 2 channels 2 x 2) on
+    cortex-m4 holds each channel's weight words in registers over a block of pixels
+    (int_blocked.stationary_nest): one ldm group of the weights per channel (int8 weights: 2
+    words widened by sxtb16), then per pixel one group of its 4 scratch words and 4 SMLAD; the
+    35 pixels in 3 even blocks of 12, the last starting at pixel 23 (no clamp per pixel).
+    Bit-exact; 16 channels keep 3 x 2 blocks."""
+    from onnxcc.codegen.lower import int_blocked
+
     _tools_or_skip("cortex-m4")
-    cm = bit_exact_on(*qconv(8, 6, 5, 7, 1, 0), "cortex-m4")
-    assert "4 pixels x 1 channels" in cm.program.kernels[0].comment
+    monkeypatch.setattr(int_blocked, "INT8_WEIGHTS", int8)
+    cm = bit_exact_on(*qconv(*shape), "cortex-m4")
+    _, _, H, W, k, pad = shape
+    P = (H + 2 * pad - k + 1) * (W + 2 * pad - k + 1)
+    PB = -(-P // -(-P // int_blocked.STATIONARY_PB))
+    assert f"per channel its 4 weight words held over the {PB} pixels" in \
+        cm.program.kernels[0].comment
+    c = _c_text(cm)
+    assert len(re.findall(r"onnxcc_ldm4[ab]\(&onnxcc_w\d+, &x\d+_0, &x\d+_1", c)) == PB
+    assert ("onnxcc_ldm2" in c and "onnxcc_sxtb16(w8_1, 8)" in c) if int8 else \
+        "&w0, &w1, &w2, &w3)" in c
+    if P == 35:
+        assert "onnxcc_min_int32((pp * 12), 23)" in c and "23) + 1)" in c
+        assert not re.search(r"onnxcc_min_int32\(\(\(pp \* 12\) \+ \d+\)", c)
     cm = onnxcc.compile(qconv(16, 6, 5, 7, 1, 0)[0], "cortex-m4", name="t")
     assert "3 pixels x 2 channels" in cm.program.kernels[0].comment
+
+
+def test_blocks_share_the_requantize_multiplier_and_store_by_flat_pixel():
+    """A 3x3 QLinearConv of 16 channels on cortex-m4 (3 x 2 blocks, per-channel scales) over 7 x
+    5 output pixels (35: a partial last block, which overlaps the one before): per block each
+    channel's requantize multiplier is read once into a local for its 3 epilogues, the y stores
+    index the flat pixel (no division by the row length), and no pixel index is clamped.
+    Bit-exact."""
+    _tools_or_skip("cortex-m4")
+    cm = bit_exact_on(*qconv(16, 4, 7, 5, 3, 1, x_type=np.int8), "cortex-m4")
+    c = _c_text(cm)
+    assert len(re.findall(r"= rq_m\[", c)) == 2 and "rq_m_v1" in c
+    ys = [ln for ln in c.splitlines() if re.match(r"\s*y\[", ln)]
+    assert len(ys) == 6 and not any("div" in ln or "mod" in ln for ln in ys)
+    assert "onnxcc_min_int32((pp * 3), 32)" in c
+    assert not re.search(r"onnxcc_min_int32\(\(\(pp \* 3\) \+ \d+\)", c)
