@@ -391,21 +391,24 @@ def test_dense_1x5_block_walks_one_weight_pointer():
 
 
 @pytest.mark.parametrize("int8", [False, True], ids=["int16_weights", "int8_weights"])
-@pytest.mark.parametrize("shape", [(8, 6, 5, 7, 1, 0), (8, 5, 3, 3, 1, 0), (2, 5, 5, 6, 2, 1)],
-                         ids=["pointwise_35px", "pointwise_9px", "k2x2_2ch_pad"])
+@pytest.mark.parametrize("shape", [(8, 6, 5, 7, 1, 0), (8, 5, 3, 3, 1, 0), (2, 5, 5, 6, 2, 1),
+                                   (8, 4, 5, 7, 1, 0, 1, np.int8)],
+                         ids=["pointwise_35px", "pointwise_9px", "k2x2_2ch_pad",
+                              "pointwise_35px_int8_x"])
 def test_short_reduction_holds_the_weights(shape, int8, monkeypatch):
     """A QLinearConv of 4 reduction words (8 input channels 1 x 1; 2 channels 2 x 2) on
     cortex-m4 holds each channel's weight words in registers over a block of pixels
     (int_blocked.stationary_nest): one ldm group of the weights per channel (int8 weights: 2
     words widened by sxtb16), then per pixel one group of its 4 scratch words and 4 SMLAD; the
-    35 pixels in 3 even blocks of 12, the last starting at pixel 23 (no clamp per pixel).
-    Bit-exact; 16 channels keep 3 x 2 blocks."""
+    35 pixels in 3 even blocks of 12, the last starting at pixel 23 (no clamp per pixel). With
+    int8 x a 1 x 1 layer's fill reads 4 pixels of a channel per word (fill_quads). Bit-exact;
+    16 channels keep 3 x 2 blocks."""
     from onnxcc.codegen.lower import int_blocked
 
     _tools_or_skip("cortex-m4")
     monkeypatch.setattr(int_blocked, "INT8_WEIGHTS", int8)
     cm = bit_exact_on(*qconv(*shape), "cortex-m4")
-    _, _, H, W, k, pad = shape
+    _, _, H, W, k, pad, *_ = shape
     P = (H + 2 * pad - k + 1) * (W + 2 * pad - k + 1)
     PB = -(-P // -(-P // int_blocked.STATIONARY_PB))
     assert f"per channel its 4 weight words held over the {PB} pixels" in \
@@ -414,6 +417,8 @@ def test_short_reduction_holds_the_weights(shape, int8, monkeypatch):
     assert len(re.findall(r"onnxcc_ldm4[ab]\(&onnxcc_w\d+, &x\d+_0, &x\d+_1", c)) == PB
     assert ("onnxcc_ldm2" in c and "onnxcc_sxtb16(w8_1, 8)" in c) if int8 else \
         "&w0, &w1, &w2, &w3)" in c
+    quads = len(shape) > 6
+    assert ("onnxcc_load4(&x" in c and "onnxcc_pkhtb(xe8_1, xe8_0)" in c) is quads
     if P == 35:
         assert "onnxcc_min_int32((pp * 12), 23)" in c and "23) + 1)" in c
         assert not re.search(r"onnxcc_min_int32\(\(\(pp \* 12\) \+ \d+\)", c)
