@@ -302,9 +302,11 @@ class _Requant:
             self.per_channel = math.prod(vals[1].shape) > 1
             self.alpha = alpha
 
-    def __call__(self, acc: Expr, ch: Expr) -> Expr:
+    def __call__(self, acc: Expr, ch: Expr, m: Expr | None = None) -> Expr:
+        """Accumulator ``acc`` of output channel ``ch`` requantized; ``m``, when given, the
+        channel's multiplier read elsewhere (another buffer holding ``self.m``'s values)."""
         if self.const:
-            m = self.m if isinstance(self.m, Const) else self.m[(ch,)]
+            m = m if m is not None else self.m if isinstance(self.m, Const) else self.m[(ch,)]
             if self.mla is not None:
                 _, t, ra = self.mla
                 r = Binary("shr", Call("smmla", (acc, m, const(ra, I32)), I32), const(t, I32))
@@ -1073,7 +1075,19 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
             free = _two_per_trip(cp, CP, free) if CP >= 8 else loops([(cp, 0, CP)], free)
         return loops([(kh, 0, KH), (kw, 0, KW)], free + out)
 
+    # the per-channel start and requantize multiplier side by side in one weight buffer
+    # (chan (M, 2)), so a block reads them through one pointer (cortex-m4 -Os, 16 -> 32 on 9 x
+    # 11: 1.146 -> 1.115 instructions per MAC, 32 -> 32 on 8 x 9 0.943 -> 0.927, 3 -> 8 3x3 on
+    # 19 x 19 1.405 -> 1.375)
+    chan = None
+    if isinstance(fold_start, Load) and fin is not None and fin.mla is not None and \
+            isinstance(fin.m, Buffer):
+        chan = Buffer("chan", I32, (M, 2), space="weight", value="",
+                      data=np.stack([fold_start.buf.data, fin.m.data], axis=1).reshape(-1))
+
     def start(m: Expr, p: Expr) -> Expr:
+        if chan is not None:
+            return chan[(m, Const(0))]
         if fold_start is not None:
             return substitute(fold_start, {Var("m_"): m})
         return Cast(B[(m,)], I32) if B is not None else const(0, I32)
@@ -1084,7 +1098,8 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
 
     def store(m: Expr, p: Expr, acc: Expr) -> list[Stmt]:
         at = (n, m, p) if Yp is not Y else (n, m, *pixel(p))
-        return [Store(Yp, at, fin(acc, m) if fin is not None else acc)]
+        return [Store(Yp, at, fin(acc, m, chan[(m, Const(1))] if chan is not None else None)
+                      if fin is not None else acc)]
 
     inner, W, col = blk.blocked_nest(lanes=lanes, P=P, PB=PB, M=M, MB=MB, K2=K2,
                                      weights=packed, int8_weights=i8, value=w.name,
@@ -1112,6 +1127,8 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
         (fin.reads + fin.weights if fin else [])
     if isinstance(fold_start, Load):
         extra.append(fold_start.buf)
+    if chan is not None:
+        extra.append(chan)
     ins = read_buffers(body, [X, W] + extra)
     return ctx.kernel(node.op.lower(), [Y], ins, [Comment(text)] + body, comment=text,
                       locals=[col])

@@ -428,14 +428,16 @@ def test_short_reduction_holds_the_weights(shape, int8, monkeypatch):
 
 def test_blocks_share_the_requantize_multiplier_and_store_by_flat_pixel():
     """A 3x3 QLinearConv of 16 channels on cortex-m4 (3 x 2 blocks, per-channel scales) over 7 x
-    5 output pixels (35: a partial last block, which overlaps the one before): per block each
-    channel's requantize multiplier is read once into a local for its 3 epilogues, the y stores
-    index the flat pixel (no division by the row length), and no pixel index is clamped.
-    Bit-exact."""
+    5 output pixels (35: a partial last block, which overlaps the one before): each channel's
+    start and requantize multiplier lie side by side in one weight buffer (chan), the
+    multiplier read once per block into a local for its 3 epilogues; the y stores index the
+    flat pixel (no division by the row length), and no pixel index is clamped. Bit-exact."""
     _tools_or_skip("cortex-m4")
     cm = bit_exact_on(*qconv(16, 4, 7, 5, 3, 1, x_type=np.int8), "cortex-m4")
     c = _c_text(cm)
-    assert len(re.findall(r"= rq_m\[", c)) == 2 and "rq_m_v1" in c
+    names = {b.name for b in cm.program.kernels[0].inputs}
+    assert "chan" in names and not names & {"rq_m", "acc0"}
+    assert len(re.findall(r"int32_t chan_v\d = chan", c)) == 2
     ys = [ln for ln in c.splitlines() if re.match(r"\s*y\[", ln)]
     assert len(ys) == 6 and not any("div" in ln or "mod" in ln for ln in ys)
     assert "onnxcc_min_int32((pp * 3), 32)" in c
