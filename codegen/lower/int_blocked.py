@@ -51,7 +51,8 @@ from onnxcc.errors import UnsupportedOpError
 
 from onnxcc.codegen.loops import (I32, Assign, Binary, Buffer, Call, Cast, Const, Decl, DType,
                                   Expr, Load, Loop, MulAdd, Select, Stmt, Store, Unary, Var,
-                                  all_of, children, const, minimum, stmt_exprs, walk_exprs)
+                                  all_of, children, const, minimum, stmt_exprs, substitute,
+                                  substitute_stmts, walk_exprs)
 
 U32 = DType("uint32")
 INT8_NAMES = ("int8", "uint8")   # the activations these kernels take (not "16x8"'s int16)
@@ -160,6 +161,7 @@ def pack_weights_int8(wt: np.ndarray, MB: int) -> np.ndarray | None:
 def blocked_nest(*, lanes: int, P: int, PB: int, M: int, MB: int, K2: int,
                  weights: np.ndarray, value: str, int8_weights: bool = False,
                  overlap: bool = False, share: bool = False, stationary: bool = False,
+                 consts: Buffer | None = None,
                  fill: Callable[[Buffer, list[Expr]], list[Stmt]],
                  start: Callable[[Expr, Expr], Expr],
                  store: Callable[[Expr, Expr, Expr], list[Stmt]]) -> tuple[list[Stmt], Buffer,
@@ -180,16 +182,21 @@ def blocked_nest(*, lanes: int, P: int, PB: int, M: int, MB: int, K2: int,
     (a Conv's: never in place). With ``share`` a per-channel load the epilogues of a block's
     positions share (the requantize multiplier) is read once (:func:`shared_loads`). With
     ``stationary`` (``MB`` 1, lanes 2, ``K2`` <= STATIONARY_K2) the nest is
-    :func:`stationary_nest`.
+    :func:`stationary_nest`. ``consts`` (lanes 2), a weight buffer (M, k) int32 of per-channel
+    values that ``start`` and ``store`` read as ``consts[m, j]`` (``m`` the channel expression
+    they were given), is appended to each channel block's weights (:func:`with_consts`) and
+    those loads read it there: one pointer for the block's weights and constants (gcc -Os kept
+    the other pointers on the stack).
     """
     if stationary:
         assert lanes == 2 and MB == 1 and K2 <= STATIONARY_K2, (lanes, MB, K2)
         return stationary_nest(P=P, PB=PB, M=M, K2=K2, weights=weights, value=value,
-                               int8_weights=int8_weights, overlap=overlap, fill=fill,
-                               start=start, store=store)
+                               int8_weights=int8_weights, overlap=overlap, consts=consts,
+                               fill=fill, start=start, store=store)
     wdt = I32 if lanes == 2 else I16
     MP, PP = -(-M // MB), -(-P // PB)
     bytes4 = lanes == 2 and int8_weights   # pack_weights_int8's groups of 2 words
+    weights, rows = with_consts(weights, consts, M, MB)
     W = Buffer("wp", DType.of(weights.dtype), weights.shape, space="weight",
                data=weights.reshape(-1), value=value)
     K2e = K2 + (K2 % 2 if bytes4 else 0)
@@ -296,13 +303,50 @@ def blocked_nest(*, lanes: int, P: int, PB: int, M: int, MB: int, K2: int,
         red.append(Loop(kk, Q * per, n_steps, fn(kk, 0)))
     if fn is step_row and K2 % 2:
         red += step(Const(K2 - 1), n_steps + per)   # (names apart from step_row's)
-    decls: list[Stmt] = [Decl(acc[s][t], start(ms[s], ps[t])) for s in range(MB) for t in range(PB)]
+    merge = _merged(consts, W, rows, mp, ms)
+    decls: list[Stmt] = [Decl(acc[s][t], substitute(start(ms[s], ps[t]), {}, merge))
+                         for s in range(MB) for t in range(PB)]
     stores = [st for s in range(MB) for t in range(PB) for st in store(ms[s], ps[t], acc[s][t])]
+    stores = substitute_stmts(stores, {}, merge) if consts is not None else stores
     stores = shared_loads(stores) if share else stores
     pad = [Store(col, (Const(K2), Const(t)), const(0, wdt)) for t in range(PB)] \
         if K2e > K2 else []
     body = [Loop(pp, 0, PP, fill(col, ps) + pad + [Loop(mp, 0, MP, decls + red + stores)])]
     return body, W, col
+
+
+def with_consts(weights: np.ndarray, consts: Buffer | None, M: int,
+                MB: int) -> tuple[np.ndarray, int]:
+    """Packed int32 ``weights`` (channel blocks, rows, MB) with the ``k`` per-channel values of
+    ``consts`` (a weight buffer (M, k) int32: a start and a requantize multiplier) appended as
+    k more rows of each channel block (channels padded as :func:`pack_weights` pads them), so
+    one pointer walks both; and the row count before them. ``weights`` as given when ``consts``
+    is None."""
+    rows = weights.shape[1]
+    if consts is None:
+        return weights, rows
+    assert weights.dtype == np.int32 and consts.data is not None, "int32 words (lanes 2) only"
+    MP = weights.shape[0]
+    c = np.asarray(consts.data).reshape(consts.shape).astype(np.int32)
+    c = c[np.minimum(np.arange(MP * MB), M - 1)].reshape(MP, MB, -1).transpose(0, 2, 1)
+    return np.ascontiguousarray(np.concatenate([weights, c], axis=1)), rows
+
+
+def _merged(consts: Buffer | None, W: Buffer, rows: int, mp: Var,
+            ms: list[Expr]) -> Callable[[Buffer, tuple], tuple[Buffer, tuple]] | None:
+    """The ``substitute`` access hook that moves a load ``consts[ms[s], j]`` to its place in
+    ``W`` (:func:`with_consts`: ``W[mp, rows + j, s]``); None without ``consts``."""
+    if consts is None:
+        return None
+    where = {substitute(m, {}): s for s, m in enumerate(ms)}
+
+    def access(buf: Buffer, idx: tuple) -> tuple[Buffer, tuple]:
+        if buf is not consts:
+            return buf, idx
+        j = idx[1]
+        assert isinstance(j, Const) and idx[0] in where, idx
+        return W, (mp, Const(rows + int(j.value)), Const(where[idx[0]]))
+    return access
 
 
 def stationary(lanes: int, P: int, K2: int) -> bool:
@@ -312,7 +356,7 @@ def stationary(lanes: int, P: int, K2: int) -> bool:
 
 
 def stationary_nest(*, P: int, PB: int, M: int, K2: int, weights: np.ndarray, value: str,
-                    int8_weights: bool, overlap: bool,
+                    int8_weights: bool, overlap: bool, consts: Buffer | None = None,
                     fill: Callable[[Buffer, list[Expr]], list[Stmt]],
                     start: Callable[[Expr, Expr], Expr],
                     store: Callable[[Expr, Expr, Expr], list[Stmt]]) -> tuple[list[Stmt], Buffer,
@@ -326,7 +370,9 @@ def stationary_nest(*, P: int, PB: int, M: int, K2: int, weights: np.ndarray, va
     from the start, the epilogue (``store``). ``weights`` from :func:`pack_weights` or
     :func:`pack_weights_int8` with MB 1. With ``overlap`` a last partial block starts at ``P -
     PB`` (its positions computed twice, the same values stored), else it repeats the last
-    position. Returns ``(body, weight buffer, scratch buffer)`` as :func:`blocked_nest`."""
+    position. ``consts`` as :func:`blocked_nest`'s. Returns ``(body, weight buffer, scratch
+    buffer)`` as :func:`blocked_nest`."""
+    weights, rows = with_consts(weights, consts, M, 1)
     W = Buffer("wp", DType.of(weights.dtype), weights.shape, space="weight",
                data=weights.reshape(-1), value=value)
     col = Buffer("col", I32, (K2, PB), strides=(1, K2), space="local")
@@ -353,13 +399,14 @@ def stationary_nest(*, P: int, PB: int, M: int, K2: int, weights: np.ndarray, va
     else:
         wv = [Var(f"w{k}", W.dtype) for k in range(K2)]
         body += [Decl(v, ld(W[(mp, Const(k), Const(0))])) for k, v in enumerate(wv)]
-    starts = [start(mp, p) for p in ps]
+    merge = _merged(consts, W, rows, mp, [mp])
+    starts = [substitute(start(mp, p), {}, merge) for p in ps]
     if all(e == starts[0] for e in starts):   # one start per channel (a Conv's)
         a0 = Var("acc0v", I32)
         body.append(Decl(a0, starts[0]))
         starts = [a0] * PB
     acc = [Var(f"acc_{t}", I32) for t in range(PB)]
-    per = [store(mp, p, a) for p, a in zip(ps, acc)]
+    per = [substitute_stmts(store(mp, p, a), {}, merge) for p, a in zip(ps, acc)]
     stores = shared_loads([st for sts in per for st in sts])
     for t in range(PB):
         xv = [Var(f"x{t}_{k}", I32) for k in range(K2)]

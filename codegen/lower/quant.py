@@ -1078,7 +1078,9 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
     # the per-channel start and requantize multiplier side by side in one weight buffer
     # (chan (M, 2)), so a block reads them through one pointer (cortex-m4 -Os, 16 -> 32 on 9 x
     # 11: 1.146 -> 1.115 instructions per MAC, 32 -> 32 on 8 x 9 0.943 -> 0.927, 3 -> 8 3x3 on
-    # 19 x 19 1.405 -> 1.375)
+    # 19 x 19 1.405 -> 1.375); with 2 lanes appended to each channel block's packed weights
+    # (blocked_nest's ``consts``), read through the weights' pointer (1.115 -> 1.041, 0.927 ->
+    # 0.890, 1.375 -> 1.329; 8 -> 16 on 18 x 23 1.226 -> 1.209)
     chan = None
     if isinstance(fold_start, Load) and fin is not None and fin.mla is not None and \
             isinstance(fin.m, Buffer):
@@ -1104,6 +1106,7 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
     inner, W, col = blk.blocked_nest(lanes=lanes, P=P, PB=PB, M=M, MB=MB, K2=K2,
                                      weights=packed, int8_weights=i8, value=w.name,
                                      overlap=True, share=True, stationary=held,
+                                     consts=chan if lanes == 2 else None,
                                      fill=fill_by_row if by_row else
                                      fill_by_kw if by_kw else fill_quads if quads else fill,
                                      start=start,

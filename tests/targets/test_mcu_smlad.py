@@ -192,7 +192,8 @@ def test_weights_int16_only_when_twice_their_bytes_fit_the_flash():
     for flash in (m4.flash_bytes, 2 * wbytes - 64):
         cm = onnxcc.compile(model, dataclasses.replace(m4, flash_bytes=flash), name="t")
         (wp,) = [b for b in cm.program.kernels[0].inputs if b.name == "wp"]
-        forms[flash] = wp.data.nbytes
+        # (less each channel's start and multiplier, 2 int32 that follow its block's weights)
+        forms[flash] = wp.data.nbytes - 8 * wp.shape[0] * wp.shape[2]
         got = run_program(cm.program, [x])[0].reshape(-1)
         assert got.tobytes() == interpret(cm.graph, {"x": x})["y"].reshape(-1).tobytes()
     assert forms[m4.flash_bytes] == 2 * 32 * 16 * 9 and forms[2 * wbytes - 64] == 32 * 16 * 9
@@ -269,7 +270,9 @@ def test_int8_weights_widened_by_sxtb16(case, monkeypatch):
     for int8 in (True, False):
         monkeypatch.setattr(int_blocked, "INT8_WEIGHTS", int8)
         k = onnxcc.compile(model, "cortex-m4", name="t").program.kernels[0]
-        sizes += [b.data.nbytes for b in k.inputs if b.name == "wp"]
+        # (less each channel's start and multiplier, 2 int32 that follow its block's weights)
+        sizes += [b.data.nbytes - 8 * b.shape[0] * b.shape[2] for b in k.inputs
+                  if b.name == "wp"]
     assert sizes[0] <= 0.55 * sizes[1]   # about half (an odd count of words rounds up)
     monkeypatch.setattr(int_blocked, "INT8_WEIGHTS", False)   # int16 pairs: bit-exact too
     assert "onnxcc_sxtb16(w0_0" not in _check(case, "cortex-m4")
@@ -429,15 +432,17 @@ def test_short_reduction_holds_the_weights(shape, int8, monkeypatch):
 def test_blocks_share_the_requantize_multiplier_and_store_by_flat_pixel():
     """A 3x3 QLinearConv of 16 channels on cortex-m4 (3 x 2 blocks, per-channel scales) over 7 x
     5 output pixels (35: a partial last block, which overlaps the one before): each channel's
-    start and requantize multiplier lie side by side in one weight buffer (chan), the
+    start and requantize multiplier follow its block's packed weights (one weight buffer), the
     multiplier read once per block into a local for its 3 epilogues; the y stores index the
     flat pixel (no division by the row length), and no pixel index is clamped. Bit-exact."""
     _tools_or_skip("cortex-m4")
     cm = bit_exact_on(*qconv(16, 4, 7, 5, 3, 1, x_type=np.int8), "cortex-m4")
     c = _c_text(cm)
-    names = {b.name for b in cm.program.kernels[0].inputs}
-    assert "chan" in names and not names & {"rq_m", "acc0"}
-    assert len(re.findall(r"int32_t chan_v\d = chan", c)) == 2
+    k = cm.program.kernels[0]
+    assert not {b.name for b in k.inputs} & {"rq_m", "acc0", "chan"}
+    (wp,) = [b for b in k.inputs if b.name == "wp"]
+    assert wp.shape == (2, 9 * 8 + 2, 2)     # 2 channel blocks: 72 weight words, start, m
+    assert len(re.findall(r"int32_t wp_v\d = wp", c)) == 2
     ys = [ln for ln in c.splitlines() if re.match(r"\s*y\[", ln)]
     assert len(ys) == 6 and not any("div" in ln or "mod" in ln for ln in ys)
     assert "onnxcc_min_int32((pp * 3), 32)" in c
