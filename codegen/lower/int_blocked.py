@@ -26,10 +26,13 @@ the value already written (no guard).
   the hint, 77). A batch-1 product (1 x MB, MB 4 or 5) reads 2 words per step: its 2 scratch
   words (LDRD), then per word its MB weights as one group (LDMIA) and MB SMLAD: 11 instructions
   per 16 MACs for MB 4 (a 784 -> 128 QLinearMatMul 1.18 -> 0.81 per MAC; gcc 12 -Os paired few
-  of the plain weight loads into LDRD), 13 per 20 for MB 5. The weights take 2 bytes per value in flash, twice the
-  int8 model's; when they would not fit the flash so (``int8_weights``) they stay int8 and are
-  widened in the loop with the loop IR's ``sxtb16`` intrinsic (1 byte per value, ~0.3-0.5 more
-  instructions per MAC, see ``INT8_WEIGHTS``);
+  of the plain weight loads into LDRD), 13 per 20 for MB 5. A Conv's reduction of at most 4
+  words (8 input channels, :func:`stationary_nest`) holds each channel's weight words in
+  registers over a block of up to 16 positions: per position one LDMIA of its 4 scratch words,
+  4 SMLAD and the epilogue (SMMLA, SSAT, STRB), 8 instructions for 8 MACs. The weights take 2
+  bytes per value in flash, twice the int8 model's; when they would not fit the flash so
+  (``int8_weights``) they stay int8 and are widened in the loop with the loop IR's ``sxtb16``
+  intrinsic (1 byte per value, ~0.3-0.5 more instructions per MAC, see ``INT8_WEIGHTS``);
 - 1 (other cores): int16 scratch values and int8 weights (int16 when a centered weight does
   not fit), one multiply-add each.
 
@@ -47,8 +50,9 @@ import numpy as np
 from onnxcc.errors import UnsupportedOpError
 
 from onnxcc.codegen.loops import (I32, Assign, Binary, Buffer, Call, Cast, Const, Decl, DType,
-                                  Expr, Load, Loop, Select, Stmt, Store, Var, all_of, const,
-                                  minimum)
+                                  Expr, Load, Loop, MulAdd, Select, Stmt, Store, Unary, Var,
+                                  all_of, children, const, minimum, stmt_exprs, substitute,
+                                  substitute_stmts, walk_exprs)
 
 U32 = DType("uint32")
 INT8_NAMES = ("int8", "uint8")   # the activations these kernels take (not "16x8"'s int16)
@@ -63,6 +67,15 @@ UNROLL = 12
 #: loops in registers and spilled accumulators in the inner loop), resnet8 1.12 -> 1.10; dense
 #: ds_cnn 1.56 -> 1.43, resnet8 2.03 -> 1.69. Up to ~1 KB of code per kernel.
 STRAIGHT_WORDS = 32
+#: A Conv's reductions of at most this many words (lanes 2: a pointwise layer of 8 input
+#: channels) take :func:`stationary_nest` in blocks of at most STATIONARY_PB positions
+#: (cortex-m4 -Os, 8 -> 16 with per-channel scales, 4 x 1 blocks before: on 48 x 48 1.65 ->
+#: 1.26 instructions per MAC, on 18 x 23 1.66 -> 1.24; benchmarks/mcu.py's
+#: mobilenet_v1_025_vww (16, 8, 1, 1) layers 1.66 -> 1.26). Blocks of 8, 12, 24, 32: 1.40,
+#: 1.31, 1.22, 1.19 on 48 x 48; a kernel's code grows with the block (16: ~810 bytes, 32:
+#: ~1.5 KB; 4 x 1 ~330), and the scratch too (K2 * STATIONARY_PB words).
+STATIONARY_K2 = 4
+STATIONARY_PB = 16
 BLOCK_MIN_K = 8     # fewer reduction values than this: the portable nest is as fast
 #: On DSP cores, whether the weights stay int8 in flash, widened in the loop by ``sxtb16``
 #: (``pack_weights_int8``: the bytes of the int8 model, which the fit check counts), or are
@@ -147,6 +160,8 @@ def pack_weights_int8(wt: np.ndarray, MB: int) -> np.ndarray | None:
 
 def blocked_nest(*, lanes: int, P: int, PB: int, M: int, MB: int, K2: int,
                  weights: np.ndarray, value: str, int8_weights: bool = False,
+                 overlap: bool = False, share: bool = False, stationary: bool = False,
+                 consts: Buffer | None = None,
                  fill: Callable[[Buffer, list[Expr]], list[Stmt]],
                  start: Callable[[Expr, Expr], Expr],
                  store: Callable[..., list[Stmt]],
@@ -168,8 +183,29 @@ def blocked_nest(*, lanes: int, P: int, PB: int, M: int, MB: int, K2: int,
     the starts are read into register bank 1 (bank 0's 5 registers take the first weights
     right after; gcc moved them out one by one). Cortex-m4 -Os, a QGemm 64 -> 10 with per-channel scales (ResNet-8's classifier):
     603 -> 557 instructions; 8 -> 128 1937 -> 1357 (with a reduction loop: slower, not
-    taken). Returns ``(body, weight buffer, scratch buffer)``; the scratch is a local
-    (the arena's on a microcontroller)."""
+    taken).
+
+    With ``overlap`` a last partial block of positions starts at ``P - PB`` (``min(pp * PB, P -
+    PB)``: its first positions computed again and the values already written stored again), so
+    no position index is clamped (else each position past the end repeats the last, a
+    ``min`` per position in the fill and the stores; cortex-m4 -Os, 8 -> 16 on 18 x 23 in 4 x 1
+    blocks 2.01 -> 1.74 instructions per MAC). Only where the output does not alias the input
+    (a Conv's: never in place). With ``share`` a per-channel load the epilogues of a block's
+    positions share (the requantize multiplier) is read once (:func:`shared_loads`). With
+    ``stationary`` (``MB`` 1, lanes 2, ``K2`` <= STATIONARY_K2) the nest is
+    :func:`stationary_nest`. ``consts`` (lanes 2), a weight buffer (M, k) int32 of per-channel
+    values that ``start`` and ``store`` read as ``consts[m, j]`` (``m`` the channel expression
+    they were given), is appended to each channel block's weights (:func:`with_consts`) and
+    those loads read it there: one pointer for the block's weights and constants (gcc -Os kept
+    the other pointers on the stack). ``head``/``tail`` and ``consts`` do not go together.
+    Returns ``(body, weight buffer, scratch buffer)``; the scratch is a local (the arena's on
+    a microcontroller).
+    """
+    if stationary:
+        assert lanes == 2 and MB == 1 and K2 <= STATIONARY_K2, (lanes, MB, K2)
+        return stationary_nest(P=P, PB=PB, M=M, K2=K2, weights=weights, value=value,
+                               int8_weights=int8_weights, overlap=overlap, consts=consts,
+                               fill=fill, start=start, store=store)
     wdt = I32 if lanes == 2 else I16
     MP, PP = -(-M // MB), -(-P // PB)
     bytes4 = lanes == 2 and int8_weights   # pack_weights_int8's groups of 2 words
@@ -187,11 +223,14 @@ def blocked_nest(*, lanes: int, P: int, PB: int, M: int, MB: int, K2: int,
     off = 0 if head is None else 1    # the weights' first row in a channel block
     if head is not None or tail is not None:
         idx = np.minimum(np.arange(MP * MB), M - 1)   # the last channel repeated, as the weights
-        rows = [np.asarray(head, np.int32)[idx].reshape(MP, 1, MB)] if head is not None else []
-        rows.append(weights)
+        parts = [np.asarray(head, np.int32)[idx].reshape(MP, 1, MB)] if head is not None else []
+        parts.append(weights)
         if tail is not None:
-            rows.append(np.asarray(tail, np.int32)[idx].reshape(MP, 1, MB))
-        weights = np.ascontiguousarray(np.concatenate(rows, axis=1))
+            parts.append(np.asarray(tail, np.int32)[idx].reshape(MP, 1, MB))
+        weights = np.ascontiguousarray(np.concatenate(parts, axis=1))
+    if consts is not None and (head is not None or tail is not None):
+        raise ValueError("blocked_nest: consts with head or tail")
+    weights, rows = with_consts(weights, consts, M, MB)
     W = Buffer("wp", DType.of(weights.dtype), weights.shape, space="weight",
                data=weights.reshape(-1), value=value)
     col = Buffer("col", wdt, (K2e, PB), space="local")
@@ -204,7 +243,11 @@ def blocked_nest(*, lanes: int, P: int, PB: int, M: int, MB: int, K2: int,
 
     pbase = Binary("mul", pp, Const(PB)) if PB > 1 else pp
     mbase = Binary("mul", mp, Const(MB)) if MB > 1 else mp
-    ps = [clamp(pbase, t, PB, P) for t in range(PB)]
+    if overlap and P % PB and P > PB:
+        pbase = minimum(pbase, Const(P - PB))
+        ps = [pbase if t == 0 else Binary("add", pbase, Const(t)) for t in range(PB)]
+    else:
+        ps = [clamp(pbase, t, PB, P) for t in range(PB)]
     ms = [clamp(mbase, s, MB, M) for s in range(MB)]
     acc = [[Var(f"acc{s}{t}", I32) for t in range(PB)] for s in range(MB)]
 
@@ -291,12 +334,14 @@ def blocked_nest(*, lanes: int, P: int, PB: int, M: int, MB: int, K2: int,
         red.append(Loop(kk, Q * per, n_steps, fn(kk, 0)))
     if fn is step_row and K2 % 2:
         red += step(Const(K2 - 1), n_steps + per)   # (names apart from step_row's)
+    merge = _merged(consts, W, rows, mp, ms)
     if head is not None:   # in bank 1's registers: the weights' group reuses bank 0's
         decls: list[Stmt] = [Decl(acc[s][0], Call("ldm", (W[(mp, Const(0), Const(s))],
                                                           Const(1, I32)), I32))
                              for s in range(MB)]
     else:
-        decls = [Decl(acc[s][t], start(ms[s], ps[t])) for s in range(MB) for t in range(PB)]
+        decls = [Decl(acc[s][t], substitute(start(ms[s], ps[t]), {}, merge))
+                 for s in range(MB) for t in range(PB)]
     if tail is not None:
         tv = [Var(f"t{s}", I32) for s in range(MB)]
         rt = Const(weights.shape[1] - 1)
@@ -304,10 +349,179 @@ def blocked_nest(*, lanes: int, P: int, PB: int, M: int, MB: int, K2: int,
         stores += [st for s in range(MB) for st in store(ms[s], ps[0], acc[s][0], tv[s])]
     else:
         stores = [st for s in range(MB) for t in range(PB) for st in store(ms[s], ps[t], acc[s][t])]
+        stores = substitute_stmts(stores, {}, merge) if consts is not None else stores
+    stores = shared_loads(stores) if share else stores
     pad = [Store(col, (Const(K2), Const(t)), const(0, wdt)) for t in range(PB)] \
         if K2e > K2 else []
     body = [Loop(pp, 0, PP, fill(col, ps) + pad + [Loop(mp, 0, MP, decls + red + stores)])]
     return body, W, col
+
+
+def with_consts(weights: np.ndarray, consts: Buffer | None, M: int,
+                MB: int) -> tuple[np.ndarray, int]:
+    """Packed int32 ``weights`` (channel blocks, rows, MB) with the ``k`` per-channel values of
+    ``consts`` (a weight buffer (M, k) int32: a start and a requantize multiplier) appended as
+    k more rows of each channel block (channels padded as :func:`pack_weights` pads them), so
+    one pointer walks both; and the row count before them. ``weights`` as given when ``consts``
+    is None."""
+    rows = weights.shape[1]
+    if consts is None:
+        return weights, rows
+    assert weights.dtype == np.int32 and consts.data is not None, "int32 words (lanes 2) only"
+    MP = weights.shape[0]
+    c = np.asarray(consts.data).reshape(consts.shape).astype(np.int32)
+    c = c[np.minimum(np.arange(MP * MB), M - 1)].reshape(MP, MB, -1).transpose(0, 2, 1)
+    return np.ascontiguousarray(np.concatenate([weights, c], axis=1)), rows
+
+
+def _merged(consts: Buffer | None, W: Buffer, rows: int, mp: Var,
+            ms: list[Expr]) -> Callable[[Buffer, tuple], tuple[Buffer, tuple]] | None:
+    """The ``substitute`` access hook that moves a load ``consts[ms[s], j]`` to its place in
+    ``W`` (:func:`with_consts`: ``W[mp, rows + j, s]``); None without ``consts``."""
+    if consts is None:
+        return None
+    where = {substitute(m, {}): s for s, m in enumerate(ms)}
+
+    def access(buf: Buffer, idx: tuple) -> tuple[Buffer, tuple]:
+        if buf is not consts:
+            return buf, idx
+        j = idx[1]
+        assert isinstance(j, Const) and idx[0] in where, idx
+        return W, (mp, Const(rows + int(j.value)), Const(where[idx[0]]))
+    return access
+
+
+def stationary(lanes: int, P: int, K2: int) -> bool:
+    """Whether a blocked Conv of ``P`` positions and ``K2`` words takes :func:`stationary_nest`
+    (:func:`block_shape` gives its blocks)."""
+    return lanes == 2 and P > 1 and K2 <= STATIONARY_K2
+
+
+def stationary_nest(*, P: int, PB: int, M: int, K2: int, weights: np.ndarray, value: str,
+                    int8_weights: bool, overlap: bool, consts: Buffer | None = None,
+                    fill: Callable[[Buffer, list[Expr]], list[Stmt]],
+                    start: Callable[[Expr, Expr], Expr],
+                    store: Callable[[Expr, Expr, Expr], list[Stmt]]) -> tuple[list[Stmt], Buffer,
+                                                                            Buffer]:
+    """The blocked product of a short reduction (``K2`` <= STATIONARY_K2 words, lanes 2) with
+    the channel's weights held in registers: per block of ``PB`` positions the scratch is
+    position-major (``col[word, t]`` at ``t * K2 + word``), filled by ``fill`` as in
+    :func:`blocked_nest`; then per channel its K2 weight words are read once (one ``ldm``
+    group; with ``int8_weights`` the words of :func:`pack_weights_int8` widened by ``sxtb16``)
+    with its start value, and per position its K2 scratch words (one ``ldm`` group), K2 SMLAD
+    from the start, the epilogue (``store``). ``weights`` from :func:`pack_weights` or
+    :func:`pack_weights_int8` with MB 1. With ``overlap`` a last partial block starts at ``P -
+    PB`` (its positions computed twice, the same values stored), else it repeats the last
+    position. ``consts`` as :func:`blocked_nest`'s. Returns ``(body, weight buffer, scratch
+    buffer)`` as :func:`blocked_nest`."""
+    weights, rows = with_consts(weights, consts, M, 1)
+    W = Buffer("wp", DType.of(weights.dtype), weights.shape, space="weight",
+               data=weights.reshape(-1), value=value)
+    col = Buffer("col", I32, (K2, PB), strides=(1, K2), space="local")
+    pp, mp = Var("pp"), Var("mp")
+    PP = -(-P // PB)
+    pbase: Expr = Binary("mul", pp, Const(PB))
+    if P % PB and overlap:
+        pbase = minimum(pbase, Const(P - PB))
+        ps = [pbase if t == 0 else Binary("add", pbase, Const(t)) for t in range(PB)]
+    else:
+        ps = [pbase if t == 0 else minimum(Binary("add", pbase, Const(t)), Const(P - 1))
+              if P % PB else Binary("add", pbase, Const(t)) for t in range(PB)]
+
+    def ld(e: Load) -> Expr:
+        return Call("ldm", (e,), I32)
+
+    body: list[Stmt] = []
+    if int8_weights:
+        w8 = [Var(f"w8_{g}", I32) for g in range(-(-K2 // 2))]
+        body += [Decl(v, ld(W[(mp, Const(g), Const(0))])) for g, v in enumerate(w8)]
+        wv = [Var(f"w{k}", I32) for k in range(K2)]
+        body += [Decl(v, Call("sxtb16", (w8[k // 2], Const(8 * (k % 2), I32)), I32))
+                 for k, v in enumerate(wv)]
+    else:
+        wv = [Var(f"w{k}", W.dtype) for k in range(K2)]
+        body += [Decl(v, ld(W[(mp, Const(k), Const(0))])) for k, v in enumerate(wv)]
+    merge = _merged(consts, W, rows, mp, [mp])
+    starts = [substitute(start(mp, p), {}, merge) for p in ps]
+    if all(e == starts[0] for e in starts):   # one start per channel (a Conv's)
+        a0 = Var("acc0v", I32)
+        body.append(Decl(a0, starts[0]))
+        starts = [a0] * PB
+    acc = [Var(f"acc_{t}", I32) for t in range(PB)]
+    per = [substitute_stmts(store(mp, p, a), {}, merge) for p, a in zip(ps, acc)]
+    stores = shared_loads([st for sts in per for st in sts])
+    for t in range(PB):
+        xv = [Var(f"x{t}_{k}", I32) for k in range(K2)]
+        body += [Decl(v, ld(col[(Const(k), Const(t))])) for k, v in enumerate(xv)]
+        body.append(Decl(acc[t], smlad(wv[0], xv[0], starts[t])))
+        body += [Assign(acc[t], smlad(wv[k], xv[k], acc[t])) for k in range(1, K2)]
+        n = len(per[t])
+        while n:   # this position's stores, with the locals shared_loads declared before them
+            st = stores.pop(0)
+            body.append(st)
+            n -= isinstance(st, Store)
+    body = [Loop(pp, 0, PP, fill(col, ps) + [Loop(mp, 0, M, body)])]
+    return body, W, col
+
+
+def _replace_loads(e: Expr, env: dict[Load, Var]) -> Expr:
+    """``e`` with each load of ``env`` replaced by its local."""
+    if isinstance(e, Load) and e in env:
+        return env[e]
+    kids = children(e)
+    if not kids:
+        return e
+    new = [_replace_loads(c, env) for c in kids]
+    if all(a is b for a, b in zip(new, kids)):
+        return e
+    return _rebuild(e, new)
+
+
+def _rebuild(e: Expr, kids: list[Expr]) -> Expr:
+    """``e`` with its direct sub-expressions (``children(e)``'s order) replaced."""
+    if isinstance(e, Load):
+        n = len(e.index)
+        rest = kids[n:]
+        mask = rest.pop(0) if e.mask is not None else None
+        other = rest.pop(0) if e.other is not None else None
+        return Load(e.buf, tuple(kids[:n]), mask, other)
+    if isinstance(e, Binary):
+        return Binary(e.op, kids[0], kids[1])
+    if isinstance(e, Unary):
+        return Unary(e.op, kids[0])
+    if isinstance(e, Cast):
+        return Cast(kids[0], e.dtype)
+    if isinstance(e, Select):
+        return Select(kids[0], kids[1], kids[2])
+    if isinstance(e, MulAdd):
+        return MulAdd(kids[0], kids[1], kids[2])
+    if isinstance(e, Call):
+        return Call(e.fn, tuple(kids), e.dtype)
+    raise TypeError(e)
+
+
+def shared_loads(stmts: list[Stmt]) -> list[Stmt]:
+    """``stmts`` (stores) with each unmasked load of a weight buffer that two or more of them
+    read (a per-channel requantize multiplier shared by a block's positions) declared once, as a
+    local before the first that reads it: gcc -Os reloaded it before each store (an int8 store
+    may alias it; cortex-m4 -Os: 8 -> 16 on 18 x 23 in 4 x 1 blocks 1.74 -> 1.66 instructions
+    per MAC, 16 -> 32 on 9 x 11 1.25 -> 1.15, 128 -> 128 on 6 x 6 0.835 -> 0.796)."""
+    seen: dict[Load, int] = {}
+    for st in stmts:
+        for ld in {e for x in stmt_exprs(st) for e in walk_exprs(x)
+                   if isinstance(e, Load) and e.mask is None and e.buf.space == "weight"}:
+            seen[ld] = seen.get(ld, 0) + 1
+    env: dict[Load, Var] = {}
+    out: list[Stmt] = []
+    for st in stmts:
+        assert isinstance(st, Store)
+        for e in (e for x in stmt_exprs(st) for e in walk_exprs(x)):
+            if isinstance(e, Load) and seen.get(e, 0) > 1 and e not in env:
+                env[e] = Var(f"{e.buf.name}_v{len(env)}", e.dtype)
+                out.append(Decl(env[e], e))
+        out.append(Store(st.buf, tuple(_replace_loads(i, env) for i in st.index),
+                         _replace_loads(st.value, env)))
+    return out
 
 
 def widened(x: Expr, zp: Expr, mask: Expr | None = None) -> Expr:
@@ -351,13 +565,15 @@ def block_shape(P: int, M: int, K2: int | None = None) -> tuple[int, int]:
     without the groups of 3 scratch words, loading them in pairs), 4 x 2 1.31 and 2 x 4 1.25
     against 3 x 2 1.19. Batch 1: 1 x 6 and 1 x 8 spill (784 -> 128 dense: 1.30, 1.60 per MAC
     against 0.81 for 1 x 4; 1 x 5 with the 5-word LDMIA 0.78 against 0.76, in its reduction
-    loop). A reduction of at most 4 words (``K2``, a pointwise layer of 8 input
-    channels) takes 4 x 1: the 3 x 2 block's 6 accumulators, 3 pinned scratch registers and
-    the per-channel requantize constants spill there (cortex-m4 -Os, 8 -> 16 on 18 x 18 with
-    per-channel scales: 3 x 2 2.00, 2 x 2 1.90, 4 x 1 1.75, 5 x 1 2.19; on 16 -> 32 4 x 1 1.251
-    against 1.250, on 32 -> 32 1.035 against 0.995)."""
-    if P > 1 and K2 is not None and K2 <= 4:
-        return min(P, 4), 1
+    loop). A reduction of at most STATIONARY_K2 words (``K2``, a pointwise
+    layer of 8 input channels) takes blocks of up to STATIONARY_PB positions by 1 channel, as
+    even as the fewest blocks allow (20 positions: 2 x 10), for :func:`stationary_nest`: the 3
+    x 2 block's 6 accumulators, 3 pinned scratch registers and the per-channel requantize
+    constants spill there (cortex-m4 -Os, 8 -> 16 on 18 x 18 with per-channel scales: 3 x 2
+    2.00, 2 x 2 1.90, 4 x 1 1.75, 5 x 1 2.19; on 16 -> 32 4 x 1 1.251 against 1.250, on 32 ->
+    32 1.035 against 0.995)."""
+    if P > 1 and K2 is not None and K2 <= STATIONARY_K2:   # as even blocks as there can be
+        return -(-P // -(-P // STATIONARY_PB)), 1
     if P == 1:   # 4 channels, or 5 or 3 when they repeat fewer (resnet8's dense 64 -> 10)
         # with a straight-line reduction (``K2`` given, at most STRAIGHT_WORDS) 5 when it
         # repeats no more than 4 (cortex-m4 -Os: QLinearMatMul 64 -> 20 1044 -> 1009, QGemm

@@ -200,7 +200,8 @@ def test_weights_int16_only_when_twice_their_bytes_fit_the_flash():
     for flash in (m4.flash_bytes, 2 * wbytes - 64):
         cm = onnxcc.compile(model, dataclasses.replace(m4, flash_bytes=flash), name="t")
         (wp,) = [b for b in cm.program.kernels[0].inputs if b.name == "wp"]
-        forms[flash] = wp.data.nbytes
+        # (less each channel's start and multiplier, 2 int32 that follow its block's weights)
+        forms[flash] = wp.data.nbytes - 8 * wp.shape[0] * wp.shape[2]
         got = run_program(cm.program, [x])[0].reshape(-1)
         assert got.tobytes() == interpret(cm.graph, {"x": x})["y"].reshape(-1).tobytes()
     assert forms[m4.flash_bytes] == 2 * 32 * 16 * 9 and forms[2 * wbytes - 64] == 32 * 16 * 9
@@ -277,7 +278,9 @@ def test_int8_weights_widened_by_sxtb16(case, monkeypatch):
     for int8 in (True, False):
         monkeypatch.setattr(int_blocked, "INT8_WEIGHTS", int8)
         k = onnxcc.compile(model, "cortex-m4", name="t").program.kernels[0]
-        sizes += [b.data.nbytes for b in k.inputs if b.name == "wp"]
+        # (less each channel's start and multiplier, 2 int32 that follow its block's weights)
+        sizes += [b.data.nbytes - 8 * b.shape[0] * b.shape[2] for b in k.inputs
+                  if b.name == "wp"]
     assert sizes[0] <= 0.55 * sizes[1]   # about half (an odd count of words rounds up)
     monkeypatch.setattr(int_blocked, "INT8_WEIGHTS", False)   # int16 pairs: bit-exact too
     assert "onnxcc_sxtb16(w0_0" not in _check(case, "cortex-m4")
@@ -433,12 +436,57 @@ def test_batch1_block_of_5_columns_with_a_straight_line_reduction():
     assert "blocked 1 rows x 5 columns" in cm.program.kernels[0].comment
 
 
-def test_short_reduction_takes_4x1_blocks():
-    """A pointwise QLinearConv of 8 input channels (4 reduction words) on cortex-m4 runs 4
-    pixels x 1 channel blocks (3 x 2 spilled there: int_blocked.block_shape); 16 channels keep
-    3 x 2. Bit-exact, with a pixel count that leaves a partial block."""
+@pytest.mark.parametrize("int8", [False, True], ids=["int16_weights", "int8_weights"])
+@pytest.mark.parametrize("shape", [(8, 6, 5, 7, 1, 0), (8, 5, 3, 3, 1, 0), (2, 5, 5, 6, 2, 1),
+                                   (8, 4, 5, 7, 1, 0, 1, np.int8)],
+                         ids=["pointwise_35px", "pointwise_9px", "k2x2_2ch_pad",
+                              "pointwise_35px_int8_x"])
+def test_short_reduction_holds_the_weights(shape, int8, monkeypatch):
+    """A QLinearConv of 4 reduction words (8 input channels 1 x 1; 2 channels 2 x 2) on
+    cortex-m4 holds each channel's weight words in registers over a block of pixels
+    (int_blocked.stationary_nest): one ldm group of the weights per channel (int8 weights: 2
+    words widened by sxtb16), then per pixel one group of its 4 scratch words and 4 SMLAD; the
+    35 pixels in 3 even blocks of 12, the last starting at pixel 23 (no clamp per pixel). With
+    int8 x a 1 x 1 layer's fill reads 4 pixels of a channel per word (fill_quads). Bit-exact;
+    16 channels keep 3 x 2 blocks."""
+    from onnxcc.codegen.lower import int_blocked
+
     _tools_or_skip("cortex-m4")
-    cm = bit_exact_on(*qconv(8, 6, 5, 7, 1, 0), "cortex-m4")
-    assert "4 pixels x 1 channels" in cm.program.kernels[0].comment
+    monkeypatch.setattr(int_blocked, "INT8_WEIGHTS", int8)
+    cm = bit_exact_on(*qconv(*shape), "cortex-m4")
+    _, _, H, W, k, pad, *_ = shape
+    P = (H + 2 * pad - k + 1) * (W + 2 * pad - k + 1)
+    PB = -(-P // -(-P // int_blocked.STATIONARY_PB))
+    assert f"per channel its 4 weight words held over the {PB} pixels" in \
+        cm.program.kernels[0].comment
+    c = _c_text(cm)
+    assert len(re.findall(r"onnxcc_ldm4[ab]\(&onnxcc_w\d+, &x\d+_0, &x\d+_1", c)) == PB
+    assert ("onnxcc_ldm2" in c and "onnxcc_sxtb16(w8_1, 8)" in c) if int8 else \
+        "&w0, &w1, &w2, &w3)" in c
+    quads = len(shape) > 6
+    assert ("onnxcc_load4(&x" in c and "onnxcc_pkhtb(xe8_1, xe8_0)" in c) is quads
+    if P == 35:
+        assert "onnxcc_min_int32((pp * 12), 23)" in c and "23) + 1)" in c
+        assert not re.search(r"onnxcc_min_int32\(\(\(pp \* 12\) \+ \d+\)", c)
     cm = onnxcc.compile(qconv(16, 6, 5, 7, 1, 0)[0], "cortex-m4", name="t")
     assert "3 pixels x 2 channels" in cm.program.kernels[0].comment
+
+
+def test_blocks_share_the_requantize_multiplier_and_store_by_flat_pixel():
+    """A 3x3 QLinearConv of 16 channels on cortex-m4 (3 x 2 blocks, per-channel scales) over 7 x
+    5 output pixels (35: a partial last block, which overlaps the one before): each channel's
+    start and requantize multiplier follow its block's packed weights (one weight buffer), the
+    multiplier read once per block into a local for its 3 epilogues; the y stores index the
+    flat pixel (no division by the row length), and no pixel index is clamped. Bit-exact."""
+    _tools_or_skip("cortex-m4")
+    cm = bit_exact_on(*qconv(16, 4, 7, 5, 3, 1, x_type=np.int8), "cortex-m4")
+    c = _c_text(cm)
+    k = cm.program.kernels[0]
+    assert not {b.name for b in k.inputs} & {"rq_m", "acc0", "chan"}
+    (wp,) = [b for b in k.inputs if b.name == "wp"]
+    assert wp.shape == (2, 9 * 8 + 2, 2)     # 2 channel blocks: 72 weight words, start, m
+    assert len(re.findall(r"int32_t wp_v\d = wp", c)) == 2
+    ys = [ln for ln in c.splitlines() if re.match(r"\s*y\[", ln)]
+    assert len(ys) == 6 and not any("div" in ln or "mod" in ln for ln in ys)
+    assert "onnxcc_min_int32((pp * 3), 32)" in c
+    assert not re.search(r"onnxcc_min_int32\(\(\(pp \* 3\) \+ \d+\)", c)
