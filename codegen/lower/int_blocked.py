@@ -147,6 +147,7 @@ def pack_weights_int8(wt: np.ndarray, MB: int) -> np.ndarray | None:
 
 def blocked_nest(*, lanes: int, P: int, PB: int, M: int, MB: int, K2: int,
                  weights: np.ndarray, value: str, int8_weights: bool = False,
+                 overlap: bool = False,
                  fill: Callable[[Buffer, list[Expr]], list[Stmt]],
                  start: Callable[[Expr, Expr], Expr],
                  store: Callable[[Expr, Expr, Expr], list[Stmt]]) -> tuple[list[Stmt], Buffer,
@@ -156,7 +157,10 @@ def blocked_nest(*, lanes: int, P: int, PB: int, M: int, MB: int, K2: int,
     :func:`pack_weights`, or with ``int8_weights`` from :func:`pack_weights_int8`. ``fill(col,
     positions)`` writes the scratch words of the block's positions (``col[word, t]`` for
     ``positions[t]``); ``start(m, p)`` is output (m, p)'s int32 start value; ``store(m, p,
-    acc)`` the statements that write output (m, p) from its accumulator. Returns ``(body,
+    acc)`` the statements that write output (m, p) from its accumulator. With ``overlap`` (P at
+    least PB) a block's positions are consecutive, ``b .. b + PB - 1`` with ``b = min(PB * pp,
+    P - PB)``: the last block overlaps the one before it (its outputs computed and stored
+    again, the same values) instead of repeating the last position. Returns ``(body,
     weight buffer, scratch buffer)``; the scratch is a local (the arena's on a microcontroller).
     """
     wdt = I32 if lanes == 2 else I16
@@ -173,9 +177,13 @@ def blocked_nest(*, lanes: int, P: int, PB: int, M: int, MB: int, K2: int,
         e: Expr = base if t == 0 else Binary("add", base, Const(t))
         return minimum(e, Const(total - 1)) if t and total % block else e
 
-    pbase = Binary("mul", pp, Const(PB)) if PB > 1 else pp
+    pbase: Expr = Binary("mul", pp, Const(PB)) if PB > 1 else pp
     mbase = Binary("mul", mp, Const(MB)) if MB > 1 else mp
-    ps = [clamp(pbase, t, PB, P) for t in range(PB)]
+    if overlap and P % PB and P >= PB:
+        pbase = minimum(pbase, Const(P - PB))
+        ps = [pbase if t == 0 else Binary("add", pbase, Const(t)) for t in range(PB)]
+    else:
+        ps = [clamp(pbase, t, PB, P) for t in range(PB)]
     ms = [clamp(mbase, s, MB, M) for s in range(MB)]
     acc = [[Var(f"acc{s}{t}", I32) for t in range(PB)] for s in range(MB)]
 
