@@ -147,7 +147,7 @@ def pack_weights_int8(wt: np.ndarray, MB: int) -> np.ndarray | None:
 
 def blocked_nest(*, lanes: int, P: int, PB: int, M: int, MB: int, K2: int,
                  weights: np.ndarray, value: str, int8_weights: bool = False,
-                 overlap: bool = False,
+                 overlap: bool = False, channel_words: int = 0,
                  fill: Callable[[Buffer, list[Expr]], list[Stmt]],
                  start: Callable[[Expr, Expr], Expr],
                  store: Callable[[Expr, Expr, Expr], list[Stmt]]) -> tuple[list[Stmt], Buffer,
@@ -160,7 +160,12 @@ def blocked_nest(*, lanes: int, P: int, PB: int, M: int, MB: int, K2: int,
     acc)`` the statements that write output (m, p) from its accumulator. With ``overlap`` (P at
     least PB) a block's positions are consecutive, ``b .. b + PB - 1`` with ``b = min(PB * pp,
     P - PB)``: the last block overlaps the one before it (its outputs computed and stored
-    again, the same values) instead of repeating the last position. Returns ``(body,
+    again, the same values) instead of repeating the last position. With ``channel_words``
+    (int16-pair weights only) each channel block of ``weights`` holds that many more rows of
+    MB words after its K2 (shape (MP, K2 + channel_words, MB)): per channel constants read
+    through the pointer that walks the weights, passed to ``start`` and ``store`` as one more
+    argument, the list of the channel's words (cortex-m4 -Os: one LDRD per row and block of 2
+    channels, where gcc reloaded each output's constant through the stack). Returns ``(body,
     weight buffer, scratch buffer)``; the scratch is a local (the arena's on a microcontroller).
     """
     wdt = I32 if lanes == 2 else I16
@@ -272,8 +277,19 @@ def blocked_nest(*, lanes: int, P: int, PB: int, M: int, MB: int, K2: int,
         red.append(Loop(kk, Q * per, n_steps, fn(kk, 0)))
     if fn is step_row and K2 % 2:
         red += step(Const(K2 - 1), n_steps + per)   # (names apart from step_row's)
-    decls: list[Stmt] = [Decl(acc[s][t], start(ms[s], ps[t])) for s in range(MB) for t in range(PB)]
-    stores = [st for s in range(MB) for t in range(PB) for st in store(ms[s], ps[t], acc[s][t])]
+    if channel_words:
+        if bytes4 or weights.shape[1] != K2 + channel_words:
+            raise ValueError("channel_words: int16-pair weights of K2 + channel_words rows")
+        cw = [[W[(mp, Const(K2 + j), Const(s))] for j in range(channel_words)]
+              for s in range(MB)]
+        decls: list[Stmt] = [Decl(acc[s][t], start(ms[s], ps[t], cw[s]))  # type: ignore
+                             for s in range(MB) for t in range(PB)]
+        stores = [st for s in range(MB) for t in range(PB)
+                  for st in store(ms[s], ps[t], acc[s][t], cw[s])]  # type: ignore
+    else:
+        decls = [Decl(acc[s][t], start(ms[s], ps[t])) for s in range(MB) for t in range(PB)]
+        stores = [st for s in range(MB) for t in range(PB)
+                  for st in store(ms[s], ps[t], acc[s][t])]
     pad = [Store(col, (Const(K2), Const(t)), const(0, wdt)) for t in range(PB)] \
         if K2e > K2 else []
     body = [Loop(pp, 0, PP, fill(col, ps) + pad + [Loop(mp, 0, MP, decls + red + stores)])]

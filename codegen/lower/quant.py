@@ -302,9 +302,12 @@ class _Requant:
             self.per_channel = math.prod(vals[1].shape) > 1
             self.alpha = alpha
 
-    def __call__(self, acc: Expr, ch: Expr) -> Expr:
+    def __call__(self, acc: Expr, ch: Expr, m: Expr | None = None) -> Expr:
+        """y for accumulator ``acc`` of output channel ``ch``; ``m`` the channel's multiplier
+        when the caller reads it elsewhere (constant scales: ``self.m``'s value for ``ch``)."""
         if self.const:
-            m = self.m if isinstance(self.m, Const) else self.m[(ch,)]
+            if m is None:
+                m = self.m if isinstance(self.m, Const) else self.m[(ch,)]
             if self.mla is not None:
                 _, t, ra = self.mla
                 r = Binary("shr", Call("smmla", (acc, m, const(ra, I32)), I32), const(t, I32))
@@ -1126,17 +1129,29 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
     Yf = dataclasses.replace(Y, shape=(N, M, P), strides=(M * P, P, 1)) \
         if stem and Y.strides == contiguous_strides(Y.shape) else None
 
-    def store(m: Expr, p: Expr, acc: Expr) -> list[Stmt]:
-        v = fin(acc, m) if fin is not None else acc
+    def store(m: Expr, p: Expr, acc: Expr, words: Sequence[Expr] = ()) -> list[Stmt]:
+        if fin is None:
+            v = acc
+        else:
+            v = fin(acc, m, words[-1]) if len(words) == 2 else fin(acc, m)
         if Yf is not None:
             return [Store(Yf, (n, m, p), v)]
         return [Store(Y, (n, m, *pixel(p)), v)]
 
+    # the stem's per-channel start and requantize multiplier after each channel block's
+    # weights (``channel_words``): read through the weights' pointer
+    rows = _channel_rows(node, fold_start, B, fin, M, MB) if stem and not i8 else []
+    if rows:
+        packed = np.concatenate([packed] + [r.reshape(-1, 1, MB) for r in rows], axis=1)
+
+    def start_words(m: Expr, p: Expr, words: Sequence[Expr] = ()) -> Expr:
+        return words[0] if words else start(m, p)
+
     inner, W, col = blk.blocked_nest(lanes=lanes, P=P, PB=PB, M=M, MB=MB, K2=K2,
                                      weights=packed, int8_weights=i8, value=w.name,
-                                     overlap=stem,
+                                     overlap=stem, channel_words=len(rows),
                                      fill=fill_stem if stem else fill_by_row if by_row else
-                                     fill_by_kw if by_kw else fill, start=start,
+                                     fill_by_kw if by_kw else fill, start=start_words,
                                      store=store)
     body = loops([(n, 0, N)], inner)
     how = "SMLAD on int16 pairs" if lanes == 2 else "int16 multiply-adds"
@@ -1159,6 +1174,28 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
     ins = read_buffers(body, [Xf, W] + extra)
     return ctx.kernel(node.op.lower(), [Y], ins, [Comment(text)] + body, comment=text,
                       locals=[col])
+
+
+def _channel_rows(node: Node, fold_start: Expr | None, B: Buffer | None,
+                  fin: "_Requant | None", M: int, MB: int) -> list[np.ndarray]:
+    """The blocked Conv's per-channel constants as rows of int32 words in the packed weights'
+    order (channel blocks of MB, the last channel repeated): the start value, then the
+    requantize multiplier when it differs per channel; [] when the start is not a compile-time
+    constant (a runtime bias)."""
+    if isinstance(fold_start, Load) and fold_start.buf.data is not None:
+        s0 = np.asarray(fold_start.buf.data, np.int64).reshape(-1)
+    elif isinstance(fold_start, Const) or (fold_start is None and B is None):
+        s0 = np.zeros(M, np.int64)
+    elif fold_start is None and node.op == "QLinearConv" and has_input(node, 8) and \
+            node.inputs[8].const is not None:
+        s0 = np.asarray(node.inputs[8].const, np.int64).reshape(-1)
+    else:
+        return []
+    rows = [s0]
+    if fin is not None and fin.const and isinstance(fin.m, Buffer):
+        rows.append(np.asarray(fin.m.data, np.int64).reshape(-1))
+    idx = np.minimum(np.arange(-(-M // MB) * MB), M - 1)
+    return [r[idx].astype(np.int32).reshape(-1, MB) for r in rows]
 
 
 def _stem_words(C: int, KH: int) -> list[tuple[str, tuple[int, int, int],
