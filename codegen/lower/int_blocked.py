@@ -284,8 +284,11 @@ def blocked_nest(*, lanes: int, P: int, PB: int, M: int, MB: int, K2: int,
               for s in range(MB)]
         decls: list[Stmt] = [Decl(acc[s][t], start(ms[s], ps[t], cw[s]))  # type: ignore
                              for s in range(MB) for t in range(PB)]
-        stores = [st for s in range(MB) for t in range(PB)
-                  for st in store(ms[s], ps[t], acc[s][t], cw[s])]  # type: ignore
+        # the words after the first (the start's) into locals once, after the reduction
+        cv = [[Var(f"cw{s}_{j}", W.dtype) for j in range(channel_words)] for s in range(MB)]
+        stores = [Decl(cv[s][j], cw[s][j]) for s in range(MB) for j in range(1, channel_words)]
+        stores += [st for s in range(MB) for t in range(PB)
+                   for st in store(ms[s], ps[t], acc[s][t], cw[s][:1] + cv[s][1:])]  # type: ignore
     else:
         decls = [Decl(acc[s][t], start(ms[s], ps[t])) for s in range(MB) for t in range(PB)]
         stores = [st for s in range(MB) for t in range(PB)
