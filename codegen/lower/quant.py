@@ -737,7 +737,13 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
     by ``pkhbt``, int8 x read 4 columns per word load; cortex-m4 -Os, 3x3 16 -> 16 on 32x32:
     1.19 -> 1.01 instructions per MAC); other blocks test per tap (``fill_taps``). A first
     layer of few channels may pair along kw (``fill_by_kw``) or along a row of taps, (kw, c)
-    flattened (``fill_by_row``), whichever pads fewest lanes. None when it does not apply."""
+    flattened (``fill_by_row``), whichever pads fewest lanes; of 3 channels, 3 taps wide and
+    int8 x (the zero point folded or 0), in ``_stem_words``' order from one word load per row
+    of taps and channel (``fill_stem``; its blocks of consecutive pixels, ``overlap``, stored
+    through a flat y; cortex-m4 -Os, MobileNetV1-0.25's 3 -> 8 stride-2 patch stems 1.47 ->
+    1.34 instructions per MAC). With int16-pair weights each channel's constant start and
+    requantize multiplier follow its block's weights (``channel_words``). None when it does
+    not apply."""
     q = node.op == "QLinearConv"
     lanes = blk.lanes_for(ctx.target)
     x, w = node.inputs[0], node.inputs[3 if q else 1]
@@ -1138,9 +1144,12 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
             return [Store(Yf, (n, m, p), v)]
         return [Store(Y, (n, m, *pixel(p)), v)]
 
-    # the stem's per-channel start and requantize multiplier after each channel block's
-    # weights (``channel_words``): read through the weights' pointer
-    rows = _channel_rows(node, fold_start, B, fin, M, MB) if stem and not i8 else []
+    # the per-channel start and requantize multiplier after each channel block's int16-pair
+    # weights (``channel_words``): read through the weights' pointer (cortex-m4 -Os,
+    # benchmarks' int8 other conv, tools/agg.py: ResNet-8's 3x3 16 -> 16 0.90 -> 0.87,
+    # MobileNetV1-0.25's pointwise 128 -> 128 0.85 -> 0.80, DS-CNN's 64 -> 64 0.87 -> 0.82
+    # instructions per MAC)
+    rows = _channel_rows(node, fold_start, B, fin, M, MB) if lanes == 2 and not i8 else []
     if rows:
         packed = np.concatenate([packed] + [r.reshape(-1, 1, MB) for r in rows], axis=1)
 
