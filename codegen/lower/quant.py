@@ -777,7 +777,7 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
     # the row layout of 3 taps wide with x itself in the words: per pixel and row of taps one
     # word load per channel (``stem_words``)
     stem = by_row and KW == 3 and dl[1] == 1 and X.dtype.name == "int8" and IW >= 4 and \
-        X.strides == contiguous_strides(X.shape) and (fold or (isinstance(xz, Const) and int(xz.value) == 0))
+        X.strides[-1] == 1 and (fold or (isinstance(xz, Const) and int(xz.value) == 0))
     words_of = _stem_words(C, KH) if stem else []
     if stem:
         K2 = len(words_of)
@@ -1027,7 +1027,8 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
         ``d`` columns off, at the nearest 4 columns inside, and ``L`` is shifted by ``d``
         bytes, the zero point shifted in (``((L ^ z) >> 8d << -8d) ^ z``, z the zero point's
         4 bytes). Then the words by ``sxtb16`` (and ``pkhbt`` to pair two loads' middle
-        columns)."""
+        columns). x is read flat through its strides (``Xf``: a window of a larger input, as
+        the patch pass slices an int8 image, reads in place)."""
         zp = int(xz.value) if fold else 0
         zpw = ((zp & 0xFF) * 0x01010101 + (1 << 31)) % (1 << 32) - (1 << 31)
         U32 = DType("uint32")
@@ -1041,9 +1042,9 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
 
             def loads(col0: Expr, shifted: bool) -> list[Stmt]:
                 """The Ls from column ``col0`` on (shifted by ``sr``/``sl`` bits)."""
-                base = Binary("add", Binary("mul", ih0, Const(IW)), col0)
+                base = Binary("add", Binary("mul", ih0, Const(sx[2])), col0)
                 if N > 1:
-                    base = Binary("add", base, Binary("mul", n, Const(C * IH * IW)))
+                    base = Binary("add", base, Binary("mul", n, Const(sx[0])))
                 body: list[Stmt] = []
                 for r in range(KH):
                     # the row's tests (those that can fail for some pixel), on ih0 itself so
@@ -1052,7 +1053,7 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
                         ([ih0 < IH - r * dl[0]] if (OH - 1) * st[0] + r * dl[0] - pb[0] >= IH
                          else [])
                     for c in range(C):
-                        off = c * IH * IW + r * dl[0] * IW
+                        off = c * sx[1] + r * dl[0] * sx[2]
                         word: Expr = Call("pack4", tuple(
                             Xf[(Binary("add", base, Const(off + k)) if off + k else base,)]
                             for k in range(4)), I32)
@@ -1129,7 +1130,10 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
         return Cast(B[(m,)], I32) if B is not None else const(0, I32)
 
     # the stem's x as one flat axis (its loads at constant offsets from one index per pixel)
-    Xf = dataclasses.replace(X, shape=(N * C * IH * IW,), strides=(1,)) if stem else X
+    # (x may be a window of a larger buffer: its strides, the span they reach)
+    sx = X.strides
+    Xf = dataclasses.replace(X, shape=(sum((d - 1) * s for d, s in zip(X.shape, sx)) + 1,),
+                             strides=(1,)) if stem else X
     # the stem's outputs as (N, M, P): a block's consecutive pixels (``overlap``) at
     # consecutive addresses
     Yf = dataclasses.replace(Y, shape=(N, M, P), strides=(M * P, P, 1)) \

@@ -154,6 +154,22 @@ def _batch2(model, x):
     return model, np.concatenate([x, x[..., ::-1]])
 
 
+def _window(model, x):
+    """The model reading x as a window of a larger int8 input (2 more rows above, 3 more
+    columns left and 1 right): a Slice its Conv reads in place, through the input's strides."""
+    g = model.graph
+    (_, C, H, W) = x.shape
+    big = np.random.default_rng(9).integers(-128, 128, (1, C, H + 2, W + 4)).astype(np.int8)
+    big[:, :, 2:, 3:W + 3] = x
+    g.node[0].input[0] = "xw"
+    g.node.insert(0, helper.make_node("Slice", ["x", "st", "en"], ["xw"]))
+    g.initializer.extend([numpy_helper.from_array(np.array(v, np.int64), n) for n, v in
+                          (("st", [0, 0, 2, 3]), ("en", [1, C, H + 2, W + 3]))])
+    g.input[0].type.tensor_type.shape.dim[2].dim_value = H + 2
+    g.input[0].type.tensor_type.shape.dim[3].dim_value = W + 4
+    return model, big
+
+
 #: case -> (model builder, whether some pixel's 4 columns leave x: a second load path)
 STEM_CASES = {
     "s2_top_left_pad": (lambda: qconv(3, 8, 12, 13, 3, [1, 1, 0, 0], stride=2), True),
@@ -164,6 +180,8 @@ STEM_CASES = {
                              True),
     "s2_interior_only_batch2": (lambda: _batch2(*qconv(3, 4, 8, 12, 3, [0] * 4, stride=2)),
                                 False),
+    "s2_window_of_the_input": (lambda: _window(*qconv(3, 6, 10, 11, 3, [1, 1, 0, 0],
+                                                      stride=2)), True),
 }
 
 
@@ -183,6 +201,9 @@ def test_stem_fill_word_loads_bit_exact(case):
     cm = onnxcc.compile(model, "cortex-m4", name="t")
     (k,) = cm.program.kernels
     assert "kw 0 and 2" in k.comment
+    # x read flat: the input, or the span of a window of it
+    (xb,) = [b for b in k.params if b.name == "x"]
+    assert len(xb.shape) == 1 and (xb.shape[0] < x.size) == ("window" in case)
     got = run_program(cm.program, [x])[0].reshape(want.shape)
     assert got.tobytes() == want.tobytes()
     assert qemu.run_on_qemu(cm, {"x": x})["y"].tobytes() == want.tobytes()
@@ -191,7 +212,7 @@ def test_stem_fill_word_loads_bit_exact(case):
     assert wp.shape[1:] == (14 + 1 + per_channel, 2)       # 14 words, start, multiplier
     assert not any(b.name in ("rq_m", "acc0", "b") for b in k.params)
     c = "\n".join(p.read_text() for p in sorted(cm.lib_dir.glob("*.c")))
-    body = c[c.index("t_k0_qlinearconv("):]
+    body = c[c.index(f"t_{k.name}_qlinearconv("):]
     assert " ? x[" not in body                              # no byte loads, no guards per tap
     assert body.count("onnxcc_load4(&x[") == 9 * 3 * (2 if edge else 1)
     assert body.count("onnxcc_sxtb16(") == 14 * 3
