@@ -1023,7 +1023,8 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
         """The words of ``_stem_words`` per pixel, from one int32 ``L`` per row of taps and
         channel: the bytes of the pixel's 3 columns and the one after them (a row outside x
         the zero point's 4 bytes), each one word load (``pack4``) at a constant offset from
-        one base index per pixel. Where some of those columns lie outside x the load starts
+        one base index per pixel. A pixel with a row of taps outside x tests each row; where
+        some of its columns lie outside x the load starts
         ``d`` columns off, at the nearest 4 columns inside, and ``L`` is shifted by ``d``
         bytes, the zero point shifted in (``((L ^ z) >> 8d << -8d) ^ z``, z the zero point's
         4 bytes). Then the words by ``sxtb16`` (and ``pkhbt`` to pair two loads' middle
@@ -1041,7 +1042,8 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
             ld = {(r, c): Var(f"xl{t}_{r}{c}", I32) for r in range(KH) for c in range(C)}
 
             def loads(col0: Expr, shifted: bool) -> list[Stmt]:
-                """The Ls from column ``col0`` on (shifted by ``sr``/``sl`` bits)."""
+                """The Ls from column ``col0`` on; ``shifted``: by ``sr``/``sl`` bits, a row
+                outside x the zero point's bytes (else every row lies inside)."""
                 base = Binary("add", Binary("mul", ih0, Const(sx[2])), col0)
                 if N > 1:
                     base = Binary("add", base, Binary("mul", n, Const(sx[0])))
@@ -1051,7 +1053,7 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
                     # that they bound the flat index
                     conds = ([ih0 >= -r * dl[0]] if r * dl[0] < pb[0] else []) + \
                         ([ih0 < IH - r * dl[0]] if (OH - 1) * st[0] + r * dl[0] - pb[0] >= IH
-                         else [])
+                         else []) if shifted else []
                     for c in range(C):
                         off = c * sx[1] + r * dl[0] * sx[2]
                         word: Expr = Call("pack4", tuple(
@@ -1064,8 +1066,11 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
                         body.append(Assign(ld[r, c], Select(all_of(*conds), word,
                                                             const(zpw, I32)) if conds else word))
                 return body
-            # the 4 columns inside x: a test where some pixel's are not
-            inside = ([iw >= 0] if pb[1] else []) + \
+            # the rows of taps and the 4 columns inside x: a test where some pixel's are not
+            last = (KH - 1) * dl[0]
+            inside = ([ih0 >= 0] if pb[0] else []) + \
+                ([ih0 < IH - last] if (OH - 1) * st[0] + last - pb[0] >= IH else []) + \
+                ([iw >= 0] if pb[1] else []) + \
                 ([iw < IW - 3] if (OW - 1) * st[1] - pb[1] > IW - 4 else [])
             out += [Decl(v, const(0, I32)) for v in ld.values()]
             if inside:
