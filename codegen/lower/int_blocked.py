@@ -12,7 +12,9 @@ at compile time as (channel blocks, K2, MB), centered (``w - w_zero_point``). Th
 loop holds ``UNROLL`` steps per iteration (a reduction of at most ``STRAIGHT_WORDS`` words runs
 straight-line). Then each accumulator goes through the epilogue (requantize, zero point,
 clamp). A block past the last position or channel repeats the last one, so its stores write
-the value already written (no guard).
+the value already written (no guard); a Conv's last block of positions overlaps the one before
+it instead (``overlap``: consecutive positions). A Conv's per-channel start and requantize
+multiplier may follow each channel block's weights (``channel_words``).
 
 ``lanes`` says how many reduction values share a word:
 
