@@ -1023,7 +1023,10 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
         """The words of ``_stem_words`` per pixel, from one int32 ``L`` per row of taps and
         channel: the bytes of the pixel's 3 columns and the one after them (a row outside x
         the zero point's 4 bytes), each one word load (``pack4``) at a constant offset from
-        one base index per pixel. A pixel with a row of taps outside x tests each row; where
+        one base index: the block's, when its pixels lie in one output row with every row and
+        column of taps inside x (cortex-m4 -Os, MobileNetV1-0.25's 9 patch stems 1.191 ->
+        1.161 instructions per MAC, ~450 bytes more code each), else each pixel's. A pixel
+        with a row of taps outside x tests each row; where
         some of its columns lie outside x the load starts
         ``d`` columns off, at the nearest 4 columns inside, and ``L`` is shifted by ``d``
         bytes, the zero point shifted in (``((L ^ z) >> 8d << -8d) ^ z``, z the zero point's
@@ -1072,7 +1075,7 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
                 ([ih0 < IH - last] if (OH - 1) * st[0] + last - pb[0] >= IH else []) + \
                 ([iw >= 0] if pb[1] else []) + \
                 ([iw < IW - 3] if (OW - 1) * st[1] - pb[1] > IW - 4 else [])
-            out += [Decl(v, const(0, I32)) for v in ld.values()]
+            one: list[Stmt] = [Decl(v, const(0, I32)) for v in ld.values()]
             if inside:
                 # (the clamped column an expression, not a local: the checker bounds it)
                 a = minimum(maximum(iw, Const(0)), Const(IW - 4))
@@ -1080,17 +1083,47 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
                                         Const(8))),
                         Decl(sl, Binary("mul", maximum(Binary("sub", a, iw), Const(0)),
                                         Const(8)))] + loads(a, True)
-                out.append(If(all_of(*inside), loads(iw, False), edge))
+                one.append(If(all_of(*inside), loads(iw, False), edge))
             else:
-                out += loads(iw, False)
-            for k, (kind, la_, lb_) in enumerate(words_of):
-                la = ld[la_[0], la_[2]]
-                if kind == "e":
-                    word = Call("sxtb16", (la, Const(0, I32)), I32)
-                else:
-                    pair = la if lb_ is None else Call("pkhbt", (la, ld[lb_[0], lb_[2]]), I32)
-                    word = Call("sxtb16", (pair, Const(8, I32)), I32)
-                out.append(Store(col, (Const(k), Const(t)), word))
+                one += loads(iw, False)
+            out += one + stem_stores(col, t, ld)
+        # a block in one output row with every row and column of taps inside x: one base
+        # index, the pixels' loads at constant offsets from it
+        oh0, ow0 = pixel(ps[0])
+        iw0, ih0 = lin((ow0, st[1]), -pb[1]), lin((oh0, st[0]), -pb[0])
+        span = (len(ps) - 1) * st[1]
+        last = (KH - 1) * dl[0]
+        conds = [ow0 <= OW - len(ps)] + ([ih0 >= 0] if pb[0] else []) + \
+            ([ih0 < IH - last] if (OH - 1) * st[0] + last - pb[0] >= IH else []) + \
+            ([iw0 >= 0] if pb[1] else []) + \
+            ([iw0 < IW - 3 - span] if (OW - 1) * st[1] - pb[1] > IW - 4 - span else [])
+        if len(ps) < 2 or OW < len(ps):
+            return out
+        base = Binary("add", Binary("mul", ih0, Const(sx[2])), iw0)
+        if N > 1:
+            base = Binary("add", base, Binary("mul", n, Const(sx[0])))
+        row: list[Stmt] = []
+        for t in range(len(ps)):
+            ld = {(r, c): Var(f"xb{t}_{r}{c}", I32) for r in range(KH) for c in range(C)}
+            for (r, c), v in ld.items():
+                off = t * st[1] + c * sx[1] + r * dl[0] * sx[2]
+                row.append(Decl(v, Call("pack4", tuple(
+                    Xf[(Binary("add", base, Const(off + k)) if off + k else base,)]
+                    for k in range(4)), I32)))
+            row += stem_stores(col, t, ld)
+        return [If(all_of(*conds), row, out)]
+
+    def stem_stores(col: Buffer, t: int, ld: dict[tuple[int, int], Var]) -> list[Stmt]:
+        """Pixel ``t``'s words of ``_stem_words`` from its loads ``ld`` (row, channel)."""
+        out: list[Stmt] = []
+        for k, (kind, la_, lb_) in enumerate(words_of):
+            la = ld[la_[0], la_[2]]
+            if kind == "e":
+                word = Call("sxtb16", (la, Const(0, I32)), I32)
+            else:
+                pair = la if lb_ is None else Call("pkhbt", (la, ld[lb_[0], lb_[2]]), I32)
+                word = Call("sxtb16", (pair, Const(8, I32)), I32)
+            out.append(Store(col, (Const(k), Const(t)), word))
         return out
 
     def fill_taps(col: Buffer, ps: list[Expr]) -> list[Stmt]:

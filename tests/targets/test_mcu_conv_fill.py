@@ -188,8 +188,9 @@ STEM_CASES = {
 @pytest.mark.parametrize("case", list(STEM_CASES))
 def test_stem_fill_word_loads_bit_exact(case):
     """A 3-channel 3x3 int8 first layer (``_stem_words``): per pixel, row of taps and channel
-    one word load of 4 columns (a pixel whose columns leave x: a clamped load shifted, the
-    zero point shifted in), words by sxtb16 / pkhbt; 14 reduction words with the per-channel
+    one word load of 4 columns (a block in one row inside x: from one base; a pixel whose
+    columns leave x: a clamped load shifted, the zero point shifted in), words by sxtb16 /
+    pkhbt; 14 reduction words with the per-channel
     start (and multiplier) after each channel block's weights. QEMU's output and the loop-IR
     interpreter's equal onnxruntime's byte for byte."""
     import onnxruntime as ort
@@ -214,5 +215,8 @@ def test_stem_fill_word_loads_bit_exact(case):
     c = "\n".join(p.read_text() for p in sorted(cm.lib_dir.glob("*.c")))
     body = c[c.index(f"t_{k.name}_qlinearconv("):]
     assert " ? x[" not in body                              # no byte loads, no guards per tap
-    assert body.count("onnxcc_load4(&x[") == 9 * 3 * (2 if edge else 1)
-    assert body.count("onnxcc_sxtb16(") == 14 * 3
+    # 9 word loads per pixel: of a block in one row inside x (one base), else of each pixel
+    # (and of a pixel at the border, shifted)
+    assert "int32_t xb2_22 = onnxcc_load4(" in body
+    assert body.count("onnxcc_load4(&x[") == 9 * 3 * (3 if edge else 2)
+    assert body.count("onnxcc_sxtb16(") == 14 * 3 * 2
