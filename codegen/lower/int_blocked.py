@@ -12,7 +12,10 @@ at compile time as (channel blocks, K2, MB), centered (``w - w_zero_point``). Th
 loop holds ``UNROLL`` steps per iteration (a reduction of at most ``STRAIGHT_WORDS`` words runs
 straight-line). Then each accumulator goes through the epilogue (requantize, zero point,
 clamp). A block past the last position or channel repeats the last one, so its stores write
-the value already written (no guard).
+the value already written (no guard); a Conv's last block of positions overlaps the one before
+it instead (``overlap``: consecutive positions). A Conv's per-channel start and requantize
+multiplier may follow each channel block's weights (``consts``, :func:`with_consts`), a batch-1
+product's start before and multiplier after them (``head``, ``tail``).
 
 ``lanes`` says how many reduction values share a word:
 
@@ -241,7 +244,7 @@ def blocked_nest(*, lanes: int, P: int, PB: int, M: int, MB: int, K2: int,
         e: Expr = base if t == 0 else Binary("add", base, Const(t))
         return minimum(e, Const(total - 1)) if t and total % block else e
 
-    pbase = Binary("mul", pp, Const(PB)) if PB > 1 else pp
+    pbase: Expr = Binary("mul", pp, Const(PB)) if PB > 1 else pp
     mbase = Binary("mul", mp, Const(MB)) if MB > 1 else mp
     if overlap and P % PB and P > PB:
         pbase = minimum(pbase, Const(P - PB))

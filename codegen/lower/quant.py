@@ -758,8 +758,10 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
     of pixels overlaps the one before (``blocked_nest``'s ``overlap``), the blocks' epilogues
     read a channel's requantize multiplier once (``share``), and a contiguous y is stored by
     flat pixel (no division by the row length: cortex-m4 -Os, 3x3 16 -> 16 on 32 x 32 0.903 ->
-    0.853 instructions per MAC, 3 -> 8 on 19 x 19 1.48 -> 1.41). None when it does not
-    apply."""
+    0.853 instructions per MAC, 3 -> 8 on 19 x 19 1.48 -> 1.41).    Of 3 channels, 3 taps wide and int8 x (the zero point folded or 0), the words go in
+    ``_stem_words``' order from one word load per row of taps and channel (``fill_stem``;
+    cortex-m4 -Os, MobileNetV1-0.25's 3 -> 8 stride-2 patch stems 1.47 -> 1.34
+    instructions per MAC). None when it does not apply."""
     q = node.op == "QLinearConv"
     lanes = blk.lanes_for(ctx.target)
     x, w = node.inputs[0], node.inputs[3 if q else 1]
@@ -785,7 +787,26 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
     by_row = lanes == 2 and 8 * KH * RW <= 7 * min(C * KH * KWP, KH * KW * CP)
     by_kw = by_kw and not by_row
     wc = Wt.data.astype(np.int64).reshape(w.shape)
-    if by_row:
+    # a constant x zero point folds into the start (``_folded_start``): the scratch holds x
+    # itself (a padded tap the zero point), 2 instructions less per scratch word on a
+    # Cortex-M4 (no subtraction per lane); not for the pairs along kw (their masked loads)
+    fold = isinstance(xz, Const) and int(xz.value) != 0 and not by_kw and \
+        (not q or not has_input(node, 8) or node.inputs[8].const is not None)
+    # the row layout of 3 taps wide with x itself in the words: per pixel and row of taps one
+    # word load per channel (``stem_words``)
+    stem = by_row and KW == 3 and dl[1] == 1 and X.dtype.name == "int8" and IW >= 4 and \
+        X.strides[-1] == 1 and (fold or (isinstance(xz, Const) and int(xz.value) == 0))
+    words_of = _stem_words(C, KH) if stem else []
+    if stem:
+        K2 = len(words_of)
+        wt = np.zeros((M, K2, lanes), np.int64)
+        for k, lanes_k in enumerate(words_of):
+            for ln, tap in enumerate(lanes_k[1:]):
+                if tap is not None:
+                    r, kx, c = tap
+                    wt[:, k, ln] = wc[:, c, r, kx]
+        wt = wt.reshape(M, -1)
+    elif by_row:
         # rounded up to whole iterations of the reduction loop when that adds 2 words or
         # fewer (3x3 of 3 channels: 16 words, the 16th 0, not 8 + 7 in single-word trips;
         # cortex-m4 -Os, 3 -> 16 on 32x32: 2.04 -> 1.56 instructions per MAC)
@@ -807,11 +828,6 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
     PB, MB = blk.block_shape(P, M, K2)
     held = blk.stationary(lanes, P, K2)    # the channel's weights held in registers
     packed, i8 = _packed(ctx, wt.reshape(M, -1), MB, lanes)
-    # a constant x zero point folds into the start (``_folded_start``): the scratch holds x
-    # itself (a padded tap the zero point), 2 instructions less per scratch word on a
-    # Cortex-M4 (no subtraction per lane); not for the pairs along kw (their masked loads)
-    fold = isinstance(xz, Const) and int(xz.value) != 0 and not by_kw and \
-        (not q or not has_input(node, 8) or node.inputs[8].const is not None)
     fold_start = _folded_start(node, Wt, xz, Var("m_")) if fold else None
     xzv: Expr = const(0, I32) if fold else xz
     flat = (KH, KW) == (1, 1) and tuple(st) == (1, 1) and not any(pb) and not any(pe) \
@@ -1053,6 +1069,113 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
                 blk.widened(X[(n, c, ps[t])], xzv) for c in chans])))
         return loops([(cp, 0, CP)], out)
 
+    def fill_stem(col: Buffer, ps: list[Expr]) -> list[Stmt]:
+        """The words of ``_stem_words`` per pixel, from one int32 ``L`` per row of taps and
+        channel: the bytes of the pixel's 3 columns and the one after them (a row outside x
+        the zero point's 4 bytes), each one word load (``pack4``) at a constant offset from
+        one base index: the block's, when its pixels lie in one output row with every row and
+        column of taps inside x (cortex-m4 -Os, MobileNetV1-0.25's 9 patch stems 1.191 ->
+        1.161 instructions per MAC, ~450 bytes more code each), else each pixel's. A pixel
+        with a row of taps outside x tests each row; where
+        some of its columns lie outside x the load starts
+        ``d`` columns off, at the nearest 4 columns inside, and ``L`` is shifted by ``d``
+        bytes, the zero point shifted in (``((L ^ z) >> 8d << -8d) ^ z``, z the zero point's
+        4 bytes). Then the words by ``sxtb16`` (and ``pkhbt`` to pair two loads' middle
+        columns). x is read flat through its strides (``Xf``: a window of a larger input, as
+        the patch pass slices an int8 image, reads in place)."""
+        zp = int(xz.value) if fold else 0
+        zpw = ((zp & 0xFF) * 0x01010101 + (1 << 31)) % (1 << 32) - (1 << 31)
+        U32 = DType("uint32")
+        out: list[Stmt] = []
+        for t, p in enumerate(ps):
+            oh, ow = pixel(p)
+            iw = lin((ow, st[1]), -pb[1])
+            ih0 = lin((oh, st[0]), -pb[0])
+            sr, sl = Var(f"xr{t}", I32), Var(f"xs{t}", I32)
+            ld = {(r, c): Var(f"xl{t}_{r}{c}", I32) for r in range(KH) for c in range(C)}
+
+            def loads(col0: Expr, shifted: bool) -> list[Stmt]:
+                """The Ls from column ``col0`` on; ``shifted``: by ``sr``/``sl`` bits, a row
+                outside x the zero point's bytes (else every row lies inside)."""
+                base = Binary("add", Binary("mul", ih0, Const(sx[2])), col0)
+                if N > 1:
+                    base = Binary("add", base, Binary("mul", n, Const(sx[0])))
+                body: list[Stmt] = []
+                for r in range(KH):
+                    # the row's tests (those that can fail for some pixel), on ih0 itself so
+                    # that they bound the flat index
+                    conds = ([ih0 >= -r * dl[0]] if r * dl[0] < pb[0] else []) + \
+                        ([ih0 < IH - r * dl[0]] if (OH - 1) * st[0] + r * dl[0] - pb[0] >= IH
+                         else []) if shifted else []
+                    for c in range(C):
+                        off = c * sx[1] + r * dl[0] * sx[2]
+                        word: Expr = Call("pack4", tuple(
+                            Xf[(Binary("add", base, Const(off + k)) if off + k else base,)]
+                            for k in range(4)), I32)
+                        if shifted:
+                            u = Binary("xor", Cast(word, U32), const(zpw & 0xFFFFFFFF, U32))
+                            u = Binary("shl", Binary("shr", u, Cast(sr, U32)), Cast(sl, U32))
+                            word = Cast(Binary("xor", u, const(zpw & 0xFFFFFFFF, U32)), I32)
+                        body.append(Assign(ld[r, c], Select(all_of(*conds), word,
+                                                            const(zpw, I32)) if conds else word))
+                return body
+            # the rows of taps and the 4 columns inside x: a test where some pixel's are not
+            last = (KH - 1) * dl[0]
+            inside = ([ih0 >= 0] if pb[0] else []) + \
+                ([ih0 < IH - last] if (OH - 1) * st[0] + last - pb[0] >= IH else []) + \
+                ([iw >= 0] if pb[1] else []) + \
+                ([iw < IW - 3] if (OW - 1) * st[1] - pb[1] > IW - 4 else [])
+            one: list[Stmt] = [Decl(v, const(0, I32)) for v in ld.values()]
+            if inside:
+                # (the clamped column an expression, not a local: the checker bounds it)
+                a = minimum(maximum(iw, Const(0)), Const(IW - 4))
+                edge = [Decl(sr, Binary("mul", maximum(Binary("sub", iw, a), Const(0)),
+                                        Const(8))),
+                        Decl(sl, Binary("mul", maximum(Binary("sub", a, iw), Const(0)),
+                                        Const(8)))] + loads(a, True)
+                one.append(If(all_of(*inside), loads(iw, False), edge))
+            else:
+                one += loads(iw, False)
+            out += one + stem_stores(col, t, ld)
+        # a block in one output row with every row and column of taps inside x: one base
+        # index, the pixels' loads at constant offsets from it
+        oh0, ow0 = pixel(ps[0])
+        iw0, ih0 = lin((ow0, st[1]), -pb[1]), lin((oh0, st[0]), -pb[0])
+        span = (len(ps) - 1) * st[1]
+        last = (KH - 1) * dl[0]
+        conds = [ow0 <= OW - len(ps)] + ([ih0 >= 0] if pb[0] else []) + \
+            ([ih0 < IH - last] if (OH - 1) * st[0] + last - pb[0] >= IH else []) + \
+            ([iw0 >= 0] if pb[1] else []) + \
+            ([iw0 < IW - 3 - span] if (OW - 1) * st[1] - pb[1] > IW - 4 - span else [])
+        if len(ps) < 2 or OW < len(ps):
+            return out
+        base = Binary("add", Binary("mul", ih0, Const(sx[2])), iw0)
+        if N > 1:
+            base = Binary("add", base, Binary("mul", n, Const(sx[0])))
+        row: list[Stmt] = []
+        for t in range(len(ps)):
+            ld = {(r, c): Var(f"xb{t}_{r}{c}", I32) for r in range(KH) for c in range(C)}
+            for (r, c), v in ld.items():
+                off = t * st[1] + c * sx[1] + r * dl[0] * sx[2]
+                row.append(Decl(v, Call("pack4", tuple(
+                    Xf[(Binary("add", base, Const(off + k)) if off + k else base,)]
+                    for k in range(4)), I32)))
+            row += stem_stores(col, t, ld)
+        return [If(all_of(*conds), row, out)]
+
+    def stem_stores(col: Buffer, t: int, ld: dict[tuple[int, int], Var]) -> list[Stmt]:
+        """Pixel ``t``'s words of ``_stem_words`` from its loads ``ld`` (row, channel)."""
+        out: list[Stmt] = []
+        for k, (kind, la_, lb_) in enumerate(words_of):
+            la = ld[la_[0], la_[2]]
+            if kind == "e":
+                word = Call("sxtb16", (la, Const(0, I32)), I32)
+            else:
+                pair = la if lb_ is None else Call("pkhbt", (la, ld[lb_[0], lb_[2]]), I32)
+                word = Call("sxtb16", (pair, Const(8, I32)), I32)
+            out.append(Store(col, (Const(k), Const(t)), word))
+        return out
+
     def fill_taps(col: Buffer, ps: list[Expr]) -> list[Stmt]:
         """Per tap and pixel one test whether the tap lies inside x (none without padding),
         then a loop over the channel words without guards, or one storing zeros."""
@@ -1108,6 +1231,11 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
             return substitute(fold_start, {Var("m_"): m})
         return Cast(B[(m,)], I32) if B is not None else const(0, I32)
 
+    # the stem's x as one flat axis (its loads at constant offsets from one index per pixel)
+    # (x may be a window of a larger buffer: its strides, the span they reach)
+    sx = X.strides
+    Xf = dataclasses.replace(X, shape=(sum((d - 1) * s for d, s in zip(X.shape, sx)) + 1,),
+                             strides=(1,)) if stem else X
     # a contiguous y stored by flat pixel (no division by the row length per store)
     Yp = Y if flat or Y.strides != contiguous_strides(Y.shape) else \
         dataclasses.replace(Y, shape=(N, M, P), strides=(M * P, P, 1))
@@ -1121,13 +1249,14 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
                                      weights=packed, int8_weights=i8, value=w.name,
                                      overlap=True, share=True, stationary=held,
                                      consts=chan if lanes == 2 else None,
-                                     fill=fill_by_row if by_row else
+                                     fill=fill_stem if stem else fill_by_row if by_row else
                                      fill_by_kw if by_kw else fill_quads if quads else fill,
                                      start=start,
                                      store=store)
     body = loops([(n, 0, N)], inner)
     how = "SMLAD on int16 pairs" if lanes == 2 else "int16 multiply-adds"
-    order = "kh, then kw, c in pairs" if by_row else "c, kh, kw in pairs" if by_kw else \
+    order = "kh, then per channel kw 0 and 2 and the channels' kw 1 in pairs" if stem else \
+        "kh, then kw, c in pairs" if by_row else "c, kh, kw in pairs" if by_kw else \
         "kh, kw, c in pairs"
     text = (f"{node.op}: x {shape_text(X.shape)} {X.dtype} is NCHW, w {shape_text(w.shape)} "
             f"(centered, packed at compile time as (channel pairs, "
@@ -1146,9 +1275,32 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
         extra.append(fold_start.buf)
     if chan is not None:
         extra.append(chan)
-    ins = read_buffers(body, [X, W] + extra)
+    ins = read_buffers(body, [Xf, W] + extra)
     return ctx.kernel(node.op.lower(), [Y], ins, [Comment(text)] + body, comment=text,
                       locals=[col])
+
+
+def _stem_words(C: int, KH: int) -> list[tuple[str, tuple[int, int, int],
+                                                 tuple[int, int, int] | None]]:
+    """The scratch words of a Conv 3 taps wide (dilation 1 along them) of ``C`` input channels
+    and ``KH`` rows of taps, whose x is int8 read itself: ``(kind, lane0, lane1)``, each lane a
+    tap ``(kh, kw, c)`` (None: weight 0, any value). From the word ``L`` of 4 input columns of
+    one row and channel (the pixel's 3 and one more), ``"e"`` is ``sxtb16(L, 0)``, taps kw 0
+    and 2; ``"o"`` is ``sxtb16(pkhbt(La, Lb), 8)``, tap kw 1 of two loads (``sxtb16(La, 8)``
+    with lane1 None). Per row the C ``"e"`` words and the channels' kw 1 in pairs; with odd C
+    the last channel's kw 1 of two rows pairs after the rows: 3 channels, 3 x 3: 14 words
+    (the (kw, c) rows in pairs: 15), 1.4 instructions per word against 4 (2 LDRSB, PKHBT,
+    STR)."""
+    words: list[tuple[str, tuple[int, int, int], tuple[int, int, int] | None]] = []
+    odd: list[tuple[int, int, int]] = []
+    for r in range(KH):
+        words += [("e", (r, 0, c), (r, 2, c)) for c in range(C)]
+        words += [("o", (r, 1, c), (r, 1, c + 1)) for c in range(0, C - 1, 2)]
+        if C % 2:
+            odd.append((r, 1, C - 1))
+    words += [("o", odd[i], odd[i + 1] if i + 1 < len(odd) else None)
+              for i in range(0, len(odd), 2)]
+    return words
 
 
 def _word(lanes: int, vals: Sequence[Expr]) -> Expr:

@@ -67,7 +67,7 @@ def test_conv_fill_bit_exact_with_onnxruntime(case):
     assert qemu.run_on_qemu(cm, {"x": x})["y"].tobytes() == want.tobytes()
     c = "\n".join(p.read_text() for p in sorted(cm.lib_dir.glob("*.c")))
     assert "pkhbt %0, %1, %2, lsl #16" in c
-    assert ("kh, then kw, c in pairs" in k.comment) is (n is None)
+    assert ("kh, then kw, c in pairs" in k.comment or "kw 0 and 2" in k.comment) is (n is None)
     if n is not None:
         assert f"int32_t xw{n - 1}" in c and f"xw{n}" not in c
     # int8 x (its zero point folded or 0), 4 consecutive columns among a row block's (3 x 3
@@ -146,3 +146,78 @@ def test_quantize_linear_on_cortex_m4_rounds_without_rintf(y_type, axis, zp):
     assert qemu.run_on_qemu(cm, {"x": x})["y"].tobytes() == want.tobytes()
     c = "\n".join(p.read_text() for p in sorted(cm.lib_dir.glob("*.c")))
     assert "12582912.0f" in c and "roundeven" not in c
+
+
+def _batch2(model, x):
+    """The model with a batch of 2 (x and x reversed along its columns)."""
+    for v in (model.graph.input[0], model.graph.output[0]):
+        v.type.tensor_type.shape.dim[0].dim_value = 2
+    return model, np.concatenate([x, x[..., ::-1]])
+
+
+def _window(model, x):
+    """The model reading x as a window of a larger int8 input (2 more rows above, 3 more
+    columns left and 1 right): a Slice its Conv reads in place, through the input's strides."""
+    g = model.graph
+    (_, C, H, W) = x.shape
+    big = np.random.default_rng(9).integers(-128, 128, (1, C, H + 2, W + 4)).astype(np.int8)
+    big[:, :, 2:, 3:W + 3] = x
+    g.node[0].input[0] = "xw"
+    g.node.insert(0, helper.make_node("Slice", ["x", "st", "en"], ["xw"]))
+    g.initializer.extend([numpy_helper.from_array(np.array(v, np.int64), n) for n, v in
+                          (("st", [0, 0, 2, 3]), ("en", [1, C, H + 2, W + 3]))])
+    g.input[0].type.tensor_type.shape.dim[2].dim_value = H + 2
+    g.input[0].type.tensor_type.shape.dim[3].dim_value = W + 4
+    return model, big
+
+
+#: case -> (model builder, whether some pixel's 4 columns leave x: a second load path)
+STEM_CASES = {
+    "s2_top_left_pad": (lambda: qconv(3, 8, 12, 13, 3, [1, 1, 0, 0], stride=2), True),
+    "s1_pad1_xz0": (lambda: qconv(3, 6, 9, 10, 3, [1] * 4, xz=0), True),
+    "s2_no_pad_odd_width": (lambda: qconv(3, 5, 11, 11, 3, [0] * 4, stride=2), True),
+    "s2_bottom_right_pad2": (lambda: qconv(3, 4, 9, 11, 3, [0, 0, 2, 2], stride=2), True),
+    "s1_no_pad_per_tensor": (lambda: qconv(3, 3, 7, 12, 3, [0] * 4, w_scale=(0.0, 0.004)),
+                             True),
+    "s2_interior_only_batch2": (lambda: _batch2(*qconv(3, 4, 8, 12, 3, [0] * 4, stride=2)),
+                                False),
+    "s2_window_of_the_input": (lambda: _window(*qconv(3, 6, 10, 11, 3, [1, 1, 0, 0],
+                                                      stride=2)), True),
+}
+
+
+@pytest.mark.parametrize("case", list(STEM_CASES))
+def test_stem_fill_word_loads_bit_exact(case):
+    """A 3-channel 3x3 int8 first layer (``_stem_words``): per pixel, row of taps and channel
+    one word load of 4 columns (a block in one row inside x: from one base; a pixel whose
+    columns leave x: a clamped load shifted, the zero point shifted in), words by sxtb16 /
+    pkhbt; 14 reduction words with the per-channel
+    start (and multiplier) after each channel block's weights. QEMU's output and the loop-IR
+    interpreter's equal onnxruntime's byte for byte."""
+    import onnxruntime as ort
+
+    _tools_or_skip()
+    make, edge = STEM_CASES[case]
+    model, x = make()
+    want = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    cm = onnxcc.compile(model, "cortex-m4", name="t")
+    (k,) = cm.program.kernels
+    assert "kw 0 and 2" in k.comment
+    # x read flat: the input, or the span of a window of it
+    (xb,) = [b for b in k.params if b.name == "x"]
+    assert len(xb.shape) == 1 and (xb.shape[0] < x.size) == ("window" in case)
+    got = run_program(cm.program, [x])[0].reshape(want.shape)
+    assert got.tobytes() == want.tobytes()
+    assert qemu.run_on_qemu(cm, {"x": x})["y"].tobytes() == want.tobytes()
+    (wp,) = [b for b in k.params if b.name == "wp"]
+    per_channel = "requantize per channel" in k.comment
+    assert wp.shape[1:] == (14 + 1 + per_channel, 2)       # 14 words, start, multiplier
+    assert not any(b.name in ("rq_m", "acc0", "b") for b in k.params)
+    c = "\n".join(p.read_text() for p in sorted(cm.lib_dir.glob("*.c")))
+    body = c[c.index(f"t_{k.name}_qlinearconv("):]
+    assert " ? x[" not in body                              # no byte loads, no guards per tap
+    # 9 word loads per pixel: of a block in one row inside x (one base), else of each pixel
+    # (and of a pixel at the border, shifted)
+    assert "int32_t xb2_22 = onnxcc_load4(" in body
+    assert body.count("onnxcc_load4(&x[") == 9 * 3 * (3 if edge else 2)
+    assert body.count("onnxcc_sxtb16(") == 14 * 3 * 2
