@@ -1212,17 +1212,12 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
             free = _two_per_trip(cp, CP, free) if CP >= 8 else loops([(cp, 0, CP)], free)
         return loops([(kh, 0, KH), (kw, 0, KW)], free + out)
 
-    # the per-channel start and requantize multiplier side by side in one weight buffer
-    # (chan (M, 2)), so a block reads them through one pointer (cortex-m4 -Os, 16 -> 32 on 9 x
-    # 11: 1.146 -> 1.115 instructions per MAC, 32 -> 32 on 8 x 9 0.943 -> 0.927, 3 -> 8 3x3 on
-    # 19 x 19 1.405 -> 1.375); with 2 lanes appended to each channel block's packed weights
-    # (blocked_nest's ``consts``), read through the weights' pointer (1.115 -> 1.041, 0.927 ->
-    # 0.890, 1.375 -> 1.329; 8 -> 16 on 18 x 23 1.226 -> 1.209)
-    chan = None
-    if isinstance(fold_start, Load) and fin is not None and fin.mla is not None and \
-            isinstance(fin.m, Buffer):
-        chan = Buffer("chan", I32, (M, 2), space="weight", value="",
-                      data=np.stack([fold_start.buf.data, fin.m.data], axis=1).reshape(-1))
+    # the per-channel start and requantize multiplier (``_channel_consts``) appended to each
+    # channel block's packed weights (blocked_nest's ``consts``), read through the weights'
+    # pointer (cortex-m4 -Os, in a separate buffer (M, 2) then appended: 16 -> 32 on 9 x 11
+    # 1.146 -> 1.115 -> 1.041 instructions per MAC, 32 -> 32 on 8 x 9 0.943 -> 0.927 -> 0.890,
+    # 3 -> 8 3x3 on 19 x 19 1.405 -> 1.375 -> 1.329; 8 -> 16 on 18 x 23 1.226 -> 1.209)
+    chan = _channel_consts(node, fold_start, B, fin, M) if lanes == 2 else None
 
     def start(m: Expr, p: Expr) -> Expr:
         if chan is not None:
@@ -1242,8 +1237,8 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
 
     def store(m: Expr, p: Expr, acc: Expr) -> list[Stmt]:
         at = (n, m, p) if Yp is not Y else (n, m, *pixel(p))
-        return [Store(Yp, at, fin(acc, m, chan[(m, Const(1))] if chan is not None else None)
-                      if fin is not None else acc)]
+        mc = chan[(m, Const(1))] if chan is not None and chan.shape[1] == 2 else None
+        return [Store(Yp, at, fin(acc, m, mc) if fin is not None else acc)]
 
     inner, W, col = blk.blocked_nest(lanes=lanes, P=P, PB=PB, M=M, MB=MB, K2=K2,
                                      weights=packed, int8_weights=i8, value=w.name,
@@ -1278,6 +1273,30 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
     ins = read_buffers(body, [Xf, W] + extra)
     return ctx.kernel(node.op.lower(), [Y], ins, [Comment(text)] + body, comment=text,
                       locals=[col])
+
+
+def _channel_consts(node: Node, fold_start: Expr | None, B: Buffer | None,
+                    fin: "_Requant | None", M: int) -> Buffer | None:
+    """The blocked Conv's per-channel constants as one int32 weight buffer (M, k): column 0
+    the start value (the bias, minus the x zero point times the channel's weight sum when that
+    folds), column 1 the requantize multiplier when it differs per channel; None when the
+    start is not a compile-time constant (a runtime bias)."""
+    if isinstance(fold_start, Load) and fold_start.buf.data is not None:
+        s0 = np.asarray(fold_start.buf.data, np.int64).reshape(-1)
+    elif isinstance(fold_start, Const):
+        s0 = np.full(M, int(fold_start.value), np.int64)
+    elif fold_start is None and B is None:
+        s0 = np.zeros(M, np.int64)
+    elif fold_start is None and node.op == "QLinearConv" and has_input(node, 8) and \
+            node.inputs[8].const is not None:
+        s0 = np.asarray(node.inputs[8].const, np.int64).reshape(-1)
+    else:
+        return None
+    cols = [s0]
+    if fin is not None and fin.const and isinstance(fin.m, Buffer):
+        cols.append(np.asarray(fin.m.data, np.int64).reshape(-1))
+    return Buffer("chan", I32, (M, len(cols)), space="weight", value="",
+                  data=np.stack(cols, axis=1).astype(np.int32).reshape(-1))
 
 
 def _stem_words(C: int, KH: int) -> list[tuple[str, tuple[int, int, int],
