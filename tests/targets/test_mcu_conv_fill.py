@@ -170,6 +170,20 @@ def _window(model, x):
     return model, big
 
 
+def _rows_dilated(model, x):
+    """The Conv with dilations [2, 1], strides [2, 1] and pads [2, 1, 1, 0]: rows of taps 2
+    apart, the columns' dilation 1 (the word loads need it)."""
+    (_, _, H, W) = x.shape
+    node = model.graph.node[0]
+    del node.attribute[:]
+    node.attribute.extend([helper.make_attribute("pads", [2, 1, 1, 0]),
+                           helper.make_attribute("strides", [2, 1]),
+                           helper.make_attribute("dilations", [2, 1])])
+    dims = model.graph.output[0].type.tensor_type.shape.dim
+    dims[2].dim_value, dims[3].dim_value = (H + 3 - 5) // 2 + 1, W + 1 - 2
+    return model, x
+
+
 #: case -> (model builder, whether some pixel's 4 columns leave x: a second load path)
 STEM_CASES = {
     "s2_top_left_pad": (lambda: qconv(3, 8, 12, 13, 3, [1, 1, 0, 0], stride=2), True),
@@ -180,6 +194,7 @@ STEM_CASES = {
                              True),
     "s2_interior_only_batch2": (lambda: _batch2(*qconv(3, 4, 8, 12, 3, [0] * 4, stride=2)),
                                 False),
+    "rows_dilated_s2x1": (lambda: _rows_dilated(*qconv(3, 5, 11, 9, 3, [0] * 4)), True),
     "s2_window_of_the_input": (lambda: _window(*qconv(3, 6, 10, 11, 3, [1, 1, 0, 0],
                                                       stride=2)), True),
 }
