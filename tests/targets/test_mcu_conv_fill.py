@@ -2,7 +2,8 @@
 ``codegen/lower/quant.py``): a block of pixels in one output row with every tap's column inside
 x builds each distinct column's channel-pair word once (``pkhbt``; int8 x: 4 columns per word
 load, ``sxtb16`` and ``pkhtb``) and stores it to every (tap, pixel) slot that reads it; other
-blocks test per tap. QuantizeLinear's rounding on microcontrollers. Bit-exact with onnxruntime on
+blocks test per tap; a 3-channel 3x3 int8 stem loads 4 columns per word and row of taps
+(``fill_stem``). QuantizeLinear's rounding on microcontrollers. Bit-exact with onnxruntime on
 cortex-m4 (QEMU) for strides, pads, dilations, odd channel counts and 1x1 kernels."""
 
 from __future__ import annotations
