@@ -2,7 +2,8 @@
 ``codegen/lower/quant.py``): a block of pixels in one output row with every tap's column inside
 x builds each distinct column's channel-pair word once (``pkhbt``; int8 x: 4 columns per word
 load, ``sxtb16`` and ``pkhtb``) and stores it to every (tap, pixel) slot that reads it; other
-blocks test per tap. QuantizeLinear's rounding on microcontrollers. Bit-exact with onnxruntime on
+blocks test per tap; a 3-channel 3x3 int8 stem loads 4 columns per word and row of taps
+(``fill_stem``). QuantizeLinear's rounding on microcontrollers. Bit-exact with onnxruntime on
 cortex-m4 (QEMU) for strides, pads, dilations, odd channel counts and 1x1 kernels."""
 
 from __future__ import annotations
@@ -171,6 +172,20 @@ def _window(model, x):
     return model, big
 
 
+def _rows_dilated(model, x):
+    """The Conv with dilations [2, 1], strides [2, 1] and pads [2, 1, 1, 0]: rows of taps 2
+    apart, the columns' dilation 1 (the word loads need it)."""
+    (_, _, H, W) = x.shape
+    node = model.graph.node[0]
+    del node.attribute[:]
+    node.attribute.extend([helper.make_attribute("pads", [2, 1, 1, 0]),
+                           helper.make_attribute("strides", [2, 1]),
+                           helper.make_attribute("dilations", [2, 1])])
+    dims = model.graph.output[0].type.tensor_type.shape.dim
+    dims[2].dim_value, dims[3].dim_value = (H + 3 - 5) // 2 + 1, W + 1 - 2
+    return model, x
+
+
 #: case -> (model builder, whether some pixel's 4 columns leave x: a second load path)
 STEM_CASES = {
     "s2_top_left_pad": (lambda: qconv(3, 8, 12, 13, 3, [1, 1, 0, 0], stride=2), True),
@@ -181,6 +196,7 @@ STEM_CASES = {
                              True),
     "s2_interior_only_batch2": (lambda: _batch2(*qconv(3, 4, 8, 12, 3, [0] * 4, stride=2)),
                                 False),
+    "rows_dilated_s2x1": (lambda: _rows_dilated(*qconv(3, 5, 11, 9, 3, [0] * 4)), True),
     "s2_window_of_the_input": (lambda: _window(*qconv(3, 6, 10, 11, 3, [1, 1, 0, 0],
                                                       stride=2)), True),
 }
