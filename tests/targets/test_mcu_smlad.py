@@ -204,9 +204,7 @@ def test_weights_int16_only_when_twice_their_bytes_fit_the_flash():
         forms[flash] = wp.data.nbytes - 8 * wp.shape[0] * wp.shape[2]
         got = run_program(cm.program, [x])[0].reshape(-1)
         assert got.tobytes() == interpret(cm.graph, {"x": x})["y"].reshape(-1).tobytes()
-    # int16 pairs: with each channel's start and requantize multiplier after its block's
-    # weights (``channel_words``, 2 int32 per channel)
-    assert forms[m4.flash_bytes] == 2 * 32 * 16 * 9 + 32 * 2 * 4
+    assert forms[m4.flash_bytes] == 2 * 32 * 16 * 9
     assert forms[2 * wbytes - 64] == 32 * 16 * 9
     assert int_blocked.int8_weights(m4, m4.flash_bytes // 2 + 1)
     assert not int_blocked.int8_weights(m4, m4.flash_bytes // 2)
