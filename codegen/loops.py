@@ -514,6 +514,30 @@ def children(e: Expr) -> tuple[Expr, ...]:
     return ()
 
 
+def rebuild(e: Expr, kids: Sequence[Expr]) -> Expr:
+    """``e`` with its direct sub-expressions replaced by ``kids`` (in :func:`children`'s
+    order). Raises TypeError for an expression with none (Var, Const)."""
+    if isinstance(e, Load):
+        n = len(e.index)
+        rest = list(kids[n:])
+        mask = rest.pop(0) if e.mask is not None else None
+        other = rest.pop(0) if e.other is not None else None
+        return Load(e.buf, tuple(kids[:n]), mask, other)
+    if isinstance(e, Binary):
+        return Binary(e.op, kids[0], kids[1])
+    if isinstance(e, Unary):
+        return Unary(e.op, kids[0])
+    if isinstance(e, Cast):
+        return Cast(kids[0], e.dtype)
+    if isinstance(e, Select):
+        return Select(kids[0], kids[1], kids[2])
+    if isinstance(e, MulAdd):
+        return MulAdd(kids[0], kids[1], kids[2])
+    if isinstance(e, Call):
+        return Call(e.fn, tuple(kids), e.dtype)
+    raise TypeError(e)
+
+
 def uses_var(e: Expr, v: Var) -> bool:
     """True when expression ``e`` reads variable ``v``."""
     return e == v or any(uses_var(c, v) for c in children(e))

@@ -19,8 +19,8 @@ import numpy as np
 
 from onnxcc.codegen.loops import (Assign, Binary, Buffer, Call, Cast, Comment, Const, Decl,
                                   DType, Expr, If, INDEX, Kernel, Load, Loop, MulAdd, Select,
-                                  Stmt, Store, Unary, Var, children, substitute_stmts,
-                                  walk_stmts)
+                                  Stmt, Store, Unary, Var, children, rebuild,
+                                  substitute_stmts, walk_stmts)
 from onnxcc.codegen.requantize import C_HELPER as REQUANTIZE_C
 from onnxcc.codegen.requantize import C_HELPER_NARROW as REQUANTIZE_NARROW_C
 from onnxcc.codegen.requantize import NARROW_SHIFT
@@ -781,7 +781,7 @@ class _Renderer:
                 return Load(e.buf, tuple(rw_expr(i) for i in e.index), mask, other)
             if isinstance(e, (Var, Const)):
                 return e
-            return _rebuild(e, [rw_expr(c) for c in children(e)])
+            return rebuild(e, [rw_expr(c) for c in children(e)])
 
         def rw(body: Sequence[Stmt]) -> list[Stmt]:
             res: list[Stmt] = []
@@ -884,23 +884,6 @@ def _declared(body: Sequence[Stmt]) -> set[str]:
     """Names of the variables whose value changes inside ``body``: its loop variables, its
     locals and any local assigned there (an index using one cannot be hoisted out)."""
     return {st.var.name for st in walk_stmts(body) if isinstance(st, (Loop, Decl, Assign))}
-
-
-def _rebuild(e: Expr, kids: list[Expr]) -> Expr:
-    """``e`` with its children replaced by ``kids`` (in :func:`children` order)."""
-    if isinstance(e, Binary):
-        return Binary(e.op, kids[0], kids[1])
-    if isinstance(e, Unary):
-        return Unary(e.op, kids[0])
-    if isinstance(e, Cast):
-        return Cast(kids[0], e.dtype)
-    if isinstance(e, Select):
-        return Select(kids[0], kids[1], kids[2])
-    if isinstance(e, MulAdd):
-        return MulAdd(kids[0], kids[1], kids[2])
-    if isinstance(e, Call):
-        return Call(e.fn, tuple(kids), e.dtype)
-    raise TypeError(e)
 
 
 def render_kernel(k: Kernel, ctx: CContext, fn: str | None = None) -> tuple[str, str]:

@@ -53,9 +53,9 @@ import numpy as np
 from onnxcc.errors import UnsupportedOpError
 
 from onnxcc.codegen.loops import (I32, Assign, Binary, Buffer, Call, Cast, Const, Decl, DType,
-                                  Expr, Load, Loop, MulAdd, Select, Stmt, Store, Unary, Var,
-                                  all_of, children, const, minimum, stmt_exprs, substitute,
-                                  substitute_stmts, walk_exprs)
+                                  Expr, Load, Loop, Select, Stmt, Store, Var,
+                                  all_of, children, const, minimum, rebuild, stmt_exprs,
+                                  substitute, substitute_stmts, walk_exprs)
 
 U32 = DType("uint32")
 INT8_NAMES = ("int8", "uint8")   # the activations these kernels take (not "16x8"'s int16)
@@ -477,30 +477,7 @@ def _replace_loads(e: Expr, env: dict[Load, Var]) -> Expr:
     new = [_replace_loads(c, env) for c in kids]
     if all(a is b for a, b in zip(new, kids)):
         return e
-    return _rebuild(e, new)
-
-
-def _rebuild(e: Expr, kids: list[Expr]) -> Expr:
-    """``e`` with its direct sub-expressions (``children(e)``'s order) replaced."""
-    if isinstance(e, Load):
-        n = len(e.index)
-        rest = kids[n:]
-        mask = rest.pop(0) if e.mask is not None else None
-        other = rest.pop(0) if e.other is not None else None
-        return Load(e.buf, tuple(kids[:n]), mask, other)
-    if isinstance(e, Binary):
-        return Binary(e.op, kids[0], kids[1])
-    if isinstance(e, Unary):
-        return Unary(e.op, kids[0])
-    if isinstance(e, Cast):
-        return Cast(kids[0], e.dtype)
-    if isinstance(e, Select):
-        return Select(kids[0], kids[1], kids[2])
-    if isinstance(e, MulAdd):
-        return MulAdd(kids[0], kids[1], kids[2])
-    if isinstance(e, Call):
-        return Call(e.fn, tuple(kids), e.dtype)
-    raise TypeError(e)
+    return rebuild(e, new)
 
 
 def shared_loads(stmts: list[Stmt]) -> list[Stmt]:
