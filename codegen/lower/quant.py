@@ -774,6 +774,9 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
     (KH, KW), (IH, IW) = w.shape[2:], x.shape[2:]
     if Wt is None or C * KH * KW < blk.BLOCK_MIN_K:
         return None
+    # every output channel reads every input channel, and a last partial block of pixels
+    # recomputes pixels the block before stored (``overlap``): never over x
+    refuse_in_place(node, ctx)
     pb, pe, st, dl, (OH, OW) = conv_geometry(node, x.shape, w.shape)
     CP = blk.reduction_words(C, lanes)
     KWP = blk.reduction_words(KW, lanes)
