@@ -274,14 +274,10 @@ def plan(g: Graph, alignment: int = 16, share: bool = True, depthwise_in_place: 
         groups={v.name: gr.find(v)[0].name for v in vals})
 
 
-def place_scratch(g: Graph, step: int, nbytes: int) -> int:
-    """The arena offset of ``nbytes`` of scratch that node ``step`` of the planned graph ``g``
-    uses while it runs (a kernel's local array on a target whose every mutable byte lives in
-    the caller's arena, see ``Target.scratch_in_arena``): the lowest aligned offset that no value
-    live at that step occupies (the node's inputs and outputs are live there), after the plan's
-    arena when no gap fits, and then ``g.meta["memory_plan"].arena_size`` grows to hold it.
-    Scratch of different steps may share bytes (never live together); the same request on the
-    same plan gives the same offset, so lowering twice is harmless."""
+def _scratch_offset(g: Graph, step: int, nbytes: int) -> int:
+    """The lowest aligned arena offset where ``nbytes`` of scratch of node ``step`` overlap no
+    value live at that step (the node's inputs and outputs are), the plan's arena end when no
+    gap fits."""
     p: MemoryPlan = g.meta["memory_plan"]
     busy = sorted((b.offset, b.size) for v, (first, last) in value_intervals(g).items()
                   if first <= step <= last and (b := p.buffers.get(v.name)) is not None
@@ -291,8 +287,28 @@ def place_scratch(g: Graph, step: int, nbytes: int) -> int:
         if cand + nbytes <= o:
             break
         cand = max(cand, _align(o + s, p.alignment))
+    return cand
+
+
+def place_scratch(g: Graph, step: int, nbytes: int) -> int:
+    """The arena offset of ``nbytes`` of scratch that node ``step`` of the planned graph ``g``
+    uses while it runs (a kernel's local array on a target whose every mutable byte lives in
+    the caller's arena, see ``Target.scratch_in_arena``): the lowest aligned offset that no value
+    live at that step occupies (the node's inputs and outputs are live there), after the plan's
+    arena when no gap fits, and then ``g.meta["memory_plan"].arena_size`` grows to hold it.
+    Scratch of different steps may share bytes (never live together); the same request on the
+    same plan gives the same offset, so lowering twice is harmless."""
+    p: MemoryPlan = g.meta["memory_plan"]
+    cand = _scratch_offset(g, step, nbytes)
     p.arena_size = max(p.arena_size, _align(cand + nbytes, p.alignment))
     return cand
+
+
+def scratch_fits(g: Graph, step: int, nbytes: int) -> bool:
+    """Whether :func:`place_scratch` would place ``nbytes`` of scratch of node ``step`` in a gap
+    of the arena as planned so far, without growing it."""
+    p: MemoryPlan = g.meta["memory_plan"]
+    return _align(_scratch_offset(g, step, nbytes) + nbytes, p.alignment) <= p.arena_size
 
 
 def check_plan(g: Graph) -> None:

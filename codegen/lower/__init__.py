@@ -142,9 +142,12 @@ class LowerCtx:
 
     def __init__(self, node: Node, storage: dict[str, Any] | None = None,
                  weights: dict[int, Buffer] | None = None, target: Any = None,
-                 graph_weight_bytes: int = 0) -> None:
+                 graph_weight_bytes: int = 0, graph: Graph | None = None,
+                 step: int | None = None) -> None:
         self.node = node
         self.target = target
+        #: the planned graph and the node's step in it (None: scratch_fits assumes a gap)
+        self.graph, self.step = graph, step
         #: bytes of all the graph's constants as the graph stores them (the fit check's count):
         #: a lowering that may store its weights wider asks whether that still fits the flash
         self.graph_weight_bytes = graph_weight_bytes
@@ -174,6 +177,21 @@ class LowerCtx:
             return Buffer(name, dt, v.shape, value=v.name)
         return Buffer(name, dt, v.shape, getattr(b, "strides", None), b.space, b.offset, b.index,
                       value=v.name)
+
+    def scratch_fits(self, nbytes: int) -> bool:
+        """Whether a local array of ``nbytes`` adds no bytes to the arena: it stays on the stack
+        (at most the target's ``stack_array_bytes``, or a target whose scratch is not in the
+        arena), or it fits a gap of the arena at this node's step as planned so far
+        (``passes.plan_memory.scratch_fits``). A lowering whose scratch would raise the peak
+        may take a smaller block."""
+        limit = getattr(self.target, "stack_array_bytes", None)
+        if limit is None or nbytes <= limit or not getattr(self.target, "scratch_in_arena",
+                                                            False):
+            return True
+        if self.graph is None or self.step is None or "memory_plan" not in self.graph.meta:
+            return True
+        from onnxcc.passes.plan_memory import scratch_fits
+        return scratch_fits(self.graph, self.step, nbytes)
 
     @property
     def size(self) -> bool:
@@ -330,7 +348,7 @@ def lower_program(g: Graph, name: str | None = None, target: Any = None) -> Prog
     consts = {id(v): v for n in g.nodes for v in n.inputs if v is not None and v.const is not None}
     wbytes = sum(int(np.asarray(v.const).nbytes) for v in consts.values())
     for idx, n in enumerate(g.nodes):
-        ctx = LowerCtx(n, plan.buffers, weights, target, wbytes)
+        ctx = LowerCtx(n, plan.buffers, weights, target, wbytes, g, idx)
         k = reg[n.op](n, ctx)
         if k is not None:
             k.name = f"k{idx}"

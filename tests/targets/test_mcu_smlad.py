@@ -131,15 +131,46 @@ def _tools_or_skip(target: str) -> None:
             pytest.skip(f"{tool} not installed (scripts/install-test-deps.sh)")
 
 
+def then_wider(model: onnx.ModelProto, x: np.ndarray, wide: int = 48):
+    """``model`` (one QLinearConv x -> y) followed by two 1 x 1 QLinearConvs, y -> ``wide``
+    channels -> 4 (the graph's output, still named y): the first conv's output then lies in the
+    arena beside a wider tensor's, so its step leaves a gap that kernel scratch fits (the
+    arena's peak is the next step; compile it with ``max_recompute=0``, else the patch pass
+    computes the chain of 1 x 1 layers pixel by pixel). Returns (model, x)."""
+    r = np.random.default_rng(9)
+    g = model.graph
+    (out,) = g.output
+    tt = out.type.tensor_type
+    M = tt.shape.dim[1].dim_value
+    dt = helper.tensor_dtype_to_np_dtype(tt.elem_type)
+    z = 128 if dt == np.uint8 else 2
+    inits = {"wa": r.integers(*W7, (wide, M, 1, 1)).astype(np.int8),
+             "wb": r.integers(*W7, (4, wide, 1, 1)).astype(np.int8),
+             "wsa": np.full(wide, 0.004, np.float32), "wsb": np.full(4, 0.003, np.float32),
+             "wza": np.zeros(wide, np.int8), "wzb": np.zeros(4, np.int8),
+             "s1": np.float32(0.05), "z1": np.asarray(z, dt), "s2": np.float32(0.08)}
+    g.initializer.extend(numpy_helper.from_array(np.asarray(v), n) for n, v in inits.items())
+    g.node[-1].output[0] = "y0"
+    g.node.extend([
+        helper.make_node("QLinearConv", ["y0", "ys", "yz", "wa", "wsa", "wza", "s1", "z1"],
+                         ["y1"], name="wider"),
+        helper.make_node("QLinearConv", ["y1", "s1", "z1", "wb", "wsb", "wzb", "s2", "z1"],
+                         ["y"], name="narrower")])
+    shape = [d.dim_value for d in tt.shape.dim]
+    del g.output[:]
+    g.output.append(helper.make_tensor_value_info("y", tt.elem_type, [1, 4, *shape[2:]]))
+    return model, x
+
+
 def _c_text(cm) -> str:
     return "\n".join(p.read_text() for p in sorted(cm.lib_dir.glob("*.c")))
 
 
-def bit_exact_on(model, x, target: str):
-    """Compile ``model`` for ``target``; its output y for input ``x`` must equal, byte for byte,
-    the graph interpreter's, the host build's, the loop-IR interpreter's and the firmware's on
-    QEMU. Returns the CompiledModel."""
-    cm = onnxcc.compile(model, target, name="t")
+def bit_exact_on(model, x, target: str, **options):
+    """Compile ``model`` for ``target`` (``options`` to ``onnxcc.compile``); its output y for
+    input ``x`` must equal, byte for byte, the graph interpreter's, the host build's, the
+    loop-IR interpreter's and the firmware's on QEMU. Returns the CompiledModel."""
+    cm = onnxcc.compile(model, target, name="t", **options)
     want = interpret(cm.graph, {"x": x})["y"]
     host = onnxcc.compile(model, "host", name="t").run({"x": x})["y"]
     assert host.dtype == want.dtype and host.tobytes() == want.tobytes()
@@ -454,13 +485,15 @@ def test_short_reduction_holds_the_weights(shape, int8, monkeypatch):
 
     _tools_or_skip("cortex-m4")
     monkeypatch.setattr(int_blocked, "INT8_WEIGHTS", int8)
-    cm = bit_exact_on(*qconv(*shape), "cortex-m4")
+    # (followed by a wider layer: the scratch fits a gap of the arena, see the next test)
+    cm = bit_exact_on(*then_wider(*qconv(*shape)), "cortex-m4", max_recompute=0)
     _, _, H, W, k, pad, *_ = shape
     P = (H + 2 * pad - k + 1) * (W + 2 * pad - k + 1)
     PB = -(-P // -(-P // int_blocked.STATIONARY_PB))
     assert f"per channel its 4 weight words held over the {PB} pixels" in \
         cm.program.kernels[0].comment
     c = _c_text(cm)
+    c = c[c.index("t_k0_qlinearconv("):c.index("t_k1_qlinearconv(")]
     assert len(re.findall(r"onnxcc_ldm4[ab]\(&onnxcc_w\d+, &x\d+_0, &x\d+_1", c)) == PB
     assert ("onnxcc_ldm2" in c and "onnxcc_sxtb16(w8_1, 8)" in c) if int8 else \
         "&w0, &w1, &w2, &w3)" in c
@@ -471,6 +504,35 @@ def test_short_reduction_holds_the_weights(shape, int8, monkeypatch):
         assert not re.search(r"onnxcc_min_int32\(\(\(pp \* 12\) \+ \d+\)", c)
     cm = onnxcc.compile(qconv(16, 6, 5, 7, 1, 0)[0], "cortex-m4", name="t")
     assert "3 pixels x 2 channels" in cm.program.kernels[0].comment
+
+
+def test_short_reduction_scratch_never_raises_the_arena_peak(monkeypatch):
+    """A held block's scratch (4 words a pixel) that would raise the arena's peak (here the
+    conv's output is the graph's, so the arena holds nothing else) gives way to 4 x 1 blocks
+    whose scratch of 64 bytes stays a local array: the arena stays 0. Followed by a wider layer
+    the same conv holds its weights over 12 pixels, the scratch in a gap of the arena (the
+    arena no larger than the tensors' plan). Bit-exact both ways."""
+    _tools_or_skip("cortex-m4")
+    model, x = qconv(8, 6, 5, 7, 1, 0)
+    cm = bit_exact_on(model, x, "cortex-m4")
+    k = cm.program.kernels[0]
+    assert "4 pixels x 1 channels" in k.comment and "held" not in k.comment
+    assert cm.program.arena_size == 0 and not any(b.space == "arena" for b in k.outputs[1:])
+    wide = onnxcc.compile(then_wider(*qconv(8, 6, 5, 7, 1, 0))[0], "cortex-m4", name="t",
+                          max_recompute=0)
+    k = wide.program.kernels[0]
+    assert "held over the 12 pixels" in k.comment
+    (col,) = [b for b in k.outputs if b.name == "col"]
+    y0 = wide.graph.meta["memory_plan"].buffers["y0"]
+    assert col.space == "arena" and col.offset + 4 * 4 * 12 <= wide.program.arena_size
+    assert col.offset >= y0.offset + y0.size or col.offset + 4 * 4 * 12 <= y0.offset
+    # the same arena as with blocks whose scratch (64 bytes) stays a local array
+    from onnxcc.codegen.lower import int_blocked
+    monkeypatch.setattr(int_blocked, "STATIONARY_PB", 4)
+    small = onnxcc.compile(then_wider(*qconv(8, 6, 5, 7, 1, 0))[0], "cortex-m4", name="t",
+                           max_recompute=0)
+    assert not any(b.name == "col" for b in small.program.kernels[0].outputs)
+    assert small.program.arena_size == wide.program.arena_size
 
 
 def test_blocks_share_the_requantize_multiplier_and_store_by_flat_pixel():
