@@ -259,7 +259,8 @@ def patch_text(choice) -> str:
 
 
 def board_target(target: str):
-    """``target`` with the SRAM and flash of its QEMU board (mps2-an386: 4 MiB each) instead of
+    """``target`` with the SRAM and the code and constant memory of its QEMU board (mps2-an386:
+    4 MiB each; mps3-an547: 512 KiB ITCM and 2 MiB SRAM for the constants) instead of
     its part's, for a model that does not fit the part but runs on the emulated board."""
     import dataclasses
 
@@ -268,7 +269,8 @@ def board_target(target: str):
 
     tgt = get_target(target)
     mc = qemu.machine_for(tgt)
-    return dataclasses.replace(tgt, sram_bytes=mc.ram[1] - mc.stack_bytes, flash_bytes=mc.flash[1])
+    return dataclasses.replace(tgt, sram_bytes=mc.ram[1] - mc.stack_bytes,
+                               flash_bytes=mc.rom_bytes)
 
 
 def _cell(v) -> str:

@@ -84,6 +84,8 @@ class Machine:
             fetches its vector table (Cortex-M) or first instruction (RISC-V) at reset.
         ram: (origin, bytes) of the memory for .data, .bss (the arena) and the stack.
         stack_bytes: the stack reserved at the top of ``ram``, in bytes.
+        const: (origin, bytes) of a memory for the constants (.rodata: the weights) apart from
+            ``flash``, on a board whose boot memory is small; None: they follow the code.
     """
 
     name: str
@@ -93,14 +95,24 @@ class Machine:
     flash: tuple[int, int]
     ram: tuple[int, int]
     stack_bytes: int = 0x10000
+    const: tuple[int, int] | None = None
+
+    @property
+    def rom_bytes(self) -> int:
+        """Bytes for code and constants: ``flash``, and ``const`` when the board has one."""
+        return self.flash[1] + (self.const[1] if self.const else 0)
 
     def memory_script(self) -> str:
-        """The ``onnxcc_memory.ld`` that ``mcu/firmware.ld`` includes for this board."""
+        """The ``onnxcc_memory.ld`` that ``mcu/firmware.ld`` includes for this board: the
+        regions FLASH, RAM and CONST (``const``, else an alias of FLASH)."""
         (fo, fl), (ro, rl) = self.flash, self.ram
+        const = f"    CONST (r)   : ORIGIN = {self.const[0]:#010x}, LENGTH = {self.const[1]:#x}\n" \
+            if self.const else ""
         return (f"/* {self.name} ({self.core}): written by onnxcc.runtime.qemu */\n"
                 f"MEMORY\n{{\n    FLASH (rx)  : ORIGIN = {fo:#010x}, LENGTH = {fl:#x}\n"
-                f"    RAM   (rwx) : ORIGIN = {ro:#010x}, LENGTH = {rl:#x}\n}}\n"
-                f"_stack_size = {self.stack_bytes:#x};\n")
+                f"    RAM   (rwx) : ORIGIN = {ro:#010x}, LENGTH = {rl:#x}\n{const}}}\n"
+                + ("" if self.const else "REGION_ALIAS(\"CONST\", FLASH);\n")
+                + f"_stack_size = {self.stack_bytes:#x};\n")
 
 
 KIB, MIB = 1024, 1024 * 1024
@@ -109,7 +121,8 @@ KIB, MIB = 1024, 1024 * 1024
 #: core starts, so it plays the flash), 4 MiB SSRAM2/3 at 0x20000000. The AN505 (IoT Kit, the
 #: core starts secure with its vector table at 0x10000000): SSRAM1 through its secure alias at
 #: 0x10000000, SSRAM2 and SSRAM3 (2 MiB each, contiguous) through theirs at 0x38000000. The AN547
-#: (Corstone-300, vector table at 0): the 512 KiB ITCM at 0 and the 512 KiB DTCM at 0x20000000.
+#: (Corstone-300, vector table at 0): the 512 KiB ITCM at 0 and the 512 KiB DTCM at 0x20000000,
+#: the constants in its 2 MiB SRAM at 0x01000000 (a model's weights outgrow the ITCM).
 #: The micro:bit (nRF51822): 256 KiB flash at 0, 16 KiB SRAM at 0x20000000. RISC-V ``virt``:
 #: DRAM at 0x80000000, where the board's reset code jumps with ``-bios none``.
 MACHINES: dict[str, Machine] = {m.name: m for m in [
@@ -124,7 +137,7 @@ MACHINES: dict[str, Machine] = {m.name: m for m in [
     Machine("mps2-an505", "Cortex-M33", "cortex-m", ("-cpu", "cortex-m33"),
             (0x10000000, 4 * MIB), (0x38000000, 4 * MIB)),
     Machine("mps3-an547", "Cortex-M55", "cortex-m", ("-cpu", "cortex-m55"),
-            (0x00000000, 512 * KIB), (0x20000000, 512 * KIB)),
+            (0x00000000, 512 * KIB), (0x20000000, 512 * KIB), const=(0x01000000, 2 * MIB)),
     Machine("virt", "RV32IMAC", "riscv", ("-bios", "none"),
             (0x80000000, 4 * MIB), (0x80400000, 4 * MIB)),
 ]}

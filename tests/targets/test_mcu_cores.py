@@ -212,3 +212,30 @@ def test_digits_on_core(target):
         dis = subprocess.run([fw.cc.replace("gcc", "objdump"), "-d", str(fw.objects[0])],
                              capture_output=True, text=True, check=True).stdout
         assert re.search(r"\tv(mul|add|fma)\.f32\tq[0-7], q[0-7]", dis)   # MVE float on q registers
+
+
+def test_weights_past_the_m55_itcm_run_from_its_sram(tmp_path):
+    """The AN547 board boots from its 512 KiB ITCM; the firmware puts the constants in its
+    2 MiB SRAM (``Machine.const``), so a model whose weights outgrow the ITCM (a MatMul of
+    625 KiB of float32 weights, on a cortex-m55 whose flash is the board's) runs, its weights
+    linked there, within float tolerance of numpy."""
+    import dataclasses
+
+    mc = _tools_or_skip("cortex-m55")
+    assert mc.const is not None and mc.rom_bytes == mc.flash[1] + mc.const[1]
+    r = np.random.default_rng(0)
+    w = r.standard_normal((400, 400)).astype(np.float32)
+    model = make_model([("MatMul", ["x", "w"], ["y"])], {"x": [1, 400]}, {"y": [1, 400]},
+                       {"w": w})
+    tgt = dataclasses.replace(get_target("cortex-m55"), flash_bytes=mc.rom_bytes)
+    cm = onnxcc.compile(model, tgt, name="big")
+    x = r.standard_normal((1, 400)).astype(np.float32)
+    _close(qemu.run_on_qemu(cm, {"x": x})["y"], (x.astype(np.float64) @ w).astype(np.float32))
+    fw = qemu.firmware(cm)
+    nm = subprocess.run([fw.cc.replace("gcc", "nm"), "-S", str(fw.link({"x": x}, tmp_path))],
+                        capture_output=True, text=True, check=True)
+    big = [p for p in (ln.split() for ln in nm.stdout.splitlines())
+           if len(p) == 4 and int(p[1], 16) >= w.nbytes]
+    (co, cl), (fo, fl) = mc.const, mc.flash
+    assert big and all(co <= int(p[0], 16) < co + cl for p in big)
+    assert int(big[0][0], 16) + int(big[0][1], 16) > fo + fl    # past the ITCM's size
