@@ -244,13 +244,8 @@ def blocked_nest(*, lanes: int, P: int, PB: int, M: int, MB: int, K2: int,
         e: Expr = base if t == 0 else Binary("add", base, Const(t))
         return minimum(e, Const(total - 1)) if t and total % block else e
 
-    pbase: Expr = Binary("mul", pp, Const(PB)) if PB > 1 else pp
     mbase = Binary("mul", mp, Const(MB)) if MB > 1 else mp
-    if overlap and P % PB and P > PB:
-        pbase = minimum(pbase, Const(P - PB))
-        ps = [pbase if t == 0 else Binary("add", pbase, Const(t)) for t in range(PB)]
-    else:
-        ps = [clamp(pbase, t, PB, P) for t in range(PB)]
+    ps = block_positions(pp, P, PB, overlap)
     ms = [clamp(mbase, s, MB, M) for s in range(MB)]
     acc = [[Var(f"acc{s}{t}", I32) for t in range(PB)] for s in range(MB)]
 
@@ -394,6 +389,20 @@ def _merged(consts: Buffer | None, W: Buffer, rows: int, mp: Var,
     return access
 
 
+def block_positions(pp: Var, P: int, PB: int, overlap: bool) -> list[Expr]:
+    """The ``PB`` positions (of ``P``) of block ``pp``: ``pp * PB + t``; for a last partial
+    block, with ``overlap`` (and P at least PB) consecutive from ``P - PB`` (``min(pp * PB, P -
+    PB) + t``: it overlaps the block before), else each past the end clamped to the last."""
+    base: Expr = Binary("mul", pp, Const(PB)) if PB > 1 else pp
+    if not P % PB:
+        return [base if t == 0 else Binary("add", base, Const(t)) for t in range(PB)]
+    if overlap and P > PB:
+        base = minimum(base, Const(P - PB))
+        return [base if t == 0 else Binary("add", base, Const(t)) for t in range(PB)]
+    return [base if t == 0 else minimum(Binary("add", base, Const(t)), Const(P - 1))
+            for t in range(PB)]
+
+
 def stationary(lanes: int, P: int, K2: int) -> bool:
     """Whether a blocked Conv of ``P`` positions and ``K2`` words takes :func:`stationary_nest`
     (:func:`block_shape` gives its blocks)."""
@@ -423,13 +432,7 @@ def stationary_nest(*, P: int, PB: int, M: int, K2: int, weights: np.ndarray, va
     col = Buffer("col", I32, (K2, PB), strides=(1, K2), space="local")
     pp, mp = Var("pp"), Var("mp")
     PP = -(-P // PB)
-    pbase: Expr = Binary("mul", pp, Const(PB))
-    if P % PB and overlap:
-        pbase = minimum(pbase, Const(P - PB))
-        ps = [pbase if t == 0 else Binary("add", pbase, Const(t)) for t in range(PB)]
-    else:
-        ps = [pbase if t == 0 else minimum(Binary("add", pbase, Const(t)), Const(P - 1))
-              if P % PB else Binary("add", pbase, Const(t)) for t in range(PB)]
+    ps = block_positions(pp, P, PB, overlap)
 
     def ld(e: Load) -> Expr:
         return Call("ldm", (e,), I32)
