@@ -42,6 +42,9 @@ input. One table per model, a column per precision; rows (bytes unless said):
   other conv, dense) its instructions over its MACs, each kernel's instructions counted from its
   call in ``<m>_run`` to its return (``onnxcc.runtime.qemu.count_kernels``), and the share of
   the instructions outside kernels with MACs (pooling, softmax, ``<m>_run`` itself);
+- a precision that the QEMU board cannot hold even with the board's memory (``--target
+  cortex-m0plus`` runs on the micro:bit: 256 KiB of flash, 16 KiB of SRAM) has dashes in its
+  column and the reason (the compiler's or the linker's) in a note; the other models go on;
 - max |error|: float against onnxruntime; int8 against onnxcc's numpy reference of the quantized
   graph (``onnxcc.interpreter.interpret``: its integer layers are exact, so what differs is the
   float after the last dequantize, e.g. Softmax, by libm's rounding).
@@ -152,8 +155,9 @@ def kind_rows(cm, per_kernel: dict[str, int] | None, total: int) -> dict[str, ob
 def measure(name: str, model, *, target: str, opt: str, samples: int, timeout: float) -> dict:
     """Every row of ``name``'s table, per precision (``float``, ``int8``)."""
     import onnxcc
-    from onnxcc.errors import MemoryBudgetError
+    from onnxcc.errors import BuildError, MemoryBudgetError
     from onnxcc.runtime import qemu
+    from onnxcc.targets import get_target
 
     M = _models()
     feeds = M.random_feeds(model)
@@ -161,73 +165,104 @@ def measure(name: str, model, *, target: str, opt: str, samples: int, timeout: f
     (in_name, shape), = M.input_specs(model)
     rng = np.random.default_rng(7)
     calib = {in_name: rng.standard_normal((samples, *shape[1:])).astype(np.float32)}
-    cols, macs, notes = {}, None, []
+    cols, notes, macs = {}, [], None
+    board = qemu.machine_for(get_target(target)).name
     for prec in ("float", "int8"):
-        t0 = time.perf_counter()
         quant = onnxcc.Int8(calibration=calib) if prec == "int8" else None
-        builds = []
-        for recompute in (None, 0):   # the target's default patching, then none
-            try:
-                builds.append(onnxcc.compile(model, target, name=f"{name}_{prec}",
-                                             quantize=quant, max_recompute=recompute))
-            except MemoryBudgetError as e:
-                builds.append(onnxcc.compile(model, board_target(target), name=f"{name}_{prec}",
-                                             quantize=quant, max_recompute=recompute))
-                notes.append(f"{prec}{'' if recompute is None else ' without patching'} does "
-                             f"not fit {target}'s part ({e.args[0].splitlines()[0]}); measured "
-                             "with the emulated board's memory")
-        cm, plain = builds
         try:
-            small = onnxcc.compile(model, target, name=f"{name}_{prec}", quantize=quant,
-                                   optimize="size")
-        except MemoryBudgetError:
-            small = onnxcc.compile(model, board_target(target), name=f"{name}_{prec}",
-                                   quantize=quant, optimize="size")
-            notes.append(f"{prec} size mode does not fit {target}'s part; measured with the "
-                         "emulated board's memory")
-        small_choice = small.graph.meta.get("patch")
-        if small_choice is not None and small_choice.grid is not None:
-            notes.append(f"{prec} size mode: patched {patch_text(small_choice)} (the unpatched "
-                         f"arena exceeds {target}'s SRAM)")
-        small_sizes = library_bytes(small)
-        small_prof = qemu.count_kernels(small, feeds, opt=opt, timeout=timeout)
-        small_want = want_outputs(small, prec, model, ref, feeds)
-        small_err = max(float(np.abs(small_prof.outputs[k].astype(np.float64) - small_want[k])
-                              .max()) for k in small_want)
-        choice = cm.graph.meta.get("patch")
-        if choice is not None and choice.grid is None and choice.reason:
-            notes.append(f"{prec}: not patched ({choice.reason})")
-        if macs is None:
-            macs = graph_macs(cm)
-        sizes = library_bytes(cm)
-        prof = qemu.count_kernels(cm, feeds, opt=opt, timeout=timeout)
-        outs, n = prof.outputs, prof.instructions
-        want = want_outputs(cm, prec, model, ref, feeds)
-        err = max(float(np.abs(outs[k].astype(np.float64) - want[k]).max()) for k in want)
-        cols[prec] = {
-            "tensor floor (unpatched, no in-place)": tensor_floor(plain),
-            "in-place floor (unpatched)": plain.graph.meta["memory_plan"].lower_bound,
-            "arena without patching": plain.arena_size,
-            "patch": patch_text(cm.graph.meta.get("patch")),
-            "patched floor (as compiled)": cm.graph.meta["memory_plan"].lower_bound,
-            "arena": cm.arena_size,
-            "RAM beyond arena (.data+.bss)": sizes["ram"],
-            "stack used by the run": prof.stack_bytes,
-            "stack frames (run + largest)": sizes["stack"],
-            "code": sizes["code"],
-            "weights": sizes["weights"],
-            "instructions / inference": n,
-            "instructions / MAC": n / macs if macs else float("nan"),
-            **kind_rows(cm, prof.kernels, n),
-            "size mode: code": small_sizes["code"],
-            "size mode: arena": small.arena_size,
-            "size mode: RAM beyond arena": small_sizes["ram"],
-            "size mode: instructions / inference": small_prof.instructions,
-            "size mode: max |error|": small_err,
-            "max |error|": err,
-            "seconds (compile+run)": time.perf_counter() - t0,
-        }
+            cols[prec], macs = _precision_rows(name, model, prec, quant, target=target,
+                                               opt=opt, timeout=timeout, feeds=feeds, ref=ref,
+                                               macs=macs, notes=notes)
+        except (MemoryBudgetError, BuildError) as e:
+            # A board too small for the model (the M0+'s micro:bit: 256 KiB of flash): the
+            # column says so and the other models and precisions go on.
+            cols[prec] = None
+            notes.append(f"{prec} does not run on QEMU {board}: {_why(e)}")
+    rows = next((list(c) for c in cols.values() if c is not None), [])
+    cols = {p: c if c is not None else dict.fromkeys(rows, "–") for p, c in cols.items()}
     return {"macs": macs, "shape": shape, "cols": cols, "notes": notes}
+
+
+def _why(e: Exception) -> str:
+    """The line of onnxcc error ``e`` that says why a build does not fit: the linker's
+    "region ... overflowed" lines when there are any, else the message's first line."""
+    lines = str(e.args[0]).splitlines()
+    over = [ln.split(": ", 1)[-1].strip() for ln in lines if "overflowed" in ln]
+    return "; ".join(dict.fromkeys(over)) or lines[0]
+
+
+def _precision_rows(name: str, model, prec: str, quant, *, target: str, opt: str,
+                    timeout: float, feeds: dict, ref: list, macs: int | None,
+                    notes: list) -> tuple[dict, int]:
+    """One precision's column of ``measure`` and the MACs it counted per (``macs`` when given:
+    the float graph's, the same for int8). Raises MemoryBudgetError or BuildError when the
+    model does not fit the QEMU board's memory even with the board's sizes."""
+    import onnxcc
+    from onnxcc.errors import MemoryBudgetError
+    from onnxcc.runtime import qemu
+
+    t0 = time.perf_counter()
+    builds = []
+    for recompute in (None, 0):   # the target's default patching, then none
+        try:
+            builds.append(onnxcc.compile(model, target, name=f"{name}_{prec}",
+                                         quantize=quant, max_recompute=recompute))
+        except MemoryBudgetError as e:
+            builds.append(onnxcc.compile(model, board_target(target), name=f"{name}_{prec}",
+                                         quantize=quant, max_recompute=recompute))
+            notes.append(f"{prec}{'' if recompute is None else ' without patching'} does "
+                         f"not fit {target}'s part ({e.args[0].splitlines()[0]}); measured "
+                         "with the emulated board's memory")
+    cm, plain = builds
+    try:
+        small = onnxcc.compile(model, target, name=f"{name}_{prec}", quantize=quant,
+                               optimize="size")
+    except MemoryBudgetError:
+        small = onnxcc.compile(model, board_target(target), name=f"{name}_{prec}",
+                               quantize=quant, optimize="size")
+        notes.append(f"{prec} size mode does not fit {target}'s part; measured with the "
+                     "emulated board's memory")
+    small_choice = small.graph.meta.get("patch")
+    if small_choice is not None and small_choice.grid is not None:
+        notes.append(f"{prec} size mode: patched {patch_text(small_choice)} (the unpatched "
+                     f"arena exceeds {target}'s SRAM)")
+    small_sizes = library_bytes(small)
+    small_prof = qemu.count_kernels(small, feeds, opt=opt, timeout=timeout)
+    small_want = want_outputs(small, prec, model, ref, feeds)
+    small_err = max(float(np.abs(small_prof.outputs[k].astype(np.float64) - small_want[k])
+                          .max()) for k in small_want)
+    choice = cm.graph.meta.get("patch")
+    if choice is not None and choice.grid is None and choice.reason:
+        notes.append(f"{prec}: not patched ({choice.reason})")
+    macs = macs or graph_macs(cm)
+    sizes = library_bytes(cm)
+    prof = qemu.count_kernels(cm, feeds, opt=opt, timeout=timeout)
+    outs, n = prof.outputs, prof.instructions
+    want = want_outputs(cm, prec, model, ref, feeds)
+    err = max(float(np.abs(outs[k].astype(np.float64) - want[k]).max()) for k in want)
+    return {
+        "tensor floor (unpatched, no in-place)": tensor_floor(plain),
+        "in-place floor (unpatched)": plain.graph.meta["memory_plan"].lower_bound,
+        "arena without patching": plain.arena_size,
+        "patch": patch_text(cm.graph.meta.get("patch")),
+        "patched floor (as compiled)": cm.graph.meta["memory_plan"].lower_bound,
+        "arena": cm.arena_size,
+        "RAM beyond arena (.data+.bss)": sizes["ram"],
+        "stack used by the run": prof.stack_bytes,
+        "stack frames (run + largest)": sizes["stack"],
+        "code": sizes["code"],
+        "weights": sizes["weights"],
+        "instructions / inference": n,
+        "instructions / MAC": n / macs if macs else float("nan"),
+        **kind_rows(cm, prof.kernels, n),
+        "size mode: code": small_sizes["code"],
+        "size mode: arena": small.arena_size,
+        "size mode: RAM beyond arena": small_sizes["ram"],
+        "size mode: instructions / inference": small_prof.instructions,
+        "size mode: max |error|": small_err,
+        "max |error|": err,
+        "seconds (compile+run)": time.perf_counter() - t0,
+    }, macs
 
 
 def tensor_floor(cm) -> int:
@@ -274,6 +309,8 @@ def board_target(target: str):
 
 
 def _cell(v) -> str:
+    if v is None:
+        return "–"
     if isinstance(v, str):
         return v
     if isinstance(v, float):
@@ -285,9 +322,11 @@ def format_table(name: str, res: dict, target: str, board: str, opt: str) -> str
     """One model's table: a row per quantity, a column per precision."""
     cols = res["cols"]
     rows = list(next(iter(cols.values())))
+    if not rows:   # no precision ran
+        return "\n".join([f"== {name}: not run on {board}", *(f"note: {n}" for n in res["notes"])])
     w0 = max(len(r) for r in rows)
     w = max(12, *(len(_cell(c[r])) for c in cols.values() for r in rows))
-    head = (f"== {name}: input {'x'.join(map(str, res['shape']))}, {res['macs']:,} MACs; "
+    head = (f"== {name}: input {'x'.join(map(str, res['shape']))}, {_cell(res['macs'])} MACs; "
             f"{target} on QEMU {board}, {opt}")
     lines = [head, f"{'':{w0}}  " + "  ".join(f"{p:>{w}}" for p in cols)]
     lines += [f"{r:{w0}}  " + "  ".join(f"{_cell(c[r]):>{w}}" for c in cols.values())
@@ -319,8 +358,8 @@ def main(argv: list[str] | None = None) -> int:
                       samples=args.samples, timeout=args.timeout)
         print(format_table(name, res, args.target, board, args.opt), flush=True)
         print()
-        summary.append((name, *(res["cols"][p]["instructions / MAC"] for p in ("float", "int8"))))
-    print("instructions per MAC  " + "  ".join(f"{n} {f:.2f} / {q:.2f}" for n, f, q in summary)
+        summary.append((name, *(res["cols"][p].get("instructions / MAC") for p in ("float", "int8"))))
+    print("instructions per MAC  " + "  ".join(f"{n} {_cell(f)} / {_cell(q)}" for n, f, q in summary)
           + "  (float / int8)")
     return 0
 

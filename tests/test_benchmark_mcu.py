@@ -142,3 +142,31 @@ def test_mcu_benchmark_mlp_table():
     assert all(a >= f for a, f in zip(small_arena, floor))
     assert row["patch"] == ["none", "none"]
     assert row["arena without patching"] == row["arena"]
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
+                    reason="needs gcc-arm-none-eabi")
+def test_mcu_benchmark_notes_a_board_too_small_and_goes_on():
+    """The M0+ runs on QEMU's micro:bit (256 KiB flash, 16 KiB SRAM): a model whose weights
+    overflow it leaves its columns as dashes with the reason in a note instead of stopping
+    the benchmark (float: 2.4 MB of weights, more than even the RP2040's 2 MiB of flash, so the
+    compile itself refuses; int8: 600 KB, which the RP2040 holds and the linker refuses)."""
+    from onnx import TensorProto, helper
+
+    mcu = load_benchmark("onnxcc_bench_mcu", "mcu.py")
+    r = np.random.default_rng(0)
+    w = numpy_helper.from_array(r.standard_normal((600, 1000)).astype(np.float32), "w")
+    g = helper.make_graph([helper.make_node("Gemm", ["input", "w"], ["output"], transB=1)], "g",
+                          [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1000])],
+                          [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 600])],
+                          [w])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    res = mcu.measure("big", model, target="cortex-m0plus", opt="-Os", samples=2, timeout=60)
+    assert res["macs"] is None   # nothing ran
+    assert [n.split(": ", 1)[0] for n in res["notes"]] == [
+        "float does not run on QEMU microbit", "int8 does not run on QEMU microbit"]
+    assert "flash" in res["notes"][0]
+    assert res["notes"][1].endswith(re.search(r"region `FLASH' overflowed by \d+ bytes",
+                                              res["notes"][1]).group(0))
+    table = mcu.format_table("big", res, "cortex-m0plus", "microbit", "-Os")
+    assert table.splitlines()[0] == "== big: not run on microbit"
