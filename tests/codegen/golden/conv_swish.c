@@ -10,14 +10,6 @@
 /* Weights, defined in conv_swish_weights.c. */
 extern const float conv_swish_w0[18];
 
-static const int32_t conv_swish_input_0_shape[4] = { 1, 1, 4, 4 };
-static const int32_t conv_swish_output_0_shape[4] = { 1, 2, 4, 4 };
-const onnxcc_tensor_info conv_swish_inputs[1] = {
-    { "x", ONNXCC_FLOAT32, 4, conv_swish_input_0_shape, 64u, "NCHW" },
-};
-const onnxcc_tensor_info conv_swish_outputs[1] = {
-    { "y", ONNXCC_FLOAT32, 4, conv_swish_output_0_shape, 128u, "NCHW" },
-};
 
 /* node n0 (Conv): f32[1,2,4,4] <- x f32[1,1,4,4], w f32[2,1,3,3] */
 static ONNXCC_NOINLINE void conv_swish_k0_conv(float *restrict y, const float *restrict x, const float *restrict wp)

@@ -11,14 +11,6 @@
 extern const float mlp_w0[12];
 extern const float mlp_w1[3];
 
-static const int32_t mlp_input_0_shape[2] = { 2, 4 };
-static const int32_t mlp_output_0_shape[2] = { 2, 3 };
-const onnxcc_tensor_info mlp_inputs[1] = {
-    { "x", ONNXCC_FLOAT32, 2, mlp_input_0_shape, 32u, "NC" },
-};
-const onnxcc_tensor_info mlp_outputs[1] = {
-    { "y", ONNXCC_FLOAT32, 2, mlp_output_0_shape, 24u, "NC" },
-};
 
 /* node n0 (onnxcc.FusedGemm): f32[2,3] <- x f32[2,4], w f32[4,3], n0_c_0 f32[3] */
 static ONNXCC_NOINLINE void mlp_k0_fusedgemm(float *restrict y, const float *restrict a, const float *restrict bp, const float *restrict c)
