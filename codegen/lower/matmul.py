@@ -35,9 +35,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from onnxcc.codegen.loops import (Assign, Binary, Buffer, Comment, Const, Decl, Expr, If, Loop,
-                                  MulAdd, Stmt, Store, Var, const, contiguous_strides, minimum,
-                                  substitute)
+from onnxcc.codegen.loops import (I32, Assign, Binary, Buffer, Comment, Const, Decl, Expr, If,
+                                  Loop, MulAdd, Select, Stmt, Store, Var, const,
+                                  contiguous_strides, minimum, substitute)
 from onnxcc.ir import Node
 from onnxcc.ops import attr
 from onnxcc.ops.matmul import gemm_dims
@@ -90,13 +90,23 @@ def product(ctx: LowerCtx, A: Buffer, B: Buffer, Y: Buffer, batch: Sequence[int]
     bv = [axis_var(f"b{t}", n) for t, n in enumerate(batch)]
     i, j, k = axis_var("i", M), axis_var("j", N), axis_var("k", K)
     bl = [(v, 0, n) for v, n in zip(bv, batch)]
+    c_at = (lambda ii, jj: c[(ii, jj)]) if c is not None else None
+    made: list[Buffer] = []    # weight buffers made here (size mode's B and C in one)
 
     def epilogue(v: Expr, ii: Expr = i, jj: Expr = j) -> Expr:
         if alpha != 1.0:
             v = const(alpha, dt) * v
-        if c is not None and beta != 0.0:
-            cv = c[(ii, jj)]
+        if c_at is not None and beta != 0.0:
+            cv = c_at(ii, jj)
             v = v + (cv if beta == 1.0 else const(beta, dt) * cv)
+        act = node.attrs.get("activation") or ""
+        if ctx.size and act in ("", "Relu") and not node.attrs.get("activation_attrs"):
+            # size mode: Relu or none as ``(flag != 0 && v < 0) ? 0 : v`` with the integer
+            # literal flag 1 or 0, so a Gemm with Relu and one without differ only in an
+            # integer literal and share one C function (codegen/c/share.py; the MLP
+            # 784-128-64-10's three Gemms: one function); a flag of 0 alone folds away
+            flag = Binary("ne", Const(int(act == "Relu"), I32), Const(0, I32))
+            return Select(Binary("and", flag, Binary("lt", v, const(0, dt))), const(0, dt), v)
         return activation_expr(node, v)
 
     y_ij = Y[(*bv, i, j)]
@@ -117,9 +127,24 @@ def product(ctx: LowerCtx, A: Buffer, B: Buffer, Y: Buffer, batch: Sequence[int]
             *loops([(j, 0, N)], [Store(Y, (*bv, i, j),
                                        epilogue(acc * B[(*bv, Const(0), Const(0))]))])]
     elif ctx.size:  # size mode: one scalar accumulator per output, k in order
+        b_at = lambda kk, jj: B[(*bv, kk, jj)]  # noqa: E731
+        if not batch and c is not None and B.space == "weight" == c.space \
+                and B.data is not None and c.data is not None and B.data.size == B.extent \
+                and c.data.size == c.extent and B.dtype == c.dtype:
+            # C's constants stored before B's in one weight array: the kernel takes one pointer
+            # for both (on Thumb-2 a literal-pool word and a load fewer per call); B's start is
+            # C's length, N for a bias, a literal the loop bound already has
+            both = np.concatenate([np.ascontiguousarray(c.data, dt.np).reshape(-1),
+                                   np.ascontiguousarray(B.data, dt.np).reshape(-1)])
+            bc = Buffer("bc", dt, (both.size,), space="weight", data=both, value=B.value)
+            (sk, sn), (c0, c1), base = B.strides, c.strides, c.data.size
+            b_at = lambda kk, jj: bc[(Const(base) + kk * Const(sk)  # noqa: E731
+                                      + jj * Const(sn),)]
+            c_at = lambda ii, jj: bc[(ii * Const(c0) + jj * Const(c1),)]  # noqa: E731
+            made.append(bc)
         body = loops([(j, 0, N)], [Decl(acc, const(0, dt)),
                                    *loops([(k, 0, K)], [Assign(acc, MulAdd(A[(*bv, i, k)],
-                                                                           B[(*bv, k, j)], acc))]),
+                                                                           b_at(k, j), acc))]),
                                    Store(Y, (*bv, i, j), epilogue(acc))])
     elif N > 1 and (b_n == 1 or b_k != 1):   # ikj: Y's row holds the accumulators
         def row_update(ks: list[Expr]) -> list[Stmt]:
@@ -149,7 +174,7 @@ def product(ctx: LowerCtx, A: Buffer, B: Buffer, Y: Buffer, batch: Sequence[int]
     else:           # ijk: a dot product of contiguous rows per output
         body = loops([(j, 0, N)], [*_dot(A[(*bv, i, k)], B[(*bv, k, j)], k, K, acc),
                                    Store(Y, (*bv, i, j), epilogue(acc))])
-    return Product(loops(bl + [(i, 0, M)], body))
+    return Product(loops(bl + [(i, 0, M)], body), made)
 
 
 def _product_tile(ctx: LowerCtx, B: Buffer, Y: Buffer, M: int, N: int, K: int = 0

@@ -302,10 +302,16 @@ def _lower_softmax(node: Node, ctx: LowerCtx):
     body.append(Assign(mx, Select(Binary("eq", mx - mx, const(0, dt)), mx, const(0, dt))))
     # y = exp(x - m) in a loop of its own (it vectorizes: a sum in the same loop kept the
     # exponentials scalar), then s = the sum of y, in the same order as before
-    body += nest(ctx, [K], lambda k: [Store(yf, (yoff(k[0]),), Unary("exp", xat(k[0]) - mx))],
-                 "k")
-    sums, total = _sum(ctx, [K], "sum", dt, lambda k: yf[yoff(k[0])])
-    body += sums
+    if ctx.size:   # size mode: one loop (MLP 784-128-64-10 on the M4 at -Os: 144 -> 128 bytes)
+        total = Var("sum", dt)
+        body += [Decl(total, const(0, dt))] + nest(ctx, [K], lambda k: [
+            Store(yf, (yoff(k[0]),), Unary("exp", xat(k[0]) - mx)),
+            Assign(total, total + yf[yoff(k[0])])], "k")
+    else:
+        body += nest(ctx, [K], lambda k: [Store(yf, (yoff(k[0]),),
+                                                Unary("exp", xat(k[0]) - mx))], "k")
+        sums, total = _sum(ctx, [K], "sum", dt, lambda k: yf[yoff(k[0])])
+        body += sums
     if node.op == "Softmax":
         body += nest(ctx, [K], lambda k: [Store(yf, (yoff(k[0]),), yf[yoff(k[0])] / total)], "k")
     else:

@@ -5,6 +5,7 @@ option checked."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -14,9 +15,10 @@ import numpy as np
 import onnxcc
 import pytest
 from builders import make_model, ort_run
-from onnxcc.errors import OnnxccError
+from onnxcc.errors import MemoryBudgetError, OnnxccError
 from onnxcc.runtime import qemu
 from onnxcc.runtime.build import WARN_FLAGS, object_sizes, run_checked
+from onnxcc.targets import get_target
 
 needs_arm = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
                                reason="needs arm-none-eabi-gcc")
@@ -214,8 +216,9 @@ def test_share_kernels_keeps_the_literals_c_needs():
     body = out[0]["body"]
     assert "float t[4];" in body and "1e-5f" in body and "010" in body
     assert "i < ksp[0]" in body and "+ 2 +" in body        # only the differing literal moves
-    assert calls[:2] == ["k0(out, in, k0_args);", "k0(out, in, k1_args);"]
-    assert "static const int16_t k1_args[1] = { 9 };" in out[0]["tables"]
+    # one array holds every call's row; each call passes its row's address
+    assert calls[:2] == ["k0(out, in, k0_args);", "k0(out, in, k0_args + 1);"]
+    assert "static const int16_t k0_args[2] = {\n    7,\n    9\n};" in out[0]["tables"]
     assert out[1] == ks[2] and calls[2] == "k2(out, in);"
 
 
@@ -297,25 +300,49 @@ def test_depthwise_layers_of_both_strides_share_one_function():
     np.testing.assert_array_equal(got, interpret(q.graph, {"x": x})["y"])
 
 
+#: onnx2c (commit ea045cc, default options) on the five benchmark models, its generated C at
+#: arm-none-eabi-gcc -Os for the Cortex-M4, .text + .rodata without the weight arrays (its
+#: functions alone: it has no other constants), measured 2026-12-07; int8 is its only correct
+#: int8 output, the QDQ graph of onnxruntime.quantization.quantize_static (QOperator stops at
+#: com.microsoft ops or, per tensor, computes wrong without a clamp): it dequantizes to float
+ONNX2C_CODE = {"float": {"mlp": 380, "ds_cnn": 1_332, "resnet8": 2_740,
+                         "mobilenet_v1_025_vww": 5_888, "autoencoder": 976},
+               "int8": {"mlp": 1_276, "ds_cnn": 2_841, "resnet8": 5_092,
+                        "mobilenet_v1_025_vww": 9_512, "autoencoder": 3_356}}
+
+
 @needs_arm
-@pytest.mark.parametrize("prec", ["float", "int8"])
-def test_mobilenet_v1_size_mode_code_under_onnx2c(prec):
-    """MobileNetV1-0.25 (96x96x3, benchmarks/models.py) in size mode on the Cortex-M4: library
-    code (``<m>.o`` at -Os, weights apart) under onnx2c's 3.7 KB for the same model, nothing in
-    RAM outside the arena. Measured 2,553 B float, 3,593 B int8 (4,181 and 4,377 before the
-    depthwise layers shared one function; int8 was 2,849 B while its Softmax and global pool
-    stayed float: the integer Softmax alone is 940 B)."""
+@pytest.mark.parametrize("name,prec", [
+    pytest.param(n, p, marks=pytest.mark.xfail(strict=True, reason="the integer Softmax alone "
+                                               "is 1,036 B")) if (n, p) == ("mlp", "int8")
+    else (n, p) for p in ONNX2C_CODE for n in ONNX2C_CODE[p]])
+def test_size_mode_code_under_onnx2c(name, prec):
+    """The benchmark models (benchmarks/models.py) in size mode on the Cortex-M4: library code
+    (``<m>.o`` at -Os, weights apart) under onnx2c's for the same model (``ONNX2C_CODE``), and
+    MobileNetV1-0.25 under the 3.7 KB the issue quotes. Measured (B, float / int8): MLP 362 /
+    1,692, DS-CNN 1,128 / 2,592, ResNet-8 1,530 / 3,052, MobileNetV1-0.25 2,552 / 3,460,
+    autoencoder 424 / 844."""
     from builders import load_benchmark
 
     M = load_benchmark("onnxcc_bench_models_size", "models.py")
-    model = M.build("mobilenet_v1_025_vww")
+    model = M.build(name)
     quant = None
     if prec == "int8":
+        (in_name, shape), = M.input_specs(model)
         rng = np.random.default_rng(7)
-        quant = onnxcc.Int8(calibration={"input": rng.standard_normal((2, 3, 96, 96))
+        quant = onnxcc.Int8(calibration={in_name: rng.standard_normal((2, *shape[1:]))
                                          .astype(np.float32)})
-    cm = onnxcc.compile(model, "cortex-m4", name="mnv1", quantize=quant, optimize="size")
-    assert _code_bytes(cm) < 3_700
+    try:   # as benchmarks/mcu.py: the part, else (the float autoencoder's weights exceed
+        # its flash) the emulated board's memory
+        cm = onnxcc.compile(model, "cortex-m4", name=name[:8], quantize=quant, optimize="size")
+    except MemoryBudgetError:
+        cm = onnxcc.compile(model, dataclasses.replace(get_target("cortex-m4"),
+                                                       sram_bytes=4 << 20, flash_bytes=4 << 20),
+                            name=name[:8], quantize=quant, optimize="size")
+    code = _code_bytes(cm)
+    assert code < ONNX2C_CODE[prec][name], code
+    if name == "mobilenet_v1_025_vww":
+        assert code < 3_700
 
 
 def test_size_mode_per_tensor_quantize_is_one_loop():
@@ -338,3 +365,42 @@ def test_size_mode_per_tensor_quantize_is_one_loop():
         body = text.split(f"_{op}(", 1)[1].split("\n}\n", 1)[0]
         assert body.count("for (") == 1, body
     np.testing.assert_array_equal(cm.run({"x": x})["y"], ort_run(model, {"x": x})["y"])
+
+
+def _mlp():
+    """x (1, 24) -> Gemm+Relu (16) -> Gemm+Relu (12) -> Gemm (5) -> Softmax."""
+    rng = np.random.default_rng(21)
+    inits = {f"w{k}": rng.standard_normal((n, m)).astype(np.float32) * 0.4
+             for k, (m, n) in enumerate([(24, 16), (16, 12), (12, 5)])}
+    inits.update({f"b{k}": rng.standard_normal(n).astype(np.float32)
+                  for k, n in enumerate((16, 12, 5))})
+    nodes = [("Gemm", ["x", "w0", "b0"], ["g0"], {"transB": 1}), ("Relu", ["g0"], ["r0"]),
+             ("Gemm", ["r0", "w1", "b1"], ["g1"], {"transB": 1}), ("Relu", ["g1"], ["r1"]),
+             ("Gemm", ["r1", "w2", "b2"], ["g2"], {"transB": 1}), ("Softmax", ["g2"], ["y"])]
+    return make_model(nodes, {"x": (1, 24)}, {"y": (1, 5)}, inits)
+
+
+@needs_qemu
+def test_size_mode_gemms_with_and_without_relu_share_one_function():
+    """Size mode's Gemm: Relu or none as an integer flag (``ksp[2] != 0 && v < 0``), so the
+    Gemms with and without Relu are one C function, each reading its bias and weights through
+    one pointer (the bias first, then B: one weight array per layer); the Softmax's exp and sum
+    one loop; outputs equal onnxruntime's on the host and on the emulated Cortex-M4."""
+    model = _mlp()
+    x = np.random.default_rng(22).standard_normal((1, 24)).astype(np.float32)
+    want = ort_run(model, {"x": x})["y"]
+    for tgt in ("host", "cortex-m4"):
+        cm = onnxcc.compile(model, tgt, name="mlp", optimize="size")
+        text = (cm.lib_dir / "mlp.c").read_text()
+        gemms = [ln for ln in text.splitlines() if ln.startswith("static ONNXCC_NOINLINE void")
+                 and "gemm" in ln]
+        assert len(gemms) == 1, gemms
+        # y, a, the layer's bias-then-weights array and the literals: no separate bias pointer
+        assert gemms[0].count("const float *restrict") == 2, gemms[0]
+        assert "!= 0) && (" in text   # the Relu flag
+        soft = text.split("_softmax(", 1)[1].split("\n}\n", 1)[0]
+        assert soft.count("for (; k") == 3, soft   # over the row: max, exp with sum, divide
+        got = cm.run({"x": x})["y"] if tgt == "host" else \
+            qemu.run_on_qemu(cm, {"x": x}, timeout=60)["y"]
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        assert cm.weights_size == sum(4 * (m * n + n) for m, n in [(24, 16), (16, 12), (12, 5)])
