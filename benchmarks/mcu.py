@@ -45,6 +45,13 @@ input. One table per model, a column per precision; rows (bytes unless said):
 - a precision that the QEMU board cannot hold even with the board's memory (``--target
   cortex-m0plus`` runs on the micro:bit: 256 KiB of flash, 16 KiB of SRAM) has dashes in its
   column and the reason (the compiler's or the linker's) in a note; the other models go on;
+- with ``--onnx2c PATH`` (an onnx2c binary the user built; onnxcc neither ships nor builds it),
+  the peer's bytes for the float model, cross-compiled as onnxcc's library is: "onnx2c: code"
+  (.text + .rodata + .data without its initializer arrays), "onnx2c: weights" (those arrays)
+  and "onnx2c: RAM (.data+.bss)" (its static intermediate tensors); compare "size mode: code".
+  Measured 2026-12-07 with onnx2c ea045cc (cortex-m4, -Os): code 380 / 1,332 / 2,740 / 5,888 /
+  976 B and RAM 1,024 / 64,000 / 196,608 / 294,912 / 1,024 B (MLP, DS-CNN, ResNet-8,
+  MobileNetV1-0.25, autoencoder);
 - max |error|: float against onnxruntime; int8 against onnxcc's numpy reference of the quantized
   graph (``onnxcc.interpreter.interpret``: its integer layers are exact, so what differs is the
   float after the last dequantize, e.g. Softmax, by libm's rounding).
@@ -100,6 +107,46 @@ def library_bytes(cm, opt: str = "-Os") -> dict[str, int]:
     return out
 
 
+def onnx2c_bytes(onnx2c: str, model, target: str, opt: str = "-Os") -> dict[str, int]:
+    """Bytes of the C that the peer compiler onnx2c (https://github.com/kraiskil/onnx2c, a binary
+    the user built: ``--onnx2c PATH``) generates for ``model``, cross-compiled as onnxcc's
+    library is (``target``'s compiler and flags at ``opt``): ``code`` (.text + .rodata +
+    .data of the object without the arrays of the model's initializers, which onnx2c names
+    ``tensor_<name>``), ``weights`` (those arrays) and ``ram`` (.data + .bss: onnx2c keeps its
+    intermediate tensors in static buffers). Raises BuildError when onnx2c or the compiler
+    fails."""
+    import re
+
+    from onnxcc.runtime.build import run_checked
+    from onnxcc.targets import get_target
+
+    import onnx
+
+    tgt = get_target(target)
+    tools = tgt.cc[:-3]
+    inits = {"tensor_" + re.sub(r"[^A-Za-z0-9_]", "_", t.name) for t in model.graph.initializer}
+    with tempfile.TemporaryDirectory(prefix="onnxcc_onnx2c_") as td:
+        path, src, obj = Path(td) / "m.onnx", Path(td) / "m.c", Path(td) / "m.o"
+        onnx.save(model, str(path))
+        src.write_text(run_checked([onnx2c, "-l", "1", str(path)], "onnx2c"))
+        run_checked([tgt.cc, opt, *tgt.c_flags, "-c", str(src), "-o", str(obj)],
+                    "cross-compile onnx2c's C")
+        secs = {}
+        for line in run_checked([tools + "size", "-A", str(obj)], "size").splitlines():
+            f = line.split()
+            if len(f) == 3 and f[0].startswith("."):
+                secs[f[0]] = int(f[1])
+        weights, seen = 0, set()
+        for line in run_checked([tools + "objdump", "-t", str(obj)], "objdump").splitlines():
+            m = re.match(r"^[0-9a-f]+ .{7} (\.rodata\S*|\.data\S*)\s+([0-9a-f]+) (\S+)$", line)
+            if m and m.group(3).split(".")[0] in inits and m.group(3) not in seen:
+                seen.add(m.group(3))
+                weights += int(m.group(2), 16)
+    flash = sum(n for sec, n in secs.items() if sec.startswith((".text", ".rodata", ".data")))
+    return {"code": flash - weights, "weights": weights,
+            "ram": secs.get(".data", 0) + secs.get(".bss", 0)}
+
+
 def graph_macs(cm) -> int:
     """MACs of the Conv/Gemm/MatMul nodes (and their fused forms) of ``cm``'s graph."""
     from onnxcc.report import macs
@@ -152,8 +199,10 @@ def kind_rows(cm, per_kernel: dict[str, int] | None, total: int) -> dict[str, ob
     return rows
 
 
-def measure(name: str, model, *, target: str, opt: str, samples: int, timeout: float) -> dict:
-    """Every row of ``name``'s table, per precision (``float``, ``int8``)."""
+def measure(name: str, model, *, target: str, opt: str, samples: int, timeout: float,
+            onnx2c: str | None = None) -> dict:
+    """Every row of ``name``'s table, per precision (``float``, ``int8``); with ``onnx2c`` (the
+    path of an onnx2c binary) also onnx2c's bytes for the float model (:func:`onnx2c_bytes`)."""
     import onnxcc
     from onnxcc.errors import BuildError, MemoryBudgetError
     from onnxcc.runtime import qemu
@@ -180,6 +229,14 @@ def measure(name: str, model, *, target: str, opt: str, samples: int, timeout: f
             notes.append(f"{prec} does not run on QEMU {board}: {_why(e)}")
     rows = next((list(c) for c in cols.values() if c is not None), [])
     cols = {p: c if c is not None else dict.fromkeys(rows, "–") for p, c in cols.items()}
+    if onnx2c and rows:
+        theirs = onnx2c_bytes(onnx2c, model, target, opt)
+        for key, label in (("code", "onnx2c: code"), ("weights", "onnx2c: weights"),
+                           ("ram", "onnx2c: RAM (.data+.bss)")):
+            cols["float"][label] = theirs[key]
+            cols["int8"][label] = "–"
+        notes.append("onnx2c: the float model through onnx2c -l 1 (its int8 input is a QDQ "
+                     "graph that it runs in float)")
     return {"macs": macs, "shape": shape, "cols": cols, "notes": notes}
 
 
@@ -344,6 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--opt", default="-Os", help="the firmware's optimization flag")
     ap.add_argument("--samples", type=int, default=8, help="int8 calibration inputs")
     ap.add_argument("--timeout", type=float, default=600, help="seconds per QEMU run")
+    ap.add_argument("--onnx2c", metavar="PATH",
+                    help="an onnx2c binary (github.com/kraiskil/onnx2c, built by you): adds its "
+                         "code, weight and RAM bytes for each float model")
     args = ap.parse_args(argv)
     from onnxcc.runtime import qemu
     from onnxcc.targets import get_target
@@ -355,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = []
     for name in args.models:
         res = measure(name, M.build(name), target=args.target, opt=args.opt,
-                      samples=args.samples, timeout=args.timeout)
+                      samples=args.samples, timeout=args.timeout, onnx2c=args.onnx2c)
         print(format_table(name, res, args.target, board, args.opt), flush=True)
         print()
         summary.append((name, *(res["cols"][p].get("instructions / MAC") for p in ("float", "int8"))))

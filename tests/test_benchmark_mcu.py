@@ -170,3 +170,34 @@ def test_mcu_benchmark_notes_a_board_too_small_and_goes_on():
                                               res["notes"][1]).group(0))
     table = mcu.format_table("big", res, "cortex-m0plus", "microbit", "-Os")
     assert table.splitlines()[0] == "== big: not run on microbit"
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
+                    reason="needs gcc-arm-none-eabi")
+def test_onnx2c_bytes_separates_the_initializers(tmp_path):
+    """``onnx2c_bytes`` counts onnx2c's C as onnxcc's library is counted: the arrays of the
+    model's initializers (``tensor_<name>``, the name made a C identifier) are weights, the
+    rest of flash is code, .data + .bss is RAM. A stand-in for the onnx2c binary prints C of
+    onnx2c's shape (it is not shipped here; users pass their own with ``--onnx2c``)."""
+    from onnx import TensorProto, helper
+
+    mcu = load_benchmark("onnxcc_bench_mcu", "mcu.py")
+    w = numpy_helper.from_array(np.ones((4, 25), np.float32), "fc.w")
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "fc.w"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 25])], [w])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    c = ("static const float tensor_fc_w[4][25] = {{1}};\n"
+         "static const float other[3] = {1, 2, 3};\n"
+         "float tensor_y_buf[1][25];\n"
+         "void entry(const float x[1][4], float y[1][25]) {\n"
+         "  for (int j = 0; j < 25; j++) { float s = other[j % 3];\n"
+         "    for (int k = 0; k < 4; k++) s += x[0][k] * tensor_fc_w[k][j];\n"
+         "    tensor_y_buf[0][j] = s; y[0][j] = s; } }\n")
+    fake = tmp_path / "onnx2c"
+    fake.write_text(f"#!/bin/sh\ncat <<'EOF'\n{c}EOF\n")
+    fake.chmod(0o755)
+    got = mcu.onnx2c_bytes(str(fake), model, "cortex-m4")
+    assert got["weights"] == 400 and got["ram"] == 100
+    # the function and the 12-byte array that is no initializer
+    assert 12 + 20 < got["code"] < 200, got
