@@ -52,6 +52,13 @@ def _fmax(a: Any, b: Any) -> Any:
     return np.fmax(a, b)
 
 
+def _var(v: Var) -> str:
+    """The Python name of loop-IR variable ``v``: ``v_`` + its name, so that a C name that is a
+    Python keyword (size mode's softmax loops over ``pass``) or one of the translation's own
+    names (``np``, ``_I``) stays a plain variable."""
+    return f"v_{v.name}"
+
+
 def _round(a: Any) -> Any:
     return type(a)(np.round(a))
 
@@ -88,7 +95,7 @@ class _Py:
 
     def e(self, x: Expr) -> str:
         if isinstance(x, Var):
-            return x.name
+            return _var(x)
         if isinstance(x, Const):
             if x.dtype.name == "int32" and isinstance(x.value, int):
                 return f"_I({x.value})"
@@ -139,9 +146,10 @@ class _Py:
                                  zip(s.index, s.buf.strides) if st) or "0"
                 self.lines.append(f"{pad}_b_{s.buf.name}[{idx}] = {self.e(s.value)}")
             elif isinstance(s, (Decl, Assign)):
-                self.lines.append(f"{pad}{s.var.name} = {self.e(s.init if isinstance(s, Decl) else s.value)}")
+                self.lines.append(f"{pad}{_var(s.var)} = "
+                                  f"{self.e(s.init if isinstance(s, Decl) else s.value)}")
             elif isinstance(s, Loop):
-                self.lines.append(f"{pad}for {s.var.name} in map(_I, range(int({self.e(s.start)}), "
+                self.lines.append(f"{pad}for {_var(s.var)} in map(_I, range(int({self.e(s.start)}), "
                                   f"int({self.e(s.stop)}), {s.step})):")
                 self.stmts(s.body, d + 1)
             elif isinstance(s, If):
