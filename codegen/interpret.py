@@ -149,8 +149,8 @@ class _Py:
                 self.lines.append(f"{pad}{_var(s.var)} = "
                                   f"{self.e(s.init if isinstance(s, Decl) else s.value)}")
             elif isinstance(s, Loop):
-                self.lines.append(f"{pad}for {_var(s.var)} in map(_I, range(int({self.e(s.start)}), "
-                                  f"int({self.e(s.stop)}), {s.step})):")
+                self.lines.append(f"{pad}for {_var(s.var)} in map(_I, range("
+                                  f"int({self.e(s.start)}), int({self.e(s.stop)}), {s.step})):")
                 self.stmts(s.body, d + 1)
             elif isinstance(s, If):
                 self.lines.append(f"{pad}if {self.e(s.cond)}:")
