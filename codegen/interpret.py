@@ -16,7 +16,8 @@ import numpy as np
 from .loops import (Assign, Binary, Buffer, Call, Cast, Comment, Const, Decl, Expr, If,
                     Kernel, Load, Loop, MulAdd, Program, Select, Stmt, Store, Unary, Var)
 from .pkhbt import pkhbt, pkhtb
-from .requantize import requantize, requantize64, requantize_hi, round_i32, sat_i8, sat_u8, smmla
+from .requantize import (requantize, requantize64, requantize_hi, round_i32, sat_i8, sat_u8,
+                         smmla, srdhm)
 from .smlad import ldm, pack4, smlad, smladx, stpair, sxtb16
 
 INTRINSICS: dict[str, Callable[..., Any]] = {"requantize": requantize, "smlad": smlad,
@@ -27,6 +28,7 @@ INTRINSICS: dict[str, Callable[..., Any]] = {"requantize": requantize, "smlad": 
                                                  "sat_i8": sat_i8, "sat_u8": sat_u8,
                                                  "requantize64": requantize64,
                                                  "smmla": smmla, "round_i32": round_i32,
+                                                 "srdhm": srdhm,
                                                  "pkhbt": pkhbt, "pkhtb": pkhtb}   # name -> numpy
 
 
@@ -48,6 +50,13 @@ def _tmod(a: Any, b: Any) -> Any:
 
 def _fmax(a: Any, b: Any) -> Any:
     return np.fmax(a, b)
+
+
+def _var(v: Var) -> str:
+    """The Python name of loop-IR variable ``v``: ``v_`` + its name, so that a C name that is a
+    Python keyword (size mode's softmax loops over ``pass``) or one of the translation's own
+    names (``np``, ``_I``) stays a plain variable."""
+    return f"v_{v.name}"
 
 
 def _round(a: Any) -> Any:
@@ -86,7 +95,7 @@ class _Py:
 
     def e(self, x: Expr) -> str:
         if isinstance(x, Var):
-            return x.name
+            return _var(x)
         if isinstance(x, Const):
             if x.dtype.name == "int32" and isinstance(x.value, int):
                 return f"_I({x.value})"
@@ -137,10 +146,11 @@ class _Py:
                                  zip(s.index, s.buf.strides) if st) or "0"
                 self.lines.append(f"{pad}_b_{s.buf.name}[{idx}] = {self.e(s.value)}")
             elif isinstance(s, (Decl, Assign)):
-                self.lines.append(f"{pad}{s.var.name} = {self.e(s.init if isinstance(s, Decl) else s.value)}")
+                self.lines.append(f"{pad}{_var(s.var)} = "
+                                  f"{self.e(s.init if isinstance(s, Decl) else s.value)}")
             elif isinstance(s, Loop):
-                self.lines.append(f"{pad}for {s.var.name} in map(_I, range(int({self.e(s.start)}), "
-                                  f"int({self.e(s.stop)}), {s.step})):")
+                self.lines.append(f"{pad}for {_var(s.var)} in map(_I, range("
+                                  f"int({self.e(s.start)}), int({self.e(s.stop)}), {s.step})):")
                 self.stmts(s.body, d + 1)
             elif isinstance(s, If):
                 self.lines.append(f"{pad}if {self.e(s.cond)}:")

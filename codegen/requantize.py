@@ -155,6 +155,31 @@ def smmla(a, b, acc):
     return out[()] if out.ndim == 0 else out
 
 
+SRDHM_C = """\
+/* gemmlowp's SaturatingRoundingDoublingHighMul (onnxcc's srdhm intrinsic): a * b / 2^31 rounded
+   half up (gemmlowp's nudge 2^30, or 1 - 2^30 for a negative product, then a truncating
+   division: -0.5 gives 0), INT32_MIN * INT32_MIN (the one overflow) saturated to INT32_MAX.
+   The nudged product's truncation toward zero is (p + 2^30) >> 31 for either sign of p (floor:
+   >> of int64 is arithmetic on every compiler onnxcc targets), so no 64-bit division; q lies
+   in [-2^31 + 1, 2^31], so its low word is INT32_MIN only for the overflow. */
+static inline int32_t onnxcc_srdhm(int32_t a, int32_t b) {
+    int64_t q = ((int64_t)a * (int64_t)b + (INT64_C(1) << 30)) >> 31;
+    int32_t r = (int32_t)(uint32_t)(uint64_t)q;
+    return r == INT32_MIN ? INT32_MAX : r;
+}"""
+
+
+def srdhm(a, b):
+    """numpy reference of ``srdhm``: gemmlowp's SaturatingRoundingDoublingHighMul of int32 ``a``
+    and ``b`` (fixedpoint.h): ``a * b / 2**31`` rounded half up (gemmlowp's nudge and truncating
+    division, which for either sign of the product is ``floor((a * b + 2**30) / 2**31)``),
+    saturated to int32 (only ``INT32_MIN * INT32_MIN`` overflows). int32 result."""
+    p = np.asarray(a, np.int64) * np.asarray(b, np.int64)
+    q = (p + (1 << 30)) >> 31
+    out = np.minimum(q, INT32_MAX).astype(np.int32)
+    return out[()] if out.ndim == 0 else out
+
+
 ROUND_I32_C = """\
 /* round_half_to_even(v) as int32, saturated, NaN -> 0 (onnxcc's round_i32 intrinsic): one
    VCVTR (the FPSCR's rounding mode, round to nearest even from reset) on a core with a

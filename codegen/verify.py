@@ -29,7 +29,7 @@ Interval = tuple[float, float]
 # intrinsic names the renderers and the interpreter implement
 KNOWN_CALLS: set[str] = {"requantize", "smlad", "sxtb16", "smladx", "pack4", "ldm", "stpair",
                          "requantize_hi", "sat_i8", "sat_u8", "requantize64", "smmla",
-                         "round_i32", "pkhbt", "pkhtb"}
+                         "round_i32", "pkhbt", "pkhtb", "srdhm"}
 INDEX_MIN, INDEX_MAX = -(2**31), 2**31 - 1
 SPLIT_MAX = 16    # loops of at most this many iterations are proved value by value when needed
 
@@ -231,6 +231,9 @@ def _check_expr(e: Expr, sc: _Scope, where: str) -> None:
         if e.fn == "smmla" and (len(e.args) != 3 or e.dtype != I32
                                 or any(a.dtype != I32 for a in e.args)):
             raise VerifyError(f"{where}: smmla takes and returns int32")
+        if e.fn == "srdhm" and (len(e.args) != 2 or e.dtype != I32
+                                or any(a.dtype != I32 for a in e.args)):
+            raise VerifyError(f"{where}: srdhm takes two int32 and returns int32")
         if e.fn in ("smlad", "smladx") and (len(e.args) != 3 or e.dtype != I32
                                 or any(a.dtype != I32 for a in e.args)):
             raise VerifyError(f"{where}: {e.fn} takes and returns int32 (words of int16 pairs)")

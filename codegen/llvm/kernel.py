@@ -109,7 +109,20 @@ def _round_i32(r: "_KernelRenderer", args: list[ir.Value], d: DType) -> ir.Value
     return r.b.call(sat, [r.b.call(f, [v])])
 
 
+def _srdhm(r: "_KernelRenderer", args: list[ir.Value], d: DType) -> ir.Value:
+    """``onnxcc.codegen.requantize.srdhm``: gemmlowp's SaturatingRoundingDoublingHighMul,
+    ``(a * b + 2**30) >> 31`` of the i64 product (an arithmetic shift: gemmlowp's nudged
+    truncating division for either sign), saturated to i32 (only INT32_MIN * INT32_MIN
+    exceeds it)."""
+    b = r.b
+    a, m = (b.sext(x, I64) for x in args)
+    q = b.ashr(b.add(b.mul(a, m), ir.Constant(I64, 1 << 30)), ir.Constant(I64, 31))
+    hi = ir.Constant(I64, (1 << 31) - 1)
+    return b.trunc(b.select(b.icmp_signed(">", q, hi), hi, q), I32)
+
+
 CALLS["requantize"] = _requantize
+CALLS["srdhm"] = _srdhm
 CALLS["round_i32"] = _round_i32
 CALLS["smmla"] = _smmla
 CALLS["requantize64"] = _requantize64

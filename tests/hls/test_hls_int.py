@@ -244,6 +244,25 @@ def test_int8_softmax_streams_bit_exact_with_the_host_int8_build():
     assert m.csim_warnings == ""
 
 
+def test_int8_softmax_in_size_mode_stays_plain_arithmetic_for_hls():
+    """Size mode's softmax calls the ``srdhm`` intrinsic, which has no HLS form: an FPGA
+    target in size mode keeps the inline fixed-point arithmetic (the one-loop two-pass form),
+    and the C-sim equals the host int8 build."""
+    model = _jet_mlp()
+    model.graph.node[-1].output[0] = "logits"
+    model.graph.node.append(helper.make_node("Softmax", ["logits"], ["y"], axis=-1))
+    r = np.random.default_rng(2)
+    cal = {"x": r.normal(0, 1, (64, 1, 16)).astype(np.float32)}
+    m = onnxcc.compile(model, "xczu7ev", quantize=onnxcc.Int8(calibration=cal),
+                       hls=onnxcc.HLSConfig(io="io_stream"), optimize="size")
+    assert [n.op for n in m.graph.nodes][-1] == "onnxcc.QSoftmax"
+    top = (m.lib_dir / "firmware" / f"{m.mmap['c_prefix']}.cpp").read_text()
+    assert "srdhm" not in top and "& 16777215)" in top
+    host = onnxcc.compile(model, "host", quantize=onnxcc.Int8(calibration=cal))
+    _same_as_host(m, host, [{"x": r.normal(0, 1.5, (1, 16)).astype(np.float32)}
+                            for _ in range(10)])
+
+
 def test_int8_average_pools_are_bit_exact_with_the_host_int8_build(tmp_path):
     """quantize_static on Conv -> Relu -> AveragePool 2x2 -> GlobalAveragePool -> Gemm: the
     pools are onnxruntime's QLinearAveragePool and QLinearGlobalAveragePool, integer kernels

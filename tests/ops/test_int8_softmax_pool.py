@@ -23,7 +23,7 @@ from onnxcc.ops.quant_int import (exp_on_negative_values, one_over_one_plus_x, s
                                   softmax_rows)
 
 from builders import IR_VERSION, ort_run
-from onnxcc.codegen.loops import Loop, walk_stmts
+from onnxcc.codegen.loops import Const, Loop, walk_stmts
 
 TARGETS = ("host", "cpu")
 rng = np.random.default_rng(6)
@@ -509,3 +509,190 @@ def test_kernels_clean_under_sanitizers_and_warning_free(op):
         if shutil.which(cc):
             subprocess.run([cc, *WARN_FLAGS, "-O2", f"-I{cm.lib_dir}", "-c",
                             str(cm.lib_dir / f"{m}.c"), "-o", "/dev/null"], check=True)
+
+
+# ---- size mode's compact softmax ----------------------------------------------------------------
+# the SOFTMAX_CASES plus the forms size mode treats apart: an output scale whose shift is below
+# 33 (the int64 rounding shift), one so large its multiplier is 0, rows of 4095 equal values
+# (the largest sum: no doubling), a row of one (the reciprocal saturates to INT32_MAX)
+SIZE_CASES = SOFTMAX_CASES + [
+    ((3, 11), 21, -1, 0.1, 0, 1e-9, 0, np.int8),                # out_shift 32
+    ((2, 6), 21, -1, 0.1, 0, 4.0, 3, np.int8),                  # out multiplier 0
+    ((2, 4095), 21, -1, 0.05, 0, 1 / 256, -128, np.int8),       # the longest rows
+    ((1, 1), 21, -1, 0.1, 0, 1 / 256, -128, np.int8),
+]
+
+
+def _size_reference(case, x):
+    shape, opset, axis, xs, xz, ys, yz, dt = case
+    a = axis % len(shape)
+    rows = x.reshape(math.prod(shape[:a]), -1) if opset < 13 else \
+        np.moveaxis(x, a, -1).reshape(-1, shape[a])
+    m, ls, dmin = softmax_params(np.float32(xs))
+    om, osh = quantize_multiplier(float(np.float32(2.0 ** -31 / np.float32(ys))))
+    want = softmax_rows(rows, m, ls, dmin, om, osh, yz, np.dtype(dt))
+    return want.reshape(shape) if opset < 13 else np.moveaxis(
+        want.reshape(tuple(np.delete(shape, a)) + (shape[a],)), -1, a)
+
+
+@pytest.mark.parametrize("optimize", ["size", "speed"])
+@pytest.mark.parametrize("case", SIZE_CASES, ids=lambda c: f"{c[0]}-ys{c[5]:.3g}-{c[7].__name__}")
+def test_softmax_forms_bit_exact(case, optimize):
+    """Size mode's compact kernel (the srdhm intrinsic, loops over the exp's barrel and the
+    Newton steps) and both modes' int32 shortcuts (the normalization, the unsaturated Newton
+    steps, the SMMLA rounding shift) equal the numpy reference on host (C, also under
+    -fsanitize=address,undefined: no overflow, no shift out of range) and cpu (LLVM), and in
+    the loop-IR interpreter."""
+    shape, opset, axis, xs, xz, ys, yz, dt = case
+    model = qdq_model("Softmax", shape, xs, xz, ys, yz, dt, opset, axis=axis)
+    x = int_input(shape, dt)
+    if shape == (2, 4095):
+        x[:] = 5
+    want = _size_reference(case, x)
+    from onnxcc.codegen.interpret import run_program
+
+    for t in TARGETS:
+        cm = onnxcc.compile(model, t, optimize=optimize)
+        assert [n.op for n in cm.graph.nodes] == ["onnxcc.QSoftmax"]
+        np.testing.assert_array_equal(cm.run({"x": x})["y"], want, err_msg=t)
+        if t == "host":
+            np.testing.assert_array_equal(cm.run({"x": x}, sanitize=True)["y"], want)
+            assert _calls(cm.program.kernels[0].body, "srdhm") == (11 if optimize == "size"
+                                                                   else 0)
+            if x.size <= 200:   # the loop-IR interpreter (slow: small cases)
+                (got,) = run_program(cm.program, [x])
+                np.testing.assert_array_equal(got.reshape(shape), want)
+
+
+def _calls(body, fn: str) -> int:
+    """How many ``Call``s of intrinsic ``fn`` the statements ``body`` hold."""
+    from onnxcc.codegen.loops import Call, stmt_exprs, walk_exprs
+
+    return sum(isinstance(e, Call) and e.fn == fn for s in walk_stmts(body)
+               for x in stmt_exprs(s) for e in walk_exprs(x))
+
+
+def test_size_mode_softmax_is_one_srdhm_function():
+    """Size mode's softmax calls one out-of-line SaturatingRoundingDoublingHighMul (``srdhm``,
+    ONNXCC_NOINLINE in the C file) instead of ~20 inline int64 products, and no int64 is left
+    in the kernel; the exp's barrel shifter is a loop over the 7 EXP_BARREL multipliers (a
+    weight) and the Newton steps a loop of 3, with one and two srdhm. Speed mode keeps the
+    inline form."""
+    from onnxcc.ops.quant_int import EXP_BARREL
+
+    model = qdq_model("Softmax", (1, 10), 0.1, 0, 1 / 256, -128)
+    cm = onnxcc.compile(model, "cortex-m4", name="sm", optimize="size")
+    (k,) = cm.program.kernels
+    assert _calls(k.body, "srdhm") == 11 and _calls(k.body, "smmla") == 1
+    loops = [s for s in walk_stmts(k.body) if isinstance(s, Loop)
+             and isinstance(s.stop, Const) and isinstance(s.start, Const)]
+    trips = {s.stop.value - s.start.value: _calls([s], "srdhm") for s in loops}
+    assert trips[7] == 1 and trips[3] == 2 and trips[11] == 0, trips   # barrel, Newton, clz
+    (tab,) = [b for b in k.inputs if b.space == "weight"]
+    assert tab.data.tolist() == list(EXP_BARREL)
+    text = (cm.lib_dir / "sm.c").read_text()
+    assert text.count("static ONNXCC_NOINLINE int32_t onnxcc_srdhm(") == 1
+    body = text.split("_qsoftmax(", 1)[1].split("\n}\n", 1)[0]
+    assert body.count("onnxcc_srdhm(") == 11 and "int64_t" not in body
+    fast = onnxcc.compile(model, "cortex-m4", name="sm")
+    assert _calls(fast.program.kernels[0].body, "srdhm") == 0
+    assert "onnxcc_srdhm" not in (fast.lib_dir / "sm.c").read_text()
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="needs arm-none-eabi-gcc")
+def test_size_mode_softmax_code_bytes():
+    """The size-mode softmax's bytes on the Cortex-M4 at -Os (arm-none-eabi-nm -S): measured
+    370 for the kernel and 28 for the srdhm function (1,036 before, the int64 products inline);
+    the speed-mode kernel, inline and unrolled, 956 at -Os (1,356 before the int32
+    shortcuts)."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from onnxcc.runtime.build import CORTEX_M4_FLAGS
+
+    def sizes(cm) -> dict[str, int]:
+        with tempfile.TemporaryDirectory() as td:
+            obj = Path(td) / "m.o"
+            subprocess.run(["arm-none-eabi-gcc", "-Os", *CORTEX_M4_FLAGS, f"-I{cm.lib_dir}",
+                            "-c", str(cm.lib_dir / "sm.c"), "-o", str(obj)], check=True)
+            out = subprocess.run(["arm-none-eabi-nm", "-S", str(obj)], check=True,
+                                 capture_output=True, text=True).stdout
+        return {ln.split()[3]: int(ln.split()[1], 16) for ln in out.splitlines()
+                if len(ln.split()) == 4}
+
+    model = qdq_model("Softmax", (1, 10), 0.1, 0, 1 / 256, -128)
+    small = sizes(onnxcc.compile(model, "cortex-m4", name="sm", optimize="size"))
+    fast = sizes(onnxcc.compile(model, "cortex-m4", name="sm"))
+    kern = next(v for k, v in small.items() if k.endswith("_qsoftmax"))
+    assert kern + small["onnxcc_srdhm"] < 480, small
+    assert 2 * kern < next(v for k, v in fast.items() if k.endswith("_qsoftmax")) < 1_100, fast
+
+
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None
+                    or shutil.which("arm-none-eabi-gcc") is None,
+                    reason="needs qemu-system-arm and arm-none-eabi-gcc")
+@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m0plus"])
+def test_size_mode_softmax_on_qemu(target):
+    """The size-mode softmax on the emulated Cortex-M4 (SMMLA in the smmla helper) and
+    Cortex-M0+ (no DSP: the 64-bit C forms) equals the interpreter and the reference."""
+    from onnxcc.interpreter import interpret
+    from onnxcc.runtime import qemu
+
+    case = ((4, 10), 21, -1, 0.1, 3, 1 / 256, -128, np.int8)
+    model = qdq_model("Softmax", *case[:1], *case[3:8])
+    x = int_input((4, 10))
+    x[3] = 9
+    cm = onnxcc.compile(model, target, optimize="size")
+    got = np.asarray(qemu.run_on_qemu(cm, {"x": x}, timeout=60)["y"])
+    np.testing.assert_array_equal(got, interpret(cm.graph, {"x": x})["y"])
+    np.testing.assert_array_equal(got, _size_reference(case, x))
+
+
+def test_size_mode_softmax_drops_only_impossible_cases():
+    """The facts the compact kernel rests on, over the reference's own arithmetic: every
+    RoundingDivideByPOT it shortens has a non-negative operand (exhaustively: the exp's
+    polynomial depends only on the 2**24 values of a mod 2**24), and the Newton steps of the
+    reciprocal never saturate (a sample of the 2**30 half sums, with both ends; all of them
+    were checked once: |t| <= 14,861,479, the iterate in [535,013,226, 2**30])."""
+    def srdhm(a, b):   # no INT32_MIN * INT32_MIN among these operands
+        return (a * b + (1 << 30)) >> 31
+
+    amq = np.arange(-(1 << 24), 0, dtype=np.int64)
+    x = amq * 32 + (1 << 28)
+    x2 = srdhm(x, x)
+    x3, x4 = srdhm(x2, x), srdhm(x2, x2)
+    assert x4.min() >= 0
+    q = (x4 >> 2) + ((x4 & 3) > 1)
+    y = srdhm(q + x3, 715827883) + x2
+    assert y.min() >= 0 and y.max() < (1 << 31) - 1
+    r = 1895147668 + srdhm(1895147668, x + ((y >> 1) + (y & 1)))
+    assert r.min() > 0     # and the barrel multiplies it by positive constants
+    half = np.concatenate([np.arange(1 << 30, 1 << 31, 4093, dtype=np.int64),
+                           np.array([(1 << 30) + 1, (1 << 31) - 1], np.int64)])
+    xn = 1515870810 + srdhm(half, -1010580540)
+    for _ in range(3):
+        t = srdhm(xn, (1 << 29) - srdhm(half, xn))
+        assert np.abs(t).max() <= 14_861_479
+        xn = xn + 4 * t
+        assert xn.min() >= 535_013_226 and xn.max() <= 1 << 30
+    assert xn[0] == 1 << 30      # half = 1/2: 1 / (1 + 0) saturates to INT32_MAX
+
+
+@pytest.mark.slow
+def test_newton_steps_never_saturate_over_every_half_sum():
+    """The check behind size mode's unsaturated Newton steps, over all 2**30 half sums
+    [2**30, 2**31) (about a minute): |t| <= 14,861,479 (far below the 2**29 where the
+    multiplication by 4 saturates) and the iterate stays in [535,013,226, 2**30]."""
+    tmax, lo, hi = 0, 1 << 31, 0
+    chunk = 1 << 24
+    for start in range(1 << 30, 1 << 31, chunk):
+        half = np.arange(start, start + chunk, dtype=np.int64)
+        x = 1515870810 + ((half * -1010580540 + (1 << 30)) >> 31)
+        for _ in range(3):
+            u = (half * x + (1 << 30)) >> 31
+            t = (x * ((1 << 29) - u) + (1 << 30)) >> 31
+            tmax = max(tmax, int(np.abs(t).max()))
+            x += 4 * t
+            lo, hi = min(lo, int(x.min())), max(hi, int(x.max()))
+    assert (tmax, lo, hi) == (14_861_479, 535_013_226, 1 << 30)
