@@ -402,3 +402,21 @@ def test_size_mode_gemms_with_and_without_relu_share_one_function():
             qemu.run_on_qemu(cm, {"x": x}, timeout=60)["y"]
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
         assert cm.weights_size == sum(4 * (m * n + n) for m, n in [(24, 16), (16, 12), (12, 5)])
+
+
+def test_outline_helpers_counts_only_the_helpers_own_lines():
+    """Size mode outlines helpers of several statements (one copy) and keeps one-liners and
+    one-instruction ``__asm__`` wrappers inline: the comment of the helper that follows is no
+    line of the one before (it made onnxcc_min_int32 a call: 1,025 instructions more on the
+    int8 MLP)."""
+    from onnxcc.codegen.c.share import outline_helpers
+    from onnxcc.codegen.requantize import SMMLA_C
+
+    one = "static inline int32_t onnxcc_min_int32(int32_t a, int32_t b) { return a < b ? a : b; }\n"
+    long = ("/* a helper of three statements,\n   with a comment of two lines */\n"
+            "static inline int32_t onnxcc_f(int32_t a) {\n    int32_t t = a * 3;\n"
+            "    t += a;\n    return t;\n}\n")
+    out = outline_helpers(one + long + SMMLA_C + "\n")
+    assert "static inline int32_t onnxcc_min_int32(" in out
+    assert "static ONNXCC_NOINLINE int32_t onnxcc_f(" in out
+    assert "static inline int32_t onnxcc_smmla(" in out
