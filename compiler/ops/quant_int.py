@@ -77,8 +77,9 @@ EXP_BARREL = (1672461947, 1302514674, 790015084, 290630308, 39332535, 720401, 24
 
 # ---- gemmlowp fixed-point primitives (fixedpoint.h), on int64 arrays holding int32 values ------
 def srdhm(a, b) -> np.ndarray:
-    """SaturatingRoundingDoublingHighMul: round(a * b / 2**31), ties away from zero, saturated
-    (only a = b = INT32_MIN overflows)."""
+    """SaturatingRoundingDoublingHighMul: round(a * b / 2**31) with ties rounded up, toward
+    +inf (gemmlowp's nudge 1 - 2**30 for a negative product, then C's truncating division:
+    -0.5 gives 0, -1.5 gives -1, 0.5 gives 1), saturated (only a = b = INT32_MIN overflows)."""
     a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
     r = a * b + np.where(a * b >= 0, 1 << 30, 1 - (1 << 30))
     q = np.where(r >= 0, r >> 31, -((-r) >> 31))         # C division: truncate toward zero
