@@ -9,6 +9,8 @@ with an independent formula here), the C and LLVM builds give identical bytes, a
 
 from __future__ import annotations
 
+import os
+
 import math
 import shutil
 
@@ -680,6 +682,10 @@ def test_size_mode_softmax_drops_only_impossible_cases():
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("ONNXCC_EXHAUSTIVE") != "1",
+                    reason="40-70 s of numpy, over the suite's time budget: the test above "
+                    "samples every 4,093rd half sum; ONNXCC_EXHAUSTIVE=1 runs all 2**30 "
+                    "(passed 2026-12-07)")
 def test_newton_steps_never_saturate_over_every_half_sum():
     """The check behind size mode's unsaturated Newton steps, over all 2**30 half sums
     [2**30, 2**31) (about a minute): |t| <= 14,861,479 (far below the 2**29 where the
