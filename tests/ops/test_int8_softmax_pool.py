@@ -9,9 +9,8 @@ with an independent formula here), the C and LLVM builds give identical bytes, a
 
 from __future__ import annotations
 
-import os
-
 import math
+import os
 import shutil
 
 import numpy as np
