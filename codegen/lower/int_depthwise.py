@@ -39,9 +39,10 @@ bytes; a kernel row outside x is skipped. Then the requantize epilogue per outpu
 Cortex-M4 -Os, instructions per MAC counted by QEMU (tests/targets/test_mcu_depthwise_smlad.py;
 7.4-7.5 for the scalar nest before): 1.62 (32x12x12), 1.82 (DS-CNN's 64x25x5), 1.66-1.69
 (MobileNetV1-0.25's 8x48x48 to 128x6x6) at stride 1, against 1.77, 1.98 and 1.74-1.84 one row
-at a time; 2.14-2.51 at stride 2 (one row at a time: passes of 2 rows share only 1 of 3 input
-rows there and measured worse); ``BOUNDS`` there. benchmarks/mcu.py's depthwise rows: DS-CNN
-2.20 -> 1.90, MobileNetV1-0.25 (patched) 2.08 -> 1.95. What is left above CMSIS-NN's ~1.5 is
+at a time; 2.13-2.23 at stride 2 (one row at a time: passes of 2 rows share only 1 of 3 input
+rows there and measured worse; 2.14-2.51 with blocks of 2 where 4 made 1 iteration); ``BOUNDS``
+there. benchmarks/mcu.py's depthwise rows: DS-CNN 2.20 -> 1.90, MobileNetV1-0.25 (patched)
+2.08 -> 1.94. What is left above CMSIS-NN's ~1.5 is
 the lane of weight 0 in every ``(w1, 0)`` (2 ``smlad`` per 3 MACs), the requantize epilogue
 once per 9 MACs (SMMLA, SSAT and STRB, ``requantize.mla_form``, where that is exact; else the
 round-half-even form of about 8 instructions), the stride-2 layers and gcc's register
@@ -82,14 +83,18 @@ from .nn import axis_var, in_place_plane, lin, loops, read_buffers, shape_text
 
 I8 = DType("int8")
 U32 = DType("uint32")
-# stride along W -> outputs of a row per iteration of the interior loop, one output row at a
-# time: the first that makes at least 2 iterations, else the last (MobileNetV1-0.25's stride-2
-# layers of 9-11 outputs a row 3.55-3.81 -> 3.32-3.64 instructions per MAC with 4, those of 4-6
-# outputs worse; at stride 1, 12 outputs a row: 1.77 with 4, 1.72 with 2)
-BLOCK = {1: (4, 2), 2: (4, 2)}
-# outputs of a row per block of the interior loop in passes of VERTICAL output rows (2 x 2
-# int32 accumulators; 2 x 4 spilled: cortex-m4 -Os 8x48x48 1.80 against 1.69 per MAC)
-VBLOCK = (2,)
+# stride along W -> (outputs of a row per iteration of the interior loop, the fewest iterations
+# it must make), one output row at a time: the first that makes so many (and leaves at most
+# MAX_BORDER groups), else the last. Cortex-M4 -Os instructions per MAC: at stride 1, 12 outputs
+# a row, 1.77 with 4 (1 iteration), 1.72 with 2; at stride 2 blocks of 4 even with no
+# iteration (groups of 4 then: 16x16x16 with SAME padding 2.51 -> 2.13, 64x12x12 2.45 -> 2.20,
+# MobileNetV1-0.25's patched 32x9x9 2.54 -> 2.33, its depthwise row 1.954 -> 1.935; before, 4
+# only from 2 iterations on: its stride-2 layers of 9-11 outputs a row 3.55-3.81 -> 3.32-3.64
+# against 2 always)
+BLOCK = {1: ((4, 2), (2, 0)), 2: ((4, 0), (2, 0))}
+# the same in passes of VERTICAL output rows (2 x 2 int32 accumulators; 2 x 4 spilled:
+# 8x48x48 1.80 against 1.69 per MAC)
+VBLOCK = ((2, 0),)
 MERGE = 4     # outputs of a block of border groups
 COPY_WORDS = 2     # words per iteration of the in-place plane's copy
 COPY_UNROLLED = 16     # planes of at most so many words are copied without a loop
@@ -214,11 +219,11 @@ def col_taps(ow: int, sw: int, pl: int, IW: int) -> tuple[int, ...]:
 
 def plan_columns(OW: int, IW: int, sw: int, pl: int, vertical: int = 1) -> Columns:
     """The blocks of a row (:func:`plan_blocks`) with the first block size of ``BLOCK[sw]``
-    (``VBLOCK`` in passes of ``vertical`` > 1 output rows) that makes at least 2 iterations of
-    the loop, else the last."""
-    for B in BLOCK[sw] if vertical == 1 else VBLOCK:
+    (``VBLOCK`` in passes of ``vertical`` > 1 output rows) whose loop makes at least the
+    iterations it asks for and leaves at most MAX_BORDER groups, else the last."""
+    for B, least in BLOCK[sw] if vertical == 1 else VBLOCK:
         cols = plan_blocks(OW, IW, sw, pl, B)
-        if cols.nb >= 2:
+        if cols.nb >= least and len(cols.groups) <= MAX_BORDER:
             break
     return cols
 
