@@ -37,12 +37,12 @@ a border costs what the interior costs, and up to 4 outputs share one word (DS-C
 bytes; a kernel row outside x is skipped. Then the requantize epilogue per output.
 
 Cortex-M4 -Os, instructions per MAC counted by QEMU (tests/targets/test_mcu_depthwise_smlad.py;
-7.4-7.5 for the scalar nest before): 1.62 (32x12x12), 1.82 (DS-CNN's 64x25x5), 1.66-1.69
+7.4-7.5 for the scalar nest before): 1.60 (32x12x12), 1.78 (DS-CNN's 64x25x5), 1.66-1.70
 (MobileNetV1-0.25's 8x48x48 to 128x6x6) at stride 1, against 1.77, 1.98 and 1.74-1.84 one row
 at a time; 2.13-2.23 at stride 2 (one row at a time: passes of 2 rows share only 1 of 3 input
 rows there and measured worse; 2.14-2.51 with blocks of 2 where 4 made 1 iteration); ``BOUNDS``
-there. benchmarks/mcu.py's depthwise rows: DS-CNN 2.20 -> 1.90, MobileNetV1-0.25 (patched)
-2.08 -> 1.94. What is left above CMSIS-NN's ~1.5 is
+there. benchmarks/mcu.py's depthwise rows: DS-CNN 2.20 -> 1.89, MobileNetV1-0.25 (patched)
+2.08 -> 1.92. What is left above CMSIS-NN's ~1.5 is
 the lane of weight 0 in every ``(w1, 0)`` (2 ``smlad`` per 3 MACs), the requantize epilogue
 once per 9 MACs (SMMLA, SSAT and STRB, ``requantize.mla_form``, where that is exact; else the
 round-half-even form of about 8 instructions), the stride-2 layers and gcc's register
@@ -95,6 +95,12 @@ BLOCK = {1: ((4, 2), (2, 0)), 2: ((4, 0), (2, 0))}
 # the same in passes of VERTICAL output rows (2 x 2 int32 accumulators; 2 x 4 spilled:
 # 8x48x48 1.80 against 1.69 per MAC)
 VBLOCK = ((2, 0),)
+# the most accumulators of a block of border groups in a pass of VERTICAL rows where the row
+# has no loop (all its blocks at constant columns); a larger block is computed row by row (a
+# group of 3 outputs: 6 accumulators spilled; DS-CNN's 64x25x5 1.817 -> 1.784, 32x12x12
+# 1.623 -> 1.603, MobileNetV1-0.25's depthwise row 1.935 -> 1.923; with a loop in the row too,
+# gcc allocated the loop worse: 8x48x48 1.656 -> 1.880)
+VACC = 4
 MERGE = 4     # outputs of a block of border groups
 COPY_WORDS = 2     # words per iteration of the in-place plane's copy
 COPY_UNROLLED = 16     # planes of at most so many words are copied without a loop
@@ -336,12 +342,16 @@ def row_passes(OH: int, r0: int, r1: int, vertical: int) -> list[list[int] | int
 def direct_in_place_ok(NC: int, IH: int, IW: int, OH: int, OW: int, KH: int, sh: int, dh: int,
                        pt: int, sw: int, pl: int, cols: Columns, vertical: int = 1) -> bool:
     """Whether the kernel may store its outputs straight over x (y planned at x's offset, both
-    contiguous, NC images of channels) in the order it computes them: rows top down, the
-    blocks of a row left to right, a block's stores after all its loads. Simulated exactly:
-    no output lands on a byte of x a later block of its channel still reads as a tap (zero
-    lanes of a word read any byte: they multiply by 0). Holds at stride 2, where y's channel
-    is smaller and trails behind the taps; never at stride 1 with padding (output (oh, ow)
-    lands on tap (oh, ow) of the next outputs), which go through the plane."""
+    contiguous, NC images of channels) in the order it computes them: passes of ``vertical``
+    output rows top down (``row_passes``), the blocks of a pass left to right (a block of
+    border groups with more than VACC accumulators row by row where the row has no loop), a
+    block's stores after all its loads. Simulated exactly: no output lands on a byte of x a
+    later block of its channel still reads as a tap (zero lanes of a word read any byte: they
+    multiply by 0). Holds at stride 2, where y's channel is smaller and trails behind the taps;
+    never at stride 1 with padding (output (oh, ow) lands on tap (oh, ow) of the next outputs),
+    whose kernel copies x's channel to a plane first; in passes of 2 rows without padding only
+    for rows of one block or less (the lower row of a pass lands on the upper row's taps the
+    pass's later blocks read)."""
     P_in, P_out = IH * IW, OH * OW
     D = P_in - P_out
     if D < 0:
@@ -364,15 +374,18 @@ def direct_in_place_ok(NC: int, IH: int, IW: int, OH: int, OW: int, KH: int, sh:
     i = 0
     for rows in ohs:
         for outs in per_row:
-            for oh in rows:
-                for o in outs:
-                    for kh in range(KH):
-                        ih = oh * sh - pt + kh * dh
-                        if 0 <= ih < IH:
-                            for k in col_taps(o, sw, pl, IW):
-                                last_read[ih * IW + o * sw - pl + k] = i
-                    write_at[oh * OW + o] = i
-            i += 1
+            # a block of groups of a pass too large for VACC goes row by row (``row``)
+            split = len(rows) > 1 and len(outs) * len(rows) > VACC and cols.nb == 0
+            for part in ([[oh] for oh in rows] if split else [rows]):
+                for oh in part:
+                    for o in outs:
+                        for kh in range(KH):
+                            ih = oh * sh - pt + kh * dh
+                            if 0 <= ih < IH:
+                                for k in col_taps(o, sw, pl, IW):
+                                    last_read[ih * IW + o * sw - pl + k] = i
+                        write_at[oh * OW + o] = i
+                i += 1
     p = np.arange(P_out)
     for ch in range(NC if D else 1):
         a = p - ch * D
@@ -650,10 +663,13 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
             if loop and after(gs[0]):
                 out += loop
                 loop = []
-            out += block(ohs, [(b, b or 0) for b, _ in gs],
-                         [(Const(o), d + (b or 0), col_taps(o, sw, pl, IW))
-                          for b, mem in gs for o, d in mem],
-                         isinstance(ohs[0].base, Var) and len(ohs) > 1)
+            outs = [(Const(o), d + (b or 0), col_taps(o, sw, pl, IW))
+                    for b, mem in gs for o, d in mem]
+            # (a pass's block of more than VACC outputs in a row without a loop: row by row)
+            split = len(outs) * len(ohs) > VACC and cols.nb == 0
+            for part in ([[R] for R in ohs] if split else [ohs]):
+                out += block(part, [(b, b or 0) for b, _ in gs], outs,
+                             isinstance(ohs[0].base, Var) and len(ohs) > 1)
         return out + loop
 
     positions: list[Stmt] = [] if xplane is None else copy_in(X, xplane, n, c)
