@@ -14,13 +14,15 @@ centered weights are packed at compile time as ``(w0, w2)`` and ``(w1, 0)``, so 
 
 with the word shared by the two outputs of a stride-1 block: 1 load, 2 ``sxtb16`` and 4
 ``smlad`` for 6 MACs (CMSIS-NN's ``arm_depthwise_conv_s8_opt`` pairs channels of NHWC data
-instead; onnxcc's activations are NCHW, so the pairs run along a row). Where consecutive output
-rows share input rows (stride along H 1, dilation 1: ``VERTICAL``) the interior is computed in
-passes of 2 output rows, kernel row by kernel row: the weight words of kernel row ``kh`` are
-loaded once for both rows, and the widened word of input row ``oh + kh + 1`` (the lower output
-row's tap row ``kh``) stays in registers as the upper row's tap row ``kh + 1``; so a block of
-2 x 2 outputs loads and widens 4 words for 36 MACs instead of 6 (``VBLOCK``: 2 x 4 spilled its
-8 accumulators). Only the taps inside x
+instead; onnxcc's activations are NCHW, so the pairs run along a row). At stride 1 along W,
+where consecutive output rows share input rows (``VERTICAL``: the stride along H a multiple of
+the dilation, below the kernel's height) the interior is computed in passes of 2 output rows,
+kernel row by kernel row: the weight words of kernel row ``kh`` are loaded once for both rows,
+and the widened word of input row ``oh + kh + 1`` (the lower output row's tap row ``kh``, stride
+and dilation 1) stays in registers as the upper row's tap row ``kh + 1``; so a block of 2 x 2
+outputs loads and widens 4 words for 36 MACs instead of 6 (``VBLOCK``: 2 x 4 spilled its 8
+accumulators; border groups of more than 2 outputs go row by row in rows without a loop:
+``VACC``). Only the taps inside x
 accumulate: each channel starts at ``bias - x_zp * sum(w')`` over the taps a position
 accumulates (one start value per set of taps: interior, each border row and column kind, an
 int32 table (C, kinds): up to 9 words a channel for 3x3 with padding 1, against 1 when the
