@@ -1,6 +1,7 @@
 """Int8 depthwise Conv with dual 16-bit multiply-accumulates on cores with Arm's DSP extension
-(``Target.dsp``): output-stationary, 2 or 4 outputs of a row per block in int32 registers, the
-taps of one kernel row as two ``smlad`` of sign-extended byte pairs.
+(``Target.dsp``): output-stationary blocks of outputs in int32 registers (2 output rows x 2
+columns at stride 1, 2 or 4 outputs of one row at stride 2), the taps of one kernel row as two
+``smlad`` of sign-extended byte pairs.
 
 x (N, C, IH, IW) int8 NCHW, w (C, 1, KH, 3) constant, y (N, C, OH, OW); stride along W 1 or 2,
 dilation along W 1 (any along H), any padding. Per kernel row ``kh`` and output ``ow`` one word
@@ -13,34 +14,53 @@ centered weights are packed at compile time as ``(w0, w2)`` and ``(w1, 0)``, so 
 
 with the word shared by the two outputs of a stride-1 block: 1 load, 2 ``sxtb16`` and 4
 ``smlad`` for 6 MACs (CMSIS-NN's ``arm_depthwise_conv_s8_opt`` pairs channels of NHWC data
-instead; onnxcc's activations are NCHW, so the pairs run along a row). Only the taps inside x
+instead; onnxcc's activations are NCHW, so the pairs run along a row). At stride 1 along W,
+where consecutive output rows share input rows (``VERTICAL``: the stride along H a multiple of
+the dilation, below the kernel's height) the interior is computed in passes of 2 output rows,
+kernel row by kernel row: the weight words of kernel row ``kh`` are loaded once for both rows,
+and the widened word of input row ``oh + kh + 1`` (the lower output row's tap row ``kh``, stride
+and dilation 1) stays in registers as the upper row's tap row ``kh + 1``; so a block of 2 x 2
+outputs loads and widens 4 words for 36 MACs instead of 6 (``VBLOCK``: 2 x 4 spilled its 8
+accumulators; border groups of more than 2 outputs go row by row in rows without a loop:
+``VACC``). Only the taps inside x
 accumulate: each channel starts at ``bias - x_zp * sum(w')`` over the taps a position
 accumulates (one start value per set of taps: interior, each border row and column kind, an
 int32 table (C, kinds): up to 9 words a channel for 3x3 with padding 1, against 1 when the
 padded taps read the zero point; DS-CNN int8 weights 50,860 -> 59,052 bytes). The
-output positions are cut into an interior (rows whose taps all lie inside x; a loop over blocks
-of columns whose words lie inside the row, ``plan_columns``) and border rows and column groups
-at constant positions. A border output reads the word inside the row that holds its taps inside
-it, its first tap at byte ``d`` (-2..3) of the word: the lanes of taps outside the row have
-weight 0 (the words ``(w2, 0)`` for ``d = -1`` and ``(w0, 0)`` for ``d = 2`` made from the
+output positions are cut into an interior (rows whose taps all lie inside x; a loop over passes
+of rows, in each a loop over blocks of columns whose words lie inside the row,
+``plan_columns``; an odd last interior row alone: ``row_passes``) and border rows and column
+groups at constant positions. A border output reads the word inside the row that holds its taps
+inside it, its first tap at byte ``d`` (-2..3) of the word: the lanes of taps outside the row
+have weight 0 (the words ``(w2, 0)`` for ``d = -1`` and ``(w0, 0)`` for ``d = 2`` made from the
 stored ``(w0, w2)`` by one LSR or UXTH), so
 a border costs what the interior costs, and up to 4 outputs share one word (DS-CNN's 25x5 rows:
 2 words per kernel row for the 5 outputs). A row of fewer than 4 bytes is padded with zero
 bytes; a kernel row outside x is skipped. Then the requantize epilogue per output.
 
 Cortex-M4 -Os, instructions per MAC counted by QEMU (tests/targets/test_mcu_depthwise_smlad.py;
-7.4-7.5 for the scalar nest before): see ``BOUNDS`` there (4 outputs per block at stride 1, 4 or
-2 at stride 2: ``BLOCK``). What is left above CMSIS-NN's ~1.5 is gcc's register allocation at -Os
-(the accumulators, weights and requantize constants spill) and the requantize epilogue, once
-per 9 MACs (SMMLA and SSAT, ``requantize.mla_form``, where that is exact; else the
-round-half-even form of about 8 instructions). The sums are those of the portable nest, bit for bit: int32 products
-wrapping modulo 2**32 in any order.
+7.4-7.5 for the scalar nest before): 1.60 (32x12x12), 1.78 (DS-CNN's 64x25x5), 1.60-1.70
+(MobileNetV1-0.25's 8x48x48 to 128x6x6) at stride 1, against 1.77, 1.98 and 1.74-1.84 one row
+at a time; 2.13-2.23 at stride 2 (one row at a time: passes of 2 rows share only 1 of 3 input
+rows there and measured worse; 2.14-2.51 with blocks of 2 where 4 made 1 iteration); ``BOUNDS``
+there. benchmarks/mcu.py's depthwise rows: DS-CNN 2.20 -> 1.89, MobileNetV1-0.25 (patched)
+2.08 -> 1.92. What is left above CMSIS-NN's ~1.5 is
+the lane of weight 0 in every ``(w1, 0)`` (2 ``smlad`` per 3 MACs), the requantize epilogue
+once per 9 MACs (SMMLA, SSAT and STRB, ``requantize.mla_form``, where that is exact; else the
+round-half-even form of about 8 instructions), the stride-2 layers and gcc's register
+allocation at -Os (weights reloaded, a start value or pointer spilled). The sums are those of
+the portable nest, bit for bit: int32 products wrapping modulo 2**32 in any order.
 
 With the output planned over x (``nn.depthwise_in_place_ok``) the outputs go straight over x
 where a simulation of the kernel's order shows that no output lands on a tap still to be read
-(``direct_in_place_ok``: stride 2, or no padding), else each channel's outputs go to a plane
-of scratch first and are copied over y's channel once computed (``copy_plane``). The kernel
-has no ``restrict`` pointers in either case (see the end of ``depthwise_smlad``).
+(``direct_in_place_ok``: stride 2, or no padding; in passes of 2 rows where those pass the
+simulation, else one row at a time), else each channel of x is copied to a plane of scratch
+first (``copy_in``) and the kernel reads its taps there and stores its outputs straight to y:
+y's stores may alias the weights for gcc, so it reloads them per block as in a kernel beside
+x, where outputs stored to a local plane let it hoist and spill them (``copy_plane``, the plane
+copied over y's channel afterwards, remains for a y plane larger than x's; MobileNetV1-0.25's
+128x6x6 layers 2.06 -> 1.79, DS-CNN 2.20 -> 2.17 one row at a time). The kernel has no
+``restrict`` pointers in either case (see the end of ``depthwise_smlad``).
 """
 
 from __future__ import annotations
@@ -65,14 +85,31 @@ from .nn import axis_var, in_place_plane, lin, loops, read_buffers, shape_text
 
 I8 = DType("int8")
 U32 = DType("uint32")
-# stride along W -> outputs of a row per iteration of the interior loop: the first that makes
-# at least 2 iterations, else the last (MobileNetV1-0.25's stride-2 layers of 9-11 outputs a
-# row 3.55-3.81 -> 3.32-3.64 instructions per MAC with 4, those of 4-6 outputs worse)
-BLOCK = {1: (4,), 2: (4, 2)}
+# stride along W -> (outputs of a row per iteration of the interior loop, the fewest iterations
+# it must make), one output row at a time: the first that makes so many (and leaves at most
+# MAX_BORDER groups), else the last. Cortex-M4 -Os instructions per MAC: at stride 1, 12 outputs
+# a row, 1.77 with 4 (1 iteration), 1.72 with 2; at stride 2 blocks of 4 even with no
+# iteration (groups of 4 then: 16x16x16 with SAME padding 2.51 -> 2.13, 64x12x12 2.45 -> 2.20,
+# MobileNetV1-0.25's patched 32x9x9 2.54 -> 2.33, its depthwise row 1.954 -> 1.935; before, 4
+# only from 2 iterations on: its stride-2 layers of 9-11 outputs a row 3.55-3.81 -> 3.32-3.64
+# against 2 always)
+BLOCK = {1: ((4, 2), (2, 0)), 2: ((4, 0), (2, 0))}
+# the same in passes of VERTICAL output rows (2 x 2 int32 accumulators; 2 x 4 spilled:
+# 8x48x48 1.80 against 1.69 per MAC)
+VBLOCK = ((2, 0),)
+# the most accumulators of a block of border groups in a pass of VERTICAL rows where the row
+# has no loop (all its blocks at constant columns); a larger block is computed row by row (a
+# group of 3 outputs: 6 accumulators spilled; DS-CNN's 64x25x5 1.817 -> 1.784, 32x12x12
+# 1.623 -> 1.603, MobileNetV1-0.25's depthwise row 1.935 -> 1.923; with a loop in the row too,
+# gcc allocated the loop worse: 8x48x48 1.656 -> 1.880)
+VACC = 4
 MERGE = 4     # outputs of a block of border groups
 COPY_WORDS = 2     # words per iteration of the in-place plane's copy
 COPY_UNROLLED = 16     # planes of at most so many words are copied without a loop
 MAX_BORDER = 8     # border rows (and blocks of border columns) written out at constant positions
+# stride along W -> output rows per pass of the interior (a block's words loaded and widened
+# once for every output row that reads them)
+VERTICAL = {1: 2, 2: 1}
 
 
 def shared(ctx: LowerCtx, b: Buffer) -> Buffer:
@@ -135,6 +172,41 @@ def copy_plane(plane: Buffer, Y: Buffer, n: Expr, c: Expr) -> list[Stmt]:
     return out
 
 
+def copy_in(X: Buffer, plane: Buffer, n: Expr, c: Expr) -> list[Stmt]:
+    """The statements copying x's channel ``(n, c)`` (x (N, C, IH, IW) int8, contiguous) to
+    ``plane`` (IH * IW bytes): 4 bytes per load (``pack4``) stored as one word (the C renderer's
+    ``onnxcc_store4``), COPY_WORDS words per iteration of a loop or, up to COPY_UNROLLED words,
+    without a loop; then the last bytes one by one."""
+    N, C, IH, IW = X.shape
+    P = IH * IW
+    Xf = dataclasses.replace(X, shape=(N, C, P), strides=(X.strides[0], X.strides[1], 1))
+    out: list[Stmt] = []
+
+    def words(i: Expr, base: int, k: int) -> list[Stmt]:
+        body: list[Stmt] = []
+        for v in range(k):
+            wv = Var(f"xw{v}", I32)
+            at = [lin((i, 4 * k), base + 4 * v + u) if isinstance(i, Var) else
+                  Const(base + 4 * v + u) for u in range(4)]
+            body.append(Decl(wv, Call("pack4", tuple(Xf[(n, c, a)] for a in at), I32)))
+            for u, a in enumerate(at):
+                byte = Binary("shr", Cast(wv, U32), const(8 * u, U32)) if u else Cast(wv, U32)
+                body.append(Store(plane, (a,), Cast(byte, I8)))
+        return body
+
+    K = COPY_WORDS
+    if P // 4 > COPY_UNROLLED:
+        i = Var("ci")
+        out.append(Loop(i, 0, P // (4 * K), words(i, 0, K)))
+        done = P // (4 * K) * 4 * K
+    else:
+        done = 0
+    out += words(Const(0), done, (P - done) // 4)
+    done += (P - done) // 4 * 4
+    out += [Store(plane, (Const(p),), Xf[(n, c, Const(p))]) for p in range(done, P)]
+    return out
+
+
 @dataclasses.dataclass(frozen=True)
 class Columns:
     """How the outputs of a row are cut into blocks (:func:`plan_columns`): ``nb`` blocks of
@@ -153,12 +225,13 @@ def col_taps(ow: int, sw: int, pl: int, IW: int) -> tuple[int, ...]:
     return tuple(k for k in range(3) if 0 <= ow * sw - pl + k < IW)
 
 
-def plan_columns(OW: int, IW: int, sw: int, pl: int) -> Columns:
+def plan_columns(OW: int, IW: int, sw: int, pl: int, vertical: int = 1) -> Columns:
     """The blocks of a row (:func:`plan_blocks`) with the first block size of ``BLOCK[sw]``
-    that makes at least 2 iterations of the loop, else the last."""
-    for B in BLOCK[sw]:
+    (``VBLOCK`` in passes of ``vertical`` > 1 output rows) whose loop makes at least the
+    iterations it asks for and leaves at most MAX_BORDER groups, else the last."""
+    for B, least in BLOCK[sw] if vertical == 1 else VBLOCK:
         cols = plan_blocks(OW, IW, sw, pl, B)
-        if cols.nb >= 2:
+        if cols.nb >= least and len(cols.groups) <= MAX_BORDER:
             break
     return cols
 
@@ -167,7 +240,10 @@ def plan_blocks(OW: int, IW: int, sw: int, pl: int, B: int) -> Columns:
     """The blocks of a row of OW outputs (stride ``sw`` 1 or 2, ``pl`` columns of padding on the
     left, IW input columns): the loop of blocks of ``B`` outputs starting where it
     costs the fewest instructions (a model: 3 per word loaded and widened, 2 per block for its
-    weights, 2 per output's tap row, 1 per block of the loop), the outputs outside it in
+    weights, 2 per output's tap row, 1 per block of the loop, 1 more per group for its code:
+    with blocks of 2 in passes of 2 rows groups cost as much as the loop's blocks, and a row
+    of up to 16 outputs was all groups; MobileNetV1-0.25 int8 code 100,697 -> 91,125 bytes,
+    its depthwise row 1.923 -> 1.921 instructions per MAC), the outputs outside it in
     groups of up to 4 sharing the word that holds all their taps inside the row (offsets
     d = -2..3; the taps outside the row are never read: their weight lanes are 0)."""
     per = 2 if sw == 1 else 1     # outputs per word in the loop
@@ -201,7 +277,7 @@ def plan_blocks(OW: int, IW: int, sw: int, pl: int, B: int) -> Columns:
     def cost(c0: int, nb: int) -> tuple[int, int, int]:
         gs = groups([o for o in range(OW) if not c0 <= o < c0 + nb * B])
         words = sum(1 for b, _ in gs if b is not None) + sum(2 for b, _ in gs if b is None)
-        n = 3 * words + 2 * len(gs) + nb * (3 * B // per + 2 + 1)
+        n = 3 * words + 3 * len(gs) + nb * (3 * B // per + 2 + 1)
         return n, len(gs), c0
 
     cands = [(0, 0)]
@@ -211,7 +287,8 @@ def plan_blocks(OW: int, IW: int, sw: int, pl: int, B: int) -> Columns:
             nb += 1
         if nb:
             cands.append((c0, nb))
-    c0, nb = min(cands, key=lambda r: cost(*r))
+    # (the kernel writes out at most MAX_BORDER groups)
+    c0, nb = min(cands, key=lambda r: (cost(*r)[1] > MAX_BORDER, cost(*r)))
     return Columns(c0, nb, B, tuple(groups([o for o in range(OW) if not c0 <= o < c0 + nb * B])))
 
 
@@ -235,15 +312,51 @@ def merge_groups(cols: Columns) -> list[list[Group]]:
     return merged
 
 
+def interior_rows(IH: int, OH: int, KH: int, sh: int, dh: int, pt: int) -> tuple[int, int]:
+    """The output rows ``[r0, r1)`` whose kernel rows all lie inside x ((0, 0): none)."""
+    rows_in = [oh for oh in range(OH)
+               if all(0 <= oh * sh - pt + kh * dh < IH for kh in range(KH))]
+    return (rows_in[0], rows_in[-1] + 1) if rows_in else (0, 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class OutRow:
+    """Output row ``coef * base + off`` (``base`` the loop variable of the interior's passes, or
+    Const(0)) and which of its kernel rows lie inside x (``rows``)."""
+    base: Expr
+    coef: int
+    off: int
+    rows: tuple[bool, ...]
+
+
+def row_passes(OH: int, r0: int, r1: int, vertical: int) -> list[list[int] | int]:
+    """The kernel's passes over the output rows, in order: a list of constant rows computed
+    together (the border rows one by one, a last interior row left over), or an int ``p``: a
+    loop of ``p`` passes of ``vertical`` rows each from row ``r0`` on (1 pass: its rows
+    constant)."""
+    out: list[list[int] | int] = [[r] for r in range(r0)]
+    p = (r1 - r0) // vertical
+    if p >= 2 or (p == 1 and vertical == 1 and OH > 1):
+        out.append(p)
+    elif p == 1:
+        out.append(list(range(r0, r0 + vertical)))
+    out += [[r] for r in range(r0 + p * vertical, OH)]
+    return out
+
+
 def direct_in_place_ok(NC: int, IH: int, IW: int, OH: int, OW: int, KH: int, sh: int, dh: int,
-                       pt: int, sw: int, pl: int, cols: Columns) -> bool:
+                       pt: int, sw: int, pl: int, cols: Columns, vertical: int = 1) -> bool:
     """Whether the kernel may store its outputs straight over x (y planned at x's offset, both
-    contiguous, NC images of channels) in the order it computes them: rows top down, the
-    blocks of a row left to right, a block's stores after all its loads. Simulated exactly:
-    no output lands on a byte of x a later block of its channel still reads as a tap (zero
-    lanes of a word read any byte: they multiply by 0). Holds at stride 2, where y's channel
-    is smaller and trails behind the taps; never at stride 1 with padding (output (oh, ow)
-    lands on tap (oh, ow) of the next outputs), which go through the plane."""
+    contiguous, NC images of channels) in the order it computes them: passes of ``vertical``
+    output rows top down (``row_passes``), the blocks of a pass left to right (a block of
+    border groups with more than VACC accumulators row by row where the row has no loop), a
+    block's stores after all its loads. Simulated exactly: no output lands on a byte of x a
+    later block of its channel still reads as a tap (zero lanes of a word read any byte: they
+    multiply by 0). Holds at stride 2, where y's channel is smaller and trails behind the taps;
+    never at stride 1 with padding (output (oh, ow) lands on tap (oh, ow) of the next outputs),
+    whose kernel copies x's channel to a plane first; in passes of 2 rows without padding only
+    for rows of one block or less (the lower row of a pass lands on the upper row's taps the
+    pass's later blocks read)."""
     P_in, P_out = IH * IW, OH * OW
     D = P_in - P_out
     if D < 0:
@@ -258,17 +371,26 @@ def direct_in_place_ok(NC: int, IH: int, IW: int, OH: int, OW: int, KH: int, sh:
     per_row[loop_at:loop_at] = loop_blocks
     last_read = np.full(P_in, -1, np.int64)
     write_at = np.zeros(P_out, np.int64)
+    r0, r1 = interior_rows(IH, OH, KH, sh, dh, pt)
+    ohs: list[list[int]] = []
+    for p in row_passes(OH, r0, r1, vertical):
+        ohs += [list(range(r0 + q * vertical, r0 + (q + 1) * vertical)) for q in range(p)] \
+            if isinstance(p, int) else [p]
     i = 0
-    for oh in range(OH):
+    for rows in ohs:
         for outs in per_row:
-            for o in outs:
-                for kh in range(KH):
-                    ih = oh * sh - pt + kh * dh
-                    if 0 <= ih < IH:
-                        for k in col_taps(o, sw, pl, IW):
-                            last_read[ih * IW + o * sw - pl + k] = i
-                write_at[oh * OW + o] = i
-            i += 1
+            # a block of groups of a pass too large for VACC goes row by row (``row``)
+            split = len(rows) > 1 and len(outs) * len(rows) > VACC and cols.nb == 0
+            for part in ([[oh] for oh in rows] if split else [rows]):
+                for oh in part:
+                    for o in outs:
+                        for kh in range(KH):
+                            ih = oh * sh - pt + kh * dh
+                            if 0 <= ih < IH:
+                                for k in col_taps(o, sw, pl, IW):
+                                    last_read[ih * IW + o * sw - pl + k] = i
+                        write_at[oh * OW + o] = i
+                i += 1
     p = np.arange(P_out)
     for ch in range(NC if D else 1):
         a = p - ch * D
@@ -352,11 +474,12 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
     def row_inside(oh: int) -> tuple[bool, ...]:
         return tuple(0 <= oh * sh - pt + kh * dh < IH for kh in range(KH))
 
-    rows_in = [oh for oh in range(OH) if all(row_inside(oh))]
-    r0, r1 = (rows_in[0], rows_in[-1] + 1) if rows_in else (0, 0)
+    r0, r1 = interior_rows(IH, OH, KH, sh, dh, pt)
     edge_rows = list(range(0, r0)) + list(range(r1, OH))
-    cols = plan_columns(OW, IW, sw, pl)
-    B = cols.block
+    # output rows per pass of the interior: VERTICAL where consecutive output rows share input
+    # rows (the stride along H a multiple of the dilation, below the kernel's height)
+    vertical = VERTICAL[sw] if sh % dh == 0 and sh // dh < KH and r1 - r0 >= 2 else 1
+    cols = plan_columns(OW, IW, sw, pl, vertical)
     if len(edge_rows) > MAX_BORDER or len(cols.groups) > MAX_BORDER:
         return None
 
@@ -369,11 +492,25 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
     starts: list[tuple[tuple[bool, ...], tuple[int, ...]]] = []
     n, c = axis_var("n", N), axis_var("c", C)
     plane = in_place_plane(ctx, Y)
-    direct = plane is not None and tuple(Y.strides) == contiguous_strides(Y.shape) \
-        and tuple(X.strides) == contiguous_strides(X.shape) \
-        and direct_in_place_ok(N * C, IH, IW, OH, OW, KH, sh, dh, pt, sw, pl, cols)
+    direct = False
+    if plane is not None and tuple(Y.strides) == contiguous_strides(Y.shape) \
+            and tuple(X.strides) == contiguous_strides(X.shape):
+        # straight over x where the order allows it, in single output rows if need be
+        for v in dict.fromkeys((vertical, 1)):
+            cv = cols if v == vertical else plan_columns(OW, IW, sw, pl, v)
+            if direct_in_place_ok(N * C, IH, IW, OH, OW, KH, sh, dh, pt, sw, pl, cv, v):
+                direct, vertical, cols = True, v, cv
+                break
     if direct:
         plane = None
+    # else x's channel copied to a plane of scratch first, the outputs stored straight to y
+    xplane = None
+    if plane is not None and IH * IW >= OH * OW \
+            and tuple(X.strides) == contiguous_strides(X.shape):
+        xplane = Buffer("plane", I8, (IH * IW,), space="local")
+        plane = None
+    B = cols.block
+    passes = row_passes(OH, r0, r1, vertical)
     made = iter(range(1 << 30))
     # the tables' shapes and data are set once the kinds of words and starts are known
     W = Buffer("wdw", I32, (C, KH, 1), space="weight", value=w.name)
@@ -440,22 +577,31 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
     def word(ih: Expr, b: Expr | None) -> Expr:
         """x's 4 bytes of row ``ih`` from column ``b`` on (None: the row's IW < 4 bytes, then
         zeros)."""
-        if b is None:
-            return Call("pack4", tuple(X[(n, c, ih, Const(u))] if u < IW else const(0, I8)
-                                       for u in range(4)), I32)
-        return Call("pack4", tuple(X[(n, c, ih, lin(b, u))] for u in range(4)), I32)
+        def at(col: Expr) -> Expr:
+            return X[(n, c, ih, col)] if xplane is None else xplane[(lin((ih, IW), col),)]
 
-    def block(oh: Expr, rows: tuple[bool, ...], words: list[tuple[Expr | None, int]],
-              outs: list[tuple[Expr, int, tuple[int, ...]]], looped: bool = False
-              ) -> list[Stmt]:
-        """One block: outputs ``(oh, ow)`` for ``(ow, q, taps)`` in ``outs``, their first tap
-        at column ``q`` and ``taps`` those inside the row, from the ``words`` ``(first column,
-        its column in q's terms)``; every kernel row inside x (``rows``) accumulated, then the
-        stores."""
+        if b is None:
+            return Call("pack4", tuple(at(Const(u)) if u < IW else const(0, I8)
+                                       for u in range(4)), I32)
+        return Call("pack4", tuple(at(lin(b, u)) for u in range(4)), I32)
+
+    def block(ohs: list[OutRow], words: list[tuple[Expr | None, int]],
+              outs: list[tuple[Expr, int, tuple[int, ...]]], looped: bool = False,
+              inloop: bool = False) -> list[Stmt]:
+        """One block: outputs ``(oh, ow)`` for each output row ``oh`` of ``ohs`` (1 or
+        ``VERTICAL`` rows) and ``(ow, q, taps)`` in ``outs``, their first tap at column ``q`` and
+        ``taps`` those inside the row, from the ``words`` ``(first column, its column in q's
+        terms)``. Kernel row by kernel row: its weight words loaded once, then per output row
+        the words of its input row (each loaded and widened once, at its first use: the lower
+        row's word is the upper row's at the next kernel row) accumulated; then the stores,
+        row by row (cortex-m4 -Os, passes of 2 rows: 64x25x5 2.10 input row by input row,
+        1.76-1.82 so). ``looped``: the block of the loop over columns in
+        a loop over rows (its start values locals read once per channel)."""
         u = next(made)
-        accs = [Var(f"acc{u}_{t}", I32) for t in range(len(outs))]
-        body: list[Stmt] = [Decl(a, start_expr(start_of(rows, o[2]), looped))
-                            for a, o in zip(accs, outs)]
+        tag = [f"{u}_{r}_" if len(ohs) > 1 else f"{u}_" for r in range(len(ohs))]
+        accs = [[Var(f"acc{tag[r]}{t}", I32) for t in range(len(outs))] for r in range(len(ohs))]
+        body: list[Stmt] = [Decl(a, start_expr(start_of(R.rows, o[2]), looped))
+                            for R, ar in zip(ohs, accs) for a, o in zip(ar, outs)]
         # per word: (acc, weight kind, exchanged, half 0 or 1 of the widened word)
         macs: list[list[tuple[int, int, bool, int]]] = [[] for _ in words]
         for t, hs in enumerate(choose_halves([r for _, r in words], [o[1:] for o in outs])):
@@ -464,44 +610,55 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
                 if k is not None:
                     macs[wi].append((t, k[0], k[1], h))
         used = sorted({m[1] for ms in macs for m in ms})
-        for kh in range(KH):
-            if not rows[kh]:
-                continue
-            ih = lin((oh, sh), kh * dh - pt) if isinstance(oh, Var) else \
-                Const(int(oh.value) * sh + kh * dh - pt)
-            wv = {k: Var(f"w{u}_{kh}_{k}", I32) for k in used}
-            stored = [k for k in used if k < 2] + ([0] if any(k >= 2 for k in used)
-                                                    and 0 not in used else [])
-            wv.update({k: Var(f"w{u}_{kh}_{k}", I32) for k in stored})
-            body += [Decl(wv[k], W[(c, Const(kh), Const(k))]) for k in sorted(stored)]
-            body += [Decl(wv[k], derived(kinds[k], wv[0])) for k in used if k >= 2]
+        # (input row relative to the first output row's oh * sh, output row, kernel row) in the
+        # order they accumulate
+        uses = [((R.off - ohs[0].off) * sh + kh * dh, r, kh) for r, R in enumerate(ohs)
+                for kh in range(KH) if R.rows[kh]]
+        uses.sort(key=lambda u: (u[2], u[1]))
+        wv: dict[tuple[int, int], Var] = {}
+        xh: dict[tuple[int, int, int], Var] = {}
+        stored = [k for k in used if k < 2] + ([0] if any(k >= 2 for k in used)
+                                                and 0 not in used else [])
+        for rel, r, kh in uses:
+            if (kh, 0) not in wv:
+                for k in sorted(set(used) | set(stored)):
+                    wv[kh, k] = Var(f"w{tag[r]}{kh}_{k}", I32)
+                body += [Decl(wv[kh, k], W[(c, Const(kh), Const(k))]) for k in sorted(stored)]
+                body += [Decl(wv[kh, k], derived(kinds[k], wv[kh, 0])) for k in used if k >= 2]
+            ih = lin((ohs[0].base, ohs[0].coef * sh), ohs[0].off * sh + rel - pt)
             for wi, (b, _) in enumerate(words):
                 if not macs[wi]:
                     continue
-                xv = Var(f"x{u}_{kh}_{wi}", I32)
-                halves = [Var(f"xa{u}_{kh}_{wi}", I32), Var(f"xb{u}_{kh}_{wi}", I32)]
-                body.append(Decl(xv, word(ih, b)))
-                body += [Decl(halves[h], Call("sxtb16", (xv, Const(8 * h, I32)), I32))
-                         for h in sorted({m[3] for m in macs[wi]})]
+                if (rel, wi, 0) not in xh and (rel, wi, 1) not in xh:
+                    xv = Var(f"x{tag[0]}{rel}_{wi}", I32)
+                    body.append(Decl(xv, word(ih, b)))
+                    for h in sorted({m[3] for m in macs[wi]}):
+                        xh[rel, wi, h] = Var(f"x{'ab'[h]}{tag[0]}{rel}_{wi}", I32)
+                        body.append(Decl(xh[rel, wi, h], Call("sxtb16", (xv, Const(8 * h, I32)),
+                                                              I32)))
                 for t, k, ex, h in macs[wi]:
-                    body.append(Assign(accs[t], Call("smladx" if ex else "smlad",
-                                                     (wv[k], halves[h], accs[t]), I32)))
-        for acc, (ow, *_) in zip(accs, outs):
-            v = hoist(fin(acc, c)) if fin is not None else acc
-            body.append(Store(plane, (lin((oh, OW), ow) if isinstance(oh, Var)
-                                      else lin(ow, int(oh.value) * OW),), v)
-                        if plane is not None else Store(Y, (n, c, oh, ow), v))
+                    body.append(Assign(accs[r][t], Call(
+                        "smladx" if ex else "smlad", (wv[kh, k], xh[rel, wi, h], accs[r][t]),
+                        I32)))
+        for R, ar in zip(ohs, accs):
+            for acc, (ow, *_) in zip(ar, outs):
+                v = hoist(fin(acc, c)) if fin is not None else acc
+                body.append(Store(plane, (lin((R.base, R.coef * OW), ow, R.off * OW),), v)
+                            if plane is not None else
+                            Store(Y, (n, c, lin((R.base, R.coef), R.off), ow), v))
         return body
 
-    def row(oh: Expr, rows: tuple[bool, ...]) -> list[Stmt]:
+    def row(ohs: list[OutRow]) -> list[Stmt]:
+        """The blocks of the output rows ``ohs`` (1 or ``VERTICAL`` rows computed together):
+        the border column groups at constant columns, the loop of blocks between them."""
         out: list[Stmt] = []
         j = Var("j")
         per = 2 if sw == 1 else 1
         loop = [] if not cols.nb else [Loop(j, 0, cols.nb, block(
-            oh, rows, [(lin((j, B * sw), (cols.c0 + t) * sw - pl), t * sw)
-                       for t in range(0, B, per)],
+            ohs, [(lin((j, B * sw), (cols.c0 + t) * sw - pl), t * sw)
+                  for t in range(0, B, per)],
             [(lin((j, B), cols.c0 + t), t * sw, (0, 1, 2)) for t in range(B)],
-            isinstance(oh, Var)))]
+            isinstance(ohs[0].base, Var), True))]
         merged = merge_groups(cols)
 
         def after(g: tuple[int | None, tuple[tuple[int, int], ...]]) -> bool:
@@ -511,19 +668,26 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
             if loop and after(gs[0]):
                 out += loop
                 loop = []
-            out += block(oh, rows, [(b, b or 0) for b, _ in gs],
-                         [(Const(o), d + (b or 0), col_taps(o, sw, pl, IW))
-                          for b, mem in gs for o, d in mem])
+            outs = [(Const(o), d + (b or 0), col_taps(o, sw, pl, IW))
+                    for b, mem in gs for o, d in mem]
+            # (a pass's block of more than VACC outputs in a row without a loop: row by row)
+            split = len(outs) * len(ohs) > VACC and cols.nb == 0
+            for part in ([[R] for R in ohs] if split else [ohs]):
+                out += block(part, [(b, b or 0) for b, _ in gs], outs,
+                             isinstance(ohs[0].base, Var) and len(ohs) > 1)
         return out + loop
 
-    positions: list[Stmt] = []
-    for r in range(0, r0):
-        positions += row(Const(r), row_inside(r))
-    if r1 > r0:
-        oh = axis_var("oh", OH)
-        positions += loops([(oh, r0, r1)], row(oh, (True,) * KH))   # no loop when OH == 1
-    for r in range(r1, OH):
-        positions += row(Const(r), row_inside(r))
+    positions: list[Stmt] = [] if xplane is None else copy_in(X, xplane, n, c)
+    for p in passes:
+        if isinstance(p, int):      # a loop over `p` passes of vertical output rows
+            ohv = Var("oh")
+            if vertical == 1:
+                positions.append(Loop(ohv, r0, r0 + p, row([OutRow(ohv, 1, 0, (True,) * KH)])))
+            else:
+                positions.append(Loop(ohv, 0, p, row([OutRow(ohv, vertical, r0 + r, (True,) * KH)
+                                                      for r in range(vertical)])))
+        else:
+            positions += row([OutRow(Const(0), 1, r, row_inside(r)) for r in p])
     if plane is not None:
         positions += copy_plane(plane, Y, n, c)
 
@@ -554,17 +718,23 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
             f"(centered, packed at compile time as 2 int16 pairs per row, {len(kinds) - 2} "
             "more made from them), y "
             f"{shape_text(Y.shape)} {Y.dtype}; depthwise, strides {list(st)}, dilations "
-            f"{list(dl)}, pads_begin {list(pb)}; {B} outputs per block, a row of taps as "
+            f"{list(dl)}, pads_begin {list(pb)}; {B} outputs per block"
+            + (f" in passes of {vertical} output rows (each word widened once for both)"
+               if vertical > 1 else "") + ", a row of taps as "
             "4 input bytes in one word widened by SXTB16, SMLAD; taps outside x skipped, "
             f"{len(starts)} start values per channel" + (f"; {note}" if note else "")
-            + ("; in place: each channel through a plane of scratch" if plane is not None
+            + ("; in place: each channel of x copied to a plane of scratch first"
+               if xplane is not None else
+               "; in place: each channel through a plane of scratch" if plane is not None
                else "; in place: stored straight over x, behind the taps still to read"
                if direct else ""))
     ins = read_buffers(body, [X, W, S] + list(extra_reads))
+    if xplane is not None and not any(b is X for b in ins):   # copy_in reads x as a flat view
+        ins.insert(0, X)
     # an in-place kernel in C (no restrict pointers) even where y does not overlap x: with
     # restrict, gcc -Os hoists the packed weight words out of the loops and spills them
     # (Cortex-M4 -Os instructions per MAC 3.04 -> 2.68 on 16x24x24, 3.36 -> 2.87 on DS-CNN's
     # 64x25x5, 3.75 -> 3.30 at stride 2 on 16x16x16); the plane is no restrict parameter either
     # (3.03 -> 3.48 on DS-CNN in place)
     return ctx.kernel(node.op.lower(), [Y], ins, [Comment(text)] + body, comment=text,
-                      locals=[plane] if plane is not None else [], inplace=True)
+                      locals=[b for b in (plane, xplane) if b is not None], inplace=True)
