@@ -221,16 +221,21 @@ def test_quantized_digits_cnn_csim_equals_host_on_the_test_split(tmp_path):
     assert m.csim_warnings == ""
 
 
+def _jet_softmax():
+    """The jet MLP ending in a Softmax, a seeded generator and 64 calibration inputs."""
+    model = _jet_mlp()
+    model.graph.node[-1].output[0] = "logits"
+    model.graph.node.append(helper.make_node("Softmax", ["logits"], ["y"], axis=-1))
+    r = np.random.default_rng(2)
+    return model, r, {"x": r.normal(0, 1, (64, 1, 16)).astype(np.float32)}
+
+
 def test_int8_softmax_streams_bit_exact_with_the_host_int8_build():
     """onnxcc.Int8 on the jet MLP ending in a Softmax, io_stream: the Softmax is TFLite's
     integer softmax (gemmlowp fixed point, int64 products, bitwise masks) rendered from its loop
     IR in C integer types, and the C-sim equals the host int8 build bit for bit (io_parallel:
     the digits CNN above)."""
-    model = _jet_mlp()
-    model.graph.node[-1].output[0] = "logits"
-    model.graph.node.append(helper.make_node("Softmax", ["logits"], ["y"], axis=-1))
-    r = np.random.default_rng(2)
-    cal = {"x": r.normal(0, 1, (64, 1, 16)).astype(np.float32)}
+    model, r, cal = _jet_softmax()
     m = onnxcc.compile(model, "xczu7ev", quantize=onnxcc.Int8(calibration=cal),
                        hls=onnxcc.HLSConfig(io="io_stream"))
     assert [n.op for n in m.graph.nodes][-1] == "onnxcc.QSoftmax"
@@ -248,11 +253,7 @@ def test_int8_softmax_in_size_mode_stays_plain_arithmetic_for_hls():
     """Size mode's softmax calls the ``srdhm`` intrinsic, which has no HLS form: an FPGA
     target in size mode keeps the inline fixed-point arithmetic (the one-loop two-pass form),
     and the C-sim equals the host int8 build."""
-    model = _jet_mlp()
-    model.graph.node[-1].output[0] = "logits"
-    model.graph.node.append(helper.make_node("Softmax", ["logits"], ["y"], axis=-1))
-    r = np.random.default_rng(2)
-    cal = {"x": r.normal(0, 1, (64, 1, 16)).astype(np.float32)}
+    model, r, cal = _jet_softmax()
     m = onnxcc.compile(model, "xczu7ev", quantize=onnxcc.Int8(calibration=cal),
                        hls=onnxcc.HLSConfig(io="io_stream"), optimize="size")
     assert [n.op for n in m.graph.nodes][-1] == "onnxcc.QSoftmax"
