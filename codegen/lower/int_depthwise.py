@@ -41,10 +41,11 @@ bytes; a kernel row outside x is skipped. Then the requantize epilogue per outpu
 Cortex-M4 -Os, instructions per MAC counted by QEMU (tests/targets/test_mcu_depthwise_smlad.py;
 7.4-7.5 for the scalar nest before): 1.60 (32x12x12), 1.78 (DS-CNN's 64x25x5), 1.60-1.70
 (MobileNetV1-0.25's 8x48x48 to 128x6x6) at stride 1, against 1.77, 1.98 and 1.74-1.84 one row
-at a time; 2.13-2.23 at stride 2 (one row at a time: passes of 2 rows share only 1 of 3 input
-rows there and measured worse; 2.14-2.51 with blocks of 2 where 4 made 1 iteration); ``BOUNDS``
-there. benchmarks/mcu.py's depthwise rows: DS-CNN 2.20 -> 1.89, MobileNetV1-0.25 (patched)
-2.08 -> 1.92. What is left above CMSIS-NN's ~1.5 is
+at a time; 2.01-2.23 at stride 2 (one row at a time: passes of 2 rows share only 1 of 3 input
+rows there and measured worse; 2.14-2.51 with blocks of 2 where 4 made 1 iteration; 16x16x16
+2.13 with a loop of 1 iteration, now groups in blocks of 4); ``BOUNDS`` there.
+benchmarks/mcu.py's depthwise rows: DS-CNN 2.20 -> 1.89, MobileNetV1-0.25 (patched)
+2.08 -> 1.915. What is left above CMSIS-NN's ~1.5 is
 the lane of weight 0 in every ``(w1, 0)`` (2 ``smlad`` per 3 MACs), the requantize epilogue
 once per 9 MACs (SMMLA, SSAT and STRB, ``requantize.mla_form``, where that is exact; else the
 round-half-even form of about 8 instructions), the stride-2 layers and gcc's register
@@ -92,7 +93,7 @@ U32 = DType("uint32")
 # iteration (groups of 4 then: 16x16x16 with SAME padding 2.51 -> 2.13, 64x12x12 2.45 -> 2.20,
 # MobileNetV1-0.25's patched 32x9x9 2.54 -> 2.33, its depthwise row 1.954 -> 1.935; before, 4
 # only from 2 iterations on: its stride-2 layers of 9-11 outputs a row 3.55-3.81 -> 3.32-3.64
-# against 2 always)
+# against 2 always); at stride 2 a loop of 1 iteration becomes groups (``plan_blocks``)
 BLOCK = {1: ((4, 2), (2, 0)), 2: ((4, 0), (2, 0))}
 # the same in passes of VERTICAL output rows (2 x 2 int32 accumulators; 2 x 4 spilled:
 # 8x48x48 1.80 against 1.69 per MAC)
@@ -289,6 +290,13 @@ def plan_blocks(OW: int, IW: int, sw: int, pl: int, B: int) -> Columns:
             cands.append((c0, nb))
     # (the kernel writes out at most MAX_BORDER groups)
     c0, nb = min(cands, key=lambda r: (cost(*r)[1] > MAX_BORDER, cost(*r)))
+    if sw == 2 and nb == 1 and cost(0, 0)[1] <= MAX_BORDER:
+        # at stride 2 no loop of one iteration: the row's outputs as groups, merged into
+        # blocks of MERGE (merge_groups), fewer blocks where a border output stood alone
+        # beside the loop's (cortex-m4 -Os, 6 outputs with padding 1: blocks 1 + 4 + 1 ->
+        # 4 + 2, MobileNetV1-0.25's 64x12x12 2.371 -> 2.143 per MAC; 16x16x16 SAME 2.126 ->
+        # 2.014; the model's depthwise row 1.921 -> 1.915)
+        c0, nb = 0, 0
     return Columns(c0, nb, B, tuple(groups([o for o in range(OW) if not c0 <= o < c0 + nb * B])))
 
 
