@@ -45,7 +45,7 @@ at a time; 2.01-2.23 at stride 2 (one row at a time: passes of 2 rows share only
 rows there and measured worse; 2.14-2.51 with blocks of 2 where 4 made 1 iteration; rows of up
 to MAX_GROUPS_S2 outputs without a loop: 16x16x16 2.13 -> 2.01, MobileNetV1-0.25's patched
 stride-2 layers 2.15-2.41 -> 2.07-2.41); ``BOUNDS`` there. benchmarks/mcu.py's depthwise rows:
-DS-CNN 2.20 -> 1.89, MobileNetV1-0.25 (patched) 2.08 -> 1.89. What is left above CMSIS-NN's ~1.5 is
+DS-CNN 2.20 -> 1.89, MobileNetV1-0.25 (patched) 2.08 -> 1.88. What is left above CMSIS-NN's ~1.5 is
 the lane of weight 0 in every ``(w1, 0)`` (2 ``smlad`` per 3 MACs), the requantize epilogue
 once per 9 MACs (SMMLA, SSAT and STRB, ``requantize.mla_form``, where that is exact; else the
 round-half-even form of about 8 instructions), the stride-2 layers and gcc's register
@@ -242,15 +242,27 @@ def col_taps(ow: int, sw: int, pl: int, IW: int) -> tuple[int, ...]:
 def plan_columns(OW: int, IW: int, sw: int, pl: int, vertical: int = 1) -> Columns:
     """The blocks of a row (:func:`plan_blocks`) with the first block size of ``BLOCK[sw]``
     (``VBLOCK`` in passes of ``vertical`` > 1 output rows) whose loop makes at least the
-    iterations it asks for and leaves at most ``max_groups(sw)`` groups, else the last."""
+    iterations it asks for and leaves at most ``max_groups(sw)`` groups, else the last; one
+    output row at a time no loop where all the row's outputs make at most ``max_groups(sw)``
+    groups (MAX_GROUPS_S2)."""
     for B, least in BLOCK[sw] if vertical == 1 else VBLOCK:
         cols = plan_blocks(OW, IW, sw, pl, B)
         if cols.nb >= least and len(cols.groups) <= max_groups(sw):
             break
+    if vertical == 1 and cols.nb:
+        # one output row at a time a row of up to max_groups(sw) groups has no loop: its
+        # outputs in groups, merged into blocks of MERGE (merge_groups) at constant columns
+        # (cortex-m4 -Os, MobileNetV1-0.25's stride-1 layers without padding, in place one
+        # row at a time: 32x11x11 2.205 -> 1.878, 32x10x11 2.124 -> 1.865 per MAC, a loop of
+        # 2 blocks of 4 beside a group before; its depthwise row 1.892 -> 1.878, int8 code
+        # 92,160 -> 92,704 bytes; at stride 2 MAX_GROUPS_S2)
+        flat = plan_blocks(OW, IW, sw, pl, cols.block, loop=False)
+        if len(flat.groups) <= max_groups(sw):
+            return flat
     return cols
 
 
-def plan_blocks(OW: int, IW: int, sw: int, pl: int, B: int) -> Columns:
+def plan_blocks(OW: int, IW: int, sw: int, pl: int, B: int, loop: bool = True) -> Columns:
     """The blocks of a row of OW outputs (stride ``sw`` 1 or 2, ``pl`` columns of padding on the
     left, IW input columns): the loop of blocks of ``B`` outputs starting where it
     costs the fewest instructions (a model: 3 per word loaded and widened, 2 per block for its
@@ -259,7 +271,8 @@ def plan_blocks(OW: int, IW: int, sw: int, pl: int, B: int) -> Columns:
     of up to 16 outputs was all groups; MobileNetV1-0.25 int8 code 100,697 -> 91,125 bytes,
     its depthwise row 1.923 -> 1.921 instructions per MAC), the outputs outside it in
     groups of up to 4 sharing the word that holds all their taps inside the row (offsets
-    d = -2..3; the taps outside the row are never read: their weight lanes are 0)."""
+    d = -2..3; the taps outside the row are never read: their weight lanes are 0). ``loop``
+    False: all outputs in groups."""
     per = 2 if sw == 1 else 1     # outputs per word in the loop
 
     def q(o: int) -> int:
@@ -295,7 +308,7 @@ def plan_blocks(OW: int, IW: int, sw: int, pl: int, B: int) -> Columns:
         return n, len(gs), c0
 
     cands = [(0, 0)]
-    for c0 in range(0, min(OW, 2 * B + 4)):
+    for c0 in range(0, min(OW, 2 * B + 4) if loop else 0):
         nb = 0
         while c0 + (nb + 1) * B <= OW and loop_ok(c0 + nb * B):
             nb += 1
@@ -303,10 +316,6 @@ def plan_blocks(OW: int, IW: int, sw: int, pl: int, B: int) -> Columns:
             cands.append((c0, nb))
     # (the kernel writes out at most MAX_BORDER groups)
     c0, nb = min(cands, key=lambda r: (cost(*r)[1] > MAX_BORDER, cost(*r)))
-    if sw == 2 and cost(0, 0)[1] <= MAX_GROUPS_S2:
-        # at stride 2 a row of up to MAX_GROUPS_S2 groups has no loop: its outputs as groups,
-        # merged into blocks of MERGE (merge_groups) at constant columns
-        c0, nb = 0, 0
     return Columns(c0, nb, B, tuple(groups([o for o in range(OW) if not c0 <= o < c0 + nb * B])))
 
 
