@@ -41,10 +41,11 @@ bytes; a kernel row outside x is skipped. Then the requantize epilogue per outpu
 Cortex-M4 -Os, instructions per MAC counted by QEMU (tests/targets/test_mcu_depthwise_smlad.py;
 7.4-7.5 for the scalar nest before): 1.60 (32x12x12), 1.78 (DS-CNN's 64x25x5), 1.60-1.70
 (MobileNetV1-0.25's 8x48x48 to 128x6x6) at stride 1, against 1.77, 1.98 and 1.74-1.84 one row
-at a time; 2.13-2.23 at stride 2 (one row at a time: passes of 2 rows share only 1 of 3 input
-rows there and measured worse; 2.14-2.51 with blocks of 2 where 4 made 1 iteration); ``BOUNDS``
-there. benchmarks/mcu.py's depthwise rows: DS-CNN 2.20 -> 1.89, MobileNetV1-0.25 (patched)
-2.08 -> 1.92. What is left above CMSIS-NN's ~1.5 is
+at a time; 2.01-2.23 at stride 2 (one row at a time: passes of 2 rows share only 1 of 3 input
+rows there and measured worse; 2.14-2.51 with blocks of 2 where 4 made 1 iteration; rows of up
+to MAX_GROUPS_S2 outputs without a loop: 16x16x16 2.13 -> 2.01, MobileNetV1-0.25's patched
+stride-2 layers 2.15-2.41 -> 2.07-2.41); ``BOUNDS`` there. benchmarks/mcu.py's depthwise rows:
+DS-CNN 2.20 -> 1.89, MobileNetV1-0.25 (patched) 2.08 -> 1.88. What is left above CMSIS-NN's ~1.5 is
 the lane of weight 0 in every ``(w1, 0)`` (2 ``smlad`` per 3 MACs), the requantize epilogue
 once per 9 MACs (SMMLA, SSAT and STRB, ``requantize.mla_form``, where that is exact; else the
 round-half-even form of about 8 instructions), the stride-2 layers and gcc's register
@@ -92,7 +93,7 @@ U32 = DType("uint32")
 # iteration (groups of 4 then: 16x16x16 with SAME padding 2.51 -> 2.13, 64x12x12 2.45 -> 2.20,
 # MobileNetV1-0.25's patched 32x9x9 2.54 -> 2.33, its depthwise row 1.954 -> 1.935; before, 4
 # only from 2 iterations on: its stride-2 layers of 9-11 outputs a row 3.55-3.81 -> 3.32-3.64
-# against 2 always)
+# against 2 always); rows of up to MAX_GROUPS_S2 outputs have no loop at stride 2
 BLOCK = {1: ((4, 2), (2, 0)), 2: ((4, 0), (2, 0))}
 # the same in passes of VERTICAL output rows (2 x 2 int32 accumulators; 2 x 4 spilled:
 # 8x48x48 1.80 against 1.69 per MAC)
@@ -107,9 +108,22 @@ MERGE = 4     # outputs of a block of border groups
 COPY_WORDS = 2     # words per iteration of the in-place plane's copy
 COPY_UNROLLED = 16     # planes of at most so many words are copied without a loop
 MAX_BORDER = 8     # border rows (and blocks of border columns) written out at constant positions
+# at stride 2 a row of up to so many groups of outputs (one word each) is written out at
+# constant columns, in blocks of up to MERGE outputs, instead of a loop over blocks beside
+# groups (cortex-m4 -Os instructions per MAC: 16x16x16 SAME 2.126 -> 2.014, a loop of 1 block
+# and 1 block of groups before; MobileNetV1-0.25's 64x12x12 with padding 1 2.371 -> 2.143, a
+# lone border output beside the loop's block before; its patched 16x23x23 2.317 -> 2.069,
+# 11 outputs as 4 + 4 + 3, a loop of 2 blocks and a block of 3 before; its depthwise row
+# 1.921 -> 1.892, int8 code 90,620 -> 92,160 bytes)
+MAX_GROUPS_S2 = 12
 # stride along W -> output rows per pass of the interior (a block's words loaded and widened
 # once for every output row that reads them)
 VERTICAL = {1: 2, 2: 1}
+
+
+def max_groups(sw: int) -> int:
+    """The most groups of border columns a row at stride ``sw`` along W writes out."""
+    return MAX_GROUPS_S2 if sw == 2 else MAX_BORDER
 
 
 def shared(ctx: LowerCtx, b: Buffer) -> Buffer:
@@ -228,15 +242,27 @@ def col_taps(ow: int, sw: int, pl: int, IW: int) -> tuple[int, ...]:
 def plan_columns(OW: int, IW: int, sw: int, pl: int, vertical: int = 1) -> Columns:
     """The blocks of a row (:func:`plan_blocks`) with the first block size of ``BLOCK[sw]``
     (``VBLOCK`` in passes of ``vertical`` > 1 output rows) whose loop makes at least the
-    iterations it asks for and leaves at most MAX_BORDER groups, else the last."""
+    iterations it asks for and leaves at most ``max_groups(sw)`` groups, else the last; one
+    output row at a time no loop where all the row's outputs make at most ``max_groups(sw)``
+    groups (MAX_GROUPS_S2)."""
     for B, least in BLOCK[sw] if vertical == 1 else VBLOCK:
         cols = plan_blocks(OW, IW, sw, pl, B)
-        if cols.nb >= least and len(cols.groups) <= MAX_BORDER:
+        if cols.nb >= least and len(cols.groups) <= max_groups(sw):
             break
+    if vertical == 1 and cols.nb:
+        # one output row at a time a row of up to max_groups(sw) groups has no loop: its
+        # outputs in groups, merged into blocks of MERGE (merge_groups) at constant columns
+        # (cortex-m4 -Os, MobileNetV1-0.25's stride-1 layers without padding, in place one
+        # row at a time: 32x11x11 2.205 -> 1.878, 32x10x11 2.124 -> 1.865 per MAC, a loop of
+        # 2 blocks of 4 beside a group before; its depthwise row 1.892 -> 1.878, int8 code
+        # 92,160 -> 92,704 bytes; at stride 2 MAX_GROUPS_S2)
+        flat = plan_blocks(OW, IW, sw, pl, cols.block, loop=False)
+        if len(flat.groups) <= max_groups(sw):
+            return flat
     return cols
 
 
-def plan_blocks(OW: int, IW: int, sw: int, pl: int, B: int) -> Columns:
+def plan_blocks(OW: int, IW: int, sw: int, pl: int, B: int, loop: bool = True) -> Columns:
     """The blocks of a row of OW outputs (stride ``sw`` 1 or 2, ``pl`` columns of padding on the
     left, IW input columns): the loop of blocks of ``B`` outputs starting where it
     costs the fewest instructions (a model: 3 per word loaded and widened, 2 per block for its
@@ -245,7 +271,8 @@ def plan_blocks(OW: int, IW: int, sw: int, pl: int, B: int) -> Columns:
     of up to 16 outputs was all groups; MobileNetV1-0.25 int8 code 100,697 -> 91,125 bytes,
     its depthwise row 1.923 -> 1.921 instructions per MAC), the outputs outside it in
     groups of up to 4 sharing the word that holds all their taps inside the row (offsets
-    d = -2..3; the taps outside the row are never read: their weight lanes are 0)."""
+    d = -2..3; the taps outside the row are never read: their weight lanes are 0). ``loop``
+    False: all outputs in groups."""
     per = 2 if sw == 1 else 1     # outputs per word in the loop
 
     def q(o: int) -> int:
@@ -281,7 +308,7 @@ def plan_blocks(OW: int, IW: int, sw: int, pl: int, B: int) -> Columns:
         return n, len(gs), c0
 
     cands = [(0, 0)]
-    for c0 in range(0, min(OW, 2 * B + 4)):
+    for c0 in range(0, min(OW, 2 * B + 4) if loop else 0):
         nb = 0
         while c0 + (nb + 1) * B <= OW and loop_ok(c0 + nb * B):
             nb += 1
@@ -443,8 +470,9 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
     or QLinearConv, one output channel per input channel) on a DSP core, or None when it does
     not apply: another target, size mode, x not int8, not 2-D, a kernel width other than 3, a
     dilation along W, a stride along W other than 1 or 2, runtime weights, zero points or bias,
-    or more than MAX_BORDER border rows or column groups. ``fin(acc, channel)`` is the epilogue
-    (None: int32 y), ``note`` its text, ``extra_reads`` the buffers it reads."""
+    or more than MAX_BORDER border rows or ``max_groups`` column groups. ``fin(acc,
+    channel)`` is the epilogue (None: int32 y), ``note`` its text, ``extra_reads`` the buffers
+    it reads."""
     from .quant import _centered_weights
 
     q = node.op == "QLinearConv"
@@ -480,7 +508,7 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
     # rows (the stride along H a multiple of the dilation, below the kernel's height)
     vertical = VERTICAL[sw] if sh % dh == 0 and sh // dh < KH and r1 - r0 >= 2 else 1
     cols = plan_columns(OW, IW, sw, pl, vertical)
-    if len(edge_rows) > MAX_BORDER or len(cols.groups) > MAX_BORDER:
+    if len(edge_rows) > MAX_BORDER or len(cols.groups) > max_groups(sw):
         return None
 
     wc = Wt.data.astype(np.int64).reshape(C, KH, 3)
