@@ -158,19 +158,39 @@ def copy_plane(plane: Buffer, Y: Buffer, n: Expr, c: Expr) -> list[Stmt]:
         return loops([(oc, 0, OH), (owc, 0, OW)],
                      [Store(Y, (n, c, oc, owc), plane[(lin((oc, OW), owc),)])])
     Yf = dataclasses.replace(Y, shape=(N, C, P), strides=(Y.strides[0], Y.strides[1], 1))
+    return copy_bytes(P, lambda a: plane[(a,)],
+                      lambda a, v: Store(Yf, (n, c, a), Cast(v, Y.dtype)), "pw")
+
+
+def copy_in(X: Buffer, plane: Buffer, n: Expr, c: Expr) -> list[Stmt]:
+    """The statements copying x's channel ``(n, c)`` (x (N, C, IH, IW) int8, contiguous) to
+    ``plane`` (IH * IW bytes), as :func:`copy_bytes` copies."""
+    N, C, IH, IW = X.shape
+    Xf = dataclasses.replace(X, shape=(N, C, IH * IW), strides=(X.strides[0], X.strides[1], 1))
+    return copy_bytes(IH * IW, lambda a: Xf[(n, c, a)],
+                      lambda a, v: Store(plane, (a,), Cast(v, I8)), "xw")
+
+
+def copy_bytes(P: int, load: Callable[[Expr], Expr], store: Callable[[Expr, Expr], Stmt],
+               prefix: str) -> list[Stmt]:
+    """The statements copying ``P`` bytes, ``load(index)`` to ``store(index, value)``: 4 bytes
+    per load (``pack4``) stored as the word's 4 bytes (which the C renderer writes as one
+    unaligned word store, ``onnxcc_store4``), COPY_WORDS words per iteration of a loop or, up
+    to COPY_UNROLLED words, without a loop; then the last bytes one by one. The words are
+    locals ``<prefix>0``, ``<prefix>1``..."""
     out: list[Stmt] = []
 
     def words(i: Expr, base: int, k: int) -> list[Stmt]:
         """Copy the ``k`` words at byte ``i * 4 * k + base + 4 * v`` (v < k)."""
         body: list[Stmt] = []
         for v in range(k):
-            wv = Var(f"pw{v}", I32)
+            wv = Var(f"{prefix}{v}", I32)
             at = [lin((i, 4 * k), base + 4 * v + u) if isinstance(i, Var) else
                   Const(base + 4 * v + u) for u in range(4)]
-            body.append(Decl(wv, Call("pack4", tuple(plane[(a,)] for a in at), I32)))
+            body.append(Decl(wv, Call("pack4", tuple(load(a) for a in at), I32)))
             for u, a in enumerate(at):
                 byte = Binary("shr", Cast(wv, U32), const(8 * u, U32)) if u else Cast(wv, U32)
-                body.append(Store(Yf, (n, c, a), Cast(byte, Y.dtype)))
+                body.append(store(a, byte))
         return body
 
     K = COPY_WORDS
@@ -182,42 +202,8 @@ def copy_plane(plane: Buffer, Y: Buffer, n: Expr, c: Expr) -> list[Stmt]:
         done = 0
     out += words(Const(0), done, (P - done) // 4)
     done += (P - done) // 4 * 4
-    out += [Store(Yf, (n, c, Const(p)), plane[(Const(p),)]) for p in range(done, P)]
-    return out
-
-
-def copy_in(X: Buffer, plane: Buffer, n: Expr, c: Expr) -> list[Stmt]:
-    """The statements copying x's channel ``(n, c)`` (x (N, C, IH, IW) int8, contiguous) to
-    ``plane`` (IH * IW bytes): 4 bytes per load (``pack4``) stored as one word (the C renderer's
-    ``onnxcc_store4``), COPY_WORDS words per iteration of a loop or, up to COPY_UNROLLED words,
-    without a loop; then the last bytes one by one."""
-    N, C, IH, IW = X.shape
-    P = IH * IW
-    Xf = dataclasses.replace(X, shape=(N, C, P), strides=(X.strides[0], X.strides[1], 1))
-    out: list[Stmt] = []
-
-    def words(i: Expr, base: int, k: int) -> list[Stmt]:
-        body: list[Stmt] = []
-        for v in range(k):
-            wv = Var(f"xw{v}", I32)
-            at = [lin((i, 4 * k), base + 4 * v + u) if isinstance(i, Var) else
-                  Const(base + 4 * v + u) for u in range(4)]
-            body.append(Decl(wv, Call("pack4", tuple(Xf[(n, c, a)] for a in at), I32)))
-            for u, a in enumerate(at):
-                byte = Binary("shr", Cast(wv, U32), const(8 * u, U32)) if u else Cast(wv, U32)
-                body.append(Store(plane, (a,), Cast(byte, I8)))
-        return body
-
-    K = COPY_WORDS
-    if P // 4 > COPY_UNROLLED:
-        i = Var("ci")
-        out.append(Loop(i, 0, P // (4 * K), words(i, 0, K)))
-        done = P // (4 * K) * 4 * K
-    else:
-        done = 0
-    out += words(Const(0), done, (P - done) // 4)
-    done += (P - done) // 4 * 4
-    out += [Store(plane, (Const(p),), Xf[(n, c, Const(p))]) for p in range(done, P)]
+    for p in range(done, P):
+        out.append(store(Const(p), load(Const(p))))
     return out
 
 
