@@ -171,12 +171,11 @@ static inline int32_t onnxcc_srdhm(int32_t a, int32_t b) {
 
 def srdhm(a, b):
     """numpy reference of ``srdhm``: gemmlowp's SaturatingRoundingDoublingHighMul of int32 ``a``
-    and ``b`` (fixedpoint.h): ``a * b / 2**31`` rounded half up (gemmlowp's nudge and truncating
-    division, which for either sign of the product is ``floor((a * b + 2**30) / 2**31)``),
-    saturated to int32 (only ``INT32_MIN * INT32_MIN`` overflows). int32 result."""
-    p = np.asarray(a, np.int64) * np.asarray(b, np.int64)
-    q = (p + (1 << 30)) >> 31
-    out = np.minimum(q, INT32_MAX).astype(np.int32)
+    and ``b`` as ``onnxcc.ops.quant_int.srdhm`` computes it (the integer Softmax's reference),
+    as int32: ``a * b / 2**31`` rounded half up, only ``INT32_MIN * INT32_MIN`` saturated."""
+    from onnxcc.ops.quant_int import srdhm as reference
+
+    out = np.asarray(reference(a, b)).astype(np.int32)
     return out[()] if out.ndim == 0 else out
 
 

@@ -320,8 +320,8 @@ def _lower_qsoftmax(node: Node, ctx: LowerCtx) -> Any:
     none = Store(Y, (o, lv, i), const(min(max(zp, lo), hi), out_dt))
     body += [Decl(rv, const(0, I64 if rv.dtype == I64 else I32)) for rv in row_vars]
     if ctx.size:
-        # size mode: one loop over both passes, so the exp's code is there once (1,224 -> 940
-        # bytes on the M4 at -Os, MobileNetV1-0.25); the reciprocal at the top of the second pass
+        # size mode: one loop over both passes, so the exp's code is there once (the
+        # module docstring's bytes); the reciprocal at the top of the second pass
         ps = Var("pass")
         em = emit()
         e = exp_of(em, barrel)
