@@ -302,7 +302,10 @@ def _lower_softmax(node: Node, ctx: LowerCtx):
     body.append(Assign(mx, Select(Binary("eq", mx - mx, const(0, dt)), mx, const(0, dt))))
     # y = exp(x - m) in a loop of its own (it vectorizes: a sum in the same loop kept the
     # exponentials scalar), then s = the sum of y, in the same order as before
-    if ctx.size:   # size mode: one loop (MLP 784-128-64-10 on the M4 at -Os: 144 -> 128 bytes)
+    if ctx.size and K <= SUM_BLOCK:
+        # size mode: one loop (MLP 784-128-64-10 on the M4 at -Os: 144 -> 128 bytes), the sum
+        # in the order _sum takes for a row of at most SUM_BLOCK (one block); a longer row keeps
+        # _sum's blocks (its accuracy)
         total = Var("sum", dt)
         body += [Decl(total, const(0, dt))] + nest(ctx, [K], lambda k: [
             Store(yf, (yoff(k[0]),), Unary("exp", xat(k[0]) - mx)),

@@ -420,3 +420,18 @@ def test_outline_helpers_counts_only_the_helpers_own_lines():
     assert "static inline int32_t onnxcc_min_int32(" in out
     assert "static ONNXCC_NOINLINE int32_t onnxcc_f(" in out
     assert "static inline int32_t onnxcc_smmla(" in out
+
+
+@pytest.mark.parametrize("K", [100, 1000])
+def test_size_mode_softmax_sum(K):
+    """Size mode's Softmax sums its exps in the exp's loop for a row of at most SUM_BLOCK (128)
+    and keeps the blocked sum of speed mode for a longer row (its accuracy); both equal
+    onnxruntime's."""
+    model = make_model([("Softmax", ["x"], ["y"])], {"x": (2, K)}, {"y": (2, K)}, {})
+    x = (np.random.default_rng(23).standard_normal((2, K)) * 3).astype(np.float32)
+    cm = onnxcc.compile(model, "host", name="sm", optimize="size")
+    body = (cm.lib_dir / "sm.c").read_text().split("_softmax(", 1)[1].split("\n}\n", 1)[0]
+    fused = "expf(" in body.split("sum = (sum +", 1)[0].rsplit("for (", 1)[1]
+    assert fused == (K <= 128), body
+    np.testing.assert_allclose(cm.run({"x": x})["y"], ort_run(model, {"x": x})["y"],
+                               rtol=1e-5, atol=1e-7)
