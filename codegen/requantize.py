@@ -214,6 +214,55 @@ def round_i32(v):
     return out[()] if out.ndim == 0 else out
 
 
+QUANTIZE_C = """\
+/* sat(round_half_to_even(v) + zp) to [@LO@, @HI@], NaN -> @LO@ (onnxcc's @NAME@ intrinsic, the
+   float32 QuantizeLinear's y from v = x / scale): v + 1.5 * 2^23 rounds v half to even in
+   float32 (the FPSCR's default rounding) and its bits are 0x4B400000 + round(v) for |v| < 2^22;
+   past that the bits of a non-negative sum grow with v, so they still saturate to the right
+   end; a negative sum (v <= -1.5 * 2^23) and a NaN (bits above +inf's 0x7F800000, or with the
+   sign set) go to @LO@. Plain C: no rintf, no float compare (cortex-m4 -Os: VADD, VMOV, SUB,
+   SSAT, CMP, IT, MOV). */
+static inline __attribute__((always_inline)) int32_t onnxcc_@NAME@(float v, int32_t zp) {
+    float f = v + 12582912.0f;
+    uint32_t u;
+    int32_t r;
+    memcpy(&u, &f, sizeof u);
+    r = (int32_t)(u - (uint32_t)(0x4B400000 - zp));
+#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT
+    r = @SAT@;
+#else
+    r = r > @HI@ ? @HI@ : (r < @LO@ ? @LO@ : r);
+#endif
+    return u > 0x7F800000u ? @LO@ : r;
+}"""
+QUANTIZE_I8_C = QUANTIZE_C.replace("@NAME@", "quantize_i8").replace("@LO@", "-128").replace(
+    "@HI@", "127").replace("@SAT@", "__builtin_arm_ssat(r, 8)")
+QUANTIZE_U8_C = QUANTIZE_C.replace("@NAME@", "quantize_u8").replace("@LO@", "0").replace(
+    "@HI@", "255").replace("@SAT@", "(int32_t)__builtin_arm_usat(r, 8)")
+
+
+def quantize_sat(v, zp, lo: int, hi: int):
+    """numpy reference of ``quantize_i8`` (lo, hi = -128, 127) and ``quantize_u8`` (0, 255):
+    ``clip(round_half_to_even(v) + zp, lo, hi)`` of float32 ``v``, NaN as ``lo``: the spec's
+    QuantizeLinear (ONNX operators, QuantizeLinear: saturate(round(x / y_scale) + y_zero_point))
+    with NaN where onnxruntime's x86 kernel puts it (its clamp's MAXPS returns the bound)."""
+    x = np.asarray(v, np.float32).astype(np.float64)
+    r = np.rint(np.nan_to_num(x, nan=-np.inf, posinf=np.inf, neginf=-np.inf))
+    out = np.clip(r + np.asarray(zp, np.float64), lo, hi)
+    out = np.where(np.isnan(x), lo, out).astype(np.int32)
+    return out[()] if out.ndim == 0 else out
+
+
+def quantize_i8(v, zp):
+    """numpy reference of the ``quantize_i8`` intrinsic (see :func:`quantize_sat`)."""
+    return quantize_sat(v, zp, -128, 127)
+
+
+def quantize_u8(v, zp):
+    """numpy reference of the ``quantize_u8`` intrinsic (see :func:`quantize_sat`)."""
+    return quantize_sat(v, zp, 0, 255)
+
+
 def mla_form(pairs: list[tuple[int, int]], bound: np.ndarray, zero_point: int, lo: int,
              hi: int) -> tuple[list[int], int, int] | None:
     """The requantize epilogue ``sat(requantize(acc, m_c, shift_c) + zero_point)`` of channels

@@ -26,7 +26,8 @@ from onnxcc.codegen.requantize import C_HELPER_NARROW as REQUANTIZE_NARROW_C
 from onnxcc.codegen.requantize import NARROW_SHIFT
 from onnxcc.codegen.requantize import C_HELPER_HI as REQUANTIZE_HI_C
 from onnxcc.codegen.requantize import C_HELPER_64 as REQUANTIZE64_C
-from onnxcc.codegen.requantize import ROUND_I32_C, SAT8_C, SMMLA_C, SRDHM_C, USAT8_C
+from onnxcc.codegen.requantize import (QUANTIZE_I8_C, QUANTIZE_U8_C, ROUND_I32_C, SAT8_C, SMMLA_C,
+                                       SRDHM_C, USAT8_C)
 from onnxcc.codegen.pkhbt import C_HELPER as PKHBT_C
 from onnxcc.codegen.pkhbt import PKHTB_C
 from onnxcc.codegen.smlad import C_HELPER as SMLAD_C
@@ -47,7 +48,8 @@ CALLS = {"requantize": "onnxcc_requantize", "smlad": "onnxcc_smlad", "sxtb16": "
          "requantize_hi": "onnxcc_requantize_hi", "sat_i8": "onnxcc_sat_i8",
          "sat_u8": "onnxcc_sat_u8", "requantize64": "onnxcc_requantize64",
          "smmla": "onnxcc_smmla", "round_i32": "onnxcc_round_i32",
-         "srdhm": "onnxcc_srdhm", "pkhbt": "onnxcc_pkhbt", "pkhtb": "onnxcc_pkhtb"}
+         "srdhm": "onnxcc_srdhm", "pkhbt": "onnxcc_pkhbt", "pkhtb": "onnxcc_pkhtb",
+         "quantize_i8": "onnxcc_quantize_i8", "quantize_u8": "onnxcc_quantize_u8"}
 # (loop-IR intrinsic -> C function)
 C_HELPERS = {"onnxcc_requantize": REQUANTIZE_C, "onnxcc_requantize_hi": REQUANTIZE_HI_C,
              "onnxcc_requantize_narrow": REQUANTIZE_NARROW_C,
@@ -57,6 +59,7 @@ C_HELPERS = {"onnxcc_requantize": REQUANTIZE_C, "onnxcc_requantize_hi": REQUANTI
              "onnxcc_load4": LOAD4_C, "onnxcc_sat_i8": SAT8_C, "onnxcc_sat_u8": USAT8_C,
              "onnxcc_smmla": SMMLA_C, "onnxcc_round_i32": ROUND_I32_C,
              "onnxcc_srdhm": SRDHM_C,
+             "onnxcc_quantize_i8": QUANTIZE_I8_C, "onnxcc_quantize_u8": QUANTIZE_U8_C,
              "onnxcc_pkhbt": PKHBT_C, "onnxcc_pkhtb": PKHTB_C}
 FULL_UNROLL_MAX = 16     # constant-trip loops marked unrolled are copied out up to this count
 
@@ -927,7 +930,8 @@ def render_program(p, fn: str = "run") -> str:
     assert isinstance(p, Program)
     ctx = CContext()
     wsym: dict[int, str] = {}
-    lines = ["#include <math.h>", "#include <stdint.h>", "#include <stddef.h>", ""]
+    lines = ["#include <math.h>", "#include <stdint.h>", "#include <stddef.h>",
+             "#include <string.h>", ""]
     decls: list[str] = []
     for b in p.weights():
         key = id(b.data)

@@ -269,7 +269,7 @@ def _arg_text(a: tuple) -> str:
 def outline_helpers(helpers: str) -> str:
     """The C helper definitions ``helpers`` (``static inline`` functions, one per block) with
     every helper of more than one statement line marked ``ONNXCC_NOINLINE`` instead of
-    ``inline`` (``onnxcc_requantize``: inlined into each shared kernel at -Os it cost more than
+    ``inline`` (and without ``always_inline``; ``onnxcc_requantize``: inlined into each shared kernel at -Os it cost more than
     a call), so size mode keeps one copy; one-line helpers (min, max) stay inline."""
     out = []
     for block in re.split(r"(?=^static inline )", helpers, flags=re.M):
@@ -280,6 +280,7 @@ def outline_helpers(helpers: str) -> str:
         # smmla, smlad) costs less inline than its call
         own = _COMMENT.sub("", rest).strip()
         if block.startswith("static inline ") and own.count("\n") > 1 and "__asm__" not in own:
-            block = block.replace("static inline ", "static ONNXCC_NOINLINE ", 1)
+            block = re.sub(r"^static inline (__attribute__\(\(always_inline\)\) )?",
+                           "static ONNXCC_NOINLINE ", block, count=1)
         out.append(block)
     return "".join(out)

@@ -109,6 +109,24 @@ def _round_i32(r: "_KernelRenderer", args: list[ir.Value], d: DType) -> ir.Value
     return r.b.call(sat, [r.b.call(f, [v])])
 
 
+def _quantize(lo: int, hi: int):
+    """``onnxcc.codegen.requantize.quantize_sat`` to [lo, hi]: llvm.rint (ties to even in the
+    default environment), clamped in float32 to [lo - zp, hi - zp] (NaN to lo - zp: an
+    ordered compare), converted to i32, zp added."""
+    def render(r: "_KernelRenderer", args: list[ir.Value], d: DType) -> ir.Value:
+        b = r.b
+        v, zp = args
+        f = _declare(r.module, "llvm.rint.f32", v.type, [v.type])
+        zf = b.sitofp(zp, v.type)
+        lo_f = b.fsub(ir.Constant(v.type, float(lo)), zf)
+        hi_f = b.fsub(ir.Constant(v.type, float(hi)), zf)
+        q = b.call(f, [v])
+        q = b.select(b.fcmp_ordered(">", q, lo_f), q, lo_f)     # NaN -> lo - zp
+        q = b.select(b.fcmp_ordered("<", q, hi_f), q, hi_f)
+        return b.add(b.fptosi(q, I32), zp)
+    return render
+
+
 def _srdhm(r: "_KernelRenderer", args: list[ir.Value], d: DType) -> ir.Value:
     """``onnxcc.codegen.requantize.srdhm``: gemmlowp's SaturatingRoundingDoublingHighMul,
     ``(a * b + 2**30) >> 31`` of the i64 product (an arithmetic shift: gemmlowp's nudged
@@ -124,6 +142,8 @@ def _srdhm(r: "_KernelRenderer", args: list[ir.Value], d: DType) -> ir.Value:
 CALLS["requantize"] = _requantize
 CALLS["srdhm"] = _srdhm
 CALLS["round_i32"] = _round_i32
+CALLS["quantize_i8"] = _quantize(-128, 127)
+CALLS["quantize_u8"] = _quantize(0, 255)
 CALLS["smmla"] = _smmla
 CALLS["requantize64"] = _requantize64
 CALLS["requantize_hi"] = _requantize   # the same function for 33 <= shift <= 62

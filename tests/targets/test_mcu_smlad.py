@@ -384,14 +384,19 @@ def test_qlinear_binary_rounds_by_vcvtr_on_cortex_m4(op, x_type, b_shape):
 @pytest.mark.parametrize("y_type,zp,per_axis", [(np.int8, -3, False), (np.uint8, 131, False),
                                                 (np.int8, 7, True)])
 def test_quantize_linear_edges_on_cortex_m4(y_type, zp, per_axis):
-    """A float32 QuantizeLinear on cortex-m4 (per tensor and per axis): ties to even,
-    infinities and values past int32 saturate, NaN goes to the type's minimum; bit-exact with
-    the host build, the interpreters and onnxruntime."""
+    """A float32 QuantizeLinear on cortex-m4 (per tensor: the ``quantize_i8``/``quantize_u8``
+    intrinsic; per axis): ties to even, infinities and values past int32 saturate, NaN of
+    either sign goes to the type's minimum; bit-exact with the host build, the interpreters
+    and onnxruntime."""
     _tools_or_skip("cortex-m4")
     r = np.random.default_rng(6)
     x = (r.standard_normal((1, 3, 4, 5)) * 3).astype(np.float32)
     x.flat[:12] = [np.nan, np.inf, -np.inf, 1e30, -1e30, 0.0185, -0.0185, 0.0555, 4.7, -4.7,
                    1e10, -0.0]
+    # x / scale past the float bit trick's exact range (2**22), where its sum turns negative
+    # (<= -1.5 * 2**23) or its bits pass +inf's; a NaN with the sign bit set
+    x.flat[12:20] = [155189.5, -155189.5, 465567.7, -465567.7, -9.3e5, 3.4e38, -3.4e38, 1e-40]
+    x.view(np.uint32).flat[20] = 0xFFC00001
     s = np.array([0.037, 0.02, 0.05], np.float32) if per_axis else np.float32(0.037)
     z = np.array([zp, -zp, 0], y_type) if per_axis else y_type(zp)
     tp = TensorProto.UINT8 if y_type == np.uint8 else TensorProto.INT8
@@ -403,6 +408,7 @@ def test_quantize_linear_edges_on_cortex_m4(y_type, zp, per_axis):
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = IR_VERSION
     cm = bit_exact_on(model, x, "cortex-m4")
+    assert ("onnxcc_quantize_" in _c_text(cm)) == (not per_axis)
     import onnxruntime as ort
     ref = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
     np.testing.assert_array_equal(qemu.run_on_qemu(cm, {"x": x})["y"], ref)
