@@ -395,6 +395,13 @@ class Firmware:
                   f"cross-compile {src.name}", arch=self.machine.arch)
         return obj
 
+    def compile_c(self, src: Path, obj: Path, flags: Sequence[str] = ()) -> Path:
+        """Cross-compile the C file ``src`` into ``obj`` with the firmware's flags and
+        optimization, ``flags`` added (e.g. ``-I`` folders, ``-D`` macros; warnings are not
+        errors here): for benchmark code linked beside the library with :meth:`link_objects`
+        (``benchmarks/cmsis_nn.py``). Returns ``obj``; raises BuildError when it fails."""
+        return self._compile(Path(src), Path(obj), warn=list(flags))
+
     def _compile_library(self) -> list[Path]:
         m, b = self.mmap["c_prefix"], self.build_dir
         harness = write_harness(b / f"{m}_qemu_main.c", self.mmap)
