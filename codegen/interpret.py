@@ -16,7 +16,7 @@ import numpy as np
 from .loops import (Assign, Binary, Buffer, Call, Cast, Comment, Const, Decl, Expr, If,
                     Kernel, Load, Loop, MulAdd, Program, Select, Stmt, Store, Unary, Var)
 from .pkhbt import pkhbt, pkhtb
-from .requantize import (quantize_i8, quantize_u8, requantize, requantize64, requantize_hi,
+from .requantize import (QUANTIZE, quantize_reference, requantize, requantize64, requantize_hi,
                          round_i32, sat_i8, sat_u8, smmla, srdhm)
 from .smlad import ldm, pack4, smlad, smladx, stpair, sxtb16
 
@@ -28,8 +28,8 @@ INTRINSICS: dict[str, Callable[..., Any]] = {"requantize": requantize, "smlad": 
                                                  "sat_i8": sat_i8, "sat_u8": sat_u8,
                                                  "requantize64": requantize64,
                                                  "smmla": smmla, "round_i32": round_i32,
-                                                 "quantize_i8": quantize_i8,
-                                                 "quantize_u8": quantize_u8,
+                                                 **{q: quantize_reference(q)
+                                                    for q in QUANTIZE},
                                                  "srdhm": srdhm,
                                                  "pkhbt": pkhbt, "pkhtb": pkhtb}   # name -> numpy
 

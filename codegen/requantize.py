@@ -215,17 +215,31 @@ def round_i32(v):
 
 
 QUANTIZE_C = """\
-/* sat(round_half_to_even(v) + zp) to [@LO@, @HI@], NaN -> @LO@ (onnxcc's @NAME@ intrinsic, the
-   float32 QuantizeLinear's y from v = x / scale): v + 1.5 * 2^23 rounds v half to even in
-   float32 (the FPSCR's default rounding) and its bits are 0x4B400000 + round(v) for |v| < 2^22;
-   past that the bits of a non-negative sum grow with v, so they still saturate to the right
-   end; a negative sum (v <= -1.5 * 2^23) and a NaN (bits above +inf's 0x7F800000, or with the
-   sign set) go to @LO@. Plain C: no rintf, no float compare (cortex-m4 -Os: VADD, VMOV, SUB,
-   SSAT, CMP, IT, MOV). */
-static inline __attribute__((always_inline)) int32_t onnxcc_@NAME@(float v, int32_t zp) {
-    float f = v + 12582912.0f;
+/* sat(round_half_to_even(x / s) + zp) to [@LO@, @HI@], NaN -> @LO@ (onnxcc's @NAME@ intrinsic: the
+   float32 QuantizeLinear). v + 1.5 * 2^23 rounds v = x / s half to even in float32 (the FPSCR's
+   default rounding) and its bits are 0x4B400000 + round(v) for |v| < 2^22; past that the bits
+   of a non-negative sum grow with v, so they still saturate to the right end; a negative sum
+   (v <= -1.5 * 2^23) and a NaN (bits above +inf's 0x7F800000, or with the sign set) go to @LO@.
+   No rintf, no float compare (cortex-m4 -Os: VDIV, VADD, VMOV, SUB, SSAT, CMP, IT, MOV). Built
+   with -ffast-math too: the empty asm makes s opaque, so x / s is not turned into x times a
+   reciprocal rounded once (ties would move; the asm costs nothing, hoisted out of the loop),
+   and the sum's bits are read, so it cannot be folded away as (v + M) - M could. */
+static inline __attribute__((always_inline)) int32_t onnxcc_@NAME@(float x, float s, int32_t zp) {
+    float f;
     uint32_t u;
     int32_t r;
+#if defined(__GNUC__) && defined(__ARM_FP) && (__ARM_FP & 4)
+    __asm__("" : "+t"(s));
+#elif defined(__GNUC__) && defined(__riscv_flen)
+    __asm__("" : "+f"(s));
+#elif defined(__GNUC__) && defined(__aarch64__)
+    __asm__("" : "+w"(s));
+#elif defined(__GNUC__) && (defined(__x86_64__) || defined(__SSE2__))
+    __asm__("" : "+x"(s));
+#elif defined(__GNUC__)
+    __asm__("" : "+r"(s));
+#endif
+    f = x / s + 12582912.0f;
     memcpy(&u, &f, sizeof u);
     r = (int32_t)(u - (uint32_t)(0x4B400000 - zp));
 #if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT
@@ -235,14 +249,27 @@ static inline __attribute__((always_inline)) int32_t onnxcc_@NAME@(float v, int3
 #endif
     return u > 0x7F800000u ? @LO@ : r;
 }"""
-QUANTIZE_I8_C = QUANTIZE_C.replace("@NAME@", "quantize_i8").replace("@LO@", "-128").replace(
-    "@HI@", "127").replace("@SAT@", "__builtin_arm_ssat(r, 8)")
-QUANTIZE_U8_C = QUANTIZE_C.replace("@NAME@", "quantize_u8").replace("@LO@", "0").replace(
-    "@HI@", "255").replace("@SAT@", "(int32_t)__builtin_arm_usat(r, 8)")
+
+def _quantize_c(name: str, lo: int, hi: int, sat: str) -> str:
+    return QUANTIZE_C.replace("@NAME@", name).replace("@LO@", str(lo)).replace(
+        "@HI@", str(hi)).replace("@SAT@", sat)
+
+
+#: the ``quantize_*`` intrinsics: name -> (lo, hi, C helper)
+QUANTIZE = {
+    "quantize_i8": (-128, 127, _quantize_c("quantize_i8", -128, 127, "__builtin_arm_ssat(r, 8)")),
+    "quantize_u8": (0, 255, _quantize_c("quantize_u8", 0, 255,
+                                        "(int32_t)__builtin_arm_usat(r, 8)")),
+    "quantize_i16": (-32768, 32767, _quantize_c("quantize_i16", -32768, 32767,
+                                                "__builtin_arm_ssat(r, 16)")),
+    "quantize_u16": (0, 65535, _quantize_c("quantize_u16", 0, 65535,
+                                           "(int32_t)__builtin_arm_usat(r, 16)")),
+}
 
 
 def quantize_sat(v, zp, lo: int, hi: int):
-    """numpy reference of ``quantize_i8`` (lo, hi = -128, 127) and ``quantize_u8`` (0, 255):
+    """numpy reference of the ``quantize_*`` intrinsics (:data:`QUANTIZE`; ``quantize_i8``: lo,
+    hi = -128, 127):
     ``clip(round_half_to_even(v) + zp, lo, hi)`` of float32 ``v``, NaN as ``lo``: the spec's
     QuantizeLinear (ONNX operators, QuantizeLinear: saturate(round(x / y_scale) + y_zero_point))
     with NaN where onnxruntime's x86 kernel puts it (its clamp's MAXPS returns the bound)."""
@@ -253,14 +280,16 @@ def quantize_sat(v, zp, lo: int, hi: int):
     return out[()] if out.ndim == 0 else out
 
 
-def quantize_i8(v, zp):
-    """numpy reference of the ``quantize_i8`` intrinsic (see :func:`quantize_sat`)."""
-    return quantize_sat(v, zp, -128, 127)
+def quantize_reference(name: str):
+    """The numpy reference of the intrinsic ``name`` (a key of :data:`QUANTIZE`): ``f(x, s,
+    zp)``, the float32 quotient ``x / s`` through :func:`quantize_sat`."""
+    lo, hi, _ = QUANTIZE[name]
 
-
-def quantize_u8(v, zp):
-    """numpy reference of the ``quantize_u8`` intrinsic (see :func:`quantize_sat`)."""
-    return quantize_sat(v, zp, 0, 255)
+    def ref(x, s, zp):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            v = np.asarray(x, np.float32) / np.asarray(s, np.float32)
+        return quantize_sat(v, zp, lo, hi)
+    return ref
 
 
 def mla_form(pairs: list[tuple[int, int]], bound: np.ndarray, zero_point: int, lo: int,

@@ -30,7 +30,7 @@ Interval = tuple[float, float]
 KNOWN_CALLS: set[str] = {"requantize", "smlad", "sxtb16", "smladx", "pack4", "ldm", "stpair",
                          "requantize_hi", "sat_i8", "sat_u8", "requantize64", "smmla",
                          "round_i32", "pkhbt", "pkhtb", "srdhm", "quantize_i8",
-                         "quantize_u8"}
+                         "quantize_u8", "quantize_i16", "quantize_u16"}
 INDEX_MIN, INDEX_MAX = -(2**31), 2**31 - 1
 SPLIT_MAX = 16    # loops of at most this many iterations are proved value by value when needed
 
@@ -229,10 +229,11 @@ def _check_expr(e: Expr, sc: _Scope, where: str) -> None:
         if e.fn == "round_i32" and (len(e.args) != 1 or e.dtype != I32
                                     or e.args[0].dtype.name != "float32"):
             raise VerifyError(f"{where}: round_i32 takes a float32 and returns int32")
-        if e.fn in ("quantize_i8", "quantize_u8") and (
-                len(e.args) != 2 or e.dtype != I32 or e.args[0].dtype.name != "float32"
-                or e.args[1].dtype != I32):
-            raise VerifyError(f"{where}: {e.fn} takes a float32 and an int32 and returns int32")
+        if e.fn.startswith("quantize_") and (
+                len(e.args) != 3 or e.dtype != I32 or e.args[0].dtype.name != "float32"
+                or e.args[1].dtype.name != "float32" or e.args[2].dtype != I32):
+            raise VerifyError(f"{where}: {e.fn} takes two float32 (x, scale) and an int32 (zero "
+                              "point) and returns int32")
         if e.fn == "smmla" and (len(e.args) != 3 or e.dtype != I32
                                 or any(a.dtype != I32 for a in e.args)):
             raise VerifyError(f"{where}: smmla takes and returns int32")

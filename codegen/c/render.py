@@ -26,8 +26,7 @@ from onnxcc.codegen.requantize import C_HELPER_NARROW as REQUANTIZE_NARROW_C
 from onnxcc.codegen.requantize import NARROW_SHIFT
 from onnxcc.codegen.requantize import C_HELPER_HI as REQUANTIZE_HI_C
 from onnxcc.codegen.requantize import C_HELPER_64 as REQUANTIZE64_C
-from onnxcc.codegen.requantize import (QUANTIZE_I8_C, QUANTIZE_U8_C, ROUND_I32_C, SAT8_C, SMMLA_C,
-                                       SRDHM_C, USAT8_C)
+from onnxcc.codegen.requantize import QUANTIZE, ROUND_I32_C, SAT8_C, SMMLA_C, SRDHM_C, USAT8_C
 from onnxcc.codegen.pkhbt import C_HELPER as PKHBT_C
 from onnxcc.codegen.pkhbt import PKHTB_C
 from onnxcc.codegen.smlad import C_HELPER as SMLAD_C
@@ -49,7 +48,7 @@ CALLS = {"requantize": "onnxcc_requantize", "smlad": "onnxcc_smlad", "sxtb16": "
          "sat_u8": "onnxcc_sat_u8", "requantize64": "onnxcc_requantize64",
          "smmla": "onnxcc_smmla", "round_i32": "onnxcc_round_i32",
          "srdhm": "onnxcc_srdhm", "pkhbt": "onnxcc_pkhbt", "pkhtb": "onnxcc_pkhtb",
-         "quantize_i8": "onnxcc_quantize_i8", "quantize_u8": "onnxcc_quantize_u8"}
+         **{q: f"onnxcc_{q}" for q in QUANTIZE}}
 # (loop-IR intrinsic -> C function)
 C_HELPERS = {"onnxcc_requantize": REQUANTIZE_C, "onnxcc_requantize_hi": REQUANTIZE_HI_C,
              "onnxcc_requantize_narrow": REQUANTIZE_NARROW_C,
@@ -59,7 +58,7 @@ C_HELPERS = {"onnxcc_requantize": REQUANTIZE_C, "onnxcc_requantize_hi": REQUANTI
              "onnxcc_load4": LOAD4_C, "onnxcc_sat_i8": SAT8_C, "onnxcc_sat_u8": USAT8_C,
              "onnxcc_smmla": SMMLA_C, "onnxcc_round_i32": ROUND_I32_C,
              "onnxcc_srdhm": SRDHM_C,
-             "onnxcc_quantize_i8": QUANTIZE_I8_C, "onnxcc_quantize_u8": QUANTIZE_U8_C,
+             **{f"onnxcc_{q}": c for q, (_, _, c) in QUANTIZE.items()},
              "onnxcc_pkhbt": PKHBT_C, "onnxcc_pkhtb": PKHTB_C}
 FULL_UNROLL_MAX = 16     # constant-trip loops marked unrolled are copied out up to this count
 

@@ -45,6 +45,7 @@ import numpy as np
 from onnxcc.codegen.loops import (Assign, Binary, Buffer, Call, Cast, Comment, Const, Decl,
                                   DType, Expr, If, Kernel, Load, Loop, MulAdd, Select, Stmt,
                                   Store, Unary, Var, children, walk_stmts)
+from onnxcc.codegen.requantize import QUANTIZE
 from onnxcc.errors import OnnxccError
 
 from .vmath import inline_math
@@ -110,12 +111,13 @@ def _round_i32(r: "_KernelRenderer", args: list[ir.Value], d: DType) -> ir.Value
 
 
 def _quantize(lo: int, hi: int):
-    """``onnxcc.codegen.requantize.quantize_sat`` to [lo, hi]: llvm.rint (ties to even in the
-    default environment), clamped in float32 to [lo - zp, hi - zp] (NaN to lo - zp: an
+    """``onnxcc.codegen.requantize.quantize_sat`` of x / s to [lo, hi]: llvm.rint (ties to even
+    in the default environment), clamped in float32 to [lo - zp, hi - zp] (NaN to lo - zp: an
     ordered compare), converted to i32, zp added."""
     def render(r: "_KernelRenderer", args: list[ir.Value], d: DType) -> ir.Value:
         b = r.b
-        v, zp = args
+        x, s, zp = args
+        v = b.fdiv(x, s)
         f = _declare(r.module, "llvm.rint.f32", v.type, [v.type])
         zf = b.sitofp(zp, v.type)
         lo_f = b.fsub(ir.Constant(v.type, float(lo)), zf)
@@ -142,8 +144,8 @@ def _srdhm(r: "_KernelRenderer", args: list[ir.Value], d: DType) -> ir.Value:
 CALLS["requantize"] = _requantize
 CALLS["srdhm"] = _srdhm
 CALLS["round_i32"] = _round_i32
-CALLS["quantize_i8"] = _quantize(-128, 127)
-CALLS["quantize_u8"] = _quantize(0, 255)
+for _q, (_lo, _hi, _) in QUANTIZE.items():
+    CALLS[_q] = _quantize(_lo, _hi)
 CALLS["smmla"] = _smmla
 CALLS["requantize64"] = _requantize64
 CALLS["requantize_hi"] = _requantize   # the same function for 33 <= shift <= 62

@@ -78,9 +78,6 @@ def _fmin_fmax(v: Expr, lo: float, hi: float) -> Expr:
     return Binary("fmin", Binary("fmax", v, const(lo, v.dtype)), const(hi, v.dtype))
 
 
-_MAGIC = 12582912.0   # 1.5 * 2**23: v + _MAGIC - _MAGIC rounds float32 |v| <= 2**22 half to even
-
-
 # ---- QuantizeLinear / DequantizeLinear ------------------------------------------------------------
 def _supports_qdq(node: Node) -> str | None:
     x = node.inputs[0]
@@ -94,9 +91,8 @@ def _lower_qdq(node: Node, ctx: LowerCtx) -> Any:
     """QuantizeLinear: y = saturate(round(x / scale) + zp) (float32 division, round half to
     even, NaN to the type's minimum); DequantizeLinear: y = (float(x) - float(zp)) * scale.
     One loop nest over x (any rank, any layout the plan gave it). On a microcontroller with a
-    constant zero point and an 8/16-bit y, x / scale is clamped first and rounded by adding
-    and subtracting 1.5 * 2**23 (the same y: see the comment in ``body``; an 8-bit y through
-    the ``quantize_i8``/``quantize_u8`` intrinsic, which saturates the sum's bits)."""
+    constant zero point and an 8/16-bit y, x / scale is rounded by adding 1.5 * 2**23 and the
+    sum's bits saturated (the ``quantize_*`` intrinsics; the same y: see ``body``)."""
     x = node.inputs[0]
     X, S, Y = ctx.input(0, "x"), ctx.input(1, "scale"), ctx.output(0, "y")
     Z = ctx.input(2, "zp") if has_input(node, 2) else None
@@ -133,26 +129,20 @@ def _lower_qdq(node: Node, ctx: LowerCtx) -> Any:
         if node.op == "DequantizeLinear":
             return [Store(Y, tuple(i), (Cast(xv, F32) - z) * s)]
         lo, hi = qrange(Y.dtype.np)
-        if zc is not None and Y.dtype.name in ("int8", "uint8"):
-            # on a microcontroller with a constant zero point and an 8-bit y: the
-            # ``quantize_i8``/``quantize_u8`` intrinsic rounds x / scale by adding 1.5 * 2**23
-            # and saturates the float's bits, NaN to the minimum (cortex-m4 -Os: 17 -> 12
-            # instructions per value, no float compare); a constant per-tensor scale as a
-            # literal (y's int8 stores may alias the scale for gcc, which reloaded it)
-            fn = "quantize_i8" if Y.dtype.name == "int8" else "quantize_u8"
+        if zc is not None:
+            # on a microcontroller with a constant zero point: the ``quantize_*`` intrinsic
+            # (codegen/requantize.py QUANTIZE) rounds x / scale half to even by adding
+            # 1.5 * 2**23 and saturates the sum's bits, NaN to the minimum: no rintf, which a
+            # core without VRINT computes in software, no float compare (cortex-m4 -Os, int8: 36
+            # instructions per value with rintf, 17 clamping in float, 12), and no sum a
+            # -ffast-math build could fold away; a constant per-tensor scale as a literal (y's
+            # int8 stores may alias the scale for gcc, which reloaded it)
             sc = node.inputs[1].const
             if sc is not None and np.size(sc) == 1:
                 s = const(float(np.float32(np.asarray(sc).reshape(-1)[0])), F32)
-            return [Store(Y, tuple(i), Cast(Call(fn, (xv / s, const(zc, I32)), I32), Y.dtype))]
-        if zc is not None:
-            # on a microcontroller with a constant zero point: clamp first (to integers, so
-            # the same as after rounding; NaN to the minimum as fmax does), then round half
-            # to even by adding and subtracting 1.5 * 2**23 in float32 (exact for |v| <=
-            # 2**22): no rintf, which a core without VRINT computes in software (cortex-m4
-            # -Os: 36 -> 17 instructions per value)
-            c = _fmin_fmax(xv / s, lo - zc, hi - zc)
-            r = (c + const(_MAGIC, F32)) - const(_MAGIC, F32)
-            return [Store(Y, tuple(i), Cast(r + const(float(zc), F32) if zc else r, Y.dtype))]
+            fn = {"int8": "quantize_i8", "uint8": "quantize_u8", "int16": "quantize_i16",
+                  "uint16": "quantize_u16"}[Y.dtype.name]
+            return [Store(Y, tuple(i), Cast(Call(fn, (xv, s, const(zc, I32)), I32), Y.dtype))]
         q = Unary("round", xv / s) + z
         return [Store(Y, tuple(i), Cast(_fmin_fmax(q, lo, hi), Y.dtype))]
 

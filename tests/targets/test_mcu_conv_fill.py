@@ -117,7 +117,7 @@ def quantize(y_type, shape=(2, 3, 37), axis=None, zp=-3):
     ties = ((r.integers(-200, 200, x.shape) + 0.5) * s0).astype(np.float32)
     x = np.where(r.random(x.shape) < 0.3, ties, x).astype(np.float32)
     x.reshape(-1)[:7] = flat[:7]
-    tp = TensorProto.UINT8 if y_type == np.uint8 else TensorProto.INT8
+    tp = helper.np_dtype_to_tensor_dtype(np.dtype(y_type))
     inits = [numpy_helper.from_array(s if axis is not None else s[0], "s"),
              numpy_helper.from_array(z if axis is not None else z[0], "z")]
     node = helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"],
@@ -125,16 +125,42 @@ def quantize(y_type, shape=(2, 3, 37), axis=None, zp=-3):
     g = helper.make_graph([node], "g",
                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
                           [helper.make_tensor_value_info("y", tp, list(shape))], inits)
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    # 16-bit y from opset 21
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17 if tp in (
+        TensorProto.INT8, TensorProto.UINT8) else 21)])
     m.ir_version = 10
     return m, x
+
+
+@pytest.mark.parametrize("y_type,zp", [(np.int8, -3), (np.uint8, 128), (np.int16, -300),
+                                       (np.uint16, 40000)])
+def test_quantize_linear_survives_fast_math(y_type, zp):
+    """A library built with -ffast-math (common in firmware builds) still rounds
+    QuantizeLinear half to even: the ``quantize_*`` intrinsic reads the bits of x / scale +
+    1.5 * 2**23, a sum that reassociation cannot fold away as it could ``(v + M) - M``. Finite
+    x (fast-math assumes no NaN or infinity), ties and far values included: equal to
+    onnxruntime's on the emulated Cortex-M4."""
+    import onnxruntime as ort
+
+    _tools_or_skip()
+    model, x = quantize(y_type, zp=zp)
+    x.reshape(-1)[:3] = [3.0, 1e30, -1e30]
+    want = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    cm = onnxcc.compile(model, "cortex-m4", name="t")
+    fn = "onnxcc_quantize_" + np.dtype(y_type).name.replace("int", "i")   # uint8 -> ui8
+    fn = fn.replace("_ui", "_u")
+    assert fn + "(" in "\n".join(p.read_text() for p in cm.lib_dir.glob("*.c"))
+    t = cm.target
+    fw = qemu.Firmware(cm.lib_dir, cm.mmap, flags=[*t.c_flags, "-ffast-math"], opt="-Os",
+                       cc=t.cc, machine=qemu.machine_for(t))
+    assert fw.run({"x": x})["y"].tobytes() == want.tobytes()
 
 
 @pytest.mark.parametrize("y_type,axis,zp", [(np.int8, None, -3), (np.uint8, None, 128),
                                             (np.int8, 1, 0), (np.uint8, 2, 7)])
 def test_quantize_linear_on_cortex_m4_rounds_without_rintf(y_type, axis, zp):
-    """QuantizeLinear with a constant zero point on a microcontroller clamps, then rounds half
-    to even by adding and subtracting 1.5 * 2**23 (no roundeven helper in the C): the
+    """QuantizeLinear with a constant zero point on a microcontroller rounds half to even by
+    adding 1.5 * 2**23 and saturating the sum's bits (no roundeven helper in the C): the
     firmware's and the loop-IR interpreter's y equal onnxruntime's, NaN, infinities and ties
     included."""
     import onnxruntime as ort
