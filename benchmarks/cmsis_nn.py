@@ -1,12 +1,15 @@
 """CMSIS-NN beside onnxcc, layer by layer: instructions per MAC of every int8 conv, depthwise conv
-and dense layer of the five MLPerf-Tiny-shaped models on the emulated Cortex-M4.
+and dense layer of the five MLPerf-Tiny-shaped models on an emulated Cortex-M (the M4 unless
+``--target`` names another MCU target: CMSIS-NN's plain C kernels on a core without the DSP
+extension, as onnxcc's).
 
-    python benchmarks/cmsis_nn.py --cmsis-nn PATH [--models ds_cnn ...] [--opt -Os]
+    python benchmarks/cmsis_nn.py --cmsis-nn PATH [--models ds_cnn ...] [--target cortex-m4]
+                                  [--opt -Os] [--cmsis-opt -O3]
 
 PATH is a checkout of CMSIS-NN (github.com/ARM-software/CMSIS-NN) you fetched; nothing of it is
 part of onnxcc. Each model is quantized as ``benchmarks/mcu.py`` does (``onnxcc.Int8`` with
-seeded calibration inputs) and compiled for cortex-m4 without patching (``max_recompute=0``), so
-its layers run whole; one inference is counted kernel by kernel on QEMU's mps2-an386 by onnxcc's
+seeded calibration inputs) and compiled for the target without patching (``max_recompute=0``),
+so its layers run whole; one inference is counted kernel by kernel on the target's board by onnxcc's
 instruction-count plugin (``onnxcc.runtime.qemu.count_kernels``). For each layer with MACs the
 same shape is then given to CMSIS-NN's entry point as TensorFlow Lite Micro calls it:
 ``arm_depthwise_conv_wrapper_s8`` (which picks ``arm_depthwise_conv_3x3_s8`` for a 3x3 kernel
@@ -207,8 +210,8 @@ class CmsisNN:
         return self.cache[layer]
 
 
-def measure(name: str, cmsis_root: Path, *, opt: str, cmsis_opt: str, samples: int,
-            timeout: float, work: Path) -> tuple[list[tuple], dict[str, tuple[int, int, int]]]:
+def measure(name: str, cmsis_root: Path, *, target: str, opt: str, cmsis_opt: str,
+            samples: int, timeout: float, work: Path) -> tuple[list[tuple], dict[str, tuple[int, int, int]]]:
     """(rows, totals) for one model: a row per layer (kernel, kind, shape, MACs, onnxcc
     instructions, CMSIS-NN instructions); totals per kind: (MACs, onnxcc, CMSIS-NN)."""
     import onnxcc
@@ -222,10 +225,10 @@ def measure(name: str, cmsis_root: Path, *, opt: str, cmsis_opt: str, samples: i
     calib = {in_name: rng.standard_normal((samples, *shape[1:])).astype(np.float32)}
     quant = onnxcc.Int8(calibration=calib)
     try:
-        cm = onnxcc.compile(model, "cortex-m4", name=f"{name}_int8", quantize=quant,
+        cm = onnxcc.compile(model, target, name=f"{name}_int8", quantize=quant,
                             max_recompute=0)
     except MemoryBudgetError:
-        cm = onnxcc.compile(model, mcu.board_target("cortex-m4"), name=f"{name}_int8",
+        cm = onnxcc.compile(model, mcu.board_target(target), name=f"{name}_int8",
                             quantize=quant, max_recompute=0)
     prof = qemu.count_kernels(cm, M.random_feeds(model), opt=opt, timeout=timeout)
     if prof.kernels is None:
@@ -246,10 +249,11 @@ def measure(name: str, cmsis_root: Path, *, opt: str, cmsis_opt: str, samples: i
     return rows, totals
 
 
-def format_table(name: str, rows: list[tuple], totals: dict, opt: str, cmsis_opt: str) -> str:
+def format_table(name: str, rows: list[tuple], totals: dict, opt: str, cmsis_opt: str,
+                 target: str = "cortex-m4", board: str = "mps2-an386") -> str:
     """The per-layer table and the totals per kind as text."""
     flags = opt if cmsis_opt == opt else f"onnxcc {opt}, CMSIS-NN {cmsis_opt}"
-    head = (f"== {name} int8 (unpatched), cortex-m4 on QEMU mps2-an386, {flags}: "
+    head = (f"== {name} int8 (unpatched), {target} on QEMU {board}, {flags}: "
             "instructions per MAC")
     lines = [head, f"{'layer':8s} {'kind':15s} {'shape':34s} {'MACs':>9s} {'onnxcc':>7s} "
              f"{'CMSIS-NN':>9s} {'ratio':>6s}"]
@@ -271,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="a CMSIS-NN checkout (github.com/ARM-software/CMSIS-NN)")
     ap.add_argument("--models", nargs="*", default=list(M.TINY_MODELS),
                     help=f"from {', '.join(M.TINY_MODELS)}")
+    ap.add_argument("--target", default="cortex-m4",
+                    help="an MCU target (onnxcc targets); its board runs both")
     ap.add_argument("--opt", default="-Os", help="the optimization flag of both builds")
     ap.add_argument("--cmsis-opt", metavar="FLAG",
                     help="CMSIS-NN's optimization flag when it differs from --opt (e.g. -O3)")
@@ -280,13 +286,18 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in args.models if n not in M.TINY_MODELS]
     if unknown:
         ap.error(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(M.TINY_MODELS)}")
+    from onnxcc.runtime import qemu
+    from onnxcc.targets import get_target
+
+    board = qemu.machine_for(get_target(args.target)).name
     with tempfile.TemporaryDirectory(prefix="onnxcc_cmsis_nn_") as td:
         for name in args.models:
             t0 = time.perf_counter()
-            rows, totals = measure(name, args.cmsis_nn, opt=args.opt,
+            rows, totals = measure(name, args.cmsis_nn, target=args.target, opt=args.opt,
                                    cmsis_opt=args.cmsis_opt or args.opt, samples=args.samples,
                                    timeout=args.timeout, work=Path(td) / name)
-            print(format_table(name, rows, totals, args.opt, args.cmsis_opt or args.opt))
+            print(format_table(name, rows, totals, args.opt, args.cmsis_opt or args.opt,
+                               args.target, board))
             print(f"({time.perf_counter() - t0:.0f} s)\n", flush=True)
     return 0
 
