@@ -220,6 +220,15 @@ def blocked_nest(*, lanes: int, P: int, PB: int, M: int, MB: int, K2: int,
     else:
         n_steps, per = K2, UNROLL
     straight = K2 <= STRAIGHT_WORDS or n_steps <= per
+    # trips of 16 words when 12 leave a remainder, each word's MB weights one ``ldm`` group
+    # (register bank 1: the weight pointer walks, no add per trip). Cortex-m4 -Os, 3 x 2
+    # blocks: 128 -> 128 on 6 x 6 (64 words) 0.787 -> 0.776 instructions per MAC (trips of 16
+    # alone 0.780, the groups alone 0.786), 256 -> 256 on 3 x 3 0.748 -> 0.738; the groups in
+    # trips of 12 over 72 words (resnet8's 3x3 16 -> 16) 0.859 -> 0.873, straight-line (16 ->
+    # 32 on 9 x 9) 1.041 -> 1.105: not there
+    walk = not straight and n_steps % per != 0 and n_steps % 16 == 0 and not bytes4 and \
+        PB > 1 and lanes == 2 and 2 <= MB <= 4
+    per = 16 if walk else per
     if not (lanes == 2 and PB == 1 and straight):
         # (with a reduction loop, cortex-m4 -Os: QLinearMatMul 256 -> 10 2257 -> 2615)
         head = tail = None
@@ -262,7 +271,8 @@ def blocked_nest(*, lanes: int, P: int, PB: int, M: int, MB: int, K2: int,
         PB * MB steps."""
         wv = [Var(f"w{s}_{u}", W.dtype) for s in range(MB)]
         xv = [Var(f"x{t}_{u}", wdt) for t in range(PB)]
-        out: list[Stmt] = [Decl(v, W[(mp, wrow(k), Const(s))]) for s, v in enumerate(wv)]
+        out: list[Stmt] = [Decl(v, Call("ldm", (W[(mp, wrow(k), Const(s))], Const(1, I32)), I32)
+                                if walk else W[(mp, wrow(k), Const(s))]) for s, v in enumerate(wv)]
         out += [Decl(v, ld(col[(k, Const(t))])) for t, v in enumerate(xv)]
         for s in range(MB):
             for t in range(PB):
@@ -449,13 +459,24 @@ def stationary_nest(*, P: int, PB: int, M: int, K2: int, weights: np.ndarray, va
         body += [Decl(v, ld(W[(mp, Const(k), Const(0))])) for k, v in enumerate(wv)]
     merge = _merged(consts, W, rows, mp, [mp])
     starts = [substitute(start(mp, p), {}, merge) for p in ps]
+    nxt = rows   # the channel's words read so far: a next word of W reads on
     if all(e == starts[0] for e in starts):   # one start per channel (a Conv's)
         a0 = Var("acc0v", I32)
-        body.append(Decl(a0, starts[0]))
+        body.append(Decl(a0, _walked(starts[0], W, mp, nxt)))
+        nxt += isinstance(body[-1].init, Call)
         starts = [a0] * PB
     acc = [Var(f"acc_{t}", I32) for t in range(PB)]
     per = [substitute_stmts(store(mp, p, a), {}, merge) for p, a in zip(ps, acc)]
     stores = shared_loads([st for sts in per for st in sts])
+    # the channel's next word (its requantize multiplier after the start, ``consts``) read
+    # with them: the loads of a channel tile its words, so one pointer walks W over the loop
+    # (cortex-m4 -Os, 8 -> 16 on 18 x 18 in blocks of 16: no pointer copy and add per
+    # channel, 1.248 -> 1.241 instructions per MAC)
+    for i, st in enumerate(stores):
+        if isinstance(st, Decl) and _walked(st.init, W, mp, nxt) is not st.init:
+            body.append(Decl(st.var, _walked(st.init, W, mp, nxt)))
+            del stores[i]
+            break
     for t in range(PB):
         xv = [Var(f"x{t}_{k}", I32) for k in range(K2)]
         body += [Decl(v, ld(col[(Const(k), Const(t))])) for k, v in enumerate(xv)]
@@ -468,6 +489,15 @@ def stationary_nest(*, P: int, PB: int, M: int, K2: int, weights: np.ndarray, va
             n -= isinstance(st, Store)
     body = [Loop(pp, 0, PP, fill(col, ps) + [Loop(mp, 0, M, body)])]
     return body, W, col
+
+
+def _walked(e: Expr, W: Buffer, mp: Var, row: int) -> Expr:
+    """``e`` as an ``ldm`` hint when it is the load ``W[mp, row, 0]`` (the word after those a
+    stationary channel read before it), else ``e`` itself."""
+    if isinstance(e, Load) and e.buf is W and e.mask is None and \
+            e.index == (mp, Const(row), Const(0)):
+        return Call("ldm", (e,), I32)
+    return e
 
 
 def _replace_loads(e: Expr, env: dict[Load, Var]) -> Expr:
@@ -549,14 +579,25 @@ def block_shape(P: int, M: int, K2: int | None = None) -> tuple[int, int]:
     against 3 x 2 1.19. Batch 1: 1 x 6 and 1 x 8 spill (784 -> 128 dense: 1.30, 1.60 per MAC
     against 0.81 for 1 x 4; 1 x 5 with the 5-word LDMIA 0.78 against 0.76, in its reduction
     loop). A reduction of at most STATIONARY_K2 words (``K2``, a pointwise
-    layer of 8 input channels) takes blocks of up to STATIONARY_PB positions by 1 channel, as
-    even as the fewest blocks allow (20 positions: 2 x 10), for :func:`stationary_nest`: the 3
+    layer of 8 input channels) takes blocks of 8 to STATIONARY_PB positions (all of them
+    when fewer) by 1 channel, the size of the fewest instructions by a count (~8 per position
+    and channel, ~20 of fill per position, ~7 per block and channel: few positions computed
+    twice where the last block overlaps the one before, then few blocks; 20 positions: 2 x
+    10; 324: 25 x 13, not 21 x 16 as the fewest blocks of at most 16: cortex-m4 -Os, 8 -> 16
+    on 18 x 18 1.241 -> 1.222 instructions per MAC, on 23 x 23 38 x 14 1.230 -> 1.218), for
+    :func:`stationary_nest`: the 3
     x 2 block's 6 accumulators, 3 pinned scratch registers and the per-channel requantize
     constants spill there (cortex-m4 -Os, 8 -> 16 on 18 x 18 with per-channel scales: 3 x 2
     2.00, 2 x 2 1.90, 4 x 1 1.75, 5 x 1 2.19; on 16 -> 32 4 x 1 1.251 against 1.250, on 32 ->
     32 1.035 against 0.995)."""
-    if P > 1 and K2 is not None and K2 <= STATIONARY_K2:   # as even blocks as there can be
-        return -(-P // -(-P // STATIONARY_PB)), 1
+    if P > 1 and K2 is not None and K2 <= STATIONARY_K2:
+        # per position ~8 instructions a channel (an LDMIA, 4 SMLAD, the epilogue) and ~20 of
+        # fill, per block ~7 a channel: the fewest instructions (the last block overlaps the
+        # one before, computing some positions twice), then the fewest blocks
+        def cost(pb: int) -> int:
+            return -(-P // pb) * (pb * (8 * M + 20) + 7 * M)
+        return min(range(min(P, 8, STATIONARY_PB), min(P, STATIONARY_PB) + 1),
+                   key=lambda pb: (cost(pb), -pb)), 1
     if P == 1:   # 4 channels, or 5 or 3 when they repeat fewer (resnet8's dense 64 -> 10)
         # with a straight-line reduction (``K2`` given, at most STRAIGHT_WORDS) 5 when it
         # repeats no more than 4 (cortex-m4 -Os: QLinearMatMul 64 -> 20 1044 -> 1009, QGemm
