@@ -1087,7 +1087,8 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
         column of taps inside x (cortex-m4 -Os, MobileNetV1-0.25's 9 patch stems 1.191 ->
         1.161 instructions per MAC, ~450 bytes more code each), else each pixel's. A pixel
         with a row of taps outside x tests each row; where
-        some of its columns lie outside x the load starts
+        some of its 3 columns lie outside x (or, for a block's one base, the 4th the word load
+        reads; a lone pixel's 4th may lie past x's row: ``columns_inside``) the load starts
         ``d`` columns off, at the nearest 4 columns inside, and ``L`` is shifted by ``d``
         bytes, the zero point shifted in (``((L ^ z) >> 8d << -8d) ^ z``, z the zero point's
         4 bytes). Then the words by ``sxtb16`` (and ``pkhbt`` to pair two loads' middle
@@ -1107,9 +1108,7 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
             def loads(col0: Expr, shifted: bool) -> list[Stmt]:
                 """The Ls from column ``col0`` on; ``shifted``: by ``sr``/``sl`` bits, a row
                 outside x the zero point's bytes (else every row lies inside)."""
-                base = Binary("add", Binary("mul", ih0, Const(sx[2])), col0)
-                if N > 1:
-                    base = Binary("add", base, Binary("mul", n, Const(sx[0])))
+                base = flat_base(ih0, col0)
                 body: list[Stmt] = []
                 for r in range(KH):
                     # the row's tests (those that can fail for some pixel), on ih0 itself so
@@ -1129,12 +1128,12 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
                         body.append(Assign(ld[r, c], Select(all_of(*conds), word,
                                                             const(zpw, I32)) if conds else word))
                 return body
-            # the rows of taps and the 4 columns inside x: a test where some pixel's are not
+            # the rows of taps and the 3 columns inside x, the 4th inside Xf: a test where
+            # some pixel's are not
             last = (KH - 1) * dl[0]
             inside = ([ih0 >= 0] if pb[0] else []) + \
                 ([ih0 < IH - last] if (OH - 1) * st[0] + last - pb[0] >= IH else []) + \
-                ([iw >= 0] if pb[1] else []) + \
-                ([iw < IW - 3] if (OW - 1) * st[1] - pb[1] > IW - 4 else [])
+                ([iw >= 0] if pb[1] else []) + columns_inside(ih0, iw, 0)
             one: list[Stmt] = [Decl(v, const(0, I32)) for v in ld.values()]
             if inside:
                 # (the clamped column an expression, not a local: the checker bounds it)
@@ -1155,13 +1154,10 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
         last = (KH - 1) * dl[0]
         conds = [ow0 <= OW - len(ps)] + ([ih0 >= 0] if pb[0] else []) + \
             ([ih0 < IH - last] if (OH - 1) * st[0] + last - pb[0] >= IH else []) + \
-            ([iw0 >= 0] if pb[1] else []) + \
-            ([iw0 < IW - 3 - span] if (OW - 1) * st[1] - pb[1] > IW - 4 - span else [])
+            ([iw0 >= 0] if pb[1] else []) + columns_inside(ih0, iw0, span)
         if len(ps) < 2 or OW < len(ps):
             return out
-        base = Binary("add", Binary("mul", ih0, Const(sx[2])), iw0)
-        if N > 1:
-            base = Binary("add", base, Binary("mul", n, Const(sx[0])))
+        base = flat_base(ih0, iw0)
         row: list[Stmt] = []
         for t in range(len(ps)):
             ld = {(r, c): Var(f"xb{t}_{r}{c}", I32) for r in range(KH) for c in range(C)}
@@ -1172,6 +1168,33 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
                     for k in range(4)), I32)))
             row += stem_stores(col, t, ld)
         return [If(all_of(*conds), row, out)]
+
+    def flat_base(ih0: Expr, iw: Expr) -> Expr:
+        """The flat index in ``Xf`` of row ``ih0``, column ``iw`` (of channel 0, image n)."""
+        base = Binary("add", Binary("mul", ih0, Const(sx[2])), iw)
+        return Binary("add", base, Binary("mul", n, Const(sx[0]))) if N > 1 else base
+
+    def columns_inside(ih0: Expr, iw: Expr, span: int) -> list[Expr]:
+        """The tests (where some pixel fails them) that the columns ``iw`` to ``iw + span +
+        3`` of the word loads lie inside x; for one pixel (``span`` 0) whose 3 columns end at
+        x's last, that its 4th lies inside ``Xf`` instead: the next row's first byte, or the
+        next channel's, past the end of ``Xf`` only on channel C-1's last row (a test of the
+        flat index, which bounds the loads' indices for the checker). That byte goes to lanes
+        of weight 0 only (``"e"`` words take bytes 0 and 2 of a load, ``"o"`` words bytes 1,
+        the lone ``"o"`` word bytes 1 and 3 with lane1 None), so such a pixel needs no shifted
+        loads (cortex-m4 -Os, MobileNetV1-0.25's 3 -> 8 stems whose last column ends at x's
+        last: 38 x 38 with pads 1, 1.177 -> 1.166 instructions per MAC; not for a block's
+        one base: its test cost more than the shifts it saved on 51 x 51)."""
+        reach = (OW - 1) * st[1] - pb[1]   # the largest first column of a pixel
+        edge = IW - 3 - span     # the first column whose 4th lies just past x
+        if span or not (0 <= edge <= reach and (edge + pb[1]) % st[1] == 0):
+            return [iw < edge] if reach > IW - 4 - span else []   # (no such pixel)
+        out = [iw <= edge] if reach > edge else []
+        top = (N - 1) * sx[0] + (C - 1) * sx[1] + (IH - 1) * sx[2] + IW - 1   # Xf's last
+        far = (C - 1) * sx[1] + (KH - 1) * dl[0] * sx[2] + 3     # a load's last from the base
+        if (N - 1) * sx[0] + ((OH - 1) * st[0] - pb[0]) * sx[2] + edge + far > top:
+            out.append(flat_base(ih0, iw) <= top - far)
+        return out
 
     def stem_stores(col: Buffer, t: int, ld: dict[tuple[int, int], Var]) -> list[Stmt]:
         """Pixel ``t``'s words of ``_stem_words`` from its loads ``ld`` (row, channel)."""

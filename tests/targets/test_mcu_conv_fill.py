@@ -199,7 +199,12 @@ STEM_CASES = {
     "rows_dilated_s2x1": (lambda: _rows_dilated(*qconv(3, 5, 11, 9, 3, [0] * 4)), True),
     "s2_window_of_the_input": (lambda: _window(*qconv(3, 6, 10, 11, 3, [1, 1, 0, 0],
                                                       stride=2)), True),
+    "s2_last_column_ends_x": (lambda: qconv(3, 4, 9, 11, 3, [0] * 4, stride=2), True),
 }
+#: case -> the test of a pixel whose 3 columns end at x's last (its load reads 1 byte past the
+#: row, into a lane of weight 0) that its flat index leaves that byte inside x: channel 2's
+#: last row 2 * 99 + 8 * 11 + 10 = 296, its loads from the base up to 2 * 99 + 2 * 11 + 3
+OVER_READ = {"s2_last_column_ends_x": " <= 73))"}
 
 
 @pytest.mark.parametrize("case", list(STEM_CASES))
@@ -235,5 +240,7 @@ def test_stem_fill_word_loads_bit_exact(case):
     # 9 word loads per pixel: of a block in one row inside x (one base), else of each pixel
     # (and of a pixel at the border, shifted)
     assert "int32_t xb2_22 = onnxcc_load4(" in body
+    if case in OVER_READ:   # (in the pixels' test, no test of the column itself)
+        assert OVER_READ[case] in body and " < 8)" not in body and " <= 8)" not in body
     assert body.count("onnxcc_load4(&x[") == 9 * 3 * (3 if edge else 2)
     assert body.count("onnxcc_sxtb16(") == 14 * 3 * 2
