@@ -31,7 +31,7 @@ product's start before and multiplier after them (``head``, ``tail``).
   per 16 MACs for MB 4 (a 784 -> 128 QLinearMatMul 1.18 -> 0.81 per MAC; gcc 12 -Os paired few
   of the plain weight loads into LDRD), 13 per 20 for MB 5. A Conv's reduction of at most 4
   words (8 input channels, :func:`stationary_nest`) holds each channel's weight words in
-  registers over a block of up to 16 positions: per position one LDMIA of its 4 scratch words,
+  registers over a block of up to 24 positions: per position one LDMIA of its 4 scratch words,
   4 SMLAD and the epilogue (SMMLA, SSAT, STRB), 8 instructions for 8 MACs. The weights take 2
   bytes per value in flash, twice the int8 model's; when they would not fit the flash so
   (``int8_weights``) they stay int8 and are widened in the loop with the loop IR's ``sxtb16``
@@ -76,9 +76,13 @@ STRAIGHT_WORDS = 32
 #: 1.26 instructions per MAC, on 18 x 23 1.66 -> 1.24; benchmarks/mcu.py's
 #: mobilenet_v1_025_vww (16, 8, 1, 1) layers 1.66 -> 1.26). Blocks of 8, 12, 24, 32: 1.40,
 #: 1.31, 1.22, 1.19 on 48 x 48; a kernel's code grows with the block (16: ~810 bytes, 32:
-#: ~1.5 KB; 4 x 1 ~330), and the scratch too (K2 * STATIONARY_PB words).
+#: ~1.5 KB; 4 x 1 ~330), and the scratch too (K2 * STATIONARY_PB words). At most 24, not 16,
+#: since the per-channel loads read on through the weights' pointer and blocks are sized by
+#: :func:`block_shape`'s count: 8 -> 16 on 18 x 18 1.222 -> 1.187, on 23 x 23 1.218 -> 1.171;
+#: MobileNetV1-0.25's 9 such layers 1.20-1.23 -> 1.17-1.19, its code +2.8 KB, its arena as
+#: before (32: 1.162 and 1.166, +4.9 KB).
 STATIONARY_K2 = 4
-STATIONARY_PB = 16
+STATIONARY_PB = 24
 BLOCK_MIN_K = 8     # fewer reduction values than this: the portable nest is as fast
 #: On DSP cores, whether the weights stay int8 in flash, widened in the loop by ``sxtb16``
 #: (``pack_weights_int8``: the bytes of the int8 model, which the fit check counts), or are
@@ -582,9 +586,10 @@ def block_shape(P: int, M: int, K2: int | None = None) -> tuple[int, int]:
     layer of 8 input channels) takes blocks of 8 to STATIONARY_PB positions (all of them
     when fewer) by 1 channel, the size of the fewest instructions by a count (~8 per position
     and channel, ~20 of fill per position, ~7 per block and channel: few positions computed
-    twice where the last block overlaps the one before, then few blocks; 20 positions: 2 x
-    10; 324: 25 x 13, not 21 x 16 as the fewest blocks of at most 16: cortex-m4 -Os, 8 -> 16
-    on 18 x 18 1.241 -> 1.222 instructions per MAC, on 23 x 23 38 x 14 1.230 -> 1.218), for
+    twice where the last block overlaps the one before, then few blocks; 35 positions: 2 x
+    18; 324: 18 x 18; of at most 16: 324 in 25 x 13, not 21 x 16 as the fewest blocks,
+    cortex-m4 -Os, 8 -> 16 on 18 x 18 1.241 -> 1.222 instructions per MAC, on 23 x 23 38 x 14
+    1.230 -> 1.218), for
     :func:`stationary_nest`: the 3
     x 2 block's 6 accumulators, 3 pinned scratch registers and the per-channel requantize
     constants spill there (cortex-m4 -Os, 8 -> 16 on 18 x 18 with per-channel scales: 3 x 2

@@ -482,8 +482,8 @@ def test_short_reduction_holds_the_weights(shape, int8, monkeypatch):
     cortex-m4 holds each channel's weight words in registers over a block of pixels
     (int_blocked.stationary_nest): one ldm group of the weights per channel (int8 weights: 2
     words widened by sxtb16) and its start, its requantize multiplier read on through the same
-    pointer, then per pixel one group of its 4 scratch words and 4 SMLAD; the 35 pixels in 3
-    blocks of 12, the last starting at pixel 23 (no clamp per pixel). With
+    pointer, then per pixel one group of its 4 scratch words and 4 SMLAD; the 35 pixels in 2
+    blocks of 18, the last starting at pixel 17 (no clamp per pixel). With
     int8 x a 1 x 1 layer's fill reads 4 pixels of a channel per word (fill_quads). Bit-exact;
     16 channels keep 3 x 2 blocks."""
     from onnxcc.codegen.lower import int_blocked
@@ -495,7 +495,7 @@ def test_short_reduction_holds_the_weights(shape, int8, monkeypatch):
     _, M, H, W, k, pad, *_ = shape
     P = (H + 2 * pad - k + 1) * (W + 2 * pad - k + 1)
     PB = int_blocked.block_shape(P, M, 4)[0]
-    assert PB == {35: 12, 9: 9, 42: 14}[P]
+    assert PB == {35: 18, 9: 9, 42: 21}[P]
     assert f"per channel its 4 weight words held over the {PB} pixels" in \
         cm.program.kernels[0].comment
     c = _c_text(cm)
@@ -508,8 +508,8 @@ def test_short_reduction_holds_the_weights(shape, int8, monkeypatch):
     quads = len(shape) > 6
     assert ("onnxcc_load4(&x" in c and "onnxcc_pkhtb(xe8_1, xe8_0)" in c) is quads
     if P == 35:
-        assert "onnxcc_min_int32((pp * 12), 23)" in c and "23) + 1)" in c
-        assert not re.search(r"onnxcc_min_int32\(\(\(pp \* 12\) \+ \d+\)", c)
+        assert "onnxcc_min_int32((pp * 18), 17)" in c and "17) + 1)" in c
+        assert not re.search(r"onnxcc_min_int32\(\(\(pp \* 18\) \+ \d+\)", c)
     cm = onnxcc.compile(qconv(16, 6, 5, 7, 1, 0)[0], "cortex-m4", name="t")
     assert "3 pixels x 2 channels" in cm.program.kernels[0].comment
 
@@ -518,7 +518,7 @@ def test_short_reduction_scratch_never_raises_the_arena_peak(monkeypatch):
     """A held block's scratch (4 words a pixel) that would raise the arena's peak (here the
     conv's output is the graph's, so the arena holds nothing else) gives way to 4 x 1 blocks
     whose scratch of 64 bytes stays a local array: the arena stays 0. Followed by a wider layer
-    the same conv holds its weights over 12 pixels, the scratch in a gap of the arena (the
+    the same conv holds its weights over 18 pixels, the scratch in a gap of the arena (the
     arena no larger than the tensors' plan). Bit-exact both ways."""
     _tools_or_skip("cortex-m4")
     model, x = qconv(8, 6, 5, 7, 1, 0)
@@ -529,11 +529,11 @@ def test_short_reduction_scratch_never_raises_the_arena_peak(monkeypatch):
     wide = onnxcc.compile(then_wider(*qconv(8, 6, 5, 7, 1, 0))[0], "cortex-m4", name="t",
                           max_recompute=0)
     k = wide.program.kernels[0]
-    assert "held over the 12 pixels" in k.comment
+    assert "held over the 18 pixels" in k.comment
     (col,) = [b for b in k.outputs if b.name == "col"]
     y0 = wide.graph.meta["memory_plan"].buffers["y0"]
-    assert col.space == "arena" and col.offset + 4 * 4 * 12 <= wide.program.arena_size
-    assert col.offset >= y0.offset + y0.size or col.offset + 4 * 4 * 12 <= y0.offset
+    assert col.space == "arena" and col.offset + 4 * 4 * 18 <= wide.program.arena_size
+    assert col.offset >= y0.offset + y0.size or col.offset + 4 * 4 * 18 <= y0.offset
     # the same arena as with blocks whose scratch (64 bytes) stays a local array
     from onnxcc.codegen.lower import int_blocked
     monkeypatch.setattr(int_blocked, "STATIONARY_PB", 4)
