@@ -9,7 +9,8 @@ point folded into the start (the callers' ``fill`` and ``start``). Then for each
 ``MB`` output channels (columns of a MatMul's b) ``PB * MB`` int32 accumulators start at the
 bias and run over the reduction, reading the weights in the order the loop reads them: packed
 at compile time as (channel blocks, K2, MB), centered (``w - w_zero_point``). The reduction
-loop holds ``UNROLL`` steps per iteration (a reduction of at most ``STRAIGHT_WORDS`` words runs
+loop holds ``UNROLL`` steps per iteration (32 or 16 words, the weights read as ``ldm`` groups,
+where 12 leave a remainder; a reduction of at most ``STRAIGHT_WORDS`` words runs
 straight-line). Then each accumulator goes through the epilogue (requantize, zero point,
 clamp). A block past the last position or channel repeats the last one, so its stores write
 the value already written (no guard); a Conv's last block of positions overlaps the one before
@@ -224,15 +225,17 @@ def blocked_nest(*, lanes: int, P: int, PB: int, M: int, MB: int, K2: int,
     else:
         n_steps, per = K2, UNROLL
     straight = K2 <= STRAIGHT_WORDS or n_steps <= per
-    # trips of 16 words when 12 leave a remainder, each word's MB weights one ``ldm`` group
-    # (register bank 1: the weight pointer walks, no add per trip). Cortex-m4 -Os, 3 x 2
-    # blocks: 128 -> 128 on 6 x 6 (64 words) 0.787 -> 0.776 instructions per MAC (trips of 16
-    # alone 0.780, the groups alone 0.786), 256 -> 256 on 3 x 3 0.748 -> 0.738; the groups in
-    # trips of 12 over 72 words (resnet8's 3x3 16 -> 16) 0.859 -> 0.873, straight-line (16 ->
-    # 32 on 9 x 9) 1.041 -> 1.105: not there
+    # trips of 32 words (else 16) when 12 leave a remainder, each word's MB weights one
+    # ``ldm`` group (register bank 1: the weight pointer walks, no add per trip). Cortex-m4
+    # -Os, 3 x 2 blocks: 128 -> 128 on 6 x 6 (64 words) 0.787 -> 0.762 instructions per MAC
+    # (trips of 16: 0.776; of 16 without the groups 0.780, the groups in trips of 12 0.786),
+    # 256 -> 256 on 3 x 3 (128 words) 0.748 -> 0.722 (trips of 16: 0.738); MobileNetV1-0.25's
+    # 7 such layers, trips of 32 against 16: int8 code +3.4 KB. The groups in trips of 12 over
+    # 72 words (resnet8's 3x3 16 -> 16) 0.859 -> 0.873, straight-line (16 -> 32 on 9 x 9)
+    # 1.041 -> 1.105: not there
     walk = not straight and n_steps % per != 0 and n_steps % 16 == 0 and not bytes4 and \
         PB > 1 and lanes == 2 and 2 <= MB <= 4
-    per = 16 if walk else per
+    per = (32 if n_steps % 32 == 0 else 16) if walk else per
     if not (lanes == 2 and PB == 1 and straight):
         # (with a reduction loop, cortex-m4 -Os: QLinearMatMul 256 -> 10 2257 -> 2615)
         head = tail = None
