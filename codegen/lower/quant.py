@@ -906,8 +906,9 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
         ih = lin((oh0, st[0]), (kh, dl[0]), -pb[0])
 
         # int8 x itself in the words (the zero point folded or 0), rows contiguous: each run of
-        # 4 columns as one word per channel (pack4: one LDR), widened by sxtb16 and paired by
-        # pkhbt/pkhtb (2 LDR + 4 SXTB16 + 4 PKH for 4 words, not 8 LDRSB + 4 PKHBT)
+        # 4 columns as one word per channel (pack4: one LDR), the channels' halves paired by
+        # pkhbt/pkhtb and widened by sxtb16 (``_quad_words``: 2 LDR + 2 PKH + 4 SXTB16 for 4
+        # words, not 8 LDRSB + 4 PKHBT)
         quads = []
         if lanes == 2 and X.dtype.name == "int8" and isinstance(xzv, Const) and \
                 int(xzv.value) == 0 and X.strides[-1] == 1:
@@ -934,20 +935,15 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
             body: list[Stmt] = []
             done: set[int] = set()
             for j0 in quads:
-                half = []
+                qs = []
                 for ln, c in enumerate(chans):
                     q4 = Var(f"xq{j0}_{ln}{sfx}", I32)
                     body.append(Decl(q4, Call("pack4", tuple(X[(n, c, ih, at(j0 + k))]
                                                             for k in range(4)), I32)))
-                    ev, od = Var(f"xe{j0}_{ln}{sfx}", I32), Var(f"xo{j0}_{ln}{sfx}", I32)
-                    body += [Decl(ev, Call("sxtb16", (q4, Const(0, I32)), I32)),
-                             Decl(od, Call("sxtb16", (q4, Const(8, I32)), I32))]
-                    half.append((ev, od))
-                (e0, o0), (e1, o1) = half
-                for k, w in enumerate((Call("pkhbt", (e0, e1), I32),
-                                       Call("pkhbt", (o0, o1), I32),
-                                       Call("pkhtb", (e1, e0), I32),
-                                       Call("pkhtb", (o1, o0), I32))):
+                    qs.append(q4)
+                decls, ws = _quad_words(qs[0], qs[1], f"{j0}{sfx}")
+                body += decls
+                for k, w in enumerate(ws):
                     body.append(Decl(wv[j0 + k], w))
                     done.add(j0 + k)
             for j in cols:
@@ -1054,25 +1050,19 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
     def fill_quads(col: Buffer, ps: list[Expr]) -> list[Stmt]:
         """The words of a 1 x 1 layer's block of int8 x itself (the zero point folded or 0),
         an even channel count: per channel pair and run of 4 pixels one word load per channel,
-        widened by sxtb16 and paired by pkhbt/pkhtb as ``fill_row``'s quads (2 LDR + 4 SXTB16
-        + 4 PKH for 4 words, not 8 LDRSB + 4 PKHBT), the pixels past the last run one word
-        each."""
+        paired by pkhbt/pkhtb and widened by sxtb16 as ``fill_row``'s quads (``_quad_words``: 2
+        LDR + 2 PKH + 4 SXTB16 for 4 words, not 8 LDRSB + 4 PKHBT), the pixels past the last
+        run one word each."""
         out: list[Stmt] = []
         chans = [lin((cp, 2)), lin((cp, 2), 1)]
         runs = len(ps) // 4 * 4
         for j0 in range(0, runs, 4):
-            half = []
-            for ln, c in enumerate(chans):
-                q4 = Var(f"xq{j0}_{ln}", I32)
-                ev, od = Var(f"xe{j0}_{ln}", I32), Var(f"xo{j0}_{ln}", I32)
-                out += [Decl(q4, Call("pack4", tuple(X[(n, c, ps[j0 + k])] for k in range(4)),
-                                      I32)),
-                        Decl(ev, Call("sxtb16", (q4, Const(0, I32)), I32)),
-                        Decl(od, Call("sxtb16", (q4, Const(8, I32)), I32))]
-                half.append((ev, od))
-            (e0, o0), (e1, o1) = half
-            for k, wd in enumerate((Call("pkhbt", (e0, e1), I32), Call("pkhbt", (o0, o1), I32),
-                                    Call("pkhtb", (e1, e0), I32), Call("pkhtb", (o1, o0), I32))):
+            qs = [Var(f"xq{j0}_{ln}", I32) for ln in range(2)]
+            out += [Decl(q4, Call("pack4", tuple(X[(n, c, ps[j0 + k])] for k in range(4)), I32))
+                    for q4, c in zip(qs, chans)]
+            decls, ws = _quad_words(qs[0], qs[1], str(j0))
+            out += decls
+            for k, wd in enumerate(ws):
                 out.append(Store(col, (cp, Const(j0 + k)), wd))
         for t in range(runs, len(ps)):
             out.append(Store(col, (cp, Const(t)), _word(lanes, [
@@ -1353,6 +1343,21 @@ def _stem_words(C: int, KH: int) -> list[tuple[str, tuple[int, int, int],
     words += [("o", odd[i], odd[i + 1] if i + 1 < len(odd) else None)
               for i in range(0, len(odd), 2)]
     return words
+
+
+def _quad_words(q0: Var, q1: Var, sfx: str) -> tuple[list[Stmt], list[Expr]]:
+    """The 4 words of int16 pairs ``(a[k], b[k])``, k = 0..3, from ``q0`` and ``q1``, the 4
+    int8 values of ``a`` and of ``b`` (one word load each, low byte first): the halves swapped
+    over by ``pkhbt``/``pkhtb`` into ``(a0, a1, b0, b1)`` and ``(a2, a3, b2, b3)`` (locals
+    ``xp<sfx>``, ``xr<sfx>``), each widened by ``sxtb16`` twice (bytes 0 and 2, then 1 and 3):
+    2 PKH + 4 SXTB16 for 4 words, not 4 SXTB16 + 4 PKH (cortex-m4 -Os: 8 -> 16 on 18 x 18,
+    ``fill_quads``, 1.187 -> 1.174 instructions per MAC, on 23 x 23 1.171 -> 1.158; resnet8's
+    3x3 16 -> 16 on 16 x 16, ``fill_row``, 0.859 -> 0.854). Returns (declarations of the two
+    locals, the 4 words)."""
+    lo, hi = Var(f"xp{sfx}", I32), Var(f"xr{sfx}", I32)
+    decls: list[Stmt] = [Decl(lo, Call("pkhbt", (q0, q1), I32)),
+                         Decl(hi, Call("pkhtb", (q1, q0), I32))]
+    return decls, [Call("sxtb16", (v, Const(r, I32)), I32) for v in (lo, hi) for r in (0, 8)]
 
 
 def _word(lanes: int, vals: Sequence[Expr]) -> Expr:

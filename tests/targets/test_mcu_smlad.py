@@ -506,7 +506,8 @@ def test_short_reduction_holds_the_weights(shape, int8, monkeypatch):
         if int8 else ("&w0, &w1, &w2, &w3, &acc0v)" in c and
                       re.search(r"int32_t wp_v0 = \*onnxcc_w\d+\+\+;", c))
     quads = len(shape) > 6
-    assert ("onnxcc_load4(&x" in c and "onnxcc_pkhtb(xe8_1, xe8_0)" in c) is quads
+    assert ("onnxcc_load4(&x" in c and "onnxcc_pkhtb(xq8_1, xq8_0)" in c
+            and "onnxcc_sxtb16(xr8, 8)" in c) is quads
     if P == 35:
         assert "onnxcc_min_int32((pp * 18), 17)" in c and "17) + 1)" in c
         assert not re.search(r"onnxcc_min_int32\(\(\(pp \* 18\) \+ \d+\)", c)
