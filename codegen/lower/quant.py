@@ -1265,7 +1265,8 @@ def _conv_blocked(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, B: Buffer | N
 
     inner, W, col = blk.blocked_nest(lanes=lanes, P=P, PB=PB, M=M, MB=MB, K2=K2,
                                      weights=packed, int8_weights=i8, value=w.name,
-                                     overlap=True, share=True, stationary=held,
+                                     overlap=True, share=True, loads_first=not stem,
+                                     stationary=held,
                                      consts=chan if lanes == 2 else None,
                                      fill=fill_stem if stem else fill_by_row if by_row else
                                      fill_by_kw if by_kw else fill_quads if quads else fill,
