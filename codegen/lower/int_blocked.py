@@ -9,7 +9,8 @@ point folded into the start (the callers' ``fill`` and ``start``). Then for each
 ``MB`` output channels (columns of a MatMul's b) ``PB * MB`` int32 accumulators start at the
 bias and run over the reduction, reading the weights in the order the loop reads them: packed
 at compile time as (channel blocks, K2, MB), centered (``w - w_zero_point``). The reduction
-loop holds ``UNROLL`` steps per iteration (a reduction of at most ``STRAIGHT_WORDS`` words runs
+loop holds ``UNROLL`` steps per iteration (32 or 16 words, the weights read as ``ldm`` groups,
+where 12 leave a remainder; a reduction of at most ``STRAIGHT_WORDS`` words runs
 straight-line). Then each accumulator goes through the epilogue (requantize, zero point,
 clamp). A block past the last position or channel repeats the last one, so its stores write
 the value already written (no guard); a Conv's last block of positions overlaps the one before
@@ -31,7 +32,7 @@ product's start before and multiplier after them (``head``, ``tail``).
   per 16 MACs for MB 4 (a 784 -> 128 QLinearMatMul 1.18 -> 0.81 per MAC; gcc 12 -Os paired few
   of the plain weight loads into LDRD), 13 per 20 for MB 5. A Conv's reduction of at most 4
   words (8 input channels, :func:`stationary_nest`) holds each channel's weight words in
-  registers over a block of up to 16 positions: per position one LDMIA of its 4 scratch words,
+  registers over a block of up to 24 positions: per position one LDMIA of its 4 scratch words,
   4 SMLAD and the epilogue (SMMLA, SSAT, STRB), 8 instructions for 8 MACs. The weights take 2
   bytes per value in flash, twice the int8 model's; when they would not fit the flash so
   (``int8_weights``) they stay int8 and are widened in the loop with the loop IR's ``sxtb16``
@@ -76,9 +77,13 @@ STRAIGHT_WORDS = 32
 #: 1.26 instructions per MAC, on 18 x 23 1.66 -> 1.24; benchmarks/mcu.py's
 #: mobilenet_v1_025_vww (16, 8, 1, 1) layers 1.66 -> 1.26). Blocks of 8, 12, 24, 32: 1.40,
 #: 1.31, 1.22, 1.19 on 48 x 48; a kernel's code grows with the block (16: ~810 bytes, 32:
-#: ~1.5 KB; 4 x 1 ~330), and the scratch too (K2 * STATIONARY_PB words).
+#: ~1.5 KB; 4 x 1 ~330), and the scratch too (K2 * STATIONARY_PB words). At most 24, not 16,
+#: since the per-channel loads read on through the weights' pointer and blocks are sized by
+#: :func:`block_shape`'s count: 8 -> 16 on 18 x 18 1.222 -> 1.187, on 23 x 23 1.218 -> 1.171;
+#: MobileNetV1-0.25's 9 such layers 1.20-1.23 -> 1.17-1.19, its code +2.8 KB, its arena as
+#: before (32: 1.162 and 1.166, +4.9 KB).
 STATIONARY_K2 = 4
-STATIONARY_PB = 16
+STATIONARY_PB = 24
 BLOCK_MIN_K = 8     # fewer reduction values than this: the portable nest is as fast
 #: On DSP cores, whether the weights stay int8 in flash, widened in the loop by ``sxtb16``
 #: (``pack_weights_int8``: the bytes of the int8 model, which the fit check counts), or are
@@ -163,7 +168,8 @@ def pack_weights_int8(wt: np.ndarray, MB: int) -> np.ndarray | None:
 
 def blocked_nest(*, lanes: int, P: int, PB: int, M: int, MB: int, K2: int,
                  weights: np.ndarray, value: str, int8_weights: bool = False,
-                 overlap: bool = False, share: bool = False, stationary: bool = False,
+                 overlap: bool = False, share: bool = False, loads_first: bool = True,
+                 stationary: bool = False,
                  consts: Buffer | None = None,
                  fill: Callable[[Buffer, list[Expr]], list[Stmt]],
                  start: Callable[[Expr, Expr], Expr],
@@ -194,7 +200,8 @@ def blocked_nest(*, lanes: int, P: int, PB: int, M: int, MB: int, K2: int,
     ``min`` per position in the fill and the stores; cortex-m4 -Os, 8 -> 16 on 18 x 23 in 4 x 1
     blocks 2.01 -> 1.74 instructions per MAC). Only where the output does not alias the input
     (a Conv's: never in place). With ``share`` a per-channel load the epilogues of a block's
-    positions share (the requantize multiplier) is read once (:func:`shared_loads`). With
+    positions share (the requantize multiplier) is read once (:func:`shared_loads`), all of
+    them before the block's stores unless ``loads_first`` is False. With
     ``stationary`` (``MB`` 1, lanes 2, ``K2`` <= STATIONARY_K2) the nest is
     :func:`stationary_nest`. ``consts`` (lanes 2), a weight buffer (M, k) int32 of per-channel
     values that ``start`` and ``store`` read as ``consts[m, j]`` (``m`` the channel expression
@@ -220,6 +227,17 @@ def blocked_nest(*, lanes: int, P: int, PB: int, M: int, MB: int, K2: int,
     else:
         n_steps, per = K2, UNROLL
     straight = K2 <= STRAIGHT_WORDS or n_steps <= per
+    # trips of 32 words (else 16) when 12 leave a remainder, each word's MB weights one
+    # ``ldm`` group (register bank 1: the weight pointer walks, no add per trip). Cortex-m4
+    # -Os, 3 x 2 blocks: 128 -> 128 on 6 x 6 (64 words) 0.787 -> 0.762 instructions per MAC
+    # (trips of 16: 0.776; of 16 without the groups 0.780, the groups in trips of 12 0.786),
+    # 256 -> 256 on 3 x 3 (128 words) 0.748 -> 0.722 (trips of 16: 0.738); MobileNetV1-0.25's
+    # 7 such layers, trips of 32 against 16: int8 code +3.4 KB. The groups in trips of 12 over
+    # 72 words (resnet8's 3x3 16 -> 16) 0.859 -> 0.873, straight-line (16 -> 32 on 9 x 9)
+    # 1.041 -> 1.105: not there
+    walk = not straight and n_steps % per != 0 and n_steps % 16 == 0 and not bytes4 and \
+        PB > 1 and lanes == 2 and 2 <= MB <= 4
+    per = (32 if n_steps % 32 == 0 else 16) if walk else per
     if not (lanes == 2 and PB == 1 and straight):
         # (with a reduction loop, cortex-m4 -Os: QLinearMatMul 256 -> 10 2257 -> 2615)
         head = tail = None
@@ -262,7 +280,8 @@ def blocked_nest(*, lanes: int, P: int, PB: int, M: int, MB: int, K2: int,
         PB * MB steps."""
         wv = [Var(f"w{s}_{u}", W.dtype) for s in range(MB)]
         xv = [Var(f"x{t}_{u}", wdt) for t in range(PB)]
-        out: list[Stmt] = [Decl(v, W[(mp, wrow(k), Const(s))]) for s, v in enumerate(wv)]
+        out: list[Stmt] = [Decl(v, Call("ldm", (W[(mp, wrow(k), Const(s))], Const(1, I32)), I32)
+                                if walk else W[(mp, wrow(k), Const(s))]) for s, v in enumerate(wv)]
         out += [Decl(v, ld(col[(k, Const(t))])) for t, v in enumerate(xv)]
         for s in range(MB):
             for t in range(PB):
@@ -349,6 +368,12 @@ def blocked_nest(*, lanes: int, P: int, PB: int, M: int, MB: int, K2: int,
         stores = [st for s in range(MB) for t in range(PB) for st in store(ms[s], ps[t], acc[s][t])]
         stores = substitute_stmts(stores, {}, merge) if consts is not None else stores
     stores = shared_loads(stores) if share else stores
+    if share and loads_first:   # the block's multipliers (adjacent words: LDRD), then stores
+        # (cortex-m4 -Os, 3 x 2 blocks: 16 -> 32 on 9 x 9 1.041 -> 1.030 instructions per MAC,
+        # 128 -> 128 on 6 x 6 0.762 -> 0.758; MobileNetV1-0.25's and resnet8's 3 -> 8 and 3 ->
+        # 16 stems 1.166 -> 1.185 and 1.017 -> 1.035: not for them, ``loads_first`` False)
+        stores = [st for st in stores if isinstance(st, Decl)] + \
+            [st for st in stores if not isinstance(st, Decl)]
     pad = [Store(col, (Const(K2), Const(t)), const(0, wdt)) for t in range(PB)] \
         if K2e > K2 else []
     body = [Loop(pp, 0, PP, fill(col, ps) + pad + [Loop(mp, 0, MP, decls + red + stores)])]
@@ -449,13 +474,24 @@ def stationary_nest(*, P: int, PB: int, M: int, K2: int, weights: np.ndarray, va
         body += [Decl(v, ld(W[(mp, Const(k), Const(0))])) for k, v in enumerate(wv)]
     merge = _merged(consts, W, rows, mp, [mp])
     starts = [substitute(start(mp, p), {}, merge) for p in ps]
+    nxt = rows   # the channel's words read so far: a next word of W reads on
     if all(e == starts[0] for e in starts):   # one start per channel (a Conv's)
         a0 = Var("acc0v", I32)
-        body.append(Decl(a0, starts[0]))
+        body.append(Decl(a0, _walked(starts[0], W, mp, nxt)))
+        nxt += isinstance(body[-1].init, Call)
         starts = [a0] * PB
     acc = [Var(f"acc_{t}", I32) for t in range(PB)]
     per = [substitute_stmts(store(mp, p, a), {}, merge) for p, a in zip(ps, acc)]
     stores = shared_loads([st for sts in per for st in sts])
+    # the channel's next word (its requantize multiplier after the start, ``consts``) read
+    # with them: the loads of a channel tile its words, so one pointer walks W over the loop
+    # (cortex-m4 -Os, 8 -> 16 on 18 x 18 in blocks of 16: no pointer copy and add per
+    # channel, 1.248 -> 1.241 instructions per MAC)
+    for i, st in enumerate(stores):
+        if isinstance(st, Decl) and _walked(st.init, W, mp, nxt) is not st.init:
+            body.append(Decl(st.var, _walked(st.init, W, mp, nxt)))
+            del stores[i]
+            break
     for t in range(PB):
         xv = [Var(f"x{t}_{k}", I32) for k in range(K2)]
         body += [Decl(v, ld(col[(Const(k), Const(t))])) for k, v in enumerate(xv)]
@@ -468,6 +504,15 @@ def stationary_nest(*, P: int, PB: int, M: int, K2: int, weights: np.ndarray, va
             n -= isinstance(st, Store)
     body = [Loop(pp, 0, PP, fill(col, ps) + [Loop(mp, 0, M, body)])]
     return body, W, col
+
+
+def _walked(e: Expr, W: Buffer, mp: Var, row: int) -> Expr:
+    """``e`` as an ``ldm`` hint when it is the load ``W[mp, row, 0]`` (the word after those a
+    stationary channel read before it), else ``e`` itself."""
+    if isinstance(e, Load) and e.buf is W and e.mask is None and \
+            e.index == (mp, Const(row), Const(0)):
+        return Call("ldm", (e,), I32)
+    return e
 
 
 def _replace_loads(e: Expr, env: dict[Load, Var]) -> Expr:
@@ -549,14 +594,26 @@ def block_shape(P: int, M: int, K2: int | None = None) -> tuple[int, int]:
     against 3 x 2 1.19. Batch 1: 1 x 6 and 1 x 8 spill (784 -> 128 dense: 1.30, 1.60 per MAC
     against 0.81 for 1 x 4; 1 x 5 with the 5-word LDMIA 0.78 against 0.76, in its reduction
     loop). A reduction of at most STATIONARY_K2 words (``K2``, a pointwise
-    layer of 8 input channels) takes blocks of up to STATIONARY_PB positions by 1 channel, as
-    even as the fewest blocks allow (20 positions: 2 x 10), for :func:`stationary_nest`: the 3
+    layer of 8 input channels) takes blocks of 8 to STATIONARY_PB positions (all of them
+    when fewer) by 1 channel, the size of the fewest instructions by a count (~8 per position
+    and channel, ~20 of fill per position, ~7 per block and channel: few positions computed
+    twice where the last block overlaps the one before, then few blocks; 35 positions: 2 x
+    18; 324: 18 x 18; of at most 16: 324 in 25 x 13, not 21 x 16 as the fewest blocks,
+    cortex-m4 -Os, 8 -> 16 on 18 x 18 1.241 -> 1.222 instructions per MAC, on 23 x 23 38 x 14
+    1.230 -> 1.218), for
+    :func:`stationary_nest`: the 3
     x 2 block's 6 accumulators, 3 pinned scratch registers and the per-channel requantize
     constants spill there (cortex-m4 -Os, 8 -> 16 on 18 x 18 with per-channel scales: 3 x 2
     2.00, 2 x 2 1.90, 4 x 1 1.75, 5 x 1 2.19; on 16 -> 32 4 x 1 1.251 against 1.250, on 32 ->
     32 1.035 against 0.995)."""
-    if P > 1 and K2 is not None and K2 <= STATIONARY_K2:   # as even blocks as there can be
-        return -(-P // -(-P // STATIONARY_PB)), 1
+    if P > 1 and K2 is not None and K2 <= STATIONARY_K2:
+        # per position ~8 instructions a channel (an LDMIA, 4 SMLAD, the epilogue) and ~20 of
+        # fill, per block ~7 a channel: the fewest instructions (the last block overlaps the
+        # one before, computing some positions twice), then the fewest blocks
+        def cost(pb: int) -> int:
+            return -(-P // pb) * (pb * (8 * M + 20) + 7 * M)
+        return min(range(min(P, 8, STATIONARY_PB), min(P, STATIONARY_PB) + 1),
+                   key=lambda pb: (cost(pb), -pb)), 1
     if P == 1:   # 4 channels, or 5 or 3 when they repeat fewer (resnet8's dense 64 -> 10)
         # with a straight-line reduction (``K2`` given, at most STRAIGHT_WORDS) 5 when it
         # repeats no more than 4 (cortex-m4 -Os: QLinearMatMul 64 -> 20 1044 -> 1009, QGemm
