@@ -45,7 +45,9 @@ at a time; 2.01-2.23 at stride 2 (one row at a time: passes of 2 rows share only
 rows there and measured worse; 2.14-2.51 with blocks of 2 where 4 made 1 iteration; rows of up
 to MAX_GROUPS_S2 outputs without a loop: 16x16x16 2.13 -> 2.01, MobileNetV1-0.25's patched
 stride-2 layers 2.15-2.41 -> 2.07-2.41); ``BOUNDS`` there. benchmarks/mcu.py's depthwise rows:
-DS-CNN 2.20 -> 1.89, MobileNetV1-0.25 (patched) 2.08 -> 1.88. What is left above CMSIS-NN's ~1.5 is
+DS-CNN 2.20 -> 1.89, MobileNetV1-0.25 (patched) 2.08 -> 1.88; with the per-channel multiplier
+and start values read through the weight words' pointer (``TABLE``: each channel's row of the
+weight table holds them after its words) 1.873 and 1.836. What is left above CMSIS-NN's ~1.5 is
 the lane of weight 0 in every ``(w1, 0)`` (2 ``smlad`` per 3 MACs), the requantize epilogue
 once per 9 MACs (SMMLA, SSAT and STRB, ``requantize.mla_form``, where that is exact; else the
 round-half-even form of about 8 instructions), the stride-2 layers and gcc's register
@@ -119,6 +121,19 @@ MAX_GROUPS_S2 = 12
 # stride along W -> output rows per pass of the interior (a block's words loaded and widened
 # once for every output row that reads them)
 VERTICAL = {1: 2, 2: 1}
+# (patched, how the kernel is in place: "direct" over x, "plane" through a copy of x's
+# channel, "" not in place) -> (the per-channel multiplier in the weight table's rows, the
+# start values there: 0 none, 1 the interior's, 2 all), a register or two fewer in the blocks
+# where gcc -Os held them per channel (and W's pointer the only per-channel one with 2).
+# "patched": the weights shared by several nodes (a patched layer's kernels), whose table
+# rows stay equal (so stored once: the border start values differ between the patches).
+# Cortex-M4 -Os instructions per MAC, MobileNetV1-0.25's depthwise row 1.878 -> 1.836 (its
+# patched kernels through a plane, e.g. 8x19x25, measured 1.84 -> 2.07 with the multiplier
+# in the table: gcc then held outer-loop values and spilled accumulators; 128x6x6
+# 1.719 -> 1.627, 9x9 at stride 2 2.328 -> 2.196), DS-CNN's 1.893 -> 1.873; int8 code
+# 92,704 -> 91,348 bytes, weights 483,984 -> 484,048
+TABLE = {(True, "direct"): (1, 1), (True, "plane"): (0, 0), (True, ""): (1, 1),
+         (False, "direct"): (1, 2), (False, "plane"): (1, 2), (False, ""): (1, 2)}
 
 
 def max_groups(sw: int) -> int:
@@ -526,8 +541,20 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
     B = cols.block
     passes = row_passes(OH, r0, r1, vertical)
     made = iter(range(1 << 30))
-    # the tables' shapes and data are set once the kinds of words and starts are known
-    W = Buffer("wdw", I32, (C, KH, 1), space="weight", value=w.name)
+    # the tables' shapes and data are set once the kinds of words and starts are known: each
+    # channel's row of the weight table W holds its KH x 2 packed weight words, then (``TABLE``)
+    # the epilogue's int32 multiplier where it reads one per channel (``per_channel_m``) and
+    # the interior's start value or all start values; the rest of the start values in S
+    patched = ctx.graph is not None and sum(
+        1 for nd in ctx.graph.nodes if any(v is w for v in nd.inputs)) > 1
+    m_in, starts_in = TABLE[(patched, "direct" if direct else "plane" if xplane is not None
+                             else "")]
+    m_data = fin.per_channel_m() if m_in and fin is not None \
+        and hasattr(fin, "per_channel_m") else None
+    at_m = KH * 2
+    at_start = at_m + (m_data is not None)
+    R = at_start + (starts_in == 1)
+    W = Buffer("wdw", I32, (C, R), space="weight", value=w.name)
     S = Buffer("acc0", I32, (C, 1), space="weight", value="")
 
     hoisted: dict[str, tuple[Var, Expr]] = {}
@@ -579,6 +606,18 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
 
     local_starts: dict[int, Var] = {}
 
+    interior = ((True,) * KH, (0, 1, 2))
+
+    def start_val(rows: tuple[bool, ...], taps: tuple[int, ...], looped: bool) -> Expr:
+        """The start value of the taps ``(rows, taps)`` of channel ``c``: from W's row
+        (through the weight words' pointer) where ``starts_in`` puts it there, else
+        ``start_expr``."""
+        if starts_in == 1 and (rows, taps) == interior:
+            return W[(c, Const(at_start))]
+        if starts_in == 2:
+            return W[(c, Const(at_start + start_of(rows, taps)))]
+        return start_expr(start_of(rows, taps), looped)
+
     def start_expr(k: int, looped: bool) -> Expr:
         """Start value ``k`` of channel ``c``: in the loop over columns a local read once per
         channel, elsewhere a load (measured: fewer spills at -Os than locals for all)."""
@@ -614,7 +653,7 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
         u = next(made)
         tag = [f"{u}_{r}_" if len(ohs) > 1 else f"{u}_" for r in range(len(ohs))]
         accs = [[Var(f"acc{tag[r]}{t}", I32) for t in range(len(outs))] for r in range(len(ohs))]
-        body: list[Stmt] = [Decl(a, start_expr(start_of(R.rows, o[2]), looped))
+        body: list[Stmt] = [Decl(a, start_val(R.rows, o[2], looped))
                             for R, ar in zip(ohs, accs) for a, o in zip(ar, outs)]
         # per word: (acc, weight kind, exchanged, half 0 or 1 of the widened word)
         macs: list[list[tuple[int, int, bool, int]]] = [[] for _ in words]
@@ -637,7 +676,7 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
             if (kh, 0) not in wv:
                 for k in sorted(set(used) | set(stored)):
                     wv[kh, k] = Var(f"w{tag[r]}{kh}_{k}", I32)
-                body += [Decl(wv[kh, k], W[(c, Const(kh), Const(k))]) for k in sorted(stored)]
+                body += [Decl(wv[kh, k], W[(c, Const(kh * 2 + k))]) for k in sorted(stored)]
                 body += [Decl(wv[kh, k], derived(kinds[k], wv[kh, 0])) for k in used if k >= 2]
             ih = lin((ohs[0].base, ohs[0].coef * sh), ohs[0].off * sh + rel - pt)
             for wi, (b, _) in enumerate(words):
@@ -654,9 +693,14 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
                     body.append(Assign(accs[r][t], Call(
                         "smladx" if ex else "smlad", (wv[kh, k], xh[rel, wi, h], accs[r][t]),
                         I32)))
+        mv = None
+        if m_data is not None:      # the multiplier read once per block, before its stores
+            mv = Var(f"m{tag[0]}", I32)
+            body.append(Decl(mv, W[(c, Const(at_m))]))
         for R, ar in zip(ohs, accs):
             for acc, (ow, *_) in zip(ar, outs):
-                v = hoist(fin(acc, c)) if fin is not None else acc
+                v = (fin(acc, c, mv) if mv is not None else hoist(fin(acc, c))) \
+                    if fin is not None else acc
                 body.append(Store(plane, (lin((R.base, R.coef * OW), ow, R.off * OW),), v)
                             if plane is not None else
                             Store(Y, (n, c, lin((R.base, R.coef), R.off), ow), v))
@@ -707,19 +751,29 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
 
     # the tables, now that the kinds of words and starts are known
     assert set(kinds) <= {(0, 2), (1, None), (2, None), (0, None)}, kinds
-    wdata = np.zeros((C, KH, 2), np.int64)
+    if starts_in == 2:
+        R += len(starts)
+    wdata = np.zeros((C, R), np.int64)
     for k, (lo, hi) in enumerate(kinds[:2]):
         for lane, tap in ((0, lo), (1, hi)):
             if tap is not None:
-                wdata[:, :, k] += (wc[:, :, tap] & 0xFFFF) << (16 * lane)
+                wdata[:, k:KH * 2:2] += (wc[:, :, tap] & 0xFFFF) << (16 * lane)
+    if m_data is not None:
+        wdata[:, at_m] = m_data
     bias = np.asarray(node.inputs[8].const, np.int64) if q and has_input(node, 8) \
         else np.zeros(C, np.int64)
+    if starts_in == 1:
+        wdata[:, at_start] = bias - xzv * wc.sum(axis=(1, 2))
     sdata = np.zeros((C, len(starts)), np.int64)
     for k, (rows, taps) in enumerate(starts):
         m = np.zeros((KH, 3), np.int64)
         m[np.ix_([kh for kh in range(KH) if rows[kh]], list(taps))] = 1
         sdata[:, k] = bias - xzv * (wc * m).sum(axis=(1, 2))
-    for buf, data in ((W, wdata), (S, sdata)):
+    n_starts = len(starts) + (starts_in == 1)
+    if starts_in == 2:
+        wdata[:, at_start:] = sdata
+        starts.clear()
+    for buf, data in ((W, wdata), (S, sdata)) if starts else ((W, wdata),):
         data = ((data + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
         buf.shape, buf.strides = data.shape, contiguous_strides(data.shape)
         buf.data = data.reshape(-1)
@@ -736,7 +790,7 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
             + (f" in passes of {vertical} output rows (each word widened once for both)"
                if vertical > 1 else "") + ", a row of taps as "
             "4 input bytes in one word widened by SXTB16, SMLAD; taps outside x skipped, "
-            f"{len(starts)} start values per channel" + (f"; {note}" if note else "")
+            f"{n_starts} start values per channel" + (f"; {note}" if note else "")
             + ("; in place: each channel of x copied to a plane of scratch first"
                if xplane is not None else
                "; in place: each channel through a plane of scratch" if plane is not None
