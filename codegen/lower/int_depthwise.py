@@ -47,7 +47,8 @@ to MAX_GROUPS_S2 outputs without a loop: 16x16x16 2.13 -> 2.01, MobileNetV1-0.25
 stride-2 layers 2.15-2.41 -> 2.07-2.41); ``BOUNDS`` there. benchmarks/mcu.py's depthwise rows:
 DS-CNN 2.20 -> 1.89, MobileNetV1-0.25 (patched) 2.08 -> 1.88; with the per-channel multiplier
 and start values read through the weight words' pointer (``TABLE``: each channel's row of the
-weight table holds them after its words) 1.873 and 1.836. What is left above CMSIS-NN's ~1.5 is
+weight table holds them after its words) 1.873 and 1.836; with ``PEEL`` MobileNetV1-0.25 1.806
+(int8 code 91,348 -> 98,972 bytes). What is left above CMSIS-NN's ~1.5 is
 the lane of weight 0 in every ``(w1, 0)`` (2 ``smlad`` per 3 MACs), the requantize epilogue
 once per 9 MACs (SMMLA, SSAT and STRB, ``requantize.mla_form``, where that is exact; else the
 round-half-even form of about 8 instructions), the stride-2 layers and gcc's register
@@ -62,8 +63,13 @@ first (``copy_in``) and the kernel reads its taps there and stores its outputs s
 y's stores may alias the weights for gcc, so it reloads them per block as in a kernel beside
 x, where outputs stored to a local plane let it hoist and spill them (``copy_plane``, the plane
 copied over y's channel afterwards, remains for a y plane larger than x's; MobileNetV1-0.25's
-128x6x6 layers 2.06 -> 1.79, DS-CNN 2.20 -> 2.17 one row at a time). The kernel has no
-``restrict`` pointers in either case (see the end of ``depthwise_smlad``).
+128x6x6 layers 2.06 -> 1.79, DS-CNN 2.20 -> 2.17 one row at a time). Where only the first
+channels fail the simulation in passes of 2 rows (y's channel c lands c * (IH * IW - OH * OW)
+bytes before x's, so later channels trail behind their taps) those channels go as above and
+the rest straight over x in passes of 2 rows (``PEEL``: an If in the loop over channels, the
+code of both; MobileNetV1-0.25's patched 8x25x25 without padding 1.79 -> 1.69, 8x19x19 with
+padding through the plane 1.80 -> 1.70). The kernel has no ``restrict`` pointers in either case
+(see the end of ``depthwise_smlad``).
 """
 
 from __future__ import annotations
@@ -75,7 +81,7 @@ from typing import Any, Callable
 import numpy as np
 
 from onnxcc.codegen.loops import (I32, Assign, Binary, Buffer, Call, Cast, Comment, Const, Decl,
-                                  DType, Expr, Load, Loop, Stmt, Store, Var, const,
+                                  DType, Expr, If, Load, Loop, Stmt, Store, Var, const,
                                   contiguous_strides)
 from onnxcc.ir import Node
 from onnxcc.ops import attr
@@ -118,6 +124,17 @@ MAX_BORDER = 8     # border rows (and blocks of border columns) written out at c
 # 11 outputs as 4 + 4 + 3, a loop of 2 blocks and a block of 3 before; its depthwise row
 # 1.921 -> 1.892, int8 code 90,620 -> 92,160 bytes)
 MAX_GROUPS_S2 = 12
+# a kernel not straight over x in its preferred order (passes of VERTICAL rows) for the first
+# channels only computes channels from c0 on so, c0 at most N * C // PEEL (0: never), and the
+# first c0 channels as before (an If in the loop over channels: the code of both), where
+# those go one row at a time with a loop over the row's blocks, or through a plane of x with
+# padding on the left and a loop over blocks. Cortex-M4 -Os, MobileNetV1-0.25's patched
+# layers, instructions per MAC and bytes of code: 8x25x25 without padding 1.792 -> 1.687
+# (+636 B), 32x9x9 with padding 1.994 -> 1.850 (+1,016 B); left out: without a loop in the
+# row (32x11x11 1.819 -> 1.782, +656 B; 32x11x10 +1,636 B for 1.797 -> 1.739), through the
+# plane without padding on the left (8x19x25 with padding on top 1.841 -> 1.955: worse).
+# Depthwise row 1.836 -> 1.806, int8 code 91,348 -> 98,972 B (all of them 1.800, 103,424 B)
+PEEL = 4
 # stride along W -> output rows per pass of the interior (a block's words loaded and widened
 # once for every output row that reads them)
 VERTICAL = {1: 2, 2: 1}
@@ -373,7 +390,8 @@ def row_passes(OH: int, r0: int, r1: int, vertical: int) -> list[list[int] | int
 
 
 def direct_in_place_ok(NC: int, IH: int, IW: int, OH: int, OW: int, KH: int, sh: int, dh: int,
-                       pt: int, sw: int, pl: int, cols: Columns, vertical: int = 1) -> bool:
+                       pt: int, sw: int, pl: int, cols: Columns, vertical: int = 1,
+                       first: int = 0) -> bool:
     """Whether the kernel may store its outputs straight over x (y planned at x's offset, both
     contiguous, NC images of channels) in the order it computes them: passes of ``vertical``
     output rows top down (``row_passes``), the blocks of a pass left to right (a block of
@@ -384,7 +402,8 @@ def direct_in_place_ok(NC: int, IH: int, IW: int, OH: int, OW: int, KH: int, sh:
     never at stride 1 with padding (output (oh, ow) lands on tap (oh, ow) of the next outputs),
     whose kernel copies x's channel to a plane first; in passes of 2 rows without padding only
     for rows of one block or less (the lower row of a pass lands on the upper row's taps the
-    pass's later blocks read)."""
+    pass's later blocks read). ``first``: only the channels from ``first`` on (those before
+    it computed otherwise: ``direct_from``)."""
     P_in, P_out = IH * IW, OH * OW
     D = P_in - P_out
     if D < 0:
@@ -420,7 +439,7 @@ def direct_in_place_ok(NC: int, IH: int, IW: int, OH: int, OW: int, KH: int, sh:
                         write_at[oh * OW + o] = i
                 i += 1
     p = np.arange(P_out)
-    for ch in range(NC if D else 1):
+    for ch in range(first, NC if D else first + 1):
         a = p - ch * D
         if not (a >= 0).any():
             break
@@ -522,6 +541,7 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
     n, c = axis_var("n", N), axis_var("c", C)
     plane = in_place_plane(ctx, Y)
     direct = False
+    want = (vertical, cols)     # the order the kernel prefers
     if plane is not None and tuple(Y.strides) == contiguous_strides(Y.shape) \
             and tuple(X.strides) == contiguous_strides(X.shape):
         # straight over x where the order allows it, in single output rows if need be
@@ -538,8 +558,19 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
             and tuple(X.strides) == contiguous_strides(X.shape):
         xplane = Buffer("plane", I8, (IH * IW,), space="local")
         plane = None
-    B = cols.block
-    passes = row_passes(OH, r0, r1, vertical)
+    # the first channels alone land on their own taps (y's channel c at c * (IH * IW - OH * OW)
+    # bytes before x's): where the kernel is not straight over x in its preferred order, the
+    # channels from ``peel`` on may be (``PEEL``), and the channels before it go as above
+    peel = 0
+    if PEEL and in_place_plane(ctx, Y) is not None and plane is None \
+            and (direct and vertical != want[0] or xplane is not None and pl > 0) and cols.nb \
+            and tuple(Y.strides) == contiguous_strides(Y.shape) \
+            and tuple(X.strides) == contiguous_strides(X.shape):
+        for f in range(1, max(1, N * C // PEEL) + 1):
+            if direct_in_place_ok(N * C, IH, IW, OH, OW, KH, sh, dh, pt, sw, pl, want[1],
+                                  want[0], first=f):
+                peel = f
+                break
     made = iter(range(1 << 30))
     # the tables' shapes and data are set once the kinds of words and starts are known: each
     # channel's row of the weight table W holds its KH x 2 packed weight words, then (``TABLE``)
@@ -547,8 +578,8 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
     # the interior's start value or all start values; the rest of the start values in S
     patched = ctx.graph is not None and sum(
         1 for nd in ctx.graph.nodes if any(v is w for v in nd.inputs)) > 1
-    m_in, starts_in = TABLE[(patched, "direct" if direct else "plane" if xplane is not None
-                             else "")]
+    m_in, starts_in = TABLE[(patched, "direct" if direct or peel else "plane"
+                             if xplane is not None else "")]
     m_data = fin.per_channel_m() if m_in and fin is not None \
         and hasattr(fin, "per_channel_m") else None
     at_m = KH * 2
@@ -735,19 +766,34 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
                              isinstance(ohs[0].base, Var) and len(ohs) > 1)
         return out + loop
 
-    positions: list[Stmt] = [] if xplane is None else copy_in(X, xplane, n, c)
-    for p in passes:
-        if isinstance(p, int):      # a loop over `p` passes of vertical output rows
-            ohv = Var("oh")
-            if vertical == 1:
-                positions.append(Loop(ohv, r0, r0 + p, row([OutRow(ohv, 1, 0, (True,) * KH)])))
+    # the positions of a channel: one plan, or with ``peel`` the plan above for the channels
+    # before it and straight over x in the preferred order from it on (block, row and word
+    # read cols, B, vertical and xplane when called)
+    plans = [(vertical, cols, xplane)] + ([(want[0], want[1], None)] if peel else [])
+    bodies: list[list[Stmt]] = []
+    fallback_xplane = xplane
+    for vertical, cols, xplane in plans:
+        B = cols.block
+        passes = row_passes(OH, r0, r1, vertical)
+        positions: list[Stmt] = [] if xplane is None else copy_in(X, xplane, n, c)
+        for p in passes:
+            if isinstance(p, int):      # a loop over `p` passes of vertical output rows
+                ohv = Var("oh")
+                if vertical == 1:
+                    positions.append(Loop(ohv, r0, r0 + p,
+                                          row([OutRow(ohv, 1, 0, (True,) * KH)])))
+                else:
+                    positions.append(Loop(ohv, 0, p, row([OutRow(ohv, vertical, r0 + r,
+                                                                  (True,) * KH)
+                                                          for r in range(vertical)])))
             else:
-                positions.append(Loop(ohv, 0, p, row([OutRow(ohv, vertical, r0 + r, (True,) * KH)
-                                                      for r in range(vertical)])))
-        else:
-            positions += row([OutRow(Const(0), 1, r, row_inside(r)) for r in p])
-    if plane is not None:
-        positions += copy_plane(plane, Y, n, c)
+                positions += row([OutRow(Const(0), 1, r, row_inside(r)) for r in p])
+        if plane is not None:
+            positions += copy_plane(plane, Y, n, c)
+        bodies.append(positions)
+    if peel:
+        positions = [If(lin((n, C), c) < Const(peel), bodies[0], bodies[1])]
+    xplane = fallback_xplane
 
     # the tables, now that the kinds of words and starts are known
     assert set(kinds) <= {(0, 2), (1, None), (2, None), (0, None)}, kinds
@@ -795,7 +841,10 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
                if xplane is not None else
                "; in place: each channel through a plane of scratch" if plane is not None
                else "; in place: stored straight over x, behind the taps still to read"
-               if direct else ""))
+               if direct else "")
+            + (f"; from channel {peel} on straight over x" + (
+                f" in passes of {want[0]} output rows" if want[0] > 1 else "")
+               if peel else ""))
     ins = read_buffers(body, [X, W, S] + list(extra_reads))
     if xplane is not None and not any(b is X for b in ins):   # copy_in reads x as a flat view
         ins.insert(0, X)

@@ -5,6 +5,8 @@ Cortex-M4 on QEMU, and under an instruction-per-MAC bound counted exactly by QEM
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import onnxcc
 import pytest
@@ -142,14 +144,18 @@ def test_depthwise_instructions_per_mac(case):
     assert n / macs < BOUNDS[case], n / macs
 
 
-@pytest.mark.parametrize("stride,pad,width", [(1, 1, 14), (2, 1, 14), (1, 0, 14), (1, 0, 4)])
+@pytest.mark.parametrize("stride,pad,width", [(1, 1, 14), (2, 1, 14), (1, 0, 14), (1, 0, 4),
+                                              (1, 0, 25), (1, (1, 1, 0, 0), 19)])
 def test_int8_depthwise_in_place_on_cortex_m4(stride, pad, width):
     """A quantized expansion -> depthwise -> projection block whose depthwise output the plan
     puts over its input: the SMLAD kernel copies each channel of x to a plane of scratch first
     at stride 1 with padding, stores straight over x at stride 2 or without padding
     (``direct_in_place_ok``: in passes of 2 output rows where that order allows it, width 4,
     else one row at a time), bit-exact on QEMU with the host build (which is the same C run on
-    the host)."""
+    the host). Width 25 without padding, and 19 with padding at the beginning only (y's
+    channel smaller than x's), peel the first channel or two (``PEEL``): they go one row at a
+    time, or through the plane, and the channels after them straight over x in passes of 2
+    rows."""
     from builders import make_model
 
     _tools_or_skip("cortex-m4")
@@ -161,7 +167,8 @@ def test_int8_depthwise_in_place_on_cortex_m4(stride, pad, width):
     C = 12
     nodes = [("Conv", ["x", "we"], ["e"]), ("Relu", ["e"], ["r"]),
              ("Conv", ["r", "wd", "bd"], ["d"], {"group": C, "strides": [stride] * 2,
-                                                  "pads": [pad] * 4}),
+                                                  "pads": list(pad) if isinstance(pad, tuple)
+                                                  else [pad] * 4}),
              ("Relu", ["d"], ["c"]), ("Conv", ["c", "wp"], ["y"])]
     model = make_model(nodes, inputs={"x": (1, 4, 10, width)}, outputs={"y": None},
                        inits={"we": w(C, 4, 1, 1), "wd": w(C, 1, 3, 3), "bd": w(C),
@@ -174,6 +181,9 @@ def test_int8_depthwise_in_place_on_cortex_m4(stride, pad, width):
     (k,) = [k for k in cm.program.kernels if "depthwise" in k.comment]
     assert "SMLAD" in k.comment and "in place" in k.comment and k.inplace
     src = "\n".join(p.read_text() for p in cm.lib_dir.glob("*.c"))
+    peel = width in (19, 25)
+    assert bool(re.search(r"from channel [12] on straight over x in passes of 2 output rows",
+                          k.comment)) is peel
     if stride == 1 and pad:
         # x's channel goes to the plane a word at a time (4 byte stores rendered as one), the
         # outputs straight to y
@@ -181,7 +191,7 @@ def test_int8_depthwise_in_place_on_cortex_m4(stride, pad, width):
     else:   # y's smaller channels (or rows) trail behind the taps: stored straight over x
         assert "stored straight over x" in k.comment
         assert all(b.name != "plane" for b in k.locals + k.outputs + k.inputs)
-        assert ("passes of 2 output rows" in k.comment) is (width == 4)
+        assert ("passes of 2 output rows" in k.comment) is (width in (4, 25))
     host = onnxcc.compile(model, "host", quantize=q)
     x = rng.standard_normal((1, 4, 10, width)).astype(np.float32)
     got = qemu.run_on_qemu(cm, {"x": x})["y"]
