@@ -48,7 +48,8 @@ stride-2 layers 2.15-2.41 -> 2.07-2.41); ``BOUNDS`` there. benchmarks/mcu.py's d
 DS-CNN 2.20 -> 1.89, MobileNetV1-0.25 (patched) 2.08 -> 1.88; with the per-channel multiplier
 and start values read through the weight words' pointer (``TABLE``: each channel's row of the
 weight table holds them after its words) 1.873 and 1.836; with ``PEEL`` MobileNetV1-0.25 1.806
-(int8 code 91,348 -> 98,972 bytes), 1.797 with all start values in their tables (``TABLE``).
+(int8 code 91,348 -> 98,972 bytes), 1.797 with all start values in their tables (``TABLE``),
+1.789 with the planes without padding on the left peeled too (99,832 bytes).
 What is left above CMSIS-NN's ~1.5 is
 the lane of weight 0 in every ``(w1, 0)`` (2 ``smlad`` per 3 MACs), the requantize epilogue
 once per 9 MACs (SMMLA, SSAT and STRB, ``requantize.mla_form``, where that is exact; else the
@@ -69,7 +70,7 @@ channels fail the simulation in passes of 2 rows (y's channel c lands c * (IH * 
 bytes before x's, so later channels trail behind their taps) those channels go as above and
 the rest straight over x in passes of 2 rows (``PEEL``: an If in the loop over channels, the
 code of both; MobileNetV1-0.25's patched 8x25x25 without padding 1.79 -> 1.69, 8x19x19 with
-padding through the plane 1.80 -> 1.70). The kernel has no ``restrict`` pointers in either case
+padding through the plane 1.80 -> 1.68). The kernel has no ``restrict`` pointers in either case
 (see the end of ``depthwise_smlad``).
 """
 
@@ -128,14 +129,14 @@ MAX_GROUPS_S2 = 12
 # a kernel not straight over x in its preferred order (passes of VERTICAL rows) for the first
 # channels only computes channels from c0 on so, c0 at most N * C // PEEL (0: never), and the
 # first c0 channels as before (an If in the loop over channels: the code of both), where
-# those go one row at a time with a loop over the row's blocks, or through a plane of x with
-# padding on the left and a loop over blocks. Cortex-M4 -Os, MobileNetV1-0.25's patched
-# layers, instructions per MAC and bytes of code: 8x25x25 without padding 1.792 -> 1.687
-# (+636 B), 32x9x9 with padding 1.994 -> 1.850 (+1,016 B); left out: without a loop in the
-# row (32x11x11 1.819 -> 1.782, +656 B; 32x11x10 +1,636 B for 1.797 -> 1.739), through the
-# plane without padding on the left (8x19x25 with padding on top 1.841 -> 1.955: worse).
-# Depthwise row 1.836 -> 1.806, int8 code 91,348 -> 98,972 B (all of them 1.800, 103,424 B)
-PEEL = 4
+# those go one row at a time, or through a plane of x, with a loop over the row's blocks.
+# Cortex-M4 -Os, MobileNetV1-0.25's patched layers, instructions per MAC and bytes of code:
+# 8x25x25 without padding 1.792 -> 1.687 (+636 B), 32x9x9 with padding 1.994 -> 1.850
+# (+1,016 B), 8x19x25 with padding on top 1.841 -> 1.705 (all start values in the table:
+# TABLE "peel"); left out: rows without a loop (32x11x11 1.819 -> 1.782, +656 B; 32x11x10
+# +1,636 B for 1.797 -> 1.739), more than 1 of 8 channels peeled (8x19x22, 2 of 8:
+# 1.872 -> 1.992). Depthwise row 1.836 -> 1.789, int8 code 91,348 -> 99,832 B
+PEEL = 8
 # stride along W -> output rows per pass of the interior (a block's words loaded and widened
 # once for every output row that reads them)
 VERTICAL = {1: 2, 2: 1}
@@ -568,7 +569,7 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
     # channels from ``peel`` on may be (``PEEL``), and the channels before it go as above
     peel = 0
     if PEEL and in_place_plane(ctx, Y) is not None and plane is None \
-            and (direct and vertical != want[0] or xplane is not None and pl > 0) and cols.nb \
+            and (direct and vertical != want[0] or xplane is not None) and cols.nb \
             and tuple(Y.strides) == contiguous_strides(Y.shape) \
             and tuple(X.strides) == contiguous_strides(X.shape):
         for f in range(1, max(1, N * C // PEEL) + 1):
