@@ -45,7 +45,12 @@ at a time; 2.01-2.23 at stride 2 (one row at a time: passes of 2 rows share only
 rows there and measured worse; 2.14-2.51 with blocks of 2 where 4 made 1 iteration; rows of up
 to MAX_GROUPS_S2 outputs without a loop: 16x16x16 2.13 -> 2.01, MobileNetV1-0.25's patched
 stride-2 layers 2.15-2.41 -> 2.07-2.41); ``BOUNDS`` there. benchmarks/mcu.py's depthwise rows:
-DS-CNN 2.20 -> 1.89, MobileNetV1-0.25 (patched) 2.08 -> 1.88. What is left above CMSIS-NN's ~1.5 is
+DS-CNN 2.20 -> 1.89, MobileNetV1-0.25 (patched) 2.08 -> 1.88; with the per-channel multiplier
+and start values read through the weight words' pointer (``TABLE``: each channel's row of the
+weight table holds them after its words) 1.873 and 1.836; with ``PEEL`` MobileNetV1-0.25 1.806
+(int8 code 91,348 -> 98,972 bytes), 1.797 with all start values in their tables (``TABLE``),
+1.789 with the planes without padding on the left peeled too (99,832 bytes).
+What is left above CMSIS-NN's ~1.5 is
 the lane of weight 0 in every ``(w1, 0)`` (2 ``smlad`` per 3 MACs), the requantize epilogue
 once per 9 MACs (SMMLA, SSAT and STRB, ``requantize.mla_form``, where that is exact; else the
 round-half-even form of about 8 instructions), the stride-2 layers and gcc's register
@@ -60,8 +65,13 @@ first (``copy_in``) and the kernel reads its taps there and stores its outputs s
 y's stores may alias the weights for gcc, so it reloads them per block as in a kernel beside
 x, where outputs stored to a local plane let it hoist and spill them (``copy_plane``, the plane
 copied over y's channel afterwards, remains for a y plane larger than x's; MobileNetV1-0.25's
-128x6x6 layers 2.06 -> 1.79, DS-CNN 2.20 -> 2.17 one row at a time). The kernel has no
-``restrict`` pointers in either case (see the end of ``depthwise_smlad``).
+128x6x6 layers 2.06 -> 1.79, DS-CNN 2.20 -> 2.17 one row at a time). Where only the first
+channels fail the simulation in passes of 2 rows (y's channel c lands c * (IH * IW - OH * OW)
+bytes before x's, so later channels trail behind their taps) those channels go as above and
+the rest straight over x in passes of 2 rows (``PEEL``: an If in the loop over channels, the
+code of both; MobileNetV1-0.25's patched 8x25x25 without padding 1.79 -> 1.69, 8x19x19 with
+padding through the plane 1.80 -> 1.68). The kernel has no ``restrict`` pointers in either case
+(see the end of ``depthwise_smlad``).
 """
 
 from __future__ import annotations
@@ -73,7 +83,7 @@ from typing import Any, Callable
 import numpy as np
 
 from onnxcc.codegen.loops import (I32, Assign, Binary, Buffer, Call, Cast, Comment, Const, Decl,
-                                  DType, Expr, Load, Loop, Stmt, Store, Var, const,
+                                  DType, Expr, If, Load, Loop, Stmt, Store, Var, const,
                                   contiguous_strides)
 from onnxcc.ir import Node
 from onnxcc.ops import attr
@@ -116,9 +126,37 @@ MAX_BORDER = 8     # border rows (and blocks of border columns) written out at c
 # 11 outputs as 4 + 4 + 3, a loop of 2 blocks and a block of 3 before; its depthwise row
 # 1.921 -> 1.892, int8 code 90,620 -> 92,160 bytes)
 MAX_GROUPS_S2 = 12
+# a kernel not straight over x in its preferred order (passes of VERTICAL rows) for the first
+# channels only computes channels from c0 on so, c0 at most N * C // PEEL (0: never), and the
+# first c0 channels as before (an If in the loop over channels: the code of both), where
+# those go one row at a time, or through a plane of x, with a loop over the row's blocks.
+# Cortex-M4 -Os, MobileNetV1-0.25's patched layers, instructions per MAC and bytes of code:
+# 8x25x25 without padding 1.792 -> 1.687 (+636 B), 32x9x9 with padding 1.994 -> 1.850
+# (+1,016 B), 8x19x25 with padding on top 1.841 -> 1.705 (all start values in the table:
+# TABLE "peel"); left out: rows without a loop (32x11x11 1.819 -> 1.782, +656 B; 32x11x10
+# +1,636 B for 1.797 -> 1.739), more than 1 of 8 channels peeled (8x19x22, 2 of 8:
+# 1.872 -> 1.992). Depthwise row 1.836 -> 1.789, int8 code 91,348 -> 99,832 B
+PEEL = 8
 # stride along W -> output rows per pass of the interior (a block's words loaded and widened
 # once for every output row that reads them)
 VERTICAL = {1: 2, 2: 1}
+# (patched, how the kernel is in place: "direct" over x, "plane" through a copy of x's
+# channel, "" not in place) -> (the per-channel multiplier in the weight table's rows, the
+# start values there: 0 none, 1 the interior's, 2 all), a register or two fewer in the blocks
+# where gcc -Os held them per channel (and W's pointer the only per-channel one with 2).
+# "patched": the weights shared by several nodes (a patched layer's kernels), whose table
+# rows stay equal (so stored once: the border start values differ between the patches).
+# Cortex-M4 -Os instructions per MAC, MobileNetV1-0.25's depthwise row 1.878 -> 1.836 (its
+# patched kernels through a plane, e.g. 8x19x25, measured 1.84 -> 2.07 with the multiplier
+# in the table: gcc then held outer-loop values and spilled accumulators; 128x6x6
+# 1.719 -> 1.627, 9x9 at stride 2 2.328 -> 2.196), DS-CNN's 1.893 -> 1.873; int8 code
+# 92,704 -> 91,348 bytes, weights 483,984 -> 484,048. "peel" (PEEL): all start values in the
+# table though the patches' tables differ then (measured against the interior's alone:
+# MobileNetV1-0.25 1.806 -> 1.797, its 32x10x9 patch through the plane 1.785 -> 1.716, int8
+# code 98,972 -> 98,280 bytes, weights 483,568 -> 488,176)
+TABLE = {(True, "direct"): (1, 1), (True, "plane"): (0, 0), (True, ""): (1, 1),
+         (True, "peel"): (1, 2), (False, "direct"): (1, 2), (False, "plane"): (1, 2),
+         (False, ""): (1, 2), (False, "peel"): (1, 2)}
 
 
 def max_groups(sw: int) -> int:
@@ -358,7 +396,8 @@ def row_passes(OH: int, r0: int, r1: int, vertical: int) -> list[list[int] | int
 
 
 def direct_in_place_ok(NC: int, IH: int, IW: int, OH: int, OW: int, KH: int, sh: int, dh: int,
-                       pt: int, sw: int, pl: int, cols: Columns, vertical: int = 1) -> bool:
+                       pt: int, sw: int, pl: int, cols: Columns, vertical: int = 1,
+                       first: int = 0) -> bool:
     """Whether the kernel may store its outputs straight over x (y planned at x's offset, both
     contiguous, NC images of channels) in the order it computes them: passes of ``vertical``
     output rows top down (``row_passes``), the blocks of a pass left to right (a block of
@@ -369,7 +408,8 @@ def direct_in_place_ok(NC: int, IH: int, IW: int, OH: int, OW: int, KH: int, sh:
     never at stride 1 with padding (output (oh, ow) lands on tap (oh, ow) of the next outputs),
     whose kernel copies x's channel to a plane first; in passes of 2 rows without padding only
     for rows of one block or less (the lower row of a pass lands on the upper row's taps the
-    pass's later blocks read)."""
+    pass's later blocks read). ``first``: only the channels from ``first`` on (those before
+    it computed otherwise: ``direct_from``)."""
     P_in, P_out = IH * IW, OH * OW
     D = P_in - P_out
     if D < 0:
@@ -405,7 +445,7 @@ def direct_in_place_ok(NC: int, IH: int, IW: int, OH: int, OW: int, KH: int, sh:
                         write_at[oh * OW + o] = i
                 i += 1
     p = np.arange(P_out)
-    for ch in range(NC if D else 1):
+    for ch in range(first, NC if D else first + 1):
         a = p - ch * D
         if not (a >= 0).any():
             break
@@ -507,6 +547,7 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
     n, c = axis_var("n", N), axis_var("c", C)
     plane = in_place_plane(ctx, Y)
     direct = False
+    want = (vertical, cols)     # the order the kernel prefers
     if plane is not None and tuple(Y.strides) == contiguous_strides(Y.shape) \
             and tuple(X.strides) == contiguous_strides(X.shape):
         # straight over x where the order allows it, in single output rows if need be
@@ -523,11 +564,34 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
             and tuple(X.strides) == contiguous_strides(X.shape):
         xplane = Buffer("plane", I8, (IH * IW,), space="local")
         plane = None
-    B = cols.block
-    passes = row_passes(OH, r0, r1, vertical)
+    # the first channels alone land on their own taps (y's channel c at c * (IH * IW - OH * OW)
+    # bytes before x's): where the kernel is not straight over x in its preferred order, the
+    # channels from ``peel`` on may be (``PEEL``), and the channels before it go as above
+    peel = 0
+    if PEEL and in_place_plane(ctx, Y) is not None and plane is None \
+            and (direct and vertical != want[0] or xplane is not None) and cols.nb \
+            and tuple(Y.strides) == contiguous_strides(Y.shape) \
+            and tuple(X.strides) == contiguous_strides(X.shape):
+        for f in range(1, max(1, N * C // PEEL) + 1):
+            if direct_in_place_ok(N * C, IH, IW, OH, OW, KH, sh, dh, pt, sw, pl, want[1],
+                                  want[0], first=f):
+                peel = f
+                break
     made = iter(range(1 << 30))
-    # the tables' shapes and data are set once the kinds of words and starts are known
-    W = Buffer("wdw", I32, (C, KH, 1), space="weight", value=w.name)
+    # the tables' shapes and data are set once the kinds of words and starts are known: each
+    # channel's row of the weight table W holds its KH x 2 packed weight words, then (``TABLE``)
+    # the epilogue's int32 multiplier where it reads one per channel (``per_channel_m``) and
+    # the interior's start value or all start values; the rest of the start values in S
+    patched = ctx.graph is not None and sum(
+        1 for nd in ctx.graph.nodes if any(v is w for v in nd.inputs)) > 1
+    m_in, starts_in = TABLE[(patched, "peel" if peel else "direct" if direct else "plane"
+                             if xplane is not None else "")]
+    m_data = fin.per_channel_m() if m_in and fin is not None \
+        and hasattr(fin, "per_channel_m") else None
+    at_m = KH * 2
+    at_start = at_m + (m_data is not None)
+    R = at_start + (starts_in == 1)
+    W = Buffer("wdw", I32, (C, R), space="weight", value=w.name)
     S = Buffer("acc0", I32, (C, 1), space="weight", value="")
 
     hoisted: dict[str, tuple[Var, Expr]] = {}
@@ -579,6 +643,18 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
 
     local_starts: dict[int, Var] = {}
 
+    interior = ((True,) * KH, (0, 1, 2))
+
+    def start_val(rows: tuple[bool, ...], taps: tuple[int, ...], looped: bool) -> Expr:
+        """The start value of the taps ``(rows, taps)`` of channel ``c``: from W's row
+        (through the weight words' pointer) where ``starts_in`` puts it there, else
+        ``start_expr``."""
+        if starts_in == 1 and (rows, taps) == interior:
+            return W[(c, Const(at_start))]
+        if starts_in == 2:
+            return W[(c, Const(at_start + start_of(rows, taps)))]
+        return start_expr(start_of(rows, taps), looped)
+
     def start_expr(k: int, looped: bool) -> Expr:
         """Start value ``k`` of channel ``c``: in the loop over columns a local read once per
         channel, elsewhere a load (measured: fewer spills at -Os than locals for all)."""
@@ -614,7 +690,7 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
         u = next(made)
         tag = [f"{u}_{r}_" if len(ohs) > 1 else f"{u}_" for r in range(len(ohs))]
         accs = [[Var(f"acc{tag[r]}{t}", I32) for t in range(len(outs))] for r in range(len(ohs))]
-        body: list[Stmt] = [Decl(a, start_expr(start_of(R.rows, o[2]), looped))
+        body: list[Stmt] = [Decl(a, start_val(R.rows, o[2], looped))
                             for R, ar in zip(ohs, accs) for a, o in zip(ar, outs)]
         # per word: (acc, weight kind, exchanged, half 0 or 1 of the widened word)
         macs: list[list[tuple[int, int, bool, int]]] = [[] for _ in words]
@@ -637,7 +713,7 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
             if (kh, 0) not in wv:
                 for k in sorted(set(used) | set(stored)):
                     wv[kh, k] = Var(f"w{tag[r]}{kh}_{k}", I32)
-                body += [Decl(wv[kh, k], W[(c, Const(kh), Const(k))]) for k in sorted(stored)]
+                body += [Decl(wv[kh, k], W[(c, Const(kh * 2 + k))]) for k in sorted(stored)]
                 body += [Decl(wv[kh, k], derived(kinds[k], wv[kh, 0])) for k in used if k >= 2]
             ih = lin((ohs[0].base, ohs[0].coef * sh), ohs[0].off * sh + rel - pt)
             for wi, (b, _) in enumerate(words):
@@ -654,9 +730,14 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
                     body.append(Assign(accs[r][t], Call(
                         "smladx" if ex else "smlad", (wv[kh, k], xh[rel, wi, h], accs[r][t]),
                         I32)))
+        mv = None
+        if m_data is not None:      # the multiplier read once per block, before its stores
+            mv = Var(f"m{tag[0]}", I32)
+            body.append(Decl(mv, W[(c, Const(at_m))]))
         for R, ar in zip(ohs, accs):
             for acc, (ow, *_) in zip(ar, outs):
-                v = hoist(fin(acc, c)) if fin is not None else acc
+                v = (fin(acc, c, mv) if mv is not None else hoist(fin(acc, c))) \
+                    if fin is not None else acc
                 body.append(Store(plane, (lin((R.base, R.coef * OW), ow, R.off * OW),), v)
                             if plane is not None else
                             Store(Y, (n, c, lin((R.base, R.coef), R.off), ow), v))
@@ -691,35 +772,60 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
                              isinstance(ohs[0].base, Var) and len(ohs) > 1)
         return out + loop
 
-    positions: list[Stmt] = [] if xplane is None else copy_in(X, xplane, n, c)
-    for p in passes:
-        if isinstance(p, int):      # a loop over `p` passes of vertical output rows
-            ohv = Var("oh")
-            if vertical == 1:
-                positions.append(Loop(ohv, r0, r0 + p, row([OutRow(ohv, 1, 0, (True,) * KH)])))
+    # the positions of a channel: one plan, or with ``peel`` the plan above for the channels
+    # before it and straight over x in the preferred order from it on (block, row and word
+    # read cols, B, vertical and xplane when called)
+    plans = [(vertical, cols, xplane)] + ([(want[0], want[1], None)] if peel else [])
+    bodies: list[list[Stmt]] = []
+    fallback_xplane = xplane
+    for vertical, cols, xplane in plans:
+        B = cols.block
+        passes = row_passes(OH, r0, r1, vertical)
+        positions: list[Stmt] = [] if xplane is None else copy_in(X, xplane, n, c)
+        for p in passes:
+            if isinstance(p, int):      # a loop over `p` passes of vertical output rows
+                ohv = Var("oh")
+                if vertical == 1:
+                    positions.append(Loop(ohv, r0, r0 + p,
+                                          row([OutRow(ohv, 1, 0, (True,) * KH)])))
+                else:
+                    positions.append(Loop(ohv, 0, p, row([OutRow(ohv, vertical, r0 + r,
+                                                                  (True,) * KH)
+                                                          for r in range(vertical)])))
             else:
-                positions.append(Loop(ohv, 0, p, row([OutRow(ohv, vertical, r0 + r, (True,) * KH)
-                                                      for r in range(vertical)])))
-        else:
-            positions += row([OutRow(Const(0), 1, r, row_inside(r)) for r in p])
-    if plane is not None:
-        positions += copy_plane(plane, Y, n, c)
+                positions += row([OutRow(Const(0), 1, r, row_inside(r)) for r in p])
+        if plane is not None:
+            positions += copy_plane(plane, Y, n, c)
+        bodies.append(positions)
+    if peel:
+        positions = [If(lin((n, C), c) < Const(peel), bodies[0], bodies[1])]
+    xplane = fallback_xplane
 
     # the tables, now that the kinds of words and starts are known
     assert set(kinds) <= {(0, 2), (1, None), (2, None), (0, None)}, kinds
-    wdata = np.zeros((C, KH, 2), np.int64)
+    if starts_in == 2:
+        R += len(starts)
+    wdata = np.zeros((C, R), np.int64)
     for k, (lo, hi) in enumerate(kinds[:2]):
         for lane, tap in ((0, lo), (1, hi)):
             if tap is not None:
-                wdata[:, :, k] += (wc[:, :, tap] & 0xFFFF) << (16 * lane)
+                wdata[:, k:KH * 2:2] += (wc[:, :, tap] & 0xFFFF) << (16 * lane)
+    if m_data is not None:
+        wdata[:, at_m] = m_data
     bias = np.asarray(node.inputs[8].const, np.int64) if q and has_input(node, 8) \
         else np.zeros(C, np.int64)
+    if starts_in == 1:
+        wdata[:, at_start] = bias - xzv * wc.sum(axis=(1, 2))
     sdata = np.zeros((C, len(starts)), np.int64)
     for k, (rows, taps) in enumerate(starts):
         m = np.zeros((KH, 3), np.int64)
         m[np.ix_([kh for kh in range(KH) if rows[kh]], list(taps))] = 1
         sdata[:, k] = bias - xzv * (wc * m).sum(axis=(1, 2))
-    for buf, data in ((W, wdata), (S, sdata)):
+    n_starts = len(starts) + (starts_in == 1)
+    if starts_in == 2:
+        wdata[:, at_start:] = sdata
+        starts.clear()
+    for buf, data in ((W, wdata), (S, sdata)) if starts else ((W, wdata),):
         data = ((data + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
         buf.shape, buf.strides = data.shape, contiguous_strides(data.shape)
         buf.data = data.reshape(-1)
@@ -736,12 +842,15 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
             + (f" in passes of {vertical} output rows (each word widened once for both)"
                if vertical > 1 else "") + ", a row of taps as "
             "4 input bytes in one word widened by SXTB16, SMLAD; taps outside x skipped, "
-            f"{len(starts)} start values per channel" + (f"; {note}" if note else "")
+            f"{n_starts} start values per channel" + (f"; {note}" if note else "")
             + ("; in place: each channel of x copied to a plane of scratch first"
                if xplane is not None else
                "; in place: each channel through a plane of scratch" if plane is not None
                else "; in place: stored straight over x, behind the taps still to read"
-               if direct else ""))
+               if direct else "")
+            + (f"; from channel {peel} on straight over x" + (
+                f" in passes of {want[0]} output rows" if want[0] > 1 else "")
+               if peel else ""))
     ins = read_buffers(body, [X, W, S] + list(extra_reads))
     if xplane is not None and not any(b is X for b in ins):   # copy_in reads x as a flat view
         ins.insert(0, X)

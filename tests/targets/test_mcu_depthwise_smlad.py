@@ -5,6 +5,8 @@ Cortex-M4 on QEMU, and under an instruction-per-MAC bound counted exactly by QEM
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import onnxcc
 import pytest
@@ -117,11 +119,17 @@ def test_smladx_and_pack4_references():
 #: 3.751, 3.357 with restrict: gcc hoisted the weight words out of the loops and spilled them);
 #: the scalar nest: 7.4-7.5 on DS-CNN's and MobileNetV1's layers. The bounds: the measured
 #: numbers plus about 5%.
-BOUNDS = {"dw3x3_s1_32x12x12": 1.68, "dw3x3_s2_16x16x16": 2.11, "dw3x3_s1_64x25x5": 1.87}
+BOUNDS = {"dw3x3_s1_32x12x12": 1.68, "dw3x3_s2_16x16x16": 2.11, "dw3x3_s1_64x25x5": 1.87,
+          "dw3x3_s1_128x6x6": 1.67, "dw3x3_s2_32x9x9": 2.25}
 SPEED = {"dw3x3_s1_32x12x12": (lambda: qdw(32, 12, 12), 32 * 9 * 144),
          "dw3x3_s2_16x16x16": (lambda: qdw(16, 16, 16, pads=(0, 0, 1, 1), strides=(2, 2)),
                                16 * 9 * 64),
-         "dw3x3_s1_64x25x5": (lambda: qdw(64, 25, 5), 64 * 9 * 125)}
+         "dw3x3_s1_64x25x5": (lambda: qdw(64, 25, 5), 64 * 9 * 125),
+         # MobileNetV1-0.25's: the per-channel multiplier and start values in the weight
+         # table's rows (TABLE), 1.704 and 2.328 before
+         "dw3x3_s1_128x6x6": (lambda: qdw(128, 6, 6), 128 * 9 * 36),
+         "dw3x3_s2_32x9x9": (lambda: qdw(32, 9, 9, pads=(0, 0, 0, 0), strides=(2, 2)),
+                             32 * 9 * 16)}
 
 
 @pytest.mark.parametrize("case", list(BOUNDS))
@@ -136,14 +144,18 @@ def test_depthwise_instructions_per_mac(case):
     assert n / macs < BOUNDS[case], n / macs
 
 
-@pytest.mark.parametrize("stride,pad,width", [(1, 1, 14), (2, 1, 14), (1, 0, 14), (1, 0, 4)])
+@pytest.mark.parametrize("stride,pad,width", [(1, 1, 14), (2, 1, 14), (1, 0, 14), (1, 0, 4),
+                                              (1, 0, 25), (1, (1, 0, 0, 0), 25)])
 def test_int8_depthwise_in_place_on_cortex_m4(stride, pad, width):
     """A quantized expansion -> depthwise -> projection block whose depthwise output the plan
     puts over its input: the SMLAD kernel copies each channel of x to a plane of scratch first
     at stride 1 with padding, stores straight over x at stride 2 or without padding
     (``direct_in_place_ok``: in passes of 2 output rows where that order allows it, width 4,
     else one row at a time), bit-exact on QEMU with the host build (which is the same C run on
-    the host)."""
+    the host). Width 25 without padding, and 19 x 25 with padding on top only (y's
+    channel smaller than x's), peel the first channel or two (``PEEL``): they go one row at a
+    time, or through the plane, and the channels after them straight over x in passes of 2
+    rows."""
     from builders import make_model
 
     _tools_or_skip("cortex-m4")
@@ -155,12 +167,14 @@ def test_int8_depthwise_in_place_on_cortex_m4(stride, pad, width):
     C = 12
     nodes = [("Conv", ["x", "we"], ["e"]), ("Relu", ["e"], ["r"]),
              ("Conv", ["r", "wd", "bd"], ["d"], {"group": C, "strides": [stride] * 2,
-                                                  "pads": [pad] * 4}),
+                                                  "pads": list(pad) if isinstance(pad, tuple)
+                                                  else [pad] * 4}),
              ("Relu", ["d"], ["c"]), ("Conv", ["c", "wp"], ["y"])]
-    model = make_model(nodes, inputs={"x": (1, 4, 10, width)}, outputs={"y": None},
+    H = 19 if isinstance(pad, tuple) else 10
+    model = make_model(nodes, inputs={"x": (1, 4, H, width)}, outputs={"y": None},
                        inits={"we": w(C, 4, 1, 1), "wd": w(C, 1, 3, 3), "bd": w(C),
                               "wp": w(8, C, 1, 1)})
-    q = onnxcc.Int8(calibration={"x": rng.standard_normal((4, 1, 4, 10, width)).astype("f4")})
+    q = onnxcc.Int8(calibration={"x": rng.standard_normal((4, 1, 4, H, width)).astype("f4")})
     cm = onnxcc.compile(model, "cortex-m4", quantize=q, max_recompute=0)
     dw = next(n for n in cm.graph.nodes if n.op == "QLinearConv"
               and int(n.attrs.get("group") or 1) > 1)
@@ -168,6 +182,9 @@ def test_int8_depthwise_in_place_on_cortex_m4(stride, pad, width):
     (k,) = [k for k in cm.program.kernels if "depthwise" in k.comment]
     assert "SMLAD" in k.comment and "in place" in k.comment and k.inplace
     src = "\n".join(p.read_text() for p in cm.lib_dir.glob("*.c"))
+    peel = width == 25
+    assert bool(re.search(r"from channel [12] on straight over x in passes of 2 output rows",
+                          k.comment)) is peel
     if stride == 1 and pad:
         # x's channel goes to the plane a word at a time (4 byte stores rendered as one), the
         # outputs straight to y
@@ -175,9 +192,9 @@ def test_int8_depthwise_in_place_on_cortex_m4(stride, pad, width):
     else:   # y's smaller channels (or rows) trail behind the taps: stored straight over x
         assert "stored straight over x" in k.comment
         assert all(b.name != "plane" for b in k.locals + k.outputs + k.inputs)
-        assert ("passes of 2 output rows" in k.comment) is (width == 4)
+        assert ("passes of 2 output rows" in k.comment) is (width in (4, 25))
     host = onnxcc.compile(model, "host", quantize=q)
-    x = rng.standard_normal((1, 4, 10, width)).astype(np.float32)
+    x = rng.standard_normal((1, 4, H, width)).astype(np.float32)
     got = qemu.run_on_qemu(cm, {"x": x})["y"]
     np.testing.assert_array_equal(got, host.run({"x": x})["y"])
     np.testing.assert_array_equal(cm.run({"x": x})["y"], got)
