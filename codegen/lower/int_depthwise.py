@@ -48,9 +48,11 @@ stride-2 layers 2.15-2.41 -> 2.07-2.41); ``BOUNDS`` there. benchmarks/mcu.py's d
 DS-CNN 2.20 -> 1.89, MobileNetV1-0.25 (patched) 2.08 -> 1.88; with the per-channel multiplier
 and start values read through the weight words' pointer (``TABLE``: each channel's row of the
 weight table holds them after its words) 1.873 and 1.836; with ``PEEL`` MobileNetV1-0.25 1.806
-(int8 code 91,348 -> 98,972 bytes), 1.797 with all start values in their tables (``TABLE``),
-1.789 with the planes without padding on the left peeled too (99,832 bytes).
-What is left above CMSIS-NN's ~1.5 is
+(int8 code 91,348 -> 98,972 bytes); 1.797 with all of a peeled kernel's start values in its
+table, but the patches' tables then differ (weights +4.6 KB), so they do not; the planes without
+padding on the left peeled too (``PEEL``). CMSIS-NN's ``arm_depthwise_conv_wrapper_s8`` on the
+same layers, built and counted the same way, takes 9.66 (DS-CNN) and 9.99 (MobileNetV1-0.25,
+unpatched) instructions per MAC (benchmarks/cmsis_nn.py). What is left above the floor here is
 the lane of weight 0 in every ``(w1, 0)`` (2 ``smlad`` per 3 MACs), the requantize epilogue
 once per 9 MACs (SMMLA, SSAT and STRB, ``requantize.mla_form``, where that is exact; else the
 round-half-even form of about 8 instructions), the stride-2 layers and gcc's register
@@ -150,13 +152,9 @@ VERTICAL = {1: 2, 2: 1}
 # patched kernels through a plane, e.g. 8x19x25, measured 1.84 -> 2.07 with the multiplier
 # in the table: gcc then held outer-loop values and spilled accumulators; 128x6x6
 # 1.719 -> 1.627, 9x9 at stride 2 2.328 -> 2.196), DS-CNN's 1.893 -> 1.873; int8 code
-# 92,704 -> 91,348 bytes, weights 483,984 -> 484,048. "peel" (PEEL): all start values in the
-# table though the patches' tables differ then (measured against the interior's alone:
-# MobileNetV1-0.25 1.806 -> 1.797, its 32x10x9 patch through the plane 1.785 -> 1.716, int8
-# code 98,972 -> 98,280 bytes, weights 483,568 -> 488,176)
+# 92,704 -> 91,348 bytes, weights 483,984 -> 484,048
 TABLE = {(True, "direct"): (1, 1), (True, "plane"): (0, 0), (True, ""): (1, 1),
-         (True, "peel"): (1, 2), (False, "direct"): (1, 2), (False, "plane"): (1, 2),
-         (False, ""): (1, 2), (False, "peel"): (1, 2)}
+         (False, "direct"): (1, 2), (False, "plane"): (1, 2), (False, ""): (1, 2)}
 
 
 def max_groups(sw: int) -> int:
@@ -584,7 +582,7 @@ def depthwise_smlad(node: Node, ctx: LowerCtx, X: Buffer, Y: Buffer, xz: Expr,
     # the interior's start value or all start values; the rest of the start values in S
     patched = ctx.graph is not None and sum(
         1 for nd in ctx.graph.nodes if any(v is w for v in nd.inputs)) > 1
-    m_in, starts_in = TABLE[(patched, "peel" if peel else "direct" if direct else "plane"
+    m_in, starts_in = TABLE[(patched, "direct" if direct or peel else "plane"
                              if xplane is not None else "")]
     m_data = fin.per_channel_m() if m_in and fin is not None \
         and hasattr(fin, "per_channel_m") else None
