@@ -115,8 +115,10 @@ class CompiledModel:
         Raises ShapeError for bad inputs (also for one bound by ``constant_inputs``), BuildError
         when the C build or run fails.
         """
-        from onnxcc.runtime.build import SharedLibrary, build_shared, run_executable
+        from onnxcc.runtime.build import SharedLibrary, build_shared, check_feeds, run_executable
 
+        if not isinstance(inputs, Mapping):
+            check_feeds(self.mmap, inputs)   # raises ShapeError: no mapping of names to arrays
         if self.target.backend == "llvm" and cc is None and not sanitize:
             jit = self._exe.get("jit")    # the common case first: the JIT is built
             if jit is not None and not self.options.get("constant_inputs"):
