@@ -482,13 +482,20 @@ class _Renderer:
             if d.is_float:
                 return f"({a} / {b})"
             name = f"onnxcc_div_{d.name}"
-            self.ctx.need(name, f"static inline {ct} {name}({ct} a, {ct} b) {{ return b == 0 ? 0 : ({ct})(a / b); }}")
+            # 0 for b == 0; a signed INT_MIN / -1 wraps to INT_MIN (the C division overflows:
+            # SIGFPE on x86), as the LLVM back end's int_div and numpy do
+            wrap = (f"b == -1 ? ({ct})(0u - ({UTYPE[d.name]})a) : " if d.name.startswith("int")
+                    else "")
+            self.ctx.need(name, f"static inline {ct} {name}({ct} a, {ct} b) "
+                                f"{{ return b == 0 ? 0 : {wrap}({ct})(a / b); }}")
             return f"{name}({a}, {b})"
         if x.op == "mod":
             if d.is_float:
                 return f"fmod{'f' if d.name == 'float32' else ''}({a}, {b})"
             name = f"onnxcc_mod_{d.name}"
-            self.ctx.need(name, f"static inline {ct} {name}({ct} a, {ct} b) {{ return b == 0 ? 0 : ({ct})(a % b); }}")
+            zero = "b == 0 || b == -1" if d.name.startswith("int") else "b == 0"  # INT_MIN % -1: 0
+            self.ctx.need(name, f"static inline {ct} {name}({ct} a, {ct} b) "
+                                f"{{ return {zero} ? 0 : ({ct})(a % b); }}")
             return f"{name}({a}, {b})"
         raise ValueError(f"C renderer: no binary op {x.op}")
 
