@@ -226,8 +226,25 @@ def _no_float16_math(x: Expr) -> None:
                         f"{getattr(x, 'op', '')}): float16 is a storage type")
 
 
-def _has_load(e: Expr) -> bool:
-    return isinstance(e, Load) or any(_has_load(c) for c in children(e))
+def _has_load(e: Expr, data: frozenset[str] = frozenset()) -> bool:
+    """Whether ``e`` reads tensor data: a load, or a local in ``data`` (one holding loaded
+    values, :func:`data_locals`)."""
+    return isinstance(e, Load) or (isinstance(e, Var) and e.name in data) \
+        or any(_has_load(c, data) for c in children(e))
+
+
+def data_locals(body: Sequence[Stmt]) -> frozenset[str]:
+    """The names of the locals of ``body`` declared as a copy of loaded tensor data (``a0 =
+    x[i]``, or a cast of it): integer add/sub/mul on them wraps (unsigned arithmetic) like a
+    load's, as the loop IR says of data. An int32 elementwise Add reads its operands into such
+    locals, and ``a0 + a1`` was a signed int addition: undefined on overflow (UBSan: 2147483647
+    + 1). Locals computed by a kernel's own arithmetic (the integer softmax's fixed-point
+    steps, bounded by construction) keep plain C ints."""
+    def loaded(e: Expr) -> bool:
+        return isinstance(e, Load) or (isinstance(e, Cast) and loaded(e.a))
+
+    return frozenset(s.var.name for s in walk_stmts(body)
+                     if isinstance(s, Decl) and loaded(s.init))
 
 
 def _narrow_shift(shift: Expr) -> bool:
@@ -375,9 +392,11 @@ def _adjacent_bytes(args: Sequence[Expr]) -> bool:
 
 
 class _Renderer:
-    def __init__(self, ctx: CContext, outputs: Sequence[Buffer] = ()) -> None:
+    def __init__(self, ctx: CContext, outputs: Sequence[Buffer] = (),
+                 data: frozenset[str] = frozenset()) -> None:
         self.ctx = ctx
         self.outputs = list(outputs)
+        self.data = data   # locals holding tensor data (data_locals)
 
     # -- expressions --------------------------------------------------------------------------
     def e(self, x: Expr) -> str:
@@ -439,7 +458,7 @@ class _Renderer:
         a, b = self.e(x.a), self.e(x.b)
         ct = ctype(d)
         if x.op in ("add", "sub", "mul") and d.is_int:
-            if d == INDEX and not (_has_load(x.a) or _has_load(x.b)):
+            if d == INDEX and not (_has_load(x.a, self.data) or _has_load(x.b, self.data)):
                 return f"({a} {_SYM[x.op]} {b})"
             ut = UTYPE[d.name]
             return f"({ct})(({ut}){a} {_SYM[x.op]} ({ut}){b})"
@@ -522,7 +541,11 @@ class _Renderer:
         if x.op == "not":
             return f"(!{a})" if d.name == "bool" else f"({ctype(d)})(~{a})"
         if x.op == "abs":
-            return f"fabs{sfx}({a})" if d.is_float else f"({a} < 0 ? ({ctype(d)})-{a} : {a})"
+            if d.is_float:
+                return f"fabs{sfx}({a})"
+            # negated in the unsigned type: |INT_MIN| wraps to INT_MIN (as numpy and onnxruntime
+            # give) instead of overflowing a signed int
+            return f"({a} < 0 ? ({ctype(d)})(0u - ({UTYPE[d.name]}){a}) : {a})"
         if x.op in MATH:
             return f"{x.op}{sfx}({a})"
         if x.op == "round":
@@ -905,7 +928,7 @@ def render_kernel(k: Kernel, ctx: CContext, fn: str | None = None) -> tuple[str,
     params = [f"{ctype(b.dtype)} *{r(b)}{b.name}" for b in k.outputs]
     params += [f"const {ctype(b.dtype)} *{r(b)}{b.name}" for b in k.inputs]
     lines = [f"{ctype(b.dtype)} {b.name}[{max(b.extent, 1)}];" for b in k.locals]
-    _Renderer(ctx, k.outputs + k.locals).stmts(k.body, 0, lines)
+    _Renderer(ctx, k.outputs + k.locals, data_locals(k.body)).stmts(k.body, 0, lines)
     return f"void {fn or k.name}({', '.join(params) or 'void'})", "\n".join(lines)
 
 
