@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--progress", type=int, default=0, help="print counts every N cases")
     p.add_argument("--replay", type=Path, help="run one saved .onnx case again, in-process")
     p.add_argument("--targets", default="host,cpu",
-                   help="generate: comma-separated targets to compile each graph for")
+                   help="generate: comma-separated targets to compile each graph for; "
+                   "TARGET/size compiles with optimize='size' (e.g. host/size,cpu/size)")
     a = p.parse_args(argv)
     if a.replay:
         replay(a.replay)

@@ -115,8 +115,10 @@ class CompiledModel:
         Raises ShapeError for bad inputs (also for one bound by ``constant_inputs``), BuildError
         when the C build or run fails.
         """
-        from onnxcc.runtime.build import SharedLibrary, build_shared, run_executable
+        from onnxcc.runtime.build import SharedLibrary, build_shared, check_feeds, run_executable
 
+        if not isinstance(inputs, Mapping):
+            check_feeds(self.mmap, inputs)   # raises ShapeError: no mapping of names to arrays
         if self.target.backend == "llvm" and cc is None and not sanitize:
             jit = self._exe.get("jit")    # the common case first: the JIT is built
             if jit is not None and not self.options.get("constant_inputs"):
@@ -361,6 +363,27 @@ def compile(model: str | Path | onnx.ModelProto, target: Any = "host", *,
             "model's dims and input_shapes (`onnxcc check` lists them)") from None
 
 
+def _check_disabled(disable: Any, pipeline: Sequence[Any], target: str) -> None:
+    """Refuse a ``disable_passes`` that would be ignored or break code generation: a string
+    (its letters would be the names), a name that is no pass of the target's pipeline (a typo
+    disabled nothing), and ``plan_memory``, whose arena plan every back end reads (disabling it
+    was a KeyError). Raises OnnxccError naming the passes that may be disabled."""
+    from .errors import OnnxccError
+
+    names = [p.name.split("[")[0] for p in pipeline]
+    may = sorted(set(names + ["patch"]) - {"plan_memory"})
+    if isinstance(disable, (str, bytes)):
+        raise OnnxccError(f"disable_passes={disable!r} is one string",
+                          hint=f"give a list of pass names, e.g. [{disable!r}]")
+    full = {p.name for p in pipeline}
+    bad = [d for d in disable if str(d).split("[")[0] == "plan_memory"
+           or (d not in full and d not in may)]
+    if bad:
+        raise OnnxccError(f"disable_passes names {bad}, which are no passes that may be "
+                          f"disabled on {target}", hint=f"passes that may be: {', '.join(may)} "
+                          "(plan_memory lays out the arena every back end reads)")
+
+
 def _compile(model: str | Path | onnx.ModelProto, target: Any, *,
              input_shapes: Mapping[str, Sequence[int]] | None, name: str | None,
              verify: bool | None, dump_dir: str | Path | None, dump_after: str | None,
@@ -381,6 +404,11 @@ def _compile(model: str | Path | onnx.ModelProto, target: Any, *,
     auto_patch = tgt.size_mode and max_recompute is None and tgt.backend != "hls"
     if auto_patch:
         max_recompute = 0
+    if name is not None and not isinstance(name, str):
+        from .errors import OnnxccError
+
+        raise OnnxccError(f"name={name!r} is a {type(name).__name__}, not a string",
+                          hint="the C prefix, e.g. name='kws'")
     proto, default_name = load_model(model, external_data_dir=external_data_dir)
     g = import_onnx(proto, input_shapes, constant_inputs=constant_inputs)
     g.name = name or default_name
@@ -409,12 +437,15 @@ def _compile(model: str | Path | onnx.ModelProto, target: Any, *,
 
         raise OnnxccError(f"max_recompute= (patch-based execution) applies to C and LLVM "
                           f"targets, not the FPGA target {tgt.name}", hint="drop max_recompute=")
-    if max_recompute is not None and not max_recompute >= 0:
+    if max_recompute is not None and (isinstance(max_recompute, (bool, str, bytes))
+                                      or not isinstance(max_recompute, (int, float, np.number))
+                                      or not max_recompute >= 0):
         from .errors import OnnxccError
 
         raise OnnxccError(f"max_recompute must be a share of the MACs >= 0, got {max_recompute!r}",
                           hint="e.g. max_recompute=0.15 (15% extra MACs), or 0 to disable patching")
     pipeline = with_max_recompute(with_quantization(tgt.pipeline, quantize), max_recompute)
+    _check_disabled(disable_passes, pipeline, tgt.name)
     g0 = g.copy() if auto_patch else g
     g = run_pipeline(g, pipeline, verify=verify, dump_dir=dump_dir,
                      dump_after=dump_after, disable=disable_passes)

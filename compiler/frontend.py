@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import operator
 import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -298,6 +299,28 @@ def _unknown(d: onnx.TensorShapeProto.Dimension) -> bool:
     return not d.HasField("dim_value") or d.dim_value == -1
 
 
+def _shape_bindings(given: Any) -> dict[str, tuple[int, ...]]:
+    """``input_shapes`` as input name -> tuple of ints. Raises ShapeError for a value that is no
+    sequence of integers (a string, a number, None, a size of 5.5: ``int()`` would have read
+    '3' as 3, and truncated 5.5 to 5 in silence) or a mapping that is none."""
+    if given is None:
+        return {}
+    if not isinstance(given, Mapping):
+        raise ShapeError(f"input_shapes is a {type(given).__name__}, not a mapping of input "
+                         "names to shapes", hint="e.g. input_shapes={'input': (1, 3, 224, 224)}")
+    out = {}
+    for name, dims in given.items():
+        try:
+            if isinstance(dims, (str, bytes)):
+                raise TypeError
+            out[name] = tuple(operator.index(d) for d in dims)
+        except TypeError:
+            raise ShapeError(f"input_shapes[{name!r}] is {dims!r}, not a sequence of integer "
+                             "sizes", hint=f"e.g. input_shapes={{{name!r}: (1, 3, 224, 224)}}"
+                             ) from None
+    return out
+
+
 def _bind_symbols(graph: onnx.GraphProto, input_shapes: Mapping[str, Sequence[int]]) -> dict[str, int]:
     """Named dims (``dim_param``) bound by ``input_shapes``: a name bound for one input binds the
     same name in every other input. Raises ShapeError when two bindings of a name disagree."""
@@ -457,7 +480,7 @@ def import_onnx(model: str | Path | onnx.ModelProto,
     domain_versions = _domain_opsets(proto)
     graph = proto.graph
     check_ssa(graph)
-    input_shapes = dict(input_shapes or {})
+    input_shapes = _shape_bindings(input_shapes)
     registry = all_ops()
     bad_text = _not_utf8(graph)
     if bad_text is not None:

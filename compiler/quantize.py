@@ -266,7 +266,8 @@ def activation_params(name: str, r: Range, method: str, pct: float, bits: int = 
     scale ``max(|lo|, |hi|) / 32767``; the entropy method then keeps the whole range, as 2048
     histogram bins resolve fewer levels than int16 has).
 
-    Raises CalibrationError naming the tensor when the range is empty, zero or not finite."""
+    Raises CalibrationError naming the tensor when the range is empty, zero or not finite, or
+    so small that the scale is below float32's smallest normal number (1.2e-38)."""
     lo, hi = r.lo, r.hi
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise CalibrationError(f"tensor {name!r} takes values {lo}..{hi} over the calibration "
@@ -280,9 +281,14 @@ def activation_params(name: str, r: Range, method: str, pct: float, bits: int = 
     if hi - lo <= 0:
         raise CalibrationError(f"tensor {name!r} is 0 on every calibration sample: its range is "
                                "zero", hint="calibrate with representative inputs")
+    scale = np.float32(max(-lo, hi) / 32767.0) if bits == 16 else np.float32((hi - lo) / 255.0)
+    if not scale >= np.finfo(np.float32).tiny:   # 0 or subnormal: 1 / scale is no float32
+        raise CalibrationError(f"tensor {name!r} takes values {r.lo:g}..{r.hi:g} over the "
+                               f"calibration set: its int{bits} scale {float(scale):g} is below "
+                               "float32's smallest normal number", hint="calibrate with "
+                               "representative inputs, or leave this tensor in float")
     if bits == 16:
-        return np.float32(max(-lo, hi) / 32767.0), np.int16(0)
-    scale = np.float32((hi - lo) / 255.0)
+        return scale, np.int16(0)
     zp = int(np.clip(np.rint(-128.0 - lo / float(scale)), -128, 127))
     return scale, np.int8(zp)
 

@@ -58,7 +58,8 @@ def run_pipeline(g: Graph, passes: Iterable[GraphPass], *, verify: bool = True,
 
     ``dump_dir`` writes ``NN_<pass>.txt`` with the IR text after each pass; ``dump_after`` logs
     the IR after the pass of that name (base name, without parameters) at INFO level.
-    Raises whatever a pass raises; :class:`onnxcc.errors.VerifyError` when a pass breaks the IR.
+    Raises whatever a pass raises; :class:`onnxcc.errors.VerifyError` when a pass breaks the IR;
+    :class:`onnxcc.errors.OutputError` when ``dump_dir`` cannot be written.
     """
     skip = set(disable)
     applied = list(g.meta.get("passes", []))
@@ -76,8 +77,14 @@ def run_pipeline(g: Graph, passes: Iterable[GraphPass], *, verify: bool = True,
         g.meta["passes"] = applied
         if dump_dir is not None:
             d = Path(dump_dir)
-            d.mkdir(parents=True, exist_ok=True)
-            (d / f"{k:02d}_{base}.txt").write_text(str(g) + "\n")
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+                (d / f"{k:02d}_{base}.txt").write_text(str(g) + "\n")
+            except OSError as e:   # a file of that name, no permission...
+                from onnxcc.errors import OutputError
+
+                raise OutputError(f"cannot write the IR dump into {str(d)!r}: {e}",
+                                  hint="give dump_dir a writable folder") from e
         if dump_after is not None and base == dump_after:
             g.meta.setdefault("dumps", {})[base] = str(g)
     return g

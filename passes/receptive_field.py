@@ -39,8 +39,11 @@ class Window:
 
 
 def _no_spatial_extent(v: Value) -> bool:
-    """A constant operand that broadcasts the same over every spatial position of a 4-D tensor."""
-    return v.is_const and (len(v.shape) < 2 or v.shape[-2:] == (1, 1))
+    """A constant operand that broadcasts the same over every spatial position of a 4-D tensor:
+    its dims aligned with H and W (numpy broadcasting: its last two) are 1. A rank-1 constant
+    of W values varies along W (``Where(c, x, w)`` with w of shape (7,) was taken for
+    pointwise, and the patch's Where computed the full width: VerifyError on cortex-m4)."""
+    return v.is_const and all(d == 1 for d in v.shape[-2:])
 
 
 def window(n: Node) -> Window | None:

@@ -206,10 +206,14 @@ def check_feeds(mmap: dict, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]
     input's precision when no finite value overflows. Strings, objects and complex numbers are
     never converted.
 
-    Raises ShapeError naming a missing input, a name the model has no input for, an input whose
-    shape differs from the model's, or one whose dtype cannot be converted without loss.
+    Raises ShapeError for feeds that are no mapping, naming a missing input, a name the model
+    has no input for, an input whose shape differs from the model's, or one whose dtype cannot
+    be converted without loss.
     """
     names = [t["name"] for t in mmap["inputs"]]
+    if not isinstance(feeds, Mapping):
+        raise ShapeError(f"the inputs are a {type(feeds).__name__}, not a mapping of input names "
+                         "to arrays", hint=f"feed a dict with the keys {names}")
     extra = [k for k in feeds if k not in names]
     if extra:
         raise ShapeError(f"the model has no input named {', '.join(repr(k) for k in extra)}; "

@@ -18,12 +18,13 @@ TARGETS: dict[str, Target] = {t.name: t for t in cpu.TARGETS + mcu.TARGETS + fpg
 
 def get_target(name: str | Target) -> Target:
     """The target called ``name`` (a Target passes through). Raises :class:`OnnxccError` listing
-    the known targets."""
+    the known targets (also for a name that is no string, e.g. a list: ``base = [1]`` in a
+    target file)."""
     if isinstance(name, Target):
         return name
     try:
         return TARGETS[name]
-    except KeyError:
+    except (KeyError, TypeError):
         raise OnnxccError(f"unknown target {name!r}; known targets: {', '.join(TARGETS)}",
                           hint="`onnxcc targets` lists them with their facts") from None
 
@@ -52,7 +53,7 @@ def load_target_file(path: str | Path) -> Target:
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as e:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise OnnxccError(f"cannot read target file {path}: {e}",
                           hint="write a TOML file with the keys of `onnxcc targets`") from e
     base = get_target(data.pop("base")) if "base" in data else None

@@ -232,3 +232,15 @@ def test_tensor_beyond_32_bit_address_space_is_refused_before_any_file(tmp_path,
     assert not (tmp_path / "out").exists()
     _user_error(capsys, ["check", path, "--target", "cortex-m4"], "32-bit")
     assert onnxcc.compile(_huge(), "host").mmap["inputs"][0]["shape"] == [40000, 40000]   # fits 64 bits
+
+
+@pytest.mark.parametrize("target", ["host", "cpu"])
+def test_run_with_feeds_that_are_no_mapping_is_a_shape_error(target):
+    """run(None) and run([x]) raise ShapeError naming what to feed; they were TypeError (None is
+    not iterable, an array unhashable) or ValueError (an array compared with a name)."""
+    cm = onnxcc.compile(make_model([("Relu", ["x"], ["y"])], {"x": (1, 4)}, {"y": (1, 4)}), target)
+    x = np.ones((1, 4), np.float32)
+    for bad in (None, [x], x):
+        with pytest.raises(ShapeError, match="not a mapping of input names"):
+            cm.run(bad)
+    np.testing.assert_array_equal(cm.run({"x": x})["y"], x)

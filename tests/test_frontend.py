@@ -6,7 +6,8 @@ import pytest
 from onnx import TensorProto, helper
 
 from builders import make_model, ort_run
-from onnxcc.errors import AttributeValueError, ModelLoadError, ShapeError, UnsupportedOpError
+from onnxcc.errors import (AttributeValueError, ModelLoadError, OnnxccError, ShapeError,
+                            UnsupportedOpError)
 from onnxcc.frontend import import_onnx
 
 
@@ -222,3 +223,39 @@ def test_named_dim_binds_every_input_sharing_it(rng, target):
                                rtol=1e-6)
     with pytest.raises(ShapeError, match="'N' is bound to 2"):
         import_onnx(m, {"a": (2, 5), "b": (3, 5)})
+
+
+@pytest.mark.parametrize("kwargs,err,match", [
+    ({"input_shapes": {"x": "abc"}}, ShapeError, r"input_shapes\['x'\] is 'abc'"),
+    ({"input_shapes": {"x": None}}, ShapeError, r"input_shapes\['x'\] is None"),
+    ({"input_shapes": {"x": (1, 2.5)}}, ShapeError, "not a sequence of integer sizes"),
+    ({"input_shapes": 5}, ShapeError, "input_shapes is a int"),
+    ({"name": 5}, OnnxccError, "name=5 is a int"),
+    ({"max_recompute": "a"}, OnnxccError, "max_recompute must be a share"),
+    ({"disable_passes": "canonicalize"}, OnnxccError, "is one string"),
+    ({"disable_passes": ["plan_memory"]}, OnnxccError, "no passes that may be disabled"),
+    ({"disable_passes": ["canonicalise"]}, OnnxccError, "no passes that may be disabled"),
+])
+def test_compile_arguments_of_the_wrong_kind_are_onnxcc_errors(kwargs, err, match):
+    """Arguments of onnxcc.compile that are no valid value raise OnnxccError naming them; they
+    were TypeError/ValueError from inside the compiler (input_shapes of a string or None, a name
+    or max_recompute of the wrong type), KeyError 'memory_plan' (plan_memory disabled), or were
+    ignored (a disable_passes string, a misspelled pass, a size of 2.5 truncated to 2)."""
+    import onnxcc
+
+    m = make_model([("Relu", ["x"], ["y"])], {"x": (1, "N")}, {"y": None})
+    kwargs = {"input_shapes": {"x": (1, 2)}, **kwargs}
+    with pytest.raises(err, match=match):
+        onnxcc.compile(m, "host", **kwargs)
+
+
+def test_dump_dir_that_is_a_file_is_an_output_error(tmp_path):
+    """dump_dir naming an existing file: OutputError (was FileExistsError from the pipeline)."""
+    import onnxcc
+    from onnxcc.errors import OutputError
+
+    (tmp_path / "f").write_text("mine")
+    m = make_model([("Relu", ["x"], ["y"])], {"x": (1, 2)}, {"y": None})
+    with pytest.raises(OutputError, match="cannot write the IR dump"):
+        onnxcc.compile(m, "host", dump_dir=tmp_path / "f")
+    assert (tmp_path / "f").read_text() == "mine"

@@ -197,3 +197,24 @@ def test_third_opinion_runs_only_what_the_disputed_output_needs():
                     "w": np.ones((2, 2, 1, 1), np.float32)}, opset=13)
     x = np.random.default_rng(3).standard_normal((1, 2, 3, 3)).astype(np.float32)
     assert fuzzing.run_generated(m.SerializeToString(), {"x": x}, True)[0] == "oracle:wrong"
+
+
+def test_third_opinion_lrn_sums_over_channels():
+    """onnx.reference's LRN loops over the batch instead of the channels (channels past the batch
+    size get a square sum of 0). Cubic Resize with align_corners and a fractional scale (3 -> 4
+    rows, scale 1.5), where onnxcc follows onnx's reference and onnxruntime 1.31 uses the integer
+    output length, then an LRN over 3 channels: the third opinion must say ``oracle:wrong`` (it
+    said ``mismatch``: generated seed 72, case 1720); its LRN equals onnxruntime's."""
+    from onnx.reference import ReferenceEvaluator
+
+    m = make_model([("Resize", ["x", "", "s"], ["t"],
+                     {"mode": "cubic", "coordinate_transformation_mode": "align_corners"}),
+                    ("LRN", ["t"], ["y"], {"size": 3, "alpha": 0.5})],
+                   {"x": (1, 3, 3, 1)}, {"y": (1, 3, 4, 2)},
+                   {"s": np.array([1, 1, 1.5, 2], np.float32)}, opset=18)
+    x = (np.arange(9, dtype=np.float32).reshape(1, 3, 3, 1) - 4) / 4
+    assert fuzzing.run_generated(m.SerializeToString(), {"x": x}, True)[0] == "oracle:wrong"
+    lrn = make_model([("LRN", ["x"], ["y"], {"size": 3, "alpha": 0.5})], {"x": (1, 3, 3, 1)},
+                     {"y": (1, 3, 3, 1)})
+    ref = ReferenceEvaluator(lrn, new_ops=fuzzing._reference_fixes(lrn)).run(None, {"x": x})[0]
+    np.testing.assert_allclose(ref, fg.ort_run(lrn, {"x": x})["y"], rtol=1e-6, atol=1e-7)

@@ -114,6 +114,8 @@ def test_calibration_from_npz_folder_and_sample_list(digits, tmp_path):
     ([], "calibration set is empty"),
     ({"input": np.full((4, 1, 8, 8), np.nan, np.float32)}, "tensor 'input' .* not finite"),
     ({"input": np.zeros((4, 1, 8, 8), np.float32)}, "tensor 'input' is 0 on every"),
+    # a range whose scale underflows float32 (was ZeroDivisionError in activation_params)
+    ({"input": np.full((4, 1, 8, 8), 1e-44, np.float32)}, "tensor 'input' .* smallest normal"),
     ("/nonexistent/cal.npz", "no calibration file or folder"),
 ])
 def test_bad_calibration_is_refused_by_name(digits, cal, match):

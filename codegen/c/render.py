@@ -228,8 +228,25 @@ def _no_float16_math(x: Expr) -> None:
                         f"{getattr(x, 'op', '')}): float16 is a storage type")
 
 
-def _has_load(e: Expr) -> bool:
-    return isinstance(e, Load) or any(_has_load(c) for c in children(e))
+def _has_load(e: Expr, data: frozenset[str] = frozenset()) -> bool:
+    """Whether ``e`` reads tensor data: a load, or a local in ``data`` (one holding loaded
+    values, :func:`data_locals`)."""
+    return isinstance(e, Load) or (isinstance(e, Var) and e.name in data) \
+        or any(_has_load(c, data) for c in children(e))
+
+
+def data_locals(body: Sequence[Stmt]) -> frozenset[str]:
+    """The names of the locals of ``body`` declared as a copy of loaded tensor data (``a0 =
+    x[i]``, or a cast of it): integer add/sub/mul on them wraps (unsigned arithmetic) like a
+    load's, as the loop IR says of data. An int32 elementwise Add reads its operands into such
+    locals, and ``a0 + a1`` was a signed int addition: undefined on overflow (UBSan: 2147483647
+    + 1). Locals computed by a kernel's own arithmetic (the integer softmax's fixed-point
+    steps, bounded by construction) keep plain C ints."""
+    def loaded(e: Expr) -> bool:
+        return isinstance(e, Load) or (isinstance(e, Cast) and loaded(e.a))
+
+    return frozenset(s.var.name for s in walk_stmts(body)
+                     if isinstance(s, Decl) and loaded(s.init))
 
 
 def _narrow_shift(shift: Expr) -> bool:
@@ -377,9 +394,11 @@ def _adjacent_bytes(args: Sequence[Expr]) -> bool:
 
 
 class _Renderer:
-    def __init__(self, ctx: CContext, outputs: Sequence[Buffer] = ()) -> None:
+    def __init__(self, ctx: CContext, outputs: Sequence[Buffer] = (),
+                 data: frozenset[str] = frozenset()) -> None:
         self.ctx = ctx
         self.outputs = list(outputs)
+        self.data = data   # locals holding tensor data (data_locals)
 
     # -- expressions --------------------------------------------------------------------------
     def e(self, x: Expr) -> str:
@@ -441,7 +460,7 @@ class _Renderer:
         a, b = self.e(x.a), self.e(x.b)
         ct = ctype(d)
         if x.op in ("add", "sub", "mul") and d.is_int:
-            if d == INDEX and not (_has_load(x.a) or _has_load(x.b)):
+            if d == INDEX and not (_has_load(x.a, self.data) or _has_load(x.b, self.data)):
                 return f"({a} {_SYM[x.op]} {b})"
             ut = UTYPE[d.name]
             return f"({ct})(({ut}){a} {_SYM[x.op]} ({ut}){b})"
@@ -484,13 +503,20 @@ class _Renderer:
             if d.is_float:
                 return f"({a} / {b})"
             name = f"onnxcc_div_{d.name}"
-            self.ctx.need(name, f"static inline {ct} {name}({ct} a, {ct} b) {{ return b == 0 ? 0 : ({ct})(a / b); }}")
+            # 0 for b == 0; a signed INT_MIN / -1 wraps to INT_MIN (the C division overflows:
+            # SIGFPE on x86), as the LLVM back end's int_div and numpy do
+            wrap = (f"b == -1 ? ({ct})(0u - ({UTYPE[d.name]})a) : " if d.name.startswith("int")
+                    else "")
+            self.ctx.need(name, f"static inline {ct} {name}({ct} a, {ct} b) "
+                                f"{{ return b == 0 ? 0 : {wrap}({ct})(a / b); }}")
             return f"{name}({a}, {b})"
         if x.op == "mod":
             if d.is_float:
                 return f"fmod{'f' if d.name == 'float32' else ''}({a}, {b})"
             name = f"onnxcc_mod_{d.name}"
-            self.ctx.need(name, f"static inline {ct} {name}({ct} a, {ct} b) {{ return b == 0 ? 0 : ({ct})(a % b); }}")
+            zero = "b == 0 || b == -1" if d.name.startswith("int") else "b == 0"  # INT_MIN % -1: 0
+            self.ctx.need(name, f"static inline {ct} {name}({ct} a, {ct} b) "
+                                f"{{ return {zero} ? 0 : ({ct})(a % b); }}")
             return f"{name}({a}, {b})"
         raise ValueError(f"C renderer: no binary op {x.op}")
 
@@ -517,7 +543,11 @@ class _Renderer:
         if x.op == "not":
             return f"(!{a})" if d.name == "bool" else f"({ctype(d)})(~{a})"
         if x.op == "abs":
-            return f"fabs{sfx}({a})" if d.is_float else f"({a} < 0 ? ({ctype(d)})-{a} : {a})"
+            if d.is_float:
+                return f"fabs{sfx}({a})"
+            # negated in the unsigned type: |INT_MIN| wraps to INT_MIN (as numpy and onnxruntime
+            # give) instead of overflowing a signed int
+            return f"({a} < 0 ? ({ctype(d)})(0u - ({UTYPE[d.name]}){a}) : {a})"
         if x.op in MATH:
             return f"{x.op}{sfx}({a})"
         if x.op == "round":
@@ -900,7 +930,7 @@ def render_kernel(k: Kernel, ctx: CContext, fn: str | None = None) -> tuple[str,
     params = [f"{ctype(b.dtype)} *{r(b)}{b.name}" for b in k.outputs]
     params += [f"const {ctype(b.dtype)} *{r(b)}{b.name}" for b in k.inputs]
     lines = [f"{ctype(b.dtype)} {b.name}[{max(b.extent, 1)}];" for b in k.locals]
-    _Renderer(ctx, k.outputs + k.locals).stmts(k.body, 0, lines)
+    _Renderer(ctx, k.outputs + k.locals, data_locals(k.body)).stmts(k.body, 0, lines)
     return f"void {fn or k.name}({', '.join(params) or 'void'})", "\n".join(lines)
 
 

@@ -1239,8 +1239,11 @@ def _conv_direct(node: Node, ctx: LowerCtx) -> Any:
     CG, MG = C // G, M // G
     nd, dt = len(K), Y.dtype
     n, g, mg, c, o, k, m, ci, iv = _output_stationary_axes(G, N, C, M, K, pb_, s_, d_, O_)
-    ok = all_of(*in_range([(iv[a], I[a]) for a in range(nd)])[0])
-    xl = Load(X, (n, ci, *iv), ok, const(0, dt)) if ok is not None else X[(n, ci, *iv)]
+    conds, possible = in_range([(iv[a], I[a]) for a in range(nd)])
+    ok = all_of(*conds)
+    # not possible: an axis of one output and one tap, in the padding: every tap reads a 0
+    xl = Load(X, (n, ci, *iv), ok, const(0, dt)) if ok is not None else X[(n, ci, *iv)] \
+        if possible else const(0, dt)
     acc = Var("acc", dt)
     body: list[Stmt] = [
         Decl(acc, B[(m,)] if B is not None else const(0, dt)),
@@ -1265,7 +1268,8 @@ def tap_guard(iv: Sequence[Expr], geometry: Sequence[Sequence[int]]) -> Expr | N
     """The condition that the input position ``iv`` (per spatial axis ``o*s + k*d - pb``) of a
     tap lies inside x, with only the bounds some output crosses (the lower one when ``pb > 0``,
     the upper one when the last output's last tap passes ``I``); None when none is needed (an
-    unpadded 1x1). ``geometry`` is (K, I, pads_begin, strides, dilations, O) per axis."""
+    unpadded 1x1). A constant position (one output, one tap) gets no condition: the caller
+    decides it (``in_range``'s ``possible``: outside x, no tap reads it). ``geometry`` is (K, I, pads_begin, strides, dilations, O) per axis."""
     K, I, pb, s, d, O = geometry
     return all_of(*[cond for a in range(len(K)) for cond, need in (
         (iv[a] >= 0, pb[a] > 0),
@@ -1324,14 +1328,17 @@ def _conv_small(node: Node, ctx: LowerCtx) -> Any:
     nd, dt = len(K), Y.dtype
     n, g, mg, c, o, k, m, ci, _ = _output_stationary_axes(G, N, C, M, K, pb, s, d, O)
     decls, iv, guard = size_taps(o, k, (K, I, pb, s, d, O))
+    # an axis of one output and one tap whose input lies in the padding: no tap reads x (the
+    # output is the bias), and size_taps' constant position gets no guard
+    possible = in_range(list(zip(iv, I)))[1]
     acc = Var("acc", dt)
     red = loops([(c, 0, CG)], [Assign(acc, MulAdd(Wt[(m, c, *k)], X[(n, ci, *iv)], acc))])
     plane = in_place_plane(ctx, Y)   # planned over x: channel by channel through a plane
     flat = lin(*[(o[a], math.prod(O[a + 1:])) for a in range(nd)])
     body: list[Stmt] = [
         Decl(acc, B[(m,)] if B is not None else const(0, dt)),
-        *loops([(k[a], 0, K[a]) for a in range(nd)], [If(guard, red)] if guard is not None
-               else red),
+        *(loops([(k[a], 0, K[a]) for a in range(nd)], [If(guard, red)] if guard is not None
+                else red) if possible else []),
         Store(Y, (n, m, *o), activation_expr(node, acc)) if plane is None
         else Store(plane, (flat,), activation_expr(node, acc))]
     if plane is None:

@@ -581,7 +581,8 @@ def _lower_conv_integer(node: Node, ctx: LowerCtx) -> Any:
                                   Assign(acc, acc + _widen(_centered(X[(n, ci, *siv)], xz)
                                                            * _centered(Wt[(m, c, *kk)], wz),
                                                            at)),
-                                  dest(fin(acc, m) if fin is not None else acc))
+                                  dest(fin(acc, m) if fin is not None else acc),
+                                  in_range(list(zip(siv, I)))[1])
                  if ctx.size and not folded else
                  loops([(o[a], 0, O[a]) for a in range(nd)], make(frozenset(range(nd))))
                  if ctx.size else split_positions(o, segs, make))
@@ -1657,11 +1658,13 @@ def _lower_qlinear_concat(node: Node, ctx: LowerCtx) -> Any:
 
 
 def _positions_small(o: list, O: list, kk: list, K: list, c: Expr, CG: int, guard: Expr | None,
-                     acc: Var, init: Expr, mac: Stmt, store: Stmt) -> list[Stmt]:
+                     acc: Var, init: Expr, mac: Stmt, store: Stmt, possible: bool = True
+                     ) -> list[Stmt]:
     """Size mode's integer Conv nest over the output positions ``o``: ``acc = init``, then for
     each tap whose input lies inside x (``guard``, from ``nn.size_taps``: a padded tap adds 0,
-    so it is skipped) ``mac`` over the group's channels ``c``, then ``store``."""
+    so it is skipped) ``mac`` over the group's channels ``c``, then ``store``. ``possible``
+    False (an axis of one output whose one tap lies in the padding): no tap at all."""
     red = loops([(c, 0, CG)], [mac])
     taps = loops([(kk[a], 0, K[a]) for a in range(len(K))],
-                 [If(guard, red)] if guard is not None else red)
+                 [If(guard, red)] if guard is not None else red) if possible else []
     return loops([(o[a], 0, O[a]) for a in range(len(O))], [Decl(acc, init), *taps, store])

@@ -385,6 +385,33 @@ def test_patch_whose_input_window_is_empty_is_not_a_candidate(rng):
                                rtol=1e-5, atol=1e-5)
 
 
+def test_elementwise_constant_varying_along_w_stops_the_stage(rng):
+    """A constant of shape (W,) broadcasts along W, so an elementwise op reading it is not
+    pointwise for a patch: Where(x >= c, x, w) with w of shape (7,) was in the stage, and its
+    patch computed all 7 columns (a fuzzed model failed on cortex-m4 with VerifyError 'declared
+    type f32[2,3,2,1] but op infers f32[2,3,2,7]'; generated seed 80, case 787). A (1, 1)
+    constant still patches; the model compiles and equals onnxruntime."""
+    from onnxcc.ir import TensorType, Value
+    from onnxcc.passes.receptive_field import _no_spatial_extent
+
+    def const(shape):
+        return Value("c", TensorType(shape, np.dtype(np.float32)),
+                     const=np.zeros(shape, np.float32))
+
+    assert _no_spatial_extent(const(())) and _no_spatial_extent(const((3, 1, 1)))
+    assert _no_spatial_extent(const((1,))) and not _no_spatial_extent(const((7,)))
+    assert not _no_spatial_extent(const((7, 1))) and not _no_spatial_extent(const((1, 3, 7, 7)))
+    nodes = [("GreaterOrEqual", ["x", "t"], ["c"]), ("Where", ["c", "x", "w"], ["s"]),
+             ("MaxPool", ["s"], ["y"], {"kernel_shape": [2, 1], "strides": [3, 1]})]
+    m = make_model(nodes, {"x": (2, 3, 7, 7)}, {"y": None},
+                   {"t": np.float32(0.25), "w": _w(rng, 7)})
+    g = import_onnx(m)
+    assert all(g.nodes[k].op != "Where" for s in find_stages(g) for k in s.nodes)
+    x = rng.standard_normal((2, 3, 7, 7)).astype(np.float32)
+    cm = onnxcc.compile(m, "cortex-m4", max_recompute=0.5)
+    np.testing.assert_array_equal(cm.run({"x": x})["y"], ort_run(m, {"x": x})["y"])
+
+
 def test_patched_kernels_store_their_packed_weights_once(rng):
     """Each patch's kernel packs its layer's weights again at compile time; the Program points
     equal packed arrays at one array, so a patched build stores no more weight bytes than the

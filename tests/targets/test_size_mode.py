@@ -198,6 +198,56 @@ def test_size_mode_conv_with_infinite_weight_multiplies_the_padding():
     np.testing.assert_array_equal(got, want)
 
 
+def test_size_mode_conv_whose_only_output_row_lies_in_the_padding():
+    """x (1,1,2,7), kernel (1,2), pads top 1, stride 3 over the rows: one output row, whose one
+    tap row is the padding row -1. Its outputs are the bias (float Conv, int8 QLinearConv), or
+    NaN at an infinite weight (speed mode's and onnx's reference semantics). Size mode's tap
+    position was the constant -1 without a guard (VerifyError: cannot prove x[..-1..] inside
+    dim 2), as was the output-stationary nest of runtime/non-finite weights and HLS; found by
+    the generated-graph fuzzer with --targets host/size,cpu/size (seed 73, case 1307)."""
+    from onnx import helper, numpy_helper
+
+    geo = {"kernel_shape": [1, 2], "pads": [1, 0, 0, 0], "strides": [3, 1]}
+    x = (np.arange(14, dtype=np.float32).reshape(1, 1, 2, 7) - 6) / 4
+    bias = np.array([1, 2, 3], np.float32)
+    model = make_model([("Conv", ["x", "w", "b"], ["y"], geo)], {"x": (1, 1, 2, 7)},
+                       {"y": (1, 3, 1, 6)}, {"w": np.ones((3, 1, 1, 2), np.float32), "b": bias})
+    want = ort_run(model, {"x": x})["y"]
+    np.testing.assert_array_equal(want, np.broadcast_to(bias.reshape(1, 3, 1, 1), want.shape))
+    for t in ("host", "cpu"):
+        np.testing.assert_array_equal(
+            onnxcc.compile(model, t, optimize="size").run({"x": x})["y"], want, err_msg=t)
+    w = np.ones((3, 1, 1, 2), np.float32)
+    w[0, 0, 0, 1] = np.inf
+    inf = make_model([("Conv", ["x", "w", "b"], ["y"], geo)], {"x": (1, 1, 2, 7)},
+                     {"y": (1, 3, 1, 6)}, {"w": w, "b": bias})
+    got = onnxcc.compile(inf, "host", optimize="size").run({"x": x})["y"]
+    np.testing.assert_array_equal(got, onnxcc.compile(inf, "host").run({"x": x})["y"])
+    assert np.isnan(got[0, 0]).all() and (got[0, 1:] == want[0, 1:]).all()
+    # int8: the output is the requantized bias
+    i8 = np.int8
+    inits = {"xs": np.float32(0.05), "xz": i8(3), "w": np.ones((3, 1, 1, 2), i8),
+             "ws": np.float32(0.01), "wz": i8(0), "ys": np.float32(0.2), "yz": i8(-4),
+             "b": np.array([120, -440, 1240], np.int32)}
+    g = helper.make_graph(
+        [helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"],
+                          ["y"], **geo)], "q",
+        [helper.make_tensor_value_info("x", helper.np_dtype_to_tensor_dtype(np.dtype(i8)),
+                                       [1, 1, 2, 7])],
+        [helper.make_tensor_value_info("y", helper.np_dtype_to_tensor_dtype(np.dtype(i8)),
+                                       [1, 3, 1, 6])],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+    q = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    q.ir_version = model.ir_version
+    xq = np.arange(-7, 7, dtype=i8).reshape(1, 1, 2, 7)
+    want_q = ort_run(q, {"x": xq})["y"]
+    # round(b * 0.05 * 0.01 / 0.2) - 4
+    np.testing.assert_array_equal(want_q[0, :, 0, 0], [-4, -5, -1])
+    for t in ("host", "cpu"):
+        np.testing.assert_array_equal(
+            onnxcc.compile(q, t, optimize="size").run({"x": xq})["y"], want_q, err_msg=t)
+
+
 def test_share_kernels_keeps_the_literals_c_needs():
     """Array sizes, float exponents and octal stay literal text; a group shares the one
     function and each call gets its own values; a kernel without a partner is unchanged."""

@@ -53,3 +53,23 @@ def test_dsp_and_board_keys(tmp_path):
 def test_bad_board_files_name_the_key(tmp_path, text, msg):
     with pytest.raises(OnnxccError, match=msg):
         load_target_file(_board(tmp_path, text))
+
+
+def test_target_file_that_is_no_text_or_names_no_base_is_refused(tmp_path, capsys):
+    """A base that is no string (``base = [1]``) and a file that is not UTF-8 (a model given
+    to --target-file by mistake) are OnnxccErrors (exit 2), not internal errors (TypeError and
+    UnicodeDecodeError reached the CLI's catch-all, exit 70); so is a target that is a list."""
+    with pytest.raises(OnnxccError, match=r"unknown target \[1\]"):
+        load_target_file(_board(tmp_path, "base = [1]\n"))
+    binary = tmp_path / "model.onnx"
+    binary.write_bytes(b"\x08\x0a\xad\xff\x00")
+    with pytest.raises(OnnxccError, match="cannot read target file"):
+        load_target_file(binary)
+    m = make_model([("Relu", ["x"], ["y"])], {"x": (1, 4)}, {"y": (1, 4)})
+    with pytest.raises(OnnxccError, match="unknown target"):
+        onnxcc.compile(m, ["host"])
+    (tmp_path / "r.onnx").write_bytes(m.SerializeToString())
+    out = tmp_path / "out"
+    assert main(["compile", str(tmp_path / "r.onnx"), "--target-file", str(binary),
+                 "-o", str(out)]) == 2
+    assert "cannot read target file" in capsys.readouterr().err and not out.exists()
