@@ -182,15 +182,34 @@ def object_sizes(obj: Path, size_tool: str = "size") -> dict[str, int] | None:
     return {"text": int(vals[0]), "data": int(vals[1]), "bss": int(vals[2])}
 
 
+GENERATED_CODE_HINT = "this is a bug in onnxcc's generated code; please report it with the model"
+#: what gcc and clang print when they refuse a command-line flag (a target's ``c_flags``)
+_FLAG_ERRORS = ("unrecognized command-line option", "unrecognized command line option",
+                "unrecognized argument", "unknown argument", "unrecognized -m", "unknown target",
+                "invalid argument", "bad value", "missing argument to", "unsupported option")
+
+
+def failure_hint(text: str, cmd: Sequence[str]) -> str:
+    """The hint of a BuildError for a tool that failed printing ``text``: a refused flag names
+    the flags (a target file's ``c_flags``), else onnxcc's generated code is to blame."""
+    if any(k in text for k in _FLAG_ERRORS):
+        flags = " ".join(a for a in cmd[1:] if a.startswith("-") and a not in ("-c", "-o")
+                         and not a.startswith(("-I", "-W", "-L", "-T")))
+        return (f"{Path(cmd[0]).name} refused a flag of the build ({flags}): check the target's "
+                "c_flags and cc (a target file's c_flags, or a compiler too old for the core)")
+    return GENERATED_CODE_HINT
+
+
 def run_checked(cmd: Sequence[str], what: str, timeout: float = 1800) -> str:
-    """Run ``cmd``; raise BuildError with its output when it fails."""
+    """Run ``cmd``; raise BuildError with its output when it fails (the hint from
+    :func:`failure_hint`)."""
     try:
         p = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout)
     except FileNotFoundError as e:
         raise BuildError(f"{what}: {cmd[0]} not found", hint="install the toolchain") from e
     if p.returncode != 0:
         raise BuildError(f"{what} failed ({p.returncode}): {' '.join(cmd)}\n{p.stdout}{p.stderr}"[-6000:],
-                         hint="this is a bug in onnxcc's generated code; please report it with the model")
+                         hint=failure_hint(p.stdout + p.stderr, cmd))
     return p.stdout
 
 

@@ -42,8 +42,8 @@ from typing import Any
 
 import numpy as np
 from onnxcc.errors import BuildError
-from onnxcc.runtime.build import (CORTEX_M4_FLAGS, WARN_FLAGS, build_into, check_feeds, find_cc,
-                                  library_sources, run_checked)
+from onnxcc.runtime.build import (CORTEX_M4_FLAGS, WARN_FLAGS, build_into, check_feeds, failure_hint,
+                                  find_cc, library_sources, run_checked)
 
 
 @dataclass(frozen=True)
@@ -288,8 +288,8 @@ def _run_tool(cmd: Sequence[str], what: str, timeout: float = 600, *,
     except subprocess.TimeoutExpired as e:
         raise BuildError(f"{what} timed out after {timeout:g} s: {' '.join(cmd)}") from e
     if p.returncode != 0:
-        hint = "this is a bug in onnxcc's generated code; please report it with the model"
         text = p.stdout + p.stderr
+        hint = failure_hint(text, cmd)
         if any(k in text for k in ("cannot find -lc", "cannot find -lm", "cannot read spec file",
                                    "stdint.h: No such file", "math.h: No such file")):
             hint = f"the C library for {a.cc} is missing: apt-get install {a.cc_packages}"

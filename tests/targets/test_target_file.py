@@ -73,3 +73,21 @@ def test_target_file_that_is_no_text_or_names_no_base_is_refused(tmp_path, capsy
     assert main(["compile", str(tmp_path / "r.onnx"), "--target-file", str(binary),
                  "-o", str(out)]) == 2
     assert "cannot read target file" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_flag_the_compiler_refuses_names_the_target_flags(tmp_path, capsys):
+    """A target file whose c_flags the cross compiler refuses: the build error's hint names the
+    flags and the target file, not a bug in onnxcc's generated code."""
+    import shutil
+
+    if shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("needs gcc-arm-none-eabi")
+    p = _board(tmp_path, 'base = "cortex-m4"\nname = "m4-bad"\n'
+                         'c_flags = ["-mcpu=cortex-m4", "-mthumb", "-mno-such-flag"]\n')
+    m = make_model([("Relu", ["x"], ["y"])], {"x": (1, 4)}, {"y": (1, 4)})
+    (tmp_path / "r.onnx").write_bytes(m.SerializeToString())
+    assert main(["compile", str(tmp_path / "r.onnx"), "--target-file", str(p), "-o",
+                 str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "-mno-such-flag" in err and "c_flags" in err, err
+    assert "bug in onnxcc's generated code" not in err
