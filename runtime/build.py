@@ -185,8 +185,8 @@ def object_sizes(obj: Path, size_tool: str = "size") -> dict[str, int] | None:
 GENERATED_CODE_HINT = "this is a bug in onnxcc's generated code; please report it with the model"
 #: what gcc and clang print when they refuse a command-line flag (a target's ``c_flags``)
 _FLAG_ERRORS = ("unrecognized command-line option", "unrecognized command line option",
-                "unrecognized argument", "unknown argument", "unrecognized -m", "unknown target",
-                "invalid argument", "bad value", "missing argument to", "unsupported option")
+                "unrecognized argument", "unknown argument", "unrecognized -m",
+                "unknown target CPU", "bad value", "missing argument to", "unsupported option")
 
 
 def failure_hint(text: str, cmd: Sequence[str]) -> str:

@@ -269,8 +269,9 @@ def _arg_text(a: tuple) -> str:
 def outline_helpers(helpers: str) -> str:
     """The C helper definitions ``helpers`` (``static inline`` functions, one per block) with
     every helper of more than one statement line marked ``ONNXCC_NOINLINE`` instead of
-    ``inline`` (and without ``always_inline``; ``onnxcc_requantize``: inlined into each shared kernel at -Os it cost more than
-    a call), so size mode keeps one copy; one-line helpers (min, max) stay inline."""
+    ``inline`` (and without ``always_inline``; ``onnxcc_requantize``: inlined into each
+    shared kernel at -Os it cost more than a call), so size mode keeps one copy; one-line
+    helpers (min, max) stay inline."""
     out = []
     for block in re.split(r"(?=^static inline )", helpers, flags=re.M):
         head, _, rest = block.partition("{")
